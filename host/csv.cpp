@@ -1,0 +1,203 @@
+/// @file csv.cpp
+/// @brief RFC 4180 record reader with exact line/column positions for error messages.
+#include "csv.hpp"
+
+#include <charconv>
+
+namespace capledger::detail {
+
+csv_reader::csv_reader(std::string_view text) : text_(text)
+{
+  if (text_.substr(0, 3) == "\xEF\xBB\xBF") {
+    pos_ = 3;  // a byte-order mark is not data; columns still count its bytes, as editors do
+  }
+}
+
+csv_status csv_reader::fail(csv_status status, std::size_t at_pos, std::int64_t at_line,
+                            std::size_t at_line_start)
+{
+  error_line_   = at_line;
+  error_column_ = static_cast<std::int64_t>(at_pos - at_line_start) + 1;
+  std::size_t line_end = record_start_;
+  while (line_end < text_.size() && text_[line_end] != '\n') { ++line_end; }
+  raw_ = text_.substr(record_start_, line_end - record_start_);
+  if (!raw_.empty() && raw_.back() == '\r') { raw_.remove_suffix(1); }
+  // Resynchronise at the line after the defect, so that an unterminated quote does not swallow
+  // the rest of the file: later lines are still read and reported.
+  pos_        = at_pos;
+  line_       = at_line;
+  line_start_ = at_line_start;
+  while (pos_ < text_.size() && text_[pos_] != '\n') { ++pos_; }
+  if (pos_ < text_.size()) {
+    ++pos_;
+    ++line_;
+    line_start_ = pos_;
+  }
+  return status;
+}
+
+csv_status csv_reader::next()
+{
+  fields_.clear();
+  unescaped_.clear();
+  // Skip blank lines (`\n` or `\r\n` alone).
+  while (pos_ < text_.size()) {
+    if (text_[pos_] == '\n') {
+      ++pos_;
+      ++line_;
+      line_start_ = pos_;
+    } else if (text_[pos_] == '\r' && pos_ + 1 < text_.size() && text_[pos_ + 1] == '\n') {
+      pos_ += 2;
+      ++line_;
+      line_start_ = pos_;
+    } else {
+      break;
+    }
+  }
+  if (pos_ >= text_.size()) { return csv_status::end; }
+
+  const std::size_t record_start = pos_;
+  record_start_                  = pos_;
+  record_line_                   = line_;
+  // Unescaped values go to unescaped_, which may reallocate while the record is read; their
+  // views are pointed into it once the record is complete.
+  std::vector<std::pair<std::size_t, std::size_t>> unescaped_spans;  // (field index, offset)
+
+  while (true) {
+    // Leading spaces before a field (or before its opening quote) are not part of it.
+    while (pos_ < text_.size() && (text_[pos_] == ' ' || text_[pos_] == '\t')) { ++pos_; }
+    csv_field field;
+    field.line   = line_;
+    field.column = static_cast<std::int64_t>(pos_ - line_start_) + 1;
+    if (pos_ < text_.size() && text_[pos_] == '"') {
+      const std::size_t quote_pos        = pos_;
+      const std::int64_t quote_line      = line_;
+      const std::size_t quote_line_start = line_start_;
+      ++pos_;
+      const std::size_t value_start = pos_;
+      bool escaped                  = false;
+      std::string value;
+      while (true) {
+        if (pos_ >= text_.size()) {
+          return fail(csv_status::unterminated_quote, quote_pos, quote_line, quote_line_start);
+        }
+        const char c = text_[pos_];
+        if (c == '"') {
+          if (pos_ + 1 < text_.size() && text_[pos_ + 1] == '"') {
+            if (!escaped) { value.assign(text_.substr(value_start, pos_ - value_start)); }
+            escaped = true;
+            value.push_back('"');
+            pos_ += 2;
+            continue;
+          }
+          break;
+        }
+        if (c == '\n') {
+          ++line_;
+          line_start_ = pos_ + 1;
+        }
+        if (escaped) { value.push_back(c); }
+        ++pos_;
+      }
+      if (escaped) {
+        unescaped_spans.emplace_back(fields_.size(), unescaped_.size());
+        unescaped_ += value;
+        field.value = std::string_view(nullptr, value.size());  // pointer fixed up below
+      } else {
+        field.value = text_.substr(value_start, pos_ - value_start);
+      }
+      ++pos_;  // closing quote
+      while (pos_ < text_.size() && (text_[pos_] == ' ' || text_[pos_] == '\t')) { ++pos_; }
+      if (pos_ < text_.size() && text_[pos_] != ',' && text_[pos_] != '\n' &&
+          !(text_[pos_] == '\r' && pos_ + 1 < text_.size() && text_[pos_ + 1] == '\n')) {
+        return fail(csv_status::bad_quote, pos_, line_, line_start_);
+      }
+    } else {
+      const std::size_t value_start = pos_;
+      while (pos_ < text_.size() && text_[pos_] != ',' && text_[pos_] != '\n') { ++pos_; }
+      std::size_t value_end = pos_;
+      if (value_end > value_start && text_[value_end - 1] == '\r' &&
+          (pos_ >= text_.size() || text_[pos_] == '\n')) {
+        --value_end;  // CRLF line end
+      }
+      field.value = trim(text_.substr(value_start, value_end - value_start));
+    }
+    fields_.push_back(field);
+    if (pos_ >= text_.size()) {
+      raw_ = text_.substr(record_start, pos_ - record_start);
+      break;
+    }
+    if (text_[pos_] == ',') {
+      ++pos_;
+      continue;
+    }
+    // Line end: `\n`, or `\r\n` after a quoted field.
+    std::size_t raw_end = pos_;
+    if (text_[pos_] == '\r') { ++pos_; }
+    if (raw_end > record_start && text_[raw_end - 1] == '\r') { --raw_end; }
+    raw_ = text_.substr(record_start, raw_end - record_start);
+    ++pos_;
+    ++line_;
+    line_start_ = pos_;
+    break;
+  }
+  for (const auto& [index, offset] : unescaped_spans) {
+    fields_[index].value = std::string_view(unescaped_.data() + offset, fields_[index].value.size());
+  }
+  return csv_status::record;
+}
+
+std::string_view trim(std::string_view text) noexcept
+{
+  while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) { text.remove_prefix(1); }
+  while (!text.empty() && (text.back() == ' ' || text.back() == '\t')) { text.remove_suffix(1); }
+  return text;
+}
+
+std::string to_upper(std::string_view text)
+{
+  std::string out(text);
+  for (char& c : out) {
+    if (c >= 'a' && c <= 'z') { c = static_cast<char>(c - 'a' + 'A'); }
+  }
+  return out;
+}
+
+bool parse_int64(std::string_view text, std::int64_t& value) noexcept
+{
+  if (text.empty()) { return false; }
+  const char* first = text.data();
+  const char* last  = text.data() + text.size();
+  if (*first == '+') {
+    ++first;
+    if (first == last || *first == '-') { return false; }
+  }
+  const auto [end, error] = std::from_chars(first, last, value);
+  return error == std::errc() && end == last;
+}
+
+}  // namespace capledger::detail
+
+namespace capledger::detail {
+
+csv_header::csv_header(const std::vector<csv_field>& fields)
+{
+  names_.reserve(fields.size());
+  for (const auto& field : fields) {
+    std::string name(trim(field.value));
+    for (char& c : name) {
+      if (c >= 'A' && c <= 'Z') { c = static_cast<char>(c - 'A' + 'a'); }
+    }
+    names_.push_back(std::move(name));
+  }
+}
+
+int csv_header::find(std::string_view name) const
+{
+  for (std::size_t i = 0; i < names_.size(); ++i) {
+    if (names_[i] == name) { return static_cast<int>(i); }
+  }
+  return -1;
+}
+
+}  // namespace capledger::detail

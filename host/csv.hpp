@@ -1,0 +1,86 @@
+/// @file csv.hpp
+/// @brief RFC 4180 record reader over an in-memory buffer, tracking line and column of every field.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace capledger::detail {
+
+/// @brief One field of a record: its value (quotes removed, `""` unescaped, surrounding spaces of
+/// unquoted text trimmed) and where it starts.
+struct csv_field {
+  std::string_view value;
+  std::int64_t line = 0;    ///< 1-based physical line of the field's first byte
+  std::int64_t column = 0;  ///< 1-based byte column of the field's first byte
+};
+
+/// @brief What `csv_reader::next` found.
+enum class csv_status { record, end, unterminated_quote, bad_quote };
+
+/// @brief Splits a buffer into records. Fields of a record stay valid until the next call.
+///
+/// Accepts `\n` and `\r\n` line ends, a leading UTF-8 byte-order mark, quoted fields holding
+/// commas, quotes and line breaks. Blank lines are skipped: they hold no data.
+class csv_reader {
+ public:
+  explicit csv_reader(std::string_view text);
+
+  /// @brief Reads the next record into `fields()`.
+  /// @return `record`, `end`, or an error whose position is `error_line()` / `error_column()`;
+  ///         after an error the reader has skipped to the start of the next physical line.
+  csv_status next();
+
+  [[nodiscard]] const std::vector<csv_field>& fields() const noexcept { return fields_; }
+  /// @brief The raw bytes of the last record (without its line end); after an error, the
+  /// record's first physical line.
+  [[nodiscard]] std::string_view raw() const noexcept { return raw_; }
+  /// @brief 1-based line where the last record starts.
+  [[nodiscard]] std::int64_t record_line() const noexcept { return record_line_; }
+  [[nodiscard]] std::int64_t error_line() const noexcept { return error_line_; }
+  [[nodiscard]] std::int64_t error_column() const noexcept { return error_column_; }
+
+ private:
+  std::string_view text_;
+  std::size_t pos_ = 0;
+  std::int64_t line_ = 1;
+  std::size_t line_start_ = 0;
+  std::vector<csv_field> fields_;
+  std::string unescaped_;  ///< storage for quoted fields that held `""`
+  std::string_view raw_;
+  std::size_t record_start_ = 0;
+  std::int64_t record_line_ = 0;
+  std::int64_t error_line_ = 0;
+  std::int64_t error_column_ = 0;
+
+  csv_status fail(csv_status status, std::size_t at_pos, std::int64_t at_line, std::size_t at_line_start);
+};
+
+/// @brief Trims ASCII spaces and tabs at both ends.
+[[nodiscard]] std::string_view trim(std::string_view text) noexcept;
+
+/// @brief Upper-cases ASCII letters.
+[[nodiscard]] std::string to_upper(std::string_view text);
+
+/// @brief Parses a whole decimal int64 (optional sign, digits only). @return false on any defect
+[[nodiscard]] bool parse_int64(std::string_view text, std::int64_t& value) noexcept;
+
+}  // namespace capledger::detail
+
+namespace capledger::detail {
+
+/// @brief Maps a header row's column names (trimmed, case-insensitive) to field indices.
+class csv_header {
+ public:
+  explicit csv_header(const std::vector<csv_field>& fields);
+  /// @return the field index of @p name (lower-case), or -1 when the header lacks it
+  [[nodiscard]] int find(std::string_view name) const;
+  [[nodiscard]] int size() const noexcept { return static_cast<int>(names_.size()); }
+
+ private:
+  std::vector<std::string> names_;
+};
+
+}  // namespace capledger::detail

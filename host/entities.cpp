@@ -1,0 +1,125 @@
+/// @file entities.cpp
+/// @brief Loads entities.csv (SPEC §1.2); any defect is fatal and named by file:line:column.
+#include <capledger/entities.hpp>
+#include <capledger/error.hpp>
+#include <capledger/shipments.hpp>
+
+#include "csv.hpp"
+
+#include <algorithm>
+
+namespace capledger {
+
+std::string_view entity_status_name(entity_status s) noexcept
+{
+  switch (s) {
+    case entity_status::nveu: return "NVEU";
+    case entity_status::uveu: return "UVEU";
+    default: return "NONE";
+  }
+}
+
+const entity_info* entity_table::find(const std::string& id) const
+{
+  const auto it = index_of.find(id);
+  return it == index_of.end() ? nullptr : &rows[static_cast<std::size_t>(it->second)];
+}
+
+entity_table load_entities(const std::string& path, const country_table& countries)
+{
+  const std::string text = read_input_file(path);
+  detail::csv_reader reader(text);
+  if (reader.next() != detail::csv_status::record) {
+    throw parse_error(path, 1, 1, "MISSING_COLUMN", "the file has no header row");
+  }
+  const detail::csv_header header(reader.fields());
+  const int col_entity  = header.find("entity");
+  const int col_hq      = header.find("hq_country");
+  const int col_status  = header.find("status");
+  const int col_nveu    = header.find("nveu_countries");
+  const int col_name    = header.find("name");
+  for (const auto& [index, name] : {std::pair{col_entity, "entity"}, std::pair{col_hq, "hq_country"},
+                                    std::pair{col_status, "status"}}) {
+    if (index < 0) {
+      throw parse_error(path, 1, 1, "MISSING_COLUMN",
+                        std::string("required column '") + name + "' is missing");
+    }
+  }
+
+  entity_table table;
+  while (true) {
+    const auto status = reader.next();
+    if (status == detail::csv_status::end) { break; }
+    if (status == detail::csv_status::unterminated_quote) {
+      throw parse_error(path, reader.error_line(), reader.error_column(), "UNTERMINATED_QUOTE",
+                        "quoted field never closes");
+    }
+    if (status == detail::csv_status::bad_quote) {
+      throw parse_error(path, reader.error_line(), reader.error_column(), "BAD_QUOTE",
+                        "text after a closing quote");
+    }
+    const auto& f = reader.fields();
+    if (static_cast<int>(f.size()) != header.size()) {
+      throw parse_error(path, reader.record_line(), 1, "WRONG_FIELD_COUNT",
+                        "expected " + std::to_string(header.size()) + " fields, found " +
+                          std::to_string(f.size()));
+    }
+    const auto& id_field = f[static_cast<std::size_t>(col_entity)];
+    entity_info row;
+    row.id = std::string(id_field.value);
+    if (row.id.empty()) {
+      throw parse_error(path, id_field.line, id_field.column, "EMPTY_FIELD", "empty entity id");
+    }
+    if (col_name >= 0) { row.name = std::string(f[static_cast<std::size_t>(col_name)].value); }
+
+    const auto& hq = f[static_cast<std::size_t>(col_hq)];
+    if (!hq.value.empty()) {
+      row.hq_country = countries.find(hq.value);
+      if (row.hq_country < 0) {
+        throw parse_error(path, hq.line, hq.column, "UNKNOWN_COUNTRY",
+                          "'" + std::string(hq.value) + "' is not in the countries table");
+      }
+    }
+
+    const auto& st          = f[static_cast<std::size_t>(col_status)];
+    const std::string upper = detail::to_upper(st.value);
+    if (upper == "UVEU") {
+      row.status = entity_status::uveu;
+    } else if (upper == "NVEU") {
+      row.status = entity_status::nveu;
+    } else if (upper == "NONE" || upper.empty()) {
+      row.status = entity_status::none;
+    } else {
+      throw parse_error(path, st.line, st.column, "BAD_STATUS",
+                        "'" + std::string(st.value) + "' is not UVEU, NVEU or NONE");
+    }
+
+    if (col_nveu >= 0) {
+      const auto& nveu    = f[static_cast<std::size_t>(col_nveu)];
+      std::string_view list = nveu.value;
+      while (!list.empty()) {
+        const auto cut            = list.find(';');
+        const std::string_view iso = detail::trim(list.substr(0, cut));
+        list                       = cut == std::string_view::npos ? std::string_view() : list.substr(cut + 1);
+        if (iso.empty()) { continue; }
+        const int code = countries.find(iso);
+        if (code < 0) {
+          throw parse_error(path, nveu.line, nveu.column, "UNKNOWN_COUNTRY",
+                            "'" + std::string(iso) + "' in nveu_countries is not in the countries table");
+        }
+        row.nveu_countries.push_back(static_cast<std::uint16_t>(code));
+      }
+      std::sort(row.nveu_countries.begin(), row.nveu_countries.end());
+      row.nveu_countries.erase(std::unique(row.nveu_countries.begin(), row.nveu_countries.end()),
+                               row.nveu_countries.end());
+    }
+    if (!table.index_of.emplace(row.id, static_cast<std::int32_t>(table.rows.size())).second) {
+      throw parse_error(path, id_field.line, id_field.column, "DUPLICATE_ID",
+                        "entity '" + row.id + "' is listed twice");
+    }
+    table.rows.push_back(std::move(row));
+  }
+  return table;
+}
+
+}  // namespace capledger

@@ -1,0 +1,168 @@
+/// @file file_io.cpp
+/// @brief Reading inputs, hashing them, and writing outputs atomically (SPEC §5).
+#include <capledger/error.hpp>
+#include <capledger/shipments.hpp>
+
+#include "file_io.hpp"
+
+#include <openssl/evp.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <sstream>
+
+#include <fcntl.h>
+#include <unistd.h>
+
+namespace capledger {
+
+std::string read_input_file(const std::string& path)
+{
+  if (path == "-") {
+    std::ostringstream buffer;
+    buffer << std::cin.rdbuf();
+    if (std::cin.bad()) { throw config_error("-: cannot read standard input"); }
+    return std::move(buffer).str();
+  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) { throw config_error(path + ": cannot open: " + std::strerror(errno)); }
+  std::string text;
+  in.seekg(0, std::ios::end);
+  const auto size = in.tellg();
+  if (size > 0) {
+    text.resize(static_cast<std::size_t>(size));
+    in.seekg(0, std::ios::beg);
+    in.read(text.data(), size);
+  } else {  // pipes and special files report no size
+    in.seekg(0, std::ios::beg);
+    text.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  if (in.bad()) { throw config_error(path + ": read error"); }
+  return text;
+}
+
+namespace detail {
+
+std::string sha256_hex(std::string_view bytes)
+{
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  if (EVP_Digest(bytes.data(), bytes.size(), digest, &length, EVP_sha256(), nullptr) != 1) {
+    throw logic_error("SHA-256 computation failed");
+  }
+  static constexpr char hex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(2 * length);
+  for (unsigned int i = 0; i < length; ++i) {
+    out.push_back(hex[digest[i] >> 4]);
+    out.push_back(hex[digest[i] & 15]);
+  }
+  return out;
+}
+
+namespace {
+
+namespace fs = std::filesystem;
+
+void write_and_sync(const fs::path& path, std::string_view content)
+{
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) { throw config_error(path.string() + ": cannot create: " + std::strerror(errno)); }
+  std::size_t written = 0;
+  while (written < content.size()) {
+    const ssize_t n = ::write(fd, content.data() + written, content.size() - written);
+    if (n < 0) {
+      if (errno == EINTR) { continue; }
+      const std::string reason = std::strerror(errno);
+      ::close(fd);
+      throw config_error(path.string() + ": write failed: " + reason);
+    }
+    written += static_cast<std::size_t>(n);
+  }
+  if (::fsync(fd) != 0 || ::close(fd) != 0) {
+    throw config_error(path.string() + ": cannot flush to disk: " + std::strerror(errno));
+  }
+}
+
+void sync_directory(const fs::path& dir)
+{
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd >= 0) {
+    ::fsync(fd);
+    ::close(fd);
+  }
+}
+
+fs::path unique_sibling(const fs::path& target, const char* tag)
+{
+  return target.parent_path() /
+         ("." + target.filename().string() + "." + tag + "." + std::to_string(::getpid()));
+}
+
+}  // namespace
+
+void write_directory_atomically(const std::string& out_dir,
+                                const std::map<std::string, std::string>& files)
+{
+  fs::path target = fs::absolute(fs::path(out_dir)).lexically_normal();
+  if (target.filename().empty()) { target = target.parent_path(); }
+  std::error_code ec;
+  if (fs::exists(target, ec)) {
+    if (!fs::is_directory(target, ec)) {
+      throw config_error(out_dir + ": exists and is not a directory");
+    }
+    if (!fs::is_empty(target, ec) && !fs::exists(target / "summary.json", ec)) {
+      throw config_error(out_dir + ": exists and does not hold a capledger output; not replacing it");
+    }
+  }
+  fs::create_directories(target.parent_path(), ec);
+  const fs::path staging = unique_sibling(target, "tmp");
+  fs::remove_all(staging, ec);
+  if (!fs::create_directory(staging, ec)) {
+    throw config_error(staging.string() + ": cannot create: " + ec.message());
+  }
+  try {
+    for (const auto& [name, content] : files) { write_and_sync(staging / name, content); }
+    sync_directory(staging);
+    if (fs::exists(target)) {
+      // Two renames: the old output stays whole until the new one is complete and in place.
+      const fs::path old = unique_sibling(target, "old");
+      fs::remove_all(old, ec);
+      fs::rename(target, old);
+      fs::rename(staging, target);
+      fs::remove_all(old, ec);
+    } else {
+      fs::rename(staging, target);
+    }
+    sync_directory(target.parent_path());
+  } catch (const fs::filesystem_error& e) {
+    fs::remove_all(staging, ec);
+    throw config_error(out_dir + ": cannot write output: " + e.what());
+  } catch (...) {
+    fs::remove_all(staging, ec);
+    throw;
+  }
+}
+
+void write_file_atomically(const std::string& path, std::string_view content)
+{
+  const fs::path target  = fs::absolute(fs::path(path));
+  const fs::path staging = unique_sibling(target, "tmp");
+  try {
+    write_and_sync(staging, content);
+    fs::rename(staging, target);
+    sync_directory(target.parent_path());
+  } catch (const fs::filesystem_error& e) {
+    std::error_code ec;
+    fs::remove(staging, ec);
+    throw config_error(path + ": cannot write: " + e.what());
+  }
+}
+
+}  // namespace detail
+}  // namespace capledger

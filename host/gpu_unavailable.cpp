@@ -1,0 +1,19 @@
+/// @file gpu_unavailable.cpp
+/// @brief The GPU entry points of a build without CUDA: no GPU is ever usable.
+#include <capledger/backend.hpp>
+#include <capledger/error.hpp>
+
+namespace capledger {
+
+bool gpu_available(std::string* why)
+{
+  if (why != nullptr) { *why = "this build of capledger has no CUDA support"; }
+  return false;
+}
+
+std::unique_ptr<backend> make_gpu_backend()
+{
+  throw device_error("this build of capledger has no CUDA support (rebuild with nvcc present)");
+}
+
+}  // namespace capledger

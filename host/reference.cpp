@@ -1,0 +1,299 @@
+/// @file reference.cpp
+/// @brief Loads and validates countries.csv, chips.csv and the rule-set JSON (SPEC §1.3).
+#include <capledger/error.hpp>
+#include <capledger/reference.hpp>
+#include <capledger/shipments.hpp>
+
+#include "csv.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+
+namespace capledger {
+
+std::string_view pathway_name(pathway p) noexcept
+{
+  static constexpr std::string_view names[pathway_count] = {"LICENSE", "LPP", "NVEU",
+                                                            "UVEU",    "AIA", "ACA"};
+  return names[static_cast<int>(p)];
+}
+
+int country_table::find(std::string_view iso2) const
+{
+  const auto it = code_of.find(detail::to_upper(iso2));
+  return it == code_of.end() ? -1 : it->second;
+}
+
+int chip_table::find(std::string_view key) const
+{
+  const auto it = code_of.find(detail::to_upper(key));
+  return it == code_of.end() ? -1 : it->second;
+}
+
+std::uint16_t chip_table::add_adhoc(std::string_view key)
+{
+  if (rows.size() >= 65535) { throw config_error("more than 65535 distinct chip models"); }
+  chip row;
+  row.key        = detail::to_upper(key);
+  row.datacenter = true;  // unknown chips count as datacenter chips: the conservative reading
+  row.known      = false;
+  const auto code = static_cast<std::uint16_t>(rows.size());
+  code_of.emplace(row.key, code);
+  rows.push_back(std::move(row));
+  return code;
+}
+
+namespace {
+
+/// Reads a reference CSV and calls @p on_row(fields, line) for each record after the header.
+template <typename OnRow>
+void read_reference_csv(const std::string& path, const std::vector<std::string_view>& required,
+                        OnRow on_row)
+{
+  const std::string text = read_input_file(path);
+  detail::csv_reader reader(text);
+  if (reader.next() != detail::csv_status::record) {
+    throw config_error(path + ":1:1: missing header row");
+  }
+  const detail::csv_header header(reader.fields());
+  std::vector<int> columns;
+  for (const auto name : required) {
+    const int index = header.find(name);
+    if (index < 0) {
+      throw config_error(path + ":1:1: MISSING_COLUMN: required column '" + std::string(name) +
+                         "' is missing");
+    }
+    columns.push_back(index);
+  }
+  while (true) {
+    const auto status = reader.next();
+    if (status == detail::csv_status::end) { break; }
+    if (status != detail::csv_status::record) {
+      throw config_error(path + ":" + std::to_string(reader.error_line()) + ":" +
+                         std::to_string(reader.error_column()) + ": malformed quoted field");
+    }
+    const auto& fields = reader.fields();
+    if (static_cast<int>(fields.size()) != header.size()) {
+      throw config_error(path + ":" + std::to_string(reader.record_line()) +
+                         ":1: WRONG_FIELD_COUNT: expected " + std::to_string(header.size()) +
+                         " fields, found " + std::to_string(fields.size()));
+    }
+    std::vector<detail::csv_field> picked;
+    picked.reserve(columns.size());
+    for (const int index : columns) { picked.push_back(fields[static_cast<std::size_t>(index)]); }
+    on_row(picked, path);
+  }
+}
+
+[[noreturn]] void reference_defect(const std::string& path, const detail::csv_field& field,
+                                   const std::string& what)
+{
+  throw config_error(path + ":" + std::to_string(field.line) + ":" + std::to_string(field.column) +
+                     ": " + what);
+}
+
+bool parse_flag(std::string_view text, bool& value)
+{
+  if (text == "1") {
+    value = true;
+    return true;
+  }
+  if (text == "0") {
+    value = false;
+    return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+country_table load_countries(const std::string& path)
+{
+  country_table table;
+  read_reference_csv(path, {"iso2", "name", "tier", "g2g_partner"},
+                     [&](const std::vector<detail::csv_field>& f, const std::string& file) {
+                       country row;
+                       row.iso2 = detail::to_upper(f[0].value);
+                       if (row.iso2.size() != 2 || !std::isalpha(static_cast<unsigned char>(row.iso2[0])) ||
+                           !std::isalpha(static_cast<unsigned char>(row.iso2[1]))) {
+                         reference_defect(file, f[0], "'" + std::string(f[0].value) + "' is not an ISO alpha-2 code");
+                       }
+                       row.name = std::string(f[1].value);
+                       std::int64_t tier = 0;
+                       if (!detail::parse_int64(f[2].value, tier) || tier < 1 || tier > 3) {
+                         reference_defect(file, f[2], "tier must be 1, 2 or 3");
+                       }
+                       row.tier = static_cast<int>(tier);
+                       if (!parse_flag(f[3].value, row.g2g_partner)) {
+                         reference_defect(file, f[3], "g2g_partner must be 0 or 1");
+                       }
+                       if (table.code_of.count(row.iso2) != 0) {
+                         reference_defect(file, f[0], "country " + row.iso2 + " is listed twice");
+                       }
+                       table.code_of.emplace(row.iso2, 0);
+                       table.rows.push_back(std::move(row));
+                     });
+  if (table.rows.empty()) { throw config_error(path + ": no countries"); }
+  if (table.rows.size() > 256) { throw config_error(path + ": more than 256 countries"); }
+  // Codes follow ISO order so that every output sorted by code is sorted by name.
+  std::sort(table.rows.begin(), table.rows.end(),
+            [](const country& a, const country& b) { return a.iso2 < b.iso2; });
+  for (std::size_t i = 0; i < table.rows.size(); ++i) {
+    table.code_of[table.rows[i].iso2] = static_cast<std::uint16_t>(i);
+  }
+  return table;
+}
+
+chip_table load_chips(const std::string& path)
+{
+  chip_table table;
+  read_reference_csv(path, {"chip", "vendor", "tpp", "datacenter"},
+                     [&](const std::vector<detail::csv_field>& f, const std::string& file) {
+                       chip row;
+                       row.key = std::string(f[0].value);
+                       if (row.key.empty()) { reference_defect(file, f[0], "empty chip key"); }
+                       row.vendor = std::string(f[1].value);
+                       if (!detail::parse_int64(f[2].value, row.tpp) || row.tpp <= 0) {
+                         reference_defect(file, f[2], "tpp must be a positive integer");
+                       }
+                       if (!parse_flag(f[3].value, row.datacenter)) {
+                         reference_defect(file, f[3], "datacenter must be 0 or 1");
+                       }
+                       const std::string upper = detail::to_upper(row.key);
+                       if (table.code_of.count(upper) != 0) {
+                         reference_defect(file, f[0], "chip " + row.key + " is listed twice");
+                       }
+                       table.code_of.emplace(upper, static_cast<std::uint16_t>(table.rows.size()));
+                       table.rows.push_back(std::move(row));
+                     });
+  if (table.rows.empty()) { throw config_error(path + ": no chips"); }
+  return table;
+}
+
+namespace {
+
+using json = nlohmann::json;
+
+const json& member(const json& object, const char* key, const std::string& where)
+{
+  if (!object.is_object() || !object.contains(key)) {
+    throw config_error(where + ": missing '" + key + "'");
+  }
+  return object.at(key);
+}
+
+std::int64_t positive_integer(const json& object, const char* key, const std::string& where)
+{
+  const json& value = member(object, key, where);
+  if (!value.is_number_integer() || value.get<std::int64_t>() <= 0) {
+    throw config_error(where + ": '" + key + "' must be a positive integer");
+  }
+  return value.get<std::int64_t>();
+}
+
+day_t date_member(const json& object, const char* key, const std::string& where)
+{
+  const json& value = member(object, key, where);
+  const auto day = value.is_string() ? parse_date(value.get<std::string>()) : std::nullopt;
+  if (!day) { throw config_error(where + ": '" + key + "' must be a YYYY-MM-DD date"); }
+  return *day;
+}
+
+/// Shares are compared exactly, so they must be decimal fractions with at most 6 digits.
+ppm_t share_member(const json& object, const char* key, const std::string& where)
+{
+  const json& value = member(object, key, where);
+  if (!value.is_number()) { throw config_error(where + ": '" + key + "' must be a number"); }
+  const double share  = value.get<double>();
+  const double scaled = share * static_cast<double>(ppm_one);
+  const double nearest = std::round(scaled);
+  if (!(share >= 0.0 && share <= 1.0) || std::fabs(scaled - nearest) > 1e-6) {
+    throw config_error(where + ": '" + key +
+                       "' must be a fraction between 0 and 1 with at most 6 decimal digits");
+  }
+  return static_cast<ppm_t>(nearest);
+}
+
+}  // namespace
+
+rule_set parse_rule_set(std::string_view json_text, const std::string& origin)
+{
+  json doc;
+  try {
+    doc = json::parse(json_text);
+  } catch (const json::parse_error& e) {
+    throw config_error(origin + ": invalid JSON: " + e.what());
+  }
+  rule_set rules;
+  const json& id = member(doc, "id", origin);
+  if (!id.is_string() || id.get<std::string>().empty()) {
+    throw config_error(origin + ": 'id' must be a non-empty string");
+  }
+  rules.id = id.get<std::string>();
+  if (doc.contains("title") && doc["title"].is_string()) { rules.title = doc["title"].get<std::string>(); }
+  rules.counting_starts = date_member(doc, "counting_starts", origin);
+  rules.counting_ends   = date_member(doc, "counting_ends", origin);
+  if (rules.counting_starts > rules.counting_ends) {
+    throw config_error(origin + ": counting_starts is after counting_ends");
+  }
+  rules.h100_tpp = positive_integer(doc, "h100_tpp", origin);
+
+  const std::string cap_where = origin + ": country_cap";
+  const json& cap             = member(doc, "country_cap", origin);
+  rules.country_cap_tpp       = positive_integer(cap, "tpp", cap_where);
+  rules.g2g_multiplier        = positive_integer(cap, "g2g_multiplier", cap_where);
+  const json& pathways        = member(cap, "pathways", cap_where);
+  if (!pathways.is_array() || pathways.empty()) {
+    throw config_error(cap_where + ": 'pathways' must be a non-empty list");
+  }
+  for (const auto& name : pathways) {
+    bool found = false;
+    for (int p = 0; p < pathway_count && name.is_string(); ++p) {
+      if (detail::to_upper(name.get<std::string>()) == pathway_name(static_cast<pathway>(p))) {
+        rules.country_cap_pathways |= static_cast<std::uint8_t>(1U << p);
+        found = true;
+      }
+    }
+    if (!found) { throw config_error(cap_where + ": unknown pathway " + name.dump()); }
+  }
+
+  const std::string lpp_where      = origin + ": lpp";
+  const json& lpp                  = member(doc, "lpp", origin);
+  rules.lpp_per_order_tpp          = positive_integer(lpp, "per_order_tpp", lpp_where);
+  rules.lpp_per_consignee_year_tpp = positive_integer(lpp, "per_consignee_year_tpp", lpp_where);
+
+  const json& phases = member(doc, "nveu_caps", origin);
+  if (!phases.is_array() || phases.empty()) {
+    throw config_error(origin + ": 'nveu_caps' must be a non-empty list");
+  }
+  for (std::size_t i = 0; i < phases.size(); ++i) {
+    const std::string where = origin + ": nveu_caps[" + std::to_string(i) + "]";
+    nveu_phase phase{date_member(phases[i], "through", where), positive_integer(phases[i], "tpp", where)};
+    if (!rules.nveu_caps.empty() && phase.through <= rules.nveu_caps.back().through) {
+      throw config_error(where + ": phases must be in increasing 'through' order");
+    }
+    rules.nveu_caps.push_back(phase);
+  }
+  // Every in-window date must have a phase in force, or the NVEU limit would be undefined.
+  if (rules.nveu_caps.back().through < rules.counting_ends) {
+    throw config_error(origin + ": the last nveu_caps phase ends before counting_ends");
+  }
+
+  const std::string uveu_where       = origin + ": uveu";
+  const json& uveu                   = member(doc, "uveu", origin);
+  rules.uveu_max_tier2_country_share = share_member(uveu, "max_tier2_country_share", uveu_where);
+  rules.uveu_min_tier1_share         = share_member(uveu, "min_tier1_share", uveu_where);
+  rules.uveu_min_us_share_if_us_hq   = share_member(uveu, "min_us_share_if_us_hq", uveu_where);
+  // Caps times the multiplier must stay exact.
+  if (rules.country_cap_tpp > INT64_MAX / rules.g2g_multiplier) {
+    throw config_error(cap_where + ": tpp x g2g_multiplier overflows 64 bits");
+  }
+  return rules;
+}
+
+rule_set load_rule_set(const std::string& path) { return parse_rule_set(read_input_file(path), path); }
+
+}  // namespace capledger

@@ -1,0 +1,407 @@
+/// @file report.cpp
+/// @brief The `report` job: load, ingest, aggregate on a backend, check, render, write (SPEC §5, §6).
+#include <capledger/error.hpp>
+#include <capledger/report.hpp>
+
+#include "file_io.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+#include <iomanip>
+#include <ostream>
+#include <sstream>
+
+#include <unistd.h>
+
+namespace capledger {
+
+namespace fs = std::filesystem;
+using ordered_json = nlohmann::ordered_json;
+
+std::string default_datasets_dir()
+{
+  if (const char* env = std::getenv("CAPLEDGER_DATASETS"); env != nullptr && *env != '\0') { return env; }
+  std::error_code ec;
+  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    for (const fs::path& candidate : {exe.parent_path() / "datasets", exe.parent_path().parent_path() / "datasets",
+                                      exe.parent_path().parent_path() / "share" / "capledger" / "datasets"}) {
+      if (fs::exists(candidate / "countries.csv", ec)) { return candidate.string(); }
+    }
+  }
+  return CAPLEDGER_DATASETS_DIR;
+}
+
+namespace {
+
+/// @param shown the name summary.json records: bundled files are named `bundled:<file>` so that
+///              outputs do not depend on where capledger is installed
+file_fingerprint fingerprint(const std::string& path, const std::string& shown)
+{
+  const std::string bytes = read_input_file(path);
+  return {shown, static_cast<std::int64_t>(bytes.size()), detail::sha256_hex(bytes)};
+}
+
+}  // namespace
+
+reference_data load_reference(const report_options& options)
+{
+  const std::string datasets = default_datasets_dir();
+  const auto pick = [&](const std::string& given, const std::string& bundled) {
+    return given.empty() ? std::pair(datasets + "/" + bundled, "bundled:" + bundled) : std::pair(given, given);
+  };
+  reference_data ref;
+  const auto [countries_path, countries_shown] = pick(options.countries_path, "countries.csv");
+  const auto [chips_path, chips_shown]         = pick(options.chips_path, "chips.csv");
+  const auto [rules_path, rules_shown]         = pick(options.rules_path, "rules/ai-diffusion-2025.json");
+  ref.countries      = load_countries(countries_path);
+  ref.chips          = load_chips(chips_path);
+  ref.rules          = load_rule_set(rules_path);
+  ref.countries_file = fingerprint(countries_path, countries_shown);
+  ref.chips_file     = fingerprint(chips_path, chips_shown);
+  ref.rules_file     = fingerprint(rules_path, rules_shown);
+  if (!options.entities_path.empty()) {
+    ref.entities      = load_entities(options.entities_path, ref.countries);
+    ref.entities_file = fingerprint(options.entities_path, options.entities_path);
+  }
+  return ref;
+}
+
+std::string to_csv(const std::vector<std::string>& header, const std::vector<std::vector<std::string>>& rows)
+{
+  std::string out;
+  const auto append_row = [&out](const std::vector<std::string>& cells) {
+    for (std::size_t i = 0; i < cells.size(); ++i) {
+      if (i > 0) { out.push_back(','); }
+      const std::string& cell = cells[i];
+      const bool quote = cell.find_first_of(",\"\r\n") != std::string::npos ||
+                         (!cell.empty() && (cell.front() == ' ' || cell.back() == ' ' ||
+                                            cell.front() == '\t' || cell.back() == '\t'));
+      if (!quote) {
+        out += cell;
+        continue;
+      }
+      out.push_back('"');
+      for (const char c : cell) {
+        if (c == '"') { out.push_back('"'); }
+        out.push_back(c);
+      }
+      out.push_back('"');
+    }
+    out.push_back('\n');
+  };
+  append_row(header);
+  for (const auto& row : rows) { append_row(row); }
+  return out;
+}
+
+std::unique_ptr<backend> select_backend(const std::string& name, std::ostream& diagnostics)
+{
+  if (name == "cpu") { return make_cpu_backend(); }
+  if (name == "gpu") {
+    std::string why;
+    if (!gpu_available(&why)) { throw device_error("--backend gpu: no usable GPU: " + why); }
+    return make_gpu_backend();
+  }
+  if (name == "auto") {
+    std::string why;
+    if (gpu_available(&why)) {
+      diagnostics << "capledger: backend gpu\n";
+      return make_gpu_backend();
+    }
+    diagnostics << "capledger: backend cpu (no usable GPU: " << why << ")\n";
+    return make_cpu_backend();
+  }
+  throw config_error("--backend must be auto, cpu or gpu, not '" + name + "'");
+}
+
+namespace {
+
+std::vector<std::string> total_cells(const group_total& t)
+{
+  return {std::to_string(t.records), std::to_string(t.units), std::to_string(t.tpp)};
+}
+
+template <typename... Parts>
+std::vector<std::string> row_of(std::vector<std::string> head, const std::vector<std::string>& tail, Parts... more)
+{
+  head.insert(head.end(), tail.begin(), tail.end());
+  (head.push_back(std::move(more)), ...);
+  return head;
+}
+
+ordered_json total_json(const group_total& t, std::int64_t h100_tpp)
+{
+  return ordered_json{{"records", t.records},
+                      {"units", t.units},
+                      {"tpp", t.tpp},
+                      {"h100_equiv", exact_decimal(t.tpp, h100_tpp, 2)}};
+}
+
+ordered_json fingerprint_json(const file_fingerprint& f)
+{
+  return ordered_json{{"path", f.path}, {"bytes", f.bytes}, {"sha256", f.sha256}};
+}
+
+std::string render_table(const report_output& out, const reference_data& ref, const rule_context& context,
+                         const aggregation& agg,
+                         const shipment_log& log, const group_total& global, const std::vector<group_total>& tiers)
+{
+  std::ostringstream t;
+  const std::int64_t h100 = ref.rules.h100_tpp;
+  t << "capledger report  rule set " << ref.rules.id << "  as of "
+    << (out.as_of ? format_date(*out.as_of) : std::string("-")) << "  backend " << out.backend_used << "\n";
+  t << "lines: " << log.lines_read << " read, " << agg.lines_used << " used, " << log.rejects.size()
+    << " rejected\n\n";
+  t << std::left << std::setw(10) << "scope" << std::right << std::setw(12) << "records" << std::setw(16)
+    << "units" << std::setw(22) << "tpp" << std::setw(16) << "h100_equiv" << "\n";
+  const auto line = [&](const std::string& name, const group_total& g) {
+    t << std::left << std::setw(10) << name << std::right << std::setw(12) << g.records << std::setw(16) << g.units
+      << std::setw(22) << g.tpp << std::setw(16) << exact_decimal(g.tpp, h100, 2) << "\n";
+  };
+  line("global", global);
+  for (int tier = 1; tier <= 3; ++tier) { line("tier " + std::to_string(tier), tiers[static_cast<std::size_t>(tier)]); }
+
+  t << "\ntier-2 country caps in use (LICENSE-pathway tpp, counting window):\n";
+  bool any_cap = false;
+  for (std::size_t c = 0; c < ref.countries.rows.size(); ++c) {
+    if (context.country_cap_tpp[c] < 0 || agg.by_country[c].records == 0) { continue; }
+    any_cap = true;
+    const crossing& x = agg.country_cap_crossing[c];
+    t << "  " << ref.countries.rows[c].iso2 << std::right << std::setw(22) << agg.country_cap_total[c] << " of "
+      << std::setw(14) << context.country_cap_tpp[c] << std::setw(10)
+      << exact_decimal(agg.country_cap_total[c], context.country_cap_tpp[c], 2, 100) << "%"
+      << (x.line >= 0 ? "  EXCEEDED on " + format_date(log.columns.date[static_cast<std::size_t>(x.line)]) : "")
+      << "\n";
+  }
+  if (!any_cap) { t << "  (none)\n"; }
+
+  t << "\nfindings: " << out.checks.violations << " violation(s), " << out.checks.warnings << " warning(s)\n";
+  for (const auto& f : out.checks.findings) {
+    t << "  " << f.severity << "  " << f.rule;
+    const auto part = [&](const char* label, const std::string& v) {
+      if (!v.empty()) { t << "  " << label << "=" << v; }
+    };
+    part("entity", f.entity);
+    part("country", f.country);
+    part("pathway", f.pathway);
+    part("order", f.order_id);
+    part("year", f.year);
+    part("date", f.date);
+    part("shipment", f.shipment_id);
+    part("value", f.value);
+    part("limit", f.limit);
+    t << "\n";
+  }
+  return t.str();
+}
+
+}  // namespace
+
+report_output build_report(const reference_data& ref, const shipment_log& log, const report_options& options,
+                           backend& engine)
+{
+  report_output out;
+  out.backend_used = engine.name();
+  out.as_of        = options.as_of;
+  if (!out.as_of && !log.columns.date.empty()) {
+    out.as_of = *std::max_element(log.columns.date.begin(), log.columns.date.end());
+  }
+  const day_t as_of            = out.as_of.value_or(std::numeric_limits<day_t>::max());
+  const rule_context context   = make_rule_context(ref.rules, ref.countries, ref.entities, log, as_of);
+  const aggregation agg        = engine.aggregate(log.view(), context, sizes_of(log, ref.countries));
+  out.checks = evaluate_checks(agg, context, ref.rules, ref.countries, ref.entities, log, options.warn_at);
+  const std::int64_t h100 = ref.rules.h100_tpp;
+
+  // by_country.csv, and global and per-tier totals from it.
+  group_total global;
+  std::vector<group_total> tiers(4);
+  std::vector<std::vector<std::string>> rows;
+  for (std::size_t c = 0; c < ref.countries.rows.size(); ++c) {
+    const group_total& g = agg.by_country[c];
+    if (g.records == 0) { continue; }
+    const country& info = ref.countries.rows[c];
+    for (group_total* sum : {&global, &tiers[static_cast<std::size_t>(info.tier)]}) {
+      sum->records += g.records;
+      sum->units += g.units;
+      sum->tpp += g.tpp;
+    }
+    std::vector<std::string> cap_cells(5);
+    if (info.tier == 2) {
+      const std::int64_t cap = context.country_cap_tpp[c];
+      const crossing& x      = agg.country_cap_crossing[c];
+      cap_cells = {std::to_string(agg.country_cap_total[c]), std::to_string(cap),
+                   exact_decimal(agg.country_cap_total[c], cap, 2, 100),
+                   x.line >= 0 ? format_date(log.columns.date[static_cast<std::size_t>(x.line)]) : "",
+                   x.line >= 0 ? std::string(log.shipment_id(x.line)) : ""};
+    }
+    rows.push_back(row_of({info.iso2, std::to_string(info.tier)}, total_cells(g), exact_decimal(g.tpp, h100, 2),
+                          cap_cells[0], cap_cells[1], cap_cells[2], cap_cells[3], cap_cells[4]));
+  }
+  out.files["by_country.csv"] =
+    to_csv({"country", "tier", "records", "units", "tpp", "h100_equiv", "cap_pathway_tpp", "cap_tpp", "cap_used_pct",
+            "breach_date", "breach_shipment_id"},
+           rows);
+
+  rows.clear();
+  for (const std::int32_t e : log.entities.sorted_codes()) {
+    const group_total& g = agg.by_entity[static_cast<std::size_t>(e)];
+    if (g.records == 0) { continue; }
+    const entity_info* info = ref.entities.find(log.entities.text(e));
+    const std::string status = std::string(entity_status_name(info ? info->status : entity_status::none));
+    const std::string hq = info && info->hq_country >= 0 ? ref.countries.rows[static_cast<std::size_t>(info->hq_country)].iso2 : "";
+    rows.push_back(row_of({log.entities.text(e), status, hq}, total_cells(g), exact_decimal(g.tpp, h100, 2)));
+  }
+  out.files["by_entity.csv"] = to_csv({"entity", "status", "hq_country", "records", "units", "tpp", "h100_equiv"}, rows);
+
+  // Pairs come sorted by (entity code, country code); the file is sorted by (entity id, ISO).
+  std::vector<std::int32_t> entity_rank(static_cast<std::size_t>(log.entities.size()));
+  {
+    const auto sorted = log.entities.sorted_codes();
+    for (std::size_t r = 0; r < sorted.size(); ++r) { entity_rank[static_cast<std::size_t>(sorted[r])] = static_cast<std::int32_t>(r); }
+  }
+  std::vector<const pair_total*> pairs;
+  for (const auto& p : agg.by_entity_country) { pairs.push_back(&p); }
+  std::sort(pairs.begin(), pairs.end(), [&](const pair_total* a, const pair_total* b) {
+    return std::pair(entity_rank[static_cast<std::size_t>(a->entity)], a->country) <
+           std::pair(entity_rank[static_cast<std::size_t>(b->entity)], b->country);
+  });
+  rows.clear();
+  for (const pair_total* p : pairs) {
+    rows.push_back(row_of({log.entities.text(p->entity), ref.countries.rows[p->country].iso2}, total_cells(p->total)));
+  }
+  out.files["by_entity_country.csv"] = to_csv({"entity", "country", "records", "units", "tpp"}, rows);
+
+  rows.clear();
+  std::vector<std::size_t> chips(log.chips.rows.size());
+  for (std::size_t k = 0; k < chips.size(); ++k) { chips[k] = k; }
+  std::sort(chips.begin(), chips.end(), [&](std::size_t a, std::size_t b) { return log.chips.rows[a].key < log.chips.rows[b].key; });
+  for (const std::size_t k : chips) {
+    if (agg.by_chip[k].records == 0) { continue; }
+    rows.push_back(row_of({log.chips.rows[k].key}, total_cells(agg.by_chip[k])));
+  }
+  out.files["by_chip.csv"] = to_csv({"chip", "records", "units", "tpp"}, rows);
+
+  rows.clear();
+  for (const std::int32_t x : log.exporters.sorted_codes()) {
+    if (agg.by_exporter[static_cast<std::size_t>(x)].records == 0) { continue; }
+    rows.push_back(row_of({log.exporters.text(x)}, total_cells(agg.by_exporter[static_cast<std::size_t>(x)])));
+  }
+  out.files["by_exporter.csv"] = to_csv({"exporter", "records", "units", "tpp"}, rows);
+
+  rows.clear();
+  for (const auto& u : out.checks.uveu_shares) {
+    rows.push_back({u.entity, u.hq_country, std::to_string(u.installed_tpp), u.tier1_share, u.us_share,
+                    u.max_tier2_country, u.max_tier2_share, u.compliant ? "1" : "0"});
+  }
+  out.files["uveu_shares.csv"] = to_csv({"entity", "hq_country", "installed_tpp", "tier1_share", "us_share",
+                                         "max_tier2_country", "max_tier2_share", "compliant"},
+                                        rows);
+
+  rows.clear();
+  for (const auto& f : out.checks.findings) {
+    rows.push_back({f.severity, f.rule, f.entity, f.country, f.pathway, f.order_id, f.year, f.date, f.shipment_id,
+                    f.value, f.limit});
+  }
+  out.files["findings.csv"] = to_csv({"severity", "rule", "entity", "country", "pathway", "order_id", "year", "date",
+                                      "shipment_id", "value", "limit"},
+                                     rows);
+
+  ordered_json summary;
+  summary["tool"]     = "capledger";
+  summary["version"]  = CAPLEDGER_VERSION;
+  summary["rule_set"] = ordered_json{{"id", ref.rules.id}, {"path", ref.rules_file.path},
+                                     {"sha256", ref.rules_file.sha256}};
+  summary["reference"] = ordered_json{
+    {"countries", fingerprint_json(ref.countries_file)},
+    {"chips", fingerprint_json(ref.chips_file)},
+    {"entities", ref.entities_file ? fingerprint_json(*ref.entities_file) : ordered_json(nullptr)}};
+  ordered_json inputs = ordered_json::array();
+  for (const auto& f : log.files) {
+    inputs.push_back({{"path", f.path}, {"bytes", f.bytes}, {"sha256", f.sha256}, {"lines_read", f.lines_read}});
+  }
+  summary["inputs"]  = inputs;
+  summary["as_of"]   = out.as_of ? ordered_json(format_date(*out.as_of)) : ordered_json(nullptr);
+  summary["backend"] = out.backend_used;
+  summary["lines"]   = ordered_json{{"read", log.lines_read},
+                                    {"used", agg.lines_used},
+                                    {"after_as_of", log.columns.size() - agg.lines_used},
+                                    {"rejected", static_cast<std::int64_t>(log.rejects.size())}};
+  summary["totals"]  = total_json(global, h100);
+  summary["totals_by_tier"] = ordered_json{{"1", total_json(tiers[1], h100)}, {"2", total_json(tiers[2], h100)},
+                                           {"3", total_json(tiers[3], h100)}};
+  ordered_json by_rule = ordered_json::object();
+  for (const auto& rule : rule_names()) { by_rule[rule] = 0; }
+  for (const auto& f : out.checks.findings) { by_rule[f.rule] = by_rule[f.rule].get<std::int64_t>() + 1; }
+  summary["findings"] = ordered_json{{"violations", out.checks.violations}, {"warnings", out.checks.warnings},
+                                     {"by_rule", by_rule}};
+  out.files["summary.json"] = summary.dump(2) + "\n";
+
+  ordered_json findings = ordered_json::array();
+  for (const auto& f : out.checks.findings) {
+    findings.push_back({{"severity", f.severity}, {"rule", f.rule}, {"entity", f.entity}, {"country", f.country},
+                        {"pathway", f.pathway}, {"order_id", f.order_id}, {"year", f.year}, {"date", f.date},
+                        {"shipment_id", f.shipment_id}, {"value", f.value}, {"limit", f.limit}});
+  }
+  out.json  = ordered_json{{"summary", summary}, {"findings", findings}}.dump(2) + "\n";
+  out.table = render_table(out, ref, context, agg, log, global, tiers);
+  return out;
+}
+
+namespace {
+
+void write_rejects(const std::string& path, const std::vector<rejected_line>& rejects)
+{
+  std::vector<std::vector<std::string>> rows;
+  rows.reserve(rejects.size());
+  for (const auto& r : rejects) {
+    rows.push_back({r.file, std::to_string(r.line), std::to_string(r.column), r.reason + ": " + r.detail, r.raw});
+  }
+  detail::write_file_atomically(path, to_csv({"file", "line", "column", "reason", "raw"}, rows));
+}
+
+}  // namespace
+
+int run_report(const report_options& options, std::ostream& out, std::ostream& diagnostics)
+{
+  if (options.format != "table" && options.format != "json" && options.format != "csv") {
+    throw config_error("--format must be table, json or csv, not '" + options.format + "'");
+  }
+  if (options.inputs.empty()) { throw config_error("report needs at least one shipment log"); }
+  const reference_data ref = load_reference(options);
+  std::unique_ptr<backend> engine = select_backend(options.backend, diagnostics);
+
+  ingest_options ingest;
+  ingest.keep_rejects = !options.rejects_path.empty();
+  ingest.max_rejects  = options.max_rejects;
+  shipment_log_builder builder(ref.countries, ref.chips, ingest);
+  try {
+    for (const auto& path : options.inputs) { builder.add_file(path); }
+  } catch (const too_many_rejects&) {
+    write_rejects(options.rejects_path, builder.rejects());
+    throw;
+  }
+  const shipment_log log = builder.finish();
+  const report_output report = build_report(ref, log, options, *engine);
+  if (ingest.keep_rejects) { write_rejects(options.rejects_path, log.rejects); }
+  if (!log.rejects.empty()) {
+    diagnostics << "capledger: " << log.rejects.size() << " line(s) rejected, see " << options.rejects_path << "\n";
+  }
+
+  if (!options.out_dir.empty()) {
+    detail::write_directory_atomically(options.out_dir, report.files);
+    diagnostics << "capledger: wrote " << report.files.size() << " files to " << options.out_dir << "\n";
+  } else if (options.format == "json") {
+    out << report.json;
+  } else if (options.format == "csv") {
+    out << report.files.at("findings.csv");
+  } else {
+    out << report.table;
+  }
+  return report.checks.violations > 0 ? 1 : 0;
+}
+
+}  // namespace capledger

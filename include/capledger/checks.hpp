@@ -1,0 +1,68 @@
+/// @file checks.hpp
+/// @brief From aggregates to findings (SPEC §4): the rule logic shared by every backend.
+#pragma once
+
+#include <capledger/backend.hpp>
+#include <capledger/entities.hpp>
+#include <capledger/reference.hpp>
+#include <capledger/shipments.hpp>
+
+#include <cstdint>
+#include <optional>
+#include <string_view>
+#include <string>
+#include <vector>
+
+namespace capledger {
+
+/// @brief Builds the per-code lookup tables a backend needs for @p log.
+[[nodiscard]] rule_context make_rule_context(const rule_set& rules, const country_table& countries,
+                                             const entity_table& entities, const shipment_log& log,
+                                             day_t as_of);
+
+/// @brief The dictionary sizes of @p log, as `backend::aggregate` takes them.
+[[nodiscard]] dictionary_sizes sizes_of(const shipment_log& log, const country_table& countries);
+
+/// @brief One row of `findings.csv`; empty strings where a column does not apply.
+struct finding {
+  std::string severity;  ///< `violation` or `warning`
+  std::string rule;
+  std::string entity, country, pathway, order_id, year, date, shipment_id, value, limit;
+};
+
+/// @brief One row of `uveu_shares.csv`.
+struct uveu_share_row {
+  std::string entity, hq_country;
+  std::int64_t installed_tpp = 0;
+  std::string tier1_share, us_share, max_tier2_country, max_tier2_share;
+  bool compliant = true;
+};
+
+/// @brief Everything the checks conclude.
+struct check_results {
+  std::vector<finding> findings;  ///< sorted by severity, rule, then the key columns
+  std::vector<uveu_share_row> uveu_shares;  ///< sorted by entity
+  std::int64_t violations = 0;
+  std::int64_t warnings   = 0;
+};
+
+/// @brief Applies every rule of SPEC §4 to @p agg.
+/// @param warn_levels `--warn-at` levels as parts per million, ascending
+[[nodiscard]] check_results evaluate_checks(const aggregation& agg, const rule_context& context,
+                                            const rule_set& rules, const country_table& countries,
+                                            const entity_table& entities, const shipment_log& log,
+                                            const std::vector<ppm_t>& warn_levels);
+
+/// @brief All rule names of SPEC §4, in the order summaries list them.
+[[nodiscard]] const std::vector<std::string>& rule_names();
+
+/// @brief `multiplier x numerator / denominator` rounded half away from zero to @p digits
+/// decimals, computed exactly in 128-bit integers (so every backend and platform prints the same).
+[[nodiscard]] std::string exact_decimal(std::int64_t numerator, std::int64_t denominator, int digits,
+                                        std::int64_t multiplier = 1);
+
+/// @brief Parses a decimal fraction such as `0.95` into parts per million; nullopt when it has
+/// more than 6 decimals or is malformed.
+[[nodiscard]] std::optional<ppm_t> parse_ppm(std::string_view text);
+
+}  // namespace capledger

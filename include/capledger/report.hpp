@@ -1,0 +1,87 @@
+/// @file report.hpp
+/// @brief The `report` job: inputs to findings to files (SPEC §5, §6), as a library call.
+#pragma once
+
+#include <capledger/backend.hpp>
+#include <capledger/checks.hpp>
+#include <capledger/entities.hpp>
+#include <capledger/reference.hpp>
+#include <capledger/shipments.hpp>
+
+#include <iosfwd>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace capledger {
+
+/// @brief Every option of `capledger report` (SPEC §6).
+struct report_options {
+  std::vector<std::string> inputs;   ///< shipment logs; `-` is stdin
+  std::string entities_path;         ///< empty: no entities file
+  std::string rules_path;            ///< empty: the bundled default rule set
+  std::string countries_path;        ///< empty: the bundled table
+  std::string chips_path;            ///< empty: the bundled table
+  std::optional<day_t> as_of;        ///< empty: the latest date in the input
+  std::string backend = "auto";      ///< auto, cpu or gpu
+  std::string out_dir;               ///< empty: print to stdout in `format`
+  std::string rejects_path;          ///< non-empty: keep going past bad lines, write them here
+  std::int64_t max_rejects = -1;     ///< with rejects_path: stop once more are rejected (-1: no limit)
+  std::vector<ppm_t> warn_at = {800000, 900000, 950000};
+  std::string format = "table";      ///< table, json or csv
+};
+
+/// @brief A reference or input file as summary.json names it.
+struct file_fingerprint {
+  std::string path;
+  std::int64_t bytes = 0;
+  std::string sha256;
+};
+
+/// @brief Reference tables, rule set and entities, with the fingerprints of their files.
+struct reference_data {
+  country_table countries;
+  chip_table chips;
+  rule_set rules;
+  entity_table entities;
+  file_fingerprint countries_file, chips_file, rules_file;
+  std::optional<file_fingerprint> entities_file;
+};
+
+/// @brief The folder that holds the bundled reference data and rule sets.
+/// Looked up in order: `$CAPLEDGER_DATASETS`, `datasets/` beside or above the executable, the
+/// source tree the program was built from.
+[[nodiscard]] std::string default_datasets_dir();
+
+/// @brief Loads the reference data named by @p options (bundled defaults for empty paths).
+/// @throw config_error, parse_error
+[[nodiscard]] reference_data load_reference(const report_options& options);
+
+/// @brief What a report run produced, ready to write or print.
+struct report_output {
+  std::map<std::string, std::string> files;  ///< file name -> content (SPEC §5)
+  std::string table;                         ///< the readable stdout summary
+  std::string json;                          ///< summary plus findings, for `--format json`
+  check_results checks;
+  std::string backend_used;
+  std::optional<day_t> as_of;
+};
+
+/// @brief Aggregates @p log on @p engine, applies the rules and renders every output. No I/O.
+/// @throw device_error from the backend
+[[nodiscard]] report_output build_report(const reference_data& reference, const shipment_log& log,
+                                         const report_options& options, backend& engine);
+
+/// @brief Picks the backend for `--backend` (auto, cpu, gpu); notes the choice on @p diagnostics.
+/// @throw device_error for `gpu` without a usable GPU, config_error for an unknown name
+[[nodiscard]] std::unique_ptr<backend> select_backend(const std::string& name, std::ostream& diagnostics);
+
+/// @brief Runs `capledger report` end to end. @return the exit code of SPEC §6
+int run_report(const report_options& options, std::ostream& out, std::ostream& diagnostics);
+
+/// @brief Renders rows as CSV (RFC 4180 quoting where needed, `\n` line ends).
+[[nodiscard]] std::string to_csv(const std::vector<std::string>& header,
+                                 const std::vector<std::vector<std::string>>& rows);
+
+}  // namespace capledger

@@ -1,0 +1,148 @@
+/// @file shipments.hpp
+/// @brief Shipment logs parsed once into columns of dense codes (SPEC §1.1), with rejects (SPEC §7).
+#pragma once
+
+#include <capledger/calendar.hpp>
+#include <capledger/reference.hpp>
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <stdexcept>
+#include <unordered_map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace capledger {
+
+/// @brief Strings mapped to dense codes 0, 1, 2, ... in order of first appearance.
+class dictionary {
+ public:
+  dictionary() = default;
+  dictionary(const dictionary& other);
+  dictionary& operator=(const dictionary& other);
+  dictionary(dictionary&&) noexcept = default;
+  dictionary& operator=(dictionary&&) noexcept = default;
+
+  /// @return the code of @p text, adding it when new
+  std::int32_t encode(std::string_view text);
+  /// @return the code of @p text, or -1 when absent
+  [[nodiscard]] std::int32_t find(std::string_view text) const;
+  [[nodiscard]] const std::string& text(std::int32_t code) const { return strings_[code]; }
+  [[nodiscard]] std::int32_t size() const noexcept { return static_cast<std::int32_t>(strings_.size()); }
+  /// @return codes ordered by their text (byte order), for sorted outputs
+  [[nodiscard]] std::vector<std::int32_t> sorted_codes() const;
+
+ private:
+  std::deque<std::string> strings_;  ///< a deque never moves its elements: the views stay valid
+  std::unordered_map<std::string_view, std::int32_t> codes_;
+};
+
+/// @brief The accepted lines of all input files, in input order (file order, then line order).
+/// Position i in every column is the same line; a line's position is its input position (SPEC §2).
+struct shipment_columns {
+  std::vector<day_t> date;
+  std::vector<std::int32_t> entity;     ///< code in `shipment_log::entities`
+  std::vector<std::uint16_t> country;   ///< code in the country table
+  std::vector<std::uint16_t> chip;      ///< code in `shipment_log::chips`
+  std::vector<std::uint8_t> pathway;    ///< `capledger::pathway` value
+  std::vector<std::int64_t> quantity;
+  std::vector<std::int64_t> tpp;        ///< quantity x tpp per unit, exact
+  std::vector<std::int32_t> order;      ///< code in `shipment_log::orders` for LPP lines, else -1
+  std::vector<std::int32_t> exporter;   ///< code in `shipment_log::exporters`
+  [[nodiscard]] std::int64_t size() const noexcept { return static_cast<std::int64_t>(date.size()); }
+};
+
+/// @brief A non-owning view of the columns, as backends take them.
+struct shipment_view {
+  std::int64_t size = 0;
+  const day_t* date = nullptr;
+  const std::int32_t* entity = nullptr;
+  const std::uint16_t* country = nullptr;
+  const std::uint16_t* chip = nullptr;
+  const std::uint8_t* pathway = nullptr;
+  const std::int64_t* quantity = nullptr;
+  const std::int64_t* tpp = nullptr;
+  const std::int32_t* order = nullptr;
+  const std::int32_t* exporter = nullptr;
+};
+
+/// @brief A rejected line (SPEC §7), as written to the `--rejects` file.
+struct rejected_line {
+  std::string file;
+  std::int64_t line = 0;
+  std::int64_t column = 0;
+  std::string reason;  ///< reason code, e.g. `BAD_DATE`
+  std::string detail;  ///< human-readable explanation
+  std::string raw;     ///< the record's raw text
+};
+
+/// @brief What was read from one input file.
+struct input_file {
+  std::string path;
+  std::int64_t bytes = 0;
+  std::string sha256;
+  std::int64_t lines_read = 0;  ///< data records (the header excluded)
+};
+
+struct ingest_options {
+  bool keep_rejects = false;      ///< false: the first bad line throws parse_error
+  std::int64_t max_rejects = -1;  ///< with keep_rejects: throw once more than this many (-1: no limit)
+};
+
+/// @brief Everything ingest produces: the columns and the dictionaries their codes point into.
+struct shipment_log {
+  shipment_columns columns;
+  dictionary entities;
+  dictionary orders;
+  dictionary exporters;
+  chip_table chips;                  ///< the reference table plus ad-hoc chips met in the log
+  std::vector<char> id_bytes;        ///< shipment ids, concatenated
+  std::vector<std::int64_t> id_end;  ///< id of line i is id_bytes[id_end[i-1] .. id_end[i])
+  std::vector<std::int64_t> source_line;  ///< line i's 1-based line number in its file
+  std::vector<std::int64_t> file_end;     ///< lines of file f are [file_end[f-1], file_end[f])
+  std::vector<input_file> files;
+  std::vector<rejected_line> rejects;
+  std::int64_t lines_read = 0;
+
+  [[nodiscard]] std::string_view shipment_id(std::int64_t line) const;
+  /// @return `file:line` of an accepted line, for explanations
+  [[nodiscard]] std::string source_of(std::int64_t line) const;
+  [[nodiscard]] shipment_view view() const;
+};
+
+/// @brief Too many rejected lines (more than `--max-rejects`).
+class too_many_rejects : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// @brief Builds a shipment log from one file after another; ids are unique across all of them.
+class shipment_log_builder {
+ public:
+  shipment_log_builder(const country_table& countries, chip_table chips, ingest_options options);
+  ~shipment_log_builder();
+  shipment_log_builder(const shipment_log_builder&) = delete;
+  shipment_log_builder& operator=(const shipment_log_builder&) = delete;
+
+  /// @brief Reads and ingests a file (`-` reads stdin).
+  /// @throw parse_error on the first bad line (without keep_rejects), too_many_rejects,
+  ///        config_error when the file cannot be read
+  void add_file(const std::string& path);
+  /// @brief Ingests @p text as if it were the content of a file named @p name.
+  void add_text(const std::string& name, std::string_view text);
+  /// @brief Lines rejected so far (also after a too_many_rejects was thrown).
+  [[nodiscard]] const std::vector<rejected_line>& rejects() const;
+  /// @brief Hands over the log; the builder is empty afterwards.
+  [[nodiscard]] shipment_log finish();
+
+ private:
+  struct state;
+  std::unique_ptr<state> state_;
+};
+
+/// @brief Reads a whole file (`-`: stdin) into memory. @throw config_error when it cannot be read
+[[nodiscard]] std::string read_input_file(const std::string& path);
+
+}  // namespace capledger
