@@ -129,8 +129,6 @@ rule_context make_rule_context(const rule_set& rules, const country_table& count
   return context;
 }
 
-namespace {
-
 std::int64_t nveu_cap_on(const rule_set& rules, day_t date)
 {
   for (const auto& phase : rules.nveu_caps) {
@@ -139,15 +137,7 @@ std::int64_t nveu_cap_on(const rule_set& rules, day_t date)
   return rules.nveu_caps.back().tpp;
 }
 
-/// Smallest integer tpp that reaches @p level of @p cap: used >= it  <=>  used / cap >= level.
-std::int64_t level_tpp(std::int64_t cap, ppm_t level)
-{
-  const wide product = static_cast<wide>(cap) * level;
-  return static_cast<std::int64_t>((product + ppm_one - 1) / ppm_one);
-}
-
-/// Highest warn level reached by @p used of @p cap, or -1.
-int highest_level(std::int64_t used, std::int64_t cap, const std::vector<ppm_t>& levels)
+int highest_warn_level(std::int64_t used, std::int64_t cap, const std::vector<ppm_t>& levels)
 {
   int reached = -1;
   for (std::size_t i = 0; i < levels.size(); ++i) {
@@ -155,6 +145,16 @@ int highest_level(std::int64_t used, std::int64_t cap, const std::vector<ppm_t>&
   }
   return reached;
 }
+
+namespace {
+
+/// Smallest integer tpp that reaches @p level of @p cap: used >= it  <=>  used / cap >= level.
+std::int64_t level_tpp(std::int64_t cap, ppm_t level)
+{
+  const wide product = static_cast<wide>(cap) * level;
+  return static_cast<std::int64_t>((product + ppm_one - 1) / ppm_one);
+}
+
 
 std::string share_text(wide part, wide whole)
 {
@@ -303,7 +303,7 @@ check_results evaluate_checks(const aggregation& agg, const rule_context& contex
 
   // Near-limit warnings: caps that are in use at or above a level but not exceeded.
   const auto warning = [&](std::int64_t used, std::int64_t cap, finding f) {
-    const int level = highest_level(used, cap, warn_levels);
+    const int level = highest_warn_level(used, cap, warn_levels);
     if (level < 0) { return; }
     f.severity = "warning";
     f.rule     = "CAP_NEAR_LIMIT";

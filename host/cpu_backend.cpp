@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <limits>
-#include <map>
 #include <unordered_map>
 
 namespace capledger {
@@ -123,6 +122,7 @@ class cpu_backend final : public backend {
     out.by_chip.assign(static_cast<std::size_t>(sizes.chips), {});
     out.by_exporter.assign(static_cast<std::size_t>(sizes.exporters), {});
     std::unordered_map<std::int64_t, group_total> pairs;
+    pairs.reserve(static_cast<std::size_t>(std::min<std::int64_t>(lines.size, 1 << 20)));
     for (std::int64_t i = 0; i < lines.size; ++i) {
       if (lines.date[i] > rules.as_of) { continue; }
       ++out.lines_used;
@@ -151,11 +151,11 @@ class cpu_backend final : public backend {
   {
     const auto countries = static_cast<std::size_t>(sizes.countries);
     std::vector<running_state> country_cap(countries);
-    std::map<std::int64_t, running_state> nveu;
+    std::unordered_map<std::int64_t, running_state> nveu;
     std::vector<running_state> lpp_order(static_cast<std::size_t>(sizes.orders));
-    std::map<std::int64_t, running_state> lpp_annual;
-    std::map<std::int64_t, first_line_state> prohibited;
-    std::map<std::int64_t, first_line_state> unauthorized;
+    std::unordered_map<std::int64_t, running_state> lpp_annual;
+    std::unordered_map<std::int64_t, first_line_state> prohibited;
+    std::unordered_map<std::int64_t, first_line_state> unauthorized;
 
     const day_t last_day = std::min(rules.window_end, rules.as_of);
     for (const std::int64_t i : lines_in_check_order(lines, rules.window_start, last_day)) {
@@ -198,8 +198,8 @@ class cpu_backend final : public backend {
         out.lpp_order.push_back(to_running(static_cast<std::int64_t>(order), lpp_order[order]));
       }
     }
-    for (const auto& [key, state] : lpp_annual) {
-      if (state.first_crossing.line >= 0) { out.lpp_annual.push_back(to_running(key, state)); }
+    for (const auto& entry : sorted_entries<decltype(lpp_annual), keyed_running_total>(lpp_annual, to_running)) {
+      if (entry.first_crossing.line >= 0) { out.lpp_annual.push_back(entry); }
     }
     out.prohibited   = sorted_entries<decltype(prohibited), keyed_first_line>(prohibited, to_first_line);
     out.unauthorized = sorted_entries<decltype(unauthorized), keyed_first_line>(unauthorized, to_first_line);

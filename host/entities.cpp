@@ -27,7 +27,11 @@ const entity_info* entity_table::find(const std::string& id) const
 
 entity_table load_entities(const std::string& path, const country_table& countries)
 {
-  const std::string text = read_input_file(path);
+  return parse_entities(read_input_file(path), path, countries);
+}
+
+entity_table parse_entities(std::string_view text, const std::string& path, const country_table& countries)
+{
   detail::csv_reader reader(text);
   if (reader.next() != detail::csv_status::record) {
     throw parse_error(path, 1, 1, "MISSING_COLUMN", "the file has no header row");

@@ -2,6 +2,7 @@
 /// @brief The `capledger` command line (SPEC §6): parses flags, runs a job, maps errors to exit codes.
 #include <capledger/error.hpp>
 #include <capledger/generate.hpp>
+#include <capledger/ledger.hpp>
 #include <capledger/report.hpp>
 
 #include <CLI/CLI.hpp>
@@ -67,6 +68,39 @@ int guarded(Job job)
   }
 }
 
+/// Flags shared by every command that reads reference data and a rule set.
+void add_reference_flags(CLI::App* cmd, report_options& options)
+{
+  cmd->add_option("--entities", options.entities_path, "entities file (entity,hq_country,status,nveu_countries)");
+  cmd->add_option("--rules", options.rules_path, "rule set JSON (default: bundled ai-diffusion-2025)");
+  cmd->add_option("--countries", options.countries_path, "countries table (default: bundled)");
+  cmd->add_option("--chips", options.chips_path, "chips table (default: bundled)");
+}
+
+/// Every flag of `report` except the input files (shared by `report` and `ledger report`).
+void add_report_flags(CLI::App* cmd, report_options& options, std::string& as_of, std::string& warn_at)
+{
+  add_reference_flags(cmd, options);
+  cmd->add_option("--as-of", as_of, "ignore lines after this date (default: latest date in the input)");
+  cmd->add_option("--backend", options.backend, "auto, cpu or gpu")->capture_default_str();
+  cmd->add_option("--out", options.out_dir, "write every output file into this directory, atomically");
+  cmd->add_option("--rejects", options.rejects_path, "skip bad lines and write them to this CSV file");
+  cmd->add_option("--max-rejects", options.max_rejects, "with --rejects: stop once more lines are rejected");
+  cmd->add_option("--warn-at", warn_at, "CAP_NEAR_LIMIT levels, fractions of a cap")->capture_default_str();
+  cmd->add_option("--format", options.format, "stdout format without --out: table, json or csv")
+    ->capture_default_str();
+}
+
+/// Turns the text flags into `options` and checks the combinations.
+void finish_report_flags(report_options& options, const std::string& as_of, const std::string& warn_at)
+{
+  if (!as_of.empty()) { options.as_of = parse_date_flag("--as-of", as_of); }
+  options.warn_at = parse_warn_levels(warn_at);
+  if (options.max_rejects >= 0 && options.rejects_path.empty()) {
+    throw config_error("--max-rejects needs --rejects FILE");
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv)
@@ -80,18 +114,45 @@ int main(int argc, char** argv)
   std::string as_of, warn_at = "0.8,0.9,0.95";
   CLI::App* report_cmd = app.add_subcommand("report", "aggregate shipment logs, apply the rule set, report findings");
   report_cmd->add_option("files", report.inputs, "shipment logs (CSV); '-' reads stdin")->required();
-  report_cmd->add_option("--entities", report.entities_path, "entities file (entity,hq_country,status,nveu_countries)");
-  report_cmd->add_option("--rules", report.rules_path, "rule set JSON (default: bundled ai-diffusion-2025)");
-  report_cmd->add_option("--countries", report.countries_path, "countries table (default: bundled)");
-  report_cmd->add_option("--chips", report.chips_path, "chips table (default: bundled)");
-  report_cmd->add_option("--as-of", as_of, "ignore lines after this date (default: latest date in the input)");
-  report_cmd->add_option("--backend", report.backend, "auto, cpu or gpu")->capture_default_str();
-  report_cmd->add_option("--out", report.out_dir, "write every output file into this directory, atomically");
-  report_cmd->add_option("--rejects", report.rejects_path, "skip bad lines and write them to this CSV file");
-  report_cmd->add_option("--max-rejects", report.max_rejects, "with --rejects: stop once more lines are rejected");
-  report_cmd->add_option("--warn-at", warn_at, "CAP_NEAR_LIMIT levels, fractions of a cap")->capture_default_str();
-  report_cmd->add_option("--format", report.format, "stdout format without --out: table, json or csv")
-    ->capture_default_str();
+  add_report_flags(report_cmd, report, as_of, warn_at);
+
+  // ---- ledger, reconcile, check ----
+  std::string db_path, inventory_path, proposed_path, check_out;
+  ledger_ingest_options ingest;
+  CLI::App* ledger_cmd = app.add_subcommand("ledger", "the nightly ledger: init, ingest, report, balances");
+  ledger_cmd->require_subcommand(1);
+  CLI::App* init_cmd = ledger_cmd->add_subcommand("init", "create an empty ledger database");
+  init_cmd->add_option("db", db_path, "ledger database file (SQLite)")->required();
+  CLI::App* ingest_cmd = ledger_cmd->add_subcommand("ingest", "append a night's shipment logs in one transaction");
+  ingest_cmd->add_option("db", ingest.db_path, "ledger database file")->required();
+  ingest_cmd->add_option("files", ingest.inputs, "shipment logs (CSV)")->required();
+  ingest_cmd->add_option("--entities", ingest.entities_path, "entities file; replaces the stored one");
+  ingest_cmd->add_option("--countries", ingest.countries_path, "countries table (default: bundled)");
+  ingest_cmd->add_option("--chips", ingest.chips_path, "chips table (default: bundled)");
+  ingest_cmd->add_option("--rejects", ingest.rejects_path, "skip bad and duplicate lines, write them to this CSV");
+  ingest_cmd->add_option("--max-rejects", ingest.max_rejects, "with --rejects: fail once more lines are rejected");
+  CLI::App* ledger_report_cmd = ledger_cmd->add_subcommand("report", "report over every ingested line");
+  ledger_report_cmd->add_option("db", db_path, "ledger database file")->required();
+  add_report_flags(ledger_report_cmd, report, as_of, warn_at);
+  CLI::App* balances_cmd = ledger_cmd->add_subcommand("balances", "limit, consumed and remaining tpp of every cap");
+  balances_cmd->add_option("db", db_path, "ledger database file")->required();
+  add_reference_flags(balances_cmd, report);
+  balances_cmd->add_option("--as-of", as_of, "balances on this date (default: latest date in the ledger)");
+  balances_cmd->add_option("--warn-at", warn_at, "warning levels, fractions of a cap")->capture_default_str();
+  balances_cmd->add_option("--format", report.format, "table or csv")->capture_default_str();
+
+  CLI::App* reconcile_cmd = app.add_subcommand("reconcile", "compare reported installed units with the ledger");
+  reconcile_cmd->add_option("db", db_path, "ledger database file")->required();
+  reconcile_cmd->add_option("--inventory", inventory_path, "inventory CSV (entity,country,chip,units)")->required();
+  reconcile_cmd->add_option("--out", report.out_dir, "write reconciliation.csv and summary.json here, atomically");
+  reconcile_cmd->add_option("--as-of", as_of, "count ledger lines up to this date (default: latest)");
+  add_reference_flags(reconcile_cmd, report);
+
+  CLI::App* check_cmd = app.add_subcommand("check", "would proposed shipment lines cross a limit? (read-only)");
+  check_cmd->add_option("db", db_path, "ledger database file")->required();
+  check_cmd->add_option("--proposed", proposed_path, "proposed lines, same format as shipment logs")->required();
+  check_cmd->add_option("--out", check_out, "write the CSV answer here instead of stdout");
+  add_reference_flags(check_cmd, report);
 
   // ---- generate ----
   generate_options generate;
@@ -114,13 +175,48 @@ int main(int argc, char** argv)
 
   if (report_cmd->parsed()) {
     return guarded([&] {
-      if (!as_of.empty()) { report.as_of = parse_date_flag("--as-of", as_of); }
-      report.warn_at = parse_warn_levels(warn_at);
-      if (report.max_rejects >= 0 && report.rejects_path.empty()) {
-        throw config_error("--max-rejects needs --rejects FILE");
-      }
+      finish_report_flags(report, as_of, warn_at);
       return run_report(report, std::cout, std::cerr);
     });
+  }
+  if (init_cmd->parsed()) {
+    return guarded([&] {
+      ledger_init(db_path);
+      std::cerr << "capledger: created ledger " << db_path << "\n";
+      return 0;
+    });
+  }
+  if (ingest_cmd->parsed()) {
+    return guarded([&] {
+      if (ingest.max_rejects >= 0 && ingest.rejects_path.empty()) {
+        throw config_error("--max-rejects needs --rejects FILE");
+      }
+      const ledger_ingest_result r = ledger_ingest(ingest);
+      std::cerr << "capledger: ingested " << r.files << " file(s): " << r.lines_read << " read, " << r.lines_added
+                << " added, " << r.rejected << " rejected; ledger holds " << r.ledger_lines << " line(s)\n";
+      return 0;
+    });
+  }
+  if (ledger_report_cmd->parsed()) {
+    return guarded([&] {
+      finish_report_flags(report, as_of, warn_at);
+      return run_ledger_report(db_path, report, std::cout, std::cerr);
+    });
+  }
+  if (balances_cmd->parsed()) {
+    return guarded([&] {
+      finish_report_flags(report, as_of, warn_at);
+      return run_ledger_balances(db_path, report, std::cout, std::cerr);
+    });
+  }
+  if (reconcile_cmd->parsed()) {
+    return guarded([&] {
+      finish_report_flags(report, as_of, warn_at);
+      return run_reconcile(db_path, inventory_path, report, std::cout, std::cerr);
+    });
+  }
+  if (check_cmd->parsed()) {
+    return guarded([&] { return run_check(db_path, proposed_path, check_out, report, std::cout, std::cerr); });
   }
   if (generate_cmd->parsed()) {
     return guarded([&] {

@@ -351,8 +351,6 @@ report_output build_report(const reference_data& ref, const shipment_log& log, c
   return out;
 }
 
-namespace {
-
 void write_rejects(const std::string& path, const std::vector<rejected_line>& rejects)
 {
   std::vector<std::vector<std::string>> rows;
@@ -363,13 +361,39 @@ void write_rejects(const std::string& path, const std::vector<rejected_line>& re
   detail::write_file_atomically(path, to_csv({"file", "line", "column", "reason", "raw"}, rows));
 }
 
-}  // namespace
-
-int run_report(const report_options& options, std::ostream& out, std::ostream& diagnostics)
+void check_report_format(const report_options& options)
 {
   if (options.format != "table" && options.format != "json" && options.format != "csv") {
     throw config_error("--format must be table, json or csv, not '" + options.format + "'");
   }
+}
+
+int finish_report(const reference_data& ref, const shipment_log& log, const report_options& options,
+                  backend& engine, std::ostream& out, std::ostream& diagnostics)
+{
+  const report_output report = build_report(ref, log, options, engine);
+  if (!options.rejects_path.empty()) { write_rejects(options.rejects_path, log.rejects); }
+  if (!log.rejects.empty()) {
+    diagnostics << "capledger: " << log.rejects.size() << " line(s) rejected"
+                << (options.rejects_path.empty() ? std::string() : ", see " + options.rejects_path) << "\n";
+  }
+
+  if (!options.out_dir.empty()) {
+    detail::write_directory_atomically(options.out_dir, report.files);
+    diagnostics << "capledger: wrote " << report.files.size() << " files to " << options.out_dir << "\n";
+  } else if (options.format == "json") {
+    out << report.json;
+  } else if (options.format == "csv") {
+    out << report.files.at("findings.csv");
+  } else {
+    out << report.table;
+  }
+  return report.checks.violations > 0 ? 1 : 0;
+}
+
+int run_report(const report_options& options, std::ostream& out, std::ostream& diagnostics)
+{
+  check_report_format(options);
   if (options.inputs.empty()) { throw config_error("report needs at least one shipment log"); }
   const reference_data ref = load_reference(options);
   std::unique_ptr<backend> engine = select_backend(options.backend, diagnostics);
@@ -385,23 +409,7 @@ int run_report(const report_options& options, std::ostream& out, std::ostream& d
     throw;
   }
   const shipment_log log = builder.finish();
-  const report_output report = build_report(ref, log, options, *engine);
-  if (ingest.keep_rejects) { write_rejects(options.rejects_path, log.rejects); }
-  if (!log.rejects.empty()) {
-    diagnostics << "capledger: " << log.rejects.size() << " line(s) rejected, see " << options.rejects_path << "\n";
-  }
-
-  if (!options.out_dir.empty()) {
-    detail::write_directory_atomically(options.out_dir, report.files);
-    diagnostics << "capledger: wrote " << report.files.size() << " files to " << options.out_dir << "\n";
-  } else if (options.format == "json") {
-    out << report.json;
-  } else if (options.format == "csv") {
-    out << report.files.at("findings.csv");
-  } else {
-    out << report.table;
-  }
-  return report.checks.violations > 0 ? 1 : 0;
+  return finish_report(ref, log, options, *engine, out, diagnostics);
 }
 
 }  // namespace capledger

@@ -102,6 +102,10 @@ struct id_equal {
   }
 };
 
+/// The columns of SPEC §1.1, in the order `shipment_fields` lists them.
+enum record_column : int { c_id, c_date, c_entity, c_country, c_chip, c_quantity, c_pathway, c_order,
+                           c_exporter, c_tpp, record_columns };
+
 /// A bad field: reason code, detail and the field where it was found.
 struct line_defect {
   const char* reason;
@@ -131,9 +135,11 @@ struct shipment_log_builder::state {
   std::uint64_t abs_quantity_sum = 0;
 
   state(const country_table& c, chip_table chips, ingest_options o)
-    : countries(c), options(o), ids(1024, id_hash{&log}, id_equal{&log})
+    : countries(c), options(std::move(o)), ids(1024, id_hash{&log}, id_equal{&log})
   {
-    log.chips = std::move(chips);
+    log.chips        = std::move(chips);
+    abs_tpp_sum      = options.earlier_abs_tpp_sum;
+    abs_quantity_sum = options.earlier_abs_quantity_sum;
   }
 
   void reject(const std::string& file, const line_defect& defect, std::int64_t line,
@@ -152,6 +158,9 @@ struct shipment_log_builder::state {
   }
 
   void ingest(const std::string& name, std::string_view text);
+  /// Validates and encodes one record whose fields are indexed by `record_column`.
+  void accept(const std::string& name, const detail::csv_field* fields, std::int64_t record_line,
+              std::string_view raw);
 };
 
 shipment_log_builder::shipment_log_builder(const country_table& countries, chip_table chips,
@@ -177,6 +186,31 @@ void shipment_log_builder::add_text(const std::string& name, std::string_view te
   state_->log.files.push_back(info);
   state_->ingest(name, text);
   state_->log.file_end.push_back(state_->log.columns.size());
+}
+
+void shipment_log_builder::add_stored(const input_file& file,
+                                      const std::function<bool(shipment_fields&)>& next,
+                                      const std::vector<rejected_line>& rejected)
+{
+  shipment_log& log = state_->log;
+  log.files.push_back(file);
+  log.files.back().lines_read = 0;  // counted by accept(), then checked against the original
+  shipment_fields f;
+  while (next(f)) {
+    detail::csv_field fields[record_columns];
+    const std::string_view values[record_columns] = {f.shipment_id, f.date,    f.entity,   f.country,
+                                                     f.chip,        f.quantity, f.pathway, f.order_id,
+                                                     f.exporter,    f.tpp_per_unit};
+    for (int c = 0; c < record_columns; ++c) { fields[c] = {values[c], f.source_line, 1}; }
+    ++log.files.back().lines_read;
+    ++log.lines_read;
+    state_->accept(file.path, fields, f.source_line, {});
+  }
+  const std::int64_t accepted = log.files.back().lines_read;
+  log.files.back().lines_read = file.lines_read;
+  log.lines_read += file.lines_read - accepted;  // the rejected lines were read too
+  log.rejects.insert(log.rejects.end(), rejected.begin(), rejected.end());
+  log.file_end.push_back(log.columns.size());
 }
 
 const std::vector<rejected_line>& shipment_log_builder::rejects() const { return state_->log.rejects; }
@@ -218,9 +252,9 @@ void shipment_log_builder::state::ingest(const std::string& name, std::string_vi
     }
   }
 
-  input_file& info      = log.files.back();
-  shipment_columns& out = log.columns;
-  const detail::csv_field absent{};
+  const int columns[record_columns] = {col_id,      col_date,    col_entity,   col_country, col_chip,
+                                        col_quantity, col_pathway, col_order, col_exporter, col_tpp};
+  input_file& info = log.files.back();
   while (true) {
     const auto status = reader.next();
     if (status == detail::csv_status::end) { break; }
@@ -247,119 +281,140 @@ void shipment_log_builder::state::ingest(const std::string& name, std::string_vi
              at.line, at.column, reader.raw());
       continue;
     }
-    auto field = [&](int index) -> const detail::csv_field& {
-      return index < 0 ? absent : fields[static_cast<std::size_t>(index)];
-    };
+    detail::csv_field record[record_columns];
+    for (int c = 0; c < record_columns; ++c) {
+      // An absent optional column reads as an empty field (never a defect: only required columns can be bad).
+      record[c] = columns[c] < 0 ? detail::csv_field{} : fields[static_cast<std::size_t>(columns[c])];
+    }
+    accept(name, record, reader.record_line(), reader.raw());
+  }
+}
 
-    // Validate every field in column-of-SPEC order; the first defect is the one reported.
-    std::optional<line_defect> bad;
-    const auto& f_id = field(col_id);
-    if (f_id.value.empty()) { bad = line_defect{"EMPTY_FIELD", "empty shipment_id", &f_id}; }
+void shipment_log_builder::state::accept(const std::string& name, const detail::csv_field* record,
+                                         std::int64_t record_line, std::string_view raw)
+{
+  shipment_columns& out = log.columns;
+  // Validate every field in column-of-SPEC order; the first defect is the one reported.
+  std::optional<line_defect> bad;
+  const auto& f_id = record[c_id];
+  if (f_id.value.empty()) { bad = line_defect{"EMPTY_FIELD", "empty shipment_id", &f_id}; }
 
-    const auto& f_date = field(col_date);
-    const auto day     = parse_date(f_date.value);
-    if (!bad && !day) {
-      bad = line_defect{"BAD_DATE", "'" + std::string(f_date.value) + "' is not a valid YYYY-MM-DD date", &f_date};
-    }
-    const auto& f_entity = field(col_entity);
-    if (!bad && f_entity.value.empty()) { bad = line_defect{"EMPTY_FIELD", "empty entity", &f_entity}; }
+  const auto& f_date = record[c_date];
+  const auto day     = parse_date(f_date.value);
+  if (!bad && !day) {
+    bad = line_defect{"BAD_DATE", "'" + std::string(f_date.value) + "' is not a valid YYYY-MM-DD date", &f_date};
+  }
+  const auto& f_entity = record[c_entity];
+  if (!bad && f_entity.value.empty()) { bad = line_defect{"EMPTY_FIELD", "empty entity", &f_entity}; }
 
-    const auto& f_country = field(col_country);
-    const int country     = countries.find(f_country.value);
-    if (!bad && country < 0) {
-      bad = line_defect{"UNKNOWN_COUNTRY", "'" + std::string(f_country.value) + "' is not in the countries table",
-                        &f_country};
+  const auto& f_country = record[c_country];
+  const int country     = countries.find(f_country.value);
+  if (!bad && country < 0) {
+    bad = line_defect{"UNKNOWN_COUNTRY", "'" + std::string(f_country.value) + "' is not in the countries table",
+                      &f_country};
+  }
+  const auto& f_quantity = record[c_quantity];
+  std::int64_t quantity  = 0;
+  if (!bad && (!detail::parse_int64(f_quantity.value, quantity) || quantity == 0)) {
+    bad = line_defect{"BAD_QUANTITY",
+                      "'" + std::string(f_quantity.value) + "' is not a non-zero integer", &f_quantity};
+  }
+  const auto& f_tpp       = record[c_tpp];
+  std::int64_t tpp_per_unit = 0;
+  if (!bad && !f_tpp.value.empty() &&
+      (!detail::parse_int64(f_tpp.value, tpp_per_unit) || tpp_per_unit <= 0)) {
+    bad = line_defect{"BAD_TPP_PER_UNIT",
+                      "'" + std::string(f_tpp.value) + "' is not a positive integer", &f_tpp};
+  }
+  const auto& f_chip = record[c_chip];
+  const int chip     = log.chips.find(f_chip.value);
+  if (!bad && f_chip.value.empty()) { bad = line_defect{"EMPTY_FIELD", "empty chip", &f_chip}; }
+  if (!bad && tpp_per_unit == 0) {
+    if (chip < 0 || !log.chips.rows[static_cast<std::size_t>(chip)].known) {
+      bad = line_defect{"UNKNOWN_CHIP",
+                        "'" + std::string(f_chip.value) + "' is not in the chips table and the line has no tpp_per_unit",
+                        &f_chip};
+    } else {
+      tpp_per_unit = log.chips.rows[static_cast<std::size_t>(chip)].tpp;
     }
-    const auto& f_quantity = field(col_quantity);
-    std::int64_t quantity  = 0;
-    if (!bad && (!detail::parse_int64(f_quantity.value, quantity) || quantity == 0)) {
-      bad = line_defect{"BAD_QUANTITY",
-                        "'" + std::string(f_quantity.value) + "' is not a non-zero integer", &f_quantity};
+  }
+  const auto& f_pathway = record[c_pathway];
+  int pathway_code      = 0;  // LICENSE when empty or absent
+  if (!bad && !f_pathway.value.empty()) {
+    const std::string upper = detail::to_upper(f_pathway.value);
+    pathway_code            = -1;
+    for (int p = 0; p < pathway_count; ++p) {
+      if (upper == pathway_name(static_cast<pathway>(p))) { pathway_code = p; }
     }
-    const auto& f_tpp       = field(col_tpp);
-    std::int64_t tpp_per_unit = 0;
-    if (!bad && !f_tpp.value.empty() &&
-        (!detail::parse_int64(f_tpp.value, tpp_per_unit) || tpp_per_unit <= 0)) {
-      bad = line_defect{"BAD_TPP_PER_UNIT",
-                        "'" + std::string(f_tpp.value) + "' is not a positive integer", &f_tpp};
+    if (pathway_code < 0) {
+      bad = line_defect{"UNKNOWN_PATHWAY", "'" + std::string(f_pathway.value) + "' is not a pathway", &f_pathway};
     }
-    const auto& f_chip = field(col_chip);
-    const int chip     = log.chips.find(f_chip.value);
-    if (!bad && f_chip.value.empty()) { bad = line_defect{"EMPTY_FIELD", "empty chip", &f_chip}; }
-    if (!bad && tpp_per_unit == 0) {
-      if (chip < 0 || !log.chips.rows[static_cast<std::size_t>(chip)].known) {
-        bad = line_defect{"UNKNOWN_CHIP",
-                          "'" + std::string(f_chip.value) + "' is not in the chips table and the line has no tpp_per_unit",
-                          &f_chip};
-      } else {
-        tpp_per_unit = log.chips.rows[static_cast<std::size_t>(chip)].tpp;
-      }
+  }
+  std::int64_t tpp = 0;
+  if (!bad && __builtin_mul_overflow(quantity, tpp_per_unit, &tpp)) {
+    bad = line_defect{"TPP_OVERFLOW", "quantity x tpp_per_unit exceeds 64 bits", &f_quantity};
+  }
+  if (!bad) {
+    std::uint64_t tpp_sum = abs_tpp_sum;
+    std::uint64_t qty_sum = abs_quantity_sum;
+    if (add_overflows(tpp_sum, tpp) || add_overflows(qty_sum, quantity)) {
+      bad = line_defect{"TPP_OVERFLOW", "the log's totals would exceed 64 bits (sum of |tpp| or |quantity| > 2^63-1)",
+                        &f_quantity};
+    } else {
+      abs_tpp_sum      = tpp_sum;
+      abs_quantity_sum = qty_sum;
     }
-    const auto& f_pathway = field(col_pathway);
-    int pathway_code      = 0;  // LICENSE when empty or absent
-    if (!bad && !f_pathway.value.empty()) {
-      const std::string upper = detail::to_upper(f_pathway.value);
-      pathway_code            = -1;
-      for (int p = 0; p < pathway_count; ++p) {
-        if (upper == pathway_name(static_cast<pathway>(p))) { pathway_code = p; }
-      }
-      if (pathway_code < 0) {
-        bad = line_defect{"UNKNOWN_PATHWAY", "'" + std::string(f_pathway.value) + "' is not a pathway", &f_pathway};
-      }
+  }
+  const std::int64_t line_index = out.size();
+  if (!bad && options.earlier_id) {
+    if (const auto earlier = options.earlier_id(f_id.value)) {
+      bad = line_defect{"DUPLICATE_ID",
+                        "shipment id '" + std::string(f_id.value) + "' was already used at " + *earlier, &f_id};
+      abs_tpp_sum -= static_cast<std::uint64_t>(tpp < 0 ? -tpp : tpp);
+      abs_quantity_sum -= static_cast<std::uint64_t>(quantity < 0 ? -quantity : quantity);
     }
-    std::int64_t tpp = 0;
-    if (!bad && __builtin_mul_overflow(quantity, tpp_per_unit, &tpp)) {
-      bad = line_defect{"TPP_OVERFLOW", "quantity x tpp_per_unit exceeds 64 bits", &f_quantity};
+  }
+  if (!bad) {
+    // Tentatively store the id; the set compares it in place and it is dropped if repeated.
+    log.id_bytes.insert(log.id_bytes.end(), f_id.value.begin(), f_id.value.end());
+    log.id_end.push_back(static_cast<std::int64_t>(log.id_bytes.size()));
+    const auto [it, inserted] = ids.insert(line_index);
+    if (!inserted) {
+      bad = line_defect{"DUPLICATE_ID",
+                        "shipment id '" + std::string(f_id.value) + "' was already used at " + log.source_of(*it),
+                        &f_id};
+      log.id_end.pop_back();
+      log.id_bytes.resize(log.id_end.empty() ? 0 : static_cast<std::size_t>(log.id_end.back()));
+      abs_tpp_sum -= static_cast<std::uint64_t>(tpp < 0 ? -tpp : tpp);
+      abs_quantity_sum -= static_cast<std::uint64_t>(quantity < 0 ? -quantity : quantity);
     }
-    if (!bad) {
-      std::uint64_t tpp_sum = abs_tpp_sum;
-      std::uint64_t qty_sum = abs_quantity_sum;
-      if (add_overflows(tpp_sum, tpp) || add_overflows(qty_sum, quantity)) {
-        bad = line_defect{"TPP_OVERFLOW", "the log's totals would exceed 64 bits (sum of |tpp| or |quantity| > 2^63-1)",
-                          &f_quantity};
-      } else {
-        abs_tpp_sum      = tpp_sum;
-        abs_quantity_sum = qty_sum;
-      }
-    }
-    const std::int64_t line_index = out.size();
-    if (!bad) {
-      // Tentatively store the id; the set compares it in place and it is dropped if repeated.
-      log.id_bytes.insert(log.id_bytes.end(), f_id.value.begin(), f_id.value.end());
-      log.id_end.push_back(static_cast<std::int64_t>(log.id_bytes.size()));
-      const auto [it, inserted] = ids.insert(line_index);
-      if (!inserted) {
-        bad = line_defect{"DUPLICATE_ID",
-                          "shipment id '" + std::string(f_id.value) + "' was already used at " + log.source_of(*it),
-                          &f_id};
-        log.id_end.pop_back();
-        log.id_bytes.resize(log.id_end.empty() ? 0 : static_cast<std::size_t>(log.id_end.back()));
-        abs_tpp_sum -= static_cast<std::uint64_t>(tpp < 0 ? -tpp : tpp);
-        abs_quantity_sum -= static_cast<std::uint64_t>(quantity < 0 ? -quantity : quantity);
-      }
-    }
-    if (bad) {
-      const detail::csv_field& at = bad->field != nullptr ? *bad->field : fields.front();
-      reject(name, *bad, at.line, at.column, reader.raw());
-      continue;
-    }
+  }
+  if (bad) {
+    const detail::csv_field& at = bad->field != nullptr ? *bad->field : record[c_id];
+    reject(name, *bad, at.line, at.column, raw);
+    return;
+  }
 
-    const auto chip_code = chip >= 0 ? static_cast<std::uint16_t>(chip) : log.chips.add_adhoc(f_chip.value);
-    const auto& f_order  = field(col_order);
-    out.date.push_back(*day);
-    out.entity.push_back(log.entities.encode(f_entity.value));
-    out.country.push_back(static_cast<std::uint16_t>(country));
-    out.chip.push_back(chip_code);
-    out.pathway.push_back(static_cast<std::uint8_t>(pathway_code));
-    out.quantity.push_back(quantity);
-    out.tpp.push_back(tpp);
-    // Orders matter only to the LPP per-order limit; encoding them for other lines would
-    // build a dictionary as large as the log for nothing.
-    out.order.push_back(pathway_code == static_cast<int>(pathway::lpp)
-                          ? log.orders.encode(f_order.value.empty() ? f_id.value : f_order.value)
-                          : -1);
-    out.exporter.push_back(log.exporters.encode(field(col_exporter).value));
-    log.source_line.push_back(reader.record_line());
+  const auto chip_code = chip >= 0 ? static_cast<std::uint16_t>(chip) : log.chips.add_adhoc(f_chip.value);
+  const auto& f_order  = record[c_order];
+  out.date.push_back(*day);
+  out.entity.push_back(log.entities.encode(f_entity.value));
+  out.country.push_back(static_cast<std::uint16_t>(country));
+  out.chip.push_back(chip_code);
+  out.pathway.push_back(static_cast<std::uint8_t>(pathway_code));
+  out.quantity.push_back(quantity);
+  out.tpp.push_back(tpp);
+  // Orders matter only to the LPP per-order limit; encoding them for other lines would
+  // build a dictionary as large as the log for nothing.
+  out.order.push_back(pathway_code == static_cast<int>(pathway::lpp)
+                        ? log.orders.encode(f_order.value.empty() ? f_id.value : f_order.value)
+                        : -1);
+  out.exporter.push_back(log.exporters.encode(record[c_exporter].value));
+  log.source_line.push_back(record_line);
+  if (options.on_accepted) {
+    options.on_accepted(shipment_fields{f_id.value, f_date.value, f_entity.value, f_country.value,
+                                        f_chip.value, f_quantity.value, f_pathway.value, f_order.value,
+                                        record[c_exporter].value, f_tpp.value, record_line});
   }
 }
 

@@ -53,6 +53,14 @@ struct check_results {
                                             const entity_table& entities, const shipment_log& log,
                                             const std::vector<ppm_t>& warn_levels);
 
+/// @brief The NVEU cap in force on @p date: the first phase whose `through` is on or after it
+/// (the last phase after the final `through`).
+[[nodiscard]] std::int64_t nveu_cap_on(const rule_set& rules, day_t date);
+
+/// @brief Index of the highest `--warn-at` level that @p used reaches of @p cap (exact), or -1.
+/// @param levels parts per million, ascending
+[[nodiscard]] int highest_warn_level(std::int64_t used, std::int64_t cap, const std::vector<ppm_t>& levels);
+
 /// @brief All rule names of SPEC §4, in the order summaries list them.
 [[nodiscard]] const std::vector<std::string>& rule_names();
 

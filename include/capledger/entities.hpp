@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -36,5 +37,12 @@ struct entity_table {
 /// @brief Loads `entities.csv`. Any defect is fatal.
 /// @throw parse_error naming file:line:column, or config_error for a missing column
 [[nodiscard]] entity_table load_entities(const std::string& path, const country_table& countries);
+
+/// @brief Parses the content of an entities file (the ledger keeps it in its database).
+/// @param text   the file's bytes
+/// @param path   the name errors report (file:line:column)
+/// @throw parse_error naming path:line:column, or config_error for a missing column
+[[nodiscard]] entity_table parse_entities(std::string_view text, const std::string& path,
+                                          const country_table& countries);
 
 }  // namespace capledger

@@ -77,6 +77,20 @@ struct report_output {
 /// @throw device_error for `gpu` without a usable GPU, config_error for an unknown name
 [[nodiscard]] std::unique_ptr<backend> select_backend(const std::string& name, std::ostream& diagnostics);
 
+/// @brief Throws config_error unless `options.format` is table, json or csv.
+void check_report_format(const report_options& options);
+
+/// @brief Writes the rejects file of SPEC §7 (`file,line,column,reason,raw`), atomically.
+/// @throw config_error when it cannot be written
+void write_rejects(const std::string& path, const std::vector<rejected_line>& rejects);
+
+/// @brief The part of `report` after ingest, shared by `report` and `ledger report`: builds the
+/// report of @p log, writes the rejects file (when `options.rejects_path` is set) and the outputs
+/// (`--out` directory, or stdout in `options.format`).
+/// @return the exit code of SPEC §6 (0, or 1 when there are violations)
+int finish_report(const reference_data& reference, const shipment_log& log, const report_options& options,
+                  backend& engine, std::ostream& out, std::ostream& diagnostics);
+
 /// @brief Runs `capledger report` end to end. @return the exit code of SPEC §6
 int run_report(const report_options& options, std::ostream& out, std::ostream& diagnostics);
 

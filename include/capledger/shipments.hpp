@@ -7,7 +7,9 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <unordered_map>
 #include <string>
@@ -86,9 +88,26 @@ struct input_file {
   std::int64_t lines_read = 0;  ///< data records (the header excluded)
 };
 
+/// @brief The fields of one shipment line as the CSV reader returned them (quotes removed,
+/// unquoted text trimmed); empty views for absent columns. A ledger stores them, replays them.
+struct shipment_fields {
+  std::string_view shipment_id, date, entity, country, chip, quantity, pathway, order_id, exporter,
+    tpp_per_unit;
+  std::int64_t source_line = 0;  ///< 1-based line of the record in its file
+};
+
 struct ingest_options {
   bool keep_rejects = false;      ///< false: the first bad line throws parse_error
   std::int64_t max_rejects = -1;  ///< with keep_rejects: throw once more than this many (-1: no limit)
+  /// Shipment ids accepted before this builder existed (a ledger's earlier nights): returns the
+  /// `file:line` of the earlier line for a known id, nullopt otherwise. Consulted before the
+  /// builder's own ids, so a repeat is reported against the first occurrence, as one run would.
+  std::function<std::optional<std::string>(std::string_view shipment_id)> earlier_id;
+  /// Called once per accepted line, in input order, with its fields (the views die on return).
+  std::function<void(const shipment_fields&)> on_accepted;
+  /// Sums of |tpp| and |quantity| of the earlier lines: the 64-bit bound on totals spans them too.
+  std::uint64_t earlier_abs_tpp_sum      = 0;
+  std::uint64_t earlier_abs_quantity_sum = 0;
 };
 
 /// @brief Everything ingest produces: the columns and the dictionaries their codes point into.
@@ -132,6 +151,15 @@ class shipment_log_builder {
   void add_file(const std::string& path);
   /// @brief Ingests @p text as if it were the content of a file named @p name.
   void add_text(const std::string& name, std::string_view text);
+  /// @brief Appends lines that were read and validated before (a ledger replaying its nights).
+  /// They go through the same validation and encoding as `add_text`, so the log is the one
+  /// `add_text` would have built from the original file.
+  /// @param file     the original file's fingerprint; `lines_read` counts its rejected lines too
+  /// @param next     fills the next line's fields and returns true, or returns false at the end
+  /// @param rejected the lines rejected when the file was first read, appended to the log's rejects
+  /// @throw parse_error when a line no longer validates (other reference tables than at ingest)
+  void add_stored(const input_file& file, const std::function<bool(shipment_fields&)>& next,
+                  const std::vector<rejected_line>& rejected);
   /// @brief Lines rejected so far (also after a too_many_rejects was thrown).
   [[nodiscard]] const std::vector<rejected_line>& rejects() const;
   /// @brief Hands over the log; the builder is empty afterwards.

@@ -1,0 +1,141 @@
+/// @file aggregate_bench.cpp
+/// @brief The aggregation step (every total and check) on in-memory columns, per backend.
+///
+/// Shape (issue 3): entity = floor(E * u^3) for uniform u (a few very large entities), 249
+/// countries uniform, 7 chip models, quantity 1..64, 1,096 days. Counters: records/s and the
+/// bytes of the columns read once per second (date 4, entity 4, country 2, chip 2, pathway 1,
+/// quantity 8, tpp 8, order 4, exporter 4 = 37 bytes a line).
+#include <capledger/backend.hpp>
+#include <capledger/calendar.hpp>
+
+#include <benchmark/benchmark.h>
+
+#include <chrono>
+#include <cstdint>
+#include <iostream>
+#include <string>
+
+namespace {
+
+using namespace capledger;
+
+constexpr std::int64_t bytes_per_line = 37;
+
+struct synthetic_log {
+  shipment_columns columns;
+  rule_context rules;
+  dictionary_sizes sizes;
+};
+
+std::uint64_t splitmix64(std::uint64_t& state)
+{
+  std::uint64_t z = (state += 0x9E3779B97F4A7C15ULL);
+  z               = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  z               = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+  return z ^ (z >> 31);
+}
+
+synthetic_log make_log(std::int64_t lines, std::int32_t entities)
+{
+  synthetic_log log;
+  constexpr int countries = 249;
+  constexpr int chips     = 7;
+  const day_t first_day   = days_from_civil(2025, 1, 13);
+  auto& c                 = log.columns;
+  std::uint64_t state     = 42;
+  for (std::int64_t i = 0; i < lines; ++i) {
+    const double u       = static_cast<double>(splitmix64(state) >> 11) * 0x1.0p-53;
+    const auto entity    = static_cast<std::int32_t>(static_cast<double>(entities) * u * u * u);
+    const std::uint64_t r = splitmix64(state);
+    const auto pathway_code = static_cast<std::uint8_t>((r >> 40) % 16 < 12 ? 0 : (r >> 40) % 6);
+    const std::int64_t quantity = static_cast<std::int64_t>(r % 64) + 1;
+    c.date.push_back(first_day + static_cast<day_t>((r >> 8) % 1096));
+    c.entity.push_back(entity);
+    c.country.push_back(static_cast<std::uint16_t>((r >> 20) % countries));
+    c.chip.push_back(static_cast<std::uint16_t>((r >> 30) % chips));
+    c.pathway.push_back(pathway_code);
+    c.quantity.push_back(quantity);
+    c.tpp.push_back(quantity * 15832);
+    c.order.push_back(pathway_code == 1 ? static_cast<std::int32_t>(i / 4) : -1);
+    c.exporter.push_back(static_cast<std::int32_t>((r >> 50) % 8));
+  }
+  log.sizes = {entities, countries, chips, 8, static_cast<std::int32_t>(lines / 4 + 1)};
+  auto& rules        = log.rules;
+  rules.as_of        = first_day + 1095;
+  rules.window_start = first_day;
+  rules.window_end   = first_day + 1095;
+  for (int k = 0; k < countries; ++k) {
+    const int tier = k % 20 == 0 ? 1 : (k % 31 == 0 ? 3 : 2);
+    rules.country_tier.push_back(static_cast<std::uint8_t>(tier));
+    rules.country_cap_tpp.push_back(tier == 2 ? 790000000 : -1);
+  }
+  rules.country_cap_pathways = 1;
+  rules.chip_datacenter.assign(chips, 1);
+  rules.entity_is_uveu.assign(static_cast<std::size_t>(entities), 0);
+  rules.entity_hq_tier1.assign(static_cast<std::size_t>(entities), 0);
+  rules.entity_nveu_countries.assign(static_cast<std::size_t>(entities) * rule_context::nveu_mask_words, 0);
+  for (std::int32_t e = 0; e < entities; e += 97) {
+    rules.entity_is_uveu[static_cast<std::size_t>(e)] = 1;
+    rules.entity_nveu_countries[static_cast<std::size_t>(e) * rule_context::nveu_mask_words] = ~0ULL;
+  }
+  rules.lpp_per_order_tpp          = 26900000;
+  rules.lpp_per_consignee_year_tpp = 26900000;
+  rules.nveu_caps = {{first_day + 350, 633000000}, {first_day + 715, 1699000000}, {first_day + 1095, 5064000000}};
+  return log;
+}
+
+shipment_view view_of(const shipment_columns& c)
+{
+  return {c.size(),        c.date.data(),    c.entity.data(), c.country.data(), c.chip.data(),
+          c.pathway.data(), c.quantity.data(), c.tpp.data(),   c.order.data(),   c.exporter.data()};
+}
+
+void run(benchmark::State& state, backend& engine)
+{
+  const synthetic_log log = make_log(state.range(0), static_cast<std::int32_t>(state.range(1)));
+  const shipment_view lines = view_of(log.columns);
+  for (auto _ : state) {
+    const auto start = std::chrono::steady_clock::now();
+    aggregation result = engine.aggregate(lines, log.rules, log.sizes);
+    benchmark::DoNotOptimize(result);
+    state.SetIterationTime(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  }
+  state.counters["records/s"] = benchmark::Counter(static_cast<double>(state.range(0)),
+                                                   benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["bytes/s"]   = benchmark::Counter(static_cast<double>(state.range(0) * bytes_per_line),
+                                                   benchmark::Counter::kIsIterationInvariantRate,
+                                                   benchmark::Counter::OneK::kIs1024);
+}
+
+void bm_aggregate_cpu(benchmark::State& state)
+{
+  auto engine = make_cpu_backend();
+  run(state, *engine);
+}
+
+void bm_aggregate_gpu(benchmark::State& state)
+{
+  std::string why;
+  if (!gpu_available(&why)) {
+    state.SkipWithError(("no usable GPU: " + why).c_str());
+    return;
+  }
+  auto engine = make_gpu_backend();
+  run(state, *engine);
+}
+
+void sizes(benchmark::internal::Benchmark* b, int max_log2)
+{
+  for (int log2 = 16; log2 <= max_log2; log2 += 4) {
+    for (const std::int64_t entities : {1000, 100000}) { b->Args({std::int64_t{1} << log2, entities}); }
+  }
+  b->ArgNames({"lines", "entities"})->UseManualTime()->Unit(benchmark::kMillisecond);
+}
+
+}  // namespace
+
+// Wall time of `backend::aggregate` on host-resident columns (the GPU figure includes the copies).
+BENCHMARK(bm_aggregate_cpu)->Apply([](benchmark::internal::Benchmark* b) { sizes(b, 24); });
+BENCHMARK(bm_aggregate_gpu)->Apply([](benchmark::internal::Benchmark* b) { sizes(b, 28); });
+
+BENCHMARK_MAIN();

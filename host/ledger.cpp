@@ -1,0 +1,341 @@
+/// @file ledger.cpp
+/// @brief The ledger store: schema, idempotent all-or-nothing ingest, and the replay that turns
+/// the stored lines back into the shipment log `report` would have read.
+#include <capledger/entities.hpp>
+#include <capledger/error.hpp>
+#include <capledger/ledger.hpp>
+
+#include "file_io.hpp"
+#include "ledger_db.hpp"
+
+#include <ctime>
+#include <filesystem>
+
+namespace capledger {
+
+namespace {
+
+using detail::sql_connection;
+using detail::sql_statement;
+
+/// Marks the SQLite file as a capledger ledger ('CPLG'), so that another database is refused.
+constexpr std::int64_t ledger_application_id = 0x43504c47;
+
+constexpr const char* schema_sql = R"sql(
+CREATE TABLE meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+-- One row per ingested file, in ingest order: what summary.json lists as inputs.
+CREATE TABLE files(
+  file_id     INTEGER PRIMARY KEY,
+  path        TEXT NOT NULL,
+  bytes       INTEGER NOT NULL,
+  sha256      TEXT NOT NULL,
+  lines_read  INTEGER NOT NULL,
+  ingested_at TEXT NOT NULL);
+-- Accepted lines with their fields as read (quotes removed, unquoted text trimmed), in input
+-- order. The UNIQUE index on shipment_id is what makes ingest idempotent.
+CREATE TABLE lines(
+  seq          INTEGER PRIMARY KEY,
+  shipment_id  TEXT NOT NULL UNIQUE,
+  date         TEXT NOT NULL,
+  entity       TEXT NOT NULL,
+  country      TEXT NOT NULL,
+  chip         TEXT NOT NULL,
+  quantity     INTEGER NOT NULL,
+  pathway      TEXT NOT NULL,
+  order_id     TEXT NOT NULL,
+  exporter     TEXT NOT NULL,
+  tpp_per_unit INTEGER,
+  file_id      INTEGER NOT NULL REFERENCES files(file_id),
+  source_line  INTEGER NOT NULL);
+-- Lines rejected by an ingest run with --rejects: summary.json counts them as report would.
+CREATE TABLE rejects(
+  seq     INTEGER PRIMARY KEY,
+  file_id INTEGER NOT NULL REFERENCES files(file_id),
+  line    INTEGER NOT NULL,
+  col     INTEGER NOT NULL,
+  reason  TEXT NOT NULL,
+  detail  TEXT NOT NULL,
+  raw     TEXT NOT NULL);
+-- The entities file last given to ingest (one row at most).
+CREATE TABLE entities(slot INTEGER PRIMARY KEY CHECK (slot = 1), path TEXT NOT NULL, content BLOB NOT NULL);
+)sql";
+
+/// Opens an existing ledger and checks that it is one, of this schema version.
+void open_checked(sql_connection& db)
+{
+  const auto app = db.query_int("PRAGMA application_id");
+  if (app.value_or(0) != ledger_application_id) {
+    throw config_error(db.path() + ": not a capledger ledger (create one with 'capledger ledger init')");
+  }
+  const auto version = db.query_int("SELECT value FROM meta WHERE key = 'schema_version'");
+  if (version.value_or(-1) != ledger_schema_version) {
+    throw config_error(db.path() + ": ledger schema version " + std::to_string(version.value_or(-1)) +
+                       " is not the supported version " + std::to_string(ledger_schema_version));
+  }
+}
+
+sql_connection open_ledger(const std::string& path, sql_connection::mode how)
+{
+  if (!std::filesystem::exists(path)) {
+    throw config_error(path + ": no such ledger (create one with 'capledger ledger init')");
+  }
+  if (how == sql_connection::mode::read_only && std::filesystem::exists(path + "-journal")) {
+    // A journal left by a killed ingest must be rolled back before anyone reads, and SQLite can
+    // only do that through a writable connection; reading once through one restores the ledger
+    // as it was before that ingest. Read-only commands still never write a line themselves.
+    sql_connection recovery(path, sql_connection::mode::read_write);
+    open_checked(recovery);
+  }
+  sql_connection db(path, how);
+  open_checked(db);
+  return db;
+}
+
+std::string utc_now()
+{
+  const std::time_t now = std::time(nullptr);
+  std::tm parts{};
+  gmtime_r(&now, &parts);
+  char text[32];
+  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &parts);
+  return text;
+}
+
+std::int64_t parse_stored_int(std::string_view text)
+{
+  std::int64_t value = 0;
+  for (const char c : text) {
+    if (c >= '0' && c <= '9') { value = value * 10 + (c - '0'); }
+  }
+  return text.empty() || text.front() != '-' ? value : -value;
+}
+
+std::uint64_t magnitude(std::int64_t value)
+{
+  return value < 0 ? 0 - static_cast<std::uint64_t>(value) : static_cast<std::uint64_t>(value);
+}
+
+}  // namespace
+
+void ledger_init(const std::string& db_path)
+{
+  if (std::filesystem::exists(db_path)) {
+    throw config_error(db_path + ": already exists; not replacing it with an empty ledger");
+  }
+  sql_connection db(db_path, sql_connection::mode::create);
+  db.exec("PRAGMA synchronous = FULL");
+  db.exec("BEGIN IMMEDIATE");
+  db.exec(schema_sql);
+  db.exec("INSERT INTO meta(key, value) VALUES ('schema_version', " + std::to_string(ledger_schema_version) +
+          "), ('abs_tpp_sum', 0), ('abs_quantity_sum', 0)");
+  db.exec("PRAGMA application_id = " + std::to_string(ledger_application_id));
+  db.exec("COMMIT");
+}
+
+ledger_ingest_result ledger_ingest(const ledger_ingest_options& options)
+{
+  if (options.inputs.empty()) { throw config_error("ledger ingest needs at least one shipment log"); }
+  report_options reference_options;
+  reference_options.countries_path = options.countries_path;
+  reference_options.chips_path     = options.chips_path;
+  const reference_data ref         = load_reference(reference_options);
+  // Validate the entities file before touching the ledger: a bad one changes nothing.
+  std::string entities_text;
+  if (!options.entities_path.empty()) {
+    entities_text = read_input_file(options.entities_path);
+    (void)parse_entities(entities_text, options.entities_path, ref.countries);
+  }
+
+  sql_connection db = open_ledger(options.db_path, sql_connection::mode::read_write);
+  // FULL: the commit is on disk before ingest returns. The default rollback journal makes the
+  // transaction atomic: a process killed at any moment leaves the ledger as before or as after.
+  db.exec("PRAGMA synchronous = FULL");
+  db.exec("BEGIN IMMEDIATE");  // one writer at a time; a second ingest waits for the lock
+  try {
+    const auto meta = [&](const char* key) {
+      return db.query_int(std::string("SELECT value FROM meta WHERE key = '") + key + "'").value_or(0);
+    };
+    const std::int64_t first_file_id = db.query_int("SELECT MAX(file_id) FROM files").value_or(0) + 1;
+    std::int64_t file_id             = first_file_id;
+
+    sql_statement find_id(db.handle(),
+                          "SELECT f.path, l.source_line FROM lines l JOIN files f ON f.file_id = l.file_id "
+                          "WHERE l.shipment_id = ?");
+    sql_statement insert_line(db.handle(),
+                              "INSERT INTO lines(shipment_id, date, entity, country, chip, quantity, pathway, "
+                              "order_id, exporter, tpp_per_unit, file_id, source_line) "
+                              "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+
+    ingest_options ingest;
+    ingest.keep_rejects             = !options.rejects_path.empty();
+    ingest.max_rejects              = options.max_rejects;
+    ingest.earlier_abs_tpp_sum      = static_cast<std::uint64_t>(meta("abs_tpp_sum"));
+    ingest.earlier_abs_quantity_sum = static_cast<std::uint64_t>(meta("abs_quantity_sum"));
+    ingest.earlier_id = [&](std::string_view id) -> std::optional<std::string> {
+      find_id.bind(1, id);
+      std::optional<std::string> where;
+      if (find_id.step()) { where = std::string(find_id.text(0)) + ":" + std::to_string(find_id.int64(1)); }
+      find_id.reset();
+      return where;
+    };
+    ingest.on_accepted = [&](const shipment_fields& f) {
+      const std::int64_t quantity = parse_stored_int(f.quantity);  // validated already
+      insert_line.bind(1, f.shipment_id).bind(2, f.date).bind(3, f.entity).bind(4, f.country).bind(5, f.chip);
+      insert_line.bind(6, quantity).bind(7, f.pathway).bind(8, f.order_id).bind(9, f.exporter);
+      if (f.tpp_per_unit.empty()) {
+        insert_line.bind_null(10);
+      } else {
+        insert_line.bind(10, parse_stored_int(f.tpp_per_unit));
+      }
+      insert_line.bind(11, file_id).bind(12, f.source_line);
+      insert_line.run();
+    };
+
+    shipment_log_builder builder(ref.countries, ref.chips, ingest);
+    std::vector<std::size_t> rejects_end;  // rejects of file i end at rejects_end[i]
+    try {
+      for (const auto& path : options.inputs) {
+        builder.add_file(path);
+        rejects_end.push_back(builder.rejects().size());
+        ++file_id;
+      }
+    } catch (const too_many_rejects&) {
+      write_rejects(options.rejects_path, builder.rejects());
+      throw;
+    }
+    const shipment_log night = builder.finish();
+
+    const std::string now = utc_now();
+    sql_statement insert_file(db.handle(),
+                              "INSERT INTO files(file_id, path, bytes, sha256, lines_read, ingested_at) "
+                              "VALUES (?, ?, ?, ?, ?, ?)");
+    sql_statement insert_reject(db.handle(),
+                                "INSERT INTO rejects(file_id, line, col, reason, detail, raw) VALUES (?, ?, ?, ?, ?, ?)");
+    std::size_t reject = 0;
+    for (std::size_t f = 0; f < night.files.size(); ++f) {
+      const input_file& file = night.files[f];
+      const auto id          = first_file_id + static_cast<std::int64_t>(f);
+      insert_file.bind(1, id).bind(2, file.path).bind(3, file.bytes).bind(4, file.sha256);
+      insert_file.bind(5, file.lines_read).bind(6, now);
+      insert_file.run();
+      for (; reject < rejects_end[f]; ++reject) {
+        const rejected_line& r = night.rejects[reject];
+        insert_reject.bind(1, id).bind(2, r.line).bind(3, r.column).bind(4, r.reason).bind(5, r.detail).bind(6, r.raw);
+        insert_reject.run();
+      }
+    }
+
+    std::uint64_t abs_tpp = ingest.earlier_abs_tpp_sum, abs_quantity = ingest.earlier_abs_quantity_sum;
+    for (std::int64_t i = 0; i < night.columns.size(); ++i) {
+      abs_tpp += magnitude(night.columns.tpp[static_cast<std::size_t>(i)]);
+      abs_quantity += magnitude(night.columns.quantity[static_cast<std::size_t>(i)]);
+    }
+    db.exec("UPDATE meta SET value = " + std::to_string(abs_tpp) + " WHERE key = 'abs_tpp_sum'");
+    db.exec("UPDATE meta SET value = " + std::to_string(abs_quantity) + " WHERE key = 'abs_quantity_sum'");
+
+    if (!options.entities_path.empty()) {
+      sql_statement put(db.handle(), "INSERT OR REPLACE INTO entities(slot, path, content) VALUES (1, ?, ?)");
+      put.bind(1, options.entities_path).bind(2, entities_text);
+      put.run();
+    }
+
+    ledger_ingest_result result;
+    result.files        = static_cast<std::int64_t>(night.files.size());
+    result.lines_read   = night.lines_read;
+    result.lines_added  = night.columns.size();
+    result.rejected     = static_cast<std::int64_t>(night.rejects.size());
+    result.ledger_lines = db.query_int("SELECT COUNT(*) FROM lines").value_or(0);
+    db.exec("COMMIT");
+    if (!options.rejects_path.empty()) { write_rejects(options.rejects_path, night.rejects); }
+    return result;
+  } catch (...) {
+    // Nothing of this night stays: the ledger is exactly as before.
+    try {
+      db.exec("ROLLBACK");
+    } catch (...) {  // the transaction may already be gone; the original error matters
+    }
+    throw;
+  }
+}
+
+reference_data load_ledger_reference(const std::string& db_path, const report_options& options)
+{
+  reference_data ref = load_reference(options);
+  if (!options.entities_path.empty()) { return ref; }
+  sql_connection db = open_ledger(db_path, sql_connection::mode::read_only);
+  sql_statement stored(db.handle(), "SELECT path, content FROM entities WHERE slot = 1");
+  if (stored.step()) {
+    const std::string path(stored.text(0));
+    const std::string_view content = stored.text(1);
+    ref.entities      = parse_entities(content, path, ref.countries);
+    ref.entities_file = file_fingerprint{path, static_cast<std::int64_t>(content.size()), detail::sha256_hex(content)};
+  }
+  return ref;
+}
+
+shipment_log load_ledger_log(const std::string& db_path, const reference_data& ref, const std::string& proposed)
+{
+  sql_connection db = open_ledger(db_path, sql_connection::mode::read_only);
+  // A read transaction: the files, lines and rejects read below are one consistent snapshot even
+  // while another process ingests.
+  db.exec("BEGIN");
+  shipment_log_builder builder(ref.countries, ref.chips, ingest_options{});
+
+  sql_statement files(db.handle(), "SELECT file_id, path, bytes, sha256, lines_read FROM files ORDER BY file_id");
+  sql_statement rejects(db.handle(),
+                        "SELECT line, col, reason, detail, raw FROM rejects WHERE file_id = ? ORDER BY seq");
+  // One ordered scan over all lines: a file's lines are consecutive in seq (one ingest, one file
+  // after another), so each file takes the run of rows carrying its file_id.
+  sql_statement lines(db.handle(),
+                      "SELECT shipment_id, date, entity, country, chip, quantity, pathway, order_id, exporter, "
+                      "tpp_per_unit, file_id, source_line FROM lines ORDER BY seq");
+  bool has_row = lines.step();
+  bool advance = false;
+  std::string quantity_text, tpp_text;
+  while (files.step()) {
+    const std::int64_t file_id = files.int64(0);
+    input_file info;
+    info.path       = std::string(files.text(1));
+    info.bytes      = files.int64(2);
+    info.sha256     = std::string(files.text(3));
+    info.lines_read = files.int64(4);
+    std::vector<rejected_line> rejected;
+    rejects.bind(1, file_id);
+    while (rejects.step()) {
+      rejected.push_back({info.path, rejects.int64(0), rejects.int64(1), std::string(rejects.text(2)),
+                          std::string(rejects.text(3)), std::string(rejects.text(4))});
+    }
+    rejects.reset();
+    const auto next = [&](shipment_fields& f) {
+      if (advance) {
+        has_row = lines.step();
+        advance = false;
+      }
+      if (!has_row || lines.int64(10) != file_id) { return false; }
+      quantity_text = std::to_string(lines.int64(5));
+      tpp_text      = lines.is_null(9) ? std::string() : std::to_string(lines.int64(9));
+      f = shipment_fields{lines.text(0), lines.text(1), lines.text(2), lines.text(3), lines.text(4), quantity_text,
+                          lines.text(6), lines.text(7), lines.text(8), tpp_text,      lines.int64(11)};
+      advance = true;  // the views stay valid until the builder has taken the line
+      return true;
+    };
+    builder.add_stored(info, next, rejected);
+  }
+  if (advance) { has_row = lines.step(); }
+  if (has_row) { throw config_error(db_path + ": lines without a file record; the ledger is damaged"); }
+  db.exec("COMMIT");
+  if (!proposed.empty()) { builder.add_file(proposed); }
+  return builder.finish();
+}
+
+int run_ledger_report(const std::string& db_path, const report_options& options, std::ostream& out,
+                      std::ostream& diagnostics)
+{
+  check_report_format(options);
+  const reference_data ref        = load_ledger_reference(db_path, options);
+  std::unique_ptr<backend> engine = select_backend(options.backend, diagnostics);
+  const shipment_log log          = load_ledger_log(db_path, ref);
+  return finish_report(ref, log, options, *engine, out, diagnostics);
+}
+
+}  // namespace capledger

@@ -1,0 +1,423 @@
+/// @file ledger_views.cpp
+/// @brief What the ledger answers besides reports: cap balances, inventory reconciliation and
+/// what-if checks of proposed lines. All exact integer arithmetic over the replayed log.
+#include <capledger/checks.hpp>
+#include <capledger/error.hpp>
+#include <capledger/ledger.hpp>
+
+#include "csv.hpp"
+#include "file_io.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <fstream>
+#include <iomanip>
+#include <map>
+#include <ostream>
+#include <sstream>
+#include <tuple>
+
+namespace capledger {
+
+namespace {
+
+day_t effective_as_of(const shipment_log& log, std::optional<day_t> as_of)
+{
+  if (as_of) { return *as_of; }
+  if (log.columns.date.empty()) { return std::numeric_limits<day_t>::max(); }
+  return *std::max_element(log.columns.date.begin(), log.columns.date.end());
+}
+
+/// `0.95` for 950000 ppm: the level as the user would write it.
+std::string level_text(ppm_t level)
+{
+  std::string text = exact_decimal(level, ppm_one, 6);
+  while (text.back() == '0') { text.pop_back(); }
+  if (text.back() == '.') { text.push_back('0'); }
+  return text;
+}
+
+bool in_window(const rule_set& rules, day_t date)
+{
+  return date >= rules.counting_starts && date <= rules.counting_ends;
+}
+
+}  // namespace
+
+// ---- balances ---------------------------------------------------------------------------------
+
+std::vector<cap_balance> compute_balances(const reference_data& ref, const shipment_log& log,
+                                          std::optional<day_t> as_of_option, const std::vector<ppm_t>& warn_levels)
+{
+  const day_t as_of            = effective_as_of(log, as_of_option);
+  const rule_context context   = make_rule_context(ref.rules, ref.countries, ref.entities, log, as_of);
+  const shipment_columns& c    = log.columns;
+  std::vector<std::int64_t> country_used(ref.countries.rows.size(), 0);
+  std::map<std::pair<std::string, std::string>, std::int64_t> nveu_used;  // (entity, ISO)
+  std::map<std::pair<std::string, int>, std::int64_t> lpp_used;            // (entity, year)
+  for (std::size_t i = 0; i < c.date.size(); ++i) {
+    if (c.date[i] > as_of || !in_window(ref.rules, c.date[i])) { continue; }
+    const auto p = static_cast<pathway>(c.pathway[i]);
+    if ((context.country_cap_pathways >> c.pathway[i]) & 1U) { country_used[c.country[i]] += c.tpp[i]; }
+    const std::string& entity = log.entities.text(c.entity[i]);
+    if (p == pathway::nveu) { nveu_used[{entity, ref.countries.rows[c.country[i]].iso2}] += c.tpp[i]; }
+    if (p == pathway::lpp) { lpp_used[{entity, year_of(c.date[i])}] += c.tpp[i]; }
+  }
+  // Every authorized NVEU pair has a balance, used or not.
+  for (const auto& info : ref.entities.rows) {
+    if (info.status != entity_status::nveu) { continue; }
+    for (const std::uint16_t country : info.nveu_countries) {
+      nveu_used.emplace(std::pair(info.id, ref.countries.rows[country].iso2), 0);
+    }
+  }
+
+  std::vector<cap_balance> rows;
+  const auto add = [&](cap_balance b) {
+    b.used_pct = exact_decimal(b.consumed_tpp, b.limit_tpp, 2, 100);
+    if (b.consumed_tpp > b.limit_tpp) {
+      b.warn_level = "exceeded";
+    } else if (const int level = highest_warn_level(b.consumed_tpp, b.limit_tpp, warn_levels); level >= 0) {
+      b.warn_level = level_text(warn_levels[static_cast<std::size_t>(level)]);
+    }
+    rows.push_back(std::move(b));
+  };
+  for (std::size_t k = 0; k < ref.countries.rows.size(); ++k) {
+    if (context.country_cap_tpp[k] < 0) { continue; }
+    cap_balance b;
+    b.cap          = "COUNTRY_CAP";
+    b.country      = ref.countries.rows[k].iso2;
+    b.limit_tpp    = context.country_cap_tpp[k];
+    b.consumed_tpp = country_used[k];
+    add(std::move(b));
+  }
+  // The phase in force at as_of, as CAP_NEAR_LIMIT uses it.
+  const std::int64_t nveu_limit = nveu_cap_on(ref.rules, std::min(as_of, ref.rules.counting_ends));
+  for (const auto& [key, used] : nveu_used) {
+    cap_balance b;
+    b.cap          = "NVEU_CAP";
+    b.entity       = key.first;
+    b.country      = key.second;
+    b.limit_tpp    = nveu_limit;
+    b.consumed_tpp = used;
+    add(std::move(b));
+  }
+  for (const auto& [key, used] : lpp_used) {
+    cap_balance b;
+    b.cap          = "LPP_ANNUAL";
+    b.entity       = key.first;
+    b.year         = std::to_string(key.second);
+    b.limit_tpp    = ref.rules.lpp_per_consignee_year_tpp;
+    b.consumed_tpp = used;
+    add(std::move(b));
+  }
+  return rows;
+}
+
+int run_ledger_balances(const std::string& db_path, const report_options& options, std::ostream& out,
+                        std::ostream& /*diagnostics*/)
+{
+  if (options.format != "table" && options.format != "csv") {
+    throw config_error("--format must be table or csv, not '" + options.format + "'");
+  }
+  const reference_data ref = load_ledger_reference(db_path, options);
+  const shipment_log log   = load_ledger_log(db_path, ref);
+  const auto balances      = compute_balances(ref, log, options.as_of, options.warn_at);
+  const std::vector<std::string> header = {"cap", "entity", "country", "year", "limit_tpp", "consumed_tpp",
+                                           "remaining_tpp", "used_pct", "warn_level"};
+  std::vector<std::vector<std::string>> rows;
+  bool exceeded = false;
+  for (const auto& b : balances) {
+    exceeded = exceeded || b.warn_level == "exceeded";
+    rows.push_back({b.cap, b.entity, b.country, b.year, std::to_string(b.limit_tpp), std::to_string(b.consumed_tpp),
+                    std::to_string(b.remaining_tpp()), b.used_pct, b.warn_level});
+  }
+  if (options.format == "csv") {
+    out << to_csv(header, rows);
+  } else {
+    std::vector<std::size_t> width(header.size());
+    for (std::size_t k = 0; k < header.size(); ++k) { width[k] = header[k].size(); }
+    for (const auto& r : rows) {
+      for (std::size_t k = 0; k < r.size(); ++k) { width[k] = std::max(width[k], r[k].size()); }
+    }
+    const auto print = [&](const std::vector<std::string>& r) {
+      for (std::size_t k = 0; k < r.size(); ++k) {
+        // Text columns left-aligned, numbers right-aligned, as in a balance sheet.
+        out << (k < 4 || k == 8 ? std::left : std::right) << std::setw(static_cast<int>(width[k])) << r[k]
+            << (k + 1 < r.size() ? "  " : "\n");
+      }
+    };
+    print(header);
+    for (const auto& r : rows) { print(r); }
+  }
+  return exceeded ? 1 : 0;
+}
+
+// ---- reconcile --------------------------------------------------------------------------------
+
+std::vector<reconciliation_row> reconcile_inventory(const reference_data& ref, const shipment_log& log,
+                                                    const std::string& inventory_path, std::optional<day_t> as_of_option)
+{
+  using key_t = std::tuple<std::string, std::string, std::string>;  // entity, ISO, chip key
+  struct tally {
+    std::int64_t ledger = 0;
+    std::int64_t reported = 0;
+    bool shipped = false;   // some ledger line has this key
+    bool reported_listed = false;
+    int chip = -1;          // code in log.chips, -1 when never seen
+  };
+  std::map<key_t, tally> keys;
+  const day_t as_of         = effective_as_of(log, as_of_option);
+  const shipment_columns& c = log.columns;
+  for (std::size_t i = 0; i < c.date.size(); ++i) {
+    if (c.date[i] > as_of) { continue; }
+    tally& t = keys[{log.entities.text(c.entity[i]), ref.countries.rows[c.country[i]].iso2,
+                     log.chips.rows[c.chip[i]].key}];
+    t.ledger += c.quantity[i];
+    t.shipped = true;
+    t.chip    = c.chip[i];
+  }
+
+  const std::string text = read_input_file(inventory_path);
+  detail::csv_reader reader(text);
+  if (reader.next() != detail::csv_status::record) {
+    throw parse_error(inventory_path, 1, 1, "MISSING_COLUMN", "the file has no header row");
+  }
+  const detail::csv_header header(reader.fields());
+  const int col[4] = {header.find("entity"), header.find("country"), header.find("chip"), header.find("units")};
+  const char* names[4] = {"entity", "country", "chip", "units"};
+  for (int k = 0; k < 4; ++k) {
+    if (col[k] < 0) {
+      throw parse_error(inventory_path, 1, 1, "MISSING_COLUMN", std::string("required column '") + names[k] + "' is missing");
+    }
+  }
+  while (true) {
+    const auto status = reader.next();
+    if (status == detail::csv_status::end) { break; }
+    if (status != detail::csv_status::record) {
+      throw parse_error(inventory_path, reader.error_line(), reader.error_column(),
+                        status == detail::csv_status::unterminated_quote ? "UNTERMINATED_QUOTE" : "BAD_QUOTE",
+                        "malformed quoted field");
+    }
+    const auto& f = reader.fields();
+    if (static_cast<int>(f.size()) != header.size()) {
+      throw parse_error(inventory_path, reader.record_line(), 1, "WRONG_FIELD_COUNT",
+                        "expected " + std::to_string(header.size()) + " fields, found " + std::to_string(f.size()));
+    }
+    const auto& entity  = f[static_cast<std::size_t>(col[0])];
+    const auto& country = f[static_cast<std::size_t>(col[1])];
+    const auto& chip    = f[static_cast<std::size_t>(col[2])];
+    const auto& units   = f[static_cast<std::size_t>(col[3])];
+    if (entity.value.empty()) { throw parse_error(inventory_path, entity.line, entity.column, "EMPTY_FIELD", "empty entity"); }
+    const int country_code = ref.countries.find(country.value);
+    if (country_code < 0) {
+      throw parse_error(inventory_path, country.line, country.column, "UNKNOWN_COUNTRY",
+                        "'" + std::string(country.value) + "' is not in the countries table");
+    }
+    if (chip.value.empty()) { throw parse_error(inventory_path, chip.line, chip.column, "EMPTY_FIELD", "empty chip"); }
+    std::int64_t reported = 0;
+    if (!detail::parse_int64(units.value, reported) || reported < 0) {
+      throw parse_error(inventory_path, units.line, units.column, "BAD_QUANTITY",
+                        "'" + std::string(units.value) + "' is not a non-negative integer");
+    }
+    // Chip keys match case-insensitively, as in shipment logs; unknown ones are upper-cased.
+    const int chip_code = log.chips.find(chip.value);
+    const std::string chip_key =
+      chip_code >= 0 ? log.chips.rows[static_cast<std::size_t>(chip_code)].key : detail::to_upper(chip.value);
+    tally& t = keys[{std::string(entity.value), ref.countries.rows[static_cast<std::size_t>(country_code)].iso2, chip_key}];
+    if (t.reported_listed) {
+      throw parse_error(inventory_path, entity.line, entity.column, "DUPLICATE_ID",
+                        "(entity, country, chip) is listed twice");
+    }
+    t.reported_listed = true;
+    t.reported        = reported;
+    if (chip_code >= 0) { t.chip = chip_code; }
+  }
+
+  std::vector<reconciliation_row> rows;
+  for (const auto& [key, t] : keys) {
+    if (!t.reported_listed && t.ledger == 0) { continue; }  // shipped and all returned: nothing to reconcile
+    reconciliation_row r;
+    std::tie(r.entity, r.country, r.chip) = key;
+    r.ledger_units   = t.ledger;
+    r.reported_units = t.reported;
+    if (t.chip >= 0 && log.chips.rows[static_cast<std::size_t>(t.chip)].known) {
+      std::int64_t tpp = 0;
+      if (__builtin_mul_overflow(r.difference(), log.chips.rows[static_cast<std::size_t>(t.chip)].tpp, &tpp)) {
+        throw config_error(inventory_path + ": difference in tpp exceeds 64 bits for " + r.entity + "/" + r.chip);
+      }
+      r.difference_tpp = std::to_string(tpp);
+    }
+    if (r.reported_units == r.ledger_units) {
+      r.status = "match";
+    } else if (!t.shipped) {
+      r.status = "unshipped";  // reported installed where nothing was ever shipped: possible diversion
+    } else {
+      r.status = r.reported_units < r.ledger_units ? "shortfall" : "surplus";
+    }
+    rows.push_back(std::move(r));
+  }
+  return rows;
+}
+
+int run_reconcile(const std::string& db_path, const std::string& inventory_path, const report_options& options,
+                  std::ostream& out, std::ostream& diagnostics)
+{
+  const reference_data ref = load_ledger_reference(db_path, options);
+  const shipment_log log   = load_ledger_log(db_path, ref);
+  const auto rows          = reconcile_inventory(ref, log, inventory_path, options.as_of);
+  std::vector<std::vector<std::string>> cells;
+  std::map<std::string, std::int64_t> by_status = {{"match", 0}, {"shortfall", 0}, {"surplus", 0}, {"unshipped", 0}};
+  for (const auto& r : rows) {
+    cells.push_back({r.entity, r.country, r.chip, std::to_string(r.ledger_units), std::to_string(r.reported_units),
+                     std::to_string(r.difference()), r.difference_tpp, r.status});
+    ++by_status[r.status];
+  }
+  const std::string csv = to_csv({"entity", "country", "chip", "ledger_units", "reported_units", "difference",
+                                  "difference_tpp", "status"},
+                                 cells);
+  const std::int64_t mismatches = static_cast<std::int64_t>(rows.size()) - by_status["match"];
+  const day_t as_of             = effective_as_of(log, options.as_of);
+  nlohmann::ordered_json summary;
+  summary["tool"]      = "capledger";
+  summary["version"]   = CAPLEDGER_VERSION;
+  summary["ledger"]    = db_path;
+  summary["inventory"] = {{"path", inventory_path}, {"sha256", detail::sha256_hex(read_input_file(inventory_path))}};
+  summary["as_of"]     = log.columns.date.empty() && !options.as_of ? nlohmann::ordered_json(nullptr)
+                                                                    : nlohmann::ordered_json(format_date(as_of));
+  summary["rows"]      = static_cast<std::int64_t>(rows.size());
+  summary["by_status"] = by_status;
+  summary["mismatches"] = mismatches;
+
+  std::ostringstream text;
+  text << "reconciliation: " << rows.size() << " key(s): " << by_status["match"] << " match, "
+       << by_status["shortfall"] << " shortfall, " << by_status["surplus"] << " surplus, " << by_status["unshipped"]
+       << " unshipped\n";
+  if (!options.out_dir.empty()) {
+    detail::write_directory_atomically(options.out_dir,
+                                       {{"reconciliation.csv", csv}, {"summary.json", summary.dump(2) + "\n"}});
+    out << text.str();
+    diagnostics << "capledger: wrote reconciliation.csv and summary.json to " << options.out_dir << "\n";
+  } else {
+    out << csv;
+    diagnostics << text.str();
+  }
+  return mismatches > 0 ? 1 : 0;
+}
+
+// ---- check ------------------------------------------------------------------------------------
+
+std::vector<proposed_check> check_proposed(const reference_data& ref, const shipment_log& log,
+                                           std::int64_t first_proposed)
+{
+  // Running totals of every limit key: the ledger's in-window lines first, then each proposed
+  // line in turn. No as_of: the ledger's whole history counts against tomorrow's shipments.
+  const rule_context context = make_rule_context(ref.rules, ref.countries, ref.entities, log,
+                                                 std::numeric_limits<day_t>::max());
+  const shipment_columns& c = log.columns;
+  std::map<std::int64_t, std::int64_t> country_used, nveu_used, lpp_year_used, lpp_order_used;
+  const auto counts = [&](std::size_t i) { return in_window(ref.rules, c.date[i]); };
+  const auto add_line = [&](std::size_t i) {
+    if (!counts(i)) { return; }
+    if ((context.country_cap_pathways >> c.pathway[i]) & 1U) { country_used[c.country[i]] += c.tpp[i]; }
+    if (c.pathway[i] == static_cast<std::uint8_t>(pathway::nveu)) {
+      nveu_used[entity_country_key(c.entity[i], c.country[i])] += c.tpp[i];
+    }
+    if (c.pathway[i] == static_cast<std::uint8_t>(pathway::lpp)) {
+      lpp_year_used[entity_year_key(c.entity[i], year_of(c.date[i]))] += c.tpp[i];
+      lpp_order_used[c.order[i]] += c.tpp[i];
+    }
+  };
+  for (std::int64_t i = 0; i < first_proposed; ++i) { add_line(static_cast<std::size_t>(i)); }
+
+  std::vector<proposed_check> rows;
+  for (std::int64_t line = first_proposed; line < c.size(); ++line) {
+    const auto i = static_cast<std::size_t>(line);
+    proposed_check base;
+    base.line        = line - first_proposed + 1;
+    base.shipment_id = std::string(log.shipment_id(line));
+    base.date        = format_date(c.date[i]);
+    base.entity      = log.entities.text(c.entity[i]);
+    base.country     = ref.countries.rows[c.country[i]].iso2;
+    base.pathway     = std::string(pathway_name(static_cast<pathway>(c.pathway[i])));
+    base.tpp         = c.tpp[i];
+    const std::size_t before = rows.size();
+    const auto limit_row = [&](const char* rule, std::int64_t used, std::int64_t limit) {
+      proposed_check r         = base;
+      r.rule                   = rule;
+      r.limit_tpp              = std::to_string(limit);
+      r.consumed_before_tpp    = std::to_string(used);
+      r.headroom_before_tpp    = std::to_string(limit - used);
+      // A line that adds tpp past the limit breaches it; a return never does.
+      r.status = c.tpp[i] > 0 && used + c.tpp[i] > limit ? "breach" : "ok";
+      rows.push_back(std::move(r));
+    };
+    const auto rule_row = [&](const char* rule) {
+      proposed_check r = base;
+      r.rule           = rule;
+      r.status         = "breach";
+      rows.push_back(std::move(r));
+    };
+    if (counts(i)) {
+      const int tier   = context.country_tier[c.country[i]];
+      const auto path  = static_cast<pathway>(c.pathway[i]);
+      const bool adds  = c.quantity[i] > 0;
+      if (adds && tier == 3) { rule_row("PROHIBITED_DESTINATION"); }
+      const bool unauthorized =
+        adds && ((path == pathway::uveu && !context.entity_is_uveu[c.entity[i]]) ||
+                 (path == pathway::nveu && !context.nveu_authorized(c.entity[i], c.country[i])) ||
+                 (path == pathway::aia && (tier != 1 || !context.entity_hq_tier1[c.entity[i]])) ||
+                 (path == pathway::aca && context.chip_datacenter[c.chip[i]]));
+      if (unauthorized) { rule_row("UNAUTHORIZED_PATHWAY"); }
+      if (context.country_cap_tpp[c.country[i]] >= 0 && ((context.country_cap_pathways >> c.pathway[i]) & 1U)) {
+        limit_row("COUNTRY_CAP_EXCEEDED", country_used[c.country[i]], context.country_cap_tpp[c.country[i]]);
+      }
+      if (path == pathway::lpp) {
+        limit_row("LPP_ORDER_LIMIT", lpp_order_used[c.order[i]], ref.rules.lpp_per_order_tpp);
+        limit_row("LPP_ANNUAL_LIMIT", lpp_year_used[entity_year_key(c.entity[i], year_of(c.date[i]))],
+                  ref.rules.lpp_per_consignee_year_tpp);
+      }
+      if (path == pathway::nveu) {
+        limit_row("NVEU_CAP_EXCEEDED", nveu_used[entity_country_key(c.entity[i], c.country[i])],
+                  nveu_cap_on(ref.rules, c.date[i]));
+      }
+    }
+    if (rows.size() == before) {  // no limit applies (tier 1, or outside the counting window)
+      proposed_check r = base;
+      r.status         = "ok";
+      rows.push_back(std::move(r));
+    }
+    add_line(i);
+  }
+  return rows;
+}
+
+int run_check(const std::string& db_path, const std::string& proposed_path, const std::string& out_path,
+              const report_options& options, std::ostream& out, std::ostream& diagnostics)
+{
+  const reference_data ref = load_ledger_reference(db_path, options);
+  const shipment_log log   = load_ledger_log(db_path, ref, proposed_path);
+  const std::int64_t first = log.file_end.size() >= 2 ? log.file_end[log.file_end.size() - 2] : 0;
+  const auto checks        = check_proposed(ref, log, first);
+  std::vector<std::vector<std::string>> rows;
+  std::int64_t breaches = 0;
+  for (const auto& r : checks) {
+    breaches += r.status == "breach" ? 1 : 0;
+    rows.push_back({std::to_string(r.line), r.shipment_id, r.date, r.entity, r.country, r.pathway,
+                    std::to_string(r.tpp), r.rule, r.limit_tpp, r.consumed_before_tpp, r.headroom_before_tpp,
+                    r.status});
+  }
+  const std::string csv = to_csv({"line", "shipment_id", "date", "entity", "country", "pathway", "tpp", "rule",
+                                  "limit_tpp", "consumed_before_tpp", "headroom_before_tpp", "status"},
+                                 rows);
+  if (out_path.empty()) {
+    out << csv;
+  } else {
+    detail::write_file_atomically(out_path, csv);
+  }
+  diagnostics << "capledger: " << (log.columns.size() - first) << " proposed line(s), " << breaches
+              << " breach(es)\n";
+  return breaches > 0 ? 1 : 0;
+}
+
+}  // namespace capledger

@@ -1,0 +1,148 @@
+/// @file ledger.hpp
+/// @brief The nightly-reconciliation ledger: a durable SQLite store of every accepted shipment
+/// line, idempotent ingest, reports over all nights, cap balances, inventory reconciliation and
+/// what-if checks of proposed shipments.
+///
+/// The ledger keeps each line's original fields in input order, the fingerprint of every file
+/// it came from, the lines rejected on the way, and the entities file. Every reading command
+/// replays those fields through `shipment_log_builder`, so a ledger report is the report that
+/// `capledger report` gives over all ingested files, byte for byte.
+#pragma once
+
+#include <capledger/report.hpp>
+
+#include <cstdint>
+#include <iosfwd>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace capledger {
+
+/// Version of the ledger's schema, kept in its `meta` table; a ledger of another version is refused.
+inline constexpr std::int64_t ledger_schema_version = 1;
+
+/// @brief Creates an empty ledger at @p db_path.
+/// @throw config_error when the file already exists or cannot be created
+void ledger_init(const std::string& db_path);
+
+/// @brief Options of `capledger ledger ingest`.
+struct ledger_ingest_options {
+  std::string db_path;
+  std::vector<std::string> inputs;  ///< the night's shipment logs, in order
+  std::string entities_path;        ///< non-empty: validated, then replaces the stored entities file
+  std::string countries_path;       ///< empty: bundled (validation of country codes)
+  std::string chips_path;           ///< empty: bundled (validation of chip keys)
+  std::string rejects_path;         ///< non-empty: skip bad lines (and duplicates), write them here
+  std::int64_t max_rejects = -1;    ///< with rejects_path: fail once more are rejected
+};
+
+/// @brief What one ingest added.
+struct ledger_ingest_result {
+  std::int64_t files = 0;         ///< files recorded
+  std::int64_t lines_read = 0;    ///< data records read
+  std::int64_t lines_added = 0;   ///< lines appended to the ledger
+  std::int64_t rejected = 0;      ///< lines rejected (kept only with rejects_path)
+  std::int64_t ledger_lines = 0;  ///< lines in the ledger afterwards
+};
+
+/// @brief Validates the night's files as `report` does and appends them in one transaction.
+/// A shipment id already in the ledger is a `DUPLICATE_ID` reject naming the earlier file:line.
+/// Either everything is committed (durably: synchronous=FULL) or nothing is.
+/// @throw parse_error on the first bad line without rejects_path, too_many_rejects, config_error
+[[nodiscard]] ledger_ingest_result ledger_ingest(const ledger_ingest_options& options);
+
+/// @brief Reference data for a ledger command: the tables named by @p options, and the entities
+/// file given there or else the one stored in the ledger (summary.json names its original path).
+/// @throw config_error, parse_error
+[[nodiscard]] reference_data load_ledger_reference(const std::string& db_path, const report_options& options);
+
+/// @brief Rebuilds the shipment log of every ingested file, in ingest order, as `report` would
+/// have read it (dictionaries, rejects, file fingerprints and line counts included).
+/// @param proposed non-empty: a further shipment log appended after the ledger's lines (its ids
+///                 must not collide with the ledger's), as `check` needs
+/// @throw config_error for a missing or foreign database; parse_error when a stored line does not
+///        validate under @p reference (other tables than at ingest) or @p proposed has a bad line
+[[nodiscard]] shipment_log load_ledger_log(const std::string& db_path, const reference_data& reference,
+                                           const std::string& proposed = {});
+
+/// @brief `capledger ledger report`: every output of `report` over all ingested files.
+/// @return the exit code of SPEC §6
+int run_ledger_report(const std::string& db_path, const report_options& options, std::ostream& out,
+                      std::ostream& diagnostics);
+
+/// @brief One cap's balance: limit in force, consumed, remaining, percent used.
+struct cap_balance {
+  std::string cap;      ///< `COUNTRY_CAP`, `NVEU_CAP` or `LPP_ANNUAL`
+  std::string entity;   ///< NVEU and LPP caps
+  std::string country;  ///< country and NVEU caps
+  std::string year;     ///< LPP caps
+  std::int64_t limit_tpp = 0;
+  std::int64_t consumed_tpp = 0;
+  [[nodiscard]] std::int64_t remaining_tpp() const noexcept { return limit_tpp - consumed_tpp; }
+  std::string used_pct;    ///< 100 x consumed / limit, exact, 2 decimals
+  std::string warn_level;  ///< `exceeded`, the highest `--warn-at` level reached (e.g. `0.9`), or empty
+};
+
+/// @brief Balances of every cap at @p as_of (default: the latest date of @p log): each tier-2
+/// country, each NVEU (entity, country) that is authorized or has NVEU lines, each LPP
+/// (consignee, year) with LPP lines. Counted like the checks: in-window lines up to as_of.
+/// @param warn_levels parts per million, ascending
+[[nodiscard]] std::vector<cap_balance> compute_balances(const reference_data& reference,
+                                                        const shipment_log& log, std::optional<day_t> as_of,
+                                                        const std::vector<ppm_t>& warn_levels);
+
+/// @brief `capledger ledger balances`: prints the balances in `options.format` (table or csv).
+/// @return 0, or 1 when a cap is exceeded
+int run_ledger_balances(const std::string& db_path, const report_options& options, std::ostream& out,
+                        std::ostream& diagnostics);
+
+/// @brief One row of `reconciliation.csv`.
+struct reconciliation_row {
+  std::string entity, country, chip;
+  std::int64_t ledger_units = 0;
+  std::int64_t reported_units = 0;
+  [[nodiscard]] std::int64_t difference() const noexcept { return reported_units - ledger_units; }
+  std::string difference_tpp;  ///< difference x the chips-table tpp; empty for chips outside the table
+  std::string status;          ///< `match`, `shortfall`, `surplus` or `unshipped`
+};
+
+/// @brief Compares an inventory (`entity,country,chip,units`) with the units the ledger implies
+/// per (entity, country, chip), all lines up to @p as_of (default: the latest date).
+/// @return rows sorted by (entity, country, chip); ledger keys with zero net units that the
+///         inventory does not list are left out
+/// @throw parse_error for a bad inventory line (file:line:column), config_error when unreadable
+[[nodiscard]] std::vector<reconciliation_row> reconcile_inventory(const reference_data& reference,
+                                                                  const shipment_log& log,
+                                                                  const std::string& inventory_path,
+                                                                  std::optional<day_t> as_of);
+
+/// @brief `capledger reconcile`: writes reconciliation.csv and summary.json into `options.out_dir`
+/// (atomically) and a summary to @p out; without out_dir the CSV goes to @p out.
+/// @return 0 when everything matches, 1 otherwise
+int run_reconcile(const std::string& db_path, const std::string& inventory_path, const report_options& options,
+                  std::ostream& out, std::ostream& diagnostics);
+
+/// @brief One answer of `check`: one limit or pathway rule that applies to one proposed line.
+struct proposed_check {
+  std::int64_t line = 0;      ///< 1-based position among the proposed lines
+  std::string shipment_id, date, entity, country, pathway;
+  std::int64_t tpp = 0;
+  std::string rule;           ///< rule of SPEC §4, or empty when no limit applies to the line
+  std::string limit_tpp;      ///< empty for PROHIBITED_DESTINATION and UNAUTHORIZED_PATHWAY
+  std::string consumed_before_tpp, headroom_before_tpp;
+  std::string status;         ///< `ok` or `breach`
+};
+
+/// @brief What-if for proposed lines: lines [first_proposed, log size) of @p log follow the ledger's
+/// lines in that order; each is checked against the running totals of the ledger's in-window lines
+/// and the proposed lines before it.
+[[nodiscard]] std::vector<proposed_check> check_proposed(const reference_data& reference, const shipment_log& log,
+                                                         std::int64_t first_proposed);
+
+/// @brief `capledger check`: CSV of `check_proposed` to @p out_path (empty: @p out); the ledger is
+/// opened read-only. @return 0, or 1 when any proposed line would breach
+int run_check(const std::string& db_path, const std::string& proposed_path, const std::string& out_path,
+              const report_options& options, std::ostream& out, std::ostream& diagnostics);
+
+}  // namespace capledger

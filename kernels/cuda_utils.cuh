@@ -1,0 +1,189 @@
+/// @file cuda_utils.cuh
+/// @brief Error checking, RAII streams and stream-ordered device buffers for the CUDA backend.
+#pragma once
+
+#include <capledger/error.hpp>
+
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace capledger::detail {
+
+/// @brief Throws `device_error` for a failed CUDA call, naming the call site and the CUDA error.
+[[noreturn]] inline void throw_cuda_error(cudaError_t status, const char* what, const char* where)
+{
+  throw device_error(std::string(where) + ": " + what + " failed: " + cudaGetErrorName(status) + ": " +
+                     cudaGetErrorString(status));
+}
+
+}  // namespace capledger::detail
+
+/// @brief "file:line" of the expansion site, as a string literal.
+#define CAPLEDGER_HERE __FILE__ ":" CAPLEDGER_STRINGIFY(__LINE__)
+
+/// @brief Evaluates a CUDA runtime call and throws `capledger::device_error` (with file:line and the
+/// CUDA error string) unless it returned `cudaSuccess`.
+#define CAPLEDGER_CUDA_TRY(call)                                                            \
+  do {                                                                                      \
+    const cudaError_t capledger_cuda_status_ = (call);                                      \
+    if (capledger_cuda_status_ != cudaSuccess) {                                            \
+      ::capledger::detail::throw_cuda_error(capledger_cuda_status_, #call, CAPLEDGER_HERE); \
+    }                                                                                       \
+  } while (0)
+
+/// @brief Checks the launch that just happened (bad configuration, missing kernel image, ...).
+/// Errors raised while the kernel runs surface at the next synchronizing call, which is checked too.
+#define CAPLEDGER_CHECK_LAUNCH() CAPLEDGER_CUDA_TRY(cudaGetLastError())
+
+namespace capledger::detail {
+
+/// @brief An owned CUDA stream; every aggregate call runs on its own one.
+class cuda_stream {
+ public:
+  cuda_stream() { CAPLEDGER_CUDA_TRY(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking)); }
+  ~cuda_stream()
+  {
+    // Destroying a stream with work in flight is legal: the driver releases it once that work is
+    // done. A failure here cannot be reported from a destructor and leaks nothing worth a crash.
+    if (stream_ != nullptr) { static_cast<void>(cudaStreamDestroy(stream_)); }
+  }
+  cuda_stream(const cuda_stream&)            = delete;
+  cuda_stream& operator=(const cuda_stream&) = delete;
+
+  [[nodiscard]] cudaStream_t get() const noexcept { return stream_; }
+  /// @brief Waits for all work queued so far; the only way results reach the host.
+  void synchronize() const { CAPLEDGER_CUDA_TRY(cudaStreamSynchronize(stream_)); }
+
+ private:
+  cudaStream_t stream_ = nullptr;
+};
+
+/// @brief Uninitialized device memory for @p size elements of T, allocated and freed in the order
+/// of one stream (`cudaMallocAsync`), so that freeing a temporary never stalls the device as
+/// `cudaFree` would.
+template <typename T>
+class device_buffer {
+ public:
+  device_buffer() = default;
+  device_buffer(std::size_t size, cudaStream_t stream) : stream_(stream)
+  {
+    if (size > 0) {
+      CAPLEDGER_CUDA_TRY(cudaMallocAsync(reinterpret_cast<void**>(&data_), size * sizeof(T), stream));
+      size_ = size;
+    }
+  }
+  ~device_buffer() { release(); }
+  device_buffer(const device_buffer&)            = delete;
+  device_buffer& operator=(const device_buffer&) = delete;
+  device_buffer(device_buffer&& other) noexcept { swap(other); }
+  device_buffer& operator=(device_buffer&& other) noexcept
+  {
+    if (this != &other) {
+      release();
+      swap(other);
+    }
+    return *this;
+  }
+
+  [[nodiscard]] T* data() noexcept { return data_; }
+  [[nodiscard]] const T* data() const noexcept { return data_; }
+  [[nodiscard]] std::size_t size() const noexcept { return size_; }
+  [[nodiscard]] std::size_t bytes() const noexcept { return size_ * sizeof(T); }
+
+  /// @brief Frees the memory now (stream-ordered), e.g. once a pipeline stage is done with it.
+  void release() noexcept
+  {
+    if (data_ != nullptr) {
+      // Stream-ordered free: it cannot fail for a pointer we allocated unless the context is
+      // already broken, and the next checked call reports that.
+      static_cast<void>(cudaFreeAsync(data_, stream_));
+      data_ = nullptr;
+      size_ = 0;
+    }
+  }
+
+  void swap(device_buffer& other) noexcept
+  {
+    std::swap(data_, other.data_);
+    std::swap(size_, other.size_);
+    std::swap(stream_, other.stream_);
+  }
+
+ private:
+  T* data_             = nullptr;
+  std::size_t size_    = 0;
+  cudaStream_t stream_ = nullptr;
+};
+
+/// @brief Copies @p count host elements into a new device buffer (stream-ordered).
+template <typename T>
+[[nodiscard]] device_buffer<T> to_device(const T* host, std::size_t count, cudaStream_t stream)
+{
+  device_buffer<T> buffer(count, stream);
+  if (count > 0) {
+    CAPLEDGER_CUDA_TRY(
+      cudaMemcpyAsync(buffer.data(), host, count * sizeof(T), cudaMemcpyHostToDevice, stream));
+  }
+  return buffer;
+}
+
+template <typename T>
+[[nodiscard]] device_buffer<T> to_device(const std::vector<T>& host, cudaStream_t stream)
+{
+  return to_device(host.data(), host.size(), stream);
+}
+
+/// @brief A zero-filled device buffer.
+template <typename T>
+[[nodiscard]] device_buffer<T> zeroed_device_buffer(std::size_t count, cudaStream_t stream)
+{
+  device_buffer<T> buffer(count, stream);
+  if (count > 0) { CAPLEDGER_CUDA_TRY(cudaMemsetAsync(buffer.data(), 0, buffer.bytes(), stream)); }
+  return buffer;
+}
+
+/// @brief Copies @p count device elements to a host vector; synchronizes @p stream to do so.
+template <typename T>
+[[nodiscard]] std::vector<T> to_host(const T* device, std::size_t count, cudaStream_t stream)
+{
+  std::vector<T> host(count);
+  if (count > 0) {
+    CAPLEDGER_CUDA_TRY(
+      cudaMemcpyAsync(host.data(), device, count * sizeof(T), cudaMemcpyDeviceToHost, stream));
+  }
+  CAPLEDGER_CUDA_TRY(cudaStreamSynchronize(stream));
+  return host;
+}
+
+/// @brief Reads one device value; synchronizes @p stream.
+template <typename T>
+[[nodiscard]] T read_scalar(const T* device, cudaStream_t stream)
+{
+  T value{};
+  CAPLEDGER_CUDA_TRY(cudaMemcpyAsync(&value, device, sizeof(T), cudaMemcpyDeviceToHost, stream));
+  CAPLEDGER_CUDA_TRY(cudaStreamSynchronize(stream));
+  return value;
+}
+
+/// @brief Runs a CUB device algorithm with the usual two calls: a temporary-storage size query, then
+/// the real run with freshly allocated stream-ordered scratch. @p where names the call site.
+/// @param call `cudaError_t(void* d_temp_storage, std::size_t& temp_storage_bytes)`
+template <typename CubCall>
+void run_cub(const char* where, cudaStream_t stream, CubCall&& call)
+{
+  std::size_t temp_bytes = 0;
+  cudaError_t status     = call(nullptr, temp_bytes);
+  if (status != cudaSuccess) { throw_cuda_error(status, "CUB temporary storage query", where); }
+  // Never hand CUB a null scratch pointer for the real run: it would take it for another size query
+  // and silently do nothing.
+  device_buffer<std::byte> temp(temp_bytes > 0 ? temp_bytes : 16, stream);
+  status = call(temp.data(), temp_bytes);
+  if (status != cudaSuccess) { throw_cuda_error(status, "CUB algorithm", where); }
+  CAPLEDGER_CHECK_LAUNCH();
+}
+
+}  // namespace capledger::detail

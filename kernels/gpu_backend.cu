@@ -1,0 +1,1042 @@
+/// @file gpu_backend.cu
+/// @brief The CUDA backend: every aggregate of `backend::aggregate` computed on the GPU with exact
+/// 64-bit integer arithmetic, equal field for field to the CPU backend.
+///
+/// Plan of one `aggregate` call (one stream, synchronized only to read counts and results back):
+///  1. Upload the columns and the rule tables.
+///  2. One fused pass over all lines sums the dense totals (country, chip, entity, exporter, the
+///     per-country cap-pathway tpp and, when the table is small, every (entity, country) pair).
+///     Tables that fit in shared memory are privatized per block, the others take global atomics.
+///     64-bit two's-complement atomics are exact because ingest bounds the sum of |tpp| and of
+///     |quantity| by INT64_MAX, so every partial sum, in any order, is representable.
+///  3. The in-window lines are compacted and stably radix-sorted by date, which yields the SPEC §2
+///     order (date, input position) once for all checks.
+///  4. Each check selects its lines from that order (order kept), stably sorts them by its key
+///     (so every key's lines stay in SPEC order), runs a segmented inclusive scan for the running
+///     totals, and a reduce-by-key yields per key the final total and the first slot whose running
+///     total exceeds the limit in force on that line's date (a min over flagged slots).
+///  5. (entity, country) pairs too numerous for a dense table are sorted and reduced by key.
+#include "cuda_utils.cuh"
+#include "line_rules.cuh"
+
+#include <capledger/backend.hpp>
+#include <capledger/error.hpp>
+
+#include <cub/block/block_reduce.cuh>
+#include <cub/device/device_radix_sort.cuh>
+#include <cub/device/device_reduce.cuh>
+#include <cub/device/device_scan.cuh>
+#include <cub/device/device_select.cuh>
+#include <thrust/iterator/counting_iterator.h>
+
+#include <algorithm>
+#include <initializer_list>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace capledger {
+namespace detail {
+
+/// The operand type of CUDA's 64-bit atomics; sums wrap as two's complement and are read back as
+/// int64, which is exact for sums that fit (see the file comment).
+using u64 = unsigned long long;
+
+constexpr int block_size = 256;
+/// "No slot": the identity of the min that finds a key's first crossing.
+constexpr std::int64_t no_slot = INT64_MAX;
+
+/// @brief Where and how wide kernels launch.
+struct launch_env {
+  cudaStream_t stream = nullptr;
+  int sm_count        = 1;
+};
+
+[[nodiscard]] int grid_for(std::int64_t count, const launch_env& env, int blocks_per_sm = 8)
+{
+  const std::int64_t needed = (count + block_size - 1) / block_size;
+  return static_cast<int>(std::max<std::int64_t>(
+    1, std::min<std::int64_t>(needed, static_cast<std::int64_t>(env.sm_count) * blocks_per_sm)));
+}
+
+[[nodiscard]] std::size_t count_of(std::int32_t codes) { return static_cast<std::size_t>(codes); }
+
+/// @brief Number of radix bits that hold every value in [0, @p max_value].
+[[nodiscard]] int bits_for(std::uint64_t max_value)
+{
+  int bits = 0;
+  while (bits < 64 && (max_value >> bits) != 0) { ++bits; }
+  return bits;
+}
+
+template <typename Function>
+__global__ void for_each_kernel(std::int64_t count, Function function)
+{
+  const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
+  for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < count;
+       i += stride) {
+    function(i);
+  }
+}
+
+/// @brief Calls the device functor @p function on 0 .. count-1 (grid-stride).
+template <typename Function>
+void for_each_index(std::int64_t count, const launch_env& env, Function function)
+{
+  if (count <= 0) { return; }
+  for_each_kernel<<<grid_for(count, env), block_size, 0, env.stream>>>(count, function);
+  CAPLEDGER_CHECK_LAUNCH();
+}
+
+// ---- dense totals -----------------------------------------------------------------------------
+
+/// @brief One table of per-code sums filled by the dense pass.
+struct accumulator_table {
+  u64* d_global        = nullptr;  ///< entries x width words, zeroed
+  std::int64_t entries = 0;
+  int width            = 0;        ///< 3: records, units, tpp (a `group_total`); 1: tpp only
+  int shared_offset    = -1;       ///< word offset of the per-block copy; -1: global atomics only
+};
+
+enum dense_table_id : int {
+  country_totals = 0,
+  country_cap_totals,
+  chip_totals,
+  entity_totals,
+  exporter_totals,
+  pair_totals,  ///< (entity, country) cells, entity * countries + country; entries 0 when sorted
+  dense_table_count
+};
+
+struct dense_tables {
+  accumulator_table table[dense_table_count];
+  int shared_words = 0;
+};
+
+/// @brief Code bounds of the dictionaries; a line outside them is an ingest bug, reported, not used.
+struct code_bounds {
+  std::int32_t entities  = 0;
+  std::int32_t countries = 0;
+  std::int32_t chips     = 0;
+  std::int32_t exporters = 0;
+  std::int32_t orders    = 0;
+};
+
+__device__ __forceinline__ void add_group(u64* base, std::int64_t index, u64 units, u64 tpp)
+{
+  u64* cell = base + 3 * index;
+  atomicAdd(cell, 1ULL);
+  atomicAdd(cell + 1, units);
+  atomicAdd(cell + 2, tpp);
+}
+
+/// @brief The fused pass over all lines: every SPEC §3 total, lines_used, the cap-pathway tpp per
+/// country, and a check that every code lies inside its dictionary.
+__global__ void __launch_bounds__(block_size)
+  dense_totals_kernel(line_columns_view lines, rule_tables_view rules, code_bounds bounds,
+                      dense_tables tables, u64* d_lines_used, u64* d_bad_code)
+{
+  extern __shared__ u64 shared_sums[];
+  using block_reduce = cub::BlockReduce<u64, block_size>;
+  __shared__ typename block_reduce::TempStorage reduce_storage;
+
+  // Generic pointers: an atomicAdd through them lands in shared or global memory alike, so the
+  // loop below does not care which tables were privatized.
+  u64* target[dense_table_count];
+#pragma unroll
+  for (int t = 0; t < dense_table_count; ++t) {
+    const accumulator_table& table = tables.table[t];
+    target[t] = table.shared_offset >= 0 ? shared_sums + table.shared_offset : table.d_global;
+  }
+  for (int w = threadIdx.x; w < tables.shared_words; w += blockDim.x) { shared_sums[w] = 0; }
+  __syncthreads();
+
+  const bool with_pairs = tables.table[pair_totals].entries > 0;
+  u64 used              = 0;
+  int bad_code          = 0;
+  const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
+  for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < lines.size;
+       i += stride) {
+    const day_t date            = lines.date[i];
+    const std::int32_t entity   = lines.entity[i];
+    const std::uint16_t country = lines.country[i];
+    const std::uint16_t chip    = lines.chip[i];
+    const std::int32_t exporter = lines.exporter[i];
+    const std::uint8_t pathway  = lines.pathway[i];
+    bool valid = entity >= 0 && entity < bounds.entities && country < bounds.countries &&
+                 chip < bounds.chips && exporter >= 0 && exporter < bounds.exporters &&
+                 pathway < pathway_count;
+    if (valid && pathway == pathway_lpp) {
+      const std::int32_t order = lines.order[i];
+      valid                    = order >= 0 && order < bounds.orders;
+    }
+    if (!valid) {
+      bad_code = 1;
+      continue;
+    }
+    if (!is_used(rules, date)) { continue; }
+    ++used;
+    const u64 units = static_cast<u64>(lines.quantity[i]);
+    const u64 tpp   = static_cast<u64>(lines.tpp[i]);
+    add_group(target[country_totals], country, units, tpp);
+    add_group(target[chip_totals], chip, units, tpp);
+    add_group(target[entity_totals], entity, units, tpp);
+    add_group(target[exporter_totals], exporter, units, tpp);
+    if (with_pairs) {
+      add_group(target[pair_totals], static_cast<std::int64_t>(entity) * bounds.countries + country,
+                units, tpp);
+    }
+    if (is_in_window(rules, date) && ((rules.country_cap_pathways >> pathway) & 1U) != 0) {
+      atomicAdd(target[country_cap_totals] + country, tpp);
+    }
+  }
+
+  bad_code             = __syncthreads_or(bad_code);  // also the barrier before the flush below
+  const u64 block_used = block_reduce(reduce_storage).Sum(used);
+
+  // Flush the privatized tables; cells no line of this block touched stay out of the atomics.
+#pragma unroll
+  for (int t = 0; t < dense_table_count; ++t) {
+    const accumulator_table& table = tables.table[t];
+    if (table.shared_offset < 0) { continue; }
+    const u64* local = shared_sums + table.shared_offset;
+    for (std::int64_t e = threadIdx.x; e < table.entries; e += blockDim.x) {
+      if (table.width == 3) {
+        if (local[3 * e] != 0) {
+          atomicAdd(table.d_global + 3 * e, local[3 * e]);
+          atomicAdd(table.d_global + 3 * e + 1, local[3 * e + 1]);
+          atomicAdd(table.d_global + 3 * e + 2, local[3 * e + 2]);
+        }
+      } else if (local[e] != 0) {
+        atomicAdd(table.d_global + e, local[e]);
+      }
+    }
+  }
+  if (threadIdx.x == 0) {
+    if (block_used != 0) { atomicAdd(d_lines_used, block_used); }
+    if (bad_code != 0) { atomicOr(d_bad_code, 1ULL); }
+  }
+}
+
+/// Shared memory a dense pass may use per block: the default limit, no opt-in needed, and still
+/// four resident blocks of 256 threads per Hopper SM.
+constexpr int dense_shared_budget_words = 48 * 1024 / 8;
+
+/// @brief Privatizes tables in shared memory, hottest first, while they fit the budget.
+void assign_shared_memory(dense_tables& tables)
+{
+  int used = 0;
+  auto try_assign = [&](std::initializer_list<int> group) {
+    std::int64_t words = 0;
+    for (const int t : group) { words += tables.table[t].entries * tables.table[t].width; }
+    if (words == 0 || used + words > dense_shared_budget_words) { return; }
+    for (const int t : group) {
+      tables.table[t].shared_offset = used;
+      used += static_cast<int>(tables.table[t].entries * tables.table[t].width);
+    }
+  };
+  // Few countries and chips take most lines each: their cells are the most contended.
+  try_assign({country_totals, country_cap_totals});
+  try_assign({chip_totals});
+  try_assign({exporter_totals});
+  try_assign({entity_totals});
+  if (tables.table[pair_totals].entries > 0) { try_assign({pair_totals}); }
+  tables.shared_words = used;
+}
+
+[[nodiscard]] std::vector<group_total> to_group_totals(const std::vector<u64>& words)
+{
+  std::vector<group_total> totals(words.size() / 3);
+  for (std::size_t i = 0; i < totals.size(); ++i) {
+    totals[i].records = static_cast<std::int64_t>(words[3 * i]);
+    totals[i].units   = static_cast<std::int64_t>(words[3 * i + 1]);
+    totals[i].tpp     = static_cast<std::int64_t>(words[3 * i + 2]);
+  }
+  return totals;
+}
+
+// ---- keyed checks -----------------------------------------------------------------------------
+
+/// @brief Per key: summed tpp, and the first slot (in SPEC order) that matters to the check.
+struct sum_and_first {
+  std::int64_t sum        = 0;
+  std::int64_t first_slot = no_slot;
+};
+
+struct sum_and_first_op {
+  __host__ __device__ sum_and_first operator()(const sum_and_first& a, const sum_and_first& b) const
+  {
+    return {a.sum + b.sum, a.first_slot < b.first_slot ? a.first_slot : b.first_slot};
+  }
+};
+
+struct int64_plus {
+  __host__ __device__ std::int64_t operator()(std::int64_t a, std::int64_t b) const { return a + b; }
+};
+
+struct key_equal {
+  __host__ __device__ bool operator()(std::uint64_t a, std::uint64_t b) const { return a == b; }
+};
+
+/// @brief One key's result: total, and the crossing or first line (`line == -1`: none).
+struct keyed_result {
+  std::int64_t key   = 0;
+  std::int64_t total = 0;
+  std::int64_t line  = -1;
+  std::int64_t value = 0;  ///< running total just after `line` (running-total checks)
+};
+
+// A check is a functor over input positions of in-window used lines:
+//   operator()(line) -> bool       does the line belong to the check (DeviceSelect::If)
+//   sort_key(line)   -> uint64     its key minus key_lo, so radix sorts cover few bits
+//   limit(line)      -> int64      the limit in force for the line (running-total checks)
+// plus key_lo, added back to the sort key on output.
+
+struct nveu_check {
+  line_columns_view lines;
+  rule_tables_view rules;
+  std::int64_t key_lo = 0;
+  __device__ bool operator()(std::int32_t line) const { return lines.pathway[line] == pathway_nveu; }
+  __device__ std::uint64_t sort_key(std::int32_t line) const
+  {
+    return static_cast<std::uint64_t>(entity_country_key(lines.entity[line], lines.country[line]) - key_lo);
+  }
+  __device__ std::int64_t limit(std::int32_t line) const { return nveu_limit(rules, lines.date[line]); }
+};
+
+struct lpp_order_check {
+  line_columns_view lines;
+  rule_tables_view rules;
+  std::int64_t key_lo = 0;
+  __device__ bool operator()(std::int32_t line) const { return lines.pathway[line] == pathway_lpp; }
+  __device__ std::uint64_t sort_key(std::int32_t line) const
+  {
+    return static_cast<std::uint64_t>(static_cast<std::int64_t>(lines.order[line]) - key_lo);
+  }
+  __device__ std::int64_t limit(std::int32_t) const { return rules.lpp_per_order_tpp; }
+};
+
+struct lpp_annual_check {
+  line_columns_view lines;
+  rule_tables_view rules;
+  std::int64_t key_lo = 0;
+  __device__ bool operator()(std::int32_t line) const { return lines.pathway[line] == pathway_lpp; }
+  __device__ std::uint64_t sort_key(std::int32_t line) const
+  {
+    return static_cast<std::uint64_t>(
+      entity_year_key(lines.entity[line], civil_year(lines.date[line])) - key_lo);
+  }
+  __device__ std::int64_t limit(std::int32_t) const { return rules.lpp_per_consignee_year_tpp; }
+};
+
+/// Cap-pathway lines of tier-2 countries (those with a cap); the key is the country code.
+struct country_cap_check {
+  line_columns_view lines;
+  rule_tables_view rules;
+  std::int64_t key_lo = 0;
+  __device__ bool operator()(std::int32_t line) const
+  {
+    return ((rules.country_cap_pathways >> lines.pathway[line]) & 1U) != 0 &&
+           rules.country_cap_tpp[lines.country[line]] >= 0;
+  }
+  __device__ std::uint64_t sort_key(std::int32_t line) const
+  {
+    return static_cast<std::uint64_t>(static_cast<std::int64_t>(lines.country[line]) - key_lo);
+  }
+  __device__ std::int64_t limit(std::int32_t line) const
+  {
+    return rules.country_cap_tpp[lines.country[line]];
+  }
+};
+
+struct prohibited_check {
+  line_columns_view lines;
+  rule_tables_view rules;
+  std::int64_t key_lo = 0;
+  __device__ bool operator()(std::int32_t line) const
+  {
+    return lines.quantity[line] > 0 && rules.country_tier[lines.country[line]] == 3;
+  }
+  __device__ std::uint64_t sort_key(std::int32_t line) const
+  {
+    return static_cast<std::uint64_t>(entity_country_key(lines.entity[line], lines.country[line]) - key_lo);
+  }
+  __device__ std::int64_t limit(std::int32_t) const { return INT64_MAX; }
+};
+
+struct unauthorized_check {
+  line_columns_view lines;
+  rule_tables_view rules;
+  std::int64_t key_lo = 0;
+  __device__ bool operator()(std::int32_t line) const
+  {
+    return lines.quantity[line] > 0 && is_unauthorized(lines, rules, line);
+  }
+  __device__ std::uint64_t sort_key(std::int32_t line) const
+  {
+    return static_cast<std::uint64_t>(
+      entity_country_pathway_key(lines.entity[line], lines.country[line], lines.pathway[line]) - key_lo);
+  }
+  __device__ std::int64_t limit(std::int32_t) const { return INT64_MAX; }
+};
+
+enum class check_kind {
+  running_total,  ///< first line whose running total exceeds its limit
+  first_line      ///< first line of the key, whatever its value
+};
+
+/// @brief Keeps the current half of a sorted double buffer in @p first and frees the other half.
+template <typename T>
+void keep_current(cub::DoubleBuffer<T>& sorted, device_buffer<T>& first, device_buffer<T>& second)
+{
+  if (sorted.Current() == second.data()) { first.swap(second); }
+  second.release();
+}
+
+/// @brief Runs one keyed check over the in-window lines, given in SPEC order.
+/// @param key_bits radix bits covering every `check.sort_key`
+/// @return one result per key that has lines, ascending by key
+template <typename Check>
+std::vector<keyed_result> run_keyed_check(const Check& check, check_kind kind, int key_bits,
+                                          const std::int32_t* d_window_order,
+                                          std::int64_t window_count, const line_columns_view& lines,
+                                          u64* d_count, const launch_env& env)
+{
+  if (window_count == 0) { return {}; }
+  const cudaStream_t stream = env.stream;
+
+  // 1. The check's lines, still in SPEC order (selection is stable).
+  device_buffer<std::int32_t> d_lines(static_cast<std::size_t>(window_count), stream);
+  run_cub(CAPLEDGER_HERE, stream, [&](void* d_temp, std::size_t& temp_bytes) {
+    return cub::DeviceSelect::If(d_temp, temp_bytes, d_window_order, d_lines.data(), d_count,
+                                 window_count, check, stream);
+  });
+  const auto count = static_cast<std::int64_t>(read_scalar(d_count, stream));
+  if (count == 0) { return {}; }
+
+  // 2. Group by key. Radix sort is stable, so each key's lines keep SPEC order.
+  device_buffer<std::uint64_t> d_keys(static_cast<std::size_t>(count), stream);
+  {
+    std::uint64_t* keys       = d_keys.data();
+    const std::int32_t* order = d_lines.data();
+    for_each_index(count, env, [=] __device__(std::int64_t j) { keys[j] = check.sort_key(order[j]); });
+  }
+  if (key_bits > 0) {
+    device_buffer<std::uint64_t> d_keys_alt(static_cast<std::size_t>(count), stream);
+    device_buffer<std::int32_t> d_lines_alt(static_cast<std::size_t>(count), stream);
+    cub::DoubleBuffer<std::uint64_t> keys(d_keys.data(), d_keys_alt.data());
+    cub::DoubleBuffer<std::int32_t> values(d_lines.data(), d_lines_alt.data());
+    run_cub(CAPLEDGER_HERE, stream, [&](void* d_temp, std::size_t& temp_bytes) {
+      return cub::DeviceRadixSort::SortPairs(d_temp, temp_bytes, keys, values, count, 0, key_bits, stream);
+    });
+    keep_current(keys, d_keys, d_keys_alt);
+    keep_current(values, d_lines, d_lines_alt);
+  }
+  const std::uint64_t* d_sorted_keys = d_keys.data();
+  const std::int32_t* d_sorted_lines = d_lines.data();
+
+  // 3. Running totals per key, in SPEC order.
+  device_buffer<std::int64_t> d_running;
+  if (kind == check_kind::running_total) {
+    device_buffer<std::int64_t> d_tpp(static_cast<std::size_t>(count), stream);
+    {
+      std::int64_t* tpp        = d_tpp.data();
+      const std::int64_t* line_tpp = lines.tpp;
+      for_each_index(count, env,
+                     [=] __device__(std::int64_t j) { tpp[j] = line_tpp[d_sorted_lines[j]]; });
+    }
+    d_running = device_buffer<std::int64_t>(static_cast<std::size_t>(count), stream);
+    run_cub(CAPLEDGER_HERE, stream, [&](void* d_temp, std::size_t& temp_bytes) {
+      return cub::DeviceScan::InclusiveScanByKey(d_temp, temp_bytes, d_sorted_keys, d_tpp.data(),
+                                                 d_running.data(), int64_plus{}, count, key_equal{},
+                                                 stream);
+    });
+  }
+
+  // 4. Per key: the total, and the first slot that crosses (or simply the first slot).
+  device_buffer<std::uint64_t> d_unique_keys(static_cast<std::size_t>(count), stream);
+  device_buffer<sum_and_first> d_per_key(static_cast<std::size_t>(count), stream);
+  {
+    device_buffer<sum_and_first> d_items(static_cast<std::size_t>(count), stream);
+    sum_and_first* items         = d_items.data();
+    const std::int64_t* running  = d_running.data();
+    const std::int64_t* line_tpp = lines.tpp;
+    const bool first_only        = kind == check_kind::first_line;
+    for_each_index(count, env, [=] __device__(std::int64_t j) {
+      const std::int32_t line = d_sorted_lines[j];
+      const bool counts       = first_only || running[j] > check.limit(line);
+      items[j]                = sum_and_first{line_tpp[line], counts ? j : no_slot};
+    });
+    run_cub(CAPLEDGER_HERE, stream, [&](void* d_temp, std::size_t& temp_bytes) {
+      return cub::DeviceReduce::ReduceByKey(d_temp, temp_bytes, d_sorted_keys, d_unique_keys.data(),
+                                            items, d_per_key.data(), d_count, sum_and_first_op{},
+                                            count, stream);
+    });
+  }
+  const auto key_count = static_cast<std::int64_t>(read_scalar(d_count, stream));
+
+  // 5. One record per key, with the crossing line's position and running total resolved.
+  device_buffer<keyed_result> d_results(static_cast<std::size_t>(key_count), stream);
+  {
+    keyed_result* results            = d_results.data();
+    const std::uint64_t* unique_keys = d_unique_keys.data();
+    const sum_and_first* per_key     = d_per_key.data();
+    const std::int64_t* running      = d_running.data();
+    const std::int64_t key_lo        = check.key_lo;
+    for_each_index(key_count, env, [=] __device__(std::int64_t r) {
+      const sum_and_first reduced = per_key[r];
+      keyed_result out;
+      out.key   = static_cast<std::int64_t>(unique_keys[r]) + key_lo;
+      out.total = reduced.sum;
+      if (reduced.first_slot != no_slot) {
+        out.line  = d_sorted_lines[reduced.first_slot];
+        out.value = running != nullptr ? running[reduced.first_slot] : 0;
+      }
+      results[r] = out;
+    });
+  }
+  return to_host(d_results.data(), static_cast<std::size_t>(key_count), stream);
+}
+
+[[nodiscard]] std::vector<keyed_running_total> to_running_totals(const std::vector<keyed_result>& results,
+                                                                 bool crossing_keys_only)
+{
+  std::vector<keyed_running_total> totals;
+  totals.reserve(results.size());
+  for (const keyed_result& r : results) {
+    if (crossing_keys_only && r.line < 0) { continue; }
+    keyed_running_total total;
+    total.key                  = r.key;
+    total.total                = r.total;
+    total.first_crossing.line  = r.line;
+    total.first_crossing.value = r.line < 0 ? 0 : r.value;
+    totals.push_back(total);
+  }
+  return totals;
+}
+
+[[nodiscard]] std::vector<keyed_first_line> to_first_lines(const std::vector<keyed_result>& results)
+{
+  std::vector<keyed_first_line> lines;
+  lines.reserve(results.size());
+  for (const keyed_result& r : results) {
+    keyed_first_line first;
+    first.key        = r.key;
+    first.first_line = r.line;
+    first.tpp        = r.total;
+    lines.push_back(first);
+  }
+  return lines;
+}
+
+// ---- (entity, country) pairs ------------------------------------------------------------------
+
+/// @brief One occupied (entity, country) pair as it comes back from the device.
+struct pair_row {
+  std::int64_t entity  = 0;
+  std::int64_t country = 0;
+  std::int64_t records = 0;
+  std::int64_t units   = 0;
+  std::int64_t tpp     = 0;
+};
+
+struct group_sums {
+  std::int64_t records = 0;
+  std::int64_t units   = 0;
+  std::int64_t tpp     = 0;
+};
+
+struct group_sums_plus {
+  __host__ __device__ group_sums operator()(const group_sums& a, const group_sums& b) const
+  {
+    return {a.records + b.records, a.units + b.units, a.tpp + b.tpp};
+  }
+};
+
+struct used_line {
+  const day_t* date;
+  day_t as_of;
+  __device__ bool operator()(std::int32_t line) const { return date[line] <= as_of; }
+};
+
+struct occupied_cell {
+  const u64* cells;
+  __device__ bool operator()(std::int32_t cell) const { return cells[3 * static_cast<std::int64_t>(cell)] != 0; }
+};
+
+/// @brief Compacts the dense pair table filled by the dense pass; cell order is (entity, country).
+[[nodiscard]] std::vector<pair_row> compact_pair_table(const u64* d_cells, std::int64_t cell_count,
+                                                       std::int32_t countries, u64* d_count,
+                                                       const launch_env& env)
+{
+  const cudaStream_t stream = env.stream;
+  device_buffer<std::int32_t> d_occupied(static_cast<std::size_t>(cell_count), stream);
+  run_cub(CAPLEDGER_HERE, stream, [&](void* d_temp, std::size_t& temp_bytes) {
+    return cub::DeviceSelect::If(d_temp, temp_bytes, thrust::counting_iterator<std::int32_t>(0),
+                                 d_occupied.data(), d_count, cell_count, occupied_cell{d_cells}, stream);
+  });
+  const auto rows = static_cast<std::int64_t>(read_scalar(d_count, stream));
+  device_buffer<pair_row> d_rows(static_cast<std::size_t>(rows), stream);
+  pair_row* out            = d_rows.data();
+  const std::int32_t* cell = d_occupied.data();
+  for_each_index(rows, env, [=] __device__(std::int64_t r) {
+    const std::int64_t c = cell[r];
+    out[r] = pair_row{c / countries, c % countries, static_cast<std::int64_t>(d_cells[3 * c]),
+                      static_cast<std::int64_t>(d_cells[3 * c + 1]),
+                      static_cast<std::int64_t>(d_cells[3 * c + 2])};
+  });
+  return to_host(d_rows.data(), static_cast<std::size_t>(rows), stream);
+}
+
+/// @brief Pairs by sort and reduce-by-key, for logs whose dense pair table would be too large.
+[[nodiscard]] std::vector<pair_row> sort_pairs(const line_columns_view& lines,
+                                               const rule_tables_view& rules, const code_bounds& bounds,
+                                               u64* d_count, const launch_env& env)
+{
+  const cudaStream_t stream = env.stream;
+  device_buffer<std::int32_t> d_lines(static_cast<std::size_t>(lines.size), stream);
+  run_cub(CAPLEDGER_HERE, stream, [&](void* d_temp, std::size_t& temp_bytes) {
+    return cub::DeviceSelect::If(d_temp, temp_bytes, thrust::counting_iterator<std::int32_t>(0),
+                                 d_lines.data(), d_count, lines.size, used_line{lines.date, rules.as_of},
+                                 stream);
+  });
+  const auto count = static_cast<std::int64_t>(read_scalar(d_count, stream));
+  if (count == 0) { return {}; }
+
+  device_buffer<std::uint64_t> d_keys(static_cast<std::size_t>(count), stream);
+  {
+    std::uint64_t* keys           = d_keys.data();
+    const std::int32_t* order     = d_lines.data();
+    const std::int32_t* entity    = lines.entity;
+    const std::uint16_t* country  = lines.country;
+    for_each_index(count, env, [=] __device__(std::int64_t j) {
+      keys[j] = static_cast<std::uint64_t>(entity_country_key(entity[order[j]], country[order[j]]));
+    });
+  }
+  const int key_bits = bits_for(static_cast<std::uint64_t>(
+    entity_country_key(std::max(bounds.entities - 1, 0), std::max(bounds.countries - 1, 0))));
+  {
+    device_buffer<std::uint64_t> d_keys_alt(static_cast<std::size_t>(count), stream);
+    device_buffer<std::int32_t> d_lines_alt(static_cast<std::size_t>(count), stream);
+    cub::DoubleBuffer<std::uint64_t> keys(d_keys.data(), d_keys_alt.data());
+    cub::DoubleBuffer<std::int32_t> values(d_lines.data(), d_lines_alt.data());
+    run_cub(CAPLEDGER_HERE, stream, [&](void* d_temp, std::size_t& temp_bytes) {
+      return cub::DeviceRadixSort::SortPairs(d_temp, temp_bytes, keys, values, count, 0,
+                                             std::max(key_bits, 1), stream);
+    });
+    keep_current(keys, d_keys, d_keys_alt);
+    keep_current(values, d_lines, d_lines_alt);
+  }
+
+  device_buffer<std::uint64_t> d_unique_keys(static_cast<std::size_t>(count), stream);
+  device_buffer<group_sums> d_sums(static_cast<std::size_t>(count), stream);
+  {
+    device_buffer<group_sums> d_items(static_cast<std::size_t>(count), stream);
+    group_sums* items             = d_items.data();
+    const std::int32_t* order     = d_lines.data();
+    const std::int64_t* quantity  = lines.quantity;
+    const std::int64_t* tpp       = lines.tpp;
+    for_each_index(count, env, [=] __device__(std::int64_t j) {
+      const std::int32_t line = order[j];
+      items[j]                = group_sums{1, quantity[line], tpp[line]};
+    });
+    const std::uint64_t* sorted_keys = d_keys.data();
+    run_cub(CAPLEDGER_HERE, stream, [&](void* d_temp, std::size_t& temp_bytes) {
+      return cub::DeviceReduce::ReduceByKey(d_temp, temp_bytes, sorted_keys, d_unique_keys.data(),
+                                            items, d_sums.data(), d_count, group_sums_plus{}, count,
+                                            stream);
+    });
+  }
+  const auto rows = static_cast<std::int64_t>(read_scalar(d_count, stream));
+  d_keys.release();  // lower the peak: the rows need only the per-key sums
+  d_lines.release();
+  device_buffer<pair_row> d_rows(static_cast<std::size_t>(rows), stream);
+  pair_row* out                    = d_rows.data();
+  const std::uint64_t* unique_keys = d_unique_keys.data();
+  const group_sums* sums           = d_sums.data();
+  for_each_index(rows, env, [=] __device__(std::int64_t r) {
+    const auto key = static_cast<std::int64_t>(unique_keys[r]);
+    out[r]         = pair_row{key / 65536, key % 65536, sums[r].records, sums[r].units, sums[r].tpp};
+  });
+  return to_host(d_rows.data(), static_cast<std::size_t>(rows), stream);
+}
+
+// ---- the whole aggregation --------------------------------------------------------------------
+
+/// Device bytes per line at the peak of one `aggregate` call: the columns (37 B) plus the SPEC
+/// order (4 B) plus the deepest keyed check (keys, positions, running totals, items, per-key
+/// results; about 80 B), rounded up for CUB's scratch.
+constexpr std::uint64_t device_bytes_per_line = 128;
+constexpr std::uint64_t device_headroom_bytes = 64ULL << 20;
+
+struct window_line {
+  const day_t* date;
+  day_t first;
+  day_t last;
+  __device__ bool operator()(std::int32_t line) const
+  {
+    const day_t d = date[line];
+    return d >= first && d <= last;
+  }
+};
+
+void check_inputs(const shipment_view& lines, const rule_context& rules, const dictionary_sizes& sizes)
+{
+  CAPLEDGER_EXPECTS(sizes.entities >= 0 && sizes.countries >= 0 && sizes.chips >= 0 &&
+                      sizes.exporters >= 0 && sizes.orders >= 0,
+                    "dictionary sizes must not be negative");
+  CAPLEDGER_EXPECTS(sizes.countries <= 65536 && sizes.chips <= 65536,
+                    "country and chip codes are 16-bit");
+  const auto countries = static_cast<std::size_t>(sizes.countries);
+  const auto entities  = static_cast<std::size_t>(sizes.entities);
+  CAPLEDGER_EXPECTS(rules.country_tier.size() >= countries && rules.country_cap_tpp.size() >= countries,
+                    "rule_context country tables are smaller than the country dictionary");
+  CAPLEDGER_EXPECTS(rules.chip_datacenter.size() >= static_cast<std::size_t>(sizes.chips),
+                    "rule_context chip table is smaller than the chip dictionary");
+  CAPLEDGER_EXPECTS(rules.entity_is_uveu.size() >= entities && rules.entity_hq_tier1.size() >= entities,
+                    "rule_context entity tables are smaller than the entity dictionary");
+  CAPLEDGER_EXPECTS(lines.size >= 0, "negative line count");
+  if (lines.size > INT32_MAX) {
+    throw device_error("the GPU backend takes at most 2^31-1 lines per call (got " +
+                       std::to_string(lines.size) + "); chunked processing is not implemented yet");
+  }
+}
+
+void check_device_memory(std::int64_t line_count, std::uint64_t table_bytes)
+{
+  std::size_t free_bytes  = 0;
+  std::size_t total_bytes = 0;
+  CAPLEDGER_CUDA_TRY(cudaMemGetInfo(&free_bytes, &total_bytes));
+  const std::uint64_t needed =
+    static_cast<std::uint64_t>(line_count) * device_bytes_per_line + table_bytes + device_headroom_bytes;
+  if (needed > free_bytes) {
+    throw device_error("the GPU backend needs about " + std::to_string(needed >> 20) + " MiB for " +
+                       std::to_string(line_count) + " lines, but only " +
+                       std::to_string(free_bytes >> 20) + " MiB of GPU memory are free; logs larger "
+                       "than GPU memory are not processed in chunks yet: use --backend cpu");
+  }
+}
+
+[[nodiscard]] aggregation aggregate_on_gpu(const shipment_view& view, const rule_context& rules,
+                                           const dictionary_sizes& sizes)
+{
+  check_inputs(view, rules, sizes);
+
+  aggregation result;
+  result.by_country.resize(static_cast<std::size_t>(sizes.countries));
+  result.by_entity.resize(static_cast<std::size_t>(sizes.entities));
+  result.by_chip.resize(static_cast<std::size_t>(sizes.chips));
+  result.by_exporter.resize(static_cast<std::size_t>(sizes.exporters));
+  result.country_cap_total.assign(static_cast<std::size_t>(sizes.countries), 0);
+  result.country_cap_crossing.resize(static_cast<std::size_t>(sizes.countries));
+  const std::int64_t n = view.size;
+  if (n == 0) { return result; }  // every total is zero and every check empty
+
+  const code_bounds bounds{sizes.entities, sizes.countries, sizes.chips, sizes.exporters, sizes.orders};
+  const std::int64_t pair_cells = static_cast<std::int64_t>(sizes.entities) * sizes.countries;
+  // A dense pair table pays off while it is small next to the log; beyond that, sorting the lines
+  // touches less memory than sweeping a mostly empty table.
+  const bool dense_pairs =
+    pair_cells > 0 && pair_cells * 24 <= (256LL << 20) && pair_cells <= 4 * n;
+  const std::uint64_t table_bytes =
+    24ULL * (static_cast<std::uint64_t>(sizes.countries) + sizes.entities + sizes.chips + sizes.exporters) +
+    8ULL * sizes.countries + (dense_pairs ? 24ULL * static_cast<std::uint64_t>(pair_cells) : 0) +
+    34ULL * static_cast<std::uint64_t>(sizes.entities);  // + the entity rule tables
+
+  int device = 0;
+  CAPLEDGER_CUDA_TRY(cudaGetDevice(&device));
+  launch_env env;
+  CAPLEDGER_CUDA_TRY(cudaDeviceGetAttribute(&env.sm_count, cudaDevAttrMultiProcessorCount, device));
+  check_device_memory(n, table_bytes);
+
+  // Declared before every buffer so it outlives their stream-ordered frees.
+  const cuda_stream stream;
+  env.stream = stream.get();
+  const cudaStream_t s = env.stream;
+
+  // 1. Columns and rule tables.
+  const auto count = static_cast<std::size_t>(n);
+  const auto d_date     = to_device(view.date, count, s);
+  const auto d_entity   = to_device(view.entity, count, s);
+  const auto d_country  = to_device(view.country, count, s);
+  const auto d_chip     = to_device(view.chip, count, s);
+  const auto d_pathway  = to_device(view.pathway, count, s);
+  const auto d_quantity = to_device(view.quantity, count, s);
+  const auto d_tpp      = to_device(view.tpp, count, s);
+  const auto d_order    = to_device(view.order, count, s);
+  const auto d_exporter = to_device(view.exporter, count, s);
+  line_columns_view lines;
+  lines.size     = n;
+  lines.date     = d_date.data();
+  lines.entity   = d_entity.data();
+  lines.country  = d_country.data();
+  lines.chip     = d_chip.data();
+  lines.pathway  = d_pathway.data();
+  lines.quantity = d_quantity.data();
+  lines.tpp      = d_tpp.data();
+  lines.order    = d_order.data();
+  lines.exporter = d_exporter.data();
+
+  std::vector<day_t> nveu_through;
+  std::vector<std::int64_t> nveu_tpp;
+  for (const nveu_phase& phase : rules.nveu_caps) {
+    nveu_through.push_back(phase.through);
+    nveu_tpp.push_back(phase.tpp);
+  }
+  const auto d_country_tier    = to_device(rules.country_tier, s);
+  const auto d_country_cap_tpp = to_device(rules.country_cap_tpp, s);
+  const auto d_chip_datacenter = to_device(rules.chip_datacenter, s);
+  const auto d_entity_is_uveu  = to_device(rules.entity_is_uveu, s);
+  const auto d_entity_hq_tier1 = to_device(rules.entity_hq_tier1, s);
+  const auto d_entity_nveu     = to_device(rules.entity_nveu_countries, s);
+  const auto d_nveu_through    = to_device(nveu_through, s);
+  const auto d_nveu_tpp        = to_device(nveu_tpp, s);
+  rule_tables_view tables;
+  tables.as_of                      = rules.as_of;
+  tables.window_start               = rules.window_start;
+  tables.window_end                 = rules.window_end;
+  tables.country_cap_pathways       = rules.country_cap_pathways;
+  tables.country_tier               = d_country_tier.data();
+  tables.country_cap_tpp            = d_country_cap_tpp.data();
+  tables.chip_datacenter            = d_chip_datacenter.data();
+  tables.entity_is_uveu             = d_entity_is_uveu.data();
+  tables.entity_hq_tier1            = d_entity_hq_tier1.data();
+  tables.entity_nveu_countries      = d_entity_nveu.data();
+  tables.entity_nveu_words          = static_cast<std::int64_t>(rules.entity_nveu_countries.size());
+  tables.lpp_per_order_tpp          = rules.lpp_per_order_tpp;
+  tables.lpp_per_consignee_year_tpp = rules.lpp_per_consignee_year_tpp;
+  tables.nveu_through               = d_nveu_through.data();
+  tables.nveu_tpp                   = d_nveu_tpp.data();
+  tables.nveu_phase_count           = static_cast<int>(nveu_through.size());
+
+  // 2. The fused dense pass. Counters: [0] lines used, [1] bad-code flag, [2] selection counts.
+  auto d_counters       = zeroed_device_buffer<u64>(4, s);
+  u64* d_count          = d_counters.data() + 2;
+  auto d_country_totals = zeroed_device_buffer<u64>(3 * count_of(sizes.countries), s);
+  auto d_cap_totals     = zeroed_device_buffer<u64>(count_of(sizes.countries), s);
+  auto d_chip_totals    = zeroed_device_buffer<u64>(3 * count_of(sizes.chips), s);
+  auto d_entity_totals  = zeroed_device_buffer<u64>(3 * count_of(sizes.entities), s);
+  auto d_exporter_totals = zeroed_device_buffer<u64>(3 * count_of(sizes.exporters), s);
+  auto d_pair_totals =
+    zeroed_device_buffer<u64>(dense_pairs ? 3 * static_cast<std::size_t>(pair_cells) : 0, s);
+  dense_tables dense;
+  dense.table[country_totals]     = {d_country_totals.data(), sizes.countries, 3, -1};
+  dense.table[country_cap_totals] = {d_cap_totals.data(), sizes.countries, 1, -1};
+  dense.table[chip_totals]        = {d_chip_totals.data(), sizes.chips, 3, -1};
+  dense.table[entity_totals]      = {d_entity_totals.data(), sizes.entities, 3, -1};
+  dense.table[exporter_totals]    = {d_exporter_totals.data(), sizes.exporters, 3, -1};
+  dense.table[pair_totals]        = {d_pair_totals.data(), dense_pairs ? pair_cells : 0, 3, -1};
+  assign_shared_memory(dense);
+  {
+    const std::size_t shared_bytes = static_cast<std::size_t>(dense.shared_words) * sizeof(u64);
+    int blocks_per_sm              = 0;
+    CAPLEDGER_CUDA_TRY(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+      &blocks_per_sm, dense_totals_kernel, block_size, shared_bytes));
+    const int grid = grid_for(n, env, std::max(blocks_per_sm, 1));
+    dense_totals_kernel<<<grid, block_size, shared_bytes, s>>>(lines, tables, bounds, dense,
+                                                               d_counters.data(),
+                                                               d_counters.data() + 1);
+    CAPLEDGER_CHECK_LAUNCH();
+  }
+
+  // 3. In-window used lines in SPEC order: compacted in input order, then stably sorted by date.
+  const day_t window_first = rules.window_start;
+  const day_t window_last  = std::min(rules.window_end, rules.as_of);
+  device_buffer<std::int32_t> d_window(count, s);
+  std::int64_t window_count = 0;
+  if (window_first <= window_last) {
+    run_cub(CAPLEDGER_HERE, s, [&](void* d_temp, std::size_t& temp_bytes) {
+      return cub::DeviceSelect::If(d_temp, temp_bytes, thrust::counting_iterator<std::int32_t>(0),
+                                   d_window.data(), d_count, n,
+                                   window_line{d_date.data(), window_first, window_last}, s);
+    });
+  }
+  {
+    const std::vector<u64> counters = to_host(d_counters.data(), 3, s);
+    if (counters[1] != 0) {
+      throw logic_error("GPU backend: a line holds a code outside its dictionary (entity, country, "
+                        "chip, exporter, pathway or LPP order)");
+    }
+    result.lines_used = static_cast<std::int64_t>(counters[0]);
+    window_count      = window_first <= window_last ? static_cast<std::int64_t>(counters[2]) : 0;
+  }
+  const std::uint64_t date_span =
+    static_cast<std::uint64_t>(static_cast<std::int64_t>(window_last) - window_first);
+  const int date_bits = window_count > 1 ? bits_for(date_span) : 0;
+  if (date_bits > 0) {
+    const auto items = static_cast<std::size_t>(window_count);
+    device_buffer<std::uint32_t> d_day(items, s);
+    device_buffer<std::uint32_t> d_day_alt(items, s);
+    device_buffer<std::int32_t> d_window_alt(items, s);
+    {
+      std::uint32_t* day          = d_day.data();
+      const std::int32_t* window  = d_window.data();
+      const day_t* date           = d_date.data();
+      for_each_index(window_count, env, [=] __device__(std::int64_t j) {
+        day[j] = static_cast<std::uint32_t>(static_cast<std::int64_t>(date[window[j]]) - window_first);
+      });
+    }
+    cub::DoubleBuffer<std::uint32_t> keys(d_day.data(), d_day_alt.data());
+    cub::DoubleBuffer<std::int32_t> values(d_window.data(), d_window_alt.data());
+    run_cub(CAPLEDGER_HERE, s, [&](void* d_temp, std::size_t& temp_bytes) {
+      return cub::DeviceRadixSort::SortPairs(d_temp, temp_bytes, keys, values, window_count, 0,
+                                             date_bits, s);
+    });
+    keep_current(values, d_window, d_window_alt);
+  }
+  const std::int32_t* d_spec_order = d_window.data();
+
+  // Dense totals back to the host (the dense pass is long done by now; this reads its output).
+  result.by_country  = to_group_totals(to_host(d_country_totals.data(), d_country_totals.size(), s));
+  result.by_entity   = to_group_totals(to_host(d_entity_totals.data(), d_entity_totals.size(), s));
+  result.by_chip     = to_group_totals(to_host(d_chip_totals.data(), d_chip_totals.size(), s));
+  result.by_exporter = to_group_totals(to_host(d_exporter_totals.data(), d_exporter_totals.size(), s));
+  {
+    const std::vector<u64> cap = to_host(d_cap_totals.data(), d_cap_totals.size(), s);
+    for (std::size_t c = 0; c < cap.size(); ++c) {
+      result.country_cap_total[c] = static_cast<std::int64_t>(cap[c]);
+    }
+  }
+  d_country_totals.release();
+  d_entity_totals.release();
+  d_chip_totals.release();
+  d_exporter_totals.release();
+  d_cap_totals.release();
+
+  // 4. Keyed checks.
+  const std::int64_t last_entity  = std::max(sizes.entities - 1, 0);
+  const std::int64_t last_country = std::max(sizes.countries - 1, 0);
+  const auto key_bits_between = [](std::int64_t lo, std::int64_t hi) {
+    return hi > lo ? bits_for(static_cast<std::uint64_t>(hi - lo)) : 0;
+  };
+  {
+    const nveu_check check{lines, tables, 0};
+    result.nveu = to_running_totals(
+      run_keyed_check(check, check_kind::running_total,
+                      key_bits_between(0, entity_country_key(last_entity, last_country)),
+                      d_spec_order, window_count, lines, d_count, env),
+      false);
+  }
+  {
+    const lpp_order_check check{lines, tables, 0};
+    result.lpp_order = to_running_totals(
+      run_keyed_check(check, check_kind::running_total,
+                      key_bits_between(0, std::max(sizes.orders - 1, 0)), d_spec_order,
+                      window_count, lines, d_count, env),
+      true);
+  }
+  if (window_count > 0) {
+    // Years of in-window lines lie between those of the window's first and last used day.
+    const std::int64_t first_year = civil_year(window_first);
+    const std::int64_t last_year  = civil_year(window_last);
+    const std::int64_t key_lo     = entity_year_key(0, first_year);
+    const lpp_annual_check check{lines, tables, key_lo};
+    result.lpp_annual = to_running_totals(
+      run_keyed_check(check, check_kind::running_total,
+                      key_bits_between(key_lo, entity_year_key(last_entity, last_year)), d_spec_order,
+                      window_count, lines, d_count, env),
+      true);
+  }
+  {
+    const country_cap_check check{lines, tables, 0};
+    const std::vector<keyed_result> per_country =
+      run_keyed_check(check, check_kind::running_total, key_bits_between(0, last_country), d_spec_order,
+                      window_count, lines, d_count, env);
+    for (const keyed_result& r : per_country) {
+      if (r.line >= 0) {
+        result.country_cap_crossing[static_cast<std::size_t>(r.key)] = crossing{r.line, r.value};
+      }
+    }
+  }
+  {
+    const prohibited_check check{lines, tables, 0};
+    result.prohibited = to_first_lines(
+      run_keyed_check(check, check_kind::first_line,
+                      key_bits_between(0, entity_country_key(last_entity, last_country)),
+                      d_spec_order, window_count, lines, d_count, env));
+  }
+  {
+    const unauthorized_check check{lines, tables, 0};
+    result.unauthorized = to_first_lines(run_keyed_check(
+      check, check_kind::first_line,
+      key_bits_between(0, entity_country_pathway_key(last_entity, last_country, pathway_count - 1)),
+      d_spec_order, window_count, lines, d_count, env));
+  }
+
+  // 5. (entity, country) pairs.
+  const std::vector<pair_row> pairs =
+    dense_pairs ? compact_pair_table(d_pair_totals.data(), pair_cells, sizes.countries, d_count, env)
+                : sort_pairs(lines, tables, bounds, d_count, env);
+  result.by_entity_country.reserve(pairs.size());
+  for (const pair_row& row : pairs) {
+    pair_total pair;
+    pair.entity        = static_cast<std::int32_t>(row.entity);
+    pair.country       = static_cast<std::uint16_t>(row.country);
+    pair.total.records = row.records;
+    pair.total.units   = row.units;
+    pair.total.tpp     = row.tpp;
+    result.by_entity_country.push_back(pair);
+  }
+
+  stream.synchronize();
+  return result;
+}
+
+/// @brief The `backend` facade; all state lives in one `aggregate` call.
+class gpu_backend final : public backend {
+ public:
+  [[nodiscard]] std::string name() const override { return "gpu"; }
+  [[nodiscard]] aggregation aggregate(const shipment_view& lines, const rule_context& rules,
+                                      const dictionary_sizes& sizes) override
+  {
+    return aggregate_on_gpu(lines, rules, sizes);
+  }
+};
+
+}  // namespace detail
+
+bool gpu_available(std::string* why)
+{
+  const auto fail = [why](std::string reason) {
+    if (why != nullptr) { *why = std::move(reason); }
+    static_cast<void>(cudaGetLastError());  // leave no error behind for later callers
+    return false;
+  };
+  int device_count = 0;
+  cudaError_t status = cudaGetDeviceCount(&device_count);
+  if (status != cudaSuccess) {
+    return fail(std::string("no usable CUDA driver or device (") + cudaGetErrorName(status) + ": " +
+                cudaGetErrorString(status) + ")");
+  }
+  if (device_count == 0) { return fail("no CUDA device found"); }
+  int device = 0;
+  status     = cudaGetDevice(&device);
+  if (status != cudaSuccess) {
+    return fail(std::string("cannot select a CUDA device: ") + cudaGetErrorString(status));
+  }
+  int pools = 0;
+  status    = cudaDeviceGetAttribute(&pools, cudaDevAttrMemoryPoolsSupported, device);
+  if (status != cudaSuccess || pools == 0) {
+    return fail("the CUDA device does not support stream-ordered memory allocation");
+  }
+  // Loading a kernel proves that this build carries code the device can run (the build targets
+  // sm_90; an older GPU fails here rather than at the first launch).
+  cudaFuncAttributes attributes{};
+  status = cudaFuncGetAttributes(&attributes, detail::dense_totals_kernel);
+  if (status != cudaSuccess) {
+    return fail(std::string("this build has no kernels for the installed GPU (") +
+                cudaGetErrorString(status) + ")");
+  }
+  if (why != nullptr) { why->clear(); }
+  return true;
+}
+
+std::unique_ptr<backend> make_gpu_backend()
+{
+  std::string why;
+  if (!gpu_available(&why)) { throw device_error("the GPU backend is not usable: " + why); }
+  return std::make_unique<detail::gpu_backend>();
+}
+
+}  // namespace capledger

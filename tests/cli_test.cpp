@@ -1,0 +1,422 @@
+/// @file cli_test.cpp
+/// @brief The `capledger` binary end to end: exit codes, messages, output directory, rejects, formats.
+#include <capledger/backend.hpp>
+
+#include "csv.hpp"
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <atomic>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+fs::path sample_dir()
+{
+  return (fs::path(CAPLEDGER_TEST_DATA_DIR) / ".." / ".." / "datasets" / "sample").lexically_normal();
+}
+
+std::string read_text(const fs::path& path)
+{
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream buffer;
+  buffer << in.rdbuf();
+  return buffer.str();
+}
+
+struct run_result {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+};
+
+/// Each test works in a fresh directory of its own, removed at the end.
+class Cli : public ::testing::Test {
+ protected:
+  void SetUp() override
+  {
+    static std::atomic<int> counter{0};
+    dir_ = fs::temp_directory_path() /
+           ("capledger_cli_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
+    fs::remove_all(dir_);
+    fs::create_directories(dir_ / "work");
+    work_ = dir_ / "work";
+  }
+  void TearDown() override
+  {
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+  }
+
+  std::string write(const std::string& name, const std::string& content)
+  {
+    const fs::path path = work_ / name;
+    std::ofstream(path, std::ios::binary) << content;
+    return path.string();
+  }
+
+  /// Runs `capledger ARGS` in the work directory; stdout and stderr are captured in files
+  /// outside it, so that the work directory holds only what the program writes.
+  run_result run(const std::string& args, const std::string& stdin_file = "")
+  {
+    const fs::path out = dir_ / "stdout.txt";
+    const fs::path err = dir_ / "stderr.txt";
+    std::string command = "cd '" + work_.string() + "' && '" + std::string(CAPLEDGER_CLI_PATH) + "' " + args +
+                          " >'" + out.string() + "' 2>'" + err.string() + "'";
+    command += stdin_file.empty() ? " </dev/null" : " <'" + stdin_file + "'";
+    const int status = std::system(command.c_str());
+    run_result result;
+    result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    result.out       = read_text(out);
+    result.err       = read_text(err);
+    return result;
+  }
+
+  /// Names of the entries of @p dir (hidden ones included).
+  static std::set<std::string> entries(const fs::path& dir)
+  {
+    std::set<std::string> names;
+    for (const auto& entry : fs::directory_iterator(dir)) { names.insert(entry.path().filename().string()); }
+    return names;
+  }
+
+  fs::path dir_;
+  fs::path work_;
+};
+
+const std::string header = "shipment_id,date,entity,country,chip,quantity\n";
+/// Three tier-1 LICENSE lines: no rule applies, no cap is near.
+const std::string clean_log = header +
+                              "S1,2025-02-01,E1,US,H100-SXM,10\n"
+                              "S2,2025-03-01,E1,DE,H100-SXM,20\n"
+                              "S3,2025-04-01,E2,US,B200,5\n";
+
+const std::set<std::string> output_files = {"summary.json",    "by_country.csv",  "by_entity.csv",
+                                            "by_entity_country.csv", "by_chip.csv", "by_exporter.csv",
+                                            "uveu_shares.csv", "findings.csv"};
+
+/// Parses CSV text into rows of strings (header included).
+std::vector<std::vector<std::string>> parse_csv(const std::string& text)
+{
+  std::vector<std::vector<std::string>> rows;
+  capledger::detail::csv_reader reader(text);
+  while (true) {
+    const auto status = reader.next();
+    if (status == capledger::detail::csv_status::end) { break; }
+    EXPECT_EQ(status, capledger::detail::csv_status::record);
+    if (status != capledger::detail::csv_status::record) { break; }
+    std::vector<std::string> row;
+    for (const auto& field : reader.fields()) { row.emplace_back(field.value); }
+    rows.push_back(row);
+  }
+  return rows;
+}
+
+TEST_F(Cli, CleanLogExitsZero)
+{
+  const auto log = write("log.csv", clean_log);
+  const auto r   = run("report --backend cpu " + log);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_FALSE(r.out.empty());
+}
+
+TEST_F(Cli, SampleWithViolationsExitsOne)
+{
+  // The sample ships 10 H20 to CN (tier 3), among other breaches.
+  const auto r = run("report --backend cpu " + (sample_dir() / "shipments.csv").string() + " --entities " +
+                     (sample_dir() / "entities.csv").string());
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+}
+
+TEST_F(Cli, BadLineExitsTwoWithPosition)
+{
+  // Line 3, the date field at column 4.
+  const auto log = write("log.csv", header + "S1,2025-02-01,E1,US,H100-SXM,10\nS2,2025-02-30,E1,US,H100-SXM,10\n");
+  const auto r   = run("report --backend cpu " + log);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find(log + ":3:4: BAD_DATE"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("terminate"), std::string::npos) << r.err;
+}
+
+TEST_F(Cli, BadFlagExitsTwo)
+{
+  const auto log = write("log.csv", clean_log);
+  EXPECT_EQ(run("report --backend cpu --no-such-flag " + log).exit_code, 2);
+  EXPECT_EQ(run("report --backend cpu --format xml " + log).exit_code, 2);
+  EXPECT_EQ(run("report --backend quantum " + log).exit_code, 2);
+  EXPECT_EQ(run("report --backend cpu --as-of 2025-02-30 " + log).exit_code, 2);
+  EXPECT_EQ(run("report --backend cpu --warn-at 1.5 " + log).exit_code, 2);
+  EXPECT_EQ(run("report --backend cpu --max-rejects 3 " + log).exit_code, 2);  // without --rejects
+  EXPECT_EQ(run("report").exit_code, 2);                                    // no input
+  EXPECT_EQ(run("").exit_code, 2);                                          // no subcommand
+}
+
+TEST_F(Cli, MissingFileExitsTwo)
+{
+  const auto r = run("report --backend cpu " + (work_ / "absent.csv").string());
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("absent.csv"), std::string::npos) << r.err;
+  const auto log = write("log.csv", clean_log);
+  EXPECT_EQ(run("report --backend cpu " + log + " --entities " + (work_ / "nope.csv").string()).exit_code, 2);
+  EXPECT_EQ(run("report --backend cpu " + log + " --rules " + (work_ / "nope.json").string()).exit_code, 2);
+}
+
+TEST_F(Cli, BadReferenceFileExitsTwo)
+{
+  const auto log   = write("log.csv", clean_log);
+  const auto rules = write("rules.json", "{\"id\": ");
+  EXPECT_EQ(run("report --backend cpu " + log + " --rules " + rules).exit_code, 2);
+  const auto countries = write("countries.csv", "iso2,name,tier,g2g_partner\nUS,United States,7,0\n");
+  EXPECT_EQ(run("report --backend cpu " + log + " --countries " + countries).exit_code, 2);
+}
+
+TEST_F(Cli, GpuBackendWithoutGpuExitsThree)
+{
+  if (capledger::gpu_available()) { GTEST_SKIP() << "a usable GPU is present"; }
+  const auto log = write("log.csv", clean_log);
+  const auto r   = run("report --backend gpu " + log);
+  EXPECT_EQ(r.exit_code, 3);
+  EXPECT_NE(r.err.find("gpu"), std::string::npos) << r.err;
+}
+
+TEST_F(Cli, AutoBackendSaysWhichItUsed)
+{
+  const auto log = write("log.csv", clean_log);
+  const auto r   = run("report " + log + " --out out");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const json summary = json::parse(read_text(work_ / "out" / "summary.json"));
+  const std::string expected = capledger::gpu_available() ? "gpu" : "cpu";
+  EXPECT_EQ(summary["backend"], expected);
+  EXPECT_NE(r.err.find("backend " + expected), std::string::npos) << r.err;
+}
+
+TEST_F(Cli, OutWritesExactlyTheEightFiles)
+{
+  const auto log = write("log.csv", clean_log);
+  const auto r   = run("report --backend cpu " + log + " --out result");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(entries(work_ / "result"), output_files);
+  // Nothing else beside it: no staging or old directory left behind.
+  EXPECT_EQ(entries(work_), (std::set<std::string>{"log.csv", "result"}));
+
+  const json summary = json::parse(read_text(work_ / "result" / "summary.json"));
+  EXPECT_EQ(summary["lines"]["read"], 3);
+  EXPECT_EQ(summary["lines"]["used"], 3);
+  EXPECT_EQ(summary["lines"]["rejected"], 0);
+  EXPECT_EQ(summary["backend"], "cpu");
+  EXPECT_EQ(summary["as_of"], "2025-04-01");
+  // 10 x 15832 + 20 x 15832 + 5 x 36000
+  EXPECT_EQ(summary["totals"]["tpp"], 10 * 15832 + 20 * 15832 + 5 * 36000);
+  EXPECT_EQ(summary["totals"]["units"], 35);
+  EXPECT_EQ(summary["totals"]["records"], 3);
+
+  const auto chips = parse_csv(read_text(work_ / "result" / "by_chip.csv"));
+  const std::vector<std::vector<std::string>> expected_chips = {
+    {"chip", "records", "units", "tpp"}, {"B200", "1", "5", "180000"}, {"H100-SXM", "2", "30", "474960"}};
+  EXPECT_EQ(chips, expected_chips);
+  const auto findings = parse_csv(read_text(work_ / "result" / "findings.csv"));
+  ASSERT_EQ(findings.size(), 1U);  // header only
+  EXPECT_EQ(findings[0], (std::vector<std::string>{"severity", "rule", "entity", "country", "pathway", "order_id",
+                                                    "year", "date", "shipment_id", "value", "limit"}));
+}
+
+TEST_F(Cli, FailingRunLeavesNoOutputDirectory)
+{
+  const auto log = write("log.csv", header + "S1,2025-02-01,E1,US,H100-SXM,10\nS2,2025-02-01,E1,ZZ,H100-SXM,10\n");
+  const auto r   = run("report --backend cpu " + log + " --out result");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find(log + ":3:18: UNKNOWN_COUNTRY"), std::string::npos) << r.err;
+  EXPECT_EQ(entries(work_), (std::set<std::string>{"log.csv"}));
+}
+
+TEST_F(Cli, RerunReplacesAnExistingOutputDirectory)
+{
+  const auto first = write("first.csv", header + "S1,2025-02-01,E1,US,H100-SXM,10\n");
+  ASSERT_EQ(run("report --backend cpu " + first + " --out result").exit_code, 0);
+  // A stray file in the old output must not survive: the directory is replaced, not merged.
+  std::ofstream(work_ / "result" / "stray.txt") << "old";
+  const auto second = write("second.csv", clean_log);
+  const auto r      = run("report --backend cpu " + second + " --out result");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(entries(work_ / "result"), output_files);
+  EXPECT_EQ(entries(work_), (std::set<std::string>{"first.csv", "second.csv", "result"}));
+  const json summary = json::parse(read_text(work_ / "result" / "summary.json"));
+  EXPECT_EQ(summary["lines"]["read"], 3);
+}
+
+TEST_F(Cli, RefusesANonEmptyDirectoryThatIsNotAnOutput)
+{
+  fs::create_directories(work_ / "precious");
+  std::ofstream(work_ / "precious" / "thesis.txt") << "do not delete";
+  const auto log = write("log.csv", clean_log);
+  const auto r   = run("report --backend cpu " + log + " --out precious");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(entries(work_ / "precious"), (std::set<std::string>{"thesis.txt"}));
+  EXPECT_EQ(read_text(work_ / "precious" / "thesis.txt"), "do not delete");
+  EXPECT_EQ(entries(work_), (std::set<std::string>{"log.csv", "precious"}));
+}
+
+TEST_F(Cli, WritesIntoAnExistingEmptyDirectory)
+{
+  fs::create_directories(work_ / "empty");
+  const auto log = write("log.csv", clean_log);
+  ASSERT_EQ(run("report --backend cpu " + log + " --out empty").exit_code, 0);
+  EXPECT_EQ(entries(work_ / "empty"), output_files);
+}
+
+TEST_F(Cli, RejectsFileListsBadLinesAndTheRunGoesOn)
+{
+  const std::string bad_quote = "S4,2025-02-01,\"E1\"x,US,H100-SXM,1";  // column 19
+  const auto log = write("log.csv", clean_log + "S5,2025-02-30,E1,US,H100-SXM,10\n" + bad_quote +
+                                      "\nS6,2025-05-01,E1,US,H100-SXM,1\n");
+  const auto r = run("report --backend cpu " + log + " --rejects rejects.csv --out result");
+  EXPECT_EQ(r.exit_code, 0) << r.err;  // the good lines have no violation
+  const auto rows = parse_csv(read_text(work_ / "rejects.csv"));
+  ASSERT_EQ(rows.size(), 3U);
+  EXPECT_EQ(rows[0], (std::vector<std::string>{"file", "line", "column", "reason", "raw"}));
+  ASSERT_EQ(rows[1].size(), 5U);
+  EXPECT_EQ(rows[1][0], log);
+  EXPECT_EQ(rows[1][1], "5");
+  EXPECT_EQ(rows[1][2], "4");
+  EXPECT_EQ(rows[1][3].rfind("BAD_DATE", 0), 0U) << rows[1][3];
+  EXPECT_EQ(rows[1][4], "S5,2025-02-30,E1,US,H100-SXM,10");
+  ASSERT_EQ(rows[2].size(), 5U);
+  EXPECT_EQ(rows[2][1], "6");
+  EXPECT_EQ(rows[2][2], "19");
+  EXPECT_EQ(rows[2][3].rfind("BAD_QUOTE", 0), 0U) << rows[2][3];
+  EXPECT_EQ(rows[2][4], bad_quote);
+
+  const json summary = json::parse(read_text(work_ / "result" / "summary.json"));
+  EXPECT_EQ(summary["lines"]["read"], 6);
+  EXPECT_EQ(summary["lines"]["rejected"], 2);
+  EXPECT_EQ(summary["lines"]["used"], 4);
+}
+
+TEST_F(Cli, RejectsWithViolationsExitsOne)
+{
+  // A tier-3 line is a violation even when other lines are rejected.
+  const auto log = write("log.csv", header + "S1,2025-02-01,E1,CN,H20,10\nS2,2025-02-01,E1,XX,H20,10\n");
+  const auto r   = run("report --backend cpu " + log + " --rejects rejects.csv");
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_EQ(parse_csv(read_text(work_ / "rejects.csv")).size(), 2U);
+}
+
+TEST_F(Cli, RejectsFileIsWrittenEvenWhenEmpty)
+{
+  const auto log = write("log.csv", clean_log);
+  ASSERT_EQ(run("report --backend cpu " + log + " --rejects rejects.csv").exit_code, 0);
+  EXPECT_EQ(read_text(work_ / "rejects.csv"), "file,line,column,reason,raw\n");
+}
+
+TEST_F(Cli, MaxRejectsZeroWithOneBadLineExitsTwo)
+{
+  const auto log = write("log.csv", clean_log + "S9,2025-02-01,E1,US,NOPE,1\n");
+  const auto r   = run("report --backend cpu " + log + " --rejects rejects.csv --max-rejects 0 --out result");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_FALSE(fs::exists(work_ / "result"));
+  // The rejects file still holds the line that stopped the run.
+  const auto rows = parse_csv(read_text(work_ / "rejects.csv"));
+  ASSERT_EQ(rows.size(), 2U);
+  EXPECT_EQ(rows[1][1], "5");
+  EXPECT_EQ(rows[1][2], "21");
+  // One allowed: the run goes on.
+  EXPECT_EQ(run("report --backend cpu " + log + " --rejects rejects.csv --max-rejects 1").exit_code, 0);
+}
+
+TEST_F(Cli, AsOfExcludesLaterLines)
+{
+  const auto log = write("log.csv", clean_log);
+  const auto r   = run("report --backend cpu " + log + " --as-of 2025-03-01 --out result");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const json summary = json::parse(read_text(work_ / "result" / "summary.json"));
+  EXPECT_EQ(summary["as_of"], "2025-03-01");
+  EXPECT_EQ(summary["lines"]["read"], 3);
+  EXPECT_EQ(summary["lines"]["used"], 2);
+  EXPECT_EQ(summary["lines"]["after_as_of"], 1);
+  EXPECT_EQ(summary["totals"]["tpp"], 30 * 15832);  // S3 (B200) is after as_of
+  // A tier-3 line after as_of is not a violation.
+  const auto later = write("later.csv", clean_log + "S4,2025-06-01,E1,CN,H20,10\n");
+  EXPECT_EQ(run("report --backend cpu " + later + " --as-of 2025-04-01").exit_code, 0);
+  EXPECT_EQ(run("report --backend cpu " + later).exit_code, 1);
+}
+
+TEST_F(Cli, StdinDash)
+{
+  const auto log = write("log.csv", clean_log + "S4,2025-06-01,E1,CN,H20,10\n");
+  const auto r   = run("report --backend cpu - --format json", log);
+  ASSERT_EQ(r.exit_code, 1) << r.err;
+  const json doc = json::parse(r.out);
+  ASSERT_EQ(doc["summary"]["inputs"].size(), 1U);
+  EXPECT_EQ(doc["summary"]["inputs"][0]["path"], "-");
+  EXPECT_EQ(doc["summary"]["inputs"][0]["bytes"], clean_log.size() + std::string("S4,2025-06-01,E1,CN,H20,10\n").size());
+  EXPECT_EQ(doc["summary"]["lines"]["read"], 4);
+}
+
+TEST_F(Cli, StdinBadLineNamesDash)
+{
+  const auto log = write("log.csv", header + "S1,2025-02-01,E1,US,H100-SXM,0\n");
+  const auto r   = run("report --backend cpu -", log);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("-:2:30: BAD_QUANTITY"), std::string::npos) << r.err;
+}
+
+TEST_F(Cli, FormatJsonParses)
+{
+  // 10 x H20 (2368) to CN: one PROHIBITED_DESTINATION finding worth 23680.
+  const auto log = write("log.csv", clean_log + "S4,2025-08-01,E1,CN,H20,10\n");
+  const auto r   = run("report --backend cpu " + log + " --format json");
+  ASSERT_EQ(r.exit_code, 1) << r.err;
+  json doc;
+  ASSERT_NO_THROW(doc = json::parse(r.out)) << r.out;
+  EXPECT_EQ(doc["summary"]["lines"]["read"], 4);
+  EXPECT_EQ(doc["summary"]["findings"]["violations"], 1);
+  EXPECT_EQ(doc["summary"]["findings"]["by_rule"]["PROHIBITED_DESTINATION"], 1);
+  EXPECT_EQ(doc["summary"]["totals_by_tier"]["3"]["tpp"], 23680);
+  ASSERT_EQ(doc["findings"].size(), 1U);
+  const json& f = doc["findings"][0];
+  EXPECT_EQ(f["severity"], "violation");
+  EXPECT_EQ(f["rule"], "PROHIBITED_DESTINATION");
+  EXPECT_EQ(f["entity"], "E1");
+  EXPECT_EQ(f["country"], "CN");
+  EXPECT_EQ(f["date"], "2025-08-01");
+  EXPECT_EQ(f["shipment_id"], "S4");
+  EXPECT_EQ(f["value"], "23680");
+}
+
+TEST_F(Cli, FormatCsvPrintsFindings)
+{
+  const auto log = write("log.csv", clean_log + "S4,2025-08-01,E1,CN,H20,10\nS5,2025-09-01,E1,CN,H20,5\n");
+  const auto r   = run("report --backend cpu " + log + " --format csv");
+  ASSERT_EQ(r.exit_code, 1) << r.err;
+  const auto rows = parse_csv(r.out);
+  ASSERT_EQ(rows.size(), 2U) << r.out;
+  EXPECT_EQ(rows[0], (std::vector<std::string>{"severity", "rule", "entity", "country", "pathway", "order_id", "year",
+                                                "date", "shipment_id", "value", "limit"}));
+  // One finding per (entity, country): the first line, value = 15 x 2368 = 35520; no limit.
+  EXPECT_EQ(rows[1], (std::vector<std::string>{"violation", "PROHIBITED_DESTINATION", "E1", "CN", "", "", "", "2025-08-01",
+                                                "S4", "35520", ""}));
+}
+
+TEST_F(Cli, FormatCsvWithOutWritesTheDirectory)
+{
+  // --out takes precedence over stdout formats.
+  const auto log = write("log.csv", clean_log);
+  const auto r   = run("report --backend cpu " + log + " --format csv --out result");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(entries(work_ / "result"), output_files);
+}
+
+}  // namespace

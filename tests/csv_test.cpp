@@ -1,0 +1,368 @@
+/// @file csv_test.cpp
+/// @brief detail::csv_reader (RFC 4180 records with line/column of each field) and parse_int64.
+#include "csv.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <vector>
+
+namespace {
+
+using capledger::detail::csv_reader;
+using capledger::detail::csv_status;
+
+/// Values of the current record's fields, as owned strings.
+std::vector<std::string> values(const csv_reader& reader)
+{
+  std::vector<std::string> out;
+  for (const auto& field : reader.fields()) { out.emplace_back(field.value); }
+  return out;
+}
+
+using strings = std::vector<std::string>;
+
+TEST(CsvReader, EmptyInputHasNoRecord)
+{
+  csv_reader reader("");
+  EXPECT_EQ(reader.next(), csv_status::end);
+  EXPECT_EQ(reader.next(), csv_status::end);  // stays at the end
+}
+
+TEST(CsvReader, OnlyBlankLinesHaveNoRecord)
+{
+  csv_reader reader("\n\r\n\n");
+  EXPECT_EQ(reader.next(), csv_status::end);
+}
+
+TEST(CsvReader, SplitsSimpleRecordsWithPositions)
+{
+  csv_reader reader("a,bb,ccc\nd,e,f\n");
+  ASSERT_EQ(reader.next(), csv_status::record);
+  EXPECT_EQ(values(reader), (strings{"a", "bb", "ccc"}));
+  EXPECT_EQ(reader.record_line(), 1);
+  ASSERT_EQ(reader.fields().size(), 3U);
+  EXPECT_EQ(reader.fields()[0].line, 1);
+  EXPECT_EQ(reader.fields()[0].column, 1);
+  EXPECT_EQ(reader.fields()[1].column, 3);  // "a," is 2 bytes
+  EXPECT_EQ(reader.fields()[2].column, 6);  // "a,bb," is 5 bytes
+  EXPECT_EQ(reader.raw(), "a,bb,ccc");
+
+  ASSERT_EQ(reader.next(), csv_status::record);
+  EXPECT_EQ(values(reader), (strings{"d", "e", "f"}));
+  EXPECT_EQ(reader.record_line(), 2);
+  EXPECT_EQ(reader.fields()[2].line, 2);
+  EXPECT_EQ(reader.fields()[2].column, 5);
+  EXPECT_EQ(reader.next(), csv_status::end);
+}
+
+TEST(CsvReader, LastRecordWithoutLineEnd)
+{
+  csv_reader reader("a,b\nc,d");
+  ASSERT_EQ(reader.next(), csv_status::record);
+  ASSERT_EQ(reader.next(), csv_status::record);
+  EXPECT_EQ(values(reader), (strings{"c", "d"}));
+  EXPECT_EQ(reader.raw(), "c,d");
+  EXPECT_EQ(reader.next(), csv_status::end);
+}
+
+TEST(CsvReader, EmptyFieldsAndTrailingComma)
+{
+  csv_reader reader(",x,\n");
+  ASSERT_EQ(reader.next(), csv_status::record);
+  EXPECT_EQ(values(reader), (strings{"", "x", ""}));
+  EXPECT_EQ(reader.fields()[0].column, 1);
+  EXPECT_EQ(reader.fields()[1].column, 2);
+  EXPECT_EQ(reader.fields()[2].column, 4);
+}
+
+TEST(CsvReader, QuotedFieldsHoldCommasAndQuotes)
+{
+  csv_reader reader(R"("a, b","say ""hi""",plain,"")" "\n");
+  ASSERT_EQ(reader.next(), csv_status::record);
+  EXPECT_EQ(values(reader), (strings{"a, b", "say \"hi\"", "plain", ""}));
+  // "a, b", is 7 bytes; "say ""hi""", is 13 bytes; plain, is 6 bytes.
+  EXPECT_EQ(reader.fields()[0].column, 1);
+  EXPECT_EQ(reader.fields()[1].column, 8);
+  EXPECT_EQ(reader.fields()[2].column, 21);
+  EXPECT_EQ(reader.fields()[3].column, 27);
+}
+
+TEST(CsvReader, OnlyAnEscapedQuote)
+{
+  csv_reader reader("\"\"\"\",\"\"\"\"\"\"\n");
+  ASSERT_EQ(reader.next(), csv_status::record);
+  EXPECT_EQ(values(reader), (strings{"\"", "\"\""}));
+}
+
+TEST(CsvReader, SeveralEscapedFieldsStayValidTogether)
+{
+  // Many unescaped values in one record: their storage grows while the record is read, and
+  // every field must still point at its own text afterwards.
+  std::string line;
+  strings expected;
+  for (int i = 0; i < 40; ++i) {
+    if (i > 0) { line += ','; }
+    const std::string body = "v" + std::to_string(i) + std::string(static_cast<std::size_t>(i), 'x');
+    line += "\"" + body + "\"\"q\"";
+    expected.push_back(body + "\"q");
+  }
+  line += "\n";
+  csv_reader reader(line);  // the reader views the text: it must outlive the reader
+  ASSERT_EQ(reader.next(), csv_status::record);
+  EXPECT_EQ(values(reader), expected);
+}
+
+TEST(CsvReader, EmbeddedNewlineAdvancesLineOfLaterFields)
+{
+  // Record 1 spans physical lines 1..3.
+  csv_reader reader("x,\"line1\nline2\nline3\",y,z\nnext,row\n");
+  ASSERT_EQ(reader.next(), csv_status::record);
+  EXPECT_EQ(values(reader), (strings{"x", "line1\nline2\nline3", "y", "z"}));
+  EXPECT_EQ(reader.record_line(), 1);
+  EXPECT_EQ(reader.fields()[1].line, 1);
+  EXPECT_EQ(reader.fields()[1].column, 3);
+  // Line 3 is `line3",y,z`: y is at byte 8, z at byte 10.
+  EXPECT_EQ(reader.fields()[2].line, 3);
+  EXPECT_EQ(reader.fields()[2].column, 8);
+  EXPECT_EQ(reader.fields()[3].line, 3);
+  EXPECT_EQ(reader.fields()[3].column, 10);
+
+  ASSERT_EQ(reader.next(), csv_status::record);
+  EXPECT_EQ(values(reader), (strings{"next", "row"}));
+  EXPECT_EQ(reader.record_line(), 4);
+  EXPECT_EQ(reader.fields()[1].line, 4);
+  EXPECT_EQ(reader.fields()[1].column, 6);
+}
+
+TEST(CsvReader, CrlfLineEnds)
+{
+  csv_reader reader("a,b\r\n\"q\",c\r\n\"x\r\ny\",d\r\n");
+  ASSERT_EQ(reader.next(), csv_status::record);
+  EXPECT_EQ(values(reader), (strings{"a", "b"}));
+  EXPECT_EQ(reader.raw(), "a,b");
+  ASSERT_EQ(reader.next(), csv_status::record);
+  EXPECT_EQ(values(reader), (strings{"q", "c"}));
+  EXPECT_EQ(reader.record_line(), 2);
+  EXPECT_EQ(reader.raw(), "\"q\",c");
+  ASSERT_EQ(reader.next(), csv_status::record);
+  // A line break inside quotes is data, kept as written.
+  EXPECT_EQ(values(reader), (strings{"x\r\ny", "d"}));
+  EXPECT_EQ(reader.record_line(), 3);
+  EXPECT_EQ(reader.fields()[1].line, 4);
+  EXPECT_EQ(reader.fields()[1].column, 4);  // `y",d`
+  EXPECT_EQ(reader.next(), csv_status::end);
+}
+
+TEST(CsvReader, CrlfAfterQuotedFieldAtLineEnd)
+{
+  csv_reader reader("a,\"b\"\r\nc,d\r\n");
+  ASSERT_EQ(reader.next(), csv_status::record);
+  EXPECT_EQ(values(reader), (strings{"a", "b"}));
+  ASSERT_EQ(reader.next(), csv_status::record);
+  EXPECT_EQ(values(reader), (strings{"c", "d"}));
+  EXPECT_EQ(reader.record_line(), 2);
+}
+
+TEST(CsvReader, ByteOrderMarkIsNotData)
+{
+  csv_reader reader("\xEF\xBB\xBFid,name\nx,y\n");
+  ASSERT_EQ(reader.next(), csv_status::record);
+  EXPECT_EQ(values(reader), (strings{"id", "name"}));
+  // The BOM's 3 bytes still count in columns, as editors count them.
+  EXPECT_EQ(reader.fields()[0].column, 4);
+  EXPECT_EQ(reader.fields()[1].column, 7);
+  ASSERT_EQ(reader.next(), csv_status::record);
+  EXPECT_EQ(reader.fields()[0].column, 1);
+}
+
+TEST(CsvReader, ByteOrderMarkOnlyInFirstPosition)
+{
+  // A BOM later in the file is data.
+  csv_reader reader("a\n\xEF\xBB\xBF" "b\n");
+  ASSERT_EQ(reader.next(), csv_status::record);
+  ASSERT_EQ(reader.next(), csv_status::record);
+  EXPECT_EQ(values(reader), (strings{"\xEF\xBB\xBF" "b"}));
+}
+
+TEST(CsvReader, BlankLinesAreSkippedButCounted)
+{
+  csv_reader reader("\na,b\n\n\r\nc,d\n\n");
+  ASSERT_EQ(reader.next(), csv_status::record);
+  EXPECT_EQ(values(reader), (strings{"a", "b"}));
+  EXPECT_EQ(reader.record_line(), 2);
+  ASSERT_EQ(reader.next(), csv_status::record);
+  EXPECT_EQ(values(reader), (strings{"c", "d"}));
+  EXPECT_EQ(reader.record_line(), 5);
+  EXPECT_EQ(reader.fields()[1].line, 5);
+  EXPECT_EQ(reader.next(), csv_status::end);
+}
+
+TEST(CsvReader, SpacesAroundUnquotedFieldsAreTrimmed)
+{
+  csv_reader reader("  a  ,\tb\t, c d ,   \n");
+  ASSERT_EQ(reader.next(), csv_status::record);
+  EXPECT_EQ(values(reader), (strings{"a", "b", "c d", ""}));
+  EXPECT_EQ(reader.fields()[0].column, 3);  // first byte of the value, after the spaces
+  EXPECT_EQ(reader.fields()[1].column, 8);  // `  a  ,\t` is 7 bytes
+  EXPECT_EQ(reader.fields()[2].column, 12); // `  a  ,\tb\t, ` is 11 bytes
+}
+
+TEST(CsvReader, SpacesInsideQuotesAreKept)
+{
+  csv_reader reader("  \" a \" ,b\n");
+  ASSERT_EQ(reader.next(), csv_status::record);
+  EXPECT_EQ(values(reader), (strings{" a ", "b"}));
+  EXPECT_EQ(reader.fields()[0].column, 3);  // the opening quote
+  EXPECT_EQ(reader.fields()[1].column, 10);
+}
+
+TEST(CsvReader, UnterminatedQuoteReportsTheOpeningQuote)
+{
+  csv_reader reader("h1,h2\nok,1\nx,\"never closed\nmore,2\n");
+  ASSERT_EQ(reader.next(), csv_status::record);
+  ASSERT_EQ(reader.next(), csv_status::record);
+  ASSERT_EQ(reader.next(), csv_status::unterminated_quote);
+  EXPECT_EQ(reader.error_line(), 3);
+  EXPECT_EQ(reader.error_column(), 3);
+  EXPECT_EQ(reader.raw(), "x,\"never closed");
+  // Reading resumes at the line after the opening quote: line 4 is still read.
+  ASSERT_EQ(reader.next(), csv_status::record);
+  EXPECT_EQ(values(reader), (strings{"more", "2"}));
+  EXPECT_EQ(reader.record_line(), 4);
+  EXPECT_EQ(reader.fields()[1].line, 4);
+  EXPECT_EQ(reader.fields()[1].column, 6);
+  EXPECT_EQ(reader.next(), csv_status::end);
+}
+
+TEST(CsvReader, UnterminatedQuoteOnLastLine)
+{
+  csv_reader reader("a\n\"b");
+  ASSERT_EQ(reader.next(), csv_status::record);
+  ASSERT_EQ(reader.next(), csv_status::unterminated_quote);
+  EXPECT_EQ(reader.error_line(), 2);
+  EXPECT_EQ(reader.error_column(), 1);
+  EXPECT_EQ(reader.next(), csv_status::end);
+}
+
+TEST(CsvReader, TextAfterClosingQuoteIsBadQuote)
+{
+  csv_reader reader("a,\"bc\"x,d\ne,f\n");
+  ASSERT_EQ(reader.next(), csv_status::bad_quote);
+  EXPECT_EQ(reader.error_line(), 1);
+  EXPECT_EQ(reader.error_column(), 7);  // the `x`
+  EXPECT_EQ(reader.raw(), "a,\"bc\"x,d");
+  ASSERT_EQ(reader.next(), csv_status::record);
+  EXPECT_EQ(values(reader), (strings{"e", "f"}));
+  EXPECT_EQ(reader.record_line(), 2);
+}
+
+TEST(CsvReader, SpacesAfterClosingQuoteThenTextIsBadQuote)
+{
+  csv_reader reader("\"ab\"  z\n");
+  ASSERT_EQ(reader.next(), csv_status::bad_quote);
+  EXPECT_EQ(reader.error_line(), 1);
+  EXPECT_EQ(reader.error_column(), 7);
+}
+
+TEST(CsvReader, SpacesAfterClosingQuoteAreAllowed)
+{
+  csv_reader reader("\"ab\"  ,c\n");
+  ASSERT_EQ(reader.next(), csv_status::record);
+  EXPECT_EQ(values(reader), (strings{"ab", "c"}));
+}
+
+TEST(CsvReader, BadQuoteAfterEmbeddedNewline)
+{
+  // The quoted field spans lines 2-3; the stray text is on line 3, column 3.
+  csv_reader reader("h\n\"a\nb\"x,1\nnext\n");
+  ASSERT_EQ(reader.next(), csv_status::record);
+  ASSERT_EQ(reader.next(), csv_status::bad_quote);
+  EXPECT_EQ(reader.error_line(), 3);
+  EXPECT_EQ(reader.error_column(), 3);
+  EXPECT_EQ(reader.raw(), "\"a");  // the record's first physical line
+  ASSERT_EQ(reader.next(), csv_status::record);
+  EXPECT_EQ(values(reader), (strings{"next"}));
+  EXPECT_EQ(reader.record_line(), 4);
+}
+
+TEST(CsvReader, ErrorOnCrlfLineKeepsRawWithoutCarriageReturn)
+{
+  csv_reader reader("\"a\"b\r\nc\r\n");
+  ASSERT_EQ(reader.next(), csv_status::bad_quote);
+  EXPECT_EQ(reader.error_column(), 4);
+  EXPECT_EQ(reader.raw(), "\"a\"b");
+  ASSERT_EQ(reader.next(), csv_status::record);
+  EXPECT_EQ(values(reader), (strings{"c"}));
+  EXPECT_EQ(reader.record_line(), 2);
+}
+
+TEST(CsvHeader, FindsNamesCaseInsensitivelyAndTrimmed)
+{
+  csv_reader reader(" Shipment_ID ,DATE,\"Entity \",x\n");
+  ASSERT_EQ(reader.next(), csv_status::record);
+  const capledger::detail::csv_header header(reader.fields());
+  EXPECT_EQ(header.size(), 4);
+  EXPECT_EQ(header.find("shipment_id"), 0);
+  EXPECT_EQ(header.find("date"), 1);
+  EXPECT_EQ(header.find("entity"), 2);
+  EXPECT_EQ(header.find("x"), 3);
+  EXPECT_EQ(header.find("country"), -1);
+}
+
+// ---- parse_int64 ------------------------------------------------------------------------------
+
+bool parses(const std::string& text, std::int64_t& value)
+{
+  return capledger::detail::parse_int64(text, value);
+}
+
+TEST(ParseInt64, AcceptsSignedDecimals)
+{
+  std::int64_t v = 0;
+  ASSERT_TRUE(parses("0", v));
+  EXPECT_EQ(v, 0);
+  ASSERT_TRUE(parses("42", v));
+  EXPECT_EQ(v, 42);
+  ASSERT_TRUE(parses("+42", v));
+  EXPECT_EQ(v, 42);
+  ASSERT_TRUE(parses("-42", v));
+  EXPECT_EQ(v, -42);
+  ASSERT_TRUE(parses("-0", v));
+  EXPECT_EQ(v, 0);
+  ASSERT_TRUE(parses("007", v));
+  EXPECT_EQ(v, 7);
+}
+
+TEST(ParseInt64, AcceptsTheExtremes)
+{
+  std::int64_t v = 0;
+  ASSERT_TRUE(parses("9223372036854775807", v));
+  EXPECT_EQ(v, std::numeric_limits<std::int64_t>::max());
+  ASSERT_TRUE(parses("+9223372036854775807", v));
+  EXPECT_EQ(v, std::numeric_limits<std::int64_t>::max());
+  ASSERT_TRUE(parses("-9223372036854775808", v));
+  EXPECT_EQ(v, std::numeric_limits<std::int64_t>::min());
+}
+
+TEST(ParseInt64, RejectsOverflow)
+{
+  std::int64_t v = 0;
+  EXPECT_FALSE(parses("9223372036854775808", v));
+  EXPECT_FALSE(parses("+9223372036854775808", v));
+  EXPECT_FALSE(parses("-9223372036854775809", v));
+  EXPECT_FALSE(parses("99999999999999999999999", v));
+}
+
+TEST(ParseInt64, RejectsMalformedText)
+{
+  std::int64_t v = 0;
+  for (const char* text : {"", "+", "-", "+-1", "-+1", "++1", "--1", " 1", "1 ", " ", "1.0", "1e3", "0x10",
+                           "1,000", "abc", "12a", "\t1"}) {
+    EXPECT_FALSE(parses(text, v)) << "'" << text << "'";
+  }
+}
+
+}  // namespace

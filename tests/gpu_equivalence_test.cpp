@@ -1,0 +1,354 @@
+/// @file gpu_equivalence_test.cpp
+/// @brief The CUDA backend returns exactly the CPU backend's aggregation on random logs.
+///
+/// Logs are drawn directly as columns (no CSV), around warp and block sizes, with few and many
+/// entities (dense and sorted pair paths), negative quantities and day numbers, dates on both
+/// sides of the window and of as_of, every pathway, tier-3 countries, and limits tight enough
+/// that every running-total check crosses for some keys and not for others.
+#include <capledger/backend.hpp>
+#include <capledger/error.hpp>
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace {
+
+using namespace capledger;
+
+// ---- readable failure messages ----------------------------------------------------------------
+
+std::string describe(std::int64_t v) { return std::to_string(v); }
+std::string describe(const group_total& g)
+{
+  return "{records " + describe(g.records) + ", units " + describe(g.units) + ", tpp " + describe(g.tpp) + "}";
+}
+std::string describe(const pair_total& p)
+{
+  return "{entity " + describe(p.entity) + ", country " + describe(p.country) + ", " + describe(p.total) + "}";
+}
+std::string describe(const crossing& c)
+{
+  return "{line " + describe(c.line) + ", value " + describe(c.value) + "}";
+}
+std::string describe(const keyed_running_total& k)
+{
+  return "{key " + describe(k.key) + ", total " + describe(k.total) + ", crossing " +
+         describe(k.first_crossing) + "}";
+}
+std::string describe(const keyed_first_line& k)
+{
+  return "{key " + describe(k.key) + ", first_line " + describe(k.first_line) + ", tpp " + describe(k.tpp) + "}";
+}
+
+template <typename T>
+void expect_same(const std::string& context, const char* field, const std::vector<T>& cpu,
+                 const std::vector<T>& gpu)
+{
+  if (cpu == gpu) { return; }
+  std::ostringstream message;
+  message << context << ": " << field << " differs (cpu " << cpu.size() << " entries, gpu " << gpu.size()
+          << " entries)";
+  for (std::size_t i = 0; i < std::min(cpu.size(), gpu.size()); ++i) {
+    if (!(cpu[i] == gpu[i])) {
+      message << "; first difference at index " << i << ": cpu " << describe(cpu[i]) << ", gpu "
+              << describe(gpu[i]);
+      break;
+    }
+  }
+  ADD_FAILURE() << message.str();
+}
+
+void expect_same(const std::string& context, const aggregation& cpu, const aggregation& gpu)
+{
+  EXPECT_EQ(cpu.lines_used, gpu.lines_used) << context;
+  expect_same(context, "by_country", cpu.by_country, gpu.by_country);
+  expect_same(context, "by_entity", cpu.by_entity, gpu.by_entity);
+  expect_same(context, "by_chip", cpu.by_chip, gpu.by_chip);
+  expect_same(context, "by_exporter", cpu.by_exporter, gpu.by_exporter);
+  expect_same(context, "by_entity_country", cpu.by_entity_country, gpu.by_entity_country);
+  expect_same(context, "country_cap_total", cpu.country_cap_total, gpu.country_cap_total);
+  expect_same(context, "country_cap_crossing", cpu.country_cap_crossing, gpu.country_cap_crossing);
+  expect_same(context, "nveu", cpu.nveu, gpu.nveu);
+  expect_same(context, "lpp_order", cpu.lpp_order, gpu.lpp_order);
+  expect_same(context, "lpp_annual", cpu.lpp_annual, gpu.lpp_annual);
+  expect_same(context, "prohibited", cpu.prohibited, gpu.prohibited);
+  expect_same(context, "unauthorized", cpu.unauthorized, gpu.unauthorized);
+  EXPECT_TRUE(cpu == gpu) << context;
+}
+
+// ---- random logs ------------------------------------------------------------------------------
+
+/// Where the window, as_of and the line dates lie.
+enum class calendar_layout {
+  straddling,       ///< dates before, inside and after the window; as_of inside it; three years
+  around_epoch,     ///< negative day numbers; as_of after the window end
+  as_of_before,     ///< as_of before the window: every check is empty
+  single_day,       ///< a one-day window
+  before_year_one,  ///< years -1, 0 and 1: negative years in the LPP annual keys
+};
+constexpr calendar_layout all_layouts[] = {calendar_layout::straddling, calendar_layout::around_epoch,
+                                           calendar_layout::as_of_before, calendar_layout::single_day,
+                                           calendar_layout::before_year_one};
+
+struct log_shape {
+  std::int64_t lines     = 0;
+  std::int32_t entities  = 1;
+  std::int32_t countries = 40;
+  std::int32_t chips     = 12;
+  std::int32_t exporters = 7;
+  calendar_layout layout = calendar_layout::straddling;
+  std::uint64_t seed     = 1;
+};
+
+struct random_log {
+  shipment_columns columns;
+  rule_context rules;
+  dictionary_sizes sizes;
+};
+
+shipment_view view_of(const shipment_columns& c)
+{
+  shipment_view v;
+  v.size     = c.size();
+  v.date     = c.date.data();
+  v.entity   = c.entity.data();
+  v.country  = c.country.data();
+  v.chip     = c.chip.data();
+  v.pathway  = c.pathway.data();
+  v.quantity = c.quantity.data();
+  v.tpp      = c.tpp.data();
+  v.order    = c.order.data();
+  v.exporter = c.exporter.data();
+  return v;
+}
+
+random_log make_log(const log_shape& shape)
+{
+  std::mt19937_64 rng(shape.seed * 0x9E3779B97F4A7C15ULL + static_cast<std::uint64_t>(shape.lines) * 131 +
+                      static_cast<std::uint64_t>(shape.entities) * 7 + static_cast<std::uint64_t>(shape.layout));
+  const auto uniform = [&rng](std::int64_t lo, std::int64_t hi) {
+    return std::uniform_int_distribution<std::int64_t>(lo, hi)(rng);
+  };
+
+  random_log log;
+  dictionary_sizes& sizes = log.sizes;
+  sizes.entities          = shape.entities;
+  sizes.countries         = shape.countries;
+  sizes.chips             = shape.chips;
+  sizes.exporters         = shape.exporters;
+  sizes.orders            = static_cast<std::int32_t>(std::max<std::int64_t>(1, shape.lines / 20));
+
+  rule_context& rules = log.rules;
+  day_t date_lo = 0;
+  day_t date_hi = 0;
+  switch (shape.layout) {
+    case calendar_layout::straddling:  // 2024-10-04 .. 2026-09-05, dates 2024 .. 2027
+      rules.window_start = 20000, rules.window_end = 20700, rules.as_of = 20600;
+      date_lo = 19800, date_hi = 20900;
+      break;
+    case calendar_layout::around_epoch:
+      rules.window_start = -500, rules.window_end = 400, rules.as_of = 1000;
+      date_lo = -800, date_hi = 1200;
+      break;
+    case calendar_layout::as_of_before:
+      rules.window_start = 20000, rules.window_end = 20700, rules.as_of = 19950;
+      date_lo = 19800, date_hi = 20900;
+      break;
+    case calendar_layout::single_day:
+      rules.window_start = 20100, rules.window_end = 20100, rules.as_of = 20100;
+      date_lo = 20095, date_hi = 20105;
+      break;
+    case calendar_layout::before_year_one:  // 0001-01-01 is day -719162; year 0 is a leap year
+      rules.window_start = -719800, rules.window_end = -719000, rules.as_of = -719050;
+      date_lo = -719900, date_hi = -718900;
+      break;
+  }
+
+  // Chips: a few cheap ones so that small quantities sit near the limits.
+  std::vector<std::int64_t> chip_tpp(static_cast<std::size_t>(sizes.chips));
+  for (auto& t : chip_tpp) { t = uniform(1, 5000); }
+
+  shipment_columns& c = log.columns;
+  const auto n        = static_cast<std::size_t>(shape.lines);
+  c.date.resize(n), c.entity.resize(n), c.country.resize(n), c.chip.resize(n), c.pathway.resize(n);
+  c.quantity.resize(n), c.tpp.resize(n), c.order.resize(n), c.exporter.resize(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    c.date[i]    = static_cast<day_t>(uniform(date_lo, date_hi));
+    c.entity[i]  = static_cast<std::int32_t>(uniform(0, sizes.entities - 1));
+    c.country[i] = static_cast<std::uint16_t>(uniform(0, sizes.countries - 1));
+    c.chip[i]    = static_cast<std::uint16_t>(uniform(0, sizes.chips - 1));
+    c.pathway[i] = static_cast<std::uint8_t>(uniform(0, pathway_count - 1));
+    std::int64_t quantity = uniform(-4, 12);
+    if (quantity == 0) { quantity = 1; }
+    if (uniform(0, 50) == 0) { quantity *= 1000; }  // the odd big order
+    c.quantity[i] = quantity;
+    c.tpp[i]      = quantity * chip_tpp[c.chip[i]];
+    c.order[i]    = c.pathway[i] == static_cast<std::uint8_t>(pathway::lpp)
+                      ? static_cast<std::int32_t>(uniform(0, sizes.orders - 1))
+                      : -1;
+    c.exporter[i] = static_cast<std::int32_t>(uniform(0, sizes.exporters - 1));
+  }
+
+  // Countries: the first three tier 3, the next seven tier 1, the rest tier 2 with a cap.
+  const auto countries = static_cast<std::size_t>(sizes.countries);
+  rules.country_tier.resize(countries);
+  rules.country_cap_tpp.assign(countries, -1);
+  rules.country_cap_pathways = uniform(0, 3) == 0 ? 0b11 : 0b01;  // LICENSE, sometimes LPP too
+  std::vector<std::int64_t> cap_pathway_tpp(countries, 0);  // positive in-window tpp: scales caps
+  for (std::size_t i = 0; i < n; ++i) {
+    const bool in_window = c.date[i] >= rules.window_start && c.date[i] <= rules.window_end &&
+                           c.date[i] <= rules.as_of;
+    if (in_window && ((rules.country_cap_pathways >> c.pathway[i]) & 1U) != 0 && c.tpp[i] > 0) {
+      cap_pathway_tpp[c.country[i]] += c.tpp[i];
+    }
+  }
+  for (std::size_t k = 0; k < countries; ++k) {
+    rules.country_tier[k] = k < 3 ? 3 : k < 10 ? 1 : 2;
+    if (rules.country_tier[k] == 2) { rules.country_cap_tpp[k] = uniform(0, cap_pathway_tpp[k]); }
+  }
+
+  rules.chip_datacenter.resize(static_cast<std::size_t>(sizes.chips));
+  for (auto& flag : rules.chip_datacenter) { flag = static_cast<std::uint8_t>(uniform(0, 1)); }
+  const auto entities = static_cast<std::size_t>(sizes.entities);
+  rules.entity_is_uveu.resize(entities);
+  rules.entity_hq_tier1.resize(entities);
+  for (std::size_t e = 0; e < entities; ++e) {
+    rules.entity_is_uveu[e]  = static_cast<std::uint8_t>(uniform(0, 2) == 0);
+    rules.entity_hq_tier1[e] = static_cast<std::uint8_t>(uniform(0, 1));
+  }
+  // Four words per entity cover 256 countries; wider tables read into the following words (as the
+  // CPU's arithmetic does), so pad the table to keep every read inside it.
+  const std::size_t nveu_words =
+    entities * rule_context::nveu_mask_words + (countries > 256 ? (countries + 63) / 64 : 0);
+  rules.entity_nveu_countries.resize(nveu_words);
+  for (auto& word : rules.entity_nveu_countries) { word = rng() & rng(); }
+
+  // Limits near the typical per-key sums, so some keys cross and others stay below.
+  const std::int64_t typical_line_tpp = 2500 * 6;
+  const std::int64_t window_days      = std::max<std::int64_t>(1, rules.window_end - rules.window_start + 1);
+  const std::int64_t lpp_lines        = shape.lines / pathway_count;
+  rules.lpp_per_order_tpp = uniform(0, 3) * typical_line_tpp;
+  rules.lpp_per_consignee_year_tpp =
+    typical_line_tpp * uniform(0, std::max<std::int64_t>(1, lpp_lines / std::max(1, sizes.entities)));
+  const std::int64_t nveu_per_key =
+    typical_line_tpp * std::max<std::int64_t>(1, lpp_lines / (static_cast<std::int64_t>(sizes.entities) *
+                                                              sizes.countries));
+  // Three phases; the last one sometimes ends before the window does (its cap then carries on).
+  const day_t third = static_cast<day_t>(window_days / 3);
+  const auto phase  = [](std::int64_t through, std::int64_t tpp) {
+    nveu_phase p;
+    p.through = static_cast<day_t>(through);
+    p.tpp     = tpp;
+    return p;
+  };
+  rules.nveu_caps.push_back(phase(rules.window_start + third, uniform(0, nveu_per_key)));
+  rules.nveu_caps.push_back(phase(rules.window_start + 2 * third, uniform(0, 2 * nveu_per_key)));
+  const std::int64_t last_through =
+    uniform(0, 1) == 0 ? rules.window_end : std::int64_t{rules.window_end} - 2;
+  rules.nveu_caps.push_back(
+    phase(std::max<std::int64_t>(last_through, rules.nveu_caps[1].through + 1), uniform(0, 3 * nveu_per_key)));
+  return log;
+}
+
+std::string context_of(const log_shape& shape)
+{
+  std::ostringstream text;
+  text << "lines=" << shape.lines << " entities=" << shape.entities << " countries=" << shape.countries
+       << " chips=" << shape.chips << " exporters=" << shape.exporters
+       << " layout=" << static_cast<int>(shape.layout) << " seed=" << shape.seed;
+  return text.str();
+}
+
+/// Runs both backends on one random log; true when they agree.
+bool check_equivalence(const log_shape& shape, backend& cpu, backend& gpu)
+{
+  const random_log log     = make_log(shape);
+  const shipment_view view = view_of(log.columns);
+  const aggregation expected = cpu.aggregate(view, log.rules, log.sizes);
+  const aggregation actual   = gpu.aggregate(view, log.rules, log.sizes);
+  expect_same(context_of(shape), expected, actual);
+  return expected == actual;
+}
+
+class GpuEquivalence : public ::testing::Test {
+ protected:
+  void SetUp() override
+  {
+    std::string why;
+    if (!gpu_available(&why)) { GTEST_SKIP() << "no usable GPU: " << why; }
+    cpu_ = make_cpu_backend();
+    gpu_ = make_gpu_backend();
+  }
+  std::unique_ptr<backend> cpu_;
+  std::unique_ptr<backend> gpu_;
+};
+
+TEST_F(GpuEquivalence, NameIsGpu) { EXPECT_EQ(gpu_->name(), "gpu"); }
+
+TEST_F(GpuEquivalence, AroundWarpAndBlockSizes)
+{
+  for (const std::int64_t lines : {0, 1, 31, 32, 33, 63, 64, 65, 1023, 1024, 1025}) {
+    for (const std::int32_t entities : {3, 2000}) {
+      for (const calendar_layout layout : all_layouts) {
+        for (std::uint64_t seed = 1; seed <= 6; ++seed) {
+          log_shape shape;
+          shape.lines    = lines;
+          shape.entities = entities;
+          shape.layout   = layout;
+          shape.seed     = seed;
+          if (!check_equivalence(shape, *cpu_, *gpu_)) { return; }  // one detailed failure is enough
+        }
+      }
+    }
+  }
+}
+
+TEST_F(GpuEquivalence, LargeLogs)
+{
+  for (const std::int32_t entities : {3, 60000}) {
+    for (const calendar_layout layout : {calendar_layout::straddling, calendar_layout::around_epoch}) {
+      for (std::uint64_t seed = 1; seed <= 2; ++seed) {
+        log_shape shape;
+        shape.lines    = 100000;
+        shape.entities = entities;
+        shape.layout   = layout;
+        shape.seed     = seed;
+        if (!check_equivalence(shape, *cpu_, *gpu_)) { return; }
+      }
+    }
+  }
+}
+
+// Dictionaries too large for shared memory: every dense table takes global atomics.
+TEST_F(GpuEquivalence, WideDictionaries)
+{
+  for (const std::int64_t lines : {1, 1025, 100000}) {
+    for (const std::int32_t entities : {1, 5000}) {
+      log_shape shape;
+      shape.lines     = lines;
+      shape.entities  = entities;
+      shape.countries = 2000;
+      shape.chips     = 3000;
+      shape.exporters = 5000;
+      shape.seed      = 42;
+      if (!check_equivalence(shape, *cpu_, *gpu_)) { return; }
+    }
+  }
+}
+
+// Runs on every machine: without a GPU the backend says why and refuses cleanly.
+TEST(GpuBackend, UnavailableSaysWhy)
+{
+  std::string why;
+  if (gpu_available(&why)) { GTEST_SKIP() << "a GPU is usable here"; }
+  EXPECT_FALSE(why.empty());
+  EXPECT_THROW(static_cast<void>(make_gpu_backend()), device_error);
+}
+
+}  // namespace

@@ -1,0 +1,615 @@
+/// @file ingest_test.cpp
+/// @brief shipment_log_builder: header matching, encoding, defaults, and every bad-input reason of
+/// SPEC §7 with its exact file, line and column.
+#include <capledger/error.hpp>
+#include <capledger/reference.hpp>
+#include <capledger/shipments.hpp>
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace {
+
+namespace fs = std::filesystem;
+using namespace capledger;
+
+fs::path datasets_dir()
+{
+  return (fs::path(CAPLEDGER_TEST_DATA_DIR) / ".." / ".." / "datasets").lexically_normal();
+}
+
+const country_table& countries()
+{
+  static const country_table table = load_countries((datasets_dir() / "countries.csv").string());
+  return table;
+}
+
+const chip_table& chips()
+{
+  static const chip_table table = load_chips((datasets_dir() / "chips.csv").string());
+  return table;
+}
+
+constexpr std::int64_t h100_tpp = 15832;  // chips.csv, H100-SXM
+constexpr std::int64_t b200_tpp = 36000;  // chips.csv, B200
+
+/// The minimal header; a data line `S1,2025-02-01,E1,AE,H100-SXM,10` has its fields at columns
+/// 1 (id), 4 (date), 15 (entity), 18 (country), 21 (chip) and 30 (quantity).
+const std::string header = "shipment_id,date,entity,country,chip,quantity\n";
+
+shipment_log ingest(const std::string& text, ingest_options options = {})
+{
+  shipment_log_builder builder(countries(), chips(), options);
+  builder.add_text("log.csv", text);
+  return builder.finish();
+}
+
+ingest_options keep_rejects(std::int64_t max_rejects = -1)
+{
+  ingest_options options;
+  options.keep_rejects = true;
+  options.max_rejects  = max_rejects;
+  return options;
+}
+
+/// Ingests @p text fail-fast and expects a parse_error at file:line:column with @p reason.
+void expect_rejected(const std::string& text, std::int64_t line, std::int64_t column, const std::string& reason)
+{
+  try {
+    (void)ingest(text);
+    ADD_FAILURE() << "no parse_error; expected " << reason << " at " << line << ":" << column;
+  } catch (const parse_error& e) {
+    EXPECT_EQ(e.file(), "log.csv");
+    EXPECT_EQ(e.reason(), reason) << e.what();
+    EXPECT_EQ(e.line(), line) << e.what();
+    EXPECT_EQ(e.column(), column) << e.what();
+    const std::string prefix = "log.csv:" + std::to_string(line) + ":" + std::to_string(column) + ": " + reason;
+    EXPECT_EQ(std::string(e.what()).rfind(prefix, 0), 0U) << e.what();
+  }
+}
+
+// ---- good input ---------------------------------------------------------------------------------
+
+TEST(Ingest, EmptyLogWithHeaderOnly)
+{
+  const shipment_log log = ingest(header);
+  EXPECT_EQ(log.columns.size(), 0);
+  EXPECT_EQ(log.lines_read, 0);
+  ASSERT_EQ(log.files.size(), 1U);
+  EXPECT_EQ(log.files[0].path, "log.csv");
+  EXPECT_EQ(log.files[0].bytes, static_cast<std::int64_t>(header.size()));
+  EXPECT_EQ(log.files[0].lines_read, 0);
+}
+
+TEST(Ingest, OneLineIsEncoded)
+{
+  const shipment_log log = ingest(header + "S1,2025-02-01,E1,AE,H100-SXM,10\n");
+  ASSERT_EQ(log.columns.size(), 1);
+  EXPECT_EQ(log.lines_read, 1);
+  EXPECT_EQ(log.shipment_id(0), "S1");
+  EXPECT_EQ(log.columns.date[0], days_from_civil(2025, 2, 1));
+  EXPECT_EQ(log.entities.text(log.columns.entity[0]), "E1");
+  EXPECT_EQ(log.columns.country[0], countries().find("AE"));
+  EXPECT_EQ(log.columns.chip[0], chips().find("H100-SXM"));
+  EXPECT_EQ(log.columns.pathway[0], static_cast<std::uint8_t>(pathway::license));
+  EXPECT_EQ(log.columns.quantity[0], 10);
+  EXPECT_EQ(log.columns.tpp[0], 10 * h100_tpp);
+  EXPECT_EQ(log.columns.order[0], -1);
+  EXPECT_EQ(log.exporters.text(log.columns.exporter[0]), "");
+  EXPECT_EQ(log.source_line[0], 2);
+  EXPECT_EQ(log.source_of(0), "log.csv:2");
+}
+
+TEST(Ingest, ColumnsInAnyOrderWithExtraColumns)
+{
+  const std::string text =
+    " Quantity ,NOTE,CHIP,Country,exporter,Entity,Date,pathway,Shipment_ID,Order_Id,extra\n"
+    "-3,hello,b200,de,Vendor A,E9,2025-03-04,,X-1,O-9,zzz\n"
+    "7,,H100-SXM,AE,,E1,2025-03-05,LICENSE,X-2,,\n";
+  const shipment_log log = ingest(text);
+  ASSERT_EQ(log.columns.size(), 2);
+  EXPECT_EQ(log.shipment_id(0), "X-1");
+  EXPECT_EQ(log.shipment_id(1), "X-2");
+  EXPECT_EQ(log.columns.date[0], days_from_civil(2025, 3, 4));
+  EXPECT_EQ(log.entities.text(log.columns.entity[0]), "E9");
+  EXPECT_EQ(log.columns.country[0], countries().find("DE"));
+  EXPECT_EQ(log.columns.chip[0], chips().find("B200"));
+  EXPECT_EQ(log.columns.quantity[0], -3);
+  EXPECT_EQ(log.columns.tpp[0], -3 * b200_tpp);
+  EXPECT_EQ(log.exporters.text(log.columns.exporter[0]), "Vendor A");
+  EXPECT_EQ(log.columns.order[0], -1);  // order ids matter only to LPP lines
+  EXPECT_EQ(log.columns.tpp[1], 7 * h100_tpp);
+}
+
+TEST(Ingest, CodesAreCaseInsensitive)
+{
+  const shipment_log log = ingest("shipment_id,date,entity,country,chip,quantity,pathway\n"
+                                  "S1,2025-02-01,E1,ae,h100-sxm,2,lpp\n"
+                                  "S2,2025-02-01,E1,Us,H100-sxm,2,nVeU\n"
+                                  "S3,2025-02-01,E1,AE,H100-SXM,2,uveu\n"
+                                  "S4,2025-02-01,E1,AE,H100-SXM,2,Aia\n"
+                                  "S5,2025-02-01,E1,AE,H100-SXM,2,aca\n"
+                                  "S6,2025-02-01,E1,AE,H100-SXM,2,license\n");
+  ASSERT_EQ(log.columns.size(), 6);
+  EXPECT_EQ(log.columns.country[0], countries().find("AE"));
+  EXPECT_EQ(log.columns.country[1], countries().find("US"));
+  EXPECT_EQ(log.columns.chip[0], chips().find("H100-SXM"));
+  EXPECT_EQ(log.columns.chip[1], chips().find("H100-SXM"));
+  const pathway expected[] = {pathway::lpp, pathway::nveu, pathway::uveu, pathway::aia, pathway::aca, pathway::license};
+  for (int i = 0; i < 6; ++i) { EXPECT_EQ(log.columns.pathway[i], static_cast<std::uint8_t>(expected[i])) << i; }
+  EXPECT_EQ(log.columns.tpp[0], 2 * h100_tpp);
+}
+
+TEST(Ingest, EntityIdsAreCaseSensitiveButTrimmed)
+{
+  const shipment_log log = ingest(header + "S1,2025-02-01, E1 ,AE,H100-SXM,1\nS2,2025-02-01,e1,AE,H100-SXM,1\n"
+                                           "S3,2025-02-01,\"E1\",AE,H100-SXM,1\n");
+  ASSERT_EQ(log.columns.size(), 3);
+  EXPECT_EQ(log.columns.entity[0], log.columns.entity[2]);
+  EXPECT_NE(log.columns.entity[0], log.columns.entity[1]);
+  EXPECT_EQ(log.entities.size(), 2);
+}
+
+TEST(Ingest, DefaultPathwayIsLicense)
+{
+  // Column absent.
+  const shipment_log absent = ingest(header + "S1,2025-02-01,E1,AE,H100-SXM,1\n");
+  EXPECT_EQ(absent.columns.pathway[0], static_cast<std::uint8_t>(pathway::license));
+  // Column present, value empty or blank.
+  const shipment_log empty = ingest("shipment_id,date,entity,country,chip,quantity,pathway\n"
+                                    "S1,2025-02-01,E1,AE,H100-SXM,1,\nS2,2025-02-01,E1,AE,H100-SXM,1,   \n");
+  EXPECT_EQ(empty.columns.pathway[0], static_cast<std::uint8_t>(pathway::license));
+  EXPECT_EQ(empty.columns.pathway[1], static_cast<std::uint8_t>(pathway::license));
+}
+
+TEST(Ingest, LppOrderDefaultsToShipmentId)
+{
+  const shipment_log log = ingest("shipment_id,date,entity,country,chip,quantity,pathway,order_id\n"
+                                  "S1,2025-02-01,E1,IN,H100-SXM,1,LPP,\n"
+                                  "S2,2025-02-02,E1,IN,H100-SXM,1,LPP,O-7\n"
+                                  "S3,2025-02-03,E1,IN,H100-SXM,1,LPP,O-7\n"
+                                  "S4,2025-02-04,E1,IN,H100-SXM,1,LICENSE,O-7\n"
+                                  "O-7,2025-02-05,E1,IN,H100-SXM,1,LPP,\n");
+  ASSERT_EQ(log.columns.size(), 5);
+  ASSERT_GE(log.columns.order[0], 0);
+  EXPECT_EQ(log.orders.text(log.columns.order[0]), "S1");
+  EXPECT_EQ(log.orders.text(log.columns.order[1]), "O-7");
+  EXPECT_EQ(log.columns.order[1], log.columns.order[2]);
+  EXPECT_EQ(log.columns.order[3], -1);  // not LPP
+  // A line whose shipment id equals another line's order id joins that order.
+  EXPECT_EQ(log.columns.order[4], log.columns.order[1]);
+  EXPECT_EQ(log.orders.size(), 2);
+}
+
+TEST(Ingest, LppOrderWithoutOrderColumn)
+{
+  const shipment_log log = ingest("shipment_id,date,entity,country,chip,quantity,pathway\n"
+                                  "S1,2025-02-01,E1,IN,H100-SXM,1,LPP\n");
+  ASSERT_EQ(log.columns.size(), 1);
+  EXPECT_EQ(log.orders.text(log.columns.order[0]), "S1");
+}
+
+TEST(Ingest, TppPerUnitOverridesTheChipsTable)
+{
+  const shipment_log log = ingest("shipment_id,date,entity,country,chip,quantity,tpp_per_unit\n"
+                                  "S1,2025-02-01,E1,AE,H100-SXM,10,100\n"
+                                  "S2,2025-02-01,E1,AE,H100-SXM,-4,\n");
+  ASSERT_EQ(log.columns.size(), 2);
+  EXPECT_EQ(log.columns.tpp[0], 1000);
+  EXPECT_EQ(log.columns.chip[0], chips().find("H100-SXM"));
+  EXPECT_EQ(log.columns.tpp[1], -4 * h100_tpp);
+}
+
+TEST(Ingest, UnknownChipWithTppPerUnitBecomesAdHocChip)
+{
+  const shipment_log log = ingest("shipment_id,date,entity,country,chip,quantity,tpp_per_unit\n"
+                                  "S1,2025-02-01,E1,AE,custom-asic,4,2500\n"
+                                  "S2,2025-02-01,E1,AE,CUSTOM-ASIC,3,100\n");
+  ASSERT_EQ(log.columns.size(), 2);
+  EXPECT_EQ(log.columns.tpp[0], 10000);
+  EXPECT_EQ(log.columns.tpp[1], 300);
+  EXPECT_EQ(log.columns.chip[0], log.columns.chip[1]);
+  const chip& adhoc = log.chips.rows[log.columns.chip[0]];
+  EXPECT_EQ(adhoc.key, "CUSTOM-ASIC");
+  EXPECT_FALSE(adhoc.known);
+  EXPECT_TRUE(adhoc.datacenter);
+  EXPECT_EQ(log.chips.rows.size(), chips().rows.size() + 1);
+}
+
+TEST(Ingest, AdHocChipStillNeedsTppPerUnitOnEveryLine)
+{
+  const std::string text = "shipment_id,date,entity,country,chip,quantity,tpp_per_unit\n"
+                           "S1,2025-02-01,E1,AE,custom-asic,4,2500\n"
+                           "S2,2025-02-01,E1,AE,custom-asic,4,\n";
+  expect_rejected(text, 3, 21, "UNKNOWN_CHIP");
+}
+
+TEST(Ingest, CrlfBomAndBlankLines)
+{
+  const shipment_log log = ingest("\xEF\xBB\xBF" "shipment_id,date,entity,country,chip,quantity\r\n"
+                                  "\r\n"
+                                  "S1,2025-02-01,E1,AE,H100-SXM,10\r\n"
+                                  "\r\n"
+                                  "S2,2025-02-01,E1,AE,H100-SXM,20\r\n");
+  ASSERT_EQ(log.columns.size(), 2);
+  EXPECT_EQ(log.lines_read, 2);  // blank lines are not lines read
+  EXPECT_EQ(log.columns.quantity[1], 20);
+  EXPECT_EQ(log.source_line[0], 3);
+  EXPECT_EQ(log.source_line[1], 5);
+}
+
+TEST(Ingest, LineNumberAfterQuotedEmbeddedNewline)
+{
+  // Line 2's record spans physical lines 2 and 3; the next record starts on line 4.
+  const std::string good = header + "S1,2025-02-01,\"E\n1\",AE,H100-SXM,10\n";
+  const shipment_log log = ingest(good + "S2,2025-02-01,E1,AE,H100-SXM,20\n");
+  ASSERT_EQ(log.columns.size(), 2);
+  EXPECT_EQ(log.entities.text(log.columns.entity[0]), "E\n1");
+  EXPECT_EQ(log.source_line[0], 2);
+  EXPECT_EQ(log.source_line[1], 4);
+  expect_rejected(good + "S2,2025-02-31,E1,AE,H100-SXM,20\n", 4, 4, "BAD_DATE");
+  // A bad field after the line break: `1",ZZ,...` puts ZZ on line 3, column 4.
+  expect_rejected(header + "S1,2025-02-01,\"E\n1\",ZZ,H100-SXM,10\n", 3, 4, "UNKNOWN_COUNTRY");
+}
+
+TEST(Ingest, SeveralFilesKeepInputOrder)
+{
+  shipment_log_builder builder(countries(), chips(), {});
+  builder.add_text("a.csv", header + "A1,2025-02-01,E1,AE,H100-SXM,1\nA2,2025-02-01,E1,AE,H100-SXM,2\n");
+  builder.add_text("b.csv", header + "B1,2025-01-01,E1,AE,H100-SXM,3\n");
+  const shipment_log log = builder.finish();
+  ASSERT_EQ(log.columns.size(), 3);
+  EXPECT_EQ(log.shipment_id(2), "B1");
+  EXPECT_EQ(log.file_end, (std::vector<std::int64_t>{2, 3}));
+  EXPECT_EQ(log.source_of(1), "a.csv:3");
+  EXPECT_EQ(log.source_of(2), "b.csv:2");
+  ASSERT_EQ(log.files.size(), 2U);
+  EXPECT_EQ(log.files[0].lines_read, 2);
+  EXPECT_EQ(log.files[1].lines_read, 1);
+  EXPECT_EQ(log.lines_read, 3);
+}
+
+// ---- every reason of SPEC §7, fail-fast ---------------------------------------------------------
+
+TEST(IngestRejects, WrongFieldCountTooMany)
+{
+  // The first extra field: `S1,2025-02-01,E1,AE,H100-SXM,10,` is 32 bytes.
+  expect_rejected(header + "S1,2025-02-01,E1,AE,H100-SXM,10,extra\n", 2, 33, "WRONG_FIELD_COUNT");
+}
+
+TEST(IngestRejects, WrongFieldCountTooFew)
+{
+  // Reported at the last field present (the chip, column 21).
+  expect_rejected(header + "S0,2025-02-01,E1,AE,H100-SXM,1\nS1,2025-02-01,E1,AE,H100-SXM\n", 3, 21,
+                  "WRONG_FIELD_COUNT");
+}
+
+TEST(IngestRejects, UnterminatedQuote)
+{
+  expect_rejected(header + "S1,2025-02-01,\"E1,AE,H100-SXM,10\n", 2, 15, "UNTERMINATED_QUOTE");
+}
+
+TEST(IngestRejects, BadQuote)
+{
+  // `"E1"` occupies columns 15-18; the stray x is column 19.
+  expect_rejected(header + "S1,2025-02-01,\"E1\"x,AE,H100-SXM,10\n", 2, 19, "BAD_QUOTE");
+}
+
+TEST(IngestRejects, BadDate)
+{
+  for (const char* date : {"2025-02-30", "2025-2-01", "", "yesterday", "2023-02-29"}) {
+    expect_rejected(header + "S1," + date + ",E1,AE,H100-SXM,10\n", 2, 4, "BAD_DATE");
+  }
+}
+
+TEST(IngestRejects, BadQuantityText)
+{
+  for (const char* quantity : {"ten", "1.5", "1e3", "+-1", "", "99999999999999999999"}) {
+    expect_rejected(header + "S1,2025-02-01,E1,AE,H100-SXM," + quantity + "\n", 2, 30, "BAD_QUANTITY");
+  }
+}
+
+TEST(IngestRejects, BadQuantityZero)
+{
+  expect_rejected(header + "S1,2025-02-01,E1,AE,H100-SXM,0\n", 2, 30, "BAD_QUANTITY");
+  expect_rejected(header + "S1,2025-02-01,E1,AE,H100-SXM,-0\n", 2, 30, "BAD_QUANTITY");
+}
+
+TEST(IngestRejects, UnknownCountry)
+{
+  expect_rejected(header + "S1,2025-02-01,E1,ZZ,H100-SXM,10\n", 2, 18, "UNKNOWN_COUNTRY");
+  expect_rejected(header + "S1,2025-02-01,E1,USA,H100-SXM,10\n", 2, 18, "UNKNOWN_COUNTRY");
+  expect_rejected(header + "S1,2025-02-01,E1,,H100-SXM,10\n", 2, 18, "UNKNOWN_COUNTRY");
+}
+
+TEST(IngestRejects, UnknownChip)
+{
+  expect_rejected(header + "S1,2025-02-01,E1,AE,H999,10\n", 2, 21, "UNKNOWN_CHIP");
+  // With a tpp_per_unit column but an empty value.
+  expect_rejected("shipment_id,date,entity,country,chip,quantity,tpp_per_unit\nS1,2025-02-01,E1,AE,H999,10,\n", 2, 21,
+                  "UNKNOWN_CHIP");
+}
+
+TEST(IngestRejects, UnknownPathway)
+{
+  // `S1,2025-02-01,E1,AE,H100-SXM,10,` is 32 bytes.
+  expect_rejected("shipment_id,date,entity,country,chip,quantity,pathway\nS1,2025-02-01,E1,AE,H100-SXM,10,EXPORT\n",
+                  2, 33, "UNKNOWN_PATHWAY");
+}
+
+TEST(IngestRejects, DuplicateIdWithinFile)
+{
+  expect_rejected(header + "S1,2025-02-01,E1,AE,H100-SXM,10\nS2,2025-02-01,E1,AE,H100-SXM,10\n"
+                           "S1,2025-03-01,E2,IN,B200,1\n",
+                  4, 1, "DUPLICATE_ID");
+}
+
+TEST(IngestRejects, DuplicateIdAfterTrimming)
+{
+  expect_rejected(header + "S1,2025-02-01,E1,AE,H100-SXM,10\n  S1 ,2025-02-01,E1,AE,H100-SXM,10\n", 3, 3,
+                  "DUPLICATE_ID");
+}
+
+TEST(IngestRejects, IdsAreCaseSensitive)
+{
+  const shipment_log log = ingest(header + "S1,2025-02-01,E1,AE,H100-SXM,10\ns1,2025-02-01,E1,AE,H100-SXM,10\n");
+  EXPECT_EQ(log.columns.size(), 2);
+}
+
+TEST(IngestRejects, DuplicateIdAcrossFiles)
+{
+  shipment_log_builder builder(countries(), chips(), {});
+  builder.add_text("first.csv", header + "S1,2025-02-01,E1,AE,H100-SXM,10\nS2,2025-02-01,E1,AE,H100-SXM,10\n");
+  try {
+    builder.add_text("second.csv", header + "S3,2025-02-01,E1,AE,H100-SXM,10\nS2,2025-02-01,E1,AE,H100-SXM,10\n");
+    ADD_FAILURE() << "the same id in a second file was accepted";
+  } catch (const parse_error& e) {
+    EXPECT_EQ(e.file(), "second.csv");
+    EXPECT_EQ(e.line(), 3);
+    EXPECT_EQ(e.column(), 1);
+    EXPECT_EQ(e.reason(), "DUPLICATE_ID");
+    EXPECT_NE(e.detail().find("first.csv:3"), std::string::npos) << e.detail();
+  }
+}
+
+TEST(IngestRejects, SameLogTwiceNeverCountsTwice)
+{
+  const std::string text = header + "S1,2025-02-01,E1,AE,H100-SXM,10\n";
+  shipment_log_builder builder(countries(), chips(), keep_rejects());
+  builder.add_text("a.csv", text);
+  builder.add_text("a-again.csv", text);
+  const shipment_log log = builder.finish();
+  EXPECT_EQ(log.columns.size(), 1);
+  ASSERT_EQ(log.rejects.size(), 1U);
+  EXPECT_EQ(log.rejects[0].file, "a-again.csv");
+  EXPECT_EQ(log.rejects[0].reason, "DUPLICATE_ID");
+}
+
+TEST(IngestRejects, TppOverflowOfOneLine)
+{
+  // 2^63 / 15832 is about 5.8e14; 10^15 units overflow, and so does INT64_MAX units.
+  expect_rejected(header + "S1,2025-02-01,E1,AE,H100-SXM,1000000000000000\n", 2, 30, "TPP_OVERFLOW");
+  expect_rejected(header + "S1,2025-02-01,E1,AE,H100-SXM,-1000000000000000\n", 2, 30, "TPP_OVERFLOW");
+  expect_rejected("shipment_id,date,entity,country,chip,quantity,tpp_per_unit\n"
+                  "S1,2025-02-01,E1,AE,X,3,4000000000000000000\n",
+                  2, 23, "TPP_OVERFLOW");
+  // 582000000000000 x 15832 = 9214224000000000000 < 2^63-1 = 9223372036854775807: accepted.
+  const shipment_log log = ingest(header + "S1,2025-02-01,E1,AE,H100-SXM,582000000000000\n");
+  ASSERT_EQ(log.columns.size(), 1);
+  EXPECT_EQ(log.columns.tpp[0], 9214224000000000000);
+}
+
+TEST(IngestRejects, TppOverflowOfTheLogsTotal)
+{
+  // Each line is 5e18; two of them exceed 2^63-1 in absolute sum, whatever their signs.
+  const std::string head = "shipment_id,date,entity,country,chip,quantity,tpp_per_unit\n";
+  const std::string big  = "S1,2025-02-01,E1,AE,X,1,5000000000000000000\n";
+  expect_rejected(head + big + "S2,2025-02-01,E1,AE,X,1,5000000000000000000\n", 3, 23, "TPP_OVERFLOW");
+  expect_rejected(head + big + "S2,2025-02-01,E1,AE,X,-1,5000000000000000000\n", 3, 23, "TPP_OVERFLOW");
+  // 5e18 + 4e18 = 9e18 fits.
+  const shipment_log log = ingest(head + big + "S2,2025-02-01,E1,AE,X,-1,4000000000000000000\n");
+  EXPECT_EQ(log.columns.size(), 2);
+}
+
+TEST(IngestRejects, MissingColumnIsFatal)
+{
+  for (const char* missing : {"shipment_id", "date", "entity", "country", "chip", "quantity"}) {
+    std::string head = "shipment_id,date,entity,country,chip,quantity";
+    head.replace(head.find(missing), std::string(missing).size(), "other");
+    for (const bool keep : {false, true}) {
+      ingest_options options;
+      options.keep_rejects = keep;
+      try {
+        (void)ingest(head + "\nS1,2025-02-01,E1,AE,H100-SXM,10\n", options);
+        ADD_FAILURE() << "missing " << missing << " accepted";
+      } catch (const parse_error& e) {
+        EXPECT_EQ(e.reason(), "MISSING_COLUMN");
+        EXPECT_EQ(e.line(), 1);
+        EXPECT_EQ(e.column(), 1);
+        EXPECT_NE(std::string(e.what()).find(missing), std::string::npos) << e.what();
+      }
+    }
+  }
+}
+
+TEST(IngestRejects, EmptyFileIsMissingColumn)
+{
+  for (const char* text : {"", "\n\n", "\xEF\xBB\xBF"}) {
+    try {
+      (void)ingest(text, keep_rejects());
+      ADD_FAILURE() << "an empty file was accepted";
+    } catch (const parse_error& e) {
+      EXPECT_EQ(e.reason(), "MISSING_COLUMN");
+    }
+  }
+}
+
+TEST(IngestRejects, EmptyFields)
+{
+  expect_rejected(header + ",2025-02-01,E1,AE,H100-SXM,10\n", 2, 1, "EMPTY_FIELD");
+  expect_rejected(header + "\"\",2025-02-01,E1,AE,H100-SXM,10\n", 2, 1, "EMPTY_FIELD");
+  expect_rejected(header + "S1,2025-02-01,,AE,H100-SXM,10\n", 2, 15, "EMPTY_FIELD");
+  expect_rejected(header + "S1,2025-02-01,E1,AE,,10\n", 2, 21, "EMPTY_FIELD");
+}
+
+TEST(IngestRejects, BadTppPerUnit)
+{
+  const std::string head = "shipment_id,date,entity,country,chip,quantity,tpp_per_unit\n";
+  for (const char* tpp : {"0", "-5", "abc", "1.5"}) {
+    // `S1,2025-02-01,E1,AE,H100-SXM,10,` is 32 bytes.
+    expect_rejected(head + "S1,2025-02-01,E1,AE,H100-SXM,10," + tpp + "\n", 2, 33, "BAD_TPP_PER_UNIT");
+  }
+}
+
+TEST(IngestRejects, FirstDefectInColumnOrderIsReported)
+{
+  // Both the date and the country are bad: the date comes first.
+  expect_rejected(header + "S1,2025-13-01,E1,ZZ,H100-SXM,10\n", 2, 4, "BAD_DATE");
+}
+
+// ---- keep_rejects -------------------------------------------------------------------------------
+
+TEST(IngestKeepRejects, BadLinesCollectedGoodLinesKept)
+{
+  const std::string text = header +
+                           "S1,2025-02-01,E1,AE,H100-SXM,10\n"     // line 2: good
+                           "S2,2025-02-30,E1,AE,H100-SXM,10\n"     // line 3: BAD_DATE col 4
+                           "S3,2025-02-01,E1,ZZ,H100-SXM,10\n"     // line 4: UNKNOWN_COUNTRY col 18
+                           "S4,2025-02-01,E1,AE,H100-SXM,5\n"      // line 5: good
+                           "S5,2025-02-01,\"E1,AE,H100-SXM,10\n"   // line 6: UNTERMINATED_QUOTE col 15
+                           "S6,2025-02-01,E1,AE,H100-SXM,0\n"      // line 7: BAD_QUANTITY col 30
+                           "S1,2025-02-01,E1,AE,H100-SXM,1\n"      // line 8: DUPLICATE_ID col 1
+                           "S7,2025-02-01,E1,AE,H100-SXM,1,x\n"    // line 9: WRONG_FIELD_COUNT col 32
+                           "S8,2025-02-01,E1,AE,H100-SXM,-2\n";    // line 10: good
+  const shipment_log log = ingest(text, keep_rejects());
+  ASSERT_EQ(log.columns.size(), 3);
+  EXPECT_EQ(log.shipment_id(0), "S1");
+  EXPECT_EQ(log.shipment_id(1), "S4");
+  EXPECT_EQ(log.shipment_id(2), "S8");
+  EXPECT_EQ(log.columns.tpp[2], -2 * h100_tpp);
+  EXPECT_EQ(log.source_line, (std::vector<std::int64_t>{2, 5, 10}));
+  EXPECT_EQ(log.lines_read, 9);
+  EXPECT_EQ(log.lines_read, log.columns.size() + static_cast<std::int64_t>(log.rejects.size()));
+
+  struct expected_reject {
+    std::int64_t line, column;
+    const char* reason;
+    std::string raw;
+  };
+  const std::vector<expected_reject> expected = {
+    {3, 4, "BAD_DATE", "S2,2025-02-30,E1,AE,H100-SXM,10"},
+    {4, 18, "UNKNOWN_COUNTRY", "S3,2025-02-01,E1,ZZ,H100-SXM,10"},
+    {6, 15, "UNTERMINATED_QUOTE", "S5,2025-02-01,\"E1,AE,H100-SXM,10"},
+    {7, 30, "BAD_QUANTITY", "S6,2025-02-01,E1,AE,H100-SXM,0"},
+    {8, 1, "DUPLICATE_ID", "S1,2025-02-01,E1,AE,H100-SXM,1"},
+    {9, 32, "WRONG_FIELD_COUNT", "S7,2025-02-01,E1,AE,H100-SXM,1,x"},
+  };
+  ASSERT_EQ(log.rejects.size(), expected.size());
+  for (std::size_t i = 0; i < expected.size(); ++i) {
+    EXPECT_EQ(log.rejects[i].file, "log.csv") << i;
+    EXPECT_EQ(log.rejects[i].line, expected[i].line) << i;
+    EXPECT_EQ(log.rejects[i].column, expected[i].column) << i;
+    EXPECT_EQ(log.rejects[i].reason, expected[i].reason) << i;
+    EXPECT_EQ(log.rejects[i].raw, expected[i].raw) << i;
+    EXPECT_FALSE(log.rejects[i].detail.empty()) << i;
+  }
+}
+
+TEST(IngestKeepRejects, MaxRejectsThrowsOnceExceeded)
+{
+  const std::string text = header +
+                           "S1,2025-02-30,E1,AE,H100-SXM,10\n"
+                           "S2,2025-02-01,E1,AE,H100-SXM,10\n"
+                           "S3,2025-02-01,E1,ZZ,H100-SXM,10\n"
+                           "S4,2025-02-01,E1,ZZ,H100-SXM,10\n";
+  // Two bad lines within a limit of 2: no throw.
+  {
+    const std::string two = header + "S1,2025-02-30,E1,AE,H100-SXM,10\nS2,2025-02-01,E1,AE,H100-SXM,10\n"
+                                     "S3,2025-02-01,E1,ZZ,H100-SXM,10\n";
+    const shipment_log log = ingest(two, keep_rejects(2));
+    EXPECT_EQ(log.rejects.size(), 2U);
+    EXPECT_EQ(log.columns.size(), 1);
+  }
+  // Three bad lines with a limit of 2: the third throws, and the rejects so far are kept.
+  shipment_log_builder builder(countries(), chips(), keep_rejects(2));
+  EXPECT_THROW(builder.add_text("log.csv", text), too_many_rejects);
+  ASSERT_EQ(builder.rejects().size(), 3U);
+  EXPECT_EQ(builder.rejects()[2].line, 5);
+}
+
+TEST(IngestKeepRejects, MaxRejectsZeroStopsAtTheFirstBadLine)
+{
+  shipment_log_builder builder(countries(), chips(), keep_rejects(0));
+  try {
+    builder.add_text("log.csv", header + "S1,2025-02-01,E1,AE,H100-SXM,10\nS2,2025-02-01,E1,AE,H999,10\n");
+    ADD_FAILURE() << "no too_many_rejects";
+  } catch (const too_many_rejects& e) {
+    EXPECT_NE(std::string(e.what()).find("log.csv:3:21"), std::string::npos) << e.what();
+  }
+  ASSERT_EQ(builder.rejects().size(), 1U);
+  EXPECT_EQ(builder.rejects()[0].reason, "UNKNOWN_CHIP");
+}
+
+TEST(IngestKeepRejects, RejectedIdsAreNotRegistered)
+{
+  // A rejected line's id can be used by a later, corrected line.
+  const shipment_log log = ingest(header + "S1,2025-02-30,E1,AE,H100-SXM,10\nS1,2025-02-28,E1,AE,H100-SXM,10\n",
+                                  keep_rejects());
+  ASSERT_EQ(log.columns.size(), 1);
+  EXPECT_EQ(log.shipment_id(0), "S1");
+  EXPECT_EQ(log.columns.date[0], days_from_civil(2025, 2, 28));
+  ASSERT_EQ(log.rejects.size(), 1U);
+  EXPECT_EQ(log.rejects[0].reason, "BAD_DATE");
+}
+
+TEST(IngestKeepRejects, RejectedDuplicateLeavesNoTrace)
+{
+  // S1 (5e18) accepted; its duplicate (4e18) rejected; S2 (4e18) must be accepted: 5e18 + 4e18
+  // fits, but it would not if the rejected duplicate's tpp had been counted. The id of S2 must
+  // read back exactly, and a third S1 is still a duplicate.
+  const std::string text = "shipment_id,date,entity,country,chip,quantity,tpp_per_unit\n"
+                           "S1,2025-02-01,E1,AE,X,1,5000000000000000000\n"
+                           "S1,2025-02-01,E1,AE,X,1,4000000000000000000\n"
+                           "S2,2025-02-01,E1,AE,X,1,4000000000000000000\n"
+                           "S1,2025-02-01,E1,AE,X,1,1\n";
+  const shipment_log log = ingest(text, keep_rejects());
+  ASSERT_EQ(log.columns.size(), 2);
+  EXPECT_EQ(log.shipment_id(0), "S1");
+  EXPECT_EQ(log.shipment_id(1), "S2");
+  ASSERT_EQ(log.rejects.size(), 2U);
+  EXPECT_EQ(log.rejects[0].reason, "DUPLICATE_ID");
+  EXPECT_EQ(log.rejects[0].line, 3);
+  EXPECT_EQ(log.rejects[1].reason, "DUPLICATE_ID");
+  EXPECT_EQ(log.rejects[1].line, 5);
+}
+
+TEST(IngestKeepRejects, ReadingResumesAfterAnUnterminatedQuote)
+{
+  // The unterminated quote on line 2 runs to the end of the file; lines 3 and 4 are still read.
+  const shipment_log log = ingest(header + "S1,\"2025-02-01,E1,AE,H100-SXM,10\n"
+                                           "S2,2025-02-01,E1,AE,H100-SXM,10\n"
+                                           "S3,2025-02-01,E1,AE,H100-SXM,10\n",
+                                  keep_rejects());
+  ASSERT_EQ(log.columns.size(), 2);
+  EXPECT_EQ(log.shipment_id(0), "S2");
+  EXPECT_EQ(log.source_line[0], 3);
+  ASSERT_EQ(log.rejects.size(), 1U);
+  EXPECT_EQ(log.rejects[0].reason, "UNTERMINATED_QUOTE");
+  EXPECT_EQ(log.rejects[0].line, 2);
+  EXPECT_EQ(log.rejects[0].column, 4);
+  EXPECT_EQ(log.lines_read, 3);
+}
+
+TEST(IngestKeepRejects, FailedAdHocLineAddsNoChip)
+{
+  const shipment_log log = ingest("shipment_id,date,entity,country,chip,quantity,tpp_per_unit\n"
+                                  "S1,2025-02-30,E1,AE,custom-asic,4,2500\n",
+                                  keep_rejects());
+  EXPECT_EQ(log.columns.size(), 0);
+  EXPECT_EQ(log.chips.rows.size(), chips().rows.size());
+}
+
+}  // namespace

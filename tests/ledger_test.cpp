@@ -1,0 +1,372 @@
+/// @file ledger_test.cpp
+/// @brief The nightly ledger: report over nights equals report over files (byte for byte),
+/// idempotent ingest, kill -9 during ingest, back-dated lines, balances, reconcile and check.
+#include <capledger/generate.hpp>
+#include <capledger/report.hpp>
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <random>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string read_text(const fs::path& path)
+{
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+void write_text(const fs::path& path, const std::string& text)
+{
+  std::ofstream(path, std::ios::binary) << text;
+}
+
+/// A scratch directory, removed at the end of the test.
+class ledger_test : public ::testing::Test {
+ protected:
+  void SetUp() override
+  {
+    std::string pattern = (fs::temp_directory_path() / "capledger-ledger-XXXXXX").string();
+    ASSERT_NE(::mkdtemp(pattern.data()), nullptr);
+    dir_ = pattern;
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  [[nodiscard]] fs::path at(const std::string& name) const { return dir_ / name; }
+
+  /// Runs the CLI with @p args (shell words) from the scratch directory; stdout into @p out.
+  int cli(const std::string& args, std::string* out = nullptr) const
+  {
+    const std::string cmd = "cd '" + dir_.string() + "' && '" CAPLEDGER_CLI_PATH "' " + args + " >'" +
+                            at("stdout").string() + "' 2>'" + at("stderr").string() + "'";
+    const int status = std::system(cmd.c_str());
+    if (out != nullptr) { *out = read_text(at("stdout")); }
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  }
+  [[nodiscard]] std::string stderr_text() const { return read_text(at("stderr")); }
+
+  /// Writes a generated log split into @p nights files night0.csv ... by line ranges, and entities.csv.
+  std::vector<std::string> generated_nights(std::int64_t records, int nights, std::uint64_t seed)
+  {
+    const capledger::reference_data ref = capledger::load_reference(capledger::report_options{});
+    capledger::generate_options options;
+    options.records        = records;
+    options.seed           = seed;
+    options.force_breaches = true;
+    std::ostringstream shipments, entities;
+    capledger::generate_log(options, ref.countries, ref.chips, ref.rules, shipments, entities);
+    write_text(at("entities.csv"), entities.str());
+    std::istringstream in(shipments.str());
+    std::string header, line;
+    std::getline(in, header);
+    std::vector<std::string> lines;
+    while (std::getline(in, line)) { lines.push_back(line); }
+    std::vector<std::string> names;
+    for (int n = 0; n < nights; ++n) {
+      const std::size_t begin = lines.size() * static_cast<std::size_t>(n) / static_cast<std::size_t>(nights);
+      const std::size_t end   = lines.size() * static_cast<std::size_t>(n + 1) / static_cast<std::size_t>(nights);
+      std::string text        = header + "\n";
+      for (std::size_t i = begin; i < end; ++i) { text += lines[i] + "\n"; }
+      names.push_back("night" + std::to_string(n) + ".csv");
+      write_text(at(names.back()), text);
+    }
+    return names;
+  }
+
+  /// Every file of two output directories is byte-identical.
+  void expect_same_outputs(const fs::path& a, const fs::path& b) const
+  {
+    std::vector<std::string> names_a, names_b;
+    for (const auto& e : fs::directory_iterator(a)) { names_a.push_back(e.path().filename().string()); }
+    for (const auto& e : fs::directory_iterator(b)) { names_b.push_back(e.path().filename().string()); }
+    std::sort(names_a.begin(), names_a.end());
+    std::sort(names_b.begin(), names_b.end());
+    ASSERT_EQ(names_a, names_b);
+    EXPECT_EQ(names_a.size(), 8U);
+    for (const auto& name : names_a) { EXPECT_EQ(read_text(a / name), read_text(b / name)) << name; }
+  }
+
+  static std::string join(const std::vector<std::string>& words, std::size_t count)
+  {
+    std::string out;
+    for (std::size_t i = 0; i < count; ++i) { out += " " + words[i]; }
+    return out;
+  }
+
+  fs::path dir_;
+};
+
+TEST_F(ledger_test, TenNightsGiveTheReportOfAllFiles)
+{
+  const auto nights = generated_nights(6000, 10, 11);
+  ASSERT_EQ(cli("ledger init l.db"), 0) << stderr_text();
+  for (std::size_t n = 0; n < nights.size(); ++n) {
+    const std::string entities = n == 0 ? " --entities entities.csv" : "";
+    ASSERT_EQ(cli("ledger ingest l.db " + nights[n] + entities), 0) << stderr_text();
+  }
+  const std::string all = join(nights, nights.size());
+  for (const std::string flags : {"", " --as-of 2026-03-31 --warn-at 0.5,0.75"}) {
+    const int expected = cli("report" + all + " --entities entities.csv --backend cpu --out full" + flags);
+    ASSERT_NE(expected, 2) << stderr_text();
+    EXPECT_EQ(cli("ledger report l.db --backend cpu --out nightly" + flags), expected) << stderr_text();
+    expect_same_outputs(at("full"), at("nightly"));
+  }
+  std::string from_report, from_ledger;
+  cli("report" + all + " --entities entities.csv --backend cpu --format json", &from_report);
+  cli("ledger report l.db --backend cpu --format json", &from_ledger);
+  EXPECT_EQ(from_ledger, from_report);
+}
+
+TEST_F(ledger_test, BackDatedLinesGiveTheSameReport)
+{
+  auto nights = generated_nights(3000, 5, 12);
+  // The last night also carries lines dated before every earlier night (late-booked shipments).
+  std::string late = read_text(at(nights[0]));
+  const std::string header = late.substr(0, late.find('\n') + 1);
+  std::istringstream first(late.substr(header.size()));
+  std::string kept = header, moved, line;
+  for (int i = 0; std::getline(first, line); ++i) { (i % 7 == 0 ? moved : kept) += line + "\n"; }
+  write_text(at(nights[0]), kept);
+  write_text(at(nights[4]), read_text(at(nights[4])) + moved);
+
+  ASSERT_EQ(cli("ledger init l.db"), 0);
+  for (const auto& night : nights) { ASSERT_EQ(cli("ledger ingest l.db " + night + " --entities entities.csv"), 0) << stderr_text(); }
+  const int expected = cli("report" + join(nights, nights.size()) + " --entities entities.csv --backend cpu --out full");
+  EXPECT_EQ(cli("ledger report l.db --backend cpu --out nightly"), expected);
+  expect_same_outputs(at("full"), at("nightly"));
+}
+
+TEST_F(ledger_test, SameFileTwiceIsRefusedAndChangesNothing)
+{
+  const auto nights = generated_nights(500, 2, 13);
+  ASSERT_EQ(cli("ledger init l.db"), 0);
+  ASSERT_EQ(cli("ledger ingest l.db " + nights[0]), 0);
+  std::string before, after;
+  cli("ledger report l.db --backend cpu --format json", &before);
+  // One good file and one repeat in the same night: all or nothing.
+  EXPECT_EQ(cli("ledger ingest l.db " + nights[1] + " " + nights[0]), 2);
+  EXPECT_NE(stderr_text().find(nights[0] + ":2:1: DUPLICATE_ID"), std::string::npos) << stderr_text();
+  EXPECT_NE(stderr_text().find("was already used at " + nights[0] + ":2"), std::string::npos) << stderr_text();
+  cli("ledger report l.db --backend cpu --format json", &after);
+  EXPECT_EQ(after, before);
+  EXPECT_NE(after.find("\"read\": 250"), std::string::npos);
+}
+
+TEST_F(ledger_test, SameFileTwiceWithRejectsCountsOnce)
+{
+  const auto nights = generated_nights(400, 1, 14);
+  ASSERT_EQ(cli("ledger init l.db"), 0);
+  ASSERT_EQ(cli("ledger ingest l.db " + nights[0]), 0);
+  ASSERT_EQ(cli("ledger ingest l.db " + nights[0] + " --rejects rejects.csv"), 0) << stderr_text();
+  const std::string rejects = read_text(at("rejects.csv"));
+  EXPECT_EQ(std::count(rejects.begin(), rejects.end(), '\n'), 401);  // header + every line
+  EXPECT_NE(rejects.find("DUPLICATE_ID"), std::string::npos);
+  // The ledger is what one report over the file fed twice (with --rejects) says: counted once.
+  const int expected = cli("report " + nights[0] + " " + nights[0] + " --rejects r2.csv --backend cpu --out full");
+  EXPECT_EQ(cli("ledger report l.db --backend cpu --out nightly"), expected);
+  expect_same_outputs(at("full"), at("nightly"));
+  EXPECT_NE(read_text(at("nightly") / "summary.json").find("\"rejected\": 400"), std::string::npos);
+}
+
+TEST_F(ledger_test, IngestKilledAtAnyMomentLeavesBeforeOrAfter)
+{
+  const auto nights = generated_nights(120000, 8, 15);
+  ASSERT_EQ(cli("ledger init l.db"), 0);
+  // The state of the ledger after k nights, as one report over those files sees it.
+  std::vector<std::string> expected_state;
+  for (std::size_t k = 0; k <= nights.size(); ++k) {
+    std::string json;
+    if (k == 0) {
+      cli("ledger report l.db --backend cpu --format json", &json);
+    } else {
+      cli("report" + join(nights, k) + " --backend cpu --format json", &json);
+    }
+    expected_state.push_back(json);
+  }
+  // Calibrate: how long one uninterrupted ingest of a night takes here, so kills spread over it.
+  ASSERT_EQ(cli("ledger init calibration.db"), 0);
+  const auto start = std::chrono::steady_clock::now();
+  ASSERT_EQ(cli("ledger ingest calibration.db " + nights[0]), 0);
+  const auto ingest_ms = std::max<long>(
+    20, static_cast<long>(std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start).count()));
+  std::mt19937 random(20250113);
+  std::size_t done = 0;  // nights committed
+  int kills = 0, landed_after = 0;
+  for (int iteration = 0; iteration < 20 && done < nights.size(); ++iteration) {
+    const pid_t child = ::fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+      // Same relative names as the expected reports, so that summary.json's inputs agree.
+      if (::chdir(dir_.c_str()) != 0) { ::_exit(126); }
+      const std::string db = "l.db", file = nights[done];
+      const int devnull = ::open("/dev/null", O_WRONLY);
+      ::dup2(devnull, 1);
+      ::dup2(devnull, 2);
+      ::execl(CAPLEDGER_CLI_PATH, CAPLEDGER_CLI_PATH, "ledger", "ingest", db.c_str(), file.c_str(),
+              static_cast<char*>(nullptr));
+      ::_exit(127);
+    }
+    // Delays from "before SQLite opens" to around the commit (scheduling noise pushes some past it).
+    std::this_thread::sleep_for(std::chrono::milliseconds(static_cast<long>(random() % static_cast<unsigned long>(ingest_ms))));
+    ::kill(child, SIGKILL);
+    int status = 0;
+    ::waitpid(child, &status, 0);
+    kills += WIFSIGNALED(status) ? 1 : 0;
+    std::string state;
+    cli("ledger report l.db --backend cpu --format json", &state);
+    if (state == expected_state[done + 1]) {
+      ++done;
+      ++landed_after;
+    } else {
+      ASSERT_EQ(state, expected_state[done]) << "iteration " << iteration << ": neither before nor after";
+    }
+  }
+  EXPECT_GT(kills, 0);
+  // The next run succeeds and the ledger ends as one report over every night.
+  for (; done < nights.size(); ++done) { ASSERT_EQ(cli("ledger ingest l.db " + nights[done]), 0) << stderr_text(); }
+  std::string final_state;
+  cli("ledger report l.db --backend cpu --format json", &final_state);
+  EXPECT_EQ(final_state, expected_state.back());
+  std::cout << "[ crash loop: " << kills << " kills, " << landed_after << " landed after commit ]\n";
+}
+
+/// A tiny ledger whose every figure is checked by hand. H100-SXM is 15832 TPP per unit; AE and BR
+/// are tier 2 (cap 790,000,000), IN tier 2, CN tier 3, DE tier 1; NVEU cap 633,000,000 in 2025;
+/// LPP 26,900,000 per order and per consignee-year.
+class tiny_ledger_test : public ledger_test {
+ protected:
+  void SetUp() override
+  {
+    ledger_test::SetUp();
+    write_text(at("entities.csv"), "entity,hq_country,status,nveu_countries\nE2,US,NVEU,IN\n");
+    write_text(at("night.csv"),
+               "shipment_id,date,entity,country,chip,quantity,pathway,order_id\n"
+               "L1,2025-03-01,E1,AE,H100-SXM,40000,LICENSE,\n"   // 633,280,000 of AE's cap
+               "L2,2025-03-01,E2,IN,H100-SXM,30000,NVEU,\n"      // 474,960,000 of E2/IN's NVEU cap
+               "L3,2025-03-01,E3,BR,H100-SXM,1000,LPP,O1\n");    // 15,832,000 of order O1 and E3/2025
+    ASSERT_EQ(cli("ledger init l.db"), 0);
+    ASSERT_EQ(cli("ledger ingest l.db night.csv --entities entities.csv"), 0) << stderr_text();
+  }
+};
+
+TEST_F(tiny_ledger_test, CheckAnswersPerProposedLine)
+{
+  write_text(at("proposed.csv"),
+             "shipment_id,date,entity,country,chip,quantity,pathway,order_id\n"
+             "P1,2025-03-02,E1,AE,H100-SXM,9000,LICENSE,\n"   // 142,488,000: fits 156,720,000
+             "P2,2025-03-02,E4,AE,H100-SXM,1000,LICENSE,\n"   // 15,832,000 > 14,232,000 left
+             "P3,2025-03-02,E2,IN,H100-SXM,10000,NVEU,\n"     // 158,320,000 > 158,040,000 left
+             "P4,2025-03-02,E3,BR,H100-SXM,700,LPP,O1\n"      // 11,082,400 > 11,068,000 left (order and year)
+             "P5,2025-03-02,E3,BR,H100-SXM,100,LPP,O2\n"      // new order fits; the year is already over
+             "P6,2025-03-02,E5,CN,H100-SXM,1,LICENSE,\n"      // tier 3
+             "P7,2025-03-02,E1,DE,H100-SXM,5,LICENSE,\n");    // tier 1: nothing applies
+  std::string csv;
+  EXPECT_EQ(cli("check l.db --proposed proposed.csv", &csv), 1) << stderr_text();
+  EXPECT_EQ(csv,
+            "line,shipment_id,date,entity,country,pathway,tpp,rule,limit_tpp,consumed_before_tpp,headroom_before_tpp,status\n"
+            "1,P1,2025-03-02,E1,AE,LICENSE,142488000,COUNTRY_CAP_EXCEEDED,790000000,633280000,156720000,ok\n"
+            "2,P2,2025-03-02,E4,AE,LICENSE,15832000,COUNTRY_CAP_EXCEEDED,790000000,775768000,14232000,breach\n"
+            "3,P3,2025-03-02,E2,IN,NVEU,158320000,NVEU_CAP_EXCEEDED,633000000,474960000,158040000,breach\n"
+            "4,P4,2025-03-02,E3,BR,LPP,11082400,LPP_ORDER_LIMIT,26900000,15832000,11068000,breach\n"
+            "4,P4,2025-03-02,E3,BR,LPP,11082400,LPP_ANNUAL_LIMIT,26900000,15832000,11068000,breach\n"
+            "5,P5,2025-03-02,E3,BR,LPP,1583200,LPP_ORDER_LIMIT,26900000,0,26900000,ok\n"
+            "5,P5,2025-03-02,E3,BR,LPP,1583200,LPP_ANNUAL_LIMIT,26900000,26914400,-14400,breach\n"
+            "6,P6,2025-03-02,E5,CN,LICENSE,15832,PROHIBITED_DESTINATION,,,,breach\n"
+            "7,P7,2025-03-02,E1,DE,LICENSE,79160,,,,,ok\n");
+
+  // Read-only: the ledger is unchanged, and an id already in the ledger is refused.
+  std::string state;
+  cli("ledger report l.db --backend cpu --format json", &state);
+  EXPECT_NE(state.find("\"read\": 3"), std::string::npos);
+  write_text(at("again.csv"), "shipment_id,date,entity,country,chip,quantity\nL2,2025-03-02,E1,DE,H100-SXM,1\n");
+  EXPECT_EQ(cli("check l.db --proposed again.csv"), 2);
+  EXPECT_NE(stderr_text().find("again.csv:2:1: DUPLICATE_ID"), std::string::npos) << stderr_text();
+}
+
+TEST_F(tiny_ledger_test, BalancesPerCap)
+{
+  std::string csv;
+  EXPECT_EQ(cli("ledger balances l.db --format csv", &csv), 0) << stderr_text();
+  EXPECT_NE(csv.find("\nCOUNTRY_CAP,,AE,,790000000,633280000,156720000,80.16,0.8\n"), std::string::npos) << csv;
+  EXPECT_NE(csv.find("\nCOUNTRY_CAP,,BR,,790000000,0,790000000,0.00,\n"), std::string::npos);
+  EXPECT_NE(csv.find("\nNVEU_CAP,E2,IN,,633000000,474960000,158040000,75.03,\n"), std::string::npos) << csv;
+  EXPECT_NE(csv.find("\nLPP_ANNUAL,E3,,2025,26900000,15832000,11068000,58.86,\n"), std::string::npos) << csv;
+  EXPECT_EQ(csv.find("COUNTRY_CAP,,DE"), std::string::npos);  // tier 1: no cap
+  EXPECT_EQ(cli("ledger balances l.db --format csv --warn-at 0.5,0.75", &csv), 0);
+  EXPECT_NE(csv.find("\nNVEU_CAP,E2,IN,,633000000,474960000,158040000,75.03,0.75\n"), std::string::npos) << csv;
+  // Before the counting window nothing is consumed.
+  EXPECT_EQ(cli("ledger balances l.db --format csv --as-of 2025-01-01", &csv), 0);
+  EXPECT_NE(csv.find("\nCOUNTRY_CAP,,AE,,790000000,0,790000000,0.00,\n"), std::string::npos) << csv;
+}
+
+TEST_F(ledger_test, ReconcileStatuses)
+{
+  write_text(at("night.csv"),
+             "shipment_id,date,entity,country,chip,quantity\n"
+             "S1,2025-03-01,E1,AE,H100-SXM,10\n"
+             "S2,2025-03-02,E1,AE,H100-SXM,-2\n"
+             "S3,2025-03-01,E2,IN,H100-SXM,5\n"
+             "S4,2025-03-01,E3,BR,H100-NVL,7\n"
+             "S5,2025-03-01,E4,FR,H100-SXM,3\n"
+             "S6,2025-03-02,E4,FR,H100-SXM,-3\n");
+  ASSERT_EQ(cli("ledger init l.db"), 0);
+  ASSERT_EQ(cli("ledger ingest l.db night.csv"), 0) << stderr_text();
+  write_text(at("inventory.csv"),
+             "entity,country,chip,units\n"
+             "E1,ae,h100-sxm,8\n"     // 10 - 2 shipped: match
+             "E2,IN,H100-SXM,3\n"     // 5 shipped: shortfall of 2 x 15832
+             "E3,BR,H100-NVL,9\n"     // 7 shipped: surplus of 2 x 13364
+             "E9,AE,H100-SXM,4\n");   // nothing shipped: possible diversion
+  std::string summary;
+  EXPECT_EQ(cli("reconcile l.db --inventory inventory.csv --out rec", &summary), 1) << stderr_text();
+  EXPECT_EQ(read_text(at("rec") / "reconciliation.csv"),
+            "entity,country,chip,ledger_units,reported_units,difference,difference_tpp,status\n"
+            "E1,AE,H100-SXM,8,8,0,0,match\n"
+            "E2,IN,H100-SXM,5,3,-2,-31664,shortfall\n"
+            "E3,BR,H100-NVL,7,9,2,26728,surplus\n"
+            "E9,AE,H100-SXM,0,4,4,63328,unshipped\n");
+  EXPECT_NE(summary.find("4 key(s): 1 match, 1 shortfall, 1 surplus, 1 unshipped"), std::string::npos) << summary;
+  EXPECT_NE(read_text(at("rec") / "summary.json").find("\"mismatches\": 3"), std::string::npos);
+
+  write_text(at("inventory.csv"), "entity,country,chip,units\nE1,AE,H100-SXM,8\nE2,IN,H100-SXM,5\nE3,BR,H100-NVL,7\n");
+  EXPECT_EQ(cli("reconcile l.db --inventory inventory.csv"), 0) << stderr_text();
+  write_text(at("inventory.csv"), "entity,country,chip,units\nE1,AE,H100-SXM,many\n");
+  EXPECT_EQ(cli("reconcile l.db --inventory inventory.csv"), 2);
+  EXPECT_NE(stderr_text().find("inventory.csv:2:16: BAD_QUANTITY"), std::string::npos) << stderr_text();
+}
+
+TEST_F(ledger_test, RefusesMissingForeignAndExistingDatabases)
+{
+  EXPECT_EQ(cli("ledger report missing.db"), 2);
+  write_text(at("not-a-ledger.db"), "hello");
+  EXPECT_EQ(cli("ledger report not-a-ledger.db"), 2);
+  ASSERT_EQ(cli("ledger init l.db"), 0);
+  EXPECT_EQ(cli("ledger init l.db"), 2);
+  // An empty ledger reports like an empty log.
+  write_text(at("empty.csv"), "shipment_id,date,entity,country,chip,quantity\n");
+  ASSERT_EQ(cli("ledger ingest l.db empty.csv"), 0) << stderr_text();
+  const int expected = cli("report empty.csv --backend cpu --out full");
+  EXPECT_EQ(cli("ledger report l.db --backend cpu --out nightly"), expected);
+  expect_same_outputs(at("full"), at("nightly"));
+}
+
+}  // namespace

@@ -1,0 +1,398 @@
+/// @file reference_test.cpp
+/// @brief countries.csv, chips.csv and the rule set: the bundled files load, every defect is fatal.
+#include <capledger/calendar.hpp>
+#include <capledger/error.hpp>
+#include <capledger/reference.hpp>
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include <unistd.h>
+
+namespace {
+
+namespace fs = std::filesystem;
+using namespace capledger;
+
+fs::path datasets_dir()
+{
+  return (fs::path(CAPLEDGER_TEST_DATA_DIR) / ".." / ".." / "datasets").lexically_normal();
+}
+
+/// A fresh directory per test, removed at the end.
+class ReferenceFiles : public ::testing::Test {
+ protected:
+  void SetUp() override
+  {
+    static std::atomic<int> counter{0};
+    dir_ = fs::temp_directory_path() /
+           ("capledger_reference_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+  }
+  void TearDown() override
+  {
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+  }
+  std::string write(const std::string& name, const std::string& content)
+  {
+    const fs::path path = dir_ / name;
+    std::ofstream(path, std::ios::binary) << content;
+    return path.string();
+  }
+  fs::path dir_;
+};
+
+/// Expects @p call to throw config_error whose message holds @p needle.
+template <typename Call>
+void expect_config_error(Call call, const std::string& needle)
+{
+  try {
+    call();
+    ADD_FAILURE() << "no config_error thrown (expected one mentioning '" << needle << "')";
+  } catch (const config_error& e) {
+    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "wrong exception type: " << e.what();
+  }
+}
+
+// ---- bundled data -----------------------------------------------------------------------------
+
+TEST(BundledReference, CountriesLoadWithTheirTiers)
+{
+  const country_table table = load_countries((datasets_dir() / "countries.csv").string());
+  EXPECT_EQ(table.rows.size(), 249U);
+  EXPECT_EQ(table.code_of.size(), 249U);
+  int tier_count[4] = {0, 0, 0, 0};
+  for (const auto& row : table.rows) {
+    ASSERT_GE(row.tier, 1);
+    ASSERT_LE(row.tier, 3);
+    ++tier_count[row.tier];
+  }
+  EXPECT_EQ(tier_count[1], 19);  // the US and its 18 closest partners
+  EXPECT_EQ(tier_count[1] + tier_count[2] + tier_count[3], 249);
+  // Codes are indices into rows sorted by ISO code.
+  for (std::size_t i = 1; i < table.rows.size(); ++i) { EXPECT_LT(table.rows[i - 1].iso2, table.rows[i].iso2); }
+  for (std::size_t i = 0; i < table.rows.size(); ++i) {
+    EXPECT_EQ(table.find(table.rows[i].iso2), static_cast<int>(i));
+  }
+  const auto tier_of = [&](const char* iso) {
+    const int code = table.find(iso);
+    return code < 0 ? -1 : table.rows[static_cast<std::size_t>(code)].tier;
+  };
+  EXPECT_EQ(tier_of("US"), 1);
+  EXPECT_EQ(tier_of("us"), 1);  // case-insensitive
+  EXPECT_EQ(tier_of("CN"), 3);
+  EXPECT_EQ(tier_of("HK"), 3);
+  EXPECT_EQ(tier_of("MO"), 3);
+  EXPECT_EQ(tier_of("AE"), 2);
+  EXPECT_EQ(tier_of("IN"), 2);
+  EXPECT_EQ(table.find("ZZ"), -1);
+  // A quoted name with a comma survives.
+  const int bq = table.find("BQ");
+  ASSERT_GE(bq, 0);
+  EXPECT_EQ(table.rows[static_cast<std::size_t>(bq)].name, "Bonaire, Sint Eustatius and Saba");
+}
+
+TEST(BundledReference, ChipsLoad)
+{
+  const chip_table chips = load_chips((datasets_dir() / "chips.csv").string());
+  EXPECT_EQ(chips.rows.size(), 21U);
+  const int h100 = chips.find("h100-sxm");
+  ASSERT_GE(h100, 0);
+  EXPECT_EQ(chips.rows[static_cast<std::size_t>(h100)].key, "H100-SXM");
+  EXPECT_EQ(chips.rows[static_cast<std::size_t>(h100)].tpp, 15832);
+  EXPECT_TRUE(chips.rows[static_cast<std::size_t>(h100)].datacenter);
+  EXPECT_TRUE(chips.rows[static_cast<std::size_t>(h100)].known);
+  const int rtx = chips.find("RTX-4090");
+  ASSERT_GE(rtx, 0);
+  EXPECT_FALSE(chips.rows[static_cast<std::size_t>(rtx)].datacenter);
+  EXPECT_EQ(chips.find("NOPE"), -1);
+}
+
+TEST(BundledReference, RuleSetLoads)
+{
+  const rule_set rules = load_rule_set((datasets_dir() / "rules" / "ai-diffusion-2025.json").string());
+  EXPECT_EQ(rules.id, "ai-diffusion-2025");
+  EXPECT_EQ(rules.counting_starts, days_from_civil(2025, 1, 13));
+  EXPECT_EQ(rules.counting_ends, days_from_civil(2027, 12, 31));
+  EXPECT_EQ(rules.h100_tpp, 15832);
+  EXPECT_EQ(rules.country_cap_tpp, 790000000);
+  EXPECT_EQ(rules.g2g_multiplier, 2);
+  EXPECT_EQ(rules.country_cap_pathways, 1U << static_cast<int>(pathway::license));
+  EXPECT_EQ(rules.lpp_per_order_tpp, 26900000);
+  EXPECT_EQ(rules.lpp_per_consignee_year_tpp, 26900000);
+  ASSERT_EQ(rules.nveu_caps.size(), 3U);
+  EXPECT_EQ(rules.nveu_caps[0].through, days_from_civil(2025, 12, 31));
+  EXPECT_EQ(rules.nveu_caps[0].tpp, 633000000);
+  EXPECT_EQ(rules.nveu_caps[2].tpp, 5064000000);
+  EXPECT_EQ(rules.uveu_max_tier2_country_share, 70000);
+  EXPECT_EQ(rules.uveu_min_tier1_share, 750000);
+  EXPECT_EQ(rules.uveu_min_us_share_if_us_hq, 500000);
+}
+
+// ---- countries.csv defects ----------------------------------------------------------------------
+
+TEST_F(ReferenceFiles, CountriesSmallFileLoadsSortedWithFlags)
+{
+  const auto path = write("countries.csv", "iso2,name,tier,g2g_partner\nus,United States,1,0\nAE,Emirates,2,1\n");
+  const country_table table = load_countries(path);
+  ASSERT_EQ(table.rows.size(), 2U);
+  EXPECT_EQ(table.rows[0].iso2, "AE");
+  EXPECT_TRUE(table.rows[0].g2g_partner);
+  EXPECT_EQ(table.rows[1].iso2, "US");  // upper-cased
+  EXPECT_FALSE(table.rows[1].g2g_partner);
+  EXPECT_EQ(table.find("ae"), 0);
+  EXPECT_EQ(table.find("US"), 1);
+}
+
+TEST_F(ReferenceFiles, CountriesMissingColumn)
+{
+  const auto path = write("countries.csv", "iso2,name,g2g_partner\nUS,United States,0\n");
+  expect_config_error([&] { (void)load_countries(path); }, "tier");
+}
+
+TEST_F(ReferenceFiles, CountriesBadTier)
+{
+  for (const char* tier : {"0", "4", "x", "", "1.5", "-1"}) {
+    const auto path = write("countries.csv", std::string("iso2,name,tier,g2g_partner\nUS,United States,") + tier + ",0\n");
+    // tier is field 3 on line 2: `US,United States,` is 17 bytes.
+    expect_config_error([&] { (void)load_countries(path); }, path + ":2:18:");
+  }
+}
+
+TEST_F(ReferenceFiles, CountriesDuplicateIso)
+{
+  const auto path =
+    write("countries.csv", "iso2,name,tier,g2g_partner\nUS,United States,1,0\nAE,Emirates,2,0\nus,Again,1,0\n");
+  expect_config_error([&] { (void)load_countries(path); }, path + ":4:1:");
+}
+
+TEST_F(ReferenceFiles, CountriesBadIsoCode)
+{
+  for (const char* iso : {"USA", "U", "1A", ""}) {
+    const auto path = write("countries.csv", std::string("iso2,name,tier,g2g_partner\n") + iso + ",Somewhere,2,0\n");
+    expect_config_error([&] { (void)load_countries(path); }, path + ":2:");
+  }
+}
+
+TEST_F(ReferenceFiles, CountriesBadG2gFlag)
+{
+  const auto path = write("countries.csv", "iso2,name,tier,g2g_partner\nUS,United States,1,yes\n");
+  expect_config_error([&] { (void)load_countries(path); }, path + ":2:20:");
+}
+
+TEST_F(ReferenceFiles, CountriesWrongFieldCount)
+{
+  const auto path = write("countries.csv", "iso2,name,tier,g2g_partner\nUS,United, States,1,0\n");
+  expect_config_error([&] { (void)load_countries(path); }, path + ":2:");
+}
+
+TEST_F(ReferenceFiles, CountriesUnterminatedQuote)
+{
+  const auto path = write("countries.csv", "iso2,name,tier,g2g_partner\nUS,\"United States,1,0\n");
+  expect_config_error([&] { (void)load_countries(path); }, path + ":2:4:");
+}
+
+TEST_F(ReferenceFiles, CountriesEmptyOrMissingFile)
+{
+  expect_config_error([&] { (void)load_countries(write("countries.csv", "")); }, "header");
+  expect_config_error([&] { (void)load_countries(write("header_only.csv", "iso2,name,tier,g2g_partner\n")); },
+                      "no countries");
+  expect_config_error([&] { (void)load_countries((dir_ / "absent.csv").string()); }, "absent.csv");
+}
+
+// ---- chips.csv defects --------------------------------------------------------------------------
+
+TEST_F(ReferenceFiles, ChipsMissingColumn)
+{
+  const auto path = write("chips.csv", "chip,vendor,datacenter\nX1,V,1\n");
+  expect_config_error([&] { (void)load_chips(path); }, "tpp");
+}
+
+TEST_F(ReferenceFiles, ChipsBadTpp)
+{
+  for (const char* tpp : {"0", "-5", "abc", "", "1.5"}) {
+    const auto path = write("chips.csv", std::string("chip,vendor,tpp,datacenter\nX1,V,") + tpp + ",1\n");
+    expect_config_error([&] { (void)load_chips(path); }, path + ":2:6:");
+  }
+}
+
+TEST_F(ReferenceFiles, ChipsDuplicateKeyIgnoringCase)
+{
+  const auto path = write("chips.csv", "chip,vendor,tpp,datacenter\nX1,V,10,1\nx1,V,20,1\n");
+  expect_config_error([&] { (void)load_chips(path); }, path + ":3:1:");
+}
+
+TEST_F(ReferenceFiles, ChipsBadDatacenterFlagAndEmptyKey)
+{
+  expect_config_error([&] { (void)load_chips(write("a.csv", "chip,vendor,tpp,datacenter\nX1,V,10,2\n")); },
+                      ":2:9:");
+  expect_config_error([&] { (void)load_chips(write("b.csv", "chip,vendor,tpp,datacenter\n,V,10,1\n")); }, ":2:1:");
+}
+
+// ---- rule set defects ---------------------------------------------------------------------------
+
+/// A valid rule set; each defect test edits one part of it.
+std::string valid_rules(const std::string& phases = R"([{"through": "2025-12-31", "tpp": 100},
+                                                        {"through": "2027-12-31", "tpp": 200}])",
+                        const std::string& pathways = R"(["LICENSE"])",
+                        const std::string& max_tier2_share = "0.07",
+                        const std::string& counting_ends = "2027-12-31",
+                        const std::string& h100 = "15832")
+{
+  return R"({"id": "test-rules", "counting_starts": "2025-01-13", "counting_ends": ")" + counting_ends +
+         R"(", "h100_tpp": )" + h100 + R"(,
+    "country_cap": {"tpp": 790000000, "g2g_multiplier": 2, "pathways": )" + pathways + R"(},
+    "lpp": {"per_order_tpp": 26900000, "per_consignee_year_tpp": 26900000},
+    "nveu_caps": )" + phases + R"(,
+    "uveu": {"max_tier2_country_share": )" + max_tier2_share +
+         R"(, "min_tier1_share": 0.75, "min_us_share_if_us_hq": 0.5}})";
+}
+
+TEST(RuleSet, ValidRuleSetParses)
+{
+  const rule_set rules = parse_rule_set(valid_rules(), "r.json");
+  EXPECT_EQ(rules.id, "test-rules");
+  ASSERT_EQ(rules.nveu_caps.size(), 2U);
+  EXPECT_EQ(rules.nveu_caps[1].through, days_from_civil(2027, 12, 31));
+  EXPECT_EQ(rules.nveu_caps[1].tpp, 200);
+  EXPECT_EQ(rules.uveu_max_tier2_country_share, 70000);
+  EXPECT_EQ(rules.uveu_min_us_share_if_us_hq, 500000);
+}
+
+TEST(RuleSet, PathwaysAreCaseInsensitiveAndCombine)
+{
+  const rule_set rules = parse_rule_set(valid_rules(R"([{"through": "2027-12-31", "tpp": 1}])", R"(["license", "Lpp"])"),
+                                        "r.json");
+  EXPECT_EQ(rules.country_cap_pathways, (1U << static_cast<int>(pathway::license)) |
+                                          (1U << static_cast<int>(pathway::lpp)));
+}
+
+TEST(RuleSet, SixDecimalShareIsExact)
+{
+  const rule_set rules =
+    parse_rule_set(valid_rules(R"([{"through": "2027-12-31", "tpp": 1}])", R"(["LICENSE"])", "0.070001"), "r.json");
+  EXPECT_EQ(rules.uveu_max_tier2_country_share, 70001);
+}
+
+TEST(RuleSet, BadJson)
+{
+  expect_config_error([] { (void)parse_rule_set("{\"id\": \"x\",", "broken.json"); }, "broken.json");
+  expect_config_error([] { (void)parse_rule_set("", "empty.json"); }, "empty.json");
+  expect_config_error([] { (void)parse_rule_set("[1, 2]", "array.json"); }, "array.json");
+}
+
+TEST(RuleSet, MissingKeys)
+{
+  const std::string good = valid_rules();
+  for (const char* key : {"\"id\"", "\"counting_starts\"", "\"h100_tpp\"", "\"tpp\": 790000000", "\"g2g_multiplier\"",
+                          "\"pathways\"", "\"per_order_tpp\"", "\"per_consignee_year_tpp\"", "\"nveu_caps\"",
+                          "\"min_tier1_share\"", "\"min_us_share_if_us_hq\"", "\"uveu\""}) {
+    std::string text = good;
+    const auto at    = text.find(key);
+    ASSERT_NE(at, std::string::npos) << key;
+    text.replace(at, 1, "\"renamed_");  // the key is no longer there
+    expect_config_error([&] { (void)parse_rule_set(text, "r.json"); }, "r.json");
+  }
+}
+
+TEST(RuleSet, PhasesMustBeInIncreasingOrder)
+{
+  expect_config_error(
+    [] {
+      (void)parse_rule_set(valid_rules(R"([{"through": "2026-12-31", "tpp": 100}, {"through": "2025-12-31", "tpp": 200},
+                                           {"through": "2027-12-31", "tpp": 300}])"),
+                           "r.json");
+    },
+    "nveu_caps[1]");
+  expect_config_error(
+    [] {
+      (void)parse_rule_set(valid_rules(R"([{"through": "2027-12-31", "tpp": 100}, {"through": "2027-12-31", "tpp": 200}])"),
+                           "r.json");
+    },
+    "nveu_caps[1]");
+}
+
+TEST(RuleSet, LastPhaseMustCoverCountingEnds)
+{
+  expect_config_error(
+    [] {
+      (void)parse_rule_set(valid_rules(R"([{"through": "2025-12-31", "tpp": 100}, {"through": "2027-12-30", "tpp": 200}])"),
+                           "r.json");
+    },
+    "counting_ends");
+  // Ending exactly on counting_ends, or after it, is fine.
+  EXPECT_NO_THROW((void)parse_rule_set(valid_rules(R"([{"through": "2027-12-31", "tpp": 1}])"), "r.json"));
+  EXPECT_NO_THROW((void)parse_rule_set(valid_rules(R"([{"through": "2030-01-01", "tpp": 1}])"), "r.json"));
+}
+
+TEST(RuleSet, BadPhaseContents)
+{
+  expect_config_error([] { (void)parse_rule_set(valid_rules("[]"), "r.json"); }, "nveu_caps");
+  expect_config_error([] { (void)parse_rule_set(valid_rules(R"([{"through": "2027-02-30", "tpp": 1}])"), "r.json"); },
+                      "through");
+  expect_config_error([] { (void)parse_rule_set(valid_rules(R"([{"through": "2027-12-31", "tpp": 0}])"), "r.json"); },
+                      "tpp");
+  expect_config_error([] { (void)parse_rule_set(valid_rules(R"([{"through": "2027-12-31", "tpp": 1.5}])"), "r.json"); },
+                      "tpp");
+}
+
+TEST(RuleSet, ShareWithMoreThanSixDecimals)
+{
+  const std::string phases = R"([{"through": "2027-12-31", "tpp": 1}])";
+  expect_config_error([&] { (void)parse_rule_set(valid_rules(phases, R"(["LICENSE"])", "0.0700001"), "r.json"); },
+                      "max_tier2_country_share");
+  expect_config_error([&] { (void)parse_rule_set(valid_rules(phases, R"(["LICENSE"])", "0.1234567"), "r.json"); },
+                      "max_tier2_country_share");
+  expect_config_error([&] { (void)parse_rule_set(valid_rules(phases, R"(["LICENSE"])", "1.5"), "r.json"); },
+                      "max_tier2_country_share");
+  expect_config_error([&] { (void)parse_rule_set(valid_rules(phases, R"(["LICENSE"])", "-0.1"), "r.json"); },
+                      "max_tier2_country_share");
+  expect_config_error([&] { (void)parse_rule_set(valid_rules(phases, R"(["LICENSE"])", "\"0.07\""), "r.json"); },
+                      "max_tier2_country_share");
+}
+
+TEST(RuleSet, UnknownPathwayInCountryCap)
+{
+  const std::string phases = R"([{"through": "2027-12-31", "tpp": 1}])";
+  expect_config_error([&] { (void)parse_rule_set(valid_rules(phases, R"(["LICENSE", "EXPORT"])"), "r.json"); },
+                      "EXPORT");
+  expect_config_error([&] { (void)parse_rule_set(valid_rules(phases, R"([7])"), "r.json"); }, "pathway");
+  expect_config_error([&] { (void)parse_rule_set(valid_rules(phases, R"([])"), "r.json"); }, "pathways");
+  expect_config_error([&] { (void)parse_rule_set(valid_rules(phases, R"("LICENSE")"), "r.json"); }, "pathways");
+}
+
+TEST(RuleSet, CountingWindowAndH100)
+{
+  const std::string phases = R"([{"through": "2030-12-31", "tpp": 1}])";
+  expect_config_error(
+    [&] { (void)parse_rule_set(valid_rules(phases, R"(["LICENSE"])", "0.07", "2024-12-31"), "r.json"); },
+    "counting_starts");
+  expect_config_error(
+    [&] { (void)parse_rule_set(valid_rules(phases, R"(["LICENSE"])", "0.07", "2027-13-01"), "r.json"); },
+    "counting_ends");
+  expect_config_error(
+    [&] { (void)parse_rule_set(valid_rules(phases, R"(["LICENSE"])", "0.07", "2027-12-31", "0"), "r.json"); },
+    "h100_tpp");
+  expect_config_error(
+    [&] { (void)parse_rule_set(valid_rules(phases, R"(["LICENSE"])", "0.07", "2027-12-31", "\"15832\""), "r.json"); },
+    "h100_tpp");
+}
+
+TEST_F(ReferenceFiles, LoadRuleSetNamesTheFile)
+{
+  const auto path = write("rules.json", "{not json");
+  expect_config_error([&] { (void)load_rule_set(path); }, path);
+  expect_config_error([&] { (void)load_rule_set((dir_ / "absent.json").string()); }, "absent.json");
+  const auto good = write("good.json", valid_rules());
+  EXPECT_EQ(load_rule_set(good).id, "test-rules");
+}
+
+}  // namespace
