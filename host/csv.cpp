@@ -40,14 +40,14 @@ csv_status csv_reader::next()
 {
   fields_.clear();
   unescaped_.clear();
-  // Skip blank lines (`\n` or `\r\n` alone).
+  // Skip blank lines (`\n` or `\r\n` alone, or a `\r` that ends the text: a truncated `\r\n`).
   while (pos_ < text_.size()) {
     if (text_[pos_] == '\n') {
       ++pos_;
       ++line_;
       line_start_ = pos_;
-    } else if (text_[pos_] == '\r' && pos_ + 1 < text_.size() && text_[pos_ + 1] == '\n') {
-      pos_ += 2;
+    } else if (text_[pos_] == '\r' && (pos_ + 1 == text_.size() || text_[pos_ + 1] == '\n')) {
+      pos_ += pos_ + 1 == text_.size() ? 1 : 2;
       ++line_;
       line_start_ = pos_;
     } else {
@@ -108,8 +108,9 @@ csv_status csv_reader::next()
       }
       ++pos_;  // closing quote
       while (pos_ < text_.size() && (text_[pos_] == ' ' || text_[pos_] == '\t')) { ++pos_; }
+      // A `\r` at the very end of the text is a truncated `\r\n` line end, as for unquoted fields.
       if (pos_ < text_.size() && text_[pos_] != ',' && text_[pos_] != '\n' &&
-          !(text_[pos_] == '\r' && pos_ + 1 < text_.size() && text_[pos_ + 1] == '\n')) {
+          !(text_[pos_] == '\r' && (pos_ + 1 == text_.size() || text_[pos_ + 1] == '\n'))) {
         return fail(csv_status::bad_quote, pos_, line_, line_start_);
       }
     } else {
@@ -125,6 +126,7 @@ csv_status csv_reader::next()
     fields_.push_back(field);
     if (pos_ >= text_.size()) {
       raw_ = text_.substr(record_start, pos_ - record_start);
+      if (!raw_.empty() && raw_.back() == '\r') { raw_.remove_suffix(1); }  // truncated `\r\n`
       break;
     }
     if (text_[pos_] == ',') {
@@ -136,7 +138,7 @@ csv_status csv_reader::next()
     if (text_[pos_] == '\r') { ++pos_; }
     if (raw_end > record_start && text_[raw_end - 1] == '\r') { --raw_end; }
     raw_ = text_.substr(record_start, raw_end - record_start);
-    ++pos_;
+    if (pos_ < text_.size()) { ++pos_; }  // the `\n` (absent after a `\r` that ends the text)
     ++line_;
     line_start_ = pos_;
     break;

@@ -227,9 +227,17 @@ void shipment_log_builder::state::ingest(const std::string& name, std::string_vi
 {
   detail::csv_reader reader(text);
   const auto first = reader.next();
-  if (first != detail::csv_status::record) {
-    // No header is fatal even with --rejects: nothing in the file could be interpreted.
+  // A missing or malformed header is fatal even with --rejects: nothing in the file could be
+  // interpreted.
+  if (first == detail::csv_status::end) {
     throw parse_error(name, 1, 1, "MISSING_COLUMN", "the file has no header row");
+  }
+  if (first != detail::csv_status::record) {
+    const bool unterminated = first == detail::csv_status::unterminated_quote;
+    throw parse_error(name, reader.error_line(), reader.error_column(),
+                      unterminated ? "UNTERMINATED_QUOTE" : "BAD_QUOTE",
+                      unterminated ? "a quoted field of the header row is never closed"
+                                   : "text follows a closing quote in the header row");
   }
   const detail::csv_header header(reader.fields());
   const int col_id       = header.find("shipment_id");
@@ -247,7 +255,7 @@ void shipment_log_builder::state::ingest(const std::string& name, std::string_vi
         std::pair{col_country, "country"}, std::pair{col_chip, "chip"},
         std::pair{col_quantity, "quantity"}}) {
     if (index < 0) {
-      throw parse_error(name, 1, 1, "MISSING_COLUMN",
+      throw parse_error(name, reader.record_line(), 1, "MISSING_COLUMN",
                         std::string("required column '") + column_name + "' is missing");
     }
   }

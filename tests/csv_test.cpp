@@ -166,6 +166,23 @@ TEST(CsvReader, CrlfAfterQuotedFieldAtLineEnd)
   EXPECT_EQ(reader.record_line(), 2);
 }
 
+TEST(CsvReader, CarriageReturnAtEndOfFileIsALineEnd)
+{
+  // A file that ends in `\r` without `\n` (a truncated CRLF): the CR is not data, neither in
+  // the value, nor in the raw text, nor after a closing quote.
+  csv_reader unquoted("a,b\r");
+  ASSERT_EQ(unquoted.next(), csv_status::record);
+  EXPECT_EQ(values(unquoted), (strings{"a", "b"}));
+  EXPECT_EQ(unquoted.raw(), "a,b");
+  EXPECT_EQ(unquoted.next(), csv_status::end);
+
+  csv_reader quoted("a,\"b\"\r");
+  ASSERT_EQ(quoted.next(), csv_status::record);
+  EXPECT_EQ(values(quoted), (strings{"a", "b"}));
+  EXPECT_EQ(quoted.raw(), "a,\"b\"");
+  EXPECT_EQ(quoted.next(), csv_status::end);
+}
+
 TEST(CsvReader, ByteOrderMarkIsNotData)
 {
   csv_reader reader("\xEF\xBB\xBFid,name\nx,y\n");

@@ -447,6 +447,45 @@ TEST(IngestRejects, EmptyFileIsMissingColumn)
   }
 }
 
+TEST(IngestRejects, MissingColumnNamesTheHeaderLine)
+{
+  // Blank lines before the header: the header, and so the defect, is on line 3.
+  try {
+    (void)ingest("\n\nshipment_id,date,entity,country,chip\nS1,2025-02-01,E1,AE,H100-SXM\n");
+    ADD_FAILURE() << "missing quantity accepted";
+  } catch (const parse_error& e) {
+    EXPECT_EQ(e.reason(), "MISSING_COLUMN");
+    EXPECT_EQ(e.line(), 3);
+    EXPECT_EQ(e.column(), 1);
+  }
+}
+
+TEST(IngestRejects, MalformedHeaderIsFatalAtItsPosition)
+{
+  // A header that cannot be split is not a missing header: the quote defect is reported where it
+  // is, and it is fatal even with keep_rejects (no line of the file could be interpreted).
+  for (const bool keep : {false, true}) {
+    ingest_options options;
+    options.keep_rejects = keep;
+    try {
+      (void)ingest("shipment_id,\"date\"x,entity,country,chip,quantity\nS1,2025-02-01,E1,AE,H100-SXM,1\n", options);
+      ADD_FAILURE() << "a malformed header was accepted";
+    } catch (const parse_error& e) {
+      EXPECT_EQ(e.reason(), "BAD_QUOTE");
+      EXPECT_EQ(e.line(), 1);
+      EXPECT_EQ(e.column(), 19);  // `shipment_id,"date"` is 18 bytes
+    }
+    try {
+      (void)ingest("shipment_id,date,\"entity,country,chip,quantity\n", options);
+      ADD_FAILURE() << "a malformed header was accepted";
+    } catch (const parse_error& e) {
+      EXPECT_EQ(e.reason(), "UNTERMINATED_QUOTE");
+      EXPECT_EQ(e.line(), 1);
+      EXPECT_EQ(e.column(), 18);
+    }
+  }
+}
+
 TEST(IngestRejects, EmptyFields)
 {
   expect_rejected(header + ",2025-02-01,E1,AE,H100-SXM,10\n", 2, 1, "EMPTY_FIELD");

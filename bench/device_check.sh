@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# One prepared run for a GPU machine (H100/H200): build for sm_90, run the whole test suite
+# (GPU tests included), compute-sanitizer memcheck and racecheck on the CPU-vs-GPU equivalence
+# tests, and the aggregation benchmarks. Logs go to ${OUT:-./device-logs}.
+# Usage: bench/device_check.sh [benchmark filter]
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out="${OUT:-./device-logs}"
+mkdir -p "$out"
+filter="${1:-.}"
+{
+  nvidia-smi || true
+  .ci/install-deps
+  cmake -S . -B build-device -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 &&
+    cmake --build build-device -j"$(nproc)"
+} >"$out/build.log" 2>&1 || { echo "build failed, see $out/build.log"; tail -40 "$out/build.log"; exit 1; }
+
+ctest --test-dir build-device --output-on-failure -j4 >"$out/tests.log" 2>&1
+echo "ctest rc=$?" | tee -a "$out/tests.log"
+grep -E "tests passed|Failed|Skipped" "$out/tests.log" | tail -5
+
+sanitize=build-device/tests/capledger_tests
+for tool in memcheck racecheck; do
+  timeout 240 compute-sanitizer --tool "$tool" --error-exitcode 9 "$sanitize" \
+    --gtest_filter='Gpu*:*gpu*' >"$out/sanitizer-$tool.log" 2>&1
+  echo "compute-sanitizer $tool rc=$?" | tee -a "$out/sanitizer-$tool.log"
+  tail -3 "$out/sanitizer-$tool.log"
+done
+
+timeout 300 build-device/bench/aggregate_bench --benchmark_filter="$filter" \
+  --benchmark_out="$out/aggregate_bench.json" --benchmark_out_format=json >"$out/bench.log" 2>&1
+echo "bench rc=$?"
+tail -30 "$out/bench.log"
