@@ -11,6 +11,9 @@
 #include <benchmark/benchmark.h>
 
 #include <chrono>
+#include <cstdio>
+#include <memory>
+#include <vector>
 #include <cstdint>
 #include <iostream>
 #include <string>
@@ -138,4 +141,66 @@ void sizes(benchmark::internal::Benchmark* b, int max_log2)
 BENCHMARK(bm_aggregate_cpu)->Apply([](benchmark::internal::Benchmark* b) { sizes(b, 24); });
 BENCHMARK(bm_aggregate_gpu)->Apply([](benchmark::internal::Benchmark* b) { sizes(b, 28); });
 
-BENCHMARK_MAIN();
+namespace {
+
+/// Same summary as bench/torch_peer.py's checksum(): sum of (index + 1) * value, wrapping.
+std::uint64_t checksum(const std::vector<std::uint64_t>& values)
+{
+  std::uint64_t sum = 0;
+  for (std::size_t i = 0; i < values.size(); ++i) { sum += (i + 1) * values[i]; }
+  return sum;
+}
+
+/// `--verify FILE`: loads the columns bench/torch_peer.py dumped, aggregates them on every usable
+/// backend and prints the checksums of the totals torch computed, to compare with FILE.json.
+int verify(const std::string& path, std::int32_t entities)
+{
+  std::FILE* file = std::fopen(path.c_str(), "rb");
+  if (file == nullptr) { std::cerr << path << ": cannot open\n"; return 2; }
+  std::int64_t n = 0;
+  bool ok = std::fread(&n, 8, 1, file) == 1;
+  shipment_columns c;
+  const auto load = [&](auto& column) {
+    column.resize(static_cast<std::size_t>(n));
+    ok = ok && std::fread(column.data(), sizeof(column[0]), column.size(), file) == column.size();
+  };
+  load(c.date); load(c.entity); load(c.country); load(c.chip); load(c.pathway); load(c.quantity); load(c.tpp);
+  std::fclose(file);
+  if (!ok) { std::cerr << path << ": truncated\n"; return 2; }
+  c.order.assign(static_cast<std::size_t>(n), -1);
+  c.exporter.assign(static_cast<std::size_t>(n), 0);
+  synthetic_log log = make_log(0, entities);
+  log.columns        = std::move(c);
+  log.rules.as_of    = log.rules.window_end;
+  log.sizes.orders   = 1;
+  log.sizes.exporters = 1;
+  std::vector<std::unique_ptr<backend>> engines;
+  engines.push_back(make_cpu_backend());
+  if (gpu_available()) { engines.push_back(make_gpu_backend()); }
+  for (auto& engine : engines) {
+    const aggregation a = engine->aggregate(view_of(log.columns), log.rules, log.sizes);
+    std::vector<std::uint64_t> country, entity, pair(static_cast<std::size_t>(entities) * 249);
+    for (const auto& t : a.by_country) { country.push_back(static_cast<std::uint64_t>(t.tpp)); }
+    for (const auto& t : a.by_entity) { entity.push_back(static_cast<std::uint64_t>(t.tpp)); }
+    for (const auto& p : a.by_entity_country) {
+      pair[static_cast<std::size_t>(p.entity) * 249 + p.country] = static_cast<std::uint64_t>(p.total.tpp);
+    }
+    std::cout << engine->name() << ": country " << checksum(country) << " entity " << checksum(entity)
+              << " pair " << checksum(pair) << "\n";
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv)
+{
+  if (argc == 4 && std::string(argv[1]) == "--verify") {
+    return verify(argv[2], static_cast<std::int32_t>(std::stol(argv[3])));
+  }
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) { return 1; }
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

@@ -2,15 +2,25 @@
 # One prepared run for a GPU machine (H100/H200): build for sm_90, run the whole test suite
 # (GPU tests included), compute-sanitizer memcheck and racecheck on the CPU-vs-GPU equivalence
 # tests, and the aggregation benchmarks. Logs go to ${OUT:-./device-logs}.
-# Usage: bench/device_check.sh [benchmark filter]
+# Usage (device tool): run with carry [".device-debs"] after bench/fetch_device_deps.sh here:
+#   bench/device_check.sh [benchmark filter]
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-./device-logs}"
 mkdir -p "$out"
 filter="${1:-.}"
+# The GPU machines reach no registry: dependencies come as .deb files carried in .device-debs/
+# (made here by bench/fetch_device_deps.sh), unpacked into a private prefix.
+prefix=/tmp/capledger-deps
+if [ -d .device-debs ]; then
+  for deb in .device-debs/*.deb; do dpkg -x "$deb" "$prefix"; done
+  export CMAKE_PREFIX_PATH="$prefix/usr:${CMAKE_PREFIX_PATH:-}"
+  export CPATH="$prefix/usr/include:${CPATH:-}"
+  export LIBRARY_PATH="$prefix/usr/lib/x86_64-linux-gnu:${LIBRARY_PATH:-}"
+  export LD_LIBRARY_PATH="$prefix/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}"
+fi
 {
   nvidia-smi || true
-  .ci/install-deps
   cmake -S . -B build-device -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 &&
     cmake --build build-device -j"$(nproc)"
 } >"$out/build.log" 2>&1 || { echo "build failed, see $out/build.log"; tail -40 "$out/build.log"; exit 1; }
