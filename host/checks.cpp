@@ -93,8 +93,21 @@ dictionary_sizes sizes_of(const shipment_log& log, const country_table& countrie
   return sizes;
 }
 
+line_detail log_source::line(std::int64_t line) const
+{
+  const auto i = static_cast<std::size_t>(line);
+  return {log_.columns.date[i], std::string(log_.shipment_id(line)), log_.columns.entity[i], log_.columns.country[i]};
+}
+
 rule_context make_rule_context(const rule_set& rules, const country_table& countries,
                                const entity_table& entities, const shipment_log& log, day_t as_of)
+{
+  return make_rule_context(rules, countries, entities, log.entities, log.chips, as_of);
+}
+
+rule_context make_rule_context(const rule_set& rules, const country_table& countries,
+                               const entity_table& entities, const dictionary& entity_codes,
+                               const chip_table& chips, day_t as_of)
 {
   rule_context context;
   context.as_of                = as_of;
@@ -109,13 +122,13 @@ rule_context make_rule_context(const rule_set& rules, const country_table& count
     context.country_cap_tpp.push_back(
       c.tier == 2 ? rules.country_cap_tpp * (c.g2g_partner ? rules.g2g_multiplier : 1) : -1);
   }
-  for (const auto& chip : log.chips.rows) { context.chip_datacenter.push_back(chip.datacenter ? 1 : 0); }
-  const auto entity_count = static_cast<std::size_t>(log.entities.size());
+  for (const auto& chip : chips.rows) { context.chip_datacenter.push_back(chip.datacenter ? 1 : 0); }
+  const auto entity_count = static_cast<std::size_t>(entity_codes.size());
   context.entity_is_uveu.assign(entity_count, 0);
   context.entity_hq_tier1.assign(entity_count, 0);
   context.entity_nveu_countries.assign(entity_count * rule_context::nveu_mask_words, 0);
   for (std::size_t e = 0; e < entity_count; ++e) {
-    const entity_info* info = entities.find(log.entities.text(static_cast<std::int32_t>(e)));
+    const entity_info* info = entities.find(entity_codes.text(static_cast<std::int32_t>(e)));
     if (info == nullptr) { continue; }  // not listed: NONE with an unknown HQ
     context.entity_is_uveu[e] = info->status == entity_status::uveu ? 1 : 0;
     context.entity_hq_tier1[e] =
@@ -165,12 +178,12 @@ std::string share_text(wide part, wide whole)
 
 check_results evaluate_checks(const aggregation& agg, const rule_context& context,
                               const rule_set& rules, const country_table& countries,
-                              const entity_table& entities, const shipment_log& log,
+                              const entity_table& entities, const report_source& source,
                               const std::vector<ppm_t>& warn_levels)
 {
   check_results results;
-  const shipment_columns& lines = log.columns;
-  const auto entity_id   = [&](std::int64_t e) { return log.entities.text(static_cast<std::int32_t>(e)); };
+  const dictionary& entity_codes = source.entities();
+  const auto entity_id   = [&](std::int64_t e) { return entity_codes.text(static_cast<std::int32_t>(e)); };
   const auto country_iso = [&](std::int64_t c) { return countries.rows[static_cast<std::size_t>(c)].iso2; };
   const auto violation   = [&](const char* rule) {
     finding f;
@@ -178,9 +191,9 @@ check_results evaluate_checks(const aggregation& agg, const rule_context& contex
     f.rule     = rule;
     return f;
   };
-  const auto at_line = [&](finding& f, std::int64_t line) {
-    f.date        = format_date(lines.date[static_cast<std::size_t>(line)]);
-    f.shipment_id = std::string(log.shipment_id(line));
+  const auto at_line = [&](finding& f, const line_detail& line) {
+    f.date        = format_date(line.date);
+    f.shipment_id = line.shipment_id;
   };
 
   for (const auto& p : agg.prohibited) {
@@ -188,7 +201,7 @@ check_results evaluate_checks(const aggregation& agg, const rule_context& contex
     f.entity   = entity_id(p.key / 65536);
     f.country  = country_iso(p.key % 65536);
     f.value    = std::to_string(p.tpp);
-    at_line(f, p.first_line);
+    at_line(f, source.line(p.first_line));
     results.findings.push_back(std::move(f));
   }
   for (std::size_t c = 0; c < agg.country_cap_crossing.size(); ++c) {
@@ -198,18 +211,18 @@ check_results evaluate_checks(const aggregation& agg, const rule_context& contex
     f.country = country_iso(static_cast<std::int64_t>(c));
     f.value   = std::to_string(x.value);
     f.limit   = std::to_string(context.country_cap_tpp[c]);
-    at_line(f, x.line);
+    at_line(f, source.line(x.line));
     results.findings.push_back(std::move(f));
   }
   for (const auto& o : agg.lpp_order) {
-    const auto line = static_cast<std::size_t>(o.first_crossing.line);
-    finding f       = violation("LPP_ORDER_LIMIT");
-    f.entity        = entity_id(lines.entity[line]);
-    f.country       = country_iso(lines.country[line]);
-    f.order_id      = log.orders.text(static_cast<std::int32_t>(o.key));
-    f.value         = std::to_string(o.first_crossing.value);
-    f.limit         = std::to_string(rules.lpp_per_order_tpp);
-    at_line(f, o.first_crossing.line);
+    const line_detail line = source.line(o.first_crossing.line);
+    finding f              = violation("LPP_ORDER_LIMIT");
+    f.entity               = entity_id(line.entity);
+    f.country              = country_iso(line.country);
+    f.order_id             = source.order_id(static_cast<std::int32_t>(o.key));
+    f.value                = std::to_string(o.first_crossing.value);
+    f.limit                = std::to_string(rules.lpp_per_order_tpp);
+    at_line(f, line);
     results.findings.push_back(std::move(f));
   }
   for (const auto& y : agg.lpp_annual) {
@@ -218,7 +231,7 @@ check_results evaluate_checks(const aggregation& agg, const rule_context& contex
     f.year    = std::to_string(y.key % 16384);
     f.value   = std::to_string(y.first_crossing.value);
     f.limit   = std::to_string(rules.lpp_per_consignee_year_tpp);
-    at_line(f, y.first_crossing.line);
+    at_line(f, source.line(y.first_crossing.line));
     results.findings.push_back(std::move(f));
   }
   for (const auto& n : agg.nveu) {
@@ -227,8 +240,9 @@ check_results evaluate_checks(const aggregation& agg, const rule_context& contex
     f.entity  = entity_id(n.key / 65536);
     f.country = country_iso(n.key % 65536);
     f.value   = std::to_string(n.first_crossing.value);
-    f.limit   = std::to_string(nveu_cap_on(rules, lines.date[static_cast<std::size_t>(n.first_crossing.line)]));
-    at_line(f, n.first_crossing.line);
+    const line_detail line = source.line(n.first_crossing.line);
+    f.limit   = std::to_string(nveu_cap_on(rules, line.date));
+    at_line(f, line);
     results.findings.push_back(std::move(f));
   }
   for (const auto& u : agg.unauthorized) {
@@ -237,7 +251,7 @@ check_results evaluate_checks(const aggregation& agg, const rule_context& contex
     f.country = country_iso(u.key / 8 % 65536);
     f.pathway = std::string(pathway_name(static_cast<pathway>(u.key % 8)));
     f.value   = std::to_string(u.tpp);
-    at_line(f, u.first_line);
+    at_line(f, source.line(u.first_line));
     results.findings.push_back(std::move(f));
   }
 
@@ -248,7 +262,7 @@ check_results evaluate_checks(const aggregation& agg, const rule_context& contex
     uveu_share_row row;
     row.entity     = info.id;
     row.hq_country = info.hq_country >= 0 ? country_iso(info.hq_country) : "";
-    const std::int32_t code = log.entities.find(info.id);
+    const std::int32_t code = entity_codes.find(info.id);
     wide whole = 0, tier1 = 0, us = 0;
     std::vector<std::pair<std::uint16_t, std::int64_t>> tier2;  // (country, installed)
     if (code >= 0) {

@@ -3,6 +3,8 @@
 #include <capledger/backend.hpp>
 #include <capledger/error.hpp>
 
+#include <omp.h>
+
 #include <algorithm>
 #include <limits>
 #include <unordered_map>
@@ -27,6 +29,68 @@ void add_line(group_total& total, std::int64_t quantity, std::int64_t tpp)
   total.units += quantity;
   total.tpp += tpp;
 }
+
+void add_totals(group_total& into, const group_total& from)
+{
+  into.records += from.records;
+  into.units += from.units;
+  into.tpp += from.tpp;
+}
+
+/// (entity, country) totals in an open-addressing table: a line costs one probe, not a node
+/// allocation and a pointer chase as in std::unordered_map (the totals pass's hot spot).
+class pair_table {
+ public:
+  group_total& at(std::int64_t key)
+  {
+    if (4 * (count_ + 1) > 3 * keys_.size()) { rehash(std::max<std::size_t>(4096, 2 * keys_.size())); }
+    std::size_t s = slot_of(key);
+    while (keys_[s] != key) {
+      if (keys_[s] == empty) {
+        keys_[s] = key;
+        ++count_;
+        break;
+      }
+      s = (s + 1) & mask_;
+    }
+    return totals_[s];
+  }
+  template <typename Visit>
+  void for_each(Visit visit) const
+  {
+    for (std::size_t s = 0; s < keys_.size(); ++s) {
+      if (keys_[s] != empty) { visit(keys_[s], totals_[s]); }
+    }
+  }
+  [[nodiscard]] std::size_t size() const noexcept { return count_; }
+
+ private:
+  static constexpr std::int64_t empty = -1;  ///< keys are never negative
+  std::vector<std::int64_t> keys_;
+  std::vector<group_total> totals_;
+  std::size_t mask_  = 0;
+  std::size_t count_ = 0;
+
+  [[nodiscard]] std::size_t slot_of(std::int64_t key) const noexcept
+  {
+    return static_cast<std::size_t>((static_cast<std::uint64_t>(key) * 0x9e3779b97f4a7c15ULL) >> 20) & mask_;
+  }
+  void rehash(std::size_t capacity)
+  {
+    std::vector<std::int64_t> old_keys       = std::move(keys_);
+    std::vector<group_total> old_totals      = std::move(totals_);
+    keys_.assign(capacity, empty);
+    totals_.assign(capacity, {});
+    mask_ = capacity - 1;
+    for (std::size_t s = 0; s < old_keys.size(); ++s) {
+      if (old_keys[s] == empty) { continue; }
+      std::size_t t = slot_of(old_keys[s]);
+      while (keys_[t] != empty) { t = (t + 1) & mask_; }
+      keys_[t]   = old_keys[s];
+      totals_[t] = old_totals[s];
+    }
+  }
+};
 
 /// Running total of one key with its first crossing.
 struct running_state {
@@ -113,32 +177,62 @@ class cpu_backend final : public backend {
   }
 
  private:
-  /// SPEC §3: every line up to as_of.
+  /// SPEC §3: every line up to as_of. Each thread sums a contiguous slice into its own partials
+  /// (exact integers: the order of additions does not matter), then the partials are added.
   static void accumulate_totals(const shipment_view& lines, const rule_context& rules,
                                 const dictionary_sizes& sizes, aggregation& out)
   {
-    out.by_country.assign(static_cast<std::size_t>(sizes.countries), {});
-    out.by_entity.assign(static_cast<std::size_t>(sizes.entities), {});
-    out.by_chip.assign(static_cast<std::size_t>(sizes.chips), {});
-    out.by_exporter.assign(static_cast<std::size_t>(sizes.exporters), {});
-    std::unordered_map<std::int64_t, group_total> pairs;
-    pairs.reserve(static_cast<std::size_t>(std::min<std::int64_t>(lines.size, 1 << 20)));
-    for (std::int64_t i = 0; i < lines.size; ++i) {
-      if (lines.date[i] > rules.as_of) { continue; }
-      ++out.lines_used;
-      const std::int64_t q = lines.quantity[i];
-      const std::int64_t t = lines.tpp[i];
-      add_line(out.by_country[lines.country[i]], q, t);
-      add_line(out.by_entity[static_cast<std::size_t>(lines.entity[i])], q, t);
-      add_line(out.by_chip[lines.chip[i]], q, t);
-      add_line(out.by_exporter[static_cast<std::size_t>(lines.exporter[i])], q, t);
-      add_line(pairs[entity_country_key(lines.entity[i], lines.country[i])], q, t);
+    struct partial {
+      std::int64_t lines_used = 0;
+      std::vector<group_total> by_country, by_entity, by_chip, by_exporter;
+      pair_table pairs;
+    };
+    // A thread per ~256k lines at most: small logs are not worth the start-up.
+    const int threads = static_cast<int>(
+      std::clamp<std::int64_t>(lines.size / (std::int64_t{1} << 18), 1, std::max(1, omp_get_max_threads())));
+    std::vector<partial> partials(static_cast<std::size_t>(threads));
+#pragma omp parallel num_threads(threads)
+    {
+      const int t      = omp_get_thread_num();
+      partial& mine    = partials[static_cast<std::size_t>(t)];
+      const std::int64_t begin = lines.size * t / threads;
+      const std::int64_t end   = lines.size * (t + 1) / threads;
+      mine.by_country.assign(static_cast<std::size_t>(sizes.countries), {});
+      mine.by_entity.assign(static_cast<std::size_t>(sizes.entities), {});
+      mine.by_chip.assign(static_cast<std::size_t>(sizes.chips), {});
+      mine.by_exporter.assign(static_cast<std::size_t>(sizes.exporters), {});
+      for (std::int64_t i = begin; i < end; ++i) {
+        if (lines.date[i] > rules.as_of) { continue; }
+        ++mine.lines_used;
+        const std::int64_t q = lines.quantity[i];
+        const std::int64_t t_ = lines.tpp[i];
+        add_line(mine.by_country[lines.country[i]], q, t_);
+        add_line(mine.by_entity[static_cast<std::size_t>(lines.entity[i])], q, t_);
+        add_line(mine.by_chip[lines.chip[i]], q, t_);
+        add_line(mine.by_exporter[static_cast<std::size_t>(lines.exporter[i])], q, t_);
+        add_line(mine.pairs.at(entity_country_key(lines.entity[i], lines.country[i])), q, t_);
+      }
     }
-    out.by_entity_country.reserve(pairs.size());
-    for (const auto& [key, total] : pairs) {
+    partial& sum = partials.front();
+    for (std::size_t t = 1; t < partials.size(); ++t) {
+      const partial& other = partials[t];
+      sum.lines_used += other.lines_used;
+      for (auto [into, from] : {std::pair{&sum.by_country, &other.by_country}, std::pair{&sum.by_entity, &other.by_entity},
+                                std::pair{&sum.by_chip, &other.by_chip}, std::pair{&sum.by_exporter, &other.by_exporter}}) {
+        for (std::size_t k = 0; k < into->size(); ++k) { add_totals((*into)[k], (*from)[k]); }
+      }
+      other.pairs.for_each([&](std::int64_t key, const group_total& total) { add_totals(sum.pairs.at(key), total); });
+    }
+    out.lines_used  = sum.lines_used;
+    out.by_country  = std::move(sum.by_country);
+    out.by_entity   = std::move(sum.by_entity);
+    out.by_chip     = std::move(sum.by_chip);
+    out.by_exporter = std::move(sum.by_exporter);
+    out.by_entity_country.reserve(sum.pairs.size());
+    sum.pairs.for_each([&](std::int64_t key, const group_total& total) {
       out.by_entity_country.push_back(
         {static_cast<std::int32_t>(key / 65536), static_cast<std::uint16_t>(key % 65536), total});
-    }
+    });
     std::sort(out.by_entity_country.begin(), out.by_entity_country.end(),
               [](const pair_total& a, const pair_total& b) {
                 return entity_country_key(a.entity, a.country) < entity_country_key(b.entity, b.country);
@@ -180,7 +274,7 @@ class cpu_backend final : public backend {
       }
       if (lines.quantity[i] > 0) {
         if (tier == 3) { prohibited[entity_country_key(entity, country)].add(i, tpp); }
-        if (is_unauthorized(rules, path, entity, country, lines.chip[i])) {
+        if (rules.is_unauthorized(path, entity, country, lines.chip[i])) {
           unauthorized[entity_country_pathway_key(entity, country, lines.pathway[i])].add(i, tpp);
         }
       }
@@ -203,19 +297,6 @@ class cpu_backend final : public backend {
     }
     out.prohibited   = sorted_entries<decltype(prohibited), keyed_first_line>(prohibited, to_first_line);
     out.unauthorized = sorted_entries<decltype(unauthorized), keyed_first_line>(unauthorized, to_first_line);
-  }
-
-  static bool is_unauthorized(const rule_context& rules, pathway path, std::int32_t entity,
-                              std::uint16_t country, std::uint16_t chip)
-  {
-    switch (path) {
-      case pathway::uveu: return rules.entity_is_uveu[static_cast<std::size_t>(entity)] == 0;
-      case pathway::nveu: return !rules.nveu_authorized(entity, country);
-      case pathway::aia:
-        return rules.country_tier[country] != 1 || rules.entity_hq_tier1[static_cast<std::size_t>(entity)] == 0;
-      case pathway::aca: return rules.chip_datacenter[chip] != 0;
-      default: return false;
-    }
   }
 };
 

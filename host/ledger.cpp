@@ -7,8 +7,10 @@
 
 #include "file_io.hpp"
 #include "ledger_db.hpp"
+#include "ledger_state.hpp"
 
 #include <ctime>
+#include <limits>
 #include <filesystem>
 
 namespace capledger {
@@ -115,6 +117,55 @@ std::uint64_t magnitude(std::int64_t value)
   return value < 0 ? 0 - static_cast<std::uint64_t>(value) : static_cast<std::uint64_t>(value);
 }
 
+/// Feeds every stored file, with its lines and rejects, to @p builder in ingest order: the log
+/// `report` would have built from the original files. Runs inside the caller's transaction.
+void replay_ledger(sql_connection& db, shipment_log_builder& builder)
+{
+
+  sql_statement files(db.handle(), "SELECT file_id, path, bytes, sha256, lines_read FROM files ORDER BY file_id");
+  sql_statement rejects(db.handle(),
+                        "SELECT line, col, reason, detail, raw FROM rejects WHERE file_id = ? ORDER BY seq");
+  // One ordered scan over all lines: a file's lines are consecutive in seq (one ingest, one file
+  // after another), so each file takes the run of rows carrying its file_id.
+  sql_statement lines(db.handle(),
+                      "SELECT shipment_id, date, entity, country, chip, quantity, pathway, order_id, exporter, "
+                      "tpp_per_unit, file_id, source_line FROM lines ORDER BY seq");
+  bool has_row = lines.step();
+  bool advance = false;
+  std::string quantity_text, tpp_text;
+  while (files.step()) {
+    const std::int64_t file_id = files.int64(0);
+    input_file info;
+    info.path       = std::string(files.text(1));
+    info.bytes      = files.int64(2);
+    info.sha256     = std::string(files.text(3));
+    info.lines_read = files.int64(4);
+    std::vector<rejected_line> rejected;
+    rejects.bind(1, file_id);
+    while (rejects.step()) {
+      rejected.push_back({info.path, rejects.int64(0), rejects.int64(1), std::string(rejects.text(2)),
+                          std::string(rejects.text(3)), std::string(rejects.text(4))});
+    }
+    rejects.reset();
+    const auto next = [&](shipment_fields& f) {
+      if (advance) {
+        has_row = lines.step();
+        advance = false;
+      }
+      if (!has_row || lines.int64(10) != file_id) { return false; }
+      quantity_text = std::to_string(lines.int64(5));
+      tpp_text      = lines.is_null(9) ? std::string() : std::to_string(lines.int64(9));
+      f = shipment_fields{lines.text(0), lines.text(1), lines.text(2), lines.text(3), lines.text(4), quantity_text,
+                          lines.text(6), lines.text(7), lines.text(8), tpp_text,      lines.int64(11)};
+      advance = true;  // the views stay valid until the builder has taken the line
+      return true;
+    };
+    builder.add_stored(info, next, rejected);
+  }
+  if (advance) { has_row = lines.step(); }
+  if (has_row) { throw config_error(db.path() + ": lines without a file record; the ledger is damaged"); }
+}
+
 }  // namespace
 
 void ledger_init(const std::string& db_path)
@@ -126,6 +177,7 @@ void ledger_init(const std::string& db_path)
   db.exec("PRAGMA synchronous = FULL");
   db.exec("BEGIN IMMEDIATE");
   db.exec(schema_sql);
+  detail::create_state_tables(db);
   db.exec("INSERT INTO meta(key, value) VALUES ('schema_version', " + std::to_string(ledger_schema_version) +
           "), ('abs_tpp_sum', 0), ('abs_quantity_sum', 0)");
   db.exec("PRAGMA application_id = " + std::to_string(ledger_application_id));
@@ -138,6 +190,7 @@ ledger_ingest_result ledger_ingest(const ledger_ingest_options& options)
   report_options reference_options;
   reference_options.countries_path = options.countries_path;
   reference_options.chips_path     = options.chips_path;
+  reference_options.rules_path     = options.rules_path;
   const reference_data ref         = load_reference(reference_options);
   // Validate the entities file before touching the ledger: a bad one changes nothing.
   std::string entities_text;
@@ -156,6 +209,8 @@ ledger_ingest_result ledger_ingest(const ledger_ingest_options& options)
       return db.query_int(std::string("SELECT value FROM meta WHERE key = '") + key + "'").value_or(0);
     };
     const std::int64_t first_file_id = db.query_int("SELECT MAX(file_id) FROM files").value_or(0) + 1;
+    // Lines are never deleted, so seq runs 1..count and MAX(seq) counts them (COUNT(*) would scan).
+    const std::int64_t first_line = db.query_int("SELECT MAX(seq) FROM lines").value_or(0);
     std::int64_t file_id             = first_file_id;
 
     sql_statement find_id(db.handle(),
@@ -239,12 +294,22 @@ ledger_ingest_result ledger_ingest(const ledger_ingest_options& options)
       put.run();
     }
 
+    // The running state follows in the same transaction: extended by the night's lines alone
+    // when they come after every stored line in check order, rebuilt from a replay otherwise.
+    const detail::state_update how = detail::update_ledger_state(db, ref, night, first_line, [&] {
+      shipment_log_builder all(ref.countries, ref.chips, ingest_options{});
+      replay_ledger(db, all);
+      return all.finish();
+    });
+
     ledger_ingest_result result;
-    result.files        = static_cast<std::int64_t>(night.files.size());
-    result.lines_read   = night.lines_read;
-    result.lines_added  = night.columns.size();
-    result.rejected     = static_cast<std::int64_t>(night.rejects.size());
-    result.ledger_lines = db.query_int("SELECT COUNT(*) FROM lines").value_or(0);
+    result.files         = static_cast<std::int64_t>(night.files.size());
+    result.lines_read    = night.lines_read;
+    result.lines_added   = night.columns.size();
+    result.rejected      = static_cast<std::int64_t>(night.rejects.size());
+    result.ledger_lines  = first_line + night.columns.size();
+    result.state_rebuilt = how == detail::state_update::rebuilt;
+    result.state_dropped = how == detail::state_update::dropped;
     db.exec("COMMIT");
     if (!options.rejects_path.empty()) { write_rejects(options.rejects_path, night.rejects); }
     return result;
@@ -280,61 +345,39 @@ shipment_log load_ledger_log(const std::string& db_path, const reference_data& r
   // while another process ingests.
   db.exec("BEGIN");
   shipment_log_builder builder(ref.countries, ref.chips, ingest_options{});
-
-  sql_statement files(db.handle(), "SELECT file_id, path, bytes, sha256, lines_read FROM files ORDER BY file_id");
-  sql_statement rejects(db.handle(),
-                        "SELECT line, col, reason, detail, raw FROM rejects WHERE file_id = ? ORDER BY seq");
-  // One ordered scan over all lines: a file's lines are consecutive in seq (one ingest, one file
-  // after another), so each file takes the run of rows carrying its file_id.
-  sql_statement lines(db.handle(),
-                      "SELECT shipment_id, date, entity, country, chip, quantity, pathway, order_id, exporter, "
-                      "tpp_per_unit, file_id, source_line FROM lines ORDER BY seq");
-  bool has_row = lines.step();
-  bool advance = false;
-  std::string quantity_text, tpp_text;
-  while (files.step()) {
-    const std::int64_t file_id = files.int64(0);
-    input_file info;
-    info.path       = std::string(files.text(1));
-    info.bytes      = files.int64(2);
-    info.sha256     = std::string(files.text(3));
-    info.lines_read = files.int64(4);
-    std::vector<rejected_line> rejected;
-    rejects.bind(1, file_id);
-    while (rejects.step()) {
-      rejected.push_back({info.path, rejects.int64(0), rejects.int64(1), std::string(rejects.text(2)),
-                          std::string(rejects.text(3)), std::string(rejects.text(4))});
-    }
-    rejects.reset();
-    const auto next = [&](shipment_fields& f) {
-      if (advance) {
-        has_row = lines.step();
-        advance = false;
-      }
-      if (!has_row || lines.int64(10) != file_id) { return false; }
-      quantity_text = std::to_string(lines.int64(5));
-      tpp_text      = lines.is_null(9) ? std::string() : std::to_string(lines.int64(9));
-      f = shipment_fields{lines.text(0), lines.text(1), lines.text(2), lines.text(3), lines.text(4), quantity_text,
-                          lines.text(6), lines.text(7), lines.text(8), tpp_text,      lines.int64(11)};
-      advance = true;  // the views stay valid until the builder has taken the line
-      return true;
-    };
-    builder.add_stored(info, next, rejected);
-  }
-  if (advance) { has_row = lines.step(); }
-  if (has_row) { throw config_error(db_path + ": lines without a file record; the ledger is damaged"); }
+  replay_ledger(db, builder);
   db.exec("COMMIT");
   if (!proposed.empty()) { builder.add_file(proposed); }
   return builder.finish();
 }
 
 int run_ledger_report(const std::string& db_path, const report_options& options, std::ostream& out,
-                      std::ostream& diagnostics)
+                      std::ostream& diagnostics, bool replay)
 {
   check_report_format(options);
   const reference_data ref        = load_ledger_reference(db_path, options);
   std::unique_ptr<backend> engine = select_backend(options.backend, diagnostics);
-  const shipment_log log          = load_ledger_log(db_path, ref);
+  std::string why = "--replay";
+  if (!replay) {
+    sql_connection db = open_ledger(db_path, sql_connection::mode::read_only);
+    db.exec("BEGIN");  // one consistent snapshot of the state, files and rejects
+    const std::unique_ptr<detail::stored_state> state = detail::load_ledger_state(db, ref, options.as_of, why);
+    db.exec("COMMIT");
+    if (state) {
+      // The stored running state stands for the backend's aggregation of every line (the
+      // aggregates are exact integers, equal on every backend): render it as `report` would.
+      diagnostics << "capledger: ledger report: incremental (running state of " << state->lines_accepted()
+                  << " line(s))\n";
+      const std::optional<day_t> as_of = options.as_of ? options.as_of : state->latest_date();
+      const rule_context context = make_rule_context(ref.rules, ref.countries, ref.entities, state->entities(),
+                                                     state->chips(), as_of.value_or(std::numeric_limits<day_t>::max()));
+      const report_output report =
+        render_report(ref, *state, options, context, state->aggregate(context), engine->name(), as_of);
+      return emit_report(report, state->rejects(), options, out, diagnostics);
+    }
+  }
+  diagnostics << "capledger: ledger report: replay (" << why << ")\n";
+  const shipment_log log = load_ledger_log(db_path, ref);
   return finish_report(ref, log, options, *engine, out, diagnostics);
 }
 

@@ -129,11 +129,14 @@ int main(int argc, char** argv)
   ingest_cmd->add_option("--entities", ingest.entities_path, "entities file; replaces the stored one");
   ingest_cmd->add_option("--countries", ingest.countries_path, "countries table (default: bundled)");
   ingest_cmd->add_option("--chips", ingest.chips_path, "chips table (default: bundled)");
+  ingest_cmd->add_option("--rules", ingest.rules_path, "rule set the running state follows (default: bundled)");
   ingest_cmd->add_option("--rejects", ingest.rejects_path, "skip bad and duplicate lines, write them to this CSV");
   ingest_cmd->add_option("--max-rejects", ingest.max_rejects, "with --rejects: fail once more lines are rejected");
   CLI::App* ledger_report_cmd = ledger_cmd->add_subcommand("report", "report over every ingested line");
   ledger_report_cmd->add_option("db", db_path, "ledger database file")->required();
   add_report_flags(ledger_report_cmd, report, as_of, warn_at);
+  bool replay = false;
+  ledger_report_cmd->add_flag("--replay", replay, "ignore the running state: replay every stored line");
   CLI::App* balances_cmd = ledger_cmd->add_subcommand("balances", "limit, consumed and remaining tpp of every cap");
   balances_cmd->add_option("db", db_path, "ledger database file")->required();
   add_reference_flags(balances_cmd, report);
@@ -165,6 +168,9 @@ int main(int argc, char** argv)
   generate_cmd->add_option("--returns-per-mille", generate.returns_per_mille, "returns per thousand lines")
     ->capture_default_str();
   generate_cmd->add_option("--out", generate_out, "output directory (shipments.csv, entities.csv)")->required();
+  std::string first_day, last_day;
+  generate_cmd->add_option("--first-day", first_day, "first export date of ordinary lines (default 2024-10-01)");
+  generate_cmd->add_option("--last-day", last_day, "last export date of ordinary lines (default 2027-12-31)");
 
   try {
     app.parse(argc, argv);
@@ -193,14 +199,18 @@ int main(int argc, char** argv)
       }
       const ledger_ingest_result r = ledger_ingest(ingest);
       std::cerr << "capledger: ingested " << r.files << " file(s): " << r.lines_read << " read, " << r.lines_added
-                << " added, " << r.rejected << " rejected; ledger holds " << r.ledger_lines << " line(s)\n";
+                << " added, " << r.rejected << " rejected; ledger holds " << r.ledger_lines << " line(s); running state "
+                << (r.state_dropped   ? "dropped (stored lines do not validate under these tables)"
+                    : r.state_rebuilt ? "rebuilt from every line"
+                                      : "extended")
+                << "\n";
       return 0;
     });
   }
   if (ledger_report_cmd->parsed()) {
     return guarded([&] {
       finish_report_flags(report, as_of, warn_at);
-      return run_ledger_report(db_path, report, std::cout, std::cerr);
+      return run_ledger_report(db_path, report, std::cout, std::cerr, replay);
     });
   }
   if (balances_cmd->parsed()) {
@@ -220,6 +230,8 @@ int main(int argc, char** argv)
   }
   if (generate_cmd->parsed()) {
     return guarded([&] {
+      if (!first_day.empty()) { generate.first_day = parse_date_flag("--first-day", first_day); }
+      if (!last_day.empty()) { generate.last_day = parse_date_flag("--last-day", last_day); }
       const reference_data ref = load_reference(report_options{});
       generate_log(generate, ref.countries, ref.chips, ref.rules, generate_out);
       std::cerr << "capledger: wrote " << generate.records << " lines to " << generate_out << "/shipments.csv\n";

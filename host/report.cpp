@@ -148,13 +148,13 @@ ordered_json fingerprint_json(const file_fingerprint& f)
 
 std::string render_table(const report_output& out, const reference_data& ref, const rule_context& context,
                          const aggregation& agg,
-                         const shipment_log& log, const group_total& global, const std::vector<group_total>& tiers)
+                         const report_source& source, const group_total& global, const std::vector<group_total>& tiers)
 {
   std::ostringstream t;
   const std::int64_t h100 = ref.rules.h100_tpp;
   t << "capledger report  rule set " << ref.rules.id << "  as of "
     << (out.as_of ? format_date(*out.as_of) : std::string("-")) << "  backend " << out.backend_used << "\n";
-  t << "lines: " << log.lines_read << " read, " << agg.lines_used << " used, " << log.rejects.size()
+  t << "lines: " << source.lines_read() << " read, " << agg.lines_used << " used, " << source.rejected()
     << " rejected\n\n";
   t << std::left << std::setw(10) << "scope" << std::right << std::setw(12) << "records" << std::setw(16)
     << "units" << std::setw(22) << "tpp" << std::setw(16) << "h100_equiv" << "\n";
@@ -174,7 +174,7 @@ std::string render_table(const report_output& out, const reference_data& ref, co
     t << "  " << ref.countries.rows[c].iso2 << std::right << std::setw(22) << agg.country_cap_total[c] << " of "
       << std::setw(14) << context.country_cap_tpp[c] << std::setw(10)
       << exact_decimal(agg.country_cap_total[c], context.country_cap_tpp[c], 2, 100) << "%"
-      << (x.line >= 0 ? "  EXCEEDED on " + format_date(log.columns.date[static_cast<std::size_t>(x.line)]) : "")
+      << (x.line >= 0 ? "  EXCEEDED on " + format_date(source.line(x.line).date) : "")
       << "\n";
   }
   if (!any_cap) { t << "  (none)\n"; }
@@ -204,16 +204,27 @@ std::string render_table(const report_output& out, const reference_data& ref, co
 report_output build_report(const reference_data& ref, const shipment_log& log, const report_options& options,
                            backend& engine)
 {
-  report_output out;
-  out.backend_used = engine.name();
-  out.as_of        = options.as_of;
-  if (!out.as_of && !log.columns.date.empty()) {
-    out.as_of = *std::max_element(log.columns.date.begin(), log.columns.date.end());
+  std::optional<day_t> as_of_shown = options.as_of;
+  if (!as_of_shown && !log.columns.date.empty()) {
+    as_of_shown = *std::max_element(log.columns.date.begin(), log.columns.date.end());
   }
-  const day_t as_of            = out.as_of.value_or(std::numeric_limits<day_t>::max());
-  const rule_context context   = make_rule_context(ref.rules, ref.countries, ref.entities, log, as_of);
-  const aggregation agg        = engine.aggregate(log.view(), context, sizes_of(log, ref.countries));
-  out.checks = evaluate_checks(agg, context, ref.rules, ref.countries, ref.entities, log, options.warn_at);
+  const day_t as_of          = as_of_shown.value_or(std::numeric_limits<day_t>::max());
+  const rule_context context = make_rule_context(ref.rules, ref.countries, ref.entities, log, as_of);
+  const aggregation agg      = engine.aggregate(log.view(), context, sizes_of(log, ref.countries));
+  return render_report(ref, log_source(log), options, context, agg, engine.name(), as_of_shown);
+}
+
+report_output render_report(const reference_data& ref, const report_source& source, const report_options& options,
+                            const rule_context& context, const aggregation& agg, const std::string& backend_used,
+                            std::optional<day_t> as_of)
+{
+  report_output out;
+  out.backend_used = backend_used;
+  out.as_of        = as_of;
+  out.checks = evaluate_checks(agg, context, ref.rules, ref.countries, ref.entities, source, options.warn_at);
+  const dictionary& entities  = source.entities();
+  const dictionary& exporters = source.exporters();
+  const chip_table& log_chips = source.chips();
   const std::int64_t h100 = ref.rules.h100_tpp;
 
   // by_country.csv, and global and per-tier totals from it.
@@ -235,8 +246,8 @@ report_output build_report(const reference_data& ref, const shipment_log& log, c
       const crossing& x      = agg.country_cap_crossing[c];
       cap_cells = {std::to_string(agg.country_cap_total[c]), std::to_string(cap),
                    exact_decimal(agg.country_cap_total[c], cap, 2, 100),
-                   x.line >= 0 ? format_date(log.columns.date[static_cast<std::size_t>(x.line)]) : "",
-                   x.line >= 0 ? std::string(log.shipment_id(x.line)) : ""};
+                   x.line >= 0 ? format_date(source.line(x.line).date) : "",
+                   x.line >= 0 ? source.line(x.line).shipment_id : ""};
     }
     rows.push_back(row_of({info.iso2, std::to_string(info.tier)}, total_cells(g), exact_decimal(g.tpp, h100, 2),
                           cap_cells[0], cap_cells[1], cap_cells[2], cap_cells[3], cap_cells[4]));
@@ -247,20 +258,20 @@ report_output build_report(const reference_data& ref, const shipment_log& log, c
            rows);
 
   rows.clear();
-  for (const std::int32_t e : log.entities.sorted_codes()) {
+  for (const std::int32_t e : entities.sorted_codes()) {
     const group_total& g = agg.by_entity[static_cast<std::size_t>(e)];
     if (g.records == 0) { continue; }
-    const entity_info* info = ref.entities.find(log.entities.text(e));
+    const entity_info* info = ref.entities.find(entities.text(e));
     const std::string status = std::string(entity_status_name(info ? info->status : entity_status::none));
     const std::string hq = info && info->hq_country >= 0 ? ref.countries.rows[static_cast<std::size_t>(info->hq_country)].iso2 : "";
-    rows.push_back(row_of({log.entities.text(e), status, hq}, total_cells(g), exact_decimal(g.tpp, h100, 2)));
+    rows.push_back(row_of({entities.text(e), status, hq}, total_cells(g), exact_decimal(g.tpp, h100, 2)));
   }
   out.files["by_entity.csv"] = to_csv({"entity", "status", "hq_country", "records", "units", "tpp", "h100_equiv"}, rows);
 
   // Pairs come sorted by (entity code, country code); the file is sorted by (entity id, ISO).
-  std::vector<std::int32_t> entity_rank(static_cast<std::size_t>(log.entities.size()));
+  std::vector<std::int32_t> entity_rank(static_cast<std::size_t>(entities.size()));
   {
-    const auto sorted = log.entities.sorted_codes();
+    const auto sorted = entities.sorted_codes();
     for (std::size_t r = 0; r < sorted.size(); ++r) { entity_rank[static_cast<std::size_t>(sorted[r])] = static_cast<std::int32_t>(r); }
   }
   std::vector<const pair_total*> pairs;
@@ -271,24 +282,24 @@ report_output build_report(const reference_data& ref, const shipment_log& log, c
   });
   rows.clear();
   for (const pair_total* p : pairs) {
-    rows.push_back(row_of({log.entities.text(p->entity), ref.countries.rows[p->country].iso2}, total_cells(p->total)));
+    rows.push_back(row_of({entities.text(p->entity), ref.countries.rows[p->country].iso2}, total_cells(p->total)));
   }
   out.files["by_entity_country.csv"] = to_csv({"entity", "country", "records", "units", "tpp"}, rows);
 
   rows.clear();
-  std::vector<std::size_t> chips(log.chips.rows.size());
+  std::vector<std::size_t> chips(log_chips.rows.size());
   for (std::size_t k = 0; k < chips.size(); ++k) { chips[k] = k; }
-  std::sort(chips.begin(), chips.end(), [&](std::size_t a, std::size_t b) { return log.chips.rows[a].key < log.chips.rows[b].key; });
+  std::sort(chips.begin(), chips.end(), [&](std::size_t a, std::size_t b) { return log_chips.rows[a].key < log_chips.rows[b].key; });
   for (const std::size_t k : chips) {
     if (agg.by_chip[k].records == 0) { continue; }
-    rows.push_back(row_of({log.chips.rows[k].key}, total_cells(agg.by_chip[k])));
+    rows.push_back(row_of({log_chips.rows[k].key}, total_cells(agg.by_chip[k])));
   }
   out.files["by_chip.csv"] = to_csv({"chip", "records", "units", "tpp"}, rows);
 
   rows.clear();
-  for (const std::int32_t x : log.exporters.sorted_codes()) {
+  for (const std::int32_t x : exporters.sorted_codes()) {
     if (agg.by_exporter[static_cast<std::size_t>(x)].records == 0) { continue; }
-    rows.push_back(row_of({log.exporters.text(x)}, total_cells(agg.by_exporter[static_cast<std::size_t>(x)])));
+    rows.push_back(row_of({exporters.text(x)}, total_cells(agg.by_exporter[static_cast<std::size_t>(x)])));
   }
   out.files["by_exporter.csv"] = to_csv({"exporter", "records", "units", "tpp"}, rows);
 
@@ -320,16 +331,16 @@ report_output build_report(const reference_data& ref, const shipment_log& log, c
     {"chips", fingerprint_json(ref.chips_file)},
     {"entities", ref.entities_file ? fingerprint_json(*ref.entities_file) : ordered_json(nullptr)}};
   ordered_json inputs = ordered_json::array();
-  for (const auto& f : log.files) {
+  for (const auto& f : source.files()) {
     inputs.push_back({{"path", f.path}, {"bytes", f.bytes}, {"sha256", f.sha256}, {"lines_read", f.lines_read}});
   }
   summary["inputs"]  = inputs;
   summary["as_of"]   = out.as_of ? ordered_json(format_date(*out.as_of)) : ordered_json(nullptr);
   summary["backend"] = out.backend_used;
-  summary["lines"]   = ordered_json{{"read", log.lines_read},
+  summary["lines"]   = ordered_json{{"read", source.lines_read()},
                                     {"used", agg.lines_used},
-                                    {"after_as_of", log.columns.size() - agg.lines_used},
-                                    {"rejected", static_cast<std::int64_t>(log.rejects.size())}};
+                                    {"after_as_of", source.lines_accepted() - agg.lines_used},
+                                    {"rejected", source.rejected()}};
   summary["totals"]  = total_json(global, h100);
   summary["totals_by_tier"] = ordered_json{{"1", total_json(tiers[1], h100)}, {"2", total_json(tiers[2], h100)},
                                            {"3", total_json(tiers[3], h100)}};
@@ -347,7 +358,7 @@ report_output build_report(const reference_data& ref, const shipment_log& log, c
                         {"shipment_id", f.shipment_id}, {"value", f.value}, {"limit", f.limit}});
   }
   out.json  = ordered_json{{"summary", summary}, {"findings", findings}}.dump(2) + "\n";
-  out.table = render_table(out, ref, context, agg, log, global, tiers);
+  out.table = render_table(out, ref, context, agg, source, global, tiers);
   return out;
 }
 
@@ -371,10 +382,15 @@ void check_report_format(const report_options& options)
 int finish_report(const reference_data& ref, const shipment_log& log, const report_options& options,
                   backend& engine, std::ostream& out, std::ostream& diagnostics)
 {
-  const report_output report = build_report(ref, log, options, engine);
-  if (!options.rejects_path.empty()) { write_rejects(options.rejects_path, log.rejects); }
-  if (!log.rejects.empty()) {
-    diagnostics << "capledger: " << log.rejects.size() << " line(s) rejected"
+  return emit_report(build_report(ref, log, options, engine), log.rejects, options, out, diagnostics);
+}
+
+int emit_report(const report_output& report, const std::vector<rejected_line>& rejects,
+                const report_options& options, std::ostream& out, std::ostream& diagnostics)
+{
+  if (!options.rejects_path.empty()) { write_rejects(options.rejects_path, rejects); }
+  if (!rejects.empty()) {
+    diagnostics << "capledger: " << rejects.size() << " line(s) rejected"
                 << (options.rejects_path.empty() ? std::string() : ", see " + options.rejects_path) << "\n";
   }
 

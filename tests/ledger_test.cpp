@@ -370,3 +370,181 @@ TEST_F(ledger_test, RefusesMissingForeignAndExistingDatabases)
 }
 
 }  // namespace
+
+// ---- the running state: incremental `ledger report` -------------------------------------------
+
+/// Nights in date order (each dated on or after the ledger's latest line), a back-dated night,
+/// more nights in order, and an entities file replaced mid-way: after every night the report
+/// read from the running state equals the replay of every stored line and `report` over every
+/// file, byte for byte; and stderr proves which path ran, so a silent replay fails the test.
+class ledger_state_test : public ledger_test {
+ protected:
+  /// Generated lines sorted by date (stable), split into @p chunks files chunk0.csv ...; the
+  /// lines of chunks [0, late_from) with index % 11 == 0 are held back into late.csv instead.
+  std::vector<std::string> dated_chunks(std::int64_t records, int chunks, int late_until, std::uint64_t seed)
+  {
+    const capledger::reference_data ref = capledger::load_reference(capledger::report_options{});
+    capledger::generate_options options;
+    options.records        = records;
+    options.seed           = seed;
+    options.force_breaches = true;
+    std::ostringstream shipments, entities;
+    capledger::generate_log(options, ref.countries, ref.chips, ref.rules, shipments, entities);
+    write_text(at("entities.csv"), entities.str());
+    std::istringstream in(shipments.str());
+    std::string header, line;
+    std::getline(in, header);
+    std::vector<std::string> lines;
+    while (std::getline(in, line)) { lines.push_back(line); }
+    const auto date_of = [](const std::string& l) { return l.substr(l.find(',') + 1, 10); };
+    std::stable_sort(lines.begin(), lines.end(),
+                     [&](const std::string& a, const std::string& b) { return date_of(a) < date_of(b); });
+    std::vector<std::string> names;
+    std::string late = header + "\n";
+    for (int n = 0; n < chunks; ++n) {
+      const std::size_t begin = lines.size() * static_cast<std::size_t>(n) / static_cast<std::size_t>(chunks);
+      const std::size_t end   = lines.size() * static_cast<std::size_t>(n + 1) / static_cast<std::size_t>(chunks);
+      std::string text        = header + "\n";
+      for (std::size_t i = begin; i < end; ++i) { (n < late_until && i % 11 == 0 ? late : text) += lines[i] + "\n"; }
+      names.push_back("chunk" + std::to_string(n) + ".csv");
+      write_text(at(names.back()), text);
+    }
+    write_text(at("late.csv"), late);
+    return names;
+  }
+
+  /// `ledger report` (incremental), `ledger report --replay` and `report` over @p files agree.
+  void expect_all_paths_agree(const std::string& files, const std::string& entities, const std::string& flags,
+                              const char* expected_path = "incremental")
+  {
+    SCOPED_TRACE(files + flags);
+    fs::remove_all(at("full"));
+    fs::remove_all(at("inc"));
+    fs::remove_all(at("rep"));
+    const std::string entities_flag = entities.empty() ? std::string() : " --entities " + entities;
+    const int expected = cli("report" + files + entities_flag + " --backend cpu --out full" + flags);
+    ASSERT_NE(expected, 2) << stderr_text();
+    EXPECT_EQ(cli("ledger report l.db --backend cpu --out inc" + flags), expected) << stderr_text();
+    EXPECT_NE(stderr_text().find(std::string("ledger report: ") + expected_path), std::string::npos) << stderr_text();
+    expect_same_outputs(at("full"), at("inc"));
+    EXPECT_EQ(cli("ledger report l.db --backend cpu --replay --out rep" + flags), expected) << stderr_text();
+    EXPECT_NE(stderr_text().find("ledger report: replay (--replay)"), std::string::npos) << stderr_text();
+    expect_same_outputs(at("full"), at("rep"));
+  }
+};
+
+TEST_F(ledger_state_test, InOrderNightsBackDatedNightAndNewEntitiesAllMatchTheReplay)
+{
+  const auto chunks = dated_chunks(9000, 14, 10, 21);
+  ASSERT_EQ(cli("ledger init l.db"), 0);
+  std::string files;
+  for (int n = 0; n < 10; ++n) {  // ten nights in date order: each extends the state
+    ASSERT_EQ(cli("ledger ingest l.db " + chunks[static_cast<std::size_t>(n)] + (n == 0 ? " --entities entities.csv" : "")), 0)
+      << stderr_text();
+    EXPECT_NE(stderr_text().find("running state extended"), std::string::npos) << stderr_text();
+    files += " " + chunks[static_cast<std::size_t>(n)];
+    expect_all_paths_agree(files, "entities.csv", "");
+  }
+  // Table and JSON outputs too, and an --as-of on or after the latest date stays incremental.
+  for (const std::string format : {"table", "json", "csv"}) {
+    std::string from_report, from_state;
+    cli("report" + files + " --entities entities.csv --backend cpu --format " + format, &from_report);
+    cli("ledger report l.db --backend cpu --format " + format, &from_state);
+    EXPECT_NE(stderr_text().find("ledger report: incremental"), std::string::npos) << stderr_text();
+    EXPECT_EQ(from_state, from_report) << format;
+  }
+  expect_all_paths_agree(files, "entities.csv", " --as-of 2029-01-01 --warn-at 0.5,0.75");
+  // An --as-of before the latest date needs the lines themselves: replay.
+  expect_all_paths_agree(files, "entities.csv", " --as-of 2026-03-31", "replay (--as-of");
+
+  // A back-dated night: lines from every earlier night's dates. The state is rebuilt once.
+  ASSERT_EQ(cli("ledger ingest l.db late.csv"), 0) << stderr_text();
+  EXPECT_NE(stderr_text().find("running state rebuilt from every line"), std::string::npos) << stderr_text();
+  files += " late.csv";
+  expect_all_paths_agree(files, "entities.csv", "");
+
+  // More nights in order; the entities file is replaced on the way (UVEU entities lose their
+  // status, US-headquartered ones move to MX): UNAUTHORIZED_PATHWAY and the UVEU shares change,
+  // and the state still only extends.
+  std::string replaced = read_text(at("entities.csv"));
+  for (const auto& [from, to] : {std::pair<std::string, std::string>{",UVEU,", ",NONE,"}, {",US,NONE,", ",MX,NONE,"}}) {
+    for (auto p = replaced.find(from); p != std::string::npos; p = replaced.find(from, p + to.size())) {
+      replaced.replace(p, from.size(), to);
+    }
+  }
+  write_text(at("entities2.csv"), replaced);
+  for (int n = 10; n < 14; ++n) {
+    ASSERT_EQ(cli("ledger ingest l.db " + chunks[static_cast<std::size_t>(n)] + (n == 12 ? " --entities entities2.csv" : "")), 0)
+      << stderr_text();
+    EXPECT_NE(stderr_text().find("running state extended"), std::string::npos) << stderr_text();
+    files += " " + chunks[static_cast<std::size_t>(n)];
+    expect_all_paths_agree(files, n >= 12 ? "entities2.csv" : "entities.csv", "");
+  }
+  // Entities given to the report itself (not the stored ones).
+  std::string from_report, from_state;
+  const int expected = cli("report" + files + " --entities entities.csv --backend cpu --format json", &from_report);
+  EXPECT_EQ(cli("ledger report l.db --entities entities.csv --backend cpu --format json", &from_state), expected);
+  EXPECT_NE(stderr_text().find("ledger report: incremental"), std::string::npos) << stderr_text();
+  EXPECT_EQ(from_state, from_report);
+  std::string stored_entities;
+  cli("ledger report l.db --backend cpu --format json", &stored_entities);
+  EXPECT_NE(stored_entities, from_state);  // the replaced entities file does change the report
+  // The bundled rule set named by its path: same content, same state.
+  expect_all_paths_agree(files, "entities2.csv", " --rules '" + capledger::default_datasets_dir() +
+                                                    "/rules/ai-diffusion-2025.json'");
+  std::string findings;
+  cli("ledger report l.db --backend cpu --format csv", &findings);
+  EXPECT_NE(findings.find("UNAUTHORIZED_PATHWAY"), std::string::npos);
+  EXPECT_NE(findings.find("LPP_ORDER_LIMIT"), std::string::npos);
+  EXPECT_NE(findings.find("NVEU_CAP_EXCEEDED"), std::string::npos);
+  EXPECT_NE(findings.find("COUNTRY_CAP_EXCEEDED"), std::string::npos);
+}
+
+TEST_F(ledger_state_test, OtherTablesThanTheStateFollowsReplay)
+{
+  const auto chunks = dated_chunks(1500, 2, 0, 22);
+  ASSERT_EQ(cli("ledger init l.db"), 0);
+  ASSERT_EQ(cli("ledger ingest l.db " + chunks[0] + " --entities entities.csv"), 0) << stderr_text();
+  // A rule set of other content: the state does not follow it, so the report replays.
+  std::string rules = read_text(capledger::default_datasets_dir() + "/rules/ai-diffusion-2025.json");
+  const auto id = rules.find("\"id\"");
+  ASSERT_NE(id, std::string::npos);
+  rules.insert(id, "\"title_note\": 1, ");
+  write_text(at("rules.json"), rules);
+  ASSERT_NE(cli("report " + chunks[0] + " --rules rules.json --backend cpu"), 2) << stderr_text();
+  {
+    expect_all_paths_agree(" " + chunks[0], "entities.csv", " --rules rules.json", "replay (the running state follows other");
+    // Ingesting under those rules rebuilds the state for them; then the report is incremental.
+    ASSERT_EQ(cli("ledger ingest l.db " + chunks[1] + " --rules rules.json"), 0) << stderr_text();
+    EXPECT_NE(stderr_text().find("running state rebuilt"), std::string::npos) << stderr_text();
+    expect_all_paths_agree(" " + chunks[0] + " " + chunks[1], "entities.csv", " --rules rules.json");
+  }
+}
+
+TEST_F(ledger_state_test, StoredLinesInvalidUnderNewTablesDropTheStateAndReportsReplay)
+{
+  write_text(at("a.csv"), "shipment_id,date,entity,country,chip,quantity\nA1,2025-03-01,E1,BR,H100-SXM,10\n");
+  write_text(at("b.csv"), "shipment_id,date,entity,country,chip,quantity\nB1,2025-03-02,E1,AE,H100-SXM,5\n");
+  // The bundled countries without BR: a.csv's line no longer validates under them.
+  std::istringstream in(read_text(capledger::default_datasets_dir() + "/countries.csv"));
+  std::string countries, line;
+  while (std::getline(in, line)) {
+    if (line.rfind("BR,", 0) != 0) { countries += line + "\n"; }
+  }
+  write_text(at("countries.csv"), countries);
+  ASSERT_EQ(cli("ledger init l.db"), 0);
+  ASSERT_EQ(cli("ledger ingest l.db a.csv"), 0) << stderr_text();
+  ASSERT_EQ(cli("ledger ingest l.db b.csv --countries countries.csv"), 0) << stderr_text();
+  EXPECT_NE(stderr_text().find("running state dropped"), std::string::npos) << stderr_text();
+  const int expected = cli("report a.csv b.csv --backend cpu --out full");
+  EXPECT_EQ(cli("ledger report l.db --backend cpu --out inc"), expected);
+  EXPECT_NE(stderr_text().find("ledger report: replay (the ledger has no running state"), std::string::npos) << stderr_text();
+  expect_same_outputs(at("full"), at("inc"));
+  // The next ingest under the bundled tables rebuilds it.
+  write_text(at("c.csv"), "shipment_id,date,entity,country,chip,quantity\nC1,2025-03-03,E2,BR,H100-SXM,1\n");
+  ASSERT_EQ(cli("ledger ingest l.db c.csv"), 0) << stderr_text();
+  EXPECT_NE(stderr_text().find("running state rebuilt"), std::string::npos) << stderr_text();
+  fs::remove_all(at("full"));
+  fs::remove_all(at("inc"));
+  expect_all_paths_agree(" a.csv b.csv c.csv", "", "");
+}

@@ -43,6 +43,21 @@ struct rule_context {
   std::int64_t lpp_per_consignee_year_tpp = 0;
   std::vector<nveu_phase> nveu_caps;              ///< ascending `through`
 
+  /// @brief UNAUTHORIZED_PATHWAY for a line of @p path (SPEC §4): UVEU by a non-UVEU, NVEU outside
+  /// the entity's authorization, AIA unless a tier-1 destination and tier-1 HQ, ACA of a datacenter chip.
+  [[nodiscard]] bool is_unauthorized(pathway path, std::int32_t entity, std::uint16_t country,
+                                     std::uint16_t chip) const
+  {
+    switch (path) {
+      case pathway::uveu: return entity_is_uveu[static_cast<std::size_t>(entity)] == 0;
+      case pathway::nveu: return !nveu_authorized(entity, country);
+      case pathway::aia:
+        return country_tier[country] != 1 || entity_hq_tier1[static_cast<std::size_t>(entity)] == 0;
+      case pathway::aca: return chip_datacenter[chip] != 0;
+      default: return false;
+    }
+  }
+
   static constexpr int nveu_mask_words = 4;       ///< 256 bits cover every country code
   [[nodiscard]] bool nveu_authorized(std::int32_t entity, std::uint16_t country) const
   {

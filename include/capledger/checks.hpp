@@ -19,6 +19,56 @@ namespace capledger {
 [[nodiscard]] rule_context make_rule_context(const rule_set& rules, const country_table& countries,
                                              const entity_table& entities, const shipment_log& log,
                                              day_t as_of);
+/// @brief Same, from the dictionaries alone (entity codes of @p entity_codes, chips of @p chips).
+[[nodiscard]] rule_context make_rule_context(const rule_set& rules, const country_table& countries,
+                                             const entity_table& entities, const dictionary& entity_codes,
+                                             const chip_table& chips, day_t as_of);
+
+/// @brief One accepted line as findings print it.
+struct line_detail {
+  day_t date = 0;
+  std::string shipment_id;
+  std::int32_t entity = 0;     ///< entity code
+  std::uint16_t country = 0;   ///< country code
+};
+
+/// @brief What rendering a report needs besides the aggregates: the dictionaries the codes of an
+/// `aggregation` point into, the lines its crossings and first lines name, and the inputs.
+/// A `shipment_log` provides it (`log_source`); so does the ledger's stored running state.
+class report_source {
+ public:
+  virtual ~report_source() = default;
+  [[nodiscard]] virtual const dictionary& entities() const = 0;
+  [[nodiscard]] virtual const dictionary& exporters() const = 0;
+  [[nodiscard]] virtual const chip_table& chips() const = 0;
+  /// Text of an order code that an `aggregation::lpp_order` entry names.
+  [[nodiscard]] virtual std::string order_id(std::int32_t code) const = 0;
+  /// The line at input position @p line (one that an aggregation's crossing or first line names).
+  [[nodiscard]] virtual line_detail line(std::int64_t line) const = 0;
+  [[nodiscard]] virtual const std::vector<input_file>& files() const = 0;
+  [[nodiscard]] virtual std::int64_t lines_read() const = 0;
+  /// Accepted lines (dated before or after as_of).
+  [[nodiscard]] virtual std::int64_t lines_accepted() const = 0;
+  [[nodiscard]] virtual std::int64_t rejected() const = 0;
+};
+
+/// @brief The `report_source` of a shipment log held in memory.
+class log_source final : public report_source {
+ public:
+  explicit log_source(const shipment_log& log) : log_(log) {}
+  [[nodiscard]] const dictionary& entities() const override { return log_.entities; }
+  [[nodiscard]] const dictionary& exporters() const override { return log_.exporters; }
+  [[nodiscard]] const chip_table& chips() const override { return log_.chips; }
+  [[nodiscard]] std::string order_id(std::int32_t code) const override { return log_.orders.text(code); }
+  [[nodiscard]] line_detail line(std::int64_t line) const override;
+  [[nodiscard]] const std::vector<input_file>& files() const override { return log_.files; }
+  [[nodiscard]] std::int64_t lines_read() const override { return log_.lines_read; }
+  [[nodiscard]] std::int64_t lines_accepted() const override { return log_.columns.size(); }
+  [[nodiscard]] std::int64_t rejected() const override { return static_cast<std::int64_t>(log_.rejects.size()); }
+
+ private:
+  const shipment_log& log_;
+};
 
 /// @brief The dictionary sizes of @p log, as `backend::aggregate` takes them.
 [[nodiscard]] dictionary_sizes sizes_of(const shipment_log& log, const country_table& countries);
@@ -50,7 +100,7 @@ struct check_results {
 /// @param warn_levels `--warn-at` levels as parts per million, ascending
 [[nodiscard]] check_results evaluate_checks(const aggregation& agg, const rule_context& context,
                                             const rule_set& rules, const country_table& countries,
-                                            const entity_table& entities, const shipment_log& log,
+                                            const entity_table& entities, const report_source& source,
                                             const std::vector<ppm_t>& warn_levels);
 
 /// @brief The NVEU cap in force on @p date: the first phase whose `through` is on or after it

@@ -4,9 +4,10 @@
 /// what-if checks of proposed shipments.
 ///
 /// The ledger keeps each line's original fields in input order, the fingerprint of every file
-/// it came from, the lines rejected on the way, and the entities file. Every reading command
-/// replays those fields through `shipment_log_builder`, so a ledger report is the report that
-/// `capledger report` gives over all ingested files, byte for byte.
+/// it came from, the lines rejected on the way, and the entities file. `ledger report` reads the
+/// per-key running state that each ingest extends (host/ledger_state.hpp), or replays the stored
+/// fields through `shipment_log_builder` when that state cannot stand for the report; either
+/// way it is the report that `capledger report` gives over all ingested files, byte for byte.
 #pragma once
 
 #include <capledger/report.hpp>
@@ -33,6 +34,7 @@ struct ledger_ingest_options {
   std::string entities_path;        ///< non-empty: validated, then replaces the stored entities file
   std::string countries_path;       ///< empty: bundled (validation of country codes)
   std::string chips_path;           ///< empty: bundled (validation of chip keys)
+  std::string rules_path;           ///< empty: bundled; the rule set the running state follows
   std::string rejects_path;         ///< non-empty: skip bad lines (and duplicates), write them here
   std::int64_t max_rejects = -1;    ///< with rejects_path: fail once more are rejected
 };
@@ -44,6 +46,8 @@ struct ledger_ingest_result {
   std::int64_t lines_added = 0;   ///< lines appended to the ledger
   std::int64_t rejected = 0;      ///< lines rejected (kept only with rejects_path)
   std::int64_t ledger_lines = 0;  ///< lines in the ledger afterwards
+  bool state_rebuilt = false;     ///< the running state was rebuilt from every line, not extended
+  bool state_dropped = false;     ///< stored lines do not validate under these tables: no state kept
 };
 
 /// @brief Validates the night's files as `report` does and appends them in one transaction.
@@ -67,9 +71,15 @@ struct ledger_ingest_result {
                                            const std::string& proposed = {});
 
 /// @brief `capledger ledger report`: every output of `report` over all ingested files.
+///
+/// Reads the running state that ingest keeps (per-key totals, running totals and crossings)
+/// when it stands for the requested report: same countries, chips and rules tables as the state
+/// was built under, and no `--as-of` before the ledger's latest date. Otherwise, or with
+/// @p replay, replays every stored line through a backend. Notes which on @p diagnostics
+/// (`ledger report: incremental ...` or `ledger report: replay (why)`).
 /// @return the exit code of SPEC §6
 int run_ledger_report(const std::string& db_path, const report_options& options, std::ostream& out,
-                      std::ostream& diagnostics);
+                      std::ostream& diagnostics, bool replay = false);
 
 /// @brief One cap's balance: limit in force, consumed, remaining, percent used.
 struct cap_balance {

@@ -73,6 +73,24 @@ struct report_output {
 [[nodiscard]] report_output build_report(const reference_data& reference, const shipment_log& log,
                                          const report_options& options, backend& engine);
 
+/// @brief Renders every output from aggregates that were already computed: the one place that
+/// turns an `aggregation` (plus what @p source knows) into findings, files, JSON and the table.
+/// `build_report` aggregates a shipment log and calls it; `ledger report` calls it with the
+/// ledger's stored running state.
+/// @param context     the rule context the aggregates were computed under
+/// @param as_of       the as-of date shown (nullopt: an empty log without --as-of)
+/// @param backend_used the backend name summary.json records
+[[nodiscard]] report_output render_report(const reference_data& reference, const report_source& source,
+                                          const report_options& options, const rule_context& context,
+                                          const aggregation& agg, const std::string& backend_used,
+                                          std::optional<day_t> as_of);
+
+/// @brief Writes the rejects file (when `options.rejects_path` is set) and @p report's outputs
+/// (`--out` directory, or stdout in `options.format`).
+/// @return the exit code of SPEC §6 (0, or 1 when there are violations)
+int emit_report(const report_output& report, const std::vector<rejected_line>& rejects,
+                const report_options& options, std::ostream& out, std::ostream& diagnostics);
+
 /// @brief Picks the backend for `--backend` (auto, cpu, gpu); notes the choice on @p diagnostics.
 /// @throw device_error for `gpu` without a usable GPU, config_error for an unknown name
 [[nodiscard]] std::unique_ptr<backend> select_backend(const std::string& name, std::ostream& diagnostics);

@@ -1,0 +1,548 @@
+/// @file ledger_state.cpp
+/// @brief The ledger's per-key running state (see ledger_state.hpp): extended at ingest, read by
+/// `ledger report` instead of a replay of every stored line.
+#include "ledger_state.hpp"
+
+#include <capledger/error.hpp>
+
+#include <algorithm>
+#include <limits>
+
+namespace capledger::detail {
+
+namespace {
+
+// Every keyed table holds three integers per key; what they mean depends on the table:
+//   totals   (records, units, tpp)
+//   running  (total, crossing line or -1, running total just after the crossing)
+//   first    (first line or -1, summed tpp, unused)
+// Dictionary tables add the text, unique, and their key is the code (first-appearance order).
+constexpr const char* state_schema_sql = R"sql(
+CREATE TABLE IF NOT EXISTS state_info(
+  slot           INTEGER PRIMARY KEY CHECK (slot = 1),
+  validity       TEXT NOT NULL,     -- sha256 of the countries, chips and rules the state follows
+  lines          INTEGER NOT NULL,  -- lines folded in: ledger positions [0, lines)
+  max_date       INTEGER,           -- latest date of those lines (the state's as_of)
+  max_check_date INTEGER,           -- latest date of those lines inside the counting window
+  entities       INTEGER NOT NULL,  -- dictionary sizes: the next code of each
+  exporters      INTEGER NOT NULL,
+  orders         INTEGER NOT NULL,
+  chips          INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS st_entity(code INTEGER PRIMARY KEY, text TEXT NOT NULL UNIQUE, a INTEGER NOT NULL, b INTEGER NOT NULL, c INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS st_exporter(code INTEGER PRIMARY KEY, text TEXT NOT NULL UNIQUE, a INTEGER NOT NULL, b INTEGER NOT NULL, c INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS st_chip(code INTEGER PRIMARY KEY, text TEXT NOT NULL UNIQUE, a INTEGER NOT NULL, b INTEGER NOT NULL, c INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS st_order(code INTEGER PRIMARY KEY, text TEXT NOT NULL UNIQUE, a INTEGER NOT NULL, b INTEGER NOT NULL, c INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS st_order_crossed ON st_order(code) WHERE b >= 0;
+CREATE TABLE IF NOT EXISTS st_country(key INTEGER PRIMARY KEY, a INTEGER NOT NULL, b INTEGER NOT NULL, c INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS st_country_cap(key INTEGER PRIMARY KEY, a INTEGER NOT NULL, b INTEGER NOT NULL, c INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS st_pair(key INTEGER PRIMARY KEY, a INTEGER NOT NULL, b INTEGER NOT NULL, c INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS st_nveu(key INTEGER PRIMARY KEY, a INTEGER NOT NULL, b INTEGER NOT NULL, c INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS st_lpp_annual(key INTEGER PRIMARY KEY, a INTEGER NOT NULL, b INTEGER NOT NULL, c INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS st_prohibited(key INTEGER PRIMARY KEY, a INTEGER NOT NULL, b INTEGER NOT NULL, c INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS st_unauth(key INTEGER PRIMARY KEY, a INTEGER NOT NULL, b INTEGER NOT NULL, c INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS st_line(line INTEGER PRIMARY KEY, date INTEGER NOT NULL, shipment_id TEXT NOT NULL,
+                                   entity INTEGER NOT NULL, country INTEGER NOT NULL);
+)sql";
+
+constexpr const char* state_tables[] = {"st_entity", "st_exporter", "st_chip",       "st_order",
+                                        "st_country", "st_country_cap", "st_pair",   "st_nveu",
+                                        "st_lpp_annual", "st_prohibited", "st_unauth", "st_line"};
+
+struct row {
+  std::int64_t a = 0, b = 0, c = 0;
+};
+constexpr row totals_row{0, 0, 0};
+constexpr row running_row{0, -1, 0};
+constexpr row first_row{-1, 0, 0};
+
+void add_total(row& r, std::int64_t quantity, std::int64_t tpp)
+{
+  r.a += 1;
+  r.b += quantity;
+  r.c += tpp;
+}
+
+/// The running-total rule of every limit: true when this line is the key's first crossing.
+bool add_running(row& r, std::int64_t line, std::int64_t tpp, std::int64_t limit)
+{
+  r.a += tpp;
+  if (r.b < 0 && r.a > limit) {
+    r.b = line;
+    r.c = r.a;
+    return true;
+  }
+  return false;
+}
+
+/// True when this line is the key's first line.
+bool add_first(row& r, std::int64_t line, std::int64_t tpp)
+{
+  r.b += tpp;
+  if (r.a < 0) {
+    r.a = line;
+    return true;
+  }
+  return false;
+}
+
+/// Rows of one integer-keyed table that a night touches: read on first use, written back at flush.
+class int_table {
+ public:
+  int_table(sql_connection& db, const std::string& name, row fresh)
+    : fresh_(fresh),
+      select_(db.handle(), "SELECT a, b, c FROM " + name + " WHERE key = ?"),
+      upsert_(db.handle(), "INSERT OR REPLACE INTO " + name + "(key, a, b, c) VALUES (?, ?, ?, ?)")
+  {
+  }
+  row& get(std::int64_t key)
+  {
+    const auto it = cache_.find(key);
+    if (it != cache_.end()) { return it->second; }
+    row r = fresh_;
+    select_.bind(1, key);
+    if (select_.step()) { r = {select_.int64(0), select_.int64(1), select_.int64(2)}; }
+    select_.reset();
+    return cache_.emplace(key, r).first->second;
+  }
+  void flush()
+  {
+    for (const auto& [key, r] : cache_) {
+      upsert_.bind(1, key).bind(2, r.a).bind(3, r.b).bind(4, r.c);
+      upsert_.run();
+    }
+  }
+
+ private:
+  row fresh_;
+  sql_statement select_, upsert_;
+  std::unordered_map<std::int64_t, row> cache_;
+};
+
+/// A dictionary table: text -> code in first-appearance order, with one row per code.
+class dict_table {
+ public:
+  dict_table(sql_connection& db, const std::string& name, row fresh, std::int64_t& next_code)
+    : fresh_(fresh), next_(next_code),
+      find_(db.handle(), "SELECT code, a, b, c FROM " + name + " WHERE text = ?"),
+      update_(db.handle(), "UPDATE " + name + " SET a = ?, b = ?, c = ? WHERE code = ?"),
+      insert_(db.handle(), "INSERT INTO " + name + "(code, text, a, b, c) VALUES (?, ?, ?, ?, ?)")
+  {
+  }
+  /// The code of @p text, assigned (the next one, or @p fixed) when it is new.
+  std::int64_t code_of(const std::string& text, std::int64_t fixed = -1)
+  {
+    find_.bind(1, text);
+    entry e{fresh_, {}, false};
+    std::int64_t code = 0;
+    if (find_.step()) {
+      code = find_.int64(0);
+      e.r  = {find_.int64(1), find_.int64(2), find_.int64(3)};
+    } else {
+      code  = fixed >= 0 ? fixed : next_++;
+      e.text = text;
+      e.is_new = true;
+    }
+    find_.reset();
+    cache_.emplace(code, std::move(e));
+    return code;
+  }
+  row& at(std::int64_t code) { return cache_.at(code).r; }
+  void flush()
+  {
+    for (const auto& [code, e] : cache_) {
+      if (e.is_new) {
+        insert_.bind(1, code).bind(2, e.text).bind(3, e.r.a).bind(4, e.r.b).bind(5, e.r.c);
+        insert_.run();
+      } else {
+        update_.bind(1, e.r.a).bind(2, e.r.b).bind(3, e.r.c).bind(4, code);
+        update_.run();
+      }
+    }
+  }
+
+ private:
+  struct entry {
+    row r;
+    std::string text;
+    bool is_new;
+  };
+  row fresh_;
+  std::int64_t& next_;
+  sql_statement find_, update_, insert_;
+  std::unordered_map<std::int64_t, entry> cache_;
+};
+
+/// The `state_info` row.
+struct state_info {
+  std::string validity;
+  std::int64_t lines = 0;
+  std::optional<day_t> max_date, max_check_date;
+  std::int64_t entities = 0, exporters = 0, orders = 0, chips = 0;
+};
+
+std::string validity_key(const reference_data& ref)
+{
+  return "countries:" + ref.countries_file.sha256 + " chips:" + ref.chips_file.sha256 +
+         " rules:" + ref.rules_file.sha256;
+}
+
+bool has_state_tables(sql_connection& db)
+{
+  return db.query_int("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'state_info'").value_or(0) > 0;
+}
+
+std::optional<state_info> read_info(sql_connection& db)
+{
+  sql_statement q(db.handle(),
+                  "SELECT validity, lines, max_date, max_check_date, entities, exporters, orders, chips "
+                  "FROM state_info WHERE slot = 1");
+  if (!q.step()) { return std::nullopt; }
+  state_info info;
+  info.validity = std::string(q.text(0));
+  info.lines    = q.int64(1);
+  if (!q.is_null(2)) { info.max_date = static_cast<day_t>(q.int64(2)); }
+  if (!q.is_null(3)) { info.max_check_date = static_cast<day_t>(q.int64(3)); }
+  info.entities  = q.int64(4);
+  info.exporters = q.int64(5);
+  info.orders    = q.int64(6);
+  info.chips     = q.int64(7);
+  return info;
+}
+
+void write_info(sql_connection& db, const state_info& info)
+{
+  sql_statement put(db.handle(),
+                    "INSERT OR REPLACE INTO state_info(slot, validity, lines, max_date, max_check_date, entities, "
+                    "exporters, orders, chips) VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?)");
+  put.bind(1, info.validity).bind(2, info.lines);
+  if (info.max_date) { put.bind(3, std::int64_t{*info.max_date}); } else { put.bind_null(3); }
+  if (info.max_check_date) { put.bind(4, std::int64_t{*info.max_check_date}); } else { put.bind_null(4); }
+  put.bind(5, info.entities).bind(6, info.exporters).bind(7, info.orders).bind(8, info.chips);
+  put.run();
+}
+
+/// Folds the lines of @p log (ledger positions first_line + i) into the state: all of them into
+/// the totals, the in-window ones into the checks in (date, input position) order. The caller
+/// has made sure that they come after every line already folded in, in that order.
+void fold(sql_connection& db, state_info& info, const reference_data& ref, const shipment_log& log,
+          std::int64_t first_line)
+{
+  dict_table entities(db, "st_entity", totals_row, info.entities);
+  dict_table exporters(db, "st_exporter", totals_row, info.exporters);
+  dict_table orders(db, "st_order", running_row, info.orders);
+  dict_table chips(db, "st_chip", totals_row, info.chips);
+  int_table country(db, "st_country", totals_row), country_cap(db, "st_country_cap", running_row);
+  int_table pairs(db, "st_pair", totals_row), nveu(db, "st_nveu", running_row);
+  int_table lpp_annual(db, "st_lpp_annual", running_row);
+  int_table prohibited(db, "st_prohibited", first_row), unauthorized(db, "st_unauth", first_row);
+
+  // The log's codes, in its own first-appearance order, to the ledger's: new strings get the
+  // next codes in that order, which is the order a replay of every line would give them.
+  const auto map_codes = [](const dictionary& d, dict_table& table) {
+    std::vector<std::int32_t> codes(static_cast<std::size_t>(d.size()));
+    for (std::int32_t k = 0; k < d.size(); ++k) { codes[static_cast<std::size_t>(k)] = static_cast<std::int32_t>(table.code_of(d.text(k))); }
+    return codes;
+  };
+  const std::vector<std::int32_t> entity_code   = map_codes(log.entities, entities);
+  const std::vector<std::int32_t> exporter_code = map_codes(log.exporters, exporters);
+  const std::vector<std::int32_t> order_code    = map_codes(log.orders, orders);
+  std::vector<std::uint16_t> chip_code(log.chips.rows.size());
+  const auto reference_chips = static_cast<std::int64_t>(ref.chips.rows.size());
+  for (std::size_t k = 0; k < chip_code.size(); ++k) {
+    const auto code = chips.code_of(log.chips.rows[k].key, static_cast<std::int64_t>(k) < reference_chips
+                                                             ? static_cast<std::int64_t>(k) : -1);
+    chip_code[k] = static_cast<std::uint16_t>(code);
+  }
+
+  // The rule context of the night's own codes: tiers, caps, pathways, chips. Entities play no
+  // part here (see the header: their rules are decided at report time).
+  const rule_context rules =
+    make_rule_context(ref.rules, ref.countries, entity_table{}, log, std::numeric_limits<day_t>::max());
+  const shipment_columns& c = log.columns;
+  const std::int64_t n      = c.size();
+
+  for (std::int64_t i = 0; i < n; ++i) {
+    const auto k         = static_cast<std::size_t>(i);
+    const std::int32_t e = entity_code[static_cast<std::size_t>(c.entity[k])];
+    add_total(country.get(c.country[k]), c.quantity[k], c.tpp[k]);
+    add_total(entities.at(e), c.quantity[k], c.tpp[k]);
+    add_total(chips.at(chip_code[c.chip[k]]), c.quantity[k], c.tpp[k]);
+    add_total(exporters.at(exporter_code[static_cast<std::size_t>(c.exporter[k])]), c.quantity[k], c.tpp[k]);
+    add_total(pairs.get(entity_country_key(e, c.country[k])), c.quantity[k], c.tpp[k]);
+    if (!info.max_date || c.date[k] > *info.max_date) { info.max_date = c.date[k]; }
+  }
+
+  std::vector<std::int64_t> order;  // in-window lines in (date, input position) order
+  for (std::int64_t i = 0; i < n; ++i) {
+    const day_t d = c.date[static_cast<std::size_t>(i)];
+    if (d >= rules.window_start && d <= rules.window_end) { order.push_back(i); }
+  }
+  std::stable_sort(order.begin(), order.end(), [&](std::int64_t x, std::int64_t y) {
+    return c.date[static_cast<std::size_t>(x)] < c.date[static_cast<std::size_t>(y)];
+  });
+
+  std::vector<std::int64_t> named;  // lines that became a crossing or a first line
+  for (const std::int64_t i : order) {
+    const auto k                = static_cast<std::size_t>(i);
+    const std::int64_t line     = first_line + i;
+    const std::int64_t tpp      = c.tpp[k];
+    const std::uint16_t country_code = c.country[k];
+    const std::int32_t e        = entity_code[static_cast<std::size_t>(c.entity[k])];
+    const auto path             = static_cast<pathway>(c.pathway[k]);
+    bool names                  = false;
+    if ((rules.country_cap_pathways >> c.pathway[k]) & 1U) {
+      const std::int64_t cap = rules.country_cap_tpp[country_code];
+      names |= add_running(country_cap.get(country_code), line, tpp,
+                           cap >= 0 ? cap : std::numeric_limits<std::int64_t>::max());
+    }
+    if (path == pathway::nveu) {
+      names |= add_running(nveu.get(entity_country_key(e, country_code)), line, tpp, nveu_cap_on(ref.rules, c.date[k]));
+    }
+    if (path == pathway::lpp) {
+      names |= add_running(orders.at(order_code[static_cast<std::size_t>(c.order[k])]), line, tpp,
+                           rules.lpp_per_order_tpp);
+      names |= add_running(lpp_annual.get(entity_year_key(e, year_of(c.date[k]))), line, tpp,
+                           rules.lpp_per_consignee_year_tpp);
+    }
+    if (c.quantity[k] > 0) {
+      if (rules.country_tier[country_code] == 3) {
+        names |= add_first(prohibited.get(entity_country_key(e, country_code)), line, tpp);
+      }
+      // UVEU, NVEU and AIA lines are candidates whatever the entity's status (decided at report
+      // time); ACA depends on the chip alone, which the validity key fixes.
+      const bool candidate = path == pathway::uveu || path == pathway::nveu || path == pathway::aia ||
+                             (path == pathway::aca && rules.chip_datacenter[c.chip[k]] != 0);
+      if (candidate) {
+        names |= add_first(unauthorized.get(entity_country_pathway_key(e, country_code, c.pathway[k])), line, tpp);
+      }
+    }
+    if (names) { named.push_back(i); }
+    info.max_check_date = c.date[k];  // ascending within the night, and not before the stored ones
+  }
+
+  sql_statement put_line(db.handle(),
+                         "INSERT OR REPLACE INTO st_line(line, date, shipment_id, entity, country) VALUES (?, ?, ?, ?, ?)");
+  for (const std::int64_t i : named) {
+    const auto k = static_cast<std::size_t>(i);
+    put_line.bind(1, first_line + i).bind(2, std::int64_t{c.date[k]}).bind(3, log.shipment_id(i));
+    put_line.bind(4, std::int64_t{entity_code[static_cast<std::size_t>(c.entity[k])]}).bind(5, std::int64_t{c.country[k]});
+    put_line.run();
+  }
+  for (dict_table* t : {&entities, &exporters, &orders, &chips}) { t->flush(); }
+  for (int_table* t : {&country, &country_cap, &pairs, &nveu, &lpp_annual, &prohibited, &unauthorized}) { t->flush(); }
+  info.lines += n;
+}
+
+}  // namespace
+
+void create_state_tables(sql_connection& db) { db.exec(state_schema_sql); }
+
+state_update update_ledger_state(sql_connection& db, const reference_data& ref, const shipment_log& night,
+                                 std::int64_t first_line, const std::function<shipment_log()>& replay)
+{
+  create_state_tables(db);
+  const std::string validity = validity_key(ref);
+  std::optional<state_info> info = read_info(db);
+  bool extend = info && info->validity == validity && info->lines == first_line;
+  if (extend && info->max_check_date) {
+    for (const day_t d : night.columns.date) {
+      if (d >= ref.rules.counting_starts && d <= ref.rules.counting_ends && d < *info->max_check_date) {
+        extend = false;  // a back-dated in-window line: running totals change before stored crossings
+        break;
+      }
+    }
+  }
+  if (extend) {
+    fold(db, *info, ref, night, first_line);
+    write_info(db, *info);
+    return state_update::incremental;
+  }
+  for (const char* table : state_tables) { db.exec(std::string("DELETE FROM ") + table); }
+  state_info fresh;
+  fresh.validity = validity;
+  fresh.chips    = static_cast<std::int64_t>(ref.chips.rows.size());
+  if (first_line == 0) {  // the ledger held no line before this night: the night is everything
+    fold(db, fresh, ref, night, 0);
+    write_info(db, fresh);
+    return state_update::incremental;
+  }
+  std::optional<shipment_log> all;
+  try {
+    all = replay();
+  } catch (const parse_error&) {
+    // Stored lines that do not validate under this ingest's tables: the night is still
+    // accepted (it validated), the ledger just has no state; reports replay (under their tables).
+    db.exec("DELETE FROM state_info");
+    return state_update::dropped;
+  }
+  fold(db, fresh, ref, *all, 0);
+  write_info(db, fresh);
+  return state_update::rebuilt;
+}
+
+aggregation stored_state::aggregate(const rule_context& context) const
+{
+  aggregation agg = stored_;
+  agg.lines_used  = line_count_;
+  for (std::size_t c = 0; c < agg.country_cap_crossing.size(); ++c) {
+    if (context.country_cap_tpp[c] < 0) { agg.country_cap_crossing[c] = crossing{}; }
+  }
+  agg.unauthorized.clear();
+  for (const keyed_first_line& u : stored_.unauthorized) {
+    const auto path    = static_cast<pathway>(u.key % 8);
+    const auto entity  = static_cast<std::int32_t>(u.key / 8 / 65536);
+    const auto country = static_cast<std::uint16_t>(u.key / 8 % 65536);
+    // ACA candidates were kept only for datacenter chips: all of them are unauthorized.
+    if (path == pathway::aca || context.is_unauthorized(path, entity, country, 0)) { agg.unauthorized.push_back(u); }
+  }
+  return agg;
+}
+
+std::unique_ptr<stored_state> load_ledger_state(sql_connection& db, const reference_data& ref,
+                                                std::optional<day_t> as_of, std::string& why_not)
+{
+  if (!has_state_tables(db)) {
+    why_not = "the ledger has no running state yet";
+    return nullptr;
+  }
+  const std::optional<state_info> info = read_info(db);
+  if (!info) {
+    why_not = "the ledger has no running state yet";
+    return nullptr;
+  }
+  if (info->validity != validity_key(ref)) {
+    why_not = "the running state follows other countries, chips or rules tables";
+    return nullptr;
+  }
+  if (info->lines != db.query_int("SELECT MAX(seq) FROM lines").value_or(0)) {
+    why_not = "the running state is out of step with the stored lines";
+    return nullptr;
+  }
+  if (as_of && info->max_date && *as_of < *info->max_date) {
+    why_not = "--as-of is before the ledger's latest date";
+    return nullptr;
+  }
+
+  auto state          = std::make_unique<stored_state>();
+  stored_state& s     = *state;
+  aggregation& agg    = s.stored_;
+  s.line_count_       = info->lines;
+  s.latest_           = info->max_date;
+  const auto damaged = [&](const char* what) {
+    why_not = std::string("the running state is damaged (") + what + ")";
+    return nullptr;
+  };
+
+  const auto read_dictionary = [&](const char* table, dictionary& d, std::vector<group_total>& totals,
+                                   std::int64_t count) {
+    totals.assign(static_cast<std::size_t>(count), {});
+    sql_statement q(db.handle(), std::string("SELECT code, text, a, b, c FROM ") + table + " ORDER BY code");
+    while (q.step()) {
+      if (q.int64(0) != d.size() || d.encode(q.text(1)) != q.int64(0) || q.int64(0) >= count) { return false; }
+      totals[static_cast<std::size_t>(q.int64(0))] = {q.int64(2), q.int64(3), q.int64(4)};
+    }
+    return d.size() == count;
+  };
+  if (!read_dictionary("st_entity", s.entities_, agg.by_entity, info->entities)) { return damaged("entities"); }
+  if (!read_dictionary("st_exporter", s.exporters_, agg.by_exporter, info->exporters)) { return damaged("exporters"); }
+
+  s.chips_ = ref.chips;
+  agg.by_chip.assign(static_cast<std::size_t>(info->chips), {});
+  {
+    sql_statement q(db.handle(), "SELECT code, text, a, b, c FROM st_chip ORDER BY code");
+    while (q.step()) {
+      const std::int64_t code = q.int64(0);
+      if (code >= info->chips) { return damaged("chips"); }
+      if (code < static_cast<std::int64_t>(ref.chips.rows.size())) {
+        if (ref.chips.rows[static_cast<std::size_t>(code)].key != q.text(1)) { return damaged("chips"); }
+      } else if (code != static_cast<std::int64_t>(s.chips_.rows.size()) || s.chips_.add_adhoc(q.text(1)) != code) {
+        return damaged("chips");
+      }
+      agg.by_chip[static_cast<std::size_t>(code)] = {q.int64(2), q.int64(3), q.int64(4)};
+    }
+    if (static_cast<std::int64_t>(s.chips_.rows.size()) != info->chips) { return damaged("chips"); }
+  }
+
+  const auto countries = ref.countries.rows.size();
+  agg.by_country.assign(countries, {});
+  agg.country_cap_total.assign(countries, 0);
+  agg.country_cap_crossing.assign(countries, {});
+  {
+    sql_statement q(db.handle(), "SELECT key, a, b, c FROM st_country ORDER BY key");
+    while (q.step()) {
+      if (q.int64(0) >= static_cast<std::int64_t>(countries)) { return damaged("countries"); }
+      agg.by_country[static_cast<std::size_t>(q.int64(0))] = {q.int64(1), q.int64(2), q.int64(3)};
+    }
+    sql_statement cap(db.handle(), "SELECT key, a, b, c FROM st_country_cap ORDER BY key");
+    while (cap.step()) {
+      if (cap.int64(0) >= static_cast<std::int64_t>(countries)) { return damaged("countries"); }
+      agg.country_cap_total[static_cast<std::size_t>(cap.int64(0))]    = cap.int64(1);
+      agg.country_cap_crossing[static_cast<std::size_t>(cap.int64(0))] = {cap.int64(2), cap.int64(3)};
+    }
+  }
+  {
+    sql_statement q(db.handle(), "SELECT key, a, b, c FROM st_pair ORDER BY key");
+    while (q.step()) {
+      agg.by_entity_country.push_back({static_cast<std::int32_t>(q.int64(0) / 65536),
+                                       static_cast<std::uint16_t>(q.int64(0) % 65536),
+                                       {q.int64(1), q.int64(2), q.int64(3)}});
+    }
+  }
+  const auto read_running = [&](const std::string& sql, std::vector<keyed_running_total>& out) {
+    sql_statement q(db.handle(), sql);
+    while (q.step()) { out.push_back({q.int64(0), q.int64(1), {q.int64(2), q.int64(3)}}); }
+  };
+  read_running("SELECT key, a, b, c FROM st_nveu ORDER BY key", agg.nveu);
+  read_running("SELECT key, a, b, c FROM st_lpp_annual WHERE b >= 0 ORDER BY key", agg.lpp_annual);
+  {
+    sql_statement q(db.handle(), "SELECT code, a, b, c, text FROM st_order WHERE b >= 0 ORDER BY code");
+    while (q.step()) {
+      agg.lpp_order.push_back({q.int64(0), q.int64(1), {q.int64(2), q.int64(3)}});
+      s.orders_.emplace(static_cast<std::int32_t>(q.int64(0)), std::string(q.text(4)));
+    }
+  }
+  const auto read_first = [&](const std::string& sql, std::vector<keyed_first_line>& out) {
+    sql_statement q(db.handle(), sql);
+    while (q.step()) { out.push_back({q.int64(0), q.int64(1), q.int64(2)}); }
+  };
+  read_first("SELECT key, a, b FROM st_prohibited ORDER BY key", agg.prohibited);
+  read_first("SELECT key, a, b FROM st_unauth ORDER BY key", agg.unauthorized);
+
+  // The lines that crossings and first lines name: what the findings print of them.
+  std::vector<std::int64_t> named;
+  for (const crossing& x : agg.country_cap_crossing) { named.push_back(x.line); }
+  for (const auto* list : {&agg.nveu, &agg.lpp_order, &agg.lpp_annual}) {
+    for (const auto& r : *list) { named.push_back(r.first_crossing.line); }
+  }
+  for (const auto* list : {&agg.prohibited, &agg.unauthorized}) {
+    for (const auto& r : *list) { named.push_back(r.first_line); }
+  }
+  sql_statement line(db.handle(), "SELECT date, shipment_id, entity, country FROM st_line WHERE line = ?");
+  for (const std::int64_t l : named) {
+    if (l < 0 || s.lines_.count(l) != 0) { continue; }
+    line.bind(1, l);
+    if (!line.step()) { return damaged("line details"); }
+    s.lines_.emplace(l, line_detail{static_cast<day_t>(line.int64(0)), std::string(line.text(1)),
+                                    static_cast<std::int32_t>(line.int64(2)), static_cast<std::uint16_t>(line.int64(3))});
+    line.reset();
+  }
+
+  // Inputs and rejects, as a replay lists them: files in ingest order, rejects file by file.
+  {
+    sql_statement q(db.handle(), "SELECT path, bytes, sha256, lines_read FROM files ORDER BY file_id");
+    while (q.step()) {
+      s.files_.push_back({std::string(q.text(0)), q.int64(1), std::string(q.text(2)), q.int64(3)});
+      s.lines_read_ += q.int64(3);
+    }
+    sql_statement r(db.handle(),
+                    "SELECT f.path, r.line, r.col, r.reason, r.detail, r.raw FROM rejects r "
+                    "JOIN files f ON f.file_id = r.file_id ORDER BY r.file_id, r.seq");
+    while (r.step()) {
+      s.rejects_.push_back({std::string(r.text(0)), r.int64(1), r.int64(2), std::string(r.text(3)),
+                            std::string(r.text(4)), std::string(r.text(5))});
+    }
+  }
+  return state;
+}
+
+}  // namespace capledger::detail

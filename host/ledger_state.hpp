@@ -1,0 +1,100 @@
+/// @file ledger_state.hpp
+/// @brief The ledger's per-key running state: every aggregate `ledger report` renders, kept in
+/// the database and extended at each ingest, in the same transaction as the night's lines, so
+/// that a report reads per-key rows instead of replaying every stored line.
+///
+/// The state is the CPU backend's aggregation of all stored lines at as_of = the ledger's latest
+/// date, held in a form that can be extended: running totals of every key (not only the crossed
+/// ones), the dictionaries in first-appearance order (so codes are the codes a replay assigns),
+/// and the date, shipment id, entity and country of every line a crossing or first line names.
+///
+/// Validity. The state was computed under one countries table, chips table and rule set; their
+/// content hashes form its validity key, and a report under other tables replays. The entities
+/// file is deliberately not part of the key: the only aggregate that depends on it is
+/// UNAUTHORIZED_PATHWAY for UVEU, NVEU and AIA lines, whose authorization depends on
+/// (entity, country, pathway) alone. The state keeps first line and tpp of every such key (in
+/// window, quantity > 0) whatever the entity's status, and the report keeps those that the
+/// entities file in force makes unauthorized; UVEU shares and entity columns are computed at
+/// report time from stored per-pair totals. So replacing the entities file never forces a replay.
+///
+/// Extension. Crossings are "first line in (date, input position) order whose running total
+/// exceeds the limit in force on its date". A night whose in-window lines all date on or after
+/// the latest in-window date already stored comes, in that order, entirely after the stored
+/// lines (equal dates: later input position), so processing only the night's lines continues
+/// every running total exactly. Totals are order-free sums. Any other night (a back-dated
+/// in-window line), a state computed under other tables, or a state missing or out of step with
+/// the lines table is rebuilt inside the ingest transaction from a replay of every stored line.
+#pragma once
+
+#include <capledger/checks.hpp>
+#include <capledger/report.hpp>
+
+#include "ledger_db.hpp"
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace capledger::detail {
+
+/// @brief Creates the state tables when missing (ledgers created before them gain them at ingest).
+void create_state_tables(sql_connection& db);
+
+/// @brief How `update_ledger_state` brought the state up to date.
+enum class state_update {
+  incremental,  ///< the night's lines were folded in
+  rebuilt,      ///< rebuilt from a replay of every stored line
+  dropped       ///< stored lines do not validate under this ingest's tables: no state is kept
+};
+
+/// @brief Brings the stored state up to date with @p night, whose lines were just appended at
+/// ledger positions [first_line, first_line + night lines). Runs inside the ingest transaction.
+/// @param replay returns every stored line (the night's included) as one log, for a rebuild
+[[nodiscard]] state_update update_ledger_state(sql_connection& db, const reference_data& ref,
+                                               const shipment_log& night, std::int64_t first_line,
+                                               const std::function<shipment_log()>& replay);
+
+/// @brief The stored state, read back as a report source.
+class stored_state final : public report_source {
+ public:
+  [[nodiscard]] const dictionary& entities() const override { return entities_; }
+  [[nodiscard]] const dictionary& exporters() const override { return exporters_; }
+  [[nodiscard]] const chip_table& chips() const override { return chips_; }
+  [[nodiscard]] std::string order_id(std::int32_t code) const override { return orders_.at(code); }
+  [[nodiscard]] line_detail line(std::int64_t line) const override { return lines_.at(line); }
+  [[nodiscard]] const std::vector<input_file>& files() const override { return files_; }
+  [[nodiscard]] std::int64_t lines_read() const override { return lines_read_; }
+  [[nodiscard]] std::int64_t lines_accepted() const override { return line_count_; }
+  [[nodiscard]] std::int64_t rejected() const override { return static_cast<std::int64_t>(rejects_.size()); }
+
+  [[nodiscard]] const std::vector<rejected_line>& rejects() const { return rejects_; }
+  /// The latest date of the stored lines; nullopt for a ledger without lines.
+  [[nodiscard]] std::optional<day_t> latest_date() const { return latest_; }
+  /// The aggregation the CPU backend would compute over every stored line under @p context
+  /// (whose as_of is on or after the latest date); UNAUTHORIZED_PATHWAY follows its entities.
+  [[nodiscard]] aggregation aggregate(const rule_context& context) const;
+
+ private:
+  friend std::unique_ptr<stored_state> load_ledger_state(sql_connection&, const reference_data&,
+                                                         std::optional<day_t>, std::string&);
+  dictionary entities_, exporters_;
+  chip_table chips_;
+  std::unordered_map<std::int32_t, std::string> orders_;     ///< crossed orders only
+  std::unordered_map<std::int64_t, line_detail> lines_;      ///< lines the aggregates name
+  std::vector<input_file> files_;
+  std::vector<rejected_line> rejects_;
+  std::int64_t lines_read_ = 0, line_count_ = 0;
+  std::optional<day_t> latest_;
+  aggregation stored_;                       ///< `unauthorized` holds every candidate key
+};
+
+/// @brief Reads the stored state when it can stand for a replay under @p ref at @p as_of
+/// (nullopt: the latest date); otherwise returns null and says why in @p why_not.
+/// Call inside a read transaction.
+[[nodiscard]] std::unique_ptr<stored_state> load_ledger_state(sql_connection& db, const reference_data& ref,
+                                                              std::optional<day_t> as_of, std::string& why_not);
+
+}  // namespace capledger::detail
