@@ -8,15 +8,20 @@
 #include <openssl/evp.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <cstdio>
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <iterator>
+#include <memory>
 #include <sstream>
 
 #include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 namespace capledger {
@@ -48,13 +53,73 @@ std::string read_input_file(const std::string& path)
 
 namespace detail {
 
-std::string sha256_hex(std::string_view bytes)
+input_bytes::input_bytes(const std::string& path)
+{
+  if (path != "-") {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) { throw config_error(path + ": cannot open: " + std::strerror(errno)); }
+    struct stat info {};
+    if (::fstat(fd, &info) == 0 && S_ISREG(info.st_mode) && info.st_size > 0) {
+      void* mapping = ::mmap(nullptr, static_cast<std::size_t>(info.st_size), PROT_READ, MAP_PRIVATE, fd, 0);
+      if (mapping != MAP_FAILED) {
+        ::madvise(mapping, static_cast<std::size_t>(info.st_size), MADV_SEQUENTIAL);
+        mapping_ = mapping;
+        data_    = static_cast<const char*>(mapping);
+        size_    = static_cast<std::size_t>(info.st_size);
+      }
+    }
+    ::close(fd);
+    if (mapping_ != nullptr) { return; }
+  }
+  copy_ = read_input_file(path);
+  data_ = copy_.data();
+  size_ = copy_.size();
+}
+
+input_bytes::~input_bytes()
+{
+  if (mapping_ != nullptr) { ::munmap(mapping_, size_); }
+}
+
+void input_bytes::release_before(std::size_t offset) noexcept
+{
+  if (mapping_ == nullptr) { return; }
+  const auto page       = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+  const std::size_t end = std::min(offset, size_) / page * page;
+  if (end <= released_) { return; }
+  ::madvise(static_cast<char*>(mapping_) + released_, end - released_, MADV_DONTNEED);
+  released_ = end;
+}
+
+void advise_huge_pages(const void* data, std::size_t bytes) noexcept
+{
+  constexpr std::uintptr_t huge = std::uintptr_t{2} << 20;
+  const auto begin              = (reinterpret_cast<std::uintptr_t>(data) + huge - 1) & ~(huge - 1);
+  const auto end                = (reinterpret_cast<std::uintptr_t>(data) + bytes) & ~(huge - 1);
+  if (data != nullptr && end > begin) {
+    ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
+  }
+}
+
+sha256_stream::sha256_stream() : context_(EVP_MD_CTX_new(), EVP_MD_CTX_free)
+{
+  if (context_ == nullptr || EVP_DigestInit_ex(context_.get(), EVP_sha256(), nullptr) != 1) {
+    throw logic_error("SHA-256 initialisation failed");
+  }
+}
+
+void sha256_stream::update(std::string_view bytes)
+{
+  if (!bytes.empty() && EVP_DigestUpdate(context_.get(), bytes.data(), bytes.size()) != 1) {
+    throw logic_error("SHA-256 computation failed");
+  }
+}
+
+std::string sha256_stream::hex()
 {
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int length = 0;
-  if (EVP_Digest(bytes.data(), bytes.size(), digest, &length, EVP_sha256(), nullptr) != 1) {
-    throw logic_error("SHA-256 computation failed");
-  }
+  if (EVP_DigestFinal_ex(context_.get(), digest, &length) != 1) { throw logic_error("SHA-256 computation failed"); }
   static constexpr char hex[] = "0123456789abcdef";
   std::string out;
   out.reserve(2 * length);
@@ -63,6 +128,13 @@ std::string sha256_hex(std::string_view bytes)
     out.push_back(hex[digest[i] & 15]);
   }
   return out;
+}
+
+std::string sha256_hex(std::string_view bytes)
+{
+  sha256_stream digest;
+  digest.update(bytes);
+  return digest.hex();
 }
 
 namespace {

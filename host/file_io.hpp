@@ -2,11 +2,57 @@
 /// @brief File helpers: SHA-256 of bytes, and output directories that appear all at once or not at all.
 #pragma once
 
+#include <cstddef>
 #include <map>
+#include <memory>
 #include <string>
 #include <string_view>
 
+struct evp_md_ctx_st;  // OpenSSL's EVP_MD_CTX, kept out of this header
+
 namespace capledger::detail {
+
+/// @brief An input file's bytes: mapped read-only when it is a regular file (no copy; the
+/// pages come from the page cache), read into memory otherwise (stdin, pipes, `/dev/fd/N`).
+class input_bytes {
+ public:
+  /// @param path a file, or `-` for stdin. @throw config_error when it cannot be read
+  explicit input_bytes(const std::string& path);
+  ~input_bytes();
+  input_bytes(const input_bytes&)            = delete;
+  input_bytes& operator=(const input_bytes&) = delete;
+
+  [[nodiscard]] std::string_view view() const noexcept { return {data_, size_}; }
+  /// @brief The bytes before @p offset will not be read again: their pages leave this process's
+  /// memory (they stay in the page cache), so a log costs no more memory than the part being
+  /// read. Reading them again is still correct, only slower.
+  void release_before(std::size_t offset) noexcept;
+
+ private:
+  const char* data_ = nullptr;
+  std::size_t size_ = 0;
+  void* mapping_    = nullptr;
+  std::size_t released_ = 0;
+  std::string copy_;  ///< the bytes, when they could not be mapped
+};
+
+/// @brief Asks for transparent huge pages for the whole 2 MiB pages inside [data, data + bytes):
+/// large buffers that are about to be filled then cost a page fault per 2 MiB, not per 4 KiB.
+/// A hint only; nothing changes where the kernel does not offer them.
+void advise_huge_pages(const void* data, std::size_t bytes) noexcept;
+
+/// @brief SHA-256 of bytes that arrive piece by piece (a file hashed as it is parsed).
+class sha256_stream {
+ public:
+  sha256_stream();
+  /// @brief Hashes @p bytes after everything given before. @throw logic_error
+  void update(std::string_view bytes);
+  /// @brief Lower-case hex digest of everything given; call once, last. @throw logic_error
+  [[nodiscard]] std::string hex();
+
+ private:
+  std::unique_ptr<evp_md_ctx_st, void (*)(evp_md_ctx_st*)> context_;
+};
 
 /// @brief Lower-case hex SHA-256 of @p bytes.
 [[nodiscard]] std::string sha256_hex(std::string_view bytes);

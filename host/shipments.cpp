@@ -4,49 +4,69 @@
 #include <capledger/shipments.hpp>
 
 #include "csv.hpp"
+#include "fast_csv.hpp"
 #include "file_io.hpp"
+#include "string_index.hpp"
+
+#include <omp.h>
 
 #include <algorithm>
+#include <array>
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
 #include <limits>
+#include <mutex>
 #include <numeric>
 #include <optional>
-#include <unordered_set>
+#include <thread>
 
 namespace capledger {
 
 // ---- dictionary -------------------------------------------------------------------------------
 
-dictionary::dictionary(const dictionary& other) : strings_(other.strings_)
-{
-  codes_.reserve(strings_.size());
-  for (std::size_t i = 0; i < strings_.size(); ++i) {
-    codes_.emplace(strings_[i], static_cast<std::int32_t>(i));
-  }
-}
-
-dictionary& dictionary::operator=(const dictionary& other)
-{
-  if (this != &other) { *this = dictionary(other); }
-  return *this;
-}
-
 std::int32_t dictionary::encode(std::string_view text)
 {
-  const auto it = codes_.find(text);
-  if (it != codes_.end()) { return it->second; }
+  if (4 * (strings_.size() + 1) > 3 * slots_.size()) {  // at most 3/4 full: short probes
+    std::vector<std::uint64_t> grown(std::max<std::size_t>(64, 2 * slots_.size()), 0);
+    for (const std::uint64_t slot : slots_) {
+      if (slot == 0) { continue; }
+      std::size_t s = detail::hash_bytes(strings_[(slot & 0xffffffffU) - 1]) & (grown.size() - 1);
+      while (grown[s] != 0) { s = (s + 1) & (grown.size() - 1); }
+      grown[s] = slot;
+    }
+    slots_ = std::move(grown);
+  }
+  const std::uint64_t hash = detail::hash_bytes(text);
+  const std::size_t mask   = slots_.size() - 1;
+  std::size_t s            = hash & mask;
+  for (; slots_[s] != 0; s = (s + 1) & mask) {
+    const std::uint64_t slot = slots_[s];
+    if ((slot >> 32) == (hash >> 32) && detail::same_bytes(strings_[(slot & 0xffffffffU) - 1], text)) {
+      return static_cast<std::int32_t>((slot & 0xffffffffU) - 1);
+    }
+  }
   if (strings_.size() >= static_cast<std::size_t>(std::numeric_limits<std::int32_t>::max())) {
     throw config_error("more than 2^31-1 distinct values in one dictionary");
   }
-  const auto code = static_cast<std::int32_t>(strings_.size());
   strings_.emplace_back(text);
-  codes_.emplace(strings_.back(), code);
-  return code;
+  slots_[s] = (hash & 0xffffffff00000000ULL) | strings_.size();
+  return static_cast<std::int32_t>(strings_.size() - 1);
 }
 
 std::int32_t dictionary::find(std::string_view text) const
 {
-  const auto it = codes_.find(text);
-  return it == codes_.end() ? -1 : it->second;
+  if (slots_.empty()) { return -1; }
+  const std::uint64_t hash = detail::hash_bytes(text);
+  const std::size_t mask   = slots_.size() - 1;
+  for (std::size_t s = hash & mask; slots_[s] != 0; s = (s + 1) & mask) {
+    const std::uint64_t slot = slots_[s];
+    if ((slot >> 32) == (hash >> 32) && detail::same_bytes(strings_[(slot & 0xffffffffU) - 1], text)) {
+      return static_cast<std::int32_t>((slot & 0xffffffffU) - 1);
+    }
+  }
+  return -1;
 }
 
 std::vector<std::int32_t> dictionary::sorted_codes() const
@@ -82,36 +102,36 @@ shipment_view shipment_log::view() const
 }
 
 // ---- builder ----------------------------------------------------------------------------------
+//
+// A file is ingested in windows of a few chunks each, chunks of a few MiB cut at line starts.
+// Phase 1, in parallel: each chunk is read (fast_csv_reader), every check that depends on a
+// line alone is made, and values are encoded: with their final code when the log's dictionary
+// had them when the window started (a read-only snapshot), else with a chunk-local code.
+// Phase 2, on the calling thread, chunk after chunk in input order: the checks that depend on
+// earlier lines (64-bit totals, repeated ids against the first occurrence) and the local codes
+// mapped to the log's, which are so assigned in first-appearance order. While one window is
+// merged, the next is parsed; the file's SHA-256 is computed beside both.
+//
+// Chunks are cut speculatively: a chunk's reader starts at a line start that may lie inside a
+// quoted field of the previous chunk's last record. Reading from a line start is deterministic,
+// so the merge only checks each seam (the previous chunk ended where this one began) and reads
+// a chunk again from the right place when it did not. The result is byte for byte the log one
+// reader going through the file line by line builds (tests/chunked_ingest_test.cpp).
 
 namespace {
-
-/// Hash and equality of accepted lines by shipment id, reading the ids from the log's id bytes,
-/// so that the duplicate-id set stores 8 bytes per line and no strings.
-struct id_hash {
-  const shipment_log* log;
-  std::size_t operator()(std::int64_t line) const noexcept
-  {
-    return std::hash<std::string_view>()(log->shipment_id(line));
-  }
-};
-struct id_equal {
-  const shipment_log* log;
-  bool operator()(std::int64_t a, std::int64_t b) const noexcept
-  {
-    return log->shipment_id(a) == log->shipment_id(b);
-  }
-};
 
 /// The columns of SPEC §1.1, in the order `shipment_fields` lists them.
 enum record_column : int { c_id, c_date, c_entity, c_country, c_chip, c_quantity, c_pathway, c_order,
                            c_exporter, c_tpp, record_columns };
 
-/// A bad field: reason code, detail and the field where it was found.
+/// A bad line: reason code, detail, and the column whose field is where it was found.
 struct line_defect {
   const char* reason;
   std::string detail;
-  const detail::csv_field* field;
+  int column;
 };
+
+std::string quoted(std::string_view value) { return "'" + std::string(value) + "'"; }
 
 bool add_overflows(std::uint64_t& sum, std::int64_t value)
 {
@@ -122,21 +142,349 @@ bool add_overflows(std::uint64_t& sum, std::int64_t value)
          sum > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max());
 }
 
+/// Upper-cases @p text into @p buffer when it fits (lookups then allocate nothing).
+template <std::size_t Size>
+std::optional<std::string_view> upper_in(std::string_view text, char (&buffer)[Size])
+{
+  if (text.size() > Size) { return std::nullopt; }
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    buffer[i]    = c >= 'a' && c <= 'z' ? static_cast<char>(c - 'a' + 'A') : c;
+  }
+  return std::string_view(buffer, text.size());
+}
+
+/// The last date text a reader parsed and its day: logs come roughly in date order, so most
+/// lines repeat the previous line's date and skip the calendar arithmetic.
+struct date_memo {
+  char text[10] = {};
+  day_t day     = 0;
+  bool valid    = false;
+
+  std::optional<day_t> parse(std::string_view date)
+  {
+    if (valid && date.size() == sizeof text && std::memcmp(date.data(), text, sizeof text) == 0) { return day; }
+    const auto parsed = parse_date(date);
+    if (parsed) {  // parse_date accepts only 10-byte dates
+      std::memcpy(text, date.data(), sizeof text);
+      day   = *parsed;
+      valid = true;
+    }
+    return parsed;
+  }
+};
+
+/// Appends @p bytes to @p out (vector::insert's generic range path is several times slower for
+/// the short ids appended once per line).
+void append_bytes(std::vector<char>& out, std::string_view bytes)
+{
+  const std::size_t at = out.size();
+  out.resize(at + bytes.size());
+  if (!bytes.empty()) { std::memcpy(out.data() + at, bytes.data(), bytes.size()); }
+}
+
+/// A line that passed every check that depends on the line alone.
+struct checked_line {
+  day_t date         = 0;
+  std::uint16_t country = 0;
+  std::int32_t chip  = -1;  ///< code in the builder's initial chip table; -1: an ad-hoc chip
+  std::uint8_t pathway = 0;
+  std::int64_t quantity = 0;
+  std::int64_t tpp   = 0;
+};
+
+/// Case-insensitive lookups of countries, initial chips and pathways that allocate nothing.
+class reference_lookup {
+ public:
+  reference_lookup(const country_table& countries, const chip_table& chips) : countries_(&countries)
+  {
+    two_letter_.fill(-1);
+    for (const auto& [iso, code] : countries.code_of) {
+      if (iso.size() == 2 && iso[0] >= 'A' && iso[0] <= 'Z' && iso[1] >= 'A' && iso[1] <= 'Z') {
+        two_letter_[static_cast<std::size_t>((iso[0] - 'A') * 26 + (iso[1] - 'A'))] = code;
+      } else {
+        all_two_letter_ = false;
+      }
+    }
+    for (const auto& [key, code] : chips.code_of) {
+      chip_keys_.encode(key);
+      chip_codes_.push_back(code);
+    }
+    for (const capledger::chip& row : chips.rows) { chip_prices_.push_back({row.known, row.tpp}); }
+  }
+
+  /// @return the country code of @p iso2 (any case), or -1
+  [[nodiscard]] int country(std::string_view iso2) const
+  {
+    if (!all_two_letter_) { return countries_->find(iso2); }
+    if (iso2.size() != 2) { return -1; }
+    const int a = (iso2[0] | 0x20) - 'a';  // ASCII letters to lower case; anything else falls out of range
+    const int b = (iso2[1] | 0x20) - 'a';
+    if (a < 0 || a >= 26 || b < 0 || b >= 26 || !is_letter(iso2[0]) || !is_letter(iso2[1])) { return -1; }
+    return two_letter_[static_cast<std::size_t>(a * 26 + b)];
+  }
+  /// @return the code of @p key (any case) in the initial chip table, or -1
+  [[nodiscard]] int chip(std::string_view key) const
+  {
+    char buffer[64];
+    const auto upper = upper_in(key, buffer);
+    const std::int32_t index = upper ? chip_keys_.find(*upper) : chip_keys_.find(detail::to_upper(key));
+    return index < 0 ? -1 : chip_codes_[static_cast<std::size_t>(index)];
+  }
+  /// @return whether initial chip @p code has a TPP per unit in the table, and that TPP. Kept
+  /// here because the log's own chip table grows (ad-hoc chips) while chunks are being parsed.
+  [[nodiscard]] bool chip_known(int code) const { return chip_prices_[static_cast<std::size_t>(code)].known; }
+  [[nodiscard]] std::int64_t chip_tpp(int code) const { return chip_prices_[static_cast<std::size_t>(code)].tpp; }
+  /// @return the pathway of @p name (any case), or -1
+  [[nodiscard]] static int pathway_of(std::string_view name)
+  {
+    char buffer[8];
+    const auto upper = upper_in(name, buffer);
+    if (!upper) { return -1; }
+    for (int p = 0; p < pathway_count; ++p) {
+      if (*upper == pathway_name(static_cast<pathway>(p))) { return p; }
+    }
+    return -1;
+  }
+
+ private:
+  const country_table* countries_;
+  std::array<int, 26 * 26> two_letter_{};
+  bool all_two_letter_ = true;
+  detail::string_index chip_keys_;  ///< upper-case keys
+  std::vector<int> chip_codes_;
+  struct chip_price {
+    bool known;
+    std::int64_t tpp;
+  };
+  std::vector<chip_price> chip_prices_;  ///< by initial chip code
+
+  static bool is_letter(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
+};
+
+/// Accepted shipment ids, as indices of the log's lines (the bytes stay in the log): one 64-bit
+/// slot per id, the high hash bits beside the line index so most probes compare no bytes.
+class id_set {
+ public:
+  /// @return the line holding @p id, or -1
+  [[nodiscard]] std::int64_t find(const shipment_log& log, std::string_view id, std::uint64_t hash) const
+  {
+    if (capacity_ == 0) { return -1; }
+    for (std::size_t s = hash & mask_;; s = (s + 1) & mask_) {
+      const std::uint64_t slot = slots_[s];
+      if (slot == 0) { return -1; }
+      const auto line = static_cast<std::int64_t>(slot & line_mask) - 1;
+      if ((slot & ~line_mask) == (hash & ~line_mask) && detail::same_bytes(log.shipment_id(line), id)) { return line; }
+    }
+  }
+  /// Adds line @p line, whose id hashes to @p hash and is not in the set yet.
+  void insert(const shipment_log& log, std::int64_t line, std::uint64_t hash)
+  {
+    if (4 * (count_ + 1) > 3 * capacity_) { rehash(log, std::max<std::size_t>(1024, 2 * capacity_)); }
+    place((hash & ~line_mask) | static_cast<std::uint64_t>(line + 1), hash);
+    ++count_;
+  }
+  /// Starts loading the slot where a probe for @p hash begins (the table is far larger than the
+  /// caches; the merge knows its hashes ahead and hides the miss).
+  void prefetch(std::uint64_t hash) const noexcept
+  {
+    if (capacity_ != 0) { __builtin_prefetch(&slots_[hash & mask_]); }
+  }
+  /// Makes room for @p lines more ids at once (one rehash instead of several).
+  void reserve(const shipment_log& log, std::size_t lines)
+  {
+    std::size_t capacity = std::max<std::size_t>(1024, capacity_);
+    while (4 * (count_ + lines) > 3 * capacity) { capacity *= 2; }
+    if (capacity != capacity_) { rehash(log, capacity); }
+  }
+
+ private:
+  static constexpr std::uint64_t line_mask = (1ULL << 40) - 1;  ///< low 40 bits: line index + 1
+  /// calloc: a large table comes as untouched zero pages, faulted in (as huge pages) when used.
+  std::unique_ptr<std::uint64_t[], void (*)(void*)> slots_{nullptr, std::free};
+  std::size_t capacity_ = 0;
+  std::size_t mask_     = 0;
+  std::size_t count_    = 0;
+
+  void place(std::uint64_t slot, std::uint64_t hash)
+  {
+    std::size_t s = hash & mask_;
+    while (slots_[s] != 0) { s = (s + 1) & mask_; }
+    slots_[s] = slot;
+  }
+  void rehash(const shipment_log& log, std::size_t capacity)
+  {
+    auto* fresh = static_cast<std::uint64_t*>(std::calloc(capacity, sizeof(std::uint64_t)));
+    if (fresh == nullptr) { throw std::bad_alloc(); }
+    detail::advise_huge_pages(fresh, capacity * sizeof(std::uint64_t));
+    auto old                 = std::move(slots_);
+    const std::size_t before = capacity_;
+    slots_.reset(fresh);
+    capacity_ = capacity;
+    mask_     = capacity - 1;
+    for (std::size_t s = 0; s < before; ++s) {
+      if (old[s] == 0) { continue; }
+      place(old[s], detail::hash_bytes(log.shipment_id(static_cast<std::int64_t>(old[s] & line_mask) - 1)));
+    }
+  }
+};
+
+/// A rejected line found in phase 1, placed before the chunk's candidate line `before`.
+struct pending_reject {
+  std::size_t before;
+  rejected_line line;  ///< `file` empty, line numbers counted from the chunk's first line
+};
+
+/// What phase 1 makes of one chunk: the lines that passed `check_line` (candidates), encoded
+/// with the chunk's own dictionaries, and the lines it rejected.
+struct parsed_chunk {
+  std::size_t begin = 0;        ///< first byte (a line start)
+  std::size_t limit = 0;        ///< records starting before it are this chunk's
+  std::size_t end   = 0;        ///< where its reader stopped: the next chunk's begin if the seam is right
+  std::int64_t end_line = 1;    ///< the line at `end`, counted from 1 at `begin`
+  std::int64_t records  = 0;    ///< lines read, good and bad
+  std::vector<checked_line> lines;
+  /// Codes in the log's dictionaries (>= 0) or `local_code` of a value new in this chunk; order
+  /// -1 for non-LPP lines.
+  std::vector<std::int32_t> entity, order, exporter;
+  std::vector<std::int32_t> adhoc_chip;               ///< local code for ad-hoc chips, else -1
+  std::vector<std::int64_t> line;                     ///< record line, counted from 1 at `begin`
+  std::vector<std::size_t> start;                     ///< record start, to re-read a late reject
+  std::vector<std::uint64_t> id_hash;
+  std::string id_bytes;                               ///< candidate i's id: [id_end[i-1], id_end[i])
+  std::vector<std::size_t> id_end;
+  detail::string_index entities, orders, exporters;  ///< values not in the log's dictionaries yet
+  detail::string_index adhoc_chips;                  ///< upper-case keys
+  std::vector<pending_reject> rejects;
+
+  /// Empties the chunk for bytes [from, to), keeping every buffer: a window's chunks are reused
+  /// for the next window, so their memory is allocated (and zeroed by the kernel) once.
+  void reset(std::size_t from, std::size_t to)
+  {
+    begin    = from;
+    limit    = to;
+    end      = 0;
+    end_line = 1;
+    records  = 0;
+    for (auto* column : {&entity, &order, &exporter, &adhoc_chip}) { column->clear(); }
+    lines.clear();
+    line.clear();
+    start.clear();
+    id_hash.clear();
+    id_bytes.clear();
+    id_end.clear();
+    for (auto* dictionary : {&entities, &orders, &exporters, &adhoc_chips}) { dictionary->clear(); }
+    rejects.clear();
+  }
+};;
+
+/// The code phase 1 gives to a value that is new in its chunk's dictionary @p local_index: below
+/// -1, so that -1 stays "no order".
+constexpr std::int32_t local_code(std::int32_t local_index) { return -2 - local_index; }
+
+/// One of the log's dictionaries as phase 1 sees it: a read-only index of the values the log
+/// had when the window started (those get their final code at once, so the merge has nothing
+/// to look up for them), and the chunk's own index of the values that were new.
+struct dictionary_snapshot {
+  detail::string_index known;  ///< the dictionary's codes, caught up before each window
+
+  void catch_up(const dictionary& log_dictionary)
+  {
+    for (std::int32_t code = known.size(); code < log_dictionary.size(); ++code) {
+      known.encode(log_dictionary.text(code));
+    }
+  }
+  [[nodiscard]] std::int32_t encode(std::string_view text, detail::string_index& chunk_new) const
+  {
+    const std::uint64_t hash = detail::hash_bytes(text);
+    const std::int32_t code  = known.find(text, hash);
+    return code >= 0 ? code : local_code(chunk_new.encode(text, hash));
+  }
+};
+
+/// The log's dictionaries as one window's parse sees them.
+struct dictionary_snapshots {
+  dictionary_snapshot entities, orders, exporters;
+
+  /// Adds the values the log gained since the last call; never while the window is parsed.
+  void catch_up(const shipment_log& log)
+  {
+    entities.catch_up(log.entities);
+    orders.catch_up(log.orders);
+    exporters.catch_up(log.exporters);
+  }
+};
+
+/// A window of chunks and the threads that parse it (plain threads that end with the window:
+/// nothing spins while the merge runs alone).
+struct window {
+  std::vector<parsed_chunk> chunks;
+  std::size_t used = 0;
+  dictionary_snapshots known;
+
+  window() = default;
+  window(const window&)            = delete;
+  window& operator=(const window&) = delete;
+  ~window() { join(); }
+
+  /// Parses the `used` chunks on up to @p threads threads with @p parse(chunk, known).
+  template <typename Parse>
+  void start(std::size_t threads, Parse parse)
+  {
+    next_chunk_ = 0;
+    error_      = nullptr;
+    for (std::size_t t = 0; t < std::min(threads, used); ++t) {
+      workers_.emplace_back([this, parse] {
+        try {
+          for (std::size_t k; (k = next_chunk_++) < used;) { parse(chunks[k], known); }
+        } catch (...) {
+          const std::lock_guard<std::mutex> lock(error_mutex_);
+          if (!error_) { error_ = std::current_exception(); }
+        }
+      });
+    }
+  }
+  /// Waits for the parse. @throw what a parsing thread threw
+  void finish()
+  {
+    join();
+    if (error_) { std::rethrow_exception(error_); }
+  }
+
+ private:
+  std::atomic<std::size_t> next_chunk_{0};
+  std::vector<std::thread> workers_;
+  std::mutex error_mutex_;
+  std::exception_ptr error_;
+
+  void join()
+  {
+    for (auto& worker : workers_) { worker.join(); }
+    workers_.clear();
+  }
+};
+
+/// Field indices of the record columns in a file (-1: absent optional column).
+using column_map = std::array<int, record_columns>;
+
 }  // namespace
 
 struct shipment_log_builder::state {
   const country_table& countries;
   ingest_options options;
   shipment_log log;
-  std::unordered_set<std::int64_t, id_hash, id_equal> ids;
+  reference_lookup lookup;
+  std::int32_t initial_chips = 0;  ///< ad-hoc chips get codes from here on
+  id_set ids;
   // Sums of |tpp| and |quantity| over accepted lines. Keeping both within int64 guarantees that
   // every total and running total, in any grouping and order, is exact on every backend.
   std::uint64_t abs_tpp_sum      = 0;
   std::uint64_t abs_quantity_sum = 0;
 
   state(const country_table& c, chip_table chips, ingest_options o)
-    : countries(c), options(std::move(o)), ids(1024, id_hash{&log}, id_equal{&log})
+    : countries(c), options(std::move(o)), lookup(c, chips)
   {
+    initial_chips    = static_cast<std::int32_t>(chips.rows.size());
     log.chips        = std::move(chips);
     abs_tpp_sum      = options.earlier_abs_tpp_sum;
     abs_quantity_sum = options.earlier_abs_quantity_sum;
@@ -149,16 +497,47 @@ struct shipment_log_builder::state {
       throw parse_error(file, line, column, defect.reason, defect.detail);
     }
     log.rejects.push_back({file, line, column, defect.reason, defect.detail, std::string(raw)});
+    check_reject_count();
+  }
+  void check_reject_count() const
+  {
     if (options.max_rejects >= 0 && static_cast<std::int64_t>(log.rejects.size()) > options.max_rejects) {
+      const rejected_line& last = log.rejects.back();
       throw too_many_rejects("more than " + std::to_string(options.max_rejects) +
-                             " rejected lines (--max-rejects); last: " + file + ":" +
-                             std::to_string(line) + ":" + std::to_string(column) + ": " +
-                             defect.reason + ": " + defect.detail);
+                             " rejected lines (--max-rejects); last: " + last.file + ":" +
+                             std::to_string(last.line) + ":" + std::to_string(last.column) + ": " +
+                             last.reason + ": " + last.detail);
     }
   }
 
-  void ingest(const std::string& name, std::string_view text);
-  /// Validates and encodes one record whose fields are indexed by `record_column`.
+  /// Ingests one file: its fingerprint, its lines, its place in `log.file_end`.
+  void add(const std::string& name, std::string_view text, detail::input_bytes* pages)
+  {
+    input_file info;
+    info.path  = name;
+    info.bytes = static_cast<std::int64_t>(text.size());
+    log.files.push_back(info);
+    log.files.back().sha256 = ingest(name, text, pages);
+    log.file_end.push_back(log.columns.size());
+  }
+  /// @param pages the file's mapping, whose parsed pages are let go as the ingest moves on (or null)
+  /// @return the SHA-256 of @p text, hashed window by window as the merge passes over it
+  std::string ingest(const std::string& name, std::string_view text, detail::input_bytes* pages);
+  /// Reserves the columns for @p more lines whose ids are about @p id_bytes_per_line long.
+  void reserve_lines(std::size_t more, std::size_t id_bytes_per_line);
+  /// @param dates the calling reader's memo of its last date
+  [[nodiscard]] std::optional<line_defect> check_line(const detail::csv_field* record, date_memo& dates,
+                                                      checked_line& out) const;
+  /// Phase 1 for one chunk: reads, checks and encodes its lines (thread-safe: reads the state only).
+  void parse_chunk(std::string_view text, const column_map& columns, int field_count,
+                   const dictionary_snapshots& known, parsed_chunk& chunk) const;
+  void merge_chunk(const std::string& name, std::string_view text, const column_map& columns,
+                   std::int64_t first_line, const parsed_chunk& chunk);
+  [[nodiscard]] std::optional<line_defect> admit(std::string_view id, std::uint64_t id_hash,
+                                                 std::int64_t quantity, std::int64_t tpp);
+  void append(const checked_line& line, std::int32_t chip, std::int32_t entity, std::int32_t order,
+              std::int32_t exporter, std::int64_t source_line);
+  /// Validates, admits and encodes one record whose fields are indexed by `record_column`.
   void accept(const std::string& name, const detail::csv_field* fields, std::int64_t record_line,
               std::string_view raw);
 };
@@ -173,19 +552,13 @@ shipment_log_builder::~shipment_log_builder() = default;
 
 void shipment_log_builder::add_file(const std::string& path)
 {
-  const std::string text = read_input_file(path);
-  add_text(path, text);
+  detail::input_bytes bytes(path);
+  state_->add(path, bytes.view(), &bytes);
 }
 
 void shipment_log_builder::add_text(const std::string& name, std::string_view text)
 {
-  input_file info;
-  info.path   = name;
-  info.bytes  = static_cast<std::int64_t>(text.size());
-  info.sha256 = detail::sha256_hex(text);
-  state_->log.files.push_back(info);
-  state_->ingest(name, text);
-  state_->log.file_end.push_back(state_->log.columns.size());
+  state_->add(name, text, nullptr);
 }
 
 void shipment_log_builder::add_stored(const input_file& file,
@@ -218,14 +591,15 @@ const std::vector<rejected_line>& shipment_log_builder::rejects() const { return
 shipment_log shipment_log_builder::finish()
 {
   shipment_log log = std::move(state_->log);
-  state_->ids      = std::unordered_set<std::int64_t, id_hash, id_equal>(1024, id_hash{&state_->log},
-                                                                   id_equal{&state_->log});
+  state_->log      = shipment_log{};
+  state_->ids      = id_set{};
   return log;
 }
 
-void shipment_log_builder::state::ingest(const std::string& name, std::string_view text)
+std::string shipment_log_builder::state::ingest(const std::string& name, std::string_view text,
+                                                detail::input_bytes* pages)
 {
-  detail::csv_reader reader(text);
+  detail::fast_csv_reader reader(text);
   const auto first = reader.next();
   // A missing or malformed header is fatal even with --rejects: nothing in the file could be
   // interpreted.
@@ -240,189 +614,382 @@ void shipment_log_builder::state::ingest(const std::string& name, std::string_vi
                                    : "text follows a closing quote in the header row");
   }
   const detail::csv_header header(reader.fields());
-  const int col_id       = header.find("shipment_id");
-  const int col_date     = header.find("date");
-  const int col_entity   = header.find("entity");
-  const int col_country  = header.find("country");
-  const int col_chip     = header.find("chip");
-  const int col_quantity = header.find("quantity");
-  const int col_pathway  = header.find("pathway");
-  const int col_order    = header.find("order_id");
-  const int col_exporter = header.find("exporter");
-  const int col_tpp      = header.find("tpp_per_unit");
-  for (const auto& [index, column_name] :
-       {std::pair{col_id, "shipment_id"}, std::pair{col_date, "date"}, std::pair{col_entity, "entity"},
-        std::pair{col_country, "country"}, std::pair{col_chip, "chip"},
-        std::pair{col_quantity, "quantity"}}) {
-    if (index < 0) {
+  static constexpr const char* names[record_columns] = {"shipment_id", "date",    "entity",   "country",
+                                                        "chip",        "quantity", "pathway", "order_id",
+                                                        "exporter",    "tpp_per_unit"};
+  column_map columns{};
+  for (int c = 0; c < record_columns; ++c) {
+    columns[static_cast<std::size_t>(c)] = header.find(names[c]);
+    if (columns[static_cast<std::size_t>(c)] < 0 && c <= c_quantity) {
       throw parse_error(name, reader.record_line(), 1, "MISSING_COLUMN",
-                        std::string("required column '") + column_name + "' is missing");
+                        std::string("required column '") + names[c] + "' is missing");
     }
   }
 
-  const int columns[record_columns] = {col_id,      col_date,    col_entity,   col_country, col_chip,
-                                        col_quantity, col_pathway, col_order, col_exporter, col_tpp};
-  input_file& info = log.files.back();
+  // Windows bound the memory phase 1 holds and the file pages kept mapped; chunks are large
+  // enough to make the per-chunk costs (a thread start, the seam check) vanish, and two per
+  // thread let a fast thread take over a slow one's second chunk. Two windows alternate: the
+  // next one is parsed while this thread merges the current one.
+  const auto threads                  = static_cast<std::size_t>(std::max(1, omp_get_max_threads()));
+  const std::size_t chunk_bytes       = options.chunk_bytes > 0 ? options.chunk_bytes : std::size_t{4} << 20;
+  const std::size_t chunks_per_window = 2 * threads;
+  const auto line_start_after         = [&](std::size_t at) {
+    if (at >= text.size()) { return text.size(); }
+    const void* nl = std::memchr(text.data() + at, '\n', text.size() - at);
+    return nl == nullptr ? text.size() : static_cast<std::size_t>(static_cast<const char*>(nl) - text.data()) + 1;
+  };
+  std::size_t next_cut = reader.position();  // where the next window's first chunk begins
+  const auto cut_and_start = [&](window& w) {
+    w.chunks.resize(chunks_per_window);
+    w.used = 0;
+    for (; w.used < chunks_per_window && next_cut < text.size(); ++w.used) {
+      const std::size_t to = line_start_after(next_cut + chunk_bytes - 1);
+      w.chunks[w.used].reset(next_cut, to);
+      next_cut = to;
+    }
+    w.known.catch_up(log);
+    w.start(threads, [&](parsed_chunk& chunk, const dictionary_snapshots& known) {
+      parse_chunk(text, columns, header.size(), known, chunk);
+    });
+  };
+
+  // The fingerprint is taken by this thread as it passes over the bytes after each window: a
+  // separate hashing thread would lag behind on a busy machine and keep the pages mapped.
+  detail::sha256_stream digest;
+  std::size_t hashed       = 0;
+  const auto hash_through  = [&](std::size_t end) {
+    digest.update(text.substr(hashed, end - hashed));
+    hashed = end;
+    if (pages != nullptr) { pages->release_before(end); }
+  };
+  input_file& info  = log.files.back();
+  std::size_t pos   = reader.position();
+  std::int64_t line = reader.line();
+  window windows[2];  // after everything its threads use: destroyed (and joined) first
+  cut_and_start(windows[0]);
+  for (std::size_t current = 0;; current = 1 - current) {
+    window& w = windows[current];
+    w.finish();
+    if (w.used == 0) { break; }
+    if (current == 0 && pos == reader.position() && w.chunks[0].end > w.chunks[0].begin) {
+      // Reserve the columns from the file's first chunk's line length: no doubling past the need.
+      const parsed_chunk& first = w.chunks[0];
+      const double per_line     = static_cast<double>(first.end - first.begin) /
+                              static_cast<double>(std::max<std::int64_t>(1, first.records));
+      reserve_lines(static_cast<std::size_t>(static_cast<double>(text.size() - pos) / per_line * 1.02) + 16,
+                    first.id_bytes.size() / std::max<std::size_t>(1, first.id_end.size()) + 1);
+    }
+    cut_and_start(windows[1 - current]);
+    for (std::size_t k = 0; k < w.used; ++k) {
+      parsed_chunk& chunk = w.chunks[k];
+      if (chunk.begin != pos) {
+        // The previous chunk's last record ran past the seam (a quoted line break): this chunk
+        // started inside it. Parse it again from where that record ended.
+        if (pos >= chunk.limit) { continue; }
+        chunk.reset(pos, chunk.limit);
+        parse_chunk(text, columns, header.size(), w.known, chunk);
+      }
+      merge_chunk(name, text, columns, line, chunk);
+      info.lines_read += chunk.records;
+      log.lines_read += chunk.records;
+      pos  = chunk.end;
+      line += chunk.end_line - 1;
+    }
+    hash_through(pos);
+  }
+  hash_through(text.size());
+  return digest.hex();
+}
+
+void shipment_log_builder::state::reserve_lines(std::size_t more, std::size_t id_bytes_per_line)
+{
+  // Reserving once avoids copies on growth; huge pages make the first touch of these hundreds
+  // of megabytes a few hundred page faults instead of a hundred thousand.
+  const std::size_t lines = static_cast<std::size_t>(log.columns.size()) + more;
+  const auto reserve      = [lines](auto& column) {
+    column.reserve(lines);
+    detail::advise_huge_pages(column.data(), column.capacity() * sizeof(column[0]));
+  };
+  shipment_columns& c = log.columns;
+  reserve(c.date);
+  reserve(c.entity);
+  reserve(c.country);
+  reserve(c.chip);
+  reserve(c.pathway);
+  reserve(c.quantity);
+  reserve(c.tpp);
+  reserve(c.order);
+  reserve(c.exporter);
+  reserve(log.source_line);
+  reserve(log.id_end);
+  ids.reserve(log, more);
+  log.id_bytes.reserve(log.id_bytes.size() + more * id_bytes_per_line);
+  detail::advise_huge_pages(log.id_bytes.data(), log.id_bytes.capacity());
+}
+
+std::optional<line_defect> shipment_log_builder::state::check_line(const detail::csv_field* record,
+                                                                   date_memo& dates, checked_line& out) const
+{
+  // Every field in column-of-SPEC order; the first defect is the one reported.
+  const auto value = [record](int column) { return record[column].value; };
+  if (value(c_id).empty()) { return line_defect{"EMPTY_FIELD", "empty shipment_id", c_id}; }
+  const auto day = dates.parse(value(c_date));
+  if (!day) { return line_defect{"BAD_DATE", quoted(value(c_date)) + " is not a valid YYYY-MM-DD date", c_date}; }
+  if (value(c_entity).empty()) { return line_defect{"EMPTY_FIELD", "empty entity", c_entity}; }
+  const int country = lookup.country(value(c_country));
+  if (country < 0) {
+    return line_defect{"UNKNOWN_COUNTRY", quoted(value(c_country)) + " is not in the countries table", c_country};
+  }
+  std::int64_t quantity = 0;
+  if (!detail::parse_int64(value(c_quantity), quantity) || quantity == 0) {
+    return line_defect{"BAD_QUANTITY", quoted(value(c_quantity)) + " is not a non-zero integer", c_quantity};
+  }
+  std::int64_t tpp_per_unit = 0;
+  if (!value(c_tpp).empty() && (!detail::parse_int64(value(c_tpp), tpp_per_unit) || tpp_per_unit <= 0)) {
+    return line_defect{"BAD_TPP_PER_UNIT", quoted(value(c_tpp)) + " is not a positive integer", c_tpp};
+  }
+  if (value(c_chip).empty()) { return line_defect{"EMPTY_FIELD", "empty chip", c_chip}; }
+  const int chip = lookup.chip(value(c_chip));
+  if (tpp_per_unit == 0) {
+    if (chip < 0 || !lookup.chip_known(chip)) {
+      return line_defect{"UNKNOWN_CHIP",
+                         quoted(value(c_chip)) + " is not in the chips table and the line has no tpp_per_unit",
+                         c_chip};
+    }
+    tpp_per_unit = lookup.chip_tpp(chip);
+  }
+  int pathway_code = 0;  // LICENSE when empty or absent
+  if (!value(c_pathway).empty()) {
+    pathway_code = reference_lookup::pathway_of(value(c_pathway));
+    if (pathway_code < 0) {
+      return line_defect{"UNKNOWN_PATHWAY", quoted(value(c_pathway)) + " is not a pathway", c_pathway};
+    }
+  }
+  std::int64_t tpp = 0;
+  if (__builtin_mul_overflow(quantity, tpp_per_unit, &tpp)) {
+    return line_defect{"TPP_OVERFLOW", "quantity x tpp_per_unit exceeds 64 bits", c_quantity};
+  }
+  out = {*day, static_cast<std::uint16_t>(country), chip, static_cast<std::uint8_t>(pathway_code), quantity, tpp};
+  return std::nullopt;
+}
+
+void shipment_log_builder::state::parse_chunk(std::string_view text, const column_map& columns,
+                                              int field_count, const dictionary_snapshots& known,
+                                              parsed_chunk& chunk) const
+{
+  detail::fast_csv_reader reader(text, chunk.begin, chunk.limit, 1);
+  date_memo dates;
+  const auto hold = [&](const char* reason, std::string detail, std::int64_t line, std::int64_t column) {
+    chunk.rejects.push_back(
+      {chunk.lines.size(), {std::string(), line, column, reason, std::move(detail), std::string(reader.raw())}});
+  };
   while (true) {
     const auto status = reader.next();
     if (status == detail::csv_status::end) { break; }
-    ++info.lines_read;
-    ++log.lines_read;
+    ++chunk.records;
     if (status != detail::csv_status::record) {
       const bool unterminated = status == detail::csv_status::unterminated_quote;
-      reject(name,
-             {unterminated ? "UNTERMINATED_QUOTE" : "BAD_QUOTE",
-              unterminated ? "a quoted field is never closed" : "text follows a closing quote",
-              nullptr},
-             reader.error_line(), reader.error_column(), reader.raw());
-      continue;
-    }
-    const auto& fields = reader.fields();
-    if (static_cast<int>(fields.size()) != header.size()) {
-      const auto& at = fields.size() > static_cast<std::size_t>(header.size())
-                         ? fields[static_cast<std::size_t>(header.size())]
+      hold(unterminated ? "UNTERMINATED_QUOTE" : "BAD_QUOTE",
+           unterminated ? "a quoted field is never closed" : "text follows a closing quote", reader.error_line(),
+           reader.error_column());
+    } else if (const auto& fields = reader.fields(); static_cast<int>(fields.size()) != field_count) {
+      const auto& at = fields.size() > static_cast<std::size_t>(field_count)
+                         ? fields[static_cast<std::size_t>(field_count)]
                          : fields.back();
-      reject(name,
-             {"WRONG_FIELD_COUNT",
-              "expected " + std::to_string(header.size()) + " fields, found " + std::to_string(fields.size()),
-              nullptr},
-             at.line, at.column, reader.raw());
+      hold("WRONG_FIELD_COUNT",
+           "expected " + std::to_string(field_count) + " fields, found " + std::to_string(fields.size()), at.line,
+           at.column);
+    } else {
+      detail::csv_field record[record_columns];
+      for (int c = 0; c < record_columns; ++c) {
+        // An absent optional column reads as an empty field (never a defect: only required columns can be bad).
+        const int index = columns[static_cast<std::size_t>(c)];
+        record[c]       = index < 0 ? detail::csv_field{} : fields[static_cast<std::size_t>(index)];
+      }
+      checked_line line;
+      if (auto bad = check_line(record, dates, line)) {
+        hold(bad->reason, std::move(bad->detail), record[bad->column].line, record[bad->column].column);
+      } else {
+        const std::string_view id = record[c_id].value;
+        chunk.lines.push_back(line);
+        chunk.entity.push_back(known.entities.encode(record[c_entity].value, chunk.entities));
+        // Orders matter only to the LPP per-order limit; encoding them for other lines would
+        // build a dictionary as large as the log for nothing.
+        chunk.order.push_back(line.pathway == static_cast<std::uint8_t>(pathway::lpp)
+                                ? known.orders.encode(record[c_order].value.empty() ? id : record[c_order].value,
+                                                      chunk.orders)
+                                : -1);
+        chunk.exporter.push_back(known.exporters.encode(record[c_exporter].value, chunk.exporters));
+        std::int32_t adhoc = -1;
+        if (line.chip < 0) {
+          char buffer[64];
+          const auto upper = upper_in(record[c_chip].value, buffer);
+          adhoc = upper ? chunk.adhoc_chips.encode(*upper) : chunk.adhoc_chips.encode(detail::to_upper(record[c_chip].value));
+        }
+        chunk.adhoc_chip.push_back(adhoc);
+        chunk.line.push_back(reader.record_line());
+        chunk.start.push_back(reader.record_start());
+        chunk.id_hash.push_back(detail::hash_bytes(id));
+        chunk.id_bytes.append(id);
+        chunk.id_end.push_back(chunk.id_bytes.size());
+        continue;
+      }
+    }
+    // Without --rejects the merge stops at this line's error: nothing after it matters.
+    if (!options.keep_rejects) { return; }
+  }
+  chunk.end      = reader.position();
+  chunk.end_line = reader.line();
+}
+
+namespace {
+
+/// Reads again the record that starts at @p start (a line start) on line @p line.
+detail::fast_csv_reader read_again(std::string_view text, std::size_t start, std::int64_t line)
+{
+  detail::fast_csv_reader reader(text, start, start + 1, line);
+  reader.next();
+  return reader;
+}
+
+}  // namespace
+
+void shipment_log_builder::state::merge_chunk(const std::string& name, std::string_view text,
+                                              const column_map& columns, std::int64_t first_line,
+                                              const parsed_chunk& chunk)
+{
+  const std::int64_t base = first_line - 1;  // chunk lines count from 1 at its first line
+  std::vector<std::int32_t> entity_code(static_cast<std::size_t>(chunk.entities.size()), -1);
+  std::vector<std::int32_t> order_code(static_cast<std::size_t>(chunk.orders.size()), -1);
+  std::vector<std::int32_t> exporter_code(static_cast<std::size_t>(chunk.exporters.size()), -1);
+  std::vector<std::int32_t> chip_code(static_cast<std::size_t>(chunk.adhoc_chips.size()), -1);
+  std::size_t next_reject = 0;
+  const auto rejects_before = [&](std::size_t candidate) {
+    for (; next_reject < chunk.rejects.size() && chunk.rejects[next_reject].before <= candidate; ++next_reject) {
+      rejected_line bad = chunk.rejects[next_reject].line;
+      bad.file = name;
+      bad.line += base;
+      if (!options.keep_rejects) { throw parse_error(name, bad.line, bad.column, bad.reason, bad.detail); }
+      log.rejects.push_back(std::move(bad));
+      check_reject_count();
+    }
+  };
+  const auto global_code = [](std::int32_t code, std::vector<std::int32_t>& codes, const detail::string_index& local,
+                              dictionary& global) {
+    if (code >= 0) { return code; }
+    std::int32_t& mapped = codes[static_cast<std::size_t>(local_code(code))];  // local_code is its own inverse
+    if (mapped < 0) { mapped = global.encode(local.text(local_code(code))); }
+    return mapped;
+  };
+  constexpr std::size_t prefetch_distance = 16;
+  for (std::size_t i = 0; i < chunk.lines.size(); ++i) {
+    if (i + prefetch_distance < chunk.lines.size()) { ids.prefetch(chunk.id_hash[i + prefetch_distance]); }
+    rejects_before(i);
+    const checked_line& line   = chunk.lines[i];
+    const std::size_t id_begin = i == 0 ? 0 : chunk.id_end[i - 1];
+    const std::string_view id(chunk.id_bytes.data() + id_begin, chunk.id_end[i] - id_begin);
+    if (auto bad = admit(id, chunk.id_hash[i], line.quantity, line.tpp)) {
+      // Rare: read the record again for the field's position and the raw text.
+      const auto again        = read_again(text, chunk.start[i], chunk.line[i] + base);
+      const detail::csv_field& at = again.fields()[static_cast<std::size_t>(columns[static_cast<std::size_t>(bad->column)])];
+      reject(name, *bad, at.line, at.column, again.raw());
       continue;
     }
-    detail::csv_field record[record_columns];
-    for (int c = 0; c < record_columns; ++c) {
-      // An absent optional column reads as an empty field (never a defect: only required columns can be bad).
-      record[c] = columns[c] < 0 ? detail::csv_field{} : fields[static_cast<std::size_t>(columns[c])];
+    std::int32_t chip = line.chip;
+    if (chip < 0) {
+      std::int32_t& code = chip_code[static_cast<std::size_t>(chunk.adhoc_chip[i])];
+      if (code < 0) {
+        const std::string_view key = chunk.adhoc_chips.text(chunk.adhoc_chip[i]);
+        const int known            = log.chips.find(key);
+        code                       = known >= 0 ? known : log.chips.add_adhoc(key);
+      }
+      chip = code;
     }
-    accept(name, record, reader.record_line(), reader.raw());
+    const std::int32_t order =
+      chunk.order[i] == -1 ? -1 : global_code(chunk.order[i], order_code, chunk.orders, log.orders);
+    append(line, chip, global_code(chunk.entity[i], entity_code, chunk.entities, log.entities), order,
+           global_code(chunk.exporter[i], exporter_code, chunk.exporters, log.exporters), chunk.line[i] + base);
+    if (options.on_accepted) {
+      const auto again = read_again(text, chunk.start[i], chunk.line[i] + base);
+      std::string_view v[record_columns];
+      for (int c = 0; c < record_columns; ++c) {
+        const int index = columns[static_cast<std::size_t>(c)];
+        if (index >= 0) { v[c] = again.fields()[static_cast<std::size_t>(index)].value; }
+      }
+      options.on_accepted(shipment_fields{v[c_id], v[c_date], v[c_entity], v[c_country], v[c_chip], v[c_quantity],
+                                          v[c_pathway], v[c_order], v[c_exporter], v[c_tpp], chunk.line[i] + base});
+    }
   }
+  rejects_before(std::numeric_limits<std::size_t>::max());
+}
+
+std::optional<line_defect> shipment_log_builder::state::admit(std::string_view id, std::uint64_t id_hash,
+                                                              std::int64_t quantity, std::int64_t tpp)
+{
+  std::uint64_t tpp_sum = abs_tpp_sum;
+  std::uint64_t qty_sum = abs_quantity_sum;
+  if (add_overflows(tpp_sum, tpp) || add_overflows(qty_sum, quantity)) {
+    return line_defect{"TPP_OVERFLOW", "the log's totals would exceed 64 bits (sum of |tpp| or |quantity| > 2^63-1)",
+                       c_quantity};
+  }
+  if (options.earlier_id) {
+    if (const auto earlier = options.earlier_id(id)) {
+      return line_defect{"DUPLICATE_ID", "shipment id " + quoted(id) + " was already used at " + *earlier, c_id};
+    }
+  }
+  if (const std::int64_t earlier = ids.find(log, id, id_hash); earlier >= 0) {
+    return line_defect{"DUPLICATE_ID", "shipment id " + quoted(id) + " was already used at " + log.source_of(earlier),
+                       c_id};
+  }
+  abs_tpp_sum      = tpp_sum;
+  abs_quantity_sum = qty_sum;
+  append_bytes(log.id_bytes, id);
+  log.id_end.push_back(static_cast<std::int64_t>(log.id_bytes.size()));
+  ids.insert(log, log.columns.size(), id_hash);
+  return std::nullopt;
+}
+
+void shipment_log_builder::state::append(const checked_line& line, std::int32_t chip, std::int32_t entity,
+                                         std::int32_t order, std::int32_t exporter, std::int64_t source_line)
+{
+  shipment_columns& out = log.columns;
+  out.date.push_back(line.date);
+  out.entity.push_back(entity);
+  out.country.push_back(line.country);
+  out.chip.push_back(static_cast<std::uint16_t>(chip));
+  out.pathway.push_back(line.pathway);
+  out.quantity.push_back(line.quantity);
+  out.tpp.push_back(line.tpp);
+  out.order.push_back(order);
+  out.exporter.push_back(exporter);
+  log.source_line.push_back(source_line);
 }
 
 void shipment_log_builder::state::accept(const std::string& name, const detail::csv_field* record,
                                          std::int64_t record_line, std::string_view raw)
 {
-  shipment_columns& out = log.columns;
-  // Validate every field in column-of-SPEC order; the first defect is the one reported.
-  std::optional<line_defect> bad;
-  const auto& f_id = record[c_id];
-  if (f_id.value.empty()) { bad = line_defect{"EMPTY_FIELD", "empty shipment_id", &f_id}; }
-
-  const auto& f_date = record[c_date];
-  const auto day     = parse_date(f_date.value);
-  if (!bad && !day) {
-    bad = line_defect{"BAD_DATE", "'" + std::string(f_date.value) + "' is not a valid YYYY-MM-DD date", &f_date};
-  }
-  const auto& f_entity = record[c_entity];
-  if (!bad && f_entity.value.empty()) { bad = line_defect{"EMPTY_FIELD", "empty entity", &f_entity}; }
-
-  const auto& f_country = record[c_country];
-  const int country     = countries.find(f_country.value);
-  if (!bad && country < 0) {
-    bad = line_defect{"UNKNOWN_COUNTRY", "'" + std::string(f_country.value) + "' is not in the countries table",
-                      &f_country};
-  }
-  const auto& f_quantity = record[c_quantity];
-  std::int64_t quantity  = 0;
-  if (!bad && (!detail::parse_int64(f_quantity.value, quantity) || quantity == 0)) {
-    bad = line_defect{"BAD_QUANTITY",
-                      "'" + std::string(f_quantity.value) + "' is not a non-zero integer", &f_quantity};
-  }
-  const auto& f_tpp       = record[c_tpp];
-  std::int64_t tpp_per_unit = 0;
-  if (!bad && !f_tpp.value.empty() &&
-      (!detail::parse_int64(f_tpp.value, tpp_per_unit) || tpp_per_unit <= 0)) {
-    bad = line_defect{"BAD_TPP_PER_UNIT",
-                      "'" + std::string(f_tpp.value) + "' is not a positive integer", &f_tpp};
-  }
-  const auto& f_chip = record[c_chip];
-  const int chip     = log.chips.find(f_chip.value);
-  if (!bad && f_chip.value.empty()) { bad = line_defect{"EMPTY_FIELD", "empty chip", &f_chip}; }
-  if (!bad && tpp_per_unit == 0) {
-    if (chip < 0 || !log.chips.rows[static_cast<std::size_t>(chip)].known) {
-      bad = line_defect{"UNKNOWN_CHIP",
-                        "'" + std::string(f_chip.value) + "' is not in the chips table and the line has no tpp_per_unit",
-                        &f_chip};
-    } else {
-      tpp_per_unit = log.chips.rows[static_cast<std::size_t>(chip)].tpp;
-    }
-  }
-  const auto& f_pathway = record[c_pathway];
-  int pathway_code      = 0;  // LICENSE when empty or absent
-  if (!bad && !f_pathway.value.empty()) {
-    const std::string upper = detail::to_upper(f_pathway.value);
-    pathway_code            = -1;
-    for (int p = 0; p < pathway_count; ++p) {
-      if (upper == pathway_name(static_cast<pathway>(p))) { pathway_code = p; }
-    }
-    if (pathway_code < 0) {
-      bad = line_defect{"UNKNOWN_PATHWAY", "'" + std::string(f_pathway.value) + "' is not a pathway", &f_pathway};
-    }
-  }
-  std::int64_t tpp = 0;
-  if (!bad && __builtin_mul_overflow(quantity, tpp_per_unit, &tpp)) {
-    bad = line_defect{"TPP_OVERFLOW", "quantity x tpp_per_unit exceeds 64 bits", &f_quantity};
-  }
-  if (!bad) {
-    std::uint64_t tpp_sum = abs_tpp_sum;
-    std::uint64_t qty_sum = abs_quantity_sum;
-    if (add_overflows(tpp_sum, tpp) || add_overflows(qty_sum, quantity)) {
-      bad = line_defect{"TPP_OVERFLOW", "the log's totals would exceed 64 bits (sum of |tpp| or |quantity| > 2^63-1)",
-                        &f_quantity};
-    } else {
-      abs_tpp_sum      = tpp_sum;
-      abs_quantity_sum = qty_sum;
-    }
-  }
-  const std::int64_t line_index = out.size();
-  if (!bad && options.earlier_id) {
-    if (const auto earlier = options.earlier_id(f_id.value)) {
-      bad = line_defect{"DUPLICATE_ID",
-                        "shipment id '" + std::string(f_id.value) + "' was already used at " + *earlier, &f_id};
-      abs_tpp_sum -= static_cast<std::uint64_t>(tpp < 0 ? -tpp : tpp);
-      abs_quantity_sum -= static_cast<std::uint64_t>(quantity < 0 ? -quantity : quantity);
-    }
-  }
-  if (!bad) {
-    // Tentatively store the id; the set compares it in place and it is dropped if repeated.
-    log.id_bytes.insert(log.id_bytes.end(), f_id.value.begin(), f_id.value.end());
-    log.id_end.push_back(static_cast<std::int64_t>(log.id_bytes.size()));
-    const auto [it, inserted] = ids.insert(line_index);
-    if (!inserted) {
-      bad = line_defect{"DUPLICATE_ID",
-                        "shipment id '" + std::string(f_id.value) + "' was already used at " + log.source_of(*it),
-                        &f_id};
-      log.id_end.pop_back();
-      log.id_bytes.resize(log.id_end.empty() ? 0 : static_cast<std::size_t>(log.id_end.back()));
-      abs_tpp_sum -= static_cast<std::uint64_t>(tpp < 0 ? -tpp : tpp);
-      abs_quantity_sum -= static_cast<std::uint64_t>(quantity < 0 ? -quantity : quantity);
-    }
-  }
+  checked_line line;
+  const std::string_view id = record[c_id].value;
+  date_memo dates;
+  auto bad                  = check_line(record, dates, line);
+  if (!bad) { bad = admit(id, detail::hash_bytes(id), line.quantity, line.tpp); }
   if (bad) {
-    const detail::csv_field& at = bad->field != nullptr ? *bad->field : record[c_id];
-    reject(name, *bad, at.line, at.column, raw);
+    reject(name, *bad, record[bad->column].line, record[bad->column].column, raw);
     return;
   }
-
-  const auto chip_code = chip >= 0 ? static_cast<std::uint16_t>(chip) : log.chips.add_adhoc(f_chip.value);
-  const auto& f_order  = record[c_order];
-  out.date.push_back(*day);
-  out.entity.push_back(log.entities.encode(f_entity.value));
-  out.country.push_back(static_cast<std::uint16_t>(country));
-  out.chip.push_back(chip_code);
-  out.pathway.push_back(static_cast<std::uint8_t>(pathway_code));
-  out.quantity.push_back(quantity);
-  out.tpp.push_back(tpp);
-  // Orders matter only to the LPP per-order limit; encoding them for other lines would
-  // build a dictionary as large as the log for nothing.
-  out.order.push_back(pathway_code == static_cast<int>(pathway::lpp)
-                        ? log.orders.encode(f_order.value.empty() ? f_id.value : f_order.value)
-                        : -1);
-  out.exporter.push_back(log.exporters.encode(record[c_exporter].value));
-  log.source_line.push_back(record_line);
+  std::int32_t chip = line.chip;
+  if (chip < 0) {
+    const int known = log.chips.find(record[c_chip].value);
+    chip            = known >= 0 ? known : log.chips.add_adhoc(record[c_chip].value);
+  }
+  const std::string_view order = record[c_order].value.empty() ? id : record[c_order].value;
+  append(line, chip, log.entities.encode(record[c_entity].value),
+         line.pathway == static_cast<std::uint8_t>(pathway::lpp) ? log.orders.encode(order) : -1,
+         log.exporters.encode(record[c_exporter].value), record_line);
   if (options.on_accepted) {
-    options.on_accepted(shipment_fields{f_id.value, f_date.value, f_entity.value, f_country.value,
-                                        f_chip.value, f_quantity.value, f_pathway.value, f_order.value,
-                                        record[c_exporter].value, f_tpp.value, record_line});
+    const auto v = [record](int column) { return record[column].value; };
+    options.on_accepted(shipment_fields{v(c_id), v(c_date), v(c_entity), v(c_country), v(c_chip), v(c_quantity),
+                                        v(c_pathway), v(c_order), v(c_exporter), v(c_tpp), record_line});
   }
 }
 

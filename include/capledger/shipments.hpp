@@ -11,7 +11,6 @@
 #include <memory>
 #include <optional>
 #include <stdexcept>
-#include <unordered_map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -21,12 +20,6 @@ namespace capledger {
 /// @brief Strings mapped to dense codes 0, 1, 2, ... in order of first appearance.
 class dictionary {
  public:
-  dictionary() = default;
-  dictionary(const dictionary& other);
-  dictionary& operator=(const dictionary& other);
-  dictionary(dictionary&&) noexcept = default;
-  dictionary& operator=(dictionary&&) noexcept = default;
-
   /// @return the code of @p text, adding it when new
   std::int32_t encode(std::string_view text);
   /// @return the code of @p text, or -1 when absent
@@ -37,8 +30,10 @@ class dictionary {
   [[nodiscard]] std::vector<std::int32_t> sorted_codes() const;
 
  private:
-  std::deque<std::string> strings_;  ///< a deque never moves its elements: the views stay valid
-  std::unordered_map<std::string_view, std::int32_t> codes_;
+  std::deque<std::string> strings_;  ///< a deque never moves its elements: text() stays valid
+  /// Open addressing over the codes: each slot holds (high hash bits << 32) | (code + 1), or 0.
+  /// Slots hold codes, not pointers, so copies and moves need nothing special.
+  std::vector<std::uint64_t> slots_;
 };
 
 /// @brief The accepted lines of all input files, in input order (file order, then line order).
@@ -108,6 +103,9 @@ struct ingest_options {
   /// Sums of |tpp| and |quantity| of the earlier lines: the 64-bit bound on totals spans them too.
   std::uint64_t earlier_abs_tpp_sum      = 0;
   std::uint64_t earlier_abs_quantity_sum = 0;
+  /// Bytes per parallel parsing chunk (0: the default, a few MiB). The log is the same for every
+  /// value; tests and fuzzers set it tiny to put chunk seams everywhere.
+  std::size_t chunk_bytes = 0;
 };
 
 /// @brief Everything ingest produces: the columns and the dictionaries their codes point into.

@@ -1,0 +1,151 @@
+/// @file chunked_ingest_test.cpp
+/// @brief The parallel ingest reads a log in chunks: whatever the chunk size, the log, its
+/// dictionaries, its rejects (line, column, raw text) and its first error are the same.
+#include <capledger/error.hpp>
+#include <capledger/reference.hpp>
+#include <capledger/shipments.hpp>
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace {
+
+namespace fs = std::filesystem;
+using namespace capledger;
+
+const country_table& countries()
+{
+  static const country_table table = load_countries(
+    (fs::path(CAPLEDGER_TEST_DATA_DIR) / ".." / ".." / "datasets" / "countries.csv").lexically_normal().string());
+  return table;
+}
+
+const chip_table& chips()
+{
+  static const chip_table table = load_chips(
+    (fs::path(CAPLEDGER_TEST_DATA_DIR) / ".." / ".." / "datasets" / "chips.csv").lexically_normal().string());
+  return table;
+}
+
+/// A log of @p lines lines with every kind of trouble a seam can fall into: quoted fields with
+/// line breaks and doubled quotes, CRLF, blank lines, padding, repeated ids, ad-hoc chips, bad
+/// lines of every per-line reason, and a BOM.
+std::string troubled_log(int lines, unsigned seed)
+{
+  std::mt19937 random(seed);
+  const auto pick = [&](int n) { return static_cast<int>(random() % static_cast<unsigned>(n)); };
+  const char* countries_used[] = {"AE", "de", "IN", "US", "sa", "ZZ"};
+  const char* chips_used[]     = {"H100-SXM", "b200", "H20", "NEW-CHIP", ""};
+  const char* pathways[]       = {"", "LICENSE", "lpp", "NVEU", "uveu", "AIA", "ACA", "BOGUS"};
+  std::string text = "\xEF\xBB\xBFshipment_id,date,entity,country,chip,quantity,pathway,order_id,exporter,tpp_per_unit\n";
+  for (int i = 0; i < lines; ++i) {
+    const int id = pick(10) == 0 ? pick(i + 1) : i;  // about one line in ten repeats an id
+    std::string line = "S" + std::to_string(id) + (pick(50) == 0 ? ",2025-02-30," : ",2025-0" + std::to_string(1 + pick(9)) + "-1" + std::to_string(pick(10)) + ",");
+    line += pick(30) == 0 ? "\"E\n" + std::to_string(pick(40)) + "\"," : " E" + std::to_string(pick(40)) + " ,";
+    line += std::string(countries_used[pick(6)]) + ",";
+    const std::string chip = chips_used[pick(5)];
+    line += pick(20) == 0 ? "\"" + chip + "\"" : chip;
+    line += "," + std::to_string(pick(40) == 0 ? 0 : pick(100) - 10) + ",";
+    line += std::string(pathways[pick(8)]) + ",";
+    line += pick(3) == 0 ? "O" + std::to_string(pick(20)) : "";
+    line += pick(10) == 0 ? ",\"Ex, \"\"port\"\"\r\nline two\"" : ",Exporter " + std::to_string(pick(3));
+    line += chip == "NEW-CHIP" || pick(10) == 0 ? "," + std::to_string(1 + pick(50)) : ",";
+    if (pick(100) == 0) { line += ",extra"; }
+    if (pick(150) == 0) { line = "\"S" + std::to_string(i) + "\"x" + line; }  // text after a closing quote
+    text += line + (pick(8) == 0 ? "\r\n" : "\n");
+    if (pick(40) == 0) { text += pick(2) == 0 ? "\n" : "\r\n"; }
+  }
+  return text;
+}
+
+/// Everything a log holds, rendered so that two logs compare with one EXPECT_EQ.
+std::string fingerprint(const shipment_log& log)
+{
+  std::string out;
+  const auto& c = log.columns;
+  for (std::int64_t i = 0; i < c.size(); ++i) {
+    const auto k = static_cast<std::size_t>(i);
+    out += std::string(log.shipment_id(i)) + " " + std::to_string(c.date[k]) + " " + log.entities.text(c.entity[k]) +
+           " " + std::to_string(c.country[k]) + " " + log.chips.rows[c.chip[k]].key + " " + std::to_string(c.pathway[k]) +
+           " " + std::to_string(c.quantity[k]) + " " + std::to_string(c.tpp[k]) + " " +
+           (c.order[k] < 0 ? "-" : log.orders.text(c.order[k])) + " " + log.exporters.text(c.exporter[k]) + " " +
+           std::to_string(c.entity[k]) + "/" + std::to_string(c.chip[k]) + "/" + std::to_string(c.order[k]) + "/" +
+           std::to_string(c.exporter[k]) + " @" + log.source_of(i) + "\n";
+  }
+  for (const auto& r : log.rejects) {
+    out += r.file + ":" + std::to_string(r.line) + ":" + std::to_string(r.column) + " " + r.reason + " " + r.detail +
+           " [" + r.raw + "]\n";
+  }
+  for (const auto& f : log.files) {
+    out += f.path + " " + std::to_string(f.bytes) + " " + f.sha256 + " " + std::to_string(f.lines_read) + "\n";
+  }
+  return out + std::to_string(log.lines_read);
+}
+
+shipment_log ingest(const std::vector<std::string>& files, std::size_t chunk_bytes)
+{
+  ingest_options options;
+  options.keep_rejects = true;
+  options.chunk_bytes  = chunk_bytes;
+  shipment_log_builder builder(countries(), chips(), options);
+  for (std::size_t f = 0; f < files.size(); ++f) { builder.add_text("log" + std::to_string(f) + ".csv", files[f]); }
+  return builder.finish();
+}
+
+TEST(ChunkedIngest, EveryChunkSizeBuildsTheSameLog)
+{
+  const std::vector<std::string> files = {troubled_log(3000, 1), troubled_log(500, 2)};
+  const std::string whole              = fingerprint(ingest(files, std::size_t{1} << 30));
+  ASSERT_GT(whole.size(), 1000U);
+  for (const std::size_t chunk_bytes : {1, 2, 3, 17, 64, 100, 1000, 4096}) {
+    EXPECT_EQ(fingerprint(ingest(files, chunk_bytes)), whole) << "chunk_bytes " << chunk_bytes;
+  }
+}
+
+TEST(ChunkedIngest, TheFirstErrorIsTheSameWithoutRejects)
+{
+  const std::string text = troubled_log(2000, 3);
+  const auto first_error = [&](std::size_t chunk_bytes) -> std::optional<std::string> {
+    ingest_options options;
+    options.chunk_bytes = chunk_bytes;
+    shipment_log_builder builder(countries(), chips(), options);
+    try {
+      builder.add_text("log.csv", text);
+    } catch (const parse_error& e) {
+      return std::string(e.what());
+    }
+    return std::nullopt;
+  };
+  const auto whole = first_error(std::size_t{1} << 30);
+  ASSERT_TRUE(whole.has_value());
+  for (const std::size_t chunk_bytes : {1, 5, 64, 700}) { EXPECT_EQ(first_error(chunk_bytes), whole); }
+}
+
+TEST(ChunkedIngest, SeamInsideAQuotedLineBreakAndAnUnterminatedQuote)
+{
+  // Chunks of 1 byte start on every line, so each continuation line of a quoted field starts a
+  // chunk whose speculative parse is wrong and must be redone from the record's end.
+  const std::string text =
+    "shipment_id,date,entity,country,chip,quantity,exporter\n"
+    "S1,2025-02-01,E1,AE,H100-SXM,1,\"a\nb\nc\"\n"
+    "S2,2025-02-01,E1,AE,H100-SXM,2,\"x\n\n\"\n"
+    "S3,2025-02-01,E1,AE,H100-SXM,3,\"never closed\nS4,2025-02-01,E1,AE,H100-SXM,4,x\n";
+  const std::string whole = fingerprint(ingest({text}, std::size_t{1} << 30));
+  for (const std::size_t chunk_bytes : {1, 2, 40, 60}) {
+    EXPECT_EQ(fingerprint(ingest({text}, chunk_bytes)), whole) << "chunk_bytes " << chunk_bytes;
+  }
+  const shipment_log log = ingest({text}, 1);
+  ASSERT_EQ(log.columns.size(), 3);  // S1, S2 and S4 (read again after S3's unterminated quote)
+  EXPECT_EQ(log.source_of(2), "log0.csv:9");
+  ASSERT_EQ(log.rejects.size(), 1U);
+  EXPECT_EQ(log.rejects[0].reason, "UNTERMINATED_QUOTE");
+  EXPECT_EQ(log.rejects[0].line, 8);
+  EXPECT_EQ(log.rejects[0].column, 32);
+}
+
+}  // namespace
