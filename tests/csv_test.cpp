@@ -383,3 +383,97 @@ TEST(ParseInt64, RejectsMalformedText)
 }
 
 }  // namespace
+
+// ---- regressions found by the fuzzers (tests/fuzz) ----------------------------------------------
+
+namespace {
+
+TEST(CsvReaderFuzzRegression, LoneCarriageReturnAtEndIsABlankLine)
+{
+  // csv_differential_fuzz, minimised to the single byte "\r": a `\r` that ends the text is a
+  // truncated `\r\n`, so a line holding only it is blank, not a record with one empty field.
+  csv_reader alone("\r");
+  EXPECT_EQ(alone.next(), csv_status::end);
+
+  csv_reader after_record("a,b\n\r");
+  ASSERT_EQ(after_record.next(), csv_status::record);
+  EXPECT_EQ(values(after_record), (strings{"a", "b"}));
+  EXPECT_EQ(after_record.next(), csv_status::end);
+
+  csv_reader after_crlf("a\r\n\r\n\r");
+  ASSERT_EQ(after_crlf.next(), csv_status::record);
+  EXPECT_EQ(values(after_crlf), (strings{"a"}));
+  EXPECT_EQ(after_crlf.next(), csv_status::end);
+
+  // A `\r` followed by more text is data, as before.
+  csv_reader data("\rx\n");
+  ASSERT_EQ(data.next(), csv_status::record);
+  EXPECT_EQ(values(data), (strings{"\rx"}));
+}
+
+}  // namespace
+
+#if __has_include("fast_csv.hpp")
+#include "fast_csv.hpp"
+
+namespace {
+
+using capledger::detail::fast_csv_reader;
+
+TEST(FastCsvReaderFuzzRegression, LoneCarriageReturnAtEndIsABlankLine)
+{
+  // csv_differential_fuzz: the fast reader kept the old blank-line rule and read "\r" as a record.
+  fast_csv_reader alone("\r");
+  EXPECT_EQ(alone.next(), csv_status::end);
+  fast_csv_reader after_record("a,b\r\n\r");
+  ASSERT_EQ(after_record.next(), csv_status::record);
+  EXPECT_EQ(after_record.next(), csv_status::end);
+}
+
+TEST(FastCsvReaderFuzzRegression, FirstChunkSkipsTheByteOrderMark)
+{
+  // csv_differential_fuzz (chunked reading): a chunk reader starting at 0 read the BOM as data of
+  // the first field, so a chunked ingest would not find the `shipment_id` column.
+  const std::string text = "\xEF\xBB\xBFid,name\nx,y\n";
+  fast_csv_reader first(text, 0, 11, 1);  // line 2 starts at byte 11
+  ASSERT_EQ(first.next(), csv_status::record);
+  ASSERT_EQ(first.fields().size(), 2U);
+  EXPECT_EQ(first.fields()[0].value, "id");
+  EXPECT_EQ(first.fields()[0].column, 4);  // the BOM's bytes still count, as csv_reader counts them
+  EXPECT_EQ(first.raw(), "id,name");
+  EXPECT_EQ(first.next(), csv_status::end);
+  EXPECT_EQ(first.position(), 11U);
+  fast_csv_reader second(text, first.position(), text.size(), first.line());
+  ASSERT_EQ(second.next(), csv_status::record);
+  EXPECT_EQ(second.fields()[0].value, "x");
+  EXPECT_EQ(second.record_line(), 2);
+  EXPECT_EQ(second.next(), csv_status::end);
+}
+
+}  // namespace
+#endif
+
+#if __has_include("string_index.hpp")
+#include "string_index.hpp"
+
+namespace {
+
+TEST(HashBytesFuzzRegression, ReadsNoByteAfterTheText)
+{
+  // ingest_fuzz (ASan heap-buffer-overflow in hash_bytes via add_stored): for 17 to 23 bytes, and
+  // every length 16k+1 .. 16k+7, the tail word was read from past the end. The hash of a text must
+  // not depend on the bytes that follow it.
+  for (std::size_t n = 0; n <= 80; ++n) {
+    std::string a(n, 'x');
+    std::string b(n, 'x');
+    for (std::size_t i = 0; i < n; ++i) { a[i] = b[i] = static_cast<char>('a' + i % 26); }
+    a += "AAAAAAAAAAAAAAAA";
+    b += "BBBBBBBBBBBBBBBB";
+    EXPECT_EQ(capledger::detail::hash_bytes(std::string_view(a.data(), n)),
+              capledger::detail::hash_bytes(std::string_view(b.data(), n)))
+      << "length " << n;
+  }
+}
+
+}  // namespace
+#endif

@@ -652,3 +652,23 @@ TEST(IngestKeepRejects, FailedAdHocLineAddsNoChip)
 }
 
 }  // namespace
+
+// ---- regressions found by the fuzzers (tests/fuzz) ----------------------------------------------
+
+namespace {
+
+TEST(IngestFuzzRegression, TrailingBareCarriageReturnIsNotALine)
+{
+  // A log whose last line is a lone `\r` (a truncated `\r\n` after a blank line) was read as a
+  // one-field record: fail-fast stopped with WRONG_FIELD_COUNT, keep_rejects rejected it.
+  const std::string text = header + "S1,2025-02-01,E1,AE,H100-SXM,10\r\n\r";
+  const shipment_log strict = ingest(text);
+  EXPECT_EQ(strict.columns.size(), 1);
+  EXPECT_EQ(strict.lines_read, 1);
+  const shipment_log kept = ingest(text, keep_rejects());
+  EXPECT_EQ(kept.columns.size(), 1);
+  EXPECT_TRUE(kept.rejects.empty());
+  EXPECT_EQ(kept.lines_read, 1);
+}
+
+}  // namespace
