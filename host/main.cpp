@@ -8,7 +8,10 @@
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
+#include <csignal>
 #include <iostream>
+
+#include <unistd.h>
 
 namespace {
 
@@ -103,8 +106,24 @@ void finish_report_flags(report_options& options, const std::string& as_of, cons
 
 }  // namespace
 
+namespace {
+
+/// Input files are memory-mapped; a file truncated by another process while capledger reads it
+/// raises SIGBUS on the missing pages. Say so and exit 2 (bad input) instead of crashing; no
+/// output can be half-written, since outputs only appear by an atomic rename at the end.
+extern "C" void input_truncated(int)
+{
+  static constexpr char message[] =
+    "capledger: an input file was truncated or changed while being read; nothing was written\n";
+  [[maybe_unused]] const auto ignored = ::write(STDERR_FILENO, message, sizeof message - 1);
+  ::_exit(2);
+}
+
+}  // namespace
+
 int main(int argc, char** argv)
 {
+  std::signal(SIGBUS, input_truncated);
   CLI::App app{"capledger: compute-capacity accounting for AI-chip export rules"};
   app.require_subcommand(1);
   app.set_version_flag("--version", std::string("capledger ") + CAPLEDGER_VERSION);
