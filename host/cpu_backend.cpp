@@ -7,7 +7,6 @@
 
 #include <algorithm>
 #include <limits>
-#include <unordered_map>
 
 namespace capledger {
 
@@ -37,11 +36,13 @@ void add_totals(group_total& into, const group_total& from)
   into.tpp += from.tpp;
 }
 
-/// (entity, country) totals in an open-addressing table: a line costs one probe, not a node
-/// allocation and a pointer chase as in std::unordered_map (the totals pass's hot spot).
-class pair_table {
+/// Per-key state for non-negative int64 keys in an open-addressing table: a line costs one
+/// probe, not a node allocation and a pointer chase as in std::unordered_map (the hot spot of
+/// both passes with many entities).
+template <typename Value>
+class key_table {
  public:
-  group_total& at(std::int64_t key)
+  Value& at(std::int64_t key)
   {
     if (4 * (count_ + 1) > 3 * keys_.size()) { rehash(std::max<std::size_t>(4096, 2 * keys_.size())); }
     std::size_t s = slot_of(key);
@@ -53,41 +54,55 @@ class pair_table {
       }
       s = (s + 1) & mask_;
     }
-    return totals_[s];
+    return values_[s];
   }
   template <typename Visit>
   void for_each(Visit visit) const
   {
     for (std::size_t s = 0; s < keys_.size(); ++s) {
-      if (keys_[s] != empty) { visit(keys_[s], totals_[s]); }
+      if (keys_[s] != empty) { visit(keys_[s], values_[s]); }
     }
   }
   [[nodiscard]] std::size_t size() const noexcept { return count_; }
+  /// Makes room for @p count keys. Merging another table walks it in slot (= hash) order;
+  /// a destination at least as large keeps those keys spread out instead of piling them into
+  /// one long probe run, which made merges quadratic.
+  void reserve(std::size_t count, std::size_t at_least_capacity)
+  {
+    std::size_t capacity = std::max<std::size_t>(4096, keys_.size());
+    while (4 * count > 3 * capacity || capacity < at_least_capacity) { capacity *= 2; }
+    if (capacity != keys_.size()) { rehash(capacity); }
+  }
+  [[nodiscard]] std::size_t capacity() const noexcept { return keys_.size(); }
 
  private:
   static constexpr std::int64_t empty = -1;  ///< keys are never negative
   std::vector<std::int64_t> keys_;
-  std::vector<group_total> totals_;
+  std::vector<Value> values_;
   std::size_t mask_  = 0;
   std::size_t count_ = 0;
+  int shift_         = 64;
 
+  /// Fibonacci hashing: the top bits of the product mix every bit of the key.
   [[nodiscard]] std::size_t slot_of(std::int64_t key) const noexcept
   {
-    return static_cast<std::size_t>((static_cast<std::uint64_t>(key) * 0x9e3779b97f4a7c15ULL) >> 20) & mask_;
+    return static_cast<std::size_t>((static_cast<std::uint64_t>(key) * 0x9e3779b97f4a7c15ULL) >> shift_);
   }
   void rehash(std::size_t capacity)
   {
-    std::vector<std::int64_t> old_keys       = std::move(keys_);
-    std::vector<group_total> old_totals      = std::move(totals_);
+    std::vector<std::int64_t> old_keys = std::move(keys_);
+    std::vector<Value> old_values      = std::move(values_);
     keys_.assign(capacity, empty);
-    totals_.assign(capacity, {});
-    mask_ = capacity - 1;
+    values_.assign(capacity, Value{});
+    mask_  = capacity - 1;
+    shift_ = 64;
+    for (std::size_t c = capacity; c > 1; c >>= 1) { --shift_; }
     for (std::size_t s = 0; s < old_keys.size(); ++s) {
       if (old_keys[s] == empty) { continue; }
       std::size_t t = slot_of(old_keys[s]);
       while (keys_[t] != empty) { t = (t + 1) & mask_; }
       keys_[t]   = old_keys[s];
-      totals_[t] = old_totals[s];
+      values_[t] = old_values[s];
     }
   }
 };
@@ -149,7 +164,7 @@ std::vector<Out> sorted_entries(const Map& map, Convert convert)
 {
   std::vector<Out> out;
   out.reserve(map.size());
-  for (const auto& [key, value] : map) { out.push_back(convert(key, value)); }
+  map.for_each([&](std::int64_t key, const auto& value) { out.push_back(convert(key, value)); });
   std::sort(out.begin(), out.end(), [](const Out& a, const Out& b) { return a.key < b.key; });
   return out;
 }
@@ -185,7 +200,7 @@ class cpu_backend final : public backend {
     struct partial {
       std::int64_t lines_used = 0;
       std::vector<group_total> by_country, by_entity, by_chip, by_exporter;
-      pair_table pairs;
+      key_table<group_total> pairs;
     };
     // A thread per ~256k lines at most: small logs are not worth the start-up.
     const int threads = static_cast<int>(
@@ -221,6 +236,7 @@ class cpu_backend final : public backend {
                                 std::pair{&sum.by_chip, &other.by_chip}, std::pair{&sum.by_exporter, &other.by_exporter}}) {
         for (std::size_t k = 0; k < into->size(); ++k) { add_totals((*into)[k], (*from)[k]); }
       }
+      sum.pairs.reserve(sum.pairs.size() + other.pairs.size(), other.pairs.capacity());
       other.pairs.for_each([&](std::int64_t key, const group_total& total) { add_totals(sum.pairs.at(key), total); });
     }
     out.lines_used  = sum.lines_used;
@@ -245,11 +261,11 @@ class cpu_backend final : public backend {
   {
     const auto countries = static_cast<std::size_t>(sizes.countries);
     std::vector<running_state> country_cap(countries);
-    std::unordered_map<std::int64_t, running_state> nveu;
+    key_table<running_state> nveu;
     std::vector<running_state> lpp_order(static_cast<std::size_t>(sizes.orders));
-    std::unordered_map<std::int64_t, running_state> lpp_annual;
-    std::unordered_map<std::int64_t, first_line_state> prohibited;
-    std::unordered_map<std::int64_t, first_line_state> unauthorized;
+    key_table<running_state> lpp_annual;
+    key_table<first_line_state> prohibited;
+    key_table<first_line_state> unauthorized;
 
     const day_t last_day = std::min(rules.window_end, rules.as_of);
     for (const std::int64_t i : lines_in_check_order(lines, rules.window_start, last_day)) {
@@ -265,17 +281,17 @@ class cpu_backend final : public backend {
         country_cap[country].add(i, tpp, cap >= 0 ? cap : std::numeric_limits<std::int64_t>::max());
       }
       if (path == pathway::nveu) {
-        nveu[entity_country_key(entity, country)].add(i, tpp, nveu_limit_on(rules.nveu_caps, lines.date[i]));
+        nveu.at(entity_country_key(entity, country)).add(i, tpp, nveu_limit_on(rules.nveu_caps, lines.date[i]));
       }
       if (path == pathway::lpp) {
         lpp_order[static_cast<std::size_t>(lines.order[i])].add(i, tpp, rules.lpp_per_order_tpp);
-        lpp_annual[entity_year_key(entity, year_of(lines.date[i]))].add(i, tpp,
+        lpp_annual.at(entity_year_key(entity, year_of(lines.date[i]))).add(i, tpp,
                                                                          rules.lpp_per_consignee_year_tpp);
       }
       if (lines.quantity[i] > 0) {
-        if (tier == 3) { prohibited[entity_country_key(entity, country)].add(i, tpp); }
+        if (tier == 3) { prohibited.at(entity_country_key(entity, country)).add(i, tpp); }
         if (rules.is_unauthorized(path, entity, country, lines.chip[i])) {
-          unauthorized[entity_country_pathway_key(entity, country, lines.pathway[i])].add(i, tpp);
+          unauthorized.at(entity_country_pathway_key(entity, country, lines.pathway[i])).add(i, tpp);
         }
       }
     }
