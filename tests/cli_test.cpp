@@ -5,6 +5,8 @@
 #include "csv.hpp"
 
 #include <gtest/gtest.h>
+
+#include "test_support.hpp"
 #include <nlohmann/json.hpp>
 
 #include <atomic>
@@ -29,13 +31,7 @@ fs::path sample_dir()
   return (fs::path(CAPLEDGER_TEST_DATA_DIR) / ".." / ".." / "datasets" / "sample").lexically_normal();
 }
 
-std::string read_text(const fs::path& path)
-{
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream buffer;
-  buffer << in.rdbuf();
-  return buffer.str();
-}
+using capledger::test::read_text;
 
 struct run_result {
   int exit_code = -1;
@@ -48,17 +44,8 @@ class Cli : public ::testing::Test {
  protected:
   void SetUp() override
   {
-    static std::atomic<int> counter{0};
-    dir_ = fs::temp_directory_path() /
-           ("capledger_cli_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(dir_);
-    fs::create_directories(dir_ / "work");
     work_ = dir_ / "work";
-  }
-  void TearDown() override
-  {
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
+    fs::create_directories(work_);
   }
 
   std::string write(const std::string& name, const std::string& content)
@@ -93,7 +80,8 @@ class Cli : public ::testing::Test {
     return names;
   }
 
-  fs::path dir_;
+  capledger::test::scratch_dir scratch_{"capledger_cli_test"};
+  fs::path dir_ = scratch_.root();
   fs::path work_;
 };
 

@@ -6,6 +6,8 @@
 
 #include <gtest/gtest.h>
 
+#include "test_support.hpp"
+
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
@@ -27,18 +29,9 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string read_text(const fs::path& path)
-{
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
+using capledger::test::read_text;
 
-void write_text(const fs::path& path, const std::string& text)
-{
-  std::ofstream(path, std::ios::binary) << text;
-}
+using capledger::test::write_text;
 
 /// A scratch directory, removed at the end of the test.
 class ledger_test : public ::testing::Test {

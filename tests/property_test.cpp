@@ -15,6 +15,8 @@
 #include <capledger/shipments.hpp>
 
 #include <gtest/gtest.h>
+
+#include "test_support.hpp"
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -110,33 +112,7 @@ std::string upper(std::string s)
   return s;
 }
 
-class scratch_dir {
- public:
-  scratch_dir()
-  {
-    static std::atomic<int> counter{0};
-    path_ = fs::temp_directory_path() /
-            ("capledger_property_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::create_directories(path_);
-  }
-  ~scratch_dir()
-  {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  scratch_dir(const scratch_dir&)            = delete;
-  scratch_dir& operator=(const scratch_dir&) = delete;
-  std::string write(const std::string& name, const std::string& text) const
-  {
-    const fs::path file = path_ / name;
-    std::ofstream out(file, std::ios::binary);
-    out << text;
-    return file.string();
-  }
-
- private:
-  fs::path path_;
-};
+using capledger::test::scratch_dir;
 
 struct generated {
   std::string shipments;

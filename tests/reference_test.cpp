@@ -6,6 +6,8 @@
 
 #include <gtest/gtest.h>
 
+#include "test_support.hpp"
+
 #include <atomic>
 #include <filesystem>
 #include <fstream>
@@ -26,26 +28,9 @@ fs::path datasets_dir()
 /// A fresh directory per test, removed at the end.
 class ReferenceFiles : public ::testing::Test {
  protected:
-  void SetUp() override
-  {
-    static std::atomic<int> counter{0};
-    dir_ = fs::temp_directory_path() /
-           ("capledger_reference_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override
-  {
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
-  std::string write(const std::string& name, const std::string& content)
-  {
-    const fs::path path = dir_ / name;
-    std::ofstream(path, std::ios::binary) << content;
-    return path.string();
-  }
-  fs::path dir_;
+  std::string write(const std::string& name, const std::string& content) { return scratch_.write(name, content); }
+  capledger::test::scratch_dir scratch_{"capledger_reference_test"};
+  fs::path dir_ = scratch_.root();
 };
 
 /// Expects @p call to throw config_error whose message holds @p needle.

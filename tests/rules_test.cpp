@@ -16,6 +16,8 @@
 
 #include <gtest/gtest.h>
 
+#include "test_support.hpp"
+
 #include <atomic>
 #include <filesystem>
 #include <fstream>
@@ -43,36 +45,7 @@ std::string log_text(const std::vector<std::string>& rows)
   return text;
 }
 
-/// A folder under the system temp directory, removed with everything in it at scope exit.
-class scratch_dir {
- public:
-  scratch_dir()
-  {
-    static std::atomic<int> counter{0};
-    path_ = fs::temp_directory_path() /
-            ("capledger_rules_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::create_directories(path_);
-  }
-  ~scratch_dir()
-  {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  scratch_dir(const scratch_dir&)            = delete;
-  scratch_dir& operator=(const scratch_dir&) = delete;
-
-  std::string write(const std::string& name, const std::string& text) const
-  {
-    const fs::path file = path_ / name;
-    std::ofstream out(file, std::ios::binary);
-    out << text;
-    return file.string();
-  }
-  [[nodiscard]] std::string path(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  fs::path path_;
-};
+using capledger::test::scratch_dir;
 
 /// A small rule set with round limits.
 struct small_rules {

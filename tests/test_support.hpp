@@ -1,0 +1,65 @@
+/// @file test_support.hpp
+/// @brief Helpers every test file shares: scratch directories and whole-file reads and writes.
+#pragma once
+
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+namespace capledger::test {
+
+namespace fs = std::filesystem;
+
+/// @brief The whole content of @p path ("" when it cannot be read).
+inline std::string read_text(const fs::path& path)
+{
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream buffer;
+  buffer << in.rdbuf();
+  return buffer.str();
+}
+
+/// @brief Writes @p text to @p path, replacing it.
+inline void write_text(const fs::path& path, const std::string& text)
+{
+  std::ofstream(path, std::ios::binary) << text;
+}
+
+/// @brief A fresh folder under the system temp directory, removed with its content at scope exit.
+class scratch_dir {
+ public:
+  explicit scratch_dir(const std::string& tag = "capledger_test")
+  {
+    static std::atomic<int> counter{0};
+    path_ = fs::temp_directory_path() /
+            (tag + "_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
+    fs::remove_all(path_);
+    fs::create_directories(path_);
+  }
+  ~scratch_dir()
+  {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  scratch_dir(const scratch_dir&)            = delete;
+  scratch_dir& operator=(const scratch_dir&) = delete;
+
+  [[nodiscard]] const fs::path& root() const noexcept { return path_; }
+  /// @brief Path of @p name inside the folder, as a string.
+  [[nodiscard]] std::string path(const std::string& name) const { return (path_ / name).string(); }
+  /// @brief Writes @p text into @p name inside the folder and returns its path.
+  std::string write(const std::string& name, const std::string& text) const
+  {
+    write_text(path_ / name, text);
+    return path(name);
+  }
+
+ private:
+  fs::path path_;
+};
+
+}  // namespace capledger::test
