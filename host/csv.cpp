@@ -178,6 +178,41 @@ bool parse_int64(std::string_view text, std::int64_t& value) noexcept
   return error == std::errc() && end == last;
 }
 
+bool valid_utf8(std::string_view text) noexcept
+{
+  const auto* p   = reinterpret_cast<const unsigned char*>(text.data());
+  const auto* end = p + text.size();
+  while (p < end) {
+    const unsigned char c = *p;
+    if (c < 0x80) {
+      ++p;
+      continue;
+    }
+    int more           = 0;
+    unsigned char low  = 0x80;  // bounds of the second byte, which rule out overlong forms and surrogates
+    unsigned char high = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF) {
+      more = 1;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+      more = 2;
+      if (c == 0xE0) { low = 0xA0; }
+      if (c == 0xED) { high = 0x9F; }
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      more = 3;
+      if (c == 0xF0) { low = 0x90; }
+      if (c == 0xF4) { high = 0x8F; }
+    } else {
+      return false;
+    }
+    if (end - p <= more || p[1] < low || p[1] > high) { return false; }
+    for (int k = 2; k <= more; ++k) {
+      if (p[k] < 0x80 || p[k] > 0xBF) { return false; }
+    }
+    p += more + 1;
+  }
+  return true;
+}
+
 }  // namespace capledger::detail
 
 namespace capledger::detail {

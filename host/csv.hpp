@@ -66,6 +66,8 @@ class csv_reader {
 
 /// @brief Parses a whole decimal int64 (optional sign, digits only). @return false on any defect
 [[nodiscard]] bool parse_int64(std::string_view text, std::int64_t& value) noexcept;
+/// @return whether @p text is well-formed UTF-8 (RFC 3629: no overlong forms, no surrogates)
+[[nodiscard]] bool valid_utf8(std::string_view text) noexcept;
 
 }  // namespace capledger::detail
 

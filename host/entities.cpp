@@ -74,6 +74,9 @@ entity_table parse_entities(std::string_view text, const std::string& path, cons
     if (row.id.empty()) {
       throw parse_error(path, id_field.line, id_field.column, "EMPTY_FIELD", "empty entity id");
     }
+    if (!detail::valid_utf8(row.id)) {
+      throw parse_error(path, id_field.line, id_field.column, "BAD_ENCODING", "entity id is not valid UTF-8");
+    }
     if (col_name >= 0) { row.name = std::string(f[static_cast<std::size_t>(col_name)].value); }
 
     const auto& hq = f[static_cast<std::size_t>(col_hq)];

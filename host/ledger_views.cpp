@@ -295,7 +295,7 @@ int run_reconcile(const std::string& db_path, const std::string& inventory_path,
        << " unshipped\n";
   if (!options.out_dir.empty()) {
     detail::write_directory_atomically(options.out_dir,
-                                       {{"reconciliation.csv", csv}, {"summary.json", summary.dump(2) + "\n"}});
+                                       {{"reconciliation.csv", csv}, {"summary.json", summary.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n"}});
     out << text.str();
     diagnostics << "capledger: wrote reconciliation.csv and summary.json to " << options.out_dir << "\n";
   } else {

@@ -349,7 +349,10 @@ report_output render_report(const reference_data& ref, const report_source& sour
   for (const auto& f : out.checks.findings) { by_rule[f.rule] = by_rule[f.rule].get<std::int64_t>() + 1; }
   summary["findings"] = ordered_json{{"violations", out.checks.violations}, {"warnings", out.checks.warnings},
                                      {"by_rule", by_rule}};
-  out.files["summary.json"] = summary.dump(2) + "\n";
+  // Every value from the data is UTF-8 (checked at ingest); a file name need not be, and is
+  // written with U+FFFD for its stray bytes rather than failing the run.
+  constexpr auto replace_bad_bytes = nlohmann::json::error_handler_t::replace;
+  out.files["summary.json"] = summary.dump(2, ' ', false, replace_bad_bytes) + "\n";
 
   ordered_json findings = ordered_json::array();
   for (const auto& f : out.checks.findings) {
@@ -357,7 +360,7 @@ report_output render_report(const reference_data& ref, const report_source& sour
                         {"pathway", f.pathway}, {"order_id", f.order_id}, {"year", f.year}, {"date", f.date},
                         {"shipment_id", f.shipment_id}, {"value", f.value}, {"limit", f.limit}});
   }
-  out.json  = ordered_json{{"summary", summary}, {"findings", findings}}.dump(2) + "\n";
+  out.json  = ordered_json{{"summary", summary}, {"findings", findings}}.dump(2, ' ', false, replace_bad_bytes) + "\n";
   out.table = render_table(out, ref, context, agg, source, global, tiers);
   return out;
 }

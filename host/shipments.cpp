@@ -769,6 +769,15 @@ std::optional<line_defect> shipment_log_builder::state::check_line(const detail:
   if (__builtin_mul_overflow(quantity, tpp_per_unit, &tpp)) {
     return line_defect{"TPP_OVERFLOW", "quantity x tpp_per_unit exceeds 64 bits", c_quantity};
   }
+  // SPEC §1.1: logs are UTF-8. The free-text values reach the outputs (summary.json and the
+  // JSON report among them), so one that is not UTF-8 is bad input here, not a failure there.
+  for (const int column : {c_id, c_entity, c_chip, c_order, c_exporter}) {
+    if (!detail::valid_utf8(value(column))) {
+      static constexpr const char* names[record_columns] = {"shipment_id", "", "entity", "", "chip", "",
+                                                            "",            "order_id", "exporter", ""};
+      return line_defect{"BAD_ENCODING", std::string(names[column]) + " is not valid UTF-8", column};
+    }
+  }
   out = {*day, static_cast<std::uint16_t>(country), chip, static_cast<std::uint8_t>(pathway_code), quantity, tpp};
   return std::nullopt;
 }

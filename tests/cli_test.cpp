@@ -341,6 +341,27 @@ TEST_F(Cli, AsOfExcludesLaterLines)
   EXPECT_EQ(run("report --backend cpu " + later).exit_code, 1);
 }
 
+TEST_F(Cli, TextThatIsNotUtf8IsBadInputNotAnInternalError)
+{
+  // A finding names the entity; its Latin-1 byte used to make the JSON writer throw (exit 3).
+  const auto log = write("latin1.csv", header + "S1,2025-03-01,Caf\xe9,CN,H100-SXM,1\n");
+  const auto r   = run("report --backend cpu " + log + " --out result");
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("latin1.csv:2:15: BAD_ENCODING"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(work_ / "result"));
+  // An entities file with such an id is a bad reference file (exit 2), not an internal error.
+  const auto clean    = write("log.csv", clean_log);
+  const auto entities = write("entities.csv", "entity,hq_country,status,nveu_countries\nU\xe9,US,UVEU,\n");
+  const auto e        = run("report --backend cpu " + clean + " --entities " + entities);
+  EXPECT_EQ(e.exit_code, 2) << e.err;
+  EXPECT_NE(e.err.find("BAD_ENCODING"), std::string::npos) << e.err;
+  // A file name that is not UTF-8 still gets a summary.json (the name is not the data).
+  const auto odd = write("log\xe9.csv", clean_log);
+  const auto n   = run("report --backend cpu '" + odd + "' --out named");
+  EXPECT_EQ(n.exit_code, 0) << n.err;
+  EXPECT_TRUE(fs::exists(work_ / "named" / "summary.json"));
+}
+
 TEST_F(Cli, StdinDash)
 {
   const auto log = write("log.csv", clean_log + "S4,2025-06-01,E1,CN,H20,10\n");

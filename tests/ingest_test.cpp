@@ -414,6 +414,30 @@ TEST(IngestRejects, TppOverflowOfTheLogsTotal)
   EXPECT_EQ(log.columns.size(), 2);
 }
 
+TEST(IngestRejects, TextThatIsNotUtf8)
+{
+  // SPEC §1.1: logs are UTF-8. A Latin-1 byte in a value that reaches the outputs (0xE9 alone
+  // is not UTF-8) is bad input at that field, not a crash when summary.json is written.
+  expect_rejected(header + "S1,2025-02-01,Caf\xe9,AE,H100-SXM,10\n", 2, 15, "BAD_ENCODING");
+  expect_rejected(header + "S\xff,2025-02-01,E1,AE,H100-SXM,10\n", 2, 1, "BAD_ENCODING");
+  expect_rejected("shipment_id,date,entity,country,chip,quantity,pathway,order_id,exporter\n"
+                  "S1,2025-02-01,E1,AE,H100-SXM,10,LPP,O\xc3,X\n",
+                  2, 37, "BAD_ENCODING");
+  expect_rejected("shipment_id,date,entity,country,chip,quantity,exporter\n"
+                  "S1,2025-02-01,E1,AE,H100-SXM,10,\xed\xa0\x80\n",  // an encoded surrogate
+                  2, 33, "BAD_ENCODING");
+  // Well-formed multi-byte UTF-8 is ordinary text.
+  const shipment_log log = ingest(header + "S\xc3\xa9,2025-02-01,Caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80,AE,H100-SXM,10\n");
+  ASSERT_EQ(log.columns.size(), 1);
+  EXPECT_EQ(log.entities.text(0), "Caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80");
+  // With rejects kept, the line is skipped and the run goes on.
+  const shipment_log kept = ingest(header + "S1,2025-02-01,Caf\xe9,AE,H100-SXM,10\nS2,2025-02-01,E1,AE,H100-SXM,1\n",
+                                   keep_rejects());
+  ASSERT_EQ(kept.rejects.size(), 1U);
+  EXPECT_EQ(kept.rejects[0].reason, "BAD_ENCODING");
+  EXPECT_EQ(kept.columns.size(), 1);
+}
+
 TEST(IngestRejects, MissingColumnIsFatal)
 {
   for (const char* missing : {"shipment_id", "date", "entity", "country", "chip", "quantity"}) {
