@@ -14,6 +14,7 @@
 #include <fstream>
 #include <iomanip>
 #include <map>
+#include <set>
 #include <ostream>
 #include <sstream>
 #include <tuple>
@@ -50,32 +51,41 @@ bool in_window(const rule_set& rules, day_t date)
 std::vector<cap_balance> compute_balances(const reference_data& ref, const shipment_log& log,
                                           std::optional<day_t> as_of_option, const std::vector<ppm_t>& warn_levels)
 {
-  const day_t as_of            = effective_as_of(log, as_of_option);
-  const rule_context context   = make_rule_context(ref.rules, ref.countries, ref.entities, log, as_of);
-  const shipment_columns& c    = log.columns;
-  std::vector<std::int64_t> country_used(ref.countries.rows.size(), 0);
-  std::map<std::pair<std::string, std::string>, std::int64_t> nveu_used;  // (entity, ISO)
-  std::map<std::pair<std::string, int>, std::int64_t> lpp_used;            // (entity, year)
+  const day_t as_of          = effective_as_of(log, as_of_option);
+  const rule_context context = make_rule_context(ref.rules, ref.countries, ref.entities, log, as_of);
+  // The totals and crossings come from the same aggregation the report's checks use, so that a
+  // cap is `exceeded` here exactly when `report` finds its violation (also when returns brought
+  // the total back under the limit after the crossing line).
+  const aggregation agg = make_cpu_backend()->aggregate(log.view(), context, sizes_of(log, ref.countries));
+  std::map<std::pair<std::string, std::string>, keyed_running_total> nveu_used;  // (entity, ISO)
+  for (const auto& n : agg.nveu) {
+    nveu_used[{log.entities.text(static_cast<std::int32_t>(n.key / 65536)), ref.countries.rows[n.key % 65536].iso2}] = n;
+  }
+  // Only LPP (entity, year) keys that crossed are in the aggregation; the others are summed here.
+  const shipment_columns& c = log.columns;
+  std::map<std::pair<std::string, int>, std::int64_t> lpp_used;  // (entity, year)
   for (std::size_t i = 0; i < c.date.size(); ++i) {
-    if (c.date[i] > as_of || !in_window(ref.rules, c.date[i])) { continue; }
-    const auto p = static_cast<pathway>(c.pathway[i]);
-    if ((context.country_cap_pathways >> c.pathway[i]) & 1U) { country_used[c.country[i]] += c.tpp[i]; }
-    const std::string& entity = log.entities.text(c.entity[i]);
-    if (p == pathway::nveu) { nveu_used[{entity, ref.countries.rows[c.country[i]].iso2}] += c.tpp[i]; }
-    if (p == pathway::lpp) { lpp_used[{entity, year_of(c.date[i])}] += c.tpp[i]; }
+    if (c.date[i] > as_of || !in_window(ref.rules, c.date[i]) || c.pathway[i] != static_cast<std::uint8_t>(pathway::lpp)) {
+      continue;
+    }
+    lpp_used[{log.entities.text(c.entity[i]), year_of(c.date[i])}] += c.tpp[i];
+  }
+  std::set<std::pair<std::string, int>> lpp_crossed;
+  for (const auto& y : agg.lpp_annual) {
+    lpp_crossed.emplace(log.entities.text(static_cast<std::int32_t>(y.key / 16384)), static_cast<int>(y.key % 16384));
   }
   // Every authorized NVEU pair has a balance, used or not.
   for (const auto& info : ref.entities.rows) {
     if (info.status != entity_status::nveu) { continue; }
     for (const std::uint16_t country : info.nveu_countries) {
-      nveu_used.emplace(std::pair(info.id, ref.countries.rows[country].iso2), 0);
+      nveu_used.emplace(std::pair(info.id, ref.countries.rows[country].iso2), keyed_running_total{});
     }
   }
 
   std::vector<cap_balance> rows;
-  const auto add = [&](cap_balance b) {
+  const auto add = [&](cap_balance b, bool crossed) {
     b.used_pct = exact_decimal(b.consumed_tpp, b.limit_tpp, 2, 100);
-    if (b.consumed_tpp > b.limit_tpp) {
+    if (crossed || b.consumed_tpp > b.limit_tpp) {
       b.warn_level = "exceeded";
     } else if (const int level = highest_warn_level(b.consumed_tpp, b.limit_tpp, warn_levels); level >= 0) {
       b.warn_level = level_text(warn_levels[static_cast<std::size_t>(level)]);
@@ -88,8 +98,8 @@ std::vector<cap_balance> compute_balances(const reference_data& ref, const shipm
     b.cap          = "COUNTRY_CAP";
     b.country      = ref.countries.rows[k].iso2;
     b.limit_tpp    = context.country_cap_tpp[k];
-    b.consumed_tpp = country_used[k];
-    add(std::move(b));
+    b.consumed_tpp = agg.country_cap_total[k];
+    add(std::move(b), agg.country_cap_crossing[k].line >= 0);
   }
   // The phase in force at as_of, as CAP_NEAR_LIMIT uses it.
   const std::int64_t nveu_limit = nveu_cap_on(ref.rules, std::min(as_of, ref.rules.counting_ends));
@@ -99,8 +109,8 @@ std::vector<cap_balance> compute_balances(const reference_data& ref, const shipm
     b.entity       = key.first;
     b.country      = key.second;
     b.limit_tpp    = nveu_limit;
-    b.consumed_tpp = used;
-    add(std::move(b));
+    b.consumed_tpp = used.total;
+    add(std::move(b), used.first_crossing.line >= 0);
   }
   for (const auto& [key, used] : lpp_used) {
     cap_balance b;
@@ -109,7 +119,7 @@ std::vector<cap_balance> compute_balances(const reference_data& ref, const shipm
     b.year         = std::to_string(key.second);
     b.limit_tpp    = ref.rules.lpp_per_consignee_year_tpp;
     b.consumed_tpp = used;
-    add(std::move(b));
+    add(std::move(b), lpp_crossed.count(key) != 0);
   }
   return rows;
 }

@@ -88,7 +88,8 @@ void add_report_flags(CLI::App* cmd, report_options& options, std::string& as_of
   cmd->add_option("--backend", options.backend, "auto, cpu or gpu")->capture_default_str();
   cmd->add_option("--out", options.out_dir, "write every output file into this directory, atomically");
   cmd->add_option("--rejects", options.rejects_path, "skip bad lines and write them to this CSV file");
-  cmd->add_option("--max-rejects", options.max_rejects, "with --rejects: stop once more lines are rejected");
+  cmd->add_option("--max-rejects", options.max_rejects, "with --rejects: stop once more lines are rejected")
+    ->check(CLI::NonNegativeNumber);
   cmd->add_option("--warn-at", warn_at, "CAP_NEAR_LIMIT levels, fractions of a cap")->capture_default_str();
   cmd->add_option("--format", options.format, "stdout format without --out: table, json or csv")
     ->capture_default_str();
@@ -150,7 +151,8 @@ int main(int argc, char** argv)
   ingest_cmd->add_option("--chips", ingest.chips_path, "chips table (default: bundled)");
   ingest_cmd->add_option("--rules", ingest.rules_path, "rule set the running state follows (default: bundled)");
   ingest_cmd->add_option("--rejects", ingest.rejects_path, "skip bad and duplicate lines, write them to this CSV");
-  ingest_cmd->add_option("--max-rejects", ingest.max_rejects, "with --rejects: fail once more lines are rejected");
+  ingest_cmd->add_option("--max-rejects", ingest.max_rejects, "with --rejects: fail once more lines are rejected")
+    ->check(CLI::NonNegativeNumber);
   CLI::App* ledger_report_cmd = ledger_cmd->add_subcommand("report", "report over every ingested line");
   ledger_report_cmd->add_option("db", db_path, "ledger database file")->required();
   add_report_flags(ledger_report_cmd, report, as_of, warn_at);

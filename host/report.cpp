@@ -367,10 +367,12 @@ report_output render_report(const reference_data& ref, const report_source& sour
 
 void write_rejects(const std::string& path, const std::vector<rejected_line>& rejects)
 {
+  // `reason` holds the bare code (DUPLICATE_ID, ...) so the file can be filtered by it; the
+  // explanations go to stderr (note_rejects).
   std::vector<std::vector<std::string>> rows;
   rows.reserve(rejects.size());
   for (const auto& r : rejects) {
-    rows.push_back({r.file, std::to_string(r.line), std::to_string(r.column), r.reason + ": " + r.detail, r.raw});
+    rows.push_back({r.file, std::to_string(r.line), std::to_string(r.column), r.reason, r.raw});
   }
   detail::write_file_atomically(path, to_csv({"file", "line", "column", "reason", "raw"}, rows));
 }
@@ -382,6 +384,26 @@ void check_report_format(const report_options& options)
   }
 }
 
+namespace {
+
+/// Explains the first rejected lines on stderr (the rejects file holds every one, by code).
+void note_rejects(const std::vector<rejected_line>& rejects, const std::string& rejects_path,
+                  std::ostream& diagnostics)
+{
+  if (rejects.empty()) { return; }
+  constexpr std::size_t shown = 10;
+  for (std::size_t i = 0; i < rejects.size() && i < shown; ++i) {
+    const rejected_line& r = rejects[i];
+    diagnostics << "capledger: rejected " << r.file << ":" << r.line << ":" << r.column << ": " << r.reason << ": "
+                << r.detail << "\n";
+  }
+  if (rejects.size() > shown) { diagnostics << "capledger: ... and " << rejects.size() - shown << " more\n"; }
+  diagnostics << "capledger: " << rejects.size() << " line(s) rejected"
+              << (rejects_path.empty() ? std::string() : ", all in " + rejects_path) << "\n";
+}
+
+}  // namespace
+
 int finish_report(const reference_data& ref, const shipment_log& log, const report_options& options,
                   backend& engine, std::ostream& out, std::ostream& diagnostics)
 {
@@ -391,14 +413,12 @@ int finish_report(const reference_data& ref, const shipment_log& log, const repo
 int emit_report(const report_output& report, const std::vector<rejected_line>& rejects,
                 const report_options& options, std::ostream& out, std::ostream& diagnostics)
 {
+  // The output directory first: when it is refused, the run fails before anything is written.
+  if (!options.out_dir.empty()) { detail::write_directory_atomically(options.out_dir, report.files); }
   if (!options.rejects_path.empty()) { write_rejects(options.rejects_path, rejects); }
-  if (!rejects.empty()) {
-    diagnostics << "capledger: " << rejects.size() << " line(s) rejected"
-                << (options.rejects_path.empty() ? std::string() : ", see " + options.rejects_path) << "\n";
-  }
+  note_rejects(rejects, options.rejects_path, diagnostics);
 
   if (!options.out_dir.empty()) {
-    detail::write_directory_atomically(options.out_dir, report.files);
     diagnostics << "capledger: wrote " << report.files.size() << " files to " << options.out_dir << "\n";
   } else if (options.format == "json") {
     out << report.json;

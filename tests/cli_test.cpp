@@ -279,18 +279,38 @@ TEST_F(Cli, RejectsFileListsBadLinesAndTheRunGoesOn)
   EXPECT_EQ(rows[1][0], log);
   EXPECT_EQ(rows[1][1], "5");
   EXPECT_EQ(rows[1][2], "4");
-  EXPECT_EQ(rows[1][3].rfind("BAD_DATE", 0), 0U) << rows[1][3];
+  EXPECT_EQ(rows[1][3], "BAD_DATE");
   EXPECT_EQ(rows[1][4], "S5,2025-02-30,E1,US,H100-SXM,10");
   ASSERT_EQ(rows[2].size(), 5U);
   EXPECT_EQ(rows[2][1], "6");
   EXPECT_EQ(rows[2][2], "19");
-  EXPECT_EQ(rows[2][3].rfind("BAD_QUOTE", 0), 0U) << rows[2][3];
+  EXPECT_EQ(rows[2][3], "BAD_QUOTE");
   EXPECT_EQ(rows[2][4], bad_quote);
+
+  // The explanations go to stderr, with file:line:column.
+  EXPECT_NE(r.err.find(log + ":5:4: BAD_DATE: '2025-02-30'"), std::string::npos) << r.err;
 
   const json summary = json::parse(read_text(work_ / "result" / "summary.json"));
   EXPECT_EQ(summary["lines"]["read"], 6);
   EXPECT_EQ(summary["lines"]["rejected"], 2);
   EXPECT_EQ(summary["lines"]["used"], 4);
+}
+
+TEST_F(Cli, RefusedOutputDirectoryWritesNoRejectsFile)
+{
+  const auto log = write("log.csv", clean_log + "S5,2025-02-30,E1,US,H100-SXM,10\n");
+  fs::create_directories(work_ / "notes");
+  write("notes/mine.txt", "not a capledger output");
+  const auto r = run("report --backend cpu " + log + " --rejects rejects.csv --out notes");
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_FALSE(fs::exists(work_ / "rejects.csv"));
+  EXPECT_EQ(read_text(work_ / "notes" / "mine.txt"), "not a capledger output");
+}
+
+TEST_F(Cli, NegativeMaxRejectsIsRefused)
+{
+  const auto log = write("log.csv", clean_log);
+  EXPECT_EQ(run("report --backend cpu " + log + " --rejects rejects.csv --max-rejects -1").exit_code, 2);
 }
 
 TEST_F(Cli, RejectsWithViolationsExitsOne)

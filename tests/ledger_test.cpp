@@ -311,6 +311,27 @@ TEST_F(tiny_ledger_test, BalancesPerCap)
   EXPECT_NE(csv.find("\nCOUNTRY_CAP,,AE,,790000000,0,790000000,0.00,\n"), std::string::npos) << csv;
 }
 
+TEST_F(ledger_test, BalancesCallACapExceededOnceItsLimitWasCrossedEvenAfterReturns)
+{
+  // AE: 40,000 + 10,000 H100-SXM = 791,600,000 > 790,000,000 on S2 (the crossing line), then a
+  // return of 1,000 units brings the total back to 775,768,000: report still finds the violation,
+  // so balances must say `exceeded`, not a warn level.
+  write_text(at("night.csv"),
+             "shipment_id,date,entity,country,chip,quantity\n"
+             "S1,2025-03-01,E1,AE,H100-SXM,40000\n"
+             "S2,2025-03-02,E1,AE,H100-SXM,10000\n"
+             "S3,2025-03-03,E1,AE,H100-SXM,-1000\n");
+  ASSERT_EQ(cli("ledger init l.db"), 0) << stderr_text();
+  ASSERT_EQ(cli("ledger ingest l.db night.csv"), 0) << stderr_text();
+  std::string findings;
+  EXPECT_EQ(cli("ledger report l.db --backend cpu --format csv", &findings), 1) << stderr_text();
+  EXPECT_NE(findings.find("violation,COUNTRY_CAP_EXCEEDED,,AE,,,,2025-03-02,S2,791600000,790000000"),
+            std::string::npos) << findings;
+  std::string csv;
+  EXPECT_EQ(cli("ledger balances l.db --format csv", &csv), 1) << stderr_text();
+  EXPECT_NE(csv.find("\nCOUNTRY_CAP,,AE,,790000000,775768000,14232000,98.20,exceeded\n"), std::string::npos) << csv;
+}
+
 TEST_F(ledger_test, ReconcileStatuses)
 {
   write_text(at("night.csv"),
