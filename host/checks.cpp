@@ -15,7 +15,7 @@ __extension__ typedef unsigned __int128 unsigned_wide;
 std::string wide_to_string(wide value)
 {
   if (value == 0) { return "0"; }
-  const bool negative = value < 0;
+  const bool negative     = value < 0;
   unsigned_wide magnitude = negative ? -static_cast<unsigned_wide>(value) : static_cast<unsigned_wide>(value);
   std::string digits;
   while (magnitude > 0) {
@@ -36,8 +36,8 @@ std::string exact_decimal(std::int64_t numerator, std::int64_t denominator, int 
                     "exact_decimal keeps its product within 128 bits");
   wide scale = multiplier;
   for (int i = 0; i < digits; ++i) { scale *= 10; }
-  const wide scaled   = static_cast<wide>(numerator) * scale;
-  const bool negative = scaled < 0;
+  const wide scaled    = static_cast<wide>(numerator) * scale;
+  const bool negative  = scaled < 0;
   const wide magnitude = negative ? -scaled : scaled;
   // Round half away from zero, so that the printed value does not depend on the sign.
   const wide rounded = (2 * magnitude + denominator) / (2 * static_cast<wide>(denominator));
@@ -54,13 +54,13 @@ std::string exact_decimal(std::int64_t numerator, std::int64_t denominator, int 
 std::optional<ppm_t> parse_ppm(std::string_view text)
 {
   if (text.empty()) { return std::nullopt; }
-  ppm_t whole = 0;
+  ppm_t whole   = 0;
   std::size_t i = 0;
   for (; i < text.size() && text[i] >= '0' && text[i] <= '9'; ++i) {
     whole = whole * 10 + (text[i] - '0');
     if (whole > 1000) { return std::nullopt; }
   }
-  ppm_t fraction = 0;
+  ppm_t fraction      = 0;
   int fraction_digits = 0;
   if (i < text.size() && text[i] == '.') {
     for (++i; i < text.size() && text[i] >= '0' && text[i] <= '9'; ++i) {
@@ -76,9 +76,9 @@ std::optional<ppm_t> parse_ppm(std::string_view text)
 const std::vector<std::string>& rule_names()
 {
   static const std::vector<std::string> names = {
-    "PROHIBITED_DESTINATION", "COUNTRY_CAP_EXCEEDED", "LPP_ORDER_LIMIT",  "LPP_ANNUAL_LIMIT",
-    "NVEU_CAP_EXCEEDED",      "UNAUTHORIZED_PATHWAY", "UVEU_TIER2_SHARE", "UVEU_TIER1_SHARE",
-    "UVEU_US_SHARE",          "CAP_NEAR_LIMIT"};
+      "PROHIBITED_DESTINATION", "COUNTRY_CAP_EXCEEDED", "LPP_ORDER_LIMIT",  "LPP_ANNUAL_LIMIT",
+      "NVEU_CAP_EXCEEDED",      "UNAUTHORIZED_PATHWAY", "UVEU_TIER2_SHARE", "UVEU_TIER1_SHARE",
+      "UVEU_US_SHARE",          "CAP_NEAR_LIMIT"};
   return names;
 }
 
@@ -96,7 +96,8 @@ dictionary_sizes sizes_of(const shipment_log& log, const country_table& countrie
 line_detail log_source::line(std::int64_t line) const
 {
   const auto i = static_cast<std::size_t>(line);
-  return {log_.columns.date[i], std::string(log_.shipment_id(line)), log_.columns.entity[i], log_.columns.country[i]};
+  return {log_.columns.date[i], std::string(log_.shipment_id(line)), log_.columns.entity[i],
+          log_.columns.country[i]};
 }
 
 rule_context make_rule_context(const rule_set& rules, const country_table& countries,
@@ -110,17 +111,17 @@ rule_context make_rule_context(const rule_set& rules, const country_table& count
                                const chip_table& chips, day_t as_of)
 {
   rule_context context;
-  context.as_of                = as_of;
-  context.window_start         = rules.counting_starts;
-  context.window_end           = rules.counting_ends;
-  context.country_cap_pathways = rules.country_cap_pathways;
-  context.lpp_per_order_tpp    = rules.lpp_per_order_tpp;
+  context.as_of                      = as_of;
+  context.window_start               = rules.counting_starts;
+  context.window_end                 = rules.counting_ends;
+  context.country_cap_pathways       = rules.country_cap_pathways;
+  context.lpp_per_order_tpp          = rules.lpp_per_order_tpp;
   context.lpp_per_consignee_year_tpp = rules.lpp_per_consignee_year_tpp;
-  context.nveu_caps            = rules.nveu_caps;
+  context.nveu_caps                  = rules.nveu_caps;
   for (const auto& c : countries.rows) {
     context.country_tier.push_back(static_cast<std::uint8_t>(c.tier));
     context.country_cap_tpp.push_back(
-      c.tier == 2 ? rules.country_cap_tpp * (c.g2g_partner ? rules.g2g_multiplier : 1) : -1);
+        c.tier == 2 ? rules.country_cap_tpp * (c.g2g_partner ? rules.g2g_multiplier : 1) : -1);
   }
   for (const auto& chip : chips.rows) { context.chip_datacenter.push_back(chip.datacenter ? 1 : 0); }
   const auto entity_count = static_cast<std::size_t>(entity_codes.size());
@@ -132,10 +133,11 @@ rule_context make_rule_context(const rule_set& rules, const country_table& count
     if (info == nullptr) { continue; }  // not listed: NONE with an unknown HQ
     context.entity_is_uveu[e] = info->status == entity_status::uveu ? 1 : 0;
     context.entity_hq_tier1[e] =
-      info->hq_country >= 0 && countries.rows[static_cast<std::size_t>(info->hq_country)].tier == 1 ? 1 : 0;
+        info->hq_country >= 0 && countries.rows[static_cast<std::size_t>(info->hq_country)].tier == 1 ? 1 : 0;
     if (info->status == entity_status::nveu) {
       for (const std::uint16_t c : info->nveu_countries) {
-        context.entity_nveu_countries[e * rule_context::nveu_mask_words + c / 64] |= std::uint64_t{1} << (c % 64);
+        context.entity_nveu_countries[e * rule_context::nveu_mask_words + c / 64] |= std::uint64_t{1}
+                                                                                     << (c % 64);
       }
     }
   }
@@ -154,7 +156,9 @@ int highest_warn_level(std::int64_t used, std::int64_t cap, const std::vector<pp
 {
   int reached = -1;
   for (std::size_t i = 0; i < levels.size(); ++i) {
-    if (static_cast<wide>(used) * ppm_one >= static_cast<wide>(cap) * levels[i]) { reached = static_cast<int>(i); }
+    if (static_cast<wide>(used) * ppm_one >= static_cast<wide>(cap) * levels[i]) {
+      reached = static_cast<int>(i);
+    }
   }
   return reached;
 }
@@ -168,7 +172,6 @@ std::int64_t level_tpp(std::int64_t cap, ppm_t level)
   return static_cast<std::int64_t>((product + ppm_one - 1) / ppm_one);
 }
 
-
 std::string share_text(wide part, wide whole)
 {
   return exact_decimal(static_cast<std::int64_t>(part), static_cast<std::int64_t>(whole), 6);
@@ -176,10 +179,9 @@ std::string share_text(wide part, wide whole)
 
 }  // namespace
 
-check_results evaluate_checks(const aggregation& agg, const rule_context& context,
-                              const rule_set& rules, const country_table& countries,
-                              const entity_table& entities, const report_source& source,
-                              const std::vector<ppm_t>& warn_levels)
+check_results evaluate_checks(const aggregation& agg, const rule_context& context, const rule_set& rules,
+                              const country_table& countries, const entity_table& entities,
+                              const report_source& source, const std::vector<ppm_t>& warn_levels)
 {
   check_results results;
   const dictionary& entity_codes = source.entities();
@@ -197,10 +199,10 @@ check_results evaluate_checks(const aggregation& agg, const rule_context& contex
   };
 
   for (const auto& p : agg.prohibited) {
-    finding f  = violation("PROHIBITED_DESTINATION");
-    f.entity   = entity_id(p.key / 65536);
-    f.country  = country_iso(p.key % 65536);
-    f.value    = std::to_string(p.tpp);
+    finding f = violation("PROHIBITED_DESTINATION");
+    f.entity  = entity_id(p.key / 65536);
+    f.country = country_iso(p.key % 65536);
+    f.value   = std::to_string(p.tpp);
     at_line(f, source.line(p.first_line));
     results.findings.push_back(std::move(f));
   }
@@ -236,12 +238,12 @@ check_results evaluate_checks(const aggregation& agg, const rule_context& contex
   }
   for (const auto& n : agg.nveu) {
     if (n.first_crossing.line < 0) { continue; }
-    finding f = violation("NVEU_CAP_EXCEEDED");
-    f.entity  = entity_id(n.key / 65536);
-    f.country = country_iso(n.key % 65536);
-    f.value   = std::to_string(n.first_crossing.value);
+    finding f              = violation("NVEU_CAP_EXCEEDED");
+    f.entity               = entity_id(n.key / 65536);
+    f.country              = country_iso(n.key % 65536);
+    f.value                = std::to_string(n.first_crossing.value);
     const line_detail line = source.line(n.first_crossing.line);
-    f.limit   = std::to_string(nveu_cap_on(rules, line.date));
+    f.limit                = std::to_string(nveu_cap_on(rules, line.date));
     at_line(f, line);
     results.findings.push_back(std::move(f));
   }
@@ -260,8 +262,8 @@ check_results evaluate_checks(const aggregation& agg, const rule_context& contex
   for (const auto& info : entities.rows) {
     if (info.status != entity_status::uveu) { continue; }
     uveu_share_row row;
-    row.entity     = info.id;
-    row.hq_country = info.hq_country >= 0 ? country_iso(info.hq_country) : "";
+    row.entity              = info.id;
+    row.hq_country          = info.hq_country >= 0 ? country_iso(info.hq_country) : "";
     const std::int32_t code = entity_codes.find(info.id);
     wide whole = 0, tier1 = 0, us = 0;
     std::vector<std::pair<std::uint16_t, std::int64_t>> tier2;  // (country, installed)
@@ -281,9 +283,8 @@ check_results evaluate_checks(const aggregation& agg, const rule_context& contex
       row.tier1_share = share_text(tier1, whole);
       row.us_share    = share_text(us, whole);
       // Countries come in code (= ISO) order, so the first maximum is the lowest ISO code.
-      const auto max_it = std::max_element(tier2.begin(), tier2.end(), [](const auto& a, const auto& b) {
-        return a.second < b.second;
-      });
+      const auto max_it = std::max_element(tier2.begin(), tier2.end(),
+                                           [](const auto& a, const auto& b) { return a.second < b.second; });
       if (max_it != tier2.end()) {
         row.max_tier2_country = country_iso(max_it->first);
         row.max_tier2_share   = share_text(max_it->second, whole);
@@ -298,8 +299,10 @@ check_results evaluate_checks(const aggregation& agg, const rule_context& contex
         row.compliant = false;
       };
       for (const auto& [country, installed] : tier2) {
-        if (static_cast<wide>(installed) * ppm_one > static_cast<wide>(rules.uveu_max_tier2_country_share) * whole) {
-          share_finding("UVEU_TIER2_SHARE", country_iso(country), installed, rules.uveu_max_tier2_country_share);
+        if (static_cast<wide>(installed) * ppm_one >
+            static_cast<wide>(rules.uveu_max_tier2_country_share) * whole) {
+          share_finding("UVEU_TIER2_SHARE", country_iso(country), installed,
+                        rules.uveu_max_tier2_country_share);
         }
       }
       if (tier1 * ppm_one < static_cast<wide>(rules.uveu_min_tier1_share) * whole) {

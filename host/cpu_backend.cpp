@@ -15,9 +15,8 @@ bool operator==(const aggregation& a, const aggregation& b)
   return a.lines_used == b.lines_used && a.by_country == b.by_country && a.by_entity == b.by_entity &&
          a.by_chip == b.by_chip && a.by_exporter == b.by_exporter &&
          a.by_entity_country == b.by_entity_country && a.country_cap_total == b.country_cap_total &&
-         a.country_cap_crossing == b.country_cap_crossing && a.nveu == b.nveu &&
-         a.lpp_order == b.lpp_order && a.lpp_annual == b.lpp_annual && a.prohibited == b.prohibited &&
-         a.unauthorized == b.unauthorized;
+         a.country_cap_crossing == b.country_cap_crossing && a.nveu == b.nveu && a.lpp_order == b.lpp_order &&
+         a.lpp_annual == b.lpp_annual && a.prohibited == b.prohibited && a.unauthorized == b.unauthorized;
 }
 
 namespace {
@@ -203,13 +202,13 @@ class cpu_backend final : public backend {
       key_table<group_total> pairs;
     };
     // A thread per ~256k lines at most: small logs are not worth the start-up.
-    const int threads = static_cast<int>(
-      std::clamp<std::int64_t>(lines.size / (std::int64_t{1} << 18), 1, std::max(1, omp_get_max_threads())));
+    const int threads = static_cast<int>(std::clamp<std::int64_t>(lines.size / (std::int64_t{1} << 18), 1,
+                                                                  std::max(1, omp_get_max_threads())));
     std::vector<partial> partials(static_cast<std::size_t>(threads));
 #pragma omp parallel num_threads(threads)
     {
-      const int t      = omp_get_thread_num();
-      partial& mine    = partials[static_cast<std::size_t>(t)];
+      const int t              = omp_get_thread_num();
+      partial& mine            = partials[static_cast<std::size_t>(t)];
       const std::int64_t begin = lines.size * t / threads;
       const std::int64_t end   = lines.size * (t + 1) / threads;
       mine.by_country.assign(static_cast<std::size_t>(sizes.countries), {});
@@ -219,7 +218,7 @@ class cpu_backend final : public backend {
       for (std::int64_t i = begin; i < end; ++i) {
         if (lines.date[i] > rules.as_of) { continue; }
         ++mine.lines_used;
-        const std::int64_t q = lines.quantity[i];
+        const std::int64_t q  = lines.quantity[i];
         const std::int64_t t_ = lines.tpp[i];
         add_line(mine.by_country[lines.country[i]], q, t_);
         add_line(mine.by_entity[static_cast<std::size_t>(lines.entity[i])], q, t_);
@@ -232,12 +231,14 @@ class cpu_backend final : public backend {
     for (std::size_t t = 1; t < partials.size(); ++t) {
       const partial& other = partials[t];
       sum.lines_used += other.lines_used;
-      for (auto [into, from] : {std::pair{&sum.by_country, &other.by_country}, std::pair{&sum.by_entity, &other.by_entity},
-                                std::pair{&sum.by_chip, &other.by_chip}, std::pair{&sum.by_exporter, &other.by_exporter}}) {
+      for (auto [into, from] :
+           {std::pair{&sum.by_country, &other.by_country}, std::pair{&sum.by_entity, &other.by_entity},
+            std::pair{&sum.by_chip, &other.by_chip}, std::pair{&sum.by_exporter, &other.by_exporter}}) {
         for (std::size_t k = 0; k < into->size(); ++k) { add_totals((*into)[k], (*from)[k]); }
       }
       sum.pairs.reserve(sum.pairs.size() + other.pairs.size(), other.pairs.capacity());
-      other.pairs.for_each([&](std::int64_t key, const group_total& total) { add_totals(sum.pairs.at(key), total); });
+      other.pairs.for_each(
+          [&](std::int64_t key, const group_total& total) { add_totals(sum.pairs.at(key), total); });
     }
     out.lines_used  = sum.lines_used;
     out.by_country  = std::move(sum.by_country);
@@ -247,7 +248,7 @@ class cpu_backend final : public backend {
     out.by_entity_country.reserve(sum.pairs.size());
     sum.pairs.for_each([&](std::int64_t key, const group_total& total) {
       out.by_entity_country.push_back(
-        {static_cast<std::int32_t>(key / 65536), static_cast<std::uint16_t>(key % 65536), total});
+          {static_cast<std::int32_t>(key / 65536), static_cast<std::uint16_t>(key % 65536), total});
     });
     std::sort(out.by_entity_country.begin(), out.by_entity_country.end(),
               [](const pair_total& a, const pair_total& b) {
@@ -269,11 +270,11 @@ class cpu_backend final : public backend {
 
     const day_t last_day = std::min(rules.window_end, rules.as_of);
     for (const std::int64_t i : lines_in_check_order(lines, rules.window_start, last_day)) {
-      const std::int64_t tpp     = lines.tpp[i];
+      const std::int64_t tpp      = lines.tpp[i];
       const std::uint16_t country = lines.country[i];
-      const std::int32_t entity  = lines.entity[i];
-      const auto path            = static_cast<pathway>(lines.pathway[i]);
-      const std::uint8_t tier    = rules.country_tier[country];
+      const std::int32_t entity   = lines.entity[i];
+      const auto path             = static_cast<pathway>(lines.pathway[i]);
+      const std::uint8_t tier     = rules.country_tier[country];
 
       if ((rules.country_cap_pathways >> lines.pathway[i]) & 1U) {
         const std::int64_t cap = rules.country_cap_tpp[country];
@@ -281,12 +282,13 @@ class cpu_backend final : public backend {
         country_cap[country].add(i, tpp, cap >= 0 ? cap : std::numeric_limits<std::int64_t>::max());
       }
       if (path == pathway::nveu) {
-        nveu.at(entity_country_key(entity, country)).add(i, tpp, nveu_limit_on(rules.nveu_caps, lines.date[i]));
+        nveu.at(entity_country_key(entity, country))
+            .add(i, tpp, nveu_limit_on(rules.nveu_caps, lines.date[i]));
       }
       if (path == pathway::lpp) {
         lpp_order[static_cast<std::size_t>(lines.order[i])].add(i, tpp, rules.lpp_per_order_tpp);
-        lpp_annual.at(entity_year_key(entity, year_of(lines.date[i]))).add(i, tpp,
-                                                                         rules.lpp_per_consignee_year_tpp);
+        lpp_annual.at(entity_year_key(entity, year_of(lines.date[i])))
+            .add(i, tpp, rules.lpp_per_consignee_year_tpp);
       }
       if (lines.quantity[i] > 0) {
         if (tier == 3) { prohibited.at(entity_country_key(entity, country)).add(i, tpp); }
@@ -308,7 +310,8 @@ class cpu_backend final : public backend {
         out.lpp_order.push_back(to_running(static_cast<std::int64_t>(order), lpp_order[order]));
       }
     }
-    for (const auto& entry : sorted_entries<decltype(lpp_annual), keyed_running_total>(lpp_annual, to_running)) {
+    for (const auto& entry :
+         sorted_entries<decltype(lpp_annual), keyed_running_total>(lpp_annual, to_running)) {
       if (entry.first_crossing.line >= 0) { out.lpp_annual.push_back(entry); }
     }
     out.prohibited   = sorted_entries<decltype(prohibited), keyed_first_line>(prohibited, to_first_line);
@@ -318,6 +321,9 @@ class cpu_backend final : public backend {
 
 }  // namespace
 
-std::unique_ptr<backend> make_cpu_backend() { return std::make_unique<cpu_backend>(); }
+std::unique_ptr<backend> make_cpu_backend()
+{
+  return std::make_unique<cpu_backend>();
+}
 
 }  // namespace capledger

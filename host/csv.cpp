@@ -16,8 +16,8 @@ csv_reader::csv_reader(std::string_view text) : text_(text)
 csv_status csv_reader::fail(csv_status status, std::size_t at_pos, std::int64_t at_line,
                             std::size_t at_line_start)
 {
-  error_line_   = at_line;
-  error_column_ = static_cast<std::int64_t>(at_pos - at_line_start) + 1;
+  error_line_          = at_line;
+  error_column_        = static_cast<std::int64_t>(at_pos - at_line_start) + 1;
   std::size_t line_end = record_start_;
   while (line_end < text_.size() && text_[line_end] != '\n') { ++line_end; }
   raw_ = text_.substr(record_start_, line_end - record_start_);

@@ -13,7 +13,7 @@ namespace capledger::detail {
 /// unquoted text trimmed) and where it starts.
 struct csv_field {
   std::string_view value;
-  std::int64_t line = 0;    ///< 1-based physical line of the field's first byte
+  std::int64_t line   = 0;  ///< 1-based physical line of the field's first byte
   std::int64_t column = 0;  ///< 1-based byte column of the field's first byte
 };
 
@@ -44,15 +44,15 @@ class csv_reader {
 
  private:
   std::string_view text_;
-  std::size_t pos_ = 0;
-  std::int64_t line_ = 1;
+  std::size_t pos_        = 0;
+  std::int64_t line_      = 1;
   std::size_t line_start_ = 0;
   std::vector<csv_field> fields_;
   std::string unescaped_;  ///< storage for quoted fields that held `""`
   std::string_view raw_;
-  std::size_t record_start_ = 0;
-  std::int64_t record_line_ = 0;
-  std::int64_t error_line_ = 0;
+  std::size_t record_start_  = 0;
+  std::int64_t record_line_  = 0;
+  std::int64_t error_line_   = 0;
   std::int64_t error_column_ = 0;
 
   csv_status fail(csv_status status, std::size_t at_pos, std::int64_t at_line, std::size_t at_line_start);

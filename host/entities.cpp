@@ -13,9 +13,12 @@ namespace capledger {
 std::string_view entity_status_name(entity_status s) noexcept
 {
   switch (s) {
-    case entity_status::nveu: return "NVEU";
-    case entity_status::uveu: return "UVEU";
-    default: return "NONE";
+    case entity_status::nveu:
+      return "NVEU";
+    case entity_status::uveu:
+      return "UVEU";
+    default:
+      return "NONE";
   }
 }
 
@@ -37,13 +40,13 @@ entity_table parse_entities(std::string_view text, const std::string& path, cons
     throw parse_error(path, 1, 1, "MISSING_COLUMN", "the file has no header row");
   }
   const detail::csv_header header(reader.fields());
-  const int col_entity  = header.find("entity");
-  const int col_hq      = header.find("hq_country");
-  const int col_status  = header.find("status");
-  const int col_nveu    = header.find("nveu_countries");
-  const int col_name    = header.find("name");
-  for (const auto& [index, name] : {std::pair{col_entity, "entity"}, std::pair{col_hq, "hq_country"},
-                                    std::pair{col_status, "status"}}) {
+  const int col_entity = header.find("entity");
+  const int col_hq     = header.find("hq_country");
+  const int col_status = header.find("status");
+  const int col_nveu   = header.find("nveu_countries");
+  const int col_name   = header.find("name");
+  for (const auto& [index, name] :
+       {std::pair{col_entity, "entity"}, std::pair{col_hq, "hq_country"}, std::pair{col_status, "status"}}) {
     if (index < 0) {
       throw parse_error(path, 1, 1, "MISSING_COLUMN",
                         std::string("required column '") + name + "' is missing");
@@ -64,9 +67,9 @@ entity_table parse_entities(std::string_view text, const std::string& path, cons
     }
     const auto& f = reader.fields();
     if (static_cast<int>(f.size()) != header.size()) {
-      throw parse_error(path, reader.record_line(), 1, "WRONG_FIELD_COUNT",
-                        "expected " + std::to_string(header.size()) + " fields, found " +
-                          std::to_string(f.size()));
+      throw parse_error(
+          path, reader.record_line(), 1, "WRONG_FIELD_COUNT",
+          "expected " + std::to_string(header.size()) + " fields, found " + std::to_string(f.size()));
     }
     const auto& id_field = f[static_cast<std::size_t>(col_entity)];
     entity_info row;
@@ -102,12 +105,12 @@ entity_table parse_entities(std::string_view text, const std::string& path, cons
     }
 
     if (col_nveu >= 0) {
-      const auto& nveu    = f[static_cast<std::size_t>(col_nveu)];
+      const auto& nveu      = f[static_cast<std::size_t>(col_nveu)];
       std::string_view list = nveu.value;
       while (!list.empty()) {
-        const auto cut            = list.find(';');
+        const auto cut             = list.find(';');
         const std::string_view iso = detail::trim(list.substr(0, cut));
-        list                       = cut == std::string_view::npos ? std::string_view() : list.substr(cut + 1);
+        list = cut == std::string_view::npos ? std::string_view() : list.substr(cut + 1);
         if (iso.empty()) { continue; }
         const int code = countries.find(iso);
         if (code < 0) {

@@ -16,12 +16,12 @@ fast_csv_reader::fast_csv_reader(std::string_view text) : fast_csv_reader(text, 
 
 fast_csv_reader::fast_csv_reader(std::string_view text, std::size_t begin, std::size_t limit,
                                  std::int64_t first_line)
-  : data_(text.data()),
-    size_(text.size()),
-    limit_(limit < text.size() ? limit : text.size()),
-    pos_(begin),
-    line_(first_line),
-    line_start_(begin)
+    : data_(text.data()),
+      size_(text.size()),
+      limit_(limit < text.size() ? limit : text.size()),
+      pos_(begin),
+      line_(first_line),
+      line_start_(begin)
 {
   // The first chunk of a text skips its byte-order mark as the whole-text reader does (columns
   // still count its bytes): without this, chunked reading saw the BOM as data in the first field.
@@ -39,8 +39,10 @@ std::size_t fast_csv_reader::find_field_end(std::size_t from) const noexcept
   while (end - p >= 16) {
     const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
     const auto mask     = static_cast<unsigned>(
-      _mm_movemask_epi8(_mm_or_si128(_mm_cmpeq_epi8(bytes, comma), _mm_cmpeq_epi8(bytes, newline))));
-    if (mask != 0) { return static_cast<std::size_t>(p - data_) + static_cast<unsigned>(__builtin_ctz(mask)); }
+        _mm_movemask_epi8(_mm_or_si128(_mm_cmpeq_epi8(bytes, comma), _mm_cmpeq_epi8(bytes, newline))));
+    if (mask != 0) {
+      return static_cast<std::size_t>(p - data_) + static_cast<unsigned>(__builtin_ctz(mask));
+    }
     p += 16;
   }
 #endif
@@ -53,11 +55,11 @@ bool fast_csv_reader::read_plain_line()
 #if defined(__SSE2__)
   // One pass over the line in 16-byte blocks: where the commas are, where the line ends, and
   // whether a quote occurs before that (then the general path reads the line from its start).
-  const __m128i comma   = _mm_set1_epi8(',');
-  const __m128i newline = _mm_set1_epi8('\n');
-  const __m128i quote   = _mm_set1_epi8('"');
+  const __m128i comma     = _mm_set1_epi8(',');
+  const __m128i newline   = _mm_set1_epi8('\n');
+  const __m128i quote     = _mm_set1_epi8('"');
   std::size_t field_start = pos_;
-  const auto emit = [this](std::size_t begin, std::size_t end, bool last) {
+  const auto emit         = [this](std::size_t begin, std::size_t end, bool last) {
     while (begin < end && (data_[begin] == ' ' || data_[begin] == '\t')) { ++begin; }
     if (last && end > begin && data_[end - 1] == '\r') { --end; }  // CRLF line end
     while (end > begin && (data_[end - 1] == ' ' || data_[end - 1] == '\t')) { --end; }
@@ -72,8 +74,8 @@ bool fast_csv_reader::read_plain_line()
     const auto nl         = static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(bytes, newline)));
     const unsigned before = nl != 0 ? (nl & (0U - nl)) - 1 : 0xffffU;  // bits before the first `\n`
     if ((static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(bytes, quote))) & before) != 0) { break; }
-    for (auto commas = static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(bytes, comma))) & before; commas != 0;
-         commas &= commas - 1) {
+    for (auto commas = static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(bytes, comma))) & before;
+         commas != 0; commas &= commas - 1) {
       const std::size_t end = at + static_cast<unsigned>(__builtin_ctz(commas));
       emit(field_start, end, false);
       field_start = end + 1;
@@ -98,11 +100,11 @@ bool fast_csv_reader::read_plain_line()
 csv_status fast_csv_reader::fail(csv_status status, std::size_t at_pos, std::int64_t at_line,
                                  std::size_t at_line_start)
 {
-  error_line_   = at_line;
-  error_column_ = static_cast<std::int64_t>(at_pos - at_line_start) + 1;
+  error_line_    = at_line;
+  error_column_  = static_cast<std::int64_t>(at_pos - at_line_start) + 1;
   const auto* nl = static_cast<const char*>(std::memchr(data_ + record_start_, '\n', size_ - record_start_));
   const std::size_t line_end = nl != nullptr ? static_cast<std::size_t>(nl - data_) : size_;
-  raw_ = std::string_view(data_ + record_start_, line_end - record_start_);
+  raw_                       = std::string_view(data_ + record_start_, line_end - record_start_);
   if (!raw_.empty() && raw_.back() == '\r') { raw_.remove_suffix(1); }
   // Resynchronise at the line after the defect, as the reference reader does.
   line_ = at_line;
@@ -134,7 +136,8 @@ csv_status fast_csv_reader::read_quoted(csv_field& field)
     const auto quote_at = static_cast<std::size_t>(quote - data_);
     // Line breaks inside the quotes move the line count on.
     for (const char* nl = data_ + pos_;
-         (nl = static_cast<const char*>(std::memchr(nl, '\n', quote_at - static_cast<std::size_t>(nl - data_)))) != nullptr;
+         (nl = static_cast<const char*>(
+              std::memchr(nl, '\n', quote_at - static_cast<std::size_t>(nl - data_)))) != nullptr;
          ++nl) {
       ++line_;
       line_start_ = static_cast<std::size_t>(nl - data_) + 1;

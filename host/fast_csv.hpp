@@ -30,8 +30,8 @@ class fast_csv_reader {
   /// @brief Reads the whole of @p text (a leading byte-order mark is skipped).
   explicit fast_csv_reader(std::string_view text);
   /// @brief Reads the records of @p text that start before @p limit, beginning at @p begin, which
-  /// must be 0 (a byte-order mark is then skipped) or follow a `\n`. Lines are numbered from @p first_line at @p begin; records may
-  /// run past @p limit (quoted line breaks), never past the end of @p text.
+  /// must be 0 (a byte-order mark is then skipped) or follow a `\n`. Lines are numbered from @p first_line at
+  /// @p begin; records may run past @p limit (quoted line breaks), never past the end of @p text.
   fast_csv_reader(std::string_view text, std::size_t begin, std::size_t limit, std::int64_t first_line);
 
   /// @brief As `csv_reader::next`; returns `end` once the next record would start at or after the limit.
@@ -60,9 +60,9 @@ class fast_csv_reader {
   std::string unescaped_;  ///< storage for quoted fields that held `""`
   std::vector<std::pair<std::size_t, std::size_t>> unescaped_spans_;  ///< (field index, offset)
   std::string_view raw_;
-  std::size_t record_start_ = 0;
-  std::int64_t record_line_ = 0;
-  std::int64_t error_line_ = 0;
+  std::size_t record_start_  = 0;
+  std::int64_t record_line_  = 0;
+  std::int64_t error_line_   = 0;
   std::int64_t error_column_ = 0;
 
   /// Reads the record at `pos_` when it is one line without quotes (the common case) and at

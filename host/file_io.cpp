@@ -7,10 +7,10 @@
 
 #include <openssl/evp.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
-#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -119,7 +119,9 @@ std::string sha256_stream::hex()
 {
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int length = 0;
-  if (EVP_DigestFinal_ex(context_.get(), digest, &length) != 1) { throw logic_error("SHA-256 computation failed"); }
+  if (EVP_DigestFinal_ex(context_.get(), digest, &length) != 1) {
+    throw logic_error("SHA-256 computation failed");
+  }
   static constexpr char hex[] = "0123456789abcdef";
   std::string out;
   out.reserve(2 * length);
@@ -178,16 +180,13 @@ fs::path unique_sibling(const fs::path& target, const char* tag)
 
 }  // namespace
 
-void write_directory_atomically(const std::string& out_dir,
-                                const std::map<std::string, std::string>& files)
+void write_directory_atomically(const std::string& out_dir, const std::map<std::string, std::string>& files)
 {
   fs::path target = fs::absolute(fs::path(out_dir)).lexically_normal();
   if (target.filename().empty()) { target = target.parent_path(); }
   std::error_code ec;
   if (fs::exists(target, ec)) {
-    if (!fs::is_directory(target, ec)) {
-      throw config_error(out_dir + ": exists and is not a directory");
-    }
+    if (!fs::is_directory(target, ec)) { throw config_error(out_dir + ": exists and is not a directory"); }
     if (!fs::is_empty(target, ec) && !fs::exists(target / "summary.json", ec)) {
       throw config_error(out_dir + ": exists and does not hold a capledger output; not replacing it");
     }

@@ -29,9 +29,9 @@ class input_bytes {
   void release_before(std::size_t offset) noexcept;
 
  private:
-  const char* data_ = nullptr;
-  std::size_t size_ = 0;
-  void* mapping_    = nullptr;
+  const char* data_     = nullptr;
+  std::size_t size_     = 0;
+  void* mapping_        = nullptr;
   std::size_t released_ = 0;
   std::string copy_;  ///< the bytes, when they could not be mapped
 };
@@ -61,8 +61,7 @@ class sha256_stream {
 /// written and fsynced in a sibling temporary directory, which is then renamed into place. An
 /// existing @p out_dir is replaced only when it is empty or holds a previous capledger output
 /// (a `summary.json`). @throw config_error when the directory cannot be written
-void write_directory_atomically(const std::string& out_dir,
-                                const std::map<std::string, std::string>& files);
+void write_directory_atomically(const std::string& out_dir, const std::map<std::string, std::string>& files);
 
 /// @brief Writes one file atomically (temporary file, fsync, rename). @throw config_error
 void write_file_atomically(const std::string& path, std::string_view content);

@@ -10,8 +10,8 @@
 #include "ledger_state.hpp"
 
 #include <ctime>
-#include <limits>
 #include <filesystem>
+#include <limits>
 
 namespace capledger {
 
@@ -121,15 +121,16 @@ std::uint64_t magnitude(std::int64_t value)
 /// `report` would have built from the original files. Runs inside the caller's transaction.
 void replay_ledger(sql_connection& db, shipment_log_builder& builder)
 {
-
-  sql_statement files(db.handle(), "SELECT file_id, path, bytes, sha256, lines_read FROM files ORDER BY file_id");
+  sql_statement files(db.handle(),
+                      "SELECT file_id, path, bytes, sha256, lines_read FROM files ORDER BY file_id");
   sql_statement rejects(db.handle(),
                         "SELECT line, col, reason, detail, raw FROM rejects WHERE file_id = ? ORDER BY seq");
   // One ordered scan over all lines: a file's lines are consecutive in seq (one ingest, one file
   // after another), so each file takes the run of rows carrying its file_id.
-  sql_statement lines(db.handle(),
-                      "SELECT shipment_id, date, entity, country, chip, quantity, pathway, order_id, exporter, "
-                      "tpp_per_unit, file_id, source_line FROM lines ORDER BY seq");
+  sql_statement lines(
+      db.handle(),
+      "SELECT shipment_id, date, entity, country, chip, quantity, pathway, order_id, exporter, "
+      "tpp_per_unit, file_id, source_line FROM lines ORDER BY seq");
   bool has_row = lines.step();
   bool advance = false;
   std::string quantity_text, tpp_text;
@@ -155,9 +156,10 @@ void replay_ledger(sql_connection& db, shipment_log_builder& builder)
       if (!has_row || lines.int64(10) != file_id) { return false; }
       quantity_text = std::to_string(lines.int64(5));
       tpp_text      = lines.is_null(9) ? std::string() : std::to_string(lines.int64(9));
-      f = shipment_fields{lines.text(0), lines.text(1), lines.text(2), lines.text(3), lines.text(4), quantity_text,
-                          lines.text(6), lines.text(7), lines.text(8), tpp_text,      lines.int64(11)};
-      advance = true;  // the views stay valid until the builder has taken the line
+      f             = shipment_fields{lines.text(0), lines.text(1), lines.text(2),  lines.text(3),
+                          lines.text(4), quantity_text, lines.text(6),  lines.text(7),
+                          lines.text(8), tpp_text,      lines.int64(11)};
+      advance       = true;  // the views stay valid until the builder has taken the line
       return true;
     };
     builder.add_stored(info, next, rejected);
@@ -211,22 +213,23 @@ ledger_ingest_result ledger_ingest(const ledger_ingest_options& options)
     const std::int64_t first_file_id = db.query_int("SELECT MAX(file_id) FROM files").value_or(0) + 1;
     // Lines are never deleted, so seq runs 1..count and MAX(seq) counts them (COUNT(*) would scan).
     const std::int64_t first_line = db.query_int("SELECT MAX(seq) FROM lines").value_or(0);
-    std::int64_t file_id             = first_file_id;
+    std::int64_t file_id          = first_file_id;
 
     sql_statement find_id(db.handle(),
                           "SELECT f.path, l.source_line FROM lines l JOIN files f ON f.file_id = l.file_id "
                           "WHERE l.shipment_id = ?");
-    sql_statement insert_line(db.handle(),
-                              "INSERT INTO lines(shipment_id, date, entity, country, chip, quantity, pathway, "
-                              "order_id, exporter, tpp_per_unit, file_id, source_line) "
-                              "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    sql_statement insert_line(
+        db.handle(),
+        "INSERT INTO lines(shipment_id, date, entity, country, chip, quantity, pathway, "
+        "order_id, exporter, tpp_per_unit, file_id, source_line) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
 
     ingest_options ingest;
     ingest.keep_rejects             = !options.rejects_path.empty();
     ingest.max_rejects              = options.max_rejects;
     ingest.earlier_abs_tpp_sum      = static_cast<std::uint64_t>(meta("abs_tpp_sum"));
     ingest.earlier_abs_quantity_sum = static_cast<std::uint64_t>(meta("abs_quantity_sum"));
-    ingest.earlier_id = [&](std::string_view id) -> std::optional<std::string> {
+    ingest.earlier_id               = [&](std::string_view id) -> std::optional<std::string> {
       find_id.bind(1, id);
       std::optional<std::string> where;
       if (find_id.step()) { where = std::string(find_id.text(0)) + ":" + std::to_string(find_id.int64(1)); }
@@ -264,8 +267,9 @@ ledger_ingest_result ledger_ingest(const ledger_ingest_options& options)
     sql_statement insert_file(db.handle(),
                               "INSERT INTO files(file_id, path, bytes, sha256, lines_read, ingested_at) "
                               "VALUES (?, ?, ?, ?, ?, ?)");
-    sql_statement insert_reject(db.handle(),
-                                "INSERT INTO rejects(file_id, line, col, reason, detail, raw) VALUES (?, ?, ?, ?, ?, ?)");
+    sql_statement insert_reject(
+        db.handle(),
+        "INSERT INTO rejects(file_id, line, col, reason, detail, raw) VALUES (?, ?, ?, ?, ?, ?)");
     std::size_t reject = 0;
     for (std::size_t f = 0; f < night.files.size(); ++f) {
       const input_file& file = night.files[f];
@@ -275,7 +279,12 @@ ledger_ingest_result ledger_ingest(const ledger_ingest_options& options)
       insert_file.run();
       for (; reject < rejects_end[f]; ++reject) {
         const rejected_line& r = night.rejects[reject];
-        insert_reject.bind(1, id).bind(2, r.line).bind(3, r.column).bind(4, r.reason).bind(5, r.detail).bind(6, r.raw);
+        insert_reject.bind(1, id)
+            .bind(2, r.line)
+            .bind(3, r.column)
+            .bind(4, r.reason)
+            .bind(5, r.detail)
+            .bind(6, r.raw);
         insert_reject.run();
       }
     }
@@ -332,13 +341,15 @@ reference_data load_ledger_reference(const std::string& db_path, const report_op
   if (stored.step()) {
     const std::string path(stored.text(0));
     const std::string_view content = stored.text(1);
-    ref.entities      = parse_entities(content, path, ref.countries);
-    ref.entities_file = file_fingerprint{path, static_cast<std::int64_t>(content.size()), detail::sha256_hex(content)};
+    ref.entities                   = parse_entities(content, path, ref.countries);
+    ref.entities_file =
+        file_fingerprint{path, static_cast<std::int64_t>(content.size()), detail::sha256_hex(content)};
   }
   return ref;
 }
 
-shipment_log load_ledger_log(const std::string& db_path, const reference_data& ref, const std::string& proposed)
+shipment_log load_ledger_log(const std::string& db_path, const reference_data& ref,
+                             const std::string& proposed)
 {
   sql_connection db = open_ledger(db_path, sql_connection::mode::read_only);
   // A read transaction: the files, lines and rejects read below are one consistent snapshot even
@@ -357,11 +368,12 @@ int run_ledger_report(const std::string& db_path, const report_options& options,
   check_report_format(options);
   const reference_data ref        = load_ledger_reference(db_path, options);
   std::unique_ptr<backend> engine = select_backend(options.backend, diagnostics);
-  std::string why = "--replay";
+  std::string why                 = "--replay";
   if (!replay) {
     sql_connection db = open_ledger(db_path, sql_connection::mode::read_only);
     db.exec("BEGIN");  // one consistent snapshot of the state, files and rejects
-    const std::unique_ptr<detail::stored_state> state = detail::load_ledger_state(db, ref, options.as_of, why);
+    const std::unique_ptr<detail::stored_state> state =
+        detail::load_ledger_state(db, ref, options.as_of, why);
     db.exec("COMMIT");
     if (state) {
       // The stored running state stands for the backend's aggregation of every line (the
@@ -369,10 +381,11 @@ int run_ledger_report(const std::string& db_path, const report_options& options,
       diagnostics << "capledger: ledger report: incremental (running state of " << state->lines_accepted()
                   << " line(s))\n";
       const std::optional<day_t> as_of = options.as_of ? options.as_of : state->latest_date();
-      const rule_context context = make_rule_context(ref.rules, ref.countries, ref.entities, state->entities(),
-                                                     state->chips(), as_of.value_or(std::numeric_limits<day_t>::max()));
+      const rule_context context =
+          make_rule_context(ref.rules, ref.countries, ref.entities, state->entities(), state->chips(),
+                            as_of.value_or(std::numeric_limits<day_t>::max()));
       const report_output report =
-        render_report(ref, *state, options, context, state->aggregate(context), engine->name(), as_of);
+          render_report(ref, *state, options, context, state->aggregate(context), engine->name(), as_of);
       return emit_report(report, state->rejects(), options, out, diagnostics);
     }
   }

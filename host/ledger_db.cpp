@@ -8,8 +8,8 @@ void sql_check(sqlite3* db, int rc, const char* what)
 {
   if (rc == SQLITE_OK || rc == SQLITE_ROW || rc == SQLITE_DONE) { return; }
   const std::string file = db != nullptr && sqlite3_db_filename(db, "main") != nullptr
-                             ? std::string(sqlite3_db_filename(db, "main"))
-                             : std::string("ledger");
+                               ? std::string(sqlite3_db_filename(db, "main"))
+                               : std::string("ledger");
   throw config_error(file + ": " + what + ": " + (db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc)));
 }
 
@@ -19,7 +19,10 @@ sql_statement::sql_statement(sqlite3* db, std::string_view sql) : db_(db)
             "cannot prepare a statement");
 }
 
-sql_statement::~sql_statement() { sqlite3_finalize(stmt_); }
+sql_statement::~sql_statement()
+{
+  sqlite3_finalize(stmt_);
+}
 
 sql_statement& sql_statement::bind(int index, std::int64_t value)
 {
@@ -67,17 +70,24 @@ void sql_statement::reset()
 std::string_view sql_statement::text(int column) const
 {
   const auto* data = reinterpret_cast<const char*>(sqlite3_column_text(stmt_, column));
-  return data == nullptr ? std::string_view()
-                         : std::string_view(data, static_cast<std::size_t>(sqlite3_column_bytes(stmt_, column)));
+  return data == nullptr
+             ? std::string_view()
+             : std::string_view(data, static_cast<std::size_t>(sqlite3_column_bytes(stmt_, column)));
 }
 
 sql_connection::sql_connection(const std::string& path, mode how) : path_(path)
 {
   int flags = SQLITE_OPEN_NOMUTEX;
   switch (how) {
-    case mode::read_only: flags |= SQLITE_OPEN_READONLY; break;
-    case mode::read_write: flags |= SQLITE_OPEN_READWRITE; break;
-    case mode::create: flags |= SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE; break;
+    case mode::read_only:
+      flags |= SQLITE_OPEN_READONLY;
+      break;
+    case mode::read_write:
+      flags |= SQLITE_OPEN_READWRITE;
+      break;
+    case mode::create:
+      flags |= SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+      break;
   }
   const int rc = sqlite3_open_v2(path.c_str(), &db_, flags, nullptr);
   if (rc != SQLITE_OK) {
@@ -90,11 +100,14 @@ sql_connection::sql_connection(const std::string& path, mode how) : path_(path)
   sqlite3_busy_timeout(db_, 10000);
 }
 
-sql_connection::~sql_connection() { sqlite3_close(db_); }
+sql_connection::~sql_connection()
+{
+  sqlite3_close(db_);
+}
 
 void sql_connection::exec(const std::string& sql)
 {
-  char* error = nullptr;
+  char* error  = nullptr;
   const int rc = sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &error);
   if (rc != SQLITE_OK) {
     const std::string message = error != nullptr ? error : sqlite3_errstr(rc);

@@ -51,7 +51,10 @@ class sql_connection {
   ~sql_connection();
   sql_connection(const sql_connection&)            = delete;
   sql_connection& operator=(const sql_connection&) = delete;
-  sql_connection(sql_connection&& other) noexcept : db_(other.db_), path_(std::move(other.path_)) { other.db_ = nullptr; }
+  sql_connection(sql_connection&& other) noexcept : db_(other.db_), path_(std::move(other.path_))
+  {
+    other.db_ = nullptr;
+  }
   sql_connection& operator=(sql_connection&&) = delete;
 
   /// Runs one or more statements that return no rows. @throw config_error

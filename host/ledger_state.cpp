@@ -44,9 +44,9 @@ CREATE TABLE IF NOT EXISTS st_line(line INTEGER PRIMARY KEY, date INTEGER NOT NU
                                    entity INTEGER NOT NULL, country INTEGER NOT NULL);
 )sql";
 
-constexpr const char* state_tables[] = {"st_entity", "st_exporter", "st_chip",       "st_order",
-                                        "st_country", "st_country_cap", "st_pair",   "st_nveu",
-                                        "st_lpp_annual", "st_prohibited", "st_unauth", "st_line"};
+constexpr const char* state_tables[] = {"st_entity",     "st_exporter",    "st_chip",   "st_order",
+                                        "st_country",    "st_country_cap", "st_pair",   "st_nveu",
+                                        "st_lpp_annual", "st_prohibited",  "st_unauth", "st_line"};
 
 struct row {
   std::int64_t a = 0, b = 0, c = 0;
@@ -89,9 +89,9 @@ bool add_first(row& r, std::int64_t line, std::int64_t tpp)
 class int_table {
  public:
   int_table(sql_connection& db, const std::string& name, row fresh)
-    : fresh_(fresh),
-      select_(db.handle(), "SELECT a, b, c FROM " + name + " WHERE key = ?"),
-      upsert_(db.handle(), "INSERT OR REPLACE INTO " + name + "(key, a, b, c) VALUES (?, ?, ?, ?)")
+      : fresh_(fresh),
+        select_(db.handle(), "SELECT a, b, c FROM " + name + " WHERE key = ?"),
+        upsert_(db.handle(), "INSERT OR REPLACE INTO " + name + "(key, a, b, c) VALUES (?, ?, ?, ?)")
   {
   }
   row& get(std::int64_t key)
@@ -122,10 +122,11 @@ class int_table {
 class dict_table {
  public:
   dict_table(sql_connection& db, const std::string& name, row fresh, std::int64_t& next_code)
-    : fresh_(fresh), next_(next_code),
-      find_(db.handle(), "SELECT code, a, b, c FROM " + name + " WHERE text = ?"),
-      update_(db.handle(), "UPDATE " + name + " SET a = ?, b = ?, c = ? WHERE code = ?"),
-      insert_(db.handle(), "INSERT INTO " + name + "(code, text, a, b, c) VALUES (?, ?, ?, ?, ?)")
+      : fresh_(fresh),
+        next_(next_code),
+        find_(db.handle(), "SELECT code, a, b, c FROM " + name + " WHERE text = ?"),
+        update_(db.handle(), "UPDATE " + name + " SET a = ?, b = ?, c = ? WHERE code = ?"),
+        insert_(db.handle(), "INSERT INTO " + name + "(code, text, a, b, c) VALUES (?, ?, ?, ?, ?)")
   {
   }
   /// The code of @p text, assigned (the next one, or @p fixed) when it is new.
@@ -138,8 +139,8 @@ class dict_table {
       code = find_.int64(0);
       e.r  = {find_.int64(1), find_.int64(2), find_.int64(3)};
     } else {
-      code  = fixed >= 0 ? fixed : next_++;
-      e.text = text;
+      code     = fixed >= 0 ? fixed : next_++;
+      e.text   = text;
       e.is_new = true;
     }
     find_.reset();
@@ -188,7 +189,8 @@ std::string validity_key(const reference_data& ref)
 
 bool has_state_tables(sql_connection& db)
 {
-  return db.query_int("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'state_info'").value_or(0) > 0;
+  return db.query_int("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'state_info'")
+             .value_or(0) > 0;
 }
 
 std::optional<state_info> read_info(sql_connection& db)
@@ -211,12 +213,21 @@ std::optional<state_info> read_info(sql_connection& db)
 
 void write_info(sql_connection& db, const state_info& info)
 {
-  sql_statement put(db.handle(),
-                    "INSERT OR REPLACE INTO state_info(slot, validity, lines, max_date, max_check_date, entities, "
-                    "exporters, orders, chips) VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?)");
+  sql_statement put(
+      db.handle(),
+      "INSERT OR REPLACE INTO state_info(slot, validity, lines, max_date, max_check_date, entities, "
+      "exporters, orders, chips) VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?)");
   put.bind(1, info.validity).bind(2, info.lines);
-  if (info.max_date) { put.bind(3, std::int64_t{*info.max_date}); } else { put.bind_null(3); }
-  if (info.max_check_date) { put.bind(4, std::int64_t{*info.max_check_date}); } else { put.bind_null(4); }
+  if (info.max_date) {
+    put.bind(3, std::int64_t{*info.max_date});
+  } else {
+    put.bind_null(3);
+  }
+  if (info.max_check_date) {
+    put.bind(4, std::int64_t{*info.max_check_date});
+  } else {
+    put.bind_null(4);
+  }
   put.bind(5, info.entities).bind(6, info.exporters).bind(7, info.orders).bind(8, info.chips);
   put.run();
 }
@@ -240,7 +251,9 @@ void fold(sql_connection& db, state_info& info, const reference_data& ref, const
   // next codes in that order, which is the order a replay of every line would give them.
   const auto map_codes = [](const dictionary& d, dict_table& table) {
     std::vector<std::int32_t> codes(static_cast<std::size_t>(d.size()));
-    for (std::int32_t k = 0; k < d.size(); ++k) { codes[static_cast<std::size_t>(k)] = static_cast<std::int32_t>(table.code_of(d.text(k))); }
+    for (std::int32_t k = 0; k < d.size(); ++k) {
+      codes[static_cast<std::size_t>(k)] = static_cast<std::int32_t>(table.code_of(d.text(k)));
+    }
     return codes;
   };
   const std::vector<std::int32_t> entity_code   = map_codes(log.entities, entities);
@@ -249,15 +262,16 @@ void fold(sql_connection& db, state_info& info, const reference_data& ref, const
   std::vector<std::uint16_t> chip_code(log.chips.rows.size());
   const auto reference_chips = static_cast<std::int64_t>(ref.chips.rows.size());
   for (std::size_t k = 0; k < chip_code.size(); ++k) {
-    const auto code = chips.code_of(log.chips.rows[k].key, static_cast<std::int64_t>(k) < reference_chips
-                                                             ? static_cast<std::int64_t>(k) : -1);
+    const auto code =
+        chips.code_of(log.chips.rows[k].key,
+                      static_cast<std::int64_t>(k) < reference_chips ? static_cast<std::int64_t>(k) : -1);
     chip_code[k] = static_cast<std::uint16_t>(code);
   }
 
   // The rule context of the night's own codes: tiers, caps, pathways, chips. Entities play no
   // part here (see the header: their rules are decided at report time).
   const rule_context rules =
-    make_rule_context(ref.rules, ref.countries, entity_table{}, log, std::numeric_limits<day_t>::max());
+      make_rule_context(ref.rules, ref.countries, entity_table{}, log, std::numeric_limits<day_t>::max());
   const shipment_columns& c = log.columns;
   const std::int64_t n      = c.size();
 
@@ -283,20 +297,21 @@ void fold(sql_connection& db, state_info& info, const reference_data& ref, const
 
   std::vector<std::int64_t> named;  // lines that became a crossing or a first line
   for (const std::int64_t i : order) {
-    const auto k                = static_cast<std::size_t>(i);
-    const std::int64_t line     = first_line + i;
-    const std::int64_t tpp      = c.tpp[k];
+    const auto k                     = static_cast<std::size_t>(i);
+    const std::int64_t line          = first_line + i;
+    const std::int64_t tpp           = c.tpp[k];
     const std::uint16_t country_code = c.country[k];
-    const std::int32_t e        = entity_code[static_cast<std::size_t>(c.entity[k])];
-    const auto path             = static_cast<pathway>(c.pathway[k]);
-    bool names                  = false;
+    const std::int32_t e             = entity_code[static_cast<std::size_t>(c.entity[k])];
+    const auto path                  = static_cast<pathway>(c.pathway[k]);
+    bool names                       = false;
     if ((rules.country_cap_pathways >> c.pathway[k]) & 1U) {
       const std::int64_t cap = rules.country_cap_tpp[country_code];
       names |= add_running(country_cap.get(country_code), line, tpp,
                            cap >= 0 ? cap : std::numeric_limits<std::int64_t>::max());
     }
     if (path == pathway::nveu) {
-      names |= add_running(nveu.get(entity_country_key(e, country_code)), line, tpp, nveu_cap_on(ref.rules, c.date[k]));
+      names |= add_running(nveu.get(entity_country_key(e, country_code)), line, tpp,
+                           nveu_cap_on(ref.rules, c.date[k]));
     }
     if (path == pathway::lpp) {
       names |= add_running(orders.at(order_code[static_cast<std::size_t>(c.order[k])]), line, tpp,
@@ -313,37 +328,45 @@ void fold(sql_connection& db, state_info& info, const reference_data& ref, const
       const bool candidate = path == pathway::uveu || path == pathway::nveu || path == pathway::aia ||
                              (path == pathway::aca && rules.chip_datacenter[c.chip[k]] != 0);
       if (candidate) {
-        names |= add_first(unauthorized.get(entity_country_pathway_key(e, country_code, c.pathway[k])), line, tpp);
+        names |=
+            add_first(unauthorized.get(entity_country_pathway_key(e, country_code, c.pathway[k])), line, tpp);
       }
     }
     if (names) { named.push_back(i); }
     info.max_check_date = c.date[k];  // ascending within the night, and not before the stored ones
   }
 
-  sql_statement put_line(db.handle(),
-                         "INSERT OR REPLACE INTO st_line(line, date, shipment_id, entity, country) VALUES (?, ?, ?, ?, ?)");
+  sql_statement put_line(
+      db.handle(),
+      "INSERT OR REPLACE INTO st_line(line, date, shipment_id, entity, country) VALUES (?, ?, ?, ?, ?)");
   for (const std::int64_t i : named) {
     const auto k = static_cast<std::size_t>(i);
     put_line.bind(1, first_line + i).bind(2, std::int64_t{c.date[k]}).bind(3, log.shipment_id(i));
-    put_line.bind(4, std::int64_t{entity_code[static_cast<std::size_t>(c.entity[k])]}).bind(5, std::int64_t{c.country[k]});
+    put_line.bind(4, std::int64_t{entity_code[static_cast<std::size_t>(c.entity[k])]})
+        .bind(5, std::int64_t{c.country[k]});
     put_line.run();
   }
   for (dict_table* t : {&entities, &exporters, &orders, &chips}) { t->flush(); }
-  for (int_table* t : {&country, &country_cap, &pairs, &nveu, &lpp_annual, &prohibited, &unauthorized}) { t->flush(); }
+  for (int_table* t : {&country, &country_cap, &pairs, &nveu, &lpp_annual, &prohibited, &unauthorized}) {
+    t->flush();
+  }
   info.lines += n;
 }
 
 }  // namespace
 
-void create_state_tables(sql_connection& db) { db.exec(state_schema_sql); }
+void create_state_tables(sql_connection& db)
+{
+  db.exec(state_schema_sql);
+}
 
 state_update update_ledger_state(sql_connection& db, const reference_data& ref, const shipment_log& night,
                                  std::int64_t first_line, const std::function<shipment_log()>& replay)
 {
   create_state_tables(db);
-  const std::string validity = validity_key(ref);
+  const std::string validity     = validity_key(ref);
   std::optional<state_info> info = read_info(db);
-  bool extend = info && info->validity == validity && info->lines == first_line;
+  bool extend                    = info && info->validity == validity && info->lines == first_line;
   if (extend && info->max_check_date) {
     for (const day_t d : night.columns.date) {
       if (d >= ref.rules.counting_starts && d <= ref.rules.counting_ends && d < *info->max_check_date) {
@@ -393,7 +416,9 @@ aggregation stored_state::aggregate(const rule_context& context) const
     const auto entity  = static_cast<std::int32_t>(u.key / 8 / 65536);
     const auto country = static_cast<std::uint16_t>(u.key / 8 % 65536);
     // ACA candidates were kept only for datacenter chips: all of them are unauthorized.
-    if (path == pathway::aca || context.is_unauthorized(path, entity, country, 0)) { agg.unauthorized.push_back(u); }
+    if (path == pathway::aca || context.is_unauthorized(path, entity, country, 0)) {
+      agg.unauthorized.push_back(u);
+    }
   }
   return agg;
 }
@@ -423,11 +448,11 @@ std::unique_ptr<stored_state> load_ledger_state(sql_connection& db, const refere
     return nullptr;
   }
 
-  auto state          = std::make_unique<stored_state>();
-  stored_state& s     = *state;
-  aggregation& agg    = s.stored_;
-  s.line_count_       = info->lines;
-  s.latest_           = info->max_date;
+  auto state         = std::make_unique<stored_state>();
+  stored_state& s    = *state;
+  aggregation& agg   = s.stored_;
+  s.line_count_      = info->lines;
+  s.latest_          = info->max_date;
   const auto damaged = [&](const char* what) {
     why_not = std::string("the running state is damaged (") + what + ")";
     return nullptr;
@@ -438,13 +463,19 @@ std::unique_ptr<stored_state> load_ledger_state(sql_connection& db, const refere
     totals.assign(static_cast<std::size_t>(count), {});
     sql_statement q(db.handle(), std::string("SELECT code, text, a, b, c FROM ") + table + " ORDER BY code");
     while (q.step()) {
-      if (q.int64(0) != d.size() || d.encode(q.text(1)) != q.int64(0) || q.int64(0) >= count) { return false; }
+      if (q.int64(0) != d.size() || d.encode(q.text(1)) != q.int64(0) || q.int64(0) >= count) {
+        return false;
+      }
       totals[static_cast<std::size_t>(q.int64(0))] = {q.int64(2), q.int64(3), q.int64(4)};
     }
     return d.size() == count;
   };
-  if (!read_dictionary("st_entity", s.entities_, agg.by_entity, info->entities)) { return damaged("entities"); }
-  if (!read_dictionary("st_exporter", s.exporters_, agg.by_exporter, info->exporters)) { return damaged("exporters"); }
+  if (!read_dictionary("st_entity", s.entities_, agg.by_entity, info->entities)) {
+    return damaged("entities");
+  }
+  if (!read_dictionary("st_exporter", s.exporters_, agg.by_exporter, info->exporters)) {
+    return damaged("exporters");
+  }
 
   s.chips_ = ref.chips;
   agg.by_chip.assign(static_cast<std::size_t>(info->chips), {});
@@ -455,7 +486,8 @@ std::unique_ptr<stored_state> load_ledger_state(sql_connection& db, const refere
       if (code >= info->chips) { return damaged("chips"); }
       if (code < static_cast<std::int64_t>(ref.chips.rows.size())) {
         if (ref.chips.rows[static_cast<std::size_t>(code)].key != q.text(1)) { return damaged("chips"); }
-      } else if (code != static_cast<std::int64_t>(s.chips_.rows.size()) || s.chips_.add_adhoc(q.text(1)) != code) {
+      } else if (code != static_cast<std::int64_t>(s.chips_.rows.size()) ||
+                 s.chips_.add_adhoc(q.text(1)) != code) {
         return damaged("chips");
       }
       agg.by_chip[static_cast<std::size_t>(code)] = {q.int64(2), q.int64(3), q.int64(4)};
@@ -522,8 +554,9 @@ std::unique_ptr<stored_state> load_ledger_state(sql_connection& db, const refere
     if (l < 0 || s.lines_.count(l) != 0) { continue; }
     line.bind(1, l);
     if (!line.step()) { return damaged("line details"); }
-    s.lines_.emplace(l, line_detail{static_cast<day_t>(line.int64(0)), std::string(line.text(1)),
-                                    static_cast<std::int32_t>(line.int64(2)), static_cast<std::uint16_t>(line.int64(3))});
+    s.lines_.emplace(
+        l, line_detail{static_cast<day_t>(line.int64(0)), std::string(line.text(1)),
+                       static_cast<std::int32_t>(line.int64(2)), static_cast<std::uint16_t>(line.int64(3))});
     line.reset();
   }
 

@@ -82,19 +82,20 @@ class stored_state final : public report_source {
                                                          std::optional<day_t>, std::string&);
   dictionary entities_, exporters_;
   chip_table chips_;
-  std::unordered_map<std::int32_t, std::string> orders_;     ///< crossed orders only
-  std::unordered_map<std::int64_t, line_detail> lines_;      ///< lines the aggregates name
+  std::unordered_map<std::int32_t, std::string> orders_;  ///< crossed orders only
+  std::unordered_map<std::int64_t, line_detail> lines_;   ///< lines the aggregates name
   std::vector<input_file> files_;
   std::vector<rejected_line> rejects_;
   std::int64_t lines_read_ = 0, line_count_ = 0;
   std::optional<day_t> latest_;
-  aggregation stored_;                       ///< `unauthorized` holds every candidate key
+  aggregation stored_;  ///< `unauthorized` holds every candidate key
 };
 
 /// @brief Reads the stored state when it can stand for a replay under @p ref at @p as_of
 /// (nullopt: the latest date); otherwise returns null and says why in @p why_not.
 /// Call inside a read transaction.
 [[nodiscard]] std::unique_ptr<stored_state> load_ledger_state(sql_connection& db, const reference_data& ref,
-                                                              std::optional<day_t> as_of, std::string& why_not);
+                                                              std::optional<day_t> as_of,
+                                                              std::string& why_not);
 
 }  // namespace capledger::detail

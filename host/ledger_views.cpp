@@ -14,8 +14,8 @@
 #include <fstream>
 #include <iomanip>
 #include <map>
-#include <set>
 #include <ostream>
+#include <set>
 #include <sstream>
 #include <tuple>
 
@@ -49,7 +49,8 @@ bool in_window(const rule_set& rules, day_t date)
 // ---- balances ---------------------------------------------------------------------------------
 
 std::vector<cap_balance> compute_balances(const reference_data& ref, const shipment_log& log,
-                                          std::optional<day_t> as_of_option, const std::vector<ppm_t>& warn_levels)
+                                          std::optional<day_t> as_of_option,
+                                          const std::vector<ppm_t>& warn_levels)
 {
   const day_t as_of          = effective_as_of(log, as_of_option);
   const rule_context context = make_rule_context(ref.rules, ref.countries, ref.entities, log, as_of);
@@ -59,20 +60,23 @@ std::vector<cap_balance> compute_balances(const reference_data& ref, const shipm
   const aggregation agg = make_cpu_backend()->aggregate(log.view(), context, sizes_of(log, ref.countries));
   std::map<std::pair<std::string, std::string>, keyed_running_total> nveu_used;  // (entity, ISO)
   for (const auto& n : agg.nveu) {
-    nveu_used[{log.entities.text(static_cast<std::int32_t>(n.key / 65536)), ref.countries.rows[n.key % 65536].iso2}] = n;
+    nveu_used[{log.entities.text(static_cast<std::int32_t>(n.key / 65536)),
+               ref.countries.rows[n.key % 65536].iso2}] = n;
   }
   // Only LPP (entity, year) keys that crossed are in the aggregation; the others are summed here.
   const shipment_columns& c = log.columns;
   std::map<std::pair<std::string, int>, std::int64_t> lpp_used;  // (entity, year)
   for (std::size_t i = 0; i < c.date.size(); ++i) {
-    if (c.date[i] > as_of || !in_window(ref.rules, c.date[i]) || c.pathway[i] != static_cast<std::uint8_t>(pathway::lpp)) {
+    if (c.date[i] > as_of || !in_window(ref.rules, c.date[i]) ||
+        c.pathway[i] != static_cast<std::uint8_t>(pathway::lpp)) {
       continue;
     }
     lpp_used[{log.entities.text(c.entity[i]), year_of(c.date[i])}] += c.tpp[i];
   }
   std::set<std::pair<std::string, int>> lpp_crossed;
   for (const auto& y : agg.lpp_annual) {
-    lpp_crossed.emplace(log.entities.text(static_cast<std::int32_t>(y.key / 16384)), static_cast<int>(y.key % 16384));
+    lpp_crossed.emplace(log.entities.text(static_cast<std::int32_t>(y.key / 16384)),
+                        static_cast<int>(y.key % 16384));
   }
   // Every authorized NVEU pair has a balance, used or not.
   for (const auto& info : ref.entities.rows) {
@@ -130,17 +134,19 @@ int run_ledger_balances(const std::string& db_path, const report_options& option
   if (options.format != "table" && options.format != "csv") {
     throw config_error("--format must be table or csv, not '" + options.format + "'");
   }
-  const reference_data ref = load_ledger_reference(db_path, options);
-  const shipment_log log   = load_ledger_log(db_path, ref);
-  const auto balances      = compute_balances(ref, log, options.as_of, options.warn_at);
-  const std::vector<std::string> header = {"cap", "entity", "country", "year", "limit_tpp", "consumed_tpp",
-                                           "remaining_tpp", "used_pct", "warn_level"};
+  const reference_data ref              = load_ledger_reference(db_path, options);
+  const shipment_log log                = load_ledger_log(db_path, ref);
+  const auto balances                   = compute_balances(ref, log, options.as_of, options.warn_at);
+  const std::vector<std::string> header = {"cap",           "entity",    "country",
+                                           "year",          "limit_tpp", "consumed_tpp",
+                                           "remaining_tpp", "used_pct",  "warn_level"};
   std::vector<std::vector<std::string>> rows;
   bool exceeded = false;
   for (const auto& b : balances) {
     exceeded = exceeded || b.warn_level == "exceeded";
-    rows.push_back({b.cap, b.entity, b.country, b.year, std::to_string(b.limit_tpp), std::to_string(b.consumed_tpp),
-                    std::to_string(b.remaining_tpp()), b.used_pct, b.warn_level});
+    rows.push_back({b.cap, b.entity, b.country, b.year, std::to_string(b.limit_tpp),
+                    std::to_string(b.consumed_tpp), std::to_string(b.remaining_tpp()), b.used_pct,
+                    b.warn_level});
   }
   if (options.format == "csv") {
     out << to_csv(header, rows);
@@ -166,15 +172,16 @@ int run_ledger_balances(const std::string& db_path, const report_options& option
 // ---- reconcile --------------------------------------------------------------------------------
 
 std::vector<reconciliation_row> reconcile_inventory(const reference_data& ref, const shipment_log& log,
-                                                    const std::string& inventory_path, std::optional<day_t> as_of_option)
+                                                    const std::string& inventory_path,
+                                                    std::optional<day_t> as_of_option)
 {
   using key_t = std::tuple<std::string, std::string, std::string>;  // entity, ISO, chip key
   struct tally {
-    std::int64_t ledger = 0;
+    std::int64_t ledger   = 0;
     std::int64_t reported = 0;
-    bool shipped = false;   // some ledger line has this key
-    bool reported_listed = false;
-    int chip = -1;          // code in log.chips, -1 when never seen
+    bool shipped          = false;  // some ledger line has this key
+    bool reported_listed  = false;
+    int chip              = -1;  // code in log.chips, -1 when never seen
   };
   std::map<key_t, tally> keys;
   const day_t as_of         = effective_as_of(log, as_of_option);
@@ -194,11 +201,13 @@ std::vector<reconciliation_row> reconcile_inventory(const reference_data& ref, c
     throw parse_error(inventory_path, 1, 1, "MISSING_COLUMN", "the file has no header row");
   }
   const detail::csv_header header(reader.fields());
-  const int col[4] = {header.find("entity"), header.find("country"), header.find("chip"), header.find("units")};
+  const int col[4]     = {header.find("entity"), header.find("country"), header.find("chip"),
+                          header.find("units")};
   const char* names[4] = {"entity", "country", "chip", "units"};
   for (int k = 0; k < 4; ++k) {
     if (col[k] < 0) {
-      throw parse_error(inventory_path, 1, 1, "MISSING_COLUMN", std::string("required column '") + names[k] + "' is missing");
+      throw parse_error(inventory_path, 1, 1, "MISSING_COLUMN",
+                        std::string("required column '") + names[k] + "' is missing");
     }
   }
   while (true) {
@@ -211,30 +220,36 @@ std::vector<reconciliation_row> reconcile_inventory(const reference_data& ref, c
     }
     const auto& f = reader.fields();
     if (static_cast<int>(f.size()) != header.size()) {
-      throw parse_error(inventory_path, reader.record_line(), 1, "WRONG_FIELD_COUNT",
-                        "expected " + std::to_string(header.size()) + " fields, found " + std::to_string(f.size()));
+      throw parse_error(
+          inventory_path, reader.record_line(), 1, "WRONG_FIELD_COUNT",
+          "expected " + std::to_string(header.size()) + " fields, found " + std::to_string(f.size()));
     }
     const auto& entity  = f[static_cast<std::size_t>(col[0])];
     const auto& country = f[static_cast<std::size_t>(col[1])];
     const auto& chip    = f[static_cast<std::size_t>(col[2])];
     const auto& units   = f[static_cast<std::size_t>(col[3])];
-    if (entity.value.empty()) { throw parse_error(inventory_path, entity.line, entity.column, "EMPTY_FIELD", "empty entity"); }
+    if (entity.value.empty()) {
+      throw parse_error(inventory_path, entity.line, entity.column, "EMPTY_FIELD", "empty entity");
+    }
     const int country_code = ref.countries.find(country.value);
     if (country_code < 0) {
       throw parse_error(inventory_path, country.line, country.column, "UNKNOWN_COUNTRY",
                         "'" + std::string(country.value) + "' is not in the countries table");
     }
-    if (chip.value.empty()) { throw parse_error(inventory_path, chip.line, chip.column, "EMPTY_FIELD", "empty chip"); }
+    if (chip.value.empty()) {
+      throw parse_error(inventory_path, chip.line, chip.column, "EMPTY_FIELD", "empty chip");
+    }
     std::int64_t reported = 0;
     if (!detail::parse_int64(units.value, reported) || reported < 0) {
       throw parse_error(inventory_path, units.line, units.column, "BAD_QUANTITY",
                         "'" + std::string(units.value) + "' is not a non-negative integer");
     }
     // Chip keys match case-insensitively, as in shipment logs; unknown ones are upper-cased.
-    const int chip_code = log.chips.find(chip.value);
-    const std::string chip_key =
-      chip_code >= 0 ? log.chips.rows[static_cast<std::size_t>(chip_code)].key : detail::to_upper(chip.value);
-    tally& t = keys[{std::string(entity.value), ref.countries.rows[static_cast<std::size_t>(country_code)].iso2, chip_key}];
+    const int chip_code        = log.chips.find(chip.value);
+    const std::string chip_key = chip_code >= 0 ? log.chips.rows[static_cast<std::size_t>(chip_code)].key
+                                                : detail::to_upper(chip.value);
+    tally& t                   = keys[{std::string(entity.value),
+                                       ref.countries.rows[static_cast<std::size_t>(country_code)].iso2, chip_key}];
     if (t.reported_listed) {
       throw parse_error(inventory_path, entity.line, entity.column, "DUPLICATE_ID",
                         "(entity, country, chip) is listed twice");
@@ -249,12 +264,14 @@ std::vector<reconciliation_row> reconcile_inventory(const reference_data& ref, c
     if (!t.reported_listed && t.ledger == 0) { continue; }  // shipped and all returned: nothing to reconcile
     reconciliation_row r;
     std::tie(r.entity, r.country, r.chip) = key;
-    r.ledger_units   = t.ledger;
-    r.reported_units = t.reported;
+    r.ledger_units                        = t.ledger;
+    r.reported_units                      = t.reported;
     if (t.chip >= 0 && log.chips.rows[static_cast<std::size_t>(t.chip)].known) {
       std::int64_t tpp = 0;
-      if (__builtin_mul_overflow(r.difference(), log.chips.rows[static_cast<std::size_t>(t.chip)].tpp, &tpp)) {
-        throw config_error(inventory_path + ": difference in tpp exceeds 64 bits for " + r.entity + "/" + r.chip);
+      if (__builtin_mul_overflow(r.difference(), log.chips.rows[static_cast<std::size_t>(t.chip)].tpp,
+                                 &tpp)) {
+        throw config_error(inventory_path + ": difference in tpp exceeds 64 bits for " + r.entity + "/" +
+                           r.chip);
       }
       r.difference_tpp = std::to_string(tpp);
     }
@@ -270,17 +287,19 @@ std::vector<reconciliation_row> reconcile_inventory(const reference_data& ref, c
   return rows;
 }
 
-int run_reconcile(const std::string& db_path, const std::string& inventory_path, const report_options& options,
-                  std::ostream& out, std::ostream& diagnostics)
+int run_reconcile(const std::string& db_path, const std::string& inventory_path,
+                  const report_options& options, std::ostream& out, std::ostream& diagnostics)
 {
   const reference_data ref = load_ledger_reference(db_path, options);
   const shipment_log log   = load_ledger_log(db_path, ref);
   const auto rows          = reconcile_inventory(ref, log, inventory_path, options.as_of);
   std::vector<std::vector<std::string>> cells;
-  std::map<std::string, std::int64_t> by_status = {{"match", 0}, {"shortfall", 0}, {"surplus", 0}, {"unshipped", 0}};
+  std::map<std::string, std::int64_t> by_status = {
+      {"match", 0}, {"shortfall", 0}, {"surplus", 0}, {"unshipped", 0}};
   for (const auto& r : rows) {
-    cells.push_back({r.entity, r.country, r.chip, std::to_string(r.ledger_units), std::to_string(r.reported_units),
-                     std::to_string(r.difference()), r.difference_tpp, r.status});
+    cells.push_back({r.entity, r.country, r.chip, std::to_string(r.ledger_units),
+                     std::to_string(r.reported_units), std::to_string(r.difference()), r.difference_tpp,
+                     r.status});
     ++by_status[r.status];
   }
   const std::string csv = to_csv({"entity", "country", "chip", "ledger_units", "reported_units", "difference",
@@ -289,23 +308,26 @@ int run_reconcile(const std::string& db_path, const std::string& inventory_path,
   const std::int64_t mismatches = static_cast<std::int64_t>(rows.size()) - by_status["match"];
   const day_t as_of             = effective_as_of(log, options.as_of);
   nlohmann::ordered_json summary;
-  summary["tool"]      = "capledger";
-  summary["version"]   = CAPLEDGER_VERSION;
-  summary["ledger"]    = db_path;
-  summary["inventory"] = {{"path", inventory_path}, {"sha256", detail::sha256_hex(read_input_file(inventory_path))}};
-  summary["as_of"]     = log.columns.date.empty() && !options.as_of ? nlohmann::ordered_json(nullptr)
-                                                                    : nlohmann::ordered_json(format_date(as_of));
-  summary["rows"]      = static_cast<std::int64_t>(rows.size());
-  summary["by_status"] = by_status;
+  summary["tool"]       = "capledger";
+  summary["version"]    = CAPLEDGER_VERSION;
+  summary["ledger"]     = db_path;
+  summary["inventory"]  = {{"path", inventory_path},
+                           {"sha256", detail::sha256_hex(read_input_file(inventory_path))}};
+  summary["as_of"]      = log.columns.date.empty() && !options.as_of ? nlohmann::ordered_json(nullptr)
+                                                                     : nlohmann::ordered_json(format_date(as_of));
+  summary["rows"]       = static_cast<std::int64_t>(rows.size());
+  summary["by_status"]  = by_status;
   summary["mismatches"] = mismatches;
 
   std::ostringstream text;
   text << "reconciliation: " << rows.size() << " key(s): " << by_status["match"] << " match, "
-       << by_status["shortfall"] << " shortfall, " << by_status["surplus"] << " surplus, " << by_status["unshipped"]
-       << " unshipped\n";
+       << by_status["shortfall"] << " shortfall, " << by_status["surplus"] << " surplus, "
+       << by_status["unshipped"] << " unshipped\n";
   if (!options.out_dir.empty()) {
-    detail::write_directory_atomically(options.out_dir,
-                                       {{"reconciliation.csv", csv}, {"summary.json", summary.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n"}});
+    detail::write_directory_atomically(
+        options.out_dir,
+        {{"reconciliation.csv", csv},
+         {"summary.json", summary.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n"}});
     out << text.str();
     diagnostics << "capledger: wrote reconciliation.csv and summary.json to " << options.out_dir << "\n";
   } else {
@@ -322,11 +344,11 @@ std::vector<proposed_check> check_proposed(const reference_data& ref, const ship
 {
   // Running totals of every limit key: the ledger's in-window lines first, then each proposed
   // line in turn. No as_of: the ledger's whole history counts against tomorrow's shipments.
-  const rule_context context = make_rule_context(ref.rules, ref.countries, ref.entities, log,
-                                                 std::numeric_limits<day_t>::max());
+  const rule_context context =
+      make_rule_context(ref.rules, ref.countries, ref.entities, log, std::numeric_limits<day_t>::max());
   const shipment_columns& c = log.columns;
   std::map<std::int64_t, std::int64_t> country_used, nveu_used, lpp_year_used, lpp_order_used;
-  const auto counts = [&](std::size_t i) { return in_window(ref.rules, c.date[i]); };
+  const auto counts   = [&](std::size_t i) { return in_window(ref.rules, c.date[i]); };
   const auto add_line = [&](std::size_t i) {
     if (!counts(i)) { return; }
     if ((context.country_cap_pathways >> c.pathway[i]) & 1U) { country_used[c.country[i]] += c.tpp[i]; }
@@ -344,20 +366,20 @@ std::vector<proposed_check> check_proposed(const reference_data& ref, const ship
   for (std::int64_t line = first_proposed; line < c.size(); ++line) {
     const auto i = static_cast<std::size_t>(line);
     proposed_check base;
-    base.line        = line - first_proposed + 1;
-    base.shipment_id = std::string(log.shipment_id(line));
-    base.date        = format_date(c.date[i]);
-    base.entity      = log.entities.text(c.entity[i]);
-    base.country     = ref.countries.rows[c.country[i]].iso2;
-    base.pathway     = std::string(pathway_name(static_cast<pathway>(c.pathway[i])));
-    base.tpp         = c.tpp[i];
+    base.line                = line - first_proposed + 1;
+    base.shipment_id         = std::string(log.shipment_id(line));
+    base.date                = format_date(c.date[i]);
+    base.entity              = log.entities.text(c.entity[i]);
+    base.country             = ref.countries.rows[c.country[i]].iso2;
+    base.pathway             = std::string(pathway_name(static_cast<pathway>(c.pathway[i])));
+    base.tpp                 = c.tpp[i];
     const std::size_t before = rows.size();
-    const auto limit_row = [&](const char* rule, std::int64_t used, std::int64_t limit) {
-      proposed_check r         = base;
-      r.rule                   = rule;
-      r.limit_tpp              = std::to_string(limit);
-      r.consumed_before_tpp    = std::to_string(used);
-      r.headroom_before_tpp    = std::to_string(limit - used);
+    const auto limit_row     = [&](const char* rule, std::int64_t used, std::int64_t limit) {
+      proposed_check r      = base;
+      r.rule                = rule;
+      r.limit_tpp           = std::to_string(limit);
+      r.consumed_before_tpp = std::to_string(used);
+      r.headroom_before_tpp = std::to_string(limit - used);
       // A line that adds tpp past the limit breaches it; a return never does.
       r.status = c.tpp[i] > 0 && used + c.tpp[i] > limit ? "breach" : "ok";
       rows.push_back(std::move(r));
@@ -369,17 +391,18 @@ std::vector<proposed_check> check_proposed(const reference_data& ref, const ship
       rows.push_back(std::move(r));
     };
     if (counts(i)) {
-      const int tier   = context.country_tier[c.country[i]];
-      const auto path  = static_cast<pathway>(c.pathway[i]);
-      const bool adds  = c.quantity[i] > 0;
+      const int tier  = context.country_tier[c.country[i]];
+      const auto path = static_cast<pathway>(c.pathway[i]);
+      const bool adds = c.quantity[i] > 0;
       if (adds && tier == 3) { rule_row("PROHIBITED_DESTINATION"); }
       const bool unauthorized =
-        adds && ((path == pathway::uveu && !context.entity_is_uveu[c.entity[i]]) ||
-                 (path == pathway::nveu && !context.nveu_authorized(c.entity[i], c.country[i])) ||
-                 (path == pathway::aia && (tier != 1 || !context.entity_hq_tier1[c.entity[i]])) ||
-                 (path == pathway::aca && context.chip_datacenter[c.chip[i]]));
+          adds && ((path == pathway::uveu && !context.entity_is_uveu[c.entity[i]]) ||
+                   (path == pathway::nveu && !context.nveu_authorized(c.entity[i], c.country[i])) ||
+                   (path == pathway::aia && (tier != 1 || !context.entity_hq_tier1[c.entity[i]])) ||
+                   (path == pathway::aca && context.chip_datacenter[c.chip[i]]));
       if (unauthorized) { rule_row("UNAUTHORIZED_PATHWAY"); }
-      if (context.country_cap_tpp[c.country[i]] >= 0 && ((context.country_cap_pathways >> c.pathway[i]) & 1U)) {
+      if (context.country_cap_tpp[c.country[i]] >= 0 &&
+          ((context.country_cap_pathways >> c.pathway[i]) & 1U)) {
         limit_row("COUNTRY_CAP_EXCEEDED", country_used[c.country[i]], context.country_cap_tpp[c.country[i]]);
       }
       if (path == pathway::lpp) {
@@ -417,9 +440,10 @@ int run_check(const std::string& db_path, const std::string& proposed_path, cons
                     std::to_string(r.tpp), r.rule, r.limit_tpp, r.consumed_before_tpp, r.headroom_before_tpp,
                     r.status});
   }
-  const std::string csv = to_csv({"line", "shipment_id", "date", "entity", "country", "pathway", "tpp", "rule",
-                                  "limit_tpp", "consumed_before_tpp", "headroom_before_tpp", "status"},
-                                 rows);
+  const std::string csv =
+      to_csv({"line", "shipment_id", "date", "entity", "country", "pathway", "tpp", "rule", "limit_tpp",
+              "consumed_before_tpp", "headroom_before_tpp", "status"},
+             rows);
   if (out_path.empty()) {
     out << csv;
   } else {

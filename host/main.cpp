@@ -26,7 +26,8 @@ std::vector<ppm_t> parse_warn_levels(const std::string& list)
   std::size_t start = 0;
   while (start <= list.size()) {
     const auto comma = list.find(',', start);
-    const std::string item(list.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
+    const std::string item(
+        list.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
     const auto level = parse_ppm(item);
     if (!level || *level <= 0 || *level > ppm_one) {
       throw config_error("--warn-at: '" + item + "' is not a fraction in (0, 1] with at most 6 decimals");
@@ -74,7 +75,8 @@ int guarded(Job job)
 /// Flags shared by every command that reads reference data and a rule set.
 void add_reference_flags(CLI::App* cmd, report_options& options)
 {
-  cmd->add_option("--entities", options.entities_path, "entities file (entity,hq_country,status,nveu_countries)");
+  cmd->add_option("--entities", options.entities_path,
+                  "entities file (entity,hq_country,status,nveu_countries)");
   cmd->add_option("--rules", options.rules_path, "rule set JSON (default: bundled ai-diffusion-2025)");
   cmd->add_option("--countries", options.countries_path, "countries table (default: bundled)");
   cmd->add_option("--chips", options.chips_path, "chips table (default: bundled)");
@@ -89,10 +91,10 @@ void add_report_flags(CLI::App* cmd, report_options& options, std::string& as_of
   cmd->add_option("--out", options.out_dir, "write every output file into this directory, atomically");
   cmd->add_option("--rejects", options.rejects_path, "skip bad lines and write them to this CSV file");
   cmd->add_option("--max-rejects", options.max_rejects, "with --rejects: stop once more lines are rejected")
-    ->check(CLI::NonNegativeNumber);
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("--warn-at", warn_at, "CAP_NEAR_LIMIT levels, fractions of a cap")->capture_default_str();
   cmd->add_option("--format", options.format, "stdout format without --out: table, json or csv")
-    ->capture_default_str();
+      ->capture_default_str();
 }
 
 /// Turns the text flags into `options` and checks the combinations.
@@ -115,7 +117,7 @@ namespace {
 extern "C" void input_truncated(int)
 {
   static constexpr char message[] =
-    "capledger: an input file was truncated or changed while being read; nothing was written\n";
+      "capledger: an input file was truncated or changed while being read; nothing was written\n";
   [[maybe_unused]] const auto ignored = ::write(STDERR_FILENO, message, sizeof message - 1);
   ::_exit(2);
 }
@@ -132,7 +134,8 @@ int main(int argc, char** argv)
   // ---- report ----
   report_options report;
   std::string as_of, warn_at = "0.8,0.9,0.95";
-  CLI::App* report_cmd = app.add_subcommand("report", "aggregate shipment logs, apply the rule set, report findings");
+  CLI::App* report_cmd =
+      app.add_subcommand("report", "aggregate shipment logs, apply the rule set, report findings");
   report_cmd->add_option("files", report.inputs, "shipment logs (CSV); '-' reads stdin")->required();
   add_report_flags(report_cmd, report, as_of, warn_at);
 
@@ -143,54 +146,69 @@ int main(int argc, char** argv)
   ledger_cmd->require_subcommand(1);
   CLI::App* init_cmd = ledger_cmd->add_subcommand("init", "create an empty ledger database");
   init_cmd->add_option("db", db_path, "ledger database file (SQLite)")->required();
-  CLI::App* ingest_cmd = ledger_cmd->add_subcommand("ingest", "append a night's shipment logs in one transaction");
+  CLI::App* ingest_cmd =
+      ledger_cmd->add_subcommand("ingest", "append a night's shipment logs in one transaction");
   ingest_cmd->add_option("db", ingest.db_path, "ledger database file")->required();
   ingest_cmd->add_option("files", ingest.inputs, "shipment logs (CSV)")->required();
   ingest_cmd->add_option("--entities", ingest.entities_path, "entities file; replaces the stored one");
   ingest_cmd->add_option("--countries", ingest.countries_path, "countries table (default: bundled)");
   ingest_cmd->add_option("--chips", ingest.chips_path, "chips table (default: bundled)");
-  ingest_cmd->add_option("--rules", ingest.rules_path, "rule set the running state follows (default: bundled)");
-  ingest_cmd->add_option("--rejects", ingest.rejects_path, "skip bad and duplicate lines, write them to this CSV");
-  ingest_cmd->add_option("--max-rejects", ingest.max_rejects, "with --rejects: fail once more lines are rejected")
-    ->check(CLI::NonNegativeNumber);
+  ingest_cmd->add_option("--rules", ingest.rules_path,
+                         "rule set the running state follows (default: bundled)");
+  ingest_cmd->add_option("--rejects", ingest.rejects_path,
+                         "skip bad and duplicate lines, write them to this CSV");
+  ingest_cmd
+      ->add_option("--max-rejects", ingest.max_rejects, "with --rejects: fail once more lines are rejected")
+      ->check(CLI::NonNegativeNumber);
   CLI::App* ledger_report_cmd = ledger_cmd->add_subcommand("report", "report over every ingested line");
   ledger_report_cmd->add_option("db", db_path, "ledger database file")->required();
   add_report_flags(ledger_report_cmd, report, as_of, warn_at);
   bool replay = false;
   ledger_report_cmd->add_flag("--replay", replay, "ignore the running state: replay every stored line");
-  CLI::App* balances_cmd = ledger_cmd->add_subcommand("balances", "limit, consumed and remaining tpp of every cap");
+  CLI::App* balances_cmd =
+      ledger_cmd->add_subcommand("balances", "limit, consumed and remaining tpp of every cap");
   balances_cmd->add_option("db", db_path, "ledger database file")->required();
   add_reference_flags(balances_cmd, report);
   balances_cmd->add_option("--as-of", as_of, "balances on this date (default: latest date in the ledger)");
   balances_cmd->add_option("--warn-at", warn_at, "warning levels, fractions of a cap")->capture_default_str();
   balances_cmd->add_option("--format", report.format, "table or csv")->capture_default_str();
 
-  CLI::App* reconcile_cmd = app.add_subcommand("reconcile", "compare reported installed units with the ledger");
+  CLI::App* reconcile_cmd =
+      app.add_subcommand("reconcile", "compare reported installed units with the ledger");
   reconcile_cmd->add_option("db", db_path, "ledger database file")->required();
-  reconcile_cmd->add_option("--inventory", inventory_path, "inventory CSV (entity,country,chip,units)")->required();
-  reconcile_cmd->add_option("--out", report.out_dir, "write reconciliation.csv and summary.json here, atomically");
+  reconcile_cmd->add_option("--inventory", inventory_path, "inventory CSV (entity,country,chip,units)")
+      ->required();
+  reconcile_cmd->add_option("--out", report.out_dir,
+                            "write reconciliation.csv and summary.json here, atomically");
   reconcile_cmd->add_option("--as-of", as_of, "count ledger lines up to this date (default: latest)");
   add_reference_flags(reconcile_cmd, report);
 
-  CLI::App* check_cmd = app.add_subcommand("check", "would proposed shipment lines cross a limit? (read-only)");
+  CLI::App* check_cmd =
+      app.add_subcommand("check", "would proposed shipment lines cross a limit? (read-only)");
   check_cmd->add_option("db", db_path, "ledger database file")->required();
-  check_cmd->add_option("--proposed", proposed_path, "proposed lines, same format as shipment logs")->required();
+  check_cmd->add_option("--proposed", proposed_path, "proposed lines, same format as shipment logs")
+      ->required();
   check_cmd->add_option("--out", check_out, "write the CSV answer here instead of stdout");
   add_reference_flags(check_cmd, report);
 
   // ---- generate ----
   generate_options generate;
   std::string generate_out;
-  CLI::App* generate_cmd = app.add_subcommand("generate", "write a deterministic synthetic log and entities file");
+  CLI::App* generate_cmd =
+      app.add_subcommand("generate", "write a deterministic synthetic log and entities file");
   generate_cmd->add_option("--records", generate.records, "data lines to write")->required();
   generate_cmd->add_option("--seed", generate.seed, "PRNG seed")->capture_default_str();
-  generate_cmd->add_option("--entities", generate.entities, "distinct consignees (0: derived from --records)");
-  generate_cmd->add_flag("--force-breaches", generate.force_breaches, "plant lines that make every violation rule fire");
+  generate_cmd->add_option("--entities", generate.entities,
+                           "distinct consignees (0: derived from --records)");
+  generate_cmd->add_flag("--force-breaches", generate.force_breaches,
+                         "plant lines that make every violation rule fire");
   generate_cmd->add_option("--returns-per-mille", generate.returns_per_mille, "returns per thousand lines")
-    ->capture_default_str();
-  generate_cmd->add_option("--out", generate_out, "output directory (shipments.csv, entities.csv)")->required();
+      ->capture_default_str();
+  generate_cmd->add_option("--out", generate_out, "output directory (shipments.csv, entities.csv)")
+      ->required();
   std::string first_day, last_day;
-  generate_cmd->add_option("--first-day", first_day, "first export date of ordinary lines (default 2024-10-01)");
+  generate_cmd->add_option("--first-day", first_day,
+                           "first export date of ordinary lines (default 2024-10-01)");
   generate_cmd->add_option("--last-day", last_day, "last export date of ordinary lines (default 2027-12-31)");
 
   try {
@@ -219,8 +237,9 @@ int main(int argc, char** argv)
         throw config_error("--max-rejects needs --rejects FILE");
       }
       const ledger_ingest_result r = ledger_ingest(ingest);
-      std::cerr << "capledger: ingested " << r.files << " file(s): " << r.lines_read << " read, " << r.lines_added
-                << " added, " << r.rejected << " rejected; ledger holds " << r.ledger_lines << " line(s); running state "
+      std::cerr << "capledger: ingested " << r.files << " file(s): " << r.lines_read << " read, "
+                << r.lines_added << " added, " << r.rejected << " rejected; ledger holds " << r.ledger_lines
+                << " line(s); running state "
                 << (r.state_dropped   ? "dropped (stored lines do not validate under these tables)"
                     : r.state_rebuilt ? "rebuilt from every line"
                                       : "extended")
@@ -247,7 +266,8 @@ int main(int argc, char** argv)
     });
   }
   if (check_cmd->parsed()) {
-    return guarded([&] { return run_check(db_path, proposed_path, check_out, report, std::cout, std::cerr); });
+    return guarded(
+        [&] { return run_check(db_path, proposed_path, check_out, report, std::cout, std::cerr); });
   }
   if (generate_cmd->parsed()) {
     return guarded([&] {
@@ -255,7 +275,8 @@ int main(int argc, char** argv)
       if (!last_day.empty()) { generate.last_day = parse_date_flag("--last-day", last_day); }
       const reference_data ref = load_reference(report_options{});
       generate_log(generate, ref.countries, ref.chips, ref.rules, generate_out);
-      std::cerr << "capledger: wrote " << generate.records << " lines to " << generate_out << "/shipments.csv\n";
+      std::cerr << "capledger: wrote " << generate.records << " lines to " << generate_out
+                << "/shipments.csv\n";
       return 0;
     });
   }

@@ -16,8 +16,7 @@ namespace capledger {
 
 std::string_view pathway_name(pathway p) noexcept
 {
-  static constexpr std::string_view names[pathway_count] = {"LICENSE", "LPP", "NVEU",
-                                                            "UVEU",    "AIA", "ACA"};
+  static constexpr std::string_view names[pathway_count] = {"LICENSE", "LPP", "NVEU", "UVEU", "AIA", "ACA"};
   return names[static_cast<int>(p)];
 }
 
@@ -37,9 +36,9 @@ std::uint16_t chip_table::add_adhoc(std::string_view key)
 {
   if (rows.size() >= 65535) { throw config_error("more than 65535 distinct chip models"); }
   chip row;
-  row.key        = detail::to_upper(key);
-  row.datacenter = true;  // unknown chips count as datacenter chips: the conservative reading
-  row.known      = false;
+  row.key         = detail::to_upper(key);
+  row.datacenter  = true;  // unknown chips count as datacenter chips: the conservative reading
+  row.known       = false;
   const auto code = static_cast<std::uint16_t>(rows.size());
   code_of.emplace(row.key, code);
   rows.push_back(std::move(row));
@@ -50,14 +49,11 @@ namespace {
 
 /// Reads a reference CSV and calls @p on_row(fields, line) for each record after the header.
 template <typename OnRow>
-void read_reference_csv(const std::string& path, const std::vector<std::string_view>& required,
-                        OnRow on_row)
+void read_reference_csv(const std::string& path, const std::vector<std::string_view>& required, OnRow on_row)
 {
   const std::string text = read_input_file(path);
   detail::csv_reader reader(text);
-  if (reader.next() != detail::csv_status::record) {
-    throw config_error(path + ":1:1: missing header row");
-  }
+  if (reader.next() != detail::csv_status::record) { throw config_error(path + ":1:1: missing header row"); }
   const detail::csv_header header(reader.fields());
   std::vector<int> columns;
   for (const auto name : required) {
@@ -91,8 +87,8 @@ void read_reference_csv(const std::string& path, const std::vector<std::string_v
 [[noreturn]] void reference_defect(const std::string& path, const detail::csv_field& field,
                                    const std::string& what)
 {
-  throw config_error(path + ":" + std::to_string(field.line) + ":" + std::to_string(field.column) +
-                     ": " + what);
+  throw config_error(path + ":" + std::to_string(field.line) + ":" + std::to_string(field.column) + ": " +
+                     what);
 }
 
 bool parse_flag(std::string_view text, bool& value)
@@ -119,9 +115,10 @@ country_table load_countries(const std::string& path)
                        row.iso2 = detail::to_upper(f[0].value);
                        if (row.iso2.size() != 2 || !std::isalpha(static_cast<unsigned char>(row.iso2[0])) ||
                            !std::isalpha(static_cast<unsigned char>(row.iso2[1]))) {
-                         reference_defect(file, f[0], "'" + std::string(f[0].value) + "' is not an ISO alpha-2 code");
+                         reference_defect(file, f[0],
+                                          "'" + std::string(f[0].value) + "' is not an ISO alpha-2 code");
                        }
-                       row.name = std::string(f[1].value);
+                       row.name          = std::string(f[1].value);
                        std::int64_t tier = 0;
                        if (!detail::parse_int64(f[2].value, tier) || tier < 1 || tier > 3) {
                          reference_defect(file, f[2], "tier must be 1, 2 or 3");
@@ -179,9 +176,7 @@ using json = nlohmann::json;
 
 const json& member(const json& object, const char* key, const std::string& where)
 {
-  if (!object.is_object() || !object.contains(key)) {
-    throw config_error(where + ": missing '" + key + "'");
-  }
+  if (!object.is_object() || !object.contains(key)) { throw config_error(where + ": missing '" + key + "'"); }
   return object.at(key);
 }
 
@@ -197,7 +192,7 @@ std::int64_t positive_integer(const json& object, const char* key, const std::st
 day_t date_member(const json& object, const char* key, const std::string& where)
 {
   const json& value = member(object, key, where);
-  const auto day = value.is_string() ? parse_date(value.get<std::string>()) : std::nullopt;
+  const auto day    = value.is_string() ? parse_date(value.get<std::string>()) : std::nullopt;
   if (!day) { throw config_error(where + ": '" + key + "' must be a YYYY-MM-DD date"); }
   return *day;
 }
@@ -207,8 +202,8 @@ ppm_t share_member(const json& object, const char* key, const std::string& where
 {
   const json& value = member(object, key, where);
   if (!value.is_number()) { throw config_error(where + ": '" + key + "' must be a number"); }
-  const double share  = value.get<double>();
-  const double scaled = share * static_cast<double>(ppm_one);
+  const double share   = value.get<double>();
+  const double scaled  = share * static_cast<double>(ppm_one);
   const double nearest = std::round(scaled);
   if (!(share >= 0.0 && share <= 1.0) || std::fabs(scaled - nearest) > 1e-6) {
     throw config_error(where + ": '" + key +
@@ -294,6 +289,9 @@ rule_set parse_rule_set(std::string_view json_text, const std::string& origin)
   return rules;
 }
 
-rule_set load_rule_set(const std::string& path) { return parse_rule_set(read_input_file(path), path); }
+rule_set load_rule_set(const std::string& path)
+{
+  return parse_rule_set(read_input_file(path), path);
+}
 
 }  // namespace capledger

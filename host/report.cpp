@@ -18,7 +18,7 @@
 
 namespace capledger {
 
-namespace fs = std::filesystem;
+namespace fs       = std::filesystem;
 using ordered_json = nlohmann::ordered_json;
 
 std::string default_datasets_dir()
@@ -27,8 +27,9 @@ std::string default_datasets_dir()
   std::error_code ec;
   const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
   if (!ec) {
-    for (const fs::path& candidate : {exe.parent_path() / "datasets", exe.parent_path().parent_path() / "datasets",
-                                      exe.parent_path().parent_path() / "share" / "capledger" / "datasets"}) {
+    for (const fs::path& candidate :
+         {exe.parent_path() / "datasets", exe.parent_path().parent_path() / "datasets",
+          exe.parent_path().parent_path() / "share" / "capledger" / "datasets"}) {
       if (fs::exists(candidate / "countries.csv", ec)) { return candidate.string(); }
     }
   }
@@ -50,19 +51,20 @@ file_fingerprint fingerprint(const std::string& path, const std::string& shown)
 reference_data load_reference(const report_options& options)
 {
   const std::string datasets = default_datasets_dir();
-  const auto pick = [&](const std::string& given, const std::string& bundled) {
-    return given.empty() ? std::pair(datasets + "/" + bundled, "bundled:" + bundled) : std::pair(given, given);
+  const auto pick            = [&](const std::string& given, const std::string& bundled) {
+    return given.empty() ? std::pair(datasets + "/" + bundled, "bundled:" + bundled)
+                                    : std::pair(given, given);
   };
   reference_data ref;
   const auto [countries_path, countries_shown] = pick(options.countries_path, "countries.csv");
   const auto [chips_path, chips_shown]         = pick(options.chips_path, "chips.csv");
   const auto [rules_path, rules_shown]         = pick(options.rules_path, "rules/ai-diffusion-2025.json");
-  ref.countries      = load_countries(countries_path);
-  ref.chips          = load_chips(chips_path);
-  ref.rules          = load_rule_set(rules_path);
-  ref.countries_file = fingerprint(countries_path, countries_shown);
-  ref.chips_file     = fingerprint(chips_path, chips_shown);
-  ref.rules_file     = fingerprint(rules_path, rules_shown);
+  ref.countries                                = load_countries(countries_path);
+  ref.chips                                    = load_chips(chips_path);
+  ref.rules                                    = load_rule_set(rules_path);
+  ref.countries_file                           = fingerprint(countries_path, countries_shown);
+  ref.chips_file                               = fingerprint(chips_path, chips_shown);
+  ref.rules_file                               = fingerprint(rules_path, rules_shown);
   if (!options.entities_path.empty()) {
     ref.entities      = load_entities(options.entities_path, ref.countries);
     ref.entities_file = fingerprint(options.entities_path, options.entities_path);
@@ -77,7 +79,7 @@ std::string to_csv(const std::vector<std::string>& header, const std::vector<std
     for (std::size_t i = 0; i < cells.size(); ++i) {
       if (i > 0) { out.push_back(','); }
       const std::string& cell = cells[i];
-      const bool quote = cell.find_first_of(",\"\r\n") != std::string::npos ||
+      const bool quote        = cell.find_first_of(",\"\r\n") != std::string::npos ||
                          (!cell.empty() && (cell.front() == ' ' || cell.back() == ' ' ||
                                             cell.front() == '\t' || cell.back() == '\t'));
       if (!quote) {
@@ -126,7 +128,8 @@ std::vector<std::string> total_cells(const group_total& t)
 }
 
 template <typename... Parts>
-std::vector<std::string> row_of(std::vector<std::string> head, const std::vector<std::string>& tail, Parts... more)
+std::vector<std::string> row_of(std::vector<std::string> head, const std::vector<std::string>& tail,
+                                Parts... more)
 {
   head.insert(head.end(), tail.begin(), tail.end());
   (head.push_back(std::move(more)), ...);
@@ -147,8 +150,8 @@ ordered_json fingerprint_json(const file_fingerprint& f)
 }
 
 std::string render_table(const report_output& out, const reference_data& ref, const rule_context& context,
-                         const aggregation& agg,
-                         const report_source& source, const group_total& global, const std::vector<group_total>& tiers)
+                         const aggregation& agg, const report_source& source, const group_total& global,
+                         const std::vector<group_total>& tiers)
 {
   std::ostringstream t;
   const std::int64_t h100 = ref.rules.h100_tpp;
@@ -157,25 +160,27 @@ std::string render_table(const report_output& out, const reference_data& ref, co
   t << "lines: " << source.lines_read() << " read, " << agg.lines_used << " used, " << source.rejected()
     << " rejected\n\n";
   t << std::left << std::setw(10) << "scope" << std::right << std::setw(12) << "records" << std::setw(16)
-    << "units" << std::setw(22) << "tpp" << std::setw(16) << "h100_equiv" << "\n";
+    << "units" << std::setw(22) << "tpp" << std::setw(16) << "h100_equiv"
+    << "\n";
   const auto line = [&](const std::string& name, const group_total& g) {
-    t << std::left << std::setw(10) << name << std::right << std::setw(12) << g.records << std::setw(16) << g.units
-      << std::setw(22) << g.tpp << std::setw(16) << exact_decimal(g.tpp, h100, 2) << "\n";
+    t << std::left << std::setw(10) << name << std::right << std::setw(12) << g.records << std::setw(16)
+      << g.units << std::setw(22) << g.tpp << std::setw(16) << exact_decimal(g.tpp, h100, 2) << "\n";
   };
   line("global", global);
-  for (int tier = 1; tier <= 3; ++tier) { line("tier " + std::to_string(tier), tiers[static_cast<std::size_t>(tier)]); }
+  for (int tier = 1; tier <= 3; ++tier) {
+    line("tier " + std::to_string(tier), tiers[static_cast<std::size_t>(tier)]);
+  }
 
   t << "\ntier-2 country caps in use (LICENSE-pathway tpp, counting window):\n";
   bool any_cap = false;
   for (std::size_t c = 0; c < ref.countries.rows.size(); ++c) {
     if (context.country_cap_tpp[c] < 0 || agg.by_country[c].records == 0) { continue; }
-    any_cap = true;
+    any_cap           = true;
     const crossing& x = agg.country_cap_crossing[c];
-    t << "  " << ref.countries.rows[c].iso2 << std::right << std::setw(22) << agg.country_cap_total[c] << " of "
-      << std::setw(14) << context.country_cap_tpp[c] << std::setw(10)
+    t << "  " << ref.countries.rows[c].iso2 << std::right << std::setw(22) << agg.country_cap_total[c]
+      << " of " << std::setw(14) << context.country_cap_tpp[c] << std::setw(10)
       << exact_decimal(agg.country_cap_total[c], context.country_cap_tpp[c], 2, 100) << "%"
-      << (x.line >= 0 ? "  EXCEEDED on " + format_date(source.line(x.line).date) : "")
-      << "\n";
+      << (x.line >= 0 ? "  EXCEEDED on " + format_date(source.line(x.line).date) : "") << "\n";
   }
   if (!any_cap) { t << "  (none)\n"; }
 
@@ -214,8 +219,9 @@ report_output build_report(const reference_data& ref, const shipment_log& log, c
   return render_report(ref, log_source(log), options, context, agg, engine.name(), as_of_shown);
 }
 
-report_output render_report(const reference_data& ref, const report_source& source, const report_options& options,
-                            const rule_context& context, const aggregation& agg, const std::string& backend_used,
+report_output render_report(const reference_data& ref, const report_source& source,
+                            const report_options& options, const rule_context& context,
+                            const aggregation& agg, const std::string& backend_used,
                             std::optional<day_t> as_of)
 {
   report_output out;
@@ -225,7 +231,7 @@ report_output render_report(const reference_data& ref, const report_source& sour
   const dictionary& entities  = source.entities();
   const dictionary& exporters = source.exporters();
   const chip_table& log_chips = source.chips();
-  const std::int64_t h100 = ref.rules.h100_tpp;
+  const std::int64_t h100     = ref.rules.h100_tpp;
 
   // by_country.csv, and global and per-tier totals from it.
   group_total global;
@@ -244,35 +250,41 @@ report_output render_report(const reference_data& ref, const report_source& sour
     if (info.tier == 2) {
       const std::int64_t cap = context.country_cap_tpp[c];
       const crossing& x      = agg.country_cap_crossing[c];
-      cap_cells = {std::to_string(agg.country_cap_total[c]), std::to_string(cap),
-                   exact_decimal(agg.country_cap_total[c], cap, 2, 100),
+      cap_cells              = {std::to_string(agg.country_cap_total[c]), std::to_string(cap),
+                                exact_decimal(agg.country_cap_total[c], cap, 2, 100),
                    x.line >= 0 ? format_date(source.line(x.line).date) : "",
                    x.line >= 0 ? source.line(x.line).shipment_id : ""};
     }
-    rows.push_back(row_of({info.iso2, std::to_string(info.tier)}, total_cells(g), exact_decimal(g.tpp, h100, 2),
-                          cap_cells[0], cap_cells[1], cap_cells[2], cap_cells[3], cap_cells[4]));
+    rows.push_back(row_of({info.iso2, std::to_string(info.tier)}, total_cells(g),
+                          exact_decimal(g.tpp, h100, 2), cap_cells[0], cap_cells[1], cap_cells[2],
+                          cap_cells[3], cap_cells[4]));
   }
   out.files["by_country.csv"] =
-    to_csv({"country", "tier", "records", "units", "tpp", "h100_equiv", "cap_pathway_tpp", "cap_tpp", "cap_used_pct",
-            "breach_date", "breach_shipment_id"},
-           rows);
+      to_csv({"country", "tier", "records", "units", "tpp", "h100_equiv", "cap_pathway_tpp", "cap_tpp",
+              "cap_used_pct", "breach_date", "breach_shipment_id"},
+             rows);
 
   rows.clear();
   for (const std::int32_t e : entities.sorted_codes()) {
     const group_total& g = agg.by_entity[static_cast<std::size_t>(e)];
     if (g.records == 0) { continue; }
-    const entity_info* info = ref.entities.find(entities.text(e));
+    const entity_info* info  = ref.entities.find(entities.text(e));
     const std::string status = std::string(entity_status_name(info ? info->status : entity_status::none));
-    const std::string hq = info && info->hq_country >= 0 ? ref.countries.rows[static_cast<std::size_t>(info->hq_country)].iso2 : "";
+    const std::string hq     = info && info->hq_country >= 0
+                                   ? ref.countries.rows[static_cast<std::size_t>(info->hq_country)].iso2
+                                   : "";
     rows.push_back(row_of({entities.text(e), status, hq}, total_cells(g), exact_decimal(g.tpp, h100, 2)));
   }
-  out.files["by_entity.csv"] = to_csv({"entity", "status", "hq_country", "records", "units", "tpp", "h100_equiv"}, rows);
+  out.files["by_entity.csv"] =
+      to_csv({"entity", "status", "hq_country", "records", "units", "tpp", "h100_equiv"}, rows);
 
   // Pairs come sorted by (entity code, country code); the file is sorted by (entity id, ISO).
   std::vector<std::int32_t> entity_rank(static_cast<std::size_t>(entities.size()));
   {
     const auto sorted = entities.sorted_codes();
-    for (std::size_t r = 0; r < sorted.size(); ++r) { entity_rank[static_cast<std::size_t>(sorted[r])] = static_cast<std::int32_t>(r); }
+    for (std::size_t r = 0; r < sorted.size(); ++r) {
+      entity_rank[static_cast<std::size_t>(sorted[r])] = static_cast<std::int32_t>(r);
+    }
   }
   std::vector<const pair_total*> pairs;
   for (const auto& p : agg.by_entity_country) { pairs.push_back(&p); }
@@ -282,14 +294,16 @@ report_output render_report(const reference_data& ref, const report_source& sour
   });
   rows.clear();
   for (const pair_total* p : pairs) {
-    rows.push_back(row_of({entities.text(p->entity), ref.countries.rows[p->country].iso2}, total_cells(p->total)));
+    rows.push_back(
+        row_of({entities.text(p->entity), ref.countries.rows[p->country].iso2}, total_cells(p->total)));
   }
   out.files["by_entity_country.csv"] = to_csv({"entity", "country", "records", "units", "tpp"}, rows);
 
   rows.clear();
   std::vector<std::size_t> chips(log_chips.rows.size());
   for (std::size_t k = 0; k < chips.size(); ++k) { chips[k] = k; }
-  std::sort(chips.begin(), chips.end(), [&](std::size_t a, std::size_t b) { return log_chips.rows[a].key < log_chips.rows[b].key; });
+  std::sort(chips.begin(), chips.end(),
+            [&](std::size_t a, std::size_t b) { return log_chips.rows[a].key < log_chips.rows[b].key; });
   for (const std::size_t k : chips) {
     if (agg.by_chip[k].records == 0) { continue; }
     rows.push_back(row_of({log_chips.rows[k].key}, total_cells(agg.by_chip[k])));
@@ -314,53 +328,65 @@ report_output render_report(const reference_data& ref, const report_source& sour
 
   rows.clear();
   for (const auto& f : out.checks.findings) {
-    rows.push_back({f.severity, f.rule, f.entity, f.country, f.pathway, f.order_id, f.year, f.date, f.shipment_id,
-                    f.value, f.limit});
+    rows.push_back({f.severity, f.rule, f.entity, f.country, f.pathway, f.order_id, f.year, f.date,
+                    f.shipment_id, f.value, f.limit});
   }
-  out.files["findings.csv"] = to_csv({"severity", "rule", "entity", "country", "pathway", "order_id", "year", "date",
-                                      "shipment_id", "value", "limit"},
+  out.files["findings.csv"] = to_csv({"severity", "rule", "entity", "country", "pathway", "order_id", "year",
+                                      "date", "shipment_id", "value", "limit"},
                                      rows);
 
   ordered_json summary;
-  summary["tool"]     = "capledger";
-  summary["version"]  = CAPLEDGER_VERSION;
-  summary["rule_set"] = ordered_json{{"id", ref.rules.id}, {"path", ref.rules_file.path},
-                                     {"sha256", ref.rules_file.sha256}};
+  summary["tool"]    = "capledger";
+  summary["version"] = CAPLEDGER_VERSION;
+  summary["rule_set"] =
+      ordered_json{{"id", ref.rules.id}, {"path", ref.rules_file.path}, {"sha256", ref.rules_file.sha256}};
   summary["reference"] = ordered_json{
-    {"countries", fingerprint_json(ref.countries_file)},
-    {"chips", fingerprint_json(ref.chips_file)},
-    {"entities", ref.entities_file ? fingerprint_json(*ref.entities_file) : ordered_json(nullptr)}};
+      {"countries", fingerprint_json(ref.countries_file)},
+      {"chips", fingerprint_json(ref.chips_file)},
+      {"entities", ref.entities_file ? fingerprint_json(*ref.entities_file) : ordered_json(nullptr)}};
   ordered_json inputs = ordered_json::array();
   for (const auto& f : source.files()) {
-    inputs.push_back({{"path", f.path}, {"bytes", f.bytes}, {"sha256", f.sha256}, {"lines_read", f.lines_read}});
+    inputs.push_back(
+        {{"path", f.path}, {"bytes", f.bytes}, {"sha256", f.sha256}, {"lines_read", f.lines_read}});
   }
-  summary["inputs"]  = inputs;
-  summary["as_of"]   = out.as_of ? ordered_json(format_date(*out.as_of)) : ordered_json(nullptr);
-  summary["backend"] = out.backend_used;
-  summary["lines"]   = ordered_json{{"read", source.lines_read()},
-                                    {"used", agg.lines_used},
-                                    {"after_as_of", source.lines_accepted() - agg.lines_used},
-                                    {"rejected", source.rejected()}};
-  summary["totals"]  = total_json(global, h100);
-  summary["totals_by_tier"] = ordered_json{{"1", total_json(tiers[1], h100)}, {"2", total_json(tiers[2], h100)},
+  summary["inputs"]         = inputs;
+  summary["as_of"]          = out.as_of ? ordered_json(format_date(*out.as_of)) : ordered_json(nullptr);
+  summary["backend"]        = out.backend_used;
+  summary["lines"]          = ordered_json{{"read", source.lines_read()},
+                                  {"used", agg.lines_used},
+                                  {"after_as_of", source.lines_accepted() - agg.lines_used},
+                                  {"rejected", source.rejected()}};
+  summary["totals"]         = total_json(global, h100);
+  summary["totals_by_tier"] = ordered_json{{"1", total_json(tiers[1], h100)},
+                                           {"2", total_json(tiers[2], h100)},
                                            {"3", total_json(tiers[3], h100)}};
-  ordered_json by_rule = ordered_json::object();
+  ordered_json by_rule      = ordered_json::object();
   for (const auto& rule : rule_names()) { by_rule[rule] = 0; }
   for (const auto& f : out.checks.findings) { by_rule[f.rule] = by_rule[f.rule].get<std::int64_t>() + 1; }
-  summary["findings"] = ordered_json{{"violations", out.checks.violations}, {"warnings", out.checks.warnings},
-                                     {"by_rule", by_rule}};
+  summary["findings"] = ordered_json{
+      {"violations", out.checks.violations}, {"warnings", out.checks.warnings}, {"by_rule", by_rule}};
   // Every value from the data is UTF-8 (checked at ingest); a file name need not be, and is
   // written with U+FFFD for its stray bytes rather than failing the run.
   constexpr auto replace_bad_bytes = nlohmann::json::error_handler_t::replace;
-  out.files["summary.json"] = summary.dump(2, ' ', false, replace_bad_bytes) + "\n";
+  out.files["summary.json"]        = summary.dump(2, ' ', false, replace_bad_bytes) + "\n";
 
   ordered_json findings = ordered_json::array();
   for (const auto& f : out.checks.findings) {
-    findings.push_back({{"severity", f.severity}, {"rule", f.rule}, {"entity", f.entity}, {"country", f.country},
-                        {"pathway", f.pathway}, {"order_id", f.order_id}, {"year", f.year}, {"date", f.date},
-                        {"shipment_id", f.shipment_id}, {"value", f.value}, {"limit", f.limit}});
+    findings.push_back({{"severity", f.severity},
+                        {"rule", f.rule},
+                        {"entity", f.entity},
+                        {"country", f.country},
+                        {"pathway", f.pathway},
+                        {"order_id", f.order_id},
+                        {"year", f.year},
+                        {"date", f.date},
+                        {"shipment_id", f.shipment_id},
+                        {"value", f.value},
+                        {"limit", f.limit}});
   }
-  out.json  = ordered_json{{"summary", summary}, {"findings", findings}}.dump(2, ' ', false, replace_bad_bytes) + "\n";
+  out.json =
+      ordered_json{{"summary", summary}, {"findings", findings}}.dump(2, ' ', false, replace_bad_bytes) +
+      "\n";
   out.table = render_table(out, ref, context, agg, source, global, tiers);
   return out;
 }
@@ -394,8 +420,8 @@ void note_rejects(const std::vector<rejected_line>& rejects, const std::string& 
   constexpr std::size_t shown = 10;
   for (std::size_t i = 0; i < rejects.size() && i < shown; ++i) {
     const rejected_line& r = rejects[i];
-    diagnostics << "capledger: rejected " << r.file << ":" << r.line << ":" << r.column << ": " << r.reason << ": "
-                << r.detail << "\n";
+    diagnostics << "capledger: rejected " << r.file << ":" << r.line << ":" << r.column << ": " << r.reason
+                << ": " << r.detail << "\n";
   }
   if (rejects.size() > shown) { diagnostics << "capledger: ... and " << rejects.size() - shown << " more\n"; }
   diagnostics << "capledger: " << rejects.size() << " line(s) rejected"
@@ -434,7 +460,7 @@ int run_report(const report_options& options, std::ostream& out, std::ostream& d
 {
   check_report_format(options);
   if (options.inputs.empty()) { throw config_error("report needs at least one shipment log"); }
-  const reference_data ref = load_reference(options);
+  const reference_data ref        = load_reference(options);
   std::unique_ptr<backend> engine = select_backend(options.backend, diagnostics);
 
   ingest_options ingest;

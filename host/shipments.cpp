@@ -97,8 +97,8 @@ std::string shipment_log::source_of(std::int64_t line) const
 shipment_view shipment_log::view() const
 {
   const auto& c = columns;
-  return {c.size(),        c.date.data(),    c.entity.data(), c.country.data(), c.chip.data(),
-          c.pathway.data(), c.quantity.data(), c.tpp.data(),   c.order.data(),   c.exporter.data()};
+  return {c.size(),         c.date.data(),     c.entity.data(), c.country.data(), c.chip.data(),
+          c.pathway.data(), c.quantity.data(), c.tpp.data(),    c.order.data(),   c.exporter.data()};
 }
 
 // ---- builder ----------------------------------------------------------------------------------
@@ -121,8 +121,19 @@ shipment_view shipment_log::view() const
 namespace {
 
 /// The columns of SPEC §1.1, in the order `shipment_fields` lists them.
-enum record_column : int { c_id, c_date, c_entity, c_country, c_chip, c_quantity, c_pathway, c_order,
-                           c_exporter, c_tpp, record_columns };
+enum record_column : int {
+  c_id,
+  c_date,
+  c_entity,
+  c_country,
+  c_chip,
+  c_quantity,
+  c_pathway,
+  c_order,
+  c_exporter,
+  c_tpp,
+  record_columns
+};
 
 /// A bad line: reason code, detail, and the column whose field is where it was found.
 struct line_defect {
@@ -131,12 +142,15 @@ struct line_defect {
   int column;
 };
 
-std::string quoted(std::string_view value) { return "'" + std::string(value) + "'"; }
+std::string quoted(std::string_view value)
+{
+  return "'" + std::string(value) + "'";
+}
 
 bool add_overflows(std::uint64_t& sum, std::int64_t value)
 {
   const std::uint64_t magnitude =
-    value < 0 ? 0 - static_cast<std::uint64_t>(value) : static_cast<std::uint64_t>(value);
+      value < 0 ? 0 - static_cast<std::uint64_t>(value) : static_cast<std::uint64_t>(value);
   sum += magnitude;
   return magnitude > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()) ||
          sum > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max());
@@ -163,7 +177,9 @@ struct date_memo {
 
   std::optional<day_t> parse(std::string_view date)
   {
-    if (valid && date.size() == sizeof text && std::memcmp(date.data(), text, sizeof text) == 0) { return day; }
+    if (valid && date.size() == sizeof text && std::memcmp(date.data(), text, sizeof text) == 0) {
+      return day;
+    }
     const auto parsed = parse_date(date);
     if (parsed) {  // parse_date accepts only 10-byte dates
       std::memcpy(text, date.data(), sizeof text);
@@ -185,12 +201,12 @@ void append_bytes(std::vector<char>& out, std::string_view bytes)
 
 /// A line that passed every check that depends on the line alone.
 struct checked_line {
-  day_t date         = 0;
+  day_t date            = 0;
   std::uint16_t country = 0;
-  std::int32_t chip  = -1;  ///< code in the builder's initial chip table; -1: an ad-hoc chip
-  std::uint8_t pathway = 0;
+  std::int32_t chip     = -1;  ///< code in the builder's initial chip table; -1: an ad-hoc chip
+  std::uint8_t pathway  = 0;
   std::int64_t quantity = 0;
-  std::int64_t tpp   = 0;
+  std::int64_t tpp      = 0;
 };
 
 /// Case-insensitive lookups of countries, initial chips and pathways that allocate nothing.
@@ -227,14 +243,17 @@ class reference_lookup {
   [[nodiscard]] int chip(std::string_view key) const
   {
     char buffer[64];
-    const auto upper = upper_in(key, buffer);
+    const auto upper         = upper_in(key, buffer);
     const std::int32_t index = upper ? chip_keys_.find(*upper) : chip_keys_.find(detail::to_upper(key));
     return index < 0 ? -1 : chip_codes_[static_cast<std::size_t>(index)];
   }
   /// @return whether initial chip @p code has a TPP per unit in the table, and that TPP. Kept
   /// here because the log's own chip table grows (ad-hoc chips) while chunks are being parsed.
   [[nodiscard]] bool chip_known(int code) const { return chip_prices_[static_cast<std::size_t>(code)].known; }
-  [[nodiscard]] std::int64_t chip_tpp(int code) const { return chip_prices_[static_cast<std::size_t>(code)].tpp; }
+  [[nodiscard]] std::int64_t chip_tpp(int code) const
+  {
+    return chip_prices_[static_cast<std::size_t>(code)].tpp;
+  }
   /// @return the pathway of @p name (any case), or -1
   [[nodiscard]] static int pathway_of(std::string_view name)
   {
@@ -274,7 +293,9 @@ class id_set {
       const std::uint64_t slot = slots_[s];
       if (slot == 0) { return -1; }
       const auto line = static_cast<std::int64_t>(slot & line_mask) - 1;
-      if ((slot & ~line_mask) == (hash & ~line_mask) && detail::same_bytes(log.shipment_id(line), id)) { return line; }
+      if ((slot & ~line_mask) == (hash & ~line_mask) && detail::same_bytes(log.shipment_id(line), id)) {
+        return line;
+      }
     }
   }
   /// Adds line @p line, whose id hashes to @p hash and is not in the set yet.
@@ -338,20 +359,20 @@ struct pending_reject {
 /// What phase 1 makes of one chunk: the lines that passed `check_line` (candidates), encoded
 /// with the chunk's own dictionaries, and the lines it rejected.
 struct parsed_chunk {
-  std::size_t begin = 0;        ///< first byte (a line start)
-  std::size_t limit = 0;        ///< records starting before it are this chunk's
-  std::size_t end   = 0;        ///< where its reader stopped: the next chunk's begin if the seam is right
-  std::int64_t end_line = 1;    ///< the line at `end`, counted from 1 at `begin`
-  std::int64_t records  = 0;    ///< lines read, good and bad
+  std::size_t begin     = 0;  ///< first byte (a line start)
+  std::size_t limit     = 0;  ///< records starting before it are this chunk's
+  std::size_t end       = 0;  ///< where its reader stopped: the next chunk's begin if the seam is right
+  std::int64_t end_line = 1;  ///< the line at `end`, counted from 1 at `begin`
+  std::int64_t records  = 0;  ///< lines read, good and bad
   std::vector<checked_line> lines;
   /// Codes in the log's dictionaries (>= 0) or `local_code` of a value new in this chunk; order
   /// -1 for non-LPP lines.
   std::vector<std::int32_t> entity, order, exporter;
-  std::vector<std::int32_t> adhoc_chip;               ///< local code for ad-hoc chips, else -1
-  std::vector<std::int64_t> line;                     ///< record line, counted from 1 at `begin`
-  std::vector<std::size_t> start;                     ///< record start, to re-read a late reject
+  std::vector<std::int32_t> adhoc_chip;  ///< local code for ad-hoc chips, else -1
+  std::vector<std::int64_t> line;        ///< record line, counted from 1 at `begin`
+  std::vector<std::size_t> start;        ///< record start, to re-read a late reject
   std::vector<std::uint64_t> id_hash;
-  std::string id_bytes;                               ///< candidate i's id: [id_end[i-1], id_end[i])
+  std::string id_bytes;  ///< candidate i's id: [id_end[i-1], id_end[i])
   std::vector<std::size_t> id_end;
   detail::string_index entities, orders, exporters;  ///< values not in the log's dictionaries yet
   detail::string_index adhoc_chips;                  ///< upper-case keys
@@ -376,11 +397,15 @@ struct parsed_chunk {
     for (auto* dictionary : {&entities, &orders, &exporters, &adhoc_chips}) { dictionary->clear(); }
     rejects.clear();
   }
-};;
+};
+;
 
 /// The code phase 1 gives to a value that is new in its chunk's dictionary @p local_index: below
 /// -1, so that -1 stays "no order".
-constexpr std::int32_t local_code(std::int32_t local_index) { return -2 - local_index; }
+constexpr std::int32_t local_code(std::int32_t local_index)
+{
+  return -2 - local_index;
+}
 
 /// One of the log's dictionaries as phase 1 sees it: a read-only index of the values the log
 /// had when the window started (those get their final code at once, so the merge has nothing
@@ -422,7 +447,7 @@ struct window {
   std::size_t used = 0;
   dictionary_snapshots known;
 
-  window() = default;
+  window()                         = default;
   window(const window&)            = delete;
   window& operator=(const window&) = delete;
   ~window() { join(); }
@@ -482,7 +507,7 @@ struct shipment_log_builder::state {
   std::uint64_t abs_quantity_sum = 0;
 
   state(const country_table& c, chip_table chips, ingest_options o)
-    : countries(c), options(std::move(o)), lookup(c, chips)
+      : countries(c), options(std::move(o)), lookup(c, chips)
   {
     initial_chips    = static_cast<std::int32_t>(chips.rows.size());
     log.chips        = std::move(chips);
@@ -490,12 +515,10 @@ struct shipment_log_builder::state {
     abs_quantity_sum = options.earlier_abs_quantity_sum;
   }
 
-  void reject(const std::string& file, const line_defect& defect, std::int64_t line,
-              std::int64_t column, std::string_view raw)
+  void reject(const std::string& file, const line_defect& defect, std::int64_t line, std::int64_t column,
+              std::string_view raw)
   {
-    if (!options.keep_rejects) {
-      throw parse_error(file, line, column, defect.reason, defect.detail);
-    }
+    if (!options.keep_rejects) { throw parse_error(file, line, column, defect.reason, defect.detail); }
     log.rejects.push_back({file, line, column, defect.reason, defect.detail, std::string(raw)});
     check_reject_count();
   }
@@ -544,7 +567,7 @@ struct shipment_log_builder::state {
 
 shipment_log_builder::shipment_log_builder(const country_table& countries, chip_table chips,
                                            ingest_options options)
-  : state_(std::make_unique<state>(countries, std::move(chips), options))
+    : state_(std::make_unique<state>(countries, std::move(chips), options))
 {
 }
 
@@ -571,8 +594,8 @@ void shipment_log_builder::add_stored(const input_file& file,
   shipment_fields f;
   while (next(f)) {
     detail::csv_field fields[record_columns];
-    const std::string_view values[record_columns] = {f.shipment_id, f.date,    f.entity,   f.country,
-                                                     f.chip,        f.quantity, f.pathway, f.order_id,
+    const std::string_view values[record_columns] = {f.shipment_id, f.date,        f.entity,  f.country,
+                                                     f.chip,        f.quantity,    f.pathway, f.order_id,
                                                      f.exporter,    f.tpp_per_unit};
     for (int c = 0; c < record_columns; ++c) { fields[c] = {values[c], f.source_line, 1}; }
     ++log.files.back().lines_read;
@@ -586,7 +609,10 @@ void shipment_log_builder::add_stored(const input_file& file,
   log.file_end.push_back(log.columns.size());
 }
 
-const std::vector<rejected_line>& shipment_log_builder::rejects() const { return state_->log.rejects; }
+const std::vector<rejected_line>& shipment_log_builder::rejects() const
+{
+  return state_->log.rejects;
+}
 
 shipment_log shipment_log_builder::finish()
 {
@@ -614,8 +640,8 @@ std::string shipment_log_builder::state::ingest(const std::string& name, std::st
                                    : "text follows a closing quote in the header row");
   }
   const detail::csv_header header(reader.fields());
-  static constexpr const char* names[record_columns] = {"shipment_id", "date",    "entity",   "country",
-                                                        "chip",        "quantity", "pathway", "order_id",
+  static constexpr const char* names[record_columns] = {"shipment_id", "date",        "entity",  "country",
+                                                        "chip",        "quantity",    "pathway", "order_id",
                                                         "exporter",    "tpp_per_unit"};
   column_map columns{};
   for (int c = 0; c < record_columns; ++c) {
@@ -636,9 +662,10 @@ std::string shipment_log_builder::state::ingest(const std::string& name, std::st
   const auto line_start_after         = [&](std::size_t at) {
     if (at >= text.size()) { return text.size(); }
     const void* nl = std::memchr(text.data() + at, '\n', text.size() - at);
-    return nl == nullptr ? text.size() : static_cast<std::size_t>(static_cast<const char*>(nl) - text.data()) + 1;
+    return nl == nullptr ? text.size()
+                                 : static_cast<std::size_t>(static_cast<const char*>(nl) - text.data()) + 1;
   };
-  std::size_t next_cut = reader.position();  // where the next window's first chunk begins
+  std::size_t next_cut     = reader.position();  // where the next window's first chunk begins
   const auto cut_and_start = [&](window& w) {
     w.chunks.resize(chunks_per_window);
     w.used = 0;
@@ -656,8 +683,8 @@ std::string shipment_log_builder::state::ingest(const std::string& name, std::st
   // The fingerprint is taken by this thread as it passes over the bytes after each window: a
   // separate hashing thread would lag behind on a busy machine and keep the pages mapped.
   detail::sha256_stream digest;
-  std::size_t hashed       = 0;
-  const auto hash_through  = [&](std::size_t end) {
+  std::size_t hashed      = 0;
+  const auto hash_through = [&](std::size_t end) {
     digest.update(text.substr(hashed, end - hashed));
     hashed = end;
     if (pages != nullptr) { pages->release_before(end); }
@@ -692,7 +719,7 @@ std::string shipment_log_builder::state::ingest(const std::string& name, std::st
       merge_chunk(name, text, columns, line, chunk);
       info.lines_read += chunk.records;
       log.lines_read += chunk.records;
-      pos  = chunk.end;
+      pos = chunk.end;
       line += chunk.end_line - 1;
     }
     hash_through(pos);
@@ -734,11 +761,14 @@ std::optional<line_defect> shipment_log_builder::state::check_line(const detail:
   const auto value = [record](int column) { return record[column].value; };
   if (value(c_id).empty()) { return line_defect{"EMPTY_FIELD", "empty shipment_id", c_id}; }
   const auto day = dates.parse(value(c_date));
-  if (!day) { return line_defect{"BAD_DATE", quoted(value(c_date)) + " is not a valid YYYY-MM-DD date", c_date}; }
+  if (!day) {
+    return line_defect{"BAD_DATE", quoted(value(c_date)) + " is not a valid YYYY-MM-DD date", c_date};
+  }
   if (value(c_entity).empty()) { return line_defect{"EMPTY_FIELD", "empty entity", c_entity}; }
   const int country = lookup.country(value(c_country));
   if (country < 0) {
-    return line_defect{"UNKNOWN_COUNTRY", quoted(value(c_country)) + " is not in the countries table", c_country};
+    return line_defect{"UNKNOWN_COUNTRY", quoted(value(c_country)) + " is not in the countries table",
+                       c_country};
   }
   std::int64_t quantity = 0;
   if (!detail::parse_int64(value(c_quantity), quantity) || quantity == 0) {
@@ -752,9 +782,9 @@ std::optional<line_defect> shipment_log_builder::state::check_line(const detail:
   const int chip = lookup.chip(value(c_chip));
   if (tpp_per_unit == 0) {
     if (chip < 0 || !lookup.chip_known(chip)) {
-      return line_defect{"UNKNOWN_CHIP",
-                         quoted(value(c_chip)) + " is not in the chips table and the line has no tpp_per_unit",
-                         c_chip};
+      return line_defect{
+          "UNKNOWN_CHIP",
+          quoted(value(c_chip)) + " is not in the chips table and the line has no tpp_per_unit", c_chip};
     }
     tpp_per_unit = lookup.chip_tpp(chip);
   }
@@ -773,12 +803,13 @@ std::optional<line_defect> shipment_log_builder::state::check_line(const detail:
   // JSON report among them), so one that is not UTF-8 is bad input here, not a failure there.
   for (const int column : {c_id, c_entity, c_chip, c_order, c_exporter}) {
     if (!detail::valid_utf8(value(column))) {
-      static constexpr const char* names[record_columns] = {"shipment_id", "", "entity", "", "chip", "",
-                                                            "",            "order_id", "exporter", ""};
+      static constexpr const char* names[record_columns] = {
+          "shipment_id", "", "entity", "", "chip", "", "", "order_id", "exporter", ""};
       return line_defect{"BAD_ENCODING", std::string(names[column]) + " is not valid UTF-8", column};
     }
   }
-  out = {*day, static_cast<std::uint16_t>(country), chip, static_cast<std::uint8_t>(pathway_code), quantity, tpp};
+  out = {*day, static_cast<std::uint16_t>(country), chip, static_cast<std::uint8_t>(pathway_code), quantity,
+         tpp};
   return std::nullopt;
 }
 
@@ -790,7 +821,8 @@ void shipment_log_builder::state::parse_chunk(std::string_view text, const colum
   date_memo dates;
   const auto hold = [&](const char* reason, std::string detail, std::int64_t line, std::int64_t column) {
     chunk.rejects.push_back(
-      {chunk.lines.size(), {std::string(), line, column, reason, std::move(detail), std::string(reader.raw())}});
+        {chunk.lines.size(),
+         {std::string(), line, column, reason, std::move(detail), std::string(reader.raw())}});
   };
   while (true) {
     const auto status = reader.next();
@@ -799,19 +831,20 @@ void shipment_log_builder::state::parse_chunk(std::string_view text, const colum
     if (status != detail::csv_status::record) {
       const bool unterminated = status == detail::csv_status::unterminated_quote;
       hold(unterminated ? "UNTERMINATED_QUOTE" : "BAD_QUOTE",
-           unterminated ? "a quoted field is never closed" : "text follows a closing quote", reader.error_line(),
-           reader.error_column());
+           unterminated ? "a quoted field is never closed" : "text follows a closing quote",
+           reader.error_line(), reader.error_column());
     } else if (const auto& fields = reader.fields(); static_cast<int>(fields.size()) != field_count) {
       const auto& at = fields.size() > static_cast<std::size_t>(field_count)
-                         ? fields[static_cast<std::size_t>(field_count)]
-                         : fields.back();
+                           ? fields[static_cast<std::size_t>(field_count)]
+                           : fields.back();
       hold("WRONG_FIELD_COUNT",
-           "expected " + std::to_string(field_count) + " fields, found " + std::to_string(fields.size()), at.line,
-           at.column);
+           "expected " + std::to_string(field_count) + " fields, found " + std::to_string(fields.size()),
+           at.line, at.column);
     } else {
       detail::csv_field record[record_columns];
       for (int c = 0; c < record_columns; ++c) {
-        // An absent optional column reads as an empty field (never a defect: only required columns can be bad).
+        // An absent optional column reads as an empty field (never a defect: only required columns can be
+        // bad).
         const int index = columns[static_cast<std::size_t>(c)];
         record[c]       = index < 0 ? detail::csv_field{} : fields[static_cast<std::size_t>(index)];
       }
@@ -824,16 +857,18 @@ void shipment_log_builder::state::parse_chunk(std::string_view text, const colum
         chunk.entity.push_back(known.entities.encode(record[c_entity].value, chunk.entities));
         // Orders matter only to the LPP per-order limit; encoding them for other lines would
         // build a dictionary as large as the log for nothing.
-        chunk.order.push_back(line.pathway == static_cast<std::uint8_t>(pathway::lpp)
-                                ? known.orders.encode(record[c_order].value.empty() ? id : record[c_order].value,
-                                                      chunk.orders)
-                                : -1);
+        chunk.order.push_back(
+            line.pathway == static_cast<std::uint8_t>(pathway::lpp)
+                ? known.orders.encode(record[c_order].value.empty() ? id : record[c_order].value,
+                                      chunk.orders)
+                : -1);
         chunk.exporter.push_back(known.exporters.encode(record[c_exporter].value, chunk.exporters));
         std::int32_t adhoc = -1;
         if (line.chip < 0) {
           char buffer[64];
           const auto upper = upper_in(record[c_chip].value, buffer);
-          adhoc = upper ? chunk.adhoc_chips.encode(*upper) : chunk.adhoc_chips.encode(detail::to_upper(record[c_chip].value));
+          adhoc            = upper ? chunk.adhoc_chips.encode(*upper)
+                                   : chunk.adhoc_chips.encode(detail::to_upper(record[c_chip].value));
         }
         chunk.adhoc_chip.push_back(adhoc);
         chunk.line.push_back(reader.record_line());
@@ -872,21 +907,23 @@ void shipment_log_builder::state::merge_chunk(const std::string& name, std::stri
   std::vector<std::int32_t> order_code(static_cast<std::size_t>(chunk.orders.size()), -1);
   std::vector<std::int32_t> exporter_code(static_cast<std::size_t>(chunk.exporters.size()), -1);
   std::vector<std::int32_t> chip_code(static_cast<std::size_t>(chunk.adhoc_chips.size()), -1);
-  std::size_t next_reject = 0;
+  std::size_t next_reject   = 0;
   const auto rejects_before = [&](std::size_t candidate) {
-    for (; next_reject < chunk.rejects.size() && chunk.rejects[next_reject].before <= candidate; ++next_reject) {
+    for (; next_reject < chunk.rejects.size() && chunk.rejects[next_reject].before <= candidate;
+         ++next_reject) {
       rejected_line bad = chunk.rejects[next_reject].line;
-      bad.file = name;
+      bad.file          = name;
       bad.line += base;
       if (!options.keep_rejects) { throw parse_error(name, bad.line, bad.column, bad.reason, bad.detail); }
       log.rejects.push_back(std::move(bad));
       check_reject_count();
     }
   };
-  const auto global_code = [](std::int32_t code, std::vector<std::int32_t>& codes, const detail::string_index& local,
-                              dictionary& global) {
+  const auto global_code = [](std::int32_t code, std::vector<std::int32_t>& codes,
+                              const detail::string_index& local, dictionary& global) {
     if (code >= 0) { return code; }
-    std::int32_t& mapped = codes[static_cast<std::size_t>(local_code(code))];  // local_code is its own inverse
+    std::int32_t& mapped =
+        codes[static_cast<std::size_t>(local_code(code))];  // local_code is its own inverse
     if (mapped < 0) { mapped = global.encode(local.text(local_code(code))); }
     return mapped;
   };
@@ -899,8 +936,9 @@ void shipment_log_builder::state::merge_chunk(const std::string& name, std::stri
     const std::string_view id(chunk.id_bytes.data() + id_begin, chunk.id_end[i] - id_begin);
     if (auto bad = admit(id, chunk.id_hash[i], line.quantity, line.tpp)) {
       // Rare: read the record again for the field's position and the raw text.
-      const auto again        = read_again(text, chunk.start[i], chunk.line[i] + base);
-      const detail::csv_field& at = again.fields()[static_cast<std::size_t>(columns[static_cast<std::size_t>(bad->column)])];
+      const auto again = read_again(text, chunk.start[i], chunk.line[i] + base);
+      const detail::csv_field& at =
+          again.fields()[static_cast<std::size_t>(columns[static_cast<std::size_t>(bad->column)])];
       reject(name, *bad, at.line, at.column, again.raw());
       continue;
     }
@@ -915,9 +953,10 @@ void shipment_log_builder::state::merge_chunk(const std::string& name, std::stri
       chip = code;
     }
     const std::int32_t order =
-      chunk.order[i] == -1 ? -1 : global_code(chunk.order[i], order_code, chunk.orders, log.orders);
+        chunk.order[i] == -1 ? -1 : global_code(chunk.order[i], order_code, chunk.orders, log.orders);
     append(line, chip, global_code(chunk.entity[i], entity_code, chunk.entities, log.entities), order,
-           global_code(chunk.exporter[i], exporter_code, chunk.exporters, log.exporters), chunk.line[i] + base);
+           global_code(chunk.exporter[i], exporter_code, chunk.exporters, log.exporters),
+           chunk.line[i] + base);
     if (options.on_accepted) {
       const auto again = read_again(text, chunk.start[i], chunk.line[i] + base);
       std::string_view v[record_columns];
@@ -925,8 +964,9 @@ void shipment_log_builder::state::merge_chunk(const std::string& name, std::stri
         const int index = columns[static_cast<std::size_t>(c)];
         if (index >= 0) { v[c] = again.fields()[static_cast<std::size_t>(index)].value; }
       }
-      options.on_accepted(shipment_fields{v[c_id], v[c_date], v[c_entity], v[c_country], v[c_chip], v[c_quantity],
-                                          v[c_pathway], v[c_order], v[c_exporter], v[c_tpp], chunk.line[i] + base});
+      options.on_accepted(shipment_fields{v[c_id], v[c_date], v[c_entity], v[c_country], v[c_chip],
+                                          v[c_quantity], v[c_pathway], v[c_order], v[c_exporter], v[c_tpp],
+                                          chunk.line[i] + base});
     }
   }
   rejects_before(std::numeric_limits<std::size_t>::max());
@@ -938,17 +978,19 @@ std::optional<line_defect> shipment_log_builder::state::admit(std::string_view i
   std::uint64_t tpp_sum = abs_tpp_sum;
   std::uint64_t qty_sum = abs_quantity_sum;
   if (add_overflows(tpp_sum, tpp) || add_overflows(qty_sum, quantity)) {
-    return line_defect{"TPP_OVERFLOW", "the log's totals would exceed 64 bits (sum of |tpp| or |quantity| > 2^63-1)",
+    return line_defect{"TPP_OVERFLOW",
+                       "the log's totals would exceed 64 bits (sum of |tpp| or |quantity| > 2^63-1)",
                        c_quantity};
   }
   if (options.earlier_id) {
     if (const auto earlier = options.earlier_id(id)) {
-      return line_defect{"DUPLICATE_ID", "shipment id " + quoted(id) + " was already used at " + *earlier, c_id};
+      return line_defect{"DUPLICATE_ID", "shipment id " + quoted(id) + " was already used at " + *earlier,
+                         c_id};
     }
   }
   if (const std::int64_t earlier = ids.find(log, id, id_hash); earlier >= 0) {
-    return line_defect{"DUPLICATE_ID", "shipment id " + quoted(id) + " was already used at " + log.source_of(earlier),
-                       c_id};
+    return line_defect{"DUPLICATE_ID",
+                       "shipment id " + quoted(id) + " was already used at " + log.source_of(earlier), c_id};
   }
   abs_tpp_sum      = tpp_sum;
   abs_quantity_sum = qty_sum;
@@ -980,7 +1022,7 @@ void shipment_log_builder::state::accept(const std::string& name, const detail::
   checked_line line;
   const std::string_view id = record[c_id].value;
   date_memo dates;
-  auto bad                  = check_line(record, dates, line);
+  auto bad = check_line(record, dates, line);
   if (!bad) { bad = admit(id, detail::hash_bytes(id), line.quantity, line.tpp); }
   if (bad) {
     reject(name, *bad, record[bad->column].line, record[bad->column].column, raw);
@@ -997,8 +1039,9 @@ void shipment_log_builder::state::accept(const std::string& name, const detail::
          log.exporters.encode(record[c_exporter].value), record_line);
   if (options.on_accepted) {
     const auto v = [record](int column) { return record[column].value; };
-    options.on_accepted(shipment_fields{v(c_id), v(c_date), v(c_entity), v(c_country), v(c_chip), v(c_quantity),
-                                        v(c_pathway), v(c_order), v(c_exporter), v(c_tpp), record_line});
+    options.on_accepted(shipment_fields{v(c_id), v(c_date), v(c_entity), v(c_country), v(c_chip),
+                                        v(c_quantity), v(c_pathway), v(c_order), v(c_exporter), v(c_tpp),
+                                        record_line});
   }
 }
 

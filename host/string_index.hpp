@@ -27,8 +27,8 @@ namespace capledger::detail {
     return v;
   };
   constexpr std::uint64_t k0 = 0xa0761d6478bd642fULL, k1 = 0xe7037ed1a0b428dbULL, k2 = 0x8ebc6af09c88c6e3ULL;
-  const char* p     = bytes.data();
-  std::size_t n     = bytes.size();
+  const char* p      = bytes.data();
+  std::size_t n      = bytes.size();
   std::uint64_t seed = k0 ^ (n * k2);
   std::uint64_t a = 0, b = 0;
   if (n >= 8) {
@@ -90,7 +90,9 @@ class string_index {
         slots_[s] = (hash & tag_mask) | ends_.size();
         return static_cast<std::int32_t>(ends_.size() - 1);
       }
-      if ((slot & tag_mask) == (hash & tag_mask) && same_bytes(this->text(code_of(slot)), text)) { return code_of(slot); }
+      if ((slot & tag_mask) == (hash & tag_mask) && same_bytes(this->text(code_of(slot)), text)) {
+        return code_of(slot);
+      }
     }
   }
   /// @return the code of @p text, or -1 when absent
@@ -101,7 +103,9 @@ class string_index {
     for (std::size_t s = slot_of(hash);; s = (s + 1) & mask_) {
       const std::uint64_t slot = slots_[s];
       if (slot == 0) { return -1; }
-      if ((slot & tag_mask) == (hash & tag_mask) && same_bytes(this->text(code_of(slot)), text)) { return code_of(slot); }
+      if ((slot & tag_mask) == (hash & tag_mask) && same_bytes(this->text(code_of(slot)), text)) {
+        return code_of(slot);
+      }
     }
   }
   [[nodiscard]] std::string_view text(std::int32_t code) const
@@ -125,8 +129,14 @@ class string_index {
   std::vector<std::uint64_t> slots_;
   std::size_t mask_ = 0;
 
-  static std::int32_t code_of(std::uint64_t slot) noexcept { return static_cast<std::int32_t>((slot & 0xffffffffU) - 1); }
-  [[nodiscard]] std::size_t slot_of(std::uint64_t hash) const noexcept { return static_cast<std::size_t>(hash) & mask_; }
+  static std::int32_t code_of(std::uint64_t slot) noexcept
+  {
+    return static_cast<std::int32_t>((slot & 0xffffffffU) - 1);
+  }
+  [[nodiscard]] std::size_t slot_of(std::uint64_t hash) const noexcept
+  {
+    return static_cast<std::size_t>(hash) & mask_;
+  }
   void grow()
   {
     std::vector<std::uint64_t> old = std::move(slots_);

@@ -20,28 +20,28 @@ namespace capledger {
 
 /// @brief Per-code lookup tables and limits a backend needs; plain arrays, easy to copy to a GPU.
 struct rule_context {
-  day_t as_of = 0;            ///< lines dated later are ignored by everything
-  day_t window_start = 0;     ///< counting window of the rule set (inclusive)
-  day_t window_end = 0;
+  day_t as_of        = 0;  ///< lines dated later are ignored by everything
+  day_t window_start = 0;  ///< counting window of the rule set (inclusive)
+  day_t window_end   = 0;
 
   // Per country code.
-  std::vector<std::uint8_t> country_tier;        ///< 1, 2 or 3
-  std::vector<std::int64_t> country_cap_tpp;     ///< tier 2: cap in force (G2G applied); else -1
-  std::uint8_t country_cap_pathways = 0;         ///< bit p: pathway p counts against country caps
+  std::vector<std::uint8_t> country_tier;     ///< 1, 2 or 3
+  std::vector<std::int64_t> country_cap_tpp;  ///< tier 2: cap in force (G2G applied); else -1
+  std::uint8_t country_cap_pathways = 0;      ///< bit p: pathway p counts against country caps
 
   // Per chip code.
-  std::vector<std::uint8_t> chip_datacenter;     ///< 1 for datacenter chips (and unknown chips)
+  std::vector<std::uint8_t> chip_datacenter;  ///< 1 for datacenter chips (and unknown chips)
 
   // Per entity code (the log's entity dictionary).
   std::vector<std::uint8_t> entity_is_uveu;
-  std::vector<std::uint8_t> entity_hq_tier1;     ///< 1 when the HQ is known and tier 1
+  std::vector<std::uint8_t> entity_hq_tier1;  ///< 1 when the HQ is known and tier 1
   /// NVEU authorization: bit (c % 64) of word [entity * 4 + c / 64] set when the entity is an
   /// NVEU authorized for country code c.
   std::vector<std::uint64_t> entity_nveu_countries;
 
-  std::int64_t lpp_per_order_tpp = 0;
+  std::int64_t lpp_per_order_tpp          = 0;
   std::int64_t lpp_per_consignee_year_tpp = 0;
-  std::vector<nveu_phase> nveu_caps;              ///< ascending `through`
+  std::vector<nveu_phase> nveu_caps;  ///< ascending `through`
 
   /// @brief UNAUTHORIZED_PATHWAY for a line of @p path (SPEC §4): UVEU by a non-UVEU, NVEU outside
   /// the entity's authorization, AIA unless a tier-1 destination and tier-1 HQ, ACA of a datacenter chip.
@@ -49,28 +49,33 @@ struct rule_context {
                                      std::uint16_t chip) const
   {
     switch (path) {
-      case pathway::uveu: return entity_is_uveu[static_cast<std::size_t>(entity)] == 0;
-      case pathway::nveu: return !nveu_authorized(entity, country);
+      case pathway::uveu:
+        return entity_is_uveu[static_cast<std::size_t>(entity)] == 0;
+      case pathway::nveu:
+        return !nveu_authorized(entity, country);
       case pathway::aia:
         return country_tier[country] != 1 || entity_hq_tier1[static_cast<std::size_t>(entity)] == 0;
-      case pathway::aca: return chip_datacenter[chip] != 0;
-      default: return false;
+      case pathway::aca:
+        return chip_datacenter[chip] != 0;
+      default:
+        return false;
     }
   }
 
-  static constexpr int nveu_mask_words = 4;       ///< 256 bits cover every country code
+  static constexpr int nveu_mask_words = 4;  ///< 256 bits cover every country code
   [[nodiscard]] bool nveu_authorized(std::int32_t entity, std::uint16_t country) const
   {
     return (entity_nveu_countries[static_cast<std::size_t>(entity) * nveu_mask_words + country / 64] >>
-            (country % 64)) & 1U;
+            (country % 64)) &
+           1U;
   }
 };
 
 /// @brief records, units (sum of quantity) and tpp of one group.
 struct group_total {
   std::int64_t records = 0;
-  std::int64_t units = 0;
-  std::int64_t tpp = 0;
+  std::int64_t units   = 0;
+  std::int64_t tpp     = 0;
   friend bool operator==(const group_total& a, const group_total& b)
   {
     return a.records == b.records && a.units == b.units && a.tpp == b.tpp;
@@ -79,7 +84,7 @@ struct group_total {
 
 /// @brief Totals of one (entity, country) pair.
 struct pair_total {
-  std::int32_t entity = 0;
+  std::int32_t entity   = 0;
   std::uint16_t country = 0;
   group_total total;
   friend bool operator==(const pair_total& a, const pair_total& b)
@@ -91,7 +96,7 @@ struct pair_total {
 /// @brief The first line (in (date, input position) order) after which a running total exceeds
 /// the limit in force on that line's date; `line == -1` when it never does.
 struct crossing {
-  std::int64_t line = -1;   ///< input position of the crossing line
+  std::int64_t line  = -1;  ///< input position of the crossing line
   std::int64_t value = 0;   ///< running total just after it
   friend bool operator==(const crossing& a, const crossing& b)
   {
@@ -101,7 +106,7 @@ struct crossing {
 
 /// @brief Running-total check of one key: its final total (in window, up to as_of) and crossing.
 struct keyed_running_total {
-  std::int64_t key = 0;
+  std::int64_t key   = 0;
   std::int64_t total = 0;
   crossing first_crossing;
   friend bool operator==(const keyed_running_total& a, const keyed_running_total& b)
@@ -112,9 +117,9 @@ struct keyed_running_total {
 
 /// @brief Lines of one key that break a rule: the first of them and their summed tpp.
 struct keyed_first_line {
-  std::int64_t key = 0;
+  std::int64_t key        = 0;
   std::int64_t first_line = -1;
-  std::int64_t tpp = 0;
+  std::int64_t tpp        = 0;
   friend bool operator==(const keyed_first_line& a, const keyed_first_line& b)
   {
     return a.key == b.key && a.first_line == b.first_line && a.tpp == b.tpp;
@@ -128,8 +133,7 @@ struct keyed_first_line {
   return entity * 65536 + country;
 }
 /// (entity, country, pathway): entity_country_key * 8 + pathway.
-[[nodiscard]] constexpr std::int64_t entity_country_pathway_key(std::int64_t entity,
-                                                                std::int64_t country,
+[[nodiscard]] constexpr std::int64_t entity_country_pathway_key(std::int64_t entity, std::int64_t country,
                                                                 std::int64_t pathway_code)
 {
   return entity_country_key(entity, country) * 8 + pathway_code;
@@ -144,32 +148,32 @@ struct keyed_first_line {
 /// only keys that occur and are sorted by key ascending.
 struct aggregation {
   // SPEC §3 totals: all lines up to as_of, in or out of the window.
-  std::int64_t lines_used = 0;                 ///< lines dated on or before as_of
-  std::vector<group_total> by_country;         ///< per country code
-  std::vector<group_total> by_entity;          ///< per entity code
-  std::vector<group_total> by_chip;            ///< per chip code
-  std::vector<group_total> by_exporter;        ///< per exporter code
-  std::vector<pair_total> by_entity_country;   ///< sparse, sorted by (entity, country)
+  std::int64_t lines_used = 0;                ///< lines dated on or before as_of
+  std::vector<group_total> by_country;        ///< per country code
+  std::vector<group_total> by_entity;         ///< per entity code
+  std::vector<group_total> by_chip;           ///< per chip code
+  std::vector<group_total> by_exporter;       ///< per exporter code
+  std::vector<pair_total> by_entity_country;  ///< sparse, sorted by (entity, country)
 
   // SPEC §4 checks: in-window lines up to as_of.
-  std::vector<std::int64_t> country_cap_total; ///< per country code: cap-pathway tpp
-  std::vector<crossing> country_cap_crossing;  ///< per country code (tier 2 only)
-  std::vector<keyed_running_total> nveu;       ///< NVEU lines by entity_country_key
-  std::vector<keyed_running_total> lpp_order;  ///< LPP lines by order code (crossing keys only)
-  std::vector<keyed_running_total> lpp_annual; ///< LPP lines by entity_year_key (crossing keys only)
-  std::vector<keyed_first_line> prohibited;    ///< by entity_country_key
-  std::vector<keyed_first_line> unauthorized;  ///< by entity_country_pathway_key
+  std::vector<std::int64_t> country_cap_total;  ///< per country code: cap-pathway tpp
+  std::vector<crossing> country_cap_crossing;   ///< per country code (tier 2 only)
+  std::vector<keyed_running_total> nveu;        ///< NVEU lines by entity_country_key
+  std::vector<keyed_running_total> lpp_order;   ///< LPP lines by order code (crossing keys only)
+  std::vector<keyed_running_total> lpp_annual;  ///< LPP lines by entity_year_key (crossing keys only)
+  std::vector<keyed_first_line> prohibited;     ///< by entity_country_key
+  std::vector<keyed_first_line> unauthorized;   ///< by entity_country_pathway_key
 
   friend bool operator==(const aggregation& a, const aggregation& b);
 };
 
 /// @brief How many distinct codes each column of a `shipment_view` may hold.
 struct dictionary_sizes {
-  std::int32_t entities = 0;
+  std::int32_t entities  = 0;
   std::int32_t countries = 0;
-  std::int32_t chips = 0;
+  std::int32_t chips     = 0;
   std::int32_t exporters = 0;
-  std::int32_t orders = 0;
+  std::int32_t orders    = 0;
 };
 
 /// @brief The interface every backend implements.
@@ -181,8 +185,7 @@ class backend {
   /// @brief Computes every aggregate of @p lines under @p rules.
   /// @param sizes how many codes each dictionary column may hold
   /// @throw device_error on any GPU failure
-  [[nodiscard]] virtual aggregation aggregate(const shipment_view& lines,
-                                              const rule_context& rules,
+  [[nodiscard]] virtual aggregation aggregate(const shipment_view& lines, const rule_context& rules,
                                               const dictionary_sizes& sizes) = 0;
 };
 

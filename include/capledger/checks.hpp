@@ -9,8 +9,8 @@
 
 #include <cstdint>
 #include <optional>
-#include <string_view>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace capledger {
@@ -28,8 +28,8 @@ namespace capledger {
 struct line_detail {
   day_t date = 0;
   std::string shipment_id;
-  std::int32_t entity = 0;     ///< entity code
-  std::uint16_t country = 0;   ///< country code
+  std::int32_t entity   = 0;  ///< entity code
+  std::uint16_t country = 0;  ///< country code
 };
 
 /// @brief What rendering a report needs besides the aggregates: the dictionaries the codes of an
@@ -37,19 +37,19 @@ struct line_detail {
 /// A `shipment_log` provides it (`log_source`); so does the ledger's stored running state.
 class report_source {
  public:
-  virtual ~report_source() = default;
-  [[nodiscard]] virtual const dictionary& entities() const = 0;
+  virtual ~report_source()                                  = default;
+  [[nodiscard]] virtual const dictionary& entities() const  = 0;
   [[nodiscard]] virtual const dictionary& exporters() const = 0;
-  [[nodiscard]] virtual const chip_table& chips() const = 0;
+  [[nodiscard]] virtual const chip_table& chips() const     = 0;
   /// Text of an order code that an `aggregation::lpp_order` entry names.
   [[nodiscard]] virtual std::string order_id(std::int32_t code) const = 0;
   /// The line at input position @p line (one that an aggregation's crossing or first line names).
-  [[nodiscard]] virtual line_detail line(std::int64_t line) const = 0;
+  [[nodiscard]] virtual line_detail line(std::int64_t line) const    = 0;
   [[nodiscard]] virtual const std::vector<input_file>& files() const = 0;
-  [[nodiscard]] virtual std::int64_t lines_read() const = 0;
+  [[nodiscard]] virtual std::int64_t lines_read() const              = 0;
   /// Accepted lines (dated before or after as_of).
   [[nodiscard]] virtual std::int64_t lines_accepted() const = 0;
-  [[nodiscard]] virtual std::int64_t rejected() const = 0;
+  [[nodiscard]] virtual std::int64_t rejected() const       = 0;
 };
 
 /// @brief The `report_source` of a shipment log held in memory.
@@ -64,7 +64,10 @@ class log_source final : public report_source {
   [[nodiscard]] const std::vector<input_file>& files() const override { return log_.files; }
   [[nodiscard]] std::int64_t lines_read() const override { return log_.lines_read; }
   [[nodiscard]] std::int64_t lines_accepted() const override { return log_.columns.size(); }
-  [[nodiscard]] std::int64_t rejected() const override { return static_cast<std::int64_t>(log_.rejects.size()); }
+  [[nodiscard]] std::int64_t rejected() const override
+  {
+    return static_cast<std::int64_t>(log_.rejects.size());
+  }
 
  private:
   const shipment_log& log_;
@@ -90,7 +93,7 @@ struct uveu_share_row {
 
 /// @brief Everything the checks conclude.
 struct check_results {
-  std::vector<finding> findings;  ///< sorted by severity, rule, then the key columns
+  std::vector<finding> findings;            ///< sorted by severity, rule, then the key columns
   std::vector<uveu_share_row> uveu_shares;  ///< sorted by entity
   std::int64_t violations = 0;
   std::int64_t warnings   = 0;

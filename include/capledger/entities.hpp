@@ -21,7 +21,7 @@ enum class entity_status : std::uint8_t { none = 0, nveu, uveu };
 struct entity_info {
   std::string id;
   std::string name;
-  int hq_country = -1;  ///< country code, -1 when unknown
+  int hq_country       = -1;  ///< country code, -1 when unknown
   entity_status status = entity_status::none;
   std::vector<std::uint16_t> nveu_countries;  ///< sorted country codes
 };

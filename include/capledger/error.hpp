@@ -18,13 +18,13 @@ class parse_error : public std::runtime_error {
   /// @param detail human-readable explanation
   parse_error(std::string file, std::int64_t line, std::int64_t column, std::string reason,
               std::string detail)
-    : std::runtime_error(file + ":" + std::to_string(line) + ":" + std::to_string(column) + ": " +
-                         reason + ": " + detail),
-      file_(std::move(file)),
-      line_(line),
-      column_(column),
-      reason_(std::move(reason)),
-      detail_(std::move(detail))
+      : std::runtime_error(file + ":" + std::to_string(line) + ":" + std::to_string(column) + ": " + reason +
+                           ": " + detail),
+        file_(std::move(file)),
+        line_(line),
+        column_(column),
+        reason_(std::move(reason)),
+        detail_(std::move(detail))
   {
   }
   [[nodiscard]] const std::string& file() const noexcept { return file_; }
@@ -65,11 +65,9 @@ class logic_error : public std::logic_error {
 #define CAPLEDGER_STRINGIFY(x) CAPLEDGER_STRINGIFY_DETAIL(x)
 
 /// @brief Throws `capledger::logic_error` naming file:line when @p cond is false.
-#define CAPLEDGER_EXPECTS(cond, msg)                                                         \
-  do {                                                                                       \
-    if (!(cond)) {                                                                           \
-      throw ::capledger::logic_error(std::string(__FILE__ ":" CAPLEDGER_STRINGIFY(__LINE__) \
-                                                 ": ") +                                     \
-                                     (msg));                                                 \
-    }                                                                                        \
+#define CAPLEDGER_EXPECTS(cond, msg)                                                                        \
+  do {                                                                                                      \
+    if (!(cond)) {                                                                                          \
+      throw ::capledger::logic_error(std::string(__FILE__ ":" CAPLEDGER_STRINGIFY(__LINE__) ": ") + (msg)); \
+    }                                                                                                       \
   } while (0)

@@ -41,13 +41,13 @@ struct ledger_ingest_options {
 
 /// @brief What one ingest added.
 struct ledger_ingest_result {
-  std::int64_t files = 0;         ///< files recorded
-  std::int64_t lines_read = 0;    ///< data records read
-  std::int64_t lines_added = 0;   ///< lines appended to the ledger
-  std::int64_t rejected = 0;      ///< lines rejected (kept only with rejects_path)
-  std::int64_t ledger_lines = 0;  ///< lines in the ledger afterwards
-  bool state_rebuilt = false;     ///< the running state was rebuilt from every line, not extended
-  bool state_dropped = false;     ///< stored lines do not validate under these tables: no state kept
+  std::int64_t files        = 0;      ///< files recorded
+  std::int64_t lines_read   = 0;      ///< data records read
+  std::int64_t lines_added  = 0;      ///< lines appended to the ledger
+  std::int64_t rejected     = 0;      ///< lines rejected (kept only with rejects_path)
+  std::int64_t ledger_lines = 0;      ///< lines in the ledger afterwards
+  bool state_rebuilt        = false;  ///< the running state was rebuilt from every line, not extended
+  bool state_dropped        = false;  ///< stored lines do not validate under these tables: no state kept
 };
 
 /// @brief Validates the night's files as `report` does and appends them in one transaction.
@@ -87,7 +87,7 @@ struct cap_balance {
   std::string entity;   ///< NVEU and LPP caps
   std::string country;  ///< country and NVEU caps
   std::string year;     ///< LPP caps
-  std::int64_t limit_tpp = 0;
+  std::int64_t limit_tpp    = 0;
   std::int64_t consumed_tpp = 0;
   [[nodiscard]] std::int64_t remaining_tpp() const noexcept { return limit_tpp - consumed_tpp; }
   std::string used_pct;    ///< 100 x consumed / limit, exact, 2 decimals
@@ -110,7 +110,7 @@ int run_ledger_balances(const std::string& db_path, const report_options& option
 /// @brief One row of `reconciliation.csv`.
 struct reconciliation_row {
   std::string entity, country, chip;
-  std::int64_t ledger_units = 0;
+  std::int64_t ledger_units   = 0;
   std::int64_t reported_units = 0;
   [[nodiscard]] std::int64_t difference() const noexcept { return reported_units - ledger_units; }
   std::string difference_tpp;  ///< difference x the chips-table tpp; empty for chips outside the table
@@ -130,24 +130,25 @@ struct reconciliation_row {
 /// @brief `capledger reconcile`: writes reconciliation.csv and summary.json into `options.out_dir`
 /// (atomically) and a summary to @p out; without out_dir the CSV goes to @p out.
 /// @return 0 when everything matches, 1 otherwise
-int run_reconcile(const std::string& db_path, const std::string& inventory_path, const report_options& options,
-                  std::ostream& out, std::ostream& diagnostics);
+int run_reconcile(const std::string& db_path, const std::string& inventory_path,
+                  const report_options& options, std::ostream& out, std::ostream& diagnostics);
 
 /// @brief One answer of `check`: one limit or pathway rule that applies to one proposed line.
 struct proposed_check {
-  std::int64_t line = 0;      ///< 1-based position among the proposed lines
+  std::int64_t line = 0;  ///< 1-based position among the proposed lines
   std::string shipment_id, date, entity, country, pathway;
   std::int64_t tpp = 0;
-  std::string rule;           ///< rule of SPEC §4, or empty when no limit applies to the line
-  std::string limit_tpp;      ///< empty for PROHIBITED_DESTINATION and UNAUTHORIZED_PATHWAY
+  std::string rule;       ///< rule of SPEC §4, or empty when no limit applies to the line
+  std::string limit_tpp;  ///< empty for PROHIBITED_DESTINATION and UNAUTHORIZED_PATHWAY
   std::string consumed_before_tpp, headroom_before_tpp;
-  std::string status;         ///< `ok` or `breach`
+  std::string status;  ///< `ok` or `breach`
 };
 
 /// @brief What-if for proposed lines: lines [first_proposed, log size) of @p log follow the ledger's
 /// lines in that order; each is checked against the running totals of the ledger's in-window lines
 /// and the proposed lines before it.
-[[nodiscard]] std::vector<proposed_check> check_proposed(const reference_data& reference, const shipment_log& log,
+[[nodiscard]] std::vector<proposed_check> check_proposed(const reference_data& reference,
+                                                         const shipment_log& log,
                                                          std::int64_t first_proposed);
 
 /// @brief `capledger check`: CSV of `check_proposed` to @p out_path (empty: @p out); the ledger is

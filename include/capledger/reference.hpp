@@ -21,9 +21,9 @@ inline constexpr int pathway_count = 6;
 
 /// @brief One row of `countries.csv`.
 struct country {
-  std::string iso2;   ///< upper-case ISO 3166-1 alpha-2 code
+  std::string iso2;  ///< upper-case ISO 3166-1 alpha-2 code
   std::string name;
-  int tier = 2;       ///< 1: no caps, 2: capped, 3: prohibited
+  int tier         = 2;  ///< 1: no caps, 2: capped, 3: prohibited
   bool g2g_partner = false;
 };
 
@@ -37,11 +37,11 @@ struct country_table {
 
 /// @brief One row of `chips.csv`.
 struct chip {
-  std::string key;      ///< as spelled in the table (or upper-cased, for ad-hoc chips)
+  std::string key;  ///< as spelled in the table (or upper-cased, for ad-hoc chips)
   std::string vendor;
-  std::int64_t tpp = 0; ///< TPP per unit; 0 for ad-hoc chips seen only with `tpp_per_unit`
-  bool datacenter = true;
-  bool known = true;    ///< false for chips that are not in the table
+  std::int64_t tpp = 0;  ///< TPP per unit; 0 for ad-hoc chips seen only with `tpp_per_unit`
+  bool datacenter  = true;
+  bool known       = true;  ///< false for chips that are not in the table
 };
 
 /// @brief `chips.csv`; a chip's code is its index. Ad-hoc chips are appended during ingest.
@@ -56,30 +56,30 @@ struct chip_table {
 
 /// @brief One NVEU phase: the cap applies to lines dated on or before `through`.
 struct nveu_phase {
-  day_t through = 0;
+  day_t through    = 0;
   std::int64_t tpp = 0;
 };
 
 /// @brief A decimal fraction held exactly as parts per million (0.07 -> 70000).
-using ppm_t = std::int64_t;
+using ppm_t                    = std::int64_t;
 inline constexpr ppm_t ppm_one = 1000000;
 
 /// @brief The rule set (SPEC §1.3): every threshold of SPEC §4, nothing hard-coded.
 struct rule_set {
   std::string id;
   std::string title;
-  day_t counting_starts = 0;
-  day_t counting_ends = 0;
-  std::int64_t h100_tpp = 0;
-  std::int64_t country_cap_tpp = 0;
-  std::int64_t g2g_multiplier = 1;
-  std::uint8_t country_cap_pathways = 0;  ///< bit i set: pathway i counts against the country cap
-  std::int64_t lpp_per_order_tpp = 0;
+  day_t counting_starts                   = 0;
+  day_t counting_ends                     = 0;
+  std::int64_t h100_tpp                   = 0;
+  std::int64_t country_cap_tpp            = 0;
+  std::int64_t g2g_multiplier             = 1;
+  std::uint8_t country_cap_pathways       = 0;  ///< bit i set: pathway i counts against the country cap
+  std::int64_t lpp_per_order_tpp          = 0;
   std::int64_t lpp_per_consignee_year_tpp = 0;
-  std::vector<nveu_phase> nveu_caps;      ///< ascending `through`; the last covers counting_ends
+  std::vector<nveu_phase> nveu_caps;  ///< ascending `through`; the last covers counting_ends
   ppm_t uveu_max_tier2_country_share = 0;
-  ppm_t uveu_min_tier1_share = 0;
-  ppm_t uveu_min_us_share_if_us_hq = 0;
+  ppm_t uveu_min_tier1_share         = 0;
+  ppm_t uveu_min_us_share_if_us_hq   = 0;
 };
 
 /// @brief Loads `countries.csv`. @throw config_error on any defect (file:line in the message)

@@ -18,18 +18,18 @@ namespace capledger {
 
 /// @brief Every option of `capledger report` (SPEC §6).
 struct report_options {
-  std::vector<std::string> inputs;   ///< shipment logs; `-` is stdin
-  std::string entities_path;         ///< empty: no entities file
-  std::string rules_path;            ///< empty: the bundled default rule set
-  std::string countries_path;        ///< empty: the bundled table
-  std::string chips_path;            ///< empty: the bundled table
-  std::optional<day_t> as_of;        ///< empty: the latest date in the input
-  std::string backend = "auto";      ///< auto, cpu or gpu
-  std::string out_dir;               ///< empty: print to stdout in `format`
-  std::string rejects_path;          ///< non-empty: keep going past bad lines, write them here
-  std::int64_t max_rejects = -1;     ///< with rejects_path: stop once more are rejected (-1: no limit)
+  std::vector<std::string> inputs;  ///< shipment logs; `-` is stdin
+  std::string entities_path;        ///< empty: no entities file
+  std::string rules_path;           ///< empty: the bundled default rule set
+  std::string countries_path;       ///< empty: the bundled table
+  std::string chips_path;           ///< empty: the bundled table
+  std::optional<day_t> as_of;       ///< empty: the latest date in the input
+  std::string backend = "auto";     ///< auto, cpu or gpu
+  std::string out_dir;              ///< empty: print to stdout in `format`
+  std::string rejects_path;         ///< non-empty: keep going past bad lines, write them here
+  std::int64_t max_rejects   = -1;  ///< with rejects_path: stop once more are rejected (-1: no limit)
   std::vector<ppm_t> warn_at = {800000, 900000, 950000};
-  std::string format = "table";      ///< table, json or csv
+  std::string format         = "table";  ///< table, json or csv
 };
 
 /// @brief A reference or input file as summary.json names it.

@@ -40,35 +40,35 @@ class dictionary {
 /// Position i in every column is the same line; a line's position is its input position (SPEC §2).
 struct shipment_columns {
   std::vector<day_t> date;
-  std::vector<std::int32_t> entity;     ///< code in `shipment_log::entities`
-  std::vector<std::uint16_t> country;   ///< code in the country table
-  std::vector<std::uint16_t> chip;      ///< code in `shipment_log::chips`
-  std::vector<std::uint8_t> pathway;    ///< `capledger::pathway` value
+  std::vector<std::int32_t> entity;    ///< code in `shipment_log::entities`
+  std::vector<std::uint16_t> country;  ///< code in the country table
+  std::vector<std::uint16_t> chip;     ///< code in `shipment_log::chips`
+  std::vector<std::uint8_t> pathway;   ///< `capledger::pathway` value
   std::vector<std::int64_t> quantity;
-  std::vector<std::int64_t> tpp;        ///< quantity x tpp per unit, exact
-  std::vector<std::int32_t> order;      ///< code in `shipment_log::orders` for LPP lines, else -1
-  std::vector<std::int32_t> exporter;   ///< code in `shipment_log::exporters`
+  std::vector<std::int64_t> tpp;       ///< quantity x tpp per unit, exact
+  std::vector<std::int32_t> order;     ///< code in `shipment_log::orders` for LPP lines, else -1
+  std::vector<std::int32_t> exporter;  ///< code in `shipment_log::exporters`
   [[nodiscard]] std::int64_t size() const noexcept { return static_cast<std::int64_t>(date.size()); }
 };
 
 /// @brief A non-owning view of the columns, as backends take them.
 struct shipment_view {
-  std::int64_t size = 0;
-  const day_t* date = nullptr;
-  const std::int32_t* entity = nullptr;
+  std::int64_t size            = 0;
+  const day_t* date            = nullptr;
+  const std::int32_t* entity   = nullptr;
   const std::uint16_t* country = nullptr;
-  const std::uint16_t* chip = nullptr;
-  const std::uint8_t* pathway = nullptr;
+  const std::uint16_t* chip    = nullptr;
+  const std::uint8_t* pathway  = nullptr;
   const std::int64_t* quantity = nullptr;
-  const std::int64_t* tpp = nullptr;
-  const std::int32_t* order = nullptr;
+  const std::int64_t* tpp      = nullptr;
+  const std::int32_t* order    = nullptr;
   const std::int32_t* exporter = nullptr;
 };
 
 /// @brief A rejected line (SPEC §7), as written to the `--rejects` file.
 struct rejected_line {
   std::string file;
-  std::int64_t line = 0;
+  std::int64_t line   = 0;
   std::int64_t column = 0;
   std::string reason;  ///< reason code, e.g. `BAD_DATE`
   std::string detail;  ///< human-readable explanation
@@ -87,13 +87,13 @@ struct input_file {
 /// unquoted text trimmed); empty views for absent columns. A ledger stores them, replays them.
 struct shipment_fields {
   std::string_view shipment_id, date, entity, country, chip, quantity, pathway, order_id, exporter,
-    tpp_per_unit;
+      tpp_per_unit;
   std::int64_t source_line = 0;  ///< 1-based line of the record in its file
 };
 
 struct ingest_options {
-  bool keep_rejects = false;      ///< false: the first bad line throws parse_error
-  std::int64_t max_rejects = -1;  ///< with keep_rejects: throw once more than this many (-1: no limit)
+  bool keep_rejects        = false;  ///< false: the first bad line throws parse_error
+  std::int64_t max_rejects = -1;     ///< with keep_rejects: throw once more than this many (-1: no limit)
   /// Shipment ids accepted before this builder existed (a ledger's earlier nights): returns the
   /// `file:line` of the earlier line for a known id, nullopt otherwise. Consulted before the
   /// builder's own ids, so a repeat is reported against the first occurrence, as one run would.
@@ -114,9 +114,9 @@ struct shipment_log {
   dictionary entities;
   dictionary orders;
   dictionary exporters;
-  chip_table chips;                  ///< the reference table plus ad-hoc chips met in the log
-  std::vector<char> id_bytes;        ///< shipment ids, concatenated
-  std::vector<std::int64_t> id_end;  ///< id of line i is id_bytes[id_end[i-1] .. id_end[i])
+  chip_table chips;                       ///< the reference table plus ad-hoc chips met in the log
+  std::vector<char> id_bytes;             ///< shipment ids, concatenated
+  std::vector<std::int64_t> id_end;       ///< id of line i is id_bytes[id_end[i-1] .. id_end[i])
   std::vector<std::int64_t> source_line;  ///< line i's 1-based line number in its file
   std::vector<std::int64_t> file_end;     ///< lines of file f are [file_end[f-1], file_end[f])
   std::vector<input_file> files;
@@ -140,7 +140,7 @@ class shipment_log_builder {
  public:
   shipment_log_builder(const country_table& countries, chip_table chips, ingest_options options);
   ~shipment_log_builder();
-  shipment_log_builder(const shipment_log_builder&) = delete;
+  shipment_log_builder(const shipment_log_builder&)            = delete;
   shipment_log_builder& operator=(const shipment_log_builder&) = delete;
 
   /// @brief Reads and ingests a file (`-` reads stdin).
