@@ -57,8 +57,9 @@ class ledger_test : public ::testing::Test {
   }
   [[nodiscard]] std::string stderr_text() const { return read_text(at("stderr")); }
 
-  /// Writes a generated log split into @p nights files night0.csv ... by line ranges, and entities.csv.
-  std::vector<std::string> generated_nights(std::int64_t records, int nights, std::uint64_t seed)
+  /// Generates a log with every breach planted; writes entities.csv and returns the data lines
+  /// (the header goes to @p header).
+  std::vector<std::string> generated_lines(std::int64_t records, std::uint64_t seed, std::string& header) const
   {
     const capledger::reference_data ref = capledger::load_reference(capledger::report_options{});
     capledger::generate_options options;
@@ -69,10 +70,18 @@ class ledger_test : public ::testing::Test {
     capledger::generate_log(options, ref.countries, ref.chips, ref.rules, shipments, entities);
     write_text(at("entities.csv"), entities.str());
     std::istringstream in(shipments.str());
-    std::string header, line;
+    std::string line;
     std::getline(in, header);
     std::vector<std::string> lines;
     while (std::getline(in, line)) { lines.push_back(line); }
+    return lines;
+  }
+
+  /// Writes a generated log split into @p nights files night0.csv ... by line ranges, and entities.csv.
+  std::vector<std::string> generated_nights(std::int64_t records, int nights, std::uint64_t seed)
+  {
+    std::string header;
+    std::vector<std::string> lines = generated_lines(records, seed, header);
     std::vector<std::string> names;
     for (int n = 0; n < nights; ++n) {
       const std::size_t begin = lines.size() * static_cast<std::size_t>(n) / static_cast<std::size_t>(nights);
@@ -397,19 +406,8 @@ class ledger_state_test : public ledger_test {
   /// lines of chunks [0, late_from) with index % 11 == 0 are held back into late.csv instead.
   std::vector<std::string> dated_chunks(std::int64_t records, int chunks, int late_until, std::uint64_t seed)
   {
-    const capledger::reference_data ref = capledger::load_reference(capledger::report_options{});
-    capledger::generate_options options;
-    options.records        = records;
-    options.seed           = seed;
-    options.force_breaches = true;
-    std::ostringstream shipments, entities;
-    capledger::generate_log(options, ref.countries, ref.chips, ref.rules, shipments, entities);
-    write_text(at("entities.csv"), entities.str());
-    std::istringstream in(shipments.str());
-    std::string header, line;
-    std::getline(in, header);
-    std::vector<std::string> lines;
-    while (std::getline(in, line)) { lines.push_back(line); }
+    std::string header;
+    std::vector<std::string> lines = generated_lines(records, seed, header);
     const auto date_of = [](const std::string& l) { return l.substr(l.find(',') + 1, 10); };
     std::stable_sort(lines.begin(), lines.end(),
                      [&](const std::string& a, const std::string& b) { return date_of(a) < date_of(b); });

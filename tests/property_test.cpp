@@ -368,29 +368,9 @@ nlohmann::json summary_without_inputs(const report_output& out)
   return j;
 }
 
-using file_list = std::vector<std::pair<std::string, std::string>>;
+using capledger::test::file_list;
 
-class RulesProperty : public ::testing::TestWithParam<std::string> {
- protected:
-  void SetUp() override
-  {
-    if (GetParam() == "gpu") {
-      std::string why;
-      if (!gpu_available(&why)) { GTEST_SKIP() << "no usable GPU: " << why; }
-    }
-    engine_ = select_backend(GetParam(), std::cerr);
-  }
-
-  report_output run(const reference_data& ref, const file_list& files, const report_options& options = {})
-  {
-    shipment_log_builder builder(ref.countries, ref.chips, ingest_options{});
-    for (const auto& [name, text] : files) { builder.add_text(name, text); }
-    const shipment_log log = builder.finish();
-    return build_report(ref, log, options, *engine_);
-  }
-
-  std::unique_ptr<backend> engine_;
-};
+using RulesProperty = capledger::test::backend_test;
 
 const std::vector<gen_case>& all_cases()
 {
@@ -409,7 +389,7 @@ TEST_P(RulesProperty, TotalsAgreeAcrossEveryGrouping)
     SCOPED_TRACE(describe(c));
     const generated g = generate(c);
     const auto ref    = with_entities(g.entities);
-    const auto out    = run(ref, {{"shipments.csv", g.shipments}});
+    const auto out    = report_of(ref, {{"shipments.csv", g.shipments}});
 
     // Independent totals straight from the CSV text (every line: as_of is the latest date).
     triple naive;
@@ -455,11 +435,11 @@ TEST_P(RulesProperty, SplittingTheLogIntoTwoFilesChangesNothing)
     const auto ref    = with_entities(g.entities);
     const auto lines  = physical_lines(g.shipments);
     ASSERT_EQ(static_cast<std::int64_t>(lines.size()), c.records + 1);
-    const auto whole = run(ref, {{"shipments.csv", g.shipments}});
+    const auto whole = report_of(ref, {{"shipments.csv", g.shipments}});
     for (const std::size_t cut : {std::size_t{1}, lines.size() / 2, lines.size()}) {
       std::string part1 = lines[0] + "\n", part2 = lines[0] + "\n";
       for (std::size_t i = 1; i < lines.size(); ++i) { (i < cut ? part1 : part2) += lines[i] + "\n"; }
-      const auto split = run(ref, {{"part1.csv", part1}, {"part2.csv", part2}});
+      const auto split = report_of(ref, {{"part1.csv", part1}, {"part2.csv", part2}});
       for (const auto& [name, content] : whole.files) {
         if (name == "summary.json") {
           EXPECT_EQ(summary_without_inputs(split), summary_without_inputs(whole)) << "cut " << cut;
@@ -501,8 +481,8 @@ TEST_P(RulesProperty, ShufflingLinesWithinADateKeepsTotals)
     for (const auto& l : lines) { shuffled += l + "\n"; }
     ASSERT_NE(shuffled, g.shipments);
 
-    const auto original = run(ref, {{"shipments.csv", g.shipments}});
-    const auto moved    = run(ref, {{"shipments.csv", shuffled}});
+    const auto original = report_of(ref, {{"shipments.csv", g.shipments}});
+    const auto moved    = report_of(ref, {{"shipments.csv", shuffled}});
     for (const char* name : {"by_entity.csv", "by_entity_country.csv", "by_chip.csv", "by_exporter.csv",
                              "uveu_shares.csv"}) {
       EXPECT_EQ(moved.files.at(name), original.files.at(name)) << name;
@@ -529,7 +509,7 @@ TEST_P(RulesProperty, NaiveRunningTotalChecksAgreeWithTheEngine)
     const generated g = generate(c);
     const auto ref    = with_entities(g.entities);
     const auto lines  = naive_parse(g.shipments);
-    const auto out    = run(ref, {{"shipments.csv", g.shipments}});
+    const auto out    = report_of(ref, {{"shipments.csv", g.shipments}});
     auto expected     = naive_findings(lines, "");
     for (const auto& rule : rules) { EXPECT_EQ(sorted_findings_of(out, rule), expected[rule]) << rule; }
     if (c.force_breaches) {
@@ -539,7 +519,7 @@ TEST_P(RulesProperty, NaiveRunningTotalChecksAgreeWithTheEngine)
     // The same with --as-of in the middle of the counting window.
     report_options options;
     options.as_of       = parse_date("2026-06-30");
-    const auto mid      = run(ref, {{"shipments.csv", g.shipments}}, options);
+    const auto mid      = report_of(ref, {{"shipments.csv", g.shipments}}, options);
     auto expected_mid   = naive_findings(lines, "2026-06-30");
     for (const auto& rule : rules) { EXPECT_EQ(sorted_findings_of(mid, rule), expected_mid[rule]) << rule << " as of"; }
   }
@@ -554,7 +534,7 @@ TEST_P(RulesProperty, ForceBreachesMakesEveryViolationRuleFire)
     if (!c.force_breaches) { continue; }
     SCOPED_TRACE(describe(c));
     const generated g = generate(c);
-    const auto out    = run(with_entities(g.entities), {{"shipments.csv", g.shipments}});
+    const auto out    = report_of(with_entities(g.entities), {{"shipments.csv", g.shipments}});
     std::set<std::string> fired;
     for (const auto& f : out.checks.findings) {
       if (f.severity == "violation") { fired.insert(f.rule); }
@@ -571,7 +551,7 @@ TEST_P(RulesProperty, WithoutForceBreachesOrdinaryLinesKeepTheSteeredRules)
     if (c.force_breaches) { continue; }
     SCOPED_TRACE(describe(c));
     const generated g = generate(c);
-    const auto out    = run(with_entities(g.entities), {{"shipments.csv", g.shipments}});
+    const auto out    = report_of(with_entities(g.entities), {{"shipments.csv", g.shipments}});
     for (const auto& f : out.checks.findings) {
       EXPECT_TRUE(f.rule == "COUNTRY_CAP_EXCEEDED" || f.rule == "PROHIBITED_DESTINATION" ||
                   f.rule == "CAP_NEAR_LIMIT")
@@ -584,7 +564,7 @@ TEST_P(RulesProperty, EmptyLogWritesHeadersOnly)
 {
   const generated g = generate({0, 1, false});
   EXPECT_EQ(g.shipments, "shipment_id,date,entity,country,chip,quantity,pathway,order_id,exporter,tpp_per_unit\n");
-  const auto out = run(with_entities(g.entities), {{"shipments.csv", g.shipments}});
+  const auto out = report_of(with_entities(g.entities), {{"shipments.csv", g.shipments}});
   for (const char* name : {"by_country.csv", "by_entity.csv", "by_entity_country.csv", "by_chip.csv",
                            "by_exporter.csv", "findings.csv"}) {
     EXPECT_EQ(parse_csv(out.files.at(name)).size(), 1U) << name;
@@ -603,7 +583,7 @@ TEST_P(RulesProperty, SameOptionsGiveIdenticalOutputs)
   ASSERT_EQ(a.shipments, b.shipments);
   ASSERT_EQ(a.entities, b.entities);
   const auto ref = with_entities(a.entities);
-  EXPECT_EQ(run(ref, {{"shipments.csv", a.shipments}}).files, run(ref, {{"shipments.csv", b.shipments}}).files);
+  EXPECT_EQ(report_of(ref, {{"shipments.csv", a.shipments}}).files, report_of(ref, {{"shipments.csv", b.shipments}}).files);
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, RulesProperty, ::testing::Values(std::string("cpu"), std::string("gpu")),

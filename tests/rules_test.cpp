@@ -144,33 +144,15 @@ day_t date(const char* text)
   return day.value_or(0);
 }
 
-using file_list = std::vector<std::pair<std::string, std::string>>;
+using capledger::test::file_list;
 
-class RulesGolden : public ::testing::TestWithParam<std::string> {
+class RulesGolden : public capledger::test::backend_test {
  protected:
-  void SetUp() override
-  {
-    if (GetParam() == "gpu") {
-      std::string why;
-      if (!gpu_available(&why)) { GTEST_SKIP() << "no usable GPU: " << why; }
-    }
-    engine_ = select_backend(GetParam(), std::cerr);
-  }
-
-  report_output run_files(const reference_data& ref, const file_list& files, const report_options& options = {})
-  {
-    shipment_log_builder builder(ref.countries, ref.chips, ingest_options{});
-    for (const auto& [name, text] : files) { builder.add_text(name, text); }
-    const shipment_log log = builder.finish();
-    return build_report(ref, log, options, *engine_);
-  }
   report_output run(const reference_data& ref, const std::vector<std::string>& rows,
                     const report_options& options = {})
   {
-    return run_files(ref, file_list{{"shipments.csv", log_text(rows)}}, options);
+    return report_of(ref, file_list{{"shipments.csv", log_text(rows)}}, options);
   }
-
-  std::unique_ptr<backend> engine_;
 };
 
 using strings = std::vector<std::string>;
@@ -240,11 +222,11 @@ TEST_P(RulesGolden, CountryCapSameDateTiesFollowFileOrderAcrossFiles)
   const auto file_b  = log_text({"b0,2025-04-01,E1,IN,H100-SXM,1,,,X,300",
                                  "b1,2025-05-01,E1,IN,H100-SXM,1,,,X,300"});
   // A then B: b0 300, a1 800, b1 1100 -> b1.
-  const auto a_first = run_files(ref, file_list{{"a.csv", file_a}, {"b.csv", file_b}});
+  const auto a_first = report_of(ref, file_list{{"a.csv", file_a}, {"b.csv", file_b}});
   EXPECT_EQ(findings_of(a_first, "COUNTRY_CAP_EXCEEDED"),
             (strings{"violation,COUNTRY_CAP_EXCEEDED,,IN,,,,2025-05-01,b1,1100,1000"}));
   // B then A: b0 300, b1 600, a1 1100 -> a1.
-  const auto b_first = run_files(ref, file_list{{"b.csv", file_b}, {"a.csv", file_a}});
+  const auto b_first = report_of(ref, file_list{{"b.csv", file_b}, {"a.csv", file_a}});
   EXPECT_EQ(findings_of(b_first, "COUNTRY_CAP_EXCEEDED"),
             (strings{"violation,COUNTRY_CAP_EXCEEDED,,IN,,,,2025-05-01,a1,1100,1000"}));
 }

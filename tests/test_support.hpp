@@ -2,13 +2,22 @@
 /// @brief Helpers every test file shares: scratch directories and whole-file reads and writes.
 #pragma once
 
+#include <capledger/backend.hpp>
+#include <capledger/report.hpp>
+
+#include <gtest/gtest.h>
+
 #include <unistd.h>
 
 #include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <iostream>
+#include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace capledger::test {
 
@@ -60,6 +69,34 @@ class scratch_dir {
 
  private:
   fs::path path_;
+};
+
+/// @brief (file name, file text) pairs, ingested in order as one run's inputs.
+using file_list = std::vector<std::pair<std::string, std::string>>;
+
+/// @brief Base of the tests that run once per backend ("cpu", "gpu"); the GPU case skips with a
+/// message where no GPU is usable.
+class backend_test : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override
+  {
+    if (GetParam() == "gpu") {
+      std::string why;
+      if (!gpu_available(&why)) { GTEST_SKIP() << "no usable GPU: " << why; }
+    }
+    engine_ = select_backend(GetParam(), std::cerr);
+  }
+
+  /// @brief The report of @p files (ingested fail-fast) on this test's backend.
+  report_output report_of(const reference_data& ref, const file_list& files, const report_options& options = {})
+  {
+    shipment_log_builder builder(ref.countries, ref.chips, ingest_options{});
+    for (const auto& [name, text] : files) { builder.add_text(name, text); }
+    const shipment_log log = builder.finish();
+    return build_report(ref, log, options, *engine_);
+  }
+
+  std::unique_ptr<backend> engine_;
 };
 
 }  // namespace capledger::test
