@@ -449,3 +449,29 @@ TEST_F(Cli, FormatCsvWithOutWritesTheDirectory)
 }
 
 }  // namespace
+
+TEST_F(Cli, BundledSampleGivesTheHandComputedFindings)
+{
+  // datasets/sample was written to break most rules; every figure below is worked out by hand:
+  // AE: 20,000 + 20,000 H100-SXM (15,832) = 633,280,000, then S0003 10,000 H200-SXM (15,832)
+  //     -> 791,600,000 > 790,000,000 (S0004's return comes after the crossing).
+  // SMALLCO LPP order O-1: 1,000 + 800 H100-SXM = 28,497,600 > 26,900,000 (order and year 2025).
+  // GULFAI NVEU AE: 40,000 x 15,832 = 633,280,000 > 633,000,000 (2025 phase); NVEU to IN is not
+  //     authorized: 100 MI300X x 20,919 = 2,091,900.
+  // ACME-AE to CN: 10 H20 x 2,368 = 23,680.
+  // HYPERSCALE-US: MY 10,000 / 110,000 B200 = 0.090909 > 0.07.
+  // SA: 40,000 x 15,832 = 633,280,000 >= 0.8 x 790,000,000 = 632,000,000, < 0.9 x cap.
+  const std::string dir = sample_dir().string();
+  const auto r = run("report --backend cpu " + dir + "/shipments.csv --entities " + dir + "/entities.csv --out result");
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_EQ(read_text(work_ / "result" / "findings.csv"),
+            "severity,rule,entity,country,pathway,order_id,year,date,shipment_id,value,limit\n"
+            "violation,COUNTRY_CAP_EXCEEDED,,AE,,,,2025-04-01,S0003,791600000,790000000\n"
+            "violation,LPP_ANNUAL_LIMIT,SMALLCO,,,,2025,2025-05-03,S0006,28497600,26900000\n"
+            "violation,LPP_ORDER_LIMIT,SMALLCO,IN,,O-1,,2025-05-03,S0006,28497600,26900000\n"
+            "violation,NVEU_CAP_EXCEEDED,GULFAI,AE,,,,2025-06-01,S0007,633280000,633000000\n"
+            "violation,PROHIBITED_DESTINATION,ACME-AE,CN,,,,2025-08-01,S0011,23680,\n"
+            "violation,UNAUTHORIZED_PATHWAY,GULFAI,IN,NVEU,,,2025-06-02,S0008,2091900,\n"
+            "violation,UVEU_TIER2_SHARE,HYPERSCALE-US,MY,,,,,,0.090909,0.070000\n"
+            "warning,CAP_NEAR_LIMIT,,SA,,,,,,633280000,632000000\n");
+}
