@@ -219,18 +219,27 @@ __global__ void __launch_bounds__(block_size)
   }
 }
 
-/// Shared memory a dense pass may use per block: the default limit, no opt-in needed, and still
-/// four resident blocks of 256 threads per Hopper SM.
-constexpr int dense_shared_budget_words = 48 * 1024 / 8;
+/// Shared memory (in words) a dense pass may use per block: what a launch may ask for without the
+/// cudaFuncSetAttribute opt-in, i.e. 48 KB less the kernel's static shared memory (the BlockReduce
+/// storage, 80 bytes on sm_90): static plus dynamic must stay within 48 KB or the launch fails.
+[[nodiscard]] std::int64_t dense_shared_budget_words()
+{
+  cudaFuncAttributes attributes{};
+  CAPLEDGER_CUDA_TRY(cudaFuncGetAttributes(&attributes, dense_totals_kernel));
+  const std::int64_t default_limit = 48 * 1024 - static_cast<std::int64_t>(attributes.sharedSizeBytes);
+  const std::int64_t bytes =
+    std::min<std::int64_t>(default_limit, attributes.maxDynamicSharedSizeBytes);
+  return std::max<std::int64_t>(bytes, 0) / static_cast<std::int64_t>(sizeof(u64));
+}
 
-/// @brief Privatizes tables in shared memory, hottest first, while they fit the budget.
-void assign_shared_memory(dense_tables& tables)
+/// @brief Privatizes tables in shared memory, hottest first, while they fit @p budget_words.
+void assign_shared_memory(dense_tables& tables, std::int64_t budget_words)
 {
   int used = 0;
   auto try_assign = [&](std::initializer_list<int> group) {
     std::int64_t words = 0;
     for (const int t : group) { words += tables.table[t].entries * tables.table[t].width; }
-    if (words == 0 || used + words > dense_shared_budget_words) { return; }
+    if (words == 0 || used + words > budget_words) { return; }
     for (const int t : group) {
       tables.table[t].shared_offset = used;
       used += static_cast<int>(tables.table[t].entries * tables.table[t].width);
@@ -827,7 +836,7 @@ void check_device_memory(std::int64_t line_count, std::uint64_t table_bytes)
   dense.table[entity_totals]      = {d_entity_totals.data(), sizes.entities, 3, -1};
   dense.table[exporter_totals]    = {d_exporter_totals.data(), sizes.exporters, 3, -1};
   dense.table[pair_totals]        = {d_pair_totals.data(), dense_pairs ? pair_cells : 0, 3, -1};
-  assign_shared_memory(dense);
+  assign_shared_memory(dense, dense_shared_budget_words());
   {
     const std::size_t shared_bytes = static_cast<std::size_t>(dense.shared_words) * sizeof(u64);
     int blocks_per_sm              = 0;

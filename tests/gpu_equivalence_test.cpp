@@ -342,6 +342,20 @@ TEST_F(GpuEquivalence, WideDictionaries)
   }
 }
 
+// Dense tables that just fill the shared memory a block may take without opting in (48 KB less the
+// dense kernel's static BlockReduce storage): 40 countries (160 words), 12 chips (36), 7 exporters
+// (21) and about 1972 entities (3 words each) land within a few words of the limit on either side.
+TEST_F(GpuEquivalence, SharedMemoryBudgetEdge)
+{
+  for (std::int32_t entities = 1966; entities <= 1980; ++entities) {
+    log_shape shape;
+    shape.lines    = 3000;
+    shape.entities = entities;
+    shape.seed     = 7;
+    if (!check_equivalence(shape, *cpu_, *gpu_)) { return; }
+  }
+}
+
 // Runs on every machine: without a GPU the backend says why and refuses cleanly.
 TEST(GpuBackend, UnavailableSaysWhy)
 {
