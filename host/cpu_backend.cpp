@@ -35,7 +35,7 @@ void add_totals(group_total& into, const group_total& from)
   into.tpp += from.tpp;
 }
 
-/// Per-key state for non-negative int64 keys in an open-addressing table: a line costs one
+/// Per-key state for int64 keys (any but INT64_MIN) in an open-addressing table: a line costs one
 /// probe, not a node allocation and a pointer chase as in std::unordered_map (the hot spot of
 /// both passes with many entities).
 template <typename Value>
@@ -75,7 +75,8 @@ class key_table {
   [[nodiscard]] std::size_t capacity() const noexcept { return keys_.size(); }
 
  private:
-  static constexpr std::int64_t empty = -1;  ///< keys are never negative
+  /// No key is INT64_MIN; keys can be negative: entity_year_key(0, -1) == -1 (years before 1).
+  static constexpr std::int64_t empty = std::numeric_limits<std::int64_t>::min();
   std::vector<std::int64_t> keys_;
   std::vector<Value> values_;
   std::size_t mask_  = 0;

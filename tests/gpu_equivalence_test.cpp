@@ -356,6 +356,33 @@ TEST_F(GpuEquivalence, SharedMemoryBudgetEdge)
   }
 }
 
+// Runs on every machine: the reference keeps the LPP annual key -1 (entity 0, year -1), which the
+// before_year_one layout produces and the GPU backend reports; an open-addressing table whose empty
+// mark was -1 used to drop it.
+TEST(CpuBackend, KeepsLppAnnualKeyMinusOne)
+{
+  shipment_columns c;
+  const auto add = [&c](day_t date, std::int32_t entity) {
+    c.date.push_back(date), c.entity.push_back(entity), c.country.push_back(0), c.chip.push_back(0);
+    c.pathway.push_back(static_cast<std::uint8_t>(pathway::lpp)), c.quantity.push_back(1);
+    c.tpp.push_back(10), c.order.push_back(0), c.exporter.push_back(0);
+  };
+  add(-719800, 0), add(-719790, 0), add(-719780, 1), add(-719770, 1);  // all in year -1
+  rule_context rules;
+  rules.as_of = -719000, rules.window_start = -719900, rules.window_end = -719000;
+  rules.country_tier = {1}, rules.country_cap_tpp = {-1}, rules.chip_datacenter = {1};
+  rules.entity_is_uveu = {0, 0}, rules.entity_hq_tier1 = {0, 0};
+  rules.entity_nveu_countries.assign(2 * rule_context::nveu_mask_words, 0);
+  rules.lpp_per_order_tpp = 1000, rules.lpp_per_consignee_year_tpp = 15;
+  rules.nveu_caps = {nveu_phase{0, 5}};
+  dictionary_sizes sizes;
+  sizes.entities = 2, sizes.countries = 1, sizes.chips = 1, sizes.exporters = 1, sizes.orders = 1;
+  const aggregation a = make_cpu_backend()->aggregate(view_of(c), rules, sizes);
+  ASSERT_EQ(a.lpp_annual.size(), 2U);
+  EXPECT_EQ(a.lpp_annual[0], (keyed_running_total{entity_year_key(0, -1), 20, crossing{1, 20}}));
+  EXPECT_EQ(a.lpp_annual[1], (keyed_running_total{entity_year_key(1, -1), 20, crossing{3, 20}}));
+}
+
 // Runs on every machine: without a GPU the backend says why and refuses cleanly.
 TEST(GpuBackend, UnavailableSaysWhy)
 {
