@@ -11,7 +11,9 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-./device-logs}"
 mkdir -p "$out"
-filter="${1:-.}"
+# Default: the GPU benchmarks at 2^16, 2^20, 2^24 and 2^28 lines (the host builds each log
+# single-threaded, so the full CPU grid would not fit the command's time).
+filter="${1:-bm_aggregate_gpu}"
 # The GPU machines reach no registry: dependencies come as .deb files carried in .device-debs/
 # (made here by bench/fetch_device_deps.sh), unpacked into a private prefix.
 prefix=/tmp/capledger-deps
@@ -42,6 +44,10 @@ for tool in memcheck racecheck; do
   echo "compute-sanitizer $tool rc=$?" | tee -a "$out/sanitizer-$tool.log"
   tail -3 "$out/sanitizer-$tool.log"
 done
+
+# The peer in the same run on the same card: PyTorch index_add_ and the copy bandwidth.
+timeout 120 python3 bench/torch_peer.py --lines 400000000 --entities 100000 >"$out/torch_peer.json" 2>&1
+echo "torch peer rc=$?"; cat "$out/torch_peer.json" | head -20
 
 timeout 150 build-device/bench/aggregate_bench --benchmark_filter="$filter" \
   --benchmark_out="$out/aggregate_bench.json" --benchmark_out_format=json >"$out/bench.log" 2>&1

@@ -16,4 +16,15 @@ std::unique_ptr<backend> make_gpu_backend()
   throw device_error("this build of capledger has no CUDA support (rebuild with nvcc present)");
 }
 
+std::unique_ptr<gpu_columns> upload_to_gpu(const shipment_view& /*lines*/)
+{
+  throw device_error("this build of capledger has no CUDA support (rebuild with nvcc present)");
+}
+
+aggregation aggregate_on_gpu(const gpu_columns& /*lines*/, const rule_context& /*rules*/,
+                             const dictionary_sizes& /*sizes*/)
+{
+  throw device_error("this build of capledger has no CUDA support (rebuild with nvcc present)");
+}
+
 }  // namespace capledger

@@ -673,10 +673,12 @@ struct occupied_cell {
 
 // ---- the whole aggregation --------------------------------------------------------------------
 
-/// Device bytes per line at the peak of one `aggregate` call: the columns (37 B) plus the SPEC
-/// order (4 B) plus the deepest keyed check (keys, positions, running totals, items, per-key
-/// results; about 80 B), rounded up for CUB's scratch.
-constexpr std::uint64_t device_bytes_per_line = 128;
+/// Device bytes per line of the resident columns.
+constexpr std::uint64_t column_bytes_per_line = 37;
+/// Device bytes per line the aggregation adds at its peak: the SPEC order (4 B) plus the deepest
+/// keyed check (keys, positions, running totals, items, per-key results; about 80 B), rounded up
+/// for CUB's scratch.
+constexpr std::uint64_t work_bytes_per_line = 91;
 constexpr std::uint64_t device_headroom_bytes = 64ULL << 20;
 
 struct window_line {
@@ -712,13 +714,14 @@ void check_inputs(const shipment_view& lines, const rule_context& rules, const d
   }
 }
 
-void check_device_memory(std::int64_t line_count, std::uint64_t table_bytes)
+/// @param bytes_per_line what each line still needs (columns not yet uploaded count too)
+void check_device_memory(std::int64_t line_count, std::uint64_t bytes_per_line, std::uint64_t table_bytes)
 {
   std::size_t free_bytes  = 0;
   std::size_t total_bytes = 0;
   CAPLEDGER_CUDA_TRY(cudaMemGetInfo(&free_bytes, &total_bytes));
   const std::uint64_t needed =
-    static_cast<std::uint64_t>(line_count) * device_bytes_per_line + table_bytes + device_headroom_bytes;
+    static_cast<std::uint64_t>(line_count) * bytes_per_line + table_bytes + device_headroom_bytes;
   if (needed > free_bytes) {
     throw device_error("the GPU backend needs about " + std::to_string(needed >> 20) + " MiB for " +
                        std::to_string(line_count) + " lines, but only " +
@@ -727,11 +730,64 @@ void check_device_memory(std::int64_t line_count, std::uint64_t table_bytes)
   }
 }
 
-[[nodiscard]] aggregation aggregate_on_gpu(const shipment_view& view, const rule_context& rules,
-                                           const dictionary_sizes& sizes)
-{
-  check_inputs(view, rules, sizes);
+/// @brief The columns of a log in GPU memory: uploaded once, then aggregated any number of times
+/// (the public `gpu_columns`; `aggregate` on host columns uploads into one of these first).
+class resident_columns final : public gpu_columns {
+ public:
+  explicit resident_columns(const shipment_view& view)
+  {
+    // Refuse with a clear message before allocating, rather than fail inside the copies.
+    check_device_memory(view.size, column_bytes_per_line, 0);
+    const auto count = static_cast<std::size_t>(view.size);
+    const cudaStream_t s = stream_.get();
+    d_date_     = to_device(view.date, count, s);
+    d_entity_   = to_device(view.entity, count, s);
+    d_country_  = to_device(view.country, count, s);
+    d_chip_     = to_device(view.chip, count, s);
+    d_pathway_  = to_device(view.pathway, count, s);
+    d_quantity_ = to_device(view.quantity, count, s);
+    d_tpp_      = to_device(view.tpp, count, s);
+    d_order_    = to_device(view.order, count, s);
+    d_exporter_ = to_device(view.exporter, count, s);
+    size_       = view.size;
+    // Ready for any stream once this returns.
+    stream_.synchronize();
+  }
+  [[nodiscard]] std::int64_t size() const override { return size_; }
+  [[nodiscard]] line_columns_view view() const
+  {
+    line_columns_view lines;
+    lines.size     = size_;
+    lines.date     = d_date_.data();
+    lines.entity   = d_entity_.data();
+    lines.country  = d_country_.data();
+    lines.chip     = d_chip_.data();
+    lines.pathway  = d_pathway_.data();
+    lines.quantity = d_quantity_.data();
+    lines.tpp      = d_tpp_.data();
+    lines.order    = d_order_.data();
+    lines.exporter = d_exporter_.data();
+    return lines;
+  }
 
+ private:
+  cuda_stream stream_;  ///< declared first: it outlives the buffers' stream-ordered frees
+  std::int64_t size_ = 0;
+  device_buffer<day_t> d_date_;
+  device_buffer<std::int32_t> d_entity_;
+  device_buffer<std::uint16_t> d_country_;
+  device_buffer<std::uint16_t> d_chip_;
+  device_buffer<std::uint8_t> d_pathway_;
+  device_buffer<std::int64_t> d_quantity_;
+  device_buffer<std::int64_t> d_tpp_;
+  device_buffer<std::int32_t> d_order_;
+  device_buffer<std::int32_t> d_exporter_;
+};
+
+/// @brief Every aggregate of the lines in @p columns (already in GPU memory).
+[[nodiscard]] aggregation aggregate_resident(const resident_columns& columns, const rule_context& rules,
+                                             const dictionary_sizes& sizes)
+{
   aggregation result;
   result.by_country.resize(static_cast<std::size_t>(sizes.countries));
   result.by_entity.resize(static_cast<std::size_t>(sizes.entities));
@@ -739,7 +795,7 @@ void check_device_memory(std::int64_t line_count, std::uint64_t table_bytes)
   result.by_exporter.resize(static_cast<std::size_t>(sizes.exporters));
   result.country_cap_total.assign(static_cast<std::size_t>(sizes.countries), 0);
   result.country_cap_crossing.resize(static_cast<std::size_t>(sizes.countries));
-  const std::int64_t n = view.size;
+  const std::int64_t n = columns.size();
   if (n == 0) { return result; }  // every total is zero and every check empty
 
   const code_bounds bounds{sizes.entities, sizes.countries, sizes.chips, sizes.exporters, sizes.orders};
@@ -757,35 +813,16 @@ void check_device_memory(std::int64_t line_count, std::uint64_t table_bytes)
   CAPLEDGER_CUDA_TRY(cudaGetDevice(&device));
   launch_env env;
   CAPLEDGER_CUDA_TRY(cudaDeviceGetAttribute(&env.sm_count, cudaDevAttrMultiProcessorCount, device));
-  check_device_memory(n, table_bytes);
+  check_device_memory(n, work_bytes_per_line, table_bytes);
 
   // Declared before every buffer so it outlives their stream-ordered frees.
   const cuda_stream stream;
   env.stream = stream.get();
   const cudaStream_t s = env.stream;
 
-  // 1. Columns and rule tables.
-  const auto count = static_cast<std::size_t>(n);
-  const auto d_date     = to_device(view.date, count, s);
-  const auto d_entity   = to_device(view.entity, count, s);
-  const auto d_country  = to_device(view.country, count, s);
-  const auto d_chip     = to_device(view.chip, count, s);
-  const auto d_pathway  = to_device(view.pathway, count, s);
-  const auto d_quantity = to_device(view.quantity, count, s);
-  const auto d_tpp      = to_device(view.tpp, count, s);
-  const auto d_order    = to_device(view.order, count, s);
-  const auto d_exporter = to_device(view.exporter, count, s);
-  line_columns_view lines;
-  lines.size     = n;
-  lines.date     = d_date.data();
-  lines.entity   = d_entity.data();
-  lines.country  = d_country.data();
-  lines.chip     = d_chip.data();
-  lines.pathway  = d_pathway.data();
-  lines.quantity = d_quantity.data();
-  lines.tpp      = d_tpp.data();
-  lines.order    = d_order.data();
-  lines.exporter = d_exporter.data();
+  // 1. Rule tables (the columns are resident already).
+  const auto count              = static_cast<std::size_t>(n);
+  const line_columns_view lines = columns.view();
 
   std::vector<day_t> nveu_through;
   std::vector<std::int64_t> nveu_tpp;
@@ -858,7 +895,7 @@ void check_device_memory(std::int64_t line_count, std::uint64_t table_bytes)
     run_cub(CAPLEDGER_HERE, s, [&](void* d_temp, std::size_t& temp_bytes) {
       return cub::DeviceSelect::If(d_temp, temp_bytes, thrust::counting_iterator<std::int32_t>(0),
                                    d_window.data(), d_count, n,
-                                   window_line{d_date.data(), window_first, window_last}, s);
+                                   window_line{lines.date, window_first, window_last}, s);
     });
   }
   {
@@ -881,7 +918,7 @@ void check_device_memory(std::int64_t line_count, std::uint64_t table_bytes)
     {
       std::uint32_t* day          = d_day.data();
       const std::int32_t* window  = d_window.data();
-      const day_t* date           = d_date.data();
+      const day_t* date           = lines.date;
       for_each_index(window_count, env, [=] __device__(std::int64_t j) {
         day[j] = static_cast<std::uint32_t>(static_cast<std::int64_t>(date[window[j]]) - window_first);
       });
@@ -999,11 +1036,30 @@ class gpu_backend final : public backend {
   [[nodiscard]] aggregation aggregate(const shipment_view& lines, const rule_context& rules,
                                       const dictionary_sizes& sizes) override
   {
-    return aggregate_on_gpu(lines, rules, sizes);
+    check_inputs(lines, rules, sizes);
+    return aggregate_resident(resident_columns(lines), rules, sizes);
   }
 };
 
 }  // namespace detail
+
+std::unique_ptr<gpu_columns> upload_to_gpu(const shipment_view& lines)
+{
+  CAPLEDGER_EXPECTS(lines.size >= 0, "negative line count");
+  if (lines.size > INT32_MAX) {
+    throw device_error("the GPU backend takes at most 2^31-1 lines per call (got " +
+                       std::to_string(lines.size) + "); chunked processing is not implemented yet");
+  }
+  return std::make_unique<detail::resident_columns>(lines);
+}
+
+aggregation aggregate_on_gpu(const gpu_columns& lines, const rule_context& rules, const dictionary_sizes& sizes)
+{
+  const auto* resident = dynamic_cast<const detail::resident_columns*>(&lines);
+  CAPLEDGER_EXPECTS(resident != nullptr, "aggregate_on_gpu takes columns made by upload_to_gpu");
+  detail::check_inputs(shipment_view{resident->size()}, rules, sizes);
+  return detail::aggregate_resident(*resident, rules, sizes);
+}
 
 bool gpu_available(std::string* why)
 {

@@ -325,6 +325,23 @@ TEST_F(GpuEquivalence, LargeLogs)
   }
 }
 
+// Columns uploaded once and aggregated twice (the benchmarks' path) give the CPU's answer each
+// time: nothing of one aggregation leaks into the next.
+TEST_F(GpuEquivalence, ResidentColumnsAggregateRepeatedly)
+{
+  for (const std::int64_t lines : {0, 1, 1025, 100000}) {
+    log_shape shape;
+    shape.lines    = lines;
+    shape.entities = 2000;
+    const random_log log   = make_log(shape);
+    const aggregation cpu  = cpu_->aggregate(view_of(log.columns), log.rules, log.sizes);
+    const auto resident    = upload_to_gpu(view_of(log.columns));
+    ASSERT_EQ(resident->size(), lines);
+    EXPECT_TRUE(aggregate_on_gpu(*resident, log.rules, log.sizes) == cpu) << lines << " lines, first run";
+    EXPECT_TRUE(aggregate_on_gpu(*resident, log.rules, log.sizes) == cpu) << lines << " lines, second run";
+  }
+}
+
 // Dictionaries too large for shared memory: every dense table takes global atomics.
 TEST_F(GpuEquivalence, WideDictionaries)
 {
@@ -390,6 +407,7 @@ TEST(GpuBackend, UnavailableSaysWhy)
   if (gpu_available(&why)) { GTEST_SKIP() << "a GPU is usable here"; }
   EXPECT_FALSE(why.empty());
   EXPECT_THROW(static_cast<void>(make_gpu_backend()), device_error);
+  EXPECT_THROW(static_cast<void>(upload_to_gpu(shipment_view{})), device_error);
 }
 
 }  // namespace

@@ -199,4 +199,22 @@ class backend {
 /// @brief The CUDA backend. @throw device_error when the build has no CUDA or no GPU is usable
 [[nodiscard]] std::unique_ptr<backend> make_gpu_backend();
 
+/// @brief A log's columns held in GPU memory (opaque: no CUDA types), so that repeated
+/// aggregations, and benchmarks of the aggregation step alone, pay for the upload once.
+class gpu_columns {
+ public:
+  virtual ~gpu_columns() = default;
+  /// @brief Number of lines.
+  [[nodiscard]] virtual std::int64_t size() const = 0;
+};
+
+/// @brief Copies @p lines to GPU memory; returns once they are there.
+/// @throw device_error without CUDA or a usable GPU, or when the columns do not fit
+[[nodiscard]] std::unique_ptr<gpu_columns> upload_to_gpu(const shipment_view& lines);
+
+/// @brief What `make_gpu_backend()->aggregate` returns for the uploaded lines, without the upload.
+/// @throw device_error on any GPU failure
+[[nodiscard]] aggregation aggregate_on_gpu(const gpu_columns& lines, const rule_context& rules,
+                                           const dictionary_sizes& sizes);
+
 }  // namespace capledger
