@@ -75,7 +75,7 @@ constexpr std::size_t header_count = sizeof(headers) / sizeof(headers[0]);
 const std::set<std::string> known_reasons = {
   "WRONG_FIELD_COUNT", "UNTERMINATED_QUOTE", "BAD_QUOTE",    "BAD_DATE",       "BAD_QUANTITY",
   "UNKNOWN_COUNTRY",   "UNKNOWN_CHIP",       "UNKNOWN_PATHWAY", "DUPLICATE_ID", "TPP_OVERFLOW",
-  "EMPTY_FIELD",       "BAD_TPP_PER_UNIT",   "MISSING_COLUMN",
+  "EMPTY_FIELD",       "BAD_TPP_PER_UNIT",   "MISSING_COLUMN",  "BAD_ENCODING",
 };
 
 struct header_failure {
