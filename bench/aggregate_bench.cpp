@@ -93,13 +93,14 @@ shipment_view view_of(const shipment_columns& c)
           c.pathway.data(), c.quantity.data(), c.tpp.data(),   c.order.data(),   c.exporter.data()};
 }
 
-void run(benchmark::State& state, backend& engine)
+/// Times @p aggregate (which returns only once its results are on the host) per iteration and
+/// reports records/s and column bytes/s.
+template <typename Aggregate>
+void time_aggregation(benchmark::State& state, Aggregate aggregate)
 {
-  const synthetic_log log = make_log(state.range(0), static_cast<std::int32_t>(state.range(1)));
-  const shipment_view lines = view_of(log.columns);
   for (auto _ : state) {
-    const auto start = std::chrono::steady_clock::now();
-    aggregation result = engine.aggregate(lines, log.rules, log.sizes);
+    const auto start   = std::chrono::steady_clock::now();
+    aggregation result = aggregate();
     benchmark::DoNotOptimize(result);
     state.SetIterationTime(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   }
@@ -108,6 +109,14 @@ void run(benchmark::State& state, backend& engine)
   state.counters["bytes/s"]   = benchmark::Counter(static_cast<double>(state.range(0) * bytes_per_line),
                                                    benchmark::Counter::kIsIterationInvariantRate,
                                                    benchmark::Counter::OneK::kIs1024);
+}
+
+/// `backend::aggregate` on host-resident columns (for the GPU: the copies included).
+void run(benchmark::State& state, backend& engine)
+{
+  const synthetic_log log   = make_log(state.range(0), static_cast<std::int32_t>(state.range(1)));
+  const shipment_view lines = view_of(log.columns);
+  time_aggregation(state, [&] { return engine.aggregate(lines, log.rules, log.sizes); });
 }
 
 void bm_aggregate_cpu(benchmark::State& state)
@@ -116,13 +125,17 @@ void bm_aggregate_cpu(benchmark::State& state)
   run(state, *engine);
 }
 
-void bm_aggregate_gpu(benchmark::State& state)
+bool skip_without_gpu(benchmark::State& state)
 {
   std::string why;
-  if (!gpu_available(&why)) {
-    state.SkipWithError(("no usable GPU: " + why).c_str());
-    return;
-  }
+  if (gpu_available(&why)) { return false; }
+  state.SkipWithError(("no usable GPU: " + why).c_str());
+  return true;
+}
+
+void bm_aggregate_gpu(benchmark::State& state)
+{
+  if (skip_without_gpu(state)) { return; }
   auto engine = make_gpu_backend();
   run(state, *engine);
 }
@@ -131,24 +144,10 @@ void bm_aggregate_gpu(benchmark::State& state)
 /// `aggregate_on_gpu` returns only after the stream finished, so wall time is GPU time here.
 void bm_aggregate_gpu_resident(benchmark::State& state)
 {
-  std::string why;
-  if (!gpu_available(&why)) {
-    state.SkipWithError(("no usable GPU: " + why).c_str());
-    return;
-  }
+  if (skip_without_gpu(state)) { return; }
   const synthetic_log log = make_log(state.range(0), static_cast<std::int32_t>(state.range(1)));
   const auto resident     = upload_to_gpu(view_of(log.columns));
-  for (auto _ : state) {
-    const auto start   = std::chrono::steady_clock::now();
-    aggregation result = aggregate_on_gpu(*resident, log.rules, log.sizes);
-    benchmark::DoNotOptimize(result);
-    state.SetIterationTime(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-  }
-  state.counters["records/s"] = benchmark::Counter(static_cast<double>(state.range(0)),
-                                                   benchmark::Counter::kIsIterationInvariantRate);
-  state.counters["bytes/s"]   = benchmark::Counter(static_cast<double>(state.range(0) * bytes_per_line),
-                                                   benchmark::Counter::kIsIterationInvariantRate,
-                                                   benchmark::Counter::OneK::kIs1024);
+  time_aggregation(state, [&] { return aggregate_on_gpu(*resident, log.rules, log.sizes); });
 }
 
 void sizes(benchmark::internal::Benchmark* b, int max_log2)
