@@ -160,18 +160,11 @@ reference_data with_entities(const std::string& entities_csv)
   return ref;
 }
 
-std::string row_of(const finding& f)
-{
-  return f.severity + "," + f.rule + "," + f.entity + "," + f.country + "," + f.pathway + "," + f.order_id + "," +
-         f.year + "," + f.date + "," + f.shipment_id + "," + f.value + "," + f.limit;
-}
+using capledger::test::row_of;
 
 std::vector<std::string> sorted_findings_of(const report_output& out, const std::string& rule)
 {
-  std::vector<std::string> rows;
-  for (const auto& f : out.checks.findings) {
-    if (f.rule == rule) { rows.push_back(row_of(f)); }
-  }
+  std::vector<std::string> rows = capledger::test::findings_of(out, rule);
   std::sort(rows.begin(), rows.end());
   return rows;
 }

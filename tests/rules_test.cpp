@@ -108,21 +108,8 @@ std::string countries_with_india_g2g()
   return text;
 }
 
-std::string row_of(const finding& f)
-{
-  return f.severity + "," + f.rule + "," + f.entity + "," + f.country + "," + f.pathway + "," + f.order_id + "," +
-         f.year + "," + f.date + "," + f.shipment_id + "," + f.value + "," + f.limit;
-}
-
-/// Findings of @p rule as `severity,rule,entity,country,pathway,order_id,year,date,shipment_id,value,limit`.
-std::vector<std::string> findings_of(const report_output& out, const std::string& rule)
-{
-  std::vector<std::string> rows;
-  for (const auto& f : out.checks.findings) {
-    if (f.rule == rule) { rows.push_back(row_of(f)); }
-  }
-  return rows;
-}
+using capledger::test::findings_of;
+using capledger::test::row_of;
 
 /// The line of CSV file @p name that starts with `key,`; empty when none does.
 std::string csv_line(const report_output& out, const std::string& name, const std::string& key)

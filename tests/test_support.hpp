@@ -71,6 +71,24 @@ class scratch_dir {
   fs::path path_;
 };
 
+/// @brief A finding as its `findings.csv` row:
+/// `severity,rule,entity,country,pathway,order_id,year,date,shipment_id,value,limit`.
+inline std::string row_of(const finding& f)
+{
+  return f.severity + "," + f.rule + "," + f.entity + "," + f.country + "," + f.pathway + "," + f.order_id + "," +
+         f.year + "," + f.date + "," + f.shipment_id + "," + f.value + "," + f.limit;
+}
+
+/// @brief The rows (as `row_of`) of @p out's findings of @p rule, in report order.
+inline std::vector<std::string> findings_of(const report_output& out, const std::string& rule)
+{
+  std::vector<std::string> rows;
+  for (const auto& f : out.checks.findings) {
+    if (f.rule == rule) { rows.push_back(row_of(f)); }
+  }
+  return rows;
+}
+
 /// @brief (file name, file text) pairs, ingested in order as one run's inputs.
 using file_list = std::vector<std::pair<std::string, std::string>>;
 
