@@ -123,25 +123,36 @@ rule_context make_rule_context(const rule_set& rules, const country_table& count
     context.country_cap_tpp.push_back(
         c.tier == 2 ? rules.country_cap_tpp * (c.g2g_partner ? rules.g2g_multiplier : 1) : -1);
   }
-  for (const auto& chip : chips.rows) { context.chip_datacenter.push_back(chip.datacenter ? 1 : 0); }
-  const auto entity_count = static_cast<std::size_t>(entity_codes.size());
-  context.entity_is_uveu.assign(entity_count, 0);
-  context.entity_hq_tier1.assign(entity_count, 0);
-  context.entity_nveu_countries.assign(entity_count * rule_context::nveu_mask_words, 0);
-  for (std::size_t e = 0; e < entity_count; ++e) {
-    const entity_info* info = entities.find(entity_codes.text(static_cast<std::int32_t>(e)));
-    if (info == nullptr) { continue; }  // not listed: NONE with an unknown HQ
-    context.entity_is_uveu[e] = info->status == entity_status::uveu ? 1 : 0;
-    context.entity_hq_tier1[e] =
-        info->hq_country >= 0 && countries.rows[static_cast<std::size_t>(info->hq_country)].tier == 1 ? 1 : 0;
-    if (info->status == entity_status::nveu) {
-      for (const std::uint16_t c : info->nveu_countries) {
-        context.entity_nveu_countries[e * rule_context::nveu_mask_words + c / 64] |= std::uint64_t{1}
-                                                                                     << (c % 64);
-      }
+  extend_rule_context(context, countries, entities, entity_codes, chips);
+  return context;
+}
+
+void extend_rule_context(rule_context& context, const country_table& countries, const entity_table& entities,
+                         const dictionary& entity_codes, const chip_table& chips)
+{
+  for (std::size_t c = context.chip_datacenter.size(); c < chips.rows.size(); ++c) {
+    context.chip_datacenter.push_back(chips.rows[c].datacenter ? 1 : 0);
+  }
+  for (auto e = static_cast<std::int32_t>(context.entity_is_uveu.size()); e < entity_codes.size(); ++e) {
+    add_entity_to_context(context, countries, entities.find(entity_codes.text(e)));
+  }
+}
+
+void add_entity_to_context(rule_context& context, const country_table& countries, const entity_info* info)
+{
+  const std::size_t e = context.entity_is_uveu.size();
+  context.entity_is_uveu.push_back(0);
+  context.entity_hq_tier1.push_back(0);
+  context.entity_nveu_countries.resize((e + 1) * rule_context::nveu_mask_words, 0);
+  if (info == nullptr) { return; }  // not listed: NONE with an unknown HQ
+  context.entity_is_uveu[e] = info->status == entity_status::uveu ? 1 : 0;
+  context.entity_hq_tier1[e] =
+      info->hq_country >= 0 && countries.rows[static_cast<std::size_t>(info->hq_country)].tier == 1 ? 1 : 0;
+  if (info->status == entity_status::nveu) {
+    for (const std::uint16_t c : info->nveu_countries) {
+      context.entity_nveu_countries[e * rule_context::nveu_mask_words + c / 64] |= std::uint64_t{1} << (c % 64);
     }
   }
-  return context;
 }
 
 std::int64_t nveu_cap_on(const rule_set& rules, day_t date)

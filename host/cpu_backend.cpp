@@ -3,6 +3,8 @@
 #include <capledger/backend.hpp>
 #include <capledger/error.hpp>
 
+#include "key_table.hpp"
+
 #include <omp.h>
 
 #include <algorithm>
@@ -21,6 +23,8 @@ bool operator==(const aggregation& a, const aggregation& b)
 
 namespace {
 
+using detail::key_table;
+
 void add_line(group_total& total, std::int64_t quantity, std::int64_t tpp)
 {
   total.records += 1;
@@ -34,78 +38,6 @@ void add_totals(group_total& into, const group_total& from)
   into.units += from.units;
   into.tpp += from.tpp;
 }
-
-/// Per-key state for int64 keys (any but INT64_MIN) in an open-addressing table: a line costs one
-/// probe, not a node allocation and a pointer chase as in std::unordered_map (the hot spot of
-/// both passes with many entities).
-template <typename Value>
-class key_table {
- public:
-  Value& at(std::int64_t key)
-  {
-    if (4 * (count_ + 1) > 3 * keys_.size()) { rehash(std::max<std::size_t>(4096, 2 * keys_.size())); }
-    std::size_t s = slot_of(key);
-    while (keys_[s] != key) {
-      if (keys_[s] == empty) {
-        keys_[s] = key;
-        ++count_;
-        break;
-      }
-      s = (s + 1) & mask_;
-    }
-    return values_[s];
-  }
-  template <typename Visit>
-  void for_each(Visit visit) const
-  {
-    for (std::size_t s = 0; s < keys_.size(); ++s) {
-      if (keys_[s] != empty) { visit(keys_[s], values_[s]); }
-    }
-  }
-  [[nodiscard]] std::size_t size() const noexcept { return count_; }
-  /// Makes room for @p count keys. Merging another table walks it in slot (= hash) order;
-  /// a destination at least as large keeps those keys spread out instead of piling them into
-  /// one long probe run, which made merges quadratic.
-  void reserve(std::size_t count, std::size_t at_least_capacity)
-  {
-    std::size_t capacity = std::max<std::size_t>(4096, keys_.size());
-    while (4 * count > 3 * capacity || capacity < at_least_capacity) { capacity *= 2; }
-    if (capacity != keys_.size()) { rehash(capacity); }
-  }
-  [[nodiscard]] std::size_t capacity() const noexcept { return keys_.size(); }
-
- private:
-  /// No key is INT64_MIN; keys can be negative: entity_year_key(0, -1) == -1 (years before 1).
-  static constexpr std::int64_t empty = std::numeric_limits<std::int64_t>::min();
-  std::vector<std::int64_t> keys_;
-  std::vector<Value> values_;
-  std::size_t mask_  = 0;
-  std::size_t count_ = 0;
-  int shift_         = 64;
-
-  /// Fibonacci hashing: the top bits of the product mix every bit of the key.
-  [[nodiscard]] std::size_t slot_of(std::int64_t key) const noexcept
-  {
-    return static_cast<std::size_t>((static_cast<std::uint64_t>(key) * 0x9e3779b97f4a7c15ULL) >> shift_);
-  }
-  void rehash(std::size_t capacity)
-  {
-    std::vector<std::int64_t> old_keys = std::move(keys_);
-    std::vector<Value> old_values      = std::move(values_);
-    keys_.assign(capacity, empty);
-    values_.assign(capacity, Value{});
-    mask_  = capacity - 1;
-    shift_ = 64;
-    for (std::size_t c = capacity; c > 1; c >>= 1) { --shift_; }
-    for (std::size_t s = 0; s < old_keys.size(); ++s) {
-      if (old_keys[s] == empty) { continue; }
-      std::size_t t = slot_of(old_keys[s]);
-      while (keys_[t] != empty) { t = (t + 1) & mask_; }
-      keys_[t]   = old_keys[s];
-      values_[t] = old_values[s];
-    }
-  }
-};
 
 /// Running total of one key with its first crossing.
 struct running_state {

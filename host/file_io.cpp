@@ -83,12 +83,23 @@ input_bytes::~input_bytes()
 
 void input_bytes::release_before(std::size_t offset) noexcept
 {
+  release(released_, offset);
+  released_ = std::max(released_, std::min(offset, size_) / page_size() * page_size());
+}
+
+void input_bytes::release(std::size_t begin, std::size_t end) noexcept
+{
   if (mapping_ == nullptr) { return; }
-  const auto page       = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
-  const std::size_t end = std::min(offset, size_) / page * page;
-  if (end <= released_) { return; }
-  ::madvise(static_cast<char*>(mapping_) + released_, end - released_, MADV_DONTNEED);
-  released_ = end;
+  const std::size_t page  = page_size();
+  const std::size_t first = (begin + page - 1) / page * page;  // whole pages only: the neighbours
+  const std::size_t last  = std::min(end, size_) / page * page;  // may still be read
+  if (last > first) { ::madvise(static_cast<char*>(mapping_) + first, last - first, MADV_DONTNEED); }
+}
+
+std::size_t input_bytes::page_size() noexcept
+{
+  static const auto size = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+  return size;
 }
 
 void advise_huge_pages(const void* data, std::size_t bytes) noexcept

@@ -27,6 +27,8 @@ class input_bytes {
   /// memory (they stay in the page cache), so a log costs no more memory than the part being
   /// read. Reading them again is still correct, only slower.
   void release_before(std::size_t offset) noexcept;
+  /// @brief The same for the whole pages inside [begin, end), bytes read a second time.
+  void release(std::size_t begin, std::size_t end) noexcept;
 
  private:
   const char* data_     = nullptr;
@@ -34,6 +36,8 @@ class input_bytes {
   void* mapping_        = nullptr;
   std::size_t released_ = 0;
   std::string copy_;  ///< the bytes, when they could not be mapped
+
+  static std::size_t page_size() noexcept;
 };
 
 /// @brief Asks for transparent huge pages for the whole 2 MiB pages inside [data, data + bytes):

@@ -466,6 +466,20 @@ int run_report(const report_options& options, std::ostream& out, std::ostream& d
   ingest_options ingest;
   ingest.keep_rejects = !options.rejects_path.empty();
   ingest.max_rejects  = options.max_rejects;
+  if (engine->name() == "cpu") {
+    // The CPU needs no columns: it aggregates the log as it streams past (bounded memory).
+    std::vector<rejected_line> rejects;
+    report_output report;
+    try {
+      report = stream_report(ref, options, ingest, [&](shipment_log_builder& builder) {
+        for (const auto& path : options.inputs) { builder.add_file(path); }
+      }, rejects);
+    } catch (const too_many_rejects&) {
+      write_rejects(options.rejects_path, rejects);
+      throw;
+    }
+    return emit_report(report, rejects, options, out, diagnostics);
+  }
   shipment_log_builder builder(ref.countries, ref.chips, ingest);
   try {
     for (const auto& path : options.inputs) { builder.add_file(path); }

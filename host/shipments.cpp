@@ -9,6 +9,9 @@
 #include "string_index.hpp"
 
 #include <omp.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
@@ -94,11 +97,15 @@ std::string shipment_log::source_of(std::int64_t line) const
          std::to_string(source_line[static_cast<std::size_t>(line)]);
 }
 
+shipment_view shipment_columns::view() const
+{
+  return {size(),         date.data(),     entity.data(), country.data(), chip.data(),
+          pathway.data(), quantity.data(), tpp.data(),    order.data(),   exporter.data()};
+}
+
 shipment_view shipment_log::view() const
 {
-  const auto& c = columns;
-  return {c.size(),         c.date.data(),     c.entity.data(), c.country.data(), c.chip.data(),
-          c.pathway.data(), c.quantity.data(), c.tpp.data(),    c.order.data(),   c.exporter.data()};
+  return columns.view();
 }
 
 // ---- builder ----------------------------------------------------------------------------------
@@ -209,6 +216,21 @@ struct checked_line {
   std::int64_t tpp      = 0;
 };
 
+/// Appends a line to @p out; the chip code is the log's (ad-hoc chips resolved).
+void push_line(shipment_columns& out, const checked_line& line, std::int32_t chip, std::int32_t entity,
+               std::int32_t order, std::int32_t exporter)
+{
+  out.date.push_back(line.date);
+  out.entity.push_back(entity);
+  out.country.push_back(line.country);
+  out.chip.push_back(static_cast<std::uint16_t>(chip));
+  out.pathway.push_back(line.pathway);
+  out.quantity.push_back(line.quantity);
+  out.tpp.push_back(line.tpp);
+  out.order.push_back(order);
+  out.exporter.push_back(exporter);
+}
+
 /// Case-insensitive lookups of countries, initial chips and pathways that allocate nothing.
 class reference_lookup {
  public:
@@ -281,71 +303,98 @@ class reference_lookup {
   static bool is_letter(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
 };
 
-/// Accepted shipment ids, as indices of the log's lines (the bytes stay in the log): one 64-bit
-/// slot per id, the high hash bits beside the line index so most probes compare no bytes.
+/// Accepted shipment ids in 8 bytes each: a slot holds the top 24 bits of the id's hash beside a
+/// 40-bit payload that says where the id can be read again (a line index, or a byte offset in
+/// the inputs; the builder gives it meaning). One table of 4,096 equal regions: the low 12 hash
+/// bits pick the region, the top bits of the stored 24 the home slot in it, and probes wrap
+/// within the region. So a slot's position and its stored bits say where it goes in a table
+/// twice as large: growing never reads an id again. A probe compares bytes only when all the
+/// stored bits match.
 class id_set {
  public:
-  /// @return the line holding @p id, or -1
-  [[nodiscard]] std::int64_t find(const shipment_log& log, std::string_view id, std::uint64_t hash) const
+  id_set() : counts_(regions, 0) {}
+
+  /// @param same_id says whether the id stored under a payload is the one looked for
+  /// @return the payload of the id, or -1 when absent
+  template <typename SameId>
+  [[nodiscard]] std::int64_t find(std::uint64_t hash, SameId same_id) const
   {
-    if (capacity_ == 0) { return -1; }
-    for (std::size_t s = hash & mask_;; s = (s + 1) & mask_) {
-      const std::uint64_t slot = slots_[s];
+    if (!slots_) { return -1; }
+    const std::uint64_t tag   = hash >> payload_bits;
+    const std::size_t base    = region_of(hash) << bits_;
+    const std::size_t in_mask = (std::size_t{1} << bits_) - 1;
+    for (std::size_t s = home(tag);; s = (s + 1) & in_mask) {
+      const std::uint64_t slot = slots_[base + s];
       if (slot == 0) { return -1; }
-      const auto line = static_cast<std::int64_t>(slot & line_mask) - 1;
-      if ((slot & ~line_mask) == (hash & ~line_mask) && detail::same_bytes(log.shipment_id(line), id)) {
-        return line;
-      }
+      if ((slot >> payload_bits) == tag && same_id(payload_of(slot))) { return payload_of(slot); }
     }
   }
-  /// Adds line @p line, whose id hashes to @p hash and is not in the set yet.
-  void insert(const shipment_log& log, std::int64_t line, std::uint64_t hash)
+  /// Adds an id not in the set yet. @throw config_error past 2^40 - 1 payloads (a terabyte of input)
+  void insert(std::uint64_t payload, std::uint64_t hash)
   {
-    if (4 * (count_ + 1) > 3 * capacity_) { rehash(log, std::max<std::size_t>(1024, 2 * capacity_)); }
-    place((hash & ~line_mask) | static_cast<std::uint64_t>(line + 1), hash);
+    if (payload >= payload_mask) { throw config_error("the inputs are larger than 2^40 bytes"); }
+    const std::size_t region = region_of(hash);
+    if (!slots_ || 4 * (counts_[region] + 1) > (std::size_t{3} << bits_)) { grow(bits_ + 1); }
+    place(region, ((hash >> payload_bits) << payload_bits) | (payload + 1));
+    ++counts_[region];
     ++count_;
   }
   /// Starts loading the slot where a probe for @p hash begins (the table is far larger than the
   /// caches; the merge knows its hashes ahead and hides the miss).
   void prefetch(std::uint64_t hash) const noexcept
   {
-    if (capacity_ != 0) { __builtin_prefetch(&slots_[hash & mask_]); }
+    if (slots_) { __builtin_prefetch(&slots_[(region_of(hash) << bits_) + home(hash >> payload_bits)]); }
   }
-  /// Makes room for @p lines more ids at once (one rehash instead of several).
-  void reserve(const shipment_log& log, std::size_t lines)
+  /// Makes room for about @p more ids (fewer rehashes while a large file is read).
+  void reserve(std::size_t more)
   {
-    std::size_t capacity = std::max<std::size_t>(1024, capacity_);
-    while (4 * (count_ + lines) > 3 * capacity) { capacity *= 2; }
-    if (capacity != capacity_) { rehash(log, capacity); }
+    // Regions fill unevenly: size them for the mean plus an eighth.
+    const std::size_t per_region = (count_ + more) / regions * 9 / 8 + 4;
+    int bits                     = std::max(bits_, 2);
+    while (4 * per_region > (std::size_t{3} << bits)) { ++bits; }
+    if (bits != bits_ || !slots_) { grow(bits); }
   }
 
  private:
-  static constexpr std::uint64_t line_mask = (1ULL << 40) - 1;  ///< low 40 bits: line index + 1
+  static constexpr int payload_bits           = 40;
+  static constexpr std::uint64_t payload_mask = (std::uint64_t{1} << payload_bits) - 1;
+  static constexpr int tag_bits               = 64 - payload_bits;
+  static constexpr std::size_t regions        = 4096;
   /// calloc: a large table comes as untouched zero pages, faulted in (as huge pages) when used.
   std::unique_ptr<std::uint64_t[], void (*)(void*)> slots_{nullptr, std::free};
-  std::size_t capacity_ = 0;
-  std::size_t mask_     = 0;
-  std::size_t count_    = 0;
+  int bits_ = 0;  ///< log2 of a region's slots, at most tag_bits
+  std::vector<std::uint32_t> counts_;
+  std::size_t count_ = 0;
 
-  void place(std::uint64_t slot, std::uint64_t hash)
+  static std::size_t region_of(std::uint64_t hash) { return hash & (regions - 1); }
+  [[nodiscard]] std::size_t home(std::uint64_t tag) const { return tag >> (tag_bits - bits_); }
+  static std::int64_t payload_of(std::uint64_t slot) { return static_cast<std::int64_t>((slot & payload_mask) - 1); }
+  void place(std::size_t region, std::uint64_t slot)
   {
-    std::size_t s = hash & mask_;
-    while (slots_[s] != 0) { s = (s + 1) & mask_; }
-    slots_[s] = slot;
+    const std::size_t base    = region << bits_;
+    const std::size_t in_mask = (std::size_t{1} << bits_) - 1;
+    std::size_t s             = home(slot >> payload_bits);
+    while (slots_[base + s] != 0) { s = (s + 1) & in_mask; }
+    slots_[base + s] = slot;
   }
-  void rehash(const shipment_log& log, std::size_t capacity)
+  void grow(int bits)
   {
-    auto* fresh = static_cast<std::uint64_t*>(std::calloc(capacity, sizeof(std::uint64_t)));
+    bits = std::max(bits, 2);
+    if (bits > tag_bits) { throw config_error("more than 2^35 distinct shipment ids"); }
+    const std::size_t capacity = regions << bits;
+    auto* fresh                = static_cast<std::uint64_t*>(std::calloc(capacity, sizeof(std::uint64_t)));
     if (fresh == nullptr) { throw std::bad_alloc(); }
     detail::advise_huge_pages(fresh, capacity * sizeof(std::uint64_t));
-    auto old                 = std::move(slots_);
-    const std::size_t before = capacity_;
+    auto old              = std::move(slots_);
+    const int before_bits = bits_;
+    const bool had        = static_cast<bool>(old);
     slots_.reset(fresh);
-    capacity_ = capacity;
-    mask_     = capacity - 1;
-    for (std::size_t s = 0; s < before; ++s) {
-      if (old[s] == 0) { continue; }
-      place(old[s], detail::hash_bytes(log.shipment_id(static_cast<std::int64_t>(old[s] & line_mask) - 1)));
+    bits_ = bits;
+    if (!had) { return; }
+    for (std::size_t region = 0; region < regions; ++region) {
+      for (std::size_t s = region << before_bits; s < (region + 1) << before_bits; ++s) {
+        if (old[s] != 0) { place(region, old[s]); }
+      }
     }
   }
 };
@@ -460,6 +509,7 @@ struct window {
     error_      = nullptr;
     for (std::size_t t = 0; t < std::min(threads, used); ++t) {
       workers_.emplace_back([this, parse] {
+        ::setpriority(PRIO_PROCESS, static_cast<id_t>(::syscall(SYS_gettid)), 5);
         try {
           for (std::size_t k; (k = next_chunk_++) < used;) { parse(chunks[k], known); }
         } catch (...) {
@@ -501,10 +551,45 @@ struct shipment_log_builder::state {
   reference_lookup lookup;
   std::int32_t initial_chips = 0;  ///< ad-hoc chips get codes from here on
   id_set ids;
+  std::int64_t accepted = 0;  ///< lines accepted so far: the next line's input position
   // Sums of |tpp| and |quantity| over accepted lines. Keeping both within int64 guarantees that
   // every total and running total, in any grouping and order, is exact on every backend.
   std::uint64_t abs_tpp_sum      = 0;
   std::uint64_t abs_quantity_sum = 0;
+
+  // Streaming (options.on_batch set): the inputs stay readable, each merged chunk is recorded so
+  // that `replay` can read it again, and accepted lines go to `batch` instead of the log.
+  struct streamed_file {
+    std::string name;
+    std::string_view text;
+    std::uint64_t base = 0;  ///< offset of the file's first byte in all inputs, one after another
+    column_map columns{};
+    int field_count             = 0;
+    detail::input_bytes* pages = nullptr;  ///< the file's mapping (null for texts given in memory)
+  };
+  /// `section_lines` candidates in a row of a merged chunk: what `replay` reads again, and where a
+  /// repeated id's first occurrence gets its line number (line breaks counted from `start`).
+  struct section {
+    std::size_t start           = 0;  ///< the first candidate's record start (a line start)
+    std::int64_t line           = 0;  ///< its line in the file
+    std::uint32_t candidate     = 0;  ///< its index among the chunk's candidates
+    std::int64_t first_position = 0;  ///< input position of the section's first accepted line
+    day_t first_day = std::numeric_limits<day_t>::max(), last_day = std::numeric_limits<day_t>::min();
+  };
+  static constexpr std::size_t section_lines = 512;
+  /// A merged chunk with candidate lines.
+  struct chunk_record {
+    std::size_t file = 0;
+    std::size_t begin = 0, limit = 0;
+    std::vector<std::uint32_t> skipped;  ///< candidates rejected by the merge (repeated ids, totals)
+    std::vector<section> sections;
+  };
+  std::vector<streamed_file> streamed;
+  std::vector<std::unique_ptr<detail::input_bytes>> mapped;  ///< files kept mapped while streaming
+  std::vector<chunk_record> chunk_records;
+  line_batch batch;
+
+  [[nodiscard]] bool streaming() const noexcept { return static_cast<bool>(options.on_batch); }
 
   state(const country_table& c, chip_table chips, ingest_options o)
       : countries(c), options(std::move(o)), lookup(c, chips)
@@ -540,8 +625,12 @@ struct shipment_log_builder::state {
     info.path  = name;
     info.bytes = static_cast<std::int64_t>(text.size());
     log.files.push_back(info);
+    if (streaming()) {
+      const std::uint64_t base = streamed.empty() ? 0 : streamed.back().base + streamed.back().text.size();
+      streamed.push_back({name, text, base, {}, 0, pages});
+    }
     log.files.back().sha256 = ingest(name, text, pages);
-    log.file_end.push_back(log.columns.size());
+    log.file_end.push_back(accepted);
   }
   /// @param pages the file's mapping, whose parsed pages are let go as the ingest moves on (or null)
   /// @return the SHA-256 of @p text, hashed window by window as the merge passes over it
@@ -556,10 +645,22 @@ struct shipment_log_builder::state {
                    const dictionary_snapshots& known, parsed_chunk& chunk) const;
   void merge_chunk(const std::string& name, std::string_view text, const column_map& columns,
                    std::int64_t first_line, const parsed_chunk& chunk);
+  /// @param payload where the id can be read again: the line index, or (streaming) the record's
+  ///                offset in all inputs
   [[nodiscard]] std::optional<line_defect> admit(std::string_view id, std::uint64_t id_hash,
-                                                 std::int64_t quantity, std::int64_t tpp);
+                                                 std::uint64_t payload, std::int64_t quantity, std::int64_t tpp);
+  /// `file:line` of the id stored under @p payload.
+  [[nodiscard]] std::string source_of_id(std::int64_t payload) const;
+  /// The shipment id of the record at @p offset of all inputs (streaming).
+  [[nodiscard]] std::string id_at(std::uint64_t offset) const;
   void append(const checked_line& line, std::int32_t chip, std::int32_t entity, std::int32_t order,
-              std::int32_t exporter, std::int64_t source_line);
+              std::int32_t exporter, std::int64_t source_line, std::string_view id);
+  /// Appends to `batch` (streaming) what `append` adds to the log's columns.
+  void clear_batch(std::int64_t first_position);
+  void append_to_batch(const checked_line& line, std::int32_t chip, std::int32_t entity, std::int32_t order,
+                       std::int32_t exporter, std::string_view id);
+  void replay(const std::function<bool(day_t first, day_t last)>& wanted,
+              const std::function<void(const line_batch&)>& sink);
   /// Validates, admits and encodes one record whose fields are indexed by `record_column`.
   void accept(const std::string& name, const detail::csv_field* fields, std::int64_t record_line,
               std::string_view raw);
@@ -575,8 +676,9 @@ shipment_log_builder::~shipment_log_builder() = default;
 
 void shipment_log_builder::add_file(const std::string& path)
 {
-  detail::input_bytes bytes(path);
-  state_->add(path, bytes.view(), &bytes);
+  auto bytes = std::make_unique<detail::input_bytes>(path);
+  state_->add(path, bytes->view(), bytes.get());
+  if (state_->streaming()) { state_->mapped.push_back(std::move(bytes)); }  // read again later
 }
 
 void shipment_log_builder::add_text(const std::string& name, std::string_view text)
@@ -606,12 +708,28 @@ void shipment_log_builder::add_stored(const input_file& file,
   log.files.back().lines_read = file.lines_read;
   log.lines_read += file.lines_read - accepted;  // the rejected lines were read too
   log.rejects.insert(log.rejects.end(), rejected.begin(), rejected.end());
-  log.file_end.push_back(log.columns.size());
+  log.file_end.push_back(state_->accepted);
 }
 
 const std::vector<rejected_line>& shipment_log_builder::rejects() const
 {
   return state_->log.rejects;
+}
+
+void shipment_log_builder::replay(const std::function<bool(day_t first, day_t last)>& wanted,
+                                  const std::function<void(const line_batch&)>& sink)
+{
+  state_->replay(wanted, sink);
+}
+
+std::int64_t shipment_log_builder::accepted() const
+{
+  return state_->accepted;
+}
+
+const shipment_log& shipment_log_builder::current() const
+{
+  return state_->log;
 }
 
 shipment_log shipment_log_builder::finish()
@@ -650,6 +768,10 @@ std::string shipment_log_builder::state::ingest(const std::string& name, std::st
       throw parse_error(name, reader.record_line(), 1, "MISSING_COLUMN",
                         std::string("required column '") + names[c] + "' is missing");
     }
+  }
+  if (streaming()) {
+    streamed.back().columns     = columns;
+    streamed.back().field_count = header.size();
   }
 
   // Windows bound the memory phase 1 holds and the file pages kept mapped; chunks are large
@@ -732,6 +854,8 @@ void shipment_log_builder::state::reserve_lines(std::size_t more, std::size_t id
 {
   // Reserving once avoids copies on growth; huge pages make the first touch of these hundreds
   // of megabytes a few hundred page faults instead of a hundred thousand.
+  ids.reserve(more);
+  if (streaming()) { return; }  // nothing else grows with the log
   const std::size_t lines = static_cast<std::size_t>(log.columns.size()) + more;
   const auto reserve      = [lines](auto& column) {
     column.reserve(lines);
@@ -749,7 +873,6 @@ void shipment_log_builder::state::reserve_lines(std::size_t more, std::size_t id
   reserve(c.exporter);
   reserve(log.source_line);
   reserve(log.id_end);
-  ids.reserve(log, more);
   log.id_bytes.reserve(log.id_bytes.size() + more * id_bytes_per_line);
   detail::advise_huge_pages(log.id_bytes.data(), log.id_bytes.capacity());
 }
@@ -927,6 +1050,13 @@ void shipment_log_builder::state::merge_chunk(const std::string& name, std::stri
     if (mapped < 0) { mapped = global.encode(local.text(local_code(code))); }
     return mapped;
   };
+  chunk_record* record = nullptr;
+  if (streaming() && !chunk.lines.empty()) {
+    chunk_records.push_back({streamed.size() - 1, chunk.begin, chunk.limit, {}, {}});
+    record = &chunk_records.back();
+  }
+  if (streaming()) { clear_batch(accepted); }
+  const std::uint64_t file_base           = streaming() ? streamed.back().base : 0;
   constexpr std::size_t prefetch_distance = 16;
   for (std::size_t i = 0; i < chunk.lines.size(); ++i) {
     if (i + prefetch_distance < chunk.lines.size()) { ids.prefetch(chunk.id_hash[i + prefetch_distance]); }
@@ -934,7 +1064,13 @@ void shipment_log_builder::state::merge_chunk(const std::string& name, std::stri
     const checked_line& line   = chunk.lines[i];
     const std::size_t id_begin = i == 0 ? 0 : chunk.id_end[i - 1];
     const std::string_view id(chunk.id_bytes.data() + id_begin, chunk.id_end[i] - id_begin);
-    if (auto bad = admit(id, chunk.id_hash[i], line.quantity, line.tpp)) {
+    if (record != nullptr && i % section_lines == 0) {
+      record->sections.push_back({chunk.start[i], chunk.line[i] + base, static_cast<std::uint32_t>(i), accepted});
+    }
+    const std::uint64_t payload =
+        streaming() ? file_base + chunk.start[i] : static_cast<std::uint64_t>(accepted);
+    if (auto bad = admit(id, chunk.id_hash[i], payload, line.quantity, line.tpp)) {
+      if (record != nullptr) { record->skipped.push_back(static_cast<std::uint32_t>(i)); }
       // Rare: read the record again for the field's position and the raw text.
       const auto again = read_again(text, chunk.start[i], chunk.line[i] + base);
       const detail::csv_field& at =
@@ -956,7 +1092,12 @@ void shipment_log_builder::state::merge_chunk(const std::string& name, std::stri
         chunk.order[i] == -1 ? -1 : global_code(chunk.order[i], order_code, chunk.orders, log.orders);
     append(line, chip, global_code(chunk.entity[i], entity_code, chunk.entities, log.entities), order,
            global_code(chunk.exporter[i], exporter_code, chunk.exporters, log.exporters),
-           chunk.line[i] + base);
+           chunk.line[i] + base, id);
+    if (record != nullptr) {
+      section& current  = record->sections.back();
+      current.first_day = std::min(current.first_day, line.date);
+      current.last_day  = std::max(current.last_day, line.date);
+    }
     if (options.on_accepted) {
       const auto again = read_again(text, chunk.start[i], chunk.line[i] + base);
       std::string_view v[record_columns];
@@ -970,10 +1111,12 @@ void shipment_log_builder::state::merge_chunk(const std::string& name, std::stri
     }
   }
   rejects_before(std::numeric_limits<std::size_t>::max());
+  if (streaming() && batch.size() > 0) { options.on_batch(batch); }
 }
 
 std::optional<line_defect> shipment_log_builder::state::admit(std::string_view id, std::uint64_t id_hash,
-                                                              std::int64_t quantity, std::int64_t tpp)
+                                                              std::uint64_t payload, std::int64_t quantity,
+                                                              std::int64_t tpp)
 {
   std::uint64_t tpp_sum = abs_tpp_sum;
   std::uint64_t qty_sum = abs_quantity_sum;
@@ -988,42 +1131,148 @@ std::optional<line_defect> shipment_log_builder::state::admit(std::string_view i
                          c_id};
     }
   }
-  if (const std::int64_t earlier = ids.find(log, id, id_hash); earlier >= 0) {
+  const std::int64_t earlier = ids.find(id_hash, [&](std::int64_t stored) {
+    return streaming() ? id_at(static_cast<std::uint64_t>(stored)) == id
+                       : detail::same_bytes(log.shipment_id(stored), id);
+  });
+  if (earlier >= 0) {
     return line_defect{"DUPLICATE_ID",
-                       "shipment id " + quoted(id) + " was already used at " + log.source_of(earlier), c_id};
+                       "shipment id " + quoted(id) + " was already used at " + source_of_id(earlier), c_id};
   }
   abs_tpp_sum      = tpp_sum;
   abs_quantity_sum = qty_sum;
-  append_bytes(log.id_bytes, id);
-  log.id_end.push_back(static_cast<std::int64_t>(log.id_bytes.size()));
-  ids.insert(log, log.columns.size(), id_hash);
+  if (!streaming()) {
+    append_bytes(log.id_bytes, id);
+    log.id_end.push_back(static_cast<std::int64_t>(log.id_bytes.size()));
+  }
+  ids.insert(payload, id_hash);
   return std::nullopt;
 }
 
-void shipment_log_builder::state::append(const checked_line& line, std::int32_t chip, std::int32_t entity,
-                                         std::int32_t order, std::int32_t exporter, std::int64_t source_line)
+std::string shipment_log_builder::state::source_of_id(std::int64_t payload) const
 {
-  shipment_columns& out = log.columns;
-  out.date.push_back(line.date);
-  out.entity.push_back(entity);
-  out.country.push_back(line.country);
-  out.chip.push_back(static_cast<std::uint16_t>(chip));
-  out.pathway.push_back(line.pathway);
-  out.quantity.push_back(line.quantity);
-  out.tpp.push_back(line.tpp);
-  out.order.push_back(order);
-  out.exporter.push_back(exporter);
+  if (!streaming()) { return log.source_of(payload); }
+  const auto offset = static_cast<std::uint64_t>(payload);
+  // The chunk that holds the record (records are in offset order), then its nearest mark before it.
+  const auto chunk = std::prev(std::upper_bound(
+      chunk_records.begin(), chunk_records.end(), offset,
+      [this](std::uint64_t at, const chunk_record& r) { return at < streamed[r.file].base + r.begin; }));
+  const streamed_file& file = streamed[chunk->file];
+  const std::size_t start   = offset - file.base;
+  const auto mark           = std::prev(
+      std::upper_bound(chunk->sections.begin(), chunk->sections.end(), start,
+                       [](std::size_t at, const section& m) { return at < m.start; }));
+  const std::string_view between = file.text.substr(mark->start, start - mark->start);
+  const auto breaks              = std::count(between.begin(), between.end(), '\n');
+  return file.name + ":" + std::to_string(mark->line + breaks);
+}
+
+std::string shipment_log_builder::state::id_at(std::uint64_t offset) const
+{
+  const auto file = std::prev(std::upper_bound(
+      streamed.begin(), streamed.end(), offset,
+      [](std::uint64_t at, const streamed_file& f) { return at < f.base; }));
+  const auto again = read_again(file->text, offset - file->base, 1);
+  return std::string(again.fields()[static_cast<std::size_t>(file->columns[c_id])].value);
+}
+
+void shipment_log_builder::state::append(const checked_line& line, std::int32_t chip, std::int32_t entity,
+                                         std::int32_t order, std::int32_t exporter, std::int64_t source_line,
+                                         std::string_view id)
+{
+  ++accepted;
+  if (streaming()) {
+    append_to_batch(line, chip, entity, order, exporter, id);
+    return;
+  }
+  push_line(log.columns, line, chip, entity, order, exporter);
   log.source_line.push_back(source_line);
+}
+
+void shipment_log_builder::state::clear_batch(std::int64_t first_position)
+{
+  batch.first_position = first_position;
+  batch.columns.clear();
+  batch.id_bytes.clear();
+  batch.id_end.clear();
+}
+
+void shipment_log_builder::state::append_to_batch(const checked_line& line, std::int32_t chip,
+                                                  std::int32_t entity, std::int32_t order,
+                                                  std::int32_t exporter, std::string_view id)
+{
+  push_line(batch.columns, line, chip, entity, order, exporter);
+  batch.id_bytes.append(id);
+  batch.id_end.push_back(batch.id_bytes.size());
+}
+
+void shipment_log_builder::state::replay(const std::function<bool(day_t first, day_t last)>& wanted,
+                                         const std::function<void(const line_batch&)>& sink)
+{
+  CAPLEDGER_EXPECTS(streaming(), "replay needs a streaming ingest");
+  dictionary_snapshots known;  // every value is in the dictionaries now: codes are found, not added
+  known.catch_up(log);
+  // The wanted sections, each parsed again on its own (a section starts at a record start); in
+  // groups read in parallel, then handed over in input order.
+  struct wanted_section {
+    const chunk_record* chunk;
+    std::size_t index;
+  };
+  std::vector<wanted_section> todo;
+  for (const chunk_record& record : chunk_records) {
+    for (std::size_t k = 0; k < record.sections.size(); ++k) {
+      if (wanted(record.sections[k].first_day, record.sections[k].last_day)) { todo.push_back({&record, k}); }
+    }
+  }
+  const auto threads = static_cast<std::size_t>(std::max(1, omp_get_max_threads()));
+  std::vector<parsed_chunk> parsed(4 * threads);
+  for (std::size_t group = 0; group < todo.size(); group += parsed.size()) {
+    const std::size_t count = std::min(parsed.size(), todo.size() - group);
+#pragma omp parallel for schedule(dynamic, 1) num_threads(static_cast<int>(std::min(threads, count)))
+    for (std::size_t g = 0; g < count; ++g) {
+      const auto& [record, k]   = todo[group + g];
+      const section& part       = record->sections[k];
+      const streamed_file& file = streamed[record->file];
+      const std::size_t end = k + 1 < record->sections.size() ? record->sections[k + 1].start : record->limit;
+      parsed[g].reset(part.start, end);
+      parse_chunk(file.text, file.columns, file.field_count, known, parsed[g]);
+    }
+    for (std::size_t g = 0; g < count; ++g) {
+      const auto& [record, k] = todo[group + g];
+      const section& part     = record->sections[k];
+      const parsed_chunk& chunk = parsed[g];
+      clear_batch(part.first_position);
+      auto skipped = std::lower_bound(record->skipped.begin(), record->skipped.end(), part.candidate);
+      for (std::size_t i = 0; i < chunk.lines.size() && i < section_lines; ++i) {
+        if (skipped != record->skipped.end() && *skipped == part.candidate + i) {
+          ++skipped;
+          continue;
+        }
+        const checked_line& line = chunk.lines[i];
+        const std::int32_t chip =
+            line.chip >= 0 ? line.chip : log.chips.find(chunk.adhoc_chips.text(chunk.adhoc_chip[i]));
+        CAPLEDGER_EXPECTS(chip >= 0 && chunk.entity[i] >= 0 && chunk.exporter[i] >= 0 && chunk.order[i] >= -1,
+                          "a replayed line has a value the first reading did not add");
+        const std::size_t id_begin = i == 0 ? 0 : chunk.id_end[i - 1];
+        append_to_batch(line, chip, chunk.entity[i], chunk.order[i], chunk.exporter[i],
+                        std::string_view(chunk.id_bytes.data() + id_begin, chunk.id_end[i] - id_begin));
+      }
+      sink(batch);
+      const streamed_file& file = streamed[record->file];
+      if (file.pages != nullptr) { file.pages->release(chunk.begin, chunk.end); }
+    }
+  }
 }
 
 void shipment_log_builder::state::accept(const std::string& name, const detail::csv_field* record,
                                          std::int64_t record_line, std::string_view raw)
 {
+  CAPLEDGER_EXPECTS(!streaming(), "stored lines are replayed into columns");
   checked_line line;
   const std::string_view id = record[c_id].value;
   date_memo dates;
   auto bad = check_line(record, dates, line);
-  if (!bad) { bad = admit(id, detail::hash_bytes(id), line.quantity, line.tpp); }
+  if (!bad) { bad = admit(id, detail::hash_bytes(id), static_cast<std::uint64_t>(accepted), line.quantity, line.tpp); }
   if (bad) {
     reject(name, *bad, record[bad->column].line, record[bad->column].column, raw);
     return;
@@ -1036,7 +1285,7 @@ void shipment_log_builder::state::accept(const std::string& name, const detail::
   const std::string_view order = record[c_order].value.empty() ? id : record[c_order].value;
   append(line, chip, log.entities.encode(record[c_entity].value),
          line.pathway == static_cast<std::uint8_t>(pathway::lpp) ? log.orders.encode(order) : -1,
-         log.exporters.encode(record[c_exporter].value), record_line);
+         log.exporters.encode(record[c_exporter].value), record_line, id);
   if (options.on_accepted) {
     const auto v = [record](int column) { return record[column].value; };
     options.on_accepted(shipment_fields{v(c_id), v(c_date), v(c_entity), v(c_country), v(c_chip),

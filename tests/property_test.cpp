@@ -579,7 +579,7 @@ TEST_P(RulesProperty, SameOptionsGiveIdenticalOutputs)
   EXPECT_EQ(report_of(ref, {{"shipments.csv", a.shipments}}).files, report_of(ref, {{"shipments.csv", b.shipments}}).files);
 }
 
-INSTANTIATE_TEST_SUITE_P(Backends, RulesProperty, ::testing::Values(std::string("cpu"), std::string("gpu")),
+INSTANTIATE_TEST_SUITE_P(Backends, RulesProperty, ::testing::Values(std::string("cpu"), std::string("stream"), std::string("gpu")),
                          [](const ::testing::TestParamInfo<std::string>& info) { return info.param; });
 
 TEST(RulesPropertyGenerator, ForceBreachesWithTooFewRecordsIsAConfigError)

@@ -680,7 +680,7 @@ TEST_P(RulesGolden, ExitCodeOneForViolationsZeroForWarningsOnly)
   report_options options;
   options.rules_path    = dir.write("rules.json", rules.json());
   options.entities_path = dir.write("entities.csv", default_entities);
-  options.backend       = GetParam();
+  options.backend       = cli_backend();
   options.format        = "csv";
 
   const auto run_cli = [&](const std::vector<std::string>& rows, std::string& findings_csv) {
@@ -699,7 +699,7 @@ TEST_P(RulesGolden, ExitCodeOneForViolationsZeroForWarningsOnly)
   EXPECT_EQ(run_cli({"e1,2025-02-01,E1,CN,H100-SXM,1,,,X,1"}, csv), 1);
 }
 
-INSTANTIATE_TEST_SUITE_P(Backends, RulesGolden, ::testing::Values(std::string("cpu"), std::string("gpu")),
+INSTANTIATE_TEST_SUITE_P(Backends, RulesGolden, ::testing::Values(std::string("cpu"), std::string("stream"), std::string("gpu")),
                          [](const ::testing::TestParamInfo<std::string>& info) { return info.param; });
 
 // ---- exact arithmetic helpers (backend-independent) ----------------------------------------------

@@ -92,8 +92,10 @@ inline std::vector<std::string> findings_of(const report_output& out, const std:
 /// @brief (file name, file text) pairs, ingested in order as one run's inputs.
 using file_list = std::vector<std::pair<std::string, std::string>>;
 
-/// @brief Base of the tests that run once per backend ("cpu", "gpu"); the GPU case skips with a
-/// message where no GPU is usable.
+/// @brief Base of the tests that run once per way of computing a report: "cpu" and "gpu"
+/// backends over the log's columns, and "stream" (the CPU aggregating as the log streams past,
+/// what `capledger report --backend cpu` runs). The GPU case skips with a message where no GPU
+/// is usable.
 class backend_test : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override
@@ -102,12 +104,24 @@ class backend_test : public ::testing::TestWithParam<std::string> {
       std::string why;
       if (!gpu_available(&why)) { GTEST_SKIP() << "no usable GPU: " << why; }
     }
-    engine_ = select_backend(GetParam(), std::cerr);
+    engine_ = select_backend(cli_backend(), std::cerr);
   }
+
+  /// @brief The `--backend` value that runs this test's way (`report --backend cpu` streams).
+  [[nodiscard]] std::string cli_backend() const { return GetParam() == "stream" ? "cpu" : GetParam(); }
 
   /// @brief The report of @p files (ingested fail-fast) on this test's backend.
   report_output report_of(const reference_data& ref, const file_list& files, const report_options& options = {})
   {
+    if (GetParam() == "stream") {
+      std::vector<rejected_line> rejects;
+      return stream_report(
+          ref, options, ingest_options{},
+          [&](shipment_log_builder& builder) {
+            for (const auto& [name, text] : files) { builder.add_text(name, text); }
+          },
+          rejects);
+    }
     shipment_log_builder builder(ref.countries, ref.chips, ingest_options{});
     for (const auto& [name, text] : files) { builder.add_text(name, text); }
     const shipment_log log = builder.finish();

@@ -24,6 +24,14 @@ namespace capledger {
                                              const entity_table& entities, const dictionary& entity_codes,
                                              const chip_table& chips, day_t as_of);
 
+/// @brief Adds to @p context the entity codes of @p entity_codes and the chips of @p chips it
+/// does not cover yet (a streaming ingest meets them as it goes).
+void extend_rule_context(rule_context& context, const country_table& countries, const entity_table& entities,
+                         const dictionary& entity_codes, const chip_table& chips);
+/// @brief Adds the next entity code to @p context (@p info null: an entity the entities file does
+/// not list).
+void add_entity_to_context(rule_context& context, const country_table& countries, const entity_info* info);
+
 /// @brief One accepted line as findings print it.
 struct line_detail {
   day_t date = 0;

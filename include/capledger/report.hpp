@@ -9,6 +9,7 @@
 #include <capledger/shipments.hpp>
 
 #include <iosfwd>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -72,6 +73,20 @@ struct report_output {
 /// @throw device_error from the backend
 [[nodiscard]] report_output build_report(const reference_data& reference, const shipment_log& log,
                                          const report_options& options, backend& engine);
+
+/// @brief `report` on the CPU without holding the log in memory: lines are aggregated chunk by
+/// chunk as they are ingested, running totals are kept per (key, day), and only the days where
+/// a limit is crossed are read a second time to find the crossing line. Outputs are
+/// byte-identical to `build_report` on the CPU backend (summary.json included).
+/// @param ingest     ingest options (`on_batch` is set here)
+/// @param add_inputs adds the inputs to the builder it is given (`add_file`, `add_text`); texts
+///                   given to `add_text` must stay valid until this returns
+/// @param rejects    receives the rejected lines, also when too_many_rejects is thrown
+/// @throw parse_error, too_many_rejects, config_error as ingest does
+[[nodiscard]] report_output stream_report(const reference_data& reference, const report_options& options,
+                                          ingest_options ingest,
+                                          const std::function<void(shipment_log_builder&)>& add_inputs,
+                                          std::vector<rejected_line>& rejects);
 
 /// @brief Renders every output from aggregates that were already computed: the one place that
 /// turns an `aggregation` (plus what @p source knows) into findings, files, JSON and the table.

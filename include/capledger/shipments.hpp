@@ -36,6 +36,20 @@ class dictionary {
   std::vector<std::uint64_t> slots_;
 };
 
+/// @brief A non-owning view of the columns, as backends take them.
+struct shipment_view {
+  std::int64_t size            = 0;
+  const day_t* date            = nullptr;
+  const std::int32_t* entity   = nullptr;
+  const std::uint16_t* country = nullptr;
+  const std::uint16_t* chip    = nullptr;
+  const std::uint8_t* pathway  = nullptr;
+  const std::int64_t* quantity = nullptr;
+  const std::int64_t* tpp      = nullptr;
+  const std::int32_t* order    = nullptr;
+  const std::int32_t* exporter = nullptr;
+};
+
 /// @brief The accepted lines of all input files, in input order (file order, then line order).
 /// Position i in every column is the same line; a line's position is its input position (SPEC §2).
 struct shipment_columns {
@@ -49,20 +63,20 @@ struct shipment_columns {
   std::vector<std::int32_t> order;     ///< code in `shipment_log::orders` for LPP lines, else -1
   std::vector<std::int32_t> exporter;  ///< code in `shipment_log::exporters`
   [[nodiscard]] std::int64_t size() const noexcept { return static_cast<std::int64_t>(date.size()); }
-};
-
-/// @brief A non-owning view of the columns, as backends take them.
-struct shipment_view {
-  std::int64_t size            = 0;
-  const day_t* date            = nullptr;
-  const std::int32_t* entity   = nullptr;
-  const std::uint16_t* country = nullptr;
-  const std::uint16_t* chip    = nullptr;
-  const std::uint8_t* pathway  = nullptr;
-  const std::int64_t* quantity = nullptr;
-  const std::int64_t* tpp      = nullptr;
-  const std::int32_t* order    = nullptr;
-  const std::int32_t* exporter = nullptr;
+  [[nodiscard]] shipment_view view() const;
+  /// Empties every column (keeping their memory).
+  void clear() noexcept
+  {
+    date.clear();
+    entity.clear();
+    country.clear();
+    chip.clear();
+    pathway.clear();
+    quantity.clear();
+    tpp.clear();
+    order.clear();
+    exporter.clear();
+  }
 };
 
 /// @brief A rejected line (SPEC §7), as written to the `--rejects` file.
@@ -91,6 +105,20 @@ struct shipment_fields {
   std::int64_t source_line = 0;  ///< 1-based line of the record in its file
 };
 
+/// @brief Accepted lines handed over one chunk at a time by a streaming ingest (`ingest_options::on_batch`).
+struct line_batch {
+  std::int64_t first_position = 0;  ///< input position of the batch's first line
+  shipment_columns columns;
+  std::string id_bytes;               ///< line k's shipment id: [id_end[k-1], id_end[k])
+  std::vector<std::size_t> id_end;
+  [[nodiscard]] std::int64_t size() const noexcept { return columns.size(); }
+  [[nodiscard]] std::string_view shipment_id(std::int64_t k) const
+  {
+    const std::size_t begin = k == 0 ? 0 : id_end[static_cast<std::size_t>(k - 1)];
+    return {id_bytes.data() + begin, id_end[static_cast<std::size_t>(k)] - begin};
+  }
+};
+
 struct ingest_options {
   bool keep_rejects        = false;  ///< false: the first bad line throws parse_error
   std::int64_t max_rejects = -1;     ///< with keep_rejects: throw once more than this many (-1: no limit)
@@ -106,6 +134,11 @@ struct ingest_options {
   /// Bytes per parallel parsing chunk (0: the default, a few MiB). The log is the same for every
   /// value; tests and fuzzers set it tiny to put chunk seams everywhere.
   std::size_t chunk_bytes = 0;
+  /// Streaming: when set, accepted lines are handed to it chunk by chunk, in input order, and
+  /// the log keeps no columns and no ids (memory stays bounded by the dictionaries and the id
+  /// set). Texts given to `add_text` must then stay valid until the builder is destroyed: a
+  /// repeated id is confirmed, and `replay` reads again, from the input text.
+  std::function<void(const line_batch&)> on_batch;
 };
 
 /// @brief Everything ingest produces: the columns and the dictionaries their codes point into.
@@ -160,6 +193,16 @@ class shipment_log_builder {
                   const std::vector<rejected_line>& rejected);
   /// @brief Lines rejected so far (also after a too_many_rejects was thrown).
   [[nodiscard]] const std::vector<rejected_line>& rejects() const;
+  /// @brief Streaming only: hands to @p sink again, in input order, the accepted lines of every
+  /// section of the log (a few hundred lines in a row) for which @p wanted(first, last) is true,
+  /// given the earliest and latest date in the section: the same lines, positions and codes as
+  /// the first time. Logs roughly in date order make the sections that hold a given day few.
+  void replay(const std::function<bool(day_t first, day_t last)>& wanted,
+              const std::function<void(const line_batch&)>& sink);
+  /// @brief Accepted lines so far.
+  [[nodiscard]] std::int64_t accepted() const;
+  /// @brief The log as built so far: dictionaries, chips, files, rejects (streaming: no columns).
+  [[nodiscard]] const shipment_log& current() const;
   /// @brief Hands over the log; the builder is empty afterwards.
   [[nodiscard]] shipment_log finish();
 

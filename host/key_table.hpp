@@ -1,0 +1,101 @@
+/// @file key_table.hpp
+/// @brief An open-addressing map from int64 keys to small values, for per-key aggregates.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+namespace capledger::detail {
+
+/// Per-key state for int64 keys (any but INT64_MIN) in an open-addressing table: a line costs one
+/// probe, not a node allocation and a pointer chase as in std::unordered_map (the hot spot of
+/// both passes with many entities).
+template <typename Value>
+class key_table {
+ public:
+  Value& at(std::int64_t key)
+  {
+    if (4 * (count_ + 1) > 3 * slots_.size()) { rehash(std::max<std::size_t>(4096, 2 * slots_.size())); }
+    std::size_t s = slot_of(key);
+    while (slots_[s].key != key) {
+      if (slots_[s].key == empty) {
+        slots_[s].key = key;
+        ++count_;
+        break;
+      }
+      s = (s + 1) & mask_;
+    }
+    return slots_[s].value;
+  }
+  /// @return the value of @p key, or null when the key was never added
+  [[nodiscard]] Value* find(std::int64_t key)
+  {
+    if (slots_.empty()) { return nullptr; }
+    for (std::size_t s = slot_of(key);; s = (s + 1) & mask_) {
+      if (slots_[s].key == key) { return &slots_[s].value; }
+      if (slots_[s].key == empty) { return nullptr; }
+    }
+  }
+  /// Starts loading the slot where @p key's probe begins: a caller that knows its next keys
+  /// hides the cache miss of a table larger than the caches.
+  void prefetch(std::int64_t key) const noexcept
+  {
+    if (!slots_.empty()) { __builtin_prefetch(&slots_[slot_of(key)], 1); }
+  }
+  template <typename Visit>
+  void for_each(Visit visit) const
+  {
+    for (const slot& s : slots_) {
+      if (s.key != empty) { visit(s.key, s.value); }
+    }
+  }
+  [[nodiscard]] std::size_t size() const noexcept { return count_; }
+  /// Makes room for @p count keys. Merging another table walks it in slot (= hash) order;
+  /// a destination at least as large keeps those keys spread out instead of piling them into
+  /// one long probe run, which made merges quadratic.
+  void reserve(std::size_t count, std::size_t at_least_capacity)
+  {
+    std::size_t capacity = std::max<std::size_t>(4096, slots_.size());
+    while (4 * count > 3 * capacity || capacity < at_least_capacity) { capacity *= 2; }
+    if (capacity != slots_.size()) { rehash(capacity); }
+  }
+  [[nodiscard]] std::size_t capacity() const noexcept { return slots_.size(); }
+
+ private:
+  /// No key is INT64_MIN; keys can be negative: entity_year_key(0, -1) == -1 (years before 1).
+  static constexpr std::int64_t empty = std::numeric_limits<std::int64_t>::min();
+  /// Key and value side by side: a probe that finds its key has the value in the same cache line.
+  struct slot {
+    std::int64_t key = empty;
+    Value value{};
+  };
+  std::vector<slot> slots_;
+  std::size_t mask_  = 0;
+  std::size_t count_ = 0;
+  int shift_         = 64;
+
+  /// Fibonacci hashing: the top bits of the product mix every bit of the key.
+  [[nodiscard]] std::size_t slot_of(std::int64_t key) const noexcept
+  {
+    return static_cast<std::size_t>((static_cast<std::uint64_t>(key) * 0x9e3779b97f4a7c15ULL) >> shift_);
+  }
+  void rehash(std::size_t capacity)
+  {
+    std::vector<slot> old = std::move(slots_);
+    slots_.assign(capacity, slot{});
+    mask_  = capacity - 1;
+    shift_ = 64;
+    for (std::size_t c = capacity; c > 1; c >>= 1) { --shift_; }
+    for (slot& s : old) {
+      if (s.key == empty) { continue; }
+      std::size_t t = slot_of(s.key);
+      while (slots_[t].key != empty) { t = (t + 1) & mask_; }
+      slots_[t] = std::move(s);
+    }
+  }
+};
+
+}  // namespace capledger::detail

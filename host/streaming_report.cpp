@@ -1,0 +1,551 @@
+/// @file streaming_report.cpp
+/// @brief `report` on the CPU in bounded memory: every aggregate of the CPU backend, computed as
+/// the log streams past instead of from columns held in memory.
+///
+/// Totals are sums, so each chunk adds to them and is dropped. The running-total checks need
+/// the lines in (date, input position) order, which a log need not follow; they keep, per key
+/// and day, the day's sum and its highest running sum (`day_bin`). Walking a key's days in date
+/// order then tells, exactly, on which day its running total first goes over the limit, and
+/// only the lines of those days are read a second time (`shipment_log_builder::replay`, which
+/// skips the chunks that hold none of those days) to find the crossing line itself. Memory
+/// grows with the keys and days that occur and with the ids, not with the lines.
+#include <capledger/checks.hpp>
+#include <capledger/error.hpp>
+#include <capledger/report.hpp>
+
+#include "key_table.hpp"
+
+#include <algorithm>
+#include <condition_variable>
+#include <deque>
+#include <exception>
+#include <limits>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+
+namespace capledger {
+
+namespace {
+
+using detail::key_table;
+
+/// The lines of one key on one day, in input order: their sum and the highest running sum after
+/// 1, 2, ... of them. A total of T before the day goes over L during it iff T + max_prefix > L.
+struct day_bin {
+  std::int64_t sum        = 0;
+  std::int64_t max_prefix = std::numeric_limits<std::int64_t>::min();
+  void add(std::int64_t tpp)
+  {
+    sum += tpp;  // exact: every partial sum is within the log's sum of |tpp| (ingest's bound)
+    max_prefix = std::max(max_prefix, sum);
+  }
+};
+
+/// Day bins of many keys: (key, day) to `day_bin`, one table per check, for days of the
+/// counting window. A key and a day offset are packed into one table key.
+class bin_table {
+ public:
+  /// Windows of up to 65,536 days (179 years) pack the key itself: keys are below 2^47 (an
+  /// entity code < 2^31 times 65536 plus a country), so key * 2^16 fits. Longer windows pack a
+  /// dense index of the key instead, beside a 32-bit day offset.
+  bin_table(day_t first_day, day_t last_day)
+      : first_day_(first_day),
+        packed_(static_cast<std::int64_t>(last_day) - first_day < 65536),
+        shift_(packed_ ? 16 : 32)
+  {
+  }
+
+  day_bin& at(std::int64_t key, day_t day) { return bins_.at(combined(key, day)); }
+  void prefetch(std::int64_t key, day_t day) { bins_.prefetch(combined(key, day)); }
+
+  struct entry {
+    std::int64_t key;
+    day_t day;
+    day_bin bin;
+  };
+  /// Every (key, day, bin), sorted by key then day.
+  [[nodiscard]] std::vector<entry> sorted() const
+  {
+    std::vector<entry> out;
+    out.reserve(bins_.size());
+    bins_.for_each([&](std::int64_t packed, const day_bin& bin) {
+      const std::int64_t high = packed >> shift_;  // arithmetic: undoes high * 2^shift for negative keys
+      const auto day          = static_cast<day_t>(first_day_ + (packed & ((std::int64_t{1} << shift_) - 1)));
+      out.push_back({packed_ ? high : keys_[static_cast<std::size_t>(high)], day, bin});
+    });
+    std::sort(out.begin(), out.end(),
+              [](const entry& a, const entry& b) { return a.key != b.key ? a.key < b.key : a.day < b.day; });
+    return out;
+  }
+
+ private:
+  day_t first_day_;
+  bool packed_;
+  int shift_;
+  key_table<day_bin> bins_;
+  key_table<std::int64_t> key_index_;  ///< unpacked: key to its dense index + 1
+  std::vector<std::int64_t> keys_;
+
+  std::int64_t combined(std::int64_t key, day_t day)
+  {
+    const std::int64_t offset = static_cast<std::int64_t>(day) - first_day_;  // in the window: >= 0
+    if (packed_) { return key * (std::int64_t{1} << shift_) + offset; }
+    std::int64_t& index = key_index_.at(key);
+    if (index == 0) {
+      keys_.push_back(key);
+      index = static_cast<std::int64_t>(keys_.size());
+    }
+    return (index - 1) * (std::int64_t{1} << shift_) + offset;
+  }
+};
+
+/// One key whose running total goes over its limit on `day`: where the second look starts.
+struct crossing_search {
+  day_t day           = 0;
+  std::int64_t before = 0;  ///< running total before the day
+  std::int64_t limit  = 0;
+  std::int64_t within = 0;  ///< sum of the day's lines seen so far in the second look
+  crossing found;
+};
+
+/// A key's final total, and the day it first goes over its limit when it does.
+struct key_outcome {
+  std::int64_t key   = 0;
+  std::int64_t total = 0;
+  bool crosses       = false;
+  crossing_search search;
+};
+
+/// Walks each key's days in date order. @p limit_of(key, day) is the limit in force.
+template <typename LimitOf>
+std::vector<key_outcome> walk_days(const bin_table& bins, LimitOf limit_of)
+{
+  std::vector<key_outcome> out;
+  for (const auto& e : bins.sorted()) {
+    if (out.empty() || out.back().key != e.key) { out.push_back({e.key, 0, false, {}}); }
+    key_outcome& k = out.back();
+    if (!k.crosses) {
+      const std::int64_t limit = limit_of(e.key, e.day);
+      if (k.total + e.bin.max_prefix > limit) {
+        k.crosses = true;
+        k.search  = {e.day, k.total, limit, 0, {}};
+      }
+    }
+    k.total += e.bin.sum;
+  }
+  return out;
+}
+
+/// First line (in (date, input position) order) and summed tpp of one key's rule-breaking lines,
+/// with what findings print about that line.
+struct first_line_seen {
+  std::int64_t line = -1;
+  std::int64_t tpp  = 0;
+  line_detail detail;
+  void add(std::int64_t position, const line_batch& batch, std::int64_t k, std::int64_t line_tpp)
+  {
+    tpp += line_tpp;
+    const day_t date = batch.columns.date[static_cast<std::size_t>(k)];
+    if (line < 0 || date < detail.date) {  // positions only grow: an equal date keeps the first
+      line   = position;
+      detail = {date, std::string(batch.shipment_id(k)), batch.columns.entity[static_cast<std::size_t>(k)],
+                batch.columns.country[static_cast<std::size_t>(k)]};
+    }
+  }
+};
+
+void add_line(group_total& total, std::int64_t quantity, std::int64_t tpp)
+{
+  total.records += 1;
+  total.units += quantity;
+  total.tpp += tpp;
+}
+
+template <typename Vector>
+auto& grown_at(Vector& v, std::size_t index)
+{
+  if (index >= v.size()) { v.resize(std::max(index + 1, 2 * v.size())); }
+  return v[index];
+}
+
+std::int64_t nveu_limit_on(const std::vector<nveu_phase>& phases, day_t date)
+{
+  for (const auto& phase : phases) {
+    if (phase.through >= date) { return phase.tpp; }
+  }
+  return phases.back().tpp;
+}
+
+/// Every aggregate of the CPU backend, fed one batch of lines at a time.
+class streaming_aggregator {
+ public:
+  streaming_aggregator(const rule_context& context, std::size_t countries)
+      : context_(context),
+        country_bins_(context.window_start, context.window_end),
+        nveu_bins_(context.window_start, context.window_end),
+        order_bins_(context.window_start, context.window_end),
+        annual_bins_(context.window_start, context.window_end)
+  {
+    out_.by_country.resize(countries);
+  }
+
+  /// Adds @p batch; the context must cover its entity and chip codes.
+  void add(const line_batch& batch)
+  {
+    const shipment_columns& c    = batch.columns;
+    const day_t last_day         = std::min(context_.window_end, context_.as_of);
+    constexpr std::int64_t ahead = 8;  // lines between a prefetch and its use
+    for (std::int64_t k = 0; k < batch.size(); ++k) {
+      const auto i = static_cast<std::size_t>(k);
+      if (k + ahead < batch.size()) {
+        const auto j = static_cast<std::size_t>(k + ahead);
+        pairs_.prefetch(entity_country_key(c.entity[j], c.country[j]));
+      }
+      const day_t date = c.date[i];
+      latest_          = std::max(latest_, date);
+      if (date > context_.as_of) { continue; }
+      const std::int64_t q        = c.quantity[i];
+      const std::int64_t tpp      = c.tpp[i];
+      const std::int32_t entity   = c.entity[i];
+      const std::uint16_t country = c.country[i];
+      ++out_.lines_used;
+      add_line(out_.by_country[country], q, tpp);
+      add_line(grown_at(out_.by_entity, static_cast<std::size_t>(entity)), q, tpp);
+      add_line(grown_at(out_.by_chip, c.chip[i]), q, tpp);
+      add_line(grown_at(out_.by_exporter, static_cast<std::size_t>(c.exporter[i])), q, tpp);
+      add_line(pairs_.at(entity_country_key(entity, country)), q, tpp);
+      if (date < context_.window_start || date > last_day) { continue; }
+
+      const auto path = static_cast<pathway>(c.pathway[i]);
+      if ((context_.country_cap_pathways >> c.pathway[i]) & 1U) { country_bins_.at(country, date).add(tpp); }
+      if (path == pathway::nveu) { nveu_bins_.at(entity_country_key(entity, country), date).add(tpp); }
+      if (path == pathway::lpp) {
+        order_bins_.at(c.order[i], date).add(tpp);
+        annual_bins_.at(entity_year_key(entity, year_of(date)), date).add(tpp);
+      }
+      if (q > 0) {
+        const std::int64_t position = batch.first_position + k;
+        if (context_.country_tier[country] == 3) {
+          prohibited_.at(entity_country_key(entity, country)).add(position, batch, k, tpp);
+        }
+        if (context_.is_unauthorized(path, entity, country, c.chip[i])) {
+          unauthorized_.at(entity_country_pathway_key(entity, country, c.pathway[i]))
+              .add(position, batch, k, tpp);
+        }
+      }
+    }
+  }
+
+  /// The latest date of every line added (as_of or not); INT_MIN when none.
+  [[nodiscard]] day_t latest() const noexcept { return latest_; }
+
+  /// Finishes every aggregate; @p replay reads the chunks again for the crossing lines.
+  aggregation finish(const dictionary_sizes& sizes, shipment_log_builder& builder)
+  {
+    out_.by_entity.resize(static_cast<std::size_t>(sizes.entities));
+    out_.by_chip.resize(static_cast<std::size_t>(sizes.chips));
+    out_.by_exporter.resize(static_cast<std::size_t>(sizes.exporters));
+    out_.by_entity_country.reserve(pairs_.size());
+    pairs_.for_each([&](std::int64_t key, const group_total& total) {
+      out_.by_entity_country.push_back(
+          {static_cast<std::int32_t>(key / 65536), static_cast<std::uint16_t>(key % 65536), total});
+    });
+    std::sort(out_.by_entity_country.begin(), out_.by_entity_country.end(),
+              [](const pair_total& a, const pair_total& b) {
+                return entity_country_key(a.entity, a.country) < entity_country_key(b.entity, b.country);
+              });
+
+    // Day by day, which keys go over their limit and on which day.
+    country_ = walk_days(country_bins_, [&](std::int64_t country, day_t) {
+      const std::int64_t cap = context_.country_cap_tpp[static_cast<std::size_t>(country)];
+      return cap >= 0 ? cap : std::numeric_limits<std::int64_t>::max();  // uncapped: a total only
+    });
+    nveu_    = walk_days(nveu_bins_,
+                         [&](std::int64_t, day_t day) { return nveu_limit_on(context_.nveu_caps, day); });
+    order_   = walk_days(order_bins_, [&](std::int64_t, day_t) { return context_.lpp_per_order_tpp; });
+    annual_ =
+        walk_days(annual_bins_, [&](std::int64_t, day_t) { return context_.lpp_per_consignee_year_tpp; });
+    find_crossing_lines(builder);
+
+    const auto countries = out_.by_country.size();
+    out_.country_cap_total.assign(countries, 0);
+    out_.country_cap_crossing.assign(countries, crossing{});
+    for (const key_outcome& k : country_) {
+      const auto c                 = static_cast<std::size_t>(k.key);
+      out_.country_cap_total[c]    = k.total;
+      out_.country_cap_crossing[c] = k.search.found;
+    }
+    for (const key_outcome& k : nveu_) { out_.nveu.push_back({k.key, k.total, k.search.found}); }
+    for (const auto* family : {&order_, &annual_}) {
+      auto& into = family == &order_ ? out_.lpp_order : out_.lpp_annual;
+      for (const key_outcome& k : *family) {
+        if (k.crosses) { into.push_back({k.key, k.total, k.search.found}); }
+      }
+    }
+    for (auto [from, into] :
+         {std::pair{&prohibited_, &out_.prohibited}, std::pair{&unauthorized_, &out_.unauthorized}}) {
+      from->for_each([&](std::int64_t key, const first_line_seen& seen) {
+        into->push_back({key, seen.line, seen.tpp});
+        details_[seen.line] = seen.detail;
+      });
+      std::sort(into->begin(), into->end(),
+                [](const keyed_first_line& a, const keyed_first_line& b) { return a.key < b.key; });
+    }
+    return std::move(out_);
+  }
+
+  /// What findings print about the lines the aggregates name.
+  [[nodiscard]] std::unordered_map<std::int64_t, line_detail> take_details() { return std::move(details_); }
+
+ private:
+  const rule_context& context_;
+  aggregation out_;
+  day_t latest_ = std::numeric_limits<day_t>::min();
+  key_table<group_total> pairs_;
+  bin_table country_bins_, nveu_bins_, order_bins_, annual_bins_;
+  key_table<first_line_seen> prohibited_, unauthorized_;
+  std::vector<key_outcome> country_, nveu_, order_, annual_;
+  std::unordered_map<std::int64_t, line_detail> details_;
+
+  /// The second look: only the lines dated on a crossing day of some key, in input order.
+  void find_crossing_lines(shipment_log_builder& builder)
+  {
+    std::unordered_map<std::int64_t, crossing_search*> country, nveu, order, annual;
+    std::vector<day_t> days;
+    for (auto [family, index] : {std::pair{&country_, &country}, std::pair{&nveu_, &nveu},
+                                 std::pair{&order_, &order}, std::pair{&annual_, &annual}}) {
+      for (key_outcome& k : *family) {
+        // A country without a cap has no crossing to report (its limit is never reached anyway).
+        if (k.crosses &&
+            (family != &country_ || context_.country_cap_tpp[static_cast<std::size_t>(k.key)] >= 0)) {
+          (*index)[k.key] = &k.search;
+          days.push_back(k.search.day);
+        }
+      }
+    }
+    if (days.empty()) { return; }
+    std::sort(days.begin(), days.end());
+    days.erase(std::unique(days.begin(), days.end()), days.end());
+    const auto on_a_crossing_day = [&](day_t day) {
+      return std::binary_search(days.begin(), days.end(), day);
+    };
+
+    const auto look = [&](std::unordered_map<std::int64_t, crossing_search*>& index, std::int64_t key,
+                          day_t day, std::int64_t tpp, std::int64_t position, const line_batch& batch,
+                          std::int64_t k) {
+      const auto it = index.find(key);
+      if (it == index.end()) { return; }
+      crossing_search& s = *it->second;
+      if (s.day != day || s.found.line >= 0) { return; }
+      s.within += tpp;
+      if (s.before + s.within > s.limit) {
+        s.found            = {position, s.before + s.within};
+        const auto i       = static_cast<std::size_t>(k);
+        details_[position] = {day, std::string(batch.shipment_id(k)), batch.columns.entity[i],
+                              batch.columns.country[i]};
+      }
+    };
+    builder.replay(
+        [&](day_t first, day_t last) {  // does a crossing day lie in [first, last]?
+          const auto at = std::lower_bound(days.begin(), days.end(), first);
+          return at != days.end() && *at <= last;
+        },
+        [&](const line_batch& batch) {
+          const shipment_columns& c = batch.columns;
+          for (std::int64_t k = 0; k < batch.size(); ++k) {
+            const auto i     = static_cast<std::size_t>(k);
+            const day_t date = c.date[i];
+            // Days past as_of or outside the window hold no crossing: never on the list.
+            if (!on_a_crossing_day(date) || date > context_.as_of) { continue; }
+            const std::int64_t position = batch.first_position + k;
+            const std::int64_t tpp      = c.tpp[i];
+            const auto path             = static_cast<pathway>(c.pathway[i]);
+            if ((context_.country_cap_pathways >> c.pathway[i]) & 1U) {
+              look(country, c.country[i], date, tpp, position, batch, k);
+            }
+            if (path == pathway::nveu) {
+              look(nveu, entity_country_key(c.entity[i], c.country[i]), date, tpp, position, batch, k);
+            }
+            if (path == pathway::lpp) {
+              look(order, c.order[i], date, tpp, position, batch, k);
+              look(annual, entity_year_key(c.entity[i], year_of(date)), date, tpp, position, batch, k);
+            }
+          }
+        });
+  }
+};
+
+/// Runs a `streaming_aggregator` on a thread of its own, a batch or two behind the ingest that
+/// feeds it: the merge of the next chunk (the ingest's one sequential step) goes on meanwhile.
+/// The aggregator's rule context grows on that thread too, from what each batch brings: the
+/// entities-file rows of the entity codes and the chips first seen in it (the log's dictionaries
+/// keep growing on the ingest thread, so the worker never reads them).
+class aggregation_thread {
+ public:
+  aggregation_thread(streaming_aggregator& aggregator, rule_context& context, const country_table& countries)
+      : aggregator_(aggregator), context_(context), countries_(countries), worker_([this] { run(); })
+  {
+  }
+  ~aggregation_thread() { stop(); }
+  aggregation_thread(const aggregation_thread&)            = delete;
+  aggregation_thread& operator=(const aggregation_thread&) = delete;
+
+  /// Queues a copy of @p batch (waits while two are queued). @throw what the worker threw
+  void push(const line_batch& batch, std::vector<const entity_info*> new_entities,
+            std::vector<std::uint8_t> new_chip_datacenter)
+  {
+    std::unique_lock<std::mutex> lock(mutex_);
+    changed_.wait(lock, [&] { return queue_.size() < 2 || error_; });
+    if (error_) { std::rethrow_exception(error_); }
+    message m;
+    if (!spare_.empty()) {  // reuse a finished batch's buffers
+      m = std::move(spare_.back());
+      spare_.pop_back();
+    }
+    m.batch               = batch;
+    m.new_entities        = std::move(new_entities);
+    m.new_chip_datacenter = std::move(new_chip_datacenter);
+    queue_.push_back(std::move(m));
+    changed_.notify_all();
+  }
+  /// Waits until every queued batch is aggregated. @throw what the worker threw
+  void finish()
+  {
+    stop();
+    if (error_) { std::rethrow_exception(error_); }
+  }
+
+ private:
+  struct message {
+    line_batch batch;
+    std::vector<const entity_info*> new_entities;
+    std::vector<std::uint8_t> new_chip_datacenter;
+  };
+  streaming_aggregator& aggregator_;
+  rule_context& context_;
+  const country_table& countries_;
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  std::deque<message> queue_;
+  std::vector<message> spare_;
+  bool closing_ = false;
+  std::exception_ptr error_;
+  std::thread worker_;  ///< last: starts after everything it uses
+
+  void run()
+  {
+    std::unique_lock<std::mutex> lock(mutex_);
+    while (true) {
+      changed_.wait(lock, [&] { return !queue_.empty() || closing_; });
+      if (queue_.empty()) { return; }
+      message m = std::move(queue_.front());  // stays queued (counted) until aggregated
+      lock.unlock();
+      try {
+        for (const entity_info* info : m.new_entities) { add_entity_to_context(context_, countries_, info); }
+        for (const std::uint8_t datacenter : m.new_chip_datacenter) {
+          context_.chip_datacenter.push_back(datacenter);
+        }
+        aggregator_.add(m.batch);
+      } catch (...) {
+        lock.lock();
+        error_ = std::current_exception();
+        queue_.clear();
+        changed_.notify_all();
+        return;
+      }
+      lock.lock();
+      queue_.pop_front();
+      spare_.push_back(std::move(m));
+      changed_.notify_all();
+    }
+  }
+  void stop()
+  {
+    {
+      const std::lock_guard<std::mutex> lock(mutex_);
+      closing_ = true;
+      changed_.notify_all();
+    }
+    if (worker_.joinable()) { worker_.join(); }
+  }
+};
+
+/// The `report_source` of a streamed log: its dictionaries and the few lines findings name.
+class streamed_source final : public report_source {
+ public:
+  streamed_source(const shipment_log& log, std::int64_t accepted,
+                  std::unordered_map<std::int64_t, line_detail> lines)
+      : log_(log), accepted_(accepted), lines_(std::move(lines))
+  {
+  }
+  [[nodiscard]] const dictionary& entities() const override { return log_.entities; }
+  [[nodiscard]] const dictionary& exporters() const override { return log_.exporters; }
+  [[nodiscard]] const chip_table& chips() const override { return log_.chips; }
+  [[nodiscard]] std::string order_id(std::int32_t code) const override { return log_.orders.text(code); }
+  [[nodiscard]] line_detail line(std::int64_t line) const override { return lines_.at(line); }
+  [[nodiscard]] const std::vector<input_file>& files() const override { return log_.files; }
+  [[nodiscard]] std::int64_t lines_read() const override { return log_.lines_read; }
+  [[nodiscard]] std::int64_t lines_accepted() const override { return accepted_; }
+  [[nodiscard]] std::int64_t rejected() const override
+  {
+    return static_cast<std::int64_t>(log_.rejects.size());
+  }
+
+ private:
+  const shipment_log& log_;
+  std::int64_t accepted_;
+  std::unordered_map<std::int64_t, line_detail> lines_;
+};
+
+}  // namespace
+
+report_output stream_report(const reference_data& ref, const report_options& options, ingest_options ingest,
+                            const std::function<void(shipment_log_builder&)>& add_inputs,
+                            std::vector<rejected_line>& rejects)
+{
+  // Without --as-of every line counts (as_of is the latest date, known only at the end).
+  const day_t as_of = options.as_of.value_or(std::numeric_limits<day_t>::max());
+  rule_context context =
+      make_rule_context(ref.rules, ref.countries, ref.entities, dictionary{}, chip_table{}, as_of);
+  streaming_aggregator aggregator(context, ref.countries.rows.size());
+  aggregation_thread worker(aggregator, context, ref.countries);
+  const shipment_log_builder* building = nullptr;
+  std::int32_t entities_sent           = 0;
+  std::size_t chips_sent               = 0;
+  ingest.on_batch                      = [&](const line_batch& batch) {
+    const shipment_log& so_far = building->current();
+    std::vector<const entity_info*> new_entities;
+    for (; entities_sent < so_far.entities.size(); ++entities_sent) {
+      new_entities.push_back(ref.entities.find(so_far.entities.text(entities_sent)));
+    }
+    std::vector<std::uint8_t> new_chips;
+    for (; chips_sent < so_far.chips.rows.size(); ++chips_sent) {
+      new_chips.push_back(so_far.chips.rows[chips_sent].datacenter ? 1 : 0);
+    }
+    worker.push(batch, std::move(new_entities), std::move(new_chips));
+  };
+  shipment_log_builder builder(ref.countries, ref.chips, ingest);
+  building = &builder;
+  try {
+    add_inputs(builder);
+  } catch (const too_many_rejects&) {
+    rejects = builder.rejects();
+    throw;
+  }
+  worker.finish();
+  const std::int64_t accepted  = builder.accepted();
+  const shipment_log& log      = builder.current();
+  const dictionary_sizes sizes = sizes_of(log, ref.countries);
+  aggregation agg              = aggregator.finish(sizes, builder);
+  rejects                      = log.rejects;
+
+  std::optional<day_t> as_of_shown = options.as_of;
+  if (!as_of_shown && accepted > 0) { as_of_shown = aggregator.latest(); }
+  const rule_context final_context = make_rule_context(
+      ref.rules, ref.countries, ref.entities, log, as_of_shown.value_or(std::numeric_limits<day_t>::max()));
+  return render_report(ref, streamed_source(log, accepted, aggregator.take_details()), options, final_context,
+                       agg, "cpu", as_of_shown);
+}
+
+}  // namespace capledger
