@@ -127,17 +127,9 @@ rule_context make_rule_context(const rule_set& rules, const country_table& count
   return context;
 }
 
-void extend_rule_context(rule_context& context, const country_table& countries, const entity_table& entities,
-                         const dictionary& entity_codes, const chip_table& chips)
-{
-  for (std::size_t c = context.chip_datacenter.size(); c < chips.rows.size(); ++c) {
-    context.chip_datacenter.push_back(chips.rows[c].datacenter ? 1 : 0);
-  }
-  for (auto e = static_cast<std::int32_t>(context.entity_is_uveu.size()); e < entity_codes.size(); ++e) {
-    add_entity_to_context(context, countries, entities.find(entity_codes.text(e)));
-  }
-}
+namespace {
 
+/// Adds the next entity code to @p context (@p info null: an entity the entities file does not list).
 void add_entity_to_context(rule_context& context, const country_table& countries, const entity_info* info)
 {
   const std::size_t e = context.entity_is_uveu.size();
@@ -154,6 +146,20 @@ void add_entity_to_context(rule_context& context, const country_table& countries
     }
   }
 }
+
+}  // namespace
+
+void extend_rule_context(rule_context& context, const country_table& countries, const entity_table& entities,
+                         const dictionary& entity_codes, const chip_table& chips)
+{
+  for (std::size_t c = context.chip_datacenter.size(); c < chips.rows.size(); ++c) {
+    context.chip_datacenter.push_back(chips.rows[c].datacenter ? 1 : 0);
+  }
+  for (auto e = static_cast<std::int32_t>(context.entity_is_uveu.size()); e < entity_codes.size(); ++e) {
+    add_entity_to_context(context, countries, entities.find(entity_codes.text(e)));
+  }
+}
+
 
 std::int64_t nveu_cap_on(const rule_set& rules, day_t date)
 {

@@ -9,9 +9,6 @@
 #include "string_index.hpp"
 
 #include <omp.h>
-#include <sys/resource.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <array>
@@ -215,6 +212,20 @@ struct checked_line {
   std::int64_t quantity = 0;
   std::int64_t tpp      = 0;
 };
+
+/// Whether @p text is all ASCII (then every field of it is valid UTF-8), eight bytes at a time.
+bool is_ascii(std::string_view text) noexcept
+{
+  std::uint64_t high = 0;
+  std::size_t i      = 0;
+  for (; i + 8 <= text.size(); i += 8) {
+    std::uint64_t word;
+    std::memcpy(&word, text.data() + i, 8);
+    high |= word;
+  }
+  for (; i < text.size(); ++i) { high |= static_cast<unsigned char>(text[i]); }
+  return (high & 0x8080808080808080ULL) == 0;
+}
 
 /// Appends a line to @p out; the chip code is the log's (ad-hoc chips resolved).
 void push_line(shipment_columns& out, const checked_line& line, std::int32_t chip, std::int32_t entity,
@@ -509,7 +520,6 @@ struct window {
     error_      = nullptr;
     for (std::size_t t = 0; t < std::min(threads, used); ++t) {
       workers_.emplace_back([this, parse] {
-        ::setpriority(PRIO_PROCESS, static_cast<id_t>(::syscall(SYS_gettid)), 5);
         try {
           for (std::size_t k; (k = next_chunk_++) < used;) { parse(chunks[k], known); }
         } catch (...) {
@@ -638,8 +648,9 @@ struct shipment_log_builder::state {
   /// Reserves the columns for @p more lines whose ids are about @p id_bytes_per_line long.
   void reserve_lines(std::size_t more, std::size_t id_bytes_per_line);
   /// @param dates the calling reader's memo of its last date
+  /// @param ascii the whole record is ASCII (no UTF-8 check needed)
   [[nodiscard]] std::optional<line_defect> check_line(const detail::csv_field* record, date_memo& dates,
-                                                      checked_line& out) const;
+                                                      checked_line& out, bool ascii) const;
   /// Phase 1 for one chunk: reads, checks and encodes its lines (thread-safe: reads the state only).
   void parse_chunk(std::string_view text, const column_map& columns, int field_count,
                    const dictionary_snapshots& known, parsed_chunk& chunk) const;
@@ -878,7 +889,8 @@ void shipment_log_builder::state::reserve_lines(std::size_t more, std::size_t id
 }
 
 std::optional<line_defect> shipment_log_builder::state::check_line(const detail::csv_field* record,
-                                                                   date_memo& dates, checked_line& out) const
+                                                                   date_memo& dates, checked_line& out,
+                                                                   bool ascii) const
 {
   // Every field in column-of-SPEC order; the first defect is the one reported.
   const auto value = [record](int column) { return record[column].value; };
@@ -925,7 +937,7 @@ std::optional<line_defect> shipment_log_builder::state::check_line(const detail:
   // SPEC §1.1: logs are UTF-8. The free-text values reach the outputs (summary.json and the
   // JSON report among them), so one that is not UTF-8 is bad input here, not a failure there.
   for (const int column : {c_id, c_entity, c_chip, c_order, c_exporter}) {
-    if (!detail::valid_utf8(value(column))) {
+    if (!ascii && !detail::valid_utf8(value(column))) {
       static constexpr const char* names[record_columns] = {
           "shipment_id", "", "entity", "", "chip", "", "", "order_id", "exporter", ""};
       return line_defect{"BAD_ENCODING", std::string(names[column]) + " is not valid UTF-8", column};
@@ -972,7 +984,7 @@ void shipment_log_builder::state::parse_chunk(std::string_view text, const colum
         record[c]       = index < 0 ? detail::csv_field{} : fields[static_cast<std::size_t>(index)];
       }
       checked_line line;
-      if (auto bad = check_line(record, dates, line)) {
+      if (auto bad = check_line(record, dates, line, is_ascii(reader.raw()))) {
         hold(bad->reason, std::move(bad->detail), record[bad->column].line, record[bad->column].column);
       } else {
         const std::string_view id = record[c_id].value;
@@ -1271,7 +1283,7 @@ void shipment_log_builder::state::accept(const std::string& name, const detail::
   checked_line line;
   const std::string_view id = record[c_id].value;
   date_memo dates;
-  auto bad = check_line(record, dates, line);
+  auto bad = check_line(record, dates, line, false);
   if (!bad) { bad = admit(id, detail::hash_bytes(id), static_cast<std::uint64_t>(accepted), line.quantity, line.tpp); }
   if (bad) {
     reject(name, *bad, record[bad->column].line, record[bad->column].column, raw);

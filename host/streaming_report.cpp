@@ -16,12 +16,7 @@
 #include "key_table.hpp"
 
 #include <algorithm>
-#include <condition_variable>
-#include <deque>
-#include <exception>
 #include <limits>
-#include <mutex>
-#include <thread>
 #include <unordered_map>
 
 namespace capledger {
@@ -49,15 +44,26 @@ class bin_table {
   /// Windows of up to 65,536 days (179 years) pack the key itself: keys are below 2^47 (an
   /// entity code < 2^31 times 65536 plus a country), so key * 2^16 fits. Longer windows pack a
   /// dense index of the key instead, beside a 32-bit day offset.
-  bin_table(day_t first_day, day_t last_day)
+  /// @param dense_keys when keys are 0 .. dense_keys - 1 and the window is short: one array of
+  /// bins, day-major, so lines of a log in date order touch a few cache lines, not a table.
+  bin_table(day_t first_day, day_t last_day, std::int64_t dense_keys = 0)
       : first_day_(first_day),
         packed_(static_cast<std::int64_t>(last_day) - first_day < 65536),
         shift_(packed_ ? 16 : 32)
   {
+    const std::int64_t days = static_cast<std::int64_t>(last_day) - first_day + 1;
+    if (dense_keys > 0 && days > 0 && days * dense_keys <= (std::int64_t{1} << 22)) {
+      dense_keys_ = dense_keys;
+      days_       = days;
+      dense_.resize(static_cast<std::size_t>(days * dense_keys));
+    }
   }
 
-  day_bin& at(std::int64_t key, day_t day) { return bins_.at(combined(key, day)); }
-  void prefetch(std::int64_t key, day_t day) { bins_.prefetch(combined(key, day)); }
+  day_bin& at(std::int64_t key, day_t day)
+  {
+    if (dense_keys_ > 0) { return dense_[static_cast<std::size_t>((day - first_day_) * dense_keys_ + key)]; }
+    return bins_.at(combined(key, day));
+  }
 
   struct entry {
     std::int64_t key;
@@ -68,6 +74,17 @@ class bin_table {
   [[nodiscard]] std::vector<entry> sorted() const
   {
     std::vector<entry> out;
+    if (dense_keys_ > 0) {  // key by key, day by day: sorted as it goes
+      for (std::int64_t key = 0; key < dense_keys_; ++key) {
+        for (std::int64_t d = 0; d < days_; ++d) {
+          const day_bin& bin = dense_[static_cast<std::size_t>(d * dense_keys_ + key)];
+          if (bin.max_prefix != day_bin{}.max_prefix) {
+            out.push_back({key, static_cast<day_t>(first_day_ + d), bin});
+          }
+        }
+      }
+      return out;
+    }
     out.reserve(bins_.size());
     bins_.for_each([&](std::int64_t packed, const day_bin& bin) {
       const std::int64_t high = packed >> shift_;  // arithmetic: undoes high * 2^shift for negative keys
@@ -83,6 +100,9 @@ class bin_table {
   day_t first_day_;
   bool packed_;
   int shift_;
+  std::int64_t dense_keys_ = 0;  ///< > 0: the bins live in `dense_`
+  std::int64_t days_       = 0;
+  std::vector<day_bin> dense_;
   key_table<day_bin> bins_;
   key_table<std::int64_t> key_index_;  ///< unpacked: key to its dense index + 1
   std::vector<std::int64_t> keys_;
@@ -182,7 +202,7 @@ class streaming_aggregator {
  public:
   streaming_aggregator(const rule_context& context, std::size_t countries)
       : context_(context),
-        country_bins_(context.window_start, context.window_end),
+        country_bins_(context.window_start, context.window_end, static_cast<std::int64_t>(countries)),
         nveu_bins_(context.window_start, context.window_end),
         order_bins_(context.window_start, context.window_end),
         annual_bins_(context.window_start, context.window_end)
@@ -376,101 +396,6 @@ class streaming_aggregator {
   }
 };
 
-/// Runs a `streaming_aggregator` on a thread of its own, a batch or two behind the ingest that
-/// feeds it: the merge of the next chunk (the ingest's one sequential step) goes on meanwhile.
-/// The aggregator's rule context grows on that thread too, from what each batch brings: the
-/// entities-file rows of the entity codes and the chips first seen in it (the log's dictionaries
-/// keep growing on the ingest thread, so the worker never reads them).
-class aggregation_thread {
- public:
-  aggregation_thread(streaming_aggregator& aggregator, rule_context& context, const country_table& countries)
-      : aggregator_(aggregator), context_(context), countries_(countries), worker_([this] { run(); })
-  {
-  }
-  ~aggregation_thread() { stop(); }
-  aggregation_thread(const aggregation_thread&)            = delete;
-  aggregation_thread& operator=(const aggregation_thread&) = delete;
-
-  /// Queues a copy of @p batch (waits while two are queued). @throw what the worker threw
-  void push(const line_batch& batch, std::vector<const entity_info*> new_entities,
-            std::vector<std::uint8_t> new_chip_datacenter)
-  {
-    std::unique_lock<std::mutex> lock(mutex_);
-    changed_.wait(lock, [&] { return queue_.size() < 2 || error_; });
-    if (error_) { std::rethrow_exception(error_); }
-    message m;
-    if (!spare_.empty()) {  // reuse a finished batch's buffers
-      m = std::move(spare_.back());
-      spare_.pop_back();
-    }
-    m.batch               = batch;
-    m.new_entities        = std::move(new_entities);
-    m.new_chip_datacenter = std::move(new_chip_datacenter);
-    queue_.push_back(std::move(m));
-    changed_.notify_all();
-  }
-  /// Waits until every queued batch is aggregated. @throw what the worker threw
-  void finish()
-  {
-    stop();
-    if (error_) { std::rethrow_exception(error_); }
-  }
-
- private:
-  struct message {
-    line_batch batch;
-    std::vector<const entity_info*> new_entities;
-    std::vector<std::uint8_t> new_chip_datacenter;
-  };
-  streaming_aggregator& aggregator_;
-  rule_context& context_;
-  const country_table& countries_;
-  std::mutex mutex_;
-  std::condition_variable changed_;
-  std::deque<message> queue_;
-  std::vector<message> spare_;
-  bool closing_ = false;
-  std::exception_ptr error_;
-  std::thread worker_;  ///< last: starts after everything it uses
-
-  void run()
-  {
-    std::unique_lock<std::mutex> lock(mutex_);
-    while (true) {
-      changed_.wait(lock, [&] { return !queue_.empty() || closing_; });
-      if (queue_.empty()) { return; }
-      message m = std::move(queue_.front());  // stays queued (counted) until aggregated
-      lock.unlock();
-      try {
-        for (const entity_info* info : m.new_entities) { add_entity_to_context(context_, countries_, info); }
-        for (const std::uint8_t datacenter : m.new_chip_datacenter) {
-          context_.chip_datacenter.push_back(datacenter);
-        }
-        aggregator_.add(m.batch);
-      } catch (...) {
-        lock.lock();
-        error_ = std::current_exception();
-        queue_.clear();
-        changed_.notify_all();
-        return;
-      }
-      lock.lock();
-      queue_.pop_front();
-      spare_.push_back(std::move(m));
-      changed_.notify_all();
-    }
-  }
-  void stop()
-  {
-    {
-      const std::lock_guard<std::mutex> lock(mutex_);
-      closing_ = true;
-      changed_.notify_all();
-    }
-    if (worker_.joinable()) { worker_.join(); }
-  }
-};
-
 /// The `report_source` of a streamed log: its dictionaries and the few lines findings name.
 class streamed_source final : public report_source {
  public:
@@ -509,21 +434,11 @@ report_output stream_report(const reference_data& ref, const report_options& opt
   rule_context context =
       make_rule_context(ref.rules, ref.countries, ref.entities, dictionary{}, chip_table{}, as_of);
   streaming_aggregator aggregator(context, ref.countries.rows.size());
-  aggregation_thread worker(aggregator, context, ref.countries);
   const shipment_log_builder* building = nullptr;
-  std::int32_t entities_sent           = 0;
-  std::size_t chips_sent               = 0;
   ingest.on_batch                      = [&](const line_batch& batch) {
-    const shipment_log& so_far = building->current();
-    std::vector<const entity_info*> new_entities;
-    for (; entities_sent < so_far.entities.size(); ++entities_sent) {
-      new_entities.push_back(ref.entities.find(so_far.entities.text(entities_sent)));
-    }
-    std::vector<std::uint8_t> new_chips;
-    for (; chips_sent < so_far.chips.rows.size(); ++chips_sent) {
-      new_chips.push_back(so_far.chips.rows[chips_sent].datacenter ? 1 : 0);
-    }
-    worker.push(batch, std::move(new_entities), std::move(new_chips));
+    const shipment_log& so_far = building->current();  // the codes the batch uses are in it
+    extend_rule_context(context, ref.countries, ref.entities, so_far.entities, so_far.chips);
+    aggregator.add(batch);
   };
   shipment_log_builder builder(ref.countries, ref.chips, ingest);
   building = &builder;
@@ -533,7 +448,6 @@ report_output stream_report(const reference_data& ref, const report_options& opt
     rejects = builder.rejects();
     throw;
   }
-  worker.finish();
   const std::int64_t accepted  = builder.accepted();
   const shipment_log& log      = builder.current();
   const dictionary_sizes sizes = sizes_of(log, ref.countries);

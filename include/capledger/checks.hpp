@@ -28,9 +28,6 @@ namespace capledger {
 /// does not cover yet (a streaming ingest meets them as it goes).
 void extend_rule_context(rule_context& context, const country_table& countries, const entity_table& entities,
                          const dictionary& entity_codes, const chip_table& chips);
-/// @brief Adds the next entity code to @p context (@p info null: an entity the entities file does
-/// not list).
-void add_entity_to_context(rule_context& context, const country_table& countries, const entity_info* info);
 
 /// @brief One accepted line as findings print it.
 struct line_detail {
