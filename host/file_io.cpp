@@ -83,16 +83,21 @@ input_bytes::~input_bytes()
 
 void input_bytes::release_before(std::size_t offset) noexcept
 {
-  release(released_, offset);
-  released_ = std::max(released_, std::min(offset, size_) / page_size() * page_size());
+  // Whole pages only: the one holding `offset` is still being read.
+  const std::size_t end = std::min(offset, size_) / page_size() * page_size();
+  if (end <= released_) { return; }
+  release(released_, end);
+  released_ = end;
 }
 
 void input_bytes::release(std::size_t begin, std::size_t end) noexcept
 {
   if (mapping_ == nullptr) { return; }
+  // Every page the range touches, the partly used ones at its ends too: bytes of those that are
+  // read again come back from the page cache.
   const std::size_t page  = page_size();
-  const std::size_t first = (begin + page - 1) / page * page;  // whole pages only: the neighbours
-  const std::size_t last  = std::min(end, size_) / page * page;  // may still be read
+  const std::size_t first = begin / page * page;
+  const std::size_t last  = (std::min(end, size_) + page - 1) / page * page;  // the mapping ends on a page
   if (last > first) { ::madvise(static_cast<char*>(mapping_) + first, last - first, MADV_DONTNEED); }
 }
 

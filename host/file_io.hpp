@@ -27,7 +27,7 @@ class input_bytes {
   /// memory (they stay in the page cache), so a log costs no more memory than the part being
   /// read. Reading them again is still correct, only slower.
   void release_before(std::size_t offset) noexcept;
-  /// @brief The same for the whole pages inside [begin, end), bytes read a second time.
+  /// @brief The same for every page that bytes [begin, end) touch (bytes read a second time).
   void release(std::size_t begin, std::size_t end) noexcept;
 
  private:

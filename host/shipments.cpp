@@ -314,13 +314,14 @@ class reference_lookup {
   static bool is_letter(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
 };
 
-/// Accepted shipment ids in 8 bytes each: a slot holds the top 24 bits of the id's hash beside a
-/// 40-bit payload that says where the id can be read again (a line index, or a byte offset in
-/// the inputs; the builder gives it meaning). One table of 4,096 equal regions: the low 12 hash
-/// bits pick the region, the top bits of the stored 24 the home slot in it, and probes wrap
-/// within the region. So a slot's position and its stored bits say where it goes in a table
-/// twice as large: growing never reads an id again. A probe compares bytes only when all the
-/// stored bits match.
+/// Accepted shipment ids in 10 bytes each. A slot holds 24 bits of the id's hash beside a 40-bit
+/// payload that says where the id can be read again (a line index, or a byte offset in the
+/// inputs; the builder gives it meaning); a parallel array holds 16 more hash bits, read only
+/// when the first 24 match. One table of 4,096 equal regions: the low 12 hash bits pick the
+/// region, the top bits of the stored 24 the home slot in it, and probes wrap within the region,
+/// so a slot's position and bits say where it goes in a table twice as large (growing never
+/// reads an id). Ids are compared (read again) only when all 52 known hash bits match: for a
+/// few billion ids, a handful of times.
 class id_set {
  public:
   id_set() : counts_(regions, 0) {}
@@ -337,7 +338,9 @@ class id_set {
     for (std::size_t s = home(tag);; s = (s + 1) & in_mask) {
       const std::uint64_t slot = slots_[base + s];
       if (slot == 0) { return -1; }
-      if ((slot >> payload_bits) == tag && same_id(payload_of(slot))) { return payload_of(slot); }
+      if ((slot >> payload_bits) == tag && extras_[base + s] == extra_of(hash) && same_id(payload_of(slot))) {
+        return payload_of(slot);
+      }
     }
   }
   /// Adds an id not in the set yet. @throw config_error past 2^40 - 1 payloads (a terabyte of input)
@@ -346,7 +349,7 @@ class id_set {
     if (payload >= payload_mask) { throw config_error("the inputs are larger than 2^40 bytes"); }
     const std::size_t region = region_of(hash);
     if (!slots_ || 4 * (counts_[region] + 1) > (std::size_t{3} << bits_)) { grow(bits_ + 1); }
-    place(region, ((hash >> payload_bits) << payload_bits) | (payload + 1));
+    place(region, ((hash >> payload_bits) << payload_bits) | (payload + 1), extra_of(hash));
     ++counts_[region];
     ++count_;
   }
@@ -354,7 +357,10 @@ class id_set {
   /// caches; the merge knows its hashes ahead and hides the miss).
   void prefetch(std::uint64_t hash) const noexcept
   {
-    if (slots_) { __builtin_prefetch(&slots_[(region_of(hash) << bits_) + home(hash >> payload_bits)]); }
+    if (!slots_) { return; }
+    const std::size_t at = (region_of(hash) << bits_) + home(hash >> payload_bits);
+    __builtin_prefetch(&slots_[at]);
+    __builtin_prefetch(&extras_[at], 1);  // written when the id is new
   }
   /// Makes room for about @p more ids (fewer rehashes while a large file is read).
   void reserve(std::size_t more)
@@ -370,41 +376,49 @@ class id_set {
   static constexpr int payload_bits           = 40;
   static constexpr std::uint64_t payload_mask = (std::uint64_t{1} << payload_bits) - 1;
   static constexpr int tag_bits               = 64 - payload_bits;
-  static constexpr std::size_t regions        = 4096;
+  static constexpr std::size_t regions        = 4096;  ///< hash bits 0-11
   /// calloc: a large table comes as untouched zero pages, faulted in (as huge pages) when used.
   std::unique_ptr<std::uint64_t[], void (*)(void*)> slots_{nullptr, std::free};
+  std::unique_ptr<std::uint16_t[], void (*)(void*)> extras_{nullptr, std::free};  ///< hash bits 12-27
   int bits_ = 0;  ///< log2 of a region's slots, at most tag_bits
   std::vector<std::uint32_t> counts_;
   std::size_t count_ = 0;
 
   static std::size_t region_of(std::uint64_t hash) { return hash & (regions - 1); }
+  static std::uint16_t extra_of(std::uint64_t hash) { return static_cast<std::uint16_t>(hash >> 12); }
   [[nodiscard]] std::size_t home(std::uint64_t tag) const { return tag >> (tag_bits - bits_); }
   static std::int64_t payload_of(std::uint64_t slot) { return static_cast<std::int64_t>((slot & payload_mask) - 1); }
-  void place(std::size_t region, std::uint64_t slot)
+  void place(std::size_t region, std::uint64_t slot, std::uint16_t extra)
   {
     const std::size_t base    = region << bits_;
     const std::size_t in_mask = (std::size_t{1} << bits_) - 1;
     std::size_t s             = home(slot >> payload_bits);
     while (slots_[base + s] != 0) { s = (s + 1) & in_mask; }
-    slots_[base + s] = slot;
+    slots_[base + s]  = slot;
+    extras_[base + s] = extra;
+  }
+  template <typename T>
+  static std::unique_ptr<T[], void (*)(void*)> zeroed(std::size_t count)
+  {
+    auto* memory = static_cast<T*>(std::calloc(count, sizeof(T)));
+    if (memory == nullptr) { throw std::bad_alloc(); }
+    detail::advise_huge_pages(memory, count * sizeof(T));
+    return {memory, std::free};
   }
   void grow(int bits)
   {
     bits = std::max(bits, 2);
     if (bits > tag_bits) { throw config_error("more than 2^35 distinct shipment ids"); }
-    const std::size_t capacity = regions << bits;
-    auto* fresh                = static_cast<std::uint64_t*>(std::calloc(capacity, sizeof(std::uint64_t)));
-    if (fresh == nullptr) { throw std::bad_alloc(); }
-    detail::advise_huge_pages(fresh, capacity * sizeof(std::uint64_t));
-    auto old              = std::move(slots_);
+    auto old_slots        = std::move(slots_);
+    auto old_extras       = std::move(extras_);
     const int before_bits = bits_;
-    const bool had        = static_cast<bool>(old);
-    slots_.reset(fresh);
-    bits_ = bits;
-    if (!had) { return; }
+    slots_                = zeroed<std::uint64_t>(regions << bits);
+    extras_               = zeroed<std::uint16_t>(regions << bits);
+    bits_                 = bits;
+    if (!old_slots) { return; }
     for (std::size_t region = 0; region < regions; ++region) {
       for (std::size_t s = region << before_bits; s < (region + 1) << before_bits; ++s) {
-        if (old[s] != 0) { place(region, old[s]); }
+        if (old_slots[s] != 0) { place(region, old_slots[s], old_extras[s]); }
       }
     }
   }
