@@ -467,11 +467,22 @@ int run_report(const report_options& options, std::ostream& out, std::ostream& d
   ingest.keep_rejects = !options.rejects_path.empty();
   ingest.max_rejects  = options.max_rejects;
   if (engine->name() == "cpu") {
-    // The CPU needs no columns: it aggregates the log as it streams past (bounded memory).
+    // The CPU needs no columns: it aggregates the log as it streams past (bounded memory), and
+    // for large inputs it finds repeated ids out of memory too.
+    report_options streaming = options;
+    std::uint64_t input_bytes = 0;
+    bool from_stdin           = false;
+    for (const auto& path : options.inputs) {
+      std::error_code error;
+      from_stdin = from_stdin || path == "-";
+      const auto bytes = path == "-" ? 0 : std::filesystem::file_size(path, error);
+      if (!error) { input_bytes += bytes; }  // unreadable: ingest says why
+    }
+    streaming.external_id_check = !from_stdin && input_bytes > external_id_check_bytes;
     std::vector<rejected_line> rejects;
     report_output report;
     try {
-      report = stream_report(ref, options, ingest, [&](shipment_log_builder& builder) {
+      report = stream_report(ref, streaming, ingest, [&](shipment_log_builder& builder) {
         for (const auto& path : options.inputs) { builder.add_file(path); }
       }, rejects);
     } catch (const too_many_rejects&) {

@@ -628,7 +628,20 @@ struct shipment_log_builder::state {
               std::string_view raw)
   {
     if (!options.keep_rejects) { throw parse_error(file, line, column, defect.reason, defect.detail); }
-    log.rejects.push_back({file, line, column, defect.reason, defect.detail, std::string(raw)});
+    keep_reject({file, line, column, defect.reason, defect.detail, std::string(raw)});
+  }
+  void keep_reject(rejected_line bad)
+  {
+    if (options.on_id) {  // a first pass that only collects ids: the second one keeps the rejects
+      if (bad.reason == std::string("TPP_OVERFLOW")) {
+        // The first pass counts every line toward the 64-bit bound, repeats included, so its
+        // overflow says nothing exact about the second pass's.
+        throw config_error("the log's sums of |tpp| or |quantity| pass 2^63-1: its ids cannot be checked "
+                           "for repeats out of memory");
+      }
+      return;
+    }
+    log.rejects.push_back(std::move(bad));
     check_reject_count();
   }
   void check_reject_count() const
@@ -745,6 +758,12 @@ void shipment_log_builder::replay(const std::function<bool(day_t first, day_t la
                                   const std::function<void(const line_batch&)>& sink)
 {
   state_->replay(wanted, sink);
+}
+
+std::string shipment_log_builder::shipment_id_at(std::uint64_t offset) const
+{
+  CAPLEDGER_EXPECTS(state_->streaming(), "ids are read again only from streamed inputs");
+  return state_->id_at(offset);
 }
 
 std::int64_t shipment_log_builder::accepted() const
@@ -879,7 +898,7 @@ void shipment_log_builder::state::reserve_lines(std::size_t more, std::size_t id
 {
   // Reserving once avoids copies on growth; huge pages make the first touch of these hundreds
   // of megabytes a few hundred page faults instead of a hundred thousand.
-  ids.reserve(more);
+  if (!options.on_id && options.repeated_ids == nullptr) { ids.reserve(more); }
   if (streaming()) { return; }  // nothing else grows with the log
   const std::size_t lines = static_cast<std::size_t>(log.columns.size()) + more;
   const auto reserve      = [lines](auto& column) {
@@ -1064,8 +1083,7 @@ void shipment_log_builder::state::merge_chunk(const std::string& name, std::stri
       bad.file          = name;
       bad.line += base;
       if (!options.keep_rejects) { throw parse_error(name, bad.line, bad.column, bad.reason, bad.detail); }
-      log.rejects.push_back(std::move(bad));
-      check_reject_count();
+      keep_reject(std::move(bad));
     }
   };
   const auto global_code = [](std::int32_t code, std::vector<std::int32_t>& codes,
@@ -1157,10 +1175,23 @@ std::optional<line_defect> shipment_log_builder::state::admit(std::string_view i
                          c_id};
     }
   }
-  const std::int64_t earlier = ids.find(id_hash, [&](std::int64_t stored) {
-    return streaming() ? id_at(static_cast<std::uint64_t>(stored)) == id
-                       : detail::same_bytes(log.shipment_id(stored), id);
-  });
+  if (options.on_id) {  // the first of two passes: ids go out, repeats are found later
+    abs_tpp_sum      = tpp_sum;
+    abs_quantity_sum = qty_sum;
+    options.on_id(id_hash, payload);
+    return std::nullopt;
+  }
+  std::int64_t earlier = -1;
+  if (options.repeated_ids != nullptr) {  // the second pass: the first found every repeat
+    const auto& repeats = *options.repeated_ids;
+    const auto at       = std::lower_bound(repeats.begin(), repeats.end(), std::pair(payload, std::uint64_t{0}));
+    if (at != repeats.end() && at->first == payload) { earlier = static_cast<std::int64_t>(at->second); }
+  } else {
+    earlier = ids.find(id_hash, [&](std::int64_t stored) {
+      return streaming() ? id_at(static_cast<std::uint64_t>(stored)) == id
+                         : detail::same_bytes(log.shipment_id(stored), id);
+    });
+  }
   if (earlier >= 0) {
     return line_defect{"DUPLICATE_ID",
                        "shipment id " + quoted(id) + " was already used at " + source_of_id(earlier), c_id};
@@ -1171,7 +1202,7 @@ std::optional<line_defect> shipment_log_builder::state::admit(std::string_view i
     append_bytes(log.id_bytes, id);
     log.id_end.push_back(static_cast<std::int64_t>(log.id_bytes.size()));
   }
-  ids.insert(payload, id_hash);
+  if (options.repeated_ids == nullptr) { ids.insert(payload, id_hash); }
   return std::nullopt;
 }
 

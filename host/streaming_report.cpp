@@ -13,6 +13,7 @@
 #include <capledger/error.hpp>
 #include <capledger/report.hpp>
 
+#include "external_id_check.hpp"
 #include "key_table.hpp"
 
 #include <algorithm>
@@ -433,6 +434,20 @@ report_output stream_report(const reference_data& ref, const report_options& opt
   const day_t as_of = options.as_of.value_or(std::numeric_limits<day_t>::max());
   rule_context context =
       make_rule_context(ref.rules, ref.countries, ref.entities, dictionary{}, chip_table{}, as_of);
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> repeats;
+  if (options.external_id_check) {
+    // A first pass over the inputs finds the repeated ids; the second one, below, rejects them.
+    detail::external_id_check ids;
+    ingest_options first = ingest;
+    first.keep_rejects   = true;  // the second pass decides what is fatal
+    first.max_rejects    = -1;
+    first.on_batch       = [](const line_batch&) {};
+    first.on_id          = [&](std::uint64_t hash, std::uint64_t offset) { ids.add(hash, offset); };
+    shipment_log_builder finder(ref.countries, ref.chips, first);
+    add_inputs(finder);
+    repeats             = ids.repeats([&](std::uint64_t offset) { return finder.shipment_id_at(offset); });
+    ingest.repeated_ids = &repeats;
+  }
   streaming_aggregator aggregator(context, ref.countries.rows.size());
   const shipment_log_builder* building = nullptr;
   ingest.on_batch                      = [&](const line_batch& batch) {

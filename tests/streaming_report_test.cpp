@@ -315,14 +315,19 @@ std::string describe_run(const file_list& files, const report_options& options, 
   return s;
 }
 
-/// Runs both reports and compares them. @return the column run (for further checks)
+/// Runs the column report and the streaming one (ids in memory, then ids checked out of memory in
+/// two passes) and compares them. @return the column run (for further checks)
 run_result check_same(const reference_data& ref, const file_list& files, const report_options& options,
                       const ingest_options& ingest)
 {
   SCOPED_TRACE(describe_run(files, options, ingest));
-  run_result column       = column_run(ref, files, options, ingest);
-  const run_result stream = stream_run(ref, files, options, ingest);
-  expect_same(column, stream);
+  run_result column = column_run(ref, files, options, ingest);
+  for (const bool external : {false, true}) {
+    SCOPED_TRACE(external ? "ids checked out of memory" : "ids in memory");
+    report_options streaming     = options;
+    streaming.external_id_check = external;
+    if (!expect_same(column, stream_run(ref, files, streaming, ingest))) { break; }
+  }
   return column;
 }
 

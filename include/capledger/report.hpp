@@ -9,6 +9,7 @@
 #include <capledger/shipments.hpp>
 
 #include <iosfwd>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <optional>
@@ -31,7 +32,15 @@ struct report_options {
   std::int64_t max_rejects   = -1;  ///< with rejects_path: stop once more are rejected (-1: no limit)
   std::vector<ppm_t> warn_at = {800000, 900000, 950000};
   std::string format         = "table";  ///< table, json or csv
+  /// CPU streaming: find repeated shipment ids out of memory (two passes over the inputs, which
+  /// therefore cannot include stdin) instead of holding an id set. `run_report` turns it on
+  /// when the input files add up to more than `external_id_check_bytes`.
+  bool external_id_check = false;
 };
+
+/// @brief Input size above which `report --backend cpu` checks ids out of memory (about 14 bytes
+/// of id set per line, lines of 60 bytes or more: some 500 MB of id set at this size).
+constexpr std::uint64_t external_id_check_bytes = std::uint64_t{2} << 30;
 
 /// @brief A reference or input file as summary.json names it.
 struct file_fingerprint {

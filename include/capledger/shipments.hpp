@@ -139,6 +139,15 @@ struct ingest_options {
   /// set). Texts given to `add_text` must then stay valid until the builder is destroyed: a
   /// repeated id is confirmed, and `replay` reads again, from the input text.
   std::function<void(const line_batch&)> on_batch;
+  /// Streaming, the first of two passes of an external duplicate check (a log whose ids do not
+  /// fit in memory): no id set is kept; every line that would be accepted hands its id's hash
+  /// and the offset of its record in all inputs (files one after another) to this, and rejects
+  /// are not kept. A line over the 64-bit bound (TPP_OVERFLOW) is a config_error here.
+  std::function<void(std::uint64_t id_hash, std::uint64_t offset)> on_id;
+  /// Streaming, the second pass: the repeated ids the first found, as (offset of the repeat,
+  /// offset of the id's first use), sorted. No id set is kept; a line at a listed offset is
+  /// DUPLICATE_ID.
+  const std::vector<std::pair<std::uint64_t, std::uint64_t>>* repeated_ids = nullptr;
 };
 
 /// @brief Everything ingest produces: the columns and the dictionaries their codes point into.
@@ -199,6 +208,8 @@ class shipment_log_builder {
   /// the first time. Logs roughly in date order make the sections that hold a given day few.
   void replay(const std::function<bool(day_t first, day_t last)>& wanted,
               const std::function<void(const line_batch&)>& sink);
+  /// @brief Streaming: the shipment id of the record at @p offset of all inputs (as `on_id` gives it).
+  [[nodiscard]] std::string shipment_id_at(std::uint64_t offset) const;
   /// @brief Accepted lines so far.
   [[nodiscard]] std::int64_t accepted() const;
   /// @brief The log as built so far: dictionaries, chips, files, rejects (streaming: no columns).

@@ -1,0 +1,51 @@
+/// @file external_id_check.hpp
+/// @brief Repeated shipment ids found out of memory, for logs whose id set would not fit.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace capledger::detail {
+
+/// @brief (id hash, record offset) of every line goes to one of 256 temporary files by its hash;
+/// then each file is sorted on its own, and ids are read again (to compare bytes) only where
+/// hashes are equal. Memory: the write buffers and one file's records at a time.
+class external_id_check {
+ public:
+  /// @param buffered records held per file before they are written (files are made on the first write)
+  explicit external_id_check(std::size_t buffered = 1024) : buffered_(buffered) {}
+  ~external_id_check();
+  external_id_check(const external_id_check&)            = delete;
+  external_id_check& operator=(const external_id_check&) = delete;
+
+  /// @brief Adds the id of the record at @p offset. @throw config_error when a temporary file fails
+  void add(std::uint64_t hash, std::uint64_t offset);
+
+  /// @brief The repeats: (offset of a repeat, offset of the id's first use) sorted by the repeat,
+  /// as `ingest_options::repeated_ids` takes them. Call once, after the last `add`.
+  /// @param id_at the shipment id of the record at an offset
+  [[nodiscard]] std::vector<std::pair<std::uint64_t, std::uint64_t>> repeats(
+      const std::function<std::string(std::uint64_t)>& id_at);
+
+ private:
+  struct entry {
+    std::uint64_t hash;
+    std::uint64_t offset;
+  };
+  struct part {
+    int fd = -1;  ///< opened when the buffer first fills
+    std::vector<entry> buffer;
+    std::size_t written = 0;  ///< entries in the file
+  };
+  std::size_t buffered_;
+  std::array<part, 256> parts_;
+
+  void spill(part& p) const;
+};
+
+}  // namespace capledger::detail

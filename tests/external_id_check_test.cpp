@@ -1,0 +1,72 @@
+/// @file external_id_check_test.cpp
+/// @brief Repeated ids found out of memory: written to temporary files, sorted, compared by bytes.
+#include "external_id_check.hpp"
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace {
+
+using capledger::detail::external_id_check;
+using repeat_list = std::vector<std::pair<std::uint64_t, std::uint64_t>>;
+
+/// Ids by record offset, with hashes chosen by the test (collisions on purpose).
+struct fake_log {
+  std::map<std::uint64_t, std::string> ids;
+  std::map<std::uint64_t, std::uint64_t> hashes;
+  void add(std::uint64_t offset, const std::string& id, std::uint64_t hash)
+  {
+    ids[offset]    = id;
+    hashes[offset] = hash;
+  }
+  repeat_list repeats(std::size_t buffered) const
+  {
+    external_id_check check(buffered);
+    for (const auto& [offset, hash] : hashes) { check.add(hash, offset); }
+    return check.repeats([this](std::uint64_t offset) { return ids.at(offset); });
+  }
+};
+
+TEST(ExternalIdCheck, FindsEveryRepeatAndItsFirstUseAcrossSpilledFiles)
+{
+  fake_log log;
+  const std::uint64_t top = std::uint64_t{7} << 56;  // all in one of the 256 files
+  log.add(100, "A", top | 1);
+  log.add(200, "B", top | 1);  // same hash, another id: not a repeat
+  log.add(300, "A", top | 1);  // repeat of 100
+  log.add(400, "C", top | 2);
+  log.add(500, "B", top | 1);  // repeat of 200
+  log.add(600, "A", top | 1);  // repeat of 100 (the first use, not the last)
+  log.add(700, "D", std::uint64_t{200} << 56);
+  log.add(800, "D", std::uint64_t{200} << 56);  // repeat of 700, in another file
+  const repeat_list expected = {{300, 100}, {500, 200}, {600, 100}, {800, 700}};
+  for (const std::size_t buffered : {1, 2, 3, 1024}) {  // 1024: nothing is ever written out
+    EXPECT_EQ(log.repeats(buffered), expected) << "buffered " << buffered;
+  }
+}
+
+TEST(ExternalIdCheck, DistinctIdsGiveNoRepeats)
+{
+  fake_log log;
+  for (std::uint64_t i = 0; i < 5000; ++i) {
+    log.add(i * 10, "S" + std::to_string(i), (i * 0x9e3779b97f4a7c15ULL) | 1);
+  }
+  EXPECT_TRUE(log.repeats(7).empty());
+}
+
+TEST(ExternalIdCheck, EqualHashesAreComparedInInputOrderWhateverTheAddOrder)
+{
+  // Offsets added out of order (a file's records are added in order, but the check must not
+  // depend on it): the first use is the smallest offset.
+  external_id_check check(1);
+  const std::map<std::uint64_t, std::string> ids = {{50, "X"}, {10, "X"}, {30, "X"}};
+  for (const std::uint64_t offset : {50, 10, 30}) { check.add(42, offset); }
+  EXPECT_EQ(check.repeats([&](std::uint64_t offset) { return ids.at(offset); }),
+            (repeat_list{{30, 10}, {50, 10}}));
+}
+
+}  // namespace
