@@ -72,32 +72,47 @@ reference_data load_reference(const report_options& options)
   return ref;
 }
 
-std::string to_csv(const std::vector<std::string>& header, const std::vector<std::vector<std::string>>& rows)
-{
-  std::string out;
-  const auto append_row = [&out](const std::vector<std::string>& cells) {
+namespace {
+
+/// CSV text written row by row: a large table (a row per (entity, country) pair) never exists
+/// both as cells and as text.
+class csv_text {
+ public:
+  explicit csv_text(const std::vector<std::string>& header) { add(header); }
+  void add(const std::vector<std::string>& cells)
+  {
     for (std::size_t i = 0; i < cells.size(); ++i) {
-      if (i > 0) { out.push_back(','); }
+      if (i > 0) { text_.push_back(','); }
       const std::string& cell = cells[i];
       const bool quote        = cell.find_first_of(",\"\r\n") != std::string::npos ||
                          (!cell.empty() && (cell.front() == ' ' || cell.back() == ' ' ||
                                             cell.front() == '\t' || cell.back() == '\t'));
       if (!quote) {
-        out += cell;
+        text_ += cell;
         continue;
       }
-      out.push_back('"');
+      text_.push_back('"');
       for (const char c : cell) {
-        if (c == '"') { out.push_back('"'); }
-        out.push_back(c);
+        if (c == '"') { text_.push_back('"'); }
+        text_.push_back(c);
       }
-      out.push_back('"');
+      text_.push_back('"');
     }
-    out.push_back('\n');
-  };
-  append_row(header);
-  for (const auto& row : rows) { append_row(row); }
-  return out;
+    text_.push_back('\n');
+  }
+  [[nodiscard]] std::string take() { return std::move(text_); }
+
+ private:
+  std::string text_;
+};
+
+}  // namespace
+
+std::string to_csv(const std::vector<std::string>& header, const std::vector<std::vector<std::string>>& rows)
+{
+  csv_text out(header);
+  for (const auto& row : rows) { out.add(row); }
+  return out.take();
 }
 
 std::unique_ptr<backend> select_backend(const std::string& name, std::ostream& diagnostics)
@@ -264,7 +279,7 @@ report_output render_report(const reference_data& ref, const report_source& sour
               "cap_used_pct", "breach_date", "breach_shipment_id"},
              rows);
 
-  rows.clear();
+  csv_text by_entity({"entity", "status", "hq_country", "records", "units", "tpp", "h100_equiv"});
   for (const std::int32_t e : entities.sorted_codes()) {
     const group_total& g = agg.by_entity[static_cast<std::size_t>(e)];
     if (g.records == 0) { continue; }
@@ -273,10 +288,9 @@ report_output render_report(const reference_data& ref, const report_source& sour
     const std::string hq     = info && info->hq_country >= 0
                                    ? ref.countries.rows[static_cast<std::size_t>(info->hq_country)].iso2
                                    : "";
-    rows.push_back(row_of({entities.text(e), status, hq}, total_cells(g), exact_decimal(g.tpp, h100, 2)));
+    by_entity.add(row_of({entities.text(e), status, hq}, total_cells(g), exact_decimal(g.tpp, h100, 2)));
   }
-  out.files["by_entity.csv"] =
-      to_csv({"entity", "status", "hq_country", "records", "units", "tpp", "h100_equiv"}, rows);
+  out.files["by_entity.csv"] = by_entity.take();
 
   // Pairs come sorted by (entity code, country code); the file is sorted by (entity id, ISO).
   std::vector<std::int32_t> entity_rank(static_cast<std::size_t>(entities.size()));
@@ -292,12 +306,11 @@ report_output render_report(const reference_data& ref, const report_source& sour
     return std::pair(entity_rank[static_cast<std::size_t>(a->entity)], a->country) <
            std::pair(entity_rank[static_cast<std::size_t>(b->entity)], b->country);
   });
-  rows.clear();
+  csv_text by_pair({"entity", "country", "records", "units", "tpp"});
   for (const pair_total* p : pairs) {
-    rows.push_back(
-        row_of({entities.text(p->entity), ref.countries.rows[p->country].iso2}, total_cells(p->total)));
+    by_pair.add(row_of({entities.text(p->entity), ref.countries.rows[p->country].iso2}, total_cells(p->total)));
   }
-  out.files["by_entity_country.csv"] = to_csv({"entity", "country", "records", "units", "tpp"}, rows);
+  out.files["by_entity_country.csv"] = by_pair.take();
 
   rows.clear();
   std::vector<std::size_t> chips(log_chips.rows.size());

@@ -501,7 +501,10 @@ struct dictionary_snapshot {
   }
 };
 
-/// The log's dictionaries as one window's parse sees them.
+/// The log's dictionaries as one window's parse sees them. Orders have none: an LPP order's
+/// lines come close together, so a snapshot would hold (twice, with two windows) a copy of a
+/// dictionary that grows with the log for lookups that nearly never hit; each chunk encodes its
+/// orders itself.
 struct dictionary_snapshots {
   dictionary_snapshot entities, orders, exporters;
 
@@ -509,7 +512,6 @@ struct dictionary_snapshots {
   void catch_up(const shipment_log& log)
   {
     entities.catch_up(log.entities);
-    orders.catch_up(log.orders);
     exporters.catch_up(log.exporters);
   }
 };
@@ -1308,10 +1310,12 @@ void shipment_log_builder::state::replay(const std::function<bool(day_t first, d
         const checked_line& line = chunk.lines[i];
         const std::int32_t chip =
             line.chip >= 0 ? line.chip : log.chips.find(chunk.adhoc_chips.text(chunk.adhoc_chip[i]));
-        CAPLEDGER_EXPECTS(chip >= 0 && chunk.entity[i] >= 0 && chunk.exporter[i] >= 0 && chunk.order[i] >= -1,
+        const std::int32_t order =
+            chunk.order[i] >= -1 ? chunk.order[i] : log.orders.find(chunk.orders.text(local_code(chunk.order[i])));
+        CAPLEDGER_EXPECTS(chip >= 0 && chunk.entity[i] >= 0 && chunk.exporter[i] >= 0 && order >= -1,
                           "a replayed line has a value the first reading did not add");
         const std::size_t id_begin = i == 0 ? 0 : chunk.id_end[i - 1];
-        append_to_batch(line, chip, chunk.entity[i], chunk.order[i], chunk.exporter[i],
+        append_to_batch(line, chip, chunk.entity[i], order, chunk.exporter[i],
                         std::string_view(chunk.id_bytes.data() + id_begin, chunk.id_end[i] - id_begin));
       }
       sink(batch);

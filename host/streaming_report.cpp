@@ -139,12 +139,16 @@ struct key_outcome {
 };
 
 /// Walks each key's days in date order. @p limit_of(key, day) is the limit in force.
+/// @param crossing_keys_only keep only the keys that cross (LPP: one outcome per order otherwise)
 template <typename LimitOf>
-std::vector<key_outcome> walk_days(const bin_table& bins, LimitOf limit_of)
+std::vector<key_outcome> walk_days(const bin_table& bins, LimitOf limit_of, bool crossing_keys_only = false)
 {
   std::vector<key_outcome> out;
   for (const auto& e : bins.sorted()) {
-    if (out.empty() || out.back().key != e.key) { out.push_back({e.key, 0, false, {}}); }
+    if (out.empty() || out.back().key != e.key) {
+      if (crossing_keys_only && !out.empty() && !out.back().crosses) { out.pop_back(); }
+      out.push_back({e.key, 0, false, {}});
+    }
     key_outcome& k = out.back();
     if (!k.crosses) {
       const std::int64_t limit = limit_of(e.key, e.day);
@@ -155,6 +159,7 @@ std::vector<key_outcome> walk_days(const bin_table& bins, LimitOf limit_of)
     }
     k.total += e.bin.sum;
   }
+  if (crossing_keys_only && !out.empty() && !out.back().crosses) { out.pop_back(); }
   return out;
 }
 
@@ -284,9 +289,9 @@ class streaming_aggregator {
     });
     nveu_    = walk_days(nveu_bins_,
                          [&](std::int64_t, day_t day) { return nveu_limit_on(context_.nveu_caps, day); });
-    order_   = walk_days(order_bins_, [&](std::int64_t, day_t) { return context_.lpp_per_order_tpp; });
-    annual_ =
-        walk_days(annual_bins_, [&](std::int64_t, day_t) { return context_.lpp_per_consignee_year_tpp; });
+    order_ = walk_days(order_bins_, [&](std::int64_t, day_t) { return context_.lpp_per_order_tpp; }, true);
+    annual_ = walk_days(
+        annual_bins_, [&](std::int64_t, day_t) { return context_.lpp_per_consignee_year_tpp; }, true);
     find_crossing_lines(builder);
 
     const auto countries = out_.by_country.size();
@@ -300,9 +305,7 @@ class streaming_aggregator {
     for (const key_outcome& k : nveu_) { out_.nveu.push_back({k.key, k.total, k.search.found}); }
     for (const auto* family : {&order_, &annual_}) {
       auto& into = family == &order_ ? out_.lpp_order : out_.lpp_annual;
-      for (const key_outcome& k : *family) {
-        if (k.crosses) { into.push_back({k.key, k.total, k.search.found}); }
-      }
+      for (const key_outcome& k : *family) { into.push_back({k.key, k.total, k.search.found}); }
     }
     for (auto [from, into] :
          {std::pair{&prohibited_, &out_.prohibited}, std::pair{&unauthorized_, &out_.unauthorized}}) {
