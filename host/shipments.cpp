@@ -1024,6 +1024,14 @@ void shipment_log_builder::state::parse_chunk(std::string_view text, const colum
       } else {
         const std::string_view id = record[c_id].value;
         chunk.lines.push_back(line);
+        if (options.on_id) {  // a pass that only collects ids: no values to encode
+          chunk.line.push_back(reader.record_line());
+          chunk.start.push_back(reader.record_start());
+          chunk.id_hash.push_back(detail::hash_bytes(id));
+          chunk.id_bytes.append(id);
+          chunk.id_end.push_back(chunk.id_bytes.size());
+          continue;
+        }
         chunk.entity.push_back(known.entities.encode(record[c_entity].value, chunk.entities));
         // Orders matter only to the LPP per-order limit; encoding them for other lines would
         // build a dictionary as large as the log for nothing.
@@ -1124,6 +1132,7 @@ void shipment_log_builder::state::merge_chunk(const std::string& name, std::stri
       reject(name, *bad, at.line, at.column, again.raw());
       continue;
     }
+    if (options.on_id) { continue; }  // admit handed the id over; nothing else is kept
     std::int32_t chip = line.chip;
     if (chip < 0) {
       std::int32_t& code = chip_code[static_cast<std::size_t>(chunk.adhoc_chip[i])];
