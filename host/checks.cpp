@@ -163,10 +163,7 @@ void extend_rule_context(rule_context& context, const country_table& countries, 
 
 std::int64_t nveu_cap_on(const rule_set& rules, day_t date)
 {
-  for (const auto& phase : rules.nveu_caps) {
-    if (phase.through >= date) { return phase.tpp; }
-  }
-  return rules.nveu_caps.back().tpp;
+  return nveu_cap_on(rules.nveu_caps, date);
 }
 
 int highest_warn_level(std::int64_t used, std::int64_t cap, const std::vector<ppm_t>& levels)

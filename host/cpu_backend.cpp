@@ -61,14 +61,6 @@ struct first_line_state {
   }
 };
 
-std::int64_t nveu_limit_on(const std::vector<nveu_phase>& phases, day_t date)
-{
-  for (const auto& phase : phases) {
-    if (phase.through >= date) { return phase.tpp; }
-  }
-  return phases.back().tpp;
-}
-
 /// In-window lines up to as_of, in (date, input position) order: a counting sort by day, which
 /// is stable, so equal dates keep their input order.
 std::vector<std::int64_t> lines_in_check_order(const shipment_view& lines, day_t first_day, day_t last_day)
@@ -216,7 +208,7 @@ class cpu_backend final : public backend {
       }
       if (path == pathway::nveu) {
         nveu.at(entity_country_key(entity, country))
-            .add(i, tpp, nveu_limit_on(rules.nveu_caps, lines.date[i]));
+            .add(i, tpp, nveu_cap_on(rules.nveu_caps, lines.date[i]));
       }
       if (path == pathway::lpp) {
         lpp_order[static_cast<std::size_t>(lines.order[i])].add(i, tpp, rules.lpp_per_order_tpp);

@@ -294,4 +294,12 @@ rule_set load_rule_set(const std::string& path)
   return parse_rule_set(read_input_file(path), path);
 }
 
+std::int64_t nveu_cap_on(const std::vector<nveu_phase>& phases, day_t date)
+{
+  for (const auto& phase : phases) {
+    if (phase.through >= date) { return phase.tpp; }
+  }
+  return phases.back().tpp;
+}
+
 }  // namespace capledger

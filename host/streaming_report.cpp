@@ -7,8 +7,9 @@
 /// and day, the day's sum and its highest running sum (`day_bin`). Walking a key's days in date
 /// order then tells, exactly, on which day its running total first goes over the limit, and
 /// only the lines of those days are read a second time (`shipment_log_builder::replay`, which
-/// skips the chunks that hold none of those days) to find the crossing line itself. Memory
-/// grows with the keys and days that occur and with the ids, not with the lines.
+/// skips the sections of the log whose dates do not span one of those days) to find the
+/// crossing line itself. Memory grows with the keys and days that occur (and, unless ids are
+/// checked out of memory, with the id set), not with the lines.
 #include <capledger/checks.hpp>
 #include <capledger/error.hpp>
 #include <capledger/report.hpp>
@@ -195,14 +196,6 @@ auto& grown_at(Vector& v, std::size_t index)
   return v[index];
 }
 
-std::int64_t nveu_limit_on(const std::vector<nveu_phase>& phases, day_t date)
-{
-  for (const auto& phase : phases) {
-    if (phase.through >= date) { return phase.tpp; }
-  }
-  return phases.back().tpp;
-}
-
 /// Every aggregate of the CPU backend, fed one batch of lines at a time.
 class streaming_aggregator {
  public:
@@ -288,7 +281,7 @@ class streaming_aggregator {
       return cap >= 0 ? cap : std::numeric_limits<std::int64_t>::max();  // uncapped: a total only
     });
     nveu_    = walk_days(nveu_bins_,
-                         [&](std::int64_t, day_t day) { return nveu_limit_on(context_.nveu_caps, day); });
+                         [&](std::int64_t, day_t day) { return nveu_cap_on(context_.nveu_caps, day); });
     order_ = walk_days(order_bins_, [&](std::int64_t, day_t) { return context_.lpp_per_order_tpp; }, true);
     annual_ = walk_days(
         annual_bins_, [&](std::int64_t, day_t) { return context_.lpp_per_consignee_year_tpp; }, true);
@@ -307,9 +300,10 @@ class streaming_aggregator {
       auto& into = family == &order_ ? out_.lpp_order : out_.lpp_annual;
       for (const key_outcome& k : *family) { into.push_back({k.key, k.total, k.search.found}); }
     }
-    for (auto [from, into] :
+    for (const auto& family :
          {std::pair{&prohibited_, &out_.prohibited}, std::pair{&unauthorized_, &out_.unauthorized}}) {
-      from->for_each([&](std::int64_t key, const first_line_seen& seen) {
+      std::vector<keyed_first_line>* into = family.second;
+      family.first->for_each([&](std::int64_t key, const first_line_seen& seen) {
         into->push_back({key, seen.line, seen.tpp});
         details_[seen.line] = seen.detail;
       });

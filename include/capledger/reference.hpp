@@ -60,6 +60,10 @@ struct nveu_phase {
   std::int64_t tpp = 0;
 };
 
+/// @brief The NVEU cap in force on @p date: the first phase whose `through` is on or after it
+/// (the last phase after the final `through`). @p phases: ascending `through`, not empty.
+[[nodiscard]] std::int64_t nveu_cap_on(const std::vector<nveu_phase>& phases, day_t date);
+
 /// @brief A decimal fraction held exactly as parts per million (0.07 -> 70000).
 using ppm_t                    = std::int64_t;
 inline constexpr ppm_t ppm_one = 1000000;

@@ -5,7 +5,7 @@
 #     -t SECONDS  fuzzing time per target (default 60)
 #     -p          run the targets in parallel (default: one after another)
 #     -b          build only, do not fuzz
-#   TARGET: csv_reader_fuzz, csv_differential_fuzz, ingest_fuzz (default: all three)
+#   TARGET: csv_reader_fuzz, csv_differential_fuzz, ingest_fuzz, stream_report_fuzz (default: all)
 # Environment: CXX (default clang++-14), FUZZ_BUILD (default build-fuzz in the repository root),
 #   FUZZ_ARGS (extra libFuzzer flags, e.g. "-max_len=65536"), NICE (default "nice -n 10").
 # Each target keeps its growing corpus in $FUZZ_BUILD/corpus/TARGET (seeded from
@@ -29,7 +29,7 @@ while getopts "t:pb" opt; do
 done
 shift $((OPTIND - 1))
 targets=("$@")
-[[ ${#targets[@]} -gt 0 ]] || targets=(csv_reader_fuzz csv_differential_fuzz ingest_fuzz)
+[[ ${#targets[@]} -gt 0 ]] || targets=(csv_reader_fuzz csv_differential_fuzz ingest_fuzz stream_report_fuzz)
 
 command -v "$CXX" >/dev/null || {
   echo "run.sh: $CXX not found (apt-get install -y clang-14 libclang-rt-14-dev)" >&2; exit 2; }
@@ -47,9 +47,14 @@ fi
 csv_sources=("$root/host/csv.cpp" "${fast_sources[@]}")
 ingest_sources=("$root/host/csv.cpp" "$root/host/shipments.cpp" "$root/host/file_io.cpp"
                 "$root/host/reference.cpp" "$root/host/calendar.cpp" "${fast_sources[@]}")
+# The streaming report against the column report: everything but the CLI, the ledger and CUDA.
+report_sources=("${ingest_sources[@]}")
+for f in entities checks report cpu_backend streaming_report external_id_check gpu_unavailable; do
+  report_sources+=("$root/host/$f.cpp")
+done
 flags=(-std=c++17 -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined
        -fno-sanitize-recover=undefined -fopenmp -I"$root/include" -I"$root/host"
-       -DCAPLEDGER_DATASETS_DIR="\"$root/datasets\"")
+       -DCAPLEDGER_DATASETS_DIR="\"$root/datasets\"" -DCAPLEDGER_VERSION="\"fuzz\"")
 
 mkdir -p "$FUZZ_BUILD"
 build() {
@@ -57,6 +62,7 @@ build() {
   case "$target" in
     csv_reader_fuzz|csv_differential_fuzz) sources=("${csv_sources[@]}") ;;
     ingest_fuzz) sources=("${ingest_sources[@]}") ;;
+    stream_report_fuzz) sources=("${report_sources[@]}") ;;
     *) echo "run.sh: unknown target $target" >&2; exit 2 ;;
   esac
   echo "building $target"
