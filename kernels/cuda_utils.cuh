@@ -62,6 +62,30 @@ class cuda_stream {
   cudaStream_t stream_ = nullptr;
 };
 
+/// @brief A CUDA event for timing work on a stream (RAII).
+class cuda_event {
+ public:
+  cuda_event() { CAPLEDGER_CUDA_TRY(cudaEventCreate(&event_)); }
+  ~cuda_event()
+  {
+    if (event_ != nullptr) { static_cast<void>(cudaEventDestroy(event_)); }
+  }
+  cuda_event(const cuda_event&)            = delete;
+  cuda_event& operator=(const cuda_event&) = delete;
+
+  void record(cudaStream_t stream) { CAPLEDGER_CUDA_TRY(cudaEventRecord(event_, stream)); }
+  /// @brief Milliseconds from @p start to this event; both recorded, this one completed.
+  [[nodiscard]] double since(const cuda_event& start) const
+  {
+    float ms = 0;
+    CAPLEDGER_CUDA_TRY(cudaEventElapsedTime(&ms, start.event_, event_));
+    return ms;
+  }
+
+ private:
+  cudaEvent_t event_ = nullptr;
+};
+
 /// @brief Uninitialized device memory for @p size elements of T, allocated and freed in the order
 /// of one stream (`cudaMallocAsync`), so that freeing a temporary never stalls the device as
 /// `cudaFree` would.

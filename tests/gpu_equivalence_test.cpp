@@ -112,22 +112,6 @@ struct random_log {
   dictionary_sizes sizes;
 };
 
-shipment_view view_of(const shipment_columns& c)
-{
-  shipment_view v;
-  v.size     = c.size();
-  v.date     = c.date.data();
-  v.entity   = c.entity.data();
-  v.country  = c.country.data();
-  v.chip     = c.chip.data();
-  v.pathway  = c.pathway.data();
-  v.quantity = c.quantity.data();
-  v.tpp      = c.tpp.data();
-  v.order    = c.order.data();
-  v.exporter = c.exporter.data();
-  return v;
-}
-
 random_log make_log(const log_shape& shape)
 {
   std::mt19937_64 rng(shape.seed * 0x9E3779B97F4A7C15ULL + static_cast<std::uint64_t>(shape.lines) * 131 +
@@ -269,7 +253,7 @@ std::string context_of(const log_shape& shape)
 bool check_equivalence(const log_shape& shape, backend& cpu, backend& gpu)
 {
   const random_log log     = make_log(shape);
-  const shipment_view view = view_of(log.columns);
+  const shipment_view view = log.columns.view();
   const aggregation expected = cpu.aggregate(view, log.rules, log.sizes);
   const aggregation actual   = gpu.aggregate(view, log.rules, log.sizes);
   expect_same(context_of(shape), expected, actual);
@@ -334,8 +318,8 @@ TEST_F(GpuEquivalence, ResidentColumnsAggregateRepeatedly)
     shape.lines    = lines;
     shape.entities = 2000;
     const random_log log   = make_log(shape);
-    const aggregation cpu  = cpu_->aggregate(view_of(log.columns), log.rules, log.sizes);
-    const auto resident    = upload_to_gpu(view_of(log.columns));
+    const aggregation cpu  = cpu_->aggregate(log.columns.view(), log.rules, log.sizes);
+    const auto resident    = upload_to_gpu(log.columns.view());
     ASSERT_EQ(resident->size(), lines);
     EXPECT_TRUE(aggregate_on_gpu(*resident, log.rules, log.sizes) == cpu) << lines << " lines, first run";
     EXPECT_TRUE(aggregate_on_gpu(*resident, log.rules, log.sizes) == cpu) << lines << " lines, second run";
@@ -394,7 +378,7 @@ TEST(CpuBackend, KeepsLppAnnualKeyMinusOne)
   rules.nveu_caps = {nveu_phase{0, 5}};
   dictionary_sizes sizes;
   sizes.entities = 2, sizes.countries = 1, sizes.chips = 1, sizes.exporters = 1, sizes.orders = 1;
-  const aggregation a = make_cpu_backend()->aggregate(view_of(c), rules, sizes);
+  const aggregation a = make_cpu_backend()->aggregate(c.view(), rules, sizes);
   ASSERT_EQ(a.lpp_annual.size(), 2U);
   EXPECT_EQ(a.lpp_annual[0], (keyed_running_total{entity_year_key(0, -1), 20, crossing{1, 20}}));
   EXPECT_EQ(a.lpp_annual[1], (keyed_running_total{entity_year_key(1, -1), 20, crossing{3, 20}}));

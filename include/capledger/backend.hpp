@@ -213,8 +213,10 @@ class gpu_columns {
 [[nodiscard]] std::unique_ptr<gpu_columns> upload_to_gpu(const shipment_view& lines);
 
 /// @brief What `make_gpu_backend()->aggregate` returns for the uploaded lines, without the upload.
+/// @param device_ms when given: CUDA-event time (ms) from the first to the last operation of the
+///        aggregation on its stream (host work between its copies back included)
 /// @throw device_error on any GPU failure
 [[nodiscard]] aggregation aggregate_on_gpu(const gpu_columns& lines, const rule_context& rules,
-                                           const dictionary_sizes& sizes);
+                                           const dictionary_sizes& sizes, double* device_ms = nullptr);
 
 }  // namespace capledger
