@@ -491,7 +491,11 @@ int run_report(const report_options& options, std::ostream& out, std::ostream& d
       const auto bytes = path == "-" ? 0 : std::filesystem::file_size(path, error);
       if (!error) { input_bytes += bytes; }  // unreadable: ingest says why
     }
-    streaming.external_id_check = !from_stdin && input_bytes > external_id_check_bytes;
+    streaming.external_id_check = !from_stdin && input_bytes > options.external_id_check_above;
+    if (streaming.external_id_check) {
+      diagnostics << "capledger: " << input_bytes << " bytes of input: shipment ids are checked for repeats "
+                  << "out of memory (a first pass over the inputs)\n";
+    }
     std::vector<rejected_line> rejects;
     report_output report;
     try {

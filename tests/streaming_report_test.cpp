@@ -569,6 +569,7 @@ struct troubled {
   reference_data ref;
   file_list files;
   std::string first_file_dup_source;  ///< `file:line` of the first occurrence of the id repeated in file B
+  std::string entities;               ///< the entities file the log was generated with
 };
 
 /// A generated log in three files with bad lines injected: duplicate ids (within a file and
@@ -578,7 +579,7 @@ struct troubled {
 troubled troubled_log()
 {
   const generated g = generate({1000, 21, true, 200});
-  troubled t{with_entities(g.entities), {}, {}};
+  troubled t{with_entities(g.entities), {}, {}, g.entities};
   const std::vector<std::string> lines = lines_of(g.shipments);
   const std::string header             = lines.front();
   const std::vector<std::string> data(lines.begin() + 1, lines.end());
@@ -678,6 +679,43 @@ TEST(StreamingReport, RejectsKept)
         EXPECT_GE(column.rejects.size(), 8U);
         if (::testing::Test::HasFailure()) { return; }
       }
+    }
+  }
+}
+
+/// `run_report` (the CLI's path) switches to the out-of-memory id check above its input-size
+/// threshold, says so on stderr, and writes what the in-memory check writes.
+TEST(StreamingReport, RunReportSwitchesToTheOutOfMemoryIdCheckAboveItsThreshold)
+{
+  const troubled t = troubled_log();
+  capledger::test::scratch_dir dir;
+  report_options options;
+  for (const auto& [name, text] : t.files) { options.inputs.push_back(dir.write(name, text)); }
+  options.entities_path = dir.write("entities.csv", t.entities);
+  options.backend       = "cpu";
+  std::string in_memory_files, in_memory_rejects;
+  for (const std::uint64_t threshold : {std::uint64_t{1} << 40, std::uint64_t{0}}) {
+    const std::string tag         = threshold == 0 ? "external" : "memory";
+    options.external_id_check_above = threshold;
+    options.out_dir                 = dir.path("out-" + tag);
+    options.rejects_path            = dir.path("rejects-" + tag + ".csv");
+    std::ostringstream out, diagnostics;
+    EXPECT_EQ(run_report(options, out, diagnostics), 1) << diagnostics.str();  // the log breaks rules
+    const bool noted = diagnostics.str().find("checked for repeats out of memory") != std::string::npos;
+    EXPECT_EQ(noted, threshold == 0) << diagnostics.str();
+    std::string files;
+    for (const char* name : {"by_country.csv", "by_entity.csv", "by_entity_country.csv", "findings.csv",
+                             "uveu_shares.csv", "by_chip.csv", "by_exporter.csv"}) {
+      files += capledger::test::read_text(dir.root() / ("out-" + tag) / name);
+    }
+    const std::string rejects = capledger::test::read_text(options.rejects_path);
+    EXPECT_NE(rejects.find("DUPLICATE_ID"), std::string::npos) << rejects;
+    if (threshold != 0) {
+      in_memory_files   = files;
+      in_memory_rejects = rejects;
+    } else {
+      EXPECT_TRUE(files == in_memory_files) << first_difference(in_memory_files, files);
+      EXPECT_EQ(rejects, in_memory_rejects);
     }
   }
 }

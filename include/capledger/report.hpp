@@ -33,14 +33,12 @@ struct report_options {
   std::vector<ppm_t> warn_at = {800000, 900000, 950000};
   std::string format         = "table";  ///< table, json or csv
   /// CPU streaming: find repeated shipment ids out of memory (two passes over the inputs, which
-  /// therefore cannot include stdin) instead of holding an id set. `run_report` turns it on
-  /// when the input files add up to more than `external_id_check_bytes`.
+  /// therefore cannot include stdin) instead of holding an id set.
   bool external_id_check = false;
+  /// `run_report` sets `external_id_check` when the input files add up to more than this (the
+  /// id set costs about 14 bytes per line; with lines of 60 bytes or more, some 500 MB at 2 GiB).
+  std::uint64_t external_id_check_above = std::uint64_t{2} << 30;
 };
-
-/// @brief Input size above which `report --backend cpu` checks ids out of memory (about 14 bytes
-/// of id set per line, lines of 60 bytes or more: some 500 MB of id set at this size).
-constexpr std::uint64_t external_id_check_bytes = std::uint64_t{2} << 30;
 
 /// @brief A reference or input file as summary.json names it.
 struct file_fingerprint {
