@@ -15,8 +15,6 @@ import csv
 import sys
 import time
 
-import duckdb
-
 
 def capledger_totals(out_dir):
     totals = {}
@@ -29,6 +27,20 @@ def capledger_totals(out_dir):
     return totals
 
 
+def compare_with_capledger(peer, out_dir, label):
+    """Compares a peer's totals ((file, key...) -> (records, units, tpp)) with capledger's files
+    in out_dir; prints the outcome. Returns the exit status (0: equal)."""
+    ours = capledger_totals(out_dir)
+    if peer != ours:
+        only = sorted(set(peer) ^ set(ours))[:5]
+        differing = [(k, peer[k], ours[k]) for k in peer.keys() & ours.keys() if peer[k] != ours[k]][:5]
+        print(f"MISMATCH ({label}): {len(set(peer) ^ set(ours))} groups in one only (e.g. {only}); "
+              f"differing totals e.g. {differing}", file=sys.stderr)
+        return 1
+    print(f"agree: {len(ours)} groups (country, entity, entity x country) of {label} match capledger")
+    return 0
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("log")
@@ -37,6 +49,7 @@ def main():
     parser.add_argument("--check", metavar="DIR", help="capledger output directory to compare with")
     args = parser.parse_args()
 
+    import duckdb  # here: pyarrow_peer.py imports this file for its comparison alone
     con = duckdb.connect()
     if args.threads > 0:
         con.execute(f"SET threads = {args.threads}")
@@ -74,14 +87,7 @@ def main():
             else:
                 key = ("by_entity_country.csv", entity, country)
             duck[key] = (int(records), int(units), int(tpp))
-        ours = capledger_totals(args.check)
-        if duck != ours:
-            missing = sorted(set(duck) ^ set(ours))[:5]
-            differing = [k for k in duck.keys() & ours.keys() if duck[k] != ours[k]][:5]
-            print(f"MISMATCH: {len(set(duck) ^ set(ours))} groups in one only (e.g. {missing}); "
-                  f"differing totals e.g. {[(k, duck[k], ours[k]) for k in differing]}", file=sys.stderr)
-            return 1
-        print(f"agree: {len(ours)} groups (country, entity, entity x country) match capledger")
+        return compare_with_capledger(duck, args.check, "duckdb")
     return 0
 
 

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from duckdb_peer import capledger_totals  # same comparison with capledger's files
+from duckdb_peer import compare_with_capledger  # the same comparison with capledger's files
 
 
 def totals(log, chips_path):
@@ -67,15 +67,7 @@ def main():
     seconds = time.perf_counter() - start
     print(f"pyarrow seconds={seconds:.3f} groups={sum(g.num_rows for _, _, g in groupings)}")
     if args.check:
-        arrow = as_dict(groupings)
-        ours = capledger_totals(args.check)
-        if arrow != ours:
-            only = sorted(set(arrow) ^ set(ours))[:5]
-            differing = [(k, arrow[k], ours[k]) for k in arrow.keys() & ours.keys() if arrow[k] != ours[k]][:5]
-            print(f"MISMATCH: {len(set(arrow) ^ set(ours))} groups in one only (e.g. {only}); "
-                  f"differing totals e.g. {differing}", file=sys.stderr)
-            return 1
-        print(f"agree: {len(ours)} groups (pyarrow) match capledger")
+        return compare_with_capledger(as_dict(groupings), args.check, "pyarrow")
     return 0
 
 
