@@ -64,7 +64,7 @@ std::vector<std::pair<std::uint64_t, std::uint64_t>> external_id_check::repeats(
   return out;
 }
 
-void external_id_check::spill(part& p) const
+void external_id_check::spill(part& p)
 {
   if (p.fd < 0) {
     const char* tmp       = std::getenv("TMPDIR");

@@ -45,7 +45,7 @@ class external_id_check {
   std::size_t buffered_;
   std::array<part, 256> parts_;
 
-  void spill(part& p) const;
+  static void spill(part& p);
 };
 
 }  // namespace capledger::detail

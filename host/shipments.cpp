@@ -1024,14 +1024,12 @@ void shipment_log_builder::state::parse_chunk(std::string_view text, const colum
       } else {
         const std::string_view id = record[c_id].value;
         chunk.lines.push_back(line);
-        if (options.on_id) {  // a pass that only collects ids: no values to encode
-          chunk.line.push_back(reader.record_line());
-          chunk.start.push_back(reader.record_start());
-          chunk.id_hash.push_back(detail::hash_bytes(id));
-          chunk.id_bytes.append(id);
-          chunk.id_end.push_back(chunk.id_bytes.size());
-          continue;
-        }
+        chunk.line.push_back(reader.record_line());
+        chunk.start.push_back(reader.record_start());
+        chunk.id_hash.push_back(detail::hash_bytes(id));
+        chunk.id_bytes.append(id);
+        chunk.id_end.push_back(chunk.id_bytes.size());
+        if (options.on_id) { continue; }  // a pass that only collects ids: no values to encode
         chunk.entity.push_back(known.entities.encode(record[c_entity].value, chunk.entities));
         // Orders matter only to the LPP per-order limit; encoding them for other lines would
         // build a dictionary as large as the log for nothing.
@@ -1049,11 +1047,6 @@ void shipment_log_builder::state::parse_chunk(std::string_view text, const colum
                                    : chunk.adhoc_chips.encode(detail::to_upper(record[c_chip].value));
         }
         chunk.adhoc_chip.push_back(adhoc);
-        chunk.line.push_back(reader.record_line());
-        chunk.start.push_back(reader.record_start());
-        chunk.id_hash.push_back(detail::hash_bytes(id));
-        chunk.id_bytes.append(id);
-        chunk.id_end.push_back(chunk.id_bytes.size());
         continue;
       }
     }

@@ -259,7 +259,7 @@ class streaming_aggregator {
   /// The latest date of every line added (as_of or not); INT_MIN when none.
   [[nodiscard]] day_t latest() const noexcept { return latest_; }
 
-  /// Finishes every aggregate; @p replay reads the chunks again for the crossing lines.
+  /// Finishes every aggregate; @p builder reads the crossing days' sections again for the crossing lines.
   aggregation finish(const dictionary_sizes& sizes, shipment_log_builder& builder)
   {
     out_.by_entity.resize(static_cast<std::size_t>(sizes.entities));
