@@ -1,55 +1,90 @@
 #!/usr/bin/env bash
-# One prepared run for a GPU machine (H100/H200): build for sm_90, run the whole test suite
-# (GPU tests included), compute-sanitizer memcheck and racecheck on the CPU-vs-GPU equivalence
-# tests, and the aggregation benchmarks. Logs go to ${OUT:-./device-logs}.
-# Usage (device tool): run with carry [".device-debs"] after bench/fetch_device_deps.sh here:
-#   bench/device_check.sh [benchmark filter]
-# Sized for a 600 s command: the sanitizers run a few small GPU tests (SANITIZE_FILTER overrides;
-# under memcheck every one of the ~70 launches of an aggregate call is slow, and
-# AroundWarpAndBlockSizes alone makes 660 calls), each step under its own timeout.
+# One prepared run on a GPU machine (H100/H200), sized for a 420 s command. Run
+# bench/prepare_device_run.sh here first, then (device tool):
+#   run command "bench/device_check.sh" carry [".device-bin", ".device-debs"]
+# It runs the programs built here for sm_90 (or builds there when they do not start), the whole
+# test suite in 8 parallel shards with compute-sanitizer memcheck and racecheck beside them, the
+# PyTorch peer and the CPU-vs-GPU check of its totals, and the GPU aggregation benchmarks.
+# At most 8 files come back from $OUT: summary.txt, tests.log, sanitizer.log, peer.log,
+# bench.log, bench.json and, after a fallback build, build.log.
+# BENCH_FILTER overrides the benchmark selection; SANITIZE_FILTER the sanitizers' tests.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+root=$PWD
 out="${OUT:-./device-logs}"
 mkdir -p "$out"
-# Default: the GPU benchmarks at 2^16, 2^20, 2^24 and 2^28 lines (the host builds each log
-# single-threaded, so the full CPU grid would not fit the command's time).
-filter="${1:-bm_aggregate_gpu}"
-# The GPU machines reach no registry: dependencies come as .deb files carried in .device-debs/
-# (made here by bench/fetch_device_deps.sh), unpacked into a private prefix.
-prefix=/tmp/capledger-deps
-if [ -d .device-debs ]; then
+summary="$out/summary.txt"
+say() { echo "$*" | tee -a "$summary"; }
+started=$SECONDS
+
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv >>"$summary" 2>&1
+say "cpus $(nproc); $(date -u +%FT%TZ)"
+
+# 1. Programs. The tests have their build folder's absolute path compiled in (CLI path, data).
+bin=.device-bin
+tests="$bin/capledger_tests"
+bench="$bin/aggregate_bench"
+if [ -f "$bin/build-dir" ]; then
+  build_dir=$(cat "$bin/build-dir")
+  src_dir=$(dirname "$build_dir")
+  [ -e "$src_dir" ] || { mkdir -p "$(dirname "$src_dir")" && ln -s "$root" "$src_dir"; }
+  mkdir -p "$build_dir" && cp "$bin/capledger" "$build_dir/capledger"
+  export LD_LIBRARY_PATH="$root/$bin/lib:${LD_LIBRARY_PATH:-}"
+fi
+if ! "$tests" --gtest_list_tests >/dev/null 2>&1; then
+  say "prebuilt programs do not run here ($("$tests" --gtest_list_tests 2>&1 | head -2)); building"
+  prefix=/tmp/capledger-deps
   for deb in .device-debs/*.deb; do dpkg -x "$deb" "$prefix"; done
-  export CMAKE_PREFIX_PATH="$prefix/usr:${CMAKE_PREFIX_PATH:-}"
-  export CPATH="$prefix/usr/include:${CPATH:-}"
+  export CMAKE_PREFIX_PATH="$prefix/usr:${CMAKE_PREFIX_PATH:-}" CPATH="$prefix/usr/include:${CPATH:-}"
   export LIBRARY_PATH="$prefix/usr/lib/x86_64-linux-gnu:${LIBRARY_PATH:-}"
   export LD_LIBRARY_PATH="$prefix/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}"
+  { cmake -S . -B build-device -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 &&
+      cmake --build build-device -j"$(nproc)"; } >"$out/build.log" 2>&1 ||
+    { say "build failed"; tail -30 "$out/build.log"; exit 1; }
+  tests=build-device/tests/capledger_tests
+  bench=build-device/bench/aggregate_bench
 fi
-{
-  nvidia-smi || true
-  cmake -S . -B build-device -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 &&
-    cmake --build build-device -j"$(nproc)"
-} >"$out/build.log" 2>&1 || { echo "build failed, see $out/build.log"; tail -40 "$out/build.log"; exit 1; }
+say "programs ready after $((SECONDS - started)) s"
 
-ctest --test-dir build-device --output-on-failure --timeout 150 -j4 >"$out/tests.log" 2>&1
-echo "ctest rc=$?" | tee -a "$out/tests.log"
-grep -E "tests passed|Failed|Skipped" "$out/tests.log" | tail -5
-
-sanitize=build-device/tests/capledger_tests
-for tool in memcheck racecheck; do
-  # racecheck looks at shared memory: the privatized dense tables are its target.
-  default_filter=GpuEquivalence.SharedMemoryBudgetEdge
-  [ "$tool" = memcheck ] && default_filter="$default_filter:GpuEquivalence.WideDictionaries"
-  timeout 120 compute-sanitizer --tool "$tool" --error-exitcode 9 "$sanitize" \
-    --gtest_filter="${SANITIZE_FILTER:-$default_filter}" >"$out/sanitizer-$tool.log" 2>&1
-  echo "compute-sanitizer $tool rc=$?" | tee -a "$out/sanitizer-$tool.log"
-  tail -3 "$out/sanitizer-$tool.log"
+# 2. The whole suite in 8 shards, the sanitizers beside it (small GPU tests: under memcheck each
+# of the ~70 launches of an aggregate call is slow).
+for shard in 0 1 2 3 4 5 6 7; do
+  GTEST_TOTAL_SHARDS=8 GTEST_SHARD_INDEX=$shard timeout 150 "$tests" >"/tmp/shard-$shard.log" 2>&1 &
 done
+for tool in memcheck racecheck; do
+  filter=GpuEquivalence.SharedMemoryBudgetEdge
+  [ "$tool" = memcheck ] && filter="$filter:GpuEquivalence.WideDictionaries:GpuEquivalence.NameIsGpu"
+  (timeout 150 compute-sanitizer --tool "$tool" --error-exitcode 9 "$tests" \
+    --gtest_filter="${SANITIZE_FILTER:-$filter}" >"/tmp/sanitizer-$tool.log" 2>&1
+    echo "compute-sanitizer $tool rc=$?" >>"/tmp/sanitizer-$tool.log") &
+done
+wait
+for shard in 0 1 2 3 4 5 6 7; do cat "/tmp/shard-$shard.log"; done >"$out/tests.log"
+cat /tmp/sanitizer-memcheck.log /tmp/sanitizer-racecheck.log >"$out/sanitizer.log"
+say "tests: $(grep -c '^\[       OK \]' "$out/tests.log") ok, $(grep -c '^\[  FAILED  \].*ms)$' "$out/tests.log") failed," \
+  "$(grep -c '^\[  SKIPPED \].*ms)$' "$out/tests.log") skipped"
+grep '^\[  FAILED  \].*ms)$' "$out/tests.log" | head -20 | tee -a "$summary"
+grep -h "compute-sanitizer .* rc=\|ERROR SUMMARY\|RACECHECK SUMMARY" "$out/sanitizer.log" | tee -a "$summary"
+say "tests and sanitizers done after $((SECONDS - started)) s"
 
-# The peer in the same run on the same card: PyTorch index_add_ and the copy bandwidth.
-timeout 120 python3 bench/torch_peer.py --lines 400000000 --entities 100000 >"$out/torch_peer.json" 2>&1
-echo "torch peer rc=$?"; cat "$out/torch_peer.json" | head -20
+# 3. The peer on the same card: PyTorch index_add_ on the issue's shape, the copy bandwidth, and
+# capledger's CPU and GPU totals of the very columns torch made.
+{
+  timeout 60 python3 bench/torch_peer.py --lines 16777216 --entities 100000 --dump /tmp/cols.bin
+  echo "torch 2^24 rc=$?"
+  timeout 60 "$bench" --verify /tmp/cols.bin 100000
+  echo "verify rc=$?"; rm -f /tmp/cols.bin
+  timeout 60 python3 bench/torch_peer.py --lines 268435456 --entities 100000
+  echo "torch 2^28 rc=$?"
+  timeout 90 python3 bench/torch_peer.py --lines 400000000 --entities 100000
+  echo "torch 4e8 rc=$?"
+} >"$out/peer.log" 2>&1
+grep -h '"device"\|_ms"\|copy_gbs\|rc=\|^cpu:\|^gpu:' "$out/peer.log" | tee -a "$summary"
+say "peer done after $((SECONDS - started)) s"
 
-timeout 150 build-device/bench/aggregate_bench --benchmark_filter="$filter" \
-  --benchmark_out="$out/aggregate_bench.json" --benchmark_out_format=json >"$out/bench.log" 2>&1
-echo "bench rc=$?"
-tail -30 "$out/bench.log"
+# 4. The aggregation on device-resident columns (CUDA events), per phase.
+filter="${BENCH_FILTER:-bm_aggregate_gpu_resident/lines:(16777216|268435456|400000000)/entities:100000|bm_aggregate_gpu/lines:16777216/}"
+timeout 150 "$bench" --benchmark_filter="$filter" --benchmark_min_time=0.2 \
+  --benchmark_out="$out/bench.json" --benchmark_out_format=json >"$out/bench.log" 2>&1
+say "bench rc=$? after $((SECONDS - started)) s"
+grep "^bm_" "$out/bench.log" | tee -a "$summary"

@@ -22,7 +22,7 @@ std::unique_ptr<gpu_columns> upload_to_gpu(const shipment_view& /*lines*/)
 }
 
 aggregation aggregate_on_gpu(const gpu_columns& /*lines*/, const rule_context& /*rules*/,
-                             const dictionary_sizes& /*sizes*/, double* /*device_ms*/)
+                             const dictionary_sizes& /*sizes*/, gpu_timing* /*timing*/)
 {
   throw device_error("this build of capledger has no CUDA support (rebuild with nvcc present)");
 }

@@ -2,11 +2,14 @@
 /// @brief Error checking, RAII streams and stream-ordered device buffers for the CUDA backend.
 #pragma once
 
+#include <capledger/backend.hpp>
 #include <capledger/error.hpp>
 
 #include <cuda_runtime.h>
 
 #include <cstddef>
+#include <cstdint>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -84,6 +87,69 @@ class cuda_event {
 
  private:
   cudaEvent_t event_ = nullptr;
+};
+
+/// @brief Events recorded at the end of each phase of a stream's work, read back as milliseconds
+/// per phase; records nothing when off, so that untimed calls pay nothing.
+class phase_clock {
+ public:
+  phase_clock(bool on, cudaStream_t stream) : on_(on), stream_(stream)
+  {
+    if (on_) { mark("start"); }
+  }
+  /// @brief Ends the phase called @p name here, on the stream.
+  void mark(std::string name)
+  {
+    if (!on_) { return; }
+    names_.push_back(std::move(name));
+    events_.emplace_back(std::make_unique<cuda_event>());
+    events_.back()->record(stream_);
+  }
+  /// @brief The phases' times; the stream must have passed the last mark.
+  [[nodiscard]] gpu_timing read() const
+  {
+    gpu_timing timing;
+    for (std::size_t i = 1; i < events_.size(); ++i) {
+      timing.phase_ms.emplace_back(names_[i], events_[i]->since(*events_[i - 1]));
+    }
+    if (events_.size() > 1) { timing.total_ms = events_.back()->since(*events_.front()); }
+    return timing;
+  }
+
+ private:
+  bool on_;
+  cudaStream_t stream_;
+  std::vector<std::string> names_;
+  std::vector<std::unique_ptr<cuda_event>> events_;
+};
+
+/// @brief Keeps memory freed by stream-ordered frees in the device's default pool while it lives,
+/// then trims the pool. The pool's default release threshold (0) hands freed memory back to the
+/// driver at every synchronization, and the next large allocation maps it again: an aggregation
+/// that synchronizes between its stages would pay that on every stage.
+class pool_retention {
+ public:
+  pool_retention()
+  {
+    int device = 0;
+    CAPLEDGER_CUDA_TRY(cudaGetDevice(&device));
+    CAPLEDGER_CUDA_TRY(cudaDeviceGetDefaultMemPool(&pool_, device));
+    CAPLEDGER_CUDA_TRY(cudaMemPoolGetAttribute(pool_, cudaMemPoolAttrReleaseThreshold, &threshold_));
+    std::uint64_t keep_all = UINT64_MAX;
+    CAPLEDGER_CUDA_TRY(cudaMemPoolSetAttribute(pool_, cudaMemPoolAttrReleaseThreshold, &keep_all));
+  }
+  ~pool_retention()
+  {
+    // Failures here would only leave memory cached; the next checked call reports a broken context.
+    static_cast<void>(cudaMemPoolSetAttribute(pool_, cudaMemPoolAttrReleaseThreshold, &threshold_));
+    static_cast<void>(cudaMemPoolTrimTo(pool_, 0));
+  }
+  pool_retention(const pool_retention&)            = delete;
+  pool_retention& operator=(const pool_retention&) = delete;
+
+ private:
+  cudaMemPool_t pool_     = nullptr;
+  std::uint64_t threshold_ = 0;
 };
 
 /// @brief Uninitialized device memory for @p size elements of T, allocated and freed in the order

@@ -96,7 +96,10 @@ struct accumulator_table {
   u64* d_global        = nullptr;  ///< entries x width words, zeroed
   std::int64_t entries = 0;
   int width            = 0;        ///< 3: records, units, tpp (a `group_total`); 1: tpp only
-  int shared_offset    = -1;       ///< word offset of the per-block copy; -1: global atomics only
+  int shared_offset    = 0;        ///< word offset of the per-block copy of the privatized cells
+  /// Cells [0, shared_entries) are summed per block in shared memory, the rest by global atomics.
+  /// A prefix, because dictionary codes follow first appearance: busy keys tend to get low codes.
+  std::int64_t shared_entries = 0;
 };
 
 enum dense_table_id : int {
@@ -123,12 +126,44 @@ struct code_bounds {
   std::int32_t orders    = 0;
 };
 
-__device__ __forceinline__ void add_group(u64* base, std::int64_t index, u64 units, u64 tpp)
+/// @brief Adds @p value to a 64-bit shared-memory counter with native 32-bit atomics: a 64-bit
+/// shared atomicAdd is a compare-and-swap loop on sm_90, which spins under contention. The low
+/// word's add returns the old value, so exactly the add that wraps it carries into the high word;
+/// the counter ends as the sum modulo 2^64, as a 64-bit add would (intermediate states may be torn;
+/// nothing reads them before the block's barrier).
+__device__ __forceinline__ void shared_add(u64* counter, u64 value)
 {
-  u64* cell = base + 3 * index;
-  atomicAdd(cell, 1ULL);
-  atomicAdd(cell + 1, units);
-  atomicAdd(cell + 2, tpp);
+  auto* words          = reinterpret_cast<unsigned*>(counter);  // little-endian: low word first
+  const auto low       = static_cast<unsigned>(value);
+  const auto high      = static_cast<unsigned>(value >> 32);
+  const unsigned old   = atomicAdd(words, low);
+  const unsigned carry = old + low < old ? 1U : 0U;
+  if (high + carry != 0U) { atomicAdd(words + 1, high + carry); }
+}
+
+/// @brief Adds a line to cell @p index of @p table (width 3: records, units, tpp; width 1: tpp).
+__device__ __forceinline__ void add_line(const accumulator_table& table, u64* shared_sums,
+                                         std::int64_t index, u64 units, u64 tpp)
+{
+  if (index < table.shared_entries) {
+    u64* cell = shared_sums + table.shared_offset + table.width * index;
+    if (table.width == 3) {
+      shared_add(cell, 1ULL);
+      shared_add(cell + 1, units);
+      shared_add(cell + 2, tpp);
+    } else {
+      shared_add(cell, tpp);
+    }
+  } else {
+    u64* cell = table.d_global + table.width * index;
+    if (table.width == 3) {
+      atomicAdd(cell, 1ULL);
+      atomicAdd(cell + 1, units);
+      atomicAdd(cell + 2, tpp);
+    } else {
+      atomicAdd(cell, tpp);
+    }
+  }
 }
 
 /// @brief The fused pass over all lines: every SPEC §3 total, lines_used, the cap-pathway tpp per
@@ -141,14 +176,6 @@ __global__ void __launch_bounds__(block_size)
   using block_reduce = cub::BlockReduce<u64, block_size>;
   __shared__ typename block_reduce::TempStorage reduce_storage;
 
-  // Generic pointers: an atomicAdd through them lands in shared or global memory alike, so the
-  // loop below does not care which tables were privatized.
-  u64* target[dense_table_count];
-#pragma unroll
-  for (int t = 0; t < dense_table_count; ++t) {
-    const accumulator_table& table = tables.table[t];
-    target[t] = table.shared_offset >= 0 ? shared_sums + table.shared_offset : table.d_global;
-  }
   for (int w = threadIdx.x; w < tables.shared_words; w += blockDim.x) { shared_sums[w] = 0; }
   __syncthreads();
 
@@ -179,16 +206,16 @@ __global__ void __launch_bounds__(block_size)
     ++used;
     const u64 units = static_cast<u64>(lines.quantity[i]);
     const u64 tpp   = static_cast<u64>(lines.tpp[i]);
-    add_group(target[country_totals], country, units, tpp);
-    add_group(target[chip_totals], chip, units, tpp);
-    add_group(target[entity_totals], entity, units, tpp);
-    add_group(target[exporter_totals], exporter, units, tpp);
+    add_line(tables.table[country_totals], shared_sums, country, units, tpp);
+    add_line(tables.table[chip_totals], shared_sums, chip, units, tpp);
+    add_line(tables.table[entity_totals], shared_sums, entity, units, tpp);
+    add_line(tables.table[exporter_totals], shared_sums, exporter, units, tpp);
     if (with_pairs) {
-      add_group(target[pair_totals], static_cast<std::int64_t>(entity) * bounds.countries + country,
-                units, tpp);
+      add_line(tables.table[pair_totals], shared_sums,
+               static_cast<std::int64_t>(entity) * bounds.countries + country, units, tpp);
     }
     if (is_in_window(rules, date) && ((rules.country_cap_pathways >> pathway) & 1U) != 0) {
-      atomicAdd(target[country_cap_totals] + country, tpp);
+      add_line(tables.table[country_cap_totals], shared_sums, country, units, tpp);
     }
   }
 
@@ -199,9 +226,8 @@ __global__ void __launch_bounds__(block_size)
 #pragma unroll
   for (int t = 0; t < dense_table_count; ++t) {
     const accumulator_table& table = tables.table[t];
-    if (table.shared_offset < 0) { continue; }
     const u64* local = shared_sums + table.shared_offset;
-    for (std::int64_t e = threadIdx.x; e < table.entries; e += blockDim.x) {
+    for (std::int64_t e = threadIdx.x; e < table.shared_entries; e += blockDim.x) {
       if (table.width == 3) {
         if (local[3 * e] != 0) {
           atomicAdd(table.d_global + 3 * e, local[3 * e]);
@@ -232,26 +258,32 @@ __global__ void __launch_bounds__(block_size)
   return std::max<std::int64_t>(bytes, 0) / static_cast<std::int64_t>(sizeof(u64));
 }
 
-/// @brief Privatizes tables in shared memory, hottest first, while they fit @p budget_words.
+/// @brief Privatizes tables in shared memory, hottest first, while they fit @p budget_words: the
+/// small tables whole, then as long a prefix of the entity codes as fits (a few large entities
+/// would otherwise serialize the global atomics on their cells), then the pairs if room is left.
 void assign_shared_memory(dense_tables& tables, std::int64_t budget_words)
 {
-  int used = 0;
-  auto try_assign = [&](std::initializer_list<int> group) {
+  std::int64_t used = 0;
+  auto assign = [&](int t, std::int64_t cells) {
+    accumulator_table& table = tables.table[t];
+    table.shared_offset      = static_cast<int>(used);
+    table.shared_entries     = cells;
+    used += cells * table.width;
+  };
+  auto try_whole = [&](std::initializer_list<int> group) {
     std::int64_t words = 0;
     for (const int t : group) { words += tables.table[t].entries * tables.table[t].width; }
     if (words == 0 || used + words > budget_words) { return; }
-    for (const int t : group) {
-      tables.table[t].shared_offset = used;
-      used += static_cast<int>(tables.table[t].entries * tables.table[t].width);
-    }
+    for (const int t : group) { assign(t, tables.table[t].entries); }
   };
   // Few countries and chips take most lines each: their cells are the most contended.
-  try_assign({country_totals, country_cap_totals});
-  try_assign({chip_totals});
-  try_assign({exporter_totals});
-  try_assign({entity_totals});
-  if (tables.table[pair_totals].entries > 0) { try_assign({pair_totals}); }
-  tables.shared_words = used;
+  try_whole({country_totals, country_cap_totals});
+  try_whole({chip_totals});
+  try_whole({exporter_totals});
+  const accumulator_table& entities = tables.table[entity_totals];
+  assign(entity_totals, std::min(entities.entries, (budget_words - used) / entities.width));
+  if (tables.table[entity_totals].shared_entries == entities.entries) { try_whole({pair_totals}); }
+  tables.shared_words = static_cast<int>(used);
 }
 
 [[nodiscard]] std::vector<group_total> to_group_totals(const std::vector<u64>& words)
@@ -285,7 +317,8 @@ struct int64_plus {
 };
 
 struct key_equal {
-  __host__ __device__ bool operator()(std::uint64_t a, std::uint64_t b) const { return a == b; }
+  template <typename Key>
+  __host__ __device__ bool operator()(Key a, Key b) const { return a == b; }
 };
 
 /// @brief One key's result: total, and the crossing or first line (`line == -1`: none).
@@ -296,20 +329,44 @@ struct keyed_result {
   std::int64_t value = 0;  ///< running total just after `line` (running-total checks)
 };
 
+/// @brief (entity, country) as the dense code entity * countries + country, which orders pairs as
+/// `entity_country_key` does while spanning far fewer radix bits (25 for 100,000 entities and 249
+/// countries, against 33).
+struct entity_country_code {
+  std::int64_t countries = 1;
+  __host__ __device__ std::uint64_t encode(std::int64_t entity, std::int64_t country) const
+  {
+    return static_cast<std::uint64_t>(entity * countries + country);
+  }
+  __host__ __device__ std::int64_t entity_of(std::uint64_t code) const
+  {
+    return static_cast<std::int64_t>(code) / countries;
+  }
+  __host__ __device__ std::int64_t country_of(std::uint64_t code) const
+  {
+    return static_cast<std::int64_t>(code) % countries;
+  }
+};
+
 // A check is a functor over input positions of in-window used lines:
 //   operator()(line) -> bool       does the line belong to the check (DeviceSelect::If)
-//   sort_key(line)   -> uint64     its key minus key_lo, so radix sorts cover few bits
+//   sort_key(line)   -> uint64     its key as a dense code, in the order of the reported key, so
+//                                  radix sorts cover few bits (in 32-bit keys when they fit)
+//   public_key(code) -> int64      the key the aggregation reports (backend.hpp's packing)
 //   limit(line)      -> int64      the limit in force for the line (running-total checks)
-// plus key_lo, added back to the sort key on output.
 
 struct nveu_check {
   line_columns_view lines;
   rule_tables_view rules;
-  std::int64_t key_lo = 0;
+  entity_country_code pairs;
   __device__ bool operator()(std::int32_t line) const { return lines.pathway[line] == pathway_nveu; }
   __device__ std::uint64_t sort_key(std::int32_t line) const
   {
-    return static_cast<std::uint64_t>(entity_country_key(lines.entity[line], lines.country[line]) - key_lo);
+    return pairs.encode(lines.entity[line], lines.country[line]);
+  }
+  __device__ std::int64_t public_key(std::uint64_t code) const
+  {
+    return entity_country_key(pairs.entity_of(code), pairs.country_of(code));
   }
   __device__ std::int64_t limit(std::int32_t line) const { return nveu_limit(rules, lines.date[line]); }
 };
@@ -317,24 +374,32 @@ struct nveu_check {
 struct lpp_order_check {
   line_columns_view lines;
   rule_tables_view rules;
-  std::int64_t key_lo = 0;
   __device__ bool operator()(std::int32_t line) const { return lines.pathway[line] == pathway_lpp; }
   __device__ std::uint64_t sort_key(std::int32_t line) const
   {
-    return static_cast<std::uint64_t>(static_cast<std::int64_t>(lines.order[line]) - key_lo);
+    return static_cast<std::uint64_t>(lines.order[line]);
   }
+  __device__ std::int64_t public_key(std::uint64_t code) const { return static_cast<std::int64_t>(code); }
   __device__ std::int64_t limit(std::int32_t) const { return rules.lpp_per_order_tpp; }
 };
 
+/// Keyed by (entity, calendar year); the code is entity * years + (year - first_year), where the
+/// in-window lines' years run from first_year over `years` years.
 struct lpp_annual_check {
   line_columns_view lines;
   rule_tables_view rules;
-  std::int64_t key_lo = 0;
+  std::int64_t first_year = 0;
+  std::int64_t years      = 1;
   __device__ bool operator()(std::int32_t line) const { return lines.pathway[line] == pathway_lpp; }
   __device__ std::uint64_t sort_key(std::int32_t line) const
   {
-    return static_cast<std::uint64_t>(
-      entity_year_key(lines.entity[line], civil_year(lines.date[line])) - key_lo);
+    return static_cast<std::uint64_t>(static_cast<std::int64_t>(lines.entity[line]) * years +
+                                      civil_year(lines.date[line]) - first_year);
+  }
+  __device__ std::int64_t public_key(std::uint64_t code) const
+  {
+    const auto c = static_cast<std::int64_t>(code);
+    return entity_year_key(c / years, c % years + first_year);
   }
   __device__ std::int64_t limit(std::int32_t) const { return rules.lpp_per_consignee_year_tpp; }
 };
@@ -343,16 +408,13 @@ struct lpp_annual_check {
 struct country_cap_check {
   line_columns_view lines;
   rule_tables_view rules;
-  std::int64_t key_lo = 0;
   __device__ bool operator()(std::int32_t line) const
   {
     return ((rules.country_cap_pathways >> lines.pathway[line]) & 1U) != 0 &&
            rules.country_cap_tpp[lines.country[line]] >= 0;
   }
-  __device__ std::uint64_t sort_key(std::int32_t line) const
-  {
-    return static_cast<std::uint64_t>(static_cast<std::int64_t>(lines.country[line]) - key_lo);
-  }
+  __device__ std::uint64_t sort_key(std::int32_t line) const { return lines.country[line]; }
+  __device__ std::int64_t public_key(std::uint64_t code) const { return static_cast<std::int64_t>(code); }
   __device__ std::int64_t limit(std::int32_t line) const
   {
     return rules.country_cap_tpp[lines.country[line]];
@@ -362,30 +424,40 @@ struct country_cap_check {
 struct prohibited_check {
   line_columns_view lines;
   rule_tables_view rules;
-  std::int64_t key_lo = 0;
+  entity_country_code pairs;
   __device__ bool operator()(std::int32_t line) const
   {
     return lines.quantity[line] > 0 && rules.country_tier[lines.country[line]] == 3;
   }
   __device__ std::uint64_t sort_key(std::int32_t line) const
   {
-    return static_cast<std::uint64_t>(entity_country_key(lines.entity[line], lines.country[line]) - key_lo);
+    return pairs.encode(lines.entity[line], lines.country[line]);
+  }
+  __device__ std::int64_t public_key(std::uint64_t code) const
+  {
+    return entity_country_key(pairs.entity_of(code), pairs.country_of(code));
   }
   __device__ std::int64_t limit(std::int32_t) const { return INT64_MAX; }
 };
 
+/// Keyed by (entity, country, pathway); the code is the pair's code * pathway_count + pathway.
 struct unauthorized_check {
   line_columns_view lines;
   rule_tables_view rules;
-  std::int64_t key_lo = 0;
+  entity_country_code pairs;
   __device__ bool operator()(std::int32_t line) const
   {
     return lines.quantity[line] > 0 && is_unauthorized(lines, rules, line);
   }
   __device__ std::uint64_t sort_key(std::int32_t line) const
   {
-    return static_cast<std::uint64_t>(
-      entity_country_pathway_key(lines.entity[line], lines.country[line], lines.pathway[line]) - key_lo);
+    return pairs.encode(lines.entity[line], lines.country[line]) * pathway_count + lines.pathway[line];
+  }
+  __device__ std::int64_t public_key(std::uint64_t code) const
+  {
+    const std::uint64_t pair = code / pathway_count;
+    return entity_country_pathway_key(pairs.entity_of(pair), pairs.country_of(pair),
+                                      static_cast<std::int64_t>(code % pathway_count));
   }
   __device__ std::int64_t limit(std::int32_t) const { return INT64_MAX; }
 };
@@ -403,38 +475,47 @@ void keep_current(cub::DoubleBuffer<T>& sorted, device_buffer<T>& first, device_
   second.release();
 }
 
-/// @brief Runs one keyed check over the in-window lines, given in SPEC order.
-/// @param key_bits radix bits covering every `check.sort_key`
-/// @return one result per key that has lines, ascending by key
-template <typename Check>
-std::vector<keyed_result> run_keyed_check(const Check& check, check_kind kind, int key_bits,
-                                          const std::int32_t* d_window_order,
-                                          std::int64_t window_count, const line_columns_view& lines,
-                                          u64* d_count, const launch_env& env)
+/// @brief Where a keyed check runs and how its stages are timed ("<name>.select", ...).
+struct check_env {
+  const std::int32_t* d_window_order = nullptr;  ///< in-window used lines in SPEC order
+  std::int64_t window_count          = 0;
+  line_columns_view lines;
+  u64* d_count = nullptr;
+  launch_env launch;
+  phase_clock* clock = nullptr;
+};
+
+/// @brief `run_keyed_check` with sort keys of type @p Key (32 bits when the codes fit).
+template <typename Key, typename Check>
+std::vector<keyed_result> run_keyed_check_as(const Check& check, const std::string& name, check_kind kind,
+                                             int key_bits, const check_env& at)
 {
-  if (window_count == 0) { return {}; }
-  const cudaStream_t stream = env.stream;
+  const cudaStream_t stream     = at.launch.stream;
+  const launch_env& env         = at.launch;
+  const line_columns_view lines = at.lines;
 
   // 1. The check's lines, still in SPEC order (selection is stable).
-  device_buffer<std::int32_t> d_lines(static_cast<std::size_t>(window_count), stream);
+  device_buffer<std::int32_t> d_lines(static_cast<std::size_t>(at.window_count), stream);
   run_cub(CAPLEDGER_HERE, stream, [&](void* d_temp, std::size_t& temp_bytes) {
-    return cub::DeviceSelect::If(d_temp, temp_bytes, d_window_order, d_lines.data(), d_count,
-                                 window_count, check, stream);
+    return cub::DeviceSelect::If(d_temp, temp_bytes, at.d_window_order, d_lines.data(), at.d_count,
+                                 at.window_count, check, stream);
   });
-  const auto count = static_cast<std::int64_t>(read_scalar(d_count, stream));
+  const auto count = static_cast<std::int64_t>(read_scalar(at.d_count, stream));
+  at.clock->mark(name + ".select");
   if (count == 0) { return {}; }
 
   // 2. Group by key. Radix sort is stable, so each key's lines keep SPEC order.
-  device_buffer<std::uint64_t> d_keys(static_cast<std::size_t>(count), stream);
+  device_buffer<Key> d_keys(static_cast<std::size_t>(count), stream);
   {
-    std::uint64_t* keys       = d_keys.data();
+    Key* keys                 = d_keys.data();
     const std::int32_t* order = d_lines.data();
-    for_each_index(count, env, [=] __device__(std::int64_t j) { keys[j] = check.sort_key(order[j]); });
+    for_each_index(count, env,
+                   [=] __device__(std::int64_t j) { keys[j] = static_cast<Key>(check.sort_key(order[j])); });
   }
   if (key_bits > 0) {
-    device_buffer<std::uint64_t> d_keys_alt(static_cast<std::size_t>(count), stream);
+    device_buffer<Key> d_keys_alt(static_cast<std::size_t>(count), stream);
     device_buffer<std::int32_t> d_lines_alt(static_cast<std::size_t>(count), stream);
-    cub::DoubleBuffer<std::uint64_t> keys(d_keys.data(), d_keys_alt.data());
+    cub::DoubleBuffer<Key> keys(d_keys.data(), d_keys_alt.data());
     cub::DoubleBuffer<std::int32_t> values(d_lines.data(), d_lines_alt.data());
     run_cub(CAPLEDGER_HERE, stream, [&](void* d_temp, std::size_t& temp_bytes) {
       return cub::DeviceRadixSort::SortPairs(d_temp, temp_bytes, keys, values, count, 0, key_bits, stream);
@@ -442,15 +523,16 @@ std::vector<keyed_result> run_keyed_check(const Check& check, check_kind kind, i
     keep_current(keys, d_keys, d_keys_alt);
     keep_current(values, d_lines, d_lines_alt);
   }
-  const std::uint64_t* d_sorted_keys = d_keys.data();
+  const Key* d_sorted_keys           = d_keys.data();
   const std::int32_t* d_sorted_lines = d_lines.data();
+  at.clock->mark(name + ".sort");
 
   // 3. Running totals per key, in SPEC order.
   device_buffer<std::int64_t> d_running;
   if (kind == check_kind::running_total) {
     device_buffer<std::int64_t> d_tpp(static_cast<std::size_t>(count), stream);
     {
-      std::int64_t* tpp        = d_tpp.data();
+      std::int64_t* tpp            = d_tpp.data();
       const std::int64_t* line_tpp = lines.tpp;
       for_each_index(count, env,
                      [=] __device__(std::int64_t j) { tpp[j] = line_tpp[d_sorted_lines[j]]; });
@@ -461,10 +543,11 @@ std::vector<keyed_result> run_keyed_check(const Check& check, check_kind kind, i
                                                  d_running.data(), int64_plus{}, count, key_equal{},
                                                  stream);
     });
+    at.clock->mark(name + ".scan");
   }
 
   // 4. Per key: the total, and the first slot that crosses (or simply the first slot).
-  device_buffer<std::uint64_t> d_unique_keys(static_cast<std::size_t>(count), stream);
+  device_buffer<Key> d_unique_keys(static_cast<std::size_t>(count), stream);
   device_buffer<sum_and_first> d_per_key(static_cast<std::size_t>(count), stream);
   {
     device_buffer<sum_and_first> d_items(static_cast<std::size_t>(count), stream);
@@ -479,24 +562,24 @@ std::vector<keyed_result> run_keyed_check(const Check& check, check_kind kind, i
     });
     run_cub(CAPLEDGER_HERE, stream, [&](void* d_temp, std::size_t& temp_bytes) {
       return cub::DeviceReduce::ReduceByKey(d_temp, temp_bytes, d_sorted_keys, d_unique_keys.data(),
-                                            items, d_per_key.data(), d_count, sum_and_first_op{},
+                                            items, d_per_key.data(), at.d_count, sum_and_first_op{},
                                             count, stream);
     });
   }
-  const auto key_count = static_cast<std::int64_t>(read_scalar(d_count, stream));
+  const auto key_count = static_cast<std::int64_t>(read_scalar(at.d_count, stream));
+  at.clock->mark(name + ".reduce");
 
   // 5. One record per key, with the crossing line's position and running total resolved.
   device_buffer<keyed_result> d_results(static_cast<std::size_t>(key_count), stream);
   {
-    keyed_result* results            = d_results.data();
-    const std::uint64_t* unique_keys = d_unique_keys.data();
-    const sum_and_first* per_key     = d_per_key.data();
-    const std::int64_t* running      = d_running.data();
-    const std::int64_t key_lo        = check.key_lo;
+    keyed_result* results        = d_results.data();
+    const Key* unique_keys       = d_unique_keys.data();
+    const sum_and_first* per_key = d_per_key.data();
+    const std::int64_t* running  = d_running.data();
     for_each_index(key_count, env, [=] __device__(std::int64_t r) {
       const sum_and_first reduced = per_key[r];
       keyed_result out;
-      out.key   = static_cast<std::int64_t>(unique_keys[r]) + key_lo;
+      out.key   = check.public_key(unique_keys[r]);
       out.total = reduced.sum;
       if (reduced.first_slot != no_slot) {
         out.line  = d_sorted_lines[reduced.first_slot];
@@ -505,7 +588,21 @@ std::vector<keyed_result> run_keyed_check(const Check& check, check_kind kind, i
       results[r] = out;
     });
   }
-  return to_host(d_results.data(), static_cast<std::size_t>(key_count), stream);
+  std::vector<keyed_result> results = to_host(d_results.data(), static_cast<std::size_t>(key_count), stream);
+  at.clock->mark(name + ".results");
+  return results;
+}
+
+/// @brief Runs one keyed check over the in-window lines, given in SPEC order.
+/// @param key_bits radix bits covering every `check.sort_key`
+/// @return one result per key that has lines, ascending by key
+template <typename Check>
+std::vector<keyed_result> run_keyed_check(const Check& check, const std::string& name, check_kind kind,
+                                          int key_bits, const check_env& at)
+{
+  if (at.window_count == 0) { return {}; }
+  return key_bits <= 32 ? run_keyed_check_as<std::uint32_t>(check, name, kind, key_bits, at)
+                        : run_keyed_check_as<std::uint64_t>(check, name, kind, key_bits, at);
 }
 
 [[nodiscard]] std::vector<keyed_running_total> to_running_totals(const std::vector<keyed_result>& results,
@@ -598,10 +695,11 @@ struct occupied_cell {
   return to_host(d_rows.data(), static_cast<std::size_t>(rows), stream);
 }
 
-/// @brief Pairs by sort and reduce-by-key, for logs whose dense pair table would be too large.
-[[nodiscard]] std::vector<pair_row> sort_pairs(const line_columns_view& lines,
-                                               const rule_tables_view& rules, const code_bounds& bounds,
-                                               u64* d_count, const launch_env& env)
+/// @brief `sort_pairs` with sort keys of type @p Key (32 bits when the pair codes fit).
+template <typename Key>
+[[nodiscard]] std::vector<pair_row> sort_pairs_as(const line_columns_view& lines, const rule_tables_view& rules,
+                                                  const entity_country_code& codes, int key_bits,
+                                                  u64* d_count, const launch_env& env)
 {
   const cudaStream_t stream = env.stream;
   device_buffer<std::int32_t> d_lines(static_cast<std::size_t>(lines.size), stream);
@@ -613,22 +711,20 @@ struct occupied_cell {
   const auto count = static_cast<std::int64_t>(read_scalar(d_count, stream));
   if (count == 0) { return {}; }
 
-  device_buffer<std::uint64_t> d_keys(static_cast<std::size_t>(count), stream);
+  device_buffer<Key> d_keys(static_cast<std::size_t>(count), stream);
   {
-    std::uint64_t* keys           = d_keys.data();
-    const std::int32_t* order     = d_lines.data();
-    const std::int32_t* entity    = lines.entity;
-    const std::uint16_t* country  = lines.country;
+    Key* keys                    = d_keys.data();
+    const std::int32_t* order    = d_lines.data();
+    const std::int32_t* entity   = lines.entity;
+    const std::uint16_t* country = lines.country;
     for_each_index(count, env, [=] __device__(std::int64_t j) {
-      keys[j] = static_cast<std::uint64_t>(entity_country_key(entity[order[j]], country[order[j]]));
+      keys[j] = static_cast<Key>(codes.encode(entity[order[j]], country[order[j]]));
     });
   }
-  const int key_bits = bits_for(static_cast<std::uint64_t>(
-    entity_country_key(std::max(bounds.entities - 1, 0), std::max(bounds.countries - 1, 0))));
   {
-    device_buffer<std::uint64_t> d_keys_alt(static_cast<std::size_t>(count), stream);
+    device_buffer<Key> d_keys_alt(static_cast<std::size_t>(count), stream);
     device_buffer<std::int32_t> d_lines_alt(static_cast<std::size_t>(count), stream);
-    cub::DoubleBuffer<std::uint64_t> keys(d_keys.data(), d_keys_alt.data());
+    cub::DoubleBuffer<Key> keys(d_keys.data(), d_keys_alt.data());
     cub::DoubleBuffer<std::int32_t> values(d_lines.data(), d_lines_alt.data());
     run_cub(CAPLEDGER_HERE, stream, [&](void* d_temp, std::size_t& temp_bytes) {
       return cub::DeviceRadixSort::SortPairs(d_temp, temp_bytes, keys, values, count, 0,
@@ -638,7 +734,7 @@ struct occupied_cell {
     keep_current(values, d_lines, d_lines_alt);
   }
 
-  device_buffer<std::uint64_t> d_unique_keys(static_cast<std::size_t>(count), stream);
+  device_buffer<Key> d_unique_keys(static_cast<std::size_t>(count), stream);
   device_buffer<group_sums> d_sums(static_cast<std::size_t>(count), stream);
   {
     device_buffer<group_sums> d_items(static_cast<std::size_t>(count), stream);
@@ -650,7 +746,7 @@ struct occupied_cell {
       const std::int32_t line = order[j];
       items[j]                = group_sums{1, quantity[line], tpp[line]};
     });
-    const std::uint64_t* sorted_keys = d_keys.data();
+    const Key* sorted_keys = d_keys.data();
     run_cub(CAPLEDGER_HERE, stream, [&](void* d_temp, std::size_t& temp_bytes) {
       return cub::DeviceReduce::ReduceByKey(d_temp, temp_bytes, sorted_keys, d_unique_keys.data(),
                                             items, d_sums.data(), d_count, group_sums_plus{}, count,
@@ -661,14 +757,28 @@ struct occupied_cell {
   d_keys.release();  // lower the peak: the rows need only the per-key sums
   d_lines.release();
   device_buffer<pair_row> d_rows(static_cast<std::size_t>(rows), stream);
-  pair_row* out                    = d_rows.data();
-  const std::uint64_t* unique_keys = d_unique_keys.data();
-  const group_sums* sums           = d_sums.data();
+  pair_row* out          = d_rows.data();
+  const Key* unique_keys = d_unique_keys.data();
+  const group_sums* sums = d_sums.data();
   for_each_index(rows, env, [=] __device__(std::int64_t r) {
-    const auto key = static_cast<std::int64_t>(unique_keys[r]);
-    out[r]         = pair_row{key / 65536, key % 65536, sums[r].records, sums[r].units, sums[r].tpp};
+    const std::uint64_t code = unique_keys[r];
+    out[r] = pair_row{codes.entity_of(code), codes.country_of(code), sums[r].records, sums[r].units,
+                      sums[r].tpp};
   });
   return to_host(d_rows.data(), static_cast<std::size_t>(rows), stream);
+}
+
+/// @brief Pairs by sort and reduce-by-key, for logs whose dense pair table would be too large.
+[[nodiscard]] std::vector<pair_row> sort_pairs(const line_columns_view& lines,
+                                               const rule_tables_view& rules, const code_bounds& bounds,
+                                               u64* d_count, const launch_env& env)
+{
+  const entity_country_code codes{std::max(bounds.countries, 1)};
+  const std::uint64_t cells =
+    static_cast<std::uint64_t>(std::max(bounds.entities, 1)) * static_cast<std::uint64_t>(codes.countries);
+  const int key_bits = cells > 1 ? bits_for(cells - 1) : 0;
+  return key_bits <= 32 ? sort_pairs_as<std::uint32_t>(lines, rules, codes, key_bits, d_count, env)
+                        : sort_pairs_as<std::uint64_t>(lines, rules, codes, key_bits, d_count, env);
 }
 
 // ---- the whole aggregation --------------------------------------------------------------------
@@ -714,12 +824,18 @@ void check_inputs(const shipment_view& lines, const rule_context& rules, const d
   }
 }
 
-/// @param bytes_per_line what each line still needs (columns not yet uploaded count too)
-void check_device_memory(std::int64_t line_count, std::uint64_t bytes_per_line, std::uint64_t table_bytes)
+[[nodiscard]] std::uint64_t free_device_bytes()
 {
   std::size_t free_bytes  = 0;
   std::size_t total_bytes = 0;
   CAPLEDGER_CUDA_TRY(cudaMemGetInfo(&free_bytes, &total_bytes));
+  return free_bytes;
+}
+
+/// @param bytes_per_line what each line still needs (columns not yet uploaded count too)
+void check_device_memory(std::int64_t line_count, std::uint64_t bytes_per_line, std::uint64_t table_bytes)
+{
+  const std::uint64_t free_bytes = free_device_bytes();
   const std::uint64_t needed =
     static_cast<std::uint64_t>(line_count) * bytes_per_line + table_bytes + device_headroom_bytes;
   if (needed > free_bytes) {
@@ -785,12 +901,10 @@ class resident_columns final : public gpu_columns {
 };
 
 /// @brief Every aggregate of the lines in @p columns (already in GPU memory).
-/// @param device_ms when given: CUDA-event milliseconds from the first to the last operation on
-/// the aggregation's stream
+/// @param timing when given: CUDA-event times of the call and of each phase
 [[nodiscard]] aggregation aggregate_resident(const resident_columns& columns, const rule_context& rules,
-                                             const dictionary_sizes& sizes, double* device_ms = nullptr)
+                                             const dictionary_sizes& sizes, gpu_timing* timing = nullptr)
 {
-  if (device_ms != nullptr) { *device_ms = 0; }
   aggregation result;
   result.by_country.resize(static_cast<std::size_t>(sizes.countries));
   result.by_entity.resize(static_cast<std::size_t>(sizes.entities));
@@ -803,10 +917,10 @@ class resident_columns final : public gpu_columns {
 
   const code_bounds bounds{sizes.entities, sizes.countries, sizes.chips, sizes.exporters, sizes.orders};
   const std::int64_t pair_cells = static_cast<std::int64_t>(sizes.entities) * sizes.countries;
-  // A dense pair table pays off while it is small next to the log; beyond that, sorting the lines
-  // touches less memory than sweeping a mostly empty table.
-  const bool dense_pairs =
-    pair_cells > 0 && pair_cells * 24 <= (256LL << 20) && pair_cells <= 4 * n;
+  // A dense pair table (three atomics a line, one sweep of the table) beats sorting the lines while
+  // the table is not much larger than the log, and it may take an eighth of the free GPU memory.
+  const bool dense_pairs = pair_cells > 0 && pair_cells <= 4 * n &&
+                           static_cast<std::uint64_t>(pair_cells) * 24 <= free_device_bytes() / 8;
   const std::uint64_t table_bytes =
     24ULL * (static_cast<std::uint64_t>(sizes.countries) + sizes.entities + sizes.chips + sizes.exporters) +
     8ULL * sizes.countries + (dense_pairs ? 24ULL * static_cast<std::uint64_t>(pair_cells) : 0) +
@@ -818,12 +932,12 @@ class resident_columns final : public gpu_columns {
   CAPLEDGER_CUDA_TRY(cudaDeviceGetAttribute(&env.sm_count, cudaDevAttrMultiProcessorCount, device));
   check_device_memory(n, work_bytes_per_line, table_bytes);
 
+  const pool_retention keep_freed_memory;
   // Declared before every buffer so it outlives their stream-ordered frees.
   const cuda_stream stream;
   env.stream = stream.get();
   const cudaStream_t s = env.stream;
-  cuda_event started, finished;
-  started.record(s);
+  phase_clock clock(timing != nullptr, s);
 
   // 1. Rule tables (the columns are resident already).
   const auto count              = static_cast<std::size_t>(n);
@@ -861,6 +975,8 @@ class resident_columns final : public gpu_columns {
   tables.nveu_tpp                   = d_nveu_tpp.data();
   tables.nveu_phase_count           = static_cast<int>(nveu_through.size());
 
+  clock.mark("rule_tables");
+
   // 2. The fused dense pass. Counters: [0] lines used, [1] bad-code flag, [2] selection counts.
   auto d_counters       = zeroed_device_buffer<u64>(4, s);
   u64* d_count          = d_counters.data() + 2;
@@ -872,12 +988,12 @@ class resident_columns final : public gpu_columns {
   auto d_pair_totals =
     zeroed_device_buffer<u64>(dense_pairs ? 3 * static_cast<std::size_t>(pair_cells) : 0, s);
   dense_tables dense;
-  dense.table[country_totals]     = {d_country_totals.data(), sizes.countries, 3, -1};
-  dense.table[country_cap_totals] = {d_cap_totals.data(), sizes.countries, 1, -1};
-  dense.table[chip_totals]        = {d_chip_totals.data(), sizes.chips, 3, -1};
-  dense.table[entity_totals]      = {d_entity_totals.data(), sizes.entities, 3, -1};
-  dense.table[exporter_totals]    = {d_exporter_totals.data(), sizes.exporters, 3, -1};
-  dense.table[pair_totals]        = {d_pair_totals.data(), dense_pairs ? pair_cells : 0, 3, -1};
+  dense.table[country_totals]     = {d_country_totals.data(), sizes.countries, 3};
+  dense.table[country_cap_totals] = {d_cap_totals.data(), sizes.countries, 1};
+  dense.table[chip_totals]        = {d_chip_totals.data(), sizes.chips, 3};
+  dense.table[entity_totals]      = {d_entity_totals.data(), sizes.entities, 3};
+  dense.table[exporter_totals]    = {d_exporter_totals.data(), sizes.exporters, 3};
+  dense.table[pair_totals]        = {d_pair_totals.data(), dense_pairs ? pair_cells : 0, 3};
   assign_shared_memory(dense, dense_shared_budget_words());
   {
     const std::size_t shared_bytes = static_cast<std::size_t>(dense.shared_words) * sizeof(u64);
@@ -890,6 +1006,7 @@ class resident_columns final : public gpu_columns {
                                                                d_counters.data() + 1);
     CAPLEDGER_CHECK_LAUNCH();
   }
+  clock.mark("dense_totals");
 
   // 3. In-window used lines in SPEC order: compacted in input order, then stably sorted by date.
   const day_t window_first = rules.window_start;
@@ -937,6 +1054,7 @@ class resident_columns final : public gpu_columns {
     keep_current(values, d_window, d_window_alt);
   }
   const std::int32_t* d_spec_order = d_window.data();
+  clock.mark("spec_order");
 
   // Dense totals back to the host (the dense pass is long done by now; this reads its output).
   result.by_country  = to_group_totals(to_host(d_country_totals.data(), d_country_totals.size(), s));
@@ -954,66 +1072,43 @@ class resident_columns final : public gpu_columns {
   d_chip_totals.release();
   d_exporter_totals.release();
   d_cap_totals.release();
+  clock.mark("totals_to_host");
 
-  // 4. Keyed checks.
-  const std::int64_t last_entity  = std::max(sizes.entities - 1, 0);
-  const std::int64_t last_country = std::max(sizes.countries - 1, 0);
-  const auto key_bits_between = [](std::int64_t lo, std::int64_t hi) {
-    return hi > lo ? bits_for(static_cast<std::uint64_t>(hi - lo)) : 0;
-  };
-  {
-    const nveu_check check{lines, tables, 0};
-    result.nveu = to_running_totals(
-      run_keyed_check(check, check_kind::running_total,
-                      key_bits_between(0, entity_country_key(last_entity, last_country)),
-                      d_spec_order, window_count, lines, d_count, env),
-      false);
-  }
-  {
-    const lpp_order_check check{lines, tables, 0};
-    result.lpp_order = to_running_totals(
-      run_keyed_check(check, check_kind::running_total,
-                      key_bits_between(0, std::max(sizes.orders - 1, 0)), d_spec_order,
-                      window_count, lines, d_count, env),
-      true);
-  }
+  // 4. Keyed checks, each on dense key codes (see entity_country_code).
+  const check_env at{d_spec_order, window_count, lines, d_count, env, &clock};
+  const entity_country_code pair_codes{std::max<std::int64_t>(sizes.countries, 1)};
+  const std::uint64_t entity_count = static_cast<std::uint64_t>(std::max(sizes.entities, 1));
+  const auto bits_for_codes = [](std::uint64_t codes) { return codes > 1 ? bits_for(codes - 1) : 0; };
+  const int pair_bits = bits_for_codes(entity_count * static_cast<std::uint64_t>(pair_codes.countries));
+  result.nveu = to_running_totals(
+    run_keyed_check(nveu_check{lines, tables, pair_codes}, "nveu", check_kind::running_total, pair_bits, at),
+    false);
+  result.lpp_order = to_running_totals(
+    run_keyed_check(lpp_order_check{lines, tables}, "lpp_order", check_kind::running_total,
+                    bits_for_codes(static_cast<std::uint64_t>(std::max(sizes.orders, 1))), at),
+    true);
   if (window_count > 0) {
     // Years of in-window lines lie between those of the window's first and last used day.
     const std::int64_t first_year = civil_year(window_first);
-    const std::int64_t last_year  = civil_year(window_last);
-    const std::int64_t key_lo     = entity_year_key(0, first_year);
-    const lpp_annual_check check{lines, tables, key_lo};
-    result.lpp_annual = to_running_totals(
-      run_keyed_check(check, check_kind::running_total,
-                      key_bits_between(key_lo, entity_year_key(last_entity, last_year)), d_spec_order,
-                      window_count, lines, d_count, env),
+    const std::int64_t years      = civil_year(window_last) - first_year + 1;
+    result.lpp_annual             = to_running_totals(
+      run_keyed_check(lpp_annual_check{lines, tables, first_year, years}, "lpp_annual",
+                                  check_kind::running_total,
+                                  bits_for_codes(entity_count * static_cast<std::uint64_t>(years)), at),
       true);
   }
-  {
-    const country_cap_check check{lines, tables, 0};
-    const std::vector<keyed_result> per_country =
-      run_keyed_check(check, check_kind::running_total, key_bits_between(0, last_country), d_spec_order,
-                      window_count, lines, d_count, env);
-    for (const keyed_result& r : per_country) {
-      if (r.line >= 0) {
-        result.country_cap_crossing[static_cast<std::size_t>(r.key)] = crossing{r.line, r.value};
-      }
+  for (const keyed_result& r :
+       run_keyed_check(country_cap_check{lines, tables}, "country_cap", check_kind::running_total,
+                       bits_for_codes(static_cast<std::uint64_t>(pair_codes.countries)), at)) {
+    if (r.line >= 0) {
+      result.country_cap_crossing[static_cast<std::size_t>(r.key)] = crossing{r.line, r.value};
     }
   }
-  {
-    const prohibited_check check{lines, tables, 0};
-    result.prohibited = to_first_lines(
-      run_keyed_check(check, check_kind::first_line,
-                      key_bits_between(0, entity_country_key(last_entity, last_country)),
-                      d_spec_order, window_count, lines, d_count, env));
-  }
-  {
-    const unauthorized_check check{lines, tables, 0};
-    result.unauthorized = to_first_lines(run_keyed_check(
-      check, check_kind::first_line,
-      key_bits_between(0, entity_country_pathway_key(last_entity, last_country, pathway_count - 1)),
-      d_spec_order, window_count, lines, d_count, env));
-  }
+  result.prohibited = to_first_lines(run_keyed_check(prohibited_check{lines, tables, pair_codes},
+                                                     "prohibited", check_kind::first_line, pair_bits, at));
+  result.unauthorized = to_first_lines(run_keyed_check(
+    unauthorized_check{lines, tables, pair_codes}, "unauthorized", check_kind::first_line,
+    bits_for_codes(entity_count * static_cast<std::uint64_t>(pair_codes.countries) * pathway_count), at));
 
   // 5. (entity, country) pairs.
   const std::vector<pair_row> pairs =
@@ -1030,9 +1125,9 @@ class resident_columns final : public gpu_columns {
     result.by_entity_country.push_back(pair);
   }
 
-  finished.record(s);
+  clock.mark("pairs");
   stream.synchronize();
-  if (device_ms != nullptr) { *device_ms = finished.since(started); }
+  if (timing != nullptr) { *timing = clock.read(); }
   return result;
 }
 
@@ -1061,12 +1156,12 @@ std::unique_ptr<gpu_columns> upload_to_gpu(const shipment_view& lines)
 }
 
 aggregation aggregate_on_gpu(const gpu_columns& lines, const rule_context& rules, const dictionary_sizes& sizes,
-                             double* device_ms)
+                             gpu_timing* timing)
 {
   const auto* resident = dynamic_cast<const detail::resident_columns*>(&lines);
   CAPLEDGER_EXPECTS(resident != nullptr, "aggregate_on_gpu takes columns made by upload_to_gpu");
   detail::check_inputs(shipment_view{resident->size()}, rules, sizes);
-  return detail::aggregate_resident(*resident, rules, sizes, device_ms);
+  return detail::aggregate_resident(*resident, rules, sizes, timing);
 }
 
 bool gpu_available(std::string* why)

@@ -104,6 +104,7 @@ struct log_shape {
   std::int32_t exporters = 7;
   calendar_layout layout = calendar_layout::straddling;
   std::uint64_t seed     = 1;
+  std::int64_t tpp_scale = 1;  ///< multiplies every chip's TPP: large values carry across 32 bits
 };
 
 struct random_log {
@@ -156,7 +157,7 @@ random_log make_log(const log_shape& shape)
 
   // Chips: a few cheap ones so that small quantities sit near the limits.
   std::vector<std::int64_t> chip_tpp(static_cast<std::size_t>(sizes.chips));
-  for (auto& t : chip_tpp) { t = uniform(1, 5000); }
+  for (auto& t : chip_tpp) { t = uniform(1, 5000) * shape.tpp_scale; }
 
   shipment_columns& c = log.columns;
   const auto n        = static_cast<std::size_t>(shape.lines);
@@ -322,11 +323,28 @@ TEST_F(GpuEquivalence, ResidentColumnsAggregateRepeatedly)
     const auto resident    = upload_to_gpu(log.columns.view());
     ASSERT_EQ(resident->size(), lines);
     EXPECT_TRUE(aggregate_on_gpu(*resident, log.rules, log.sizes) == cpu) << lines << " lines, first run";
-    EXPECT_TRUE(aggregate_on_gpu(*resident, log.rules, log.sizes) == cpu) << lines << " lines, second run";
+    gpu_timing timing;
+    EXPECT_TRUE(aggregate_on_gpu(*resident, log.rules, log.sizes, &timing) == cpu)
+      << lines << " lines, second run (timed)";
+    if (lines == 0) {  // no device work at all: nothing to time
+      EXPECT_TRUE(timing.phase_ms.empty());
+      EXPECT_EQ(timing.total_ms, 0.0);
+      continue;
+    }
+    // The phases tile the call: their times add up to the total (events on one stream).
+    ASSERT_FALSE(timing.phase_ms.empty());
+    double phases = 0;
+    for (const auto& [name, ms] : timing.phase_ms) {
+      EXPECT_GE(ms, 0.0) << name;
+      phases += ms;
+    }
+    EXPECT_GT(timing.total_ms, 0.0);
+    EXPECT_NEAR(phases, timing.total_ms, 1e-3 * timing.phase_ms.size() + 1e-6 * timing.total_ms);
   }
 }
 
-// Dictionaries too large for shared memory: every dense table takes global atomics.
+// Dictionaries too large for shared memory: the country, chip and exporter tables take global
+// atomics; a prefix of the entity codes is still summed in shared memory, the rest globally.
 TEST_F(GpuEquivalence, WideDictionaries)
 {
   for (const std::int64_t lines : {1, 1025, 100000}) {
@@ -345,7 +363,25 @@ TEST_F(GpuEquivalence, WideDictionaries)
 
 // Dense tables that just fill the shared memory a block may take without opting in (48 KB less the
 // dense kernel's static BlockReduce storage): 40 countries (160 words), 12 chips (36), 7 exporters
-// (21) and about 1972 entities (3 words each) land within a few words of the limit on either side.
+// (21) and about 1972 entities (3 words each) land within a few words of the limit on either side,
+// so the entity table is privatized whole on one side and as a prefix on the other.
+// Shared-memory counters are added as two 32-bit words with a carry: line TPP values past 2^32
+// (and returns, which add two's-complement words) make both the low word wrap and the high word
+// move, in shared cells (few entities) and in the global tail (many).
+TEST_F(GpuEquivalence, LargeValuesCarryAcrossThe32BitWords)
+{
+  for (const std::int32_t entities : {5, 20000}) {
+    for (const std::int64_t scale : {std::int64_t{1} << 20, std::int64_t{1} << 28}) {
+      log_shape shape;
+      shape.lines     = 20000;
+      shape.entities  = entities;
+      shape.tpp_scale = scale;
+      shape.seed      = 11;
+      if (!check_equivalence(shape, *cpu_, *gpu_)) { return; }
+    }
+  }
+}
+
 TEST_F(GpuEquivalence, SharedMemoryBudgetEdge)
 {
   for (std::int32_t entities = 1966; entities <= 1980; ++entities) {

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace capledger {
@@ -212,11 +213,17 @@ class gpu_columns {
 /// @throw device_error without CUDA or a usable GPU, or when the columns do not fit
 [[nodiscard]] std::unique_ptr<gpu_columns> upload_to_gpu(const shipment_view& lines);
 
+/// @brief CUDA-event times of one GPU aggregation on its stream (host work between its copies back
+/// included): the whole call and each phase, in run order.
+struct gpu_timing {
+  double total_ms = 0;
+  std::vector<std::pair<std::string, double>> phase_ms;
+};
+
 /// @brief What `make_gpu_backend()->aggregate` returns for the uploaded lines, without the upload.
-/// @param device_ms when given: CUDA-event time (ms) from the first to the last operation of the
-///        aggregation on its stream (host work between its copies back included)
+/// @param timing when given: filled with the call's CUDA-event times
 /// @throw device_error on any GPU failure
 [[nodiscard]] aggregation aggregate_on_gpu(const gpu_columns& lines, const rule_context& rules,
-                                           const dictionary_sizes& sizes, double* device_ms = nullptr);
+                                           const dictionary_sizes& sizes, gpu_timing* timing = nullptr);
 
 }  // namespace capledger

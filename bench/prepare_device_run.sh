@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Run this HERE before a GPU-machine run (the device tool): the GPU machines reach no package
+# registry and device time is short, so the work that needs no GPU happens here.
+#  1. Builds build-cuda (Release, CUDA for sm_90, tests and benchmarks) and copies the three
+#     programs, the shared libraries they need beyond the C/C++ runtimes, and the build folder's
+#     absolute path into .device-bin/ (the tests have that path compiled in).
+#  2. Downloads the build dependencies as .deb files into .device-debs/, for the device run's
+#     fallback: building there when the programs built here do not run on its image.
+# Both folders are ignored by git; carry both: carry [".device-bin", ".device-debs"].
+set -euo pipefail
+cd "$(dirname "$0")/.."
+for dir in .device-bin .device-debs; do
+  grep -qx "/$dir/" .git/info/exclude 2>/dev/null || echo "/$dir/" >>.git/info/exclude
+done
+
+cmake -S . -B build-cuda -DCMAKE_BUILD_TYPE=Release -DCAPLEDGER_CUDA=ON -DCAPLEDGER_TESTS=ON \
+  -DCAPLEDGER_BENCH=ON -DCMAKE_CUDA_ARCHITECTURES=90 >/dev/null
+cmake --build build-cuda -j"$(nproc)"
+rm -rf .device-bin && mkdir -p .device-bin/lib
+cp build-cuda/capledger build-cuda/tests/capledger_tests build-cuda/bench/aggregate_bench .device-bin/
+realpath build-cuda >.device-bin/build-dir
+# Every shared library the programs load beyond the C and C++ runtimes that any image has.
+ldd .device-bin/capledger .device-bin/capledger_tests .device-bin/aggregate_bench |
+  awk '$2 == "=>" && $1 !~ /^(libc|libm|libstdc\+\+|libgcc_s)\.so/ { print $3 }' | sort -u |
+  xargs -r cp -L -t .device-bin/lib/
+
+mkdir -p .device-debs
+(cd .device-debs && apt-get download libcli11-dev nlohmann-json3-dev libgtest-dev libgmock-dev \
+  googletest libbenchmark-dev libbenchmark1debian libsqlite3-dev libsqlite3-0 libssl-dev libssl3)
+du -sh .device-bin .device-debs
