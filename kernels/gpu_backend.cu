@@ -30,6 +30,7 @@
 #include <thrust/iterator/counting_iterator.h>
 
 #include <algorithm>
+#include <type_traits>
 #include <initializer_list>
 #include <cstdint>
 #include <memory>
@@ -321,14 +322,6 @@ struct key_equal {
   __host__ __device__ bool operator()(Key a, Key b) const { return a == b; }
 };
 
-/// @brief One key's result: total, and the crossing or first line (`line == -1`: none).
-struct keyed_result {
-  std::int64_t key   = 0;
-  std::int64_t total = 0;
-  std::int64_t line  = -1;
-  std::int64_t value = 0;  ///< running total just after `line` (running-total checks)
-};
-
 /// @brief (entity, country) as the dense code entity * countries + country, which orders pairs as
 /// `entity_country_key` does while spanning far fewer radix bits (25 for 100,000 entities and 249
 /// countries, against 33).
@@ -467,6 +460,16 @@ enum class check_kind {
   first_line      ///< first line of the key, whatever its value
 };
 
+/// @brief The row a check reports per key, written on the device in the aggregation's own layout
+/// so that it is copied to the host as it is.
+template <check_kind Kind>
+using check_row =
+  std::conditional_t<Kind == check_kind::running_total, keyed_running_total, keyed_first_line>;
+
+struct has_crossing {
+  __device__ bool operator()(const keyed_running_total& row) const { return row.first_crossing.line >= 0; }
+};
+
 /// @brief Keeps the current half of a sorted double buffer in @p first and frees the other half.
 template <typename T>
 void keep_current(cub::DoubleBuffer<T>& sorted, device_buffer<T>& first, device_buffer<T>& second)
@@ -486,9 +489,9 @@ struct check_env {
 };
 
 /// @brief `run_keyed_check` with sort keys of type @p Key (32 bits when the codes fit).
-template <typename Key, typename Check>
-std::vector<keyed_result> run_keyed_check_as(const Check& check, const std::string& name, check_kind kind,
-                                             int key_bits, const check_env& at)
+template <check_kind Kind, typename Key, typename Check>
+std::vector<check_row<Kind>> run_keyed_check_as(const Check& check, const std::string& name, int key_bits,
+                                                bool crossing_keys_only, const check_env& at)
 {
   const cudaStream_t stream     = at.launch.stream;
   const launch_env& env         = at.launch;
@@ -529,7 +532,7 @@ std::vector<keyed_result> run_keyed_check_as(const Check& check, const std::stri
 
   // 3. Running totals per key, in SPEC order.
   device_buffer<std::int64_t> d_running;
-  if (kind == check_kind::running_total) {
+  if constexpr (Kind == check_kind::running_total) {
     device_buffer<std::int64_t> d_tpp(static_cast<std::size_t>(count), stream);
     {
       std::int64_t* tpp            = d_tpp.data();
@@ -554,7 +557,7 @@ std::vector<keyed_result> run_keyed_check_as(const Check& check, const std::stri
     sum_and_first* items         = d_items.data();
     const std::int64_t* running  = d_running.data();
     const std::int64_t* line_tpp = lines.tpp;
-    const bool first_only        = kind == check_kind::first_line;
+    const bool first_only        = Kind == check_kind::first_line;
     for_each_index(count, env, [=] __device__(std::int64_t j) {
       const std::int32_t line = d_sorted_lines[j];
       const bool counts       = first_only || running[j] > check.limit(line);
@@ -569,83 +572,79 @@ std::vector<keyed_result> run_keyed_check_as(const Check& check, const std::stri
   const auto key_count = static_cast<std::int64_t>(read_scalar(at.d_count, stream));
   at.clock->mark(name + ".reduce");
 
-  // 5. One record per key, with the crossing line's position and running total resolved.
-  device_buffer<keyed_result> d_results(static_cast<std::size_t>(key_count), stream);
+  // 5. One row per key, with the crossing (or first) line's position resolved.
+  using row = check_row<Kind>;
+  device_buffer<row> d_rows(static_cast<std::size_t>(key_count), stream);
   {
-    keyed_result* results        = d_results.data();
+    row* rows                    = d_rows.data();
     const Key* unique_keys       = d_unique_keys.data();
     const sum_and_first* per_key = d_per_key.data();
     const std::int64_t* running  = d_running.data();
+    const std::int32_t* sorted_lines = d_sorted_lines;  // captured outside the constexpr-ifs
     for_each_index(key_count, env, [=] __device__(std::int64_t r) {
       const sum_and_first reduced = per_key[r];
-      keyed_result out;
-      out.key   = check.public_key(unique_keys[r]);
-      out.total = reduced.sum;
-      if (reduced.first_slot != no_slot) {
-        out.line  = d_sorted_lines[reduced.first_slot];
-        out.value = running != nullptr ? running[reduced.first_slot] : 0;
+      const std::int64_t first    = reduced.first_slot;
+      const std::int64_t line     = first != no_slot ? sorted_lines[first] : -1;
+      const std::int64_t value    = first != no_slot && running != nullptr ? running[first] : 0;
+      row out;
+      out.key = check.public_key(unique_keys[r]);
+      if constexpr (Kind == check_kind::running_total) {
+        out.total                = reduced.sum;
+        out.first_crossing.line  = line;
+        out.first_crossing.value = value;
+      } else {
+        out.tpp        = reduced.sum;
+        out.first_line = line;  // every slot counts: the key's first line
       }
-      results[r] = out;
+      rows[r] = out;
     });
   }
-  std::vector<keyed_result> results = to_host(d_results.data(), static_cast<std::size_t>(key_count), stream);
+  std::int64_t row_count = key_count;
+  if constexpr (Kind == check_kind::running_total) {
+    if (crossing_keys_only) {  // most keys never cross: copy only those that do
+      device_buffer<row> d_crossing(static_cast<std::size_t>(key_count), stream);
+      run_cub(CAPLEDGER_HERE, stream, [&](void* d_temp, std::size_t& temp_bytes) {
+        return cub::DeviceSelect::If(d_temp, temp_bytes, d_rows.data(), d_crossing.data(), at.d_count,
+                                     key_count, has_crossing{}, stream);
+      });
+      row_count = static_cast<std::int64_t>(read_scalar(at.d_count, stream));
+      d_rows.swap(d_crossing);
+    }
+  }
+  std::vector<row> rows = to_host(d_rows.data(), static_cast<std::size_t>(row_count), stream);
   at.clock->mark(name + ".results");
-  return results;
+  return rows;
 }
 
 /// @brief Runs one keyed check over the in-window lines, given in SPEC order.
 /// @param key_bits radix bits covering every `check.sort_key`
-/// @return one result per key that has lines, ascending by key
-template <typename Check>
-std::vector<keyed_result> run_keyed_check(const Check& check, const std::string& name, check_kind kind,
-                                          int key_bits, const check_env& at)
+/// @param crossing_keys_only running totals: report only keys that cross
+/// @return one row per key that has lines (or crosses), ascending by key
+template <check_kind Kind, typename Check>
+std::vector<check_row<Kind>> run_keyed_check(const Check& check, const std::string& name, int key_bits,
+                                             const check_env& at, bool crossing_keys_only = false)
 {
   if (at.window_count == 0) { return {}; }
-  return key_bits <= 32 ? run_keyed_check_as<std::uint32_t>(check, name, kind, key_bits, at)
-                        : run_keyed_check_as<std::uint64_t>(check, name, kind, key_bits, at);
-}
-
-[[nodiscard]] std::vector<keyed_running_total> to_running_totals(const std::vector<keyed_result>& results,
-                                                                 bool crossing_keys_only)
-{
-  std::vector<keyed_running_total> totals;
-  totals.reserve(results.size());
-  for (const keyed_result& r : results) {
-    if (crossing_keys_only && r.line < 0) { continue; }
-    keyed_running_total total;
-    total.key                  = r.key;
-    total.total                = r.total;
-    total.first_crossing.line  = r.line;
-    total.first_crossing.value = r.line < 0 ? 0 : r.value;
-    totals.push_back(total);
-  }
-  return totals;
-}
-
-[[nodiscard]] std::vector<keyed_first_line> to_first_lines(const std::vector<keyed_result>& results)
-{
-  std::vector<keyed_first_line> lines;
-  lines.reserve(results.size());
-  for (const keyed_result& r : results) {
-    keyed_first_line first;
-    first.key        = r.key;
-    first.first_line = r.line;
-    first.tpp        = r.total;
-    lines.push_back(first);
-  }
-  return lines;
+  return key_bits <= 32
+           ? run_keyed_check_as<Kind, std::uint32_t>(check, name, key_bits, crossing_keys_only, at)
+           : run_keyed_check_as<Kind, std::uint64_t>(check, name, key_bits, crossing_keys_only, at);
 }
 
 // ---- (entity, country) pairs ------------------------------------------------------------------
 
-/// @brief One occupied (entity, country) pair as it comes back from the device.
-struct pair_row {
-  std::int64_t entity  = 0;
-  std::int64_t country = 0;
-  std::int64_t records = 0;
-  std::int64_t units   = 0;
-  std::int64_t tpp     = 0;
-};
+/// @brief One occupied (entity, country) pair, written on the device in the aggregation's layout.
+__device__ __forceinline__ pair_total make_pair_total(std::int64_t entity, std::int64_t country,
+                                                      std::int64_t records, std::int64_t units,
+                                                      std::int64_t tpp)
+{
+  pair_total pair;
+  pair.entity        = static_cast<std::int32_t>(entity);
+  pair.country       = static_cast<std::uint16_t>(country);
+  pair.total.records = records;
+  pair.total.units   = units;
+  pair.total.tpp     = tpp;
+  return pair;
+}
 
 struct group_sums {
   std::int64_t records = 0;
@@ -672,7 +671,7 @@ struct occupied_cell {
 };
 
 /// @brief Compacts the dense pair table filled by the dense pass; cell order is (entity, country).
-[[nodiscard]] std::vector<pair_row> compact_pair_table(const u64* d_cells, std::int64_t cell_count,
+[[nodiscard]] std::vector<pair_total> compact_pair_table(const u64* d_cells, std::int64_t cell_count,
                                                        std::int32_t countries, u64* d_count,
                                                        const launch_env& env)
 {
@@ -683,21 +682,21 @@ struct occupied_cell {
                                  d_occupied.data(), d_count, cell_count, occupied_cell{d_cells}, stream);
   });
   const auto rows = static_cast<std::int64_t>(read_scalar(d_count, stream));
-  device_buffer<pair_row> d_rows(static_cast<std::size_t>(rows), stream);
-  pair_row* out            = d_rows.data();
+  device_buffer<pair_total> d_rows(static_cast<std::size_t>(rows), stream);
+  pair_total* out            = d_rows.data();
   const std::int32_t* cell = d_occupied.data();
   for_each_index(rows, env, [=] __device__(std::int64_t r) {
     const std::int64_t c = cell[r];
-    out[r] = pair_row{c / countries, c % countries, static_cast<std::int64_t>(d_cells[3 * c]),
+    out[r] = make_pair_total(c / countries, c % countries, static_cast<std::int64_t>(d_cells[3 * c]),
                       static_cast<std::int64_t>(d_cells[3 * c + 1]),
-                      static_cast<std::int64_t>(d_cells[3 * c + 2])};
+                             static_cast<std::int64_t>(d_cells[3 * c + 2]));
   });
   return to_host(d_rows.data(), static_cast<std::size_t>(rows), stream);
 }
 
 /// @brief `sort_pairs` with sort keys of type @p Key (32 bits when the pair codes fit).
 template <typename Key>
-[[nodiscard]] std::vector<pair_row> sort_pairs_as(const line_columns_view& lines, const rule_tables_view& rules,
+[[nodiscard]] std::vector<pair_total> sort_pairs_as(const line_columns_view& lines, const rule_tables_view& rules,
                                                   const entity_country_code& codes, int key_bits,
                                                   u64* d_count, const launch_env& env)
 {
@@ -756,20 +755,20 @@ template <typename Key>
   const auto rows = static_cast<std::int64_t>(read_scalar(d_count, stream));
   d_keys.release();  // lower the peak: the rows need only the per-key sums
   d_lines.release();
-  device_buffer<pair_row> d_rows(static_cast<std::size_t>(rows), stream);
-  pair_row* out          = d_rows.data();
+  device_buffer<pair_total> d_rows(static_cast<std::size_t>(rows), stream);
+  pair_total* out          = d_rows.data();
   const Key* unique_keys = d_unique_keys.data();
   const group_sums* sums = d_sums.data();
   for_each_index(rows, env, [=] __device__(std::int64_t r) {
     const std::uint64_t code = unique_keys[r];
-    out[r] = pair_row{codes.entity_of(code), codes.country_of(code), sums[r].records, sums[r].units,
-                      sums[r].tpp};
+    out[r] = make_pair_total(codes.entity_of(code), codes.country_of(code), sums[r].records, sums[r].units,
+                             sums[r].tpp);
   });
   return to_host(d_rows.data(), static_cast<std::size_t>(rows), stream);
 }
 
 /// @brief Pairs by sort and reduce-by-key, for logs whose dense pair table would be too large.
-[[nodiscard]] std::vector<pair_row> sort_pairs(const line_columns_view& lines,
+[[nodiscard]] std::vector<pair_total> sort_pairs(const line_columns_view& lines,
                                                const rule_tables_view& rules, const code_bounds& bounds,
                                                u64* d_count, const launch_env& env)
 {
@@ -1080,50 +1079,35 @@ class resident_columns final : public gpu_columns {
   const std::uint64_t entity_count = static_cast<std::uint64_t>(std::max(sizes.entities, 1));
   const auto bits_for_codes = [](std::uint64_t codes) { return codes > 1 ? bits_for(codes - 1) : 0; };
   const int pair_bits = bits_for_codes(entity_count * static_cast<std::uint64_t>(pair_codes.countries));
-  result.nveu = to_running_totals(
-    run_keyed_check(nveu_check{lines, tables, pair_codes}, "nveu", check_kind::running_total, pair_bits, at),
-    false);
-  result.lpp_order = to_running_totals(
-    run_keyed_check(lpp_order_check{lines, tables}, "lpp_order", check_kind::running_total,
-                    bits_for_codes(static_cast<std::uint64_t>(std::max(sizes.orders, 1))), at),
-    true);
+  constexpr check_kind running_total = check_kind::running_total;
+  constexpr check_kind first_line    = check_kind::first_line;
+  result.nveu = run_keyed_check<running_total>(nveu_check{lines, tables, pair_codes}, "nveu", pair_bits, at);
+  result.lpp_order = run_keyed_check<running_total>(
+    lpp_order_check{lines, tables}, "lpp_order",
+    bits_for_codes(static_cast<std::uint64_t>(std::max(sizes.orders, 1))), at, true);
   if (window_count > 0) {
     // Years of in-window lines lie between those of the window's first and last used day.
     const std::int64_t first_year = civil_year(window_first);
     const std::int64_t years      = civil_year(window_last) - first_year + 1;
-    result.lpp_annual             = to_running_totals(
-      run_keyed_check(lpp_annual_check{lines, tables, first_year, years}, "lpp_annual",
-                                  check_kind::running_total,
-                                  bits_for_codes(entity_count * static_cast<std::uint64_t>(years)), at),
-      true);
+    result.lpp_annual             = run_keyed_check<running_total>(
+      lpp_annual_check{lines, tables, first_year, years}, "lpp_annual",
+      bits_for_codes(entity_count * static_cast<std::uint64_t>(years)), at, true);
   }
-  for (const keyed_result& r :
-       run_keyed_check(country_cap_check{lines, tables}, "country_cap", check_kind::running_total,
-                       bits_for_codes(static_cast<std::uint64_t>(pair_codes.countries)), at)) {
-    if (r.line >= 0) {
-      result.country_cap_crossing[static_cast<std::size_t>(r.key)] = crossing{r.line, r.value};
-    }
+  for (const keyed_running_total& row : run_keyed_check<running_total>(
+         country_cap_check{lines, tables}, "country_cap",
+         bits_for_codes(static_cast<std::uint64_t>(pair_codes.countries)), at, true)) {
+    result.country_cap_crossing[static_cast<std::size_t>(row.key)] = row.first_crossing;
   }
-  result.prohibited = to_first_lines(run_keyed_check(prohibited_check{lines, tables, pair_codes},
-                                                     "prohibited", check_kind::first_line, pair_bits, at));
-  result.unauthorized = to_first_lines(run_keyed_check(
-    unauthorized_check{lines, tables, pair_codes}, "unauthorized", check_kind::first_line,
-    bits_for_codes(entity_count * static_cast<std::uint64_t>(pair_codes.countries) * pathway_count), at));
+  result.prohibited =
+    run_keyed_check<first_line>(prohibited_check{lines, tables, pair_codes}, "prohibited", pair_bits, at);
+  result.unauthorized = run_keyed_check<first_line>(
+    unauthorized_check{lines, tables, pair_codes}, "unauthorized",
+    bits_for_codes(entity_count * static_cast<std::uint64_t>(pair_codes.countries) * pathway_count), at);
 
   // 5. (entity, country) pairs.
-  const std::vector<pair_row> pairs =
+  result.by_entity_country =
     dense_pairs ? compact_pair_table(d_pair_totals.data(), pair_cells, sizes.countries, d_count, env)
                 : sort_pairs(lines, tables, bounds, d_count, env);
-  result.by_entity_country.reserve(pairs.size());
-  for (const pair_row& row : pairs) {
-    pair_total pair;
-    pair.entity        = static_cast<std::int32_t>(row.entity);
-    pair.country       = static_cast<std::uint16_t>(row.country);
-    pair.total.records = row.records;
-    pair.total.units   = row.units;
-    pair.total.tpp     = row.tpp;
-    result.by_entity_country.push_back(pair);
-  }
 
   clock.mark("pairs");
   stream.synchronize();
