@@ -4,9 +4,10 @@
 #   run command "bench/device_check.sh" carry [".device-bin", ".device-debs"]
 # It runs the programs built here for sm_90 (or builds there when they do not start), the whole
 # test suite in 8 parallel shards with compute-sanitizer memcheck and racecheck beside them, the
-# PyTorch peer and the CPU-vs-GPU check of its totals, and the GPU aggregation benchmarks.
+# PyTorch peer and the CPU-vs-GPU check of its totals, the GPU aggregation benchmarks, and ncu
+# on the fused dense pass.
 # At most 8 files come back from $OUT: summary.txt, tests.log, sanitizer.log, peer.log,
-# bench.log, bench.json and, after a fallback build, build.log.
+# bench.log, bench.json, ncu.log and, after a fallback build, build.log.
 # BENCH_FILTER overrides the benchmark selection; SANITIZE_FILTER the sanitizers' tests.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -88,3 +89,11 @@ timeout 150 "$bench" --benchmark_filter="$filter" --benchmark_min_time=0.2 \
   --benchmark_out="$out/bench.json" --benchmark_out_format=json >"$out/bench.log" 2>&1
 say "bench rc=$? after $((SECONDS - started)) s"
 grep "^bm_" "$out/bench.log" | tee -a "$summary"
+
+# 5. Hardware counters of the fused dense pass (Firecracker machines allow ncu): what limits it.
+timeout 90 ncu --clock-control none --kernel-name regex:dense_totals --launch-count 1 \
+  --section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy --section LaunchStats \
+  "$bench" --benchmark_filter='bm_aggregate_gpu_resident/lines:16777216/entities:100000' \
+  --benchmark_min_time=0.01 >"$out/ncu.log" 2>&1
+say "ncu rc=$? after $((SECONDS - started)) s"
+grep -E "Duration|Memory Throughput|DRAM Throughput|Compute \(SM\)|Achieved Occupancy|Registers Per|L2 Hit" "$out/ncu.log" | head -12 | tee -a "$summary"

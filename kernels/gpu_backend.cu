@@ -28,6 +28,7 @@
 #include <cub/device/device_scan.cuh>
 #include <cub/device/device_select.cuh>
 #include <thrust/iterator/counting_iterator.h>
+#include <thrust/iterator/transform_iterator.h>
 
 #include <algorithm>
 #include <type_traits>
@@ -342,13 +343,17 @@ struct entity_country_code {
 };
 
 // A check is a functor over input positions of in-window used lines:
-//   operator()(line) -> bool       does the line belong to the check (DeviceSelect::If)
+//   operator()(line) -> bool       does the line belong to the check
+//   membership_bit                 its bit in the per-slot membership bytes (one gathering pass
+//                                  evaluates every check's operator(); the selections then read
+//                                  one byte per slot, in order, instead of gathering columns each)
 //   sort_key(line)   -> uint64     its key as a dense code, in the order of the reported key, so
 //                                  radix sorts cover few bits (in 32-bit keys when they fit)
 //   public_key(code) -> int64      the key the aggregation reports (backend.hpp's packing)
 //   limit(line)      -> int64      the limit in force for the line (running-total checks)
 
 struct nveu_check {
+  static constexpr std::uint8_t membership_bit = 1;
   line_columns_view lines;
   rule_tables_view rules;
   entity_country_code pairs;
@@ -365,6 +370,7 @@ struct nveu_check {
 };
 
 struct lpp_order_check {
+  static constexpr std::uint8_t membership_bit = 2;  // the LPP lines, as for lpp_annual_check
   line_columns_view lines;
   rule_tables_view rules;
   __device__ bool operator()(std::int32_t line) const { return lines.pathway[line] == pathway_lpp; }
@@ -379,6 +385,7 @@ struct lpp_order_check {
 /// Keyed by (entity, calendar year); the code is entity * years + (year - first_year), where the
 /// in-window lines' years run from first_year over `years` years.
 struct lpp_annual_check {
+  static constexpr std::uint8_t membership_bit = 2;
   line_columns_view lines;
   rule_tables_view rules;
   std::int64_t first_year = 0;
@@ -399,6 +406,7 @@ struct lpp_annual_check {
 
 /// Cap-pathway lines of tier-2 countries (those with a cap); the key is the country code.
 struct country_cap_check {
+  static constexpr std::uint8_t membership_bit = 4;
   line_columns_view lines;
   rule_tables_view rules;
   __device__ bool operator()(std::int32_t line) const
@@ -415,6 +423,7 @@ struct country_cap_check {
 };
 
 struct prohibited_check {
+  static constexpr std::uint8_t membership_bit = 8;
   line_columns_view lines;
   rule_tables_view rules;
   entity_country_code pairs;
@@ -435,6 +444,7 @@ struct prohibited_check {
 
 /// Keyed by (entity, country, pathway); the code is the pair's code * pathway_count + pathway.
 struct unauthorized_check {
+  static constexpr std::uint8_t membership_bit = 16;
   line_columns_view lines;
   rule_tables_view rules;
   entity_country_code pairs;
@@ -481,11 +491,37 @@ void keep_current(cub::DoubleBuffer<T>& sorted, device_buffer<T>& first, device_
 /// @brief Where a keyed check runs and how its stages are timed ("<name>.select", ...).
 struct check_env {
   const std::int32_t* d_window_order = nullptr;  ///< in-window used lines in SPEC order
+  const std::uint8_t* d_membership   = nullptr;  ///< per slot of that order: the checks' bits
   std::int64_t window_count          = 0;
   line_columns_view lines;
   u64* d_count = nullptr;
   launch_env launch;
   phase_clock* clock = nullptr;
+};
+
+struct has_bit {
+  std::uint8_t bit = 0;
+  __device__ bool operator()(std::uint8_t membership) const { return (membership & bit) != 0; }
+};
+
+struct gather_tpp {
+  const std::int64_t* tpp = nullptr;
+  __device__ std::int64_t operator()(std::int32_t line) const { return tpp[line]; }
+};
+
+/// @brief Slot j of a check's key-sorted lines as the reduction's item: the line's tpp, and j
+/// itself when the line matters (it crosses; or, for first-line checks, always).
+template <typename Check>
+struct slot_item {
+  Check check;
+  const std::int32_t* sorted_lines = nullptr;
+  const std::int64_t* running      = nullptr;  ///< null: a first-line check
+  __device__ sum_and_first operator()(std::int64_t j) const
+  {
+    const std::int32_t line = sorted_lines[j];
+    const bool counts       = running == nullptr || running[j] > check.limit(line);
+    return sum_and_first{check.lines.tpp[line], counts ? j : no_slot};
+  }
 };
 
 /// @brief `run_keyed_check` with sort keys of type @p Key (32 bits when the codes fit).
@@ -499,9 +535,10 @@ std::vector<check_row<Kind>> run_keyed_check_as(const Check& check, const std::s
 
   // 1. The check's lines, still in SPEC order (selection is stable).
   device_buffer<std::int32_t> d_lines(static_cast<std::size_t>(at.window_count), stream);
+  const auto flags = thrust::make_transform_iterator(at.d_membership, has_bit{Check::membership_bit});
   run_cub(CAPLEDGER_HERE, stream, [&](void* d_temp, std::size_t& temp_bytes) {
-    return cub::DeviceSelect::If(d_temp, temp_bytes, at.d_window_order, d_lines.data(), at.d_count,
-                                 at.window_count, check, stream);
+    return cub::DeviceSelect::Flagged(d_temp, temp_bytes, at.d_window_order, flags, d_lines.data(),
+                                      at.d_count, at.window_count, stream);
   });
   const auto count = static_cast<std::int64_t>(read_scalar(at.d_count, stream));
   at.clock->mark(name + ".select");
@@ -533,18 +570,11 @@ std::vector<check_row<Kind>> run_keyed_check_as(const Check& check, const std::s
   // 3. Running totals per key, in SPEC order.
   device_buffer<std::int64_t> d_running;
   if constexpr (Kind == check_kind::running_total) {
-    device_buffer<std::int64_t> d_tpp(static_cast<std::size_t>(count), stream);
-    {
-      std::int64_t* tpp            = d_tpp.data();
-      const std::int64_t* line_tpp = lines.tpp;
-      for_each_index(count, env,
-                     [=] __device__(std::int64_t j) { tpp[j] = line_tpp[d_sorted_lines[j]]; });
-    }
-    d_running = device_buffer<std::int64_t>(static_cast<std::size_t>(count), stream);
+    const auto tpp = thrust::make_transform_iterator(d_sorted_lines, gather_tpp{lines.tpp});
+    d_running      = device_buffer<std::int64_t>(static_cast<std::size_t>(count), stream);
     run_cub(CAPLEDGER_HERE, stream, [&](void* d_temp, std::size_t& temp_bytes) {
-      return cub::DeviceScan::InclusiveScanByKey(d_temp, temp_bytes, d_sorted_keys, d_tpp.data(),
-                                                 d_running.data(), int64_plus{}, count, key_equal{},
-                                                 stream);
+      return cub::DeviceScan::InclusiveScanByKey(d_temp, temp_bytes, d_sorted_keys, tpp, d_running.data(),
+                                                 int64_plus{}, count, key_equal{}, stream);
     });
     at.clock->mark(name + ".scan");
   }
@@ -553,16 +583,8 @@ std::vector<check_row<Kind>> run_keyed_check_as(const Check& check, const std::s
   device_buffer<Key> d_unique_keys(static_cast<std::size_t>(count), stream);
   device_buffer<sum_and_first> d_per_key(static_cast<std::size_t>(count), stream);
   {
-    device_buffer<sum_and_first> d_items(static_cast<std::size_t>(count), stream);
-    sum_and_first* items         = d_items.data();
-    const std::int64_t* running  = d_running.data();
-    const std::int64_t* line_tpp = lines.tpp;
-    const bool first_only        = Kind == check_kind::first_line;
-    for_each_index(count, env, [=] __device__(std::int64_t j) {
-      const std::int32_t line = d_sorted_lines[j];
-      const bool counts       = first_only || running[j] > check.limit(line);
-      items[j]                = sum_and_first{line_tpp[line], counts ? j : no_slot};
-    });
+    const auto items = thrust::make_transform_iterator(
+      thrust::counting_iterator<std::int64_t>(0), slot_item<Check>{check, d_sorted_lines, d_running.data()});
     run_cub(CAPLEDGER_HERE, stream, [&](void* d_temp, std::size_t& temp_bytes) {
       return cub::DeviceReduce::ReduceByKey(d_temp, temp_bytes, d_sorted_keys, d_unique_keys.data(),
                                             items, d_per_key.data(), at.d_count, sum_and_first_op{},
@@ -1074,35 +1096,55 @@ class resident_columns final : public gpu_columns {
   clock.mark("totals_to_host");
 
   // 4. Keyed checks, each on dense key codes (see entity_country_code).
-  const check_env at{d_spec_order, window_count, lines, d_count, env, &clock};
   const entity_country_code pair_codes{std::max<std::int64_t>(sizes.countries, 1)};
   const std::uint64_t entity_count = static_cast<std::uint64_t>(std::max(sizes.entities, 1));
   const auto bits_for_codes = [](std::uint64_t codes) { return codes > 1 ? bits_for(codes - 1) : 0; };
   const int pair_bits = bits_for_codes(entity_count * static_cast<std::uint64_t>(pair_codes.countries));
+  // Years of in-window lines lie between those of the window's first and last used day.
+  const std::int64_t first_year = civil_year(window_first);
+  const std::int64_t years      = std::max<std::int64_t>(civil_year(window_last) - first_year + 1, 1);
+  const nveu_check nveu{lines, tables, pair_codes};
+  const lpp_order_check lpp_order{lines, tables};
+  const lpp_annual_check lpp_annual{lines, tables, first_year, years};
+  const country_cap_check country_cap{lines, tables};
+  const prohibited_check prohibited{lines, tables, pair_codes};
+  const unauthorized_check unauthorized{lines, tables, pair_codes};
+
+  // Every check's membership of every slot, in one pass that gathers each line's columns once.
+  device_buffer<std::uint8_t> d_membership(static_cast<std::size_t>(window_count), s);
+  {
+    std::uint8_t* membership = d_membership.data();
+    for_each_index(window_count, env, [=] __device__(std::int64_t j) {
+      const std::int32_t line = d_spec_order[j];
+      std::uint8_t bits       = 0;
+      if (nveu(line)) { bits |= nveu_check::membership_bit; }
+      if (lpp_order(line)) { bits |= lpp_order_check::membership_bit; }
+      if (country_cap(line)) { bits |= country_cap_check::membership_bit; }
+      if (prohibited(line)) { bits |= prohibited_check::membership_bit; }
+      if (unauthorized(line)) { bits |= unauthorized_check::membership_bit; }
+      membership[j] = bits;
+    });
+  }
+  clock.mark("membership");
+
+  const check_env at{d_spec_order, d_membership.data(), window_count, lines, d_count, env, &clock};
   constexpr check_kind running_total = check_kind::running_total;
   constexpr check_kind first_line    = check_kind::first_line;
-  result.nveu = run_keyed_check<running_total>(nveu_check{lines, tables, pair_codes}, "nveu", pair_bits, at);
+  result.nveu      = run_keyed_check<running_total>(nveu, "nveu", pair_bits, at);
   result.lpp_order = run_keyed_check<running_total>(
-    lpp_order_check{lines, tables}, "lpp_order",
-    bits_for_codes(static_cast<std::uint64_t>(std::max(sizes.orders, 1))), at, true);
-  if (window_count > 0) {
-    // Years of in-window lines lie between those of the window's first and last used day.
-    const std::int64_t first_year = civil_year(window_first);
-    const std::int64_t years      = civil_year(window_last) - first_year + 1;
-    result.lpp_annual             = run_keyed_check<running_total>(
-      lpp_annual_check{lines, tables, first_year, years}, "lpp_annual",
-      bits_for_codes(entity_count * static_cast<std::uint64_t>(years)), at, true);
-  }
+    lpp_order, "lpp_order", bits_for_codes(static_cast<std::uint64_t>(std::max(sizes.orders, 1))), at, true);
+  result.lpp_annual = run_keyed_check<running_total>(
+    lpp_annual, "lpp_annual", bits_for_codes(entity_count * static_cast<std::uint64_t>(years)), at, true);
   for (const keyed_running_total& row : run_keyed_check<running_total>(
-         country_cap_check{lines, tables}, "country_cap",
-         bits_for_codes(static_cast<std::uint64_t>(pair_codes.countries)), at, true)) {
+         country_cap, "country_cap", bits_for_codes(static_cast<std::uint64_t>(pair_codes.countries)), at,
+         true)) {
     result.country_cap_crossing[static_cast<std::size_t>(row.key)] = row.first_crossing;
   }
-  result.prohibited =
-    run_keyed_check<first_line>(prohibited_check{lines, tables, pair_codes}, "prohibited", pair_bits, at);
+  result.prohibited   = run_keyed_check<first_line>(prohibited, "prohibited", pair_bits, at);
   result.unauthorized = run_keyed_check<first_line>(
-    unauthorized_check{lines, tables, pair_codes}, "unauthorized",
+    unauthorized, "unauthorized",
     bits_for_codes(entity_count * static_cast<std::uint64_t>(pair_codes.countries) * pathway_count), at);
+  d_membership.release();
 
   // 5. (entity, country) pairs.
   result.by_entity_country =
