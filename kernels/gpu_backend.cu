@@ -1110,20 +1110,26 @@ class resident_columns final : public gpu_columns {
   const prohibited_check prohibited{lines, tables, pair_codes};
   const unauthorized_check unauthorized{lines, tables, pair_codes};
 
-  // Every check's membership of every slot, in one pass that gathers each line's columns once.
+  // Every check's membership of every slot: evaluated in input order, where reading the columns
+  // is coalesced, then gathered into SPEC order one byte per slot (gathering the columns by SPEC
+  // order instead took 5x as long on an H200).
   device_buffer<std::uint8_t> d_membership(static_cast<std::size_t>(window_count), s);
-  {
-    std::uint8_t* membership = d_membership.data();
-    for_each_index(window_count, env, [=] __device__(std::int64_t j) {
-      const std::int32_t line = d_spec_order[j];
-      std::uint8_t bits       = 0;
+  if (window_count > 0) {
+    device_buffer<std::uint8_t> d_line_membership(count, s);
+    std::uint8_t* line_membership = d_line_membership.data();
+    for_each_index(n, env, [=] __device__(std::int64_t i) {
+      const auto line   = static_cast<std::int32_t>(i);
+      std::uint8_t bits = 0;
       if (nveu(line)) { bits |= nveu_check::membership_bit; }
       if (lpp_order(line)) { bits |= lpp_order_check::membership_bit; }
       if (country_cap(line)) { bits |= country_cap_check::membership_bit; }
       if (prohibited(line)) { bits |= prohibited_check::membership_bit; }
       if (unauthorized(line)) { bits |= unauthorized_check::membership_bit; }
-      membership[j] = bits;
+      line_membership[i] = bits;
     });
+    std::uint8_t* membership = d_membership.data();
+    for_each_index(window_count, env,
+                   [=] __device__(std::int64_t j) { membership[j] = line_membership[d_spec_order[j]]; });
   }
   clock.mark("membership");
 
