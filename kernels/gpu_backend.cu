@@ -5,17 +5,21 @@
 /// Plan of one `aggregate` call (one stream, synchronized only to read counts and results back):
 ///  1. Upload the columns and the rule tables.
 ///  2. One fused pass over all lines sums the dense totals (country, chip, entity, exporter, the
-///     per-country cap-pathway tpp and, when the table is small, every (entity, country) pair).
-///     Tables that fit in shared memory are privatized per block, the others take global atomics.
-///     64-bit two's-complement atomics are exact because ingest bounds the sum of |tpp| and of
-///     |quantity| by INT64_MAX, so every partial sum, in any order, is representable.
+///     per-country cap-pathway tpp and, when the table fits in memory, every (entity, country)
+///     pair). Small tables and a prefix of the entity codes are privatized per block in shared
+///     memory, the rest take global atomics. 64-bit two's-complement sums are exact because
+///     ingest bounds the sum of |tpp| and of |quantity| by INT64_MAX, so every partial sum, in any
+///     order, is representable.
 ///  3. The in-window lines are compacted and stably radix-sorted by date, which yields the SPEC §2
-///     order (date, input position) once for all checks.
-///  4. Each check selects its lines from that order (order kept), stably sorts them by its key
-///     (so every key's lines stay in SPEC order), runs a segmented inclusive scan for the running
-///     totals, and a reduce-by-key yields per key the final total and the first slot whose running
-///     total exceeds the limit in force on that line's date (a min over flagged slots).
+///     order (date, input position) once for all checks; one byte per slot says which checks
+///     the slot's line belongs to.
+///  4. Each check selects its lines from that order (order kept), stably sorts them by a dense
+///     key code (so every key's lines stay in SPEC order), runs a segmented inclusive scan for the
+///     running totals, and a reduce-by-key yields per key the final total and the first slot whose
+///     running total exceeds the limit in force on that line's date (a min over flagged slots).
+///     Rows are written in the aggregation's own layout and copied back as they are.
 ///  5. (entity, country) pairs too numerous for a dense table are sorted and reduced by key.
+/// Phase times (CUDA events) come back through `gpu_timing`; bench/RESULTS.md has them.
 #include "cuda_utils.cuh"
 #include "line_rules.cuh"
 
