@@ -421,6 +421,22 @@ class streamed_source final : public report_source {
   std::unordered_map<std::int64_t, line_detail> lines_;
 };
 
+/// The out-of-memory id check reads every input twice: the repeats the first pass found hold
+/// only for the bytes the second pass reads if no file changed in between (a log still being
+/// appended to, say). Both passes hash every file, so a change cannot go unseen.
+void expect_same_inputs(const std::vector<input_file>& first, const std::vector<input_file>& second)
+{
+  CAPLEDGER_EXPECTS(first.size() == second.size(), "both passes read the same list of inputs");
+  for (std::size_t f = 0; f < first.size(); ++f) {
+    if (first[f].bytes != second[f].bytes || first[f].sha256 != second[f].sha256) {
+      throw config_error(second[f].path + ": changed while capledger read it (" + std::to_string(first[f].bytes) +
+                         " bytes, SHA-256 " + first[f].sha256 + " in the first pass over the inputs; " +
+                         std::to_string(second[f].bytes) + " bytes, SHA-256 " + second[f].sha256 +
+                         " in the second); run the report on a file that is not being written");
+    }
+  }
+}
+
 }  // namespace
 
 report_output stream_report(const reference_data& ref, const report_options& options, ingest_options ingest,
@@ -432,6 +448,7 @@ report_output stream_report(const reference_data& ref, const report_options& opt
   rule_context context =
       make_rule_context(ref.rules, ref.countries, ref.entities, dictionary{}, chip_table{}, as_of);
   std::vector<std::pair<std::uint64_t, std::uint64_t>> repeats;
+  std::vector<input_file> first_pass_files;  // what the first pass read, to compare with the second
   if (options.external_id_check) {
     // A first pass over the inputs finds the repeated ids; the second one, below, rejects them.
     detail::external_id_check ids;
@@ -444,6 +461,7 @@ report_output stream_report(const reference_data& ref, const report_options& opt
     add_inputs(finder);
     repeats             = ids.repeats([&](std::uint64_t offset) { return finder.shipment_id_at(offset); });
     ingest.repeated_ids = &repeats;
+    first_pass_files    = finder.current().files;
   }
   streaming_aggregator aggregator(context, ref.countries.rows.size());
   const shipment_log_builder* building = nullptr;
@@ -462,6 +480,7 @@ report_output stream_report(const reference_data& ref, const report_options& opt
   }
   const std::int64_t accepted  = builder.accepted();
   const shipment_log& log      = builder.current();
+  if (options.external_id_check) { expect_same_inputs(first_pass_files, log.files); }
   const dictionary_sizes sizes = sizes_of(log, ref.countries);
   aggregation agg              = aggregator.finish(sizes, builder);
   rejects                      = log.rejects;

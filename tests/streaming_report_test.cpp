@@ -720,6 +720,44 @@ TEST(StreamingReport, RunReportSwitchesToTheOutOfMemoryIdCheckAboveItsThreshold)
   }
 }
 
+/// Ids checked out of memory read every input twice: a file that changes in between (one line
+/// more, or one byte different at the same size) is an error naming the file, never a report.
+TEST(StreamingReport, FileChangedBetweenTheTwoPassesIsAnError)
+{
+  const generated g                    = generate({1000, 31, true, 50});
+  const reference_data ref             = with_entities(g.entities);
+  const std::vector<std::string> lines = lines_of(g.shipments);
+  std::string shorter;  // the log without its last line
+  for (std::size_t i = 0; i + 1 < lines.size(); ++i) { shorter += lines[i] + "\n"; }
+  std::string same_size = g.shipments;  // one quantity digit changed
+  const std::size_t digit = same_size.find(",8,");
+  ASSERT_NE(digit, std::string::npos);
+  same_size[digit + 1] = '9';
+  report_options options;
+  options.external_id_check = true;
+  for (const auto& [what, second_pass_text] : {std::pair{"a line appended", g.shipments},
+                                               std::pair{"a byte changed", same_size}}) {
+    SCOPED_TRACE(what);
+    const std::string first_pass_text = std::string(what) == "a line appended" ? shorter : g.shipments;
+    int passes = 0;
+    std::vector<rejected_line> rejects;
+    try {
+      static_cast<void>(stream_report(ref, options, ingest_options{}, [&](shipment_log_builder& b) {
+        b.add_text("log.csv", ++passes == 1 ? first_pass_text : second_pass_text);
+      }, rejects));
+      ADD_FAILURE() << "no error";
+    } catch (const config_error& e) {
+      EXPECT_EQ(passes, 2);
+      EXPECT_NE(std::string(e.what()).find("log.csv: changed while capledger read it"), std::string::npos)
+        << e.what();
+    }
+  }
+  // Unchanged inputs pass (the same callback, same text both times).
+  std::vector<rejected_line> rejects;
+  EXPECT_NO_THROW(static_cast<void>(stream_report(
+    ref, options, ingest_options{}, [&](shipment_log_builder& b) { b.add_text("log.csv", g.shipments); }, rejects)));
+}
+
 /// The same file twice (every line of the second copy repeats an id), and a log whose lines are
 /// all rejected (nothing accepted: no as-of unless given).
 TEST(StreamingReport, RepeatedFileAndNothingAccepted)
