@@ -126,7 +126,9 @@ class phase_clock {
 /// @brief Keeps memory freed by stream-ordered frees in the device's default pool while it lives,
 /// then trims the pool. The pool's default release threshold (0) hands freed memory back to the
 /// driver at every synchronization, and the next large allocation maps it again: an aggregation
-/// that synchronizes between its stages would pay that on every stage.
+/// that synchronizes between its stages would pay that on every stage. The threshold is the
+/// device's, so aggregations running at once on several host threads would restore it early
+/// (costing time, not correctness); capledger runs one at a time.
 class pool_retention {
  public:
   pool_retention()
