@@ -76,6 +76,9 @@ struct launch_env {
   return bits;
 }
 
+/// @brief Number of radix bits that hold every code in [0, @p codes).
+[[nodiscard]] int bits_for_codes(std::uint64_t codes) { return codes > 1 ? bits_for(codes - 1) : 0; }
+
 template <typename Function>
 __global__ void for_each_kernel(std::int64_t count, Function function)
 {
@@ -794,14 +797,11 @@ template <typename Key>
 }
 
 /// @brief Pairs by sort and reduce-by-key, for logs whose dense pair table would be too large.
+/// @param key_bits radix bits covering every code of @p codes
 [[nodiscard]] std::vector<pair_total> sort_pairs(const line_columns_view& lines,
-                                               const rule_tables_view& rules, const code_bounds& bounds,
-                                               u64* d_count, const launch_env& env)
+                                               const rule_tables_view& rules, const entity_country_code& codes,
+                                               int key_bits, u64* d_count, const launch_env& env)
 {
-  const entity_country_code codes{std::max(bounds.countries, 1)};
-  const std::uint64_t cells =
-    static_cast<std::uint64_t>(std::max(bounds.entities, 1)) * static_cast<std::uint64_t>(codes.countries);
-  const int key_bits = cells > 1 ? bits_for(cells - 1) : 0;
   return key_bits <= 32 ? sort_pairs_as<std::uint32_t>(lines, rules, codes, key_bits, d_count, env)
                         : sort_pairs_as<std::uint64_t>(lines, rules, codes, key_bits, d_count, env);
 }
@@ -1102,7 +1102,6 @@ class resident_columns final : public gpu_columns {
   // 4. Keyed checks, each on dense key codes (see entity_country_code).
   const entity_country_code pair_codes{std::max<std::int64_t>(sizes.countries, 1)};
   const std::uint64_t entity_count = static_cast<std::uint64_t>(std::max(sizes.entities, 1));
-  const auto bits_for_codes = [](std::uint64_t codes) { return codes > 1 ? bits_for(codes - 1) : 0; };
   const int pair_bits = bits_for_codes(entity_count * static_cast<std::uint64_t>(pair_codes.countries));
   // Years of in-window lines lie between those of the window's first and last used day.
   const std::int64_t first_year = civil_year(window_first);
@@ -1159,7 +1158,7 @@ class resident_columns final : public gpu_columns {
   // 5. (entity, country) pairs.
   result.by_entity_country =
     dense_pairs ? compact_pair_table(d_pair_totals.data(), pair_cells, sizes.countries, d_count, env)
-                : sort_pairs(lines, tables, bounds, d_count, env);
+                : sort_pairs(lines, tables, pair_codes, pair_bits, d_count, env);
 
   clock.mark("pairs");
   stream.synchronize();
