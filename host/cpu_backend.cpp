@@ -21,6 +21,18 @@ bool operator==(const aggregation& a, const aggregation& b)
          a.lpp_annual == b.lpp_annual && a.prohibited == b.prohibited && a.unauthorized == b.unauthorized;
 }
 
+aggregation empty_aggregation(const dictionary_sizes& sizes)
+{
+  aggregation out;
+  out.by_country.resize(static_cast<std::size_t>(sizes.countries));
+  out.by_entity.resize(static_cast<std::size_t>(sizes.entities));
+  out.by_chip.resize(static_cast<std::size_t>(sizes.chips));
+  out.by_exporter.resize(static_cast<std::size_t>(sizes.exporters));
+  out.country_cap_total.assign(static_cast<std::size_t>(sizes.countries), 0);
+  out.country_cap_crossing.resize(static_cast<std::size_t>(sizes.countries));
+  return out;
+}
+
 namespace {
 
 using detail::key_table;

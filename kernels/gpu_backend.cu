@@ -843,11 +843,10 @@ void check_inputs(const shipment_view& lines, const rule_context& rules, const d
   CAPLEDGER_EXPECTS(rules.entity_is_uveu.size() >= entities && rules.entity_hq_tier1.size() >= entities,
                     "rule_context entity tables are smaller than the entity dictionary");
   CAPLEDGER_EXPECTS(lines.size >= 0, "negative line count");
-  if (lines.size > INT32_MAX) {
-    throw device_error("the GPU backend takes at most 2^31-1 lines per call (got " +
-                       std::to_string(lines.size) + "); chunked processing is not implemented yet");
-  }
 }
+
+/// Line positions are int32 on the device: one pass takes at most this many lines.
+constexpr std::int64_t max_lines_per_pass = INT32_MAX;
 
 [[nodiscard]] std::uint64_t free_device_bytes()
 {
@@ -855,6 +854,25 @@ void check_inputs(const shipment_view& lines, const rule_context& rules, const d
   std::size_t total_bytes = 0;
   CAPLEDGER_CUDA_TRY(cudaMemGetInfo(&free_bytes, &total_bytes));
   return free_bytes;
+}
+
+/// Device bytes of the per-code tables of one aggregation, the dense pair table aside.
+[[nodiscard]] std::uint64_t dictionary_table_bytes(const dictionary_sizes& sizes)
+{
+  return 24ULL * (static_cast<std::uint64_t>(sizes.countries) + sizes.entities + sizes.chips + sizes.exporters) +
+         8ULL * sizes.countries + 34ULL * static_cast<std::uint64_t>(sizes.entities);  // + the entity rule tables
+}
+
+/// How many lines one pass (upload and aggregation) can take in the free GPU memory: the columns
+/// and the aggregation's peak per line, after the tables, the headroom, and the eighth of free
+/// memory a dense pair table may take.
+[[nodiscard]] std::int64_t lines_that_fit(const dictionary_sizes& sizes)
+{
+  const std::uint64_t free_bytes = free_device_bytes();
+  const std::uint64_t reserved   = free_bytes / 8 + dictionary_table_bytes(sizes) + device_headroom_bytes;
+  if (reserved >= free_bytes) { return 0; }
+  const std::uint64_t lines = (free_bytes - reserved) / (column_bytes_per_line + work_bytes_per_line);
+  return static_cast<std::int64_t>(std::min<std::uint64_t>(lines, max_lines_per_pass));
 }
 
 /// @param bytes_per_line what each line still needs (columns not yet uploaded count too)
@@ -866,8 +884,7 @@ void check_device_memory(std::int64_t line_count, std::uint64_t bytes_per_line, 
   if (needed > free_bytes) {
     throw device_error("the GPU backend needs about " + std::to_string(needed >> 20) + " MiB for " +
                        std::to_string(line_count) + " lines, but only " +
-                       std::to_string(free_bytes >> 20) + " MiB of GPU memory are free; logs larger "
-                       "than GPU memory are not processed in chunks yet: use --backend cpu");
+                       std::to_string(free_bytes >> 20) + " MiB of GPU memory are free: use --backend cpu");
   }
 }
 
@@ -930,13 +947,7 @@ class resident_columns final : public gpu_columns {
 [[nodiscard]] aggregation aggregate_resident(const resident_columns& columns, const rule_context& rules,
                                              const dictionary_sizes& sizes, gpu_timing* timing = nullptr)
 {
-  aggregation result;
-  result.by_country.resize(static_cast<std::size_t>(sizes.countries));
-  result.by_entity.resize(static_cast<std::size_t>(sizes.entities));
-  result.by_chip.resize(static_cast<std::size_t>(sizes.chips));
-  result.by_exporter.resize(static_cast<std::size_t>(sizes.exporters));
-  result.country_cap_total.assign(static_cast<std::size_t>(sizes.countries), 0);
-  result.country_cap_crossing.resize(static_cast<std::size_t>(sizes.countries));
+  aggregation result = empty_aggregation(sizes);
   const std::int64_t n = columns.size();
   if (n == 0) { return result; }  // every total is zero and every check empty
 
@@ -947,9 +958,7 @@ class resident_columns final : public gpu_columns {
   const bool dense_pairs = pair_cells > 0 && pair_cells <= 4 * n &&
                            static_cast<std::uint64_t>(pair_cells) * 24 <= free_device_bytes() / 8;
   const std::uint64_t table_bytes =
-    24ULL * (static_cast<std::uint64_t>(sizes.countries) + sizes.entities + sizes.chips + sizes.exporters) +
-    8ULL * sizes.countries + (dense_pairs ? 24ULL * static_cast<std::uint64_t>(pair_cells) : 0) +
-    34ULL * static_cast<std::uint64_t>(sizes.entities);  // + the entity rule tables
+    dictionary_table_bytes(sizes) + (dense_pairs ? 24ULL * static_cast<std::uint64_t>(pair_cells) : 0);
 
   int device = 0;
   CAPLEDGER_CUDA_TRY(cudaGetDevice(&device));
@@ -1166,16 +1175,25 @@ class resident_columns final : public gpu_columns {
   return result;
 }
 
-/// @brief The `backend` facade; all state lives in one `aggregate` call.
+/// @brief The `backend` facade; all state lives in one `aggregate` call. A log larger than one
+/// pass is aggregated in parts, each uploaded and aggregated in turn (`aggregate_in_parts`).
 class gpu_backend final : public backend {
  public:
+  /// @param max_lines 0: as many lines per pass as fit
+  explicit gpu_backend(std::int64_t max_lines) : max_lines_(max_lines) {}
   [[nodiscard]] std::string name() const override { return "gpu"; }
   [[nodiscard]] aggregation aggregate(const shipment_view& lines, const rule_context& rules,
                                       const dictionary_sizes& sizes) override
   {
     check_inputs(lines, rules, sizes);
-    return aggregate_resident(resident_columns(lines), rules, sizes);
+    const std::int64_t per_pass = max_lines_ > 0 ? std::min(max_lines_, max_lines_per_pass) : lines_that_fit(sizes);
+    return aggregate_in_parts(lines, rules, sizes, per_pass, [&](const shipment_view& part) {
+      return aggregate_resident(resident_columns(part), rules, sizes);
+    });
   }
+
+ private:
+  std::int64_t max_lines_;
 };
 
 }  // namespace detail
@@ -1183,9 +1201,9 @@ class gpu_backend final : public backend {
 std::unique_ptr<gpu_columns> upload_to_gpu(const shipment_view& lines)
 {
   CAPLEDGER_EXPECTS(lines.size >= 0, "negative line count");
-  if (lines.size > INT32_MAX) {
-    throw device_error("the GPU backend takes at most 2^31-1 lines per call (got " +
-                       std::to_string(lines.size) + "); chunked processing is not implemented yet");
+  if (lines.size > detail::max_lines_per_pass) {
+    throw device_error("columns uploaded at once hold at most 2^31-1 lines (got " + std::to_string(lines.size) +
+                       "); `aggregate` on host columns takes larger logs in parts");
   }
   return std::make_unique<detail::resident_columns>(lines);
 }
@@ -1235,11 +1253,12 @@ bool gpu_available(std::string* why)
   return true;
 }
 
-std::unique_ptr<backend> make_gpu_backend()
+std::unique_ptr<backend> make_gpu_backend(std::int64_t max_lines_per_pass)
 {
+  CAPLEDGER_EXPECTS(max_lines_per_pass >= 0, "negative max_lines_per_pass");
   std::string why;
   if (!gpu_available(&why)) { throw device_error("the GPU backend is not usable: " + why); }
-  return std::make_unique<detail::gpu_backend>();
+  return std::make_unique<detail::gpu_backend>(max_lines_per_pass);
 }
 
 }  // namespace capledger

@@ -361,10 +361,6 @@ TEST_F(GpuEquivalence, WideDictionaries)
   }
 }
 
-// Dense tables that just fill the shared memory a block may take without opting in (48 KB less the
-// dense kernel's static BlockReduce storage): 40 countries (160 words), 12 chips (36), 7 exporters
-// (21) and about 1972 entities (3 words each) land within a few words of the limit on either side,
-// so the entity table is privatized whole on one side and as a prefix on the other.
 // Key codes past 32 bits (20 million entities x 249 countries): the (entity, country) and
 // (entity, country, pathway) checks and the pair sort take their 64-bit radix keys, which no
 // smaller dictionary reaches. Not yet run on a GPU (written after the session's device time).
@@ -395,6 +391,10 @@ TEST_F(GpuEquivalence, LargeValuesCarryAcrossThe32BitWords)
   }
 }
 
+// Dense tables that just fill the shared memory a block may take without opting in (48 KB less the
+// dense kernel's static BlockReduce storage): 40 countries (160 words), 12 chips (36), 7 exporters
+// (21) and about 1972 entities (3 words each) land within a few words of the limit on either side,
+// so the entity table is privatized whole on one side and as a prefix on the other.
 TEST_F(GpuEquivalence, SharedMemoryBudgetEdge)
 {
   for (std::int32_t entities = 1966; entities <= 1980; ++entities) {
@@ -404,6 +404,111 @@ TEST_F(GpuEquivalence, SharedMemoryBudgetEdge)
     shape.seed     = 7;
     if (!check_equivalence(shape, *cpu_, *gpu_)) { return; }
   }
+}
+
+// A log split into parts (what the GPU backend does with a log larger than its memory) gives the
+// whole log's answer on the GPU too: parts of 700 lines cut 20,000 lines into about 30 entity
+// ranges, several country ranges and several LPP-order ranges.
+TEST_F(GpuEquivalence, LogsLargerThanOnePass)
+{
+  const auto gpu_in_parts = make_gpu_backend(700);
+  for (const calendar_layout layout : all_layouts) {
+    log_shape shape;
+    shape.lines    = 20000;
+    shape.entities = 300;
+    shape.layout   = layout;
+    shape.seed     = 9;
+    if (!check_equivalence(shape, *cpu_, *gpu_in_parts)) { return; }
+  }
+}
+
+// ---- aggregate_in_parts (every machine: the CPU backend runs the passes) ------------------------
+
+/// `aggregate_in_parts` over the CPU backend, counting its passes.
+struct counted_cpu_passes {
+  std::unique_ptr<backend> cpu = make_cpu_backend();
+  const random_log* log        = nullptr;
+  int passes                   = 0;
+  std::int64_t largest_pass    = 0;
+  aggregation run(std::int64_t max_lines)
+  {
+    return aggregate_in_parts(log->columns.view(), log->rules, log->sizes, max_lines, [&](const shipment_view& part) {
+      ++passes;
+      largest_pass = std::max(largest_pass, part.size);
+      return cpu->aggregate(part, log->rules, log->sizes);
+    });
+  }
+};
+
+TEST(AggregateInParts, EqualsOnePassOverTheWholeLog)
+{
+  for (const calendar_layout layout : all_layouts) {
+    for (std::uint64_t seed = 1; seed <= 4; ++seed) {
+      for (const std::int64_t max_lines : {150, 400, 1999, 2000}) {
+        log_shape shape;
+        shape.lines    = 2000;
+        shape.entities = 50;
+        shape.layout   = layout;
+        shape.seed     = seed;
+        const random_log log = make_log(shape);
+        const aggregation whole = make_cpu_backend()->aggregate(log.columns.view(), log.rules, log.sizes);
+        counted_cpu_passes parts;
+        parts.log                = &log;
+        const aggregation split  = parts.run(max_lines);
+        const std::string context = context_of(shape) + " max_lines=" + std::to_string(max_lines);
+        expect_same(context, whole, split);
+        EXPECT_LE(parts.largest_pass, max_lines) << context;
+        if (max_lines >= shape.lines) {
+          EXPECT_EQ(parts.passes, 1) << context;  // a log that fits takes one pass over itself
+        } else {
+          // Entity ranges alone need at least lines / max_lines passes.
+          EXPECT_GE(parts.passes, (shape.lines + max_lines - 1) / max_lines) << context;
+        }
+        if (HasFailure()) { return; }
+      }
+    }
+  }
+}
+
+// Positions the passes report are input positions: with one entity per part and crossings
+// everywhere, every reported line must be one of the key's own lines in the whole log.
+TEST(AggregateInParts, ManyPartsWithSkewedEntities)
+{
+  log_shape shape;
+  shape.lines    = 5000;
+  shape.entities = 400;
+  shape.seed     = 3;
+  random_log log = make_log(shape);
+  // A few large entities, as in real logs: entity = floor(400 u^3).
+  std::mt19937_64 rng(17);
+  for (auto& entity : log.columns.entity) {
+    const double u = std::uniform_real_distribution<double>(0, 1)(rng);
+    entity         = static_cast<std::int32_t>(400 * u * u * u);
+  }
+  const aggregation whole = make_cpu_backend()->aggregate(log.columns.view(), log.rules, log.sizes);
+  counted_cpu_passes parts;
+  parts.log = &log;
+  // The largest entity holds about 5000 * (1/400)^(1/3) = 680 lines; 1000 keeps it in one part.
+  expect_same("skewed entities", whole, parts.run(1000));
+  EXPECT_GE(parts.passes, 5);
+}
+
+TEST(AggregateInParts, OneKeyLargerThanAPassIsRefused)
+{
+  log_shape shape;
+  shape.lines    = 500;
+  shape.entities = 1;
+  const random_log log = make_log(shape);
+  counted_cpu_passes parts;
+  parts.log = &log;
+  try {
+    static_cast<void>(parts.run(100));
+    ADD_FAILURE() << "500 lines of one entity were split across passes of 100";
+  } catch (const device_error& e) {
+    EXPECT_NE(std::string(e.what()).find("one entity has 500 lines"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(parts.passes, 0);  // refused before any pass
+  EXPECT_THROW(static_cast<void>(parts.run(0)), device_error);
 }
 
 // Runs on every machine: the reference keeps the LPP annual key -1 (entity 0, year -1), which the

@@ -12,6 +12,7 @@
 #include <capledger/shipments.hpp>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -177,6 +178,9 @@ struct dictionary_sizes {
   std::int32_t orders    = 0;
 };
 
+/// @brief The aggregation of no line: dense vectors sized for @p sizes, all zero; no check row.
+[[nodiscard]] aggregation empty_aggregation(const dictionary_sizes& sizes);
+
 /// @brief The interface every backend implements.
 class backend {
  public:
@@ -190,6 +194,23 @@ class backend {
                                               const dictionary_sizes& sizes) = 0;
 };
 
+/// @brief One aggregation of lines that a backend can hold at once (the parts of `aggregate_in_parts`).
+using aggregate_pass = std::function<aggregation(const shipment_view& lines)>;
+
+/// @brief Exactly what @p pass returns for all of @p lines, computed by passes over parts of at
+/// most @p max_lines lines each: how a backend with bounded memory (a GPU) aggregates a larger log.
+///
+/// Totals are sums, so any split adds up. A check needs all the lines of each of its keys in one
+/// pass, in input order, so parts are ranges of key codes of the lines gathered in input order:
+/// entity ranges for every total and every entity-keyed check, then (on the lines that can count)
+/// country ranges for the country-cap crossings and order ranges for the LPP per-order check.
+/// Positions the passes report are mapped back to input positions.
+/// @throw device_error when one key (an entity, a capped country's cap-pathway lines in the window,
+///        an LPP order) has more than @p max_lines lines: no split keeps it in one pass
+[[nodiscard]] aggregation aggregate_in_parts(const shipment_view& lines, const rule_context& rules,
+                                             const dictionary_sizes& sizes, std::int64_t max_lines,
+                                             const aggregate_pass& pass);
+
 /// @brief The plain C++ backend; runs everywhere and is the reference for the GPU.
 [[nodiscard]] std::unique_ptr<backend> make_cpu_backend();
 
@@ -197,8 +218,11 @@ class backend {
 /// @param why set to the reason when the answer is false
 [[nodiscard]] bool gpu_available(std::string* why = nullptr);
 
-/// @brief The CUDA backend. @throw device_error when the build has no CUDA or no GPU is usable
-[[nodiscard]] std::unique_ptr<backend> make_gpu_backend();
+/// @brief The CUDA backend. Logs larger than GPU memory are aggregated in parts (`aggregate_in_parts`).
+/// @param max_lines_per_pass 0: as many lines per pass as free GPU memory holds; more: at most
+///        that many (tests split small logs with it)
+/// @throw device_error when the build has no CUDA or no GPU is usable
+[[nodiscard]] std::unique_ptr<backend> make_gpu_backend(std::int64_t max_lines_per_pass = 0);
 
 /// @brief A log's columns held in GPU memory (opaque: no CUDA types), so that repeated
 /// aggregations, and benchmarks of the aggregation step alone, pay for the upload once.
