@@ -131,7 +131,7 @@ struct ingest_options {
   /// Sums of |tpp| and |quantity| of the earlier lines: the 64-bit bound on totals spans them too.
   std::uint64_t earlier_abs_tpp_sum      = 0;
   std::uint64_t earlier_abs_quantity_sum = 0;
-  /// Bytes per parallel parsing chunk (0: the default, a few MiB). The log is the same for every
+  /// Bytes per parallel parsing chunk (0: the default, 256 KiB). The log is the same for every
   /// value; tests and fuzzers set it tiny to put chunk seams everywhere.
   std::size_t chunk_bytes = 0;
   /// Streaming: when set, accepted lines are handed to it chunk by chunk, in input order, and

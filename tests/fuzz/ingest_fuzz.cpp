@@ -5,7 +5,7 @@
 /// fuzzer must find a header itself); otherwise one of `headers` below, chosen by `byte0 / 4 % 4`,
 /// is put before the rest, so that most inputs reach the data-line validation. `byte0 / 16` picks
 /// the chunk size of the parallel ingest (`ingest_options::chunk_bytes`): 0 keeps the default
-/// (megabytes: one chunk), 1..15 give chunks of 1 to 99 bytes, so that records, quoted line
+/// (256 KiB: one chunk for inputs of fuzzing size), 1..15 give chunks of 1 to 99 bytes, so that records, quoted line
 /// breaks and errors meet chunk seams.
 ///
 /// Checked on every input:
