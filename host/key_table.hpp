@@ -2,6 +2,8 @@
 /// @brief An open-addressing map from int64 keys to small values, for per-key aggregates.
 #pragma once
 
+#include "file_io.hpp"
+
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -85,6 +87,11 @@ class key_table {
   void rehash(std::size_t capacity)
   {
     std::vector<slot> old = std::move(slots_);
+    slots_                = std::vector<slot>();
+    slots_.reserve(capacity);
+    // Probes land anywhere in the table: on huge pages a table of tens of megabytes costs a few
+    // TLB entries instead of a page walk per probe (asked before the first touch).
+    advise_huge_pages(slots_.data(), capacity * sizeof(slot));
     slots_.assign(capacity, slot{});
     mask_  = capacity - 1;
     shift_ = 64;
