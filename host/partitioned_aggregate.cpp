@@ -49,20 +49,23 @@ struct part_lines {
 template <typename KeyOf>
 std::vector<std::pair<std::int64_t, std::int64_t>> cut_key_ranges(const shipment_view& lines, KeyOf key_of,
                                                                   std::int64_t keys, std::int64_t max_lines,
-                                                                  const char* key_name)
+                                                                  const char* key_name,
+                                                                  const char* lines_name = "lines")
 {
   std::vector<std::int64_t> count(static_cast<std::size_t>(keys), 0);
   for (std::int64_t i = 0; i < lines.size; ++i) {
     const std::int64_t key = key_of(i);
-    if (key >= 0) { ++count[static_cast<std::size_t>(key)]; }
+    if (key < 0) { continue; }
+    CAPLEDGER_EXPECTS(key < keys, std::string("a line's ") + key_name + " code is outside its dictionary");
+    ++count[static_cast<std::size_t>(key)];
   }
   std::vector<std::pair<std::int64_t, std::int64_t>> ranges;
   std::int64_t in_range = 0;
   for (std::int64_t key = 0; key < keys; ++key) {
     const std::int64_t n = count[static_cast<std::size_t>(key)];
     if (n > max_lines) {
-      throw device_error("one " + std::string(key_name) + " has " + std::to_string(n) +
-                         " lines, more than the " + std::to_string(max_lines) +
+      throw device_error("one " + std::string(key_name) + " has " + std::to_string(n) + " " + lines_name +
+                         ", more than the " + std::to_string(max_lines) +
                          " one pass of the GPU backend can hold: use --backend cpu");
     }
     if (n == 0) { continue; }
@@ -151,8 +154,8 @@ aggregation aggregate_in_parts(const shipment_view& lines, const rule_context& r
                ? country
                : -1;
   };
-  for (const auto& [lo, hi] : cut_key_ranges(lines, capped_country, sizes.countries, max_lines,
-                                             "capped country's cap-pathway lines")) {
+  for (const auto& [lo, hi] : cut_key_ranges(lines, capped_country, sizes.countries, max_lines, "country",
+                                             "cap-pathway lines in the window")) {
     part.gather(lines, capped_country, lo, hi);
     const aggregation a = pass(part.columns.view());
     for (auto c = static_cast<std::size_t>(lo); c < static_cast<std::size_t>(hi); ++c) {

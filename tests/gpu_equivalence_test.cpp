@@ -509,6 +509,22 @@ TEST(AggregateInParts, OneKeyLargerThanAPassIsRefused)
   }
   EXPECT_EQ(parts.passes, 0);  // refused before any pass
   EXPECT_THROW(static_cast<void>(parts.run(0)), device_error);
+
+  // Eleven countries: only the last is tier 2 with a cap, so all the cap-pathway lines in the
+  // window are one key; entities and orders each stay far below 20 lines.
+  log_shape one_capped;
+  one_capped.lines     = 3000;
+  one_capped.entities  = 500;
+  one_capped.countries = 11;
+  const random_log capped = make_log(one_capped);
+  counted_cpu_passes capped_parts;
+  capped_parts.log = &capped;
+  try {
+    static_cast<void>(capped_parts.run(20));
+    ADD_FAILURE() << "one capped country's lines were split across passes of 20";
+  } catch (const device_error& e) {
+    EXPECT_NE(std::string(e.what()).find("cap-pathway lines in the window"), std::string::npos) << e.what();
+  }
 }
 
 // Runs on every machine: the reference keeps the LPP annual key -1 (entity 0, year -1), which the
