@@ -5,28 +5,36 @@
 
 #include <algorithm>
 #include <string>
-#include <utility>
 #include <vector>
 
 namespace capledger {
 
 namespace {
 
+/// Keys [lo, hi) and how many lines have them.
+struct key_range {
+  std::int64_t lo = 0, hi = 0, lines = 0;
+};
+
 /// The lines of one part, gathered in input order, and the input position of each.
 struct part_lines {
   shipment_columns columns;
   std::vector<std::int64_t> position;
 
-  /// Gathers the lines i of @p lines with lo <= key_of(i) < hi (a negative key: no part).
+  /// Gathers the lines i of @p lines whose key_of(i) is in @p range (a negative key: no part).
   template <typename KeyOf>
-  void gather(const shipment_view& lines, KeyOf key_of, std::int64_t lo, std::int64_t hi)
+  void gather(const shipment_view& lines, KeyOf key_of, const key_range& range)
   {
-    columns.clear();
-    position.clear();
     shipment_columns& c = columns;
+    c.clear();
+    position.clear();
+    // Sized once: a part may be most of the host's memory's worth of lines.
+    const auto n = static_cast<std::size_t>(range.lines);
+    c.date.reserve(n), c.entity.reserve(n), c.country.reserve(n), c.chip.reserve(n), c.pathway.reserve(n);
+    c.quantity.reserve(n), c.tpp.reserve(n), c.order.reserve(n), c.exporter.reserve(n), position.reserve(n);
     for (std::int64_t i = 0; i < lines.size; ++i) {
       const std::int64_t key = key_of(i);
-      if (key < lo || key >= hi) { continue; }
+      if (key < range.lo || key >= range.hi) { continue; }
       c.date.push_back(lines.date[i]);
       c.entity.push_back(lines.entity[i]);
       c.country.push_back(lines.country[i]);
@@ -45,12 +53,11 @@ struct part_lines {
   }
 };
 
-/// Consecutive key ranges [lo, hi) covering every key with lines, each with at most @p max_lines.
+/// Consecutive key ranges covering every key with lines, each with at most @p max_lines.
 template <typename KeyOf>
-std::vector<std::pair<std::int64_t, std::int64_t>> cut_key_ranges(const shipment_view& lines, KeyOf key_of,
-                                                                  std::int64_t keys, std::int64_t max_lines,
-                                                                  const char* key_name,
-                                                                  const char* lines_name = "lines")
+std::vector<key_range> cut_key_ranges(const shipment_view& lines, KeyOf key_of, std::int64_t keys,
+                                      std::int64_t max_lines, const char* key_name,
+                                      const char* lines_name = "lines")
 {
   std::vector<std::int64_t> count(static_cast<std::size_t>(keys), 0);
   for (std::int64_t i = 0; i < lines.size; ++i) {
@@ -59,8 +66,7 @@ std::vector<std::pair<std::int64_t, std::int64_t>> cut_key_ranges(const shipment
     CAPLEDGER_EXPECTS(key < keys, std::string("a line's ") + key_name + " code is outside its dictionary");
     ++count[static_cast<std::size_t>(key)];
   }
-  std::vector<std::pair<std::int64_t, std::int64_t>> ranges;
-  std::int64_t in_range = 0;
+  std::vector<key_range> ranges;
   for (std::int64_t key = 0; key < keys; ++key) {
     const std::int64_t n = count[static_cast<std::size_t>(key)];
     if (n > max_lines) {
@@ -69,12 +75,9 @@ std::vector<std::pair<std::int64_t, std::int64_t>> cut_key_ranges(const shipment
                          " one pass of the GPU backend can hold: use --backend cpu");
     }
     if (n == 0) { continue; }
-    if (ranges.empty() || in_range + n > max_lines) {
-      ranges.emplace_back(key, key + 1);
-      in_range = 0;
-    }
-    ranges.back().second = key + 1;
-    in_range += n;
+    if (ranges.empty() || ranges.back().lines + n > max_lines) { ranges.push_back({key, key, 0}); }
+    ranges.back().hi = key + 1;
+    ranges.back().lines += n;
   }
   return ranges;
 }
@@ -118,8 +121,8 @@ aggregation aggregate_in_parts(const shipment_view& lines, const rule_context& r
   // Entity ranges: every total, and every check keyed by entity first (NVEU, LPP per consignee and
   // year, prohibited, unauthorized), whose rows then come out in key order range after range.
   const auto entity_of = [&](std::int64_t i) { return std::int64_t{lines.entity[i]}; };
-  for (const auto& [lo, hi] : cut_key_ranges(lines, entity_of, sizes.entities, max_lines, "entity")) {
-    part.gather(lines, entity_of, lo, hi);
+  for (const key_range& range : cut_key_ranges(lines, entity_of, sizes.entities, max_lines, "entity")) {
+    part.gather(lines, entity_of, range);
     const aggregation a = pass(part.columns.view());
     out.lines_used += a.lines_used;
     add_totals(out.by_country, a.by_country);
@@ -154,11 +157,11 @@ aggregation aggregate_in_parts(const shipment_view& lines, const rule_context& r
                ? country
                : -1;
   };
-  for (const auto& [lo, hi] : cut_key_ranges(lines, capped_country, sizes.countries, max_lines, "country",
-                                             "cap-pathway lines in the window")) {
-    part.gather(lines, capped_country, lo, hi);
+  for (const key_range& range : cut_key_ranges(lines, capped_country, sizes.countries, max_lines, "country",
+                                               "cap-pathway lines in the window")) {
+    part.gather(lines, capped_country, range);
     const aggregation a = pass(part.columns.view());
-    for (auto c = static_cast<std::size_t>(lo); c < static_cast<std::size_t>(hi); ++c) {
+    for (auto c = static_cast<std::size_t>(range.lo); c < static_cast<std::size_t>(range.hi); ++c) {
       out.country_cap_crossing[c]      = a.country_cap_crossing[c];
       out.country_cap_crossing[c].line = part.input_position(a.country_cap_crossing[c].line);
     }
@@ -166,8 +169,8 @@ aggregation aggregate_in_parts(const shipment_view& lines, const rule_context& r
   const auto lpp_order = [&](std::int64_t i) -> std::int64_t {
     return in_window(i) && lines.pathway[i] == static_cast<std::uint8_t>(pathway::lpp) ? lines.order[i] : -1;
   };
-  for (const auto& [lo, hi] : cut_key_ranges(lines, lpp_order, sizes.orders, max_lines, "LPP order")) {
-    part.gather(lines, lpp_order, lo, hi);
+  for (const key_range& range : cut_key_ranges(lines, lpp_order, sizes.orders, max_lines, "LPP order")) {
+    part.gather(lines, lpp_order, range);
     const aggregation a = pass(part.columns.view());
     append_rows(out.lpp_order, a.lpp_order, [&](keyed_running_total& row) {
       row.first_crossing.line = part.input_position(row.first_crossing.line);
