@@ -878,8 +878,9 @@ std::string shipment_log_builder::state::ingest(const std::string& name, std::st
   // (about 3,000 lines) keep what a worker parsed, and the batch the merge builds from it, in
   // the core's L2 cache: 4 MiB chunks cost 15-20% more CPU time (bench/RESULTS.md). Two chunks
   // per thread let a fast thread take over a slow one's second chunk. Two windows alternate: the
-  // next one is parsed while this thread merges the current one.
-  const auto threads                  = static_cast<std::size_t>(std::max(1, omp_get_max_threads()));
+  // next one is parsed while this thread merges the current one. The merge is the pipeline's
+  // longest stage, so it keeps a core of its own: one parsing thread fewer than cores.
+  const auto threads                  = static_cast<std::size_t>(std::max(1, omp_get_max_threads() - 1));
   const std::size_t chunk_bytes       = options.chunk_bytes > 0 ? options.chunk_bytes : std::size_t{256} << 10;
   const std::size_t chunks_per_window = 2 * threads;
   const auto line_start_after         = [&](std::size_t at) {
