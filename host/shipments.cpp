@@ -13,11 +13,11 @@
 #include <algorithm>
 #include <array>
 #include <condition_variable>
-#include <deque>
-#include <functional>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <exception>
+#include <functional>
 #include <limits>
 #include <mutex>
 #include <numeric>
