@@ -115,13 +115,39 @@ aggregation aggregate_in_parts(const shipment_view& lines, const rule_context& r
   }
   if (lines.size <= max_lines) { return pass(lines); }
 
+  // Three keyings: entity ranges for every total and every check keyed by entity first (NVEU,
+  // LPP per consignee and year, prohibited, unauthorized), whose rows then come out in key order
+  // range after range; then, among the lines that can count (dated in the window up to as_of,
+  // every check's range), capped countries' cap-pathway lines for the country-cap crossings and
+  // LPP lines for the per-order limit. All three are cut before any pass: a key too large for
+  // one pass is refused before the GPU does any work.
+  const auto entity_of = [&](std::int64_t i) { return std::int64_t{lines.entity[i]}; };
+  const day_t last_day = std::min(rules.window_end, rules.as_of);
+  const auto in_window = [&](std::int64_t i) {
+    return lines.date[i] >= rules.window_start && lines.date[i] <= last_day;
+  };
+  const auto capped_country = [&](std::int64_t i) -> std::int64_t {
+    const std::uint16_t country = lines.country[i];
+    return in_window(i) && ((rules.country_cap_pathways >> lines.pathway[i]) & 1U) != 0 &&
+                   rules.country_cap_tpp[country] >= 0
+               ? country
+               : -1;
+  };
+  const auto lpp_order = [&](std::int64_t i) -> std::int64_t {
+    return in_window(i) && lines.pathway[i] == static_cast<std::uint8_t>(pathway::lpp) ? lines.order[i] : -1;
+  };
+  const auto entity_ranges  = cut_key_ranges(lines, entity_of, sizes.entities, max_lines, "entity");
+  const auto country_ranges = cut_key_ranges(lines, capped_country, sizes.countries, max_lines, "country",
+                                             "cap-pathway lines in the window");
+  const auto order_ranges   = cut_key_ranges(lines, lpp_order, sizes.orders, max_lines, "LPP order");
+
   aggregation out = empty_aggregation(sizes);
   part_lines part;
-
-  // Entity ranges: every total, and every check keyed by entity first (NVEU, LPP per consignee and
-  // year, prohibited, unauthorized), whose rows then come out in key order range after range.
-  const auto entity_of = [&](std::int64_t i) { return std::int64_t{lines.entity[i]}; };
-  for (const key_range& range : cut_key_ranges(lines, entity_of, sizes.entities, max_lines, "entity")) {
+  const auto running = [&](keyed_running_total& row) {
+    row.first_crossing.line = part.input_position(row.first_crossing.line);
+  };
+  const auto first = [&](keyed_first_line& row) { row.first_line = part.input_position(row.first_line); };
+  for (const key_range& range : entity_ranges) {
     part.gather(lines, entity_of, range);
     const aggregation a = pass(part.columns.view());
     out.lines_used += a.lines_used;
@@ -134,31 +160,12 @@ aggregation aggregate_in_parts(const shipment_view& lines, const rule_context& r
     }
     out.by_entity_country.insert(out.by_entity_country.end(), a.by_entity_country.begin(),
                                  a.by_entity_country.end());
-    const auto running = [&](keyed_running_total& row) {
-      row.first_crossing.line = part.input_position(row.first_crossing.line);
-    };
-    const auto first = [&](keyed_first_line& row) { row.first_line = part.input_position(row.first_line); };
     append_rows(out.nveu, a.nveu, running);
     append_rows(out.lpp_annual, a.lpp_annual, running);
     append_rows(out.prohibited, a.prohibited, first);
     append_rows(out.unauthorized, a.unauthorized, first);
   }
-
-  // The lines that can count against a country cap or an LPP order's limit: those dated in the
-  // window up to as_of (every check's range) of a capped country's cap pathways, or of LPP.
-  const day_t last_day = std::min(rules.window_end, rules.as_of);
-  const auto in_window = [&](std::int64_t i) {
-    return lines.date[i] >= rules.window_start && lines.date[i] <= last_day;
-  };
-  const auto capped_country = [&](std::int64_t i) -> std::int64_t {
-    const std::uint16_t country = lines.country[i];
-    return in_window(i) && ((rules.country_cap_pathways >> lines.pathway[i]) & 1U) != 0 &&
-                   rules.country_cap_tpp[country] >= 0
-               ? country
-               : -1;
-  };
-  for (const key_range& range : cut_key_ranges(lines, capped_country, sizes.countries, max_lines, "country",
-                                               "cap-pathway lines in the window")) {
+  for (const key_range& range : country_ranges) {
     part.gather(lines, capped_country, range);
     const aggregation a = pass(part.columns.view());
     for (auto c = static_cast<std::size_t>(range.lo); c < static_cast<std::size_t>(range.hi); ++c) {
@@ -166,15 +173,9 @@ aggregation aggregate_in_parts(const shipment_view& lines, const rule_context& r
       out.country_cap_crossing[c].line = part.input_position(a.country_cap_crossing[c].line);
     }
   }
-  const auto lpp_order = [&](std::int64_t i) -> std::int64_t {
-    return in_window(i) && lines.pathway[i] == static_cast<std::uint8_t>(pathway::lpp) ? lines.order[i] : -1;
-  };
-  for (const key_range& range : cut_key_ranges(lines, lpp_order, sizes.orders, max_lines, "LPP order")) {
+  for (const key_range& range : order_ranges) {
     part.gather(lines, lpp_order, range);
-    const aggregation a = pass(part.columns.view());
-    append_rows(out.lpp_order, a.lpp_order, [&](keyed_running_total& row) {
-      row.first_crossing.line = part.input_position(row.first_crossing.line);
-    });
+    append_rows(out.lpp_order, pass(part.columns.view()).lpp_order, running);
   }
   return out;
 }

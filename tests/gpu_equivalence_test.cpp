@@ -493,22 +493,29 @@ TEST(AggregateInParts, ManyPartsWithSkewedEntities)
   EXPECT_GE(parts.passes, 5);
 }
 
-TEST(AggregateInParts, OneKeyLargerThanAPassIsRefused)
+/// Splits @p log in passes of @p max_lines, which must be refused before any pass with a
+/// device_error whose message holds @p reason.
+void expect_refused(const random_log& log, std::int64_t max_lines, const std::string& reason)
 {
-  log_shape shape;
-  shape.lines    = 500;
-  shape.entities = 1;
-  const random_log log = make_log(shape);
   counted_cpu_passes parts;
   parts.log = &log;
   try {
-    static_cast<void>(parts.run(100));
-    ADD_FAILURE() << "500 lines of one entity were split across passes of 100";
+    static_cast<void>(parts.run(max_lines));
+    ADD_FAILURE() << "split into passes of " << max_lines << "; expected: " << reason;
   } catch (const device_error& e) {
-    EXPECT_NE(std::string(e.what()).find("one entity has 500 lines"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find(reason), std::string::npos) << e.what();
   }
-  EXPECT_EQ(parts.passes, 0);  // refused before any pass
-  EXPECT_THROW(static_cast<void>(parts.run(0)), device_error);
+  EXPECT_EQ(parts.passes, 0) << reason;
+}
+
+TEST(AggregateInParts, OneKeyLargerThanAPassIsRefused)
+{
+  log_shape one_entity;
+  one_entity.lines    = 500;
+  one_entity.entities = 1;
+  const random_log log = make_log(one_entity);
+  expect_refused(log, 100, "one entity has 500 lines");
+  expect_refused(log, 0, "not one line fits");
 
   // Eleven countries: only the last is tier 2 with a cap, so all the cap-pathway lines in the
   // window are one key; entities and orders each stay far below 20 lines.
@@ -516,15 +523,7 @@ TEST(AggregateInParts, OneKeyLargerThanAPassIsRefused)
   one_capped.lines     = 3000;
   one_capped.entities  = 500;
   one_capped.countries = 11;
-  const random_log capped = make_log(one_capped);
-  counted_cpu_passes capped_parts;
-  capped_parts.log = &capped;
-  try {
-    static_cast<void>(capped_parts.run(20));
-    ADD_FAILURE() << "one capped country's lines were split across passes of 20";
-  } catch (const device_error& e) {
-    EXPECT_NE(std::string(e.what()).find("cap-pathway lines in the window"), std::string::npos) << e.what();
-  }
+  expect_refused(make_log(one_capped), 20, "cap-pathway lines in the window");
 }
 
 // Runs on every machine: the reference keeps the LPP annual key -1 (entity 0, year -1), which the
