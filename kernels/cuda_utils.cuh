@@ -7,10 +7,13 @@
 
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -65,7 +68,7 @@ class cuda_stream {
   cudaStream_t stream_ = nullptr;
 };
 
-/// @brief A CUDA event for timing work on a stream (RAII).
+/// @brief A CUDA event for timing, or waiting for, work on a stream (RAII).
 class cuda_event {
  public:
   cuda_event() { CAPLEDGER_CUDA_TRY(cudaEventCreate(&event_)); }
@@ -77,6 +80,8 @@ class cuda_event {
   cuda_event& operator=(const cuda_event&) = delete;
 
   void record(cudaStream_t stream) { CAPLEDGER_CUDA_TRY(cudaEventRecord(event_, stream)); }
+  /// @brief Waits until the work recorded before this event has run.
+  void synchronize() const { CAPLEDGER_CUDA_TRY(cudaEventSynchronize(event_)); }
   /// @brief Milliseconds from @p start to this event; both recorded, this one completed.
   [[nodiscard]] double since(const cuda_event& start) const
   {
@@ -238,16 +243,70 @@ template <typename T>
   return buffer;
 }
 
+/// @brief Page-locked host memory (RAII): what device-to-host copies run at full speed into.
+class pinned_buffer {
+ public:
+  explicit pinned_buffer(std::size_t bytes) : bytes_(bytes)
+  {
+    CAPLEDGER_CUDA_TRY(cudaMallocHost(&data_, bytes));
+  }
+  ~pinned_buffer()
+  {
+    if (data_ != nullptr) { static_cast<void>(cudaFreeHost(data_)); }
+  }
+  pinned_buffer(const pinned_buffer&)            = delete;
+  pinned_buffer& operator=(const pinned_buffer&) = delete;
+  [[nodiscard]] void* data() const noexcept { return data_; }
+  [[nodiscard]] std::size_t bytes() const noexcept { return bytes_; }
+
+ private:
+  void* data_        = nullptr;
+  std::size_t bytes_ = 0;
+};
+
+/// Copies of at least this many bytes go through pinned staging (`copy_to_host`).
+constexpr std::size_t staged_copy_bytes = std::size_t{32} << 20;
+
+/// @brief Copies @p bytes from the device to pageable host memory and synchronizes @p stream.
+/// A large copy straight into pageable memory runs at a few GB/s (the driver stages it a page at
+/// a time); large ones here go through two pinned buffers in turn, the DMA of one chunk running
+/// while the host copies the previous chunk out.
+inline void copy_to_host(void* host, const void* device, std::size_t bytes, cudaStream_t stream)
+{
+  if (bytes < staged_copy_bytes) {
+    if (bytes > 0) { CAPLEDGER_CUDA_TRY(cudaMemcpyAsync(host, device, bytes, cudaMemcpyDeviceToHost, stream)); }
+    CAPLEDGER_CUDA_TRY(cudaStreamSynchronize(stream));
+    return;
+  }
+  constexpr std::size_t chunk = std::size_t{16} << 20;
+  const pinned_buffer staging[2]{pinned_buffer(chunk), pinned_buffer(chunk)};
+  cuda_event copied[2];
+  auto* to         = static_cast<char*>(host);
+  const auto* from = static_cast<const char*>(device);
+  // Chunk i lands in staging[i % 2]; it is copied out once chunk i + 1 is on its way.
+  const std::size_t chunks = (bytes + chunk - 1) / chunk;
+  for (std::size_t i = 0; i <= chunks; ++i) {
+    if (i < chunks) {
+      const std::size_t size = std::min(chunk, bytes - i * chunk);
+      CAPLEDGER_CUDA_TRY(cudaMemcpyAsync(staging[i % 2].data(), from + i * chunk, size, cudaMemcpyDeviceToHost, stream));
+      copied[i % 2].record(stream);
+    }
+    if (i > 0) {
+      const std::size_t previous = i - 1;
+      copied[previous % 2].synchronize();
+      std::memcpy(to + previous * chunk, staging[previous % 2].data(), std::min(chunk, bytes - previous * chunk));
+    }
+  }
+  CAPLEDGER_CUDA_TRY(cudaStreamSynchronize(stream));
+}
+
 /// @brief Copies @p count device elements to a host vector; synchronizes @p stream to do so.
 template <typename T>
 [[nodiscard]] std::vector<T> to_host(const T* device, std::size_t count, cudaStream_t stream)
 {
+  static_assert(std::is_trivially_copyable_v<T>, "to_host copies bytes");
   std::vector<T> host(count);
-  if (count > 0) {
-    CAPLEDGER_CUDA_TRY(
-      cudaMemcpyAsync(host.data(), device, count * sizeof(T), cudaMemcpyDeviceToHost, stream));
-  }
-  CAPLEDGER_CUDA_TRY(cudaStreamSynchronize(stream));
+  copy_to_host(host.data(), device, count * sizeof(T), stream);
   return host;
 }
 

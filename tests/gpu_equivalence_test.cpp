@@ -374,6 +374,17 @@ TEST_F(GpuEquivalence, KeyCodesWiderThan32Bits)
   check_equivalence(shape, *cpu_, *gpu_);
 }
 
+// Results of 32 MB and more come back through pinned staging buffers of 16 MB in turn: 2,000,001
+// entities make the entity totals 48,000,024 bytes (three chunks, the last one partial).
+TEST_F(GpuEquivalence, LargeResultsComeBackThroughPinnedStaging)
+{
+  log_shape shape;
+  shape.lines    = 20000;
+  shape.entities = 2000001;
+  shape.seed     = 13;
+  check_equivalence(shape, *cpu_, *gpu_);
+}
+
 // Shared-memory counters are added as two 32-bit words with a carry: line TPP values past 2^32
 // (and returns, which add two's-complement words) make both the low word wrap and the high word
 // move, in shared cells (few entities) and in the global tail (many).
