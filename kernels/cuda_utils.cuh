@@ -216,23 +216,6 @@ class device_buffer {
   cudaStream_t stream_ = nullptr;
 };
 
-/// @brief Copies @p count host elements into a new device buffer (stream-ordered).
-template <typename T>
-[[nodiscard]] device_buffer<T> to_device(const T* host, std::size_t count, cudaStream_t stream)
-{
-  device_buffer<T> buffer(count, stream);
-  if (count > 0) {
-    CAPLEDGER_CUDA_TRY(
-      cudaMemcpyAsync(buffer.data(), host, count * sizeof(T), cudaMemcpyHostToDevice, stream));
-  }
-  return buffer;
-}
-
-template <typename T>
-[[nodiscard]] device_buffer<T> to_device(const std::vector<T>& host, cudaStream_t stream)
-{
-  return to_device(host.data(), host.size(), stream);
-}
 
 /// @brief A zero-filled device buffer.
 template <typename T>
@@ -298,6 +281,50 @@ inline void copy_to_host(void* host, const void* device, std::size_t bytes, cuda
     }
   }
   CAPLEDGER_CUDA_TRY(cudaStreamSynchronize(stream));
+}
+
+/// @brief Copies @p bytes of pageable host memory to the device, in @p stream's order; returns
+/// once @p host may be changed again. Large copies go through two pinned buffers in turn, the
+/// host filling one while the DMA of the other runs (pageable memory is copied at a fraction of
+/// the bus's speed).
+inline void copy_to_device(void* device, const void* host, std::size_t bytes, cudaStream_t stream)
+{
+  if (bytes < staged_copy_bytes) {
+    if (bytes > 0) { CAPLEDGER_CUDA_TRY(cudaMemcpyAsync(device, host, bytes, cudaMemcpyHostToDevice, stream)); }
+    return;
+  }
+  constexpr std::size_t chunk = std::size_t{16} << 20;
+  const pinned_buffer staging[2]{pinned_buffer(chunk), pinned_buffer(chunk)};
+  cuda_event copied[2];
+  auto* to                 = static_cast<char*>(device);
+  const auto* from         = static_cast<const char*>(host);
+  const std::size_t chunks = (bytes + chunk - 1) / chunk;
+  for (std::size_t i = 0; i < chunks; ++i) {
+    if (i >= 2) { copied[i % 2].synchronize(); }  // the DMA that read this buffer last is done
+    const std::size_t size = std::min(chunk, bytes - i * chunk);
+    std::memcpy(staging[i % 2].data(), from + i * chunk, size);
+    CAPLEDGER_CUDA_TRY(cudaMemcpyAsync(to + i * chunk, staging[i % 2].data(), size, cudaMemcpyHostToDevice, stream));
+    copied[i % 2].record(stream);
+  }
+  // The staging buffers are freed on return: their last copies must have run.
+  copied[0].synchronize();
+  if (chunks > 1) { copied[1].synchronize(); }
+}
+
+/// @brief Copies @p count host elements into a new device buffer (stream-ordered).
+template <typename T>
+[[nodiscard]] device_buffer<T> to_device(const T* host, std::size_t count, cudaStream_t stream)
+{
+  static_assert(std::is_trivially_copyable_v<T>, "to_device copies bytes");
+  device_buffer<T> buffer(count, stream);
+  copy_to_device(buffer.data(), host, count * sizeof(T), stream);
+  return buffer;
+}
+
+template <typename T>
+[[nodiscard]] device_buffer<T> to_device(const std::vector<T>& host, cudaStream_t stream)
+{
+  return to_device(host.data(), host.size(), stream);
 }
 
 /// @brief Copies @p count device elements to a host vector; synchronizes @p stream to do so.
