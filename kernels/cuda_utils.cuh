@@ -226,12 +226,17 @@ template <typename T>
   return buffer;
 }
 
-/// @brief Page-locked host memory (RAII): what device-to-host copies run at full speed into.
+/// @brief Page-locked host memory (RAII): what copies between host and device run at full speed
+/// from and into. Empty (`data()` null) when the driver cannot lock that much: callers then copy
+/// from pageable memory, slower but the same bytes.
 class pinned_buffer {
  public:
   explicit pinned_buffer(std::size_t bytes) : bytes_(bytes)
   {
-    CAPLEDGER_CUDA_TRY(cudaMallocHost(&data_, bytes));
+    if (cudaMallocHost(&data_, bytes) != cudaSuccess) {
+      data_ = nullptr;
+      static_cast<void>(cudaGetLastError());  // not sticky: leave no error behind
+    }
   }
   ~pinned_buffer()
   {
@@ -247,8 +252,18 @@ class pinned_buffer {
   std::size_t bytes_ = 0;
 };
 
-/// Copies of at least this many bytes go through pinned staging (`copy_to_host`).
-constexpr std::size_t staged_copy_bytes = std::size_t{32} << 20;
+/// Copies of at least this many bytes go through pinned staging (`copy_to_host`, `copy_to_device`),
+/// in chunks of `staging_chunk_bytes`.
+constexpr std::size_t staged_copy_bytes   = std::size_t{32} << 20;
+constexpr std::size_t staging_chunk_bytes = std::size_t{16} << 20;
+
+/// @brief Two pinned buffers of `staging_chunk_bytes`, used in turn; `usable()` when both exist.
+struct staging_pair {
+  pinned_buffer buffers[2]{pinned_buffer(staging_chunk_bytes), pinned_buffer(staging_chunk_bytes)};
+  cuda_event done[2];  ///< recorded after the last copy that used each buffer
+  [[nodiscard]] bool usable() const noexcept { return buffers[0].data() != nullptr && buffers[1].data() != nullptr; }
+  [[nodiscard]] char* buffer(std::size_t chunk) const noexcept { return static_cast<char*>(buffers[chunk % 2].data()); }
+};
 
 /// @brief Copies @p bytes from the device to pageable host memory and synchronizes @p stream.
 /// A large copy straight into pageable memory runs at a few GB/s (the driver stages it a page at
@@ -256,28 +271,28 @@ constexpr std::size_t staged_copy_bytes = std::size_t{32} << 20;
 /// while the host copies the previous chunk out.
 inline void copy_to_host(void* host, const void* device, std::size_t bytes, cudaStream_t stream)
 {
-  if (bytes < staged_copy_bytes) {
+  std::unique_ptr<staging_pair> staging;
+  if (bytes >= staged_copy_bytes) { staging = std::make_unique<staging_pair>(); }
+  if (!staging || !staging->usable()) {
     if (bytes > 0) { CAPLEDGER_CUDA_TRY(cudaMemcpyAsync(host, device, bytes, cudaMemcpyDeviceToHost, stream)); }
     CAPLEDGER_CUDA_TRY(cudaStreamSynchronize(stream));
     return;
   }
-  constexpr std::size_t chunk = std::size_t{16} << 20;
-  const pinned_buffer staging[2]{pinned_buffer(chunk), pinned_buffer(chunk)};
-  cuda_event copied[2];
-  auto* to         = static_cast<char*>(host);
-  const auto* from = static_cast<const char*>(device);
-  // Chunk i lands in staging[i % 2]; it is copied out once chunk i + 1 is on its way.
+  constexpr std::size_t chunk = staging_chunk_bytes;
+  auto* to                    = static_cast<char*>(host);
+  const auto* from            = static_cast<const char*>(device);
+  // Chunk i lands in buffer i % 2; it is copied out once chunk i + 1 is on its way.
   const std::size_t chunks = (bytes + chunk - 1) / chunk;
   for (std::size_t i = 0; i <= chunks; ++i) {
     if (i < chunks) {
       const std::size_t size = std::min(chunk, bytes - i * chunk);
-      CAPLEDGER_CUDA_TRY(cudaMemcpyAsync(staging[i % 2].data(), from + i * chunk, size, cudaMemcpyDeviceToHost, stream));
-      copied[i % 2].record(stream);
+      CAPLEDGER_CUDA_TRY(cudaMemcpyAsync(staging->buffer(i), from + i * chunk, size, cudaMemcpyDeviceToHost, stream));
+      staging->done[i % 2].record(stream);
     }
     if (i > 0) {
       const std::size_t previous = i - 1;
-      copied[previous % 2].synchronize();
-      std::memcpy(to + previous * chunk, staging[previous % 2].data(), std::min(chunk, bytes - previous * chunk));
+      staging->done[previous % 2].synchronize();
+      std::memcpy(to + previous * chunk, staging->buffer(previous), std::min(chunk, bytes - previous * chunk));
     }
   }
   CAPLEDGER_CUDA_TRY(cudaStreamSynchronize(stream));
@@ -289,26 +304,26 @@ inline void copy_to_host(void* host, const void* device, std::size_t bytes, cuda
 /// the bus's speed).
 inline void copy_to_device(void* device, const void* host, std::size_t bytes, cudaStream_t stream)
 {
-  if (bytes < staged_copy_bytes) {
+  std::unique_ptr<staging_pair> staging;
+  if (bytes >= staged_copy_bytes) { staging = std::make_unique<staging_pair>(); }
+  if (!staging || !staging->usable()) {
     if (bytes > 0) { CAPLEDGER_CUDA_TRY(cudaMemcpyAsync(device, host, bytes, cudaMemcpyHostToDevice, stream)); }
     return;
   }
-  constexpr std::size_t chunk = std::size_t{16} << 20;
-  const pinned_buffer staging[2]{pinned_buffer(chunk), pinned_buffer(chunk)};
-  cuda_event copied[2];
-  auto* to                 = static_cast<char*>(device);
-  const auto* from         = static_cast<const char*>(host);
-  const std::size_t chunks = (bytes + chunk - 1) / chunk;
+  constexpr std::size_t chunk = staging_chunk_bytes;
+  auto* to                    = static_cast<char*>(device);
+  const auto* from            = static_cast<const char*>(host);
+  const std::size_t chunks    = (bytes + chunk - 1) / chunk;
   for (std::size_t i = 0; i < chunks; ++i) {
-    if (i >= 2) { copied[i % 2].synchronize(); }  // the DMA that read this buffer last is done
+    if (i >= 2) { staging->done[i % 2].synchronize(); }  // the DMA that read this buffer last is done
     const std::size_t size = std::min(chunk, bytes - i * chunk);
-    std::memcpy(staging[i % 2].data(), from + i * chunk, size);
-    CAPLEDGER_CUDA_TRY(cudaMemcpyAsync(to + i * chunk, staging[i % 2].data(), size, cudaMemcpyHostToDevice, stream));
-    copied[i % 2].record(stream);
+    std::memcpy(staging->buffer(i), from + i * chunk, size);
+    CAPLEDGER_CUDA_TRY(cudaMemcpyAsync(to + i * chunk, staging->buffer(i), size, cudaMemcpyHostToDevice, stream));
+    staging->done[i % 2].record(stream);
   }
   // The staging buffers are freed on return: their last copies must have run.
-  copied[0].synchronize();
-  if (chunks > 1) { copied[1].synchronize(); }
+  staging->done[0].synchronize();
+  if (chunks > 1) { staging->done[1].synchronize(); }
 }
 
 /// @brief Copies @p count host elements into a new device buffer (stream-ordered).
