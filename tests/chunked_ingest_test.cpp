@@ -6,6 +6,7 @@
 #include <capledger/shipments.hpp>
 
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <filesystem>
 #include <optional>
@@ -105,6 +106,24 @@ TEST(ChunkedIngest, EveryChunkSizeBuildsTheSameLog)
   for (const std::size_t chunk_bytes : {1, 2, 3, 17, 64, 100, 1000, 4096}) {
     EXPECT_EQ(fingerprint(ingest(files, chunk_bytes)), whole) << "chunk_bytes " << chunk_bytes;
   }
+}
+
+// The ingest parses with one thread fewer than OpenMP's thread count (at least one): one, two
+// and seven parsing threads build the same log as the default, with chunks small enough that
+// each window holds many and a fast thread takes over a slow one's chunks.
+TEST(ChunkedIngest, EveryThreadCountBuildsTheSameLog)
+{
+  const std::vector<std::string> files = {troubled_log(3000, 4), troubled_log(700, 5)};
+  const std::string whole              = fingerprint(ingest(files, std::size_t{1} << 30));
+  const int threads_before             = omp_get_max_threads();
+  for (const int threads : {1, 2, 3, 8}) {
+    omp_set_num_threads(threads);
+    for (const std::size_t chunk_bytes : {std::size_t{97}, std::size_t{2048}}) {
+      EXPECT_EQ(fingerprint(ingest(files, chunk_bytes)), whole)
+        << "OpenMP threads " << threads << ", chunk_bytes " << chunk_bytes;
+    }
+  }
+  omp_set_num_threads(threads_before);
 }
 
 TEST(ChunkedIngest, TheFirstErrorIsTheSameWithoutRejects)
