@@ -108,12 +108,14 @@ aggregation aggregate_in_parts(const shipment_view& lines, const rule_context& r
                                const dictionary_sizes& sizes, std::int64_t max_lines,
                                const aggregate_pass& pass)
 {
+  if (lines.size <= std::max<std::int64_t>(max_lines, 0)) {
+    return pass(lines);
+  }  // an empty log needs no room
   if (max_lines <= 0) {
     throw device_error(
         "not one line fits in a pass of the GPU backend (its tables alone fill the free "
         "GPU memory): use --backend cpu");
   }
-  if (lines.size <= max_lines) { return pass(lines); }
 
   // Three keyings: entity ranges for every total and every check keyed by entity first (NVEU,
   // LPP per consignee and year, prohibited, unauthorized), whose rows then come out in key order

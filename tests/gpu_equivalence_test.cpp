@@ -519,6 +519,19 @@ void expect_refused(const random_log& log, std::int64_t max_lines, const std::st
   EXPECT_EQ(parts.passes, 0) << reason;
 }
 
+// An empty log needs no room: it takes its one (empty) pass even when not one line would fit.
+TEST(AggregateInParts, EmptyLogTakesOnePassWithoutRoom)
+{
+  log_shape empty;
+  empty.lines          = 0;
+  empty.entities       = 5;
+  const random_log log = make_log(empty);
+  counted_cpu_passes parts;
+  parts.log = &log;
+  EXPECT_TRUE(parts.run(0) == make_cpu_backend()->aggregate(log.columns.view(), log.rules, log.sizes));
+  EXPECT_EQ(parts.passes, 1);
+}
+
 TEST(AggregateInParts, OneKeyLargerThanAPassIsRefused)
 {
   log_shape one_entity;
