@@ -23,6 +23,7 @@
 #include <numeric>
 #include <optional>
 #include <thread>
+#include <utility>
 
 namespace capledger {
 
@@ -568,42 +569,39 @@ class parse_pool {
   std::vector<std::thread> threads_;
 };
 
-/// A window of chunks parsed by a `parse_pool`.
-struct window {
-  std::vector<parsed_chunk> chunks;
-  std::size_t used = 0;
-  dictionary_snapshots known;
+/// Tasks posted to a `parse_pool` that one thread waits for together; the first exception a
+/// task throws is rethrown by `finish`. Destroying the group waits for its tasks.
+class task_group {
+ public:
+  task_group()                             = default;
+  task_group(const task_group&)            = delete;
+  task_group& operator=(const task_group&) = delete;
+  ~task_group() { wait(); }
 
-  window()                         = default;
-  window(const window&)            = delete;
-  window& operator=(const window&) = delete;
-  ~window() { wait(); }
-
-  /// Posts the `used` chunks to @p pool, each parsed with @p parse(chunk, known).
-  template <typename Parse>
-  void start(parse_pool& pool, Parse parse)
+  template <typename Task>
+  void post(parse_pool& pool, Task task)
   {
-    pending_ = used;
-    error_   = nullptr;
-    for (std::size_t k = 0; k < used; ++k) {
-      pool.post([this, parse, k] {
-        std::exception_ptr error;
-        try {
-          parse(chunks[k], known);
-        } catch (...) {
-          error = std::current_exception();
-        }
-        const std::lock_guard<std::mutex> lock(mutex_);
-        if (error && !error_) { error_ = error; }
-        if (--pending_ == 0) { done_.notify_all(); }
-      });
+    {
+      const std::lock_guard<std::mutex> lock(mutex_);
+      ++pending_;
     }
+    pool.post([this, task] {
+      std::exception_ptr error;
+      try {
+        task();
+      } catch (...) {
+        error = std::current_exception();
+      }
+      const std::lock_guard<std::mutex> lock(mutex_);
+      if (error && !error_) { error_ = error; }
+      if (--pending_ == 0) { done_.notify_all(); }
+    });
   }
-  /// Waits for the parse. @throw what a parsing task threw
+  /// Waits for every task posted. @throw the first exception a task threw
   void finish()
   {
     wait();
-    if (error_) { std::rethrow_exception(error_); }
+    if (auto error = std::exchange(error_, nullptr)) { std::rethrow_exception(error); }
   }
 
  private:
@@ -617,6 +615,27 @@ struct window {
     std::unique_lock<std::mutex> lock(mutex_);
     done_.wait(lock, [this] { return pending_ == 0; });
   }
+};
+
+/// A window of chunks parsed by a `parse_pool`.
+struct window {
+  std::vector<parsed_chunk> chunks;
+  std::size_t used = 0;
+  dictionary_snapshots known;
+
+  /// Posts the `used` chunks to @p pool, each parsed with @p parse(chunk, known).
+  template <typename Parse>
+  void start(parse_pool& pool, Parse parse)
+  {
+    for (std::size_t k = 0; k < used; ++k) {
+      tasks_.post(pool, [this, parse, k] { parse(chunks[k], known); });
+    }
+  }
+  /// Waits for the parse. @throw what a parsing task threw
+  void finish() { tasks_.finish(); }
+
+ private:
+  task_group tasks_;  ///< last: destroyed (waiting for the tasks) before what they use
 };
 
 /// Field indices of the record columns in a file (-1: absent optional column).
@@ -1342,19 +1361,25 @@ void shipment_log_builder::state::replay(const std::function<bool(day_t first, d
       if (wanted(record.sections[k].first_day, record.sections[k].last_day)) { todo.push_back({&record, k}); }
     }
   }
+  // Every core parses: the calling thread only waits while they do.
   const auto threads = static_cast<std::size_t>(std::max(1, omp_get_max_threads()));
   std::vector<parsed_chunk> parsed(4 * threads);
+  parse_pool pool(threads);
+  task_group parsing;  // after the pool: destroyed first, once its tasks ran
   for (std::size_t group = 0; group < todo.size(); group += parsed.size()) {
     const std::size_t count = std::min(parsed.size(), todo.size() - group);
-#pragma omp parallel for schedule(dynamic, 1) num_threads(static_cast<int>(std::min(threads, count)))
     for (std::size_t g = 0; g < count; ++g) {
-      const auto& [record, k]   = todo[group + g];
-      const section& part       = record->sections[k];
-      const streamed_file& file = streamed[record->file];
-      const std::size_t end = k + 1 < record->sections.size() ? record->sections[k + 1].start : record->limit;
-      parsed[g].reset(part.start, end);
-      parse_chunk(file.text, file.columns, file.field_count, known, parsed[g]);
+      parsing.post(pool, [&, g] {
+        const auto& [record, k]   = todo[group + g];
+        const section& part       = record->sections[k];
+        const streamed_file& file = streamed[record->file];
+        const std::size_t end =
+            k + 1 < record->sections.size() ? record->sections[k + 1].start : record->limit;
+        parsed[g].reset(part.start, end);
+        parse_chunk(file.text, file.columns, file.field_count, known, parsed[g]);
+      });
     }
+    parsing.finish();
     for (std::size_t g = 0; g < count; ++g) {
       const auto& [record, k] = todo[group + g];
       const section& part     = record->sections[k];
