@@ -44,13 +44,6 @@ void add_line(group_total& total, std::int64_t quantity, std::int64_t tpp)
   total.tpp += tpp;
 }
 
-void add_totals(group_total& into, const group_total& from)
-{
-  into.records += from.records;
-  into.units += from.units;
-  into.tpp += from.tpp;
-}
-
 /// Running total of one key with its first crossing.
 struct running_state {
   std::int64_t total = 0;
@@ -171,11 +164,11 @@ class cpu_backend final : public backend {
       for (auto [into, from] :
            {std::pair{&sum.by_country, &other.by_country}, std::pair{&sum.by_entity, &other.by_entity},
             std::pair{&sum.by_chip, &other.by_chip}, std::pair{&sum.by_exporter, &other.by_exporter}}) {
-        for (std::size_t k = 0; k < into->size(); ++k) { add_totals((*into)[k], (*from)[k]); }
+        for (std::size_t k = 0; k < into->size(); ++k) { (*into)[k] += (*from)[k]; }
       }
       sum.pairs.reserve(sum.pairs.size() + other.pairs.size(), other.pairs.capacity());
       other.pairs.for_each(
-          [&](std::int64_t key, const group_total& total) { add_totals(sum.pairs.at(key), total); });
+          [&](std::int64_t key, const group_total& total) { sum.pairs.at(key) += total; });
     }
     out.lines_used  = sum.lines_used;
     out.by_country  = std::move(sum.by_country);

@@ -84,12 +84,7 @@ std::vector<key_range> cut_key_ranges(const shipment_view& lines, KeyOf key_of, 
 
 void add_totals(std::vector<group_total>& into, const std::vector<group_total>& part)
 {
-  for (std::size_t k = 0; k < into.size(); ++k) {
-    // Exact: ingest bounds the sums of |quantity| and |tpp| over the whole log by INT64_MAX.
-    into[k].records += part[k].records;
-    into[k].units += part[k].units;
-    into[k].tpp += part[k].tpp;
-  }
+  for (std::size_t k = 0; k < into.size(); ++k) { into[k] += part[k]; }
 }
 
 /// Appends a pass's sorted rows (keys above every row before) with input positions.

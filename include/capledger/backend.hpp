@@ -78,6 +78,15 @@ struct group_total {
   std::int64_t records = 0;
   std::int64_t units   = 0;
   std::int64_t tpp     = 0;
+  /// Adds another group's totals (exact: ingest bounds the sums of |quantity| and |tpp| of the
+  /// whole log by INT64_MAX, so partial sums in any order fit).
+  group_total& operator+=(const group_total& other)
+  {
+    records += other.records;
+    units += other.units;
+    tpp += other.tpp;
+    return *this;
+  }
   friend bool operator==(const group_total& a, const group_total& b)
   {
     return a.records == b.records && a.units == b.units && a.tpp == b.tpp;
