@@ -216,7 +216,6 @@ class device_buffer {
   cudaStream_t stream_ = nullptr;
 };
 
-
 /// @brief A zero-filled device buffer.
 template <typename T>
 [[nodiscard]] device_buffer<T> zeroed_device_buffer(std::size_t count, cudaStream_t stream)
@@ -231,7 +230,7 @@ template <typename T>
 /// from pageable memory, slower but the same bytes.
 class pinned_buffer {
  public:
-  explicit pinned_buffer(std::size_t bytes) : bytes_(bytes)
+  explicit pinned_buffer(std::size_t bytes)
   {
     if (cudaMallocHost(&data_, bytes) != cudaSuccess) {
       data_ = nullptr;
@@ -245,11 +244,9 @@ class pinned_buffer {
   pinned_buffer(const pinned_buffer&)            = delete;
   pinned_buffer& operator=(const pinned_buffer&) = delete;
   [[nodiscard]] void* data() const noexcept { return data_; }
-  [[nodiscard]] std::size_t bytes() const noexcept { return bytes_; }
 
  private:
-  void* data_        = nullptr;
-  std::size_t bytes_ = 0;
+  void* data_ = nullptr;
 };
 
 /// Copies of at least this many bytes go through pinned staging (`copy_to_host`, `copy_to_device`),
@@ -265,15 +262,23 @@ struct staging_pair {
   [[nodiscard]] char* buffer(std::size_t chunk) const noexcept { return static_cast<char*>(buffers[chunk % 2].data()); }
 };
 
+/// @brief Staging for a copy of @p bytes: null when the copy is small enough to go directly, or
+/// when the driver cannot lock the staging memory (the direct copy is slower, never wrong).
+[[nodiscard]] inline std::unique_ptr<staging_pair> staging_for(std::size_t bytes)
+{
+  if (bytes < staged_copy_bytes) { return nullptr; }
+  auto staging = std::make_unique<staging_pair>();
+  return staging->usable() ? std::move(staging) : nullptr;
+}
+
 /// @brief Copies @p bytes from the device to pageable host memory and synchronizes @p stream.
 /// A large copy straight into pageable memory runs at a few GB/s (the driver stages it a page at
 /// a time); large ones here go through two pinned buffers in turn, the DMA of one chunk running
 /// while the host copies the previous chunk out.
 inline void copy_to_host(void* host, const void* device, std::size_t bytes, cudaStream_t stream)
 {
-  std::unique_ptr<staging_pair> staging;
-  if (bytes >= staged_copy_bytes) { staging = std::make_unique<staging_pair>(); }
-  if (!staging || !staging->usable()) {
+  const auto staging = staging_for(bytes);
+  if (!staging) {
     if (bytes > 0) { CAPLEDGER_CUDA_TRY(cudaMemcpyAsync(host, device, bytes, cudaMemcpyDeviceToHost, stream)); }
     CAPLEDGER_CUDA_TRY(cudaStreamSynchronize(stream));
     return;
@@ -304,9 +309,8 @@ inline void copy_to_host(void* host, const void* device, std::size_t bytes, cuda
 /// the bus's speed).
 inline void copy_to_device(void* device, const void* host, std::size_t bytes, cudaStream_t stream)
 {
-  std::unique_ptr<staging_pair> staging;
-  if (bytes >= staged_copy_bytes) { staging = std::make_unique<staging_pair>(); }
-  if (!staging || !staging->usable()) {
+  const auto staging = staging_for(bytes);
+  if (!staging) {
     if (bytes > 0) { CAPLEDGER_CUDA_TRY(cudaMemcpyAsync(device, host, bytes, cudaMemcpyHostToDevice, stream)); }
     return;
   }
