@@ -103,9 +103,8 @@ aggregation aggregate_in_parts(const shipment_view& lines, const rule_context& r
                                const dictionary_sizes& sizes, std::int64_t max_lines,
                                const aggregate_pass& pass)
 {
-  if (lines.size <= std::max<std::int64_t>(max_lines, 0)) {
-    return pass(lines);
-  }  // an empty log needs no room
+  // A log that fits takes one pass; an empty one needs no room at all.
+  if (lines.size <= std::max<std::int64_t>(max_lines, 0)) { return pass(lines); }
   if (max_lines <= 0) {
     throw device_error(
         "not one line fits in a pass of the GPU backend (its tables alone fill the free "

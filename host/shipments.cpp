@@ -519,8 +519,9 @@ struct dictionary_snapshots {
   }
 };
 
-/// Threads that parse chunks for one file's ingest, started once; they sleep while nothing is
-/// posted (nothing spins while the merge runs alone). Destroying the pool runs what is posted.
+/// Threads that parse chunks, started once for one file's ingest (or one replay); they sleep
+/// while nothing is posted (nothing spins while the merge runs alone). Destroying the pool runs
+/// what is posted.
 class parse_pool {
  public:
   explicit parse_pool(std::size_t threads)
@@ -1361,6 +1362,7 @@ void shipment_log_builder::state::replay(const std::function<bool(day_t first, d
       if (wanted(record.sections[k].first_day, record.sections[k].last_day)) { todo.push_back({&record, k}); }
     }
   }
+  if (todo.empty()) { return; }  // no thread to start
   // Every core parses: the calling thread only waits while they do.
   const auto threads = static_cast<std::size_t>(std::max(1, omp_get_max_threads()));
   std::vector<parsed_chunk> parsed(4 * threads);
