@@ -13,6 +13,7 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <thread>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -249,7 +250,7 @@ class pinned_buffer {
   void* data_ = nullptr;
 };
 
-/// Copies of at least this many bytes go through pinned staging (`copy_to_host`, `copy_to_device`),
+/// Copies of at least this many bytes go through pinned staging (`to_host`, `copy_to_device`),
 /// in chunks of `staging_chunk_bytes`.
 constexpr std::size_t staged_copy_bytes   = std::size_t{32} << 20;
 constexpr std::size_t staging_chunk_bytes = std::size_t{16} << 20;
@@ -269,38 +270,6 @@ struct staging_pair {
   if (bytes < staged_copy_bytes) { return nullptr; }
   auto staging = std::make_unique<staging_pair>();
   return staging->usable() ? std::move(staging) : nullptr;
-}
-
-/// @brief Copies @p bytes from the device to pageable host memory and synchronizes @p stream.
-/// A large copy straight into pageable memory runs at a few GB/s (the driver stages it a page at
-/// a time); large ones here go through two pinned buffers in turn, the DMA of one chunk running
-/// while the host copies the previous chunk out.
-inline void copy_to_host(void* host, const void* device, std::size_t bytes, cudaStream_t stream)
-{
-  const auto staging = staging_for(bytes);
-  if (!staging) {
-    if (bytes > 0) { CAPLEDGER_CUDA_TRY(cudaMemcpyAsync(host, device, bytes, cudaMemcpyDeviceToHost, stream)); }
-    CAPLEDGER_CUDA_TRY(cudaStreamSynchronize(stream));
-    return;
-  }
-  constexpr std::size_t chunk = staging_chunk_bytes;
-  auto* to                    = static_cast<char*>(host);
-  const auto* from            = static_cast<const char*>(device);
-  // Chunk i lands in buffer i % 2; it is copied out once chunk i + 1 is on its way.
-  const std::size_t chunks = (bytes + chunk - 1) / chunk;
-  for (std::size_t i = 0; i <= chunks; ++i) {
-    if (i < chunks) {
-      const std::size_t size = std::min(chunk, bytes - i * chunk);
-      CAPLEDGER_CUDA_TRY(cudaMemcpyAsync(staging->buffer(i), from + i * chunk, size, cudaMemcpyDeviceToHost, stream));
-      staging->done[i % 2].record(stream);
-    }
-    if (i > 0) {
-      const std::size_t previous = i - 1;
-      staging->done[previous % 2].synchronize();
-      std::memcpy(to + previous * chunk, staging->buffer(previous), std::min(chunk, bytes - previous * chunk));
-    }
-  }
-  CAPLEDGER_CUDA_TRY(cudaStreamSynchronize(stream));
 }
 
 /// @brief Copies @p bytes of pageable host memory to the device, in @p stream's order; returns
@@ -346,13 +315,62 @@ template <typename T>
   return to_device(host.data(), host.size(), stream);
 }
 
-/// @brief Copies @p count device elements to a host vector; synchronizes @p stream to do so.
+/// @brief Writes one byte in every page of @p bytes at @p memory from several threads, so that the
+/// kernel's page faults, which cost about as much as the copy itself on the GPU machines' VMs,
+/// run in parallel instead of one by one inside the copy.
+inline void fault_in_pages(void* memory, std::size_t bytes)
+{
+  constexpr std::size_t page = 4096;
+  const std::size_t threads =
+    std::clamp<std::size_t>(bytes / staging_chunk_bytes, 1, std::min(8U, std::max(1U, std::thread::hardware_concurrency())));
+  auto* base = static_cast<volatile char*>(memory);
+  auto touch = [base, bytes, threads](std::size_t t) {
+    for (std::size_t at = bytes * t / threads / page * page; at < bytes * (t + 1) / threads; at += page) { base[at] = 0; }
+  };
+  std::vector<std::thread> workers;
+  for (std::size_t t = 1; t < threads; ++t) { workers.emplace_back(touch, t); }
+  touch(0);
+  for (std::thread& worker : workers) { worker.join(); }
+}
+
+/// @brief Copies @p count device elements to a new host vector; synchronizes @p stream to do so.
+/// A large copy straight into pageable memory runs at a few GB/s (the driver stages it a page at a
+/// time), and a vector of that size is first zero-filled a page fault at a time: large copies here
+/// go through two pinned buffers in turn (the DMA of one chunk running while the host appends the
+/// other to the vector) into storage reserved, not zero-filled, and faulted in by several threads.
 template <typename T>
 [[nodiscard]] std::vector<T> to_host(const T* device, std::size_t count, cudaStream_t stream)
 {
   static_assert(std::is_trivially_copyable_v<T>, "to_host copies bytes");
-  std::vector<T> host(count);
-  copy_to_host(host.data(), device, count * sizeof(T), stream);
+  std::vector<T> host;
+  const auto staging = staging_for(count * sizeof(T));
+  if (!staging) {
+    host.resize(count);
+    if (count > 0) {
+      CAPLEDGER_CUDA_TRY(cudaMemcpyAsync(host.data(), device, count * sizeof(T), cudaMemcpyDeviceToHost, stream));
+    }
+    CAPLEDGER_CUDA_TRY(cudaStreamSynchronize(stream));
+    return host;
+  }
+  // Chunk i (whole elements) lands in buffer i % 2 and is appended once chunk i + 1 is on its way.
+  const std::size_t per_chunk = staging_chunk_bytes / sizeof(T);
+  const std::size_t chunks    = (count + per_chunk - 1) / per_chunk;
+  auto send = [&](std::size_t i) {
+    const std::size_t size = std::min(per_chunk, count - i * per_chunk);
+    CAPLEDGER_CUDA_TRY(cudaMemcpyAsync(staging->buffer(i), device + i * per_chunk, size * sizeof(T),
+                                       cudaMemcpyDeviceToHost, stream));
+    staging->done[i % 2].record(stream);
+  };
+  send(0);
+  host.reserve(count);
+  fault_in_pages(host.data(), count * sizeof(T));
+  for (std::size_t i = 0; i < chunks; ++i) {
+    if (i + 1 < chunks) { send(i + 1); }
+    staging->done[i % 2].synchronize();
+    const auto* chunk = reinterpret_cast<const T*>(staging->buffer(i));
+    host.insert(host.end(), chunk, chunk + std::min(per_chunk, count - i * per_chunk));
+  }
+  CAPLEDGER_CUDA_TRY(cudaStreamSynchronize(stream));
   return host;
 }
 
