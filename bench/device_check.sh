@@ -6,8 +6,9 @@
 # test suite in 8 parallel shards with compute-sanitizer memcheck and racecheck beside them, the
 # PyTorch peer and the CPU-vs-GPU check of its totals, the GPU aggregation benchmarks, and ncu
 # on the fused dense pass.
-# At most 8 files come back from $OUT: summary.txt, tests.log, sanitizer.log, peer.log,
-# bench.log, bench.json, ncu.log and, after a fallback build, build.log.
+# Files back from $OUT (8 at most): summary.txt, tests.log, sanitizer.log, peer.log, bench.log,
+# bench.json, ncu.log, and bench-base.log (with a .device-base/) or build.log (after a fallback
+# build).
 # BENCH_FILTER overrides the benchmark selection; SANITIZE_FILTER the sanitizers' tests.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -89,11 +90,22 @@ timeout 150 "$bench" --benchmark_filter="$filter" --benchmark_min_time=0.2 \
   --benchmark_out="$out/bench.json" --benchmark_out_format=json >"$out/bench.log" 2>&1
 say "bench rc=$? after $((SECONDS - started)) s"
 grep "^bm_" "$out/bench.log" | tee -a "$summary"
+# The same benchmarks from an earlier build, in the same run (copy its aggregate_bench and lib/
+# into .device-base/ and carry it too): before/after on one card.
+if [ -x .device-base/aggregate_bench ]; then
+  LD_LIBRARY_PATH="$root/.device-base/lib:${LD_LIBRARY_PATH:-}" timeout 90 .device-base/aggregate_bench \
+    --benchmark_filter="${BASE_FILTER:-$filter}" --benchmark_min_time=0.2 >"$out/bench-base.log" 2>&1
+  say "baseline bench rc=$? after $((SECONDS - started)) s"
+  grep "^bm_" "$out/bench-base.log" | tee -a "$summary"
+fi
 
 # 5. Hardware counters of the fused dense pass (Firecracker machines allow ncu): what limits it.
-timeout 90 ncu --clock-control none --kernel-name regex:dense_totals --launch-count 1 \
-  --section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy --section LaunchStats \
-  "$bench" --benchmark_filter='bm_aggregate_gpu_resident/lines:16777216/entities:100000' \
-  --benchmark_min_time=0.01 >"$out/ncu.log" 2>&1
-say "ncu rc=$? after $((SECONDS - started)) s"
-grep -E "Duration|Memory Throughput|DRAM Throughput|Compute \(SM\)|Achieved Occupancy|Registers Per|L2 Hit" "$out/ncu.log" | head -12 | tee -a "$summary"
+for entities in 100000 1000; do
+  echo "== dense pass, 2^24 lines, $entities entities" >>"$out/ncu.log"
+  timeout 60 ncu --clock-control none --kernel-name regex:dense_totals --launch-count 1 \
+    --section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy --section LaunchStats \
+    "$bench" --benchmark_filter="bm_aggregate_gpu_resident/lines:16777216/entities:$entities/" \
+    --benchmark_min_time=0.01 >>"$out/ncu.log" 2>&1
+  say "ncu ($entities entities) rc=$? after $((SECONDS - started)) s"
+done
+grep -E "^== |Duration|Memory Throughput|DRAM Throughput|Compute \(SM\)|Achieved Occupancy|Registers Per|L2 Hit" "$out/ncu.log" | head -24 | tee -a "$summary"

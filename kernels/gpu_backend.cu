@@ -104,7 +104,7 @@ void for_each_index(std::int64_t count, const launch_env& env, Function function
 struct accumulator_table {
   u64* d_global        = nullptr;  ///< entries x width words, zeroed
   std::int64_t entries = 0;
-  int width            = 0;        ///< 3: records, units, tpp (a `group_total`); 1: tpp only
+  int width            = 0;        ///< 3: records, units, tpp; 2: records and units packed, tpp; 1: tpp
   int shared_offset    = 0;        ///< word offset of the per-block copy of the privatized cells
   /// Cells [0, shared_entries) are summed per block in shared memory, the rest by global atomics.
   /// A prefix, because dictionary codes follow first appearance: busy keys tend to get low codes.
@@ -121,8 +121,67 @@ enum dense_table_id : int {
   dense_table_count
 };
 
+/// @brief How a cell of a group-total table holds records and units: in one word when every cell's
+/// sums fit beside each other (records in the high bits, units plus an offset that makes each
+/// line's part non-negative in the low `units_bits`), else in a word each. One word fewer is one
+/// atomic fewer per line and table, and the dense pair table's cells shrink from 24 to 16 bytes.
+struct record_packing {
+  int width        = 3;  ///< words per cell: 2 packed, 3 not
+  int units_bits   = 0;
+  u64 units_offset = 0;  ///< -(smallest quantity) when that is negative, else 0
+
+  /// The first word a line adds to its cell (the second is its tpp when packed).
+  [[nodiscard]] __host__ __device__ u64 packed_line(u64 units) const
+  {
+    return (1ULL << units_bits) + units + units_offset;
+  }
+  /// The cell's records, units and tpp. Exact: `choose_record_packing` makes records and the
+  /// offset units of any cell fit their fields, so the modular sums are the true ones.
+  [[nodiscard]] __host__ __device__ group_total unpack(const u64* cell) const
+  {
+    group_total total;
+    if (width == 3) {
+      total.records = static_cast<std::int64_t>(cell[0]);
+      total.units   = static_cast<std::int64_t>(cell[1]);
+      total.tpp     = static_cast<std::int64_t>(cell[2]);
+      return total;
+    }
+    const u64 records = cell[0] >> units_bits;
+    total.records     = static_cast<std::int64_t>(records);
+    total.units       = static_cast<std::int64_t>((cell[0] & ((1ULL << units_bits) - 1)) - records * units_offset);
+    total.tpp         = static_cast<std::int64_t>(cell[1]);
+    return total;
+  }
+};
+
+/// @brief Smallest quantity and sum of |quantity| (saturating) of a pass's lines.
+struct quantity_range {
+  std::int64_t min = INT64_MAX;
+  u64 abs_sum      = 0;
+};
+
+/// @brief Packs records and units into one word when, for @p lines lines whose quantities lie in
+/// @p range, records (at most `lines`) and units plus the offset (at most |quantity| summed plus
+/// lines x offset) both fit: bits(lines) + bits(that bound) <= 64.
+[[nodiscard]] record_packing choose_record_packing(std::int64_t lines, const quantity_range& range)
+{
+  record_packing packing;
+  if (lines <= 0 || range.abs_sum == ~0ULL) { return packing; }
+  const u64 offset = range.min < 0 ? 0ULL - static_cast<u64>(range.min) : 0ULL;
+  const unsigned __int128 bound =
+    static_cast<unsigned __int128>(range.abs_sum) + static_cast<unsigned __int128>(lines) * offset;
+  if (bound >> 64 != 0) { return packing; }
+  const int units_bits = bits_for(static_cast<std::uint64_t>(bound));
+  if (units_bits + bits_for(static_cast<std::uint64_t>(lines)) > 64) { return packing; }
+  packing.width        = 2;
+  packing.units_bits   = units_bits;
+  packing.units_offset = offset;
+  return packing;
+}
+
 struct dense_tables {
   accumulator_table table[dense_table_count];
+  record_packing packing;
   int shared_words = 0;
 };
 
@@ -150,28 +209,28 @@ __device__ __forceinline__ void shared_add(u64* counter, u64 value)
   if (high + carry != 0U) { atomicAdd(words + 1, high + carry); }
 }
 
-/// @brief Adds a line to cell @p index of @p table (width 3: records, units, tpp; width 1: tpp).
-__device__ __forceinline__ void add_line(const accumulator_table& table, u64* shared_sums,
-                                         std::int64_t index, u64 units, u64 tpp)
+/// @brief Adds a line to cell @p index of @p table (`accumulator_table::width` says which words).
+__device__ __forceinline__ void add_line(const accumulator_table& table, const record_packing& packing,
+                                         u64* shared_sums, std::int64_t index, u64 units, u64 tpp)
 {
-  if (index < table.shared_entries) {
-    u64* cell = shared_sums + table.shared_offset + table.width * index;
-    if (table.width == 3) {
-      shared_add(cell, 1ULL);
-      shared_add(cell + 1, units);
-      shared_add(cell + 2, tpp);
+  const bool shared = index < table.shared_entries;
+  u64* cell = shared ? shared_sums + table.shared_offset + table.width * index : table.d_global + table.width * index;
+  auto add  = [shared](u64* word, u64 value) {
+    if (shared) {
+      shared_add(word, value);
     } else {
-      shared_add(cell, tpp);
+      atomicAdd(word, value);
     }
+  };
+  if (table.width == 3) {
+    add(cell, 1ULL);
+    add(cell + 1, units);
+    add(cell + 2, tpp);
+  } else if (table.width == 2) {
+    add(cell, packing.packed_line(units));
+    add(cell + 1, tpp);
   } else {
-    u64* cell = table.d_global + table.width * index;
-    if (table.width == 3) {
-      atomicAdd(cell, 1ULL);
-      atomicAdd(cell + 1, units);
-      atomicAdd(cell + 2, tpp);
-    } else {
-      atomicAdd(cell, tpp);
-    }
+    add(cell, tpp);
   }
 }
 
@@ -215,16 +274,16 @@ __global__ void __launch_bounds__(block_size)
     ++used;
     const u64 units = static_cast<u64>(lines.quantity[i]);
     const u64 tpp   = static_cast<u64>(lines.tpp[i]);
-    add_line(tables.table[country_totals], shared_sums, country, units, tpp);
-    add_line(tables.table[chip_totals], shared_sums, chip, units, tpp);
-    add_line(tables.table[entity_totals], shared_sums, entity, units, tpp);
-    add_line(tables.table[exporter_totals], shared_sums, exporter, units, tpp);
+    add_line(tables.table[country_totals], tables.packing, shared_sums, country, units, tpp);
+    add_line(tables.table[chip_totals], tables.packing, shared_sums, chip, units, tpp);
+    add_line(tables.table[entity_totals], tables.packing, shared_sums, entity, units, tpp);
+    add_line(tables.table[exporter_totals], tables.packing, shared_sums, exporter, units, tpp);
     if (with_pairs) {
-      add_line(tables.table[pair_totals], shared_sums,
+      add_line(tables.table[pair_totals], tables.packing, shared_sums,
                static_cast<std::int64_t>(entity) * bounds.countries + country, units, tpp);
     }
     if (is_in_window(rules, date) && ((rules.country_cap_pathways >> pathway) & 1U) != 0) {
-      add_line(tables.table[country_cap_totals], shared_sums, country, units, tpp);
+      add_line(tables.table[country_cap_totals], tables.packing, shared_sums, country, units, tpp);
     }
   }
 
@@ -237,14 +296,11 @@ __global__ void __launch_bounds__(block_size)
     const accumulator_table& table = tables.table[t];
     const u64* local = shared_sums + table.shared_offset;
     for (std::int64_t e = threadIdx.x; e < table.shared_entries; e += blockDim.x) {
-      if (table.width == 3) {
-        if (local[3 * e] != 0) {
-          atomicAdd(table.d_global + 3 * e, local[3 * e]);
-          atomicAdd(table.d_global + 3 * e + 1, local[3 * e + 1]);
-          atomicAdd(table.d_global + 3 * e + 2, local[3 * e + 2]);
-        }
-      } else if (local[e] != 0) {
-        atomicAdd(table.d_global + e, local[e]);
+      // Skip cells whose first word is 0: no line touched them (it counts records, packed or
+      // not), or, holding tpp alone, they add nothing.
+      const u64* cell = local + table.width * e;
+      if (cell[0] != 0) {
+        for (int w = 0; w < table.width; ++w) { atomicAdd(table.d_global + table.width * e + w, cell[w]); }
       }
     }
   }
@@ -295,14 +351,11 @@ void assign_shared_memory(dense_tables& tables, std::int64_t budget_words)
   tables.shared_words = static_cast<int>(used);
 }
 
-[[nodiscard]] std::vector<group_total> to_group_totals(const std::vector<u64>& words)
+[[nodiscard]] std::vector<group_total> to_group_totals(const std::vector<u64>& words, const record_packing& packing)
 {
-  std::vector<group_total> totals(words.size() / 3);
-  for (std::size_t i = 0; i < totals.size(); ++i) {
-    totals[i].records = static_cast<std::int64_t>(words[3 * i]);
-    totals[i].units   = static_cast<std::int64_t>(words[3 * i + 1]);
-    totals[i].tpp     = static_cast<std::int64_t>(words[3 * i + 2]);
-  }
+  const auto width = static_cast<std::size_t>(packing.width);
+  std::vector<group_total> totals(words.size() / width);
+  for (std::size_t i = 0; i < totals.size(); ++i) { totals[i] = packing.unpack(words.data() + width * i); }
   return totals;
 }
 
@@ -696,29 +749,30 @@ struct used_line {
 
 struct occupied_cell {
   const u64* cells;
-  __device__ bool operator()(std::int32_t cell) const { return cells[3 * static_cast<std::int64_t>(cell)] != 0; }
+  int width;
+  __device__ bool operator()(std::int32_t cell) const { return cells[width * static_cast<std::int64_t>(cell)] != 0; }
 };
 
 /// @brief Compacts the dense pair table filled by the dense pass; cell order is (entity, country).
 [[nodiscard]] std::vector<pair_total> compact_pair_table(const u64* d_cells, std::int64_t cell_count,
-                                                       std::int32_t countries, u64* d_count,
-                                                       const launch_env& env)
+                                                       std::int32_t countries, const record_packing& packing,
+                                                       u64* d_count, const launch_env& env)
 {
   const cudaStream_t stream = env.stream;
   device_buffer<std::int32_t> d_occupied(static_cast<std::size_t>(cell_count), stream);
   run_cub(CAPLEDGER_HERE, stream, [&](void* d_temp, std::size_t& temp_bytes) {
     return cub::DeviceSelect::If(d_temp, temp_bytes, thrust::counting_iterator<std::int32_t>(0),
-                                 d_occupied.data(), d_count, cell_count, occupied_cell{d_cells}, stream);
+                                 d_occupied.data(), d_count, cell_count, occupied_cell{d_cells, packing.width},
+                                 stream);
   });
   const auto rows = static_cast<std::int64_t>(read_scalar(d_count, stream));
   device_buffer<pair_total> d_rows(static_cast<std::size_t>(rows), stream);
   pair_total* out            = d_rows.data();
   const std::int32_t* cell = d_occupied.data();
   for_each_index(rows, env, [=] __device__(std::int64_t r) {
-    const std::int64_t c = cell[r];
-    out[r] = make_pair_total(c / countries, c % countries, static_cast<std::int64_t>(d_cells[3 * c]),
-                      static_cast<std::int64_t>(d_cells[3 * c + 1]),
-                             static_cast<std::int64_t>(d_cells[3 * c + 2]));
+    const std::int64_t c    = cell[r];
+    const group_total total = packing.unpack(d_cells + packing.width * c);
+    out[r] = make_pair_total(c / countries, c % countries, total.records, total.units, total.tpp);
   });
   return to_host(d_rows.data(), static_cast<std::size_t>(rows), stream);
 }
@@ -888,6 +942,21 @@ void check_device_memory(std::int64_t line_count, std::uint64_t bytes_per_line, 
   }
 }
 
+struct quantity_range_of_line {
+  __device__ quantity_range operator()(std::int64_t quantity) const
+  {
+    return {quantity, quantity < 0 ? 0ULL - static_cast<u64>(quantity) : static_cast<u64>(quantity)};
+  }
+};
+
+struct merge_quantity_ranges {
+  __device__ quantity_range operator()(const quantity_range& a, const quantity_range& b) const
+  {
+    const u64 sum = a.abs_sum + b.abs_sum;
+    return {a.min < b.min ? a.min : b.min, sum < a.abs_sum ? ~0ULL : sum};
+  }
+};
+
 /// @brief The columns of a log in GPU memory: uploaded once, then aggregated any number of times
 /// (the public `gpu_columns`; `aggregate` on host columns uploads into one of these first).
 class resident_columns final : public gpu_columns {
@@ -908,10 +977,21 @@ class resident_columns final : public gpu_columns {
     d_order_    = to_device(view.order, count, s);
     d_exporter_ = to_device(view.exporter, count, s);
     size_       = view.size;
+    if (count > 0) {
+      auto d_range = zeroed_device_buffer<quantity_range>(1, s);
+      run_cub(CAPLEDGER_HERE, s, [&](void* d_temp, std::size_t& temp_bytes) {
+        return cub::DeviceReduce::Reduce(d_temp, temp_bytes,
+                                         thrust::make_transform_iterator(d_quantity_.data(), quantity_range_of_line{}),
+                                         d_range.data(), view.size, merge_quantity_ranges{}, quantity_range{}, s);
+      });
+      quantity_range_ = read_scalar(d_range.data(), s);
+    }
     // Ready for any stream once this returns.
     stream_.synchronize();
   }
   [[nodiscard]] std::int64_t size() const override { return size_; }
+  /// The smallest quantity and the sum of |quantity| (saturating): bounds the dense pass packs by.
+  [[nodiscard]] const quantity_range& quantities() const { return quantity_range_; }
   [[nodiscard]] line_columns_view view() const
   {
     line_columns_view lines;
@@ -931,6 +1011,7 @@ class resident_columns final : public gpu_columns {
  private:
   cuda_stream stream_;  ///< declared first: it outlives the buffers' stream-ordered frees
   std::int64_t size_ = 0;
+  quantity_range quantity_range_;
   device_buffer<day_t> d_date_;
   device_buffer<std::int32_t> d_entity_;
   device_buffer<std::uint16_t> d_country_;
@@ -953,12 +1034,13 @@ class resident_columns final : public gpu_columns {
 
   const code_bounds bounds{sizes.entities, sizes.countries, sizes.chips, sizes.exporters, sizes.orders};
   const std::int64_t pair_cells = static_cast<std::int64_t>(sizes.entities) * sizes.countries;
-  // A dense pair table (three atomics a line, one sweep of the table) beats sorting the lines while
+  // A dense pair table (two or three atomics a line, one sweep of the table) beats sorting the lines while
   // the table is not much larger than the log, and it may take an eighth of the free GPU memory.
-  const bool dense_pairs = pair_cells > 0 && pair_cells <= 4 * n &&
-                           static_cast<std::uint64_t>(pair_cells) * 24 <= free_device_bytes() / 8;
-  const std::uint64_t table_bytes =
-    dictionary_table_bytes(sizes) + (dense_pairs ? 24ULL * static_cast<std::uint64_t>(pair_cells) : 0);
+  const record_packing packing  = choose_record_packing(n, columns.quantities());
+  const auto total_words        = static_cast<std::uint64_t>(packing.width);
+  const std::uint64_t pair_bytes = 8 * total_words * static_cast<std::uint64_t>(pair_cells);
+  const bool dense_pairs = pair_cells > 0 && pair_cells <= 4 * n && pair_bytes <= free_device_bytes() / 8;
+  const std::uint64_t table_bytes = dictionary_table_bytes(sizes) + (dense_pairs ? pair_bytes : 0);
 
   int device = 0;
   CAPLEDGER_CUDA_TRY(cudaGetDevice(&device));
@@ -1014,20 +1096,22 @@ class resident_columns final : public gpu_columns {
   // 2. The fused dense pass. Counters: [0] lines used, [1] bad-code flag, [2] selection counts.
   auto d_counters       = zeroed_device_buffer<u64>(4, s);
   u64* d_count          = d_counters.data() + 2;
-  auto d_country_totals = zeroed_device_buffer<u64>(3 * count_of(sizes.countries), s);
-  auto d_cap_totals     = zeroed_device_buffer<u64>(count_of(sizes.countries), s);
-  auto d_chip_totals    = zeroed_device_buffer<u64>(3 * count_of(sizes.chips), s);
-  auto d_entity_totals  = zeroed_device_buffer<u64>(3 * count_of(sizes.entities), s);
-  auto d_exporter_totals = zeroed_device_buffer<u64>(3 * count_of(sizes.exporters), s);
+  const int w            = packing.width;  // words per group-total cell
+  auto d_country_totals  = zeroed_device_buffer<u64>(total_words * count_of(sizes.countries), s);
+  auto d_cap_totals      = zeroed_device_buffer<u64>(count_of(sizes.countries), s);
+  auto d_chip_totals     = zeroed_device_buffer<u64>(total_words * count_of(sizes.chips), s);
+  auto d_entity_totals   = zeroed_device_buffer<u64>(total_words * count_of(sizes.entities), s);
+  auto d_exporter_totals = zeroed_device_buffer<u64>(total_words * count_of(sizes.exporters), s);
   auto d_pair_totals =
-    zeroed_device_buffer<u64>(dense_pairs ? 3 * static_cast<std::size_t>(pair_cells) : 0, s);
+    zeroed_device_buffer<u64>(dense_pairs ? total_words * static_cast<std::size_t>(pair_cells) : 0, s);
   dense_tables dense;
-  dense.table[country_totals]     = {d_country_totals.data(), sizes.countries, 3};
+  dense.packing                   = packing;
+  dense.table[country_totals]     = {d_country_totals.data(), sizes.countries, w};
   dense.table[country_cap_totals] = {d_cap_totals.data(), sizes.countries, 1};
-  dense.table[chip_totals]        = {d_chip_totals.data(), sizes.chips, 3};
-  dense.table[entity_totals]      = {d_entity_totals.data(), sizes.entities, 3};
-  dense.table[exporter_totals]    = {d_exporter_totals.data(), sizes.exporters, 3};
-  dense.table[pair_totals]        = {d_pair_totals.data(), dense_pairs ? pair_cells : 0, 3};
+  dense.table[chip_totals]        = {d_chip_totals.data(), sizes.chips, w};
+  dense.table[entity_totals]      = {d_entity_totals.data(), sizes.entities, w};
+  dense.table[exporter_totals]    = {d_exporter_totals.data(), sizes.exporters, w};
+  dense.table[pair_totals]        = {d_pair_totals.data(), dense_pairs ? pair_cells : 0, w};
   assign_shared_memory(dense, dense_shared_budget_words());
   {
     const std::size_t shared_bytes = static_cast<std::size_t>(dense.shared_words) * sizeof(u64);
@@ -1091,10 +1175,10 @@ class resident_columns final : public gpu_columns {
   clock.mark("spec_order");
 
   // Dense totals back to the host (the dense pass is long done by now; this reads its output).
-  result.by_country  = to_group_totals(to_host(d_country_totals.data(), d_country_totals.size(), s));
-  result.by_entity   = to_group_totals(to_host(d_entity_totals.data(), d_entity_totals.size(), s));
-  result.by_chip     = to_group_totals(to_host(d_chip_totals.data(), d_chip_totals.size(), s));
-  result.by_exporter = to_group_totals(to_host(d_exporter_totals.data(), d_exporter_totals.size(), s));
+  result.by_country  = to_group_totals(to_host(d_country_totals.data(), d_country_totals.size(), s), packing);
+  result.by_entity   = to_group_totals(to_host(d_entity_totals.data(), d_entity_totals.size(), s), packing);
+  result.by_chip     = to_group_totals(to_host(d_chip_totals.data(), d_chip_totals.size(), s), packing);
+  result.by_exporter = to_group_totals(to_host(d_exporter_totals.data(), d_exporter_totals.size(), s), packing);
   {
     const std::vector<u64> cap = to_host(d_cap_totals.data(), d_cap_totals.size(), s);
     for (std::size_t c = 0; c < cap.size(); ++c) {
@@ -1166,7 +1250,7 @@ class resident_columns final : public gpu_columns {
 
   // 5. (entity, country) pairs.
   result.by_entity_country =
-    dense_pairs ? compact_pair_table(d_pair_totals.data(), pair_cells, sizes.countries, d_count, env)
+    dense_pairs ? compact_pair_table(d_pair_totals.data(), pair_cells, sizes.countries, packing, d_count, env)
                 : sort_pairs(lines, tables, pair_codes, pair_bits, d_count, env);
 
   clock.mark("pairs");

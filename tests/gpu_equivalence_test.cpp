@@ -15,6 +15,7 @@
 #include <random>
 #include <sstream>
 #include <string>
+#include <tuple>
 #include <vector>
 
 namespace {
@@ -105,6 +106,10 @@ struct log_shape {
   calendar_layout layout = calendar_layout::straddling;
   std::uint64_t seed     = 1;
   std::int64_t tpp_scale = 1;  ///< multiplies every chip's TPP: large values carry across 32 bits
+  /// Multiplies every quantity (chip TPP is then 1..4, so that TPP sums still fit): large unit sums
+  /// leave no room to pack records and units into one word.
+  std::int64_t quantity_scale = 1;
+  bool returns                = true;  ///< some quantities negative
 };
 
 struct random_log {
@@ -157,7 +162,7 @@ random_log make_log(const log_shape& shape)
 
   // Chips: a few cheap ones so that small quantities sit near the limits.
   std::vector<std::int64_t> chip_tpp(static_cast<std::size_t>(sizes.chips));
-  for (auto& t : chip_tpp) { t = uniform(1, 5000) * shape.tpp_scale; }
+  for (auto& t : chip_tpp) { t = shape.quantity_scale > 1 ? uniform(1, 4) : uniform(1, 5000) * shape.tpp_scale; }
 
   shipment_columns& c = log.columns;
   const auto n        = static_cast<std::size_t>(shape.lines);
@@ -169,10 +174,10 @@ random_log make_log(const log_shape& shape)
     c.country[i] = static_cast<std::uint16_t>(uniform(0, sizes.countries - 1));
     c.chip[i]    = static_cast<std::uint16_t>(uniform(0, sizes.chips - 1));
     c.pathway[i] = static_cast<std::uint8_t>(uniform(0, pathway_count - 1));
-    std::int64_t quantity = uniform(-4, 12);
+    std::int64_t quantity = uniform(shape.returns ? -4 : 1, 12);
     if (quantity == 0) { quantity = 1; }
     if (uniform(0, 50) == 0) { quantity *= 1000; }  // the odd big order
-    c.quantity[i] = quantity;
+    c.quantity[i] = quantity * shape.quantity_scale;
     c.tpp[i]      = quantity * chip_tpp[c.chip[i]];
     c.order[i]    = c.pathway[i] == static_cast<std::uint8_t>(pathway::lpp)
                       ? static_cast<std::int32_t>(uniform(0, sizes.orders - 1))
@@ -246,7 +251,8 @@ std::string context_of(const log_shape& shape)
   std::ostringstream text;
   text << "lines=" << shape.lines << " entities=" << shape.entities << " countries=" << shape.countries
        << " chips=" << shape.chips << " exporters=" << shape.exporters
-       << " layout=" << static_cast<int>(shape.layout) << " seed=" << shape.seed;
+       << " layout=" << static_cast<int>(shape.layout) << " seed=" << shape.seed
+       << " quantity_scale=" << shape.quantity_scale << " returns=" << shape.returns;
   return text.str();
 }
 
@@ -403,17 +409,49 @@ TEST_F(GpuEquivalence, LargeValuesCarryAcrossThe32BitWords)
 }
 
 // Dense tables that just fill the shared memory a block may take without opting in (48 KB less the
-// dense kernel's static BlockReduce storage): 40 countries (160 words), 12 chips (36), 7 exporters
-// (21) and about 1972 entities (3 words each) land within a few words of the limit on either side,
-// so the entity table is privatized whole on one side and as a prefix on the other.
+// dense kernel's static BlockReduce storage, 6,134 words): with records and units packed, 40
+// countries (80 words, 40 more for the cap totals), 12 chips (24), 7 exporters (14) and about 2,988
+// entities (2 words each); with large quantities, unpacked, 160 + 36 + 21 words and about 1,972
+// entities (3 each). Both land within a few words of the limit on either side, so the entity table
+// is privatized whole on one side and as a prefix on the other.
 TEST_F(GpuEquivalence, SharedMemoryBudgetEdge)
 {
-  for (std::int32_t entities = 1966; entities <= 1980; ++entities) {
-    log_shape shape;
-    shape.lines    = 3000;
-    shape.entities = entities;
-    shape.seed     = 7;
-    if (!check_equivalence(shape, *cpu_, *gpu_)) { return; }
+  using edge = std::tuple<std::int64_t, std::int32_t, std::int32_t>;  // quantity scale, entities
+  for (const auto& [quantity_scale, first, last] : {edge{1, 2982, 2994}, edge{std::int64_t{1} << 36, 1966, 1980}}) {
+    for (std::int32_t entities = first; entities <= last; ++entities) {
+      log_shape shape;
+      shape.lines          = 3000;
+      shape.entities       = entities;
+      shape.quantity_scale = quantity_scale;
+      shape.seed           = 7;
+      if (!check_equivalence(shape, *cpu_, *gpu_)) { return; }
+    }
+  }
+}
+
+// The dense pass packs records and units into one word while bits(lines) + bits(sum of |quantity|
+// + lines x the largest return) <= 64: for these 3,000 lines up to quantities of about 2^28 with
+// returns (which offset every line's units) and 2^33 without. Doubling the quantities adds one bit
+// a step, so the sweep crosses from packed (far from, then right at the 64-bit edge) to unpacked,
+// and stops before TPP sums would overflow. One chip and one exporter gather all lines in one cell
+// each, as near the bound as a cell gets; one entity keeps every cell in shared memory, 5,000
+// put most entity and pair cells in the global tables.
+TEST_F(GpuEquivalence, RecordsAndUnitsPackedUpToTheWordEdge)
+{
+  for (const bool returns : {true, false}) {
+    for (int shift = 20; shift <= 40; ++shift) {
+      for (const std::int32_t entities : {1, 5000}) {
+        log_shape shape;
+        shape.lines          = 3000;
+        shape.entities       = entities;
+        shape.chips          = 1;
+        shape.exporters      = 1;
+        shape.quantity_scale = std::int64_t{1} << shift;
+        shape.returns        = returns;
+        shape.seed           = 17;
+        if (!check_equivalence(shape, *cpu_, *gpu_)) { return; }
+      }
+    }
   }
 }
 
