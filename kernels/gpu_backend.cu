@@ -182,7 +182,10 @@ struct quantity_range {
 struct dense_tables {
   accumulator_table table[dense_table_count];
   record_packing packing;
-  int shared_words = 0;
+  /// With a dense pair table, country and entity totals are its column and row sums
+  /// (`derive_totals_from_pairs`): the pass adds each line to neither.
+  bool derive_from_pairs = false;
+  int shared_words       = 0;
 };
 
 /// @brief Code bounds of the dictionaries; a line outside them is an ingest bug, reported, not used.
@@ -248,22 +251,24 @@ __global__ void __launch_bounds__(block_size)
   __syncthreads();
 
   const bool with_pairs = tables.table[pair_totals].entries > 0;
+  const bool derived    = tables.derive_from_pairs;
   u64 used              = 0;
   int bad_code          = 0;
   const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
   for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < lines.size;
        i += stride) {
-    const day_t date            = lines.date[i];
-    const std::int32_t entity   = lines.entity[i];
-    const std::uint16_t country = lines.country[i];
-    const std::uint16_t chip    = lines.chip[i];
-    const std::int32_t exporter = lines.exporter[i];
-    const std::uint8_t pathway  = lines.pathway[i];
+    // Read-only loads: they need not wait behind this thread's atomics of the previous line.
+    const day_t date            = __ldg(lines.date + i);
+    const std::int32_t entity   = __ldg(lines.entity + i);
+    const std::uint16_t country = __ldg(lines.country + i);
+    const std::uint16_t chip    = __ldg(lines.chip + i);
+    const std::int32_t exporter = __ldg(lines.exporter + i);
+    const std::uint8_t pathway  = __ldg(lines.pathway + i);
     bool valid = entity >= 0 && entity < bounds.entities && country < bounds.countries &&
                  chip < bounds.chips && exporter >= 0 && exporter < bounds.exporters &&
                  pathway < pathway_count;
     if (valid && pathway == pathway_lpp) {
-      const std::int32_t order = lines.order[i];
+      const std::int32_t order = __ldg(lines.order + i);
       valid                    = order >= 0 && order < bounds.orders;
     }
     if (!valid) {
@@ -272,11 +277,13 @@ __global__ void __launch_bounds__(block_size)
     }
     if (!is_used(rules, date)) { continue; }
     ++used;
-    const u64 units = static_cast<u64>(lines.quantity[i]);
-    const u64 tpp   = static_cast<u64>(lines.tpp[i]);
-    add_line(tables.table[country_totals], tables.packing, shared_sums, country, units, tpp);
+    const u64 units = static_cast<u64>(__ldg(lines.quantity + i));
+    const u64 tpp   = static_cast<u64>(__ldg(lines.tpp + i));
+    if (!derived) {
+      add_line(tables.table[country_totals], tables.packing, shared_sums, country, units, tpp);
+      add_line(tables.table[entity_totals], tables.packing, shared_sums, entity, units, tpp);
+    }
     add_line(tables.table[chip_totals], tables.packing, shared_sums, chip, units, tpp);
-    add_line(tables.table[entity_totals], tables.packing, shared_sums, entity, units, tpp);
     add_line(tables.table[exporter_totals], tables.packing, shared_sums, exporter, units, tpp);
     if (with_pairs) {
       add_line(tables.table[pair_totals], tables.packing, shared_sums,
@@ -310,6 +317,71 @@ __global__ void __launch_bounds__(block_size)
   }
 }
 
+/// Entity rows of the pair table each block of `country_totals_from_pairs` sums.
+constexpr std::int64_t pair_rows_per_block = 256;
+
+/// @brief Country totals as the column sums of the dense pair table (cell entity x countries +
+/// country, `width` words each): each block sums a slab of rows per column, then adds its sums.
+__global__ void __launch_bounds__(block_size)
+  country_totals_from_pairs(const u64* pairs, std::int64_t entities, std::int32_t countries, int width,
+                            u64* country_totals)
+{
+  const std::int64_t first = static_cast<std::int64_t>(blockIdx.x) * pair_rows_per_block;
+  const std::int64_t last  = first + pair_rows_per_block < entities ? first + pair_rows_per_block : entities;
+  for (std::int32_t c = threadIdx.x; c < countries; c += blockDim.x) {
+    u64 sum[3] = {0, 0, 0};
+    for (std::int64_t e = first; e < last; ++e) {
+      const u64* cell = pairs + (e * countries + c) * width;
+      for (int w = 0; w < width; ++w) { sum[w] += cell[w]; }
+    }
+    if (sum[0] != 0) {  // a touched column has records in its first word (see the flush)
+      for (int w = 0; w < width; ++w) { atomicAdd(country_totals + static_cast<std::int64_t>(c) * width + w, sum[w]); }
+    }
+  }
+}
+
+/// @brief Entity totals as the row sums of the dense pair table: one warp per entity.
+__global__ void __launch_bounds__(block_size)
+  entity_totals_from_pairs(const u64* pairs, std::int64_t entities, std::int32_t countries, int width,
+                           u64* entity_totals)
+{
+  const unsigned lane       = threadIdx.x % 32;
+  const std::int64_t warps  = static_cast<std::int64_t>(gridDim.x) * (blockDim.x / 32);
+  for (std::int64_t e = (static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32; e < entities;
+       e += warps) {
+    u64 sum[3] = {0, 0, 0};
+    for (std::int32_t c = static_cast<std::int32_t>(lane); c < countries; c += 32) {
+      const u64* cell = pairs + (e * countries + c) * width;
+      for (int w = 0; w < width; ++w) { sum[w] += cell[w]; }
+    }
+    for (int w = 0; w < width; ++w) {
+      for (int offset = 16; offset > 0; offset /= 2) { sum[w] += __shfl_down_sync(0xffffffffU, sum[w], offset); }
+      if (lane == 0) { entity_totals[e * width + w] = sum[w]; }
+    }
+  }
+}
+
+/// @brief Fills the country and entity tables from the dense pair table the pass filled (exact:
+/// sums of sums are the same modular sums). Entity cells are written whole; country cells are
+/// added to the zeroed table.
+void derive_totals_from_pairs(const dense_tables& tables, std::int32_t countries, const launch_env& env)
+{
+  const accumulator_table& pairs   = tables.table[pair_totals];
+  const std::int64_t entities      = countries > 0 ? pairs.entries / countries : 0;
+  const int width                  = pairs.width;
+  if (entities == 0) { return; }
+  const auto slabs = static_cast<unsigned>((entities + pair_rows_per_block - 1) / pair_rows_per_block);
+  country_totals_from_pairs<<<slabs, block_size, 0, env.stream>>>(pairs.d_global, entities, countries, width,
+                                                                   tables.table[country_totals].d_global);
+  CAPLEDGER_CHECK_LAUNCH();
+  const std::int64_t warps_per_block = block_size / 32;
+  const int grid = static_cast<int>(std::min<std::int64_t>((entities + warps_per_block - 1) / warps_per_block,
+                                                           static_cast<std::int64_t>(env.sm_count) * 16));
+  entity_totals_from_pairs<<<grid, block_size, 0, env.stream>>>(pairs.d_global, entities, countries, width,
+                                                                tables.table[entity_totals].d_global);
+  CAPLEDGER_CHECK_LAUNCH();
+}
+
 /// Shared memory (in words) a dense pass may use per block: what a launch may ask for without the
 /// cudaFuncSetAttribute opt-in, i.e. 48 KB less the kernel's static shared memory (the BlockReduce
 /// storage, 80 bytes on sm_90): static plus dynamic must stay within 48 KB or the launch fails.
@@ -326,6 +398,8 @@ __global__ void __launch_bounds__(block_size)
 /// @brief Privatizes tables in shared memory, hottest first, while they fit @p budget_words: the
 /// small tables whole, then as long a prefix of the entity codes as fits (a few large entities
 /// would otherwise serialize the global atomics on their cells), then the pairs if room is left.
+/// When country and entity totals are derived from the pairs, the pass adds to neither: a prefix
+/// of the pair cells (the leading entities' rows) takes their place.
 void assign_shared_memory(dense_tables& tables, std::int64_t budget_words)
 {
   std::int64_t used = 0;
@@ -342,6 +416,15 @@ void assign_shared_memory(dense_tables& tables, std::int64_t budget_words)
     for (const int t : group) { assign(t, tables.table[t].entries); }
   };
   // Few countries and chips take most lines each: their cells are the most contended.
+  if (tables.derive_from_pairs) {
+    try_whole({country_cap_totals});
+    try_whole({chip_totals});
+    try_whole({exporter_totals});
+    const accumulator_table& pairs = tables.table[pair_totals];
+    assign(pair_totals, std::min(pairs.entries, (budget_words - used) / pairs.width));
+    tables.shared_words = static_cast<int>(used);
+    return;
+  }
   try_whole({country_totals, country_cap_totals});
   try_whole({chip_totals});
   try_whole({exporter_totals});
@@ -1112,6 +1195,9 @@ class resident_columns final : public gpu_columns {
   dense.table[entity_totals]      = {d_entity_totals.data(), sizes.entities, w};
   dense.table[exporter_totals]    = {d_exporter_totals.data(), sizes.exporters, w};
   dense.table[pair_totals]        = {d_pair_totals.data(), dense_pairs ? pair_cells : 0, w};
+  // Summing the pair table's rows and columns reads at most two words a line when it has no more
+  // cells than lines, where adding each line to the country and entity cells costs four atomics.
+  dense.derive_from_pairs = dense_pairs && pair_cells <= n;
   assign_shared_memory(dense, dense_shared_budget_words());
   {
     const std::size_t shared_bytes = static_cast<std::size_t>(dense.shared_words) * sizeof(u64);
@@ -1124,6 +1210,7 @@ class resident_columns final : public gpu_columns {
                                                                d_counters.data() + 1);
     CAPLEDGER_CHECK_LAUNCH();
   }
+  if (dense.derive_from_pairs) { derive_totals_from_pairs(dense, sizes.countries, env); }
   clock.mark("dense_totals");
 
   // 3. In-window used lines in SPEC order: compacted in input order, then stably sorted by date.

@@ -316,6 +316,26 @@ TEST_F(GpuEquivalence, LargeLogs)
   }
 }
 
+// With no more (entity, country) cells than lines, the dense pass sums only the pair table and the
+// country and entity totals are its column and row sums. 40 countries: the pairs of about 75
+// entities fill the shared memory left beside the cap, chip and exporter tables (3,028 cells of 2
+// words), so 70 to 80 entities keep the pair table whole in shared memory or only a prefix, and
+// 400 leave most of it in global memory; 20,000 lines keep every table dense. Rows of more than
+// 32 countries and slabs of more than 256 entities test the row and column sums' strides.
+TEST_F(GpuEquivalence, CountryAndEntityTotalsFromThePairTable)
+{
+  for (const std::int32_t entities : {1, 70, 74, 75, 76, 77, 80, 400, 499}) {
+    for (const calendar_layout layout : {calendar_layout::straddling, calendar_layout::as_of_before}) {
+      log_shape shape;
+      shape.lines    = 20000;
+      shape.entities = entities;
+      shape.layout   = layout;
+      shape.seed     = 19;
+      if (!check_equivalence(shape, *cpu_, *gpu_)) { return; }
+    }
+  }
+}
+
 // Columns uploaded once and aggregated twice (the benchmarks' path) give the CPU's answer each
 // time: nothing of one aggregation leaks into the next.
 TEST_F(GpuEquivalence, ResidentColumnsAggregateRepeatedly)
