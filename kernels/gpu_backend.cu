@@ -27,6 +27,7 @@
 #include <capledger/error.hpp>
 
 #include <cub/block/block_reduce.cuh>
+#include <cub/block/block_scan.cuh>
 #include <cub/device/device_radix_sort.cuh>
 #include <cub/device/device_reduce.cuh>
 #include <cub/device/device_scan.cuh>
@@ -795,6 +796,188 @@ std::vector<check_row<Kind>> run_keyed_check(const Check& check, const std::stri
            : run_keyed_check_as<Kind, std::uint64_t>(check, name, key_bits, crossing_keys_only, at);
 }
 
+// ---- country-cap crossings by (country, day) bins ---------------------------------------------
+
+/// A country whose running total could cross on more days than this without crossing (returns
+/// later in the day pull it back) is left to the sorting check: each such day costs a scan.
+constexpr int max_cap_candidate_days = 16;
+
+/// @brief Per (country, day) of the window: the summed tpp of the country-cap lines and the sum of
+/// their positive tpp, which bounds any running total reached inside the day from above.
+__global__ void __launch_bounds__(block_size)
+  country_cap_day_bins(line_columns_view lines, country_cap_check check, day_t first_day, day_t last_day,
+                       std::int64_t days, u64* bin_sum, u64* bin_positive)
+{
+  const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
+  for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < lines.size;
+       i += stride) {
+    const day_t date = __ldg(lines.date + i);
+    if (date < first_day || date > last_day || !check(static_cast<std::int32_t>(i))) { continue; }
+    const std::int64_t bin = lines.country[i] * days + (date - first_day);
+    const std::int64_t tpp = lines.tpp[i];
+    atomicAdd(bin_sum + bin, static_cast<u64>(tpp));
+    if (tpp > 0) { atomicAdd(bin_positive + bin, static_cast<u64>(tpp)); }
+  }
+}
+
+/// @brief First SPEC-order slot of each window day (`days + 1` entries): a binary search of the
+/// date-sorted slots.
+struct day_start_of {
+  const std::int32_t* order;
+  const day_t* date;
+  std::int64_t slots;
+  day_t first_day;
+  std::int64_t* day_start;
+  __device__ void operator()(std::int64_t day) const
+  {
+    std::int64_t low  = 0;
+    std::int64_t high = slots;
+    while (low < high) {
+      const std::int64_t mid = low + (high - low) / 2;
+      if (date[order[mid]] - first_day < day) {
+        low = mid + 1;
+      } else {
+        high = mid;
+      }
+    }
+    day_start[day] = low;
+  }
+};
+
+struct int64_min {
+  __device__ std::int64_t operator()(std::int64_t a, std::int64_t b) const { return b < a ? b : a; }
+};
+
+/// @brief One block per country: walks the days on the bins, and scans a day's lines in SPEC
+/// order only where the running total plus the day's positive tpp could exceed the cap. Writes
+/// the crossing line and value (line -1: none); sets @p fallback when a country has more such
+/// days than `max_cap_candidate_days`.
+__global__ void __launch_bounds__(block_size)
+  country_cap_crossings_kernel(const std::int32_t* order, const std::uint8_t* membership,
+                               const std::int64_t* day_start, std::int64_t days, const u64* bin_sum,
+                               const u64* bin_positive, line_columns_view lines, rule_tables_view rules,
+                               std::int64_t* crossing_line, std::int64_t* crossing_value, u64* fallback)
+{
+  using block_scan   = cub::BlockScan<std::int64_t, block_size>;
+  using block_reduce = cub::BlockReduce<std::int64_t, block_size>;
+  __shared__ union {
+    typename block_scan::TempStorage scan;
+    typename block_reduce::TempStorage reduce;
+  } temp;
+  __shared__ std::int64_t shared_day;
+  __shared__ std::int64_t shared_running;
+  __shared__ std::int64_t shared_slot;
+
+  const auto country       = static_cast<std::int32_t>(blockIdx.x);
+  const std::int64_t limit = rules.country_cap_tpp[country];
+  if (limit < 0) { return; }  // not capped: not in the check
+  const u64* sums      = bin_sum + country * days;
+  const u64* positives = bin_positive + country * days;
+  std::int64_t day     = 0;
+  std::int64_t running = 0;  // the same in every thread
+  for (int candidates = 0;; ++candidates) {
+    if (threadIdx.x == 0) {  // the next day on which the running total could exceed the limit
+      std::int64_t d = day;
+      std::int64_t r = running;
+      while (d < days && r + static_cast<std::int64_t>(positives[d]) <= limit) {
+        r += static_cast<std::int64_t>(sums[d]);
+        ++d;
+      }
+      shared_day     = d;
+      shared_running = r;
+    }
+    __syncthreads();
+    day     = shared_day;
+    running = shared_running;
+    if (day >= days) { return; }
+    if (candidates == max_cap_candidate_days) {
+      if (threadIdx.x == 0) { atomicOr(fallback, 1ULL); }
+      return;
+    }
+    const std::int64_t last = day_start[day + 1];
+    for (std::int64_t base = day_start[day]; base < last; base += block_size) {
+      const std::int64_t slot = base + threadIdx.x;
+      std::int64_t tpp        = 0;
+      bool counts             = false;
+      if (slot < last && (membership[slot] & country_cap_check::membership_bit) != 0) {
+        const std::int32_t line = order[slot];
+        if (lines.country[line] == country) {
+          tpp    = lines.tpp[line];
+          counts = true;
+        }
+      }
+      std::int64_t prefix     = 0;
+      std::int64_t tile_total = 0;
+      block_scan(temp.scan).InclusiveSum(tpp, prefix, tile_total);
+      __syncthreads();  // the scan's storage is the reduce's
+      const std::int64_t crossing_slot = counts && running + prefix > limit ? slot : no_slot;
+      const std::int64_t first = block_reduce(temp.reduce).Reduce(crossing_slot, int64_min{});
+      if (threadIdx.x == 0) { shared_slot = first; }
+      __syncthreads();
+      const std::int64_t found = shared_slot;
+      if (found != no_slot) {
+        if (slot == found) {
+          crossing_line[country]  = order[slot];
+          crossing_value[country] = running + prefix;
+        }
+        return;
+      }
+      running += tile_total;
+      __syncthreads();  // every thread has read shared_slot and the storage before their reuse
+    }
+    ++day;
+  }
+}
+
+/// @brief The country-cap crossings from (country, day) bins; false, with @p out untouched, when
+/// the sorting check must run instead (bins too many for the window, or a country with too many
+/// days on which it might cross).
+/// @param window_first the first window day (every slot's date is in [window_first, window_last])
+bool country_cap_crossings_by_day(const country_cap_check& check, const rule_tables_view& rules,
+                                  day_t window_first, day_t window_last, std::int32_t countries,
+                                  const check_env& at, std::vector<crossing>& out)
+{
+  const launch_env& env = at.launch;
+  const cudaStream_t s  = env.stream;
+  const std::int64_t days = static_cast<std::int64_t>(window_last) - window_first + 1;
+  const std::int64_t bins = days * countries;
+  // Bins cost a word pair each; where they outnumber the lines, sorting the lines is cheaper.
+  if (at.window_count == 0 || countries == 0 || bins > std::max<std::int64_t>(at.window_count, 1 << 20)) {
+    return false;
+  }
+  auto d_sum      = zeroed_device_buffer<u64>(static_cast<std::size_t>(bins), s);
+  auto d_positive = zeroed_device_buffer<u64>(static_cast<std::size_t>(bins), s);
+  country_cap_day_bins<<<grid_for(at.lines.size, env), block_size, 0, s>>>(
+    at.lines, check, window_first, window_last, days, d_sum.data(), d_positive.data());
+  CAPLEDGER_CHECK_LAUNCH();
+  device_buffer<std::int64_t> d_day_start(static_cast<std::size_t>(days + 1), s);
+  for_each_index(days + 1, env,
+                 day_start_of{at.d_window_order, at.lines.date, at.window_count, window_first, d_day_start.data()});
+  at.clock->mark("country_cap.bins");
+
+  auto d_line  = device_buffer<std::int64_t>(static_cast<std::size_t>(countries), s);
+  auto d_value = zeroed_device_buffer<std::int64_t>(static_cast<std::size_t>(countries), s);
+  {
+    std::int64_t* line = d_line.data();
+    for_each_index(countries, env, [=] __device__(std::int64_t c) { line[c] = -1; });
+  }
+  u64* d_fallback = at.d_count;
+  CAPLEDGER_CUDA_TRY(cudaMemsetAsync(d_fallback, 0, sizeof(u64), s));
+  country_cap_crossings_kernel<<<static_cast<unsigned>(countries), block_size, 0, s>>>(
+    at.d_window_order, at.d_membership, d_day_start.data(), days, d_sum.data(), d_positive.data(), at.lines,
+    rules, d_line.data(), d_value.data(), d_fallback);
+  CAPLEDGER_CHECK_LAUNCH();
+  const bool fell_back           = read_scalar(d_fallback, s) != 0;
+  const std::vector<std::int64_t> lines  = to_host(d_line.data(), d_line.size(), s);
+  const std::vector<std::int64_t> values = to_host(d_value.data(), d_value.size(), s);
+  at.clock->mark("country_cap.crossings");
+  if (fell_back) { return false; }
+  for (std::size_t c = 0; c < lines.size(); ++c) {
+    if (lines[c] >= 0) { out[c] = crossing{lines[c], values[c]}; }
+  }
+  return true;
+}
+
 // ---- (entity, country) pairs ------------------------------------------------------------------
 
 /// @brief One occupied (entity, country) pair, written on the device in the aggregation's layout.
@@ -1324,10 +1507,13 @@ class resident_columns final : public gpu_columns {
     lpp_order, "lpp_order", bits_for_codes(static_cast<std::uint64_t>(std::max(sizes.orders, 1))), at, true);
   result.lpp_annual = run_keyed_check<running_total>(
     lpp_annual, "lpp_annual", bits_for_codes(entity_count * static_cast<std::uint64_t>(years)), at, true);
-  for (const keyed_running_total& row : run_keyed_check<running_total>(
-         country_cap, "country_cap", bits_for_codes(static_cast<std::uint64_t>(pair_codes.countries)), at,
-         true)) {
-    result.country_cap_crossing[static_cast<std::size_t>(row.key)] = row.first_crossing;
+  if (!country_cap_crossings_by_day(country_cap, tables, window_first, window_last, sizes.countries, at,
+                                    result.country_cap_crossing)) {
+    for (const keyed_running_total& row : run_keyed_check<running_total>(
+           country_cap, "country_cap", bits_for_codes(static_cast<std::uint64_t>(pair_codes.countries)), at,
+           true)) {
+      result.country_cap_crossing[static_cast<std::size_t>(row.key)] = row.first_crossing;
+    }
   }
   result.prohibited   = run_keyed_check<first_line>(prohibited, "prohibited", pair_bits, at);
   result.unauthorized = run_keyed_check<first_line>(

@@ -92,6 +92,7 @@ enum class calendar_layout {
   as_of_before,     ///< as_of before the window: every check is empty
   single_day,       ///< a one-day window
   before_year_one,  ///< years -1, 0 and 1: negative years in the LPP annual keys
+  long_window,      ///< a window of 4,001 days (not in all_layouts: for the country-cap bins' limit)
 };
 constexpr calendar_layout all_layouts[] = {calendar_layout::straddling, calendar_layout::around_epoch,
                                            calendar_layout::as_of_before, calendar_layout::single_day,
@@ -157,6 +158,10 @@ random_log make_log(const log_shape& shape)
     case calendar_layout::before_year_one:  // 0001-01-01 is day -719162; year 0 is a leap year
       rules.window_start = -719800, rules.window_end = -719000, rules.as_of = -719050;
       date_lo = -719900, date_hi = -718900;
+      break;
+    case calendar_layout::long_window:
+      rules.window_start = -2000, rules.window_end = 2000, rules.as_of = 2000;
+      date_lo = -2100, date_hi = 2000;
       break;
   }
 
@@ -333,6 +338,92 @@ TEST_F(GpuEquivalence, CountryAndEntityTotalsFromThePairTable)
       shape.seed     = 19;
       if (!check_equivalence(shape, *cpu_, *gpu_)) { return; }
     }
+  }
+}
+
+// ---- country-cap crossings found on (country, day) bins -------------------------------------
+
+/// One capped country's lines, day by day from the window's first day (LICENSE, which always
+/// counts against the cap), then another capped country's, interleaved on the same days, whose
+/// cap no line reaches: its lines must not count towards the first's. The cap of country 10 is
+/// @p cap; the line positions are in the order given, day by day.
+random_log day_pattern_log(const std::vector<std::vector<std::int64_t>>& days, std::int64_t cap)
+{
+  log_shape shape;
+  shape.lines        = 0;
+  random_log log     = make_log(shape);
+  shipment_columns& c = log.columns;
+  for (std::size_t day = 0; day < days.size(); ++day) {
+    for (const std::int64_t tpp : days[day]) {
+      for (const std::uint16_t country : {std::uint16_t{10}, std::uint16_t{11}}) {
+        c.date.push_back(static_cast<day_t>(log.rules.window_start + static_cast<day_t>(day)));
+        c.entity.push_back(0);
+        c.country.push_back(country);
+        c.chip.push_back(0);
+        c.pathway.push_back(static_cast<std::uint8_t>(pathway::license));
+        const std::int64_t quantity = country == 10 ? tpp : (tpp > 0 ? tpp : -tpp);
+        c.quantity.push_back(quantity);
+        c.tpp.push_back(country == 10 ? tpp : 1000 * quantity);
+        c.order.push_back(-1);
+        c.exporter.push_back(0);
+      }
+    }
+  }
+  log.rules.country_cap_tpp.at(10) = cap;
+  log.rules.country_cap_tpp.at(11) = std::int64_t{1} << 50;
+  return log;
+}
+
+/// The GPU's and the CPU's country-10 crossing: each must be {line, value}, derived by hand.
+void expect_country_cap_crossing(backend& cpu, backend& gpu, const random_log& log, const std::string& context,
+                                 std::int64_t line, std::int64_t value)
+{
+  const shipment_view view = log.columns.view();
+  const aggregation expected = cpu.aggregate(view, log.rules, log.sizes);
+  const aggregation actual   = gpu.aggregate(view, log.rules, log.sizes);
+  expect_same(context, expected, actual);
+  EXPECT_EQ(expected.country_cap_crossing.at(10), (crossing{line, value})) << context << " (CPU)";
+  EXPECT_EQ(actual.country_cap_crossing.at(10), (crossing{line, value})) << context << " (GPU)";
+  EXPECT_EQ(actual.country_cap_crossing.at(11), crossing{}) << context;
+}
+
+// A day whose positive TPP could take the running total past the cap is scanned line by line:
+// returns earlier in the day keep it below (no crossing that day), a later line crosses; a sum
+// that only reaches the cap does not cross. Each line of country 10 is followed by one of 11, so
+// country 10's k-th line is at position 2k.
+TEST_F(GpuEquivalence, CountryCapCrossesInsideTheDay)
+{
+  expect_country_cap_crossing(*cpu_, *gpu_, day_pattern_log({{5, -3, 9, 100}}, 10), "one day", 4, 11);
+  expect_country_cap_crossing(*cpu_, *gpu_, day_pattern_log({{4, 6}, {}, {1}}, 10), "reaches, then crosses", 4,
+                              11);
+  // Five days of a return before an equal shipment: each could cross, none does; day six does.
+  std::vector<std::vector<std::int64_t>> days(5, std::vector<std::int64_t>{-20, 20});
+  days.push_back({3, 8});
+  expect_country_cap_crossing(*cpu_, *gpu_, day_pattern_log(days, 10), "five candidate days", 22, 11);
+  expect_country_cap_crossing(*cpu_, *gpu_, day_pattern_log({{-20, 20}, {}, {}}, 10), "never", -1, 0);
+}
+
+// More days on which a country might cross than the bins path scans (16): the sorting check
+// takes over and must give the same crossing.
+TEST_F(GpuEquivalence, CountryCapWithManyCandidateDaysFallsBackToSorting)
+{
+  std::vector<std::vector<std::int64_t>> days(40, std::vector<std::int64_t>{-20, 20});
+  days.push_back({11});
+  expect_country_cap_crossing(*cpu_, *gpu_, day_pattern_log(days, 10), "forty candidate days", 160, 11);
+}
+
+// 300 countries over a 4,001-day window make more bins (1.2 M) than lines or 2^20: the sorting
+// check runs instead, on random logs.
+TEST_F(GpuEquivalence, CountryCapWithMoreBinsThanLinesSorts)
+{
+  for (std::uint64_t seed = 1; seed <= 3; ++seed) {
+    log_shape shape;
+    shape.lines     = 20000;
+    shape.entities  = 50;
+    shape.countries = 300;
+    shape.layout    = calendar_layout::long_window;
+    shape.seed      = seed;
+    if (!check_equivalence(shape, *cpu_, *gpu_)) { return; }
   }
 }
 
