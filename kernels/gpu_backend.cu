@@ -6,10 +6,11 @@
 ///  1. Upload the columns and the rule tables.
 ///  2. One fused pass over all lines sums the dense totals (country, chip, entity, exporter, the
 ///     per-country cap-pathway tpp and, when the table fits in memory, every (entity, country)
-///     pair). Small tables and a prefix of the entity codes are privatized per block in shared
-///     memory, the rest take global atomics. 64-bit two's-complement sums are exact because
-///     ingest bounds the sum of |tpp| and of |quantity| by INT64_MAX, so every partial sum, in any
-///     order, is representable.
+///     pair). Small tables and a prefix of the entity (or pair) codes are privatized per block in
+///     shared memory, the rest take global atomics; records and units share a word when they fit
+///     (`record_packing`); with a dense pair table, country and entity totals are its column and
+///     row sums. 64-bit two's-complement sums are exact because ingest bounds the sum of |tpp|
+///     and of |quantity| by INT64_MAX, so every partial sum, in any order, is representable.
 ///  3. The in-window lines are compacted and stably radix-sorted by date, which yields the SPEC §2
 ///     order (date, input position) once for all checks; one byte per slot says which checks
 ///     the slot's line belongs to.
@@ -17,7 +18,9 @@
 ///     key code (so every key's lines stay in SPEC order), runs a segmented inclusive scan for the
 ///     running totals, and a reduce-by-key yields per key the final total and the first slot whose
 ///     running total exceeds the limit in force on that line's date (a min over flagged slots).
-///     Rows are written in the aggregation's own layout and copied back as they are.
+///     Rows are written in the aggregation's own layout and copied back as they are. The
+///     country-cap check walks (country, day) bins instead and scans only the days on which a
+///     country could cross (`country_cap_crossings_by_day`).
 ///  5. (entity, country) pairs too numerous for a dense table are sorted and reduced by key.
 /// Phase times (CUDA events) come back through `gpu_timing`; bench/RESULTS.md has them.
 #include "cuda_utils.cuh"
