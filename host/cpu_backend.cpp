@@ -37,13 +37,6 @@ namespace {
 
 using detail::key_table;
 
-void add_line(group_total& total, std::int64_t quantity, std::int64_t tpp)
-{
-  total.records += 1;
-  total.units += quantity;
-  total.tpp += tpp;
-}
-
 /// Running total of one key with its first crossing.
 struct running_state {
   std::int64_t total = 0;
@@ -150,11 +143,11 @@ class cpu_backend final : public backend {
         ++mine.lines_used;
         const std::int64_t q  = lines.quantity[i];
         const std::int64_t t_ = lines.tpp[i];
-        add_line(mine.by_country[lines.country[i]], q, t_);
-        add_line(mine.by_entity[static_cast<std::size_t>(lines.entity[i])], q, t_);
-        add_line(mine.by_chip[lines.chip[i]], q, t_);
-        add_line(mine.by_exporter[static_cast<std::size_t>(lines.exporter[i])], q, t_);
-        add_line(mine.pairs.at(entity_country_key(lines.entity[i], lines.country[i])), q, t_);
+        mine.by_country[lines.country[i]].add_line(q, t_);
+        mine.by_entity[static_cast<std::size_t>(lines.entity[i])].add_line(q, t_);
+        mine.by_chip[lines.chip[i]].add_line(q, t_);
+        mine.by_exporter[static_cast<std::size_t>(lines.exporter[i])].add_line(q, t_);
+        mine.pairs.at(entity_country_key(lines.entity[i], lines.country[i])).add_line(q, t_);
       }
     }
     partial& sum = partials.front();

@@ -182,13 +182,6 @@ struct first_line_seen {
   }
 };
 
-void add_line(group_total& total, std::int64_t quantity, std::int64_t tpp)
-{
-  total.records += 1;
-  total.units += quantity;
-  total.tpp += tpp;
-}
-
 template <typename Vector>
 auto& grown_at(Vector& v, std::size_t index)
 {
@@ -229,11 +222,11 @@ class streaming_aggregator {
       const std::int32_t entity   = c.entity[i];
       const std::uint16_t country = c.country[i];
       ++out_.lines_used;
-      add_line(out_.by_country[country], q, tpp);
-      add_line(grown_at(out_.by_entity, static_cast<std::size_t>(entity)), q, tpp);
-      add_line(grown_at(out_.by_chip, c.chip[i]), q, tpp);
-      add_line(grown_at(out_.by_exporter, static_cast<std::size_t>(c.exporter[i])), q, tpp);
-      add_line(pairs_.at(entity_country_key(entity, country)), q, tpp);
+      out_.by_country[country].add_line(q, tpp);
+      grown_at(out_.by_entity, static_cast<std::size_t>(entity)).add_line(q, tpp);
+      grown_at(out_.by_chip, c.chip[i]).add_line(q, tpp);
+      grown_at(out_.by_exporter, static_cast<std::size_t>(c.exporter[i])).add_line(q, tpp);
+      pairs_.at(entity_country_key(entity, country)).add_line(q, tpp);
       if (date < context_.window_start || date > last_day) { continue; }
 
       const auto path = static_cast<pathway>(c.pathway[i]);

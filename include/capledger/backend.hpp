@@ -78,6 +78,13 @@ struct group_total {
   std::int64_t records = 0;
   std::int64_t units   = 0;
   std::int64_t tpp     = 0;
+  /// Counts one line of @p quantity units and @p line_tpp TPP (exact, as below).
+  void add_line(std::int64_t quantity, std::int64_t line_tpp)
+  {
+    records += 1;
+    units += quantity;
+    tpp += line_tpp;
+  }
   /// Adds another group's totals (exact: ingest bounds the sums of |quantity| and |tpp| of the
   /// whole log by INT64_MAX, so partial sums in any order fit).
   group_total& operator+=(const group_total& other)
