@@ -4,8 +4,8 @@
 #   run command "bench/device_check.sh" carry [".device-bin", ".device-debs"]
 # It runs the programs built here for sm_90 (or builds there when they do not start), the whole
 # test suite in 8 parallel shards with compute-sanitizer memcheck and racecheck beside them, the
-# PyTorch peer and the CPU-vs-GPU check of its totals, the GPU aggregation benchmarks, and ncu
-# on the fused dense pass.
+# PyTorch peer and the CPU-vs-GPU check of its totals, the GPU aggregation benchmarks, ncu
+# on the fused dense pass, and an end-to-end `report` with each backend (E2E_LINES).
 # Files back from $OUT (8 at most): summary.txt, tests.log, sanitizer.log, peer.log, bench.log,
 # bench.json, ncu.log, and bench-base.log (with a .device-base/) or build.log (after a fallback
 # build).
@@ -109,3 +109,30 @@ for entities in 100000 1000; do
   say "ncu ($entities entities) rc=$? after $((SECONDS - started)) s"
 done
 grep -E "^== |Duration|Memory Throughput|DRAM Throughput|Compute \(SM\)|Achieved Occupancy|Registers Per|L2 Hit" "$out/ncu.log" | head -24 | tee -a "$summary"
+
+# 6. End to end on this host (issue 5's goal: `report` of a CSV in the page cache at 10 GB/s):
+# one generated log reported with each backend, the ingest on all this host's cores.
+# E2E_LINES=0 skips it.
+lines="${E2E_LINES:-20000000}"
+if [ "$lines" -gt 0 ]; then
+  cli="$bin/capledger"
+  [ -x "$cli" ] || cli=build-device/capledger
+  log=/tmp/e2e-log
+  rm -rf "$log" && timeout 60 "$cli" generate --records "$lines" --seed 1 --entities 20000 --out "$log" >/dev/null 2>&1
+  bytes=$(stat -c %s "$log/shipments.csv")
+  cat "$log/shipments.csv" >/dev/null  # in the page cache, as the goal says
+  for backend in gpu cpu; do
+    rm -rf "/tmp/e2e-out-$backend"
+    start=$(date +%s.%N)
+    timeout 120 "$cli" report "$log/shipments.csv" --entities "$log/entities.csv" --backend "$backend" \
+      --out "/tmp/e2e-out-$backend" >"/tmp/e2e-$backend.log" 2>&1
+    rc=$?
+    say "e2e report --backend $backend: $(awk -v s="$start" -v e="$(date +%s.%N)" -v b="$bytes" -v n="$lines" \
+      -v rc="$rc" 'BEGIN { printf "%d lines, %d bytes, rc=%d (1: violations found), %.2f s, %.2f GB/s", n, b, rc, e - s, b / (e - s) / 1e9 }')"
+  done
+  cmp -s /tmp/e2e-out-gpu/by_entity_country.csv /tmp/e2e-out-cpu/by_entity_country.csv &&
+    cmp -s /tmp/e2e-out-gpu/findings.csv /tmp/e2e-out-cpu/findings.csv &&
+    say "e2e: gpu and cpu outputs identical (by_entity_country.csv, findings.csv)" ||
+    say "e2e: gpu and cpu outputs DIFFER"
+  say "e2e done after $((SECONDS - started)) s"
+fi
