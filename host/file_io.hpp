@@ -45,6 +45,13 @@ class input_bytes {
 /// A hint only; nothing changes where the kernel does not offer them.
 void advise_huge_pages(const void* data, std::size_t bytes) noexcept;
 
+/// @brief Backs the whole pages inside [data, data + bytes) with memory before they are written,
+/// from several threads: one `MADV_POPULATE_WRITE` per slice where the kernel has it (Linux 5.14
+/// and later), else a zero written to each page, so only for memory whose contents do not matter
+/// yet. A large buffer filled from end to end otherwise takes its page faults one at a time
+/// inside the copy, which on the GPU machines' VMs cost as much as the copy itself.
+void populate_pages(void* data, std::size_t bytes);
+
 /// @brief SHA-256 of bytes that arrive piece by piece (a file hashed as it is parsed).
 class sha256_stream {
  public:

@@ -5,6 +5,8 @@
 #include <capledger/backend.hpp>
 #include <capledger/error.hpp>
 
+#include "file_io.hpp"
+
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -13,7 +15,6 @@
 #include <cstring>
 #include <memory>
 #include <string>
-#include <thread>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -315,29 +316,11 @@ template <typename T>
   return to_device(host.data(), host.size(), stream);
 }
 
-/// @brief Writes one byte in every page of @p bytes at @p memory from several threads, so that the
-/// kernel's page faults, which cost about as much as the copy itself on the GPU machines' VMs,
-/// run in parallel instead of one by one inside the copy.
-inline void fault_in_pages(void* memory, std::size_t bytes)
-{
-  constexpr std::size_t page = 4096;
-  const std::size_t threads =
-    std::clamp<std::size_t>(bytes / staging_chunk_bytes, 1, std::min(8U, std::max(1U, std::thread::hardware_concurrency())));
-  auto* base = static_cast<volatile char*>(memory);
-  auto touch = [base, bytes, threads](std::size_t t) {
-    for (std::size_t at = bytes * t / threads / page * page; at < bytes * (t + 1) / threads; at += page) { base[at] = 0; }
-  };
-  std::vector<std::thread> workers;
-  for (std::size_t t = 1; t < threads; ++t) { workers.emplace_back(touch, t); }
-  touch(0);
-  for (std::thread& worker : workers) { worker.join(); }
-}
-
 /// @brief Copies @p count device elements to a new host vector; synchronizes @p stream to do so.
 /// A large copy straight into pageable memory runs at a few GB/s (the driver stages it a page at a
 /// time), and a vector of that size is first zero-filled a page fault at a time: large copies here
 /// go through two pinned buffers in turn (the DMA of one chunk running while the host appends the
-/// other to the vector) into storage reserved, not zero-filled, and faulted in by several threads.
+/// other to the vector) into storage reserved, not zero-filled, and populated by several threads.
 template <typename T>
 [[nodiscard]] std::vector<T> to_host(const T* device, std::size_t count, cudaStream_t stream)
 {
@@ -363,7 +346,7 @@ template <typename T>
   };
   send(0);
   host.reserve(count);
-  fault_in_pages(host.data(), count * sizeof(T));
+  populate_pages(host.data(), count * sizeof(T));
   for (std::size_t i = 0; i < chunks; ++i) {
     if (i + 1 < chunks) { send(i + 1); }
     staging->done[i % 2].synchronize();
