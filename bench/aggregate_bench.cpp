@@ -2,7 +2,9 @@
 /// @brief The aggregation step (every total and check) on in-memory columns, per backend.
 ///
 /// Shape (issue 3): entity = floor(E * u^3) for uniform u (a few very large entities), 249
-/// countries uniform, 7 chip models, quantity 1..64, 1,096 days. Counters: records/s and the
+/// countries uniform, 7 chip models, quantity 1..64, 1,096 days; or, the sparse shape beside it,
+/// each entity shipping to a few countries of its own (`countries_per_entity` > 0, drawn
+/// uniformly among those). Counters: records/s and the
 /// bytes of the columns read once per second (date 4, entity 4, country 2, chip 2, pathway 1,
 /// quantity 8, tpp 8, order 4, exporter 4 = 37 bytes a line).
 #include <capledger/backend.hpp>
@@ -38,7 +40,9 @@ std::uint64_t splitmix64(std::uint64_t& state)
   return z ^ (z >> 31);
 }
 
-synthetic_log make_log(std::int64_t lines, std::int32_t entities)
+/// @param countries_per_entity 0: every line's country uniform over all 249; k > 0: uniform over
+/// k countries fixed per entity (the realistic sparse shape: few (entity, country) pairs)
+synthetic_log make_log(std::int64_t lines, std::int32_t entities, int countries_per_entity = 0)
 {
   synthetic_log log;
   constexpr int countries = 249;
@@ -58,7 +62,15 @@ synthetic_log make_log(std::int64_t lines, std::int32_t entities)
     const std::int64_t quantity = static_cast<std::int64_t>(r % 64) + 1;
     c.date.push_back(first_day + static_cast<day_t>((r >> 8) % 1096));
     c.entity.push_back(entity);
-    c.country.push_back(static_cast<std::uint16_t>((r >> 20) % countries));
+    if (countries_per_entity > 0) {
+      // The entity's k countries: a start of its own, then steps of 37 (coprime to 249).
+      std::uint64_t entity_state = static_cast<std::uint64_t>(entity);
+      const std::uint64_t first  = splitmix64(entity_state) % countries;
+      const std::uint64_t pick   = (r >> 20) % static_cast<std::uint64_t>(countries_per_entity);
+      c.country.push_back(static_cast<std::uint16_t>((first + 37 * pick) % countries));
+    } else {
+      c.country.push_back(static_cast<std::uint16_t>((r >> 20) % countries));
+    }
     c.chip.push_back(static_cast<std::uint16_t>((r >> 30) % chips));
     c.pathway.push_back(pathway_code);
     c.quantity.push_back(quantity);
@@ -118,7 +130,8 @@ void time_aggregation(benchmark::State& state, Aggregate aggregate)
 /// `backend::aggregate` on host-resident columns (for the GPU: the copies included).
 void run(benchmark::State& state, backend& engine)
 {
-  const synthetic_log log   = make_log(state.range(0), static_cast<std::int32_t>(state.range(1)));
+  const synthetic_log log =
+    make_log(state.range(0), static_cast<std::int32_t>(state.range(1)), static_cast<int>(state.range(2)));
   const shipment_view lines = log.columns.view();
   time_aggregation(state, [&] { return engine.aggregate(lines, log.rules, log.sizes); });
 }
@@ -150,8 +163,9 @@ void bm_aggregate_gpu(benchmark::State& state)
 void bm_aggregate_gpu_resident(benchmark::State& state)
 {
   if (skip_without_gpu(state)) { return; }
-  const synthetic_log log = make_log(state.range(0), static_cast<std::int32_t>(state.range(1)));
-  const auto resident     = upload_to_gpu(log.columns.view());
+  const synthetic_log log =
+    make_log(state.range(0), static_cast<std::int32_t>(state.range(1)), static_cast<int>(state.range(2)));
+  const auto resident = upload_to_gpu(log.columns.view());
   double wall_ms          = 0;
   std::vector<std::pair<std::string, double>> phase_ms;
   for (auto _ : state) {
@@ -177,22 +191,28 @@ void bm_aggregate_gpu_resident(benchmark::State& state)
 void sizes(benchmark::internal::Benchmark* b, int max_log2)
 {
   for (int log2 = 16; log2 <= max_log2; log2 += 4) {
-    for (const std::int64_t entities : {1000, 100000}) { b->Args({std::int64_t{1} << log2, entities}); }
+    for (const std::int64_t entities : {1000, 100000}) { b->Args({std::int64_t{1} << log2, entities, 0}); }
   }
-  b->ArgNames({"lines", "entities"})->UseManualTime()->Unit(benchmark::kMillisecond);
+  b->ArgNames({"lines", "entities", "countries_per_entity"})->UseManualTime()->Unit(benchmark::kMillisecond);
 }
 
 }  // namespace
 
 // Wall time of `backend::aggregate` on host-resident columns (the GPU figure includes the copies).
-BENCHMARK(bm_aggregate_cpu)->Apply([](benchmark::internal::Benchmark* b) { sizes(b, 24); });
+BENCHMARK(bm_aggregate_cpu)->Apply([](benchmark::internal::Benchmark* b) {
+  sizes(b, 24);
+  b->Args({std::int64_t{1} << 20, 100000, 3});  // the sparse shape
+});
 BENCHMARK(bm_aggregate_gpu)->Apply([](benchmark::internal::Benchmark* b) { sizes(b, 28); });
 // The step issue 3 measures: device-resident columns, every total and check; 4e8 lines and 1e5
 // entities is the issue's comparison shape.
 BENCHMARK(bm_aggregate_gpu_resident)->Apply([](benchmark::internal::Benchmark* b) {
   sizes(b, 28);
-  b->Args({400000000, 100000});
-  b->Args({400000000, 1000});  // the pair table fits in L2: the dense pass without DRAM atomics
+  b->Args({400000000, 100000, 0});
+  b->Args({400000000, 1000, 0});  // the pair table fits in L2: the dense pass without DRAM atomics
+  // The sparse shape: 100,000 entities each shipping to 3 countries (300,000 pairs, not 24.9 M).
+  b->Args({std::int64_t{1} << 24, 100000, 3});
+  b->Args({400000000, 100000, 3});
 });
 
 namespace {

@@ -2,14 +2,16 @@
 """What a data scientist would write instead of capledger's GPU aggregation: PyTorch index_add_.
 
 Builds the issue-3 shape on the GPU (entity = floor(E * u^3), 249 countries uniform, 7 chips,
-quantity 1..64, 1,096 days), times index_add_ for country, entity, (entity, country) and
+quantity 1..64, 1,096 days; with --countries-per-entity K, each entity ships to K countries of
+its own, uniformly: the sparse shape), times index_add_ for country, entity, (entity, country) and
 (country, day) tpp totals with CUDA events, and measures the device-to-device copy bandwidth
 in the same run. With --dump FILE it also writes the columns (little-endian: int64 n, then
 int32 date[n], int32 entity[n], uint16 country[n], uint16 chip[n], uint8 pathway[n],
 int64 quantity[n], int64 tpp[n]) and the totals' checksums, so that
 `aggregate_bench --verify FILE` can check that capledger computes the same totals.
 
-Usage: python3 bench/torch_peer.py --lines 400000000 --entities 100000 [--dump cols.bin]
+Usage: python3 bench/torch_peer.py --lines 400000000 --entities 100000 [--countries-per-entity 3]
+       [--dump cols.bin]
 """
 import argparse
 import json
@@ -43,6 +45,7 @@ def main() -> int:
     parser.add_argument("--lines", type=int, default=1 << 24)
     parser.add_argument("--entities", type=int, default=100000)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--countries-per-entity", type=int, default=0)
     parser.add_argument("--dump", default="")
     args = parser.parse_args()
     dev = torch.device("cuda")
@@ -51,7 +54,14 @@ def main() -> int:
     u = torch.rand(n, generator=gen, device=dev, dtype=torch.float64)
     entity = (args.entities * u * u * u).floor().to(torch.int32).clamp_(max=args.entities - 1)
     del u
-    country = torch.randint(0, countries, (n,), generator=gen, device=dev, dtype=torch.int32)
+    if args.countries_per_entity > 0:
+        # Each entity's countries: a start of its own, then steps of 37 (coprime to 249).
+        first = torch.randint(0, countries, (args.entities,), generator=gen, device=dev, dtype=torch.int32)
+        pick = torch.randint(0, args.countries_per_entity, (n,), generator=gen, device=dev, dtype=torch.int32)
+        country = (first[entity.long()] + 37 * pick) % countries
+        del pick
+    else:
+        country = torch.randint(0, countries, (n,), generator=gen, device=dev, dtype=torch.int32)
     date = torch.randint(0, days, (n,), generator=gen, device=dev, dtype=torch.int32) + 20101  # 2025-01-13
     chip = torch.randint(0, 7, (n,), generator=gen, device=dev, dtype=torch.int32)
     quantity = torch.randint(1, 65, (n,), generator=gen, device=dev, dtype=torch.int64)
@@ -78,6 +88,7 @@ def main() -> int:
         "device": torch.cuda.get_device_name(),
         "lines": n,
         "entities": args.entities,
+        "countries_per_entity": args.countries_per_entity,
         "index_add_all_ms": ms_totals,
         "index_add_country_ms": ms_country,
         "copy_gbs_read_plus_write": copy_gbs,
