@@ -76,10 +76,10 @@ say "tests and sanitizers done after $((SECONDS - started)) s"
   echo "torch 2^24 rc=$?"
   timeout 60 "$bench" --verify /tmp/cols.bin 100000
   echo "verify rc=$?"; rm -f /tmp/cols.bin
-  timeout 60 python3 bench/torch_peer.py --lines 268435456 --entities 100000
-  echo "torch 2^28 rc=$?"
   timeout 90 python3 bench/torch_peer.py --lines 400000000 --entities 100000
   echo "torch 4e8 rc=$?"
+  timeout 90 python3 bench/torch_peer.py --lines 400000000 --entities 100000 --countries-per-entity 3
+  echo "torch 4e8 sparse (3 countries per entity) rc=$?"
 } >"$out/peer.log" 2>&1
 grep -h '"device"\|_ms"\|copy_gbs\|rc=\|^cpu:\|^gpu:' "$out/peer.log" | tee -a "$summary"
 say "peer done after $((SECONDS - started)) s"
