@@ -131,13 +131,17 @@ void populate_pages(void* data, std::size_t bytes)
   const std::uintptr_t last         = (begin + bytes) / page * page;     // ends may hold other data
   if (data == nullptr || last <= first) { return; }
   const std::size_t pages   = (last - first) / page;
-  const std::size_t threads = std::clamp<std::size_t>((last - first) / slice_bytes, 1,
-                                                      std::min(8U, std::max(1U, std::thread::hardware_concurrency())));
+  const std::size_t threads = std::clamp<std::size_t>(
+      (last - first) / slice_bytes, 1, std::min(8U, std::max(1U, std::thread::hardware_concurrency())));
   auto populate = [&](std::size_t t) {
     const std::uintptr_t from = first + pages * t / threads * page;
     const std::uintptr_t to   = first + pages * (t + 1) / threads * page;
-    if (to == from || ::madvise(reinterpret_cast<void*>(from), to - from, MADV_POPULATE_WRITE) == 0) { return; }
-    for (std::uintptr_t at = from; at < to; at += page) { *reinterpret_cast<volatile char*>(at) = 0; }  // no such advice
+    if (to == from || ::madvise(reinterpret_cast<void*>(from), to - from, MADV_POPULATE_WRITE) == 0) {
+      return;
+    }
+    for (std::uintptr_t at = from; at < to; at += page) {
+      *reinterpret_cast<volatile char*>(at) = 0;
+    }  // no such advice
   };
   std::vector<std::thread> workers;
   for (std::size_t t = 1; t < threads; ++t) { workers.emplace_back(populate, t); }
