@@ -139,9 +139,8 @@ void populate_pages(void* data, std::size_t bytes)
     if (to == from || ::madvise(reinterpret_cast<void*>(from), to - from, MADV_POPULATE_WRITE) == 0) {
       return;
     }
-    for (std::uintptr_t at = from; at < to; at += page) {
-      *reinterpret_cast<volatile char*>(at) = 0;
-    }  // no such advice
+    // No such advice (an older kernel): write to each page.
+    for (std::uintptr_t at = from; at < to; at += page) { *reinterpret_cast<volatile char*>(at) = 0; }
   };
   std::vector<std::thread> workers;
   for (std::size_t t = 1; t < threads; ++t) { workers.emplace_back(populate, t); }
