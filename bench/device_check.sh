@@ -90,12 +90,13 @@ timeout 150 "$bench" --benchmark_filter="$filter" --benchmark_min_time=0.2 \
   --benchmark_out="$out/bench.json" --benchmark_out_format=json >"$out/bench.log" 2>&1
 say "bench rc=$? after $((SECONDS - started)) s"
 grep "^bm_" "$out/bench.log" | tee -a "$summary"
-# The same benchmarks from an earlier build, in the same run (copy its aggregate_bench and lib/
-# into .device-base/ and carry it too): before/after on one card.
+# The same benchmarks from an earlier build, in the same run (BASE_REF=<ref> for
+# prepare_device_run.sh stages one in .device-base/; carry it too): before/after on one card.
 if [ -x .device-base/aggregate_bench ]; then
   LD_LIBRARY_PATH="$root/.device-base/lib:${LD_LIBRARY_PATH:-}" timeout 90 .device-base/aggregate_bench \
     --benchmark_filter="${BASE_FILTER:-$filter}" --benchmark_min_time=0.2 >"$out/bench-base.log" 2>&1
-  say "baseline bench rc=$? after $((SECONDS - started)) s"
+  rc=$?
+  say "baseline bench ($(cat .device-base/ref 2>/dev/null || echo 'an earlier build')) rc=$rc after $((SECONDS - started)) s"
   grep "^bm_" "$out/bench-base.log" | tee -a "$summary"
 fi
 

@@ -7,9 +7,12 @@
 #  2. Downloads the build dependencies as .deb files into .device-debs/, for the device run's
 #     fallback: building there when the programs built here do not run on its image.
 # Both folders are ignored by git; carry both: carry [".device-bin", ".device-debs"].
+#  3. With BASE_REF=<git ref> (a commit, a branch: main when measuring an experiment branch), also
+#     builds that ref's aggregate_bench in a worktree and stages it in .device-base/, which
+#     device_check.sh runs after the new one, on the same card: carry ".device-base" too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-for dir in .device-bin .device-debs; do
+for dir in .device-bin .device-debs .device-base; do
   grep -qx "/$dir/" .git/info/exclude 2>/dev/null || echo "/$dir/" >>.git/info/exclude
 done
 
@@ -28,3 +31,19 @@ mkdir -p .device-debs
 (cd .device-debs && apt-get download libcli11-dev nlohmann-json3-dev libgtest-dev libgmock-dev \
   googletest libbenchmark-dev libbenchmark1debian libsqlite3-dev libsqlite3-0 libssl-dev libssl3)
 du -sh .device-bin .device-debs
+
+if [ -n "${BASE_REF:-}" ]; then
+  base_tree=/tmp/capledger-base-tree
+  git worktree remove --force "$base_tree" 2>/dev/null || rm -rf "$base_tree"
+  git worktree add --detach "$base_tree" "$BASE_REF" >/dev/null
+  cmake -S "$base_tree" -B "$base_tree/build-cuda" -DCMAKE_BUILD_TYPE=Release -DCAPLEDGER_CUDA=ON \
+    -DCAPLEDGER_TESTS=OFF -DCAPLEDGER_BENCH=ON -DCMAKE_CUDA_ARCHITECTURES=90 >/dev/null
+  cmake --build "$base_tree/build-cuda" -j"$(nproc)" --target aggregate_bench
+  rm -rf .device-base && mkdir -p .device-base
+  cp "$base_tree/build-cuda/bench/aggregate_bench" .device-base/
+  cp -r .device-bin/lib .device-base/
+  git -C "$base_tree" rev-parse HEAD >.device-base/ref
+  git worktree remove --force "$base_tree"
+  du -sh .device-base
+fi
+
