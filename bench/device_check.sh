@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One prepared run on a GPU machine (H100/H200), sized for a 420 s command. Run
+# One prepared run on a GPU machine (H100/H200), sized for a 420 s command (about 320 s with a baseline and the end-to-end step). Run
 # bench/prepare_device_run.sh here first, then (device tool):
 #   run command "bench/device_check.sh" carry [".device-bin", ".device-debs"]
 # It runs the programs built here for sm_90 (or builds there when they do not start), the whole
@@ -93,7 +93,7 @@ grep "^bm_" "$out/bench.log" | tee -a "$summary"
 # The same benchmarks from an earlier build, in the same run (BASE_REF=<ref> for
 # prepare_device_run.sh stages one in .device-base/; carry it too): before/after on one card.
 if [ -x .device-base/aggregate_bench ]; then
-  LD_LIBRARY_PATH="$root/.device-base/lib:${LD_LIBRARY_PATH:-}" timeout 90 .device-base/aggregate_bench \
+  LD_LIBRARY_PATH="$root/.device-base/lib:${LD_LIBRARY_PATH:-}" timeout 150 .device-base/aggregate_bench \
     --benchmark_filter="${BASE_FILTER:-$filter}" --benchmark_min_time=0.2 >"$out/bench-base.log" 2>&1
   rc=$?
   say "baseline bench ($(cat .device-base/ref 2>/dev/null || echo 'an earlier build')) rc=$rc after $((SECONDS - started)) s"
