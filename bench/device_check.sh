@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# One prepared run on a GPU machine (H100/H200), sized for a 420 s command (about 320 s with a baseline and the end-to-end step). Run
-# bench/prepare_device_run.sh here first, then (device tool):
+# One prepared run on a GPU machine (H100/H200), sized for a 420 s command (about 320 s with a
+# baseline and the end-to-end step). Run bench/prepare_device_run.sh here first, then (device tool):
 #   run command "bench/device_check.sh" carry [".device-bin", ".device-debs"]
 # It runs the programs built here for sm_90 (or builds there when they do not start), the whole
 # test suite in 8 parallel shards with compute-sanitizer memcheck and racecheck beside them, the
