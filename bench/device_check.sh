@@ -5,7 +5,9 @@
 # It runs the programs built here for sm_90 (or builds there when they do not start), the whole
 # test suite in 8 parallel shards with compute-sanitizer memcheck and racecheck beside them, the
 # PyTorch peer and the CPU-vs-GPU check of its totals, the GPU aggregation benchmarks, ncu
-# on the fused dense pass, and an end-to-end `report` with each backend (E2E_LINES).
+# on the fused dense pass, and an end-to-end `report` with each backend (E2E_LINES); with a
+# .device-base/ (prepare_device_run.sh BASE_REF=<ref>), the earlier build's benchmarks and CPU
+# report beside the new ones.
 # Files back from $OUT (8 at most): summary.txt, tests.log, sanitizer.log, peer.log, bench.log,
 # bench.json, ncu.log, and bench-base.log (with a .device-base/) or build.log (after a fallback
 # build).
@@ -100,6 +102,14 @@ if [ -x .device-base/aggregate_bench ]; then
   grep "^bm_" "$out/bench-base.log" | tee -a "$summary"
 fi
 
+# An experiment branch's own benchmark (experiment/gpu-ingest), appended to bench.log.
+if [ -x "$bin/gpu_ingest_bench" ]; then
+  echo "== gpu_ingest_bench" >>"$out/bench.log"
+  timeout 90 "$bin/gpu_ingest_bench" --benchmark_min_time=0.2 >>"$out/bench.log" 2>&1
+  say "gpu_ingest_bench rc=$? after $((SECONDS - started)) s"
+  sed -n '/^== gpu_ingest_bench/,$p' "$out/bench.log" | grep "^bm_" | tee -a "$summary"
+fi
+
 # 5. Hardware counters of the fused dense pass (Firecracker machines allow ncu): what limits it.
 for entities in 100000 1000; do
   echo "== dense pass, 2^24 lines, $entities entities" >>"$out/ncu.log"
@@ -122,18 +132,30 @@ if [ "$lines" -gt 0 ]; then
   rm -rf "$log" && timeout 60 "$cli" generate --records "$lines" --seed 1 --entities 20000 --out "$log" >/dev/null 2>&1
   bytes=$(stat -c %s "$log/shipments.csv")
   cat "$log/shipments.csv" >/dev/null  # in the page cache, as the goal says
-  for backend in gpu cpu; do
-    rm -rf "/tmp/e2e-out-$backend"
+  # Each run twice, interleaved; with a .device-base/capledger, the earlier build's CPU backend
+  # beside the new one (the ingest is all host work: its before/after on this host's cores).
+  runs="gpu cpu gpu cpu"
+  [ -x .device-base/capledger ] && runs="gpu cpu base-cpu gpu cpu base-cpu"
+  for run in $runs; do
+    run_cli=$cli backend=${run#base-}
+    [ "$run" = "base-cpu" ] && run_cli=.device-base/capledger
+    rm -rf "/tmp/e2e-out-$run"
     start=$(date +%s.%N)
-    timeout 120 "$cli" report "$log/shipments.csv" --entities "$log/entities.csv" --backend "$backend" \
-      --out "/tmp/e2e-out-$backend" >"/tmp/e2e-$backend.log" 2>&1
+    LD_LIBRARY_PATH="$root/$(dirname "$run_cli")/lib:${LD_LIBRARY_PATH:-}" timeout 120 "$run_cli" report \
+      "$log/shipments.csv" --entities "$log/entities.csv" --backend "$backend" --out "/tmp/e2e-out-$run" \
+      >"/tmp/e2e-$run.log" 2>&1
     rc=$?
-    say "e2e report --backend $backend: $(awk -v s="$start" -v e="$(date +%s.%N)" -v b="$bytes" -v n="$lines" \
+    say "e2e report ($run): $(awk -v s="$start" -v e="$(date +%s.%N)" -v b="$bytes" -v n="$lines" \
       -v rc="$rc" 'BEGIN { printf "%d lines, %d bytes, rc=%d (1: violations found), %.2f s, %.2f GB/s", n, b, rc, e - s, b / (e - s) / 1e9 }')"
   done
   cmp -s /tmp/e2e-out-gpu/by_entity_country.csv /tmp/e2e-out-cpu/by_entity_country.csv &&
     cmp -s /tmp/e2e-out-gpu/findings.csv /tmp/e2e-out-cpu/findings.csv &&
     say "e2e: gpu and cpu outputs identical (by_entity_country.csv, findings.csv)" ||
     say "e2e: gpu and cpu outputs DIFFER"
+  if [ -x .device-base/capledger ]; then
+    cmp -s /tmp/e2e-out-base-cpu/by_entity_country.csv /tmp/e2e-out-cpu/by_entity_country.csv &&
+      cmp -s /tmp/e2e-out-base-cpu/findings.csv /tmp/e2e-out-cpu/findings.csv &&
+      say "e2e: new and earlier build's outputs identical" || say "e2e: new and earlier build's outputs DIFFER"
+  fi
   say "e2e done after $((SECONDS - started)) s"
 fi

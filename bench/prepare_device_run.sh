@@ -8,8 +8,9 @@
 #     fallback: building there when the programs built here do not run on its image.
 # Both folders are ignored by git; carry both: carry [".device-bin", ".device-debs"].
 #  3. With BASE_REF=<git ref> (a commit, a branch: main when measuring an experiment branch), also
-#     builds that ref's aggregate_bench in a worktree and stages it in .device-base/, which
-#     device_check.sh runs after the new one, on the same card: carry ".device-base" too.
+#     builds that ref's aggregate_bench and capledger in a worktree and stages them in
+#     .device-base/, which device_check.sh runs beside the new ones (benchmarks, end-to-end
+#     report), on the same card: carry ".device-base" too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 for dir in .device-bin .device-debs .device-base; do
@@ -21,9 +22,11 @@ cmake -S . -B build-cuda -DCMAKE_BUILD_TYPE=Release -DCAPLEDGER_CUDA=ON -DCAPLED
 cmake --build build-cuda -j"$(nproc)"
 rm -rf .device-bin && mkdir -p .device-bin/lib
 cp build-cuda/capledger build-cuda/tests/capledger_tests build-cuda/bench/aggregate_bench .device-bin/
+# Experiment branches may add a benchmark of their own (experiment/gpu-ingest: gpu_ingest_bench).
+for extra in build-cuda/bench/gpu_ingest_bench; do [ -x "$extra" ] && cp "$extra" .device-bin/; done
 realpath build-cuda >.device-bin/build-dir
 # Every shared library the programs load beyond the C and C++ runtimes that any image has.
-ldd .device-bin/capledger .device-bin/capledger_tests .device-bin/aggregate_bench |
+ldd .device-bin/capledger .device-bin/capledger_tests .device-bin/*_bench |
   awk '$2 == "=>" && $1 !~ /^(libc|libm|libstdc\+\+|libgcc_s)\.so/ { print $3 }' | sort -u |
   xargs -r cp -L -t .device-bin/lib/
 
@@ -38,9 +41,9 @@ if [ -n "${BASE_REF:-}" ]; then
   git worktree add --detach "$base_tree" "$BASE_REF" >/dev/null
   cmake -S "$base_tree" -B "$base_tree/build-cuda" -DCMAKE_BUILD_TYPE=Release -DCAPLEDGER_CUDA=ON \
     -DCAPLEDGER_TESTS=OFF -DCAPLEDGER_BENCH=ON -DCMAKE_CUDA_ARCHITECTURES=90 >/dev/null
-  cmake --build "$base_tree/build-cuda" -j"$(nproc)" --target aggregate_bench
+  cmake --build "$base_tree/build-cuda" -j"$(nproc)" --target aggregate_bench capledger
   rm -rf .device-base && mkdir -p .device-base
-  cp "$base_tree/build-cuda/bench/aggregate_bench" .device-base/
+  cp "$base_tree/build-cuda/bench/aggregate_bench" "$base_tree/build-cuda/capledger" .device-base/
   cp -r .device-bin/lib .device-base/
   git -C "$base_tree" rev-parse HEAD >.device-base/ref
   git worktree remove --force "$base_tree"
