@@ -23,6 +23,7 @@
 #include <numeric>
 #include <optional>
 #include <thread>
+#include <unordered_map>
 #include <utility>
 
 namespace capledger {
@@ -116,8 +117,10 @@ shipment_view shipment_log::view() const
 // had them when the window started (a read-only snapshot), else with a chunk-local code.
 // Phase 2, on the calling thread, chunk after chunk in input order: the checks that depend on
 // earlier lines (64-bit totals, repeated ids against the first occurrence) and the local codes
-// mapped to the log's, which are so assigned in first-appearance order. While one window is
-// merged, the next is parsed; the file's SHA-256 is computed beside both.
+// mapped to the log's, which are so assigned in first-appearance order. Streaming with the ids
+// in memory, the repeated ids of a window are found before its merge by all threads, each
+// owning some of the id set's regions (`find_repeated_ids`). While one window is merged, the
+// next is parsed; the file's SHA-256 is computed beside both, on a thread of its own.
 //
 // Chunks are cut speculatively: a chunk's reader starts at a line start that may lie inside a
 // quoted field of the previous chunk's last record. Reading from a line start is deterministic,
@@ -365,6 +368,29 @@ class id_set {
     __builtin_prefetch(&slots_[at]);
     __builtin_prefetch(&extras_[at], 1);  // written when the id is new
   }
+  /// Makes room for @p arrivals[r] more ids in each region r, so that `insert_in_region` never
+  /// grows the table: threads that own disjoint regions can then find and insert at once.
+  void make_room(const std::vector<std::uint32_t>& arrivals)
+  {
+    int bits = std::max(bits_, 2);
+    for (std::size_t region = 0; region < regions; ++region) {
+      while (4 * (std::size_t{counts_[region]} + arrivals[region]) > (std::size_t{3} << bits)) { ++bits; }
+    }
+    if (bits != bits_ || !slots_) { grow(bits); }
+  }
+  /// `insert` for a table `make_room` prepared: touches only the id's region (and its count);
+  /// `add_count` adds the ids inserted so to the total.
+  void insert_in_region(std::uint64_t payload, std::uint64_t hash)
+  {
+    if (payload >= payload_mask) { throw config_error("the inputs are larger than 2^40 bytes"); }
+    const std::size_t region = region_of(hash);
+    place(region, ((hash >> payload_bits) << payload_bits) | (payload + 1), extra_of(hash));
+    ++counts_[region];
+  }
+  void add_count(std::size_t inserted) { count_ += inserted; }
+  static constexpr std::size_t regions = 4096;  ///< hash bits 0-11
+  static std::size_t region_of(std::uint64_t hash) { return hash & (regions - 1); }
+
   /// Makes room for about @p more ids (fewer rehashes while a large file is read).
   void reserve(std::size_t more)
   {
@@ -379,7 +405,6 @@ class id_set {
   static constexpr int payload_bits           = 40;
   static constexpr std::uint64_t payload_mask = (std::uint64_t{1} << payload_bits) - 1;
   static constexpr int tag_bits               = 64 - payload_bits;
-  static constexpr std::size_t regions        = 4096;  ///< hash bits 0-11
   /// calloc: a large table comes as untouched zero pages, faulted in (as huge pages) when used.
   std::unique_ptr<std::uint64_t[], void (*)(void*)> slots_{nullptr, std::free};
   std::unique_ptr<std::uint16_t[], void (*)(void*)> extras_{nullptr, std::free};  ///< hash bits 12-27
@@ -387,7 +412,6 @@ class id_set {
   std::vector<std::uint32_t> counts_;
   std::size_t count_ = 0;
 
-  static std::size_t region_of(std::uint64_t hash) { return hash & (regions - 1); }
   static std::uint16_t extra_of(std::uint64_t hash) { return static_cast<std::uint16_t>(hash >> 12); }
   [[nodiscard]] std::size_t home(std::uint64_t tag) const { return tag >> (tag_bits - bits_); }
   static std::int64_t payload_of(std::uint64_t slot) { return static_cast<std::int64_t>((slot & payload_mask) - 1); }
@@ -454,6 +478,18 @@ struct parsed_chunk {
   detail::string_index entities, orders, exporters;  ///< values not in the log's dictionaries yet
   detail::string_index adhoc_chips;                  ///< upper-case keys
   std::vector<pending_reject> rejects;
+  /// Candidate @p i's shipment id.
+  [[nodiscard]] std::string_view id(std::size_t i) const
+  {
+    const std::size_t begin = i == 0 ? 0 : id_end[i - 1];
+    return {id_bytes.data() + begin, id_end[i] - begin};
+  }
+  /// Set before the merge: the chunk lies inside a record of the one before (a quoted line break
+  /// ran past the seam), so it has no lines of its own.
+  bool inside_previous = false;
+  /// From the window's id pass (streaming, ids in memory): candidate i's id was first seen at
+  /// this payload, or -1 when candidate i is its first occurrence (and is in the id set now).
+  std::vector<std::int64_t> earlier_id;
 
   /// Empties the chunk for bytes [from, to), keeping every buffer: a window's chunks are reused
   /// for the next window, so their memory is allocated (and zeroed by the kernel) once.
@@ -473,9 +509,10 @@ struct parsed_chunk {
     id_end.clear();
     for (auto* dictionary : {&entities, &orders, &exporters, &adhoc_chips}) { dictionary->clear(); }
     rejects.clear();
+    inside_previous = false;
+    earlier_id.clear();
   }
 };
-;
 
 /// The code phase 1 gives to a value that is new in its chunk's dictionary @p local_index: below
 /// -1, so that -1 stays "no order".
@@ -651,6 +688,10 @@ struct shipment_log_builder::state {
   reference_lookup lookup;
   std::int32_t initial_chips = 0;  ///< ad-hoc chips get codes from here on
   id_set ids;
+  /// Payloads the id pass put in `ids` whose lines were then rejected (TPP_OVERFLOW), each with
+  /// the payload of the first later line with that id that was accepted (-1: none yet): the
+  /// id's true first occurrence. Empty unless a log's 64-bit totals overflow.
+  std::unordered_map<std::int64_t, std::int64_t> withdrawn_ids;
   std::int64_t accepted = 0;  ///< lines accepted so far: the next line's input position
   // Sums of |tpp| and |quantity| over accepted lines. Keeping both within int64 guarantees that
   // every total and running total, in any grouping and order, is exact on every backend.
@@ -759,10 +800,18 @@ struct shipment_log_builder::state {
                    const dictionary_snapshots& known, parsed_chunk& chunk) const;
   void merge_chunk(const std::string& name, std::string_view text, const column_map& columns,
                    std::int64_t first_line, const parsed_chunk& chunk);
+  /// Sets each candidate's `earlier_id` for window @p w, in @p parts tasks (this thread runs one)
+  /// that own disjoint regions of the id set and read the window in input order: each id's first
+  /// occurrence is the one in the set, exactly as the serial merge would have it.
+  void find_repeated_ids(parse_pool& pool, std::size_t parts, window& w);
+  /// `admit`'s @p looked_up when the merge has no `earlier_id` for the line.
+  static constexpr std::int64_t not_looked_up = -2;
   /// @param payload where the id can be read again: the line index, or (streaming) the record's
   ///                offset in all inputs
+  /// @param looked_up the line's `earlier_id`, or `not_looked_up` (the id set is searched here)
   [[nodiscard]] std::optional<line_defect> admit(std::string_view id, std::uint64_t id_hash,
-                                                 std::uint64_t payload, std::int64_t quantity, std::int64_t tpp);
+                                                 std::uint64_t payload, std::int64_t quantity,
+                                                 std::int64_t tpp, std::int64_t looked_up = not_looked_up);
   /// `file:line` of the id stored under @p payload.
   [[nodiscard]] std::string source_of_id(std::int64_t payload) const;
   /// The shipment id of the record at @p offset of all inputs (streaming).
@@ -909,6 +958,10 @@ std::string shipment_log_builder::state::ingest(const std::string& name, std::st
     return nl == nullptr ? text.size()
                                  : static_cast<std::size_t>(static_cast<const char*>(nl) - text.data()) + 1;
   };
+  // Streaming with the ids in memory, a window's repeated ids are found by all threads at once
+  // (`find_repeated_ids`) before the merge, which was the pipeline's serial stage.
+  const bool ids_in_parallel =
+      streaming() && !options.earlier_id && !options.on_id && options.repeated_ids == nullptr;
   parse_pool pool(threads);
   std::size_t next_cut     = reader.position();  // where the next window's first chunk begins
   const auto cut_and_start = [&](window& w) {
@@ -925,8 +978,10 @@ std::string shipment_log_builder::state::ingest(const std::string& name, std::st
     });
   };
 
-  // The fingerprint is taken by this thread as it passes over the bytes after each window: a
-  // separate hashing thread would lag behind on a busy machine and keep the pages mapped.
+  // The fingerprint is taken window by window by a thread of its own, a window behind the merge
+  // (on a many-core host the merge thread is the ingest's one serial stage; in the parse pool the
+  // hash would hold up the next window's id pass). Each window's hash waits for the one before,
+  // so the pages let go after hashing are never more than two windows back.
   detail::sha256_stream digest;
   std::size_t hashed      = 0;
   const auto hash_through = [&](std::size_t end) {
@@ -934,6 +989,8 @@ std::string shipment_log_builder::state::ingest(const std::string& name, std::st
     hashed = end;
     if (pages != nullptr) { pages->release_before(end); }
   };
+  parse_pool hasher(1);
+  task_group hashing;  // after what its task uses: destroyed (waiting for the task) first
   input_file& info  = log.files.back();
   std::size_t pos   = reader.position();
   std::int64_t line = reader.line();
@@ -951,24 +1008,35 @@ std::string shipment_log_builder::state::ingest(const std::string& name, std::st
       reserve_lines(static_cast<std::size_t>(static_cast<double>(text.size() - pos) / per_line * 1.02) + 16,
                     first.id_bytes.size() / std::max<std::size_t>(1, first.id_end.size()) + 1);
     }
+    for (std::size_t k = 0, at = pos; k < w.used; ++k) {
+      parsed_chunk& chunk = w.chunks[k];
+      if (chunk.begin != at) {
+        // The previous chunk's last record ran past the seam (a quoted line break): this chunk
+        // started inside it. Parse it again from where that record ended.
+        if (at >= chunk.limit) {
+          chunk.inside_previous = true;
+          continue;
+        }
+        chunk.reset(at, chunk.limit);
+        parse_chunk(text, columns, header.size(), w.known, chunk);
+      }
+      at = chunk.end;
+    }
+    if (ids_in_parallel) { find_repeated_ids(pool, threads + 1, w); }
     cut_and_start(windows[1 - current]);
     for (std::size_t k = 0; k < w.used; ++k) {
       parsed_chunk& chunk = w.chunks[k];
-      if (chunk.begin != pos) {
-        // The previous chunk's last record ran past the seam (a quoted line break): this chunk
-        // started inside it. Parse it again from where that record ended.
-        if (pos >= chunk.limit) { continue; }
-        chunk.reset(pos, chunk.limit);
-        parse_chunk(text, columns, header.size(), w.known, chunk);
-      }
+      if (chunk.inside_previous) { continue; }
       merge_chunk(name, text, columns, line, chunk);
       info.lines_read += chunk.records;
       log.lines_read += chunk.records;
       pos = chunk.end;
       line += chunk.end_line - 1;
     }
-    hash_through(pos);
+    hashing.finish();
+    hashing.post(hasher, [&hash_through, pos] { hash_through(pos); });
   }
+  hashing.finish();
   hash_through(text.size());
   return digest.hex();
 }
@@ -1146,6 +1214,64 @@ detail::fast_csv_reader read_again(std::string_view text, std::size_t start, std
 
 }  // namespace
 
+void shipment_log_builder::state::find_repeated_ids(parse_pool& pool, std::size_t parts, window& w)
+{
+  std::vector<std::uint32_t> arrivals(id_set::regions, 0);
+  for (std::size_t k = 0; k < w.used; ++k) {
+    parsed_chunk& chunk = w.chunks[k];
+    if (chunk.inside_previous) { continue; }
+    chunk.earlier_id.assign(chunk.lines.size(), -1);
+    for (const std::uint64_t hash : chunk.id_hash) { ++arrivals[id_set::region_of(hash)]; }
+  }
+  ids.make_room(arrivals);  // no task grows the table
+  const std::uint64_t file_base = streamed.back().base;
+  std::vector<std::size_t> inserted(parts, 0);
+  const auto pass = [&](std::size_t part) {
+    // Regions in one block per part: the per-region counts a part updates sit together.
+    const std::size_t first_region = part * id_set::regions / parts;
+    const std::size_t end_region   = (part + 1) * id_set::regions / parts;
+    std::vector<std::pair<std::uint32_t, std::uint32_t>> mine;  // (chunk, candidate), input order
+    for (std::size_t k = 0; k < w.used; ++k) {
+      const parsed_chunk& chunk = w.chunks[k];
+      if (chunk.inside_previous) { continue; }
+      for (std::size_t i = 0; i < chunk.id_hash.size(); ++i) {
+        const std::size_t region = id_set::region_of(chunk.id_hash[i]);
+        if (region >= first_region && region < end_region) {
+          mine.emplace_back(static_cast<std::uint32_t>(k), static_cast<std::uint32_t>(i));
+        }
+      }
+    }
+    constexpr std::size_t prefetch_distance = 16;
+    std::size_t added                       = 0;
+    for (std::size_t j = 0; j < mine.size(); ++j) {
+      if (j + prefetch_distance < mine.size()) {
+        const auto [k, i] = mine[j + prefetch_distance];
+        ids.prefetch(w.chunks[k].id_hash[i]);
+      }
+      const auto [k, i]          = mine[j];
+      parsed_chunk& chunk        = w.chunks[k];
+      const std::string_view id  = chunk.id(i);
+      const std::int64_t earlier = ids.find(chunk.id_hash[i], [&](std::int64_t stored) {
+        return id_at(static_cast<std::uint64_t>(stored)) == id;
+      });
+      if (earlier >= 0) {
+        chunk.earlier_id[i] = earlier;
+      } else {
+        ids.insert_in_region(file_base + chunk.start[i], chunk.id_hash[i]);
+        ++added;
+      }
+    }
+    inserted[part] = added;
+  };
+  task_group parts_done;
+  for (std::size_t part = 1; part < parts; ++part) {
+    parts_done.post(pool, [&pass, part] { pass(part); });
+  }
+  pass(0);
+  parts_done.finish();
+  for (const std::size_t n : inserted) { ids.add_count(n); }
+}
+
 void shipment_log_builder::state::merge_chunk(const std::string& name, std::string_view text,
                                               const column_map& columns, std::int64_t first_line,
                                               const parsed_chunk& chunk)
@@ -1182,18 +1308,21 @@ void shipment_log_builder::state::merge_chunk(const std::string& name, std::stri
   if (streaming()) { clear_batch(accepted); }
   const std::uint64_t file_base           = streaming() ? streamed.back().base : 0;
   constexpr std::size_t prefetch_distance = 16;
+  const bool looked_up                    = !chunk.earlier_id.empty();  // by `find_repeated_ids`
   for (std::size_t i = 0; i < chunk.lines.size(); ++i) {
-    if (i + prefetch_distance < chunk.lines.size()) { ids.prefetch(chunk.id_hash[i + prefetch_distance]); }
+    if (!looked_up && i + prefetch_distance < chunk.lines.size()) {
+      ids.prefetch(chunk.id_hash[i + prefetch_distance]);
+    }
     rejects_before(i);
-    const checked_line& line   = chunk.lines[i];
-    const std::size_t id_begin = i == 0 ? 0 : chunk.id_end[i - 1];
-    const std::string_view id(chunk.id_bytes.data() + id_begin, chunk.id_end[i] - id_begin);
+    const checked_line& line  = chunk.lines[i];
+    const std::string_view id = chunk.id(i);
     if (record != nullptr && i % section_lines == 0) {
       record->sections.push_back({chunk.start[i], chunk.line[i] + base, static_cast<std::uint32_t>(i), accepted});
     }
     const std::uint64_t payload =
         streaming() ? file_base + chunk.start[i] : static_cast<std::uint64_t>(accepted);
-    if (auto bad = admit(id, chunk.id_hash[i], payload, line.quantity, line.tpp)) {
+    if (auto bad = admit(id, chunk.id_hash[i], payload, line.quantity, line.tpp,
+                         looked_up ? chunk.earlier_id[i] : not_looked_up)) {
       if (record != nullptr) { record->skipped.push_back(static_cast<std::uint32_t>(i)); }
       // Rare: read the record again for the field's position and the raw text.
       const auto again = read_again(text, chunk.start[i], chunk.line[i] + base);
@@ -1241,11 +1370,13 @@ void shipment_log_builder::state::merge_chunk(const std::string& name, std::stri
 
 std::optional<line_defect> shipment_log_builder::state::admit(std::string_view id, std::uint64_t id_hash,
                                                               std::uint64_t payload, std::int64_t quantity,
-                                                              std::int64_t tpp)
+                                                              std::int64_t tpp, std::int64_t looked_up)
 {
   std::uint64_t tpp_sum = abs_tpp_sum;
   std::uint64_t qty_sum = abs_quantity_sum;
   if (add_overflows(tpp_sum, tpp) || add_overflows(qty_sum, quantity)) {
+    // The id pass took this line for its id's first occurrence; the next accepted one is.
+    if (looked_up == -1) { withdrawn_ids.emplace(static_cast<std::int64_t>(payload), -1); }
     return line_defect{"TPP_OVERFLOW",
                        "the log's totals would exceed 64 bits (sum of |tpp| or |quantity| > 2^63-1)",
                        c_quantity};
@@ -1263,7 +1394,13 @@ std::optional<line_defect> shipment_log_builder::state::admit(std::string_view i
     return std::nullopt;
   }
   std::int64_t earlier = -1;
-  if (options.repeated_ids != nullptr) {  // the second pass: the first found every repeat
+  if (looked_up != not_looked_up) {
+    earlier = looked_up;
+    if (const auto at = withdrawn_ids.find(earlier); at != withdrawn_ids.end()) {
+      if (at->second < 0) { at->second = static_cast<std::int64_t>(payload); }  // accepted below
+      earlier = at->second == static_cast<std::int64_t>(payload) ? -1 : at->second;
+    }
+  } else if (options.repeated_ids != nullptr) {  // the second pass: the first found every repeat
     const auto& repeats = *options.repeated_ids;
     const auto at       = std::lower_bound(repeats.begin(), repeats.end(), std::pair(payload, std::uint64_t{0}));
     if (at != repeats.end() && at->first == payload) { earlier = static_cast<std::int64_t>(at->second); }
@@ -1283,7 +1420,7 @@ std::optional<line_defect> shipment_log_builder::state::admit(std::string_view i
     append_bytes(log.id_bytes, id);
     log.id_end.push_back(static_cast<std::int64_t>(log.id_bytes.size()));
   }
-  if (options.repeated_ids == nullptr) { ids.insert(payload, id_hash); }
+  if (options.repeated_ids == nullptr && looked_up == not_looked_up) { ids.insert(payload, id_hash); }
   return std::nullopt;
 }
 

@@ -887,3 +887,34 @@ TEST(StreamingReport, TooManyRejects)
 }
 
 }  // namespace
+
+/// The streamed ingest finds repeated ids for a whole window at once, before the merge checks
+/// the log's 64-bit totals; a line rejected for those totals must not keep its id. Hand-derived:
+/// S2 at line 3 overflows the sum of |tpp| (5e18 + 5e18 > 2^63-1), so line 4 is S2's first
+/// occurrence and line 5 repeats it (naming line 4); lines 2 and 4 are accepted.
+TEST(StreamingReport, IdOfALineRejectedForTheLogsTotalsIsFreeAgain)
+{
+  const std::string text =
+      "shipment_id,date,entity,country,chip,quantity,tpp_per_unit\n"
+      "S1,2025-02-01,E1,AE,X,1,5000000000000000000\n"
+      "S2,2025-02-01,E1,AE,X,1,5000000000000000000\n"
+      "S2,2025-02-02,E1,AE,X,1,7\n"
+      "S2,2025-02-03,E1,AE,X,1,9\n";
+  for (const std::size_t chunk : chunk_sizes) {
+    ingest_options ingest;
+    ingest.keep_rejects = true;
+    ingest.chunk_bytes  = chunk;
+    // Ids in memory only: the out-of-memory check refuses logs whose totals overflow.
+    const file_list files   = {{"log.csv", text}};
+    const run_result column = column_run(bundled(), files, report_options{}, ingest);
+    EXPECT_TRUE(expect_same(column, stream_run(bundled(), files, report_options{}, ingest))) << chunk;
+    ASSERT_EQ(column.error, "");
+    ASSERT_EQ(column.rejects.size(), 2U);
+    EXPECT_EQ(column.rejects[0].reason, "TPP_OVERFLOW");
+    EXPECT_EQ(column.rejects[0].line, 3);
+    EXPECT_EQ(column.rejects[1].reason, "DUPLICATE_ID");
+    EXPECT_EQ(column.rejects[1].line, 5);
+    EXPECT_NE(column.rejects[1].detail.find("log.csv:4"), std::string::npos) << column.rejects[1].detail;
+    if (::testing::Test::HasFailure()) { return; }
+  }
+}
