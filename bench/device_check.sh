@@ -19,6 +19,8 @@ out="${OUT:-./device-logs}"
 mkdir -p "$out"
 summary="$out/summary.txt"
 say() { echo "$*" | tee -a "$summary"; }
+# STEPS picks the steps below (default: all of them).
+want() { [[ " ${STEPS:-tests peer bench ncu e2e} " == *" $1 "* ]]; }
 started=$SECONDS
 
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv >>"$summary" 2>&1
@@ -52,110 +54,128 @@ say "programs ready after $((SECONDS - started)) s"
 
 # 2. The whole suite in 8 shards, the sanitizers beside it (small GPU tests: under memcheck each
 # of the ~70 launches of an aggregate call is slow).
-for shard in 0 1 2 3 4 5 6 7; do
-  GTEST_TOTAL_SHARDS=8 GTEST_SHARD_INDEX=$shard timeout 150 "$tests" >"/tmp/shard-$shard.log" 2>&1 &
-done
-for tool in memcheck racecheck; do
-  filter=GpuEquivalence.SharedMemoryBudgetEdge
-  [ "$tool" = memcheck ] && filter="$filter:GpuEquivalence.WideDictionaries:GpuEquivalence.NameIsGpu"
-  (timeout 150 compute-sanitizer --tool "$tool" --error-exitcode 9 "$tests" \
-    --gtest_filter="${SANITIZE_FILTER:-$filter}" >"/tmp/sanitizer-$tool.log" 2>&1
-    echo "compute-sanitizer $tool rc=$?" >>"/tmp/sanitizer-$tool.log") &
-done
-wait
-for shard in 0 1 2 3 4 5 6 7; do cat "/tmp/shard-$shard.log"; done >"$out/tests.log"
-cat /tmp/sanitizer-memcheck.log /tmp/sanitizer-racecheck.log >"$out/sanitizer.log"
-say "tests: $(grep -c '^\[       OK \]' "$out/tests.log") ok, $(grep -c '^\[  FAILED  \].*ms)$' "$out/tests.log") failed," \
-  "$(grep -c '^\[  SKIPPED \].*ms)$' "$out/tests.log") skipped"
-grep '^\[  FAILED  \].*ms)$' "$out/tests.log" | head -20 | tee -a "$summary"
-grep -h "compute-sanitizer .* rc=\|ERROR SUMMARY\|RACECHECK SUMMARY" "$out/sanitizer.log" | tee -a "$summary"
-say "tests and sanitizers done after $((SECONDS - started)) s"
-
-# 3. The peer on the same card: PyTorch index_add_ on the issue's shape, the copy bandwidth, and
-# capledger's CPU and GPU totals of the very columns torch made.
-{
-  timeout 60 python3 bench/torch_peer.py --lines 16777216 --entities 100000 --dump /tmp/cols.bin
-  echo "torch 2^24 rc=$?"
-  timeout 60 "$bench" --verify /tmp/cols.bin 100000
-  echo "verify rc=$?"; rm -f /tmp/cols.bin
-  timeout 90 python3 bench/torch_peer.py --lines 400000000 --entities 100000
-  echo "torch 4e8 rc=$?"
-  timeout 90 python3 bench/torch_peer.py --lines 400000000 --entities 100000 --countries-per-entity 3
-  echo "torch 4e8 sparse (3 countries per entity) rc=$?"
-} >"$out/peer.log" 2>&1
-grep -h '"device"\|_ms"\|copy_gbs\|rc=\|^cpu:\|^gpu:' "$out/peer.log" | tee -a "$summary"
-say "peer done after $((SECONDS - started)) s"
-
-# 4. The aggregation on device-resident columns (CUDA events), per phase.
-filter="${BENCH_FILTER:-bm_aggregate_gpu_resident/lines:(16777216|268435456|400000000)/entities:|bm_aggregate_gpu/lines:16777216/}"
-timeout 150 "$bench" --benchmark_filter="$filter" --benchmark_min_time=0.2 \
-  --benchmark_out="$out/bench.json" --benchmark_out_format=json >"$out/bench.log" 2>&1
-say "bench rc=$? after $((SECONDS - started)) s"
-grep "^bm_" "$out/bench.log" | tee -a "$summary"
-# The same benchmarks from an earlier build, in the same run (BASE_REF=<ref> for
-# prepare_device_run.sh stages one in .device-base/; carry it too): before/after on one card.
-if [ -x .device-base/aggregate_bench ]; then
-  LD_LIBRARY_PATH="$root/.device-base/lib:${LD_LIBRARY_PATH:-}" timeout 150 .device-base/aggregate_bench \
-    --benchmark_filter="${BASE_FILTER:-$filter}" --benchmark_min_time=0.2 >"$out/bench-base.log" 2>&1
-  rc=$?
-  say "baseline bench ($(cat .device-base/ref 2>/dev/null || echo 'an earlier build')) rc=$rc after $((SECONDS - started)) s"
-  grep "^bm_" "$out/bench-base.log" | tee -a "$summary"
+if want tests; then
+  for shard in 0 1 2 3 4 5 6 7; do
+    GTEST_TOTAL_SHARDS=8 GTEST_SHARD_INDEX=$shard timeout 150 "$tests" >"/tmp/shard-$shard.log" 2>&1 &
+  done
+  for tool in memcheck racecheck; do
+    filter=GpuEquivalence.SharedMemoryBudgetEdge
+    [ "$tool" = memcheck ] && filter="$filter:GpuEquivalence.WideDictionaries:GpuEquivalence.NameIsGpu"
+    (timeout 150 compute-sanitizer --tool "$tool" --error-exitcode 9 "$tests" \
+      --gtest_filter="${SANITIZE_FILTER:-$filter}" >"/tmp/sanitizer-$tool.log" 2>&1
+      echo "compute-sanitizer $tool rc=$?" >>"/tmp/sanitizer-$tool.log") &
+  done
+  wait
+  for shard in 0 1 2 3 4 5 6 7; do cat "/tmp/shard-$shard.log"; done >"$out/tests.log"
+  cat /tmp/sanitizer-memcheck.log /tmp/sanitizer-racecheck.log >"$out/sanitizer.log"
+  say "tests: $(grep -c '^\[       OK \]' "$out/tests.log") ok, $(grep -c '^\[  FAILED  \].*ms)$' "$out/tests.log") failed," \
+    "$(grep -c '^\[  SKIPPED \].*ms)$' "$out/tests.log") skipped"
+  grep '^\[  FAILED  \].*ms)$' "$out/tests.log" | head -20 | tee -a "$summary"
+  grep -h "compute-sanitizer .* rc=\|ERROR SUMMARY\|RACECHECK SUMMARY" "$out/sanitizer.log" | tee -a "$summary"
+  say "tests and sanitizers done after $((SECONDS - started)) s"
 fi
 
-# An experiment branch's own benchmark (experiment/gpu-ingest), appended to bench.log.
-if [ -x "$bin/gpu_ingest_bench" ]; then
-  echo "== gpu_ingest_bench" >>"$out/bench.log"
-  timeout 90 "$bin/gpu_ingest_bench" --benchmark_min_time=0.2 >>"$out/bench.log" 2>&1
-  say "gpu_ingest_bench rc=$? after $((SECONDS - started)) s"
-  sed -n '/^== gpu_ingest_bench/,$p' "$out/bench.log" | grep "^bm_" | tee -a "$summary"
+# 3. The peer on the same card: PyTorch index_add_ on the issue's shape, the copy bandwidth, and
+if want peer; then
+  # capledger's CPU and GPU totals of the very columns torch made.
+  {
+    timeout 60 python3 bench/torch_peer.py --lines 16777216 --entities 100000 --dump /tmp/cols.bin
+    echo "torch 2^24 rc=$?"
+    timeout 60 "$bench" --verify /tmp/cols.bin 100000
+    echo "verify rc=$?"; rm -f /tmp/cols.bin
+    timeout 90 python3 bench/torch_peer.py --lines 400000000 --entities 100000
+    echo "torch 4e8 rc=$?"
+    timeout 90 python3 bench/torch_peer.py --lines 400000000 --entities 100000 --countries-per-entity 3
+    echo "torch 4e8 sparse (3 countries per entity) rc=$?"
+  } >"$out/peer.log" 2>&1
+  grep -h '"device"\|_ms"\|copy_gbs\|rc=\|^cpu:\|^gpu:' "$out/peer.log" | tee -a "$summary"
+  say "peer done after $((SECONDS - started)) s"
+fi
+
+# 4. The aggregation on device-resident columns (CUDA events), per phase.
+if want bench; then
+  filter="${BENCH_FILTER:-bm_aggregate_gpu_resident/lines:(16777216|268435456|400000000)/entities:|bm_aggregate_gpu/lines:16777216/}"
+  timeout 150 "$bench" --benchmark_filter="$filter" --benchmark_min_time=0.2 \
+    --benchmark_out="$out/bench.json" --benchmark_out_format=json >"$out/bench.log" 2>&1
+  say "bench rc=$? after $((SECONDS - started)) s"
+  grep "^bm_" "$out/bench.log" | tee -a "$summary"
+  # The same benchmarks from an earlier build, in the same run (BASE_REF=<ref> for
+  # prepare_device_run.sh stages one in .device-base/; carry it too): before/after on one card.
+  if [ -x .device-base/aggregate_bench ]; then
+    LD_LIBRARY_PATH="$root/.device-base/lib:${LD_LIBRARY_PATH:-}" timeout 150 .device-base/aggregate_bench \
+      --benchmark_filter="${BASE_FILTER:-$filter}" --benchmark_min_time=0.2 >"$out/bench-base.log" 2>&1
+    rc=$?
+    say "baseline bench ($(cat .device-base/ref 2>/dev/null || echo 'an earlier build')) rc=$rc after $((SECONDS - started)) s"
+    grep "^bm_" "$out/bench-base.log" | tee -a "$summary"
+  fi
+
+  # An experiment branch's own benchmark (experiment/gpu-ingest), appended to bench.log.
+  if [ -x "$bin/gpu_ingest_bench" ]; then
+    echo "== gpu_ingest_bench" >>"$out/bench.log"
+    timeout 90 "$bin/gpu_ingest_bench" --benchmark_min_time=0.2 >>"$out/bench.log" 2>&1
+    say "gpu_ingest_bench rc=$? after $((SECONDS - started)) s"
+    sed -n '/^== gpu_ingest_bench/,$p' "$out/bench.log" | grep "^bm_" | tee -a "$summary"
+  fi
 fi
 
 # 5. Hardware counters of the fused dense pass (Firecracker machines allow ncu): what limits it.
-for entities in 100000 1000; do
-  echo "== dense pass, 2^24 lines, $entities entities" >>"$out/ncu.log"
-  timeout 60 ncu --clock-control none --kernel-name regex:dense_totals --launch-count 1 \
-    --section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy --section LaunchStats \
-    "$bench" --benchmark_filter="bm_aggregate_gpu_resident/lines:16777216/entities:$entities/" \
-    --benchmark_min_time=0.01 >>"$out/ncu.log" 2>&1
-  say "ncu ($entities entities) rc=$? after $((SECONDS - started)) s"
-done
-grep -E "^== |Duration|Memory Throughput|DRAM Throughput|Compute \(SM\)|Achieved Occupancy|Registers Per|L2 Hit" "$out/ncu.log" | head -24 | tee -a "$summary"
+if want ncu; then
+  for entities in 100000 1000; do
+    echo "== dense pass, 2^24 lines, $entities entities" >>"$out/ncu.log"
+    timeout 60 ncu --clock-control none --kernel-name regex:dense_totals --launch-count 1 \
+      --section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy --section LaunchStats \
+      "$bench" --benchmark_filter="bm_aggregate_gpu_resident/lines:16777216/entities:$entities/" \
+      --benchmark_min_time=0.01 >>"$out/ncu.log" 2>&1
+    say "ncu ($entities entities) rc=$? after $((SECONDS - started)) s"
+  done
+  grep -E "^== |Duration|Memory Throughput|DRAM Throughput|Compute \(SM\)|Achieved Occupancy|Registers Per|L2 Hit" "$out/ncu.log" | head -24 | tee -a "$summary"
+fi
 
 # 6. End to end on this host (issue 5's goal: `report` of a CSV in the page cache at 10 GB/s):
 # one generated log reported with each backend, the ingest on all this host's cores.
 # E2E_LINES=0 skips it.
 lines="${E2E_LINES:-20000000}"
-if [ "$lines" -gt 0 ]; then
+if want e2e && [ "$lines" -gt 0 ]; then
   cli="$bin/capledger"
   [ -x "$cli" ] || cli=build-device/capledger
   log=/tmp/e2e-log
   rm -rf "$log" && timeout 60 "$cli" generate --records "$lines" --seed 1 --entities 20000 --out "$log" >/dev/null 2>&1
   bytes=$(stat -c %s "$log/shipments.csv")
   cat "$log/shipments.csv" >/dev/null  # in the page cache, as the goal says
-  # Each run twice, interleaved; with a .device-base/capledger, the earlier build's CPU backend
-  # beside the new one (the ingest is all host work: its before/after on this host's cores).
-  runs="gpu cpu gpu cpu"
-  [ -x .device-base/capledger ] && runs="gpu cpu base-cpu gpu cpu base-cpu"
-  for run in $runs; do
-    run_cli=$cli backend=${run#base-}
-    [ "$run" = "base-cpu" ] && run_cli=.device-base/capledger
-    rm -rf "/tmp/e2e-out-$run"
-    start=$(date +%s.%N)
-    LD_LIBRARY_PATH="$root/$(dirname "$run_cli")/lib:${LD_LIBRARY_PATH:-}" timeout 120 "$run_cli" report \
-      "$log/shipments.csv" --entities "$log/entities.csv" --backend "$backend" --out "/tmp/e2e-out-$run" \
-      >"/tmp/e2e-$run.log" 2>&1
+  # E2E_RUNS: runs in order, each <build>-<backend>[@<cpus>]; build new (.device-bin), base
+  # (.device-base/capledger: the earlier build's CPU report beside the new one, the ingest being
+  # all host work) or alt (E2E_ALT=<path of another capledger>); @<cpus> pins the run to that
+  # many cores (taskset): how the ingest scales. Default: each twice, interleaved.
+  default_runs="new-gpu new-cpu"
+  [ -x .device-base/capledger ] && default_runs="$default_runs base-cpu"
+  [ -n "${E2E_ALT:-}" ] && default_runs="$default_runs alt-cpu"
+  for run in ${E2E_RUNS:-$default_runs $default_runs}; do
+    build=${run%%-*} rest=${run#*-}
+    backend=${rest%@*} cpus=""
+    [ "$rest" != "$backend" ] && cpus=${rest#*@}
+    case $build in
+      base) run_cli=.device-base/capledger ;;
+      alt) run_cli=${E2E_ALT:-missing} ;;
+      *) run_cli=$cli ;;
+    esac
+    pin=()
+    [ -n "$cpus" ] && pin=(taskset -c "0-$((cpus - 1))")
+    rm -rf "/tmp/e2e-out-$build-$backend"
+    TIMEFORMAT="%R %U %S"  # wall, user and system seconds: user + system over wall is the cores used
+    { time LD_LIBRARY_PATH="$root/$(dirname "$run_cli")/lib:$root/$bin/lib:${LD_LIBRARY_PATH:-}" timeout 120 \
+      ${pin[@]+"${pin[@]}"} "$run_cli" report "$log/shipments.csv" --entities "$log/entities.csv" \
+      --backend "$backend" --out "/tmp/e2e-out-$build-$backend" >"/tmp/e2e-$run.log" 2>&1; } 2>/tmp/e2e-time
     rc=$?
-    say "e2e report ($run): $(awk -v s="$start" -v e="$(date +%s.%N)" -v b="$bytes" -v n="$lines" \
-      -v rc="$rc" 'BEGIN { printf "%d lines, %d bytes, rc=%d (1: violations found), %.2f s, %.2f GB/s", n, b, rc, e - s, b / (e - s) / 1e9 }')"
+    read -r wall user sys </tmp/e2e-time
+    say "e2e report ($run): $(awk -v t="$wall" -v u="$user" -v y="$sys" -v b="$bytes" -v n="$lines" -v rc="$rc" \
+      'BEGIN { printf "%d lines, %d bytes, rc=%d (1: violations found), %.2f s (user %.2f, sys %.2f), %.2f GB/s", n, b, rc, t, u, y, b / t / 1e9 }')"
   done
-  cmp -s /tmp/e2e-out-gpu/by_entity_country.csv /tmp/e2e-out-cpu/by_entity_country.csv &&
-    cmp -s /tmp/e2e-out-gpu/findings.csv /tmp/e2e-out-cpu/findings.csv &&
-    say "e2e: gpu and cpu outputs identical (by_entity_country.csv, findings.csv)" ||
-    say "e2e: gpu and cpu outputs DIFFER"
-  if [ -x .device-base/capledger ]; then
-    cmp -s /tmp/e2e-out-base-cpu/by_entity_country.csv /tmp/e2e-out-cpu/by_entity_country.csv &&
-      cmp -s /tmp/e2e-out-base-cpu/findings.csv /tmp/e2e-out-cpu/findings.csv &&
-      say "e2e: new and earlier build's outputs identical" || say "e2e: new and earlier build's outputs DIFFER"
-  fi
+  same() { cmp -s "/tmp/e2e-out-$1/by_entity_country.csv" "/tmp/e2e-out-$2/by_entity_country.csv" &&
+    cmp -s "/tmp/e2e-out-$1/findings.csv" "/tmp/e2e-out-$2/findings.csv"; }
+  for other in new-gpu base-cpu alt-cpu; do
+    [ -d "/tmp/e2e-out-$other" ] || continue
+    same new-cpu "$other" && say "e2e: $other and new-cpu outputs identical (by_entity_country.csv, findings.csv)" ||
+      say "e2e: $other and new-cpu outputs DIFFER"
+  done
   say "e2e done after $((SECONDS - started)) s"
 fi
