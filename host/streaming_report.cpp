@@ -18,7 +18,12 @@
 #include "key_table.hpp"
 
 #include <algorithm>
+#include <condition_variable>
+#include <deque>
+#include <exception>
 #include <limits>
+#include <mutex>
+#include <thread>
 #include <unordered_map>
 
 namespace capledger {
@@ -414,6 +419,130 @@ class streamed_source final : public report_source {
   std::unordered_map<std::int64_t, line_detail> lines_;
 };
 
+/// What the rule context gains for the entity and chip codes a batch may be the first to use:
+/// worked out on the ingest's merge thread (which owns the dictionaries), appended on the
+/// aggregating thread (which owns the context the aggregator reads).
+struct context_growth {
+  std::vector<std::uint8_t> chip_datacenter;
+  std::vector<std::uint8_t> entity_is_uveu;
+  std::vector<std::uint8_t> entity_hq_tier1;
+  std::vector<std::uint64_t> entity_nveu_countries;
+
+  template <typename T>
+  static void append_tail(std::vector<T>& to, const std::vector<T>& from, std::size_t from_size)
+  {
+    to.insert(to.end(), from.begin() + static_cast<std::ptrdiff_t>(from_size), from.end());
+  }
+  /// The entries of @p grown for chips from @p chips and entities from @p entities on.
+  static context_growth since(const rule_context& grown, std::size_t chips, std::size_t entities)
+  {
+    context_growth growth;
+    append_tail(growth.chip_datacenter, grown.chip_datacenter, chips);
+    append_tail(growth.entity_is_uveu, grown.entity_is_uveu, entities);
+    append_tail(growth.entity_hq_tier1, grown.entity_hq_tier1, entities);
+    append_tail(growth.entity_nveu_countries, grown.entity_nveu_countries,
+                entities * rule_context::nveu_mask_words);
+    return growth;
+  }
+  void apply_to(rule_context& context) const
+  {
+    append_tail(context.chip_datacenter, chip_datacenter, 0);
+    append_tail(context.entity_is_uveu, entity_is_uveu, 0);
+    append_tail(context.entity_hq_tier1, entity_hq_tier1, 0);
+    append_tail(context.entity_nveu_countries, entity_nveu_countries, 0);
+  }
+};
+
+/// @brief Runs `streaming_aggregator::add` on a thread of its own, batch after batch in input
+/// order, so that the ingest's merge thread (the one step of the ingest that cannot run in
+/// parallel) only hands batches over. At most `depth` batches wait; their buffers are recycled.
+class aggregating_thread {
+ public:
+  aggregating_thread(streaming_aggregator& aggregator, rule_context& context)
+      : aggregator_(aggregator), context_(context), thread_([this] { run(); })
+  {
+  }
+  aggregating_thread(const aggregating_thread&)            = delete;
+  aggregating_thread& operator=(const aggregating_thread&) = delete;
+  ~aggregating_thread() { stop(); }
+
+  /// Takes @p batch's lines (leaving it empty, with recycled capacity) and the context they need.
+  void push(line_batch& batch, context_growth growth)
+  {
+    std::unique_lock<std::mutex> lock(mutex_);
+    changed_.wait(lock, [&] { return waiting_.size() < depth || failure_; });
+    if (failure_) { std::rethrow_exception(failure_); }
+    work item;
+    if (!spare_.empty()) {
+      item.batch = std::move(spare_.back());
+      spare_.pop_back();
+    }
+    std::swap(item.batch, batch);
+    item.growth = std::move(growth);
+    waiting_.push_back(std::move(item));
+    changed_.notify_all();
+  }
+
+  /// Waits until every batch is added; rethrows what the aggregator threw.
+  void finish()
+  {
+    stop();
+    if (failure_) { std::rethrow_exception(failure_); }
+  }
+
+ private:
+  static constexpr std::size_t depth = 4;
+  struct work {
+    line_batch batch;
+    context_growth growth;
+  };
+
+  void run()
+  {
+    std::unique_lock<std::mutex> lock(mutex_);
+    while (true) {
+      changed_.wait(lock, [&] { return !waiting_.empty() || closed_; });
+      if (waiting_.empty()) { return; }  // closed and drained
+      work item = std::move(waiting_.front());
+      waiting_.pop_front();
+      changed_.notify_all();
+      lock.unlock();
+      try {
+        item.growth.apply_to(context_);
+        aggregator_.add(item.batch);
+      } catch (...) {
+        lock.lock();
+        failure_ = std::current_exception();
+        waiting_.clear();
+        changed_.notify_all();
+        return;
+      }
+      lock.lock();
+      spare_.push_back(std::move(item.batch));
+    }
+  }
+
+  void stop()
+  {
+    {
+      const std::lock_guard<std::mutex> lock(mutex_);
+      closed_ = true;
+      changed_.notify_all();
+    }
+    if (thread_.joinable()) { thread_.join(); }
+  }
+
+  streaming_aggregator& aggregator_;
+  rule_context& context_;
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  std::deque<work> waiting_;
+  std::vector<line_batch> spare_;
+  std::exception_ptr failure_;
+  bool closed_ = false;
+  std::thread thread_;  ///< last: starts once every member above exists
+};
+
 /// The out-of-memory id check reads every input twice: the repeats the first pass found hold
 /// only for the bytes the second pass reads if no file changed in between (a log still being
 /// appended to, say). Both passes hash every file, so a change cannot go unseen.
@@ -448,7 +577,7 @@ report_output stream_report(const reference_data& ref, const report_options& opt
     ingest_options first = ingest;
     first.keep_rejects   = true;  // the second pass decides what is fatal
     first.max_rejects    = -1;
-    first.on_batch       = [](const line_batch&) {};
+    first.on_batch       = [](line_batch&) {};
     first.on_id          = [&](std::uint64_t hash, std::uint64_t offset) { ids.add(hash, offset); };
     shipment_log_builder finder(ref.countries, ref.chips, first);
     add_inputs(finder);
@@ -457,20 +586,28 @@ report_output stream_report(const reference_data& ref, const report_options& opt
     first_pass_files    = finder.current().files;
   }
   streaming_aggregator aggregator(context, ref.countries.rows.size());
+  // The merge thread extends its own copy of the context and hands the growth over with each
+  // batch: the aggregating thread alone touches `context` until `finish`.
+  rule_context merge_context = context;
+  std::optional<aggregating_thread> aggregating(std::in_place, aggregator, context);
   const shipment_log_builder* building = nullptr;
-  ingest.on_batch                      = [&](const line_batch& batch) {
+  ingest.on_batch                      = [&](line_batch& batch) {
     const shipment_log& so_far = building->current();  // the codes the batch uses are in it
-    extend_rule_context(context, ref.countries, ref.entities, so_far.entities, so_far.chips);
-    aggregator.add(batch);
+    const std::size_t chips    = merge_context.chip_datacenter.size();
+    const std::size_t entities = merge_context.entity_is_uveu.size();
+    extend_rule_context(merge_context, ref.countries, ref.entities, so_far.entities, so_far.chips);
+    aggregating->push(batch, context_growth::since(merge_context, chips, entities));
   };
   shipment_log_builder builder(ref.countries, ref.chips, ingest);
   building = &builder;
   try {
     add_inputs(builder);
   } catch (const too_many_rejects&) {
+    aggregating.reset();
     rejects = builder.rejects();
     throw;
   }
+  aggregating->finish();
   const std::int64_t accepted  = builder.accepted();
   const shipment_log& log      = builder.current();
   if (options.external_id_check) { expect_same_inputs(first_pass_files, log.files); }

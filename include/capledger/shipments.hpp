@@ -137,8 +137,9 @@ struct ingest_options {
   /// Streaming: when set, accepted lines are handed to it chunk by chunk, in input order, and
   /// the log keeps no columns and no ids (memory stays bounded by the dictionaries and the id
   /// set). Texts given to `add_text` must then stay valid until the builder is destroyed: a
-  /// repeated id is confirmed, and `replay` reads again, from the input text.
-  std::function<void(const line_batch&)> on_batch;
+  /// repeated id is confirmed, and `replay` reads again, from the input text. It may take the
+  /// batch's contents (swap them out): the builder clears the batch before filling it again.
+  std::function<void(line_batch&)> on_batch;
   /// Streaming, the first of two passes of an external duplicate check (a log whose ids do not
   /// fit in memory): no id set is kept; every line that would be accepted hands its id's hash
   /// and the offset of its record in all inputs (files one after another) to this, and rejects
