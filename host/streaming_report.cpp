@@ -17,6 +17,8 @@
 #include "external_id_check.hpp"
 #include "key_table.hpp"
 
+#include <omp.h>
+
 #include <algorithm>
 #include <condition_variable>
 #include <deque>
@@ -466,6 +468,10 @@ class aggregating_thread {
   aggregating_thread& operator=(const aggregating_thread&) = delete;
   ~aggregating_thread() { stop(); }
 
+  /// The OpenMP thread count (the host's cores by default) from which it is used: faster on 16
+  /// cores, slower on 2; 4 to 8 were not measured.
+  static constexpr int worth_it_from_threads = 8;
+
   /// Takes @p batch's lines (leaving it empty, with recycled capacity) and the context they need.
   void push(line_batch& batch, context_growth growth)
   {
@@ -586,13 +592,23 @@ report_output stream_report(const reference_data& ref, const report_options& opt
     first_pass_files    = finder.current().files;
   }
   streaming_aggregator aggregator(context, ref.countries.rows.size());
-  // The merge thread extends its own copy of the context and hands the growth over with each
-  // batch: the aggregating thread alone touches `context` until `finish`.
-  rule_context merge_context = context;
-  std::optional<aggregating_thread> aggregating(std::in_place, aggregator, context);
+  // With many cores the ingest's merge thread is its serial stage, and the aggregation gets a
+  // thread of its own; with few, that thread takes time from the parse (bench/RESULTS.md,
+  // session 6). The merge thread then extends its own copy of the context and hands the growth
+  // over with each batch: the aggregating thread alone touches `context` until `finish`.
+  std::optional<aggregating_thread> aggregating;
+  if (omp_get_max_threads() >= aggregating_thread::worth_it_from_threads) {
+    aggregating.emplace(aggregator, context);
+  }
+  rule_context merge_context           = context;
   const shipment_log_builder* building = nullptr;
   ingest.on_batch                      = [&](line_batch& batch) {
     const shipment_log& so_far = building->current();  // the codes the batch uses are in it
+    if (!aggregating) {
+      extend_rule_context(context, ref.countries, ref.entities, so_far.entities, so_far.chips);
+      aggregator.add(batch);
+      return;
+    }
     const std::size_t chips    = merge_context.chip_datacenter.size();
     const std::size_t entities = merge_context.entity_is_uveu.size();
     extend_rule_context(merge_context, ref.countries, ref.entities, so_far.entities, so_far.chips);
@@ -607,7 +623,7 @@ report_output stream_report(const reference_data& ref, const report_options& opt
     rejects = builder.rejects();
     throw;
   }
-  aggregating->finish();
+  if (aggregating) { aggregating->finish(); }
   const std::int64_t accepted  = builder.accepted();
   const shipment_log& log      = builder.current();
   if (options.external_id_check) { expect_same_inputs(first_pass_files, log.files); }

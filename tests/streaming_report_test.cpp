@@ -21,6 +21,8 @@
 
 #include "test_support.hpp"
 
+#include <omp.h>
+
 #include <algorithm>
 #include <cstdint>
 #include <functional>
@@ -917,4 +919,32 @@ TEST(StreamingReport, IdOfALineRejectedForTheLogsTotalsIsFreeAgain)
     EXPECT_NE(column.rejects[1].detail.find("log.csv:4"), std::string::npos) << column.rejects[1].detail;
     if (::testing::Test::HasFailure()) { return; }
   }
+}
+
+/// With 8 or more OpenMP threads the aggregation runs on a thread of its own, fed batch by batch
+/// by the merge (`aggregating_thread`); CI has 2 cores, so this test sets the thread count: a
+/// generated log, the troubled one with its rejects kept, stopped by --max-rejects mid-stream,
+/// and failing fast, each with the thread and without it.
+TEST(StreamingReport, AggregatingOnAThreadOfItsOwnOrNot)
+{
+  const int threads_before = omp_get_max_threads();
+  const troubled t         = troubled_log();
+  for (const int threads : {8, 1}) {
+    omp_set_num_threads(threads);
+    SCOPED_TRACE("OpenMP threads " + std::to_string(threads));
+    check_generated({1000, 23, true, 200}, {{64, 4096}, 0, false});
+    for (const std::int64_t max_rejects : {std::int64_t{-1}, std::int64_t{3}}) {
+      ingest_options ingest;
+      ingest.keep_rejects     = true;
+      ingest.max_rejects      = max_rejects;
+      ingest.chunk_bytes      = 300;
+      const run_result column = check_same(t.ref, t.files, report_options{}, ingest);
+      EXPECT_EQ(column.error.empty(), max_rejects < 0) << column.error;
+    }
+    ingest_options fail_fast;
+    fail_fast.chunk_bytes = 300;
+    EXPECT_EQ(check_same(t.ref, t.files, report_options{}, fail_fast).error.rfind("parse_error: ", 0), 0U);
+    if (HasFailure()) { break; }
+  }
+  omp_set_num_threads(threads_before);
 }
