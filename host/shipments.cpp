@@ -6,6 +6,7 @@
 #include "csv.hpp"
 #include "fast_csv.hpp"
 #include "file_io.hpp"
+#include "many_cores.hpp"
 #include "string_index.hpp"
 
 #include <omp.h>
@@ -960,8 +961,9 @@ std::string shipment_log_builder::state::ingest(const std::string& name, std::st
   };
   // Streaming with the ids in memory, a window's repeated ids are found by all threads at once
   // (`find_repeated_ids`) before the merge, which was the pipeline's serial stage.
-  const bool ids_in_parallel =
-      streaming() && !options.earlier_id && !options.on_id && options.repeated_ids == nullptr;
+  const bool many_core_pipeline = detail::many_cores();
+  const bool ids_in_parallel = many_core_pipeline && streaming() && !options.earlier_id && !options.on_id &&
+                               options.repeated_ids == nullptr;
   parse_pool pool(threads);
   std::size_t next_cut     = reader.position();  // where the next window's first chunk begins
   const auto cut_and_start = [&](window& w) {
@@ -978,10 +980,10 @@ std::string shipment_log_builder::state::ingest(const std::string& name, std::st
     });
   };
 
-  // The fingerprint is taken window by window by a thread of its own, a window behind the merge
-  // (on a many-core host the merge thread is the ingest's one serial stage; in the parse pool the
-  // hash would hold up the next window's id pass). Each window's hash waits for the one before,
-  // so the pages let go after hashing are never more than two windows back.
+  // The fingerprint is taken window by window: by this thread after each merge, or with many
+  // cores by a thread of its own, a window behind (in the parse pool the hash would hold up the
+  // next window's id pass). Each window's hash waits for the one before, so the pages let go
+  // after hashing are never more than two windows back.
   detail::sha256_stream digest;
   std::size_t hashed      = 0;
   const auto hash_through = [&](std::size_t end) {
@@ -989,7 +991,8 @@ std::string shipment_log_builder::state::ingest(const std::string& name, std::st
     hashed = end;
     if (pages != nullptr) { pages->release_before(end); }
   };
-  parse_pool hasher(1);
+  std::optional<parse_pool> hasher;
+  if (many_core_pipeline) { hasher.emplace(1); }
   task_group hashing;  // after what its task uses: destroyed (waiting for the task) first
   input_file& info  = log.files.back();
   std::size_t pos   = reader.position();
@@ -1033,8 +1036,12 @@ std::string shipment_log_builder::state::ingest(const std::string& name, std::st
       pos = chunk.end;
       line += chunk.end_line - 1;
     }
+    if (!hasher) {
+      hash_through(pos);
+      continue;
+    }
     hashing.finish();
-    hashing.post(hasher, [&hash_through, pos] { hash_through(pos); });
+    hashing.post(*hasher, [&hash_through, pos] { hash_through(pos); });
   }
   hashing.finish();
   hash_through(text.size());

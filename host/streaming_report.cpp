@@ -16,8 +16,7 @@
 
 #include "external_id_check.hpp"
 #include "key_table.hpp"
-
-#include <omp.h>
+#include "many_cores.hpp"
 
 #include <algorithm>
 #include <condition_variable>
@@ -468,10 +467,6 @@ class aggregating_thread {
   aggregating_thread& operator=(const aggregating_thread&) = delete;
   ~aggregating_thread() { stop(); }
 
-  /// The OpenMP thread count (the host's cores by default) from which it is used: faster on 16
-  /// cores, slower on 2; 4 to 8 were not measured.
-  static constexpr int worth_it_from_threads = 8;
-
   /// Takes @p batch's lines (leaving it empty, with recycled capacity) and the context they need.
   void push(line_batch& batch, context_growth growth)
   {
@@ -592,14 +587,11 @@ report_output stream_report(const reference_data& ref, const report_options& opt
     first_pass_files    = finder.current().files;
   }
   streaming_aggregator aggregator(context, ref.countries.rows.size());
-  // With many cores the ingest's merge thread is its serial stage, and the aggregation gets a
-  // thread of its own; with few, that thread takes time from the parse (bench/RESULTS.md,
-  // session 6). The merge thread then extends its own copy of the context and hands the growth
-  // over with each batch: the aggregating thread alone touches `context` until `finish`.
+  // With many cores the aggregation gets a thread of its own (`many_cores`). The merge thread
+  // then extends its own copy of the context and hands the growth over with each batch: the
+  // aggregating thread alone touches `context` until `finish`.
   std::optional<aggregating_thread> aggregating;
-  if (omp_get_max_threads() >= aggregating_thread::worth_it_from_threads) {
-    aggregating.emplace(aggregator, context);
-  }
+  if (detail::many_cores()) { aggregating.emplace(aggregator, context); }
   rule_context merge_context           = context;
   const shipment_log_builder* building = nullptr;
   ingest.on_batch                      = [&](line_batch& batch) {

@@ -335,6 +335,12 @@ run_result check_same(const reference_data& ref, const file_list& files, const r
 
 const std::size_t chunk_sizes[] = {64, 300, 4096, 0};
 
+/// Restores OpenMP's thread count when a test that sets it ends, however it ends.
+struct openmp_threads_restored {
+  int threads = omp_get_max_threads();
+  ~openmp_threads_restored() { omp_set_num_threads(threads); }
+};
+
 // ---- generated logs -------------------------------------------------------------------------------
 
 /// How much of the layout x as-of x chunk-size grid one generated case runs.
@@ -890,8 +896,8 @@ TEST(StreamingReport, TooManyRejects)
 
 }  // namespace
 
-/// The streamed ingest finds repeated ids for a whole window at once, before the merge checks
-/// the log's 64-bit totals; a line rejected for those totals must not keep its id. Hand-derived:
+/// With many cores the streamed ingest finds a window's repeated ids at once, before the merge
+/// checks the log's 64-bit totals; a line rejected for those totals must not keep its id. Hand-derived:
 /// S2 at line 3 overflows the sum of |tpp| (5e18 + 5e18 > 2^63-1), so line 4 is S2's first
 /// occurrence and line 5 repeats it (naming line 4); lines 2 and 4 are accepted.
 TEST(StreamingReport, IdOfALineRejectedForTheLogsTotalsIsFreeAgain)
@@ -902,10 +908,12 @@ TEST(StreamingReport, IdOfALineRejectedForTheLogsTotalsIsFreeAgain)
       "S2,2025-02-01,E1,AE,X,1,5000000000000000000\n"
       "S2,2025-02-02,E1,AE,X,1,7\n"
       "S2,2025-02-03,E1,AE,X,1,9\n";
-  for (const std::size_t chunk : chunk_sizes) {
+  const openmp_threads_restored restore;
+  for (const auto& [threads, chunk] : {std::pair{8, 64}, std::pair{8, 0}, std::pair{1, 64}}) {
+    omp_set_num_threads(threads);  // 8: the ids found by all threads (`detail::many_cores`)
     ingest_options ingest;
     ingest.keep_rejects = true;
-    ingest.chunk_bytes  = chunk;
+    ingest.chunk_bytes  = static_cast<std::size_t>(chunk);
     // Ids in memory only: the out-of-memory check refuses logs whose totals overflow.
     const file_list files   = {{"log.csv", text}};
     const run_result column = column_run(bundled(), files, report_options{}, ingest);
@@ -921,14 +929,14 @@ TEST(StreamingReport, IdOfALineRejectedForTheLogsTotalsIsFreeAgain)
   }
 }
 
-/// With 8 or more OpenMP threads the aggregation runs on a thread of its own, fed batch by batch
-/// by the merge (`aggregating_thread`); CI has 2 cores, so this test sets the thread count: a
-/// generated log, the troubled one with its rejects kept, stopped by --max-rejects mid-stream,
-/// and failing fast, each with the thread and without it.
-TEST(StreamingReport, AggregatingOnAThreadOfItsOwnOrNot)
+/// With 8 or more OpenMP threads (`detail::many_cores`) the ingest finds a window's repeated ids
+/// on all threads, and hashes and aggregates on threads of their own; CI has 2 cores, so this
+/// test sets the thread count: a generated log, the troubled one with its rejects kept, stopped
+/// by --max-rejects mid-stream, and failing fast, each with the many-core pipeline and without.
+TEST(StreamingReport, ManyCorePipelineOnAndOff)
 {
-  const int threads_before = omp_get_max_threads();
-  const troubled t         = troubled_log();
+  const openmp_threads_restored restore;
+  const troubled t = troubled_log();
   for (const int threads : {8, 1}) {
     omp_set_num_threads(threads);
     SCOPED_TRACE("OpenMP threads " + std::to_string(threads));
@@ -946,5 +954,4 @@ TEST(StreamingReport, AggregatingOnAThreadOfItsOwnOrNot)
     EXPECT_EQ(check_same(t.ref, t.files, report_options{}, fail_fast).error.rfind("parse_error: ", 0), 0U);
     if (HasFailure()) { break; }
   }
-  omp_set_num_threads(threads_before);
 }
