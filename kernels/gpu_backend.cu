@@ -805,24 +805,6 @@ std::vector<check_row<Kind>> run_keyed_check(const Check& check, const std::stri
 /// later in the day pull it back) is left to the sorting check: each such day costs a scan.
 constexpr int max_cap_candidate_days = 16;
 
-/// @brief Per (country, day) of the window: the summed tpp of the country-cap lines and the sum of
-/// their positive tpp, which bounds any running total reached inside the day from above.
-__global__ void __launch_bounds__(block_size)
-  country_cap_day_bins(line_columns_view lines, country_cap_check check, day_t first_day, day_t last_day,
-                       std::int64_t days, u64* bin_sum, u64* bin_positive)
-{
-  const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
-  for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < lines.size;
-       i += stride) {
-    const day_t date = __ldg(lines.date + i);
-    if (date < first_day || date > last_day || !check(static_cast<std::int32_t>(i))) { continue; }
-    const std::int64_t bin = lines.country[i] * days + (date - first_day);
-    const std::int64_t tpp = lines.tpp[i];
-    atomicAdd(bin_sum + bin, static_cast<u64>(tpp));
-    if (tpp > 0) { atomicAdd(bin_positive + bin, static_cast<u64>(tpp)); }
-  }
-}
-
 /// @brief First SPEC-order slot of each window day (`days + 1` entries): a binary search of the
 /// date-sorted slots.
 struct day_start_of {
@@ -950,9 +932,20 @@ bool country_cap_crossings_by_day(const country_cap_check& check, const rule_tab
   }
   auto d_sum      = zeroed_device_buffer<u64>(static_cast<std::size_t>(bins), s);
   auto d_positive = zeroed_device_buffer<u64>(static_cast<std::size_t>(bins), s);
-  country_cap_day_bins<<<grid_for(at.lines.size, env), block_size, 0, s>>>(
-    at.lines, check, window_first, window_last, days, d_sum.data(), d_positive.data());
-  CAPLEDGER_CHECK_LAUNCH();
+  {
+    // Per (country, day) bin: the TPP, and the positive TPP (a bound on any running total inside the day).
+    const line_columns_view lines = at.lines;
+    u64* sum                      = d_sum.data();
+    u64* positive                 = d_positive.data();
+    for_each_index(lines.size, env, [=] __device__(std::int64_t i) {
+      const day_t date = __ldg(lines.date + i);
+      if (date < window_first || date > window_last || !check(static_cast<std::int32_t>(i))) { return; }
+      const std::int64_t bin = lines.country[i] * days + (date - window_first);
+      const std::int64_t tpp = lines.tpp[i];
+      atomicAdd(sum + bin, static_cast<u64>(tpp));
+      if (tpp > 0) { atomicAdd(positive + bin, static_cast<u64>(tpp)); }
+    });
+  }
   device_buffer<std::int64_t> d_day_start(static_cast<std::size_t>(days + 1), s);
   for_each_index(days + 1, env,
                  day_start_of{at.d_window_order, at.lines.date, at.window_count, window_first, d_day_start.data()});
@@ -1306,8 +1299,8 @@ class resident_columns final : public gpu_columns {
   // A dense pair table (two or three atomics a line, one sweep of the table) beats sorting the lines while
   // the table is not much larger than the log, and it may take an eighth of the free GPU memory.
   const record_packing packing  = choose_record_packing(n, columns.quantities());
-  const auto total_words        = static_cast<std::uint64_t>(packing.width);
-  const std::uint64_t pair_bytes = 8 * total_words * static_cast<std::uint64_t>(pair_cells);
+  const int width                = packing.width;  // words per group-total cell
+  const std::uint64_t pair_bytes = 8 * static_cast<std::uint64_t>(width) * static_cast<std::uint64_t>(pair_cells);
   const bool dense_pairs = pair_cells > 0 && pair_cells <= 4 * n && pair_bytes <= free_device_bytes() / 8;
   const std::uint64_t table_bytes = dictionary_table_bytes(sizes) + (dense_pairs ? pair_bytes : 0);
 
@@ -1365,22 +1358,22 @@ class resident_columns final : public gpu_columns {
   // 2. The fused dense pass. Counters: [0] lines used, [1] bad-code flag, [2] selection counts.
   auto d_counters       = zeroed_device_buffer<u64>(4, s);
   u64* d_count          = d_counters.data() + 2;
-  const int w            = packing.width;  // words per group-total cell
-  auto d_country_totals  = zeroed_device_buffer<u64>(total_words * count_of(sizes.countries), s);
+  const auto words_for  = [width](std::size_t cells) { return cells * static_cast<std::size_t>(width); };
+  auto d_country_totals  = zeroed_device_buffer<u64>(words_for(count_of(sizes.countries)), s);
   auto d_cap_totals      = zeroed_device_buffer<u64>(count_of(sizes.countries), s);
-  auto d_chip_totals     = zeroed_device_buffer<u64>(total_words * count_of(sizes.chips), s);
-  auto d_entity_totals   = zeroed_device_buffer<u64>(total_words * count_of(sizes.entities), s);
-  auto d_exporter_totals = zeroed_device_buffer<u64>(total_words * count_of(sizes.exporters), s);
+  auto d_chip_totals     = zeroed_device_buffer<u64>(words_for(count_of(sizes.chips)), s);
+  auto d_entity_totals   = zeroed_device_buffer<u64>(words_for(count_of(sizes.entities)), s);
+  auto d_exporter_totals = zeroed_device_buffer<u64>(words_for(count_of(sizes.exporters)), s);
   auto d_pair_totals =
-    zeroed_device_buffer<u64>(dense_pairs ? total_words * static_cast<std::size_t>(pair_cells) : 0, s);
+    zeroed_device_buffer<u64>(dense_pairs ? words_for(static_cast<std::size_t>(pair_cells)) : 0, s);
   dense_tables dense;
   dense.packing                   = packing;
-  dense.table[country_totals]     = {d_country_totals.data(), sizes.countries, w};
+  dense.table[country_totals]     = {d_country_totals.data(), sizes.countries, width};
   dense.table[country_cap_totals] = {d_cap_totals.data(), sizes.countries, 1};
-  dense.table[chip_totals]        = {d_chip_totals.data(), sizes.chips, w};
-  dense.table[entity_totals]      = {d_entity_totals.data(), sizes.entities, w};
-  dense.table[exporter_totals]    = {d_exporter_totals.data(), sizes.exporters, w};
-  dense.table[pair_totals]        = {d_pair_totals.data(), dense_pairs ? pair_cells : 0, w};
+  dense.table[chip_totals]        = {d_chip_totals.data(), sizes.chips, width};
+  dense.table[entity_totals]      = {d_entity_totals.data(), sizes.entities, width};
+  dense.table[exporter_totals]    = {d_exporter_totals.data(), sizes.exporters, width};
+  dense.table[pair_totals]        = {d_pair_totals.data(), dense_pairs ? pair_cells : 0, width};
   // Summing the pair table's rows and columns reads at most two words a line when it has no more
   // cells than lines, where adding each line to the country and entity cells costs four atomics.
   dense.derive_from_pairs = dense_pairs && pair_cells <= n;
