@@ -1,16 +1,16 @@
 /// @file many_cores.hpp
-/// @brief Whether the streamed ingest runs its many-core pipeline.
+/// @brief Whether the ingest runs its many-core pipeline.
 #pragma once
 
 #include <omp.h>
 
 namespace capledger::detail {
 
-/// From this many OpenMP threads (the host's cores by default) the streamed ingest takes work off
-/// its merge thread, the one serial stage: repeated ids are found by all threads, and the SHA-256
-/// and the aggregation run on threads of their own. On the H100 host's 16 cores that made
-/// `report` 1.6-1.9x faster; on 2 cores the extra work and threads cost 9-12% (bench/RESULTS.md,
-/// session 6). 3 to 15 threads were not measured.
+/// From this many OpenMP threads (the host's cores by default) the ingest takes work off its
+/// merge thread, the one serial stage: repeated ids are found by all threads, the SHA-256 runs on
+/// a thread of its own, and so does the streamed report's aggregation. On the GPU hosts' 16
+/// cores that made `report --backend cpu` 1.6-2.2x faster; on 2 cores the extra work and
+/// threads cost 9-12% (bench/RESULTS.md, session 6). 3 to 15 threads were not measured.
 constexpr int many_core_threads = 8;
 
 inline bool many_cores()

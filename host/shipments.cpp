@@ -118,9 +118,9 @@ shipment_view shipment_log::view() const
 // had them when the window started (a read-only snapshot), else with a chunk-local code.
 // Phase 2, on the calling thread, chunk after chunk in input order: the checks that depend on
 // earlier lines (64-bit totals, repeated ids against the first occurrence) and the local codes
-// mapped to the log's, which are so assigned in first-appearance order. Streaming with the ids
-// in memory, the repeated ids of a window are found before its merge by all threads, each
-// owning some of the id set's regions (`find_repeated_ids`). While one window is merged, the
+// mapped to the log's, which are so assigned in first-appearance order. With many cores and
+// the ids in memory, the repeated ids of a window are found before its merge by all threads,
+// each owning some of the id set's regions (`find_repeated_ids`). While one window is merged, the
 // next is parsed; the file's SHA-256 is computed beside both, on a thread of its own.
 //
 // Chunks are cut speculatively: a chunk's reader starts at a line start that may lie inside a
@@ -693,6 +693,14 @@ struct shipment_log_builder::state {
   /// the payload of the first later line with that id that was accepted (-1: none yet): the
   /// id's true first occurrence. Empty unless a log's 64-bit totals overflow.
   std::unordered_map<std::int64_t, std::int64_t> withdrawn_ids;
+  /// Columns (not streaming) with the id pass: the pass runs before the merge numbers the
+  /// accepted lines, so the id set's payloads are candidate ordinals (every line that passed
+  /// phase 1, in input order), and this maps each to its accepted line, or -1. Set once, before
+  /// the first id is stored; from then on every payload is an ordinal.
+  bool ordinal_payloads = false;
+  std::vector<std::int64_t> line_of_candidate;
+  std::unordered_map<std::int64_t, std::string>
+      withdrawn_id_text;      ///< columns mode: the ids of `withdrawn_ids`
   std::int64_t accepted = 0;  ///< lines accepted so far: the next line's input position
   // Sums of |tpp| and |quantity| over accepted lines. Keeping both within int64 guarantees that
   // every total and running total, in any grouping and order, is exact on every backend.
@@ -815,6 +823,14 @@ struct shipment_log_builder::state {
                                                  std::int64_t tpp, std::int64_t looked_up = not_looked_up);
   /// `file:line` of the id stored under @p payload.
   [[nodiscard]] std::string source_of_id(std::int64_t payload) const;
+  /// Whether the id stored under @p payload (of a line merged already) is @p id.
+  [[nodiscard]] bool stored_id_is(std::int64_t payload, std::string_view id) const;
+  /// The payload under which the next candidate line's id would be stored (columns mode).
+  [[nodiscard]] std::uint64_t next_column_payload() const
+  {
+    return static_cast<std::uint64_t>(ordinal_payloads ? static_cast<std::int64_t>(line_of_candidate.size())
+                                                       : accepted);
+  }
   /// The shipment id of the record at @p offset of all inputs (streaming).
   [[nodiscard]] std::string id_at(std::uint64_t offset) const;
   void append(const checked_line& line, std::int32_t chip, std::int32_t entity, std::int32_t order,
@@ -959,11 +975,13 @@ std::string shipment_log_builder::state::ingest(const std::string& name, std::st
     return nl == nullptr ? text.size()
                                  : static_cast<std::size_t>(static_cast<const char*>(nl) - text.data()) + 1;
   };
-  // Streaming with the ids in memory, a window's repeated ids are found by all threads at once
-  // (`find_repeated_ids`) before the merge, which was the pipeline's serial stage.
+  // With many cores and the ids in memory, a window's repeated ids are found by all threads at
+  // once (`find_repeated_ids`) before the merge, which was the pipeline's serial stage.
   const bool many_core_pipeline = detail::many_cores();
-  const bool ids_in_parallel = many_core_pipeline && streaming() && !options.earlier_id && !options.on_id &&
-                               options.repeated_ids == nullptr;
+  const bool pass_possible =
+      many_core_pipeline && !options.earlier_id && !options.on_id && options.repeated_ids == nullptr;
+  if (pass_possible && !streaming() && accepted == 0) { ordinal_payloads = true; }  // no id stored yet
+  const bool ids_in_parallel = pass_possible && (streaming() || ordinal_payloads);
   parse_pool pool(threads);
   std::size_t next_cut     = reader.position();  // where the next window's first chunk begins
   const auto cut_and_start = [&](window& w) {
@@ -1224,14 +1242,29 @@ detail::fast_csv_reader read_again(std::string_view text, std::size_t start, std
 void shipment_log_builder::state::find_repeated_ids(parse_pool& pool, std::size_t parts, window& w)
 {
   std::vector<std::uint32_t> arrivals(id_set::regions, 0);
+  std::vector<std::size_t> first_candidate(w.used + 1, 0);  // the window's candidates, chunk by chunk
   for (std::size_t k = 0; k < w.used; ++k) {
-    parsed_chunk& chunk = w.chunks[k];
+    parsed_chunk& chunk    = w.chunks[k];
+    first_candidate[k + 1] = first_candidate[k] + (chunk.inside_previous ? 0 : chunk.lines.size());
     if (chunk.inside_previous) { continue; }
     chunk.earlier_id.assign(chunk.lines.size(), -1);
     for (const std::uint64_t hash : chunk.id_hash) { ++arrivals[id_set::region_of(hash)]; }
   }
   ids.make_room(arrivals);  // no task grows the table
-  const std::uint64_t file_base = streamed.back().base;
+  // Payloads: streaming, the record's offset in all inputs; columns, its candidate ordinal.
+  const std::uint64_t file_base    = streaming() ? streamed.back().base : 0;
+  const std::uint64_t ordinal_base = line_of_candidate.size();
+  const auto payload_of            = [&](std::size_t k, std::size_t i) {
+    return streaming() ? file_base + w.chunks[k].start[i] : ordinal_base + first_candidate[k] + i;
+  };
+  const auto same_id = [&](std::int64_t stored, std::string_view id) {
+    if (streaming() || static_cast<std::uint64_t>(stored) < ordinal_base) { return stored_id_is(stored, id); }
+    // A candidate of this window, which the merge has not reached yet.
+    const std::size_t local = static_cast<std::uint64_t>(stored) - ordinal_base;
+    const auto after        = std::upper_bound(first_candidate.begin(), first_candidate.end(), local);
+    const std::size_t k     = static_cast<std::size_t>(after - first_candidate.begin()) - 1;
+    return w.chunks[k].id(local - first_candidate[k]) == id;
+  };
   std::vector<std::size_t> inserted(parts, 0);
   const auto pass = [&](std::size_t part) {
     // Regions in one block per part: the per-region counts a part updates sit together.
@@ -1258,13 +1291,12 @@ void shipment_log_builder::state::find_repeated_ids(parse_pool& pool, std::size_
       const auto [k, i]          = mine[j];
       parsed_chunk& chunk        = w.chunks[k];
       const std::string_view id  = chunk.id(i);
-      const std::int64_t earlier = ids.find(chunk.id_hash[i], [&](std::int64_t stored) {
-        return id_at(static_cast<std::uint64_t>(stored)) == id;
-      });
+      const std::int64_t earlier =
+          ids.find(chunk.id_hash[i], [&](std::int64_t stored) { return same_id(stored, id); });
       if (earlier >= 0) {
         chunk.earlier_id[i] = earlier;
       } else {
-        ids.insert_in_region(file_base + chunk.start[i], chunk.id_hash[i]);
+        ids.insert_in_region(payload_of(k, i), chunk.id_hash[i]);
         ++added;
       }
     }
@@ -1326,10 +1358,11 @@ void shipment_log_builder::state::merge_chunk(const std::string& name, std::stri
     if (record != nullptr && i % section_lines == 0) {
       record->sections.push_back({chunk.start[i], chunk.line[i] + base, static_cast<std::uint32_t>(i), accepted});
     }
-    const std::uint64_t payload =
-        streaming() ? file_base + chunk.start[i] : static_cast<std::uint64_t>(accepted);
-    if (auto bad = admit(id, chunk.id_hash[i], payload, line.quantity, line.tpp,
-                         looked_up ? chunk.earlier_id[i] : not_looked_up)) {
+    const std::uint64_t payload = streaming() ? file_base + chunk.start[i] : next_column_payload();
+    auto bad                    = admit(id, chunk.id_hash[i], payload, line.quantity, line.tpp,
+                     looked_up ? chunk.earlier_id[i] : not_looked_up);
+    if (ordinal_payloads) { line_of_candidate.push_back(bad ? -1 : accepted); }
+    if (bad) {
       if (record != nullptr) { record->skipped.push_back(static_cast<std::uint32_t>(i)); }
       // Rare: read the record again for the field's position and the raw text.
       const auto again = read_again(text, chunk.start[i], chunk.line[i] + base);
@@ -1383,7 +1416,10 @@ std::optional<line_defect> shipment_log_builder::state::admit(std::string_view i
   std::uint64_t qty_sum = abs_quantity_sum;
   if (add_overflows(tpp_sum, tpp) || add_overflows(qty_sum, quantity)) {
     // The id pass took this line for its id's first occurrence; the next accepted one is.
-    if (looked_up == -1) { withdrawn_ids.emplace(static_cast<std::int64_t>(payload), -1); }
+    if (looked_up == -1) {
+      withdrawn_ids.emplace(static_cast<std::int64_t>(payload), -1);
+      if (!streaming()) { withdrawn_id_text.emplace(static_cast<std::int64_t>(payload), std::string(id)); }
+    }
     return line_defect{"TPP_OVERFLOW",
                        "the log's totals would exceed 64 bits (sum of |tpp| or |quantity| > 2^63-1)",
                        c_quantity};
@@ -1401,21 +1437,23 @@ std::optional<line_defect> shipment_log_builder::state::admit(std::string_view i
     return std::nullopt;
   }
   std::int64_t earlier = -1;
-  if (looked_up != not_looked_up) {
+  bool stored          = looked_up != not_looked_up;  // the id set holds the id already
+  if (stored) {
     earlier = looked_up;
-    if (const auto at = withdrawn_ids.find(earlier); at != withdrawn_ids.end()) {
-      if (at->second < 0) { at->second = static_cast<std::int64_t>(payload); }  // accepted below
-      earlier = at->second == static_cast<std::int64_t>(payload) ? -1 : at->second;
-    }
   } else if (options.repeated_ids != nullptr) {  // the second pass: the first found every repeat
     const auto& repeats = *options.repeated_ids;
     const auto at       = std::lower_bound(repeats.begin(), repeats.end(), std::pair(payload, std::uint64_t{0}));
     if (at != repeats.end() && at->first == payload) { earlier = static_cast<std::int64_t>(at->second); }
   } else {
-    earlier = ids.find(id_hash, [&](std::int64_t stored) {
-      return streaming() ? id_at(static_cast<std::uint64_t>(stored)) == id
-                         : detail::same_bytes(log.shipment_id(stored), id);
-    });
+    earlier = ids.find(id_hash, [&](std::int64_t at) { return stored_id_is(at, id); });
+  }
+  if (earlier >= 0) {
+    if (const auto at = withdrawn_ids.find(earlier); at != withdrawn_ids.end()) {
+      // Stored by the id pass for a line then rejected: the first line accepted after it owns the id.
+      stored = true;
+      if (at->second < 0) { at->second = static_cast<std::int64_t>(payload); }  // accepted below
+      earlier = at->second == static_cast<std::int64_t>(payload) ? -1 : at->second;
+    }
   }
   if (earlier >= 0) {
     return line_defect{"DUPLICATE_ID",
@@ -1427,13 +1465,23 @@ std::optional<line_defect> shipment_log_builder::state::admit(std::string_view i
     append_bytes(log.id_bytes, id);
     log.id_end.push_back(static_cast<std::int64_t>(log.id_bytes.size()));
   }
-  if (options.repeated_ids == nullptr && looked_up == not_looked_up) { ids.insert(payload, id_hash); }
+  if (options.repeated_ids == nullptr && !stored) { ids.insert(payload, id_hash); }
   return std::nullopt;
+}
+
+bool shipment_log_builder::state::stored_id_is(std::int64_t payload, std::string_view id) const
+{
+  if (streaming()) { return id_at(static_cast<std::uint64_t>(payload)) == id; }
+  if (!ordinal_payloads) { return detail::same_bytes(log.shipment_id(payload), id); }
+  const std::int64_t line = line_of_candidate[static_cast<std::size_t>(payload)];
+  return line >= 0 ? detail::same_bytes(log.shipment_id(line), id) : withdrawn_id_text.at(payload) == id;
 }
 
 std::string shipment_log_builder::state::source_of_id(std::int64_t payload) const
 {
-  if (!streaming()) { return log.source_of(payload); }
+  if (!streaming()) {
+    return log.source_of(ordinal_payloads ? line_of_candidate[static_cast<std::size_t>(payload)] : payload);
+  }
   const auto offset = static_cast<std::uint64_t>(payload);
   // The chunk that holds the record (records are in offset order), then its nearest mark before it.
   const auto chunk = std::prev(std::upper_bound(
@@ -1563,7 +1611,11 @@ void shipment_log_builder::state::accept(const std::string& name, const detail::
   const std::string_view id = record[c_id].value;
   date_memo dates;
   auto bad = check_line(record, dates, line, false);
-  if (!bad) { bad = admit(id, detail::hash_bytes(id), static_cast<std::uint64_t>(accepted), line.quantity, line.tpp); }
+  if (!bad) {
+    const std::int64_t line_index = accepted;
+    bad = admit(id, detail::hash_bytes(id), next_column_payload(), line.quantity, line.tpp);
+    if (ordinal_payloads) { line_of_candidate.push_back(bad ? -1 : line_index); }
+  }
   if (bad) {
     reject(name, *bad, record[bad->column].line, record[bad->column].column, raw);
     return;
