@@ -121,7 +121,8 @@ shipment_view shipment_log::view() const
 // mapped to the log's, which are so assigned in first-appearance order. With many cores and
 // the ids in memory, the repeated ids of a window are found before its merge by all threads,
 // each owning some of the id set's regions (`find_repeated_ids`). While one window is merged, the
-// next is parsed; the file's SHA-256 is computed beside both, on a thread of its own.
+// next is parsed; the file's SHA-256 is computed beside both (with many cores, on a thread of
+// its own).
 //
 // Chunks are cut speculatively: a chunk's reader starts at a line start that may lie inside a
 // quoted field of the previous chunk's last record. Reading from a line start is deterministic,
