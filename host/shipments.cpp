@@ -924,6 +924,9 @@ shipment_log shipment_log_builder::finish()
   shipment_log log = std::move(state_->log);
   state_->log      = shipment_log{};
   state_->ids      = id_set{};
+  state_->line_of_candidate = {};  // 8 bytes a line in columns mode with the id pass
+  state_->withdrawn_ids.clear();
+  state_->withdrawn_id_text.clear();
   return log;
 }
 
