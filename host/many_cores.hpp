@@ -9,7 +9,7 @@ namespace capledger::detail {
 /// From this many OpenMP threads (the host's cores by default) the ingest takes work off its
 /// merge thread, the one serial stage: repeated ids are found by all threads, the SHA-256 runs on
 /// a thread of its own, and so does the streamed report's aggregation. On the GPU hosts' 16
-/// cores that made `report --backend cpu` 1.6-2.2x faster; on 2 cores the extra work and
+/// cores that made `report --backend cpu` 1.7-2.2x faster; on 2 cores the extra work and
 /// threads cost 9-12% (bench/RESULTS.md, session 6). 3 to 15 threads were not measured.
 constexpr int many_core_threads = 8;
 
