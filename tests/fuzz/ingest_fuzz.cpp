@@ -16,7 +16,8 @@
 ///   and a raw text taken from the input;
 /// - feeding the same text again as a second file accepts nothing (SPEC §1.1: a log fed twice
 ///   never counts twice);
-/// - small chunks and the default chunks give the same log (lines, rejects, lines read);
+/// - small chunks with 8 threads (the many-core id pass) and the default chunks with 1 give the
+///   same log (lines, rejects, lines read);
 /// - replaying the accepted fields through add_stored (as a ledger does) gives the same log;
 /// - with max_rejects N, too_many_rejects is thrown exactly when there are more than N rejects,
 ///   after the same first N+1 rejects;
@@ -26,6 +27,8 @@
 #include <capledger/error.hpp>
 #include <capledger/reference.hpp>
 #include <capledger/shipments.hpp>
+
+#include <omp.h>
 
 #include <algorithm>
 #include <cstddef>
@@ -219,8 +222,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const std::size_t chunk_class = selector / 16;
   const std::size_t small_chunks = chunk_class == 0 ? default_chunk_bytes : chunk_class * 7 - 6;
   g_chunk_bytes                  = small_chunks;
+  // Small chunks with the many-core id pass (8 threads, host/many_cores.hpp), one chunk serially.
+  omp_set_num_threads(8);
   const run_result keep = ingest(text, /*keep_rejects=*/true, /*twice=*/true);
   const run_result fast = ingest(text, /*keep_rejects=*/false, /*twice=*/false);
+  omp_set_num_threads(1);
   g_chunk_bytes         = default_chunk_bytes;
   const run_result once = ingest(text, /*keep_rejects=*/true, /*twice=*/false);
 

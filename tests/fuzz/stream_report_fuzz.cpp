@@ -18,6 +18,8 @@
 #include <capledger/error.hpp>
 #include <capledger/report.hpp>
 
+#include <omp.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -138,6 +140,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     files.push_back({"a.csv", header + body});
   }
 
+  // The column report runs serially (1 thread), the in-memory streamed one with the many-core
+  // pipeline (8 threads: the id pass, the hashing and aggregating threads; host/many_cores.hpp).
+  omp_set_num_threads(1);
   const outcome column = record([&](outcome& o) {
     shipment_log_builder builder(ref.countries, ref.chips, ingest);
     try {
@@ -153,6 +158,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   for (const bool external : {false, true}) {
     report_options streaming    = options;
     streaming.external_id_check = external;
+    omp_set_num_threads(external ? 1 : 8);
     const outcome stream        = record([&](outcome& o) {
       o.out = stream_report(
                  ref, streaming, ingest,
