@@ -591,8 +591,11 @@ report_output stream_report(const reference_data& ref, const report_options& opt
   // then extends its own copy of the context and hands the growth over with each batch: the
   // aggregating thread alone touches `context` until `finish`.
   std::optional<aggregating_thread> aggregating;
-  if (detail::many_cores()) { aggregating.emplace(aggregator, context); }
-  rule_context merge_context           = context;
+  rule_context merge_context;  // the merge thread's copy, with an aggregating thread only
+  if (detail::many_cores()) {
+    merge_context = context;  // before the thread starts: from then on it alone touches `context`
+    aggregating.emplace(aggregator, context);
+  }
   const shipment_log_builder* building = nullptr;
   ingest.on_batch                      = [&](line_batch& batch) {
     const shipment_log& so_far = building->current();  // the codes the batch uses are in it
