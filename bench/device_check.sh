@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# One prepared run on a GPU machine (H100/H200), sized for a 420 s command (about 320 s with a
-# baseline and the end-to-end step). Run bench/prepare_device_run.sh here first, then (device tool):
+# One prepared run on a GPU machine (H100/H200). Every step with a baseline ran past 430 s in
+# session 6 (racecheck on a slow test, an extra benchmark); pick STEPS to fit the device time
+# (tests about 40 s, end to end about 60-80 s). Run bench/prepare_device_run.sh here first, then
+# (device tool):
 #   run command "bench/device_check.sh" carry [".device-bin", ".device-debs"]
 # It runs the programs built here for sm_90 (or builds there when they do not start), the whole
 # test suite in 8 parallel shards with compute-sanitizer memcheck and racecheck beside them, the
@@ -11,7 +13,9 @@
 # Files back from $OUT (8 at most): summary.txt, tests.log, sanitizer.log, peer.log, bench.log,
 # bench.json, ncu.log, and bench-base.log (with a .device-base/) or build.log (after a fallback
 # build).
-# BENCH_FILTER overrides the benchmark selection; SANITIZE_FILTER the sanitizers' tests.
+# BENCH_FILTER overrides the benchmark selection; SANITIZE_FILTER the sanitizers' tests; STEPS
+# the steps ("tests peer bench ncu e2e" by default); E2E_LINES, E2E_RUNS and E2E_ALT the
+# end-to-end step (step 6 says how).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
