@@ -489,8 +489,8 @@ struct parsed_chunk {
   /// Set before the merge: the chunk lies inside a record of the one before (a quoted line break
   /// ran past the seam), so it has no lines of its own.
   bool inside_previous = false;
-  /// From the window's id pass (streaming, ids in memory): candidate i's id was first seen at
-  /// this payload, or -1 when candidate i is its first occurrence (and is in the id set now).
+  /// From the window's id pass (`find_repeated_ids`): candidate i's id was first seen at this
+  /// payload, or -1 when candidate i is its first occurrence (and is in the id set now).
   std::vector<std::int64_t> earlier_id;
 
   /// Empties the chunk for bytes [from, to), keeping every buffer: a window's chunks are reused
@@ -700,8 +700,8 @@ struct shipment_log_builder::state {
   /// the first id is stored; from then on every payload is an ordinal.
   bool ordinal_payloads = false;
   std::vector<std::int64_t> line_of_candidate;
-  std::unordered_map<std::int64_t, std::string>
-      withdrawn_id_text;      ///< columns mode: the ids of `withdrawn_ids`
+  /// Columns mode: the ids of `withdrawn_ids` (their lines were never stored).
+  std::unordered_map<std::int64_t, std::string> withdrawn_id_text;
   std::int64_t accepted = 0;  ///< lines accepted so far: the next line's input position
   // Sums of |tpp| and |quantity| over accepted lines. Keeping both within int64 guarantees that
   // every total and running total, in any grouping and order, is exact on every backend.
@@ -816,12 +816,24 @@ struct shipment_log_builder::state {
   void find_repeated_ids(parse_pool& pool, std::size_t parts, window& w);
   /// `admit`'s @p looked_up when the merge has no `earlier_id` for the line.
   static constexpr std::int64_t not_looked_up = -2;
-  /// @param payload where the id can be read again: the line index, or (streaming) the record's
-  ///                offset in all inputs
+  /// Admits a candidate line (one that passed `check_line`) or says why not, and with ordinal
+  /// payloads maps its ordinal to its line: every candidate passes here exactly once.
+  /// @param payload where the id can be read again: the line index, the candidate ordinal
+  ///                (`ordinal_payloads`), or (streaming) the record's offset in all inputs
   /// @param looked_up the line's `earlier_id`, or `not_looked_up` (the id set is searched here)
   [[nodiscard]] std::optional<line_defect> admit(std::string_view id, std::uint64_t id_hash,
                                                  std::uint64_t payload, std::int64_t quantity,
-                                                 std::int64_t tpp, std::int64_t looked_up = not_looked_up);
+                                                 std::int64_t tpp, std::int64_t looked_up = not_looked_up)
+  {
+    const std::int64_t line_index = accepted;  // the line's index if it is accepted
+    auto bad                      = check_id_and_totals(id, id_hash, payload, quantity, tpp, looked_up);
+    if (ordinal_payloads) { line_of_candidate.push_back(bad ? -1 : line_index); }
+    return bad;
+  }
+  /// `admit`'s checks: repeated ids (the id set updated) and the log's 64-bit totals.
+  [[nodiscard]] std::optional<line_defect> check_id_and_totals(std::string_view id, std::uint64_t id_hash,
+                                                               std::uint64_t payload, std::int64_t quantity,
+                                                               std::int64_t tpp, std::int64_t looked_up);
   /// `file:line` of the id stored under @p payload.
   [[nodiscard]] std::string source_of_id(std::int64_t payload) const;
   /// Whether the id stored under @p payload (of a line merged already) is @p id.
@@ -1363,10 +1375,8 @@ void shipment_log_builder::state::merge_chunk(const std::string& name, std::stri
       record->sections.push_back({chunk.start[i], chunk.line[i] + base, static_cast<std::uint32_t>(i), accepted});
     }
     const std::uint64_t payload = streaming() ? file_base + chunk.start[i] : next_column_payload();
-    auto bad                    = admit(id, chunk.id_hash[i], payload, line.quantity, line.tpp,
-                     looked_up ? chunk.earlier_id[i] : not_looked_up);
-    if (ordinal_payloads) { line_of_candidate.push_back(bad ? -1 : accepted); }
-    if (bad) {
+    if (auto bad = admit(id, chunk.id_hash[i], payload, line.quantity, line.tpp,
+                         looked_up ? chunk.earlier_id[i] : not_looked_up)) {
       if (record != nullptr) { record->skipped.push_back(static_cast<std::uint32_t>(i)); }
       // Rare: read the record again for the field's position and the raw text.
       const auto again = read_again(text, chunk.start[i], chunk.line[i] + base);
@@ -1412,9 +1422,9 @@ void shipment_log_builder::state::merge_chunk(const std::string& name, std::stri
   if (streaming() && batch.size() > 0) { options.on_batch(batch); }
 }
 
-std::optional<line_defect> shipment_log_builder::state::admit(std::string_view id, std::uint64_t id_hash,
-                                                              std::uint64_t payload, std::int64_t quantity,
-                                                              std::int64_t tpp, std::int64_t looked_up)
+std::optional<line_defect> shipment_log_builder::state::check_id_and_totals(
+    std::string_view id, std::uint64_t id_hash, std::uint64_t payload, std::int64_t quantity,
+    std::int64_t tpp, std::int64_t looked_up)
 {
   std::uint64_t tpp_sum = abs_tpp_sum;
   std::uint64_t qty_sum = abs_quantity_sum;
@@ -1615,11 +1625,7 @@ void shipment_log_builder::state::accept(const std::string& name, const detail::
   const std::string_view id = record[c_id].value;
   date_memo dates;
   auto bad = check_line(record, dates, line, false);
-  if (!bad) {
-    const std::int64_t line_index = accepted;
-    bad = admit(id, detail::hash_bytes(id), next_column_payload(), line.quantity, line.tpp);
-    if (ordinal_payloads) { line_of_candidate.push_back(bad ? -1 : line_index); }
-  }
+  if (!bad) { bad = admit(id, detail::hash_bytes(id), next_column_payload(), line.quantity, line.tpp); }
   if (bad) {
     reject(name, *bad, record[bad->column].line, record[bad->column].column, raw);
     return;
