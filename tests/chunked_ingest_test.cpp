@@ -8,6 +8,8 @@
 #include <gtest/gtest.h>
 #include <omp.h>
 
+#include "test_support.hpp"
+
 #include <filesystem>
 #include <optional>
 #include <random>
@@ -115,7 +117,7 @@ TEST(ChunkedIngest, EveryThreadCountBuildsTheSameLog)
 {
   const std::vector<std::string> files = {troubled_log(3000, 4), troubled_log(700, 5)};
   const std::string whole              = fingerprint(ingest(files, std::size_t{1} << 30));
-  const int threads_before             = omp_get_max_threads();
+  const test::openmp_threads_restored restore;
   for (const int threads : {1, 2, 3, 8}) {
     omp_set_num_threads(threads);
     for (const std::size_t chunk_bytes : {std::size_t{97}, std::size_t{2048}}) {
@@ -123,7 +125,6 @@ TEST(ChunkedIngest, EveryThreadCountBuildsTheSameLog)
         << "OpenMP threads " << threads << ", chunk_bytes " << chunk_bytes;
     }
   }
-  omp_set_num_threads(threads_before);
 }
 
 TEST(ChunkedIngest, TheFirstErrorIsTheSameWithoutRejects)

@@ -37,6 +37,7 @@ namespace {
 
 using namespace capledger;
 using capledger::test::file_list;
+using capledger::test::openmp_threads_restored;
 
 // ---- inputs ---------------------------------------------------------------------------------------
 
@@ -334,12 +335,6 @@ run_result check_same(const reference_data& ref, const file_list& files, const r
 }
 
 const std::size_t chunk_sizes[] = {64, 300, 4096, 0};
-
-/// Restores OpenMP's thread count when a test that sets it ends, however it ends.
-struct openmp_threads_restored {
-  int threads = omp_get_max_threads();
-  ~openmp_threads_restored() { omp_set_num_threads(threads); }
-};
 
 // ---- generated logs -------------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@
 
 #include <gtest/gtest.h>
 
+#include <omp.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -129,6 +130,12 @@ class backend_test : public ::testing::TestWithParam<std::string> {
   }
 
   std::unique_ptr<backend> engine_;
+};
+
+/// @brief Restores OpenMP's thread count when a test that sets it ends, however it ends.
+struct openmp_threads_restored {
+  int threads = omp_get_max_threads();
+  ~openmp_threads_restored() { omp_set_num_threads(threads); }
 };
 
 }  // namespace capledger::test
