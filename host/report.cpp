@@ -476,21 +476,22 @@ int run_report(const report_options& options, std::ostream& out, std::ostream& d
   const reference_data ref        = load_reference(options);
   std::unique_ptr<backend> engine = select_backend(options.backend, diagnostics);
 
+  std::uint64_t input_bytes = 0;
+  bool from_stdin           = false;
+  for (const auto& path : options.inputs) {
+    std::error_code error;
+    from_stdin       = from_stdin || path == "-";
+    const auto bytes = path == "-" ? 0 : std::filesystem::file_size(path, error);
+    if (!error) { input_bytes += bytes; }  // unreadable: ingest says why
+  }
   ingest_options ingest;
-  ingest.keep_rejects = !options.rejects_path.empty();
-  ingest.max_rejects  = options.max_rejects;
+  ingest.keep_rejects         = !options.rejects_path.empty();
+  ingest.max_rejects          = options.max_rejects;
+  ingest.expected_input_bytes = input_bytes;
   if (engine->name() == "cpu") {
     // The CPU needs no columns: it aggregates the log as it streams past (bounded memory), and
     // for large inputs it finds repeated ids out of memory too.
-    report_options streaming = options;
-    std::uint64_t input_bytes = 0;
-    bool from_stdin           = false;
-    for (const auto& path : options.inputs) {
-      std::error_code error;
-      from_stdin = from_stdin || path == "-";
-      const auto bytes = path == "-" ? 0 : std::filesystem::file_size(path, error);
-      if (!error) { input_bytes += bytes; }  // unreadable: ingest says why
-    }
+    report_options streaming    = options;
     streaming.external_id_check = !from_stdin && input_bytes > options.external_id_check_above;
     if (streaming.external_id_check) {
       diagnostics << "capledger: " << input_bytes << " bytes of input: shipment ids are checked for repeats "

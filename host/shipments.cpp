@@ -159,6 +159,16 @@ std::string quoted(std::string_view value)
   return "'" + std::string(value) + "'";
 }
 
+/// Bytes of the log's files before its last one (the file being read).
+std::uint64_t input_bytes_before(const shipment_log& log)
+{
+  std::uint64_t bytes = 0;
+  for (std::size_t f = 0; f + 1 < log.files.size(); ++f) {
+    bytes += static_cast<std::uint64_t>(log.files[f].bytes);
+  }
+  return bytes;
+}
+
 bool add_overflows(std::uint64_t& sum, std::int64_t value)
 {
   const std::uint64_t magnitude =
@@ -558,6 +568,12 @@ struct dictionary_snapshots {
   }
 };
 
+/// What the parsing threads read on every lookup, on cache lines of its own: beside the merge
+/// thread's counters (in `shipment_log_builder::state`) it cost 7% more CPU time (false sharing).
+struct alignas(64) window_dictionaries {
+  dictionary_snapshots of[2];
+};
+
 /// Threads that parse chunks, started once for one file's ingest (or one replay); they sleep
 /// while nothing is posted (nothing spins while the merge runs alone). Destroying the pool runs
 /// what is posted.
@@ -660,15 +676,15 @@ class task_group {
 /// A window of chunks parsed by a `parse_pool`.
 struct window {
   std::vector<parsed_chunk> chunks;
-  std::size_t used = 0;
-  dictionary_snapshots known;
+  std::size_t used            = 0;
+  dictionary_snapshots* known = nullptr;  ///< the builder's, kept from file to file
 
-  /// Posts the `used` chunks to @p pool, each parsed with @p parse(chunk, known).
+  /// Posts the `used` chunks to @p pool, each parsed with @p parse(chunk, *known).
   template <typename Parse>
   void start(parse_pool& pool, Parse parse)
   {
     for (std::size_t k = 0; k < used; ++k) {
-      tasks_.post(pool, [this, parse, k] { parse(chunks[k], known); });
+      tasks_.post(pool, [this, parse, k] { parse(chunks[k], *known); });
     }
   }
   /// Waits for the parse. @throw what a parsing task threw
@@ -690,6 +706,10 @@ struct shipment_log_builder::state {
   reference_lookup lookup;
   std::int32_t initial_chips = 0;  ///< ad-hoc chips get codes from here on
   id_set ids;
+  /// The two windows' copies of the dictionaries, kept from file to file: catching up copies
+  /// only what the log gained since the last window (fresh copies per file copied every entity
+  /// again for each file of a log given as many files).
+  std::unique_ptr<window_dictionaries> snapshots = std::make_unique<window_dictionaries>();
   /// Payloads the id pass put in `ids` whose lines were then rejected (TPP_OVERFLOW), each with
   /// the payload of the first later line with that id that was accepted (-1: none yet): the
   /// id's true first occurrence. Empty unless a log's 64-bit totals overflow.
@@ -782,9 +802,18 @@ struct shipment_log_builder::state {
     }
   }
 
+  /// Set by `inputs_done`: the id set that finds repeats across files is gone.
+  bool inputs_closed = false;
+  void expect_open() const
+  {
+    CAPLEDGER_EXPECTS(!inputs_closed,
+                      "a shipment_log_builder takes no input after inputs_done() or finish()");
+  }
+
   /// Ingests one file: its fingerprint, its lines, its place in `log.file_end`.
   void add(const std::string& name, std::string_view text, detail::input_bytes* pages)
   {
+    expect_open();
     input_file info;
     info.path  = name;
     info.bytes = static_cast<std::int64_t>(text.size());
@@ -883,6 +912,7 @@ void shipment_log_builder::add_stored(const input_file& file,
                                       const std::function<bool(shipment_fields&)>& next,
                                       const std::vector<rejected_line>& rejected)
 {
+  state_->expect_open();
   shipment_log& log = state_->log;
   log.files.push_back(file);
   log.files.back().lines_read = 0;  // counted by accept(), then checked against the original
@@ -933,13 +963,20 @@ const shipment_log& shipment_log_builder::current() const
 
 shipment_log shipment_log_builder::finish()
 {
-  shipment_log log = std::move(state_->log);
-  state_->log      = shipment_log{};
-  state_->ids      = id_set{};
+  inputs_done();
+  shipment_log log          = std::move(state_->log);
+  state_->log               = shipment_log{};
   state_->line_of_candidate = {};  // 8 bytes a line in columns mode with the id pass
+  return log;
+}
+
+void shipment_log_builder::inputs_done()
+{
+  state_->inputs_closed = true;
+  state_->ids           = id_set{};
   state_->withdrawn_ids.clear();
   state_->withdrawn_id_text.clear();
-  return log;
+  state_->snapshots = std::make_unique<window_dictionaries>();
 }
 
 std::string shipment_log_builder::state::ingest(const std::string& name, std::string_view text,
@@ -1008,7 +1045,7 @@ std::string shipment_log_builder::state::ingest(const std::string& name, std::st
       w.chunks[w.used].reset(next_cut, to);
       next_cut = to;
     }
-    w.known.catch_up(log);
+    w.known->catch_up(log);
     w.start(pool, [&](parsed_chunk& chunk, const dictionary_snapshots& known) {
       parse_chunk(text, columns, header.size(), known, chunk);
     });
@@ -1032,6 +1069,8 @@ std::string shipment_log_builder::state::ingest(const std::string& name, std::st
   std::size_t pos   = reader.position();
   std::int64_t line = reader.line();
   window windows[2];  // after the pool and everything their tasks use: destroyed first, once their tasks ran
+  windows[0].known = &snapshots->of[0];
+  windows[1].known = &snapshots->of[1];
   cut_and_start(windows[0]);
   for (std::size_t current = 0;; current = 1 - current) {
     window& w = windows[current];
@@ -1039,10 +1078,15 @@ std::string shipment_log_builder::state::ingest(const std::string& name, std::st
     if (w.used == 0) { break; }
     if (current == 0 && pos == reader.position() && w.chunks[0].end > w.chunks[0].begin) {
       // Reserve the columns from the file's first chunk's line length: no doubling past the need.
+      // With the size of every input known, the rest of them; a later file then reserves nothing more.
       const parsed_chunk& first = w.chunks[0];
       const double per_line     = static_cast<double>(first.end - first.begin) /
                               static_cast<double>(std::max<std::int64_t>(1, first.records));
-      reserve_lines(static_cast<std::size_t>(static_cast<double>(text.size() - pos) / per_line * 1.02) + 16,
+      const std::uint64_t before_file = input_bytes_before(log);
+      const std::uint64_t rest        = options.expected_input_bytes >= before_file + text.size()
+                                            ? options.expected_input_bytes - before_file - pos
+                                            : text.size() - pos;
+      reserve_lines(static_cast<std::size_t>(static_cast<double>(rest) / per_line * 1.02) + 16,
                     first.id_bytes.size() / std::max<std::size_t>(1, first.id_end.size()) + 1);
     }
     for (std::size_t k = 0, at = pos; k < w.used; ++k) {
@@ -1055,7 +1099,7 @@ std::string shipment_log_builder::state::ingest(const std::string& name, std::st
           continue;
         }
         chunk.reset(at, chunk.limit);
-        parse_chunk(text, columns, header.size(), w.known, chunk);
+        parse_chunk(text, columns, header.size(), *w.known, chunk);
       }
       at = chunk.end;
     }

@@ -618,6 +618,7 @@ report_output stream_report(const reference_data& ref, const report_options& opt
     rejects = builder.rejects();
     throw;
   }
+  builder.inputs_done();
   if (aggregating) { aggregating->finish(); }
   const std::int64_t accepted  = builder.accepted();
   const shipment_log& log      = builder.current();

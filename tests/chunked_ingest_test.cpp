@@ -90,11 +90,13 @@ std::string fingerprint(const shipment_log& log)
   return out + std::to_string(log.lines_read);
 }
 
-shipment_log ingest(const std::vector<std::string>& files, std::size_t chunk_bytes)
+shipment_log ingest(const std::vector<std::string>& files, std::size_t chunk_bytes,
+                    std::uint64_t expected_input_bytes = 0)
 {
   ingest_options options;
-  options.keep_rejects = true;
-  options.chunk_bytes  = chunk_bytes;
+  options.keep_rejects         = true;
+  options.chunk_bytes          = chunk_bytes;
+  options.expected_input_bytes = expected_input_bytes;
   shipment_log_builder builder(countries(), chips(), options);
   for (std::size_t f = 0; f < files.size(); ++f) { builder.add_text("log" + std::to_string(f) + ".csv", files[f]); }
   return builder.finish();
@@ -124,6 +126,49 @@ TEST(ChunkedIngest, EveryThreadCountBuildsTheSameLog)
       EXPECT_EQ(fingerprint(ingest(files, chunk_bytes)), whole)
         << "OpenMP threads " << threads << ", chunk_bytes " << chunk_bytes;
     }
+  }
+}
+
+// Many files: the parsing threads' dictionary copies carry over from file to file, ids repeat
+// across files (the troubled logs share their id range), and the expected size of all inputs,
+// only a hint for sizing the id set and the columns, may be missing, exact or wrong either way.
+TEST(ChunkedIngest, ManyFilesAndAnySizeHintBuildTheSameLog)
+{
+  const std::vector<std::string> files = {troubled_log(900, 6), troubled_log(40, 7), troubled_log(1200, 8),
+                                          troubled_log(0, 9), troubled_log(600, 10)};
+  std::uint64_t total                  = 0;
+  for (const auto& f : files) { total += f.size(); }
+  const std::string whole = fingerprint(ingest(files, std::size_t{1} << 30));
+  const test::openmp_threads_restored restore;
+  for (const int threads : {1, 8}) {
+    omp_set_num_threads(threads);
+    for (const std::uint64_t hint :
+         {total, total + 1, total - 1, std::uint64_t{1}, files[0].size() + 10, 20 * total}) {
+      EXPECT_EQ(fingerprint(ingest(files, 97, hint)), whole)
+          << "OpenMP threads " << threads << ", hint " << hint;
+    }
+  }
+}
+
+// Once its inputs are done (or its log handed over) a builder has let go of its id set: an input
+// added then could repeat an earlier id unnoticed, so it is refused.
+TEST(ChunkedIngest, ABuilderTakesNoInputAfterItsInputsAreDone)
+{
+  const std::string text = troubled_log(300, 11);
+  for (const bool handed_over : {false, true}) {
+    ingest_options options;
+    options.keep_rejects = true;
+    shipment_log_builder builder(countries(), chips(), options);
+    builder.add_text("log0.csv", text);
+    const std::int64_t accepted = builder.accepted();
+    ASSERT_GT(accepted, 100);
+    if (handed_over) {
+      EXPECT_EQ(builder.finish().columns.size(), accepted);
+    } else {
+      builder.inputs_done();
+      EXPECT_EQ(builder.accepted(), accepted);  // the log stays
+    }
+    EXPECT_THROW(builder.add_text("log1.csv", text), logic_error) << "handed over " << handed_over;
   }
 }
 
