@@ -79,12 +79,22 @@ namespace {
 class csv_text {
  public:
   explicit csv_text(const std::vector<std::string>& header) { add(header); }
-  void add(const std::vector<std::string>& cells)
+  void add(const std::vector<std::string>& cells) { add_cells(cells); }
+  /// A row of views: large tables (findings) are written without copying their cells first.
+  void add(std::initializer_list<std::string_view> cells) { add_cells(cells); }
+  [[nodiscard]] std::string take() { return std::move(text_); }
+
+ private:
+  std::string text_;
+
+  template <typename Cells>
+  void add_cells(const Cells& cells)
   {
-    for (std::size_t i = 0; i < cells.size(); ++i) {
-      if (i > 0) { text_.push_back(','); }
-      const std::string& cell = cells[i];
-      const bool quote        = cell.find_first_of(",\"\r\n") != std::string::npos ||
+    bool first = true;
+    for (const std::string_view cell : cells) {
+      if (!first) { text_.push_back(','); }
+      first            = false;
+      const bool quote = cell.find_first_of(",\"\r\n") != std::string_view::npos ||
                          (!cell.empty() && (cell.front() == ' ' || cell.back() == ' ' ||
                                             cell.front() == '\t' || cell.back() == '\t'));
       if (!quote) {
@@ -100,10 +110,6 @@ class csv_text {
     }
     text_.push_back('\n');
   }
-  [[nodiscard]] std::string take() { return std::move(text_); }
-
- private:
-  std::string text_;
 };
 
 }  // namespace
@@ -162,6 +168,43 @@ ordered_json total_json(const group_total& t, std::int64_t h100_tpp)
 ordered_json fingerprint_json(const file_fingerprint& f)
 {
   return ordered_json{{"path", f.path}, {"bytes", f.bytes}, {"sha256", f.sha256}};
+}
+
+/// `{"summary": ..., "findings": [...]}` as `ordered_json::dump(2)` writes it, with the findings
+/// written one at a time instead of built as a JSON tree first (a million findings as a tree took
+/// 2.8 GB; `ReportJson.SameBytesAsTheJsonTree` holds the two to the same bytes).
+std::string report_json(const ordered_json& summary, const check_results& checks)
+{
+  constexpr auto replace_bad_bytes = nlohmann::json::error_handler_t::replace;
+  std::string text                 = "{\n  \"summary\": ";
+  const std::string inner          = summary.dump(2, ' ', false, replace_bad_bytes);
+  for (const char c : inner) {  // one level deeper: a JSON text holds no raw line breaks but its own
+    text += c;
+    if (c == '\n') { text += "  "; }
+  }
+  text += ",\n  \"findings\": ";
+  if (checks.findings.empty()) { return text + "[]\n}\n"; }
+  text += "[\n";
+  ordered_json value;
+  for (std::size_t i = 0; i < checks.findings.size(); ++i) {
+    const finding& f                                          = checks.findings[i];
+    const std::pair<const char*, const std::string*> fields[] = {
+        {"severity", &f.severity}, {"rule", &f.rule},       {"entity", &f.entity},
+        {"country", &f.country},   {"pathway", &f.pathway}, {"order_id", &f.order_id},
+        {"year", &f.year},         {"date", &f.date},       {"shipment_id", &f.shipment_id},
+        {"value", &f.value},       {"limit", &f.limit}};
+    text += "    {\n";
+    for (std::size_t k = 0; k < std::size(fields); ++k) {
+      value = *fields[k].second;
+      text += "      \"";
+      text += fields[k].first;
+      text += "\": ";
+      text += value.dump(-1, ' ', false, replace_bad_bytes);
+      text += k + 1 < std::size(fields) ? ",\n" : "\n";
+    }
+    text += i + 1 < checks.findings.size() ? "    },\n" : "    }\n";
+  }
+  return text + "  ]\n}\n";
 }
 
 std::string render_table(const report_output& out, const reference_data& ref, const rule_context& context,
@@ -330,23 +373,21 @@ report_output render_report(const reference_data& ref, const report_source& sour
   }
   out.files["by_exporter.csv"] = to_csv({"exporter", "records", "units", "tpp"}, rows);
 
-  rows.clear();
+  csv_text uveu({"entity", "hq_country", "installed_tpp", "tier1_share", "us_share", "max_tier2_country",
+                 "max_tier2_share", "compliant"});
   for (const auto& u : out.checks.uveu_shares) {
-    rows.push_back({u.entity, u.hq_country, std::to_string(u.installed_tpp), u.tier1_share, u.us_share,
-                    u.max_tier2_country, u.max_tier2_share, u.compliant ? "1" : "0"});
+    uveu.add({u.entity, u.hq_country, std::to_string(u.installed_tpp), u.tier1_share, u.us_share,
+              u.max_tier2_country, u.max_tier2_share, u.compliant ? "1" : "0"});
   }
-  out.files["uveu_shares.csv"] = to_csv({"entity", "hq_country", "installed_tpp", "tier1_share", "us_share",
-                                         "max_tier2_country", "max_tier2_share", "compliant"},
-                                        rows);
+  out.files["uveu_shares.csv"] = uveu.take();
 
-  rows.clear();
+  csv_text findings({"severity", "rule", "entity", "country", "pathway", "order_id", "year", "date",
+                     "shipment_id", "value", "limit"});
   for (const auto& f : out.checks.findings) {
-    rows.push_back({f.severity, f.rule, f.entity, f.country, f.pathway, f.order_id, f.year, f.date,
-                    f.shipment_id, f.value, f.limit});
+    findings.add({f.severity, f.rule, f.entity, f.country, f.pathway, f.order_id, f.year, f.date,
+                  f.shipment_id, f.value, f.limit});
   }
-  out.files["findings.csv"] = to_csv({"severity", "rule", "entity", "country", "pathway", "order_id", "year",
-                                      "date", "shipment_id", "value", "limit"},
-                                     rows);
+  out.files["findings.csv"] = findings.take();
 
   ordered_json summary;
   summary["tool"]    = "capledger";
@@ -383,24 +424,13 @@ report_output render_report(const reference_data& ref, const report_source& sour
   constexpr auto replace_bad_bytes = nlohmann::json::error_handler_t::replace;
   out.files["summary.json"]        = summary.dump(2, ' ', false, replace_bad_bytes) + "\n";
 
-  ordered_json findings = ordered_json::array();
-  for (const auto& f : out.checks.findings) {
-    findings.push_back({{"severity", f.severity},
-                        {"rule", f.rule},
-                        {"entity", f.entity},
-                        {"country", f.country},
-                        {"pathway", f.pathway},
-                        {"order_id", f.order_id},
-                        {"year", f.year},
-                        {"date", f.date},
-                        {"shipment_id", f.shipment_id},
-                        {"value", f.value},
-                        {"limit", f.limit}});
+  const bool printed = options.out_dir.empty();
+  if (options.every_view || (printed && options.format == "json")) {
+    out.json = report_json(summary, out.checks);
   }
-  out.json =
-      ordered_json{{"summary", summary}, {"findings", findings}}.dump(2, ' ', false, replace_bad_bytes) +
-      "\n";
-  out.table = render_table(out, ref, context, agg, source, global, tiers);
+  if (options.every_view || (printed && options.format == "table")) {
+    out.table = render_table(out, ref, context, agg, source, global, tiers);
+  }
   return out;
 }
 

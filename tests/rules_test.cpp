@@ -16,6 +16,7 @@
 
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
 #include "test_support.hpp"
 
 #include <atomic>
@@ -614,6 +615,57 @@ TEST_P(RulesGolden, FindingsCsvOrderingAndQuoting)
   EXPECT_EQ(out.checks.warnings, 1);
   // 5/3 = 1.67; the entities file gives Acme its US HQ.
   EXPECT_EQ(csv_line(out, "by_entity.csv", "\"Acme, Inc.\""), "\"Acme, Inc.\",NONE,US,1,1,5,1.67");
+}
+
+// The JSON view (`--format json`) is the summary and the findings as one JSON tree, dumped with
+// an indent of 2: written finding by finding, it must give the tree's bytes, escapes included.
+// It and the table are built only when printed.
+TEST_P(RulesGolden, JsonViewIsTheSummaryAndFindingsAsOneTree)
+{
+  const small_rules rules;
+  const auto ref       = make_reference(&rules);
+  const strings tricky = {"q1,2025-02-01,\"Acme, \"\"Inc.\"\"\",CN,H100-SXM,1,,,X,5",
+                          "q2,2025-02-02,\"Line\nBreak\\\xC3\x9C\",CN,H100-SXM,1,,,X,6",
+                          "q3,2025-02-03,E1,IN,H100-SXM,1,,,X,1001"};
+  const strings clean  = {"c1,2025-02-01,E1,IN,H100-SXM,1,,,X,5"};
+  for (const auto* rows : {&tricky, &clean}) {
+    report_options json;
+    json.format    = "json";
+    const auto out = run(ref, *rows, json);
+    using ordered  = nlohmann::ordered_json;
+    ordered tree   = {{"summary", ordered::parse(out.files.at("summary.json"))},
+                      {"findings", ordered::array()}};
+    for (const finding& f : out.checks.findings) {
+      tree["findings"].push_back({{"severity", f.severity},
+                                  {"rule", f.rule},
+                                  {"entity", f.entity},
+                                  {"country", f.country},
+                                  {"pathway", f.pathway},
+                                  {"order_id", f.order_id},
+                                  {"year", f.year},
+                                  {"date", f.date},
+                                  {"shipment_id", f.shipment_id},
+                                  {"value", f.value},
+                                  {"limit", f.limit}});
+    }
+    EXPECT_EQ(out.json, tree.dump(2) + "\n");
+    EXPECT_EQ(out.checks.findings.size(), rows == &tricky ? 3U : 0U);
+    EXPECT_EQ(out.table, "") << "the table is not printed with --format json";
+
+    report_options to_directory;
+    to_directory.out_dir = "never-written";  // render_report does no I/O
+    const auto files     = run(ref, *rows, to_directory);
+    EXPECT_EQ(files.json, "");
+    EXPECT_EQ(files.table, "");
+    EXPECT_EQ(files.files, out.files);
+  }
+  const auto both = run(ref, tricky, [] {
+    report_options o;
+    o.every_view = true;
+    return o;
+  }());
+  EXPECT_NE(both.table.find("findings: 3 violation(s)"), std::string::npos);
+  EXPECT_EQ(nlohmann::ordered_json::parse(both.json).at("findings").size(), 3U);
 }
 
 TEST_P(RulesGolden, ByCountryCapColumnsAndRounding)
