@@ -269,17 +269,66 @@ void write_directory_atomically(const std::string& out_dir, const std::map<std::
 
 void write_file_atomically(const std::string& path, std::string_view content)
 {
-  const fs::path target  = fs::absolute(fs::path(path));
-  const fs::path staging = unique_sibling(target, "tmp");
-  try {
-    write_and_sync(staging, content);
-    fs::rename(staging, target);
-    sync_directory(target.parent_path());
-  } catch (const fs::filesystem_error& e) {
-    std::error_code ec;
-    fs::remove(staging, ec);
-    throw config_error(path + ": cannot write: " + e.what());
+  atomic_file_writer file(path);
+  file.append(content);
+  file.commit();
+}
+
+atomic_file_writer::atomic_file_writer(const std::string& path, const std::string& staging_dir)
+    : path_(path), target_(fs::absolute(fs::path(path)).string())
+{
+  const fs::path beside = unique_sibling(fs::path(target_), "tmp");
+  staging_ = staging_dir.empty() ? beside.string() : (fs::path(staging_dir) / beside.filename()).string();
+  fd_      = ::open(staging_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd_ < 0) { throw config_error(path_ + ": cannot create " + staging_ + ": " + std::strerror(errno)); }
+}
+
+atomic_file_writer::~atomic_file_writer()
+{
+  if (fd_ >= 0) {  // not committed: the old file, if any, stays as it was
+    ::close(fd_);
+    ::unlink(staging_.c_str());
   }
+}
+
+void atomic_file_writer::append(std::string_view bytes)
+{
+  CAPLEDGER_EXPECTS(fd_ >= 0, "append after commit");
+  buffer_ += bytes;
+  if (buffer_.size() >= (std::size_t{1} << 20)) { flush(); }
+}
+
+void atomic_file_writer::flush()
+{
+  std::size_t written = 0;
+  while (written < buffer_.size()) {
+    const ssize_t n = ::write(fd_, buffer_.data() + written, buffer_.size() - written);
+    if (n < 0) {
+      if (errno == EINTR) { continue; }
+      throw config_error(path_ + ": write failed: " + std::strerror(errno));
+    }
+    written += static_cast<std::size_t>(n);
+  }
+  buffer_.clear();
+}
+
+void atomic_file_writer::commit()
+{
+  CAPLEDGER_EXPECTS(fd_ >= 0, "commit twice");
+  flush();
+  if (::fsync(fd_) != 0) { throw config_error(path_ + ": cannot flush to disk: " + std::strerror(errno)); }
+  const int fd = fd_;
+  fd_          = -1;  // from here on the destructor leaves the file alone: it is closed or renamed
+  if (::close(fd) != 0) {
+    ::unlink(staging_.c_str());
+    throw config_error(path_ + ": cannot flush to disk: " + std::strerror(errno));
+  }
+  if (::rename(staging_.c_str(), target_.c_str()) != 0) {
+    const std::string reason = std::strerror(errno);
+    ::unlink(staging_.c_str());
+    throw config_error(path_ + ": cannot write: " + reason);
+  }
+  sync_directory(fs::path(target_).parent_path());
 }
 
 }  // namespace detail

@@ -77,4 +77,31 @@ void write_directory_atomically(const std::string& out_dir, const std::map<std::
 /// @brief Writes one file atomically (temporary file, fsync, rename). @throw config_error
 void write_file_atomically(const std::string& path, std::string_view content);
 
+/// @brief A file written piece by piece into a temporary sibling and renamed into place by
+/// `commit`, so that a file of any size is never held in memory and never seen half written.
+/// Destroyed without `commit`, it removes the temporary file and leaves any old file as it was.
+class atomic_file_writer {
+ public:
+  /// @param staging_dir where the temporary file goes (empty: beside @p path); on @p path's
+  ///                    file system, and left alone until `commit`
+  /// @throw config_error when the temporary file cannot be created
+  explicit atomic_file_writer(const std::string& path, const std::string& staging_dir = "");
+  ~atomic_file_writer();
+  atomic_file_writer(const atomic_file_writer&)            = delete;
+  atomic_file_writer& operator=(const atomic_file_writer&) = delete;
+
+  /// @throw config_error when a write fails
+  void append(std::string_view bytes);
+  /// Flushes, fsyncs and renames the file into place; nothing can be appended afterwards.
+  /// @throw config_error
+  void commit();
+
+ private:
+  std::string path_;  ///< as given, for messages
+  std::string target_, staging_;
+  int fd_ = -1;
+  std::string buffer_;  ///< written out once it holds a mebibyte
+  void flush();
+};
+
 }  // namespace capledger::detail

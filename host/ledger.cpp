@@ -386,7 +386,9 @@ int run_ledger_report(const std::string& db_path, const report_options& options,
                             as_of.value_or(std::numeric_limits<day_t>::max()));
       const report_output report =
           render_report(ref, *state, options, context, state->aggregate(context), engine->name(), as_of);
-      return emit_report(report, state->rejects(), options, out, diagnostics);
+      rejects_output rejects(options.rejects_path, options.out_dir);
+      for (const rejected_line& r : state->rejects()) { rejects.add(r); }
+      return emit_report(report, rejects, options, out, diagnostics);
     }
   }
   diagnostics << "capledger: ledger report: replay (" << why << ")\n";

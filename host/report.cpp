@@ -78,11 +78,18 @@ namespace {
 /// both as cells and as text.
 class csv_text {
  public:
+  csv_text() = default;
   explicit csv_text(const std::vector<std::string>& header) { add(header); }
   void add(const std::vector<std::string>& cells) { add_cells(cells); }
   /// A row of views: large tables (findings) are written without copying their cells first.
   void add(std::initializer_list<std::string_view> cells) { add_cells(cells); }
-  [[nodiscard]] std::string take() { return std::move(text_); }
+  /// The text so far; the next row starts a new one.
+  [[nodiscard]] std::string take()
+  {
+    std::string text;
+    text.swap(text_);
+    return text;
+  }
 
  private:
   std::string text_;
@@ -434,16 +441,65 @@ report_output render_report(const reference_data& ref, const report_source& sour
   return out;
 }
 
+rejects_output::rejects_output(const std::string& path, const std::string& out_dir) : path_(path)
+{
+  if (path_.empty()) { return; }
+  std::string staging_dir;
+  if (!out_dir.empty()) {
+    const std::filesystem::path out    = std::filesystem::absolute(out_dir).lexically_normal();
+    const std::filesystem::path parent = std::filesystem::absolute(path_).lexically_normal().parent_path();
+    const auto inside =
+        std::mismatch(out.begin(), out.end(), parent.begin(), parent.end()).first == out.end();
+    if (inside) {  // the directory is replaced before the file is put in place
+      staging_dir = out.parent_path().string();
+      std::error_code ec;
+      std::filesystem::create_directories(staging_dir, ec);  // as writing the directory would
+    }
+  }
+  file_ = std::make_unique<detail::atomic_file_writer>(path_, staging_dir);
+  csv_text header({"file", "line", "column", "reason", "raw"});
+  file_->append(header.take());
+}
+
+rejects_output::~rejects_output() = default;
+
+void rejects_output::add(const rejected_line& line)
+{
+  ++count_;
+  constexpr std::size_t shown = 10;
+  if (first_.size() < shown) { first_.push_back(line); }
+  if (!file_) { return; }
+  // `reason` holds the bare code (DUPLICATE_ID, ...) so the file can be filtered by it; the
+  // explanations go to stderr (`note`).
+  csv_text row;
+  row.add({line.file, std::to_string(line.line), std::to_string(line.column), line.reason, line.raw});
+  file_->append(row.take());
+}
+
+void rejects_output::commit()
+{
+  if (file_) { file_->commit(); }
+}
+
+void rejects_output::note(std::ostream& diagnostics) const
+{
+  if (count_ == 0) { return; }
+  for (const rejected_line& r : first_) {
+    diagnostics << "capledger: rejected " << r.file << ":" << r.line << ":" << r.column << ": " << r.reason
+                << ": " << r.detail << "\n";
+  }
+  if (count_ > static_cast<std::int64_t>(first_.size())) {
+    diagnostics << "capledger: ... and " << count_ - static_cast<std::int64_t>(first_.size()) << " more\n";
+  }
+  diagnostics << "capledger: " << count_ << " line(s) rejected"
+              << (path_.empty() ? std::string() : ", all in " + path_) << "\n";
+}
+
 void write_rejects(const std::string& path, const std::vector<rejected_line>& rejects)
 {
-  // `reason` holds the bare code (DUPLICATE_ID, ...) so the file can be filtered by it; the
-  // explanations go to stderr (note_rejects).
-  std::vector<std::vector<std::string>> rows;
-  rows.reserve(rejects.size());
-  for (const auto& r : rejects) {
-    rows.push_back({r.file, std::to_string(r.line), std::to_string(r.column), r.reason, r.raw});
-  }
-  detail::write_file_atomically(path, to_csv({"file", "line", "column", "reason", "raw"}, rows));
+  rejects_output file(path);
+  for (const rejected_line& r : rejects) { file.add(r); }
+  file.commit();
 }
 
 void check_report_format(const report_options& options)
@@ -453,39 +509,21 @@ void check_report_format(const report_options& options)
   }
 }
 
-namespace {
-
-/// Explains the first rejected lines on stderr (the rejects file holds every one, by code).
-void note_rejects(const std::vector<rejected_line>& rejects, const std::string& rejects_path,
-                  std::ostream& diagnostics)
-{
-  if (rejects.empty()) { return; }
-  constexpr std::size_t shown = 10;
-  for (std::size_t i = 0; i < rejects.size() && i < shown; ++i) {
-    const rejected_line& r = rejects[i];
-    diagnostics << "capledger: rejected " << r.file << ":" << r.line << ":" << r.column << ": " << r.reason
-                << ": " << r.detail << "\n";
-  }
-  if (rejects.size() > shown) { diagnostics << "capledger: ... and " << rejects.size() - shown << " more\n"; }
-  diagnostics << "capledger: " << rejects.size() << " line(s) rejected"
-              << (rejects_path.empty() ? std::string() : ", all in " + rejects_path) << "\n";
-}
-
-}  // namespace
-
 int finish_report(const reference_data& ref, const shipment_log& log, const report_options& options,
                   backend& engine, std::ostream& out, std::ostream& diagnostics)
 {
-  return emit_report(build_report(ref, log, options, engine), log.rejects, options, out, diagnostics);
+  rejects_output rejects(options.rejects_path, options.out_dir);
+  for (const rejected_line& r : log.rejects) { rejects.add(r); }
+  return emit_report(build_report(ref, log, options, engine), rejects, options, out, diagnostics);
 }
 
-int emit_report(const report_output& report, const std::vector<rejected_line>& rejects,
-                const report_options& options, std::ostream& out, std::ostream& diagnostics)
+int emit_report(const report_output& report, rejects_output& rejects, const report_options& options,
+                std::ostream& out, std::ostream& diagnostics)
 {
   // The output directory first: when it is refused, the run fails before anything is written.
   if (!options.out_dir.empty()) { detail::write_directory_atomically(options.out_dir, report.files); }
-  if (!options.rejects_path.empty()) { write_rejects(options.rejects_path, rejects); }
-  note_rejects(rejects, options.rejects_path, diagnostics);
+  rejects.commit();
+  rejects.note(diagnostics);
 
   if (!options.out_dir.empty()) {
     diagnostics << "capledger: wrote " << report.files.size() << " files to " << options.out_dir << "\n";
@@ -514,9 +552,13 @@ int run_report(const report_options& options, std::ostream& out, std::ostream& d
     const auto bytes = path == "-" ? 0 : std::filesystem::file_size(path, error);
     if (!error) { input_bytes += bytes; }  // unreadable: ingest says why
   }
+  // Rejected lines go to the rejects file as they are found (written in place at the end, also
+  // when --max-rejects stops the run): memory does not grow with the bad lines.
+  rejects_output rejects(options.rejects_path, options.out_dir);
   ingest_options ingest;
   ingest.keep_rejects         = !options.rejects_path.empty();
   ingest.max_rejects          = options.max_rejects;
+  ingest.on_reject            = [&rejects](const rejected_line& line) { rejects.add(line); };
   ingest.expected_input_bytes = input_bytes;
   if (engine->name() == "cpu") {
     // The CPU needs no columns: it aggregates the log as it streams past (bounded memory), and
@@ -527,14 +569,17 @@ int run_report(const report_options& options, std::ostream& out, std::ostream& d
       diagnostics << "capledger: " << input_bytes << " bytes of input: shipment ids are checked for repeats "
                   << "out of memory (a first pass over the inputs)\n";
     }
-    std::vector<rejected_line> rejects;
+    std::vector<rejected_line> kept;  // stays empty: `on_reject` takes every rejected line
     report_output report;
     try {
-      report = stream_report(ref, streaming, ingest, [&](shipment_log_builder& builder) {
-        for (const auto& path : options.inputs) { builder.add_file(path); }
-      }, rejects);
+      report = stream_report(
+          ref, streaming, ingest,
+          [&](shipment_log_builder& builder) {
+            for (const auto& path : options.inputs) { builder.add_file(path); }
+          },
+          kept);
     } catch (const too_many_rejects&) {
-      write_rejects(options.rejects_path, rejects);
+      rejects.commit();
       throw;
     }
     return emit_report(report, rejects, options, out, diagnostics);
@@ -543,11 +588,11 @@ int run_report(const report_options& options, std::ostream& out, std::ostream& d
   try {
     for (const auto& path : options.inputs) { builder.add_file(path); }
   } catch (const too_many_rejects&) {
-    write_rejects(options.rejects_path, builder.rejects());
+    rejects.commit();
     throw;
   }
   const shipment_log log = builder.finish();
-  return finish_report(ref, log, options, *engine, out, diagnostics);
+  return emit_report(build_report(ref, log, options, *engine), rejects, options, out, diagnostics);
 }
 
 }  // namespace capledger

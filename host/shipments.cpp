@@ -788,17 +788,19 @@ struct shipment_log_builder::state {
       }
       return;
     }
-    log.rejects.push_back(std::move(bad));
-    check_reject_count();
-  }
-  void check_reject_count() const
-  {
-    if (options.max_rejects >= 0 && static_cast<std::int64_t>(log.rejects.size()) > options.max_rejects) {
-      const rejected_line& last = log.rejects.back();
+    ++log.lines_rejected;
+    const rejected_line* last = &bad;
+    if (options.on_reject) {
+      options.on_reject(bad);
+    } else {
+      log.rejects.push_back(std::move(bad));
+      last = &log.rejects.back();
+    }
+    if (options.max_rejects >= 0 && log.lines_rejected > options.max_rejects) {
       throw too_many_rejects("more than " + std::to_string(options.max_rejects) +
-                             " rejected lines (--max-rejects); last: " + last.file + ":" +
-                             std::to_string(last.line) + ":" + std::to_string(last.column) + ": " +
-                             last.reason + ": " + last.detail);
+                             " rejected lines (--max-rejects); last: " + last->file + ":" +
+                             std::to_string(last->line) + ":" + std::to_string(last->column) + ": " +
+                             last->reason + ": " + last->detail);
     }
   }
 
@@ -930,7 +932,15 @@ void shipment_log_builder::add_stored(const input_file& file,
   const std::int64_t accepted = log.files.back().lines_read;
   log.files.back().lines_read = file.lines_read;
   log.lines_read += file.lines_read - accepted;  // the rejected lines were read too
-  log.rejects.insert(log.rejects.end(), rejected.begin(), rejected.end());
+  for (const rejected_line& r :
+       rejected) {  // rejected when the file was first read: not against --max-rejects
+    ++log.lines_rejected;
+    if (state_->options.on_reject) {
+      state_->options.on_reject(r);
+    } else {
+      log.rejects.push_back(r);
+    }
+  }
   log.file_end.push_back(state_->accepted);
 }
 

@@ -409,10 +409,7 @@ class streamed_source final : public report_source {
   [[nodiscard]] const std::vector<input_file>& files() const override { return log_.files; }
   [[nodiscard]] std::int64_t lines_read() const override { return log_.lines_read; }
   [[nodiscard]] std::int64_t lines_accepted() const override { return accepted_; }
-  [[nodiscard]] std::int64_t rejected() const override
-  {
-    return static_cast<std::int64_t>(log_.rejects.size());
-  }
+  [[nodiscard]] std::int64_t rejected() const override { return log_.lines_rejected; }
 
  private:
   const shipment_log& log_;

@@ -150,6 +150,34 @@ TEST(ChunkedIngest, ManyFilesAndAnySizeHintBuildTheSameLog)
   }
 }
 
+// Rejected lines handed over as they are found (`on_reject`, what `report --rejects` streams to
+// its file) are the ones the log keeps without it, in the same order, whatever the threads.
+TEST(ChunkedIngest, RejectsHandedOverAreTheOnesKept)
+{
+  const std::vector<std::string> files = {troubled_log(1500, 13), troubled_log(400, 14)};
+  const shipment_log kept              = ingest(files, 97);
+  ASSERT_GT(kept.rejects.size(), 100U);
+  EXPECT_EQ(kept.lines_rejected, static_cast<std::int64_t>(kept.rejects.size()));
+  const test::openmp_threads_restored restore;
+  for (const int threads : {1, 8}) {
+    omp_set_num_threads(threads);
+    std::vector<rejected_line> handed;
+    ingest_options options;
+    options.keep_rejects = true;
+    options.chunk_bytes  = 97;
+    options.on_reject    = [&](const rejected_line& r) { handed.push_back(r); };
+    shipment_log_builder builder(countries(), chips(), options);
+    for (std::size_t f = 0; f < files.size(); ++f) {
+      builder.add_text("log" + std::to_string(f) + ".csv", files[f]);
+    }
+    shipment_log log = builder.finish();
+    EXPECT_TRUE(log.rejects.empty());
+    EXPECT_EQ(log.lines_rejected, kept.lines_rejected);
+    log.rejects = handed;
+    EXPECT_EQ(fingerprint(log), fingerprint(kept)) << "OpenMP threads " << threads;
+  }
+}
+
 // Once its inputs are done (or its log handed over) a builder has let go of its id set: an input
 // added then could repeat an earlier id unnoticed, so it is refused.
 TEST(ChunkedIngest, ABuilderTakesNoInputAfterItsInputsAreDone)

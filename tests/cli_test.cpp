@@ -307,6 +307,23 @@ TEST_F(Cli, RefusedOutputDirectoryWritesNoRejectsFile)
   EXPECT_EQ(read_text(work_ / "notes" / "mine.txt"), "not a capledger output");
 }
 
+// A rejects file inside the output directory: the directory is put in place first (replacing the
+// previous run's), then the rejects file inside it; the file is written as lines are rejected,
+// so it must be staged out of the directory's way.
+TEST_F(Cli, RejectsFileInsideTheOutputDirectory)
+{
+  for (const std::string bad : {"S5,2025-02-30,E1,US,H100-SXM,10", "S7,2025-02-01,E1,XX,H100-SXM,1"}) {
+    const auto log = write("log.csv", clean_log + bad + "\n");
+    const auto r   = run("report --backend cpu " + log + " --out result --rejects result/rejects.csv");
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const auto rows = parse_csv(read_text(work_ / "result" / "rejects.csv"));
+    ASSERT_EQ(rows.size(), 2U) << bad;
+    EXPECT_EQ(rows[1][4], bad);
+    EXPECT_TRUE(fs::exists(work_ / "result" / "summary.json"));
+    EXPECT_EQ(entries(work_), (std::set<std::string>{"log.csv", "result"})) << "no staging file left behind";
+  }
+}
+
 TEST_F(Cli, NegativeMaxRejectsIsRefused)
 {
   const auto log = write("log.csv", clean_log);

@@ -69,10 +69,7 @@ class log_source final : public report_source {
   [[nodiscard]] const std::vector<input_file>& files() const override { return log_.files; }
   [[nodiscard]] std::int64_t lines_read() const override { return log_.lines_read; }
   [[nodiscard]] std::int64_t lines_accepted() const override { return log_.columns.size(); }
-  [[nodiscard]] std::int64_t rejected() const override
-  {
-    return static_cast<std::int64_t>(log_.rejects.size());
-  }
+  [[nodiscard]] std::int64_t rejected() const override { return log_.lines_rejected; }
 
  private:
   const shipment_log& log_;

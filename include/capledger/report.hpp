@@ -111,11 +111,42 @@ struct report_output {
                                           const aggregation& agg, const std::string& backend_used,
                                           std::optional<day_t> as_of);
 
-/// @brief Writes the rejects file (when `options.rejects_path` is set) and @p report's outputs
-/// (`--out` directory, or stdout in `options.format`).
+namespace detail {
+class atomic_file_writer;
+}
+
+/// @brief The rejected lines of a run: the rejects file of SPEC §7 (`file,line,column,reason,raw`)
+/// written as they arrive, into a temporary file that `commit` puts in place atomically (nothing
+/// held in memory however many lines are bad), the first few kept for stderr, and their count.
+class rejects_output {
+ public:
+  /// @param path    the rejects file; empty: no file (lines are only counted and noted)
+  /// @param out_dir the run's `--out` directory, if any: a rejects file inside it is staged
+  ///                beside it, since `emit_report` puts a new directory in its place first
+  /// @throw config_error when the file cannot be created
+  explicit rejects_output(const std::string& path, const std::string& out_dir = "");
+  ~rejects_output();
+  rejects_output(const rejects_output&)            = delete;
+  rejects_output& operator=(const rejects_output&) = delete;
+
+  void add(const rejected_line& line);
+  /// Puts the file in place; destroyed without it, the file is not written. @throw config_error
+  void commit();
+  /// Explains the first rejected lines on @p diagnostics, and how many there were.
+  void note(std::ostream& diagnostics) const;
+
+ private:
+  std::string path_;
+  std::unique_ptr<detail::atomic_file_writer> file_;
+  std::vector<rejected_line> first_;  ///< the ones `note` shows
+  std::int64_t count_ = 0;
+};
+
+/// @brief Writes @p report's outputs (`--out` directory, or stdout in `options.format`), then
+/// commits @p rejects' file and notes the rejects on @p diagnostics.
 /// @return the exit code of SPEC §6 (0, or 1 when there are violations)
-int emit_report(const report_output& report, const std::vector<rejected_line>& rejects,
-                const report_options& options, std::ostream& out, std::ostream& diagnostics);
+int emit_report(const report_output& report, rejects_output& rejects, const report_options& options,
+                std::ostream& out, std::ostream& diagnostics);
 
 /// @brief Picks the backend for `--backend` (auto, cpu, gpu); notes the choice on @p diagnostics.
 /// @throw device_error for `gpu` without a usable GPU, config_error for an unknown name
@@ -128,9 +159,9 @@ void check_report_format(const report_options& options);
 /// @throw config_error when it cannot be written
 void write_rejects(const std::string& path, const std::vector<rejected_line>& rejects);
 
-/// @brief The part of `report` after ingest, shared by `report` and `ledger report`: builds the
-/// report of @p log, writes the rejects file (when `options.rejects_path` is set) and the outputs
-/// (`--out` directory, or stdout in `options.format`).
+/// @brief `ledger report` from a replayed log: builds the report of @p log, writes its outputs
+/// (`--out` directory, or stdout in `options.format`) and the rejects file of `log.rejects`
+/// (when `options.rejects_path` is set).
 /// @return the exit code of SPEC §6 (0, or 1 when there are violations)
 int finish_report(const reference_data& reference, const shipment_log& log, const report_options& options,
                   backend& engine, std::ostream& out, std::ostream& diagnostics);

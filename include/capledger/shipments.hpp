@@ -122,6 +122,10 @@ struct line_batch {
 struct ingest_options {
   bool keep_rejects        = false;  ///< false: the first bad line throws parse_error
   std::int64_t max_rejects = -1;     ///< with keep_rejects: throw once more than this many (-1: no limit)
+  /// With keep_rejects: each rejected line goes to this, in input order, as it is found, instead
+  /// of into `shipment_log::rejects` (which then stays empty): memory stays bounded however many
+  /// lines are bad. `shipment_log::lines_rejected` counts them either way.
+  std::function<void(const rejected_line&)> on_reject;
   /// Shipment ids accepted before this builder existed (a ledger's earlier nights): returns the
   /// `file:line` of the earlier line for a known id, nullopt otherwise. Consulted before the
   /// builder's own ids, so a repeat is reported against the first occurrence, as one run would.
@@ -169,8 +173,9 @@ struct shipment_log {
   std::vector<std::int64_t> source_line;  ///< line i's 1-based line number in its file
   std::vector<std::int64_t> file_end;     ///< lines of file f are [file_end[f-1], file_end[f])
   std::vector<input_file> files;
-  std::vector<rejected_line> rejects;
-  std::int64_t lines_read = 0;
+  std::vector<rejected_line> rejects;  ///< empty when `ingest_options::on_reject` took them
+  std::int64_t lines_rejected = 0;
+  std::int64_t lines_read     = 0;
 
   [[nodiscard]] std::string_view shipment_id(std::int64_t line) const;
   /// @return `file:line` of an accepted line, for explanations
