@@ -1,6 +1,7 @@
 /// @file external_id_check.cpp
 /// @brief Repeated shipment ids found out of memory: partitioned temporary files, sorted one by one.
 #include "external_id_check.hpp"
+#include "file_io.hpp"
 
 #include <capledger/error.hpp>
 
@@ -66,14 +67,7 @@ std::vector<std::pair<std::uint64_t, std::uint64_t>> external_id_check::repeats(
 
 void external_id_check::spill(part& p)
 {
-  if (p.fd < 0) {
-    const char* tmp       = std::getenv("TMPDIR");
-    const std::string dir = tmp != nullptr && *tmp != '\0' ? tmp : "/tmp";
-    std::string name      = dir + "/capledger-ids-XXXXXX";
-    p.fd                  = ::mkstemp(name.data());
-    if (p.fd < 0) { throw config_error("cannot create a temporary file in " + dir); }
-    ::unlink(name.c_str());  // gone when closed, whatever happens
-  }
+  if (p.fd < 0) { p.fd = anonymous_temp_file(); }
   const auto bytes = static_cast<ssize_t>(p.buffer.size() * sizeof(entry));
   if (bytes > 0 && ::write(p.fd, p.buffer.data(), static_cast<std::size_t>(bytes)) != bytes) {
     throw config_error("cannot write a temporary file (disk full?)");

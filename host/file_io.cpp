@@ -55,27 +55,76 @@ std::string read_input_file(const std::string& path)
 
 namespace detail {
 
+int anonymous_temp_file()
+{
+  const char* tmp       = std::getenv("TMPDIR");
+  const std::string dir = tmp != nullptr && *tmp != '\0' ? tmp : "/tmp";
+  std::string name      = dir + "/capledger-XXXXXX";
+  const int fd          = ::mkstemp(name.data());
+  if (fd < 0) {
+    throw config_error("cannot create a temporary file in " + dir + ": " + std::strerror(errno));
+  }
+  ::unlink(name.c_str());  // gone when closed, whatever happens
+  return fd;
+}
+
 input_bytes::input_bytes(const std::string& path)
 {
-  if (path != "-") {
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) { throw config_error(path + ": cannot open: " + std::strerror(errno)); }
-    struct stat info {};
-    if (::fstat(fd, &info) == 0 && S_ISREG(info.st_mode) && info.st_size > 0) {
-      void* mapping = ::mmap(nullptr, static_cast<std::size_t>(info.st_size), PROT_READ, MAP_PRIVATE, fd, 0);
-      if (mapping != MAP_FAILED) {
-        ::madvise(mapping, static_cast<std::size_t>(info.st_size), MADV_SEQUENTIAL);
-        mapping_ = mapping;
-        data_    = static_cast<const char*>(mapping);
-        size_    = static_cast<std::size_t>(info.st_size);
+  const bool from_stdin = path == "-";
+  const int fd          = from_stdin ? STDIN_FILENO : ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) { throw config_error(path + ": cannot open: " + std::strerror(errno)); }
+  struct stat info {};
+  // A regular file read from its start; stdin may be one too (`< log.csv`), unless something
+  // read part of it before (then only the rest is the input: spooled like a pipe).
+  const bool regular =
+      ::fstat(fd, &info) == 0 && S_ISREG(info.st_mode) && (!from_stdin || ::lseek(fd, 0, SEEK_CUR) == 0);
+  if (regular) { map(fd, static_cast<std::size_t>(info.st_size)); }
+  if (!regular) {
+    // A pipe (`zcat log.csv.gz | capledger report -`, `<(...)`): spooled into an unlinked
+    // temporary file and mapped from there, so that a log of any size costs disk, not memory.
+    const int spool   = anonymous_temp_file();
+    std::size_t total = 0;
+    try {
+      std::vector<char> buffer(std::size_t{1} << 20);
+      for (;;) {
+        const ssize_t n = ::read(fd, buffer.data(), buffer.size());
+        if (n == 0) { break; }
+        if (n < 0) {
+          if (errno == EINTR) { continue; }
+          throw config_error(path + ": read error: " + std::strerror(errno));
+        }
+        for (ssize_t done = 0; done < n;) {
+          const ssize_t w = ::write(spool, buffer.data() + done, static_cast<std::size_t>(n - done));
+          if (w < 0 && errno == EINTR) { continue; }
+          if (w <= 0) {
+            throw config_error(path + ": cannot copy it to a temporary file: " + std::strerror(errno));
+          }
+          done += w;
+        }
+        total += static_cast<std::size_t>(n);
       }
+      map(spool, total);
+    } catch (...) {
+      ::close(spool);
+      if (!from_stdin) { ::close(fd); }
+      throw;
     }
-    ::close(fd);
-    if (mapping_ != nullptr) { return; }
+    ::close(spool);  // the mapping keeps the file
   }
-  copy_ = read_input_file(path);
-  data_ = copy_.data();
-  size_ = copy_.size();
+  if (!from_stdin) { ::close(fd); }
+}
+
+void input_bytes::map(int fd, std::size_t size)
+{
+  if (size == 0) { return; }  // nothing to map: an empty view
+  void* mapping = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
+  if (mapping == MAP_FAILED) {
+    throw config_error(std::string("cannot map an input: ") + std::strerror(errno));
+  }
+  ::madvise(mapping, size, MADV_SEQUENTIAL);
+  mapping_ = mapping;
+  data_    = static_cast<const char*>(mapping);
+  size_    = size;
 }
 
 input_bytes::~input_bytes()

@@ -12,8 +12,12 @@ struct evp_md_ctx_st;  // OpenSSL's EVP_MD_CTX, kept out of this header
 
 namespace capledger::detail {
 
-/// @brief An input file's bytes: mapped read-only when it is a regular file (no copy; the
-/// pages come from the page cache), read into memory otherwise (stdin, pipes, `/dev/fd/N`).
+/// @brief An unlinked temporary file in `$TMPDIR` (or /tmp), gone when closed. @throw config_error
+[[nodiscard]] int anonymous_temp_file();
+
+/// @brief An input file's bytes, mapped read-only (no copy; the pages come from the page cache):
+/// a regular file directly, a pipe (stdin, `/dev/fd/N`) after it is copied into an unlinked
+/// temporary file, so that no input is held in memory whatever its size.
 class input_bytes {
  public:
   /// @param path a file, or `-` for stdin. @throw config_error when it cannot be read
@@ -35,8 +39,9 @@ class input_bytes {
   std::size_t size_     = 0;
   void* mapping_        = nullptr;
   std::size_t released_ = 0;
-  std::string copy_;  ///< the bytes, when they could not be mapped
 
+  /// Maps @p size bytes of @p fd (none: an empty view). @throw config_error
+  void map(int fd, std::size_t size);
   static std::size_t page_size() noexcept;
 };
 
