@@ -68,50 +68,65 @@ int anonymous_temp_file()
   return fd;
 }
 
+namespace {
+
+/// Closes the file descriptor it holds (-1: none) when it goes out of scope.
+struct fd_closer {
+  int fd;
+  fd_closer(const fd_closer&)            = delete;
+  fd_closer& operator=(const fd_closer&) = delete;
+  ~fd_closer()
+  {
+    if (fd >= 0) { ::close(fd); }
+  }
+};
+
+/// Copies what is left to read from @p in to @p out. @return the bytes copied. @throw config_error
+std::size_t copy_rest(int in, int out, const std::string& name)
+{
+  std::vector<char> buffer(std::size_t{1} << 20);
+  std::size_t total = 0;
+  for (;;) {
+    const ssize_t n = ::read(in, buffer.data(), buffer.size());
+    if (n == 0) { return total; }
+    if (n < 0) {
+      if (errno == EINTR) { continue; }
+      throw config_error(name + ": read error: " + std::strerror(errno));
+    }
+    for (ssize_t done = 0; done < n;) {
+      const ssize_t w = ::write(out, buffer.data() + done, static_cast<std::size_t>(n - done));
+      if (w < 0 && errno == EINTR) { continue; }
+      if (w <= 0) {
+        throw config_error(name + ": cannot copy it to a temporary file: " + std::strerror(errno));
+      }
+      done += w;
+    }
+    total += static_cast<std::size_t>(n);
+  }
+}
+
+}  // namespace
+
 input_bytes::input_bytes(const std::string& path)
 {
   const bool from_stdin = path == "-";
   const int fd          = from_stdin ? STDIN_FILENO : ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) { throw config_error(path + ": cannot open: " + std::strerror(errno)); }
-  struct stat info {};
+  const fd_closer opened{from_stdin ? -1 : fd};
   // A regular file read from its start; stdin may be one too (`< log.csv`), unless something
-  // read part of it before (then only the rest is the input: spooled like a pipe).
+  // read part of it before (then only the rest is the input: copied like a pipe's).
+  struct stat info {};
   const bool regular =
       ::fstat(fd, &info) == 0 && S_ISREG(info.st_mode) && (!from_stdin || ::lseek(fd, 0, SEEK_CUR) == 0);
-  if (regular) { map(fd, static_cast<std::size_t>(info.st_size)); }
-  if (!regular) {
-    // A pipe (`zcat log.csv.gz | capledger report -`, `<(...)`): spooled into an unlinked
-    // temporary file and mapped from there, so that a log of any size costs disk, not memory.
-    const int spool   = anonymous_temp_file();
-    std::size_t total = 0;
-    try {
-      std::vector<char> buffer(std::size_t{1} << 20);
-      for (;;) {
-        const ssize_t n = ::read(fd, buffer.data(), buffer.size());
-        if (n == 0) { break; }
-        if (n < 0) {
-          if (errno == EINTR) { continue; }
-          throw config_error(path + ": read error: " + std::strerror(errno));
-        }
-        for (ssize_t done = 0; done < n;) {
-          const ssize_t w = ::write(spool, buffer.data() + done, static_cast<std::size_t>(n - done));
-          if (w < 0 && errno == EINTR) { continue; }
-          if (w <= 0) {
-            throw config_error(path + ": cannot copy it to a temporary file: " + std::strerror(errno));
-          }
-          done += w;
-        }
-        total += static_cast<std::size_t>(n);
-      }
-      map(spool, total);
-    } catch (...) {
-      ::close(spool);
-      if (!from_stdin) { ::close(fd); }
-      throw;
-    }
-    ::close(spool);  // the mapping keeps the file
+  if (regular) {
+    map(fd, static_cast<std::size_t>(info.st_size));
+    return;
   }
-  if (!from_stdin) { ::close(fd); }
+  // A pipe (`zcat log.csv.gz | capledger report -`, `<(...)`): copied into an unlinked temporary
+  // file and mapped from there (the mapping keeps the file), so that a log of any size costs
+  // disk, not memory.
+  const fd_closer spooled{anonymous_temp_file()};
+  map(spooled.fd, copy_rest(fd, spooled.fd, path));
 }
 
 void input_bytes::map(int fd, std::size_t size)
