@@ -179,7 +179,7 @@ ordered_json fingerprint_json(const file_fingerprint& f)
 
 /// `{"summary": ..., "findings": [...]}` as `ordered_json::dump(2)` writes it, with the findings
 /// written one at a time instead of built as a JSON tree first (a million findings as a tree took
-/// 2.8 GB; `ReportJson.SameBytesAsTheJsonTree` holds the two to the same bytes).
+/// 2.8 GB; `RulesGolden.JsonViewIsTheSummaryAndFindingsAsOneTree` holds the two to the same bytes).
 std::string report_json(const ordered_json& summary, const check_results& checks)
 {
   constexpr auto replace_bad_bytes = nlohmann::json::error_handler_t::replace;
@@ -446,8 +446,9 @@ rejects_output::rejects_output(const std::string& path, const std::string& out_d
   if (path_.empty()) { return; }
   std::string staging_dir;
   if (!out_dir.empty()) {
-    const std::filesystem::path out    = std::filesystem::absolute(out_dir).lexically_normal();
+    std::filesystem::path out          = std::filesystem::absolute(out_dir).lexically_normal();
     const std::filesystem::path parent = std::filesystem::absolute(path_).lexically_normal().parent_path();
+    if (out.filename().empty()) { out = out.parent_path(); }  // `--out result/`
     const auto inside =
         std::mismatch(out.begin(), out.end(), parent.begin(), parent.end()).first == out.end();
     if (inside) {  // the directory is replaced before the file is put in place

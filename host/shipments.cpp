@@ -788,19 +788,23 @@ struct shipment_log_builder::state {
       }
       return;
     }
+    if (options.max_rejects >= 0 && log.lines_rejected + 1 > options.max_rejects) {
+      const std::string last = bad.file + ":" + std::to_string(bad.line) + ":" + std::to_string(bad.column) +
+                               ": " + bad.reason + ": " + bad.detail;
+      record_reject(std::move(bad));  // the rejects file holds the line that stopped the run
+      throw too_many_rejects("more than " + std::to_string(options.max_rejects) +
+                             " rejected lines (--max-rejects); last: " + last);
+    }
+    record_reject(std::move(bad));
+  }
+  /// Counts a rejected line and hands it to `on_reject`, or keeps it in the log.
+  void record_reject(rejected_line bad)
+  {
     ++log.lines_rejected;
-    const rejected_line* last = &bad;
     if (options.on_reject) {
       options.on_reject(bad);
     } else {
       log.rejects.push_back(std::move(bad));
-      last = &log.rejects.back();
-    }
-    if (options.max_rejects >= 0 && log.lines_rejected > options.max_rejects) {
-      throw too_many_rejects("more than " + std::to_string(options.max_rejects) +
-                             " rejected lines (--max-rejects); last: " + last->file + ":" +
-                             std::to_string(last->line) + ":" + std::to_string(last->column) + ": " +
-                             last->reason + ": " + last->detail);
     }
   }
 
@@ -932,15 +936,8 @@ void shipment_log_builder::add_stored(const input_file& file,
   const std::int64_t accepted = log.files.back().lines_read;
   log.files.back().lines_read = file.lines_read;
   log.lines_read += file.lines_read - accepted;  // the rejected lines were read too
-  for (const rejected_line& r :
-       rejected) {  // rejected when the file was first read: not against --max-rejects
-    ++log.lines_rejected;
-    if (state_->options.on_reject) {
-      state_->options.on_reject(r);
-    } else {
-      log.rejects.push_back(r);
-    }
-  }
+  // Rejected when the file was first read: not counted against --max-rejects again.
+  for (const rejected_line& r : rejected) { state_->record_reject(r); }
   log.file_end.push_back(state_->accepted);
 }
 
