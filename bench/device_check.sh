@@ -14,8 +14,9 @@
 # bench.json, ncu.log, and bench-base.log (with a .device-base/) or build.log (after a fallback
 # build).
 # BENCH_FILTER overrides the benchmark selection; SANITIZE_FILTER the sanitizers' tests; STEPS
-# the steps ("tests peer bench ncu e2e" by default); E2E_LINES, E2E_RUNS and E2E_ALT the
-# end-to-end step (step 6 says how).
+# the steps ("tests peer bench ncu e2e" by default; "scale" adds step 7, the many-files and
+# extreme-logs reports on this host's cores); E2E_LINES, E2E_RUNS and E2E_ALT the end-to-end
+# step (step 6 says how).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -182,4 +183,19 @@ if want e2e && [ "$lines" -gt 0 ]; then
       say "e2e: $other and new-cpu outputs DIFFER"
   done
   say "e2e done after $((SECONDS - started)) s"
+fi
+
+# 7. Reports at scale on this host's cores (`report --backend cpu`, new build then base when
+# carried): a log in 100 files against the same log as one file (bench/many_files_bench.sh),
+# a million findings and half a million rejected lines (bench/extreme_logs_bench.sh). Not run
+# unless STEPS names it (about a minute with a base).
+if [[ " ${STEPS:-} " == *" scale "* ]]; then
+  cli="$bin/capledger"
+  [ -x "$cli" ] || cli=build-device/capledger
+  clis=("$root/$cli")
+  [ -x .device-base/capledger ] && clis+=("$root/.device-base/capledger")
+  export LD_LIBRARY_PATH="$root/$bin/lib:$root/.device-base/lib:${LD_LIBRARY_PATH:-}"
+  timeout 240 bench/many_files_bench.sh -r 2 -w /tmp/scale-files "${clis[@]}" 2>&1 | tee -a "$summary"
+  timeout 120 bench/extreme_logs_bench.sh -w /tmp/scale-extreme "${clis[@]}" 2>&1 | tee -a "$summary"
+  say "scale done after $((SECONDS - started)) s"
 fi
