@@ -1458,7 +1458,14 @@ void shipment_log_builder::state::merge_chunk(const std::string& name, std::stri
       if (code < 0) {
         const std::string_view key = chunk.adhoc_chips.text(chunk.adhoc_chip[i]);
         const int known            = log.chips.find(key);
-        code                       = known >= 0 ? known : log.chips.add_adhoc(key);
+        try {
+          code = known >= 0 ? known : log.chips.add_adhoc(key);
+        } catch (const config_error& e) {  // the chip table is full: say which line overflowed it
+          const auto again            = read_again(text, chunk.start[i], chunk.line[i] + base);
+          const detail::csv_field& at = again.fields()[static_cast<std::size_t>(columns[c_chip])];
+          throw config_error(name + ":" + std::to_string(at.line) + ":" + std::to_string(at.column) + ": " +
+                             e.what() + " (chip " + quoted(key) + ")");
+        }
       }
       chip = code;
     }

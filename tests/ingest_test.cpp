@@ -7,6 +7,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -217,6 +218,29 @@ TEST(Ingest, UnknownChipWithTppPerUnitBecomesAdHocChip)
   EXPECT_FALSE(adhoc.known);
   EXPECT_TRUE(adhoc.datacenter);
   EXPECT_EQ(log.chips.rows.size(), chips().rows.size() + 1);
+}
+
+// Chip codes are 16 bits: the error for the line whose chip would be one model too many names
+// that line and the chip's column.
+TEST(Ingest, TooManyChipModelsNamesTheLine)
+{
+  std::string text  = "shipment_id,date,entity,country,chip,quantity,tpp_per_unit\n";
+  const auto models = static_cast<int>(65535 - chips().rows.size());  // ad-hoc models that fit
+  char chip[16];
+  for (int i = 0; i <= models; ++i) {
+    std::snprintf(chip, sizeof chip, "chip-%07d", i);
+    text += "S" + std::to_string(1000000 + i) + ",2025-02-01,E1,AE," + chip + ",1,5\n";
+  }
+  try {
+    (void)ingest(text);
+    FAIL() << "no error for " << models + 1 << " ad-hoc chip models";
+  } catch (const config_error& e) {
+    // Line 1 is the header, so model i is on line i + 2; `S1000000,2025-02-01,E1,AE,` is 26 bytes.
+    std::snprintf(chip, sizeof chip, "CHIP-%07d", models);
+    const std::string what = e.what();
+    EXPECT_EQ(what.rfind("log.csv:" + std::to_string(models + 2) + ":27: ", 0), 0U) << what;
+    EXPECT_NE(what.find(std::string("'") + chip + "'"), std::string::npos) << what;
+  }
 }
 
 TEST(Ingest, AdHocChipStillNeedsTppPerUnitOnEveryLine)
