@@ -1,11 +1,18 @@
 /// @file file_io_test.cpp
-/// @brief Memory helpers of host/file_io.hpp.
+/// @brief Memory and file helpers of host/file_io.hpp.
 #include "file_io.hpp"
+
+#include <capledger/error.hpp>
 
 #include <gtest/gtest.h>
 
+#include "test_support.hpp"
+
 #include <cstddef>
 #include <cstdint>
+#include <filesystem>
+#include <set>
+#include <string>
 #include <vector>
 
 #include <sys/mman.h>
@@ -30,12 +37,13 @@ std::size_t resident_pages(const char* data, std::size_t pages, std::size_t page
 // several threads take slices whose ends are not page aligned) and none before it.
 TEST(PopulatePages, BacksEveryPageOfTheRange)
 {
-  const auto page           = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
-  const std::size_t pages   = (std::size_t{48} << 20) / page + 3;
+  const auto page         = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+  const std::size_t pages = (std::size_t{48} << 20) / page + 3;
   void* mapping = ::mmap(nullptr, pages * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   ASSERT_NE(mapping, MAP_FAILED);
   auto* base = static_cast<char*>(mapping);
-  ::madvise(base, pages * page, MADV_NOHUGEPAGE);  // 4 KiB pages: one page's state says nothing of its neighbours
+  ::madvise(base, pages * page,
+            MADV_NOHUGEPAGE);  // 4 KiB pages: one page's state says nothing of its neighbours
   ASSERT_EQ(resident_pages(base, pages, page), 0U);
 
   char* begin             = base + page + 100;
@@ -54,6 +62,61 @@ TEST(PopulatePages, NothingToDoForAnEmptyRange)
   char byte = 7;
   populate_pages(&byte, 0);
   EXPECT_EQ(byte, 7);
+}
+
+/// Names in @p dir, hidden ones (a temporary file) included.
+std::set<std::string> names_in(const std::filesystem::path& dir)
+{
+  std::set<std::string> names;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    names.insert(entry.path().filename());
+  }
+  return names;
+}
+
+// A file written piece by piece appears whole at commit, in place of the old one; until then the
+// old one is untouched, and a writer dropped without commit leaves nothing behind.
+TEST(AtomicFileWriter, TheFileAppearsWholeAtCommitOrNotAtAll)
+{
+  const capledger::test::scratch_dir dir;
+  const auto target = dir.root() / "rejects.csv";
+  capledger::test::write_text(target, "old\n");
+  {
+    capledger::detail::atomic_file_writer file(target.string());
+    file.append("first,");
+    file.append(std::string(3u << 20, 'x'));  // past the writer's buffer: some of it is on disk
+    EXPECT_EQ(capledger::test::read_text(target), "old\n");
+    EXPECT_EQ(names_in(dir.root()).size(), 2U) << "the file and its temporary sibling";
+  }  // dropped: not committed
+  EXPECT_EQ(capledger::test::read_text(target), "old\n");
+  EXPECT_EQ(names_in(dir.root()), (std::set<std::string>{"rejects.csv"}));
+
+  capledger::detail::atomic_file_writer file(target.string());
+  file.append("new,");
+  file.append("file\n");
+  file.commit();
+  EXPECT_EQ(capledger::test::read_text(target), "new,file\n");
+  EXPECT_EQ(names_in(dir.root()), (std::set<std::string>{"rejects.csv"}));
+  EXPECT_THROW(file.append("late"), capledger::logic_error);
+}
+
+// Staged elsewhere (beside a directory that is about to be replaced), it still lands at its path.
+TEST(AtomicFileWriter, StagedInAnotherDirectory)
+{
+  const capledger::test::scratch_dir dir;
+  std::filesystem::create_directories(dir.root() / "out");
+  capledger::detail::atomic_file_writer file((dir.root() / "out" / "r.csv").string(), dir.root().string());
+  file.append("row\n");
+  EXPECT_EQ(names_in(dir.root() / "out").size(), 0U) << "nothing inside out/ before commit";
+  file.commit();
+  EXPECT_EQ(capledger::test::read_text(dir.root() / "out" / "r.csv"), "row\n");
+  EXPECT_EQ(names_in(dir.root()), (std::set<std::string>{"out"}));
+}
+
+TEST(AtomicFileWriter, AnUnwritableDirectoryIsAConfigError)
+{
+  EXPECT_THROW(capledger::detail::atomic_file_writer("/nonexistent-capledger-dir/r.csv"),
+               capledger::config_error);
 }
 
 }  // namespace
