@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <charconv>
 #include <cstdlib>
 #include <filesystem>
 #include <iomanip>
@@ -83,6 +84,30 @@ class csv_text {
   void add(const std::vector<std::string>& cells) { add_cells(cells); }
   /// A row of views: large tables (findings) are written without copying their cells first.
   void add(std::initializer_list<std::string_view> cells) { add_cells(cells); }
+  /// A row of a cell already in CSV form (`cell`), a cell that needs no quoting (a country code)
+  /// and a group's records, units and tpp.
+  void add_prepared(std::string_view csv_cell, std::string_view plain, const group_total& total)
+  {
+    text_ += csv_cell;
+    text_.push_back(',');
+    text_ += plain;
+    for (const std::int64_t value : {total.records, total.units, total.tpp}) {
+      char digits[24];
+      text_.push_back(',');
+      text_.append(digits, std::to_chars(digits, digits + sizeof digits, value).ptr);
+    }
+    text_.push_back('\n');
+  }
+  /// @p value as one CSV cell: quoted when it holds a comma, quote or line break, or starts or
+  /// ends with a space or tab (which readers would trim), quotes doubled.
+  [[nodiscard]] static std::string cell(std::string_view value)
+  {
+    csv_text one;
+    one.add({value});
+    std::string text = one.take();
+    text.pop_back();  // the row's line end
+    return text;
+  }
   /// The text so far; the next row starts a new one.
   [[nodiscard]] std::string take()
   {
@@ -329,8 +354,9 @@ report_output render_report(const reference_data& ref, const report_source& sour
               "cap_used_pct", "breach_date", "breach_shipment_id"},
              rows);
 
+  const std::vector<std::int32_t> entities_by_id = entities.sorted_codes();
   csv_text by_entity({"entity", "status", "hq_country", "records", "units", "tpp", "h100_equiv"});
-  for (const std::int32_t e : entities.sorted_codes()) {
+  for (const std::int32_t e : entities_by_id) {
     const group_total& g = agg.by_entity[static_cast<std::size_t>(e)];
     if (g.records == 0) { continue; }
     const entity_info* info  = ref.entities.find(entities.text(e));
@@ -342,23 +368,28 @@ report_output render_report(const reference_data& ref, const report_source& sour
   }
   out.files["by_entity.csv"] = by_entity.take();
 
-  // Pairs come sorted by (entity code, country code); the file is sorted by (entity id, ISO).
-  std::vector<std::int32_t> entity_rank(static_cast<std::size_t>(entities.size()));
-  {
-    const auto sorted = entities.sorted_codes();
-    for (std::size_t r = 0; r < sorted.size(); ++r) {
-      entity_rank[static_cast<std::size_t>(sorted[r])] = static_cast<std::int32_t>(r);
-    }
-  }
-  std::vector<const pair_total*> pairs;
-  for (const auto& p : agg.by_entity_country) { pairs.push_back(&p); }
-  std::sort(pairs.begin(), pairs.end(), [&](const pair_total* a, const pair_total* b) {
-    return std::pair(entity_rank[static_cast<std::size_t>(a->entity)], a->country) <
-           std::pair(entity_rank[static_cast<std::size_t>(b->entity)], b->country);
-  });
+  // Pairs come sorted by (entity code, country code), so each entity's pairs are one run; the
+  // file is sorted by (entity id, country code, which is ISO order): the runs in entity-id
+  // order, each id escaped once, the numbers written straight into the text (a log may hold
+  // millions of pairs).
+  const std::vector<pair_total>& pairs = agg.by_entity_country;
+  CAPLEDGER_EXPECTS(std::is_sorted(pairs.begin(), pairs.end(),
+                                   [](const pair_total& a, const pair_total& b) {
+                                     return entity_country_key(a.entity, a.country) <
+                                            entity_country_key(b.entity, b.country);
+                                   }),
+                    "aggregation::by_entity_country is not sorted by (entity, country)");
+  std::vector<std::size_t> run_start(static_cast<std::size_t>(entities.size()) + 1, 0);
+  for (const pair_total& p : pairs) { ++run_start[static_cast<std::size_t>(p.entity) + 1]; }
+  for (std::size_t e = 1; e < run_start.size(); ++e) { run_start[e] += run_start[e - 1]; }
   csv_text by_pair({"entity", "country", "records", "units", "tpp"});
-  for (const pair_total* p : pairs) {
-    by_pair.add(row_of({entities.text(p->entity), ref.countries.rows[p->country].iso2}, total_cells(p->total)));
+  for (const std::int32_t e : entities_by_id) {
+    const auto code = static_cast<std::size_t>(e);
+    if (run_start[code] == run_start[code + 1]) { continue; }
+    const std::string entity_cell = csv_text::cell(entities.text(e));
+    for (std::size_t k = run_start[code]; k < run_start[code + 1]; ++k) {
+      by_pair.add_prepared(entity_cell, ref.countries.rows[pairs[k].country].iso2, pairs[k].total);
+    }
   }
   out.files["by_entity_country.csv"] = by_pair.take();
 

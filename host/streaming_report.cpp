@@ -264,15 +264,25 @@ class streaming_aggregator {
     out_.by_entity.resize(static_cast<std::size_t>(sizes.entities));
     out_.by_chip.resize(static_cast<std::size_t>(sizes.chips));
     out_.by_exporter.resize(static_cast<std::size_t>(sizes.exporters));
-    out_.by_entity_country.reserve(pairs_.size());
-    pairs_.for_each([&](std::int64_t key, const group_total& total) {
-      out_.by_entity_country.push_back(
-          {static_cast<std::int32_t>(key / 65536), static_cast<std::uint16_t>(key % 65536), total});
+    // Sorted by (entity, country) without comparing them all: a counting pass places each
+    // entity's pairs (millions, in a large log), then each entity's few countries are sorted.
+    std::vector<std::size_t> run_start(static_cast<std::size_t>(sizes.entities) + 1, 0);
+    pairs_.for_each([&](std::int64_t key, const group_total&) {
+      ++run_start[static_cast<std::size_t>(key / 65536) + 1];
     });
-    std::sort(out_.by_entity_country.begin(), out_.by_entity_country.end(),
-              [](const pair_total& a, const pair_total& b) {
-                return entity_country_key(a.entity, a.country) < entity_country_key(b.entity, b.country);
-              });
+    for (std::size_t e = 1; e < run_start.size(); ++e) { run_start[e] += run_start[e - 1]; }
+    out_.by_entity_country.resize(pairs_.size());
+    std::vector<std::size_t> next(run_start.begin(), run_start.end() - 1);
+    pairs_.for_each([&](std::int64_t key, const group_total& total) {
+      const auto entity                      = static_cast<std::size_t>(key / 65536);
+      out_.by_entity_country[next[entity]++] = {static_cast<std::int32_t>(entity),
+                                                static_cast<std::uint16_t>(key % 65536), total};
+    });
+    for (std::size_t e = 0; e + 1 < run_start.size(); ++e) {
+      std::sort(out_.by_entity_country.begin() + static_cast<std::ptrdiff_t>(run_start[e]),
+                out_.by_entity_country.begin() + static_cast<std::ptrdiff_t>(run_start[e + 1]),
+                [](const pair_total& a, const pair_total& b) { return a.country < b.country; });
+    }
 
     // Day by day, which keys go over their limit and on which day.
     country_ = walk_days(country_bins_, [&](std::int64_t country, day_t) {
