@@ -81,6 +81,17 @@ struct fd_closer {
   }
 };
 
+/// Writes all of @p bytes to @p fd. @throw config_error naming @p name
+void write_all(int fd, std::string_view bytes, const std::string& name)
+{
+  for (std::size_t done = 0; done < bytes.size();) {
+    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) { continue; }
+    if (n <= 0) { throw config_error(name + ": write failed: " + std::strerror(errno)); }
+    done += static_cast<std::size_t>(n);
+  }
+}
+
 /// Copies what is left to read from @p in to @p out. @return the bytes copied. @throw config_error
 std::size_t copy_rest(int in, int out, const std::string& name)
 {
@@ -93,14 +104,8 @@ std::size_t copy_rest(int in, int out, const std::string& name)
       if (errno == EINTR) { continue; }
       throw config_error(name + ": read error: " + std::strerror(errno));
     }
-    for (ssize_t done = 0; done < n;) {
-      const ssize_t w = ::write(out, buffer.data() + done, static_cast<std::size_t>(n - done));
-      if (w < 0 && errno == EINTR) { continue; }
-      if (w <= 0) {
-        throw config_error(name + ": cannot copy it to a temporary file: " + std::strerror(errno));
-      }
-      done += w;
-    }
+    write_all(out, std::string_view(buffer.data(), static_cast<std::size_t>(n)),
+              name + " (its copy in a temporary file)");
     total += static_cast<std::size_t>(n);
   }
 }
@@ -258,18 +263,13 @@ void write_and_sync(const fs::path& path, std::string_view content)
 {
   const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) { throw config_error(path.string() + ": cannot create: " + std::strerror(errno)); }
-  std::size_t written = 0;
-  while (written < content.size()) {
-    const ssize_t n = ::write(fd, content.data() + written, content.size() - written);
-    if (n < 0) {
-      if (errno == EINTR) { continue; }
-      const std::string reason = std::strerror(errno);
-      ::close(fd);
-      throw config_error(path.string() + ": write failed: " + reason);
-    }
-    written += static_cast<std::size_t>(n);
+  fd_closer file{fd};
+  write_all(fd, content, path.string());
+  if (::fsync(fd) != 0) {
+    throw config_error(path.string() + ": cannot flush to disk: " + std::strerror(errno));
   }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) {
+  file.fd = -1;  // closed here, its error reported
+  if (::close(fd) != 0) {
     throw config_error(path.string() + ": cannot flush to disk: " + std::strerror(errno));
   }
 }
@@ -364,15 +364,7 @@ void atomic_file_writer::append(std::string_view bytes)
 
 void atomic_file_writer::flush()
 {
-  std::size_t written = 0;
-  while (written < buffer_.size()) {
-    const ssize_t n = ::write(fd_, buffer_.data() + written, buffer_.size() - written);
-    if (n < 0) {
-      if (errno == EINTR) { continue; }
-      throw config_error(path_ + ": write failed: " + std::strerror(errno));
-    }
-    written += static_cast<std::size_t>(n);
-  }
+  write_all(fd_, buffer_, path_);
   buffer_.clear();
 }
 
