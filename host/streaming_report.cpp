@@ -73,6 +73,16 @@ class bin_table {
     return bins_.at(combined(key, day));
   }
 
+  /// Lets go of every bin (`sorted` gives none afterwards).
+  void release()
+  {
+    dense_keys_ = 0;
+    dense_      = {};
+    bins_       = {};
+    key_index_  = {};
+    keys_       = {};
+  }
+
   struct entry {
     std::int64_t key;
     day_t day;
@@ -283,6 +293,9 @@ class streaming_aggregator {
                 out_.by_entity_country.begin() + static_cast<std::ptrdiff_t>(run_start[e + 1]),
                 [](const pair_total& a, const pair_total& b) { return a.country < b.country; });
     }
+    // Each table goes once its rows are out: it is the largest thing held while the report is
+    // rendered (for millions of pairs, twice the rows' size).
+    pairs_ = key_table<group_total>{};
 
     // Day by day, which keys go over their limit and on which day.
     country_ = walk_days(country_bins_, [&](std::int64_t country, day_t) {
@@ -294,6 +307,7 @@ class streaming_aggregator {
     order_ = walk_days(order_bins_, [&](std::int64_t, day_t) { return context_.lpp_per_order_tpp; }, true);
     annual_ = walk_days(
         annual_bins_, [&](std::int64_t, day_t) { return context_.lpp_per_consignee_year_tpp; }, true);
+    for (bin_table* bins : {&country_bins_, &nveu_bins_, &order_bins_, &annual_bins_}) { bins->release(); }
     find_crossing_lines(builder);
 
     const auto countries = out_.by_country.size();
@@ -318,6 +332,7 @@ class streaming_aggregator {
       });
       std::sort(into->begin(), into->end(),
                 [](const keyed_first_line& a, const keyed_first_line& b) { return a.key < b.key; });
+      *family.first = key_table<first_line_seen>{};
     }
     return std::move(out_);
   }
