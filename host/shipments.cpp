@@ -1148,11 +1148,11 @@ void shipment_log_builder::state::reserve_lines(std::size_t more, std::size_t po
   // one fault at a time by the merge thread as it appended, they cost the columns of 20 M lines
   // 2-4 s of system time on cpu-2c, and the builder 6.2-8.2 s against 4.9 s (bench/RESULTS.md).
   // Only this file's share: a wrong size hint for the other inputs costs no memory.
-  const std::size_t lines = static_cast<std::size_t>(log.columns.size()) + more;
-  const auto reserve      = [lines, populate_lines](auto& column) {
-    column.reserve(lines);
+  // `per_line` elements a line: a column holds one, the ids a few bytes.
+  const auto reserve = [more, populate_lines](auto& column, std::size_t per_line = 1) {
+    column.reserve(column.size() + more * per_line);
     detail::advise_huge_pages(column.data(), column.capacity() * sizeof(column[0]));
-    const std::size_t backed = std::min(column.capacity() - column.size(), populate_lines);
+    const std::size_t backed = std::min(column.capacity() - column.size(), populate_lines * per_line);
     detail::populate_pages(column.data() + column.size(), backed * sizeof(column[0]));
   };
   shipment_columns& c = log.columns;
@@ -1168,11 +1168,7 @@ void shipment_log_builder::state::reserve_lines(std::size_t more, std::size_t po
   reserve(log.source_line);
   reserve(log.id_end);
   if (ordinal_payloads) { reserve(line_of_candidate); }  // one entry a candidate: about a line
-  log.id_bytes.reserve(log.id_bytes.size() + more * id_bytes_per_line);
-  detail::advise_huge_pages(log.id_bytes.data(), log.id_bytes.capacity());
-  detail::populate_pages(
-      log.id_bytes.data() + log.id_bytes.size(),
-      std::min(log.id_bytes.capacity() - log.id_bytes.size(), populate_lines * id_bytes_per_line));
+  reserve(log.id_bytes, id_bytes_per_line);
 }
 
 std::optional<line_defect> shipment_log_builder::state::check_line(const detail::csv_field* record,
