@@ -16,7 +16,9 @@
 #include <fstream>
 #include <iostream>
 #include <iterator>
+#include <limits>
 #include <memory>
+#include <optional>
 #include <sstream>
 #include <thread>
 #include <vector>
@@ -186,6 +188,47 @@ void advise_huge_pages(const void* data, std::size_t bytes) noexcept
   if (data != nullptr && end > begin) {
     ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
   }
+}
+
+namespace {
+
+/// The first number in @p path (a /proc or /sys file), if it starts with one.
+std::optional<std::uint64_t> number_in(const char* path)
+{
+  std::ifstream in(path);
+  std::uint64_t value = 0;
+  if (in >> value) { return value; }
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::uint64_t available_memory()
+{
+  std::uint64_t available = 0;
+  std::ifstream meminfo("/proc/meminfo");
+  for (std::string key; meminfo >> key;) {
+    std::uint64_t kib = 0;
+    meminfo >> kib;
+    if (key == "MemAvailable:") {
+      available = kib * 1024;
+      break;
+    }
+    meminfo.ignore(std::numeric_limits<std::streamsize>::max(), '\n');
+  }
+  // A container's limit: its room is the limit less what the cgroup already uses ("max", no
+  // limit, reads as no number; v1 writes a huge number instead).
+  for (const auto& [limit_path, usage_path] :
+       {std::pair{"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"},
+        std::pair{"/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                  "/sys/fs/cgroup/memory/memory.usage_in_bytes"}}) {
+    const auto limit = number_in(limit_path);
+    if (!limit) { continue; }
+    const std::uint64_t used = number_in(usage_path).value_or(0);
+    const std::uint64_t room = *limit > used ? *limit - used : 1;  // 1, not 0 (unknown): full
+    if (available == 0 || room < available) { available = room; }
+  }
+  return available;
 }
 
 void populate_pages(void* data, std::size_t bytes)

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <string>
@@ -56,6 +57,10 @@ void advise_huge_pages(const void* data, std::size_t bytes) noexcept;
 /// yet. A large buffer filled from end to end otherwise takes its page faults one at a time
 /// inside the copy, which on the GPU machines' VMs cost as much as the copy itself.
 void populate_pages(void* data, std::size_t bytes);
+
+/// @brief Memory this process can still get: the kernel's MemAvailable, or less where a cgroup
+/// (v2 `memory.max`, v1 `memory.limit_in_bytes`) leaves less room. 0 when neither can be read.
+[[nodiscard]] std::uint64_t available_memory();
 
 /// @brief SHA-256 of bytes that arrive piece by piece (a file hashed as it is parsed).
 class sha256_stream {

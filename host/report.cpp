@@ -11,6 +11,7 @@
 #include <charconv>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <iomanip>
 #include <ostream>
 #include <sstream>
@@ -153,24 +154,77 @@ std::string to_csv(const std::vector<std::string>& header, const std::vector<std
   return out.take();
 }
 
-std::unique_ptr<backend> select_backend(const std::string& name, std::ostream& diagnostics)
+namespace {
+
+std::string gigabytes(std::uint64_t bytes)
 {
-  if (name == "cpu") { return make_cpu_backend(); }
+  std::ostringstream text;
+  text << std::fixed << std::setprecision(1) << static_cast<double>(bytes) / 1e9 << " GB";
+  return text.str();
+}
+
+}  // namespace
+
+std::string choose_backend(const std::string& name, bool gpu_usable, const std::string& why_not,
+                           const host_memory_fit& memory, std::ostream& diagnostics)
+{
+  if (name == "cpu") { return "cpu"; }
+  if (name != "gpu" && name != "auto") {
+    throw config_error("--backend must be auto, cpu or gpu, not '" + name + "'");
+  }
+  const bool known        = memory.needed > 0 && memory.available > 0;
+  const std::string sizes = known ? "the GPU path holds the whole log in memory, about " +
+                                        gigabytes(memory.needed) + " for these inputs, and " +
+                                        gigabytes(memory.available) + " are available"
+                                  : std::string();
   if (name == "gpu") {
-    std::string why;
-    if (!gpu_available(&why)) { throw device_error("--backend gpu: no usable GPU: " + why); }
-    return make_gpu_backend();
-  }
-  if (name == "auto") {
-    std::string why;
-    if (gpu_available(&why)) {
-      diagnostics << "capledger: backend gpu\n";
-      return make_gpu_backend();
+    if (!gpu_usable) { throw device_error("--backend gpu: no usable GPU: " + why_not); }
+    if (known && memory.needed > memory.available) {
+      throw device_error("--backend gpu: " + sizes + "; --backend cpu streams the log in bounded memory");
     }
-    diagnostics << "capledger: backend cpu (no usable GPU: " << why << ")\n";
-    return make_cpu_backend();
+    return "gpu";
   }
-  throw config_error("--backend must be auto, cpu or gpu, not '" + name + "'");
+  if (!gpu_usable) {
+    diagnostics << "capledger: backend cpu (no usable GPU: " << why_not << ")\n";
+    return "cpu";
+  }
+  // Three quarters: the rest is for the aggregation's results, the report and the page cache.
+  if (known && memory.needed > memory.available / 4 * 3) {
+    diagnostics << "capledger: backend cpu (a GPU is usable, but " << sizes << "; the CPU path streams it)\n";
+    return "cpu";
+  }
+  diagnostics << "capledger: backend gpu\n";
+  return "gpu";
+}
+
+std::unique_ptr<backend> select_backend(const std::string& name, std::ostream& diagnostics,
+                                        const host_memory_fit& memory)
+{
+  std::string why_not;
+  const bool gpu_usable = (name == "gpu" || name == "auto") && gpu_available(&why_not);
+  return choose_backend(name, gpu_usable, why_not, memory, diagnostics) == "gpu" ? make_gpu_backend()
+                                                                                 : make_cpu_backend();
+}
+
+std::uint64_t whole_log_memory_estimate(const std::vector<std::string>& inputs)
+{
+  constexpr std::uint64_t bytes_per_line = 90;
+  constexpr std::size_t sample_bytes     = std::size_t{1} << 20;
+  std::uint64_t lines                    = 0;
+  for (const auto& path : inputs) {
+    if (path == "-") { return 0; }
+    std::error_code error;
+    const std::uint64_t size = fs::file_size(path, error);
+    if (error || size == 0) { continue; }  // unreadable: ingest says why
+    std::ifstream in(path, std::ios::binary);
+    std::string sample(static_cast<std::size_t>(std::min<std::uint64_t>(size, sample_bytes)), '\0');
+    in.read(sample.data(), static_cast<std::streamsize>(sample.size()));
+    sample.resize(static_cast<std::size_t>(std::max<std::streamsize>(in.gcount(), 0)));
+    const auto breaks = static_cast<std::uint64_t>(std::count(sample.begin(), sample.end(), '\n'));
+    lines +=
+        sample.empty() ? 0 : (size * std::max<std::uint64_t>(breaks, 1) + sample.size() - 1) / sample.size();
+  }
+  return lines * bytes_per_line;
 }
 
 namespace {
@@ -573,8 +627,10 @@ int run_report(const report_options& options, std::ostream& out, std::ostream& d
 {
   check_report_format(options);
   if (options.inputs.empty()) { throw config_error("report needs at least one shipment log"); }
-  const reference_data ref        = load_reference(options);
-  std::unique_ptr<backend> engine = select_backend(options.backend, diagnostics);
+  const reference_data ref = load_reference(options);
+  const host_memory_fit memory{options.backend == "cpu" ? 0 : whole_log_memory_estimate(options.inputs),
+                               detail::available_memory()};
+  std::unique_ptr<backend> engine = select_backend(options.backend, diagnostics, memory);
 
   std::uint64_t input_bytes = 0;
   bool from_stdin           = false;

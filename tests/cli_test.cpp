@@ -1,6 +1,8 @@
 /// @file cli_test.cpp
 /// @brief The `capledger` binary end to end: exit codes, messages, output directory, rejects, formats.
 #include <capledger/backend.hpp>
+#include <capledger/error.hpp>
+#include <capledger/report.hpp>
 
 #include "csv.hpp"
 
@@ -198,6 +200,82 @@ TEST_F(Cli, AutoBackendSaysWhichItUsed)
   const std::string expected = capledger::gpu_available() ? "gpu" : "cpu";
   EXPECT_EQ(summary["backend"], expected);
   EXPECT_NE(r.err.find("backend " + expected), std::string::npos) << r.err;
+}
+
+// `--backend` and host memory: the GPU path holds the whole log's columns in memory, the CPU
+// path streams it. These call the choice itself (CI has no GPU to make `auto` consider one).
+TEST(BackendChoice, CpuIsTheCpuWhateverElseThereIs)
+{
+  std::ostringstream notes;
+  EXPECT_EQ(capledger::choose_backend("cpu", true, "", {1, 1}, notes), "cpu");
+  EXPECT_EQ(notes.str(), "");
+}
+
+TEST(BackendChoice, AutoTakesAUsableGpuWhenTheLogFits)
+{
+  std::ostringstream notes;
+  EXPECT_EQ(capledger::choose_backend("auto", true, "", {60'000'000'000, 100'000'000'000}, notes), "gpu");
+  EXPECT_EQ(notes.str(), "capledger: backend gpu\n");
+  // Sizes unknown (stdin, or no /proc): the GPU, as before.
+  EXPECT_EQ(capledger::choose_backend("auto", true, "", {0, 100}, notes), "gpu");
+  EXPECT_EQ(capledger::choose_backend("auto", true, "", {100, 0}, notes), "gpu");
+}
+
+TEST(BackendChoice, AutoStreamsOnTheCpuWhenTheLogWouldCrowdMemory)
+{
+  std::ostringstream notes;
+  EXPECT_EQ(capledger::choose_backend("auto", true, "", {80'000'000'000, 100'000'000'000}, notes), "cpu");
+  const std::string said = notes.str();
+  EXPECT_NE(said.find("backend cpu"), std::string::npos) << said;
+  EXPECT_NE(said.find("80.0 GB"), std::string::npos) << said;
+  EXPECT_NE(said.find("100.0 GB"), std::string::npos) << said;
+}
+
+TEST(BackendChoice, AutoWithoutAGpuSaysWhy)
+{
+  std::ostringstream notes;
+  EXPECT_EQ(capledger::choose_backend("auto", false, "no driver", {1, 100}, notes), "cpu");
+  EXPECT_EQ(notes.str(), "capledger: backend cpu (no usable GPU: no driver)\n");
+}
+
+TEST(BackendChoice, GpuIsRefusedOnlyWhenTheLogCannotFit)
+{
+  std::ostringstream notes;
+  // Past auto's three quarters but within what is available: asked for, so used.
+  EXPECT_EQ(capledger::choose_backend("gpu", true, "", {90, 100}, notes), "gpu");
+  EXPECT_EQ(capledger::choose_backend("gpu", true, "", {100, 100}, notes), "gpu");
+  try {
+    (void)capledger::choose_backend("gpu", true, "", {120'000'000'000, 100'000'000'000}, notes);
+    ADD_FAILURE() << "a log larger than memory was accepted for the GPU path";
+  } catch (const capledger::device_error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("120.0 GB"), std::string::npos) << what;
+    EXPECT_NE(what.find("--backend cpu"), std::string::npos) << what;
+  }
+  EXPECT_THROW((void)capledger::choose_backend("gpu", false, "no driver", {1, 100}, notes),
+               capledger::device_error);
+  EXPECT_THROW((void)capledger::choose_backend("fast", true, "", {}, notes), capledger::config_error);
+  EXPECT_EQ(notes.str(), "");
+}
+
+TEST(BackendChoice, WholeLogEstimateCountsLinesFromASample)
+{
+  const fs::path dir = fs::path(::testing::TempDir()) / ("estimate-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  const auto write_lines = [&](const std::string& name, std::size_t lines, std::size_t length) {
+    std::ofstream out(dir / name, std::ios::binary);
+    const std::string line = std::string(length - 1, 'x') + "\n";
+    for (std::size_t i = 0; i < lines; ++i) { out << line; }
+    return (dir / name).string();
+  };
+  const std::string small = write_lines("small.csv", 10'000, 50);   // read whole: exact
+  const std::string large = write_lines("large.csv", 200'000, 20);  // 4 MB: from its first MiB
+  EXPECT_EQ(capledger::whole_log_memory_estimate({small}), 10'000U * 90U);
+  const std::uint64_t both = capledger::whole_log_memory_estimate({small, large});
+  EXPECT_GE(both, 209'000U * 90U);
+  EXPECT_LE(both, 211'000U * 90U);
+  EXPECT_EQ(capledger::whole_log_memory_estimate({small, "-"}), 0U);  // stdin: not known
+  fs::remove_all(dir);
 }
 
 TEST_F(Cli, OutWritesExactlyTheEightFiles)

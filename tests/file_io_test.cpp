@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <fstream>
 #include <set>
 #include <string>
 #include <vector>
@@ -76,6 +77,20 @@ std::set<std::string> names_in(const std::filesystem::path& dir)
 
 // A file written piece by piece appears whole at commit, in place of the old one; until then the
 // old one is untouched, and a writer dropped without commit leaves nothing behind.
+// What `--backend auto` weighs the GPU path's columns against: more than nothing and no more
+// than the machine has (MemTotal from /proc/meminfo, read here independently).
+TEST(AvailableMemory, BetweenNothingAndTheMachinesMemory)
+{
+  std::ifstream meminfo("/proc/meminfo");
+  std::string key;
+  std::uint64_t total_kib = 0;
+  ASSERT_TRUE(meminfo >> key >> total_kib) << "no /proc/meminfo";
+  ASSERT_EQ(key, "MemTotal:");
+  const std::uint64_t available = capledger::detail::available_memory();
+  EXPECT_GT(available, 0U);
+  EXPECT_LE(available, total_kib * 1024);
+}
+
 TEST(AtomicFileWriter, TheFileAppearsWholeAtCommitOrNotAtAll)
 {
   const capledger::test::scratch_dir dir;

@@ -148,9 +148,32 @@ class rejects_output {
 int emit_report(const report_output& report, rejects_output& rejects, const report_options& options,
                 std::ostream& out, std::ostream& diagnostics);
 
-/// @brief Picks the backend for `--backend` (auto, cpu, gpu); notes the choice on @p diagnostics.
-/// @throw device_error for `gpu` without a usable GPU, config_error for an unknown name
-[[nodiscard]] std::unique_ptr<backend> select_backend(const std::string& name, std::ostream& diagnostics);
+/// @brief Host memory and the GPU path: `report --backend gpu` builds the whole log's columns in
+/// host memory before the upload (the CPU path streams the log in bounded memory instead).
+struct host_memory_fit {
+  std::uint64_t needed    = 0;  ///< estimate for the whole log's columns; 0: unknown or none
+  std::uint64_t available = 0;  ///< what the machine (or its cgroup) can still give; 0: unknown
+};
+
+/// @brief The backend `--backend NAME` (auto, cpu, gpu) runs on: "cpu" or "gpu". `auto` takes the
+/// GPU when one is usable and the whole log fits in three quarters of the available memory, and
+/// notes its choice on @p diagnostics; `gpu` is refused when the log cannot fit at all, so that a
+/// year's log fails at once with the sizes instead of being killed for memory hours in.
+/// @param gpu_usable whether a GPU is usable; @p why_not says why not
+/// @throw device_error for `gpu` without a usable GPU or memory, config_error for an unknown name
+[[nodiscard]] std::string choose_backend(const std::string& name, bool gpu_usable, const std::string& why_not,
+                                         const host_memory_fit& memory, std::ostream& diagnostics);
+
+/// @brief Makes the backend `choose_backend` picks on this machine.
+/// @throw as `choose_backend`
+[[nodiscard]] std::unique_ptr<backend> select_backend(const std::string& name, std::ostream& diagnostics,
+                                                      const host_memory_fit& memory = {});
+
+/// @brief Estimated host memory of the whole-log columns for @p inputs (`report --backend gpu`):
+/// about 90 bytes a line (86 measured for 12-byte shipment ids: columns, source lines, ids and
+/// their set), the lines counted from the first mebibyte of each file's average line length.
+/// 0 when an input is stdin (its size is not known before it is read).
+[[nodiscard]] std::uint64_t whole_log_memory_estimate(const std::vector<std::string>& inputs);
 
 /// @brief Throws config_error unless `options.format` is table, json or csv.
 void check_report_format(const report_options& options);
