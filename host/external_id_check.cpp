@@ -1,5 +1,6 @@
 /// @file external_id_check.cpp
-/// @brief Repeated shipment ids found out of memory: partitioned temporary files, sorted one by one.
+/// @brief Repeated shipment ids found out of memory: partitioned temporary files, each searched
+/// for equal hashes on its own, several at once.
 #include "external_id_check.hpp"
 #include "file_io.hpp"
 
@@ -9,6 +10,9 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <exception>
+
+#include <omp.h>
 
 namespace capledger::detail {
 
@@ -26,41 +30,108 @@ void external_id_check::add(std::uint64_t hash, std::uint64_t offset)
   if (p.buffer.size() >= buffered_) { spill(p); }
 }
 
+namespace {
+
+/// Working memory of one part while its repeats are found: its entries (16 bytes each) and a
+/// table of their hashes at most half full (at most 4 slots an entry, 9 bytes a slot).
+constexpr std::size_t bytes_per_entry_at_work = 16 + 4 * 9;
+/// What the parts processed at once may use together: the id check is out of memory so that
+/// memory does not grow with the log, so this bounds the threads rather than the parts' size.
+constexpr std::size_t parallel_budget_bytes = std::size_t{256} << 20;
+
+/// The entries whose hash occurs more than once, sorted by (hash, offset): each entry counted once
+/// in an open-addressing table of hashes (a part's is a few megabytes: it stays in cache), where
+/// sorting every entry cost more than the rest of the search (bench/RESULTS.md).
+std::vector<external_id_check_entry> entries_with_equal_hashes(
+    const std::vector<external_id_check_entry>& entries)
+{
+  std::size_t capacity = 16;
+  while (capacity < 2 * entries.size()) { capacity *= 2; }
+  int shift = 64;
+  for (std::size_t c = capacity; c > 1; c >>= 1) { --shift; }
+  std::vector<std::uint64_t> hashes(capacity);
+  std::vector<std::uint8_t> seen(capacity, 0);  // 0: empty slot, 1: hash met once, 2: more than once
+  const auto slot_of = [&](std::uint64_t hash) {
+    std::size_t s = static_cast<std::size_t>((hash * 0x9e3779b97f4a7c15ULL) >> shift);
+    while (seen[s] != 0 && hashes[s] != hash) { s = (s + 1) & (capacity - 1); }
+    return s;
+  };
+  bool any = false;
+  for (const auto& e : entries) {
+    const std::size_t s = slot_of(e.hash);
+    hashes[s]           = e.hash;
+    any                 = any || seen[s] == 1;
+    seen[s]             = seen[s] == 0 ? 1 : 2;
+  }
+  std::vector<external_id_check_entry> equal;
+  if (!any) { return equal; }
+  for (const auto& e : entries) {
+    if (seen[slot_of(e.hash)] == 2) { equal.push_back(e); }
+  }
+  std::sort(equal.begin(), equal.end(), [](const auto& a, const auto& b) {
+    return a.hash != b.hash ? a.hash < b.hash : a.offset < b.offset;
+  });
+  return equal;
+}
+
+}  // namespace
+
+std::vector<std::pair<std::uint64_t, std::uint64_t>> external_id_check::repeats_in(
+    part& p, const std::function<std::string(std::uint64_t)>& id_at)
+{
+  std::vector<entry> entries(p.written);
+  const auto bytes = static_cast<ssize_t>(p.written * sizeof(entry));
+  if (p.written > 0 && ::pread(p.fd, entries.data(), static_cast<std::size_t>(bytes), 0) != bytes) {
+    throw config_error("cannot read back a temporary file");
+  }
+  entries.insert(entries.end(), p.buffer.begin(), p.buffer.end());  // the part never written out
+  p.buffer                       = {};
+  const std::vector<entry> equal = entries_with_equal_hashes(entries);
+  entries                        = {};
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> out;
+  for (std::size_t run = 0; run < equal.size();) {
+    std::size_t end = run + 1;
+    while (end < equal.size() && equal[end].hash == equal[run].hash) { ++end; }
+    // Equal hashes: compare the ids themselves, in input order.
+    std::vector<std::pair<std::string, std::uint64_t>> firsts;  // distinct ids and their first use
+    for (std::size_t k = run; k < end; ++k) {
+      std::string id = id_at(equal[k].offset);
+      const auto same =
+          std::find_if(firsts.begin(), firsts.end(), [&](const auto& f) { return f.first == id; });
+      if (same != firsts.end()) {
+        out.emplace_back(equal[k].offset, same->second);
+      } else {
+        firsts.emplace_back(std::move(id), equal[k].offset);
+      }
+    }
+    run = end;
+  }
+  return out;
+}
+
 std::vector<std::pair<std::uint64_t, std::uint64_t>> external_id_check::repeats(
     const std::function<std::string(std::uint64_t)>& id_at)
 {
-  std::vector<std::pair<std::uint64_t, std::uint64_t>> out;
-  std::vector<entry> entries;
-  for (auto& p : parts_) {
-    entries.resize(p.written);
-    const auto bytes = static_cast<ssize_t>(p.written * sizeof(entry));
-    if (p.written > 0 && ::pread(p.fd, entries.data(), static_cast<std::size_t>(bytes), 0) != bytes) {
-      throw config_error("cannot read back a temporary file");
-    }
-    entries.insert(entries.end(), p.buffer.begin(), p.buffer.end());  // the part never written out
-    p.buffer = {};
-    std::sort(entries.begin(), entries.end(), [](const entry& a, const entry& b) {
-      return a.hash != b.hash ? a.hash < b.hash : a.offset < b.offset;
-    });
-    for (std::size_t run = 0; run < entries.size();) {
-      std::size_t end = run + 1;
-      while (end < entries.size() && entries[end].hash == entries[run].hash) { ++end; }
-      if (end - run > 1) {  // equal hashes: compare the ids themselves, in input order
-        std::vector<std::pair<std::string, std::uint64_t>> firsts;  // distinct ids and their first use
-        for (std::size_t k = run; k < end; ++k) {
-          std::string id = id_at(entries[k].offset);
-          const auto same =
-              std::find_if(firsts.begin(), firsts.end(), [&](const auto& f) { return f.first == id; });
-          if (same != firsts.end()) {
-            out.emplace_back(entries[k].offset, same->second);
-          } else {
-            firsts.emplace_back(std::move(id), entries[k].offset);
-          }
-        }
-      }
-      run = end;
+  // The parts are independent: several at a time, as many as the budget holds for the largest.
+  std::size_t largest = 0;
+  for (const auto& p : parts_) { largest = std::max(largest, p.written + p.buffer.size()); }
+  const auto fit    = static_cast<int>(std::min<std::size_t>(
+      parallel_budget_bytes / std::max<std::size_t>(1, largest * bytes_per_entry_at_work), 256));
+  const int threads = std::max(1, std::min(fit, omp_get_max_threads()));
+  std::vector<std::vector<std::pair<std::uint64_t, std::uint64_t>>> found(parts_.size());
+  std::exception_ptr failure;  // an exception must not leave an OpenMP region
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+  for (std::size_t k = 0; k < parts_.size(); ++k) {
+    try {
+      found[k] = repeats_in(parts_[k], id_at);
+    } catch (...) {
+#pragma omp critical(external_id_check_failure)
+      if (!failure) { failure = std::current_exception(); }
     }
   }
+  if (failure) { std::rethrow_exception(failure); }
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> out;
+  for (auto& part_repeats : found) { out.insert(out.end(), part_repeats.begin(), part_repeats.end()); }
   std::sort(out.begin(), out.end());
   return out;
 }

@@ -12,9 +12,16 @@
 
 namespace capledger::detail {
 
+/// @brief A line's id as the out-of-memory check stores it.
+struct external_id_check_entry {
+  std::uint64_t hash;
+  std::uint64_t offset;
+};
+
 /// @brief (id hash, record offset) of every line goes to one of 256 temporary files by its hash;
-/// then each file is sorted on its own, and ids are read again (to compare bytes) only where
-/// hashes are equal. Memory: the write buffers and one file's records at a time.
+/// then each file is searched for equal hashes on its own (several files at once, as many as fit
+/// 256 MiB), and ids are read again (to compare bytes) only where hashes are equal. Memory: the
+/// write buffers, then the records of the files being searched.
 class external_id_check {
  public:
   /// @param buffered records held per file before they are written (files are made on the first write)
@@ -28,15 +35,12 @@ class external_id_check {
 
   /// @brief The repeats: (offset of a repeat, offset of the id's first use) sorted by the repeat,
   /// as `ingest_options::repeated_ids` takes them. Call once, after the last `add`.
-  /// @param id_at the shipment id of the record at an offset
+  /// @param id_at the shipment id of the record at an offset; called from several threads at once
   [[nodiscard]] std::vector<std::pair<std::uint64_t, std::uint64_t>> repeats(
       const std::function<std::string(std::uint64_t)>& id_at);
 
  private:
-  struct entry {
-    std::uint64_t hash;
-    std::uint64_t offset;
-  };
+  using entry = external_id_check_entry;
   struct part {
     int fd = -1;  ///< opened when the buffer first fills
     std::vector<entry> buffer;
@@ -46,6 +50,9 @@ class external_id_check {
   std::array<part, 256> parts_;
 
   static void spill(part& p);
+  /// The repeats within one part (its records are read back and let go).
+  static std::vector<std::pair<std::uint64_t, std::uint64_t>> repeats_in(
+      part& p, const std::function<std::string(std::uint64_t)>& id_at);
 };
 
 }  // namespace capledger::detail

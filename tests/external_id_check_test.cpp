@@ -4,7 +4,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <functional>
 #include <map>
+#include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
@@ -67,6 +70,42 @@ TEST(ExternalIdCheck, EqualHashesAreComparedInInputOrderWhateverTheAddOrder)
   for (const std::uint64_t offset : {50, 10, 30}) { check.add(42, offset); }
   EXPECT_EQ(check.repeats([&](std::uint64_t offset) { return ids.at(offset); }),
             (repeat_list{{30, 10}, {50, 10}}));
+}
+
+// Every part at once (the search runs parts on several threads): 200,000 records over all 256
+// files, a repeat every 7th record, and ids that share a hash without being equal every 11th;
+// checked against a map of each id's first use.
+TEST(ExternalIdCheck, ManyPartsSearchedAtOnceMatchAMapOfFirstUses)
+{
+  fake_log log;
+  std::map<std::string, std::uint64_t> first_use;
+  repeat_list expected;
+  for (std::uint64_t i = 0; i < 200'000; ++i) {
+    const std::uint64_t offset = i * 100;
+    std::string id     = "S" + std::to_string(i % 7 == 6 ? i / 2 : i);  // every 7th: an earlier id, mostly
+    std::uint64_t hash = std::hash<std::string>{}(id)*0x9e3779b97f4a7c15ULL;
+    const auto add     = [&](std::uint64_t at_offset, const std::string& text) {
+      const auto [at, fresh] = first_use.emplace(text, at_offset);
+      if (!fresh) { expected.emplace_back(at_offset, at->second); }
+      log.add(at_offset, text, hash);
+    };
+    add(offset, id);
+    if (i % 11 == 0) { add(offset + 50, id + "-twin"); }  // another id with this id's hash
+  }
+  ASSERT_GT(expected.size(), 10'000U);
+  std::sort(expected.begin(), expected.end());
+  EXPECT_EQ(log.repeats(64), expected);
+}
+
+TEST(ExternalIdCheck, AFailureInAnyPartReachesTheCaller)
+{
+  external_id_check check(1);
+  for (std::uint64_t i = 0; i < 1000; ++i) { check.add((i % 256) << 56 | 5, i); }  // four per part
+  EXPECT_THROW((void)check.repeats([](std::uint64_t offset) -> std::string {
+    if (offset == 777) { throw std::runtime_error("cannot read the id"); }
+    return "same";
+  }),
+               std::runtime_error);
 }
 
 }  // namespace
