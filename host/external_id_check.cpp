@@ -9,8 +9,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <exception>
+#include <thread>
 
 #include <omp.h>
 
@@ -119,17 +121,27 @@ std::vector<std::pair<std::uint64_t, std::uint64_t>> external_id_check::repeats(
       parallel_budget_bytes / std::max<std::size_t>(1, largest * bytes_per_entry_at_work), 256));
   const int threads = std::max(1, std::min(fit, omp_get_max_threads()));
   std::vector<std::vector<std::pair<std::uint64_t, std::uint64_t>>> found(parts_.size());
-  std::exception_ptr failure;  // an exception must not leave an OpenMP region
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
-  for (std::size_t k = 0; k < parts_.size(); ++k) {
+  std::vector<std::exception_ptr> failures(static_cast<std::size_t>(threads));
+  // Threads of their own rather than an OpenMP loop: exceptions come back through their slots, and
+  // ThreadSanitizer sees the joins (it cannot see libgomp's barriers).
+  std::atomic<std::size_t> next{0};
+  const auto search = [&](std::size_t worker) {
     try {
-      found[k] = repeats_in(parts_[k], id_at);
+      for (std::size_t k; (k = next.fetch_add(1)) < parts_.size();) {
+        found[k] = repeats_in(parts_[k], id_at);
+      }
     } catch (...) {
-#pragma omp critical(external_id_check_failure)
-      if (!failure) { failure = std::current_exception(); }
+      failures[worker] = std::current_exception();
+      next             = parts_.size();  // the others stop after their current part
     }
+  };
+  std::vector<std::thread> helpers;
+  for (std::size_t worker = 1; worker < failures.size(); ++worker) { helpers.emplace_back(search, worker); }
+  search(0);
+  for (auto& helper : helpers) { helper.join(); }
+  for (const auto& failure : failures) {
+    if (failure) { std::rethrow_exception(failure); }
   }
-  if (failure) { std::rethrow_exception(failure); }
   std::vector<std::pair<std::uint64_t, std::uint64_t>> out;
   for (auto& part_repeats : found) { out.insert(out.end(), part_repeats.begin(), part_repeats.end()); }
   std::sort(out.begin(), out.end());
