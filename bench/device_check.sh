@@ -88,12 +88,12 @@ if want peer; then
     echo "torch 2^24 rc=$?"
     timeout 60 "$bench" --verify /tmp/cols.bin 100000
     echo "verify rc=$?"; rm -f /tmp/cols.bin
-    timeout 90 python3 bench/torch_peer.py --lines 400000000 --entities 100000
+    timeout 120 python3 bench/torch_peer.py --lines 400000000 --entities 100000 --three-sums
     echo "torch 4e8 rc=$?"
     timeout 90 python3 bench/torch_peer.py --lines 400000000 --entities 100000 --countries-per-entity 3
     echo "torch 4e8 sparse (3 countries per entity) rc=$?"
   } >"$out/peer.log" 2>&1
-  grep -h '"device"\|_ms"\|copy_gbs\|rc=\|^cpu:\|^gpu:' "$out/peer.log" | tee -a "$summary"
+  grep -h '"device"\|_ms"\|_error"\|copy_gbs\|rc=\|^cpu:\|^gpu:' "$out/peer.log" | tee -a "$summary"
   say "peer done after $((SECONDS - started)) s"
 fi
 

@@ -5,13 +5,15 @@ Builds the issue-3 shape on the GPU (entity = floor(E * u^3), 249 countries unif
 quantity 1..64, 1,096 days; with --countries-per-entity K, each entity ships to K countries of
 its own, uniformly: the sparse shape), times index_add_ for country, entity, (entity, country) and
 (country, day) tpp totals with CUDA events, and measures the device-to-device copy bandwidth
-in the same run. With --dump FILE it also writes the columns (little-endian: int64 n, then
+in the same run. With --three-sums it also times the same four groupings with the three sums
+capledger keeps per cell (records, units, tpp: one index_add_ of an n x 3 tensor per grouping),
+the peer for what capledger's dense pass computes rather than for tpp alone. With --dump FILE it also writes the columns (little-endian: int64 n, then
 int32 date[n], int32 entity[n], uint16 country[n], uint16 chip[n], uint8 pathway[n],
 int64 quantity[n], int64 tpp[n]) and the totals' checksums, so that
 `aggregate_bench --verify FILE` can check that capledger computes the same totals.
 
 Usage: python3 bench/torch_peer.py --lines 400000000 --entities 100000 [--countries-per-entity 3]
-       [--dump cols.bin]
+       [--three-sums] [--dump cols.bin]
 """
 import argparse
 import json
@@ -46,6 +48,7 @@ def main() -> int:
     parser.add_argument("--entities", type=int, default=100000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--countries-per-entity", type=int, default=0)
+    parser.add_argument("--three-sums", action="store_true")
     parser.add_argument("--dump", default="")
     args = parser.parse_args()
     dev = torch.device("cuda")
@@ -79,6 +82,28 @@ def main() -> int:
             0, c64 * days + d64, tpp)
 
     ms_totals = timed(totals)
+    ms_three, three_error = None, None
+    if args.three_sums:
+        try:
+            sums = torch.stack((torch.ones_like(quantity), quantity, tpp), dim=1)  # n x 3 int64
+            keys = (c64, e64, e64 * countries + c64, c64 * days + d64)
+            sizes = (countries, args.entities, args.entities * countries, countries * days)
+            three = {}
+
+            def three_sums():
+                for name, key, size in zip(("country", "entity", "pair", "country_day"), keys, sizes):
+                    three[name] = torch.zeros((size, 3), dtype=torch.int64, device=dev).index_add_(0, key, sums)
+
+            ms_three = timed(three_sums)
+            del sums, keys
+        except RuntimeError as e:  # out of memory: the other figures still count
+            three_error, three = str(e).splitlines()[0], {}
+        # The tpp column of each must be the tpp totals above.
+        for name, table in three.items():
+            if not torch.equal(table[:, 2], out[name]):
+                raise SystemExit(f"three sums disagree with the tpp totals for {name}")
+        del three
+        torch.cuda.empty_cache()
     ms_country = timed(lambda: torch.zeros(countries, dtype=torch.int64, device=dev).index_add_(0, c64, tpp))
     buf = torch.empty(n * 8, dtype=torch.uint8, device=dev)
     dst = torch.empty_like(buf)
@@ -91,6 +116,8 @@ def main() -> int:
         "countries_per_entity": args.countries_per_entity,
         "index_add_all_ms": ms_totals,
         "index_add_country_ms": ms_country,
+        "index_add_three_sums_ms": ms_three,
+        "index_add_three_sums_error": three_error,
         "copy_gbs_read_plus_write": copy_gbs,
         "checksums": {k: checksum(v) for k, v in out.items()},
         "tpp_total": int(out["country"].sum().item()),
