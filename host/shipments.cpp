@@ -547,8 +547,12 @@ struct dictionary_snapshot {
   }
   [[nodiscard]] std::int32_t encode(std::string_view text, detail::string_index& chunk_new) const
   {
-    const std::uint64_t hash = detail::hash_bytes(text);
-    const std::int32_t code  = known.find(text, hash);
+    return encode(text, detail::hash_bytes(text), chunk_new);
+  }
+  [[nodiscard]] std::int32_t encode(std::string_view text, std::uint64_t hash,
+                                    detail::string_index& chunk_new) const
+  {
+    const std::int32_t code = known.find(text, hash);
     return code >= 0 ? code : local_code(chunk_new.encode(text, hash));
   }
 };
@@ -839,8 +843,8 @@ struct shipment_log_builder::state {
   void reserve_lines(std::size_t more, std::size_t populate_lines, std::size_t id_bytes_per_line);
   /// @param dates the calling reader's memo of its last date
   /// @param ascii the whole record is ASCII (no UTF-8 check needed)
-  [[nodiscard]] std::optional<line_defect> check_line(const detail::csv_field* record, date_memo& dates,
-                                                      checked_line& out, bool ascii) const;
+  [[nodiscard]] std::optional<line_defect> check_line(const detail::csv_field* const* record,
+                                                      date_memo& dates, checked_line& out, bool ascii) const;
   /// Phase 1 for one chunk: reads, checks and encodes its lines (thread-safe: reads the state only).
   void parse_chunk(std::string_view text, const column_map& columns, int field_count,
                    const dictionary_snapshots& known, parsed_chunk& chunk) const;
@@ -1171,12 +1175,12 @@ void shipment_log_builder::state::reserve_lines(std::size_t more, std::size_t po
   reserve(log.id_bytes, id_bytes_per_line);
 }
 
-std::optional<line_defect> shipment_log_builder::state::check_line(const detail::csv_field* record,
+std::optional<line_defect> shipment_log_builder::state::check_line(const detail::csv_field* const* record,
                                                                    date_memo& dates, checked_line& out,
                                                                    bool ascii) const
 {
   // Every field in column-of-SPEC order; the first defect is the one reported.
-  const auto value = [record](int column) { return record[column].value; };
+  const auto value = [record](int column) { return record[column]->value; };
   if (value(c_id).empty()) { return line_defect{"EMPTY_FIELD", "empty shipment_id", c_id}; }
   const auto day = dates.parse(value(c_date));
   if (!day) {
@@ -1242,6 +1246,42 @@ void shipment_log_builder::state::parse_chunk(std::string_view text, const colum
         {chunk.lines.size(),
          {std::string(), line, column, reason, std::move(detail), std::string(reader.raw())}});
   };
+  // Entities are looked up a few lines after their slot in the snapshot is prefetched: the
+  // snapshot of tens of thousands of entities is not in this core's cache, and the lookups held
+  // half of this function's time. In line order, so new entities get chunk codes in order.
+  struct pending_entity {
+    std::string_view text;
+    std::uint64_t hash;
+    std::size_t candidate;
+  };
+  constexpr std::size_t lookahead = 8;
+  std::array<pending_entity, lookahead> pending{};
+  std::size_t oldest = 0, waiting = 0;
+  const auto resolve_oldest = [&] {
+    const pending_entity& p   = pending[oldest];
+    chunk.entity[p.candidate] = known.entities.encode(p.text, p.hash, chunk.entities);
+    oldest                    = (oldest + 1) % lookahead;
+    --waiting;
+  };
+  const auto resolve_all = [&] {
+    while (waiting > 0) { resolve_oldest(); }
+  };
+  const auto encode_entity = [&](std::string_view value) {
+    const std::uint64_t hash = detail::hash_bytes(value);
+    chunk.entity.push_back(-1);
+    // An unescaped quoted value lives in the reader's buffer until its next line: look it up now.
+    const auto at = reinterpret_cast<std::uintptr_t>(value.data());
+    const auto in = reinterpret_cast<std::uintptr_t>(text.data());
+    if (at < in || at + value.size() > in + text.size()) {
+      resolve_all();
+      chunk.entity.back() = known.entities.encode(value, hash, chunk.entities);
+      return;
+    }
+    known.entities.known.prefetch(hash);
+    if (waiting == lookahead) { resolve_oldest(); }
+    pending[(oldest + waiting) % lookahead] = {value, hash, chunk.entity.size() - 1};
+    ++waiting;
+  };
   while (true) {
     const auto status = reader.next();
     if (status == detail::csv_status::end) { break; }
@@ -1259,18 +1299,21 @@ void shipment_log_builder::state::parse_chunk(std::string_view text, const colum
            "expected " + std::to_string(field_count) + " fields, found " + std::to_string(fields.size()),
            at.line, at.column);
     } else {
-      detail::csv_field record[record_columns];
+      // Pointers, not copies: copying ten fields a line (and zeroing them first) cost more than
+      // the checks.
+      static const detail::csv_field absent{};
+      const detail::csv_field* record[record_columns];
       for (int c = 0; c < record_columns; ++c) {
         // An absent optional column reads as an empty field (never a defect: only required columns can be
         // bad).
         const int index = columns[static_cast<std::size_t>(c)];
-        record[c]       = index < 0 ? detail::csv_field{} : fields[static_cast<std::size_t>(index)];
+        record[c]       = index < 0 ? &absent : &fields[static_cast<std::size_t>(index)];
       }
       checked_line line;
       if (auto bad = check_line(record, dates, line, is_ascii(reader.raw()))) {
-        hold(bad->reason, std::move(bad->detail), record[bad->column].line, record[bad->column].column);
+        hold(bad->reason, std::move(bad->detail), record[bad->column]->line, record[bad->column]->column);
       } else {
-        const std::string_view id = record[c_id].value;
+        const std::string_view id = record[c_id]->value;
         chunk.lines.push_back(line);
         chunk.line.push_back(reader.record_line());
         chunk.start.push_back(reader.record_start());
@@ -1278,29 +1321,33 @@ void shipment_log_builder::state::parse_chunk(std::string_view text, const colum
         chunk.id_bytes.append(id);
         chunk.id_end.push_back(chunk.id_bytes.size());
         if (options.on_id) { continue; }  // a pass that only collects ids: no values to encode
-        chunk.entity.push_back(known.entities.encode(record[c_entity].value, chunk.entities));
+        encode_entity(record[c_entity]->value);
         // Orders matter only to the LPP per-order limit; encoding them for other lines would
         // build a dictionary as large as the log for nothing.
         chunk.order.push_back(
             line.pathway == static_cast<std::uint8_t>(pathway::lpp)
-                ? known.orders.encode(record[c_order].value.empty() ? id : record[c_order].value,
+                ? known.orders.encode(record[c_order]->value.empty() ? id : record[c_order]->value,
                                       chunk.orders)
                 : -1);
-        chunk.exporter.push_back(known.exporters.encode(record[c_exporter].value, chunk.exporters));
+        chunk.exporter.push_back(known.exporters.encode(record[c_exporter]->value, chunk.exporters));
         std::int32_t adhoc = -1;
         if (line.chip < 0) {
           char buffer[64];
-          const auto upper = upper_in(record[c_chip].value, buffer);
+          const auto upper = upper_in(record[c_chip]->value, buffer);
           adhoc            = upper ? chunk.adhoc_chips.encode(*upper)
-                                   : chunk.adhoc_chips.encode(detail::to_upper(record[c_chip].value));
+                                   : chunk.adhoc_chips.encode(detail::to_upper(record[c_chip]->value));
         }
         chunk.adhoc_chip.push_back(adhoc);
         continue;
       }
     }
     // Without --rejects the merge stops at this line's error: nothing after it matters.
-    if (!options.keep_rejects) { return; }
+    if (!options.keep_rejects) {
+      resolve_all();
+      return;
+    }
   }
+  resolve_all();
   chunk.end      = reader.position();
   chunk.end_line = reader.line();
 }
@@ -1693,7 +1740,9 @@ void shipment_log_builder::state::accept(const std::string& name, const detail::
   checked_line line;
   const std::string_view id = record[c_id].value;
   date_memo dates;
-  auto bad = check_line(record, dates, line, false);
+  const detail::csv_field* fields_at[record_columns];
+  for (int c = 0; c < record_columns; ++c) { fields_at[c] = &record[c]; }
+  auto bad = check_line(fields_at, dates, line, false);
   if (!bad) { bad = admit(id, detail::hash_bytes(id), next_column_payload(), line.quantity, line.tpp); }
   if (bad) {
     reject(name, *bad, record[bad->column].line, record[bad->column].column, raw);

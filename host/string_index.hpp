@@ -108,6 +108,11 @@ class string_index {
       }
     }
   }
+  /// Brings the slot a lookup of @p hash starts at into the cache (a lookup soon after hits).
+  void prefetch(std::uint64_t hash) const noexcept
+  {
+    if (!slots_.empty()) { __builtin_prefetch(&slots_[slot_of(hash)]); }
+  }
   [[nodiscard]] std::string_view text(std::int32_t code) const
   {
     const std::size_t begin = code == 0 ? 0 : ends_[static_cast<std::size_t>(code) - 1];
