@@ -34,6 +34,7 @@ echo "capledger ledger bench: $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) cores, $(
 echo "binary $CLI; night $NIGHT lines; entities $ENTITIES; work $WORK"
 
 if [[ ! -s $WORK/night.csv ]]; then
+  rm -rf "$WORK/night-gen"
   "$CLI" generate --records "$NIGHT" --seed 99 --entities "$ENTITIES" \
     --first-day 2027-07-01 --last-day 2027-07-31 --out "$WORK/night-gen" 2>/dev/null
   # Own ids: SHP... -> NGT..., ORD... -> ONT... (orders are a per-night concept in the generator).
@@ -45,6 +46,7 @@ declare -A cost
 for N in $SIZES; do
   db=$WORK/ledger-$N.db
   if [[ ! -s $db.base ]]; then
+    rm -rf "$WORK/base-$N"  # generate never replaces files (a run stopped here left some)
     "$CLI" generate --records "$N" --seed 7 --entities "$ENTITIES" \
       --first-day 2025-01-13 --last-day 2027-06-30 --out "$WORK/base-$N" 2>/dev/null
     rm -f "$db.base"

@@ -334,17 +334,77 @@ fs::path unique_sibling(const fs::path& target, const char* tag)
 
 }  // namespace
 
-void write_directory_atomically(const std::string& out_dir, const std::map<std::string, std::string>& files)
+namespace {
+
+/// @p path with links and `..` resolved as far as it exists (the rest as written).
+fs::path resolved(const std::string& path)
+{
+  std::error_code ec;
+  fs::path out = fs::weakly_canonical(fs::absolute(path), ec);
+  if (ec) { out = fs::absolute(path).lexically_normal(); }
+  if (out.filename().empty()) { out = out.parent_path(); }  // `result/`
+  return out;
+}
+
+bool same_file(const std::string& a, const std::string& b)
+{
+  std::error_code ec;
+  if (fs::exists(a, ec) && fs::exists(b, ec)) { return fs::equivalent(a, b, ec) && !ec; }
+  return resolved(a) == resolved(b);
+}
+
+bool inside(const fs::path& directory, const fs::path& path)
+{
+  const auto [end_of_dir, end_of_path] =
+      std::mismatch(directory.begin(), directory.end(), path.begin(), path.end());
+  return end_of_dir == directory.end() && end_of_path != path.end();
+}
+
+}  // namespace
+
+void refuse_outputs_over_inputs(const std::vector<std::string>& inputs,
+                                const std::vector<named_output>& files, const named_output& directory)
+{
+  for (const auto& input : inputs) {
+    if (input.empty() || input == "-") { continue; }
+    for (const auto& file : files) {
+      if (!file.path.empty() && same_file(file.path, input)) {
+        throw config_error(file.flag + " " + file.path + " is the input " + input +
+                           ": writing it would replace that file; name another path");
+      }
+    }
+    if (!directory.path.empty() && inside(resolved(directory.path), resolved(input))) {
+      throw config_error(directory.flag + " " + directory.path + " holds the input " + input +
+                         ": the directory is replaced whole, which would delete it; name another directory");
+    }
+  }
+}
+
+void check_output_dir_replaceable(const std::string& out_dir, const std::set<std::string>& replaceable)
+{
+  std::error_code ec;
+  const fs::path target = resolved(out_dir);
+  if (!fs::exists(target, ec)) { return; }
+  if (!fs::is_directory(target, ec)) { throw config_error(out_dir + ": exists and is not a directory"); }
+  for (const auto& entry : fs::directory_iterator(target, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (replaceable.count(name) == 0 || !entry.is_regular_file(ec)) {
+      throw config_error(out_dir + ": exists and holds " + name +
+                         ", which this command does not write; replacing the directory would delete it");
+    }
+  }
+  if (ec) { throw config_error(out_dir + ": cannot list: " + ec.message()); }
+}
+
+void write_directory_atomically(const std::string& out_dir, const std::map<std::string, std::string>& files,
+                                const std::set<std::string>& also_replaceable)
 {
   fs::path target = fs::absolute(fs::path(out_dir)).lexically_normal();
   if (target.filename().empty()) { target = target.parent_path(); }
+  std::set<std::string> replaceable = also_replaceable;
+  for (const auto& [name, content] : files) { replaceable.insert(name); }
+  check_output_dir_replaceable(out_dir, replaceable);
   std::error_code ec;
-  if (fs::exists(target, ec)) {
-    if (!fs::is_directory(target, ec)) { throw config_error(out_dir + ": exists and is not a directory"); }
-    if (!fs::is_empty(target, ec) && !fs::exists(target / "summary.json", ec)) {
-      throw config_error(out_dir + ": exists and does not hold a capledger output; not replacing it");
-    }
-  }
   fs::create_directories(target.parent_path(), ec);
   const fs::path staging = unique_sibling(target, "tmp");
   fs::remove_all(staging, ec);

@@ -6,8 +6,10 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <string_view>
+#include <vector>
 
 struct evp_md_ctx_st;  // OpenSSL's EVP_MD_CTX, kept out of this header
 
@@ -78,11 +80,31 @@ class sha256_stream {
 /// @brief Lower-case hex SHA-256 of @p bytes.
 [[nodiscard]] std::string sha256_hex(std::string_view bytes);
 
+/// @brief An output path and the flag that named it (for messages).
+struct named_output {
+  std::string flag;  ///< `--rejects`, `--out`, ...
+  std::string path;  ///< empty: none
+};
+
+/// @brief Refuses, before a run reads anything, an output that would replace or delete a file
+/// the run reads: an output file that is one of @p inputs (the same file by any path), or an
+/// output directory (replaced whole) that holds one. Empty paths and `-` (stdin) are skipped.
+/// @throw config_error naming the output and the input
+void refuse_outputs_over_inputs(const std::vector<std::string>& inputs,
+                                const std::vector<named_output>& files, const named_output& directory = {});
+
+/// @brief Refuses (config_error) to replace an existing directory @p out_dir that holds anything
+/// but files named in @p replaceable (a previous output of the same command): replacing the
+/// directory deletes everything in it. A missing or empty directory is fine.
+void check_output_dir_replaceable(const std::string& out_dir, const std::set<std::string>& replaceable);
+
 /// @brief Writes every (file name, content) pair into directory @p out_dir atomically: the files are
 /// written and fsynced in a sibling temporary directory, which is then renamed into place. An
-/// existing @p out_dir is replaced only when it is empty or holds a previous capledger output
-/// (a `summary.json`). @throw config_error when the directory cannot be written
-void write_directory_atomically(const std::string& out_dir, const std::map<std::string, std::string>& files);
+/// existing @p out_dir is replaced only when it holds nothing but files of these names or of
+/// @p also_replaceable (`check_output_dir_replaceable`).
+/// @throw config_error when the directory cannot be written or replaced
+void write_directory_atomically(const std::string& out_dir, const std::map<std::string, std::string>& files,
+                                const std::set<std::string>& also_replaceable = {});
 
 /// @brief Writes one file atomically (temporary file, fsync, rename). @throw config_error
 void write_file_atomically(const std::string& path, std::string_view content);

@@ -1367,6 +1367,14 @@ void generate_log(const generate_options& options, const country_table& countrie
   fs::create_directories(out_dir, ec);
   if (ec) { throw config_error("generate: cannot create " + out_dir + ": " + ec.message()); }
   const fs::path dir(out_dir);
+  // Never over a file already there: `--out` pointed at a folder of real logs would otherwise
+  // replace a shipments.csv with synthetic lines.
+  for (const char* name : {"shipments.csv", "entities.csv"}) {
+    if (fs::exists(dir / name, ec)) {
+      throw config_error("generate: " + (dir / name).string() +
+                         " exists; generate never replaces a file: remove it or name another --out");
+    }
+  }
   std::ofstream shipments(dir / "shipments.csv", std::ios::binary | std::ios::trunc);
   std::ofstream entities(dir / "entities.csv", std::ios::binary | std::ios::trunc);
   if (!shipments || !entities) { throw config_error("generate: cannot write into " + out_dir); }

@@ -189,6 +189,10 @@ void ledger_init(const std::string& db_path)
 ledger_ingest_result ledger_ingest(const ledger_ingest_options& options)
 {
   if (options.inputs.empty()) { throw config_error("ledger ingest needs at least one shipment log"); }
+  std::vector<std::string> read = options.inputs;
+  read.insert(read.end(), {options.db_path, options.entities_path, options.countries_path, options.chips_path,
+                           options.rules_path});
+  detail::refuse_outputs_over_inputs(read, {{"--rejects", options.rejects_path}});
   report_options reference_options;
   reference_options.countries_path = options.countries_path;
   reference_options.chips_path     = options.chips_path;
@@ -366,6 +370,7 @@ int run_ledger_report(const std::string& db_path, const report_options& options,
                       std::ostream& diagnostics, bool replay)
 {
   check_report_format(options);
+  check_report_outputs(options, {db_path});
   const reference_data ref        = load_ledger_reference(db_path, options);
   std::unique_ptr<backend> engine = select_backend(options.backend, diagnostics);
   std::string why                 = "--replay";

@@ -515,6 +515,11 @@ report_output render_report(const reference_data& ref, const report_source& sour
   // written with U+FFFD for its stray bytes rather than failing the run.
   constexpr auto replace_bad_bytes = nlohmann::json::error_handler_t::replace;
   out.files["summary.json"]        = summary.dump(2, ' ', false, replace_bad_bytes) + "\n";
+  CAPLEDGER_EXPECTS(
+      out.files.size() == report_file_names().size() &&
+          std::all_of(out.files.begin(), out.files.end(),
+                      [](const auto& file) { return report_file_names().count(file.first) == 1; }),
+      "report_file_names() lists every file render_report writes");
 
   const bool printed = options.out_dir.empty();
   if (options.every_view || (printed && options.format == "json")) {
@@ -603,11 +608,53 @@ int finish_report(const reference_data& ref, const shipment_log& log, const repo
   return emit_report(build_report(ref, log, options, engine), rejects, options, out, diagnostics);
 }
 
+namespace {
+
+/// The name of the rejects file when it lies directly in the `--out` directory (a previous run's
+/// copy of it is replaced with the directory), else nothing.
+std::set<std::string> rejects_file_in_out_dir(const report_options& options)
+{
+  if (options.rejects_path.empty() || options.out_dir.empty()) { return {}; }
+  namespace fs    = std::filesystem;
+  fs::path out    = fs::absolute(options.out_dir).lexically_normal();
+  const auto file = fs::absolute(options.rejects_path).lexically_normal();
+  if (out.filename().empty()) { out = out.parent_path(); }
+  if (file.parent_path() != out) { return {}; }
+  return {file.filename().string()};
+}
+
+}  // namespace
+
+const std::set<std::string>& report_file_names()
+{
+  static const std::set<std::string> names = {"summary.json",          "by_country.csv", "by_entity.csv",
+                                              "by_entity_country.csv", "by_chip.csv",    "by_exporter.csv",
+                                              "uveu_shares.csv",       "findings.csv"};
+  return names;
+}
+
+void check_report_outputs(const report_options& options, const std::vector<std::string>& also_read)
+{
+  std::vector<std::string> read = options.inputs;
+  read.insert(read.end(), also_read.begin(), also_read.end());
+  for (const std::string* path :
+       {&options.entities_path, &options.rules_path, &options.countries_path, &options.chips_path}) {
+    read.push_back(*path);
+  }
+  detail::refuse_outputs_over_inputs(read, {{"--rejects", options.rejects_path}}, {"--out", options.out_dir});
+  if (options.out_dir.empty()) { return; }
+  std::set<std::string> replaceable = report_file_names();
+  for (const auto& name : rejects_file_in_out_dir(options)) { replaceable.insert(name); }
+  detail::check_output_dir_replaceable(options.out_dir, replaceable);
+}
+
 int emit_report(const report_output& report, rejects_output& rejects, const report_options& options,
                 std::ostream& out, std::ostream& diagnostics)
 {
   // The output directory first: when it is refused, the run fails before anything is written.
-  if (!options.out_dir.empty()) { detail::write_directory_atomically(options.out_dir, report.files); }
+  if (!options.out_dir.empty()) {
+    detail::write_directory_atomically(options.out_dir, report.files, rejects_file_in_out_dir(options));
+  }
   rejects.commit();
   rejects.note(diagnostics);
 
@@ -627,6 +674,7 @@ int run_report(const report_options& options, std::ostream& out, std::ostream& d
 {
   check_report_format(options);
   if (options.inputs.empty()) { throw config_error("report needs at least one shipment log"); }
+  check_report_outputs(options);
   const reference_data ref = load_reference(options);
   const host_memory_fit memory{options.backend == "cpu" ? 0 : whole_log_memory_estimate(options.inputs),
                                detail::available_memory()};

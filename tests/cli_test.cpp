@@ -321,8 +321,6 @@ TEST_F(Cli, RerunReplacesAnExistingOutputDirectory)
 {
   const auto first = write("first.csv", header + "S1,2025-02-01,E1,US,H100-SXM,10\n");
   ASSERT_EQ(run("report --backend cpu " + first + " --out result").exit_code, 0);
-  // A stray file in the old output must not survive: the directory is replaced, not merged.
-  std::ofstream(work_ / "result" / "stray.txt") << "old";
   const auto second = write("second.csv", clean_log);
   const auto r      = run("report --backend cpu " + second + " --out result");
   ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -330,6 +328,67 @@ TEST_F(Cli, RerunReplacesAnExistingOutputDirectory)
   EXPECT_EQ(entries(work_), (std::set<std::string>{"first.csv", "second.csv", "result"}));
   const json summary = json::parse(read_text(work_ / "result" / "summary.json"));
   EXPECT_EQ(summary["lines"]["read"], 3);
+}
+
+// The directory is replaced whole, never merged: a file the report does not write (someone's
+// notes, a file dropped there by hand) would be deleted with it, so the run stops first (exit 2,
+// before reading the log) and leaves everything as it was.
+TEST_F(Cli, AFileThatIsNotAnOutputStopsTheRerun)
+{
+  const auto first = write("first.csv", header + "S1,2025-02-01,E1,US,H100-SXM,10\n");
+  ASSERT_EQ(run("report --backend cpu " + first + " --out result").exit_code, 0);
+  std::ofstream(work_ / "result" / "notes.txt") << "mine";
+  const auto second = write("second.csv", clean_log);
+  const auto r      = run("report --backend cpu " + second + " --out result");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("notes.txt"), std::string::npos) << r.err;
+  std::set<std::string> kept = output_files;
+  kept.insert("notes.txt");
+  EXPECT_EQ(entries(work_ / "result"), kept);
+  EXPECT_EQ(read_text(work_ / "result" / "notes.txt"), "mine");
+  EXPECT_EQ(json::parse(read_text(work_ / "result" / "summary.json"))["lines"]["read"], 1);
+}
+
+// Outputs never replace what the run reads: the log named as its own rejects file, an output
+// directory holding the log, the ledger database as a rejects or answer file. Each stops the run
+// with exit 2 and leaves the file as it was.
+TEST_F(Cli, OutputsThatWouldReplaceAnInputAreRefused)
+{
+  const auto log             = write("log.csv", clean_log + "S9,2025-13-01,E1,US,H100-SXM,1\n");
+  const std::string log_text = read_text(log);
+  auto r                     = run("report --backend cpu " + log + " --rejects " + log);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("--rejects"), std::string::npos) << r.err;
+  // The same file by another path.
+  r = run("report --backend cpu " + log + " --rejects " + (work_ / "." / "log.csv").string());
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(read_text(log), log_text);
+
+  ASSERT_EQ(run("report --backend cpu " + write("ok.csv", clean_log) + " --out result").exit_code, 0);
+  fs::copy_file(log, work_ / "result" / "summary.json",
+                fs::copy_options::overwrite_existing);  // named like an output
+  r = run("report --backend cpu " + (work_ / "result" / "summary.json").string() + " --rejects " +
+          (work_ / "bad.csv").string() + " --out result");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("--out"), std::string::npos) << r.err;
+  EXPECT_EQ(read_text(work_ / "result" / "summary.json"), log_text);
+
+  const auto db = (work_ / "ledger.db").string();
+  ASSERT_EQ(run("ledger init " + db).exit_code, 0);
+  const std::string db_bytes = read_text(db);
+  EXPECT_EQ(run("ledger ingest " + db + " " + log + " --rejects " + db).exit_code, 2);
+  EXPECT_EQ(run("check " + db + " --proposed " + log + " --out " + db).exit_code, 2);
+  EXPECT_EQ(run("check " + db + " --proposed " + log + " --out " + log).exit_code, 2);
+  fs::create_directories(work_ / "books");
+  fs::copy_file(db, work_ / "books" / "summary.json");  // the ledger, named like an output
+  const auto inventory = write("inventory.csv", "entity,country,chip,units\n");
+  r = run("reconcile " + (work_ / "books" / "summary.json").string() + " --inventory " + inventory +
+          " --out books");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("holds the input"), std::string::npos) << r.err;
+  EXPECT_EQ(read_text(work_ / "books" / "summary.json"), db_bytes);
+  EXPECT_EQ(read_text(db), db_bytes);
+  EXPECT_EQ(read_text(log), log_text);
 }
 
 TEST_F(Cli, RefusesANonEmptyDirectoryThatIsNotAnOutput)
@@ -497,6 +556,21 @@ TEST_F(Cli, StdinDash)
   EXPECT_EQ(doc["summary"]["inputs"][0]["path"], "-");
   EXPECT_EQ(doc["summary"]["inputs"][0]["bytes"], clean_log.size() + std::string("S4,2025-06-01,E1,CN,H20,10\n").size());
   EXPECT_EQ(doc["summary"]["lines"]["read"], 4);
+}
+
+// `generate` writes shipments.csv and entities.csv into --out; a folder that has either already
+// (someone's real log, say) is left as it was (exit 2).
+TEST_F(Cli, GenerateNeverReplacesAFile)
+{
+  fs::create_directories(work_ / "data");
+  std::ofstream(work_ / "data" / "shipments.csv") << clean_log;
+  const auto r = run("generate --records 50 --out data");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("shipments.csv"), std::string::npos) << r.err;
+  EXPECT_EQ(read_text(work_ / "data" / "shipments.csv"), clean_log);
+  EXPECT_EQ(entries(work_ / "data"), (std::set<std::string>{"shipments.csv"}));
+  ASSERT_EQ(run("generate --records 50 --out fresh").exit_code, 0);
+  EXPECT_EQ(entries(work_ / "fresh"), (std::set<std::string>{"entities.csv", "shipments.csv"}));
 }
 
 // A log piped in is copied to a temporary file, not held in memory: the report reads it again

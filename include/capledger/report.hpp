@@ -8,11 +8,12 @@
 #include <capledger/reference.hpp>
 #include <capledger/shipments.hpp>
 
-#include <iosfwd>
 #include <cstdint>
 #include <functional>
+#include <iosfwd>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -141,6 +142,15 @@ class rejects_output {
   std::vector<rejected_line> first_;  ///< the ones `note` shows
   std::int64_t count_ = 0;
 };
+
+/// @brief The files `render_report` writes into an `--out` directory (SPEC §5).
+[[nodiscard]] const std::set<std::string>& report_file_names();
+
+/// @brief Refuses (config_error), before a report run reads anything, outputs that would lose a
+/// file: a `--rejects` file that is one of the inputs, reference files or @p also_read (the same
+/// file by any path), an `--out` directory that holds one of them, or an existing `--out`
+/// directory holding anything besides a previous report's files (and this run's rejects file).
+void check_report_outputs(const report_options& options, const std::vector<std::string>& also_read = {});
 
 /// @brief Writes @p report's outputs (`--out` directory, or stdout in `options.format`), then
 /// commits @p rejects' file and notes the rejects on @p diagnostics.
