@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <utility>
 #include <vector>
 
 namespace capledger::detail {
@@ -33,7 +34,8 @@ class key_table {
     return slots_[s].value;
   }
   /// @return the value of @p key, or null when the key was never added
-  [[nodiscard]] Value* find(std::int64_t key)
+  [[nodiscard]] Value* find(std::int64_t key) { return const_cast<Value*>(std::as_const(*this).find(key)); }
+  [[nodiscard]] const Value* find(std::int64_t key) const
   {
     if (slots_.empty()) { return nullptr; }
     for (std::size_t s = slot_of(key);; s = (s + 1) & mask_) {
