@@ -388,7 +388,8 @@ void check_output_dir_replaceable(const std::string& out_dir, const std::set<std
   if (!fs::is_directory(target, ec)) { throw config_error(out_dir + ": exists and is not a directory"); }
   for (const auto& entry : fs::directory_iterator(target, ec)) {
     const std::string name = entry.path().filename().string();
-    if (replaceable.count(name) == 0 || !entry.is_regular_file(ec)) {
+    std::error_code type_error;  // an entry whose type cannot be read is not a file we wrote
+    if (replaceable.count(name) == 0 || !entry.is_regular_file(type_error)) {
       throw config_error(out_dir + ": exists and holds " + name +
                          ", which this command does not write; replacing the directory would delete it");
     }
