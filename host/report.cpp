@@ -531,14 +531,25 @@ report_output render_report(const reference_data& ref, const report_source& sour
   return out;
 }
 
+namespace {
+
+/// @p path absolute and normalized, without a trailing slash (`result/` is `result`).
+std::filesystem::path normalized(const std::string& path)
+{
+  std::filesystem::path out = std::filesystem::absolute(path).lexically_normal();
+  if (out.filename().empty()) { out = out.parent_path(); }
+  return out;
+}
+
+}  // namespace
+
 rejects_output::rejects_output(const std::string& path, const std::string& out_dir) : path_(path)
 {
   if (path_.empty()) { return; }
   std::string staging_dir;
   if (!out_dir.empty()) {
-    std::filesystem::path out          = std::filesystem::absolute(out_dir).lexically_normal();
-    const std::filesystem::path parent = std::filesystem::absolute(path_).lexically_normal().parent_path();
-    if (out.filename().empty()) { out = out.parent_path(); }  // `--out result/`
+    const std::filesystem::path out    = normalized(out_dir);  // `--out result/` too
+    const std::filesystem::path parent = normalized(path_).parent_path();
     const auto inside =
         std::mismatch(out.begin(), out.end(), parent.begin(), parent.end()).first == out.end();
     if (inside) {  // the directory is replaced before the file is put in place
@@ -615,11 +626,8 @@ namespace {
 std::set<std::string> rejects_file_in_out_dir(const report_options& options)
 {
   if (options.rejects_path.empty() || options.out_dir.empty()) { return {}; }
-  namespace fs    = std::filesystem;
-  fs::path out    = fs::absolute(options.out_dir).lexically_normal();
-  const auto file = fs::absolute(options.rejects_path).lexically_normal();
-  if (out.filename().empty()) { out = out.parent_path(); }
-  if (file.parent_path() != out) { return {}; }
+  const auto file = normalized(options.rejects_path);
+  if (file.parent_path() != normalized(options.out_dir)) { return {}; }
   return {file.filename().string()};
 }
 
@@ -643,6 +651,10 @@ void check_report_outputs(const report_options& options, const std::vector<std::
   }
   detail::refuse_outputs_over_inputs(read, {{"--rejects", options.rejects_path}}, {"--out", options.out_dir});
   if (options.out_dir.empty()) { return; }
+  // One path for both would write the report, then fail to put the rejects file in its place.
+  if (!options.rejects_path.empty() && normalized(options.rejects_path) == normalized(options.out_dir)) {
+    throw config_error("--rejects " + options.rejects_path + " is the --out directory; name another file");
+  }
   std::set<std::string> replaceable = report_file_names();
   for (const auto& name : rejects_file_in_out_dir(options)) { replaceable.insert(name); }
   detail::check_output_dir_replaceable(options.out_dir, replaceable);

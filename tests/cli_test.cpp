@@ -363,6 +363,11 @@ TEST_F(Cli, OutputsThatWouldReplaceAnInputAreRefused)
   r = run("report --backend cpu " + log + " --rejects " + (work_ / "." / "log.csv").string());
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_EQ(read_text(log), log_text);
+  // The rejects file and the output directory on one path: refused before anything is written.
+  r = run("report --backend cpu " + log + " --rejects both --out both/");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("is the --out directory"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(work_ / "both"));
 
   ASSERT_EQ(run("report --backend cpu " + write("ok.csv", clean_log) + " --out result").exit_code, 0);
   fs::copy_file(log, work_ / "result" / "summary.json",
