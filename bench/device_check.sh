@@ -15,8 +15,8 @@
 # build).
 # BENCH_FILTER overrides the benchmark selection; SANITIZE_FILTER the sanitizers' tests; STEPS
 # the steps ("tests peer bench ncu e2e" by default; "scale" adds step 7, the many-files and
-# extreme-logs reports on this host's cores); E2E_LINES, E2E_RUNS and E2E_ALT the end-to-end
-# step (step 6 says how).
+# extreme-logs reports on this host's cores; "threads" adds to step 6 a CPU report timed thread by
+# thread); E2E_LINES, E2E_RUNS and E2E_ALT the end-to-end step (step 6 says how).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -175,6 +175,14 @@ if want e2e && [ "$lines" -gt 0 ]; then
     say "e2e report ($run): $(awk -v t="$wall" -v u="$user" -v y="$sys" -v b="$bytes" -v n="$lines" -v rc="$rc" \
       'BEGIN { printf "%d lines, %d bytes, rc=%d (1: violations found), %.2f s (user %.2f, sys %.2f), %.2f GB/s", n, b, rc, t, u, y, b / t / 1e9 }')"
   done
+  # With "threads" in STEPS: one more CPU report of the new build under bench/thread_times.py,
+  # the CPU time of each named thread (merge, parse, sha256, aggregate): which stage paces it.
+  if [[ " ${STEPS:-} " == *" threads "* ]]; then
+    rm -rf /tmp/e2e-out-threads
+    LD_LIBRARY_PATH="$root/$bin/lib:${LD_LIBRARY_PATH:-}" timeout 120 python3 bench/thread_times.py -- \
+      "$cli" report "$log/shipments.csv" --entities "$log/entities.csv" --backend cpu \
+      --out /tmp/e2e-out-threads 2>&1 | grep '^threads:' | tee -a "$summary"
+  fi
   same() { cmp -s "/tmp/e2e-out-$1/by_entity_country.csv" "/tmp/e2e-out-$2/by_entity_country.csv" &&
     cmp -s "/tmp/e2e-out-$1/findings.csv" "/tmp/e2e-out-$2/findings.csv"; }
   for other in new-gpu base-cpu alt-cpu; do

@@ -3,6 +3,7 @@
 /// for equal hashes on its own, several at once.
 #include "external_id_check.hpp"
 #include "file_io.hpp"
+#include "many_cores.hpp"
 
 #include <capledger/error.hpp>
 
@@ -13,8 +14,6 @@
 #include <cstdlib>
 #include <exception>
 #include <thread>
-
-#include <omp.h>
 
 namespace capledger::detail {
 
@@ -136,7 +135,12 @@ std::vector<std::pair<std::uint64_t, std::uint64_t>> external_id_check::repeats(
     }
   };
   std::vector<std::thread> helpers;
-  for (std::size_t worker = 1; worker < failures.size(); ++worker) { helpers.emplace_back(search, worker); }
+  for (std::size_t worker = 1; worker < failures.size(); ++worker) {
+    helpers.emplace_back([&search, worker] {
+      name_this_thread("cl-idsearch");
+      search(worker);
+    });
+  }
   search(0);
   for (auto& helper : helpers) { helper.join(); }
   for (const auto& failure : failures) {

@@ -4,6 +4,7 @@
 #include <capledger/shipments.hpp>
 
 #include "file_io.hpp"
+#include "many_cores.hpp"
 
 #include <openssl/evp.h>
 
@@ -255,7 +256,12 @@ void populate_pages(void* data, std::size_t bytes)
     for (std::uintptr_t at = from; at < to; at += page) { *reinterpret_cast<volatile char*>(at) = 0; }
   };
   std::vector<std::thread> workers;
-  for (std::size_t t = 1; t < threads; ++t) { workers.emplace_back(populate, t); }
+  for (std::size_t t = 1; t < threads; ++t) {
+    workers.emplace_back([&populate, t] {
+      name_this_thread("cl-populate");
+      populate(t);
+    });
+  }
   populate(0);
   for (std::thread& worker : workers) { worker.join(); }
 }

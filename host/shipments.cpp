@@ -583,10 +583,12 @@ struct alignas(64) window_dictionaries {
 /// what is posted.
 class parse_pool {
  public:
-  explicit parse_pool(std::size_t threads)
+  /// @param name what the threads are called (`detail::name_this_thread`)
+  parse_pool(std::size_t threads, const char* name)
   {
     for (std::size_t t = 0; t < threads; ++t) {
-      threads_.emplace_back([this] {
+      threads_.emplace_back([this, name] {
+        detail::name_this_thread(name);
         while (true) {
           std::function<void()> task;
           {
@@ -1047,7 +1049,7 @@ std::string shipment_log_builder::state::ingest(const std::string& name, std::st
       many_core_pipeline && !options.earlier_id && !options.on_id && options.repeated_ids == nullptr;
   if (pass_possible && !streaming() && accepted == 0) { ordinal_payloads = true; }  // no id stored yet
   const bool ids_in_parallel = pass_possible && (streaming() || ordinal_payloads);
-  parse_pool pool(threads);
+  parse_pool pool(threads, "cl-parse");
   std::size_t next_cut     = reader.position();  // where the next window's first chunk begins
   const auto cut_and_start = [&](window& w) {
     w.chunks.resize(chunks_per_window);
@@ -1075,7 +1077,7 @@ std::string shipment_log_builder::state::ingest(const std::string& name, std::st
     if (pages != nullptr) { pages->release_before(end); }
   };
   std::optional<parse_pool> hasher;
-  if (many_core_pipeline) { hasher.emplace(1); }
+  if (many_core_pipeline) { hasher.emplace(1, "cl-sha256"); }
   task_group hashing;  // after what its task uses: destroyed (waiting for the task) first
   input_file& info  = log.files.back();
   std::size_t pos   = reader.position();
@@ -1688,7 +1690,7 @@ void shipment_log_builder::state::replay(const std::function<bool(day_t first, d
   // Every core parses: the calling thread only waits while they do.
   const auto threads = static_cast<std::size_t>(std::max(1, omp_get_max_threads()));
   std::vector<parsed_chunk> parsed(4 * threads);
-  parse_pool pool(threads);
+  parse_pool pool(threads, "cl-reparse");
   task_group parsing;  // after the pool: destroyed first, once its tasks ran
   for (std::size_t group = 0; group < todo.size(); group += parsed.size()) {
     const std::size_t count = std::min(parsed.size(), todo.size() - group);

@@ -491,7 +491,10 @@ struct context_growth {
 class aggregating_thread {
  public:
   aggregating_thread(streaming_aggregator& aggregator, rule_context& context)
-      : aggregator_(aggregator), context_(context), thread_([this] { run(); })
+      : aggregator_(aggregator), context_(context), thread_([this] {
+          detail::name_this_thread("cl-aggregate");
+          run();
+        })
   {
   }
   aggregating_thread(const aggregating_thread&)            = delete;

@@ -11,8 +11,10 @@
 #include "test_support.hpp"
 
 #include <filesystem>
+#include <fstream>
 #include <optional>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -142,6 +144,28 @@ TEST(ChunkedIngest, EveryLineKeepsItsOwnEntityWhateverItsQuoting)
       }
     }
   }
+}
+
+// The parsing threads carry their stage's name (bench/thread_times.py and `top -H` read it):
+// while a batch is handed over, this process has threads called cl-parse.
+TEST(ChunkedIngest, ParsingThreadsAreNamed)
+{
+  const test::openmp_threads_restored restore;
+  omp_set_num_threads(3);
+  std::set<std::string> names;
+  ingest_options options;
+  options.keep_rejects = true;
+  options.chunk_bytes  = 512;
+  options.on_batch     = [&](line_batch&) {
+    for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+      std::ifstream comm(task.path() / "comm");
+      std::string name;
+      if (std::getline(comm, name)) { names.insert(name); }
+    }
+  };
+  shipment_log_builder builder(countries(), chips(), options);
+  builder.add_text("log.csv", troubled_log(500, 9));
+  EXPECT_EQ(names.count("cl-parse"), 1U) << "threads seen: " << names.size();
 }
 
 // The ingest parses with one thread fewer than OpenMP's thread count (at least one): one, two
