@@ -9,7 +9,9 @@
 #include <openssl/evp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
+#include <csignal>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -19,12 +21,14 @@
 #include <iterator>
 #include <limits>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <sstream>
 #include <thread>
 #include <vector>
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -342,6 +346,72 @@ fs::path unique_sibling(const fs::path& target, const char* tag)
 
 namespace {
 
+/// The paths `removed_on_signal` guards: fixed storage, so that the signal handler reads them
+/// without allocating or locking. A slot is free (0), being filled (1) or guarded (2).
+struct guarded_path {
+  std::atomic<int> state{0};
+  bool directory = false;
+  char path[4096]{};
+};
+constexpr int guarded_slots = 64;
+guarded_path guarded[guarded_slots];
+
+extern "C" void remove_guarded_and_reraise(int signal_number)
+{
+  // Files first, then directories (a staging directory is empty once its files are gone).
+  for (const bool directories : {false, true}) {
+    for (guarded_path& g : guarded) {
+      if (g.state.load(std::memory_order_acquire) == 2 && g.directory == directories) {
+        (directories ? ::rmdir : ::unlink)(g.path);
+      }
+    }
+  }
+  ::signal(signal_number, SIG_DFL);
+  ::raise(signal_number);
+}
+
+void install_signal_cleanup()
+{
+  static std::once_flag once;
+  std::call_once(once, [] {
+    for (const int signal_number : {SIGINT, SIGTERM, SIGHUP}) {
+      struct sigaction current {};
+      if (::sigaction(signal_number, nullptr, &current) != 0 || current.sa_handler != SIG_DFL) {
+        continue;  // someone else handles (or ignores) it: leave it to them
+      }
+      struct sigaction cleanup {};
+      cleanup.sa_handler = remove_guarded_and_reraise;
+      sigemptyset(&cleanup.sa_mask);
+      ::sigaction(signal_number, &cleanup, nullptr);
+    }
+  });
+}
+
+}  // namespace
+
+removed_on_signal::removed_on_signal(const std::string& path, bool directory)
+{
+  if (path.size() >= sizeof(guarded_path::path)) { return; }
+  install_signal_cleanup();
+  for (int s = 0; s < guarded_slots; ++s) {
+    int expected = 0;
+    if (guarded[s].state.compare_exchange_strong(expected, 1, std::memory_order_acq_rel)) {
+      std::memcpy(guarded[s].path, path.c_str(), path.size() + 1);
+      guarded[s].directory = directory;
+      guarded[s].state.store(2, std::memory_order_release);
+      slot_ = s;
+      return;
+    }
+  }
+}
+
+removed_on_signal::~removed_on_signal()
+{
+  if (slot_ >= 0) { guarded[slot_].state.store(0, std::memory_order_release); }
+}
+
+namespace {
+
 /// @p path with links and `..` resolved as far as it exists (the rest as written).
 fs::path resolved(const std::string& path)
 {
@@ -415,11 +485,16 @@ void write_directory_atomically(const std::string& out_dir, const std::map<std::
   fs::create_directories(target.parent_path(), ec);
   const fs::path staging = unique_sibling(target, "tmp");
   fs::remove_all(staging, ec);
+  const removed_on_signal staging_guard(staging.string(), true);
+  std::vector<std::unique_ptr<removed_on_signal>> file_guards;
   if (!fs::create_directory(staging, ec)) {
     throw config_error(staging.string() + ": cannot create: " + ec.message());
   }
   try {
-    for (const auto& [name, content] : files) { write_and_sync(staging / name, content); }
+    for (const auto& [name, content] : files) {
+      file_guards.push_back(std::make_unique<removed_on_signal>((staging / name).string(), false));
+      write_and_sync(staging / name, content);
+    }
     sync_directory(staging);
     if (fs::exists(target)) {
       // Two renames: the old output stays whole until the new one is complete and in place.
@@ -453,6 +528,7 @@ atomic_file_writer::atomic_file_writer(const std::string& path, const std::strin
 {
   const fs::path beside = unique_sibling(fs::path(target_), "tmp");
   staging_ = staging_dir.empty() ? beside.string() : (fs::path(staging_dir) / beside.filename()).string();
+  guard_   = std::make_unique<removed_on_signal>(staging_, false);
   fd_      = ::open(staging_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd_ < 0) { throw config_error(path_ + ": cannot create " + staging_ + ": " + std::strerror(errno)); }
 }
@@ -494,6 +570,7 @@ void atomic_file_writer::commit()
     ::unlink(staging_.c_str());
     throw config_error(path_ + ": cannot write: " + reason);
   }
+  guard_.reset();  // renamed: nothing left to remove
   sync_directory(fs::path(target_).parent_path());
 }
 

@@ -109,6 +109,24 @@ void write_directory_atomically(const std::string& out_dir, const std::map<std::
 /// @brief Writes one file atomically (temporary file, fsync, rename). @throw config_error
 void write_file_atomically(const std::string& path, std::string_view content);
 
+/// @brief A temporary file or directory this process is writing, removed if a signal (SIGINT,
+/// SIGTERM, SIGHUP) stops the process first: an interrupted report leaves no hidden half-written
+/// rejects file (as large as the bad lines) or output staging directory behind. The owner still
+/// renames or removes it itself; destroying this only forgets it. The handler, installed with the
+/// first one where those signals have their default action, uses only unlink and rmdir on paths
+/// copied into fixed slots (async-signal-safe), then lets the signal end the process as before.
+/// Paths beyond the slots (64, of 4 KiB) are simply not guarded.
+class removed_on_signal {
+ public:
+  removed_on_signal(const std::string& path, bool directory);
+  ~removed_on_signal();
+  removed_on_signal(const removed_on_signal&)            = delete;
+  removed_on_signal& operator=(const removed_on_signal&) = delete;
+
+ private:
+  int slot_ = -1;
+};
+
 /// @brief A file written piece by piece into a temporary sibling and renamed into place by
 /// `commit`, so that a file of any size is never held in memory and never seen half written.
 /// Destroyed without `commit`, it removes the temporary file and leaves any old file as it was.
@@ -131,6 +149,7 @@ class atomic_file_writer {
  private:
   std::string path_;  ///< as given, for messages
   std::string target_, staging_;
+  std::unique_ptr<removed_on_signal> guard_;  ///< the staging file, until renamed or removed
   int fd_ = -1;
   std::string buffer_;  ///< written out once it holds a mebibyte
   void flush();

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include <atomic>
+#include <csignal>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -20,6 +21,8 @@
 #include <string>
 #include <vector>
 
+#include <fcntl.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -561,6 +564,55 @@ TEST_F(Cli, StdinDash)
   EXPECT_EQ(doc["summary"]["inputs"][0]["path"], "-");
   EXPECT_EQ(doc["summary"]["inputs"][0]["bytes"], clean_log.size() + std::string("S4,2025-06-01,E1,CN,H20,10\n").size());
   EXPECT_EQ(doc["summary"]["lines"]["read"], 4);
+}
+
+// A report stopped by a signal (Ctrl-C, a scheduler's SIGTERM) removes the hidden temporary file
+// its rejects go to (on a large bad log, as large as the bad lines) instead of leaving it behind,
+// and still ends by that signal. The report here waits for stdin, a pipe kept open, so the signal
+// arrives while the temporary file exists.
+TEST_F(Cli, AReportStoppedByASignalLeavesNoTemporaryFile)
+{
+  int feed[2];
+  ASSERT_EQ(::pipe(feed), 0);
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {  // async-signal-safe calls only until exec
+    ::dup2(feed[0], 0);
+    ::close(feed[0]);
+    ::close(feed[1]);
+    const int quiet = ::open("/dev/null", O_WRONLY);
+    ::dup2(quiet, 1);
+    ::dup2(quiet, 2);
+    ::signal(SIGTERM, SIG_DFL);  // an ignored signal would stay ignored across exec
+    if (::chdir(work_.c_str()) != 0) { ::_exit(126); }
+    ::execl(CAPLEDGER_CLI_PATH, "capledger", "report", "-", "--backend", "cpu", "--rejects", "r.csv", "--out",
+            "o", static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  ::close(feed[0]);
+  const auto temporary_files = [&] {
+    std::set<std::string> hidden;
+    for (const auto& entry : fs::directory_iterator(work_)) {
+      const std::string name = entry.path().filename().string();
+      if (name.rfind(".r.csv.", 0) == 0) { hidden.insert(name); }
+    }
+    return hidden;
+  };
+  for (int wait = 0; wait < 1000 && temporary_files().empty(); ++wait) { ::usleep(10000); }
+  EXPECT_EQ(temporary_files().size(), 1U) << "the report never created its temporary rejects file";
+  ::kill(child, SIGTERM);
+  int status = 0;
+  for (int wait = 0; wait < 1000 && ::waitpid(child, &status, WNOHANG) == 0; ++wait) { ::usleep(10000); }
+  if (!WIFSIGNALED(status) && !WIFEXITED(status)) {  // still running: do not hang the suite
+    ::kill(child, SIGKILL);
+    ::waitpid(child, &status, 0);
+    ADD_FAILURE() << "the report did not stop on SIGTERM";
+  }
+  ::close(feed[1]);
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM) << "status " << status;
+  EXPECT_EQ(temporary_files(), std::set<std::string>{});
+  EXPECT_FALSE(fs::exists(work_ / "r.csv"));
+  EXPECT_FALSE(fs::exists(work_ / "o"));
 }
 
 // `generate` writes shipments.csv and entities.csv into --out; a folder that has either already
