@@ -31,6 +31,7 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 namespace capledger {
@@ -62,10 +63,55 @@ std::string read_input_file(const std::string& path)
 
 namespace detail {
 
+namespace {
+
+std::string temporary_dir()
+{
+  const char* tmp = std::getenv("TMPDIR");
+  return tmp != nullptr && *tmp != '\0' ? tmp : "/tmp";
+}
+
+}  // namespace
+
+temporary_space temporary_space_here()
+{
+  temporary_space space;
+  space.dir = temporary_dir();
+  struct statfs fs_info {};
+  if (::statfs(space.dir.c_str(), &fs_info) == 0) {
+    space.available =
+        static_cast<std::uint64_t>(fs_info.f_bavail) * static_cast<std::uint64_t>(fs_info.f_bsize);
+    constexpr long tmpfs_magic = 0x01021994;  // TMPFS_MAGIC, <linux/magic.h>
+    constexpr long ramfs_magic = 0x858458f6;  // RAMFS_MAGIC
+    space.in_memory =
+        static_cast<long>(fs_info.f_type) == tmpfs_magic || static_cast<long>(fs_info.f_type) == ramfs_magic;
+  }
+  return space;
+}
+
+void check_temporary_room(std::uint64_t needed, const temporary_space& space, std::ostream& diagnostics)
+{
+  const auto gigabytes = [](std::uint64_t bytes) {
+    std::ostringstream text;
+    text.precision(1);
+    text << std::fixed << static_cast<double>(bytes) / 1e9 << " GB";
+    return text.str();
+  };
+  if (space.available > 0 && space.available < needed + needed / 10) {
+    throw config_error("the out-of-memory id check needs about " + gigabytes(needed) +
+                       " of temporary files in " + space.dir + ", which has " + gigabytes(space.available) +
+                       " free; set TMPDIR to a directory with more room");
+  }
+  if (space.in_memory) {
+    diagnostics << "capledger: note: " << space.dir << " is in memory (tmpfs): the id check's "
+                << gigabytes(needed)
+                << " of temporary files will take memory; set TMPDIR to a disk to spare it\n";
+  }
+}
+
 int anonymous_temp_file()
 {
-  const char* tmp       = std::getenv("TMPDIR");
-  const std::string dir = tmp != nullptr && *tmp != '\0' ? tmp : "/tmp";
+  const std::string dir = temporary_dir();
   std::string name      = dir + "/capledger-XXXXXX";
   const int fd          = ::mkstemp(name.data());
   if (fd < 0) {

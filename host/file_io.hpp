@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <iosfwd>
 #include <map>
 #include <memory>
 #include <set>
@@ -17,6 +18,21 @@ namespace capledger::detail {
 
 /// @brief An unlinked temporary file in `$TMPDIR` (or /tmp), gone when closed. @throw config_error
 [[nodiscard]] int anonymous_temp_file();
+
+/// @brief Where `anonymous_temp_file` puts its files, and what that file system can take.
+struct temporary_space {
+  std::string dir;                  ///< `$TMPDIR`, or /tmp
+  std::uint64_t available = 0;      ///< bytes free for this user; 0 when unknown
+  bool in_memory          = false;  ///< a tmpfs or ramfs: its files take memory
+};
+[[nodiscard]] temporary_space temporary_space_here();
+
+/// @brief Before temporary files of about @p needed bytes are written into @p space (the
+/// out-of-memory id check: 16 bytes a line): refuses (config_error) when the directory has less
+/// room than that and a tenth, so a long run does not fail at the end of its first pass, and notes
+/// on @p diagnostics when the directory is in memory, where the files take the memory that the
+/// check is meant to spare.
+void check_temporary_room(std::uint64_t needed, const temporary_space& space, std::ostream& diagnostics);
 
 /// @brief An input file's bytes, mapped read-only (no copy; the pages come from the page cache):
 /// a regular file directly, a pipe (stdin, `/dev/fd/N`) after it is copied into an unlinked

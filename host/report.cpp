@@ -206,11 +206,14 @@ std::unique_ptr<backend> select_backend(const std::string& name, std::ostream& d
                                                                                  : make_cpu_backend();
 }
 
-std::uint64_t whole_log_memory_estimate(const std::vector<std::string>& inputs)
+namespace {
+
+/// The lines of @p inputs, from each file's size and its first mebibyte's line length; 0 when an
+/// input is stdin (its size is not known before it is read).
+std::uint64_t estimated_lines(const std::vector<std::string>& inputs)
 {
-  constexpr std::uint64_t bytes_per_line = 90;
-  constexpr std::size_t sample_bytes     = std::size_t{1} << 20;
-  std::uint64_t lines                    = 0;
+  constexpr std::size_t sample_bytes = std::size_t{1} << 20;
+  std::uint64_t lines                = 0;
   for (const auto& path : inputs) {
     if (path == "-") { return 0; }
     std::error_code error;
@@ -224,7 +227,15 @@ std::uint64_t whole_log_memory_estimate(const std::vector<std::string>& inputs)
     lines +=
         sample.empty() ? 0 : (size * std::max<std::uint64_t>(breaks, 1) + sample.size() - 1) / sample.size();
   }
-  return lines * bytes_per_line;
+  return lines;
+}
+
+}  // namespace
+
+std::uint64_t whole_log_memory_estimate(const std::vector<std::string>& inputs)
+{
+  constexpr std::uint64_t bytes_per_line = 90;
+  return estimated_lines(inputs) * bytes_per_line;
 }
 
 namespace {
@@ -716,6 +727,9 @@ int run_report(const report_options& options, std::ostream& out, std::ostream& d
     if (streaming.external_id_check) {
       diagnostics << "capledger: " << input_bytes << " bytes of input: shipment ids are checked for repeats "
                   << "out of memory (a first pass over the inputs)\n";
+      constexpr std::uint64_t spilled_per_line = 16;  // (id hash, offset)
+      detail::check_temporary_room(estimated_lines(options.inputs) * spilled_per_line,
+                                   detail::temporary_space_here(), diagnostics);
     }
     std::vector<rejected_line> kept;  // stays empty: `on_reject` takes every rejected line
     report_output report;

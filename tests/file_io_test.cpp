@@ -10,9 +10,12 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <set>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -89,6 +92,50 @@ TEST(AvailableMemory, BetweenNothingAndTheMachinesMemory)
   const std::uint64_t available = capledger::detail::available_memory();
   EXPECT_GT(available, 0U);
   EXPECT_LE(available, total_kib * 1024);
+}
+
+// The out-of-memory id check writes 16 bytes a line into $TMPDIR: a directory without room for
+// them (and a tenth) stops the run before its first pass, not at its end; one in memory (tmpfs)
+// is noted, since its files take the memory the check is meant to spare.
+TEST(TemporaryRoom, TooLittleRoomStopsTheRunAndMemoryIsNoted)
+{
+  using capledger::detail::check_temporary_room;
+  using capledger::detail::temporary_space;
+  std::ostringstream notes;
+  EXPECT_THROW(
+      check_temporary_room(100'000'000'000, temporary_space{"/scratch", 105'000'000'000, false}, notes),
+      capledger::config_error);
+  try {
+    check_temporary_room(100'000'000'000, temporary_space{"/scratch", 50'000'000'000, false}, notes);
+    ADD_FAILURE() << "50 GB free was taken as room for 100 GB";
+  } catch (const capledger::config_error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("/scratch"), std::string::npos) << what;
+    EXPECT_NE(what.find("100.0 GB"), std::string::npos) << what;
+    EXPECT_NE(what.find("TMPDIR"), std::string::npos) << what;
+  }
+  check_temporary_room(100'000'000'000, temporary_space{"/scratch", 111'000'000'000, false}, notes);
+  check_temporary_room(100'000'000'000, temporary_space{"/scratch", 0, false}, notes);  // unknown: go on
+  EXPECT_EQ(notes.str(), "");
+  check_temporary_room(1'000'000'000, temporary_space{"/tmp", 8'000'000'000, true}, notes);
+  EXPECT_NE(notes.str().find("in memory"), std::string::npos) << notes.str();
+  EXPECT_NE(notes.str().find("1.0 GB"), std::string::npos) << notes.str();
+}
+
+TEST(TemporaryRoom, TheDirectoryIsTmpdirAndItsRoomIsRead)
+{
+  const char* before      = std::getenv("TMPDIR");
+  const std::string saved = before != nullptr ? before : "";
+  const std::string dir   = ::testing::TempDir();
+  ::setenv("TMPDIR", dir.c_str(), 1);
+  const capledger::detail::temporary_space space = capledger::detail::temporary_space_here();
+  if (saved.empty()) {
+    ::unsetenv("TMPDIR");
+  } else {
+    ::setenv("TMPDIR", saved.c_str(), 1);
+  }
+  EXPECT_EQ(space.dir, dir);
+  EXPECT_GT(space.available, 0U);
 }
 
 TEST(AtomicFileWriter, TheFileAppearsWholeAtCommitOrNotAtAll)
