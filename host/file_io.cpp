@@ -543,12 +543,18 @@ void write_directory_atomically(const std::string& out_dir, const std::map<std::
     }
     sync_directory(staging);
     if (fs::exists(target)) {
-      // Two renames: the old output stays whole until the new one is complete and in place.
-      const fs::path old = unique_sibling(target, "old");
-      fs::remove_all(old, ec);
-      fs::rename(target, old);
-      fs::rename(staging, target);
-      fs::remove_all(old, ec);
+      // One exchange of the two directories where the file system has it (ext4, xfs, btrfs,
+      // tmpfs): at no moment, a crash included, is there no output; the old one, now under the
+      // staging name, is removed. Elsewhere two renames, the old output set aside first.
+      if (::renameat2(AT_FDCWD, staging.c_str(), AT_FDCWD, target.c_str(), RENAME_EXCHANGE) == 0) {
+        fs::remove_all(staging, ec);
+      } else {
+        const fs::path old = unique_sibling(target, "old");
+        fs::remove_all(old, ec);
+        fs::rename(target, old);
+        fs::rename(staging, target);
+        fs::remove_all(old, ec);
+      }
     } else {
       fs::rename(staging, target);
     }
