@@ -1,5 +1,6 @@
 /// @file file_io.hpp
-/// @brief File helpers: SHA-256 of bytes, and output directories that appear all at once or not at all.
+/// @brief File and memory helpers: inputs mapped, temporary files and their room, memory, SHA-256,
+/// and outputs that appear whole or not at all and never over an input.
 #pragma once
 
 #include <cstddef>
