@@ -89,14 +89,16 @@ temporary_space temporary_space_here()
   return space;
 }
 
+std::string gigabytes(std::uint64_t bytes)
+{
+  std::ostringstream text;
+  text.precision(1);
+  text << std::fixed << static_cast<double>(bytes) / 1e9 << " GB";
+  return text.str();
+}
+
 void check_temporary_room(std::uint64_t needed, const temporary_space& space, std::ostream& diagnostics)
 {
-  const auto gigabytes = [](std::uint64_t bytes) {
-    std::ostringstream text;
-    text.precision(1);
-    text << std::fixed << static_cast<double>(bytes) / 1e9 << " GB";
-    return text.str();
-  };
   if (space.available > 0 && space.available < needed + needed / 10) {
     throw config_error("the out-of-memory id check needs about " + gigabytes(needed) +
                        " of temporary files in " + space.dir + ", which has " + gigabytes(space.available) +

@@ -20,6 +20,9 @@ namespace capledger::detail {
 /// @brief An unlinked temporary file in `$TMPDIR` (or /tmp), gone when closed. @throw config_error
 [[nodiscard]] int anonymous_temp_file();
 
+/// @brief @p bytes as decimal gigabytes with one decimal, for messages: "12.3 GB".
+[[nodiscard]] std::string gigabytes(std::uint64_t bytes);
+
 /// @brief Where `anonymous_temp_file` puts its files, and what that file system can take.
 struct temporary_space {
   std::string dir;                  ///< `$TMPDIR`, or /tmp

@@ -154,17 +154,6 @@ std::string to_csv(const std::vector<std::string>& header, const std::vector<std
   return out.take();
 }
 
-namespace {
-
-std::string gigabytes(std::uint64_t bytes)
-{
-  std::ostringstream text;
-  text << std::fixed << std::setprecision(1) << static_cast<double>(bytes) / 1e9 << " GB";
-  return text.str();
-}
-
-}  // namespace
-
 std::string choose_backend(const std::string& name, bool gpu_usable, const std::string& why_not,
                            const host_memory_fit& memory, std::ostream& diagnostics)
 {
@@ -174,8 +163,8 @@ std::string choose_backend(const std::string& name, bool gpu_usable, const std::
   }
   const bool known        = memory.needed > 0 && memory.available > 0;
   const std::string sizes = known ? "the GPU path holds the whole log in memory, about " +
-                                        gigabytes(memory.needed) + " for these inputs, and " +
-                                        gigabytes(memory.available) + " are available"
+                                        detail::gigabytes(memory.needed) + " for these inputs, and " +
+                                        detail::gigabytes(memory.available) + " are available"
                                   : std::string();
   if (name == "gpu") {
     if (!gpu_usable) { throw device_error("--backend gpu: no usable GPU: " + why_not); }
