@@ -212,6 +212,32 @@ struct date_memo {
   }
 };
 
+/// A set of days as one bit each from the first to the last: a replay asks it once per line.
+class day_set {
+ public:
+  /// @param days sorted, no repeats
+  explicit day_set(const std::vector<day_t>& days)
+  {
+    if (days.empty()) { return; }
+    first_ = days.front();
+    bits_.resize(static_cast<std::size_t>((static_cast<std::int64_t>(days.back()) - first_) / 64 + 1));
+    for (const day_t day : days) {
+      const auto offset = static_cast<std::uint64_t>(static_cast<std::int64_t>(day) - first_);
+      bits_[offset / 64] |= std::uint64_t{1} << (offset % 64);
+    }
+  }
+  [[nodiscard]] bool has(day_t day) const noexcept
+  {
+    const std::int64_t offset = static_cast<std::int64_t>(day) - first_;
+    if (offset < 0 || offset / 64 >= static_cast<std::int64_t>(bits_.size())) { return false; }
+    return ((bits_[static_cast<std::size_t>(offset / 64)] >> (offset % 64)) & 1U) != 0;
+  }
+
+ private:
+  day_t first_ = 0;
+  std::vector<std::uint64_t> bits_;
+};
+
 /// Appends @p bytes to @p out (vector::insert's generic range path is several times slower for
 /// the short ids appended once per line).
 void append_bytes(std::vector<char>& out, std::string_view bytes)
@@ -497,6 +523,9 @@ struct parsed_chunk {
   detail::string_index entities, orders, exporters;  ///< values not in the log's dictionaries yet
   detail::string_index adhoc_chips;                  ///< upper-case keys
   std::vector<pending_reject> rejects;
+  /// Only with a day filter: candidate i's index among all the lines that would be candidates,
+  /// those the filter passed over included.
+  std::vector<std::uint32_t> ordinal;
   /// Candidate @p i's shipment id.
   [[nodiscard]] std::string_view id(std::size_t i) const
   {
@@ -528,6 +557,7 @@ struct parsed_chunk {
     id_end.clear();
     for (auto* dictionary : {&entities, &orders, &exporters, &adhoc_chips}) { dictionary->clear(); }
     rejects.clear();
+    ordinal.clear();
     inside_previous = false;
     earlier_id.clear();
   }
@@ -759,6 +789,9 @@ struct shipment_log_builder::state {
     std::uint32_t candidate     = 0;  ///< its index among the chunk's candidates
     std::int64_t first_position = 0;  ///< input position of the section's first accepted line
     day_t first_day = std::numeric_limits<day_t>::max(), last_day = std::numeric_limits<day_t>::min();
+    /// A line of it was rejected by phase 1, so its records are not all candidates: a replay
+    /// checks all of them again instead of skipping lines by date.
+    bool had_rejects = false;
   };
   static constexpr std::size_t section_lines = 512;
   /// A merged chunk with candidate lines.
@@ -855,8 +888,12 @@ struct shipment_log_builder::state {
   [[nodiscard]] std::optional<line_defect> check_line(const detail::csv_field* const* record,
                                                       date_memo& dates, checked_line& out, bool ascii) const;
   /// Phase 1 for one chunk: reads, checks and encodes its lines (thread-safe: reads the state only).
+  /// Phase 1 for @p chunk's bytes. With @p only_days, a line of a day not in it is passed over
+  /// once its date is read (replay, of sections whose lines were all candidates), and `ordinal`
+  /// says where the others were.
   void parse_chunk(std::string_view text, const column_map& columns, int field_count,
-                   const dictionary_snapshots& known, parsed_chunk& chunk) const;
+                   const dictionary_snapshots& known, parsed_chunk& chunk,
+                   const day_set* only_days = nullptr) const;
   void merge_chunk(const std::string& name, std::string_view text, const column_map& columns,
                    std::int64_t first_line, const parsed_chunk& chunk);
   /// Sets each candidate's `earlier_id` for window @p w, in @p parts tasks (this thread runs one)
@@ -901,8 +938,7 @@ struct shipment_log_builder::state {
   void clear_batch(std::int64_t first_position);
   void append_to_batch(const checked_line& line, std::int32_t chip, std::int32_t entity, std::int32_t order,
                        std::int32_t exporter, std::string_view id);
-  void replay(const std::function<bool(day_t first, day_t last)>& wanted,
-              const std::function<void(const line_batch&)>& sink);
+  void replay(const std::vector<day_t>& days, const std::function<void(const line_batch&)>& sink);
   /// Validates, admits and encodes one record whose fields are indexed by `record_column`.
   void accept(const std::string& name, const detail::csv_field* fields, std::int64_t record_line,
               std::string_view raw);
@@ -960,10 +996,10 @@ const std::vector<rejected_line>& shipment_log_builder::rejects() const
   return state_->log.rejects;
 }
 
-void shipment_log_builder::replay(const std::function<bool(day_t first, day_t last)>& wanted,
+void shipment_log_builder::replay(const std::vector<day_t>& days,
                                   const std::function<void(const line_batch&)>& sink)
 {
-  state_->replay(wanted, sink);
+  state_->replay(days, sink);
 }
 
 std::string shipment_log_builder::shipment_id_at(std::uint64_t offset) const
@@ -1246,7 +1282,7 @@ std::optional<line_defect> shipment_log_builder::state::check_line(const detail:
 
 void shipment_log_builder::state::parse_chunk(std::string_view text, const column_map& columns,
                                               int field_count, const dictionary_snapshots& known,
-                                              parsed_chunk& chunk) const
+                                              parsed_chunk& chunk, const day_set* only_days) const
 {
   detail::fast_csv_reader reader(text, chunk.begin, chunk.limit, 1);
   date_memo dates;
@@ -1275,6 +1311,7 @@ void shipment_log_builder::state::parse_chunk(std::string_view text, const colum
   const auto resolve_all = [&] {
     while (waiting > 0) { resolve_oldest(); }
   };
+  std::uint32_t next_ordinal = 0;  // lines with the header's field count so far
   const auto encode_entity = [&](std::string_view value) {
     const std::uint64_t hash = detail::hash_bytes(value);
     chunk.entity.push_back(-1);
@@ -1318,12 +1355,18 @@ void shipment_log_builder::state::parse_chunk(std::string_view text, const colum
         const int index = columns[static_cast<std::size_t>(c)];
         record[c]       = index < 0 ? &absent : &fields[static_cast<std::size_t>(index)];
       }
+      const std::uint32_t ordinal = next_ordinal++;
+      if (only_days != nullptr) {
+        const auto day = dates.parse(record[c_date]->value);
+        if (day && !only_days->has(*day)) { continue; }  // a bad date goes on to be rejected as before
+      }
       checked_line line;
       if (auto bad = check_line(record, dates, line, is_ascii(reader.raw()))) {
         hold(bad->reason, std::move(bad->detail), record[bad->column]->line, record[bad->column]->column);
       } else {
         const std::string_view id = record[c_id]->value;
         chunk.lines.push_back(line);
+        if (only_days != nullptr) { chunk.ordinal.push_back(ordinal); }
         chunk.line.push_back(reader.record_line());
         chunk.start.push_back(reader.record_start());
         chunk.id_hash.push_back(detail::hash_bytes(id));
@@ -1454,10 +1497,17 @@ void shipment_log_builder::state::merge_chunk(const std::string& name, std::stri
   std::vector<std::int32_t> order_code(static_cast<std::size_t>(chunk.orders.size()), -1);
   std::vector<std::int32_t> exporter_code(static_cast<std::size_t>(chunk.exporters.size()), -1);
   std::vector<std::int32_t> chip_code(static_cast<std::size_t>(chunk.adhoc_chips.size()), -1);
+  chunk_record* record = nullptr;
+  if (streaming() && !chunk.lines.empty()) {
+    chunk_records.push_back({streamed.size() - 1, chunk.begin, chunk.limit, {}, {}});
+    record = &chunk_records.back();
+  }
   std::size_t next_reject   = 0;
   const auto rejects_before = [&](std::size_t candidate) {
     for (; next_reject < chunk.rejects.size() && chunk.rejects[next_reject].before <= candidate;
          ++next_reject) {
+      // Before candidate `candidate`'s section starts, so in the last section begun (if any).
+      if (record != nullptr && !record->sections.empty()) { record->sections.back().had_rejects = true; }
       rejected_line bad = chunk.rejects[next_reject].line;
       bad.file          = name;
       bad.line += base;
@@ -1473,11 +1523,6 @@ void shipment_log_builder::state::merge_chunk(const std::string& name, std::stri
     if (mapped < 0) { mapped = global.encode(local.text(local_code(code))); }
     return mapped;
   };
-  chunk_record* record = nullptr;
-  if (streaming() && !chunk.lines.empty()) {
-    chunk_records.push_back({streamed.size() - 1, chunk.begin, chunk.limit, {}, {}});
-    record = &chunk_records.back();
-  }
   if (streaming()) { clear_batch(accepted); }
   const std::uint64_t file_base           = streaming() ? streamed.back().base : 0;
   constexpr std::size_t prefetch_distance = 16;
@@ -1661,6 +1706,7 @@ void shipment_log_builder::state::append(const checked_line& line, std::int32_t 
 void shipment_log_builder::state::clear_batch(std::int64_t first_position)
 {
   batch.first_position = first_position;
+  batch.positions.clear();
   batch.columns.clear();
   batch.id_bytes.clear();
   batch.id_end.clear();
@@ -1675,12 +1721,14 @@ void shipment_log_builder::state::append_to_batch(const checked_line& line, std:
   batch.id_end.push_back(batch.id_bytes.size());
 }
 
-void shipment_log_builder::state::replay(const std::function<bool(day_t first, day_t last)>& wanted,
+void shipment_log_builder::state::replay(const std::vector<day_t>& days,
                                          const std::function<void(const line_batch&)>& sink)
 {
   CAPLEDGER_EXPECTS(streaming(), "replay needs a streaming ingest");
+  if (days.empty()) { return; }
   dictionary_snapshots known;  // every value is in the dictionaries now: codes are found, not added
   known.catch_up(log);
+  const day_set wanted_days(days);
   // The wanted sections, each parsed again on its own (a section starts at a record start); in
   // groups read in parallel, then handed over in input order.
   struct wanted_section {
@@ -1690,7 +1738,9 @@ void shipment_log_builder::state::replay(const std::function<bool(day_t first, d
   std::vector<wanted_section> todo;
   for (const chunk_record& record : chunk_records) {
     for (std::size_t k = 0; k < record.sections.size(); ++k) {
-      if (wanted(record.sections[k].first_day, record.sections[k].last_day)) { todo.push_back({&record, k}); }
+      const section& part = record.sections[k];
+      const auto at       = std::lower_bound(days.begin(), days.end(), part.first_day);
+      if (at != days.end() && *at <= part.last_day) { todo.push_back({&record, k}); }
     }
   }
   if (todo.empty()) { return; }  // no thread to start
@@ -1709,21 +1759,30 @@ void shipment_log_builder::state::replay(const std::function<bool(day_t first, d
         const std::size_t end =
             k + 1 < record->sections.size() ? record->sections[k + 1].start : record->limit;
         parsed[g].reset(part.start, end);
-        parse_chunk(file.text, file.columns, file.field_count, known, parsed[g]);
+        // A log out of date order has nearly every section on the list: its lines of other days
+        // are passed over once their date is read. Only where every record was a candidate, so
+        // that the lines passed over can be counted without checking them.
+        parse_chunk(file.text, file.columns, file.field_count, known, parsed[g],
+                    part.had_rejects ? nullptr : &wanted_days);
       });
     }
     parsing.finish();
     for (std::size_t g = 0; g < count; ++g) {
-      const auto& [record, k] = todo[group + g];
-      const section& part     = record->sections[k];
+      const auto& [record, k]   = todo[group + g];
+      const section& part       = record->sections[k];
       const parsed_chunk& chunk = parsed[g];
+      const bool passed_over    = !part.had_rejects;  // parsed with the day filter
       clear_batch(part.first_position);
-      auto skipped = std::lower_bound(record->skipped.begin(), record->skipped.end(), part.candidate);
-      for (std::size_t i = 0; i < chunk.lines.size() && i < section_lines; ++i) {
-        if (skipped != record->skipped.end() && *skipped == part.candidate + i) {
-          ++skipped;
-          continue;
-        }
+      // Candidates the merge rejected: not accepted, so not counted in positions.
+      const auto skipped_begin =
+          std::lower_bound(record->skipped.begin(), record->skipped.end(), part.candidate);
+      auto skipped = skipped_begin;
+      for (std::size_t i = 0; i < chunk.lines.size(); ++i) {
+        const std::uint32_t ordinal = passed_over ? chunk.ordinal[i] : static_cast<std::uint32_t>(i);
+        if (ordinal >= section_lines) { break; }
+        const std::uint32_t candidate = part.candidate + ordinal;
+        while (skipped != record->skipped.end() && *skipped < candidate) { ++skipped; }
+        if (skipped != record->skipped.end() && *skipped == candidate) { continue; }
         const checked_line& line = chunk.lines[i];
         const std::int32_t chip =
             line.chip >= 0 ? line.chip : log.chips.find(chunk.adhoc_chips.text(chunk.adhoc_chip[i]));
@@ -1731,11 +1790,14 @@ void shipment_log_builder::state::replay(const std::function<bool(day_t first, d
             chunk.order[i] >= -1 ? chunk.order[i] : log.orders.find(chunk.orders.text(local_code(chunk.order[i])));
         CAPLEDGER_EXPECTS(chip >= 0 && chunk.entity[i] >= 0 && chunk.exporter[i] >= 0 && order >= -1,
                           "a replayed line has a value the first reading did not add");
+        if (passed_over) {
+          batch.positions.push_back(part.first_position + ordinal - (skipped - skipped_begin));
+        }
         const std::size_t id_begin = i == 0 ? 0 : chunk.id_end[i - 1];
         append_to_batch(line, chip, chunk.entity[i], order, chunk.exporter[i],
                         std::string_view(chunk.id_bytes.data() + id_begin, chunk.id_end[i] - id_begin));
       }
-      sink(batch);
+      if (batch.size() > 0) { sink(batch); }
       const streamed_file& file = streamed[record->file];
       if (file.pages != nullptr) { file.pages->release(chunk.begin, chunk.end); }
     }

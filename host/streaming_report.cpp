@@ -253,7 +253,7 @@ class streaming_aggregator {
         annual_bins_.at(entity_year_key(entity, year_of(date)), date).add(tpp);
       }
       if (q > 0) {
-        const std::int64_t position = batch.first_position + k;
+        const std::int64_t position = batch.position(k);
         if (context_.country_tier[country] == 3) {
           prohibited_.at(entity_country_key(entity, country)).add(position, batch, k, tpp);
         }
@@ -391,33 +391,28 @@ class streaming_aggregator {
                                  batch.columns.country[i]};
       }
     };
-    builder.replay(
-        [&](day_t first, day_t last) {  // does a crossing day lie in [first, last]?
-          const auto at = std::lower_bound(days.begin(), days.end(), first);
-          return at != days.end() && *at <= last;
-        },
-        [&](const line_batch& batch) {
-          const shipment_columns& c = batch.columns;
-          for (std::int64_t k = 0; k < batch.size(); ++k) {
-            const auto i     = static_cast<std::size_t>(k);
-            const day_t date = c.date[i];
-            // Days past as_of or outside the window hold no crossing: never on the list.
-            if (!on_a_crossing_day(date) || date > context_.as_of) { continue; }
-            const std::int64_t position = batch.first_position + k;
-            const std::int64_t tpp      = c.tpp[i];
-            const auto path             = static_cast<pathway>(c.pathway[i]);
-            if ((context_.country_cap_pathways >> c.pathway[i]) & 1U) {
-              look(country, c.country[i], date, tpp, position, batch, k);
-            }
-            if (path == pathway::nveu) {
-              look(nveu, entity_country_key(c.entity[i], c.country[i]), date, tpp, position, batch, k);
-            }
-            if (path == pathway::lpp) {
-              look(order, c.order[i], date, tpp, position, batch, k);
-              look(annual, entity_year_key(c.entity[i], year_of(date)), date, tpp, position, batch, k);
-            }
-          }
-        });
+    builder.replay(days, [&](const line_batch& batch) {
+      const shipment_columns& c = batch.columns;
+      for (std::int64_t k = 0; k < batch.size(); ++k) {
+        const auto i     = static_cast<std::size_t>(k);
+        const day_t date = c.date[i];
+        // Days past as_of or outside the window hold no crossing: never on the list.
+        if (!on_a_crossing_day(date) || date > context_.as_of) { continue; }
+        const std::int64_t position = batch.position(k);
+        const std::int64_t tpp      = c.tpp[i];
+        const auto path             = static_cast<pathway>(c.pathway[i]);
+        if ((context_.country_cap_pathways >> c.pathway[i]) & 1U) {
+          look(country, c.country[i], date, tpp, position, batch, k);
+        }
+        if (path == pathway::nveu) {
+          look(nveu, entity_country_key(c.entity[i], c.country[i]), date, tpp, position, batch, k);
+        }
+        if (path == pathway::lpp) {
+          look(order, c.order[i], date, tpp, position, batch, k);
+          look(annual, entity_year_key(c.entity[i], year_of(date)), date, tpp, position, batch, k);
+        }
+      }
+    });
   }
 };
 

@@ -1,6 +1,7 @@
 /// @file chunked_ingest_test.cpp
 /// @brief The parallel ingest reads a log in chunks: whatever the chunk size, the log, its
 /// dictionaries, its rejects (line, column, raw text) and its first error are the same.
+#include <capledger/calendar.hpp>
 #include <capledger/error.hpp>
 #include <capledger/reference.hpp>
 #include <capledger/shipments.hpp>
@@ -12,6 +13,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <optional>
 #include <random>
 #include <set>
@@ -166,6 +168,62 @@ TEST(ChunkedIngest, ParsingThreadsAreNamed)
   shipment_log_builder builder(countries(), chips(), options);
   builder.add_text("log.csv", troubled_log(500, 9));
   EXPECT_EQ(names.count("cl-parse"), 1U) << "threads seen: " << names.size();
+}
+
+// A replay (the streaming report's second look at the crossing days) hands back every accepted
+// line of the days asked for, in input order, each at the position and with the id it had the
+// first time: in sections where every line was a candidate, the lines of other days are passed
+// over by date, and the positions of the rest count the repeated ids the merge rejected; in
+// sections with rejected lines every line is checked again. The troubled log has all three, in
+// random date order.
+TEST(ChunkedIngest, ReplayHandsBackTheLinesOfTheDaysAskedForAtTheirPositions)
+{
+  const std::vector<std::string> files = {troubled_log(3000, 11), troubled_log(800, 12)};
+  const std::vector<day_t> days        = {*parse_date("2025-02-13"), *parse_date("2025-05-10"),
+                                          *parse_date("2025-05-11"), *parse_date("2025-09-19")};
+  const test::openmp_threads_restored restore;
+  for (const int threads : {1, 3}) {
+    omp_set_num_threads(threads);
+    for (const std::size_t chunk_bytes : {std::size_t{64}, std::size_t{1000}, std::size_t{1} << 20}) {
+      SCOPED_TRACE("threads " + std::to_string(threads) + ", chunk_bytes " + std::to_string(chunk_bytes));
+      std::map<std::int64_t, std::pair<std::string, day_t>> first_time;  // position: id, date
+      ingest_options options;
+      options.keep_rejects = true;
+      options.chunk_bytes  = chunk_bytes;
+      options.on_batch     = [&](line_batch& batch) {
+        for (std::int64_t k = 0; k < batch.size(); ++k) {
+          first_time[batch.position(k)] = {std::string(batch.shipment_id(k)),
+                                           batch.columns.date[static_cast<std::size_t>(k)]};
+        }
+      };
+      shipment_log_builder builder(countries(), chips(), options);
+      for (std::size_t f = 0; f < files.size(); ++f) {
+        builder.add_text("log" + std::to_string(f) + ".csv", files[f]);
+      }
+      builder.inputs_done();
+      ASSERT_GT(builder.current().lines_rejected, 100);  // rejects and repeated ids: the cases above
+      std::vector<std::int64_t> wanted;                  // the positions a replay must hand back
+      for (const auto& [position, line] : first_time) {
+        if (std::binary_search(days.begin(), days.end(), line.second)) { wanted.push_back(position); }
+      }
+      ASSERT_GT(wanted.size(), 20U);
+
+      std::vector<std::int64_t> handed;
+      builder.replay(days, [&](const line_batch& batch) {
+        for (std::int64_t k = 0; k < batch.size(); ++k) {
+          const auto at = first_time.find(batch.position(k));
+          ASSERT_NE(at, first_time.end()) << "position " << batch.position(k);
+          EXPECT_EQ(at->second.first, batch.shipment_id(k)) << "position " << batch.position(k);
+          EXPECT_EQ(at->second.second, batch.columns.date[static_cast<std::size_t>(k)]);
+          if (std::binary_search(days.begin(), days.end(), at->second.second)) {
+            handed.push_back(at->first);
+          }
+        }
+      });
+      EXPECT_EQ(handed, wanted);
+      if (HasFailure()) { return; }
+    }
+  }
 }
 
 // The ingest parses with one thread fewer than OpenMP's thread count (at least one): one, two

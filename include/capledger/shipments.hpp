@@ -108,10 +108,17 @@ struct shipment_fields {
 /// @brief Accepted lines handed over one chunk at a time by a streaming ingest (`ingest_options::on_batch`).
 struct line_batch {
   std::int64_t first_position = 0;  ///< input position of the batch's first line
+  /// Empty: the lines are consecutive, line k at `first_position + k`. Else line k's input
+  /// position (a replay leaves out the lines of days it was not asked for).
+  std::vector<std::int64_t> positions;
   shipment_columns columns;
   std::string id_bytes;               ///< line k's shipment id: [id_end[k-1], id_end[k])
   std::vector<std::size_t> id_end;
   [[nodiscard]] std::int64_t size() const noexcept { return columns.size(); }
+  [[nodiscard]] std::int64_t position(std::int64_t k) const noexcept
+  {
+    return positions.empty() ? first_position + k : positions[static_cast<std::size_t>(k)];
+  }
   [[nodiscard]] std::string_view shipment_id(std::int64_t k) const
   {
     const std::size_t begin = k == 0 ? 0 : id_end[static_cast<std::size_t>(k - 1)];
@@ -214,12 +221,12 @@ class shipment_log_builder {
                   const std::vector<rejected_line>& rejected);
   /// @brief Lines rejected so far (also after a too_many_rejects was thrown).
   [[nodiscard]] const std::vector<rejected_line>& rejects() const;
-  /// @brief Streaming only: hands to @p sink again, in input order, the accepted lines of every
-  /// section of the log (a few hundred lines in a row) for which @p wanted(first, last) is true,
-  /// given the earliest and latest date in the section: the same lines, positions and codes as
-  /// the first time. Logs roughly in date order make the sections that hold a given day few.
-  void replay(const std::function<bool(day_t first, day_t last)>& wanted,
-              const std::function<void(const line_batch&)>& sink);
+  /// @brief Streaming only: hands to @p sink again, in input order, every accepted line dated on
+  /// one of @p days (sorted, no repeats): the same lines, positions and codes as the first time.
+  /// Only the sections of the log (a few hundred lines in a row) whose dates span one of the days
+  /// are read again, so logs roughly in date order read little; in a section, a line of another
+  /// day costs its date's parse. Batches may hold lines of other days too.
+  void replay(const std::vector<day_t>& days, const std::function<void(const line_batch&)>& sink);
   /// @brief Streaming: the shipment id of the record at @p offset of all inputs (as `on_id` gives it).
   [[nodiscard]] std::string shipment_id_at(std::uint64_t offset) const;
   /// @brief Accepted lines so far.
