@@ -97,6 +97,13 @@ entity_table parse_entities(std::string_view text, const std::string& path, cons
       row.status = entity_status::uveu;
     } else if (upper == "NVEU") {
       row.status = entity_status::nveu;
+      // Without the column an NVEU would be authorized nowhere and every NVEU line of it a
+      // violation: an omission, not a fact about the entity.
+      if (col_nveu < 0) {
+        throw parse_error(path, st.line, st.column, "MISSING_COLUMN",
+                          "entity '" + row.id +
+                              "' is NVEU but the file has no nveu_countries column (where it is authorized)");
+      }
     } else if (upper == "NONE" || upper.empty()) {
       row.status = entity_status::none;
     } else {

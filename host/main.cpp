@@ -8,6 +8,7 @@
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
+#include <charconv>
 #include <csignal>
 #include <iostream>
 
@@ -19,6 +20,16 @@ using namespace capledger;
 
 constexpr int exit_bad_input = 2;
 constexpr int exit_internal  = 3;
+
+/// `--max-rejects`: a count (CLI11's NonNegativeNumber names its range with 300 digits).
+const CLI::Validator a_count(
+    [](std::string& text) {
+      std::int64_t n       = 0;
+      const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+      const bool whole     = ec == std::errc() && end == text.data() + text.size() && n >= 0;
+      return whole ? std::string() : "'" + text + "' is not a whole number of 0 or more";
+    },
+    "COUNT");
 
 std::vector<ppm_t> parse_warn_levels(const std::string& list)
 {
@@ -91,7 +102,7 @@ void add_report_flags(CLI::App* cmd, report_options& options, std::string& as_of
   cmd->add_option("--out", options.out_dir, "write every output file into this directory, atomically");
   cmd->add_option("--rejects", options.rejects_path, "skip bad lines and write them to this CSV file");
   cmd->add_option("--max-rejects", options.max_rejects, "with --rejects: stop once more lines are rejected")
-      ->check(CLI::NonNegativeNumber);
+      ->check(a_count);
   cmd->add_option("--warn-at", warn_at, "CAP_NEAR_LIMIT levels, fractions of a cap")->capture_default_str();
   cmd->add_option("--format", options.format, "stdout format without --out: table, json or csv")
       ->capture_default_str();
@@ -159,7 +170,7 @@ int main(int argc, char** argv)
                          "skip bad and duplicate lines, write them to this CSV");
   ingest_cmd
       ->add_option("--max-rejects", ingest.max_rejects, "with --rejects: fail once more lines are rejected")
-      ->check(CLI::NonNegativeNumber);
+      ->check(a_count);
   CLI::App* ledger_report_cmd = ledger_cmd->add_subcommand("report", "report over every ingested line");
   ledger_report_cmd->add_option("db", db_path, "ledger database file")->required();
   add_report_flags(ledger_report_cmd, report, as_of, warn_at);

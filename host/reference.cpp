@@ -240,7 +240,10 @@ rule_set parse_rule_set(std::string_view json_text, const std::string& origin)
   const json& cap             = member(doc, "country_cap", origin);
   rules.country_cap_tpp       = positive_integer(cap, "tpp", cap_where);
   rules.g2g_multiplier        = positive_integer(cap, "g2g_multiplier", cap_where);
-  const json& pathways        = member(cap, "pathways", cap_where);
+  // SPEC §4 caps LICENSE lines and §1.3 does not name this list: a rule set without it caps
+  // LICENSE lines, one with it the pathways it names.
+  const json license   = json::array({"LICENSE"});
+  const json& pathways = cap.contains("pathways") ? cap["pathways"] : license;
   if (!pathways.is_array() || pathways.empty()) {
     throw config_error(cap_where + ": 'pathways' must be a non-empty list");
   }

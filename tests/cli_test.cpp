@@ -482,7 +482,12 @@ TEST_F(Cli, RejectsFileInsideTheOutputDirectory)
 TEST_F(Cli, NegativeMaxRejectsIsRefused)
 {
   const auto log = write("log.csv", clean_log);
-  EXPECT_EQ(run("report --backend cpu " + log + " --rejects rejects.csv --max-rejects -1").exit_code, 2);
+  for (const std::string value : {"-1", "abc", "1.5"}) {
+    const run_result r = run("report --backend cpu " + log + " --rejects rejects.csv --max-rejects " + value);
+    EXPECT_EQ(r.exit_code, 2) << value;
+    // The value and what is wanted, not CLI11's range of doubles (300 digits).
+    EXPECT_NE(r.err.find("'" + value + "' is not a whole number of 0 or more"), std::string::npos) << r.err;
+  }
 }
 
 TEST_F(Cli, RejectsWithViolationsExitsOne)

@@ -1,6 +1,8 @@
 /// @file reference_test.cpp
-/// @brief countries.csv, chips.csv and the rule set: the bundled files load, every defect is fatal.
+/// @brief countries.csv, chips.csv, the rule set and entities.csv: the bundled files load, every
+/// defect is fatal.
 #include <capledger/calendar.hpp>
+#include <capledger/entities.hpp>
 #include <capledger/error.hpp>
 #include <capledger/reference.hpp>
 
@@ -222,6 +224,30 @@ TEST_F(ReferenceFiles, ChipsBadDatacenterFlagAndEmptyKey)
   expect_config_error([&] { (void)load_chips(write("b.csv", "chip,vendor,tpp,datacenter\n,V,10,1\n")); }, ":2:1:");
 }
 
+// ---- entities.csv ------------------------------------------------------------------------------
+
+// SPEC §1.2 lists nveu_countries among the columns. A file of entities none of which is NVEU
+// does not need it; an NVEU entity in a file without it would be authorized nowhere, so the
+// file is refused at that entity's status.
+TEST_F(ReferenceFiles, NveuCountriesColumnIsNeededOnlyByNveuEntities)
+{
+  const country_table countries = load_countries((datasets_dir() / "countries.csv").string());
+  const entity_table entities =
+      load_entities(write("ok.csv", "entity,hq_country,status\nE1,US,UVEU\nE2,,NONE\n"), countries);
+  ASSERT_EQ(entities.rows.size(), 2U);
+  EXPECT_TRUE(entities.rows[0].nveu_countries.empty());
+
+  const auto path = write("nveu.csv", "entity,hq_country,status\nE1,US,UVEU\nE2,DE,NVEU\n");
+  try {
+    (void)load_entities(path, countries);
+    ADD_FAILURE() << "an NVEU entity without nveu_countries was accepted";
+  } catch (const parse_error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find(path + ":3:7:"), std::string::npos) << what;
+    EXPECT_NE(what.find("nveu_countries"), std::string::npos) << what;
+  }
+}
+
 // ---- rule set defects ---------------------------------------------------------------------------
 
 /// A valid rule set; each defect test edits one part of it.
@@ -260,6 +286,17 @@ TEST(RuleSet, PathwaysAreCaseInsensitiveAndCombine)
                                           (1U << static_cast<int>(pathway::lpp)));
 }
 
+// SPEC §4 caps LICENSE lines and §1.3 does not name the list: a rule set written from the SPEC
+// alone has none, and caps LICENSE lines.
+TEST(RuleSet, PathwaysDefaultToLicense)
+{
+  std::string text = valid_rules(R"([{"through": "2027-12-31", "tpp": 1}])", R"(["LPP"])");
+  const auto at    = text.find(R"(, "pathways": ["LPP"])");
+  ASSERT_NE(at, std::string::npos);
+  text.erase(at, std::string(R"(, "pathways": ["LPP"])").size());
+  EXPECT_EQ(parse_rule_set(text, "r.json").country_cap_pathways, 1U << static_cast<int>(pathway::license));
+}
+
 TEST(RuleSet, SixDecimalShareIsExact)
 {
   const rule_set rules =
@@ -277,9 +314,9 @@ TEST(RuleSet, BadJson)
 TEST(RuleSet, MissingKeys)
 {
   const std::string good = valid_rules();
-  for (const char* key : {"\"id\"", "\"counting_starts\"", "\"h100_tpp\"", "\"tpp\": 790000000", "\"g2g_multiplier\"",
-                          "\"pathways\"", "\"per_order_tpp\"", "\"per_consignee_year_tpp\"", "\"nveu_caps\"",
-                          "\"min_tier1_share\"", "\"min_us_share_if_us_hq\"", "\"uveu\""}) {
+  for (const char* key : {"\"id\"", "\"counting_starts\"", "\"h100_tpp\"", "\"tpp\": 790000000",
+                          "\"g2g_multiplier\"", "\"per_order_tpp\"", "\"per_consignee_year_tpp\"",
+                          "\"nveu_caps\"", "\"min_tier1_share\"", "\"min_us_share_if_us_hq\"", "\"uveu\""}) {
     std::string text = good;
     const auto at    = text.find(key);
     ASSERT_NE(at, std::string::npos) << key;
