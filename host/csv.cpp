@@ -2,9 +2,12 @@
 /// @brief RFC 4180 record reader with exact line/column positions for error messages.
 #include "csv.hpp"
 
+#include <capledger/error.hpp>
+
 #include <charconv>
 #include <cstdint>
 #include <cstring>
+#include <utility>
 
 namespace capledger::detail {
 
@@ -225,10 +228,11 @@ bool valid_utf8(std::string_view text) noexcept
 
 namespace capledger::detail {
 
-csv_header::csv_header(const std::vector<csv_field>& fields)
+csv_header::csv_header(const std::vector<csv_field>& fields, std::string file) : file_(std::move(file))
 {
   names_.reserve(fields.size());
   for (const auto& field : fields) {
+    fields_.push_back({{}, field.line, field.column});
     std::string name(trim(field.value));
     for (char& c : name) {
       if (c >= 'A' && c <= 'Z') { c = static_cast<char>(c - 'A' + 'a'); }
@@ -239,10 +243,17 @@ csv_header::csv_header(const std::vector<csv_field>& fields)
 
 int csv_header::find(std::string_view name) const
 {
+  int found = -1;
   for (std::size_t i = 0; i < names_.size(); ++i) {
-    if (names_[i] == name) { return static_cast<int>(i); }
+    if (names_[i] != name) { continue; }
+    if (found >= 0) {
+      throw parse_error(file_, fields_[i].line, fields_[i].column, "DUPLICATE_COLUMN",
+                        "column '" + std::string(name) + "' appears twice in the header (fields " +
+                            std::to_string(found + 1) + " and " + std::to_string(i + 1) + ")");
+    }
+    found = static_cast<int>(i);
   }
-  return -1;
+  return found;
 }
 
 }  // namespace capledger::detail

@@ -76,13 +76,18 @@ namespace capledger::detail {
 /// @brief Maps a header row's column names (trimmed, case-insensitive) to field indices.
 class csv_header {
  public:
-  explicit csv_header(const std::vector<csv_field>& fields);
+  /// @param file named by the error `find` throws
+  csv_header(const std::vector<csv_field>& fields, std::string file);
   /// @return the field index of @p name (lower-case), or -1 when the header lacks it
+  /// @throw parse_error (DUPLICATE_COLUMN) at its second field when the header has it twice:
+  /// which one holds the values would be a guess
   [[nodiscard]] int find(std::string_view name) const;
   [[nodiscard]] int size() const noexcept { return static_cast<int>(names_.size()); }
 
  private:
   std::vector<std::string> names_;
+  std::vector<csv_field> fields_;  ///< where each name stands (values not kept)
+  std::string file_;
 };
 
 }  // namespace capledger::detail

@@ -200,7 +200,7 @@ std::vector<reconciliation_row> reconcile_inventory(const reference_data& ref, c
   if (reader.next() != detail::csv_status::record) {
     throw parse_error(inventory_path, 1, 1, "MISSING_COLUMN", "the file has no header row");
   }
-  const detail::csv_header header(reader.fields());
+  const detail::csv_header header(reader.fields(), inventory_path);
   const int col[4]     = {header.find("entity"), header.find("country"), header.find("chip"),
                           header.find("units")};
   const char* names[4] = {"entity", "country", "chip", "units"};

@@ -54,7 +54,7 @@ void read_reference_csv(const std::string& path, const std::vector<std::string_v
   const std::string text = read_input_file(path);
   detail::csv_reader reader(text);
   if (reader.next() != detail::csv_status::record) { throw config_error(path + ":1:1: missing header row"); }
-  const detail::csv_header header(reader.fields());
+  const detail::csv_header header(reader.fields(), path);
   std::vector<int> columns;
   for (const auto name : required) {
     const int index = header.find(name);

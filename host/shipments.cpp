@@ -1053,7 +1053,7 @@ std::string shipment_log_builder::state::ingest(const std::string& name, std::st
                       unterminated ? "a quoted field of the header row is never closed"
                                    : "text follows a closing quote in the header row");
   }
-  const detail::csv_header header(reader.fields());
+  const detail::csv_header header(reader.fields(), name);
   static constexpr const char* names[record_columns] = {"shipment_id", "date",        "entity",  "country",
                                                         "chip",        "quantity",    "pathway", "order_id",
                                                         "exporter",    "tpp_per_unit"};

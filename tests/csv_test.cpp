@@ -1,6 +1,9 @@
 /// @file csv_test.cpp
-/// @brief detail::csv_reader (RFC 4180 records with line/column of each field) and parse_int64.
+/// @brief detail::csv_reader (RFC 4180 records with line/column of each field), csv_header and
+/// parse_int64.
 #include "csv.hpp"
+
+#include <capledger/error.hpp>
 
 #include <gtest/gtest.h>
 
@@ -320,13 +323,32 @@ TEST(CsvHeader, FindsNamesCaseInsensitivelyAndTrimmed)
 {
   csv_reader reader(" Shipment_ID ,DATE,\"Entity \",x\n");
   ASSERT_EQ(reader.next(), csv_status::record);
-  const capledger::detail::csv_header header(reader.fields());
+  const capledger::detail::csv_header header(reader.fields(), "h.csv");
   EXPECT_EQ(header.size(), 4);
   EXPECT_EQ(header.find("shipment_id"), 0);
   EXPECT_EQ(header.find("date"), 1);
   EXPECT_EQ(header.find("entity"), 2);
   EXPECT_EQ(header.find("x"), 3);
   EXPECT_EQ(header.find("country"), -1);
+}
+
+// Two columns of one name (after case and spaces): which one holds the values would be a guess,
+// and a wrong guess a wrong total. The name is refused at its second field; a repeated name no
+// one looks for is not.
+TEST(CsvHeader, ANameGivenTwiceIsRefusedWhenLookedFor)
+{
+  csv_reader reader("quantity,x,x,date, Quantity\n");
+  ASSERT_EQ(reader.next(), csv_status::record);
+  const capledger::detail::csv_header header(reader.fields(), "h.csv");
+  EXPECT_EQ(header.find("date"), 3);
+  try {
+    (void)header.find("quantity");
+    ADD_FAILURE() << "a repeated column was accepted";
+  } catch (const capledger::parse_error& e) {
+    EXPECT_STREQ(
+        e.what(),
+        "h.csv:1:20: DUPLICATE_COLUMN: column 'quantity' appears twice in the header (fields 1 and 5)");
+  }
 }
 
 // ---- parse_int64 ------------------------------------------------------------------------------

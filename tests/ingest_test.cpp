@@ -483,6 +483,25 @@ TEST(IngestRejects, MissingColumnIsFatal)
   }
 }
 
+// A column given twice (names compare without case and surrounding spaces) is fatal, with
+// --rejects too: which of the two holds the values would be a guess.
+TEST(IngestRejects, RepeatedColumnIsFatal)
+{
+  for (const bool keep : {false, true}) {
+    ingest_options options;
+    options.keep_rejects = keep;
+    try {
+      (void)ingest(
+          "shipment_id,date,entity,country,chip,quantity, QUANTITY \nS1,2025-02-01,E1,AE,H100-SXM,1,2\n",
+          options);
+      ADD_FAILURE() << "a repeated quantity column was accepted";
+    } catch (const parse_error& e) {
+      EXPECT_EQ(e.reason(), "DUPLICATE_COLUMN");
+      EXPECT_EQ(e.line(), 1);
+    }
+  }
+}
+
 TEST(IngestRejects, EmptyFileIsMissingColumn)
 {
   for (const char* text : {"", "\n\n", "\xEF\xBB\xBF"}) {
