@@ -1328,7 +1328,21 @@ void shipment_log_builder::state::parse_chunk(std::string_view text, const colum
     pending[(oldest + waiting) % lookahead] = {value, hash, chunk.entity.size() - 1};
     ++waiting;
   };
+  const auto date_column = static_cast<std::size_t>(columns[c_date]);
   while (true) {
+    if (only_days != nullptr) {
+      // A plain line of a day not asked for is passed over from its date alone (every line here
+      // has the header's field count: the caller's section had no rejects).
+      if (const auto date = reader.peek_plain_field(date_column)) {
+        const auto day = dates.parse(*date);
+        if (day && !only_days->has(*day)) {
+          reader.skip_peeked();
+          ++chunk.records;
+          ++next_ordinal;
+          continue;
+        }
+      }
+    }
     const auto status = reader.next();
     if (status == detail::csv_status::end) { break; }
     ++chunk.records;

@@ -88,6 +88,38 @@ TEST(Calendar, ParseDateRejectsWrongShapes)
   }
 }
 
+// Every byte value at every position of a few dates (all ten bytes are checked at once, so a
+// wrong mask or carry would let one through): the text parses exactly when each byte is a digit
+// or the dash its position wants and the digits make a calendar date, and then to that date.
+TEST(Calendar, EveryByteAtEveryPositionIsCheckedOnItsOwn)
+{
+  for (const char* base : {"2025-01-13", "2000-02-29", "1999-12-31", "0001-01-01", "9999-09-09"}) {
+    for (int position = 0; position < 10; ++position) {
+      for (int value = 0; value < 256; ++value) {
+        std::string text                         = base;
+        text[static_cast<std::size_t>(position)] = static_cast<char>(value);
+        bool shaped                              = true;
+        for (int i = 0; i < 10; ++i) {
+          const char c = text[static_cast<std::size_t>(i)];
+          shaped       = shaped && (i == 4 || i == 7 ? c == '-' : c >= '0' && c <= '9');
+        }
+        const auto number = [&](int from, int count) {
+          return std::stoi(text.substr(static_cast<std::size_t>(from), static_cast<std::size_t>(count)));
+        };
+        const bool valid = shaped && number(0, 4) >= 1 && number(5, 2) >= 1 && number(5, 2) <= 12 &&
+                           number(8, 2) >= 1 && number(8, 2) <= month_length(number(0, 4), number(5, 2));
+        const auto parsed = parse_date(text);
+        ASSERT_EQ(parsed.has_value(), valid) << base << " with byte " << value << " at " << position;
+        if (valid) {
+          ASSERT_EQ(*parsed, days_from_civil(number(0, 4), static_cast<unsigned>(number(5, 2)),
+                                             static_cast<unsigned>(number(8, 2))))
+              << text;
+        }
+      }
+    }
+  }
+}
+
 TEST(Calendar, EveryDayOfFourCenturiesMatchesAnIndependentWalk)
 {
   // Walk the calendar day by day with month lengths written out above: each valid date is the

@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <limits>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -470,6 +471,52 @@ TEST(FastCsvReaderFuzzRegression, FirstChunkSkipsTheByteOrderMark)
   EXPECT_EQ(second.fields()[0].value, "x");
   EXPECT_EQ(second.record_line(), 2);
   EXPECT_EQ(second.next(), csv_status::end);
+}
+
+// `peek_plain_field` (a replay's date-only look at a line) against `next`: two readers in
+// lockstep over random texts of commas, quotes, spaces, tabs, CR, LF and short and long lines,
+// each from several starting lines and limits. Where the peek gives a field, `next` reads a
+// record with that field, and skipping lands where reading does; where it gives none, nothing
+// was consumed and `next` reads on as usual.
+TEST(FastCsvReader, PeekedFieldIsTheFieldNextReads)
+{
+  std::mt19937 random(7);
+  const char alphabet[] = {'a', 'b', '1', ',', ',', ',', '"', ' ', '\t', '\r', '\n', '\n'};
+  int peeked            = 0;
+  for (int round = 0; round < 1500; ++round) {
+    std::string text;
+    const auto length = static_cast<std::size_t>(random() % 400);
+    for (std::size_t i = 0; i < length; ++i) {
+      // Mostly plain lines of a few fields, so that peeks succeed often.
+      text += random() % 4 == 0 ? alphabet[random() % sizeof alphabet] : "xy,z9\n"[random() % 6];
+    }
+    std::vector<std::size_t> starts = {0};
+    for (std::size_t i = 0; i < text.size(); ++i) {
+      if (text[i] == '\n') { starts.push_back(i + 1); }
+    }
+    const std::size_t begin = starts[random() % starts.size()];
+    const std::size_t limit = begin + random() % (text.size() - begin + 2);
+    const std::size_t index = random() % 4;
+    fast_csv_reader peeking(text, begin, limit, 1), reading(text, begin, limit, 1);
+    for (int step = 0; step < 1000; ++step) {
+      SCOPED_TRACE("round " + std::to_string(round) + ", step " + std::to_string(step));
+      const auto field  = peeking.peek_plain_field(index);
+      const auto status = reading.next();
+      if (field) {
+        ++peeked;
+        ASSERT_EQ(status, csv_status::record);
+        ASSERT_GT(reading.fields().size(), index);
+        ASSERT_EQ(*field, reading.fields()[index].value);
+        peeking.skip_peeked();
+      } else {
+        ASSERT_EQ(peeking.next(), status);
+      }
+      ASSERT_EQ(peeking.position(), reading.position());
+      ASSERT_EQ(peeking.line(), reading.line());
+      if (status == csv_status::end) { break; }
+    }
+  }
+  EXPECT_GT(peeked, 2000);  // the peek was taken, not only declined
 }
 
 }  // namespace
