@@ -24,6 +24,13 @@ class dictionary {
   std::int32_t encode(std::string_view text);
   /// @return the code of @p text, or -1 when absent
   [[nodiscard]] std::int32_t find(std::string_view text) const;
+  /// @brief `find` given @p hash = `detail::hash_bytes(text)`, with the two prefetches below:
+  /// for many lookups in a row, each a few lookups ahead (`prefetch_slot` first, then
+  /// `prefetch_text`), so that their cache misses overlap.
+  [[nodiscard]] std::int32_t find(std::string_view text, std::uint64_t hash) const;
+  void prefetch_slot(std::uint64_t hash) const noexcept;
+  /// @brief Prefetches the text that @p hash's first slot names, if any (reads that slot).
+  void prefetch_text(std::uint64_t hash) const noexcept;
   [[nodiscard]] const std::string& text(std::int32_t code) const { return strings_[code]; }
   [[nodiscard]] std::int32_t size() const noexcept { return static_cast<std::int32_t>(strings_.size()); }
   /// @return codes ordered by their text (byte order), for sorted outputs
