@@ -903,10 +903,9 @@ struct shipment_log_builder::state {
   /// @param ascii the whole record is ASCII (no UTF-8 check needed)
   [[nodiscard]] std::optional<line_defect> check_line(const detail::csv_field* const* record,
                                                       date_memo& dates, checked_line& out, bool ascii) const;
-  /// Phase 1 for one chunk: reads, checks and encodes its lines (thread-safe: reads the state only).
-  /// Phase 1 for @p chunk's bytes. With @p only_days, a line of a day not in it is passed over
-  /// once its date is read (replay, of sections whose lines were all candidates), and `ordinal`
-  /// says where the others were.
+  /// Phase 1 for one chunk: reads, checks and encodes its lines (thread-safe: reads the state
+  /// only). With @p only_days, a line of a day not in it is passed over once its date is read
+  /// (replay, of sections whose lines were all candidates), and `ordinal` says where the others were.
   void parse_chunk(std::string_view text, const column_map& columns, int field_count,
                    const dictionary_snapshots& known, parsed_chunk& chunk,
                    const day_set* only_days = nullptr) const;
