@@ -284,11 +284,15 @@ std::uint64_t available_memory()
   return available;
 }
 
-void populate_pages(void* data, std::size_t bytes)
-{
+namespace {
+
 #ifndef MADV_POPULATE_WRITE
-  constexpr int MADV_POPULATE_WRITE = 23;  // Linux 5.14; older headers lack the name
+constexpr int MADV_POPULATE_WRITE = 23;  // Linux 5.14; older headers lack the name
 #endif
+
+/// `populate_pages`; @p may_write: where the kernel lacks the advice, write a zero to each page.
+void populate(void* data, std::size_t bytes, bool may_write)
+{
   constexpr std::size_t slice_bytes = std::size_t{16} << 20;
   const auto page                   = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
   const auto begin                  = reinterpret_cast<std::uintptr_t>(data);
@@ -298,10 +302,11 @@ void populate_pages(void* data, std::size_t bytes)
   const std::size_t pages   = (last - first) / page;
   const std::size_t threads = std::clamp<std::size_t>(
       (last - first) / slice_bytes, 1, std::min(8U, std::max(1U, std::thread::hardware_concurrency())));
-  auto populate = [&](std::size_t t) {
+  auto populate_slice = [&](std::size_t t) {
     const std::uintptr_t from = first + pages * t / threads * page;
     const std::uintptr_t to   = first + pages * (t + 1) / threads * page;
-    if (to == from || ::madvise(reinterpret_cast<void*>(from), to - from, MADV_POPULATE_WRITE) == 0) {
+    if (to == from || ::madvise(reinterpret_cast<void*>(from), to - from, MADV_POPULATE_WRITE) == 0 ||
+        !may_write) {
       return;
     }
     // No such advice (an older kernel): write to each page.
@@ -309,13 +314,33 @@ void populate_pages(void* data, std::size_t bytes)
   };
   std::vector<std::thread> workers;
   for (std::size_t t = 1; t < threads; ++t) {
-    workers.emplace_back([&populate, t] {
+    workers.emplace_back([&populate_slice, t] {
       name_this_thread("cl-populate");
-      populate(t);
+      populate_slice(t);
     });
   }
-  populate(0);
+  populate_slice(0);
   for (std::thread& worker : workers) { worker.join(); }
+}
+
+}  // namespace
+
+void populate_pages(void* data, std::size_t bytes)
+{
+  populate(data, bytes, true);
+}
+
+pages_populated_behind::pages_populated_behind(void* data, std::size_t bytes)
+    : thread_([data, bytes] {
+        name_this_thread("cl-populate");
+        populate(data, bytes, false);
+      })
+{
+}
+
+pages_populated_behind::~pages_populated_behind()
+{
+  thread_.join();
 }
 
 sha256_stream::sha256_stream() : context_(EVP_MD_CTX_new(), EVP_MD_CTX_free)

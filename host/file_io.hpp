@@ -11,6 +11,7 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 struct evp_md_ctx_st;  // OpenSSL's EVP_MD_CTX, kept out of this header
@@ -79,6 +80,21 @@ void advise_huge_pages(const void* data, std::size_t bytes) noexcept;
 /// yet. A large buffer filled from end to end otherwise takes its page faults one at a time
 /// inside the copy, which on the GPU machines' VMs cost as much as the copy itself.
 void populate_pages(void* data, std::size_t bytes);
+
+/// @brief `populate_pages` on a thread of its own, for memory its owner starts writing at once:
+/// `MADV_POPULATE_WRITE` faults pages in without writing them, so it does not race with the
+/// owner; where the kernel lacks it nothing is done (the owner's writes fault them in as before).
+/// Joins on destruction: destroy it before the memory it populates.
+class pages_populated_behind {
+ public:
+  pages_populated_behind(void* data, std::size_t bytes);
+  pages_populated_behind(const pages_populated_behind&)            = delete;
+  pages_populated_behind& operator=(const pages_populated_behind&) = delete;
+  ~pages_populated_behind();
+
+ private:
+  std::thread thread_;
+};
 
 /// @brief Memory this process can still get: the kernel's MemAvailable, or less where a cgroup
 /// (v2 `memory.max`, v1 `memory.limit_in_bytes`) leaves less room. 0 when neither can be read.
