@@ -67,6 +67,16 @@ class bin_table {
     }
   }
 
+  /// Starts loading the bin of (@p key, @p day) when the bins are dense (an address without a
+  /// lookup): a log out of date order sends each line to a bin of a random day.
+  void prefetch(std::int64_t key, day_t day) const noexcept
+  {
+    const std::int64_t offset = static_cast<std::int64_t>(day) - first_day_;
+    if (dense_keys_ > 0 && offset >= 0 && offset < days_ && key >= 0 && key < dense_keys_) {
+      __builtin_prefetch(&dense_[static_cast<std::size_t>(offset * dense_keys_ + key)], 1);
+    }
+  }
+
   day_bin& at(std::int64_t key, day_t day)
   {
     if (dense_keys_ > 0) { return dense_[static_cast<std::size_t>((day - first_day_) * dense_keys_ + key)]; }
@@ -224,11 +234,18 @@ class streaming_aggregator {
     const shipment_columns& c    = batch.columns;
     const day_t last_day         = std::min(context_.window_end, context_.as_of);
     constexpr std::int64_t ahead = 8;  // lines between a prefetch and its use
+    // Lines out of date order go to country-day bins of random days, each a cache miss, so the
+    // bins are prefetched too; in date order they sit in cache and the prefetch only costs.
+    bool out_of_order = false;
+    for (std::int64_t k = 1; k < std::min<std::int64_t>(batch.size(), 64) && !out_of_order; ++k) {
+      out_of_order = c.date[static_cast<std::size_t>(k)] < c.date[static_cast<std::size_t>(k - 1)];
+    }
     for (std::int64_t k = 0; k < batch.size(); ++k) {
       const auto i = static_cast<std::size_t>(k);
       if (k + ahead < batch.size()) {
         const auto j = static_cast<std::size_t>(k + ahead);
         pairs_.prefetch(entity_country_key(c.entity[j], c.country[j]));
+        if (out_of_order) { country_bins_.prefetch(c.country[j], c.date[j]); }
       }
       const day_t date = c.date[i];
       latest_          = std::max(latest_, date);
