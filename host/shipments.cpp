@@ -1843,14 +1843,14 @@ void shipment_log_builder::state::replay(const std::vector<day_t>& days,
       const auto& [record, k]   = todo[group + g];
       const section& part       = record->sections[k];
       const parsed_chunk& chunk = parsed[g];
-      const bool passed_over    = !part.had_rejects;  // parsed with the day filter
+      const bool filtered       = !part.had_rejects;  // parsed with the day filter
       clear_batch(part.first_position);
       // Candidates the merge rejected: not accepted, so not counted in positions.
       const auto skipped_begin =
           std::lower_bound(record->skipped.begin(), record->skipped.end(), part.candidate);
       auto skipped = skipped_begin;
       for (std::size_t i = 0; i < chunk.lines.size(); ++i) {
-        const std::uint32_t ordinal = passed_over ? chunk.ordinal[i] : static_cast<std::uint32_t>(i);
+        const std::uint32_t ordinal = filtered ? chunk.ordinal[i] : static_cast<std::uint32_t>(i);
         if (ordinal >= section_lines) { break; }
         const std::uint32_t candidate = part.candidate + ordinal;
         while (skipped != record->skipped.end() && *skipped < candidate) { ++skipped; }
@@ -1862,7 +1862,7 @@ void shipment_log_builder::state::replay(const std::vector<day_t>& days,
             chunk.order[i] >= -1 ? chunk.order[i] : log.orders.find(chunk.orders.text(local_code(chunk.order[i])));
         CAPLEDGER_EXPECTS(chip >= 0 && chunk.entity[i] >= 0 && chunk.exporter[i] >= 0 && order >= -1,
                           "a replayed line has a value the first reading did not add");
-        if (passed_over) {
+        if (filtered) {
           batch.positions.push_back(part.first_position + ordinal - (skipped - skipped_begin));
         }
         const std::size_t id_begin = i == 0 ? 0 : chunk.id_end[i - 1];

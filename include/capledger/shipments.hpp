@@ -114,7 +114,7 @@ struct shipment_fields {
 
 /// @brief Accepted lines handed over one chunk at a time by a streaming ingest (`ingest_options::on_batch`).
 struct line_batch {
-  std::int64_t first_position = 0;  ///< input position of the batch's first line
+  std::int64_t first_position = 0;  ///< input position of the batch's first line (`positions` empty)
   /// Empty: the lines are consecutive, line k at `first_position + k`. Else line k's input
   /// position (a replay leaves out the lines of days it was not asked for).
   std::vector<std::int64_t> positions;
