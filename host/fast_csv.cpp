@@ -50,51 +50,79 @@ std::size_t fast_csv_reader::find_field_end(std::size_t from) const noexcept
   return static_cast<std::size_t>(p - data_);
 }
 
+#if defined(__SSE2__)
+namespace {
+
+/// One pass over the line at @p at in 16-byte blocks: calls @p on_comma(offset) for each comma
+/// before the line end until it returns false, and returns the line end's offset; `none` when a
+/// quote comes first (the general path reads the line) or the line runs into the text's last
+/// 16 bytes.
+template <typename OnComma>
+std::size_t scan_plain_line(const char* data, std::size_t size, std::size_t at, OnComma on_comma)
+{
+  constexpr std::size_t none = static_cast<std::size_t>(-1);
+  const __m128i comma        = _mm_set1_epi8(',');
+  const __m128i newline      = _mm_set1_epi8('\n');
+  const __m128i quote        = _mm_set1_epi8('"');
+  bool calling               = true;
+  for (; at + 16 <= size; at += 16) {
+    const __m128i bytes   = _mm_loadu_si128(reinterpret_cast<const __m128i*>(data + at));
+    const auto nl         = static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(bytes, newline)));
+    const unsigned before = nl != 0 ? (nl & (0U - nl)) - 1 : 0xffffU;  // bits before the first `\n`
+    if ((static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(bytes, quote))) & before) != 0) {
+      return none;
+    }
+    for (auto commas = static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(bytes, comma))) & before;
+         calling && commas != 0; commas &= commas - 1) {
+      calling = on_comma(at + static_cast<unsigned>(__builtin_ctz(commas)));
+    }
+    if (nl != 0) { return at + static_cast<unsigned>(__builtin_ctz(nl)); }
+  }
+  return none;
+}
+
+}  // namespace
+#endif
+
+std::string_view fast_csv_reader::unquoted_value(std::size_t begin, std::size_t end, bool last) const noexcept
+{
+  while (begin < end && (data_[begin] == ' ' || data_[begin] == '\t')) { ++begin; }
+  if (last && end > begin && data_[end - 1] == '\r') { --end; }  // CRLF line end
+  while (end > begin && (data_[end - 1] == ' ' || data_[end - 1] == '\t')) { --end; }
+  return {data_ + begin, end - begin};
+}
+
 bool fast_csv_reader::read_plain_line()
 {
 #if defined(__SSE2__)
-  // One pass over the line in 16-byte blocks: where the commas are, where the line ends, and
-  // whether a quote occurs before that (then the general path reads the line from its start).
-  const __m128i comma     = _mm_set1_epi8(',');
-  const __m128i newline   = _mm_set1_epi8('\n');
-  const __m128i quote     = _mm_set1_epi8('"');
   std::size_t field_start = pos_;
   const auto emit         = [this](std::size_t begin, std::size_t end, bool last) {
-    while (begin < end && (data_[begin] == ' ' || data_[begin] == '\t')) { ++begin; }
-    if (last && end > begin && data_[end - 1] == '\r') { --end; }  // CRLF line end
-    while (end > begin && (data_[end - 1] == ' ' || data_[end - 1] == '\t')) { --end; }
     // Filled in place: a field built on the stack and copied stalls on store forwarding.
     csv_field& field = fields_.emplace_back();
-    field.value      = std::string_view(data_ + begin, end - begin);
+    field.value      = unquoted_value(begin, end, last);
     field.line       = line_;
-    field.column     = static_cast<std::int64_t>(begin - line_start_) + 1;
+    field.column     = static_cast<std::int64_t>(field.value.data() - data_ - line_start_) + 1;
   };
-  for (std::size_t at = pos_; at + 16 <= size_; at += 16) {
-    const __m128i bytes   = _mm_loadu_si128(reinterpret_cast<const __m128i*>(data_ + at));
-    const auto nl         = static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(bytes, newline)));
-    const unsigned before = nl != 0 ? (nl & (0U - nl)) - 1 : 0xffffU;  // bits before the first `\n`
-    if ((static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(bytes, quote))) & before) != 0) { break; }
-    for (auto commas = static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(bytes, comma))) & before;
-         commas != 0; commas &= commas - 1) {
-      const std::size_t end = at + static_cast<unsigned>(__builtin_ctz(commas));
-      emit(field_start, end, false);
-      field_start = end + 1;
-    }
-    if (nl != 0) {
-      const std::size_t line_end = at + static_cast<unsigned>(__builtin_ctz(nl));
-      emit(field_start, line_end, true);
-      std::size_t raw_end = line_end;
-      if (raw_end > record_start_ && data_[raw_end - 1] == '\r') { --raw_end; }
-      raw_        = std::string_view(data_ + record_start_, raw_end - record_start_);
-      pos_        = line_end + 1;
-      line_start_ = pos_;
-      ++line_;
-      return true;
-    }
+  const std::size_t line_end = scan_plain_line(data_, size_, pos_, [&](std::size_t comma) {
+    emit(field_start, comma, false);
+    field_start = comma + 1;
+    return true;
+  });
+  if (line_end == static_cast<std::size_t>(-1)) {
+    fields_.clear();
+    return false;
   }
-  fields_.clear();
-#endif
+  emit(field_start, line_end, true);
+  std::size_t raw_end = line_end;
+  if (raw_end > record_start_ && data_[raw_end - 1] == '\r') { --raw_end; }
+  raw_        = std::string_view(data_ + record_start_, raw_end - record_start_);
+  pos_        = line_end + 1;
+  line_start_ = pos_;
+  ++line_;
+  return true;
+#else
   return false;
+#endif
 }
 
 std::optional<std::string_view> fast_csv_reader::peek_plain_field(std::size_t index)
@@ -102,39 +130,27 @@ std::optional<std::string_view> fast_csv_reader::peek_plain_field(std::size_t in
 #if defined(__SSE2__)
   if (pos_ >= limit_ || data_[pos_] == '\n' || data_[pos_] == '\r') { return std::nullopt; }
   // read_plain_line's pass, counting commas instead of emitting every field.
-  const __m128i comma     = _mm_set1_epi8(',');
-  const __m128i newline   = _mm_set1_epi8('\n');
-  const __m128i quote     = _mm_set1_epi8('"');
   std::size_t commas_seen = 0;
   std::size_t begin       = index == 0 ? pos_ : size_;  // size_: not reached yet
   std::size_t end         = size_;
-  for (std::size_t at = pos_; at + 16 <= size_; at += 16) {
-    const __m128i bytes   = _mm_loadu_si128(reinterpret_cast<const __m128i*>(data_ + at));
-    const auto nl         = static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(bytes, newline)));
-    const unsigned before = nl != 0 ? (nl & (0U - nl)) - 1 : 0xffffU;
-    if ((static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(bytes, quote))) & before) != 0) { break; }
-    for (auto commas = static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(bytes, comma))) & before;
-         commas != 0 && end == size_; commas &= commas - 1) {
-      const std::size_t at_comma = at + static_cast<unsigned>(__builtin_ctz(commas));
-      if (commas_seen == index) { end = at_comma; }
-      if (++commas_seen == index) { begin = at_comma + 1; }
+  const std::size_t line_end = scan_plain_line(data_, size_, pos_, [&](std::size_t comma) {
+    if (commas_seen == index) {
+      end = comma;
+      return false;  // the field is found: only the line end is wanted now
     }
-    if (nl != 0) {
-      const std::size_t line_end = at + static_cast<unsigned>(__builtin_ctz(nl));
-      if (begin == size_) { return std::nullopt; }  // fewer fields: `next` reports it
-      const bool last = end == size_;
-      if (last) { end = line_end; }
-      while (begin < end && (data_[begin] == ' ' || data_[begin] == '\t')) { ++begin; }
-      if (last && end > begin && data_[end - 1] == '\r') { --end; }
-      while (end > begin && (data_[end - 1] == ' ' || data_[end - 1] == '\t')) { --end; }
-      peeked_end_ = line_end + 1;
-      return std::string_view(data_ + begin, end - begin);
-    }
-  }
+    if (++commas_seen == index) { begin = comma + 1; }
+    return true;
+  });
+  if (line_end == static_cast<std::size_t>(-1) || begin == size_) {
+    return std::nullopt;
+  }  // fewer fields: `next` says
+  peeked_end_     = line_end + 1;
+  const bool last = end == size_;  // no comma after it
+  return unquoted_value(begin, last ? line_end : end, last);
 #else
   (void)index;
-#endif
   return std::nullopt;
+#endif
 }
 
 csv_status fast_csv_reader::fail(csv_status status, std::size_t at_pos, std::int64_t at_line,

@@ -85,6 +85,9 @@ class fast_csv_reader {
   /// least 16 bytes remain; false, with nothing consumed, otherwise.
   bool read_plain_line();
   [[nodiscard]] std::size_t find_field_end(std::size_t from) const noexcept;
+  /// The value of the unquoted field [begin, end) of a line: without the spaces and tabs around
+  /// it, nor, for the line's @p last field, the CR of a CRLF line end.
+  [[nodiscard]] std::string_view unquoted_value(std::size_t begin, std::size_t end, bool last) const noexcept;
   csv_status read_quoted(csv_field& field);
   csv_status fail(csv_status status, std::size_t at_pos, std::int64_t at_line, std::size_t at_line_start);
 };
