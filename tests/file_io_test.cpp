@@ -60,6 +60,33 @@ TEST(PopulatePages, BacksEveryPageOfTheRange)
   ::munmap(mapping, pages * page);
 }
 
+// The id set's table is populated behind the merge, which writes into it at once: the
+// population must back every page, those the owner never wrote included, and leave every byte
+// the owner wrote while it ran as written (it faults pages in, it never writes them).
+TEST(PopulatePages, BehindTheOwnerBacksThePagesAndKeepsItsWrites)
+{
+  const auto page         = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+  const std::size_t pages = (std::size_t{32} << 20) / page;
+  void* mapping = ::mmap(nullptr, pages * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(mapping, MAP_FAILED);
+  auto* base = static_cast<unsigned char*>(mapping);
+  ::madvise(base, pages * page, MADV_NOHUGEPAGE);
+  const auto mark = [](std::size_t p) { return static_cast<unsigned char>(1 + p % 251); };
+  {
+    const capledger::detail::pages_populated_behind populating(base, pages * page);
+    // Meanwhile the owner writes one byte in every other page, from the far end (where the
+    // population has not arrived yet) to the near end (where it has).
+    for (std::size_t p = pages; p-- > 0;) {
+      if (p % 2 == 0) { base[p * page + p % page] = mark(p); }
+    }
+  }  // joined
+  EXPECT_EQ(resident_pages(reinterpret_cast<char*>(base), pages, page), pages);
+  std::size_t kept = 0;
+  for (std::size_t p = 0; p < pages; p += 2) { kept += base[p * page + p % page] == mark(p) ? 1 : 0; }
+  EXPECT_EQ(kept, pages / 2);
+  ::munmap(mapping, pages * page);
+}
+
 TEST(PopulatePages, NothingToDoForAnEmptyRange)
 {
   populate_pages(nullptr, 0);
