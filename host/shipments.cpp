@@ -1370,13 +1370,18 @@ void shipment_log_builder::state::parse_chunk(std::string_view text, const colum
     ++waiting;
   };
   const auto date_column = static_cast<std::size_t>(columns[c_date]);
+  // With a day filter: the line's date is a day not asked for. A bad date is not: the line goes
+  // on to be checked (and rejected) as without the filter.
+  const auto passed_over = [&](std::string_view date) {
+    const auto day = dates.parse(date);
+    return only_days != nullptr && day && !only_days->has(*day);
+  };
   while (true) {
     if (only_days != nullptr) {
       // A plain line of a day not asked for is passed over from its date alone (every line here
       // has the header's field count: the caller's section had no rejects).
       if (const auto date = reader.peek_plain_field(date_column)) {
-        const auto day = dates.parse(*date);
-        if (day && !only_days->has(*day)) {
+        if (passed_over(*date)) {
           reader.skip_peeked();
           ++chunk.records;
           ++next_ordinal;
@@ -1411,10 +1416,7 @@ void shipment_log_builder::state::parse_chunk(std::string_view text, const colum
         record[c]       = index < 0 ? &absent : &fields[static_cast<std::size_t>(index)];
       }
       const std::uint32_t ordinal = next_ordinal++;
-      if (only_days != nullptr) {
-        const auto day = dates.parse(record[c_date]->value);
-        if (day && !only_days->has(*day)) { continue; }  // a bad date goes on to be rejected as before
-      }
+      if (only_days != nullptr && passed_over(record[c_date]->value)) { continue; }
       checked_line line;
       if (auto bad = check_line(record, dates, line, is_ascii(reader.raw()))) {
         hold(bad->reason, std::move(bad->detail), record[bad->column]->line, record[bad->column]->column);
