@@ -979,7 +979,8 @@ struct shipment_log_builder::state {
   void clear_batch(std::int64_t first_position);
   void append_to_batch(const checked_line& line, std::int32_t chip, std::int32_t entity, std::int32_t order,
                        std::int32_t exporter, std::string_view id);
-  void replay(const std::vector<day_t>& days, const std::function<void(const line_batch&)>& sink);
+  void replay(const std::vector<day_t>& days, const std::function<bool(std::int64_t, std::int64_t)>& may_hold,
+              const std::function<void(const line_batch&)>& sink);
   /// Validates, admits and encodes one record whose fields are indexed by `record_column`.
   void accept(const std::string& name, const detail::csv_field* fields, std::int64_t record_line,
               std::string_view raw);
@@ -1038,9 +1039,10 @@ const std::vector<rejected_line>& shipment_log_builder::rejects() const
 }
 
 void shipment_log_builder::replay(const std::vector<day_t>& days,
+                                  const std::function<bool(std::int64_t, std::int64_t)>& may_hold,
                                   const std::function<void(const line_batch&)>& sink)
 {
-  state_->replay(days, sink);
+  state_->replay(days, may_hold, sink);
 }
 
 std::string shipment_log_builder::shipment_id_at(std::uint64_t offset) const
@@ -1796,6 +1798,7 @@ void shipment_log_builder::state::append_to_batch(const checked_line& line, std:
 }
 
 void shipment_log_builder::state::replay(const std::vector<day_t>& days,
+                                         const std::function<bool(std::int64_t, std::int64_t)>& may_hold,
                                          const std::function<void(const line_batch&)>& sink)
 {
   CAPLEDGER_EXPECTS(streaming(), "replay needs a streaming ingest");
@@ -1814,7 +1817,10 @@ void shipment_log_builder::state::replay(const std::vector<day_t>& days,
     for (std::size_t k = 0; k < record.sections.size(); ++k) {
       const section& part = record.sections[k];
       const auto at       = std::lower_bound(days.begin(), days.end(), part.first_day);
-      if (at != days.end() && *at <= part.last_day) { todo.push_back({&record, k}); }
+      if (at == days.end() || *at > part.last_day) { continue; }
+      // Its accepted lines, at most one per candidate, start at first_position.
+      if (may_hold && !may_hold(part.first_position, part.first_position + section_lines - 1)) { continue; }
+      todo.push_back({&record, k});
     }
   }
   if (todo.empty()) { return; }  // no thread to start

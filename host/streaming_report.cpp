@@ -23,8 +23,10 @@
 #include <deque>
 #include <exception>
 #include <limits>
+#include <memory>
 #include <mutex>
 #include <thread>
+#include <tuple>
 #include <unordered_map>
 
 namespace capledger {
@@ -148,6 +150,102 @@ class bin_table {
   }
 };
 
+/// For a log out of date order: which runs of input positions may hold a line of a given
+/// check key on a given day. Each 512-line section of such a log holds lines of nearly every
+/// day, so the second look, asked for a few crossing days, would read every section, while the
+/// lines it needs are those of the crossing keys on their crossing days (in a shuffled
+/// 5,000,000-line log, 1,598 lines in 1,349 of its 9,766 sections). A Bloom filter of 2 KiB per
+/// block of 512 positions answers; a key sets 4 bits of one 64-bit word. It never misses a key it
+/// holds, and answers yes to one it does not hold about once in 5,000 times with 512 keys in the
+/// block (a line counts for one key, an LPP line two: once in 400 at 1,024, the most).
+/// Blocks of lines in date order keep no filter (their sections' day ranges answer), nor blocks
+/// past the first `max_blocks` (the memory stays bounded: 2 KiB per 512 lines up to then).
+class position_filter {
+ public:
+  static constexpr int block_shift            = 9;                     ///< 512 positions a block
+  static constexpr std::size_t max_blocks     = std::size_t{1} << 16;  ///< 128 MiB of filters at most
+  static constexpr std::size_t max_keys_asked = 1024;  ///< more: nearly every block would answer yes
+
+  /// The key of @p check's @p key on @p day, as `add` and `may_hold` take it.
+  [[nodiscard]] static std::uint64_t key_of(int check, std::int64_t key, day_t day) noexcept
+  {
+    // Murmur3's finalizer over the three packed together: every bit of each moves the word and
+    // the bits chosen.
+    std::uint64_t x =
+        (static_cast<std::uint64_t>(key) << 2 | static_cast<std::uint64_t>(check)) * 0x9e3779b97f4a7c15ULL ^
+        static_cast<std::uint32_t>(day);
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ULL;
+    x ^= x >> 33;
+    return x;
+  }
+  /// The line at @p position (a line out of date order) counts for @p key.
+  void add(std::int64_t position, std::uint64_t key)
+  {
+    const auto block = static_cast<std::size_t>(position >> block_shift);
+    if (block >= max_blocks) { return; }
+    if (block >= filter_of_.size()) { filter_of_.resize(std::max(block + 1, 2 * filter_of_.size()), none); }
+    std::uint32_t& filter = filter_of_[block];
+    if (filter == unfiltered) { return; }
+    if (filter == none) {
+      if (filters_ % filters_per_page == 0) {  // pages, not one vector: no copy as it grows
+        pages_.emplace_back(new std::uint64_t[filters_per_page * words_per_block]());
+      }
+      filter = filters_++;
+    }
+    words_of(filter)[key >> 56] |= bits_of(key);
+  }
+  /// Lines in date order at positions @p first .. @p last: their blocks answer yes to every key.
+  void keep_unfiltered(std::int64_t first, std::int64_t last)
+  {
+    const auto end = std::min(static_cast<std::size_t>(last >> block_shift) + 1, max_blocks);
+    if (end > filter_of_.size()) { filter_of_.resize(std::max(end, 2 * filter_of_.size()), none); }
+    for (auto block = static_cast<std::size_t>(first >> block_shift); block < end; ++block) {
+      filter_of_[block] = unfiltered;
+    }
+  }
+  /// @return false when no line at positions @p first .. @p last counts for any of @p keys
+  [[nodiscard]] bool may_hold(std::int64_t first, std::int64_t last,
+                              const std::vector<std::uint64_t>& keys) const
+  {
+    if (keys.size() > max_keys_asked) { return true; }
+    for (auto block = static_cast<std::size_t>(first >> block_shift);
+         block <= static_cast<std::size_t>(last >> block_shift); ++block) {
+      if (block >= max_blocks) { return true; }
+      if (block >= filter_of_.size() || filter_of_[block] == none) { continue; }  // no line counted
+      if (filter_of_[block] == unfiltered) { return true; }
+      const std::uint64_t* words = words_of(filter_of_[block]);
+      for (const std::uint64_t key : keys) {
+        const std::uint64_t bits = bits_of(key);
+        if ((words[key >> 56] & bits) == bits) { return true; }
+      }
+    }
+    return false;
+  }
+
+ private:
+  static constexpr std::size_t words_per_block    = 256;          ///< chosen by a key's top 8 bits
+  static constexpr std::uint32_t none             = 0xffffffffU;  ///< no line counted in the block yet
+  static constexpr std::uint32_t unfiltered       = 0xfffffffeU;
+  static constexpr std::uint32_t filters_per_page = 1024;  ///< 2 MiB
+  std::vector<std::uint32_t> filter_of_;  ///< per block: its filter's index, or none / unfiltered
+  std::vector<std::unique_ptr<std::uint64_t[]>> pages_;
+  std::uint32_t filters_ = 0;
+
+  [[nodiscard]] std::uint64_t* words_of(std::uint32_t filter) const noexcept
+  {
+    return pages_[filter / filters_per_page].get() + filter % filters_per_page * words_per_block;
+  }
+
+  [[nodiscard]] static std::uint64_t bits_of(std::uint64_t key) noexcept
+  {
+    return std::uint64_t{1} << (key & 63) | std::uint64_t{1} << (key >> 6 & 63) |
+           std::uint64_t{1} << (key >> 12 & 63) | std::uint64_t{1} << (key >> 18 & 63);
+  }
+};
+
 /// One key whose running total goes over its limit on `day`: where the second look starts.
 struct crossing_search {
   day_t day           = 0;
@@ -240,6 +338,9 @@ class streaming_aggregator {
     for (std::int64_t k = 1; k < std::min<std::int64_t>(batch.size(), 64) && !out_of_order; ++k) {
       out_of_order = c.date[static_cast<std::size_t>(k)] < c.date[static_cast<std::size_t>(k - 1)];
     }
+    if (!out_of_order && batch.size() > 0) {
+      filter_.keep_unfiltered(batch.position(0), batch.position(batch.size() - 1));
+    }
     for (std::int64_t k = 0; k < batch.size(); ++k) {
       const auto i = static_cast<std::size_t>(k);
       if (k + ahead < batch.size()) {
@@ -263,11 +364,18 @@ class streaming_aggregator {
       if (date < context_.window_start || date > last_day) { continue; }
 
       const auto path = static_cast<pathway>(c.pathway[i]);
-      if ((context_.country_cap_pathways >> c.pathway[i]) & 1U) { country_bins_.at(country, date).add(tpp); }
-      if (path == pathway::nveu) { nveu_bins_.at(entity_country_key(entity, country), date).add(tpp); }
+      // Out of date order, each (check key, day) a line counts for goes into its block's filter.
+      const auto bin = [&](bin_table& bins, int check, std::int64_t key) {
+        bins.at(key, date).add(tpp);
+        if (out_of_order) { filter_.add(batch.position(k), position_filter::key_of(check, key, date)); }
+      };
+      if ((context_.country_cap_pathways >> c.pathway[i]) & 1U) {
+        bin(country_bins_, country_check, country);
+      }
+      if (path == pathway::nveu) { bin(nveu_bins_, nveu_check, entity_country_key(entity, country)); }
       if (path == pathway::lpp) {
-        order_bins_.at(c.order[i], date).add(tpp);
-        annual_bins_.at(entity_year_key(entity, year_of(date)), date).add(tpp);
+        bin(order_bins_, order_check, c.order[i]);
+        bin(annual_bins_, annual_check, entity_year_key(entity, year_of(date)));
       }
       if (q > 0) {
         const std::int64_t position = batch.position(k);
@@ -326,6 +434,7 @@ class streaming_aggregator {
         annual_bins_, [&](std::int64_t, day_t) { return context_.lpp_per_consignee_year_tpp; }, true);
     for (bin_table* bins : {&country_bins_, &nveu_bins_, &order_bins_, &annual_bins_}) { bins->release(); }
     find_crossing_lines(builder);
+    filter_ = position_filter{};
 
     const auto countries = out_.by_country.size();
     out_.country_cap_total.assign(countries, 0);
@@ -364,6 +473,9 @@ class streaming_aggregator {
   day_t latest_ = std::numeric_limits<day_t>::min();
   key_table<group_total> pairs_;
   bin_table country_bins_, nveu_bins_, order_bins_, annual_bins_;
+  /// The checks' numbers in `filter_`'s keys.
+  static constexpr int country_check = 0, nveu_check = 1, order_check = 2, annual_check = 3;
+  position_filter filter_;  ///< where the lines out of date order of each (check key, day) lie
   key_table<first_line_seen> prohibited_, unauthorized_;
   std::vector<key_outcome> country_, nveu_, order_, annual_;
   /// By position: an open-addressing table (key and detail side by side), where a node-based map
@@ -375,14 +487,17 @@ class streaming_aggregator {
   {
     std::unordered_map<std::int64_t, crossing_search*> country, nveu, order, annual;
     std::vector<day_t> days;
-    for (auto [family, index] : {std::pair{&country_, &country}, std::pair{&nveu_, &nveu},
-                                 std::pair{&order_, &order}, std::pair{&annual_, &annual}}) {
+    std::vector<std::uint64_t> wanted;  // (check key, crossing day) as `filter_` knows them
+    for (auto [family, index, check] :
+         {std::tuple{&country_, &country, country_check}, std::tuple{&nveu_, &nveu, nveu_check},
+          std::tuple{&order_, &order, order_check}, std::tuple{&annual_, &annual, annual_check}}) {
       for (key_outcome& k : *family) {
         // A country without a cap has no crossing to report (its limit is never reached anyway).
         if (k.crosses &&
             (family != &country_ || context_.country_cap_tpp[static_cast<std::size_t>(k.key)] >= 0)) {
           (*index)[k.key] = &k.search;
           days.push_back(k.search.day);
+          wanted.push_back(position_filter::key_of(check, k.key, k.search.day));
         }
       }
     }
@@ -408,7 +523,10 @@ class streaming_aggregator {
                                  batch.columns.country[i]};
       }
     };
-    builder.replay(days, [&](const line_batch& batch) {
+    const auto may_hold = [&](std::int64_t first, std::int64_t last) {
+      return filter_.may_hold(first, last, wanted);
+    };
+    builder.replay(days, may_hold, [&](const line_batch& batch) {
       const shipment_columns& c = batch.columns;
       for (std::int64_t k = 0; k < batch.size(); ++k) {
         const auto i     = static_cast<std::size_t>(k);

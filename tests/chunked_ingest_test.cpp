@@ -209,7 +209,7 @@ TEST(ChunkedIngest, ReplayHandsBackTheLinesOfTheDaysAskedForAtTheirPositions)
       ASSERT_GT(wanted.size(), 20U);
 
       std::vector<std::int64_t> handed;
-      builder.replay(days, [&](const line_batch& batch) {
+      builder.replay(days, {}, [&](const line_batch& batch) {
         for (std::int64_t k = 0; k < batch.size(); ++k) {
           const auto at = first_time.find(batch.position(k));
           ASSERT_NE(at, first_time.end()) << "position " << batch.position(k);
@@ -221,6 +221,36 @@ TEST(ChunkedIngest, ReplayHandsBackTheLinesOfTheDaysAskedForAtTheirPositions)
         }
       });
       EXPECT_EQ(handed, wanted);
+
+      // The caller's filter: sections whose positions lie inside [500, 2500] are not read, so
+      // their lines of those days do not come back (those at 1011-1989 lie in such a section
+      // whatever the sections' bounds); every other line of those days does.
+      constexpr std::int64_t skip_from = 500, skip_to = 2500;
+      const auto outside = [&](std::int64_t first, std::int64_t last) {
+        EXPECT_LE(first, last);
+        return first < skip_from || last > skip_to;
+      };
+      std::vector<std::int64_t> filtered;
+      builder.replay(days, outside, [&](const line_batch& batch) {
+        for (std::int64_t k = 0; k < batch.size(); ++k) {
+          const day_t date = batch.columns.date[static_cast<std::size_t>(k)];
+          if (std::binary_search(days.begin(), days.end(), date)) { filtered.push_back(batch.position(k)); }
+        }
+      });
+      std::size_t inside_wanted = 0;
+      for (const std::int64_t position : wanted) {
+        const bool in_a_skipped_section = position >= skip_from + 511 && position <= skip_to - 511;
+        const bool handed_back          = std::binary_search(filtered.begin(), filtered.end(), position);
+        if (position < skip_from || position > skip_to) {
+          EXPECT_TRUE(handed_back) << "position " << position;
+        }
+        if (in_a_skipped_section) {
+          ++inside_wanted;
+          EXPECT_FALSE(handed_back) << "position " << position;
+        }
+      }
+      EXPECT_GT(inside_wanted, 5U);
+      EXPECT_TRUE(std::is_sorted(filtered.begin(), filtered.end()));
       if (HasFailure()) { return; }
     }
   }

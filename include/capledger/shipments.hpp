@@ -230,10 +230,14 @@ class shipment_log_builder {
   [[nodiscard]] const std::vector<rejected_line>& rejects() const;
   /// @brief Streaming only: hands to @p sink again, in input order, every accepted line dated on
   /// one of @p days (sorted, no repeats): the same lines, positions and codes as the first time.
-  /// Only the sections of the log (a few hundred lines in a row) whose dates span one of the days
+  /// Only the sections of the log (at most 512 lines in a row) whose dates span one of the days
   /// are read again, so logs roughly in date order read little; in a section, a line of another
   /// day costs its date's parse. Batches may hold lines of other days too.
-  void replay(const std::vector<day_t>& days, const std::function<void(const line_batch&)>& sink);
+  /// @param may_hold when given, a section whose input positions lie in [first, last] is not
+  /// read either where `may_hold(first, last)` is false: the caller knows it needs none of them.
+  void replay(const std::vector<day_t>& days,
+              const std::function<bool(std::int64_t first, std::int64_t last)>& may_hold,
+              const std::function<void(const line_batch&)>& sink);
   /// @brief Streaming: the shipment id of the record at @p offset of all inputs (as `on_id` gives it).
   [[nodiscard]] std::string shipment_id_at(std::uint64_t offset) const;
   /// @brief Accepted lines so far.
