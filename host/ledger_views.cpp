@@ -55,8 +55,9 @@ std::vector<cap_balance> compute_balances(const reference_data& ref, const shipm
   const day_t as_of          = effective_as_of(log, as_of_option);
   const rule_context context = make_rule_context(ref.rules, ref.countries, ref.entities, log, as_of);
   // The totals and crossings come from the same aggregation the report's checks use, so that a
-  // cap is `exceeded` here exactly when `report` finds its violation (also when returns brought
-  // the total back under the limit after the crossing line).
+  // cap is `exceeded` here exactly when `report` finds its violation: also when returns brought
+  // the total back under the limit after the crossing line, and not when a later, lower NVEU
+  // phase cap is under a total that no line took over the cap in force on its date.
   const aggregation agg = make_cpu_backend()->aggregate(log.view(), context, sizes_of(log, ref.countries));
   std::map<std::pair<std::string, std::string>, keyed_running_total> nveu_used;  // (entity, ISO)
   for (const auto& n : agg.nveu) {
@@ -89,7 +90,7 @@ std::vector<cap_balance> compute_balances(const reference_data& ref, const shipm
   std::vector<cap_balance> rows;
   const auto add = [&](cap_balance b, bool crossed) {
     b.used_pct = exact_decimal(b.consumed_tpp, b.limit_tpp, 2, 100);
-    if (crossed || b.consumed_tpp > b.limit_tpp) {
+    if (crossed) {
       b.warn_level = "exceeded";
     } else if (const int level = highest_warn_level(b.consumed_tpp, b.limit_tpp, warn_levels); level >= 0) {
       b.warn_level = level_text(warn_levels[static_cast<std::size_t>(level)]);

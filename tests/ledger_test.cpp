@@ -341,6 +341,37 @@ TEST_F(ledger_test, BalancesCallACapExceededOnceItsLimitWasCrossedEvenAfterRetur
   EXPECT_NE(csv.find("\nCOUNTRY_CAP,,AE,,790000000,775768000,14232000,98.20,exceeded\n"), std::string::npos) << csv;
 }
 
+TEST_F(ledger_test, BalancesExceededOnlyWhereALineCrossedTheCapInForceOnItsDate)
+{
+  // A rule set whose NVEU phase cap falls from 633,000,000 to 100,000,000 in 2026: 10,000
+  // H100-SXM (158,320,000) under the 2025 cap cross nothing, so report finds no
+  // NVEU_CAP_EXCEEDED; the 2026 balance is over its limit, at its highest warn level, not
+  // `exceeded`.
+  write_text(at("falling.json"),
+             R"({"id":"falling","counting_starts":"2025-01-13","counting_ends":"2027-12-31","h100_tpp":15832,
+ "country_cap":{"tpp":790000000,"g2g_multiplier":2,"pathways":["LICENSE"]},
+ "lpp":{"per_order_tpp":26900000,"per_consignee_year_tpp":26900000},
+ "nveu_caps":[{"through":"2025-12-31","tpp":633000000},{"through":"2027-12-31","tpp":100000000}],
+ "uveu":{"max_tier2_country_share":0.07,"min_tier1_share":0.75,"min_us_share_if_us_hq":0.50}})");
+  write_text(at("ent.csv"), "entity,hq_country,status,nveu_countries\nG,AE,NVEU,AE\n");
+  write_text(at("night.csv"),
+             "shipment_id,date,entity,country,chip,quantity,pathway\n"
+             "S1,2025-06-01,G,AE,H100-SXM,10000,NVEU\n"
+             "S2,2026-02-01,G,AE,H100-SXM,1,LICENSE\n");
+  ASSERT_EQ(cli("ledger init l.db"), 0) << stderr_text();
+  ASSERT_EQ(cli("ledger ingest l.db night.csv --entities ent.csv --rules falling.json"), 0) << stderr_text();
+  std::string findings;
+  EXPECT_EQ(
+      cli("report night.csv --entities ent.csv --rules falling.json --backend cpu --format csv", &findings),
+      0)
+      << stderr_text();
+  EXPECT_EQ(findings.find("NVEU_CAP_EXCEEDED"), std::string::npos) << findings;
+  std::string csv;
+  EXPECT_EQ(cli("ledger balances l.db --rules falling.json --format csv", &csv), 0) << stderr_text();
+  EXPECT_NE(csv.find("\nNVEU_CAP,G,AE,,100000000,158320000,-58320000,158.32,0.95\n"), std::string::npos)
+      << csv;
+}
+
 TEST_F(ledger_test, ReconcileStatuses)
 {
   write_text(at("night.csv"),
