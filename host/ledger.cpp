@@ -392,7 +392,7 @@ int run_ledger_report(const std::string& db_path, const report_options& options,
       const report_output report =
           render_report(ref, *state, options, context, state->aggregate(context), engine->name(), as_of);
       rejects_output rejects(options.rejects_path, options.out_dir);
-      for (const rejected_line& r : state->rejects()) { rejects.add(r); }
+      add_stored_rejects(rejects, state->rejects(), options);
       return emit_report(report, rejects, options, out, diagnostics);
     }
   }

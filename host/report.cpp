@@ -615,8 +615,21 @@ int finish_report(const reference_data& ref, const shipment_log& log, const repo
                   backend& engine, std::ostream& out, std::ostream& diagnostics)
 {
   rejects_output rejects(options.rejects_path, options.out_dir);
-  for (const rejected_line& r : log.rejects) { rejects.add(r); }
+  add_stored_rejects(rejects, log.rejects, options);
   return emit_report(build_report(ref, log, options, engine), rejects, options, out, diagnostics);
+}
+
+void add_stored_rejects(rejects_output& rejects, const std::vector<rejected_line>& stored,
+                        const report_options& options)
+{
+  std::int64_t count = 0;
+  for (const rejected_line& r : stored) {
+    rejects.add(r);
+    if (options.max_rejects >= 0 && ++count > options.max_rejects) {
+      rejects.commit();
+      throw too_many_rejects(options.max_rejects, r);
+    }
+  }
 }
 
 namespace {

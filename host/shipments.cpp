@@ -877,11 +877,9 @@ struct shipment_log_builder::state {
       return;
     }
     if (options.max_rejects >= 0 && log.lines_rejected + 1 > options.max_rejects) {
-      const std::string last = bad.file + ":" + std::to_string(bad.line) + ":" + std::to_string(bad.column) +
-                               ": " + bad.reason + ": " + bad.detail;
+      const too_many_rejects stop(options.max_rejects, bad);
       record_reject(std::move(bad));  // the rejects file holds the line that stopped the run
-      throw too_many_rejects("more than " + std::to_string(options.max_rejects) +
-                             " rejected lines (--max-rejects); last: " + last);
+      throw stop;
     }
     record_reject(std::move(bad));
   }
@@ -1020,7 +1018,8 @@ void shipment_log_builder::add_stored(const input_file& file,
     const std::string_view values[record_columns] = {f.shipment_id, f.date,        f.entity,  f.country,
                                                      f.chip,        f.quantity,    f.pathway, f.order_id,
                                                      f.exporter,    f.tpp_per_unit};
-    for (int c = 0; c < record_columns; ++c) { fields[c] = {values[c], f.source_line, 1}; }
+    // The ledger keeps a line's fields, not where they stood in it: no column to name (0).
+    for (int c = 0; c < record_columns; ++c) { fields[c] = {values[c], f.source_line, 0}; }
     ++log.files.back().lines_read;
     ++log.lines_read;
     state_->accept(file.path, fields, f.source_line, {});

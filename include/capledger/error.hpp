@@ -13,13 +13,14 @@ class parse_error : public std::runtime_error {
  public:
   /// @param file   file name as given by the user (`-` for stdin)
   /// @param line   1-based physical line of the offending field
-  /// @param column 1-based byte column of the offending field within that line
+  /// @param column 1-based byte column of the offending field within that line; 0 where it is
+  /// not known (a line the ledger stored as fields), left out of the message
   /// @param reason reason code, e.g. `BAD_DATE` (SPEC §7)
   /// @param detail human-readable explanation
   parse_error(std::string file, std::int64_t line, std::int64_t column, std::string reason,
               std::string detail)
-      : std::runtime_error(file + ":" + std::to_string(line) + ":" + std::to_string(column) + ": " + reason +
-                           ": " + detail),
+      : std::runtime_error(file + ":" + std::to_string(line) +
+                           (column > 0 ? ":" + std::to_string(column) : "") + ": " + reason + ": " + detail),
         file_(std::move(file)),
         line_(line),
         column_(column),

@@ -192,9 +192,16 @@ void check_report_format(const report_options& options);
 /// @throw config_error when it cannot be written
 void write_rejects(const std::string& path, const std::vector<rejected_line>& rejects);
 
+/// @brief `ledger report`'s stored rejected lines, counted as `report` counts the lines it
+/// rejects: each added to @p rejects; past `options.max_rejects` the run stops as `report`'s
+/// does, the rejects file (committed) ending with the line past the limit.
+/// @throw too_many_rejects
+void add_stored_rejects(rejects_output& rejects, const std::vector<rejected_line>& stored,
+                        const report_options& options);
+
 /// @brief `ledger report` from a replayed log: builds the report of @p log, writes its outputs
 /// (`--out` directory, or stdout in `options.format`) and the rejects file of `log.rejects`
-/// (when `options.rejects_path` is set).
+/// (when `options.rejects_path` is set; `add_stored_rejects`).
 /// @return the exit code of SPEC §6 (0, or 1 when there are violations)
 int finish_report(const reference_data& reference, const shipment_log& log, const report_options& options,
                   backend& engine, std::ostream& out, std::ostream& diagnostics);

@@ -200,7 +200,14 @@ struct shipment_log {
 /// @brief Too many rejected lines (more than `--max-rejects`).
 class too_many_rejects : public std::runtime_error {
  public:
-  using std::runtime_error::runtime_error;
+  /// @param max_rejects the `--max-rejects` limit; @param last the rejected line past it
+  too_many_rejects(std::int64_t max_rejects, const rejected_line& last)
+      : std::runtime_error("more than " + std::to_string(max_rejects) +
+                           " rejected lines (--max-rejects); last: " + last.file + ":" +
+                           std::to_string(last.line) + ":" + std::to_string(last.column) + ": " +
+                           last.reason + ": " + last.detail)
+  {
+  }
 };
 
 /// @brief Builds a shipment log from one file after another; ids are unique across all of them.
