@@ -7,9 +7,11 @@
 /// and day, the day's sum and its highest running sum (`day_bin`). Walking a key's days in date
 /// order then tells, exactly, on which day its running total first goes over the limit, and
 /// only the lines of those days are read a second time (`shipment_log_builder::replay`, which
-/// skips the sections of the log whose dates do not span one of those days) to find the
-/// crossing line itself. Memory grows with the keys and days that occur (and, unless ids are
-/// checked out of memory, with the id set), not with the lines.
+/// skips the sections of the log whose dates do not span one of those days, and, out of date
+/// order, those that `position_filter` says hold no crossing key's line of its crossing day) to
+/// find the crossing line itself. Memory grows with the keys and days that occur (and, unless
+/// ids are checked out of memory, with the id set; out of date order, with the filters up to
+/// their bound), not with the lines.
 #include <capledger/checks.hpp>
 #include <capledger/error.hpp>
 #include <capledger/report.hpp>
