@@ -4,6 +4,7 @@
 /// error resynchronisation).
 #include "fast_csv.hpp"
 
+#include <algorithm>
 #include <cstring>
 
 #if defined(__SSE2__)
@@ -125,30 +126,39 @@ bool fast_csv_reader::read_plain_line()
 #endif
 }
 
-std::optional<std::string_view> fast_csv_reader::peek_plain_field(std::size_t index)
+std::optional<std::pair<std::string_view, std::string_view>> fast_csv_reader::peek_plain_fields(
+    std::size_t first, std::size_t second)
 {
 #if defined(__SSE2__)
   if (pos_ >= limit_ || data_[pos_] == '\n' || data_[pos_] == '\r') { return std::nullopt; }
   // read_plain_line's pass, counting commas instead of emitting every field.
-  std::size_t commas_seen = 0;
-  std::size_t begin       = index == 0 ? pos_ : size_;  // size_: not reached yet
-  std::size_t end         = size_;
+  const std::size_t index[2] = {first, second};
+  const std::size_t last     = std::max(first, second);
+  std::size_t begin[2], end[2];
+  for (int f = 0; f < 2; ++f) {
+    begin[f] = index[f] == 0 ? pos_ : size_;  // size_: not reached yet
+    end[f]   = size_;
+  }
+  std::size_t commas_seen    = 0;
   const std::size_t line_end = scan_plain_line(data_, size_, pos_, [&](std::size_t comma) {
-    if (commas_seen == index) {
-      end = comma;
-      return false;  // the field is found: only the line end is wanted now
+    for (int f = 0; f < 2; ++f) {
+      if (commas_seen == index[f]) { end[f] = comma; }
+      if (commas_seen + 1 == index[f]) { begin[f] = comma + 1; }
     }
-    if (++commas_seen == index) { begin = comma + 1; }
-    return true;
+    return ++commas_seen <= last;  // both fields found: only the line end is wanted now
   });
-  if (line_end == static_cast<std::size_t>(-1) || begin == size_) {
-    return std::nullopt;
-  }  // fewer fields: `next` says
-  peeked_end_     = line_end + 1;
-  const bool last = end == size_;  // no comma after it
-  return unquoted_value(begin, last ? line_end : end, last);
+  if (line_end == static_cast<std::size_t>(-1) || begin[0] == size_ || begin[1] == size_) {
+    return std::nullopt;  // fewer fields: `next` says
+  }
+  peeked_end_      = line_end + 1;
+  const auto value = [&](int f) {
+    const bool no_comma_after = end[f] == size_;  // the line's last field
+    return unquoted_value(begin[f], no_comma_after ? line_end : end[f], no_comma_after);
+  };
+  return std::pair{value(0), value(1)};
 #else
-  (void)index;
+  (void)first;
+  (void)second;
   return std::nullopt;
 #endif
 }

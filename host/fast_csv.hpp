@@ -50,13 +50,14 @@ class fast_csv_reader {
   /// @brief The line number at `position()`.
   [[nodiscard]] std::int64_t line() const noexcept { return line_; }
 
-  /// @brief For a reader that wants few of the lines (a replay of some days): when the record
-  /// at `position()` (before the limit) is one line without quotes, its field @p index as
-  /// `next` would give it, and `skip_peeked` then passes over the line without reading it;
-  /// nullopt otherwise (blank lines, quotes, fewer fields, the text's last 16 bytes): `next`
-  /// reads it. Peeking consumes nothing.
-  [[nodiscard]] std::optional<std::string_view> peek_plain_field(std::size_t index);
-  /// @brief Passes over the line the last `peek_plain_field` gave a field of.
+  /// @brief For a reader that wants few of the lines (a replay of some days and countries):
+  /// when the record at `position()` (before the limit) is one line without quotes, its fields
+  /// @p first and @p second as `next` would give them, and `skip_peeked` then passes over the
+  /// line without reading it; nullopt otherwise (blank lines, quotes, fewer fields, the text's
+  /// last 16 bytes): `next` reads it. Peeking consumes nothing.
+  [[nodiscard]] std::optional<std::pair<std::string_view, std::string_view>> peek_plain_fields(
+      std::size_t first, std::size_t second);
+  /// @brief Passes over the line the last `peek_plain_fields` gave fields of.
   void skip_peeked() noexcept
   {
     pos_        = peeked_end_;
@@ -79,7 +80,7 @@ class fast_csv_reader {
   std::int64_t record_line_  = 0;
   std::int64_t error_line_   = 0;
   std::int64_t error_column_ = 0;
-  std::size_t peeked_end_    = 0;  ///< after the line `peek_plain_field` last looked at
+  std::size_t peeked_end_    = 0;  ///< after the line `peek_plain_fields` last looked at
 
   /// Reads the record at `pos_` when it is one line without quotes (the common case) and at
   /// least 16 bytes remain; false, with nothing consumed, otherwise.

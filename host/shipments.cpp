@@ -228,18 +228,30 @@ struct date_memo {
   }
 };
 
-/// A set of days as one bit each from the first to the last: a replay asks it once per line.
-class day_set {
+/// The lines a replay wants, told from a line's date and country: the days as one bit each from
+/// the first to the last, and for some days the only countries wanted. A replay asks it once per
+/// line.
+class wanted_lines {
  public:
-  /// @param days sorted, no repeats
-  explicit day_set(const std::vector<day_t>& days)
+  explicit wanted_lines(const replay_scope& scope)
   {
+    const std::vector<day_t>& days = scope.days;
     if (days.empty()) { return; }
     first_ = days.front();
-    bits_.resize(static_cast<std::size_t>((static_cast<std::int64_t>(days.back()) - first_) / 64 + 1));
-    for (const day_t day : days) {
-      const auto offset = static_cast<std::uint64_t>(static_cast<std::int64_t>(day) - first_);
+    const auto span = static_cast<std::size_t>(static_cast<std::int64_t>(days.back()) - first_ + 1);
+    bits_.resize((span + 63) / 64);
+    for (std::size_t d = 0; d < days.size(); ++d) {
+      const auto offset = static_cast<std::size_t>(static_cast<std::int64_t>(days[d]) - first_);
       bits_[offset / 64] |= std::uint64_t{1} << (offset % 64);
+      if (d >= scope.countries.size() || scope.countries[d].empty()) { continue; }
+      if (countries_of_.empty()) { countries_of_.assign(span, -1); }
+      std::vector<std::uint64_t> mask;
+      for (const std::uint16_t country : scope.countries[d]) {
+        if (country / 64U >= mask.size()) { mask.resize(country / 64U + 1); }
+        mask[country / 64U] |= std::uint64_t{1} << (country % 64U);
+      }
+      countries_of_[offset] = static_cast<std::int32_t>(masks_.size());
+      masks_.push_back(std::move(mask));
     }
   }
   [[nodiscard]] bool has(day_t day) const noexcept
@@ -248,10 +260,24 @@ class day_set {
     if (offset < 0 || offset / 64 >= static_cast<std::int64_t>(bits_.size())) { return false; }
     return ((bits_[static_cast<std::size_t>(offset / 64)] >> (offset % 64)) & 1U) != 0;
   }
+  /// @return whether a line of @p day (a day `has(day)` holds) and @p country (a code; -1: not
+  /// known) may be wanted
+  [[nodiscard]] bool has(day_t day, int country) const noexcept
+  {
+    if (countries_of_.empty() || country < 0) { return true; }
+    const std::int32_t mask =
+        countries_of_[static_cast<std::size_t>(static_cast<std::int64_t>(day) - first_)];
+    if (mask < 0) { return true; }
+    const std::vector<std::uint64_t>& bits = masks_[static_cast<std::size_t>(mask)];
+    const auto word                        = static_cast<std::size_t>(country) / 64;
+    return word < bits.size() && ((bits[word] >> (static_cast<unsigned>(country) % 64U)) & 1U) != 0;
+  }
 
  private:
   day_t first_ = 0;
   std::vector<std::uint64_t> bits_;
+  std::vector<std::int32_t> countries_of_;  ///< per day from the first: its mask, or -1 (every country)
+  std::vector<std::vector<std::uint64_t>> masks_;
 };
 
 /// Appends @p bytes to @p out (vector::insert's generic range path is several times slower for
@@ -928,11 +954,12 @@ struct shipment_log_builder::state {
   [[nodiscard]] std::optional<line_defect> check_line(const detail::csv_field* const* record,
                                                       date_memo& dates, checked_line& out, bool ascii) const;
   /// Phase 1 for one chunk: reads, checks and encodes its lines (thread-safe: reads the state
-  /// only). With @p only_days, a line of a day not in it is passed over once its date is read
-  /// (replay, of sections whose lines were all candidates), and `ordinal` says where the others were.
+  /// only). With @p only, a line it does not want is passed over once its date and country are
+  /// read (replay, of sections whose lines were all candidates), and `ordinal` says where the
+  /// others were.
   void parse_chunk(std::string_view text, const column_map& columns, int field_count,
                    const dictionary_snapshots& known, parsed_chunk& chunk,
-                   const day_set* only_days = nullptr) const;
+                   const wanted_lines* only = nullptr) const;
   void merge_chunk(const std::string& name, std::string_view text, const column_map& columns,
                    std::int64_t first_line, const parsed_chunk& chunk);
   /// Sets each candidate's `earlier_id` for window @p w, in @p parts tasks (this thread runs one)
@@ -977,8 +1004,7 @@ struct shipment_log_builder::state {
   void clear_batch(std::int64_t first_position);
   void append_to_batch(const checked_line& line, std::int32_t chip, std::int32_t entity, std::int32_t order,
                        std::int32_t exporter, std::string_view id);
-  void replay(const std::vector<day_t>& days, const std::function<bool(std::int64_t, std::int64_t)>& may_hold,
-              const std::function<void(const line_batch&)>& sink);
+  void replay(const replay_scope& scope, const std::function<void(const line_batch&)>& sink);
   /// Validates, admits and encodes one record whose fields are indexed by `record_column`.
   void accept(const std::string& name, const detail::csv_field* fields, std::int64_t record_line,
               std::string_view raw);
@@ -1037,11 +1063,10 @@ const std::vector<rejected_line>& shipment_log_builder::rejects() const
   return state_->log.rejects;
 }
 
-void shipment_log_builder::replay(const std::vector<day_t>& days,
-                                  const std::function<bool(std::int64_t, std::int64_t)>& may_hold,
+void shipment_log_builder::replay(const replay_scope& scope,
                                   const std::function<void(const line_batch&)>& sink)
 {
-  state_->replay(days, may_hold, sink);
+  state_->replay(scope, sink);
 }
 
 std::string shipment_log_builder::shipment_id_at(std::uint64_t offset) const
@@ -1324,7 +1349,7 @@ std::optional<line_defect> shipment_log_builder::state::check_line(const detail:
 
 void shipment_log_builder::state::parse_chunk(std::string_view text, const column_map& columns,
                                               int field_count, const dictionary_snapshots& known,
-                                              parsed_chunk& chunk, const day_set* only_days) const
+                                              parsed_chunk& chunk, const wanted_lines* only) const
 {
   detail::fast_csv_reader reader(text, chunk.begin, chunk.limit, 1);
   date_memo dates;
@@ -1370,19 +1395,22 @@ void shipment_log_builder::state::parse_chunk(std::string_view text, const colum
     pending[(oldest + waiting) % lookahead] = {value, hash, chunk.entity.size() - 1};
     ++waiting;
   };
-  const auto date_column = static_cast<std::size_t>(columns[c_date]);
-  // With a day filter: the line's date is a day not asked for. A bad date is not: the line goes
-  // on to be checked (and rejected) as without the filter.
-  const auto passed_over = [&](std::string_view date) {
+  const auto date_column    = static_cast<std::size_t>(columns[c_date]);
+  const auto country_column = static_cast<std::size_t>(columns[c_country]);
+  // With a filter: the line's date is a day not asked for, or its country one not asked for
+  // that day. A bad date or an unknown country is not: the line goes on to be checked (and
+  // rejected) as without the filter.
+  const auto passed_over = [&](std::string_view date, std::string_view country) {
+    if (only == nullptr) { return false; }
     const auto day = dates.parse(date);
-    return only_days != nullptr && day && !only_days->has(*day);
+    return day && (!only->has(*day) || !only->has(*day, lookup.country(country)));
   };
   while (true) {
-    if (only_days != nullptr) {
-      // A plain line of a day not asked for is passed over from its date alone (every line here
-      // has the header's field count: the caller's section had no rejects).
-      if (const auto date = reader.peek_plain_field(date_column)) {
-        if (passed_over(*date)) {
+    if (only != nullptr) {
+      // A plain line not asked for is passed over from its date and country alone (every line
+      // here has the header's field count: the caller's section had no rejects).
+      if (const auto fields = reader.peek_plain_fields(date_column, country_column)) {
+        if (passed_over(fields->first, fields->second)) {
           reader.skip_peeked();
           ++chunk.records;
           ++next_ordinal;
@@ -1417,14 +1445,14 @@ void shipment_log_builder::state::parse_chunk(std::string_view text, const colum
         record[c]       = index < 0 ? &absent : &fields[static_cast<std::size_t>(index)];
       }
       const std::uint32_t ordinal = next_ordinal++;
-      if (only_days != nullptr && passed_over(record[c_date]->value)) { continue; }
+      if (passed_over(record[c_date]->value, record[c_country]->value)) { continue; }
       checked_line line;
       if (auto bad = check_line(record, dates, line, is_ascii(reader.raw()))) {
         hold(bad->reason, std::move(bad->detail), record[bad->column]->line, record[bad->column]->column);
       } else {
         const std::string_view id = record[c_id]->value;
         chunk.lines.push_back(line);
-        if (only_days != nullptr) { chunk.ordinal.push_back(ordinal); }
+        if (only != nullptr) { chunk.ordinal.push_back(ordinal); }
         chunk.line.push_back(reader.record_line());
         chunk.start.push_back(reader.record_start());
         chunk.id_hash.push_back(detail::hash_bytes(id));
@@ -1796,15 +1824,15 @@ void shipment_log_builder::state::append_to_batch(const checked_line& line, std:
   batch.id_end.push_back(batch.id_bytes.size());
 }
 
-void shipment_log_builder::state::replay(const std::vector<day_t>& days,
-                                         const std::function<bool(std::int64_t, std::int64_t)>& may_hold,
+void shipment_log_builder::state::replay(const replay_scope& scope,
                                          const std::function<void(const line_batch&)>& sink)
 {
   CAPLEDGER_EXPECTS(streaming(), "replay needs a streaming ingest");
+  const std::vector<day_t>& days = scope.days;
   if (days.empty()) { return; }
   dictionary_snapshots known;  // every value is in the dictionaries now: codes are found, not added
   known.catch_up(log);
-  const day_set wanted_days(days);
+  const wanted_lines wanted(scope);
   // The wanted sections, each parsed again on its own (a section starts at a record start); in
   // groups read in parallel, then handed over in input order.
   struct wanted_section {
@@ -1818,7 +1846,9 @@ void shipment_log_builder::state::replay(const std::vector<day_t>& days,
       const auto at       = std::lower_bound(days.begin(), days.end(), part.first_day);
       if (at == days.end() || *at > part.last_day) { continue; }
       // Its accepted lines, at most one per candidate, start at first_position.
-      if (may_hold && !may_hold(part.first_position, part.first_position + section_lines - 1)) { continue; }
+      if (scope.may_hold && !scope.may_hold(part.first_position, part.first_position + section_lines - 1)) {
+        continue;
+      }
       todo.push_back({&record, k});
     }
   }
@@ -1842,7 +1872,7 @@ void shipment_log_builder::state::replay(const std::vector<day_t>& days,
         // are passed over once their date is read. Only where every record was a candidate, so
         // that the lines passed over can be counted without checking them.
         parse_chunk(file.text, file.columns, file.field_count, known, parsed[g],
-                    part.had_rejects ? nullptr : &wanted_days);
+                    part.had_rejects ? nullptr : &wanted);
       });
     }
     parsing.finish();

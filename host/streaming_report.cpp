@@ -488,7 +488,7 @@ class streaming_aggregator {
   void find_crossing_lines(shipment_log_builder& builder)
   {
     std::unordered_map<std::int64_t, crossing_search*> country, nveu, order, annual;
-    std::vector<day_t> days;
+    std::vector<std::pair<day_t, std::int64_t>> crossings;  // (day, country; -1: another check's key)
     std::vector<std::uint64_t> wanted;  // (check key, crossing day) as `filter_` knows them
     for (auto [family, index, check] :
          {std::tuple{&country_, &country, country_check}, std::tuple{&nveu_, &nveu, nveu_check},
@@ -498,15 +498,28 @@ class streaming_aggregator {
         if (k.crosses &&
             (family != &country_ || context_.country_cap_tpp[static_cast<std::size_t>(k.key)] >= 0)) {
           (*index)[k.key] = &k.search;
-          days.push_back(k.search.day);
+          crossings.emplace_back(k.search.day, family == &country_ ? k.key : -1);
           wanted.push_back(position_filter::key_of(check, k.key, k.search.day));
         }
       }
     }
-    if (days.empty()) { return; }
-    std::sort(days.begin(), days.end());
-    days.erase(std::unique(days.begin(), days.end()), days.end());
-    const auto on_a_crossing_day = [&](day_t day) {
+    if (crossings.empty()) { return; }
+    // On a day where only country caps cross, only those countries' lines are read again.
+    replay_scope scope;
+    std::sort(crossings.begin(), crossings.end());
+    for (std::size_t c = 0; c < crossings.size();) {
+      const day_t day = crossings[c].first;
+      scope.days.push_back(day);
+      std::vector<std::uint16_t>& countries = scope.countries.emplace_back();
+      bool every_line                       = false;  // another check's key crosses that day
+      for (; c < crossings.size() && crossings[c].first == day; ++c) {
+        every_line = every_line || crossings[c].second < 0;
+        countries.push_back(static_cast<std::uint16_t>(crossings[c].second));
+      }
+      if (every_line) { countries.clear(); }
+    }
+    const std::vector<day_t>& days = scope.days;
+    const auto on_a_crossing_day   = [&](day_t day) {
       return std::binary_search(days.begin(), days.end(), day);
     };
 
@@ -525,10 +538,10 @@ class streaming_aggregator {
                                  batch.columns.country[i]};
       }
     };
-    const auto may_hold = [&](std::int64_t first, std::int64_t last) {
+    scope.may_hold = [&](std::int64_t first, std::int64_t last) {
       return filter_.may_hold(first, last, wanted);
     };
-    builder.replay(days, may_hold, [&](const line_batch& batch) {
+    builder.replay(scope, [&](const line_batch& batch) {
       const shipment_columns& c = batch.columns;
       for (std::int64_t k = 0; k < batch.size(); ++k) {
         const auto i     = static_cast<std::size_t>(k);

@@ -473,12 +473,13 @@ TEST(FastCsvReaderFuzzRegression, FirstChunkSkipsTheByteOrderMark)
   EXPECT_EQ(second.next(), csv_status::end);
 }
 
-// `peek_plain_field` (a replay's date-only look at a line) against `next`: two readers in
-// lockstep over random texts of commas, quotes, spaces, tabs, CR, LF and short and long lines,
-// each from several starting lines and limits. Where the peek gives a field, `next` reads a
-// record with that field, and skipping lands where reading does; where it gives none, nothing
-// was consumed and `next` reads on as usual.
-TEST(FastCsvReader, PeekedFieldIsTheFieldNextReads)
+// `peek_plain_fields` (a replay's look at a line's date and country) against `next`: two
+// readers in lockstep over random texts of commas, quotes, spaces, tabs, CR, LF and short and
+// long lines, each from several starting lines and limits, asking for two fields (in either
+// order, or the same one twice). Where the peek gives them, `next` reads a record with those
+// fields, and skipping lands where reading does; where it gives none, nothing was consumed
+// and `next` reads on as usual.
+TEST(FastCsvReader, PeekedFieldsAreTheFieldsNextReads)
 {
   std::mt19937 random(7);
   const char alphabet[] = {'a', 'b', '1', ',', ',', ',', '"', ' ', '\t', '\r', '\n', '\n'};
@@ -494,19 +495,21 @@ TEST(FastCsvReader, PeekedFieldIsTheFieldNextReads)
     for (std::size_t i = 0; i < text.size(); ++i) {
       if (text[i] == '\n') { starts.push_back(i + 1); }
     }
-    const std::size_t begin = starts[random() % starts.size()];
-    const std::size_t limit = begin + random() % (text.size() - begin + 2);
-    const std::size_t index = random() % 4;
+    const std::size_t begin  = starts[random() % starts.size()];
+    const std::size_t limit  = begin + random() % (text.size() - begin + 2);
+    const std::size_t first  = random() % 4;
+    const std::size_t second = random() % 4;
     fast_csv_reader peeking(text, begin, limit, 1), reading(text, begin, limit, 1);
     for (int step = 0; step < 1000; ++step) {
       SCOPED_TRACE("round " + std::to_string(round) + ", step " + std::to_string(step));
-      const auto field  = peeking.peek_plain_field(index);
+      const auto fields = peeking.peek_plain_fields(first, second);
       const auto status = reading.next();
-      if (field) {
+      if (fields) {
         ++peeked;
         ASSERT_EQ(status, csv_status::record);
-        ASSERT_GT(reading.fields().size(), index);
-        ASSERT_EQ(*field, reading.fields()[index].value);
+        ASSERT_GT(reading.fields().size(), std::max(first, second));
+        ASSERT_EQ(fields->first, reading.fields()[first].value);
+        ASSERT_EQ(fields->second, reading.fields()[second].value);
         peeking.skip_peeked();
       } else {
         ASSERT_EQ(peeking.next(), status);

@@ -198,6 +198,17 @@ struct shipment_log {
 };
 
 /// @brief Too many rejected lines (more than `--max-rejects`).
+/// @brief What `shipment_log_builder::replay` reads again.
+struct replay_scope {
+  std::vector<day_t> days;  ///< sorted, no repeats
+  /// Empty, or one entry per day: the country codes whose lines alone are wanted that day
+  /// (none listed: every line of the day).
+  std::vector<std::vector<std::uint16_t>> countries;
+  /// When set, a section whose input positions lie in [first, last] is not read where it
+  /// returns false: the caller knows it needs none of them.
+  std::function<bool(std::int64_t first, std::int64_t last)> may_hold;
+};
+
 class too_many_rejects : public std::runtime_error {
  public:
   /// @param max_rejects the `--max-rejects` limit; @param last the rejected line past it
@@ -236,15 +247,12 @@ class shipment_log_builder {
   /// @brief Lines rejected so far (also after a too_many_rejects was thrown).
   [[nodiscard]] const std::vector<rejected_line>& rejects() const;
   /// @brief Streaming only: hands to @p sink again, in input order, every accepted line dated on
-  /// one of @p days (sorted, no repeats): the same lines, positions and codes as the first time.
-  /// Only the sections of the log (at most 512 lines in a row) whose dates span one of the days
-  /// are read again, so logs roughly in date order read little; in a section, a line of another
-  /// day costs its date's parse. Batches may hold lines of other days too.
-  /// @param may_hold when given, a section whose input positions lie in [first, last] is not
-  /// read either where `may_hold(first, last)` is false: the caller knows it needs none of them.
-  void replay(const std::vector<day_t>& days,
-              const std::function<bool(std::int64_t first, std::int64_t last)>& may_hold,
-              const std::function<void(const line_batch&)>& sink);
+  /// one of `scope.days` (of one of the day's countries, where `scope.countries` names some):
+  /// the same lines, positions and codes as the first time. Only the sections of the log (at
+  /// most 512 lines in a row) whose dates span one of the days are read again, so logs roughly
+  /// in date order read little; in a section, a line of another day or country costs its date's
+  /// and country's reading. Batches may hold other lines too.
+  void replay(const replay_scope& scope, const std::function<void(const line_batch&)>& sink);
   /// @brief Streaming: the shipment id of the record at @p offset of all inputs (as `on_id` gives it).
   [[nodiscard]] std::string shipment_id_at(std::uint64_t offset) const;
   /// @brief Accepted lines so far.

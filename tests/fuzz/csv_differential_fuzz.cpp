@@ -407,28 +407,32 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       mismatch("fast_csv_reader (chunks)", call, "chunks ended early", expected[call], csv_status::end, {});
     }
   }
-  // `peek_plain_field` (a replay's look at one field of a line): where it gives a field, `next`
-  // (compared with the reference above) reads a record holding it, and skipping the line lands
-  // where reading it does; where it gives none, nothing was consumed.
+  // `peek_plain_fields` (a replay's look at two fields of a line): where it gives them, `next`
+  // (compared with the reference above) reads a record holding them, and skipping the line
+  // lands where reading it does; where it gives none, nothing was consumed.
   {
-    const std::size_t index = hash % 4;
+    const std::size_t first = hash % 4, second = (hash >> 8) % 4;
     fast_csv_reader peeking(text), reading(text);
     for (std::size_t call = 0;; ++call) {
-      const auto field        = peeking.peek_plain_field(index);
+      const auto fields       = peeking.peek_plain_fields(first, second);
       const csv_status status = reading.next();
-      if (field) {
-        if (status != csv_status::record || reading.fields().size() <= index ||
-            reading.fields()[index].value != *field) {
-          std::fprintf(stderr, "peek_plain_field(%zu), call %zu: not the field next reads\n", index, call);
+      if (fields) {
+        if (status != csv_status::record || reading.fields().size() <= std::max(first, second) ||
+            reading.fields()[first].value != fields->first ||
+            reading.fields()[second].value != fields->second) {
+          std::fprintf(stderr, "peek_plain_fields(%zu, %zu), call %zu: not the fields next reads\n", first,
+                       second, call);
           std::abort();
         }
         peeking.skip_peeked();
       } else if (peeking.next() != status) {
-        std::fprintf(stderr, "peek_plain_field(%zu), call %zu: next after a declined peek differs\n", index, call);
+        std::fprintf(stderr, "peek_plain_fields(%zu, %zu), call %zu: next after a declined peek differs\n",
+                     first, second, call);
         std::abort();
       }
       if (peeking.position() != reading.position() || peeking.line() != reading.line()) {
-        std::fprintf(stderr, "peek_plain_field(%zu), call %zu: position differs\n", index, call);
+        std::fprintf(stderr, "peek_plain_fields(%zu, %zu), call %zu: position differs\n", first, second,
+                     call);
         std::abort();
       }
       if (status == csv_status::end) { break; }
