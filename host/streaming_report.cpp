@@ -102,12 +102,14 @@ class bin_table {
     day_t day;
     day_bin bin;
   };
-  /// Every (key, day, bin), sorted by key then day.
-  [[nodiscard]] std::vector<entry> sorted() const
+  /// Every (key, day, bin) of the keys @p keep(key) holds for, sorted by key then day.
+  template <typename Keep>
+  [[nodiscard]] std::vector<entry> sorted(Keep keep) const
   {
     std::vector<entry> out;
     if (dense_keys_ > 0) {  // key by key, day by day: sorted as it goes
       for (std::int64_t key = 0; key < dense_keys_; ++key) {
+        if (!keep(key)) { continue; }
         for (std::int64_t d = 0; d < days_; ++d) {
           const day_bin& bin = dense_[static_cast<std::size_t>(d * dense_keys_ + key)];
           if (bin.max_prefix != day_bin{}.max_prefix) {
@@ -121,7 +123,8 @@ class bin_table {
     bins_.for_each([&](std::int64_t packed, const day_bin& bin) {
       const std::int64_t high = packed >> shift_;  // arithmetic: undoes high * 2^shift for negative keys
       const auto day          = static_cast<day_t>(first_day_ + (packed & ((std::int64_t{1} << shift_) - 1)));
-      out.push_back({packed_ ? high : keys_[static_cast<std::size_t>(high)], day, bin});
+      const std::int64_t key  = packed_ ? high : keys_[static_cast<std::size_t>(high)];
+      if (keep(key)) { out.push_back({key, day, bin}); }
     });
     std::sort(out.begin(), out.end(),
               [](const entry& a, const entry& b) { return a.key != b.key ? a.key < b.key : a.day < b.day; });
@@ -267,11 +270,14 @@ struct key_outcome {
 
 /// Walks each key's days in date order. @p limit_of(key, day) is the limit in force.
 /// @param crossing_keys_only keep only the keys that cross (LPP: one outcome per order otherwise)
-template <typename LimitOf>
-std::vector<key_outcome> walk_days(const bin_table& bins, LimitOf limit_of, bool crossing_keys_only = false)
+/// @param may_cross false for a key that cannot cross (the positive tpp of its lines sums to no
+/// more than its limit): with crossing_keys_only, its days are not even sorted
+template <typename LimitOf, typename MayCross>
+std::vector<key_outcome> walk_days(const bin_table& bins, LimitOf limit_of, bool crossing_keys_only,
+                                   MayCross may_cross)
 {
   std::vector<key_outcome> out;
-  for (const auto& e : bins.sorted()) {
+  for (const auto& e : bins.sorted([&](std::int64_t key) { return !crossing_keys_only || may_cross(key); })) {
     if (out.empty() || out.back().key != e.key) {
       if (crossing_keys_only && !out.empty() && !out.back().crosses) { out.pop_back(); }
       out.push_back({e.key, 0, false, {}});
@@ -308,10 +314,15 @@ struct first_line_seen {
   }
 };
 
+/// `v[index]`, growing @p v to hold it: its capacity doubles as it must, but only elements up to
+/// @p index are made (and their memory touched).
 template <typename Vector>
 auto& grown_at(Vector& v, std::size_t index)
 {
-  if (index >= v.size()) { v.resize(std::max(index + 1, 2 * v.size())); }
+  if (index >= v.size()) {
+    if (index >= v.capacity()) { v.reserve(std::max(index + 1, 2 * v.capacity())); }
+    v.resize(index + 1);
+  }
   return v[index];
 }
 
@@ -376,8 +387,13 @@ class streaming_aggregator {
       }
       if (path == pathway::nveu) { bin(nveu_bins_, nveu_check, entity_country_key(entity, country)); }
       if (path == pathway::lpp) {
+        const std::int64_t year_key = entity_year_key(entity, year_of(date));
         bin(order_bins_, order_check, c.order[i]);
-        bin(annual_bins_, annual_check, entity_year_key(entity, year_of(date)));
+        bin(annual_bins_, annual_check, year_key);
+        if (tpp > 0) {  // a running total never passes the sum of the positive tpp before it
+          grown_at(order_positive_tpp_, static_cast<std::size_t>(c.order[i])) += tpp;
+          annual_positive_tpp_.at(year_key) += tpp;
+        }
       }
       if (q > 0) {
         const std::int64_t position = batch.position(k);
@@ -424,17 +440,35 @@ class streaming_aggregator {
     // rendered (for millions of pairs, twice the rows' size).
     pairs_ = key_table<group_total>{};
 
-    // Day by day, which keys go over their limit and on which day.
-    country_ = walk_days(country_bins_, [&](std::int64_t country, day_t) {
-      const std::int64_t cap = context_.country_cap_tpp[static_cast<std::size_t>(country)];
-      return cap >= 0 ? cap : std::numeric_limits<std::int64_t>::max();  // uncapped: a total only
-    });
-    nveu_    = walk_days(nveu_bins_,
-                         [&](std::int64_t, day_t day) { return nveu_cap_on(context_.nveu_caps, day); });
-    order_ = walk_days(order_bins_, [&](std::int64_t, day_t) { return context_.lpp_per_order_tpp; }, true);
+    // Day by day, which keys go over their limit and on which day. Of the LPP keys (one per
+    // order: millions in a large log) only those whose positive tpp passes the limit are walked.
+    const auto every_key = [](std::int64_t) { return true; };
+    country_             = walk_days(
+                    country_bins_,
+                    [&](std::int64_t country, day_t) {
+          const std::int64_t cap = context_.country_cap_tpp[static_cast<std::size_t>(country)];
+          return cap >= 0 ? cap : std::numeric_limits<std::int64_t>::max();  // uncapped: a total only
+        },
+                    false, every_key);
+    nveu_ = walk_days(
+        nveu_bins_, [&](std::int64_t, day_t day) { return nveu_cap_on(context_.nveu_caps, day); }, false,
+        every_key);
+    const std::int64_t per_order = context_.lpp_per_order_tpp, per_year = context_.lpp_per_consignee_year_tpp;
+    order_ = walk_days(
+        order_bins_, [&](std::int64_t, day_t) { return per_order; }, true,
+        [&](std::int64_t order) {
+          const auto at = static_cast<std::size_t>(order);  // an order of returns only has none
+          return at < order_positive_tpp_.size() && order_positive_tpp_[at] > per_order;
+        });
     annual_ = walk_days(
-        annual_bins_, [&](std::int64_t, day_t) { return context_.lpp_per_consignee_year_tpp; }, true);
+        annual_bins_, [&](std::int64_t, day_t) { return per_year; }, true,
+        [&](std::int64_t key) {
+          const std::int64_t* positive = annual_positive_tpp_.find(key);
+          return positive != nullptr && *positive > per_year;
+        });
     for (bin_table* bins : {&country_bins_, &nveu_bins_, &order_bins_, &annual_bins_}) { bins->release(); }
+    order_positive_tpp_  = {};
+    annual_positive_tpp_ = key_table<std::int64_t>{};
     find_crossing_lines(builder);
     filter_ = position_filter{};
 
@@ -478,6 +512,10 @@ class streaming_aggregator {
   /// The checks' numbers in `filter_`'s keys.
   static constexpr int country_check = 0, nveu_check = 1, order_check = 2, annual_check = 3;
   position_filter filter_;  ///< where the lines out of date order of each (check key, day) lie
+  /// Sums of the positive tpp of the LPP lines of each order (by code) and (entity, year): a key
+  /// whose sum is within its limit cannot cross it.
+  std::vector<std::int64_t> order_positive_tpp_;
+  key_table<std::int64_t> annual_positive_tpp_;
   key_table<first_line_seen> prohibited_, unauthorized_;
   std::vector<key_outcome> country_, nveu_, order_, annual_;
   /// By position: an open-addressing table (key and detail side by side), where a node-based map
