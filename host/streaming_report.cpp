@@ -24,6 +24,7 @@
 #include <condition_variable>
 #include <deque>
 #include <exception>
+#include <future>
 #include <limits>
 #include <memory>
 #include <mutex>
@@ -417,28 +418,32 @@ class streaming_aggregator {
     out_.by_entity.resize(static_cast<std::size_t>(sizes.entities));
     out_.by_chip.resize(static_cast<std::size_t>(sizes.chips));
     out_.by_exporter.resize(static_cast<std::size_t>(sizes.exporters));
-    // Sorted by (entity, country) without comparing them all: a counting pass places each
-    // entity's pairs (millions, in a large log), then each entity's few countries are sorted.
-    std::vector<std::size_t> run_start(static_cast<std::size_t>(sizes.entities) + 1, 0);
-    pairs_.for_each([&](std::int64_t key, const group_total&) {
-      ++run_start[static_cast<std::size_t>(key / 65536) + 1];
+    // The (entity, country) rows are sorted on a thread of their own while the checks' days are
+    // walked and read again here (they share nothing).
+    std::future<void> pairs_sorted = std::async(std::launch::async, [this, &sizes] {
+      // Sorted by (entity, country) without comparing them all: a counting pass places each
+      // entity's pairs (millions, in a large log), then each entity's few countries are sorted.
+      std::vector<std::size_t> run_start(static_cast<std::size_t>(sizes.entities) + 1, 0);
+      pairs_.for_each([&](std::int64_t key, const group_total&) {
+        ++run_start[static_cast<std::size_t>(key / 65536) + 1];
+      });
+      for (std::size_t e = 1; e < run_start.size(); ++e) { run_start[e] += run_start[e - 1]; }
+      out_.by_entity_country.resize(pairs_.size());
+      std::vector<std::size_t> next(run_start.begin(), run_start.end() - 1);
+      pairs_.for_each([&](std::int64_t key, const group_total& total) {
+        const auto entity                      = static_cast<std::size_t>(key / 65536);
+        out_.by_entity_country[next[entity]++] = {static_cast<std::int32_t>(entity),
+                                                  static_cast<std::uint16_t>(key % 65536), total};
+      });
+      for (std::size_t e = 0; e + 1 < run_start.size(); ++e) {
+        std::sort(out_.by_entity_country.begin() + static_cast<std::ptrdiff_t>(run_start[e]),
+                  out_.by_entity_country.begin() + static_cast<std::ptrdiff_t>(run_start[e + 1]),
+                  [](const pair_total& a, const pair_total& b) { return a.country < b.country; });
+      }
+      // Each table goes once its rows are out: it is the largest thing held while the report is
+      // rendered (for millions of pairs, twice the rows' size).
+      pairs_ = key_table<group_total>{};
     });
-    for (std::size_t e = 1; e < run_start.size(); ++e) { run_start[e] += run_start[e - 1]; }
-    out_.by_entity_country.resize(pairs_.size());
-    std::vector<std::size_t> next(run_start.begin(), run_start.end() - 1);
-    pairs_.for_each([&](std::int64_t key, const group_total& total) {
-      const auto entity                      = static_cast<std::size_t>(key / 65536);
-      out_.by_entity_country[next[entity]++] = {static_cast<std::int32_t>(entity),
-                                                static_cast<std::uint16_t>(key % 65536), total};
-    });
-    for (std::size_t e = 0; e + 1 < run_start.size(); ++e) {
-      std::sort(out_.by_entity_country.begin() + static_cast<std::ptrdiff_t>(run_start[e]),
-                out_.by_entity_country.begin() + static_cast<std::ptrdiff_t>(run_start[e + 1]),
-                [](const pair_total& a, const pair_total& b) { return a.country < b.country; });
-    }
-    // Each table goes once its rows are out: it is the largest thing held while the report is
-    // rendered (for millions of pairs, twice the rows' size).
-    pairs_ = key_table<group_total>{};
 
     // Day by day, which keys go over their limit and on which day. Of the LPP keys (one per
     // order: millions in a large log) only those whose positive tpp passes the limit are walked.
@@ -497,6 +502,7 @@ class streaming_aggregator {
                 [](const keyed_first_line& a, const keyed_first_line& b) { return a.key < b.key; });
       *family.first = key_table<first_line_seen>{};
     }
+    pairs_sorted.get();
     return std::move(out_);
   }
 
