@@ -1868,8 +1868,8 @@ void shipment_log_builder::state::replay(const replay_scope& scope,
         const std::size_t end =
             k + 1 < record->sections.size() ? record->sections[k + 1].start : record->limit;
         parsed[g].reset(part.start, end);
-        // A log out of date order has nearly every section on the list: its lines of other days
-        // are passed over once their date is read. Only where every record was a candidate, so
+        // A section on the list holds lines of other days (and countries) too: they are passed
+        // over once their date and country are read. Only where every record was a candidate, so
         // that the lines passed over can be counted without checking them.
         parse_chunk(file.text, file.columns, file.field_count, known, parsed[g],
                     part.had_rejects ? nullptr : &wanted);
