@@ -189,14 +189,15 @@ void ledger_init(const std::string& db_path)
 ledger_ingest_result ledger_ingest(const ledger_ingest_options& options)
 {
   if (options.inputs.empty()) { throw config_error("ledger ingest needs at least one shipment log"); }
-  std::vector<std::string> read = options.inputs;
-  read.insert(read.end(), {options.db_path, options.entities_path, options.countries_path, options.chips_path,
-                           options.rules_path});
-  detail::refuse_outputs_over_inputs(read, {{"--rejects", options.rejects_path}});
   report_options reference_options;
   reference_options.countries_path = options.countries_path;
   reference_options.chips_path     = options.chips_path;
   reference_options.rules_path     = options.rules_path;
+  reference_options.entities_path  = options.entities_path;
+  std::vector<std::string> read    = reference_files_read(reference_options);
+  read.insert(read.end(), options.inputs.begin(), options.inputs.end());
+  read.push_back(options.db_path);
+  detail::refuse_outputs_over_inputs(read, {{"--rejects", options.rejects_path}});
   const reference_data ref         = load_reference(reference_options);
   // Validate the entities file before touching the ledger: a bad one changes nothing.
   std::string entities_text;
@@ -392,7 +393,7 @@ int run_ledger_report(const std::string& db_path, const report_options& options,
       const report_output report =
           render_report(ref, *state, options, context, state->aggregate(context), engine->name(), as_of);
       rejects_output rejects(options.rejects_path, options.out_dir);
-      add_stored_rejects(rejects, state->rejects(), options);
+      add_stored_rejects(rejects, state->rejects(), options, diagnostics);
       return emit_report(report, rejects, options, out, diagnostics);
     }
   }

@@ -291,9 +291,9 @@ std::vector<reconciliation_row> reconcile_inventory(const reference_data& ref, c
 int run_reconcile(const std::string& db_path, const std::string& inventory_path,
                   const report_options& options, std::ostream& out, std::ostream& diagnostics)
 {
-  detail::refuse_outputs_over_inputs({db_path, inventory_path, options.entities_path, options.rules_path,
-                                      options.countries_path, options.chips_path},
-                                     {}, {"--out", options.out_dir});
+  std::vector<std::string> read = reference_files_read(options);
+  read.insert(read.end(), {db_path, inventory_path});
+  detail::refuse_outputs_over_inputs(read, {}, {"--out", options.out_dir});
   if (!options.out_dir.empty()) {
     detail::check_output_dir_replaceable(options.out_dir, {"reconciliation.csv", "summary.json"});
   }
@@ -435,9 +435,9 @@ std::vector<proposed_check> check_proposed(const reference_data& ref, const ship
 int run_check(const std::string& db_path, const std::string& proposed_path, const std::string& out_path,
               const report_options& options, std::ostream& out, std::ostream& diagnostics)
 {
-  detail::refuse_outputs_over_inputs({db_path, proposed_path, options.entities_path, options.rules_path,
-                                      options.countries_path, options.chips_path},
-                                     {{"--out", out_path}});
+  std::vector<std::string> read = reference_files_read(options);
+  read.insert(read.end(), {db_path, proposed_path});
+  detail::refuse_outputs_over_inputs(read, {{"--out", out_path}});
   const reference_data ref = load_ledger_reference(db_path, options);
   const shipment_log log   = load_ledger_log(db_path, ref, proposed_path);
   const std::int64_t first = log.file_end.size() >= 2 ? log.file_end[log.file_end.size() - 2] : 0;

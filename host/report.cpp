@@ -51,17 +51,30 @@ file_fingerprint fingerprint(const std::string& path, const std::string& shown)
 
 }  // namespace
 
+namespace {
+
+/// A reference file's path (the bundled one where @p given is empty) and its name in summary.json.
+std::pair<std::string, std::string> reference_path(const std::string& given, const std::string& bundled)
+{
+  return given.empty() ? std::pair(default_datasets_dir() + "/" + bundled, "bundled:" + bundled)
+                       : std::pair(given, given);
+}
+
+}  // namespace
+
+std::vector<std::string> reference_files_read(const report_options& options)
+{
+  return {reference_path(options.countries_path, "countries.csv").first,
+          reference_path(options.chips_path, "chips.csv").first,
+          reference_path(options.rules_path, "rules/ai-diffusion-2025.json").first, options.entities_path};
+}
+
 reference_data load_reference(const report_options& options)
 {
-  const std::string datasets = default_datasets_dir();
-  const auto pick            = [&](const std::string& given, const std::string& bundled) {
-    return given.empty() ? std::pair(datasets + "/" + bundled, "bundled:" + bundled)
-                                    : std::pair(given, given);
-  };
   reference_data ref;
-  const auto [countries_path, countries_shown] = pick(options.countries_path, "countries.csv");
-  const auto [chips_path, chips_shown]         = pick(options.chips_path, "chips.csv");
-  const auto [rules_path, rules_shown]         = pick(options.rules_path, "rules/ai-diffusion-2025.json");
+  const auto [countries_path, countries_shown] = reference_path(options.countries_path, "countries.csv");
+  const auto [chips_path, chips_shown]         = reference_path(options.chips_path, "chips.csv");
+  const auto [rules_path, rules_shown] = reference_path(options.rules_path, "rules/ai-diffusion-2025.json");
   ref.countries                                = load_countries(countries_path);
   ref.chips                                    = load_chips(chips_path);
   ref.rules                                    = load_rule_set(rules_path);
@@ -547,22 +560,25 @@ std::filesystem::path normalized(const std::string& path)
   return out;
 }
 
+/// Whether @p path names a file in @p dir (a normalized path) or in a folder below it.
+bool lies_in(const fs::path& dir, const std::string& path)
+{
+  const fs::path parent = normalized(path).parent_path();
+  return std::mismatch(dir.begin(), dir.end(), parent.begin(), parent.end()).first == dir.end();
+}
+
 }  // namespace
 
 rejects_output::rejects_output(const std::string& path, const std::string& out_dir) : path_(path)
 {
   if (path_.empty()) { return; }
   std::string staging_dir;
-  if (!out_dir.empty()) {
-    const std::filesystem::path out    = normalized(out_dir);  // `--out result/` too
-    const std::filesystem::path parent = normalized(path_).parent_path();
-    const auto inside =
-        std::mismatch(out.begin(), out.end(), parent.begin(), parent.end()).first == out.end();
-    if (inside) {  // the directory is replaced before the file is put in place
-      staging_dir = out.parent_path().string();
-      std::error_code ec;
-      std::filesystem::create_directories(staging_dir, ec);  // as writing the directory would
-    }
+  if (!out_dir.empty() && lies_in(normalized(out_dir), path_)) {
+    // The directory is replaced before the file is put in place.
+    out_dir_    = out_dir;
+    staging_dir = normalized(out_dir).parent_path().string();
+    std::error_code ec;
+    std::filesystem::create_directories(staging_dir, ec);  // as writing the directory would
   }
   file_ = std::make_unique<detail::atomic_file_writer>(path_, staging_dir);
   csv_text header({"file", "line", "column", "reason", "raw"});
@@ -587,6 +603,16 @@ void rejects_output::add(const rejected_line& line)
 void rejects_output::commit()
 {
   if (file_) { file_->commit(); }
+}
+
+void rejects_output::commit_stopped(std::ostream& diagnostics)
+{
+  if (out_dir_.empty()) {
+    commit();
+    return;
+  }
+  diagnostics << "capledger: " << path_ << " is not written: it lies in the --out directory " << out_dir_
+              << ", which a stopped run leaves as it was\n";
 }
 
 void rejects_output::note(std::ostream& diagnostics) const
@@ -621,18 +647,18 @@ int finish_report(const reference_data& ref, const shipment_log& log, const repo
                   backend& engine, std::ostream& out, std::ostream& diagnostics)
 {
   rejects_output rejects(options.rejects_path, options.out_dir);
-  add_stored_rejects(rejects, log.rejects, options);
+  add_stored_rejects(rejects, log.rejects, options, diagnostics);
   return emit_report(build_report(ref, log, options, engine), rejects, options, out, diagnostics);
 }
 
 void add_stored_rejects(rejects_output& rejects, const std::vector<rejected_line>& stored,
-                        const report_options& options)
+                        const report_options& options, std::ostream& diagnostics)
 {
   std::int64_t count = 0;
   for (const rejected_line& r : stored) {
     rejects.add(r);
     if (options.max_rejects >= 0 && ++count > options.max_rejects) {
-      rejects.commit();
+      rejects.commit_stopped(diagnostics);
       throw too_many_rejects(options.max_rejects, r);
     }
   }
@@ -664,15 +690,27 @@ void check_report_outputs(const report_options& options, const std::vector<std::
 {
   std::vector<std::string> read = options.inputs;
   read.insert(read.end(), also_read.begin(), also_read.end());
-  for (const std::string* path :
-       {&options.entities_path, &options.rules_path, &options.countries_path, &options.chips_path}) {
-    read.push_back(*path);
-  }
+  for (const std::string& path : reference_files_read(options)) { read.push_back(path); }
   detail::refuse_outputs_over_inputs(read, {{"--rejects", options.rejects_path}}, {"--out", options.out_dir});
   if (options.out_dir.empty()) { return; }
   // One path for both would write the report, then fail to put the rejects file in its place.
   if (!options.rejects_path.empty() && normalized(options.rejects_path) == normalized(options.out_dir)) {
     throw config_error("--rejects " + options.rejects_path + " is the --out directory; name another file");
+  }
+  // The directory is replaced whole: a rejects file in a folder inside it would have no folder to
+  // go to once the report is in place, and one under a report file's name would replace it.
+  if (!options.rejects_path.empty() && lies_in(normalized(options.out_dir), options.rejects_path)) {
+    const auto file = normalized(options.rejects_path);
+    if (file.parent_path() != normalized(options.out_dir)) {
+      throw config_error("--rejects " + options.rejects_path +
+                         " lies in a folder inside the --out directory " + options.out_dir +
+                         ", which is replaced whole; put it directly in " + options.out_dir +
+                         " or outside it");
+    }
+    if (report_file_names().count(file.filename().string()) != 0) {
+      throw config_error("--rejects " + options.rejects_path + " is the report's own " +
+                         file.filename().string() + " in --out " + options.out_dir + "; name another file");
+    }
   }
   std::set<std::string> replaceable = report_file_names();
   for (const auto& name : rejects_file_in_out_dir(options)) { replaceable.insert(name); }
@@ -749,7 +787,7 @@ int run_report(const report_options& options, std::ostream& out, std::ostream& d
           },
           kept);
     } catch (const too_many_rejects&) {
-      rejects.commit();
+      rejects.commit_stopped(diagnostics);
       throw;
     }
     return emit_report(report, rejects, options, out, diagnostics);
@@ -758,7 +796,7 @@ int run_report(const report_options& options, std::ostream& out, std::ostream& d
   try {
     for (const auto& path : options.inputs) { builder.add_file(path); }
   } catch (const too_many_rejects&) {
-    rejects.commit();
+    rejects.commit_stopped(diagnostics);
     throw;
   }
   const shipment_log log = builder.finish();

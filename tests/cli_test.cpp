@@ -479,6 +479,56 @@ TEST_F(Cli, RejectsFileInsideTheOutputDirectory)
   }
 }
 
+// Where the rejects file may not go in the output directory, which is replaced whole: a folder
+// inside it (gone once the report is in place: the run used to fail after writing the report),
+// or a report file's name (the rejects used to replace summary.json). Refused before anything is
+// written. And a run stopped by --max-rejects leaves the directory as it was, so its rejects
+// file there is not written either (it used to fail on a missing directory, or drop the stopped
+// run's rejects beside an earlier report).
+TEST_F(Cli, RejectsFileInTheOutputDirectoryOnlyWhereItCanGo)
+{
+  const auto log = write("log.csv", clean_log + "S9,2025-02-01,E1,US,NOPE,1\n");
+  auto r         = run("report --backend cpu " + log + " --out result --rejects result/sub/rejects.csv");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("lies in a folder inside the --out directory"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(work_ / "result"));
+  r = run("report --backend cpu " + log + " --out result --rejects result/summary.json");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("is the report's own summary.json"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(work_ / "result"));
+
+  r = run("report --backend cpu " + log + " --out fresh --rejects fresh/rejects.csv --max-rejects 0");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("more than 0 rejected lines"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("is not written: it lies in the --out directory"), std::string::npos) << r.err;
+  EXPECT_EQ(entries(work_), (std::set<std::string>{"log.csv"}));
+
+  ASSERT_EQ(run("report --backend cpu " + log + " --out result --rejects result/rejects.csv").exit_code, 0);
+  const std::string before = read_text(work_ / "result" / "rejects.csv");
+  const auto bad_twice =
+      write("log.csv", clean_log + "S9,2025-02-01,E1,US,NOPE,1\nS8,2025-02-31,E1,US,H100-SXM,1\n");
+  EXPECT_EQ(
+      run("report --backend cpu " + bad_twice + " --out result --rejects result/rejects.csv --max-rejects 1")
+          .exit_code,
+      2);
+  EXPECT_EQ(read_text(work_ / "result" / "rejects.csv"), before);  // the earlier run's, with its report
+}
+
+// A rejects file may not replace a bundled reference file either (found through
+// CAPLEDGER_DATASETS here): only files named by a flag used to be checked.
+TEST_F(Cli, RejectsFileOverABundledReferenceFileIsRefused)
+{
+  const fs::path datasets = work_ / "ds";
+  fs::copy(capledger::default_datasets_dir(), datasets, fs::copy_options::recursive);
+  const std::string chips = read_text(datasets / "chips.csv");
+  const auto log          = write("log.csv", clean_log + "S9,2025-02-01,E1,US,NOPE,1\n");
+  const auto r = run_shell("CAPLEDGER_DATASETS='" + datasets.string() + "' CLI report --backend cpu " + log +
+                           " --rejects " + (datasets / "chips.csv").string() + " </dev/null");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("--rejects"), std::string::npos) << r.err;
+  EXPECT_EQ(read_text(datasets / "chips.csv"), chips);
+}
+
 TEST_F(Cli, NegativeMaxRejectsIsRefused)
 {
   const auto log = write("log.csv", clean_log);

@@ -63,9 +63,14 @@ struct reference_data {
 };
 
 /// @brief The folder that holds the bundled reference data and rule sets.
-/// Looked up in order: `$CAPLEDGER_DATASETS`, `datasets/` beside or above the executable, the
-/// source tree the program was built from.
+/// Looked up in order: `$CAPLEDGER_DATASETS`, `datasets/` beside the executable or in its parent
+/// folder, `../share/capledger/datasets` from it, the source tree the program was built from.
 [[nodiscard]] std::string default_datasets_dir();
+
+/// @brief The reference files a run with @p options reads: those its flags name, the bundled
+/// ones where they name none (as `load_reference` picks them), and the entities file if given
+/// (empty otherwise). Outputs are checked against them (`check_report_outputs`).
+[[nodiscard]] std::vector<std::string> reference_files_read(const report_options& options);
 
 /// @brief Loads the reference data named by @p options (bundled defaults for empty paths).
 /// @throw config_error, parse_error
@@ -133,11 +138,15 @@ class rejects_output {
   void add(const rejected_line& line);
   /// Puts the file in place; destroyed without it, the file is not written. @throw config_error
   void commit();
+  /// After a run stopped early (`--max-rejects`): puts the file in place, unless it lies in the
+  /// `--out` directory, which a stopped run leaves as it was (said on @p diagnostics).
+  void commit_stopped(std::ostream& diagnostics);
   /// Explains the first rejected lines on @p diagnostics, and how many there were.
   void note(std::ostream& diagnostics) const;
 
  private:
   std::string path_;
+  std::string out_dir_;  ///< the `--out` directory the file lies in, if it does
   std::unique_ptr<detail::atomic_file_writer> file_;
   std::vector<rejected_line> first_;  ///< the ones `note` shows
   std::int64_t count_ = 0;
@@ -194,10 +203,10 @@ void write_rejects(const std::string& path, const std::vector<rejected_line>& re
 
 /// @brief `ledger report`'s stored rejected lines, counted as `report` counts the lines it
 /// rejects: each added to @p rejects; past `options.max_rejects` the run stops as `report`'s
-/// does, the rejects file (committed) ending with the line past the limit.
+/// does, the rejects file (`commit_stopped`) ending with the line past the limit.
 /// @throw too_many_rejects
 void add_stored_rejects(rejects_output& rejects, const std::vector<rejected_line>& stored,
-                        const report_options& options);
+                        const report_options& options, std::ostream& diagnostics);
 
 /// @brief `ledger report` from a replayed log: builds the report of @p log, writes its outputs
 /// (`--out` directory, or stdout in `options.format`) and the rejects file of `log.rejects`
