@@ -49,10 +49,6 @@ file_fingerprint fingerprint(const std::string& path, const std::string& shown)
   return {shown, static_cast<std::int64_t>(bytes.size()), detail::sha256_hex(bytes)};
 }
 
-}  // namespace
-
-namespace {
-
 /// A reference file's path (the bundled one where @p given is empty) and its name in summary.json.
 std::pair<std::string, std::string> reference_path(const std::string& given, const std::string& bundled)
 {
@@ -699,21 +695,21 @@ void check_report_outputs(const report_options& options, const std::vector<std::
   }
   // The directory is replaced whole: a rejects file in a folder inside it would have no folder to
   // go to once the report is in place, and one under a report file's name would replace it.
-  if (!options.rejects_path.empty() && lies_in(normalized(options.out_dir), options.rejects_path)) {
-    const auto file = normalized(options.rejects_path);
-    if (file.parent_path() != normalized(options.out_dir)) {
-      throw config_error("--rejects " + options.rejects_path +
-                         " lies in a folder inside the --out directory " + options.out_dir +
-                         ", which is replaced whole; put it directly in " + options.out_dir +
-                         " or outside it");
-    }
-    if (report_file_names().count(file.filename().string()) != 0) {
-      throw config_error("--rejects " + options.rejects_path + " is the report's own " +
-                         file.filename().string() + " in --out " + options.out_dir + "; name another file");
-    }
+  const std::set<std::string> rejects_here = rejects_file_in_out_dir(options);
+  if (!options.rejects_path.empty() && rejects_here.empty() &&
+      lies_in(normalized(options.out_dir), options.rejects_path)) {
+    throw config_error("--rejects " + options.rejects_path + " lies in a folder inside the --out directory " +
+                       options.out_dir + ", which is replaced whole; put it directly in " + options.out_dir +
+                       " or outside it");
   }
   std::set<std::string> replaceable = report_file_names();
-  for (const auto& name : rejects_file_in_out_dir(options)) { replaceable.insert(name); }
+  for (const auto& name : rejects_here) {
+    if (replaceable.count(name) != 0) {
+      throw config_error("--rejects " + options.rejects_path + " is the report's own " + name + " in --out " +
+                         options.out_dir + "; name another file");
+    }
+    replaceable.insert(name);
+  }
   detail::check_output_dir_replaceable(options.out_dir, replaceable);
 }
 

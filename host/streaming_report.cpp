@@ -269,13 +269,18 @@ struct key_outcome {
   crossing_search search;
 };
 
+/// Any key may cross its limit (`walk_days`' default).
+struct every_key {
+  bool operator()(std::int64_t) const noexcept { return true; }
+};
+
 /// Walks each key's days in date order. @p limit_of(key, day) is the limit in force.
 /// @param crossing_keys_only keep only the keys that cross (LPP: one outcome per order otherwise)
 /// @param may_cross false for a key that cannot cross (the positive tpp of its lines sums to no
 /// more than its limit): with crossing_keys_only, its days are not even sorted
-template <typename LimitOf, typename MayCross>
-std::vector<key_outcome> walk_days(const bin_table& bins, LimitOf limit_of, bool crossing_keys_only,
-                                   MayCross may_cross)
+template <typename LimitOf, typename MayCross = every_key>
+std::vector<key_outcome> walk_days(const bin_table& bins, LimitOf limit_of, bool crossing_keys_only = false,
+                                   MayCross may_cross = {})
 {
   std::vector<key_outcome> out;
   for (const auto& e : bins.sorted([&](std::int64_t key) { return !crossing_keys_only || may_cross(key); })) {
@@ -447,17 +452,12 @@ class streaming_aggregator {
 
     // Day by day, which keys go over their limit and on which day. Of the LPP keys (one per
     // order: millions in a large log) only those whose positive tpp passes the limit are walked.
-    const auto every_key = [](std::int64_t) { return true; };
-    country_             = walk_days(
-                    country_bins_,
-                    [&](std::int64_t country, day_t) {
-          const std::int64_t cap = context_.country_cap_tpp[static_cast<std::size_t>(country)];
-          return cap >= 0 ? cap : std::numeric_limits<std::int64_t>::max();  // uncapped: a total only
-        },
-                    false, every_key);
-    nveu_ = walk_days(
-        nveu_bins_, [&](std::int64_t, day_t day) { return nveu_cap_on(context_.nveu_caps, day); }, false,
-        every_key);
+    country_ = walk_days(country_bins_, [&](std::int64_t country, day_t) {
+      const std::int64_t cap = context_.country_cap_tpp[static_cast<std::size_t>(country)];
+      return cap >= 0 ? cap : std::numeric_limits<std::int64_t>::max();  // uncapped: a total only
+    });
+    nveu_ =
+        walk_days(nveu_bins_, [&](std::int64_t, day_t day) { return nveu_cap_on(context_.nveu_caps, day); });
     const std::int64_t per_order = context_.lpp_per_order_tpp, per_year = context_.lpp_per_consignee_year_tpp;
     order_ = walk_days(
         order_bins_, [&](std::int64_t, day_t) { return per_order; }, true,
