@@ -51,6 +51,11 @@ std::string exact_decimal(std::int64_t numerator, std::int64_t denominator, int 
   return negative && rounded != 0 ? "-" + text : text;
 }
 
+std::string exact_difference(std::int64_t minuend, std::int64_t subtrahend)
+{
+  return wide_to_string(static_cast<wide>(minuend) - subtrahend);
+}
+
 std::optional<ppm_t> parse_ppm(std::string_view text)
 {
   if (text.empty()) { return std::nullopt; }

@@ -117,6 +117,27 @@ std::uint64_t magnitude(std::int64_t value)
   return value < 0 ? 0 - static_cast<std::uint64_t>(value) : static_cast<std::uint64_t>(value);
 }
 
+/// An integer of the `meta` table (0 when absent).
+std::int64_t meta_value(sql_connection& db, const char* key)
+{
+  return db.query_int(std::string("SELECT value FROM meta WHERE key = '") + key + "'").value_or(0);
+}
+
+/// The file and source line of the stored line with a shipment id.
+constexpr const char* find_id_sql =
+    "SELECT f.path, l.source_line FROM lines l JOIN files f ON f.file_id = l.file_id WHERE l.shipment_id = ?";
+
+/// `file:line` of the stored line with shipment id @p id (@p find_id: `find_id_sql`), or
+/// nullopt: what a `DUPLICATE_ID` names.
+std::optional<std::string> stored_line_of_id(sql_statement& find_id, std::string_view id)
+{
+  find_id.bind(1, id);
+  std::optional<std::string> where;
+  if (find_id.step()) { where = std::string(find_id.text(0)) + ":" + std::to_string(find_id.int64(1)); }
+  find_id.reset();
+  return where;
+}
+
 /// Feeds every stored file, with its lines and rejects, to @p builder in ingest order: the log
 /// `report` would have built from the original files. Runs inside the caller's transaction.
 void replay_ledger(sql_connection& db, shipment_log_builder& builder)
@@ -212,17 +233,12 @@ ledger_ingest_result ledger_ingest(const ledger_ingest_options& options)
   db.exec("PRAGMA synchronous = FULL");
   db.exec("BEGIN IMMEDIATE");  // one writer at a time; a second ingest waits for the lock
   try {
-    const auto meta = [&](const char* key) {
-      return db.query_int(std::string("SELECT value FROM meta WHERE key = '") + key + "'").value_or(0);
-    };
     const std::int64_t first_file_id = db.query_int("SELECT MAX(file_id) FROM files").value_or(0) + 1;
     // Lines are never deleted, so seq runs 1..count and MAX(seq) counts them (COUNT(*) would scan).
     const std::int64_t first_line = db.query_int("SELECT MAX(seq) FROM lines").value_or(0);
     std::int64_t file_id          = first_file_id;
 
-    sql_statement find_id(db.handle(),
-                          "SELECT f.path, l.source_line FROM lines l JOIN files f ON f.file_id = l.file_id "
-                          "WHERE l.shipment_id = ?");
+    sql_statement find_id(db.handle(), find_id_sql);
     sql_statement insert_line(
         db.handle(),
         "INSERT INTO lines(shipment_id, date, entity, country, chip, quantity, pathway, "
@@ -232,15 +248,9 @@ ledger_ingest_result ledger_ingest(const ledger_ingest_options& options)
     ingest_options ingest;
     ingest.keep_rejects             = !options.rejects_path.empty();
     ingest.max_rejects              = options.max_rejects;
-    ingest.earlier_abs_tpp_sum      = static_cast<std::uint64_t>(meta("abs_tpp_sum"));
-    ingest.earlier_abs_quantity_sum = static_cast<std::uint64_t>(meta("abs_quantity_sum"));
-    ingest.earlier_id               = [&](std::string_view id) -> std::optional<std::string> {
-      find_id.bind(1, id);
-      std::optional<std::string> where;
-      if (find_id.step()) { where = std::string(find_id.text(0)) + ":" + std::to_string(find_id.int64(1)); }
-      find_id.reset();
-      return where;
-    };
+    ingest.earlier_abs_tpp_sum      = static_cast<std::uint64_t>(meta_value(db, "abs_tpp_sum"));
+    ingest.earlier_abs_quantity_sum = static_cast<std::uint64_t>(meta_value(db, "abs_quantity_sum"));
+    ingest.earlier_id               = [&](std::string_view id) { return stored_line_of_id(find_id, id); };
     ingest.on_accepted = [&](const shipment_fields& f) {
       const std::int64_t quantity = parse_stored_int(f.quantity);  // validated already
       insert_line.bind(1, f.shipment_id).bind(2, f.date).bind(3, f.entity).bind(4, f.country).bind(5, f.chip);
@@ -353,8 +363,7 @@ reference_data load_ledger_reference(const std::string& db_path, const report_op
   return ref;
 }
 
-shipment_log load_ledger_log(const std::string& db_path, const reference_data& ref,
-                             const std::string& proposed)
+shipment_log load_ledger_log(const std::string& db_path, const reference_data& ref)
 {
   sql_connection db = open_ledger(db_path, sql_connection::mode::read_only);
   // A read transaction: the files, lines and rejects read below are one consistent snapshot even
@@ -363,8 +372,42 @@ shipment_log load_ledger_log(const std::string& db_path, const reference_data& r
   shipment_log_builder builder(ref.countries, ref.chips, ingest_options{});
   replay_ledger(db, builder);
   db.exec("COMMIT");
-  if (!proposed.empty()) { builder.add_file(proposed); }
   return builder.finish();
+}
+
+check_inputs load_check_inputs(const std::string& db_path, const reference_data& ref,
+                               const std::string& proposed_path, bool replay, std::ostream& diagnostics)
+{
+  sql_connection db = open_ledger(db_path, sql_connection::mode::read_only);
+  db.exec("BEGIN");  // the ids, sums, state or lines read below are one snapshot
+  check_inputs inputs;
+  {
+    // Read as ingest reads a night's file: ids and |tpp| sums of the ledger come from its tables.
+    sql_statement find_id(db.handle(), find_id_sql);
+    ingest_options ingest;
+    ingest.earlier_abs_tpp_sum      = static_cast<std::uint64_t>(meta_value(db, "abs_tpp_sum"));
+    ingest.earlier_abs_quantity_sum = static_cast<std::uint64_t>(meta_value(db, "abs_quantity_sum"));
+    ingest.earlier_id               = [&](std::string_view id) { return stored_line_of_id(find_id, id); };
+    shipment_log_builder builder(ref.countries, ref.chips, ingest);
+    builder.add_file(proposed_path);
+    inputs.proposed = builder.finish();
+  }
+  std::string why = "--replay";
+  if (!replay) {
+    inputs.ledger = detail::stored_limit_totals(db, ref, why);
+    if (inputs.ledger) {
+      diagnostics << "capledger: check: running state of "
+                  << db.query_int("SELECT MAX(seq) FROM lines").value_or(0) << " line(s)\n";
+    }
+  }
+  if (!inputs.ledger) {
+    diagnostics << "capledger: check: replay (" << why << ")\n";
+    shipment_log_builder builder(ref.countries, ref.chips, ingest_options{});
+    replay_ledger(db, builder);
+    inputs.ledger = sum_limit_totals(ref, builder.finish());
+  }
+  db.exec("COMMIT");
+  return inputs;
 }
 
 int run_ledger_report(const std::string& db_path, const report_options& options, std::ostream& out,

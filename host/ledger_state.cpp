@@ -423,26 +423,90 @@ aggregation stored_state::aggregate(const rule_context& context) const
   return agg;
 }
 
+namespace {
+
+/// The state's info when it stands for every stored line under @p ref; else nullopt and why.
+std::optional<state_info> current_state_info(sql_connection& db, const reference_data& ref,
+                                             std::string& why_not)
+{
+  std::optional<state_info> info;
+  if (has_state_tables(db)) { info = read_info(db); }
+  if (!info) {
+    why_not = "the ledger has no running state yet";
+  } else if (info->validity != validity_key(ref)) {
+    why_not = "the running state follows other countries, chips or rules tables";
+    info.reset();
+  } else if (info->lines != db.query_int("SELECT MAX(seq) FROM lines").value_or(0)) {
+    why_not = "the running state is out of step with the stored lines";
+    info.reset();
+  }
+  return info;
+}
+
+/// The running totals of the state's limit keys, read one key at a time: `check` asks about the
+/// keys of a few proposed lines, not every key of the ledger.
+class stored_totals final : public ledger_limit_totals {
+ public:
+  explicit stored_totals(sql_connection& db)
+      : entity_(db.handle(), "SELECT code FROM st_entity WHERE text = ?"),
+        order_(db.handle(), "SELECT a FROM st_order WHERE text = ?"),
+        country_cap_(db.handle(), "SELECT a FROM st_country_cap WHERE key = ?"),
+        nveu_(db.handle(), "SELECT a FROM st_nveu WHERE key = ?"),
+        lpp_annual_(db.handle(), "SELECT a FROM st_lpp_annual WHERE key = ?")
+  {
+  }
+  std::int64_t country_cap(std::int32_t country) override { return running(country_cap_, country); }
+  std::int64_t nveu(std::string_view entity, std::int32_t country) override
+  {
+    const auto code = entity_code(entity);
+    return code ? running(nveu_, entity_country_key(*code, country)) : 0;
+  }
+  std::int64_t lpp_annual(std::string_view entity, std::int64_t year) override
+  {
+    const auto code = entity_code(entity);
+    return code ? running(lpp_annual_, entity_year_key(*code, year)) : 0;
+  }
+  std::int64_t lpp_order(std::string_view order) override
+  {
+    return first_int(order_.bind(1, order)).value_or(0);
+  }
+
+ private:
+  sql_statement entity_, order_, country_cap_, nveu_, lpp_annual_;
+
+  /// The first column of @p q's first row (nullopt: no row); resets @p q.
+  static std::optional<std::int64_t> first_int(sql_statement& q)
+  {
+    std::optional<std::int64_t> value;
+    if (q.step()) { value = q.int64(0); }
+    q.reset();
+    return value;
+  }
+  std::optional<std::int64_t> entity_code(std::string_view entity)
+  {
+    return first_int(entity_.bind(1, entity));
+  }
+  /// A key without a row has no line: its running total is 0.
+  static std::int64_t running(sql_statement& q, std::int64_t key)
+  {
+    return first_int(q.bind(1, key)).value_or(0);
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<ledger_limit_totals> stored_limit_totals(sql_connection& db, const reference_data& ref,
+                                                         std::string& why_not)
+{
+  if (!current_state_info(db, ref, why_not)) { return nullptr; }
+  return std::make_unique<stored_totals>(db);
+}
+
 std::unique_ptr<stored_state> load_ledger_state(sql_connection& db, const reference_data& ref,
                                                 std::optional<day_t> as_of, std::string& why_not)
 {
-  if (!has_state_tables(db)) {
-    why_not = "the ledger has no running state yet";
-    return nullptr;
-  }
-  const std::optional<state_info> info = read_info(db);
-  if (!info) {
-    why_not = "the ledger has no running state yet";
-    return nullptr;
-  }
-  if (info->validity != validity_key(ref)) {
-    why_not = "the running state follows other countries, chips or rules tables";
-    return nullptr;
-  }
-  if (info->lines != db.query_int("SELECT MAX(seq) FROM lines").value_or(0)) {
-    why_not = "the running state is out of step with the stored lines";
-    return nullptr;
-  }
+  const std::optional<state_info> info = current_state_info(db, ref, why_not);
+  if (!info) { return nullptr; }
   if (as_of && info->max_date && *as_of < *info->max_date) {
     why_not = "--as-of is before the ledger's latest date";
     return nullptr;

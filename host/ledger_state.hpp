@@ -27,6 +27,7 @@
 #pragma once
 
 #include <capledger/checks.hpp>
+#include <capledger/ledger.hpp>
 #include <capledger/report.hpp>
 
 #include "ledger_db.hpp"
@@ -97,5 +98,12 @@ class stored_state final : public report_source {
 [[nodiscard]] std::unique_ptr<stored_state> load_ledger_state(sql_connection& db, const reference_data& ref,
                                                               std::optional<day_t> as_of,
                                                               std::string& why_not);
+
+/// @brief The ledger's limit totals read from the running state, key by key, when it stands for
+/// every stored line under @p ref; otherwise null, and why in @p why_not. Call inside a read
+/// transaction, which must outlive the result.
+[[nodiscard]] std::unique_ptr<ledger_limit_totals> stored_limit_totals(sql_connection& db,
+                                                                       const reference_data& ref,
+                                                                       std::string& why_not);
 
 }  // namespace capledger::detail

@@ -18,6 +18,7 @@
 #include <set>
 #include <sstream>
 #include <tuple>
+#include <unordered_map>
 
 namespace capledger {
 
@@ -146,8 +147,7 @@ int run_ledger_balances(const std::string& db_path, const report_options& option
   for (const auto& b : balances) {
     exceeded = exceeded || b.warn_level == "exceeded";
     rows.push_back({b.cap, b.entity, b.country, b.year, std::to_string(b.limit_tpp),
-                    std::to_string(b.consumed_tpp), std::to_string(b.remaining_tpp()), b.used_pct,
-                    b.warn_level});
+                    std::to_string(b.consumed_tpp), b.remaining_tpp(), b.used_pct, b.warn_level});
   }
   if (options.format == "csv") {
     out << to_csv(header, rows);
@@ -268,9 +268,9 @@ std::vector<reconciliation_row> reconcile_inventory(const reference_data& ref, c
     r.ledger_units                        = t.ledger;
     r.reported_units                      = t.reported;
     if (t.chip >= 0 && log.chips.rows[static_cast<std::size_t>(t.chip)].known) {
-      std::int64_t tpp = 0;
-      if (__builtin_mul_overflow(r.difference(), log.chips.rows[static_cast<std::size_t>(t.chip)].tpp,
-                                 &tpp)) {
+      std::int64_t difference = 0, tpp = 0;
+      if (__builtin_sub_overflow(r.reported_units, r.ledger_units, &difference) ||
+          __builtin_mul_overflow(difference, log.chips.rows[static_cast<std::size_t>(t.chip)].tpp, &tpp)) {
         throw config_error(inventory_path + ": difference in tpp exceeds 64 bits for " + r.entity + "/" +
                            r.chip);
       }
@@ -305,8 +305,7 @@ int run_reconcile(const std::string& db_path, const std::string& inventory_path,
       {"match", 0}, {"shortfall", 0}, {"surplus", 0}, {"unshipped", 0}};
   for (const auto& r : rows) {
     cells.push_back({r.entity, r.country, r.chip, std::to_string(r.ledger_units),
-                     std::to_string(r.reported_units), std::to_string(r.difference()), r.difference_tpp,
-                     r.status});
+                     std::to_string(r.reported_units), r.difference(), r.difference_tpp, r.status});
     ++by_status[r.status];
   }
   const std::string csv = to_csv({"entity", "country", "chip", "ledger_units", "reported_units", "difference",
@@ -346,49 +345,125 @@ int run_reconcile(const std::string& db_path, const std::string& inventory_path,
 
 // ---- check ------------------------------------------------------------------------------------
 
-std::vector<proposed_check> check_proposed(const reference_data& ref, const shipment_log& log,
-                                           std::int64_t first_proposed)
+namespace {
+
+/// `ledger_limit_totals` of a replayed ledger: every in-window line summed once, by key code.
+class summed_totals final : public ledger_limit_totals {
+ public:
+  summed_totals(const reference_data& ref, const shipment_log& ledger)
+      : entities_(ledger.entities), orders_(ledger.orders)
+  {
+    const rule_context context =
+        make_rule_context(ref.rules, ref.countries, ref.entities, ledger, std::numeric_limits<day_t>::max());
+    const shipment_columns& c = ledger.columns;
+    for (std::size_t i = 0; i < c.date.size(); ++i) {
+      if (!in_window(ref.rules, c.date[i])) { continue; }
+      if ((context.country_cap_pathways >> c.pathway[i]) & 1U) { country_cap_[c.country[i]] += c.tpp[i]; }
+      if (c.pathway[i] == static_cast<std::uint8_t>(pathway::nveu)) {
+        nveu_[entity_country_key(c.entity[i], c.country[i])] += c.tpp[i];
+      }
+      if (c.pathway[i] == static_cast<std::uint8_t>(pathway::lpp)) {
+        lpp_annual_[entity_year_key(c.entity[i], year_of(c.date[i]))] += c.tpp[i];
+        lpp_order_[c.order[i]] += c.tpp[i];
+      }
+    }
+  }
+  std::int64_t country_cap(std::int32_t country) override { return value(country_cap_, country); }
+  std::int64_t nveu(std::string_view entity, std::int32_t country) override
+  {
+    const std::int32_t code = entities_.find(entity);
+    return code < 0 ? 0 : value(nveu_, entity_country_key(code, country));
+  }
+  std::int64_t lpp_annual(std::string_view entity, std::int64_t year) override
+  {
+    const std::int32_t code = entities_.find(entity);
+    return code < 0 ? 0 : value(lpp_annual_, entity_year_key(code, year));
+  }
+  std::int64_t lpp_order(std::string_view order) override
+  {
+    const std::int32_t code = orders_.find(order);
+    return code < 0 ? 0 : value(lpp_order_, code);
+  }
+
+ private:
+  dictionary entities_, orders_;
+  std::unordered_map<std::int64_t, std::int64_t> country_cap_, nveu_, lpp_annual_, lpp_order_;
+
+  static std::int64_t value(const std::unordered_map<std::int64_t, std::int64_t>& totals, std::int64_t key)
+  {
+    const auto at = totals.find(key);
+    return at == totals.end() ? 0 : at->second;
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<ledger_limit_totals> sum_limit_totals(const reference_data& ref, const shipment_log& ledger)
 {
-  // Running totals of every limit key: the ledger's in-window lines first, then each proposed
-  // line in turn. No as_of: the ledger's whole history counts against tomorrow's shipments.
+  return std::make_unique<summed_totals>(ref, ledger);
+}
+
+std::vector<proposed_check> check_proposed(const reference_data& ref, const shipment_log& proposed,
+                                           ledger_limit_totals& ledger)
+{
   const rule_context context =
-      make_rule_context(ref.rules, ref.countries, ref.entities, log, std::numeric_limits<day_t>::max());
-  const shipment_columns& c = log.columns;
+      make_rule_context(ref.rules, ref.countries, ref.entities, proposed, std::numeric_limits<day_t>::max());
+  const shipment_columns& c = proposed.columns;
+  // Running totals of the proposed lines' limit keys (codes of the proposed log), each starting
+  // from the ledger's total when first met.
   std::map<std::int64_t, std::int64_t> country_used, nveu_used, lpp_year_used, lpp_order_used;
+  const auto used = [](std::map<std::int64_t, std::int64_t>& totals, std::int64_t key, auto ledger_total) {
+    auto [at, fresh] = totals.try_emplace(key, 0);
+    if (fresh) { at->second = ledger_total(); }
+    return at;
+  };
+  const auto country_total = [&](std::size_t i) {
+    return used(country_used, c.country[i], [&] { return ledger.country_cap(c.country[i]); });
+  };
+  const auto nveu_total = [&](std::size_t i) {
+    return used(nveu_used, entity_country_key(c.entity[i], c.country[i]),
+                [&] { return ledger.nveu(proposed.entities.text(c.entity[i]), c.country[i]); });
+  };
+  const auto lpp_year_total = [&](std::size_t i) {
+    const std::int64_t year = year_of(c.date[i]);
+    return used(lpp_year_used, entity_year_key(c.entity[i], year),
+                [&] { return ledger.lpp_annual(proposed.entities.text(c.entity[i]), year); });
+  };
+  const auto lpp_order_total = [&](std::size_t i) {
+    return used(lpp_order_used, c.order[i],
+                [&] { return ledger.lpp_order(proposed.orders.text(c.order[i])); });
+  };
   const auto counts   = [&](std::size_t i) { return in_window(ref.rules, c.date[i]); };
   const auto add_line = [&](std::size_t i) {
     if (!counts(i)) { return; }
-    if ((context.country_cap_pathways >> c.pathway[i]) & 1U) { country_used[c.country[i]] += c.tpp[i]; }
-    if (c.pathway[i] == static_cast<std::uint8_t>(pathway::nveu)) {
-      nveu_used[entity_country_key(c.entity[i], c.country[i])] += c.tpp[i];
-    }
+    if ((context.country_cap_pathways >> c.pathway[i]) & 1U) { country_total(i)->second += c.tpp[i]; }
+    if (c.pathway[i] == static_cast<std::uint8_t>(pathway::nveu)) { nveu_total(i)->second += c.tpp[i]; }
     if (c.pathway[i] == static_cast<std::uint8_t>(pathway::lpp)) {
-      lpp_year_used[entity_year_key(c.entity[i], year_of(c.date[i]))] += c.tpp[i];
-      lpp_order_used[c.order[i]] += c.tpp[i];
+      lpp_year_total(i)->second += c.tpp[i];
+      lpp_order_total(i)->second += c.tpp[i];
     }
   };
-  for (std::int64_t i = 0; i < first_proposed; ++i) { add_line(static_cast<std::size_t>(i)); }
 
   std::vector<proposed_check> rows;
-  for (std::int64_t line = first_proposed; line < c.size(); ++line) {
+  for (std::int64_t line = 0; line < c.size(); ++line) {
     const auto i = static_cast<std::size_t>(line);
     proposed_check base;
-    base.line                = line - first_proposed + 1;
-    base.shipment_id         = std::string(log.shipment_id(line));
+    base.line                = line + 1;
+    base.shipment_id         = std::string(proposed.shipment_id(line));
     base.date                = format_date(c.date[i]);
-    base.entity              = log.entities.text(c.entity[i]);
+    base.entity              = proposed.entities.text(c.entity[i]);
     base.country             = ref.countries.rows[c.country[i]].iso2;
     base.pathway             = std::string(pathway_name(static_cast<pathway>(c.pathway[i])));
     base.tpp                 = c.tpp[i];
     const std::size_t before = rows.size();
-    const auto limit_row     = [&](const char* rule, std::int64_t used, std::int64_t limit) {
+    const auto limit_row     = [&](const char* rule, std::int64_t used_before, std::int64_t limit) {
       proposed_check r      = base;
       r.rule                = rule;
       r.limit_tpp           = std::to_string(limit);
-      r.consumed_before_tpp = std::to_string(used);
-      r.headroom_before_tpp = std::to_string(limit - used);
+      r.consumed_before_tpp = std::to_string(used_before);
+      r.headroom_before_tpp = exact_difference(limit, used_before);
       // A line that adds tpp past the limit breaches it; a return never does.
-      r.status = c.tpp[i] > 0 && used + c.tpp[i] > limit ? "breach" : "ok";
+      r.status = c.tpp[i] > 0 && used_before + c.tpp[i] > limit ? "breach" : "ok";
       rows.push_back(std::move(r));
     };
     const auto rule_row = [&](const char* rule) {
@@ -410,16 +485,14 @@ std::vector<proposed_check> check_proposed(const reference_data& ref, const ship
       if (unauthorized) { rule_row("UNAUTHORIZED_PATHWAY"); }
       if (context.country_cap_tpp[c.country[i]] >= 0 &&
           ((context.country_cap_pathways >> c.pathway[i]) & 1U)) {
-        limit_row("COUNTRY_CAP_EXCEEDED", country_used[c.country[i]], context.country_cap_tpp[c.country[i]]);
+        limit_row("COUNTRY_CAP_EXCEEDED", country_total(i)->second, context.country_cap_tpp[c.country[i]]);
       }
       if (path == pathway::lpp) {
-        limit_row("LPP_ORDER_LIMIT", lpp_order_used[c.order[i]], ref.rules.lpp_per_order_tpp);
-        limit_row("LPP_ANNUAL_LIMIT", lpp_year_used[entity_year_key(c.entity[i], year_of(c.date[i]))],
-                  ref.rules.lpp_per_consignee_year_tpp);
+        limit_row("LPP_ORDER_LIMIT", lpp_order_total(i)->second, ref.rules.lpp_per_order_tpp);
+        limit_row("LPP_ANNUAL_LIMIT", lpp_year_total(i)->second, ref.rules.lpp_per_consignee_year_tpp);
       }
       if (path == pathway::nveu) {
-        limit_row("NVEU_CAP_EXCEEDED", nveu_used[entity_country_key(c.entity[i], c.country[i])],
-                  nveu_cap_on(ref.rules, c.date[i]));
+        limit_row("NVEU_CAP_EXCEEDED", nveu_total(i)->second, nveu_cap_on(ref.rules, c.date[i]));
       }
     }
     if (rows.size() == before) {  // no limit applies (tier 1, or outside the counting window)
@@ -433,15 +506,14 @@ std::vector<proposed_check> check_proposed(const reference_data& ref, const ship
 }
 
 int run_check(const std::string& db_path, const std::string& proposed_path, const std::string& out_path,
-              const report_options& options, std::ostream& out, std::ostream& diagnostics)
+              bool replay, const report_options& options, std::ostream& out, std::ostream& diagnostics)
 {
   std::vector<std::string> read = reference_files_read(options);
   read.insert(read.end(), {db_path, proposed_path});
   detail::refuse_outputs_over_inputs(read, {{"--out", out_path}});
   const reference_data ref = load_ledger_reference(db_path, options);
-  const shipment_log log   = load_ledger_log(db_path, ref, proposed_path);
-  const std::int64_t first = log.file_end.size() >= 2 ? log.file_end[log.file_end.size() - 2] : 0;
-  const auto checks        = check_proposed(ref, log, first);
+  check_inputs inputs      = load_check_inputs(db_path, ref, proposed_path, replay, diagnostics);
+  const auto checks        = check_proposed(ref, inputs.proposed, *inputs.ledger);
   std::vector<std::vector<std::string>> rows;
   std::int64_t breaches = 0;
   for (const auto& r : checks) {
@@ -459,7 +531,7 @@ int run_check(const std::string& db_path, const std::string& proposed_path, cons
   } else {
     detail::write_file_atomically(out_path, csv);
   }
-  diagnostics << "capledger: " << (log.columns.size() - first) << " proposed line(s), " << breaches
+  diagnostics << "capledger: " << inputs.proposed.columns.size() << " proposed line(s), " << breaches
               << " breach(es)\n";
   return breaches > 0 ? 1 : 0;
 }

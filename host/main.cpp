@@ -200,6 +200,8 @@ int main(int argc, char** argv)
   check_cmd->add_option("--proposed", proposed_path, "proposed lines, same format as shipment logs")
       ->required();
   check_cmd->add_option("--out", check_out, "write the CSV answer here instead of stdout");
+  bool check_replay = false;
+  check_cmd->add_flag("--replay", check_replay, "ignore the running state: sum every stored line");
   add_reference_flags(check_cmd, report);
 
   // ---- generate ----
@@ -277,8 +279,9 @@ int main(int argc, char** argv)
     });
   }
   if (check_cmd->parsed()) {
-    return guarded(
-        [&] { return run_check(db_path, proposed_path, check_out, report, std::cout, std::cerr); });
+    return guarded([&] {
+      return run_check(db_path, proposed_path, check_out, check_replay, report, std::cout, std::cerr);
+    });
   }
   if (generate_cmd->parsed()) {
     return guarded([&] {

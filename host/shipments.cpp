@@ -893,15 +893,7 @@ struct shipment_log_builder::state {
   }
   void keep_reject(rejected_line bad)
   {
-    if (options.on_id) {  // a first pass that only collects ids: the second one keeps the rejects
-      if (bad.reason == std::string("TPP_OVERFLOW")) {
-        // The first pass counts every line toward the 64-bit bound, repeats included, so its
-        // overflow says nothing exact about the second pass's.
-        throw config_error("the log's sums of |tpp| or |quantity| pass 2^63-1: its ids cannot be checked "
-                           "for repeats out of memory");
-      }
-      return;
-    }
+    if (options.on_id) { return; }  // a first pass that only collects ids: the second one keeps the rejects
     if (options.max_rejects >= 0 && log.lines_rejected + 1 > options.max_rejects) {
       const too_many_rejects stop(options.max_rejects, bad);
       record_reject(std::move(bad));  // the rejects file holds the line that stopped the run
@@ -1699,11 +1691,59 @@ std::optional<line_defect> shipment_log_builder::state::check_id_and_totals(
     std::string_view id, std::uint64_t id_hash, std::uint64_t payload, std::int64_t quantity,
     std::int64_t tpp, std::int64_t looked_up)
 {
+  // A repeated id is said first, also where the line would pass the 64-bit bound: a file fed
+  // twice is a DUPLICATE_ID line by line, whatever its values.
+  if (options.earlier_id) {
+    if (const auto earlier = options.earlier_id(id)) {
+      return line_defect{"DUPLICATE_ID", "shipment id " + quoted(id) + " was already used at " + *earlier,
+                         c_id};
+    }
+  }
+  if (options.on_id) {
+    // The first of two passes: ids go out, repeats are found later. Its sums would count the
+    // repeats too, so the 64-bit bound is the second pass's alone.
+    options.on_id(id_hash, payload);
+    return std::nullopt;
+  }
+  std::int64_t earlier = -1;
+  bool stored          = looked_up != not_looked_up;  // the id set holds the id already
+  bool repeat          = looked_up >= 0;              // a repeat of a line before it, as the id pass found
+  if (stored) {
+    earlier = looked_up;
+  } else if (options.repeated_ids != nullptr) {  // the second pass: the first found every repeat
+    const auto& repeats = *options.repeated_ids;
+    const auto at       = std::lower_bound(repeats.begin(), repeats.end(), std::pair(payload, std::uint64_t{0}));
+    if (at != repeats.end() && at->first == payload) {
+      earlier = static_cast<std::int64_t>(at->second);
+      repeat  = true;
+    }
+  } else {
+    earlier = ids.find(id_hash, [&](std::int64_t at) { return stored_id_is(at, id); });
+  }
+  std::int64_t* owner_to_be = nullptr;  // a withdrawn first occurrence's slot this line would take
+  if (earlier >= 0) {
+    if (const auto at = withdrawn_ids.find(earlier); at != withdrawn_ids.end()) {
+      // That line was rejected: the first line accepted after it owns the id.
+      stored = true;
+      if (at->second < 0) {
+        owner_to_be = &at->second;
+        earlier     = -1;
+      } else {
+        earlier = at->second == static_cast<std::int64_t>(payload) ? -1 : at->second;
+      }
+    }
+  }
+  if (earlier >= 0) {
+    return line_defect{"DUPLICATE_ID",
+                       "shipment id " + quoted(id) + " was already used at " + source_of_id(earlier), c_id};
+  }
   std::uint64_t tpp_sum = abs_tpp_sum;
   std::uint64_t qty_sum = abs_quantity_sum;
   if (add_overflows(tpp_sum, tpp) || add_overflows(qty_sum, quantity)) {
-    // The id pass took this line for its id's first occurrence; the next accepted one is.
-    if (looked_up == -1) {
+    // Where the id pass or the first pass took this line for its id's first occurrence, the
+    // line after it with that id takes its place. (A line the id set was searched for was not
+    // added to it: the next one finds nothing.)
+    if (looked_up == -1 || (options.repeated_ids != nullptr && !repeat)) {
       withdrawn_ids.emplace(static_cast<std::int64_t>(payload), -1);
       if (!streaming()) { withdrawn_id_text.emplace(static_cast<std::int64_t>(payload), std::string(id)); }
     }
@@ -1711,41 +1751,7 @@ std::optional<line_defect> shipment_log_builder::state::check_id_and_totals(
                        "the log's totals would exceed 64 bits (sum of |tpp| or |quantity| > 2^63-1)",
                        c_quantity};
   }
-  if (options.earlier_id) {
-    if (const auto earlier = options.earlier_id(id)) {
-      return line_defect{"DUPLICATE_ID", "shipment id " + quoted(id) + " was already used at " + *earlier,
-                         c_id};
-    }
-  }
-  if (options.on_id) {  // the first of two passes: ids go out, repeats are found later
-    abs_tpp_sum      = tpp_sum;
-    abs_quantity_sum = qty_sum;
-    options.on_id(id_hash, payload);
-    return std::nullopt;
-  }
-  std::int64_t earlier = -1;
-  bool stored          = looked_up != not_looked_up;  // the id set holds the id already
-  if (stored) {
-    earlier = looked_up;
-  } else if (options.repeated_ids != nullptr) {  // the second pass: the first found every repeat
-    const auto& repeats = *options.repeated_ids;
-    const auto at       = std::lower_bound(repeats.begin(), repeats.end(), std::pair(payload, std::uint64_t{0}));
-    if (at != repeats.end() && at->first == payload) { earlier = static_cast<std::int64_t>(at->second); }
-  } else {
-    earlier = ids.find(id_hash, [&](std::int64_t at) { return stored_id_is(at, id); });
-  }
-  if (earlier >= 0) {
-    if (const auto at = withdrawn_ids.find(earlier); at != withdrawn_ids.end()) {
-      // Stored by the id pass for a line then rejected: the first line accepted after it owns the id.
-      stored = true;
-      if (at->second < 0) { at->second = static_cast<std::int64_t>(payload); }  // accepted below
-      earlier = at->second == static_cast<std::int64_t>(payload) ? -1 : at->second;
-    }
-  }
-  if (earlier >= 0) {
-    return line_defect{"DUPLICATE_ID",
-                       "shipment id " + quoted(id) + " was already used at " + source_of_id(earlier), c_id};
-  }
+  if (owner_to_be != nullptr) { *owner_to_be = static_cast<std::int64_t>(payload); }
   abs_tpp_sum      = tpp_sum;
   abs_quantity_sum = qty_sum;
   if (!streaming()) {

@@ -173,6 +173,22 @@ TEST_F(ledger_test, SameFileTwiceIsRefusedAndChangesNothing)
   EXPECT_NE(after.find("\"read\": 250"), std::string::npos);
 }
 
+/// A file fed twice is a DUPLICATE_ID line by line, also where its lines' tpp would take the
+/// ledger's sum of |tpp| past 2^63 - 1 (they said TPP_OVERFLOW, which a filter on the reason missed).
+TEST_F(ledger_test, SameFileTwiceIsADuplicateEvenWhereItsTppWouldOverflow)
+{
+  write_text(at("night.csv"),
+             "shipment_id,date,entity,country,chip,quantity,tpp_per_unit\n"
+             "L1,2025-03-01,E1,AE,X,1,5000000000000000000\n");
+  ASSERT_EQ(cli("ledger init l.db"), 0);
+  ASSERT_EQ(cli("ledger ingest l.db night.csv"), 0) << stderr_text();
+  EXPECT_EQ(cli("ledger ingest l.db night.csv"), 2);
+  EXPECT_NE(
+      stderr_text().find("night.csv:2:1: DUPLICATE_ID: shipment id 'L1' was already used at night.csv:2"),
+      std::string::npos)
+      << stderr_text();
+}
+
 TEST_F(ledger_test, SameFileTwiceWithRejectsCountsOnce)
 {
   const auto nights = generated_nights(400, 1, 14);
@@ -340,6 +356,110 @@ TEST_F(tiny_ledger_test, CheckAnswersPerProposedLine)
   write_text(at("again.csv"), "shipment_id,date,entity,country,chip,quantity\nL2,2025-03-02,E1,DE,H100-SXM,1\n");
   EXPECT_EQ(cli("check l.db --proposed again.csv"), 2);
   EXPECT_NE(stderr_text().find("again.csv:2:1: DUPLICATE_ID"), std::string::npos) << stderr_text();
+}
+
+/// `check` reads the ledger's totals from the running state; with `--replay`, or where the state
+/// cannot stand for the stored lines (other rules), it sums a replay of them. Every total below is
+/// worked out by hand, and each of the four limits has a value of its own.
+TEST_F(ledger_test, CheckReadsTheRunningStateOrAReplay)
+{
+  write_text(at("entities.csv"), "entity,hq_country,status,nveu_countries\nE2,US,NVEU,IN\n");
+  const std::string header = "shipment_id,date,entity,country,chip,quantity,pathway,order_id\n";
+  write_text(at("night1.csv"), header +
+                                   "L1,2025-03-01,E1,AE,H100-SXM,1000,LICENSE,\n"  // AE 15,832,000
+                                   "L2,2025-03-01,E2,IN,H100-SXM,2000,NVEU,\n"     // E2/IN 31,664,000
+                                   "L3,2025-03-01,E3,BR,H100-SXM,300,LPP,O1\n"     // O1, E3/2025 4,749,600
+                                   "L4,2025-04-01,E3,BR,H100-SXM,20,LPP,O3\n");    // O3 316,640
+  write_text(at("night2.csv"), header +
+                                   "L5,2025-05-01,E3,BR,H100-SXM,-50,LPP,O1\n"    // -791,600
+                                   "L6,2026-01-10,E3,BR,H100-SXM,7,LPP,O1\n"      // O1, E3/2026 110,824
+                                   "L7,2024-06-01,E1,AE,H100-SXM,500,LICENSE,\n"  // before the window
+                                   "L8,2025-06-01,E4,AE,H100-SXM,3,LICENSE,\n");  // AE 47,496
+  ASSERT_EQ(cli("ledger init l.db"), 0);
+  ASSERT_EQ(cli("ledger ingest l.db night1.csv --entities entities.csv"), 0) << stderr_text();
+  ASSERT_EQ(cli("ledger ingest l.db night2.csv"), 0) << stderr_text();  // back-dated: state rebuilt
+  write_text(at("proposed.csv"), header +
+                                     "P1,2025-07-01,E1,AE,H100-SXM,1,LICENSE,\n"
+                                     "P2,2025-07-01,E2,IN,H100-SXM,1,NVEU,\n"
+                                     "P3,2025-07-01,E3,BR,H100-SXM,1,LPP,O1\n"
+                                     "P4,2026-07-01,E3,BR,H100-SXM,1,LPP,O3\n"
+                                     "P5,2025-07-01,E9,BR,H100-SXM,1,LPP,O9\n"
+                                     "P6,2025-07-01,E2,AE,H100-SXM,1,NVEU,\n");
+  const std::string expected =
+      "line,shipment_id,date,entity,country,pathway,tpp,rule,limit_tpp,consumed_before_tpp,headroom_before_"
+      "tpp,status\n"
+      "1,P1,2025-07-01,E1,AE,LICENSE,15832,COUNTRY_CAP_EXCEEDED,790000000,15879496,774120504,ok\n"
+      "2,P2,2025-07-01,E2,IN,NVEU,15832,NVEU_CAP_EXCEEDED,633000000,31664000,601336000,ok\n"
+      "3,P3,2025-07-01,E3,BR,LPP,15832,LPP_ORDER_LIMIT,26900000,4068824,22831176,ok\n"
+      "3,P3,2025-07-01,E3,BR,LPP,15832,LPP_ANNUAL_LIMIT,26900000,4274640,22625360,ok\n"
+      "4,P4,2026-07-01,E3,BR,LPP,15832,LPP_ORDER_LIMIT,26900000,316640,26583360,ok\n"
+      "4,P4,2026-07-01,E3,BR,LPP,15832,LPP_ANNUAL_LIMIT,26900000,110824,26789176,ok\n"
+      "5,P5,2025-07-01,E9,BR,LPP,15832,LPP_ORDER_LIMIT,26900000,0,26900000,ok\n"
+      "5,P5,2025-07-01,E9,BR,LPP,15832,LPP_ANNUAL_LIMIT,26900000,0,26900000,ok\n"
+      "6,P6,2025-07-01,E2,AE,NVEU,15832,UNAUTHORIZED_PATHWAY,,,,breach\n"
+      "6,P6,2025-07-01,E2,AE,NVEU,15832,NVEU_CAP_EXCEEDED,633000000,0,633000000,ok\n";
+  std::string state_csv, replay_csv;
+  EXPECT_EQ(cli("check l.db --proposed proposed.csv", &state_csv), 1) << stderr_text();
+  EXPECT_NE(stderr_text().find("check: running state of 8 line(s)"), std::string::npos) << stderr_text();
+  EXPECT_EQ(state_csv, expected);
+  EXPECT_EQ(cli("check l.db --proposed proposed.csv --replay", &replay_csv), 1) << stderr_text();
+  EXPECT_NE(stderr_text().find("check: replay (--replay)"), std::string::npos) << stderr_text();
+  EXPECT_EQ(replay_csv, expected);
+
+  // Rules under which the state was not built: a window from 2024 counts L7 (AE 7,916,000 more).
+  std::string rules        = read_text(capledger::default_datasets_dir() + "/rules/ai-diffusion-2025.json");
+  const std::string starts = "\"counting_starts\": \"2025-01-13\"";
+  ASSERT_NE(rules.find(starts), std::string::npos);
+  rules.replace(rules.find(starts), starts.size(), "\"counting_starts\": \"2024-01-01\"");
+  write_text(at("rules.json"), rules);
+  std::string other_csv;
+  EXPECT_EQ(cli("check l.db --proposed proposed.csv --rules rules.json", &other_csv), 1) << stderr_text();
+  EXPECT_NE(
+      stderr_text().find("check: replay (the running state follows other countries, chips or rules tables)"),
+      std::string::npos)
+      << stderr_text();
+  EXPECT_NE(other_csv.find("\n1,P1,2025-07-01,E1,AE,LICENSE,15832,COUNTRY_CAP_EXCEEDED,790000000,23795496,"),
+            std::string::npos)
+      << other_csv;
+}
+
+/// A total driven far below zero by returns puts a limit's headroom, and a reconciliation's
+/// difference, past 2^63 - 1: printed exactly (a 64-bit subtraction wrapped them negative), or, for
+/// a difference in tpp, refused as an overflow.
+TEST_F(ledger_test, DifferencesPastSixtyFourBitsArePrintedExactly)
+{
+  const std::string header =
+      "shipment_id,date,entity,country,chip,quantity,pathway,order_id,exporter,tpp_per_unit\n";
+  // -(2^63 - 101) tpp to AE under LICENSE: AE's 790,000,000 cap has 9,223,372,037,644,775,707 left.
+  write_text(at("night.csv"), header + "R1,2025-03-01,E1,AE,X,-9223372036854775707,LICENSE,,V,1\n");
+  ASSERT_EQ(cli("ledger init l.db"), 0);
+  ASSERT_EQ(cli("ledger ingest l.db night.csv"), 0) << stderr_text();
+  std::string csv;
+  EXPECT_EQ(cli("ledger balances l.db --format csv", &csv), 0) << stderr_text();
+  EXPECT_NE(csv.find("\nCOUNTRY_CAP,,AE,,790000000,-9223372036854775707,9223372037644775707,"),
+            std::string::npos)
+      << csv;
+
+  write_text(at("proposed.csv"), header + "P1,2025-03-02,E1,AE,X,5,LICENSE,,V,1\n");
+  EXPECT_EQ(cli("check l.db --proposed proposed.csv", &csv), 0) << stderr_text();
+  EXPECT_NE(csv.find(",COUNTRY_CAP_EXCEEDED,790000000,-9223372036854775707,9223372037644775707,ok\n"),
+            std::string::npos)
+      << csv;
+
+  // 2^63 - 1 units reported against -(2^63 - 101) in the ledger: a difference of 2^64 - 102.
+  write_text(at("inventory.csv"), "entity,country,chip,units\nE1,AE,X,9223372036854775807\n");
+  EXPECT_EQ(cli("reconcile l.db --inventory inventory.csv", &csv), 1) << stderr_text();
+  EXPECT_NE(csv.find(",9223372036854775807,18446744073709551514,,surplus\n"), std::string::npos) << csv;
+
+  // The same units of a chip in the table (1 tpp a unit): the difference in tpp needs 65 bits.
+  std::string chips = read_text(capledger::default_datasets_dir() + "/chips.csv");
+  write_text(at("chips.csv"), chips + "ONE,V,1,0.01,1\n");
+  write_text(at("night1.csv"), header + "R1,2025-03-01,E1,AE,ONE,-9223372036854775707,LICENSE,,V,\n");
+  ASSERT_EQ(cli("ledger init l1.db"), 0);
+  ASSERT_EQ(cli("ledger ingest l1.db night1.csv --chips chips.csv"), 0) << stderr_text();
+  write_text(at("inventory.csv"), "entity,country,chip,units\nE1,AE,ONE,9223372036854775807\n");
+  EXPECT_EQ(cli("reconcile l1.db --inventory inventory.csv --chips chips.csv"), 2);
+  EXPECT_NE(stderr_text().find("difference in tpp exceeds 64 bits"), std::string::npos) << stderr_text();
 }
 
 TEST_F(tiny_ledger_test, BalancesPerCap)

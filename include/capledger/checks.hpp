@@ -124,6 +124,10 @@ struct check_results {
 [[nodiscard]] std::string exact_decimal(std::int64_t numerator, std::int64_t denominator, int digits,
                                         std::int64_t multiplier = 1);
 
+/// @brief `minuend - subtrahend` in decimal, exactly: a difference of two 64-bit values can need 65
+/// bits (a limit less a total driven far below zero by returns), where a 64-bit result would wrap.
+[[nodiscard]] std::string exact_difference(std::int64_t minuend, std::int64_t subtrahend);
+
 /// @brief Parses a decimal fraction such as `0.95` into parts per million; nullopt when it has
 /// more than 6 decimals or is malformed.
 [[nodiscard]] std::optional<ppm_t> parse_ppm(std::string_view text);

@@ -10,12 +10,15 @@
 /// way it is the report that `capledger report` gives over all ingested files, byte for byte.
 #pragma once
 
+#include <capledger/checks.hpp>
 #include <capledger/report.hpp>
 
 #include <cstdint>
 #include <iosfwd>
+#include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace capledger {
@@ -63,12 +66,9 @@ struct ledger_ingest_result {
 
 /// @brief Rebuilds the shipment log of every ingested file, in ingest order, as `report` would
 /// have read it (dictionaries, rejects, file fingerprints and line counts included).
-/// @param proposed non-empty: a further shipment log appended after the ledger's lines (its ids
-///                 must not collide with the ledger's), as `check` needs
 /// @throw config_error for a missing or foreign database; parse_error when a stored line does not
-///        validate under @p reference (other tables than at ingest) or @p proposed has a bad line
-[[nodiscard]] shipment_log load_ledger_log(const std::string& db_path, const reference_data& reference,
-                                           const std::string& proposed = {});
+///        validate under @p reference (other tables than at ingest)
+[[nodiscard]] shipment_log load_ledger_log(const std::string& db_path, const reference_data& reference);
 
 /// @brief `capledger ledger report`: every output of `report` over all ingested files.
 ///
@@ -89,7 +89,7 @@ struct cap_balance {
   std::string year;     ///< LPP caps
   std::int64_t limit_tpp    = 0;
   std::int64_t consumed_tpp = 0;
-  [[nodiscard]] std::int64_t remaining_tpp() const noexcept { return limit_tpp - consumed_tpp; }
+  [[nodiscard]] std::string remaining_tpp() const { return exact_difference(limit_tpp, consumed_tpp); }
   std::string used_pct;    ///< 100 x consumed / limit, exact, 2 decimals
   std::string warn_level;  ///< `exceeded`, the highest `--warn-at` level reached (e.g. `0.9`), or empty
 };
@@ -112,7 +112,8 @@ struct reconciliation_row {
   std::string entity, country, chip;
   std::int64_t ledger_units   = 0;
   std::int64_t reported_units = 0;
-  [[nodiscard]] std::int64_t difference() const noexcept { return reported_units - ledger_units; }
+  /// reported - ledger, exact (it may need 65 bits)
+  [[nodiscard]] std::string difference() const { return exact_difference(reported_units, ledger_units); }
   std::string difference_tpp;  ///< difference x the chips-table tpp; empty for chips outside the table
   std::string status;          ///< `match`, `shortfall`, `surplus` or `unshipped`
 };
@@ -144,16 +145,56 @@ struct proposed_check {
   std::string status;  ///< `ok` or `breach`
 };
 
-/// @brief What-if for proposed lines: lines [first_proposed, log size) of @p log follow the ledger's
-/// lines in that order; each is checked against the running totals of the ledger's in-window lines
-/// and the proposed lines before it.
+/// @brief The in-window tpp a ledger's stored lines put on each limit key that `check` weighs
+/// proposed lines against, whatever their dates: the ledger's whole history counts against
+/// tomorrow's shipments.
+class ledger_limit_totals {
+ public:
+  virtual ~ledger_limit_totals() = default;
+  /// Lines of the country-cap pathways to @p country (a countries-table code).
+  [[nodiscard]] virtual std::int64_t country_cap(std::int32_t country) = 0;
+  /// NVEU lines of (@p entity, @p country).
+  [[nodiscard]] virtual std::int64_t nveu(std::string_view entity, std::int32_t country) = 0;
+  /// LPP lines of @p entity dated in @p year.
+  [[nodiscard]] virtual std::int64_t lpp_annual(std::string_view entity, std::int64_t year) = 0;
+  /// LPP lines of order @p order.
+  [[nodiscard]] virtual std::int64_t lpp_order(std::string_view order) = 0;
+};
+
+/// @brief `ledger_limit_totals` summed over every line of @p ledger (a replayed ledger log).
+[[nodiscard]] std::unique_ptr<ledger_limit_totals> sum_limit_totals(const reference_data& reference,
+                                                                    const shipment_log& ledger);
+
+/// @brief What `check` reads from a ledger, in one read snapshot of it.
+struct check_inputs {
+  /// The proposed lines, validated as lines read after the ledger's: an id already in the ledger
+  /// is a `DUPLICATE_ID` naming its `file:line`, and the ledger's |tpp| and |quantity| sums count
+  /// toward `TPP_OVERFLOW`.
+  shipment_log proposed;
+  /// From the running state that ingest keeps, or, when that state cannot stand for every stored
+  /// line under @p reference (other tables, none yet) or with `replay`, summed over a replay.
+  std::unique_ptr<ledger_limit_totals> ledger;
+};
+
+/// @brief Reads `check`'s inputs; notes on @p diagnostics whether the totals come from the running
+/// state or a replay (and why).
+/// @throw config_error for a missing or foreign database; parse_error for a bad proposed line, or,
+///        replaying, a stored line that does not validate under @p reference
+[[nodiscard]] check_inputs load_check_inputs(const std::string& db_path, const reference_data& reference,
+                                             const std::string& proposed_path, bool replay,
+                                             std::ostream& diagnostics);
+
+/// @brief What-if for @p proposed lines, taken in their order after the ledger's lines: each is
+/// checked against the running totals of the ledger's in-window lines (@p ledger) and the
+/// proposed lines before it.
 [[nodiscard]] std::vector<proposed_check> check_proposed(const reference_data& reference,
-                                                         const shipment_log& log,
-                                                         std::int64_t first_proposed);
+                                                         const shipment_log& proposed,
+                                                         ledger_limit_totals& ledger);
 
 /// @brief `capledger check`: CSV of `check_proposed` to @p out_path (empty: @p out); the ledger is
-/// opened read-only. @return 0, or 1 when any proposed line would breach
+/// opened read-only. @param replay sum the ledger's lines even where the running state stands for them
+/// @return 0, or 1 when any proposed line would breach
 int run_check(const std::string& db_path, const std::string& proposed_path, const std::string& out_path,
-              const report_options& options, std::ostream& out, std::ostream& diagnostics);
+              bool replay, const report_options& options, std::ostream& out, std::ostream& diagnostics);
 
 }  // namespace capledger
