@@ -23,7 +23,9 @@ csv_status csv_reader::fail(csv_status status, std::size_t at_pos, std::int64_t 
 {
   error_line_          = at_line;
   error_column_        = static_cast<std::int64_t>(at_pos - at_line_start) + 1;
-  std::size_t line_end = record_start_;
+  // Raw: every physical line the record took, through the one holding the defect (a quoted line
+  // break before it included), so that the rejects file shows each line the record dropped.
+  std::size_t line_end = at_pos;
   while (line_end < text_.size() && text_[line_end] != '\n') { ++line_end; }
   raw_ = text_.substr(record_start_, line_end - record_start_);
   if (!raw_.empty() && raw_.back() == '\r') { raw_.remove_suffix(1); }

@@ -35,7 +35,7 @@ class csv_reader {
 
   [[nodiscard]] const std::vector<csv_field>& fields() const noexcept { return fields_; }
   /// @brief The raw bytes of the last record (without its line end); after an error, the
-  /// record's first physical line.
+  /// record's physical lines through the one holding the error (where reading resumes after).
   [[nodiscard]] std::string_view raw() const noexcept { return raw_; }
   /// @brief 1-based line where the last record starts.
   [[nodiscard]] std::int64_t record_line() const noexcept { return record_line_; }

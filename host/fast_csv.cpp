@@ -168,15 +168,15 @@ csv_status fast_csv_reader::fail(csv_status status, std::size_t at_pos, std::int
 {
   error_line_    = at_line;
   error_column_  = static_cast<std::int64_t>(at_pos - at_line_start) + 1;
-  const auto* nl = static_cast<const char*>(std::memchr(data_ + record_start_, '\n', size_ - record_start_));
+  // Raw: the record's physical lines through the one holding the defect (as the reference reader).
+  const auto* nl             = static_cast<const char*>(std::memchr(data_ + at_pos, '\n', size_ - at_pos));
   const std::size_t line_end = nl != nullptr ? static_cast<std::size_t>(nl - data_) : size_;
   raw_                       = std::string_view(data_ + record_start_, line_end - record_start_);
   if (!raw_.empty() && raw_.back() == '\r') { raw_.remove_suffix(1); }
   // Resynchronise at the line after the defect, as the reference reader does.
   line_ = at_line;
-  nl    = static_cast<const char*>(std::memchr(data_ + at_pos, '\n', size_ - at_pos));
   if (nl != nullptr) {
-    pos_ = static_cast<std::size_t>(nl - data_) + 1;
+    pos_ = line_end + 1;
     ++line_;
     line_start_ = pos_;
   } else {

@@ -450,6 +450,33 @@ TEST_F(Cli, RejectsFileListsBadLinesAndTheRunGoesOn)
   EXPECT_EQ(summary["lines"]["used"], 4);
 }
 
+/// A record that a quote error ends after a quoted line break took several physical lines: the
+/// rejects file's raw holds all of them (it held the first alone, and the others were nowhere).
+TEST_F(Cli, RejectedRecordSpanningLinesKeepsEveryLineInTheRejectsFile)
+{
+  const std::string bad_quote = "S5,2025-02-01,\"E1\nS6,2025-02-01,E1,US,H100-SXM,1\nS7,\"x\"y,US,H100-SXM,1";
+  const std::string unterminated = "S8,2025-02-01,\"E1\nE2\",US,H100-SXM,\"1";
+  const auto log =
+      write("log.csv", clean_log + bad_quote + "\n" + unterminated + "\nS9,2025-05-01,E1,US,H100-SXM,1\n");
+  const auto r = run("report --backend cpu " + log + " --rejects rejects.csv --out result");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  const auto rows = parse_csv(read_text(work_ / "rejects.csv"));
+  ASSERT_EQ(rows.size(), 3U);
+  ASSERT_EQ(rows[1].size(), 5U);
+  EXPECT_EQ(rows[1][1], "7");  // the text after the closing quote: line 7, column 5
+  EXPECT_EQ(rows[1][2], "5");
+  EXPECT_EQ(rows[1][3], "BAD_QUOTE");
+  EXPECT_EQ(rows[1][4], bad_quote);
+  ASSERT_EQ(rows[2].size(), 5U);
+  EXPECT_EQ(rows[2][1], "9");  // the quote never closed: line 9, column 17
+  EXPECT_EQ(rows[2][2], "17");
+  EXPECT_EQ(rows[2][3], "UNTERMINATED_QUOTE");
+  EXPECT_EQ(rows[2][4], unterminated);
+  const json summary = json::parse(read_text(work_ / "result" / "summary.json"));
+  EXPECT_EQ(summary["lines"]["read"], 6);  // three clean lines, S9 and the two rejected records
+  EXPECT_EQ(summary["lines"]["rejected"], 2);
+}
+
 TEST_F(Cli, RefusedOutputDirectoryWritesNoRejectsFile)
 {
   const auto log = write("log.csv", clean_log + "S5,2025-02-30,E1,US,H100-SXM,10\n");

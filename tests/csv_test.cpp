@@ -303,7 +303,7 @@ TEST(CsvReader, BadQuoteAfterEmbeddedNewline)
   ASSERT_EQ(reader.next(), csv_status::bad_quote);
   EXPECT_EQ(reader.error_line(), 3);
   EXPECT_EQ(reader.error_column(), 3);
-  EXPECT_EQ(reader.raw(), "\"a");  // the record's first physical line
+  EXPECT_EQ(reader.raw(), "\"a\nb\"x,1");  // every physical line the record took
   ASSERT_EQ(reader.next(), csv_status::record);
   EXPECT_EQ(values(reader), (strings{"next"}));
   EXPECT_EQ(reader.record_line(), 4);

@@ -20,7 +20,8 @@
 /// - after a closing quote (and spaces) only `,`, a line end or the end of the text may follow,
 ///   else `bad_quote` at that byte; a quote never closed is `unterminated_quote` at the opening
 ///   quote; after either error, reading resumes at the start of the physical line that follows
-///   the error position; the raw text of an error is the record's first physical line;
+///   the error position; the raw text of an error runs from the record's first byte to the end
+///   of the physical line holding the error position;
 /// - a record's raw text runs from its first byte to its line end, excluded.
 ///
 /// The fast parser of issue 5 (host/fast_csv.hpp, `fast_csv_reader`) is compared too when it is
@@ -230,8 +231,9 @@ class reference_reader {
     r.fields.clear();
     r.error_line   = at_line;
     r.error_column = static_cast<std::int64_t>(at - at_line_start) + 1;
-    // Raw: the record's first physical line, without `\n` or `\r\n` (or a final lone `\r`).
-    std::size_t end = record_start;
+    // Raw: the record's physical lines through the one holding the error position, without its
+    // `\n` or `\r\n` (or a final lone `\r`).
+    std::size_t end = at;
     while (end < t_.size() && t_[end] != '\n') { ++end; }
     if (end > record_start && t_[end - 1] == '\r') { --end; }
     r.raw.assign(t_.substr(record_start, end - record_start));

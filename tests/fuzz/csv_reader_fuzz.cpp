@@ -12,6 +12,7 @@
 /// - after an error the reader progresses: the next record or error is on a later line.
 #include "csv.hpp"
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -121,8 +122,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       if (status == csv_status::unterminated_quote) {
         CHECK(at < size && text[at] == '"', reader.error_line(), reader.error_column());
       }
-      // The raw text of an error is the record's first physical line, without its line end.
-      CHECK(reader.raw().find('\n') == std::string_view::npos);
+      // The raw text of an error is the record's physical lines through the error's, without its
+      // line end.
+      const auto breaks =
+          static_cast<std::int64_t>(std::count(reader.raw().begin(), reader.raw().end(), '\n'));
+      CHECK(breaks == reader.error_line() - reader.record_line(), breaks, reader.error_line());
       error_at_line = reader.error_line();
       continue;
     }
