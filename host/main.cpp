@@ -31,6 +31,14 @@ const CLI::Validator a_count(
     },
     "COUNT");
 
+/// `--as-of`: given empty, refused rather than taken for no flag (a script's empty $DATE would
+/// otherwise count the whole log without a word); the date itself is parsed with the other flags.
+const CLI::Validator a_date(
+    [](std::string& text) {
+      return text.empty() ? std::string("an empty value is not a YYYY-MM-DD date") : std::string();
+    },
+    "DATE");
+
 std::vector<ppm_t> parse_warn_levels(const std::string& list)
 {
   std::vector<ppm_t> levels;
@@ -97,7 +105,8 @@ void add_reference_flags(CLI::App* cmd, report_options& options)
 void add_report_flags(CLI::App* cmd, report_options& options, std::string& as_of, std::string& warn_at)
 {
   add_reference_flags(cmd, options);
-  cmd->add_option("--as-of", as_of, "ignore lines after this date (default: latest date in the input)");
+  cmd->add_option("--as-of", as_of, "ignore lines after this date (default: latest date in the input)")
+      ->check(a_date);
   cmd->add_option("--backend", options.backend, "auto, cpu or gpu")->capture_default_str();
   cmd->add_option("--out", options.out_dir, "write every output file into this directory, atomically");
   cmd->add_option("--rejects", options.rejects_path, "skip bad lines and write them to this CSV file");
@@ -180,7 +189,8 @@ int main(int argc, char** argv)
       ledger_cmd->add_subcommand("balances", "limit, consumed and remaining tpp of every cap");
   balances_cmd->add_option("db", db_path, "ledger database file")->required();
   add_reference_flags(balances_cmd, report);
-  balances_cmd->add_option("--as-of", as_of, "balances on this date (default: latest date in the ledger)");
+  balances_cmd->add_option("--as-of", as_of, "balances on this date (default: latest date in the ledger)")
+      ->check(a_date);
   balances_cmd->add_option("--warn-at", warn_at, "warning levels, fractions of a cap")->capture_default_str();
   balances_cmd->add_option("--format", report.format, "table or csv")->capture_default_str();
 
@@ -191,7 +201,8 @@ int main(int argc, char** argv)
       ->required();
   reconcile_cmd->add_option("--out", report.out_dir,
                             "write reconciliation.csv and summary.json here, atomically");
-  reconcile_cmd->add_option("--as-of", as_of, "count ledger lines up to this date (default: latest)");
+  reconcile_cmd->add_option("--as-of", as_of, "count ledger lines up to this date (default: latest)")
+      ->check(a_date);
   add_reference_flags(reconcile_cmd, report);
 
   CLI::App* check_cmd =

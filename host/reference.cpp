@@ -10,7 +10,9 @@
 
 #include <algorithm>
 #include <cctype>
+#include <charconv>
 #include <cmath>
+#include <set>
 
 namespace capledger {
 
@@ -104,6 +106,22 @@ bool parse_flag(std::string_view text, bool& value)
   return false;
 }
 
+/// Digits with at most one decimal point among them (`8.66`, `0`, `12.`): a non-negative decimal.
+bool is_decimal(std::string_view text)
+{
+  bool digit = false, point = false;
+  for (const char c : text) {
+    if (c >= '0' && c <= '9') {
+      digit = true;
+    } else if (c == '.' && !point) {
+      point = true;
+    } else {
+      return false;
+    }
+  }
+  return digit;
+}
+
 }  // namespace
 
 country_table load_countries(const std::string& path)
@@ -147,7 +165,7 @@ country_table load_countries(const std::string& path)
 chip_table load_chips(const std::string& path)
 {
   chip_table table;
-  read_reference_csv(path, {"chip", "vendor", "tpp", "datacenter"},
+  read_reference_csv(path, {"chip", "vendor", "tpp", "performance_density", "datacenter"},
                      [&](const std::vector<detail::csv_field>& f, const std::string& file) {
                        chip row;
                        row.key = std::string(f[0].value);
@@ -156,8 +174,14 @@ chip_table load_chips(const std::string& path)
                        if (!detail::parse_int64(f[2].value, row.tpp) || row.tpp <= 0) {
                          reference_defect(file, f[2], "tpp must be a positive integer");
                        }
-                       if (!parse_flag(f[3].value, row.datacenter)) {
-                         reference_defect(file, f[3], "datacenter must be 0 or 1");
+                       // Not used by any rule here, but a table with a malformed one is not the table
+                       // its author meant: checked like every other column.
+                       if (!is_decimal(f[3].value)) {
+                         reference_defect(file, f[3],
+                                          "performance_density must be a non-negative decimal number");
+                       }
+                       if (!parse_flag(f[4].value, row.datacenter)) {
+                         reference_defect(file, f[4], "datacenter must be 0 or 1");
                        }
                        const std::string upper = detail::to_upper(row.key);
                        if (table.code_of.count(upper) != 0) {
@@ -173,6 +197,47 @@ chip_table load_chips(const std::string& path)
 namespace {
 
 using json = nlohmann::json;
+
+/// Refuses a key of @p object that is not in @p known: a misspelled optional key (`pathway` for
+/// `pathways`) would otherwise be passed over and its default used without a word.
+void only_known_keys(const json& object, std::initializer_list<const char*> known, const std::string& where)
+{
+  if (!object.is_object()) { return; }  // `member` says what is wrong with it
+  for (const auto& item : object.items()) {
+    if (std::none_of(known.begin(), known.end(), [&](const char* k) { return item.key() == k; })) {
+      throw config_error(where + ": unknown key '" + item.key() + "'");
+    }
+  }
+}
+
+/// Parses @p text, refusing a key given twice in one object: which value was meant would be a
+/// guess (the JSON library keeps the last).
+json parse_without_repeated_keys(std::string_view text, const std::string& origin)
+{
+  std::vector<std::set<std::string>> open_objects;
+  std::string repeated;
+  const json::parser_callback_t note_keys = [&](int, json::parse_event_t event, json& parsed) {
+    if (event == json::parse_event_t::object_start) {
+      open_objects.emplace_back();
+    } else if (event == json::parse_event_t::object_end) {
+      open_objects.pop_back();
+    } else if (event == json::parse_event_t::key &&
+               !open_objects.back().insert(parsed.get<std::string>()).second && repeated.empty()) {
+      repeated = parsed.get<std::string>();
+    }
+    return true;
+  };
+  json doc;
+  try {
+    doc = json::parse(text, note_keys);
+  } catch (const json::parse_error& e) {
+    throw config_error(origin + ": invalid JSON: " + e.what());
+  }
+  if (!repeated.empty()) {
+    throw config_error(origin + ": key '" + repeated + "' is given twice in one object");
+  }
+  return doc;
+}
 
 const json& member(const json& object, const char* key, const std::string& where)
 {
@@ -202,10 +267,17 @@ ppm_t share_member(const json& object, const char* key, const std::string& where
 {
   const json& value = member(object, key, where);
   if (!value.is_number()) { throw config_error(where + ": '" + key + "' must be a number"); }
-  const double share   = value.get<double>();
-  const double scaled  = share * static_cast<double>(ppm_one);
-  const double nearest = std::round(scaled);
-  if (!(share >= 0.0 && share <= 1.0) || std::fabs(scaled - nearest) > 1e-6) {
+  const double share = value.get<double>();
+  // The decimals as written: the shortest fixed notation that reads back as the same double
+  // (0.07 -> "0.07", 0.0700000000001 -> "0.0700000000001"), not a tolerance around a multiple of
+  // 10^-6, which let 0.0700000000001 pass as 0.07.
+  char text[400];
+  const auto [end, error] = std::to_chars(text, text + sizeof(text), share, std::chars_format::fixed);
+  const std::string_view written(text, error == std::errc() ? static_cast<std::size_t>(end - text) : 0);
+  const std::size_t point    = written.find('.');
+  const std::size_t decimals = point == std::string_view::npos ? 0 : written.size() - point - 1;
+  const double nearest       = std::round(share * static_cast<double>(ppm_one));
+  if (written.empty() || !(share >= 0.0 && share <= 1.0) || decimals > 6) {
     throw config_error(where + ": '" + key +
                        "' must be a fraction between 0 and 1 with at most 6 decimal digits");
   }
@@ -216,12 +288,7 @@ ppm_t share_member(const json& object, const char* key, const std::string& where
 
 rule_set parse_rule_set(std::string_view json_text, const std::string& origin)
 {
-  json doc;
-  try {
-    doc = json::parse(json_text);
-  } catch (const json::parse_error& e) {
-    throw config_error(origin + ": invalid JSON: " + e.what());
-  }
+  const json doc = parse_without_repeated_keys(json_text, origin);
   rule_set rules;
   const json& id = member(doc, "id", origin);
   if (!id.is_string() || id.get<std::string>().empty()) {
@@ -289,6 +356,17 @@ rule_set parse_rule_set(std::string_view json_text, const std::string& origin)
   if (rules.country_cap_tpp > INT64_MAX / rules.g2g_multiplier) {
     throw config_error(cap_where + ": tpp x g2g_multiplier overflows 64 bits");
   }
+  // Last, so that a misspelled required key is said to be missing.
+  only_known_keys(doc,
+                  {"id", "title", "notes", "counting_starts", "counting_ends", "h100_tpp", "country_cap",
+                   "lpp", "nveu_caps", "uveu"},
+                  origin);
+  only_known_keys(cap, {"tpp", "g2g_multiplier", "pathways"}, cap_where);
+  only_known_keys(lpp, {"per_order_tpp", "per_consignee_year_tpp"}, lpp_where);
+  for (std::size_t i = 0; i < phases.size(); ++i) {
+    only_known_keys(phases[i], {"through", "tpp"}, origin + ": nveu_caps[" + std::to_string(i) + "]");
+  }
+  only_known_keys(uveu, {"max_tier2_country_share", "min_tier1_share", "min_us_share_if_us_hq"}, uveu_where);
   return rules;
 }
 

@@ -160,6 +160,17 @@ TEST_F(Cli, BadFlagExitsTwo)
   EXPECT_EQ(run("report --backend cpu --format xml " + log).exit_code, 2);
   EXPECT_EQ(run("report --backend quantum " + log).exit_code, 2);
   EXPECT_EQ(run("report --backend cpu --as-of 2025-02-30 " + log).exit_code, 2);
+  // An empty --as-of (a script's empty $DATE) is not "no --as-of", in every command that takes one.
+  const auto empty_as_of = run("report --backend cpu --as-of '' " + log);
+  EXPECT_EQ(empty_as_of.exit_code, 2);
+  EXPECT_NE(empty_as_of.err.find("--as-of: an empty value is not a YYYY-MM-DD date"), std::string::npos)
+      << empty_as_of.err;
+  for (const char* command :
+       {"ledger report l.db", "ledger balances l.db", "reconcile l.db --inventory i.csv"}) {
+    const auto r = run(std::string(command) + " --as-of ''");
+    EXPECT_EQ(r.exit_code, 2) << command;
+    EXPECT_NE(r.err.find("--as-of: an empty value"), std::string::npos) << command << ": " << r.err;
+  }
   EXPECT_EQ(run("report --backend cpu --warn-at 1.5 " + log).exit_code, 2);
   EXPECT_EQ(run("report --backend cpu --max-rejects 3 " + log).exit_code, 2);  // without --rejects
   EXPECT_EQ(run("report").exit_code, 2);                                    // no input

@@ -199,29 +199,55 @@ TEST_F(ReferenceFiles, CountriesEmptyOrMissingFile)
 
 TEST_F(ReferenceFiles, ChipsMissingColumn)
 {
-  const auto path = write("chips.csv", "chip,vendor,datacenter\nX1,V,1\n");
+  const auto path = write("chips.csv", "chip,vendor,performance_density,datacenter\nX1,V,1.5,1\n");
   expect_config_error([&] { (void)load_chips(path); }, "tpp");
 }
 
 TEST_F(ReferenceFiles, ChipsBadTpp)
 {
   for (const char* tpp : {"0", "-5", "abc", "", "1.5"}) {
-    const auto path = write("chips.csv", std::string("chip,vendor,tpp,datacenter\nX1,V,") + tpp + ",1\n");
+    const auto path = write(
+        "chips.csv", std::string("chip,vendor,tpp,performance_density,datacenter\nX1,V,") + tpp + ",1.5,1\n");
     expect_config_error([&] { (void)load_chips(path); }, path + ":2:6:");
   }
 }
 
 TEST_F(ReferenceFiles, ChipsDuplicateKeyIgnoringCase)
 {
-  const auto path = write("chips.csv", "chip,vendor,tpp,datacenter\nX1,V,10,1\nx1,V,20,1\n");
+  const auto path =
+      write("chips.csv", "chip,vendor,tpp,performance_density,datacenter\nX1,V,10,1,1\nx1,V,20,1,1\n");
   expect_config_error([&] { (void)load_chips(path); }, path + ":3:1:");
 }
 
 TEST_F(ReferenceFiles, ChipsBadDatacenterFlagAndEmptyKey)
 {
-  expect_config_error([&] { (void)load_chips(write("a.csv", "chip,vendor,tpp,datacenter\nX1,V,10,2\n")); },
-                      ":2:9:");
-  expect_config_error([&] { (void)load_chips(write("b.csv", "chip,vendor,tpp,datacenter\n,V,10,1\n")); }, ":2:1:");
+  expect_config_error(
+      [&] {
+        (void)load_chips(write("a.csv", "chip,vendor,tpp,performance_density,datacenter\nX1,V,10,1,2\n"));
+      },
+      ":2:11:");
+  expect_config_error(
+      [&] {
+        (void)load_chips(write("b.csv", "chip,vendor,tpp,performance_density,datacenter\n,V,10,1,1\n"));
+      },
+      ":2:1:");
+}
+
+// SPEC §1.3 lists performance_density among the chips table's columns: required, and a number.
+TEST_F(ReferenceFiles, ChipsPerformanceDensityIsADecimalNumber)
+{
+  expect_config_error([&] { (void)load_chips(write("a.csv", "chip,vendor,tpp,datacenter\nX1,V,10,1\n")); },
+                      "performance_density");
+  for (const char* bad : {"", "x", "-1", "1.2.3", "1e3", "."}) {
+    const auto path = write(
+        "b.csv", std::string("chip,vendor,tpp,performance_density,datacenter\nX1,V,10,") + bad + ",1\n");
+    expect_config_error([&] { (void)load_chips(path); }, path + ":2:9:");
+  }
+  for (const char* good : {"0", "8.66", "12."}) {
+    const auto path = write(
+        "c.csv", std::string("chip,vendor,tpp,performance_density,datacenter\nX1,V,10,") + good + ",1\n");
+    EXPECT_NO_THROW((void)load_chips(path)) << good;
+  }
 }
 
 // ---- entities.csv ------------------------------------------------------------------------------
@@ -302,6 +328,55 @@ TEST(RuleSet, SixDecimalShareIsExact)
   const rule_set rules =
     parse_rule_set(valid_rules(R"([{"through": "2027-12-31", "tpp": 1}])", R"(["LICENSE"])", "0.070001"), "r.json");
   EXPECT_EQ(rules.uveu_max_tier2_country_share, 70001);
+}
+
+// A share is compared exactly, so it may have at most 6 decimals as written: 0.0700000000001 is
+// not 0.07 (a tolerance around multiples of 10^-6 took it for 0.07).
+TEST(RuleSet, SharesWithMoreThanSixDecimalsAreRefused)
+{
+  const std::string one_phase = R"([{"through": "2027-12-31", "tpp": 1}])";
+  for (const char* bad : {"0.0700000000001", "0.07000000001", "0.0000001", "0.0700001", "1.0000001"}) {
+    expect_config_error(
+        [&] { (void)parse_rule_set(valid_rules(one_phase, R"(["LICENSE"])", bad), "r.json"); },
+        "at most 6 decimal digits");
+  }
+  for (const auto& [good, ppm] : {std::pair{"0.07", 70000}, std::pair{"0.070", 70000},
+                                  std::pair{"0.000001", 1}, std::pair{"1", 1000000}, std::pair{"0", 0}}) {
+    EXPECT_EQ(
+        parse_rule_set(valid_rules(one_phase, R"(["LICENSE"])", good), "r.json").uveu_max_tier2_country_share,
+        ppm)
+        << good;
+  }
+}
+
+// A key the rule set does not know is refused: a misspelled optional key (`pathway`) would
+// otherwise be passed over and its default used. A key given twice is refused too.
+TEST(RuleSet, UnknownAndRepeatedKeysAreRefused)
+{
+  const std::string good = valid_rules();
+  const auto edited      = [&](const std::string& old_text, const std::string& new_text) {
+    std::string text = good;
+    const auto at    = text.find(old_text);
+    EXPECT_NE(at, std::string::npos) << old_text;
+    return at == std::string::npos ? text : text.replace(at, old_text.size(), new_text);
+  };
+  const std::pair<std::string, std::string> defects[] = {
+      {edited("\"pathways\"", "\"pathway\""), "country_cap: unknown key 'pathway'"},
+      {edited("{\"id\"", "{\"idd\": 1, \"id\""), "unknown key 'idd'"},
+      {edited("\"per_order_tpp\"", "\"per_order\": 5, \"per_order_tpp\""), "lpp: unknown key 'per_order'"},
+      {edited("{\"through\": \"2025-12-31\"", "{\"from\": \"2025-01-01\", \"through\": \"2025-12-31\""),
+       "nveu_caps[0]: unknown key 'from'"},
+      {edited("\"min_tier1_share\"", "\"max_tier1_share\": 0.5, \"min_tier1_share\""),
+       "uveu: unknown key 'max_tier1_share'"},
+      {edited("\"h100_tpp\": 15832", "\"h100_tpp\": 15832, \"h100_tpp\": 1"),
+       "key 'h100_tpp' is given twice"},
+      {edited("\"tpp\": 790000000", "\"tpp\": 790000000, \"tpp\": 5"), "key 'tpp' is given twice"},
+  };
+  for (const auto& [text, message] : defects) {
+    expect_config_error([&] { (void)parse_rule_set(text, "r.json"); }, message);
+  }
+  // The bundled rule set's own keys, `title` and `notes` included, are known.
+  EXPECT_NO_THROW((void)load_rule_set((datasets_dir() / "rules" / "ai-diffusion-2025.json").string()));
 }
 
 TEST(RuleSet, BadJson)
