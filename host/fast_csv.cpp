@@ -98,6 +98,7 @@ bool fast_csv_reader::read_plain_line()
 #if defined(__SSE2__)
   std::size_t field_start = pos_;
   const auto emit         = [this](std::size_t begin, std::size_t end, bool last) {
+    if (++field_count_ > keep_at_most_) { return; }
     // Filled in place: a field built on the stack and copied stalls on store forwarding.
     csv_field& field = fields_.emplace_back();
     field.value      = unquoted_value(begin, end, last);
@@ -111,6 +112,7 @@ bool fast_csv_reader::read_plain_line()
   });
   if (line_end == static_cast<std::size_t>(-1)) {
     fields_.clear();
+    field_count_ = 0;
     return false;
   }
   emit(field_start, line_end, true);
@@ -226,7 +228,7 @@ csv_status fast_csv_reader::read_quoted(csv_field& field)
     pos_ = quote_at;
     break;
   }
-  if (escaped_at != std::string::npos) {
+  if (escaped_at != std::string::npos && &field != &not_kept_) {
     unescaped_spans_.emplace_back(static_cast<std::size_t>(&field - fields_.data()), escaped_at);
     field.value = std::string_view(nullptr, unescaped_.size() - escaped_at);  // pointer fixed up at the end
   } else {
@@ -245,6 +247,7 @@ csv_status fast_csv_reader::read_quoted(csv_field& field)
 csv_status fast_csv_reader::next()
 {
   fields_.clear();
+  field_count_ = 0;
   unescaped_.clear();
   unescaped_spans_.clear();
   // Skip blank lines (`\n` or `\r\n` alone, or a `\r` that ends the text: a truncated `\r\n`).
@@ -269,7 +272,7 @@ csv_status fast_csv_reader::next()
     while (pos_ < size_ && (data_[pos_] == ' ' || data_[pos_] == '\t')) { ++pos_; }
     // Filled in place, as in read_plain_line: a field built on the stack and copied stalled on
     // store forwarding (half of this function's time in a log with quoted values).
-    csv_field& field = fields_.emplace_back();
+    csv_field& field = ++field_count_ <= keep_at_most_ ? fields_.emplace_back() : not_kept_;
     field.line       = line_;
     field.column     = static_cast<std::int64_t>(pos_ - line_start_) + 1;
     if (pos_ < size_ && data_[pos_] == '"') {

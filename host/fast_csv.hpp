@@ -39,6 +39,12 @@ class fast_csv_reader {
   csv_status next();
 
   [[nodiscard]] const std::vector<csv_field>& fields() const noexcept { return fields_; }
+  /// @brief Keeps at most @p count fields of a record; the rest are read and counted
+  /// (`field_count`), not kept: one line of millions of commas is one bad line, not gigabytes of
+  /// field records. Unlimited by default.
+  void keep_at_most(std::size_t count) noexcept { keep_at_most_ = count; }
+  /// @brief The fields of the last record, those not kept included.
+  [[nodiscard]] std::size_t field_count() const noexcept { return field_count_; }
   [[nodiscard]] std::string_view raw() const noexcept { return raw_; }
   [[nodiscard]] std::int64_t record_line() const noexcept { return record_line_; }
   /// @brief Offset in the text where the last record (or the line of the last error) starts.
@@ -73,6 +79,9 @@ class fast_csv_reader {
   std::int64_t line_;
   std::size_t line_start_;
   std::vector<csv_field> fields_;
+  std::size_t keep_at_most_ = static_cast<std::size_t>(-1);
+  std::size_t field_count_  = 0;
+  csv_field not_kept_;     ///< where a field past `keep_at_most_` is read
   std::string unescaped_;  ///< storage for quoted fields that held `""`
   std::vector<std::pair<std::size_t, std::size_t>> unescaped_spans_;  ///< (field index, offset)
   std::string_view raw_;

@@ -25,6 +25,7 @@
 #include <optional>
 #include <sstream>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <fcntl.h>
@@ -428,9 +429,17 @@ struct guarded_path {
 };
 constexpr int guarded_slots = 64;
 guarded_path guarded[guarded_slots];
+/// While a `signals_deferred` lives: the handler notes its signal here instead of acting on it.
+std::atomic<bool> deferring{false};
+std::atomic<int> deferred_signal{0};
 
 extern "C" void remove_guarded_and_reraise(int signal_number)
 {
+  if (deferring.load(std::memory_order_acquire)) {
+    int none = 0;
+    deferred_signal.compare_exchange_strong(none, signal_number, std::memory_order_acq_rel);
+    return;
+  }
   // Files first, then directories (a staging directory is empty once its files are gone).
   for (const bool directories : {false, true}) {
     for (guarded_path& g : guarded) {
@@ -481,6 +490,20 @@ removed_on_signal::removed_on_signal(const std::string& path, bool directory)
 removed_on_signal::~removed_on_signal()
 {
   if (slot_ >= 0) { guarded[slot_].state.store(0, std::memory_order_release); }
+}
+
+signals_deferred::signals_deferred()
+{
+  install_signal_cleanup();
+  deferring.store(true, std::memory_order_release);
+}
+
+signals_deferred::~signals_deferred()
+{
+  deferring.store(false, std::memory_order_release);
+  if (const int signal_number = deferred_signal.exchange(0, std::memory_order_acq_rel); signal_number != 0) {
+    ::raise(signal_number);  // now handled as it would have been: clean up, then end the process
+  }
 }
 
 namespace {
@@ -546,53 +569,90 @@ void check_output_dir_replaceable(const std::string& out_dir, const std::set<std
   if (ec) { throw config_error(out_dir + ": cannot list: " + ec.message()); }
 }
 
-void write_directory_atomically(const std::string& out_dir, const std::map<std::string, std::string>& files,
-                                const std::set<std::string>& also_replaceable)
+staged_directory::staged_directory(const std::string& out_dir,
+                                   const std::map<std::string, std::string>& files,
+                                   const std::set<std::string>& also_replaceable)
+    : out_dir_(out_dir)
 {
-  fs::path target = fs::absolute(fs::path(out_dir)).lexically_normal();
-  if (target.filename().empty()) { target = target.parent_path(); }
+  // Through links: a link to a directory stays a link, and its target is what is replaced (and
+  // what `check_output_dir_replaceable` looked into).
+  target_ = resolved(out_dir);
+  std::error_code ec;
+  const fs::path here = fs::current_path(ec);
+  if (!ec && (target_ == here || inside(target_, here))) {
+    throw config_error(out_dir +
+                       ": is the working directory or holds it; the output directory is replaced whole, "
+                       "which would leave this shell in a deleted directory; name another");
+  }
   std::set<std::string> replaceable = also_replaceable;
   for (const auto& [name, content] : files) { replaceable.insert(name); }
   check_output_dir_replaceable(out_dir, replaceable);
-  std::error_code ec;
-  fs::create_directories(target.parent_path(), ec);
-  const fs::path staging = unique_sibling(target, "tmp");
-  fs::remove_all(staging, ec);
-  const removed_on_signal staging_guard(staging.string(), true);
-  std::vector<std::unique_ptr<removed_on_signal>> file_guards;
-  if (!fs::create_directory(staging, ec)) {
-    throw config_error(staging.string() + ": cannot create: " + ec.message());
+  fs::create_directories(target_.parent_path(), ec);
+  staging_ = unique_sibling(target_, "tmp");
+  fs::remove_all(staging_, ec);
+  staging_guard_ = std::make_unique<removed_on_signal>(staging_.string(), true);
+  if (!fs::create_directory(staging_, ec)) {
+    throw config_error(staging_.string() + ": cannot create: " + ec.message());
   }
   try {
+    std::vector<std::unique_ptr<removed_on_signal>> file_guards;
     for (const auto& [name, content] : files) {
-      file_guards.push_back(std::make_unique<removed_on_signal>((staging / name).string(), false));
-      write_and_sync(staging / name, content);
+      file_guards.push_back(std::make_unique<removed_on_signal>((staging_ / name).string(), false));
+      write_and_sync(staging_ / name, content);
     }
-    sync_directory(staging);
-    if (fs::exists(target)) {
+    struct stat old {};
+    if (::stat(target_.c_str(), &old) == 0 && S_ISDIR(old.st_mode)) {
+      ::chmod(staging_.c_str(), old.st_mode & 07777);  // a report directory kept private stays so
+    }
+    sync_directory(staging_);
+    staged_ = true;
+  } catch (...) {
+    fs::remove_all(staging_, ec);
+    throw;
+  }
+}
+
+staged_directory::~staged_directory()
+{
+  if (staged_) {
+    std::error_code ec;
+    fs::remove_all(staging_, ec);  // not committed: the old output stays as it was
+  }
+}
+
+void staged_directory::commit()
+{
+  CAPLEDGER_EXPECTS(staged_, "commit twice");
+  staged_ = false;
+  std::error_code ec;
+  try {
+    if (fs::exists(target_)) {
       // One exchange of the two directories where the file system has it (ext4, xfs, btrfs,
       // tmpfs): at no moment, a crash included, is there no output; the old one, now under the
       // staging name, is removed. Elsewhere two renames, the old output set aside first.
-      if (::renameat2(AT_FDCWD, staging.c_str(), AT_FDCWD, target.c_str(), RENAME_EXCHANGE) == 0) {
-        fs::remove_all(staging, ec);
+      if (::renameat2(AT_FDCWD, staging_.c_str(), AT_FDCWD, target_.c_str(), RENAME_EXCHANGE) == 0) {
+        fs::remove_all(staging_, ec);
       } else {
-        const fs::path old = unique_sibling(target, "old");
+        const fs::path old = unique_sibling(target_, "old");
         fs::remove_all(old, ec);
-        fs::rename(target, old);
-        fs::rename(staging, target);
+        fs::rename(target_, old);
+        fs::rename(staging_, target_);
         fs::remove_all(old, ec);
       }
     } else {
-      fs::rename(staging, target);
+      fs::rename(staging_, target_);
     }
-    sync_directory(target.parent_path());
+    sync_directory(target_.parent_path());
   } catch (const fs::filesystem_error& e) {
-    fs::remove_all(staging, ec);
-    throw config_error(out_dir + ": cannot write output: " + e.what());
-  } catch (...) {
-    fs::remove_all(staging, ec);
-    throw;
+    fs::remove_all(staging_, ec);
+    throw config_error(out_dir_ + ": cannot write output: " + e.what());
   }
+}
+
+void write_directory_atomically(const std::string& out_dir, const std::map<std::string, std::string>& files,
+                                const std::set<std::string>& also_replaceable)
+{
+  staged_directory(out_dir, files, also_replaceable).commit();
 }
 
 void write_file_atomically(const std::string& path, std::string_view content)
@@ -603,8 +663,17 @@ void write_file_atomically(const std::string& path, std::string_view content)
 }
 
 atomic_file_writer::atomic_file_writer(const std::string& path, const std::string& staging_dir)
-    : path_(path), target_(fs::absolute(fs::path(path)).string())
+    : path_(path), target_(resolved(path).string())  // through links: the link stays, its target is replaced
 {
+  struct stat existing {};
+  if (::stat(target_.c_str(), &existing) == 0 && !S_ISREG(existing.st_mode) && !S_ISDIR(existing.st_mode)) {
+    // A device or a pipe (`--rejects /dev/null`, a FIFO) is written as it is: replacing it by a
+    // file (as root, /dev/null itself) is never what was meant, and a stream has no half state to hide.
+    direct_ = true;
+    fd_     = ::open(target_.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd_ < 0) { throw config_error(path_ + ": cannot open: " + std::strerror(errno)); }
+    return;
+  }
   const fs::path beside = unique_sibling(fs::path(target_), "tmp");
   staging_ = staging_dir.empty() ? beside.string() : (fs::path(staging_dir) / beside.filename()).string();
   guard_   = std::make_unique<removed_on_signal>(staging_, false);
@@ -616,7 +685,7 @@ atomic_file_writer::~atomic_file_writer()
 {
   if (fd_ >= 0) {  // not committed: the old file, if any, stays as it was
     ::close(fd_);
-    ::unlink(staging_.c_str());
+    if (!direct_) { ::unlink(staging_.c_str()); }
   }
 }
 
@@ -637,6 +706,15 @@ void atomic_file_writer::commit()
 {
   CAPLEDGER_EXPECTS(fd_ >= 0, "commit twice");
   flush();
+  if (direct_) {
+    const int fd = std::exchange(fd_, -1);
+    if (::close(fd) != 0) { throw config_error(path_ + ": cannot write: " + std::strerror(errno)); }
+    return;
+  }
+  struct stat old {};
+  if (::stat(target_.c_str(), &old) == 0 && S_ISREG(old.st_mode)) {
+    ::fchmod(fd_, old.st_mode & 07777);  // a rejects file kept private stays so
+  }
   if (::fsync(fd_) != 0) { throw config_error(path_ + ": cannot flush to disk: " + std::strerror(errno)); }
   const int fd = fd_;
   fd_          = -1;  // from here on the destructor leaves the file alone: it is closed or renamed

@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <filesystem>
 #include <iosfwd>
 #include <map>
 #include <memory>
@@ -163,6 +164,40 @@ class removed_on_signal {
   int slot_ = -1;
 };
 
+/// @brief While alive, SIGINT, SIGTERM and SIGHUP wait (where `removed_on_signal`'s handler has
+/// them): the first one to arrive is raised when this is destroyed. Around commits that belong
+/// together (the report directory, then the rejects file), so that an interrupt leaves both old
+/// or both new, never one of each.
+class signals_deferred {
+ public:
+  signals_deferred();
+  ~signals_deferred();
+  signals_deferred(const signals_deferred&)            = delete;
+  signals_deferred& operator=(const signals_deferred&) = delete;
+};
+
+/// @brief `write_directory_atomically` in two steps: the constructor writes and fsyncs the files
+/// in the sibling staging directory (the slow part), `commit` puts it in place; destroyed without
+/// `commit`, it removes the staging directory and leaves @p out_dir as it was.
+class staged_directory {
+ public:
+  /// @throw config_error as `write_directory_atomically`, and for the working directory or one
+  ///        holding it (replacing it would leave the caller in a deleted directory)
+  staged_directory(const std::string& out_dir, const std::map<std::string, std::string>& files,
+                   const std::set<std::string>& also_replaceable = {});
+  ~staged_directory();
+  staged_directory(const staged_directory&)            = delete;
+  staged_directory& operator=(const staged_directory&) = delete;
+  /// @throw config_error
+  void commit();
+
+ private:
+  std::string out_dir_;  ///< as given, for messages
+  std::filesystem::path target_, staging_;
+  std::unique_ptr<removed_on_signal> staging_guard_;
+  bool staged_ = false;
+};
+
 /// @brief A file written piece by piece into a temporary sibling and renamed into place by
 /// `commit`, so that a file of any size is never held in memory and never seen half written.
 /// Destroyed without `commit`, it removes the temporary file and leaves any old file as it was.
@@ -186,7 +221,8 @@ class atomic_file_writer {
   std::string path_;  ///< as given, for messages
   std::string target_, staging_;
   std::unique_ptr<removed_on_signal> guard_;  ///< the staging file, until renamed or removed
-  int fd_ = -1;
+  int fd_      = -1;
+  bool direct_ = false;  ///< the target is a device or a pipe: written as it is, no staging
   std::string buffer_;  ///< written out once it holds a mebibyte
   void flush();
 };

@@ -394,18 +394,17 @@ check_inputs load_check_inputs(const std::string& db_path, const reference_data&
   }
   std::string why = "--replay";
   if (!replay) {
-    inputs.ledger = detail::stored_limit_totals(db, ref, why);
+    const std::int64_t lines = db.query_int("SELECT MAX(seq) FROM lines").value_or(0);
+    inputs.ledger            = detail::stored_limit_totals(db, ref, why);  // takes `db` over if it stands
     if (inputs.ledger) {
-      diagnostics << "capledger: check: running state of "
-                  << db.query_int("SELECT MAX(seq) FROM lines").value_or(0) << " line(s)\n";
+      diagnostics << "capledger: check: running state of " << lines << " line(s)\n";
+      return inputs;
     }
   }
-  if (!inputs.ledger) {
-    diagnostics << "capledger: check: replay (" << why << ")\n";
-    shipment_log_builder builder(ref.countries, ref.chips, ingest_options{});
-    replay_ledger(db, builder);
-    inputs.ledger = sum_limit_totals(ref, builder.finish());
-  }
+  diagnostics << "capledger: check: replay (" << why << ")\n";
+  shipment_log_builder builder(ref.countries, ref.chips, ingest_options{});
+  replay_ledger(db, builder);
+  inputs.ledger = sum_limit_totals(ref, builder.finish());
   db.exec("COMMIT");
   return inputs;
 }

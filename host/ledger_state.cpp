@@ -444,16 +444,27 @@ std::optional<state_info> current_state_info(sql_connection& db, const reference
 }
 
 /// The running totals of the state's limit keys, read one key at a time: `check` asks about the
-/// keys of a few proposed lines, not every key of the ledger.
+/// keys of a few proposed lines, not every key of the ledger. Holds the connection, and the read
+/// transaction it was opened in, until the last key is read.
 class stored_totals final : public ledger_limit_totals {
  public:
-  explicit stored_totals(sql_connection& db)
-      : entity_(db.handle(), "SELECT code FROM st_entity WHERE text = ?"),
-        order_(db.handle(), "SELECT a FROM st_order WHERE text = ?"),
-        country_cap_(db.handle(), "SELECT a FROM st_country_cap WHERE key = ?"),
-        nveu_(db.handle(), "SELECT a FROM st_nveu WHERE key = ?"),
-        lpp_annual_(db.handle(), "SELECT a FROM st_lpp_annual WHERE key = ?")
+  explicit stored_totals(sql_connection&& db)
+      : db_(std::move(db)),
+        entity_(db_.handle(), "SELECT code FROM st_entity WHERE text = ?"),
+        order_(db_.handle(), "SELECT a FROM st_order WHERE text = ?"),
+        country_cap_(db_.handle(), "SELECT a FROM st_country_cap WHERE key = ?"),
+        nveu_(db_.handle(), "SELECT a FROM st_nveu WHERE key = ?"),
+        lpp_annual_(db_.handle(), "SELECT a FROM st_lpp_annual WHERE key = ?")
   {
+  }
+  stored_totals(const stored_totals&)            = delete;
+  stored_totals& operator=(const stored_totals&) = delete;
+  ~stored_totals() override
+  {
+    try {
+      db_.exec("COMMIT");  // a read transaction: nothing to lose; the statements go next, then the connection
+    } catch (const std::exception&) {  // NOLINT(bugprone-empty-catch): ending a read cannot lose data
+    }
   }
   std::int64_t country_cap(std::int32_t country) override { return running(country_cap_, country); }
   std::int64_t nveu(std::string_view entity, std::int32_t country) override
@@ -472,6 +483,7 @@ class stored_totals final : public ledger_limit_totals {
   }
 
  private:
+  sql_connection db_;  ///< first: destroyed after the statements on it
   sql_statement entity_, order_, country_cap_, nveu_, lpp_annual_;
 
   /// The first column of @p q's first row (nullopt: no row); resets @p q.
@@ -499,7 +511,7 @@ std::unique_ptr<ledger_limit_totals> stored_limit_totals(sql_connection& db, con
                                                          std::string& why_not)
 {
   if (!current_state_info(db, ref, why_not)) { return nullptr; }
-  return std::make_unique<stored_totals>(db);
+  return std::make_unique<stored_totals>(std::move(db));
 }
 
 std::unique_ptr<stored_state> load_ledger_state(sql_connection& db, const reference_data& ref,

@@ -101,7 +101,8 @@ class stored_state final : public report_source {
 
 /// @brief The ledger's limit totals read from the running state, key by key, when it stands for
 /// every stored line under @p ref; otherwise null, and why in @p why_not. Call inside a read
-/// transaction, which must outlive the result.
+/// transaction: on success the result takes @p db over (it must not be used again) and ends that
+/// transaction when destroyed, so every key is read from one snapshot.
 [[nodiscard]] std::unique_ptr<ledger_limit_totals> stored_limit_totals(sql_connection& db,
                                                                        const reference_data& ref,
                                                                        std::string& why_not);

@@ -72,7 +72,14 @@ template <typename Job>
 int guarded(Job job)
 {
   try {
-    return job();
+    const int code = job();
+    // What went to stdout (a report table, CSV or JSON) must have arrived: a full disk or a
+    // closed stdout otherwise passes for success with the answer lost.
+    if (!std::cout.flush()) {
+      std::cerr << "capledger: cannot write to standard output (a full disk, or stdout closed)\n";
+      return exit_bad_input;
+    }
+    return code;
   } catch (const parse_error& e) {
     std::cerr << "capledger: " << e.what() << "\n";
     return exit_bad_input;

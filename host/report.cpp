@@ -14,6 +14,7 @@
 #include <fstream>
 #include <future>
 #include <iomanip>
+#include <optional>
 #include <ostream>
 #include <sstream>
 
@@ -717,10 +718,15 @@ int emit_report(const report_output& report, rejects_output& rejects, const repo
                 std::ostream& out, std::ostream& diagnostics)
 {
   // The output directory first: when it is refused, the run fails before anything is written.
+  std::optional<detail::staged_directory> staged;
   if (!options.out_dir.empty()) {
-    detail::write_directory_atomically(options.out_dir, report.files, rejects_file_in_out_dir(options));
+    staged.emplace(options.out_dir, report.files, rejects_file_in_out_dir(options));
   }
-  rejects.commit();
+  {
+    const detail::signals_deferred together;  // an interrupt leaves both outputs old or both new
+    if (staged) { staged->commit(); }
+    rejects.commit();
+  }
   rejects.note(diagnostics);
 
   if (!options.out_dir.empty()) {

@@ -1344,6 +1344,7 @@ void shipment_log_builder::state::parse_chunk(std::string_view text, const colum
                                               parsed_chunk& chunk, const wanted_lines* only) const
 {
   detail::fast_csv_reader reader(text, chunk.begin, chunk.limit, 1);
+  reader.keep_at_most(static_cast<std::size_t>(field_count) + 1);  // one past the header names the bad field
   date_memo dates;
   const auto hold = [&](const char* reason, std::string detail, std::int64_t line, std::int64_t column) {
     chunk.rejects.push_back(
@@ -1418,12 +1419,14 @@ void shipment_log_builder::state::parse_chunk(std::string_view text, const colum
       hold(unterminated ? "UNTERMINATED_QUOTE" : "BAD_QUOTE",
            unterminated ? "a quoted field is never closed" : "text follows a closing quote",
            reader.error_line(), reader.error_column());
-    } else if (const auto& fields = reader.fields(); static_cast<int>(fields.size()) != field_count) {
+    } else if (const auto& fields = reader.fields();
+               reader.field_count() != static_cast<std::size_t>(field_count)) {
       const auto& at = fields.size() > static_cast<std::size_t>(field_count)
                            ? fields[static_cast<std::size_t>(field_count)]
                            : fields.back();
       hold("WRONG_FIELD_COUNT",
-           "expected " + std::to_string(field_count) + " fields, found " + std::to_string(fields.size()),
+           "expected " + std::to_string(field_count) + " fields, found " +
+               std::to_string(reader.field_count()),
            at.line, at.column);
     } else {
       // Pointers, not copies: copying ten fields a line (and zeroing them first) cost more than

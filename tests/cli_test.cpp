@@ -153,6 +153,22 @@ TEST_F(Cli, BadLineExitsTwoWithPosition)
   EXPECT_EQ(r.err.find("terminate"), std::string::npos) << r.err;
 }
 
+// What goes to stdout must arrive: a full disk or a closed stdout is exit 2 with a message, not
+// a success whose answer was lost.
+TEST_F(Cli, StdoutThatCannotBeWrittenIsAnError)
+{
+  const auto log = write("log.csv", clean_log);
+  for (const char* redirect : {">/dev/full", ">&-"}) {
+    for (const char* format : {"table", "csv", "json"}) {
+      const auto r =
+          run_shell("CLI report --backend cpu --format " + std::string(format) + " " + log + " " + redirect);
+      EXPECT_EQ(r.exit_code, 2) << redirect << " " << format;
+      EXPECT_NE(r.err.find("cannot write to standard output"), std::string::npos) << r.err;
+    }
+  }
+  EXPECT_EQ(run_shell("CLI report --backend cpu " + log + " >/dev/null").exit_code, 0);
+}
+
 TEST_F(Cli, BadFlagExitsTwo)
 {
   const auto log = write("log.csv", clean_log);

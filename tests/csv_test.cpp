@@ -7,6 +7,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <limits>
 #include <random>
@@ -479,6 +480,41 @@ TEST(FastCsvReaderFuzzRegression, FirstChunkSkipsTheByteOrderMark)
 // order, or the same one twice). Where the peek gives them, `next` reads a record with those
 // fields, and skipping lands where reading does; where it gives none, nothing was consumed
 // and `next` reads on as usual.
+// A reader keeping at most k fields of a record reads what an unlimited one reads (statuses,
+// raw text, errors, the fields' count) and keeps the first k of its fields, quoted ones with
+// `""` included: how a line of millions of commas stays one bad line of bounded memory.
+TEST(FastCsvReader, FieldsPastTheLimitAreCountedNotKept)
+{
+  std::mt19937 random(11);
+  const char alphabet[] = {'a', 'b', ',', ',', ',', ',', '"', '"', ' ', '\r', '\n'};
+  for (int round = 0; round < 2000; ++round) {
+    std::string text;
+    const auto length = static_cast<std::size_t>(random() % 300);
+    for (std::size_t i = 0; i < length; ++i) { text += alphabet[random() % sizeof alphabet]; }
+    const std::size_t keep = random() % 5;
+    capledger::detail::fast_csv_reader all(text), some(text);
+    some.keep_at_most(keep);
+    for (int record = 0; record < 1000; ++record) {
+      const csv_status want = all.next();
+      ASSERT_EQ(some.next(), want) << round;
+      if (want == csv_status::end) { break; }
+      ASSERT_EQ(some.raw(), all.raw()) << round;
+      if (want != csv_status::record) {
+        ASSERT_EQ(some.error_line(), all.error_line()) << round;
+        ASSERT_EQ(some.error_column(), all.error_column()) << round;
+        continue;
+      }
+      ASSERT_EQ(some.field_count(), all.fields().size()) << round;
+      ASSERT_EQ(some.fields().size(), std::min(keep, all.fields().size())) << round;
+      for (std::size_t f = 0; f < some.fields().size(); ++f) {
+        ASSERT_EQ(some.fields()[f].value, all.fields()[f].value) << round << " field " << f;
+        ASSERT_EQ(some.fields()[f].line, all.fields()[f].line) << round;
+        ASSERT_EQ(some.fields()[f].column, all.fields()[f].column) << round;
+      }
+    }
+  }
+}
+
 TEST(FastCsvReader, PeekedFieldsAreTheFieldsNextReads)
 {
   std::mt19937 random(7);

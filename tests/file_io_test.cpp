@@ -8,9 +8,9 @@
 
 #include "test_support.hpp"
 
+#include <csignal>
 #include <cstddef>
 #include <cstdint>
-#include <cstdlib>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -19,7 +19,10 @@
 #include <string>
 #include <vector>
 
+#include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 namespace {
@@ -200,6 +203,83 @@ TEST(AtomicFileWriter, StagedInAnotherDirectory)
   file.commit();
   EXPECT_EQ(capledger::test::read_text(dir.root() / "out" / "r.csv"), "row\n");
   EXPECT_EQ(names_in(dir.root()), (std::set<std::string>{"out"}));
+}
+
+// A link stays a link: its target is what is replaced, and keeps its permissions. A pipe (or a
+// device: `--rejects /dev/null`) is written as it is, never replaced by a file.
+TEST(AtomicFileWriter, ThroughALinkAndIntoAPipe)
+{
+  namespace fs = std::filesystem;
+  const capledger::test::scratch_dir dir;
+  const auto target = dir.root() / "r.csv";
+  capledger::test::write_text(target, "old\n");
+  fs::permissions(target, fs::perms::owner_read | fs::perms::owner_write);
+  fs::create_symlink("r.csv", dir.root() / "link");
+  capledger::detail::write_file_atomically((dir.root() / "link").string(), "new\n");
+  EXPECT_TRUE(fs::is_symlink(dir.root() / "link"));
+  EXPECT_EQ(capledger::test::read_text(target), "new\n");
+  EXPECT_EQ(fs::status(target).permissions() & fs::perms::all,
+            fs::perms::owner_read | fs::perms::owner_write);
+
+  const auto pipe = dir.root() / "pipe";
+  ASSERT_EQ(::mkfifo(pipe.c_str(), 0600), 0);
+  // The read end open first, without blocking: the writer's open returns at once, and the rows
+  // wait in the pipe's buffer (a writer that replaced the pipe leaves it empty: no hang).
+  const int read_end = ::open(pipe.c_str(), O_RDONLY | O_NONBLOCK);
+  ASSERT_GE(read_end, 0);
+  capledger::detail::write_file_atomically(pipe.string(), "rows\n");
+  char received[16]{};
+  const ssize_t got = ::read(read_end, received, sizeof(received));
+  ::close(read_end);
+  EXPECT_EQ(std::string(received, got > 0 ? static_cast<std::size_t>(got) : 0), "rows\n");
+  EXPECT_TRUE(fs::is_fifo(pipe));
+  EXPECT_EQ(names_in(dir.root()), (std::set<std::string>{"link", "pipe", "r.csv"})) << "no temporary file";
+}
+
+// An output directory given through a link: the link stays, the directory it names is replaced
+// (and keeps its permissions). The working directory, or one holding it, is refused.
+TEST(StagedDirectory, ThroughALinkButNeverTheWorkingDirectory)
+{
+  namespace fs = std::filesystem;
+  const capledger::test::scratch_dir dir;
+  fs::create_directories(dir.root() / "real");
+  capledger::test::write_text(dir.root() / "real" / "a.csv", "old\n");
+  fs::permissions(dir.root() / "real", fs::perms::owner_all);
+  fs::create_directory_symlink("real", dir.root() / "link");
+  capledger::detail::write_directory_atomically((dir.root() / "link").string(), {{"a.csv", "new\n"}});
+  EXPECT_TRUE(fs::is_symlink(dir.root() / "link"));
+  EXPECT_EQ(capledger::test::read_text(dir.root() / "real" / "a.csv"), "new\n");
+  EXPECT_EQ(fs::status(dir.root() / "real").permissions() & fs::perms::all, fs::perms::owner_all);
+
+  const fs::path was = fs::current_path();
+  fs::current_path(dir.root() / "real");
+  EXPECT_THROW(capledger::detail::write_directory_atomically(".", {{"a.csv", "x\n"}}),
+               capledger::config_error);
+  EXPECT_THROW(capledger::detail::write_directory_atomically((dir.root()).string(), {{"a.csv", "x\n"}}),
+               capledger::config_error);
+  fs::current_path(was);
+  EXPECT_EQ(capledger::test::read_text(dir.root() / "real" / "a.csv"), "new\n");
+}
+
+// A signal that arrives while outputs are committed together waits for the last of them.
+TEST(SignalsDeferred, ASignalWaitsForTheEndOfTheScope)
+{
+  const capledger::test::scratch_dir dir;
+  const auto marker = dir.root() / "committed";
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    {
+      const capledger::detail::signals_deferred together;
+      ::raise(SIGTERM);
+      std::ofstream(marker) << "both\n";  // still running: the signal waits
+    }
+    ::_exit(0);  // not reached: the signal is raised at the end of the scope
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM) << status;
+  EXPECT_EQ(capledger::test::read_text(marker), "both\n");
 }
 
 TEST(AtomicFileWriter, AnUnwritableDirectoryIsAConfigError)

@@ -304,6 +304,18 @@ TEST(IngestRejects, WrongFieldCountTooMany)
   expect_rejected(header + "S1,2025-02-01,E1,AE,H100-SXM,10,extra\n", 2, 33, "WRONG_FIELD_COUNT");
 }
 
+// A line of many fields: the reader keeps one past the header's, the message counts them all.
+TEST(IngestRejects, WrongFieldCountOfAVeryWideLine)
+{
+  const std::string wide = "S1,2025-02-01,E1,AE,H100-SXM,10" + std::string(100000, ',') + "\n";
+  expect_rejected(header + wide, 2, 33, "WRONG_FIELD_COUNT");
+  try {
+    (void)ingest(header + wide);
+  } catch (const parse_error& e) {
+    EXPECT_NE(std::string(e.what()).find("found 100006"), std::string::npos) << e.what();
+  }
+}
+
 TEST(IngestRejects, WrongFieldCountTooFew)
 {
   // Reported at the last field present (the chip, column 21).
