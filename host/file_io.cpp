@@ -168,6 +168,29 @@ std::size_t copy_rest(int in, int out, const std::string& name)
 
 }  // namespace
 
+namespace {
+
+/// The mapped inputs `input_path_at` searches: fixed storage a signal handler can read. A slot is
+/// free (0), being filled (1) or in use (2).
+struct mapped_input {
+  std::atomic<int> state{0};
+  std::uintptr_t begin = 0, end = 0;
+  char path[4096]{};
+};
+constexpr int mapped_slots = 64;
+mapped_input mapped[mapped_slots];
+
+}  // namespace
+
+const char* input_path_at(const void* address) noexcept
+{
+  const auto at = reinterpret_cast<std::uintptr_t>(address);
+  for (const mapped_input& m : mapped) {
+    if (m.state.load(std::memory_order_acquire) == 2 && at >= m.begin && at < m.end) { return m.path; }
+  }
+  return nullptr;
+}
+
 input_bytes::input_bytes(const std::string& path)
 {
   const bool from_stdin = path == "-";
@@ -180,17 +203,17 @@ input_bytes::input_bytes(const std::string& path)
   const bool regular =
       ::fstat(fd, &info) == 0 && S_ISREG(info.st_mode) && (!from_stdin || ::lseek(fd, 0, SEEK_CUR) == 0);
   if (regular) {
-    map(fd, static_cast<std::size_t>(info.st_size));
+    map(fd, static_cast<std::size_t>(info.st_size), path);
     return;
   }
   // A pipe (`zcat log.csv.gz | capledger report -`, `<(...)`): copied into an unlinked temporary
   // file and mapped from there (the mapping keeps the file), so that a log of any size costs
   // disk, not memory.
   const fd_closer spooled{anonymous_temp_file()};
-  map(spooled.fd, copy_rest(fd, spooled.fd, path));
+  map(spooled.fd, copy_rest(fd, spooled.fd, path), path);
 }
 
-void input_bytes::map(int fd, std::size_t size)
+void input_bytes::map(int fd, std::size_t size, const std::string& path)
 {
   if (size == 0) { return; }  // nothing to map: an empty view
   void* mapping = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
@@ -201,10 +224,22 @@ void input_bytes::map(int fd, std::size_t size)
   mapping_ = mapping;
   data_    = static_cast<const char*>(mapping);
   size_    = size;
+  for (int s = 0; s < mapped_slots && path.size() < sizeof(mapped_input::path); ++s) {
+    int expected = 0;
+    if (mapped[s].state.compare_exchange_strong(expected, 1, std::memory_order_acq_rel)) {
+      mapped[s].begin = reinterpret_cast<std::uintptr_t>(mapping);
+      mapped[s].end   = mapped[s].begin + size;
+      std::memcpy(mapped[s].path, path.c_str(), path.size() + 1);
+      mapped[s].state.store(2, std::memory_order_release);
+      registered_ = s;
+      break;
+    }
+  }
 }
 
 input_bytes::~input_bytes()
 {
+  if (registered_ >= 0) { mapped[registered_].state.store(0, std::memory_order_release); }
   if (mapping_ != nullptr) { ::munmap(mapping_, size_); }
 }
 
@@ -440,6 +475,15 @@ extern "C" void remove_guarded_and_reraise(int signal_number)
     deferred_signal.compare_exchange_strong(none, signal_number, std::memory_order_acq_rel);
     return;
   }
+  remove_guarded_paths();
+  ::signal(signal_number, SIG_DFL);
+  ::raise(signal_number);
+}
+
+}  // namespace
+
+void remove_guarded_paths() noexcept
+{
   // Files first, then directories (a staging directory is empty once its files are gone).
   for (const bool directories : {false, true}) {
     for (guarded_path& g : guarded) {
@@ -448,9 +492,9 @@ extern "C" void remove_guarded_and_reraise(int signal_number)
       }
     }
   }
-  ::signal(signal_number, SIG_DFL);
-  ::raise(signal_number);
 }
+
+namespace {
 
 void install_signal_cleanup()
 {

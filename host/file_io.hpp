@@ -65,10 +65,20 @@ class input_bytes {
   void* mapping_        = nullptr;
   std::size_t released_ = 0;
 
-  /// Maps @p size bytes of @p fd (none: an empty view). @throw config_error
-  void map(int fd, std::size_t size);
+  int registered_ = -1;  ///< its slot for `input_path_at`
+
+  /// Maps @p size bytes of @p fd (none: an empty view), read as @p path. @throw config_error
+  void map(int fd, std::size_t size, const std::string& path);
   static std::size_t page_size() noexcept;
 };
+
+/// @brief For a SIGBUS handler (a mapped input truncated by another process while it is read):
+/// the path of the `input_bytes` whose mapping holds @p address, or null. Async-signal-safe.
+[[nodiscard]] const char* input_path_at(const void* address) noexcept;
+
+/// @brief Removes every temporary file and directory a `removed_on_signal` guards: for a signal
+/// handler that ends the process itself. Async-signal-safe.
+void remove_guarded_paths() noexcept;
 
 /// @brief Asks for transparent huge pages for the whole 2 MiB pages inside [data, data + bytes):
 /// large buffers that are about to be filled then cost a page fault per 2 MiB, not per 4 KiB.

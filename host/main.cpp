@@ -7,9 +7,12 @@
 
 #include <CLI/CLI.hpp>
 
+#include "file_io.hpp"
+
 #include <algorithm>
 #include <charconv>
 #include <csignal>
+#include <cstring>
 #include <iostream>
 
 #include <unistd.h>
@@ -139,13 +142,19 @@ void finish_report_flags(report_options& options, const std::string& as_of, cons
 namespace {
 
 /// Input files are memory-mapped; a file truncated by another process while capledger reads it
-/// raises SIGBUS on the missing pages. Say so and exit 2 (bad input) instead of crashing; no
-/// output can be half-written, since outputs only appear by an atomic rename at the end.
-extern "C" void input_truncated(int)
+/// raises SIGBUS on the missing pages. Say which file and exit 2 (bad input) instead of crashing,
+/// removing the hidden temporary files first; no output can be half-written, since outputs only
+/// appear by an atomic rename at the end.
+extern "C" void input_truncated(int, siginfo_t* info, void*)
 {
-  static constexpr char message[] =
-      "capledger: an input file was truncated or changed while being read; nothing was written\n";
-  [[maybe_unused]] const auto ignored = ::write(STDERR_FILENO, message, sizeof message - 1);
+  const char* path = capledger::detail::input_path_at(info->si_addr);
+  const auto say   = [](const char* text) {
+    [[maybe_unused]] const auto ignored = ::write(STDERR_FILENO, text, std::strlen(text));
+  };
+  say("capledger: ");
+  say(path != nullptr ? path : "an input file");
+  say(" was truncated or changed while being read; nothing was written\n");
+  capledger::detail::remove_guarded_paths();
   ::_exit(2);
 }
 
@@ -153,7 +162,11 @@ extern "C" void input_truncated(int)
 
 int main(int argc, char** argv)
 {
-  std::signal(SIGBUS, input_truncated);
+  struct sigaction on_bus {};
+  on_bus.sa_sigaction = input_truncated;
+  on_bus.sa_flags     = SA_SIGINFO;
+  sigemptyset(&on_bus.sa_mask);
+  ::sigaction(SIGBUS, &on_bus, nullptr);
   CLI::App app{"capledger: compute-capacity accounting for AI-chip export rules"};
   app.require_subcommand(1);
   app.set_version_flag("--version", std::string("capledger ") + CAPLEDGER_VERSION);

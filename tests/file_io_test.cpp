@@ -282,6 +282,31 @@ TEST(SignalsDeferred, ASignalWaitsForTheEndOfTheScope)
   EXPECT_EQ(capledger::test::read_text(marker), "both\n");
 }
 
+// A SIGBUS handler names the input whose mapping faulted: every mapped input is found by any
+// address inside it, and forgotten once unmapped.
+TEST(InputBytes, AnAddressInsideAMappingNamesItsFile)
+{
+  const capledger::test::scratch_dir dir;
+  const auto a = dir.root() / "a.csv";
+  const auto b = dir.root() / "b.csv";
+  capledger::test::write_text(a, std::string(10000, 'a'));
+  capledger::test::write_text(b, "bb\n");
+  const char* inside_a = nullptr;
+  {
+    const capledger::detail::input_bytes first(a.string());
+    const capledger::detail::input_bytes second(b.string());
+    inside_a = first.view().data() + 9999;
+    ASSERT_NE(capledger::detail::input_path_at(inside_a), nullptr);
+    EXPECT_EQ(std::string(capledger::detail::input_path_at(inside_a)), a.string());
+    EXPECT_EQ(std::string(capledger::detail::input_path_at(second.view().data())), b.string());
+    const char* past_a = capledger::detail::input_path_at(first.view().data() + first.view().size());
+    EXPECT_TRUE(past_a == nullptr || std::string(past_a) != a.string()) << "one past the end is not a's";
+    const int on_the_stack = 0;
+    EXPECT_EQ(capledger::detail::input_path_at(&on_the_stack), nullptr);
+  }
+  EXPECT_EQ(capledger::detail::input_path_at(inside_a), nullptr);
+}
+
 TEST(AtomicFileWriter, AnUnwritableDirectoryIsAConfigError)
 {
   EXPECT_THROW(capledger::detail::atomic_file_writer("/nonexistent-capledger-dir/r.csv"),
