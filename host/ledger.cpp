@@ -127,15 +127,23 @@ std::int64_t meta_value(sql_connection& db, const char* key)
 constexpr const char* find_id_sql =
     "SELECT f.path, l.source_line FROM lines l JOIN files f ON f.file_id = l.file_id WHERE l.shipment_id = ?";
 
-/// `file:line` of the stored line with shipment id @p id (@p find_id: `find_id_sql`), or
-/// nullopt: what a `DUPLICATE_ID` names.
-std::optional<std::string> stored_line_of_id(sql_statement& find_id, std::string_view id)
+/// Options that read lines as coming after the ledger's (a night's, or `check`'s proposed ones):
+/// an id already stored is a `DUPLICATE_ID` naming its `file:line`, found by @p find_id
+/// (`find_id_sql`, which must outlive the options), and the stored lines' |tpp| and |quantity|
+/// sums count toward the 64-bit bound.
+ingest_options reading_after_the_ledger(sql_connection& db, sql_statement& find_id)
 {
-  find_id.bind(1, id);
-  std::optional<std::string> where;
-  if (find_id.step()) { where = std::string(find_id.text(0)) + ":" + std::to_string(find_id.int64(1)); }
-  find_id.reset();
-  return where;
+  ingest_options ingest;
+  ingest.earlier_abs_tpp_sum      = static_cast<std::uint64_t>(meta_value(db, "abs_tpp_sum"));
+  ingest.earlier_abs_quantity_sum = static_cast<std::uint64_t>(meta_value(db, "abs_quantity_sum"));
+  ingest.earlier_id               = [&find_id](std::string_view id) -> std::optional<std::string> {
+    find_id.bind(1, id);
+    std::optional<std::string> where;
+    if (find_id.step()) { where = std::string(find_id.text(0)) + ":" + std::to_string(find_id.int64(1)); }
+    find_id.reset();
+    return where;
+  };
+  return ingest;
 }
 
 /// Feeds every stored file, with its lines and rejects, to @p builder in ingest order: the log
@@ -245,12 +253,9 @@ ledger_ingest_result ledger_ingest(const ledger_ingest_options& options)
         "order_id, exporter, tpp_per_unit, file_id, source_line) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
 
-    ingest_options ingest;
-    ingest.keep_rejects             = !options.rejects_path.empty();
-    ingest.max_rejects              = options.max_rejects;
-    ingest.earlier_abs_tpp_sum      = static_cast<std::uint64_t>(meta_value(db, "abs_tpp_sum"));
-    ingest.earlier_abs_quantity_sum = static_cast<std::uint64_t>(meta_value(db, "abs_quantity_sum"));
-    ingest.earlier_id               = [&](std::string_view id) { return stored_line_of_id(find_id, id); };
+    ingest_options ingest = reading_after_the_ledger(db, find_id);
+    ingest.keep_rejects   = !options.rejects_path.empty();
+    ingest.max_rejects    = options.max_rejects;
     ingest.on_accepted = [&](const shipment_fields& f) {
       const std::int64_t quantity = parse_stored_int(f.quantity);  // validated already
       insert_line.bind(1, f.shipment_id).bind(2, f.date).bind(3, f.entity).bind(4, f.country).bind(5, f.chip);
@@ -382,13 +387,8 @@ check_inputs load_check_inputs(const std::string& db_path, const reference_data&
   db.exec("BEGIN");  // the ids, sums, state or lines read below are one snapshot
   check_inputs inputs;
   {
-    // Read as ingest reads a night's file: ids and |tpp| sums of the ledger come from its tables.
     sql_statement find_id(db.handle(), find_id_sql);
-    ingest_options ingest;
-    ingest.earlier_abs_tpp_sum      = static_cast<std::uint64_t>(meta_value(db, "abs_tpp_sum"));
-    ingest.earlier_abs_quantity_sum = static_cast<std::uint64_t>(meta_value(db, "abs_quantity_sum"));
-    ingest.earlier_id               = [&](std::string_view id) { return stored_line_of_id(find_id, id); };
-    shipment_log_builder builder(ref.countries, ref.chips, ingest);
+    shipment_log_builder builder(ref.countries, ref.chips, reading_after_the_ledger(db, find_id));
     builder.add_file(proposed_path);
     inputs.proposed = builder.finish();
   }

@@ -347,7 +347,28 @@ int run_reconcile(const std::string& db_path, const std::string& inventory_path,
 
 namespace {
 
-/// `ledger_limit_totals` of a replayed ledger: every in-window line summed once, by key code.
+/// The limits `check` weighs lines against.
+enum limit : std::size_t { country_cap_limit, nveu_limit, lpp_annual_limit, lpp_order_limit, limit_count };
+
+/// Calls @p add(limit, key) for each limit that line @p i of @p c counts toward, its key in @p c's
+/// codes: in-window lines of the country-cap pathways, of NVEU, of LPP (SPEC §4). The one place
+/// that says which lines a limit sums, for the ledger's lines and the proposed ones alike.
+template <typename Add>
+void for_each_limit_of(const rule_set& rules, const rule_context& context, const shipment_columns& c,
+                       std::size_t i, Add add)
+{
+  if (!in_window(rules, c.date[i])) { return; }
+  if ((context.country_cap_pathways >> c.pathway[i]) & 1U) { add(country_cap_limit, c.country[i]); }
+  if (c.pathway[i] == static_cast<std::uint8_t>(pathway::nveu)) {
+    add(nveu_limit, entity_country_key(c.entity[i], c.country[i]));
+  }
+  if (c.pathway[i] == static_cast<std::uint8_t>(pathway::lpp)) {
+    add(lpp_annual_limit, entity_year_key(c.entity[i], year_of(c.date[i])));
+    add(lpp_order_limit, c.order[i]);
+  }
+}
+
+/// `ledger_limit_totals` of a replayed ledger: every line summed once, by key code.
 class summed_totals final : public ledger_limit_totals {
  public:
   summed_totals(const reference_data& ref, const shipment_log& ledger)
@@ -357,42 +378,35 @@ class summed_totals final : public ledger_limit_totals {
         make_rule_context(ref.rules, ref.countries, ref.entities, ledger, std::numeric_limits<day_t>::max());
     const shipment_columns& c = ledger.columns;
     for (std::size_t i = 0; i < c.date.size(); ++i) {
-      if (!in_window(ref.rules, c.date[i])) { continue; }
-      if ((context.country_cap_pathways >> c.pathway[i]) & 1U) { country_cap_[c.country[i]] += c.tpp[i]; }
-      if (c.pathway[i] == static_cast<std::uint8_t>(pathway::nveu)) {
-        nveu_[entity_country_key(c.entity[i], c.country[i])] += c.tpp[i];
-      }
-      if (c.pathway[i] == static_cast<std::uint8_t>(pathway::lpp)) {
-        lpp_annual_[entity_year_key(c.entity[i], year_of(c.date[i]))] += c.tpp[i];
-        lpp_order_[c.order[i]] += c.tpp[i];
-      }
+      for_each_limit_of(ref.rules, context, c, i,
+                        [&](limit which, std::int64_t key) { totals_[which][key] += c.tpp[i]; });
     }
   }
-  std::int64_t country_cap(std::int32_t country) override { return value(country_cap_, country); }
+  std::int64_t country_cap(std::int32_t country) override { return value(country_cap_limit, country); }
   std::int64_t nveu(std::string_view entity, std::int32_t country) override
   {
     const std::int32_t code = entities_.find(entity);
-    return code < 0 ? 0 : value(nveu_, entity_country_key(code, country));
+    return code < 0 ? 0 : value(nveu_limit, entity_country_key(code, country));
   }
   std::int64_t lpp_annual(std::string_view entity, std::int64_t year) override
   {
     const std::int32_t code = entities_.find(entity);
-    return code < 0 ? 0 : value(lpp_annual_, entity_year_key(code, year));
+    return code < 0 ? 0 : value(lpp_annual_limit, entity_year_key(code, year));
   }
   std::int64_t lpp_order(std::string_view order) override
   {
     const std::int32_t code = orders_.find(order);
-    return code < 0 ? 0 : value(lpp_order_, code);
+    return code < 0 ? 0 : value(lpp_order_limit, code);
   }
 
  private:
   dictionary entities_, orders_;
-  std::unordered_map<std::int64_t, std::int64_t> country_cap_, nveu_, lpp_annual_, lpp_order_;
+  std::unordered_map<std::int64_t, std::int64_t> totals_[limit_count];
 
-  static std::int64_t value(const std::unordered_map<std::int64_t, std::int64_t>& totals, std::int64_t key)
+  std::int64_t value(limit which, std::int64_t key) const
   {
-    const auto at = totals.find(key);
-    return at == totals.end() ? 0 : at->second;
+    const auto at = totals_[which].find(key);
+    return at == totals_[which].end() ? 0 : at->second;
   }
 };
 
@@ -409,44 +423,32 @@ std::vector<proposed_check> check_proposed(const reference_data& ref, const ship
   const rule_context context =
       make_rule_context(ref.rules, ref.countries, ref.entities, proposed, std::numeric_limits<day_t>::max());
   const shipment_columns& c = proposed.columns;
-  // Running totals of the proposed lines' limit keys (codes of the proposed log), each starting
-  // from the ledger's total when first met.
-  std::map<std::int64_t, std::int64_t> country_used, nveu_used, lpp_year_used, lpp_order_used;
-  const auto used = [](std::map<std::int64_t, std::int64_t>& totals, std::int64_t key, auto ledger_total) {
-    auto [at, fresh] = totals.try_emplace(key, 0);
-    if (fresh) { at->second = ledger_total(); }
-    return at;
-  };
-  const auto country_total = [&](std::size_t i) {
-    return used(country_used, c.country[i], [&] { return ledger.country_cap(c.country[i]); });
-  };
-  const auto nveu_total = [&](std::size_t i) {
-    return used(nveu_used, entity_country_key(c.entity[i], c.country[i]),
-                [&] { return ledger.nveu(proposed.entities.text(c.entity[i]), c.country[i]); });
-  };
-  const auto lpp_year_total = [&](std::size_t i) {
-    const std::int64_t year = year_of(c.date[i]);
-    return used(lpp_year_used, entity_year_key(c.entity[i], year),
-                [&] { return ledger.lpp_annual(proposed.entities.text(c.entity[i]), year); });
-  };
-  const auto lpp_order_total = [&](std::size_t i) {
-    return used(lpp_order_used, c.order[i],
-                [&] { return ledger.lpp_order(proposed.orders.text(c.order[i])); });
-  };
-  const auto counts   = [&](std::size_t i) { return in_window(ref.rules, c.date[i]); };
-  const auto add_line = [&](std::size_t i) {
-    if (!counts(i)) { return; }
-    if ((context.country_cap_pathways >> c.pathway[i]) & 1U) { country_total(i)->second += c.tpp[i]; }
-    if (c.pathway[i] == static_cast<std::uint8_t>(pathway::nveu)) { nveu_total(i)->second += c.tpp[i]; }
-    if (c.pathway[i] == static_cast<std::uint8_t>(pathway::lpp)) {
-      lpp_year_total(i)->second += c.tpp[i];
-      lpp_order_total(i)->second += c.tpp[i];
+  // The ledger's total on line i's key of a limit, asked by the key's parts.
+  const auto ledger_total = [&](limit which, std::size_t i) {
+    switch (which) {
+      case country_cap_limit:
+        return ledger.country_cap(c.country[i]);
+      case nveu_limit:
+        return ledger.nveu(proposed.entities.text(c.entity[i]), c.country[i]);
+      case lpp_annual_limit:
+        return ledger.lpp_annual(proposed.entities.text(c.entity[i]), year_of(c.date[i]));
+      default:
+        return ledger.lpp_order(proposed.orders.text(c.order[i]));
     }
   };
+  // Running totals of the proposed lines' keys (codes of the proposed log), each starting from
+  // the ledger's total when first met. A map: its elements stay where they are.
+  std::map<std::int64_t, std::int64_t> running[limit_count];
 
   std::vector<proposed_check> rows;
   for (std::int64_t line = 0; line < c.size(); ++line) {
     const auto i = static_cast<std::size_t>(line);
+    std::int64_t* total[limit_count] = {};  // this line's running totals, before it
+    for_each_limit_of(ref.rules, context, c, i, [&](limit which, std::int64_t key) {
+      auto [at, fresh] = running[which].try_emplace(key, 0);
+      if (fresh) { at->second = ledger_total(which, i); }
+      total[which] = &at->second;
+    });
     proposed_check base;
     base.line                = line + 1;
     base.shipment_id         = std::string(proposed.shipment_id(line));
@@ -456,14 +458,15 @@ std::vector<proposed_check> check_proposed(const reference_data& ref, const ship
     base.pathway             = std::string(pathway_name(static_cast<pathway>(c.pathway[i])));
     base.tpp                 = c.tpp[i];
     const std::size_t before = rows.size();
-    const auto limit_row     = [&](const char* rule, std::int64_t used_before, std::int64_t limit) {
-      proposed_check r      = base;
-      r.rule                = rule;
-      r.limit_tpp           = std::to_string(limit);
-      r.consumed_before_tpp = std::to_string(used_before);
-      r.headroom_before_tpp = exact_difference(limit, used_before);
+    const auto limit_row     = [&](const char* rule, limit which, std::int64_t limit_tpp) {
+      const std::int64_t used_before = *total[which];
+      proposed_check r               = base;
+      r.rule                         = rule;
+      r.limit_tpp                    = std::to_string(limit_tpp);
+      r.consumed_before_tpp          = std::to_string(used_before);
+      r.headroom_before_tpp          = exact_difference(limit_tpp, used_before);
       // A line that adds tpp past the limit breaches it; a return never does.
-      r.status = c.tpp[i] > 0 && used_before + c.tpp[i] > limit ? "breach" : "ok";
+      r.status = c.tpp[i] > 0 && used_before + c.tpp[i] > limit_tpp ? "breach" : "ok";
       rows.push_back(std::move(r));
     };
     const auto rule_row = [&](const char* rule) {
@@ -472,7 +475,7 @@ std::vector<proposed_check> check_proposed(const reference_data& ref, const ship
       r.status         = "breach";
       rows.push_back(std::move(r));
     };
-    if (counts(i)) {
+    if (in_window(ref.rules, c.date[i])) {
       const int tier  = context.country_tier[c.country[i]];
       const auto path = static_cast<pathway>(c.pathway[i]);
       const bool adds = c.quantity[i] > 0;
@@ -483,24 +486,25 @@ std::vector<proposed_check> check_proposed(const reference_data& ref, const ship
                    (path == pathway::aia && (tier != 1 || !context.entity_hq_tier1[c.entity[i]])) ||
                    (path == pathway::aca && context.chip_datacenter[c.chip[i]]));
       if (unauthorized) { rule_row("UNAUTHORIZED_PATHWAY"); }
-      if (context.country_cap_tpp[c.country[i]] >= 0 &&
-          ((context.country_cap_pathways >> c.pathway[i]) & 1U)) {
-        limit_row("COUNTRY_CAP_EXCEEDED", country_total(i)->second, context.country_cap_tpp[c.country[i]]);
-      }
-      if (path == pathway::lpp) {
-        limit_row("LPP_ORDER_LIMIT", lpp_order_total(i)->second, ref.rules.lpp_per_order_tpp);
-        limit_row("LPP_ANNUAL_LIMIT", lpp_year_total(i)->second, ref.rules.lpp_per_consignee_year_tpp);
-      }
-      if (path == pathway::nveu) {
-        limit_row("NVEU_CAP_EXCEEDED", nveu_total(i)->second, nveu_cap_on(ref.rules, c.date[i]));
-      }
+    }
+    if (total[country_cap_limit] != nullptr && context.country_cap_tpp[c.country[i]] >= 0) {
+      limit_row("COUNTRY_CAP_EXCEEDED", country_cap_limit, context.country_cap_tpp[c.country[i]]);
+    }
+    if (total[lpp_order_limit] != nullptr) {
+      limit_row("LPP_ORDER_LIMIT", lpp_order_limit, ref.rules.lpp_per_order_tpp);
+      limit_row("LPP_ANNUAL_LIMIT", lpp_annual_limit, ref.rules.lpp_per_consignee_year_tpp);
+    }
+    if (total[nveu_limit] != nullptr) {
+      limit_row("NVEU_CAP_EXCEEDED", nveu_limit, nveu_cap_on(ref.rules, c.date[i]));
     }
     if (rows.size() == before) {  // no limit applies (tier 1, or outside the counting window)
       proposed_check r = base;
       r.status         = "ok";
       rows.push_back(std::move(r));
     }
-    add_line(i);
+    for (std::int64_t* t : total) {
+      if (t != nullptr) { *t += c.tpp[i]; }
+    }
   }
   return rows;
 }
