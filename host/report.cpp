@@ -588,7 +588,10 @@ void rejects_output::add(const rejected_line& line)
 {
   ++count_;
   constexpr std::size_t shown = 10;
-  if (first_.size() < shown) { first_.push_back(line); }
+  // Without the raw text, which `note` does not show (a rejected line can be megabytes long).
+  if (first_.size() < shown) {
+    first_.push_back({line.file, line.line, line.column, line.reason, line.detail, {}});
+  }
   if (!file_) { return; }
   // `reason` holds the bare code (DUPLICATE_ID, ...) so the file can be filtered by it; the
   // explanations go to stderr (`note`).

@@ -148,7 +148,7 @@ class rejects_output {
   std::string path_;
   std::string out_dir_;  ///< the `--out` directory the file lies in, if it does
   std::unique_ptr<detail::atomic_file_writer> file_;
-  std::vector<rejected_line> first_;  ///< the ones `note` shows
+  std::vector<rejected_line> first_;  ///< the ones `note` shows, without their raw text
   std::int64_t count_ = 0;
 };
 
