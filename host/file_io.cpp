@@ -550,23 +550,32 @@ signals_deferred::~signals_deferred()
   }
 }
 
-namespace {
-
-/// @p path with links and `..` resolved as far as it exists (the rest as written).
-fs::path resolved(const std::string& path)
+fs::path resolved_path(const std::string& path)
 {
+  fs::path at = fs::absolute(path);
+  if (at.filename().empty()) { at = at.parent_path(); }  // `result/`
   std::error_code ec;
-  fs::path out = fs::weakly_canonical(fs::absolute(path), ec);
-  if (ec) { out = fs::absolute(path).lexically_normal(); }
-  if (out.filename().empty()) { out = out.parent_path(); }  // `result/`
+  // A link is followed even where what it names does not exist yet (`weakly_canonical` keeps a
+  // dangling link as written, and a rename would then replace the link itself).
+  for (int hops = 0; fs::is_symlink(fs::symlink_status(at, ec)); ++hops) {
+    if (hops == 40) { throw config_error(path + ": too many levels of symbolic links"); }
+    const fs::path to = fs::read_symlink(at, ec);
+    if (ec) { break; }
+    at = to.is_absolute() ? to : at.parent_path() / to;
+  }
+  fs::path out = fs::weakly_canonical(at, ec);
+  if (ec) { out = at.lexically_normal(); }
+  if (out.filename().empty()) { out = out.parent_path(); }
   return out;
 }
+
+namespace {
 
 bool same_file(const std::string& a, const std::string& b)
 {
   std::error_code ec;
   if (fs::exists(a, ec) && fs::exists(b, ec)) { return fs::equivalent(a, b, ec) && !ec; }
-  return resolved(a) == resolved(b);
+  return resolved_path(a) == resolved_path(b);
 }
 
 bool inside(const fs::path& directory, const fs::path& path)
@@ -589,7 +598,7 @@ void refuse_outputs_over_inputs(const std::vector<std::string>& inputs,
                            ": writing it would replace that file; name another path");
       }
     }
-    if (!directory.path.empty() && inside(resolved(directory.path), resolved(input))) {
+    if (!directory.path.empty() && inside(resolved_path(directory.path), resolved_path(input))) {
       throw config_error(directory.flag + " " + directory.path + " holds the input " + input +
                          ": the directory is replaced whole, which would delete it; name another directory");
     }
@@ -599,7 +608,7 @@ void refuse_outputs_over_inputs(const std::vector<std::string>& inputs,
 void check_output_dir_replaceable(const std::string& out_dir, const std::set<std::string>& replaceable)
 {
   std::error_code ec;
-  const fs::path target = resolved(out_dir);
+  const fs::path target = resolved_path(out_dir);
   if (!fs::exists(target, ec)) { return; }
   if (!fs::is_directory(target, ec)) { throw config_error(out_dir + ": exists and is not a directory"); }
   for (const auto& entry : fs::directory_iterator(target, ec)) {
@@ -620,7 +629,7 @@ staged_directory::staged_directory(const std::string& out_dir,
 {
   // Through links: a link to a directory stays a link, and its target is what is replaced (and
   // what `check_output_dir_replaceable` looked into).
-  target_ = resolved(out_dir);
+  target_ = resolved_path(out_dir);
   std::error_code ec;
   const fs::path here = fs::current_path(ec);
   if (!ec && (target_ == here || inside(target_, here))) {
@@ -707,10 +716,15 @@ void write_file_atomically(const std::string& path, std::string_view content)
 }
 
 atomic_file_writer::atomic_file_writer(const std::string& path, const std::string& staging_dir)
-    : path_(path), target_(resolved(path).string())  // through links: the link stays, its target is replaced
+    : path_(path),
+      target_(resolved_path(path).string())  // through links: the link stays, its target is replaced
 {
   struct stat existing {};
-  if (::stat(target_.c_str(), &existing) == 0 && !S_ISREG(existing.st_mode) && !S_ISDIR(existing.st_mode)) {
+  const bool exists = ::stat(target_.c_str(), &existing) == 0;
+  if (exists && S_ISDIR(existing.st_mode)) {
+    throw config_error(path_ + ": is a directory; name a file");  // said now, before any output is in place
+  }
+  if (exists && !S_ISREG(existing.st_mode)) {
     // A device or a pipe (`--rejects /dev/null`, a FIFO) is written as it is: replacing it by a
     // file (as root, /dev/null itself) is never what was meant, and a stream has no half state to hide.
     direct_ = true;

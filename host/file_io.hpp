@@ -72,6 +72,11 @@ class input_bytes {
   static std::size_t page_size() noexcept;
 };
 
+/// @brief @p path made absolute, with `..` and symbolic links resolved as far as it exists, a link
+/// followed even where what it names does not exist yet: where an output written through
+/// @p path lands. @throw config_error for a loop of links
+[[nodiscard]] std::filesystem::path resolved_path(const std::string& path);
+
 /// @brief For a SIGBUS handler (a mapped input truncated by another process while it is read):
 /// the path of the `input_bytes` whose mapping holds @p address, or null. Async-signal-safe.
 [[nodiscard]] const char* input_path_at(const void* address) noexcept;

@@ -11,7 +11,9 @@
 #include <algorithm>
 #include <cctype>
 #include <charconv>
+#include <climits>
 #include <cmath>
+#include <map>
 #include <set>
 
 namespace capledger {
@@ -210,31 +212,88 @@ void only_known_keys(const json& object, std::initializer_list<const char*> know
   }
 }
 
-/// Parses @p text, refusing a key given twice in one object: which value was meant would be a
-/// guess (the JSON library keeps the last).
-json parse_without_repeated_keys(std::string_view text, const std::string& origin)
-{
-  std::vector<std::set<std::string>> open_objects;
-  std::string repeated;
-  const json::parser_callback_t note_keys = [&](int, json::parse_event_t event, json& parsed) {
-    if (event == json::parse_event_t::object_start) {
-      open_objects.emplace_back();
-    } else if (event == json::parse_event_t::object_end) {
-      open_objects.pop_back();
-    } else if (event == json::parse_event_t::key &&
-               !open_objects.back().insert(parsed.get<std::string>()).second && repeated.empty()) {
-      repeated = parsed.get<std::string>();
-    }
+/// A first pass over a rule set's text: a key given twice in one object (the JSON library keeps
+/// the last: which value was meant would be a guess), and the text of each fractional number as
+/// written, by its key, so that shares are judged by their written decimals (a double cannot
+/// tell 0.07000000000000000001 from 0.07).
+class written_json final : public nlohmann::json_sax<json> {
+ public:
+  std::map<std::string, std::string> fraction_text;  ///< key -> its fractional value as written
+  std::string repeated;                              ///< the first key given twice, if any
+
+  bool null() override { return true; }
+  bool boolean(bool) override { return true; }
+  bool number_integer(number_integer_t) override { return true; }
+  bool number_unsigned(number_unsigned_t) override { return true; }
+  bool number_float(number_float_t, const string_t& text) override
+  {
+    fraction_text[last_key_] = text;
     return true;
-  };
+  }
+  bool string(string_t&) override { return true; }
+  bool binary(binary_t&) override { return true; }
+  bool start_object(std::size_t) override
+  {
+    open_objects_.emplace_back();
+    return true;
+  }
+  bool key(string_t& name) override
+  {
+    if (!open_objects_.back().insert(name).second && repeated.empty()) { repeated = name; }
+    last_key_ = name;
+    return true;
+  }
+  bool end_object() override
+  {
+    open_objects_.pop_back();
+    return true;
+  }
+  bool start_array(std::size_t) override { return true; }
+  bool end_array() override { return true; }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) override
+  {
+    return false;  // the DOM parse that follows says what is wrong
+  }
+
+ private:
+  std::vector<std::set<std::string>> open_objects_;
+  std::string last_key_;
+};
+
+/// Decimal places of a JSON number as written (`0.0700` 2, `1e-6` 6, `7E-2` 2, `1` 0): the digits
+/// after the point without trailing zeros, less the exponent.
+std::int64_t written_decimals(std::string_view text)
+{
+  const std::size_t e           = text.find_first_of("eE");
+  const std::string_view digits = text.substr(0, e);
+  std::int64_t exponent         = 0;
+  if (e != std::string_view::npos) {
+    const std::string_view power = text.substr(e + 1);
+    const bool plus              = !power.empty() && power.front() == '+';
+    const auto [end, error] =
+        std::from_chars(power.data() + (plus ? 1 : 0), power.data() + power.size(), exponent);
+    if (error != std::errc() || end != power.data() + power.size()) { return INT64_MAX; }
+  }
+  const std::size_t point   = digits.find('.');
+  std::string_view fraction = point == std::string_view::npos ? std::string_view() : digits.substr(point + 1);
+  while (!fraction.empty() && fraction.back() == '0') { fraction.remove_suffix(1); }
+  const auto places = static_cast<std::int64_t>(fraction.size()) - exponent;
+  return places > 0 ? places : 0;
+}
+
+/// Parses a rule set's @p text, refusing a key given twice in one object; @p written gets the
+/// fractional numbers as written.
+json parse_rule_json(std::string_view text, const std::string& origin, written_json& written)
+{
+  const bool scanned = json::sax_parse(text, &written);
   json doc;
   try {
-    doc = json::parse(text, note_keys);
+    doc = json::parse(text);
   } catch (const json::parse_error& e) {
     throw config_error(origin + ": invalid JSON: " + e.what());
   }
-  if (!repeated.empty()) {
-    throw config_error(origin + ": key '" + repeated + "' is given twice in one object");
+  if (scanned && !written.repeated.empty()) {
+    throw config_error(origin + ": key '" + written.repeated + "' is given twice in one object");
   }
   return doc;
 }
@@ -263,21 +322,17 @@ day_t date_member(const json& object, const char* key, const std::string& where)
 }
 
 /// Shares are compared exactly, so they must be decimal fractions with at most 6 digits.
-ppm_t share_member(const json& object, const char* key, const std::string& where)
+ppm_t share_member(const json& object, const char* key, const std::string& where, const written_json& written)
 {
   const json& value = member(object, key, where);
   if (!value.is_number()) { throw config_error(where + ": '" + key + "' must be a number"); }
   const double share = value.get<double>();
-  // The decimals as written: the shortest fixed notation that reads back as the same double
-  // (0.07 -> "0.07", 0.0700000000001 -> "0.0700000000001"), not a tolerance around a multiple of
-  // 10^-6, which let 0.0700000000001 pass as 0.07.
-  char text[400];
-  const auto [end, error] = std::to_chars(text, text + sizeof(text), share, std::chars_format::fixed);
-  const std::string_view written(text, error == std::errc() ? static_cast<std::size_t>(end - text) : 0);
-  const std::size_t point    = written.find('.');
-  const std::size_t decimals = point == std::string_view::npos ? 0 : written.size() - point - 1;
+  // The decimals as written (0.0700000000001 has 13), not a tolerance around a multiple of 10^-6,
+  // which took 0.0700000000001 for 0.07. An integer (0, 1) has none.
+  const auto text             = written.fraction_text.find(key);
+  const std::int64_t decimals = text == written.fraction_text.end() ? 0 : written_decimals(text->second);
   const double nearest       = std::round(share * static_cast<double>(ppm_one));
-  if (written.empty() || !(share >= 0.0 && share <= 1.0) || decimals > 6) {
+  if (!(share >= 0.0 && share <= 1.0) || decimals > 6) {
     throw config_error(where + ": '" + key +
                        "' must be a fraction between 0 and 1 with at most 6 decimal digits");
   }
@@ -288,7 +343,8 @@ ppm_t share_member(const json& object, const char* key, const std::string& where
 
 rule_set parse_rule_set(std::string_view json_text, const std::string& origin)
 {
-  const json doc = parse_without_repeated_keys(json_text, origin);
+  written_json written;
+  const json doc = parse_rule_json(json_text, origin, written);
   rule_set rules;
   const json& id = member(doc, "id", origin);
   if (!id.is_string() || id.get<std::string>().empty()) {
@@ -349,9 +405,9 @@ rule_set parse_rule_set(std::string_view json_text, const std::string& origin)
 
   const std::string uveu_where       = origin + ": uveu";
   const json& uveu                   = member(doc, "uveu", origin);
-  rules.uveu_max_tier2_country_share = share_member(uveu, "max_tier2_country_share", uveu_where);
-  rules.uveu_min_tier1_share         = share_member(uveu, "min_tier1_share", uveu_where);
-  rules.uveu_min_us_share_if_us_hq   = share_member(uveu, "min_us_share_if_us_hq", uveu_where);
+  rules.uveu_max_tier2_country_share = share_member(uveu, "max_tier2_country_share", uveu_where, written);
+  rules.uveu_min_tier1_share         = share_member(uveu, "min_tier1_share", uveu_where, written);
+  rules.uveu_min_us_share_if_us_hq   = share_member(uveu, "min_us_share_if_us_hq", uveu_where, written);
   // Caps times the multiplier must stay exact.
   if (rules.country_cap_tpp > INT64_MAX / rules.g2g_multiplier) {
     throw config_error(cap_where + ": tpp x g2g_multiplier overflows 64 bits");

@@ -549,12 +549,11 @@ report_output render_report(const reference_data& ref, const report_source& sour
 
 namespace {
 
-/// @p path absolute and normalized, without a trailing slash (`result/` is `result`).
+/// Where @p path lands (absolute, links followed, no trailing slash): so that a rejects file in
+/// `--out` is recognized however either path is spelled.
 std::filesystem::path normalized(const std::string& path)
 {
-  std::filesystem::path out = std::filesystem::absolute(path).lexically_normal();
-  if (out.filename().empty()) { out = out.parent_path(); }
-  return out;
+  return detail::resolved_path(path);
 }
 
 /// Whether @p path names a file in @p dir (a normalized path) or in a folder below it.

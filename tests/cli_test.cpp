@@ -504,6 +504,25 @@ TEST_F(Cli, RejectedRecordSpanningLinesKeepsEveryLineInTheRejectsFile)
   EXPECT_EQ(summary["lines"]["rejected"], 2);
 }
 
+// A rejects file directly in --out is recognized however either path is spelled (through a link
+// to the directory, or not); a rejects path naming a directory is refused before --out is written.
+TEST_F(Cli, RejectsFileInTheOutputDirectoryThroughALink)
+{
+  const auto log = write("log.csv", clean_log + "S5,2025-02-30,E1,US,H100-SXM,10\n");
+  fs::create_directory(work_ / "real");
+  fs::create_directory_symlink("real", work_ / "link");
+  for (const auto& [out, rejects] : {std::pair{"link", "real/R.csv"}, std::pair{"real", "link/R.csv"}}) {
+    const auto r = run("report --backend cpu " + log + " --out " + out + " --rejects " + rejects);
+    EXPECT_EQ(r.exit_code, 0) << out << " " << rejects << ": " << r.err;
+    EXPECT_NE(read_text(work_ / "real" / "R.csv").find("BAD_DATE"), std::string::npos);
+  }
+  fs::create_directory(work_ / "rdir");
+  const auto r = run("report --backend cpu " + log + " --out fresh --rejects rdir");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("rdir: is a directory"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(work_ / "fresh")) << "--out written although the run was refused";
+}
+
 TEST_F(Cli, RefusedOutputDirectoryWritesNoRejectsFile)
 {
   const auto log = write("log.csv", clean_log + "S5,2025-02-30,E1,US,H100-SXM,10\n");

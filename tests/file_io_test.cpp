@@ -221,6 +221,16 @@ TEST(AtomicFileWriter, ThroughALinkAndIntoAPipe)
   EXPECT_EQ(fs::status(target).permissions() & fs::perms::all,
             fs::perms::owner_read | fs::perms::owner_write);
 
+  // A link to nothing yet: the file it names is made, the link stays. A directory is refused at once.
+  fs::create_symlink("made.csv", dir.root() / "dangling");
+  capledger::detail::write_file_atomically((dir.root() / "dangling").string(), "made\n");
+  EXPECT_TRUE(fs::is_symlink(dir.root() / "dangling"));
+  EXPECT_EQ(capledger::test::read_text(dir.root() / "made.csv"), "made\n");
+  fs::create_directory(dir.root() / "folder");
+  EXPECT_THROW(capledger::detail::atomic_file_writer((dir.root() / "folder").string()),
+               capledger::config_error);
+  fs::remove(dir.root() / "folder");
+
   const auto pipe = dir.root() / "pipe";
   ASSERT_EQ(::mkfifo(pipe.c_str(), 0600), 0);
   // The read end open first, without blocking: the writer's open returns at once, and the rows
@@ -233,7 +243,8 @@ TEST(AtomicFileWriter, ThroughALinkAndIntoAPipe)
   ::close(read_end);
   EXPECT_EQ(std::string(received, got > 0 ? static_cast<std::size_t>(got) : 0), "rows\n");
   EXPECT_TRUE(fs::is_fifo(pipe));
-  EXPECT_EQ(names_in(dir.root()), (std::set<std::string>{"link", "pipe", "r.csv"})) << "no temporary file";
+  EXPECT_EQ(names_in(dir.root()), (std::set<std::string>{"dangling", "link", "made.csv", "pipe", "r.csv"}))
+      << "no temporary file";
 }
 
 // An output directory given through a link: the link stays, the directory it names is replaced

@@ -331,17 +331,21 @@ TEST(RuleSet, SixDecimalShareIsExact)
 }
 
 // A share is compared exactly, so it may have at most 6 decimals as written: 0.0700000000001 is
-// not 0.07 (a tolerance around multiples of 10^-6 took it for 0.07).
+// not 0.07 (a tolerance around multiples of 10^-6 took it for 0.07), nor is 0.07000000000000000001
+// (the same double as 0.07). Trailing zeros and exponents count as the value they write.
 TEST(RuleSet, SharesWithMoreThanSixDecimalsAreRefused)
 {
   const std::string one_phase = R"([{"through": "2027-12-31", "tpp": 1}])";
-  for (const char* bad : {"0.0700000000001", "0.07000000001", "0.0000001", "0.0700001", "1.0000001"}) {
+  for (const char* bad : {"0.0700000000001", "0.07000000001", "0.0000001", "0.0700001", "1.0000001",
+                          "0.07000000000000000001", "1.0000000000000000001", "7e-7", "0.5E-6"}) {
     expect_config_error(
         [&] { (void)parse_rule_set(valid_rules(one_phase, R"(["LICENSE"])", bad), "r.json"); },
         "at most 6 decimal digits");
   }
-  for (const auto& [good, ppm] : {std::pair{"0.07", 70000}, std::pair{"0.070", 70000},
-                                  std::pair{"0.000001", 1}, std::pair{"1", 1000000}, std::pair{"0", 0}}) {
+  for (const auto& [good, ppm] :
+       {std::pair{"0.07", 70000}, std::pair{"0.0700000", 70000}, std::pair{"0.000001", 1},
+        std::pair{"1", 1000000}, std::pair{"0", 0}, std::pair{"1.0", 1000000}, std::pair{"1e-6", 1},
+        std::pair{"7E-2", 70000}, std::pair{"0.7e-1", 70000}}) {
     EXPECT_EQ(
         parse_rule_set(valid_rules(one_phase, R"(["LICENSE"])", good), "r.json").uveu_max_tier2_country_share,
         ppm)
