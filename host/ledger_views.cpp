@@ -480,12 +480,9 @@ std::vector<proposed_check> check_proposed(const reference_data& ref, const ship
       const auto path = static_cast<pathway>(c.pathway[i]);
       const bool adds = c.quantity[i] > 0;
       if (adds && tier == 3) { rule_row("PROHIBITED_DESTINATION"); }
-      const bool unauthorized =
-          adds && ((path == pathway::uveu && !context.entity_is_uveu[c.entity[i]]) ||
-                   (path == pathway::nveu && !context.nveu_authorized(c.entity[i], c.country[i])) ||
-                   (path == pathway::aia && (tier != 1 || !context.entity_hq_tier1[c.entity[i]])) ||
-                   (path == pathway::aca && context.chip_datacenter[c.chip[i]]));
-      if (unauthorized) { rule_row("UNAUTHORIZED_PATHWAY"); }
+      if (adds && context.is_unauthorized(path, c.entity[i], c.country[i], c.chip[i])) {
+        rule_row("UNAUTHORIZED_PATHWAY");
+      }
     }
     if (total[country_cap_limit] != nullptr && context.country_cap_tpp[c.country[i]] >= 0) {
       limit_row("COUNTRY_CAP_EXCEEDED", country_cap_limit, context.country_cap_tpp[c.country[i]]);

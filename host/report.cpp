@@ -549,17 +549,10 @@ report_output render_report(const reference_data& ref, const report_source& sour
 
 namespace {
 
-/// Where @p path lands (absolute, links followed, no trailing slash): so that a rejects file in
-/// `--out` is recognized however either path is spelled.
-std::filesystem::path normalized(const std::string& path)
-{
-  return detail::resolved_path(path);
-}
-
-/// Whether @p path names a file in @p dir (a normalized path) or in a folder below it.
+/// Whether @p path lands in @p dir (a `detail::resolved_path`) or in a folder below it, links followed.
 bool lies_in(const fs::path& dir, const std::string& path)
 {
-  const fs::path parent = normalized(path).parent_path();
+  const fs::path parent = detail::resolved_path(path).parent_path();
   return std::mismatch(dir.begin(), dir.end(), parent.begin(), parent.end()).first == dir.end();
 }
 
@@ -569,10 +562,10 @@ rejects_output::rejects_output(const std::string& path, const std::string& out_d
 {
   if (path_.empty()) { return; }
   std::string staging_dir;
-  if (!out_dir.empty() && lies_in(normalized(out_dir), path_)) {
+  if (!out_dir.empty() && lies_in(detail::resolved_path(out_dir), path_)) {
     // The directory is replaced before the file is put in place.
     out_dir_    = out_dir;
-    staging_dir = normalized(out_dir).parent_path().string();
+    staging_dir = detail::resolved_path(out_dir).parent_path().string();
     std::error_code ec;
     std::filesystem::create_directories(staging_dir, ec);  // as writing the directory would
   }
@@ -670,8 +663,8 @@ namespace {
 std::set<std::string> rejects_file_in_out_dir(const report_options& options)
 {
   if (options.rejects_path.empty() || options.out_dir.empty()) { return {}; }
-  const auto file = normalized(options.rejects_path);
-  if (file.parent_path() != normalized(options.out_dir)) { return {}; }
+  const auto file = detail::resolved_path(options.rejects_path);
+  if (file.parent_path() != detail::resolved_path(options.out_dir)) { return {}; }
   return {file.filename().string()};
 }
 
@@ -693,14 +686,15 @@ void check_report_outputs(const report_options& options, const std::vector<std::
   detail::refuse_outputs_over_inputs(read, {{"--rejects", options.rejects_path}}, {"--out", options.out_dir});
   if (options.out_dir.empty()) { return; }
   // One path for both would write the report, then fail to put the rejects file in its place.
-  if (!options.rejects_path.empty() && normalized(options.rejects_path) == normalized(options.out_dir)) {
+  if (!options.rejects_path.empty() &&
+      detail::resolved_path(options.rejects_path) == detail::resolved_path(options.out_dir)) {
     throw config_error("--rejects " + options.rejects_path + " is the --out directory; name another file");
   }
   // The directory is replaced whole: a rejects file in a folder inside it would have no folder to
   // go to once the report is in place, and one under a report file's name would replace it.
   const std::set<std::string> rejects_here = rejects_file_in_out_dir(options);
   if (!options.rejects_path.empty() && rejects_here.empty() &&
-      lies_in(normalized(options.out_dir), options.rejects_path)) {
+      lies_in(detail::resolved_path(options.out_dir), options.rejects_path)) {
     throw config_error("--rejects " + options.rejects_path + " lies in a folder inside the --out directory " +
                        options.out_dir + ", which is replaced whole; put it directly in " + options.out_dir +
                        " or outside it");
