@@ -70,9 +70,9 @@ std::vector<key_range> cut_key_ranges(const shipment_view& lines, KeyOf key_of, 
   for (std::int64_t key = 0; key < keys; ++key) {
     const std::int64_t n = count[static_cast<std::size_t>(key)];
     if (n > max_lines) {
-      throw device_error("one " + std::string(key_name) + " has " + std::to_string(n) + " " + lines_name +
-                         ", more than the " + std::to_string(max_lines) +
-                         " one pass of the GPU backend can hold: use --backend cpu");
+      throw gpu_memory_short("one " + std::string(key_name) + " has " + std::to_string(n) + " " + lines_name +
+                             ", more than the " + std::to_string(max_lines) +
+                             " one pass of the GPU backend can hold");
     }
     if (n == 0) { continue; }
     if (ranges.empty() || ranges.back().lines + n > max_lines) { ranges.push_back({key, key, 0}); }
@@ -106,9 +106,8 @@ aggregation aggregate_in_parts(const shipment_view& lines, const rule_context& r
   // A log that fits takes one pass; an empty one needs no room at all.
   if (lines.size <= std::max<std::int64_t>(max_lines, 0)) { return pass(lines); }
   if (max_lines <= 0) {
-    throw device_error(
-        "not one line fits in a pass of the GPU backend (its tables alone fill the free "
-        "GPU memory): use --backend cpu");
+    throw gpu_memory_short(
+        "not one line fits in a pass of the GPU backend (its tables alone fill the free GPU memory)");
   }
 
   // Three keyings: entity ranges for every total and every check keyed by entity first (NVEU,

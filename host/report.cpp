@@ -374,6 +374,23 @@ report_output build_report(const reference_data& ref, const shipment_log& log, c
   return render_report(ref, log_source(log), options, context, agg, engine.name(), as_of_shown);
 }
 
+report_output build_report_within_gpu_memory(const reference_data& ref, const shipment_log& log,
+                                             const report_options& options, backend& engine,
+                                             std::ostream& diagnostics)
+{
+  try {
+    return build_report(ref, log, options, engine);
+  } catch (const gpu_memory_short& e) {
+    if (options.backend != "auto") {
+      throw device_error("--backend gpu: " + std::string(e.what()) + "; --backend cpu reports this log");
+    }
+    // Nothing the GPU computed is used: the CPU computes the whole report again.
+    diagnostics << "capledger: backend cpu (the GPU's free memory cannot take this log: " << e.what()
+                << ")\n";
+    return build_report(ref, log, options, *make_cpu_backend());
+  }
+}
+
 report_output render_report(const reference_data& ref, const report_source& source,
                             const report_options& options, const rule_context& context,
                             const aggregation& agg, const std::string& backend_used,
@@ -640,7 +657,8 @@ int finish_report(const reference_data& ref, const shipment_log& log, const repo
 {
   rejects_output rejects(options.rejects_path, options.out_dir);
   add_stored_rejects(rejects, log.rejects, options, diagnostics);
-  return emit_report(build_report(ref, log, options, engine), rejects, options, out, diagnostics);
+  return emit_report(build_report_within_gpu_memory(ref, log, options, engine, diagnostics), rejects, options,
+                     out, diagnostics);
 }
 
 void add_stored_rejects(rejects_output& rejects, const std::vector<rejected_line>& stored,
@@ -798,7 +816,8 @@ int run_report(const report_options& options, std::ostream& out, std::ostream& d
     throw;
   }
   const shipment_log log = builder.finish();
-  return emit_report(build_report(ref, log, options, *engine), rejects, options, out, diagnostics);
+  return emit_report(build_report_within_gpu_memory(ref, log, options, *engine, diagnostics), rejects,
+                     options, out, diagnostics);
 }
 
 }  // namespace capledger

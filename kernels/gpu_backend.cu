@@ -739,6 +739,7 @@ std::vector<check_row<Kind>> run_keyed_check_as(const Check& check, const std::s
     });
   }
   const auto key_count = static_cast<std::int64_t>(read_scalar(at.d_count, stream));
+  d_keys.release();  // lower the peak: the rows need only the unique keys
   at.clock->mark(name + ".reduce");
 
   // 5. One row per key, with the crossing (or first) line's position resolved.
@@ -1126,10 +1127,12 @@ template <typename Key>
 
 /// Device bytes per line of the resident columns.
 constexpr std::uint64_t column_bytes_per_line = 37;
-/// Device bytes per line the aggregation adds at its peak: the SPEC order (4 B) plus the deepest
-/// keyed check (keys, positions, running totals, items, per-key results; about 80 B), rounded up
-/// for CUB's scratch.
-constexpr std::uint64_t work_bytes_per_line = 91;
+/// Device bytes per line the aggregation adds at its peak, a running-total check where every line
+/// is its own key (an LPP order per line when `order_id` is absent) with 64-bit keys: the SPEC
+/// order (4 B) and membership (1), the sorted positions (4), running totals (8), unique keys (8),
+/// per-key sums (16), rows (32) and the crossing rows selected from them (32): 105 B, rounded up
+/// for CUB's scratch. (The sparse pair sort peaks lower, at 72 B.)
+constexpr std::uint64_t work_bytes_per_line = 112;
 constexpr std::uint64_t device_headroom_bytes = 64ULL << 20;
 
 struct window_line {
@@ -1198,9 +1201,9 @@ void check_device_memory(std::int64_t line_count, std::uint64_t bytes_per_line, 
   const std::uint64_t needed =
     static_cast<std::uint64_t>(line_count) * bytes_per_line + table_bytes + device_headroom_bytes;
   if (needed > free_bytes) {
-    throw device_error("the GPU backend needs about " + std::to_string(needed >> 20) + " MiB for " +
-                       std::to_string(line_count) + " lines, but only " +
-                       std::to_string(free_bytes >> 20) + " MiB of GPU memory are free: use --backend cpu");
+    throw gpu_memory_short("the GPU backend needs about " + std::to_string(needed >> 20) + " MiB for " +
+                           std::to_string(line_count) + " lines, but only " +
+                           std::to_string(free_bytes >> 20) + " MiB of GPU memory are free");
   }
 }
 

@@ -288,6 +288,58 @@ TEST(BackendChoice, GpuIsRefusedOnlyWhenTheLogCannotFit)
   EXPECT_EQ(notes.str(), "");
 }
 
+/// A GPU backend whose free memory cannot take the log: refuses before computing anything.
+class gpu_without_room final : public capledger::backend {
+ public:
+  int calls = 0;
+  [[nodiscard]] std::string name() const override { return "gpu"; }
+  [[nodiscard]] capledger::aggregation aggregate(const capledger::shipment_view&,
+                                                 const capledger::rule_context&,
+                                                 const capledger::dictionary_sizes&) override
+  {
+    ++calls;
+    throw capledger::gpu_memory_short("not one line fits in a pass of the GPU backend");
+  }
+};
+
+TEST(BackendChoice, AutoReportsOnTheCpuWhenGpuMemoryIsShort)
+{
+  capledger::report_options options;
+  options.entities_path               = (sample_dir() / "entities.csv").string();
+  options.every_view                  = true;
+  const capledger::reference_data ref = capledger::load_reference(options);
+  capledger::shipment_log_builder builder(ref.countries, ref.chips, capledger::ingest_options{});
+  builder.add_file((sample_dir() / "shipments.csv").string());
+  const capledger::shipment_log log = builder.finish();
+  const capledger::report_output on_cpu =
+      capledger::build_report(ref, log, options, *capledger::make_cpu_backend());
+
+  options.backend = "auto";
+  gpu_without_room gpu;
+  std::ostringstream notes;
+  const capledger::report_output fell_back =
+      capledger::build_report_within_gpu_memory(ref, log, options, gpu, notes);
+  EXPECT_EQ(gpu.calls, 1);
+  EXPECT_EQ(fell_back.files, on_cpu.files);  // summary.json included: it names the cpu backend
+  EXPECT_EQ(fell_back.json, on_cpu.json);
+  EXPECT_EQ(fell_back.backend_used, "cpu");
+  EXPECT_EQ(notes.str(),
+            "capledger: backend cpu (the GPU's free memory cannot take this log: not one line fits in a pass "
+            "of the GPU backend)\n");
+
+  // Asked for by name, the GPU is refused (exit 3), naming the CPU; nothing is said on stderr.
+  options.backend = "gpu";
+  std::ostringstream quiet;
+  try {
+    static_cast<void>(capledger::build_report_within_gpu_memory(ref, log, options, gpu, quiet));
+    ADD_FAILURE() << "--backend gpu fell back to the CPU";
+  } catch (const capledger::device_error& e) {
+    EXPECT_NE(std::string(e.what()).find("not one line fits"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("--backend cpu"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(quiet.str(), "");
+}
+
 TEST(BackendChoice, WholeLogEstimateCountsLinesFromASample)
 {
   const fs::path dir = fs::path(::testing::TempDir()) / ("estimate-" + std::to_string(::getpid()));

@@ -7,16 +7,28 @@
 /// that every running-total check crosses for some keys and not for others.
 #include <capledger/backend.hpp>
 #include <capledger/error.hpp>
+#include <capledger/report.hpp>
 
 #include <gtest/gtest.h>
 
+#if defined(CAPLEDGER_HAS_CUDA)
+#include <cuda_runtime_api.h>
+#endif
+
 #include <algorithm>
 #include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
 #include <random>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <tuple>
 #include <vector>
+
+#include <sys/wait.h>
+#include <unistd.h>
 
 namespace {
 
@@ -653,8 +665,195 @@ TEST(AggregateInParts, ManyPartsWithSkewedEntities)
   EXPECT_GE(parts.passes, 5);
 }
 
+// Every LPP line its own order (`order_id` absent): the per-order check's keys are as many as its
+// lines, its deepest memory use per line (work_bytes_per_line is sized for it).
+TEST_F(GpuEquivalence, EveryLppLineItsOwnOrder)
+{
+  for (const std::int32_t entities : {7, 3000}) {
+    log_shape shape;
+    shape.lines         = 20000;
+    shape.entities      = entities;
+    shape.seed          = 11;
+    random_log log      = make_log(shape);
+    std::int32_t orders = 0;
+    for (auto& order : log.columns.order) {
+      if (order >= 0) { order = orders++; }
+    }
+    log.sizes.orders           = std::max(orders, 1);
+    const aggregation expected = cpu_->aggregate(log.columns.view(), log.rules, log.sizes);
+    expect_same(context_of(shape) + " one order per LPP line", expected,
+                gpu_->aggregate(log.columns.view(), log.rules, log.sizes));
+    EXPECT_FALSE(expected.lpp_order.empty()) << "no order crossed: the shape tests too little";
+  }
+}
+
+// ---- too little free GPU memory (another process holds the rest) ---------------------------------
+// These hold nearly all the GPU's memory: ctest runs them alone (RUN_SERIAL, tests/CMakeLists.txt),
+// and bench/device_check.sh after its parallel shards.
+
+/// Holds all but about @p keep bytes of the GPU's free memory while it lives.
+class free_memory_held {
+ public:
+  explicit free_memory_held(std::uint64_t keep)
+  {
+#if defined(CAPLEDGER_HAS_CUDA)
+    std::size_t free_bytes  = 0;
+    std::size_t total_bytes = 0;
+    if (cudaMemGetInfo(&free_bytes, &total_bytes) != cudaSuccess) {
+      throw std::runtime_error("cudaMemGetInfo failed");
+    }
+    // The driver maps in 2 MiB pages; step down until the allocation is granted.
+    for (std::uint64_t more = 0; free_bytes > keep + more && held_ == nullptr; more += 2ULL << 20) {
+      if (cudaMalloc(&held_, free_bytes - keep - more) != cudaSuccess) {
+        held_ = nullptr;
+        static_cast<void>(cudaGetLastError());
+      }
+      if (more > (64ULL << 20)) { throw std::runtime_error("could not hold the GPU's free memory"); }
+    }
+#else
+    static_cast<void>(keep);
+#endif
+  }
+  ~free_memory_held()
+  {
+#if defined(CAPLEDGER_HAS_CUDA)
+    static_cast<void>(cudaFree(held_));
+#endif
+  }
+  free_memory_held(const free_memory_held&)            = delete;
+  free_memory_held& operator=(const free_memory_held&) = delete;
+
+ private:
+  void* held_ = nullptr;
+};
+
+class GpuMemoryShort : public GpuEquivalence {};
+
+/// The bundled sample log's folder.
+std::filesystem::path sample_dir()
+{
+  return (std::filesystem::path(CAPLEDGER_TEST_DATA_DIR) / ".." / ".." / "datasets" / "sample")
+      .lexically_normal();
+}
+
+// Free memory that holds not one line: `--backend gpu` is refused before the GPU computes
+// anything; `--backend auto` reports the log on the CPU, byte for byte, and says why.
+TEST_F(GpuMemoryShort, AutoReportsOnTheCpu)
+{
+  report_options options;
+  const std::filesystem::path sample =
+      (std::filesystem::path(CAPLEDGER_TEST_DATA_DIR) / ".." / ".." / "datasets" / "sample")
+          .lexically_normal();
+  options.entities_path    = (sample / "entities.csv").string();
+  options.every_view       = true;
+  const reference_data ref = load_reference(options);
+  shipment_log_builder builder(ref.countries, ref.chips, ingest_options{});
+  builder.add_file((sample / "shipments.csv").string());
+  const shipment_log log     = builder.finish();
+  const report_output on_cpu = build_report(ref, log, options, *cpu_);
+  const report_output on_gpu = build_report(ref, log, options, *gpu_);  // loads the kernels first
+  EXPECT_EQ(on_gpu.backend_used, "gpu");
+
+  const free_memory_held held(32ULL << 20);  // below the backend's 64 MiB headroom
+  options.backend = "auto";
+  std::ostringstream notes;
+  const report_output fell_back = build_report_within_gpu_memory(ref, log, options, *gpu_, notes);
+  EXPECT_EQ(fell_back.files, on_cpu.files);
+  EXPECT_EQ(fell_back.backend_used, "cpu");
+  EXPECT_NE(notes.str().find("capledger: backend cpu (the GPU's free memory cannot take this log"),
+            std::string::npos)
+      << notes.str();
+
+  options.backend = "gpu";
+  try {
+    static_cast<void>(build_report_within_gpu_memory(ref, log, options, *gpu_, notes));
+    ADD_FAILURE() << "--backend gpu ran without room for one line";
+  } catch (const device_error& e) {
+    EXPECT_NE(std::string(e.what()).find("not one line fits"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("--backend cpu"), std::string::npos) << e.what();
+  }
+}
+
+// The command line with the GPU's memory held by this process: `--backend gpu` exits 3 and
+// writes no output; `--backend auto` writes what `--backend cpu` writes, and says why.
+TEST_F(GpuMemoryShort, CommandLineGpuExitsThreeAndAutoUsesTheCpu)
+{
+  const std::filesystem::path sample =
+      (std::filesystem::path(CAPLEDGER_TEST_DATA_DIR) / ".." / ".." / "datasets" / "sample")
+          .lexically_normal();
+  const std::filesystem::path work =
+      std::filesystem::path(::testing::TempDir()) / ("gpu-short-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(work);
+  std::filesystem::create_directories(work);
+  const auto report = [&](const std::string& backend, const std::string& out) {
+    const std::string command =
+        "'" + std::string(CAPLEDGER_CLI_PATH) + "' report '" + (sample / "shipments.csv").string() +
+        "' --entities '" + (sample / "entities.csv").string() + "' --backend " + backend + " --out '" +
+        (work / out).string() + "' >/dev/null 2>'" + (work / (out + ".err")).string() + "'";
+    const int status = std::system(command.c_str());
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  };
+  const auto read = [](const std::filesystem::path& path) {
+    std::ifstream in(path, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  };
+  const int cpu_status = report("cpu", "cpu");
+  ASSERT_TRUE(cpu_status == 0 || cpu_status == 1) << read(work / "cpu.err");
+  {
+    const free_memory_held held(32ULL << 20);
+    EXPECT_EQ(report("gpu", "gpu"), 3) << read(work / "gpu.err");
+    EXPECT_FALSE(std::filesystem::exists(work / "gpu"));
+    EXPECT_EQ(report("auto", "auto"), cpu_status) << read(work / "auto.err");
+  }
+  EXPECT_NE(read(work / "auto.err").find("capledger: backend cpu ("), std::string::npos)
+      << read(work / "auto.err");
+  for (const char* file : {"by_entity_country.csv", "findings.csv", "by_country.csv", "summary.json"}) {
+    const std::string expected = read(work / "cpu" / file);
+    EXPECT_FALSE(expected.empty()) << file;
+    EXPECT_EQ(read(work / "auto" / file), expected) << file;
+  }
+  std::filesystem::remove_all(work);
+}
+
+// With little free memory a log takes several passes sized from what is free, and still gives
+// exactly the CPU's aggregation (each pass's memory returned before the next is sized).
+TEST_F(GpuMemoryShort, PassesAreSizedByFreeMemory)
+{
+  log_shape shape;
+  shape.lines                = 200000;
+  shape.entities             = 2000;
+  shape.seed                 = 5;
+  const random_log log       = make_log(shape);
+  const aggregation expected = cpu_->aggregate(log.columns.view(), log.rules, log.sizes);
+  // One pass first, with the memory free: it loads every kernel this log launches.
+  expect_same("one pass", expected, gpu_->aggregate(log.columns.view(), log.rules, log.sizes));
+
+  log_shape crowded    = shape;
+  crowded.entities     = 1;
+  const random_log one = make_log(crowded);
+
+  // The backend keeps 64 MiB and an eighth of what is free; about 20 MB more is room for tens of
+  // thousands of lines a pass.
+  const free_memory_held held((64ULL << 20) * 8 / 7 + (20ULL << 20));
+  expect_same("passes sized by free memory", expected,
+              gpu_->aggregate(log.columns.view(), log.rules, log.sizes));
+  // The pass size, as the refusal of a log with one entity states it.
+  try {
+    static_cast<void>(gpu_->aggregate(one.columns.view(), one.rules, one.sizes));
+    ADD_FAILURE() << "one entity of 200,000 lines fit in one pass: the memory was not held";
+  } catch (const gpu_memory_short& e) {
+    const std::string what = e.what();
+    const auto at          = what.find("more than the ");
+    ASSERT_NE(at, std::string::npos) << what;
+    const std::int64_t per_pass = std::stoll(what.substr(at + 14));
+    std::cout << "[          ] lines per pass: " << per_pass << "\n";
+    EXPECT_GT(per_pass, 1000) << what;
+    EXPECT_LT(per_pass, shape.lines) << what;
+  }
+}
+
 /// Splits @p log in passes of @p max_lines, which must be refused before any pass with a
-/// device_error whose message holds @p reason.
+/// gpu_memory_short whose message holds @p reason.
 void expect_refused(const random_log& log, std::int64_t max_lines, const std::string& reason)
 {
   counted_cpu_passes parts;
@@ -662,7 +861,7 @@ void expect_refused(const random_log& log, std::int64_t max_lines, const std::st
   try {
     static_cast<void>(parts.run(max_lines));
     ADD_FAILURE() << "split into passes of " << max_lines << "; expected: " << reason;
-  } catch (const device_error& e) {
+  } catch (const gpu_memory_short& e) {  // `auto` reports such a log on the CPU instead
     EXPECT_NE(std::string(e.what()).find(reason), std::string::npos) << e.what();
   }
   EXPECT_EQ(parts.passes, 0) << reason;
