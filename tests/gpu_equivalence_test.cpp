@@ -741,9 +741,7 @@ std::filesystem::path sample_dir()
 TEST_F(GpuMemoryShort, AutoReportsOnTheCpu)
 {
   report_options options;
-  const std::filesystem::path sample =
-      (std::filesystem::path(CAPLEDGER_TEST_DATA_DIR) / ".." / ".." / "datasets" / "sample")
-          .lexically_normal();
+  const std::filesystem::path sample = sample_dir();
   options.entities_path    = (sample / "entities.csv").string();
   options.every_view       = true;
   const reference_data ref = load_reference(options);
@@ -778,9 +776,7 @@ TEST_F(GpuMemoryShort, AutoReportsOnTheCpu)
 // writes no output; `--backend auto` writes what `--backend cpu` writes, and says why.
 TEST_F(GpuMemoryShort, CommandLineGpuExitsThreeAndAutoUsesTheCpu)
 {
-  const std::filesystem::path sample =
-      (std::filesystem::path(CAPLEDGER_TEST_DATA_DIR) / ".." / ".." / "datasets" / "sample")
-          .lexically_normal();
+  const std::filesystem::path sample = sample_dir();
   const std::filesystem::path work =
       std::filesystem::path(::testing::TempDir()) / ("gpu-short-" + std::to_string(::getpid()));
   std::filesystem::remove_all(work);
