@@ -21,11 +21,15 @@
 
 namespace capledger::detail {
 
-/// @brief Throws `device_error` for a failed CUDA call, naming the call site and the CUDA error.
+/// @brief Throws `device_error` for a failed CUDA call, naming the call site and the CUDA error:
+/// `gpu_memory_short` when the GPU ran out of memory (another process may have taken it), which
+/// `--backend auto` answers by reporting on the CPU.
 [[noreturn]] inline void throw_cuda_error(cudaError_t status, const char* what, const char* where)
 {
-  throw device_error(std::string(where) + ": " + what + " failed: " + cudaGetErrorName(status) + ": " +
-                     cudaGetErrorString(status));
+  const std::string message = std::string(where) + ": " + what + " failed: " + cudaGetErrorName(status) + ": " +
+                              cudaGetErrorString(status);
+  if (status == cudaErrorMemoryAllocation) { throw gpu_memory_short(message); }
+  throw device_error(message);
 }
 
 }  // namespace capledger::detail
@@ -160,6 +164,16 @@ class pool_retention {
   cudaMemPool_t pool_     = nullptr;
   std::uint64_t threshold_ = 0;
 };
+
+/// @brief Returns what the default pool holds unused to the device (call once its frees have run).
+inline void release_pooled_memory()
+{
+  int device = 0;
+  CAPLEDGER_CUDA_TRY(cudaGetDevice(&device));
+  cudaMemPool_t pool = nullptr;
+  CAPLEDGER_CUDA_TRY(cudaDeviceGetDefaultMemPool(&pool, device));
+  CAPLEDGER_CUDA_TRY(cudaMemPoolTrimTo(pool, 0));
+}
 
 /// @brief Uninitialized device memory for @p size elements of T, allocated and freed in the order
 /// of one stream (`cudaMallocAsync`), so that freeing a temporary never stalls the device as

@@ -1167,12 +1167,23 @@ void check_inputs(const shipment_view& lines, const rule_context& rules, const d
 /// Line positions are int32 on the device: one pass takes at most this many lines.
 constexpr std::int64_t max_lines_per_pass = INT32_MAX;
 
+/// The bytes this process can still allocate: free on the device, plus what the default pool
+/// holds unused (stream-ordered allocations come from it, and it reserves in large chunks: on an
+/// H200, 32 MiB for a pass's first small buffers, which `cudaMemGetInfo` counts as taken).
 [[nodiscard]] std::uint64_t free_device_bytes()
 {
   std::size_t free_bytes  = 0;
   std::size_t total_bytes = 0;
   CAPLEDGER_CUDA_TRY(cudaMemGetInfo(&free_bytes, &total_bytes));
-  return free_bytes;
+  int device = 0;
+  CAPLEDGER_CUDA_TRY(cudaGetDevice(&device));
+  cudaMemPool_t pool = nullptr;
+  CAPLEDGER_CUDA_TRY(cudaDeviceGetDefaultMemPool(&pool, device));
+  std::uint64_t reserved = 0;
+  std::uint64_t used     = 0;
+  CAPLEDGER_CUDA_TRY(cudaMemPoolGetAttribute(pool, cudaMemPoolAttrReservedMemCurrent, &reserved));
+  CAPLEDGER_CUDA_TRY(cudaMemPoolGetAttribute(pool, cudaMemPoolAttrUsedMemCurrent, &used));
+  return free_bytes + (reserved > used ? reserved - used : 0);
 }
 
 /// Device bytes of the per-code tables of one aggregation, the dense pair table aside.
@@ -1544,7 +1555,12 @@ class gpu_backend final : public backend {
     check_inputs(lines, rules, sizes);
     const std::int64_t per_pass = max_lines_ > 0 ? std::min(max_lines_, max_lines_per_pass) : lines_that_fit(sizes);
     return aggregate_in_parts(lines, rules, sizes, per_pass, [&](const shipment_view& part) {
-      return aggregate_resident(resident_columns(part), rules, sizes);
+      aggregation result = aggregate_resident(resident_columns(part), rules, sizes);
+      // The pass's columns are freed in their stream's order: return them to the device before
+      // the next pass is sized by what is free.
+      CAPLEDGER_CUDA_TRY(cudaDeviceSynchronize());
+      release_pooled_memory();
+      return result;
     });
   }
 
