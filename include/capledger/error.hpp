@@ -54,9 +54,9 @@ class device_error : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-/// @brief The free GPU memory cannot take this log (a pass would hold not one line, or one key
-/// has more lines than a pass holds), found before any GPU result is used: `--backend gpu`
-/// exits 3, `--backend auto` reports on the CPU instead and says so.
+/// @brief The GPU's memory cannot take this log: a pass would hold not one line, one key has more
+/// lines than a pass holds, or an allocation failed (another process took the memory). No GPU
+/// result is used then: `--backend gpu` exits 3, `--backend auto` reports on the CPU and says so.
 class gpu_memory_short : public device_error {
  public:
   using device_error::device_error;

@@ -91,9 +91,9 @@ struct report_output {
 [[nodiscard]] report_output build_report(const reference_data& reference, const shipment_log& log,
                                          const report_options& options, backend& engine);
 
-/// @brief `build_report` on @p engine, except where the GPU's free memory cannot take the log
-/// (`gpu_memory_short`, raised before any GPU result is used): `--backend auto` then reports on
-/// the CPU and says so on @p diagnostics (summary.json names `cpu`); `--backend gpu` is refused.
+/// @brief `build_report` on @p engine, except where the GPU's memory cannot take the log
+/// (`gpu_memory_short`): `--backend auto` then reports on the CPU from the start and says so on
+/// @p diagnostics (summary.json names `cpu`); `--backend gpu` is refused.
 /// @throw device_error for `--backend gpu` (naming `--backend cpu`) and for every other failure
 [[nodiscard]] report_output build_report_within_gpu_memory(const reference_data& reference,
                                                            const shipment_log& log,
