@@ -10,11 +10,13 @@
 #include "file_io.hpp"
 
 #include <algorithm>
+#include <cerrno>
 #include <charconv>
 #include <csignal>
 #include <cstring>
 #include <iostream>
 
+#include <fcntl.h>
 #include <unistd.h>
 
 namespace {
@@ -160,8 +162,26 @@ extern "C" void input_truncated(int, siginfo_t* info, void*)
 
 }  // namespace
 
+namespace {
+
+/// Descriptors 0-2 closed by the caller would be taken by the first files this run opens, and
+/// what is meant for stdout would be written into them (a rejects file, an input). Each is held
+/// by /dev/null opened the wrong way round, so that using it fails as a closed one would: a
+/// report to a closed stdout is a write error (exit 2), a read of a closed stdin a read error.
+void hold_closed_standard_descriptors()
+{
+  for (int fd = 0; fd <= 2; ++fd) {
+    if (::fcntl(fd, F_GETFD) != -1 || errno != EBADF) { continue; }
+    // open() takes the lowest free descriptor: fd itself (lower ones are open, no thread runs yet).
+    static_cast<void>(::open("/dev/null", fd == 0 ? O_WRONLY : O_RDONLY));
+  }
+}
+
+}  // namespace
+
 int main(int argc, char** argv)
 {
+  hold_closed_standard_descriptors();
   struct sigaction on_bus {};
   on_bus.sa_sigaction = input_truncated;
   on_bus.sa_flags     = SA_SIGINFO;

@@ -241,6 +241,35 @@ TEST(BackendChoice, CpuIsTheCpuWhateverElseThereIs)
   EXPECT_EQ(notes.str(), "");
 }
 
+// Started with stdin or stdout closed, the run must not hand their numbers to the files it opens
+// (what is meant for stdout would land in a rejects file, `-` would read a reference table).
+TEST_F(Cli, ClosedStandardDescriptorsAreNotTakenByFiles)
+{
+  const std::string log      = (sample_dir() / "shipments.csv").string();
+  const std::string entities = (sample_dir() / "entities.csv").string();
+  const auto open_run =
+      run("report --backend cpu " + log + " --entities " + entities + " --out open --rejects open.csv");
+  ASSERT_EQ(open_run.exit_code, 1) << open_run.err;
+
+  const auto closed_out = run_shell("CLI report --backend cpu " + log + " --entities " + entities +
+                                    " --out closed --rejects closed.csv </dev/null >&-");
+  EXPECT_EQ(closed_out.exit_code, 1) << closed_out.err;  // nothing is meant for stdout with --out
+  for (const auto& file : entries(work_ / "open")) {
+    EXPECT_EQ(read_text(work_ / "closed" / file), read_text(work_ / "open" / file)) << file;
+  }
+  EXPECT_EQ(read_text(work_ / "closed.csv"), read_text(work_ / "open.csv"));
+
+  const auto table =
+      run_shell("CLI report --backend cpu " + log + " --format csv --rejects table.csv </dev/null >&-");
+  EXPECT_EQ(table.exit_code, 2) << table.err;
+  EXPECT_NE(table.err.find("cannot write to standard output"), std::string::npos) << table.err;
+  EXPECT_EQ(read_text(work_ / "table.csv"), read_text(work_ / "open.csv"));
+
+  const auto no_stdin = run_shell("CLI report --backend cpu - <&-");
+  EXPECT_EQ(no_stdin.exit_code, 2) << no_stdin.err;
+  EXPECT_NE(no_stdin.err.find("-: read error"), std::string::npos) << no_stdin.err;
+}
+
 TEST(BackendChoice, AutoTakesAUsableGpuWhenTheLogFits)
 {
   std::ostringstream notes;
