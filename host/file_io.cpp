@@ -17,6 +17,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <iterator>
 #include <limits>
@@ -447,8 +448,16 @@ void sync_directory(const fs::path& dir)
 
 fs::path unique_sibling(const fs::path& target, const char* tag)
 {
-  return target.parent_path() /
-         ("." + target.filename().string() + "." + tag + "." + std::to_string(::getpid()));
+  const std::string name   = target.filename().string();
+  const std::string suffix = std::string(".") + tag + "." + std::to_string(::getpid());
+  // A name near NAME_MAX leaves no room for the dot and the suffix: shorten it, and tell two long
+  // names with one prefix apart by a hash of the whole name.
+  constexpr std::size_t name_max = 255;
+  if (1 + name.size() + suffix.size() <= name_max) { return target.parent_path() / ("." + name + suffix); }
+  char hash[17];
+  std::snprintf(hash, sizeof hash, "%016zx", std::hash<std::string>{}(name));
+  const std::size_t room = name_max - 1 - suffix.size() - 1 - 16;
+  return target.parent_path() / ("." + name.substr(0, room) + "~" + hash + suffix);
 }
 
 }  // namespace

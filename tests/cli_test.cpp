@@ -270,6 +270,22 @@ TEST_F(Cli, ClosedStandardDescriptorsAreNotTakenByFiles)
   EXPECT_NE(no_stdin.err.find("-: read error"), std::string::npos) << no_stdin.err;
 }
 
+// Output names up to NAME_MAX bytes: their temporary siblings ("." + name + a suffix) would not
+// fit, so they are shortened (and told apart by a hash of the whole name).
+TEST_F(Cli, OutputNamesUpToNameMax)
+{
+  const std::string log = (sample_dir() / "shipments.csv").string();
+  const std::string out(255, 'o');
+  const std::string rejects = std::string(251, 'o') + ".csv";  // the same shortened prefix
+  for (int round = 0; round < 2; ++round) {                    // the second replaces the first's outputs
+    const auto r = run("report --backend cpu " + log + " --out " + out + " --rejects " + rejects);
+    ASSERT_EQ(r.exit_code, 1) << r.err;
+    EXPECT_TRUE(fs::exists(work_ / out / "summary.json"));
+    EXPECT_EQ(read_text(work_ / rejects), "file,line,column,reason,raw\n");
+    EXPECT_EQ(entries(work_), (std::set<std::string>{out, rejects}));  // no temporary left
+  }
+}
+
 TEST(BackendChoice, AutoTakesAUsableGpuWhenTheLogFits)
 {
   std::ostringstream notes;
