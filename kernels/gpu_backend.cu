@@ -1315,7 +1315,9 @@ class resident_columns final : public gpu_columns {
   const record_packing packing  = choose_record_packing(n, columns.quantities());
   const int width                = packing.width;  // words per group-total cell
   const std::uint64_t pair_bytes = 8 * static_cast<std::uint64_t>(width) * static_cast<std::uint64_t>(pair_cells);
-  const bool dense_pairs = pair_cells > 0 && pair_cells <= 4 * n && pair_bytes <= free_device_bytes() / 8;
+  // (compact_pair_table numbers the cells in 32 bits; more would need 137 GB free, beyond an H200.)
+  const bool dense_pairs = pair_cells > 0 && pair_cells <= 4 * n && pair_cells <= INT32_MAX &&
+                           pair_bytes <= free_device_bytes() / 8;
   const std::uint64_t table_bytes = dictionary_table_bytes(sizes) + (dense_pairs ? pair_bytes : 0);
 
   int device = 0;
