@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <array>
 #include <charconv>
 #include <cstdlib>
 #include <filesystem>
@@ -314,16 +315,25 @@ std::string render_table(const report_output& out, const reference_data& ref, co
     << (out.as_of ? format_date(*out.as_of) : std::string("-")) << "  backend " << out.backend_used << "\n";
   t << "lines: " << source.lines_read() << " read, " << agg.lines_used << " used, " << source.rejected()
     << " rejected\n\n";
-  t << std::left << std::setw(10) << "scope" << std::right << std::setw(12) << "records" << std::setw(16)
-    << "units" << std::setw(22) << "tpp" << std::setw(16) << "h100_equiv"
-    << "\n";
-  const auto line = [&](const std::string& name, const group_total& g) {
-    t << std::left << std::setw(10) << name << std::right << std::setw(12) << g.records << std::setw(16)
-      << g.units << std::setw(22) << g.tpp << std::setw(16) << exact_decimal(g.tpp, h100, 2) << "\n";
+  // The scope table: each column as wide as its default or its widest cell and a space, so that
+  // numbers of any size stay apart and aligned.
+  std::vector<std::array<std::string, 5>> rows{{"scope", "records", "units", "tpp", "h100_equiv"}};
+  const auto add_row = [&](const std::string& name, const group_total& g) {
+    rows.push_back({name, std::to_string(g.records), std::to_string(g.units), std::to_string(g.tpp),
+                    exact_decimal(g.tpp, h100, 2)});
   };
-  line("global", global);
+  add_row("global", global);
   for (int tier = 1; tier <= 3; ++tier) {
-    line("tier " + std::to_string(tier), tiers[static_cast<std::size_t>(tier)]);
+    add_row("tier " + std::to_string(tier), tiers[static_cast<std::size_t>(tier)]);
+  }
+  std::array<std::size_t, 5> width{10, 12, 16, 22, 16};
+  for (const auto& row : rows) {
+    for (std::size_t c = 1; c < width.size(); ++c) { width[c] = std::max(width[c], row[c].size() + 1); }
+  }
+  for (const auto& row : rows) {
+    t << std::left << std::setw(static_cast<int>(width[0])) << row[0] << std::right;
+    for (std::size_t c = 1; c < width.size(); ++c) { t << std::setw(static_cast<int>(width[c])) << row[c]; }
+    t << "\n";
   }
 
   t << "\ntier-2 country caps in use (LICENSE-pathway tpp, counting window):\n";
@@ -332,9 +342,10 @@ std::string render_table(const report_output& out, const reference_data& ref, co
     if (context.country_cap_tpp[c] < 0 || agg.by_country[c].records == 0) { continue; }
     any_cap           = true;
     const crossing& x = agg.country_cap_crossing[c];
+    const std::string used_pct = exact_decimal(agg.country_cap_total[c], context.country_cap_tpp[c], 2, 100);
     t << "  " << ref.countries.rows[c].iso2 << std::right << std::setw(22) << agg.country_cap_total[c]
-      << " of " << std::setw(14) << context.country_cap_tpp[c] << std::setw(10)
-      << exact_decimal(agg.country_cap_total[c], context.country_cap_tpp[c], 2, 100) << "%"
+      << " of " << std::setw(14) << context.country_cap_tpp[c]
+      << std::setw(static_cast<int>(std::max<std::size_t>(10, used_pct.size() + 1))) << used_pct << "%"
       << (x.line >= 0 ? "  EXCEEDED on " + format_date(source.line(x.line).date) : "") << "\n";
   }
   if (!any_cap) { t << "  (none)\n"; }

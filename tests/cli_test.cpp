@@ -286,6 +286,41 @@ TEST_F(Cli, OutputNamesUpToNameMax)
   }
 }
 
+// The table keeps its columns apart however wide the numbers: every cell is its own word.
+TEST_F(Cli, TableColumnsStayApartForWideNumbers)
+{
+  const std::string log = write("wide.csv",
+                                "shipment_id,date,entity,country,chip,quantity,tpp_per_unit\n"
+                                "O1,2025-03-01,E,AE,X,4611686018427387903,1\n");
+  const auto r          = run("report --backend cpu " + log);
+  ASSERT_EQ(r.exit_code, 1) << r.err;
+  const auto words = [](const std::string& line) {
+    std::istringstream in(line);
+    std::vector<std::string> out;
+    for (std::string w; in >> w;) { out.push_back(w); }
+    return out;
+  };
+  std::istringstream table(r.out);
+  int checked = 0;
+  for (std::string line; std::getline(table, line);) {
+    const auto w = words(line);
+    if (!w.empty() && w[0] == "global") {
+      EXPECT_EQ(w, (std::vector<std::string>{"global", "1", "4611686018427387903", "4611686018427387903",
+                                             "291288909703599.54"}))
+          << line;
+      ++checked;
+    }
+    if (!w.empty() && w[0] == "AE") {
+      ASSERT_GE(w.size(), 5U) << line;
+      EXPECT_EQ(w[1], "4611686018427387903") << line;
+      EXPECT_EQ(w[3], "790000000") << line;
+      EXPECT_EQ(w[4], "583757723851.57%") << line;
+      ++checked;
+    }
+  }
+  EXPECT_EQ(checked, 2) << r.out;
+}
+
 TEST(BackendChoice, AutoTakesAUsableGpuWhenTheLogFits)
 {
   std::ostringstream notes;
