@@ -14,7 +14,8 @@
 # bench.json, ncu.log, and bench-base.log (with a .device-base/) or build.log (after a fallback
 # build).
 # BENCH_FILTER overrides the benchmark selection; SANITIZE_FILTER the sanitizers' tests; STEPS
-# the steps ("tests peer bench ncu e2e" by default; "scale" adds step 7, the many-files and
+# the steps ("tests peer bench ncu e2e" by default; "diff" adds step 6b, the command-line
+# CPU-vs-GPU differential (diff.log); "scale" adds step 7, the many-files and
 # extreme-logs reports on this host's cores; "threads" adds to step 6 a CPU report timed thread by
 # thread); E2E_LINES, E2E_RUNS and E2E_ALT the end-to-end step (step 6 says how).
 set -uo pipefail
@@ -195,6 +196,18 @@ if want e2e && [ "$lines" -gt 0 ]; then
       say "e2e: $other and new-cpu outputs DIFFER"
   done
   say "e2e done after $((SECONDS - started)) s"
+fi
+
+# 6b. CPU and GPU `report` from the command line, byte for byte, on about 80 varied inputs (bad
+# lines, rejects, several files, stdin, rule-set variants, --as-of, every --format):
+# tests/backend_diff.sh. Not run unless STEPS names "diff" (about a minute).
+if [[ " ${STEPS:-} " == *" diff "* ]]; then
+  cli="$bin/capledger"
+  [ -x "$cli" ] || cli=build-device/capledger
+  rm -rf /tmp/backend-diff
+  timeout 240 tests/backend_diff.sh -c "$root/$cli" -w /tmp/backend-diff -a cpu -b gpu >"$out/diff.log" 2>&1
+  say "backend_diff rc=$? after $((SECONDS - started)) s: $(tail -1 "$out/diff.log")"
+  grep '^DIFF' "$out/diff.log" | head -10 | tee -a "$summary"
 fi
 
 # 7. Reports at scale on this host's cores (`report --backend cpu`, new build then base when
