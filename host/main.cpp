@@ -188,6 +188,10 @@ int main(int argc, char** argv)
   sigemptyset(&on_bus.sa_mask);
   ::sigaction(SIGBUS, &on_bus, nullptr);
   CLI::App app{"capledger: compute-capacity accounting for AI-chip export rules"};
+  // Command-line errors say who speaks, as every other error does.
+  app.failure_message([](const CLI::App* failed, const CLI::Error& e) {
+    return "capledger: " + CLI::FailureMessage::simple(failed, e);
+  });
   app.require_subcommand(1);
   app.set_version_flag("--version", std::string("capledger ") + CAPLEDGER_VERSION);
 
