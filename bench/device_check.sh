@@ -200,7 +200,8 @@ fi
 
 # 6b. CPU and GPU `report` from the command line, byte for byte, on about 80 varied inputs (bad
 # lines, rejects, several files, stdin, rule-set variants, --as-of, every --format):
-# tests/backend_diff.sh. Not run unless STEPS names "diff" (about a minute).
+# tests/backend_diff.sh; then `ledger report --replay` on a four-night ledger,
+# tests/ledger_backend_diff.sh. Not run unless STEPS names "diff" (about a minute).
 if [[ " ${STEPS:-} " == *" diff "* ]]; then
   cli="$bin/capledger"
   [ -x "$cli" ] || cli=build-device/capledger
@@ -208,6 +209,9 @@ if [[ " ${STEPS:-} " == *" diff "* ]]; then
   timeout 240 tests/backend_diff.sh -c "$root/$cli" -w /tmp/backend-diff -a cpu -b gpu >"$out/diff.log" 2>&1
   say "backend_diff rc=$? after $((SECONDS - started)) s: $(tail -1 "$out/diff.log")"
   grep '^DIFF' "$out/diff.log" | head -10 | tee -a "$summary"
+  rm -rf /tmp/ledger-diff
+  timeout 120 tests/ledger_backend_diff.sh -c "$root/$cli" -w /tmp/ledger-diff -a cpu -b gpu >>"$out/diff.log" 2>&1
+  say "ledger_backend_diff rc=$? after $((SECONDS - started)) s: $(tail -1 "$out/diff.log")"
 fi
 
 # 7. Reports at scale on this host's cores (`report --backend cpu`, new build then base when
