@@ -11,7 +11,11 @@ wall time is the serial stage that bounds the run.
 Polls /proc/PID/task/*/stat every 10 ms while the command runs (a thread's last few ms before it
 exits are lost), then prints, per name: threads seen, CPU seconds summed, and the busiest thread.
 
-Usage: bench/thread_times.py [--interval S] -- COMMAND [ARG...]
+With --timeline S it also prints, every S seconds of the run, the CPU seconds each thread name
+used in that step: where the run is in its phases (ingest, aggregation, output) and which
+stage is busy in each.
+
+Usage: bench/thread_times.py [--interval S] [--timeline S] -- COMMAND [ARG...]
 Exit status: the command's.
 """
 import argparse
@@ -44,6 +48,7 @@ def sample(pid, ticks, names):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--interval", type=float, default=0.01)
+    parser.add_argument("--timeline", type=float, default=0.0)
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args()
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -53,9 +58,24 @@ def main():
     ticks, names = {}, {}
     start = time.monotonic()
     child = subprocess.Popen(command)
+    next_step, shown = start + args.timeline, {}
+
+    def show_step():
+        step = {}
+        for tid, used in ticks.items():
+            step[names[tid]] = step.get(names[tid], 0) + used - shown.get(tid, 0)
+            shown[tid] = used
+        busy = ", ".join(f"{name} {t / hz:.2f}" for name, t in sorted(step.items(), key=lambda i: -i[1]) if t)
+        print(f"timeline: {time.monotonic() - start:6.2f} s: {busy or 'idle'}", file=sys.stderr)
+
     while child.poll() is None:
         sample(child.pid, ticks, names)
+        if args.timeline > 0 and time.monotonic() >= next_step:
+            show_step()
+            next_step += args.timeline
         time.sleep(args.interval)
+    if args.timeline > 0:
+        show_step()  # what the last samples saw since the last step
     wall = time.monotonic() - start
     by_name = {}
     for tid, used in ticks.items():
