@@ -11,6 +11,11 @@ bool gpu_available(std::string* why)
   return false;
 }
 
+bool gpu_likely_present()
+{
+  return false;
+}
+
 std::unique_ptr<backend> make_gpu_backend(std::int64_t /*max_lines_per_pass*/)
 {
   throw device_error("this build of capledger has no CUDA support (rebuild with nvcc present)");

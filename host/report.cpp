@@ -198,6 +198,16 @@ std::string choose_backend(const std::string& name, bool gpu_usable, const std::
   return "gpu";
 }
 
+bool gpu_path_if_usable(const std::string& name, const host_memory_fit& memory)
+{
+  std::ostringstream unsaid;
+  try {
+    return choose_backend(name, true, "", memory, unsaid) == "gpu";
+  } catch (const device_error&) {
+    return false;  // `--backend gpu` refused for memory: said when chosen for real
+  }
+}
+
 std::unique_ptr<backend> select_backend(const std::string& name, std::ostream& diagnostics,
                                         const host_memory_fit& memory)
 {
@@ -774,7 +784,21 @@ int run_report(const report_options& options, std::ostream& out, std::ostream& d
   const reference_data ref = load_reference(options);
   const host_memory_fit memory{options.backend == "cpu" ? 0 : whole_log_memory_estimate(options.inputs),
                                detail::available_memory()};
-  std::unique_ptr<backend> engine = select_backend(options.backend, diagnostics, memory);
+  // Starting the GPU (driver and context) takes about half a second on an H200 host, which came
+  // before the first line was read. Where a GPU is likely and the log is for the GPU path if the
+  // GPU is usable, the columns are built while a thread starts it, and the choice is made (and
+  // said) after the ingest; elsewhere it is made now.
+  std::unique_ptr<backend> engine;
+  std::future<std::pair<bool, std::string>> gpu_started;
+  if (options.backend != "cpu" && gpu_likely_present() && gpu_path_if_usable(options.backend, memory)) {
+    gpu_started = std::async(std::launch::async, [] {
+      std::string why;
+      const bool usable = gpu_available(&why);
+      return std::make_pair(usable, why);
+    });
+  } else {
+    engine = select_backend(options.backend, diagnostics, memory);
+  }
 
   std::uint64_t input_bytes = 0;
   bool from_stdin           = false;
@@ -792,7 +816,7 @@ int run_report(const report_options& options, std::ostream& out, std::ostream& d
   ingest.max_rejects          = options.max_rejects;
   ingest.on_reject            = [&rejects](const rejected_line& line) { rejects.add(line); };
   ingest.expected_input_bytes = input_bytes;
-  if (engine->name() == "cpu") {
+  if (engine && engine->name() == "cpu") {
     // The CPU needs no columns: it aggregates the log as it streams past (bounded memory), and
     // for large inputs it finds repeated ids out of memory too.
     report_options streaming    = options;
@@ -827,6 +851,12 @@ int run_report(const report_options& options, std::ostream& out, std::ostream& d
     throw;
   }
   const shipment_log log = builder.finish();
+  if (!engine) {
+    const auto [usable, why_not] = gpu_started.get();
+    engine = choose_backend(options.backend, usable, why_not, memory, diagnostics) == "gpu"
+                 ? make_gpu_backend()
+                 : make_cpu_backend();
+  }
   return emit_report(build_report_within_gpu_memory(ref, log, options, *engine, diagnostics), rejects,
                      options, out, diagnostics);
 }

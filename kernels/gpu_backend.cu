@@ -46,6 +46,8 @@
 #include <string>
 #include <vector>
 
+#include <unistd.h>
+
 namespace capledger {
 namespace detail {
 
@@ -1623,9 +1625,17 @@ bool gpu_available(std::string* why)
     return fail(std::string("this build has no kernels for the installed GPU (") +
                 cudaGetErrorString(status) + ")");
   }
+  // The context, created now rather than at the first allocation: `report` overlaps this slow
+  // start with its ingest.
+  status = cudaFree(nullptr);
+  if (status != cudaSuccess) {
+    return fail(std::string("cannot create a CUDA context: ") + cudaGetErrorString(status));
+  }
   if (why != nullptr) { why->clear(); }
   return true;
 }
+
+bool gpu_likely_present() { return ::access("/dev/nvidiactl", F_OK) == 0; }
 
 std::unique_ptr<backend> make_gpu_backend(std::int64_t max_lines_per_pass)
 {

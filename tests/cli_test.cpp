@@ -420,6 +420,19 @@ TEST(BackendChoice, AutoReportsOnTheCpuWhenGpuMemoryIsShort)
   EXPECT_EQ(quiet.str(), "");
 }
 
+// What `report` starts the GPU beside the ingest for: exactly the cases `choose_backend` would
+// send to the GPU were it usable.
+TEST(BackendChoice, GpuPathIfUsableFollowsTheChoice)
+{
+  EXPECT_FALSE(capledger::gpu_path_if_usable("cpu", {1, 100}));
+  EXPECT_TRUE(capledger::gpu_path_if_usable("auto", {60, 100}));
+  EXPECT_TRUE(capledger::gpu_path_if_usable("auto", {0, 0}));      // sizes unknown
+  EXPECT_FALSE(capledger::gpu_path_if_usable("auto", {80, 100}));  // past three quarters: streams
+  EXPECT_TRUE(capledger::gpu_path_if_usable("gpu", {90, 100}));
+  EXPECT_FALSE(capledger::gpu_path_if_usable("gpu", {120, 100}));  // refused when chosen for real
+  EXPECT_THROW((void)capledger::gpu_path_if_usable("fast", {1, 100}), capledger::config_error);
+}
+
 TEST(BackendChoice, WholeLogEstimateCountsLinesFromASample)
 {
   const fs::path dir = fs::path(::testing::TempDir()) / ("estimate-" + std::to_string(::getpid()));

@@ -192,6 +192,10 @@ struct host_memory_fit {
 [[nodiscard]] std::string choose_backend(const std::string& name, bool gpu_usable, const std::string& why_not,
                                          const host_memory_fit& memory, std::ostream& diagnostics);
 
+/// @brief Whether `choose_backend` would pick the GPU for @p name and @p memory were the GPU
+/// usable (says nothing; false where it would refuse).
+[[nodiscard]] bool gpu_path_if_usable(const std::string& name, const host_memory_fit& memory);
+
 /// @brief Makes the backend `choose_backend` picks on this machine.
 /// @throw as `choose_backend`
 [[nodiscard]] std::unique_ptr<backend> select_backend(const std::string& name, std::ostream& diagnostics,
