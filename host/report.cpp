@@ -785,12 +785,16 @@ int run_report(const report_options& options, std::ostream& out, std::ostream& d
   const host_memory_fit memory{options.backend == "cpu" ? 0 : whole_log_memory_estimate(options.inputs),
                                detail::available_memory()};
   // Starting the GPU (driver and context) takes about half a second on an H200 host, which came
-  // before the first line was read. Where a GPU is likely and the log is for the GPU path if the
-  // GPU is usable, the columns are built while a thread starts it, and the choice is made (and
-  // said) after the ingest; elsewhere it is made now.
+  // before the first line was read. Where a GPU is likely, the inputs' sizes are known (not
+  // stdin: a log of unknown size must stream if the GPU proves unusable) and the log is for the
+  // GPU path if the GPU is usable, the columns are built while a thread starts it, and the
+  // choice is made (and said) after the ingest; elsewhere it is made now.
   std::unique_ptr<backend> engine;
   std::future<std::pair<bool, std::string>> gpu_started;
-  if (options.backend != "cpu" && gpu_likely_present() && gpu_path_if_usable(options.backend, memory)) {
+  const bool sizes_known =
+      std::find(options.inputs.begin(), options.inputs.end(), "-") == options.inputs.end();
+  if (options.backend != "cpu" && sizes_known && gpu_likely_present() &&
+      gpu_path_if_usable(options.backend, memory)) {
     gpu_started = std::async(std::launch::async, [] {
       std::string why;
       const bool usable = gpu_available(&why);
@@ -843,11 +847,24 @@ int run_report(const report_options& options, std::ostream& out, std::ostream& d
     }
     return emit_report(report, rejects, options, out, diagnostics);
   }
+  // `--backend gpu` without a usable GPU is exit 3 before anything else, as when chosen first:
+  // a failed ingest asks the GPU thread before it says anything or writes the stopped rejects.
+  const auto refuse_gpu_if_unusable = [&] {
+    if (!gpu_started.valid() || options.backend != "gpu") { return; }
+    const auto [usable, why_not] = gpu_started.get();
+    if (!usable) {  // throws: `--backend gpu` without a usable GPU
+      static_cast<void>(choose_backend(options.backend, usable, why_not, memory, diagnostics));
+    }
+  };
   shipment_log_builder builder(ref.countries, ref.chips, ingest);
   try {
     for (const auto& path : options.inputs) { builder.add_file(path); }
   } catch (const too_many_rejects&) {
+    refuse_gpu_if_unusable();
     rejects.commit_stopped(diagnostics);
+    throw;
+  } catch (...) {
+    refuse_gpu_if_unusable();
     throw;
   }
   const shipment_log log = builder.finish();

@@ -1625,8 +1625,8 @@ bool gpu_available(std::string* why)
     return fail(std::string("this build has no kernels for the installed GPU (") +
                 cudaGetErrorString(status) + ")");
   }
-  // The context, created now rather than at the first allocation: `report` overlaps this slow
-  // start with its ingest.
+  // The context exists from here on (cudaFuncGetAttributes may have made it already): the slow
+  // start is all inside this call, which `report` runs beside its ingest.
   status = cudaFree(nullptr);
   if (status != cudaSuccess) {
     return fail(std::string("cannot create a CUDA context: ") + cudaGetErrorString(status));

@@ -801,8 +801,13 @@ TEST_F(GpuMemoryShort, CommandLineGpuExitsThreeAndAutoUsesTheCpu)
     EXPECT_FALSE(std::filesystem::exists(work / "gpu"));
     EXPECT_EQ(report("auto", "auto"), cpu_status) << read(work / "auto.err");
   }
-  EXPECT_NE(read(work / "auto.err").find("capledger: backend cpu ("), std::string::npos)
-      << read(work / "auto.err");
+  // A child process with 32 MiB free may not even make its own context ("no usable GPU"), or
+  // finds no room for a line: the CPU either way, said as one of the two.
+  const std::string said = read(work / "auto.err");
+  EXPECT_TRUE(said.find("capledger: backend cpu (the GPU's free memory cannot take this log") !=
+                  std::string::npos ||
+              said.find("capledger: backend cpu (no usable GPU") != std::string::npos)
+      << said;
   for (const char* file : {"by_entity_country.csv", "findings.csv", "by_country.csv", "summary.json"}) {
     const std::string expected = read(work / "cpu" / file);
     EXPECT_FALSE(expected.empty()) << file;

@@ -32,6 +32,13 @@ for night in night0.csv night1.csv night3b.csv night2.csv; do
   [ "$rc" -le 1 ] || { echo "ledger_backend_diff: ingest of $night exited $rc" >&2; exit 2; }
 done
 
+# Both backends must report at all (exit 0 or 1): two runs failing alike prove nothing.
+for side in "$side_a" "$side_b"; do
+  "$cli" ledger report ledger.db --replay --backend "$side" --format csv >/dev/null 2>preflight.err
+  rc=$?
+  [ "$rc" -le 1 ] || { echo "ledger_backend_diff: --backend $side cannot report (exit $rc): $(tail -1 preflight.err)" >&2; exit 2; }
+done
+
 normalise() { sed -E 's/("backend": ")[a-z]+(")/\1BACKEND\2/; 1s/backend [a-z]+$/backend BACKEND/' "$1"; }
 differ=0 cases=0
 for variant in out table json csv; do

@@ -55,7 +55,8 @@ class device_error : public std::runtime_error {
 };
 
 /// @brief The GPU's memory cannot take this log: a pass would hold not one line, one key has more
-/// lines than a pass holds, or an allocation failed (another process took the memory). No GPU
+/// lines than a pass holds, a pass needs more than is free when it starts, or an allocation
+/// failed (another process took the memory). No GPU
 /// result is used then: `--backend gpu` exits 3, `--backend auto` reports on the CPU and says so.
 class gpu_memory_short : public device_error {
  public:
