@@ -784,16 +784,22 @@ int run_report(const report_options& options, std::ostream& out, std::ostream& d
   const reference_data ref = load_reference(options);
   const host_memory_fit memory{options.backend == "cpu" ? 0 : whole_log_memory_estimate(options.inputs),
                                detail::available_memory()};
+  std::uint64_t input_bytes = 0;
+  bool from_stdin           = false;
+  for (const auto& path : options.inputs) {
+    std::error_code error;
+    from_stdin       = from_stdin || path == "-";
+    const auto bytes = path == "-" ? 0 : std::filesystem::file_size(path, error);
+    if (!error) { input_bytes += bytes; }  // unreadable: ingest says why
+  }
   // Starting the GPU (driver and context) takes about half a second on an H200 host, which came
-  // before the first line was read. Where a GPU is likely, the inputs' sizes are known (not
-  // stdin: a log of unknown size must stream if the GPU proves unusable) and the log is for the
+  // before the first line was read. Where a GPU is likely, the inputs are files (a log of
+  // unknown size, stdin, must stream if the GPU proves unusable) and the log is for the
   // GPU path if the GPU is usable, the columns are built while a thread starts it, and the
   // choice is made (and said) after the ingest; elsewhere it is made now.
   std::unique_ptr<backend> engine;
   std::future<std::pair<bool, std::string>> gpu_started;
-  const bool sizes_known =
-      std::find(options.inputs.begin(), options.inputs.end(), "-") == options.inputs.end();
-  if (options.backend != "cpu" && sizes_known && gpu_likely_present() &&
+  if (options.backend != "cpu" && !from_stdin && gpu_likely_present() &&
       gpu_path_if_usable(options.backend, memory)) {
     gpu_started = std::async(std::launch::async, [] {
       std::string why;
@@ -804,14 +810,6 @@ int run_report(const report_options& options, std::ostream& out, std::ostream& d
     engine = select_backend(options.backend, diagnostics, memory);
   }
 
-  std::uint64_t input_bytes = 0;
-  bool from_stdin           = false;
-  for (const auto& path : options.inputs) {
-    std::error_code error;
-    from_stdin       = from_stdin || path == "-";
-    const auto bytes = path == "-" ? 0 : std::filesystem::file_size(path, error);
-    if (!error) { input_bytes += bytes; }  // unreadable: ingest says why
-  }
   // Rejected lines go to the rejects file as they are found (written in place at the end, also
   // when --max-rejects stops the run): memory does not grow with the bad lines.
   rejects_output rejects(options.rejects_path, options.out_dir);
@@ -847,8 +845,8 @@ int run_report(const report_options& options, std::ostream& out, std::ostream& d
     }
     return emit_report(report, rejects, options, out, diagnostics);
   }
-  // `--backend gpu` without a usable GPU is exit 3 before anything else, as when chosen first:
-  // a failed ingest asks the GPU thread before it says anything or writes the stopped rejects.
+  // `--backend gpu` without a usable GPU is exit 3, as when chosen first, also where the ingest
+  // fails: the GPU thread is asked before the stopped rejects are written.
   const auto refuse_gpu_if_unusable = [&] {
     if (!gpu_started.valid() || options.backend != "gpu") { return; }
     const auto [usable, why_not] = gpu_started.get();
