@@ -134,6 +134,16 @@ class phase_clock {
   std::vector<std::unique_ptr<cuda_event>> events_;
 };
 
+/// @brief The current device's default memory pool, which every `cudaMallocAsync` here draws on.
+[[nodiscard]] inline cudaMemPool_t default_pool()
+{
+  int device = 0;
+  CAPLEDGER_CUDA_TRY(cudaGetDevice(&device));
+  cudaMemPool_t pool = nullptr;
+  CAPLEDGER_CUDA_TRY(cudaDeviceGetDefaultMemPool(&pool, device));
+  return pool;
+}
+
 /// @brief Keeps memory freed by stream-ordered frees in the device's default pool while it lives,
 /// then trims the pool. The pool's default release threshold (0) hands freed memory back to the
 /// driver at every synchronization, and the next large allocation maps it again: an aggregation
@@ -142,11 +152,8 @@ class phase_clock {
 /// (costing time, not correctness); capledger runs one at a time.
 class pool_retention {
  public:
-  pool_retention()
+  pool_retention() : pool_(default_pool())
   {
-    int device = 0;
-    CAPLEDGER_CUDA_TRY(cudaGetDevice(&device));
-    CAPLEDGER_CUDA_TRY(cudaDeviceGetDefaultMemPool(&pool_, device));
     CAPLEDGER_CUDA_TRY(cudaMemPoolGetAttribute(pool_, cudaMemPoolAttrReleaseThreshold, &threshold_));
     std::uint64_t keep_all = UINT64_MAX;
     CAPLEDGER_CUDA_TRY(cudaMemPoolSetAttribute(pool_, cudaMemPoolAttrReleaseThreshold, &keep_all));
@@ -166,14 +173,7 @@ class pool_retention {
 };
 
 /// @brief Returns what the default pool holds unused to the device (call once its frees have run).
-inline void release_pooled_memory()
-{
-  int device = 0;
-  CAPLEDGER_CUDA_TRY(cudaGetDevice(&device));
-  cudaMemPool_t pool = nullptr;
-  CAPLEDGER_CUDA_TRY(cudaDeviceGetDefaultMemPool(&pool, device));
-  CAPLEDGER_CUDA_TRY(cudaMemPoolTrimTo(pool, 0));
-}
+inline void release_pooled_memory() { CAPLEDGER_CUDA_TRY(cudaMemPoolTrimTo(default_pool(), 0)); }
 
 /// @brief Uninitialized device memory for @p size elements of T, allocated and freed in the order
 /// of one stream (`cudaMallocAsync`), so that freeing a temporary never stalls the device as
