@@ -432,9 +432,9 @@ std::optional<state_info> current_state_info(sql_connection& db, const reference
   std::optional<state_info> info;
   if (has_state_tables(db)) { info = read_info(db); }
   if (!info) {
-    why_not = "the ledger has no running state yet";
+    why_not = no_state_yet;
   } else if (info->validity != validity_key(ref)) {
-    why_not = "the running state follows other countries, chips or rules tables";
+    why_not = state_of_other_tables;
     info.reset();
   } else if (info->lines != db.query_int("SELECT MAX(seq) FROM lines").value_or(0)) {
     why_not = "the running state is out of step with the stored lines";

@@ -95,6 +95,11 @@ class stored_state final : public report_source {
 /// @brief Reads the stored state when it can stand for a replay under @p ref at @p as_of
 /// (nullopt: the latest date); otherwise returns null and says why in @p why_not.
 /// Call inside a read transaction.
+/// Why no state stands for the stored lines, where callers act on the reason (`ledger verify`).
+inline constexpr const char* no_state_yet = "the ledger has no running state yet";
+inline constexpr const char* state_of_other_tables =
+    "the running state follows other countries, chips or rules tables";
+
 [[nodiscard]] std::unique_ptr<stored_state> load_ledger_state(sql_connection& db, const reference_data& ref,
                                                               std::optional<day_t> as_of,
                                                               std::string& why_not);

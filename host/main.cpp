@@ -229,6 +229,10 @@ int main(int argc, char** argv)
   add_report_flags(ledger_report_cmd, report, as_of, warn_at);
   bool replay = false;
   ledger_report_cmd->add_flag("--replay", replay, "ignore the running state: replay every stored line");
+  CLI::App* verify_cmd = ledger_cmd->add_subcommand(
+      "verify", "check the database, and the running state against a replay of every stored line");
+  verify_cmd->add_option("db", db_path, "ledger database file")->required();
+  add_reference_flags(verify_cmd, report);
   CLI::App* balances_cmd =
       ledger_cmd->add_subcommand("balances", "limit, consumed and remaining tpp of every cap");
   balances_cmd->add_option("db", db_path, "ledger database file")->required();
@@ -320,6 +324,9 @@ int main(int argc, char** argv)
       finish_report_flags(report, as_of, warn_at);
       return run_ledger_report(db_path, report, std::cout, std::cerr, replay);
     });
+  }
+  if (verify_cmd->parsed()) {
+    return guarded([&] { return run_ledger_verify(db_path, report, std::cout); });
   }
   if (balances_cmd->parsed()) {
     return guarded([&] {

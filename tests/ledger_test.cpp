@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include "ledger_db.hpp"
 #include "test_support.hpp"
 
 #include <algorithm>
@@ -116,6 +117,80 @@ class ledger_test : public ::testing::Test {
 
   fs::path dir_;
 };
+
+// `ledger verify`: a stored line or a running total altered in the database (a bit flip, a hand
+// edit) makes the state and a replay of the lines disagree, and verify says where; a ledger
+// without a state has nothing to compare; a state of other tables is a configuration error.
+TEST_F(ledger_test, VerifyFindsAlteredLinesAndTotals)
+{
+  const auto nights = generated_nights(3000, 3, 21);
+  ASSERT_EQ(cli("ledger init l.db"), 0) << stderr_text();
+  for (std::size_t n = 0; n < nights.size(); ++n) {
+    ASSERT_EQ(cli("ledger ingest l.db " + nights[n] + (n == 0 ? " --entities entities.csv" : "")), 0)
+        << stderr_text();
+  }
+  std::string said;
+  ASSERT_EQ(cli("ledger verify l.db", &said), 0) << said << stderr_text();
+  EXPECT_NE(said.find("integrity: ok"), std::string::npos) << said;
+  EXPECT_NE(said.find("running state: agrees with a replay of 3000 stored line(s)"), std::string::npos)
+      << said;
+
+  const auto alter = [&](const std::string& sql) {
+    capledger::detail::sql_connection db(at("l.db").string(),
+                                         capledger::detail::sql_connection::mode::read_write);
+    db.exec(sql);
+  };
+  // A stored line's quantity, ten times what was ingested: totals of its chip, country, entity...
+  alter("UPDATE lines SET quantity = quantity || '0' WHERE seq = 5");
+  EXPECT_EQ(cli("ledger verify l.db", &said), 1) << said << stderr_text();
+  EXPECT_NE(said.find("running state: DISAGREES with a replay of 3000 stored line(s)"), std::string::npos)
+      << said;
+  EXPECT_NE(said.find("  by_chip.csv line "), std::string::npos) << said;
+  alter("UPDATE lines SET quantity = substr(quantity, 1, length(quantity) - 1) WHERE seq = 5");
+  ASSERT_EQ(cli("ledger verify l.db", &said), 0) << said;
+
+  // A country's running cap total in the state.
+  alter("UPDATE st_country_cap SET a = a + 1 WHERE key = (SELECT MIN(key) FROM st_country_cap)");
+  EXPECT_EQ(cli("ledger verify l.db", &said), 1) << said;
+  EXPECT_NE(said.find("  by_country.csv line "), std::string::npos) << said;
+  alter("UPDATE st_country_cap SET a = a - 1 WHERE key = (SELECT MIN(key) FROM st_country_cap)");
+  ASSERT_EQ(cli("ledger verify l.db", &said), 0) << said;
+
+  // A state under other rules: the caller must name the tables of the ingest.
+  const fs::path bundled_rules =
+      (fs::path(CAPLEDGER_TEST_DATA_DIR) / ".." / ".." / "datasets" / "rules").lexically_normal();
+  write_text(at("rules.json"), read_text(bundled_rules / "ai-diffusion-2025.json") + " ");  // other bytes
+  EXPECT_EQ(cli("ledger verify l.db --rules rules.json", &said), 2) << said;
+  EXPECT_NE(stderr_text().find("give the --countries, --chips and --rules"), std::string::npos)
+      << stderr_text();
+
+  // Damage SQLite finds itself: the shipment-id index's root page says it holds no cells (its
+  // page header's free-block, cell-count and content fields zeroed; the page type and, for an
+  // interior page, the right-most child stay). A copy, so that the ledger stays whole for what
+  // follows.
+  fs::copy_file(at("l.db"), at("damaged.db"));
+  std::int64_t root_page = 0;
+  {
+    capledger::detail::sql_connection db(at("damaged.db").string(),
+                                         capledger::detail::sql_connection::mode::read_only);
+    root_page = db.query_int("SELECT rootpage FROM sqlite_master WHERE name = 'sqlite_autoindex_lines_1'")
+                    .value_or(0);
+  }
+  ASSERT_GT(root_page, 1);
+  {
+    std::fstream file(at("damaged.db"), std::ios::in | std::ios::out | std::ios::binary);
+    file.seekp((root_page - 1) * 4096 + 1);
+    file.write(std::string(7, '\0').data(), 7);
+  }
+  EXPECT_EQ(cli("ledger verify damaged.db", &said), 1) << said << stderr_text();
+  EXPECT_NE(said.find("integrity: SQLite found "), std::string::npos) << said;
+  EXPECT_NE(said.find("*** in database main ***"), std::string::npos) << said;  // SQLite's own words
+
+  // No state at all (a ledger from before the state existed): nothing to compare.
+  alter("DROP TABLE state_info");
+  EXPECT_EQ(cli("ledger verify l.db", &said), 0) << said;
+  EXPECT_NE(said.find("running state: none yet"), std::string::npos) << said;
+}
 
 TEST_F(ledger_test, TenNightsGiveTheReportOfAllFiles)
 {

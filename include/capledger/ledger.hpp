@@ -81,6 +81,14 @@ struct ledger_ingest_result {
 int run_ledger_report(const std::string& db_path, const report_options& options, std::ostream& out,
                       std::ostream& diagnostics, bool replay = false);
 
+/// @brief `capledger ledger verify`: SQLite's integrity check of the database, then the running
+/// state against a replay of every stored line (both render the same report, file for file),
+/// read in one snapshot. Prints what it found on @p out, the first differing line of each
+/// differing file included.
+/// @return 0 when both hold (or there is no state yet), 1 when either fails
+/// @throw config_error where the state follows other tables than @p options names
+int run_ledger_verify(const std::string& db_path, const report_options& options, std::ostream& out);
+
 /// @brief One cap's balance: limit in force, consumed, remaining, percent used.
 struct cap_balance {
   std::string cap;      ///< `COUNTRY_CAP`, `NVEU_CAP` or `LPP_ANNUAL`
