@@ -799,7 +799,7 @@ int run_report(const report_options& options, std::ostream& out, std::ostream& d
   // choice is made (and said) after the ingest; elsewhere it is made now.
   std::unique_ptr<backend> engine;
   std::future<std::pair<bool, std::string>> gpu_started;
-  if (options.backend != "cpu" && !from_stdin && gpu_likely_present() &&
+  if (options.backend != "cpu" && !from_stdin && options.gpu_node_present.value_or(gpu_likely_present()) &&
       gpu_path_if_usable(options.backend, memory)) {
     gpu_started = std::async(std::launch::async, [] {
       std::string why;
@@ -868,9 +868,13 @@ int run_report(const report_options& options, std::ostream& out, std::ostream& d
   const shipment_log log = builder.finish();
   if (!engine) {
     const auto [usable, why_not] = gpu_started.get();
-    engine = choose_backend(options.backend, usable, why_not, memory, diagnostics) == "gpu"
-                 ? make_gpu_backend()
-                 : make_cpu_backend();
+    if (choose_backend(options.backend, usable, why_not, memory, diagnostics) == "gpu") {
+      engine = make_gpu_backend();
+    } else {
+      diagnostics
+          << "capledger: the log was read into columns while the GPU started; the CPU aggregates them\n";
+      engine = make_cpu_backend();
+    }
   }
   return emit_report(build_report_within_gpu_memory(ref, log, options, *engine, diagnostics), rejects,
                      options, out, diagnostics);

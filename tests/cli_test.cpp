@@ -433,6 +433,64 @@ TEST(BackendChoice, GpuPathIfUsableFollowsTheChoice)
   EXPECT_THROW((void)capledger::gpu_path_if_usable("fast", {1, 100}), capledger::config_error);
 }
 
+// Where a GPU device node exists, `report` starts the GPU beside the ingest and chooses after
+// it. With a node but no usable GPU (here: taken to exist on a machine without one), `auto`
+// reports the columns on the CPU with the same bytes as `--backend cpu`, and `gpu` is exit 3
+// with nothing written, also where the ingest stops first (--max-rejects).
+TEST(BackendChoice, GpuStartedBesideTheIngestKeepsTheContract)
+{
+  if (capledger::gpu_available()) { GTEST_SKIP() << "a GPU is usable here: this needs a node without one"; }
+  capledger::test::scratch_dir dir;
+  capledger::report_options options;
+  options.inputs        = {dir.write(
+             "log.csv", read_text(sample_dir() / "shipments.csv") + "BAD1,2025-13-01,E,AE,H100-SXM,1,LICENSE,,,\n")};
+  options.entities_path = (sample_dir() / "entities.csv").string();
+  const auto run        = [&](const std::string& backend, const std::string& tag, std::ostringstream& notes) {
+    capledger::report_options o = options;
+    o.backend                   = backend;
+    o.gpu_node_present          = backend != "cpu";
+    o.out_dir                   = dir.path("out-" + tag);
+    o.rejects_path              = dir.path("rejects-" + tag + ".csv");
+    std::ostringstream out;
+    return capledger::run_report(o, out, notes);
+  };
+  std::ostringstream cpu_notes, auto_notes;
+  const int on_cpu = run("cpu", "cpu", cpu_notes);
+  ASSERT_EQ(on_cpu, 1) << cpu_notes.str();
+  EXPECT_EQ(run("auto", "auto", auto_notes), on_cpu) << auto_notes.str();
+  const std::string said = auto_notes.str();
+  const auto chosen      = said.find("capledger: backend cpu (no usable GPU: ");
+  ASSERT_NE(chosen, std::string::npos) << said;
+  EXPECT_NE(
+      said.find("capledger: the log was read into columns while the GPU started; the CPU aggregates them"),
+      std::string::npos)
+      << said;
+  for (const auto& file : fs::directory_iterator(dir.root() / "out-cpu")) {
+    const std::string name = file.path().filename().string();
+    EXPECT_EQ(read_text(dir.root() / "out-auto" / name), read_text(file.path())) << name;
+  }
+  EXPECT_EQ(read_text(dir.root() / "rejects-auto.csv"), read_text(dir.root() / "rejects-cpu.csv"));
+  EXPECT_NE(read_text(dir.root() / "rejects-cpu.csv").find("BAD_DATE"), std::string::npos);
+
+  // After the ingest; where --max-rejects stops it; where a bad line without --rejects stops it.
+  for (const std::string tag : {"gpu", "gpu-stopped", "gpu-no-rejects"}) {
+    options.max_rejects = tag == "gpu-stopped" ? 0 : -1;
+    std::ostringstream notes;
+    if (tag == "gpu-no-rejects") {
+      capledger::report_options o = options;
+      o.backend                   = "gpu";
+      o.gpu_node_present          = true;
+      o.out_dir                   = dir.path("out-" + tag);
+      std::ostringstream out;
+      EXPECT_THROW(static_cast<void>(capledger::run_report(o, out, notes)), capledger::device_error) << tag;
+    } else {
+      EXPECT_THROW(static_cast<void>(run("gpu", tag, notes)), capledger::device_error) << tag;
+    }
+    EXPECT_FALSE(fs::exists(dir.root() / ("out-" + tag))) << tag;
+    EXPECT_FALSE(fs::exists(dir.root() / ("rejects-" + tag + ".csv"))) << tag;
+  }
+}
+
 TEST(BackendChoice, WholeLogEstimateCountsLinesFromASample)
 {
   const fs::path dir = fs::path(::testing::TempDir()) / ("estimate-" + std::to_string(::getpid()));

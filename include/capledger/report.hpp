@@ -39,6 +39,9 @@ struct report_options {
   /// `run_report` sets `external_id_check` when the input files add up to more than this (the
   /// id set costs about 14 bytes per line; with lines of 60 bytes or more, some 500 MB at 2 GiB).
   std::uint64_t external_id_check_above = std::uint64_t{2} << 30;
+  /// Whether an NVIDIA device node is taken to exist, so that the GPU starts beside the ingest
+  /// (`run_report`); unset: `gpu_likely_present()`. Tests set it to run that path without a GPU.
+  std::optional<bool> gpu_node_present;
   /// `render_report` builds only the stdout view `emit_report` prints (the table or the JSON;
   /// none with `out_dir`): a report of a million findings spent 13 s and 2.8 GB on a JSON
   /// nobody printed. True: build both (tests compare them).
