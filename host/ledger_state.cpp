@@ -572,18 +572,31 @@ std::unique_ptr<stored_state> load_ledger_state(sql_connection& db, const refere
   }
 
   const auto countries = ref.countries.rows.size();
+  // Every key must name codes the dictionaries and the countries table hold: a damaged key
+  // (a flipped bit) would index past them when the report is rendered.
+  const auto valid_entity  = [&](std::int64_t e) { return e >= 0 && e < info->entities; };
+  const auto valid_country = [&](std::int64_t c) {
+    return c >= 0 && c < static_cast<std::int64_t>(countries);
+  };
+  const auto valid_pair_key = [&](std::int64_t key) {
+    return key >= 0 && valid_entity(key / 65536) && valid_country(key % 65536);
+  };
+  const auto valid_pathway_key = [&](std::int64_t key) {
+    return key >= 0 && key % 8 < pathway_count && valid_pair_key(key / 8);
+  };
+  const auto valid_year_key = [&](std::int64_t key) { return key >= 0 && valid_entity(key / 16384); };
   agg.by_country.assign(countries, {});
   agg.country_cap_total.assign(countries, 0);
   agg.country_cap_crossing.assign(countries, {});
   {
     sql_statement q(db.handle(), "SELECT key, a, b, c FROM st_country ORDER BY key");
     while (q.step()) {
-      if (q.int64(0) >= static_cast<std::int64_t>(countries)) { return damaged("countries"); }
+      if (!valid_country(q.int64(0))) { return damaged("countries"); }
       agg.by_country[static_cast<std::size_t>(q.int64(0))] = {q.int64(1), q.int64(2), q.int64(3)};
     }
     sql_statement cap(db.handle(), "SELECT key, a, b, c FROM st_country_cap ORDER BY key");
     while (cap.step()) {
-      if (cap.int64(0) >= static_cast<std::int64_t>(countries)) { return damaged("countries"); }
+      if (!valid_country(cap.int64(0))) { return damaged("countries"); }
       agg.country_cap_total[static_cast<std::size_t>(cap.int64(0))]    = cap.int64(1);
       agg.country_cap_crossing[static_cast<std::size_t>(cap.int64(0))] = {cap.int64(2), cap.int64(3)};
     }
@@ -591,30 +604,51 @@ std::unique_ptr<stored_state> load_ledger_state(sql_connection& db, const refere
   {
     sql_statement q(db.handle(), "SELECT key, a, b, c FROM st_pair ORDER BY key");
     while (q.step()) {
+      if (!valid_pair_key(q.int64(0))) { return damaged("pairs"); }
       agg.by_entity_country.push_back({static_cast<std::int32_t>(q.int64(0) / 65536),
                                        static_cast<std::uint16_t>(q.int64(0) % 65536),
                                        {q.int64(1), q.int64(2), q.int64(3)}});
     }
   }
-  const auto read_running = [&](const std::string& sql, std::vector<keyed_running_total>& out) {
+  const auto read_running = [&](const std::string& sql, std::vector<keyed_running_total>& out,
+                                const auto& valid_key) {
     sql_statement q(db.handle(), sql);
-    while (q.step()) { out.push_back({q.int64(0), q.int64(1), {q.int64(2), q.int64(3)}}); }
+    while (q.step()) {
+      if (!valid_key(q.int64(0))) { return false; }
+      out.push_back({q.int64(0), q.int64(1), {q.int64(2), q.int64(3)}});
+    }
+    return true;
   };
-  read_running("SELECT key, a, b, c FROM st_nveu ORDER BY key", agg.nveu);
-  read_running("SELECT key, a, b, c FROM st_lpp_annual WHERE b >= 0 ORDER BY key", agg.lpp_annual);
+  if (!read_running("SELECT key, a, b, c FROM st_nveu ORDER BY key", agg.nveu, valid_pair_key)) {
+    return damaged("NVEU totals");
+  }
+  if (!read_running("SELECT key, a, b, c FROM st_lpp_annual WHERE b >= 0 ORDER BY key", agg.lpp_annual,
+                    valid_year_key)) {
+    return damaged("LPP annual totals");
+  }
   {
     sql_statement q(db.handle(), "SELECT code, a, b, c, text FROM st_order WHERE b >= 0 ORDER BY code");
     while (q.step()) {
+      if (q.int64(0) < 0 || q.int64(0) >= info->orders) { return damaged("orders"); }
       agg.lpp_order.push_back({q.int64(0), q.int64(1), {q.int64(2), q.int64(3)}});
       s.orders_.emplace(static_cast<std::int32_t>(q.int64(0)), std::string(q.text(4)));
     }
   }
-  const auto read_first = [&](const std::string& sql, std::vector<keyed_first_line>& out) {
+  const auto read_first = [&](const std::string& sql, std::vector<keyed_first_line>& out,
+                              const auto& valid_key) {
     sql_statement q(db.handle(), sql);
-    while (q.step()) { out.push_back({q.int64(0), q.int64(1), q.int64(2)}); }
+    while (q.step()) {
+      if (!valid_key(q.int64(0))) { return false; }
+      out.push_back({q.int64(0), q.int64(1), q.int64(2)});
+    }
+    return true;
   };
-  read_first("SELECT key, a, b FROM st_prohibited ORDER BY key", agg.prohibited);
-  read_first("SELECT key, a, b FROM st_unauth ORDER BY key", agg.unauthorized);
+  if (!read_first("SELECT key, a, b FROM st_prohibited ORDER BY key", agg.prohibited, valid_pair_key)) {
+    return damaged("prohibited destinations");
+  }
+  if (!read_first("SELECT key, a, b FROM st_unauth ORDER BY key", agg.unauthorized, valid_pathway_key)) {
+    return damaged("unauthorized pathways");
+  }
 
   // The lines that crossings and first lines name: what the findings print of them.
   std::vector<std::int64_t> named;
@@ -629,7 +663,9 @@ std::unique_ptr<stored_state> load_ledger_state(sql_connection& db, const refere
   for (const std::int64_t l : named) {
     if (l < 0 || s.lines_.count(l) != 0) { continue; }
     line.bind(1, l);
-    if (!line.step()) { return damaged("line details"); }
+    if (!line.step() || !valid_entity(line.int64(2)) || !valid_country(line.int64(3))) {
+      return damaged("line details");
+    }
     s.lines_.emplace(
         l, line_detail{static_cast<day_t>(line.int64(0)), std::string(line.text(1)),
                        static_cast<std::int32_t>(line.int64(2)), static_cast<std::uint16_t>(line.int64(3))});

@@ -156,6 +156,31 @@ TEST_F(ledger_test, VerifyFindsAlteredLinesAndTotals)
   alter("UPDATE st_country_cap SET a = a - 1 WHERE key = (SELECT MIN(key) FROM st_country_cap)");
   ASSERT_EQ(cli("ledger verify l.db", &said), 0) << said;
 
+  // Keys that name codes past the dictionaries or the countries table (one flipped bit in a pair
+  // key's country part; an entity far past the last): the state is damaged, never rendered (it
+  // indexed past the tables), so `ledger report` replays and verify says which table.
+  for (const auto& [table, sql] : std::vector<std::pair<std::string, std::string>>{
+           {"pairs", "UPDATE st_pair SET key = key + 32768 WHERE key = (SELECT MIN(key) FROM st_pair)"},
+           {"unauthorized pathways",
+            "UPDATE st_unauth SET key = key + 8 * 65536 * 1000000 WHERE key = (SELECT MIN(key) FROM "
+            "st_unauth)"}}) {
+    fs::copy_file(at("l.db"), at("whole.db"), fs::copy_options::overwrite_existing);
+    alter(sql);
+    EXPECT_EQ(cli("ledger verify l.db", &said), 1) << table << ": " << said;
+    EXPECT_NE(said.find("running state: the running state is damaged (" + table + ")"), std::string::npos)
+        << said;
+    fs::remove_all(at("damaged-out"));
+    fs::remove_all(at("replay-out"));
+    EXPECT_EQ(cli("ledger report l.db --backend cpu --out damaged-out"), 1) << stderr_text();
+    EXPECT_NE(stderr_text().find("ledger report: replay (the running state is damaged (" + table + "))"),
+              std::string::npos)
+        << stderr_text();
+    EXPECT_EQ(cli("ledger report l.db --backend cpu --replay --out replay-out"), 1) << stderr_text();
+    expect_same_outputs(at("replay-out"), at("damaged-out"));
+    fs::copy_file(at("whole.db"), at("l.db"), fs::copy_options::overwrite_existing);
+    ASSERT_EQ(cli("ledger verify l.db", &said), 0) << table << ": " << said;
+  }
+
   // A state under other rules: the caller must name the tables of the ingest.
   const fs::path bundled_rules =
       (fs::path(CAPLEDGER_TEST_DATA_DIR) / ".." / ".." / "datasets" / "rules").lexically_normal();
