@@ -498,11 +498,20 @@ int run_ledger_verify(const std::string& db_path, const report_options& options,
   std::string why;
   const std::unique_ptr<detail::stored_state> state = detail::load_ledger_state(db, ref, std::nullopt, why);
   shipment_log_builder builder(ref.countries, ref.chips, ingest_options{});
-  if (state) { replay_ledger(db, builder); }
+  if (state) {
+    try {
+      replay_ledger(db, builder);
+    } catch (const std::exception& e) {  // parse_error, config_error: a stored line or file record altered
+      out << "stored lines: the replay stops: " << e.what() << "\n";
+      return 1;
+    }
+  }
   db.exec("COMMIT");
   if (!state) {
     if (why == detail::no_state_yet) {
-      out << "running state: none yet (the next ingest builds it): nothing to compare\n";
+      // A ledger without an ingest yet, or from before the state existed (the next ingest
+      // builds it); also one whose state record was removed: nothing to compare either way.
+      out << "running state: none (no ingest has built one, or its record is missing): nothing to compare\n";
       return 0;
     }
     if (why == detail::state_of_other_tables) {

@@ -809,10 +809,26 @@ int run_report(const report_options& options, std::ostream& out, std::ostream& d
   } else {
     engine = select_backend(options.backend, diagnostics, memory);
   }
+  // `--backend gpu` without a usable GPU is exit 3, as when chosen first, also where what follows
+  // fails (the rejects file, the ingest): the GPU thread is asked before anything is written.
+  const auto refuse_gpu_if_unusable = [&] {
+    if (!gpu_started.valid() || options.backend != "gpu") { return; }
+    const auto [usable, why_not] = gpu_started.get();
+    if (!usable) {  // throws: `--backend gpu` without a usable GPU
+      static_cast<void>(choose_backend(options.backend, usable, why_not, memory, diagnostics));
+    }
+  };
 
   // Rejected lines go to the rejects file as they are found (written in place at the end, also
   // when --max-rejects stops the run): memory does not grow with the bad lines.
-  rejects_output rejects(options.rejects_path, options.out_dir);
+  rejects_output rejects = [&] {
+    try {
+      return rejects_output(options.rejects_path, options.out_dir);
+    } catch (...) {
+      refuse_gpu_if_unusable();
+      throw;
+    }
+  }();
   ingest_options ingest;
   ingest.keep_rejects         = !options.rejects_path.empty();
   ingest.max_rejects          = options.max_rejects;
@@ -845,15 +861,6 @@ int run_report(const report_options& options, std::ostream& out, std::ostream& d
     }
     return emit_report(report, rejects, options, out, diagnostics);
   }
-  // `--backend gpu` without a usable GPU is exit 3, as when chosen first, also where the ingest
-  // fails: the GPU thread is asked before the stopped rejects are written.
-  const auto refuse_gpu_if_unusable = [&] {
-    if (!gpu_started.valid() || options.backend != "gpu") { return; }
-    const auto [usable, why_not] = gpu_started.get();
-    if (!usable) {  // throws: `--backend gpu` without a usable GPU
-      static_cast<void>(choose_backend(options.backend, usable, why_not, memory, diagnostics));
-    }
-  };
   shipment_log_builder builder(ref.countries, ref.chips, ingest);
   try {
     for (const auto& path : options.inputs) { builder.add_file(path); }

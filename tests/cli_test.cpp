@@ -472,15 +472,17 @@ TEST(BackendChoice, GpuStartedBesideTheIngestKeepsTheContract)
   EXPECT_EQ(read_text(dir.root() / "rejects-auto.csv"), read_text(dir.root() / "rejects-cpu.csv"));
   EXPECT_NE(read_text(dir.root() / "rejects-cpu.csv").find("BAD_DATE"), std::string::npos);
 
-  // After the ingest; where --max-rejects stops it; where a bad line without --rejects stops it.
-  for (const std::string tag : {"gpu", "gpu-stopped", "gpu-no-rejects"}) {
+  // After the ingest; where --max-rejects stops it; where a bad line without --rejects stops it;
+  // where the rejects file cannot even be begun (its folder is missing).
+  for (const std::string tag : {"gpu", "gpu-stopped", "gpu-no-rejects", "gpu-no-folder"}) {
     options.max_rejects = tag == "gpu-stopped" ? 0 : -1;
     std::ostringstream notes;
-    if (tag == "gpu-no-rejects") {
+    if (tag == "gpu-no-rejects" || tag == "gpu-no-folder") {
       capledger::report_options o = options;
       o.backend                   = "gpu";
       o.gpu_node_present          = true;
       o.out_dir                   = dir.path("out-" + tag);
+      if (tag == "gpu-no-folder") { o.rejects_path = dir.path("missing/rejects.csv"); }
       std::ostringstream out;
       EXPECT_THROW(static_cast<void>(capledger::run_report(o, out, notes)), capledger::device_error) << tag;
     } else {

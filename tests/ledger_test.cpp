@@ -181,6 +181,15 @@ TEST_F(ledger_test, VerifyFindsAlteredLinesAndTotals)
     ASSERT_EQ(cli("ledger verify l.db", &said), 0) << table << ": " << said;
   }
 
+  // A stored line that no longer reads as a line (a quantity of 0): the replay stops, verify says
+  // where (exit 1, a finding, not bad input).
+  fs::copy_file(at("l.db"), at("whole.db"), fs::copy_options::overwrite_existing);
+  alter("UPDATE lines SET quantity = '0' WHERE seq = 100");
+  EXPECT_EQ(cli("ledger verify l.db", &said), 1) << said << stderr_text();
+  EXPECT_NE(said.find("stored lines: the replay stops: "), std::string::npos) << said;
+  EXPECT_NE(said.find("BAD_QUANTITY"), std::string::npos) << said;
+  fs::copy_file(at("whole.db"), at("l.db"), fs::copy_options::overwrite_existing);
+
   // A state under other rules: the caller must name the tables of the ingest.
   const fs::path bundled_rules =
       (fs::path(CAPLEDGER_TEST_DATA_DIR) / ".." / ".." / "datasets" / "rules").lexically_normal();
@@ -214,7 +223,9 @@ TEST_F(ledger_test, VerifyFindsAlteredLinesAndTotals)
   // No state at all (a ledger from before the state existed): nothing to compare.
   alter("DROP TABLE state_info");
   EXPECT_EQ(cli("ledger verify l.db", &said), 0) << said;
-  EXPECT_NE(said.find("running state: none yet"), std::string::npos) << said;
+  EXPECT_NE(said.find("running state: none (no ingest has built one, or its record is missing)"),
+            std::string::npos)
+      << said;
 }
 
 TEST_F(ledger_test, TenNightsGiveTheReportOfAllFiles)
