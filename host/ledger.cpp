@@ -506,7 +506,11 @@ int run_ledger_verify(const std::string& db_path, const report_options& options,
       return 1;
     }
   }
-  db.exec("COMMIT");
+  // The limit totals `check` and later ingests read key by key, read in this same snapshot (it
+  // takes the connection and its read transaction over).
+  std::string why_not_totals;
+  const std::unique_ptr<ledger_limit_totals> stored_totals =
+      state ? detail::stored_limit_totals(db, ref, why_not_totals) : nullptr;
   if (!state) {
     if (why == detail::no_state_yet) {
       // A ledger without an ingest yet, or from before the state existed (the next ingest
@@ -541,9 +545,22 @@ int run_ledger_verify(const std::string& db_path, const report_options& options,
     out << "  " << name << " line " << line << ": replay '" << replayed << "', running state '" << kept
         << "'\n";
   }
+  // Totals no report prints (keys below every limit) but `check` weighs proposed lines against.
+  constexpr std::size_t shown = 10;
+  const std::vector<std::string> totals =
+      stored_totals
+          ? limit_total_differences(ref, log, *stored_totals, shown)
+          : std::vector<std::string>{"the running state's limit totals cannot be read: " + why_not_totals};
+  if (!totals.empty()) {
+    if (differing++ == 0) {
+      out << "running state: DISAGREES with a replay of " << log.columns.date.size() << " stored line(s):\n";
+    }
+    for (const std::string& difference : totals) { out << "  limit total, " << difference << "\n"; }
+    if (totals.size() == shown) { out << "  (the first " << shown << " limit totals that differ)\n"; }
+  }
   if (differing > 0) { return 1; }
   out << "running state: agrees with a replay of " << log.columns.date.size() << " stored line(s) ("
-      << from_lines.files.size() << " report files compared)\n";
+      << from_lines.files.size() << " report files and every limit total compared)\n";
   return 0;
 }
 

@@ -399,6 +399,32 @@ class summed_totals final : public ledger_limit_totals {
     return code < 0 ? 0 : value(lpp_order_limit, code);
   }
 
+  /// Each limit total, keyed as the interface asks: @p each(name of the key, total, what @p other
+  /// holds for that key).
+  template <typename Each>
+  void compare(ledger_limit_totals& other, Each each) const
+  {
+    for (const auto& [country, total] : totals_[country_cap_limit]) {
+      each("country cap of country code " + std::to_string(country), total,
+           other.country_cap(static_cast<std::int32_t>(country)));
+    }
+    for (const auto& [key, total] : totals_[nveu_limit]) {
+      const std::string& entity = entities_.text(static_cast<std::int32_t>(key / 65536));
+      each("NVEU of (" + entity + ", country code " + std::to_string(key % 65536) + ")", total,
+           other.nveu(entity, static_cast<std::int32_t>(key % 65536)));
+    }
+    for (const auto& [key, total] : totals_[lpp_annual_limit]) {
+      // Keys of stored lines: their years (four digits) are not negative.
+      const std::string& entity = entities_.text(static_cast<std::int32_t>(key / 16384));
+      each("LPP of (" + entity + ", " + std::to_string(key % 16384) + ")", total,
+           other.lpp_annual(entity, key % 16384));
+    }
+    for (const auto& [code, total] : totals_[lpp_order_limit]) {
+      const std::string& order = orders_.text(static_cast<std::int32_t>(code));
+      each("LPP order " + order, total, other.lpp_order(order));
+    }
+  }
+
  private:
   dictionary entities_, orders_;
   std::unordered_map<std::int64_t, std::int64_t> totals_[limit_count];
@@ -415,6 +441,20 @@ class summed_totals final : public ledger_limit_totals {
 std::unique_ptr<ledger_limit_totals> sum_limit_totals(const reference_data& ref, const shipment_log& ledger)
 {
   return std::make_unique<summed_totals>(ref, ledger);
+}
+
+std::vector<std::string> limit_total_differences(const reference_data& ref, const shipment_log& ledger,
+                                                 ledger_limit_totals& stored, std::size_t at_most)
+{
+  std::vector<std::string> differences;
+  summed_totals(ref, ledger)
+      .compare(stored, [&](const std::string& key, std::int64_t replayed, std::int64_t kept) {
+        if (replayed != kept && differences.size() < at_most) {
+          differences.push_back(key + ": replay " + std::to_string(replayed) + ", running state " +
+                                std::to_string(kept));
+        }
+      });
+  return differences;
 }
 
 std::vector<proposed_check> check_proposed(const reference_data& ref, const shipment_log& proposed,

@@ -156,6 +156,18 @@ TEST_F(ledger_test, VerifyFindsAlteredLinesAndTotals)
   alter("UPDATE st_country_cap SET a = a - 1 WHERE key = (SELECT MIN(key) FROM st_country_cap)");
   ASSERT_EQ(cli("ledger verify l.db", &said), 0) << said;
 
+  // A running total no report prints (an LPP consignee-year below its limit, b < 0: no crossing)
+  // but `check` weighs proposed lines against.
+  alter(
+      "UPDATE st_lpp_annual SET a = a + 20000000 WHERE key = (SELECT MIN(key) FROM st_lpp_annual WHERE b < "
+      "0)");
+  EXPECT_EQ(cli("ledger verify l.db", &said), 1) << said;
+  EXPECT_NE(said.find("  limit total, LPP of ("), std::string::npos) << said;
+  alter(
+      "UPDATE st_lpp_annual SET a = a - 20000000 WHERE key = (SELECT MIN(key) FROM st_lpp_annual WHERE b < "
+      "0)");
+  ASSERT_EQ(cli("ledger verify l.db", &said), 0) << said;
+
   // Keys that name codes past the dictionaries or the countries table (one flipped bit in a pair
   // key's country part; an entity far past the last): the state is damaged, never rendered (it
   // indexed past the tables), so `ledger report` replays and verify says which table.
