@@ -499,11 +499,18 @@ int run_ledger_verify(const std::string& db_path, const report_options& options,
   const std::unique_ptr<detail::stored_state> state = detail::load_ledger_state(db, ref, std::nullopt, why);
   shipment_log_builder builder(ref.countries, ref.chips, ingest_options{});
   if (state) {
-    try {
-      replay_ledger(db, builder);
-    } catch (const std::exception& e) {  // parse_error, config_error: a stored line or file record altered
+    // A stored line that no longer validates (parse_error) or a line without its file record
+    // (config_error) is damage found, not bad input; anything else stays what it is.
+    const auto replay_stops = [&out](const std::exception& e) {
       out << "stored lines: the replay stops: " << e.what() << "\n";
       return 1;
+    };
+    try {
+      replay_ledger(db, builder);
+    } catch (const parse_error& e) {
+      return replay_stops(e);
+    } catch (const config_error& e) {
+      return replay_stops(e);
     }
   }
   // The limit totals `check` and later ingests read key by key, read in this same snapshot (it
