@@ -27,15 +27,14 @@ using namespace capledger;
 
 const country_table& countries()
 {
-  static const country_table table = load_countries(
-    (fs::path(CAPLEDGER_TEST_DATA_DIR) / ".." / ".." / "datasets" / "countries.csv").lexically_normal().string());
+  static const country_table table =
+      load_countries((capledger::test::datasets_dir() / "countries.csv").string());
   return table;
 }
 
 const chip_table& chips()
 {
-  static const chip_table table = load_chips(
-    (fs::path(CAPLEDGER_TEST_DATA_DIR) / ".." / ".." / "datasets" / "chips.csv").lexically_normal().string());
+  static const chip_table table = load_chips((capledger::test::datasets_dir() / "chips.csv").string());
   return table;
 }
 

@@ -31,10 +31,7 @@ namespace {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
-fs::path sample_dir()
-{
-  return (fs::path(CAPLEDGER_TEST_DATA_DIR) / ".." / ".." / "datasets" / "sample").lexically_normal();
-}
+using capledger::test::sample_dir;
 
 using capledger::test::read_text;
 

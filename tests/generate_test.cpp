@@ -10,6 +10,8 @@
 
 #include <gtest/gtest.h>
 
+#include "test_support.hpp"
+
 #include <algorithm>
 #include <atomic>
 #include <filesystem>
@@ -31,10 +33,7 @@ using namespace capledger;
 
 __extension__ typedef __int128 wide;  // exact share products in the reference checker (GCC, Clang)
 
-fs::path datasets_dir()
-{
-  return (fs::path(CAPLEDGER_TEST_DATA_DIR) / ".." / ".." / "datasets").lexically_normal();
-}
+using capledger::test::datasets_dir;
 
 /// Reference data, loaded once for the whole suite.
 struct reference {

@@ -11,6 +11,8 @@
 
 #include <gtest/gtest.h>
 
+#include "test_support.hpp"
+
 #if defined(CAPLEDGER_HAS_CUDA)
 #include <cuda_runtime_api.h>
 #endif
@@ -18,7 +20,6 @@
 #include <algorithm>
 #include <cstdint>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <random>
 #include <sstream>
@@ -729,19 +730,12 @@ class free_memory_held {
 
 class GpuMemoryShort : public GpuEquivalence {};
 
-/// The bundled sample log's folder.
-std::filesystem::path sample_dir()
-{
-  return (std::filesystem::path(CAPLEDGER_TEST_DATA_DIR) / ".." / ".." / "datasets" / "sample")
-      .lexically_normal();
-}
-
 // Free memory that holds not one line: `--backend gpu` is refused before the GPU computes
 // anything; `--backend auto` reports the log on the CPU, byte for byte, and says why.
 TEST_F(GpuMemoryShort, AutoReportsOnTheCpu)
 {
   report_options options;
-  const std::filesystem::path sample = sample_dir();
+  const std::filesystem::path sample = capledger::test::sample_dir();
   options.entities_path    = (sample / "entities.csv").string();
   options.every_view       = true;
   const reference_data ref = load_reference(options);
@@ -776,7 +770,7 @@ TEST_F(GpuMemoryShort, AutoReportsOnTheCpu)
 // writes no output; `--backend auto` writes what `--backend cpu` writes, and says why.
 TEST_F(GpuMemoryShort, CommandLineGpuExitsThreeAndAutoUsesTheCpu)
 {
-  const std::filesystem::path sample = sample_dir();
+  const std::filesystem::path sample = capledger::test::sample_dir();
   const std::filesystem::path work =
       std::filesystem::path(::testing::TempDir()) / ("gpu-short-" + std::to_string(::getpid()));
   std::filesystem::remove_all(work);
@@ -789,29 +783,25 @@ TEST_F(GpuMemoryShort, CommandLineGpuExitsThreeAndAutoUsesTheCpu)
     const int status = std::system(command.c_str());
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   };
-  const auto read = [](const std::filesystem::path& path) {
-    std::ifstream in(path, std::ios::binary);
-    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-  };
   const int cpu_status = report("cpu", "cpu");
-  ASSERT_TRUE(cpu_status == 0 || cpu_status == 1) << read(work / "cpu.err");
+  ASSERT_TRUE(cpu_status == 0 || cpu_status == 1) << capledger::test::read_text(work / "cpu.err");
   {
     const free_memory_held held(32ULL << 20);
-    EXPECT_EQ(report("gpu", "gpu"), 3) << read(work / "gpu.err");
+    EXPECT_EQ(report("gpu", "gpu"), 3) << capledger::test::read_text(work / "gpu.err");
     EXPECT_FALSE(std::filesystem::exists(work / "gpu"));
-    EXPECT_EQ(report("auto", "auto"), cpu_status) << read(work / "auto.err");
+    EXPECT_EQ(report("auto", "auto"), cpu_status) << capledger::test::read_text(work / "auto.err");
   }
   // A child process with 32 MiB free may not even make its own context ("no usable GPU"), or
   // finds no room for a line: the CPU either way, said as one of the two.
-  const std::string said = read(work / "auto.err");
+  const std::string said = capledger::test::read_text(work / "auto.err");
   EXPECT_TRUE(said.find("capledger: backend cpu (the GPU's free memory cannot take this log") !=
                   std::string::npos ||
               said.find("capledger: backend cpu (no usable GPU") != std::string::npos)
       << said;
   for (const char* file : {"by_entity_country.csv", "findings.csv", "by_country.csv", "summary.json"}) {
-    const std::string expected = read(work / "cpu" / file);
+    const std::string expected = capledger::test::read_text(work / "cpu" / file);
     EXPECT_FALSE(expected.empty()) << file;
-    EXPECT_EQ(read(work / "auto" / file), expected) << file;
+    EXPECT_EQ(capledger::test::read_text(work / "auto" / file), expected) << file;
   }
   std::filesystem::remove_all(work);
 }

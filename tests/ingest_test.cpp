@@ -7,6 +7,8 @@
 
 #include <gtest/gtest.h>
 
+#include "test_support.hpp"
+
 #include <cstdio>
 #include <filesystem>
 #include <string>
@@ -17,10 +19,7 @@ namespace {
 namespace fs = std::filesystem;
 using namespace capledger;
 
-fs::path datasets_dir()
-{
-  return (fs::path(CAPLEDGER_TEST_DATA_DIR) / ".." / ".." / "datasets").lexically_normal();
-}
+using capledger::test::datasets_dir;
 
 const country_table& countries()
 {

@@ -203,8 +203,7 @@ TEST_F(ledger_test, VerifyFindsAlteredLinesAndTotals)
   fs::copy_file(at("whole.db"), at("l.db"), fs::copy_options::overwrite_existing);
 
   // A state under other rules: the caller must name the tables of the ingest.
-  const fs::path bundled_rules =
-      (fs::path(CAPLEDGER_TEST_DATA_DIR) / ".." / ".." / "datasets" / "rules").lexically_normal();
+  const fs::path bundled_rules = capledger::test::datasets_dir() / "rules";
   write_text(at("rules.json"), read_text(bundled_rules / "ai-diffusion-2025.json") + " ");  // other bytes
   EXPECT_EQ(cli("ledger verify l.db --rules rules.json", &said), 2) << said;
   EXPECT_NE(stderr_text().find("give the --countries, --chips and --rules"), std::string::npos)

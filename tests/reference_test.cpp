@@ -22,10 +22,7 @@ namespace {
 namespace fs = std::filesystem;
 using namespace capledger;
 
-fs::path datasets_dir()
-{
-  return (fs::path(CAPLEDGER_TEST_DATA_DIR) / ".." / ".." / "datasets").lexically_normal();
-}
+using capledger::test::datasets_dir;
 
 /// A fresh directory per test, removed at the end.
 class ReferenceFiles : public ::testing::Test {

@@ -24,6 +24,18 @@ namespace capledger::test {
 
 namespace fs = std::filesystem;
 
+/// @brief The repository's `datasets/` folder: the bundled reference tables and the sample log.
+inline fs::path datasets_dir()
+{
+  return (fs::path(CAPLEDGER_TEST_DATA_DIR) / ".." / ".." / "datasets").lexically_normal();
+}
+
+/// @brief The bundled sample log's folder (`shipments.csv`, `entities.csv`).
+inline fs::path sample_dir()
+{
+  return datasets_dir() / "sample";
+}
+
 /// @brief The whole content of @p path ("" when it cannot be read).
 inline std::string read_text(const fs::path& path)
 {
