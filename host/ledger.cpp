@@ -201,6 +201,18 @@ void replay_ledger(sql_connection& db, shipment_log_builder& builder)
   if (has_row) { throw config_error(db.path() + ": lines without a file record; the ledger is damaged"); }
 }
 
+/// The report the running state stands for, rendered as `report` renders a backend's
+/// aggregation: as of `--as-of`, else the ledger's latest date.
+report_output render_state_report(const reference_data& ref, const detail::stored_state& state,
+                                  const report_options& options, const std::string& backend_name)
+{
+  const std::optional<day_t> as_of = options.as_of ? options.as_of : state.latest_date();
+  const rule_context context =
+      make_rule_context(ref.rules, ref.countries, ref.entities, state.entities(), state.chips(),
+                        as_of.value_or(std::numeric_limits<day_t>::max()));
+  return render_report(ref, state, options, context, state.aggregate(context), backend_name, as_of);
+}
+
 }  // namespace
 
 void ledger_init(const std::string& db_path)
@@ -432,12 +444,7 @@ int run_ledger_report(const std::string& db_path, const report_options& options,
       // aggregates are exact integers, equal on every backend): render it as `report` would.
       diagnostics << "capledger: ledger report: incremental (running state of " << state->lines_accepted()
                   << " line(s))\n";
-      const std::optional<day_t> as_of = options.as_of ? options.as_of : state->latest_date();
-      const rule_context context =
-          make_rule_context(ref.rules, ref.countries, ref.entities, state->entities(), state->chips(),
-                            as_of.value_or(std::numeric_limits<day_t>::max()));
-      const report_output report =
-          render_report(ref, *state, options, context, state->aggregate(context), engine->name(), as_of);
+      const report_output report = render_state_report(ref, *state, options, engine->name());
       rejects_output rejects(options.rejects_path, options.out_dir);
       add_stored_rejects(rejects, state->rejects(), options, diagnostics);
       return emit_report(report, rejects, options, out, diagnostics);
@@ -533,12 +540,7 @@ int run_ledger_verify(const std::string& db_path, const report_options& options,
     return 1;
   }
   const shipment_log log           = builder.finish();
-  const std::optional<day_t> as_of = state->latest_date();
-  const rule_context context =
-      make_rule_context(ref.rules, ref.countries, ref.entities, state->entities(), state->chips(),
-                        as_of.value_or(std::numeric_limits<day_t>::max()));
-  const report_output from_state =
-      render_report(ref, *state, options, context, state->aggregate(context), "cpu", as_of);
+  const report_output from_state   = render_state_report(ref, *state, options, "cpu");
   const report_output from_lines = build_report(ref, log, options, *make_cpu_backend());
   std::size_t differing          = 0;
   for (const auto& [name, text] : from_lines.files) {
