@@ -160,7 +160,7 @@ void bm_aggregate_gpu(benchmark::State& state)
 /// The aggregation alone on columns already in GPU memory (the upload happens once, untimed),
 /// timed by CUDA events on its stream; the wall time of the call is the `wall_ms` counter and
 /// each phase's event time a `ms:<phase>` counter (averages over the iterations).
-void bm_aggregate_gpu_resident(benchmark::State& state)
+void gpu_resident(benchmark::State& state, const gpu_tuning& tuning)
 {
   if (skip_without_gpu(state)) { return; }
   const synthetic_log log =
@@ -171,10 +171,11 @@ void bm_aggregate_gpu_resident(benchmark::State& state)
   for (auto _ : state) {
     gpu_timing timing;
     const auto start   = std::chrono::steady_clock::now();
-    aggregation result = aggregate_on_gpu(*resident, log.rules, log.sizes, &timing);
+    aggregation result = aggregate_on_gpu(*resident, log.rules, log.sizes, &timing, tuning);
     wall_ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
     benchmark::DoNotOptimize(result);
     state.SetIterationTime(timing.total_ms / 1e3);
+    state.counters["pair_slices"] = timing.pair_slices;
     if (phase_ms.empty()) { phase_ms.assign(timing.phase_ms.size(), {"", 0.0}); }
     for (std::size_t p = 0; p < timing.phase_ms.size() && p < phase_ms.size(); ++p) {
       phase_ms[p].first = timing.phase_ms[p].first;
@@ -186,6 +187,20 @@ void bm_aggregate_gpu_resident(benchmark::State& state)
   for (const auto& [name, ms] : phase_ms) {
     state.counters["ms:" + name] = benchmark::Counter(ms, benchmark::Counter::kAvgIterations);
   }
+}
+
+void bm_aggregate_gpu_resident(benchmark::State& state)
+{
+  gpu_resident(state, gpu_tuning{});
+}
+
+/// The same with the dense (entity, country) table filled directly, never a slice of it at a time:
+/// what slicing gains, measured in the same run.
+void bm_aggregate_gpu_resident_unsliced(benchmark::State& state)
+{
+  gpu_tuning unsliced;
+  unsliced.pair_slice_bytes = UINT64_MAX;
+  gpu_resident(state, unsliced);
 }
 
 void sizes(benchmark::internal::Benchmark* b, int max_log2)
@@ -213,6 +228,12 @@ BENCHMARK(bm_aggregate_gpu_resident)->Apply([](benchmark::internal::Benchmark* b
   // The sparse shape: 100,000 entities each shipping to 3 countries (300,000 pairs, not 24.9 M).
   b->Args({std::int64_t{1} << 24, 100000, 3});
   b->Args({400000000, 100000, 3});
+});
+BENCHMARK(bm_aggregate_gpu_resident_unsliced)->Apply([](benchmark::internal::Benchmark* b) {
+  b->Args({std::int64_t{1} << 24, 100000, 0});
+  b->Args({400000000, 100000, 0});
+  b->Args({400000000, 100000, 3});
+  b->ArgNames({"lines", "entities", "countries_per_entity"})->UseManualTime()->Unit(benchmark::kMillisecond);
 });
 
 namespace {

@@ -16,7 +16,7 @@ bool gpu_likely_present()
   return false;
 }
 
-std::unique_ptr<backend> make_gpu_backend(std::int64_t /*max_lines_per_pass*/)
+std::unique_ptr<backend> make_gpu_backend(const gpu_tuning& /*tuning*/)
 {
   throw device_error("this build of capledger has no CUDA support (rebuild with nvcc present)");
 }
@@ -27,7 +27,8 @@ std::unique_ptr<gpu_columns> upload_to_gpu(const shipment_view& /*lines*/)
 }
 
 aggregation aggregate_on_gpu(const gpu_columns& /*lines*/, const rule_context& /*rules*/,
-                             const dictionary_sizes& /*sizes*/, gpu_timing* /*timing*/)
+                             const dictionary_sizes& /*sizes*/, gpu_timing* /*timing*/,
+                             const gpu_tuning& /*tuning*/)
 {
   throw device_error("this build of capledger has no CUDA support (rebuild with nvcc present)");
 }

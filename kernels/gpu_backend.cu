@@ -9,8 +9,10 @@
 ///     pair). Small tables and a prefix of the entity (or pair) codes are privatized per block in
 ///     shared memory, the rest take global atomics; records and units share a word when they fit
 ///     (`record_packing`); with a dense pair table, country and entity totals are its column and
-///     row sums. 64-bit two's-complement sums are exact because ingest bounds the sum of |tpp|
-///     and of |quantity| by INT64_MAX, so every partial sum, in any order, is representable.
+///     row sums. A pair table larger than L2 is filled one entity range at a time from lines the
+///     pass stages (`pair_slices`). 64-bit two's-complement sums are exact because ingest bounds
+///     the sum of |tpp| and of |quantity| by INT64_MAX, so every partial sum, in any order, is
+///     representable.
 ///  3. The in-window lines are compacted and stably radix-sorted by date, which yields the SPEC §2
 ///     order (date, input position) once for all checks; one byte per slot says which checks
 ///     the slot's line belongs to.
@@ -63,6 +65,7 @@ constexpr std::int64_t no_slot = INT64_MAX;
 struct launch_env {
   cudaStream_t stream = nullptr;
   int sm_count        = 1;
+  int l2_bytes        = 0;
 };
 
 [[nodiscard]] int grid_for(std::int64_t count, const launch_env& env, int blocks_per_sm = 8)
@@ -243,60 +246,145 @@ __device__ __forceinline__ void add_line(const accumulator_table& table, const r
   }
 }
 
+/// @brief The dense (entity, country) table filled one entity range ("slice") at a time. With
+/// 100,000 entities and 249 countries the table is 398 MB, eight times an H200's L2, and lines
+/// arrive in no entity order: added directly, most lines' cells miss L2 (ncu: 65% hits, the
+/// pass bound by those atomics). So the dense pass adds lines of slice 0 (the first entities,
+/// the busiest: codes follow first appearance) directly, and writes every other line's cell and
+/// sums (20 bytes) into its slice's range of a staging area; `add_staged_slice` then adds one
+/// slice at a time, whose cells fit in L2. Integer sums in another order are the same sums.
+struct pair_slices {
+  std::int32_t rows  = 0;  ///< entities per slice; 0: not sliced, every line adds directly
+  std::int32_t count = 0;  ///< slices, slice 0 (never staged) included
+  std::uint32_t* d_next = nullptr;  ///< per slice: its next free staging slot (slice 0: unused)
+  std::uint32_t* d_cell = nullptr;  ///< per staging slot: the line's pair cell
+  u64* d_first          = nullptr;  ///< its first word: records and units packed, or units alone
+  u64* d_tpp            = nullptr;
+};
+/// Slices at most: their counters take 8 bytes each of the dense pass's shared memory.
+constexpr std::int32_t max_pair_slices = 256;
+/// Lines each thread of the dense pass takes per round: a sliced pass reserves staging slots
+/// once per round and slice, so larger rounds mean fewer atomics on those few counters.
+constexpr int lines_per_thread = 4;
+
+/// @brief What one line leaves for the sliced pair table: slice 0 means nothing.
+struct staged_line {
+  std::int32_t slice = 0;
+  std::uint32_t rank = 0;  ///< its place among the round's lines of its slice in this block
+  std::uint32_t cell = 0;
+  u64 first          = 0;
+  u64 tpp            = 0;
+};
+
+/// @brief Adds line @p i to every dense table (see `dense_totals_kernel`); a line of a staged
+/// slice skips the pair table and is returned to be staged (ranked by @p slice_counts).
+__device__ __forceinline__ staged_line add_dense_line(const line_columns_view& lines, const rule_tables_view& rules,
+                                                      const code_bounds& bounds, const dense_tables& tables,
+                                                      const pair_slices& slices, u64* shared_sums,
+                                                      std::uint32_t* slice_counts, std::int64_t i, u64& used,
+                                                      int& bad_code)
+{
+  staged_line staged;
+  // Read-only loads: they need not wait behind this thread's atomics of the previous line.
+  const day_t date            = __ldg(lines.date + i);
+  const std::int32_t entity   = __ldg(lines.entity + i);
+  const std::uint16_t country = __ldg(lines.country + i);
+  const std::uint16_t chip    = __ldg(lines.chip + i);
+  const std::int32_t exporter = __ldg(lines.exporter + i);
+  const std::uint8_t pathway  = __ldg(lines.pathway + i);
+  bool valid = entity >= 0 && entity < bounds.entities && country < bounds.countries && chip < bounds.chips &&
+               exporter >= 0 && exporter < bounds.exporters && pathway < pathway_count;
+  if (valid && pathway == pathway_lpp) {
+    const std::int32_t order = __ldg(lines.order + i);
+    valid                    = order >= 0 && order < bounds.orders;
+  }
+  if (!valid) {
+    bad_code = 1;
+    return staged;
+  }
+  if (!is_used(rules, date)) { return staged; }
+  ++used;
+  const u64 units = static_cast<u64>(__ldg(lines.quantity + i));
+  const u64 tpp   = static_cast<u64>(__ldg(lines.tpp + i));
+  if (!tables.derive_from_pairs) {
+    add_line(tables.table[country_totals], tables.packing, shared_sums, country, units, tpp);
+    add_line(tables.table[entity_totals], tables.packing, shared_sums, entity, units, tpp);
+  }
+  add_line(tables.table[chip_totals], tables.packing, shared_sums, chip, units, tpp);
+  add_line(tables.table[exporter_totals], tables.packing, shared_sums, exporter, units, tpp);
+  const accumulator_table& pairs = tables.table[pair_totals];
+  if (pairs.entries > 0) {
+    const std::int64_t cell  = static_cast<std::int64_t>(entity) * bounds.countries + country;
+    const std::int32_t slice = slices.rows > 0 ? entity / slices.rows : 0;
+    if (slice > 0 && cell >= pairs.shared_entries) {
+      staged.slice = slice;
+      staged.rank  = atomicAdd(slice_counts + slice, 1U);
+      staged.cell  = static_cast<std::uint32_t>(cell);  // dense pair tables have at most 2^31 cells
+      staged.first = pairs.width == 2 ? tables.packing.packed_line(units) : units;
+      staged.tpp   = tpp;
+    } else {
+      add_line(pairs, tables.packing, shared_sums, cell, units, tpp);
+    }
+  }
+  if (is_in_window(rules, date) && ((rules.country_cap_pathways >> pathway) & 1U) != 0) {
+    add_line(tables.table[country_cap_totals], tables.packing, shared_sums, country, units, tpp);
+  }
+  return staged;
+}
+
 /// @brief The fused pass over all lines: every SPEC §3 total, lines_used, the cap-pathway tpp per
-/// country, and a check that every code lies inside its dictionary.
-__global__ void __launch_bounds__(block_size)
+/// country, and a check that every code lies inside its dictionary. Each block takes rounds of
+/// `lines_per_thread` x block_size lines; when the pair table is sliced, each round ends by
+/// reserving, per slice, one range of staging slots for the block's lines of that slice (its
+/// counters sit in shared memory after the privatized tables) and writing them there. Four blocks
+/// a multiprocessor, as the 48 KB of shared memory each allows: the registers that leaves (64) hold
+/// a round's staged lines without spilling.
+__global__ void __launch_bounds__(block_size, 4)
   dense_totals_kernel(line_columns_view lines, rule_tables_view rules, code_bounds bounds,
-                      dense_tables tables, u64* d_lines_used, u64* d_bad_code)
+                      dense_tables tables, pair_slices slices, u64* d_lines_used, u64* d_bad_code)
 {
   extern __shared__ u64 shared_sums[];
   using block_reduce = cub::BlockReduce<u64, block_size>;
   __shared__ typename block_reduce::TempStorage reduce_storage;
+  auto* slice_counts = reinterpret_cast<std::uint32_t*>(shared_sums + tables.shared_words);
+  std::uint32_t* slice_bases = slice_counts + slices.count;
 
   for (int w = threadIdx.x; w < tables.shared_words; w += blockDim.x) { shared_sums[w] = 0; }
+  for (int k = threadIdx.x; k < slices.count; k += blockDim.x) { slice_counts[k] = 0; }
   __syncthreads();
 
-  const bool with_pairs = tables.table[pair_totals].entries > 0;
-  const bool derived    = tables.derive_from_pairs;
-  u64 used              = 0;
-  int bad_code          = 0;
-  const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
-  for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < lines.size;
-       i += stride) {
-    // Read-only loads: they need not wait behind this thread's atomics of the previous line.
-    const day_t date            = __ldg(lines.date + i);
-    const std::int32_t entity   = __ldg(lines.entity + i);
-    const std::uint16_t country = __ldg(lines.country + i);
-    const std::uint16_t chip    = __ldg(lines.chip + i);
-    const std::int32_t exporter = __ldg(lines.exporter + i);
-    const std::uint8_t pathway  = __ldg(lines.pathway + i);
-    bool valid = entity >= 0 && entity < bounds.entities && country < bounds.countries &&
-                 chip < bounds.chips && exporter >= 0 && exporter < bounds.exporters &&
-                 pathway < pathway_count;
-    if (valid && pathway == pathway_lpp) {
-      const std::int32_t order = __ldg(lines.order + i);
-      valid                    = order >= 0 && order < bounds.orders;
+  u64 used     = 0;
+  int bad_code = 0;
+  const std::int64_t round  = static_cast<std::int64_t>(lines_per_thread) * blockDim.x;
+  const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * round;
+  // Every thread of a block runs the same rounds: the sliced rounds end in barriers.
+  for (std::int64_t first = static_cast<std::int64_t>(blockIdx.x) * round; first < lines.size; first += stride) {
+    staged_line staged[lines_per_thread];
+#pragma unroll
+    for (int k = 0; k < lines_per_thread; ++k) {
+      const std::int64_t i = first + static_cast<std::int64_t>(k) * blockDim.x + threadIdx.x;
+      if (i < lines.size) {
+        staged[k] = add_dense_line(lines, rules, bounds, tables, slices, shared_sums, slice_counts, i, used, bad_code);
+      }
     }
-    if (!valid) {
-      bad_code = 1;
-      continue;
+    if (slices.rows == 0) { continue; }
+    __syncthreads();  // the round's counts are complete
+    for (int k = threadIdx.x; k < slices.count; k += blockDim.x) {
+      const std::uint32_t count = slice_counts[k];
+      if (count != 0) {
+        slice_bases[k]  = atomicAdd(slices.d_next + k, count);
+        slice_counts[k] = 0;
+      }
     }
-    if (!is_used(rules, date)) { continue; }
-    ++used;
-    const u64 units = static_cast<u64>(__ldg(lines.quantity + i));
-    const u64 tpp   = static_cast<u64>(__ldg(lines.tpp + i));
-    if (!derived) {
-      add_line(tables.table[country_totals], tables.packing, shared_sums, country, units, tpp);
-      add_line(tables.table[entity_totals], tables.packing, shared_sums, entity, units, tpp);
-    }
-    add_line(tables.table[chip_totals], tables.packing, shared_sums, chip, units, tpp);
-    add_line(tables.table[exporter_totals], tables.packing, shared_sums, exporter, units, tpp);
-    if (with_pairs) {
-      add_line(tables.table[pair_totals], tables.packing, shared_sums,
-               static_cast<std::int64_t>(entity) * bounds.countries + country, units, tpp);
-    }
-    if (is_in_window(rules, date) && ((rules.country_cap_pathways >> pathway) & 1U) != 0) {
-      add_line(tables.table[country_cap_totals], tables.packing, shared_sums, country, units, tpp);
+    __syncthreads();  // the bases are set (and the counts zero for the next round)
+#pragma unroll
+    for (int k = 0; k < lines_per_thread; ++k) {
+      if (staged[k].slice > 0) {
+        const std::uint32_t slot = slice_bases[staged[k].slice] + staged[k].rank;
+        slices.d_cell[slot]  = staged[k].cell;
+        slices.d_first[slot] = staged[k].first;
+        slices.d_tpp[slot]   = staged[k].tpp;
+      }
     }
   }
 
@@ -320,6 +408,51 @@ __global__ void __launch_bounds__(block_size)
   if (threadIdx.x == 0) {
     if (block_used != 0) { atomicAdd(d_lines_used, block_used); }
     if (bad_code != 0) { atomicOr(d_bad_code, 1ULL); }
+  }
+}
+
+/// @brief Lines per staged slice (slice 0 aside): an upper bound on what the dense pass stages,
+/// which also counts lines it will find unused or invalid.
+__global__ void __launch_bounds__(block_size)
+  count_lines_by_slice(const std::int32_t* entity, std::int64_t size, std::int32_t rows, std::int32_t slices,
+                       std::uint32_t* counts)
+{
+  __shared__ std::uint32_t local[max_pair_slices];
+  for (int k = threadIdx.x; k < max_pair_slices; k += blockDim.x) { local[k] = 0; }
+  __syncthreads();
+  const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
+  for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < size; i += stride) {
+    const std::int32_t e = __ldg(entity + i);
+    if (e >= rows) {
+      const std::int32_t slice = e / rows;
+      if (slice < slices) { atomicAdd(local + slice, 1U); }
+    }
+  }
+  __syncthreads();
+  for (int k = threadIdx.x; k < slices; k += blockDim.x) {
+    if (local[k] != 0) { atomicAdd(counts + k, local[k]); }
+  }
+}
+
+/// @brief Adds the lines the dense pass staged for one slice, slots [begin, *d_end), to the pair
+/// table; the slice's cells stay in L2, and the staged words, read once, are loaded evict-first.
+__global__ void __launch_bounds__(block_size)
+  add_staged_slice(u64* pairs, int width, const std::uint32_t* cell, const u64* first_word, const u64* tpp,
+                   std::int64_t begin, const std::uint32_t* d_end)
+{
+  const std::int64_t end    = *d_end;
+  const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
+  for (std::int64_t j = begin + static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; j < end;
+       j += stride) {
+    u64* words = pairs + static_cast<std::int64_t>(__ldcs(cell + j)) * width;
+    if (width == 2) {
+      atomicAdd(words, __ldcs(first_word + j));
+      atomicAdd(words + 1, __ldcs(tpp + j));
+    } else {
+      atomicAdd(words, 1ULL);
+      atomicAdd(words + 1, __ldcs(first_word + j));
+      atomicAdd(words + 2, __ldcs(tpp + j));
+    }
   }
 }
 
@@ -1125,6 +1258,82 @@ template <typename Key>
                         : sort_pairs_as<std::uint64_t>(lines, rules, codes, key_bits, d_count, env);
 }
 
+// ---- the sliced pair table --------------------------------------------------------------------
+
+/// @brief How to slice a dense pair table of @p sizes (see `pair_slices`): slices of at most
+/// @p slice_bytes (0: a third of the GPU's L2), at most `max_pair_slices` of them; not sliced when
+/// the table is no larger than two slices.
+[[nodiscard]] pair_slices plan_pair_slices(const dictionary_sizes& sizes, int width, std::uint64_t slice_bytes,
+                                           const launch_env& env)
+{
+  pair_slices slices;
+  if (slice_bytes == 0) { slice_bytes = static_cast<std::uint64_t>(env.l2_bytes) / 3; }
+  const std::uint64_t row_bytes   = 8ULL * static_cast<std::uint64_t>(width) * static_cast<std::uint64_t>(sizes.countries);
+  const std::uint64_t table_bytes = row_bytes * static_cast<std::uint64_t>(sizes.entities);
+  if (row_bytes == 0 || table_bytes / 2 <= slice_bytes) { return slices; }
+  const std::int64_t entities = sizes.entities;
+  std::int64_t rows           = std::max<std::int64_t>(1, static_cast<std::int64_t>(slice_bytes / row_bytes));
+  rows = std::max(rows, (entities + max_pair_slices - 1) / max_pair_slices);
+  const std::int64_t count = (entities + rows - 1) / rows;
+  if (count < 2) { return slices; }
+  slices.rows  = static_cast<std::int32_t>(rows);
+  slices.count = static_cast<std::int32_t>(count);
+  return slices;
+}
+
+/// @brief The staging area of a sliced pair table: each slice's range sized by its lines, the
+/// dense pass's slot counters, and the per-slice adds that empty it into the table.
+class staged_pair_lines {
+ public:
+  /// @param plan from `plan_pair_slices`; not sliced (rows 0): nothing is allocated
+  staged_pair_lines(const line_columns_view& lines, const pair_slices& plan, const launch_env& env)
+    : slices_(plan)
+  {
+    if (slices_.rows == 0) { return; }
+    const cudaStream_t s = env.stream;
+    auto d_counts        = zeroed_device_buffer<std::uint32_t>(count_of(slices_.count), s);
+    count_lines_by_slice<<<grid_for(lines.size, env), block_size, 0, s>>>(lines.entity, lines.size, slices_.rows,
+                                                                          slices_.count, d_counts.data());
+    CAPLEDGER_CHECK_LAUNCH();
+    const std::vector<std::uint32_t> counts = to_host(d_counts.data(), d_counts.size(), s);
+    // Slice k's slots are [begin_[k], begin_[k] + counts[k]); slice 0 has none.
+    begin_.assign(counts.size() + 1, 0);
+    for (std::size_t k = 1; k < counts.size(); ++k) { begin_[k + 1] = begin_[k] + counts[k]; }
+    const auto capacity = static_cast<std::size_t>(begin_.back());
+    std::vector<std::uint32_t> next(counts.size(), 0);
+    for (std::size_t k = 1; k < counts.size(); ++k) { next[k] = static_cast<std::uint32_t>(begin_[k]); }
+    d_next_  = to_device(next, s);
+    d_cell_  = device_buffer<std::uint32_t>(capacity, s);
+    d_first_ = device_buffer<u64>(capacity, s);
+    d_tpp_   = device_buffer<u64>(capacity, s);
+    slices_.d_next  = d_next_.data();
+    slices_.d_cell  = d_cell_.data();
+    slices_.d_first = d_first_.data();
+    slices_.d_tpp   = d_tpp_.data();
+  }
+  [[nodiscard]] const pair_slices& slices() const { return slices_; }
+  /// Adds what the dense pass staged to @p pairs, slice after slice (one launch each, so that
+  /// only that slice's cells are in use).
+  void add_to(const accumulator_table& pairs, const launch_env& env) const
+  {
+    for (std::int32_t k = 1; k < slices_.count; ++k) {
+      const std::int64_t capacity = begin_[k + 1] - begin_[k];
+      if (capacity == 0) { continue; }
+      add_staged_slice<<<grid_for(capacity, env), block_size, 0, env.stream>>>(
+        pairs.d_global, pairs.width, slices_.d_cell, slices_.d_first, slices_.d_tpp, begin_[k], slices_.d_next + k);
+      CAPLEDGER_CHECK_LAUNCH();
+    }
+  }
+
+ private:
+  pair_slices slices_;
+  std::vector<std::int64_t> begin_;  ///< per slice, and one past the last: first staging slot
+  device_buffer<std::uint32_t> d_next_;
+  device_buffer<std::uint32_t> d_cell_;
+  device_buffer<u64> d_first_;
+  device_buffer<u64> d_tpp_;
+};
+
 // ---- the whole aggregation --------------------------------------------------------------------
 
 /// Device bytes per line of the resident columns.
@@ -1301,7 +1510,8 @@ class resident_columns final : public gpu_columns {
 /// @brief Every aggregate of the lines in @p columns (already in GPU memory).
 /// @param timing when given: CUDA-event times of the call and of each phase
 [[nodiscard]] aggregation aggregate_resident(const resident_columns& columns, const rule_context& rules,
-                                             const dictionary_sizes& sizes, gpu_timing* timing = nullptr)
+                                             const dictionary_sizes& sizes, const gpu_tuning& tuning,
+                                             gpu_timing* timing = nullptr)
 {
   aggregation result = empty_aggregation(sizes);
   const std::int64_t n = columns.size();
@@ -1323,6 +1533,7 @@ class resident_columns final : public gpu_columns {
   CAPLEDGER_CUDA_TRY(cudaGetDevice(&device));
   launch_env env;
   CAPLEDGER_CUDA_TRY(cudaDeviceGetAttribute(&env.sm_count, cudaDevAttrMultiProcessorCount, device));
+  CAPLEDGER_CUDA_TRY(cudaDeviceGetAttribute(&env.l2_bytes, cudaDevAttrL2CacheSize, device));
   check_device_memory(n, work_bytes_per_line, table_bytes);
 
   const pool_retention keep_freed_memory;
@@ -1392,20 +1603,32 @@ class resident_columns final : public gpu_columns {
   // Summing the pair table's rows and columns reads at most two words a line when it has no more
   // cells than lines, where adding each line to the country and entity cells costs four atomics.
   dense.derive_from_pairs = dense_pairs && pair_cells <= n;
-  assign_shared_memory(dense, dense_shared_budget_words());
+  std::int32_t slice_count = 0;
   {
-    const std::size_t shared_bytes = static_cast<std::size_t>(dense.shared_words) * sizeof(u64);
+    // The staging area (20 bytes a line at most) is freed before the checks, whose per-line
+    // work (`work_bytes_per_line`) is larger: the memory check above covers it.
+    staged_pair_lines staging(lines, dense_pairs ? plan_pair_slices(sizes, width, tuning.pair_slice_bytes, env) : pair_slices{},
+                              env);
+    const pair_slices& slices = staging.slices();
+    slice_count               = slices.count;
+    clock.mark("pair_slice_counts");
+    // Two u32 counters per slice follow the privatized tables in shared memory.
+    const std::int64_t slice_words = slices.count;
+    assign_shared_memory(dense, dense_shared_budget_words() - slice_words);
+    const std::size_t shared_bytes = static_cast<std::size_t>(dense.shared_words + slice_words) * sizeof(u64);
     int blocks_per_sm              = 0;
     CAPLEDGER_CUDA_TRY(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
       &blocks_per_sm, dense_totals_kernel, block_size, shared_bytes));
     const int grid = grid_for(n, env, std::max(blocks_per_sm, 1));
-    dense_totals_kernel<<<grid, block_size, shared_bytes, s>>>(lines, tables, bounds, dense,
-                                                               d_counters.data(),
-                                                               d_counters.data() + 1);
+    dense_totals_kernel<<<grid, block_size, shared_bytes, s>>>(lines, tables, bounds, dense, slices,
+                                                               d_counters.data(), d_counters.data() + 1);
     CAPLEDGER_CHECK_LAUNCH();
+    clock.mark("dense_totals");
+    staging.add_to(dense.table[pair_totals], env);
+    clock.mark("pair_slices");
   }
   if (dense.derive_from_pairs) { derive_totals_from_pairs(dense, sizes.countries, env); }
-  clock.mark("dense_totals");
+  clock.mark("pair_rows_and_columns");
 
   // 3. In-window used lines in SPEC order: compacted in input order, then stably sorted by date.
   const day_t window_first = rules.window_start;
@@ -1539,7 +1762,10 @@ class resident_columns final : public gpu_columns {
 
   clock.mark("pairs");
   stream.synchronize();
-  if (timing != nullptr) { *timing = clock.read(); }
+  if (timing != nullptr) {
+    *timing             = clock.read();
+    timing->pair_slices = slice_count;
+  }
   return result;
 }
 
@@ -1547,16 +1773,16 @@ class resident_columns final : public gpu_columns {
 /// pass is aggregated in parts, each uploaded and aggregated in turn (`aggregate_in_parts`).
 class gpu_backend final : public backend {
  public:
-  /// @param max_lines 0: as many lines per pass as fit
-  explicit gpu_backend(std::int64_t max_lines) : max_lines_(max_lines) {}
+  explicit gpu_backend(const gpu_tuning& tuning) : tuning_(tuning) {}
   [[nodiscard]] std::string name() const override { return "gpu"; }
   [[nodiscard]] aggregation aggregate(const shipment_view& lines, const rule_context& rules,
                                       const dictionary_sizes& sizes) override
   {
     check_inputs(lines, rules, sizes);
-    const std::int64_t per_pass = max_lines_ > 0 ? std::min(max_lines_, max_lines_per_pass) : lines_that_fit(sizes);
+    const std::int64_t max_lines = tuning_.max_lines_per_pass;
+    const std::int64_t per_pass  = max_lines > 0 ? std::min(max_lines, max_lines_per_pass) : lines_that_fit(sizes);
     return aggregate_in_parts(lines, rules, sizes, per_pass, [&](const shipment_view& part) {
-      aggregation result = aggregate_resident(resident_columns(part), rules, sizes);
+      aggregation result = aggregate_resident(resident_columns(part), rules, sizes, tuning_);
       // The pass's columns are freed in their stream's order: return them to the device before
       // the next pass checks what is free.
       CAPLEDGER_CUDA_TRY(cudaDeviceSynchronize());
@@ -1566,7 +1792,7 @@ class gpu_backend final : public backend {
   }
 
  private:
-  std::int64_t max_lines_;
+  gpu_tuning tuning_;
 };
 
 }  // namespace detail
@@ -1582,12 +1808,12 @@ std::unique_ptr<gpu_columns> upload_to_gpu(const shipment_view& lines)
 }
 
 aggregation aggregate_on_gpu(const gpu_columns& lines, const rule_context& rules, const dictionary_sizes& sizes,
-                             gpu_timing* timing)
+                             gpu_timing* timing, const gpu_tuning& tuning)
 {
   const auto* resident = dynamic_cast<const detail::resident_columns*>(&lines);
   CAPLEDGER_EXPECTS(resident != nullptr, "aggregate_on_gpu takes columns made by upload_to_gpu");
   detail::check_inputs(shipment_view{resident->size()}, rules, sizes);
-  return detail::aggregate_resident(*resident, rules, sizes, timing);
+  return detail::aggregate_resident(*resident, rules, sizes, tuning, timing);
 }
 
 bool gpu_available(std::string* why)
@@ -1634,12 +1860,12 @@ bool gpu_available(std::string* why)
 
 bool gpu_likely_present() { return ::access("/dev/nvidiactl", F_OK) == 0; }
 
-std::unique_ptr<backend> make_gpu_backend(std::int64_t max_lines_per_pass)
+std::unique_ptr<backend> make_gpu_backend(const gpu_tuning& tuning)
 {
-  CAPLEDGER_EXPECTS(max_lines_per_pass >= 0, "negative max_lines_per_pass");
+  CAPLEDGER_EXPECTS(tuning.max_lines_per_pass >= 0, "negative max_lines_per_pass");
   std::string why;
   if (!gpu_available(&why)) { throw device_error("the GPU backend is not usable: " + why); }
-  return std::make_unique<detail::gpu_backend>(max_lines_per_pass);
+  return std::make_unique<detail::gpu_backend>(tuning);
 }
 
 }  // namespace capledger

@@ -440,6 +440,64 @@ TEST_F(GpuEquivalence, CountryCapWithMoreBinsThanLinesSorts)
   }
 }
 
+// A dense (entity, country) table larger than two slices of L2 is filled a slice (entity range)
+// at a time from lines the dense pass staged. Slices of a few rows make these small logs take that
+// path: 40 countries, 100 to 5,000 entities (more pair cells than the ~3,000 the shared-memory
+// prefix holds, so that lines are staged), slices of one row up to the 256-slice limit, lines
+// around the pass's rounds of 1,024, records and units packed and not (quantity_scale), and each
+// calendar layout (as_of before the window: lines unused, nothing staged).
+TEST_F(GpuEquivalence, PairTableFilledInEntitySlices)
+{
+  struct slicing {
+    std::int64_t lines;
+    std::int32_t entities;
+    std::uint64_t slice_bytes;
+    std::int32_t slices;  // expected: one row a slice (or entities / 256 rows, rounded up)
+  };
+  // (A dense table needs at most 4 cells a line: 100 entities x 40 countries from 1,000 lines.)
+  const slicing cases[] = {{1000, 100, 640, 100},   {1023, 100, 640, 100},   {1024, 100, 1280, 50},
+                           {1025, 100, 640, 100},   {4097, 150, 2000, 50},   {20000, 300, 640, 150},
+                           {60000, 5000, 640, 250}, {60000, 5000, 64000, 50}};
+  for (const slicing& c : cases) {
+    for (const std::int64_t quantity_scale : {std::int64_t{1}, std::int64_t{1} << 36}) {
+      for (const calendar_layout layout : all_layouts) {
+        log_shape shape;
+        shape.lines           = c.lines;
+        shape.entities        = c.entities;
+        shape.countries       = 40;
+        shape.layout          = layout;
+        shape.quantity_scale  = quantity_scale;
+        shape.seed            = 11;
+        const random_log log  = make_log(shape);
+        const aggregation cpu = cpu_->aggregate(log.columns.view(), log.rules, log.sizes);
+        const auto resident   = upload_to_gpu(log.columns.view());
+        gpu_tuning tuning;
+        // Rows are 16 bytes a country packed, 24 not: the same bytes give fewer rows unpacked.
+        tuning.pair_slice_bytes = quantity_scale == 1 ? c.slice_bytes : c.slice_bytes / 2 * 3;
+        gpu_timing timing;
+        const aggregation gpu = aggregate_on_gpu(*resident, log.rules, log.sizes, &timing, tuning);
+        const std::string context =
+            context_of(shape) + " slice_bytes=" + std::to_string(tuning.pair_slice_bytes);
+        expect_same(context, cpu, gpu);
+        EXPECT_EQ(timing.pair_slices, c.slices) << context;
+        if (HasFailure()) { return; }
+      }
+    }
+  }
+  // The same log filled directly (never sliced) reports no slices.
+  log_shape shape;
+  shape.lines          = 20000;
+  shape.entities       = 300;
+  const random_log log = make_log(shape);
+  const auto resident  = upload_to_gpu(log.columns.view());
+  gpu_timing timing;
+  gpu_tuning direct;
+  direct.pair_slice_bytes = UINT64_MAX;
+  EXPECT_TRUE(aggregate_on_gpu(*resident, log.rules, log.sizes, &timing, direct) ==
+              cpu_->aggregate(log.columns.view(), log.rules, log.sizes));
+  EXPECT_EQ(timing.pair_slices, 0);
+}
+
 // Columns uploaded once and aggregated twice (the benchmarks' path) give the CPU's answer each
 // time: nothing of one aggregation leaks into the next.
 TEST_F(GpuEquivalence, ResidentColumnsAggregateRepeatedly)
@@ -584,7 +642,7 @@ TEST_F(GpuEquivalence, RecordsAndUnitsPackedUpToTheWordEdge)
 // ranges, several country ranges and several LPP-order ranges.
 TEST_F(GpuEquivalence, LogsLargerThanOnePass)
 {
-  const auto gpu_in_parts = make_gpu_backend(700);
+  const auto gpu_in_parts = make_gpu_backend(gpu_tuning{700});
   for (const calendar_layout layout : all_layouts) {
     log_shape shape;
     shape.lines    = 20000;

@@ -239,11 +239,20 @@ using aggregate_pass = std::function<aggregation(const shipment_view& lines)>;
 /// has CUDA support and an NVIDIA device node exists. Only for choosing what to overlap.
 [[nodiscard]] bool gpu_likely_present();
 
+/// @brief Settings of the GPU aggregation that tests and benchmarks change; the defaults are what
+/// `report` uses.
+struct gpu_tuning {
+  /// Logs larger than this many lines are aggregated in parts. 0: as many as free GPU memory holds.
+  std::int64_t max_lines_per_pass = 0;
+  /// Bytes of the dense (entity, country) table that one entity range ("slice") spans: a table
+  /// larger than two slices is filled a slice at a time, so that its cells stay in L2. 0: a third
+  /// of the GPU's L2 cache; UINT64_MAX: never sliced.
+  std::uint64_t pair_slice_bytes = 0;
+};
+
 /// @brief The CUDA backend. Logs larger than GPU memory are aggregated in parts (`aggregate_in_parts`).
-/// @param max_lines_per_pass 0: as many lines per pass as free GPU memory holds; more: at most
-///        that many (tests split small logs with it)
 /// @throw device_error when the build has no CUDA or no GPU is usable
-[[nodiscard]] std::unique_ptr<backend> make_gpu_backend(std::int64_t max_lines_per_pass = 0);
+[[nodiscard]] std::unique_ptr<backend> make_gpu_backend(const gpu_tuning& tuning = {});
 
 /// @brief A log's columns held in GPU memory (opaque: no CUDA types), so that repeated
 /// aggregations, and benchmarks of the aggregation step alone, pay for the upload once.
@@ -263,12 +272,17 @@ class gpu_columns {
 struct gpu_timing {
   double total_ms = 0;
   std::vector<std::pair<std::string, double>> phase_ms;
+  /// Entity ranges the dense (entity, country) table was filled in (`gpu_tuning::pair_slice_bytes`);
+  /// 0 when it was filled directly or not used.
+  std::int32_t pair_slices = 0;
 };
 
 /// @brief What `make_gpu_backend()->aggregate` returns for the uploaded lines, without the upload.
 /// @param timing when given: filled with the call's CUDA-event times
+/// @param tuning only `pair_slice_bytes` applies (the columns are one pass already)
 /// @throw device_error on any GPU failure
 [[nodiscard]] aggregation aggregate_on_gpu(const gpu_columns& lines, const rule_context& rules,
-                                           const dictionary_sizes& sizes, gpu_timing* timing = nullptr);
+                                           const dictionary_sizes& sizes, gpu_timing* timing = nullptr,
+                                           const gpu_tuning& tuning = {});
 
 }  // namespace capledger
