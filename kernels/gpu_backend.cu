@@ -975,8 +975,8 @@ struct int64_min {
 /// days than `max_cap_candidate_days`.
 __global__ void __launch_bounds__(block_size)
   country_cap_crossings_kernel(const std::int32_t* order, const std::uint8_t* membership,
-                               const std::int64_t* day_start, std::int64_t days, const u64* bin_sum,
-                               const u64* bin_positive, line_columns_view lines, rule_tables_view rules,
+                               const std::int64_t* day_start, std::int64_t days, const u64* bin_positive,
+                               const u64* bin_negative, line_columns_view lines, rule_tables_view rules,
                                std::int64_t* crossing_line, std::int64_t* crossing_value, u64* fallback)
 {
   using block_scan   = cub::BlockScan<std::int64_t, block_size>;
@@ -992,8 +992,8 @@ __global__ void __launch_bounds__(block_size)
   const auto country       = static_cast<std::int32_t>(blockIdx.x);
   const std::int64_t limit = rules.country_cap_tpp[country];
   if (limit < 0) { return; }  // not capped: not in the check
-  const u64* sums      = bin_sum + country * days;
   const u64* positives = bin_positive + country * days;
+  const u64* negatives = bin_negative + country * days;
   std::int64_t day     = 0;
   std::int64_t running = 0;  // the same in every thread
   for (int candidates = 0;; ++candidates) {
@@ -1001,7 +1001,7 @@ __global__ void __launch_bounds__(block_size)
       std::int64_t d = day;
       std::int64_t r = running;
       while (d < days && r + static_cast<std::int64_t>(positives[d]) <= limit) {
-        r += static_cast<std::int64_t>(sums[d]);
+        r += static_cast<std::int64_t>(positives[d] - negatives[d]);
         ++d;
       }
       shared_day     = d;
@@ -1066,20 +1066,25 @@ bool country_cap_crossings_by_day(const country_cap_check& check, const rule_tab
   if (at.window_count == 0 || countries == 0 || bins > std::max<std::int64_t>(at.window_count, 1 << 20)) {
     return false;
   }
-  auto d_sum      = zeroed_device_buffer<u64>(static_cast<std::size_t>(bins), s);
   auto d_positive = zeroed_device_buffer<u64>(static_cast<std::size_t>(bins), s);
+  auto d_negative = zeroed_device_buffer<u64>(static_cast<std::size_t>(bins), s);
   {
-    // Per (country, day) bin: the TPP, and the positive TPP (a bound on any running total inside the day).
+    // Per (country, day) bin: the positive TPP (a bound on any running total inside the day) and
+    // the returned TPP; the day's TPP is their difference. One atomic a line, not two for a sum
+    // beside the positive part: this pass is bound by its atomics.
     const line_columns_view lines = at.lines;
-    u64* sum                      = d_sum.data();
     u64* positive                 = d_positive.data();
+    u64* negative                 = d_negative.data();
     for_each_index(lines.size, env, [=] __device__(std::int64_t i) {
       const day_t date = __ldg(lines.date + i);
       if (date < window_first || date > window_last || !check(static_cast<std::int32_t>(i))) { return; }
       const std::int64_t bin = lines.country[i] * days + (date - window_first);
       const std::int64_t tpp = lines.tpp[i];
-      atomicAdd(sum + bin, static_cast<u64>(tpp));
-      if (tpp > 0) { atomicAdd(positive + bin, static_cast<u64>(tpp)); }
+      if (tpp > 0) {
+        atomicAdd(positive + bin, static_cast<u64>(tpp));
+      } else if (tpp < 0) {
+        atomicAdd(negative + bin, 0ULL - static_cast<u64>(tpp));
+      }
     });
   }
   device_buffer<std::int64_t> d_day_start(static_cast<std::size_t>(days + 1), s);
@@ -1096,7 +1101,7 @@ bool country_cap_crossings_by_day(const country_cap_check& check, const rule_tab
   u64* d_fallback = at.d_count;
   CAPLEDGER_CUDA_TRY(cudaMemsetAsync(d_fallback, 0, sizeof(u64), s));
   country_cap_crossings_kernel<<<static_cast<unsigned>(countries), block_size, 0, s>>>(
-    at.d_window_order, at.d_membership, d_day_start.data(), days, d_sum.data(), d_positive.data(), at.lines,
+    at.d_window_order, at.d_membership, d_day_start.data(), days, d_positive.data(), d_negative.data(), at.lines,
     rules, d_line.data(), d_value.data(), d_fallback);
   CAPLEDGER_CHECK_LAUNCH();
   const bool fell_back           = read_scalar(d_fallback, s) != 0;
