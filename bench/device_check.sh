@@ -119,6 +119,14 @@ if want bench; then
     grep "^bm_" "$out/bench-base.log" | tee -a "$summary"
   fi
 
+  # The dense pass's ceilings on this card (l2_atomics_bench.cu), appended to bench.log.
+  if [ -x "$bin/l2_atomics_bench" ]; then
+    echo "== l2_atomics_bench" >>"$out/bench.log"
+    timeout 60 "$bin/l2_atomics_bench" --benchmark_min_time=0.2 >>"$out/bench.log" 2>&1
+    say "l2_atomics_bench rc=$? after $((SECONDS - started)) s"
+    sed -n '/^== l2_atomics_bench/,$p' "$out/bench.log" | grep "^bm_" | tee -a "$summary"
+  fi
+
   # An experiment branch's own benchmark (experiment/gpu-ingest), appended to bench.log.
   if [ -x "$bin/gpu_ingest_bench" ]; then
     echo "== gpu_ingest_bench" >>"$out/bench.log"

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Run this HERE before a GPU-machine run (the device tool): the GPU machines reach no package
 # registry and device time is short, so the work that needs no GPU happens here.
-#  1. Builds build-cuda (Release, CUDA for sm_90, tests and benchmarks) and copies the three
-#     programs, the shared libraries they need beyond the C/C++ runtimes, and the build folder's
-#     absolute path into .device-bin/ (the tests have that path compiled in).
+#  1. Builds build-cuda (Release, CUDA for sm_90, tests and benchmarks) and copies the four
+#     programs (capledger, capledger_tests, aggregate_bench, l2_atomics_bench), the shared
+#     libraries they need beyond the C/C++ runtimes, and the build folder's absolute path into
+#     .device-bin/ (the tests have that path compiled in).
 #  2. Downloads the build dependencies as .deb files into .device-debs/, for the device run's
 #     fallback: building there when the programs built here do not run on its image.
 # Both folders are ignored by git; carry both: carry [".device-bin", ".device-debs"].
@@ -25,6 +26,7 @@ cp build-cuda/capledger build-cuda/tests/capledger_tests build-cuda/bench/aggreg
 # Experiment branches may add a benchmark of their own (experiment/gpu-ingest: gpu_ingest_bench).
 # (Only when this tree has its source: build-cuda may keep one from another branch.)
 [ -f bench/gpu_ingest_bench.cpp ] && cp build-cuda/bench/gpu_ingest_bench .device-bin/
+cp build-cuda/bench/l2_atomics_bench .device-bin/
 realpath build-cuda >.device-bin/build-dir
 # Every shared library the programs load beyond the C and C++ runtimes that any image has.
 ldd .device-bin/capledger .device-bin/capledger_tests .device-bin/*_bench |
