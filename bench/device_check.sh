@@ -140,7 +140,8 @@ fi
 if want ncu; then
   for entities in 100000 1000; do
     echo "== dense pass, 2^24 lines, $entities entities" >>"$out/ncu.log"
-    timeout 60 ncu --clock-control none --kernel-name regex:dense_totals --launch-count 1 \
+    # The pass and, where the pair table is sliced (100,000 entities), its first slice's adds.
+    timeout 60 ncu --clock-control none --kernel-name regex:'dense_totals|add_staged_slice' --launch-count 2 \
       --section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy --section LaunchStats \
       "$bench" --benchmark_filter="bm_aggregate_gpu_resident/lines:16777216/entities:$entities/" \
       --benchmark_min_time=0.01 >>"$out/ncu.log" 2>&1
