@@ -67,7 +67,7 @@ if want tests; then
       >"/tmp/shard-$shard.log" 2>&1 &
   done
   for tool in memcheck racecheck; do
-    filter=GpuEquivalence.SharedMemoryBudgetEdge
+    filter=GpuEquivalence.SharedMemoryBudgetEdge:GpuEquivalence.PairTableSlicesOfOneRow
     [ "$tool" = memcheck ] &&
       filter="$filter:GpuEquivalence.WideDictionaries:GpuEquivalence.NameIsGpu:GpuEquivalence.EveryLppLineItsOwnOrder"
     (timeout 150 compute-sanitizer --tool "$tool" --error-exitcode 9 "$tests" \
@@ -104,7 +104,7 @@ fi
 
 # 4. The aggregation on device-resident columns (CUDA events), per phase.
 if want bench; then
-  filter="${BENCH_FILTER:-bm_aggregate_gpu_resident/lines:(16777216|268435456|400000000)/entities:|bm_aggregate_gpu/lines:16777216/}"
+  filter="${BENCH_FILTER:-bm_aggregate_gpu_resident(_unsliced)?/lines:(16777216|268435456|400000000)/entities:|bm_aggregate_gpu/lines:16777216/}"
   timeout 150 "$bench" --benchmark_filter="$filter" --benchmark_min_time=0.2 \
     --benchmark_out="$out/bench.json" --benchmark_out_format=json >"$out/bench.log" 2>&1
   say "bench rc=$? after $((SECONDS - started)) s"

@@ -1272,7 +1272,10 @@ template <typename Key>
                                            const launch_env& env)
 {
   pair_slices slices;
-  if (slice_bytes == 0) { slice_bytes = static_cast<std::uint64_t>(env.l2_bytes) / 3; }
+  if (slice_bytes == 0) {
+    if (env.l2_bytes <= 0) { return slices; }  // L2 size unknown: slices of nothing would be all staging
+    slice_bytes = static_cast<std::uint64_t>(env.l2_bytes) / 3;
+  }
   const std::uint64_t row_bytes   = 8ULL * static_cast<std::uint64_t>(width) * static_cast<std::uint64_t>(sizes.countries);
   const std::uint64_t table_bytes = row_bytes * static_cast<std::uint64_t>(sizes.entities);
   if (row_bytes == 0 || table_bytes / 2 <= slice_bytes) { return slices; }
@@ -1624,7 +1627,8 @@ class resident_columns final : public gpu_columns {
     int blocks_per_sm              = 0;
     CAPLEDGER_CUDA_TRY(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
       &blocks_per_sm, dense_totals_kernel, block_size, shared_bytes));
-    const int grid = grid_for(n, env, std::max(blocks_per_sm, 1));
+    // Each block takes rounds of lines_per_thread lines a thread.
+    const int grid = grid_for((n + lines_per_thread - 1) / lines_per_thread, env, std::max(blocks_per_sm, 1));
     dense_totals_kernel<<<grid, block_size, shared_bytes, s>>>(lines, tables, bounds, dense, slices,
                                                                d_counters.data(), d_counters.data() + 1);
     CAPLEDGER_CHECK_LAUNCH();

@@ -20,6 +20,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <filesystem>
+#include <initializer_list>
 #include <iostream>
 #include <random>
 #include <sstream>
@@ -440,48 +441,63 @@ TEST_F(GpuEquivalence, CountryCapWithMoreBinsThanLinesSorts)
   }
 }
 
+/// A log whose dense pair table is filled in slices of `slice_bytes` (packed records and units:
+/// 16 bytes a cell; unpacked, 24, so the test gives unpacked logs half as many bytes again).
+struct slicing {
+  std::int64_t lines;
+  std::int32_t entities;
+  std::uint64_t slice_bytes;
+  std::int32_t slices;  ///< expected: slice_bytes / (40 countries x 16 B) rows a slice, at most 256 slices
+};
+
+/// Checks one sliced case against the CPU, packed and unpacked, in @p layouts; false on a failure.
+bool check_sliced(const slicing& c, backend& cpu, std::initializer_list<calendar_layout> layouts)
+{
+  for (const std::int64_t quantity_scale : {std::int64_t{1}, std::int64_t{1} << 36}) {
+    for (const calendar_layout layout : layouts) {
+      log_shape shape;
+      shape.lines                  = c.lines;
+      shape.entities               = c.entities;
+      shape.countries              = 40;
+      shape.layout                 = layout;
+      shape.quantity_scale         = quantity_scale;
+      shape.seed                   = 11;
+      const random_log log         = make_log(shape);
+      const aggregation cpu_result = cpu.aggregate(log.columns.view(), log.rules, log.sizes);
+      const auto resident          = upload_to_gpu(log.columns.view());
+      gpu_tuning tuning;
+      tuning.pair_slice_bytes = quantity_scale == 1 ? c.slice_bytes : c.slice_bytes / 2 * 3;
+      gpu_timing timing;
+      const aggregation gpu_result = aggregate_on_gpu(*resident, log.rules, log.sizes, &timing, tuning);
+      const std::string context =
+          context_of(shape) + " slice_bytes=" + std::to_string(tuning.pair_slice_bytes);
+      expect_same(context, cpu_result, gpu_result);
+      EXPECT_EQ(timing.pair_slices, c.slices) << context;
+      if (::testing::Test::HasFailure()) { return false; }
+    }
+  }
+  return true;
+}
+
 // A dense (entity, country) table larger than two slices of L2 is filled a slice (entity range)
 // at a time from lines the dense pass staged. Slices of a few rows make these small logs take that
-// path: 40 countries, 100 to 5,000 entities (more pair cells than the ~3,000 the shared-memory
-// prefix holds, so that lines are staged), slices of one row up to the 256-slice limit, lines
+// path: 40 countries, 100 to 5,000 entities, slices of one row up to the 256-slice limit, lines
 // around the pass's rounds of 1,024, records and units packed and not (quantity_scale), and each
-// calendar layout (as_of before the window: lines unused, nothing staged).
+// calendar layout (each leaves some lines used, so every case stages lines). Only 20,000 lines of
+// 300 entities derive country and entity totals from the pairs and keep a prefix of about 3,000
+// pair cells in shared memory (lines there are added, not staged).
 TEST_F(GpuEquivalence, PairTableFilledInEntitySlices)
 {
-  struct slicing {
-    std::int64_t lines;
-    std::int32_t entities;
-    std::uint64_t slice_bytes;
-    std::int32_t slices;  // expected: one row a slice (or entities / 256 rows, rounded up)
-  };
   // (A dense table needs at most 4 cells a line: 100 entities x 40 countries from 1,000 lines.)
   const slicing cases[] = {{1000, 100, 640, 100},   {1023, 100, 640, 100},   {1024, 100, 1280, 50},
                            {1025, 100, 640, 100},   {4097, 150, 2000, 50},   {20000, 300, 640, 150},
                            {60000, 5000, 640, 250}, {60000, 5000, 64000, 50}};
   for (const slicing& c : cases) {
-    for (const std::int64_t quantity_scale : {std::int64_t{1}, std::int64_t{1} << 36}) {
-      for (const calendar_layout layout : all_layouts) {
-        log_shape shape;
-        shape.lines           = c.lines;
-        shape.entities        = c.entities;
-        shape.countries       = 40;
-        shape.layout          = layout;
-        shape.quantity_scale  = quantity_scale;
-        shape.seed            = 11;
-        const random_log log  = make_log(shape);
-        const aggregation cpu = cpu_->aggregate(log.columns.view(), log.rules, log.sizes);
-        const auto resident   = upload_to_gpu(log.columns.view());
-        gpu_tuning tuning;
-        // Rows are 16 bytes a country packed, 24 not: the same bytes give fewer rows unpacked.
-        tuning.pair_slice_bytes = quantity_scale == 1 ? c.slice_bytes : c.slice_bytes / 2 * 3;
-        gpu_timing timing;
-        const aggregation gpu = aggregate_on_gpu(*resident, log.rules, log.sizes, &timing, tuning);
-        const std::string context =
-            context_of(shape) + " slice_bytes=" + std::to_string(tuning.pair_slice_bytes);
-        expect_same(context, cpu, gpu);
-        EXPECT_EQ(timing.pair_slices, c.slices) << context;
-        if (HasFailure()) { return; }
-      }
+    if (!check_sliced(
+            c, *cpu_,
+            {calendar_layout::straddling, calendar_layout::around_epoch, calendar_layout::as_of_before,
+             calendar_layout::single_day, calendar_layout::before_year_one})) {
+      return;
     }
   }
   // The same log filled directly (never sliced) reports no slices.
@@ -496,6 +512,15 @@ TEST_F(GpuEquivalence, PairTableFilledInEntitySlices)
   EXPECT_TRUE(aggregate_on_gpu(*resident, log.rules, log.sizes, &timing, direct) ==
               cpu_->aggregate(log.columns.view(), log.rules, log.sizes));
   EXPECT_EQ(timing.pair_slices, 0);
+}
+
+// The sliced path small enough for compute-sanitizer (device_check.sh runs it under memcheck and
+// racecheck): one row a slice, a round and one line, and the case that keeps pair cells in shared
+// memory.
+TEST_F(GpuEquivalence, PairTableSlicesOfOneRow)
+{
+  if (!check_sliced({1025, 100, 640, 100}, *cpu_, {calendar_layout::straddling})) { return; }
+  EXPECT_TRUE(check_sliced({20000, 300, 640, 150}, *cpu_, {calendar_layout::straddling}));
 }
 
 // Columns uploaded once and aggregated twice (the benchmarks' path) give the CPU's answer each
