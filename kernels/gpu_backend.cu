@@ -412,7 +412,8 @@ __global__ void __launch_bounds__(block_size, 4)
 }
 
 /// @brief Lines per staged slice (slice 0 aside): an upper bound on what the dense pass stages,
-/// which also counts lines it will find unused or invalid.
+/// which also counts lines it will find unused or invalid. A warp's lines of one slice take one
+/// shared-memory atomic (a few slices take most lines: one counter each would serialize them).
 __global__ void __launch_bounds__(block_size)
   count_lines_by_slice(const std::int32_t* entity, std::int64_t size, std::int32_t rows, std::int32_t slices,
                        std::uint32_t* counts)
@@ -421,16 +422,43 @@ __global__ void __launch_bounds__(block_size)
   for (int k = threadIdx.x; k < max_pair_slices; k += blockDim.x) { local[k] = 0; }
   __syncthreads();
   const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
-  for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < size; i += stride) {
-    const std::int32_t e = __ldg(entity + i);
-    if (e >= rows) {
-      const std::int32_t slice = e / rows;
-      if (slice < slices) { atomicAdd(local + slice, 1U); }
+  // Every thread of a block runs the same rounds, so that whole warps meet at the match.
+  for (std::int64_t first = static_cast<std::int64_t>(blockIdx.x) * blockDim.x; first < size; first += stride) {
+    const std::int64_t i = first + threadIdx.x;
+    std::int32_t slice   = -1;
+    if (i < size) {
+      const std::int32_t e = __ldg(entity + i);
+      if (e >= rows && e / rows < slices) { slice = e / rows; }
+    }
+    const unsigned peers = __match_any_sync(0xffffffffU, slice);
+    if (slice >= 0 && static_cast<int>(threadIdx.x % 32) == __ffs(peers) - 1) {
+      atomicAdd(local + slice, static_cast<std::uint32_t>(__popc(peers)));
     }
   }
   __syncthreads();
   for (int k = threadIdx.x; k < slices; k += blockDim.x) {
     if (local[k] != 0) { atomicAdd(counts + k, local[k]); }
+  }
+}
+
+/// Lines `sample_pair_cells` looks at, spread evenly over the log.
+constexpr std::int64_t pair_sample_lines = std::int64_t{1} << 21;
+
+/// @brief Counts in @p distinct the pair cells that @p samples lines, spread over the log, touch
+/// (each cell's first touch sets its bit in @p seen, a bitmap of the whole table).
+__global__ void __launch_bounds__(block_size)
+  sample_pair_cells(const std::int32_t* entity, const std::uint16_t* country, std::int64_t size, std::int64_t samples,
+                    std::int32_t entities, std::int32_t countries, std::uint32_t* seen, u64* distinct)
+{
+  const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
+  for (std::int64_t k = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; k < samples; k += stride) {
+    const std::int64_t i = k * size / samples;  // at most 2^21 x 2^31: no overflow
+    const std::int32_t e = __ldg(entity + i);
+    const std::int32_t c = __ldg(country + i);
+    if (e < 0 || e >= entities || c >= countries) { continue; }  // the dense pass reports it
+    const std::int64_t cell   = static_cast<std::int64_t>(e) * countries + c;
+    const std::uint32_t bit   = 1U << (cell % 32);
+    if ((atomicOr(seen + cell / 32, bit) & bit) == 0) { atomicAdd(distinct, 1ULL); }
   }
 }
 
@@ -1265,20 +1293,35 @@ template <typename Key>
 
 // ---- the sliced pair table --------------------------------------------------------------------
 
-/// @brief How to slice a dense pair table of @p sizes (see `pair_slices`): slices of at most
-/// @p slice_bytes (0: a third of the GPU's L2), at most `max_pair_slices` of them; not sliced when
-/// the table is no larger than two slices.
-[[nodiscard]] pair_slices plan_pair_slices(const dictionary_sizes& sizes, int width, std::uint64_t slice_bytes,
-                                           const launch_env& env)
+/// @brief How to slice the dense pair table of @p lines (see `pair_slices`): slices of at most
+/// @p slice_bytes (0: a third of the GPU's L2), at most `max_pair_slices` of them. Not sliced
+/// when the table is no larger than two slices, or when the lines touch few of its cells: where
+/// the cells a sample of 2^21 lines touches fit in one slice (each entity ships to a few
+/// countries, as in real logs), they stay in L2 as they are, and staging would only add traffic.
+[[nodiscard]] pair_slices plan_pair_slices(const line_columns_view& lines, const dictionary_sizes& sizes, int width,
+                                           std::uint64_t slice_bytes, const launch_env& env)
 {
   pair_slices slices;
   if (slice_bytes == 0) {
     if (env.l2_bytes <= 0) { return slices; }  // L2 size unknown: slices of nothing would be all staging
     slice_bytes = static_cast<std::uint64_t>(env.l2_bytes) / 3;
   }
-  const std::uint64_t row_bytes   = 8ULL * static_cast<std::uint64_t>(width) * static_cast<std::uint64_t>(sizes.countries);
+  const std::uint64_t cell_bytes  = 8ULL * static_cast<std::uint64_t>(width);
+  const std::uint64_t row_bytes   = cell_bytes * static_cast<std::uint64_t>(sizes.countries);
   const std::uint64_t table_bytes = row_bytes * static_cast<std::uint64_t>(sizes.entities);
   if (row_bytes == 0 || table_bytes / 2 <= slice_bytes) { return slices; }
+
+  const cudaStream_t s       = env.stream;
+  const std::int64_t cells   = static_cast<std::int64_t>(sizes.entities) * sizes.countries;
+  auto d_seen                = zeroed_device_buffer<std::uint32_t>(static_cast<std::size_t>((cells + 31) / 32), s);
+  auto d_distinct            = zeroed_device_buffer<u64>(1, s);
+  const std::int64_t samples = std::min(lines.size, pair_sample_lines);
+  sample_pair_cells<<<grid_for(samples, env), block_size, 0, s>>>(lines.entity, lines.country, lines.size, samples,
+                                                                  sizes.entities, sizes.countries, d_seen.data(),
+                                                                  d_distinct.data());
+  CAPLEDGER_CHECK_LAUNCH();
+  if (read_scalar(d_distinct.data(), s) * cell_bytes <= slice_bytes) { return slices; }
+
   const std::int64_t entities = sizes.entities;
   std::int64_t rows           = std::max<std::int64_t>(1, static_cast<std::int64_t>(slice_bytes / row_bytes));
   rows = std::max(rows, (entities + max_pair_slices - 1) / max_pair_slices);
@@ -1615,7 +1658,9 @@ class resident_columns final : public gpu_columns {
   {
     // The staging area (20 bytes a line at most) is freed before the checks, whose per-line
     // work (`work_bytes_per_line`) is larger: the memory check above covers it.
-    staged_pair_lines staging(lines, dense_pairs ? plan_pair_slices(sizes, width, tuning.pair_slice_bytes, env) : pair_slices{},
+    staged_pair_lines staging(lines,
+                              dense_pairs ? plan_pair_slices(lines, sizes, width, tuning.pair_slice_bytes, env)
+                                          : pair_slices{},
                               env);
     const pair_slices& slices = staging.slices();
     slice_count               = slices.count;

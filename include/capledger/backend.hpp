@@ -245,8 +245,9 @@ struct gpu_tuning {
   /// Logs larger than this many lines are aggregated in parts. 0: as many as free GPU memory holds.
   std::int64_t max_lines_per_pass = 0;
   /// Bytes of the dense (entity, country) table that one entity range ("slice") spans: a table
-  /// larger than two slices is filled a slice at a time, so that its cells stay in L2. 0: a third
-  /// of the GPU's L2 cache; UINT64_MAX: never sliced.
+  /// larger than two slices, whose cells a sample of the lines touches more of than one slice
+  /// holds, is filled a slice at a time, so that its cells stay in L2. 0: a third of the GPU's
+  /// L2 cache; UINT64_MAX: never sliced.
   std::uint64_t pair_slice_bytes = 0;
 };
 
