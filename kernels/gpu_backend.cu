@@ -247,7 +247,7 @@ __device__ __forceinline__ void add_line(const accumulator_table& table, const r
 }
 
 /// @brief The dense (entity, country) table filled one entity range ("slice") at a time. With
-/// 100,000 entities and 249 countries the table is 398 MB, eight times an H200's L2, and lines
+/// 100,000 entities and 249 countries the table is 398 MB, six times an H200's L2, and lines
 /// arrive in no entity order: added directly, most lines' cells miss L2 (ncu: 65% hits, the
 /// pass bound by those atomics). So the dense pass adds lines of slice 0 (the first entities,
 /// the busiest: codes follow first appearance) directly, and writes every other line's cell and
