@@ -504,27 +504,6 @@ int run_ledger_verify(const std::string& db_path, const report_options& options,
   db.exec("BEGIN");
   std::string why;
   const std::unique_ptr<detail::stored_state> state = detail::load_ledger_state(db, ref, std::nullopt, why);
-  shipment_log_builder builder(ref.countries, ref.chips, ingest_options{});
-  if (state) {
-    // A stored line that no longer validates (parse_error) or a line without its file record
-    // (config_error) is damage found, not bad input; anything else stays what it is.
-    const auto replay_stops = [&out](const std::exception& e) {
-      out << "stored lines: the replay stops: " << e.what() << "\n";
-      return 1;
-    };
-    try {
-      replay_ledger(db, builder);
-    } catch (const parse_error& e) {
-      return replay_stops(e);
-    } catch (const config_error& e) {
-      return replay_stops(e);
-    }
-  }
-  // The limit totals `check` and later ingests read key by key, read in this same snapshot (it
-  // takes the connection and its read transaction over).
-  std::string why_not_totals;
-  const std::unique_ptr<ledger_limit_totals> stored_totals =
-      state ? detail::stored_limit_totals(db, ref, why_not_totals) : nullptr;
   if (!state) {
     if (why == detail::no_state_yet) {
       // A ledger without an ingest yet, or from before the state existed (the next ingest
@@ -539,37 +518,63 @@ int run_ledger_verify(const std::string& db_path, const report_options& options,
     out << "running state: " << why << "\n";
     return 1;
   }
-  const shipment_log log           = builder.finish();
-  const report_output from_state   = render_state_report(ref, *state, options, "cpu");
+  shipment_log_builder builder(ref.countries, ref.chips, ingest_options{});
+  // A stored line that no longer validates (parse_error) or a line without its file record
+  // (config_error) is damage found, not bad input; anything else stays what it is.
+  const auto replay_stops = [&out](const std::exception& e) {
+    out << "stored lines: the replay stops: " << e.what() << "\n";
+    return 1;
+  };
+  try {
+    replay_ledger(db, builder);
+  } catch (const parse_error& e) {
+    return replay_stops(e);
+  } catch (const config_error& e) {
+    return replay_stops(e);
+  }
+  const shipment_log log = builder.finish();
+  // Read in this same snapshot: rows for keys no stored line touches, which only the rows show
+  // (`check` reads them, the report may not print them); then the limit totals `check` and later
+  // ingests read key by key (they take the connection and its read transaction over).
+  constexpr std::size_t shown          = 10;
+  const std::vector<std::string> stray = detail::stray_state_rows(db, ref, log, shown);
+  std::string why_not_totals;
+  const std::unique_ptr<ledger_limit_totals> stored_totals =
+      detail::stored_limit_totals(db, ref, why_not_totals);
+
+  const report_output from_state = render_state_report(ref, *state, options, "cpu");
   const report_output from_lines = build_report(ref, log, options, *make_cpu_backend());
   std::size_t differing          = 0;
+  const auto differs             = [&] {
+    if (differing++ == 0) {
+      out << "running state: DISAGREES with a replay of " << log.columns.date.size() << " stored line(s):\n";
+    }
+  };
   for (const auto& [name, text] : from_lines.files) {
     const auto stored                 = from_state.files.find(name);
     const std::string state_text      = stored == from_state.files.end() ? std::string() : stored->second;
     const auto [line, replayed, kept] = first_difference(text, state_text);
     if (line == 0) { continue; }
-    if (differing++ == 0) {
-      out << "running state: DISAGREES with a replay of " << log.columns.date.size() << " stored line(s):\n";
-    }
+    differs();
     out << "  " << name << " line " << line << ": replay '" << replayed << "', running state '" << kept
         << "'\n";
   }
-  // Totals no report prints (keys below every limit) but `check` weighs proposed lines against.
-  constexpr std::size_t shown = 10;
-  const std::vector<std::string> totals =
-      stored_totals
-          ? limit_total_differences(ref, log, *stored_totals, shown)
-          : std::vector<std::string>{"the running state's limit totals cannot be read: " + why_not_totals};
-  if (!totals.empty()) {
-    if (differing++ == 0) {
-      out << "running state: DISAGREES with a replay of " << log.columns.date.size() << " stored line(s):\n";
-    }
-    for (const std::string& difference : totals) { out << "  limit total, " << difference << "\n"; }
-    if (totals.size() == shown) { out << "  (the first " << shown << " limit totals that differ)\n"; }
-  }
+  // Findings no report prints: totals of keys below every limit, which `check` weighs proposed
+  // lines against, and rows no stored line writes.
+  const auto list = [&](const std::vector<std::string>& found, const char* kind, const char* first) {
+    if (found.empty()) { return; }
+    differs();
+    for (const std::string& f : found) { out << "  " << kind << ", " << f << "\n"; }
+    if (found.size() == shown) { out << "  (the first " << shown << " " << first << ")\n"; }
+  };
+  list(stored_totals
+           ? limit_total_differences(ref, log, *stored_totals, shown)
+           : std::vector<std::string>{"the running state's limit totals cannot be read: " + why_not_totals},
+       "limit total", "limit totals that differ");
+  list(stray, "row no stored line writes", "such rows");
   if (differing > 0) { return 1; }
   out << "running state: agrees with a replay of " << log.columns.date.size() << " stored line(s) ("
-      << from_lines.files.size() << " report files and every limit total compared)\n";
+      << from_lines.files.size() << " report files, every limit total and every keyed row compared)\n";
   return 0;
 }
 

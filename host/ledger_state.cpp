@@ -353,6 +353,16 @@ void fold(sql_connection& db, state_info& info, const reference_data& ref, const
   info.lines += n;
 }
 
+/// Builds the state of @p all, every line of the ledger, in @p db's empty state tables.
+void build_state(sql_connection& db, const reference_data& ref, const shipment_log& all)
+{
+  state_info info;
+  info.validity = validity_key(ref);
+  info.chips    = static_cast<std::int64_t>(ref.chips.rows.size());
+  fold(db, info, ref, all, 0);
+  write_info(db, info);
+}
+
 }  // namespace
 
 void create_state_tables(sql_connection& db)
@@ -381,12 +391,8 @@ state_update update_ledger_state(sql_connection& db, const reference_data& ref, 
     return state_update::incremental;
   }
   for (const char* table : state_tables) { db.exec(std::string("DELETE FROM ") + table); }
-  state_info fresh;
-  fresh.validity = validity;
-  fresh.chips    = static_cast<std::int64_t>(ref.chips.rows.size());
   if (first_line == 0) {  // the ledger held no line before this night: the night is everything
-    fold(db, fresh, ref, night, 0);
-    write_info(db, fresh);
+    build_state(db, ref, night);
     return state_update::incremental;
   }
   std::optional<shipment_log> all;
@@ -398,8 +404,7 @@ state_update update_ledger_state(sql_connection& db, const reference_data& ref, 
     db.exec("DELETE FROM state_info");
     return state_update::dropped;
   }
-  fold(db, fresh, ref, *all, 0);
-  write_info(db, fresh);
+  build_state(db, ref, *all);
   return state_update::rebuilt;
 }
 
@@ -688,6 +693,111 @@ std::unique_ptr<stored_state> load_ledger_state(sql_connection& db, const refere
     }
   }
   return state;
+}
+
+namespace {
+
+/// How a keyed table's key reads (the key functions of backend.hpp); `text`: a dictionary's text.
+enum class key_shape { text, country, entity_country, entity_year, entity_country_pathway };
+
+/// A table whose rows stand for keys, and what its three integers hold (see `state_schema_sql`).
+struct keyed_table {
+  const char* name;
+  key_shape shape;
+  const char* const* columns;  ///< three names; null: unused
+};
+
+constexpr const char* totals_columns[]  = {"records", "units", "tpp"};
+constexpr const char* running_columns[] = {"running total", "crossing line", "total at the crossing"};
+constexpr const char* first_columns[]   = {"first line", "tpp", nullptr};
+
+// Every state table but st_line: a row there for a line nothing names is never read, and the
+// line's row is written anew when something does.
+constexpr keyed_table keyed_tables[] = {{"st_entity", key_shape::text, totals_columns},
+                                        {"st_exporter", key_shape::text, totals_columns},
+                                        {"st_chip", key_shape::text, totals_columns},
+                                        {"st_order", key_shape::text, running_columns},
+                                        {"st_country", key_shape::country, totals_columns},
+                                        {"st_country_cap", key_shape::country, running_columns},
+                                        {"st_pair", key_shape::entity_country, totals_columns},
+                                        {"st_nveu", key_shape::entity_country, running_columns},
+                                        {"st_lpp_annual", key_shape::entity_year, running_columns},
+                                        {"st_prohibited", key_shape::entity_country, first_columns},
+                                        {"st_unauth", key_shape::entity_country_pathway, first_columns}};
+
+}  // namespace
+
+std::vector<std::string> stray_state_rows(sql_connection& db, const reference_data& ref,
+                                          const shipment_log& replay, std::size_t at_most)
+{
+  // Which rows the stored lines give is what the writer itself writes: the state it builds from
+  // them, in memory. Any other row is one no line accounts for.
+  sql_connection built(":memory:", sql_connection::mode::create);
+  create_state_tables(built);
+  build_state(built, ref, replay);
+
+  // Keys named in the state's own codes; a stray key may name codes past its tables.
+  sql_statement entity(db.handle(), "SELECT text FROM st_entity WHERE code = ?");
+  const auto entity_name = [&](std::int64_t code) {
+    entity.bind(1, code);
+    std::string name = entity.step() ? std::string(entity.text(0)) : "entity code " + std::to_string(code);
+    entity.reset();
+    return name;
+  };
+  const auto country_name = [&](std::int64_t code) {
+    return code < static_cast<std::int64_t>(ref.countries.rows.size())
+               ? ref.countries.rows[static_cast<std::size_t>(code)].iso2
+               : "country code " + std::to_string(code);
+  };
+  const auto key_name = [&](key_shape shape, std::int64_t key) {
+    switch (shape) {
+      case key_shape::country:
+        return country_name(key);
+      case key_shape::entity_country:
+        return "(" + entity_name(key / 65536) + ", " + country_name(key % 65536) + ")";
+      case key_shape::entity_year:
+        return "(" + entity_name(key / 16384) + ", " + std::to_string(key % 16384) + ")";
+      default:
+        return "(" + entity_name(key / 8 / 65536) + ", " + country_name(key / 8 % 65536) + ", " +
+               (key % 8 < pathway_count ? std::string(pathway_name(static_cast<pathway>(key % 8)))
+                                        : "pathway code " + std::to_string(key % 8)) +
+               ")";
+    }
+  };
+
+  std::vector<std::string> stray;
+  for (const keyed_table& t : keyed_tables) {
+    const bool by_text     = t.shape == key_shape::text;
+    const std::string key  = by_text ? "text" : "key";
+    const std::string code = by_text ? "code" : "key";
+    sql_statement row(db.handle(),
+                      "SELECT " + key + ", " + code + ", a, b, c FROM " + t.name + " ORDER BY " + code);
+    sql_statement held(built.handle(), "SELECT 1 FROM " + std::string(t.name) + " WHERE " + key + " = ?");
+    while (stray.size() < at_most && row.step()) {
+      if (by_text) {
+        held.bind(1, row.text(0));
+      } else {
+        held.bind(1, row.int64(0));
+      }
+      const bool written = held.step();
+      held.reset();
+      if (written) { continue; }
+      std::string text = std::string(t.name) + " ";
+      if (by_text) {
+        text += "'" + std::string(row.text(0)) + "', code ";
+      } else if (row.int64(1) >= 0) {  // a negative key names nothing: its number says which row
+        text += key_name(t.shape, row.int64(1)) + ", key ";
+      } else {
+        text += "key ";
+      }
+      text += std::to_string(row.int64(1));
+      for (int k = 0; k < 3 && t.columns[k] != nullptr; ++k) {
+        text += (k == 0 ? ": " : ", ") + std::string(t.columns[k]) + " " + std::to_string(row.int64(2 + k));
+      }
+      stray.push_back(std::move(text));
+    }
+  }
+  return stray;
 }
 
 }  // namespace capledger::detail

@@ -419,9 +419,11 @@ class summed_totals final : public ledger_limit_totals {
       each("LPP of (" + entity + ", " + std::to_string(key % 16384) + ")", total,
            other.lpp_annual(entity, key % 16384));
     }
-    for (const auto& [code, total] : totals_[lpp_order_limit]) {
-      const std::string& order = orders_.text(static_cast<std::int32_t>(code));
-      each("LPP order " + order, total, other.lpp_order(order));
+    // Every order of the ledger's LPP lines, also one whose lines all lie outside the window:
+    // the running state keeps a row (a total) for each.
+    for (std::int32_t code = 0; code < orders_.size(); ++code) {
+      const std::string& order = orders_.text(code);
+      each("LPP order " + order, value(lpp_order_limit, code), other.lpp_order(order));
     }
   }
 

@@ -108,6 +108,14 @@ class ledger_test : public ::testing::Test {
     for (const auto& name : names_a) { EXPECT_EQ(read_text(a / name), read_text(b / name)) << name; }
   }
 
+  /// Runs @p sql on the ledger l.db, as a hand edit of the database would.
+  void alter(const std::string& sql) const
+  {
+    capledger::detail::sql_connection db(at("l.db").string(),
+                                         capledger::detail::sql_connection::mode::read_write);
+    db.exec(sql);
+  }
+
   static std::string join(const std::vector<std::string>& words, std::size_t count)
   {
     std::string out;
@@ -135,11 +143,6 @@ TEST_F(ledger_test, VerifyFindsAlteredLinesAndTotals)
   EXPECT_NE(said.find("running state: agrees with a replay of 3000 stored line(s)"), std::string::npos)
       << said;
 
-  const auto alter = [&](const std::string& sql) {
-    capledger::detail::sql_connection db(at("l.db").string(),
-                                         capledger::detail::sql_connection::mode::read_write);
-    db.exec(sql);
-  };
   // A stored line's quantity, ten times what was ingested: totals of its chip, country, entity...
   alter("UPDATE lines SET quantity = quantity || '0' WHERE seq = 5");
   EXPECT_EQ(cli("ledger verify l.db", &said), 1) << said << stderr_text();
@@ -237,6 +240,110 @@ TEST_F(ledger_test, VerifyFindsAlteredLinesAndTotals)
   EXPECT_NE(said.find("running state: none (no ingest has built one, or its record is missing)"),
             std::string::npos)
       << said;
+}
+
+/// A ledger of four nights whose running state keeps rows of zero: returns that bring an NVEU
+/// pair, an LPP order and consignee-year and a country cap back to 0, and LPP orders whose lines
+/// all lie outside the counting window. Night 3 is back-dated (the state is rebuilt), the others
+/// extend it. E5 is a UVEU entity: its UVEU lines are authorized.
+class verify_ledger_test : public ledger_test {
+ protected:
+  void SetUp() override
+  {
+    ledger_test::SetUp();
+    write_text(at("entities.csv"), "entity,hq_country,status,nveu_countries\nE2,US,NVEU,IN\nE5,US,UVEU,\n");
+    const std::string header = "shipment_id,date,entity,country,chip,quantity,pathway,order_id\n";
+    write_text(at("night1.csv"), header +
+                                     "N1,2025-03-01,E1,AE,H100-SXM,1000,LICENSE,\n"
+                                     "N2,2025-03-01,E2,IN,H100-SXM,2000,NVEU,\n"
+                                     "N3,2025-03-02,E3,BR,H100-SXM,300,LPP,O1\n"
+                                     "N4,2025-03-02,E5,DE,H100-SXM,10,UVEU,\n");
+    write_text(at("night2.csv"), header +
+                                     "N5,2025-04-01,E2,IN,H100-SXM,-2000,NVEU,\n"  // E2/IN back to 0
+                                     "N6,2025-04-01,E3,BR,H100-SXM,-300,LPP,O1\n"  // O1, E3/2025 back to 0
+                                     "N7,2028-02-01,E3,BR,H100-SXM,5,LPP,O8\n");   // after the window
+    write_text(at("night3.csv"), header +
+                                     "N8,2025-02-01,E1,AE,H100-SXM,-1000,LICENSE,\n"  // AE back to 0
+                                     "N9,2024-06-01,E3,BR,H100-SXM,7,LPP,O9\n");      // before the window
+    write_text(at("night4.csv"), header +
+                                     "N10,2025-05-01,E4,AE,H100-SXM,1,LICENSE,\n"
+                                     "N11,2025-05-01,E4,AE,H100-SXM,-1,LICENSE,\n");
+    ASSERT_EQ(cli("ledger init l.db"), 0);
+    for (const auto& [night, path] :
+         std::vector<std::pair<std::string, std::string>>{{"night1.csv --entities entities.csv", "extended"},
+                                                          {"night2.csv", "extended"},
+                                                          {"night3.csv", "rebuilt"},
+                                                          {"night4.csv", "extended"}}) {
+      ASSERT_EQ(cli("ledger ingest l.db " + night), 0) << stderr_text();
+      EXPECT_NE(stderr_text().find("running state " + path), std::string::npos)
+          << night << ": " << stderr_text();
+    }
+  }
+};
+
+// An honest ledger verifies: its rows of keys whose lines net to zero, and of LPP orders outside
+// the window, are rows the state writes (they are there, and not reported).
+TEST_F(verify_ledger_test, VerifyAcceptsRowsOfZeroTheStateWrites)
+{
+  capledger::detail::sql_connection db(at("l.db").string(),
+                                       capledger::detail::sql_connection::mode::read_only);
+  for (const auto& [table, rows] :
+       std::vector<std::pair<std::string, std::int64_t>>{{"st_country_cap", 1},  // AE
+                                                         {"st_nveu", 1},         // E2/IN
+                                                         {"st_lpp_annual", 1},   // E3/2025
+                                                         {"st_order", 3}}) {     // O1, O8, O9
+    EXPECT_EQ(db.query_int("SELECT COUNT(*) FROM " + table + " WHERE a = 0"), rows) << table;
+  }
+  std::string said;
+  EXPECT_EQ(cli("ledger verify l.db", &said), 0) << said << stderr_text();
+  EXPECT_NE(said.find("running state: agrees with a replay of 11 stored line(s)"), std::string::npos) << said;
+}
+
+// A row for a key no stored line touches, in each table `check` reads its limit totals from, and
+// in st_unauth for a key the entities file authorizes: no report prints them, yet `check` (or a
+// report under another entities file) would read them. Verify names each (exit 1). So does an
+// LPP order's total where all the order's lines lie outside the window.
+TEST_F(verify_ledger_test, VerifyFindsRowsNoStoredLineWrites)
+{
+  const capledger::reference_data ref = capledger::load_reference(capledger::report_options{});
+  const auto country = [&](const char* iso2) { return std::to_string(ref.countries.find(iso2)); };
+  const auto entity  = [](const char* id) {
+    return "(SELECT code FROM st_entity WHERE text = '" + std::string(id) + "')";
+  };
+  const std::string uveu = std::to_string(static_cast<int>(capledger::pathway::uveu));
+  for (const auto& [sql, expected] : std::vector<std::pair<std::string, std::string>>{
+           // AG: tier 2, capped, and without a line.
+           {"INSERT INTO st_country_cap VALUES (" + country("AG") + ", 5000000, -1, 0)",
+            "row no stored line writes, st_country_cap AG, key " + country("AG") +
+                ": running total 5000000, crossing line -1, total at the crossing 0\n"},
+           {"INSERT INTO st_nveu VALUES (" + entity("E2") + " * 65536 + " + country("AE") +
+                ", 1000000, -1, 0)",
+            "row no stored line writes, st_nveu (E2, AE), key "},
+           {"INSERT INTO st_lpp_annual VALUES (" + entity("E3") + " * 16384 + 2026, 1000000, -1, 0)",
+            "row no stored line writes, st_lpp_annual (E3, 2026), key "},
+           // The code the next new entity gets: its LPP lines of 2025 would add to this total.
+           {"INSERT INTO st_lpp_annual VALUES ((SELECT entities FROM state_info) * 16384 + 2025, 1000000, "
+            "-1, 0)",
+            "row no stored line writes, st_lpp_annual (entity code 5, 2025), key 83945: running total "
+            "1000000"},
+           {"INSERT INTO st_order VALUES ((SELECT orders FROM state_info), 'O-NEVER', 1000000, -1, 0)",
+            "row no stored line writes, st_order 'O-NEVER', code 3: running total 1000000, crossing line -1"},
+           {"INSERT INTO st_unauth VALUES ((" + entity("E5") + " * 65536 + " + country("AE") + ") * 8 + " +
+                uveu + ", (SELECT MIN(line) FROM st_line), 15832, 0)",
+            "row no stored line writes, st_unauth (E5, AE, UVEU), key "},
+           {"UPDATE st_order SET a = 1000000 WHERE text = 'O9'",
+            "limit total, LPP order O9: replay 0, running state 1000000\n"}}) {
+    fs::copy_file(at("l.db"), at("whole.db"), fs::copy_options::overwrite_existing);
+    alter(sql);
+    std::string said;
+    EXPECT_EQ(cli("ledger verify l.db", &said), 1) << sql << ": " << said << stderr_text();
+    // The first finding: no report file differs.
+    EXPECT_NE(said.find("running state: DISAGREES with a replay of 11 stored line(s):\n  " + expected),
+              std::string::npos)
+        << sql << ": " << said;
+    fs::copy_file(at("whole.db"), at("l.db"), fs::copy_options::overwrite_existing);
+  }
+  EXPECT_EQ(cli("ledger verify l.db"), 0);
 }
 
 TEST_F(ledger_test, TenNightsGiveTheReportOfAllFiles)
@@ -821,6 +928,9 @@ TEST_F(ledger_state_test, InOrderNightsBackDatedNightAndNewEntitiesAllMatchTheRe
   EXPECT_NE(findings.find("LPP_ORDER_LIMIT"), std::string::npos);
   EXPECT_NE(findings.find("NVEU_CAP_EXCEEDED"), std::string::npos);
   EXPECT_NE(findings.find("COUNTRY_CAP_EXCEEDED"), std::string::npos);
+  // Every row of the state, built night by night and once rebuilt, is one the lines write.
+  std::string said;
+  EXPECT_EQ(cli("ledger verify l.db", &said), 0) << said << stderr_text();
 }
 
 TEST_F(ledger_state_test, OtherTablesThanTheStateFollowsReplay)

@@ -173,8 +173,9 @@ class ledger_limit_totals {
 [[nodiscard]] std::unique_ptr<ledger_limit_totals> sum_limit_totals(const reference_data& reference,
                                                                     const shipment_log& ledger);
 
-/// @brief The limit totals of every key the lines of @p ledger count toward where @p stored holds
-/// another total: the first @p at_most, each described with both totals (`ledger verify`).
+/// @brief The limit totals of every key the lines of @p ledger count toward, and of every LPP order
+/// they name, where @p stored holds another total: the first @p at_most, each described with both
+/// totals (`ledger verify`).
 [[nodiscard]] std::vector<std::string> limit_total_differences(const reference_data& reference,
                                                                const shipment_log& ledger,
                                                                ledger_limit_totals& stored,
