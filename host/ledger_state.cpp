@@ -643,7 +643,9 @@ std::unique_ptr<stored_state> load_ledger_state(sql_connection& db, const refere
                               const auto& valid_key) {
     sql_statement q(db.handle(), sql);
     while (q.step()) {
-      if (!valid_key(q.int64(0))) { return false; }
+      // Every such key has a first line; a negative one (what crossings use for "none") would
+      // be looked up as a line nothing stored.
+      if (!valid_key(q.int64(0)) || q.int64(1) < 0) { return false; }
       out.push_back({q.int64(0), q.int64(1), q.int64(2)});
     }
     return true;

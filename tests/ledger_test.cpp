@@ -172,13 +172,18 @@ TEST_F(ledger_test, VerifyFindsAlteredLinesAndTotals)
   ASSERT_EQ(cli("ledger verify l.db", &said), 0) << said;
 
   // Keys that name codes past the dictionaries or the countries table (one flipped bit in a pair
-  // key's country part; an entity far past the last): the state is damaged, never rendered (it
-  // indexed past the tables), so `ledger report` replays and verify says which table.
+  // key's country part; an entity far past the last), or a first line of -1: the state is
+  // damaged, never rendered (it indexed past the tables, or looked up a line nothing stored), so
+  // `ledger report` replays and verify says which table.
   for (const auto& [table, sql] : std::vector<std::pair<std::string, std::string>>{
            {"pairs", "UPDATE st_pair SET key = key + 32768 WHERE key = (SELECT MIN(key) FROM st_pair)"},
            {"unauthorized pathways",
             "UPDATE st_unauth SET key = key + 8 * 65536 * 1000000 WHERE key = (SELECT MIN(key) FROM "
-            "st_unauth)"}}) {
+            "st_unauth)"},
+           {"unauthorized pathways",
+            "UPDATE st_unauth SET a = -1 WHERE key = (SELECT MIN(key) FROM st_unauth)"},
+           {"prohibited destinations",
+            "UPDATE st_prohibited SET a = -1 WHERE key = (SELECT MIN(key) FROM st_prohibited)"}}) {
     fs::copy_file(at("l.db"), at("whole.db"), fs::copy_options::overwrite_existing);
     alter(sql);
     EXPECT_EQ(cli("ledger verify l.db", &said), 1) << table << ": " << said;
