@@ -69,7 +69,11 @@ std::optional<ppm_t> parse_ppm(std::string_view text)
   int fraction_digits = 0;
   if (i < text.size() && text[i] == '.') {
     for (++i; i < text.size() && text[i] >= '0' && text[i] <= '9'; ++i) {
-      if (++fraction_digits > 6) { return std::nullopt; }
+      if (fraction_digits == 6) {  // past a millionth only zeros: 0.80000000 is 0.8, as in rule files
+        if (text[i] != '0') { return std::nullopt; }
+        continue;
+      }
+      ++fraction_digits;
       fraction = fraction * 10 + (text[i] - '0');
     }
   }

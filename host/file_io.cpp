@@ -48,6 +48,11 @@ std::string read_input_file(const std::string& path)
   }
   std::ifstream in(path, std::ios::binary);
   if (!in) { throw config_error(path + ": cannot open: " + std::strerror(errno)); }
+  // A directory opens, then reports a size no string can take: say what it is instead.
+  std::error_code not_known;
+  if (std::filesystem::is_directory(path, not_known)) {
+    throw config_error(path + ": read error: Is a directory");
+  }
   std::string text;
   in.seekg(0, std::ios::end);
   const auto size = in.tellg();

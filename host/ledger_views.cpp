@@ -173,7 +173,7 @@ int run_ledger_balances(const std::string& db_path, const report_options& option
 // ---- reconcile --------------------------------------------------------------------------------
 
 std::vector<reconciliation_row> reconcile_inventory(const reference_data& ref, const shipment_log& log,
-                                                    const std::string& inventory_path,
+                                                    const std::string& inventory_path, std::string_view text,
                                                     std::optional<day_t> as_of_option)
 {
   using key_t = std::tuple<std::string, std::string, std::string>;  // entity, ISO, chip key
@@ -196,7 +196,6 @@ std::vector<reconciliation_row> reconcile_inventory(const reference_data& ref, c
     t.chip    = c.chip[i];
   }
 
-  const std::string text = read_input_file(inventory_path);
   detail::csv_reader reader(text);
   if (reader.next() != detail::csv_status::record) {
     throw parse_error(inventory_path, 1, 1, "MISSING_COLUMN", "the file has no header row");
@@ -299,7 +298,9 @@ int run_reconcile(const std::string& db_path, const std::string& inventory_path,
   }
   const reference_data ref = load_ledger_reference(db_path, options);
   const shipment_log log   = load_ledger_log(db_path, ref);
-  const auto rows          = reconcile_inventory(ref, log, inventory_path, options.as_of);
+  // Read once: the summary's hash is of what was reconciled (a pipe has nothing left to read twice).
+  const std::string inventory = read_input_file(inventory_path);
+  const auto rows             = reconcile_inventory(ref, log, inventory_path, inventory, options.as_of);
   std::vector<std::vector<std::string>> cells;
   std::map<std::string, std::int64_t> by_status = {
       {"match", 0}, {"shortfall", 0}, {"surplus", 0}, {"unshipped", 0}};
@@ -317,8 +318,7 @@ int run_reconcile(const std::string& db_path, const std::string& inventory_path,
   summary["tool"]       = "capledger";
   summary["version"]    = CAPLEDGER_VERSION;
   summary["ledger"]     = db_path;
-  summary["inventory"]  = {{"path", inventory_path},
-                           {"sha256", detail::sha256_hex(read_input_file(inventory_path))}};
+  summary["inventory"]  = {{"path", inventory_path}, {"sha256", detail::sha256_hex(inventory)}};
   summary["as_of"]      = log.columns.date.empty() && !options.as_of ? nlohmann::ordered_json(nullptr)
                                                                      : nlohmann::ordered_json(format_date(as_of));
   summary["rows"]       = static_cast<std::int64_t>(rows.size());

@@ -31,10 +31,19 @@ const CLI::Validator a_count(
     [](std::string& text) {
       std::int64_t n       = 0;
       const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
-      const bool whole     = ec == std::errc() && end == text.data() + text.size() && n >= 0;
+      if (ec == std::errc::result_out_of_range) { return "'" + text + "' is more than 9223372036854775807"; }
+      const bool whole = ec == std::errc() && end == text.data() + text.size() && n >= 0;
       return whole ? std::string() : "'" + text + "' is not a whole number of 0 or more";
     },
     "COUNT");
+
+/// A file or folder name: given empty, refused rather than taken for no flag (a script's empty
+/// $ENTITIES would otherwise report every entity as unlisted, its empty $OUT write nothing).
+const CLI::Validator a_name(
+    [](std::string& text) {
+      return text.empty() ? std::string("an empty value names no file") : std::string();
+    },
+    "PATH");
 
 /// `--as-of`: given empty, refused rather than taken for no flag (a script's empty $DATE would
 /// otherwise count the whole log without a word); the date itself is parsed with the other flags.
@@ -107,10 +116,12 @@ int guarded(Job job)
 void add_reference_flags(CLI::App* cmd, report_options& options)
 {
   cmd->add_option("--entities", options.entities_path,
-                  "entities file (entity,hq_country,status,nveu_countries)");
-  cmd->add_option("--rules", options.rules_path, "rule set JSON (default: bundled ai-diffusion-2025)");
-  cmd->add_option("--countries", options.countries_path, "countries table (default: bundled)");
-  cmd->add_option("--chips", options.chips_path, "chips table (default: bundled)");
+                  "entities file (entity,hq_country,status,nveu_countries)")
+      ->check(a_name);
+  cmd->add_option("--rules", options.rules_path, "rule set JSON (default: bundled ai-diffusion-2025)")
+      ->check(a_name);
+  cmd->add_option("--countries", options.countries_path, "countries table (default: bundled)")->check(a_name);
+  cmd->add_option("--chips", options.chips_path, "chips table (default: bundled)")->check(a_name);
 }
 
 /// Every flag of `report` except the input files (shared by `report` and `ledger report`).
@@ -120,8 +131,10 @@ void add_report_flags(CLI::App* cmd, report_options& options, std::string& as_of
   cmd->add_option("--as-of", as_of, "ignore lines after this date (default: latest date in the input)")
       ->check(a_date);
   cmd->add_option("--backend", options.backend, "auto, cpu or gpu")->capture_default_str();
-  cmd->add_option("--out", options.out_dir, "write every output file into this directory, atomically");
-  cmd->add_option("--rejects", options.rejects_path, "skip bad lines and write them to this CSV file");
+  cmd->add_option("--out", options.out_dir, "write every output file into this directory, atomically")
+      ->check(a_name);
+  cmd->add_option("--rejects", options.rejects_path, "skip bad lines and write them to this CSV file")
+      ->check(a_name);
   cmd->add_option("--max-rejects", options.max_rejects, "with --rejects: stop once more lines are rejected")
       ->check(a_count);
   cmd->add_option("--warn-at", warn_at, "CAP_NEAR_LIMIT levels, fractions of a cap")->capture_default_str();
@@ -214,13 +227,17 @@ int main(int argc, char** argv)
       ledger_cmd->add_subcommand("ingest", "append a night's shipment logs in one transaction");
   ingest_cmd->add_option("db", ingest.db_path, "ledger database file")->required();
   ingest_cmd->add_option("files", ingest.inputs, "shipment logs (CSV)")->required();
-  ingest_cmd->add_option("--entities", ingest.entities_path, "entities file; replaces the stored one");
-  ingest_cmd->add_option("--countries", ingest.countries_path, "countries table (default: bundled)");
-  ingest_cmd->add_option("--chips", ingest.chips_path, "chips table (default: bundled)");
-  ingest_cmd->add_option("--rules", ingest.rules_path,
-                         "rule set the running state follows (default: bundled)");
-  ingest_cmd->add_option("--rejects", ingest.rejects_path,
-                         "skip bad and duplicate lines, write them to this CSV");
+  ingest_cmd->add_option("--entities", ingest.entities_path, "entities file; replaces the stored one")
+      ->check(a_name);
+  ingest_cmd->add_option("--countries", ingest.countries_path, "countries table (default: bundled)")
+      ->check(a_name);
+  ingest_cmd->add_option("--chips", ingest.chips_path, "chips table (default: bundled)")->check(a_name);
+  ingest_cmd
+      ->add_option("--rules", ingest.rules_path, "rule set the running state follows (default: bundled)")
+      ->check(a_name);
+  ingest_cmd
+      ->add_option("--rejects", ingest.rejects_path, "skip bad and duplicate lines, write them to this CSV")
+      ->check(a_name);
   ingest_cmd
       ->add_option("--max-rejects", ingest.max_rejects, "with --rejects: fail once more lines are rejected")
       ->check(a_count);
@@ -247,8 +264,9 @@ int main(int argc, char** argv)
   reconcile_cmd->add_option("db", db_path, "ledger database file")->required();
   reconcile_cmd->add_option("--inventory", inventory_path, "inventory CSV (entity,country,chip,units)")
       ->required();
-  reconcile_cmd->add_option("--out", report.out_dir,
-                            "write reconciliation.csv and summary.json here, atomically");
+  reconcile_cmd
+      ->add_option("--out", report.out_dir, "write reconciliation.csv and summary.json here, atomically")
+      ->check(a_name);
   reconcile_cmd->add_option("--as-of", as_of, "count ledger lines up to this date (default: latest)")
       ->check(a_date);
   add_reference_flags(reconcile_cmd, report);
@@ -258,7 +276,7 @@ int main(int argc, char** argv)
   check_cmd->add_option("db", db_path, "ledger database file")->required();
   check_cmd->add_option("--proposed", proposed_path, "proposed lines, same format as shipment logs")
       ->required();
-  check_cmd->add_option("--out", check_out, "write the CSV answer here instead of stdout");
+  check_cmd->add_option("--out", check_out, "write the CSV answer here instead of stdout")->check(a_name);
   bool check_replay = false;
   check_cmd->add_flag("--replay", check_replay, "ignore the running state: sum every stored line");
   add_reference_flags(check_cmd, report);
@@ -277,6 +295,7 @@ int main(int argc, char** argv)
   generate_cmd->add_option("--returns-per-mille", generate.returns_per_mille, "returns per thousand lines")
       ->capture_default_str();
   generate_cmd->add_option("--out", generate_out, "output directory (shipments.csv, entities.csv)")
+      ->check(a_name)
       ->required();
   std::string first_day, last_day;
   generate_cmd->add_option("--first-day", first_day,

@@ -51,11 +51,12 @@ std::uint16_t chip_table::add_adhoc(std::string_view key)
 
 namespace {
 
-/// Reads a reference CSV and calls @p on_row(fields, line) for each record after the header.
+/// Reads a reference CSV's @p text (@p path names it) and calls @p on_row(fields, line) for each
+/// record after the header.
 template <typename OnRow>
-void read_reference_csv(const std::string& path, const std::vector<std::string_view>& required, OnRow on_row)
+void read_reference_csv(std::string_view text, const std::string& path,
+                        const std::vector<std::string_view>& required, OnRow on_row)
 {
-  const std::string text = read_input_file(path);
   detail::csv_reader reader(text);
   if (reader.next() != detail::csv_status::record) { throw config_error(path + ":1:1: missing header row"); }
   const detail::csv_header header(reader.fields(), path);
@@ -128,8 +129,13 @@ bool is_decimal(std::string_view text)
 
 country_table load_countries(const std::string& path)
 {
+  return parse_countries(read_input_file(path), path);
+}
+
+country_table parse_countries(std::string_view text, const std::string& path)
+{
   country_table table;
-  read_reference_csv(path, {"iso2", "name", "tier", "g2g_partner"},
+  read_reference_csv(text, path, {"iso2", "name", "tier", "g2g_partner"},
                      [&](const std::vector<detail::csv_field>& f, const std::string& file) {
                        country row;
                        row.iso2 = detail::to_upper(f[0].value);
@@ -166,8 +172,13 @@ country_table load_countries(const std::string& path)
 
 chip_table load_chips(const std::string& path)
 {
+  return parse_chips(read_input_file(path), path);
+}
+
+chip_table parse_chips(std::string_view text, const std::string& path)
+{
   chip_table table;
-  read_reference_csv(path, {"chip", "vendor", "tpp", "performance_density", "datacenter"},
+  read_reference_csv(text, path, {"chip", "vendor", "tpp", "performance_density", "datacenter"},
                      [&](const std::vector<detail::csv_field>& f, const std::string& file) {
                        chip row;
                        row.key = std::string(f[0].value);
@@ -260,8 +271,9 @@ class written_json final : public nlohmann::json_sax<json> {
   std::string last_key_;
 };
 
-/// Decimal places of a JSON number as written (`0.0700` 2, `1e-6` 6, `7E-2` 2, `1` 0): the digits
-/// after the point without trailing zeros, less the exponent.
+/// Decimal places of a JSON number as written (`0.0700` 2, `1e-6` 6, `7E-2` 2, `700000e-7` 2,
+/// `1` 0): the number is its digits times 10^-scale (scale: the digits after the point less the
+/// exponent), and each trailing zero of the digits takes one place off the scale.
 std::int64_t written_decimals(std::string_view text)
 {
   const std::size_t e           = text.find_first_of("eE");
@@ -274,11 +286,20 @@ std::int64_t written_decimals(std::string_view text)
         std::from_chars(power.data() + (plus ? 1 : 0), power.data() + power.size(), exponent);
     if (error != std::errc() || end != power.data() + power.size()) { return INT64_MAX; }
   }
-  const std::size_t point   = digits.find('.');
-  std::string_view fraction = point == std::string_view::npos ? std::string_view() : digits.substr(point + 1);
-  while (!fraction.empty() && fraction.back() == '0') { fraction.remove_suffix(1); }
-  const auto places = static_cast<std::int64_t>(fraction.size()) - exponent;
-  return places > 0 ? places : 0;
+  const std::size_t point = digits.find('.');
+  std::int64_t scale =
+      (point == std::string_view::npos ? 0 : static_cast<std::int64_t>(digits.size() - point - 1));
+  if (exponent < -1000000 || exponent > 1000000) {
+    return exponent < 0 ? INT64_MAX : 0;
+  }  // no overflow below
+  scale -= exponent;
+  std::string_view all = digits;  // the digits with the point among them; zeros at its end
+  while (!all.empty() && (all.back() == '0' || all.back() == '.')) {
+    if (all.back() == '0') { --scale; }
+    all.remove_suffix(1);
+  }
+  if (all.find_first_not_of("0.-+") == std::string_view::npos) { return 0; }  // zero has no places
+  return scale > 0 ? scale : 0;
 }
 
 /// Parses a rule set's @p text, refusing a key given twice in one object; @p written gets the
@@ -289,7 +310,7 @@ json parse_rule_json(std::string_view text, const std::string& origin, written_j
   json doc;
   try {
     doc = json::parse(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse errors, and numbers past a double (1e999)
     throw config_error(origin + ": invalid JSON: " + e.what());
   }
   if (scanned && !written.repeated.empty()) {
@@ -351,7 +372,12 @@ rule_set parse_rule_set(std::string_view json_text, const std::string& origin)
     throw config_error(origin + ": 'id' must be a non-empty string");
   }
   rules.id = id.get<std::string>();
-  if (doc.contains("title") && doc["title"].is_string()) { rules.title = doc["title"].get<std::string>(); }
+  for (const char* text_key : {"title", "notes"}) {  // optional, but text where given
+    if (doc.contains(text_key) && !doc[text_key].is_string()) {
+      throw config_error(origin + ": '" + text_key + "' must be a string");
+    }
+  }
+  if (doc.contains("title")) { rules.title = doc["title"].get<std::string>(); }
   rules.counting_starts = date_member(doc, "counting_starts", origin);
   rules.counting_ends   = date_member(doc, "counting_ends", origin);
   if (rules.counting_starts > rules.counting_ends) {

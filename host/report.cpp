@@ -45,9 +45,10 @@ namespace {
 
 /// @param shown the name summary.json records: bundled files are named `bundled:<file>` so that
 ///              outputs do not depend on where capledger is installed
-file_fingerprint fingerprint(const std::string& path, const std::string& shown)
+/// @param bytes the file as it was read for use: read once, so that a pipe or FIFO is
+///              fingerprinted by what was used, not by a second, empty, read
+file_fingerprint fingerprint(const std::string& bytes, const std::string& shown)
 {
-  const std::string bytes = read_input_file(path);
   return {shown, static_cast<std::int64_t>(bytes.size()), detail::sha256_hex(bytes)};
 }
 
@@ -73,15 +74,19 @@ reference_data load_reference(const report_options& options)
   const auto [countries_path, countries_shown] = reference_path(options.countries_path, "countries.csv");
   const auto [chips_path, chips_shown]         = reference_path(options.chips_path, "chips.csv");
   const auto [rules_path, rules_shown] = reference_path(options.rules_path, "rules/ai-diffusion-2025.json");
-  ref.countries                                = load_countries(countries_path);
-  ref.chips                                    = load_chips(chips_path);
-  ref.rules                                    = load_rule_set(rules_path);
-  ref.countries_file                           = fingerprint(countries_path, countries_shown);
-  ref.chips_file                               = fingerprint(chips_path, chips_shown);
-  ref.rules_file                               = fingerprint(rules_path, rules_shown);
+  const std::string countries_text     = read_input_file(countries_path);
+  const std::string chips_text         = read_input_file(chips_path);
+  const std::string rules_text         = read_input_file(rules_path);
+  ref.countries                        = parse_countries(countries_text, countries_path);
+  ref.chips                            = parse_chips(chips_text, chips_path);
+  ref.rules                            = parse_rule_set(rules_text, rules_path);
+  ref.countries_file                   = fingerprint(countries_text, countries_shown);
+  ref.chips_file                       = fingerprint(chips_text, chips_shown);
+  ref.rules_file                       = fingerprint(rules_text, rules_shown);
   if (!options.entities_path.empty()) {
-    ref.entities      = load_entities(options.entities_path, ref.countries);
-    ref.entities_file = fingerprint(options.entities_path, options.entities_path);
+    const std::string entities_text = read_input_file(options.entities_path);
+    ref.entities                    = parse_entities(entities_text, options.entities_path, ref.countries);
+    ref.entities_file               = fingerprint(entities_text, options.entities_path);
   }
   return ref;
 }
@@ -346,7 +351,12 @@ std::string render_table(const report_output& out, const reference_data& ref, co
     t << "\n";
   }
 
-  t << "\ntier-2 country caps in use (LICENSE-pathway tpp, counting window):\n";
+  std::string cap_pathways;  // the rule set's, not always LICENSE alone
+  for (int p = 0; p < pathway_count; ++p) {
+    if (((ref.rules.country_cap_pathways >> p) & 1U) == 0) { continue; }
+    cap_pathways += (cap_pathways.empty() ? "" : "+") + std::string(pathway_name(static_cast<pathway>(p)));
+  }
+  t << "\ntier-2 country caps in use (" << cap_pathways << "-pathway tpp, counting window):\n";
   bool any_cap = false;
   for (std::size_t c = 0; c < ref.countries.rows.size(); ++c) {
     if (context.country_cap_tpp[c] < 0 || agg.by_country[c].records == 0) { continue; }

@@ -808,6 +808,101 @@ TEST_F(Cli, NegativeMaxRejectsIsRefused)
   }
 }
 
+// A value past the 64-bit range is said to be that, not "not a whole number".
+TEST_F(Cli, MaxRejectsPastSixtyFourBitsSaysSo)
+{
+  const auto log = write("log.csv", clean_log);
+  const run_result r =
+      run("report --backend cpu " + log + " --rejects rejects.csv --max-rejects 99999999999999999999");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("is more than 9223372036854775807"), std::string::npos) << r.err;
+}
+
+// An empty file or folder name is refused (exit 2, nothing written), not taken for the flag left
+// out: a script's empty $ENTITIES reported every entity as unlisted, an empty --rules used the
+// bundled rules without a word, an empty --out wrote nothing and exited 0.
+TEST_F(Cli, EmptyFileNamesAreRefused)
+{
+  const auto log = write("log.csv", clean_log);
+  for (const std::string flag : {"--entities", "--rules", "--countries", "--chips", "--out", "--rejects"}) {
+    const run_result r = run("report --backend cpu " + log + " " + flag + " ''");
+    EXPECT_EQ(r.exit_code, 2) << flag << ": " << r.err;
+    EXPECT_NE(r.err.find("an empty value names no file"), std::string::npos) << flag << ": " << r.err;
+    EXPECT_EQ(entries(work_), std::set<std::string>{"log.csv"}) << flag;
+  }
+  for (const std::string& command :
+       {"ledger ingest l.db " + log + " --entities ''", "check l.db --proposed " + log + " --out ''"}) {
+    const run_result r = run(command);
+    EXPECT_EQ(r.exit_code, 2) << command;
+    EXPECT_NE(r.err.find("an empty value names no file"), std::string::npos) << command << ": " << r.err;
+  }
+}
+
+// Reference files given as a pipe, a FIFO or stdin are read once: summary.json records the bytes
+// that were used (a second read for the fingerprint found a pipe empty, and a FIFO blocked it).
+TEST_F(Cli, ReferenceFilesThroughPipesAreFingerprintedAsRead)
+{
+  const auto log             = write("log.csv", clean_log);
+  const std::string entities = (sample_dir() / "entities.csv").string();
+  const std::string chips    = (capledger::test::datasets_dir() / "chips.csv").string();
+  ASSERT_EQ(
+      run("report --backend cpu " + log + " --entities " + entities + " --chips " + chips + " --out by-path")
+          .exit_code,
+      0);
+  // (timeout: a second open of the FIFO would wait for a writer forever)
+  const run_result piped = run_shell("mkfifo chips.fifo && { cat '" + chips +
+                                     "' >chips.fifo & } && timeout 60 CLI report --backend cpu " + log +
+                                     " --entities - --chips chips.fifo --out piped <'" + entities + "'");
+  ASSERT_EQ(piped.exit_code, 0) << piped.err;
+  const json by_path = json::parse(read_text(work_ / "by-path" / "summary.json"))["reference"];
+  const json through = json::parse(read_text(work_ / "piped" / "summary.json"))["reference"];
+  for (const char* file : {"entities", "chips"}) {
+    EXPECT_EQ(through[file]["bytes"], by_path[file]["bytes"]) << file;
+    EXPECT_EQ(through[file]["sha256"], by_path[file]["sha256"]) << file;
+    EXPECT_GT(through[file]["bytes"].get<std::int64_t>(), 0) << file;
+  }
+}
+
+// A folder given as a reference file is bad input naming it (exit 2), not an internal error.
+TEST_F(Cli, AFolderAsAReferenceFileIsBadInput)
+{
+  const auto log = write("log.csv", clean_log);
+  fs::create_directory(work_ / "adir");
+  for (const std::string flag : {"--entities", "--rules", "--countries", "--chips"}) {
+    const run_result r = run("report --backend cpu " + log + " " + flag + " adir");
+    EXPECT_EQ(r.exit_code, 2) << flag << ": " << r.err;
+    EXPECT_NE(r.err.find("adir: read error: Is a directory"), std::string::npos) << flag << ": " << r.err;
+  }
+}
+
+// --warn-at levels past a millionth may end in zeros (0.80000000 is 0.8), as shares in rule files.
+TEST_F(Cli, WarnAtLevelsMayEndInZeros)
+{
+  const auto log         = write("log.csv", clean_log);
+  const run_result plain = run("report --backend cpu " + log + " --warn-at 0.8 --format csv");
+  const run_result zeros = run("report --backend cpu " + log + " --warn-at 0.80000000 --format csv");
+  ASSERT_EQ(zeros.exit_code, plain.exit_code) << zeros.err;
+  EXPECT_EQ(zeros.out, plain.out);
+  EXPECT_EQ(run("report --backend cpu " + log + " --warn-at 0.80000001").exit_code, 2);
+}
+
+// The table's cap heading names the pathways the rule set counts against country caps.
+TEST_F(Cli, CapHeadingNamesTheRuleSetsPathways)
+{
+  const auto log    = write("log.csv", header + "S1,2025-02-01,E1,AE,H100-SXM,10\n");
+  std::string rules = read_text(capledger::test::datasets_dir() / "rules" / "ai-diffusion-2025.json");
+  const auto at     = rules.find(R"("pathways": ["LICENSE"])");
+  ASSERT_NE(at, std::string::npos);
+  rules.replace(at, std::string(R"("pathways": ["LICENSE"])").size(), R"("pathways": ["LICENSE", "LPP"])");
+  write("rules.json", rules);
+  const run_result bundled = run("report --backend cpu " + log);
+  const run_result both    = run("report --backend cpu " + log + " --rules rules.json");
+  EXPECT_NE(bundled.out.find("tier-2 country caps in use (LICENSE-pathway tpp"), std::string::npos)
+      << bundled.out;
+  EXPECT_NE(both.out.find("tier-2 country caps in use (LICENSE+LPP-pathway tpp"), std::string::npos)
+      << both.out;
+}
+
 TEST_F(Cli, RejectsWithViolationsExitsOne)
 {
   // A tier-3 line is a violation even when other lines are rejected.

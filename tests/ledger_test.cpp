@@ -792,6 +792,17 @@ TEST_F(ledger_test, ReconcileStatuses)
             "E9,AE,H100-SXM,0,4,4,63328,unshipped\n");
   EXPECT_NE(summary.find("4 key(s): 1 match, 1 shortfall, 1 surplus, 1 unshipped"), std::string::npos) << summary;
   EXPECT_NE(read_text(at("rec") / "summary.json").find("\"mismatches\": 3"), std::string::npos);
+  // The inventory through stdin is read once: the summary hashes what was reconciled (a second
+  // read, for the hash, found the pipe empty).
+  const std::string by_path = read_text(at("rec") / "summary.json");
+  EXPECT_EQ(cli("reconcile l.db --inventory - --out rec-piped < inventory.csv"), 1) << stderr_text();
+  const std::string piped = read_text(at("rec-piped") / "summary.json");
+  const auto sha          = [](const std::string& summary_json) {
+    const auto at_sha = summary_json.find("\"sha256\"");
+    return at_sha == std::string::npos ? std::string() : summary_json.substr(at_sha, 80);
+  };
+  EXPECT_FALSE(sha(by_path).empty()) << by_path;
+  EXPECT_EQ(sha(piped), sha(by_path)) << piped;
 
   write_text(at("inventory.csv"), "entity,country,chip,units\nE1,AE,H100-SXM,8\nE2,IN,H100-SXM,5\nE3,BR,H100-NVL,7\n");
   EXPECT_EQ(cli("reconcile l.db --inventory inventory.csv"), 0) << stderr_text();

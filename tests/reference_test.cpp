@@ -333,8 +333,9 @@ TEST(RuleSet, SixDecimalShareIsExact)
 TEST(RuleSet, SharesWithMoreThanSixDecimalsAreRefused)
 {
   const std::string one_phase = R"([{"through": "2027-12-31", "tpp": 1}])";
-  for (const char* bad : {"0.0700000000001", "0.07000000001", "0.0000001", "0.0700001", "1.0000001",
-                          "0.07000000000000000001", "1.0000000000000000001", "7e-7", "0.5E-6"}) {
+  for (const char* bad :
+       {"0.0700000000001", "0.07000000001", "0.0000001", "0.0700001", "1.0000001", "0.07000000000000000001",
+        "1.0000000000000000001", "7e-7", "0.5E-6", "7000001e-8", "700001e-7"}) {
     expect_config_error(
         [&] { (void)parse_rule_set(valid_rules(one_phase, R"(["LICENSE"])", bad), "r.json"); },
         "at most 6 decimal digits");
@@ -342,7 +343,8 @@ TEST(RuleSet, SharesWithMoreThanSixDecimalsAreRefused)
   for (const auto& [good, ppm] :
        {std::pair{"0.07", 70000}, std::pair{"0.0700000", 70000}, std::pair{"0.000001", 1},
         std::pair{"1", 1000000}, std::pair{"0", 0}, std::pair{"1.0", 1000000}, std::pair{"1e-6", 1},
-        std::pair{"7E-2", 70000}, std::pair{"0.7e-1", 70000}}) {
+        std::pair{"7E-2", 70000}, std::pair{"0.7e-1", 70000}, std::pair{"700000e-7", 70000},
+        std::pair{"0.000000070e6", 70000}, std::pair{"70000E-6", 70000}}) {
     EXPECT_EQ(
         parse_rule_set(valid_rules(one_phase, R"(["LICENSE"])", good), "r.json").uveu_max_tier2_country_share,
         ppm)
@@ -376,12 +378,23 @@ TEST(RuleSet, UnknownAndRepeatedKeysAreRefused)
   for (const auto& [text, message] : defects) {
     expect_config_error([&] { (void)parse_rule_set(text, "r.json"); }, message);
   }
+  // `title` and `notes` are optional text: another kind is refused, as for every other key.
+  for (const auto& [old_text, new_text] :
+       {std::pair{"{\"id\"", "{\"notes\": 5, \"id\""}, std::pair{"{\"id\"", "{\"title\": [1], \"id\""}}) {
+    const std::string key = std::string(new_text).substr(2, 5);
+    expect_config_error([&] { (void)parse_rule_set(edited(old_text, new_text), "r.json"); },
+                        "'" + key + "' must be a string");
+  }
   // The bundled rule set's own keys, `title` and `notes` included, are known.
   EXPECT_NO_THROW((void)load_rule_set((datasets_dir() / "rules" / "ai-diffusion-2025.json").string()));
 }
 
 TEST(RuleSet, BadJson)
 {
+  // A number past a double is bad JSON here (exit 2), not an internal error.
+  std::string huge = valid_rules();
+  huge.replace(huge.find("15832"), 5, "1e999");
+  expect_config_error([&] { (void)parse_rule_set(huge, "huge.json"); }, "huge.json: invalid JSON");
   expect_config_error([] { (void)parse_rule_set("{\"id\": \"x\",", "broken.json"); }, "broken.json");
   expect_config_error([] { (void)parse_rule_set("", "empty.json"); }, "empty.json");
   expect_config_error([] { (void)parse_rule_set("[1, 2]", "array.json"); }, "array.json");

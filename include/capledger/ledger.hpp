@@ -130,10 +130,12 @@ struct reconciliation_row {
 /// per (entity, country, chip), all lines up to @p as_of (default: the latest date).
 /// @return rows sorted by (entity, country, chip); ledger keys with zero net units that the
 ///         inventory does not list are left out
-/// @throw parse_error for a bad inventory line (file:line:column), config_error when unreadable
+/// @param inventory_text the inventory file's content; @p inventory_path names it in messages
+/// @throw parse_error for a bad inventory line (file:line:column)
 [[nodiscard]] std::vector<reconciliation_row> reconcile_inventory(const reference_data& reference,
                                                                   const shipment_log& log,
                                                                   const std::string& inventory_path,
+                                                                  std::string_view inventory_text,
                                                                   std::optional<day_t> as_of);
 
 /// @brief `capledger reconcile`: writes reconciliation.csv and summary.json into `options.out_dir`

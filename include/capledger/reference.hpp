@@ -88,8 +88,12 @@ struct rule_set {
 
 /// @brief Loads `countries.csv`. @throw config_error on any defect (file:line in the message)
 [[nodiscard]] country_table load_countries(const std::string& path);
+/// @brief Parses a countries table from its text (@p origin names it in messages).
+[[nodiscard]] country_table parse_countries(std::string_view text, const std::string& origin);
 /// @brief Loads `chips.csv`. @throw config_error on any defect
 [[nodiscard]] chip_table load_chips(const std::string& path);
+/// @brief Parses a chips table from its text (@p origin names it in messages).
+[[nodiscard]] chip_table parse_chips(std::string_view text, const std::string& origin);
 /// @brief Loads and validates a rule-set JSON file. @throw config_error on any defect
 [[nodiscard]] rule_set load_rule_set(const std::string& path);
 /// @brief Parses a rule set from JSON text (@p origin names it in messages). @throw config_error
