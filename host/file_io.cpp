@@ -733,8 +733,10 @@ atomic_file_writer::atomic_file_writer(const std::string& path, const std::strin
     : path_(path),
       target_(resolved_path(path).string())  // through links: the link stays, its target is replaced
 {
+  // Through the name as given: /dev/stdout and /dev/fd/N are links the kernel resolves to a pipe
+  // or a terminal that no path names (target_ reads "/proc/self/fd/pipe:[...]").
   struct stat existing {};
-  const bool exists = ::stat(target_.c_str(), &existing) == 0;
+  const bool exists = ::stat(path_.c_str(), &existing) == 0;
   if (exists && S_ISDIR(existing.st_mode)) {
     throw config_error(path_ + ": is a directory; name a file");  // said now, before any output is in place
   }
@@ -742,7 +744,7 @@ atomic_file_writer::atomic_file_writer(const std::string& path, const std::strin
     // A device or a pipe (`--rejects /dev/null`, a FIFO) is written as it is: replacing it by a
     // file (as root, /dev/null itself) is never what was meant, and a stream has no half state to hide.
     direct_ = true;
-    fd_     = ::open(target_.c_str(), O_WRONLY | O_CLOEXEC);
+    fd_     = ::open(path_.c_str(), O_WRONLY | O_CLOEXEC);
     if (fd_ < 0) { throw config_error(path_ + ": cannot open: " + std::strerror(errno)); }
     return;
   }

@@ -411,7 +411,7 @@ check_inputs load_check_inputs(const std::string& db_path, const reference_data&
   std::string why = "--replay";
   if (!replay) {
     const std::int64_t lines = db.query_int("SELECT MAX(seq) FROM lines").value_or(0);
-    inputs.ledger            = detail::stored_limit_totals(db, ref, why);  // takes `db` over if it stands
+    inputs.ledger = detail::stored_limit_totals(db, ref, why, &inputs.ledger_latest);  // takes `db` over
     if (inputs.ledger) {
       diagnostics << "capledger: check: running state of " << lines << " line(s)\n";
       return inputs;
@@ -420,7 +420,10 @@ check_inputs load_check_inputs(const std::string& db_path, const reference_data&
   diagnostics << "capledger: check: replay (" << why << ")\n";
   shipment_log_builder builder(ref.countries, ref.chips, ingest_options{});
   replay_ledger(db, builder);
-  inputs.ledger = sum_limit_totals(ref, builder.finish());
+  const shipment_log ledger = builder.finish();
+  const auto& dates         = ledger.columns.date;
+  if (!dates.empty()) { inputs.ledger_latest = *std::max_element(dates.begin(), dates.end()); }
+  inputs.ledger = sum_limit_totals(ref, ledger);
   db.exec("COMMIT");
   return inputs;
 }

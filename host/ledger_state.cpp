@@ -6,6 +6,7 @@
 #include <capledger/error.hpp>
 
 #include <algorithm>
+#include <iterator>
 #include <limits>
 
 namespace capledger::detail {
@@ -193,6 +194,15 @@ bool has_state_tables(sql_connection& db)
              .value_or(0) > 0;
 }
 
+/// Whether every table of the running state is there (a dropped one is damage: replay instead).
+bool has_every_state_table(sql_connection& db)
+{
+  std::string names;
+  for (const char* table : state_tables) { names += std::string(names.empty() ? "'" : ", '") + table + "'"; }
+  return db.query_int("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name IN (" + names + ")")
+             .value_or(0) == static_cast<std::int64_t>(std::size(state_tables));
+}
+
 std::optional<state_info> read_info(sql_connection& db)
 {
   sql_statement q(db.handle(),
@@ -373,10 +383,13 @@ void create_state_tables(sql_connection& db)
 state_update update_ledger_state(sql_connection& db, const reference_data& ref, const shipment_log& night,
                                  std::int64_t first_line, const std::function<shipment_log()>& replay)
 {
+  // A table dropped since (damage) is made anew, empty: the state then no longer stands for the
+  // stored lines, and is rebuilt rather than extended.
+  const bool whole = has_every_state_table(db);
   create_state_tables(db);
   const std::string validity     = validity_key(ref);
   std::optional<state_info> info = read_info(db);
-  bool extend                    = info && info->validity == validity && info->lines == first_line;
+  bool extend                    = whole && info && info->validity == validity && info->lines == first_line;
   if (extend && info->max_check_date) {
     for (const day_t d : night.columns.date) {
       if (d >= ref.rules.counting_starts && d <= ref.rules.counting_ends && d < *info->max_check_date) {
@@ -443,6 +456,9 @@ std::optional<state_info> current_state_info(sql_connection& db, const reference
     info.reset();
   } else if (info->lines != db.query_int("SELECT MAX(seq) FROM lines").value_or(0)) {
     why_not = "the running state is out of step with the stored lines";
+    info.reset();
+  } else if (!has_every_state_table(db)) {
+    why_not = "the running state is damaged (a table is missing)";
     info.reset();
   }
   return info;
@@ -513,9 +529,11 @@ class stored_totals final : public ledger_limit_totals {
 }  // namespace
 
 std::unique_ptr<ledger_limit_totals> stored_limit_totals(sql_connection& db, const reference_data& ref,
-                                                         std::string& why_not)
+                                                         std::string& why_not, std::optional<day_t>* latest)
 {
-  if (!current_state_info(db, ref, why_not)) { return nullptr; }
+  const std::optional<state_info> info = current_state_info(db, ref, why_not);
+  if (!info) { return nullptr; }
+  if (latest != nullptr) { *latest = info->max_date; }
   return std::make_unique<stored_totals>(std::move(db));
 }
 

@@ -482,9 +482,16 @@ std::vector<proposed_check> check_proposed(const reference_data& ref, const ship
   // the ledger's total when first met. A map: its elements stay where they are.
   std::map<std::int64_t, std::int64_t> running[limit_count];
 
-  std::vector<proposed_check> rows;
-  for (std::int64_t line = 0; line < c.size(); ++line) {
-    const auto i = static_cast<std::size_t>(line);
+  // The proposed lines weigh on one another in SPEC §2 order (date, then position), as they would
+  // once ingested; each line's rows are then listed in file order.
+  std::vector<std::size_t> spec_order(static_cast<std::size_t>(c.size()));
+  for (std::size_t i = 0; i < spec_order.size(); ++i) { spec_order[i] = i; }
+  std::stable_sort(spec_order.begin(), spec_order.end(),
+                   [&](std::size_t a, std::size_t b) { return c.date[a] < c.date[b]; });
+  std::vector<std::vector<proposed_check>> rows_of_line(spec_order.size());
+  for (const std::size_t i : spec_order) {
+    const auto line                   = static_cast<std::int64_t>(i);
+    std::vector<proposed_check>& rows = rows_of_line[i];
     std::int64_t* total[limit_count] = {};  // this line's running totals, before it
     for_each_limit_of(ref.rules, context, c, i, [&](limit which, std::int64_t key) {
       auto [at, fresh] = running[which].try_emplace(key, 0);
@@ -545,6 +552,10 @@ std::vector<proposed_check> check_proposed(const reference_data& ref, const ship
       if (t != nullptr) { *t += c.tpp[i]; }
     }
   }
+  std::vector<proposed_check> rows;
+  for (auto& line_rows : rows_of_line) {
+    for (auto& r : line_rows) { rows.push_back(std::move(r)); }
+  }
   return rows;
 }
 
@@ -557,6 +568,22 @@ int run_check(const std::string& db_path, const std::string& proposed_path, cons
   const reference_data ref = load_ledger_reference(db_path, options);
   check_inputs inputs      = load_check_inputs(db_path, ref, proposed_path, replay, diagnostics);
   const auto checks        = check_proposed(ref, inputs.proposed, *inputs.ledger);
+  // Every proposed line is weighed after all of the ledger's lines. One dated before the ledger's
+  // latest line may be answered otherwise once ingested: there it would come before the ledger's
+  // later lines (a later return may hide a crossing on its date; a later phase's NVEU lines count
+  // against its earlier phase's cap here). Said, not hidden.
+  const auto& proposed_dates = inputs.proposed.columns.date;
+  const auto back_dated      = inputs.ledger_latest
+                                   ? std::count_if(proposed_dates.begin(), proposed_dates.end(),
+                                                   [&](day_t d) { return d < *inputs.ledger_latest; })
+                                   : 0;
+  if (back_dated > 0) {
+    diagnostics << "capledger: check: warning: " << back_dated
+                << " proposed line(s) dated before the ledger's latest "
+                << "line (" << format_date(*inputs.ledger_latest) << ") are weighed after every ledger line; "
+                << "ingested, they come before the ledger's later lines, where a later return or NVEU phase "
+                << "can change the answer (`ledger report` after ingesting into a copy is exact)\n";
+  }
   std::vector<std::vector<std::string>> rows;
   std::int64_t breaches = 0;
   for (const auto& r : checks) {

@@ -592,6 +592,87 @@ TEST_F(tiny_ledger_test, CheckAnswersPerProposedLine)
   EXPECT_NE(stderr_text().find("again.csv:2:1: DUPLICATE_ID"), std::string::npos) << stderr_text();
 }
 
+// Proposed lines weigh on one another in SPEC order (date, then position), as once ingested: a
+// return listed first but dated later does not make room for the line before it (taken in file
+// order, Q2 fitted: 633,280,000 - 79,160,000 + 158,320,000 = 712,440,000; ingested, Q2 crosses at
+// 791,600,000). Rows stay in file order.
+TEST_F(tiny_ledger_test, CheckWeighsProposedLinesInDateOrder)
+{
+  write_text(at("proposed.csv"),
+             "shipment_id,date,entity,country,chip,quantity,pathway,order_id\n"
+             "Q1,2025-04-05,E1,AE,H100-SXM,-5000,LICENSE,\n"
+             "Q2,2025-04-01,E1,AE,H100-SXM,10000,LICENSE,\n");
+  std::string csv;
+  EXPECT_EQ(cli("check l.db --proposed proposed.csv", &csv), 1) << stderr_text();
+  EXPECT_EQ(
+      csv,
+      "line,shipment_id,date,entity,country,pathway,tpp,rule,limit_tpp,consumed_before_tpp,headroom_before_"
+      "tpp,status\n"
+      "1,Q1,2025-04-05,E1,AE,LICENSE,-79160000,COUNTRY_CAP_EXCEEDED,790000000,791600000,-1600000,ok\n"
+      "2,Q2,2025-04-01,E1,AE,LICENSE,158320000,COUNTRY_CAP_EXCEEDED,790000000,633280000,156720000,breach\n");
+  EXPECT_EQ(stderr_text().find("warning"), std::string::npos)
+      << stderr_text();  // none dated before the ledger's
+
+  // A line dated before the ledger's latest line is answered as after every ledger line: said.
+  write_text(at("early.csv"),
+             "shipment_id,date,entity,country,chip,quantity,pathway,order_id\n"
+             "R1,2025-02-01,E1,AE,H100-SXM,1,LICENSE,\n");
+  for (const char* replay : {"", " --replay"}) {
+    EXPECT_EQ(cli(std::string("check l.db --proposed early.csv") + replay), 0) << stderr_text();
+    EXPECT_NE(
+        stderr_text().find("warning: 1 proposed line(s) dated before the ledger's latest line (2025-03-01)"),
+        std::string::npos)
+        << replay << stderr_text();
+  }
+}
+
+// An answer written to /dev/stdout that is a pipe goes down the pipe (it named no file to replace).
+TEST_F(tiny_ledger_test, CheckOutToDevStdoutThroughAPipe)
+{
+  write_text(at("proposed.csv"),
+             "shipment_id,date,entity,country,chip,quantity\nP1,2025-03-02,E1,DE,H100-SXM,5\n");
+  std::string direct;
+  ASSERT_EQ(cli("check l.db --proposed proposed.csv", &direct), 0) << stderr_text();
+  const std::string piped =
+      "cd '" + dir_.string() +
+      "' && { '" CAPLEDGER_CLI_PATH
+      "' check l.db --proposed proposed.csv --out /dev/stdout 2>err.txt; echo $? >rc.txt; } | "
+      "cat >piped.csv";
+  ASSERT_EQ(std::system(piped.c_str()), 0);
+  EXPECT_EQ(read_text(at("rc.txt")), "0\n") << read_text(at("err.txt"));
+  EXPECT_EQ(read_text(at("piped.csv")), direct);
+}
+
+// A state table dropped (damage in the state's structure): check, report and verify replay or
+// say so, never a raw SQLite error; the next ingest rebuilds the state rather than extend it.
+TEST_F(tiny_ledger_test, AMissingStateTableIsDamage)
+{
+  write_text(at("proposed.csv"),
+             "shipment_id,date,entity,country,chip,quantity,pathway\nP1,2025-03-02,E2,IN,H100-SXM,1,NVEU\n");
+  std::string before;
+  ASSERT_EQ(cli("check l.db --proposed proposed.csv", &before), 0) << stderr_text();
+  alter("DROP TABLE st_nveu");
+  std::string after;
+  EXPECT_EQ(cli("check l.db --proposed proposed.csv", &after), 0) << stderr_text();
+  EXPECT_EQ(after, before);
+  EXPECT_NE(stderr_text().find("check: replay (the running state is damaged (a table is missing))"),
+            std::string::npos)
+      << stderr_text();
+  EXPECT_EQ(cli("ledger report l.db --backend cpu --format csv"), 0) << stderr_text();
+  EXPECT_NE(stderr_text().find("ledger report: replay (the running state is damaged (a table is missing))"),
+            std::string::npos)
+      << stderr_text();
+  std::string said;
+  EXPECT_EQ(cli("ledger verify l.db", &said), 1) << said;
+  EXPECT_NE(said.find("running state: the running state is damaged (a table is missing)"), std::string::npos)
+      << said;
+  write_text(
+      at("night2.csv"),
+      "shipment_id,date,entity,country,chip,quantity,pathway\nL9,2025-03-05,E1,DE,H100-SXM,1,LICENSE\n");
+  ASSERT_EQ(cli("ledger ingest l.db night2.csv"), 0) << stderr_text();
+  EXPECT_EQ(cli("ledger verify l.db", &said), 0) << said;  // the NVEU total of L2 is back
+}
+
 /// `check` reads the ledger's totals from the running state; with `--replay`, or where the state
 /// cannot stand for the stored lines (other rules), it sums a replay of them. Every total below is
 /// worked out by hand, and each of the four limits has a value of its own.

@@ -192,6 +192,8 @@ struct check_inputs {
   /// From the running state that ingest keeps, or, when that state cannot stand for every stored
   /// line under @p reference (other tables, none yet) or with `replay`, summed over a replay.
   std::unique_ptr<ledger_limit_totals> ledger;
+  /// The latest date of the ledger's lines (none: no line yet).
+  std::optional<day_t> ledger_latest;
 };
 
 /// @brief Reads `check`'s inputs; notes on @p diagnostics whether the totals come from the running
