@@ -417,7 +417,12 @@ check_inputs load_check_inputs(const std::string& db_path, const reference_data&
       return inputs;
     }
   }
-  diagnostics << "capledger: check: replay (" << why << ")\n";
+  diagnostics << "capledger: check: replay (" << why << ")";
+  if (why == detail::state_of_other_tables) {  // a what-if under other tables, or tables forgotten
+    diagnostics << ": the ledger is weighed under the tables given (the bundled ones where none is), "
+                << "not those it was ingested with";
+  }
+  diagnostics << "\n";
   shipment_log_builder builder(ref.countries, ref.chips, ingest_options{});
   replay_ledger(db, builder);
   const shipment_log ledger = builder.finish();
