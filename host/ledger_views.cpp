@@ -14,6 +14,7 @@
 #include <fstream>
 #include <iomanip>
 #include <map>
+#include <numeric>
 #include <ostream>
 #include <set>
 #include <sstream>
@@ -485,7 +486,7 @@ std::vector<proposed_check> check_proposed(const reference_data& ref, const ship
   // The proposed lines weigh on one another in SPEC §2 order (date, then position), as they would
   // once ingested; each line's rows are then listed in file order.
   std::vector<std::size_t> spec_order(static_cast<std::size_t>(c.size()));
-  for (std::size_t i = 0; i < spec_order.size(); ++i) { spec_order[i] = i; }
+  std::iota(spec_order.begin(), spec_order.end(), std::size_t{0});
   std::stable_sort(spec_order.begin(), spec_order.end(),
                    [&](std::size_t a, std::size_t b) { return c.date[a] < c.date[b]; });
   std::vector<std::vector<proposed_check>> rows_of_line(spec_order.size());
