@@ -251,6 +251,14 @@ ledger_ingest_result ledger_ingest(const ledger_ingest_options& options)
     (void)parse_entities(entities_text, options.entities_path, ref.countries);
   }
 
+  // Begun before the ledger is touched: a rejects file that cannot be created (a mistyped folder)
+  // stops the night before anything of it is stored.
+  rejects_output rejects_file(options.rejects_path);
+  const auto write_rejects = [&rejects_file](const std::vector<rejected_line>& rejected) {
+    for (const rejected_line& r : rejected) { rejects_file.add(r); }
+    rejects_file.commit();
+  };
+
   sql_connection db = open_ledger(options.db_path, sql_connection::mode::read_write);
   // FULL: the commit is on disk before ingest returns. The default rollback journal makes the
   // transaction atomic: a process killed at any moment leaves the ledger as before or as after.
@@ -294,7 +302,7 @@ ledger_ingest_result ledger_ingest(const ledger_ingest_options& options)
         ++file_id;
       }
     } catch (const too_many_rejects&) {
-      write_rejects(options.rejects_path, builder.rejects());
+      write_rejects(builder.rejects());
       throw;
     }
     const shipment_log night = builder.finish();
@@ -355,8 +363,12 @@ ledger_ingest_result ledger_ingest(const ledger_ingest_options& options)
     result.ledger_lines  = first_line + night.columns.size();
     result.state_rebuilt = how == detail::state_update::rebuilt;
     result.state_dropped = how == detail::state_update::dropped;
+    // The rejects file is put in place before the night is committed: nothing that can fail comes
+    // after the commit, so an ingest that exits 2 stored nothing (its re-run would otherwise find
+    // every line a duplicate). A commit that then fails leaves the night's rejects file beside a
+    // ledger without the night, which its re-run writes again.
+    write_rejects(night.rejects);
     db.exec("COMMIT");
-    if (!options.rejects_path.empty()) { write_rejects(options.rejects_path, night.rejects); }
     return result;
   } catch (...) {
     // Nothing of this night stays: the ledger is exactly as before.

@@ -669,13 +669,6 @@ void rejects_output::note(std::ostream& diagnostics) const
               << (path_.empty() ? std::string() : ", all in " + path_) << "\n";
 }
 
-void write_rejects(const std::string& path, const std::vector<rejected_line>& rejects)
-{
-  rejects_output file(path);
-  for (const rejected_line& r : rejects) { file.add(r); }
-  file.commit();
-}
-
 void check_report_format(const report_options& options)
 {
   if (options.format != "table" && options.format != "json" && options.format != "csv") {

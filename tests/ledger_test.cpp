@@ -592,6 +592,22 @@ TEST_F(tiny_ledger_test, CheckAnswersPerProposedLine)
   EXPECT_NE(stderr_text().find("again.csv:2:1: DUPLICATE_ID"), std::string::npos) << stderr_text();
 }
 
+// A rejects file that cannot be written stops the night before anything of it is stored (it was
+// written after the commit: the ingest exited 2 with the night stored, and its re-run found every
+// line a duplicate).
+TEST_F(tiny_ledger_test, IngestWhoseRejectsFileCannotBeWrittenStoresNothing)
+{
+  write_text(at("night2.csv"),
+             "shipment_id,date,entity,country,chip,quantity\nN1,2025-03-05,E1,DE,H100-SXM,1\n"
+             "N2,2025-03-05,E1,XX,H100-SXM,1\n");
+  EXPECT_EQ(cli("ledger ingest l.db night2.csv --rejects no-such-folder/rejects.csv"), 2);
+  EXPECT_NE(stderr_text().find("no-such-folder/rejects.csv"), std::string::npos) << stderr_text();
+  ASSERT_EQ(cli("ledger ingest l.db night2.csv --rejects rejects.csv"), 0) << stderr_text();
+  // N1 added, not a duplicate of a stored N1; N2 rejected for its country.
+  EXPECT_NE(stderr_text().find("2 read, 1 added, 1 rejected"), std::string::npos) << stderr_text();
+  EXPECT_NE(read_text(at("rejects.csv")).find("UNKNOWN_COUNTRY"), std::string::npos);
+}
+
 // Proposed lines weigh on one another in SPEC order (date, then position), as once ingested: a
 // return listed first but dated later does not make room for the line before it (taken in file
 // order, Q2 fitted: 633,280,000 - 79,160,000 + 158,320,000 = 712,440,000; ingested, Q2 crosses at

@@ -213,10 +213,6 @@ struct host_memory_fit {
 /// @brief Throws config_error unless `options.format` is table, json or csv.
 void check_report_format(const report_options& options);
 
-/// @brief Writes the rejects file of SPEC §7 (`file,line,column,reason,raw`), atomically.
-/// @throw config_error when it cannot be written
-void write_rejects(const std::string& path, const std::vector<rejected_line>& rejects);
-
 /// @brief `ledger report`'s stored rejected lines, counted as `report` counts the lines it
 /// rejects: each added to @p rejects; past `options.max_rejects` the run stops as `report`'s
 /// does, the rejects file (`commit_stopped`) ending with the line past the limit.
