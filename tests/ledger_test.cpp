@@ -239,12 +239,16 @@ TEST_F(ledger_test, VerifyFindsAlteredLinesAndTotals)
   EXPECT_NE(said.find("integrity: SQLite found "), std::string::npos) << said;
   EXPECT_NE(said.find("*** in database main ***"), std::string::npos) << said;  // SQLite's own words
 
-  // No state at all (a ledger from before the state existed): nothing to compare.
+  // No state at all (a ledger from before the state existed): nothing to compare, but the stored
+  // lines must still replay; one that no longer reads as a line is a finding here too.
   alter("DROP TABLE state_info");
   EXPECT_EQ(cli("ledger verify l.db", &said), 0) << said;
   EXPECT_NE(said.find("running state: none (no ingest has built one, or its record is missing)"),
             std::string::npos)
       << said;
+  alter("UPDATE lines SET quantity = '0' WHERE seq = 100");
+  EXPECT_EQ(cli("ledger verify l.db", &said), 1) << said << stderr_text();
+  EXPECT_NE(said.find("stored lines: the replay stops: "), std::string::npos) << said;
 }
 
 /// A ledger of four nights whose running state keeps rows of zero: returns that bring an NVEU
