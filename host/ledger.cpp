@@ -238,13 +238,14 @@ ledger_ingest_result ledger_ingest(const ledger_ingest_options& options)
   reference_options.countries_path = options.countries_path;
   reference_options.chips_path     = options.chips_path;
   reference_options.rules_path     = options.rules_path;
-  reference_options.entities_path  = options.entities_path;
   std::vector<std::string> read    = reference_files_read(reference_options);
+  read.push_back(options.entities_path);
   read.insert(read.end(), options.inputs.begin(), options.inputs.end());
   read.push_back(options.db_path);
   detail::refuse_outputs_over_inputs(read, {{"--rejects", options.rejects_path}});
   const reference_data ref         = load_reference(reference_options);
-  // Validate the entities file before touching the ledger: a bad one changes nothing.
+  // The entities file is read here alone, once (its content is stored; the running state does
+  // not depend on it), and validated before the ledger is touched: a bad one changes nothing.
   std::string entities_text;
   if (!options.entities_path.empty()) {
     entities_text = read_input_file(options.entities_path);

@@ -289,9 +289,8 @@ std::int64_t written_decimals(std::string_view text)
   const std::size_t point = digits.find('.');
   std::int64_t scale =
       (point == std::string_view::npos ? 0 : static_cast<std::int64_t>(digits.size() - point - 1));
-  if (exponent < -1000000 || exponent > 1000000) {
-    return exponent < 0 ? INT64_MAX : 0;
-  }  // no overflow below
+  // An exponent this far out makes the places huge or none; bounded, the sums below cannot overflow.
+  if (exponent < -1000000 || exponent > 1000000) { return exponent < 0 ? INT64_MAX : 0; }
   scale -= exponent;
   std::string_view all = digits;  // the digits with the point among them; zeros at its end
   while (!all.empty() && (all.back() == '0' || all.back() == '.')) {

@@ -612,6 +612,23 @@ TEST_F(tiny_ledger_test, IngestWhoseRejectsFileCannotBeWrittenStoresNothing)
   EXPECT_NE(read_text(at("rejects.csv")).find("UNKNOWN_COUNTRY"), std::string::npos);
 }
 
+// An entities file given through stdin (or a pipe) is read once: validated, and stored as read
+// (a second read, for the stored copy, found it empty and refused the night).
+TEST_F(tiny_ledger_test, IngestReadsTheEntitiesFileOnce)
+{
+  const std::string entities = "entity,hq_country,status,nveu_countries\nE2,US,NVEU,IN;AE\n";
+  write_text(at("entities2.csv"), entities);
+  write_text(at("night2.csv"),
+             "shipment_id,date,entity,country,chip,quantity\nN1,2025-03-05,E1,DE,H100-SXM,1\n");
+  ASSERT_EQ(cli("ledger ingest l.db night2.csv --entities - < entities2.csv"), 0) << stderr_text();
+  capledger::detail::sql_connection db(at("l.db").string(),
+                                       capledger::detail::sql_connection::mode::read_only);
+  capledger::detail::sql_statement stored(db.handle(), "SELECT path, content FROM entities");
+  ASSERT_TRUE(stored.step());
+  EXPECT_EQ(stored.text(0), "-");
+  EXPECT_EQ(stored.text(1), entities);
+}
+
 // Proposed lines weigh on one another in SPEC order (date, then position), as once ingested: a
 // return listed first but dated later does not make room for the line before it (taken in file
 // order, Q2 fitted: 633,280,000 - 79,160,000 + 158,320,000 = 712,440,000; ingested, Q2 crosses at
