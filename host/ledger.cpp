@@ -423,8 +423,13 @@ check_inputs load_check_inputs(const std::string& db_path, const reference_data&
   }
   std::string why = "--replay";
   if (!replay) {
+    // The earliest date a limit total is asked for: a proposed line in the counting window.
+    std::optional<day_t> weighed_from;
+    for (const day_t d : inputs.proposed.columns.date) {
+      if (ref.rules.in_window(d) && (!weighed_from || d < *weighed_from)) { weighed_from = d; }
+    }
     const std::int64_t lines = db.query_int("SELECT MAX(seq) FROM lines").value_or(0);
-    inputs.ledger = detail::stored_limit_totals(db, ref, why, &inputs.ledger_latest);  // takes `db` over
+    inputs.ledger            = detail::stored_limit_totals(db, ref, why, weighed_from);  // takes `db` over
     if (inputs.ledger) {
       diagnostics << "capledger: check: running state of " << lines << " line(s)\n";
       return inputs;
@@ -438,10 +443,8 @@ check_inputs load_check_inputs(const std::string& db_path, const reference_data&
   diagnostics << "\n";
   shipment_log_builder builder(ref.countries, ref.chips, ingest_options{});
   replay_ledger(db, builder);
-  const shipment_log ledger = builder.finish();
-  const auto& dates         = ledger.columns.date;
-  if (!dates.empty()) { inputs.ledger_latest = *std::max_element(dates.begin(), dates.end()); }
-  inputs.ledger = sum_limit_totals(ref, ledger);
+  inputs.ledger_lines = builder.finish();
+  inputs.ledger       = sum_limit_totals(ref, *inputs.ledger_lines);
   db.exec("COMMIT");
   return inputs;
 }
@@ -563,7 +566,7 @@ int run_ledger_verify(const std::string& db_path, const report_options& options,
   const std::vector<std::string> stray = detail::stray_state_rows(db, ref, log, shown);
   std::string why_not_totals;
   const std::unique_ptr<ledger_limit_totals> stored_totals =
-      detail::stored_limit_totals(db, ref, why_not_totals);
+      detail::stored_limit_totals(db, ref, why_not_totals, std::nullopt);
 
   const report_output from_state = render_state_report(ref, *state, options, "cpu");
   const report_output from_lines = build_report(ref, log, options, *make_cpu_backend());

@@ -392,7 +392,7 @@ state_update update_ledger_state(sql_connection& db, const reference_data& ref, 
   bool extend                    = whole && info && info->validity == validity && info->lines == first_line;
   if (extend && info->max_check_date) {
     for (const day_t d : night.columns.date) {
-      if (d >= ref.rules.counting_starts && d <= ref.rules.counting_ends && d < *info->max_check_date) {
+      if (ref.rules.in_window(d) && d < *info->max_check_date) {
         extend = false;  // a back-dated in-window line: running totals change before stored crossings
         break;
       }
@@ -529,11 +529,17 @@ class stored_totals final : public ledger_limit_totals {
 }  // namespace
 
 std::unique_ptr<ledger_limit_totals> stored_limit_totals(sql_connection& db, const reference_data& ref,
-                                                         std::string& why_not, std::optional<day_t>* latest)
+                                                         std::string& why_not,
+                                                         std::optional<day_t> weighed_from)
 {
   const std::optional<state_info> info = current_state_info(db, ref, why_not);
   if (!info) { return nullptr; }
-  if (latest != nullptr) { *latest = info->max_date; }
+  if (weighed_from && info->max_check_date && *weighed_from < *info->max_check_date) {
+    why_not = "a proposed line dated " + format_date(*weighed_from) +
+              ", before the ledger's latest line in the counting window (" +
+              format_date(*info->max_check_date) + "), is weighed among the ledger's lines by date";
+    return nullptr;
+  }
   return std::make_unique<stored_totals>(std::move(db));
 }
 

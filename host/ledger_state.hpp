@@ -108,10 +108,13 @@ inline constexpr const char* state_of_other_tables =
 /// every stored line under @p ref; otherwise null, and why in @p why_not. Call inside a read
 /// transaction: on success the result takes @p db over (it must not be used again) and ends that
 /// transaction when destroyed, so every key is read from one snapshot.
-/// @param latest when given and the state stands: set to the latest date of the stored lines
-[[nodiscard]] std::unique_ptr<ledger_limit_totals> stored_limit_totals(
-    sql_connection& db, const reference_data& ref, std::string& why_not,
-    std::optional<day_t>* latest = nullptr);
+/// Final totals stand for every stored line only before a line dated on or after the stored
+/// lines' latest in-window date: for @p weighed_from (the earliest date a total is asked for)
+/// before it, null too.
+[[nodiscard]] std::unique_ptr<ledger_limit_totals> stored_limit_totals(sql_connection& db,
+                                                                       const reference_data& ref,
+                                                                       std::string& why_not,
+                                                                       std::optional<day_t> weighed_from);
 
 /// @brief The rows of the state's keyed tables (dictionaries, totals, running totals, first
 /// lines) for keys that no stored line touches: rows a state built from @p replay, every stored

@@ -20,6 +20,7 @@
 #include <sstream>
 #include <tuple>
 #include <unordered_map>
+#include <unordered_set>
 
 namespace capledger {
 
@@ -39,11 +40,6 @@ std::string level_text(ppm_t level)
   while (text.back() == '0') { text.pop_back(); }
   if (text.back() == '.') { text.push_back('0'); }
   return text;
-}
-
-bool in_window(const rule_set& rules, day_t date)
-{
-  return date >= rules.counting_starts && date <= rules.counting_ends;
 }
 
 }  // namespace
@@ -70,7 +66,7 @@ std::vector<cap_balance> compute_balances(const reference_data& ref, const shipm
   const shipment_columns& c = log.columns;
   std::map<std::pair<std::string, int>, std::int64_t> lpp_used;  // (entity, year)
   for (std::size_t i = 0; i < c.date.size(); ++i) {
-    if (c.date[i] > as_of || !in_window(ref.rules, c.date[i]) ||
+    if (c.date[i] > as_of || !ref.rules.in_window(c.date[i]) ||
         c.pathway[i] != static_cast<std::uint8_t>(pathway::lpp)) {
       continue;
     }
@@ -351,6 +347,37 @@ namespace {
 /// The limits `check` weighs lines against.
 enum limit : std::size_t { country_cap_limit, nveu_limit, lpp_annual_limit, lpp_order_limit, limit_count };
 
+/// The key of @p which for a line of these parts, in the codes of the log they come from.
+std::int64_t limit_key(limit which, std::int32_t entity, std::int32_t country, std::int32_t order, day_t date)
+{
+  switch (which) {
+    case country_cap_limit:
+      return country;
+    case nveu_limit:
+      return entity_country_key(entity, country);
+    case lpp_annual_limit:
+      return entity_year_key(entity, year_of(date));
+    default:
+      return order;
+  }
+}
+
+/// The limit of @p which in force on @p date for a line to @p country (a cap of -1: none).
+std::int64_t limit_on(const rule_set& rules, const rule_context& context, limit which, std::int32_t country,
+                      day_t date)
+{
+  switch (which) {
+    case country_cap_limit:
+      return context.country_cap_tpp[country];
+    case nveu_limit:
+      return nveu_cap_on(rules, date);
+    case lpp_annual_limit:
+      return rules.lpp_per_consignee_year_tpp;
+    default:
+      return rules.lpp_per_order_tpp;
+  }
+}
+
 /// Calls @p add(limit, key) for each limit that line @p i of @p c counts toward, its key in @p c's
 /// codes: in-window lines of the country-cap pathways, of NVEU, of LPP (SPEC §4). The one place
 /// that says which lines a limit sums, for the ledger's lines and the proposed ones alike.
@@ -358,16 +385,111 @@ template <typename Add>
 void for_each_limit_of(const rule_set& rules, const rule_context& context, const shipment_columns& c,
                        std::size_t i, Add add)
 {
-  if (!in_window(rules, c.date[i])) { return; }
-  if ((context.country_cap_pathways >> c.pathway[i]) & 1U) { add(country_cap_limit, c.country[i]); }
-  if (c.pathway[i] == static_cast<std::uint8_t>(pathway::nveu)) {
-    add(nveu_limit, entity_country_key(c.entity[i], c.country[i]));
-  }
+  if (!rules.in_window(c.date[i])) { return; }
+  const auto key = [&](limit which) {
+    return limit_key(which, c.entity[i], c.country[i], c.order[i], c.date[i]);
+  };
+  if ((context.country_cap_pathways >> c.pathway[i]) & 1U) { add(country_cap_limit, key(country_cap_limit)); }
+  if (c.pathway[i] == static_cast<std::uint8_t>(pathway::nveu)) { add(nveu_limit, key(nveu_limit)); }
   if (c.pathway[i] == static_cast<std::uint8_t>(pathway::lpp)) {
-    add(lpp_annual_limit, entity_year_key(c.entity[i], year_of(c.date[i])));
-    add(lpp_order_limit, c.order[i]);
+    add(lpp_annual_limit, key(lpp_annual_limit));
+    add(lpp_order_limit, key(lpp_order_limit));
   }
 }
+
+__extension__ typedef __int128 wide;  // a running total minus a limit: two int64 values apart
+
+/// The ledger's lines of each limit key that proposed lines touch, in SPEC order, for a proposed
+/// line dated before some of them: ingested, it comes before those dated after it (SPEC §2; the
+/// ledger's lines of its own date come first), so they weigh after it.
+class ledger_lines_by_key {
+ public:
+  /// What a key's ledger lines dated after some day add: their tpp, and the highest of (their
+  /// running total from that day through a line, minus the limit in force on that line's date).
+  struct after_day {
+    std::int64_t tpp = 0;
+    std::optional<wide> peak_over_limit;  ///< none: no line after that day
+  };
+
+  /// Keys in @p proposed's codes; @p context is the proposed log's.
+  ledger_lines_by_key(const rule_set& rules, const rule_context& context, const shipment_log& proposed,
+                      const shipment_log& ledger)
+  {
+    // The ledger's entity and order codes in the proposed log's (-1: no proposed line has it, so
+    // no key of the proposed lines holds it).
+    const auto translate = [](const dictionary& from, const dictionary& to) {
+      std::vector<std::int32_t> code(static_cast<std::size_t>(from.size()));
+      for (std::int32_t k = 0; k < from.size(); ++k) {
+        code[static_cast<std::size_t>(k)] = to.find(from.text(k));
+      }
+      return code;
+    };
+    const std::vector<std::int32_t> entity = translate(ledger.entities, proposed.entities);
+    const std::vector<std::int32_t> order  = translate(ledger.orders, proposed.orders);
+    std::unordered_set<std::int64_t> asked[limit_count];  // the keys the proposed lines touch
+    for (std::size_t i = 0; i < proposed.columns.date.size(); ++i) {
+      for_each_limit_of(rules, context, proposed.columns, i,
+                        [&](limit which, std::int64_t key) { asked[which].insert(key); });
+    }
+    const shipment_columns& c = ledger.columns;
+    struct line {
+      day_t date;
+      std::size_t position;
+      std::int64_t tpp, limit;
+    };
+    std::unordered_map<std::int64_t, std::vector<line>> lines[limit_count];
+    for (std::size_t i = 0; i < c.date.size(); ++i) {
+      const std::int32_t e = entity[static_cast<std::size_t>(c.entity[i])];
+      const std::int32_t o =
+          c.order[i] < 0 ? -1 : order[static_cast<std::size_t>(c.order[i])];  // LPP lines only
+      for_each_limit_of(rules, context, c, i, [&](limit which, std::int64_t) {
+        if ((which == lpp_order_limit ? o : which == country_cap_limit ? 0 : e) < 0) { return; }
+        const std::int64_t key = limit_key(which, e, c.country[i], o, c.date[i]);
+        if (asked[which].count(key) == 0) { return; }
+        lines[which][key].push_back(
+            {c.date[i], i, c.tpp[i], limit_on(rules, context, which, c.country[i], c.date[i])});
+      });
+    }
+    for (std::size_t which = 0; which < limit_count; ++which) {
+      for (auto& [key, of_key] : lines[which]) {
+        std::sort(of_key.begin(), of_key.end(), [](const line& a, const line& b) {
+          return std::tie(a.date, a.position) < std::tie(b.date, b.position);
+        });
+        key_lines& k         = keys_[which][key];
+        std::int64_t through = 0;  // partial sums of one key's tpp stay within the ledger's |tpp| sum
+        for (const line& l : of_key) {
+          through += l.tpp;
+          k.date.push_back(l.date);
+          k.tpp_through.push_back(through);
+          k.peak_from.push_back(static_cast<wide>(through) - l.limit);
+        }
+        for (std::size_t j = k.peak_from.size() - 1; j-- > 0;) {
+          k.peak_from[j] = std::max(k.peak_from[j], k.peak_from[j + 1]);
+        }
+      }
+    }
+  }
+
+  [[nodiscard]] after_day after(limit which, std::int64_t key, day_t day) const
+  {
+    const auto at = keys_[which].find(key);
+    if (at == keys_[which].end()) { return {}; }
+    const key_lines& k = at->second;
+    const std::size_t first =
+        static_cast<std::size_t>(std::upper_bound(k.date.begin(), k.date.end(), day) - k.date.begin());
+    if (first == k.date.size()) { return {}; }
+    const std::int64_t before = first == 0 ? 0 : k.tpp_through[first - 1];
+    return {k.tpp_through.back() - before, k.peak_from[first] - before};
+  }
+
+ private:
+  struct key_lines {
+    std::vector<day_t> date;
+    std::vector<std::int64_t> tpp_through;  ///< running total through each line
+    std::vector<wide> peak_from;            ///< highest (running total - limit) from each line on
+  };
+  std::unordered_map<std::int64_t, key_lines> keys_[limit_count];
+};
 
 /// `ledger_limit_totals` of a replayed ledger: every line summed once, by key code.
 class summed_totals final : public ledger_limit_totals {
@@ -461,7 +583,7 @@ std::vector<std::string> limit_total_differences(const reference_data& ref, cons
 }
 
 std::vector<proposed_check> check_proposed(const reference_data& ref, const shipment_log& proposed,
-                                           ledger_limit_totals& ledger)
+                                           ledger_limit_totals& ledger, const shipment_log* ledger_lines)
 {
   const rule_context context =
       make_rule_context(ref.rules, ref.countries, ref.entities, proposed, std::numeric_limits<day_t>::max());
@@ -479,9 +601,14 @@ std::vector<proposed_check> check_proposed(const reference_data& ref, const ship
         return ledger.lpp_order(proposed.orders.text(c.order[i]));
     }
   };
-  // Running totals of the proposed lines' keys (codes of the proposed log), each starting from
-  // the ledger's total when first met. A map: its elements stay where they are.
-  std::map<std::int64_t, std::int64_t> running[limit_count];
+  std::optional<ledger_lines_by_key> later;  // none: every proposed line comes after the ledger's
+  if (ledger_lines != nullptr) { later.emplace(ref.rules, context, proposed, *ledger_lines); }
+  // Each key the proposed lines touch (codes of the proposed log): the ledger's total, read when
+  // first met, and the tpp of the proposed lines weighed so far.
+  struct key_totals {
+    std::int64_t ledger = 0, proposed = 0;
+  };
+  std::map<std::int64_t, key_totals> running[limit_count];
 
   // The proposed lines weigh on one another in SPEC §2 order (date, then position), as they would
   // once ingested; each line's rows are then listed in file order.
@@ -493,11 +620,15 @@ std::vector<proposed_check> check_proposed(const reference_data& ref, const ship
   for (const std::size_t i : spec_order) {
     const auto line                   = static_cast<std::int64_t>(i);
     std::vector<proposed_check>& rows = rows_of_line[i];
-    std::int64_t* total[limit_count] = {};  // this line's running totals, before it
+    key_totals* totals[limit_count]       = {};         // this line's keys
+    std::int64_t used_before[limit_count] = {};         // tpp before it in SPEC order
+    ledger_lines_by_key::after_day after[limit_count];  // the ledger's lines after its date
     for_each_limit_of(ref.rules, context, c, i, [&](limit which, std::int64_t key) {
-      auto [at, fresh] = running[which].try_emplace(key, 0);
-      if (fresh) { at->second = ledger_total(which, i); }
-      total[which] = &at->second;
+      auto [at, fresh] = running[which].try_emplace(key);
+      if (fresh) { at->second.ledger = ledger_total(which, i); }
+      totals[which] = &at->second;
+      if (later) { after[which] = later->after(which, key, c.date[i]); }
+      used_before[which] = at->second.ledger - after[which].tpp + at->second.proposed;
     });
     proposed_check base;
     base.line                = line + 1;
@@ -508,15 +639,19 @@ std::vector<proposed_check> check_proposed(const reference_data& ref, const ship
     base.pathway             = std::string(pathway_name(static_cast<pathway>(c.pathway[i])));
     base.tpp                 = c.tpp[i];
     const std::size_t before = rows.size();
-    const auto limit_row     = [&](const char* rule, limit which, std::int64_t limit_tpp) {
-      const std::int64_t used_before = *total[which];
-      proposed_check r               = base;
-      r.rule                         = rule;
-      r.limit_tpp                    = std::to_string(limit_tpp);
-      r.consumed_before_tpp          = std::to_string(used_before);
-      r.headroom_before_tpp          = exact_difference(limit_tpp, used_before);
-      // A line that adds tpp past the limit breaches it; a return never does.
-      r.status = c.tpp[i] > 0 && used_before + c.tpp[i] > limit_tpp ? "breach" : "ok";
+    const auto limit_row     = [&](const char* rule, limit which) {
+      const std::int64_t limit_tpp = limit_on(ref.rules, context, which, c.country[i], c.date[i]);
+      const std::int64_t used      = used_before[which];
+      proposed_check r             = base;
+      r.rule                       = rule;
+      r.limit_tpp                  = std::to_string(limit_tpp);
+      r.consumed_before_tpp        = std::to_string(used);
+      r.headroom_before_tpp        = exact_difference(limit_tpp, used);
+      // A line that adds tpp breaches a limit when the running total passes it on the line, or,
+      // for a line dated before some of the ledger's, on one of those.
+      const bool passes_later = after[which].peak_over_limit &&
+                                static_cast<wide>(used) + c.tpp[i] + *after[which].peak_over_limit > 0;
+      r.status = c.tpp[i] > 0 && (used + c.tpp[i] > limit_tpp || passes_later) ? "breach" : "ok";
       rows.push_back(std::move(r));
     };
     const auto rule_row = [&](const char* rule) {
@@ -525,7 +660,7 @@ std::vector<proposed_check> check_proposed(const reference_data& ref, const ship
       r.status         = "breach";
       rows.push_back(std::move(r));
     };
-    if (in_window(ref.rules, c.date[i])) {
+    if (ref.rules.in_window(c.date[i])) {
       const int tier  = context.country_tier[c.country[i]];
       const auto path = static_cast<pathway>(c.pathway[i]);
       const bool adds = c.quantity[i] > 0;
@@ -534,23 +669,21 @@ std::vector<proposed_check> check_proposed(const reference_data& ref, const ship
         rule_row("UNAUTHORIZED_PATHWAY");
       }
     }
-    if (total[country_cap_limit] != nullptr && context.country_cap_tpp[c.country[i]] >= 0) {
-      limit_row("COUNTRY_CAP_EXCEEDED", country_cap_limit, context.country_cap_tpp[c.country[i]]);
+    if (totals[country_cap_limit] != nullptr && context.country_cap_tpp[c.country[i]] >= 0) {
+      limit_row("COUNTRY_CAP_EXCEEDED", country_cap_limit);
     }
-    if (total[lpp_order_limit] != nullptr) {
-      limit_row("LPP_ORDER_LIMIT", lpp_order_limit, ref.rules.lpp_per_order_tpp);
-      limit_row("LPP_ANNUAL_LIMIT", lpp_annual_limit, ref.rules.lpp_per_consignee_year_tpp);
+    if (totals[lpp_order_limit] != nullptr) {
+      limit_row("LPP_ORDER_LIMIT", lpp_order_limit);
+      limit_row("LPP_ANNUAL_LIMIT", lpp_annual_limit);
     }
-    if (total[nveu_limit] != nullptr) {
-      limit_row("NVEU_CAP_EXCEEDED", nveu_limit, nveu_cap_on(ref.rules, c.date[i]));
-    }
+    if (totals[nveu_limit] != nullptr) { limit_row("NVEU_CAP_EXCEEDED", nveu_limit); }
     if (rows.size() == before) {  // no limit applies (tier 1, or outside the counting window)
       proposed_check r = base;
       r.status         = "ok";
       rows.push_back(std::move(r));
     }
-    for (std::int64_t* t : total) {
-      if (t != nullptr) { *t += c.tpp[i]; }
+    for (key_totals* t : totals) {
+      if (t != nullptr) { t->proposed += c.tpp[i]; }
     }
   }
   std::vector<proposed_check> rows;
@@ -568,23 +701,8 @@ int run_check(const std::string& db_path, const std::string& proposed_path, cons
   detail::refuse_outputs_over_inputs(read, {{"--out", out_path}});
   const reference_data ref = load_ledger_reference(db_path, options);
   check_inputs inputs      = load_check_inputs(db_path, ref, proposed_path, replay, diagnostics);
-  const auto checks        = check_proposed(ref, inputs.proposed, *inputs.ledger);
-  // Every proposed line is weighed after all of the ledger's lines. One dated before the ledger's
-  // latest line may be answered otherwise once ingested: there it would come before the ledger's
-  // later lines (a later return may hide a crossing on its date; a later phase's NVEU lines count
-  // against its earlier phase's cap here). Said, not hidden.
-  const auto& proposed_dates = inputs.proposed.columns.date;
-  const auto back_dated      = inputs.ledger_latest
-                                   ? std::count_if(proposed_dates.begin(), proposed_dates.end(),
-                                                   [&](day_t d) { return d < *inputs.ledger_latest; })
-                                   : 0;
-  if (back_dated > 0) {
-    diagnostics << "capledger: check: warning: " << back_dated
-                << " proposed line(s) dated before the ledger's latest "
-                << "line (" << format_date(*inputs.ledger_latest) << ") are weighed after every ledger line; "
-                << "ingested, they come before the ledger's later lines, where a later return or NVEU phase "
-                << "can change the answer (`ledger report` after ingesting into a copy is exact)\n";
-  }
+  const auto checks        = check_proposed(ref, inputs.proposed, *inputs.ledger,
+                                     inputs.ledger_lines ? &*inputs.ledger_lines : nullptr);
   std::vector<std::vector<std::string>> rows;
   std::int64_t breaches = 0;
   for (const auto& r : checks) {

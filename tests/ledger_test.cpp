@@ -647,20 +647,66 @@ TEST_F(tiny_ledger_test, CheckWeighsProposedLinesInDateOrder)
       "tpp,status\n"
       "1,Q1,2025-04-05,E1,AE,LICENSE,-79160000,COUNTRY_CAP_EXCEEDED,790000000,791600000,-1600000,ok\n"
       "2,Q2,2025-04-01,E1,AE,LICENSE,158320000,COUNTRY_CAP_EXCEEDED,790000000,633280000,156720000,breach\n");
-  EXPECT_EQ(stderr_text().find("warning"), std::string::npos)
-      << stderr_text();  // none dated before the ledger's
+  // Both dated after the ledger's lines: the running state answers.
+  EXPECT_NE(stderr_text().find("check: running state of 3 line(s)"), std::string::npos) << stderr_text();
+}
 
-  // A line dated before the ledger's latest line is answered as after every ledger line: said.
+// A proposed line dated before some of the ledger's lines is weighed where ingest would put it:
+// after the ledger's lines of its date and before its later ones, which then weigh after it.
+// Ledger (AE's LICENSE lines by date): L1 03-01 +633,280,000; M1 05-01 -158,320,000; M3 09-01
+// +142,488,000 (617,448,000 in all); E2/IN's NVEU: L2 03-01 474,960,000, M2 2026-02-01 949,920,000
+// (the 2026 phase cap is 1,699,000,000).
+TEST_F(tiny_ledger_test, CheckWeighsBackDatedLinesAmongTheLedgersByDate)
+{
+  write_text(at("night2.csv"),
+             "shipment_id,date,entity,country,chip,quantity,pathway,order_id\n"
+             "M1,2025-05-01,E1,AE,H100-SXM,-10000,LICENSE,\n"
+             "M3,2025-09-01,E4,AE,H100-SXM,9000,LICENSE,\n"
+             "M2,2026-02-01,E2,IN,H100-SXM,60000,NVEU,\n"
+             "M4,2025-05-01,E5,BR,H100-SXM,-20000,LICENSE,\n"
+             "M5,2025-08-01,E5,BR,H100-SXM,49000,LICENSE,\n");
+  ASSERT_EQ(cli("ledger ingest l.db night2.csv"), 0) << stderr_text();
+  // B1 crosses AE's cap on its own date (633,280,000 + 158,320,000), before M1's return: weighed
+  // after every ledger line it seemed to fit (617,448,000 + 158,320,000). B2 fits the 2025 NVEU
+  // phase (474,960,000 + 79,160,000), and M2 the 2026 one after it: weighed after M2 it seemed to
+  // breach the 2025 cap.
   write_text(at("early.csv"),
              "shipment_id,date,entity,country,chip,quantity,pathway,order_id\n"
-             "R1,2025-02-01,E1,AE,H100-SXM,1,LICENSE,\n");
+             "B1,2025-04-01,E1,AE,H100-SXM,10000,LICENSE,\n"
+             "B2,2025-06-01,E2,IN,H100-SXM,5000,NVEU,\n");
+  const std::string early =
+      "line,shipment_id,date,entity,country,pathway,tpp,rule,limit_tpp,consumed_before_tpp,headroom_before_"
+      "tpp,status\n"
+      "1,B1,2025-04-01,E1,AE,LICENSE,158320000,COUNTRY_CAP_EXCEEDED,790000000,633280000,156720000,breach\n"
+      "2,B2,2025-06-01,E2,IN,NVEU,79160000,NVEU_CAP_EXCEEDED,633000000,474960000,158040000,ok\n";
+  // D1 comes after M1, dated the same day (474,960,000 before it) and leaves M3 within the cap.
+  // C1 fits on its date (474,975,832 + 174,152,000) but M3 then crosses (791,615,832): a breach.
+  // G1 (332,472,000) leaves BR within its cap after M4's return (15,832,000), not after M5
+  // (791,600,000): a breach too.
+  write_text(at("later.csv"),
+             "shipment_id,date,entity,country,chip,quantity,pathway,order_id\n"
+             "C1,2025-06-01,E1,AE,H100-SXM,11000,LICENSE,\n"
+             "D1,2025-05-01,E1,AE,H100-SXM,1,LICENSE,\n"
+             "G1,2025-04-01,E5,BR,H100-SXM,21000,LICENSE,\n");
+  const std::string later =
+      "line,shipment_id,date,entity,country,pathway,tpp,rule,limit_tpp,consumed_before_tpp,headroom_before_"
+      "tpp,status\n"
+      "1,C1,2025-06-01,E1,AE,LICENSE,174152000,COUNTRY_CAP_EXCEEDED,790000000,474975832,315024168,breach\n"
+      "2,D1,2025-05-01,E1,AE,LICENSE,15832,COUNTRY_CAP_EXCEEDED,790000000,474960000,315040000,ok\n"
+      "3,G1,2025-04-01,E5,BR,LICENSE,332472000,COUNTRY_CAP_EXCEEDED,790000000,0,790000000,breach\n";
   for (const char* replay : {"", " --replay"}) {
-    EXPECT_EQ(cli(std::string("check l.db --proposed early.csv") + replay), 0) << stderr_text();
-    EXPECT_NE(
-        stderr_text().find("warning: 1 proposed line(s) dated before the ledger's latest line (2025-03-01)"),
-        std::string::npos)
-        << replay << stderr_text();
+    std::string csv;
+    EXPECT_EQ(cli(std::string("check l.db --proposed early.csv") + replay, &csv), 1) << stderr_text();
+    EXPECT_EQ(csv, early) << replay;
+    EXPECT_EQ(cli(std::string("check l.db --proposed later.csv") + replay, &csv), 1) << stderr_text();
+    EXPECT_EQ(csv, later) << replay;
   }
+  // Without --replay, the running state (final totals) cannot answer it, and says why.
+  cli("check l.db --proposed later.csv");
+  EXPECT_NE(stderr_text().find("check: replay (a proposed line dated 2025-04-01, before the ledger's latest "
+                               "line in the counting window (2026-02-01)"),
+            std::string::npos)
+      << stderr_text();
 }
 
 // An answer written to /dev/stdout that is a pipe goes down the pipe (it named no file to replace).
@@ -724,32 +770,32 @@ TEST_F(ledger_test, CheckReadsTheRunningStateOrAReplay)
                                    "L4,2025-04-01,E3,BR,H100-SXM,20,LPP,O3\n");    // O3 316,640
   write_text(at("night2.csv"), header +
                                    "L5,2025-05-01,E3,BR,H100-SXM,-50,LPP,O1\n"    // -791,600
-                                   "L6,2026-01-10,E3,BR,H100-SXM,7,LPP,O1\n"      // O1, E3/2026 110,824
+                                   "L6,2025-12-20,E3,BR,H100-SXM,7,LPP,O1\n"      // O1, E3/2025 110,824
                                    "L7,2024-06-01,E1,AE,H100-SXM,500,LICENSE,\n"  // before the window
                                    "L8,2025-06-01,E4,AE,H100-SXM,3,LICENSE,\n");  // AE 47,496
   ASSERT_EQ(cli("ledger init l.db"), 0);
   ASSERT_EQ(cli("ledger ingest l.db night1.csv --entities entities.csv"), 0) << stderr_text();
   ASSERT_EQ(cli("ledger ingest l.db night2.csv"), 0) << stderr_text();  // back-dated: state rebuilt
   write_text(at("proposed.csv"), header +
-                                     "P1,2025-07-01,E1,AE,H100-SXM,1,LICENSE,\n"
-                                     "P2,2025-07-01,E2,IN,H100-SXM,1,NVEU,\n"
-                                     "P3,2025-07-01,E3,BR,H100-SXM,1,LPP,O1\n"
+                                     "P1,2025-12-31,E1,AE,H100-SXM,1,LICENSE,\n"
+                                     "P2,2025-12-31,E2,IN,H100-SXM,1,NVEU,\n"
+                                     "P3,2025-12-31,E3,BR,H100-SXM,1,LPP,O1\n"
                                      "P4,2026-07-01,E3,BR,H100-SXM,1,LPP,O3\n"
-                                     "P5,2025-07-01,E9,BR,H100-SXM,1,LPP,O9\n"
-                                     "P6,2025-07-01,E2,AE,H100-SXM,1,NVEU,\n");
+                                     "P5,2025-12-31,E9,BR,H100-SXM,1,LPP,O9\n"
+                                     "P6,2025-12-31,E2,AE,H100-SXM,1,NVEU,\n");
   const std::string expected =
       "line,shipment_id,date,entity,country,pathway,tpp,rule,limit_tpp,consumed_before_tpp,headroom_before_"
       "tpp,status\n"
-      "1,P1,2025-07-01,E1,AE,LICENSE,15832,COUNTRY_CAP_EXCEEDED,790000000,15879496,774120504,ok\n"
-      "2,P2,2025-07-01,E2,IN,NVEU,15832,NVEU_CAP_EXCEEDED,633000000,31664000,601336000,ok\n"
-      "3,P3,2025-07-01,E3,BR,LPP,15832,LPP_ORDER_LIMIT,26900000,4068824,22831176,ok\n"
-      "3,P3,2025-07-01,E3,BR,LPP,15832,LPP_ANNUAL_LIMIT,26900000,4274640,22625360,ok\n"
+      "1,P1,2025-12-31,E1,AE,LICENSE,15832,COUNTRY_CAP_EXCEEDED,790000000,15879496,774120504,ok\n"
+      "2,P2,2025-12-31,E2,IN,NVEU,15832,NVEU_CAP_EXCEEDED,633000000,31664000,601336000,ok\n"
+      "3,P3,2025-12-31,E3,BR,LPP,15832,LPP_ORDER_LIMIT,26900000,4068824,22831176,ok\n"
+      "3,P3,2025-12-31,E3,BR,LPP,15832,LPP_ANNUAL_LIMIT,26900000,4385464,22514536,ok\n"
       "4,P4,2026-07-01,E3,BR,LPP,15832,LPP_ORDER_LIMIT,26900000,316640,26583360,ok\n"
-      "4,P4,2026-07-01,E3,BR,LPP,15832,LPP_ANNUAL_LIMIT,26900000,110824,26789176,ok\n"
-      "5,P5,2025-07-01,E9,BR,LPP,15832,LPP_ORDER_LIMIT,26900000,0,26900000,ok\n"
-      "5,P5,2025-07-01,E9,BR,LPP,15832,LPP_ANNUAL_LIMIT,26900000,0,26900000,ok\n"
-      "6,P6,2025-07-01,E2,AE,NVEU,15832,UNAUTHORIZED_PATHWAY,,,,breach\n"
-      "6,P6,2025-07-01,E2,AE,NVEU,15832,NVEU_CAP_EXCEEDED,633000000,0,633000000,ok\n";
+      "4,P4,2026-07-01,E3,BR,LPP,15832,LPP_ANNUAL_LIMIT,26900000,0,26900000,ok\n"
+      "5,P5,2025-12-31,E9,BR,LPP,15832,LPP_ORDER_LIMIT,26900000,0,26900000,ok\n"
+      "5,P5,2025-12-31,E9,BR,LPP,15832,LPP_ANNUAL_LIMIT,26900000,0,26900000,ok\n"
+      "6,P6,2025-12-31,E2,AE,NVEU,15832,UNAUTHORIZED_PATHWAY,,,,breach\n"
+      "6,P6,2025-12-31,E2,AE,NVEU,15832,NVEU_CAP_EXCEEDED,633000000,0,633000000,ok\n";
   std::string state_csv, replay_csv;
   EXPECT_EQ(cli("check l.db --proposed proposed.csv", &state_csv), 1) << stderr_text();
   EXPECT_NE(stderr_text().find("check: running state of 8 line(s)"), std::string::npos) << stderr_text();
@@ -772,7 +818,7 @@ TEST_F(ledger_test, CheckReadsTheRunningStateOrAReplay)
                 "was ingested with"),
             std::string::npos)
       << stderr_text();
-  EXPECT_NE(other_csv.find("\n1,P1,2025-07-01,E1,AE,LICENSE,15832,COUNTRY_CAP_EXCEEDED,790000000,23795496,"),
+  EXPECT_NE(other_csv.find("\n1,P1,2025-12-31,E1,AE,LICENSE,15832,COUNTRY_CAP_EXCEEDED,790000000,23795496,"),
             std::string::npos)
       << other_csv;
 }

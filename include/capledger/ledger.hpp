@@ -190,10 +190,11 @@ struct check_inputs {
   /// toward `TPP_OVERFLOW`.
   shipment_log proposed;
   /// From the running state that ingest keeps, or, when that state cannot stand for every stored
-  /// line under @p reference (other tables, none yet) or with `replay`, summed over a replay.
+  /// line under @p reference (other tables, none yet), with `replay`, or when a proposed line in
+  /// the counting window is dated before the ledger's latest line there, summed over a replay.
   std::unique_ptr<ledger_limit_totals> ledger;
-  /// The latest date of the ledger's lines (none: no line yet).
-  std::optional<day_t> ledger_latest;
+  /// The replayed lines, when replayed: `check_proposed` weighs proposed lines among them by date.
+  std::optional<shipment_log> ledger_lines;
 };
 
 /// @brief Reads `check`'s inputs; notes on @p diagnostics whether the totals come from the running
@@ -204,12 +205,17 @@ struct check_inputs {
                                              const std::string& proposed_path, bool replay,
                                              std::ostream& diagnostics);
 
-/// @brief What-if for @p proposed lines, taken in their order after the ledger's lines: each is
-/// checked against the running totals of the ledger's in-window lines (@p ledger) and the
-/// proposed lines before it.
+/// @brief What-if for @p proposed lines, each placed among the ledger's lines and the proposed
+/// lines before it as ingest would place it (SPEC §2 order: date, then position, the ledger's lines
+/// first): checked against the running totals of the in-window lines before it, and, where
+/// @p ledger_lines (the replayed ledger) has lines of its key dated after it, against the running
+/// totals it leaves on those.
+/// @param ledger_lines null: every proposed line comes after the ledger's lines of its keys (the
+///        caller's promise; the running state has final totals only)
 [[nodiscard]] std::vector<proposed_check> check_proposed(const reference_data& reference,
                                                          const shipment_log& proposed,
-                                                         ledger_limit_totals& ledger);
+                                                         ledger_limit_totals& ledger,
+                                                         const shipment_log* ledger_lines);
 
 /// @brief `capledger check`: CSV of `check_proposed` to @p out_path (empty: @p out); the ledger is
 /// opened read-only. @param replay sum the ledger's lines even where the running state stands for them

@@ -84,6 +84,9 @@ struct rule_set {
   ppm_t uveu_max_tier2_country_share = 0;
   ppm_t uveu_min_tier1_share         = 0;
   ppm_t uveu_min_us_share_if_us_hq   = 0;
+
+  /// In the counting window (SPEC §2): the lines every check but the UVEU shares counts.
+  [[nodiscard]] bool in_window(day_t date) const { return date >= counting_starts && date <= counting_ends; }
 };
 
 /// @brief Loads `countries.csv`. @throw config_error on any defect (file:line in the message)

@@ -1,0 +1,138 @@
+#!/usr/bin/env python3
+"""`capledger check` against an independent model of what the README says it answers.
+
+Each proposed line is placed among the ledger's lines and the proposed lines before it as ingest
+would place them (date, then position, the ledger's lines first); its limit rows give the tpp
+before it on each limit key and `breach` when it adds tpp and the running total then passes the
+limit in force on it or on a later line of that key. Random ledgers of one to three nights (returns,
+lines outside the counting window, LPP orders and years, NVEU phases) and proposals dated among or
+after their lines; both `check` and `check --replay` must give the model's rows.
+
+usage: check_model.py CAPLEDGER FIRST_SEED END_SEED
+"""
+import datetime
+import os
+import random
+import subprocess
+import sys
+import tempfile
+
+H100 = 15832  # H100-SXM, datasets/chips.csv
+CAP, LPP = 790000000, 26900000  # datasets/rules/ai-diffusion-2025.json
+NVEU_PHASES = [(datetime.date(2025, 12, 31), 633000000), (datetime.date(2026, 12, 31), 1699000000),
+               (datetime.date(2027, 12, 31), 5064000000)]
+WINDOW = (datetime.date(2025, 1, 13), datetime.date(2027, 12, 31))
+TIER2 = {"AE", "BR", "IN"}  # DE is tier 1: no cap
+HEADER = "shipment_id,date,entity,country,chip,quantity,pathway,order_id\n"
+
+
+def limit_on(rule, date):
+    if rule == "NVEU_CAP_EXCEEDED":
+        return next(cap for through, cap in NVEU_PHASES if date <= through)
+    return CAP if rule == "COUNTRY_CAP_EXCEEDED" else LPP
+
+
+def limit_keys(line):
+    if not WINDOW[0] <= line["date"] <= WINDOW[1]:
+        return []
+    keys = []
+    if line["pathway"] == "LICENSE" and line["country"] in TIER2:
+        keys.append(("COUNTRY_CAP_EXCEEDED", line["country"]))
+    if line["pathway"] == "NVEU":
+        keys.append(("NVEU_CAP_EXCEEDED", (line["entity"], line["country"])))
+    if line["pathway"] == "LPP":
+        keys += [("LPP_ORDER_LIMIT", line["order"]), ("LPP_ANNUAL_LIMIT", (line["entity"], line["date"].year))]
+    return keys
+
+
+def random_line(rng, shipment_id, scale):
+    pathway = rng.choice(["LICENSE", "LICENSE", "NVEU", "LPP"])
+    quantity = rng.randint(-300, 1200) if pathway == "LPP" else rng.randint(-8000, 16000) * scale
+    return {"id": shipment_id, "date": datetime.date(2024, 12, 1) + datetime.timedelta(days=rng.randrange(600)),
+            "entity": rng.choice(["E1", "E2", "E3", "E4", "E5"]), "country": rng.choice(["AE", "BR", "IN", "DE"]),
+            "quantity": quantity or 1, "pathway": pathway,
+            "order": rng.choice(["O1", "O2", "O3"]) if pathway == "LPP" else ""}
+
+
+def to_csv(lines):
+    return HEADER + "".join(f"{l['id']},{l['date']},{l['entity']},{l['country']},H100-SXM,{l['quantity']},"
+                            f"{l['pathway']},{l['order']}\n" for l in lines)
+
+
+def model(ledger, proposed):
+    """{(line, rule): (limit, consumed before, headroom before, status)} for the limit rules."""
+    spec_order = sorted(range(len(proposed)), key=lambda i: (proposed[i]["date"], i))
+    rows = {}
+    for n, p in enumerate(spec_order):
+        line = proposed[p]
+        placed = sorted([(l["date"], 0, k, l) for k, l in enumerate(ledger)] +
+                        [(proposed[q]["date"], 1, q, proposed[q]) for q in spec_order[:n + 1]],
+                        key=lambda t: t[:3])
+        for rule, key in limit_keys(line):
+            running, before, passes = 0, None, False
+            for _, proposed_line, position, other in placed:
+                if (rule, key) not in limit_keys(other):
+                    continue
+                if proposed_line and position == p:
+                    before = running
+                running += other["quantity"] * H100
+                if before is not None and running > limit_on(rule, other["date"]):
+                    passes = True
+            limit = limit_on(rule, line["date"])
+            status = "breach" if line["quantity"] > 0 and passes else "ok"
+            rows[(p + 1, rule)] = (str(limit), str(before), str(limit - before), status)
+    return rows
+
+
+def run(capledger, *args):
+    return subprocess.run([capledger, *args], capture_output=True, text=True)
+
+
+def main():
+    capledger, first, end = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    failures = 0
+    for seed in range(first, end):
+        rng = random.Random(seed)
+        scale = 1 if seed % 2 else 4  # 4: caps crossed often
+        with tempfile.TemporaryDirectory() as work:
+            db = os.path.join(work, "l.db")
+            with open(os.path.join(work, "entities.csv"), "w") as f:
+                f.write("entity,hq_country,status,nveu_countries\nE2,US,NVEU,IN;AE\nE3,US,NVEU,BR\n")
+            assert run(capledger, "ledger", "init", db).returncode == 0
+            ledger = []
+            for night in range(rng.randint(1, 3)):
+                lines = [random_line(rng, f"L{len(ledger) + i}", scale) for i in range(rng.randint(1, 25))]
+                path = os.path.join(work, f"night{night}.csv")
+                with open(path, "w") as f:
+                    f.write(to_csv(lines))
+                result = run(capledger, "ledger", "ingest", db, path, "--entities", os.path.join(work, "entities.csv"))
+                assert result.returncode == 0, result.stderr
+                ledger += lines
+            proposed = [random_line(rng, f"P{i}", scale) for i in range(rng.randint(1, 6))]
+            if rng.random() < 0.5:  # the vendor's usual case: shipments about to leave
+                latest = max(l["date"] for l in ledger)
+                for line in proposed:
+                    line["date"] = latest + datetime.timedelta(days=rng.randrange(40))
+            path = os.path.join(work, "proposed.csv")
+            with open(path, "w") as f:
+                f.write(to_csv(proposed))
+            want = model(ledger, proposed)
+            for replay in ([], ["--replay"]):
+                result = run(capledger, "check", db, "--proposed", path, *replay)
+                got = {}
+                for row in result.stdout.splitlines()[1:]:
+                    field = row.split(",")
+                    if field[7] not in ("", "PROHIBITED_DESTINATION", "UNAUTHORIZED_PATHWAY"):
+                        got[(int(field[0]), field[7])] = tuple(field[8:12])
+                if got != want or result.returncode != (1 if "breach" in result.stdout else 0):
+                    failures += 1
+                    print(f"seed {seed} {' '.join(replay)}: exit {result.returncode}")
+                    for key in sorted(set(want) | set(got)):
+                        if want.get(key) != got.get(key):
+                            print(f"  {key}: model {want.get(key)}, capledger {got.get(key)}")
+    print(f"{end - first} seeds, {failures} differing")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
