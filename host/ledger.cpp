@@ -349,10 +349,25 @@ ledger_ingest_result ledger_ingest(const ledger_ingest_options& options)
     }
 
     // The running state follows in the same transaction: extended by the night's lines alone
-    // when they come after every stored line in check order, rebuilt from a replay otherwise.
+    // when they come after every stored line in check order, rebuilt from a replay otherwise
+    // (always under tables other than the state's).
     const detail::state_update how = detail::update_ledger_state(db, ref, night, first_line, [&] {
       shipment_log_builder all(ref.countries, ref.chips, ingest_options{});
-      replay_ledger(db, all);
+      try {
+        replay_ledger(db, all);
+      } catch (const parse_error& e) {
+        // Kept, the night could leave lines that fail these tables beside lines that fail the
+        // ledger's own: a ledger no table set can report. Refused; the rollback below undoes it.
+        // (A line of the night fails only where the stored lines weigh more under these tables:
+        // their sums then pass 64 bits.)
+        throw config_error(std::string("ledger ingest: refused, nothing stored: replayed under the "
+                                       "countries, chips and rules tables given, ") +
+                           (all.accepted() < first_line ? "a line stored in the ledger"
+                                                        : "a line of this night, after the stored ones,") +
+                           " does not validate: " + e.what() +
+                           "; ingest under tables that accept every stored line, such as those the ledger "
+                           "was ingested with, or start a new ledger for these tables");
+      }
       return all.finish();
     });
 
@@ -363,7 +378,6 @@ ledger_ingest_result ledger_ingest(const ledger_ingest_options& options)
     result.rejected      = static_cast<std::int64_t>(night.rejects.size());
     result.ledger_lines  = first_line + night.columns.size();
     result.state_rebuilt = how == detail::state_update::rebuilt;
-    result.state_dropped = how == detail::state_update::dropped;
     // The rejects file is put in place before the night is committed: nothing that can fail comes
     // after the commit, so an ingest that exits 2 stored nothing (its re-run would otherwise find
     // every line a duplicate). A commit that then fails leaves the night's rejects file beside a
@@ -551,7 +565,8 @@ int run_ledger_verify(const std::string& db_path, const report_options& options,
     return replay_stops(e);
   }
   const shipment_log log = builder.finish();
-  if (no_state) {  // (a night ingested under tables its older lines fail stops the replay above)
+  if (no_state) {  // (a ledger left so by an older ingest, which kept nights under tables its
+                   // stored lines fail, stops the replay above)
     out << "running state: none (no ingest has built one, or its record is missing): nothing to compare; "
         << log.columns.date.size() << " stored line(s) replay\n";
     return 0;

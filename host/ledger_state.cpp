@@ -408,16 +408,7 @@ state_update update_ledger_state(sql_connection& db, const reference_data& ref, 
     build_state(db, ref, night);
     return state_update::incremental;
   }
-  std::optional<shipment_log> all;
-  try {
-    all = replay();
-  } catch (const parse_error&) {
-    // Stored lines that do not validate under this ingest's tables: the night is still
-    // accepted (it validated), the ledger just has no state; reports replay (under their tables).
-    db.exec("DELETE FROM state_info");
-    return state_update::dropped;
-  }
-  build_state(db, ref, *all);
+  build_state(db, ref, replay());
   return state_update::rebuilt;
 }
 

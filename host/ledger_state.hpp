@@ -23,7 +23,8 @@
 /// lines (equal dates: later input position), so processing only the night's lines continues
 /// every running total exactly. Totals are order-free sums. Any other night (a back-dated
 /// in-window line), a state computed under other tables, or a state missing or out of step with
-/// the lines table is rebuilt inside the ingest transaction from a replay of every stored line.
+/// the lines table is rebuilt inside the ingest transaction from a replay of every stored line;
+/// a stored line that the ingest's tables do not accept refuses the night.
 #pragma once
 
 #include <capledger/checks.hpp>
@@ -47,13 +48,14 @@ void create_state_tables(sql_connection& db);
 /// @brief How `update_ledger_state` brought the state up to date.
 enum class state_update {
   incremental,  ///< the night's lines were folded in
-  rebuilt,      ///< rebuilt from a replay of every stored line
-  dropped       ///< stored lines do not validate under this ingest's tables: no state is kept
+  rebuilt       ///< rebuilt from a replay of every stored line
 };
 
 /// @brief Brings the stored state up to date with @p night, whose lines were just appended at
 /// ledger positions [first_line, first_line + night lines). Runs inside the ingest transaction.
 /// @param replay returns every stored line (the night's included) as one log, for a rebuild
+/// @throw what @p replay throws (a stored line that @p ref's tables do not accept): the caller
+///        rolls the night back
 [[nodiscard]] state_update update_ledger_state(sql_connection& db, const reference_data& ref,
                                                const shipment_log& night, std::int64_t first_line,
                                                const std::function<shipment_log()>& replay);
