@@ -544,8 +544,19 @@ int run_ledger_verify(const std::string& db_path, const report_options& options,
   const bool no_state = !state && why == detail::no_state_yet;
   if (!state && !no_state) {
     if (why == detail::state_of_other_tables) {
-      throw config_error("ledger verify: " + why +
-                         ": give the --countries, --chips and --rules the ledger was ingested with");
+      // The state keeps each table's hash: the ones that differ can be named (none where its
+      // record was altered by hand into another form).
+      const std::vector<std::string> files = detail::tables_unlike_state(db, ref);
+      std::string differing;
+      for (std::size_t i = 0; i < files.size(); ++i) {
+        differing += (i == 0 ? ": of the tables read, " : i + 1 == files.size() ? " and " : ", ") + files[i];
+      }
+      if (!files.empty()) {
+        differing += files.size() == 1 ? " differs from the one it was built under"
+                                       : " differ from those it was built under";
+      }
+      throw config_error("ledger verify: " + why + differing +
+                         "; give the --countries, --chips and --rules the ledger was ingested with");
     }
     out << "running state: " << why << "\n";
     return 1;

@@ -106,6 +106,12 @@ inline constexpr const char* state_of_other_tables =
                                                               std::optional<day_t> as_of,
                                                               std::string& why_not);
 
+/// @brief The countries, chips and rules files of @p ref (their names in summary.json, in that
+/// order) whose content differs from that the stored running state was built under (the state
+/// keeps each one's hash); empty when no state is stored or none differs. Call inside a read
+/// transaction.
+[[nodiscard]] std::vector<std::string> tables_unlike_state(sql_connection& db, const reference_data& ref);
+
 /// @brief The ledger's limit totals read from the running state, key by key, when it stands for
 /// every stored line under @p ref; otherwise null, and why in @p why_not. Call inside a read
 /// transaction: on success the result takes @p db over (it must not be used again) and ends that

@@ -213,8 +213,20 @@ TEST_F(ledger_test, VerifyFindsAlteredLinesAndTotals)
   // A state under other rules: the caller must name the tables of the ingest.
   const fs::path bundled_rules = capledger::test::datasets_dir() / "rules";
   write_text(at("rules.json"), read_text(bundled_rules / "ai-diffusion-2025.json") + " ");  // other bytes
+  // The state keeps each table's hash, so the message names the files that differ.
   EXPECT_EQ(cli("ledger verify l.db --rules rules.json", &said), 2) << said;
-  EXPECT_NE(stderr_text().find("give the --countries, --chips and --rules"), std::string::npos)
+  EXPECT_NE(
+      stderr_text().find("tables: of the tables read, rules.json differs from the one it was built under; "
+                         "give the --countries, --chips and --rules the ledger was ingested with\n"),
+      std::string::npos)
+      << stderr_text();
+  write_text(at("countries.csv"),
+             read_text(capledger::test::datasets_dir() / "countries.csv") + "XX,Nowhere,2,0\n");
+  EXPECT_EQ(cli("ledger verify l.db --rules rules.json --countries countries.csv", &said), 2) << said;
+  EXPECT_NE(
+      stderr_text().find("tables: of the tables read, countries.csv and rules.json differ from those it "
+                         "was built under; give"),
+      std::string::npos)
       << stderr_text();
 
   // Damage SQLite finds itself: the shipment-id index's root page says it holds no cells (its
