@@ -243,6 +243,7 @@ ledger_ingest_result ledger_ingest(const ledger_ingest_options& options)
   read.insert(read.end(), options.inputs.begin(), options.inputs.end());
   read.push_back(options.db_path);
   detail::refuse_outputs_over_inputs(read, {{"--rejects", options.rejects_path}});
+  detail::refuse_outputs_over_ledger_files(options.db_path, {{"--rejects", options.rejects_path}});
   const reference_data ref         = load_reference(reference_options);
   // The entities file is read here alone, once (its content is stored; the running state does
   // not depend on it), and validated before the ledger is touched: a bad one changes nothing.
@@ -465,6 +466,7 @@ int run_ledger_report(const std::string& db_path, const report_options& options,
 {
   check_report_format(options);
   check_report_outputs(options, {db_path});
+  detail::refuse_outputs_over_ledger_files(db_path, {{"--rejects", options.rejects_path}});
   const reference_data ref        = load_ledger_reference(db_path, options);
   std::unique_ptr<backend> engine = select_backend(options.backend, diagnostics);
   std::string why                 = "--replay";

@@ -958,6 +958,42 @@ TEST_F(ledger_test, RefusesMissingForeignAndExistingDatabases)
   expect_same_outputs(at("full"), at("nightly"));
 }
 
+// SQLite creates and deletes the files beside the ledger while it writes: an output there, by
+// any path to it, would be lost or taken for the ledger's journal.
+TEST_F(ledger_test, OutputsWhereSqliteKeepsTheLedgersJournalAreRefused)
+{
+  write_text(at("a.csv"),
+             "shipment_id,date,entity,country,chip,quantity\nA1,2025-03-01,E1,AE,H100-SXM,1\n"
+             "A2,2025-03-01,E1,AE,H100-SXM,0\n");
+  write_text(at("p.csv"), "shipment_id,date,entity,country,chip,quantity\nP1,2025-03-02,E1,AE,H100-SXM,1\n");
+  ASSERT_EQ(cli("ledger init l.db"), 0);
+  fs::create_symlink("l.db", at("link.db"));
+  for (const std::string kind : {"journal", "wal", "shm"}) {
+    const std::string name    = "l.db-" + kind;
+    const std::string refused = " is where SQLite keeps the ledger l.db's " + kind +
+                                " file, which it creates and deletes; name another path\n";
+    EXPECT_EQ(cli("ledger ingest l.db a.csv --rejects " + name), 2) << kind;
+    EXPECT_NE(stderr_text().find("capledger: --rejects " + name + refused), std::string::npos)
+        << stderr_text();
+    EXPECT_EQ(cli("ledger ingest l.db a.csv --rejects ./" + name), 2) << kind;
+    EXPECT_NE(stderr_text().find("--rejects ./" + name + " is where"), std::string::npos) << stderr_text();
+    // Through a link to the ledger, SQLite names its files after the ledger itself.
+    EXPECT_EQ(cli("ledger ingest link.db a.csv --rejects " + name), 2) << kind;
+    EXPECT_NE(stderr_text().find("--rejects " + name + " is where SQLite keeps the ledger link.db's"),
+              std::string::npos)
+        << stderr_text();
+    EXPECT_EQ(cli("ledger report l.db --rejects " + name), 2) << kind;
+    EXPECT_NE(stderr_text().find("capledger: --rejects " + name + refused), std::string::npos)
+        << stderr_text();
+    EXPECT_EQ(cli("check l.db --proposed p.csv --out " + name), 2) << kind;
+    EXPECT_NE(stderr_text().find("capledger: --out " + name + refused), std::string::npos) << stderr_text();
+    EXPECT_FALSE(fs::exists(at(name))) << name;
+  }
+  ASSERT_EQ(cli("ledger ingest l.db a.csv --rejects r.csv"), 0) << stderr_text();
+  EXPECT_NE(stderr_text().find("1 added, 1 rejected; ledger holds 1 line(s)"), std::string::npos)
+      << stderr_text();
+}
+
 }  // namespace
 
 // ---- the running state: incremental `ledger report` -------------------------------------------
