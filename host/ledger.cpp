@@ -10,12 +10,17 @@
 #include "ledger_state.hpp"
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <limits>
 #include <sstream>
 #include <tuple>
 #include <vector>
+
+#include <fcntl.h>
+#include <unistd.h>
 
 namespace capledger {
 
@@ -217,10 +222,18 @@ report_output render_state_report(const reference_data& ref, const detail::store
 
 void ledger_init(const std::string& db_path)
 {
-  if (std::filesystem::exists(db_path)) {
-    throw config_error(db_path + ": already exists; not replacing it with an empty ledger");
+  // Created exclusively: of two inits racing for one path, one creates the ledger and the other
+  // is told it exists (a check, then a create, let both through to SQLite's own error).
+  const int fd = ::open(db_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    const int error = errno;
+    if (error == EEXIST) {
+      throw config_error(db_path + ": already exists; not replacing it with an empty ledger");
+    }
+    throw config_error(db_path + ": cannot create the ledger: " + std::strerror(error));
   }
-  sql_connection db(db_path, sql_connection::mode::create);
+  ::close(fd);
+  sql_connection db(db_path, sql_connection::mode::read_write);  // an empty file is an empty database
   db.exec("PRAGMA synchronous = FULL");
   db.exec("BEGIN IMMEDIATE");
   db.exec(schema_sql);

@@ -2,6 +2,7 @@
 /// @brief The nightly ledger: report over nights equals report over files (byte for byte),
 /// idempotent ingest, kill -9 during ingest, back-dated lines, balances, reconcile and check.
 #include <capledger/generate.hpp>
+#include <capledger/ledger.hpp>
 #include <capledger/report.hpp>
 
 #include <gtest/gtest.h>
@@ -10,6 +11,7 @@
 #include "test_support.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -991,6 +993,41 @@ TEST_F(ledger_test, OutputsWhereSqliteKeepsTheLedgersJournalAreRefused)
   }
   ASSERT_EQ(cli("ledger ingest l.db a.csv --rejects r.csv"), 0) << stderr_text();
   EXPECT_NE(stderr_text().find("1 added, 1 rejected; ledger holds 1 line(s)"), std::string::npos)
+      << stderr_text();
+}
+
+// Inits racing for one path (threads released together, so that they reach the file within
+// microseconds of each other): one creates the ledger, every other is told it exists.
+TEST_F(ledger_test, ConcurrentInitsCreateOneLedgerAndRefuseTheRest)
+{
+  constexpr int rounds = 20, racers = 4;
+  for (int round = 0; round < rounds; ++round) {
+    const std::string path = at("race" + std::to_string(round) + ".db").string();
+    std::atomic<int> ready{0};
+    std::vector<std::string> errors(racers);
+    std::vector<std::thread> threads;
+    for (int t = 0; t < racers; ++t) {
+      threads.emplace_back([&, t] {
+        ++ready;
+        while (ready.load() < racers) {}
+        try {
+          capledger::ledger_init(path);
+        } catch (const capledger::config_error& e) {
+          errors[static_cast<std::size_t>(t)] = e.what();
+        }
+      });
+    }
+    for (std::thread& t : threads) { t.join(); }
+    const std::string refused = path + ": already exists; not replacing it with an empty ledger";
+    EXPECT_EQ(std::count(errors.begin(), errors.end(), std::string()), 1) << "round " << round;
+    for (const std::string& e : errors) {
+      EXPECT_TRUE(e.empty() || e == refused) << "round " << round << ": " << e;
+    }
+  }
+  EXPECT_EQ(cli("ledger report race0.db --backend cpu --format csv"), 0) << stderr_text();
+  EXPECT_EQ(cli("ledger init race0.db"), 2);
+  EXPECT_NE(stderr_text().find("race0.db: already exists; not replacing it with an empty ledger"),
+            std::string::npos)
       << stderr_text();
 }
 
