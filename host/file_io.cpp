@@ -619,6 +619,21 @@ void refuse_outputs_over_inputs(const std::vector<std::string>& inputs,
   }
 }
 
+void refuse_outputs_over_ledger_files(const std::string& db_path, const std::vector<named_output>& files)
+{
+  // SQLite names them after the database's path with its links followed.
+  for (const std::string& base : {db_path, resolved_path(db_path).string()}) {
+    for (const char* suffix : {"-journal", "-wal", "-shm"}) {
+      for (const auto& file : files) {
+        if (!file.path.empty() && same_file(file.path, base + suffix)) {
+          throw config_error(file.flag + " " + file.path + " is where SQLite keeps the ledger " + db_path +
+                             "'s " + (suffix + 1) + " file, which it creates and deletes; name another path");
+        }
+      }
+    }
+  }
+}
+
 void check_output_dir_replaceable(const std::string& out_dir, const std::set<std::string>& replaceable)
 {
   std::error_code ec;

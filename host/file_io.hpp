@@ -145,6 +145,12 @@ struct named_output {
 void refuse_outputs_over_inputs(const std::vector<std::string>& inputs,
                                 const std::vector<named_output>& files, const named_output& directory = {});
 
+/// @brief Refuses (config_error) an output file at a path where SQLite keeps a file beside the
+/// ledger @p db_path (`-journal`, `-wal`, `-shm`, after the path as given or through its links):
+/// SQLite creates and deletes those while it writes, so a file put there is lost, or taken for
+/// the ledger's journal. Empty paths are skipped.
+void refuse_outputs_over_ledger_files(const std::string& db_path, const std::vector<named_output>& files);
+
 /// @brief Refuses (config_error) to replace an existing directory @p out_dir that holds anything
 /// but files named in @p replaceable (a previous output of the same command): replacing the
 /// directory deletes everything in it. A missing or empty directory is fine.

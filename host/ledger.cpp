@@ -10,12 +10,17 @@
 #include "ledger_state.hpp"
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <limits>
 #include <sstream>
 #include <tuple>
 #include <vector>
+
+#include <fcntl.h>
+#include <unistd.h>
 
 namespace capledger {
 
@@ -217,10 +222,18 @@ report_output render_state_report(const reference_data& ref, const detail::store
 
 void ledger_init(const std::string& db_path)
 {
-  if (std::filesystem::exists(db_path)) {
-    throw config_error(db_path + ": already exists; not replacing it with an empty ledger");
+  // Created exclusively: of two inits racing for one path, one creates the ledger and the other
+  // is told it exists (a check, then a create, let both through to SQLite's own error).
+  const int fd = ::open(db_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    const int error = errno;
+    if (error == EEXIST) {
+      throw config_error(db_path + ": already exists; not replacing it with an empty ledger");
+    }
+    throw config_error(db_path + ": cannot create the ledger: " + std::strerror(error));
   }
-  sql_connection db(db_path, sql_connection::mode::create);
+  ::close(fd);
+  sql_connection db(db_path, sql_connection::mode::read_write);  // an empty file is an empty database
   db.exec("PRAGMA synchronous = FULL");
   db.exec("BEGIN IMMEDIATE");
   db.exec(schema_sql);
@@ -243,6 +256,7 @@ ledger_ingest_result ledger_ingest(const ledger_ingest_options& options)
   read.insert(read.end(), options.inputs.begin(), options.inputs.end());
   read.push_back(options.db_path);
   detail::refuse_outputs_over_inputs(read, {{"--rejects", options.rejects_path}});
+  detail::refuse_outputs_over_ledger_files(options.db_path, {{"--rejects", options.rejects_path}});
   const reference_data ref         = load_reference(reference_options);
   // The entities file is read here alone, once (its content is stored; the running state does
   // not depend on it), and validated before the ledger is touched: a bad one changes nothing.
@@ -349,10 +363,25 @@ ledger_ingest_result ledger_ingest(const ledger_ingest_options& options)
     }
 
     // The running state follows in the same transaction: extended by the night's lines alone
-    // when they come after every stored line in check order, rebuilt from a replay otherwise.
+    // when they come after every stored line in check order, rebuilt from a replay otherwise
+    // (always under tables other than the state's).
     const detail::state_update how = detail::update_ledger_state(db, ref, night, first_line, [&] {
       shipment_log_builder all(ref.countries, ref.chips, ingest_options{});
-      replay_ledger(db, all);
+      try {
+        replay_ledger(db, all);
+      } catch (const parse_error& e) {
+        // Kept, the night could leave lines that fail these tables beside lines that fail the
+        // ledger's own: a ledger no table set can report. Refused; the rollback below undoes it.
+        // (A line of the night fails only where the stored lines weigh more under these tables:
+        // their sums then pass 64 bits.)
+        throw config_error(std::string("ledger ingest: refused, nothing stored: replayed under the "
+                                       "countries, chips and rules tables given, ") +
+                           (all.accepted() < first_line ? "a line stored in the ledger"
+                                                        : "a line of this night, after the stored ones,") +
+                           " does not validate: " + e.what() +
+                           "; ingest under tables that accept every stored line, such as those the ledger "
+                           "was ingested with, or start a new ledger for these tables");
+      }
       return all.finish();
     });
 
@@ -363,7 +392,6 @@ ledger_ingest_result ledger_ingest(const ledger_ingest_options& options)
     result.rejected      = static_cast<std::int64_t>(night.rejects.size());
     result.ledger_lines  = first_line + night.columns.size();
     result.state_rebuilt = how == detail::state_update::rebuilt;
-    result.state_dropped = how == detail::state_update::dropped;
     // The rejects file is put in place before the night is committed: nothing that can fail comes
     // after the commit, so an ingest that exits 2 stored nothing (its re-run would otherwise find
     // every line a duplicate). A commit that then fails leaves the night's rejects file beside a
@@ -454,6 +482,7 @@ int run_ledger_report(const std::string& db_path, const report_options& options,
 {
   check_report_format(options);
   check_report_outputs(options, {db_path});
+  detail::refuse_outputs_over_ledger_files(db_path, {{"--rejects", options.rejects_path}});
   const reference_data ref        = load_ledger_reference(db_path, options);
   std::unique_ptr<backend> engine = select_backend(options.backend, diagnostics);
   std::string why                 = "--replay";
@@ -533,8 +562,19 @@ int run_ledger_verify(const std::string& db_path, const report_options& options,
   const bool no_state = !state && why == detail::no_state_yet;
   if (!state && !no_state) {
     if (why == detail::state_of_other_tables) {
-      throw config_error("ledger verify: " + why +
-                         ": give the --countries, --chips and --rules the ledger was ingested with");
+      // The state keeps each table's hash: the ones that differ can be named (none where its
+      // record was altered by hand into another form).
+      const std::vector<std::string> files = detail::tables_unlike_state(db, ref);
+      std::string differing;
+      for (std::size_t i = 0; i < files.size(); ++i) {
+        differing += (i == 0 ? ": of the tables read, " : i + 1 == files.size() ? " and " : ", ") + files[i];
+      }
+      if (!files.empty()) {
+        differing += files.size() == 1 ? " differs from the one it was built under"
+                                       : " differ from those it was built under";
+      }
+      throw config_error("ledger verify: " + why + differing +
+                         "; give the --countries, --chips and --rules the ledger was ingested with");
     }
     out << "running state: " << why << "\n";
     return 1;
@@ -554,7 +594,8 @@ int run_ledger_verify(const std::string& db_path, const report_options& options,
     return replay_stops(e);
   }
   const shipment_log log = builder.finish();
-  if (no_state) {  // (a night ingested under tables its older lines fail stops the replay above)
+  if (no_state) {  // (a ledger left so by an older ingest, which kept nights under tables its
+                   // stored lines fail, stops the replay above)
     out << "running state: none (no ingest has built one, or its record is missing): nothing to compare; "
         << log.columns.date.size() << " stored line(s) replay\n";
     return 0;

@@ -8,6 +8,8 @@
 #include <algorithm>
 #include <iterator>
 #include <limits>
+#include <sstream>
+#include <utility>
 
 namespace capledger::detail {
 
@@ -182,10 +184,19 @@ struct state_info {
   std::int64_t entities = 0, exporters = 0, orders = 0, chips = 0;
 };
 
+/// The validity key's parts, one per table, separated by spaces.
+std::vector<std::pair<std::string, const file_fingerprint*>> validity_parts(const reference_data& ref)
+{
+  return {{"countries:" + ref.countries_file.sha256, &ref.countries_file},
+          {"chips:" + ref.chips_file.sha256, &ref.chips_file},
+          {"rules:" + ref.rules_file.sha256, &ref.rules_file}};
+}
+
 std::string validity_key(const reference_data& ref)
 {
-  return "countries:" + ref.countries_file.sha256 + " chips:" + ref.chips_file.sha256 +
-         " rules:" + ref.rules_file.sha256;
+  std::string key;
+  for (const auto& part : validity_parts(ref)) { key += (key.empty() ? "" : " ") + part.first; }
+  return key;
 }
 
 bool has_state_tables(sql_connection& db)
@@ -408,16 +419,7 @@ state_update update_ledger_state(sql_connection& db, const reference_data& ref, 
     build_state(db, ref, night);
     return state_update::incremental;
   }
-  std::optional<shipment_log> all;
-  try {
-    all = replay();
-  } catch (const parse_error&) {
-    // Stored lines that do not validate under this ingest's tables: the night is still
-    // accepted (it validated), the ledger just has no state; reports replay (under their tables).
-    db.exec("DELETE FROM state_info");
-    return state_update::dropped;
-  }
-  build_state(db, ref, *all);
+  build_state(db, ref, replay());
   return state_update::rebuilt;
 }
 
@@ -527,6 +529,20 @@ class stored_totals final : public ledger_limit_totals {
 };
 
 }  // namespace
+
+std::vector<std::string> tables_unlike_state(sql_connection& db, const reference_data& ref)
+{
+  std::vector<std::string> differing;
+  const std::optional<state_info> info = has_state_tables(db) ? read_info(db) : std::nullopt;
+  if (!info) { return differing; }
+  std::istringstream stored(info->validity);
+  for (const auto& [part, file] : validity_parts(ref)) {
+    std::string stored_part;
+    stored >> stored_part;
+    if (stored_part != part) { differing.push_back(file->path); }
+  }
+  return differing;
+}
 
 std::unique_ptr<ledger_limit_totals> stored_limit_totals(sql_connection& db, const reference_data& ref,
                                                          std::string& why_not,

@@ -23,7 +23,8 @@
 /// lines (equal dates: later input position), so processing only the night's lines continues
 /// every running total exactly. Totals are order-free sums. Any other night (a back-dated
 /// in-window line), a state computed under other tables, or a state missing or out of step with
-/// the lines table is rebuilt inside the ingest transaction from a replay of every stored line.
+/// the lines table is rebuilt inside the ingest transaction from a replay of every stored line;
+/// a stored line that the ingest's tables do not accept refuses the night.
 #pragma once
 
 #include <capledger/checks.hpp>
@@ -47,13 +48,14 @@ void create_state_tables(sql_connection& db);
 /// @brief How `update_ledger_state` brought the state up to date.
 enum class state_update {
   incremental,  ///< the night's lines were folded in
-  rebuilt,      ///< rebuilt from a replay of every stored line
-  dropped       ///< stored lines do not validate under this ingest's tables: no state is kept
+  rebuilt       ///< rebuilt from a replay of every stored line
 };
 
 /// @brief Brings the stored state up to date with @p night, whose lines were just appended at
 /// ledger positions [first_line, first_line + night lines). Runs inside the ingest transaction.
 /// @param replay returns every stored line (the night's included) as one log, for a rebuild
+/// @throw what @p replay throws (a stored line that @p ref's tables do not accept): the caller
+///        rolls the night back
 [[nodiscard]] state_update update_ledger_state(sql_connection& db, const reference_data& ref,
                                                const shipment_log& night, std::int64_t first_line,
                                                const std::function<shipment_log()>& replay);
@@ -103,6 +105,12 @@ inline constexpr const char* state_of_other_tables =
 [[nodiscard]] std::unique_ptr<stored_state> load_ledger_state(sql_connection& db, const reference_data& ref,
                                                               std::optional<day_t> as_of,
                                                               std::string& why_not);
+
+/// @brief The countries, chips and rules files of @p ref (their names in summary.json, in that
+/// order) whose content differs from that the stored running state was built under (the state
+/// keeps each one's hash); empty when no state is stored or none differs. Call inside a read
+/// transaction.
+[[nodiscard]] std::vector<std::string> tables_unlike_state(sql_connection& db, const reference_data& ref);
 
 /// @brief The ledger's limit totals read from the running state, key by key, when it stands for
 /// every stored line under @p ref; otherwise null, and why in @p why_not. Call inside a read

@@ -699,6 +699,7 @@ int run_check(const std::string& db_path, const std::string& proposed_path, cons
   std::vector<std::string> read = reference_files_read(options);
   read.insert(read.end(), {db_path, proposed_path});
   detail::refuse_outputs_over_inputs(read, {{"--out", out_path}});
+  detail::refuse_outputs_over_ledger_files(db_path, {{"--out", out_path}});
   const reference_data ref = load_ledger_reference(db_path, options);
   check_inputs inputs      = load_check_inputs(db_path, ref, proposed_path, replay, diagnostics);
   const auto checks        = check_proposed(ref, inputs.proposed, *inputs.ledger,

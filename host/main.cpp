@@ -330,10 +330,7 @@ int main(int argc, char** argv)
       const ledger_ingest_result r = ledger_ingest(ingest);
       std::cerr << "capledger: ingested " << r.files << " file(s): " << r.lines_read << " read, "
                 << r.lines_added << " added, " << r.rejected << " rejected; ledger holds " << r.ledger_lines
-                << " line(s); running state "
-                << (r.state_dropped   ? "dropped (stored lines do not validate under these tables)"
-                    : r.state_rebuilt ? "rebuilt from every line"
-                                      : "extended")
+                << " line(s); running state " << (r.state_rebuilt ? "rebuilt from every line" : "extended")
                 << "\n";
       return 0;
     });

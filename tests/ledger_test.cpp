@@ -2,6 +2,7 @@
 /// @brief The nightly ledger: report over nights equals report over files (byte for byte),
 /// idempotent ingest, kill -9 during ingest, back-dated lines, balances, reconcile and check.
 #include <capledger/generate.hpp>
+#include <capledger/ledger.hpp>
 #include <capledger/report.hpp>
 
 #include <gtest/gtest.h>
@@ -10,6 +11,7 @@
 #include "test_support.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -213,8 +215,20 @@ TEST_F(ledger_test, VerifyFindsAlteredLinesAndTotals)
   // A state under other rules: the caller must name the tables of the ingest.
   const fs::path bundled_rules = capledger::test::datasets_dir() / "rules";
   write_text(at("rules.json"), read_text(bundled_rules / "ai-diffusion-2025.json") + " ");  // other bytes
+  // The state keeps each table's hash, so the message names the files that differ.
   EXPECT_EQ(cli("ledger verify l.db --rules rules.json", &said), 2) << said;
-  EXPECT_NE(stderr_text().find("give the --countries, --chips and --rules"), std::string::npos)
+  EXPECT_NE(
+      stderr_text().find("tables: of the tables read, rules.json differs from the one it was built under; "
+                         "give the --countries, --chips and --rules the ledger was ingested with\n"),
+      std::string::npos)
+      << stderr_text();
+  write_text(at("countries.csv"),
+             read_text(capledger::test::datasets_dir() / "countries.csv") + "XX,Nowhere,2,0\n");
+  EXPECT_EQ(cli("ledger verify l.db --rules rules.json --countries countries.csv", &said), 2) << said;
+  EXPECT_NE(
+      stderr_text().find("tables: of the tables read, countries.csv and rules.json differ from those it "
+                         "was built under; give"),
+      std::string::npos)
       << stderr_text();
 
   // Damage SQLite finds itself: the shipment-id index's root page says it holds no cells (its
@@ -992,6 +1006,77 @@ TEST_F(ledger_test, RefusesMissingForeignAndExistingDatabases)
   expect_same_outputs(at("full"), at("nightly"));
 }
 
+// SQLite creates and deletes the files beside the ledger while it writes: an output there, by
+// any path to it, would be lost or taken for the ledger's journal.
+TEST_F(ledger_test, OutputsWhereSqliteKeepsTheLedgersJournalAreRefused)
+{
+  write_text(at("a.csv"),
+             "shipment_id,date,entity,country,chip,quantity\nA1,2025-03-01,E1,AE,H100-SXM,1\n"
+             "A2,2025-03-01,E1,AE,H100-SXM,0\n");
+  write_text(at("p.csv"), "shipment_id,date,entity,country,chip,quantity\nP1,2025-03-02,E1,AE,H100-SXM,1\n");
+  ASSERT_EQ(cli("ledger init l.db"), 0);
+  fs::create_symlink("l.db", at("link.db"));
+  for (const std::string kind : {"journal", "wal", "shm"}) {
+    const std::string name    = "l.db-" + kind;
+    const std::string refused = " is where SQLite keeps the ledger l.db's " + kind +
+                                " file, which it creates and deletes; name another path\n";
+    EXPECT_EQ(cli("ledger ingest l.db a.csv --rejects " + name), 2) << kind;
+    EXPECT_NE(stderr_text().find("capledger: --rejects " + name + refused), std::string::npos)
+        << stderr_text();
+    EXPECT_EQ(cli("ledger ingest l.db a.csv --rejects ./" + name), 2) << kind;
+    EXPECT_NE(stderr_text().find("--rejects ./" + name + " is where"), std::string::npos) << stderr_text();
+    // Through a link to the ledger, SQLite names its files after the ledger itself.
+    EXPECT_EQ(cli("ledger ingest link.db a.csv --rejects " + name), 2) << kind;
+    EXPECT_NE(stderr_text().find("--rejects " + name + " is where SQLite keeps the ledger link.db's"),
+              std::string::npos)
+        << stderr_text();
+    EXPECT_EQ(cli("ledger report l.db --rejects " + name), 2) << kind;
+    EXPECT_NE(stderr_text().find("capledger: --rejects " + name + refused), std::string::npos)
+        << stderr_text();
+    EXPECT_EQ(cli("check l.db --proposed p.csv --out " + name), 2) << kind;
+    EXPECT_NE(stderr_text().find("capledger: --out " + name + refused), std::string::npos) << stderr_text();
+    EXPECT_FALSE(fs::exists(at(name))) << name;
+  }
+  ASSERT_EQ(cli("ledger ingest l.db a.csv --rejects r.csv"), 0) << stderr_text();
+  EXPECT_NE(stderr_text().find("1 added, 1 rejected; ledger holds 1 line(s)"), std::string::npos)
+      << stderr_text();
+}
+
+// Inits racing for one path (threads released together, so that they reach the file within
+// microseconds of each other): one creates the ledger, every other is told it exists.
+TEST_F(ledger_test, ConcurrentInitsCreateOneLedgerAndRefuseTheRest)
+{
+  constexpr int rounds = 20, racers = 4;
+  for (int round = 0; round < rounds; ++round) {
+    const std::string path = at("race" + std::to_string(round) + ".db").string();
+    std::atomic<int> ready{0};
+    std::vector<std::string> errors(racers);
+    std::vector<std::thread> threads;
+    for (int t = 0; t < racers; ++t) {
+      threads.emplace_back([&, t] {
+        ++ready;
+        while (ready.load() < racers) {}
+        try {
+          capledger::ledger_init(path);
+        } catch (const capledger::config_error& e) {
+          errors[static_cast<std::size_t>(t)] = e.what();
+        }
+      });
+    }
+    for (std::thread& t : threads) { t.join(); }
+    const std::string refused = path + ": already exists; not replacing it with an empty ledger";
+    EXPECT_EQ(std::count(errors.begin(), errors.end(), std::string()), 1) << "round " << round;
+    for (const std::string& e : errors) {
+      EXPECT_TRUE(e.empty() || e == refused) << "round " << round << ": " << e;
+    }
+  }
+  EXPECT_EQ(cli("ledger report race0.db --backend cpu --format csv"), 0) << stderr_text();
+  EXPECT_EQ(cli("ledger init race0.db"), 2);
+  EXPECT_NE(stderr_text().find("race0.db: already exists; not replacing it with an empty ledger"),
+            std::string::npos)
+      << stderr_text();
+}
+
 }  // namespace
 
 // ---- the running state: incremental `ledger report` -------------------------------------------
@@ -1136,34 +1221,122 @@ TEST_F(ledger_state_test, OtherTablesThanTheStateFollowsReplay)
   }
 }
 
-TEST_F(ledger_state_test, StoredLinesInvalidUnderNewTablesDropTheStateAndReportsReplay)
+/// The bundled countries table without the rows of @p dropped, with @p added appended.
+static std::string countries_without(const std::string& dropped, const std::string& added = "")
+{
+  std::istringstream in(read_text(capledger::default_datasets_dir() + "/countries.csv"));
+  std::string countries, line;
+  while (std::getline(in, line)) {
+    if (line.rfind(dropped + ",", 0) != 0) { countries += line + "\n"; }
+  }
+  return countries + added;
+}
+
+TEST_F(ledger_state_test, StoredLinesInvalidUnderNewTablesRefuseTheNight)
 {
   write_text(at("a.csv"), "shipment_id,date,entity,country,chip,quantity\nA1,2025-03-01,E1,BR,H100-SXM,10\n");
   write_text(at("b.csv"), "shipment_id,date,entity,country,chip,quantity\nB1,2025-03-02,E1,AE,H100-SXM,5\n");
   // The bundled countries without BR: a.csv's line no longer validates under them.
-  std::istringstream in(read_text(capledger::default_datasets_dir() + "/countries.csv"));
-  std::string countries, line;
-  while (std::getline(in, line)) {
-    if (line.rfind("BR,", 0) != 0) { countries += line + "\n"; }
-  }
-  write_text(at("countries.csv"), countries);
+  write_text(at("countries.csv"), countries_without("BR"));
   ASSERT_EQ(cli("ledger init l.db"), 0);
   ASSERT_EQ(cli("ledger ingest l.db a.csv"), 0) << stderr_text();
-  ASSERT_EQ(cli("ledger ingest l.db b.csv --countries countries.csv"), 0) << stderr_text();
-  EXPECT_NE(stderr_text().find("running state dropped"), std::string::npos) << stderr_text();
-  // Under the tables without BR, the stored line fails as it would in the file: named by file and
-  // line; the ledger keeps its fields, not their columns, so no column is named.
-  EXPECT_EQ(cli("ledger report l.db --backend cpu --countries countries.csv"), 2);
-  EXPECT_NE(stderr_text().find("a.csv:2: UNKNOWN_COUNTRY"), std::string::npos) << stderr_text();
-  const int expected = cli("report a.csv b.csv --backend cpu --out full");
-  EXPECT_EQ(cli("ledger report l.db --backend cpu --out inc"), expected);
-  EXPECT_NE(stderr_text().find("ledger report: replay (the ledger has no running state"), std::string::npos) << stderr_text();
-  expect_same_outputs(at("full"), at("inc"));
-  // The next ingest under the bundled tables rebuilds it.
-  write_text(at("c.csv"), "shipment_id,date,entity,country,chip,quantity\nC1,2025-03-03,E2,BR,H100-SXM,1\n");
-  ASSERT_EQ(cli("ledger ingest l.db c.csv"), 0) << stderr_text();
-  EXPECT_NE(stderr_text().find("running state rebuilt"), std::string::npos) << stderr_text();
-  fs::remove_all(at("full"));
-  fs::remove_all(at("inc"));
-  expect_all_paths_agree(" a.csv b.csv c.csv", "", "");
+  // The rebuild for those tables replays the stored line, which fails as it would in the file:
+  // named by file and line (the ledger keeps a line's fields, not their columns: no column).
+  EXPECT_EQ(cli("ledger ingest l.db b.csv --countries countries.csv"), 2);
+  EXPECT_NE(
+      stderr_text().find("capledger: ledger ingest: refused, nothing stored: replayed under the countries, "
+                         "chips and rules tables given, a line stored in the ledger does not validate: "
+                         "a.csv:2: UNKNOWN_COUNTRY: "),
+      std::string::npos)
+      << stderr_text();
+  EXPECT_NE(
+      stderr_text().find("; ingest under tables that accept every stored line, such as those the ledger "
+                         "was ingested with, or start a new ledger for these tables\n"),
+      std::string::npos)
+      << stderr_text();
+  // Nothing of the night stayed: the state still stands for a.csv alone; the night goes in under
+  // the ledger's tables.
+  expect_all_paths_agree(" a.csv", "", "");
+  ASSERT_EQ(cli("ledger ingest l.db b.csv"), 0) << stderr_text();
+  EXPECT_NE(stderr_text().find("ledger holds 2 line(s); running state extended"), std::string::npos)
+      << stderr_text();
+  expect_all_paths_agree(" a.csv b.csv", "", "");
+}
+
+// Tables that drop a country the stored lines ship to and add one the night ships to: kept, the
+// night would leave a ledger that neither table set can report. The night is refused and the
+// ledger is left as it was, byte for byte, with no rejects file.
+TEST_F(ledger_state_test, NightUnderTablesTheStoredLinesFailIsRefusedAndTheLedgerUnchanged)
+{
+  write_text(at("a.csv"),
+             "shipment_id,date,entity,country,chip,quantity\n"
+             "A1,2025-03-01,E1,SG,H100-SXM,10\nA2,2025-03-01,E2,AE,H100-SXM,3\n");
+  write_text(at("b.csv"),
+             "shipment_id,date,entity,country,chip,quantity\n"
+             "B1,2025-03-02,E1,XX,H100-SXM,5\nB2,2025-03-02,E1,AE,H100-SXM,0\n");
+  write_text(at("countries.csv"), countries_without("SG", "XX,Nowhere,2,0\n"));
+  ASSERT_EQ(cli("ledger init l.db"), 0);
+  ASSERT_EQ(cli("ledger ingest l.db a.csv"), 0) << stderr_text();
+  std::string before, after;
+  const int code = cli("ledger report l.db --backend cpu --format csv", &before);
+  ASSERT_NE(code, 2) << stderr_text();
+  const std::string bytes = read_text(at("l.db"));
+
+  // The night's own line fails the ledger's tables...
+  EXPECT_EQ(cli("ledger ingest l.db b.csv"), 2);
+  EXPECT_NE(stderr_text().find("b.csv:2:18: UNKNOWN_COUNTRY: "), std::string::npos) << stderr_text();
+  // ...and the stored lines fail the night's.
+  EXPECT_EQ(cli("ledger ingest l.db b.csv --countries countries.csv --rejects r.csv"), 2);
+  EXPECT_NE(stderr_text().find("a line stored in the ledger does not validate: a.csv:2: UNKNOWN_COUNTRY: "),
+            std::string::npos)
+      << stderr_text();
+  EXPECT_EQ(read_text(at("l.db")), bytes);
+  for (const auto& e : fs::directory_iterator(dir_)) {  // no rejects file, no staging file, no journal
+    const std::string name = e.path().filename().string();
+    EXPECT_TRUE(name.rfind("r.csv", 0) != 0 && name.rfind(".r.csv", 0) != 0 && name != "l.db-journal")
+        << name;
+  }
+  EXPECT_EQ(cli("ledger report l.db --backend cpu --format csv", &after), code) << stderr_text();
+  EXPECT_NE(stderr_text().find("ledger report: incremental (running state of 2 line(s))"), std::string::npos)
+      << stderr_text();
+  EXPECT_EQ(after, before);
+  std::string said;
+  EXPECT_EQ(cli("ledger verify l.db", &said), 0) << said << stderr_text();
+
+  // An empty ledger has no stored line to fail: the night is its state under these tables.
+  ASSERT_EQ(cli("ledger init m.db"), 0);
+  ASSERT_EQ(cli("ledger ingest m.db b.csv --countries countries.csv --rejects r.csv"), 0) << stderr_text();
+  EXPECT_NE(stderr_text().find("ledger holds 1 line(s); running state extended"), std::string::npos)
+      << stderr_text();
+  std::string from_files, from_ledger;
+  const int expected =
+      cli("report b.csv --countries countries.csv --rejects r2.csv --backend cpu --format csv", &from_files);
+  EXPECT_EQ(cli("ledger report m.db --countries countries.csv --backend cpu --format csv", &from_ledger),
+            expected);
+  EXPECT_NE(stderr_text().find("ledger report: incremental"), std::string::npos) << stderr_text();
+  EXPECT_EQ(from_ledger, from_files);
+}
+
+// A stored line may weigh more under the night's chips table than when it was ingested: the
+// night's line then passes 64 bits only in the replay, and is named as the night's.
+TEST_F(ledger_state_test, NightLinePastSixtyFourBitsUnderNewTablesIsRefused)
+{
+  const std::string chips = read_text(capledger::default_datasets_dir() + "/chips.csv");
+  write_text(at("chips1.csv"), chips + "BIG,ACME,1,0.01,1\n");
+  write_text(at("chips2.csv"), chips + "BIG,ACME,2,0.01,1\n");
+  // 3 * 2^60 units at 1 TPP, then 2^60 at 2: 5 * 2^60 as ingested, 8 * 2^60 = 2^63 replayed.
+  write_text(at("a.csv"),
+             "shipment_id,date,entity,country,chip,quantity\nA1,2025-03-01,E1,US,BIG,3458764513820540928\n");
+  write_text(at("b.csv"),
+             "shipment_id,date,entity,country,chip,quantity\nB1,2025-03-02,E1,US,BIG,1152921504606846976\n");
+  ASSERT_EQ(cli("ledger init l.db"), 0);
+  ASSERT_EQ(cli("ledger ingest l.db a.csv --chips chips1.csv"), 0) << stderr_text();
+  EXPECT_EQ(cli("ledger ingest l.db b.csv --chips chips2.csv"), 2);
+  EXPECT_NE(stderr_text().find("a line of this night, after the stored ones, does not validate: b.csv:2: "
+                               "TPP_OVERFLOW: "),
+            std::string::npos)
+      << stderr_text();
+  EXPECT_EQ(cli("ledger report l.db --chips chips1.csv --backend cpu"), 0) << stderr_text();
+  EXPECT_NE(stderr_text().find("ledger report: incremental (running state of 1 line(s))"), std::string::npos)
+      << stderr_text();
 }

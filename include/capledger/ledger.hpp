@@ -50,13 +50,14 @@ struct ledger_ingest_result {
   std::int64_t rejected     = 0;      ///< lines rejected (kept only with rejects_path)
   std::int64_t ledger_lines = 0;      ///< lines in the ledger afterwards
   bool state_rebuilt        = false;  ///< the running state was rebuilt from every line, not extended
-  bool state_dropped        = false;  ///< stored lines do not validate under these tables: no state kept
 };
 
 /// @brief Validates the night's files as `report` does and appends them in one transaction.
 /// A shipment id already in the ledger is a `DUPLICATE_ID` reject naming the earlier file:line.
-/// Either everything is committed (durably: synchronous=FULL) or nothing is.
+/// Either everything is committed (durably: synchronous=FULL) or nothing is. Under tables other
+/// than the running state follows, the state is rebuilt from a replay of every stored line.
 /// @throw parse_error on the first bad line without rejects_path, too_many_rejects, config_error
+///        (also when a stored line does not validate under the tables given: nothing is stored)
 [[nodiscard]] ledger_ingest_result ledger_ingest(const ledger_ingest_options& options);
 
 /// @brief Reference data for a ledger command: the tables named by @p options, and the entities
