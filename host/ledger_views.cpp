@@ -238,8 +238,14 @@ std::vector<reconciliation_row> reconcile_inventory(const reference_data& ref, c
     }
     std::int64_t reported = 0;
     if (!detail::parse_int64(units.value, reported) || reported < 0) {
-      throw parse_error(inventory_path, units.line, units.column, "BAD_QUANTITY",
-                        "'" + std::string(units.value) + "' is not a non-negative integer");
+      // A count of digits past 64 bits is a non-negative integer, but not one the ledger can weigh.
+      const bool digits =
+          !units.value.empty() && units.value.find_first_not_of("0123456789") == std::string::npos;
+      throw parse_error(
+          inventory_path, units.line, units.column, "BAD_QUANTITY",
+          "'" + std::string(units.value) +
+              (digits ? "' is past 9223372036854775807 (2^63 - 1), the most units a row may report"
+                      : "' is not a non-negative integer"));
     }
     // Chip keys match case-insensitively, as in shipment logs; unknown ones are upper-cased.
     const int chip_code        = log.chips.find(chip.value);

@@ -989,6 +989,14 @@ TEST_F(ledger_test, ReconcileStatuses)
   write_text(at("inventory.csv"), "entity,country,chip,units\nE1,AE,H100-SXM,many\n");
   EXPECT_EQ(cli("reconcile l.db --inventory inventory.csv"), 2);
   EXPECT_NE(stderr_text().find("inventory.csv:2:16: BAD_QUANTITY"), std::string::npos) << stderr_text();
+  // Units past 64 bits are refused as out of range, not called "not a non-negative integer".
+  write_text(at("inventory.csv"), "entity,country,chip,units\nE1,AE,H100-SXM,9223372036854775808\n");
+  EXPECT_EQ(cli("reconcile l.db --inventory inventory.csv"), 2);
+  EXPECT_NE(stderr_text().find("'9223372036854775808' is past 9223372036854775807 (2^63 - 1)"),
+            std::string::npos)
+      << stderr_text();
+  write_text(at("inventory.csv"), "entity,country,chip,units\nE9,AE,ZCHIP,9223372036854775807\n");
+  EXPECT_EQ(cli("reconcile l.db --inventory inventory.csv"), 1) << stderr_text();
 }
 
 TEST_F(ledger_test, RefusesMissingForeignAndExistingDatabases)
