@@ -477,7 +477,8 @@ class stored_totals final : public ledger_limit_totals {
         order_(db_.handle(), "SELECT a FROM st_order WHERE text = ?"),
         country_cap_(db_.handle(), "SELECT a FROM st_country_cap WHERE key = ?"),
         nveu_(db_.handle(), "SELECT a FROM st_nveu WHERE key = ?"),
-        lpp_annual_(db_.handle(), "SELECT a FROM st_lpp_annual WHERE key = ?")
+        lpp_annual_(db_.handle(), "SELECT a FROM st_lpp_annual WHERE key = ?"),
+        pairs_(db_.handle(), "SELECT key, c FROM st_pair WHERE key >= ? AND key < ?")
   {
   }
   stored_totals(const stored_totals&)            = delete;
@@ -504,10 +505,22 @@ class stored_totals final : public ledger_limit_totals {
   {
     return first_int(order_.bind(1, order)).value_or(0);
   }
+  std::map<std::int32_t, std::int64_t> installed(std::string_view entity) override
+  {
+    std::map<std::int32_t, std::int64_t> by_country;
+    const auto code = entity_code(entity);
+    if (!code) { return by_country; }
+    pairs_.bind(1, entity_country_key(*code, 0)).bind(2, entity_country_key(*code + 1, 0));
+    while (pairs_.step()) {
+      by_country[static_cast<std::int32_t>(pairs_.int64(0) % 65536)] = pairs_.int64(1);
+    }
+    pairs_.reset();
+    return by_country;
+  }
 
  private:
   sql_connection db_;  ///< first: destroyed after the statements on it
-  sql_statement entity_, order_, country_cap_, nveu_, lpp_annual_;
+  sql_statement entity_, order_, country_cap_, nveu_, lpp_annual_, pairs_;
 
   /// The first column of @p q's first row (nullopt: no row); resets @p q.
   static std::optional<std::int64_t> first_int(sql_statement& q)

@@ -509,6 +509,7 @@ class summed_totals final : public ledger_limit_totals {
     for (std::size_t i = 0; i < c.date.size(); ++i) {
       for_each_limit_of(ref.rules, context, c, i,
                         [&](limit which, std::int64_t key) { totals_[which][key] += c.tpp[i]; });
+      installed_[c.entity[i]][c.country[i]] += c.tpp[i];
     }
   }
   std::int64_t country_cap(std::int32_t country) override { return value(country_cap_limit, country); }
@@ -526,6 +527,11 @@ class summed_totals final : public ledger_limit_totals {
   {
     const std::int32_t code = orders_.find(order);
     return code < 0 ? 0 : value(lpp_order_limit, code);
+  }
+  std::map<std::int32_t, std::int64_t> installed(std::string_view entity) override
+  {
+    const auto at = installed_.find(entities_.find(entity));
+    return at == installed_.end() ? std::map<std::int32_t, std::int64_t>{} : at->second;
   }
 
   /// Each limit total, keyed as the interface asks: @p each(name of the key, total, what @p other
@@ -559,6 +565,7 @@ class summed_totals final : public ledger_limit_totals {
  private:
   dictionary entities_, orders_;
   std::unordered_map<std::int64_t, std::int64_t> totals_[limit_count];
+  std::unordered_map<std::int32_t, std::map<std::int32_t, std::int64_t>> installed_;  // entity, country
 
   std::int64_t value(limit which, std::int64_t key) const
   {
@@ -615,6 +622,10 @@ std::vector<proposed_check> check_proposed(const reference_data& ref, const ship
     std::int64_t ledger = 0, proposed = 0;
   };
   std::map<std::int64_t, key_totals> running[limit_count];
+  // Each UVEU entity's installed tpp by country (codes of the proposed log): the ledger's, read
+  // when first met, and the proposed lines weighed so far.
+  std::map<std::int32_t, std::map<std::int32_t, std::int64_t>> uveu_installed;
+  const std::int32_t us = ref.countries.find("US");
 
   // The proposed lines weigh on one another in SPEC §2 order (date, then position), as they would
   // once ingested; each line's rows are then listed in file order.
@@ -645,20 +656,51 @@ std::vector<proposed_check> check_proposed(const reference_data& ref, const ship
     base.pathway             = std::string(pathway_name(static_cast<pathway>(c.pathway[i])));
     base.tpp                 = c.tpp[i];
     const std::size_t before = rows.size();
-    const auto limit_row     = [&](const char* rule, limit which) {
-      const std::int64_t limit_tpp = limit_on(ref.rules, context, which, c.country[i], c.date[i]);
-      const std::int64_t used      = used_before[which];
-      proposed_check r             = base;
-      r.rule                       = rule;
-      r.limit_tpp                  = std::to_string(limit_tpp);
-      r.consumed_before_tpp        = std::to_string(used);
-      r.headroom_before_tpp        = exact_difference(limit_tpp, used);
-      // A line that adds tpp breaches a limit when the running total passes it on the line, or,
-      // for a line dated before some of the ledger's, on one of those.
-      const bool passes_later = after[which].peak_over_limit &&
-                                static_cast<wide>(used) + c.tpp[i] + *after[which].peak_over_limit > 0;
+    // A line that adds tpp breaches a limit when the total passes it on the line, or, for a line
+    // dated before some of the ledger's, on one of those (@p later: their peak over their limits).
+    const auto row_of_limit = [&](const char* rule, std::int64_t limit_tpp, std::int64_t used,
+                                  const std::optional<wide>& later) {
+      proposed_check r        = base;
+      r.rule                  = rule;
+      r.limit_tpp             = std::to_string(limit_tpp);
+      r.consumed_before_tpp   = std::to_string(used);
+      r.headroom_before_tpp   = exact_difference(limit_tpp, used);
+      const bool passes_later = later && static_cast<wide>(used) + c.tpp[i] + *later > 0;
       r.status = c.tpp[i] > 0 && (used + c.tpp[i] > limit_tpp || passes_later) ? "breach" : "ok";
       rows.push_back(std::move(r));
+    };
+    const auto limit_row = [&](const char* rule, limit which) {
+      row_of_limit(rule, limit_on(ref.rules, context, which, c.country[i], c.date[i]), used_before[which],
+                   after[which].peak_over_limit);
+    };
+    // The UVEU share rules (SPEC §4) as limits on installed tpp once the line is in: the most its
+    // country may hold (tier 2), the most outside tier 1 and, for a US HQ, outside the US (the
+    // minimum shares turned around, exactly: a share of an integer total is met by an integer
+    // part). They apply where the worldwide total is then above 0.
+    const auto uveu_share_rows = [&](const std::map<std::int32_t, std::int64_t>& installed) {
+      const std::int32_t country = c.country[i];
+      std::int64_t whole = c.tpp[i], here = 0, outside_tier1 = 0, outside_us = 0;
+      for (const auto& [where, tpp] : installed) {
+        whole += tpp;
+        here += where == country ? tpp : 0;
+        outside_tier1 += context.country_tier[where] != 1 ? tpp : 0;
+        outside_us += where != us ? tpp : 0;
+      }
+      if (whole <= 0) { return; }
+      const auto most = [whole](ppm_t share) {
+        return static_cast<std::int64_t>(static_cast<wide>(share) * whole / ppm_one);
+      };
+      const int tier = context.country_tier[country];
+      if (tier == 2) {
+        row_of_limit("UVEU_TIER2_SHARE", most(ref.rules.uveu_max_tier2_country_share), here, {});
+      }
+      if (tier != 1) {
+        row_of_limit("UVEU_TIER1_SHARE", most(ppm_one - ref.rules.uveu_min_tier1_share), outside_tier1, {});
+      }
+      const entity_info* info = ref.entities.find(base.entity);
+      if (us >= 0 && info != nullptr && info->hq_country == us && country != us) {
+        row_of_limit("UVEU_US_SHARE", most(ppm_one - ref.rules.uveu_min_us_share_if_us_hq), outside_us, {});
+      }
     };
     const auto rule_row = [&](const char* rule) {
       proposed_check r = base;
@@ -683,6 +725,12 @@ std::vector<proposed_check> check_proposed(const reference_data& ref, const ship
       limit_row("LPP_ANNUAL_LIMIT", lpp_annual_limit);
     }
     if (totals[nveu_limit] != nullptr) { limit_row("NVEU_CAP_EXCEEDED", nveu_limit); }
+    if (context.entity_is_uveu[static_cast<std::size_t>(c.entity[i])] != 0) {
+      auto [at, fresh] = uveu_installed.try_emplace(c.entity[i]);
+      if (fresh) { at->second = ledger.installed(base.entity); }
+      uveu_share_rows(at->second);
+      at->second[c.country[i]] += c.tpp[i];
+    }
     if (rows.size() == before) {  // no limit applies (tier 1, or outside the counting window)
       proposed_check r = base;
       r.status         = "ok";

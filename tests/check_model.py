@@ -4,9 +4,12 @@
 Each proposed line is placed among the ledger's lines and the proposed lines before it as ingest
 would place them (date, then position, the ledger's lines first); its limit rows give the tpp
 before it on each limit key and `breach` when it adds tpp and the running total then passes the
-limit in force on it or on a later line of that key. Random ledgers of one to three nights (returns,
-lines outside the counting window, LPP orders and years, NVEU phases) and proposals dated among or
-after their lines; both `check` and `check --replay` must give the model's rows.
+limit in force on it or on a later line of that key. A UVEU entity's line gets the share rules
+that it can break, as SPEC §4 states them (`100·part > 7·whole` style), over every line of the
+ledger and the proposed lines before it and itself. Random ledgers of one to three nights (returns,
+lines outside the counting window, LPP orders and years, NVEU phases, UVEU entities with HQs in and
+out of the US) and proposals dated among or after their lines; both `check` and `check --replay`
+must give the model's rows.
 
 usage: check_model.py CAPLEDGER FIRST_SEED END_SEED
 """
@@ -22,7 +25,9 @@ CAP, LPP = 790000000, 26900000  # datasets/rules/ai-diffusion-2025.json
 NVEU_PHASES = [(datetime.date(2025, 12, 31), 633000000), (datetime.date(2026, 12, 31), 1699000000),
                (datetime.date(2027, 12, 31), 5064000000)]
 WINDOW = (datetime.date(2025, 1, 13), datetime.date(2027, 12, 31))
-TIER2 = {"AE", "BR", "IN"}  # DE is tier 1: no cap
+TIER2 = {"AE", "BR", "IN"}  # DE and US are tier 1: no cap
+UVEU = {"E4": "US", "E5": "DE"}  # entity: HQ
+MAX_TIER2, MIN_TIER1, MIN_US = 70000, 750000, 500000  # shares in millionths
 HEADER = "shipment_id,date,entity,country,chip,quantity,pathway,order_id\n"
 
 
@@ -46,10 +51,11 @@ def limit_keys(line):
 
 
 def random_line(rng, shipment_id, scale):
-    pathway = rng.choice(["LICENSE", "LICENSE", "NVEU", "LPP"])
+    pathway = rng.choice(["LICENSE", "LICENSE", "NVEU", "LPP", "UVEU"])
     quantity = rng.randint(-300, 1200) if pathway == "LPP" else rng.randint(-8000, 16000) * scale
     return {"id": shipment_id, "date": datetime.date(2024, 12, 1) + datetime.timedelta(days=rng.randrange(600)),
-            "entity": rng.choice(["E1", "E2", "E3", "E4", "E5"]), "country": rng.choice(["AE", "BR", "IN", "DE"]),
+            "entity": rng.choice(["E1", "E2", "E3", "E4", "E5"]),
+            "country": rng.choice(["AE", "BR", "IN", "DE", "US", "US", "DE", "US"]),
             "quantity": quantity or 1, "pathway": pathway,
             "order": rng.choice(["O1", "O2", "O3"]) if pathway == "LPP" else ""}
 
@@ -81,6 +87,35 @@ def model(ledger, proposed):
             limit = limit_on(rule, line["date"])
             status = "breach" if line["quantity"] > 0 and passes else "ok"
             rows[(p + 1, rule)] = (str(limit), str(before), str(limit - before), status)
+        if line["entity"] in UVEU:
+            rows.update(share_rows(p + 1, line, [l for l in ledger + [proposed[q] for q in spec_order[:n]]
+                                                 if l["entity"] == line["entity"]]))
+    return rows
+
+
+def share_rows(number, line, earlier):
+    """The share rules a UVEU entity's line can break; their limit columns are the most installed
+    tpp the share allows (in the line's country, outside tier 1, outside the US) with the line in."""
+    tpp = lambda lines: sum(l["quantity"] * H100 for l in lines)
+    whole = tpp(earlier) + line["quantity"] * H100
+    if whole <= 0:  # SPEC §4: the share rules apply where the worldwide installed tpp is > 0
+        return {}
+    rows = {}
+
+    def row(rule, share, before, breaks):
+        most = share * whole // 1000000
+        status = "breach" if line["quantity"] > 0 and breaks(before + line["quantity"] * H100) else "ok"
+        rows[(number, rule)] = (str(most), str(before), str(most - before), status)
+
+    if line["country"] in TIER2:
+        row("UVEU_TIER2_SHARE", MAX_TIER2, tpp(l for l in earlier if l["country"] == line["country"]),
+            lambda part: 1000000 * part > MAX_TIER2 * whole)
+    if line["country"] != "DE" and line["country"] != "US":  # not tier 1: lowers the tier-1 share
+        row("UVEU_TIER1_SHARE", 1000000 - MIN_TIER1, tpp(l for l in earlier if l["country"] not in ("DE", "US")),
+            lambda outside: 1000000 * (whole - outside) < MIN_TIER1 * whole)
+    if UVEU[line["entity"]] == "US" and line["country"] != "US":
+        row("UVEU_US_SHARE", 1000000 - MIN_US, tpp(l for l in earlier if l["country"] != "US"),
+            lambda outside: 1000000 * (whole - outside) < MIN_US * whole)
     return rows
 
 
@@ -97,7 +132,8 @@ def main():
         with tempfile.TemporaryDirectory() as work:
             db = os.path.join(work, "l.db")
             with open(os.path.join(work, "entities.csv"), "w") as f:
-                f.write("entity,hq_country,status,nveu_countries\nE2,US,NVEU,IN;AE\nE3,US,NVEU,BR\n")
+                f.write("entity,hq_country,status,nveu_countries\nE2,US,NVEU,IN;AE\nE3,US,NVEU,BR\n"
+                        "E4,US,UVEU,\nE5,DE,UVEU,\n")
             assert run(capledger, "ledger", "init", db).returncode == 0
             ledger = []
             for night in range(rng.randint(1, 3)):

@@ -723,6 +723,44 @@ TEST_F(tiny_ledger_test, CheckWeighsBackDatedLinesAmongTheLedgersByDate)
       << stderr_text();
 }
 
+// A UVEU entity's line is weighed against the share rules it can break, as limits on installed
+// tpp with the line in (SPEC §4: every line counts). Ledger: U1 (HQ US) holds 9,000 H100-SXM in
+// the US, 500 in DE, 600 in AE. P1 (100 to AE): 10,200 in all, AE may hold 7% of 161,486,400 =
+// 11,304,048 and holds 9,499,200 + 1,583,200; outside tier 1 at most 25% (40,371,600), outside the
+// US at most 50% (80,743,200, now 17,415,200). P2 (100 more to AE): AE's 7% of 163,069,600 is
+// 11,414,872 < 12,665,600. P3 (to DE, tier 1): only the US share.
+TEST_F(ledger_test, CheckWeighsTheUveuShareRules)
+{
+  write_text(at("entities.csv"), "entity,hq_country,status,nveu_countries\nU1,US,UVEU,\n");
+  write_text(at("night.csv"),
+             "shipment_id,date,entity,country,chip,quantity,pathway,order_id\n"
+             "A1,2025-03-01,U1,US,H100-SXM,9000,UVEU,\n"
+             "A2,2025-03-01,U1,DE,H100-SXM,500,UVEU,\n"
+             "A3,2025-03-01,U1,AE,H100-SXM,600,UVEU,\n");
+  ASSERT_EQ(cli("ledger init l.db"), 0);
+  ASSERT_EQ(cli("ledger ingest l.db night.csv --entities entities.csv"), 0) << stderr_text();
+  write_text(at("proposed.csv"),
+             "shipment_id,date,entity,country,chip,quantity,pathway,order_id\n"
+             "P1,2025-03-02,U1,AE,H100-SXM,100,UVEU,\n"
+             "P2,2025-03-02,U1,AE,H100-SXM,100,UVEU,\n"
+             "P3,2025-03-02,U1,DE,H100-SXM,100,UVEU,\n");
+  const std::string expected =
+      "line,shipment_id,date,entity,country,pathway,tpp,rule,limit_tpp,consumed_before_tpp,headroom_before_"
+      "tpp,status\n"
+      "1,P1,2025-03-02,U1,AE,UVEU,1583200,UVEU_TIER2_SHARE,11304048,9499200,1804848,ok\n"
+      "1,P1,2025-03-02,U1,AE,UVEU,1583200,UVEU_TIER1_SHARE,40371600,9499200,30872400,ok\n"
+      "1,P1,2025-03-02,U1,AE,UVEU,1583200,UVEU_US_SHARE,80743200,17415200,63328000,ok\n"
+      "2,P2,2025-03-02,U1,AE,UVEU,1583200,UVEU_TIER2_SHARE,11414872,11082400,332472,breach\n"
+      "2,P2,2025-03-02,U1,AE,UVEU,1583200,UVEU_TIER1_SHARE,40767400,11082400,29685000,ok\n"
+      "2,P2,2025-03-02,U1,AE,UVEU,1583200,UVEU_US_SHARE,81534800,18998400,62536400,ok\n"
+      "3,P3,2025-03-02,U1,DE,UVEU,1583200,UVEU_US_SHARE,82326400,20581600,61744800,ok\n";
+  for (const char* replay : {"", " --replay"}) {
+    std::string csv;
+    EXPECT_EQ(cli(std::string("check l.db --proposed proposed.csv") + replay, &csv), 1) << stderr_text();
+    EXPECT_EQ(csv, expected) << replay;
+  }
+}
+
 // An answer written to /dev/stdout that is a pipe goes down the pipe (it named no file to replace).
 TEST_F(tiny_ledger_test, CheckOutToDevStdoutThroughAPipe)
 {

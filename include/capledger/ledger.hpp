@@ -15,6 +15,7 @@
 
 #include <cstdint>
 #include <iosfwd>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -170,6 +171,9 @@ class ledger_limit_totals {
   [[nodiscard]] virtual std::int64_t lpp_annual(std::string_view entity, std::int64_t year) = 0;
   /// LPP lines of order @p order.
   [[nodiscard]] virtual std::int64_t lpp_order(std::string_view order) = 0;
+  /// Installed tpp of @p entity (SPEC §4: all its lines, in or out of the window) by country code,
+  /// for each country it has lines to.
+  [[nodiscard]] virtual std::map<std::int32_t, std::int64_t> installed(std::string_view entity) = 0;
 };
 
 /// @brief `ledger_limit_totals` summed over every line of @p ledger (a replayed ledger log).
