@@ -11,6 +11,7 @@ namespace capledger {
 namespace {
 __extension__ typedef __int128 wide;  // exact products of two int64 values
 __extension__ typedef unsigned __int128 unsigned_wide;
+}  // namespace
 
 std::string wide_to_string(wide value)
 {
@@ -26,7 +27,6 @@ std::string wide_to_string(wide value)
   std::reverse(digits.begin(), digits.end());
   return digits;
 }
-}  // namespace
 
 std::string exact_decimal(std::int64_t numerator, std::int64_t denominator, int digits,
                           std::int64_t multiplier)

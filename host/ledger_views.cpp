@@ -627,14 +627,16 @@ std::vector<proposed_check> check_proposed(const reference_data& ref, const ship
     const auto line                   = static_cast<std::int64_t>(i);
     std::vector<proposed_check>& rows = rows_of_line[i];
     key_totals* totals[limit_count]       = {};         // this line's keys
-    std::int64_t used_before[limit_count] = {};         // tpp before it in SPEC order
+    // tpp before it in SPEC order: 128 bits, as under other chips tables a replayed ledger's total
+    // and the proposal's, each below 2^63, can pass 2^63 - 1 together.
+    wide used_before[limit_count] = {};
     ledger_lines_by_key::after_day after[limit_count];  // the ledger's lines after its date
     for_each_limit_of(ref.rules, context, c, i, [&](limit which, std::int64_t key) {
       auto [at, fresh] = running[which].try_emplace(key);
       if (fresh) { at->second.ledger = ledger_total(which, i); }
       totals[which] = &at->second;
       if (later) { after[which] = later->after(which, key, c.date[i]); }
-      used_before[which] = at->second.ledger - after[which].tpp + at->second.proposed;
+      used_before[which] = static_cast<wide>(at->second.ledger) - after[which].tpp + at->second.proposed;
     });
     proposed_check base;
     base.line                = line + 1;
@@ -647,16 +649,16 @@ std::vector<proposed_check> check_proposed(const reference_data& ref, const ship
     const std::size_t before = rows.size();
     const auto limit_row     = [&](const char* rule, limit which) {
       const std::int64_t limit_tpp = limit_on(ref.rules, context, which, c.country[i], c.date[i]);
-      const std::int64_t used      = used_before[which];
+      const wide used              = used_before[which];
       proposed_check r             = base;
       r.rule                       = rule;
       r.limit_tpp                  = std::to_string(limit_tpp);
-      r.consumed_before_tpp        = std::to_string(used);
-      r.headroom_before_tpp        = exact_difference(limit_tpp, used);
+      r.consumed_before_tpp        = wide_to_string(used);
+      r.headroom_before_tpp        = wide_to_string(limit_tpp - used);
       // A line that adds tpp breaches a limit when the running total passes it on the line, or,
       // for a line dated before some of the ledger's, on one of those.
-      const bool passes_later = after[which].peak_over_limit &&
-                                static_cast<wide>(used) + c.tpp[i] + *after[which].peak_over_limit > 0;
+      const bool passes_later =
+          after[which].peak_over_limit && used + c.tpp[i] + *after[which].peak_over_limit > 0;
       r.status = c.tpp[i] > 0 && (used + c.tpp[i] > limit_tpp || passes_later) ? "breach" : "ok";
       rows.push_back(std::move(r));
     };

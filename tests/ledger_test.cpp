@@ -876,6 +876,39 @@ TEST_F(ledger_test, DifferencesPastSixtyFourBitsArePrintedExactly)
   EXPECT_NE(stderr_text().find("difference in tpp exceeds 64 bits"), std::string::npos) << stderr_text();
 }
 
+TEST_F(ledger_test, CheckUnderOtherChipsWeighsTotalsPastSixtyFourBitsExactly)
+{
+  const std::string chips = read_text(capledger::default_datasets_dir() + "/chips.csv");
+  write_text(at("chips1.csv"), chips + "BIG,ACME,1,0.01,1\n");
+  write_text(at("chips2.csv"), chips + "BIG,ACME,6917529027641081856,0.01,1\n");  // 3 * 2^61 a unit
+  // One unit to AE: 1 tpp as ingested, 3 * 2^61 replayed under chips2.csv.
+  write_text(at("night.csv"),
+             "shipment_id,date,entity,country,chip,quantity,pathway\n"
+             "L1,2025-03-01,E1,AE,BIG,1,LICENSE\n");
+  ASSERT_EQ(cli("ledger init l.db"), 0);
+  ASSERT_EQ(cli("ledger ingest l.db night.csv --chips chips1.csv"), 0) << stderr_text();
+  // 2^61 and 2^61 - 1000 tpp (their own tpp_per_unit): with the ledger's 1 they fit in 64 bits,
+  // with its 3 * 2^61 under chips2.csv they reach 2^63 and past.
+  write_text(at("proposed.csv"),
+             "shipment_id,date,entity,country,chip,quantity,pathway,tpp_per_unit\n"
+             "P1,2025-03-02,E1,AE,BIG,1,LICENSE,2305843009213693952\n"
+             "P2,2025-03-03,E1,AE,BIG,1,LICENSE,2305843009213692952\n");
+  for (const char* replay : {"", " --replay"}) {
+    std::string csv;
+    EXPECT_EQ(cli(std::string("check l.db --proposed proposed.csv --chips chips2.csv") + replay, &csv), 1)
+        << stderr_text();
+    EXPECT_NE(csv.find("\n1,P1,2025-03-02,E1,AE,LICENSE,2305843009213693952,COUNTRY_CAP_EXCEEDED,790000000,"
+                       "6917529027641081856,-6917529026851081856,breach\n"),
+              std::string::npos)
+        << csv;
+    // 2^63 consumed before P2: one past the largest 64-bit value.
+    EXPECT_NE(csv.find("\n2,P2,2025-03-03,E1,AE,LICENSE,2305843009213692952,COUNTRY_CAP_EXCEEDED,790000000,"
+                       "9223372036854775808,-9223372036064775808,breach\n"),
+              std::string::npos)
+        << csv;
+  }
+}
+
 TEST_F(tiny_ledger_test, BalancesPerCap)
 {
   std::string csv;

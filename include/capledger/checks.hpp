@@ -128,6 +128,9 @@ struct check_results {
 /// bits (a limit less a total driven far below zero by returns), where a 64-bit result would wrap.
 [[nodiscard]] std::string exact_difference(std::int64_t minuend, std::int64_t subtrahend);
 
+/// @brief @p value in decimal: a sum of a few 64-bit values, exact in 128 bits.
+__extension__ [[nodiscard]] std::string wide_to_string(__int128 value);
+
 /// @brief Parses a decimal fraction such as `0.95` into parts per million; nullopt when it has
 /// more than 6 decimals or is malformed.
 [[nodiscard]] std::optional<ppm_t> parse_ppm(std::string_view text);
