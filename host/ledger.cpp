@@ -437,6 +437,35 @@ shipment_log load_ledger_log(const std::string& db_path, const reference_data& r
   return builder.finish();
 }
 
+namespace {
+
+/// The proposed lines were validated against the |tpp| and |quantity| sums the ledger's lines had
+/// when ingested; replayed under other chips tables they may weigh more. Proposed lines that would
+/// take the sums past 64 bits with the replayed ones are a TPP_OVERFLOW, as in `report` over the
+/// ledger's files and the proposal (the first such line named; its column is not kept). The
+/// proposal is one file.
+void refuse_totals_past_64_bits(const shipment_log& ledger, const shipment_log& proposed)
+{
+  std::uint64_t abs_tpp = 0, abs_quantity = 0;  // the replay's own sums stay within 2^63 - 1
+  for (std::size_t i = 0; i < ledger.columns.tpp.size(); ++i) {
+    abs_tpp += magnitude(ledger.columns.tpp[i]);
+    abs_quantity += magnitude(ledger.columns.quantity[i]);
+  }
+  constexpr auto bound = static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max());
+  for (std::size_t i = 0; i < proposed.columns.tpp.size(); ++i) {
+    abs_tpp += magnitude(proposed.columns.tpp[i]);
+    abs_quantity += magnitude(proposed.columns.quantity[i]);
+    if (abs_tpp > bound || abs_quantity > bound) {  // each term is at most 2^63: no wrap
+      throw parse_error(
+          proposed.files.front().path, proposed.source_line[i], 0, "TPP_OVERFLOW",
+          "with the ledger's lines replayed under these tables, the totals would exceed 64 bits "
+          "(sum of |tpp| or |quantity| > 2^63-1)");
+    }
+  }
+}
+
+}  // namespace
+
 check_inputs load_check_inputs(const std::string& db_path, const reference_data& ref,
                                const std::string& proposed_path, bool replay, std::ostream& diagnostics)
 {
@@ -472,7 +501,8 @@ check_inputs load_check_inputs(const std::string& db_path, const reference_data&
   shipment_log_builder builder(ref.countries, ref.chips, ingest_options{});
   replay_ledger(db, builder);
   inputs.ledger_lines = builder.finish();
-  inputs.ledger       = sum_limit_totals(ref, *inputs.ledger_lines);
+  refuse_totals_past_64_bits(*inputs.ledger_lines, inputs.proposed);
+  inputs.ledger = sum_limit_totals(ref, *inputs.ledger_lines);
   db.exec("COMMIT");
   return inputs;
 }

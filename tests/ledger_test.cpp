@@ -914,6 +914,45 @@ TEST_F(ledger_test, DifferencesPastSixtyFourBitsArePrintedExactly)
   EXPECT_NE(stderr_text().find("difference in tpp exceeds 64 bits"), std::string::npos) << stderr_text();
 }
 
+// Proposed lines are validated against the |tpp| sum the ledger's lines had when ingested; replayed
+// under other chips tables they can weigh more, and with the proposal pass 64 bits: TPP_OVERFLOW,
+// as `report` over the ledger's files and the proposal would say (the sums wrapped, and a breach
+// was answered ok with a negative consumed figure).
+TEST_F(ledger_test, CheckUnderOtherChipsRefusesTotalsPastSixtyFourBits)
+{
+  const std::string chips = read_text(capledger::default_datasets_dir() + "/chips.csv");
+  write_text(at("chips1.csv"), chips + "BIG,ACME,1,0.01,1\n");
+  write_text(at("chips2.csv"), chips + "BIG,ACME,6917529027641081856,0.01,1\n");  // 3 * 2^61 a unit
+  // One unit to AE: 1 tpp as ingested, 3 * 2^61 replayed under chips2.csv.
+  write_text(at("night.csv"),
+             "shipment_id,date,entity,country,chip,quantity,pathway\n"
+             "L1,2025-03-01,E1,AE,BIG,1,LICENSE\n");
+  ASSERT_EQ(cli("ledger init l.db"), 0);
+  ASSERT_EQ(cli("ledger ingest l.db night.csv --chips chips1.csv"), 0) << stderr_text();
+  // 2^61 - 1 tpp (its own tpp_per_unit): 2^63 - 1 with the replayed line, the most that fits.
+  const std::string header = "shipment_id,date,entity,country,chip,quantity,pathway,tpp_per_unit\n";
+  write_text(at("fits.csv"), header + "P1,2025-03-02,E1,AE,BIG,1,LICENSE,2305843009213693951\n");
+  write_text(at("past.csv"), header +
+                                 "P1,2025-03-02,E1,AE,BIG,1,LICENSE,2305843009213693951\n"
+                                 "P2,2025-03-03,E1,AE,BIG,-1,LICENSE,1\n");
+  for (const char* replay : {"", " --replay"}) {
+    std::string csv;
+    EXPECT_EQ(cli(std::string("check l.db --proposed fits.csv --chips chips2.csv") + replay, &csv), 1)
+        << stderr_text();
+    EXPECT_NE(csv.find("\n1,P1,2025-03-02,E1,AE,LICENSE,2305843009213693951,COUNTRY_CAP_EXCEEDED,790000000,"
+                       "6917529027641081856,-6917529026851081856,breach\n"),
+              std::string::npos)
+        << csv;
+    EXPECT_EQ(cli(std::string("check l.db --proposed past.csv --chips chips2.csv") + replay, &csv), 2);
+    EXPECT_NE(
+        stderr_text().find("past.csv:3: TPP_OVERFLOW: with the ledger's lines replayed under these tables"),
+        std::string::npos)
+        << stderr_text();
+  }
+  // Under the ledger's own tables the same lines weigh 1 + 2^61 - 1 + 1: answered.
+  EXPECT_EQ(cli("check l.db --proposed past.csv --chips chips1.csv"), 1) << stderr_text();
+}
+
 TEST_F(tiny_ledger_test, BalancesPerCap)
 {
   std::string csv;
