@@ -71,12 +71,23 @@ CREATE TABLE rejects(
 CREATE TABLE entities(slot INTEGER PRIMARY KEY CHECK (slot = 1), path TEXT NOT NULL, content BLOB NOT NULL);
 )sql";
 
+/// For a message about a file that is no ledger: what an empty one most likely is.
+std::string empty_file_hint(const std::string& path)
+{
+  std::error_code ec;
+  return std::filesystem::file_size(path, ec) == 0 && !ec
+             ? " (it is empty: a 'capledger ledger init' stopped before it finished leaves such a file; "
+               "remove it and run init again)"
+             : "";
+}
+
 /// Opens an existing ledger and checks that it is one, of this schema version.
 void open_checked(sql_connection& db)
 {
   const auto app = db.query_int("PRAGMA application_id");
   if (app.value_or(0) != ledger_application_id) {
-    throw config_error(db.path() + ": not a capledger ledger (create one with 'capledger ledger init')");
+    throw config_error(db.path() + ": not a capledger ledger (create one with 'capledger ledger init')" +
+                       empty_file_hint(db.path()));
   }
   const auto version = db.query_int("SELECT value FROM meta WHERE key = 'schema_version'");
   if (version.value_or(-1) != ledger_schema_version) {
@@ -228,20 +239,29 @@ void ledger_init(const std::string& db_path)
   if (fd < 0) {
     const int error = errno;
     if (error == EEXIST) {
-      throw config_error(db_path + ": already exists; not replacing it with an empty ledger");
+      throw config_error(db_path + ": already exists; not replacing it with an empty ledger" +
+                         empty_file_hint(db_path));
     }
     throw config_error(db_path + ": cannot create the ledger: " + std::strerror(error));
   }
   ::close(fd);
-  sql_connection db(db_path, sql_connection::mode::read_write);  // an empty file is an empty database
-  db.exec("PRAGMA synchronous = FULL");
-  db.exec("BEGIN IMMEDIATE");
-  db.exec(schema_sql);
-  detail::create_state_tables(db);
-  db.exec("INSERT INTO meta(key, value) VALUES ('schema_version', " + std::to_string(ledger_schema_version) +
-          "), ('abs_tpp_sum', 0), ('abs_quantity_sum', 0)");
-  db.exec("PRAGMA application_id = " + std::to_string(ledger_application_id));
-  db.exec("COMMIT");
+  try {
+    sql_connection db(db_path, sql_connection::mode::read_write);  // an empty file is an empty database
+    db.exec("PRAGMA synchronous = FULL");
+    db.exec("BEGIN IMMEDIATE");
+    db.exec(schema_sql);
+    detail::create_state_tables(db);
+    db.exec("INSERT INTO meta(key, value) VALUES ('schema_version', " +
+            std::to_string(ledger_schema_version) + "), ('abs_tpp_sum', 0), ('abs_quantity_sum', 0)");
+    db.exec("PRAGMA application_id = " + std::to_string(ledger_application_id));
+    db.exec("COMMIT");
+  } catch (...) {
+    // The file is this init's own (created exclusively above; SQLite rolled its journal back as
+    // the connection closed): left empty, it would block the next init and read as no ledger.
+    std::error_code ignored;
+    std::filesystem::remove(db_path, ignored);
+    throw;
+  }
 }
 
 ledger_ingest_result ledger_ingest(const ledger_ingest_options& options)

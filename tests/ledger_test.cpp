@@ -1129,6 +1129,32 @@ TEST_F(ledger_test, OutputsWhereSqliteKeepsTheLedgersJournalAreRefused)
 
 // Inits racing for one path (threads released together, so that they reach the file within
 // microseconds of each other): one creates the ledger, every other is told it exists.
+// An init that fails after creating its file removes it (left empty, it blocked the next init and
+// read as no ledger); an empty file met by init or another command is said to be one.
+TEST_F(ledger_test, InitThatFailsLeavesNoFileAndAnEmptyFileIsNamedAsSuch)
+{
+  std::filesystem::create_directory(at("l.db-journal"));  // where SQLite must write its journal
+  EXPECT_EQ(cli("ledger init l.db"), 2);
+  EXPECT_FALSE(std::filesystem::exists(at("l.db"))) << stderr_text();
+  EXPECT_TRUE(std::filesystem::is_directory(at("l.db-journal")));  // not this init's to remove
+
+  write_text(at("empty.db"), "");
+  const std::string hint =
+      "(it is empty: a 'capledger ledger init' stopped before it finished leaves such a "
+      "file; remove it and run init again)";
+  EXPECT_EQ(cli("ledger init empty.db"), 2);
+  EXPECT_NE(stderr_text().find("already exists; not replacing it with an empty ledger " + hint),
+            std::string::npos)
+      << stderr_text();
+  EXPECT_EQ(cli("ledger report empty.db"), 2);
+  EXPECT_NE(stderr_text().find("not a capledger ledger (create one with 'capledger ledger init') " + hint),
+            std::string::npos)
+      << stderr_text();
+  write_text(at("other.db"), "not empty");
+  EXPECT_EQ(cli("ledger init other.db"), 2);
+  EXPECT_EQ(stderr_text().find("it is empty"), std::string::npos) << stderr_text();
+}
+
 TEST_F(ledger_test, ConcurrentInitsCreateOneLedgerAndRefuseTheRest)
 {
   constexpr int rounds = 20, racers = 4;
