@@ -76,8 +76,8 @@ std::string empty_file_hint(const std::string& path)
 {
   std::error_code ec;
   return std::filesystem::file_size(path, ec) == 0 && !ec
-             ? " (it is empty: a 'capledger ledger init' stopped before it finished leaves such a file; "
-               "remove it and run init again)"
+             ? " (it is empty, as a 'capledger ledger init' leaves it until it has finished, or if it was "
+               "stopped: where none is running, remove it and run init again)"
              : "";
 }
 
