@@ -77,6 +77,28 @@ std::vector<cap_balance> compute_balances(const reference_data& ref, const shipm
     lpp_crossed.emplace(log.entities.text(static_cast<std::int32_t>(y.key / 16384)),
                         static_cast<int>(y.key % 16384));
   }
+  // LPP orders, likewise: the aggregation keeps only the orders that crossed. An order's row names
+  // every consignee and destination of the lines it counts, not one line's: an order is usually for
+  // one (entity, country), and where its lines span several, the row should say so.
+  struct order_balance {
+    std::int64_t used = 0;
+    std::set<std::string> entities, countries;
+    bool crossed = false;
+  };
+  std::map<std::string, order_balance> lpp_orders;  // by order id
+  for (std::size_t i = 0; i < c.date.size(); ++i) {
+    if (c.date[i] > as_of || !ref.rules.in_window(c.date[i]) ||
+        c.pathway[i] != static_cast<std::uint8_t>(pathway::lpp)) {
+      continue;
+    }
+    order_balance& o = lpp_orders[log.orders.text(c.order[i])];
+    o.used += c.tpp[i];
+    o.entities.insert(log.entities.text(c.entity[i]));
+    o.countries.insert(ref.countries.rows[c.country[i]].iso2);
+  }
+  for (const auto& o : agg.lpp_order) {
+    lpp_orders.at(log.orders.text(static_cast<std::int32_t>(o.key))).crossed = true;
+  }
   // Every authorized NVEU pair has a balance, used or not.
   for (const auto& info : ref.entities.rows) {
     if (info.status != entity_status::nveu) { continue; }
@@ -124,6 +146,21 @@ std::vector<cap_balance> compute_balances(const reference_data& ref, const shipm
     b.consumed_tpp = used;
     add(std::move(b), lpp_crossed.count(key) != 0);
   }
+  const auto joined = [](const std::set<std::string>& texts) {
+    std::string text;
+    for (const auto& t : texts) { text += (text.empty() ? "" : ";") + t; }
+    return text;
+  };
+  for (const auto& [order_id, used] : lpp_orders) {
+    cap_balance b;
+    b.cap          = "LPP_ORDER";
+    b.entity       = joined(used.entities);
+    b.country      = joined(used.countries);
+    b.order_id     = order_id;
+    b.limit_tpp    = ref.rules.lpp_per_order_tpp;
+    b.consumed_tpp = used.used;
+    add(std::move(b), used.crossed);
+  }
   return rows;
 }
 
@@ -136,15 +173,16 @@ int run_ledger_balances(const std::string& db_path, const report_options& option
   const reference_data ref              = load_ledger_reference(db_path, options);
   const shipment_log log                = load_ledger_log(db_path, ref);
   const auto balances                   = compute_balances(ref, log, options.as_of, options.warn_at);
-  const std::vector<std::string> header = {"cap",           "entity",    "country",
-                                           "year",          "limit_tpp", "consumed_tpp",
-                                           "remaining_tpp", "used_pct",  "warn_level"};
+  // order_id is last: the columns before it kept their places when LPP_ORDER rows came.
+  const std::vector<std::string> header = {"cap",        "entity",       "country",       "year",
+                                           "limit_tpp",  "consumed_tpp", "remaining_tpp", "used_pct",
+                                           "warn_level", "order_id"};
   std::vector<std::vector<std::string>> rows;
   bool exceeded = false;
   for (const auto& b : balances) {
     exceeded = exceeded || b.warn_level == "exceeded";
     rows.push_back({b.cap, b.entity, b.country, b.year, std::to_string(b.limit_tpp),
-                    std::to_string(b.consumed_tpp), b.remaining_tpp(), b.used_pct, b.warn_level});
+                    std::to_string(b.consumed_tpp), b.remaining_tpp(), b.used_pct, b.warn_level, b.order_id});
   }
   if (options.format == "csv") {
     out << to_csv(header, rows);
@@ -157,7 +195,7 @@ int run_ledger_balances(const std::string& db_path, const report_options& option
     const auto print = [&](const std::vector<std::string>& r) {
       for (std::size_t k = 0; k < r.size(); ++k) {
         // Text columns left-aligned, numbers right-aligned, as in a balance sheet.
-        out << (k < 4 || k == 8 ? std::left : std::right) << std::setw(static_cast<int>(width[k])) << r[k]
+        out << (k < 4 || k >= 8 ? std::left : std::right) << std::setw(static_cast<int>(width[k])) << r[k]
             << (k + 1 < r.size() ? "  " : "\n");
       }
     };

@@ -957,16 +957,19 @@ TEST_F(tiny_ledger_test, BalancesPerCap)
 {
   std::string csv;
   EXPECT_EQ(cli("ledger balances l.db --format csv", &csv), 0) << stderr_text();
-  EXPECT_NE(csv.find("\nCOUNTRY_CAP,,AE,,790000000,633280000,156720000,80.16,0.8\n"), std::string::npos) << csv;
-  EXPECT_NE(csv.find("\nCOUNTRY_CAP,,BR,,790000000,0,790000000,0.00,\n"), std::string::npos);
-  EXPECT_NE(csv.find("\nNVEU_CAP,E2,IN,,633000000,474960000,158040000,75.03,\n"), std::string::npos) << csv;
-  EXPECT_NE(csv.find("\nLPP_ANNUAL,E3,,2025,26900000,15832000,11068000,58.86,\n"), std::string::npos) << csv;
+  EXPECT_NE(csv.find("\nCOUNTRY_CAP,,AE,,790000000,633280000,156720000,80.16,0.8,\n"), std::string::npos)
+      << csv;
+  EXPECT_NE(csv.find("\nCOUNTRY_CAP,,BR,,790000000,0,790000000,0.00,,\n"), std::string::npos);
+  EXPECT_NE(csv.find("\nNVEU_CAP,E2,IN,,633000000,474960000,158040000,75.03,,\n"), std::string::npos) << csv;
+  EXPECT_NE(csv.find("\nLPP_ANNUAL,E3,,2025,26900000,15832000,11068000,58.86,,\n"), std::string::npos) << csv;
+  EXPECT_NE(csv.find("\nLPP_ORDER,E3,BR,,26900000,15832000,11068000,58.86,,O1\n"), std::string::npos) << csv;
   EXPECT_EQ(csv.find("COUNTRY_CAP,,DE"), std::string::npos);  // tier 1: no cap
   EXPECT_EQ(cli("ledger balances l.db --format csv --warn-at 0.5,0.75", &csv), 0);
-  EXPECT_NE(csv.find("\nNVEU_CAP,E2,IN,,633000000,474960000,158040000,75.03,0.75\n"), std::string::npos) << csv;
+  EXPECT_NE(csv.find("\nNVEU_CAP,E2,IN,,633000000,474960000,158040000,75.03,0.75,\n"), std::string::npos)
+      << csv;
   // Before the counting window nothing is consumed.
   EXPECT_EQ(cli("ledger balances l.db --format csv --as-of 2025-01-01", &csv), 0);
-  EXPECT_NE(csv.find("\nCOUNTRY_CAP,,AE,,790000000,0,790000000,0.00,\n"), std::string::npos) << csv;
+  EXPECT_NE(csv.find("\nCOUNTRY_CAP,,AE,,790000000,0,790000000,0.00,,\n"), std::string::npos) << csv;
 }
 
 TEST_F(ledger_test, BalancesCallACapExceededOnceItsLimitWasCrossedEvenAfterReturns)
@@ -987,7 +990,8 @@ TEST_F(ledger_test, BalancesCallACapExceededOnceItsLimitWasCrossedEvenAfterRetur
             std::string::npos) << findings;
   std::string csv;
   EXPECT_EQ(cli("ledger balances l.db --format csv", &csv), 1) << stderr_text();
-  EXPECT_NE(csv.find("\nCOUNTRY_CAP,,AE,,790000000,775768000,14232000,98.20,exceeded\n"), std::string::npos) << csv;
+  EXPECT_NE(csv.find("\nCOUNTRY_CAP,,AE,,790000000,775768000,14232000,98.20,exceeded,\n"), std::string::npos)
+      << csv;
 }
 
 TEST_F(ledger_test, BalancesExceededOnlyWhereALineCrossedTheCapInForceOnItsDate)
@@ -1017,8 +1021,162 @@ TEST_F(ledger_test, BalancesExceededOnlyWhereALineCrossedTheCapInForceOnItsDate)
   EXPECT_EQ(findings.find("NVEU_CAP_EXCEEDED"), std::string::npos) << findings;
   std::string csv;
   EXPECT_EQ(cli("ledger balances l.db --rules falling.json --format csv", &csv), 0) << stderr_text();
-  EXPECT_NE(csv.find("\nNVEU_CAP,G,AE,,100000000,158320000,-58320000,158.32,0.95\n"), std::string::npos)
+  EXPECT_NE(csv.find("\nNVEU_CAP,G,AE,,100000000,158320000,-58320000,158.32,0.95,\n"), std::string::npos)
       << csv;
+}
+
+/// The rows of a balances CSV from the first row of cap @p cap to the end ("" when it has none).
+static std::string balance_rows_from(const std::string& csv, const std::string& cap)
+{
+  const std::size_t at = csv.find("\n" + cap + ",");
+  return at == std::string::npos ? std::string() : csv.substr(at + 1);
+}
+
+TEST_F(ledger_test, BalancesListEveryLppOrderAcrossNights)
+{
+  // Chip X at 100,000 tpp a unit; LPP 26,900,000 per order and per consignee-year (269 units).
+  const std::string header = "shipment_id,date,entity,country,chip,quantity,pathway,order_id,tpp_per_unit\n";
+  write_text(at("night1.csv"), header +
+                                   "A1,2025-03-01,E3,BR,X,100,LPP,O1,100000\n"     // O1 10,000,000
+                                   "A2,2025-03-01,E4,AE,X,50,LPP,O2,100000\n"      // O2 5,000,000
+                                   "A3,2025-03-01,E1,AE,X,10,LICENSE,O1,100000\n"  // not LPP: not in O1
+                                   "A4,2025-03-02,E5,IN,X,30,LPP,,100000\n");      // order A4 (its id)
+  write_text(at("night2.csv"), header +
+                                   "B1,2025-04-01,E3,BR,X,150,LPP,O1,100000\n"  // O1 25,000,000
+                                   "B2,2025-04-02,E3,BR,X,-20,lpp,O1,100000\n"  // return: O1 23,000,000
+                                   "B3,2025-04-02,E6,MY,X,40,LPP,O2,100000\n"   // O2 9,000,000, 2 consignees
+                                   "B4,2025-04-03,E4,AE,X,200,LPP,O10,100000\n");  // O10 20,000,000
+  ASSERT_EQ(cli("ledger init l.db"), 0) << stderr_text();
+  ASSERT_EQ(cli("ledger ingest l.db night1.csv"), 0) << stderr_text();
+  std::string csv;
+  EXPECT_EQ(cli("ledger balances l.db --format csv", &csv), 0) << stderr_text();
+  EXPECT_EQ(csv.substr(0, csv.find('\n')),
+            "cap,entity,country,year,limit_tpp,consumed_tpp,remaining_tpp,used_pct,warn_level,order_id");
+  EXPECT_NE(csv.find("\nCOUNTRY_CAP,,AE,,790000000,1000000,789000000,0.13,,\n"), std::string::npos) << csv;
+  // Order rows come last, by order id in byte order; an order's consignee and destination are its
+  // lines'.
+  EXPECT_EQ(balance_rows_from(csv, "LPP_ANNUAL"),
+            "LPP_ANNUAL,E3,,2025,26900000,10000000,16900000,37.17,,\n"
+            "LPP_ANNUAL,E4,,2025,26900000,5000000,21900000,18.59,,\n"
+            "LPP_ANNUAL,E5,,2025,26900000,3000000,23900000,11.15,,\n"
+            "LPP_ORDER,E5,IN,,26900000,3000000,23900000,11.15,,A4\n"
+            "LPP_ORDER,E3,BR,,26900000,10000000,16900000,37.17,,O1\n"
+            "LPP_ORDER,E4,AE,,26900000,5000000,21900000,18.59,,O2\n");
+
+  // The second night: O1 less its return (92.94% before it, 85.50% after: level 0.8); O2 now
+  // spans two consignees in two countries, each listed once; O10 sorts between O1 and O2.
+  ASSERT_EQ(cli("ledger ingest l.db night2.csv"), 0) << stderr_text();
+  EXPECT_EQ(cli("ledger balances l.db --format csv", &csv), 0) << stderr_text();
+  EXPECT_EQ(balance_rows_from(csv, "LPP_ANNUAL"),
+            "LPP_ANNUAL,E3,,2025,26900000,23000000,3900000,85.50,0.8,\n"
+            "LPP_ANNUAL,E4,,2025,26900000,25000000,1900000,92.94,0.9,\n"
+            "LPP_ANNUAL,E5,,2025,26900000,3000000,23900000,11.15,,\n"
+            "LPP_ANNUAL,E6,,2025,26900000,4000000,22900000,14.87,,\n"
+            "LPP_ORDER,E5,IN,,26900000,3000000,23900000,11.15,,A4\n"
+            "LPP_ORDER,E3,BR,,26900000,23000000,3900000,85.50,0.8,O1\n"
+            "LPP_ORDER,E4,AE,,26900000,20000000,6900000,74.35,,O10\n"
+            "LPP_ORDER,E4;E6,AE;MY,,26900000,9000000,17900000,33.46,,O2\n");
+  // The table has the same columns, order_id last.
+  std::string table;
+  EXPECT_EQ(cli("ledger balances l.db", &table), 0) << stderr_text();
+  EXPECT_NE(table.find("  warn_level  order_id\n"), std::string::npos) << table;
+  EXPECT_NE(
+      table.find("\nLPP_ORDER    E4;E6   AE;MY           26900000       9000000       17900000     33.46"
+                 "              O2      \n"),
+      std::string::npos)
+      << table;
+}
+
+TEST_F(ledger_test, BalancesCountAnOrdersLinesInTheWindowUpToAsOf)
+{
+  // The bundled window is 2025-01-13 .. 2027-12-31. X: 100,000 tpp a unit.
+  write_text(at("night.csv"),
+             "shipment_id,date,entity,country,chip,quantity,pathway,order_id,tpp_per_unit\n"
+             "C1,2025-01-12,E3,BR,X,100,LPP,P1,100000\n"     // before the window: not counted
+             "C2,2025-01-13,E3,BR,X,50,LPP,P1,100000\n"      // P1 5,000,000
+             "C3,2027-12-31,E7,SG,X,20,LPP,P1,100000\n"      // P1 7,000,000
+             "C4,2028-01-01,E8,AE,X,200,LPP,P1,100000\n"     // after the window: not counted, not named
+             "C5,2024-06-01,E3,BR,X,300,LPP,P2,100000\n"     // P2: no line in the window, no row
+             "C6,2025-06-01,E9,MY,X,100,LPP,P3,100000\n"     // P3 10,000,000
+             "C7,2026-06-01,E9,MY,X,100,LPP,P3,100000\n"     // P3 20,000,000: an order spans years
+             "C8,2026-06-02,E10,IN,X,200,LPP,P4,100000\n");  // P4 20,000,000
+  ASSERT_EQ(cli("ledger init l.db"), 0) << stderr_text();
+  ASSERT_EQ(cli("ledger ingest l.db night.csv"), 0) << stderr_text();
+  std::string csv;
+  EXPECT_EQ(cli("ledger balances l.db --format csv", &csv), 0) << stderr_text();
+  EXPECT_EQ(balance_rows_from(csv, "LPP_ORDER"),
+            "LPP_ORDER,E3;E7,BR;SG,,26900000,7000000,19900000,26.02,,P1\n"
+            "LPP_ORDER,E9,MY,,26900000,20000000,6900000,74.35,,P3\n"
+            "LPP_ORDER,E10,IN,,26900000,20000000,6900000,74.35,,P4\n");
+  // As of 2026-01-01: C3, C7 and C8 are later; P4 has no row yet.
+  EXPECT_EQ(cli("ledger balances l.db --format csv --as-of 2026-01-01", &csv), 0) << stderr_text();
+  EXPECT_EQ(balance_rows_from(csv, "LPP_ORDER"),
+            "LPP_ORDER,E3,BR,,26900000,5000000,21900000,18.59,,P1\n"
+            "LPP_ORDER,E9,MY,,26900000,10000000,16900000,37.17,,P3\n");
+  // As of the day before the window: no order has a counted line.
+  EXPECT_EQ(cli("ledger balances l.db --format csv --as-of 2025-01-12", &csv), 0) << stderr_text();
+  EXPECT_EQ(csv.find("LPP_ORDER"), std::string::npos) << csv;
+}
+
+TEST_F(ledger_test, BalancesCallAnOrderExceededExactlyWhenReportFindsItsViolation)
+{
+  // LPP 20,000,000 per order, 50,000,000 per consignee-year: no consignee-year is exceeded here,
+  // so exit 1 comes from the orders alone. X: 100,000 tpp a unit, Y: 1.
+  write_text(at("rules.json"),
+             R"({"id":"orders","counting_starts":"2025-01-13","counting_ends":"2027-12-31","h100_tpp":15832,
+ "country_cap":{"tpp":790000000,"g2g_multiplier":2,"pathways":["LICENSE"]},
+ "lpp":{"per_order_tpp":20000000,"per_consignee_year_tpp":50000000},
+ "nveu_caps":[{"through":"2025-12-31","tpp":633000000},{"through":"2027-12-31","tpp":5064000000}],
+ "uveu":{"max_tier2_country_share":0.07,"min_tier1_share":0.75,"min_us_share_if_us_hq":0.50}})");
+  const std::string header = "shipment_id,date,entity,country,chip,quantity,pathway,order_id,tpp_per_unit\n";
+  write_text(at("night1.csv"), header +
+                                   "D1,2025-03-10,E1,AE,X,150,LPP,Q1,100000\n"   // Q1 15,000,000
+                                   "D2,2025-03-12,E2,AE,X,60,LPP,Q1,100000\n"    // Q1 21,000,000: crosses
+                                   "D5,2025-03-10,E3,BR,X,150,LPP,Q3,100000\n"   // Q3 15,000,000
+                                   "D6,2025-03-12,E3,BR,X,60,LPP,Q3,100000\n");  // Q3 21,000,000: crosses
+  write_text(at("night2.csv"), header +
+                                   "D3,2025-03-15,E2,AE,X,-40,LPP,Q1,100000\n"  // Q1 back to 17,000,000
+                                   "D4,2025-03-20,E1,AE,X,200,LPP,Q2,100000\n"  // Q2 at its limit exactly
+                                   // Back-dated: by date Q3 runs -5M, 10M, 16M and never crosses.
+                                   "D7,2025-03-01,E3,BR,X,-50,LPP,Q3,100000\n"
+                                   "D8,2025-03-20,E4,IN,Y,20000001,LPP,Q4,1\n");  // one tpp over
+  ASSERT_EQ(cli("ledger init l.db"), 0) << stderr_text();
+  ASSERT_EQ(cli("ledger ingest l.db night1.csv --rules rules.json"), 0) << stderr_text();
+  std::string csv;
+  EXPECT_EQ(cli("ledger balances l.db --rules rules.json --format csv", &csv), 1) << stderr_text();
+  EXPECT_EQ(balance_rows_from(csv, "LPP_ORDER"),
+            "LPP_ORDER,E1;E2,AE,,20000000,21000000,-1000000,105.00,exceeded,Q1\n"
+            "LPP_ORDER,E3,BR,,20000000,21000000,-1000000,105.00,exceeded,Q3\n");
+
+  ASSERT_EQ(cli("ledger ingest l.db night2.csv --rules rules.json"), 0) << stderr_text();
+  EXPECT_EQ(cli("ledger balances l.db --rules rules.json --format csv", &csv), 1) << stderr_text();
+  // Q1 stays exceeded after its return (85.00%, which alone would be level 0.8); Q2 at 100.00% is
+  // at the highest level, not exceeded; Q3 no longer crossed in date order.
+  EXPECT_EQ(balance_rows_from(csv, "LPP_ORDER"),
+            "LPP_ORDER,E1;E2,AE,,20000000,17000000,3000000,85.00,exceeded,Q1\n"
+            "LPP_ORDER,E1,AE,,20000000,20000000,0,100.00,0.95,Q2\n"
+            "LPP_ORDER,E3,BR,,20000000,16000000,4000000,80.00,0.8,Q3\n"
+            "LPP_ORDER,E4,IN,,20000000,20000001,-1,100.00,exceeded,Q4\n");
+  EXPECT_EQ(csv.find("exceeded,\n"), std::string::npos) << csv;  // only orders are exceeded
+  std::string findings;
+  EXPECT_EQ(cli("ledger report l.db --rules rules.json --backend cpu --format csv", &findings), 1)
+      << stderr_text();
+  EXPECT_NE(findings.find("violation,LPP_ORDER_LIMIT,E2,AE,,Q1,,2025-03-12,D2,21000000,20000000\n"),
+            std::string::npos)
+      << findings;
+  EXPECT_NE(findings.find("violation,LPP_ORDER_LIMIT,E4,IN,,Q4,,2025-03-20,D8,20000001,20000000\n"),
+            std::string::npos)
+      << findings;
+  EXPECT_EQ(findings.find(",Q2,"), std::string::npos) << findings;
+  EXPECT_EQ(findings.find(",Q3,"), std::string::npos) << findings;
+
+  // As of 2025-03-11, before Q1's crossing line: 15,000,000 (75.00%), not exceeded; Q3 is D7 and
+  // D5 (10,000,000); Q2 and Q4 have no line yet.
+  EXPECT_EQ(cli("ledger balances l.db --rules rules.json --format csv --as-of 2025-03-11", &csv), 0)
+      << stderr_text();
+  EXPECT_EQ(balance_rows_from(csv, "LPP_ORDER"),
+            "LPP_ORDER,E1,AE,,20000000,15000000,5000000,75.00,,Q1\n"
+            "LPP_ORDER,E3,BR,,20000000,10000000,10000000,50.00,,Q3\n");
 }
 
 TEST_F(ledger_test, ReconcileStatuses)

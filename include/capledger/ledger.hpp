@@ -93,10 +93,11 @@ int run_ledger_verify(const std::string& db_path, const report_options& options,
 
 /// @brief One cap's balance: limit in force, consumed, remaining, percent used.
 struct cap_balance {
-  std::string cap;      ///< `COUNTRY_CAP`, `NVEU_CAP` or `LPP_ANNUAL`
-  std::string entity;   ///< NVEU and LPP caps
-  std::string country;  ///< country and NVEU caps
-  std::string year;     ///< LPP caps
+  std::string cap;       ///< `COUNTRY_CAP`, `NVEU_CAP`, `LPP_ANNUAL` or `LPP_ORDER`
+  std::string entity;    ///< NVEU and LPP caps (an order's: all of its lines' consignees, `;`-joined)
+  std::string country;   ///< country and NVEU caps (an order's: all of its lines' destinations)
+  std::string year;      ///< LPP annual caps
+  std::string order_id;  ///< LPP order caps
   std::int64_t limit_tpp    = 0;
   std::int64_t consumed_tpp = 0;
   [[nodiscard]] std::string remaining_tpp() const { return exact_difference(limit_tpp, consumed_tpp); }
@@ -106,7 +107,8 @@ struct cap_balance {
 
 /// @brief Balances of every cap at @p as_of (default: the latest date of @p log): each tier-2
 /// country, each NVEU (entity, country) that is authorized or has NVEU lines, each LPP
-/// (consignee, year) with LPP lines. Counted like the checks: in-window lines up to as_of.
+/// (consignee, year) with LPP lines and each LPP order with LPP lines, in that order, each group
+/// sorted by its key. Counted like the checks: in-window lines up to as_of.
 /// @param warn_levels parts per million, ascending
 [[nodiscard]] std::vector<cap_balance> compute_balances(const reference_data& reference,
                                                         const shipment_log& log, std::optional<day_t> as_of,
