@@ -193,11 +193,15 @@ int run_ledger_balances(const std::string& db_path, const report_options& option
       for (std::size_t k = 0; k < r.size(); ++k) { width[k] = std::max(width[k], r[k].size()); }
     }
     const auto print = [&](const std::vector<std::string>& r) {
+      std::ostringstream line;
       for (std::size_t k = 0; k < r.size(); ++k) {
         // Text columns left-aligned, numbers right-aligned, as in a balance sheet.
-        out << (k < 4 || k >= 8 ? std::left : std::right) << std::setw(static_cast<int>(width[k])) << r[k]
-            << (k + 1 < r.size() ? "  " : "\n");
+        line << (k < 4 || k >= 8 ? std::left : std::right) << std::setw(static_cast<int>(width[k])) << r[k]
+             << (k + 1 < r.size() ? "  " : "");
       }
+      std::string text = line.str();
+      text.erase(text.find_last_not_of(' ') + 1);  // no trailing spaces after empty last columns
+      out << text << "\n";
     };
     print(header);
     for (const auto& r : rows) { print(r); }

@@ -1076,15 +1076,16 @@ TEST_F(ledger_test, BalancesListEveryLppOrderAcrossNights)
             "LPP_ORDER,E3,BR,,26900000,23000000,3900000,85.50,0.8,O1\n"
             "LPP_ORDER,E4,AE,,26900000,20000000,6900000,74.35,,O10\n"
             "LPP_ORDER,E4;E6,AE;MY,,26900000,9000000,17900000,33.46,,O2\n");
-  // The table has the same columns, order_id last.
+  // The table has the same columns, order_id last (no trailing spaces).
   std::string table;
   EXPECT_EQ(cli("ledger balances l.db", &table), 0) << stderr_text();
   EXPECT_NE(table.find("  warn_level  order_id\n"), std::string::npos) << table;
   EXPECT_NE(
       table.find("\nLPP_ORDER    E4;E6   AE;MY           26900000       9000000       17900000     33.46"
-                 "              O2      \n"),
+                 "              O2\n"),
       std::string::npos)
       << table;
+  EXPECT_EQ(table.find(" \n"), std::string::npos) << table;  // rows whose last columns are empty too
 }
 
 TEST_F(ledger_test, BalancesCountAnOrdersLinesInTheWindowUpToAsOf)
