@@ -235,6 +235,13 @@ csv_header::csv_header(const std::vector<csv_field>& fields, std::string file) :
   names_.reserve(fields.size());
   for (const auto& field : fields) {
     fields_.push_back({{}, field.line, field.column});
+    // SPEC 1.1 allows \n and \r\n line ends only. A carriage return in a column name is a file
+    // with bare-CR line ends (old Mac, some exports): read on, its whole text is one header row
+    // and the log would count 0 lines with exit 0.
+    if (field.value.find('\r') != std::string_view::npos) {
+      throw parse_error(file_, field.line, field.column, "MALFORMED_HEADER",
+                        "a column name holds a carriage return: line ends must be \\n or \\r\\n");
+    }
     std::string name(trim(field.value));
     for (char& c : name) {
       if (c >= 'A' && c <= 'Z') { c = static_cast<char>(c - 'A' + 'a'); }

@@ -525,6 +525,32 @@ TEST(IngestRejects, EmptyFileIsMissingColumn)
   }
 }
 
+// A log with bare-CR line ends (SPEC allows \n and \r\n only) is one header row to the reader:
+// it used to load as a header-only log, 0 lines read and exit 0, every shipment silently
+// dropped. Fatal like any malformed header, with --rejects too, naming the first such column.
+TEST(IngestRejects, BareCarriageReturnLineEndsAreAMalformedHeader)
+{
+  // The last column optional: every required name stays whole, so only the CR gives it away.
+  const std::string text =
+      "shipment_id,date,entity,country,chip,quantity,exporter\rS1,2025-02-01,E1,AE,H100-SXM,10,NV\r";
+  for (const bool keep : {false, true}) {
+    ingest_options options;
+    options.keep_rejects = keep;
+    try {
+      (void)ingest(text, options);
+      ADD_FAILURE() << "a log with bare-CR line ends was accepted";
+    } catch (const parse_error& e) {
+      EXPECT_EQ(e.reason(), "MALFORMED_HEADER");
+      EXPECT_EQ(e.line(), 1);
+      EXPECT_EQ(e.column(), 47);  // "exporter\rS1"
+    }
+  }
+  // \r\n line ends stay what they are.
+  EXPECT_EQ(ingest("shipment_id,date,entity,country,chip,quantity\r\nS1,2025-02-01,E1,AE,H100-SXM,10\r\n")
+                .lines_read,
+            1);
+}
+
 TEST(IngestRejects, MissingColumnNamesTheHeaderLine)
 {
   // Blank lines before the header: the header, and so the defect, is on line 3.
