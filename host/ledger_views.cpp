@@ -740,8 +740,31 @@ std::vector<proposed_check> check_proposed(const reference_data& ref, const ship
         row_of_limit("UVEU_TIER1_SHARE", most(ppm_one - ref.rules.uveu_min_tier1_share), outside_tier1, {});
       }
       const entity_info* info = ref.entities.find(base.entity);
-      if (us >= 0 && info != nullptr && info->hq_country == us && country != us) {
+      const bool us_hq        = us >= 0 && info != nullptr && info->hq_country == us;
+      if (us_hq && country != us) {
         row_of_limit("UVEU_US_SHARE", most(ppm_one - ref.rules.uveu_min_us_share_if_us_hq), outside_us, {});
+      }
+      // A line that lifts the worldwide total from 0 or below (returns have left some country
+      // negative) brings the rules into force: one then broken where no row above weighs it (another
+      // tier-2 country, the tier-1 or US share of a line in tier 1 or the US) is a rule row.
+      if (whole - c.tpp[i] > 0) { return; }
+      const auto in_force_row = [&](const char* rule) {
+        proposed_check r = base;
+        r.rule           = rule;
+        r.status         = "breach";
+        rows.push_back(std::move(r));
+      };
+      const std::int64_t tier2_most = most(ref.rules.uveu_max_tier2_country_share);
+      if (std::any_of(installed.begin(), installed.end(), [&](const auto& held) {
+            return held.first != country && context.country_tier[held.first] == 2 && held.second > tier2_most;
+          })) {
+        in_force_row("UVEU_TIER2_SHARE");
+      }
+      if (tier == 1 && outside_tier1 > most(ppm_one - ref.rules.uveu_min_tier1_share)) {
+        in_force_row("UVEU_TIER1_SHARE");
+      }
+      if (us_hq && country == us && outside_us > most(ppm_one - ref.rules.uveu_min_us_share_if_us_hq)) {
+        in_force_row("UVEU_US_SHARE");
       }
     };
     const auto rule_row = [&](const char* rule) {

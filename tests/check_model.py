@@ -9,7 +9,9 @@ that it can break, as SPEC §4 states them (`100·part > 7·whole` style), over 
 ledger and the proposed lines before it and itself. Random ledgers of one to three nights (returns,
 lines outside the counting window, LPP orders and years, NVEU phases, UVEU entities with HQs in and
 out of the US) and proposals dated among or after their lines; both `check` and `check --replay`
-must give the model's rows.
+must give the model's rows. A UVEU line that lifts its entity's worldwide total from 0 or below
+above 0 also gets a row (no limit columns, a breach) for each share rule then broken where its
+limit rows do not weigh it.
 
 usage: check_model.py CAPLEDGER FIRST_SEED END_SEED
 """
@@ -116,6 +118,19 @@ def share_rows(number, line, earlier):
     if UVEU[line["entity"]] == "US" and line["country"] != "US":
         row("UVEU_US_SHARE", 1000000 - MIN_US, tpp(l for l in earlier if l["country"] != "US"),
             lambda outside: 1000000 * (whole - outside) < MIN_US * whole)
+    # A line that lifts the worldwide total from 0 or below brings the rules into force: a rule then
+    # broken where the rows above do not weigh it is a row without limit columns, a breach.
+    if whole - line["quantity"] * H100 <= 0:
+        held = {}
+        for l in earlier + [line]:
+            held[l["country"]] = held.get(l["country"], 0) + l["quantity"] * H100
+        if any(1000000 * part > MAX_TIER2 * whole for country, part in held.items()
+               if country in TIER2 and country != line["country"]):
+            rows[(number, "UVEU_TIER2_SHARE in force")] = ("", "", "", "breach")
+        if line["country"] in ("DE", "US") and 1000000 * (held.get("DE", 0) + held.get("US", 0)) < MIN_TIER1 * whole:
+            rows[(number, "UVEU_TIER1_SHARE in force")] = ("", "", "", "breach")
+        if UVEU[line["entity"]] == "US" and line["country"] == "US" and 1000000 * held["US"] < MIN_US * whole:
+            rows[(number, "UVEU_US_SHARE in force")] = ("", "", "", "breach")
     return rows
 
 
@@ -158,7 +173,9 @@ def main():
                 got = {}
                 for row in result.stdout.splitlines()[1:]:
                     field = row.split(",")
-                    if field[7] not in ("", "PROHIBITED_DESTINATION", "UNAUTHORIZED_PATHWAY"):
+                    if field[7].startswith("UVEU_") and field[8] == "":
+                        got[(int(field[0]), field[7] + " in force")] = tuple(field[8:12])
+                    elif field[7] not in ("", "PROHIBITED_DESTINATION", "UNAUTHORIZED_PATHWAY"):
                         got[(int(field[0]), field[7])] = tuple(field[8:12])
                 if got != want or result.returncode != (1 if "breach" in result.stdout else 0):
                     failures += 1

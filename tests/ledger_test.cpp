@@ -761,6 +761,42 @@ TEST_F(ledger_test, CheckWeighsTheUveuShareRules)
   }
 }
 
+// A line that lifts a UVEU entity's worldwide total from 0 or below brings the share rules into
+// force: U1 (HQ US) holds 100 H100-SXM in AE and -100 in the US (a return), 0 in all. P1 (10 to the
+// US, tier 1: no limit row) leaves 158,320 worldwide, AE holding 1,583,200 of it: every share rule
+// is then broken, so P1 is a breach of each (rows without limit columns), as `report` would find.
+TEST_F(ledger_test, CheckWeighsTheShareRulesALineBringsIntoForce)
+{
+  write_text(at("entities.csv"), "entity,hq_country,status,nveu_countries\nU1,US,UVEU,\n");
+  write_text(at("night.csv"),
+             "shipment_id,date,entity,country,chip,quantity,pathway,order_id\n"
+             "A1,2025-03-01,U1,AE,H100-SXM,100,UVEU,\n"
+             "A2,2025-03-01,U1,US,H100-SXM,-100,UVEU,\n");
+  ASSERT_EQ(cli("ledger init l.db"), 0);
+  ASSERT_EQ(cli("ledger ingest l.db night.csv --entities entities.csv"), 0) << stderr_text();
+  write_text(at("proposed.csv"),
+             "shipment_id,date,entity,country,chip,quantity,pathway,order_id\n"
+             "P1,2025-03-02,U1,US,H100-SXM,10,UVEU,\n");
+  const std::string expected =
+      "line,shipment_id,date,entity,country,pathway,tpp,rule,limit_tpp,consumed_before_tpp,headroom_before_"
+      "tpp,status\n"
+      "1,P1,2025-03-02,U1,US,UVEU,158320,UVEU_TIER2_SHARE,,,,breach\n"
+      "1,P1,2025-03-02,U1,US,UVEU,158320,UVEU_TIER1_SHARE,,,,breach\n"
+      "1,P1,2025-03-02,U1,US,UVEU,158320,UVEU_US_SHARE,,,,breach\n";
+  for (const char* replay : {"", " --replay"}) {
+    std::string csv;
+    EXPECT_EQ(cli(std::string("check l.db --proposed proposed.csv") + replay, &csv), 1) << stderr_text();
+    EXPECT_EQ(csv, expected) << replay;
+  }
+  // Ingested, the line leaves the three findings.
+  ASSERT_EQ(cli("ledger ingest l.db proposed.csv"), 0) << stderr_text();
+  ASSERT_EQ(cli("ledger report l.db --out rep"), 1) << stderr_text();
+  const std::string findings = read_text(at("rep/findings.csv"));
+  for (const char* rule : {"UVEU_TIER2_SHARE,U1,AE,", "UVEU_TIER1_SHARE,U1,,", "UVEU_US_SHARE,U1,US,"}) {
+    EXPECT_NE(findings.find(rule), std::string::npos) << rule << "\n" << findings;
+  }
+}
+
 // An answer written to /dev/stdout that is a pipe goes down the pipe (it named no file to replace).
 TEST_F(tiny_ledger_test, CheckOutToDevStdoutThroughAPipe)
 {
