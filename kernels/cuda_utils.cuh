@@ -24,8 +24,15 @@ namespace capledger::detail {
 /// @brief Throws `device_error` for a failed CUDA call, naming the call site and the CUDA error:
 /// `gpu_memory_short` when the GPU ran out of memory (another process may have taken it), which
 /// `--backend auto` answers by reporting on the CPU.
+///
+/// It also resets the runtime's last error: a failed call (an out-of-memory `cudaMallocAsync`, say)
+/// records its error for `cudaGetLastError`, which the next `CAPLEDGER_CHECK_LAUNCH` and CUB (whose
+/// `CubDebug` reads it after every call) would otherwise report as their own, failing the next
+/// aggregation on this host thread. Sticky errors (a broken context) are reported again by the next
+/// call whatever this does.
 [[noreturn]] inline void throw_cuda_error(cudaError_t status, const char* what, const char* where)
 {
+  static_cast<void>(cudaGetLastError());
   const std::string message = std::string(where) + ": " + what + " failed: " + cudaGetErrorName(status) + ": " +
                               cudaGetErrorString(status);
   if (status == cudaErrorMemoryAllocation) { throw gpu_memory_short(message); }
@@ -59,9 +66,16 @@ class cuda_stream {
   cuda_stream() { CAPLEDGER_CUDA_TRY(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking)); }
   ~cuda_stream()
   {
-    // Destroying a stream with work in flight is legal: the driver releases it once that work is
-    // done. A failure here cannot be reported from a destructor and leaks nothing worth a crash.
-    if (stream_ != nullptr) { static_cast<void>(cudaStreamDestroy(stream_)); }
+    // Waits for the work queued on it first. Destroying a stream with work in flight is legal, but
+    // that work may read memory owned elsewhere and freed in another stream's order: when an
+    // aggregation throws (an allocation failing, say) while its kernels still run, the caller then
+    // frees the resident columns on their own stream, which does not wait for this one, and the
+    // pool may reuse or unmap them under the running kernels. Failures here cannot be reported from
+    // a destructor; sticky ones surface at the next checked call, and none is left behind.
+    if (stream_ != nullptr) {
+      if (cudaStreamSynchronize(stream_) != cudaSuccess) { static_cast<void>(cudaGetLastError()); }
+      static_cast<void>(cudaStreamDestroy(stream_));
+    }
   }
   cuda_stream(const cuda_stream&)            = delete;
   cuda_stream& operator=(const cuda_stream&) = delete;

@@ -15,6 +15,8 @@
 
 #if defined(CAPLEDGER_HAS_CUDA)
 #include <cuda_runtime_api.h>
+
+#include "../kernels/cuda_utils.cuh"
 #endif
 
 #include <algorithm>
@@ -680,6 +682,56 @@ TEST_F(GpuEquivalence, LogsLargerThanOnePass)
     if (!check_equivalence(shape, *cpu_, *gpu_in_parts)) { return; }
   }
 }
+
+#if defined(CAPLEDGER_HAS_CUDA)
+// A CUDA call that fails and throws (here an allocation of four times the GPU's memory, as an
+// aggregation's allocation fails when another process took the memory) leaves no error behind:
+// the runtime records it for `cudaGetLastError`, which the next aggregation's first launch check
+// and CUB (its CubDebug reads it after every call) would report as theirs. Not yet run on a GPU.
+TEST_F(GpuEquivalence, FailedCallLeavesNoErrorForTheNextAggregation)
+{
+  std::size_t free_bytes  = 0;
+  std::size_t total_bytes = 0;
+  ASSERT_EQ(cudaMemGetInfo(&free_bytes, &total_bytes), cudaSuccess);
+  {
+    const detail::cuda_stream stream;
+    try {
+      const detail::device_buffer<std::byte> too_large(total_bytes * 4, stream.get());
+      ADD_FAILURE() << "allocated " << total_bytes * 4 << " bytes on a GPU of " << total_bytes;
+    } catch (const device_error& e) {
+      EXPECT_NE(dynamic_cast<const gpu_memory_short*>(&e), nullptr) << e.what();
+    }
+  }
+  EXPECT_EQ(cudaPeekAtLastError(), cudaSuccess) << cudaGetErrorName(cudaPeekAtLastError());
+  log_shape shape;
+  shape.lines    = 1025;
+  shape.entities = 2000;
+  check_equivalence(shape, *cpu_, *gpu_);
+}
+
+// A stream waits for its work before it is destroyed: an aggregation that throws while its kernels
+// run destroys its stream on the way out, and its caller then frees the columns those kernels read
+// on another stream, which the memory pool may reuse or unmap at once. Here a 1 GiB memset (a few
+// hundred microseconds) stands in for those kernels: the event after it has completed as soon as
+// the stream is gone. Not yet run on a GPU.
+TEST_F(GpuEquivalence, StreamWaitsForItsWorkWhenDestroyed)
+{
+  constexpr std::size_t bytes = std::size_t{1} << 30;
+  void* memory                = nullptr;
+  ASSERT_EQ(cudaMalloc(&memory, bytes), cudaSuccess);
+  cudaEvent_t done = nullptr;
+  ASSERT_EQ(cudaEventCreate(&done), cudaSuccess);
+  {
+    const detail::cuda_stream stream;
+    ASSERT_EQ(cudaMemsetAsync(memory, 1, bytes, stream.get()), cudaSuccess);
+    ASSERT_EQ(cudaEventRecord(done, stream.get()), cudaSuccess);
+  }
+  EXPECT_EQ(cudaEventQuery(done), cudaSuccess) << "the stream was destroyed with its work still running";
+  EXPECT_EQ(cudaEventSynchronize(done), cudaSuccess);
+  EXPECT_EQ(cudaEventDestroy(done), cudaSuccess);
+  EXPECT_EQ(cudaFree(memory), cudaSuccess);
+}
+#endif
 
 // ---- aggregate_in_parts (every machine: the CPU backend runs the passes) ------------------------
 
