@@ -711,6 +711,13 @@ std::vector<proposed_check> check_proposed(const reference_data& ref, const ship
       r.status = c.tpp[i] > 0 && (used + c.tpp[i] > limit_tpp || passes_later) ? "breach" : "ok";
       rows.push_back(std::move(r));
     };
+    // A rule without a limit the line breaches (no limit columns).
+    const auto rule_row = [&](const char* rule) {
+      proposed_check r = base;
+      r.rule           = rule;
+      r.status         = "breach";
+      rows.push_back(std::move(r));
+    };
     const auto limit_row = [&](const char* rule, limit which) {
       row_of_limit(rule, limit_on(ref.rules, context, which, c.country[i], c.date[i]), used_before[which],
                    after[which].peak_over_limit);
@@ -748,30 +755,18 @@ std::vector<proposed_check> check_proposed(const reference_data& ref, const ship
       // negative) brings the rules into force: one then broken where no row above weighs it (another
       // tier-2 country, the tier-1 or US share of a line in tier 1 or the US) is a rule row.
       if (whole - c.tpp[i] > 0) { return; }
-      const auto in_force_row = [&](const char* rule) {
-        proposed_check r = base;
-        r.rule           = rule;
-        r.status         = "breach";
-        rows.push_back(std::move(r));
-      };
       const std::int64_t tier2_most = most(ref.rules.uveu_max_tier2_country_share);
       if (std::any_of(installed.begin(), installed.end(), [&](const auto& held) {
             return held.first != country && context.country_tier[held.first] == 2 && held.second > tier2_most;
           })) {
-        in_force_row("UVEU_TIER2_SHARE");
+        rule_row("UVEU_TIER2_SHARE");
       }
       if (tier == 1 && outside_tier1 > most(ppm_one - ref.rules.uveu_min_tier1_share)) {
-        in_force_row("UVEU_TIER1_SHARE");
+        rule_row("UVEU_TIER1_SHARE");
       }
       if (us_hq && country == us && outside_us > most(ppm_one - ref.rules.uveu_min_us_share_if_us_hq)) {
-        in_force_row("UVEU_US_SHARE");
+        rule_row("UVEU_US_SHARE");
       }
-    };
-    const auto rule_row = [&](const char* rule) {
-      proposed_check r = base;
-      r.rule           = rule;
-      r.status         = "breach";
-      rows.push_back(std::move(r));
     };
     if (ref.rules.in_window(c.date[i])) {
       const int tier  = context.country_tier[c.country[i]];
