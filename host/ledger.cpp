@@ -105,8 +105,15 @@ sql_connection open_ledger(const std::string& path, sql_connection::mode how)
     // A journal left by a killed ingest must be rolled back before anyone reads, and SQLite can
     // only do that through a writable connection; reading once through one restores the ledger
     // as it was before that ingest. Read-only commands still never write a line themselves.
-    sql_connection recovery(path, sql_connection::mode::read_write);
-    open_checked(recovery);
+    try {
+      sql_connection recovery(path, sql_connection::mode::read_write);
+      open_checked(recovery);
+    } catch (const config_error& e) {
+      throw config_error(
+          path + "-journal, left by an ingest that did not finish, must be rolled back before the " +
+          "ledger can be read, and SQLite does that only with write access to the ledger, its " +
+          "journal and their folder (" + e.what() + "); run this once as a user who can write them");
+    }
   }
   sql_connection db(path, how);
   open_checked(db);

@@ -1350,6 +1350,20 @@ TEST_F(ledger_test, InitThatFailsLeavesNoFileAndAnEmptyFileIsNamedAsSuch)
   EXPECT_EQ(stderr_text().find("it is empty"), std::string::npos) << stderr_text();
 }
 
+// A reader that finds a journal it cannot roll back (SQLite needs write access for that; a folder
+// stands in here, as tests may run as root) says what blocks it, not SQLite's bare "disk I/O error".
+TEST_F(ledger_test, ReaderThatCannotRollBackAJournalSaysWhy)
+{
+  ASSERT_EQ(cli("ledger init l.db"), 0);
+  std::filesystem::create_directory(at("l.db-journal"));
+  EXPECT_EQ(cli("ledger report l.db --backend cpu"), 2);
+  EXPECT_NE(
+      stderr_text().find("l.db-journal, left by an ingest that did not finish, must be rolled back before "
+                         "the ledger can be read, and SQLite does that only with write access"),
+      std::string::npos)
+      << stderr_text();
+}
+
 TEST_F(ledger_test, ConcurrentInitsCreateOneLedgerAndRefuseTheRest)
 {
   constexpr int rounds = 20, racers = 4;
