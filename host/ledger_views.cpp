@@ -539,6 +539,60 @@ class ledger_lines_by_key {
   std::unordered_map<std::int64_t, key_lines> keys_[limit_count];
 };
 
+/// The UVEU share rules (SPEC §4) a UVEU entity's line of @p tpp to @p country can break, weighed
+/// as limits on installed tpp once the line is in (@p installed: the entity's by country before
+/// it): the most its country may hold (tier 2), the most outside tier 1 and, for a US HQ, outside
+/// the US (the minimum shares turned around, exactly: a share of an integer total is met by an
+/// integer part), each by @p row_of_limit(rule, limit, consumed before, no later lines). They
+/// apply where the worldwide total is then above 0. A line that lifts that total from 0 or below
+/// (returns left some country negative) brings every rule into force: one then broken where no
+/// limit row weighs it (another tier-2 country, the tier-1 or US share of a line in tier 1 or the
+/// US) is a @p rule_row.
+template <typename RowOfLimit, typename RuleRow>
+void weigh_uveu_shares(const reference_data& ref, const rule_context& context, const entity_info* info,
+                       std::int32_t country, std::int64_t tpp,
+                       const std::map<std::int32_t, std::int64_t>& installed, RowOfLimit row_of_limit,
+                       RuleRow rule_row)
+{
+  const std::int32_t us = ref.countries.find("US");
+  std::int64_t whole = tpp, here = 0, outside_tier1 = 0, outside_us = 0;
+  for (const auto& [where, held] : installed) {
+    whole += held;
+    here += where == country ? held : 0;
+    outside_tier1 += context.country_tier[where] != 1 ? held : 0;
+    outside_us += where != us ? held : 0;
+  }
+  if (whole <= 0) { return; }
+  const auto most = [whole](ppm_t share) {
+    return static_cast<std::int64_t>(static_cast<wide>(share) * whole / ppm_one);
+  };
+  const rule_set& rules = ref.rules;
+  const int tier        = context.country_tier[country];
+  const bool us_hq      = us >= 0 && info != nullptr && info->hq_country == us;
+  if (tier == 2) {
+    row_of_limit("UVEU_TIER2_SHARE", most(rules.uveu_max_tier2_country_share), here, std::nullopt);
+  }
+  if (tier != 1) {
+    row_of_limit("UVEU_TIER1_SHARE", most(ppm_one - rules.uveu_min_tier1_share), outside_tier1, std::nullopt);
+  }
+  if (us_hq && country != us) {
+    row_of_limit("UVEU_US_SHARE", most(ppm_one - rules.uveu_min_us_share_if_us_hq), outside_us, std::nullopt);
+  }
+  if (whole - tpp > 0) { return; }  // the rules were in force before the line
+  const std::int64_t tier2_most = most(rules.uveu_max_tier2_country_share);
+  if (std::any_of(installed.begin(), installed.end(), [&](const auto& held) {
+        return held.first != country && context.country_tier[held.first] == 2 && held.second > tier2_most;
+      })) {
+    rule_row("UVEU_TIER2_SHARE");
+  }
+  if (tier == 1 && outside_tier1 > most(ppm_one - rules.uveu_min_tier1_share)) {
+    rule_row("UVEU_TIER1_SHARE");
+  }
+  if (us_hq && country == us && outside_us > most(ppm_one - rules.uveu_min_us_share_if_us_hq)) {
+    rule_row("UVEU_US_SHARE");
+  }
+}
+
 /// `ledger_limit_totals` of a replayed ledger: every line summed once, by key code.
 class summed_totals final : public ledger_limit_totals {
  public:
@@ -667,7 +721,6 @@ std::vector<proposed_check> check_proposed(const reference_data& ref, const ship
   // Each UVEU entity's installed tpp by country (codes of the proposed log): the ledger's, read
   // when first met, and the proposed lines weighed so far.
   std::map<std::int32_t, std::map<std::int32_t, std::int64_t>> uveu_installed;
-  const std::int32_t us = ref.countries.find("US");
 
   // The proposed lines weigh on one another in SPEC §2 order (date, then position), as they would
   // once ingested; each line's rows are then listed in file order.
@@ -722,52 +775,6 @@ std::vector<proposed_check> check_proposed(const reference_data& ref, const ship
       row_of_limit(rule, limit_on(ref.rules, context, which, c.country[i], c.date[i]), used_before[which],
                    after[which].peak_over_limit);
     };
-    // The UVEU share rules (SPEC §4) as limits on installed tpp once the line is in: the most its
-    // country may hold (tier 2), the most outside tier 1 and, for a US HQ, outside the US (the
-    // minimum shares turned around, exactly: a share of an integer total is met by an integer
-    // part). They apply where the worldwide total is then above 0.
-    const auto uveu_share_rows = [&](const std::map<std::int32_t, std::int64_t>& installed) {
-      const std::int32_t country = c.country[i];
-      std::int64_t whole = c.tpp[i], here = 0, outside_tier1 = 0, outside_us = 0;
-      for (const auto& [where, tpp] : installed) {
-        whole += tpp;
-        here += where == country ? tpp : 0;
-        outside_tier1 += context.country_tier[where] != 1 ? tpp : 0;
-        outside_us += where != us ? tpp : 0;
-      }
-      if (whole <= 0) { return; }
-      const auto most = [whole](ppm_t share) {
-        return static_cast<std::int64_t>(static_cast<wide>(share) * whole / ppm_one);
-      };
-      const int tier = context.country_tier[country];
-      if (tier == 2) {
-        row_of_limit("UVEU_TIER2_SHARE", most(ref.rules.uveu_max_tier2_country_share), here, {});
-      }
-      if (tier != 1) {
-        row_of_limit("UVEU_TIER1_SHARE", most(ppm_one - ref.rules.uveu_min_tier1_share), outside_tier1, {});
-      }
-      const entity_info* info = ref.entities.find(base.entity);
-      const bool us_hq        = us >= 0 && info != nullptr && info->hq_country == us;
-      if (us_hq && country != us) {
-        row_of_limit("UVEU_US_SHARE", most(ppm_one - ref.rules.uveu_min_us_share_if_us_hq), outside_us, {});
-      }
-      // A line that lifts the worldwide total from 0 or below (returns have left some country
-      // negative) brings the rules into force: one then broken where no row above weighs it (another
-      // tier-2 country, the tier-1 or US share of a line in tier 1 or the US) is a rule row.
-      if (whole - c.tpp[i] > 0) { return; }
-      const std::int64_t tier2_most = most(ref.rules.uveu_max_tier2_country_share);
-      if (std::any_of(installed.begin(), installed.end(), [&](const auto& held) {
-            return held.first != country && context.country_tier[held.first] == 2 && held.second > tier2_most;
-          })) {
-        rule_row("UVEU_TIER2_SHARE");
-      }
-      if (tier == 1 && outside_tier1 > most(ppm_one - ref.rules.uveu_min_tier1_share)) {
-        rule_row("UVEU_TIER1_SHARE");
-      }
-      if (us_hq && country == us && outside_us > most(ppm_one - ref.rules.uveu_min_us_share_if_us_hq)) {
-        rule_row("UVEU_US_SHARE");
-      }
-    };
     if (ref.rules.in_window(c.date[i])) {
       const int tier  = context.country_tier[c.country[i]];
       const auto path = static_cast<pathway>(c.pathway[i]);
@@ -788,7 +795,8 @@ std::vector<proposed_check> check_proposed(const reference_data& ref, const ship
     if (context.entity_is_uveu[static_cast<std::size_t>(c.entity[i])] != 0) {
       auto [at, fresh] = uveu_installed.try_emplace(c.entity[i]);
       if (fresh) { at->second = ledger.installed(base.entity); }
-      uveu_share_rows(at->second);
+      weigh_uveu_shares(ref, context, ref.entities.find(base.entity), c.country[i], c.tpp[i], at->second,
+                        row_of_limit, rule_row);
       at->second[c.country[i]] += c.tpp[i];
     }
     if (rows.size() == before) {  // no limit applies (tier 1, or outside the counting window)
