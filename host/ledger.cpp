@@ -144,6 +144,22 @@ std::uint64_t magnitude(std::int64_t value)
   return value < 0 ? 0 - static_cast<std::uint64_t>(value) : static_cast<std::uint64_t>(value);
 }
 
+/// The sums of |tpp| and |quantity| that SPEC §2 bounds by 2^63 - 1 (the meta table keeps the
+/// ledger's). Adding one line to sums within the bound cannot wrap.
+struct magnitude_sums {
+  std::uint64_t tpp = 0, quantity = 0;
+  void add(const shipment_columns& c, std::size_t line)
+  {
+    tpp += magnitude(c.tpp[line]);
+    quantity += magnitude(c.quantity[line]);
+  }
+  [[nodiscard]] bool past_64_bits() const
+  {
+    constexpr auto bound = static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max());
+    return tpp > bound || quantity > bound;
+  }
+};
+
 /// An integer of the `meta` table (0 when absent).
 std::int64_t meta_value(sql_connection& db, const char* key)
 {
@@ -375,13 +391,10 @@ ledger_ingest_result ledger_ingest(const ledger_ingest_options& options)
       }
     }
 
-    std::uint64_t abs_tpp = ingest.earlier_abs_tpp_sum, abs_quantity = ingest.earlier_abs_quantity_sum;
-    for (std::int64_t i = 0; i < night.columns.size(); ++i) {
-      abs_tpp += magnitude(night.columns.tpp[static_cast<std::size_t>(i)]);
-      abs_quantity += magnitude(night.columns.quantity[static_cast<std::size_t>(i)]);
-    }
-    db.exec("UPDATE meta SET value = " + std::to_string(abs_tpp) + " WHERE key = 'abs_tpp_sum'");
-    db.exec("UPDATE meta SET value = " + std::to_string(abs_quantity) + " WHERE key = 'abs_quantity_sum'");
+    magnitude_sums sums{ingest.earlier_abs_tpp_sum, ingest.earlier_abs_quantity_sum};
+    for (std::size_t i = 0; i < night.columns.tpp.size(); ++i) { sums.add(night.columns, i); }
+    db.exec("UPDATE meta SET value = " + std::to_string(sums.tpp) + " WHERE key = 'abs_tpp_sum'");
+    db.exec("UPDATE meta SET value = " + std::to_string(sums.quantity) + " WHERE key = 'abs_quantity_sum'");
 
     if (!options.entities_path.empty()) {
       sql_statement put(db.handle(), "INSERT OR REPLACE INTO entities(slot, path, content) VALUES (1, ?, ?)");
@@ -473,16 +486,11 @@ namespace {
 /// proposal is one file.
 void refuse_totals_past_64_bits(const shipment_log& ledger, const shipment_log& proposed)
 {
-  std::uint64_t abs_tpp = 0, abs_quantity = 0;  // the replay's own sums stay within 2^63 - 1
-  for (std::size_t i = 0; i < ledger.columns.tpp.size(); ++i) {
-    abs_tpp += magnitude(ledger.columns.tpp[i]);
-    abs_quantity += magnitude(ledger.columns.quantity[i]);
-  }
-  constexpr auto bound = static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max());
+  magnitude_sums sums;  // the replay's own stay within the bound
+  for (std::size_t i = 0; i < ledger.columns.tpp.size(); ++i) { sums.add(ledger.columns, i); }
   for (std::size_t i = 0; i < proposed.columns.tpp.size(); ++i) {
-    abs_tpp += magnitude(proposed.columns.tpp[i]);
-    abs_quantity += magnitude(proposed.columns.quantity[i]);
-    if (abs_tpp > bound || abs_quantity > bound) {  // each term is at most 2^63: no wrap
+    sums.add(proposed.columns, i);
+    if (sums.past_64_bits()) {
       throw parse_error(
           proposed.files.front().path, proposed.source_line[i], 0, "TPP_OVERFLOW",
           "with the ledger's lines replayed under these tables, the totals would exceed 64 bits "
