@@ -366,8 +366,12 @@ check_results evaluate_checks(const aggregation& agg, const rule_context& contex
     warning(n.total, nveu_cap_on(rules, cap_day), std::move(f));
   }
 
+  // Years in numeric order: the cell has no leading zeros, so a shorter one is an earlier year
+  // (999 before 2025, as `ledger balances` lists them).
+  using text     = const std::string&;
   const auto key = [](const finding& f) {
-    return std::tie(f.severity, f.rule, f.entity, f.country, f.pathway, f.order_id, f.year);
+    return std::tuple<text, text, text, text, text, text, std::size_t, text>(
+        f.severity, f.rule, f.entity, f.country, f.pathway, f.order_id, f.year.size(), f.year);
   };
   std::sort(results.findings.begin(), results.findings.end(),
             [&](const finding& a, const finding& b) { return key(a) < key(b); });

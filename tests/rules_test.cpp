@@ -349,6 +349,19 @@ TEST_P(RulesGolden, LppAnnualLimitPerCalendarYearResetsOnJanuaryFirst)
   EXPECT_EQ(findings_of(out, "LPP_ORDER_LIMIT"), strings{});
 }
 
+// A year before 1000 prints without leading zeros ("999"); its finding still comes before 2025's.
+TEST_P(RulesGolden, LppAnnualFindingsSortedByYearAsANumber)
+{
+  small_rules rules;
+  rules.counting_starts = "0999-01-01";
+  const auto ref        = make_reference(&rules);
+  const auto out =
+      run(ref, {"y1,2025-03-01,L1,IN,H100-SXM,1,LPP,A,X,251", "y2,0999-03-01,L1,IN,H100-SXM,1,LPP,B,X,251"});
+  EXPECT_EQ(findings_of(out, "LPP_ANNUAL_LIMIT"),
+            (strings{"violation,LPP_ANNUAL_LIMIT,L1,,,,999,0999-03-01,y2,251,250",
+                     "violation,LPP_ANNUAL_LIMIT,L1,,,,2025,2025-03-01,y1,251,250"}));
+}
+
 // ---- NVEU_CAP_EXCEEDED ---------------------------------------------------------------------------
 
 TEST_P(RulesGolden, NveuCapExactlyAtAndOneOverIn2025)
