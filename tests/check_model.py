@@ -8,14 +8,16 @@ limit in force on it or on a later line of that key. A UVEU entity's line gets t
 that it can break, as SPEC §4 states them (`100·part > 7·whole` style), over every line of the
 ledger and the proposed lines before it and itself. Random ledgers of one to three nights (returns,
 lines outside the counting window, LPP orders and years, NVEU phases, UVEU entities with HQs in and
-out of the US) and proposals dated among or after their lines; both `check` and `check --replay`
-must give the model's rows. A UVEU line that lifts its entity's worldwide total from 0 or below
-above 0 also gets a row (no limit columns, a breach) for each share rule then broken where its
-limit rows do not weigh it.
+out of the US) and proposals dated among or after their lines, under the bundled tables or (a third
+of the seeds) other ones (smaller caps, a G2G partner, other NVEU phases and UVEU shares); both
+`check` and `check --replay` must give the model's rows. A UVEU line that lifts its entity's
+worldwide total from 0 or below above 0 also gets a row (no limit columns, a breach) for each
+share rule then broken where its limit rows do not weigh it.
 
 usage: check_model.py CAPLEDGER FIRST_SEED END_SEED
 """
 import datetime
+import json
 import os
 import random
 import subprocess
@@ -23,20 +25,63 @@ import sys
 import tempfile
 
 H100 = 15832  # H100-SXM, datasets/chips.csv
-CAP, LPP = 790000000, 26900000  # datasets/rules/ai-diffusion-2025.json
-NVEU_PHASES = [(datetime.date(2025, 12, 31), 633000000), (datetime.date(2026, 12, 31), 1699000000),
-               (datetime.date(2027, 12, 31), 5064000000)]
 WINDOW = (datetime.date(2025, 1, 13), datetime.date(2027, 12, 31))
 TIER2 = {"AE", "BR", "IN"}  # DE and US are tier 1: no cap
 UVEU = {"E4": "US", "E5": "DE"}  # entity: HQ
-MAX_TIER2, MIN_TIER1, MIN_US = 70000, 750000, 500000  # shares in millionths
 HEADER = "shipment_id,date,entity,country,chip,quantity,pathway,order_id\n"
 
 
-def limit_on(rule, date):
+class Tables:
+    """The rule figures a seed runs under: the bundled ones (datasets/rules/ai-diffusion-2025.json,
+    no G2G partner among AE, BR, IN), or, for a third of the seeds, other tables given to ingest
+    and check alike: smaller caps, IN a G2G partner (cap x3), other NVEU phases and UVEU shares."""
+
+    def __init__(self, custom):
+        self.custom = custom
+        d = datetime.date
+        if not custom:
+            self.cap, self.multiplier, self.partners = 790000000, 2, set()
+            self.lpp_order, self.lpp_annual = 26900000, 26900000
+            self.phases = [(d(2025, 12, 31), 633000000), (d(2026, 12, 31), 1699000000), (d(2027, 12, 31), 5064000000)]
+            self.max_tier2, self.min_tier1, self.min_us = 70000, 750000, 500000  # millionths
+        else:
+            self.cap, self.multiplier, self.partners = 300000000, 3, {"IN"}
+            self.lpp_order, self.lpp_annual = 20000000, 30000000
+            self.phases = [(d(2025, 6, 30), 100000000), (d(2026, 6, 30), 300000000), (d(2027, 12, 31), 250000000)]
+            self.max_tier2, self.min_tier1, self.min_us = 250000, 500000, 600000
+
+    def flags(self, work):
+        """The reference flags that give capledger these tables (written into @p work)."""
+        if not self.custom:
+            return []
+        datasets = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "datasets")
+        with open(os.path.join(datasets, "rules", "ai-diffusion-2025.json")) as f:
+            rules = json.load(f)
+        rules["country_cap"].update({"tpp": self.cap, "g2g_multiplier": self.multiplier})
+        rules["lpp"] = {"per_order_tpp": self.lpp_order, "per_consignee_year_tpp": self.lpp_annual}
+        rules["nveu_caps"] = [{"through": str(t), "tpp": c} for t, c in self.phases]
+        rules["uveu"] = {"max_tier2_country_share": self.max_tier2 / 1e6, "min_tier1_share": self.min_tier1 / 1e6,
+                         "min_us_share_if_us_hq": self.min_us / 1e6}
+        with open(os.path.join(work, "rules.json"), "w") as f:
+            json.dump(rules, f)
+        with open(os.path.join(datasets, "countries.csv")) as f:
+            countries = f.read().splitlines()
+        countries = [row[:-1] + "1" if row.startswith(tuple(c + "," for c in self.partners)) else row
+                     for row in countries]
+        with open(os.path.join(work, "countries.csv"), "w") as f:
+            f.write("\n".join(countries) + "\n")
+        return ["--rules", os.path.join(work, "rules.json"), "--countries", os.path.join(work, "countries.csv")]
+
+
+T = Tables(False)  # the seed's tables
+
+
+def limit_on(rule, date, country):
     if rule == "NVEU_CAP_EXCEEDED":
-        return next(cap for through, cap in NVEU_PHASES if date <= through)
-    return CAP if rule == "COUNTRY_CAP_EXCEEDED" else LPP
+        return next(cap for through, cap in T.phases if date <= through)
+    if rule == "COUNTRY_CAP_EXCEEDED":
+        return T.cap * (T.multiplier if country in T.partners else 1)
+    return T.lpp_order if rule == "LPP_ORDER_LIMIT" else T.lpp_annual
 
 
 def limit_keys(line):
@@ -84,9 +129,9 @@ def model(ledger, proposed):
                 if proposed_line and position == p:
                     before = running
                 running += other["quantity"] * H100
-                if before is not None and running > limit_on(rule, other["date"]):
+                if before is not None and running > limit_on(rule, other["date"], other["country"]):
                     passes = True
-            limit = limit_on(rule, line["date"])
+            limit = limit_on(rule, line["date"], line["country"])
             status = "breach" if line["quantity"] > 0 and passes else "ok"
             rows[(p + 1, rule)] = (str(limit), str(before), str(limit - before), status)
         if line["entity"] in UVEU:
@@ -110,26 +155,26 @@ def share_rows(number, line, earlier):
         rows[(number, rule)] = (str(most), str(before), str(most - before), status)
 
     if line["country"] in TIER2:
-        row("UVEU_TIER2_SHARE", MAX_TIER2, tpp(l for l in earlier if l["country"] == line["country"]),
-            lambda part: 1000000 * part > MAX_TIER2 * whole)
+        row("UVEU_TIER2_SHARE", T.max_tier2, tpp(l for l in earlier if l["country"] == line["country"]),
+            lambda part: 1000000 * part > T.max_tier2 * whole)
     if line["country"] != "DE" and line["country"] != "US":  # not tier 1: lowers the tier-1 share
-        row("UVEU_TIER1_SHARE", 1000000 - MIN_TIER1, tpp(l for l in earlier if l["country"] not in ("DE", "US")),
-            lambda outside: 1000000 * (whole - outside) < MIN_TIER1 * whole)
+        row("UVEU_TIER1_SHARE", 1000000 - T.min_tier1, tpp(l for l in earlier if l["country"] not in ("DE", "US")),
+            lambda outside: 1000000 * (whole - outside) < T.min_tier1 * whole)
     if UVEU[line["entity"]] == "US" and line["country"] != "US":
-        row("UVEU_US_SHARE", 1000000 - MIN_US, tpp(l for l in earlier if l["country"] != "US"),
-            lambda outside: 1000000 * (whole - outside) < MIN_US * whole)
+        row("UVEU_US_SHARE", 1000000 - T.min_us, tpp(l for l in earlier if l["country"] != "US"),
+            lambda outside: 1000000 * (whole - outside) < T.min_us * whole)
     # A line that lifts the worldwide total from 0 or below brings the rules into force: a rule then
     # broken where the rows above do not weigh it is a row without limit columns, a breach.
     if whole - line["quantity"] * H100 <= 0:
         held = {}
         for l in earlier + [line]:
             held[l["country"]] = held.get(l["country"], 0) + l["quantity"] * H100
-        if any(1000000 * part > MAX_TIER2 * whole for country, part in held.items()
+        if any(1000000 * part > T.max_tier2 * whole for country, part in held.items()
                if country in TIER2 and country != line["country"]):
             rows[(number, "UVEU_TIER2_SHARE in force")] = ("", "", "", "breach")
-        if line["country"] in ("DE", "US") and 1000000 * (held.get("DE", 0) + held.get("US", 0)) < MIN_TIER1 * whole:
+        if line["country"] in ("DE", "US") and 1000000 * (held.get("DE", 0) + held.get("US", 0)) < T.min_tier1 * whole:
             rows[(number, "UVEU_TIER1_SHARE in force")] = ("", "", "", "breach")
-        if UVEU[line["entity"]] == "US" and line["country"] == "US" and 1000000 * held["US"] < MIN_US * whole:
+        if UVEU[line["entity"]] == "US" and line["country"] == "US" and 1000000 * held["US"] < T.min_us * whole:
             rows[(number, "UVEU_US_SHARE in force")] = ("", "", "", "breach")
     return rows
 
@@ -140,11 +185,14 @@ def run(capledger, *args):
 
 def main():
     capledger, first, end = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    global T
     failures = 0
     for seed in range(first, end):
         rng = random.Random(seed)
         scale = 1 if seed % 2 else 4  # 4: caps crossed often
+        T = Tables(custom=seed % 3 == 2)
         with tempfile.TemporaryDirectory() as work:
+            tables = T.flags(work)
             db = os.path.join(work, "l.db")
             with open(os.path.join(work, "entities.csv"), "w") as f:
                 f.write("entity,hq_country,status,nveu_countries\nE2,US,NVEU,IN;AE\nE3,US,NVEU,BR\n"
@@ -156,7 +204,8 @@ def main():
                 path = os.path.join(work, f"night{night}.csv")
                 with open(path, "w") as f:
                     f.write(to_csv(lines))
-                result = run(capledger, "ledger", "ingest", db, path, "--entities", os.path.join(work, "entities.csv"))
+                result = run(capledger, "ledger", "ingest", db, path, "--entities", os.path.join(work, "entities.csv"),
+                             *tables)
                 assert result.returncode == 0, result.stderr
                 ledger += lines
             proposed = [random_line(rng, f"P{i}", scale) for i in range(rng.randint(1, 6))]
@@ -169,7 +218,7 @@ def main():
                 f.write(to_csv(proposed))
             want = model(ledger, proposed)
             for replay in ([], ["--replay"]):
-                result = run(capledger, "check", db, "--proposed", path, *replay)
+                result = run(capledger, "check", db, "--proposed", path, *tables, *replay)
                 got = {}
                 for row in result.stdout.splitlines()[1:]:
                     field = row.split(",")
