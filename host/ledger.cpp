@@ -189,6 +189,24 @@ ingest_options reading_after_the_ledger(sql_connection& db, sql_statement& find_
   return ingest;
 }
 
+/// The columns of a stored line that `stored_line_text` reads, in its order.
+constexpr const char* stored_line_columns =
+    "SELECT shipment_id, date, entity, country, chip, quantity, pathway, order_id, exporter, tpp_per_unit, "
+    "file_id, source_line";
+
+/// A stored line's fields as the builder takes them: views of the row's text, and of the two
+/// integers written back as text here (valid until the next row).
+struct stored_line_text {
+  std::string quantity, tpp_per_unit;
+  shipment_fields fields(const sql_statement& row)
+  {
+    quantity     = std::to_string(row.int64(5));
+    tpp_per_unit = row.is_null(9) ? std::string() : std::to_string(row.int64(9));
+    return shipment_fields{row.text(0), row.text(1), row.text(2), row.text(3),  row.text(4),  quantity,
+                           row.text(6), row.text(7), row.text(8), tpp_per_unit, row.int64(11)};
+  }
+};
+
 /// Feeds every stored file, with its lines and rejects, to @p builder in ingest order: the log
 /// `report` would have built from the original files. Runs inside the caller's transaction.
 void replay_ledger(sql_connection& db, shipment_log_builder& builder)
@@ -199,13 +217,10 @@ void replay_ledger(sql_connection& db, shipment_log_builder& builder)
                         "SELECT line, col, reason, detail, raw FROM rejects WHERE file_id = ? ORDER BY seq");
   // One ordered scan over all lines: a file's lines are consecutive in seq (one ingest, one file
   // after another), so each file takes the run of rows carrying its file_id.
-  sql_statement lines(
-      db.handle(),
-      "SELECT shipment_id, date, entity, country, chip, quantity, pathway, order_id, exporter, "
-      "tpp_per_unit, file_id, source_line FROM lines ORDER BY seq");
+  sql_statement lines(db.handle(), std::string(stored_line_columns) + " FROM lines ORDER BY seq");
   bool has_row = lines.step();
   bool advance = false;
-  std::string quantity_text, tpp_text;
+  stored_line_text text;
   while (files.step()) {
     const std::int64_t file_id = files.int64(0);
     input_file info;
@@ -226,18 +241,37 @@ void replay_ledger(sql_connection& db, shipment_log_builder& builder)
         advance = false;
       }
       if (!has_row || lines.int64(10) != file_id) { return false; }
-      quantity_text = std::to_string(lines.int64(5));
-      tpp_text      = lines.is_null(9) ? std::string() : std::to_string(lines.int64(9));
-      f             = shipment_fields{lines.text(0), lines.text(1), lines.text(2),  lines.text(3),
-                          lines.text(4), quantity_text, lines.text(6),  lines.text(7),
-                          lines.text(8), tpp_text,      lines.int64(11)};
-      advance       = true;  // the views stay valid until the builder has taken the line
+      f       = text.fields(lines);
+      advance = true;  // the views stay valid until the builder has taken the line
       return true;
     };
     builder.add_stored(info, next, rejected);
   }
   if (advance) { has_row = lines.step(); }
   if (has_row) { throw config_error(db.path() + ": lines without a file record; the ledger is damaged"); }
+}
+
+/// The stored lines dated after @p day, in ingest order, as one log built under @p ref: what a
+/// proposed line dated on or after @p day finds after it in SPEC order. Runs inside the caller's
+/// transaction (the running state read there stands for every stored line under @p ref).
+shipment_log lines_dated_after(sql_connection& db, const reference_data& ref, day_t day)
+{
+  const std::string after = format_date(day);  // dates are stored as YYYY-MM-DD: text order is date order
+  sql_statement lines(db.handle(),
+                      std::string(stored_line_columns) + " FROM lines WHERE date > ? ORDER BY seq");
+  lines.bind(1, after);
+  stored_line_text text;
+  shipment_log_builder builder(ref.countries, ref.chips, ingest_options{});
+  input_file file;
+  file.path = db.path();
+  builder.add_stored(file,
+                     [&](shipment_fields& f) {
+                       if (!lines.step()) { return false; }  // the builder has taken the line before
+                       f = text.fields(lines);
+                       return true;
+                     },
+                     {});
+  return builder.finish();
 }
 
 /// The report the running state stands for, rendered as `report` renders a backend's
@@ -521,9 +555,18 @@ check_inputs load_check_inputs(const std::string& db_path, const reference_data&
       if (ref.rules.in_window(d) && (!weighed_from || d < *weighed_from)) { weighed_from = d; }
     }
     const std::int64_t lines = db.query_int("SELECT MAX(seq) FROM lines").value_or(0);
-    inputs.ledger            = detail::stored_limit_totals(db, ref, why, weighed_from);  // takes `db` over
+    inputs.ledger =
+        detail::stored_limit_totals(db, ref, why, weighed_from, [&](day_t after) {  // takes `db` over
+          inputs.ledger_lines = lines_dated_after(db, ref, after);
+        });
     if (inputs.ledger) {
-      diagnostics << "capledger: check: running state of " << lines << " line(s)\n";
+      diagnostics << "capledger: check: running state of " << lines << " line(s)";
+      if (inputs.ledger_lines) {
+        diagnostics << ", and the " << inputs.ledger_lines->columns.size() << " stored line(s) dated after "
+                    << format_date(*weighed_from) << ", among which proposed lines dated before the ledger's "
+                    << "latest line in the counting window are weighed by date";
+      }
+      diagnostics << "\n";
       return inputs;
     }
   }
@@ -672,7 +715,7 @@ int run_ledger_verify(const std::string& db_path, const report_options& options,
   const std::vector<std::string> stray = detail::stray_state_rows(db, ref, log, shown);
   std::string why_not_totals;
   const std::unique_ptr<ledger_limit_totals> stored_totals =
-      detail::stored_limit_totals(db, ref, why_not_totals, std::nullopt);
+      detail::stored_limit_totals(db, ref, why_not_totals, std::nullopt, {});
 
   const report_output from_state = render_state_report(ref, *state, options, "cpu");
   const report_output from_lines = build_report(ref, log, options, *make_cpu_backend());

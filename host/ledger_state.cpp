@@ -559,15 +559,13 @@ std::vector<std::string> tables_unlike_state(sql_connection& db, const reference
 
 std::unique_ptr<ledger_limit_totals> stored_limit_totals(sql_connection& db, const reference_data& ref,
                                                          std::string& why_not,
-                                                         std::optional<day_t> weighed_from)
+                                                         std::optional<day_t> weighed_from,
+                                                         const std::function<void(day_t)>& read_lines_after)
 {
   const std::optional<state_info> info = current_state_info(db, ref, why_not);
   if (!info) { return nullptr; }
   if (weighed_from && info->max_check_date && *weighed_from < *info->max_check_date) {
-    why_not = "a proposed line dated " + format_date(*weighed_from) +
-              ", before the ledger's latest line in the counting window (" +
-              format_date(*info->max_check_date) + "), is weighed among the ledger's lines by date";
-    return nullptr;
+    read_lines_after(*weighed_from);
   }
   return std::make_unique<stored_totals>(std::move(db));
 }

@@ -115,14 +115,13 @@ inline constexpr const char* state_of_other_tables =
 /// @brief The ledger's limit totals read from the running state, key by key, when it stands for
 /// every stored line under @p ref; otherwise null, and why in @p why_not. Call inside a read
 /// transaction: on success the result takes @p db over (it must not be used again) and ends that
-/// transaction when destroyed, so every key is read from one snapshot.
-/// Final totals stand for every stored line only before a line dated on or after the stored
-/// lines' latest in-window date: for @p weighed_from (the earliest date a total is asked for)
-/// before it, null too.
-[[nodiscard]] std::unique_ptr<ledger_limit_totals> stored_limit_totals(sql_connection& db,
-                                                                       const reference_data& ref,
-                                                                       std::string& why_not,
-                                                                       std::optional<day_t> weighed_from);
+/// transaction when destroyed, so every key is read from one snapshot. Its totals are final ones:
+/// where @p weighed_from (the earliest date a total is asked for) is before the stored lines'
+/// latest in-window date, @p read_lines_after(*weighed_from) is called first, on @p db in that
+/// transaction, for the lines a proposed line meets after it.
+[[nodiscard]] std::unique_ptr<ledger_limit_totals> stored_limit_totals(
+    sql_connection& db, const reference_data& ref, std::string& why_not, std::optional<day_t> weighed_from,
+    const std::function<void(day_t)>& read_lines_after);
 
 /// @brief The rows of the state's keyed tables (dictionaries, totals, running totals, first
 /// lines) for keys that no stored line touches: rows a state built from @p replay, every stored
