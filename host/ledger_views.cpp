@@ -508,9 +508,11 @@ class ledger_lines_by_key {
         for (const line& l : of_key) {
           through += l.tpp;
           k.date.push_back(l.date);
+          k.position.push_back(l.position);
           k.tpp_through.push_back(through);
-          k.peak_from.push_back(static_cast<wide>(through) - l.limit);
+          k.over_limit.push_back(static_cast<wide>(through) - l.limit);
         }
+        k.peak_from = k.over_limit;
         for (std::size_t j = k.peak_from.size() - 1; j-- > 0;) {
           k.peak_from[j] = std::max(k.peak_from[j], k.peak_from[j + 1]);
         }
@@ -518,13 +520,24 @@ class ledger_lines_by_key {
     }
   }
 
+  /// The first of a key's ledger lines dated after @p day on which the running total passes the
+  /// limit in force on its date, @p added before them (a proposed line and those before it):
+  /// its position in the ledger log. Only for a key and day where `after` found such a line.
+  [[nodiscard]] std::size_t first_crossing(limit which, std::int64_t key, day_t day, wide added) const
+  {
+    const key_lines& k      = keys_[which].at(key);
+    std::size_t j           = first_after(k, day);
+    const std::int64_t base = j == 0 ? 0 : k.tpp_through[j - 1];
+    while (k.over_limit[j] - base + added <= 0) { ++j; }  // `after` promised one: it stops in range
+    return k.position[j];
+  }
+
   [[nodiscard]] after_day after(limit which, std::int64_t key, day_t day) const
   {
     const auto at = keys_[which].find(key);
     if (at == keys_[which].end()) { return {}; }
-    const key_lines& k = at->second;
-    const std::size_t first =
-        static_cast<std::size_t>(std::upper_bound(k.date.begin(), k.date.end(), day) - k.date.begin());
+    const key_lines& k      = at->second;
+    const std::size_t first = first_after(k, day);
     if (first == k.date.size()) { return {}; }
     const std::int64_t before = first == 0 ? 0 : k.tpp_through[first - 1];
     return {k.tpp_through.back() - before, k.peak_from[first] - before};
@@ -533,9 +546,16 @@ class ledger_lines_by_key {
  private:
   struct key_lines {
     std::vector<day_t> date;
+    std::vector<std::size_t> position;      ///< in the ledger log
     std::vector<std::int64_t> tpp_through;  ///< running total through each line
-    std::vector<wide> peak_from;            ///< highest (running total - limit) from each line on
+    std::vector<wide> over_limit;           ///< running total through each line - its limit
+    std::vector<wide> peak_from;            ///< highest of those from each line on
   };
+  /// The first of @p k's lines dated after @p day (its size: none).
+  static std::size_t first_after(const key_lines& k, day_t day)
+  {
+    return static_cast<std::size_t>(std::upper_bound(k.date.begin(), k.date.end(), day) - k.date.begin());
+  }
   std::unordered_map<std::int64_t, key_lines> keys_[limit_count];
 };
 
@@ -543,7 +563,7 @@ class ledger_lines_by_key {
 /// as limits on installed tpp once the line is in (@p installed: the entity's by country before
 /// it): the most its country may hold (tier 2), the most outside tier 1 and, for a US HQ, outside
 /// the US (the minimum shares turned around, exactly: a share of an integer total is met by an
-/// integer part), each by @p row_of_limit(rule, limit, consumed before, no later lines). They
+/// integer part), each by @p row_of_limit(rule, limit, consumed before). They
 /// apply where the worldwide total is then above 0. A line that lifts that total from 0 or below
 /// (returns left some country negative) brings every rule into force: one then broken where no
 /// limit row weighs it (another tier-2 country, the tier-1 or US share of a line in tier 1 or the
@@ -569,14 +589,12 @@ void weigh_uveu_shares(const reference_data& ref, const rule_context& context, c
   const rule_set& rules = ref.rules;
   const int tier        = context.country_tier[country];
   const bool us_hq      = us >= 0 && info != nullptr && info->hq_country == us;
-  if (tier == 2) {
-    row_of_limit("UVEU_TIER2_SHARE", most(rules.uveu_max_tier2_country_share), here, std::nullopt);
-  }
+  if (tier == 2) { row_of_limit("UVEU_TIER2_SHARE", most(rules.uveu_max_tier2_country_share), here); }
   if (tier != 1) {
-    row_of_limit("UVEU_TIER1_SHARE", most(ppm_one - rules.uveu_min_tier1_share), outside_tier1, std::nullopt);
+    row_of_limit("UVEU_TIER1_SHARE", most(ppm_one - rules.uveu_min_tier1_share), outside_tier1);
   }
   if (us_hq && country != us) {
-    row_of_limit("UVEU_US_SHARE", most(ppm_one - rules.uveu_min_us_share_if_us_hq), outside_us, std::nullopt);
+    row_of_limit("UVEU_US_SHARE", most(ppm_one - rules.uveu_min_us_share_if_us_hq), outside_us);
   }
   if (whole - tpp > 0) { return; }  // the rules were in force before the line
   const std::int64_t tier2_most = most(rules.uveu_max_tier2_country_share);
@@ -732,13 +750,15 @@ std::vector<proposed_check> check_proposed(const reference_data& ref, const ship
   for (const std::size_t i : spec_order) {
     const auto line                   = static_cast<std::int64_t>(i);
     std::vector<proposed_check>& rows = rows_of_line[i];
-    key_totals* totals[limit_count]       = {};         // this line's keys
+    key_totals* totals[limit_count]       = {};         // this line's keys' totals
+    std::int64_t keys[limit_count]        = {};         // and the keys
     std::int64_t used_before[limit_count] = {};         // tpp before it in SPEC order
     ledger_lines_by_key::after_day after[limit_count];  // the ledger's lines after its date
     for_each_limit_of(ref.rules, context, c, i, [&](limit which, std::int64_t key) {
       auto [at, fresh] = running[which].try_emplace(key);
       if (fresh) { at->second.ledger = ledger_total(which, i); }
       totals[which] = &at->second;
+      keys[which]   = key;
       if (later) { after[which] = later->after(which, key, c.date[i]); }
       used_before[which] = at->second.ledger - after[which].tpp + at->second.proposed;
     });
@@ -753,8 +773,9 @@ std::vector<proposed_check> check_proposed(const reference_data& ref, const ship
     const std::size_t before = rows.size();
     // A line that adds tpp breaches a limit when the total passes it on the line, or, for a line
     // dated before some of the ledger's, on one of those (@p later: their peak over their limits).
+    // @p crossing names the later line that the total passes the limit on, where only one does.
     const auto row_of_limit = [&](const char* rule, std::int64_t limit_tpp, std::int64_t used,
-                                  const std::optional<wide>& later) {
+                                  const std::optional<wide>& later, const auto& crossing) {
       proposed_check r        = base;
       r.rule                  = rule;
       r.limit_tpp             = std::to_string(limit_tpp);
@@ -762,6 +783,7 @@ std::vector<proposed_check> check_proposed(const reference_data& ref, const ship
       r.headroom_before_tpp   = exact_difference(limit_tpp, used);
       const bool passes_later = later && static_cast<wide>(used) + c.tpp[i] + *later > 0;
       r.status = c.tpp[i] > 0 && (used + c.tpp[i] > limit_tpp || passes_later) ? "breach" : "ok";
+      if (r.status == "breach" && used + c.tpp[i] <= limit_tpp) { r.crossed_later_by = crossing(); }
       rows.push_back(std::move(r));
     };
     // A rule without a limit the line breaches (no limit columns).
@@ -773,7 +795,12 @@ std::vector<proposed_check> check_proposed(const reference_data& ref, const ship
     };
     const auto limit_row = [&](const char* rule, limit which) {
       row_of_limit(rule, limit_on(ref.rules, context, which, c.country[i], c.date[i]), used_before[which],
-                   after[which].peak_over_limit);
+                   after[which].peak_over_limit, [&] {
+                     const std::size_t q = later->first_crossing(
+                         which, keys[which], c.date[i], static_cast<wide>(used_before[which]) + c.tpp[i]);
+                     return std::string(ledger_lines->shipment_id(static_cast<std::int64_t>(q))) + " (" +
+                            format_date(ledger_lines->columns.date[q]) + ")";
+                   });
     };
     if (ref.rules.in_window(c.date[i])) {
       const int tier  = context.country_tier[c.country[i]];
@@ -795,8 +822,11 @@ std::vector<proposed_check> check_proposed(const reference_data& ref, const ship
     if (context.entity_is_uveu[static_cast<std::size_t>(c.entity[i])] != 0) {
       auto [at, fresh] = uveu_installed.try_emplace(c.entity[i]);
       if (fresh) { at->second = ledger.installed(base.entity); }
+      const auto share_row = [&](const char* rule, std::int64_t limit_tpp, std::int64_t used) {
+        row_of_limit(rule, limit_tpp, used, std::nullopt, [] { return std::string(); });  // no later lines
+      };
       weigh_uveu_shares(ref, context, ref.entities.find(base.entity), c.country[i], c.tpp[i], at->second,
-                        row_of_limit, rule_row);
+                        share_row, rule_row);
       at->second[c.country[i]] += c.tpp[i];
     }
     if (rows.size() == before) {  // no limit applies (tier 1, or outside the counting window)
@@ -830,6 +860,11 @@ int run_check(const std::string& db_path, const std::string& proposed_path, cons
   std::int64_t breaches = 0;
   for (const auto& r : checks) {
     breaches += r.status == "breach" ? 1 : 0;
+    if (!r.crossed_later_by.empty()) {  // a breach with room for the line on its own date: say where
+      diagnostics << "capledger: check: line " << r.line << " (" << r.shipment_id << "): " << r.rule
+                  << ": with it, the running total passes the limit on the ledger's later line "
+                  << r.crossed_later_by << "\n";
+    }
     rows.push_back({std::to_string(r.line), r.shipment_id, r.date, r.entity, r.country, r.pathway,
                     std::to_string(r.tpp), r.rule, r.limit_tpp, r.consumed_before_tpp, r.headroom_before_tpp,
                     r.status});

@@ -714,6 +714,15 @@ TEST_F(tiny_ledger_test, CheckWeighsBackDatedLinesAmongTheLedgersByDate)
     EXPECT_EQ(csv, early) << replay;
     EXPECT_EQ(cli(std::string("check l.db --proposed later.csv") + replay, &csv), 1) << stderr_text();
     EXPECT_EQ(csv, later) << replay;
+    // The breaches with room on their own dates name the later line the total passes the cap on
+    // (G1's the second after it: M4's return leaves BR under).
+    for (const char* said : {"line 1 (C1): COUNTRY_CAP_EXCEEDED: with it, the running total passes the limit "
+                             "on the ledger's later line M3 (2025-09-01)\n",
+                             "line 3 (G1): COUNTRY_CAP_EXCEEDED: with it, the running total passes the limit "
+                             "on the ledger's later line M5 (2025-08-01)\n"}) {
+      EXPECT_NE(stderr_text().find(said), std::string::npos) << replay << stderr_text();
+    }
+    EXPECT_EQ(stderr_text().find("line 2 (D1)"), std::string::npos) << stderr_text();
   }
   // Without --replay: the running state's final totals and the stored lines dated after the
   // earliest proposed line (M1, M3, M2, M4, M5), not a replay of every line.
