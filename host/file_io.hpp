@@ -145,7 +145,7 @@ struct named_output {
 void refuse_outputs_over_inputs(const std::vector<std::string>& inputs,
                                 const std::vector<named_output>& files, const named_output& directory = {});
 
-/// @brief Refuses (config_error) an output file at a path where SQLite keeps a file beside the
+/// @brief Refuses (config_error) an output file or folder at a path where SQLite keeps a file beside the
 /// ledger @p db_path (`-journal`, `-wal`, `-shm`, after the path as given or through its links):
 /// SQLite creates and deletes those while it writes, so a file put there is lost, or taken for
 /// the ledger's journal. Empty paths are skipped.

@@ -590,7 +590,8 @@ int run_ledger_report(const std::string& db_path, const report_options& options,
 {
   check_report_format(options);
   check_report_outputs(options, {db_path});
-  detail::refuse_outputs_over_ledger_files(db_path, {{"--rejects", options.rejects_path}});
+  detail::refuse_outputs_over_ledger_files(db_path,
+                                           {{"--rejects", options.rejects_path}, {"--out", options.out_dir}});
   const reference_data ref        = load_ledger_reference(db_path, options);
   std::unique_ptr<backend> engine = select_backend(options.backend, diagnostics);
   std::string why                 = "--replay";

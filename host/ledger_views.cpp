@@ -338,6 +338,7 @@ int run_reconcile(const std::string& db_path, const std::string& inventory_path,
   std::vector<std::string> read = reference_files_read(options);
   read.insert(read.end(), {db_path, inventory_path});
   detail::refuse_outputs_over_inputs(read, {}, {"--out", options.out_dir});
+  detail::refuse_outputs_over_ledger_files(db_path, {{"--out", options.out_dir}});
   if (!options.out_dir.empty()) {
     detail::check_output_dir_replaceable(options.out_dir, {"reconciliation.csv", "summary.json"});
   }

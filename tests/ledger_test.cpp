@@ -1325,6 +1325,11 @@ TEST_F(ledger_test, OutputsWhereSqliteKeepsTheLedgersJournalAreRefused)
         << stderr_text();
     EXPECT_EQ(cli("check l.db --proposed p.csv --out " + name), 2) << kind;
     EXPECT_NE(stderr_text().find("capledger: --out " + name + refused), std::string::npos) << stderr_text();
+    // Output folders too: one there would keep SQLite from writing its file.
+    EXPECT_EQ(cli("ledger report l.db --backend cpu --out " + name), 2) << kind;
+    EXPECT_NE(stderr_text().find("capledger: --out " + name + refused), std::string::npos) << stderr_text();
+    EXPECT_EQ(cli("reconcile l.db --inventory p.csv --out " + name), 2) << kind;
+    EXPECT_NE(stderr_text().find("capledger: --out " + name + refused), std::string::npos) << stderr_text();
     EXPECT_FALSE(fs::exists(at(name))) << name;
   }
   ASSERT_EQ(cli("ledger ingest l.db a.csv --rejects r.csv"), 0) << stderr_text();
