@@ -105,10 +105,13 @@ sql_connection open_ledger(const std::string& path, sql_connection::mode how)
     // A journal left by a killed ingest must be rolled back before anyone reads, and SQLite can
     // only do that through a writable connection; reading once through one restores the ledger
     // as it was before that ingest. Read-only commands still never write a line themselves.
+    // (The journal is also there while an ingest runs: then the read waits for its lock.)
+    sql_connection recovery(path, sql_connection::mode::read_write);
     try {
-      sql_connection recovery(path, sql_connection::mode::read_write);
-      open_checked(recovery);
+      static_cast<void>(recovery.query_int("PRAGMA application_id"));  // the first read rolls back
     } catch (const config_error& e) {
+      const int code = sqlite3_errcode(recovery.handle());
+      if (code == SQLITE_BUSY || code == SQLITE_LOCKED) { throw; }  // an ingest still running
       throw config_error(
           path + "-journal, left by an ingest that did not finish, must be rolled back before the " +
           "ledger can be read, and SQLite does that only with write access to the ledger, its " +

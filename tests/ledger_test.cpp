@@ -1377,6 +1377,16 @@ TEST_F(ledger_test, ReaderThatCannotRollBackAJournalSaysWhy)
                          "the ledger can be read, and SQLite does that only with write access"),
       std::string::npos)
       << stderr_text();
+  // A journal beside a database that is no ledger: that is the error, not the journal.
+  {
+    capledger::detail::sql_connection other(at("other.db").string(),
+                                            capledger::detail::sql_connection::mode::create);
+    other.exec("CREATE TABLE t(a)");
+  }
+  write_text(at("other.db-journal"), "");
+  EXPECT_EQ(cli("ledger report other.db --backend cpu"), 2);
+  EXPECT_NE(stderr_text().find("other.db: not a capledger ledger"), std::string::npos) << stderr_text();
+  EXPECT_EQ(stderr_text().find("left by an ingest"), std::string::npos) << stderr_text();
 }
 
 TEST_F(ledger_test, ConcurrentInitsCreateOneLedgerAndRefuseTheRest)
