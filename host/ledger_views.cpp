@@ -62,39 +62,33 @@ std::vector<cap_balance> compute_balances(const reference_data& ref, const shipm
     nveu_used[{log.entities.text(static_cast<std::int32_t>(n.key / 65536)),
                ref.countries.rows[n.key % 65536].iso2}] = n;
   }
-  // Only LPP (entity, year) keys that crossed are in the aggregation; the others are summed here.
+  // Only the LPP (entity, year) keys and orders that crossed are in the aggregation; the totals of
+  // all are summed here. An order's row names every consignee and destination of the lines it
+  // counts, not one line's: an order is usually for one (entity, country), and where its lines
+  // span several, the row should say so.
+  struct order_balance {
+    std::int64_t used = 0;
+    std::set<std::string> entities, countries;
+    bool crossed = false;
+  };
   const shipment_columns& c = log.columns;
   std::map<std::pair<std::string, int>, std::int64_t> lpp_used;  // (entity, year)
+  std::map<std::string, order_balance> lpp_orders;               // by order id
   for (std::size_t i = 0; i < c.date.size(); ++i) {
     if (c.date[i] > as_of || !ref.rules.in_window(c.date[i]) ||
         c.pathway[i] != static_cast<std::uint8_t>(pathway::lpp)) {
       continue;
     }
     lpp_used[{log.entities.text(c.entity[i]), year_of(c.date[i])}] += c.tpp[i];
+    order_balance& o = lpp_orders[log.orders.text(c.order[i])];
+    o.used += c.tpp[i];
+    o.entities.insert(log.entities.text(c.entity[i]));
+    o.countries.insert(ref.countries.rows[c.country[i]].iso2);
   }
   std::set<std::pair<std::string, int>> lpp_crossed;
   for (const auto& y : agg.lpp_annual) {
     lpp_crossed.emplace(log.entities.text(static_cast<std::int32_t>(y.key / 16384)),
                         static_cast<int>(y.key % 16384));
-  }
-  // LPP orders, likewise: the aggregation keeps only the orders that crossed. An order's row names
-  // every consignee and destination of the lines it counts, not one line's: an order is usually for
-  // one (entity, country), and where its lines span several, the row should say so.
-  struct order_balance {
-    std::int64_t used = 0;
-    std::set<std::string> entities, countries;
-    bool crossed = false;
-  };
-  std::map<std::string, order_balance> lpp_orders;  // by order id
-  for (std::size_t i = 0; i < c.date.size(); ++i) {
-    if (c.date[i] > as_of || !ref.rules.in_window(c.date[i]) ||
-        c.pathway[i] != static_cast<std::uint8_t>(pathway::lpp)) {
-      continue;
-    }
-    order_balance& o = lpp_orders[log.orders.text(c.order[i])];
-    o.used += c.tpp[i];
-    o.entities.insert(log.entities.text(c.entity[i]));
-    o.countries.insert(ref.countries.rows[c.country[i]].iso2);
   }
   for (const auto& o : agg.lpp_order) {
     lpp_orders.at(log.orders.text(static_cast<std::int32_t>(o.key))).crossed = true;
@@ -774,7 +768,7 @@ std::vector<proposed_check> check_proposed(const reference_data& ref, const ship
     const std::size_t before = rows.size();
     // A line that adds tpp breaches a limit when the total passes it on the line, or, for a line
     // dated before some of the ledger's, on one of those (@p later: their peak over their limits).
-    // @p crossing names the later line that the total passes the limit on, where only one does.
+    // @p crossing names the first such later line, asked for where the line itself stays within.
     const auto row_of_limit = [&](const char* rule, std::int64_t limit_tpp, std::int64_t used,
                                   const std::optional<wide>& later, const auto& crossing) {
       proposed_check r        = base;
