@@ -558,11 +558,11 @@ class ledger_lines_by_key {
 /// as limits on installed tpp once the line is in (@p installed: the entity's by country before
 /// it): the most its country may hold (tier 2), the most outside tier 1 and, for a US HQ, outside
 /// the US (the minimum shares turned around, exactly: a share of an integer total is met by an
-/// integer part), each by @p row_of_limit(rule, limit, consumed before). They
+/// integer part), each by @p row_of_limit(rule, limit, consumed before, breach). They
 /// apply where the worldwide total is then above 0. A line that lifts that total from 0 or below
-/// (returns left some country negative) brings every rule into force: one then broken where no
-/// limit row weighs it (another tier-2 country, the tier-1 or US share of a line in tier 1 or the
-/// US) is a @p rule_row.
+/// (returns left some country negative) brings every rule into force, and a return raises the
+/// share of every other country and lowers the tier-1 or US share of a line in tier 1 or the US:
+/// a rule then broken where no limit row weighs it is a @p rule_row.
 template <typename RowOfLimit, typename RuleRow>
 void weigh_uveu_shares(const reference_data& ref, const rule_context& context, const entity_info* info,
                        std::int32_t country, std::int64_t tpp,
@@ -584,14 +584,19 @@ void weigh_uveu_shares(const reference_data& ref, const rule_context& context, c
   const rule_set& rules = ref.rules;
   const int tier        = context.country_tier[country];
   const bool us_hq      = us >= 0 && info != nullptr && info->hq_country == us;
-  if (tier == 2) { row_of_limit("UVEU_TIER2_SHARE", most(rules.uveu_max_tier2_country_share), here); }
-  if (tier != 1) {
-    row_of_limit("UVEU_TIER1_SHARE", most(ppm_one - rules.uveu_min_tier1_share), outside_tier1);
-  }
+  // A line adding tpp breaks a rule once its part is over the limit. A return takes as much from
+  // the part as from the whole: it raises the part's share only where the part, with it in, holds
+  // more than the whole (the rest net negative); over the limit otherwise, it lowers an over share.
+  const auto weigh = [&](const char* rule, std::int64_t limit_tpp, std::int64_t before) {
+    const std::int64_t with = before + tpp;
+    row_of_limit(rule, limit_tpp, before, tpp > 0 ? with > limit_tpp : tpp < 0 && with > whole);
+  };
+  if (tier == 2) { weigh("UVEU_TIER2_SHARE", most(rules.uveu_max_tier2_country_share), here); }
+  if (tier != 1) { weigh("UVEU_TIER1_SHARE", most(ppm_one - rules.uveu_min_tier1_share), outside_tier1); }
   if (us_hq && country != us) {
-    row_of_limit("UVEU_US_SHARE", most(ppm_one - rules.uveu_min_us_share_if_us_hq), outside_us);
+    weigh("UVEU_US_SHARE", most(ppm_one - rules.uveu_min_us_share_if_us_hq), outside_us);
   }
-  if (whole - tpp > 0) { return; }  // the rules were in force before the line
+  if (tpp >= 0 && whole - tpp > 0) { return; }  // in force before a line that adds: no other share rises
   const std::int64_t tier2_most = most(rules.uveu_max_tier2_country_share);
   if (std::any_of(installed.begin(), installed.end(), [&](const auto& held) {
         return held.first != country && context.country_tier[held.first] == 2 && held.second > tier2_most;
@@ -766,19 +771,17 @@ std::vector<proposed_check> check_proposed(const reference_data& ref, const ship
     base.pathway             = std::string(pathway_name(static_cast<pathway>(c.pathway[i])));
     base.tpp                 = c.tpp[i];
     const std::size_t before = rows.size();
-    // A line that adds tpp breaches a limit when the total passes it on the line, or, for a line
-    // dated before some of the ledger's, on one of those (@p later: their peak over their limits).
-    // @p crossing names the first such later line, asked for where the line itself stays within.
-    const auto row_of_limit = [&](const char* rule, std::int64_t limit_tpp, std::int64_t used,
-                                  const std::optional<wide>& later, const auto& crossing) {
-      proposed_check r        = base;
-      r.rule                  = rule;
-      r.limit_tpp             = std::to_string(limit_tpp);
-      r.consumed_before_tpp   = std::to_string(used);
-      r.headroom_before_tpp   = exact_difference(limit_tpp, used);
-      const bool passes_later = later && static_cast<wide>(used) + c.tpp[i] + *later > 0;
-      r.status = c.tpp[i] > 0 && (used + c.tpp[i] > limit_tpp || passes_later) ? "breach" : "ok";
-      if (r.status == "breach" && used + c.tpp[i] <= limit_tpp) { r.crossed_later_by = crossing(); }
+    // A row of a limit; @p crossing names the ledger's later line a @p breach passes the limit on,
+    // asked for where the line itself stays within.
+    const auto row_of_limit = [&](const char* rule, std::int64_t limit_tpp, std::int64_t used, bool breach,
+                                  const auto& crossing) {
+      proposed_check r      = base;
+      r.rule                = rule;
+      r.limit_tpp           = std::to_string(limit_tpp);
+      r.consumed_before_tpp = std::to_string(used);
+      r.headroom_before_tpp = exact_difference(limit_tpp, used);
+      r.status              = breach ? "breach" : "ok";
+      if (breach && used + c.tpp[i] <= limit_tpp) { r.crossed_later_by = crossing(); }
       rows.push_back(std::move(r));
     };
     // A rule without a limit the line breaches (no limit columns).
@@ -788,14 +791,19 @@ std::vector<proposed_check> check_proposed(const reference_data& ref, const ship
       r.status         = "breach";
       rows.push_back(std::move(r));
     };
+    // A line that adds tpp breaches a limit when the total passes it on the line, or, for a line
+    // dated before some of the ledger's, on one of those (their peak over their limits).
     const auto limit_row = [&](const char* rule, limit which) {
-      row_of_limit(rule, limit_on(ref.rules, context, which, c.country[i], c.date[i]), used_before[which],
-                   after[which].peak_over_limit, [&] {
-                     const std::size_t q = later->first_crossing(
-                         which, keys[which], c.date[i], static_cast<wide>(used_before[which]) + c.tpp[i]);
-                     return std::string(ledger_lines->shipment_id(static_cast<std::int64_t>(q))) + " (" +
-                            format_date(ledger_lines->columns.date[q]) + ")";
-                   });
+      const std::int64_t limit_tpp    = limit_on(ref.rules, context, which, c.country[i], c.date[i]);
+      const std::int64_t used         = used_before[which];
+      const std::optional<wide>& peak = after[which].peak_over_limit;
+      const bool passes_later         = peak && static_cast<wide>(used) + c.tpp[i] + *peak > 0;
+      row_of_limit(rule, limit_tpp, used, c.tpp[i] > 0 && (used + c.tpp[i] > limit_tpp || passes_later), [&] {
+        const std::size_t q =
+            later->first_crossing(which, keys[which], c.date[i], static_cast<wide>(used) + c.tpp[i]);
+        return std::string(ledger_lines->shipment_id(static_cast<std::int64_t>(q))) + " (" +
+               format_date(ledger_lines->columns.date[q]) + ")";
+      });
     };
     if (ref.rules.in_window(c.date[i])) {
       const int tier  = context.country_tier[c.country[i]];
@@ -817,8 +825,8 @@ std::vector<proposed_check> check_proposed(const reference_data& ref, const ship
     if (context.entity_is_uveu[static_cast<std::size_t>(c.entity[i])] != 0) {
       auto [at, fresh] = uveu_installed.try_emplace(c.entity[i]);
       if (fresh) { at->second = ledger.installed(base.entity); }
-      const auto share_row = [&](const char* rule, std::int64_t limit_tpp, std::int64_t used) {
-        row_of_limit(rule, limit_tpp, used, std::nullopt, [] { return std::string(); });  // no later lines
+      const auto share_row = [&](const char* rule, std::int64_t limit_tpp, std::int64_t used, bool breach) {
+        row_of_limit(rule, limit_tpp, used, breach, [] { return std::string(); });  // over with it in: none
       };
       weigh_uveu_shares(ref, context, ref.entities.find(base.entity), c.country[i], c.tpp[i], at->second,
                         share_row, rule_row);

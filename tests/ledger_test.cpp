@@ -807,6 +807,65 @@ TEST_F(ledger_test, CheckWeighsTheShareRulesALineBringsIntoForce)
   }
 }
 
+// A return is a breach of each share rule it leaves broken at a part whose share it moves the wrong
+// way, and ok where it only lowers an over share. Three UVEU entities (HQ DE: no US rule), in
+// H100-SXM: U2 holds 9,000 in the US, 700 in AE, 300 in BR; P1 returns one from BR: AE then holds
+// 700 of 9,999 (100 * 700 > 7 * 9,999), a share the return raised, a breach row without limit
+// columns; BR's own rows are ok (7% of 158,304,168 tpp is 11,081,291; 25% is 39,576,042). U3 holds
+// 7,500 in DE and 650, 650, 650, 550 in AE, BR, IN, MX (tier 1 at 75% exactly); P2 returns one
+// from DE: 7,499 of 9,999 in tier 1 (100 * 7,499 < 75 * 9,999) while each tier-2 country stays
+// within 7%. U4 holds 9,000 in the US and 1,000 in AE (10%); P3 returns 100 from AE: AE still holds
+// 900 of 9,900, over 7%, but less of it: ok (7% of 156,736,800 is 10,971,576, 25% 39,184,200).
+TEST_F(ledger_test, CheckWeighsAReturnAgainstTheShareRules)
+{
+  write_text(at("entities.csv"),
+             "entity,hq_country,status,nveu_countries\nU2,DE,UVEU,\nU3,DE,UVEU,\nU4,DE,UVEU,\n");
+  write_text(at("night.csv"),
+             "shipment_id,date,entity,country,chip,quantity,pathway,order_id\n"
+             "A1,2025-03-01,U2,US,H100-SXM,9000,UVEU,\n"
+             "A2,2025-03-01,U2,AE,H100-SXM,700,UVEU,\n"
+             "A3,2025-03-01,U2,BR,H100-SXM,300,UVEU,\n"
+             "B1,2025-03-01,U3,DE,H100-SXM,7500,UVEU,\n"
+             "B2,2025-03-01,U3,AE,H100-SXM,650,UVEU,\n"
+             "B3,2025-03-01,U3,BR,H100-SXM,650,UVEU,\n"
+             "B4,2025-03-01,U3,IN,H100-SXM,650,UVEU,\n"
+             "B5,2025-03-01,U3,MX,H100-SXM,550,UVEU,\n"
+             "C1,2025-03-01,U4,US,H100-SXM,9000,UVEU,\n"
+             "C2,2025-03-01,U4,AE,H100-SXM,1000,UVEU,\n");
+  ASSERT_EQ(cli("ledger init l.db"), 0);
+  ASSERT_EQ(cli("ledger ingest l.db night.csv --entities entities.csv"), 0) << stderr_text();
+  write_text(at("proposed.csv"),
+             "shipment_id,date,entity,country,chip,quantity,pathway,order_id\n"
+             "P1,2025-03-02,U2,BR,H100-SXM,-1,UVEU,\n"
+             "P2,2025-03-02,U3,DE,H100-SXM,-1,UVEU,\n"
+             "P3,2025-03-02,U4,AE,H100-SXM,-100,UVEU,\n");
+  const std::string expected =
+      "line,shipment_id,date,entity,country,pathway,tpp,rule,limit_tpp,consumed_before_tpp,headroom_before_"
+      "tpp,status\n"
+      "1,P1,2025-03-02,U2,BR,UVEU,-15832,UVEU_TIER2_SHARE,11081291,4749600,6331691,ok\n"
+      "1,P1,2025-03-02,U2,BR,UVEU,-15832,UVEU_TIER1_SHARE,39576042,15832000,23744042,ok\n"
+      "1,P1,2025-03-02,U2,BR,UVEU,-15832,UVEU_TIER2_SHARE,,,,breach\n"
+      "2,P2,2025-03-02,U3,DE,UVEU,-15832,UVEU_TIER1_SHARE,,,,breach\n"
+      "3,P3,2025-03-02,U4,AE,UVEU,-1583200,UVEU_TIER2_SHARE,10971576,15832000,-4860424,ok\n"
+      "3,P3,2025-03-02,U4,AE,UVEU,-1583200,UVEU_TIER1_SHARE,39184200,15832000,23352200,ok\n";
+  for (const char* replay : {"", " --replay"}) {
+    std::string csv;
+    EXPECT_EQ(cli(std::string("check l.db --proposed proposed.csv") + replay, &csv), 1) << stderr_text();
+    EXPECT_EQ(csv, expected) << replay;
+  }
+  // Ingested, the returns leave U2's AE and U3's tier-1 share broken, and break nothing else.
+  ASSERT_EQ(cli("ledger ingest l.db proposed.csv"), 0) << stderr_text();
+  ASSERT_EQ(cli("ledger report l.db --out rep"), 1) << stderr_text();
+  const std::string findings = read_text(at("rep/findings.csv"));
+  for (const char* rule : {"UVEU_TIER2_SHARE,U2,AE,", "UVEU_TIER1_SHARE,U3,,", "UVEU_TIER2_SHARE,U4,AE,"}) {
+    EXPECT_NE(findings.find(rule), std::string::npos) << rule << "\n" << findings;
+  }
+  for (const char* rule :
+       {"UVEU_TIER2_SHARE,U2,BR,", "UVEU_TIER1_SHARE,U2,", "UVEU_TIER2_SHARE,U3,", "UVEU_TIER1_SHARE,U4,"}) {
+    EXPECT_EQ(findings.find(rule), std::string::npos) << rule << "\n" << findings;
+  }
+}
+
 // An answer written to /dev/stdout that is a pipe goes down the pipe (it named no file to replace).
 TEST_F(tiny_ledger_test, CheckOutToDevStdoutThroughAPipe)
 {

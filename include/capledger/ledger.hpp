@@ -154,7 +154,9 @@ struct proposed_check {
   std::string shipment_id, date, entity, country, pathway;
   std::int64_t tpp = 0;
   std::string rule;       ///< rule of SPEC §4, or empty when no limit applies to the line
-  std::string limit_tpp;  ///< empty for PROHIBITED_DESTINATION and UNAUTHORIZED_PATHWAY
+  /// Empty for PROHIBITED_DESTINATION and UNAUTHORIZED_PATHWAY, and for a share rule a line breaks
+  /// at a part no limit of it weighs (README `check`)
+  std::string limit_tpp;
   std::string consumed_before_tpp, headroom_before_tpp;
   std::string status;  ///< `ok` or `breach`
   /// For a breach of a limit the line itself stays within (a line dated before some of the
