@@ -597,17 +597,31 @@ void weigh_uveu_shares(const reference_data& ref, const rule_context& context, c
     weigh("UVEU_US_SHARE", most(ppm_one - rules.uveu_min_us_share_if_us_hq), outside_us);
   }
   if (tpp >= 0 && whole - tpp > 0) { return; }  // in force before a line that adds: no other share rises
+  // The row has no limit columns: stderr names the part and its numbers.
+  const auto holds = [whole](const std::string& part, std::int64_t held, std::int64_t limit_tpp) {
+    return "with it, " + part + " " + std::to_string(held) + " of its " + std::to_string(whole) +
+           " tpp worldwide, more than the " + std::to_string(limit_tpp) + " its share rule allows";
+  };
   const std::int64_t tier2_most = most(rules.uveu_max_tier2_country_share);
-  if (std::any_of(installed.begin(), installed.end(), [&](const auto& held) {
-        return held.first != country && context.country_tier[held.first] == 2 && held.second > tier2_most;
-      })) {
-    rule_row("UVEU_TIER2_SHARE");
+  const std::pair<const std::int32_t, std::int64_t>* most_over =
+      nullptr;  // the other tier-2 country most over
+  for (const auto& held : installed) {
+    if (held.first != country && context.country_tier[held.first] == 2 && held.second > tier2_most &&
+        (most_over == nullptr || held.second > most_over->second)) {
+      most_over = &held;
+    }
   }
-  if (tier == 1 && outside_tier1 > most(ppm_one - rules.uveu_min_tier1_share)) {
-    rule_row("UVEU_TIER1_SHARE");
+  if (most_over != nullptr) {
+    const std::string& iso = ref.countries.rows[static_cast<std::size_t>(most_over->first)].iso2;
+    rule_row("UVEU_TIER2_SHARE", holds("the entity holds in " + iso, most_over->second, tier2_most));
   }
-  if (us_hq && country == us && outside_us > most(ppm_one - rules.uveu_min_us_share_if_us_hq)) {
-    rule_row("UVEU_US_SHARE");
+  if (const std::int64_t limit_tpp = most(ppm_one - rules.uveu_min_tier1_share);
+      tier == 1 && outside_tier1 > limit_tpp) {
+    rule_row("UVEU_TIER1_SHARE", holds("the entity holds outside tier 1", outside_tier1, limit_tpp));
+  }
+  if (const std::int64_t limit_tpp = most(ppm_one - rules.uveu_min_us_share_if_us_hq);
+      us_hq && country == us && outside_us > limit_tpp) {
+    rule_row("UVEU_US_SHARE", holds("the entity holds outside the US", outside_us, limit_tpp));
   }
 }
 
@@ -781,14 +795,18 @@ std::vector<proposed_check> check_proposed(const reference_data& ref, const ship
       r.consumed_before_tpp = std::to_string(used);
       r.headroom_before_tpp = exact_difference(limit_tpp, used);
       r.status              = breach ? "breach" : "ok";
-      if (breach && used + c.tpp[i] <= limit_tpp) { r.crossed_later_by = crossing(); }
+      if (breach && used + c.tpp[i] <= limit_tpp) {
+        r.explanation =
+            "with it, the running total passes the limit on the ledger's later line " + crossing();
+      }
       rows.push_back(std::move(r));
     };
-    // A rule without a limit the line breaches (no limit columns).
-    const auto rule_row = [&](const char* rule) {
+    // A rule without a limit the line breaches (no limit columns), and why where that is not plain.
+    const auto rule_row = [&](const char* rule, std::string explanation) {
       proposed_check r = base;
       r.rule           = rule;
       r.status         = "breach";
+      r.explanation    = std::move(explanation);
       rows.push_back(std::move(r));
     };
     // A line that adds tpp breaches a limit when the total passes it on the line, or, for a line
@@ -809,9 +827,9 @@ std::vector<proposed_check> check_proposed(const reference_data& ref, const ship
       const int tier  = context.country_tier[c.country[i]];
       const auto path = static_cast<pathway>(c.pathway[i]);
       const bool adds = c.quantity[i] > 0;
-      if (adds && tier == 3) { rule_row("PROHIBITED_DESTINATION"); }
+      if (adds && tier == 3) { rule_row("PROHIBITED_DESTINATION", ""); }
       if (adds && context.is_unauthorized(path, c.entity[i], c.country[i], c.chip[i])) {
-        rule_row("UNAUTHORIZED_PATHWAY");
+        rule_row("UNAUTHORIZED_PATHWAY", "");
       }
     }
     if (totals[country_cap_limit] != nullptr && context.country_cap_tpp[c.country[i]] >= 0) {
@@ -863,10 +881,9 @@ int run_check(const std::string& db_path, const std::string& proposed_path, cons
   std::int64_t breaches = 0;
   for (const auto& r : checks) {
     breaches += r.status == "breach" ? 1 : 0;
-    if (!r.crossed_later_by.empty()) {  // a breach with room for the line on its own date: say where
-      diagnostics << "capledger: check: line " << r.line << " (" << r.shipment_id << "): " << r.rule
-                  << ": with it, the running total passes the limit on the ledger's later line "
-                  << r.crossed_later_by << "\n";
+    if (!r.explanation.empty()) {
+      diagnostics << "capledger: check: line " << r.line << " (" << r.shipment_id << "): " << r.rule << ": "
+                  << r.explanation << "\n";
     }
     rows.push_back({std::to_string(r.line), r.shipment_id, r.date, r.entity, r.country, r.pathway,
                     std::to_string(r.tpp), r.rule, r.limit_tpp, r.consumed_before_tpp, r.headroom_before_tpp,

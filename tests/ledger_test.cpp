@@ -852,6 +852,14 @@ TEST_F(ledger_test, CheckWeighsAReturnAgainstTheShareRules)
     std::string csv;
     EXPECT_EQ(cli(std::string("check l.db --proposed proposed.csv") + replay, &csv), 1) << stderr_text();
     EXPECT_EQ(csv, expected) << replay;
+    // The rows without limit columns are explained on stderr: 700 and 2,500 of 9,999 units.
+    for (const char* why :
+         {"line 1 (P1): UVEU_TIER2_SHARE: with it, the entity holds in AE 11082400 of its "
+          "158304168 tpp worldwide, more than the 11081291 its share rule allows\n",
+          "line 2 (P2): UVEU_TIER1_SHARE: with it, the entity holds outside tier 1 39580000 "
+          "of its 158304168 tpp worldwide, more than the 39576042 its share rule allows\n"}) {
+      EXPECT_NE(stderr_text().find(why), std::string::npos) << why << stderr_text();
+    }
   }
   // Ingested, the returns leave U2's AE and U3's tier-1 share broken, and break nothing else.
   ASSERT_EQ(cli("ledger ingest l.db proposed.csv"), 0) << stderr_text();

@@ -159,9 +159,9 @@ struct proposed_check {
   std::string limit_tpp;
   std::string consumed_before_tpp, headroom_before_tpp;
   std::string status;  ///< `ok` or `breach`
-  /// For a breach of a limit the line itself stays within (a line dated before some of the
-  /// ledger's): the first later ledger line the total passes it on, `shipment_id (date)`.
-  std::string crossed_later_by;
+  /// Why a breach whose columns do not show it is one, for stderr: the ledger's later line a
+  /// back-dated line's total passes the limit on, or the part a share rule breaks at.
+  std::string explanation;
 };
 
 /// @brief The in-window tpp a ledger's stored lines put on each limit key that `check` weighs
