@@ -588,6 +588,24 @@ check_inputs load_check_inputs(const std::string& db_path, const reference_data&
   return inputs;
 }
 
+cap_usage load_cap_usage(const std::string& db_path, const reference_data& ref, std::optional<day_t> as_of,
+                         bool replay, std::ostream& diagnostics)
+{
+  std::string why = "--replay";
+  if (!replay) {
+    sql_connection db = open_ledger(db_path, sql_connection::mode::read_only);
+    db.exec("BEGIN");  // one consistent snapshot of the state
+    std::optional<detail::stored_cap_usage> stored = detail::load_stored_cap_usage(db, ref, as_of, why);
+    db.exec("COMMIT");
+    if (stored) {
+      diagnostics << "capledger: ledger balances: running state of " << stored->lines << " line(s)\n";
+      return std::move(stored->usage);
+    }
+  }
+  diagnostics << "capledger: ledger balances: replay (" << why << ")\n";
+  return sum_cap_usage(ref, load_ledger_log(db_path, ref), as_of);
+}
+
 int run_ledger_report(const std::string& db_path, const report_options& options, std::ostream& out,
                       std::ostream& diagnostics, bool replay)
 {
@@ -717,6 +735,10 @@ int run_ledger_verify(const std::string& db_path, const report_options& options,
   // ingests read key by key (they take the connection and its read transaction over).
   constexpr std::size_t shown          = 10;
   const std::vector<std::string> stray = detail::stray_state_rows(db, ref, log, shown);
+  // What balances read, where the state has that part (read here: the totals take `db` over).
+  std::string why_no_caps;
+  const std::optional<detail::stored_cap_usage> stored_caps =
+      detail::load_stored_cap_usage(db, ref, std::nullopt, why_no_caps);
   std::string why_not_totals;
   const std::unique_ptr<ledger_limit_totals> stored_totals =
       detail::stored_limit_totals(db, ref, why_not_totals, std::nullopt, {});
@@ -751,9 +773,24 @@ int run_ledger_verify(const std::string& db_path, const report_options& options,
            : std::vector<std::string>{"the running state's limit totals cannot be read: " + why_not_totals},
        "limit total", "limit totals that differ");
   list(stray, "row no stored line writes", "such rows");
+  // The balances, which read the order parties no other output does.
+  if (stored_caps) {
+    const auto [line, replayed, kept] = first_difference(
+        balances_text(compute_balances(ref, sum_cap_usage(ref, log, std::nullopt), options.warn_at), "csv"),
+        balances_text(compute_balances(ref, stored_caps->usage, options.warn_at), "csv"));
+    if (line != 0) {
+      differs();
+      out << "  ledger balances line " << line << ": replay '" << replayed << "', running state '" << kept
+          << "'\n";
+    }
+  } else if (why_no_caps != detail::state_without_order_parties) {  // damaged
+    differs();
+    out << "  ledger balances: " << why_no_caps << "\n";
+  }
   if (differing > 0) { return 1; }
   out << "running state: agrees with a replay of " << log.columns.date.size() << " stored line(s) ("
-      << from_lines.files.size() << " report files, every limit total and every keyed row compared)\n";
+      << from_lines.files.size() << " report files, " << (stored_caps ? "the balances, " : "")
+      << "every limit total and every keyed row compared)\n";
   return 0;
 }
 

@@ -8,7 +8,9 @@
 #include <algorithm>
 #include <iterator>
 #include <limits>
+#include <set>
 #include <sstream>
+#include <tuple>
 #include <utility>
 
 namespace capledger::detail {
@@ -45,11 +47,23 @@ CREATE TABLE IF NOT EXISTS st_prohibited(key INTEGER PRIMARY KEY, a INTEGER NOT 
 CREATE TABLE IF NOT EXISTS st_unauth(key INTEGER PRIMARY KEY, a INTEGER NOT NULL, b INTEGER NOT NULL, c INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS st_line(line INTEGER PRIMARY KEY, date INTEGER NOT NULL, shipment_id TEXT NOT NULL,
                                    entity INTEGER NOT NULL, country INTEGER NOT NULL);
+-- Parts added since the state's first version (ledgers of before gain them at their next ingest,
+-- which rebuilds the state). Each is written with the validity and line count of state_info, so a
+-- part that an older capledger did not extend with the rest no longer matches it and is not read.
+CREATE TABLE IF NOT EXISTS state_parts(name TEXT PRIMARY KEY, validity TEXT NOT NULL, lines INTEGER NOT NULL);
+-- 'order_parties': the (order, consignee, destination) of every in-window LPP line (balances).
+CREATE TABLE IF NOT EXISTS st_order_party(order_code INTEGER NOT NULL, entity INTEGER NOT NULL,
+                                          country INTEGER NOT NULL, PRIMARY KEY (order_code, entity, country))
+                                          WITHOUT ROWID;
 )sql";
 
 constexpr const char* state_tables[] = {"st_entity",     "st_exporter",    "st_chip",   "st_order",
                                         "st_country",    "st_country_cap", "st_pair",   "st_nveu",
                                         "st_lpp_annual", "st_prohibited",  "st_unauth", "st_line"};
+// The later parts' tables: where they are missing (an older ledger), the rest still stands for
+// `ledger report` and `check`.
+constexpr const char* part_tables[] = {"state_parts", "st_order_party"};
+constexpr const char* order_parties = "order_parties";
 
 struct row {
   std::int64_t a = 0, b = 0, c = 0;
@@ -205,13 +219,14 @@ bool has_state_tables(sql_connection& db)
              .value_or(0) > 0;
 }
 
-/// Whether every table of the running state is there (a dropped one is damage: replay instead).
-bool has_every_state_table(sql_connection& db)
+/// Whether every table of @p tables is there (a dropped state table is damage: replay instead).
+template <std::size_t N>
+bool has_every_table(sql_connection& db, const char* const (&tables)[N])
 {
   std::string names;
-  for (const char* table : state_tables) { names += std::string(names.empty() ? "'" : ", '") + table + "'"; }
+  for (const char* table : tables) { names += std::string(names.empty() ? "'" : ", '") + table + "'"; }
   return db.query_int("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name IN (" + names + ")")
-             .value_or(0) == static_cast<std::int64_t>(std::size(state_tables));
+             .value_or(0) == static_cast<std::int64_t>(N);
 }
 
 std::optional<state_info> read_info(sql_connection& db)
@@ -251,6 +266,20 @@ void write_info(sql_connection& db, const state_info& info)
   }
   put.bind(5, info.entities).bind(6, info.exporters).bind(7, info.orders).bind(8, info.chips);
   put.run();
+  // Written by `fold` with the rest: the part stands for the same lines under the same tables.
+  sql_statement part(db.handle(),
+                     "INSERT OR REPLACE INTO state_parts(name, validity, lines) VALUES (?, ?, ?)");
+  part.bind(1, order_parties).bind(2, info.validity).bind(3, info.lines);
+  part.run();
+}
+
+/// Whether the later parts of the state stand for the same lines under the same tables as @p info.
+bool parts_current(sql_connection& db, const state_info& info)
+{
+  if (!has_every_table(db, part_tables)) { return false; }
+  sql_statement q(db.handle(), "SELECT validity, lines FROM state_parts WHERE name = ?");
+  q.bind(1, order_parties);
+  return q.step() && q.text(0) == info.validity && q.int64(1) == info.lines;
 }
 
 /// Folds the lines of @p log (ledger positions first_line + i) into the state: all of them into
@@ -317,6 +346,7 @@ void fold(sql_connection& db, state_info& info, const reference_data& ref, const
   });
 
   std::vector<std::int64_t> named;  // lines that became a crossing or a first line
+  std::set<std::tuple<std::int64_t, std::int64_t, std::int64_t>> parties;  // (order, entity, country)
   for (const std::int64_t i : order) {
     const auto k                     = static_cast<std::size_t>(i);
     const std::int64_t line          = first_line + i;
@@ -335,6 +365,7 @@ void fold(sql_connection& db, state_info& info, const reference_data& ref, const
                            nveu_cap_on(ref.rules, c.date[k]));
     }
     if (path == pathway::lpp) {
+      parties.emplace(order_code[static_cast<std::size_t>(c.order[k])], e, country_code);
       names |= add_running(orders.at(order_code[static_cast<std::size_t>(c.order[k])]), line, tpp,
                            rules.lpp_per_order_tpp);
       names |= add_running(lpp_annual.get(entity_year_key(e, year_of(c.date[k]))), line, tpp,
@@ -367,6 +398,12 @@ void fold(sql_connection& db, state_info& info, const reference_data& ref, const
         .bind(5, std::int64_t{c.country[k]});
     put_line.run();
   }
+  sql_statement put_party(
+      db.handle(), "INSERT OR IGNORE INTO st_order_party(order_code, entity, country) VALUES (?, ?, ?)");
+  for (const auto& [order_code, entity, country_code] : parties) {
+    put_party.bind(1, order_code).bind(2, entity).bind(3, country_code);
+    put_party.run();
+  }
   for (dict_table* t : {&entities, &exporters, &orders, &chips}) { t->flush(); }
   for (int_table* t : {&country, &country_cap, &pairs, &nveu, &lpp_annual, &prohibited, &unauthorized}) {
     t->flush();
@@ -396,11 +433,13 @@ state_update update_ledger_state(sql_connection& db, const reference_data& ref, 
 {
   // A table dropped since (damage) is made anew, empty: the state then no longer stands for the
   // stored lines, and is rebuilt rather than extended.
-  const bool whole = has_every_state_table(db);
+  const bool whole = has_every_table(db, state_tables) && has_every_table(db, part_tables);
   create_state_tables(db);
   const std::string validity     = validity_key(ref);
   std::optional<state_info> info = read_info(db);
-  bool extend                    = whole && info && info->validity == validity && info->lines == first_line;
+  // A state without its later parts (an older ledger's) is rebuilt, with them, once.
+  bool extend =
+      whole && info && info->validity == validity && info->lines == first_line && parts_current(db, *info);
   if (extend && info->max_check_date) {
     for (const day_t d : night.columns.date) {
       if (ref.rules.in_window(d) && d < *info->max_check_date) {
@@ -415,6 +454,7 @@ state_update update_ledger_state(sql_connection& db, const reference_data& ref, 
     return state_update::incremental;
   }
   for (const char* table : state_tables) { db.exec(std::string("DELETE FROM ") + table); }
+  for (const char* table : part_tables) { db.exec(std::string("DELETE FROM ") + table); }
   if (first_line == 0) {  // the ledger held no line before this night: the night is everything
     build_state(db, ref, night);
     return state_update::incremental;
@@ -459,8 +499,21 @@ std::optional<state_info> current_state_info(sql_connection& db, const reference
   } else if (info->lines != db.query_int("SELECT MAX(seq) FROM lines").value_or(0)) {
     why_not = "the running state is out of step with the stored lines";
     info.reset();
-  } else if (!has_every_state_table(db)) {
+  } else if (!has_every_table(db, state_tables)) {
     why_not = "the running state is damaged (a table is missing)";
+    info.reset();
+  }
+  return info;
+}
+
+/// `current_state_info`, where the state also stands for the stored lines at @p as_of (nullopt:
+/// the latest date): it has every line up to its latest date, so an earlier as-of needs the lines.
+std::optional<state_info> state_info_at(sql_connection& db, const reference_data& ref,
+                                        std::optional<day_t> as_of, std::string& why_not)
+{
+  std::optional<state_info> info = current_state_info(db, ref, why_not);
+  if (info && as_of && info->max_date && *as_of < *info->max_date) {
+    why_not = "--as-of is before the ledger's latest date";
     info.reset();
   }
   return info;
@@ -573,12 +626,8 @@ std::unique_ptr<ledger_limit_totals> stored_limit_totals(sql_connection& db, con
 std::unique_ptr<stored_state> load_ledger_state(sql_connection& db, const reference_data& ref,
                                                 std::optional<day_t> as_of, std::string& why_not)
 {
-  const std::optional<state_info> info = current_state_info(db, ref, why_not);
+  const std::optional<state_info> info = state_info_at(db, ref, as_of, why_not);
   if (!info) { return nullptr; }
-  if (as_of && info->max_date && *as_of < *info->max_date) {
-    why_not = "--as-of is before the ledger's latest date";
-    return nullptr;
-  }
 
   auto state         = std::make_unique<stored_state>();
   stored_state& s    = *state;
@@ -746,6 +795,89 @@ std::unique_ptr<stored_state> load_ledger_state(sql_connection& db, const refere
     }
   }
   return state;
+}
+
+std::optional<stored_cap_usage> load_stored_cap_usage(sql_connection& db, const reference_data& ref,
+                                                      std::optional<day_t> as_of, std::string& why_not)
+{
+  const std::optional<state_info> info = state_info_at(db, ref, as_of, why_not);
+  if (!info) { return std::nullopt; }
+  if (!parts_current(db, *info)) {
+    why_not = state_without_order_parties;
+    return std::nullopt;
+  }
+  const auto damaged = [&](const char* what) {
+    why_not = std::string("the running state is damaged (") + what + ")";
+    return std::nullopt;
+  };
+  stored_cap_usage stored;
+  stored.lines      = info->lines;
+  cap_usage& usage  = stored.usage;
+  usage.as_of       = as_of.value_or(info->max_date.value_or(std::numeric_limits<day_t>::max()));
+  const auto& rows  = ref.countries.rows;
+  const auto iso_of = [&](std::int64_t c) -> const std::string* {
+    return c >= 0 && c < static_cast<std::int64_t>(rows.size()) ? &rows[static_cast<std::size_t>(c)].iso2
+                                                                : nullptr;
+  };
+  // Keys name entities by code: their texts, which every key must find.
+  std::vector<std::string> entity;
+  {
+    sql_statement q(db.handle(), "SELECT code, text FROM st_entity ORDER BY code");
+    while (q.step()) {
+      if (q.int64(0) != static_cast<std::int64_t>(entity.size())) { return damaged("entities"); }
+      entity.emplace_back(q.text(1));
+    }
+    if (static_cast<std::int64_t>(entity.size()) != info->entities) { return damaged("entities"); }
+  }
+  const auto entity_of = [&](std::int64_t e) -> const std::string* {
+    return e >= 0 && e < static_cast<std::int64_t>(entity.size()) ? &entity[static_cast<std::size_t>(e)]
+                                                                  : nullptr;
+  };
+
+  usage.country_cap.assign(rows.size(), {});
+  {
+    sql_statement q(db.handle(), "SELECT key, a, b FROM st_country_cap");
+    while (q.step()) {
+      if (iso_of(q.int64(0)) == nullptr) { return damaged("countries"); }
+      usage.country_cap[static_cast<std::size_t>(q.int64(0))] = {q.int64(1), q.int64(2) >= 0};
+    }
+  }
+  {
+    sql_statement q(db.handle(), "SELECT key, a, b FROM st_nveu");
+    while (q.step()) {
+      const std::int64_t key = q.int64(0);
+      const std::string* e   = key >= 0 ? entity_of(key / 65536) : nullptr;
+      const std::string* c   = iso_of(key % 65536);
+      if (e == nullptr || c == nullptr) { return damaged("NVEU totals"); }
+      usage.nveu[{*e, *c}] = {q.int64(1), q.int64(2) >= 0};
+    }
+  }
+  {
+    sql_statement q(db.handle(), "SELECT key, a, b FROM st_lpp_annual");
+    while (q.step()) {
+      const std::int64_t key = q.int64(0);
+      const std::string* e   = key >= 0 ? entity_of(key / 16384) : nullptr;
+      if (e == nullptr) { return damaged("LPP annual totals"); }
+      usage.lpp_annual[{*e, static_cast<int>(key % 16384)}] = {q.int64(1), q.int64(2) >= 0};
+    }
+  }
+  {
+    // Orders with a counted line are those with a party; st_order also keeps the others.
+    sql_statement q(db.handle(),
+                    "SELECT p.entity, p.country, o.text, o.a, o.b FROM st_order_party p "
+                    "LEFT JOIN st_order o ON o.code = p.order_code");
+    while (q.step()) {
+      const std::string* e = entity_of(q.int64(0));
+      const std::string* c = iso_of(q.int64(1));
+      if (e == nullptr || c == nullptr || q.is_null(2)) { return damaged("LPP order parties"); }
+      cap_usage::order_used& o = usage.lpp_order[std::string(q.text(2))];
+      o.tpp                    = q.int64(3);
+      o.crossed                = q.int64(4) >= 0;
+      o.entities.insert(*e);
+      o.countries.insert(*c);
+    }
+  }
+  return stored;
 }
 
 namespace {

@@ -101,10 +101,28 @@ class stored_state final : public report_source {
 inline constexpr const char* no_state_yet = "the ledger has no running state yet";
 inline constexpr const char* state_of_other_tables =
     "the running state follows other countries, chips or rules tables";
+/// Why the state cannot stand for `ledger balances` where it stands for `ledger report`.
+inline constexpr const char* state_without_order_parties =
+    "the running state has no consignees and destinations of LPP orders yet: the next ingest adds them";
 
 [[nodiscard]] std::unique_ptr<stored_state> load_ledger_state(sql_connection& db, const reference_data& ref,
                                                               std::optional<day_t> as_of,
                                                               std::string& why_not);
+
+/// @brief What `ledger balances` reads of the stored state: each cap key's usage, by the key's text.
+struct stored_cap_usage {
+  cap_usage usage;
+  std::int64_t lines = 0;  ///< the stored lines it stands for
+};
+
+/// @brief The cap usage the stored state gives at @p as_of (nullopt: the latest date) where it can
+/// stand for a replay, under the same test as `load_ledger_state`, and holds its later part with
+/// the LPP orders' consignees and destinations; otherwise nullopt and why in @p why_not.
+/// Call inside a read transaction.
+[[nodiscard]] std::optional<stored_cap_usage> load_stored_cap_usage(sql_connection& db,
+                                                                    const reference_data& ref,
+                                                                    std::optional<day_t> as_of,
+                                                                    std::string& why_not);
 
 /// @brief The countries, chips and rules files of @p ref (their names in summary.json, in that
 /// order) whose content differs from that the stored running state was built under (the state

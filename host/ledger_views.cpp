@@ -46,161 +46,168 @@ std::string level_text(ppm_t level)
 
 // ---- balances ---------------------------------------------------------------------------------
 
-std::vector<cap_balance> compute_balances(const reference_data& ref, const shipment_log& log,
-                                          std::optional<day_t> as_of_option,
-                                          const std::vector<ppm_t>& warn_levels)
+cap_usage sum_cap_usage(const reference_data& ref, const shipment_log& log, std::optional<day_t> as_of)
 {
-  const day_t as_of          = effective_as_of(log, as_of_option);
-  const rule_context context = make_rule_context(ref.rules, ref.countries, ref.entities, log, as_of);
+  cap_usage usage;
+  usage.as_of                = effective_as_of(log, as_of);
+  const rule_context context = make_rule_context(ref.rules, ref.countries, ref.entities, log, usage.as_of);
   // The totals and crossings come from the same aggregation the report's checks use, so that a
   // cap is `exceeded` here exactly when `report` finds its violation: also when returns brought
   // the total back under the limit after the crossing line, and not when a later, lower NVEU
   // phase cap is under a total that no line took over the cap in force on its date.
   const aggregation agg = make_cpu_backend()->aggregate(log.view(), context, sizes_of(log, ref.countries));
-  std::map<std::pair<std::string, std::string>, keyed_running_total> nveu_used;  // (entity, ISO)
+  for (std::size_t k = 0; k < ref.countries.rows.size(); ++k) {
+    usage.country_cap.push_back({agg.country_cap_total[k], agg.country_cap_crossing[k].line >= 0});
+  }
   for (const auto& n : agg.nveu) {
-    nveu_used[{log.entities.text(static_cast<std::int32_t>(n.key / 65536)),
-               ref.countries.rows[n.key % 65536].iso2}] = n;
+    usage.nveu[{log.entities.text(static_cast<std::int32_t>(n.key / 65536)),
+                ref.countries.rows[n.key % 65536].iso2}] = {n.total, n.first_crossing.line >= 0};
   }
   // Only the LPP (entity, year) keys and orders that crossed are in the aggregation; the totals of
   // all are summed here. An order's row names every consignee and destination of the lines it
   // counts, not one line's: an order is usually for one (entity, country), and where its lines
   // span several, the row should say so.
-  struct order_balance {
-    std::int64_t used = 0;
-    std::set<std::string> entities, countries;
-    bool crossed = false;
-  };
   const shipment_columns& c = log.columns;
-  std::map<std::pair<std::string, int>, std::int64_t> lpp_used;  // (entity, year)
-  std::map<std::string, order_balance> lpp_orders;               // by order id
   for (std::size_t i = 0; i < c.date.size(); ++i) {
-    if (c.date[i] > as_of || !ref.rules.in_window(c.date[i]) ||
+    if (c.date[i] > usage.as_of || !ref.rules.in_window(c.date[i]) ||
         c.pathway[i] != static_cast<std::uint8_t>(pathway::lpp)) {
       continue;
     }
-    lpp_used[{log.entities.text(c.entity[i]), year_of(c.date[i])}] += c.tpp[i];
-    order_balance& o = lpp_orders[log.orders.text(c.order[i])];
-    o.used += c.tpp[i];
+    usage.lpp_annual[{log.entities.text(c.entity[i]), year_of(c.date[i])}].tpp += c.tpp[i];
+    cap_usage::order_used& o = usage.lpp_order[log.orders.text(c.order[i])];
+    o.tpp += c.tpp[i];
     o.entities.insert(log.entities.text(c.entity[i]));
     o.countries.insert(ref.countries.rows[c.country[i]].iso2);
   }
-  std::set<std::pair<std::string, int>> lpp_crossed;
   for (const auto& y : agg.lpp_annual) {
-    lpp_crossed.emplace(log.entities.text(static_cast<std::int32_t>(y.key / 16384)),
-                        static_cast<int>(y.key % 16384));
+    usage.lpp_annual
+        .at({log.entities.text(static_cast<std::int32_t>(y.key / 16384)), static_cast<int>(y.key % 16384)})
+        .crossed = true;
   }
   for (const auto& o : agg.lpp_order) {
-    lpp_orders.at(log.orders.text(static_cast<std::int32_t>(o.key))).crossed = true;
+    usage.lpp_order.at(log.orders.text(static_cast<std::int32_t>(o.key))).crossed = true;
   }
+  return usage;
+}
+
+std::vector<cap_balance> compute_balances(const reference_data& ref, const cap_usage& usage,
+                                          const std::vector<ppm_t>& warn_levels)
+{
+  const day_t as_of = usage.as_of;
   // Every authorized NVEU pair has a balance, used or not.
+  std::map<std::pair<std::string, std::string>, cap_usage::used> nveu_used = usage.nveu;
   for (const auto& info : ref.entities.rows) {
     if (info.status != entity_status::nveu) { continue; }
     for (const std::uint16_t country : info.nveu_countries) {
-      nveu_used.emplace(std::pair(info.id, ref.countries.rows[country].iso2), keyed_running_total{});
+      nveu_used.emplace(std::pair(info.id, ref.countries.rows[country].iso2), cap_usage::used{});
     }
   }
 
   std::vector<cap_balance> rows;
-  const auto add = [&](cap_balance b, bool crossed) {
-    b.used_pct = exact_decimal(b.consumed_tpp, b.limit_tpp, 2, 100);
-    if (crossed) {
+  const auto add = [&](cap_balance b, const cap_usage::used& used) {
+    b.consumed_tpp = used.tpp;
+    b.used_pct     = exact_decimal(b.consumed_tpp, b.limit_tpp, 2, 100);
+    if (used.crossed) {
       b.warn_level = "exceeded";
     } else if (const int level = highest_warn_level(b.consumed_tpp, b.limit_tpp, warn_levels); level >= 0) {
       b.warn_level = level_text(warn_levels[static_cast<std::size_t>(level)]);
     }
     rows.push_back(std::move(b));
   };
+  // Country caps follow the countries and rules tables alone: no entity or line takes part.
+  const rule_context context =
+      make_rule_context(ref.rules, ref.countries, entity_table{}, dictionary{}, ref.chips, as_of);
   for (std::size_t k = 0; k < ref.countries.rows.size(); ++k) {
     if (context.country_cap_tpp[k] < 0) { continue; }
     cap_balance b;
-    b.cap          = "COUNTRY_CAP";
-    b.country      = ref.countries.rows[k].iso2;
-    b.limit_tpp    = context.country_cap_tpp[k];
-    b.consumed_tpp = agg.country_cap_total[k];
-    add(std::move(b), agg.country_cap_crossing[k].line >= 0);
+    b.cap       = "COUNTRY_CAP";
+    b.country   = ref.countries.rows[k].iso2;
+    b.limit_tpp = context.country_cap_tpp[k];
+    add(std::move(b), usage.country_cap.at(k));
   }
   // The phase in force at as_of, as CAP_NEAR_LIMIT uses it.
   const std::int64_t nveu_limit = nveu_cap_on(ref.rules, std::min(as_of, ref.rules.counting_ends));
   for (const auto& [key, used] : nveu_used) {
     cap_balance b;
-    b.cap          = "NVEU_CAP";
-    b.entity       = key.first;
-    b.country      = key.second;
-    b.limit_tpp    = nveu_limit;
-    b.consumed_tpp = used.total;
-    add(std::move(b), used.first_crossing.line >= 0);
+    b.cap       = "NVEU_CAP";
+    b.entity    = key.first;
+    b.country   = key.second;
+    b.limit_tpp = nveu_limit;
+    add(std::move(b), used);
   }
-  for (const auto& [key, used] : lpp_used) {
+  for (const auto& [key, used] : usage.lpp_annual) {
     cap_balance b;
-    b.cap          = "LPP_ANNUAL";
-    b.entity       = key.first;
-    b.year         = std::to_string(key.second);
-    b.limit_tpp    = ref.rules.lpp_per_consignee_year_tpp;
-    b.consumed_tpp = used;
-    add(std::move(b), lpp_crossed.count(key) != 0);
+    b.cap       = "LPP_ANNUAL";
+    b.entity    = key.first;
+    b.year      = std::to_string(key.second);
+    b.limit_tpp = ref.rules.lpp_per_consignee_year_tpp;
+    add(std::move(b), used);
   }
   const auto joined = [](const std::set<std::string>& texts) {
     std::string text;
     for (const auto& t : texts) { text += (text.empty() ? "" : ";") + t; }
     return text;
   };
-  for (const auto& [order_id, used] : lpp_orders) {
+  for (const auto& [order_id, used] : usage.lpp_order) {
     cap_balance b;
-    b.cap          = "LPP_ORDER";
-    b.entity       = joined(used.entities);
-    b.country      = joined(used.countries);
-    b.order_id     = order_id;
-    b.limit_tpp    = ref.rules.lpp_per_order_tpp;
-    b.consumed_tpp = used.used;
-    add(std::move(b), used.crossed);
+    b.cap       = "LPP_ORDER";
+    b.entity    = joined(used.entities);
+    b.country   = joined(used.countries);
+    b.order_id  = order_id;
+    b.limit_tpp = ref.rules.lpp_per_order_tpp;
+    add(std::move(b), used);
   }
   return rows;
 }
 
-int run_ledger_balances(const std::string& db_path, const report_options& options, std::ostream& out,
-                        std::ostream& /*diagnostics*/)
+std::string balances_text(const std::vector<cap_balance>& balances, const std::string& format)
 {
-  if (options.format != "table" && options.format != "csv") {
-    throw config_error("--format must be table or csv, not '" + options.format + "'");
-  }
-  const reference_data ref              = load_ledger_reference(db_path, options);
-  const shipment_log log                = load_ledger_log(db_path, ref);
-  const auto balances                   = compute_balances(ref, log, options.as_of, options.warn_at);
   // order_id is last: the columns before it kept their places when LPP_ORDER rows came.
   const std::vector<std::string> header = {"cap",        "entity",       "country",       "year",
                                            "limit_tpp",  "consumed_tpp", "remaining_tpp", "used_pct",
                                            "warn_level", "order_id"};
   std::vector<std::vector<std::string>> rows;
-  bool exceeded = false;
   for (const auto& b : balances) {
-    exceeded = exceeded || b.warn_level == "exceeded";
     rows.push_back({b.cap, b.entity, b.country, b.year, std::to_string(b.limit_tpp),
                     std::to_string(b.consumed_tpp), b.remaining_tpp(), b.used_pct, b.warn_level, b.order_id});
   }
-  if (options.format == "csv") {
-    out << to_csv(header, rows);
-  } else {
-    std::vector<std::size_t> width(header.size());
-    for (std::size_t k = 0; k < header.size(); ++k) { width[k] = header[k].size(); }
-    for (const auto& r : rows) {
-      for (std::size_t k = 0; k < r.size(); ++k) { width[k] = std::max(width[k], r[k].size()); }
-    }
-    const auto print = [&](const std::vector<std::string>& r) {
-      std::ostringstream line;
-      for (std::size_t k = 0; k < r.size(); ++k) {
-        // Text columns left-aligned, numbers right-aligned, as in a balance sheet.
-        line << (k < 4 || k >= 8 ? std::left : std::right) << std::setw(static_cast<int>(width[k])) << r[k]
-             << (k + 1 < r.size() ? "  " : "");
-      }
-      std::string text = line.str();
-      text.erase(text.find_last_not_of(' ') + 1);  // no trailing spaces after empty last columns
-      out << text << "\n";
-    };
-    print(header);
-    for (const auto& r : rows) { print(r); }
+  if (format == "csv") { return to_csv(header, rows); }
+  std::vector<std::size_t> width(header.size());
+  for (std::size_t k = 0; k < header.size(); ++k) { width[k] = header[k].size(); }
+  for (const auto& r : rows) {
+    for (std::size_t k = 0; k < r.size(); ++k) { width[k] = std::max(width[k], r[k].size()); }
   }
-  return exceeded ? 1 : 0;
+  std::string out;
+  const auto print = [&](const std::vector<std::string>& r) {
+    std::ostringstream line;
+    for (std::size_t k = 0; k < r.size(); ++k) {
+      // Text columns left-aligned, numbers right-aligned, as in a balance sheet.
+      line << (k < 4 || k >= 8 ? std::left : std::right) << std::setw(static_cast<int>(width[k])) << r[k]
+           << (k + 1 < r.size() ? "  " : "");
+    }
+    std::string text = line.str();
+    text.erase(text.find_last_not_of(' ') + 1);  // no trailing spaces after empty last columns
+    out += text + "\n";
+  };
+  print(header);
+  for (const auto& r : rows) { print(r); }
+  return out;
+}
+
+int run_ledger_balances(const std::string& db_path, const report_options& options, std::ostream& out,
+                        std::ostream& diagnostics, bool replay)
+{
+  if (options.format != "table" && options.format != "csv") {
+    throw config_error("--format must be table or csv, not '" + options.format + "'");
+  }
+  const reference_data ref = load_ledger_reference(db_path, options);
+  const auto balances      = compute_balances(
+           ref, load_cap_usage(db_path, ref, options.as_of, replay, diagnostics), options.warn_at);
+  out << balances_text(balances, options.format);
+  return std::any_of(balances.begin(), balances.end(),
+                     [](const cap_balance& b) { return b.warn_level == "exceeded"; })
+             ? 1
+             : 0;
 }
 
 // ---- reconcile --------------------------------------------------------------------------------

@@ -258,6 +258,8 @@ int main(int argc, char** argv)
       ->check(a_date);
   balances_cmd->add_option("--warn-at", warn_at, "warning levels, fractions of a cap")->capture_default_str();
   balances_cmd->add_option("--format", report.format, "table or csv")->capture_default_str();
+  bool balances_replay = false;
+  balances_cmd->add_flag("--replay", balances_replay, "ignore the running state: sum every stored line");
 
   CLI::App* reconcile_cmd =
       app.add_subcommand("reconcile", "compare reported installed units with the ledger");
@@ -347,7 +349,7 @@ int main(int argc, char** argv)
   if (balances_cmd->parsed()) {
     return guarded([&] {
       finish_report_flags(report, as_of, warn_at);
-      return run_ledger_balances(db_path, report, std::cout, std::cerr);
+      return run_ledger_balances(db_path, report, std::cout, std::cerr, balances_replay);
     });
   }
   if (reconcile_cmd->parsed()) {

@@ -1753,3 +1753,160 @@ TEST_F(ledger_state_test, NightLinePastSixtyFourBitsUnderNewTablesIsRefused)
   EXPECT_NE(stderr_text().find("ledger report: incremental (running state of 1 line(s))"), std::string::npos)
       << stderr_text();
 }
+
+// ---- the running state: `ledger balances` ------------------------------------------------------
+
+/// `ledger balances` read from the running state equals `ledger balances --replay` byte for byte
+/// (both formats, exit code), and stderr proves which path ran.
+class balances_state_test : public ledger_state_test {
+ protected:
+  /// The latest date of the data lines of @p files.
+  std::string latest_date(const std::vector<std::string>& files) const
+  {
+    std::string latest;
+    for (const auto& name : files) {
+      std::istringstream in(read_text(at(name)));
+      std::string line;
+      std::getline(in, line);  // the header
+      while (std::getline(in, line)) {
+        const auto comma = line.find(',');
+        if (comma != std::string::npos && line.size() > comma + 10) {
+          latest = std::max(latest, line.substr(comma + 1, 10));
+        }
+      }
+    }
+    return latest;
+  }
+
+  /// Both paths agree under @p flags; @p expected_path is what the default path says on stderr.
+  void expect_balances_agree(const std::string& flags, const std::string& expected_path)
+  {
+    for (const char* format : {"csv", "table"}) {
+      SCOPED_TRACE(flags + " --format " + format);
+      std::string from_state, from_replay;
+      const int code = cli("ledger balances l.db --format " + std::string(format) + flags, &from_state);
+      ASSERT_NE(code, 2) << stderr_text();
+      EXPECT_NE(stderr_text().find("capledger: ledger balances: " + expected_path), std::string::npos)
+          << stderr_text();
+      EXPECT_EQ(cli("ledger balances l.db --replay --format " + std::string(format) + flags, &from_replay),
+                code)
+          << stderr_text();
+      EXPECT_NE(stderr_text().find("capledger: ledger balances: replay (--replay)\n"), std::string::npos)
+          << stderr_text();
+      EXPECT_EQ(from_state, from_replay);
+    }
+  }
+};
+
+TEST_F(balances_state_test, BalancesFromTheRunningStateEqualTheReplay)
+{
+  for (const std::uint64_t seed : {41, 42, 43}) {
+    SCOPED_TRACE("seed " + std::to_string(seed));
+    fs::remove(at("l.db"));
+    // Nights in date order (2024 to 2027: every NVEU phase is the one in force at some night's
+    // latest date), a back-dated night of lines held back from the first three, then the rest.
+    const auto chunks = dated_chunks(6000, 5, 3, seed);
+    // The third night also brings a malformed line and an id the first night stored: rejects.
+    {
+      std::istringstream first(read_text(at(chunks[0])));
+      std::string header, repeated;
+      std::getline(first, header);
+      std::getline(first, repeated);
+      write_text(at(chunks[2]),
+                 read_text(at(chunks[2])) + "bad,2025-13-01,E,AE,H100-SXM,1,,,,\n" + repeated + "\n");
+      // The fourth, an LPP order of returns alone, to a consignee and a destination no shipment
+      // of it names: they are the order's all the same.
+      const std::string day = latest_date({chunks[3]});
+      write_text(at(chunks[3]), read_text(at(chunks[3])) + "RET1," + day +
+                                    ",ZRET,SG,H100-SXM,-5,LPP,ZORDER,,\n" + "RET2," + day +
+                                    ",ZRET2,MY,H100-SXM,-3,LPP,ZORDER,,\n");
+    }
+    ASSERT_EQ(cli("ledger init l.db"), 0);
+    std::vector<std::string> ingested;
+    std::int64_t lines = 0;
+    for (const std::string& night :
+         {chunks[0], chunks[1], chunks[2], std::string("late.csv"), chunks[3], chunks[4]}) {
+      SCOPED_TRACE(night);
+      ASSERT_LE(cli("ledger ingest l.db " + night + " --rejects rej-" + night +
+                    (ingested.empty() ? " --entities entities.csv" : "")),
+                1)
+          << stderr_text();
+      const std::string said = stderr_text();
+      const auto holds       = said.find("ledger holds ");
+      ASSERT_NE(holds, std::string::npos) << said;
+      lines = std::stoll(said.substr(holds + 13));
+      ingested.push_back(night);
+      const std::string state  = "running state of " + std::to_string(lines) + " line(s)\n";
+      const std::string latest = latest_date(ingested);
+      expect_balances_agree("", state);
+      expect_balances_agree(" --as-of " + latest + " --warn-at 0.5,0.75", state);
+      expect_balances_agree(" --as-of 2029-01-01", state);  // after the counting window
+      // Before the latest date: the lines themselves, on both paths.
+      expect_balances_agree(
+          " --as-of 2025-06-30",
+          latest > "2025-06-30" ? "replay (--as-of is before the ledger's latest date)\n" : state);
+    }
+    const std::string rejected = read_text(at("rej-" + chunks[2]));
+    EXPECT_NE(rejected.find("DUPLICATE_ID"), std::string::npos) << rejected;
+    EXPECT_NE(rejected.find("bad,2025-13-01"), std::string::npos) << rejected;
+    // The outputs compared hold every kind of row, and caps crossed.
+    std::string csv;
+    EXPECT_EQ(cli("ledger balances l.db --format csv", &csv), 1) << stderr_text();
+    for (const char* row : {"\nCOUNTRY_CAP,", "\nNVEU_CAP,", "\nLPP_ANNUAL,", "\nLPP_ORDER,", ",exceeded,",
+                            "\nLPP_ORDER,ZRET;ZRET2,MY;SG,,26900000,-126656,"}) {
+      EXPECT_NE(csv.find(row), std::string::npos) << row;
+    }
+  }
+}
+
+// A ledger whose state has no order parties (as an older capledger left it), or whose parts an
+// older capledger did not extend with the rest, or whose parties are damaged: balances replays and
+// says why, `ledger report` still reads the state, and the next ingest rebuilds the state with them.
+TEST_F(balances_state_test, StateWithoutCurrentOrderPartiesReplays)
+{
+  const auto chunks = dated_chunks(3000, 3, 0, 44);
+  ASSERT_EQ(cli("ledger init l.db"), 0);
+  ASSERT_EQ(cli("ledger ingest l.db " + chunks[0] + " --entities entities.csv"), 0) << stderr_text();
+  const std::string absent =
+      "replay (the running state has no consignees and destinations of LPP orders "
+      "yet: the next ingest adds them)\n";
+  alter("DROP TABLE st_order_party; DROP TABLE state_parts");
+  expect_balances_agree("", absent);
+  EXPECT_LE(cli("ledger report l.db --backend cpu --format csv"), 1);
+  EXPECT_NE(stderr_text().find("ledger report: incremental"), std::string::npos) << stderr_text();
+  ASSERT_EQ(cli("ledger ingest l.db " + chunks[1]), 0) << stderr_text();
+  EXPECT_NE(stderr_text().find("running state rebuilt from every line"), std::string::npos) << stderr_text();
+  expect_balances_agree("", "running state of ");
+
+  // An older capledger's ingest extends state_info, not the parts (which miss its night's lines).
+  alter("UPDATE state_parts SET lines = lines - 1; DELETE FROM st_order_party");
+  expect_balances_agree("", absent);
+  ASSERT_EQ(cli("ledger ingest l.db " + chunks[2]), 0) << stderr_text();
+  EXPECT_NE(stderr_text().find("running state rebuilt from every line"), std::string::npos) << stderr_text();
+  expect_balances_agree("", "running state of ");
+
+  // A party naming an entity past the dictionary, or an order the state does not hold.
+  for (const char* damage :
+       {"INSERT INTO st_order_party SELECT order_code, 1000000, country FROM st_order_party",
+        "INSERT INTO st_order_party VALUES (1000000, 0, 0)"}) {
+    SCOPED_TRACE(damage);
+    alter(damage);
+    expect_balances_agree("", "replay (the running state is damaged (LPP order parties))\n");
+    std::string said;
+    EXPECT_EQ(cli("ledger verify l.db", &said), 1) << said << stderr_text();
+    EXPECT_NE(said.find("\n  ledger balances: the running state is damaged (LPP order parties)\n"),
+              std::string::npos)
+        << said;
+    alter("DELETE FROM st_order_party WHERE order_code = 1000000 OR entity = 1000000");
+    expect_balances_agree("", "running state of ");
+  }
+  // Parties that name codes the state holds, but no line: only a replay shows them (verify).
+  std::string said;
+  EXPECT_EQ(cli("ledger verify l.db", &said), 0) << said << stderr_text();
+  EXPECT_NE(said.find("(8 report files, the balances, every limit total"), std::string::npos) << said;
+  alter(
+      "INSERT OR IGNORE INTO st_order_party SELECT order_code, entity, (country + 1) % 50 FROM "
+      "st_order_party");
+  EXPECT_EQ(cli("ledger verify l.db", &said), 1) << said << stderr_text();
+  EXPECT_NE(said.find("\n  ledger balances line "), std::string::npos) << said;
+}

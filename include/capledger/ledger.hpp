@@ -18,6 +18,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -105,19 +106,55 @@ struct cap_balance {
   std::string warn_level;  ///< `exceeded`, the highest `--warn-at` level reached (e.g. `0.9`), or empty
 };
 
-/// @brief Balances of every cap at @p as_of (default: the latest date of @p log): each tier-2
-/// country, each NVEU (entity, country) that is authorized or has NVEU lines, each LPP
-/// (consignee, year) with LPP lines and each LPP order with LPP lines, in that order, each group
-/// sorted by its key. Counted like the checks: in-window lines up to as_of.
+/// @brief What the balances are computed from: each cap key's consumed tpp (in-window lines up to
+/// `as_of`) and whether a line took its running total past the limit in force on that line's
+/// date (SPEC §4: then `report` finds the violation), by the key's text.
+struct cap_usage {
+  struct used {
+    std::int64_t tpp = 0;
+    bool crossed     = false;
+  };
+  /// An LPP order's, with the consignees and destinations of every line it counts.
+  struct order_used : used {
+    std::set<std::string> entities, countries;
+  };
+  day_t as_of = 0;                                           ///< the date the balances stand at
+  std::vector<used> country_cap;                             ///< by countries-table code
+  std::map<std::pair<std::string, std::string>, used> nveu;  ///< (entity, ISO) keys with NVEU lines
+  std::map<std::pair<std::string, int>, used> lpp_annual;    ///< (entity, year) keys with LPP lines
+  std::map<std::string, order_used> lpp_order;               ///< orders with LPP lines, by order id
+};
+
+/// @brief `cap_usage` summed over the lines of @p log at @p as_of (default: its latest date).
+[[nodiscard]] cap_usage sum_cap_usage(const reference_data& reference, const shipment_log& log,
+                                      std::optional<day_t> as_of);
+
+/// @brief `cap_usage` of a ledger at @p as_of (default: its latest date): read from the running
+/// state that ingest keeps where it stands for every stored line there (as `ledger report` decides,
+/// and the state holds the orders' consignees and destinations), else, or with @p replay, summed
+/// over a replay. Notes which on @p diagnostics (`ledger balances: running state of N line(s)` or
+/// `ledger balances: replay (why)`).
+/// @throw config_error for a missing or foreign database; parse_error, replaying, for a stored line
+///        that does not validate under @p reference
+[[nodiscard]] cap_usage load_cap_usage(const std::string& db_path, const reference_data& reference,
+                                       std::optional<day_t> as_of, bool replay, std::ostream& diagnostics);
+
+/// @brief Balances of every cap in @p usage: each tier-2 country, each NVEU (entity, country) that
+/// is authorized or has NVEU lines, each LPP (consignee, year) with LPP lines and each LPP order
+/// with LPP lines, in that order, each group sorted by its key.
 /// @param warn_levels parts per million, ascending
 [[nodiscard]] std::vector<cap_balance> compute_balances(const reference_data& reference,
-                                                        const shipment_log& log, std::optional<day_t> as_of,
+                                                        const cap_usage& usage,
                                                         const std::vector<ppm_t>& warn_levels);
 
+/// @brief @p balances as `ledger balances` prints them in @p format (`table` or `csv`).
+[[nodiscard]] std::string balances_text(const std::vector<cap_balance>& balances, const std::string& format);
+
 /// @brief `capledger ledger balances`: prints the balances in `options.format` (table or csv).
+/// @param replay sum a replay of the stored lines even where the running state stands for them
 /// @return 0, or 1 when a cap is exceeded
 int run_ledger_balances(const std::string& db_path, const report_options& options, std::ostream& out,
-                        std::ostream& diagnostics);
+                        std::ostream& diagnostics, bool replay = false);
 
 /// @brief One row of `reconciliation.csv`.
 struct reconciliation_row {
