@@ -606,6 +606,24 @@ cap_usage load_cap_usage(const std::string& db_path, const reference_data& ref, 
   return sum_cap_usage(ref, load_ledger_log(db_path, ref), as_of);
 }
 
+ledger_units load_ledger_units(const std::string& db_path, const reference_data& ref,
+                               std::optional<day_t> as_of, bool replay, std::ostream& diagnostics)
+{
+  std::string why = "--replay";
+  if (!replay) {
+    sql_connection db = open_ledger(db_path, sql_connection::mode::read_only);
+    db.exec("BEGIN");  // one consistent snapshot of the state
+    std::optional<detail::stored_units> stored = detail::load_stored_units(db, ref, as_of, why);
+    db.exec("COMMIT");
+    if (stored) {
+      diagnostics << "capledger: reconcile: running state of " << stored->lines << " line(s)\n";
+      return std::move(stored->units);
+    }
+  }
+  diagnostics << "capledger: reconcile: replay (" << why << ")\n";
+  return sum_ledger_units(ref, load_ledger_log(db_path, ref), as_of);
+}
+
 int run_ledger_report(const std::string& db_path, const report_options& options, std::ostream& out,
                       std::ostream& diagnostics, bool replay)
 {
@@ -735,10 +753,13 @@ int run_ledger_verify(const std::string& db_path, const report_options& options,
   // ingests read key by key (they take the connection and its read transaction over).
   constexpr std::size_t shown          = 10;
   const std::vector<std::string> stray = detail::stray_state_rows(db, ref, log, shown);
-  // What balances read, where the state has that part (read here: the totals take `db` over).
-  std::string why_no_caps;
+  // What balances and reconcile read, where the state has those parts (read here: the totals
+  // take `db` over).
+  std::string why_no_caps, why_no_units;
   const std::optional<detail::stored_cap_usage> stored_caps =
       detail::load_stored_cap_usage(db, ref, std::nullopt, why_no_caps);
+  const std::optional<detail::stored_units> stored_units =
+      detail::load_stored_units(db, ref, std::nullopt, why_no_units);
   std::string why_not_totals;
   const std::unique_ptr<ledger_limit_totals> stored_totals =
       detail::stored_limit_totals(db, ref, why_not_totals, std::nullopt, {});
@@ -787,10 +808,30 @@ int run_ledger_verify(const std::string& db_path, const report_options& options,
     differs();
     out << "  ledger balances: " << why_no_caps << "\n";
   }
+  // The units per (entity, country, chip) that reconcile weighs, which no other output shows.
+  if (stored_units) {
+    const auto units_text = [](const ledger_units& units) {
+      std::vector<std::vector<std::string>> cells;
+      for (const auto& [key, n] : units.units) {
+        cells.push_back({std::get<0>(key), std::get<1>(key), std::get<2>(key), std::to_string(n)});
+      }
+      return to_csv({"entity", "country", "chip", "ledger_units"}, cells);
+    };
+    const auto [line, replayed, kept] = first_difference(units_text(sum_ledger_units(ref, log, std::nullopt)),
+                                                         units_text(stored_units->units));
+    if (line != 0) {
+      differs();
+      out << "  reconcile units line " << line << ": replay '" << replayed << "', running state '" << kept
+          << "'\n";
+    }
+  } else if (why_no_units != detail::state_without_units) {  // damaged
+    differs();
+    out << "  reconcile units: " << why_no_units << "\n";
+  }
   if (differing > 0) { return 1; }
   out << "running state: agrees with a replay of " << log.columns.date.size() << " stored line(s) ("
       << from_lines.files.size() << " report files, " << (stored_caps ? "the balances, " : "")
-      << "every limit total and every keyed row compared)\n";
+      << (stored_units ? "the units per key, " : "") << "every limit total and every keyed row compared)\n";
   return 0;
 }
 

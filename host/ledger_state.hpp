@@ -104,6 +104,9 @@ inline constexpr const char* state_of_other_tables =
 /// Why the state cannot stand for `ledger balances` where it stands for `ledger report`.
 inline constexpr const char* state_without_order_parties =
     "the running state has no consignees and destinations of LPP orders yet: the next ingest adds them";
+/// Why the state cannot stand for `reconcile` where it stands for `ledger report`.
+inline constexpr const char* state_without_units =
+    "the running state has no units per (entity, country, chip) yet: the next ingest adds them";
 
 [[nodiscard]] std::unique_ptr<stored_state> load_ledger_state(sql_connection& db, const reference_data& ref,
                                                               std::optional<day_t> as_of,
@@ -123,6 +126,18 @@ struct stored_cap_usage {
                                                                     const reference_data& ref,
                                                                     std::optional<day_t> as_of,
                                                                     std::string& why_not);
+
+/// @brief What `reconcile` reads of the stored state: each (entity, country, chip) key's units.
+struct stored_units {
+  ledger_units units;
+  std::int64_t lines = 0;  ///< the stored lines it stands for
+};
+
+/// @brief The ledger units the stored state gives at @p as_of (nullopt: the latest date) where it
+/// can stand for a replay, under the same test as `load_ledger_state`, and holds its later part
+/// with the units per key; otherwise nullopt and why in @p why_not. Call inside a read transaction.
+[[nodiscard]] std::optional<stored_units> load_stored_units(sql_connection& db, const reference_data& ref,
+                                                            std::optional<day_t> as_of, std::string& why_not);
 
 /// @brief The countries, chips and rules files of @p ref (their names in summary.json, in that
 /// order) whose content differs from that the stored running state was built under (the state

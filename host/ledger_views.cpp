@@ -212,29 +212,30 @@ int run_ledger_balances(const std::string& db_path, const report_options& option
 
 // ---- reconcile --------------------------------------------------------------------------------
 
-std::vector<reconciliation_row> reconcile_inventory(const reference_data& ref, const shipment_log& log,
-                                                    const std::string& inventory_path, std::string_view text,
-                                                    std::optional<day_t> as_of_option)
+ledger_units sum_ledger_units(const reference_data& ref, const shipment_log& log, std::optional<day_t> as_of)
 {
-  using key_t = std::tuple<std::string, std::string, std::string>;  // entity, ISO, chip key
+  ledger_units units;
+  if (as_of || !log.columns.date.empty()) { units.as_of = effective_as_of(log, as_of); }
+  const shipment_columns& c = log.columns;
+  for (std::size_t i = 0; i < c.date.size(); ++i) {
+    if (c.date[i] > *units.as_of) { continue; }
+    units.units[{log.entities.text(c.entity[i]), ref.countries.rows[c.country[i]].iso2,
+                 log.chips.rows[c.chip[i]].key}] += c.quantity[i];
+  }
+  return units;
+}
+
+std::vector<reconciliation_row> reconcile_inventory(const reference_data& ref, const ledger_units& ledger,
+                                                    const std::string& inventory_path, std::string_view text)
+{
   struct tally {
     std::int64_t ledger   = 0;
     std::int64_t reported = 0;
     bool shipped          = false;  // some ledger line has this key
     bool reported_listed  = false;
-    int chip              = -1;  // code in log.chips, -1 when never seen
   };
-  std::map<key_t, tally> keys;
-  const day_t as_of         = effective_as_of(log, as_of_option);
-  const shipment_columns& c = log.columns;
-  for (std::size_t i = 0; i < c.date.size(); ++i) {
-    if (c.date[i] > as_of) { continue; }
-    tally& t = keys[{log.entities.text(c.entity[i]), ref.countries.rows[c.country[i]].iso2,
-                     log.chips.rows[c.chip[i]].key}];
-    t.ledger += c.quantity[i];
-    t.shipped = true;
-    t.chip    = c.chip[i];
-  }
+  std::map<ledger_units::key, tally> keys;
+  for (const auto& [key, units] : ledger.units) { keys[key] = {units, 0, true, false}; }
 
   detail::csv_reader reader(text);
   if (reader.next() != detail::csv_status::record) {
@@ -290,9 +291,10 @@ std::vector<reconciliation_row> reconcile_inventory(const reference_data& ref, c
               (digits ? "' is past 9223372036854775807 (2^63 - 1), the most units a row may report"
                       : "' is not a non-negative integer"));
     }
-    // Chip keys match case-insensitively, as in shipment logs; unknown ones are upper-cased.
-    const int chip_code        = log.chips.find(chip.value);
-    const std::string chip_key = chip_code >= 0 ? log.chips.rows[static_cast<std::size_t>(chip_code)].key
+    // Chip keys match case-insensitively, as in shipment logs; others are upper-cased (as the
+    // ad-hoc chips of the ledger's lines are).
+    const int chip_code        = ref.chips.find(chip.value);
+    const std::string chip_key = chip_code >= 0 ? ref.chips.rows[static_cast<std::size_t>(chip_code)].key
                                                 : detail::to_upper(chip.value);
     tally& t                   = keys[{std::string(entity.value),
                                        ref.countries.rows[static_cast<std::size_t>(country_code)].iso2, chip_key}];
@@ -302,7 +304,6 @@ std::vector<reconciliation_row> reconcile_inventory(const reference_data& ref, c
     }
     t.reported_listed = true;
     t.reported        = reported;
-    if (chip_code >= 0) { t.chip = chip_code; }
   }
 
   std::vector<reconciliation_row> rows;
@@ -312,10 +313,12 @@ std::vector<reconciliation_row> reconcile_inventory(const reference_data& ref, c
     std::tie(r.entity, r.country, r.chip) = key;
     r.ledger_units                        = t.ledger;
     r.reported_units                      = t.reported;
-    if (t.chip >= 0 && log.chips.rows[static_cast<std::size_t>(t.chip)].known) {
+    // The chips table's tpp, also for a key whose lines priced it otherwise (`tpp_per_unit`).
+    const int chip_code = ref.chips.find(r.chip);
+    if (chip_code >= 0) {
       std::int64_t difference = 0, tpp = 0;
       if (__builtin_sub_overflow(r.reported_units, r.ledger_units, &difference) ||
-          __builtin_mul_overflow(difference, log.chips.rows[static_cast<std::size_t>(t.chip)].tpp, &tpp)) {
+          __builtin_mul_overflow(difference, ref.chips.rows[static_cast<std::size_t>(chip_code)].tpp, &tpp)) {
         throw config_error(inventory_path + ": difference in tpp exceeds 64 bits for " + r.entity + "/" +
                            r.chip);
       }
@@ -334,7 +337,7 @@ std::vector<reconciliation_row> reconcile_inventory(const reference_data& ref, c
 }
 
 int run_reconcile(const std::string& db_path, const std::string& inventory_path,
-                  const report_options& options, std::ostream& out, std::ostream& diagnostics)
+                  const report_options& options, std::ostream& out, std::ostream& diagnostics, bool replay)
 {
   std::vector<std::string> read = reference_files_read(options);
   read.insert(read.end(), {db_path, inventory_path});
@@ -344,10 +347,10 @@ int run_reconcile(const std::string& db_path, const std::string& inventory_path,
     detail::check_output_dir_replaceable(options.out_dir, {"reconciliation.csv", "summary.json"});
   }
   const reference_data ref = load_ledger_reference(db_path, options);
-  const shipment_log log   = load_ledger_log(db_path, ref);
+  const ledger_units units = load_ledger_units(db_path, ref, options.as_of, replay, diagnostics);
   // Read once: the summary's hash is of what was reconciled (a pipe has nothing left to read twice).
   const std::string inventory = read_input_file(inventory_path);
-  const auto rows             = reconcile_inventory(ref, log, inventory_path, inventory, options.as_of);
+  const auto rows             = reconcile_inventory(ref, units, inventory_path, inventory);
   std::vector<std::vector<std::string>> cells;
   std::map<std::string, std::int64_t> by_status = {
       {"match", 0}, {"shortfall", 0}, {"surplus", 0}, {"unshipped", 0}};
@@ -360,14 +363,13 @@ int run_reconcile(const std::string& db_path, const std::string& inventory_path,
                                   "difference_tpp", "status"},
                                  cells);
   const std::int64_t mismatches = static_cast<std::int64_t>(rows.size()) - by_status["match"];
-  const day_t as_of             = effective_as_of(log, options.as_of);
   nlohmann::ordered_json summary;
   summary["tool"]       = "capledger";
   summary["version"]    = CAPLEDGER_VERSION;
   summary["ledger"]     = db_path;
   summary["inventory"]  = {{"path", inventory_path}, {"sha256", detail::sha256_hex(inventory)}};
-  summary["as_of"]      = log.columns.date.empty() && !options.as_of ? nlohmann::ordered_json(nullptr)
-                                                                     : nlohmann::ordered_json(format_date(as_of));
+  summary["as_of"] =
+      units.as_of ? nlohmann::ordered_json(format_date(*units.as_of)) : nlohmann::ordered_json(nullptr);
   summary["rows"]       = static_cast<std::int64_t>(rows.size());
   summary["by_status"]  = by_status;
   summary["mismatches"] = mismatches;

@@ -272,6 +272,8 @@ int main(int argc, char** argv)
   reconcile_cmd->add_option("--as-of", as_of, "count ledger lines up to this date (default: latest)")
       ->check(a_date);
   add_reference_flags(reconcile_cmd, report);
+  bool reconcile_replay = false;
+  reconcile_cmd->add_flag("--replay", reconcile_replay, "ignore the running state: sum every stored line");
 
   CLI::App* check_cmd =
       app.add_subcommand("check", "would proposed shipment lines cross a limit? (read-only)");
@@ -355,7 +357,7 @@ int main(int argc, char** argv)
   if (reconcile_cmd->parsed()) {
     return guarded([&] {
       finish_report_flags(report, as_of, warn_at);
-      return run_reconcile(db_path, inventory_path, report, std::cout, std::cerr);
+      return run_reconcile(db_path, inventory_path, report, std::cout, std::cerr, reconcile_replay);
     });
   }
   if (check_cmd->parsed()) {

@@ -1903,10 +1903,245 @@ TEST_F(balances_state_test, StateWithoutCurrentOrderPartiesReplays)
   // Parties that name codes the state holds, but no line: only a replay shows them (verify).
   std::string said;
   EXPECT_EQ(cli("ledger verify l.db", &said), 0) << said << stderr_text();
-  EXPECT_NE(said.find("(8 report files, the balances, every limit total"), std::string::npos) << said;
+  EXPECT_NE(said.find("(8 report files, the balances, the units per key, every limit total"),
+            std::string::npos)
+      << said;
   alter(
       "INSERT OR IGNORE INTO st_order_party SELECT order_code, entity, (country + 1) % 50 FROM "
       "st_order_party");
   EXPECT_EQ(cli("ledger verify l.db", &said), 1) << said << stderr_text();
   EXPECT_NE(said.find("\n  ledger balances line "), std::string::npos) << said;
+}
+
+// ---- the running state: `reconcile` ------------------------------------------------------------
+
+/// `reconcile` read from the running state equals `reconcile --replay` byte for byte (files,
+/// stdout, stderr past the line that names the path, exit code), and stderr proves which path ran.
+class reconcile_state_test : public balances_state_test {
+ protected:
+  struct reconciled {
+    int code = -1;
+    std::string out, err, csv, summary;
+  };
+
+  /// `reconcile l.db` with @p args, whose stderr must begin `capledger: reconcile: ` @p path.
+  reconciled reconcile(const std::string& args, const std::string& path)
+  {
+    fs::remove_all(at("rec"));
+    reconciled r;
+    r.code                 = cli("reconcile l.db " + args, &r.out);
+    const std::string err  = stderr_text();
+    const std::string said = "capledger: reconcile: " + path;
+    EXPECT_EQ(err.substr(0, said.size()), said);
+    r.err = err.substr(std::min(err.size(), err.find('\n') + 1));
+    for (auto [name, text] :
+         {std::pair{"reconciliation.csv", &r.csv}, std::pair{"summary.json", &r.summary}}) {
+      *text = fs::exists(at("rec") / name) ? read_text(at("rec") / name) : "(none)";
+    }
+    return r;
+  }
+
+  /// Both paths agree on @p inventory under @p flags, with --out and without; the default path
+  /// says @p expected_path. @return the state path's CSV without --out (stdout)
+  std::string expect_reconcile_agree(const std::string& inventory, const std::string& flags,
+                                     const std::string& expected_path)
+  {
+    std::string csv;
+    for (const char* out : {" --out rec", ""}) {
+      const std::string args = "--inventory " + inventory + out + flags;
+      SCOPED_TRACE(args);
+      const reconciled state  = reconcile(args, expected_path);
+      const reconciled replay = reconcile(args + " --replay", "replay (--replay)\n");
+      EXPECT_TRUE(state.code == 0 || state.code == 1 || state.code == 2) << state.code;
+      EXPECT_EQ(state.code, replay.code);
+      EXPECT_EQ(state.out, replay.out);
+      EXPECT_EQ(state.err, replay.err);
+      EXPECT_EQ(state.csv, replay.csv);
+      EXPECT_EQ(state.summary, replay.summary);
+      if (*out == '\0') { csv = state.out; }
+    }
+    return csv;
+  }
+
+  /// An inventory of the ledger's keys (reconciled against an empty one, on the replay path) with
+  /// rows matched, short, over, left out or spelled in lower case, and @p extra rows after them
+  /// (for entities `Z...`, which it leaves out).
+  void write_inventory_of_ledger_keys(const std::string& name, const std::string& extra)
+  {
+    write_text(at("empty.csv"), "entity,country,chip,units\n");
+    std::string keys;
+    ASSERT_LE(cli("reconcile l.db --inventory empty.csv --replay", &keys), 1) << stderr_text();
+    std::istringstream in(keys);
+    std::string line, text = "entity,country,chip,units\n";
+    std::getline(in, line);  // the header
+    for (int i = 0; std::getline(in, line); ++i) {
+      std::vector<std::string> f;
+      std::istringstream cells(line);
+      for (std::string cell; std::getline(cells, cell, ',');) { f.push_back(cell); }
+      ASSERT_EQ(f.size(), 8U) << line;
+      const std::int64_t ledger = std::stoll(f[3]);
+      std::int64_t reported     = std::max<std::int64_t>(ledger, 0);
+      if (i % 5 == 1) { reported = std::max<std::int64_t>(ledger - 1, 0); }
+      if (i % 5 == 2) { reported += 3; }
+      if (i % 5 == 3 || f[0][0] == 'Z') { continue; }
+      if (i % 5 == 4) {
+        for (std::string* s : {&f[1], &f[2]}) {
+          std::transform(s->begin(), s->end(), s->begin(), [](unsigned char c) { return std::tolower(c); });
+        }
+      }
+      text += f[0] + "," + f[1] + "," + f[2] + "," + std::to_string(reported) + "\n";
+    }
+    write_text(at(name), text + extra);
+  }
+};
+
+TEST_F(reconcile_state_test, ReconcileFromTheRunningStateEqualsTheReplay)
+{
+  // Keys worked by hand: ZOVR's line prices H100-SXM (15832 tpp in the table) at 999 a unit;
+  // ZADH's chip is outside the table, priced by its line; ZFULL ships 5 and returns 5 a night
+  // later; ZREJ's only line is rejected; nothing at all is shipped to ZNONE or ZZERO.
+  const std::string hand_rows =
+      "ZOVR,AE,H100-SXM,6\nZADH,fr,Zchip-9,5\nZFULL,IN,h100-nvl,2\nZNONE,AE,H100-SXM,4\n"
+      "ZREJ,AE,H100-SXM,1\nZZERO,AE,B200,0\n";
+  for (const std::uint64_t seed : {51, 52}) {
+    SCOPED_TRACE("seed " + std::to_string(seed));
+    fs::remove(at("l.db"));
+    const auto chunks = dated_chunks(6000, 5, 3, seed);
+    {
+      const auto append = [&](const std::string& chunk, const std::string& rows) {
+        write_text(at(chunk), read_text(at(chunk)) + rows);
+      };
+      const std::string day0 = latest_date({chunks[0]}), day1 = latest_date({chunks[1]});
+      append(chunks[0], "OVR1," + day0 + ",ZOVR,AE,H100-SXM,4,,,,999\nADH1," + day0 +
+                            ",ZADH,FR,zchip-9,3,,,,100\nFULL1," + day0 + ",ZFULL,IN,H100-NVL,5,,,,\n");
+      append(chunks[1], "FULL2," + day1 + ",ZFULL,IN,H100-NVL,-5,,,,\n");
+      // Rejected: a malformed date, and an id the first night stored.
+      std::istringstream first(read_text(at(chunks[0])));
+      std::string header, repeated;
+      std::getline(first, header);
+      std::getline(first, repeated);
+      append(chunks[2], "REJ1,2025-13-01,ZREJ,AE,H100-SXM,1,,,,\n" + repeated + "\n");
+    }
+    ASSERT_EQ(cli("ledger init l.db"), 0);
+    std::vector<std::string> ingested;
+    for (const std::string& night :
+         {chunks[0], chunks[1], chunks[2], std::string("late.csv"), chunks[3], chunks[4]}) {
+      SCOPED_TRACE(night);
+      ASSERT_LE(cli("ledger ingest l.db " + night + " --rejects rej-" + night +
+                    (ingested.empty() ? " --entities entities.csv" : "")),
+                1)
+          << stderr_text();
+      const std::string said = stderr_text();
+      const auto holds       = said.find("ledger holds ");
+      ASSERT_NE(holds, std::string::npos) << said;
+      const std::string state =
+          "running state of " + std::to_string(std::stoll(said.substr(holds + 13))) + " line(s)\n";
+      ingested.push_back(night);
+      write_inventory_of_ledger_keys("inventory.csv", hand_rows);
+      const std::string latest = latest_date(ingested);
+      for (const std::string& as_of :
+           {std::string(), " --as-of " + latest, std::string(" --as-of 2029-01-01"),
+            std::string(" --as-of 2025-06-30")}) {
+        const std::string path = !as_of.empty() && latest > as_of.substr(9)
+                                     ? "replay (--as-of is before the ledger's latest date)\n"
+                                     : state;
+        expect_reconcile_agree("empty.csv", as_of, path);
+        EXPECT_EQ(expect_reconcile_agree("inventory.csv", as_of, path).rfind("entity,", 0), 0U);
+      }
+    }
+    EXPECT_NE(read_text(at("rej-" + chunks[2])).find("REJ1,2025-13-01"), std::string::npos);
+    EXPECT_NE(read_text(at("rej-" + chunks[2])).find("DUPLICATE_ID"), std::string::npos);
+    const std::string csv = expect_reconcile_agree("inventory.csv", "", "running state of ");
+    for (const char* row :
+         {"\nZOVR,AE,H100-SXM,4,6,2,31664,surplus\n", "\nZADH,FR,ZCHIP-9,3,5,2,,surplus\n",
+          "\nZFULL,IN,H100-NVL,0,2,2,26728,surplus\n", "\nZNONE,AE,H100-SXM,0,4,4,63328,unshipped\n",
+          "\nZREJ,AE,H100-SXM,0,1,1,15832,unshipped\n", "\nZZERO,AE,B200,0,0,0,0,match\n", ",match\n",
+          ",shortfall\n", ",surplus\n"}) {
+      EXPECT_NE(csv.find(row), std::string::npos) << row;
+    }
+    // Shipped and all returned, and not listed: no row.
+    EXPECT_EQ(expect_reconcile_agree("empty.csv", "", "running state of ").find("\nZFULL,"),
+              std::string::npos);
+
+    // Bad inventories: the same error, file:line:column, on both paths.
+    const std::string head = "entity,country,chip,units\nZOVR,AE,H100-SXM,6\n";
+    write_text(at("dup.csv"), head + "ZOVR,ae,h100-sxm,7\n");
+    write_text(at("units.csv"), head + "ZADH,FR,ZCHIP-9,-1\n");
+    write_text(at("country.csv"), head + "ZADH,QQ,ZCHIP-9,1\n");
+    for (const auto& [inventory, error] : {std::pair{"dup.csv", "dup.csv:3:1: DUPLICATE_ID"},
+                                           std::pair{"units.csv", "units.csv:3:17: BAD_QUANTITY"},
+                                           std::pair{"country.csv", "country.csv:3:6: UNKNOWN_COUNTRY"}}) {
+      expect_reconcile_agree(inventory, "", "running state of ");
+      EXPECT_EQ(cli(std::string("reconcile l.db --inventory ") + inventory), 2);
+      EXPECT_NE(stderr_text().find(error), std::string::npos) << stderr_text();
+    }
+  }
+}
+
+// A ledger whose state has no units part (as an older capledger left it), or whose part an older
+// capledger did not extend with the rest, replays reconcile, saying why, while balances and
+// `ledger report` still read the state; the next ingest rebuilds it with the part. Under other
+// chips than the state follows, reconcile replays. Damaged units replay, and verify names them.
+TEST_F(reconcile_state_test, StateWithoutCurrentUnitsReplays)
+{
+  const auto chunks = dated_chunks(3000, 4, 0, 53);
+  write_text(at("inventory.csv"), "entity,country,chip,units\nZ1,AE,H100-SXM,2\n");
+  ASSERT_EQ(cli("ledger init l.db"), 0);
+  ASSERT_EQ(cli("ledger ingest l.db " + chunks[0] + " --entities entities.csv"), 0) << stderr_text();
+  const std::string absent =
+      "replay (the running state has no units per (entity, country, chip) yet: the next ingest adds them)\n";
+  const auto rebuilt_by = [&](const std::string& night) {
+    ASSERT_EQ(cli("ledger ingest l.db " + night), 0) << stderr_text();
+    EXPECT_NE(stderr_text().find("running state rebuilt from every line"), std::string::npos)
+        << stderr_text();
+    expect_reconcile_agree("inventory.csv", "", "running state of ");
+  };
+  // A ledger of the capledger before the part: no table, no record.
+  alter("DROP TABLE st_units; DELETE FROM state_parts WHERE name = 'units'");
+  expect_reconcile_agree("inventory.csv", "", absent);
+  expect_balances_agree("", "running state of ");
+  EXPECT_LE(cli("ledger report l.db --backend cpu --format csv"), 1);
+  EXPECT_NE(stderr_text().find("ledger report: incremental"), std::string::npos) << stderr_text();
+  rebuilt_by(chunks[1]);
+
+  // An older capledger's ingest extends state_info and the parts it knows, not this one.
+  alter("UPDATE state_parts SET lines = lines - 1 WHERE name = 'units'");
+  expect_reconcile_agree("inventory.csv", "", absent);
+  expect_balances_agree("", "running state of ");
+  rebuilt_by(chunks[2]);
+
+  // Other chips than the state's: their tpp per unit prices the difference.
+  const std::string chips = read_text(capledger::default_datasets_dir() + "/chips.csv");
+  write_text(at("chips.csv"), chips + "ZCHIP,V,1,0.01,1\n");
+  expect_reconcile_agree("inventory.csv", " --chips chips.csv",
+                         "replay (the running state follows other countries, chips or rules tables)\n");
+
+  // Damage: a key past the entities, a row of no line.
+  std::string said;
+  for (const char* damage : {"INSERT INTO st_units VALUES (1000000 * 65536 * 65536, 1, 5, 0)",
+                             "UPDATE st_units SET a = 0 WHERE key = (SELECT MIN(key) FROM st_units)"}) {
+    SCOPED_TRACE(damage);
+    alter("CREATE TABLE kept AS SELECT * FROM st_units; " + std::string(damage));
+    expect_reconcile_agree("inventory.csv", "", "replay (the running state is damaged (units))\n");
+    EXPECT_EQ(cli("ledger verify l.db", &said), 1) << said << stderr_text();
+    EXPECT_NE(said.find("\n  reconcile units: the running state is damaged (units)\n"), std::string::npos)
+        << said;
+    alter("DELETE FROM st_units; INSERT INTO st_units SELECT * FROM kept; DROP TABLE kept");
+  }
+  EXPECT_EQ(cli("ledger verify l.db", &said), 0) << said << stderr_text();
+  EXPECT_NE(said.find("(8 report files, the balances, the units per key, every limit total"),
+            std::string::npos)
+      << said;
+  // Units that name codes the state holds, but not what the lines give: only a replay shows them.
+  for (const char* damage :
+       {"UPDATE st_units SET b = b + 1 WHERE key = (SELECT MAX(key) FROM st_units)",
+        "DELETE FROM st_units WHERE key = (SELECT MIN(key) FROM st_units)",
+        "INSERT INTO st_units SELECT key + 1, a, b, c FROM st_units WHERE key + 1 NOT IN "
+        "(SELECT key FROM st_units) LIMIT 1"}) {
+    SCOPED_TRACE(damage);
+    alter("CREATE TABLE kept AS SELECT * FROM st_units; " + std::string(damage));
+    EXPECT_EQ(cli("ledger verify l.db", &said), 1) << said << stderr_text();
+    EXPECT_NE(said.find("\n  reconcile units line "), std::string::npos) << said;
+    alter("DELETE FROM st_units; INSERT INTO st_units SELECT * FROM kept; DROP TABLE kept");
+  }
 }

@@ -21,6 +21,7 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <vector>
 
 namespace capledger {
@@ -167,23 +168,45 @@ struct reconciliation_row {
   std::string status;          ///< `match`, `shortfall`, `surplus` or `unshipped`
 };
 
-/// @brief Compares an inventory (`entity,country,chip,units`) with the units the ledger implies
-/// per (entity, country, chip), all lines up to @p as_of (default: the latest date).
+/// @brief What `reconcile` weighs an inventory against: the net units of every (entity, ISO,
+/// chip key) with a ledger line up to `as_of` (0 for one shipped and all returned).
+struct ledger_units {
+  using key = std::tuple<std::string, std::string, std::string>;
+  std::optional<day_t> as_of;  ///< the date counted up to; nullopt: no line and no --as-of
+  std::map<key, std::int64_t> units;
+};
+
+/// @brief `ledger_units` summed over the lines of @p log at @p as_of (default: its latest date).
+[[nodiscard]] ledger_units sum_ledger_units(const reference_data& reference, const shipment_log& log,
+                                            std::optional<day_t> as_of);
+
+/// @brief `ledger_units` of a ledger at @p as_of (default: its latest date): read from the running
+/// state where it stands for every stored line there (as `ledger report` decides, and the state
+/// holds the units per key), else, or with @p replay, summed over a replay. Notes which on
+/// @p diagnostics (`reconcile: running state of N line(s)` or `reconcile: replay (why)`).
+/// @throw config_error for a missing or foreign database; parse_error, replaying, for a stored line
+///        that does not validate under @p reference
+[[nodiscard]] ledger_units load_ledger_units(const std::string& db_path, const reference_data& reference,
+                                             std::optional<day_t> as_of, bool replay,
+                                             std::ostream& diagnostics);
+
+/// @brief Compares an inventory (`entity,country,chip,units`) with the ledger's @p units.
 /// @return rows sorted by (entity, country, chip); ledger keys with zero net units that the
 ///         inventory does not list are left out
 /// @param inventory_text the inventory file's content; @p inventory_path names it in messages
 /// @throw parse_error for a bad inventory line (file:line:column)
 [[nodiscard]] std::vector<reconciliation_row> reconcile_inventory(const reference_data& reference,
-                                                                  const shipment_log& log,
+                                                                  const ledger_units& units,
                                                                   const std::string& inventory_path,
-                                                                  std::string_view inventory_text,
-                                                                  std::optional<day_t> as_of);
+                                                                  std::string_view inventory_text);
 
 /// @brief `capledger reconcile`: writes reconciliation.csv and summary.json into `options.out_dir`
 /// (atomically) and a summary to @p out; without out_dir the CSV goes to @p out.
+/// @param replay sum a replay of the stored lines even where the running state stands for them
 /// @return 0 when everything matches, 1 otherwise
 int run_reconcile(const std::string& db_path, const std::string& inventory_path,
-                  const report_options& options, std::ostream& out, std::ostream& diagnostics);
+                  const report_options& options, std::ostream& out, std::ostream& diagnostics,
+                  bool replay = false);
 
 /// @brief One answer of `check`: one limit or pathway rule that applies to one proposed line.
 struct proposed_check {
