@@ -328,14 +328,18 @@ void write_info(sql_connection& db, const state_info& info)
   }
 }
 
-/// Whether @p part of the state stands for the same lines under the same tables as @p info.
-bool part_current(sql_connection& db, const state_info& info, const state_part& part)
+/// Whether @p part of the state stands for the same lines under the same tables as @p info; else
+/// whether its table is missing (a ledger of a capledger before it) or it is stale (one ingested
+/// since by such a capledger, which extends the rest, or rebuilds it and clears state_parts).
+enum class part_status { current, missing, stale };
+part_status part_of(sql_connection& db, const state_info& info, const state_part& part)
 {
   const char* const tables[] = {"state_parts", part.table};
-  if (!has_every_table(db, tables)) { return false; }
+  if (!has_every_table(db, tables)) { return part_status::missing; }
   sql_statement q(db.handle(), "SELECT validity, lines FROM state_parts WHERE name = ?");
   q.bind(1, part.name);
-  return q.step() && q.text(0) == info.validity && q.int64(1) == info.lines;
+  return q.step() && q.text(0) == info.validity && q.int64(1) == info.lines ? part_status::current
+                                                                            : part_status::stale;
 }
 
 /// Folds the lines of @p log (ledger positions first_line + i) into the state: all of them into
@@ -498,8 +502,9 @@ state_update update_ledger_state(sql_connection& db, const reference_data& ref, 
   std::optional<state_info> info = read_info(db);
   // A state without its later parts (an older ledger's) is rebuilt, with them, once.
   bool extend = whole && info && info->validity == validity && info->lines == first_line &&
-                std::all_of(std::begin(later_parts), std::end(later_parts),
-                            [&](const state_part& part) { return part_current(db, *info, part); });
+                std::all_of(std::begin(later_parts), std::end(later_parts), [&](const state_part& part) {
+                  return part_of(db, *info, part) == part_status::current;
+                });
   if (extend && info->max_check_date) {
     for (const day_t d : night.columns.date) {
       if (ref.rules.in_window(d) && d < *info->max_check_date) {
@@ -880,8 +885,8 @@ std::optional<stored_cap_usage> load_stored_cap_usage(sql_connection& db, const 
 {
   const std::optional<state_info> info = state_info_at(db, ref, as_of, why_not);
   if (!info) { return std::nullopt; }
-  if (!part_current(db, *info, order_parties)) {
-    why_not = state_without_order_parties;
+  if (const part_status part = part_of(db, *info, order_parties); part != part_status::current) {
+    why_not = part == part_status::missing ? state_without_order_parties : state_with_stale_order_parties;
     return std::nullopt;
   }
   const auto damaged = [&](const char* what) {
@@ -956,8 +961,8 @@ std::optional<stored_units> load_stored_units(sql_connection& db, const referenc
 {
   const std::optional<state_info> info = state_info_at(db, ref, as_of, why_not);
   if (!info) { return std::nullopt; }
-  if (!part_current(db, *info, units_part)) {
-    why_not = state_without_units;
+  if (const part_status part = part_of(db, *info, units_part); part != part_status::current) {
+    why_not = part == part_status::missing ? state_without_units : state_with_stale_units;
     return std::nullopt;
   }
   const auto damaged = [&](const char* what) {

@@ -101,12 +101,19 @@ class stored_state final : public report_source {
 inline constexpr const char* no_state_yet = "the ledger has no running state yet";
 inline constexpr const char* state_of_other_tables =
     "the running state follows other countries, chips or rules tables";
-/// Why the state cannot stand for `ledger balances` where it stands for `ledger report`.
+/// Why the state cannot stand for `ledger balances` where it stands for `ledger report`: it has no
+/// such part (an earlier capledger's ledger), or one that an earlier capledger did not extend.
 inline constexpr const char* state_without_order_parties =
     "the running state has no consignees and destinations of LPP orders yet: the next ingest adds them";
-/// Why the state cannot stand for `reconcile` where it stands for `ledger report`.
+inline constexpr const char* state_with_stale_order_parties =
+    "the running state's consignees and destinations of LPP orders do not stand for the same lines and "
+    "tables as the rest of it (a capledger without them ingested since): the next ingest rebuilds them";
+/// Why the state cannot stand for `reconcile` where it stands for `ledger report` (the same two cases).
 inline constexpr const char* state_without_units =
     "the running state has no units per (entity, country, chip) yet: the next ingest adds them";
+inline constexpr const char* state_with_stale_units =
+    "the running state's units per (entity, country, chip) do not stand for the same lines and tables "
+    "as the rest of it (a capledger without them ingested since): the next ingest rebuilds them";
 
 [[nodiscard]] std::unique_ptr<stored_state> load_ledger_state(sql_connection& db, const reference_data& ref,
                                                               std::optional<day_t> as_of,
