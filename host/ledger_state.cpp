@@ -6,6 +6,7 @@
 #include <capledger/error.hpp>
 
 #include <algorithm>
+#include <array>
 #include <iterator>
 #include <limits>
 #include <set>
@@ -1031,6 +1032,18 @@ constexpr keyed_table keyed_tables[] = {{"st_entity", key_shape::text, totals_co
                                         {"st_prohibited", key_shape::entity_country, first_columns},
                                         {"st_unauth", key_shape::entity_country_pathway, first_columns}};
 
+/// A later part's rows as `stray_state_rows` compares them: up to four integer columns, by name.
+struct part_columns {
+  state_part part;
+  const char* select;
+  const char* columns[4];
+};
+constexpr part_columns later_part_columns[] = {
+    {order_parties,
+     "SELECT order_code, entity, country, 0 FROM st_order_party",
+     {"order code", "entity code", "country code", nullptr}},
+    {units_part, "SELECT key, a, b, c FROM st_units", {"key", "lines", "units", "c"}}};
+
 }  // namespace
 
 std::vector<std::string> stray_state_rows(sql_connection& db, const reference_data& ref,
@@ -1101,6 +1114,34 @@ std::vector<std::string> stray_state_rows(sql_connection& db, const reference_da
         text += (k == 0 ? ": " : ", ") + std::string(t.columns[k]) + " " + std::to_string(row.int64(2 + k));
       }
       stray.push_back(std::move(text));
+    }
+  }
+  // The later parts, where current, row for row both ways: also the counts no output prints and
+  // a party an order names on other lines too are what the lines write, or damage.
+  const std::optional<state_info> info = read_info(db);
+  for (const part_columns& part : later_part_columns) {
+    if (!info || part_of(db, *info, part.part) != part_status::current) { continue; }
+    const auto rows_of = [&](sql_connection& from) {
+      std::set<std::array<std::int64_t, 4>> rows;
+      sql_statement q(from.handle(), part.select);
+      while (q.step()) { rows.insert({q.int64(0), q.int64(1), q.int64(2), q.int64(3)}); }
+      return rows;
+    };
+    const auto stored = rows_of(db), written = rows_of(built);
+    const auto name = [&](const std::array<std::int64_t, 4>& r) {
+      std::string text = std::string(part.part.table) + " ";
+      for (int k = 0; k < 4 && part.columns[k] != nullptr; ++k) {
+        text += (k == 0 ? "" : ", ") + std::string(part.columns[k]) + " " + std::to_string(r[k]);
+      }
+      return text;
+    };
+    for (const auto& r : stored) {
+      if (stray.size() < at_most && written.count(r) == 0) { stray.push_back(name(r)); }
+    }
+    for (const auto& r : written) {
+      if (stray.size() < at_most && stored.count(r) == 0) {
+        stray.push_back(name(r) + " missing (the stored lines write it)");
+      }
     }
   }
   return stray;

@@ -166,7 +166,9 @@ struct stored_units {
 /// @brief The rows of the state's keyed tables (dictionaries, totals, running totals, first
 /// lines) for keys that no stored line touches: rows a state built from @p replay, every stored
 /// line, would not hold, yet `check`, a later ingest or a report under another entities file
-/// would read. The first @p at_most, each named by table, key and values (`ledger verify`).
+/// would read; and, for the later parts where current, every row that differs from those that
+/// state holds, either way. The first @p at_most, each named by table, key and values
+/// (`ledger verify`).
 /// Call inside the read transaction the state was read in.
 [[nodiscard]] std::vector<std::string> stray_state_rows(sql_connection& db, const reference_data& ref,
                                                         const shipment_log& replay, std::size_t at_most);

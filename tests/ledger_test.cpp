@@ -1913,6 +1913,31 @@ TEST_F(balances_state_test, StateWithoutCurrentOrderPartiesReplays)
   EXPECT_NE(said.find("(8 report files, the balances, the units per key, every limit total"),
             std::string::npos)
       << said;
+  // A party whose consignee and destination the order names on other lines: the balances are the
+  // same, the row-for-row comparison shows it. (An order of two consignees in two countries.)
+  write_text(
+      at("two-party.csv"),
+      "shipment_id,date,entity,country,chip,quantity,pathway,order_id\n"
+      "TP1,2026-06-01,ZTWO1,AE,H100-SXM,1,LPP,ZORDER\nTP2,2026-06-01,ZTWO2,SA,H100-SXM,1,LPP,ZORDER\n");
+  ASSERT_EQ(cli("ledger ingest l.db two-party.csv"), 0) << stderr_text();
+  EXPECT_EQ(cli("ledger verify l.db", &said), 0) << said << stderr_text();
+  alter(
+      "CREATE TABLE kept AS SELECT * FROM st_order_party; INSERT INTO st_order_party SELECT a.order_code, "
+      "a.entity, b.country FROM st_order_party a JOIN st_order_party b ON a.order_code = b.order_code "
+      "AND a.entity != b.entity AND a.country != b.country WHERE NOT EXISTS (SELECT 1 FROM st_order_party "
+      "c WHERE c.order_code = a.order_code AND c.entity = a.entity AND c.country = b.country) LIMIT 1");
+  {
+    capledger::detail::sql_connection db(at("l.db").string(),
+                                         capledger::detail::sql_connection::mode::read_only);
+    ASSERT_EQ(db.query_int("SELECT (SELECT COUNT(*) FROM st_order_party) - (SELECT COUNT(*) FROM kept)"), 1);
+  }
+  expect_balances_agree("", "running state of ");
+  EXPECT_EQ(cli("ledger verify l.db", &said), 1) << said << stderr_text();
+  EXPECT_NE(said.find("\n  row no stored line writes, st_order_party order code "), std::string::npos)
+      << said;
+  EXPECT_EQ(said.find("\n  ledger balances line "), std::string::npos) << said;
+  alter("DELETE FROM st_order_party; INSERT INTO st_order_party SELECT * FROM kept; DROP TABLE kept");
+  EXPECT_EQ(cli("ledger verify l.db", &said), 0) << said << stderr_text();
   alter(
       "INSERT OR IGNORE INTO st_order_party SELECT order_code, entity, (country + 1) % 50 FROM "
       "st_order_party");
@@ -2164,4 +2189,14 @@ TEST_F(reconcile_state_test, StateWithoutCurrentUnitsReplays)
     EXPECT_NE(said.find("\n  reconcile units line "), std::string::npos) << said;
     alter("DELETE FROM st_units; INSERT INTO st_units SELECT * FROM kept; DROP TABLE kept");
   }
+  // A line count no output prints: only the row-for-row comparison shows it.
+  alter(
+      "CREATE TABLE kept AS SELECT * FROM st_units; UPDATE st_units SET a = a + 1 WHERE key = "
+      "(SELECT MAX(key) FROM st_units)");
+  expect_reconcile_agree("inventory.csv", "", "running state of ");
+  EXPECT_EQ(cli("ledger verify l.db", &said), 1) << said << stderr_text();
+  EXPECT_NE(said.find("\n  row no stored line writes, st_units key "), std::string::npos) << said;
+  EXPECT_NE(said.find(" missing (the stored lines write it)\n"), std::string::npos) << said;
+  alter("DELETE FROM st_units; INSERT INTO st_units SELECT * FROM kept; DROP TABLE kept");
+  EXPECT_EQ(cli("ledger verify l.db", &said), 0) << said << stderr_text();
 }
