@@ -811,10 +811,11 @@ int run_ledger_verify(const std::string& db_path, const report_options& options,
   }
   // The units per (entity, country, chip) that reconcile weighs, which no other output shows.
   if (stored_units) {
-    const auto units_text = [](const ledger_units& units) {
+    const auto units_text = [&](const ledger_units& units) {
       std::vector<std::vector<std::string>> cells;
-      for (const auto& [key, n] : units.units) {
-        cells.push_back({std::get<0>(key), std::get<1>(key), std::get<2>(key), std::to_string(n)});
+      for (const ledger_units::entry& e : units.units) {
+        cells.push_back({units.entities.text(e.entity), ref.countries.rows[e.country].iso2,
+                         units.chips.text(e.chip), std::to_string(e.units)});
       }
       return to_csv({"entity", "country", "chip", "ledger_units"}, cells);
     };

@@ -972,23 +972,24 @@ std::optional<stored_units> load_stored_units(sql_connection& db, const referenc
   };
   const std::optional<std::vector<std::string>> entity = entity_texts(db, *info);
   if (!entity) { return damaged("entities"); }
+  stored_units stored;
+  // The units' dictionary codes of the state's entity and chip codes.
+  std::vector<std::int32_t> entity_code, chip_code;
+  for (const std::string& text : *entity) { entity_code.push_back(stored.units.entities.encode(text)); }
   // Chip keys by the state's codes: the table's spelling, or an ad-hoc chip's upper-cased key.
-  std::vector<std::string> chip;
   {
     sql_statement q(db.handle(), "SELECT code, text FROM st_chip ORDER BY code");
     while (q.step()) {
-      if (q.int64(0) != static_cast<std::int64_t>(chip.size())) { return damaged("chips"); }
-      chip.emplace_back(q.text(1));
+      if (q.int64(0) != static_cast<std::int64_t>(chip_code.size())) { return damaged("chips"); }
+      chip_code.push_back(stored.units.chips.encode(q.text(1)));
     }
-    if (static_cast<std::int64_t>(chip.size()) != info->chips) { return damaged("chips"); }
+    if (static_cast<std::int64_t>(chip_code.size()) != info->chips) { return damaged("chips"); }
   }
-  stored_units stored;
   stored.lines             = info->lines;
   stored.units.as_of       = as_of ? as_of : info->max_date;
-  const auto& countries    = ref.countries.rows;
-  const auto entities      = static_cast<std::int64_t>(entity->size());
-  const auto chips         = static_cast<std::int64_t>(chip.size());
-  const auto country_count = static_cast<std::int64_t>(countries.size());
+  const auto entities      = static_cast<std::int64_t>(entity_code.size());
+  const auto chips         = static_cast<std::int64_t>(chip_code.size());
+  const auto country_count = static_cast<std::int64_t>(ref.countries.rows.size());
   sql_statement q(db.handle(), "SELECT key, a, b FROM st_units");
   while (q.step()) {
     const std::int64_t key = q.int64(0);
@@ -996,9 +997,10 @@ std::optional<stored_units> load_stored_units(sql_connection& db, const referenc
     if (key < 0 || e >= entities || c >= country_count || k >= chips || q.int64(1) <= 0) {
       return damaged("units");
     }
-    stored.units.units[{(*entity)[static_cast<std::size_t>(e)], countries[static_cast<std::size_t>(c)].iso2,
-                        chip[static_cast<std::size_t>(k)]}] = q.int64(2);
+    stored.units.units.push_back({entity_code[static_cast<std::size_t>(e)], static_cast<std::uint16_t>(c),
+                                  chip_code[static_cast<std::size_t>(k)], q.int64(2)});
   }
+  sort_ledger_units(stored.units, ref.countries);
   return stored;
 }
 

@@ -134,6 +134,9 @@ struct stored_cap_usage {
                                                                     std::optional<day_t> as_of,
                                                                     std::string& why_not);
 
+/// @brief Sorts @p units' entries by (entity, ISO, chip key) in byte order, as `ledger_units` keeps them.
+void sort_ledger_units(ledger_units& units, const country_table& countries);
+
 /// @brief What `reconcile` reads of the stored state: each (entity, country, chip) key's units.
 struct stored_units {
   ledger_units units;

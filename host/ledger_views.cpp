@@ -6,11 +6,15 @@
 #include <capledger/ledger.hpp>
 
 #include "csv.hpp"
+#include "csv_text.hpp"
 #include "file_io.hpp"
+#include "key_table.hpp"
+#include "ledger_state.hpp"
 
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <charconv>
 #include <fstream>
 #include <iomanip>
 #include <map>
@@ -212,128 +216,235 @@ int run_ledger_balances(const std::string& db_path, const report_options& option
 
 // ---- reconcile --------------------------------------------------------------------------------
 
+namespace {
+
+/// Where each code's text falls in byte order: codes compare by these as their texts do.
+std::vector<std::int32_t> places(const std::vector<std::int32_t>& sorted_codes)
+{
+  std::vector<std::int32_t> place(sorted_codes.size());
+  for (std::size_t i = 0; i < sorted_codes.size(); ++i) {
+    place[static_cast<std::size_t>(sorted_codes[i])] = static_cast<std::int32_t>(i);
+  }
+  return place;
+}
+
+/// The (entity, ISO, chip key) order of keys in codes of @p entities, the countries table and
+/// @p chips: integer comparisons, not three of strings.
+class key_order {
+ public:
+  key_order(const dictionary& entities, const country_table& countries, const dictionary& chips)
+      : entity_(places(entities.sorted_codes())), chip_(places(chips.sorted_codes()))
+  {
+    std::vector<std::int32_t> by_iso(countries.rows.size());
+    std::iota(by_iso.begin(), by_iso.end(), 0);
+    std::sort(by_iso.begin(), by_iso.end(), [&](std::int32_t a, std::int32_t b) {
+      return countries.rows[a].iso2 < countries.rows[b].iso2;
+    });
+    country_ = places(by_iso);
+  }
+  [[nodiscard]] std::tuple<std::int32_t, std::int32_t, std::int32_t> operator()(std::int32_t entity,
+                                                                                std::uint16_t country,
+                                                                                std::int32_t chip) const
+  {
+    return {entity_[static_cast<std::size_t>(entity)], country_[country],
+            chip_[static_cast<std::size_t>(chip)]};
+  }
+
+ private:
+  std::vector<std::int32_t> entity_, country_, chip_;
+};
+
+}  // namespace
+
+namespace detail {
+
+void sort_ledger_units(ledger_units& units, const country_table& countries)
+{
+  const key_order order(units.entities, countries, units.chips);
+  std::sort(units.units.begin(), units.units.end(),
+            [&](const ledger_units::entry& a, const ledger_units::entry& b) {
+              return order(a.entity, a.country, a.chip) < order(b.entity, b.country, b.chip);
+            });
+}
+
+}  // namespace detail
+
 ledger_units sum_ledger_units(const reference_data& ref, const shipment_log& log, std::optional<day_t> as_of)
 {
   ledger_units units;
   if (as_of || !log.columns.date.empty()) { units.as_of = effective_as_of(log, as_of); }
+  units.entities = log.entities;
+  std::vector<std::int32_t> chip_code;  // by the log's code
+  for (const auto& chip : log.chips.rows) { chip_code.push_back(units.chips.encode(chip.key)); }
   const shipment_columns& c = log.columns;
+  detail::key_table<std::int64_t> sums;  // by entity << 32 | country << 16 | chip
   for (std::size_t i = 0; i < c.date.size(); ++i) {
     if (c.date[i] > *units.as_of) { continue; }
-    units.units[{log.entities.text(c.entity[i]), ref.countries.rows[c.country[i]].iso2,
-                 log.chips.rows[c.chip[i]].key}] += c.quantity[i];
+    sums.at(static_cast<std::int64_t>(c.entity[i]) << 32 | std::int64_t{c.country[i]} << 16 | c.chip[i]) +=
+        c.quantity[i];
   }
+  units.units.reserve(sums.size());
+  sums.for_each([&](std::int64_t key, std::int64_t n) {
+    units.units.push_back({static_cast<std::int32_t>(key >> 32),
+                           static_cast<std::uint16_t>(key >> 16 & 65535),
+                           chip_code[static_cast<std::size_t>(key & 65535)], n});
+  });
+  detail::sort_ledger_units(units, ref.countries);
   return units;
 }
 
-std::vector<reconciliation_row> reconcile_inventory(const reference_data& ref, const ledger_units& ledger,
-                                                    const std::string& inventory_path, std::string_view text)
+void reconcile_inventory(const reference_data& ref, const ledger_units& ledger,
+                         const std::string& inventory_path, std::string_view text,
+                         const std::function<void(const reconciliation_row&)>& row)
 {
-  struct tally {
-    std::int64_t ledger   = 0;
-    std::int64_t reported = 0;
-    bool shipped          = false;  // some ledger line has this key
-    bool reported_listed  = false;
+  // The ledger's codes, and after them those of entities and chips only the inventory names.
+  dictionary entities = ledger.entities;
+  dictionary chips    = ledger.chips;
+  struct inventory_row {
+    ledger_units::entry key;    // units: those reported
+    std::int64_t line, column;  // of the entity field
   };
-  std::map<ledger_units::key, tally> keys;
-  for (const auto& [key, units] : ledger.units) { keys[key] = {units, 0, true, false}; }
+  std::vector<inventory_row> inventory;
 
   detail::csv_reader reader(text);
-  if (reader.next() != detail::csv_status::record) {
-    throw parse_error(inventory_path, 1, 1, "MISSING_COLUMN", "the file has no header row");
-  }
-  const detail::csv_header header(reader.fields(), inventory_path);
-  const int col[4]     = {header.find("entity"), header.find("country"), header.find("chip"),
-                          header.find("units")};
-  const char* names[4] = {"entity", "country", "chip", "units"};
-  for (int k = 0; k < 4; ++k) {
-    if (col[k] < 0) {
-      throw parse_error(inventory_path, 1, 1, "MISSING_COLUMN",
-                        std::string("required column '") + names[k] + "' is missing");
+  const auto read = [&] {
+    if (reader.next() != detail::csv_status::record) {
+      throw parse_error(inventory_path, 1, 1, "MISSING_COLUMN", "the file has no header row");
     }
-  }
-  while (true) {
-    const auto status = reader.next();
-    if (status == detail::csv_status::end) { break; }
-    if (status != detail::csv_status::record) {
-      throw parse_error(inventory_path, reader.error_line(), reader.error_column(),
-                        status == detail::csv_status::unterminated_quote ? "UNTERMINATED_QUOTE" : "BAD_QUOTE",
-                        "malformed quoted field");
+    const detail::csv_header header(reader.fields(), inventory_path);
+    const int col[4]     = {header.find("entity"), header.find("country"), header.find("chip"),
+                            header.find("units")};
+    const char* names[4] = {"entity", "country", "chip", "units"};
+    for (int k = 0; k < 4; ++k) {
+      if (col[k] < 0) {
+        throw parse_error(inventory_path, 1, 1, "MISSING_COLUMN",
+                          std::string("required column '") + names[k] + "' is missing");
+      }
     }
-    const auto& f = reader.fields();
-    if (static_cast<int>(f.size()) != header.size()) {
-      throw parse_error(
-          inventory_path, reader.record_line(), 1, "WRONG_FIELD_COUNT",
-          "expected " + std::to_string(header.size()) + " fields, found " + std::to_string(f.size()));
+    while (true) {
+      const auto status = reader.next();
+      if (status == detail::csv_status::end) { break; }
+      if (status != detail::csv_status::record) {
+        throw parse_error(
+            inventory_path, reader.error_line(), reader.error_column(),
+            status == detail::csv_status::unterminated_quote ? "UNTERMINATED_QUOTE" : "BAD_QUOTE",
+            "malformed quoted field");
+      }
+      const auto& f = reader.fields();
+      if (static_cast<int>(f.size()) != header.size()) {
+        throw parse_error(
+            inventory_path, reader.record_line(), 1, "WRONG_FIELD_COUNT",
+            "expected " + std::to_string(header.size()) + " fields, found " + std::to_string(f.size()));
+      }
+      const auto& entity  = f[static_cast<std::size_t>(col[0])];
+      const auto& country = f[static_cast<std::size_t>(col[1])];
+      const auto& chip    = f[static_cast<std::size_t>(col[2])];
+      const auto& units   = f[static_cast<std::size_t>(col[3])];
+      if (entity.value.empty()) {
+        throw parse_error(inventory_path, entity.line, entity.column, "EMPTY_FIELD", "empty entity");
+      }
+      const int country_code = ref.countries.find(country.value);
+      if (country_code < 0) {
+        throw parse_error(inventory_path, country.line, country.column, "UNKNOWN_COUNTRY",
+                          "'" + std::string(country.value) + "' is not in the countries table");
+      }
+      if (chip.value.empty()) {
+        throw parse_error(inventory_path, chip.line, chip.column, "EMPTY_FIELD", "empty chip");
+      }
+      std::int64_t reported = 0;
+      if (!detail::parse_int64(units.value, reported) || reported < 0) {
+        // A count of digits past 64 bits is a non-negative integer, but not one the ledger can weigh.
+        const bool digits =
+            !units.value.empty() && units.value.find_first_not_of("0123456789") == std::string::npos;
+        throw parse_error(
+            inventory_path, units.line, units.column, "BAD_QUANTITY",
+            "'" + std::string(units.value) +
+                (digits ? "' is past 9223372036854775807 (2^63 - 1), the most units a row may report"
+                        : "' is not a non-negative integer"));
+      }
+      // Chip keys match case-insensitively, as in shipment logs; others are upper-cased (as the
+      // ad-hoc chips of the ledger's lines are).
+      const int chip_row = ref.chips.find(chip.value);
+      const std::int32_t chip_code =
+          chip_row >= 0 ? chips.encode(ref.chips.rows[static_cast<std::size_t>(chip_row)].key)
+                        : chips.encode(detail::to_upper(chip.value));
+      inventory.push_back(
+          {{entities.encode(entity.value), static_cast<std::uint16_t>(country_code), chip_code, reported},
+           entity.line,
+           entity.column});
     }
-    const auto& entity  = f[static_cast<std::size_t>(col[0])];
-    const auto& country = f[static_cast<std::size_t>(col[1])];
-    const auto& chip    = f[static_cast<std::size_t>(col[2])];
-    const auto& units   = f[static_cast<std::size_t>(col[3])];
-    if (entity.value.empty()) {
-      throw parse_error(inventory_path, entity.line, entity.column, "EMPTY_FIELD", "empty entity");
+  };
+  // Sorted by key, then file order: a key's second row, the first of all in the file, is the one
+  // refused as listed twice, unless a bad line comes before it.
+  std::optional<key_order> order;  // of the codes read
+  const auto key_of = [&](const ledger_units::entry& k) { return (*order)(k.entity, k.country, k.chip); };
+  const auto refuse_repeated_key = [&] {
+    order.emplace(entities, ref.countries, chips);
+    std::stable_sort(inventory.begin(), inventory.end(), [&](const inventory_row& a, const inventory_row& b) {
+      return key_of(a.key) < key_of(b.key);
+    });
+    const inventory_row* repeated = nullptr;
+    for (std::size_t i = 1; i < inventory.size(); ++i) {
+      if (key_of(inventory[i].key) == key_of(inventory[i - 1].key) &&
+          (!repeated || inventory[i].line < repeated->line)) {
+        repeated = &inventory[i];
+      }
     }
-    const int country_code = ref.countries.find(country.value);
-    if (country_code < 0) {
-      throw parse_error(inventory_path, country.line, country.column, "UNKNOWN_COUNTRY",
-                        "'" + std::string(country.value) + "' is not in the countries table");
-    }
-    if (chip.value.empty()) {
-      throw parse_error(inventory_path, chip.line, chip.column, "EMPTY_FIELD", "empty chip");
-    }
-    std::int64_t reported = 0;
-    if (!detail::parse_int64(units.value, reported) || reported < 0) {
-      // A count of digits past 64 bits is a non-negative integer, but not one the ledger can weigh.
-      const bool digits =
-          !units.value.empty() && units.value.find_first_not_of("0123456789") == std::string::npos;
-      throw parse_error(
-          inventory_path, units.line, units.column, "BAD_QUANTITY",
-          "'" + std::string(units.value) +
-              (digits ? "' is past 9223372036854775807 (2^63 - 1), the most units a row may report"
-                      : "' is not a non-negative integer"));
-    }
-    // Chip keys match case-insensitively, as in shipment logs; others are upper-cased (as the
-    // ad-hoc chips of the ledger's lines are).
-    const int chip_code        = ref.chips.find(chip.value);
-    const std::string chip_key = chip_code >= 0 ? ref.chips.rows[static_cast<std::size_t>(chip_code)].key
-                                                : detail::to_upper(chip.value);
-    tally& t                   = keys[{std::string(entity.value),
-                                       ref.countries.rows[static_cast<std::size_t>(country_code)].iso2, chip_key}];
-    if (t.reported_listed) {
-      throw parse_error(inventory_path, entity.line, entity.column, "DUPLICATE_ID",
+    if (repeated) {
+      throw parse_error(inventory_path, repeated->line, repeated->column, "DUPLICATE_ID",
                         "(entity, country, chip) is listed twice");
     }
-    t.reported_listed = true;
-    t.reported        = reported;
+  };
+  try {
+    read();
+  } catch (const parse_error&) {
+    refuse_repeated_key();
+    throw;
   }
+  refuse_repeated_key();
 
-  std::vector<reconciliation_row> rows;
-  for (const auto& [key, t] : keys) {
-    if (!t.reported_listed && t.ledger == 0) { continue; }  // shipped and all returned: nothing to reconcile
+  // The chips table's tpp by chip code, also for a key whose lines priced it otherwise (`tpp_per_unit`).
+  std::vector<int> chip_row(static_cast<std::size_t>(chips.size()));
+  for (std::int32_t k = 0; k < chips.size(); ++k) {
+    chip_row[static_cast<std::size_t>(k)] = ref.chips.find(chips.text(k));
+  }
+  // Both are sorted by key, each key once: merged, a key of both is one row.
+  auto shipped = ledger.units.begin();
+  auto listed  = inventory.begin();
+  while (shipped != ledger.units.end() || listed != inventory.end()) {
+    const bool from_ledger = listed == inventory.end() ||
+                             (shipped != ledger.units.end() && key_of(*shipped) <= key_of(listed->key));
+    const bool reported_listed =
+        listed != inventory.end() && (!from_ledger || key_of(*shipped) == key_of(listed->key));
+    const ledger_units::entry& key = from_ledger ? *shipped : listed->key;
     reconciliation_row r;
-    std::tie(r.entity, r.country, r.chip) = key;
-    r.ledger_units                        = t.ledger;
-    r.reported_units                      = t.reported;
-    // The chips table's tpp, also for a key whose lines priced it otherwise (`tpp_per_unit`).
-    const int chip_code = ref.chips.find(r.chip);
-    if (chip_code >= 0) {
+    r.ledger_units   = from_ledger ? shipped->units : 0;
+    r.reported_units = reported_listed ? listed->key.units : 0;
+    if (from_ledger) { ++shipped; }
+    if (reported_listed) { ++listed; }
+    // Shipped and all returned: nothing to reconcile.
+    if (!reported_listed && r.ledger_units == 0) { continue; }
+    r.entity  = entities.text(key.entity);
+    r.country = ref.countries.rows[key.country].iso2;
+    r.chip    = chips.text(key.chip);
+    if (const int c = chip_row[static_cast<std::size_t>(key.chip)]; c >= 0) {
       std::int64_t difference = 0, tpp = 0;
       if (__builtin_sub_overflow(r.reported_units, r.ledger_units, &difference) ||
-          __builtin_mul_overflow(difference, ref.chips.rows[static_cast<std::size_t>(chip_code)].tpp, &tpp)) {
-        throw config_error(inventory_path + ": difference in tpp exceeds 64 bits for " + r.entity + "/" +
-                           r.chip);
+          __builtin_mul_overflow(difference, ref.chips.rows[static_cast<std::size_t>(c)].tpp, &tpp)) {
+        throw config_error(inventory_path + ": difference in tpp exceeds 64 bits for " +
+                           std::string(r.entity) + "/" + std::string(r.chip));
       }
-      r.difference_tpp = std::to_string(tpp);
+      r.difference_tpp = tpp;
     }
     if (r.reported_units == r.ledger_units) {
       r.status = "match";
-    } else if (!t.shipped) {
+    } else if (!from_ledger) {
       r.status = "unshipped";  // reported installed where nothing was ever shipped: possible diversion
     } else {
       r.status = r.reported_units < r.ledger_units ? "shortfall" : "surplus";
     }
-    rows.push_back(std::move(r));
+    row(r);
   }
-  return rows;
 }
 
 int run_reconcile(const std::string& db_path, const std::string& inventory_path,
@@ -350,19 +461,26 @@ int run_reconcile(const std::string& db_path, const std::string& inventory_path,
   const ledger_units units = load_ledger_units(db_path, ref, options.as_of, replay, diagnostics);
   // Read once: the summary's hash is of what was reconciled (a pipe has nothing left to read twice).
   const std::string inventory = read_input_file(inventory_path);
-  const auto rows             = reconcile_inventory(ref, units, inventory_path, inventory);
-  std::vector<std::vector<std::string>> cells;
+  // Rows go straight into the CSV text, which is written once whole: an error leaves no part of it.
+  detail::csv_text csv({"entity", "country", "chip", "ledger_units", "reported_units", "difference",
+                        "difference_tpp", "status"});
   std::map<std::string, std::int64_t> by_status = {
       {"match", 0}, {"shortfall", 0}, {"surplus", 0}, {"unshipped", 0}};
-  for (const auto& r : rows) {
-    cells.push_back({r.entity, r.country, r.chip, std::to_string(r.ledger_units),
-                     std::to_string(r.reported_units), r.difference(), r.difference_tpp, r.status});
-    ++by_status[r.status];
-  }
-  const std::string csv = to_csv({"entity", "country", "chip", "ledger_units", "reported_units", "difference",
-                                  "difference_tpp", "status"},
-                                 cells);
-  const std::int64_t mismatches = static_cast<std::int64_t>(rows.size()) - by_status["match"];
+  std::int64_t rows = 0;
+  reconcile_inventory(ref, units, inventory_path, inventory, [&](const reconciliation_row& r) {
+    char numbers[3][24];
+    const auto digits = [&](int k, std::int64_t n) {
+      return std::string_view(
+          numbers[k],
+          static_cast<std::size_t>(std::to_chars(numbers[k], numbers[k] + 24, n).ptr - numbers[k]));
+    };
+    const std::string difference = r.difference();
+    csv.add({r.entity, r.country, r.chip, digits(0, r.ledger_units), digits(1, r.reported_units), difference,
+             r.difference_tpp ? digits(2, *r.difference_tpp) : std::string_view(), r.status});
+    ++by_status[std::string(r.status)];
+    ++rows;
+  });
+  const std::int64_t mismatches = rows - by_status["match"];
   nlohmann::ordered_json summary;
   summary["tool"]       = "capledger";
   summary["version"]    = CAPLEDGER_VERSION;
@@ -370,23 +488,23 @@ int run_reconcile(const std::string& db_path, const std::string& inventory_path,
   summary["inventory"]  = {{"path", inventory_path}, {"sha256", detail::sha256_hex(inventory)}};
   summary["as_of"] =
       units.as_of ? nlohmann::ordered_json(format_date(*units.as_of)) : nlohmann::ordered_json(nullptr);
-  summary["rows"]       = static_cast<std::int64_t>(rows.size());
+  summary["rows"]       = rows;
   summary["by_status"]  = by_status;
   summary["mismatches"] = mismatches;
 
   std::ostringstream text;
-  text << "reconciliation: " << rows.size() << " key(s): " << by_status["match"] << " match, "
+  text << "reconciliation: " << rows << " key(s): " << by_status["match"] << " match, "
        << by_status["shortfall"] << " shortfall, " << by_status["surplus"] << " surplus, "
        << by_status["unshipped"] << " unshipped\n";
   if (!options.out_dir.empty()) {
-    detail::write_directory_atomically(
-        options.out_dir,
-        {{"reconciliation.csv", csv},
-         {"summary.json", summary.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n"}});
+    std::map<std::string, std::string> files;
+    files["reconciliation.csv"] = csv.take();
+    files["summary.json"] = summary.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+    detail::write_directory_atomically(options.out_dir, files);
     out << text.str();
     diagnostics << "capledger: wrote reconciliation.csv and summary.json to " << options.out_dir << "\n";
   } else {
-    out << csv;
+    out << csv.take();
     diagnostics << text.str();
   }
   return mismatches > 0 ? 1 : 0;

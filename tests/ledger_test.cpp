@@ -1348,6 +1348,55 @@ TEST_F(ledger_test, ReconcileStatuses)
   EXPECT_EQ(cli("reconcile l.db --inventory inventory.csv"), 1) << stderr_text();
 }
 
+// The ledger's keys and the inventory's are merged in key order, whichever file order and case
+// the inventory uses, on both paths; a bad inventory is refused at its first bad line in file
+// order, a key listed twice counting as bad at its second row.
+TEST_F(ledger_test, ReconcileMergesKeysAndRefusesTheFirstBadLine)
+{
+  write_text(at("night.csv"),
+             "shipment_id,date,entity,country,chip,quantity\n"
+             "S1,2025-03-01,E1,AE,H100-SXM,8\n"
+             "S2,2025-03-01,E2,IN,H100-SXM,5\n"
+             "S3,2025-03-01,E3,BR,H100-NVL,7\n"
+             "S4,2025-03-01,E4,FR,H100-SXM,3\n"
+             "S5,2025-03-02,E4,FR,H100-SXM,-3\n");
+  ASSERT_EQ(cli("ledger init l.db"), 0);
+  ASSERT_EQ(cli("ledger ingest l.db night.csv"), 0) << stderr_text();
+  write_text(at("inventory.csv"),
+             "entity,country,chip,units\n"
+             "E3,BR,H100-NVL,7\n"
+             "E2,AE,H100-SXM,1\n"
+             "E0,US,b200,2\n"
+             "E1,AE,H100-SXM,8\n"
+             "E2,in,h100-nvl,0\n");
+  for (const char* flags : {"", " --replay"}) {
+    std::string csv;
+    EXPECT_EQ(cli(std::string("reconcile l.db --inventory inventory.csv") + flags, &csv), 1) << stderr_text();
+    EXPECT_EQ(csv,  // B200 36000, H100-SXM 15832 tpp a unit; E4 all returned and not listed: no row
+              "entity,country,chip,ledger_units,reported_units,difference,difference_tpp,status\n"
+              "E0,US,B200,0,2,2,72000,unshipped\n"
+              "E1,AE,H100-SXM,8,8,0,0,match\n"
+              "E2,AE,H100-SXM,0,1,1,15832,unshipped\n"
+              "E2,IN,H100-NVL,0,0,0,0,match\n"
+              "E2,IN,H100-SXM,5,0,-5,-79160,shortfall\n"
+              "E3,BR,H100-NVL,7,7,0,0,match\n")
+        << flags;
+  }
+  const std::string head = "entity,country,chip,units\nE1,AE,H100-SXM,8\n";
+  for (const auto& [rows, error] :
+       {// E9 sorts after E1 but is listed twice first
+        std::pair{"E9,AE,H100-SXM,1\nE9,AE,H100-SXM,2\ne1,ae,h100-sxm,8\nE1,ae,h100-sxm,8\n",
+                  "inventory.csv:4:1: DUPLICATE_ID: (entity, country, chip) is listed twice"},
+        std::pair{"E1,AE,H100-SXM,8\nE2,QQ,H100-SXM,1\n", "inventory.csv:3:1: DUPLICATE_ID"},
+        std::pair{"E2,QQ,H100-SXM,1\nE1,AE,H100-SXM,8\n", "inventory.csv:3:4: UNKNOWN_COUNTRY"}}) {
+    write_text(at("inventory.csv"), head + rows);
+    for (const char* flags : {"", " --replay"}) {
+      EXPECT_EQ(cli(std::string("reconcile l.db --inventory inventory.csv") + flags), 2) << rows;
+      EXPECT_NE(stderr_text().find(error), std::string::npos) << rows << stderr_text();
+    }
+  }
+}
+
 TEST_F(ledger_test, RefusesMissingForeignAndExistingDatabases)
 {
   EXPECT_EQ(cli("ledger report missing.db"), 2);

@@ -14,6 +14,7 @@
 #include <capledger/report.hpp>
 
 #include <cstdint>
+#include <functional>
 #include <iosfwd>
 #include <map>
 #include <memory>
@@ -21,7 +22,6 @@
 #include <set>
 #include <string>
 #include <string_view>
-#include <tuple>
 #include <vector>
 
 namespace capledger {
@@ -159,21 +159,30 @@ int run_ledger_balances(const std::string& db_path, const report_options& option
 
 /// @brief One row of `reconciliation.csv`.
 struct reconciliation_row {
-  std::string entity, country, chip;
+  std::string_view entity, country, chip;
   std::int64_t ledger_units   = 0;
   std::int64_t reported_units = 0;
   /// reported - ledger, exact (it may need 65 bits)
   [[nodiscard]] std::string difference() const { return exact_difference(reported_units, ledger_units); }
-  std::string difference_tpp;  ///< difference x the chips-table tpp; empty for chips outside the table
-  std::string status;          ///< `match`, `shortfall`, `surplus` or `unshipped`
+  /// difference x the chips-table tpp; none for chips outside the table
+  std::optional<std::int64_t> difference_tpp;
+  std::string_view status;  ///< `match`, `shortfall`, `surplus` or `unshipped`
 };
 
 /// @brief What `reconcile` weighs an inventory against: the net units of every (entity, ISO,
 /// chip key) with a ledger line up to `as_of` (0 for one shipped and all returned).
 struct ledger_units {
-  using key = std::tuple<std::string, std::string, std::string>;
+  /// One key's net units: codes of `entities` and `chips`, and the countries table's row.
+  struct entry {
+    std::int32_t entity   = 0;
+    std::uint16_t country = 0;
+    std::int32_t chip     = 0;
+    std::int64_t units    = 0;
+  };
   std::optional<day_t> as_of;  ///< the date counted up to; nullopt: no line and no --as-of
-  std::map<key, std::int64_t> units;
+  dictionary entities;
+  dictionary chips;          ///< chip keys: the table's spelling, or an ad-hoc chip's upper-cased key
+  std::vector<entry> units;  ///< one per key, sorted by (entity, ISO, chip key) in byte order
 };
 
 /// @brief `ledger_units` summed over the lines of @p log at @p as_of (default: its latest date).
@@ -190,15 +199,15 @@ struct ledger_units {
                                              std::optional<day_t> as_of, bool replay,
                                              std::ostream& diagnostics);
 
-/// @brief Compares an inventory (`entity,country,chip,units`) with the ledger's @p units.
-/// @return rows sorted by (entity, country, chip); ledger keys with zero net units that the
-///         inventory does not list are left out
+/// @brief Compares an inventory (`entity,country,chip,units`) with the ledger's @p units: calls
+/// @p row for each row, sorted by (entity, country, chip); ledger keys with zero net units that the
+/// inventory does not list are left out. A row's views stay valid only during the call.
 /// @param inventory_text the inventory file's content; @p inventory_path names it in messages
-/// @throw parse_error for a bad inventory line (file:line:column)
-[[nodiscard]] std::vector<reconciliation_row> reconcile_inventory(const reference_data& reference,
-                                                                  const ledger_units& units,
-                                                                  const std::string& inventory_path,
-                                                                  std::string_view inventory_text);
+/// @throw parse_error for a bad inventory line (file:line:column); config_error where a difference
+///        in tpp exceeds 64 bits
+void reconcile_inventory(const reference_data& reference, const ledger_units& units,
+                         const std::string& inventory_path, std::string_view inventory_text,
+                         const std::function<void(const reconciliation_row&)>& row);
 
 /// @brief `capledger reconcile`: writes reconciliation.csv and summary.json into `options.out_dir`
 /// (atomically) and a summary to @p out; without out_dir the CSV goes to @p out.
