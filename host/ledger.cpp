@@ -588,40 +588,52 @@ check_inputs load_check_inputs(const std::string& db_path, const reference_data&
   return inputs;
 }
 
-cap_usage load_cap_usage(const std::string& db_path, const reference_data& ref, std::optional<day_t> as_of,
-                         bool replay, std::ostream& diagnostics)
+namespace {
+
+/// What @p command reads of a ledger: from its running state (@p load_stored, in one read
+/// transaction) where that stands for the stored lines, else, or with @p replay, summed over a
+/// replay of them (@p sum). Says which on @p diagnostics.
+template <typename Stored, typename Value, typename LoadStored, typename Sum>
+Value from_state_or_replay(const char* command, const std::string& db_path, bool replay,
+                           std::ostream& diagnostics, LoadStored load_stored, Value Stored::*value, Sum sum)
 {
   std::string why = "--replay";
   if (!replay) {
     sql_connection db = open_ledger(db_path, sql_connection::mode::read_only);
     db.exec("BEGIN");  // one consistent snapshot of the state
-    std::optional<detail::stored_cap_usage> stored = detail::load_stored_cap_usage(db, ref, as_of, why);
+    std::optional<Stored> stored = load_stored(db, why);
     db.exec("COMMIT");
     if (stored) {
-      diagnostics << "capledger: ledger balances: running state of " << stored->lines << " line(s)\n";
-      return std::move(stored->usage);
+      diagnostics << "capledger: " << command << ": running state of " << stored->lines << " line(s)\n";
+      return std::move(*stored.*value);
     }
   }
-  diagnostics << "capledger: ledger balances: replay (" << why << ")\n";
-  return sum_cap_usage(ref, load_ledger_log(db_path, ref), as_of);
+  diagnostics << "capledger: " << command << ": replay (" << why << ")\n";
+  return sum();
+}
+
+}  // namespace
+
+cap_usage load_cap_usage(const std::string& db_path, const reference_data& ref, std::optional<day_t> as_of,
+                         bool replay, std::ostream& diagnostics)
+{
+  return from_state_or_replay(
+      "ledger balances", db_path, replay, diagnostics,
+      [&](sql_connection& db, std::string& why) {
+        return detail::load_stored_cap_usage(db, ref, as_of, why);
+      },
+      &detail::stored_cap_usage::usage,
+      [&] { return sum_cap_usage(ref, load_ledger_log(db_path, ref), as_of); });
 }
 
 ledger_units load_ledger_units(const std::string& db_path, const reference_data& ref,
                                std::optional<day_t> as_of, bool replay, std::ostream& diagnostics)
 {
-  std::string why = "--replay";
-  if (!replay) {
-    sql_connection db = open_ledger(db_path, sql_connection::mode::read_only);
-    db.exec("BEGIN");  // one consistent snapshot of the state
-    std::optional<detail::stored_units> stored = detail::load_stored_units(db, ref, as_of, why);
-    db.exec("COMMIT");
-    if (stored) {
-      diagnostics << "capledger: reconcile: running state of " << stored->lines << " line(s)\n";
-      return std::move(stored->units);
-    }
-  }
-  diagnostics << "capledger: reconcile: replay (" << why << ")\n";
-  return sum_ledger_units(ref, load_ledger_log(db_path, ref), as_of);
+  return from_state_or_replay(
+      "reconcile", db_path, replay, diagnostics,
+      [&](sql_connection& db, std::string& why) { return detail::load_stored_units(db, ref, as_of, why); },
+      &detail::stored_units::units,
+      [&] { return sum_ledger_units(ref, load_ledger_log(db_path, ref), as_of); });
 }
 
 int run_ledger_report(const std::string& db_path, const report_options& options, std::ostream& out,

@@ -879,17 +879,28 @@ std::optional<std::vector<std::string>> entity_texts(sql_connection& db, const s
   return entity;
 }
 
+/// `state_info_at`, where @p part is current too; otherwise nullopt and why: @p missing or @p stale.
+std::optional<state_info> state_info_with(sql_connection& db, const reference_data& ref,
+                                          std::optional<day_t> as_of, const state_part& part,
+                                          const char* missing, const char* stale, std::string& why_not)
+{
+  std::optional<state_info> info = state_info_at(db, ref, as_of, why_not);
+  if (!info) { return std::nullopt; }
+  if (const part_status status = part_of(db, *info, part); status != part_status::current) {
+    why_not = status == part_status::missing ? missing : stale;
+    return std::nullopt;
+  }
+  return info;
+}
+
 }  // namespace
 
 std::optional<stored_cap_usage> load_stored_cap_usage(sql_connection& db, const reference_data& ref,
                                                       std::optional<day_t> as_of, std::string& why_not)
 {
-  const std::optional<state_info> info = state_info_at(db, ref, as_of, why_not);
+  const std::optional<state_info> info = state_info_with(
+      db, ref, as_of, order_parties, state_without_order_parties, state_with_stale_order_parties, why_not);
   if (!info) { return std::nullopt; }
-  if (const part_status part = part_of(db, *info, order_parties); part != part_status::current) {
-    why_not = part == part_status::missing ? state_without_order_parties : state_with_stale_order_parties;
-    return std::nullopt;
-  }
   const auto damaged = [&](const char* what) {
     why_not = std::string("the running state is damaged (") + what + ")";
     return std::nullopt;
@@ -960,12 +971,9 @@ std::optional<stored_cap_usage> load_stored_cap_usage(sql_connection& db, const 
 std::optional<stored_units> load_stored_units(sql_connection& db, const reference_data& ref,
                                               std::optional<day_t> as_of, std::string& why_not)
 {
-  const std::optional<state_info> info = state_info_at(db, ref, as_of, why_not);
+  const std::optional<state_info> info =
+      state_info_with(db, ref, as_of, units_part, state_without_units, state_with_stale_units, why_not);
   if (!info) { return std::nullopt; }
-  if (const part_status part = part_of(db, *info, units_part); part != part_status::current) {
-    why_not = part == part_status::missing ? state_without_units : state_with_stale_units;
-    return std::nullopt;
-  }
   const auto damaged = [&](const char* what) {
     why_not = std::string("the running state is damaged (") + what + ")";
     return std::nullopt;
