@@ -182,7 +182,11 @@ ingest_options reading_after_the_ledger(sql_connection& db, sql_statement& find_
   ingest_options ingest;
   ingest.earlier_abs_tpp_sum      = static_cast<std::uint64_t>(meta_value(db, "abs_tpp_sum"));
   ingest.earlier_abs_quantity_sum = static_cast<std::uint64_t>(meta_value(db, "abs_quantity_sum"));
-  ingest.earlier_id               = [&find_id](std::string_view id) -> std::optional<std::string> {
+  // With no line stored, no id is looked up (0.4 s of a first ingest of 1,000,000 lines): the
+  // night's own lines, inserted as read, get their `files` rows after, so find_id misses them.
+  const bool none_stored = !db.query_int("SELECT MAX(seq) FROM lines");
+  ingest.earlier_id      = [&find_id, none_stored](std::string_view id) -> std::optional<std::string> {
+    if (none_stored) { return std::nullopt; }
     find_id.bind(1, id);
     std::optional<std::string> where;
     if (find_id.step()) { where = std::string(find_id.text(0)) + ":" + std::to_string(find_id.int64(1)); }
