@@ -810,43 +810,49 @@ int run_ledger_verify(const std::string& db_path, const report_options& options,
            : std::vector<std::string>{"the running state's limit totals cannot be read: " + why_not_totals},
        "limit total", "limit totals that differ");
   list(stray, "row no stored line writes", "such rows");
+  // A later part's output from the state against the replay's (@p texts: replay, state), where
+  // the state has the part current; a part missing or stale (an older capledger's doing) is no
+  // damage, any other reason is.
+  const auto compare_part = [&](const char* what, bool stored, const auto& texts, const std::string& why,
+                                const char* missing, const char* stale) {
+    if (stored) {
+      const auto [replay_text, state_text] = texts();
+      const auto [line, replayed, kept]    = first_difference(replay_text, state_text);
+      if (line == 0) { return; }
+      differs();
+      out << "  " << what << " line " << line << ": replay '" << replayed << "', running state '" << kept
+          << "'\n";
+    } else if (why != missing && why != stale) {
+      differs();
+      out << "  " << what << ": " << why << "\n";
+    }
+  };
   // The balances, which read the order parties no other output does.
-  if (stored_caps) {
-    const auto [line, replayed, kept] = first_difference(
-        balances_text(compute_balances(ref, sum_cap_usage(ref, log, std::nullopt), options.warn_at), "csv"),
-        balances_text(compute_balances(ref, stored_caps->usage, options.warn_at), "csv"));
-    if (line != 0) {
-      differs();
-      out << "  ledger balances line " << line << ": replay '" << replayed << "', running state '" << kept
-          << "'\n";
-    }
-  } else if (why_no_caps != detail::state_without_order_parties &&
-             why_no_caps != detail::state_with_stale_order_parties) {  // damaged
-    differs();
-    out << "  ledger balances: " << why_no_caps << "\n";
-  }
+  compare_part(
+      "ledger balances", stored_caps.has_value(),
+      [&] {
+        return std::pair(
+            balances_text(compute_balances(ref, sum_cap_usage(ref, log, std::nullopt), options.warn_at),
+                          "csv"),
+            balances_text(compute_balances(ref, stored_caps->usage, options.warn_at), "csv"));
+      },
+      why_no_caps, detail::state_without_order_parties, detail::state_with_stale_order_parties);
   // The units per (entity, country, chip) that reconcile weighs, which no other output shows.
-  if (stored_units) {
-    const auto units_text = [&](const ledger_units& units) {
-      std::vector<std::vector<std::string>> cells;
-      for (const ledger_units::entry& e : units.units) {
-        cells.push_back({units.entities.text(e.entity), ref.countries.rows[e.country].iso2,
-                         units.chips.text(e.chip), std::to_string(e.units)});
-      }
-      return to_csv({"entity", "country", "chip", "ledger_units"}, cells);
-    };
-    const auto [line, replayed, kept] = first_difference(units_text(sum_ledger_units(ref, log, std::nullopt)),
-                                                         units_text(stored_units->units));
-    if (line != 0) {
-      differs();
-      out << "  reconcile units line " << line << ": replay '" << replayed << "', running state '" << kept
-          << "'\n";
+  const auto units_text = [&](const ledger_units& units) {
+    std::vector<std::vector<std::string>> cells;
+    for (const ledger_units::entry& e : units.units) {
+      cells.push_back({units.entities.text(e.entity), ref.countries.rows[e.country].iso2,
+                       units.chips.text(e.chip), std::to_string(e.units)});
     }
-  } else if (why_no_units != detail::state_without_units &&
-             why_no_units != detail::state_with_stale_units) {  // damaged
-    differs();
-    out << "  reconcile units: " << why_no_units << "\n";
-  }
+    return to_csv({"entity", "country", "chip", "ledger_units"}, cells);
+  };
+  compare_part(
+      "reconcile units", stored_units.has_value(),
+      [&] {
+        return std::pair(units_text(sum_ledger_units(ref, log, std::nullopt)),
+                         units_text(stored_units->units));
+      },
+      why_no_units, detail::state_without_units, detail::state_with_stale_units);
   if (differing > 0) { return 1; }
   out << "running state: agrees with a replay of " << log.columns.date.size() << " stored line(s) ("
       << from_lines.files.size() << " report files, " << (stored_caps ? "the balances, " : "")
