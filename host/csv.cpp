@@ -2,6 +2,8 @@
 /// @brief RFC 4180 record reader with exact line/column positions for error messages.
 #include "csv.hpp"
 
+#include "terminal_text.hpp"
+
 #include <capledger/error.hpp>
 
 #include <charconv>
@@ -187,43 +189,53 @@ bool parse_int64(std::string_view text, std::int64_t& value) noexcept
 
 bool valid_utf8(std::string_view text) noexcept
 {
-  const auto* p   = reinterpret_cast<const unsigned char*>(text.data());
-  const auto* end = p + text.size();
-  while (p < end) {
+  std::size_t at = 0;
+  while (at < text.size()) {
     // ASCII, nearly all of a log, eight bytes at a time.
-    for (std::uint64_t word; end - p >= 8; p += 8) {
-      std::memcpy(&word, p, 8);
+    for (std::uint64_t word; text.size() - at >= 8; at += 8) {
+      std::memcpy(&word, text.data() + at, 8);
       if ((word & 0x8080808080808080ULL) != 0) { break; }
     }
-    if (p == end) { break; }
-    const unsigned char c = *p;
-    if (c < 0x80) {
-      ++p;
-      continue;
-    }
-    int more           = 0;
-    unsigned char low  = 0x80;  // bounds of the second byte, which rule out overlong forms and surrogates
-    unsigned char high = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF) {
-      more = 1;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-      more = 2;
-      if (c == 0xE0) { low = 0xA0; }
-      if (c == 0xED) { high = 0x9F; }
-    } else if (c >= 0xF0 && c <= 0xF4) {
-      more = 3;
-      if (c == 0xF0) { low = 0x90; }
-      if (c == 0xF4) { high = 0x8F; }
-    } else {
-      return false;
-    }
-    if (end - p <= more || p[1] < low || p[1] > high) { return false; }
-    for (int k = 2; k <= more; ++k) {
-      if (p[k] < 0x80 || p[k] > 0xBF) { return false; }
-    }
-    p += more + 1;
+    if (at == text.size()) { break; }
+    const std::size_t length = utf8_at(text, at).length;
+    if (length == 0) { return false; }
+    at += length;
   }
   return true;
+}
+
+utf8_sequence utf8_at(std::string_view text, std::size_t at) noexcept
+{
+  const auto byte          = [&](std::size_t k) { return static_cast<unsigned char>(text[at + k]); };
+  const unsigned char lead = byte(0);
+  if (lead < 0x80) { return {1, lead, false}; }
+  std::size_t length  = 0;
+  char32_t code_point = 0;
+  unsigned char low   = 0x80;  // bounds of the second byte, which rule out overlong forms and surrogates
+  unsigned char high  = 0xBF;
+  if (lead >= 0xC2 && lead <= 0xDF) {
+    length     = 2;
+    code_point = lead & 0x1FU;
+  } else if (lead >= 0xE0 && lead <= 0xEF) {
+    length     = 3;
+    code_point = lead & 0x0FU;
+    if (lead == 0xE0) { low = 0xA0; }
+    if (lead == 0xED) { high = 0x9F; }
+  } else if (lead >= 0xF0 && lead <= 0xF4) {
+    length     = 4;
+    code_point = lead & 0x07U;
+    if (lead == 0xF0) { low = 0x90; }
+    if (lead == 0xF4) { high = 0x8F; }
+  } else {
+    return {};
+  }
+  for (std::size_t k = 1; k < length; ++k) {
+    if (at + k == text.size()) { return {0, 0, true}; }
+    const unsigned char next = byte(k);
+    if (next < (k == 1 ? low : 0x80) || next > (k == 1 ? high : 0xBF)) { return {}; }
+    code_point = code_point << 6U | (next & 0x3FU);
+  }
+  return {length, code_point, false};
 }
 
 }  // namespace capledger::detail
@@ -257,7 +269,7 @@ int csv_header::find(std::string_view name) const
     if (names_[i] != name) { continue; }
     if (found >= 0) {
       throw parse_error(file_, fields_[i].line, fields_[i].column, "DUPLICATE_COLUMN",
-                        "column '" + std::string(name) + "' appears twice in the header (fields " +
+                        "column " + quoted(name) + " appears twice in the header (fields " +
                             std::to_string(found + 1) + " and " + std::to_string(i + 1) + ")");
     }
     found = static_cast<int>(i);

@@ -2,6 +2,7 @@
 /// @brief RFC 4180 record reader over an in-memory buffer, tracking line and column of every field.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -68,6 +69,15 @@ class csv_reader {
 [[nodiscard]] bool parse_int64(std::string_view text, std::int64_t& value) noexcept;
 /// @return whether @p text is well-formed UTF-8 (RFC 3629: no overlong forms, no surrogates)
 [[nodiscard]] bool valid_utf8(std::string_view text) noexcept;
+
+/// @brief The UTF-8 sequence at one place of a text (RFC 3629).
+struct utf8_sequence {
+  std::size_t length  = 0;      ///< its bytes; 0 where the bytes there are no well-formed sequence
+  char32_t code_point = 0;      ///< valid where `length` > 0
+  bool cut_off_by_end = false;  ///< no sequence only because the text ends inside one that begins well
+};
+/// @brief The sequence that starts at @p text[@p at] (`at` < size).
+[[nodiscard]] utf8_sequence utf8_at(std::string_view text, std::size_t at) noexcept;
 
 }  // namespace capledger::detail
 

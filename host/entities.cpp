@@ -5,6 +5,7 @@
 #include <capledger/shipments.hpp>
 
 #include "csv.hpp"
+#include "terminal_text.hpp"
 
 #include <algorithm>
 
@@ -87,7 +88,7 @@ entity_table parse_entities(std::string_view text, const std::string& path, cons
       row.hq_country = countries.find(hq.value);
       if (row.hq_country < 0) {
         throw parse_error(path, hq.line, hq.column, "UNKNOWN_COUNTRY",
-                          "'" + std::string(hq.value) + "' is not in the countries table");
+                          detail::quoted(hq.value) + " is not in the countries table");
       }
     }
 
@@ -101,14 +102,14 @@ entity_table parse_entities(std::string_view text, const std::string& path, cons
       // violation: an omission, not a fact about the entity.
       if (col_nveu < 0) {
         throw parse_error(path, st.line, st.column, "MISSING_COLUMN",
-                          "entity '" + row.id +
-                              "' is NVEU but the file has no nveu_countries column (where it is authorized)");
+                          "entity " + detail::quoted(row.id) +
+                              " is NVEU but the file has no nveu_countries column (where it is authorized)");
       }
     } else if (upper == "NONE" || upper.empty()) {
       row.status = entity_status::none;
     } else {
       throw parse_error(path, st.line, st.column, "BAD_STATUS",
-                        "'" + std::string(st.value) + "' is not UVEU, NVEU or NONE");
+                        detail::quoted(st.value) + " is not UVEU, NVEU or NONE");
     }
 
     if (col_nveu >= 0) {
@@ -122,7 +123,7 @@ entity_table parse_entities(std::string_view text, const std::string& path, cons
         const int code = countries.find(iso);
         if (code < 0) {
           throw parse_error(path, nveu.line, nveu.column, "UNKNOWN_COUNTRY",
-                            "'" + std::string(iso) + "' in nveu_countries is not in the countries table");
+                            detail::quoted(iso) + " in nveu_countries is not in the countries table");
         }
         row.nveu_countries.push_back(static_cast<std::uint16_t>(code));
       }
@@ -132,7 +133,7 @@ entity_table parse_entities(std::string_view text, const std::string& path, cons
     }
     if (!table.index_of.emplace(row.id, static_cast<std::int32_t>(table.rows.size())).second) {
       throw parse_error(path, id_field.line, id_field.column, "DUPLICATE_ID",
-                        "entity '" + row.id + "' is listed twice");
+                        "entity " + detail::quoted(row.id) + " is listed twice");
     }
     table.rows.push_back(std::move(row));
   }

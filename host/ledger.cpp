@@ -8,6 +8,7 @@
 #include "file_io.hpp"
 #include "ledger_db.hpp"
 #include "ledger_state.hpp"
+#include "terminal_text.hpp"
 
 #include <algorithm>
 #include <cerrno>
@@ -709,7 +710,7 @@ int run_ledger_verify(const std::string& db_path, const report_options& options,
   if (!problems.empty()) {
     out << "integrity: SQLite found " << problems.size() << " problem(s) in " << db_path << ":\n";
     for (std::size_t i = 0; i < std::min<std::size_t>(problems.size(), 10); ++i) {
-      out << "  " << problems[i] << "\n";
+      out << "  " << detail::terminal_text(problems[i]) << "\n";
     }
     return 1;
   }
@@ -794,8 +795,8 @@ int run_ledger_verify(const std::string& db_path, const report_options& options,
     const auto [line, replayed, kept] = first_difference(text, state_text);
     if (line == 0) { continue; }
     differs();
-    out << "  " << name << " line " << line << ": replay '" << replayed << "', running state '" << kept
-        << "'\n";
+    out << "  " << name << " line " << line << ": replay " << detail::quoted(replayed) << ", running state "
+        << detail::quoted(kept) << "\n";
   }
   // Findings no report prints: totals of keys below every limit, which `check` weighs proposed
   // lines against, and rows no stored line writes.
@@ -820,8 +821,8 @@ int run_ledger_verify(const std::string& db_path, const report_options& options,
       const auto [line, replayed, kept]    = first_difference(replay_text, state_text);
       if (line == 0) { return; }
       differs();
-      out << "  " << what << " line " << line << ": replay '" << replayed << "', running state '" << kept
-          << "'\n";
+      out << "  " << what << " line " << line << ": replay " << detail::quoted(replayed) << ", running state "
+          << detail::quoted(kept) << "\n";
     } else if (why != missing && why != stale) {
       differs();
       out << "  " << what << ": " << why << "\n";

@@ -3,6 +3,8 @@
 /// `ledger report` instead of a replay of every stored line.
 #include "ledger_state.hpp"
 
+#include "terminal_text.hpp"
+
 #include <capledger/error.hpp>
 
 #include <algorithm>
@@ -1082,7 +1084,7 @@ std::vector<std::string> stray_state_rows(sql_connection& db, const reference_da
   sql_statement entity(db.handle(), "SELECT text FROM st_entity WHERE code = ?");
   const auto entity_name = [&](std::int64_t code) {
     entity.bind(1, code);
-    std::string name = entity.step() ? std::string(entity.text(0)) : "entity code " + std::to_string(code);
+    std::string name = entity.step() ? terminal_text(entity.text(0)) : "entity code " + std::to_string(code);
     entity.reset();
     return name;
   };
@@ -1126,7 +1128,7 @@ std::vector<std::string> stray_state_rows(sql_connection& db, const reference_da
       if (written) { continue; }
       std::string text = std::string(t.name) + " ";
       if (by_text) {
-        text += "'" + std::string(row.text(0)) + "', code ";
+        text += quoted(row.text(0)) + ", code ";
       } else if (row.int64(1) >= 0) {  // a negative key names nothing: its number says which row
         text += key_name(t.shape, row.int64(1)) + ", key ";
       } else {

@@ -10,6 +10,7 @@
 #include "file_io.hpp"
 #include "key_table.hpp"
 #include "ledger_state.hpp"
+#include "terminal_text.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -176,6 +177,9 @@ std::string balances_text(const std::vector<cap_balance>& balances, const std::s
                     std::to_string(b.consumed_tpp), b.remaining_tpp(), b.used_pct, b.warn_level, b.order_id});
   }
   if (format == "csv") { return to_csv(header, rows); }
+  for (auto& r : rows) {  // before the widths: a cell is as wide as it is shown
+    for (auto& cell : r) { cell = detail::terminal_text(cell); }
+  }
   std::vector<std::size_t> width(header.size());
   for (std::size_t k = 0; k < header.size(); ++k) { width[k] = header[k].size(); }
   for (const auto& r : rows) {
@@ -202,7 +206,7 @@ int run_ledger_balances(const std::string& db_path, const report_options& option
                         std::ostream& diagnostics, bool replay)
 {
   if (options.format != "table" && options.format != "csv") {
-    throw config_error("--format must be table or csv, not '" + options.format + "'");
+    throw config_error("--format must be table or csv, not " + detail::quoted(options.format));
   }
   const reference_data ref = load_ledger_reference(db_path, options);
   const auto balances      = compute_balances(
@@ -346,7 +350,7 @@ void reconcile_inventory(const reference_data& ref, const ledger_units& ledger,
       const int country_code = ref.countries.find(country.value);
       if (country_code < 0) {
         throw parse_error(inventory_path, country.line, country.column, "UNKNOWN_COUNTRY",
-                          "'" + std::string(country.value) + "' is not in the countries table");
+                          detail::quoted(country.value) + " is not in the countries table");
       }
       if (chip.value.empty()) {
         throw parse_error(inventory_path, chip.line, chip.column, "EMPTY_FIELD", "empty chip");
@@ -358,9 +362,9 @@ void reconcile_inventory(const reference_data& ref, const ledger_units& ledger,
             !units.value.empty() && units.value.find_first_not_of("0123456789") == std::string::npos;
         throw parse_error(
             inventory_path, units.line, units.column, "BAD_QUANTITY",
-            "'" + std::string(units.value) +
-                (digits ? "' is past 9223372036854775807 (2^63 - 1), the most units a row may report"
-                        : "' is not a non-negative integer"));
+            detail::quoted(units.value) +
+                (digits ? " is past 9223372036854775807 (2^63 - 1), the most units a row may report"
+                        : " is not a non-negative integer"));
       }
       // Chip keys match case-insensitively, as in shipment logs; others are upper-cased (as the
       // ad-hoc chips of the ledger's lines are).
@@ -800,20 +804,21 @@ class summed_totals final : public ledger_limit_totals {
     }
     for (const auto& [key, total] : totals_[nveu_limit]) {
       const std::string& entity = entities_.text(static_cast<std::int32_t>(key / 65536));
-      each("NVEU of (" + entity + ", country code " + std::to_string(key % 65536) + ")", total,
-           other.nveu(entity, static_cast<std::int32_t>(key % 65536)));
+      each(
+          "NVEU of (" + detail::terminal_text(entity) + ", country code " + std::to_string(key % 65536) + ")",
+          total, other.nveu(entity, static_cast<std::int32_t>(key % 65536)));
     }
     for (const auto& [key, total] : totals_[lpp_annual_limit]) {
       // Keys of stored lines: their years (four digits) are not negative.
       const std::string& entity = entities_.text(static_cast<std::int32_t>(key / 16384));
-      each("LPP of (" + entity + ", " + std::to_string(key % 16384) + ")", total,
+      each("LPP of (" + detail::terminal_text(entity) + ", " + std::to_string(key % 16384) + ")", total,
            other.lpp_annual(entity, key % 16384));
     }
     // Every order of the ledger's LPP lines, also one whose lines all lie outside the window:
     // the running state keeps a row (a total) for each.
     for (std::int32_t code = 0; code < orders_.size(); ++code) {
       const std::string& order = orders_.text(code);
-      each("LPP order " + order, value(lpp_order_limit, code), other.lpp_order(order));
+      each("LPP order " + detail::terminal_text(order), value(lpp_order_limit, code), other.lpp_order(order));
     }
   }
 
@@ -946,7 +951,7 @@ std::vector<proposed_check> check_proposed(const reference_data& ref, const ship
       row_of_limit(rule, limit_tpp, used, c.tpp[i] > 0 && (used + c.tpp[i] > limit_tpp || passes_later), [&] {
         const std::size_t q =
             later->first_crossing(which, keys[which], c.date[i], static_cast<wide>(used) + c.tpp[i]);
-        return std::string(ledger_lines->shipment_id(static_cast<std::int64_t>(q))) + " (" +
+        return detail::terminal_text(ledger_lines->shipment_id(static_cast<std::int64_t>(q))) + " (" +
                format_date(ledger_lines->columns.date[q]) + ")";
       });
     };
@@ -1009,8 +1014,8 @@ int run_check(const std::string& db_path, const std::string& proposed_path, cons
   for (const auto& r : checks) {
     breaches += r.status == "breach" ? 1 : 0;
     if (!r.explanation.empty()) {
-      diagnostics << "capledger: check: line " << r.line << " (" << r.shipment_id << "): " << r.rule << ": "
-                  << r.explanation << "\n";
+      diagnostics << "capledger: check: line " << r.line << " (" << detail::terminal_text(r.shipment_id)
+                  << "): " << r.rule << ": " << r.explanation << "\n";
     }
     rows.push_back({std::to_string(r.line), r.shipment_id, r.date, r.entity, r.country, r.pathway,
                     std::to_string(r.tpp), r.rule, r.limit_tpp, r.consumed_before_tpp, r.headroom_before_tpp,

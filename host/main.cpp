@@ -8,6 +8,7 @@
 #include <CLI/CLI.hpp>
 
 #include "file_io.hpp"
+#include "terminal_text.hpp"
 
 #include <algorithm>
 #include <cerrno>
@@ -31,9 +32,11 @@ const CLI::Validator a_count(
     [](std::string& text) {
       std::int64_t n       = 0;
       const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
-      if (ec == std::errc::result_out_of_range) { return "'" + text + "' is more than 9223372036854775807"; }
+      if (ec == std::errc::result_out_of_range) {
+        return detail::quoted(text) + " is more than 9223372036854775807";
+      }
       const bool whole = ec == std::errc() && end == text.data() + text.size() && n >= 0;
-      return whole ? std::string() : "'" + text + "' is not a whole number of 0 or more";
+      return whole ? std::string() : detail::quoted(text) + " is not a whole number of 0 or more";
     },
     "COUNT");
 
@@ -63,7 +66,8 @@ std::vector<ppm_t> parse_warn_levels(const std::string& list)
         list.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
     const auto level = parse_ppm(item);
     if (!level || *level <= 0 || *level > ppm_one) {
-      throw config_error("--warn-at: '" + item + "' is not a fraction in (0, 1] with at most 6 decimals");
+      throw config_error("--warn-at: " + detail::quoted(item) +
+                         " is not a fraction in (0, 1] with at most 6 decimals");
     }
     levels.push_back(*level);
     if (comma == std::string::npos) { break; }
@@ -77,7 +81,7 @@ std::vector<ppm_t> parse_warn_levels(const std::string& list)
 day_t parse_date_flag(const std::string& flag, const std::string& text)
 {
   const auto day = parse_date(text);
-  if (!day) { throw config_error(flag + ": '" + text + "' is not a valid YYYY-MM-DD date"); }
+  if (!day) { throw config_error(flag + ": " + detail::quoted(text) + " is not a valid YYYY-MM-DD date"); }
   return *day;
 }
 
@@ -195,6 +199,9 @@ void hold_closed_standard_descriptors()
 int main(int argc, char** argv)
 {
   hold_closed_standard_descriptors();
+  // Messages quote input text (values escaped where quoted); what else reaches them, such as a
+  // library's exception or a path, is escaped on its way out: no byte of stderr drives the terminal.
+  const detail::terminal_guard stderr_guard(std::cerr);
   struct sigaction on_bus {};
   on_bus.sa_sigaction = input_truncated;
   on_bus.sa_flags     = SA_SIGINFO;
@@ -346,7 +353,10 @@ int main(int argc, char** argv)
     });
   }
   if (verify_cmd->parsed()) {
-    return guarded([&] { return run_ledger_verify(db_path, report, std::cout); });
+    return guarded([&] {
+      const detail::terminal_guard stdout_guard(std::cout);  // verify's stdout is text for people only
+      return run_ledger_verify(db_path, report, std::cout);
+    });
   }
   if (balances_cmd->parsed()) {
     return guarded([&] {

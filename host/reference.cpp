@@ -5,6 +5,7 @@
 #include <capledger/shipments.hpp>
 
 #include "csv.hpp"
+#include "terminal_text.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -142,7 +143,7 @@ country_table parse_countries(std::string_view text, const std::string& path)
                        if (row.iso2.size() != 2 || !std::isalpha(static_cast<unsigned char>(row.iso2[0])) ||
                            !std::isalpha(static_cast<unsigned char>(row.iso2[1]))) {
                          reference_defect(file, f[0],
-                                          "'" + std::string(f[0].value) + "' is not an ISO alpha-2 code");
+                                          detail::quoted(f[0].value) + " is not an ISO alpha-2 code");
                        }
                        row.name          = std::string(f[1].value);
                        std::int64_t tier = 0;
@@ -198,7 +199,8 @@ chip_table parse_chips(std::string_view text, const std::string& path)
                        }
                        const std::string upper = detail::to_upper(row.key);
                        if (table.code_of.count(upper) != 0) {
-                         reference_defect(file, f[0], "chip " + row.key + " is listed twice");
+                         reference_defect(file, f[0],
+                                          "chip " + detail::terminal_text(row.key) + " is listed twice");
                        }
                        table.code_of.emplace(upper, static_cast<std::uint16_t>(table.rows.size()));
                        table.rows.push_back(std::move(row));
@@ -218,7 +220,7 @@ void only_known_keys(const json& object, std::initializer_list<const char*> know
   if (!object.is_object()) { return; }  // `member` says what is wrong with it
   for (const auto& item : object.items()) {
     if (std::none_of(known.begin(), known.end(), [&](const char* k) { return item.key() == k; })) {
-      throw config_error(where + ": unknown key '" + item.key() + "'");
+      throw config_error(where + ": unknown key " + detail::quoted(item.key()));
     }
   }
 }
@@ -313,7 +315,8 @@ json parse_rule_json(std::string_view text, const std::string& origin, written_j
     throw config_error(origin + ": invalid JSON: " + e.what());
   }
   if (scanned && !written.repeated.empty()) {
-    throw config_error(origin + ": key '" + written.repeated + "' is given twice in one object");
+    throw config_error(origin + ": key " + detail::quoted(written.repeated) +
+                       " is given twice in one object");
   }
   return doc;
 }

@@ -5,6 +5,7 @@
 
 #include "csv_text.hpp"
 #include "file_io.hpp"
+#include "terminal_text.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -105,7 +106,7 @@ std::string choose_backend(const std::string& name, bool gpu_usable, const std::
 {
   if (name == "cpu") { return "cpu"; }
   if (name != "gpu" && name != "auto") {
-    throw config_error("--backend must be auto, cpu or gpu, not '" + name + "'");
+    throw config_error("--backend must be auto, cpu or gpu, not " + detail::quoted(name));
   }
   const bool known        = memory.needed > 0 && memory.available > 0;
   const std::string sizes = known ? "the GPU path holds the whole log in memory, about " +
@@ -255,7 +256,7 @@ std::string render_table(const report_output& out, const reference_data& ref, co
 {
   std::ostringstream t;
   const std::int64_t h100 = ref.rules.h100_tpp;
-  t << "capledger report  rule set " << ref.rules.id << "  as of "
+  t << "capledger report  rule set " << detail::terminal_text(ref.rules.id) << "  as of "
     << (out.as_of ? format_date(*out.as_of) : std::string("-")) << "  backend " << out.backend_used << "\n";
   t << "lines: " << source.lines_read() << " read, " << agg.lines_used << " used, " << source.rejected()
     << " rejected\n\n";
@@ -303,7 +304,7 @@ std::string render_table(const report_output& out, const reference_data& ref, co
   for (const auto& f : out.checks.findings) {
     t << "  " << f.severity << "  " << f.rule;
     const auto part = [&](const char* label, const std::string& v) {
-      if (!v.empty()) { t << "  " << label << "=" << v; }
+      if (!v.empty()) { t << "  " << label << "=" << detail::terminal_text(v); }
     };
     part("entity", f.entity);
     part("country", f.country);
@@ -601,7 +602,7 @@ void rejects_output::note(std::ostream& diagnostics) const
 void check_report_format(const report_options& options)
 {
   if (options.format != "table" && options.format != "json" && options.format != "csv") {
-    throw config_error("--format must be table, json or csv, not '" + options.format + "'");
+    throw config_error("--format must be table, json or csv, not " + detail::quoted(options.format));
   }
 }
 

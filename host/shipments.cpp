@@ -8,6 +8,7 @@
 #include "file_io.hpp"
 #include "many_cores.hpp"
 #include "string_index.hpp"
+#include "terminal_text.hpp"
 
 #include <omp.h>
 
@@ -169,11 +170,6 @@ struct line_defect {
   std::string detail;
   int column;
 };
-
-std::string quoted(std::string_view value)
-{
-  return "'" + std::string(value) + "'";
-}
 
 /// Bytes of the log's files before its last one (the file being read).
 std::uint64_t input_bytes_before(const shipment_log& log)
@@ -1288,21 +1284,23 @@ std::optional<line_defect> shipment_log_builder::state::check_line(const detail:
   if (value(c_id).empty()) { return line_defect{"EMPTY_FIELD", "empty shipment_id", c_id}; }
   const auto day = dates.parse(value(c_date));
   if (!day) {
-    return line_defect{"BAD_DATE", quoted(value(c_date)) + " is not a valid YYYY-MM-DD date", c_date};
+    return line_defect{"BAD_DATE", detail::quoted(value(c_date)) + " is not a valid YYYY-MM-DD date", c_date};
   }
   if (value(c_entity).empty()) { return line_defect{"EMPTY_FIELD", "empty entity", c_entity}; }
   const int country = lookup.country(value(c_country));
   if (country < 0) {
-    return line_defect{"UNKNOWN_COUNTRY", quoted(value(c_country)) + " is not in the countries table",
+    return line_defect{"UNKNOWN_COUNTRY", detail::quoted(value(c_country)) + " is not in the countries table",
                        c_country};
   }
   std::int64_t quantity = 0;
   if (!detail::parse_int64(value(c_quantity), quantity) || quantity == 0) {
-    return line_defect{"BAD_QUANTITY", quoted(value(c_quantity)) + " is not a non-zero integer", c_quantity};
+    return line_defect{"BAD_QUANTITY", detail::quoted(value(c_quantity)) + " is not a non-zero integer",
+                       c_quantity};
   }
   std::int64_t tpp_per_unit = 0;
   if (!value(c_tpp).empty() && (!detail::parse_int64(value(c_tpp), tpp_per_unit) || tpp_per_unit <= 0)) {
-    return line_defect{"BAD_TPP_PER_UNIT", quoted(value(c_tpp)) + " is not a positive integer", c_tpp};
+    return line_defect{"BAD_TPP_PER_UNIT", detail::quoted(value(c_tpp)) + " is not a positive integer",
+                       c_tpp};
   }
   if (value(c_chip).empty()) { return line_defect{"EMPTY_FIELD", "empty chip", c_chip}; }
   const int chip = lookup.chip(value(c_chip));
@@ -1310,7 +1308,8 @@ std::optional<line_defect> shipment_log_builder::state::check_line(const detail:
     if (chip < 0 || !lookup.chip_known(chip)) {
       return line_defect{
           "UNKNOWN_CHIP",
-          quoted(value(c_chip)) + " is not in the chips table and the line has no tpp_per_unit", c_chip};
+          detail::quoted(value(c_chip)) + " is not in the chips table and the line has no tpp_per_unit",
+          c_chip};
     }
     tpp_per_unit = lookup.chip_tpp(chip);
   }
@@ -1318,7 +1317,8 @@ std::optional<line_defect> shipment_log_builder::state::check_line(const detail:
   if (!value(c_pathway).empty()) {
     pathway_code = reference_lookup::pathway_of(value(c_pathway));
     if (pathway_code < 0) {
-      return line_defect{"UNKNOWN_PATHWAY", quoted(value(c_pathway)) + " is not a pathway", c_pathway};
+      return line_defect{"UNKNOWN_PATHWAY", detail::quoted(value(c_pathway)) + " is not a pathway",
+                         c_pathway};
     }
   }
   std::int64_t tpp = 0;
@@ -1659,7 +1659,7 @@ void shipment_log_builder::state::merge_chunk(const std::string& name, std::stri
           const auto again            = read_again(text, chunk.start[i], chunk.line[i] + base);
           const detail::csv_field& at = again.fields()[static_cast<std::size_t>(columns[c_chip])];
           throw config_error(name + ":" + std::to_string(at.line) + ":" + std::to_string(at.column) + ": " +
-                             e.what() + " (chip " + quoted(key) + ")");
+                             e.what() + " (chip " + detail::quoted(key) + ")");
         }
       }
       chip = code;
@@ -1698,8 +1698,8 @@ std::optional<line_defect> shipment_log_builder::state::check_id_and_totals(
   // twice is a DUPLICATE_ID line by line, whatever its values.
   if (options.earlier_id) {
     if (const auto earlier = options.earlier_id(id)) {
-      return line_defect{"DUPLICATE_ID", "shipment id " + quoted(id) + " was already used at " + *earlier,
-                         c_id};
+      return line_defect{"DUPLICATE_ID",
+                         "shipment id " + detail::quoted(id) + " was already used at " + *earlier, c_id};
     }
   }
   if (options.on_id) {
@@ -1738,7 +1738,8 @@ std::optional<line_defect> shipment_log_builder::state::check_id_and_totals(
   }
   if (earlier >= 0) {
     return line_defect{"DUPLICATE_ID",
-                       "shipment id " + quoted(id) + " was already used at " + source_of_id(earlier), c_id};
+                       "shipment id " + detail::quoted(id) + " was already used at " + source_of_id(earlier),
+                       c_id};
   }
   std::uint64_t tpp_sum = abs_tpp_sum;
   std::uint64_t qty_sum = abs_quantity_sum;

@@ -164,6 +164,10 @@ TEST_F(Cli, StdoutThatCannotBeWrittenIsAnError)
     }
   }
   EXPECT_EQ(run_shell("CLI report --backend cpu " + log + " >/dev/null").exit_code, 0);
+  // `ledger verify` writes through its terminal guard (README "What people read"): the same.
+  ASSERT_EQ(run("ledger init l.db").exit_code, 0);
+  EXPECT_EQ(run_shell("CLI ledger verify l.db >/dev/full").exit_code, 2);
+  EXPECT_EQ(run_shell("CLI ledger verify l.db >/dev/null").exit_code, 0);
 }
 
 TEST_F(Cli, BadFlagExitsTwo)
@@ -1162,4 +1166,125 @@ TEST_F(Cli, BundledSampleGivesTheHandComputedFindings)
             "violation,UNAUTHORIZED_PATHWAY,GULFAI,IN,NVEU,,,2025-06-02,S0008,2091900,\n"
             "violation,UVEU_TIER2_SHARE,HYPERSCALE-US,MY,,,,,,0.090909,0.070000\n"
             "warning,CAP_NEAR_LIMIT,,SA,,,,,,633280000,632000000\n");
+}
+
+// Text from input files reaches the analyst's terminal escaped (README "What people read"): a
+// value naming itself `ESC[2K` (erase line), NUL, U+009B (CSI), U+202E (right-to-left override),
+// a byte that is no UTF-8, or with a backslash or a line break, cannot hide or reorder a line.
+namespace {
+
+const std::string terminal_header = "shipment_id,date,entity,country,chip,quantity,pathway,tpp_per_unit\n";
+/// An entity of ESC [2K, NUL, U+009B, U+202E and a backslash (logs are UTF-8: no bad byte here).
+const std::string hostile_entity("E\x1b[2K\0\xc2\x9b\xe2\x80\xae\\x", 13);
+const std::string hostile_entity_shown = "E\\x1b[2K\\x00\\u009b\\u202e\\\\x";
+/// A value with all of the above, a byte that is no UTF-8 and a line break (a quoted field).
+const std::string hostile_field("X\x1b[2K\0\xc2\x9b\xe2\x80\xae\xff\\\nY", 15);
+const std::string hostile_field_shown = "X\\x1b[2K\\x00\\u009b\\u202e\\xff\\\\\\x0aY";
+
+/// Whether @p text holds a byte a terminal acts on, other than `\n`: C0, DEL, or the UTF-8 of
+/// U+009B and U+202E.
+bool holds_terminal_controls(const std::string& text)
+{
+  for (const char c : text) {
+    if ((static_cast<unsigned char>(c) < 0x20 && c != '\n') || c == 0x7f) { return true; }
+  }
+  return text.find("\xc2\x9b") != std::string::npos || text.find("\xe2\x80\xae") != std::string::npos;
+}
+
+}  // namespace
+
+TEST_F(Cli, TableViewEscapesInputText)
+{
+  // 3 units at tpp 7 to CN (tier 3): one PROHIBITED_DESTINATION of 21.
+  const auto log = write("log.csv", terminal_header +
+                                        "S\xe2\x80\xae"
+                                        "1,2025-03-01," +
+                                        hostile_entity + ",CN,H100-SXM,3,,7\n");
+  const auto r   = run("report --backend cpu " + log);
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_NE(r.out.find("\n  violation  PROHIBITED_DESTINATION  entity=" + hostile_entity_shown +
+                       "  country=CN  date=2025-03-01  shipment=S\\u202e1  value=21\n"),
+            std::string::npos)
+      << r.out;
+  EXPECT_FALSE(holds_terminal_controls(r.out)) << r.out;
+}
+
+TEST_F(Cli, StderrMessagesEscapeInputText)
+{
+  // Field 4 opens with its quote at byte 18 of line 2; the value's line break would otherwise
+  // start a line of its own.
+  const auto country =
+      write("country.csv", terminal_header + "S1,2025-03-01,E1,\"" + hostile_field + "\",H100-SXM,3,,7\n");
+  const auto r = run("report --backend cpu " + country);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err, "capledger: " + country + ":2:18: UNKNOWN_COUNTRY: '" + hostile_field_shown +
+                       "' is not in the countries table\n");
+
+  // The same value as a chip, rejected: the note on stderr is escaped, the rejects file's raw
+  // column keeps the line's bytes.
+  const std::string line = "S1,2025-03-01,E1,AE,\"" + hostile_field + "\",3,,";
+  const auto chip        = write("chip.csv", terminal_header + line + "\n");
+  const auto rejected    = run("report --backend cpu --rejects rejects.csv " + chip);
+  EXPECT_EQ(rejected.exit_code, 0) << rejected.err;
+  EXPECT_NE(rejected.err.find("capledger: rejected " + chip + ":2:21: UNKNOWN_CHIP: '" + hostile_field_shown +
+                              "' is not in the chips table and the line has no tpp_per_unit\n"),
+            std::string::npos)
+      << rejected.err;
+  EXPECT_FALSE(holds_terminal_controls(rejected.err)) << rejected.err;
+  const auto rows = parse_csv(read_text(work_ / "rejects.csv"));
+  ASSERT_EQ(rows.size(), 2U);
+  EXPECT_EQ(rows[1][4], line);
+
+  // A message no value builder quoted (a path given on the command line) passes stderr's guard:
+  // controls escaped, its backslash left as it is.
+  const auto missing = run("report --backend cpu 'no\x1b[2K\xc2\x9b\xe2\x80\xae\xff\\x.csv'");
+  EXPECT_EQ(missing.exit_code, 2);
+  EXPECT_EQ(missing.err.rfind("capledger: no\\x1b[2K\\u009b\\u202e\\xff\\x.csv: ", 0), 0U) << missing.err;
+}
+
+// Data outputs are data: the files under --out, `--format csv` and `--format json` (JSON escapes
+// the C0 controls itself), the balances, check and reconcile CSV keep the input's bytes.
+TEST_F(Cli, DataOutputsKeepInputBytes)
+{
+  const std::string id =
+      "S\xe2\x80\xae"
+      "1";
+  const auto log =
+      write("log.csv", terminal_header + id + ",2025-03-01," + hostile_entity + ",AE,H100-SXM,3,LPP,7\n");
+  const auto entity_row = [&](const std::string& csv, std::size_t column) {
+    for (const auto& row : parse_csv(csv)) {
+      if (row.size() > column && row[column] == hostile_entity) { return true; }
+    }
+    return false;
+  };
+  ASSERT_EQ(run("report --backend cpu --out out " + log).exit_code, 0);
+  EXPECT_TRUE(entity_row(read_text(work_ / "out" / "by_entity.csv"), 0));
+  EXPECT_TRUE(entity_row(read_text(work_ / "out" / "by_entity_country.csv"), 0));
+
+  // A finding to CN, in CSV and JSON on stdout.
+  const auto prohibited =
+      write("cn.csv", terminal_header + id + ",2025-03-01," + hostile_entity + ",CN,H100-SXM,3,,7\n");
+  const auto csv = run("report --backend cpu --format csv " + prohibited);
+  EXPECT_TRUE(entity_row(csv.out, 2)) << csv.out;
+  EXPECT_NE(csv.out.find("," + id + ",21,"), std::string::npos) << csv.out;
+  const auto as_json = run("report --backend cpu --format json " + prohibited);
+  const json report  = json::parse(as_json.out);
+  EXPECT_EQ(report["findings"][0]["entity"], hostile_entity);
+  EXPECT_EQ(report["findings"][0]["shipment_id"], id);
+  EXPECT_NE(as_json.out.find("\"E\\u001b[2K\\u0000\xc2\x9b\xe2\x80\xae\\\\x\""), std::string::npos)
+      << as_json.out;
+
+  // The ledger's CSV views; its balances table escapes.
+  ASSERT_EQ(run("ledger init l.db").exit_code, 0);
+  ASSERT_EQ(run("ledger ingest l.db " + log).exit_code, 0);
+  EXPECT_TRUE(entity_row(run("ledger balances l.db --format csv").out, 1));
+  const auto table = run("ledger balances l.db");
+  EXPECT_NE(table.out.find("\nLPP_ANNUAL   " + hostile_entity_shown + "  "), std::string::npos) << table.out;
+  EXPECT_FALSE(holds_terminal_controls(table.out)) << table.out;
+  const auto proposed =
+      write("p.csv", terminal_header + "P1,2025-03-02," + hostile_entity + ",AE,H100-SXM,1,LPP,7\n");
+  EXPECT_TRUE(entity_row(run("check l.db --proposed " + proposed).out, 3));
+  const auto inventory =
+      write("inventory.csv", "entity,country,chip,units\n" + hostile_entity + ",AE,H100-SXM,3\n");
+  EXPECT_TRUE(entity_row(run("reconcile l.db --inventory " + inventory).out, 0));
 }

@@ -369,6 +369,33 @@ TEST_F(verify_ledger_test, VerifyFindsRowsNoStoredLineWrites)
   EXPECT_EQ(cli("ledger verify l.db"), 0);
 }
 
+// Verify's text is for people: a stored value shows escaped where quoted, a stored path (no
+// value builder quotes it) passes stdout's guard. Here a stray order named with ESC [2K, U+009B,
+// U+202E, a backslash and a byte that is no UTF-8, then a stored line's chip so named under a
+// file record whose path holds ESC [2K and U+202E.
+TEST_F(verify_ledger_test, VerifyTextEscapesStoredText)
+{
+  const std::string hostile = "char(27) || '[2K' || char(155) || char(8238) || '\\' || CAST(X'FF' AS TEXT)";
+  const std::string shown   = "\\x1b[2K\\u009b\\u202e\\\\\\xff";
+  fs::copy_file(at("l.db"), at("whole.db"), fs::copy_options::overwrite_existing);
+  alter("INSERT INTO st_order VALUES ((SELECT orders FROM state_info), 'O' || " + hostile +
+        ", 1000000, -1, 0)");
+  std::string said;
+  EXPECT_EQ(cli("ledger verify l.db", &said), 1) << said << stderr_text();
+  EXPECT_NE(said.find("\n  row no stored line writes, st_order 'O" + shown + "', code 3: "),
+            std::string::npos)
+      << said;
+  fs::copy_file(at("whole.db"), at("l.db"), fs::copy_options::overwrite_existing);
+
+  alter("UPDATE files SET path = 'n' || char(27) || '[2K' || char(8238) || '.csv' WHERE file_id = 1");
+  alter("UPDATE lines SET chip = 'H' || " + hostile + " WHERE seq = 1");
+  EXPECT_EQ(cli("ledger verify l.db", &said), 1) << said << stderr_text();
+  EXPECT_NE(said.find("stored lines: the replay stops: n\\x1b[2K\\u202e.csv:2: UNKNOWN_CHIP: 'H" + shown +
+                      "' is not in the chips table"),
+            std::string::npos)
+      << said;
+}
+
 TEST_F(ledger_test, TenNightsGiveTheReportOfAllFiles)
 {
   const auto nights = generated_nights(6000, 10, 11);

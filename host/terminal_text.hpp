@@ -1,0 +1,50 @@
+/// @file terminal_text.hpp
+/// @brief Text from input files as a terminal may show it: no byte of it moves the cursor,
+/// recolours, hides or reorders what the analyst reads, and the escaped form reads back as one text.
+#pragma once
+
+#include <ostream>
+#include <streambuf>
+#include <string>
+#include <string_view>
+
+namespace capledger::detail {
+
+/// @brief @p text with everything a terminal acts on escaped, for a value shown to people (a
+/// table cell, a value quoted in a message): C0 controls (`\n` and `\t` too) and DEL as `\xHH`;
+/// C1 controls and the bidirectional and format controls U+061C, U+200E, U+200F, U+202A-U+202E
+/// and U+2066-U+2069 as `\uXXXX`; a byte that is no part of well-formed UTF-8 as `\xHH`; and `\`
+/// as `\\`, so that an escape in the output was made here. Hex digits are lower-case. Printable
+/// ASCII and every other UTF-8 character stay as they are. Data outputs keep their bytes.
+[[nodiscard]] std::string terminal_text(std::string_view text);
+
+/// @brief `'` + `terminal_text(value)` + `'`: a value as messages quote it.
+[[nodiscard]] std::string quoted(std::string_view value);
+
+/// @brief Stands between a stream for people and its buffer until destroyed, passing everything
+/// written on escaped as `terminal_text` escapes it except `\n`, which ends a message's lines,
+/// and `\`, which is a quoted value's own escape. The last guard of stderr: whoever built a
+/// message (a library's exception, a path, a value no builder quoted), no byte of it drives the
+/// terminal. A UTF-8 character written in pieces is held until it is whole.
+class terminal_guard final : public std::streambuf {
+ public:
+  explicit terminal_guard(std::ostream& stream);
+  ~terminal_guard() override;
+  terminal_guard(const terminal_guard&)            = delete;
+  terminal_guard& operator=(const terminal_guard&) = delete;
+
+ protected:
+  int_type overflow(int_type c) override;
+  std::streamsize xsputn(const char* text, std::streamsize count) override;
+  int sync() override;
+
+ private:
+  /// Writes `pending_` on escaped, all of it or up to a character cut short at its end.
+  bool pass(bool to_the_end);
+
+  std::ostream& stream_;
+  std::streambuf* sink_;
+  std::string pending_;  ///< written, not yet passed on: at most the first bytes of one character
+};
+
+}  // namespace capledger::detail

@@ -1,0 +1,133 @@
+/// @file terminal_text_test.cpp
+/// @brief Input text shown to people: `terminal_text`, stderr's `terminal_guard`, a table view.
+#include <capledger/ledger.hpp>
+
+#include "terminal_text.hpp"
+
+#include <gtest/gtest.h>
+
+#include <sstream>
+#include <string>
+
+namespace {
+
+using capledger::detail::terminal_guard;
+using capledger::detail::terminal_text;
+
+// ESC [2K (erase line), NUL, U+009B (CSI, a C1 control), U+202E (right-to-left override), a byte
+// that is no UTF-8, a backslash: each escaped; letters of any script stay.
+TEST(TerminalText, EscapesWhatDrivesATerminal)
+{
+  EXPECT_EQ(terminal_text(std::string("E\x1b[2K\0x\xc2\x9b\xe2\x80\xae\xff\\y", 15)),
+            "E\\x1b[2K\\x00x\\u009b\\u202e\\xff\\\\y");
+  EXPECT_EQ(terminal_text("a\nb\tc\rd\x7f"), "a\\x0ab\\x09c\\x0dd\\x7f");
+  EXPECT_EQ(terminal_text("Caf\xc3\xa9 \xe4\xb8\xad \xd8\xb9 ~"),
+            "Caf\xc3\xa9 \xe4\xb8\xad \xd8\xb9 ~");  // é 中 ع
+  // C1's ends and the characters just past them: U+0080, U+009F escaped; U+00A0 (no-break space) kept.
+  EXPECT_EQ(terminal_text("\xc2\x80\xc2\x9f\xc2\xa0"), "\\u0080\\u009f\xc2\xa0");
+  // Every bidirectional and format control named, and neighbours that are none: U+061B, U+200D,
+  // U+2029, U+202F, U+2065, U+206A kept.
+  EXPECT_EQ(terminal_text("\xd8\x9c\xe2\x80\x8e\xe2\x80\x8f\xe2\x80\xaa\xe2\x80\xab\xe2\x80\xac\xe2\x80\xad"
+                          "\xe2\x81\xa6\xe2\x81\xa7\xe2\x81\xa8\xe2\x81\xa9"),
+            "\\u061c\\u200e\\u200f\\u202a\\u202b\\u202c\\u202d\\u2066\\u2067\\u2068\\u2069");
+  EXPECT_EQ(terminal_text("\xd8\x9b\xe2\x80\x8d\xe2\x80\xa9\xe2\x80\xaf\xe2\x81\xa5\xe2\x81\xaa"),
+            "\xd8\x9b\xe2\x80\x8d\xe2\x80\xa9\xe2\x80\xaf\xe2\x81\xa5\xe2\x81\xaa");
+  // Not UTF-8, byte by byte: an overlong '/', a surrogate, past U+10FFFF, a lone continuation,
+  // a sequence cut short by the text's end and one cut short by an ASCII letter.
+  EXPECT_EQ(terminal_text("\xc0\xaf|\xed\xa0\x80|\xf4\x90\x80\x80|\x80|\xe2\x80"),
+            "\\xc0\\xaf|\\xed\\xa0\\x80|\\xf4\\x90\\x80\\x80|\\x80|\\xe2\\x80");
+  EXPECT_EQ(terminal_text("\xe2\x80z"), "\\xe2\\x80z");
+  EXPECT_EQ(terminal_text("\xf0\x9f\x98\x80"), "\xf0\x9f\x98\x80");  // U+1F600, four bytes, kept
+  EXPECT_EQ(terminal_text(""), "");
+}
+
+TEST(TerminalText, QuotedIsTheEscapedValueInQuotes)
+{
+  EXPECT_EQ(capledger::detail::quoted("it's\x1b"), "'it's\\x1b'");
+}
+
+// The guard escapes what passes through but `\n` and `\`: a message's lines, a value's escapes.
+TEST(TerminalGuard, EscapesAStreamButLineEndsAndBackslashes)
+{
+  std::ostringstream sink;
+  std::streambuf* const own = sink.rdbuf();
+  {
+    const terminal_guard guard(sink);
+    EXPECT_NE(static_cast<std::ostream&>(sink).rdbuf(), own);
+    sink << "capledger: " << std::string("p\x1b]0;t\x07\0\xc2\x9b\xe2\x80\xae\xff\\x\tq", 18) << '\n'
+         << 42 << "\n";
+  }
+  EXPECT_EQ(static_cast<std::ostream&>(sink).rdbuf(), own);  // put back
+  EXPECT_EQ(sink.str(), "capledger: p\\x1b]0;t\\x07\\x00\\u009b\\u202e\\xff\\x\\x09q\n42\n");
+}
+
+// A character written in pieces is one character; one never finished is bytes.
+TEST(TerminalGuard, HoldsACharacterWrittenInPieces)
+{
+  std::ostringstream sink;
+  {
+    const terminal_guard guard(sink);
+    sink << "a\xe2\x80";
+    sink.flush();
+    EXPECT_EQ(sink.str(), "a");
+    sink << '\xae' << "b\xe2"
+         << "\x80"
+         << "z\xf0\x9f";
+  }
+  EXPECT_EQ(sink.str(), "a\\u202eb\\xe2\\x80z\\xf0\\x9f");
+}
+
+TEST(TerminalGuard, AFailedWriteShowsOnTheStream)
+{
+  struct refusing : std::streambuf {
+    int_type overflow(int_type) override { return traits_type::eof(); }
+  } nowhere;
+  std::ostream out(&nowhere);
+  {
+    const terminal_guard guard(out);
+    out << "lost";
+  }
+  EXPECT_TRUE(out.bad());  // also after the guard gave the stream its buffer back
+
+  // Text taken, the flush at the end failing (stdout on a full disk).
+  struct unflushable : std::streambuf {
+    int_type overflow(int_type c) override { return c; }
+    int sync() override { return -1; }
+  } full;
+  std::ostream late(&full);
+  {
+    const terminal_guard guard(late);
+    late << "taken";
+    EXPECT_TRUE(late.good());
+  }
+  EXPECT_TRUE(late.bad());
+}
+
+// The balances table: cells escaped, and each column as wide as its widest cell shown (the
+// escaped text, 31 characters for this entity), so the columns stay aligned. The CSV keeps the bytes.
+TEST(TerminalText, BalancesTableEscapesAndAligns)
+{
+  capledger::cap_balance b;
+  b.cap                          = "LPP_ORDER";
+  b.entity                       = std::string("E\x1b[2K\0\xc2\x9b\xe2\x80\xae\xff\\x", 14);
+  b.country                      = "AE";
+  b.order_id                     = "O\t1";
+  b.limit_tpp                    = 100;
+  b.consumed_tpp                 = 50;
+  b.used_pct                     = "50.00";
+  const std::string entity_shown = "E\\x1b[2K\\x00\\u009b\\u202e\\xff\\\\x";
+  ASSERT_EQ(entity_shown.size(), 31U);
+  const auto pad = [](std::size_t n) { return std::string(n, ' '); };
+  // Widths: cap 9, entity 31, country 7, year 4, then the headers' (numbers right-aligned), order_id 8.
+  EXPECT_EQ(capledger::balances_text({b}, "table"),
+            "cap" + pad(6) + "  entity" + pad(25) +
+                "  country  year  limit_tpp  consumed_tpp  remaining_tpp  used_pct  warn_level  order_id\n" +
+                "LPP_ORDER  " + entity_shown + "  AE" + pad(5) + "  " + pad(4) + "  " + pad(6) + "100  " +
+                pad(10) + "50  " + pad(11) + "50  " + pad(3) + "50.00  " + pad(10) + "  O\\x091\n");
+  EXPECT_EQ(capledger::balances_text({b}, "csv"),
+            "cap,entity,country,year,limit_tpp,consumed_tpp,remaining_tpp,used_pct,warn_level,order_id\n"
+            "LPP_ORDER," +
+                b.entity + ",AE,,100,50,50,50.00,,O\t1\n");
+}
+
+}  // namespace
