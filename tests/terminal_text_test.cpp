@@ -30,6 +30,12 @@ TEST(TerminalText, EscapesWhatDrivesATerminal)
   EXPECT_EQ(terminal_text("\xd8\x9c\xe2\x80\x8e\xe2\x80\x8f\xe2\x80\xaa\xe2\x80\xab\xe2\x80\xac\xe2\x80\xad"
                           "\xe2\x81\xa6\xe2\x81\xa7\xe2\x81\xa8\xe2\x81\xa9"),
             "\\u061c\\u200e\\u200f\\u202a\\u202b\\u202c\\u202d\\u2066\\u2067\\u2068\\u2069");
+  // Invisible characters that would make "AC?ME" look like "ACME": U+200B, U+2060, U+FEFF
+  // escaped; the joiners U+200C and U+200D, which Persian and Indic names use, kept.
+  EXPECT_EQ(terminal_text("AC\xe2\x80\x8bM\xe2\x81\xa0"
+                          "E\xef\xbb\xbf"),
+            "AC\\u200bM\\u2060E\\ufeff");
+  EXPECT_EQ(terminal_text("\xe2\x80\x8c\xe2\x80\x8d"), "\xe2\x80\x8c\xe2\x80\x8d");
   EXPECT_EQ(terminal_text("\xd8\x9b\xe2\x80\x8d\xe2\x80\xa9\xe2\x80\xaf\xe2\x81\xa5\xe2\x81\xaa"),
             "\xd8\x9b\xe2\x80\x8d\xe2\x80\xa9\xe2\x80\xaf\xe2\x81\xa5\xe2\x81\xaa");
   // Not UTF-8, byte by byte: an overlong '/', a surrogate, past U+10FFFF, a lone continuation,
