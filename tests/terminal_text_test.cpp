@@ -6,8 +6,12 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdint>
+#include <optional>
+#include <random>
 #include <sstream>
 #include <string>
+#include <vector>
 
 namespace {
 
@@ -45,6 +49,95 @@ TEST(TerminalText, EscapesWhatDrivesATerminal)
   EXPECT_EQ(terminal_text("\xe2\x80z"), "\\xe2\\x80z");
   EXPECT_EQ(terminal_text("\xf0\x9f\x98\x80"), "\xf0\x9f\x98\x80");  // U+1F600, four bytes, kept
   EXPECT_EQ(terminal_text(""), "");
+}
+
+/// The code points of @p text if it is well-formed UTF-8 (written here from RFC 3629's table, not
+/// with the decoder under test), else nothing.
+std::optional<std::vector<char32_t>> code_points(const std::string& text)
+{
+  std::vector<char32_t> out;
+  for (std::size_t i = 0; i < text.size();) {
+    const auto b    = [&](std::size_t k) { return static_cast<unsigned char>(text[k]); };
+    const auto tail = [&](std::size_t k) { return k < text.size() && (b(k) & 0xC0U) == 0x80U; };
+    if (b(i) < 0x80) {
+      out.push_back(b(i++));
+    } else if (b(i) >= 0xC2 && b(i) <= 0xDF && tail(i + 1)) {
+      out.push_back(((b(i) & 0x1FU) << 6) | (b(i + 1) & 0x3FU));
+      i += 2;
+    } else if ((b(i) & 0xF0U) == 0xE0 && tail(i + 1) && tail(i + 2)) {
+      const char32_t c = ((b(i) & 0x0FU) << 12) | ((b(i + 1) & 0x3FU) << 6) | (b(i + 2) & 0x3FU);
+      if (c < 0x800 || (c >= 0xD800 && c <= 0xDFFF)) { return std::nullopt; }
+      out.push_back(c);
+      i += 3;
+    } else if (b(i) >= 0xF0 && b(i) <= 0xF4 && tail(i + 1) && tail(i + 2) && tail(i + 3)) {
+      const char32_t c = ((b(i) & 0x07U) << 18) | ((b(i + 1) & 0x3FU) << 12) | ((b(i + 2) & 0x3FU) << 6) |
+                         (b(i + 3) & 0x3FU);
+      if (c < 0x10000 || c > 0x10FFFF) { return std::nullopt; }
+      out.push_back(c);
+      i += 4;
+    } else {
+      return std::nullopt;
+    }
+  }
+  return out;
+}
+
+/// Undoes the escapes the README lists: `\\`, `\xHH` (a byte), `\uXXXX` (a code point, UTF-8).
+std::string unescaped(const std::string& text)
+{
+  std::string out;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    if (text[i] != '\\') {
+      out += text[i];
+    } else if (text[i + 1] == '\\') {
+      out += '\\';
+      ++i;
+    } else if (text[i + 1] == 'x') {
+      out += static_cast<char>(std::stoi(text.substr(i + 2, 2), nullptr, 16));
+      i += 3;
+    } else {
+      const auto c = static_cast<char32_t>(std::stoi(text.substr(i + 2, 4), nullptr, 16));
+      if (c < 0x800) {
+        out += static_cast<char>(0xC0 | (c >> 6));
+      } else {
+        out += static_cast<char>(0xE0 | (c >> 12));
+        out += static_cast<char>(0x80 | ((c >> 6) & 0x3F));
+      }
+      out += static_cast<char>(0x80 | (c & 0x3F));
+      i += 5;
+    }
+  }
+  return out;
+}
+
+// On random texts of ASCII, controls and whole, broken and cut-off UTF-8: the escaped text is
+// well-formed UTF-8 without a control or listed character, and reads back as the input.
+TEST(TerminalText, EscapedTextIsCleanAndReadsBack)
+{
+  // clang-format off
+  const std::vector<std::string> pieces = {
+      "a", "Z", " ", "\\", "x", "u", "\x1b", std::string(1, '\0'), "\n", "\x7f", "\xc3\xa9", "\xe4\xb8\xad",
+      "\xf0\x9f\x98\x80", "\xc2\x9b", "\xe2\x80\xae", "\xe2\x80\x8b", "\xef\xbb\xbf",
+      "\xe2\x80\x8d", "\xc2", "\xe2\x80", "\x80", "\xff", "\xed\xa0\x80", "\xc0\xaf",
+      "\xf4\x90\x80\x80"};
+  // clang-format on
+  const auto listed = [](char32_t c) {
+    return c < 0x20 || c == 0x7F || (c >= 0x80 && c <= 0x9F) || c == 0x061C || c == 0x200B || c == 0x200E ||
+           c == 0x200F || (c >= 0x202A && c <= 0x202E) || c == 0x2060 || (c >= 0x2066 && c <= 0x2069) ||
+           c == 0xFEFF;
+  };
+  std::mt19937 random(20261127);
+  for (int round = 0; round < 20000; ++round) {
+    std::string text;
+    for (int n = static_cast<int>(random() % 12); n > 0; --n) { text += pieces[random() % pieces.size()]; }
+    const std::string escaped = terminal_text(text);
+    const auto points         = code_points(escaped);
+    ASSERT_TRUE(points.has_value()) << "not UTF-8: " << escaped;
+    for (const char32_t c : *points) {
+      ASSERT_FALSE(listed(c)) << "U+" << std::hex << c << " in " << escaped;
+    }
+    ASSERT_EQ(unescaped(escaped), text) << escaped;
+  }
 }
 
 TEST(TerminalText, QuotedIsTheEscapedValueInQuotes)
