@@ -17,7 +17,6 @@
 #include <algorithm>
 #include <charconv>
 #include <fstream>
-#include <iomanip>
 #include <map>
 #include <numeric>
 #include <ostream>
@@ -180,20 +179,21 @@ std::string balances_text(const std::vector<cap_balance>& balances, const std::s
   for (auto& r : rows) {  // before the widths: a cell is as wide as it is shown
     for (auto& cell : r) { cell = detail::terminal_text(cell); }
   }
+  // Widths in terminal columns, not bytes: a consignee named in Chinese or with accents lines up.
   std::vector<std::size_t> width(header.size());
   for (std::size_t k = 0; k < header.size(); ++k) { width[k] = header[k].size(); }
   for (const auto& r : rows) {
-    for (std::size_t k = 0; k < r.size(); ++k) { width[k] = std::max(width[k], r[k].size()); }
+    for (std::size_t k = 0; k < r.size(); ++k) { width[k] = std::max(width[k], detail::display_width(r[k])); }
   }
   std::string out;
   const auto print = [&](const std::vector<std::string>& r) {
-    std::ostringstream line;
+    std::string text;
     for (std::size_t k = 0; k < r.size(); ++k) {
       // Text columns left-aligned, numbers right-aligned, as in a balance sheet.
-      line << (k < 4 || k >= 8 ? std::left : std::right) << std::setw(static_cast<int>(width[k])) << r[k]
-           << (k + 1 < r.size() ? "  " : "");
+      const std::string pad(width[k] - detail::display_width(r[k]), ' ');
+      text += k < 4 || k >= 8 ? r[k] + pad : pad + r[k];
+      if (k + 1 < r.size()) { text += "  "; }
     }
-    std::string text = line.str();
     text.erase(text.find_last_not_of(' ') + 1);  // no trailing spaces after empty last columns
     out += text + "\n";
   };

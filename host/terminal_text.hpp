@@ -19,6 +19,12 @@ namespace capledger::detail {
 /// bytes.
 [[nodiscard]] std::string terminal_text(std::string_view text);
 
+/// @brief The columns a terminal gives @p shown (text `terminal_text` made: well-formed UTF-8,
+/// no controls), for aligning tables: 2 for East Asian wide and fullwidth characters (CJK, Hangul,
+/// fullwidth forms, emoji), 0 for combining marks, variation selectors and the joiners, 1 for the
+/// rest. Approximate for scripts whose marks are not listed (Indic among them).
+[[nodiscard]] std::size_t display_width(std::string_view shown);
+
 /// @brief `'` + `terminal_text(value)` + `'`: a value as messages quote it.
 [[nodiscard]] std::string quoted(std::string_view value);
 

@@ -229,4 +229,44 @@ TEST(TerminalText, BalancesTableEscapesAndAligns)
                 b.entity + ",AE,,100,50,50,50.00,,O\t1\n");
 }
 
+// Terminal columns, not bytes: wide CJK and Hangul 2, a combining accent and a joiner 0, an emoji 2.
+TEST(TerminalText, DisplayWidthCountsTerminalColumns)
+{
+  using capledger::detail::display_width;
+  EXPECT_EQ(display_width("ACME"), 4U);
+  EXPECT_EQ(display_width("\xe5\x8d\x8e\xe4\xb8\xba"), 4U);          // 华为: 6 bytes
+  EXPECT_EQ(display_width("\xec\x82\xbc\xec\x84\xb1"), 4U);          // 삼성: 6 bytes
+  EXPECT_EQ(display_width("Cafe\xcc\x81"), 4U);                      // e + U+0301
+  EXPECT_EQ(display_width("Caf\xc3\xa9"), 4U);                       // é precomposed
+  EXPECT_EQ(display_width("\xd8\xb4\xd8\xb1\xd9\x83\xd8\xa9"), 4U);  // شركة
+  EXPECT_EQ(display_width("a\xe2\x80\x8d"
+                          "b"),
+            2U);                                      // a ZWJ b
+  EXPECT_EQ(display_width("\xf0\x9f\x98\x80!"), 3U);  // U+1F600 and '!'
+  EXPECT_EQ(display_width("\xef\xbc\xa1"), 2U);       // fullwidth A
+  EXPECT_EQ(display_width("\\u202e"), 6U);            // an escape as shown
+}
+
+// The balances table lines up a consignee named in Chinese and one with a combining accent.
+TEST(TerminalText, BalancesTableAlignsByTerminalColumns)
+{
+  capledger::cap_balance wide, accent;
+  wide.cap = accent.cap = "LPP_ANNUAL";
+  wide.entity           = "\xe5\x8d\x8e\xe4\xb8\xba";  // 华为: 2 characters, 4 columns, 6 bytes
+  accent.entity         = "Cafe\xcc\x81s";             // Cafés: 5 columns, 7 bytes
+  wide.country = accent.country = "AE";
+  wide.year = accent.year = "2025";
+  wide.limit_tpp = accent.limit_tpp = 100;
+  wide.used_pct = accent.used_pct = "0.00";
+  const auto pad                  = [](std::size_t n) { return std::string(n, ' '); };
+  // entity column 6 wide (the header); after it the columns as in BalancesTableEscapesAndAligns.
+  const std::string rest = "  AE" + pad(5) + "  2025  " + pad(6) + "100  " + pad(11) + "0  " + pad(10) +
+                           "100  " + pad(4) + "0.00\n";
+  EXPECT_EQ(capledger::balances_text({wide, accent}, "table"),
+            "cap         entity  country  year  limit_tpp  consumed_tpp  remaining_tpp  used_pct  warn_level "
+            " order_id\n"
+            "LPP_ANNUAL  " +
+                wide.entity + pad(2) + rest + "LPP_ANNUAL  " + accent.entity + pad(1) + rest);
+}
+
 }  // namespace
