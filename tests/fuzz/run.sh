@@ -44,9 +44,9 @@ if [[ ${#fast_sources[@]} -gt 0 && -e "$root/host/fast_csv.hpp" ]]; then
   fast_flags=(-DCAPLEDGER_FUZZ_FAST_CSV=1)
   echo "run.sh: host/fast_csv found: csv_differential_fuzz compares fast_csv_reader too"
 fi
-csv_sources=("$root/host/csv.cpp" "${fast_sources[@]}")
-ingest_sources=("$root/host/csv.cpp" "$root/host/shipments.cpp" "$root/host/file_io.cpp"
-                "$root/host/reference.cpp" "$root/host/calendar.cpp" "${fast_sources[@]}")
+csv_sources=("$root/host/csv.cpp" "$root/host/terminal_text.cpp" "${fast_sources[@]}")
+ingest_sources=("${csv_sources[@]}" "$root/host/shipments.cpp" "$root/host/file_io.cpp"
+                "$root/host/reference.cpp" "$root/host/calendar.cpp")
 # The streaming report against the column report: everything but the CLI, the ledger and CUDA.
 report_sources=("${ingest_sources[@]}")
 for f in entities checks report cpu_backend streaming_report external_id_check gpu_unavailable; do
