@@ -1,5 +1,6 @@
 /// @file report.cpp
 /// @brief The `report` job: load, ingest, aggregate on a backend, check, render, write (SPEC §5, §6).
+#include <capledger/entity_variants.hpp>
 #include <capledger/error.hpp>
 #include <capledger/report.hpp>
 
@@ -362,6 +363,7 @@ report_output render_report(const reference_data& ref, const report_source& sour
   out.as_of        = as_of;
   out.checks = evaluate_checks(agg, context, ref.rules, ref.countries, ref.entities, source, options.warn_at);
   const dictionary& entities  = source.entities();
+  out.notes                   = entity_variant_notes(entities, ref.entities);
   const dictionary& exporters = source.exporters();
   const chip_table& log_chips = source.chips();
   const std::int64_t h100     = ref.rules.h100_tpp;
@@ -695,6 +697,7 @@ int emit_report(const report_output& report, rejects_output& rejects, const repo
     if (staged) { staged->commit(); }
     rejects.commit();
   }
+  for (const std::string& note : report.notes) { diagnostics << note << "\n"; }
   rejects.note(diagnostics);
 
   if (!options.out_dir.empty()) {

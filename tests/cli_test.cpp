@@ -1288,3 +1288,41 @@ TEST_F(Cli, DataOutputsKeepInputBytes)
       write("inventory.csv", "entity,country,chip,units\n" + hostile_entity + ",AE,H100-SXM,3\n");
   EXPECT_TRUE(entity_row(run("reconcile l.db --inventory " + inventory).out, 0));
 }
+
+// One consignee written two ways stays two entities (SPEC §1.2), and every command that matches
+// lines to entities says so on stderr, never in its outputs; the exit code is the rules' alone.
+TEST_F(Cli, EntityIdsWrittenAlikeAreNotedOnStderr)
+{
+  const auto entities = write("e.csv", "entity,hq_country,status,nveu_countries\nACME Corp,US,UVEU,\n");
+  const auto log      = write("log.csv", header +
+                                             "S1,2025-02-01,Acme Corp,US,H100-SXM,10\n"
+                                                  "S2,2025-03-01,ACME Corp,US,H100-SXM,20\n");
+  const std::string note =
+      "capledger: note: entity 'ACME Corp' (entities file) is also written 'Acme Corp': counted as separate "
+      "entities (entity ids match exactly)\n";
+  const auto r = run("report --backend cpu " + log + " --entities " + entities + " --out o");
+  EXPECT_EQ(r.exit_code, 0) << r.err;  // tier-1 LICENSE lines, a compliant UVEU: no finding
+  EXPECT_EQ(r.err, note + "capledger: wrote 8 files to o\n");
+  for (const auto& name : output_files) {
+    EXPECT_EQ(read_text(work_ / "o" / name).find("note"), std::string::npos) << name;
+  }
+
+  ASSERT_EQ(run("ledger init l.db").exit_code, 0);
+  ASSERT_EQ(run("ledger ingest l.db " + log + " --entities " + entities).exit_code, 0);
+  for (const std::string& command : {"ledger report l.db", "ledger report l.db --replay"}) {
+    const auto lr = run(command);
+    EXPECT_EQ(lr.exit_code, 0) << command << ": " << lr.err;
+    EXPECT_NE(lr.err.find(note), std::string::npos) << command << ": " << lr.err;
+    EXPECT_EQ(lr.out.find("note"), std::string::npos) << command;
+  }
+  // A proposed line to a variant of the UVEU: check names the proposed spelling (the ledger's are not
+  // read for it).
+  const auto proposed = write("p.csv", header + "P1,2025-04-01,acme corp,US,H100-SXM,1\n");
+  const auto c        = run("check l.db --proposed " + proposed);
+  EXPECT_EQ(c.exit_code, 0) << c.err;
+  EXPECT_NE(c.err.find("capledger: note: entity 'ACME Corp' (entities file) is also written 'acme corp': "
+                       "counted as separate entities (entity ids match exactly)\n"),
+            std::string::npos)
+      << c.err;
+  EXPECT_EQ(c.out.find("note"), std::string::npos);
+}

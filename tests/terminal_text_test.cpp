@@ -29,6 +29,12 @@ TEST(TerminalText, EscapesWhatDrivesATerminal)
             "Caf\xc3\xa9 \xe4\xb8\xad \xd8\xb9 ~");  // é 中 ع
   // C1's ends and the characters just past them: U+0080, U+009F escaped; U+00A0 (no-break space) kept.
   EXPECT_EQ(terminal_text("\xc2\x80\xc2\x9f\xc2\xa0"), "\\u0080\\u009f\xc2\xa0");
+  // The soft hyphen U+00AD, invisible inside a word ("AC-ME" would look like "ACME"), escaped;
+  // its neighbours U+00AC and U+00AE kept.
+  EXPECT_EQ(terminal_text("\xc2\xac"
+                          "AC\xc2\xadME\xc2\xae"),
+            "\xc2\xac"
+            "AC\\u00adME\xc2\xae");
   // Every bidirectional and format control named, and neighbours that are none: U+061B, U+200D,
   // U+2029, U+202F, U+2065, U+206A kept.
   EXPECT_EQ(terminal_text("\xd8\x9c\xe2\x80\x8e\xe2\x80\x8f\xe2\x80\xaa\xe2\x80\xab\xe2\x80\xac\xe2\x80\xad"
@@ -118,13 +124,13 @@ TEST(TerminalText, EscapedTextIsCleanAndReadsBack)
   const std::vector<std::string> pieces = {
       "a", "Z", " ", "\\", "x", "u", "\x1b", std::string(1, '\0'), "\n", "\x7f", "\xc3\xa9", "\xe4\xb8\xad",
       "\xf0\x9f\x98\x80", "\xc2\x9b", "\xe2\x80\xae", "\xe2\x80\x8b", "\xef\xbb\xbf",
-      "\xe2\x80\x8d", "\xc2", "\xe2\x80", "\x80", "\xff", "\xed\xa0\x80", "\xc0\xaf",
+      "\xc2\xad", "\xe2\x80\x8d", "\xc2", "\xe2\x80", "\x80", "\xff", "\xed\xa0\x80", "\xc0\xaf",
       "\xf4\x90\x80\x80"};
   // clang-format on
   const auto listed = [](char32_t c) {
-    return c < 0x20 || c == 0x7F || (c >= 0x80 && c <= 0x9F) || c == 0x061C || c == 0x200B || c == 0x200E ||
-           c == 0x200F || (c >= 0x202A && c <= 0x202E) || c == 0x2060 || (c >= 0x2066 && c <= 0x2069) ||
-           c == 0xFEFF;
+    return c < 0x20 || c == 0x7F || (c >= 0x80 && c <= 0x9F) || c == 0x00AD || c == 0x061C || c == 0x200B ||
+           c == 0x200E || c == 0x200F || (c >= 0x202A && c <= 0x202E) || c == 0x2060 ||
+           (c >= 0x2066 && c <= 0x2069) || c == 0xFEFF;
   };
   std::mt19937 random(20261127);
   for (int round = 0; round < 20000; ++round) {

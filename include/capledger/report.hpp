@@ -85,6 +85,7 @@ struct report_output {
   std::string table;                         ///< the readable stdout summary
   std::string json;                          ///< summary plus findings, for `--format json`
   check_results checks;
+  std::vector<std::string> notes;  ///< for stderr only: entity ids written alike (`entity_variant_notes`)
   std::string backend_used;
   std::optional<day_t> as_of;
 };

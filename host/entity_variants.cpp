@@ -1,0 +1,131 @@
+/// @file entity_variants.cpp
+/// @brief Groups entity ids written alike (case, spacing, invisible characters) for a note on stderr.
+#include <capledger/entity_variants.hpp>
+
+#include "terminal_text.hpp"
+
+#include <algorithm>
+#include <functional>
+#include <iterator>
+#include <map>
+
+namespace capledger {
+
+namespace {
+
+// UTF-8 of the characters a key drops or reads as a space (entity ids are checked UTF-8).
+constexpr std::string_view invisible[]    = {"\xE2\x80\x8B", "\xE2\x81\xA0", "\xEF\xBB\xBF", "\xC2\xAD"};
+constexpr std::string_view no_break_space = "\xC2\xA0";
+
+bool starts_with(std::string_view text, std::size_t at, std::string_view prefix)
+{
+  return text.compare(at, prefix.size(), prefix) == 0;
+}
+
+/// Writes @p id's key over @p key: one buffer serves every id.
+void write_key(std::string_view id, std::string& key)
+{
+  key.clear();
+  bool blank = false;  // a run of blanks was passed: one space before the next character kept
+  for (std::size_t at = 0; at < id.size();) {
+    const char c = id[at];
+    if (c == ' ' || c == '\t') {
+      blank = true;
+      ++at;
+      continue;
+    }
+    if (static_cast<unsigned char>(c) >= 0x80) {
+      if (starts_with(id, at, no_break_space)) {
+        blank = true;
+        at += no_break_space.size();
+        continue;
+      }
+      const auto* dropped = std::find_if(std::begin(invisible), std::end(invisible),
+                                         [&](std::string_view s) { return starts_with(id, at, s); });
+      if (dropped != std::end(invisible)) {
+        at += dropped->size();
+        continue;
+      }
+    }
+    if (blank && !key.empty()) { key += ' '; }
+    blank = false;
+    key += c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
+    ++at;
+  }
+}
+
+}  // namespace
+
+std::string entity_variant_key(std::string_view id)
+{
+  std::string key;
+  write_key(id, key);
+  return key;
+}
+
+std::vector<std::string> entity_variant_notes(const dictionary& line_entities, const entity_table& listed,
+                                              std::size_t at_most)
+{
+  struct spelling {
+    const std::string* id;
+    bool listed;  ///< in the entities file
+  };
+  // Every id of the entities file and of the lines (one in both is met twice) by its key's hash,
+  // sorted: ids written alike share a hash, so keys are built again and compared only in runs of
+  // equal hashes of two or more ids (few or none). A key kept for each id, and a look-up in the
+  // entities file for each line's id, cost 0.5 s for a million ids.
+  std::vector<std::pair<std::size_t, spelling>> by_hash;
+  by_hash.reserve(listed.rows.size() + static_cast<std::size_t>(line_entities.size()));
+  std::string key;
+  const auto add = [&](const std::string& id, bool in_file) {
+    write_key(id, key);
+    by_hash.push_back({std::hash<std::string_view>{}(key), {&id, in_file}});
+  };
+  for (const entity_info& row : listed.rows) { add(row.id, true); }
+  for (std::int32_t e = 0; e < line_entities.size(); ++e) { add(line_entities.text(e), false); }
+  std::sort(by_hash.begin(), by_hash.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+
+  std::map<std::string, std::vector<spelling>> groups;  // key order: the notes' order
+  for (std::size_t run = 0, end = 0; run < by_hash.size(); run = end) {
+    const std::string& first = *by_hash[run].second.id;
+    bool one_id              = true;
+    for (end = run + 1; end < by_hash.size() && by_hash[end].first == by_hash[run].first; ++end) {
+      one_id = one_id && *by_hash[end].second.id == first;
+    }
+    if (one_id) { continue; }
+    for (std::size_t i = run; i < end; ++i) {
+      groups[entity_variant_key(*by_hash[i].second.id)].push_back(by_hash[i].second);
+    }
+  }
+  for (auto at = groups.begin(); at != groups.end();) {
+    // Each id once (listed where it is), the entities file's first, then byte order.
+    std::vector<spelling>& group = at->second;
+    std::sort(group.begin(), group.end(), [](const spelling& a, const spelling& b) {
+      return *a.id != *b.id ? *a.id < *b.id : a.listed > b.listed;
+    });
+    group.erase(std::unique(group.begin(), group.end(),
+                            [](const spelling& a, const spelling& b) { return *a.id == *b.id; }),
+                group.end());
+    std::stable_partition(group.begin(), group.end(), [](const spelling& s) { return s.listed; });
+    at = group.size() < 2 ? groups.erase(at) : std::next(at);  // one id, or keys that share a hash
+  }
+
+  std::vector<std::string> notes;
+  for (const auto& named : groups) {
+    const std::vector<spelling>& group = named.second;
+    if (notes.size() == at_most) {
+      notes.push_back("capledger: note: and " + std::to_string(groups.size() - at_most) +
+                      " more group(s) of entity ids written alike");
+      break;
+    }
+    const auto shown = [](const spelling& s) {
+      return detail::quoted(*s.id) + (s.listed ? " (entities file)" : "");
+    };
+    std::string note = "capledger: note: entity " + shown(group.front()) + " is also written ";
+    for (std::size_t i = 1; i < group.size(); ++i) { note += (i > 1 ? ", " : "") + shown(group[i]); }
+    notes.push_back(note + ": counted as separate entities (entity ids match exactly)");
+  }
+  return notes;
+}
+
+}  // namespace capledger

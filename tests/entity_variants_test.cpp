@@ -1,0 +1,144 @@
+/// @file entity_variants_test.cpp
+/// @brief entity_variant_key and entity_variant_notes: ids written alike, told apart from distinct ones.
+#include <capledger/entity_variants.hpp>
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+namespace {
+
+using capledger::dictionary;
+using capledger::entity_table;
+using capledger::entity_variant_key;
+using capledger::entity_variant_notes;
+
+const std::string tail = ": counted as separate entities (entity ids match exactly)";
+
+dictionary log_of(const std::vector<std::string>& ids)
+{
+  dictionary d;
+  for (const auto& id : ids) { d.encode(id); }
+  return d;
+}
+
+entity_table listing(const std::vector<std::string>& ids)
+{
+  entity_table table;
+  for (const auto& id : ids) {
+    table.index_of.emplace(id, static_cast<std::int32_t>(table.rows.size()));
+    table.rows.push_back({});
+    table.rows.back().id = id;
+  }
+  return table;
+}
+
+TEST(EntityVariantKey, FoldsAsciiCaseCollapsesBlanksDropsInvisibles)
+{
+  EXPECT_EQ(entity_variant_key("ACME Corp"), "acme corp");
+  EXPECT_EQ(entity_variant_key("AZaz@[`{09"), "azaz@[`{09");  // only A-Z move
+  EXPECT_EQ(entity_variant_key("  Acme \t\xc2\xa0 Corp\t"), "acme corp");
+  EXPECT_EQ(entity_variant_key("Acme\xc2\xa0"
+                               "Corp"),
+            "acme corp");
+  // U+200B, U+2060, U+FEFF, U+00AD dropped, also between blanks (the run stays one space).
+  EXPECT_EQ(entity_variant_key("\xef\xbb\xbf"
+                               "A\xe2\x80\x8b"
+                               "C\xe2\x81\xa0ME \xc2\xad Co\xc2\xadrp\xe2\x80\x8b"),
+            "acme corp");
+  // Kept: other characters near those bytes (U+00AC, U+200C), and a space is not removed.
+  EXPECT_EQ(entity_variant_key("A\xc2\xac"
+                               "B\xe2\x80\x8c"
+                               "C"),
+            "a\xc2\xac"
+            "b\xe2\x80\x8c"
+            "c");
+  EXPECT_EQ(entity_variant_key("Acme Corp"), "acme corp");
+  EXPECT_NE(entity_variant_key("AcmeCorp"), entity_variant_key("Acme Corp"));
+  // No case folding outside ASCII (documented limit): Ä (U+00C4) and ä (U+00E4) stay apart.
+  EXPECT_EQ(entity_variant_key("\xc3\x84RZTE"), "\xc3\x84rzte");
+}
+
+TEST(EntityVariantNotes, ByCase)
+{
+  EXPECT_EQ(
+      entity_variant_notes(log_of({"Acme Corp", "E2", "ACME Corp"}), listing({})),
+      std::vector<std::string>{"capledger: note: entity 'ACME Corp' is also written 'Acme Corp'" + tail});
+}
+
+TEST(EntityVariantNotes, BySpaces)
+{
+  // Byte order: '\t' < ' ' < 'C'; the tab is shown escaped.
+  EXPECT_EQ(
+      entity_variant_notes(log_of({"Acme Corp", "Acme  Corp", "Acme\tCorp", " Acme Corp"}), listing({})),
+      std::vector<std::string>{"capledger: note: entity ' Acme Corp' is also written 'Acme\\x09Corp', "
+                               "'Acme  Corp', 'Acme Corp'" +
+                               tail});
+}
+
+TEST(EntityVariantNotes, ByAnInvisibleCharacter)
+{
+  EXPECT_EQ(entity_variant_notes(log_of({"AC\xe2\x80\x8bME", "ACME"}), listing({})),
+            std::vector<std::string>{"capledger: note: entity 'ACME' is also written 'AC\\u200bME'" + tail});
+}
+
+TEST(EntityVariantNotes, ByASoftHyphen)
+{
+  EXPECT_EQ(entity_variant_notes(log_of({"ACME", "AC\xc2\xadME"}), listing({})),
+            std::vector<std::string>{"capledger: note: entity 'ACME' is also written 'AC\\u00adME'" + tail});
+}
+
+TEST(EntityVariantNotes, NamesTheEntitiesFileSpellingFirst)
+{
+  // Listed 'acme' comes first though 'ACME' sorts before it; an id in both is one spelling.
+  EXPECT_EQ(entity_variant_notes(log_of({"ACME", "acme", "Other"}), listing({"acme", "Other"})),
+            std::vector<std::string>{"capledger: note: entity 'acme' (entities file) is also written 'ACME'" +
+                                     tail});
+}
+
+TEST(EntityVariantNotes, AVariantOnlyTheEntitiesFileHolds)
+{
+  EXPECT_EQ(entity_variant_notes(log_of({}), listing({"Acme Corp", "ACME  CORP"})),
+            std::vector<std::string>{"capledger: note: entity 'ACME  CORP' (entities file) is also written "
+                                     "'Acme Corp' (entities file)" +
+                                     tail});
+  EXPECT_EQ(entity_variant_notes(log_of({"Zeta"}), listing({"ZETA"})),
+            std::vector<std::string>{"capledger: note: entity 'ZETA' (entities file) is also written 'Zeta'" +
+                                     tail});
+}
+
+TEST(EntityVariantNotes, NoneForDistinctIdsOrNonAsciiCase)
+{
+  EXPECT_TRUE(
+      entity_variant_notes(log_of({"Acme Corp", "Acme Corp Ltd", "AcmeCorp", "Acme-Corp", "E1", "E2"}),
+                           listing({"Acme Corp", "E3"}))
+          .empty());
+  // Ä / ä and É / é: alike only under a Unicode case fold, which the key does not do.
+  EXPECT_TRUE(
+      entity_variant_notes(log_of({"\xc3\x84rzte", "\xc3\xa4rzte"}), listing({"\xc3\x89tat"})).empty());
+  EXPECT_TRUE(entity_variant_notes(log_of({"\xc3\xa9tat"}), listing({"\xc3\x89tat"})).empty());
+}
+
+TEST(EntityVariantNotes, NamesTheFirstGroupsInKeyOrderAndCountsTheRest)
+{
+  std::vector<std::string> ids;
+  for (int g = 24; g >= 0; --g) {  // 25 groups, met in reverse key order
+    const std::string n = (g < 10 ? "0" : "") + std::to_string(g);
+    ids.push_back("E" + n);
+    ids.push_back("e" + n);
+  }
+  const std::vector<std::string> notes = entity_variant_notes(log_of(ids), listing({}));
+  ASSERT_EQ(notes.size(), 21U);
+  EXPECT_EQ(notes[0], "capledger: note: entity 'E00' is also written 'e00'" + tail);
+  EXPECT_EQ(notes[19], "capledger: note: entity 'E19' is also written 'e19'" + tail);
+  EXPECT_EQ(notes[20], "capledger: note: and 5 more group(s) of entity ids written alike");
+  // Exactly at the cap: all named, no count.
+  ids.resize(40);  // groups 24 down to 5
+  EXPECT_EQ(entity_variant_notes(log_of(ids), listing({})).size(), 20U);
+  EXPECT_EQ(entity_variant_notes(log_of(ids), listing({}), 1),
+            (std::vector<std::string>{"capledger: note: entity 'E05' is also written 'e05'" + tail,
+                                      "capledger: note: and 19 more group(s) of entity ids written alike"}));
+}
+
+}  // namespace
