@@ -12,13 +12,14 @@ namespace {
 
 /// Code points a terminal acts on though they are no C0 control: C1 controls (CSI and OSC among
 /// them), those that reorder or hide text (the Unicode bidirectional and format controls), and
-/// the invisible ones with no use inside a name (soft hyphen, zero-width space, word joiner,
-/// zero-width no-break space), which make two different entities look like one.
+/// those that look like another character or none in a name (no-break space, soft hyphen,
+/// zero-width space, word joiner, zero-width no-break space): two different entities must not
+/// look like one.
 bool terminal_control(char32_t c)
 {
-  return (c >= 0x80 && c <= 0x9F) || c == 0x00AD || c == 0x061C || c == 0x200B || c == 0x200E ||
-         c == 0x200F || (c >= 0x202A && c <= 0x202E) || c == 0x2060 || (c >= 0x2066 && c <= 0x2069) ||
-         c == 0xFEFF;
+  return (c >= 0x80 && c <= 0x9F) || c == 0x00A0 || c == 0x00AD || c == 0x061C || c == 0x200B ||
+         c == 0x200E || c == 0x200F || (c >= 0x202A && c <= 0x202E) || c == 0x2060 ||
+         (c >= 0x2066 && c <= 0x2069) || c == 0xFEFF;
 }
 
 enum class escaping {

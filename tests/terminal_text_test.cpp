@@ -27,8 +27,8 @@ TEST(TerminalText, EscapesWhatDrivesATerminal)
   EXPECT_EQ(terminal_text("a\nb\tc\rd\x7f"), "a\\x0ab\\x09c\\x0dd\\x7f");
   EXPECT_EQ(terminal_text("Caf\xc3\xa9 \xe4\xb8\xad \xd8\xb9 ~"),
             "Caf\xc3\xa9 \xe4\xb8\xad \xd8\xb9 ~");  // é 中 ع
-  // C1's ends and the characters just past them: U+0080, U+009F escaped; U+00A0 (no-break space) kept.
-  EXPECT_EQ(terminal_text("\xc2\x80\xc2\x9f\xc2\xa0"), "\\u0080\\u009f\xc2\xa0");
+  // C1's ends, U+0080 and U+009F, escaped; U+00A0 (no-break space, a space to the eye) too, U+00A1 kept.
+  EXPECT_EQ(terminal_text("\xc2\x80\xc2\x9f\xc2\xa0\xc2\xa1"), "\\u0080\\u009f\\u00a0\xc2\xa1");
   // The soft hyphen U+00AD, invisible inside a word ("AC-ME" would look like "ACME"), escaped;
   // its neighbours U+00AC and U+00AE kept.
   EXPECT_EQ(terminal_text("\xc2\xac"
@@ -124,12 +124,12 @@ TEST(TerminalText, EscapedTextIsCleanAndReadsBack)
   const std::vector<std::string> pieces = {
       "a", "Z", " ", "\\", "x", "u", "\x1b", std::string(1, '\0'), "\n", "\x7f", "\xc3\xa9", "\xe4\xb8\xad",
       "\xf0\x9f\x98\x80", "\xc2\x9b", "\xe2\x80\xae", "\xe2\x80\x8b", "\xef\xbb\xbf",
-      "\xc2\xad", "\xe2\x80\x8d", "\xc2", "\xe2\x80", "\x80", "\xff", "\xed\xa0\x80", "\xc0\xaf",
+      "\xc2\xad", "\xc2\xa0", "\xe2\x80\x8d", "\xc2", "\xe2\x80", "\x80", "\xff", "\xed\xa0\x80", "\xc0\xaf",
       "\xf4\x90\x80\x80"};
   // clang-format on
   const auto listed = [](char32_t c) {
-    return c < 0x20 || c == 0x7F || (c >= 0x80 && c <= 0x9F) || c == 0x00AD || c == 0x061C || c == 0x200B ||
-           c == 0x200E || c == 0x200F || (c >= 0x202A && c <= 0x202E) || c == 0x2060 ||
+    return c < 0x20 || c == 0x7F || (c >= 0x80 && c <= 0x9F) || c == 0x00A0 || c == 0x00AD || c == 0x061C ||
+           c == 0x200B || c == 0x200E || c == 0x200F || (c >= 0x202A && c <= 0x202E) || c == 0x2060 ||
            (c >= 0x2066 && c <= 0x2069) || c == 0xFEFF;
   };
   std::mt19937 random(20261127);

@@ -50,7 +50,7 @@ ingest_sources=("${csv_sources[@]}" "$root/host/shipments.cpp" "$root/host/file_
                 "$root/host/reference.cpp" "$root/host/calendar.cpp")
 # The streaming report against the column report: everything but the CLI, the ledger and CUDA.
 report_sources=("${ingest_sources[@]}")
-for f in entities checks report cpu_backend streaming_report external_id_check gpu_unavailable; do
+for f in entities entity_variants checks report cpu_backend streaming_report external_id_check gpu_unavailable; do
   report_sources+=("$root/host/$f.cpp")
 done
 flags=(-std=c++17 -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined
