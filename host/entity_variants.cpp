@@ -63,53 +63,52 @@ std::string entity_variant_key(std::string_view id)
   return key;
 }
 
-std::vector<std::string> entity_variant_notes(const dictionary& line_entities, const entity_table& listed,
-                                              std::size_t at_most)
-{
-  struct spelling {
-    const std::string* id;
-    bool listed;  ///< in the entities file
-  };
-  // Every id of the entities file and of the lines (one in both is met twice) by its key's hash,
-  // sorted: ids written alike share a hash, so keys are built again and compared only in runs of
-  // equal hashes of two or more ids (few or none). A key kept for each id, and a look-up in the
-  // entities file for each line's id, cost 0.5 s for a million ids.
-  std::vector<std::pair<std::size_t, spelling>> by_hash;
-  by_hash.reserve(listed.rows.size() + static_cast<std::size_t>(line_entities.size()));
-  std::string key;
-  const auto add = [&](const std::string& id, bool in_file) {
-    write_key(id, key);
-    by_hash.push_back({std::hash<std::string_view>{}(key), {&id, in_file}});
-  };
-  for (const entity_info& row : listed.rows) { add(row.id, true); }
-  for (std::int32_t e = 0; e < line_entities.size(); ++e) { add(line_entities.text(e), false); }
-  std::sort(by_hash.begin(), by_hash.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+namespace {
 
-  std::map<std::string, std::vector<spelling>> groups;  // key order: the notes' order
-  for (std::size_t run = 0, end = 0; run < by_hash.size(); run = end) {
-    const std::string& first = *by_hash[run].second.id;
-    bool one_id              = true;
-    for (end = run + 1; end < by_hash.size() && by_hash[end].first == by_hash[run].first; ++end) {
-      one_id = one_id && *by_hash[end].second.id == first;
-    }
-    if (one_id) { continue; }
-    for (std::size_t i = run; i < end; ++i) {
-      groups[entity_variant_key(*by_hash[i].second.id)].push_back(by_hash[i].second);
-    }
-  }
+/// One spelling of a group: an id and where it is written (bits by `entity_place`).
+struct spelling {
+  std::string_view id;
+  unsigned places;
+};
+
+unsigned bit(entity_place place)
+{
+  return 1U << static_cast<unsigned>(place);
+}
+
+/// The notes on @p groups (by key: the notes' order), each the spellings met with that key, an id
+/// possibly more than once: the one place ids written alike are grouped and named.
+std::vector<std::string> notes_of(std::map<std::string, std::vector<spelling>> groups, std::size_t at_most)
+{
+  const auto first_place = [](const spelling& s) { return s.places & (~s.places + 1); };  // lowest bit
   for (auto at = groups.begin(); at != groups.end();) {
-    // Each id once (listed where it is), the entities file's first, then byte order.
+    // Each id once, with all its places; then by first place, then byte order.
     std::vector<spelling>& group = at->second;
-    std::sort(group.begin(), group.end(), [](const spelling& a, const spelling& b) {
-      return *a.id != *b.id ? *a.id < *b.id : a.listed > b.listed;
-    });
-    group.erase(std::unique(group.begin(), group.end(),
-                            [](const spelling& a, const spelling& b) { return *a.id == *b.id; }),
-                group.end());
-    std::stable_partition(group.begin(), group.end(), [](const spelling& s) { return s.listed; });
+    std::sort(group.begin(), group.end(), [](const spelling& a, const spelling& b) { return a.id < b.id; });
+    std::size_t kept = 0;
+    for (const spelling& s : group) {
+      if (kept > 0 && group[kept - 1].id == s.id) {
+        group[kept - 1].places |= s.places;
+      } else {
+        group[kept++] = s;
+      }
+    }
+    group.resize(kept);
+    std::stable_sort(group.begin(), group.end(),
+                     [&](const spelling& a, const spelling& b) { return first_place(a) < first_place(b); });
     at = group.size() < 2 ? groups.erase(at) : std::next(at);  // one id, or keys that share a hash
   }
 
+  constexpr std::pair<entity_place, const char*> marks[] = {{entity_place::proposed, "proposed"},
+                                                            {entity_place::entities_file, "entities file"},
+                                                            {entity_place::ledger, "ledger"}};
+  const auto shown                                       = [&](const spelling& s) {
+    std::string text = detail::quoted(s.id), mark;
+    for (const auto& [place, name] : marks) {
+      if ((s.places & bit(place)) != 0) { mark += (mark.empty() ? "" : ", ") + std::string(name); }
+    }
+    return mark.empty() ? text : text + " (" + mark + ")";
+  };
   std::vector<std::string> notes;
   for (const auto& named : groups) {
     const std::vector<spelling>& group = named.second;
@@ -118,14 +117,69 @@ std::vector<std::string> entity_variant_notes(const dictionary& line_entities, c
                       " more group(s) of entity ids written alike");
       break;
     }
-    const auto shown = [](const spelling& s) {
-      return detail::quoted(*s.id) + (s.listed ? " (entities file)" : "");
-    };
     std::string note = "capledger: note: entity " + shown(group.front()) + " is also written ";
     for (std::size_t i = 1; i < group.size(); ++i) { note += (i > 1 ? ", " : "") + shown(group[i]); }
     notes.push_back(note + ": counted as separate entities (entity ids match exactly)");
   }
   return notes;
+}
+
+}  // namespace
+
+std::vector<std::string> entity_variant_notes(const dictionary& line_entities, const entity_table& listed,
+                                              std::size_t at_most)
+{
+  // Every id of the entities file and of the lines (one in both is met twice) by its key's hash,
+  // sorted: ids written alike share a hash, so keys are built again and compared only in runs of
+  // equal hashes of two or more ids (few or none). A key kept for each id, and a look-up in the
+  // entities file for each line's id, cost 0.5 s for a million ids.
+  std::vector<std::pair<std::size_t, spelling>> by_hash;
+  by_hash.reserve(listed.rows.size() + static_cast<std::size_t>(line_entities.size()));
+  std::string key;
+  const auto add = [&](std::string_view id, entity_place place) {
+    write_key(id, key);
+    by_hash.push_back({std::hash<std::string_view>{}(key), {id, bit(place)}});
+  };
+  for (const entity_info& row : listed.rows) { add(row.id, entity_place::entities_file); }
+  for (std::int32_t e = 0; e < line_entities.size(); ++e) { add(line_entities.text(e), entity_place::lines); }
+  std::sort(by_hash.begin(), by_hash.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+
+  std::map<std::string, std::vector<spelling>> groups;
+  for (std::size_t run = 0, end = 0; run < by_hash.size(); run = end) {
+    const std::string_view first = by_hash[run].second.id;
+    bool one_id                  = true;
+    for (end = run + 1; end < by_hash.size() && by_hash[end].first == by_hash[run].first; ++end) {
+      one_id = one_id && by_hash[end].second.id == first;
+    }
+    if (one_id) { continue; }
+    for (std::size_t i = run; i < end; ++i) {
+      groups[entity_variant_key(by_hash[i].second.id)].push_back(by_hash[i].second);
+    }
+  }
+  return notes_of(std::move(groups), at_most);
+}
+
+entity_variants_of::entity_variants_of(const dictionary& ids, entity_place place)
+{
+  for (std::int32_t e = 0; e < ids.size(); ++e) {
+    groups_[entity_variant_key(ids.text(e))][ids.text(e)] |= bit(place);
+  }
+}
+
+void entity_variants_of::add(std::string_view id, entity_place place)
+{
+  write_key(id, key_);
+  const auto group = groups_.find(key_);
+  if (group != groups_.end()) { group->second[std::string(id)] |= bit(place); }
+}
+
+std::vector<std::string> entity_variants_of::notes(std::size_t at_most) const
+{
+  std::map<std::string, std::vector<spelling>> groups;
+  for (const auto& [key, ids] : groups_) {
+    for (const auto& [id, places] : ids) { groups[key].push_back({id, places}); }
+  }
+  return notes_of(std::move(groups), at_most);
 }
 
 }  // namespace capledger

@@ -2,6 +2,7 @@
 /// @brief The ledger store: schema, idempotent all-or-nothing ingest, and the replay that turns
 /// the stored lines back into the shipment log `report` would have read.
 #include <capledger/entities.hpp>
+#include <capledger/entity_variants.hpp>
 #include <capledger/error.hpp>
 #include <capledger/ledger.hpp>
 
@@ -555,6 +556,8 @@ check_inputs load_check_inputs(const std::string& db_path, const reference_data&
     builder.add_file(proposed_path);
     inputs.proposed = builder.finish();
   }
+  entity_variants_of variants(inputs.proposed.entities, entity_place::proposed);
+  for (const entity_info& row : ref.entities.rows) { variants.add(row.id, entity_place::entities_file); }
   std::string why = "--replay";
   if (!replay) {
     // The earliest date a limit total is asked for: a proposed line in the counting window.
@@ -563,11 +566,14 @@ check_inputs load_check_inputs(const std::string& db_path, const reference_data&
       if (ref.rules.in_window(d) && (!weighed_from || d < *weighed_from)) { weighed_from = d; }
     }
     const std::int64_t lines = db.query_int("SELECT MAX(seq) FROM lines").value_or(0);
-    inputs.ledger =
-        detail::stored_limit_totals(db, ref, why, weighed_from, [&](day_t after) {  // takes `db` over
-          inputs.ledger_lines = lines_dated_after(db, ref, after);
-        });
+    const auto read_lines_after = [&](day_t after) {
+      inputs.ledger_lines = lines_dated_after(db, ref, after);
+    };
+    const auto each_entity = [&](std::string_view id) { variants.add(id, entity_place::ledger); };
+    inputs.ledger          =  // takes `db` over
+        detail::stored_limit_totals(db, ref, why, weighed_from, read_lines_after, each_entity);
     if (inputs.ledger) {
+      inputs.notes = variants.notes();
       diagnostics << "capledger: check: running state of " << lines << " line(s)";
       if (inputs.ledger_lines) {
         diagnostics << ", and the " << inputs.ledger_lines->columns.size() << " stored line(s) dated after "
@@ -587,6 +593,10 @@ check_inputs load_check_inputs(const std::string& db_path, const reference_data&
   shipment_log_builder builder(ref.countries, ref.chips, ingest_options{});
   replay_ledger(db, builder);
   inputs.ledger_lines = builder.finish();
+  for (std::int32_t e = 0; e < inputs.ledger_lines->entities.size(); ++e) {
+    variants.add(inputs.ledger_lines->entities.text(e), entity_place::ledger);
+  }
+  inputs.notes = variants.notes();
   refuse_totals_past_64_bits(*inputs.ledger_lines, inputs.proposed);
   inputs.ledger = sum_limit_totals(ref, *inputs.ledger_lines);
   db.exec("COMMIT");
@@ -779,7 +789,7 @@ int run_ledger_verify(const std::string& db_path, const report_options& options,
       detail::load_stored_units(db, ref, std::nullopt, why_no_units);
   std::string why_not_totals;
   const std::unique_ptr<ledger_limit_totals> stored_totals =
-      detail::stored_limit_totals(db, ref, why_not_totals, std::nullopt, {});
+      detail::stored_limit_totals(db, ref, why_not_totals, std::nullopt, {}, {});
 
   const report_output from_state = render_state_report(ref, *state, options, "cpu");
   const report_output from_lines = build_report(ref, log, options, *make_cpu_backend());

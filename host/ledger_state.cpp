@@ -691,15 +691,19 @@ std::vector<std::string> tables_unlike_state(sql_connection& db, const reference
   return differing;
 }
 
-std::unique_ptr<ledger_limit_totals> stored_limit_totals(sql_connection& db, const reference_data& ref,
-                                                         std::string& why_not,
-                                                         std::optional<day_t> weighed_from,
-                                                         const std::function<void(day_t)>& read_lines_after)
+std::unique_ptr<ledger_limit_totals> stored_limit_totals(
+    sql_connection& db, const reference_data& ref, std::string& why_not, std::optional<day_t> weighed_from,
+    const std::function<void(day_t)>& read_lines_after,
+    const std::function<void(std::string_view)>& each_entity)
 {
   const std::optional<state_info> info = current_state_info(db, ref, why_not);
   if (!info) { return nullptr; }
   if (weighed_from && info->max_check_date && *weighed_from < *info->max_check_date) {
     read_lines_after(*weighed_from);
+  }
+  if (each_entity) {
+    sql_statement q(db.handle(), "SELECT text FROM st_entity");
+    while (q.step()) { each_entity(q.text(0)); }
   }
   return std::make_unique<stored_totals>(std::move(db));
 }

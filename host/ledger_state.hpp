@@ -37,6 +37,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -161,10 +162,12 @@ struct stored_units {
 /// transaction when destroyed, so every key is read from one snapshot. Its totals are final ones:
 /// where @p weighed_from (the earliest date a total is asked for) is before the stored lines'
 /// latest in-window date, @p read_lines_after(*weighed_from) is called first, on @p db in that
-/// transaction, for the lines a proposed line meets after it.
+/// transaction, for the lines a proposed line meets after it; and @p each_entity, where given, is
+/// called with each entity id of the stored lines.
 [[nodiscard]] std::unique_ptr<ledger_limit_totals> stored_limit_totals(
     sql_connection& db, const reference_data& ref, std::string& why_not, std::optional<day_t> weighed_from,
-    const std::function<void(day_t)>& read_lines_after);
+    const std::function<void(day_t)>& read_lines_after,
+    const std::function<void(std::string_view)>& each_entity);
 
 /// @brief The rows of the state's keyed tables (dictionaries, totals, running totals, first
 /// lines) for keys that no stored line touches: rows a state built from @p replay, every stored

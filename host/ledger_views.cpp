@@ -2,7 +2,6 @@
 /// @brief What the ledger answers besides reports: cap balances, inventory reconciliation and
 /// what-if checks of proposed lines. All exact integer arithmetic over the replayed log.
 #include <capledger/checks.hpp>
-#include <capledger/entity_variants.hpp>
 #include <capledger/error.hpp>
 #include <capledger/ledger.hpp>
 
@@ -1008,9 +1007,7 @@ int run_check(const std::string& db_path, const std::string& proposed_path, cons
   detail::refuse_outputs_over_ledger_files(db_path, {{"--out", out_path}});
   const reference_data ref = load_ledger_reference(db_path, options);
   check_inputs inputs      = load_check_inputs(db_path, ref, proposed_path, replay, diagnostics);
-  for (const std::string& note : entity_variant_notes(inputs.proposed.entities, ref.entities)) {
-    diagnostics << note << "\n";
-  }
+  for (const std::string& note : inputs.notes) { diagnostics << note << "\n"; }
   const auto checks        = check_proposed(ref, inputs.proposed, *inputs.ledger,
                                      inputs.ledger_lines ? &*inputs.ledger_lines : nullptr);
   std::vector<std::vector<std::string>> rows;

@@ -1315,14 +1315,49 @@ TEST_F(Cli, EntityIdsWrittenAlikeAreNotedOnStderr)
     EXPECT_NE(lr.err.find(note), std::string::npos) << command << ": " << lr.err;
     EXPECT_EQ(lr.out.find("note"), std::string::npos) << command;
   }
-  // A proposed line to a variant of the UVEU: check names the proposed spelling (the ledger's are not
-  // read for it).
+  // A proposed line to a variant of the UVEU: check names the proposed spelling first, then the
+  // others, each marked with every place it is written.
   const auto proposed = write("p.csv", header + "P1,2025-04-01,acme corp,US,H100-SXM,1\n");
   const auto c        = run("check l.db --proposed " + proposed);
   EXPECT_EQ(c.exit_code, 0) << c.err;
-  EXPECT_NE(c.err.find("capledger: note: entity 'ACME Corp' (entities file) is also written 'acme corp': "
-                       "counted as separate entities (entity ids match exactly)\n"),
+  EXPECT_NE(c.err.find("capledger: note: entity 'acme corp' (proposed) is also written 'ACME Corp' (entities "
+                       "file, ledger), 'Acme Corp' (ledger): counted as separate entities (entity ids match "
+                       "exactly)\n"),
             std::string::npos)
       << c.err;
   EXPECT_EQ(c.out.find("note"), std::string::npos);
+}
+
+// What a vendor checks before a shipment leaves: the ledger says 'Acme Corp', the proposed line
+// 'ACME Corp', so its consignee total is weighed apart from the stored ones. check says so from the
+// running state and from a replay alike, and names no group that no proposed line's id is in.
+TEST_F(Cli, CheckNotesAProposedVariantOfAStoredEntityOnly)
+{
+  const auto entities = write("e.csv",
+                              "entity,hq_country,status,nveu_countries\n"
+                              "Zeta Ltd,US,NONE,\nZETA LTD,US,NONE,\n");
+  const auto log      = write("log.csv", header +
+                                             "S1,2025-02-01,Acme Corp,US,H100-SXM,10\n"
+                                                  "S2,2025-02-02,Beta,US,H100-SXM,1\n"
+                                                  "S3,2025-02-03,BETA,US,H100-SXM,1\n");
+  ASSERT_EQ(run("ledger init l.db").exit_code, 0);
+  ASSERT_EQ(run("ledger ingest l.db " + log + " --entities " + entities).exit_code, 0);
+  const std::string state  = "capledger: check: running state of 3 line(s)\n";
+  const std::string replay = "capledger: check: replay (--replay)\n";
+
+  const auto variant = write("p.csv", header +
+                                          "P1,2025-04-01,ACME Corp,US,H100-SXM,1\n"
+                                          "P2,2025-04-01,E9,US,H100-SXM,1\n");
+  const std::string note =
+      "capledger: note: entity 'ACME Corp' (proposed) is also written 'Acme Corp' "
+      "(ledger): counted as separate entities (entity ids match exactly)\n";
+  const std::string tail2 = "capledger: 2 proposed line(s), 0 breach(es)\n";
+  EXPECT_EQ(run("check l.db --proposed " + variant).err, state + note + tail2);
+  EXPECT_EQ(run("check l.db --replay --proposed " + variant).err, replay + note + tail2);
+
+  // The stored spelling itself: one id, no note.
+  const auto same         = write("q.csv", header + "P1,2025-04-01,Acme Corp,US,H100-SXM,1\n");
+  const std::string tail1 = "capledger: 1 proposed line(s), 0 breach(es)\n";
+  EXPECT_EQ(run("check l.db --proposed " + same).err, state + tail1);
+  EXPECT_EQ(run("check l.db --replay --proposed " + same).err, replay + tail1);
 }

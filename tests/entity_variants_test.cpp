@@ -10,9 +10,11 @@
 namespace {
 
 using capledger::dictionary;
+using capledger::entity_place;
 using capledger::entity_table;
 using capledger::entity_variant_key;
 using capledger::entity_variant_notes;
+using capledger::entity_variants_of;
 
 const std::string tail = ": counted as separate entities (entity ids match exactly)";
 
@@ -139,6 +141,46 @@ TEST(EntityVariantNotes, NamesTheFirstGroupsInKeyOrderAndCountsTheRest)
   EXPECT_EQ(entity_variant_notes(log_of(ids), listing({}), 1),
             (std::vector<std::string>{"capledger: note: entity 'E05' is also written 'e05'" + tail,
                                       "capledger: note: and 19 more group(s) of entity ids written alike"}));
+}
+
+/// check's notes: the proposed ids, then the entities file's and the ledger's offered one by one.
+std::vector<std::string> proposed_notes(const std::vector<std::string>& proposed,
+                                        const std::vector<std::string>& file,
+                                        const std::vector<std::string>& ledger)
+{
+  entity_variants_of variants(log_of(proposed), entity_place::proposed);
+  for (const auto& id : file) { variants.add(id, entity_place::entities_file); }
+  for (const auto& id : ledger) { variants.add(id, entity_place::ledger); }
+  return variants.notes();
+}
+
+TEST(EntityVariantsOf, NamesOnlyGroupsThatHoldAProposedId)
+{
+  // Other/OTHER (entities file) and Beta/BETA (ledger) hold no proposed id: no note. Key order:
+  // 'acme corp' before 'zeta'; in a group the proposed spelling first, then byte order.
+  EXPECT_EQ(proposed_notes({"Zeta", "ACME Corp", "E1"}, {"Other", "OTHER", "zeta"},
+                           {"acme  corp", "Beta", "BETA", "Acme Corp", "E1"}),
+            (std::vector<std::string>{
+                "capledger: note: entity 'ACME Corp' (proposed) is also written 'Acme Corp' (ledger), "
+                "'acme  corp' (ledger)" +
+                    tail,
+                "capledger: note: entity 'Zeta' (proposed) is also written 'zeta' (entities file)" + tail}));
+}
+
+TEST(EntityVariantsOf, MarksAnIdWithEveryPlaceItIsWritten)
+{
+  // 'ACME' sorts before 'acme', but the proposed spelling comes first; an id met twice is one.
+  EXPECT_EQ(
+      proposed_notes({"acme"}, {"ACME"}, {"acme", "ACME", "acme"}),
+      std::vector<std::string>{
+          "capledger: note: entity 'acme' (proposed, ledger) is also written 'ACME' (entities file, ledger)" +
+          tail});
+}
+
+TEST(EntityVariantsOf, NoneForAProposedIdWrittenAsStored)
+{
+  EXPECT_TRUE(proposed_notes({"Acme Corp"}, {"Acme Corp"}, {"Acme Corp", "Beta", "BETA"}).empty());
+  EXPECT_TRUE(proposed_notes({}, {"Acme Corp"}, {"ACME CORP"}).empty());
 }
 
 }  // namespace

@@ -276,6 +276,9 @@ struct check_inputs {
   std::unique_ptr<ledger_limit_totals> ledger;
   /// The replayed lines, when replayed: `check_proposed` weighs proposed lines among them by date.
   std::optional<shipment_log> ledger_lines;
+  /// For stderr only: the groups of entity ids written alike that hold a proposed line's, among
+  /// those, the entities file's and the stored lines' (`entity_variants_of`).
+  std::vector<std::string> notes;
 };
 
 /// @brief Reads `check`'s inputs; notes on @p diagnostics whether the totals come from the running
