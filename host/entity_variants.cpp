@@ -102,7 +102,8 @@ std::vector<std::string> notes_of(std::map<std::string, std::vector<spelling>> g
   constexpr std::pair<entity_place, const char*> marks[] = {{entity_place::proposed, "proposed"},
                                                             {entity_place::entities_file, "entities file"},
                                                             {entity_place::ledger, "ledger"}};
-  const auto shown                                       = [&](const spelling& s) {
+
+  const auto shown = [&](const spelling& s) {
     std::string text = detail::quoted(s.id), mark;
     for (const auto& [place, name] : marks) {
       if ((s.places & bit(place)) != 0) { mark += (mark.empty() ? "" : ", ") + std::string(name); }
