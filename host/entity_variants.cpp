@@ -2,6 +2,7 @@
 /// @brief Groups entity ids written alike (case, spacing, invisible characters) for a note on stderr.
 #include <capledger/entity_variants.hpp>
 
+#include "csv.hpp"
 #include "terminal_text.hpp"
 
 #include <algorithm>
@@ -20,6 +21,51 @@ constexpr std::string_view no_break_space = "\xC2\xA0";
 bool starts_with(std::string_view text, std::size_t at, std::string_view prefix)
 {
   return text.compare(at, prefix.size(), prefix) == 0;
+}
+
+/// The small letter of capital @p c in the scripts a consignee's name is likely written in beside
+/// ASCII: Latin-1, Latin Extended-A, Greek and Cyrillic (Unicode's simple lower-case mapping);
+/// anything else, and the Turkish dotted capital I (U+0130), as it is.
+char32_t lower_case(char32_t c)
+{
+  const auto in   = [c](char32_t first, char32_t last) { return c >= first && c <= last; };
+  const bool even = c % 2 == 0;
+  if ((in(0x00C0, 0x00DE) && c != 0x00D7) || in(0x0391, 0x03AB) || in(0x0410, 0x042F)) {
+    return c + 0x20;
+  }
+  if ((in(0x0100, 0x012F) || in(0x0132, 0x0137) || in(0x014A, 0x0177) || in(0x0460, 0x0481) ||
+       in(0x048A, 0x04BF) || in(0x04D0, 0x04FF)) &&
+      even) {
+    return c + 1;
+  }
+  if ((in(0x0139, 0x0148) || in(0x0179, 0x017E) || in(0x04C1, 0x04CE)) && !even) { return c + 1; }
+  if (in(0x0400, 0x040F)) { return c + 0x50; }
+  if (in(0x0388, 0x038A)) { return c + 0x25; }
+  if (in(0x038E, 0x038F)) { return c + 0x3F; }
+  switch (c) {
+    case 0x0178:
+      return 0x00FF;  // Ÿ
+    case 0x0386:
+      return 0x03AC;  // Ά
+    case 0x038C:
+      return 0x03CC;  // Ό
+    case 0x04C0:
+      return 0x04CF;  // Ӏ
+    default:
+      return c;
+  }
+}
+
+/// Appends code point @p c (below U+10000) to @p out in UTF-8.
+void append_utf8(char32_t c, std::string& out)
+{
+  if (c < 0x800) {
+    out += static_cast<char>(0xC0 | (c >> 6));
+  } else {
+    out += static_cast<char>(0xE0 | (c >> 12));
+    out += static_cast<char>(0x80 | ((c >> 6) & 0x3F));
+  }
+  out += static_cast<char>(0x80 | (c & 0x3F));
 }
 
 /// Writes @p id's key over @p key: one buffer serves every id.
@@ -44,6 +90,15 @@ void write_key(std::string_view id, std::string& key)
                                          [&](std::string_view s) { return starts_with(id, at, s); });
       if (dropped != std::end(invisible)) {
         at += dropped->size();
+        continue;
+      }
+      const detail::utf8_sequence character = detail::utf8_at(id, at);
+      if (const char32_t lower = lower_case(character.code_point);
+          character.length > 0 && lower != character.code_point) {
+        if (blank && !key.empty()) { key += ' '; }
+        blank = false;
+        append_utf8(lower, key);
+        at += character.length;
         continue;
       }
     }

@@ -16,10 +16,11 @@
 
 namespace capledger {
 
-/// @brief The key two ids written alike share: ASCII letters in lower case; the invisible U+200B,
-/// U+2060, U+FEFF and U+00AD (soft hyphen) removed; each run of spaces, tabs and U+00A0 one space,
-/// none at either end. Letters outside ASCII keep their case (`Ä` and `ä` give two keys): no
-/// Unicode case folding. A key only groups ids for `entity_variant_notes`; nothing matches by it.
+/// @brief The key two ids written alike share: letters in lower case (ASCII, Latin-1, Latin
+/// Extended-A, Greek and Cyrillic capitals, by Unicode's simple mapping; other scripts' and the
+/// Turkish dotted capital I keep theirs); the invisible U+200B, U+2060, U+FEFF and U+00AD (soft
+/// hyphen) removed; each run of spaces, tabs and U+00A0 one space, none at either end. A key only
+/// groups ids for `entity_variant_notes`; nothing matches by it.
 [[nodiscard]] std::string entity_variant_key(std::string_view id);
 
 /// @brief How many groups `entity_variant_notes` names by default: a log of millions of entities
