@@ -55,6 +55,10 @@ entity_table parse_entities(std::string_view text, const std::string& path, cons
   }
 
   entity_table table;
+  // Sized for a row a line: growing the index by rehashing held an eighth of a 200,000-entity load.
+  const auto lines = static_cast<std::size_t>(std::count(text.begin(), text.end(), '\n'));
+  table.rows.reserve(lines);
+  table.index_of.reserve(lines);
   while (true) {
     const auto status = reader.next();
     if (status == detail::csv_status::end) { break; }
