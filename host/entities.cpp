@@ -56,9 +56,12 @@ entity_table parse_entities(std::string_view text, const std::string& path, cons
 
   entity_table table;
   // Sized for a row a line: growing the index by rehashing held an eighth of a 200,000-entity load.
-  const auto lines = static_cast<std::size_t>(std::count(text.begin(), text.end(), '\n'));
-  table.rows.reserve(lines);
-  table.index_of.reserve(lines);
+  // At most a row per 16 bytes (real rows are longer), so that a file of blank lines or of quoted
+  // line breaks cannot make a small input reserve gigabytes; past that the table grows as before.
+  const auto lines    = static_cast<std::size_t>(std::count(text.begin(), text.end(), '\n'));
+  const auto expected = std::min(lines, text.size() / 16);
+  table.rows.reserve(expected);
+  table.index_of.reserve(expected);
   while (true) {
     const auto status = reader.next();
     if (status == detail::csv_status::end) { break; }
