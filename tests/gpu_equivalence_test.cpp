@@ -667,6 +667,89 @@ TEST_F(GpuEquivalence, RecordsAndUnitsPackedUpToTheWordEdge)
   }
 }
 
+/// The narrowest units field a carried pair cell of @p log may have: its largest quantity plus the
+/// offset of its smallest return.
+int narrowest_units_bits(const random_log& log)
+{
+  const auto [low, high]     = std::minmax_element(log.columns.quantity.begin(), log.columns.quantity.end());
+  const std::uint64_t offset = *low < 0 ? 0ULL - static_cast<std::uint64_t>(*low) : 0ULL;
+  int bits                   = 1;
+  while ((static_cast<std::uint64_t>(*high) + offset) >> bits != 0) { ++bits; }
+  return bits;
+}
+
+// The dense pair table's cells in one word (records, units and tpp in fields, one atomic a line),
+// with the narrowest units field the lines allow, so that fields wrap and carry on many lines: tpp
+// past its 32 bits (tpp_scale), units past theirs, records out of the word (quantity_scale leaves
+// records 8 bits: a cell of 256 lines wraps them), in shared cells (one entity), the global table,
+// slices of it and the derived country and entity totals (300 entities: fewer cells than lines).
+// Every case must carry somewhere, and equal the CPU.
+TEST_F(GpuEquivalence, PairCellsCarriedInNarrowFields)
+{
+  struct carried_case {
+    std::int32_t entities;
+    std::int64_t quantity_scale;
+    std::int64_t tpp_scale;
+    std::uint64_t slice_bytes;  ///< UINT64_MAX: filled directly
+  };
+  const carried_case cases[] = {
+      {1, 1, 16, UINT64_MAX}, {5, 1, 16, UINT64_MAX},   {300, 1, 16, UINT64_MAX},
+      {300, 1, 16, 640},      {1, 1024, 1, UINT64_MAX}, {5, 1024, 1, UINT64_MAX},
+      {300, 1024, 1, 320},    {5000, 1, 16, 640},       {5000, 1024, 1, UINT64_MAX}};
+  for (const carried_case& c : cases) {
+    for (const calendar_layout layout : {calendar_layout::straddling, calendar_layout::around_epoch}) {
+      log_shape shape;
+      shape.lines                  = 60000;
+      shape.entities               = c.entities;
+      shape.quantity_scale         = c.quantity_scale;
+      shape.tpp_scale              = c.tpp_scale;
+      shape.layout                 = layout;
+      shape.seed                   = 23;
+      const random_log log         = make_log(shape);
+      const aggregation cpu_result = cpu_->aggregate(log.columns.view(), log.rules, log.sizes);
+      const auto resident          = upload_to_gpu(log.columns.view());
+      gpu_tuning tuning;
+      tuning.pair_slice_bytes = c.slice_bytes;
+      tuning.pair_units_bits  = narrowest_units_bits(log);
+      gpu_timing timing;
+      const aggregation gpu_result = aggregate_on_gpu(*resident, log.rules, log.sizes, &timing, tuning);
+      const std::string context    = context_of(shape) + " tpp_scale=" + std::to_string(c.tpp_scale) +
+                                  " slice_bytes=" + std::to_string(c.slice_bytes) +
+                                  " units_bits=" + std::to_string(tuning.pair_units_bits);
+      expect_same(context, cpu_result, gpu_result);
+      EXPECT_EQ(timing.pair_units_bits, tuning.pair_units_bits) << context;
+      EXPECT_GT(timing.carried_cells, 0) << context;
+      EXPECT_EQ(timing.pair_slices > 0, c.slice_bytes != UINT64_MAX) << context;
+      if (::testing::Test::HasFailure()) { return; }
+    }
+  }
+}
+
+// The cells each way on one log: one word chosen freely (few carries, if any), and two words
+// (`pair_units_bits` -1, the layout of lines whose parts do not fit one word).
+TEST_F(GpuEquivalence, PairCellsInOneWordOrTwo)
+{
+  for (const std::int32_t entities : {1, 300, 5000}) {
+    log_shape shape;
+    shape.lines                  = 60000;
+    shape.entities               = entities;
+    shape.seed                   = 29;
+    const random_log log         = make_log(shape);
+    const aggregation cpu_result = cpu_->aggregate(log.columns.view(), log.rules, log.sizes);
+    const auto resident          = upload_to_gpu(log.columns.view());
+    for (const int units_bits : {0, -1}) {
+      gpu_tuning tuning;
+      tuning.pair_units_bits = units_bits;
+      gpu_timing timing;
+      const aggregation gpu_result = aggregate_on_gpu(*resident, log.rules, log.sizes, &timing, tuning);
+      const std::string context    = context_of(shape) + " pair_units_bits=" + std::to_string(units_bits);
+      expect_same(context, cpu_result, gpu_result);
+      EXPECT_EQ(timing.pair_units_bits > 0, units_bits == 0) << context;
+      if (::testing::Test::HasFailure()) { return; }
+    }
+  }
+}
+
 // A log split into parts (what the GPU backend does with a log larger than its memory) gives the
 // whole log's answer on the GPU too: parts of 700 lines cut 20,000 lines into about 30 entity
 // ranges, several country ranges and several LPP-order ranges.
