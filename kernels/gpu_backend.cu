@@ -1813,13 +1813,20 @@ class resident_columns final : public gpu_columns {
     tuning.pair_units_bits < 0 ? carried_layout{}
                                : choose_carried_layout(n, columns.quantities(), columns.tpps(), tuning.pair_units_bits,
                                                        max_carries, carry_bound);
+  // The table and, carried, its carries' list and their settling (a sort and a reduce: 128 bytes a carry).
+  const auto pair_table_bytes = [pair_cells](int words, std::uint64_t carries) {
+    return 8 * static_cast<std::uint64_t>(words) * static_cast<std::uint64_t>(pair_cells) + carries * 128;
+  };
+  const std::uint64_t pair_budget = free_device_bytes() / 8;
+  if (carried.used() && pair_table_bytes(1, carry_bound) > pair_budget) {  // two words may fit without the list
+    carried     = carried_layout{};
+    carry_bound = 0;
+  }
   const int pair_width           = carried.used() ? 1 : width;
-  // With the carries' list and its settling (a sort and a reduce of the list: 128 bytes a carry).
-  const std::uint64_t pair_bytes = 8 * static_cast<std::uint64_t>(pair_width) * static_cast<std::uint64_t>(pair_cells) +
-                                   carry_bound * 128;
+  const std::uint64_t pair_bytes = pair_table_bytes(pair_width, carry_bound);
   // (compact_pair_table numbers the cells in 32 bits; more would need 137 GB free, beyond an H200.)
-  const bool dense_pairs = pair_cells > 0 && pair_cells <= 4 * n && pair_cells <= INT32_MAX &&
-                           pair_bytes <= free_device_bytes() / 8;
+  const bool dense_pairs =
+    pair_cells > 0 && pair_cells <= 4 * n && pair_cells <= INT32_MAX && pair_bytes <= pair_budget;
   if (!dense_pairs) {
     carried     = carried_layout{};
     carry_bound = 0;

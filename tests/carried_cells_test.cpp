@@ -202,6 +202,24 @@ TEST(CarriedCells, RecordsCarryOutOfTheWord)
   EXPECT_GE(table.fixes.size(), 624U);
 }
 
+// The lines of GpuEquivalence.PairCellWrappedToZeroIsStillReported wrap their cell's word to 0,
+// directly and in a shared cell: the cell's sums are then all in its fixes.
+TEST(CarriedCells, ThreeLinesWrapTheWordToZero)
+{
+  const std::vector<test_line> lines = {
+      {0, 1LL << 30, 1LL << 31}, {0, 1LL << 29, 1LL << 30}, {0, (1LL << 29) - 1, 1LL << 30}};
+  std::uint64_t bound         = 0;
+  const carried_layout layout = choose_carried_layout(3, range_of(lines, &test_line::quantity),
+                                                      range_of(lines, &test_line::tpp), 31, ~0ULL, bound);
+  ASSERT_TRUE(layout.used());
+  for (const std::int64_t shared_cells : {0, 1}) {
+    std::mt19937_64 rng(3);
+    const carried_table table = play(layout, lines, 1, shared_cells, 1, rng);
+    EXPECT_EQ(table.words[0], 0U) << shared_cells;
+    expect_exact(layout, table, lines, bound, "shared_cells " + std::to_string(shared_cells));
+  }
+}
+
 TEST(CarriedCells, LayoutRefusesLinesThatDoNotFitAndBoundsPastTheLimit)
 {
   std::uint64_t bound = 1;
