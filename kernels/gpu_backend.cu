@@ -1519,8 +1519,8 @@ template <typename Key>
 /// @brief How to slice the dense pair table of @p lines (see `pair_slices`): slices of at most
 /// @p slice_bytes (0: a third of the GPU's L2), at most `max_pair_slices` of them. Not sliced
 /// when the table is no larger than two slices, or when the lines touch few of its cells: where
-/// the cells a sample of 2^21 lines touches fit in one slice and repeat (each entity ships to a
-/// few countries, as in real logs), they stay in L2 as they are, and staging would only add traffic.
+/// the cells a sample of 2^21 lines touches fit in one slice (each entity ships to a few
+/// countries, as in real logs), they stay in L2 as they are, and staging would only add traffic.
 [[nodiscard]] pair_slices plan_pair_slices(const line_columns_view& lines, const dictionary_sizes& sizes, int width,
                                            std::uint64_t slice_bytes, const launch_env& env)
 {
@@ -1543,13 +1543,10 @@ template <typename Key>
                                                                   sizes.entities, sizes.countries, d_seen.data(),
                                                                   d_distinct.data());
   CAPLEDGER_CHECK_LAUNCH();
-  // A sample that is not the whole log and lands mostly on cells no other sampled line touched
-  // says the log touches far more cells than it saw (at 8 bytes a cell, 2^21 sampled cells fit a
-  // slice of an H200's L2: the footprint alone would never slice): slice. Else slice when the
-  // cells it touched pass a slice.
-  const std::uint64_t distinct = read_scalar(d_distinct.data(), s);
-  const bool sample_of_many    = lines.size > samples && distinct * 2 > static_cast<std::uint64_t>(samples);
-  if (!sample_of_many && distinct * cell_bytes <= slice_bytes) { return slices; }
+  // Carried cells (8 bytes) are not sliced where 2^21 sampled cells fit a slice (a third of L2:
+  // 20 MB on an H200): there, at 100,000 entities, slicing cost more than it saved (bench/RESULTS.md,
+  // session 17), though the log touches far more cells than the sample.
+  if (read_scalar(d_distinct.data(), s) * cell_bytes <= slice_bytes) { return slices; }
 
   const std::int64_t entities = sizes.entities;
   std::int64_t rows           = std::max<std::int64_t>(1, static_cast<std::int64_t>(slice_bytes / row_bytes));

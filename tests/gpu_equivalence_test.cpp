@@ -521,27 +521,6 @@ TEST_F(GpuEquivalence, PairTableFilledInEntitySlices)
   EXPECT_EQ(timing.pair_slices, 0);
 }
 
-// A log of more lines than the 2^21 the slicing plan samples, whose sampled lines mostly land on
-// cells no other sampled line touches (2,200,000 lines over 200,000 entities x 40 countries: about
-// 1.8 M distinct cells, 15 MB at 8 bytes), is sliced though those sampled cells fit a slice (16 MB):
-// the whole log touches 8 M cells, 64 MB.
-TEST_F(GpuEquivalence, PairTableSlicedWhereASampleRarelyRepeats)
-{
-  log_shape shape;
-  shape.lines          = 2200000;
-  shape.entities       = 200000;
-  shape.seed           = 37;
-  const random_log log = make_log(shape);
-  const auto resident  = upload_to_gpu(log.columns.view());
-  gpu_tuning tuning;
-  tuning.pair_slice_bytes = 16 << 20;
-  gpu_timing timing;
-  const aggregation gpu_result = aggregate_on_gpu(*resident, log.rules, log.sizes, &timing, tuning);
-  expect_same(context_of(shape), cpu_->aggregate(log.columns.view(), log.rules, log.sizes), gpu_result);
-  EXPECT_GT(timing.pair_units_bits, 0);
-  EXPECT_EQ(timing.pair_slices, 4);  // 16 MB of 320-byte rows: 52,428 entities a slice
-}
-
 // The sliced path small enough for compute-sanitizer (device_check.sh runs it under memcheck and
 // racecheck): one row a slice, a round and one line, and the case that keeps pair cells in shared
 // memory.
