@@ -176,6 +176,8 @@ void gpu_resident(benchmark::State& state, const gpu_tuning& tuning)
     benchmark::DoNotOptimize(result);
     state.SetIterationTime(timing.total_ms / 1e3);
     state.counters["pair_slices"] = timing.pair_slices;
+    state.counters["pair_units_bits"] = timing.pair_units_bits;
+    state.counters["carried_cells"]   = static_cast<double>(timing.carried_cells);
     if (phase_ms.empty()) { phase_ms.assign(timing.phase_ms.size(), {"", 0.0}); }
     for (std::size_t p = 0; p < timing.phase_ms.size() && p < phase_ms.size(); ++p) {
       phase_ms[p].first = timing.phase_ms[p].first;
@@ -203,6 +205,15 @@ void bm_aggregate_gpu_resident_unsliced(benchmark::State& state)
   gpu_resident(state, unsliced);
 }
 
+/// The same with the dense (entity, country) table in two words a cell (two atomics a line), as
+/// before its cells were carried in one: what one word gains, measured in the same run.
+void bm_aggregate_gpu_resident_two_word(benchmark::State& state)
+{
+  gpu_tuning two_words;
+  two_words.pair_units_bits = -1;
+  gpu_resident(state, two_words);
+}
+
 void sizes(benchmark::internal::Benchmark* b, int max_log2)
 {
   for (int log2 = 16; log2 <= max_log2; log2 += 4) {
@@ -228,6 +239,13 @@ BENCHMARK(bm_aggregate_gpu_resident)->Apply([](benchmark::internal::Benchmark* b
   // The sparse shape: 100,000 entities each shipping to 3 countries (300,000 pairs, not 24.9 M).
   b->Args({std::int64_t{1} << 24, 100000, 3});
   b->Args({400000000, 100000, 3});
+});
+BENCHMARK(bm_aggregate_gpu_resident_two_word)->Apply([](benchmark::internal::Benchmark* b) {
+  b->Args({std::int64_t{1} << 24, 100000, 0});
+  b->Args({400000000, 100000, 0});
+  b->Args({400000000, 1000, 0});
+  b->Args({400000000, 100000, 3});
+  b->ArgNames({"lines", "entities", "countries_per_entity"})->UseManualTime()->Unit(benchmark::kMillisecond);
 });
 BENCHMARK(bm_aggregate_gpu_resident_unsliced)->Apply([](benchmark::internal::Benchmark* b) {
   b->Args({std::int64_t{1} << 24, 100000, 0});

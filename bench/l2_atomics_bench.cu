@@ -2,9 +2,10 @@
 /// @brief The limits the dense pass runs against, measured on the card it runs on: 64-bit
 /// atomicAdd throughput into tables that fit L2 and tables that do not (the pair table of 1,000
 /// and of 100,000 entities), and plain column reading. The dense pass adds each line to the pair
-/// table with two atomics on one 16-byte cell; these kernels do exactly that at random cells (an
-/// integer hash of the line number, so no index column is read), or only read 33 bytes a line.
-/// Counters: `atomics/s` (both words of a cell counted), `bytes/s` read.
+/// table with one atomic on an 8-byte cell (carried cells), or two on a 16-byte one where a line's
+/// parts do not fit one word; these kernels do exactly that at random cells (an integer hash of the
+/// line number, so no index column is read), or only read 33 bytes a line.
+/// Counters: `atomics/s` (every word of a cell counted), `bytes/s` read.
 #include <benchmark/benchmark.h>
 
 #include <cuda_runtime.h>
@@ -34,15 +35,16 @@ __device__ __forceinline__ std::uint32_t mix(std::uint64_t x)
   return static_cast<std::uint32_t>(x);
 }
 
-/// Two atomics a line on cell hash(line) % cells, 16 bytes a cell: the dense pass's pair adds.
-__global__ void pair_cell_adds(std::int64_t lines, u64* table, std::uint32_t cells)
+/// @p words atomics a line on cell hash(line) % cells, 8 x @p words bytes a cell: the dense
+/// pass's pair adds.
+__global__ void pair_cell_adds(std::int64_t lines, u64* table, std::uint32_t cells, int words)
 {
   const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
   for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < lines;
        i += stride) {
-    u64* cell = table + 2 * static_cast<std::uint64_t>(mix(static_cast<std::uint64_t>(i)) % cells);
+    u64* cell = table + words * static_cast<std::uint64_t>(mix(static_cast<std::uint64_t>(i)) % cells);
     atomicAdd(cell, 1ULL);
-    atomicAdd(cell + 1, static_cast<u64>(i));
+    if (words == 2) { atomicAdd(cell + 1, static_cast<u64>(i)); }
   }
 }
 
@@ -100,22 +102,24 @@ bool skip_without_gpu(benchmark::State& state)
   return true;
 }
 
-/// Args: lines, cells (entities x 249 countries).
+/// Args: lines, cells (entities x 249 countries), words a cell (1 or 2).
 void bm_pair_cell_atomics(benchmark::State& state)
 {
   if (skip_without_gpu(state)) { return; }
   const std::int64_t lines = state.range(0);
   const auto cells         = static_cast<std::uint32_t>(state.range(1));
+  const auto words         = static_cast<int>(state.range(2));
+  const std::uint64_t bytes = 8ULL * static_cast<std::uint64_t>(words) * cells;
   u64* table               = nullptr;
-  CHECK(cudaMalloc(&table, 16ULL * cells));
-  CHECK(cudaMemset(table, 0, 16ULL * cells));
+  CHECK(cudaMalloc(&table, bytes));
+  CHECK(cudaMemset(table, 0, bytes));
   for (auto _ : state) {
-    state.SetIterationTime(event_ms([&] { pair_cell_adds<<<grid(), 256>>>(lines, table, cells); }) / 1e3);
+    state.SetIterationTime(event_ms([&] { pair_cell_adds<<<grid(), 256>>>(lines, table, cells, words); }) / 1e3);
   }
   CHECK(cudaFree(table));
-  state.counters["atomics/s"] =
-      benchmark::Counter(2.0 * static_cast<double>(lines), benchmark::Counter::kIsIterationInvariantRate);
-  state.counters["table_MB"] = 16.0 * cells / 1e6;
+  state.counters["atomics/s"] = benchmark::Counter(static_cast<double>(words) * static_cast<double>(lines),
+                                                   benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["table_MB"] = static_cast<double>(bytes) / 1e6;
 }
 
 void bm_read_dense_pass_columns(benchmark::State& state)
@@ -151,12 +155,14 @@ void bm_read_dense_pass_columns(benchmark::State& state)
 
 }  // namespace
 
-// 4e8 lines as in issue 3's shape; 249,000 cells (1,000 entities, 4 MB: in L2) and 24,900,000
-// (100,000 entities, 398 MB: not).
+// 4e8 lines as in issue 3's shape; 249,000 cells (1,000 entities, 2 or 4 MB: in L2) and
+// 24,900,000 (100,000 entities, 199 or 398 MB: not); one word a cell and two.
 BENCHMARK(bm_pair_cell_atomics)
-    ->Args({400000000, 249000})
-    ->Args({400000000, 24900000})
-    ->ArgNames({"lines", "cells"})
+    ->Args({400000000, 249000, 1})
+    ->Args({400000000, 24900000, 1})
+    ->Args({400000000, 249000, 2})
+    ->Args({400000000, 24900000, 2})
+    ->ArgNames({"lines", "cells", "words"})
     ->UseManualTime()
     ->Unit(benchmark::kMillisecond);
 BENCHMARK(bm_read_dense_pass_columns)

@@ -8,9 +8,10 @@
 ///     per-country cap-pathway tpp and, when the table fits in memory, every (entity, country)
 ///     pair). Small tables and a prefix of the entity (or pair) codes are privatized per block in
 ///     shared memory, the rest take global atomics; records and units share a word when they fit
-///     (`record_packing`); with a dense pair table, country and entity totals are its column and
-///     row sums. A pair table larger than L2 is filled one entity range at a time from lines the
-///     pass stages (`pair_slices`). 64-bit two's-complement sums are exact because ingest bounds
+///     (`record_packing`); a dense pair table keeps records, units and tpp in one word a cell where
+///     every line's parts fit, its fields' carries listed apart (`carried_layout`); with a dense
+///     pair table, country and entity totals are its column and row sums. A pair table larger than
+///     L2 is filled one entity range at a time from lines the pass stages (`pair_slices`). 64-bit two's-complement sums are exact because ingest bounds
 ///     the sum of |tpp| and of |quantity| by INT64_MAX, so every partial sum, in any order, is
 ///     representable.
 ///  3. The in-window lines are compacted and stably radix-sorted by date, which yields the SPEC §2
@@ -25,6 +26,7 @@
 ///     country could cross (`country_cap_crossings_by_day`).
 ///  5. (entity, country) pairs too numerous for a dense table are sorted and reduced by key.
 /// Phase times (CUDA events) come back through `gpu_timing`; bench/RESULTS.md has them.
+#include "carried_cells.cuh"
 #include "cuda_utils.cuh"
 #include "line_rules.cuh"
 
@@ -118,6 +120,7 @@ struct accumulator_table {
   /// Cells [0, shared_entries) are summed per block in shared memory, the rest by global atomics.
   /// A prefix, because dictionary codes follow first appearance: busy keys tend to get low codes.
   std::int64_t shared_entries = 0;
+  bool carried                = false;  ///< one word a cell (`carried_layout`), width 1
 };
 
 enum dense_table_id : int {
@@ -138,6 +141,9 @@ struct record_packing {
   int width        = 3;  ///< words per cell: 2 packed, 3 not
   int units_bits   = 0;
   u64 units_offset = 0;  ///< -(smallest quantity) when that is negative, else 0
+  /// -(smallest tpp) when negative, else 0: only in the three-word sums of carried pair cells
+  /// (`totals_packing`), which hold units and tpp with each record's offsets.
+  u64 tpp_offset = 0;
 
   /// The first word a line adds to its cell (the second is its tpp when packed).
   [[nodiscard]] __host__ __device__ u64 packed_line(u64 units) const
@@ -151,8 +157,8 @@ struct record_packing {
     group_total total;
     if (width == 3) {
       total.records = static_cast<std::int64_t>(cell[0]);
-      total.units   = static_cast<std::int64_t>(cell[1]);
-      total.tpp     = static_cast<std::int64_t>(cell[2]);
+      total.units   = static_cast<std::int64_t>(cell[1] - cell[0] * units_offset);
+      total.tpp     = static_cast<std::int64_t>(cell[2] - cell[0] * tpp_offset);
       return total;
     }
     const u64 records = cell[0] >> units_bits;
@@ -163,16 +169,10 @@ struct record_packing {
   }
 };
 
-/// @brief Smallest quantity and sum of |quantity| (saturating) of a pass's lines.
-struct quantity_range {
-  std::int64_t min = INT64_MAX;
-  u64 abs_sum      = 0;
-};
-
 /// @brief Packs records and units into one word when, for @p lines lines whose quantities lie in
 /// @p range, records (at most `lines`) and units plus the offset (at most |quantity| summed plus
 /// lines x offset) both fit: bits(lines) + bits(that bound) <= 64.
-[[nodiscard]] record_packing choose_record_packing(std::int64_t lines, const quantity_range& range)
+[[nodiscard]] record_packing choose_record_packing(std::int64_t lines, const value_range& range)
 {
   record_packing packing;
   if (lines <= 0 || range.abs_sum == ~0ULL) { return packing; }
@@ -191,6 +191,9 @@ struct quantity_range {
 struct dense_tables {
   accumulator_table table[dense_table_count];
   record_packing packing;
+  /// The pair table's cells, when it is carried (one word a cell), and where their carries go.
+  carried_layout carried;
+  carry_list carries;
   /// With a dense pair table, country and entity totals are its column and row sums
   /// (`derive_totals_from_pairs`): the pass adds each line to neither.
   bool derive_from_pairs = false;
@@ -246,6 +249,51 @@ __device__ __forceinline__ void add_line(const accumulator_table& table, const r
   }
 }
 
+/// Carries a carried pair table may list (32 bytes each): past this bound its cells take two words.
+constexpr std::uint64_t max_carries = std::uint64_t{1} << 22;
+
+/// @brief Lists what an add to a carried cell owes its exact sums, when anything.
+__device__ __forceinline__ void list_carries(const carry_list& carries, std::int64_t cell, const carry_fix& fix)
+{
+  if ((fix.records | fix.units | fix.tpp) == 0) { return; }
+  const unsigned long long slot = atomicAdd(carries.count, 1ULL);
+  if (slot < carries.capacity) {  // past it only by a bug, which the host reports
+    carry_entry& entry = carries.entries[slot];
+    entry.cell         = static_cast<std::uint64_t>(cell);
+    entry.fix          = fix;
+  }
+}
+
+/// @brief Adds @p value (a line's word, or a block's sums of a cell) to carried cell @p cell:
+/// one 64-bit atomic in global memory; in shared memory two 32-bit ones, tpp's half first (a
+/// 64-bit shared atomicAdd is a compare-and-swap loop on sm_90), its carry added to the other.
+__device__ __forceinline__ void add_carried(const carried_layout& layout, const carry_list& carries, u64* word,
+                                            bool shared, std::int64_t cell, u64 value)
+{
+  u64 old = 0;
+  if (shared) {
+    auto* halves            = reinterpret_cast<unsigned*>(word);  // little-endian: tpp's half first
+    const auto low          = static_cast<unsigned>(value);
+    const unsigned old_low  = atomicAdd(halves, low);
+    const unsigned carry    = old_low + low < old_low ? 1U : 0U;
+    const unsigned old_high = atomicAdd(halves + 1, static_cast<unsigned>(value >> 32) + carry);
+    old                     = (static_cast<u64>(old_high) << 32) | old_low;
+  } else {
+    old = atomicAdd(word, value);
+  }
+  list_carries(carries, cell, layout.carries(old, value));
+}
+
+/// @brief Adds a line's word to pair cell @p cell: in this block's shared copy when privatized.
+__device__ __forceinline__ void add_carried_line(const dense_tables& tables, u64* shared_sums, std::int64_t cell,
+                                                 u64 word)
+{
+  const accumulator_table& pairs = tables.table[pair_totals];
+  const bool shared              = cell < pairs.shared_entries;
+  u64* target = shared ? shared_sums + pairs.shared_offset + cell : pairs.d_global + cell;
+  add_carried(tables.carried, tables.carries, target, shared, cell, word);
+}
+
 /// @brief The dense (entity, country) table filled one entity range ("slice") at a time. With
 /// 100,000 entities and 249 countries the table is 398 MB, six times an H200's L2, and lines
 /// arrive in no entity order: added directly, most lines' cells miss L2 (ncu: 65% hits, the
@@ -258,8 +306,8 @@ struct pair_slices {
   std::int32_t count = 0;  ///< slices, slice 0 (never staged) included
   std::uint32_t* d_next = nullptr;  ///< per slice: its next free staging slot (slice 0: unused)
   std::uint32_t* d_cell = nullptr;  ///< per staging slot: the line's pair cell
-  u64* d_first          = nullptr;  ///< its first word: records and units packed, or units alone
-  u64* d_tpp            = nullptr;
+  u64* d_first = nullptr;  ///< its first word: records and units packed, or units alone, or its carried word
+  u64* d_tpp   = nullptr;  ///< nullptr for carried cells (their word holds it)
 };
 /// Slices at most: their counters take 8 bytes each of the dense pass's shared memory.
 constexpr std::int32_t max_pair_slices = 256;
@@ -320,8 +368,12 @@ __device__ __forceinline__ staged_line add_dense_line(const line_columns_view& l
       staged.slice = slice;
       staged.rank  = atomicAdd(slice_counts + slice, 1U);
       staged.cell  = static_cast<std::uint32_t>(cell);  // dense pair tables have at most 2^31 cells
-      staged.first = pairs.width == 2 ? tables.packing.packed_line(units) : units;
+      staged.first = pairs.carried       ? tables.carried.line_word(units, tpp)
+                     : pairs.width == 2 ? tables.packing.packed_line(units)
+                                        : units;
       staged.tpp   = tpp;
+    } else if (pairs.carried) {
+      add_carried_line(tables, shared_sums, cell, tables.carried.line_word(units, tpp));
     } else {
       add_line(pairs, tables.packing, shared_sums, cell, units, tpp);
     }
@@ -383,7 +435,7 @@ __global__ void __launch_bounds__(block_size, 4)
         const std::uint32_t slot = slice_bases[staged[k].slice] + staged[k].rank;
         slices.d_cell[slot]  = staged[k].cell;
         slices.d_first[slot] = staged[k].first;
-        slices.d_tpp[slot]   = staged[k].tpp;
+        if (slices.d_tpp != nullptr) { slices.d_tpp[slot] = staged[k].tpp; }
       }
     }
   }
@@ -398,9 +450,11 @@ __global__ void __launch_bounds__(block_size, 4)
     const u64* local = shared_sums + table.shared_offset;
     for (std::int64_t e = threadIdx.x; e < table.shared_entries; e += blockDim.x) {
       // Skip cells whose first word is 0: no line touched them (it counts records, packed or
-      // not), or, holding tpp alone, they add nothing.
+      // not), or, holding tpp alone, they add nothing; a carried cell of 0 has its carries listed.
       const u64* cell = local + table.width * e;
-      if (cell[0] != 0) {
+      if (table.carried) {  // its fields, each within its width, add as a line's do
+        if (cell[0] != 0) { add_carried(tables.carried, tables.carries, table.d_global + e, false, e, cell[0]); }
+      } else if (cell[0] != 0) {
         for (int w = 0; w < table.width; ++w) { atomicAdd(table.d_global + table.width * e + w, cell[w]); }
       }
     }
@@ -465,15 +519,18 @@ __global__ void __launch_bounds__(block_size)
 /// @brief Adds the lines the dense pass staged for one slice, slots [begin, *d_end), to the pair
 /// table; the slice's cells stay in L2, and the staged words, read once, are loaded evict-first.
 __global__ void __launch_bounds__(block_size)
-  add_staged_slice(u64* pairs, int width, const std::uint32_t* cell, const u64* first_word, const u64* tpp,
-                   std::int64_t begin, const std::uint32_t* d_end)
+  add_staged_slice(u64* pairs, int width, carried_layout carried, carry_list carries, const std::uint32_t* cell,
+                   const u64* first_word, const u64* tpp, std::int64_t begin, const std::uint32_t* d_end)
 {
   const std::int64_t end    = *d_end;
   const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
   for (std::int64_t j = begin + static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; j < end;
        j += stride) {
-    u64* words = pairs + static_cast<std::int64_t>(__ldcs(cell + j)) * width;
-    if (width == 2) {
+    const auto c = static_cast<std::int64_t>(__ldcs(cell + j));
+    u64* words   = pairs + c * width;
+    if (carried.used()) {
+      add_carried(carried, carries, words, false, c, __ldcs(first_word + j));
+    } else if (width == 2) {
       atomicAdd(words, __ldcs(first_word + j));
       atomicAdd(words + 1, __ldcs(tpp + j));
     } else {
@@ -487,22 +544,38 @@ __global__ void __launch_bounds__(block_size)
 /// Entity rows of the pair table each block of `country_totals_from_pairs` sums.
 constexpr std::int64_t pair_rows_per_block = 256;
 
+/// @brief Adds pair cell @p cell's sums to @p sum: its `width` words, or a carried cell's fields
+/// (records, units and tpp with their offsets: three words of sums either way but for width 2).
+__device__ __forceinline__ void add_pair_cell(const u64* pairs, std::int64_t cell, int width,
+                                              const carried_layout& carried, u64 (&sum)[3])
+{
+  if (carried.used()) {
+    const carried_sums fields = carried.fields(pairs[cell]);
+    sum[0] += fields.records;
+    sum[1] += fields.units;
+    sum[2] += fields.tpp;
+    return;
+  }
+  for (int w = 0; w < width; ++w) { sum[w] += pairs[cell * width + w]; }
+}
+
 /// @brief Country totals as the column sums of the dense pair table (cell entity x countries +
 /// country, `width` words each): each block sums a slab of rows per column, then adds its sums.
 __global__ void __launch_bounds__(block_size)
   country_totals_from_pairs(const u64* pairs, std::int64_t entities, std::int32_t countries, int width,
-                            u64* country_totals)
+                            carried_layout carried, u64* country_totals)
 {
   const std::int64_t first = static_cast<std::int64_t>(blockIdx.x) * pair_rows_per_block;
   const std::int64_t last  = first + pair_rows_per_block < entities ? first + pair_rows_per_block : entities;
+  const int out_width      = carried.used() ? 3 : width;
   for (std::int32_t c = threadIdx.x; c < countries; c += blockDim.x) {
     u64 sum[3] = {0, 0, 0};
-    for (std::int64_t e = first; e < last; ++e) {
-      const u64* cell = pairs + (e * countries + c) * width;
-      for (int w = 0; w < width; ++w) { sum[w] += cell[w]; }
-    }
-    if (sum[0] != 0) {  // a touched column has records in its first word (see the flush)
-      for (int w = 0; w < width; ++w) { atomicAdd(country_totals + static_cast<std::int64_t>(c) * width + w, sum[w]); }
+    for (std::int64_t e = first; e < last; ++e) { add_pair_cell(pairs, e * countries + c, width, carried, sum); }
+    // An untouched column adds nothing (a carried field may wrap to 0 while the others do not).
+    if ((sum[0] | sum[1] | sum[2]) != 0) {
+      for (int w = 0; w < out_width; ++w) {
+        atomicAdd(country_totals + static_cast<std::int64_t>(c) * out_width + w, sum[w]);
+      }
     }
   }
 }
@@ -510,20 +583,50 @@ __global__ void __launch_bounds__(block_size)
 /// @brief Entity totals as the row sums of the dense pair table: one warp per entity.
 __global__ void __launch_bounds__(block_size)
   entity_totals_from_pairs(const u64* pairs, std::int64_t entities, std::int32_t countries, int width,
-                           u64* entity_totals)
+                           carried_layout carried, u64* entity_totals)
 {
   const unsigned lane       = threadIdx.x % 32;
   const std::int64_t warps  = static_cast<std::int64_t>(gridDim.x) * (blockDim.x / 32);
+  const int out_width       = carried.used() ? 3 : width;
   for (std::int64_t e = (static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32; e < entities;
        e += warps) {
     u64 sum[3] = {0, 0, 0};
     for (std::int32_t c = static_cast<std::int32_t>(lane); c < countries; c += 32) {
-      const u64* cell = pairs + (e * countries + c) * width;
-      for (int w = 0; w < width; ++w) { sum[w] += cell[w]; }
+      add_pair_cell(pairs, e * countries + c, width, carried, sum);
     }
-    for (int w = 0; w < width; ++w) {
+    for (int w = 0; w < out_width; ++w) {
       for (int offset = 16; offset > 0; offset /= 2) { sum[w] += __shfl_down_sync(0xffffffffU, sum[w], offset); }
-      if (lane == 0) { entity_totals[e * width + w] = sum[w]; }
+      if (lane == 0) { entity_totals[e * out_width + w] = sum[w]; }
+    }
+  }
+}
+
+/// @brief The carries of carried pair cells, summed per cell: cells ascending, each with its fix,
+/// and a bitmap of them (a cell whose word wrapped to 0 is occupied by its carries alone).
+struct settled_carries {
+  std::int64_t count = 0;
+  device_buffer<std::uint32_t> d_cells;
+  device_buffer<carry_fix> d_fixes;
+  device_buffer<std::uint32_t> d_bits;
+
+  [[nodiscard]] const std::uint32_t* bits() const { return count > 0 ? d_bits.data() : nullptr; }
+};
+
+/// @brief Adds each carried cell's summed fixes to its entity's and its country's sums (three
+/// words each, `country_totals_from_pairs` and `entity_totals_from_pairs`).
+__global__ void __launch_bounds__(block_size)
+  add_carries_to_totals(const std::uint32_t* cells, const carry_fix* fixes, std::int64_t count,
+                        std::int32_t countries, u64* country_totals, u64* entity_totals)
+{
+  const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
+  for (std::int64_t k = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; k < count; k += stride) {
+    const std::int64_t cell = cells[k];
+    const u64 sums[3]       = {fixes[k].records, fixes[k].units, fixes[k].tpp};
+    u64* country            = country_totals + (cell % countries) * 3;
+    u64* entity             = entity_totals + (cell / countries) * 3;
+    for (int w = 0; w < 3; ++w) {
+      atomicAdd(country + w, sums[w]);
+      atomicAdd(entity + w, sums[w]);
     }
   }
 }
@@ -531,22 +634,30 @@ __global__ void __launch_bounds__(block_size)
 /// @brief Fills the country and entity tables from the dense pair table the pass filled (exact:
 /// sums of sums are the same modular sums). Entity cells are written whole; country cells are
 /// added to the zeroed table.
-void derive_totals_from_pairs(const dense_tables& tables, std::int32_t countries, const launch_env& env)
+void derive_totals_from_pairs(const dense_tables& tables, const settled_carries& carries, std::int32_t countries,
+                              const launch_env& env)
 {
   const accumulator_table& pairs   = tables.table[pair_totals];
   const std::int64_t entities      = countries > 0 ? pairs.entries / countries : 0;
   const int width                  = pairs.width;
   if (entities == 0) { return; }
+  u64* d_country = tables.table[country_totals].d_global;
+  u64* d_entity  = tables.table[entity_totals].d_global;
   const auto slabs = static_cast<unsigned>((entities + pair_rows_per_block - 1) / pair_rows_per_block);
   country_totals_from_pairs<<<slabs, block_size, 0, env.stream>>>(pairs.d_global, entities, countries, width,
-                                                                   tables.table[country_totals].d_global);
+                                                                   tables.carried, d_country);
   CAPLEDGER_CHECK_LAUNCH();
   const std::int64_t warps_per_block = block_size / 32;
   const int grid = static_cast<int>(std::min<std::int64_t>((entities + warps_per_block - 1) / warps_per_block,
                                                            static_cast<std::int64_t>(env.sm_count) * 16));
   entity_totals_from_pairs<<<grid, block_size, 0, env.stream>>>(pairs.d_global, entities, countries, width,
-                                                                tables.table[entity_totals].d_global);
+                                                                tables.carried, d_entity);
   CAPLEDGER_CHECK_LAUNCH();
+  if (carries.count > 0) {  // after the entity sums, which write their cells whole
+    add_carries_to_totals<<<grid_for(carries.count, env), block_size, 0, env.stream>>>(
+      carries.d_cells.data(), carries.d_fixes.data(), carries.count, countries, d_country, d_entity);
+    CAPLEDGER_CHECK_LAUNCH();
+  }
 }
 
 /// Shared memory (in words) a dense pass may use per block: what a launch may ask for without the
@@ -1178,31 +1289,143 @@ struct used_line {
   __device__ bool operator()(std::int32_t line) const { return date[line] <= as_of; }
 };
 
+[[nodiscard]] __device__ __forceinline__ bool bit_set(const std::uint32_t* bits, std::int64_t index)
+{
+  return bits != nullptr && ((bits[index / 32] >> (index % 32)) & 1U) != 0;
+}
+
+/// A touched cell: its first word holds records (packed or not), or, carried, it has carries.
 struct occupied_cell {
   const u64* cells;
   int width;
-  __device__ bool operator()(std::int32_t cell) const { return cells[width * static_cast<std::int64_t>(cell)] != 0; }
+  const std::uint32_t* carried_bits;  ///< carried cells with carries; nullptr when none
+  __device__ bool operator()(std::int32_t cell) const
+  {
+    return cells[width * static_cast<std::int64_t>(cell)] != 0 || bit_set(carried_bits, cell);
+  }
 };
+
+/// @brief Position of @p value in the ascending @p values (present: the caller knows it is).
+[[nodiscard]] __device__ std::int64_t position_in(const std::uint32_t* values, std::int64_t count,
+                                                  std::uint32_t value)
+{
+  std::int64_t low = 0;
+  std::int64_t high = count;
+  while (low < high) {
+    const std::int64_t middle = low + (high - low) / 2;
+    if (values[middle] < value) {
+      low = middle + 1;
+    } else {
+      high = middle;
+    }
+  }
+  return low;
+}
+
+struct add_carry_fixes {
+  __host__ __device__ carry_fix operator()(carry_fix a, const carry_fix& b) const
+  {
+    a += b;
+    return a;
+  }
+};
+
+/// @brief Sums the listed carries of the carried pair table per cell (see `settled_carries`).
+/// @throw device_error when the pass listed more carries than their bound (a bug: the sums would
+/// be short of them)
+[[nodiscard]] settled_carries settle_carries(const dense_tables& tables, std::int64_t cell_count,
+                                             const launch_env& env)
+{
+  settled_carries settled;
+  if (!tables.carried.used()) { return settled; }
+  const cudaStream_t s = env.stream;
+  const std::uint64_t listed = read_scalar(tables.carries.count, s);
+  if (listed > tables.carries.capacity) {
+    throw device_error("the dense pair table listed " + std::to_string(listed) + " carries, more than their bound " +
+                       std::to_string(tables.carries.capacity) + " (a bug in carried_cells.cuh)");
+  }
+  if (listed == 0) { return settled; }
+  const auto n = static_cast<std::int64_t>(listed);
+  device_buffer<std::uint32_t> d_keys(static_cast<std::size_t>(n), s);
+  device_buffer<std::int32_t> d_index(static_cast<std::size_t>(n), s);
+  {
+    std::uint32_t* keys        = d_keys.data();
+    std::int32_t* index        = d_index.data();
+    const carry_entry* entries = tables.carries.entries;
+    for_each_index(n, env, [=] __device__(std::int64_t j) {
+      keys[j]  = static_cast<std::uint32_t>(entries[j].cell);  // dense pair tables have at most 2^31 cells
+      index[j] = static_cast<std::int32_t>(j);
+    });
+    device_buffer<std::uint32_t> d_keys_alt(static_cast<std::size_t>(n), s);
+    device_buffer<std::int32_t> d_index_alt(static_cast<std::size_t>(n), s);
+    cub::DoubleBuffer<std::uint32_t> key_buffers(d_keys.data(), d_keys_alt.data());
+    cub::DoubleBuffer<std::int32_t> index_buffers(d_index.data(), d_index_alt.data());
+    const int key_bits = std::max(bits_for_codes(static_cast<std::uint64_t>(cell_count)), 1);
+    run_cub(CAPLEDGER_HERE, s, [&](void* d_temp, std::size_t& temp_bytes) {
+      return cub::DeviceRadixSort::SortPairs(d_temp, temp_bytes, key_buffers, index_buffers, n, 0, key_bits, s);
+    });
+    keep_current(key_buffers, d_keys, d_keys_alt);
+    keep_current(index_buffers, d_index, d_index_alt);
+  }
+  device_buffer<carry_fix> d_items(static_cast<std::size_t>(n), s);
+  {
+    carry_fix* items           = d_items.data();
+    const std::int32_t* index  = d_index.data();
+    const carry_entry* entries = tables.carries.entries;
+    for_each_index(n, env, [=] __device__(std::int64_t j) { items[j] = entries[index[j]].fix; });
+  }
+  settled.d_cells = device_buffer<std::uint32_t>(static_cast<std::size_t>(n), s);
+  settled.d_fixes = device_buffer<carry_fix>(static_cast<std::size_t>(n), s);
+  auto d_count    = zeroed_device_buffer<u64>(1, s);
+  run_cub(CAPLEDGER_HERE, s, [&](void* d_temp, std::size_t& temp_bytes) {
+    return cub::DeviceReduce::ReduceByKey(d_temp, temp_bytes, d_keys.data(), settled.d_cells.data(), d_items.data(),
+                                          settled.d_fixes.data(), d_count.data(), add_carry_fixes{}, n, s);
+  });
+  settled.count  = static_cast<std::int64_t>(read_scalar(d_count.data(), s));
+  settled.d_bits = zeroed_device_buffer<std::uint32_t>(static_cast<std::size_t>((cell_count + 31) / 32), s);
+  std::uint32_t* bits        = settled.d_bits.data();
+  const std::uint32_t* cells = settled.d_cells.data();
+  for_each_index(settled.count, env, [=] __device__(std::int64_t k) {
+    atomicOr(bits + cells[k] / 32, 1U << (cells[k] % 32));
+  });
+  return settled;
+}
 
 /// @brief Compacts the dense pair table filled by the dense pass; cell order is (entity, country).
 [[nodiscard]] std::vector<pair_total> compact_pair_table(const u64* d_cells, std::int64_t cell_count,
                                                        std::int32_t countries, const record_packing& packing,
-                                                       u64* d_count, const launch_env& env)
+                                                       const carried_layout& carried,
+                                                       const settled_carries& carries, u64* d_count,
+                                                       const launch_env& env)
 {
   const cudaStream_t stream = env.stream;
+  const int width           = carried.used() ? 1 : packing.width;
+  const std::uint32_t* carried_bits = carries.bits();
   device_buffer<std::int32_t> d_occupied(static_cast<std::size_t>(cell_count), stream);
   run_cub(CAPLEDGER_HERE, stream, [&](void* d_temp, std::size_t& temp_bytes) {
     return cub::DeviceSelect::If(d_temp, temp_bytes, thrust::counting_iterator<std::int32_t>(0),
-                                 d_occupied.data(), d_count, cell_count, occupied_cell{d_cells, packing.width},
-                                 stream);
+                                 d_occupied.data(), d_count, cell_count,
+                                 occupied_cell{d_cells, width, carried_bits}, stream);
   });
   const auto rows = static_cast<std::int64_t>(read_scalar(d_count, stream));
   device_buffer<pair_total> d_rows(static_cast<std::size_t>(rows), stream);
-  pair_total* out            = d_rows.data();
-  const std::int32_t* cell = d_occupied.data();
+  pair_total* out             = d_rows.data();
+  const std::int32_t* cell    = d_occupied.data();
+  const std::uint32_t* fixed  = carries.count > 0 ? carries.d_cells.data() : nullptr;
+  const carry_fix* fixes      = carries.count > 0 ? carries.d_fixes.data() : nullptr;
+  const std::int64_t fixed_count = carries.count;
   for_each_index(rows, env, [=] __device__(std::int64_t r) {
-    const std::int64_t c    = cell[r];
-    const group_total total = packing.unpack(d_cells + packing.width * c);
+    const std::int64_t c = cell[r];
+    group_total total;
+    if (carried.used()) {
+      carried_sums raw = carried.fields(d_cells[c]);
+      if (bit_set(carried_bits, c)) {
+        raw += fixes[position_in(fixed, fixed_count, static_cast<std::uint32_t>(c))];
+      }
+      carried.totals(raw, total.records, total.units, total.tpp);
+    } else {
+      total = packing.unpack(d_cells + packing.width * c);
+    }
     out[r] = make_pair_total(c / countries, c % countries, total.records, total.units, total.tpp);
   });
   return to_host(d_rows.data(), static_cast<std::size_t>(rows), stream);
@@ -1320,6 +1543,9 @@ template <typename Key>
                                                                   sizes.entities, sizes.countries, d_seen.data(),
                                                                   d_distinct.data());
   CAPLEDGER_CHECK_LAUNCH();
+  // Carried cells (8 bytes) are not sliced where 2^21 sampled cells fit a slice (a third of L2:
+  // 20 MB on an H200): there, at 100,000 entities, slicing cost more than it saved (bench/RESULTS.md,
+  // session 17), though the log touches far more cells than the sample.
   if (read_scalar(d_distinct.data(), s) * cell_bytes <= slice_bytes) { return slices; }
 
   const std::int64_t entities = sizes.entities;
@@ -1337,7 +1563,8 @@ template <typename Key>
 class staged_pair_lines {
  public:
   /// @param plan from `plan_pair_slices`; not sliced (rows 0): nothing is allocated
-  staged_pair_lines(const line_columns_view& lines, const pair_slices& plan, const launch_env& env)
+  /// @param carried the pair table's cells are carried: a staged line is its cell and one word
+  staged_pair_lines(const line_columns_view& lines, const pair_slices& plan, bool carried, const launch_env& env)
     : slices_(plan)
   {
     if (slices_.rows == 0) { return; }
@@ -1356,22 +1583,24 @@ class staged_pair_lines {
     d_next_  = to_device(next, s);
     d_cell_  = device_buffer<std::uint32_t>(capacity, s);
     d_first_ = device_buffer<u64>(capacity, s);
-    d_tpp_   = device_buffer<u64>(capacity, s);
+    if (!carried) { d_tpp_ = device_buffer<u64>(capacity, s); }
     slices_.d_next  = d_next_.data();
     slices_.d_cell  = d_cell_.data();
     slices_.d_first = d_first_.data();
-    slices_.d_tpp   = d_tpp_.data();
+    slices_.d_tpp   = carried ? nullptr : d_tpp_.data();
   }
   [[nodiscard]] const pair_slices& slices() const { return slices_; }
   /// Adds what the dense pass staged to @p pairs, slice after slice (one launch each, so that
   /// only that slice's cells are in use).
-  void add_to(const accumulator_table& pairs, const launch_env& env) const
+  void add_to(const dense_tables& tables, const launch_env& env) const
   {
+    const accumulator_table& pairs = tables.table[pair_totals];
     for (std::int32_t k = 1; k < slices_.count; ++k) {
       const std::int64_t capacity = begin_[k + 1] - begin_[k];
       if (capacity == 0) { continue; }
       add_staged_slice<<<grid_for(capacity, env), block_size, 0, env.stream>>>(
-        pairs.d_global, pairs.width, slices_.d_cell, slices_.d_first, slices_.d_tpp, begin_[k], slices_.d_next + k);
+        pairs.d_global, pairs.width, tables.carried, tables.carries, slices_.d_cell, slices_.d_first, slices_.d_tpp,
+        begin_[k], slices_.d_next + k);
       CAPLEDGER_CHECK_LAUNCH();
     }
   }
@@ -1477,20 +1706,31 @@ void check_device_memory(std::int64_t line_count, std::uint64_t bytes_per_line, 
   }
 }
 
-struct quantity_range_of_line {
-  __device__ quantity_range operator()(std::int64_t quantity) const
+struct value_range_of_line {
+  __device__ value_range operator()(std::int64_t value) const
   {
-    return {quantity, quantity < 0 ? 0ULL - static_cast<u64>(quantity) : static_cast<u64>(quantity)};
+    return {value, value, value < 0 ? 0ULL - static_cast<std::uint64_t>(value) : static_cast<std::uint64_t>(value)};
   }
 };
 
-struct merge_quantity_ranges {
-  __device__ quantity_range operator()(const quantity_range& a, const quantity_range& b) const
+struct merge_value_ranges {
+  __device__ value_range operator()(const value_range& a, const value_range& b) const
   {
-    const u64 sum = a.abs_sum + b.abs_sum;
-    return {a.min < b.min ? a.min : b.min, sum < a.abs_sum ? ~0ULL : sum};
+    const std::uint64_t sum = a.abs_sum + b.abs_sum;
+    return {a.min < b.min ? a.min : b.min, a.max > b.max ? a.max : b.max, sum < a.abs_sum ? ~0ULL : sum};
   }
 };
+
+/// @brief The range of @p count values of the device column @p values.
+[[nodiscard]] value_range range_of(const std::int64_t* values, std::int64_t count, cudaStream_t s)
+{
+  auto d_range = zeroed_device_buffer<value_range>(1, s);
+  run_cub(CAPLEDGER_HERE, s, [&](void* d_temp, std::size_t& temp_bytes) {
+    return cub::DeviceReduce::Reduce(d_temp, temp_bytes, thrust::make_transform_iterator(values, value_range_of_line{}),
+                                     d_range.data(), count, merge_value_ranges{}, value_range{}, s);
+  });
+  return read_scalar(d_range.data(), s);
+}
 
 /// @brief The columns of a log in GPU memory: uploaded once, then aggregated any number of times
 /// (the public `gpu_columns`; `aggregate` on host columns uploads into one of these first).
@@ -1513,20 +1753,16 @@ class resident_columns final : public gpu_columns {
     d_exporter_ = to_device(view.exporter, count, s);
     size_       = view.size;
     if (count > 0) {
-      auto d_range = zeroed_device_buffer<quantity_range>(1, s);
-      run_cub(CAPLEDGER_HERE, s, [&](void* d_temp, std::size_t& temp_bytes) {
-        return cub::DeviceReduce::Reduce(d_temp, temp_bytes,
-                                         thrust::make_transform_iterator(d_quantity_.data(), quantity_range_of_line{}),
-                                         d_range.data(), view.size, merge_quantity_ranges{}, quantity_range{}, s);
-      });
-      quantity_range_ = read_scalar(d_range.data(), s);
+      quantity_range_ = range_of(d_quantity_.data(), view.size, s);
+      tpp_range_      = range_of(d_tpp_.data(), view.size, s);
     }
     // Ready for any stream once this returns.
     stream_.synchronize();
   }
   [[nodiscard]] std::int64_t size() const override { return size_; }
-  /// The smallest quantity and the sum of |quantity| (saturating): bounds the dense pass packs by.
-  [[nodiscard]] const quantity_range& quantities() const { return quantity_range_; }
+  /// The range of the quantities and of the tpp: bounds the dense pass packs by.
+  [[nodiscard]] const value_range& quantities() const { return quantity_range_; }
+  [[nodiscard]] const value_range& tpps() const { return tpp_range_; }
   [[nodiscard]] line_columns_view view() const
   {
     line_columns_view lines;
@@ -1546,7 +1782,8 @@ class resident_columns final : public gpu_columns {
  private:
   cuda_stream stream_;  ///< declared first: it outlives the buffers' stream-ordered frees
   std::int64_t size_ = 0;
-  quantity_range quantity_range_;
+  value_range quantity_range_;
+  value_range tpp_range_;
   device_buffer<day_t> d_date_;
   device_buffer<std::int32_t> d_entity_;
   device_buffer<std::uint16_t> d_country_;
@@ -1570,14 +1807,33 @@ class resident_columns final : public gpu_columns {
 
   const code_bounds bounds{sizes.entities, sizes.countries, sizes.chips, sizes.exporters, sizes.orders};
   const std::int64_t pair_cells = static_cast<std::int64_t>(sizes.entities) * sizes.countries;
-  // A dense pair table (two or three atomics a line, one sweep of the table) beats sorting the lines while
-  // the table is not much larger than the log, and it may take an eighth of the free GPU memory.
+  // A dense pair table (one to three atomics a line, one sweep of the table) beats sorting the lines
+  // while the table is not much larger than the log, and it may take an eighth of the free GPU memory.
   const record_packing packing  = choose_record_packing(n, columns.quantities());
   const int width                = packing.width;  // words per group-total cell
-  const std::uint64_t pair_bytes = 8 * static_cast<std::uint64_t>(width) * static_cast<std::uint64_t>(pair_cells);
+  std::uint64_t carry_bound      = 0;
+  carried_layout carried =
+    tuning.pair_units_bits < 0 ? carried_layout{}
+                               : choose_carried_layout(n, columns.quantities(), columns.tpps(), tuning.pair_units_bits,
+                                                       max_carries, carry_bound);
+  // The table and, carried, its carries' list and their settling (a sort and a reduce: 128 bytes a carry).
+  const auto pair_table_bytes = [pair_cells](int words, std::uint64_t carries) {
+    return 8 * static_cast<std::uint64_t>(words) * static_cast<std::uint64_t>(pair_cells) + carries * 128;
+  };
+  const std::uint64_t pair_budget = free_device_bytes() / 8;
+  if (carried.used() && pair_table_bytes(1, carry_bound) > pair_budget) {  // two words may fit without the list
+    carried     = carried_layout{};
+    carry_bound = 0;
+  }
+  const int pair_width           = carried.used() ? 1 : width;
+  const std::uint64_t pair_bytes = pair_table_bytes(pair_width, carry_bound);
   // (compact_pair_table numbers the cells in 32 bits; more would need 137 GB free, beyond an H200.)
-  const bool dense_pairs = pair_cells > 0 && pair_cells <= 4 * n && pair_cells <= INT32_MAX &&
-                           pair_bytes <= free_device_bytes() / 8;
+  const bool dense_pairs =
+    pair_cells > 0 && pair_cells <= 4 * n && pair_cells <= INT32_MAX && pair_bytes <= pair_budget;
+  if (!dense_pairs) {
+    carried     = carried_layout{};
+    carry_bound = 0;
+  }
   const std::uint64_t table_bytes = dictionary_table_bytes(sizes) + (dense_pairs ? pair_bytes : 0);
 
   int device = 0;
@@ -1632,36 +1888,50 @@ class resident_columns final : public gpu_columns {
 
   clock.mark("rule_tables");
 
-  // 2. The fused dense pass. Counters: [0] lines used, [1] bad-code flag, [2] selection counts.
+  // 2. The fused dense pass. Counters: [0] lines used, [1] bad-code flag, [2] selection counts,
+  // [3] carries listed.
   auto d_counters       = zeroed_device_buffer<u64>(4, s);
   u64* d_count          = d_counters.data() + 2;
   const auto words_for  = [width](std::size_t cells) { return cells * static_cast<std::size_t>(width); };
-  auto d_country_totals  = zeroed_device_buffer<u64>(words_for(count_of(sizes.countries)), s);
-  auto d_cap_totals      = zeroed_device_buffer<u64>(count_of(sizes.countries), s);
-  auto d_chip_totals     = zeroed_device_buffer<u64>(words_for(count_of(sizes.chips)), s);
-  auto d_entity_totals   = zeroed_device_buffer<u64>(words_for(count_of(sizes.entities)), s);
-  auto d_exporter_totals = zeroed_device_buffer<u64>(words_for(count_of(sizes.exporters)), s);
-  auto d_pair_totals =
-    zeroed_device_buffer<u64>(dense_pairs ? words_for(static_cast<std::size_t>(pair_cells)) : 0, s);
-  dense_tables dense;
-  dense.packing                   = packing;
-  dense.table[country_totals]     = {d_country_totals.data(), sizes.countries, width};
-  dense.table[country_cap_totals] = {d_cap_totals.data(), sizes.countries, 1};
-  dense.table[chip_totals]        = {d_chip_totals.data(), sizes.chips, width};
-  dense.table[entity_totals]      = {d_entity_totals.data(), sizes.entities, width};
-  dense.table[exporter_totals]    = {d_exporter_totals.data(), sizes.exporters, width};
-  dense.table[pair_totals]        = {d_pair_totals.data(), dense_pairs ? pair_cells : 0, width};
   // Summing the pair table's rows and columns reads at most two words a line when it has no more
   // cells than lines, where adding each line to the country and entity cells costs four atomics.
-  dense.derive_from_pairs = dense_pairs && pair_cells <= n;
+  const bool derive_from_pairs = dense_pairs && pair_cells <= n;
+  // Derived from carried cells, country and entity sums are three words with each record's offsets.
+  record_packing totals_packing = packing;
+  if (derive_from_pairs && carried.used()) {
+    totals_packing              = record_packing{};
+    totals_packing.units_offset = carried.units_offset;
+    totals_packing.tpp_offset   = carried.tpp_offset;
+  }
+  const int totals_width = totals_packing.width;
+  auto d_country_totals  = zeroed_device_buffer<u64>(count_of(sizes.countries) * totals_width, s);
+  auto d_cap_totals      = zeroed_device_buffer<u64>(count_of(sizes.countries), s);
+  auto d_chip_totals     = zeroed_device_buffer<u64>(words_for(count_of(sizes.chips)), s);
+  auto d_entity_totals   = zeroed_device_buffer<u64>(count_of(sizes.entities) * totals_width, s);
+  auto d_exporter_totals = zeroed_device_buffer<u64>(words_for(count_of(sizes.exporters)), s);
+  auto d_pair_totals     = zeroed_device_buffer<u64>(
+    dense_pairs ? static_cast<std::size_t>(pair_cells) * static_cast<std::size_t>(pair_width) : 0, s);
+  device_buffer<carry_entry> d_carries(static_cast<std::size_t>(carry_bound), s);
+  dense_tables dense;
+  dense.packing                   = packing;
+  dense.table[country_totals]     = {d_country_totals.data(), sizes.countries, totals_width};
+  dense.table[country_cap_totals] = {d_cap_totals.data(), sizes.countries, 1};
+  dense.table[chip_totals]        = {d_chip_totals.data(), sizes.chips, width};
+  dense.table[entity_totals]      = {d_entity_totals.data(), sizes.entities, totals_width};
+  dense.table[exporter_totals]    = {d_exporter_totals.data(), sizes.exporters, width};
+  dense.table[pair_totals]        = {d_pair_totals.data(), dense_pairs ? pair_cells : 0, pair_width};
+  dense.table[pair_totals].carried = carried.used();
+  dense.carried                   = carried;
+  dense.carries                   = {d_carries.data(), d_counters.data() + 3, carry_bound};
+  dense.derive_from_pairs         = derive_from_pairs;
   std::int32_t slice_count = 0;
   {
-    // The staging area (20 bytes a line at most) is freed before the checks, whose per-line
-    // work (`work_bytes_per_line`) is larger: the memory check above covers it.
+    // The staging area (20 bytes a line at most, 12 carried) is freed before the checks, whose
+    // per-line work (`work_bytes_per_line`) is larger: the memory check above covers it.
     staged_pair_lines staging(lines,
-                              dense_pairs ? plan_pair_slices(lines, sizes, width, tuning.pair_slice_bytes, env)
+                              dense_pairs ? plan_pair_slices(lines, sizes, pair_width, tuning.pair_slice_bytes, env)
                                           : pair_slices{},
-                              env);
+                              carried.used(), env);
     const pair_slices& slices = staging.slices();
     slice_count               = slices.count;
     clock.mark("pair_slice_counts");
@@ -1678,10 +1948,13 @@ class resident_columns final : public gpu_columns {
                                                                d_counters.data(), d_counters.data() + 1);
     CAPLEDGER_CHECK_LAUNCH();
     clock.mark("dense_totals");
-    staging.add_to(dense.table[pair_totals], env);
+    staging.add_to(dense, env);
     clock.mark("pair_slices");
   }
-  if (dense.derive_from_pairs) { derive_totals_from_pairs(dense, sizes.countries, env); }
+  const settled_carries carries = settle_carries(dense, pair_cells, env);
+  d_carries.release();
+  clock.mark("pair_carries");
+  if (dense.derive_from_pairs) { derive_totals_from_pairs(dense, carries, sizes.countries, env); }
   clock.mark("pair_rows_and_columns");
 
   // 3. In-window used lines in SPEC order: compacted in input order, then stably sorted by date.
@@ -1733,8 +2006,8 @@ class resident_columns final : public gpu_columns {
   clock.mark("spec_order");
 
   // Dense totals back to the host (the dense pass is long done by now; this reads its output).
-  result.by_country  = to_group_totals(to_host(d_country_totals.data(), d_country_totals.size(), s), packing);
-  result.by_entity   = to_group_totals(to_host(d_entity_totals.data(), d_entity_totals.size(), s), packing);
+  result.by_country  = to_group_totals(to_host(d_country_totals.data(), d_country_totals.size(), s), totals_packing);
+  result.by_entity   = to_group_totals(to_host(d_entity_totals.data(), d_entity_totals.size(), s), totals_packing);
   result.by_chip     = to_group_totals(to_host(d_chip_totals.data(), d_chip_totals.size(), s), packing);
   result.by_exporter = to_group_totals(to_host(d_exporter_totals.data(), d_exporter_totals.size(), s), packing);
   {
@@ -1811,14 +2084,17 @@ class resident_columns final : public gpu_columns {
 
   // 5. (entity, country) pairs.
   result.by_entity_country =
-    dense_pairs ? compact_pair_table(d_pair_totals.data(), pair_cells, sizes.countries, packing, d_count, env)
+    dense_pairs ? compact_pair_table(d_pair_totals.data(), pair_cells, sizes.countries, packing, carried, carries,
+                                     d_count, env)
                 : sort_pairs(lines, tables, pair_codes, pair_bits, d_count, env);
 
   clock.mark("pairs");
   stream.synchronize();
   if (timing != nullptr) {
     *timing             = clock.read();
-    timing->pair_slices = slice_count;
+    timing->pair_slices     = slice_count;
+    timing->pair_units_bits = carried.units_bits;
+    timing->carried_cells   = carries.count;
   }
   return result;
 }

@@ -443,8 +443,9 @@ TEST_F(GpuEquivalence, CountryCapWithMoreBinsThanLinesSorts)
   }
 }
 
-/// A log whose dense pair table is filled in slices of `slice_bytes` (packed records and units:
-/// 16 bytes a cell; unpacked, 24, so the test gives unpacked logs half as many bytes again).
+/// A log whose dense pair table, in two words a cell (`gpu_tuning::pair_units_bits` -1), is filled
+/// in slices of `slice_bytes` (packed records and units: 16 bytes a cell; unpacked, 24, so the test
+/// gives unpacked logs half as many bytes again).
 struct slicing {
   std::int64_t lines;
   std::int32_t entities;
@@ -470,6 +471,7 @@ bool check_sliced(const slicing& c, backend& cpu, std::initializer_list<calendar
       const auto resident          = upload_to_gpu(log.columns.view());
       gpu_tuning tuning;
       tuning.pair_slice_bytes = quantity_scale == 1 ? c.slice_bytes : c.slice_bytes / 2 * 3;
+      tuning.pair_units_bits  = -1;  // two words a cell, as the slice counts assume (carried: PairCells*)
       gpu_timing timing;
       const aggregation gpu_result = aggregate_on_gpu(*resident, log.rules, log.sizes, &timing, tuning);
       const std::string context =
@@ -663,6 +665,146 @@ TEST_F(GpuEquivalence, RecordsAndUnitsPackedUpToTheWordEdge)
         shape.seed           = 17;
         if (!check_equivalence(shape, *cpu_, *gpu_)) { return; }
       }
+    }
+  }
+}
+
+/// The narrowest units field a carried pair cell of @p log may have: its largest quantity plus the
+/// offset of its smallest return.
+int narrowest_units_bits(const random_log& log)
+{
+  const auto [low, high]     = std::minmax_element(log.columns.quantity.begin(), log.columns.quantity.end());
+  const std::uint64_t offset = *low < 0 ? 0ULL - static_cast<std::uint64_t>(*low) : 0ULL;
+  int bits                   = 1;
+  while ((static_cast<std::uint64_t>(*high) + offset) >> bits != 0) { ++bits; }
+  return bits;
+}
+
+// The dense pair table's cells in one word (records, units and tpp in fields, one atomic a line),
+// with the narrowest units field the lines allow, so that fields wrap and carry on many lines: tpp
+// past its 32 bits (tpp_scale), units past theirs, records out of the word (quantity_scale leaves
+// records 8 bits), or with the widest units field (31 bits: records carry out of the word every
+// second line). In shared cells (one entity; 50 with the whole table shared and totals not
+// derived), the global table, its slices (tpp_scale 48: staged lines carry tpp too) and the derived
+// country and entity totals (300 entities: fewer cells than lines). Every case must carry
+// somewhere, and equal the CPU.
+TEST_F(GpuEquivalence, PairCellsCarriedInNarrowFields)
+{
+  struct carried_case {
+    std::int64_t lines;
+    std::int32_t entities;
+    std::int64_t quantity_scale;
+    std::int64_t tpp_scale;
+    std::uint64_t slice_bytes;  ///< UINT64_MAX: filled directly
+    bool widest;                ///< a units field of 31 bits, not the narrowest
+  };
+  const carried_case cases[] = {
+      {60000, 1, 1, 16, UINT64_MAX, false},      {60000, 5, 1, 16, UINT64_MAX, false},
+      {60000, 300, 1, 16, UINT64_MAX, false},    {60000, 300, 1, 48, 640, false},
+      {60000, 1, 1024, 1, UINT64_MAX, false},    {60000, 5, 1024, 1, UINT64_MAX, false},
+      {60000, 300, 1024, 1, 320, false},         {60000, 5000, 1, 16, 640, false},
+      {60000, 5000, 1024, 1, UINT64_MAX, false}, {60000, 300, 1, 1, 640, true},
+      {60000, 1, 1, 1, UINT64_MAX, true},        {1500, 50, 1, 16, UINT64_MAX, true}};
+  for (const carried_case& c : cases) {
+    for (const calendar_layout layout : {calendar_layout::straddling, calendar_layout::around_epoch}) {
+      log_shape shape;
+      shape.lines                  = c.lines;
+      shape.entities               = c.entities;
+      shape.quantity_scale         = c.quantity_scale;
+      shape.tpp_scale              = c.tpp_scale;
+      shape.layout                 = layout;
+      shape.seed                   = 23;
+      const random_log log         = make_log(shape);
+      const aggregation cpu_result = cpu_->aggregate(log.columns.view(), log.rules, log.sizes);
+      const auto resident          = upload_to_gpu(log.columns.view());
+      gpu_tuning tuning;
+      tuning.pair_slice_bytes = c.slice_bytes;
+      tuning.pair_units_bits  = c.widest ? 31 : narrowest_units_bits(log);
+      gpu_timing timing;
+      const aggregation gpu_result = aggregate_on_gpu(*resident, log.rules, log.sizes, &timing, tuning);
+      const std::string context    = context_of(shape) + " tpp_scale=" + std::to_string(c.tpp_scale) +
+                                  " slice_bytes=" + std::to_string(c.slice_bytes) +
+                                  " units_bits=" + std::to_string(tuning.pair_units_bits);
+      expect_same(context, cpu_result, gpu_result);
+      EXPECT_EQ(timing.pair_units_bits, tuning.pair_units_bits) << context;
+      EXPECT_GT(timing.carried_cells, 0) << context;
+      EXPECT_EQ(timing.pair_slices > 0, c.slice_bytes != UINT64_MAX) << context;
+      if (::testing::Test::HasFailure()) { return; }
+    }
+  }
+}
+
+// A carried cell whose word wraps to exactly 0 holds its sums in its carries alone, and is still
+// a row: three lines of 2^31 - 1 units and 2^32 tpp in all, records in one bit (tpp carries into
+// units, which carry 2^31 into records: 3 + 1 records wrap too), and no other line in that cell.
+// Where the cell is shared (one entity, 12 lines: the block's copy wraps to 0 and is not flushed)
+// and where it is not (a cell of the last of 1,500 entities, 20,003 lines).
+TEST_F(GpuEquivalence, PairCellWrappedToZeroIsStillReported)
+{
+  const std::int64_t quantity[3] = {std::int64_t{1} << 30, std::int64_t{1} << 29,
+                                    (std::int64_t{1} << 29) - 1};
+  const std::int64_t tpp[3]      = {std::int64_t{1} << 31, std::int64_t{1} << 30, std::int64_t{1} << 30};
+  for (const std::int32_t entities : {1, 1500}) {
+    log_shape shape;
+    shape.lines             = entities == 1 ? 12 : 20003;
+    shape.entities          = entities;
+    shape.returns           = false;
+    shape.seed              = 31;
+    random_log log          = make_log(shape);
+    shipment_columns& c     = log.columns;
+    const std::size_t first = c.entity.size() - 3;
+    for (std::size_t i = 0; i < first; ++i) {  // every other line avoids the cell
+      if (c.entity[i] == entities - 1 && c.country[i] == 3) { c.country[i] = 4; }
+    }
+    for (std::size_t k = 0; k < 3; ++k) {
+      c.entity[first + k]   = entities - 1;
+      c.country[first + k]  = 3;
+      c.date[first + k]     = log.rules.window_start;  // used and in the window
+      c.quantity[first + k] = quantity[k];
+      c.tpp[first + k]      = tpp[k];
+    }
+    const aggregation cpu_result = cpu_->aggregate(c.view(), log.rules, log.sizes);
+    const auto resident          = upload_to_gpu(c.view());
+    gpu_tuning tuning;
+    tuning.pair_units_bits = 31;
+    gpu_timing timing;
+    const aggregation gpu_result = aggregate_on_gpu(*resident, log.rules, log.sizes, &timing, tuning);
+    const std::string context    = context_of(shape);
+    expect_same(context, cpu_result, gpu_result);
+    EXPECT_EQ(timing.pair_units_bits, 31) << context;
+    const auto row =
+        std::find_if(gpu_result.by_entity_country.begin(), gpu_result.by_entity_country.end(),
+                     [&](const pair_total& p) { return p.entity == entities - 1 && p.country == 3; });
+    ASSERT_NE(row, gpu_result.by_entity_country.end()) << context;
+    EXPECT_EQ(row->total.records, 3) << context;
+    EXPECT_EQ(row->total.units, (std::int64_t{1} << 31) - 1) << context;
+    EXPECT_EQ(row->total.tpp, std::int64_t{1} << 32) << context;
+  }
+}
+
+// The cells each way on one log: one word chosen freely (few carries, if any), and two words
+// (`pair_units_bits` -1, the layout of lines whose parts do not fit one word); shared cells (one
+// entity), derived totals (300) and a table of more cells than lines (1,500). Small enough for
+// compute-sanitizer (device_check.sh runs it under memcheck and racecheck).
+TEST_F(GpuEquivalence, PairCellsInOneWordOrTwo)
+{
+  for (const std::int32_t entities : {1, 300, 1500}) {
+    log_shape shape;
+    shape.lines                  = 20000;
+    shape.entities               = entities;
+    shape.seed                   = 29;
+    const random_log log         = make_log(shape);
+    const aggregation cpu_result = cpu_->aggregate(log.columns.view(), log.rules, log.sizes);
+    const auto resident          = upload_to_gpu(log.columns.view());
+    for (const int units_bits : {0, -1}) {
+      gpu_tuning tuning;
+      tuning.pair_units_bits = units_bits;
+      gpu_timing timing;
+      const aggregation gpu_result = aggregate_on_gpu(*resident, log.rules, log.sizes, &timing, tuning);
+      const std::string context    = context_of(shape) + " pair_units_bits=" + std::to_string(units_bits);
+      expect_same(context, cpu_result, gpu_result);
+      EXPECT_EQ(timing.pair_units_bits > 0, units_bits == 0) << context;
+      if (::testing::Test::HasFailure()) { return; }
     }
   }
 }

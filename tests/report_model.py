@@ -15,8 +15,9 @@ destinations, ad-hoc chips with `tpp_per_unit`, lines outside the counting windo
 at the limit or one tpp past it. A third of the seeds run under other tables (smaller caps, a G2G
 partner, falling NVEU phases, other UVEU shares, another window).
 
-usage: report_model.py CAPLEDGER FIRST_SEED END_SEED [-v]   (-v: more detail, and each differing seed's
-inputs kept in $TMPDIR/report_model_seedN)
+usage: report_model.py CAPLEDGER FIRST_SEED END_SEED [-v] [--backend NAME]   (-v: more detail, and each
+differing seed's inputs kept in $TMPDIR/report_model_seedN; --backend: passed to `report`, so that the
+GPU backend meets the same model on a machine with a card; without it capledger picks its default)
 """
 import csv
 import datetime
@@ -765,6 +766,8 @@ def bad_raw(rng, gen, reason, columns):
 
 
 class Seed:
+    backend = None  # --backend for `report`, from the command line
+
     def __init__(self, seed, work):
         rng = self.rng = random.Random(seed)
         self.work = work
@@ -857,6 +860,8 @@ class Seed:
             args += ["--as-of", str(self.as_of)]
         if self.warn:
             args += ["--warn-at", self.warn]
+        if Seed.backend:
+            args += ["--backend", Seed.backend]
         return args
 
 
@@ -957,7 +962,10 @@ def compare_seed(capledger, seed, verbose):
 
 def main():
     capledger, first, end = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-    verbose = "-v" in sys.argv[4:]
+    options = sys.argv[4:]
+    verbose = "-v" in options
+    if "--backend" in options:
+        Seed.backend = options[options.index("--backend") + 1]
     failures = sum(not check_seed(capledger, seed, verbose) for seed in range(first, end))
     print(f"{end - first} seeds, {failures} differing")
     return 1 if failures else 0

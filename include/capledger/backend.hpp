@@ -249,6 +249,11 @@ struct gpu_tuning {
   /// holds, is filled a slice at a time, so that its cells stay in L2. 0: a third of the GPU's
   /// L2 cache; UINT64_MAX: never sliced.
   std::uint64_t pair_slice_bytes = 0;
+  /// The dense (entity, country) table's cells: 0 one word each (records, units and tpp in fields,
+  /// one atomic a line; kernels/carried_cells.cuh) where every line's parts fit, its units field
+  /// as wide as carries fewest; k > 0 the same with a units field of k bits (tests: narrow fields
+  /// carry often); -1 two words each (records and units packed, tpp), as where lines do not fit.
+  int pair_units_bits = 0;
 };
 
 /// @brief The CUDA backend. Logs larger than GPU memory are aggregated in parts (`aggregate_in_parts`).
@@ -276,11 +281,16 @@ struct gpu_timing {
   /// Entity ranges the dense (entity, country) table was filled in (`gpu_tuning::pair_slice_bytes`);
   /// 0 when it was filled directly or not used.
   std::int32_t pair_slices = 0;
+  /// Width of the units field of carried pair cells (`gpu_tuning::pair_units_bits`); 0 when the
+  /// cells took two words or more, or no dense pair table was used.
+  std::int32_t pair_units_bits = 0;
+  /// Cells of the carried pair table whose fields carried (each summed from its listed carries).
+  std::int64_t carried_cells = 0;
 };
 
 /// @brief What `make_gpu_backend()->aggregate` returns for the uploaded lines, without the upload.
 /// @param timing when given: filled with the call's CUDA-event times
-/// @param tuning only `pair_slice_bytes` applies (the columns are one pass already)
+/// @param tuning `pair_slice_bytes` and `pair_units_bits` apply (the columns are one pass already)
 /// @throw device_error on any GPU failure
 [[nodiscard]] aggregation aggregate_on_gpu(const gpu_columns& lines, const rule_context& rules,
                                            const dictionary_sizes& sizes, gpu_timing* timing = nullptr,
