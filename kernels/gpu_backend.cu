@@ -11,9 +11,9 @@
 ///     (`record_packing`); a dense pair table keeps records, units and tpp in one word a cell where
 ///     every line's parts fit, its fields' carries listed apart (`carried_layout`); with a dense
 ///     pair table, country and entity totals are its column and row sums. A pair table larger than
-///     L2 is filled one entity range at a time from lines the pass stages (`pair_slices`). 64-bit two's-complement sums are exact because ingest bounds
-///     the sum of |tpp| and of |quantity| by INT64_MAX, so every partial sum, in any order, is
-///     representable.
+///     L2 is filled one entity range at a time from lines the pass stages (`pair_slices`). 64-bit
+///     two's-complement sums are exact because ingest bounds the sum of |tpp| and of |quantity| by
+///     INT64_MAX, so every partial sum, in any order, is representable.
 ///  3. The in-window lines are compacted and stably radix-sorted by date, which yields the SPEC §2
 ///     order (date, input position) once for all checks; one byte per slot says which checks
 ///     the slot's line belongs to.
