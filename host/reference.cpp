@@ -184,6 +184,10 @@ chip_table parse_chips(std::string_view text, const std::string& path)
                        chip row;
                        row.key = std::string(f[0].value);
                        if (row.key.empty()) { reference_defect(file, f[0], "empty chip key"); }
+                       // A log's chip must be UTF-8, so such a row could never be matched.
+                       if (!detail::valid_utf8(row.key)) {
+                         reference_defect(file, f[0], "chip key is not valid UTF-8");
+                       }
                        row.vendor = std::string(f[1].value);
                        if (!detail::parse_int64(f[2].value, row.tpp) || row.tpp <= 0) {
                          reference_defect(file, f[2], "tpp must be a positive integer");

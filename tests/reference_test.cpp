@@ -247,6 +247,17 @@ TEST_F(ReferenceFiles, ChipsPerformanceDensityIsADecimalNumber)
   }
 }
 
+// A log's chip must be valid UTF-8 (BAD_ENCODING), so a key that is not could never be matched.
+TEST_F(ReferenceFiles, ChipsKeyMustBeUtf8)
+{
+  const auto path =
+      write("chips.csv", "chip,vendor,tpp,performance_density,datacenter\nX1,V,10,1,1\nX\xe9,V,10,1,1\n");
+  expect_config_error([&] { (void)load_chips(path); }, path + ":3:1: chip key is not valid UTF-8");
+  const chip_table table =
+      load_chips(write("ok.csv", "chip,vendor,tpp,performance_density,datacenter\nX\xc3\xa9,V,10,1,1\n"));
+  EXPECT_EQ(table.find("X\xc3\xa9"), 0);
+}
+
 // ---- entities.csv ------------------------------------------------------------------------------
 
 // SPEC §1.2 lists nveu_countries among the columns. A file of entities none of which is NVEU
