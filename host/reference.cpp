@@ -184,6 +184,10 @@ chip_table parse_chips(std::string_view text, const std::string& path)
                        chip row;
                        row.key = std::string(f[0].value);
                        if (row.key.empty()) { reference_defect(file, f[0], "empty chip key"); }
+                       // A log's chip must be UTF-8, so such a row could never be matched.
+                       if (!detail::valid_utf8(row.key)) {
+                         reference_defect(file, f[0], "chip key is not valid UTF-8");
+                       }
                        row.vendor = std::string(f[1].value);
                        if (!detail::parse_int64(f[2].value, row.tpp) || row.tpp <= 0) {
                          reference_defect(file, f[2], "tpp must be a positive integer");
@@ -225,51 +229,102 @@ void only_known_keys(const json& object, std::initializer_list<const char*> know
   }
 }
 
-/// A first pass over a rule set's text: a key given twice in one object (the JSON library keeps
-/// the last: which value was meant would be a guess), and the text of each fractional number as
-/// written, by its key, so that shares are judged by their written decimals (a double cannot
-/// tell 0.07000000000000000001 from 0.07).
+/// A first pass over a rule set's text: its depth, a key given twice in one object (the JSON
+/// library keeps the last: which value was meant would be a guess), and the text of each
+/// fractional number as written, by its key, so that shares are judged by their written decimals
+/// (a double cannot tell 0.07000000000000000001 from 0.07).
 class written_json final : public nlohmann::json_sax<json> {
  public:
   std::map<std::string, std::string> fraction_text;  ///< key -> its fractional value as written
   std::string repeated;                              ///< the first key given twice, if any
+  std::string repeated_in;  ///< where that object is (`nveu_caps[1]`; empty: the top level)
+  bool too_deep                          = false;  ///< nested deeper than max_depth: the scan stopped there
+  static constexpr std::size_t max_depth = 64;
 
-  bool null() override { return true; }
-  bool boolean(bool) override { return true; }
-  bool number_integer(number_integer_t) override { return true; }
-  bool number_unsigned(number_unsigned_t) override { return true; }
+  bool null() override { return element(); }
+  bool boolean(bool) override { return element(); }
+  bool number_integer(number_integer_t) override { return element(); }
+  bool number_unsigned(number_unsigned_t) override { return element(); }
   bool number_float(number_float_t, const string_t& text) override
   {
     fraction_text[last_key_] = text;
-    return true;
+    return element();
   }
-  bool string(string_t&) override { return true; }
-  bool binary(binary_t&) override { return true; }
-  bool start_object(std::size_t) override
-  {
-    open_objects_.emplace_back();
-    return true;
-  }
+  bool string(string_t&) override { return element(); }
+  bool binary(binary_t&) override { return element(); }
+  bool start_object(std::size_t) override { return enter(false); }
   bool key(string_t& name) override
   {
-    if (!open_objects_.back().insert(name).second && repeated.empty()) { repeated = name; }
-    last_key_ = name;
+    if (!open_.back().keys.insert(name).second && repeated.empty()) {
+      repeated    = name;
+      repeated_in = path();
+    }
+    open_.back().key = name;
+    last_key_        = name;
     return true;
   }
   bool end_object() override
   {
-    open_objects_.pop_back();
+    open_.pop_back();
     return true;
   }
-  bool start_array(std::size_t) override { return true; }
-  bool end_array() override { return true; }
+  bool start_array(std::size_t) override { return enter(true); }
+  bool end_array() override
+  {
+    open_.pop_back();
+    return true;
+  }
   bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) override
   {
     return false;  // the DOM parse that follows says what is wrong
   }
 
  private:
-  std::vector<std::set<std::string>> open_objects_;
+  /// An open object or array, and where in it the parse is: the messages name the object
+  /// that repeats a key as the rule set's other messages do (`nveu_caps[1]`), as a key or an
+  /// index alone does not (every phase has a `tpp`).
+  struct container {
+    bool array           = false;
+    std::size_t elements = 0;    ///< an array's values so far
+    std::string key;             ///< an object's latest key
+    std::set<std::string> keys;  ///< an object's keys so far
+  };
+
+  /// A rule set is 3 levels deep: deeper text is refused before the parse that keeps it (a
+  /// 10 MB file of brackets held 390 MB there, and the places held here more).
+  bool enter(bool array)
+  {
+    element();
+    if (open_.size() == max_depth) {
+      too_deep = true;
+      return false;
+    }
+    open_.emplace_back();
+    open_.back().array = array;
+    return true;
+  }
+
+  bool element()
+  {
+    if (!open_.empty() && open_.back().array) { ++open_.back().elements; }
+    return true;
+  }
+
+  /// The innermost open object's place: each enclosing object's key, each array's index.
+  std::string path() const
+  {
+    std::string where;
+    for (std::size_t i = 0; i + 1 < open_.size(); ++i) {
+      if (open_[i].array) {
+        where += "[" + std::to_string(open_[i].elements - 1) + "]";
+      } else {
+        where += (where.empty() ? "" : ".") + open_[i].key;
+      }
+    }
+    return where;
+  }
+
+  std::vector<container> open_;
   std::string last_key_;
 };
 
@@ -308,6 +363,10 @@ std::int64_t written_decimals(std::string_view text)
 json parse_rule_json(std::string_view text, const std::string& origin, written_json& written)
 {
   const bool scanned = json::sax_parse(text, &written);
+  if (written.too_deep) {
+    throw config_error(origin + ": nested deeper than " + std::to_string(written_json::max_depth) +
+                       " levels");
+  }
   json doc;
   try {
     doc = json::parse(text);
@@ -315,9 +374,11 @@ json parse_rule_json(std::string_view text, const std::string& origin, written_j
     throw config_error(origin + ": invalid JSON: " + e.what());
   }
   if (scanned && !written.repeated.empty()) {
-    throw config_error(origin + ": key " + detail::quoted(written.repeated) +
-                       " is given twice in one object");
+    throw config_error(origin + (written.repeated_in.empty() ? "" : ": " + written.repeated_in) + ": key " +
+                       detail::quoted(written.repeated) + " is given twice in one object");
   }
+  // Else every key would be said to be missing.
+  if (!doc.is_object()) { throw config_error(origin + ": a rule set is a JSON object ({...})"); }
   return doc;
 }
 

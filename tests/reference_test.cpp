@@ -247,6 +247,17 @@ TEST_F(ReferenceFiles, ChipsPerformanceDensityIsADecimalNumber)
   }
 }
 
+// A log's chip must be valid UTF-8 (BAD_ENCODING), so a key that is not could never be matched.
+TEST_F(ReferenceFiles, ChipsKeyMustBeUtf8)
+{
+  const auto path =
+      write("chips.csv", "chip,vendor,tpp,performance_density,datacenter\nX1,V,10,1,1\nX\xe9,V,10,1,1\n");
+  expect_config_error([&] { (void)load_chips(path); }, path + ":3:1: chip key is not valid UTF-8");
+  const chip_table table =
+      load_chips(write("ok.csv", "chip,vendor,tpp,performance_density,datacenter\nX\xc3\xa9,V,10,1,1\n"));
+  EXPECT_EQ(table.find("X\xc3\xa9"), 0);
+}
+
 // ---- entities.csv ------------------------------------------------------------------------------
 
 // SPEC §1.2 lists nveu_countries among the columns. A file of entities none of which is NVEU
@@ -372,8 +383,14 @@ TEST(RuleSet, UnknownAndRepeatedKeysAreRefused)
       {edited("\"min_tier1_share\"", "\"max_tier1_share\": 0.5, \"min_tier1_share\""),
        "uveu: unknown key 'max_tier1_share'"},
       {edited("\"h100_tpp\": 15832", "\"h100_tpp\": 15832, \"h100_tpp\": 1"),
-       "key 'h100_tpp' is given twice"},
-      {edited("\"tpp\": 790000000", "\"tpp\": 790000000, \"tpp\": 5"), "key 'tpp' is given twice"},
+       "r.json: key 'h100_tpp' is given twice"},
+      // Named by the object that repeats it: every phase has a `tpp`.
+      {edited("\"tpp\": 790000000", "\"tpp\": 790000000, \"tpp\": 5"),
+       "r.json: country_cap: key 'tpp' is given twice"},
+      {edited("\"tpp\": 200", "\"tpp\": 200, \"tpp\": 300"),
+       "r.json: nveu_caps[1]: key 'tpp' is given twice"},
+      {edited("[{\"through\": \"2025-12-31\"", "[7, {\"through\": \"2025-12-31\", \"tpp\": 1"),
+       "r.json: nveu_caps[1]: key 'tpp' is given twice"},  // a number counts as an element too
   };
   for (const auto& [text, message] : defects) {
     expect_config_error([&] { (void)parse_rule_set(text, "r.json"); }, message);
@@ -397,7 +414,18 @@ TEST(RuleSet, BadJson)
   expect_config_error([&] { (void)parse_rule_set(huge, "huge.json"); }, "huge.json: invalid JSON");
   expect_config_error([] { (void)parse_rule_set("{\"id\": \"x\",", "broken.json"); }, "broken.json");
   expect_config_error([] { (void)parse_rule_set("", "empty.json"); }, "empty.json");
-  expect_config_error([] { (void)parse_rule_set("[1, 2]", "array.json"); }, "array.json");
+  // Nesting is bounded before the text is held: 64 levels load (then the value is judged), 65 not.
+  for (const int depth : {64, 65}) {
+    std::string nested = valid_rules();
+    nested.replace(nested.find("{\"id\""), 1,
+                   "{\"notes\": " + std::string(depth - 1, '[') + std::string(depth - 1, ']') + ", ");
+    expect_config_error(
+        [&] { (void)parse_rule_set(nested, "deep.json"); },
+        depth == 64 ? "deep.json: 'notes' must be a string" : "deep.json: nested deeper than 64 levels");
+  }
+  // Not said to miss every key.
+  expect_config_error([] { (void)parse_rule_set("[1, 2]", "array.json"); },
+                      "array.json: a rule set is a JSON object");
 }
 
 TEST(RuleSet, MissingKeys)
