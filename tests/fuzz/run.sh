@@ -5,7 +5,8 @@
 #     -t SECONDS  fuzzing time per target (default 60)
 #     -p          run the targets in parallel (default: one after another)
 #     -b          build only, do not fuzz
-#   TARGET: csv_reader_fuzz, csv_differential_fuzz, ingest_fuzz, stream_report_fuzz (default: all)
+#   TARGET: csv_reader_fuzz, csv_differential_fuzz, ingest_fuzz, stream_report_fuzz, reference_fuzz
+#           (default: all)
 # Environment: CXX (default clang++-14), FUZZ_BUILD (default build-fuzz in the repository root),
 #   FUZZ_ARGS (extra libFuzzer flags, e.g. "-max_len=65536"), NICE (default "nice -n 10").
 # Each target keeps its growing corpus in $FUZZ_BUILD/corpus/TARGET (seeded from
@@ -30,7 +31,7 @@ while getopts "t:pb" opt; do
 done
 shift $((OPTIND - 1))
 targets=("$@")
-[[ ${#targets[@]} -gt 0 ]] || targets=(csv_reader_fuzz csv_differential_fuzz ingest_fuzz stream_report_fuzz)
+[[ ${#targets[@]} -gt 0 ]] || targets=(csv_reader_fuzz csv_differential_fuzz ingest_fuzz stream_report_fuzz reference_fuzz)
 
 command -v "$CXX" >/dev/null || {  # 77: ctest's fuzz_targets is skipped, not failed (.ci/install-deps installs it)
   echo "run.sh: $CXX not found (apt-get install -y clang-14 libclang-rt-14-dev)" >&2; exit 77; }
@@ -48,6 +49,9 @@ fi
 csv_sources=("$root/host/csv.cpp" "$root/host/terminal_text.cpp" "${fast_sources[@]}")
 ingest_sources=("${csv_sources[@]}" "$root/host/shipments.cpp" "$root/host/file_io.cpp"
                 "$root/host/reference.cpp" "$root/host/calendar.cpp")
+# The reference, rule-set and entities files' loaders.
+reference_sources=("${csv_sources[@]}" "$root/host/reference.cpp" "$root/host/entities.cpp" "$root/host/calendar.cpp"
+                   "$root/host/file_io.cpp")
 # The streaming report against the column report: everything but the CLI, the ledger and CUDA.
 report_sources=("${ingest_sources[@]}")
 for f in entities entity_variants checks report cpu_backend streaming_report external_id_check gpu_unavailable; do
@@ -64,6 +68,7 @@ build() {
     csv_reader_fuzz|csv_differential_fuzz) sources=("${csv_sources[@]}") ;;
     ingest_fuzz) sources=("${ingest_sources[@]}") ;;
     stream_report_fuzz) sources=("${report_sources[@]}") ;;
+    reference_fuzz) sources=("${reference_sources[@]}") ;;
     *) echo "run.sh: unknown target $target" >&2; exit 2 ;;
   esac
   echo "building $target"
@@ -74,10 +79,12 @@ run() {
   local target="$1"
   mkdir -p "$FUZZ_BUILD/corpus/$target" "$FUZZ_BUILD/artifacts/$target"
   echo "fuzzing $target for ${seconds}s (log: $FUZZ_BUILD/$target.log)"
+  local dict="$here/csv.dict"  # a target's own dictionary, where it has one
+  [[ -e "$here/$target.dict" ]] && dict="$here/$target.dict"
   # One process (-jobs=1 semantics), niced: the machine is shared.
   # shellcheck disable=SC2086
   $NICE "$FUZZ_BUILD/$target" -max_total_time="$seconds" -max_len=4096 -timeout=10 -rss_limit_mb=2048 \
-    -dict="$here/csv.dict" -print_final_stats=1 \
+    -dict="$dict" -print_final_stats=1 \
     -artifact_prefix="$FUZZ_BUILD/artifacts/$target/" ${FUZZ_ARGS:-} \
     "$FUZZ_BUILD/corpus/$target" "$here/corpus/$target" >"$FUZZ_BUILD/$target.log" 2>&1
 }
