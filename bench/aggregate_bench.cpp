@@ -214,6 +214,15 @@ void bm_aggregate_gpu_resident_two_word(benchmark::State& state)
   gpu_resident(state, two_words);
 }
 
+/// The same with the carries summed after the SPEC order (`gpu_tuning::carries_after_order`, an
+/// experiment): whether the order phase gets back what carried cells cost it.
+void bm_aggregate_gpu_resident_carries_after_order(benchmark::State& state)
+{
+  gpu_tuning late;
+  late.carries_after_order = true;
+  gpu_resident(state, late);
+}
+
 void sizes(benchmark::internal::Benchmark* b, int max_log2)
 {
   for (int log2 = 16; log2 <= max_log2; log2 += 4) {
@@ -242,6 +251,12 @@ BENCHMARK(bm_aggregate_gpu_resident)->Apply([](benchmark::internal::Benchmark* b
 });
 BENCHMARK(bm_aggregate_gpu_resident_two_word)->Apply([](benchmark::internal::Benchmark* b) {
   b->Args({std::int64_t{1} << 24, 100000, 0});
+  b->Args({400000000, 100000, 0});
+  b->Args({400000000, 1000, 0});
+  b->Args({400000000, 100000, 3});
+  b->ArgNames({"lines", "entities", "countries_per_entity"})->UseManualTime()->Unit(benchmark::kMillisecond);
+});
+BENCHMARK(bm_aggregate_gpu_resident_carries_after_order)->Apply([](benchmark::internal::Benchmark* b) {
   b->Args({400000000, 100000, 0});
   b->Args({400000000, 1000, 0});
   b->Args({400000000, 100000, 3});

@@ -106,7 +106,7 @@ fi
 
 # 4. The aggregation on device-resident columns (CUDA events), per phase.
 if want bench; then
-  filter="${BENCH_FILTER:-bm_aggregate_gpu_resident(_unsliced|_two_word)?/lines:(16777216|268435456|400000000)/entities:|bm_aggregate_gpu/lines:16777216/}"
+  filter="${BENCH_FILTER:-bm_aggregate_gpu_resident(_unsliced|_two_word|_carries_after_order)?/lines:(16777216|268435456|400000000)/entities:|bm_aggregate_gpu/lines:16777216/}"
   timeout "${BENCH_TIMEOUT:-150}" "$bench" --benchmark_filter="$filter" --benchmark_min_time=0.2 \
     --benchmark_out="$out/bench.json" --benchmark_out_format=json >"$out/bench.log" 2>&1
   say "bench rc=$? after $((SECONDS - started)) s"
@@ -127,14 +127,6 @@ if want bench; then
     timeout 60 "$bin/l2_atomics_bench" --benchmark_min_time=0.2 >>"$out/bench.log" 2>&1
     say "l2_atomics_bench rc=$? after $((SECONDS - started)) s"
     sed -n '/^== l2_atomics_bench/,$p' "$out/bench.log" | grep "^bm_" | tee -a "$summary"
-  fi
-
-  # An experiment branch's own benchmark (experiment/gpu-ingest), appended to bench.log.
-  if [ -x "$bin/gpu_ingest_bench" ]; then
-    echo "== gpu_ingest_bench" >>"$out/bench.log"
-    timeout 90 "$bin/gpu_ingest_bench" --benchmark_min_time=0.2 >>"$out/bench.log" 2>&1
-    say "gpu_ingest_bench rc=$? after $((SECONDS - started)) s"
-    sed -n '/^== gpu_ingest_bench/,$p' "$out/bench.log" | grep "^bm_" | tee -a "$summary"
   fi
 fi
 

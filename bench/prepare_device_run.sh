@@ -23,9 +23,6 @@ cmake -S . -B build-cuda -DCMAKE_BUILD_TYPE=Release -DCAPLEDGER_CUDA=ON -DCAPLED
 cmake --build build-cuda -j"$(nproc)"
 rm -rf .device-bin && mkdir -p .device-bin/lib
 cp build-cuda/capledger build-cuda/tests/capledger_tests build-cuda/bench/aggregate_bench .device-bin/
-# Experiment branches may add a benchmark of their own (experiment/gpu-ingest: gpu_ingest_bench).
-# (Only when this tree has its source: build-cuda may keep one from another branch.)
-[ -f bench/gpu_ingest_bench.cpp ] && cp build-cuda/bench/gpu_ingest_bench .device-bin/
 cp build-cuda/bench/l2_atomics_bench .device-bin/
 realpath build-cuda >.device-bin/build-dir
 # Every shared library the programs load beyond the C and C++ runtimes that any image has.

@@ -1951,11 +1951,18 @@ class resident_columns final : public gpu_columns {
     staging.add_to(dense, env);
     clock.mark("pair_slices");
   }
-  const settled_carries carries = settle_carries(dense, pair_cells, env);
-  d_carries.release();
-  clock.mark("pair_carries");
-  if (dense.derive_from_pairs) { derive_totals_from_pairs(dense, carries, sizes.countries, env); }
-  clock.mark("pair_rows_and_columns");
+  // The carries are summed (reading their count waits for the GPU) and the country and entity
+  // totals derived here, or, with `carries_after_order`, after the SPEC order (an experiment: see
+  // gpu_tuning).
+  settled_carries carries;
+  const auto settle_and_derive = [&] {
+    carries = settle_carries(dense, pair_cells, env);
+    d_carries.release();
+    clock.mark("pair_carries");
+    if (dense.derive_from_pairs) { derive_totals_from_pairs(dense, carries, sizes.countries, env); }
+    clock.mark("pair_rows_and_columns");
+  };
+  if (!tuning.carries_after_order) { settle_and_derive(); }
 
   // 3. In-window used lines in SPEC order: compacted in input order, then stably sorted by date.
   const day_t window_first = rules.window_start;
@@ -2004,6 +2011,7 @@ class resident_columns final : public gpu_columns {
   }
   const std::int32_t* d_spec_order = d_window.data();
   clock.mark("spec_order");
+  if (tuning.carries_after_order) { settle_and_derive(); }
 
   // Dense totals back to the host (the dense pass is long done by now; this reads its output).
   result.by_country  = to_group_totals(to_host(d_country_totals.data(), d_country_totals.size(), s), totals_packing);

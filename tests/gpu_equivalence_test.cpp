@@ -718,13 +718,15 @@ TEST_F(GpuEquivalence, PairCellsCarriedInNarrowFields)
       const aggregation cpu_result = cpu_->aggregate(log.columns.view(), log.rules, log.sizes);
       const auto resident          = upload_to_gpu(log.columns.view());
       gpu_tuning tuning;
-      tuning.pair_slice_bytes = c.slice_bytes;
-      tuning.pair_units_bits  = c.widest ? 31 : narrowest_units_bits(log);
+      tuning.pair_slice_bytes    = c.slice_bytes;
+      tuning.pair_units_bits     = c.widest ? 31 : narrowest_units_bits(log);
+      tuning.carries_after_order = layout == calendar_layout::around_epoch;  // both places
       gpu_timing timing;
       const aggregation gpu_result = aggregate_on_gpu(*resident, log.rules, log.sizes, &timing, tuning);
       const std::string context    = context_of(shape) + " tpp_scale=" + std::to_string(c.tpp_scale) +
                                   " slice_bytes=" + std::to_string(c.slice_bytes) +
-                                  " units_bits=" + std::to_string(tuning.pair_units_bits);
+                                  " units_bits=" + std::to_string(tuning.pair_units_bits) +
+                                  " carries_after_order=" + std::to_string(tuning.carries_after_order);
       expect_same(context, cpu_result, gpu_result);
       EXPECT_EQ(timing.pair_units_bits, tuning.pair_units_bits) << context;
       EXPECT_GT(timing.carried_cells, 0) << context;
@@ -782,10 +784,11 @@ TEST_F(GpuEquivalence, PairCellWrappedToZeroIsStillReported)
   }
 }
 
-// The cells each way on one log: one word chosen freely (few carries, if any), and two words
-// (`pair_units_bits` -1, the layout of lines whose parts do not fit one word); shared cells (one
-// entity), derived totals (300) and a table of more cells than lines (1,500). Small enough for
-// compute-sanitizer (device_check.sh runs it under memcheck and racecheck).
+// The cells each way on one log: one word chosen freely (few carries, if any), its carries summed
+// after the SPEC order too (`carries_after_order`), and two words (`pair_units_bits` -1, the
+// layout of lines whose parts do not fit one word); shared cells (one entity), derived totals
+// (300) and a table of more cells than lines (1,500). Small enough for compute-sanitizer
+// (device_check.sh runs it under memcheck and racecheck).
 TEST_F(GpuEquivalence, PairCellsInOneWordOrTwo)
 {
   for (const std::int32_t entities : {1, 300, 1500}) {
@@ -796,12 +799,15 @@ TEST_F(GpuEquivalence, PairCellsInOneWordOrTwo)
     const random_log log         = make_log(shape);
     const aggregation cpu_result = cpu_->aggregate(log.columns.view(), log.rules, log.sizes);
     const auto resident          = upload_to_gpu(log.columns.view());
-    for (const int units_bits : {0, -1}) {
+    for (const auto& [units_bits, after_order] :
+         {std::pair{0, false}, std::pair{0, true}, std::pair{-1, false}}) {
       gpu_tuning tuning;
-      tuning.pair_units_bits = units_bits;
+      tuning.pair_units_bits     = units_bits;
+      tuning.carries_after_order = after_order;
       gpu_timing timing;
       const aggregation gpu_result = aggregate_on_gpu(*resident, log.rules, log.sizes, &timing, tuning);
-      const std::string context    = context_of(shape) + " pair_units_bits=" + std::to_string(units_bits);
+      const std::string context    = context_of(shape) + " pair_units_bits=" + std::to_string(units_bits) +
+                                  " carries_after_order=" + std::to_string(after_order);
       expect_same(context, cpu_result, gpu_result);
       EXPECT_EQ(timing.pair_units_bits > 0, units_bits == 0) << context;
       if (::testing::Test::HasFailure()) { return; }

@@ -254,6 +254,11 @@ struct gpu_tuning {
   /// as wide as carries fewest; k > 0 the same with a units field of k bits (tests: narrow fields
   /// carry often); -1 two words each (records and units packed, tpp), as where lines do not fit.
   int pair_units_bits = 0;
+  /// An experiment, not yet run on a card: sum the carried cells' carries (whose count the host
+  /// reads, waiting for the GPU) after the SPEC order rather than right after the dense pass, so
+  /// that the GPU need not idle while the host sets up the order (with carried cells that phase
+  /// took 3-4 ms longer on an H200, bench/RESULTS.md session 17). The same results either way.
+  bool carries_after_order = false;
 };
 
 /// @brief The CUDA backend. Logs larger than GPU memory are aggregated in parts (`aggregate_in_parts`).
