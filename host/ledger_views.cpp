@@ -211,12 +211,15 @@ int run_ledger_balances(const std::string& db_path, const report_options& option
     throw config_error("--format must be table or csv, not " + detail::quoted(options.format));
   }
   const reference_data ref = load_ledger_reference(db_path, options);
-  const cap_usage usage    = load_cap_usage(db_path, ref, options.as_of, replay, diagnostics);
-  const auto balances      = compute_balances(ref, usage, options.warn_at);
+  std::vector<cap_balance> balances;
+  std::vector<std::string> notes;
+  {
+    const cap_usage usage = load_cap_usage(db_path, ref, options.as_of, replay, diagnostics);
+    balances              = compute_balances(ref, usage, options.warn_at);
+    notes                 = entity_variant_notes(usage.entities, ref.entities);
+  }  // the usage freed before the text is built, as its peak of memory was
   out << balances_text(balances, options.format);
-  for (const std::string& note : entity_variant_notes(usage.entities, ref.entities)) {
-    diagnostics << note << "\n";
-  }
+  for (const std::string& note : notes) { diagnostics << note << "\n"; }
   return std::any_of(balances.begin(), balances.end(),
                      [](const cap_balance& b) { return b.warn_level == "exceeded"; })
              ? 1
