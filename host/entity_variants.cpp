@@ -156,7 +156,8 @@ std::vector<std::string> notes_of(std::map<std::string, std::vector<spelling>> g
 
   constexpr std::pair<entity_place, const char*> marks[] = {{entity_place::proposed, "proposed"},
                                                             {entity_place::entities_file, "entities file"},
-                                                            {entity_place::ledger, "ledger"}};
+                                                            {entity_place::ledger, "ledger"},
+                                                            {entity_place::inventory, "inventory"}};
 
   const auto shown = [&](const spelling& s) {
     std::string text = detail::quoted(s.id), mark;
@@ -183,14 +184,15 @@ std::vector<std::string> notes_of(std::map<std::string, std::vector<spelling>> g
 }  // namespace
 
 std::vector<std::string> entity_variant_notes(const dictionary& line_entities, const entity_table& listed,
-                                              std::size_t at_most)
+                                              const dictionary& inventory, std::size_t at_most)
 {
-  // Every id of the entities file and of the lines (one in both is met twice) by its key's hash,
-  // sorted: ids written alike share a hash, so keys are built again and compared only in runs of
-  // equal hashes of two or more ids (few or none). A key kept for each id, and a look-up in the
-  // entities file for each line's id, cost 0.5 s for a million ids.
+  // Every id of the entities file, the lines and the inventory (one in two of them is met twice)
+  // by its key's hash, sorted: ids written alike share a hash, so keys are built again and compared
+  // only in runs of equal hashes of two or more ids (few or none). A key kept for each id, and a
+  // look-up in the entities file for each line's id, cost 0.5 s for a million ids.
   std::vector<std::pair<std::size_t, spelling>> by_hash;
-  by_hash.reserve(listed.rows.size() + static_cast<std::size_t>(line_entities.size()));
+  by_hash.reserve(listed.rows.size() + static_cast<std::size_t>(line_entities.size()) +
+                  static_cast<std::size_t>(inventory.size()));
   std::string key;
   const auto add = [&](std::string_view id, entity_place place) {
     write_key(id, key);
@@ -198,6 +200,7 @@ std::vector<std::string> entity_variant_notes(const dictionary& line_entities, c
   };
   for (const entity_info& row : listed.rows) { add(row.id, entity_place::entities_file); }
   for (std::int32_t e = 0; e < line_entities.size(); ++e) { add(line_entities.text(e), entity_place::lines); }
+  for (std::int32_t e = 0; e < inventory.size(); ++e) { add(inventory.text(e), entity_place::inventory); }
   std::sort(by_hash.begin(), by_hash.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
 
   std::map<std::string, std::vector<spelling>> groups;

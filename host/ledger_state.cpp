@@ -936,6 +936,7 @@ std::optional<stored_cap_usage> load_stored_cap_usage(sql_connection& db, const 
   const std::optional<std::vector<std::string>> entities = entity_texts(db, *info);
   if (!entities) { return damaged("entities"); }
   const std::vector<std::string>& entity = *entities;
+  for (const std::string& text : entity) { usage.entities.encode(text); }
   const auto entity_of = [&](std::int64_t e) -> const std::string* {
     return e >= 0 && e < static_cast<std::int64_t>(entity.size()) ? &entity[static_cast<std::size_t>(e)]
                                                                   : nullptr;

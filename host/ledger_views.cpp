@@ -2,6 +2,7 @@
 /// @brief What the ledger answers besides reports: cap balances, inventory reconciliation and
 /// what-if checks of proposed lines. All exact integer arithmetic over the replayed log.
 #include <capledger/checks.hpp>
+#include <capledger/entity_variants.hpp>
 #include <capledger/error.hpp>
 #include <capledger/ledger.hpp>
 
@@ -54,6 +55,7 @@ cap_usage sum_cap_usage(const reference_data& ref, const shipment_log& log, std:
 {
   cap_usage usage;
   usage.as_of                = effective_as_of(log, as_of);
+  usage.entities             = log.entities;
   const rule_context context = make_rule_context(ref.rules, ref.countries, ref.entities, log, usage.as_of);
   // The totals and crossings come from the same aggregation the report's checks use, so that a
   // cap is `exceeded` here exactly when `report` finds its violation: also when returns brought
@@ -209,9 +211,15 @@ int run_ledger_balances(const std::string& db_path, const report_options& option
     throw config_error("--format must be table or csv, not " + detail::quoted(options.format));
   }
   const reference_data ref = load_ledger_reference(db_path, options);
-  const auto balances      = compute_balances(
-           ref, load_cap_usage(db_path, ref, options.as_of, replay, diagnostics), options.warn_at);
+  std::vector<cap_balance> balances;
+  std::vector<std::string> notes;
+  {
+    const cap_usage usage = load_cap_usage(db_path, ref, options.as_of, replay, diagnostics);
+    balances              = compute_balances(ref, usage, options.warn_at);
+    notes                 = entity_variant_notes(usage.entities, ref.entities);
+  }  // the usage freed before the text is built, as its peak of memory was
   out << balances_text(balances, options.format);
+  for (const std::string& note : notes) { diagnostics << note << "\n"; }
   return std::any_of(balances.begin(), balances.end(),
                      [](const cap_balance& b) { return b.warn_level == "exceeded"; })
              ? 1
@@ -297,13 +305,14 @@ ledger_units sum_ledger_units(const reference_data& ref, const shipment_log& log
   return units;
 }
 
-void reconcile_inventory(const reference_data& ref, const ledger_units& ledger,
-                         const std::string& inventory_path, std::string_view text,
-                         const std::function<void(const reconciliation_row&)>& row)
+dictionary reconcile_inventory(const reference_data& ref, const ledger_units& ledger,
+                               const std::string& inventory_path, std::string_view text,
+                               const std::function<void(const reconciliation_row&)>& row)
 {
   // The ledger's codes, and after them those of entities and chips only the inventory names.
   dictionary entities = ledger.entities;
   dictionary chips    = ledger.chips;
+  dictionary named;  // the inventory's entity ids, for the notes
   struct inventory_row {
     ledger_units::entry key;    // units: those reported
     std::int64_t line, column;  // of the entity field
@@ -372,6 +381,7 @@ void reconcile_inventory(const reference_data& ref, const ledger_units& ledger,
       const std::int32_t chip_code =
           chip_row >= 0 ? chips.encode(ref.chips.rows[static_cast<std::size_t>(chip_row)].key)
                         : chips.encode(detail::to_upper(chip.value));
+      named.encode(entity.value);
       inventory.push_back(
           {{entities.encode(entity.value), static_cast<std::uint16_t>(country_code), chip_code, reported},
            entity.line,
@@ -449,6 +459,7 @@ void reconcile_inventory(const reference_data& ref, const ledger_units& ledger,
     }
     row(r);
   }
+  return named;
 }
 
 int run_reconcile(const std::string& db_path, const std::string& inventory_path,
@@ -471,19 +482,20 @@ int run_reconcile(const std::string& db_path, const std::string& inventory_path,
   std::map<std::string, std::int64_t> by_status = {
       {"match", 0}, {"shortfall", 0}, {"surplus", 0}, {"unshipped", 0}};
   std::int64_t rows = 0;
-  reconcile_inventory(ref, units, inventory_path, inventory, [&](const reconciliation_row& r) {
-    char numbers[3][24];
-    const auto digits = [&](int k, std::int64_t n) {
-      return std::string_view(
-          numbers[k],
-          static_cast<std::size_t>(std::to_chars(numbers[k], numbers[k] + 24, n).ptr - numbers[k]));
-    };
-    const std::string difference = r.difference();
-    csv.add({r.entity, r.country, r.chip, digits(0, r.ledger_units), digits(1, r.reported_units), difference,
-             r.difference_tpp ? digits(2, *r.difference_tpp) : std::string_view(), r.status});
-    ++by_status[std::string(r.status)];
-    ++rows;
-  });
+  const dictionary inventory_ids =
+      reconcile_inventory(ref, units, inventory_path, inventory, [&](const reconciliation_row& r) {
+        char numbers[3][24];
+        const auto digits = [&](int k, std::int64_t n) {
+          return std::string_view(
+              numbers[k],
+              static_cast<std::size_t>(std::to_chars(numbers[k], numbers[k] + 24, n).ptr - numbers[k]));
+        };
+        const std::string difference = r.difference();
+        csv.add({r.entity, r.country, r.chip, digits(0, r.ledger_units), digits(1, r.reported_units),
+                 difference, r.difference_tpp ? digits(2, *r.difference_tpp) : std::string_view(), r.status});
+        ++by_status[std::string(r.status)];
+        ++rows;
+      });
   const std::int64_t mismatches = rows - by_status["match"];
   nlohmann::ordered_json summary;
   summary["tool"]       = "capledger";
@@ -506,11 +518,15 @@ int run_reconcile(const std::string& db_path, const std::string& inventory_path,
     files["summary.json"] = summary.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
     detail::write_directory_atomically(options.out_dir, files);
     out << text.str();
-    diagnostics << "capledger: wrote reconciliation.csv and summary.json to " << options.out_dir << "\n";
   } else {
     out << csv.take();
-    diagnostics << text.str();
   }
+  for (const std::string& note : entity_variant_notes(units.entities, ref.entities, inventory_ids)) {
+    diagnostics << note << "\n";
+  }
+  diagnostics << (options.out_dir.empty()
+                      ? text.str()
+                      : "capledger: wrote reconciliation.csv and summary.json to " + options.out_dir + "\n");
   return mismatches > 0 ? 1 : 0;
 }
 

@@ -2,12 +2,14 @@
 """`ledger balances` and `reconcile` against an independent model of what the README says they
 print, on both paths: the running state and `--replay` must give the model's rows, byte for byte
 the same as each other (stdout, files, exit code, stderr past the line naming the path), and
-stderr must name the running state exactly where the README says it is read.
+stderr must name the running state exactly where the README says it is read, and note the entity
+ids written alike as the README's entities paragraph says (its own grouping key, below).
 
 Random ledgers of two to five nights: LPP orders whose lines span nights and lie partly outside
 the counting window, return-only orders, an order id shared by consignees and destinations, NVEU
 pairs authorized but never shipped, the entities file replaced between nights, keys spelled in
-other cases (entities are case-sensitive: `e1` is not `E1`), ad-hoc chips and `tpp_per_unit`
+other cases (entities are case-sensitive: `e1` is not `E1`; `NV 1` and `Nv  1` are noted as written
+alike, `U 1` and `U1` are not), ad-hoc chips and `tpp_per_unit`
 overrides, lines dated far past the window, back-dated nights, rejected lines (`--rejects`),
 orders at exactly a `--warn-at` level or their limit.
 Two fifths of the seeds ingest under other tables (copies of datasets/ with other tiers, a G2G
@@ -33,7 +35,7 @@ from fractions import Fraction
 
 D = datetime.date
 DATASETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "datasets")
-ENTITIES = ["E1", "E2", "E3", "e1", "NV1", "NV2", "U1"]
+ENTITIES = ["E1", "E2", "E3", "e1", "NV1", "NV2", "U1", "u1", "NV 1", "Nv  1"]
 COUNTRIES = ["AE", "ae", "BR", "IN", "MY", "SA", "DE", "US", "CN"]
 CHIPS = ["H100-SXM", "h100-sxm", "B200", "H20", "RTX-4090"]
 ADHOC = ["FOO", "foo", "Bar"]  # outside every chips table: grouped upper-cased
@@ -101,16 +103,18 @@ class Tables:
 
 
 def write_entities(rng, path):
-    """An entities file of random statuses; returns its authorized NVEU (entity, country) pairs."""
+    """An entities file of random statuses, some ids written like the lines' (`e3` for `E3`); returns
+    its authorized NVEU (entity, country) pairs and its ids."""
     rows, pairs = ["entity,hq_country,status,nveu_countries"], set()
-    for e in ["E1", "E2", "e1", "NV1", "NV2", "U1"]:
+    ids = ["E1", "E2", "e1", "NV1", "NV2", "U1"] + rng.sample(["e3", "nv 1", "U 1", "u1"], rng.randint(0, 2))
+    for e in ids:
         status = rng.choice(["NONE", "NVEU", "UVEU", "NONE"])
         countries = rng.sample(["AE", "BR", "IN", "MY"], rng.randint(1, 2)) if status == "NVEU" else []
         pairs |= {(e, c) for c in countries}
         rows.append(f"{e},{rng.choice(['US', 'AE', 'DE'])},{status},{';'.join(countries)}")
     with open(path, "w") as f:
         f.write("\n".join(rows) + "\n")
-    return pairs
+    return pairs, ids
 
 
 def night(rng, number, taken, start, back_dated, order_limit):
@@ -225,6 +229,44 @@ def model_balances(lines, t, authorized, as_of, warn_ppm):
     return rows
 
 
+def variant_key(entity):
+    """README (entities): letters lower-cased in ASCII, Latin-1, Latin Extended-A, Greek and Cyrillic,
+    not the Turkish dotted I; U+200B, U+2060, U+FEFF and U+00AD removed; each run of spaces, tabs and
+    U+00A0 one space, none at either end."""
+    kept = []
+    for ch in entity:
+        if ch in "\u200b\u2060\ufeff\u00ad":
+            continue
+        if ch in " \t\u00a0":
+            ch = " "
+        elif (ord(ch) <= 0x17F or 0x370 <= ord(ch) <= 0x4FF) and ch != "\u0130" and len(ch.lower()) == 1:
+            ch = ch.lower()
+        kept.append(ch)
+    return " ".join(word for word in "".join(kept).split(" ") if word)
+
+
+def model_notes(listed, ledger, inventory=()):
+    """stderr's notes (README, entities): one per group of two or more ids written alike, by key;
+    in a group the entities file's ids first, then the ledger's, then the inventory's, each part in
+    byte order; an id marked with each of its places but the ledger's."""
+    places = {}
+    for place, ids in enumerate([listed, ledger, inventory]):  # 0: entities file, 1: ledger, 2: inventory
+        for e in ids:
+            places.setdefault(e, set()).add(place)
+    groups = {}
+    for e, where in places.items():
+        groups.setdefault(variant_key(e), []).append((min(where), e, where))
+    notes = ""
+    for key in sorted(groups):  # code point order: UTF-8's byte order
+        if len(groups[key]) > 1:
+            shown = [f"'{e}'" + "".join(f" ({', '.join(m for p, m in [(0, 'entities file'), (2, 'inventory')] if p in where)})"
+                                        for _ in [0] if where & {0, 2})
+                     for _, e, where in sorted(groups[key])]
+            notes += (f"capledger: note: entity {shown[0]} is also written {', '.join(shown[1:])}: counted as "
+                      "separate entities (entity ids match exactly)\n")
+    return notes
+
+
 def model_reconcile(lines, t, as_of, inventory):
     """The rows of reconciliation.csv (README): net units per (entity, country, chip key) of the
     lines up to as_of against the inventory's."""
@@ -262,7 +304,8 @@ def inventory_of(rng, lines):
         net = sum(l["quantity"] for l in lines if (l["entity"], l["country"], l["chip"].upper()) == key)
         units = max(0, net) if rng.random() < 0.4 else rng.choice([0, 1, 5, 100, 20000])
         rows.append((entity, country.lower() if rng.random() < 0.3 else country, chip, units))
-    for extra in [("ZED", "AE", "H100-SXM", 7), ("ZED", "BR", "foo", 0), ("E2", "us", "b200", 3)]:
+    for extra in [("ZED", "AE", "H100-SXM", 7), ("ZED", "BR", "foo", 0), ("E2", "us", "b200", 3),
+                  ("e2", "AE", "B200", 1), ("zed", "DE", "H20", 0)]:
         if (extra[0], extra[1].upper(), extra[2].upper()) not in seen and rng.random() < 0.5:
             rows.append(extra)
     return rows
@@ -283,7 +326,7 @@ def one_seed(seed, work):
     custom = rng.random() < 0.4
     final = Tables(rng, os.path.join(work, "t1"), custom)
     first = Tables(rng, None, False) if custom and rng.random() < 0.3 else final
-    taken, lines, authorized, start = set(), [], set(), D(2025, 2, 1)
+    taken, lines, authorized, listed, start = set(), [], set(), [], D(2025, 2, 1)
     nights = rng.randint(2, 5)
     for n in range(nights):
         text, accepted = night(rng, n, taken, start, n > 0 and rng.random() < 0.2, final.lpp_order)
@@ -293,7 +336,7 @@ def one_seed(seed, work):
             f.write(text)
         args = ["ledger", "ingest", db, log, "--rejects", os.path.join(work, f"rejects{n}.csv")]
         if n == 0 or rng.random() < 0.4:
-            authorized = write_entities(rng, os.path.join(work, f"entities{n}.csv"))
+            authorized, listed = write_entities(rng, os.path.join(work, f"entities{n}.csv"))
             args += ["--entities", os.path.join(work, f"entities{n}.csv")]
         code, _, said, rest = run(args + (final if n == nights - 1 else first).flags)
         if code != 0:
@@ -311,14 +354,16 @@ def one_seed(seed, work):
     if not lines:
         return found
     latest = max(l["date"] for l in lines)
-    query = [(final, [], authorized)]
+    query = [(final, [], (authorized, listed))]
     if rng.random() < 0.3:
         other = Tables(rng, os.path.join(work, "t2"), True)
-        query.append((other, [], authorized))
+        query.append((other, [], (authorized, listed)))
     if rng.random() < 0.2:
         query.append((final, ["--entities", os.path.join(work, "entities-q.csv")],
                       write_entities(rng, os.path.join(work, "entities-q.csv"))))
-    for t, entities, pairs in query:
+    ledger_ids = {l["entity"] for l in lines}  # every stored line's, whatever --as-of
+    for t, entities, (pairs, listed_now) in query:
+        notes = model_notes(listed_now, ledger_ids)
         for as_of in [None, latest, latest + datetime.timedelta(days=3), D(9999, 12, 31),
                       latest - datetime.timedelta(days=1)]:
             flags = t.flags + entities + (["--as-of", str(as_of)] if as_of else [])
@@ -331,6 +376,8 @@ def one_seed(seed, work):
                         found.append(f"{args}: stderr {state[2]}")
                     if (state[0], state[1], state[3]) != (replay[0], replay[1], replay[3]):
                         found.append(f"{args}: the paths differ:\n{state}\n{replay}")
+                    elif state[3] != notes:
+                        found.append(f"{args}: stderr past the path {state[3]!r}, model {notes!r}")
                     elif fmt == "csv":
                         want = model_balances(lines, t, pairs, as_of, warn_ppm)
                         got = list(csv.reader(io.StringIO(state[1])))[1:]
@@ -342,6 +389,8 @@ def one_seed(seed, work):
             with open(path, "w") as f:
                 f.write("entity,country,chip,units\n" + "".join(f"{e},{c},{ch},{u}\n" for e, c, ch, u in inventory))
             want = model_reconcile(lines, t, as_of, inventory)
+            counts = ", ".join(f"{sum(r[7] == s for r in want)} {s}" for s in ["match", "shortfall", "surplus", "unshipped"])
+            inventory_notes = model_notes(listed_now, ledger_ids, [row[0] for row in inventory])
             for out in [[], ["--out", os.path.join(work, "rec")]]:
                 args = ["reconcile", db, "--inventory", path] + flags + out
                 got = []
@@ -356,6 +405,10 @@ def one_seed(seed, work):
                 if got[0][:4] != got[1][:4]:
                     found.append(f"{args}: the paths differ:\n{got[0]}\n{got[1]}")
                     continue
+                said = (f"capledger: wrote reconciliation.csv and summary.json to {os.path.join(work, 'rec')}\n" if out
+                        else f"reconciliation: {len(want)} key(s): {counts}\n")
+                if got[0][2] != inventory_notes + said:
+                    found.append(f"{args}: stderr past the path {got[0][2]!r}, model {inventory_notes + said!r}")
                 rows = list(csv.reader(io.StringIO(got[0][3]["reconciliation.csv"] if out else got[0][1])))[1:]
                 if rows != want or got[0][0] != (1 if any(r[7] != "match" for r in want) else 0):
                     wrong = [(g, w) for g, w in zip(rows, want) if g != w][:2]

@@ -1361,3 +1361,75 @@ TEST_F(Cli, CheckNotesAProposedVariantOfAStoredEntityOnly)
   EXPECT_EQ(run("check l.db --proposed " + same).err, state + tail1);
   EXPECT_EQ(run("check l.db --replay --proposed " + same).err, replay + tail1);
 }
+
+// The nightly views split a consignee written two ways as `ledger report` does, so they note it as
+// it does: `ledger balances` over the stored lines' and the entities file's ids, `reconcile` over
+// the inventory's too (marked), from the running state and a replay alike; stderr only.
+TEST_F(Cli, BalancesAndReconcileNoteEntityIdsWrittenAlike)
+{
+  // The entities file's spelling sorts last in byte order, yet comes first. 'Acme Corp.' and
+  // 'AcmeCorp' differ beyond case, blanks and invisible characters: no part of the note.
+  const auto entities = write("e.csv", "entity,hq_country,status,nveu_countries\nacme corp,US,NONE,\n");
+  const auto log      = write("log.csv", header +
+                                             "S1,2025-02-01,ACME Corp,US,H100-SXM,10\n"
+                                                  "S2,2025-02-02,Acme  Corp,US,H100-SXM,5\n"
+                                                  "S3,2025-03-01,Acme Corp.,US,H100-SXM,1\n"
+                                                  "S4,2025-03-01,AcmeCorp,US,H100-SXM,1\n");
+  ASSERT_EQ(run("ledger init l.db").exit_code, 0);
+  ASSERT_EQ(run("ledger ingest l.db " + log + " --entities " + entities).exit_code, 0);
+  const std::string tail = ": counted as separate entities (entity ids match exactly)\n";
+  const std::string note =
+      "capledger: note: entity 'acme corp' (entities file) is also written 'ACME Corp', "
+      "'Acme  Corp'" +
+      tail;
+  EXPECT_NE(run("ledger report l.db").err.find(note), std::string::npos);
+
+  const auto state  = run("ledger balances l.db --format csv");
+  const auto replay = run("ledger balances l.db --format csv --replay");
+  EXPECT_EQ(state.exit_code, 0);
+  EXPECT_EQ(state.err, "capledger: ledger balances: running state of 4 line(s)\n" + note);
+  EXPECT_EQ(replay.err, "capledger: ledger balances: replay (--replay)\n" + note);
+  EXPECT_EQ(state.out, replay.out);
+  EXPECT_EQ(state.out.find("note"), std::string::npos);
+  // Every stored id, as `ledger report --as-of` names them: also those of lines after as_of.
+  EXPECT_NE(run("ledger balances l.db --as-of 2025-02-01").err.find(note), std::string::npos);
+
+  // The inventory's ids join the groups, marked, after the ledger's: 'Acme  Corp' is both the
+  // ledger's and the inventory's, 'ACME CORP' the inventory's alone; 'ZED' and 'Zed' are a group
+  // of the inventory alone.
+  const auto inventory =
+      write("inventory.csv",
+            "entity,country,chip,units\nACME CORP,US,H100-SXM,10\nAcme  Corp,US,H100-SXM,5\n"
+            "Zed,US,H100-SXM,0\nZED,US,B200,0\n");
+  const std::string notes =
+      "capledger: note: entity 'acme corp' (entities file) is also written 'ACME Corp', "
+      "'Acme  Corp' (inventory), 'ACME CORP' (inventory)" +
+      tail + "capledger: note: entity 'ZED' (inventory) is also written 'Zed' (inventory)" + tail;
+  const std::string summary = "reconciliation: 7 key(s): 3 match, 3 shortfall, 0 surplus, 1 unshipped\n";
+  const auto r              = run("reconcile l.db --inventory " + inventory);
+  EXPECT_EQ(r.exit_code, 1);  // the unshipped and shortfall rows
+  EXPECT_EQ(r.err, "capledger: reconcile: running state of 4 line(s)\n" + notes + summary);
+  EXPECT_EQ(r.out.find("note"), std::string::npos);
+  const auto to_dir = run("reconcile l.db --replay --inventory " + inventory + " --out rec");
+  EXPECT_EQ(to_dir.exit_code, 1);
+  EXPECT_EQ(to_dir.out, summary);
+  EXPECT_EQ(to_dir.err, "capledger: reconcile: replay (--replay)\n" + notes +
+                            "capledger: wrote reconciliation.csv and summary.json to rec\n");
+  for (const char* name : {"reconciliation.csv", "summary.json"}) {
+    EXPECT_EQ(read_text(work_ / "rec" / name).find("note"), std::string::npos) << name;
+  }
+
+  // Ids alike only beyond the rule: no note on either command.
+  const auto apart = write("apart.csv", header + "S1,2025-02-01,Acme Corp.,US,H100-SXM,1\n");
+  ASSERT_EQ(run("ledger init m.db").exit_code, 0);
+  ASSERT_EQ(run("ledger ingest m.db " + apart + " --entities " + entities).exit_code, 0);
+  const auto beyond = write("beyond.csv", "entity,country,chip,units\nAcmeCorp,US,H100-SXM,1\n");
+  EXPECT_EQ(run("ledger balances m.db").err, "capledger: ledger balances: running state of 1 line(s)\n");
+  EXPECT_EQ(run("ledger balances m.db --replay").err, "capledger: ledger balances: replay (--replay)\n");
+  EXPECT_EQ(run("reconcile m.db --inventory " + beyond).err,
+            "capledger: reconcile: running state of 1 line(s)\n"
+            "reconciliation: 2 key(s): 0 match, 1 shortfall, 0 surplus, 1 unshipped\n");
+  EXPECT_EQ(run("reconcile m.db --replay --inventory " + beyond).err,
+            "capledger: reconcile: replay (--replay)\n"
+            "reconciliation: 2 key(s): 0 match, 1 shortfall, 0 surplus, 1 unshipped\n");
+}

@@ -126,6 +126,19 @@ TEST(EntityVariantNotes, AVariantOnlyTheEntitiesFileHolds)
                                      tail});
 }
 
+TEST(EntityVariantNotes, MarksTheInventorysIdsAndNamesThemAfterTheLines)
+{
+  // reconcile: 'Acme' is the ledger's and the inventory's, 'ACME' the inventory's alone, 'acme' the
+  // ledger's alone: by first place (lines, then inventory), then byte order. 'Zeta' (entities file)
+  // and 'ZETA' (inventory) meet in the inventory only. 'E1' in both: one id, no note.
+  EXPECT_EQ(
+      entity_variant_notes(log_of({"acme", "Acme", "E1"}), listing({"Zeta"}),
+                           log_of({"ZETA", "ACME", "Acme", "E1"})),
+      (std::vector<std::string>{
+          "capledger: note: entity 'Acme' (inventory) is also written 'acme', 'ACME' (inventory)" + tail,
+          "capledger: note: entity 'Zeta' (entities file) is also written 'ZETA' (inventory)" + tail}));
+}
+
 TEST(EntityVariantNotes, NoneForDistinctIds)
 {
   EXPECT_TRUE(
@@ -171,7 +184,7 @@ TEST(EntityVariantNotes, NamesTheFirstGroupsInKeyOrderAndCountsTheRest)
   // Exactly at the cap: all named, no count.
   ids.resize(40);  // groups 24 down to 5
   EXPECT_EQ(entity_variant_notes(log_of(ids), listing({})).size(), 20U);
-  EXPECT_EQ(entity_variant_notes(log_of(ids), listing({}), 1),
+  EXPECT_EQ(entity_variant_notes(log_of(ids), listing({}), {}, 1),
             (std::vector<std::string>{"capledger: note: entity 'E05' is also written 'e05'" + tail,
                                       "capledger: note: and 19 more group(s) of entity ids written alike"}));
 }

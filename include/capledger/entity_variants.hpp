@@ -33,21 +33,24 @@ enum class entity_place : std::uint8_t {
   proposed,       ///< `(proposed)`: the lines `check` weighs
   entities_file,  ///< `(entities file)`
   ledger,         ///< `(ledger)`: the ledger's stored lines, beside proposed ones
-  lines,          ///< unmarked: the lines a report is over
+  lines,          ///< unmarked: the lines a report (or balance, or reconciliation) is over
+  inventory,      ///< `(inventory)`: the inventory `reconcile` weighs against the ledger
 };
 
 /// @brief Notes for stderr (never for an output file: SPEC fixes those), one per group of two or
-/// more distinct ids among @p line_entities and @p listed that share an `entity_variant_key`:
+/// more distinct ids among @p line_entities, @p listed and @p inventory that share an
+/// `entity_variant_key`:
 /// `capledger: note: entity 'A' (entities file) is also written 'B', 'C': counted as separate
 /// entities (entity ids match exactly)`. Ids are quoted as `detail::quoted` shows them and marked
 /// as `entity_place` says (the lines' ids are `lines`). Groups come in key order; past @p at_most
 /// of them, one more note counts the rest. One pass over the ids.
 /// @param line_entities the entities of the lines (a log's, a ledger's)
 /// @param listed        the entities file (empty where none is given)
+/// @param inventory     the entities an inventory names (`reconcile`; empty elsewhere)
 /// @param at_most       groups named
 /// @return the notes, each without a line end; none when no ids are written alike
 [[nodiscard]] std::vector<std::string> entity_variant_notes(
-    const dictionary& line_entities, const entity_table& listed,
+    const dictionary& line_entities, const entity_table& listed, const dictionary& inventory = {},
     std::size_t at_most = entity_variant_groups_named);
 
 /// @brief The notes of `entity_variant_notes` for the groups that hold one of some ids (`check`'s

@@ -124,6 +124,9 @@ struct cap_usage {
   std::map<std::pair<std::string, std::string>, used> nveu;  ///< (entity, ISO) keys with NVEU lines
   std::map<std::pair<std::string, int>, used> lpp_annual;    ///< (entity, year) keys with LPP lines
   std::map<std::string, order_used> lpp_order;               ///< orders with LPP lines, by order id
+  /// Every stored line's entity id (also of lines no cap counts, or dated after `as_of`): the ids
+  /// `ledger report` notes as written alike (`entity_variant_notes`), so `ledger balances` notes them too.
+  dictionary entities;
 };
 
 /// @brief `cap_usage` summed over the lines of @p log at @p as_of (default: its latest date).
@@ -151,7 +154,9 @@ struct cap_usage {
 /// @brief @p balances as `ledger balances` prints them in @p format (`table` or `csv`).
 [[nodiscard]] std::string balances_text(const std::vector<cap_balance>& balances, const std::string& format);
 
-/// @brief `capledger ledger balances`: prints the balances in `options.format` (table or csv).
+/// @brief `capledger ledger balances`: prints the balances in `options.format` (table or csv), and
+/// on @p diagnostics `ledger report`'s notes on the stored lines' and entities file's entity ids
+/// written alike (`entity_variant_notes`).
 /// @param replay sum a replay of the stored lines even where the running state stands for them
 /// @return 0, or 1 when a cap is exceeded
 int run_ledger_balances(const std::string& db_path, const report_options& options, std::ostream& out,
@@ -180,9 +185,9 @@ struct ledger_units {
     std::int64_t units    = 0;
   };
   std::optional<day_t> as_of;  ///< the date counted up to; nullopt: no line and no --as-of
-  dictionary entities;
-  dictionary chips;          ///< chip keys: the table's spelling, or an ad-hoc chip's upper-cased key
-  std::vector<entry> units;  ///< one per key, sorted by (entity, ISO, chip key) in byte order
+  dictionary entities;         ///< every stored line's entity id (also dated after `as_of`): the notes'
+  dictionary chips;            ///< chip keys: the table's spelling, or an ad-hoc chip's upper-cased key
+  std::vector<entry> units;    ///< one per key, sorted by (entity, ISO, chip key) in byte order
 };
 
 /// @brief `ledger_units` summed over the lines of @p log at @p as_of (default: its latest date).
@@ -203,14 +208,18 @@ struct ledger_units {
 /// @p row for each row, sorted by (entity, country, chip); ledger keys with zero net units that the
 /// inventory does not list are left out. A row's views stay valid only during the call.
 /// @param inventory_text the inventory file's content; @p inventory_path names it in messages
+/// @return the entity ids the inventory names (`entity_variant_notes`' `inventory`)
 /// @throw parse_error for a bad inventory line (file:line:column); config_error where a difference
 ///        in tpp exceeds 64 bits
-void reconcile_inventory(const reference_data& reference, const ledger_units& units,
-                         const std::string& inventory_path, std::string_view inventory_text,
-                         const std::function<void(const reconciliation_row&)>& row);
+[[nodiscard]] dictionary reconcile_inventory(const reference_data& reference, const ledger_units& units,
+                                             const std::string& inventory_path,
+                                             std::string_view inventory_text,
+                                             const std::function<void(const reconciliation_row&)>& row);
 
 /// @brief `capledger reconcile`: writes reconciliation.csv and summary.json into `options.out_dir`
-/// (atomically) and a summary to @p out; without out_dir the CSV goes to @p out.
+/// (atomically) and a summary to @p out; without out_dir the CSV goes to @p out. Notes on
+/// @p diagnostics the entity ids written alike among the stored lines', the entities file's and
+/// the inventory's (`entity_variant_notes`).
 /// @param replay sum a replay of the stored lines even where the running state stands for them
 /// @return 0 when everything matches, 1 otherwise
 int run_reconcile(const std::string& db_path, const std::string& inventory_path,
