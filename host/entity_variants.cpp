@@ -6,6 +6,7 @@
 #include "terminal_text.hpp"
 
 #include <algorithm>
+#include <cstdint>
 #include <functional>
 #include <iterator>
 #include <map>
@@ -23,37 +24,54 @@ bool starts_with(std::string_view text, std::size_t at, std::string_view prefix)
   return text.compare(at, prefix.size(), prefix) == 0;
 }
 
+/// Capitals with a small letter, U+00C0 to U+04FF (Latin-1, Latin Extended-A and -B, Greek and
+/// Coptic, Cyrillic): each run `first` to `last` in steps of `step` maps to the code point `delta`
+/// away. Unicode 14's simple lower-case mappings (Python's `unicodedata`), the Turkish dotted
+/// capital I (U+0130, whose small letter depends on the language) left out; in code-point order.
+struct case_run {
+  char32_t first, last;
+  int step, delta;
+};
+constexpr case_run capitals[] = {
+    {0x00C0, 0x00D6, 1, 32},   {0x00D8, 0x00DE, 1, 32},    {0x0100, 0x012E, 2, 1},
+    {0x0132, 0x0136, 2, 1},    {0x0139, 0x0147, 2, 1},     {0x014A, 0x0176, 2, 1},
+    {0x0178, 0x0178, 1, -121}, {0x0179, 0x017D, 2, 1},     {0x0181, 0x0181, 1, 210},
+    {0x0182, 0x0184, 2, 1},    {0x0186, 0x0186, 1, 206},   {0x0187, 0x0187, 1, 1},
+    {0x0189, 0x018A, 1, 205},  {0x018B, 0x018B, 1, 1},     {0x018E, 0x018E, 1, 79},
+    {0x018F, 0x018F, 1, 202},  {0x0190, 0x0190, 1, 203},   {0x0191, 0x0191, 1, 1},
+    {0x0193, 0x0193, 1, 205},  {0x0194, 0x0194, 1, 207},   {0x0196, 0x0196, 1, 211},
+    {0x0197, 0x0197, 1, 209},  {0x0198, 0x0198, 1, 1},     {0x019C, 0x019C, 1, 211},
+    {0x019D, 0x019D, 1, 213},  {0x019F, 0x019F, 1, 214},   {0x01A0, 0x01A4, 2, 1},
+    {0x01A6, 0x01A6, 1, 218},  {0x01A7, 0x01A7, 1, 1},     {0x01A9, 0x01A9, 1, 218},
+    {0x01AC, 0x01AC, 1, 1},    {0x01AE, 0x01AE, 1, 218},   {0x01AF, 0x01AF, 1, 1},
+    {0x01B1, 0x01B2, 1, 217},  {0x01B3, 0x01B5, 2, 1},     {0x01B7, 0x01B7, 1, 219},
+    {0x01B8, 0x01B8, 1, 1},    {0x01BC, 0x01BC, 1, 1},     {0x01C4, 0x01C4, 1, 2},
+    {0x01C5, 0x01C5, 1, 1},    {0x01C7, 0x01C7, 1, 2},     {0x01C8, 0x01C8, 1, 1},
+    {0x01CA, 0x01CA, 1, 2},    {0x01CB, 0x01DB, 2, 1},     {0x01DE, 0x01EE, 2, 1},
+    {0x01F1, 0x01F1, 1, 2},    {0x01F2, 0x01F4, 2, 1},     {0x01F6, 0x01F6, 1, -97},
+    {0x01F7, 0x01F7, 1, -56},  {0x01F8, 0x021E, 2, 1},     {0x0220, 0x0220, 1, -130},
+    {0x0222, 0x0232, 2, 1},    {0x023A, 0x023A, 1, 10795}, {0x023B, 0x023B, 1, 1},
+    {0x023D, 0x023D, 1, -163}, {0x023E, 0x023E, 1, 10792}, {0x0241, 0x0241, 1, 1},
+    {0x0243, 0x0243, 1, -195}, {0x0244, 0x0244, 1, 69},    {0x0245, 0x0245, 1, 71},
+    {0x0246, 0x024E, 2, 1},    {0x0370, 0x0372, 2, 1},     {0x0376, 0x0376, 1, 1},
+    {0x037F, 0x037F, 1, 116},  {0x0386, 0x0386, 1, 38},    {0x0388, 0x038A, 1, 37},
+    {0x038C, 0x038C, 1, 64},   {0x038E, 0x038F, 1, 63},    {0x0391, 0x03A1, 1, 32},
+    {0x03A3, 0x03AB, 1, 32},   {0x03CF, 0x03CF, 1, 8},     {0x03D8, 0x03EE, 2, 1},
+    {0x03F4, 0x03F4, 1, -60},  {0x03F7, 0x03F7, 1, 1},     {0x03F9, 0x03F9, 1, -7},
+    {0x03FA, 0x03FA, 1, 1},    {0x03FD, 0x03FF, 1, -130},  {0x0400, 0x040F, 1, 80},
+    {0x0410, 0x042F, 1, 32},   {0x0460, 0x0480, 2, 1},     {0x048A, 0x04BE, 2, 1},
+    {0x04C0, 0x04C0, 1, 15},   {0x04C1, 0x04CD, 2, 1},     {0x04D0, 0x04FE, 2, 1}};
+
 /// The small letter of capital @p c in the scripts a consignee's name is likely written in beside
-/// ASCII: Latin-1, Latin Extended-A, Greek and Cyrillic (Unicode's simple lower-case mapping);
-/// anything else, and the Turkish dotted capital I (U+0130), as it is.
+/// ASCII (`capitals`); anything else as it is.
 char32_t lower_case(char32_t c)
 {
-  const auto in   = [c](char32_t first, char32_t last) { return c >= first && c <= last; };
-  const bool even = c % 2 == 0;
-  if ((in(0x00C0, 0x00DE) && c != 0x00D7) || in(0x0391, 0x03AB) || in(0x0410, 0x042F)) {
-    return c + 0x20;
-  }
-  if ((in(0x0100, 0x012F) || in(0x0132, 0x0137) || in(0x014A, 0x0177) || in(0x0460, 0x0481) ||
-       in(0x048A, 0x04BF) || in(0x04D0, 0x04FF)) &&
-      even) {
-    return c + 1;
-  }
-  if ((in(0x0139, 0x0148) || in(0x0179, 0x017E) || in(0x04C1, 0x04CE)) && !even) { return c + 1; }
-  if (in(0x0400, 0x040F)) { return c + 0x50; }
-  if (in(0x0388, 0x038A)) { return c + 0x25; }
-  if (in(0x038E, 0x038F)) { return c + 0x3F; }
-  switch (c) {
-    case 0x0178:
-      return 0x00FF;  // Ÿ
-    case 0x0386:
-      return 0x03AC;  // Ά
-    case 0x038C:
-      return 0x03CC;  // Ό
-    case 0x04C0:
-      return 0x04CF;  // Ӏ
-    default:
-      return c;
-  }
+  const case_run* run = std::upper_bound(std::begin(capitals), std::end(capitals), c,
+                                         [](char32_t value, const case_run& r) { return value < r.first; });
+  if (run == std::begin(capitals)) { return c; }
+  --run;
+  if (c > run->last || (c - run->first) % static_cast<char32_t>(run->step) != 0) { return c; }
+  return static_cast<char32_t>(static_cast<std::int64_t>(c) + run->delta);
 }
 
 /// Appends code point @p c (below U+10000) to @p out in UTF-8.

@@ -150,6 +150,24 @@ TEST(EntityVariantNotes, NoneForDistinctIds)
       entity_variant_notes(log_of({"\xc3\xa4rzte", "arzte", "\xd0\x81", "\xd0\x95"}), listing({})).empty());
 }
 
+// Latin Extended-B and the rarer Greek and Coptic capitals too (small letters from the Unicode
+// charts): ȘTEFAN and ȚARA (Romanian, comma below), CƠ SỞ's Ơ and Ư (Vietnamese), Ǆ and its title
+// case ǅ, Ⱥ (whose small letter ⱥ, U+2C65, takes three bytes), ϴ (small θ), Ϲ (lunate sigma), Ϳ,
+// Ϙ, Ϣ (Coptic); an unassigned code point (U+03A2) and the small letters stay as written.
+TEST(EntityVariantKey, FoldsLatinExtendedBAndRareGreekCapitals)
+{
+  EXPECT_EQ(entity_variant_key("\xc8\x98TEFAN \xc8\x9a"
+                               "ARA"),
+            "\xc8\x99tefan \xc8\x9b"
+            "ara");
+  EXPECT_EQ(entity_variant_key("\xc6\xa0\xc6\xaf"), "\xc6\xa1\xc6\xb0");
+  EXPECT_EQ(entity_variant_key("\xc7\x84\xc7\x85"), "\xc7\x86\xc7\x86");
+  EXPECT_EQ(entity_variant_key("\xc8\xba"), "\xe2\xb1\xa5");
+  EXPECT_EQ(entity_variant_key("\xcf\xb4\xcf\xb9\xcd\xbf\xcf\x98\xcf\xa2"),
+            "\xce\xb8\xcf\xb2\xcf\xb3\xcf\x99\xcf\xa3");
+  EXPECT_EQ(entity_variant_key("\xce\xa2\xc8\x99\xcf\x99"), "\xce\xa2\xc8\x99\xcf\x99");
+}
+
 TEST(EntityVariantNotes, ByCaseOutsideAscii)
 {
   // ООО РОМАШКА listed, ооо ромашка in the log; Ärzte and ÄRZTE both in the log.
