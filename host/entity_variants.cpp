@@ -25,9 +25,10 @@ bool starts_with(std::string_view text, std::size_t at, std::string_view prefix)
 }
 
 /// Capitals with a small letter, U+00C0 to U+04FF (Latin-1, Latin Extended-A and -B, Greek and
-/// Coptic, Cyrillic): each run `first` to `last` in steps of `step` maps to the code point `delta`
-/// away. Unicode 14's simple lower-case mappings (Python's `unicodedata`), the Turkish dotted
-/// capital I (U+0130, whose small letter depends on the language) left out; in code-point order.
+/// Coptic, Cyrillic) and U+1E00 to U+1EFF (Latin Extended Additional: Vietnamese's toned vowels):
+/// each run `first` to `last` in steps of `step` maps to the code point `delta` away. Unicode 14's simple
+/// lower-case mappings (Python's `unicodedata`), the Turkish dotted capital I (U+0130, whose small letter
+/// depends on the language) left out; in code-point order.
 struct case_run {
   char32_t first, last;
   int step, delta;
@@ -60,7 +61,8 @@ constexpr case_run capitals[] = {
     {0x03F4, 0x03F4, 1, -60},  {0x03F7, 0x03F7, 1, 1},     {0x03F9, 0x03F9, 1, -7},
     {0x03FA, 0x03FA, 1, 1},    {0x03FD, 0x03FF, 1, -130},  {0x0400, 0x040F, 1, 80},
     {0x0410, 0x042F, 1, 32},   {0x0460, 0x0480, 2, 1},     {0x048A, 0x04BE, 2, 1},
-    {0x04C0, 0x04C0, 1, 15},   {0x04C1, 0x04CD, 2, 1},     {0x04D0, 0x04FE, 2, 1}};
+    {0x04C0, 0x04C0, 1, 15},   {0x04C1, 0x04CD, 2, 1},     {0x04D0, 0x04FE, 2, 1},
+    {0x1E00, 0x1E94, 2, 1},    {0x1E9E, 0x1E9E, 1, -7615}, {0x1EA0, 0x1EFE, 2, 1}};
 
 /// The small letter of capital @p c in the scripts a consignee's name is likely written in beside
 /// ASCII (`capitals`); anything else as it is.

@@ -230,8 +230,8 @@ def model_balances(lines, t, authorized, as_of, warn_ppm):
 
 
 def variant_key(entity):
-    """README (entities): letters lower-cased in ASCII and U+00C0 to U+04FF (Latin-1, Latin Extended-A
-    and -B, Greek and Coptic, Cyrillic), not the Turkish dotted I; U+200B, U+2060, U+FEFF and U+00AD removed; each run of spaces, tabs and
+    """README (entities): letters lower-cased in ASCII, U+00C0 to U+04FF (Latin-1, Latin Extended-A
+    and -B, Greek and Coptic, Cyrillic) and U+1E00 to U+1EFF, not the Turkish dotted I; U+200B, U+2060, U+FEFF and U+00AD removed; each run of spaces, tabs and
     U+00A0 one space, none at either end."""
     kept = []
     for ch in entity:
@@ -239,7 +239,7 @@ def variant_key(entity):
             continue
         if ch in " \t\u00a0":
             ch = " "
-        elif ord(ch) <= 0x4FF and ch != "\u0130" and len(ch.lower()) == 1:
+        elif (ord(ch) <= 0x4FF or 0x1E00 <= ord(ch) <= 0x1EFF) and ch != "\u0130" and len(ch.lower()) == 1:
             ch = ch.lower()
         kept.append(ch)
     return " ".join(word for word in "".join(kept).split(" ") if word)

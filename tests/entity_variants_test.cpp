@@ -166,6 +166,10 @@ TEST(EntityVariantKey, FoldsLatinExtendedBAndRareGreekCapitals)
   EXPECT_EQ(entity_variant_key("\xcf\xb4\xcf\xb9\xcd\xbf\xcf\x98\xcf\xa2"),
             "\xce\xb8\xcf\xb2\xcf\xb3\xcf\x99\xcf\xa3");
   EXPECT_EQ(entity_variant_key("\xce\xa2\xc8\x99\xcf\x99"), "\xce\xa2\xc8\x99\xcf\x99");
+  // Latin Extended Additional: CÔNG TY ĐẦU TƯ (Vietnamese; Ầ U+1EA6, small ầ U+1EA7), Ḃ, and ẞ (small ß).
+  EXPECT_EQ(entity_variant_key("C\xc3\x94NG TY \xc4\x90\xe1\xba\xa6U T\xc6\xaf"),
+            "c\xc3\xb4ng ty \xc4\x91\xe1\xba\xa7u t\xc6\xb0");
+  EXPECT_EQ(entity_variant_key("\xe1\xb8\x82\xe1\xba\x9e"), "\xe1\xb8\x83\xc3\x9f");
 }
 
 TEST(EntityVariantNotes, ByCaseOutsideAscii)

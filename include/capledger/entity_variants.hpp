@@ -16,9 +16,9 @@
 
 namespace capledger {
 
-/// @brief The key two ids written alike share: letters in lower case (ASCII and U+00C0 to U+04FF:
-/// Latin-1, Latin Extended-A and -B, Greek and Coptic, Cyrillic capitals, by Unicode's simple
-/// mapping; other scripts' and the
+/// @brief The key two ids written alike share: letters in lower case (ASCII, U+00C0 to U+04FF:
+/// Latin-1, Latin Extended-A and -B, Greek and Coptic, Cyrillic, and U+1E00 to U+1EFF: Latin
+/// Extended Additional, capitals by Unicode's simple mapping; other scripts' and the
 /// Turkish dotted capital I keep theirs); the invisible U+200B, U+2060, U+FEFF and U+00AD (soft
 /// hyphen) removed; each run of spaces, tabs and U+00A0 one space, none at either end. A key only
 /// groups ids for `entity_variant_notes`; nothing matches by it.
