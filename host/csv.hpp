@@ -21,6 +21,20 @@ struct csv_field {
 /// @brief What `csv_reader::next` found.
 enum class csv_status { record, end, unterminated_quote, bad_quote };
 
+/// @brief The reason code (SPEC §7) and explanation of a record the reader stopped at, the same
+/// for every CSV input (logs, entities, reference tables, inventories).
+struct quote_defect {
+  const char* reason;
+  const char* explanation;
+};
+/// @param status `unterminated_quote` or `bad_quote`
+[[nodiscard]] constexpr quote_defect quote_defect_of(csv_status status) noexcept
+{
+  return status == csv_status::unterminated_quote
+             ? quote_defect{"UNTERMINATED_QUOTE", "a quoted field is never closed"}
+             : quote_defect{"BAD_QUOTE", "text follows a closing quote"};
+}
+
 /// @brief Splits a buffer into records. Fields of a record stay valid until the next call.
 ///
 /// Accepts `\n` and `\r\n` line ends, a leading UTF-8 byte-order mark, quoted fields holding

@@ -65,13 +65,9 @@ entity_table parse_entities(std::string_view text, const std::string& path, cons
   while (true) {
     const auto status = reader.next();
     if (status == detail::csv_status::end) { break; }
-    if (status == detail::csv_status::unterminated_quote) {
-      throw parse_error(path, reader.error_line(), reader.error_column(), "UNTERMINATED_QUOTE",
-                        "quoted field never closes");
-    }
-    if (status == detail::csv_status::bad_quote) {
-      throw parse_error(path, reader.error_line(), reader.error_column(), "BAD_QUOTE",
-                        "text after a closing quote");
+    if (status != detail::csv_status::record) {
+      const detail::quote_defect defect = detail::quote_defect_of(status);
+      throw parse_error(path, reader.error_line(), reader.error_column(), defect.reason, defect.explanation);
     }
     const auto& f = reader.fields();
     if (static_cast<int>(f.size()) != header.size()) {

@@ -338,10 +338,9 @@ dictionary reconcile_inventory(const reference_data& ref, const ledger_units& le
       const auto status = reader.next();
       if (status == detail::csv_status::end) { break; }
       if (status != detail::csv_status::record) {
-        throw parse_error(
-            inventory_path, reader.error_line(), reader.error_column(),
-            status == detail::csv_status::unterminated_quote ? "UNTERMINATED_QUOTE" : "BAD_QUOTE",
-            "malformed quoted field");
+        const detail::quote_defect defect = detail::quote_defect_of(status);
+        throw parse_error(inventory_path, reader.error_line(), reader.error_column(), defect.reason,
+                          defect.explanation);
       }
       const auto& f = reader.fields();
       if (static_cast<int>(f.size()) != header.size()) {

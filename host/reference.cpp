@@ -74,8 +74,10 @@ void read_reference_csv(std::string_view text, const std::string& path,
     const auto status = reader.next();
     if (status == detail::csv_status::end) { break; }
     if (status != detail::csv_status::record) {
+      const detail::quote_defect defect = detail::quote_defect_of(status);
       throw config_error(path + ":" + std::to_string(reader.error_line()) + ":" +
-                         std::to_string(reader.error_column()) + ": malformed quoted field");
+                         std::to_string(reader.error_column()) + ": " + defect.reason + ": " +
+                         defect.explanation);
     }
     const auto& fields = reader.fields();
     if (static_cast<int>(fields.size()) != header.size()) {

@@ -1415,10 +1415,8 @@ void shipment_log_builder::state::parse_chunk(std::string_view text, const colum
     if (status == detail::csv_status::end) { break; }
     ++chunk.records;
     if (status != detail::csv_status::record) {
-      const bool unterminated = status == detail::csv_status::unterminated_quote;
-      hold(unterminated ? "UNTERMINATED_QUOTE" : "BAD_QUOTE",
-           unterminated ? "a quoted field is never closed" : "text follows a closing quote",
-           reader.error_line(), reader.error_column());
+      const detail::quote_defect defect = detail::quote_defect_of(status);
+      hold(defect.reason, defect.explanation, reader.error_line(), reader.error_column());
     } else if (const auto& fields = reader.fields();
                reader.field_count() != static_cast<std::size_t>(field_count)) {
       const auto& at = fields.size() > static_cast<std::size_t>(field_count)

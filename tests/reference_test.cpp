@@ -181,7 +181,25 @@ TEST_F(ReferenceFiles, CountriesWrongFieldCount)
 TEST_F(ReferenceFiles, CountriesUnterminatedQuote)
 {
   const auto path = write("countries.csv", "iso2,name,tier,g2g_partner\nUS,\"United States,1,0\n");
-  expect_config_error([&] { (void)load_countries(path); }, path + ":2:4:");
+  expect_config_error([&] { (void)load_countries(path); },
+                      path + ":2:4: UNTERMINATED_QUOTE: a quoted field is never closed");
+}
+
+// A quote error is said as a log's is (SPEC §7's reasons), in every CSV input the tool reads; a
+// closing quote followed by text is placed at that text (`"H100"x`: column 7).
+TEST_F(ReferenceFiles, QuoteErrorsNamedAsInALog)
+{
+  const auto chips =
+      write("chips.csv", "chip,vendor,tpp,performance_density,datacenter\n\"H100\"x,NVIDIA,1,1,1\n");
+  expect_config_error([&] { (void)load_chips(chips); },
+                      chips + ":2:7: BAD_QUOTE: text follows a closing quote");
+  const auto entities = write("entities.csv", "entity,hq_country,status\nE1,\"US,NONE\n");
+  try {
+    (void)load_entities(entities, load_countries((datasets_dir() / "countries.csv").string()));
+    ADD_FAILURE() << "no error";
+  } catch (const parse_error& e) {
+    EXPECT_EQ(std::string(e.what()), entities + ":2:4: UNTERMINATED_QUOTE: a quoted field is never closed");
+  }
 }
 
 TEST_F(ReferenceFiles, CountriesEmptyOrMissingFile)
