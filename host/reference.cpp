@@ -233,11 +233,13 @@ void only_known_keys(const json& object, std::initializer_list<const char*> know
 
 /// A first pass over a rule set's text: its depth, a key given twice in one object (the JSON
 /// library keeps the last: which value was meant would be a guess), and the text of each
-/// fractional number as written, by its key, so that shares are judged by their written decimals
+/// fractional number as written, by its place, so that shares are judged by their written decimals
 /// (a double cannot tell 0.07000000000000000001 from 0.07).
 class written_json final : public nlohmann::json_sax<json> {
  public:
-  std::map<std::string, std::string> fraction_text;  ///< key -> its fractional value as written
+  /// A fractional number's place (`uveu.min_tier1_share`, `nveu_caps[0].tpp`) -> the number as
+  /// written: a key of the same name elsewhere is another number.
+  std::map<std::string, std::string> fraction_text;
   std::string repeated;                              ///< the first key given twice, if any
   std::string repeated_in;  ///< where that object is (`nveu_caps[1]`; empty: the top level)
   bool too_deep                          = false;  ///< nested deeper than max_depth: the scan stopped there
@@ -249,8 +251,9 @@ class written_json final : public nlohmann::json_sax<json> {
   bool number_unsigned(number_unsigned_t) override { return element(); }
   bool number_float(number_float_t, const string_t& text) override
   {
-    fraction_text[last_key_] = text;
-    return element();
+    element();
+    fraction_text[place(open_.size())] = text;
+    return true;
   }
   bool string(string_t&) override { return element(); }
   bool binary(binary_t&) override { return element(); }
@@ -259,10 +262,9 @@ class written_json final : public nlohmann::json_sax<json> {
   {
     if (!open_.back().keys.insert(name).second && repeated.empty()) {
       repeated    = name;
-      repeated_in = path();
+      repeated_in = place(open_.size() - 1);
     }
     open_.back().key = name;
-    last_key_        = name;
     return true;
   }
   bool end_object() override
@@ -312,11 +314,12 @@ class written_json final : public nlohmann::json_sax<json> {
     return true;
   }
 
-  /// The innermost open object's place: each enclosing object's key, each array's index.
-  std::string path() const
+  /// The place of the value the first @p depth open containers hold: each object's key, each
+  /// array's index (its latest element, counted already).
+  std::string place(std::size_t depth) const
   {
     std::string where;
-    for (std::size_t i = 0; i + 1 < open_.size(); ++i) {
+    for (std::size_t i = 0; i < depth; ++i) {
       if (open_[i].array) {
         where += "[" + std::to_string(open_[i].elements - 1) + "]";
       } else {
@@ -327,7 +330,6 @@ class written_json final : public nlohmann::json_sax<json> {
   }
 
   std::vector<container> open_;
-  std::string last_key_;
 };
 
 /// Decimal places of a JSON number as written (`0.0700` 2, `1e-6` 6, `7E-2` 2, `700000e-7` 2,
@@ -408,14 +410,16 @@ day_t date_member(const json& object, const char* key, const std::string& where)
 }
 
 /// Shares are compared exactly, so they must be decimal fractions with at most 6 digits.
-ppm_t share_member(const json& object, const char* key, const std::string& where, const written_json& written)
+/// @param place the object's place in the rule set (`uveu`), where its fractions were written
+ppm_t share_member(const json& object, const char* place, const char* key, const std::string& where,
+                   const written_json& written)
 {
   const json& value = member(object, key, where);
   if (!value.is_number()) { throw config_error(where + ": '" + key + "' must be a number"); }
   const double share = value.get<double>();
   // The decimals as written (0.0700000000001 has 13), not a tolerance around a multiple of 10^-6,
   // which took 0.0700000000001 for 0.07. An integer (0, 1) has none.
-  const auto text             = written.fraction_text.find(key);
+  const auto text             = written.fraction_text.find(std::string(place) + "." + key);
   const std::int64_t decimals = text == written.fraction_text.end() ? 0 : written_decimals(text->second);
   const double nearest       = std::round(share * static_cast<double>(ppm_one));
   if (!(share >= 0.0 && share <= 1.0) || decimals > 6) {
@@ -496,9 +500,10 @@ rule_set parse_rule_set(std::string_view json_text, const std::string& origin)
 
   const std::string uveu_where       = origin + ": uveu";
   const json& uveu                   = member(doc, "uveu", origin);
-  rules.uveu_max_tier2_country_share = share_member(uveu, "max_tier2_country_share", uveu_where, written);
-  rules.uveu_min_tier1_share         = share_member(uveu, "min_tier1_share", uveu_where, written);
-  rules.uveu_min_us_share_if_us_hq   = share_member(uveu, "min_us_share_if_us_hq", uveu_where, written);
+  rules.uveu_max_tier2_country_share =
+      share_member(uveu, "uveu", "max_tier2_country_share", uveu_where, written);
+  rules.uveu_min_tier1_share       = share_member(uveu, "uveu", "min_tier1_share", uveu_where, written);
+  rules.uveu_min_us_share_if_us_hq = share_member(uveu, "uveu", "min_us_share_if_us_hq", uveu_where, written);
   // Caps times the multiplier must stay exact.
   if (rules.country_cap_tpp > INT64_MAX / rules.g2g_multiplier) {
     throw config_error(cap_where + ": tpp x g2g_multiplier overflows 64 bits");

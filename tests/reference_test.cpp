@@ -409,6 +409,8 @@ TEST(RuleSet, UnknownAndRepeatedKeysAreRefused)
        "r.json: nveu_caps[1]: key 'tpp' is given twice"},
       {edited("[{\"through\": \"2025-12-31\"", "[7, {\"through\": \"2025-12-31\", \"tpp\": 1"),
        "r.json: nveu_caps[1]: key 'tpp' is given twice"},  // a number counts as an element too
+      // A share's decimals are its own, not those of a key of that name written later elsewhere.
+      {edited("0.5}}", "0.5}, \"x\": {\"max_tier2_country_share\": 0.0700001}}"), "r.json: unknown key 'x'"},
   };
   for (const auto& [text, message] : defects) {
     expect_config_error([&] { (void)parse_rule_set(text, "r.json"); }, message);
