@@ -424,6 +424,11 @@ class log_generator {
     build_chips(chips);
     build_entities();
     if (options.force_breaches) { plan_plants(); }
+    const std::int64_t plants = static_cast<std::int64_t>(mid_plants_.size()) + end_plant_count_;
+    if (options.records < plants) {
+      throw config_error("generate: --force-breaches needs at least " + std::to_string(plants) +
+                         " records, got " + std::to_string(options.records));
+    }
   }
 
   void run(std::ostream& shipments, std::ostream& entities)
@@ -1214,12 +1219,8 @@ class log_generator {
 
   void write_shipments(std::ostream& out)
   {
-    const std::int64_t plants  = static_cast<std::int64_t>(mid_plants_.size()) + end_plant_count_;
-    const std::int64_t natural = options_.records - plants;
-    if (natural < 0) {
-      throw config_error("generate: --force-breaches needs at least " + std::to_string(plants) +
-                         " records, got " + std::to_string(options_.records));
-    }
+    const std::int64_t natural =
+        options_.records - static_cast<std::int64_t>(mid_plants_.size()) - end_plant_count_;
     id_width_ = std::max(9, decimal_digits(options_.records));
     for (int p = 0; p < pathway_count; ++p) {
       pathway_text_[static_cast<std::size_t>(p)] = std::string(pathway_name(static_cast<pathway>(p)));
@@ -1340,14 +1341,20 @@ void check_options(const generate_options& options)
   }
 }
 
+/// Checks @p options and plans the log: every refusal comes from here, before anything is written.
+log_generator make_generator(const generate_options& options, const country_table& countries,
+                             const chip_table& chips, const rule_set& rules)
+{
+  check_options(options);
+  return log_generator(options, countries, chips, rules);
+}
+
 }  // namespace
 
 void generate_log(const generate_options& options, const country_table& countries, const chip_table& chips,
                   const rule_set& rules, std::ostream& shipments, std::ostream& entities)
 {
-  check_options(options);
-  log_generator generator(options, countries, chips, rules);
-  generator.run(shipments, entities);
+  make_generator(options, countries, chips, rules).run(shipments, entities);
 }
 
 }  // namespace detail
@@ -1363,6 +1370,8 @@ void generate_log(const generate_options& options, const country_table& countrie
                   const rule_set& rules, const std::string& out_dir)
 {
   namespace fs = std::filesystem;
+  // Options are checked before the folder and files are made: a refused run leaves none.
+  auto generator = detail::make_generator(options, countries, chips, rules);
   std::error_code ec;
   fs::create_directories(out_dir, ec);
   if (ec) { throw config_error("generate: cannot create " + out_dir + ": " + ec.message()); }
@@ -1378,7 +1387,7 @@ void generate_log(const generate_options& options, const country_table& countrie
   std::ofstream shipments(dir / "shipments.csv", std::ios::binary | std::ios::trunc);
   std::ofstream entities(dir / "entities.csv", std::ios::binary | std::ios::trunc);
   if (!shipments || !entities) { throw config_error("generate: cannot write into " + out_dir); }
-  generate_log(options, countries, chips, rules, shipments, entities);
+  generator.run(shipments, entities);
   shipments.close();
   entities.close();
   if (!shipments || !entities) { throw config_error("generate: writing into " + out_dir + " failed"); }

@@ -16,6 +16,8 @@
 #include <csignal>
 #include <cstring>
 #include <iostream>
+#include <limits>
+#include <string>
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -27,24 +29,40 @@ using namespace capledger;
 constexpr int exit_bad_input = 2;
 constexpr int exit_internal  = 3;
 
-/// `--max-rejects`: a count (CLI11's NonNegativeNumber names its range with 300 digits).
-const CLI::Validator a_count(
-    [](std::string& text) {
-      std::int64_t n       = 0;
-      const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
-      if (ec == std::errc::result_out_of_range) {
-        return detail::quoted(text) + " is more than 9223372036854775807";
-      }
-      const bool whole = ec == std::errc() && end == text.data() + text.size() && n >= 0;
-      return whole ? std::string() : detail::quoted(text) + " is not a whole number of 0 or more";
-    },
-    "COUNT");
+/// A whole number of 0 or more, in decimal (`--max-rejects`, `generate`'s numbers). A transform:
+/// the value checked is written back in plain decimal for CLI11 to convert, which would read `010`
+/// as octal 8 and `0x10` as 16, and take a value past the type's range for its largest value.
+template <typename Count>
+CLI::Validator a_count()
+{
+  return CLI::Validator(
+      [](std::string& text) {
+        const std::string not_whole = detail::quoted(text) + " is not a whole number of 0 or more";
+        if (!text.empty() && text.front() == '-') { return not_whole; }
+        Count n              = 0;
+        const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+        if (ec == std::errc::result_out_of_range) {
+          return detail::quoted(text) + " is more than " + std::to_string(std::numeric_limits<Count>::max());
+        }
+        if (ec != std::errc() || end != text.data() + text.size()) { return not_whole; }
+        text = std::to_string(n);
+        return std::string();
+      },
+      "COUNT");
+}
 
 /// A file or folder name: given empty, refused rather than taken for no flag (a script's empty
 /// $ENTITIES would otherwise report every entity as unlisted, its empty $OUT write nothing).
+/// Nor a flag: CLI11 gives a flag whose value is missing the next argument, so `--out --rejects`
+/// would write a folder named `--rejects`.
 const CLI::Validator a_name(
     [](std::string& text) {
-      return text.empty() ? std::string("an empty value names no file") : std::string();
+      if (text.empty()) { return std::string("an empty value names no file"); }
+      if (text.size() > 1 && text.front() == '-') {
+        return detail::quoted(text) +
+               " is a flag, not a file name: the value is missing (a file so named: ./" + text + ")";
+      }
+      return std::string();
     },
     "PATH");
 
@@ -140,7 +158,7 @@ void add_report_flags(CLI::App* cmd, report_options& options, std::string& as_of
   cmd->add_option("--rejects", options.rejects_path, "skip bad lines and write them to this CSV file")
       ->check(a_name);
   cmd->add_option("--max-rejects", options.max_rejects, "with --rejects: stop once more lines are rejected")
-      ->check(a_count);
+      ->transform(a_count<std::int64_t>());
   cmd->add_option("--warn-at", warn_at, "CAP_NEAR_LIMIT levels, fractions of a cap")->capture_default_str();
   cmd->add_option("--format", options.format, "stdout format without --out: table, json or csv")
       ->capture_default_str();
@@ -210,6 +228,16 @@ int main(int argc, char** argv)
   CLI::App app{"capledger: compute-capacity accounting for AI-chip export rules"};
   // Command-line errors say who speaks, as every other error does.
   app.failure_message([](const CLI::App* failed, const CLI::Error& e) {
+    // CLI11 says only "A subcommand is required" of a misspelled one: name the word it did not know.
+    const CLI::App* at = failed;
+    while (!at->get_subcommands().empty()) { at = at->get_subcommands().front(); }
+    const std::vector<std::string> left = at->remaining();
+    if (at->get_require_subcommand_min() > 0 && !left.empty()) {
+      std::string known;
+      for (const CLI::App* command : at->get_subcommands({})) { known += " " + command->get_name(); }
+      return "capledger: " + detail::quoted(left.front()) + " is not a command (one of:" + known +
+             ")\nRun with --help for more information.\n";
+    }
     return "capledger: " + CLI::FailureMessage::simple(failed, e);
   });
   app.require_subcommand(1);
@@ -247,7 +275,7 @@ int main(int argc, char** argv)
       ->check(a_name);
   ingest_cmd
       ->add_option("--max-rejects", ingest.max_rejects, "with --rejects: fail once more lines are rejected")
-      ->check(a_count);
+      ->transform(a_count<std::int64_t>());
   CLI::App* ledger_report_cmd = ledger_cmd->add_subcommand("report", "report over every ingested line");
   ledger_report_cmd->add_option("db", db_path, "ledger database file")->required();
   add_report_flags(ledger_report_cmd, report, as_of, warn_at);
@@ -297,21 +325,36 @@ int main(int argc, char** argv)
   std::string generate_out;
   CLI::App* generate_cmd =
       app.add_subcommand("generate", "write a deterministic synthetic log and entities file");
-  generate_cmd->add_option("--records", generate.records, "data lines to write")->required();
-  generate_cmd->add_option("--seed", generate.seed, "PRNG seed")->capture_default_str();
-  generate_cmd->add_option("--entities", generate.entities,
-                           "distinct consignees (0: derived from --records)");
+  generate_cmd->add_option("--records", generate.records, "data lines to write")
+      ->transform(a_count<std::int64_t>())
+      ->required();
+  generate_cmd->add_option("--seed", generate.seed, "PRNG seed")
+      ->transform(a_count<std::uint64_t>())
+      ->capture_default_str();
+  generate_cmd->add_option("--entities", generate.entities, "distinct consignees (0: derived from --records)")
+      ->transform(a_count<std::int64_t>());
   generate_cmd->add_flag("--force-breaches", generate.force_breaches,
                          "plant lines that make every violation rule fire");
   generate_cmd->add_option("--returns-per-mille", generate.returns_per_mille, "returns per thousand lines")
+      ->transform(a_count<std::int64_t>())
       ->capture_default_str();
   generate_cmd->add_option("--out", generate_out, "output directory (shipments.csv, entities.csv)")
       ->check(a_name)
       ->required();
   std::string first_day, last_day;
-  generate_cmd->add_option("--first-day", first_day,
-                           "first export date of ordinary lines (default 2024-10-01)");
-  generate_cmd->add_option("--last-day", last_day, "last export date of ordinary lines (default 2027-12-31)");
+  generate_cmd
+      ->add_option("--first-day", first_day, "first export date of ordinary lines (default 2024-10-01)")
+      ->check(a_date);
+  generate_cmd->add_option("--last-day", last_day, "last export date of ordinary lines (default 2027-12-31)")
+      ->check(a_date);
+
+  // `--version` on every command, as `--help`: `report --version` otherwise said "files is required".
+  for (CLI::App* command : app.get_subcommands({})) {
+    for (CLI::App* leaf : command->get_subcommands({})) {
+      leaf->set_version_flag("--version", app.version());
+    }
+    command->set_version_flag("--version", app.version());
+  }
 
   try {
     app.parse(argc, argv);

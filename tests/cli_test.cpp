@@ -11,6 +11,7 @@
 #include "test_support.hpp"
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <csignal>
 #include <cstdlib>
@@ -1433,3 +1434,71 @@ TEST_F(Cli, BalancesAndReconcileNoteEntityIdsWrittenAlike)
             "capledger: reconcile: replay (--replay)\n"
             "reconciliation: 2 key(s): 0 match, 1 shortfall, 0 surplus, 1 unshipped\n");
 }
+
+namespace {
+
+// CLI11 gives a flag whose value is missing the next argument: `--out --rejects` (a script's
+// empty $OUT) wrote a report folder named `--rejects` and exited 0.
+TEST_F(Cli, AFlagIsNotTakenForAMissingFileName)
+{
+  write("log.csv", clean_log);
+  for (const std::string& args : {"--out --rejects", "--rejects --out", "--entities --out x"}) {
+    const run_result r = run("report --backend cpu log.csv " + args);
+    EXPECT_EQ(r.exit_code, 2) << args;
+    EXPECT_EQ(r.out, "") << args;
+    EXPECT_NE(r.err.find("' is a flag, not a file name: the value is missing"), std::string::npos) << r.err;
+    EXPECT_EQ(entries(work_), std::set<std::string>{"log.csv"}) << args;
+  }
+  // '-' alone is stdin, still a name.
+  EXPECT_EQ(
+      run("report --backend cpu log.csv --entities -", (sample_dir() / "entities.csv").string()).exit_code,
+      0);
+}
+
+// Counts are decimal: CLI11 alone read `--max-rejects 010` as octal 8 and refused `08`.
+TEST_F(Cli, CountsAreDecimalWithLeadingZeros)
+{
+  std::string log = header;
+  for (int i = 1; i <= 9; ++i) { log += "B" + std::to_string(i) + ",2025-02-01,E1,US,H100-SXM,0\n"; }
+  write("nine.csv", log);
+  EXPECT_EQ(run("report --backend cpu nine.csv --rejects r.csv --max-rejects 010").exit_code, 0);  // 9 <= 10
+  EXPECT_EQ(run("report --backend cpu nine.csv --rejects r.csv --max-rejects 08").exit_code, 2);   // 9 > 8
+  EXPECT_EQ(run("report --backend cpu nine.csv --rejects r.csv --max-rejects 0x10").exit_code, 2);
+}
+
+// generate checks every number before it makes its folder: a refused run left an empty log behind,
+// a seed past 64 bits or below 0 was taken for 2^64 - 1, and an empty --records for 0.
+TEST_F(Cli, GenerateRefusesBadNumbersBeforeWritingAnything)
+{
+  for (const std::string& args :
+       {"--records -1", "--records ''", "--records 5 --force-breaches", "--records 5 --seed -1",
+        "--records 5 --seed 99999999999999999999", "--records 5 --seed ''",
+        "--records 5 --returns-per-mille 2000", "--records 5 --first-day ''"}) {
+    const run_result r = run("generate --out g " + args);
+    EXPECT_EQ(r.exit_code, 2) << args << ": " << r.err;
+    EXPECT_TRUE(entries(work_).empty()) << args;
+  }
+  ASSERT_EQ(run("generate --out g --records 010").exit_code, 0);
+  const std::string lines = read_text(work_ / "g" / "shipments.csv");
+  EXPECT_EQ(std::count(lines.begin(), lines.end(), '\n'), 11);  // header and 10 lines
+}
+
+// --version answers on every command as --help does; an unknown command is named.
+TEST_F(Cli, VersionOnEveryCommandAndUnknownCommandsNamed)
+{
+  for (const std::string command : {"", "report", "ledger", "ledger init", "check", "generate"}) {
+    const run_result r = run(command + " --version");
+    EXPECT_EQ(r.exit_code, 0) << command << ": " << r.err;
+    EXPECT_EQ(r.out.rfind("capledger ", 0), 0U) << command << ": " << r.out;
+  }
+  const run_result top = run("frobnicate");
+  EXPECT_EQ(top.exit_code, 2);
+  EXPECT_EQ(top.err.rfind("capledger: 'frobnicate' is not a command (one of: report ledger", 0), 0U)
+      << top.err;
+  const run_result ledger = run("ledger frob x.db");
+  EXPECT_EQ(ledger.exit_code, 2);
+  EXPECT_EQ(ledger.err.rfind("capledger: 'frob' is not a command (one of: init ingest", 0), 0U) << ledger.err;
+  EXPECT_TRUE(entries(work_).empty());
+}
+
+}  // namespace
