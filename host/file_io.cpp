@@ -702,33 +702,56 @@ staged_directory::~staged_directory()
   }
 }
 
-void staged_directory::commit()
+void staged_directory::commit(const std::function<void()>& then)
 {
   CAPLEDGER_EXPECTS(staged_, "commit twice");
   staged_ = false;
   std::error_code ec;
+  fs::path earlier;  // the earlier output, kept until `then` has succeeded
+  bool exchanged = false;
   try {
     if (fs::exists(target_)) {
       // One exchange of the two directories where the file system has it (ext4, xfs, btrfs,
-      // tmpfs): at no moment, a crash included, is there no output; the old one, now under the
-      // staging name, is removed. Elsewhere two renames, the old output set aside first.
+      // tmpfs): at no moment, a crash included, is there no output; the old one is then under the
+      // staging name. Elsewhere two renames, the old output set aside first.
       if (::renameat2(AT_FDCWD, staging_.c_str(), AT_FDCWD, target_.c_str(), RENAME_EXCHANGE) == 0) {
-        fs::remove_all(staging_, ec);
+        earlier   = staging_;
+        exchanged = true;
       } else {
-        const fs::path old = unique_sibling(target_, "old");
-        fs::remove_all(old, ec);
-        fs::rename(target_, old);
-        fs::rename(staging_, target_);
-        fs::remove_all(old, ec);
+        earlier = unique_sibling(target_, "old");
+        fs::remove_all(earlier, ec);
+        fs::rename(target_, earlier);
+        try {
+          fs::rename(staging_, target_);
+        } catch (const fs::filesystem_error&) {
+          fs::rename(earlier, target_, ec);  // a failed run leaves the old output where it was
+          throw;
+        }
       }
     } else {
       fs::rename(staging_, target_);
     }
-    sync_directory(target_.parent_path());
   } catch (const fs::filesystem_error& e) {
     fs::remove_all(staging_, ec);
     throw config_error(out_dir_ + ": cannot write output: " + e.what());
   }
+  try {
+    if (then) { then(); }
+  } catch (...) {
+    // The new output goes back under the staging name and is removed; the earlier one returns.
+    if (exchanged) {
+      // Exchanged back, or else the earlier output is still under the staging name: kept there.
+      if (::renameat2(AT_FDCWD, earlier.c_str(), AT_FDCWD, target_.c_str(), RENAME_EXCHANGE) == 0) {
+        fs::remove_all(staging_, ec);
+      }
+    } else if (fs::rename(target_, staging_, ec); !ec) {
+      fs::remove_all(staging_, ec);
+      if (!earlier.empty()) { fs::rename(earlier, target_, ec); }
+    }
+    throw;
+  }
+  if (!earlier.empty()) { fs::remove_all(earlier, ec); }
+  sync_directory(target_.parent_path());
 }
 
 void write_directory_atomically(const std::string& out_dir, const std::map<std::string, std::string>& files,

@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <iosfwd>
 #include <map>
 #include <memory>
@@ -209,8 +210,10 @@ class staged_directory {
   ~staged_directory();
   staged_directory(const staged_directory&)            = delete;
   staged_directory& operator=(const staged_directory&) = delete;
+  /// @param then runs once the new directory is in place; when it throws, the earlier directory
+  ///             (or none) is put back before the exception goes on, so the two change together
   /// @throw config_error
-  void commit();
+  void commit(const std::function<void()>& then = {});
 
  private:
   std::string out_dir_;  ///< as given, for messages

@@ -225,6 +225,9 @@ int main(int argc, char** argv)
   on_bus.sa_flags     = SA_SIGINFO;
   sigemptyset(&on_bus.sa_mask);
   ::sigaction(SIGBUS, &on_bus, nullptr);
+  // A pipe closed early (`| head`) is a write error like any closed stdout (exit 2, said on
+  // stderr), not a silent death by SIGPIPE.
+  ::signal(SIGPIPE, SIG_IGN);
   CLI::App app{"capledger: compute-capacity accounting for AI-chip export rules"};
   // Command-line errors say who speaks, as every other error does.
   app.failure_message([](const CLI::App* failed, const CLI::Error& e) {

@@ -694,8 +694,11 @@ int emit_report(const report_output& report, rejects_output& rejects, const repo
   }
   {
     const detail::signals_deferred together;  // an interrupt leaves both outputs old or both new
-    if (staged) { staged->commit(); }
-    rejects.commit();
+    if (staged) {
+      staged->commit([&rejects] { rejects.commit(); });  // a rejects file that fails puts the old report back
+    } else {
+      rejects.commit();
+    }
   }
   for (const std::string& note : report.notes) { diagnostics << note << "\n"; }
   rejects.note(diagnostics);

@@ -165,6 +165,27 @@ TEST_F(Cli, StdoutThatCannotBeWrittenIsAnError)
     }
   }
   EXPECT_EQ(run_shell("CLI report --backend cpu " + log + " >/dev/null").exit_code, 0);
+
+  // A pipe whose reader is gone (`| head` done reading): the same, not a death by SIGPIPE.
+  int pipe_ends[2];
+  ASSERT_EQ(::pipe(pipe_ends), 0);
+  ::close(pipe_ends[0]);
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    ::signal(SIGPIPE, SIG_DFL);  // as a shell leaves it
+    ::dup2(pipe_ends[1], 1);
+    const int quiet = ::open("/dev/null", O_WRONLY);
+    ::dup2(quiet, 2);
+    ::execl(CAPLEDGER_CLI_PATH, CAPLEDGER_CLI_PATH, "report", "--backend", "cpu", log.c_str(),
+            static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  ::close(pipe_ends[1]);
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  EXPECT_TRUE(WIFEXITED(status)) << "ended by signal " << (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+  EXPECT_EQ(WIFEXITED(status) ? WEXITSTATUS(status) : -1, 2);
   // `ledger verify` writes through its terminal guard (README "What people read"): the same.
   ASSERT_EQ(run("ledger init l.db").exit_code, 0);
   EXPECT_EQ(run_shell("CLI ledger verify l.db >/dev/full").exit_code, 2);

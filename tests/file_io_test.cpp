@@ -272,6 +272,34 @@ TEST(StagedDirectory, ThroughALinkButNeverTheWorkingDirectory)
   EXPECT_EQ(capledger::test::read_text(dir.root() / "real" / "a.csv"), "new\n");
 }
 
+// What is committed with the directory (the rejects file) failing puts the earlier output back,
+// or none where there was none: a run that fails changes nothing.
+TEST(StagedDirectory, AFailureOfWhatFollowsPutsTheEarlierOutputBack)
+{
+  namespace fs = std::filesystem;
+  const capledger::test::scratch_dir dir;
+  const auto out       = dir.root() / "out";
+  const auto rejecting = [] { throw capledger::config_error("rejects.csv: cannot write"); };
+  capledger::detail::staged_directory first(out.string(), {{"a.csv", "new\n"}});
+  EXPECT_THROW(first.commit(rejecting), capledger::config_error);
+  EXPECT_EQ(names_in(dir.root()), (std::set<std::string>{})) << "no output, no staging directory";
+
+  capledger::detail::write_directory_atomically(out.string(), {{"a.csv", "old\n"}});
+  capledger::detail::staged_directory second(out.string(), {{"a.csv", "new\n"}});
+  EXPECT_THROW(second.commit(rejecting), capledger::config_error);
+  EXPECT_EQ(capledger::test::read_text(out / "a.csv"), "old\n");
+  EXPECT_EQ(names_in(dir.root()), (std::set<std::string>{"out"}));
+
+  bool ran = false;
+  capledger::detail::staged_directory third(out.string(), {{"a.csv", "new\n"}});
+  third.commit([&] {
+    ran = true;
+    EXPECT_EQ(capledger::test::read_text(out / "a.csv"), "new\n") << "runs once the new one is in place";
+  });
+  EXPECT_TRUE(ran);
+  EXPECT_EQ(names_in(dir.root()), (std::set<std::string>{"out"}));
+}
+
 // A signal that arrives while outputs are committed together waits for the last of them.
 TEST(SignalsDeferred, ASignalWaitsForTheEndOfTheScope)
 {
