@@ -464,6 +464,7 @@ dictionary reconcile_inventory(const reference_data& ref, const ledger_units& le
 int run_reconcile(const std::string& db_path, const std::string& inventory_path,
                   const report_options& options, std::ostream& out, std::ostream& diagnostics, bool replay)
 {
+  refuse_stdin_read_twice(options, {{"--inventory", inventory_path}});
   std::vector<std::string> read = reference_files_read(options);
   read.insert(read.end(), {db_path, inventory_path});
   detail::refuse_outputs_over_inputs(read, {}, {"--out", options.out_dir});
@@ -1016,6 +1017,7 @@ std::vector<proposed_check> check_proposed(const reference_data& ref, const ship
 int run_check(const std::string& db_path, const std::string& proposed_path, const std::string& out_path,
               bool replay, const report_options& options, std::ostream& out, std::ostream& diagnostics)
 {
+  refuse_stdin_read_twice(options, {{"the proposed lines", proposed_path}});
   std::vector<std::string> read = reference_files_read(options);
   read.insert(read.end(), {db_path, proposed_path});
   detail::refuse_outputs_over_inputs(read, {{"--out", out_path}});

@@ -72,8 +72,29 @@ std::vector<std::string> reference_files_read(const report_options& options)
           reference_path(options.rules_path, "rules/ai-diffusion-2025.json").first, options.entities_path};
 }
 
+void refuse_stdin_read_twice(const report_options& options,
+                             const std::vector<std::pair<std::string, std::string>>& own)
+{
+  std::vector<std::pair<std::string, std::string>> reads = own;
+  reads.insert(reads.end(), {{"--entities", options.entities_path},
+                             {"--rules", options.rules_path},
+                             {"--countries", options.countries_path},
+                             {"--chips", options.chips_path}});
+  const std::string* first = nullptr;
+  for (const auto& [what, path] : reads) {
+    if (path != "-") { continue; }
+    if (first != nullptr) {
+      throw config_error("standard input ('-') is named for " + *first + " and for " + what +
+                         ": it can be read once; give one of them a file");
+    }
+    first = &what;
+  }
+}
+
 reference_data load_reference(const report_options& options)
 {
+  refuse_stdin_read_twice(options,
+                          {});  // every command's reference flags; its own inputs too where it reads them
   reference_data ref;
   const auto [countries_path, countries_shown] = reference_path(options.countries_path, "countries.csv");
   const auto [chips_path, chips_shown]         = reference_path(options.chips_path, "chips.csv");
@@ -654,6 +675,9 @@ const std::set<std::string>& report_file_names()
 
 void check_report_outputs(const report_options& options, const std::vector<std::string>& also_read)
 {
+  const bool log_from_stdin =
+      std::find(options.inputs.begin(), options.inputs.end(), "-") != options.inputs.end();
+  refuse_stdin_read_twice(options, {{"the shipment log", log_from_stdin ? "-" : ""}});
   std::vector<std::string> read = options.inputs;
   read.insert(read.end(), also_read.begin(), also_read.end());
   for (const std::string& path : reference_files_read(options)) { read.push_back(path); }

@@ -889,6 +889,34 @@ TEST_F(Cli, ReferenceFilesThroughPipesAreFingerprintedAsRead)
   }
 }
 
+// Standard input can be read once: named for two things a command reads (the log and a reference
+// flag, two reference flags, an inventory or the proposed lines and a reference flag) the run is
+// refused before it reads anything, naming both, and writes nothing; named once it works.
+TEST_F(Cli, StandardInputNamedTwiceIsRefused)
+{
+  const auto log             = write("log.csv", clean_log);
+  const std::string entities = (sample_dir() / "entities.csv").string();
+  ASSERT_EQ(run("ledger init l.db").exit_code, 0);
+  ASSERT_EQ(run("ledger ingest l.db " + log).exit_code, 0);
+  const std::pair<std::string, std::string> cases[] = {
+      {"report --backend cpu - --entities - --out out", "the shipment log and for --entities"},
+      {"report --backend cpu " + log + " --countries - --chips - --out out", "--countries and for --chips"},
+      {"ledger ingest l.db - --entities -", "the shipment log and for --entities"},
+      {"ledger balances l.db --rules - --chips -", "--rules and for --chips"},
+      {"reconcile l.db --inventory - --countries - --out out", "--inventory and for --countries"},
+      {"check l.db --proposed - --entities - --out out.csv", "the proposed lines and for --entities"}};
+  for (const auto& [command, named] : cases) {
+    const run_result r = run(command, log);
+    EXPECT_EQ(r.exit_code, 2) << command;
+    EXPECT_NE(r.err.find("standard input ('-') is named for " + named + ": it can be read once"),
+              std::string::npos)
+        << command << ": " << r.err;
+    EXPECT_EQ(entries(work_), (std::set<std::string>{"log.csv", "l.db"})) << command;
+  }
+  EXPECT_EQ(run("report --backend cpu - --out out", log).exit_code, 0);
+  EXPECT_EQ(run("report --backend cpu " + log + " --entities - --out out2", entities).exit_code, 0);
+}
+
 // A folder given as a reference file is bad input naming it (exit 2), not an internal error.
 TEST_F(Cli, AFolderAsAReferenceFileIsBadInput)
 {

@@ -75,6 +75,14 @@ struct reference_data {
 /// (empty otherwise). Outputs are checked against them (`check_report_outputs`).
 [[nodiscard]] std::vector<std::string> reference_files_read(const report_options& options);
 
+/// @brief Refuses standard input (`-`) named for two things a run reads: @p own, the command's
+/// own inputs (what each is, and its path: "the shipment log", "--inventory"), and the reference
+/// flags of @p options. Standard input can be read once: the second reader would get nothing, or
+/// the first one's bytes. (The log itself may name `-` twice: SPEC reads a file given twice twice.)
+/// @throw config_error naming both
+void refuse_stdin_read_twice(const report_options& options,
+                             const std::vector<std::pair<std::string, std::string>>& own);
+
 /// @brief Loads the reference data named by @p options (bundled defaults for empty paths).
 /// @throw config_error, parse_error
 [[nodiscard]] reference_data load_reference(const report_options& options);
