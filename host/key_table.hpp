@@ -3,10 +3,12 @@
 #pragma once
 
 #include "file_io.hpp"
+#include "many_cores.hpp"
 
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <future>
 #include <limits>
 #include <utility>
 #include <vector>
@@ -27,6 +29,9 @@ class key_table {
       if (slots_[s].key == empty) {
         slots_[s].key = key;
         ++count_;
+        if (grow_ahead_ && 16 * count_ == 9 * slots_.size() && slots_.size() >= grow_ahead_from) {
+          prepare_next();
+        }
         break;
       }
       s = (s + 1) & mask_;
@@ -67,6 +72,14 @@ class key_table {
     if (capacity != slots_.size()) { rehash(capacity); }
   }
   [[nodiscard]] std::size_t capacity() const noexcept { return slots_.size(); }
+  /// Writes each next, twice as large, table on another thread once the table is 9/16 full (it
+  /// grows at 3/4, and is 3/8 full after growing): the calling thread then only moves its keys
+  /// over. For a table that grows while a busy thread fills it (first writes to fresh memory are
+  /// page faults and zeroing: 3% of a 2-core report's samples, on its busiest thread, for the
+  /// pair table).
+  void grow_ahead() noexcept { grow_ahead_ = true; }
+  /// Tables written ahead and taken when the table grew.
+  [[nodiscard]] int tables_taken() const noexcept { return tables_taken_; }
 
  private:
   /// No key is INT64_MIN; keys can be negative: entity_year_key(0, -1) == -1 (years before 1).
@@ -80,6 +93,29 @@ class key_table {
   std::size_t mask_  = 0;
   std::size_t count_ = 0;
   int shift_         = 64;
+  /// Smaller tables are written faster than a thread starts.
+  static constexpr std::size_t grow_ahead_from = std::size_t{1} << 16;
+  bool grow_ahead_                             = false;
+  std::future<std::vector<slot>> next_;  ///< the next table's empty slots, being written
+  int tables_taken_ = 0;
+
+  [[nodiscard]] static std::vector<slot> empty_slots(std::size_t capacity)
+  {
+    std::vector<slot> slots;
+    slots.reserve(capacity);
+    // Probes land anywhere in the table: on huge pages a table of tens of megabytes costs a few
+    // TLB entries instead of a page walk per probe (asked before the first touch).
+    advise_huge_pages(slots.data(), capacity * sizeof(slot));
+    slots.assign(capacity, slot{});
+    return slots;
+  }
+  void prepare_next()
+  {
+    next_ = std::async(std::launch::async, [capacity = 2 * slots_.size()] {
+      name_this_thread("cl-grow");
+      return empty_slots(capacity);
+    });
+  }
 
   /// Fibonacci hashing: the top bits of the product mix every bit of the key.
   [[nodiscard]] std::size_t slot_of(std::int64_t key) const noexcept
@@ -90,11 +126,12 @@ class key_table {
   {
     std::vector<slot> old = std::move(slots_);
     slots_                = std::vector<slot>();
-    slots_.reserve(capacity);
-    // Probes land anywhere in the table: on huge pages a table of tens of megabytes costs a few
-    // TLB entries instead of a page walk per probe (asked before the first touch).
-    advise_huge_pages(slots_.data(), capacity * sizeof(slot));
-    slots_.assign(capacity, slot{});
+    if (next_.valid()) { slots_ = next_.get(); }  // rethrows its bad_alloc, as writing it here would
+    if (slots_.size() == capacity) {
+      ++tables_taken_;
+    } else {  // none written ahead, or `reserve` asked for another size
+      slots_ = empty_slots(capacity);
+    }
     mask_  = capacity - 1;
     shift_ = 64;
     for (std::size_t c = capacity; c > 1; c >>= 1) { --shift_; }

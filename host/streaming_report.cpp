@@ -72,13 +72,16 @@ class bin_table {
     }
   }
 
-  /// Starts loading the bin of (@p key, @p day) when the bins are dense (an address without a
-  /// lookup): a log out of date order sends each line to a bin of a random day.
+  /// Starts loading the bin of (@p key, @p day) where its address needs no lookup: dense bins (a
+  /// log out of date order sends each line to a bin of a random day) and packed keys (orders and
+  /// (entity, year) keys are many, each bin a cache miss).
   void prefetch(std::int64_t key, day_t day) const noexcept
   {
     const std::int64_t offset = static_cast<std::int64_t>(day) - first_day_;
     if (dense_keys_ > 0 && offset >= 0 && offset < days_ && key >= 0 && key < dense_keys_) {
       __builtin_prefetch(&dense_[static_cast<std::size_t>(offset * dense_keys_ + key)], 1);
+    } else if (dense_keys_ == 0 && packed_) {  // a probe's first slot: any key is harmless here
+      bins_.prefetch(key * (std::int64_t{1} << shift_) + offset);
     }
   }
 
@@ -343,6 +346,7 @@ class streaming_aggregator {
         annual_bins_(context.window_start, context.window_end)
   {
     out_.by_country.resize(countries);
+    pairs_.grow_ahead();
   }
 
   /// Adds @p batch; the context must cover its entity and chip codes.
@@ -366,6 +370,14 @@ class streaming_aggregator {
         const auto j = static_cast<std::size_t>(k + ahead);
         pairs_.prefetch(entity_country_key(c.entity[j], c.country[j]));
         if (out_of_order) { country_bins_.prefetch(c.country[j], c.date[j]); }
+        if (c.pathway[j] == static_cast<std::uint8_t>(pathway::lpp)) {
+          const std::int64_t year_key = entity_year_key(c.entity[j], year_of_memo(c.date[j]));
+          order_bins_.prefetch(c.order[j], c.date[j]);
+          annual_bins_.prefetch(year_key, c.date[j]);
+          annual_positive_tpp_.prefetch(year_key);
+        } else if (c.pathway[j] == static_cast<std::uint8_t>(pathway::nveu)) {
+          nveu_bins_.prefetch(entity_country_key(c.entity[j], c.country[j]), c.date[j]);
+        }
       }
       const day_t date = c.date[i];
       latest_          = std::max(latest_, date);
@@ -376,7 +388,6 @@ class streaming_aggregator {
       const std::uint16_t country = c.country[i];
       ++out_.lines_used;
       out_.by_country[country].add_line(q, tpp);
-      grown_at(out_.by_entity, static_cast<std::size_t>(entity)).add_line(q, tpp);
       grown_at(out_.by_chip, c.chip[i]).add_line(q, tpp);
       grown_at(out_.by_exporter, static_cast<std::size_t>(c.exporter[i])).add_line(q, tpp);
       pairs_.at(entity_country_key(entity, country)).add_line(q, tpp);
@@ -393,7 +404,7 @@ class streaming_aggregator {
       }
       if (path == pathway::nveu) { bin(nveu_bins_, nveu_check, entity_country_key(entity, country)); }
       if (path == pathway::lpp) {
-        const std::int64_t year_key = entity_year_key(entity, year_of(date));
+        const std::int64_t year_key = entity_year_key(entity, year_of_memo(date));
         bin(order_bins_, order_check, c.order[i]);
         bin(annual_bins_, annual_check, year_key);
         if (tpp > 0) {  // a running total never passes the sum of the positive tpp before it
@@ -444,6 +455,11 @@ class streaming_aggregator {
         std::sort(out_.by_entity_country.begin() + static_cast<std::ptrdiff_t>(run_start[e]),
                   out_.by_entity_country.begin() + static_cast<std::ptrdiff_t>(run_start[e + 1]),
                   [](const pair_total& a, const pair_total& b) { return a.country < b.country; });
+      }
+      // An entity's totals are the sum of its pairs' (a line adds to both or neither): summed
+      // here, once a pair, rather than a line at a time into a table the size of the entities.
+      for (const pair_total& row : out_.by_entity_country) {
+        out_.by_entity[static_cast<std::size_t>(row.entity)] += row.total;
       }
       // Each table goes once its rows are out: it is the largest thing held while the report is
       // rendered (for millions of pairs, twice the rows' size).
@@ -513,6 +529,18 @@ class streaming_aggregator {
   const rule_context& context_;
   aggregation out_;
   day_t latest_ = std::numeric_limits<day_t>::min();
+  /// The year of the last day asked: lines come mostly in date order, so one entry nearly always
+  /// answers.
+  day_t memo_day_ = std::numeric_limits<day_t>::min();
+  int memo_year_  = 0;
+  int year_of_memo(day_t day)
+  {
+    if (day != memo_day_) {
+      memo_day_  = day;
+      memo_year_ = year_of(day);
+    }
+    return memo_year_;
+  }
   key_table<group_total> pairs_;
   bin_table country_bins_, nveu_bins_, order_bins_, annual_bins_;
   /// The checks' numbers in `filter_`'s keys.
