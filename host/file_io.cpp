@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <exception>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -427,27 +428,37 @@ namespace {
 
 namespace fs = std::filesystem;
 
-void write_and_sync(const fs::path& path, std::string_view content)
+/// Writes @p content to a new file @p path and fsyncs it. @throw config_error naming @p name, the
+/// path the user gave (the staged file's own name means nothing to them)
+void write_and_sync(const fs::path& path, std::string_view content, const std::string& name)
 {
   const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) { throw config_error(path.string() + ": cannot create: " + std::strerror(errno)); }
+  if (fd < 0) { throw config_error(name + ": cannot create " + path.string() + ": " + std::strerror(errno)); }
   fd_closer file{fd};
-  write_all(fd, content, path.string());
-  if (::fsync(fd) != 0) {
-    throw config_error(path.string() + ": cannot flush to disk: " + std::strerror(errno));
-  }
+  write_all(fd, content, name);
+  if (::fsync(fd) != 0) { throw config_error(name + ": cannot flush to disk: " + std::strerror(errno)); }
   file.fd = -1;  // closed here, its error reported
-  if (::close(fd) != 0) {
-    throw config_error(path.string() + ": cannot flush to disk: " + std::strerror(errno));
-  }
+  if (::close(fd) != 0) { throw config_error(name + ": cannot flush to disk: " + std::strerror(errno)); }
 }
 
-void sync_directory(const fs::path& dir)
+/// Fsyncs folder @p dir, which makes the renames into it durable. @return why it failed, or "" (also
+/// for EINVAL: a file system that cannot sync a folder, where there is nothing to wait for)
+std::string directory_sync_error(const fs::path& dir)
 {
   const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd >= 0) {
-    ::fsync(fd);
-    ::close(fd);
+  if (fd < 0) { return std::string("cannot open ") + dir.string() + ": " + std::strerror(errno); }
+  const fd_closer opened{fd};
+  if (::fsync(fd) != 0 && errno != EINVAL) {
+    return std::string("cannot flush ") + dir.string() + " to disk: " + std::strerror(errno);
+  }
+  return "";
+}
+
+/// After @p output was renamed into folder @p dir. @throw durability_unknown when that may not last
+void sync_directory(const fs::path& dir, const std::string& output)
+{
+  if (const std::string error = directory_sync_error(dir); !error.empty()) {
+    throw durability_unknown(output + ": in place, but " + error + "; it may not survive a crash");
   }
 }
 
@@ -634,6 +645,30 @@ void refuse_outputs_over_ledger_files(const std::string& db_path, const std::vec
   }
 }
 
+directories_made::directories_made(const fs::path& dir, const std::string& output)
+{
+  std::error_code ec;
+  std::vector<fs::path> missing;  // deepest first
+  for (fs::path at = dir; !at.empty() && !fs::exists(at, ec); at = at.parent_path()) {
+    missing.push_back(at);
+    if (at == at.parent_path()) { break; }
+  }
+  for (auto at = missing.rbegin(); at != missing.rend(); ++at) {
+    if (fs::create_directory(*at, ec)) {
+      made_.push_back(*at);
+    } else if (ec) {
+      throw config_error(output + ": cannot create the folder " + at->string() + ": " + ec.message());
+    }  // else made meanwhile by someone else: theirs
+  }
+}
+
+directories_made::~directories_made()
+{
+  for (auto at = made_.rbegin(); at != made_.rend(); ++at) {
+    if (::rmdir(at->c_str()) != 0) { break; }  // something is in it now: it and those above stay
+  }
+}
+
 void check_output_dir_replaceable(const std::string& out_dir, const std::set<std::string>& replaceable)
 {
   std::error_code ec;
@@ -669,24 +704,27 @@ staged_directory::staged_directory(const std::string& out_dir,
   std::set<std::string> replaceable = also_replaceable;
   for (const auto& [name, content] : files) { replaceable.insert(name); }
   check_output_dir_replaceable(out_dir, replaceable);
-  fs::create_directories(target_.parent_path(), ec);
+  parents_ = std::make_unique<directories_made>(target_.parent_path(), out_dir);
   staging_ = unique_sibling(target_, "tmp");
   fs::remove_all(staging_, ec);
   staging_guard_ = std::make_unique<removed_on_signal>(staging_.string(), true);
   if (!fs::create_directory(staging_, ec)) {
-    throw config_error(staging_.string() + ": cannot create: " + ec.message());
+    throw config_error(out_dir + ": cannot create its staging folder " + staging_.string() + ": " +
+                       ec.message());
   }
   try {
     std::vector<std::unique_ptr<removed_on_signal>> file_guards;
     for (const auto& [name, content] : files) {
       file_guards.push_back(std::make_unique<removed_on_signal>((staging_ / name).string(), false));
-      write_and_sync(staging_ / name, content);
+      write_and_sync(staging_ / name, content, (fs::path(out_dir) / name).string());
     }
     struct stat old {};
     if (::stat(target_.c_str(), &old) == 0 && S_ISDIR(old.st_mode)) {
       ::chmod(staging_.c_str(), old.st_mode & 07777);  // a report directory kept private stays so
     }
-    sync_directory(staging_);
+    if (const std::string error = directory_sync_error(staging_); !error.empty()) {
+      throw config_error(out_dir + ": " + error);  // not in place yet: the run fails, nothing changed
+    }
     staged_ = true;
   } catch (...) {
     fs::remove_all(staging_, ec);
@@ -735,8 +773,11 @@ void staged_directory::commit(const std::function<void()>& then)
     fs::remove_all(staging_, ec);
     throw config_error(out_dir_ + ": cannot write output: " + e.what());
   }
+  std::exception_ptr then_not_durable;
   try {
     if (then) { then(); }
+  } catch (const durability_unknown&) {
+    then_not_durable = std::current_exception();  // what it wrote is in place: so stays this directory
   } catch (...) {
     // The new output goes back under the staging name and is removed; the earlier one returns.
     if (exchanged) {
@@ -751,7 +792,9 @@ void staged_directory::commit(const std::function<void()>& then)
     throw;
   }
   if (!earlier.empty()) { fs::remove_all(earlier, ec); }
-  sync_directory(target_.parent_path());
+  parents_->keep();
+  sync_directory(target_.parent_path(), out_dir_);
+  if (then_not_durable) { std::rethrow_exception(then_not_durable); }
 }
 
 void write_directory_atomically(const std::string& out_dir, const std::map<std::string, std::string>& files,
@@ -840,7 +883,7 @@ void atomic_file_writer::commit()
     throw config_error(path_ + ": cannot write: " + reason);
   }
   guard_.reset();  // renamed: nothing left to remove
-  sync_directory(fs::path(target_).parent_path());
+  sync_directory(fs::path(target_).parent_path(), path_);
 }
 
 }  // namespace detail

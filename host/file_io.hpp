@@ -3,6 +3,8 @@
 /// and outputs that appear whole or not at all and never over an input.
 #pragma once
 
+#include <capledger/error.hpp>
+
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
@@ -152,20 +154,44 @@ void refuse_outputs_over_inputs(const std::vector<std::string>& inputs,
 /// the ledger's journal. Empty paths are skipped.
 void refuse_outputs_over_ledger_files(const std::string& db_path, const std::vector<named_output>& files);
 
+/// @brief An output that is in place, but the fsync of the folder holding it failed: the rename that
+/// put it there may not survive a crash. Exit 2 like any config_error; what was committed with it
+/// is not undone (undoing would take another rename, as unsure as this one).
+class durability_unknown : public config_error {
+ public:
+  using config_error::config_error;
+};
+
+/// @brief Makes folder @p dir and the missing folders above it; destroyed before `keep`, it removes
+/// again those it made that are still empty, deepest first: a run that fails leaves no empty
+/// folder behind. @throw config_error naming @p output (the path the user gave) when one cannot be made
+class directories_made {
+ public:
+  directories_made(const std::filesystem::path& dir, const std::string& output);
+  ~directories_made();
+  directories_made(const directories_made&)            = delete;
+  directories_made& operator=(const directories_made&) = delete;
+  /// The output is in place: its folders stay.
+  void keep() noexcept { made_.clear(); }
+
+ private:
+  std::vector<std::filesystem::path> made_;  ///< outermost first
+};
+
 /// @brief Refuses (config_error) to replace an existing directory @p out_dir that holds anything
 /// but files named in @p replaceable (a previous output of the same command): replacing the
 /// directory deletes everything in it. A missing or empty directory is fine.
 void check_output_dir_replaceable(const std::string& out_dir, const std::set<std::string>& replaceable);
 
 /// @brief Writes every (file name, content) pair into directory @p out_dir atomically: the files are
-/// written and fsynced in a sibling temporary directory, which is then renamed into place. An
-/// existing @p out_dir is replaced only when it holds nothing but files of these names or of
-/// @p also_replaceable (`check_output_dir_replaceable`).
-/// @throw config_error when the directory cannot be written or replaced
+/// written and fsynced in a sibling temporary directory, which is then renamed into place (the
+/// missing folders above it made first). An existing @p out_dir is replaced only when it holds
+/// nothing but files of these names or of @p also_replaceable (`check_output_dir_replaceable`).
+/// @throw config_error when the directory cannot be written or replaced; durability_unknown
 void write_directory_atomically(const std::string& out_dir, const std::map<std::string, std::string>& files,
                                 const std::set<std::string>& also_replaceable = {});
 
-/// @brief Writes one file atomically (temporary file, fsync, rename). @throw config_error
+/// @brief Writes one file atomically (temporary file, fsync, rename). @throw config_error, durability_unknown
 void write_file_atomically(const std::string& path, std::string_view content);
 
 /// @brief A temporary file or directory this process is writing, removed if a signal (SIGINT,
@@ -212,12 +238,14 @@ class staged_directory {
   staged_directory& operator=(const staged_directory&) = delete;
   /// @param then runs once the new directory is in place; when it throws, the earlier directory
   ///             (or none) is put back before the exception goes on, so the two change together
-  /// @throw config_error
+  ///             (but for durability_unknown: what it wrote is in place, so the new directory stays)
+  /// @throw config_error; durability_unknown once the new directory is in place
   void commit(const std::function<void()>& then = {});
 
  private:
   std::string out_dir_;  ///< as given, for messages
   std::filesystem::path target_, staging_;
+  std::unique_ptr<directories_made> parents_;  ///< before staging_guard_: removed after the staging folder
   std::unique_ptr<removed_on_signal> staging_guard_;
   bool staged_ = false;
 };
@@ -238,7 +266,7 @@ class atomic_file_writer {
   /// @throw config_error when a write fails
   void append(std::string_view bytes);
   /// Flushes, fsyncs and renames the file into place; nothing can be appended afterwards.
-  /// @throw config_error
+  /// @throw config_error; durability_unknown once the file is in place
   void commit();
 
  private:

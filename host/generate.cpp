@@ -28,14 +28,17 @@
 #include <capledger/error.hpp>
 #include <capledger/generate.hpp>
 
+#include "file_io.hpp"
+
 #include <algorithm>
 #include <array>
 #include <charconv>
 #include <cstddef>
+#include <exception>
 #include <filesystem>
-#include <fstream>
 #include <limits>
 #include <ostream>
+#include <streambuf>
 #include <string_view>
 #include <unordered_map>
 #include <vector>
@@ -1349,6 +1352,31 @@ log_generator make_generator(const generate_options& options, const country_tabl
   return log_generator(options, countries, chips, rules);
 }
 
+/// The generator's streams, written into files put in place atomically: a log of any size is
+/// staged piece by piece, never held whole.
+class staged_file_buffer final : public std::streambuf {
+ public:
+  explicit staged_file_buffer(atomic_file_writer& file) : file_(file) {}
+
+ protected:
+  std::streamsize xsputn(const char* bytes, std::streamsize count) override
+  {
+    file_.append({bytes, static_cast<std::size_t>(count)});
+    return count;
+  }
+  int_type overflow(int_type byte) override
+  {
+    if (!traits_type::eq_int_type(byte, traits_type::eof())) {
+      const char one = traits_type::to_char_type(byte);
+      file_.append({&one, 1});
+    }
+    return traits_type::not_eof(byte);
+  }
+
+ private:
+  atomic_file_writer& file_;
+};
+
 }  // namespace
 
 void generate_log(const generate_options& options, const country_table& countries, const chip_table& chips,
@@ -1372,25 +1400,45 @@ void generate_log(const generate_options& options, const country_table& countrie
   namespace fs = std::filesystem;
   // Options are checked before the folder and files are made: a refused run leaves none.
   auto generator = detail::make_generator(options, countries, chips, rules);
-  std::error_code ec;
-  fs::create_directories(out_dir, ec);
-  if (ec) { throw config_error("generate: cannot create " + out_dir + ": " + ec.message()); }
   const fs::path dir(out_dir);
   // Never over a file already there: `--out` pointed at a folder of real logs would otherwise
   // replace a shipments.csv with synthetic lines.
+  std::error_code ec;
   for (const char* name : {"shipments.csv", "entities.csv"}) {
     if (fs::exists(dir / name, ec)) {
       throw config_error("generate: " + (dir / name).string() +
                          " exists; generate never replaces a file: remove it or name another --out");
     }
   }
-  std::ofstream shipments(dir / "shipments.csv", std::ios::binary | std::ios::trunc);
-  std::ofstream entities(dir / "entities.csv", std::ios::binary | std::ios::trunc);
-  if (!shipments || !entities) { throw config_error("generate: cannot write into " + out_dir); }
-  generator.run(shipments, entities);
-  shipments.close();
-  entities.close();
-  if (!shipments || !entities) { throw config_error("generate: writing into " + out_dir + " failed"); }
+  detail::directories_made folders(dir, out_dir);
+  detail::atomic_file_writer shipments_file((dir / "shipments.csv").string());
+  detail::atomic_file_writer entities_file((dir / "entities.csv").string());
+  {
+    detail::staged_file_buffer shipments_buffer(shipments_file), entities_buffer(entities_file);
+    std::ostream shipments(&shipments_buffer), entities(&entities_buffer);
+    shipments.exceptions(std::ios::badbit);  // the writer's own error (a full disk), not a bare flag
+    entities.exceptions(std::ios::badbit);
+    generator.run(shipments, entities);
+  }
+  // Both files or neither: neither was there before, so the first is taken away when the second
+  // fails. One whose folder's fsync failed is in place all the same; the other follows it.
+  std::exception_ptr not_durable;
+  const auto commit = [&not_durable](detail::atomic_file_writer& file) {
+    try {
+      file.commit();
+    } catch (const detail::durability_unknown&) {
+      if (!not_durable) { not_durable = std::current_exception(); }
+    }
+  };
+  commit(shipments_file);
+  try {
+    commit(entities_file);
+  } catch (...) {
+    fs::remove(dir / "shipments.csv", ec);
+    throw;
+  }
+  folders.keep();
+  if (not_durable) { std::rethrow_exception(not_durable); }
 }
 
 }  // namespace capledger

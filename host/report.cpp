@@ -567,8 +567,7 @@ rejects_output::rejects_output(const std::string& path, const std::string& out_d
     // The directory is replaced before the file is put in place.
     out_dir_    = out_dir;
     staging_dir = detail::resolved_path(out_dir).parent_path().string();
-    std::error_code ec;
-    std::filesystem::create_directories(staging_dir, ec);  // as writing the directory would
+    folders_    = std::make_unique<detail::directories_made>(staging_dir, out_dir);  // as the directory's
   }
   file_ = std::make_unique<detail::atomic_file_writer>(path_, staging_dir);
   csv_text header({"file", "line", "column", "reason", "raw"});
@@ -596,6 +595,7 @@ void rejects_output::add(const rejected_line& line)
 void rejects_output::commit()
 {
   if (file_) { file_->commit(); }
+  if (folders_) { folders_->keep(); }
 }
 
 void rejects_output::commit_stopped(std::ostream& diagnostics)

@@ -84,6 +84,14 @@ class Cli : public ::testing::Test {
     return result;
   }
 
+  /// `run` with one file-system call of the program failing: @p failure is `OP:N:ERRNO` (the Nth
+  /// call of OP fails, tests/fail_io.cpp), as a disk that is full or breaking would make it fail.
+  run_result run_failing(const std::string& failure, const std::string& args)
+  {
+    return run_shell("LD_PRELOAD='" CAPLEDGER_FAIL_IO_PATH "' CAPLEDGER_FAIL_IO=" + failure +
+                     " ASAN_OPTIONS=\"$ASAN_OPTIONS:verify_asan_link_order=0\" CLI " + args + " </dev/null");
+  }
+
   /// Names of the entries of @p dir (hidden ones included).
   static std::set<std::string> entries(const fs::path& dir)
   {
@@ -565,6 +573,79 @@ TEST_F(Cli, FailingRunLeavesNoOutputDirectory)
   const auto r   = run("report --backend cpu " + log + " --out result");
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find(log + ":3:18: UNKNOWN_COUNTRY"), std::string::npos) << r.err;
+  EXPECT_EQ(entries(work_), (std::set<std::string>{"log.csv"}));
+}
+
+// Exit 0 says the output will outlast a crash: a failed fsync of the folder that a rename changed
+// is exit 2. Before the rename (the staging folder's own fsync) nothing changes; after it (the
+// folder holding the output, the 2nd folder fsync) the new output stays, and the message says it
+// is in place but may not last. So with the rejects file, whose folder is fsynced 2nd (after the
+// directory is in place, before the directory's folder): both stay new, neither is undone.
+TEST_F(Cli, AFailedFolderSyncIsExitTwo)
+{
+  const auto log = write("log.csv", clean_log);
+  auto r         = run_failing("dirfsync:1:EIO", "report --backend cpu log.csv --out o");
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_EQ(r.err.rfind("capledger: o: cannot flush " + work_.string() + "/.o.tmp.", 0), 0U) << r.err;
+  EXPECT_EQ(entries(work_), (std::set<std::string>{"log.csv"}));
+
+  r = run_failing("dirfsync:2:EIO", "report --backend cpu log.csv --out o");
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_EQ(r.err, "capledger: o: in place, but cannot flush " + work_.string() +
+                       " to disk: Input/output error; it may not survive a crash\n");
+  EXPECT_EQ(entries(work_ / "o"), output_files);
+  EXPECT_EQ(entries(work_), (std::set<std::string>{"log.csv", "o"}));
+
+  write("bad.csv", clean_log + "S9,2025-13-01,E1,US,H100-SXM,1\n");
+  write("o/findings.csv", "earlier\n");
+  write("r.csv", "earlier\n");
+  r = run_failing("dirfsync:2:EIO", "report --backend cpu bad.csv --out o --rejects r.csv");
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("capledger: r.csv: in place, but cannot flush"), std::string::npos) << r.err;
+  EXPECT_EQ(read_text(work_ / "o" / "findings.csv").rfind("severity,", 0), 0U) << "the new report stays";
+  EXPECT_EQ(read_text(work_ / "r.csv").rfind("file,line,", 0), 0U);
+  EXPECT_EQ(entries(work_), (std::set<std::string>{"bad.csv", "log.csv", "o", "r.csv"}));
+}
+
+// --out's missing folders are made, and a run that fails removes them again (a folder that was
+// there stays): a full disk, a failed rename, or a fatal input error once the rejects file, staged
+// beside --out, made them at the start.
+TEST_F(Cli, AFailedRunRemovesTheFoldersItMade)
+{
+  const auto log = write("log.csv", clean_log);
+  for (const std::string failure : {"write:1:ENOSPC", "rename:1:EIO", "dirfsync:1:EIO"}) {
+    const auto r = run_failing(failure, "report --backend cpu log.csv --out a/b/o");
+    EXPECT_EQ(r.exit_code, 2) << failure << ": " << r.err;
+    EXPECT_EQ(entries(work_), (std::set<std::string>{"log.csv"})) << failure;
+  }
+  fs::create_directory(work_ / "a");
+  EXPECT_EQ(run_failing("write:1:ENOSPC", "report --backend cpu log.csv --out a/b/o").exit_code, 2);
+  EXPECT_TRUE(entries(work_ / "a").empty());
+  write("no-entity.csv", "shipment_id,date\n");
+  const auto r = run("report --backend cpu no-entity.csv --out n/o --rejects n/o/r.csv");
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_EQ(entries(work_), (std::set<std::string>{"a", "log.csv", "no-entity.csv"}));
+  ASSERT_EQ(run("report --backend cpu log.csv --out a/b/o").exit_code, 0);
+  EXPECT_EQ(entries(work_ / "a" / "b" / "o"), output_files);
+}
+
+// Errors name the output as the user gave it, not the hidden staging path they never typed.
+TEST_F(Cli, AnOutputThatCannotBeWrittenIsNamedAsGiven)
+{
+  const auto log = write("log.csv", clean_log);
+  auto r         = run("report --backend cpu log.csv --out /proc/capledger-out");  // procfs: no mkdir
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(
+      r.err.rfind(
+          "capledger: /proc/capledger-out: cannot create its staging folder /proc/.capledger-out.tmp.", 0),
+      0U)
+      << r.err;
+  r = run_failing("write:1:ENOSPC", "report --backend cpu log.csv --out o");  // by_chip.csv comes first
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err, "capledger: o/by_chip.csv: write failed: No space left on device\n");
+  r = run_failing("fsync:8:EIO", "report --backend cpu log.csv --out o");  // uveu_shares.csv last
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err, "capledger: o/uveu_shares.csv: cannot flush to disk: Input/output error\n");
   EXPECT_EQ(entries(work_), (std::set<std::string>{"log.csv"}));
 }
 
@@ -1100,6 +1181,34 @@ TEST_F(Cli, GenerateNeverReplacesAFile)
   EXPECT_EQ(entries(work_ / "data"), (std::set<std::string>{"shipments.csv"}));
   ASSERT_EQ(run("generate --records 50 --out fresh").exit_code, 0);
   EXPECT_EQ(entries(work_ / "fresh"), (std::set<std::string>{"entities.csv", "shipments.csv"}));
+}
+
+// generate's two files appear whole or not at all: a full disk in the log (its first mebibyte), in
+// the entities file once the log is in place (which then goes again), or a failed rename leaves
+// neither, and no folder it made. A failed fsync of their folder leaves both, and exit 2.
+TEST_F(Cli, GenerateOnAFailingDiskLeavesNoFile)
+{
+  // 20000 lines: about 1.5 MB of log, written in two pieces (a mebibyte, then the rest at its
+  // commit), then the entities file in one, so the 3rd write is the entities file's.
+  const std::string args = "generate --records 20000 --out g/h";
+  for (const std::string failure : {"write:1:ENOSPC", "write:3:ENOSPC", "rename:2:EIO", "fsync:2:EIO"}) {
+    const auto r = run_failing(failure, args);
+    EXPECT_EQ(r.exit_code, 2) << failure << ": " << r.err;
+    EXPECT_TRUE(entries(work_).empty()) << failure << ": " << r.err;
+  }
+  fs::create_directory(work_ / "kept");
+  auto r = run_failing("write:1:ENOSPC", "generate --records 20000 --out kept");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err, "capledger: kept/shipments.csv: write failed: No space left on device\n");
+  EXPECT_TRUE(entries(work_ / "kept").empty());
+
+  r = run_failing("dirfsync:1:EIO", args);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err.rfind("capledger: g/h/shipments.csv: in place, but cannot flush", 0), 0U) << r.err;
+  EXPECT_EQ(entries(work_ / "g" / "h"), (std::set<std::string>{"entities.csv", "shipments.csv"}));
+  ASSERT_EQ(run("generate --records 20000 --out whole").exit_code, 0);
+  EXPECT_EQ(read_text(work_ / "g" / "h" / "shipments.csv"), read_text(work_ / "whole" / "shipments.csv"));
+  EXPECT_EQ(read_text(work_ / "g" / "h" / "entities.csv"), read_text(work_ / "whole" / "entities.csv"));
 }
 
 // A log piped in is copied to a temporary file, not held in memory: the report reads it again

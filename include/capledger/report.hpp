@@ -140,7 +140,8 @@ struct report_output {
 
 namespace detail {
 class atomic_file_writer;
-}
+class directories_made;
+}  // namespace detail
 
 /// @brief The rejected lines of a run: the rejects file of SPEC §7 (`file,line,column,reason,raw`)
 /// written as they arrive, into a temporary file that `commit` puts in place atomically (nothing
@@ -168,6 +169,7 @@ class rejects_output {
  private:
   std::string path_;
   std::string out_dir_;  ///< the `--out` directory the file lies in, if it does
+  std::unique_ptr<detail::directories_made> folders_;  ///< made for the staging, removed after it
   std::unique_ptr<detail::atomic_file_writer> file_;
   std::vector<rejected_line> first_;  ///< the ones `note` shows, without their raw text
   std::int64_t count_ = 0;

@@ -1,0 +1,121 @@
+/// @file fail_io.cpp
+/// @brief An LD_PRELOAD library that fails one chosen file-system call of a program, so that tests
+/// see what an output does on a disk that fails: `CAPLEDGER_FAIL_IO=OP:N:ERRNO` makes the Nth call
+/// (from 1) of OP fail with ERRNO (`EIO`, `ENOSPC` or a number). OP is `write` (`writev` too; to a
+/// file, not to stderr or a pipe, whose writes a test cannot count), `fsync` (of a file),
+/// `dirfsync` (fsync of a directory), `close` or `rename` (`renameat2` too); `fdatasync` counts
+/// as `fsync`. Every other call goes through.
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+namespace {
+
+struct injection {
+  char op[16]{};
+  long nth  = 0;
+  int error = 0;
+  std::atomic<long> seen{0};
+};
+
+injection& chosen()
+{
+  static injection* const it = [] {
+    static injection parsed;
+    const char* spec = std::getenv("CAPLEDGER_FAIL_IO");
+    char error[16]{};
+    if (spec == nullptr || std::sscanf(spec, "%15[a-z]:%ld:%15s", parsed.op, &parsed.nth, error) != 3) {
+      return &parsed;  // nth 0: nothing fails
+    }
+    parsed.error = std::strcmp(error, "EIO") == 0      ? EIO
+                   : std::strcmp(error, "ENOSPC") == 0 ? ENOSPC
+                                                       : std::atoi(error);
+    return &parsed;
+  }();
+  return *it;
+}
+
+/// Whether this call of @p op is the one to fail (errno then set).
+bool fails(const char* op)
+{
+  injection& i = chosen();
+  if (i.nth == 0 || std::strcmp(i.op, op) != 0 || ++i.seen != i.nth) { return false; }
+  errno = i.error;
+  return true;
+}
+
+template <typename Function>
+Function next(const char* name)
+{
+  return reinterpret_cast<Function>(::dlsym(RTLD_NEXT, name));
+}
+
+const char* fsync_kind(int fd)
+{
+  struct stat info {};
+  return ::fstat(fd, &info) == 0 && S_ISDIR(info.st_mode) ? "dirfsync" : "fsync";
+}
+
+}  // namespace
+
+extern "C" {
+
+ssize_t write(int fd, const void* bytes, size_t count)
+{
+  static const auto real = next<ssize_t (*)(int, const void*, size_t)>("write");
+  struct stat info {};
+  const bool to_a_file = ::fstat(fd, &info) == 0 && S_ISREG(info.st_mode);
+  return to_a_file && fails("write") ? -1 : real(fd, bytes, count);
+}
+
+ssize_t writev(int fd, const struct iovec* pieces, int count)  // std::ofstream's large writes
+{
+  static const auto real = next<ssize_t (*)(int, const struct iovec*, int)>("writev");
+  struct stat info {};
+  const bool to_a_file = ::fstat(fd, &info) == 0 && S_ISREG(info.st_mode);
+  return to_a_file && fails("write") ? -1 : real(fd, pieces, count);
+}
+
+int fsync(int fd)
+{
+  static const auto real = next<int (*)(int)>("fsync");
+  return fails(fsync_kind(fd)) ? -1 : real(fd);
+}
+
+int fdatasync(int fd)
+{
+  static const auto real = next<int (*)(int)>("fdatasync");
+  return fails(fsync_kind(fd)) ? -1 : real(fd);
+}
+
+int close(int fd)
+{
+  static const auto real = next<int (*)(int)>("close");
+  if (!fails("close")) { return real(fd); }
+  const int error = errno;
+  real(fd);  // the descriptor is gone all the same, as after a failed close on Linux
+  errno = error;
+  return -1;
+}
+
+int rename(const char* from, const char* to)
+{
+  static const auto real = next<int (*)(const char*, const char*)>("rename");
+  return fails("rename") ? -1 : real(from, to);
+}
+
+int renameat2(int from_dir, const char* from, int to_dir, const char* to, unsigned int flags)
+{
+  static const auto real = next<int (*)(int, const char*, int, const char*, unsigned int)>("renameat2");
+  return fails("rename") ? -1 : real(from_dir, from, to_dir, to, flags);
+}
+
+}  // extern "C"
