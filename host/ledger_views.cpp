@@ -363,6 +363,13 @@ dictionary reconcile_inventory(const reference_data& ref, const ledger_units& le
       if (chip.value.empty()) {
         throw parse_error(inventory_path, chip.line, chip.column, "EMPTY_FIELD", "empty chip");
       }
+      // They are written to reconciliation.csv, which must read back as the UTF-8 a log's ids are.
+      for (const auto* text : {&entity, &chip}) {
+        if (!detail::valid_utf8(text->value)) {
+          throw parse_error(inventory_path, text->line, text->column, "BAD_ENCODING",
+                            std::string(text == &entity ? "entity" : "chip") + " is not valid UTF-8");
+        }
+      }
       std::int64_t reported = 0;
       if (!detail::parse_int64(units.value, reported) || reported < 0) {
         // A count of digits past 64 bits is a non-negative integer, but not one the ledger can weigh.
@@ -445,7 +452,7 @@ dictionary reconcile_inventory(const reference_data& ref, const ledger_units& le
       if (__builtin_sub_overflow(r.reported_units, r.ledger_units, &difference) ||
           __builtin_mul_overflow(difference, ref.chips.rows[static_cast<std::size_t>(c)].tpp, &tpp)) {
         throw config_error(inventory_path + ": difference in tpp exceeds 64 bits for " +
-                           std::string(r.entity) + "/" + std::string(r.chip));
+                           detail::quoted(r.entity) + "/" + detail::quoted(r.chip));
       }
       r.difference_tpp = tpp;
     }

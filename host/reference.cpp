@@ -422,9 +422,14 @@ ppm_t share_member(const json& object, const char* place, const char* key, const
   const auto text             = written.fraction_text.find(std::string(place) + "." + key);
   const std::int64_t decimals = text == written.fraction_text.end() ? 0 : written_decimals(text->second);
   const double nearest       = std::round(share * static_cast<double>(ppm_one));
-  if (!(share >= 0.0 && share <= 1.0) || decimals > 6) {
-    throw config_error(where + ": '" + key +
-                       "' must be a fraction between 0 and 1 with at most 6 decimal digits");
+  // A minus sign on a share, even on 0 (`-0`, `-0.0`), is refused as on a chips table's
+  // performance_density: a fraction of a total is written without one. (The JSON library keeps an
+  // integer written with a sign as signed, one without as unsigned.)
+  const bool minus = value.is_number_float() ? std::signbit(share) : !value.is_number_unsigned();
+  if (minus || !(share >= 0.0 && share <= 1.0) || decimals > 6) {
+    throw config_error(
+        where + ": '" + key +
+        "' must be a fraction between 0 and 1, written without a sign, with at most 6 decimal digits");
   }
   return static_cast<ppm_t>(nearest);
 }

@@ -1424,6 +1424,36 @@ TEST_F(ledger_test, ReconcileMergesKeysAndRefusesTheFirstBadLine)
   }
 }
 
+// reconciliation.csv writes the inventory's entity and chip back as read, so they must be UTF-8
+// as a log's are (a row no UTF-8 reader could read otherwise); a message quotes them escaped, so
+// an id holding a line break cannot write a line of its own to stderr.
+TEST_F(ledger_test, ReconcileRefusesTextThatIsNotUtf8AndQuotesIdsInMessages)
+{
+  write_text(at("chips.csv"),
+             "chip,vendor,tpp,performance_density,datacenter\nBIG,X,4611686018427387904,1,1\n");
+  write_text(at("night.csv"),
+             "shipment_id,date,entity,country,chip,quantity\nS1,2025-03-01,\"a\nb\",AE,BIG,1\n");
+  ASSERT_EQ(cli("ledger init l.db"), 0);
+  ASSERT_EQ(cli("ledger ingest l.db night.csv --chips chips.csv"), 0) << stderr_text();
+  for (const auto& [rows, error] :
+       {std::pair{"E1,AE,BIG,1\nE\xc0\xaf,AE,BIG,1\n",  // overlong '/'
+                  "inventory.csv:3:1: BAD_ENCODING: entity is not valid UTF-8"},
+        std::pair{"E1,AE,\xed\xa0\x80,1\n",
+                  "inventory.csv:2:7: BAD_ENCODING: chip is not valid UTF-8"},      // a surrogate
+        std::pair{"E1,AE,B\xe2\x82,1\n", "inventory.csv:2:7: BAD_ENCODING: chip"},  // cut short
+        // 3 - 1 units of 2^62 tpp: past 64 bits
+        std::pair{"\"a\nb\",AE,BIG,3\n", "difference in tpp exceeds 64 bits for 'a\\x0ab'/'BIG'\n"}}) {
+    write_text(at("inventory.csv"), std::string("entity,country,chip,units\n") + rows);
+    for (const char* flags : {"", " --replay"}) {
+      std::string csv;
+      EXPECT_EQ(cli(std::string("reconcile l.db --chips chips.csv --inventory inventory.csv") + flags, &csv),
+                2)
+          << rows << csv;
+      EXPECT_NE(stderr_text().find(error), std::string::npos) << rows << stderr_text();
+    }
+  }
+}
+
 TEST_F(ledger_test, RefusesMissingForeignAndExistingDatabases)
 {
   EXPECT_EQ(cli("ledger report missing.db"), 2);

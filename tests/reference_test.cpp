@@ -518,6 +518,28 @@ TEST(RuleSet, ShareWithMoreThanSixDecimals)
                       "max_tier2_country_share");
 }
 
+// A share of 0 written with a minus sign is refused, as a chips table's performance_density of
+// `-0` is: neither value can be negative, so a sign on one is a typo, not another way to write 0.
+TEST(RuleSet, ShareOfZeroWithASignIsRefusedAsADensityIs)
+{
+  const std::string phases = R"([{"through": "2027-12-31", "tpp": 1}])";
+  for (const char* bad : {"-0", "-0.0", "-0e0", "-0.000000", "-0E+3"}) {
+    expect_config_error(
+        [&] { (void)parse_rule_set(valid_rules(phases, R"(["LICENSE"])", bad), "r.json"); },
+        "r.json: uveu: 'max_tier2_country_share' must be a fraction between 0 and 1, written without a sign");
+  }
+  for (const char* good : {"0", "0.0", "0e0", "0.000000"}) {
+    EXPECT_EQ(
+        parse_rule_set(valid_rules(phases, R"(["LICENSE"])", good), "r.json").uveu_max_tier2_country_share, 0)
+        << good;
+  }
+  for (const char* bad : {"-0", "-0.0", "+0"}) {
+    const auto path = ::testing::TempDir() + "/signed-density.csv";
+    std::ofstream(path) << "chip,vendor,tpp,performance_density,datacenter\nX1,V,10," << bad << ",1\n";
+    expect_config_error([&] { (void)load_chips(path); }, path + ":2:9: performance_density");
+  }
+}
+
 TEST(RuleSet, UnknownPathwayInCountryCap)
 {
   const std::string phases = R"([{"through": "2027-12-31", "tpp": 1}])";
