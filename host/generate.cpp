@@ -28,6 +28,8 @@
 #include <capledger/error.hpp>
 #include <capledger/generate.hpp>
 
+#include "file_io.hpp"
+
 #include <algorithm>
 #include <array>
 #include <charconv>
@@ -1372,10 +1374,16 @@ void generate_log(const generate_options& options, const country_table& countrie
   namespace fs = std::filesystem;
   // Options are checked before the folder and files are made: a refused run leaves none.
   auto generator = detail::make_generator(options, countries, chips, rules);
+  const fs::path dir(out_dir);
+  // Two links in --out naming one file would have the entities written over the log.
+  detail::refuse_colliding_paths(
+      {{},
+       {{"--out", (dir / "shipments.csv").string()}, {"--out", (dir / "entities.csv").string()}},
+       {},
+       {}});
   std::error_code ec;
   fs::create_directories(out_dir, ec);
   if (ec) { throw config_error("generate: cannot create " + out_dir + ": " + ec.message()); }
-  const fs::path dir(out_dir);
   // Never over a file already there: `--out` pointed at a folder of real logs would otherwise
   // replace a shipments.csv with synthetic lines.
   for (const char* name : {"shipments.csv", "entities.csv"}) {
