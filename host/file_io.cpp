@@ -612,34 +612,94 @@ bool inside(const fs::path& directory, const fs::path& path)
 
 }  // namespace
 
-void refuse_outputs_over_inputs(const std::vector<std::string>& inputs,
-                                const std::vector<named_output>& files, const named_output& directory)
+std::vector<std::pair<std::string, std::string>> ledger_side_files(const std::string& db_path)
 {
+  // SQLite names them after the database's path with its links followed.
+  std::vector<std::pair<std::string, std::string>> sides;
+  for (const std::string& base : {db_path, resolved_path(db_path).string()}) {
+    for (const char* kind : {"journal", "wal", "shm"}) { sides.emplace_back(base + "-" + kind, kind); }
+  }
+  return sides;
+}
+
+namespace {
+
+/// The path by which @p input is compared with the outputs: standard input (`-`) by the file or
+/// pipe behind it (an output at /dev/stdin would replace the log read through it); a terminal
+/// or /dev/null, which no output can replace, not at all (empty).
+std::string compared_input(const std::string& input)
+{
+  if (input != "-") { return input; }
+  struct stat in {};
+  if (::fstat(STDIN_FILENO, &in) != 0 || !(S_ISREG(in.st_mode) || S_ISFIFO(in.st_mode))) { return {}; }
+  return "/dev/stdin";
+}
+
+std::string shown_input(const std::string& input)
+{
+  return input == "-" ? "- (standard input)" : input;
+}
+
+}  // namespace
+
+void refuse_colliding_paths(const run_paths& run)
+{
+  std::vector<std::string> inputs = run.inputs;
+  inputs.push_back(run.ledger);
+  std::vector<named_output> outputs = run.files;
+  outputs.push_back(run.directory);
   for (const auto& input : inputs) {
-    if (input.empty() || input == "-") { continue; }
-    for (const auto& file : files) {
-      if (!file.path.empty() && same_file(file.path, input)) {
-        throw config_error(file.flag + " " + file.path + " is the input " + input +
+    const std::string compared = compared_input(input);
+    if (compared.empty()) { continue; }
+    for (const auto& file : run.files) {
+      if (!file.path.empty() && same_file(file.path, compared)) {
+        throw config_error(file.flag + " " + file.path + " is the input " + shown_input(input) +
                            ": writing it would replace that file; name another path");
       }
     }
-    if (!directory.path.empty() && inside(resolved_path(directory.path), resolved_path(input))) {
-      throw config_error(directory.flag + " " + directory.path + " holds the input " + input +
+    if (run.directory.path.empty()) { continue; }
+    if (same_file(run.directory.path, compared)) {
+      throw config_error(run.directory.flag + " " + run.directory.path + " is the input " +
+                         shown_input(input) + ": it would be replaced by a directory; name another path");
+    }
+    if (inside(resolved_path(run.directory.path), resolved_path(compared))) {
+      throw config_error(run.directory.flag + " " + run.directory.path + " holds the input " +
+                         shown_input(input) +
                          ": the directory is replaced whole, which would delete it; name another directory");
     }
   }
-}
-
-void refuse_outputs_over_ledger_files(const std::string& db_path, const std::vector<named_output>& files)
-{
-  // SQLite names them after the database's path with its links followed.
-  for (const std::string& base : {db_path, resolved_path(db_path).string()}) {
-    for (const char* suffix : {"-journal", "-wal", "-shm"}) {
-      for (const auto& file : files) {
-        if (!file.path.empty() && same_file(file.path, base + suffix)) {
-          throw config_error(file.flag + " " + file.path + " is where SQLite keeps the ledger " + db_path +
-                             "'s " + (suffix + 1) + " file, which it creates and deletes; name another path");
-        }
+  for (std::size_t i = 0; i < run.files.size(); ++i) {
+    const named_output& file = run.files[i];
+    if (file.path.empty()) { continue; }
+    for (std::size_t j = i + 1; j < run.files.size(); ++j) {
+      if (!run.files[j].path.empty() && same_file(file.path, run.files[j].path)) {
+        throw config_error(file.flag + " " + file.path + " and " + run.files[j].flag + " " +
+                           run.files[j].path +
+                           " are one file: one output would replace the other; name another path");
+      }
+    }
+    // One path for both would write the directory, then fail to put the file in its place.
+    if (!run.directory.path.empty() && resolved_path(file.path) == resolved_path(run.directory.path)) {
+      throw config_error(file.flag + " " + file.path + " is the " + run.directory.flag +
+                         " directory; name another file");
+    }
+  }
+  if (run.ledger.empty()) { return; }
+  for (const auto& [side, kind] : ledger_side_files(run.ledger)) {
+    for (const auto& output : outputs) {
+      if (!output.path.empty() && same_file(output.path, side)) {
+        throw config_error(output.flag + " " + output.path + " is where SQLite keeps the ledger " +
+                           run.ledger + "'s " + kind +
+                           " file, which it creates and deletes; name another path");
+      }
+    }
+    // Opening the ledger would take the file for its journal (or write-ahead log) and delete it.
+    for (const auto& input : run.inputs) {
+      const std::string compared = compared_input(input);
+      if (!compared.empty() && same_file(compared, side)) {
+        throw config_error("the input " + shown_input(input) + " is where SQLite keeps the ledger " +
+                           run.ledger + "'s " + kind +
+                           " file, which it deletes when it opens the ledger; move it elsewhere");
       }
     }
   }

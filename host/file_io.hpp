@@ -16,6 +16,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <utility>
 #include <vector>
 
 struct evp_md_ctx_st;  // OpenSSL's EVP_MD_CTX, kept out of this header
@@ -141,18 +142,26 @@ struct named_output {
   std::string path;  ///< empty: none
 };
 
-/// @brief Refuses, before a run reads anything, an output that would replace or delete a file
-/// the run reads: an output file that is one of @p inputs (the same file by any path), or an
-/// output directory (replaced whole) that holds one. Empty paths and `-` (stdin) are skipped.
-/// @throw config_error naming the output and the input
-void refuse_outputs_over_inputs(const std::vector<std::string>& inputs,
-                                const std::vector<named_output>& files, const named_output& directory = {});
+/// @brief The paths one run reads and writes, checked together by `refuse_colliding_paths`.
+struct run_paths {
+  std::vector<std::string> inputs;  ///< every file the run reads; `-` is standard input, empty skipped
+  std::vector<named_output> files;  ///< the files it writes
+  named_output directory;           ///< a directory it replaces whole
+  std::string ledger;               ///< the ledger database it opens (read; ingest writes it too)
+};
 
-/// @brief Refuses (config_error) an output file or folder at a path where SQLite keeps a file beside the
-/// ledger @p db_path (`-journal`, `-wal`, `-shm`, after the path as given or through its links):
-/// SQLite creates and deletes those while it writes, so a file put there is lost, or taken for
-/// the ledger's journal. Empty paths are skipped.
-void refuse_outputs_over_ledger_files(const std::string& db_path, const std::vector<named_output>& files);
+/// @brief Refuses, before a run reads anything, a path on which it would lose a file: an output
+/// file that is an input (the same file by any path; `-` by the file or pipe behind standard
+/// input) or another output; an output directory (replaced whole) that is an input or holds one,
+/// or that is an output file; and an output or input where SQLite keeps a file beside the ledger
+/// (`-journal`, `-wal`, `-shm`, after the path as given or through its links), which SQLite
+/// creates and deletes, or takes for the ledger's journal.
+/// @throw config_error naming both paths
+void refuse_colliding_paths(const run_paths& run);
+
+/// @brief The files SQLite keeps beside the ledger @p db_path: (path, kind) for `journal`, `wal`
+/// and `shm`, after the path as given and after it with its links followed.
+[[nodiscard]] std::vector<std::pair<std::string, std::string>> ledger_side_files(const std::string& db_path);
 
 /// @brief An output that is in place, but the fsync of the folder holding it failed: the rename that
 /// put it there may not survive a crash. Exit 2 like any config_error; what was committed with it

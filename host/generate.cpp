@@ -1401,6 +1401,12 @@ void generate_log(const generate_options& options, const country_table& countrie
   // Options are checked before the folder and files are made: a refused run leaves none.
   auto generator = detail::make_generator(options, countries, chips, rules);
   const fs::path dir(out_dir);
+  // Two links in --out naming one file would have the entities written over the log.
+  detail::refuse_colliding_paths(
+      {{},
+       {{"--out", (dir / "shipments.csv").string()}, {"--out", (dir / "entities.csv").string()}},
+       {},
+       {}});
   // Never over a file already there: `--out` pointed at a folder of real logs would otherwise
   // replace a shipments.csv with synthetic lines.
   std::error_code ec;

@@ -312,6 +312,15 @@ void ledger_init(const std::string& db_path)
   }
   ::close(fd);
   try {
+    // SQLite would take a file already there for the new ledger's own and delete it: a hot journal
+    // of a ledger once at this path, or someone's file.
+    for (const auto& [side, kind] : detail::ledger_side_files(db_path)) {
+      std::error_code ec;
+      if (std::filesystem::exists(std::filesystem::symlink_status(side, ec))) {
+        throw config_error(side + " exists, where SQLite keeps the ledger's " + kind +
+                           " file: it would delete it; move it elsewhere first");
+      }
+    }
     sql_connection db(db_path, sql_connection::mode::read_write);  // an empty file is an empty database
     db.exec("PRAGMA synchronous = FULL");
     db.exec("BEGIN IMMEDIATE");
@@ -344,9 +353,7 @@ ledger_ingest_result ledger_ingest(const ledger_ingest_options& options)
   std::vector<std::string> read = reference_files_read(reference_options);
   read.push_back(options.entities_path);
   read.insert(read.end(), options.inputs.begin(), options.inputs.end());
-  read.push_back(options.db_path);
-  detail::refuse_outputs_over_inputs(read, {{"--rejects", options.rejects_path}});
-  detail::refuse_outputs_over_ledger_files(options.db_path, {{"--rejects", options.rejects_path}});
+  detail::refuse_colliding_paths({read, {{"--rejects", options.rejects_path}}, {}, options.db_path});
   const reference_data ref         = load_reference(reference_options);
   // The entities file is read here alone, once (its content is stored; the running state does
   // not depend on it), and validated before the ledger is touched: a bad one changes nothing.
@@ -659,9 +666,7 @@ int run_ledger_report(const std::string& db_path, const report_options& options,
                       std::ostream& diagnostics, bool replay)
 {
   check_report_format(options);
-  check_report_outputs(options, {db_path});
-  detail::refuse_outputs_over_ledger_files(db_path,
-                                           {{"--rejects", options.rejects_path}, {"--out", options.out_dir}});
+  check_report_outputs(options, db_path);
   const reference_data ref        = load_ledger_reference(db_path, options);
   std::unique_ptr<backend> engine = select_backend(options.backend, diagnostics);
   std::string why                 = "--replay";
@@ -708,6 +713,7 @@ std::tuple<std::size_t, std::string, std::string> first_difference(const std::st
 
 int run_ledger_verify(const std::string& db_path, const report_options& options, std::ostream& out)
 {
+  detail::refuse_colliding_paths({reference_files_read(options), {}, {}, db_path});
   sql_connection db = open_ledger(db_path, sql_connection::mode::read_only);
 
   // 1. SQLite's own check, first (everything after reads the tables): every page, b-tree and

@@ -210,6 +210,7 @@ int run_ledger_balances(const std::string& db_path, const report_options& option
   if (options.format != "table" && options.format != "csv") {
     throw config_error("--format must be table or csv, not " + detail::quoted(options.format));
   }
+  detail::refuse_colliding_paths({reference_files_read(options), {}, {}, db_path});
   const reference_data ref = load_ledger_reference(db_path, options);
   std::vector<cap_balance> balances;
   std::vector<std::string> notes;
@@ -473,9 +474,8 @@ int run_reconcile(const std::string& db_path, const std::string& inventory_path,
 {
   refuse_stdin_read_twice(options, {{"--inventory", inventory_path}});
   std::vector<std::string> read = reference_files_read(options);
-  read.insert(read.end(), {db_path, inventory_path});
-  detail::refuse_outputs_over_inputs(read, {}, {"--out", options.out_dir});
-  detail::refuse_outputs_over_ledger_files(db_path, {{"--out", options.out_dir}});
+  read.push_back(inventory_path);
+  detail::refuse_colliding_paths({read, {}, {"--out", options.out_dir}, db_path});
   if (!options.out_dir.empty()) {
     detail::check_output_dir_replaceable(options.out_dir, {"reconciliation.csv", "summary.json"});
   }
@@ -1026,9 +1026,8 @@ int run_check(const std::string& db_path, const std::string& proposed_path, cons
 {
   refuse_stdin_read_twice(options, {{"the proposed lines", proposed_path}});
   std::vector<std::string> read = reference_files_read(options);
-  read.insert(read.end(), {db_path, proposed_path});
-  detail::refuse_outputs_over_inputs(read, {{"--out", out_path}});
-  detail::refuse_outputs_over_ledger_files(db_path, {{"--out", out_path}});
+  read.push_back(proposed_path);
+  detail::refuse_colliding_paths({read, {{"--out", out_path}}, {}, db_path});
   const reference_data ref = load_ledger_reference(db_path, options);
   check_inputs inputs      = load_check_inputs(db_path, ref, proposed_path, replay, diagnostics);
   for (const std::string& note : inputs.notes) { diagnostics << note << "\n"; }

@@ -66,6 +66,18 @@ const CLI::Validator a_name(
     },
     "PATH");
 
+/// A file or folder written: `a_name`, and not `-`, which elsewhere is standard input and here
+/// would be taken for a file or folder of that name in the working directory.
+const CLI::Validator an_output(
+    [](std::string& text) {
+      if (text == "-") {
+        return std::string(
+            "'-' (standard input or output) names no file to write here (a file so named: ./-)");
+      }
+      return a_name(text);
+    },
+    "PATH");
+
 /// `--as-of`: given empty, refused rather than taken for no flag (a script's empty $DATE would
 /// otherwise count the whole log without a word); the date itself is parsed with the other flags.
 const CLI::Validator a_date(
@@ -154,9 +166,9 @@ void add_report_flags(CLI::App* cmd, report_options& options, std::string& as_of
       ->check(a_date);
   cmd->add_option("--backend", options.backend, "auto, cpu or gpu")->capture_default_str();
   cmd->add_option("--out", options.out_dir, "write every output file into this directory, atomically")
-      ->check(a_name);
+      ->check(an_output);
   cmd->add_option("--rejects", options.rejects_path, "skip bad lines and write them to this CSV file")
-      ->check(a_name);
+      ->check(an_output);
   cmd->add_option("--max-rejects", options.max_rejects, "with --rejects: stop once more lines are rejected")
       ->transform(a_count<std::int64_t>());
   cmd->add_option("--warn-at", warn_at, "CAP_NEAR_LIMIT levels, fractions of a cap")->capture_default_str();
@@ -260,7 +272,7 @@ int main(int argc, char** argv)
   CLI::App* ledger_cmd = app.add_subcommand("ledger", "the nightly ledger: init, ingest, report, balances");
   ledger_cmd->require_subcommand(1);
   CLI::App* init_cmd = ledger_cmd->add_subcommand("init", "create an empty ledger database");
-  init_cmd->add_option("db", db_path, "ledger database file (SQLite)")->required();
+  init_cmd->add_option("db", db_path, "ledger database file (SQLite)")->required()->check(an_output);
   CLI::App* ingest_cmd =
       ledger_cmd->add_subcommand("ingest", "append a night's shipment logs in one transaction");
   ingest_cmd->add_option("db", ingest.db_path, "ledger database file")->required();
@@ -275,7 +287,7 @@ int main(int argc, char** argv)
       ->check(a_name);
   ingest_cmd
       ->add_option("--rejects", ingest.rejects_path, "skip bad and duplicate lines, write them to this CSV")
-      ->check(a_name);
+      ->check(an_output);
   ingest_cmd
       ->add_option("--max-rejects", ingest.max_rejects, "with --rejects: fail once more lines are rejected")
       ->transform(a_count<std::int64_t>());
@@ -306,7 +318,7 @@ int main(int argc, char** argv)
       ->required();
   reconcile_cmd
       ->add_option("--out", report.out_dir, "write reconciliation.csv and summary.json here, atomically")
-      ->check(a_name);
+      ->check(an_output);
   reconcile_cmd->add_option("--as-of", as_of, "count ledger lines up to this date (default: latest)")
       ->check(a_date);
   add_reference_flags(reconcile_cmd, report);
@@ -318,7 +330,7 @@ int main(int argc, char** argv)
   check_cmd->add_option("db", db_path, "ledger database file")->required();
   check_cmd->add_option("--proposed", proposed_path, "proposed lines, same format as shipment logs")
       ->required();
-  check_cmd->add_option("--out", check_out, "write the CSV answer here instead of stdout")->check(a_name);
+  check_cmd->add_option("--out", check_out, "write the CSV answer here instead of stdout")->check(an_output);
   bool check_replay = false;
   check_cmd->add_flag("--replay", check_replay, "ignore the running state: sum every stored line");
   add_reference_flags(check_cmd, report);
@@ -342,7 +354,7 @@ int main(int argc, char** argv)
       ->transform(a_count<std::int64_t>())
       ->capture_default_str();
   generate_cmd->add_option("--out", generate_out, "output directory (shipments.csv, entities.csv)")
-      ->check(a_name)
+      ->check(an_output)
       ->required();
   std::string first_day, last_day;
   generate_cmd

@@ -673,21 +673,16 @@ const std::set<std::string>& report_file_names()
   return names;
 }
 
-void check_report_outputs(const report_options& options, const std::vector<std::string>& also_read)
+void check_report_outputs(const report_options& options, const std::string& ledger)
 {
   const bool log_from_stdin =
       std::find(options.inputs.begin(), options.inputs.end(), "-") != options.inputs.end();
   refuse_stdin_read_twice(options, {{"the shipment log", log_from_stdin ? "-" : ""}});
   std::vector<std::string> read = options.inputs;
-  read.insert(read.end(), also_read.begin(), also_read.end());
   for (const std::string& path : reference_files_read(options)) { read.push_back(path); }
-  detail::refuse_outputs_over_inputs(read, {{"--rejects", options.rejects_path}}, {"--out", options.out_dir});
+  detail::refuse_colliding_paths(
+      {read, {{"--rejects", options.rejects_path}}, {"--out", options.out_dir}, ledger});
   if (options.out_dir.empty()) { return; }
-  // One path for both would write the report, then fail to put the rejects file in its place.
-  if (!options.rejects_path.empty() &&
-      detail::resolved_path(options.rejects_path) == detail::resolved_path(options.out_dir)) {
-    throw config_error("--rejects " + options.rejects_path + " is the --out directory; name another file");
-  }
   // The directory is replaced whole: a rejects file in a folder inside it would have no folder to
   // go to once the report is in place, and one under a report file's name would replace it.
   const std::set<std::string> rejects_here = rejects_file_in_out_dir(options);

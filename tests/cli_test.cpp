@@ -728,6 +728,84 @@ TEST_F(Cli, OutputsThatWouldReplaceAnInputAreRefused)
   EXPECT_EQ(read_text(log), log_text);
 }
 
+// Standard input is the file or pipe behind it: an output at /dev/stdin (or /dev/fd/0) would
+// replace the log read through it, and an --out directory holding that file would delete it.
+TEST_F(Cli, AnOutputOverTheFileBehindStandardInputIsRefused)
+{
+  const auto log             = write("log.csv", clean_log + "S9,2025-13-01,E1,US,H100-SXM,1\n");
+  const std::string log_text = read_text(log);
+  ASSERT_EQ(run("ledger init l.db").exit_code, 0);
+  const std::string db_text                         = read_text(work_ / "l.db");
+  const std::pair<std::string, std::string> cases[] = {
+      {"report --backend cpu - --rejects /dev/stdin", "--rejects /dev/stdin is the input - (standard input)"},
+      {"ledger ingest l.db - --rejects /dev/fd/0", "--rejects /dev/fd/0 is the input - (standard input)"},
+      {"check l.db --proposed - --out /dev/stdin", "--out /dev/stdin is the input - (standard input)"}};
+  for (const auto& [command, named] : cases) {
+    const run_result r = run(command, log);
+    EXPECT_EQ(r.exit_code, 2) << command;
+    EXPECT_NE(r.err.find(named + ": writing it would replace that file"), std::string::npos)
+        << command << ": " << r.err;
+    EXPECT_EQ(read_text(log), log_text) << command;
+  }
+  EXPECT_EQ(read_text(work_ / "l.db"), db_text);
+  fs::create_directories(work_ / "books");
+  const auto inventory = write("books/reconciliation.csv", "entity,country,chip,units\nE1,US,H100-SXM,10\n");
+  const run_result r   = run("reconcile l.db --inventory - --out books", inventory);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("--out books holds the input - (standard input)"), std::string::npos) << r.err;
+  EXPECT_EQ(read_text(inventory), "entity,country,chip,units\nE1,US,H100-SXM,10\n");
+  // A pipe or /dev/null on stdin is no file an output could replace.
+  EXPECT_EQ(run_shell("cat log.csv | CLI report --backend cpu - --rejects rejects.csv").exit_code, 0);
+  EXPECT_EQ(run("report --backend cpu " + log + " --rejects /dev/null").exit_code, 0);
+}
+
+// `-` is no output: it wrote a file or folder named `-` where stdout was meant. An --out that is
+// an input file is named as one (it was "exists and is not a directory").
+TEST_F(Cli, DashAndAnInputAreNoOutputPath)
+{
+  const auto log = write("log.csv", clean_log);
+  ASSERT_EQ(run("ledger init l.db").exit_code, 0);
+  const auto inventory = write("inventory.csv", "entity,country,chip,units\n");
+  for (const std::string& command : std::vector<std::string>{
+           "report --backend cpu " + log + " --rejects -", "report --backend cpu " + log + " --out -",
+           "ledger ingest l.db " + log + " --rejects -", "ledger report l.db --backend cpu --out -",
+           "ledger report l.db --backend cpu --rejects -",
+           "reconcile l.db --inventory " + inventory + " --out -",
+           "check l.db --proposed " + log + " --out -", "generate --records 5 --out -", "ledger init -"}) {
+    const run_result r = run(command);
+    EXPECT_EQ(r.exit_code, 2) << command;
+    EXPECT_NE(r.err.find("'-' (standard input or output) names no file to write here (a file so named: ./-)"),
+              std::string::npos)
+        << command << ": " << r.err;
+    EXPECT_FALSE(fs::exists(work_ / "-")) << command;
+  }
+  for (const std::string& command :
+       std::vector<std::string>{"report --backend cpu " + log + " --out " + log,
+                                "reconcile l.db --inventory " + inventory + " --out " + inventory}) {
+    const run_result r = run(command);
+    EXPECT_EQ(r.exit_code, 2) << command;
+    EXPECT_NE(r.err.find(" is the input "), std::string::npos) << command << ": " << r.err;
+  }
+  const run_result r = run("ledger report l.db --backend cpu --out l.db");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("--out l.db is the input l.db: it would be replaced by a directory"),
+            std::string::npos)
+      << r.err;
+}
+
+// generate's two files through links onto one: the entities were written over the log (exit 0).
+TEST_F(Cli, GenerateRefusesItsTwoOutputsOnOneFile)
+{
+  fs::create_directories(work_ / "data");
+  fs::create_symlink("entities.csv", work_ / "data" / "shipments.csv");
+  const run_result r = run("generate --records 5 --out data");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("--out data/shipments.csv and --out data/entities.csv are one file"),
+            std::string::npos)
+      << r.err;
+  EXPECT_EQ(entries(work_ / "data"), (std::set<std::string>{"shipments.csv"}));
+}
+
 TEST_F(Cli, RefusesANonEmptyDirectoryThatIsNotAnOutput)
 {
   fs::create_directories(work_ / "precious");

@@ -1510,6 +1510,66 @@ TEST_F(ledger_test, OutputsWhereSqliteKeepsTheLedgersJournalAreRefused)
       << stderr_text();
 }
 
+// Opening the ledger deletes what lies at DB-journal or DB-wal (a journal that fails its header
+// check, a write-ahead log of a ledger not in WAL mode): an input there, by any path (a link, or
+// standard input), was read and then lost, also by the read-only commands. Every ledger command
+// refuses it before reading anything; init refuses to start beside one.
+TEST_F(ledger_test, InputsWhereSqliteKeepsTheLedgersJournalAreRefused)
+{
+  const std::string header = "shipment_id,date,entity,country,chip,quantity\n";
+  write_text(at("a.csv"), header + "A1,2025-03-01,E1,AE,H100-SXM,1\n");
+  ASSERT_EQ(cli("ledger init l.db"), 0);
+  ASSERT_EQ(cli("ledger ingest l.db a.csv"), 0) << stderr_text();
+  const std::string log       = header + "B1,2025-03-02,E1,AE,H100-SXM,1\n";
+  const std::string inventory = "entity,country,chip,units\nE1,AE,H100-SXM,1\n";
+  const std::string rules = read_text(capledger::test::datasets_dir() / "rules" / "ai-diffusion-2025.json");
+  fs::create_symlink("l.db", at("link.db"));
+  struct refused_input {
+    std::string command;  // NAME stands for the input's path
+    std::string content;
+  };
+  const refused_input commands[] = {
+      {"ledger ingest l.db NAME", log},
+      {"ledger ingest l.db a.csv --entities NAME", "entity,hq_country,status\n"},
+      {"ledger report l.db --backend cpu --rules NAME", rules},
+      {"ledger balances l.db --rules NAME", rules},
+      {"ledger verify l.db --rules NAME", rules},
+      {"reconcile l.db --inventory NAME", inventory},
+      {"check link.db --proposed NAME", log},
+      {"check l.db --proposed - < NAME", log}};
+  const std::string db_bytes = read_text(at("l.db"));
+  for (const std::string kind : {"journal", "wal"}) {
+    const std::string side = "l.db-" + kind;
+    fs::create_symlink(side, at("to-side"));
+    for (const auto& [command, content] : commands) {
+      for (const std::string name : {side, std::string("to-side")}) {
+        write_text(at(side), content);
+        std::string line = command;
+        line.replace(line.find("NAME"), 4, name);
+        EXPECT_EQ(cli(line), 2) << line;
+        EXPECT_NE(stderr_text().find(" is where SQLite keeps the ledger "), std::string::npos)
+            << line << ": " << stderr_text();
+        ASSERT_TRUE(fs::exists(at(side))) << line;
+        EXPECT_EQ(read_text(at(side)), content) << line;
+      }
+    }
+    fs::remove(at("to-side"));
+    fs::remove(at(side));
+    EXPECT_EQ(read_text(at("l.db")), db_bytes);
+
+    write_text(at("new.db-" + kind), "mine");
+    EXPECT_EQ(cli("ledger init new.db"), 2) << kind;
+    EXPECT_NE(
+        stderr_text().find("new.db-" + kind + " exists, where SQLite keeps the ledger's " + kind + " file"),
+        std::string::npos)
+        << stderr_text();
+    EXPECT_EQ(read_text(at("new.db-" + kind)), "mine");
+    EXPECT_FALSE(fs::exists(at("new.db")));
+    fs::remove(at("new.db-" + kind));
+  }
+  EXPECT_EQ(cli("ledger init new.db"), 0) << stderr_text();
+}
+
 // Inits racing for one path (threads released together, so that they reach the file within
 // microseconds of each other): one creates the ledger, every other is told it exists.
 // An init that fails after creating its file removes it (left empty, it blocked the next init and

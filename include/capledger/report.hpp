@@ -72,7 +72,7 @@ struct reference_data {
 
 /// @brief The reference files a run with @p options reads: those its flags name, the bundled
 /// ones where they name none (as `load_reference` picks them), and the entities file if given
-/// (empty otherwise). Outputs are checked against them (`check_report_outputs`).
+/// (empty otherwise). Outputs are checked against them (`detail::refuse_colliding_paths`).
 [[nodiscard]] std::vector<std::string> reference_files_read(const report_options& options);
 
 /// @brief Refuses standard input (`-`) named for two things a run reads: @p own, the command's
@@ -179,10 +179,11 @@ class rejects_output {
 [[nodiscard]] const std::set<std::string>& report_file_names();
 
 /// @brief Refuses (config_error), before a report run reads anything, outputs that would lose a
-/// file: a `--rejects` file that is one of the inputs, reference files or @p also_read (the same
-/// file by any path), an `--out` directory that holds one of them, or an existing `--out`
-/// directory holding anything besides a previous report's files (and this run's rejects file).
-void check_report_outputs(const report_options& options, const std::vector<std::string>& also_read = {});
+/// file: those `detail::refuse_colliding_paths` refuses over the inputs, reference files and the
+/// @p ledger the report is of (empty: none), a rejects file in a folder inside `--out` or under a
+/// report file's name, or an existing `--out` directory holding anything besides a previous
+/// report's files (and this run's rejects file).
+void check_report_outputs(const report_options& options, const std::string& ledger = {});
 
 /// @brief Writes @p report's outputs (`--out` directory, or stdout in `options.format`), then
 /// commits @p rejects' file and notes the rejects on @p diagnostics.
