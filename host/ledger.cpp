@@ -34,6 +34,11 @@ using detail::sql_statement;
 /// Marks the SQLite file as a capledger ledger ('CPLG'), so that another database is refused.
 constexpr std::int64_t ledger_application_id = 0x43504c47;
 
+/// Every write of the ledger is on disk before the command returns: FULL fsyncs the journal and
+/// the database; EXTRA also fsyncs the folder once the journal is deleted, the moment of the
+/// commit (under FULL a power loss just after it could bring the journal back, and undo the night).
+constexpr const char* durable_commits = "PRAGMA synchronous = EXTRA";
+
 constexpr const char* schema_sql = R"sql(
 CREATE TABLE meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 -- One row per ingested file, in ingest order: what summary.json lists as inputs.
@@ -322,14 +327,16 @@ void ledger_init(const std::string& db_path)
       }
     }
     sql_connection db(db_path, sql_connection::mode::read_write);  // an empty file is an empty database
-    db.exec("PRAGMA synchronous = FULL");
+    db.exec(durable_commits);
     db.exec("BEGIN IMMEDIATE");
     db.exec(schema_sql);
     detail::create_state_tables(db);
     db.exec("INSERT INTO meta(key, value) VALUES ('schema_version', " +
             std::to_string(ledger_schema_version) + "), ('abs_tpp_sum', 0), ('abs_quantity_sum', 0)");
     db.exec("PRAGMA application_id = " + std::to_string(ledger_application_id));
-    db.exec("COMMIT");
+    db.commit();
+  } catch (const detail::durability_unknown&) {
+    throw;  // the ledger is made: it stays
   } catch (...) {
     // The file is this init's own (created exclusively above; SQLite rolled its journal back as
     // the connection closed): left empty, it would block the next init and read as no ledger.
@@ -372,9 +379,9 @@ ledger_ingest_result ledger_ingest(const ledger_ingest_options& options)
   };
 
   sql_connection db = open_ledger(options.db_path, sql_connection::mode::read_write);
-  // FULL: the commit is on disk before ingest returns. The default rollback journal makes the
-  // transaction atomic: a process killed at any moment leaves the ledger as before or as after.
-  db.exec("PRAGMA synchronous = FULL");
+  // The default rollback journal makes the transaction atomic: a process killed at any moment
+  // leaves the ledger as before or as after.
+  db.exec(durable_commits);
   db.exec("BEGIN IMMEDIATE");  // one writer at a time; a second ingest waits for the lock
   try {
     const std::int64_t first_file_id = db.query_int("SELECT MAX(file_id) FROM files").value_or(0) + 1;
@@ -491,8 +498,10 @@ ledger_ingest_result ledger_ingest(const ledger_ingest_options& options)
     // every line a duplicate). A commit that then fails leaves the night's rejects file beside a
     // ledger without the night, which its re-run writes again.
     write_rejects(night.rejects);
-    db.exec("COMMIT");
+    db.commit();
     return result;
+  } catch (const detail::durability_unknown&) {
+    throw;  // the night is in the ledger: nothing to roll back
   } catch (...) {
     // Nothing of this night stays: the ledger is exactly as before.
     try {

@@ -2,6 +2,8 @@
 /// @brief SQLite connection and statement wrappers used by the ledger.
 #include "ledger_db.hpp"
 
+#include "file_io.hpp"
+
 namespace capledger::detail {
 
 void sql_check(sqlite3* db, int rc, const char* what)
@@ -118,6 +120,21 @@ void sql_connection::exec(const std::string& sql)
     sqlite3_free(error);
     throw config_error(path_ + ": " + message);
   }
+}
+
+void sql_connection::commit()
+{
+  char* error  = nullptr;
+  const int rc = sqlite3_exec(db_, "COMMIT", nullptr, nullptr, &error);
+  if (rc == SQLITE_OK) { return; }
+  const std::string message = error != nullptr ? error : sqlite3_errstr(rc);
+  sqlite3_free(error);
+  // The journal is deleted (the commit made) before the folder's fsync that failed.
+  if (sqlite3_extended_errcode(db_) == SQLITE_IOERR_DIR_FSYNC && sqlite3_get_autocommit(db_) != 0) {
+    throw durability_unknown(path_ + ": committed, but cannot flush its folder to disk (" + message +
+                             "); it may not survive a crash");
+  }
+  throw config_error(path_ + ": " + message);
 }
 
 std::optional<std::int64_t> sql_connection::query_int(const std::string& sql)

@@ -59,6 +59,10 @@ class sql_connection {
 
   /// Runs one or more statements that return no rows. @throw config_error
   void exec(const std::string& sql);
+  /// Commits the open transaction. @throw durability_unknown when it is committed but the fsync
+  /// of the ledger's folder after the journal's deletion failed (`PRAGMA synchronous = EXTRA`):
+  /// a crash may then undo it; config_error when it is not committed
+  void commit();
   /// The single integer a query returns, or nullopt when it returns no row or NULL.
   [[nodiscard]] std::optional<std::int64_t> query_int(const std::string& sql);
   [[nodiscard]] sqlite3* handle() const noexcept { return db_; }

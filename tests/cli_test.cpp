@@ -607,6 +607,30 @@ TEST_F(Cli, AFailedFolderSyncIsExitTwo)
   EXPECT_EQ(entries(work_), (std::set<std::string>{"bad.csv", "log.csv", "o", "r.csv"}));
 }
 
+// A ledger's commit lasts through a crash once its folder is flushed after the journal is deleted
+// (`PRAGMA synchronous = EXTRA`; SQLite's other folder flush, when it makes the journal, ignores
+// errors). When that flush fails the ledger or night is in place and the run says so (exit 2):
+// a second ingest of the night finds its ids, and an init's ledger is not deleted.
+TEST_F(Cli, ALedgerCommitWhoseFolderFlushFailsIsInPlaceAndExitTwo)
+{
+  const auto log = write("log.csv", clean_log);
+  auto r         = run_failing("dirfsync:2:EIO", "ledger init l.db");
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("l.db: committed, but cannot flush its folder to disk (disk I/O error); it may not "
+                       "survive a crash"),
+            std::string::npos)
+      << r.err;
+  ASSERT_EQ(run("ledger verify l.db").exit_code, 0) << "the ledger stays";
+
+  r = run_failing("dirfsync:2:EIO", "ledger ingest l.db log.csv");
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("l.db: committed, but cannot flush its folder"), std::string::npos) << r.err;
+  r = run("ledger ingest l.db log.csv");
+  EXPECT_EQ(r.exit_code, 2) << "the night is in the ledger: " << r.err;
+  EXPECT_NE(r.err.find("DUPLICATE_ID"), std::string::npos) << r.err;
+  EXPECT_EQ(run("ledger verify l.db").exit_code, 0);
+}
+
 // --out's missing folders are made, and a run that fails removes them again (a folder that was
 // there stays): a full disk, a failed rename, or a fatal input error once the rejects file, staged
 // beside --out, made them at the start.
