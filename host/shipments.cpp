@@ -66,18 +66,6 @@ std::int32_t dictionary::find(std::string_view text) const
   return find(text, detail::hash_bytes(text));
 }
 
-void dictionary::prefetch_slot(std::uint64_t hash) const noexcept
-{
-  if (!slots_.empty()) { __builtin_prefetch(&slots_[hash & (slots_.size() - 1)]); }
-}
-
-void dictionary::prefetch_text(std::uint64_t hash) const noexcept
-{
-  if (slots_.empty()) { return; }
-  const std::uint64_t slot = slots_[hash & (slots_.size() - 1)];
-  if (slot != 0 && (slot >> 32) == (hash >> 32)) { __builtin_prefetch(&strings_[(slot & 0xffffffffU) - 1]); }
-}
-
 std::int32_t dictionary::find(std::string_view text, std::uint64_t hash) const
 {
   if (slots_.empty()) { return -1; }
@@ -454,7 +442,7 @@ class id_set {
   }
   /// Starts loading the slot where a probe for @p hash begins (the table is far larger than the
   /// caches; the merge knows its hashes ahead and hides the miss).
-  void prefetch(std::uint64_t hash) const noexcept
+  [[gnu::always_inline]] void prefetch(std::uint64_t hash) const noexcept
   {
     if (!slots_) { return; }
     const std::size_t at = (region_of(hash) << bits_) + home(hash >> payload_bits);

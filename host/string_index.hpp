@@ -109,7 +109,7 @@ class string_index {
     }
   }
   /// Brings the slot a lookup of @p hash starts at into the cache (a lookup soon after hits).
-  void prefetch(std::uint64_t hash) const noexcept
+  [[gnu::always_inline]] void prefetch(std::uint64_t hash) const noexcept
   {
     if (!slots_.empty()) { __builtin_prefetch(&slots_[slot_of(hash)]); }
   }

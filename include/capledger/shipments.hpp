@@ -28,9 +28,21 @@ class dictionary {
   /// for many lookups in a row, each a few lookups ahead (`prefetch_slot` first, then
   /// `prefetch_text`), so that their cache misses overlap.
   [[nodiscard]] std::int32_t find(std::string_view text, std::uint64_t hash) const;
-  void prefetch_slot(std::uint64_t hash) const noexcept;
+  /// (Always inlined, as every prefetching helper here: GCC takes a function that only prefetches
+  /// for one without effects and deletes the calls it did not inline.)
+  [[gnu::always_inline]] void prefetch_slot(std::uint64_t hash) const noexcept
+  {
+    if (!slots_.empty()) { __builtin_prefetch(&slots_[hash & (slots_.size() - 1)]); }
+  }
   /// @brief Prefetches the text that @p hash's first slot names, if any (reads that slot).
-  void prefetch_text(std::uint64_t hash) const noexcept;
+  [[gnu::always_inline]] void prefetch_text(std::uint64_t hash) const noexcept
+  {
+    if (slots_.empty()) { return; }
+    const std::uint64_t slot = slots_[hash & (slots_.size() - 1)];
+    if (slot != 0 && (slot >> 32) == (hash >> 32)) {
+      __builtin_prefetch(&strings_[(slot & 0xffffffffU) - 1]);
+    }
+  }
   [[nodiscard]] const std::string& text(std::int32_t code) const { return strings_[code]; }
   [[nodiscard]] std::int32_t size() const noexcept { return static_cast<std::int32_t>(strings_.size()); }
   /// @return codes ordered by their text (byte order), for sorted outputs
