@@ -640,9 +640,22 @@ std::string shown_input(const std::string& input)
   return input == "-" ? "- (standard input)" : input;
 }
 
+/// Whether an output written at @p path lands on standard output: by its name (`/dev/stdout`,
+/// `/dev/fd/1`) or as the file or pipe stdout goes to. Not where stdout is /dev/null or another
+/// device that is not a terminal: nothing is read back there to be mixed up.
+bool is_standard_output(const std::string& path)
+{
+  struct stat out {};
+  struct stat at {};
+  if (::fstat(STDOUT_FILENO, &out) != 0 || (S_ISCHR(out.st_mode) && ::isatty(STDOUT_FILENO) == 0)) {
+    return false;
+  }
+  return ::stat(path.c_str(), &at) == 0 && at.st_dev == out.st_dev && at.st_ino == out.st_ino;
+}
+
 }  // namespace
 
-void refuse_colliding_paths(const run_paths& run)
+void refuse_colliding_paths(const run_paths& run, const std::string& stdout_answer)
 {
   std::vector<std::string> inputs = run.inputs;
   inputs.push_back(run.ledger);
@@ -677,6 +690,10 @@ void refuse_colliding_paths(const run_paths& run)
                            run.files[j].path +
                            " are one file: one output would replace the other; name another path");
       }
+    }
+    if (!stdout_answer.empty() && is_standard_output(file.path)) {
+      throw config_error(file.flag + " " + file.path + " is standard output, where " + stdout_answer +
+                         " goes: the two would be mixed; name another path");
     }
     // One path for both would write the directory, then fail to put the file in its place.
     if (!run.directory.path.empty() && resolved_path(file.path) == resolved_path(run.directory.path)) {
@@ -863,25 +880,43 @@ void write_directory_atomically(const std::string& out_dir, const std::map<std::
   staged_directory(out_dir, files, also_replaceable).commit();
 }
 
-void write_file_atomically(const std::string& path, std::string_view content)
+namespace {
+
+config_error refused_existing(const std::string& path)
 {
-  atomic_file_writer file(path);
-  file.append(content);
-  file.commit();
+  return config_error(path +
+                      ": exists, and this output never replaces a file: remove it or name another path");
 }
 
-atomic_file_writer::atomic_file_writer(const std::string& path, const std::string& staging_dir)
+/// Renames @p from to @p to unless @p to exists (EEXIST), in one step that no file made meanwhile
+/// can slip under: RENAME_NOREPLACE, or where the file system lacks it, a hard link (which fails on
+/// an existing name too) and the unlink of @p from. @return 0, or -1 with errno set
+int rename_no_replace(const char* from, const char* to)
+{
+  if (::renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == 0) { return 0; }
+  if (errno != EINVAL && errno != ENOSYS) { return -1; }
+  if (::link(from, to) != 0) { return -1; }
+  ::unlink(from);  // the file is in place; a failure leaves only its hidden second name
+  return 0;
+}
+
+}  // namespace
+
+atomic_file_writer::atomic_file_writer(const std::string& path, const std::string& staging_dir,
+                                       if_exists existing)
     : path_(path),
-      target_(resolved_path(path).string())  // through links: the link stays, its target is replaced
+      target_(resolved_path(path).string()),  // through links: the link stays, its target is replaced
+      existing_(existing)
 {
   // Through the name as given: /dev/stdout and /dev/fd/N are links the kernel resolves to a pipe
   // or a terminal that no path names (target_ reads "/proc/self/fd/pipe:[...]").
-  struct stat existing {};
-  const bool exists = ::stat(path_.c_str(), &existing) == 0;
-  if (exists && S_ISDIR(existing.st_mode)) {
+  struct stat there {};
+  const bool exists = ::stat(path_.c_str(), &there) == 0;
+  if (exists && existing_ == if_exists::refuse) { throw refused_existing(path_); }
+  if (exists && S_ISDIR(there.st_mode)) {
     throw config_error(path_ + ": is a directory; name a file");  // said now, before any output is in place
   }
-  if (exists && !S_ISREG(existing.st_mode)) {
+  if (exists && !S_ISREG(there.st_mode)) {
     // A device or a pipe (`--rejects /dev/null`, a FIFO) is written as it is: replacing it by a
     // file (as root, /dev/null itself) is never what was meant, and a stream has no half state to hide.
     direct_ = true;
@@ -890,6 +925,7 @@ atomic_file_writer::atomic_file_writer(const std::string& path, const std::strin
     return;
   }
   const fs::path beside = unique_sibling(fs::path(target_), "tmp");
+  if (staging_dir.empty()) { parents_ = std::make_unique<directories_made>(beside.parent_path(), path_); }
   staging_ = staging_dir.empty() ? beside.string() : (fs::path(staging_dir) / beside.filename()).string();
   guard_   = std::make_unique<removed_on_signal>(staging_, false);
   fd_      = ::open(staging_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -937,12 +973,16 @@ void atomic_file_writer::commit()
     ::unlink(staging_.c_str());
     throw config_error(path_ + ": cannot flush to disk: " + std::strerror(errno));
   }
-  if (::rename(staging_.c_str(), target_.c_str()) != 0) {
-    const std::string reason = std::strerror(errno);
+  const bool refuse = existing_ == if_exists::refuse;
+  if ((refuse ? rename_no_replace(staging_.c_str(), target_.c_str())
+              : ::rename(staging_.c_str(), target_.c_str())) != 0) {
+    const int error = errno;
     ::unlink(staging_.c_str());
-    throw config_error(path_ + ": cannot write: " + reason);
+    if (refuse && error == EEXIST) { throw refused_existing(path_); }  // made since the constructor looked
+    throw config_error(path_ + ": cannot write: " + std::strerror(error));
   }
   guard_.reset();  // renamed: nothing left to remove
+  if (parents_) { parents_->keep(); }
   sync_directory(fs::path(target_).parent_path(), path_);
 }
 

@@ -153,11 +153,14 @@ struct run_paths {
 /// @brief Refuses, before a run reads anything, a path on which it would lose a file: an output
 /// file that is an input (the same file by any path; `-` by the file or pipe behind standard
 /// input) or another output; an output directory (replaced whole) that is an input or holds one,
-/// or that is an output file; and an output or input where SQLite keeps a file beside the ledger
-/// (`-journal`, `-wal`, `-shm`, after the path as given or through its links), which SQLite
-/// creates and deletes, or takes for the ledger's journal.
+/// or that is an output file; an output file that is standard output (`/dev/stdout`, or the file or
+/// pipe behind it) when the run's answer goes there, which the two would be mixed in (or, for a
+/// file, the answer lost when the output replaces it); and an output or input where SQLite keeps a
+/// file beside the ledger (`-journal`, `-wal`, `-shm`, after the path as given or through its
+/// links), which SQLite creates and deletes, or takes for the ledger's journal.
+/// @param stdout_answer what the run prints on standard output ("the report"); empty: nothing
 /// @throw config_error naming both paths
-void refuse_colliding_paths(const run_paths& run);
+void refuse_colliding_paths(const run_paths& run, const std::string& stdout_answer = "");
 
 /// @brief The files SQLite keeps beside the ledger @p db_path: (path, kind) for `journal`, `wal`
 /// and `shm`, after the path as given and after it with its links followed.
@@ -199,9 +202,6 @@ void check_output_dir_replaceable(const std::string& out_dir, const std::set<std
 /// @throw config_error when the directory cannot be written or replaced; durability_unknown
 void write_directory_atomically(const std::string& out_dir, const std::map<std::string, std::string>& files,
                                 const std::set<std::string>& also_replaceable = {});
-
-/// @brief Writes one file atomically (temporary file, fsync, rename). @throw config_error, durability_unknown
-void write_file_atomically(const std::string& path, std::string_view content);
 
 /// @brief A temporary file or directory this process is writing, removed if a signal (SIGINT,
 /// SIGTERM, SIGHUP) stops the process first: an interrupted report leaves no hidden half-written
@@ -259,15 +259,22 @@ class staged_directory {
   bool staged_ = false;
 };
 
+/// @brief Whether an `atomic_file_writer` may replace a file already at its path.
+enum class if_exists { replace, refuse };
+
 /// @brief A file written piece by piece into a temporary sibling and renamed into place by
 /// `commit`, so that a file of any size is never held in memory and never seen half written.
-/// Destroyed without `commit`, it removes the temporary file and leaves any old file as it was.
+/// Missing folders above it are made (staged beside it); destroyed without `commit`, it removes
+/// the temporary file and those folders, and leaves any old file as it was.
 class atomic_file_writer {
  public:
   /// @param staging_dir where the temporary file goes (empty: beside @p path); on @p path's
-  ///                    file system, and left alone until `commit`
-  /// @throw config_error when the temporary file cannot be created
-  explicit atomic_file_writer(const std::string& path, const std::string& staging_dir = "");
+  ///                    file system, its folders made by the caller, and left alone until `commit`
+  /// @param existing    `refuse`: a file at @p path, there now or made before `commit`, is never
+  ///                    replaced (config_error naming it)
+  /// @throw config_error when the temporary file cannot be created, or @p path exists and is refused
+  explicit atomic_file_writer(const std::string& path, const std::string& staging_dir = "",
+                              if_exists existing = if_exists::replace);
   ~atomic_file_writer();
   atomic_file_writer(const atomic_file_writer&)            = delete;
   atomic_file_writer& operator=(const atomic_file_writer&) = delete;
@@ -281,7 +288,9 @@ class atomic_file_writer {
  private:
   std::string path_;  ///< as given, for messages
   std::string target_, staging_;
-  std::unique_ptr<removed_on_signal> guard_;  ///< the staging file, until renamed or removed
+  if_exists existing_;
+  std::unique_ptr<directories_made> parents_;  ///< folders made for it, until it is in place
+  std::unique_ptr<removed_on_signal> guard_;   ///< the staging file, until renamed or removed
   int fd_      = -1;
   bool direct_ = false;  ///< the target is a device or a pipe: written as it is, no staging
   std::string buffer_;  ///< written out once it holds a mebibyte

@@ -28,6 +28,7 @@
 #include <capledger/error.hpp>
 #include <capledger/generate.hpp>
 
+#include "csv_text.hpp"
 #include "file_io.hpp"
 
 #include <algorithm>
@@ -178,27 +179,6 @@ class weighted_table {
 };
 
 // ---- text helpers ---------------------------------------------------------------------------
-
-void append_csv_field(std::string& out, std::string_view field)
-{
-  if (field.find_first_of(",\"\r\n") == std::string_view::npos) {
-    out.append(field);
-    return;
-  }
-  out.push_back('"');
-  for (const char c : field) {
-    if (c == '"') { out.push_back('"'); }
-    out.push_back(c);
-  }
-  out.push_back('"');
-}
-
-std::string csv_field(std::string_view field)
-{
-  std::string out;
-  append_csv_field(out, field);
-  return out;
-}
 
 void append_int(std::string& out, std::int64_t value)
 {
@@ -504,7 +484,7 @@ class log_generator {
     }
     us_ = code_of_tier("US", 1);
     country_csv_.reserve(static_cast<std::size_t>(n));
-    for (const auto& row : countries_.rows) { country_csv_.push_back(csv_field(row.iso2)); }
+    for (const auto& row : countries_.rows) { country_csv_.push_back(csv_text::cell(row.iso2)); }
   }
 
   int exporter_index(const std::string& name)
@@ -513,7 +493,7 @@ class log_generator {
       if (exporter_names_[i] == name) { return static_cast<int>(i); }
     }
     exporter_names_.push_back(name);
-    exporter_csv_.push_back(csv_field(name));
+    exporter_csv_.push_back(csv_text::cell(name));
     return static_cast<int>(exporter_names_.size() - 1);
   }
 
@@ -529,7 +509,7 @@ class log_generator {
       const chip& row = chips.rows[row_index];
       if (!row.known || row.tpp <= 0) { continue; }
       gen_chip c;
-      c.csv_key          = csv_field(row.key);
+      c.csv_key          = csv_text::cell(row.key);
       c.tpp              = row.tpp;
       c.datacenter       = row.datacenter;
       c.vendor_exporter  = exporter_index(row.vendor.empty() ? std::string("UNKNOWN") : row.vendor);
@@ -554,7 +534,7 @@ class log_generator {
     for (const auto& p : adhoc_profile) {
       if (chips.find(p.key) >= 0) { continue; }  // a table that knows it: not ad hoc any more
       gen_chip c;
-      c.csv_key         = csv_field(p.key);
+      c.csv_key         = csv_text::cell(p.key);
       c.tpp             = p.tpp;
       c.adhoc           = true;
       c.vendor_exporter = exporter_index(p.vendor);
@@ -1205,7 +1185,7 @@ class log_generator {
       if (!e.listed) { continue; }
       buffer += e.id;
       buffer.push_back(',');
-      append_csv_field(buffer, e.name);
+      buffer += csv_text::cell(e.name);
       buffer.push_back(',');
       buffer += country_csv_[static_cast<std::size_t>(e.hq)];
       buffer.push_back(',');
@@ -1407,18 +1387,12 @@ void generate_log(const generate_options& options, const country_table& countrie
        {{"--out", (dir / "shipments.csv").string()}, {"--out", (dir / "entities.csv").string()}},
        {},
        {}});
-  // Never over a file already there: `--out` pointed at a folder of real logs would otherwise
-  // replace a shipments.csv with synthetic lines.
-  std::error_code ec;
-  for (const char* name : {"shipments.csv", "entities.csv"}) {
-    if (fs::exists(dir / name, ec)) {
-      throw config_error("generate: " + (dir / name).string() +
-                         " exists; generate never replaces a file: remove it or name another --out");
-    }
-  }
   detail::directories_made folders(dir, out_dir);
-  detail::atomic_file_writer shipments_file((dir / "shipments.csv").string());
-  detail::atomic_file_writer entities_file((dir / "entities.csv").string());
+  // Never over a file already there, nor one made while the log is written: `--out` pointed at a
+  // folder of real logs would otherwise replace a shipments.csv with synthetic lines.
+  const auto refuse = detail::if_exists::refuse;
+  detail::atomic_file_writer shipments_file((dir / "shipments.csv").string(), "", refuse);
+  detail::atomic_file_writer entities_file((dir / "entities.csv").string(), "", refuse);
   {
     detail::staged_file_buffer shipments_buffer(shipments_file), entities_buffer(entities_file);
     std::ostream shipments(&shipments_buffer), entities(&entities_buffer);
@@ -1440,6 +1414,7 @@ void generate_log(const generate_options& options, const country_table& countrie
   try {
     commit(entities_file);
   } catch (...) {
+    std::error_code ec;
     fs::remove(dir / "shipments.csv", ec);
     throw;
   }

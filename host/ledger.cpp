@@ -370,8 +370,8 @@ ledger_ingest_result ledger_ingest(const ledger_ingest_options& options)
     (void)parse_entities(entities_text, options.entities_path, ref.countries);
   }
 
-  // Begun before the ledger is touched: a rejects file that cannot be created (a mistyped folder)
-  // stops the night before anything of it is stored.
+  // Begun before the ledger is touched: a rejects file that cannot be created (a folder that
+  // cannot be made) stops the night before anything of it is stored.
   rejects_output rejects_file(options.rejects_path);
   const auto write_rejects = [&rejects_file](const std::vector<rejected_line>& rejected) {
     for (const rejected_line& r : rejected) { rejects_file.add(r); }

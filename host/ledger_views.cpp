@@ -20,6 +20,7 @@
 #include <fstream>
 #include <map>
 #include <numeric>
+#include <optional>
 #include <ostream>
 #include <set>
 #include <sstream>
@@ -1028,6 +1029,10 @@ int run_check(const std::string& db_path, const std::string& proposed_path, cons
   std::vector<std::string> read = reference_files_read(options);
   read.push_back(proposed_path);
   detail::refuse_colliding_paths({read, {{"--out", out_path}}, {}, db_path});
+  // Begun before anything is read: an --out that is a directory, or that cannot be created, is
+  // refused before the ledger and the proposed lines are.
+  std::optional<detail::atomic_file_writer> out_file;
+  if (!out_path.empty()) { out_file.emplace(out_path); }
   const reference_data ref = load_ledger_reference(db_path, options);
   check_inputs inputs      = load_check_inputs(db_path, ref, proposed_path, replay, diagnostics);
   for (const std::string& note : inputs.notes) { diagnostics << note << "\n"; }
@@ -1049,10 +1054,11 @@ int run_check(const std::string& db_path, const std::string& proposed_path, cons
       to_csv({"line", "shipment_id", "date", "entity", "country", "pathway", "tpp", "rule", "limit_tpp",
               "consumed_before_tpp", "headroom_before_tpp", "status"},
              rows);
-  if (out_path.empty()) {
-    out << csv;
+  if (out_file) {
+    out_file->append(csv);
+    out_file->commit();
   } else {
-    detail::write_file_atomically(out_path, csv);
+    out << csv;
   }
   diagnostics << "capledger: " << inputs.proposed.columns.size() << " proposed line(s), " << breaches
               << " breach(es)\n";

@@ -681,7 +681,8 @@ void check_report_outputs(const report_options& options, const std::string& ledg
   std::vector<std::string> read = options.inputs;
   for (const std::string& path : reference_files_read(options)) { read.push_back(path); }
   detail::refuse_colliding_paths(
-      {read, {{"--rejects", options.rejects_path}}, {"--out", options.out_dir}, ledger});
+      {read, {{"--rejects", options.rejects_path}}, {"--out", options.out_dir}, ledger},
+      options.out_dir.empty() ? "the report" : "");
   if (options.out_dir.empty()) { return; }
   // The directory is replaced whole: a rejects file in a folder inside it would have no folder to
   // go to once the report is in place, and one under a report file's name would replace it.

@@ -653,6 +653,43 @@ TEST_F(Cli, AFailedRunRemovesTheFoldersItMade)
   EXPECT_EQ(entries(work_ / "a" / "b" / "o"), output_files);
 }
 
+// A rejects file's or check --out's missing folders are made as --out's are, and removed again by
+// a run that fails (a fatal input error here). check refuses an --out that is a directory before it
+// reads anything: the bad proposed lines are never reached.
+TEST_F(Cli, OutputFilesMakeMissingFoldersAsOutDoes)
+{
+  const auto log = write("log.csv", clean_log + "S9,2025-13-01,E1,US,H100-SXM,1\n");
+  write("no-entity.csv", "shipment_id,date\n");
+  ASSERT_EQ(run("ledger init l.db").exit_code, 0);
+  const std::set<std::string> before = {"l.db", "log.csv", "no-entity.csv"};
+  for (const std::string& failing : {"report --backend cpu no-entity.csv --rejects x/y/r.csv",
+                                     "ledger ingest l.db no-entity.csv --rejects x/y/r.csv",
+                                     "check l.db --proposed no-entity.csv --out x/y/c.csv"}) {
+    const run_result r = run(failing);
+    EXPECT_EQ(r.exit_code, 2) << failing;
+    EXPECT_NE(r.err.find("MISSING_COLUMN"), std::string::npos) << failing << ": " << r.err;
+    EXPECT_EQ(entries(work_), before) << failing;
+  }
+  auto r = run("report --backend cpu log.csv --rejects a/b/r.csv");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(read_text(work_ / "a" / "b" / "r.csv").find("BAD_DATE"), std::string::npos);
+  r = run("ledger ingest l.db log.csv --rejects i/r.csv");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(read_text(work_ / "i" / "r.csv").find("BAD_DATE"), std::string::npos);
+  r = run("check l.db --proposed " + log + " --out c/d/c.csv");
+  EXPECT_EQ(r.exit_code, 2) << "its bad line stops check: " << r.err;
+  EXPECT_FALSE(fs::exists(work_ / "c"));
+  write("one.csv", header + "P1,2025-05-01,E1,US,H100-SXM,1\n");
+  r = run("check l.db --proposed one.csv --out c/d/c.csv");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(read_text(work_ / "c" / "d" / "c.csv").substr(0, 5), "line,");
+
+  fs::create_directory(work_ / "existing");
+  r = run("check l.db --proposed no-entity.csv --out existing");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err, "capledger: existing: is a directory; name a file\n");
+}
+
 // Errors name the output as the user gave it, not the hidden staging path they never typed.
 TEST_F(Cli, AnOutputThatCannotBeWrittenIsNamedAsGiven)
 {
@@ -781,6 +818,44 @@ TEST_F(Cli, AnOutputOverTheFileBehindStandardInputIsRefused)
   // A pipe or /dev/null on stdin is no file an output could replace.
   EXPECT_EQ(run_shell("cat log.csv | CLI report --backend cpu - --rejects rejects.csv").exit_code, 0);
   EXPECT_EQ(run("report --backend cpu " + log + " --rejects /dev/null").exit_code, 0);
+}
+
+// Without --out the report goes to stdout: a rejects file that is stdout too (by its name, or the
+// pipe or file stdout goes to) was mixed into it, or, a file, replaced it; with --out, stdout is
+// free. /dev/null for both mixes nothing. Refused before the log is read (it has a bad line).
+TEST_F(Cli, RejectsOnStandardOutputBesideTheReportIsRefused)
+{
+  const auto log = write("log.csv", clean_log + "S9,2025-13-01,E1,US,H100-SXM,1\n");
+  ASSERT_EQ(run("ledger init l.db").exit_code, 0);
+  ASSERT_EQ(run("ledger ingest l.db " + log + " --rejects ingested.csv").exit_code, 0);
+  // Through a pipe, the exit status is capledger's, kept in rc.
+  const std::pair<std::string, std::string> cases[] = {
+      {"{ CLI report --backend cpu log.csv --rejects /dev/stdout; echo $? >rc; } | cat",
+       "--rejects /dev/stdout"},
+      {"CLI report --backend cpu log.csv --format csv --rejects /dev/fd/1; echo $? >rc",
+       "--rejects /dev/fd/1"},
+      {"CLI report --backend cpu log.csv --rejects o.txt >o.txt; echo $? >rc", "--rejects o.txt"},
+      {"{ CLI ledger report l.db --backend cpu --rejects /dev/stdout; echo $? >rc; } | cat",
+       "--rejects /dev/stdout"}};
+  for (const auto& [command, named] : cases) {
+    const run_result r = run_shell(command);
+    EXPECT_EQ(read_text(work_ / "rc"), "2\n") << command;
+    EXPECT_EQ(r.err,
+              "capledger: " + named +
+                  " is standard output, where the report goes: the two would be mixed; name another path\n")
+        << command;
+    EXPECT_EQ(r.out, "") << command;
+  }
+  EXPECT_EQ(read_text(work_ / "o.txt"), "");
+  auto r = run_shell("CLI report --backend cpu log.csv --out rep --rejects /dev/stdout | cat");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "file,line,column,reason,raw\nlog.csv,5,4,BAD_DATE,\"S9,2025-13-01,E1,US,H100-SXM,1\"\n");
+  r = run_shell("CLI report --backend cpu log.csv --rejects /dev/null >/dev/null");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  ASSERT_EQ(run("ledger init l2.db").exit_code, 0);
+  r = run_shell("CLI ledger ingest l2.db log.csv --rejects /dev/stdout | cat");  // ingest prints no answer
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("BAD_DATE"), std::string::npos) << r.out;
 }
 
 // `-` is no output: it wrote a file or folder named `-` where stdout was meant. An --out that is
@@ -1283,6 +1358,31 @@ TEST_F(Cli, GenerateNeverReplacesAFile)
   EXPECT_EQ(entries(work_ / "data"), (std::set<std::string>{"shipments.csv"}));
   ASSERT_EQ(run("generate --records 50 --out fresh").exit_code, 0);
   EXPECT_EQ(entries(work_ / "fresh"), (std::set<std::string>{"entities.csv", "shipments.csv"}));
+}
+
+// A shipments.csv made after generate looked (another process, while the log was written) is not
+// replaced either: the rename refuses (RENAME_NOREPLACE, or a hard link where the file system
+// lacks it: EINVAL, 22), the run exits 2 naming it, and neither generated file is left.
+TEST_F(Cli, GenerateNeverReplacesAFileMadeWhileItWrites)
+{
+  for (const std::string rename_lacks_noreplace : {"", "rename:1:22"}) {
+    const run_result r =
+        run_shell("LD_PRELOAD='" CAPLEDGER_FAIL_IO_PATH "' CAPLEDGER_FAIL_IO=" + rename_lacks_noreplace +
+                  " CAPLEDGER_MADE_BEFORE_RENAME=g/shipments.csv ASAN_OPTIONS=\"$ASAN_OPTIONS:"
+                  "verify_asan_link_order=0\" CLI generate --records 50 --out g </dev/null");
+    EXPECT_EQ(r.exit_code, 2) << rename_lacks_noreplace << ": " << r.err;
+    EXPECT_EQ(r.err.rfind("capledger: g/shipments.csv: exists", 0), 0U) << r.err;
+    EXPECT_EQ(read_text(work_ / "g" / "shipments.csv"), "made meanwhile\n") << rename_lacks_noreplace;
+    EXPECT_EQ(entries(work_ / "g"), (std::set<std::string>{"shipments.csv"})) << rename_lacks_noreplace;
+    fs::remove_all(work_ / "g");
+  }
+  // Without RENAME_NOREPLACE, where nothing is in the way, the files land as they do with it.
+  ASSERT_EQ(run_failing("rename:1:22", "generate --records 50 --out linked").exit_code, 0);
+  ASSERT_EQ(run("generate --records 50 --out renamed").exit_code, 0);
+  EXPECT_EQ(entries(work_ / "linked"), (std::set<std::string>{"entities.csv", "shipments.csv"}));
+  for (const char* name : {"entities.csv", "shipments.csv"}) {
+    EXPECT_EQ(read_text(work_ / "linked" / name), read_text(work_ / "renamed" / name)) << name;
+  }
 }
 
 // generate's two files appear whole or not at all: a full disk in the log (its first mebibyte), in

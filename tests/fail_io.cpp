@@ -4,7 +4,9 @@
 /// (from 1) of OP fail with ERRNO (`EIO`, `ENOSPC` or a number). OP is `write` (`writev` too; to a
 /// file, not to stderr or a pipe, whose writes a test cannot count), `fsync` (of a file),
 /// `dirfsync` (fsync of a directory), `close` or `rename` (`renameat2` too); `fdatasync` counts
-/// as `fsync`. Every other call goes through.
+/// as `fsync`. Every other call goes through. `CAPLEDGER_MADE_BEFORE_RENAME=PATH` creates file
+/// PATH (holding "made meanwhile\n") just before the first rename, as another process might between
+/// a program's look for a file and its rename.
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -58,6 +60,18 @@ Function next(const char* name)
   return reinterpret_cast<Function>(::dlsym(RTLD_NEXT, name));
 }
 
+void make_file_before_first_rename()
+{
+  static std::atomic<bool> done{false};
+  const char* path = std::getenv("CAPLEDGER_MADE_BEFORE_RENAME");
+  if (path == nullptr || done.exchange(true)) { return; }
+  const int fd = ::open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0) { return; }
+  // The real calls: these are not the program's, and must not count towards a chosen failure.
+  next<ssize_t (*)(int, const void*, size_t)>("write")(fd, "made meanwhile\n", 15);
+  next<int (*)(int)>("close")(fd);
+}
+
 const char* fsync_kind(int fd)
 {
   struct stat info {};
@@ -109,12 +123,14 @@ int close(int fd)
 int rename(const char* from, const char* to)
 {
   static const auto real = next<int (*)(const char*, const char*)>("rename");
+  make_file_before_first_rename();
   return fails("rename") ? -1 : real(from, to);
 }
 
 int renameat2(int from_dir, const char* from, int to_dir, const char* to, unsigned int flags)
 {
   static const auto real = next<int (*)(int, const char*, int, const char*, unsigned int)>("renameat2");
+  make_file_before_first_rename();
   return fails("rename") ? -1 : real(from_dir, from, to_dir, to, flags);
 }
 

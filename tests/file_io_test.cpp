@@ -17,6 +17,7 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <fcntl.h>
@@ -205,6 +206,14 @@ TEST(AtomicFileWriter, StagedInAnotherDirectory)
   EXPECT_EQ(names_in(dir.root()), (std::set<std::string>{"out"}));
 }
 
+/// Writes @p content to @p path in one commit of an `atomic_file_writer`.
+void write_whole(const std::string& path, std::string_view content)
+{
+  capledger::detail::atomic_file_writer file(path);
+  file.append(content);
+  file.commit();
+}
+
 // A link stays a link: its target is what is replaced, and keeps its permissions. A pipe (or a
 // device: `--rejects /dev/null`) is written as it is, never replaced by a file.
 TEST(AtomicFileWriter, ThroughALinkAndIntoAPipe)
@@ -215,7 +224,7 @@ TEST(AtomicFileWriter, ThroughALinkAndIntoAPipe)
   capledger::test::write_text(target, "old\n");
   fs::permissions(target, fs::perms::owner_read | fs::perms::owner_write);
   fs::create_symlink("r.csv", dir.root() / "link");
-  capledger::detail::write_file_atomically((dir.root() / "link").string(), "new\n");
+  write_whole((dir.root() / "link").string(), "new\n");
   EXPECT_TRUE(fs::is_symlink(dir.root() / "link"));
   EXPECT_EQ(capledger::test::read_text(target), "new\n");
   EXPECT_EQ(fs::status(target).permissions() & fs::perms::all,
@@ -223,7 +232,7 @@ TEST(AtomicFileWriter, ThroughALinkAndIntoAPipe)
 
   // A link to nothing yet: the file it names is made, the link stays. A directory is refused at once.
   fs::create_symlink("made.csv", dir.root() / "dangling");
-  capledger::detail::write_file_atomically((dir.root() / "dangling").string(), "made\n");
+  write_whole((dir.root() / "dangling").string(), "made\n");
   EXPECT_TRUE(fs::is_symlink(dir.root() / "dangling"));
   EXPECT_EQ(capledger::test::read_text(dir.root() / "made.csv"), "made\n");
   fs::create_directory(dir.root() / "folder");
@@ -237,7 +246,7 @@ TEST(AtomicFileWriter, ThroughALinkAndIntoAPipe)
   // wait in the pipe's buffer (a writer that replaced the pipe leaves it empty: no hang).
   const int read_end = ::open(pipe.c_str(), O_RDONLY | O_NONBLOCK);
   ASSERT_GE(read_end, 0);
-  capledger::detail::write_file_atomically(pipe.string(), "rows\n");
+  write_whole(pipe.string(), "rows\n");
   char received[16]{};
   const ssize_t got = ::read(read_end, received, sizeof(received));
   ::close(read_end);
@@ -348,8 +357,53 @@ TEST(InputBytes, AnAddressInsideAMappingNamesItsFile)
 
 TEST(AtomicFileWriter, AnUnwritableDirectoryIsAConfigError)
 {
-  EXPECT_THROW(capledger::detail::atomic_file_writer("/nonexistent-capledger-dir/r.csv"),
+  // procfs: no folder can be made there, not even by root.
+  EXPECT_THROW(capledger::detail::atomic_file_writer("/proc/nonexistent-capledger-dir/r.csv"),
                capledger::config_error);
+}
+
+// Missing folders above the file are made, as `--out`'s are; dropped without a commit (a run that
+// fails), the writer removes them again, those it made only.
+TEST(AtomicFileWriter, MakesMissingFoldersAndRemovesThemIfNotCommitted)
+{
+  const capledger::test::scratch_dir dir;
+  std::filesystem::create_directory(dir.root() / "a");
+  const auto target = dir.root() / "a" / "b" / "c" / "r.csv";
+  {
+    capledger::detail::atomic_file_writer file(target.string());
+    file.append("lost\n");
+    EXPECT_TRUE(std::filesystem::is_directory(dir.root() / "a" / "b" / "c"));
+  }
+  EXPECT_EQ(names_in(dir.root()), (std::set<std::string>{"a"}));
+  EXPECT_TRUE(names_in(dir.root() / "a").empty());
+  write_whole(target.string(), "kept\n");
+  EXPECT_EQ(capledger::test::read_text(target), "kept\n");
+}
+
+// `if_exists::refuse` never replaces a file: one there at the start is refused at once, and one
+// made while the file is written (another process, between the look and the rename) is kept,
+// the new file dropped (config_error naming the path).
+TEST(AtomicFileWriter, RefusesAFileThereAtTheStartOrMadeBeforeTheCommit)
+{
+  const capledger::test::scratch_dir dir;
+  const auto target = dir.root() / "shipments.csv";
+  capledger::test::write_text(target, "real log\n");
+  EXPECT_THROW(
+      capledger::detail::atomic_file_writer(target.string(), "", capledger::detail::if_exists::refuse),
+      capledger::config_error);
+  std::filesystem::remove(target);
+
+  capledger::detail::atomic_file_writer file(target.string(), "", capledger::detail::if_exists::refuse);
+  file.append("synthetic\n");
+  capledger::test::write_text(target, "real log\n");  // made meanwhile
+  try {
+    file.commit();
+    ADD_FAILURE() << "the file made meanwhile was replaced";
+  } catch (const capledger::config_error& e) {
+    EXPECT_EQ(std::string(e.what()).find(target.string() + ": exists"), 0U) << e.what();
+  }
+  EXPECT_EQ(capledger::test::read_text(target), "real log\n");
+  EXPECT_EQ(names_in(dir.root()), (std::set<std::string>{"shipments.csv"})) << "no temporary file left";
 }
 
 }  // namespace
