@@ -124,17 +124,16 @@ void sql_connection::exec(const std::string& sql)
 
 void sql_connection::commit()
 {
-  char* error  = nullptr;
-  const int rc = sqlite3_exec(db_, "COMMIT", nullptr, nullptr, &error);
-  if (rc == SQLITE_OK) { return; }
-  const std::string message = error != nullptr ? error : sqlite3_errstr(rc);
-  sqlite3_free(error);
-  // The journal is deleted (the commit made) before the folder's fsync that failed.
-  if (sqlite3_extended_errcode(db_) == SQLITE_IOERR_DIR_FSYNC && sqlite3_get_autocommit(db_) != 0) {
-    throw durability_unknown(path_ + ": committed, but cannot flush its folder to disk (" + message +
-                             "); it may not survive a crash");
+  try {
+    exec("COMMIT");
+  } catch (const config_error&) {
+    // The journal is deleted (the commit made) before the folder's fsync that failed.
+    if (sqlite3_extended_errcode(db_) == SQLITE_IOERR_DIR_FSYNC && sqlite3_get_autocommit(db_) != 0) {
+      throw durability_unknown(path_ + ": committed, but cannot flush its folder to disk (" +
+                               sqlite3_errmsg(db_) + "); it may not survive a crash");
+    }
+    throw;
   }
-  throw config_error(path_ + ": " + message);
 }
 
 std::optional<std::int64_t> sql_connection::query_int(const std::string& sql)
