@@ -722,7 +722,7 @@ void refuse_colliding_paths(const run_paths& run, const std::string& stdout_answ
   }
 }
 
-directories_made::directories_made(const fs::path& dir, const std::string& output)
+directories_made::directories_made(const fs::path& dir, const std::string& output) : output_(output)
 {
   std::error_code ec;
   std::vector<fs::path> missing;  // deepest first
@@ -737,6 +737,12 @@ directories_made::directories_made(const fs::path& dir, const std::string& outpu
       throw config_error(output + ": cannot create the folder " + at->string() + ": " + ec.message());
     }  // else made meanwhile by someone else: theirs
   }
+}
+
+void directories_made::keep()
+{
+  const std::vector<fs::path> made = std::exchange(made_, {});
+  for (const fs::path& folder : made) { sync_directory(fs::absolute(folder).parent_path(), output_); }
 }
 
 directories_made::~directories_made()
@@ -869,8 +875,8 @@ void staged_directory::commit(const std::function<void()>& then)
     throw;
   }
   if (!earlier.empty()) { fs::remove_all(earlier, ec); }
-  parents_->keep();
   sync_directory(target_.parent_path(), out_dir_);
+  parents_->keep();
   if (then_not_durable) { std::rethrow_exception(then_not_durable); }
 }
 
@@ -982,8 +988,8 @@ void atomic_file_writer::commit()
     throw config_error(path_ + ": cannot write: " + std::strerror(error));
   }
   guard_.reset();  // renamed: nothing left to remove
-  if (parents_) { parents_->keep(); }
   sync_directory(fs::path(target_).parent_path(), path_);
+  if (parents_) { parents_->keep(); }
 }
 
 }  // namespace detail

@@ -183,10 +183,12 @@ class directories_made {
   ~directories_made();
   directories_made(const directories_made&)            = delete;
   directories_made& operator=(const directories_made&) = delete;
-  /// The output is in place: its folders stay.
-  void keep() noexcept { made_.clear(); }
+  /// The output is in place: its folders stay, each fsynced into the folder above it (the
+  /// deepest's own entries are the caller's to fsync). @throw durability_unknown naming the output
+  void keep();
 
  private:
+  std::string output_;                       ///< as given, for messages
   std::vector<std::filesystem::path> made_;  ///< outermost first
 };
 

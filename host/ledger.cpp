@@ -348,6 +348,8 @@ void ledger_init(const std::string& db_path)
 
 ledger_ingest_result ledger_ingest(const ledger_ingest_options& options)
 {
+  // Said where an output or the commit fails at the very end, when a user may think otherwise.
+  const std::string not_stored = "; nothing of the night is stored";
   if (options.inputs.empty()) { throw config_error("ledger ingest needs at least one shipment log"); }
   report_options reference_options;
   reference_options.countries_path = options.countries_path;
@@ -373,9 +375,13 @@ ledger_ingest_result ledger_ingest(const ledger_ingest_options& options)
   // Begun before the ledger is touched: a rejects file that cannot be created (a folder that
   // cannot be made) stops the night before anything of it is stored.
   rejects_output rejects_file(options.rejects_path);
-  const auto write_rejects = [&rejects_file](const std::vector<rejected_line>& rejected) {
+  const auto write_rejects = [&rejects_file, &not_stored](const std::vector<rejected_line>& rejected) {
     for (const rejected_line& r : rejected) { rejects_file.add(r); }
-    rejects_file.commit();
+    try {
+      rejects_file.commit();
+    } catch (const config_error& e) {  // durability_unknown too: the night is rolled back all the same
+      throw config_error(e.what() + not_stored);
+    }
   };
 
   sql_connection db = open_ledger(options.db_path, sql_connection::mode::read_write);
@@ -498,10 +504,16 @@ ledger_ingest_result ledger_ingest(const ledger_ingest_options& options)
     // every line a duplicate). A commit that then fails leaves the night's rejects file beside a
     // ledger without the night, which its re-run writes again.
     write_rejects(night.rejects);
-    db.commit();
+    try {
+      db.commit();
+    } catch (const detail::durability_unknown&) {
+      throw;  // the night is in the ledger: nothing to roll back
+    } catch (const config_error& e) {
+      throw config_error(e.what() + not_stored);  // rolled back below, or by the next open (a hot journal)
+    }
     return result;
   } catch (const detail::durability_unknown&) {
-    throw;  // the night is in the ledger: nothing to roll back
+    throw;  // from the commit alone: the night is in the ledger
   } catch (...) {
     // Nothing of this night stays: the ledger is exactly as before.
     try {

@@ -631,6 +631,58 @@ TEST_F(Cli, ALedgerCommitWhoseFolderFlushFailsIsInPlaceAndExitTwo)
   EXPECT_EQ(run("ledger verify l.db").exit_code, 0);
 }
 
+// A folder a run made is fsynced into the folder above it once the output is in place: without
+// that, a crash could lose the new folder, output and all, after exit 0. Fsyncs: the output's own
+// folder first (two for generate, one a file), then the folders above each made folder,
+// outermost first.
+TEST_F(Cli, FoldersMadeForAnOutputAreFlushedIntoTheirParents)
+{
+  auto r = run_failing("dirfsync:3:EIO", "generate --records 5 --seed 1 --out x/y/g");
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_EQ(r.err, "capledger: x/y/g: in place, but cannot flush " + work_.string() +
+                       " to disk: Input/output error; it may not survive a crash\n");
+  EXPECT_EQ(entries(work_ / "x" / "y" / "g"), (std::set<std::string>{"entities.csv", "shipments.csv"}));
+  r = run_failing("dirfsync:5:EIO", "generate --records 5 --seed 1 --out a/b/g");
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("cannot flush " + (work_ / "a" / "b").string() + " to disk"), std::string::npos)
+      << r.err;
+  EXPECT_EQ(run_failing("dirfsync:6:EIO", "generate --records 5 --seed 1 --out c/d/g").exit_code, 0);
+
+  const auto log = write("log.csv", clean_log);
+  r              = run_failing("dirfsync:3:EIO", "report --backend cpu log.csv --out m/o");
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_EQ(r.err, "capledger: m/o: in place, but cannot flush " + work_.string() +
+                       " to disk: Input/output error; it may not survive a crash\n");
+  EXPECT_EQ(entries(work_ / "m" / "o"), output_files);
+  write("bad.csv", clean_log + "S9,2025-13-01,E1,US,H100-SXM,1\n");
+  r = run_failing("dirfsync:2:EIO", "report --backend cpu bad.csv --rejects n/r.csv --format json");
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("capledger: n/r.csv: in place, but cannot flush " + work_.string() + " to disk"),
+            std::string::npos)
+      << r.err;
+  EXPECT_EQ(read_text(work_ / "n" / "r.csv").rfind("file,line,", 0), 0U);
+}
+
+// An ingest whose rejects file or commit fails at the very end stores nothing, and says so: its
+// re-run adds the night (not a DUPLICATE_ID for each line). A failed fsync of the rejects file's
+// folder leaves the file in place but is still a failure before the commit.
+TEST_F(Cli, AnIngestThatFailsAtItsEndSaysTheNightIsNotStored)
+{
+  write("log.csv", clean_log);
+  ASSERT_EQ(run("ledger init l.db").exit_code, 0);
+  const auto night = write("night.csv", clean_log + "S9,2025-13-01,E1,US,H100-SXM,1\n");
+  for (const std::string failure : {"dirfsync:1:EIO", "rename:1:ENOSPC", "fsync:2:EIO"}) {
+    const auto r = run_failing(failure, "ledger ingest l.db night.csv --rejects r.csv");
+    EXPECT_EQ(r.exit_code, 2) << failure << ": " << r.err;
+    EXPECT_NE(r.err.find("; nothing of the night is stored\n"), std::string::npos)
+        << failure << ": " << r.err;
+    EXPECT_EQ(run("ledger verify l.db").exit_code, 0) << failure;
+  }
+  const auto r = run("ledger ingest l.db night.csv --rejects r.csv");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("3 added, 1 rejected"), std::string::npos) << r.err;
+}
+
 // --out's missing folders are made, and a run that fails removes them again (a folder that was
 // there stays): a full disk, a failed rename, or a fatal input error once the rejects file, staged
 // beside --out, made them at the start.
