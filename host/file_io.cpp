@@ -509,11 +509,16 @@ extern "C" void remove_guarded_and_reraise(int signal_number)
 
 void remove_guarded_paths() noexcept
 {
-  // Files first, then directories (a staging directory is empty once its files are gone).
-  for (const bool directories : {false, true}) {
+  // Files first, then directories (a staging directory is empty once its files are gone), in
+  // passes while one goes: a folder a run made is empty only once the one it made inside is gone.
+  for (guarded_path& g : guarded) {
+    if (g.state.load(std::memory_order_acquire) == 2 && !g.directory) { ::unlink(g.path); }
+  }
+  for (bool removed = true; removed;) {
+    removed = false;
     for (guarded_path& g : guarded) {
-      if (g.state.load(std::memory_order_acquire) == 2 && g.directory == directories) {
-        (directories ? ::rmdir : ::unlink)(g.path);
+      if (g.state.load(std::memory_order_acquire) == 2 && g.directory && ::rmdir(g.path) == 0) {
+        removed = true;
       }
     }
   }
@@ -730,22 +735,34 @@ directories_made::directories_made(const fs::path& dir, const std::string& outpu
     missing.push_back(at);
     if (at == at.parent_path()) { break; }
   }
-  for (auto at = missing.rbegin(); at != missing.rend(); ++at) {
-    if (fs::create_directory(*at, ec)) {
-      made_.push_back(*at);
-    } else if (ec) {
-      throw config_error(output + ": cannot create the folder " + at->string() + ": " + ec.message());
-    }  // else made meanwhile by someone else: theirs
+  try {
+    for (auto at = missing.rbegin(); at != missing.rend(); ++at) {
+      if (fs::create_directory(*at, ec)) {
+        made_.push_back(*at);
+        on_signal_.push_back(std::make_unique<removed_on_signal>(at->string(), true));
+      } else if (ec) {
+        throw config_error(output + ": cannot create the folder " + at->string() + ": " + ec.message());
+      }  // else made meanwhile by someone else: theirs
+    }
+  } catch (...) {
+    remove_made();  // those made before the one that failed
+    throw;
   }
 }
 
 void directories_made::keep()
 {
+  on_signal_.clear();
   const std::vector<fs::path> made = std::exchange(made_, {});
   for (const fs::path& folder : made) { sync_directory(fs::absolute(folder).parent_path(), output_); }
 }
 
 directories_made::~directories_made()
+{
+  remove_made();
+}
+
+void directories_made::remove_made() noexcept
 {
   for (auto at = made_.rbegin(); at != made_.rend(); ++at) {
     if (::rmdir(at->c_str()) != 0) { break; }  // something is in it now: it and those above stay

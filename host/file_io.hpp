@@ -174,9 +174,12 @@ class durability_unknown : public config_error {
   using config_error::config_error;
 };
 
-/// @brief Makes folder @p dir and the missing folders above it; destroyed before `keep`, it removes
-/// again those it made that are still empty, deepest first: a run that fails leaves no empty
-/// folder behind. @throw config_error naming @p output (the path the user gave) when one cannot be made
+class removed_on_signal;
+
+/// @brief Makes folder @p dir and the missing folders above it; destroyed before `keep`, or on a
+/// signal that ends the run (SIGINT, SIGTERM, SIGHUP), it removes again those it made that are
+/// still empty, deepest first: a run that fails leaves no empty folder behind.
+/// @throw config_error naming @p output (the path the user gave) when one cannot be made
 class directories_made {
  public:
   directories_made(const std::filesystem::path& dir, const std::string& output);
@@ -190,6 +193,8 @@ class directories_made {
  private:
   std::string output_;                       ///< as given, for messages
   std::vector<std::filesystem::path> made_;  ///< outermost first
+  std::vector<std::unique_ptr<removed_on_signal>> on_signal_;  ///< each of made_, until `keep`
+  void remove_made() noexcept;
 };
 
 /// @brief Refuses (config_error) to replace an existing directory @p out_dir that holds anything

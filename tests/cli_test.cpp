@@ -1350,8 +1350,8 @@ TEST_F(Cli, StdinDash)
 
 // A report stopped by a signal (Ctrl-C, a scheduler's SIGTERM) removes the hidden temporary file
 // its rejects go to (on a large bad log, as large as the bad lines) instead of leaving it behind,
-// and still ends by that signal. The report here waits for stdin, a pipe kept open, so the signal
-// arrives while the temporary file exists.
+// and the folders it made for its outputs, and still ends by that signal. The report here waits
+// for stdin, a pipe kept open, so the signal arrives while the temporary file exists.
 TEST_F(Cli, AReportStoppedByASignalLeavesNoTemporaryFile)
 {
   int feed[2];
@@ -1367,14 +1367,15 @@ TEST_F(Cli, AReportStoppedByASignalLeavesNoTemporaryFile)
     ::dup2(quiet, 2);
     ::signal(SIGTERM, SIG_DFL);  // an ignored signal would stay ignored across exec
     if (::chdir(work_.c_str()) != 0) { ::_exit(126); }
-    ::execl(CAPLEDGER_CLI_PATH, "capledger", "report", "-", "--backend", "cpu", "--rejects", "r.csv", "--out",
-            "o", static_cast<char*>(nullptr));
+    ::execl(CAPLEDGER_CLI_PATH, "capledger", "report", "-", "--backend", "cpu", "--rejects", "n/m/r.csv",
+            "--out", "n/m/o", static_cast<char*>(nullptr));
     ::_exit(127);
   }
   ::close(feed[0]);
   const auto temporary_files = [&] {
     std::set<std::string> hidden;
-    for (const auto& entry : fs::directory_iterator(work_)) {
+    if (!fs::is_directory(work_ / "n" / "m")) { return hidden; }
+    for (const auto& entry : fs::directory_iterator(work_ / "n" / "m")) {
       const std::string name = entry.path().filename().string();
       if (name.rfind(".r.csv.", 0) == 0) { hidden.insert(name); }
     }
@@ -1393,8 +1394,7 @@ TEST_F(Cli, AReportStoppedByASignalLeavesNoTemporaryFile)
   ::close(feed[1]);
   EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM) << "status " << status;
   EXPECT_EQ(temporary_files(), std::set<std::string>{});
-  EXPECT_FALSE(fs::exists(work_ / "r.csv"));
-  EXPECT_FALSE(fs::exists(work_ / "o"));
+  EXPECT_FALSE(fs::exists(work_ / "n")) << "the folders the run made for its outputs";
 }
 
 // `generate` writes shipments.csv and entities.csv into --out; a folder that has either already
