@@ -501,8 +501,9 @@ ledger_ingest_result ledger_ingest(const ledger_ingest_options& options)
     result.state_rebuilt = how == detail::state_update::rebuilt;
     // The rejects file is put in place before the night is committed: nothing that can fail comes
     // after the commit, so an ingest that exits 2 stored nothing (its re-run would otherwise find
-    // every line a duplicate). A commit that then fails leaves the night's rejects file beside a
-    // ledger without the night, which its re-run writes again.
+    // every line a duplicate), but for a commit whose folder fsync failed, which says the night is
+    // in. A commit that fails otherwise leaves the night's rejects file beside a ledger without the
+    // night, which its re-run writes again.
     write_rejects(night.rejects);
     try {
       db.commit();
