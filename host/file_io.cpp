@@ -79,6 +79,13 @@ std::string temporary_dir()
   return tmp != nullptr && *tmp != '\0' ? tmp : "/tmp";
 }
 
+/// Whether `renameat2` failed with @p error because the kernel or the file system lacks its flags
+/// (RENAME_EXCHANGE, RENAME_NOREPLACE), so that a path without them may be taken instead.
+bool rename_flags_unsupported(int error)
+{
+  return error == EINVAL || error == ENOSYS || error == EOPNOTSUPP;
+}
+
 }  // namespace
 
 temporary_space temporary_space_here()
@@ -851,10 +858,15 @@ void staged_directory::commit(const std::function<void()>& then)
     if (fs::exists(target_)) {
       // One exchange of the two directories where the file system has it (ext4, xfs, btrfs,
       // tmpfs): at no moment, a crash included, is there no output; the old one is then under the
-      // staging name. Elsewhere two renames, the old output set aside first.
+      // staging name. Where it lacks the flag, two renames, the old output set aside first; any
+      // other failure (a failing disk) stops here, the old output in place, rather than try the
+      // path that has a moment without one.
       if (::renameat2(AT_FDCWD, staging_.c_str(), AT_FDCWD, target_.c_str(), RENAME_EXCHANGE) == 0) {
         earlier   = staging_;
         exchanged = true;
+      } else if (!rename_flags_unsupported(errno)) {
+        throw fs::filesystem_error("cannot swap it for the earlier output", target_,
+                                   std::error_code(errno, std::generic_category()));
       } else {
         earlier = unique_sibling(target_, "old");
         fs::remove_all(earlier, ec);
@@ -917,7 +929,7 @@ config_error refused_existing(const std::string& path)
 int rename_no_replace(const char* from, const char* to)
 {
   if (::renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == 0) { return 0; }
-  if (errno != EINVAL && errno != ENOSYS) { return -1; }
+  if (!rename_flags_unsupported(errno)) { return -1; }
   if (::link(from, to) != 0) { return -1; }
   ::unlink(from);  // the file is in place; a failure leaves only its hidden second name
   return 0;

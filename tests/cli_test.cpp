@@ -683,6 +683,45 @@ TEST_F(Cli, AnIngestThatFailsAtItsEndSaysTheNightIsNotStored)
   EXPECT_NE(r.err.find("3 added, 1 rejected"), std::string::npos) << r.err;
 }
 
+// Whichever of SQLite's writes to the ledger or its journal fails during an ingest (a disk that
+// breaks partway), the run exits 2 and the ledger is exactly as before: no line of the night is
+// kept, in the ledger or in the running state, and the night ingests whole afterwards. (After an
+// I/O error SQLite may end the transaction itself; a statement that went on would then commit
+// on its own.)
+TEST_F(Cli, AnIngestWhoseLedgerWriteFailsStoresNothing)
+{
+  write("log.csv", clean_log);
+  ASSERT_EQ(run("ledger init l.db").exit_code, 0);
+  ASSERT_EQ(run("ledger ingest l.db log.csv").exit_code, 0);
+  std::string night_lines = header;
+  for (int i = 0; i < 40; ++i) {
+    night_lines += "N" + std::to_string(i) + ",2025-05-0" + std::to_string(1 + i % 9) + ",E" +
+                   std::to_string(i % 3) + "," + (i % 2 == 0 ? "AE" : "US") + ",H100-SXM," +
+                   std::to_string(1 + i) + "\n";
+  }
+  write("night.csv", night_lines);
+  fs::copy_file(work_ / "l.db", work_ / "base.db");
+  const std::string before = run("ledger report l.db --format json").out;
+  ASSERT_NE(before.find("\"read\": 3,"), std::string::npos) << before;
+
+  int failed_writes = 0;
+  for (int n = 1; n <= 500; ++n) {
+    fs::copy_file(work_ / "base.db", work_ / "l.db", fs::copy_options::overwrite_existing);
+    const auto r = run_failing("pwrite:" + std::to_string(n) + ":EIO", "ledger ingest l.db night.csv");
+    if (r.exit_code == 0) { break; }  // the night's writes number fewer than n
+    ++failed_writes;
+    EXPECT_EQ(r.exit_code, 2) << n << ": " << r.err;
+    EXPECT_NE(r.err.find("disk I/O error"), std::string::npos) << n << ": " << r.err;
+    EXPECT_EQ(run("ledger verify l.db").exit_code, 0) << n;
+    EXPECT_EQ(run("ledger report l.db --format json").out, before) << n;
+  }
+  EXPECT_GT(failed_writes, 10) << "a night of 40 lines makes more writes than that";
+  EXPECT_LT(failed_writes, 500) << "a run with no failing write comes at last";
+  const std::string after = run("ledger report l.db --format json").out;
+  EXPECT_NE(after.find("\"read\": 43,"), std::string::npos) << "the night is in, whole: " << after;
+  EXPECT_EQ(run("ledger verify l.db").exit_code, 0);
+}
+
 // --out's missing folders are made, and a run that fails removes them again (a folder that was
 // there stays): a full disk, a failed rename, or a fatal input error once the rejects file, staged
 // beside --out, made them at the start.
@@ -760,6 +799,41 @@ TEST_F(Cli, AnOutputThatCannotBeWrittenIsNamedAsGiven)
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_EQ(r.err, "capledger: o/uveu_shares.csv: cannot flush to disk: Input/output error\n");
   EXPECT_EQ(entries(work_), (std::set<std::string>{"log.csv"}));
+}
+
+// An earlier output is swapped for the new one in one RENAME_EXCHANGE; only a file system that
+// lacks the flag takes the two renames (a moment without an output), and a failure in either
+// path keeps the earlier output whole, with nothing hidden left beside it.
+TEST_F(Cli, AFailedSwapKeepsTheEarlierOutput)
+{
+  const auto earlier_log = write("earlier.csv", header + "S1,2025-02-01,E1,US,H100-SXM,10\n");
+  const auto log         = write("log.csv", clean_log);
+  const auto lines_read  = [&] {
+    return json::parse(read_text(work_ / "result" / "summary.json"))["lines"]["read"].get<int>();
+  };
+  struct failure_case {
+    std::string failure;
+    int exit_code;
+    int lines_read;  ///< 1: the earlier output; 3: the new one
+  };
+  for (const failure_case& c : std::vector<failure_case>{
+           {"rename:1:EIO", 2, 1},                 // the swap fails on a failing disk: no second try
+           {"rename:1:22", 0, 3},                  // EINVAL: no RENAME_EXCHANGE here, two renames
+           {"rename:1:95", 0, 3},                  // EOPNOTSUPP, as some file systems say it
+           {"rename:1:22,rename:2:EIO", 2, 1},     // setting the earlier output aside fails
+           {"rename:1:22,rename:3:ENOSPC", 2, 1},  // the new one's rename fails: the earlier returns
+       }) {
+    fs::remove_all(work_ / "result");
+    ASSERT_EQ(run("report --backend cpu " + earlier_log + " --out result").exit_code, 0);
+    const auto r = run_failing(c.failure, "report --backend cpu " + log + " --out result");
+    EXPECT_EQ(r.exit_code, c.exit_code) << c.failure << ": " << r.err;
+    EXPECT_EQ(lines_read(), c.lines_read) << c.failure;
+    EXPECT_EQ(entries(work_ / "result"), output_files) << c.failure;
+    EXPECT_EQ(entries(work_), (std::set<std::string>{"earlier.csv", "log.csv", "result"})) << c.failure;
+    if (c.exit_code == 2) {
+      EXPECT_NE(r.err.find("capledger: result: cannot write output: "), std::string::npos) << r.err;
+    }
+  }
 }
 
 TEST_F(Cli, RerunReplacesAnExistingOutputDirectory)

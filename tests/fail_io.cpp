@@ -1,10 +1,13 @@
 /// @file fail_io.cpp
-/// @brief An LD_PRELOAD library that fails one chosen file-system call of a program, so that tests
+/// @brief An LD_PRELOAD library that fails chosen file-system calls of a program, so that tests
 /// see what an output does on a disk that fails: `CAPLEDGER_FAIL_IO=OP:N:ERRNO` makes the Nth call
 /// (from 1) of OP fail with ERRNO (`EIO`, `ENOSPC` or a number). OP is `write` (`writev` too; to a
-/// file, not to stderr or a pipe, whose writes a test cannot count), `fsync` (of a file),
+/// file, not to stderr or a pipe, whose writes a test cannot count), `pwrite` (`pwrite64` too:
+/// SQLite's writes to the ledger and its journal), `fsync` (of a file),
 /// `dirfsync` (fsync of a directory), `close` or `rename` (`renameat2` too); `fdatasync` counts
-/// as `fsync`. Every other call goes through. `CAPLEDGER_MADE_BEFORE_RENAME=PATH` creates file
+/// as `fsync`. Up to four such failures, joined by `,`, fail a call each (`rename:1:22,rename:3:EIO`:
+/// a file system without `renameat2`'s flags, then a failure in the path taken instead). Every
+/// other call goes through. `CAPLEDGER_MADE_BEFORE_RENAME=PATH` creates file
 /// PATH (holding "made meanwhile\n") just before the first rename, as another process might between
 /// a program's look for a file and its rename.
 #include <dlfcn.h>
@@ -23,35 +26,65 @@ namespace {
 
 struct injection {
   char op[16]{};
-  long nth  = 0;
+  long nth  = 0;  ///< 0: nothing fails
   int error = 0;
+};
+
+/// The calls of each op so far, counted once whatever the number of injections naming it.
+struct op_count {
+  char op[16]{};
   std::atomic<long> seen{0};
 };
 
-injection& chosen()
+constexpr int most_injections = 4;
+
+struct injections {
+  injection chosen[most_injections];
+  op_count counts[most_injections];
+};
+
+injections& parsed()
 {
-  static injection* const it = [] {
-    static injection parsed;
+  static injections* const it = [] {
+    static injections all;
     const char* spec = std::getenv("CAPLEDGER_FAIL_IO");
-    char error[16]{};
-    if (spec == nullptr || std::sscanf(spec, "%15[a-z]:%ld:%15s", parsed.op, &parsed.nth, error) != 3) {
-      return &parsed;  // nth 0: nothing fails
+    for (int i = 0; spec != nullptr && i < most_injections; ++i) {
+      injection& one = all.chosen[i];
+      char error[16]{};
+      if (std::sscanf(spec, "%15[a-z]:%ld:%15[A-Z0-9]", one.op, &one.nth, error) != 3) {
+        one.nth = 0;
+        break;
+      }
+      one.error = std::strcmp(error, "EIO") == 0      ? EIO
+                  : std::strcmp(error, "ENOSPC") == 0 ? ENOSPC
+                                                      : std::atoi(error);
+      std::strcpy(all.counts[i].op, one.op);
+      spec = std::strchr(spec, ',');
+      if (spec != nullptr) { ++spec; }
     }
-    parsed.error = std::strcmp(error, "EIO") == 0      ? EIO
-                   : std::strcmp(error, "ENOSPC") == 0 ? ENOSPC
-                                                       : std::atoi(error);
-    return &parsed;
+    return &all;
   }();
   return *it;
 }
 
-/// Whether this call of @p op is the one to fail (errno then set).
+/// Whether this call of @p op is one to fail (errno then set).
 bool fails(const char* op)
 {
-  injection& i = chosen();
-  if (i.nth == 0 || std::strcmp(i.op, op) != 0 || ++i.seen != i.nth) { return false; }
-  errno = i.error;
-  return true;
+  injections& all = parsed();
+  long call       = 0;  // this call's number among @p op's calls; 0 while no injection names it
+  for (op_count& count : all.counts) {
+    if (std::strcmp(count.op, op) == 0) {
+      call = ++count.seen;
+      break;
+    }
+  }
+  for (const injection& one : all.chosen) {
+    if (call != 0 && one.nth == call && std::strcmp(one.op, op) == 0) {
+      errno = one.error;
+      return true;
+    }
+  }
+  return false;
 }
 
 template <typename Function>
@@ -96,6 +129,18 @@ ssize_t writev(int fd, const struct iovec* pieces, int count)  // std::ofstream'
   struct stat info {};
   const bool to_a_file = ::fstat(fd, &info) == 0 && S_ISREG(info.st_mode);
   return to_a_file && fails("write") ? -1 : real(fd, pieces, count);
+}
+
+ssize_t pwrite(int fd, const void* bytes, size_t count, off_t offset)
+{
+  static const auto real = next<ssize_t (*)(int, const void*, size_t, off_t)>("pwrite");
+  return fails("pwrite") ? -1 : real(fd, bytes, count, offset);
+}
+
+ssize_t pwrite64(int fd, const void* bytes, size_t count, off64_t offset)
+{
+  static const auto real = next<ssize_t (*)(int, const void*, size_t, off64_t)>("pwrite64");
+  return fails("pwrite") ? -1 : real(fd, bytes, count, offset);
 }
 
 int fsync(int fd)
