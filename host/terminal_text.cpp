@@ -4,6 +4,8 @@
 
 #include "csv.hpp"
 
+#include <utf8proc.h>
+
 #include <cstdint>
 
 namespace capledger::detail {
@@ -66,24 +68,17 @@ std::size_t escape(std::string_view text, escaping mode, bool hold_cut_off, std:
   return at;
 }
 
-/// Columns of one code point on a terminal: wcwidth's ranges for the scripts a consignee's name
-/// is likely written in (Markus Kuhn's table, abridged).
+/// Columns of one code point on a terminal, from utf8proc's tables (Unicode's East Asian Width
+/// and general categories, kept current by its maintainers): wide CJK and Hangul 2, nonspacing and
+/// enclosing marks of every script 0. A spacing mark (Mc: the vowel signs of Indic scripts) takes
+/// a column, as in wcwidth and on terminals, where utf8proc gives it none.
 std::size_t columns_of(char32_t c)
 {
-  const auto in = [c](char32_t first, char32_t last) { return c >= first && c <= last; };
-  if (in(0x0300, 0x036F) || in(0x0483, 0x0489) || in(0x0591, 0x05BD) || in(0x0610, 0x061A) ||
-      in(0x064B, 0x065F) || c == 0x0670 || in(0x06D6, 0x06DC) || in(0x06DF, 0x06E4) || in(0x1AB0, 0x1AFF) ||
-      in(0x1DC0, 0x1DFF) || in(0x200C, 0x200D) || in(0x20D0, 0x20FF) || in(0xFE00, 0xFE0F) ||
-      in(0xFE20, 0xFE2F) || in(0xE0100, 0xE01EF)) {
-    return 0;
-  }
-  if (in(0x1100, 0x115F) || in(0x2E80, 0x303E) || in(0x3041, 0x33FF) || in(0x3400, 0x4DBF) ||
-      in(0x4E00, 0x9FFF) || in(0xA000, 0xA4CF) || in(0xAC00, 0xD7A3) || in(0xF900, 0xFAFF) ||
-      in(0xFE30, 0xFE4F) || in(0xFF00, 0xFF60) || in(0xFFE0, 0xFFE6) || in(0x1F300, 0x1F64F) ||
-      in(0x1F900, 0x1F9FF) || in(0x20000, 0x2FFFD) || in(0x30000, 0x3FFFD)) {
-    return 2;
-  }
-  return 1;
+  const auto code_point = static_cast<utf8proc_int32_t>(c);
+  const int width       = utf8proc_charwidth(code_point);
+  return width == 0 && utf8proc_category(code_point) == UTF8PROC_CATEGORY_MC
+             ? 1
+             : static_cast<std::size_t>(width);
 }
 
 }  // namespace

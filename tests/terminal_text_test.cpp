@@ -235,7 +235,8 @@ TEST(TerminalText, BalancesTableEscapesAndAligns)
                 b.entity + ",AE,,100,50,50,50.00,,O\t1\n");
 }
 
-// Terminal columns, not bytes: wide CJK and Hangul 2, a combining accent and a joiner 0, an emoji 2.
+// Terminal columns, not bytes: wide CJK and Hangul 2, a combining accent and a joiner 0, an emoji 2,
+// the marks of Indic and Thai script by their category.
 TEST(TerminalText, DisplayWidthCountsTerminalColumns)
 {
   using capledger::detail::display_width;
@@ -251,6 +252,13 @@ TEST(TerminalText, DisplayWidthCountsTerminalColumns)
   EXPECT_EQ(display_width("\xf0\x9f\x98\x80!"), 3U);  // U+1F600 and '!'
   EXPECT_EQ(display_width("\xef\xbc\xa1"), 2U);       // fullwidth A
   EXPECT_EQ(display_width("\\u202e"), 6U);            // an escape as shown
+  // Marks of other scripts by their Unicode category: a nonspacing mark (Mn) takes no column, a
+  // spacing one (Mc) one, as wcwidth has it.
+  EXPECT_EQ(display_width("\xe0\xa4\xb9\xe0\xa4\xbf\xe0\xa4\xa8\xe0\xa5\x8d\xe0\xa4\xa6\xe0\xa5\x80"),
+            5U);  // हिन्दी: ह, ि (Mc), न, ् (virama, Mn), द, ी (Mc)
+  EXPECT_EQ(display_width("\xe0\xb8\x97\xe0\xb8\xb5\xe0\xb9\x88"), 1U);  // ที่: ท and two Mn marks
+  EXPECT_EQ(display_width("\xe0\xae\xa4\xe0\xae\xae\xe0\xae\xbf\xe0\xae\xb4\xe0\xaf\x8d"),
+            4U);  // தமிழ்: த, ம, ி (Mc), ழ, ் (Mn)
 }
 
 // The balances table lines up a consignee named in Chinese and one with a combining accent.

@@ -72,7 +72,7 @@ build() {
     *) echo "run.sh: unknown target $target" >&2; exit 2 ;;
   esac
   echo "building $target"
-  $NICE "$CXX" "${flags[@]}" "${fast_flags[@]}" "$here/$target.cpp" "${sources[@]}" -lcrypto -o "$FUZZ_BUILD/$target"
+  $NICE "$CXX" "${flags[@]}" "${fast_flags[@]}" "$here/$target.cpp" "${sources[@]}" -lcrypto -lutf8proc -o "$FUZZ_BUILD/$target"
 }
 
 run() {
