@@ -4,7 +4,9 @@
 #include <capledger/shipments.hpp>
 
 #include "file_io.hpp"
+
 #include "many_cores.hpp"
+#include "terminal_text.hpp"
 
 #include <openssl/evp.h>
 
@@ -238,12 +240,14 @@ void input_bytes::map(int fd, std::size_t size, const std::string& path)
   mapping_ = mapping;
   data_    = static_cast<const char*>(mapping);
   size_    = size;
-  for (int s = 0; s < mapped_slots && path.size() < sizeof(mapped_input::path); ++s) {
+  // Escaped now, as the stderr guard would: the handler writes it around the guard.
+  const std::string shown = message_text(path);
+  for (int s = 0; s < mapped_slots && shown.size() < sizeof(mapped_input::path); ++s) {
     int expected = 0;
     if (mapped[s].state.compare_exchange_strong(expected, 1, std::memory_order_acq_rel)) {
       mapped[s].begin = reinterpret_cast<std::uintptr_t>(mapping);
       mapped[s].end   = mapped[s].begin + size;
-      std::memcpy(mapped[s].path, path.c_str(), path.size() + 1);
+      std::memcpy(mapped[s].path, shown.c_str(), shown.size() + 1);
       mapped[s].state.store(2, std::memory_order_release);
       registered_ = s;
       break;

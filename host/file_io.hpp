@@ -82,7 +82,8 @@ class input_bytes {
 [[nodiscard]] std::filesystem::path resolved_path(const std::string& path);
 
 /// @brief For a SIGBUS handler (a mapped input truncated by another process while it is read):
-/// the path of the `input_bytes` whose mapping holds @p address, or null. Async-signal-safe.
+/// the path of the `input_bytes` whose mapping holds @p address, escaped as stderr's guard would
+/// (`message_text`), or null. Async-signal-safe.
 [[nodiscard]] const char* input_path_at(const void* address) noexcept;
 
 /// @brief Removes every temporary file and directory a `removed_on_signal` guards: for a signal

@@ -107,6 +107,14 @@ std::string terminal_text(std::string_view text)
   return out;
 }
 
+std::string message_text(std::string_view text)
+{
+  std::string out;
+  out.reserve(text.size());
+  escape(text, escaping::message, false, out);
+  return out;
+}
+
 std::string quoted(std::string_view value)
 {
   return "'" + terminal_text(value) + "'";

@@ -21,9 +21,13 @@ namespace capledger::detail {
 
 /// @brief The columns a terminal gives @p shown (text `terminal_text` made: well-formed UTF-8,
 /// no controls), for aligning tables: 2 for East Asian wide and fullwidth characters (CJK, Hangul,
-/// fullwidth forms, emoji), 0 for combining marks, variation selectors and the joiners, 1 for the
-/// rest. Approximate for scripts whose marks are not listed (Indic among them).
+/// fullwidth forms, emoji), 0 for nonspacing and enclosing marks, variation selectors and the
+/// joiners, 1 for the rest (spacing marks included), as glibc's wcwidth counts them.
 [[nodiscard]] std::size_t display_width(std::string_view shown);
+
+/// @brief @p text as `terminal_guard` passes it on to stderr: escaped like `terminal_text`, but
+/// `\n` and `\` kept. For what is written to stderr around the guard (a signal handler's message).
+[[nodiscard]] std::string message_text(std::string_view text);
 
 /// @brief `'` + `terminal_text(value)` + `'`: a value as messages quote it.
 [[nodiscard]] std::string quoted(std::string_view value);

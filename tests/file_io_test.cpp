@@ -355,6 +355,19 @@ TEST(InputBytes, AnAddressInsideAMappingNamesItsFile)
   EXPECT_EQ(capledger::detail::input_path_at(inside_a), nullptr);
 }
 
+// The handler writes the path around stderr's guard, so the name it keeps is escaped already: a
+// file named with terminal controls cannot clear or recolour the screen from that message.
+TEST(InputBytes, TheNameASignalHandlerWritesIsEscaped)
+{
+  const capledger::test::scratch_dir dir;
+  const auto odd = dir.root() / "log\x1b[2J\xe2\x80\xae.csv";  // ESC[2J (clear), U+202E (reorder)
+  capledger::test::write_text(odd, "x\n");
+  const capledger::detail::input_bytes input(odd.string());
+  const char* named = capledger::detail::input_path_at(input.view().data());
+  ASSERT_NE(named, nullptr);
+  EXPECT_EQ(std::string(named), (dir.root() / "log\\x1b[2J\\u202e.csv").string());
+}
+
 TEST(AtomicFileWriter, AnUnwritableDirectoryIsAConfigError)
 {
   // procfs: no folder can be made there, not even by root.
