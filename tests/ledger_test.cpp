@@ -648,6 +648,7 @@ TEST_F(tiny_ledger_test, IngestWhoseRejectsFileCannotBeWrittenStoresNothing)
   // procfs: its missing folder cannot be made, not even by root.
   EXPECT_EQ(cli("ledger ingest l.db night2.csv --rejects /proc/no-such-folder/rejects.csv"), 2);
   EXPECT_NE(stderr_text().find("/proc/no-such-folder/rejects.csv"), std::string::npos) << stderr_text();
+  EXPECT_NE(stderr_text().find("; nothing of the night is stored\n"), std::string::npos) << stderr_text();
   ASSERT_EQ(cli("ledger ingest l.db night2.csv --rejects rejects.csv"), 0) << stderr_text();
   // N1 added, not a duplicate of a stored N1; N2 rejected for its country.
   EXPECT_NE(stderr_text().find("2 read, 1 added, 1 rejected"), std::string::npos) << stderr_text();
