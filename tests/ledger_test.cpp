@@ -1167,6 +1167,29 @@ TEST_F(ledger_test, BalancesExceededOnlyWhereALineCrossedTheCapInForceOnItsDate)
       << csv;
 }
 
+// A phase that ends before counting_starts is never in force: with as_of before the window, a
+// balance is held against the phase counting starts under (633,000,000), not the earlier one (1).
+TEST_F(ledger_test, BalancesNeverHoldAPhaseEndedBeforeTheWindow)
+{
+  write_text(at("early.json"),
+             R"({"id":"early","counting_starts":"2025-01-13","counting_ends":"2027-12-31","h100_tpp":15832,
+ "country_cap":{"tpp":790000000,"g2g_multiplier":2,"pathways":["LICENSE"]},
+ "lpp":{"per_order_tpp":26900000,"per_consignee_year_tpp":26900000},
+ "nveu_caps":[{"through":"2024-12-31","tpp":1},{"through":"2027-12-31","tpp":633000000}],
+ "uveu":{"max_tier2_country_share":0.07,"min_tier1_share":0.75,"min_us_share_if_us_hq":0.50}})");
+  write_text(at("ent.csv"), "entity,hq_country,status,nveu_countries\nG,AE,NVEU,AE\n");
+  write_text(at("night.csv"),
+             "shipment_id,date,entity,country,chip,quantity,pathway\n"
+             "S1,2024-06-01,G,AE,H100-SXM,1,NVEU\n"
+             "S2,2025-02-01,G,AE,H100-SXM,1,NVEU\n");
+  ASSERT_EQ(cli("ledger init l.db"), 0) << stderr_text();
+  ASSERT_EQ(cli("ledger ingest l.db night.csv --entities ent.csv --rules early.json"), 0) << stderr_text();
+  std::string csv;
+  EXPECT_EQ(cli("ledger balances l.db --rules early.json --format csv --as-of 2024-07-01", &csv), 0)
+      << stderr_text();
+  EXPECT_NE(csv.find("\nNVEU_CAP,G,AE,,633000000,0,633000000,0.00,,\n"), std::string::npos) << csv;
+}
+
 /// The rows of a balances CSV from the first row of cap @p cap to the end ("" when it has none).
 static std::string balance_rows_from(const std::string& csv, const std::string& cap)
 {
