@@ -484,6 +484,28 @@ TEST_F(ledger_test, SameFileTwiceWithRejectsCountsOnce)
   EXPECT_NE(read_text(at("nightly") / "summary.json").find("\"rejected\": 400"), std::string::npos);
 }
 
+// A night with more rejected lines than --max-rejects stores nothing (its re-run adds its lines,
+// not a DUPLICATE_ID for each), its rejects file ending with the line past the limit, as report's.
+TEST_F(ledger_test, IngestPastMaxRejectsStoresNothing)
+{
+  write_text(at("night.csv"),
+             "shipment_id,date,entity,country,chip,quantity\n"
+             "S1,2025-03-01,E1,AE,H100-SXM,10\n"
+             "S2,2025-13-01,E1,AE,H100-SXM,5\n"
+             "S3,2025-03-02,E1,AE,H100-SXM,0\n"
+             "S4,2025-03-03,E2,IN,H100-SXM,7\n");
+  ASSERT_EQ(cli("ledger init l.db"), 0);
+  EXPECT_EQ(cli("ledger ingest l.db night.csv --rejects stopped.csv --max-rejects 1"), 2);
+  EXPECT_NE(stderr_text().find("more than 1 rejected lines (--max-rejects); last: night.csv:4:"),
+            std::string::npos)
+      << stderr_text();
+  EXPECT_EQ(cli("report night.csv --backend cpu --rejects full.csv --max-rejects 1"), 2);
+  EXPECT_EQ(read_text(at("stopped.csv")), read_text(at("full.csv")));
+  ASSERT_EQ(cli("ledger ingest l.db night.csv --rejects again.csv"), 0) << stderr_text();
+  EXPECT_NE(stderr_text().find("4 read, 2 added, 2 rejected; ledger holds 2 line(s)"), std::string::npos)
+      << stderr_text();
+}
+
 TEST_F(ledger_test, ReportCountsStoredRejectsAgainstMaxRejectsAsReportDoes)
 {
   // Two bad lines, kept aside at ingest: `--max-rejects 1` stops `ledger report` (both paths) as it
