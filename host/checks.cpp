@@ -175,6 +175,11 @@ std::int64_t nveu_cap_on(const rule_set& rules, day_t date)
   return nveu_cap_on(rules.nveu_caps, date);
 }
 
+std::int64_t nveu_cap_at_as_of(const rule_set& rules, day_t as_of)
+{
+  return nveu_cap_on(rules, std::clamp(as_of, rules.counting_starts, rules.counting_ends));
+}
+
 int highest_warn_level(std::int64_t used, std::int64_t cap, const std::vector<ppm_t>& levels)
 {
   int reached = -1;
@@ -357,13 +362,13 @@ check_results evaluate_checks(const aggregation& agg, const rule_context& contex
     f.country = country_iso(static_cast<std::int64_t>(c));
     warning(agg.country_cap_total[c], context.country_cap_tpp[c], std::move(f));
   }
-  const day_t cap_day = std::min(context.as_of, rules.counting_ends);
+  const std::int64_t nveu_cap = nveu_cap_at_as_of(rules, context.as_of);
   for (const auto& n : agg.nveu) {
     if (n.first_crossing.line >= 0) { continue; }
     finding f;
     f.entity  = entity_id(n.key / 65536);
     f.country = country_iso(n.key % 65536);
-    warning(n.total, nveu_cap_on(rules, cap_day), std::move(f));
+    warning(n.total, nveu_cap, std::move(f));
   }
 
   // Years in numeric order: the cell has no leading zeros, so a shorter one is an earlier year

@@ -348,7 +348,7 @@ void ledger_init(const std::string& db_path)
 
 ledger_ingest_result ledger_ingest(const ledger_ingest_options& options)
 {
-  // Said where an output or the commit fails at the very end, when a user may think otherwise.
+  // Said wherever the rejects file or the commit fails, when a user may think otherwise.
   const std::string not_stored = "; nothing of the night is stored";
   if (options.inputs.empty()) { throw config_error("ledger ingest needs at least one shipment log"); }
   report_options reference_options;
@@ -374,7 +374,13 @@ ledger_ingest_result ledger_ingest(const ledger_ingest_options& options)
 
   // Begun before the ledger is touched: a rejects file that cannot be created (a folder that
   // cannot be made) stops the night before anything of it is stored.
-  rejects_output rejects_file(options.rejects_path);
+  rejects_output rejects_file = [&options, &not_stored] {
+    try {
+      return rejects_output(options.rejects_path);
+    } catch (const config_error& e) {
+      throw config_error(e.what() + not_stored);
+    }
+  }();
   const auto write_rejects = [&rejects_file, &not_stored](const std::vector<rejected_line>& rejected) {
     for (const rejected_line& r : rejected) { rejects_file.add(r); }
     try {

@@ -132,8 +132,7 @@ std::vector<cap_balance> compute_balances(const reference_data& ref, const cap_u
     b.limit_tpp = context.country_cap_tpp[k];
     add(std::move(b), usage.country_cap.at(k));
   }
-  // The phase in force at as_of, as CAP_NEAR_LIMIT uses it.
-  const std::int64_t nveu_limit = nveu_cap_on(ref.rules, std::min(as_of, ref.rules.counting_ends));
+  const std::int64_t nveu_limit = nveu_cap_at_as_of(ref.rules, as_of);  // as CAP_NEAR_LIMIT weighs it
   for (const auto& [key, used] : nveu_used) {
     cap_balance b;
     b.cap       = "NVEU_CAP";

@@ -269,7 +269,8 @@ int main(int argc, char** argv)
   // ---- ledger, reconcile, check ----
   std::string db_path, inventory_path, proposed_path, check_out;
   ledger_ingest_options ingest;
-  CLI::App* ledger_cmd = app.add_subcommand("ledger", "the nightly ledger: init, ingest, report, balances");
+  CLI::App* ledger_cmd =
+      app.add_subcommand("ledger", "the nightly ledger: init, ingest, report, verify, balances");
   ledger_cmd->require_subcommand(1);
   CLI::App* init_cmd = ledger_cmd->add_subcommand("init", "create an empty ledger database");
   init_cmd->add_option("db", db_path, "ledger database file (SQLite)")->required()->check(an_output);
@@ -315,7 +316,8 @@ int main(int argc, char** argv)
       app.add_subcommand("reconcile", "compare reported installed units with the ledger");
   reconcile_cmd->add_option("db", db_path, "ledger database file")->required();
   reconcile_cmd->add_option("--inventory", inventory_path, "inventory CSV (entity,country,chip,units)")
-      ->required();
+      ->required()
+      ->check(a_name);
   reconcile_cmd
       ->add_option("--out", report.out_dir, "write reconciliation.csv and summary.json here, atomically")
       ->check(an_output);
@@ -329,7 +331,8 @@ int main(int argc, char** argv)
       app.add_subcommand("check", "would proposed shipment lines cross a limit? (read-only)");
   check_cmd->add_option("db", db_path, "ledger database file")->required();
   check_cmd->add_option("--proposed", proposed_path, "proposed lines, same format as shipment logs")
-      ->required();
+      ->required()
+      ->check(a_name);
   check_cmd->add_option("--out", check_out, "write the CSV answer here instead of stdout")->check(an_output);
   bool check_replay = false;
   check_cmd->add_flag("--replay", check_replay, "ignore the running state: sum every stored line");

@@ -219,7 +219,7 @@ def model_balances(lines, t, authorized, as_of, warn_ppm):
 
     for iso in sorted(iso for iso, (tier, _) in t.countries.items() if tier == 2):
         row(("COUNTRY_CAP", iso), "", iso, "", t.country_cap(iso))
-    nveu_limit = t.nveu_cap(min(as_of, t.window[1]))
+    nveu_limit = t.nveu_cap(max(t.window[0], min(as_of, t.window[1])))
     for e, c in sorted({k[1:] for k in caps if k[0] == "NVEU_CAP"} | authorized):
         row(("NVEU_CAP", e, c), e, c, "", nveu_limit)
     for key in sorted(k for k in caps if k[0] == "LPP_ANNUAL"):

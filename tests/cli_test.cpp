@@ -1241,7 +1241,8 @@ TEST_F(Cli, EmptyFileNamesAreRefused)
     EXPECT_EQ(entries(work_), std::set<std::string>{"log.csv"}) << flag;
   }
   for (const std::string& command :
-       {"ledger ingest l.db " + log + " --entities ''", "check l.db --proposed " + log + " --out ''"}) {
+       {"ledger ingest l.db " + log + " --entities ''", "check l.db --proposed " + log + " --out ''",
+        std::string("check l.db --proposed ''"), std::string("reconcile l.db --inventory ''")}) {
     const run_result r = run(command);
     EXPECT_EQ(r.exit_code, 2) << command;
     EXPECT_NE(r.err.find("an empty value names no file"), std::string::npos) << command << ": " << r.err;

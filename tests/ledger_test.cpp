@@ -484,6 +484,28 @@ TEST_F(ledger_test, SameFileTwiceWithRejectsCountsOnce)
   EXPECT_NE(read_text(at("nightly") / "summary.json").find("\"rejected\": 400"), std::string::npos);
 }
 
+// A night with more rejected lines than --max-rejects stores nothing (its re-run adds its lines,
+// not a DUPLICATE_ID for each), its rejects file ending with the line past the limit, as report's.
+TEST_F(ledger_test, IngestPastMaxRejectsStoresNothing)
+{
+  write_text(at("night.csv"),
+             "shipment_id,date,entity,country,chip,quantity\n"
+             "S1,2025-03-01,E1,AE,H100-SXM,10\n"
+             "S2,2025-13-01,E1,AE,H100-SXM,5\n"
+             "S3,2025-03-02,E1,AE,H100-SXM,0\n"
+             "S4,2025-03-03,E2,IN,H100-SXM,7\n");
+  ASSERT_EQ(cli("ledger init l.db"), 0);
+  EXPECT_EQ(cli("ledger ingest l.db night.csv --rejects stopped.csv --max-rejects 1"), 2);
+  EXPECT_NE(stderr_text().find("more than 1 rejected lines (--max-rejects); last: night.csv:4:"),
+            std::string::npos)
+      << stderr_text();
+  EXPECT_EQ(cli("report night.csv --backend cpu --rejects full.csv --max-rejects 1"), 2);
+  EXPECT_EQ(read_text(at("stopped.csv")), read_text(at("full.csv")));
+  ASSERT_EQ(cli("ledger ingest l.db night.csv --rejects again.csv"), 0) << stderr_text();
+  EXPECT_NE(stderr_text().find("4 read, 2 added, 2 rejected; ledger holds 2 line(s)"), std::string::npos)
+      << stderr_text();
+}
+
 TEST_F(ledger_test, ReportCountsStoredRejectsAgainstMaxRejectsAsReportDoes)
 {
   // Two bad lines, kept aside at ingest: `--max-rejects 1` stops `ledger report` (both paths) as it
@@ -648,6 +670,7 @@ TEST_F(tiny_ledger_test, IngestWhoseRejectsFileCannotBeWrittenStoresNothing)
   // procfs: its missing folder cannot be made, not even by root.
   EXPECT_EQ(cli("ledger ingest l.db night2.csv --rejects /proc/no-such-folder/rejects.csv"), 2);
   EXPECT_NE(stderr_text().find("/proc/no-such-folder/rejects.csv"), std::string::npos) << stderr_text();
+  EXPECT_NE(stderr_text().find("; nothing of the night is stored\n"), std::string::npos) << stderr_text();
   ASSERT_EQ(cli("ledger ingest l.db night2.csv --rejects rejects.csv"), 0) << stderr_text();
   // N1 added, not a duplicate of a stored N1; N2 rejected for its country.
   EXPECT_NE(stderr_text().find("2 read, 1 added, 1 rejected"), std::string::npos) << stderr_text();
@@ -1164,6 +1187,29 @@ TEST_F(ledger_test, BalancesExceededOnlyWhereALineCrossedTheCapInForceOnItsDate)
   EXPECT_EQ(cli("ledger balances l.db --rules falling.json --format csv", &csv), 0) << stderr_text();
   EXPECT_NE(csv.find("\nNVEU_CAP,G,AE,,100000000,158320000,-58320000,158.32,0.95,\n"), std::string::npos)
       << csv;
+}
+
+// A phase that ends before counting_starts is never in force: with as_of before the window, a
+// balance is held against the phase counting starts under (633,000,000), not the earlier one (1).
+TEST_F(ledger_test, BalancesNeverHoldAPhaseEndedBeforeTheWindow)
+{
+  write_text(at("early.json"),
+             R"({"id":"early","counting_starts":"2025-01-13","counting_ends":"2027-12-31","h100_tpp":15832,
+ "country_cap":{"tpp":790000000,"g2g_multiplier":2,"pathways":["LICENSE"]},
+ "lpp":{"per_order_tpp":26900000,"per_consignee_year_tpp":26900000},
+ "nveu_caps":[{"through":"2024-12-31","tpp":1},{"through":"2027-12-31","tpp":633000000}],
+ "uveu":{"max_tier2_country_share":0.07,"min_tier1_share":0.75,"min_us_share_if_us_hq":0.50}})");
+  write_text(at("ent.csv"), "entity,hq_country,status,nveu_countries\nG,AE,NVEU,AE\n");
+  write_text(at("night.csv"),
+             "shipment_id,date,entity,country,chip,quantity,pathway\n"
+             "S1,2024-06-01,G,AE,H100-SXM,1,NVEU\n"
+             "S2,2025-02-01,G,AE,H100-SXM,1,NVEU\n");
+  ASSERT_EQ(cli("ledger init l.db"), 0) << stderr_text();
+  ASSERT_EQ(cli("ledger ingest l.db night.csv --entities ent.csv --rules early.json"), 0) << stderr_text();
+  std::string csv;
+  EXPECT_EQ(cli("ledger balances l.db --rules early.json --format csv --as-of 2024-07-01", &csv), 0)
+      << stderr_text();
+  EXPECT_NE(csv.find("\nNVEU_CAP,G,AE,,633000000,0,633000000,0.00,,\n"), std::string::npos) << csv;
 }
 
 /// The rows of a balances CSV from the first row of cap @p cap to the end ("" when it has none).

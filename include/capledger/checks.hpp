@@ -112,6 +112,11 @@ struct check_results {
 /// (the last phase after the final `through`).
 [[nodiscard]] std::int64_t nveu_cap_on(const rule_set& rules, day_t date);
 
+/// @brief The NVEU cap that totals up to @p as_of are weighed against (CAP_NEAR_LIMIT, `ledger
+/// balances`): the one in force on @p as_of held within the counting window, so that a phase
+/// ending before `counting_starts`, never in force, is never the limit.
+[[nodiscard]] std::int64_t nveu_cap_at_as_of(const rule_set& rules, day_t as_of);
+
 /// @brief Index of the highest `--warn-at` level that @p used reaches of @p cap (exact), or -1.
 /// @param levels parts per million, ascending
 [[nodiscard]] int highest_warn_level(std::int64_t used, std::int64_t cap, const std::vector<ppm_t>& levels);
