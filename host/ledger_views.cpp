@@ -315,8 +315,9 @@ dictionary reconcile_inventory(const reference_data& ref, const ledger_units& le
   dictionary chips    = ledger.chips;
   dictionary named;  // the inventory's entity ids, for the notes
   struct inventory_row {
-    ledger_units::entry key;    // units: those reported
-    std::int64_t line, column;  // of the entity field
+    ledger_units::entry key;                // units: those reported
+    std::int64_t line, column;              // of the entity field
+    std::int64_t units_line, units_column;  // of the units field
   };
   std::vector<inventory_row> inventory;
 
@@ -392,7 +393,9 @@ dictionary reconcile_inventory(const reference_data& ref, const ledger_units& le
       inventory.push_back(
           {{entities.encode(entity.value), static_cast<std::uint16_t>(country_code), chip_code, reported},
            entity.line,
-           entity.column});
+           entity.column,
+           units.line,
+           units.column});
     }
   };
   // Sorted by key, then file order: a key's second row, the first of all in the file, is the one
@@ -437,7 +440,8 @@ dictionary reconcile_inventory(const reference_data& ref, const ledger_units& le
                              (shipped != ledger.units.end() && key_of(*shipped) <= key_of(listed->key));
     const bool reported_listed =
         listed != inventory.end() && (!from_ledger || key_of(*shipped) == key_of(listed->key));
-    const ledger_units::entry& key = from_ledger ? *shipped : listed->key;
+    const ledger_units::entry& key  = from_ledger ? *shipped : listed->key;
+    const inventory_row* listed_row = reported_listed ? &*listed : nullptr;
     reconciliation_row r;
     r.ledger_units   = from_ledger ? shipped->units : 0;
     r.reported_units = reported_listed ? listed->key.units : 0;
@@ -452,8 +456,15 @@ dictionary reconcile_inventory(const reference_data& ref, const ledger_units& le
       std::int64_t difference = 0, tpp = 0;
       if (__builtin_sub_overflow(r.reported_units, r.ledger_units, &difference) ||
           __builtin_mul_overflow(difference, ref.chips.rows[static_cast<std::size_t>(c)].tpp, &tpp)) {
-        throw config_error(inventory_path + ": difference in tpp exceeds 64 bits for " +
-                           detail::quoted(r.entity) + "/" + detail::quoted(r.chip));
+        const std::string what = "difference in tpp exceeds 64 bits for " + detail::quoted(r.entity) + "/" +
+                                 detail::quoted(r.country) + "/" + detail::quoted(r.chip) + ": " +
+                                 std::to_string(r.reported_units) + " units reported, " +
+                                 std::to_string(r.ledger_units) + " in the ledger";
+        if (listed_row == nullptr) {
+          throw config_error(inventory_path + ": " + what);
+        }  // a key it does not list
+        throw parse_error(inventory_path, listed_row->units_line, listed_row->units_column, "TPP_OVERFLOW",
+                          what);
       }
       r.difference_tpp = tpp;
     }

@@ -1489,7 +1489,9 @@ TEST_F(ledger_test, ReconcileRefusesTextThatIsNotUtf8AndQuotesIdsInMessages)
                   "inventory.csv:2:7: BAD_ENCODING: chip is not valid UTF-8"},      // a surrogate
         std::pair{"E1,AE,B\xe2\x82,1\n", "inventory.csv:2:7: BAD_ENCODING: chip"},  // cut short
         // 3 - 1 units of 2^62 tpp: past 64 bits
-        std::pair{"\"a\nb\",AE,BIG,3\n", "difference in tpp exceeds 64 bits for 'a\\x0ab'/'BIG'\n"}}) {
+        std::pair{"\"a\nb\",AE,BIG,3\n",
+                  "inventory.csv:3:11: TPP_OVERFLOW: difference in tpp exceeds 64 bits for "
+                  "'a\\x0ab'/'AE'/'BIG': 3 units reported, 1 in the ledger\n"}}) {
     write_text(at("inventory.csv"), std::string("entity,country,chip,units\n") + rows);
     for (const char* flags : {"", " --replay"}) {
       std::string csv;
