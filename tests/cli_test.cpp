@@ -1325,6 +1325,36 @@ TEST_F(Cli, WarnAtLevelsMayEndInZeros)
   EXPECT_EQ(run("report --backend cpu " + log + " --warn-at 0.80000001").exit_code, 2);
 }
 
+// --warn-at is plain fractions in (0, 1], comma-separated, in any order, repeats allowed; anything
+// else is refused (exit 2) rather than read some way the user did not mean.
+TEST_F(Cli, WarnAtTakesOnlyACommaListOfPlainFractions)
+{
+  // AE (tier 2, cap 790000000) at 671500000 = 85% of its cap.
+  const auto log = write("log.csv",
+                         "shipment_id,date,entity,country,chip,quantity,tpp_per_unit\n"
+                         "W1,2025-02-01,E1,AE,X1,1,671500000\n");
+  const std::string findings =
+      "severity,rule,entity,country,pathway,order_id,year,date,shipment_id,value,limit\n";
+  const std::string at_80 = findings + "warning,CAP_NEAR_LIMIT,,AE,,,,,,671500000,632000000\n";
+  const std::pair<std::string, std::string> taken[] = {
+      {"0.9,0.8,0.9", at_80},  // 0.8 x cap = 632000000; 0.9 not reached
+      {".8", at_80},
+      {"0.85", findings + "warning,CAP_NEAR_LIMIT,,AE,,,,,,671500000,671500000\n"},  // reached exactly
+      {"0.9", findings},
+      {"1", findings}};
+  for (const auto& [levels, expected] : taken) {
+    const run_result r = run("report --backend cpu " + log + " --format csv --warn-at " + levels);
+    EXPECT_EQ(r.exit_code, 0) << levels << ": " << r.err;
+    EXPECT_EQ(r.out, expected) << levels;
+  }
+  for (const std::string levels : {"9e-1", "0.8, 0.9", "", "0", "1.0000001", "0.8,,0.9", "0.8,", "+0.8"}) {
+    const run_result r = run("report --backend cpu " + log + " --warn-at '" + levels + "'");
+    EXPECT_EQ(r.exit_code, 2) << levels;
+    EXPECT_NE(r.err.find("is not a fraction in (0, 1] with at most 6 decimals"), std::string::npos)
+        << levels << ": " << r.err;
+  }
+}
+
 // The table's cap heading names the pathways the rule set counts against country caps.
 TEST_F(Cli, CapHeadingNamesTheRuleSetsPathways)
 {
@@ -1388,6 +1418,17 @@ TEST_F(Cli, AsOfExcludesLaterLines)
   const auto later = write("later.csv", clean_log + "S4,2025-06-01,E1,CN,H20,10\n");
   EXPECT_EQ(run("report --backend cpu " + later + " --as-of 2025-04-01").exit_code, 0);
   EXPECT_EQ(run("report --backend cpu " + later).exit_code, 1);
+  // The default as_of is the latest accepted date: lines set aside with --rejects (a bad field, a
+  // repeated id, a sum past 2^63-1) do not move it.
+  const auto set_aside = write("set_aside.csv", clean_log +
+                                                    "S5,2025-09-01,E1,US,NOPE,1\n"
+                                                    "S1,2025-10-01,E1,US,H100-SXM,1\n"
+                                                    "S6,2025-11-01,E1,US,H100-SXM,582577819407199\n");
+  ASSERT_EQ(run("report --backend cpu " + set_aside + " --rejects rejects.csv --out aside").exit_code, 0);
+  const json aside = json::parse(read_text(work_ / "aside" / "summary.json"));
+  EXPECT_EQ(aside["as_of"], "2025-04-01");
+  EXPECT_EQ(aside["lines"]["rejected"], 3);
+  EXPECT_EQ(aside["lines"]["after_as_of"], 0);
 }
 
 TEST_F(Cli, TextThatIsNotUtf8IsBadInputNotAnInternalError)
@@ -1951,6 +1992,18 @@ TEST_F(Cli, CountsAreDecimalWithLeadingZeros)
   EXPECT_EQ(run("report --backend cpu nine.csv --rejects r.csv --max-rejects 010").exit_code, 0);  // 9 <= 10
   EXPECT_EQ(run("report --backend cpu nine.csv --rejects r.csv --max-rejects 08").exit_code, 2);   // 9 > 8
   EXPECT_EQ(run("report --backend cpu nine.csv --rejects r.csv --max-rejects 0x10").exit_code, 2);
+  // Refused on a clean log, where any limit taken would let the run pass.
+  write("clean.csv", clean_log);
+  for (const std::string value : {"+5", "-0", "''", "' 5'", "9223372036854775808"}) {
+    EXPECT_EQ(run("report --backend cpu clean.csv --rejects r.csv --max-rejects " + value).exit_code, 2)
+        << value;
+  }
+  EXPECT_EQ(run("report --backend cpu nine.csv --rejects r.csv --max-rejects 9223372036854775807").exit_code,
+            0);
+  // --seed alone spans 64 bits.
+  EXPECT_EQ(run("generate --records 1 --seed 18446744073709551615 --out g").exit_code, 0);
+  EXPECT_EQ(run("generate --records 1 --seed 18446744073709551616 --out h").exit_code, 2);
+  EXPECT_EQ(run("generate --records 1 --entities 9223372036854775808 --out h").exit_code, 2);
 }
 
 // generate checks every number before it makes its folder: a refused run left an empty log behind,

@@ -232,6 +232,13 @@ TEST_P(RulesGolden, CountryCapReturnAfterCrossingKeepsFirstCrossing)
             (strings{"violation,COUNTRY_CAP_EXCEEDED,,IN,,,,2025-02-02,r2,1100,1000"}));
   // records 4, units 2, tpp 1050 (350.00 H100), cap pathway 1050 (105.00%).
   EXPECT_EQ(csv_line(out, "by_country.csv", "IN"), "IN,2,4,2,1050,350.00,1050,1000,105.00,2025-02-02,r2");
+  // cap_used_pct is the total at as_of: brought back under (600) it is 60.00 beside the breach,
+  // and a country with returns only is below 0 (-50: -5.00%, -16.67 H100, half away from zero).
+  const auto under =
+      run(ref, {"r1,2025-02-01,E1,IN,H100-SXM,1,,,X,800", "r2,2025-02-02,E1,IN,H100-SXM,1,,,X,300",
+                "r3,2025-02-03,E1,IN,H100-SXM,-1,,,X,500", "r5,2025-02-03,E1,BR,H100-SXM,-1,,,X,50"});
+  EXPECT_EQ(csv_line(under, "by_country.csv", "IN"), "IN,2,3,1,600,200.00,600,1000,60.00,2025-02-02,r2");
+  EXPECT_EQ(csv_line(under, "by_country.csv", "BR"), "BR,2,1,-1,-50,-16.67,-50,1000,-5.00,,");
 }
 
 TEST_P(RulesGolden, CountryCapReturnBeforeCrossingDelaysIt)
