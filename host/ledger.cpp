@@ -355,10 +355,7 @@ ledger_ingest_result ledger_ingest(const ledger_ingest_options& options)
   reference_options.countries_path = options.countries_path;
   reference_options.chips_path     = options.chips_path;
   reference_options.rules_path     = options.rules_path;
-  const bool log_from_stdin =
-      std::find(options.inputs.begin(), options.inputs.end(), "-") != options.inputs.end();
-  refuse_stdin_read_twice(reference_options, {{"the shipment log", log_from_stdin ? "-" : ""},
-                                              {"--entities", options.entities_path}});
+  refuse_stdin_read_twice(reference_options, {{"--entities", options.entities_path}}, options.inputs);
   std::vector<std::string> read = reference_files_read(reference_options);
   read.push_back(options.entities_path);
   read.insert(read.end(), options.inputs.begin(), options.inputs.end());

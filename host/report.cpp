@@ -22,6 +22,7 @@
 #include <ostream>
 #include <sstream>
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 namespace capledger {
@@ -73,9 +74,20 @@ std::vector<std::string> reference_files_read(const report_options& options)
 }
 
 void refuse_stdin_read_twice(const report_options& options,
-                             const std::vector<std::pair<std::string, std::string>>& own)
+                             const std::vector<std::pair<std::string, std::string>>& own,
+                             const std::vector<std::string>& logs)
 {
+  const auto from_stdin = std::count(logs.begin(), logs.end(), "-");
+  struct stat in {};
+  const bool stdin_rereadable =
+      ::fstat(STDIN_FILENO, &in) == 0 && S_ISREG(in.st_mode) && ::lseek(STDIN_FILENO, 0, SEEK_CUR) == 0;
+  if (from_stdin > 1 && !stdin_rereadable) {
+    throw config_error("standard input ('-') is named " + std::to_string(from_stdin) +
+                       " times for the shipment log, and it is not a file read from its start (a pipe): "
+                       "it can be read once; name it once");
+  }
   std::vector<std::pair<std::string, std::string>> reads = own;
+  if (from_stdin > 0) { reads.insert(reads.begin(), {"the shipment log", "-"}); }
   reads.insert(reads.end(), {{"--entities", options.entities_path},
                              {"--rules", options.rules_path},
                              {"--countries", options.countries_path},
@@ -675,9 +687,7 @@ const std::set<std::string>& report_file_names()
 
 void check_report_outputs(const report_options& options, const std::string& ledger)
 {
-  const bool log_from_stdin =
-      std::find(options.inputs.begin(), options.inputs.end(), "-") != options.inputs.end();
-  refuse_stdin_read_twice(options, {{"the shipment log", log_from_stdin ? "-" : ""}});
+  refuse_stdin_read_twice(options, {}, options.inputs);
   std::vector<std::string> read = options.inputs;
   for (const std::string& path : reference_files_read(options)) { read.push_back(path); }
   detail::refuse_colliding_paths(

@@ -1302,6 +1302,30 @@ TEST_F(Cli, StandardInputNamedTwiceIsRefused)
   EXPECT_EQ(run("report --backend cpu " + log + " --entities - --out out2", entities).exit_code, 0);
 }
 
+// The log may name `-` twice where standard input is a file: it is read again from its start,
+// and every line of the second reading is a DUPLICATE_ID, as for a file given twice. A pipe is
+// emptied by the first reading; the second one found no header row, which misled. Refused.
+TEST_F(Cli, StandardInputTwiceInTheLogIsAFileGivenTwiceOrRefused)
+{
+  const auto log = write("log.csv", clean_log);
+  run_result r   = run("report --backend cpu - -", log);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err.rfind("capledger: -:2:1: DUPLICATE_ID: shipment id 'S1' was already used at -:2", 0), 0U)
+      << r.err;
+  ASSERT_EQ(run("ledger init l.db").exit_code, 0);
+  for (const std::string& command :
+       std::vector<std::string>{"report --backend cpu - " + log + " - --out out", "ledger ingest l.db - -"}) {
+    r = run_shell("cat " + log + " | CLI " + command);
+    EXPECT_EQ(r.exit_code, 2) << command;
+    EXPECT_NE(r.err.find("capledger: standard input ('-') is named 2 times for the shipment log, and it is "
+                         "not a file read from its start (a pipe): it can be read once"),
+              std::string::npos)
+        << command << ": " << r.err;
+    EXPECT_EQ(entries(work_), (std::set<std::string>{"log.csv", "l.db"})) << command;
+  }
+  EXPECT_EQ(run_shell("cat " + log + " | CLI report --backend cpu - --out out").exit_code, 0);
+}
+
 // A folder given as a reference file is bad input naming it (exit 2), not an internal error.
 TEST_F(Cli, AFolderAsAReferenceFileIsBadInput)
 {

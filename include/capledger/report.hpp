@@ -76,12 +76,15 @@ struct reference_data {
 [[nodiscard]] std::vector<std::string> reference_files_read(const report_options& options);
 
 /// @brief Refuses standard input (`-`) named for two things a run reads: @p own, the command's
-/// own inputs (what each is, and its path: "the shipment log", "--inventory"), and the reference
-/// flags of @p options. Standard input can be read once: the second reader would get nothing, or
-/// the first one's bytes. (The log itself may name `-` twice: SPEC reads a file given twice twice.)
+/// own inputs (what each is, and its path: "--inventory"), the shipment log's files @p logs, and
+/// the reference flags of @p options. Standard input can be read once: the second reader would
+/// get nothing, or the first one's bytes. The log itself may name `-` twice where standard input
+/// is a file (read again from its start: every line a DUPLICATE_ID, as SPEC has a file given
+/// twice), not where it is a pipe, which the first read empties.
 /// @throw config_error naming both
 void refuse_stdin_read_twice(const report_options& options,
-                             const std::vector<std::pair<std::string, std::string>>& own);
+                             const std::vector<std::pair<std::string, std::string>>& own,
+                             const std::vector<std::string>& logs = {});
 
 /// @brief Loads the reference data named by @p options (bundled defaults for empty paths).
 /// @throw config_error, parse_error
