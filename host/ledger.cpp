@@ -214,8 +214,13 @@ struct stored_line_text {
   std::string quantity, tpp_per_unit;
   shipment_fields fields(const sql_statement& row)
   {
-    quantity     = std::to_string(row.int64(5));
-    tpp_per_unit = row.is_null(9) ? std::string() : std::to_string(row.int64(9));
+    // Ingest stores integers. A value altered into text ('12x') or a real would read as SQLite's
+    // conversion of it (12, or 0 for 'abc'); its text goes to the builder instead, which refuses it.
+    const auto integer_text = [&row](int column) {
+      return row.is_integer(column) ? std::to_string(row.int64(column)) : std::string(row.text(column));
+    };
+    quantity     = integer_text(5);
+    tpp_per_unit = row.is_null(9) ? std::string() : integer_text(9);
     return shipment_fields{row.text(0), row.text(1), row.text(2), row.text(3),  row.text(4),  quantity,
                            row.text(6), row.text(7), row.text(8), tpp_per_unit, row.int64(11)};
   }

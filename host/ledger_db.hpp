@@ -34,6 +34,10 @@ class sql_statement {
 
   [[nodiscard]] std::int64_t int64(int column) const { return sqlite3_column_int64(stmt_, column); }
   [[nodiscard]] bool is_null(int column) const { return sqlite3_column_type(stmt_, column) == SQLITE_NULL; }
+  [[nodiscard]] bool is_integer(int column) const
+  {
+    return sqlite3_column_type(stmt_, column) == SQLITE_INTEGER;
+  }
   /// The column's text; valid until the next step or reset.
   [[nodiscard]] std::string_view text(int column) const;
 

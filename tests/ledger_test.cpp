@@ -211,6 +211,20 @@ TEST_F(ledger_test, VerifyFindsAlteredLinesAndTotals)
   EXPECT_NE(said.find("stored lines: the replay stops: "), std::string::npos) << said;
   EXPECT_NE(said.find("BAD_QUANTITY"), std::string::npos) << said;
   fs::copy_file(at("whole.db"), at("l.db"), fs::copy_options::overwrite_existing);
+  // A quantity or tpp_per_unit altered into text or a real: SQLite would read '12x' as 12 and
+  // 'abc' as 0; the replay shows the stored text instead and stops there (a --replay report too).
+  for (const std::string& value : {"'12x'", "'abc'", "12.5"}) {
+    for (const std::string column : {"quantity", "tpp_per_unit"}) {
+      alter("UPDATE lines SET " + column + " = " + value + " WHERE seq = 100");
+      const std::string shown = value == "12.5" ? "'12.5'" : value;
+      EXPECT_EQ(cli("ledger verify l.db", &said), 1) << value << said << stderr_text();
+      EXPECT_NE(said.find("stored lines: the replay stops: "), std::string::npos) << value << said;
+      EXPECT_NE(said.find(shown + " is not a"), std::string::npos) << value << said;
+      EXPECT_EQ(cli("ledger report l.db --backend cpu --replay"), 2) << value << stderr_text();
+      EXPECT_NE(stderr_text().find(shown + " is not a"), std::string::npos) << value << stderr_text();
+      fs::copy_file(at("whole.db"), at("l.db"), fs::copy_options::overwrite_existing);
+    }
+  }
 
   // A state under other rules: the caller must name the tables of the ingest.
   const fs::path bundled_rules = capledger::test::datasets_dir() / "rules";
