@@ -32,7 +32,8 @@ ldd .device-bin/capledger .device-bin/capledger_tests .device-bin/*_bench |
 
 mkdir -p .device-debs
 (cd .device-debs && apt-get download libcli11-dev nlohmann-json3-dev libgtest-dev libgmock-dev \
-  googletest libbenchmark-dev libbenchmark1debian libsqlite3-dev libsqlite3-0 libssl-dev libssl3)
+  googletest libbenchmark-dev libbenchmark1debian libsqlite3-dev libsqlite3-0 libssl-dev libssl3 \
+  libutf8proc-dev libutf8proc2)
 du -sh .device-bin .device-debs
 
 if [ -n "${BASE_REF:-}" ]; then
