@@ -460,9 +460,8 @@ dictionary reconcile_inventory(const reference_data& ref, const ledger_units& le
                                  detail::quoted(r.country) + "/" + detail::quoted(r.chip) + ": " +
                                  std::to_string(r.reported_units) + " units reported, " +
                                  std::to_string(r.ledger_units) + " in the ledger";
-        if (listed_row == nullptr) {
-          throw config_error(inventory_path + ": " + what);
-        }  // a key it does not list
+        // A key the inventory does not list has no row to name.
+        if (listed_row == nullptr) { throw config_error(inventory_path + ": " + what); }
         throw parse_error(inventory_path, listed_row->units_line, listed_row->units_column, "TPP_OVERFLOW",
                           what);
       }

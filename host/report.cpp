@@ -77,11 +77,12 @@ void refuse_stdin_read_twice(const report_options& options,
                              const std::vector<std::pair<std::string, std::string>>& own,
                              const std::vector<std::string>& logs)
 {
-  const auto from_stdin = std::count(logs.begin(), logs.end(), "-");
-  struct stat in {};
-  const bool stdin_rereadable =
-      ::fstat(STDIN_FILENO, &in) == 0 && S_ISREG(in.st_mode) && ::lseek(STDIN_FILENO, 0, SEEK_CUR) == 0;
-  if (from_stdin > 1 && !stdin_rereadable) {
+  const auto from_stdin            = std::count(logs.begin(), logs.end(), "-");
+  const auto stdin_is_a_whole_file = [] {
+    struct stat in {};
+    return ::fstat(STDIN_FILENO, &in) == 0 && S_ISREG(in.st_mode) && ::lseek(STDIN_FILENO, 0, SEEK_CUR) == 0;
+  };
+  if (from_stdin > 1 && !stdin_is_a_whole_file()) {
     throw config_error("standard input ('-') is named " + std::to_string(from_stdin) +
                        " times for the shipment log, and it is not a file read from its start (a pipe): "
                        "it can be read once; name it once");
