@@ -383,21 +383,21 @@ ledger_ingest_result ledger_ingest(const ledger_ingest_options& options)
       throw config_error(e.what() + not_stored);
     }
   }();
-  const auto write_rejects = [&rejects_file, &not_stored](const std::vector<rejected_line>& rejected) {
+  const auto write_rejects = [&rejects_file](const std::vector<rejected_line>& rejected) {
     for (const rejected_line& r : rejected) { rejects_file.add(r); }
     try {
       rejects_file.commit();
     } catch (const config_error& e) {  // durability_unknown too: the night is rolled back all the same
-      throw config_error(e.what() + not_stored);
+      throw config_error(e.what());
     }
   };
 
   sql_connection db = open_ledger(options.db_path, sql_connection::mode::read_write);
-  // The default rollback journal makes the transaction atomic: a process killed at any moment
-  // leaves the ledger as before or as after.
-  db.exec(durable_commits);
-  db.exec("BEGIN IMMEDIATE");  // one writer at a time; a second ingest waits for the lock
   try {
+    // The default rollback journal makes the transaction atomic: a process killed at any moment
+    // leaves the ledger as before or as after.
+    db.exec(durable_commits);
+    db.exec("BEGIN IMMEDIATE");  // one writer at a time; a second ingest waits for the lock
     const std::int64_t first_file_id = db.query_int("SELECT MAX(file_id) FROM files").value_or(0) + 1;
     // Lines are never deleted, so seq runs 1..count and MAX(seq) counts them (COUNT(*) would scan).
     const std::int64_t first_line = db.query_int("SELECT MAX(seq) FROM lines").value_or(0);
@@ -489,7 +489,7 @@ ledger_ingest_result ledger_ingest(const ledger_ingest_options& options)
         // ledger's own: a ledger no table set can report. Refused; the rollback below undoes it.
         // (A line of the night fails only where the stored lines weigh more under these tables:
         // their sums then pass 64 bits.)
-        throw config_error(std::string("ledger ingest: refused, nothing stored: replayed under the "
+        throw config_error(std::string("ledger ingest: refused: replayed under the "
                                        "countries, chips and rules tables given, ") +
                            (all.accepted() < first_line ? "a line stored in the ledger"
                                                         : "a line of this night, after the stored ones,") +
@@ -513,23 +513,23 @@ ledger_ingest_result ledger_ingest(const ledger_ingest_options& options)
     // in. A commit that fails otherwise leaves the night's rejects file beside a ledger without the
     // night, which its re-run writes again.
     write_rejects(night.rejects);
-    try {
-      db.commit();
-    } catch (const detail::durability_unknown&) {
-      throw;  // the night is in the ledger: nothing to roll back
-    } catch (const config_error& e) {
-      throw config_error(e.what() + not_stored);  // rolled back below, or by the next open (a hot journal)
-    }
+    db.commit();  // one that fails is rolled back below, or by the next open (a hot journal)
     return result;
   } catch (const detail::durability_unknown&) {
-    throw;  // from the commit alone: the night is in the ledger
+    throw;  // from the commit alone: the night is in the ledger, nothing to roll back
   } catch (...) {
     // Nothing of this night stays: the ledger is exactly as before.
     try {
       db.exec("ROLLBACK");
     } catch (...) {  // the transaction may already be gone; the original error matters
     }
-    throw;
+    // A failure of the ledger (SQLite, a full or failing disk), an input, the rejects file or the
+    // commit says so, where a user may think otherwise; bad lines say their file:line:column.
+    try {
+      throw;
+    } catch (const config_error& e) {
+      throw config_error(e.what() + not_stored);
+    }
   }
 }
 
