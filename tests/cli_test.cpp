@@ -1694,6 +1694,133 @@ TEST_F(Cli, FormatCsvWithOutWritesTheDirectory)
   EXPECT_EQ(entries(work_ / "result"), output_files);
 }
 
+// Every name SPEC.md fixes, in one run that gives every `report` flag: the eight output files,
+// each header, the summary.json fields of SPEC §5, the rejects file's columns and a reject of
+// each reason SPEC §7 lists, the stdout formats and the exit codes. The expected strings are
+// copied from SPEC (reason codes from the README's list), and the figures worked by hand.
+TEST_F(Cli, EveryNameTheSpecFixes)
+{
+  // Columns in another order and case, spaces around names (inside quotes too), an unknown
+  // column; the reasons of
+  // SPEC §7 one a line, in its order (an unterminated quote last: it ends its record).
+  const auto log = write(
+      "log.csv",
+      "note, QUANTITY ,chip,Country,\" Entity \",date,Shipment_ID,pathway,order_id,exporter,tpp_per_unit\n"
+      "n,10,H100-SXM,us,E1,2025-02-01,S1,,,V1,\n"
+      "n,2,H100-SXM,CN,E2,2025-03-01,S2,LICENSE,,V2,\n"
+      "n,1,H100-SXM,US,E1,2025-07-01,S3,,,,\n"
+      "n,1,H100-SXM,US,E1,2025-02-01\n"
+      "n,1,H100-SXM,US,E1,2025-02-30,R2,,,,\n"
+      "n,0,H100-SXM,US,E1,2025-02-01,R3,,,,\n"
+      "n,1,H100-SXM,ZZ,E1,2025-02-01,R4,,,,\n"
+      "n,1,NO-SUCH-CHIP,US,E1,2025-02-01,R5,,,,\n"
+      "n,1,H100-SXM,US,E1,2025-02-01,R6,LEASE,,,\n"
+      "n,1,H100-SXM,US,E1,2025-02-01,S1,,,,\n"
+      "n,9223372036854775807,H100-SXM,US,E1,2025-02-01,R8,,,,2\n"
+      "n,1,H100-SXM,US,\"E1,2025-02-01,R9,,,,\n");
+  const auto entities =
+      write("entities.csv", "name,status,entity,hq_country,nveu_countries\nOne,NONE,E1,US,\n");
+  const fs::path data     = capledger::test::datasets_dir();
+  const std::string rules = (data / "rules" / "ai-diffusion-2025.json").string();
+  const std::string flags = " --entities " + entities + " --rules " + rules + " --countries " +
+                            (data / "countries.csv").string() + " --chips " + (data / "chips.csv").string() +
+                            " --as-of 2025-06-30 --backend cpu --warn-at 0.8,0.9,0.95";
+  // S2 ships to CN (tier 3): one violation, exit 1; nine rejects are not more than 9.
+  const auto r = run("report " + log + flags + " --out result --rejects rejects.csv --max-rejects 9");
+  ASSERT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_EQ(entries(work_ / "result"),
+            (std::set<std::string>{"summary.json", "by_country.csv", "by_entity.csv", "by_entity_country.csv",
+                                   "by_chip.csv", "by_exporter.csv", "uveu_shares.csv", "findings.csv"}));
+  const auto header_of = [&](const std::string& file) {
+    const std::string text = read_text(work_ / "result" / file);
+    return text.substr(0, text.find('\n'));
+  };
+  EXPECT_EQ(header_of("by_country.csv"),
+            "country,tier,records,units,tpp,h100_equiv,cap_pathway_tpp,cap_tpp,"
+            "cap_used_pct,breach_date,breach_shipment_id");
+  EXPECT_EQ(header_of("by_entity.csv"), "entity,status,hq_country,records,units,tpp,h100_equiv");
+  EXPECT_EQ(header_of("by_entity_country.csv"), "entity,country,records,units,tpp");
+  EXPECT_EQ(header_of("by_chip.csv"), "chip,records,units,tpp");
+  EXPECT_EQ(header_of("by_exporter.csv"), "exporter,records,units,tpp");
+  EXPECT_EQ(
+      header_of("uveu_shares.csv"),
+      "entity,hq_country,installed_tpp,tier1_share,us_share,max_tier2_country,max_tier2_share,compliant");
+  EXPECT_EQ(header_of("findings.csv"),
+            "severity,rule,entity,country,pathway,order_id,year,date,shipment_id,value,limit");
+  // The mapped columns carried the values: E1 (NONE, HQ US) has S1 only, 10 x 15832.
+  EXPECT_EQ(read_text(work_ / "result" / "by_entity.csv"),
+            "entity,status,hq_country,records,units,tpp,h100_equiv\nE1,NONE,US,1,10,158320,10.00\n"
+            "E2,NONE,,1,2,31664,2.00\n");
+
+  // SPEC §5's summary.json fields; hashes and sizes by the system's own tools.
+  const auto sha256_of = [&](const std::string& path) {
+    const auto h = run_shell("sha256sum '" + path + "'");
+    return h.out.substr(0, 64);
+  };
+  const json summary = json::parse(read_text(work_ / "result" / "summary.json"));
+  EXPECT_EQ(summary["rule_set"]["id"], "ai-diffusion-2025");
+  EXPECT_EQ(summary["rule_set"]["sha256"], sha256_of(rules));
+  ASSERT_EQ(summary["inputs"].size(), 1U);
+  EXPECT_EQ(summary["inputs"][0]["bytes"], fs::file_size(log));
+  EXPECT_EQ(summary["inputs"][0]["sha256"], sha256_of(log));
+  EXPECT_EQ(summary["as_of"], "2025-06-30");
+  EXPECT_EQ(summary["backend"], "cpu");
+  // 12 records read: S1, S2, S3 (after as_of) and nine rejected.
+  EXPECT_EQ(summary["lines"]["read"], 12);
+  EXPECT_EQ(summary["lines"]["used"], 2);
+  EXPECT_EQ(summary["lines"]["rejected"], 9);
+  // 10 x 15832 + 2 x 15832 = 189984, 12.00 H100s.
+  EXPECT_EQ(summary["totals"],
+            (json{{"records", 2}, {"units", 12}, {"tpp", 189984}, {"h100_equiv", "12.00"}}));
+  EXPECT_EQ(summary["totals_by_tier"]["1"]["tpp"], 158320);
+  EXPECT_EQ(summary["totals_by_tier"]["2"]["tpp"], 0);
+  EXPECT_EQ(summary["totals_by_tier"]["3"]["tpp"], 31664);
+  std::set<std::string> rules_counted;
+  for (const auto& item : summary["findings"]["by_rule"].items()) { rules_counted.insert(item.key()); }
+  EXPECT_EQ(rules_counted, (std::set<std::string>{"PROHIBITED_DESTINATION", "COUNTRY_CAP_EXCEEDED",
+                                                  "LPP_ORDER_LIMIT", "LPP_ANNUAL_LIMIT", "NVEU_CAP_EXCEEDED",
+                                                  "UNAUTHORIZED_PATHWAY", "UVEU_TIER2_SHARE",
+                                                  "UVEU_TIER1_SHARE", "UVEU_US_SHARE", "CAP_NEAR_LIMIT"}));
+  EXPECT_EQ(summary["findings"]["by_rule"]["PROHIBITED_DESTINATION"], 1);
+  const auto version = run("--version");
+  EXPECT_EQ(version.out, "capledger " + summary["version"].get<std::string>() + "\n");
+
+  // SPEC §7: the rejects file's columns, one line of each reason, in input order.
+  const auto rejects = parse_csv(read_text(work_ / "rejects.csv"));
+  ASSERT_EQ(rejects.size(), 10U);
+  EXPECT_EQ(rejects[0], (std::vector<std::string>{"file", "line", "column", "reason", "raw"}));
+  const std::vector<std::string> reasons = {"WRONG_FIELD_COUNT", "BAD_DATE",     "BAD_QUANTITY",
+                                            "UNKNOWN_COUNTRY",   "UNKNOWN_CHIP", "UNKNOWN_PATHWAY",
+                                            "DUPLICATE_ID",      "TPP_OVERFLOW", "UNTERMINATED_QUOTE"};
+  for (std::size_t k = 0; k < reasons.size(); ++k) {
+    EXPECT_EQ(rejects[k + 1][1], std::to_string(k + 5));
+    EXPECT_EQ(rejects[k + 1][3], reasons[k]) << "line " << k + 5;
+  }
+  // More than N rejected stops the run; nothing is written to --out.
+  EXPECT_EQ(run("report " + log + flags + " --out stopped --rejects rejects.csv --max-rejects 8").exit_code,
+            2);
+  EXPECT_FALSE(fs::exists(work_ / "stopped"));
+  // A missing required column is fatal even with --rejects.
+  const auto no_quantity =
+      write("no_quantity.csv", "shipment_id,date,entity,country,chip\nS1,2025-02-01,E1,US,B200\n");
+  const auto missing = run("report --backend cpu " + no_quantity + " --rejects rejects.csv");
+  EXPECT_EQ(missing.exit_code, 2);
+  EXPECT_NE(missing.err.find("MISSING_COLUMN"), std::string::npos) << missing.err;
+
+  // Without --out: --format json is {"summary", "findings"}, csv is findings.csv.
+  const auto as_json = run("report " + log + flags + " --rejects rejects.csv --format json");
+  ASSERT_EQ(as_json.exit_code, 1) << as_json.err;
+  const json doc = json::parse(as_json.out);
+  EXPECT_EQ(doc["summary"], summary);
+  EXPECT_EQ(doc["findings"].size(), 1U);
+  const auto as_csv = run("report " + log + flags + " --rejects rejects.csv --format csv");
+  ASSERT_EQ(as_csv.exit_code, 1) << as_csv.err;
+  EXPECT_EQ(as_csv.out, read_text(work_ / "result" / "findings.csv"));
+  const auto as_table = run("report " + log + flags + " --rejects rejects.csv --format table");
+  EXPECT_EQ(as_table.exit_code, 1) << as_table.err;
+  EXPECT_FALSE(as_table.out.empty());
+}
+
 }  // namespace
 
 TEST_F(Cli, BundledSampleGivesTheHandComputedFindings)
