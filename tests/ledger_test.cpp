@@ -49,6 +49,18 @@ class ledger_test : public ::testing::Test {
 
   [[nodiscard]] fs::path at(const std::string& name) const { return dir_ / name; }
 
+  /// Writes rule set @p name (its id) with the bundled window, country cap and UVEU shares and the
+  /// given LPP limits and NVEU phases (JSON values), for tests whose limits differ from the bundled.
+  void write_rules(const std::string& name, const std::string& lpp, const std::string& nveu_caps) const
+  {
+    write_text(
+        at(name + ".json"),
+        R"({"id":")" + name + R"(","counting_starts":"2025-01-13","counting_ends":"2027-12-31",)" +
+            R"("h100_tpp":15832,"country_cap":{"tpp":790000000,"g2g_multiplier":2,"pathways":["LICENSE"]},)" +
+            R"("lpp":)" + lpp + R"(,"nveu_caps":)" + nveu_caps +
+            R"(,"uveu":{"max_tier2_country_share":0.07,"min_tier1_share":0.75,"min_us_share_if_us_hq":0.50}})");
+  }
+
   /// Runs the CLI with @p args (shell words) from the scratch directory; stdout into @p out.
   int cli(const std::string& args, std::string* out = nullptr) const
   {
@@ -1178,12 +1190,8 @@ TEST_F(ledger_test, BalancesExceededOnlyWhereALineCrossedTheCapInForceOnItsDate)
   // H100-SXM (158,320,000) under the 2025 cap cross nothing, so report finds no
   // NVEU_CAP_EXCEEDED; the 2026 balance is over its limit, at its highest warn level, not
   // `exceeded`.
-  write_text(at("falling.json"),
-             R"({"id":"falling","counting_starts":"2025-01-13","counting_ends":"2027-12-31","h100_tpp":15832,
- "country_cap":{"tpp":790000000,"g2g_multiplier":2,"pathways":["LICENSE"]},
- "lpp":{"per_order_tpp":26900000,"per_consignee_year_tpp":26900000},
- "nveu_caps":[{"through":"2025-12-31","tpp":633000000},{"through":"2027-12-31","tpp":100000000}],
- "uveu":{"max_tier2_country_share":0.07,"min_tier1_share":0.75,"min_us_share_if_us_hq":0.50}})");
+  write_rules("falling", R"({"per_order_tpp":26900000,"per_consignee_year_tpp":26900000})",
+              R"([{"through":"2025-12-31","tpp":633000000},{"through":"2027-12-31","tpp":100000000}])");
   write_text(at("ent.csv"), "entity,hq_country,status,nveu_countries\nG,AE,NVEU,AE\n");
   write_text(at("night.csv"),
              "shipment_id,date,entity,country,chip,quantity,pathway\n"
@@ -1207,12 +1215,8 @@ TEST_F(ledger_test, BalancesExceededOnlyWhereALineCrossedTheCapInForceOnItsDate)
 // balance is held against the phase counting starts under (633,000,000), not the earlier one (1).
 TEST_F(ledger_test, BalancesNeverHoldAPhaseEndedBeforeTheWindow)
 {
-  write_text(at("early.json"),
-             R"({"id":"early","counting_starts":"2025-01-13","counting_ends":"2027-12-31","h100_tpp":15832,
- "country_cap":{"tpp":790000000,"g2g_multiplier":2,"pathways":["LICENSE"]},
- "lpp":{"per_order_tpp":26900000,"per_consignee_year_tpp":26900000},
- "nveu_caps":[{"through":"2024-12-31","tpp":1},{"through":"2027-12-31","tpp":633000000}],
- "uveu":{"max_tier2_country_share":0.07,"min_tier1_share":0.75,"min_us_share_if_us_hq":0.50}})");
+  write_rules("early", R"({"per_order_tpp":26900000,"per_consignee_year_tpp":26900000})",
+              R"([{"through":"2024-12-31","tpp":1},{"through":"2027-12-31","tpp":633000000}])");
   write_text(at("ent.csv"), "entity,hq_country,status,nveu_countries\nG,AE,NVEU,AE\n");
   write_text(at("night.csv"),
              "shipment_id,date,entity,country,chip,quantity,pathway\n"
@@ -1324,12 +1328,8 @@ TEST_F(ledger_test, BalancesCallAnOrderExceededExactlyWhenReportFindsItsViolatio
 {
   // LPP 20,000,000 per order, 50,000,000 per consignee-year: no consignee-year is exceeded here,
   // so exit 1 comes from the orders alone. X: 100,000 tpp a unit, Y: 1.
-  write_text(at("rules.json"),
-             R"({"id":"orders","counting_starts":"2025-01-13","counting_ends":"2027-12-31","h100_tpp":15832,
- "country_cap":{"tpp":790000000,"g2g_multiplier":2,"pathways":["LICENSE"]},
- "lpp":{"per_order_tpp":20000000,"per_consignee_year_tpp":50000000},
- "nveu_caps":[{"through":"2025-12-31","tpp":633000000},{"through":"2027-12-31","tpp":5064000000}],
- "uveu":{"max_tier2_country_share":0.07,"min_tier1_share":0.75,"min_us_share_if_us_hq":0.50}})");
+  write_rules("rules", R"({"per_order_tpp":20000000,"per_consignee_year_tpp":50000000})",
+              R"([{"through":"2025-12-31","tpp":633000000},{"through":"2027-12-31","tpp":5064000000}])");
   const std::string header = "shipment_id,date,entity,country,chip,quantity,pathway,order_id,tpp_per_unit\n";
   write_text(at("night1.csv"), header +
                                    "D1,2025-03-10,E1,AE,X,150,LPP,Q1,100000\n"   // Q1 15,000,000
