@@ -230,13 +230,12 @@ struct stored_line_text {
 /// `report` would have built from the original files. Runs inside the caller's transaction.
 void replay_ledger(sql_connection& db, shipment_log_builder& builder)
 {
-  sql_statement files(db.handle(),
-                      "SELECT file_id, path, bytes, sha256, lines_read FROM files ORDER BY file_id");
-  sql_statement rejects(db.handle(),
+  sql_statement files(db, "SELECT file_id, path, bytes, sha256, lines_read FROM files ORDER BY file_id");
+  sql_statement rejects(db,
                         "SELECT line, col, reason, detail, raw FROM rejects WHERE file_id = ? ORDER BY seq");
   // One ordered scan over all lines: a file's lines are consecutive in seq (one ingest, one file
   // after another), so each file takes the run of rows carrying its file_id.
-  sql_statement lines(db.handle(), std::string(stored_line_columns) + " FROM lines ORDER BY seq");
+  sql_statement lines(db, std::string(stored_line_columns) + " FROM lines ORDER BY seq");
   bool has_row = lines.step();
   bool advance = false;
   stored_line_text text;
@@ -276,8 +275,7 @@ void replay_ledger(sql_connection& db, shipment_log_builder& builder)
 shipment_log lines_dated_after(sql_connection& db, const reference_data& ref, day_t day)
 {
   const std::string after = format_date(day);  // dates are stored as YYYY-MM-DD: text order is date order
-  sql_statement lines(db.handle(),
-                      std::string(stored_line_columns) + " FROM lines WHERE date > ? ORDER BY seq");
+  sql_statement lines(db, std::string(stored_line_columns) + " FROM lines WHERE date > ? ORDER BY seq");
   lines.bind(1, after);
   stored_line_text text;
   shipment_log_builder builder(ref.countries, ref.chips, ingest_options{});
@@ -403,9 +401,9 @@ ledger_ingest_result ledger_ingest(const ledger_ingest_options& options)
     const std::int64_t first_line = db.query_int("SELECT MAX(seq) FROM lines").value_or(0);
     std::int64_t file_id          = first_file_id;
 
-    sql_statement find_id(db.handle(), find_id_sql);
+    sql_statement find_id(db, find_id_sql);
     sql_statement insert_line(
-        db.handle(),
+        db,
         "INSERT INTO lines(shipment_id, date, entity, country, chip, quantity, pathway, "
         "order_id, exporter, tpp_per_unit, file_id, source_line) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
@@ -441,12 +439,11 @@ ledger_ingest_result ledger_ingest(const ledger_ingest_options& options)
     const shipment_log night = builder.finish();
 
     const std::string now = utc_now();
-    sql_statement insert_file(db.handle(),
+    sql_statement insert_file(db,
                               "INSERT INTO files(file_id, path, bytes, sha256, lines_read, ingested_at) "
                               "VALUES (?, ?, ?, ?, ?, ?)");
     sql_statement insert_reject(
-        db.handle(),
-        "INSERT INTO rejects(file_id, line, col, reason, detail, raw) VALUES (?, ?, ?, ?, ?, ?)");
+        db, "INSERT INTO rejects(file_id, line, col, reason, detail, raw) VALUES (?, ?, ?, ?, ?, ?)");
     std::size_t reject = 0;
     for (std::size_t f = 0; f < night.files.size(); ++f) {
       const input_file& file = night.files[f];
@@ -472,7 +469,7 @@ ledger_ingest_result ledger_ingest(const ledger_ingest_options& options)
     db.exec("UPDATE meta SET value = " + std::to_string(sums.quantity) + " WHERE key = 'abs_quantity_sum'");
 
     if (!options.entities_path.empty()) {
-      sql_statement put(db.handle(), "INSERT OR REPLACE INTO entities(slot, path, content) VALUES (1, ?, ?)");
+      sql_statement put(db, "INSERT OR REPLACE INTO entities(slot, path, content) VALUES (1, ?, ?)");
       put.bind(1, options.entities_path).bind(2, entities_text);
       put.run();
     }
@@ -538,7 +535,7 @@ reference_data load_ledger_reference(const std::string& db_path, const report_op
   reference_data ref = load_reference(options);
   if (!options.entities_path.empty()) { return ref; }
   sql_connection db = open_ledger(db_path, sql_connection::mode::read_only);
-  sql_statement stored(db.handle(), "SELECT path, content FROM entities WHERE slot = 1");
+  sql_statement stored(db, "SELECT path, content FROM entities WHERE slot = 1");
   if (stored.step()) {
     const std::string path(stored.text(0));
     const std::string_view content = stored.text(1);
@@ -592,7 +589,7 @@ check_inputs load_check_inputs(const std::string& db_path, const reference_data&
   db.exec("BEGIN");  // the ids, sums, state or lines read below are one snapshot
   check_inputs inputs;
   {
-    sql_statement find_id(db.handle(), find_id_sql);
+    sql_statement find_id(db, find_id_sql);
     shipment_log_builder builder(ref.countries, ref.chips, reading_after_the_ledger(db, find_id));
     builder.add_file(proposed_path);
     inputs.proposed = builder.finish();
@@ -750,7 +747,7 @@ int run_ledger_verify(const std::string& db_path, const report_options& options,
   // index against its table. Damage that stops the check itself is a finding too.
   std::vector<std::string> problems;
   try {
-    sql_statement check(db.handle(), "PRAGMA integrity_check");
+    sql_statement check(db, "PRAGMA integrity_check");
     while (check.step()) {
       if (check.text(0) != "ok") { problems.emplace_back(check.text(0)); }
     }

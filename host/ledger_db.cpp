@@ -6,18 +6,21 @@
 
 namespace capledger::detail {
 
-void sql_check(sqlite3* db, int rc, const char* what)
+namespace {
+
+/// Throws config_error naming @p name with SQLite's message when @p rc is not a success code.
+void sql_check(const std::string& name, sqlite3* db, int rc, const char* what)
 {
   if (rc == SQLITE_OK || rc == SQLITE_ROW || rc == SQLITE_DONE) { return; }
-  const std::string file = db != nullptr && sqlite3_db_filename(db, "main") != nullptr
-                               ? std::string(sqlite3_db_filename(db, "main"))
-                               : std::string("ledger");
-  throw config_error(file + ": " + what + ": " + (db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc)));
+  throw config_error(name + ": " + what + ": " + sqlite3_errmsg(db));
 }
 
-sql_statement::sql_statement(sqlite3* db, std::string_view sql) : db_(db)
+}  // namespace
+
+sql_statement::sql_statement(const sql_connection& db, std::string_view sql)
+    : db_(db.handle()), name_(db.path())
 {
-  sql_check(db, sqlite3_prepare_v2(db, sql.data(), static_cast<int>(sql.size()), &stmt_, nullptr),
+  sql_check(name_, db_, sqlite3_prepare_v2(db_, sql.data(), static_cast<int>(sql.size()), &stmt_, nullptr),
             "cannot prepare a statement");
 }
 
@@ -28,7 +31,7 @@ sql_statement::~sql_statement()
 
 sql_statement& sql_statement::bind(int index, std::int64_t value)
 {
-  sql_check(db_, sqlite3_bind_int64(stmt_, index, value), "bind");
+  sql_check(name_, db_, sqlite3_bind_int64(stmt_, index, value), "bind");
   return *this;
 }
 
@@ -37,13 +40,14 @@ sql_statement& sql_statement::bind(int index, std::string_view text)
   // SQLITE_STATIC: callers step before the text goes away, so no copy is needed. An empty view
   // may carry a null pointer, which SQLite would store as NULL rather than ''.
   const char* data = text.data() != nullptr ? text.data() : "";
-  sql_check(db_, sqlite3_bind_text(stmt_, index, data, static_cast<int>(text.size()), SQLITE_STATIC), "bind");
+  sql_check(name_, db_, sqlite3_bind_text(stmt_, index, data, static_cast<int>(text.size()), SQLITE_STATIC),
+            "bind");
   return *this;
 }
 
 sql_statement& sql_statement::bind_null(int index)
 {
-  sql_check(db_, sqlite3_bind_null(stmt_, index), "bind");
+  sql_check(name_, db_, sqlite3_bind_null(stmt_, index), "bind");
   return *this;
 }
 
@@ -54,7 +58,7 @@ bool sql_statement::step()
   if (rc == SQLITE_DONE) { return false; }
   const std::string message = sqlite3_errmsg(db_);
   sqlite3_reset(stmt_);
-  throw config_error(std::string(sqlite3_db_filename(db_, "main")) + ": " + message);
+  throw config_error(name_ + ": " + message);
 }
 
 void sql_statement::run()
@@ -138,7 +142,7 @@ void sql_connection::commit()
 
 std::optional<std::int64_t> sql_connection::query_int(const std::string& sql)
 {
-  sql_statement query(db_, sql);
+  sql_statement query(*this, sql);
   if (!query.step() || query.is_null(0)) { return std::nullopt; }
   return query.int64(0);
 }

@@ -14,10 +14,13 @@
 
 namespace capledger::detail {
 
-/// @brief One prepared statement; reset after each use so it can be bound and stepped again.
+class sql_connection;
+
+/// @brief One prepared statement; reset after each use so it can be bound and stepped again. Its
+/// errors name the ledger as the connection was opened (the path the user gave).
 class sql_statement {
  public:
-  sql_statement(sqlite3* db, std::string_view sql);
+  sql_statement(const sql_connection& db, std::string_view sql);
   ~sql_statement();
   sql_statement(const sql_statement&)            = delete;
   sql_statement& operator=(const sql_statement&) = delete;
@@ -43,6 +46,7 @@ class sql_statement {
 
  private:
   sqlite3* db_;
+  const std::string& name_;  ///< the connection's path
   sqlite3_stmt* stmt_ = nullptr;
 };
 
@@ -76,8 +80,5 @@ class sql_connection {
   sqlite3* db_ = nullptr;
   std::string path_;
 };
-
-/// @brief Throws config_error with SQLite's message when @p rc is not one of the success codes.
-void sql_check(sqlite3* db, int rc, const char* what);
 
 }  // namespace capledger::detail

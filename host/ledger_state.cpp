@@ -132,8 +132,8 @@ class int_table {
  public:
   int_table(sql_connection& db, const std::string& name, row fresh)
       : fresh_(fresh),
-        select_(db.handle(), "SELECT a, b, c FROM " + name + " WHERE key = ?"),
-        upsert_(db.handle(), "INSERT OR REPLACE INTO " + name + "(key, a, b, c) VALUES (?, ?, ?, ?)")
+        select_(db, "SELECT a, b, c FROM " + name + " WHERE key = ?"),
+        upsert_(db, "INSERT OR REPLACE INTO " + name + "(key, a, b, c) VALUES (?, ?, ?, ?)")
   {
   }
   row& get(std::int64_t key)
@@ -165,7 +165,7 @@ class int_table {
 class sum_table {
  public:
   sum_table(sql_connection& db, const std::string& name)
-      : upsert_(db.handle(), upsert_sql(name, 1)), upsert_batch_(db.handle(), upsert_sql(name, batch))
+      : upsert_(db, upsert_sql(name, 1)), upsert_batch_(db, upsert_sql(name, batch))
   {
   }
   row& get(std::int64_t key) { return added_[key]; }
@@ -210,9 +210,9 @@ class dict_table {
   dict_table(sql_connection& db, const std::string& name, row fresh, std::int64_t& next_code)
       : fresh_(fresh),
         next_(next_code),
-        find_(db.handle(), "SELECT code, a, b, c FROM " + name + " WHERE text = ?"),
-        update_(db.handle(), "UPDATE " + name + " SET a = ?, b = ?, c = ? WHERE code = ?"),
-        insert_(db.handle(), "INSERT INTO " + name + "(code, text, a, b, c) VALUES (?, ?, ?, ?, ?)")
+        find_(db, "SELECT code, a, b, c FROM " + name + " WHERE text = ?"),
+        update_(db, "UPDATE " + name + " SET a = ?, b = ?, c = ? WHERE code = ?"),
+        insert_(db, "INSERT INTO " + name + "(code, text, a, b, c) VALUES (?, ?, ?, ?, ?)")
   {
   }
   /// The code of @p text, assigned (the next one, or @p fixed) when it is new.
@@ -300,7 +300,7 @@ bool has_every_table(sql_connection& db, const char* const (&tables)[N])
 
 std::optional<state_info> read_info(sql_connection& db)
 {
-  sql_statement q(db.handle(),
+  sql_statement q(db,
                   "SELECT validity, lines, max_date, max_check_date, entities, exporters, orders, chips "
                   "FROM state_info WHERE slot = 1");
   if (!q.step()) { return std::nullopt; }
@@ -319,7 +319,7 @@ std::optional<state_info> read_info(sql_connection& db)
 void write_info(sql_connection& db, const state_info& info)
 {
   sql_statement put(
-      db.handle(),
+      db,
       "INSERT OR REPLACE INTO state_info(slot, validity, lines, max_date, max_check_date, entities, "
       "exporters, orders, chips) VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?)");
   put.bind(1, info.validity).bind(2, info.lines);
@@ -336,8 +336,7 @@ void write_info(sql_connection& db, const state_info& info)
   put.bind(5, info.entities).bind(6, info.exporters).bind(7, info.orders).bind(8, info.chips);
   put.run();
   // Written by `fold` with the rest: the parts stand for the same lines under the same tables.
-  sql_statement part(db.handle(),
-                     "INSERT OR REPLACE INTO state_parts(name, validity, lines) VALUES (?, ?, ?)");
+  sql_statement part(db, "INSERT OR REPLACE INTO state_parts(name, validity, lines) VALUES (?, ?, ?)");
   for (const state_part& p : later_parts) {
     part.bind(1, p.name).bind(2, info.validity).bind(3, info.lines);
     part.run();
@@ -352,7 +351,7 @@ part_status part_of(sql_connection& db, const state_info& info, const state_part
 {
   const char* const tables[] = {"state_parts", part.table};
   if (!has_every_table(db, tables)) { return part_status::missing; }
-  sql_statement q(db.handle(), "SELECT validity, lines FROM state_parts WHERE name = ?");
+  sql_statement q(db, "SELECT validity, lines FROM state_parts WHERE name = ?");
   q.bind(1, part.name);
   return q.step() && q.text(0) == info.validity && q.int64(1) == info.lines ? part_status::current
                                                                             : part_status::stale;
@@ -467,8 +466,7 @@ void fold(sql_connection& db, state_info& info, const reference_data& ref, const
   }
 
   sql_statement put_line(
-      db.handle(),
-      "INSERT OR REPLACE INTO st_line(line, date, shipment_id, entity, country) VALUES (?, ?, ?, ?, ?)");
+      db, "INSERT OR REPLACE INTO st_line(line, date, shipment_id, entity, country) VALUES (?, ?, ?, ?, ?)");
   for (const std::int64_t i : named) {
     const auto k = static_cast<std::size_t>(i);
     put_line.bind(1, first_line + i).bind(2, std::int64_t{c.date[k]}).bind(3, log.shipment_id(i));
@@ -477,7 +475,7 @@ void fold(sql_connection& db, state_info& info, const reference_data& ref, const
     put_line.run();
   }
   sql_statement put_party(
-      db.handle(), "INSERT OR IGNORE INTO st_order_party(order_code, entity, country) VALUES (?, ?, ?)");
+      db, "INSERT OR IGNORE INTO st_order_party(order_code, entity, country) VALUES (?, ?, ?)");
   for (const auto& [order_code, entity, country_code] : parties) {
     put_party.bind(1, order_code).bind(2, entity).bind(3, country_code);
     put_party.run();
@@ -607,12 +605,12 @@ class stored_totals final : public ledger_limit_totals {
  public:
   explicit stored_totals(sql_connection&& db)
       : db_(std::move(db)),
-        entity_(db_.handle(), "SELECT code FROM st_entity WHERE text = ?"),
-        order_(db_.handle(), "SELECT a FROM st_order WHERE text = ?"),
-        country_cap_(db_.handle(), "SELECT a FROM st_country_cap WHERE key = ?"),
-        nveu_(db_.handle(), "SELECT a FROM st_nveu WHERE key = ?"),
-        lpp_annual_(db_.handle(), "SELECT a FROM st_lpp_annual WHERE key = ?"),
-        pairs_(db_.handle(), "SELECT key, c FROM st_pair WHERE key >= ? AND key < ?")
+        entity_(db_, "SELECT code FROM st_entity WHERE text = ?"),
+        order_(db_, "SELECT a FROM st_order WHERE text = ?"),
+        country_cap_(db_, "SELECT a FROM st_country_cap WHERE key = ?"),
+        nveu_(db_, "SELECT a FROM st_nveu WHERE key = ?"),
+        lpp_annual_(db_, "SELECT a FROM st_lpp_annual WHERE key = ?"),
+        pairs_(db_, "SELECT key, c FROM st_pair WHERE key >= ? AND key < ?")
   {
   }
   stored_totals(const stored_totals&)            = delete;
@@ -702,7 +700,7 @@ std::unique_ptr<ledger_limit_totals> stored_limit_totals(
     read_lines_after(*weighed_from);
   }
   if (each_entity) {
-    sql_statement q(db.handle(), "SELECT text FROM st_entity");
+    sql_statement q(db, "SELECT text FROM st_entity");
     while (q.step()) { each_entity(q.text(0)); }
   }
   return std::make_unique<stored_totals>(std::move(db));
@@ -727,7 +725,7 @@ std::unique_ptr<stored_state> load_ledger_state(sql_connection& db, const refere
   const auto read_dictionary = [&](const char* table, dictionary& d, std::vector<group_total>& totals,
                                    std::int64_t count) {
     totals.assign(static_cast<std::size_t>(count), {});
-    sql_statement q(db.handle(), std::string("SELECT code, text, a, b, c FROM ") + table + " ORDER BY code");
+    sql_statement q(db, std::string("SELECT code, text, a, b, c FROM ") + table + " ORDER BY code");
     while (q.step()) {
       if (q.int64(0) != d.size() || d.encode(q.text(1)) != q.int64(0) || q.int64(0) >= count) {
         return false;
@@ -746,7 +744,7 @@ std::unique_ptr<stored_state> load_ledger_state(sql_connection& db, const refere
   s.chips_ = ref.chips;
   agg.by_chip.assign(static_cast<std::size_t>(info->chips), {});
   {
-    sql_statement q(db.handle(), "SELECT code, text, a, b, c FROM st_chip ORDER BY code");
+    sql_statement q(db, "SELECT code, text, a, b, c FROM st_chip ORDER BY code");
     while (q.step()) {
       const std::int64_t code = q.int64(0);
       if (code >= info->chips) { return damaged("chips"); }
@@ -779,12 +777,12 @@ std::unique_ptr<stored_state> load_ledger_state(sql_connection& db, const refere
   agg.country_cap_total.assign(countries, 0);
   agg.country_cap_crossing.assign(countries, {});
   {
-    sql_statement q(db.handle(), "SELECT key, a, b, c FROM st_country ORDER BY key");
+    sql_statement q(db, "SELECT key, a, b, c FROM st_country ORDER BY key");
     while (q.step()) {
       if (!valid_country(q.int64(0))) { return damaged("countries"); }
       agg.by_country[static_cast<std::size_t>(q.int64(0))] = {q.int64(1), q.int64(2), q.int64(3)};
     }
-    sql_statement cap(db.handle(), "SELECT key, a, b, c FROM st_country_cap ORDER BY key");
+    sql_statement cap(db, "SELECT key, a, b, c FROM st_country_cap ORDER BY key");
     while (cap.step()) {
       if (!valid_country(cap.int64(0))) { return damaged("countries"); }
       agg.country_cap_total[static_cast<std::size_t>(cap.int64(0))]    = cap.int64(1);
@@ -792,7 +790,7 @@ std::unique_ptr<stored_state> load_ledger_state(sql_connection& db, const refere
     }
   }
   {
-    sql_statement q(db.handle(), "SELECT key, a, b, c FROM st_pair ORDER BY key");
+    sql_statement q(db, "SELECT key, a, b, c FROM st_pair ORDER BY key");
     while (q.step()) {
       if (!valid_pair_key(q.int64(0))) { return damaged("pairs"); }
       agg.by_entity_country.push_back({static_cast<std::int32_t>(q.int64(0) / 65536),
@@ -802,7 +800,7 @@ std::unique_ptr<stored_state> load_ledger_state(sql_connection& db, const refere
   }
   const auto read_running = [&](const std::string& sql, std::vector<keyed_running_total>& out,
                                 const auto& valid_key) {
-    sql_statement q(db.handle(), sql);
+    sql_statement q(db, sql);
     while (q.step()) {
       if (!valid_key(q.int64(0))) { return false; }
       out.push_back({q.int64(0), q.int64(1), {q.int64(2), q.int64(3)}});
@@ -817,7 +815,7 @@ std::unique_ptr<stored_state> load_ledger_state(sql_connection& db, const refere
     return damaged("LPP annual totals");
   }
   {
-    sql_statement q(db.handle(), "SELECT code, a, b, c, text FROM st_order WHERE b >= 0 ORDER BY code");
+    sql_statement q(db, "SELECT code, a, b, c, text FROM st_order WHERE b >= 0 ORDER BY code");
     while (q.step()) {
       if (q.int64(0) < 0 || q.int64(0) >= info->orders) { return damaged("orders"); }
       agg.lpp_order.push_back({q.int64(0), q.int64(1), {q.int64(2), q.int64(3)}});
@@ -826,7 +824,7 @@ std::unique_ptr<stored_state> load_ledger_state(sql_connection& db, const refere
   }
   const auto read_first = [&](const std::string& sql, std::vector<keyed_first_line>& out,
                               const auto& valid_key) {
-    sql_statement q(db.handle(), sql);
+    sql_statement q(db, sql);
     while (q.step()) {
       // Every such key has a first line; a negative one (what crossings use for "none") would
       // be looked up as a line nothing stored.
@@ -851,7 +849,7 @@ std::unique_ptr<stored_state> load_ledger_state(sql_connection& db, const refere
   for (const auto* list : {&agg.prohibited, &agg.unauthorized}) {
     for (const auto& r : *list) { named.push_back(r.first_line); }
   }
-  sql_statement line(db.handle(), "SELECT date, shipment_id, entity, country FROM st_line WHERE line = ?");
+  sql_statement line(db, "SELECT date, shipment_id, entity, country FROM st_line WHERE line = ?");
   for (const std::int64_t l : named) {
     if (l < 0 || s.lines_.count(l) != 0) { continue; }
     line.bind(1, l);
@@ -866,12 +864,12 @@ std::unique_ptr<stored_state> load_ledger_state(sql_connection& db, const refere
 
   // Inputs and rejects, as a replay lists them: files in ingest order, rejects file by file.
   {
-    sql_statement q(db.handle(), "SELECT path, bytes, sha256, lines_read FROM files ORDER BY file_id");
+    sql_statement q(db, "SELECT path, bytes, sha256, lines_read FROM files ORDER BY file_id");
     while (q.step()) {
       s.files_.push_back({std::string(q.text(0)), q.int64(1), std::string(q.text(2)), q.int64(3)});
       s.lines_read_ += q.int64(3);
     }
-    sql_statement r(db.handle(),
+    sql_statement r(db,
                     "SELECT f.path, r.line, r.col, r.reason, r.detail, r.raw FROM rejects r "
                     "JOIN files f ON f.file_id = r.file_id ORDER BY r.file_id, r.seq");
     while (r.step()) {
@@ -889,7 +887,7 @@ namespace {
 std::optional<std::vector<std::string>> entity_texts(sql_connection& db, const state_info& info)
 {
   std::vector<std::string> entity;
-  sql_statement q(db.handle(), "SELECT code, text FROM st_entity ORDER BY code");
+  sql_statement q(db, "SELECT code, text FROM st_entity ORDER BY code");
   while (q.step()) {
     if (q.int64(0) != static_cast<std::int64_t>(entity.size())) { return std::nullopt; }
     entity.emplace_back(q.text(1));
@@ -944,14 +942,14 @@ std::optional<stored_cap_usage> load_stored_cap_usage(sql_connection& db, const 
 
   usage.country_cap.assign(rows.size(), {});
   {
-    sql_statement q(db.handle(), "SELECT key, a, b FROM st_country_cap");
+    sql_statement q(db, "SELECT key, a, b FROM st_country_cap");
     while (q.step()) {
       if (iso_of(q.int64(0)) == nullptr) { return damaged("countries"); }
       usage.country_cap[static_cast<std::size_t>(q.int64(0))] = {q.int64(1), q.int64(2) >= 0};
     }
   }
   {
-    sql_statement q(db.handle(), "SELECT key, a, b FROM st_nveu");
+    sql_statement q(db, "SELECT key, a, b FROM st_nveu");
     while (q.step()) {
       const std::int64_t key = q.int64(0);
       const std::string* e   = key >= 0 ? entity_of(key / 65536) : nullptr;
@@ -961,7 +959,7 @@ std::optional<stored_cap_usage> load_stored_cap_usage(sql_connection& db, const 
     }
   }
   {
-    sql_statement q(db.handle(), "SELECT key, a, b FROM st_lpp_annual");
+    sql_statement q(db, "SELECT key, a, b FROM st_lpp_annual");
     while (q.step()) {
       const std::int64_t key = q.int64(0);
       const std::string* e   = key >= 0 ? entity_of(key / 16384) : nullptr;
@@ -971,7 +969,7 @@ std::optional<stored_cap_usage> load_stored_cap_usage(sql_connection& db, const 
   }
   {
     // Orders with a counted line are those with a party; st_order also keeps the others.
-    sql_statement q(db.handle(),
+    sql_statement q(db,
                     "SELECT p.entity, p.country, o.text, o.a, o.b FROM st_order_party p "
                     "LEFT JOIN st_order o ON o.code = p.order_code");
     while (q.step()) {
@@ -1006,7 +1004,7 @@ std::optional<stored_units> load_stored_units(sql_connection& db, const referenc
   for (const std::string& text : *entity) { entity_code.push_back(stored.units.entities.encode(text)); }
   // Chip keys by the state's codes: the table's spelling, or an ad-hoc chip's upper-cased key.
   {
-    sql_statement q(db.handle(), "SELECT code, text FROM st_chip ORDER BY code");
+    sql_statement q(db, "SELECT code, text FROM st_chip ORDER BY code");
     while (q.step()) {
       if (q.int64(0) != static_cast<std::int64_t>(chip_code.size())) { return damaged("chips"); }
       chip_code.push_back(stored.units.chips.encode(q.text(1)));
@@ -1018,7 +1016,7 @@ std::optional<stored_units> load_stored_units(sql_connection& db, const referenc
   const auto entities      = static_cast<std::int64_t>(entity_code.size());
   const auto chips         = static_cast<std::int64_t>(chip_code.size());
   const auto country_count = static_cast<std::int64_t>(ref.countries.rows.size());
-  sql_statement q(db.handle(), "SELECT key, a, b FROM st_units");
+  sql_statement q(db, "SELECT key, a, b FROM st_units");
   while (q.step()) {
     const std::int64_t key = q.int64(0);
     const std::int64_t e = key / 65536 / 65536, c = key / 65536 % 65536, k = key % 65536;
@@ -1086,7 +1084,7 @@ std::vector<std::string> stray_state_rows(sql_connection& db, const reference_da
   build_state(built, ref, replay);
 
   // Keys named in the state's own codes; a stray key may name codes past its tables.
-  sql_statement entity(db.handle(), "SELECT text FROM st_entity WHERE code = ?");
+  sql_statement entity(db, "SELECT text FROM st_entity WHERE code = ?");
   const auto entity_name = [&](std::int64_t code) {
     entity.bind(1, code);
     std::string name = entity.step() ? terminal_text(entity.text(0)) : "entity code " + std::to_string(code);
@@ -1119,9 +1117,8 @@ std::vector<std::string> stray_state_rows(sql_connection& db, const reference_da
     const bool by_text     = t.shape == key_shape::text;
     const std::string key  = by_text ? "text" : "key";
     const std::string code = by_text ? "code" : "key";
-    sql_statement row(db.handle(),
-                      "SELECT " + key + ", " + code + ", a, b, c FROM " + t.name + " ORDER BY " + code);
-    sql_statement held(built.handle(), "SELECT 1 FROM " + std::string(t.name) + " WHERE " + key + " = ?");
+    sql_statement row(db, "SELECT " + key + ", " + code + ", a, b, c FROM " + t.name + " ORDER BY " + code);
+    sql_statement held(built, "SELECT 1 FROM " + std::string(t.name) + " WHERE " + key + " = ?");
     while (stray.size() < at_most && row.step()) {
       if (by_text) {
         held.bind(1, row.text(0));
@@ -1153,7 +1150,7 @@ std::vector<std::string> stray_state_rows(sql_connection& db, const reference_da
     if (!info || part_of(db, *info, part.part) != part_status::current) { continue; }
     const auto rows_of = [&](sql_connection& from) {
       std::set<std::array<std::int64_t, 4>> rows;
-      sql_statement q(from.handle(), part.select);
+      sql_statement q(from, part.select);
       while (q.step()) { rows.insert({q.int64(0), q.int64(1), q.int64(2), q.int64(3)}); }
       return rows;
     };

@@ -711,6 +711,7 @@ TEST_F(Cli, AnIngestWhoseLedgerWriteFailsStoresNothing)
     if (r.exit_code == 0) { break; }  // the night's writes number fewer than n
     ++failed_writes;
     EXPECT_EQ(r.exit_code, 2) << n << ": " << r.err;
+    EXPECT_EQ(r.err.rfind("capledger: l.db: ", 0), 0U) << n << ", the ledger as given: " << r.err;
     EXPECT_NE(r.err.find("disk I/O error"), std::string::npos) << n << ": " << r.err;
     EXPECT_NE(r.err.find("; nothing of the night is stored\n"), std::string::npos) << n << ": " << r.err;
     EXPECT_EQ(run("ledger verify l.db").exit_code, 0) << n;

@@ -714,7 +714,7 @@ TEST_F(tiny_ledger_test, IngestReadsTheEntitiesFileOnce)
   ASSERT_EQ(cli("ledger ingest l.db night2.csv --entities - < entities2.csv"), 0) << stderr_text();
   capledger::detail::sql_connection db(at("l.db").string(),
                                        capledger::detail::sql_connection::mode::read_only);
-  capledger::detail::sql_statement stored(db.handle(), "SELECT path, content FROM entities");
+  capledger::detail::sql_statement stored(db, "SELECT path, content FROM entities");
   ASSERT_TRUE(stored.step());
   EXPECT_EQ(stored.text(0), "-");
   EXPECT_EQ(stored.text(1), entities);
