@@ -351,7 +351,7 @@ void ledger_init(const std::string& db_path)
 
 ledger_ingest_result ledger_ingest(const ledger_ingest_options& options)
 {
-  // Said wherever the rejects file or the commit fails, when a user may think otherwise.
+  // Said by every failure once the rejects file is begun, when a user may think otherwise.
   const std::string not_stored = "; nothing of the night is stored";
   if (options.inputs.empty()) { throw config_error("ledger ingest needs at least one shipment log"); }
   report_options reference_options;
@@ -385,8 +385,8 @@ ledger_ingest_result ledger_ingest(const ledger_ingest_options& options)
     for (const rejected_line& r : rejected) { rejects_file.add(r); }
     try {
       rejects_file.commit();
-    } catch (const config_error& e) {  // durability_unknown too: the night is rolled back all the same
-      throw config_error(e.what());
+    } catch (const detail::durability_unknown& e) {
+      throw config_error(e.what());  // a plain failure here: the night is rolled back all the same
     }
   };
 
