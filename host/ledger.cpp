@@ -770,7 +770,7 @@ int run_ledger_verify(const std::string& db_path, const report_options& options,
   std::string why;
   const std::unique_ptr<detail::stored_state> state = detail::load_ledger_state(db, ref, std::nullopt, why);
   // A ledger without an ingest yet, or from before the state existed (the next ingest builds
-  // it), or whose state record was removed: no state to compare, but its lines must still replay.
+  // it): no state to compare, but its lines must still replay.
   const bool no_state = !state && why == detail::no_state_yet;
   if (!state && !no_state) {
     if (why == detail::state_of_other_tables) {
@@ -808,8 +808,8 @@ int run_ledger_verify(const std::string& db_path, const report_options& options,
   const shipment_log log = builder.finish();
   if (no_state) {  // (a ledger left so by an older ingest, which kept nights under tables its
                    // stored lines fail, stops the replay above)
-    out << "running state: none (no ingest has built one, or its record is missing): nothing to compare; "
-        << log.columns.date.size() << " stored line(s) replay\n";
+    out << "running state: none (no ingest has built one): nothing to compare; " << log.columns.date.size()
+        << " stored line(s) replay\n";
     return 0;
   }
   // Read in this same snapshot: rows for keys no stored line touches, which only the rows show

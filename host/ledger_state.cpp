@@ -288,14 +288,21 @@ bool has_state_tables(sql_connection& db)
              .value_or(0) > 0;
 }
 
-/// Whether every table of @p tables is there (a dropped state table is damage: replay instead).
+/// How many tables of @p tables are there.
 template <std::size_t N>
-bool has_every_table(sql_connection& db, const char* const (&tables)[N])
+std::int64_t tables_present(sql_connection& db, const char* const (&tables)[N])
 {
   std::string names;
   for (const char* table : tables) { names += std::string(names.empty() ? "'" : ", '") + table + "'"; }
   return db.query_int("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name IN (" + names + ")")
-             .value_or(0) == static_cast<std::int64_t>(N);
+      .value_or(0);
+}
+
+/// Whether every table of @p tables is there (a dropped state table is damage: replay instead).
+template <std::size_t N>
+bool has_every_table(sql_connection& db, const char* const (&tables)[N])
+{
+  return tables_present(db, tables) == static_cast<std::int64_t>(N);
 }
 
 std::optional<state_info> read_info(sql_connection& db)
@@ -570,12 +577,17 @@ std::optional<state_info> current_state_info(sql_connection& db, const reference
 {
   std::optional<state_info> info;
   if (has_state_tables(db)) { info = read_info(db); }
-  if (!info) {
+  const std::int64_t stored_lines = db.query_int("SELECT MAX(seq) FROM lines").value_or(0);
+  if (!info && stored_lines > 0 && (has_state_tables(db) || tables_present(db, state_tables) > 0)) {
+    // init makes the tables and every ingest writes the record: lines without it are damage (a
+    // ledger from before the state has none of its tables).
+    why_not = "the running state is damaged (its record is missing)";
+  } else if (!info) {
     why_not = no_state_yet;
   } else if (info->validity != validity_key(ref)) {
     why_not = state_of_other_tables;
     info.reset();
-  } else if (info->lines != db.query_int("SELECT MAX(seq) FROM lines").value_or(0)) {
+  } else if (info->lines != stored_lines) {
     why_not = "the running state is out of step with the stored lines";
     info.reset();
   } else if (!has_every_table(db, state_tables)) {

@@ -279,12 +279,28 @@ TEST_F(ledger_test, VerifyFindsAlteredLinesAndTotals)
   EXPECT_NE(said.find("integrity: SQLite found "), std::string::npos) << said;
   EXPECT_NE(said.find("*** in database main ***"), std::string::npos) << said;  // SQLite's own words
 
-  // No state at all (a ledger from before the state existed): nothing to compare, but the stored
-  // lines must still replay; one that no longer reads as a line is a finding here too.
-  alter("DROP TABLE state_info");
-  EXPECT_EQ(cli("ledger verify l.db", &said), 0) << said;
-  EXPECT_NE(said.find("running state: none (no ingest has built one, or its record is missing)"),
+  // The state's record gone while its tables and the lines stay: damage, not a ledger without a
+  // state (init makes the tables and every ingest writes the record).
+  alter("DELETE FROM state_info");
+  EXPECT_EQ(cli("ledger verify l.db", &said), 1) << said;
+  EXPECT_NE(said.find("running state: the running state is damaged (its record is missing)"),
             std::string::npos)
+      << said;
+  alter("DROP TABLE state_info");
+  EXPECT_EQ(cli("ledger verify l.db", &said), 1) << said;
+  EXPECT_NE(said.find("running state: the running state is damaged (its record is missing)"),
+            std::string::npos)
+      << said;
+
+  // No state at all (a ledger from before the state existed, none of its tables): nothing to
+  // compare, but the stored lines must still replay; one that no longer reads as a line is a
+  // finding here too.
+  for (const char* table : {"st_entity", "st_exporter", "st_chip", "st_order", "st_country", "st_country_cap",
+                            "st_pair", "st_nveu", "st_lpp_annual", "st_prohibited", "st_unauth", "st_line"}) {
+    alter(std::string("DROP TABLE ") + table);
+  }
+  EXPECT_EQ(cli("ledger verify l.db", &said), 0) << said;
+  EXPECT_NE(said.find("running state: none (no ingest has built one): nothing to compare"), std::string::npos)
       << said;
   alter("UPDATE lines SET quantity = '0' WHERE seq = 100");
   EXPECT_EQ(cli("ledger verify l.db", &said), 1) << said << stderr_text();
