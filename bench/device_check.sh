@@ -11,14 +11,16 @@
 # .device-base/ (prepare_device_run.sh BASE_REF=<ref>), the earlier build's benchmarks and CPU
 # report beside the new ones.
 # Files back from $OUT (8 at most): summary.txt, tests.log, sanitizer.log, peer.log, bench.log,
-# bench.json, ncu.log, diff.log, model.log, and bench-base.log (with a .device-base/) or build.log
-# (after a fallback build): pick STEPS so that no more than 8 are written.
+# bench.json, ncu.log, diff.log, model.log, mutants.log, and bench-base.log (with a .device-base/)
+# or build.log (after a fallback build): pick STEPS so that no more than 8 are written.
 # BENCH_FILTER overrides the benchmark selection (BENCH_TIMEOUT its limit, 150 s); SANITIZE_FILTER the sanitizers' tests; STEPS
 # the steps ("tests diff peer bench ncu e2e" by default; "diff" is step 6b, the command-line
 # CPU-vs-GPU differentials (diff.log); "model" step 6c, `report --backend gpu` against
 # tests/report_model.py (MODEL_SEEDS; model.log); "scale" adds step 7, the many-files and
 # extreme-logs reports on this host's cores; "threads" adds to step 6 a CPU report timed thread by
-# thread); E2E_LINES, E2E_RUNS and E2E_ALT the end-to-end step (step 6 says how).
+# thread; "mutants" step 8, the GPU tests against each bug of bench/gpu_mutants/, built by
+# prepare_device_run.sh MUTANTS=1); E2E_LINES, E2E_RUNS and E2E_ALT the end-to-end step (step 6
+# says how).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -250,4 +252,38 @@ if [[ " ${STEPS:-} " == *" scale "* ]]; then
   timeout 240 bench/many_files_bench.sh -r 2 -w /tmp/scale-files "${clis[@]}" 2>&1 | tee -a "$summary"
   timeout 120 bench/extreme_logs_bench.sh -w /tmp/scale-extreme "${clis[@]}" 2>&1 | tee -a "$summary"
   say "scale done after $((SECONDS - started)) s"
+fi
+
+# 8. Can the GPU tests fail? Each mutant (.device-bin/mutants: capledger_tests with one bug of
+# bench/gpu_mutants/ built into kernels/) runs every test that uses the GPU, stopping at the first
+# failure; a mutant that no test fails is SURVIVED: a gap in the GPU tests. About 10-40 s.
+if [[ " ${STEPS:-} " == *" mutants "* ]] && [ "$tests" != "$bin/capledger_tests" ]; then
+  say "mutants: not run (built here for the prebuilt programs, which do not run on this image)"
+elif [[ " ${STEPS:-} " == *" mutants "* ]]; then
+  gpu_tests='GpuEquivalence.*:*/gpu:AggregateInParts.*'
+  rm -f /tmp/mutant-*
+  for packed in .device-bin/mutants/*.gz; do
+    name=$(basename "$packed" .gz)
+    gunzip -c "$packed" >"/tmp/mutant-$name" && chmod +x "/tmp/mutant-$name"
+    (timeout 150 "/tmp/mutant-$name" --gtest_fail_fast --gtest_filter="$gpu_tests" >"/tmp/mutant-$name.log" 2>&1
+      echo "mutant $name rc=$?" >>"/tmp/mutant-$name.log") &
+  done
+  wait
+  for log in /tmp/mutant-*.log; do
+    name=$(basename "$log" .log)
+    name=${name#mutant-}
+    failed=$(grep -m1 '^\[  FAILED  \]' "$log" | sed 's/^\[  FAILED  \] //')
+    rc=$(sed -n 's/^mutant .* rc=//p' "$log")
+    if [ -n "$failed" ]; then
+      say "mutant $name: caught by $failed"
+    elif [ "$rc" != 0 ]; then
+      say "mutant $name: caught? rc=$rc without a failed test (a crash or the timeout): $(tail -2 "$log" | head -1)"
+    elif grep -q '^\[  SKIPPED \]' "$log"; then
+      say "mutant $name: NOT RUN ($(grep -c '^\[  SKIPPED \].*ms)$' "$log") tests skipped: no usable GPU?)"
+    else
+      say "mutant $name: SURVIVED ($(grep -m1 '^\[  PASSED  \]' "$log"))"
+    fi
+    cat "$log" >>"$out/mutants.log"
+  done
+  say "mutants done after $((SECONDS - started)) s"
 fi

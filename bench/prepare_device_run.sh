@@ -8,7 +8,11 @@
 #  2. Downloads the build dependencies as .deb files into .device-debs/, for the device run's
 #     fallback: building there when the programs built here do not run on its image.
 # Both folders are ignored by git; carry both: carry [".device-bin", ".device-debs"].
-#  3. With BASE_REF=<git ref> (a commit, a branch: main when measuring an experiment branch), also
+#  3. With MUTANTS=1, also builds capledger_tests once per patch of bench/gpu_mutants/ (a one-line
+#     bug in kernels/ each, applied here and taken out again) into .device-bin/mutants/NAME.gz,
+#     for device_check.sh's "mutants" step: can the GPU tests fail? (3.5 MB each: the carry stays
+#     under its 64 MiB, about 56 MB with the five of today.)
+#  4. With BASE_REF=<git ref> (a commit, a branch: main when measuring an experiment branch), also
 #     builds that ref's aggregate_bench and capledger in a worktree and stages them in
 #     .device-base/, which device_check.sh runs beside the new ones (benchmarks, end-to-end
 #     report), on the same card: carry ".device-base" too.
@@ -29,6 +33,21 @@ realpath build-cuda >.device-bin/build-dir
 ldd .device-bin/capledger .device-bin/capledger_tests .device-bin/*_bench |
   awk '$2 == "=>" && $1 !~ /^(libc|libm|libstdc\+\+|libgcc_s)\.so/ { print $3 }' | sort -u |
   xargs -r cp -L -t .device-bin/lib/
+
+if [ -n "${MUTANTS:-}" ]; then
+  git diff --quiet HEAD -- kernels || { echo "kernels/ differs from HEAD: commit it first (mutants are built on it)"; exit 1; }
+  rm -rf .device-bin/mutants && mkdir -p .device-bin/mutants
+  trap 'git checkout HEAD -- kernels' EXIT  # the tree as it was, whatever happens
+  for patch in bench/gpu_mutants/*.patch; do
+    name=$(basename "$patch" .patch)
+    git apply "$patch"
+    cmake --build build-cuda -j"$(nproc)" --target capledger_tests >/dev/null
+    strip -o ".device-bin/mutants/$name" build-cuda/tests/capledger_tests
+    gzip -9 ".device-bin/mutants/$name"
+    git checkout HEAD -- kernels  # newer than the mutant's objects: the next build compiles it again
+  done
+  trap - EXIT
+fi
 
 mkdir -p .device-debs
 (cd .device-debs && apt-get download libcli11-dev nlohmann-json3-dev libgtest-dev libgmock-dev \
