@@ -949,12 +949,11 @@ class log_generator {
                         : resellers_[static_cast<std::size_t>(channel - 1)];
   }
 
+  /// The NVEU cap in force on @p day (reference.hpp's lookup); a rule set without phases has none.
   [[nodiscard]] std::int64_t nveu_cap_on(day_t day) const
   {
-    for (const auto& phase : rules_.nveu_caps) {
-      if (phase.through >= day) { return phase.tpp; }
-    }
-    return rules_.nveu_caps.empty() ? std::numeric_limits<std::int64_t>::max() : rules_.nveu_caps.back().tpp;
+    return rules_.nveu_caps.empty() ? std::numeric_limits<std::int64_t>::max()
+                                    : capledger::nveu_cap_on(rules_.nveu_caps, day);
   }
 
   /// @brief Whether adding @p delta tpp in @p country keeps a UVEU holder within every share rule.

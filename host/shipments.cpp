@@ -799,7 +799,6 @@ struct shipment_log_builder::state {
   ingest_options options;
   shipment_log log;
   reference_lookup lookup;
-  std::int32_t initial_chips = 0;  ///< ad-hoc chips get codes from here on
   id_set ids;
   /// The two windows' copies of the dictionaries, kept from file to file: catching up copies
   /// only what the log gained since the last window (fresh copies per file copied every entity
@@ -863,7 +862,6 @@ struct shipment_log_builder::state {
   state(const country_table& c, chip_table chips, ingest_options o)
       : countries(c), options(std::move(o)), lookup(c, chips)
   {
-    initial_chips    = static_cast<std::int32_t>(chips.rows.size());
     log.chips        = std::move(chips);
     abs_tpp_sum      = options.earlier_abs_tpp_sum;
     abs_quantity_sum = options.earlier_abs_quantity_sum;

@@ -299,17 +299,6 @@ TEST(Generate, SameOptionsGiveIdenticalBytes)
   }
 }
 
-/// FNV-1a, to pin the exact bytes without a crypto dependency.
-std::uint64_t fnv1a(const std::string& text)
-{
-  std::uint64_t hash = 0xCBF29CE484222325ULL;
-  for (const unsigned char c : text) {
-    hash ^= c;
-    hash *= 0x100000001B3ULL;
-  }
-  return hash;
-}
-
 TEST(Generate, DifferentSeedsGiveDifferentLogs)
 {
   const auto a = generate(options_for(2000, 1));

@@ -1746,7 +1746,7 @@ TEST_F(ledger_test, ConcurrentInitsCreateOneLedgerAndRefuseTheRest)
 class ledger_state_test : public ledger_test {
  protected:
   /// Generated lines sorted by date (stable), split into @p chunks files chunk0.csv ...; the
-  /// lines of chunks [0, late_from) with index % 11 == 0 are held back into late.csv instead.
+  /// lines of chunks [0, late_until) with index % 11 == 0 are held back into late.csv instead.
   std::vector<std::string> dated_chunks(std::int64_t records, int chunks, int late_until, std::uint64_t seed)
   {
     std::string header;

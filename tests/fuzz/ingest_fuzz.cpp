@@ -81,11 +81,6 @@ const std::set<std::string> known_reasons = {
   "EMPTY_FIELD",       "BAD_TPP_PER_UNIT",   "MISSING_COLUMN",  "BAD_ENCODING",
 };
 
-struct header_failure {
-  std::int64_t line, column;
-  std::string reason;
-};
-
 /// Owned copies of the fields `on_accepted` passed, for replaying them through `add_stored`.
 struct stored_line {
   std::string values[10];
