@@ -25,7 +25,7 @@ int month_length(int year, int month)
 
 std::string text_of(int year, int month, int day)
 {
-  char buffer[16];
+  char buffer[32];  // room for any int, as -Wformat-truncation counts
   std::snprintf(buffer, sizeof buffer, "%04d-%02d-%02d", year, month, day);
   return buffer;
 }

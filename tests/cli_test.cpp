@@ -755,9 +755,9 @@ TEST_F(Cli, OutputFilesMakeMissingFoldersAsOutDoes)
   write("no-entity.csv", "shipment_id,date\n");
   ASSERT_EQ(run("ledger init l.db").exit_code, 0);
   const std::set<std::string> before = {"l.db", "log.csv", "no-entity.csv"};
-  for (const std::string& failing : {"report --backend cpu no-entity.csv --rejects x/y/r.csv",
-                                     "ledger ingest l.db no-entity.csv --rejects x/y/r.csv",
-                                     "check l.db --proposed no-entity.csv --out x/y/c.csv"}) {
+  for (const std::string failing : {"report --backend cpu no-entity.csv --rejects x/y/r.csv",
+                                    "ledger ingest l.db no-entity.csv --rejects x/y/r.csv",
+                                    "check l.db --proposed no-entity.csv --out x/y/c.csv"}) {
     const run_result r = run(failing);
     EXPECT_EQ(r.exit_code, 2) << failing;
     EXPECT_NE(r.err.find("MISSING_COLUMN"), std::string::npos) << failing << ": " << r.err;
@@ -1991,7 +1991,7 @@ TEST_F(Cli, EntityIdsWrittenAlikeAreNotedOnStderr)
 
   ASSERT_EQ(run("ledger init l.db").exit_code, 0);
   ASSERT_EQ(run("ledger ingest l.db " + log + " --entities " + entities).exit_code, 0);
-  for (const std::string& command : {"ledger report l.db", "ledger report l.db --replay"}) {
+  for (const std::string command : {"ledger report l.db", "ledger report l.db --replay"}) {
     const auto lr = run(command);
     EXPECT_EQ(lr.exit_code, 0) << command << ": " << lr.err;
     EXPECT_NE(lr.err.find(note), std::string::npos) << command << ": " << lr.err;
@@ -2123,7 +2123,7 @@ namespace {
 TEST_F(Cli, AFlagIsNotTakenForAMissingFileName)
 {
   write("log.csv", clean_log);
-  for (const std::string& args : {"--out --rejects", "--rejects --out", "--entities --out x"}) {
+  for (const std::string args : {"--out --rejects", "--rejects --out", "--entities --out x"}) {
     const run_result r = run("report --backend cpu log.csv " + args);
     EXPECT_EQ(r.exit_code, 2) << args;
     EXPECT_EQ(r.out, "") << args;
@@ -2163,7 +2163,7 @@ TEST_F(Cli, CountsAreDecimalWithLeadingZeros)
 // a seed past 64 bits or below 0 was taken for 2^64 - 1, and an empty --records for 0.
 TEST_F(Cli, GenerateRefusesBadNumbersBeforeWritingAnything)
 {
-  for (const std::string& args :
+  for (const std::string args :
        {"--records -1", "--records ''", "--records 5 --force-breaches", "--records 5 --seed -1",
         "--records 5 --seed 99999999999999999999", "--records 5 --seed ''",
         "--records 5 --returns-per-mille 2000", "--records 5 --first-day ''"}) {

@@ -225,7 +225,7 @@ TEST_F(ledger_test, VerifyFindsAlteredLinesAndTotals)
   fs::copy_file(at("whole.db"), at("l.db"), fs::copy_options::overwrite_existing);
   // A quantity or tpp_per_unit altered into text or a real: SQLite would read '12x' as 12 and
   // 'abc' as 0; the replay shows the stored text instead and stops there (a --replay report too).
-  for (const std::string& value : {"'12x'", "'abc'", "12.5"}) {
+  for (const std::string value : {"'12x'", "'abc'", "12.5"}) {
     for (const std::string column : {"quantity", "tpp_per_unit"}) {
       alter("UPDATE lines SET " + column + " = " + value + " WHERE seq = 100");
       const std::string shown = value == "12.5" ? "'12.5'" : value;
@@ -1621,7 +1621,7 @@ TEST_F(ledger_test, InputsWhereSqliteKeepsTheLedgersJournalAreRefused)
     const std::string side = "l.db-" + kind;
     fs::create_symlink(side, at("to-side"));
     for (const auto& [command, content] : commands) {
-      for (const std::string name : {side, std::string("to-side")}) {
+      for (const std::string& name : {side, std::string("to-side")}) {
         write_text(at(side), content);
         std::string line = command;
         line.replace(line.find("NAME"), 4, name);

@@ -496,9 +496,10 @@ TEST(StreamingReport, CrossingsInsideOneBusyDay)
   int id         = 0;
   const auto add = [&](const std::string& date, const std::string& country, std::int64_t quantity,
                        const std::string& pathway) {
-    data.push_back("B" + std::to_string(id++) + "," + date + ",ENT-" + std::to_string(id % 5) + "," +
-                   country + ",H100-SXM," + std::to_string(quantity) + "," + pathway + ",,Exporter " +
-                   std::to_string(id % 3) + ",");
+    const int n = id++;
+    data.push_back("B" + std::to_string(n) + "," + date + ",ENT-" + std::to_string(n % 5) + "," + country +
+                   ",H100-SXM," + std::to_string(quantity) + "," + pathway + ",,Exporter " +
+                   std::to_string(n % 3) + ",");
   };
   for (int k = 0; k < 30; ++k) { add("2025-05-01", "AE", step, "LICENSE"); }  // an earlier day
   for (int k = 0; k < 120; ++k) {
