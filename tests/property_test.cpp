@@ -112,6 +112,7 @@ std::string upper(std::string s)
   return s;
 }
 
+using capledger::test::bundled;
 using capledger::test::scratch_dir;
 
 struct generated {
@@ -129,13 +130,6 @@ std::string describe(const gen_case& c)
 {
   return "records=" + std::to_string(c.records) + " seed=" + std::to_string(c.seed) +
          " force_breaches=" + (c.force_breaches ? "on" : "off");
-}
-
-/// The bundled reference tables (loaded once).
-const reference_data& bundled()
-{
-  static const reference_data ref = load_reference(report_options{});
-  return ref;
 }
 
 generated generate(const gen_case& c)

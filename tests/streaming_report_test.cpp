@@ -36,17 +36,11 @@
 namespace {
 
 using namespace capledger;
+using capledger::test::bundled;
 using capledger::test::file_list;
 using capledger::test::openmp_threads_restored;
 
 // ---- inputs ---------------------------------------------------------------------------------------
-
-/// The bundled reference tables (loaded once).
-const reference_data& bundled()
-{
-  static const reference_data ref = load_reference(report_options{});
-  return ref;
-}
 
 /// Bundled tables plus an entities file given as text.
 reference_data with_entities(const std::string& entities_csv)

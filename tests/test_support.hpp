@@ -36,6 +36,13 @@ inline fs::path sample_dir()
   return datasets_dir() / "sample";
 }
 
+/// @brief The bundled reference tables (loaded once).
+inline const reference_data& bundled()
+{
+  static const reference_data ref = load_reference(report_options{});
+  return ref;
+}
+
 /// @brief The whole content of @p path ("" when it cannot be read).
 inline std::string read_text(const fs::path& path)
 {
