@@ -254,6 +254,7 @@ csv_header::csv_header(const std::vector<csv_field>& fields, std::string file) :
       throw parse_error(file_, field.line, field.column, "MALFORMED_HEADER",
                         "a column name holds a carriage return: line ends must be \\n or \\r\\n");
     }
+    written_.emplace_back(field.value);
     std::string name(trim(field.value));
     for (char& c : name) {
       if (c >= 'A' && c <= 'Z') { c = static_cast<char>(c - 'A' + 'a'); }
@@ -275,6 +276,39 @@ int csv_header::find(std::string_view name) const
     found = static_cast<int>(i);
   }
   return found;
+}
+
+std::string csv_header::missing(std::string_view name) const
+{
+  const std::string why        = "required column " + quoted(name) + " is missing";
+  const std::string_view first = written_.empty() ? std::string_view() : std::string_view(written_.front());
+  // Files a spreadsheet saves for another locale or as "Unicode text": said, rather than listed.
+  if (first.substr(0, 2) == "\xFF\xFE" || first.substr(0, 2) == "\xFE\xFF" ||
+      first.find('\0') != std::string_view::npos) {
+    return why + ": the header holds NUL bytes or a UTF-16 byte-order mark; the file must be UTF-8";
+  }
+  if (written_.size() == 1) {
+    for (const auto& [separator, what] : {std::pair{';', "semicolons"}, std::pair{'\t', "tabs"}}) {
+      if (first.find(separator) != std::string_view::npos) {
+        return why + ": the header is one column holding " + what + "; fields must be separated by commas";
+      }
+    }
+  }
+  constexpr std::size_t names_shown = 12, bytes_shown = 40;
+  std::string listed;
+  for (std::size_t i = 0; i < written_.size() && i < names_shown; ++i) {
+    std::string_view shown = written_[i];
+    if (shown.size() > bytes_shown) {  // cut before a UTF-8 continuation byte: whole characters
+      std::size_t end = bytes_shown;
+      while (end > 0 && (static_cast<unsigned char>(shown[end]) & 0xC0U) == 0x80U) { --end; }
+      shown = shown.substr(0, end);
+    }
+    listed += (i == 0 ? "" : ", ") + quoted(shown) + (shown.size() < written_[i].size() ? "..." : "");
+  }
+  if (written_.size() > names_shown) {
+    listed += " and " + std::to_string(written_.size() - names_shown) + " more";
+  }
+  return why + " (the header names " + listed + ")";
 }
 
 }  // namespace capledger::detail

@@ -107,9 +107,13 @@ class csv_header {
   /// which one holds the values would be a guess
   [[nodiscard]] int find(std::string_view name) const;
   [[nodiscard]] int size() const noexcept { return static_cast<int>(names_.size()); }
+  /// @return why @p name is missing, for MISSING_COLUMN: with the names the header has, or what
+  /// the file seems to be instead (UTF-16 text, values separated by semicolons or tabs)
+  [[nodiscard]] std::string missing(std::string_view name) const;
 
  private:
   std::vector<std::string> names_;
+  std::vector<std::string> written_;  ///< the names as the file has them
   std::vector<csv_field> fields_;  ///< where each name stands (values not kept)
   std::string file_;
 };

@@ -48,10 +48,7 @@ entity_table parse_entities(std::string_view text, const std::string& path, cons
   const int col_name   = header.find("name");
   for (const auto& [index, name] :
        {std::pair{col_entity, "entity"}, std::pair{col_hq, "hq_country"}, std::pair{col_status, "status"}}) {
-    if (index < 0) {
-      throw parse_error(path, 1, 1, "MISSING_COLUMN",
-                        std::string("required column '") + name + "' is missing");
-    }
+    if (index < 0) { throw parse_error(path, 1, 1, "MISSING_COLUMN", header.missing(name)); }
   }
 
   entity_table table;

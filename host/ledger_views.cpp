@@ -331,10 +331,7 @@ dictionary reconcile_inventory(const reference_data& ref, const ledger_units& le
                             header.find("units")};
     const char* names[4] = {"entity", "country", "chip", "units"};
     for (int k = 0; k < 4; ++k) {
-      if (col[k] < 0) {
-        throw parse_error(inventory_path, 1, 1, "MISSING_COLUMN",
-                          std::string("required column '") + names[k] + "' is missing");
-      }
+      if (col[k] < 0) { throw parse_error(inventory_path, 1, 1, "MISSING_COLUMN", header.missing(names[k])); }
     }
     while (true) {
       const auto status = reader.next();

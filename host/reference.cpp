@@ -64,10 +64,7 @@ void read_reference_csv(std::string_view text, const std::string& path,
   std::vector<int> columns;
   for (const auto name : required) {
     const int index = header.find(name);
-    if (index < 0) {
-      throw config_error(path + ":1:1: MISSING_COLUMN: required column '" + std::string(name) +
-                         "' is missing");
-    }
+    if (index < 0) { throw config_error(path + ":1:1: MISSING_COLUMN: " + header.missing(name)); }
     columns.push_back(index);
   }
   while (true) {

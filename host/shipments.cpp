@@ -1102,8 +1102,7 @@ std::string shipment_log_builder::state::ingest(const std::string& name, std::st
   for (int c = 0; c < record_columns; ++c) {
     columns[static_cast<std::size_t>(c)] = header.find(names[c]);
     if (columns[static_cast<std::size_t>(c)] < 0 && c <= c_quantity) {
-      throw parse_error(name, reader.record_line(), 1, "MISSING_COLUMN",
-                        std::string("required column '") + names[c] + "' is missing");
+      throw parse_error(name, reader.record_line(), 1, "MISSING_COLUMN", header.missing(names[c]));
     }
   }
   if (streaming()) {

@@ -494,6 +494,54 @@ TEST(IngestRejects, MissingColumnIsFatal)
   }
 }
 
+// A missing column's message says what the header holds instead: its names as written (twelve at
+// most, each cut to 40 bytes of whole characters), or what the file seems to be (UTF-16 text, values
+// separated by semicolons or tabs, as spreadsheets save them for some locales).
+TEST(IngestRejects, MissingColumnSaysWhatTheHeaderHolds)
+{
+  const auto message = [](const std::string& text) -> std::string {
+    try {
+      (void)ingest(text, keep_rejects());
+    } catch (const parse_error& e) {
+      EXPECT_EQ(e.reason(), "MISSING_COLUMN");
+      return e.what();
+    }
+    ADD_FAILURE() << "accepted: " << text;
+    return "";
+  };
+  const std::string needs = "required column 'shipment_id' is missing";
+  EXPECT_NE(
+      message("Id, Date ,entity,country,chip,Qty\nS1,2025-02-01,E1,AE,H100-SXM,10\n")
+          .find(needs +
+                " (the header names 'Id', 'Date', 'entity', 'country', 'chip', 'Qty')"),  // unquoted: trimmed
+      std::string::npos);
+  std::string wide;  // 14 names, the first 61 bytes: 'a' and 30 two-byte characters, whose 20th
+  for (int k = 0; k < 13; ++k) { wide += "c" + std::to_string(k) + ","; }  // ends at byte 41
+  std::string long_name = "a";
+  for (int k = 0; k < 30; ++k) { long_name += "\xC3\xA9"; }
+  EXPECT_NE(message(long_name + "," + wide + "\n")
+                .find(needs + " (the header names '" + long_name.substr(0, 39) +
+                      "'..., 'c0', 'c1', 'c2', 'c3', 'c4', 'c5', 'c6', 'c7', "
+                      "'c8', 'c9', 'c10' and 3 more)"),
+            std::string::npos);
+  const std::string utf16_said =
+      needs + ": the header holds NUL bytes or a UTF-16 byte-order mark; the file must be UTF-8";
+  std::string utf16le = "\xFF\xFE", utf16be = "\xFE\xFF";
+  for (const char c : std::string("shipment_id,date\n")) {
+    utf16le += std::string{c, '\0'};
+    utf16be += std::string{'\0', c};
+  }
+  EXPECT_NE(message(utf16le).find(utf16_said), std::string::npos);
+  EXPECT_NE(message(utf16be).find(utf16_said), std::string::npos);
+  EXPECT_NE(message(utf16le.substr(2)).find(utf16_said), std::string::npos);  // without its mark
+  EXPECT_NE(
+      message("shipment_id;date;entity;country;chip;quantity\nS1;2025-02-01;E1;AE;H100-SXM;10\n")
+          .find(needs + ": the header is one column holding semicolons; fields must be separated by commas"),
+      std::string::npos);
+  EXPECT_NE(message("shipment_id\tdate\tentity\n").find(needs + ": the header is one column holding tabs"),
+            std::string::npos);
+}
+
 // A column given twice (names compare without case and surrounding spaces) is fatal, with
 // --rejects too: which of the two holds the values would be a guess.
 TEST(IngestRejects, RepeatedColumnIsFatal)
