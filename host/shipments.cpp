@@ -1851,6 +1851,7 @@ void shipment_log_builder::state::replay(const replay_scope& scope,
   std::vector<parsed_chunk> parsed(4 * threads);
   parse_pool pool(threads, "cl-reparse");
   task_group parsing;  // after the pool: destroyed first, once its tasks ran
+  std::vector<std::size_t> released_to(streamed.size(), 0);  // per file: pages before it let go
   for (std::size_t group = 0; group < todo.size(); group += parsed.size()) {
     const std::size_t count = std::min(parsed.size(), todo.size() - group);
     for (std::size_t g = 0; g < count; ++g) {
@@ -1901,7 +1902,18 @@ void shipment_log_builder::state::replay(const replay_scope& scope,
       }
       if (batch.size() > 0) { sink(batch); }
       const streamed_file& file = streamed[record->file];
-      if (file.pages != nullptr) { file.pages->release(chunk.begin, chunk.end); }
+      if (file.pages != nullptr) {
+        // Every page before the section's end, those between it and the last section read too:
+        // reading a section maps more than its own pages (fault-around, large folios of the
+        // page cache), and pages of sections passed over were never let go.
+        file.pages->release(std::min(released_to[record->file], chunk.begin), chunk.end);
+        released_to[record->file] = std::max(released_to[record->file], chunk.end);
+      }
+    }
+  }
+  for (std::size_t f = 0; f < streamed.size(); ++f) {  // what the last sections read mapped past them
+    if (streamed[f].pages != nullptr && released_to[f] > 0) {
+      streamed[f].pages->release(released_to[f], streamed[f].text.size());
     }
   }
 }

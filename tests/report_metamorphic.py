@@ -17,13 +17,21 @@ and the line counts a change moves by what it moves them), with the reports of:
 - with `--rejects`: copies of lines (same id) placed later, in the same or a later file, and bad
   lines of each reason of SPEC §7, which must leave the outputs as they were and be listed in
   the rejects file exactly, at the file, line and column worked out here from where they were put.
+- with `--past-id-check` (not in ctest: it writes several 2.2 GB files): every line padded with
+  spaces (trimmed from its last field) so that the inputs pass `external_id_check_above` (2 GiB):
+  files are then checked for repeated ids out of memory (a first pass, temporary files), stdin in
+  memory; the padded log as 1 and 3 files and as stdin against the base, and the `--rejects` audit
+  (repeats far apart, bad lines) in both paths. stderr must say which check ran.
 
 ctest runs one 40,000-line log with 40 entities (many LPP crossings for the second look); the same
 script at 200,000 to 3,000,000 lines is the audit at scale.
 
 usage: report_metamorphic.py CAPLEDGER [--records N] [--seeds S,S] [--entities E,E] [--returns R]
            [--days FIRST,LAST] [--k K,K] [--threads T,T] [--only split,order,stdin,text,threads,as_of,rejects]
-           [--keep]   (--keep: leave each log's work folder in $TMPDIR)
+           [--past-id-check] [--keep]   (--keep: leave each log's work folder in $TMPDIR)
+
+Not reached here: the second look's position filter past `max_blocks` (33.5 M lines), which needs
+a log larger than this script holds in memory (each row is a list of strings).
 """
 import argparse
 import csv
@@ -80,6 +88,21 @@ class Log:
             out.write(",".join([cell(r[i], quote_all) for i in order] + [cell(v, quote_all) for _, v in extra]) +
                       " " * pad + eol)
         return out.getvalue()
+
+
+def write_padded(path, rows, pad):
+    """Writes @p rows (Log.line text, header first) to @p path, each data line ending in @p pad
+    spaces, a line at a time (the padded log does not fit in memory)."""
+    spaces = " " * pad
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        f.write(rows[0] + "\n")
+        for r in rows[1:]:
+            f.write(r + spaces + "\n")
+    return path
+
+
+ID_CHECK_ABOVE = 2 << 30  # report_options::external_id_check_above: larger inputs (not stdin), ids out of memory
+OUT_OF_MEMORY_NOTE = "checked for repeats out of memory"
 
 
 def column_of(fields, index):
@@ -347,29 +370,66 @@ def audit(args, seed, records, entities_count, work):
     if wanted("rejects"):
         rejects_audit(run, log, rng, base, tag)
 
+    if args.past_id_check:
+        id_check_audit(run, log, rng, base, tag)
 
-def rejects_audit(run, log, rng, base, tag):
+
+def id_check_audit(run, log, rng, base, tag):
+    """The log, dates interleaved, every line padded so that the inputs pass 2 GiB: as 1 file and 3
+    files (ids checked out of memory) and as stdin (in memory) against the base; then the rejects
+    audit, padded the same way, in both paths."""
+    csv.field_size_limit(1 << 24)  # rejects of padded lines
+    n = len(log.rows)
+    lines = [Log.line(r) for r in interleave(log.rows, log.col("date"), rng, "interleaved")]
+    size = sum(len(x.encode("utf-8", "surrogateescape")) + 1 for x in lines)
+    big_pad = (ID_CHECK_ABOVE + (64 << 20) - size) // n + 1
+    header = ",".join(cell(h) for h in log.header)
+    path = write_padded(os.path.join(run.work, "big.csv"), [header] + lines, big_pad)
+    cuts = split_points(n, 3, rng)
+    for name, inputs, stdin in (("1 file", [path], None), ("stdin", ["-"], path), ("3 files", None, None)):
+        if inputs is None:
+            os.remove(path)
+            inputs = [write_padded(os.path.join(run.work, f"big{i}.csv"), [header] + lines[cuts[i]:cuts[i + 1]],
+                                   big_pad) for i in range(3)]
+        got = run.report(inputs, stdin=stdin)
+        what = f"{tag}: dates interleaved, lines padded past 2 GiB ({big_pad} spaces), {name}"
+        compare(what, base, got)
+        if (OUT_OF_MEMORY_NOTE in got[2]) == bool(stdin):
+            fail(f"{what}: ids not checked {'in' if stdin else 'out of'} memory: {got[2][:500]}")
+    for p in inputs:
+        os.remove(p)
+    rejects_audit(run, log, rng, base, tag, runs=((1, None, False), (3, "8", False), (1, None, True)),
+                  big_pad=big_pad)
+
+
+REJECTS_RUNS = ((1, None, False), (3, None, False), (3, "8", False), (1, None, True), (1, "8", True))
+
+
+def rejects_audit(run, log, rng, base, tag, runs=REJECTS_RUNS, big_pad=0):
     """Copies of lines placed later and bad lines of every reason: outputs as the base, and the
-    rejects file lists exactly those lines."""
+    rejects file lists exactly those lines. @p big_pad: spaces ending every good line (and its
+    copies), to pass the out-of-memory id check's threshold; stderr then says which check ran."""
     n = len(log.rows)
     id_col = log.col("shipment_id")
     serial = iter(range(10**9))
     rejects = os.path.join(run.work, "rejects.csv")
     # stdin: the id set grows as the lines come (a file's size sizes it ahead).
-    for files_count, threads, stdin in ((1, None, False), (3, None, False), (3, "8", False), (1, None, True),
-                                        (1, "8", True)):
+    for files_count, threads, stdin in runs:
         # The good rows in order, split into files; then each inserted line placed after the one it
         # copies (duplicates) or anywhere (bad lines).
         # The first lines end in 200 spaces (trimmed from the last field): the ingest, which sizes
         # the id set from the first chunk's lines, must grow it, keeping every id it holds. With
         # 8 threads every line is padded: the ids of several windows are found in parallel.
-        pad = lambda k: 200 if k < 1500 else 150 if threads else 0
-        placed = [(Log.line(r) + " " * pad(k), None, None) for k, r in enumerate(log.rows)]
+        # (text, reason, column, spaces ending it): padded as written, so that a log padded past
+        # 2 GiB is never held in memory.
+        pad = lambda k: big_pad or (200 if k < 1500 else 150 if threads else 0)
+        placed = [(Log.line(r), None, None, pad(k)) for k, r in enumerate(log.rows)]
         inserts = []
         for d in range(40):  # half of them copies of early lines: ids held the longest
             i = rng.randrange(n if d % 2 else min(n, 500))
             at = rng.randrange(i + 1, n + 1)
-            inserts.append((at, (placed[i][0], "DUPLICATE_ID", column_of([cell(v) for v in log.rows[i]], id_col))))
+            inserts.append((at, (placed[i][0], "DUPLICATE_ID", column_of([cell(v) for v in log.rows[i]], id_col),
+                                 placed[i][3])))
         # A bad line's id is new, or that of a later line (which is still accepted: a rejected
         # line's id is not taken), or of an earlier one (the line keeps its own reason).
         ranges = []
@@ -381,10 +441,10 @@ def rejects_audit(run, log, rng, base, tag):
 
         for _ in range(3):
             for bad in bad_lines(log, rng, bad_id):
-                inserts.append((rng.randint(*ranges.pop(0)), bad))
+                inserts.append((rng.randint(*ranges.pop(0)), (*bad, 0)))
         for at, item in sorted(inserts, key=lambda x: x[0], reverse=True):
             placed.insert(at, item)
-        placed.append(unterminated_quote_line(log, rng, lambda: f"FRESH-{next(serial)}"))
+        placed.append((*unterminated_quote_line(log, rng, lambda: f"FRESH-{next(serial)}"), 0))
         cuts = split_points(len(placed), files_count, rng) if files_count > 1 else [0, len(placed)]
         header = ",".join(cell(h) for h in log.header)
         expected, paths = [], []
@@ -393,18 +453,20 @@ def rejects_audit(run, log, rng, base, tag):
             path = os.path.join(run.work, f"rej{f}.csv")
             with open(path, "wb") as out:
                 out.write((header + "\n").encode())
-                for k, (text, reason, column) in enumerate(part):
-                    out.write(text.encode("utf-8", "surrogateescape") + b"\n")
+                for k, (text, reason, column, spaces) in enumerate(part):
+                    text = text.encode("utf-8", "surrogateescape") + b" " * spaces
+                    out.write(text + b"\n")
                     if reason:
-                        expected.append(["-" if stdin else path, str(k + 2), str(column), reason,
-                                         text.encode("utf-8", "surrogateescape")])
+                        expected.append(["-" if stdin else path, str(k + 2), str(column), reason, text])
             paths.append(path)
         bad_count = len(placed) - n
         got = run.report(["-"] if stdin else paths, ["--rejects", rejects], stdin=stdin and paths[0],
                          env=threads and {"OMP_NUM_THREADS": threads})
-        compare(f"{tag}: {bad_count} bad and repeated lines in {'stdin' if stdin else f'{files_count} file(s)'}, "
-                f"--rejects, OMP_NUM_THREADS={threads or 'unset'}", base, got,
-                {"read": bad_count, "rejected": bad_count})
+        name = (f"{tag}: {bad_count} bad and repeated lines in {'stdin' if stdin else f'{files_count} file(s)'}, "
+                f"--rejects, OMP_NUM_THREADS={threads or 'unset'}" + (", padded past 2 GiB" if big_pad else ""))
+        compare(name, base, got, {"read": bad_count, "rejected": bad_count})
+        if big_pad and (OUT_OF_MEMORY_NOTE in got[2]) == stdin:
+            fail(f"{name}: ids not checked {'in' if stdin else 'out of'} memory: {got[2][:500]}")
         with open(rejects, "rb") as f:
             rows = [r for r in csv.reader(io.TextIOWrapper(f, encoding="utf-8", errors="surrogateescape",
                                                             newline=""))]
@@ -428,6 +490,8 @@ def main():
     p.add_argument("--returns", type=int, default=20, help="generate's --returns-per-mille")
     p.add_argument("--days", default="", help="FIRST,LAST: generate's --first-day and --last-day")
     p.add_argument("--only", default="")
+    p.add_argument("--past-id-check", action="store_true",
+                   help="also the log padded past 2 GiB: ids out of memory (files) against in memory (stdin)")
     p.add_argument("--keep", action="store_true")
     args = p.parse_args()
     args.cli = os.path.abspath(args.cli)
