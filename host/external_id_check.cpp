@@ -13,6 +13,8 @@
 #include <atomic>
 #include <cstdlib>
 #include <exception>
+#include <memory>
+#include <mutex>
 #include <thread>
 
 namespace capledger::detail {
@@ -77,8 +79,39 @@ std::vector<external_id_check_entry> entries_with_equal_hashes(
 
 }  // namespace
 
+/// The first `keep` repeats the parts' searches have found so far (a heap with the last on top), and
+/// the offset from which no repeat can be one of them any more.
+class external_id_check::first_repeats {
+ public:
+  explicit first_repeats(std::size_t keep) : keep_(std::max<std::size_t>(keep, 1)) {}
+  [[nodiscard]] std::uint64_t bound() const { return bound_.load(std::memory_order_relaxed); }
+  void add(std::uint64_t repeat, std::uint64_t first_use)
+  {
+    const std::lock_guard<std::mutex> lock(mutex_);
+    if (repeat >= bound_.load(std::memory_order_relaxed)) { return; }
+    kept_.emplace_back(repeat, first_use);
+    std::push_heap(kept_.begin(), kept_.end());
+    if (kept_.size() > keep_) {
+      std::pop_heap(kept_.begin(), kept_.end());
+      kept_.pop_back();
+    }
+    if (kept_.size() == keep_) { bound_.store(kept_.front().first, std::memory_order_relaxed); }
+  }
+  [[nodiscard]] std::vector<std::pair<std::uint64_t, std::uint64_t>> sorted()
+  {
+    std::sort_heap(kept_.begin(), kept_.end());
+    return std::move(kept_);
+  }
+
+ private:
+  std::size_t keep_;
+  std::mutex mutex_;
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> kept_;
+  std::atomic<std::uint64_t> bound_{~std::uint64_t{0}};  // no repeat known: any can be one
+};
+
 std::vector<std::pair<std::uint64_t, std::uint64_t>> external_id_check::repeats_in(
-    part& p, const std::function<std::string(std::uint64_t)>& id_at)
+    part& p, const std::function<std::string(std::uint64_t)>& id_at, first_repeats* first)
 {
   std::vector<entry> entries(p.written);
   const auto bytes = static_cast<ssize_t>(p.written * sizeof(entry));
@@ -93,13 +126,18 @@ std::vector<std::pair<std::uint64_t, std::uint64_t>> external_id_check::repeats_
   for (std::size_t run = 0; run < equal.size();) {
     std::size_t end = run + 1;
     while (end < equal.size() && equal[end].hash == equal[run].hash) { ++end; }
-    // Equal hashes: compare the ids themselves, in input order.
+    // Equal hashes: compare the ids themselves, in input order (a repeat is never the first).
     std::vector<std::pair<std::string, std::uint64_t>> firsts;  // distinct ids and their first use
     for (std::size_t k = run; k < end; ++k) {
+      // The smallest offset from here that can be a repeat (offsets grow along the run): past the
+      // first repeats, so is the rest of the run.
+      if (first != nullptr && equal[std::max(k, run + 1)].offset >= first->bound()) { break; }
       std::string id = id_at(equal[k].offset);
       const auto same =
           std::find_if(firsts.begin(), firsts.end(), [&](const auto& f) { return f.first == id; });
-      if (same != firsts.end()) {
+      if (same != firsts.end() && first != nullptr) {
+        first->add(equal[k].offset, same->second);
+      } else if (same != firsts.end()) {
         out.emplace_back(equal[k].offset, same->second);
       } else {
         firsts.emplace_back(std::move(id), equal[k].offset);
@@ -111,8 +149,10 @@ std::vector<std::pair<std::uint64_t, std::uint64_t>> external_id_check::repeats_
 }
 
 std::vector<std::pair<std::uint64_t, std::uint64_t>> external_id_check::repeats(
-    const std::function<std::string(std::uint64_t)>& id_at)
+    const std::function<std::string(std::uint64_t)>& id_at, std::size_t keep)
 {
+  std::unique_ptr<first_repeats> first;
+  if (keep != all_repeats) { first = std::make_unique<first_repeats>(keep); }
   // The parts are independent: several at a time, as many as the budget holds for the largest.
   std::size_t largest = 0;
   for (const auto& p : parts_) { largest = std::max(largest, p.written + p.buffer.size()); }
@@ -127,7 +167,7 @@ std::vector<std::pair<std::uint64_t, std::uint64_t>> external_id_check::repeats(
   const auto search = [&](std::size_t worker) {
     try {
       for (std::size_t k; (k = next.fetch_add(1)) < parts_.size();) {
-        found[k] = repeats_in(parts_[k], id_at);
+        found[k] = repeats_in(parts_[k], id_at, first.get());
       }
     } catch (...) {
       failures[worker] = std::current_exception();
@@ -146,6 +186,7 @@ std::vector<std::pair<std::uint64_t, std::uint64_t>> external_id_check::repeats(
   for (const auto& failure : failures) {
     if (failure) { std::rethrow_exception(failure); }
   }
+  if (first) { return first->sorted(); }
   std::vector<std::pair<std::uint64_t, std::uint64_t>> out;
   for (auto& part_repeats : found) { out.insert(out.end(), part_repeats.begin(), part_repeats.end()); }
   std::sort(out.begin(), out.end());

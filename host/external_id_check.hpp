@@ -36,8 +36,14 @@ class external_id_check {
   /// @brief The repeats: (offset of a repeat, offset of the id's first use) sorted by the repeat,
   /// as `ingest_options::repeated_ids` takes them. Call once, after the last `add`.
   /// @param id_at the shipment id of the record at an offset; called from several threads at once
+  /// @param keep  only the @p keep first repeats (smallest offsets): a second pass that stops at its
+  ///              first bad line reaches one repeat at most, one stopped past `--max-rejects N` N + 1
+  ///              (each repeat it reaches is a reject, or takes over the id of a TPP_OVERFLOW reject
+  ///              before it). Equal hashes that cannot hold one of them are not read again, so a log
+  ///              whose every id repeats (a file given twice) costs neither the reads nor the list.
   [[nodiscard]] std::vector<std::pair<std::uint64_t, std::uint64_t>> repeats(
-      const std::function<std::string(std::uint64_t)>& id_at);
+      const std::function<std::string(std::uint64_t)>& id_at, std::size_t keep = all_repeats);
+  static constexpr std::size_t all_repeats = static_cast<std::size_t>(-1);
 
  private:
   using entry = external_id_check_entry;
@@ -49,10 +55,13 @@ class external_id_check {
   std::size_t buffered_;
   std::array<part, 256> parts_;
 
+  class first_repeats;
+
   static void spill(part& p);
-  /// The repeats within one part (its records are read back and let go).
+  /// The repeats within one part (its records are read back and let go), or, given @p first, only
+  /// those that can be among its first repeats, added there.
   static std::vector<std::pair<std::uint64_t, std::uint64_t>> repeats_in(
-      part& p, const std::function<std::string(std::uint64_t)>& id_at);
+      part& p, const std::function<std::string(std::uint64_t)>& id_at, first_repeats* first);
 };
 
 }  // namespace capledger::detail

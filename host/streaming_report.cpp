@@ -834,7 +834,12 @@ report_output stream_report(const reference_data& ref, const report_options& opt
     first.on_id          = [&](std::uint64_t hash, std::uint64_t offset) { ids.add(hash, offset); };
     shipment_log_builder finder(ref.countries, ref.chips, first);
     add_inputs(finder);
-    repeats             = ids.repeats([&](std::uint64_t offset) { return finder.shipment_id_at(offset); });
+    // The second pass stops at its first bad line, or past --max-rejects: it reaches that many
+    // repeats at most (external_id_check::repeats says why).
+    const std::size_t keep = !ingest.keep_rejects     ? 1
+                             : ingest.max_rejects < 0 ? detail::external_id_check::all_repeats
+                                                      : static_cast<std::size_t>(ingest.max_rejects) + 1;
+    repeats = ids.repeats([&](std::uint64_t offset) { return finder.shipment_id_at(offset); }, keep);
     ingest.repeated_ids = &repeats;
     first_pass_files    = finder.current().files;
   }

@@ -924,6 +924,16 @@ TEST(StreamingReport, IdOfALineRejectedForTheLogsTotalsIsFreeAgain)
     EXPECT_NE(column.rejects[2].detail.find("log.csv:2"), std::string::npos) << column.rejects[2].detail;
     EXPECT_EQ(column.rejects[3].reason, "TPP_OVERFLOW");
     EXPECT_EQ(column.rejects[3].line, 7);
+    // Stopped past --max-rejects, or at the first bad line: the out-of-memory check keeps only
+    // the repeats the second pass can reach, which the overflowing line's freed id must not upset.
+    for (const std::int64_t max_rejects : {0, 1, 2, 3}) {
+      ingest.max_rejects = max_rejects;
+      EXPECT_EQ(check_same(bundled(), {{"log.csv", text}}, report_options{}, ingest).rejects.size(),
+                static_cast<std::size_t>(max_rejects + 1));
+    }
+    EXPECT_EQ(check_same(bundled(), {{"log.csv", text}}, report_options{}, ingest_options{})
+                  .error.rfind("parse_error: ", 0),
+              0U);
     if (::testing::Test::HasFailure()) { return; }
   }
 }
