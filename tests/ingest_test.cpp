@@ -534,6 +534,16 @@ TEST(IngestRejects, MissingColumnSaysWhatTheHeaderHolds)
   EXPECT_NE(message(utf16le).find(utf16_said), std::string::npos);
   EXPECT_NE(message(utf16be).find(utf16_said), std::string::npos);
   EXPECT_NE(message(utf16le.substr(2)).find(utf16_said), std::string::npos);  // without its mark
+  // A spreadsheet's "Unicode text" has \r\n line ends: each \n byte ends a line after a CR byte,
+  // which once made it a MALFORMED_HEADER about line ends rather than a UTF-16 file.
+  std::string crlf_le = "\xFF\xFE", crlf_be = "\xFE\xFF";
+  for (const char c : std::string("shipment_id\tdate\r\nS1\t2025-02-01\r\n")) {
+    crlf_le += std::string{c, '\0'};
+    crlf_be += std::string{'\0', c};
+  }
+  EXPECT_NE(message(crlf_le).find(utf16_said), std::string::npos);
+  EXPECT_NE(message(crlf_be).find(utf16_said), std::string::npos);
+  EXPECT_NE(message(crlf_le.substr(2)).find(utf16_said), std::string::npos);
   EXPECT_NE(
       message("shipment_id;date;entity;country;chip;quantity\nS1;2025-02-01;E1;AE;H100-SXM;10\n")
           .find(needs + ": the header is one column holding semicolons; fields must be separated by commas"),
