@@ -322,4 +322,18 @@ std::string csv_header::missing(std::string_view name) const
   return why + " (the header names " + listed + ")";
 }
 
+std::string wrong_field_count(std::size_t expected, std::size_t found, bool last_is_empty,
+                              bool header_ends_unnamed)
+{
+  std::string why = "expected " + std::to_string(expected) + " fields, found " + std::to_string(found);
+  if (found == expected + 1 && last_is_empty) {
+    why += ": the line ends with a comma (an empty field past the header's last column); remove it";
+  } else if (found + 1 == expected && header_ends_unnamed) {
+    why +=
+        ": the header ends with a comma (an unnamed last column) and this line does not; remove the "
+        "header's last comma";
+  }
+  return why;
+}
+
 }  // namespace capledger::detail

@@ -552,6 +552,44 @@ TEST(IngestRejects, MissingColumnSaysWhatTheHeaderHolds)
             std::string::npos);
 }
 
+// Exports joined by hand and ERP writers: the reject says the likely cause, not only the symptom.
+// A header row repeated inside the file (monthly files joined) is a BAD_DATE at its date that says
+// so; a line, or the header, ending with a comma is a WRONG_FIELD_COUNT that says so.
+TEST(IngestRejects, RepeatedHeaderAndTrailingCommasSayTheirCause)
+{
+  const auto message = [](const std::string& text) -> std::string {
+    try {
+      (void)ingest(text);
+    } catch (const parse_error& e) {
+      return e.what();
+    }
+    ADD_FAILURE() << "accepted: " << text;
+    return "";
+  };
+  const std::string line = "S1,2025-02-01,E1,AE,H100-SXM,10\n";
+  EXPECT_EQ(message(header + line + "Shipment_ID, DATE ,entity,country,chip,quantity\n"),
+            "log.csv:3:14: BAD_DATE: 'DATE' is not a valid YYYY-MM-DD date: the line repeats the header row "
+            "(files joined together?); remove it");
+  EXPECT_EQ(message(header + "S2,date,E1,AE,H100-SXM,10\n"),  // an id of its own: only a bad date
+            "log.csv:2:4: BAD_DATE: 'date' is not a valid YYYY-MM-DD date");
+  EXPECT_EQ(
+      message(header + "S1,2025-02-01,E1,AE,H100-SXM,10,\n"),
+      "log.csv:2:33: WRONG_FIELD_COUNT: expected 6 fields, found 7: the line ends with a comma (an empty "
+      "field past the header's last column); remove it");
+  EXPECT_EQ(message(header + "S1,2025-02-01,E1,AE,H100-SXM,10,x\n"),  // a value: no guess
+            "log.csv:2:33: WRONG_FIELD_COUNT: expected 6 fields, found 7");
+  EXPECT_EQ(
+      message("shipment_id,date,entity,country,chip,quantity,\n" + line),
+      "log.csv:2:30: WRONG_FIELD_COUNT: expected 7 fields, found 6: the header ends with a comma (an unnamed "
+      "last column) and this line does not; remove the header's last comma");
+  EXPECT_EQ(message(header + "S1,2025-02-01,E1,AE,H100-SXM\n"),  // a plain header: no guess
+            "log.csv:2:21: WRONG_FIELD_COUNT: expected 6 fields, found 5");
+  // Both with a trailing comma: an unnamed column, ignored like any unknown one.
+  EXPECT_EQ(
+      ingest("shipment_id,date,entity,country,chip,quantity,\nS1,2025-02-01,E1,AE,H100-SXM,10,\n").lines_read,
+      1);
+}
+
 // A column given twice (names compare without case and surrounding spaces) is fatal, with
 // --rejects too: which of the two holds the values would be a guess.
 TEST(IngestRejects, RepeatedColumnIsFatal)
