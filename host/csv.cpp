@@ -242,6 +242,16 @@ utf8_sequence utf8_at(std::string_view text, std::size_t at) noexcept
 
 namespace capledger::detail {
 
+namespace {
+/// @return whether a header's first name is UTF-16 text read as bytes: it holds NUL bytes or
+/// starts with a UTF-16 byte-order mark
+bool looks_utf16(std::string_view first_name) noexcept
+{
+  return first_name.substr(0, 2) == "\xFF\xFE" || first_name.substr(0, 2) == "\xFE\xFF" ||
+         first_name.find('\0') != std::string_view::npos;
+}
+}  // namespace
+
 csv_header::csv_header(const std::vector<csv_field>& fields, std::string file) : file_(std::move(file))
 {
   names_.reserve(fields.size());
@@ -249,8 +259,10 @@ csv_header::csv_header(const std::vector<csv_field>& fields, std::string file) :
     fields_.push_back({{}, field.line, field.column});
     // SPEC 1.1 allows \n and \r\n line ends only. A carriage return in a column name is a file
     // with bare-CR line ends (old Mac, some exports): read on, its whole text is one header row
-    // and the log would count 0 lines with exit 0.
-    if (field.value.find('\r') != std::string_view::npos) {
+    // and the log would count 0 lines with exit 0. UTF-16 text with \r\n line ends (a
+    // spreadsheet's "Unicode text") keeps a CR before each \n byte too: that file is told it is
+    // UTF-16 by `missing`, not sent after its line ends.
+    if (field.value.find('\r') != std::string_view::npos && !looks_utf16(fields.front().value)) {
       throw parse_error(file_, field.line, field.column, "MALFORMED_HEADER",
                         "a column name holds a carriage return: line ends must be \\n or \\r\\n");
     }
@@ -283,8 +295,7 @@ std::string csv_header::missing(std::string_view name) const
   const std::string why        = "required column " + quoted(name) + " is missing";
   const std::string_view first = written_.empty() ? std::string_view() : std::string_view(written_.front());
   // Files a spreadsheet saves for another locale or as "Unicode text": said, rather than listed.
-  if (first.substr(0, 2) == "\xFF\xFE" || first.substr(0, 2) == "\xFE\xFF" ||
-      first.find('\0') != std::string_view::npos) {
+  if (looks_utf16(first)) {
     return why + ": the header holds NUL bytes or a UTF-16 byte-order mark; the file must be UTF-8";
   }
   if (written_.size() == 1) {
@@ -309,6 +320,20 @@ std::string csv_header::missing(std::string_view name) const
     listed += " and " + std::to_string(written_.size() - names_shown) + " more";
   }
   return why + " (the header names " + listed + ")";
+}
+
+std::string wrong_field_count(std::size_t expected, std::size_t found, bool last_is_empty,
+                              bool header_ends_unnamed)
+{
+  std::string why = "expected " + std::to_string(expected) + " fields, found " + std::to_string(found);
+  if (found == expected + 1 && last_is_empty) {
+    why += ": the line ends with a comma (an empty field past the header's last column); remove it";
+  } else if (found + 1 == expected && header_ends_unnamed) {
+    why +=
+        ": the header ends with a comma (an unnamed last column) and this line does not; remove the "
+        "header's last comma";
+  }
+  return why;
 }
 
 }  // namespace capledger::detail

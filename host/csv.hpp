@@ -110,6 +110,9 @@ class csv_header {
   /// @return why @p name is missing, for MISSING_COLUMN: with the names the header has, or what
   /// the file seems to be instead (UTF-16 text, values separated by semicolons or tabs)
   [[nodiscard]] std::string missing(std::string_view name) const;
+  /// @return whether the header's last name is empty (and not its only one): a header row that
+  /// ends with a comma, as some spreadsheets and ERP exports write it
+  [[nodiscard]] bool ends_unnamed() const noexcept { return names_.size() > 1 && names_.back().empty(); }
 
  private:
   std::vector<std::string> names_;
@@ -117,5 +120,12 @@ class csv_header {
   std::vector<csv_field> fields_;  ///< where each name stands (values not kept)
   std::string file_;
 };
+
+/// @brief The detail of a WRONG_FIELD_COUNT: the counts, and where the likely cause is a comma at
+/// the end of the line or of the header (ERP and spreadsheet exports write both), that cause.
+/// @param last_is_empty whether the record's last field is empty
+/// @param header_ends_unnamed `csv_header::ends_unnamed` of the file's header
+[[nodiscard]] std::string wrong_field_count(std::size_t expected, std::size_t found, bool last_is_empty,
+                                            bool header_ends_unnamed);
 
 }  // namespace capledger::detail

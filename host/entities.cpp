@@ -70,7 +70,8 @@ entity_table parse_entities(std::string_view text, const std::string& path, cons
     if (static_cast<int>(f.size()) != header.size()) {
       throw parse_error(
           path, reader.record_line(), 1, "WRONG_FIELD_COUNT",
-          "expected " + std::to_string(header.size()) + " fields, found " + std::to_string(f.size()));
+          detail::wrong_field_count(static_cast<std::size_t>(header.size()), f.size(),
+                                    !f.empty() && f.back().value.empty(), header.ends_unnamed()));
     }
     const auto& id_field = f[static_cast<std::size_t>(col_entity)];
     entity_info row;
@@ -122,8 +123,11 @@ entity_table parse_entities(std::string_view text, const std::string& path, cons
         if (iso.empty()) { continue; }
         const int code = countries.find(iso);
         if (code < 0) {
+          // `AE, IN` (a quoted list written with commas, as for a spreadsheet cell) reads as one code.
+          const bool commas = iso.find_first_of(", ") != std::string_view::npos;
           throw parse_error(path, nveu.line, nveu.column, "UNKNOWN_COUNTRY",
-                            detail::quoted(iso) + " in nveu_countries is not in the countries table");
+                            detail::quoted(iso) + " in nveu_countries is not in the countries table" +
+                                (commas ? ": separate the codes with ';' (AE;IN)" : ""));
         }
         row.nveu_countries.push_back(static_cast<std::uint16_t>(code));
       }

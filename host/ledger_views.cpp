@@ -345,7 +345,8 @@ dictionary reconcile_inventory(const reference_data& ref, const ledger_units& le
       if (static_cast<int>(f.size()) != header.size()) {
         throw parse_error(
             inventory_path, reader.record_line(), 1, "WRONG_FIELD_COUNT",
-            "expected " + std::to_string(header.size()) + " fields, found " + std::to_string(f.size()));
+            detail::wrong_field_count(static_cast<std::size_t>(header.size()), f.size(),
+                                      !f.empty() && f.back().value.empty(), header.ends_unnamed()));
       }
       const auto& entity  = f[static_cast<std::size_t>(col[0])];
       const auto& country = f[static_cast<std::size_t>(col[1])];
@@ -356,8 +357,14 @@ dictionary reconcile_inventory(const reference_data& ref, const ledger_units& le
       }
       const int country_code = ref.countries.find(country.value);
       if (country_code < 0) {
-        throw parse_error(inventory_path, country.line, country.column, "UNKNOWN_COUNTRY",
-                          detail::quoted(country.value) + " is not in the countries table");
+        // Columns are found by name: a header row repeated inside the file holds its names here.
+        const bool repeated_header = detail::to_upper(detail::trim(entity.value)) == "ENTITY" &&
+                                     detail::to_upper(detail::trim(country.value)) == "COUNTRY";
+        throw parse_error(
+            inventory_path, country.line, country.column, "UNKNOWN_COUNTRY",
+            detail::quoted(country.value) + " is not in the countries table" +
+                (repeated_header ? ": the line repeats the header row (files joined together?); remove it"
+                                 : ""));
       }
       if (chip.value.empty()) {
         throw parse_error(inventory_path, chip.line, chip.column, "EMPTY_FIELD", "empty chip");
@@ -405,15 +412,22 @@ dictionary reconcile_inventory(const reference_data& ref, const ledger_units& le
       return key_of(a.key) < key_of(b.key);
     });
     const inventory_row* repeated = nullptr;
-    for (std::size_t i = 1; i < inventory.size(); ++i) {
-      if (key_of(inventory[i].key) == key_of(inventory[i - 1].key) &&
-          (!repeated || inventory[i].line < repeated->line)) {
+    const inventory_row* first    = nullptr;  // the first row of `repeated`'s key
+    for (std::size_t i = 1, group = 0; i < inventory.size(); ++i) {
+      if (key_of(inventory[i].key) != key_of(inventory[i - 1].key)) {
+        group = i;
+      } else if (!repeated || inventory[i].line < repeated->line) {
         repeated = &inventory[i];
+        first    = &inventory[group];
       }
     }
     if (repeated) {
+      // Stable sort: the group's first row is the key's first in the file. Named, since the two
+      // may be spelled differently (`de` and `DE`, `h100-sxm` and `H100-SXM`).
       throw parse_error(inventory_path, repeated->line, repeated->column, "DUPLICATE_ID",
-                        "(entity, country, chip) is listed twice");
+                        "(entity, country, chip) is listed twice: the same key as line " +
+                            std::to_string(first->line) +
+                            " (country and chip compare without case); give each key one row");
     }
   };
   try {

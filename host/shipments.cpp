@@ -831,6 +831,7 @@ struct shipment_log_builder::state {
     column_map columns{};
     int field_count             = 0;
     detail::input_bytes* pages = nullptr;  ///< the file's mapping (null for texts given in memory)
+    bool header_ends_unnamed    = false;    ///< `csv_header::ends_unnamed`
   };
   /// `section_lines` candidates in a row of a merged chunk: what `replay` reads again, and where a
   /// repeated id's first occurrence gets its line number (line breaks counted from `start`).
@@ -932,7 +933,7 @@ struct shipment_log_builder::state {
   /// read (replay, of sections whose lines were all candidates), and `ordinal` says where the
   /// others were.
   void parse_chunk(std::string_view text, const column_map& columns, int field_count,
-                   const dictionary_snapshots& known, parsed_chunk& chunk,
+                   bool header_ends_unnamed, const dictionary_snapshots& known, parsed_chunk& chunk,
                    const wanted_lines* only = nullptr) const;
   void merge_chunk(const std::string& name, std::string_view text, const column_map& columns,
                    std::int64_t first_line, const parsed_chunk& chunk);
@@ -1108,6 +1109,7 @@ std::string shipment_log_builder::state::ingest(const std::string& name, std::st
   if (streaming()) {
     streamed.back().columns     = columns;
     streamed.back().field_count = header.size();
+    streamed.back().header_ends_unnamed = header.ends_unnamed();
   }
 
   // Windows bound the memory phase 1 holds and the file pages kept mapped. Chunks of 256 KiB
@@ -1144,7 +1146,7 @@ std::string shipment_log_builder::state::ingest(const std::string& name, std::st
     }
     w.known->catch_up(log);
     w.start(pool, [&](parsed_chunk& chunk, const dictionary_snapshots& known) {
-      parse_chunk(text, columns, header.size(), known, chunk);
+      parse_chunk(text, columns, header.size(), header.ends_unnamed(), known, chunk);
     });
   };
 
@@ -1199,7 +1201,7 @@ std::string shipment_log_builder::state::ingest(const std::string& name, std::st
           continue;
         }
         chunk.reset(at, chunk.limit);
-        parse_chunk(text, columns, header.size(), *w.known, chunk);
+        parse_chunk(text, columns, header.size(), header.ends_unnamed(), *w.known, chunk);
       }
       at = chunk.end;
     }
@@ -1269,7 +1271,14 @@ std::optional<line_defect> shipment_log_builder::state::check_line(const detail:
   if (value(c_id).empty()) { return line_defect{"EMPTY_FIELD", "empty shipment_id", c_id}; }
   const auto day = dates.parse(value(c_date));
   if (!day) {
-    return line_defect{"BAD_DATE", detail::quoted(value(c_date)) + " is not a valid YYYY-MM-DD date", c_date};
+    std::string why = detail::quoted(value(c_date)) + " is not a valid YYYY-MM-DD date";
+    // Columns are found by name, so a header row repeated inside the file (monthly exports joined
+    // together) holds its own column names here: say that, not only that `date` is no date.
+    if (detail::to_upper(detail::trim(value(c_id))) == "SHIPMENT_ID" &&
+        detail::to_upper(detail::trim(value(c_date))) == "DATE") {
+      why += ": the line repeats the header row (files joined together?); remove it";
+    }
+    return line_defect{"BAD_DATE", std::move(why), c_date};
   }
   if (value(c_entity).empty()) { return line_defect{"EMPTY_FIELD", "empty entity", c_entity}; }
   const int country = lookup.country(value(c_country));
@@ -1325,8 +1334,9 @@ std::optional<line_defect> shipment_log_builder::state::check_line(const detail:
 }
 
 void shipment_log_builder::state::parse_chunk(std::string_view text, const column_map& columns,
-                                              int field_count, const dictionary_snapshots& known,
-                                              parsed_chunk& chunk, const wanted_lines* only) const
+                                              int field_count, bool header_ends_unnamed,
+                                              const dictionary_snapshots& known, parsed_chunk& chunk,
+                                              const wanted_lines* only) const
 {
   detail::fast_csv_reader reader(text, chunk.begin, chunk.limit, 1);
   reader.keep_at_most(static_cast<std::size_t>(field_count) + 1);  // one past the header names the bad field
@@ -1408,8 +1418,9 @@ void shipment_log_builder::state::parse_chunk(std::string_view text, const colum
                            ? fields[static_cast<std::size_t>(field_count)]
                            : fields.back();
       hold("WRONG_FIELD_COUNT",
-           "expected " + std::to_string(field_count) + " fields, found " +
-               std::to_string(reader.field_count()),
+           detail::wrong_field_count(static_cast<std::size_t>(field_count), reader.field_count(),
+                                     reader.field_count() == fields.size() && fields.back().value.empty(),
+                                     header_ends_unnamed),
            at.line, at.column);
     } else {
       // Pointers, not copies: copying ten fields a line (and zeroing them first) cost more than
@@ -1865,7 +1876,7 @@ void shipment_log_builder::state::replay(const replay_scope& scope,
         // A section on the list holds lines of other days (and countries) too: they are passed
         // over once their date and country are read. Only where every record was a candidate, so
         // that the lines passed over can be counted without checking them.
-        parse_chunk(file.text, file.columns, file.field_count, known, parsed[g],
+        parse_chunk(file.text, file.columns, file.field_count, file.header_ends_unnamed, known, parsed[g],
                     part.had_rejects ? nullptr : &wanted);
       });
     }

@@ -534,12 +534,60 @@ TEST(IngestRejects, MissingColumnSaysWhatTheHeaderHolds)
   EXPECT_NE(message(utf16le).find(utf16_said), std::string::npos);
   EXPECT_NE(message(utf16be).find(utf16_said), std::string::npos);
   EXPECT_NE(message(utf16le.substr(2)).find(utf16_said), std::string::npos);  // without its mark
+  // A spreadsheet's "Unicode text" has \r\n line ends: each \n byte ends a line after a CR byte,
+  // which once made it a MALFORMED_HEADER about line ends rather than a UTF-16 file.
+  std::string crlf_le = "\xFF\xFE", crlf_be = "\xFE\xFF";
+  for (const char c : std::string("shipment_id\tdate\r\nS1\t2025-02-01\r\n")) {
+    crlf_le += std::string{c, '\0'};
+    crlf_be += std::string{'\0', c};
+  }
+  EXPECT_NE(message(crlf_le).find(utf16_said), std::string::npos);
+  EXPECT_NE(message(crlf_be).find(utf16_said), std::string::npos);
+  EXPECT_NE(message(crlf_le.substr(2)).find(utf16_said), std::string::npos);
   EXPECT_NE(
       message("shipment_id;date;entity;country;chip;quantity\nS1;2025-02-01;E1;AE;H100-SXM;10\n")
           .find(needs + ": the header is one column holding semicolons; fields must be separated by commas"),
       std::string::npos);
   EXPECT_NE(message("shipment_id\tdate\tentity\n").find(needs + ": the header is one column holding tabs"),
             std::string::npos);
+}
+
+// Exports joined by hand and ERP writers: the reject says the likely cause, not only the symptom.
+// A header row repeated inside the file (monthly files joined) is a BAD_DATE at its date that says
+// so; a line, or the header, ending with a comma is a WRONG_FIELD_COUNT that says so.
+TEST(IngestRejects, RepeatedHeaderAndTrailingCommasSayTheirCause)
+{
+  const auto message = [](const std::string& text) -> std::string {
+    try {
+      (void)ingest(text);
+    } catch (const parse_error& e) {
+      return e.what();
+    }
+    ADD_FAILURE() << "accepted: " << text;
+    return "";
+  };
+  const std::string line = "S1,2025-02-01,E1,AE,H100-SXM,10\n";
+  EXPECT_EQ(message(header + line + "Shipment_ID, DATE ,entity,country,chip,quantity\n"),
+            "log.csv:3:14: BAD_DATE: 'DATE' is not a valid YYYY-MM-DD date: the line repeats the header row "
+            "(files joined together?); remove it");
+  EXPECT_EQ(message(header + "S2,date,E1,AE,H100-SXM,10\n"),  // an id of its own: only a bad date
+            "log.csv:2:4: BAD_DATE: 'date' is not a valid YYYY-MM-DD date");
+  EXPECT_EQ(
+      message(header + "S1,2025-02-01,E1,AE,H100-SXM,10,\n"),
+      "log.csv:2:33: WRONG_FIELD_COUNT: expected 6 fields, found 7: the line ends with a comma (an empty "
+      "field past the header's last column); remove it");
+  EXPECT_EQ(message(header + "S1,2025-02-01,E1,AE,H100-SXM,10,x\n"),  // a value: no guess
+            "log.csv:2:33: WRONG_FIELD_COUNT: expected 6 fields, found 7");
+  EXPECT_EQ(
+      message("shipment_id,date,entity,country,chip,quantity,\n" + line),
+      "log.csv:2:30: WRONG_FIELD_COUNT: expected 7 fields, found 6: the header ends with a comma (an unnamed "
+      "last column) and this line does not; remove the header's last comma");
+  EXPECT_EQ(message(header + "S1,2025-02-01,E1,AE,H100-SXM\n"),  // a plain header: no guess
+            "log.csv:2:21: WRONG_FIELD_COUNT: expected 6 fields, found 5");
+  // Both with a trailing comma: an unnamed column, ignored like any unknown one.
+  EXPECT_EQ(
+      ingest("shipment_id,date,entity,country,chip,quantity,\nS1,2025-02-01,E1,AE,H100-SXM,10,\n").lines_read,
+      1);
 }
 
 // A column given twice (names compare without case and surrounding spaces) is fatal, with

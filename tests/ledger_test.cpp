@@ -1489,8 +1489,21 @@ TEST_F(ledger_test, ReconcileMergesKeysAndRefusesTheFirstBadLine)
   const std::string head = "entity,country,chip,units\nE1,AE,H100-SXM,8\n";
   for (const auto& [rows, error] :
        {// E9 sorts after E1 but is listed twice first
-        std::pair{"E9,AE,H100-SXM,1\nE9,AE,H100-SXM,2\ne1,ae,h100-sxm,8\nE1,ae,h100-sxm,8\n",
-                  "inventory.csv:4:1: DUPLICATE_ID: (entity, country, chip) is listed twice"},
+        std::pair{
+            "E9,AE,H100-SXM,1\nE9,AE,H100-SXM,2\ne1,ae,h100-sxm,8\nE1,ae,h100-sxm,8\n",
+            "inventory.csv:4:1: DUPLICATE_ID: (entity, country, chip) is listed twice: the same key as line "
+            "3 (country and chip compare without case); give each key one row\n"},
+        std::pair{"E2,in,h100-sxm,1\nE3,AE,H100-SXM,1\nE2,IN,H100-SXM,2\n",  // spelled in another case
+                  "inventory.csv:5:1: DUPLICATE_ID: (entity, country, chip) is listed twice: the same key as "
+                  "line 3"},
+        // monthly inventories joined: the header again
+        std::pair{
+            "entity,country,chip,units\nE2,IN,H100-SXM,2\n",
+            "inventory.csv:3:8: UNKNOWN_COUNTRY: 'country' is not in the countries table: the line repeats "
+            "the header row (files joined together?); remove it\n"},
+        std::pair{
+            "E2,IN,H100-SXM,2,\n",
+            "inventory.csv:3:1: WRONG_FIELD_COUNT: expected 4 fields, found 5: the line ends with a comma"},
         std::pair{"E1,AE,H100-SXM,8\nE2,QQ,H100-SXM,1\n", "inventory.csv:3:1: DUPLICATE_ID"},
         std::pair{"E2,QQ,H100-SXM,1\nE1,AE,H100-SXM,8\n", "inventory.csv:3:4: UNKNOWN_COUNTRY"}}) {
     write_text(at("inventory.csv"), head + rows);

@@ -300,6 +300,30 @@ TEST_F(ReferenceFiles, NveuCountriesColumnIsNeededOnlyByNveuEntities)
   }
 }
 
+// nveu_countries is `;`-separated (SPEC §1.2); a list written with commas or spaces (`"AE, IN"`, as
+// a spreadsheet cell holds one) is one unknown code, and the message says how to write the list.
+TEST_F(ReferenceFiles, NveuCountriesWrittenWithCommasSayHowToSeparateThem)
+{
+  const country_table countries = load_countries((datasets_dir() / "countries.csv").string());
+  for (const auto& [cell, said] :
+       {std::pair{"\"AE, IN\"",
+                  "'AE, IN' in nveu_countries is not in the countries "
+                  "table: separate the codes with ';' (AE;IN)"},
+        std::pair{"AE IN",
+                  "'AE IN' in nveu_countries is not in the countries table: "
+                  "separate the codes with ';' (AE;IN)"},
+        std::pair{"AE;XX", "'XX' in nveu_countries is not in the countries table"}}) {
+    const auto path =
+        write("e.csv", std::string("entity,hq_country,status,nveu_countries\nE2,DE,NVEU,") + cell + "\n");
+    try {
+      (void)load_entities(path, countries);
+      ADD_FAILURE() << "accepted: " << cell;
+    } catch (const parse_error& e) {
+      EXPECT_EQ(std::string(e.what()), path + ":2:12: UNKNOWN_COUNTRY: " + said) << cell;
+    }
+  }
+}
+
 // ---- rule set defects ---------------------------------------------------------------------------
 
 /// A valid rule set; each defect test edits one part of it.
