@@ -306,10 +306,12 @@ ledger_units sum_ledger_units(const reference_data& ref, const shipment_log& log
   return units;
 }
 
-dictionary reconcile_inventory(const reference_data& ref, const ledger_units& ledger,
-                               const std::string& inventory_path, std::string_view text,
-                               const std::function<void(const reconciliation_row&)>& row)
+inventory_reading reconcile_inventory(const reference_data& ref, const ledger_units& ledger,
+                                      const std::string& inventory_path, std::string_view text,
+                                      const std::function<void(const reconciliation_row&)>& row)
 {
+  std::vector<std::string> notes;
+  std::set<std::string> noted_chips;  // upper-cased
   // The ledger's codes, and after them those of entities and chips only the inventory names.
   dictionary entities = ledger.entities;
   dictionary chips    = ledger.chips;
@@ -390,6 +392,17 @@ dictionary reconcile_inventory(const reference_data& ref, const ledger_units& le
       // Chip keys match case-insensitively, as in shipment logs; others are upper-cased (as the
       // ad-hoc chips of the ledger's lines are).
       const int chip_row = ref.chips.find(chip.value);
+      // Units of a chip no table and no stored line knows are unshipped: likely a spelling
+      // (`H100 SXM`), which the rows alone would show as a diversion and a shortfall.
+      constexpr std::size_t chip_notes = 10;
+      if (chip_row < 0 && reported > 0 && ledger.chips.find(detail::to_upper(chip.value)) < 0 &&
+          notes.size() < chip_notes && noted_chips.insert(detail::to_upper(chip.value)).second) {
+        const std::string alike = chip_spelled_alike(ref.chips, chip.value);
+        notes.push_back("capledger: note: " + inventory_path + ":" + std::to_string(chip.line) + ":" +
+                        std::to_string(chip.column) + ": chip " + detail::quoted(chip.value) +
+                        " is in neither the chips table nor the ledger: its units are unshipped" +
+                        (alike.empty() ? "" : "; did you mean " + detail::quoted(alike) + "?"));
+      }
       const std::int32_t chip_code =
           chip_row >= 0 ? chips.encode(ref.chips.rows[static_cast<std::size_t>(chip_row)].key)
                         : chips.encode(detail::to_upper(chip.value));
@@ -487,7 +500,7 @@ dictionary reconcile_inventory(const reference_data& ref, const ledger_units& le
     }
     row(r);
   }
-  return named;
+  return {std::move(named), std::move(notes)};
 }
 
 int run_reconcile(const std::string& db_path, const std::string& inventory_path,
@@ -510,7 +523,7 @@ int run_reconcile(const std::string& db_path, const std::string& inventory_path,
   std::map<std::string, std::int64_t> by_status = {
       {"match", 0}, {"shortfall", 0}, {"surplus", 0}, {"unshipped", 0}};
   std::int64_t rows = 0;
-  const dictionary inventory_ids =
+  const inventory_reading reading =
       reconcile_inventory(ref, units, inventory_path, inventory, [&](const reconciliation_row& r) {
         char numbers[3][24];
         const auto digits = [&](int k, std::int64_t n) {
@@ -549,9 +562,10 @@ int run_reconcile(const std::string& db_path, const std::string& inventory_path,
   } else {
     out << csv.take();
   }
-  for (const std::string& note : entity_variant_notes(units.entities, ref.entities, inventory_ids)) {
+  for (const std::string& note : entity_variant_notes(units.entities, ref.entities, reading.entities)) {
     diagnostics << note << "\n";
   }
+  for (const std::string& note : reading.notes) { diagnostics << note << "\n"; }
   diagnostics << (options.out_dir.empty()
                       ? text.str()
                       : "capledger: wrote reconciliation.csv and summary.json to " + options.out_dir + "\n");

@@ -37,6 +37,26 @@ int chip_table::find(std::string_view key) const
   return it == code_of.end() ? -1 : it->second;
 }
 
+std::string chip_spelled_alike(const chip_table& chips, std::string_view key)
+{
+  const auto letters_and_digits = [](std::string_view text) {
+    std::string kept;
+    for (const char c : text) {
+      if ((c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z')) { kept.push_back(c); }
+      if (c >= 'a' && c <= 'z') { kept.push_back(static_cast<char>(c - 'a' + 'A')); }
+    }
+    return kept;
+  };
+  const std::string wanted = letters_and_digits(key);
+  std::string found;
+  for (const chip& row : chips.rows) {
+    if (!row.known || wanted.empty() || letters_and_digits(row.key) != wanted) { continue; }
+    if (!found.empty()) { return ""; }  // several: no guess
+    found = row.key;
+  }
+  return found;
+}
+
 std::uint16_t chip_table::add_adhoc(std::string_view key)
 {
   if (rows.size() >= 65535) { throw config_error("more than 65535 distinct chip models"); }

@@ -315,7 +315,8 @@ void push_line(shipment_columns& out, const checked_line& line, std::int32_t chi
 /// Case-insensitive lookups of countries, initial chips and pathways that allocate nothing.
 class reference_lookup {
  public:
-  reference_lookup(const country_table& countries, const chip_table& chips) : countries_(&countries)
+  reference_lookup(const country_table& countries, const chip_table& chips)
+      : countries_(&countries), initial_chips_(chips)
   {
     two_letter_.fill(-1);
     for (const auto& [iso, code] : countries.code_of) {
@@ -357,6 +358,11 @@ class reference_lookup {
   {
     return chip_prices_[static_cast<std::size_t>(code)].tpp;
   }
+  /// @return `chip_spelled_alike` of @p key among the initial chips
+  [[nodiscard]] std::string chip_spelled_alike(std::string_view key) const
+  {
+    return capledger::chip_spelled_alike(initial_chips_, key);
+  }
   /// @return the pathway of @p name (any case), or -1
   [[nodiscard]] static int pathway_of(std::string_view name)
   {
@@ -380,6 +386,7 @@ class reference_lookup {
     std::int64_t tpp;
   };
   std::vector<chip_price> chip_prices_;  ///< by initial chip code
+  chip_table initial_chips_;             ///< for `chip_spelled_alike` (the log's own table grows)
 
   static bool is_letter(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
 };
@@ -1300,10 +1307,12 @@ std::optional<line_defect> shipment_log_builder::state::check_line(const detail:
   const int chip = lookup.chip(value(c_chip));
   if (tpp_per_unit == 0) {
     if (chip < 0 || !lookup.chip_known(chip)) {
-      return line_defect{
-          "UNKNOWN_CHIP",
-          detail::quoted(value(c_chip)) + " is not in the chips table and the line has no tpp_per_unit",
-          c_chip};
+      const std::string alike = lookup.chip_spelled_alike(value(c_chip));
+      return line_defect{"UNKNOWN_CHIP",
+                         detail::quoted(value(c_chip)) +
+                             " is not in the chips table and the line has no tpp_per_unit" +
+                             (alike.empty() ? "" : "; did you mean " + detail::quoted(alike) + "?"),
+                         c_chip};
     }
     tpp_per_unit = lookup.chip_tpp(chip);
   }

@@ -292,6 +292,25 @@ def model_reconcile(lines, t, as_of, inventory):
     return rows
 
 
+def model_chip_notes(path, inventory, lines, t):
+    """stderr's notes on inventory chips (README): a chip neither the chips table nor any stored
+    line has, at its first row with units, with the table's chip it is written like (letters and
+    digits, case aside) where exactly one is; ten at most."""
+    def alnum(text):
+        return "".join(c.upper() for c in text if c.isascii() and c.isalnum())
+    known = set(t.chips) | {l["chip"].upper() for l in lines}
+    notes, noted = [], set()
+    for row, (entity, country, chip, units) in enumerate(inventory, start=2):
+        if chip.upper() in known or units <= 0 or chip.upper() in noted or len(notes) == 10:
+            continue
+        noted.add(chip.upper())
+        alike = [key for key, _ in t.chips.values() if alnum(chip) and alnum(key) == alnum(chip)]
+        notes.append(f"capledger: note: {path}:{row}:{len(entity) + len(country) + 3}: chip '{chip}' is in neither "
+                     "the chips table nor the ledger: its units are unshipped"
+                     + (f"; did you mean '{alike[0]}'?" if len(alike) == 1 else "") + "\n")
+    return "".join(notes)
+
+
 def inventory_of(rng, lines):
     """An inventory for every status: ledger keys at random counts, at their net units, left out;
     keys in other cases; a key nothing shipped (unshipped, or 0: a match)."""
@@ -305,7 +324,8 @@ def inventory_of(rng, lines):
         units = max(0, net) if rng.random() < 0.4 else rng.choice([0, 1, 5, 100, 20000])
         rows.append((entity, country.lower() if rng.random() < 0.3 else country, chip, units))
     for extra in [("ZED", "AE", "H100-SXM", 7), ("ZED", "BR", "foo", 0), ("E2", "us", "b200", 3),
-                  ("e2", "AE", "B200", 1), ("zed", "DE", "H20", 0)]:
+                  ("e2", "AE", "B200", 1), ("zed", "DE", "H20", 0),
+                  ("ZED", "IN", "h100 sxm", 2), ("E2", "BR", "Qux-9", 4)]:  # chips no table or line has: noted
         if (extra[0], extra[1].upper(), extra[2].upper()) not in seen and rng.random() < 0.5:
             rows.append(extra)
     return rows
@@ -390,7 +410,8 @@ def one_seed(seed, work):
                 f.write("entity,country,chip,units\n" + "".join(f"{e},{c},{ch},{u}\n" for e, c, ch, u in inventory))
             want = model_reconcile(lines, t, as_of, inventory)
             counts = ", ".join(f"{sum(r[7] == s for r in want)} {s}" for s in ["match", "shortfall", "surplus", "unshipped"])
-            inventory_notes = model_notes(listed_now, ledger_ids, [row[0] for row in inventory])
+            inventory_notes = (model_notes(listed_now, ledger_ids, [row[0] for row in inventory])
+                               + model_chip_notes(path, inventory, lines, t))
             for out in [[], ["--out", os.path.join(work, "rec")]]:
                 args = ["reconcile", db, "--inventory", path] + flags + out
                 got = []

@@ -368,6 +368,28 @@ TEST(IngestRejects, UnknownChip)
                   "UNKNOWN_CHIP");
 }
 
+// An unknown chip written like a table's chip but for case, spaces and punctuation gets a
+// suggestion; one like none (or like an ad-hoc chip only) gets none.
+TEST(IngestRejects, UnknownChipSpelledLikeAKnownOneIsNamed)
+{
+  const auto said = [](const std::string& chip) -> std::string {
+    try {
+      (void)ingest(header + "S1,2025-02-01,E1,AE," + chip + ",10\n");
+    } catch (const parse_error& e) {
+      EXPECT_EQ(e.reason(), "UNKNOWN_CHIP") << e.what();
+      return e.what();
+    }
+    ADD_FAILURE() << chip << " accepted";
+    return "";
+  };
+  for (const char* chip : {"H100 SXM", "h100_sxm", "H100SXM", "\"H-100 / SXM\""}) {
+    EXPECT_NE(said(chip).find("; did you mean 'H100-SXM'?"), std::string::npos) << chip;
+  }
+  for (const char* chip : {"H100-SXM5", "H999", "---"}) {
+    EXPECT_EQ(said(chip).find("did you mean"), std::string::npos) << chip;
+  }
+}
+
 TEST(IngestRejects, UnknownPathway)
 {
   // `S1,2025-02-01,E1,AE,H100-SXM,10,` is 32 bytes.

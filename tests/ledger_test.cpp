@@ -1439,6 +1439,24 @@ TEST_F(ledger_test, ReconcileStatuses)
 
   write_text(at("inventory.csv"), "entity,country,chip,units\nE1,AE,H100-SXM,8\nE2,IN,H100-SXM,5\nE3,BR,H100-NVL,7\n");
   EXPECT_EQ(cli("reconcile l.db --inventory inventory.csv"), 0) << stderr_text();
+  EXPECT_EQ(stderr_text().find("note: "), std::string::npos) << stderr_text();
+  // A chip neither the table nor a stored line knows is unshipped whatever its count: noted, with
+  // the table's chip it is written like, if one; once per chip.
+  write_text(at("inventory.csv"),
+             "entity,country,chip,units\nE1,AE,H100 SXM,8\nE2,IN,MYSTERY9,5\n"
+             "E3,BR,mystery9,1\n");
+  EXPECT_EQ(cli("reconcile l.db --inventory inventory.csv"), 1) << stderr_text();
+  EXPECT_NE(stderr_text().find(
+                "capledger: note: inventory.csv:2:7: chip 'H100 SXM' is in neither the chips table nor "
+                "the ledger: its units are unshipped; did you mean 'H100-SXM'?\n"),
+            std::string::npos)
+      << stderr_text();
+  EXPECT_NE(stderr_text().find(
+                "capledger: note: inventory.csv:3:7: chip 'MYSTERY9' is in neither the chips table nor "
+                "the ledger: its units are unshipped\n"),
+            std::string::npos)
+      << stderr_text();
+  EXPECT_EQ(stderr_text().find("inventory.csv:4:"), std::string::npos) << stderr_text();
   write_text(at("inventory.csv"), "entity,country,chip,units\nE1,AE,H100-SXM,many\n");
   EXPECT_EQ(cli("reconcile l.db --inventory inventory.csv"), 2);
   EXPECT_NE(stderr_text().find("inventory.csv:2:16: BAD_QUANTITY"), std::string::npos) << stderr_text();

@@ -100,6 +100,24 @@ TEST(BundledReference, ChipsLoad)
   EXPECT_EQ(chips.find("NOPE"), -1);
 }
 
+// A chip the table does not know, written like one it does but for case, spaces and punctuation:
+// named for messages; none where several are alike, nor an ad-hoc chip (its price is the line's).
+TEST(ChipSpelledAlike, OnlyOneOfTheTablesOwnChips)
+{
+  chip_table chips = load_chips((datasets_dir() / "chips.csv").string());
+  EXPECT_EQ(chip_spelled_alike(chips, "H100 SXM"), "H100-SXM");
+  EXPECT_EQ(chip_spelled_alike(chips, "h100_nvl"), "H100-NVL");
+  EXPECT_EQ(chip_spelled_alike(chips, "H100-SXM5"), "");
+  EXPECT_EQ(chip_spelled_alike(chips, " -/ "), "");  // no letter or digit: alike nothing
+  chips.add_adhoc("ZX-9");
+  EXPECT_EQ(chip_spelled_alike(chips, "zx 9"), "");
+  chip extra = chips.rows[static_cast<std::size_t>(chips.find("H100-SXM"))];
+  extra.key  = "H100SXM";  // a second chip alike: no guess between them
+  chips.code_of.emplace(extra.key, static_cast<std::uint16_t>(chips.rows.size()));
+  chips.rows.push_back(extra);
+  EXPECT_EQ(chip_spelled_alike(chips, "H100 SXM"), "");
+}
+
 TEST(BundledReference, RuleSetLoads)
 {
   const rule_set rules = load_rule_set((datasets_dir() / "rules" / "ai-diffusion-2025.json").string());

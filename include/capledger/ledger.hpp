@@ -208,13 +208,16 @@ struct ledger_units {
 /// @p row for each row, sorted by (entity, country, chip); ledger keys with zero net units that the
 /// inventory does not list are left out. A row's views stay valid only during the call.
 /// @param inventory_text the inventory file's content; @p inventory_path names it in messages
-/// @return the entity ids the inventory names (`entity_variant_notes`' `inventory`)
+/// @return what was read besides the rows
 /// @throw parse_error for a bad inventory line (file:line:column); config_error where a difference
 ///        in tpp exceeds 64 bits
-[[nodiscard]] dictionary reconcile_inventory(const reference_data& reference, const ledger_units& units,
-                                             const std::string& inventory_path,
-                                             std::string_view inventory_text,
-                                             const std::function<void(const reconciliation_row&)>& row);
+struct inventory_reading {
+  dictionary entities;  ///< the entity ids the inventory names (`entity_variant_notes`' `inventory`)
+  std::vector<std::string> notes;  ///< for stderr: chips neither the chips table nor the ledger knows
+};
+[[nodiscard]] inventory_reading reconcile_inventory(
+    const reference_data& reference, const ledger_units& units, const std::string& inventory_path,
+    std::string_view inventory_text, const std::function<void(const reconciliation_row&)>& row);
 
 /// @brief `capledger reconcile`: writes reconciliation.csv and summary.json into `options.out_dir`
 /// (atomically) and a summary to @p out; without out_dir the CSV goes to @p out. Notes on

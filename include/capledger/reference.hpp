@@ -54,6 +54,11 @@ struct chip_table {
   std::uint16_t add_adhoc(std::string_view key);
 };
 
+/// @brief Of the table's own chips (not ad-hoc ones), the key of the one written as @p key but for
+/// case, spaces and punctuation (`H100 SXM` or `h100_sxm` for `H100-SXM`): "" when none is, or
+/// several are. For messages about a chip the table does not know.
+[[nodiscard]] std::string chip_spelled_alike(const chip_table& chips, std::string_view key);
+
 /// @brief One NVEU phase: the cap applies to lines dated on or before `through`.
 struct nveu_phase {
   day_t through    = 0;
