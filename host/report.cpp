@@ -4,6 +4,7 @@
 #include <capledger/error.hpp>
 #include <capledger/report.hpp>
 
+#include "csv.hpp"
 #include "csv_text.hpp"
 #include "file_io.hpp"
 #include "terminal_text.hpp"
@@ -47,6 +48,16 @@ std::string default_datasets_dir()
 }
 
 namespace {
+
+/// Whether @p order_id is what exports write for "no value" (`NULL`, `N/A`, ...), any case.
+bool placeholder_order_id(std::string_view order_id)
+{
+  const std::string upper = detail::to_upper(detail::trim(order_id));
+  for (const char* placeholder : {"NULL", "N/A", "NA", "NONE", "NIL", "-", "TBD"}) {
+    if (upper == placeholder) { return true; }
+  }
+  return false;
+}
 
 /// @param shown the name summary.json records: bundled files are named `bundled:<file>` so that
 ///              outputs do not depend on where capledger is installed
@@ -398,6 +409,15 @@ report_output render_report(const reference_data& ref, const report_source& sour
   out.checks = evaluate_checks(agg, context, ref.rules, ref.countries, ref.entities, source, options.warn_at);
   const dictionary& entities  = source.entities();
   out.notes                   = entity_variant_notes(entities, ref.entities);
+  // An export that wrote `NULL` where it had no order joins all such LPP lines into one order:
+  // where that order crosses its limit, the finding alone reads as one large order.
+  for (const finding& f : out.checks.findings) {
+    if (f.rule == "LPP_ORDER_LIMIT" && placeholder_order_id(f.order_id)) {
+      out.notes.push_back("capledger: note: LPP_ORDER_LIMIT of order_id " + detail::quoted(f.order_id) +
+                          ": every LPP line with that order_id counts as one order; an empty order_id is the "
+                          "line's own shipment_id");
+    }
+  }
   const dictionary& exporters = source.exporters();
   const chip_table& log_chips = source.chips();
   const std::int64_t h100     = ref.rules.h100_tpp;

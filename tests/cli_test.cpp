@@ -1971,6 +1971,34 @@ TEST_F(Cli, DataOutputsKeepInputBytes)
   EXPECT_TRUE(entity_row(run("reconcile l.db --inventory " + inventory).out, 0));
 }
 
+// An order_id an export wrote as `NULL` joins every LPP line so written into one order (SPEC: the
+// order is the order_id): where that order crosses the per-order limit (26,900,000: two lines of
+// 1,000 H100-SXM, 31,664,000, of two consignees each under their annual limit), stderr says why;
+// a real order id crossing it is a plain finding, and a placeholder that crosses nothing is not noted.
+TEST_F(Cli, APlaceholderOrderIdCrossingItsLimitIsNoted)
+{
+  const std::string lpp_header = "shipment_id,date,entity,country,chip,quantity,pathway,order_id\n";
+  const auto log               = write("lpp.csv", lpp_header +
+                                                      "A1,2025-03-01,E1,AE,H100-SXM,1000,LPP,NULL\n"
+                                                                    "A2,2025-03-02,E2,AE,H100-SXM,1000,LPP, NULL \n"
+                                                                    "A3,2025-03-02,E3,AE,H100-SXM,1000,LPP,ORD-7\n"
+                                                                    "A4,2025-03-02,E4,AE,H100-SXM,1000,LPP,ORD-7\n"
+                                                                    "A5,2025-03-02,E5,AE,H100-SXM,1,LPP,N/A\n"
+                                                                    "A6,2025-03-03,E6,AE,H100-SXM,1000,LPP,none\n"
+                                                                    "A7,2025-03-03,E7,AE,H100-SXM,1000,LPP,none\n");
+  const run_result r           = run("report --backend cpu " + log + " --format csv");
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_NE(r.out.find("violation,LPP_ORDER_LIMIT,E2,AE,,NULL,,2025-03-02,A2,31664000,26900000\n"),
+            std::string::npos)
+      << r.out;
+  EXPECT_EQ(
+      r.err,
+      "capledger: note: LPP_ORDER_LIMIT of order_id 'NULL': every LPP line with that order_id counts as one "
+      "order; an empty order_id is the line's own shipment_id\n"
+      "capledger: note: LPP_ORDER_LIMIT of order_id 'none': every LPP line with that order_id counts as one "
+      "order; an empty order_id is the line's own shipment_id\n");
+}
+
 // One consignee written two ways stays two entities (SPEC §1.2), and every command that matches
 // lines to entities says so on stderr, never in its outputs; the exit code is the rules' alone.
 TEST_F(Cli, EntityIdsWrittenAlikeAreNotedOnStderr)
