@@ -19,6 +19,7 @@
 #include <fstream>
 #include <future>
 #include <iomanip>
+#include <map>
 #include <optional>
 #include <ostream>
 #include <sstream>
@@ -781,6 +782,20 @@ int run_report(const report_options& options, std::ostream& out, std::ostream& d
     from_stdin       = from_stdin || path == "-";
     const auto bytes = path == "-" ? 0 : std::filesystem::file_size(path, error);
     if (!error) { input_bytes += bytes; }  // unreadable: ingest says why
+  }
+  // One file named twice (a glob and its file, a link) is read twice as SPEC says, every line of
+  // it then a DUPLICATE_ID: say why before the first such error does.
+  std::map<std::pair<dev_t, ino_t>, std::string> files_seen;  // (device, inode) -> the first name
+  for (const auto& path : options.inputs) {
+    struct stat st {};
+    if (path == "-" || ::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) { continue; }
+    const auto [seen, first] = files_seen.emplace(std::pair(st.st_dev, st.st_ino), path);
+    if (!first) {
+      diagnostics << "capledger: note: " << detail::message_text(path) << " is "
+                  << (seen->second == path ? "given twice"
+                                           : "the same file as " + detail::message_text(seen->second))
+                  << ": its lines are read again, each a DUPLICATE_ID of the first reading\n";
+    }
   }
   // Starting the GPU (driver and context) takes about half a second on an H200 host, which came
   // before the first line was read. Where a GPU is likely, the inputs are files (a log of

@@ -1304,6 +1304,27 @@ TEST_F(Cli, StandardInputNamedTwiceIsRefused)
   EXPECT_EQ(run("report --backend cpu " + log + " --entities - --out out2", entities).exit_code, 0);
 }
 
+// One file named twice, or under another name (a link), is read twice (SPEC), every line of the
+// second reading a DUPLICATE_ID: stderr says why before the error does; distinct files say nothing.
+TEST_F(Cli, AFileNamedTwiceIsNoted)
+{
+  const auto log = write("log.csv", clean_log);
+  std::filesystem::create_symlink("log.csv", work_ / "link.csv");
+  const run_result r = run("report --backend cpu log.csv link.csv log.csv");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(
+      r.err.rfind("capledger: note: link.csv is the same file as log.csv: its lines are read again, each a "
+                  "DUPLICATE_ID of the first reading\n"
+                  "capledger: note: log.csv is given twice: its lines are read again, each a DUPLICATE_ID of "
+                  "the first reading\n"
+                  "capledger: link.csv:2:1: DUPLICATE_ID: ",
+                  0),
+      0U)
+      << r.err;
+  write("copy.csv", clean_log);  // the same bytes in another file: not noted
+  EXPECT_EQ(run("report --backend cpu log.csv copy.csv").err.find("note:"), std::string::npos);
+}
+
 // The log may name `-` twice where standard input is a file: it is read again from its start,
 // and every line of the second reading is a DUPLICATE_ID, as for a file given twice. A pipe is
 // emptied by the first reading; the second one found no header row, which misled. Refused.
