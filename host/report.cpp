@@ -777,18 +777,15 @@ int run_report(const report_options& options, std::ostream& out, std::ostream& d
                                detail::available_memory()};
   std::uint64_t input_bytes = 0;
   bool from_stdin           = false;
-  for (const auto& path : options.inputs) {
-    std::error_code error;
-    from_stdin       = from_stdin || path == "-";
-    const auto bytes = path == "-" ? 0 : std::filesystem::file_size(path, error);
-    if (!error) { input_bytes += bytes; }  // unreadable: ingest says why
-  }
   // One file named twice (a glob and its file, a link) is read twice as SPEC says, every line of
   // it then a DUPLICATE_ID: say why before the first such error does.
   std::map<std::pair<dev_t, ino_t>, std::string> files_seen;  // (device, inode) -> the first name
   for (const auto& path : options.inputs) {
+    from_stdin = from_stdin || path == "-";
     struct stat st {};
+    // Not a regular file (unreadable, a pipe): ingest says why, or reads it as it comes.
     if (path == "-" || ::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) { continue; }
+    input_bytes += static_cast<std::uint64_t>(st.st_size);
     const auto [seen, first] = files_seen.emplace(std::pair(st.st_dev, st.st_ino), path);
     if (!first) {
       diagnostics << "capledger: note: " << detail::message_text(path) << " is "
