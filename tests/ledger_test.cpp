@@ -61,6 +61,17 @@ class ledger_test : public ::testing::Test {
             R"(,"uveu":{"max_tier2_country_share":0.07,"min_tier1_share":0.75,"min_us_share_if_us_hq":0.50}})");
   }
 
+  /// A new ledger l.db holding night.csv, @p lines (after the header) of NVEU entity G (AE,
+  /// ent.csv), ingested under the rule set @p rules of `write_rules`.
+  void ingest_nveu_night(const std::string& rules, const std::string& lines) const
+  {
+    write_text(at("ent.csv"), "entity,hq_country,status,nveu_countries\nG,AE,NVEU,AE\n");
+    write_text(at("night.csv"), "shipment_id,date,entity,country,chip,quantity,pathway\n" + lines);
+    ASSERT_EQ(cli("ledger init l.db"), 0) << stderr_text();
+    ASSERT_EQ(cli("ledger ingest l.db night.csv --entities ent.csv --rules " + rules + ".json"), 0)
+        << stderr_text();
+  }
+
   /// Runs the CLI with @p args (shell words) from the scratch directory; stdout into @p out.
   int cli(const std::string& args, std::string* out = nullptr) const
   {
@@ -1208,13 +1219,10 @@ TEST_F(ledger_test, BalancesExceededOnlyWhereALineCrossedTheCapInForceOnItsDate)
   // `exceeded`.
   write_rules("falling", R"({"per_order_tpp":26900000,"per_consignee_year_tpp":26900000})",
               R"([{"through":"2025-12-31","tpp":633000000},{"through":"2027-12-31","tpp":100000000}])");
-  write_text(at("ent.csv"), "entity,hq_country,status,nveu_countries\nG,AE,NVEU,AE\n");
-  write_text(at("night.csv"),
-             "shipment_id,date,entity,country,chip,quantity,pathway\n"
-             "S1,2025-06-01,G,AE,H100-SXM,10000,NVEU\n"
-             "S2,2026-02-01,G,AE,H100-SXM,1,LICENSE\n");
-  ASSERT_EQ(cli("ledger init l.db"), 0) << stderr_text();
-  ASSERT_EQ(cli("ledger ingest l.db night.csv --entities ent.csv --rules falling.json"), 0) << stderr_text();
+  ingest_nveu_night("falling",
+                    "S1,2025-06-01,G,AE,H100-SXM,10000,NVEU\n"
+                    "S2,2026-02-01,G,AE,H100-SXM,1,LICENSE\n");
+  if (HasFatalFailure()) { return; }
   std::string findings;
   EXPECT_EQ(
       cli("report night.csv --entities ent.csv --rules falling.json --backend cpu --format csv", &findings),
@@ -1233,13 +1241,10 @@ TEST_F(ledger_test, BalancesNeverHoldAPhaseEndedBeforeTheWindow)
 {
   write_rules("early", R"({"per_order_tpp":26900000,"per_consignee_year_tpp":26900000})",
               R"([{"through":"2024-12-31","tpp":1},{"through":"2027-12-31","tpp":633000000}])");
-  write_text(at("ent.csv"), "entity,hq_country,status,nveu_countries\nG,AE,NVEU,AE\n");
-  write_text(at("night.csv"),
-             "shipment_id,date,entity,country,chip,quantity,pathway\n"
-             "S1,2024-06-01,G,AE,H100-SXM,1,NVEU\n"
-             "S2,2025-02-01,G,AE,H100-SXM,1,NVEU\n");
-  ASSERT_EQ(cli("ledger init l.db"), 0) << stderr_text();
-  ASSERT_EQ(cli("ledger ingest l.db night.csv --entities ent.csv --rules early.json"), 0) << stderr_text();
+  ingest_nveu_night("early",
+                    "S1,2024-06-01,G,AE,H100-SXM,1,NVEU\n"
+                    "S2,2025-02-01,G,AE,H100-SXM,1,NVEU\n");
+  if (HasFatalFailure()) { return; }
   std::string csv;
   EXPECT_EQ(cli("ledger balances l.db --rules early.json --format csv --as-of 2024-07-01", &csv), 0)
       << stderr_text();
