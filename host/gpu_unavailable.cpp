@@ -3,6 +3,8 @@
 #include <capledger/backend.hpp>
 #include <capledger/error.hpp>
 
+#include "device_read.hpp"
+
 namespace capledger {
 
 bool gpu_available(std::string* why)
@@ -34,3 +36,12 @@ aggregation aggregate_on_gpu(const gpu_columns& /*lines*/, const rule_context& /
 }
 
 }  // namespace capledger
+
+namespace capledger::detail {
+
+std::unique_ptr<gpu_line_reader> make_gpu_line_reader(const device_csv::tables& /*tables*/)
+{
+  throw device_error("this build of capledger has no CUDA support (rebuild with nvcc present)");
+}
+
+}  // namespace capledger::detail

@@ -1,4 +1,6 @@
-#include "device_csv_tables.hpp"
+#include "device_read.hpp"
+
+#include <cstring>
 
 #include <algorithm>
 
@@ -44,6 +46,33 @@ device_csv::line_layout make_line_layout(const csv_header& header)
   }
   layout.field_count = header.size();
   return layout;
+}
+
+void read_ahead_on_host(std::string_view text, std::size_t from, std::size_t to,
+                        const device_csv::line_layout& layout, const device_csv::tables& tables,
+                        lines_read_ahead& out)
+{
+  out.clear();
+  out.from               = from;
+  const char* base       = text.data() + from;
+  const std::size_t size = text.size() - from;
+  for (std::size_t at = 0; from + at < to && at < size;) {
+    const void* newline = std::memchr(base + at, '\n', size - at);
+    const std::size_t end =
+        newline == nullptr ? size : static_cast<std::size_t>(static_cast<const char*>(newline) - base);
+    out.line_start.push_back(static_cast<std::uint32_t>(at));
+    if (end > UINT32_MAX) {  // a line past the offsets' range: the host's (it is one bad line)
+      out.values.emplace_back();
+      out.plain.push_back(0);
+      break;
+    }
+    device_csv::plain_line& line = out.values.emplace_back();
+    out.plain.push_back(device_csv::read_plain_line(base, static_cast<std::uint32_t>(at),
+                                                    static_cast<std::uint32_t>(end), layout, tables, line)
+                            ? 1
+                            : 0);
+    at = end + 1;
+  }
 }
 
 }  // namespace capledger::detail

@@ -1,0 +1,72 @@
+/// @file device_read.hpp
+/// @brief The host's side of `kernels/device_csv.cuh`: its tables from the reference tables, its
+/// line layout from a file's header, and a text's lines read ahead by it (on the GPU, or on the
+/// host where tests check the builder that takes them).
+#pragma once
+
+#include "../kernels/device_csv.cuh"
+#include "csv.hpp"
+
+#include <capledger/reference.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string_view>
+#include <vector>
+
+namespace capledger::detail {
+
+/// @return the device's copy of @p countries and the known chips of @p chips; nullopt where they
+/// do not fit it (a country code that is not two letters, more than `max_chips` chips or a
+/// longer key): the host then reads every line.
+[[nodiscard]] std::optional<device_csv::tables> make_device_tables(const country_table& countries,
+                                                                   const chip_table& chips);
+
+/// @return where @p header puts each column; `field_count` 0 (no line for the device) where the
+/// header has more than `device_csv::max_fields` fields or ends with a comma.
+/// @throw parse_error as `csv_header::find` (a column named twice)
+[[nodiscard]] device_csv::line_layout make_line_layout(const csv_header& header);
+
+/// @brief The lines that start in bytes [from, to) of a text (a line ends at each `\n`, the last
+/// one at `\n` or the text's end, so it may run past `to`), as `device_csv::read_plain_line`
+/// read them. Spans' offsets count from `from`.
+struct lines_read_ahead {
+  std::size_t from = 0;
+  std::vector<std::uint32_t> line_start;       ///< line k starts at `from + line_start[k]`
+  std::vector<std::uint8_t> plain;             ///< 1 where line k was read; 0: the host reads it
+  std::vector<device_csv::plain_line> values;  ///< line k's values where `plain[k]`
+  [[nodiscard]] std::size_t size() const noexcept { return line_start.size(); }
+  void clear() noexcept
+  {
+    line_start.clear();
+    plain.clear();
+    values.clear();
+  }
+};
+
+/// @brief Reads ahead the lines of @p text that start in [@p from, @p to) (@p from a line start;
+/// `to - from` below 4 GiB) on this core: what the GPU's `read_ahead_on_gpu` computes, for tests
+/// and for machines without one.
+void read_ahead_on_host(std::string_view text, std::size_t from, std::size_t to,
+                        const device_csv::line_layout& layout, const device_csv::tables& tables,
+                        lines_read_ahead& out);
+
+/// @brief Reads lines ahead on a GPU (kernels/gpu_ingest.cu): the bytes go to the device in
+/// pinned, double-buffered chunks on streams, where lines are split and read while the next
+/// chunk is copied; the lines' values come back.
+class gpu_line_reader {
+ public:
+  virtual ~gpu_line_reader() = default;
+  /// @brief What `read_ahead_on_host` gives for the same arguments, computed on the GPU.
+  /// @throw device_error on any GPU failure
+  virtual void read(std::string_view text, std::size_t from, std::size_t to,
+                    const device_csv::line_layout& layout, lines_read_ahead& out) = 0;
+};
+
+/// @brief A reader on the current GPU, holding @p tables there.
+/// @throw device_error without CUDA or a usable GPU
+[[nodiscard]] std::unique_ptr<gpu_line_reader> make_gpu_line_reader(const device_csv::tables& tables);
+
+}  // namespace capledger::detail
