@@ -63,13 +63,16 @@ class fast_csv_reader {
   /// last 16 bytes): `next` reads it. Peeking consumes nothing.
   [[nodiscard]] std::optional<std::pair<std::string_view, std::string_view>> peek_plain_fields(
       std::size_t first, std::size_t second);
-  /// @brief Passes over the line the last `peek_plain_fields` gave fields of.
-  void skip_peeked() noexcept
+  /// @brief Passes over the line at `position()`, which ends just before @p next_line_start (a
+  /// line read elsewhere: the GPU ingest's).
+  void skip_line(std::size_t next_line_start) noexcept
   {
-    pos_        = peeked_end_;
+    pos_        = next_line_start;
     line_start_ = pos_;
     ++line_;
   }
+  /// @brief Passes over the line the last `peek_plain_fields` gave fields of.
+  void skip_peeked() noexcept { skip_line(peeked_end_); }
 
  private:
   const char* data_;

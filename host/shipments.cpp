@@ -4,6 +4,7 @@
 #include <capledger/shipments.hpp>
 
 #include "csv.hpp"
+#include "device_read.hpp"
 #include "fast_csv.hpp"
 #include "file_io.hpp"
 #include "many_cores.hpp"
@@ -780,6 +781,7 @@ struct window {
   std::vector<parsed_chunk> chunks;
   std::size_t used            = 0;
   dictionary_snapshots* known = nullptr;  ///< the builder's, kept from file to file
+  detail::lines_read_ahead ahead;         ///< the window's lines read ahead (`ingest_options::read_ahead`)
 
   /// Posts the `used` chunks to @p pool, each parsed with @p parse(chunk, *known).
   template <typename Parse>
@@ -938,10 +940,10 @@ struct shipment_log_builder::state {
   /// Phase 1 for one chunk: reads, checks and encodes its lines (thread-safe: reads the state
   /// only). With @p only, a line it does not want is passed over once its date and country are
   /// read (replay, of sections whose lines were all candidates), and `ordinal` says where the
-  /// others were.
+  /// others were. With @p ahead (not with @p only), a line read ahead as plain is taken from it.
   void parse_chunk(std::string_view text, const column_map& columns, int field_count,
                    bool header_ends_unnamed, const dictionary_snapshots& known, parsed_chunk& chunk,
-                   const wanted_lines* only = nullptr) const;
+                   const wanted_lines* only = nullptr, const detail::lines_read_ahead* ahead = nullptr) const;
   void merge_chunk(const std::string& name, std::string_view text, const column_map& columns,
                    std::int64_t first_line, const parsed_chunk& chunk);
   /// Sets each candidate's `earlier_id` for window @p w, in @p parts tasks (this thread runs one)
@@ -1113,6 +1115,10 @@ std::string shipment_log_builder::state::ingest(const std::string& name, std::st
       throw parse_error(name, reader.record_line(), 1, "MISSING_COLUMN", header.missing(names[c]));
     }
   }
+  // The GPU ingest reads the lines of files whose header it can follow.
+  const device_csv::line_layout layout =
+      options.read_ahead ? detail::make_line_layout(header) : device_csv::line_layout{};
+  const bool read_ahead = layout.field_count > 0;
   if (streaming()) {
     streamed.back().columns     = columns;
     streamed.back().field_count = header.size();
@@ -1152,8 +1158,13 @@ std::string shipment_log_builder::state::ingest(const std::string& name, std::st
       next_cut = to;
     }
     w.known->catch_up(log);
-    w.start(pool, [&](parsed_chunk& chunk, const dictionary_snapshots& known) {
-      parse_chunk(text, columns, header.size(), header.ends_unnamed(), known, chunk);
+    const detail::lines_read_ahead* ahead = nullptr;
+    if (read_ahead && w.used > 0) {
+      options.read_ahead(text, w.chunks[0].begin, next_cut, layout, w.ahead);
+      ahead = &w.ahead;
+    }
+    w.start(pool, [&, ahead](parsed_chunk& chunk, const dictionary_snapshots& known) {
+      parse_chunk(text, columns, header.size(), header.ends_unnamed(), known, chunk, nullptr, ahead);
     });
   };
 
@@ -1208,7 +1219,8 @@ std::string shipment_log_builder::state::ingest(const std::string& name, std::st
           continue;
         }
         chunk.reset(at, chunk.limit);
-        parse_chunk(text, columns, header.size(), header.ends_unnamed(), *w.known, chunk);
+        parse_chunk(text, columns, header.size(), header.ends_unnamed(), *w.known, chunk, nullptr,
+                    read_ahead ? &w.ahead : nullptr);
       }
       at = chunk.end;
     }
@@ -1345,7 +1357,8 @@ std::optional<line_defect> shipment_log_builder::state::check_line(const detail:
 void shipment_log_builder::state::parse_chunk(std::string_view text, const column_map& columns,
                                               int field_count, bool header_ends_unnamed,
                                               const dictionary_snapshots& known, parsed_chunk& chunk,
-                                              const wanted_lines* only) const
+                                              const wanted_lines* only,
+                                              const detail::lines_read_ahead* ahead) const
 {
   detail::fast_csv_reader reader(text, chunk.begin, chunk.limit, 1);
   reader.keep_at_most(static_cast<std::size_t>(field_count) + 1);  // one past the header names the bad field
@@ -1376,8 +1389,7 @@ void shipment_log_builder::state::parse_chunk(std::string_view text, const colum
     while (waiting > 0) { resolve_oldest(); }
   };
   std::uint32_t next_ordinal = 0;  // lines with the header's field count so far
-  const auto encode_entity = [&](std::string_view value) {
-    const std::uint64_t hash = detail::hash_bytes(value);
+  const auto encode_entity   = [&](std::string_view value, std::uint64_t hash) {
     chunk.entity.push_back(-1);
     // An unescaped quoted value lives in the reader's buffer until its next line: look it up now.
     const auto at = reinterpret_cast<std::uintptr_t>(value.data());
@@ -1402,7 +1414,72 @@ void shipment_log_builder::state::parse_chunk(std::string_view text, const colum
     const auto day = dates.parse(date);
     return day && (!only->has(*day) || !only->has(*day, lookup.country(country)));
   };
+  // An accepted line's values. Each text comes with its hash, or 0 where it is to be hashed
+  // (where it is looked up: the reader's lines hash only an LPP line's order).
+  struct hashed {
+    std::string_view text;
+    std::uint64_t hash;
+  };
+  const auto hash_of = [](const hashed& value) {
+    return value.hash != 0 ? value.hash : detail::hash_bytes(value.text);
+  };
+  const auto take = [&](const checked_line& line, std::int64_t record_line, std::size_t record_start,
+                        const hashed& id, const hashed& entity, const hashed& order, const hashed& exporter,
+                        std::string_view chip) {
+    chunk.lines.push_back(line);
+    chunk.line.push_back(record_line);
+    chunk.start.push_back(record_start);
+    chunk.id_hash.push_back(id.hash);
+    chunk.id_bytes.append(id.text);
+    chunk.id_end.push_back(chunk.id_bytes.size());
+    if (options.on_id) { return; }  // a pass that only collects ids: no values to encode
+    encode_entity(entity.text, hash_of(entity));
+    // Orders matter only to the LPP per-order limit; encoding them for other lines would
+    // build a dictionary as large as the log for nothing.
+    chunk.order.push_back(line.pathway == static_cast<std::uint8_t>(pathway::lpp)
+                              ? known.orders.encode(order.text, hash_of(order), chunk.orders)
+                              : -1);
+    chunk.exporter.push_back(known.exporters.encode(exporter.text, hash_of(exporter), chunk.exporters));
+    std::int32_t adhoc = -1;
+    if (line.chip < 0) {
+      char buffer[64];
+      const auto upper = upper_in(chip, buffer);
+      adhoc = upper ? chunk.adhoc_chips.encode(*upper) : chunk.adhoc_chips.encode(detail::to_upper(chip));
+    }
+    chunk.adhoc_chip.push_back(adhoc);
+  };
+  // Lines read ahead: the next one at or after the reader's position.
+  std::size_t next_ahead = 0;
+  if (ahead != nullptr) {
+    next_ahead = static_cast<std::size_t>(
+        std::lower_bound(ahead->line_start.begin(), ahead->line_start.end(), chunk.begin - ahead->from) -
+        ahead->line_start.begin());
+  }
+  const auto ahead_start      = [ahead](std::size_t k) { return ahead->from + ahead->line_start[k]; };
+  const auto line_start_after = [text](std::size_t at) {
+    const void* newline = std::memchr(text.data() + at, '\n', text.size() - at);
+    return newline == nullptr ? text.size()
+                              : static_cast<std::size_t>(static_cast<const char*>(newline) - text.data()) + 1;
+  };
   while (true) {
+    if (ahead != nullptr) {
+      const std::size_t at = reader.position();
+      while (next_ahead < ahead->size() && ahead_start(next_ahead) < at) { ++next_ahead; }
+      if (at < chunk.limit && next_ahead < ahead->size() && ahead_start(next_ahead) == at &&
+          ahead->plain[next_ahead] != 0) {
+        const device_csv::plain_line& v = ahead->values[next_ahead];
+        const auto view                 = [&](device_csv::text_span span) {
+          return std::string_view(text.data() + ahead->from + span.offset, span.length);
+        };
+        ++chunk.records;
+        ++next_ordinal;
+        take({v.day, v.country, v.chip, v.pathway, v.quantity, v.tpp}, reader.line(), at,
+             {view(v.id), v.id_hash}, {view(v.entity), v.entity_hash}, {view(v.order), v.order_hash},
+             {view(v.exporter), v.exporter_hash}, std::string_view());  // a table's chip: no ad-hoc key
+        reader.skip_line(next_ahead + 1 < ahead->size() ? ahead_start(next_ahead + 1) : line_start_after(at));
+        continue;
+      }
+    }
     if (only != nullptr) {
       // A plain line not asked for is passed over from its date and country alone (every line
       // here has the header's field count: the caller's section had no rejects).
@@ -1448,32 +1525,11 @@ void shipment_log_builder::state::parse_chunk(std::string_view text, const colum
       if (auto bad = check_line(record, dates, line, is_ascii(reader.raw()))) {
         hold(bad->reason, std::move(bad->detail), record[bad->column]->line, record[bad->column]->column);
       } else {
-        const std::string_view id = record[c_id]->value;
-        chunk.lines.push_back(line);
+        const std::string_view id    = record[c_id]->value;
+        const std::string_view order = record[c_order]->value.empty() ? id : record[c_order]->value;
         if (only != nullptr) { chunk.ordinal.push_back(ordinal); }
-        chunk.line.push_back(reader.record_line());
-        chunk.start.push_back(reader.record_start());
-        chunk.id_hash.push_back(detail::hash_bytes(id));
-        chunk.id_bytes.append(id);
-        chunk.id_end.push_back(chunk.id_bytes.size());
-        if (options.on_id) { continue; }  // a pass that only collects ids: no values to encode
-        encode_entity(record[c_entity]->value);
-        // Orders matter only to the LPP per-order limit; encoding them for other lines would
-        // build a dictionary as large as the log for nothing.
-        chunk.order.push_back(
-            line.pathway == static_cast<std::uint8_t>(pathway::lpp)
-                ? known.orders.encode(record[c_order]->value.empty() ? id : record[c_order]->value,
-                                      chunk.orders)
-                : -1);
-        chunk.exporter.push_back(known.exporters.encode(record[c_exporter]->value, chunk.exporters));
-        std::int32_t adhoc = -1;
-        if (line.chip < 0) {
-          char buffer[64];
-          const auto upper = upper_in(record[c_chip]->value, buffer);
-          adhoc            = upper ? chunk.adhoc_chips.encode(*upper)
-                                   : chunk.adhoc_chips.encode(detail::to_upper(record[c_chip]->value));
-        }
-        chunk.adhoc_chip.push_back(adhoc);
+        take(line, reader.record_line(), reader.record_start(), {id, detail::hash_bytes(id)},
+             {record[c_entity]->value, 0}, {order, 0}, {record[c_exporter]->value, 0}, record[c_chip]->value);
         continue;
       }
     }

@@ -3,14 +3,13 @@
 /// the host (tests and fuzzers run it on the CPU against the host's reader and checks).
 ///
 /// The division of work that keeps a GPU ingest exact: a line that the host would accept without
-/// a word (one line of printable ASCII, no quotes, the header's field count, a valid date, a
-/// country and a chip of the tables, a plain non-zero quantity), nearly every line of a real log,
-/// is read here into its values; every other line is the host's, read by the host's reader and
-/// checks from that line's start, as today. The device never decides a reject, a message or a
-/// record that spans lines: a record with a quoted line break begins on a line with a quote,
-/// which is the host's, and the host's reader tells where that record ends (the lines it covers
-/// are then skipped, however they look). So lines can be split at every `\n` with no quote
-/// state, chunk by chunk.
+/// a word (one line of printable ASCII, no quote but around a whole field, the header's field count, a valid
+/// date, a country and a chip of the tables, a plain non-zero quantity), nearly every line of a real log, is
+/// read here into its values; every other line is the host's, read by the host's reader and checks from that
+/// line's start, as today. The device never decides a reject, a message or a record that spans lines: a
+/// record with a quoted line break begins on a line with a quote, which is the host's, and the host's reader
+/// tells where that record ends (the lines it covers are then skipped, however they look). So lines can be
+/// split at every `\n` with no quote state, chunk by chunk.
 ///
 /// Contract (tests/device_csv_test.cpp checks it against `shipment_log_builder`): where
 /// `read_plain_line` returns true, the host accepts that line with the same date, country code,
@@ -78,7 +77,8 @@ struct plain_line {
   std::uint8_t pathway  = 0;  ///< `capledger::pathway`
   std::int64_t quantity = 0;
   std::int64_t tpp      = 0;  ///< quantity x TPP per unit, exact
-  text_span id, entity, order, exporter;  ///< order: the order_id, or the shipment_id where that is empty or absent
+  text_span id, entity, order,
+      exporter;  ///< order: the order_id, or the shipment_id where that is empty or absent
   std::uint64_t id_hash = 0, entity_hash = 0, order_hash = 0, exporter_hash = 0;
 };
 
@@ -103,12 +103,19 @@ CAPLEDGER_HD inline std::uint64_t load_le(const char* p, int n) noexcept
   return v;
 }
 
-CAPLEDGER_HD inline bool is_space(char c) noexcept { return c == ' ' || c == '\t'; }
+CAPLEDGER_HD inline bool is_space(char c) noexcept
+{
+  return c == ' ' || c == '\t';
+}
 
-CAPLEDGER_HD inline char upper(char c) noexcept { return c >= 'a' && c <= 'z' ? static_cast<char>(c - 'a' + 'A') : c; }
+CAPLEDGER_HD inline char upper(char c) noexcept
+{
+  return c >= 'a' && c <= 'z' ? static_cast<char>(c - 'a' + 'A') : c;
+}
 
 /// Whether @p a (any case) is the upper-case @p key of @p n bytes.
-CAPLEDGER_HD inline bool equals_upper(const char* a, std::uint32_t n, const char* key, std::uint32_t key_n) noexcept
+CAPLEDGER_HD inline bool equals_upper(const char* a, std::uint32_t n, const char* key,
+                                      std::uint32_t key_n) noexcept
 {
   if (n != key_n) { return false; }
   for (std::uint32_t i = 0; i < n; ++i) {
@@ -121,7 +128,7 @@ CAPLEDGER_HD inline bool equals_upper(const char* a, std::uint32_t n, const char
 /// same way, with no overflow possible. Anything else (`+5`, 19 digits) is the host's.
 CAPLEDGER_HD inline bool parse_plain_int(const char* p, std::uint32_t n, std::int64_t& value) noexcept
 {
-  const bool negative = n > 0 && p[0] == '-';
+  const bool negative       = n > 0 && p[0] == '-';
   const std::uint32_t first = negative ? 1 : 0;
   if (n <= first || n - first > 18) { return false; }
   std::int64_t v = 0;
@@ -149,14 +156,16 @@ CAPLEDGER_HD inline bool parse_day(const char* p, std::uint32_t n, std::int32_t&
   const int d     = digit[8] * 10 + digit[9];
   if (year < 1 || month < 1 || month > 12 || d < 1) { return false; }
   const bool leap      = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
-  const int month_days = month == 2 ? (leap ? 29 : 28) : (month == 4 || month == 6 || month == 9 || month == 11) ? 30 : 31;
+  const int month_days = month == 2                                                ? (leap ? 29 : 28)
+                         : (month == 4 || month == 6 || month == 9 || month == 11) ? 30
+                                                                                   : 31;
   if (d > month_days) { return false; }
   // days_from_civil (calendar.hpp), for years >= 1.
   year -= month <= 2 ? 1 : 0;
   const int era              = year / 400;
   const unsigned year_of_era = static_cast<unsigned>(year - era * 400);
-  const unsigned day_of_year = (153 * static_cast<unsigned>(month > 2 ? month - 3 : month + 9) + 2) / 5 +
-                               static_cast<unsigned>(d) - 1;
+  const unsigned day_of_year =
+      (153 * static_cast<unsigned>(month > 2 ? month - 3 : month + 9) + 2) / 5 + static_cast<unsigned>(d) - 1;
   const unsigned day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
   day                       = era * 146097 + static_cast<int>(day_of_era) - 719468;
   return true;
@@ -166,7 +175,7 @@ CAPLEDGER_HD inline bool parse_day(const char* p, std::uint32_t n, std::int32_t&
 CAPLEDGER_HD inline int pathway_of(const char* p, std::uint32_t n) noexcept
 {
   if (n == 0) { return 0; }
-  const char* const names[] = {"LICENSE", "LPP", "NVEU", "UVEU", "AIA", "ACA"};
+  const char* const names[]     = {"LICENSE", "LPP", "NVEU", "UVEU", "AIA", "ACA"};
   const std::uint32_t lengths[] = {7, 3, 4, 4, 3, 3};
   for (int k = 0; k < 6; ++k) {
     if (equals_upper(p, n, names[k], lengths[k])) { return k; }
@@ -212,34 +221,49 @@ CAPLEDGER_HD inline bool read_plain_line(const char* text, std::uint32_t begin, 
 {
   if (layout.field_count <= 0 || layout.field_count > max_fields) { return false; }
   if (end > begin && text[end - 1] == '\r') { --end; }  // CRLF
-  // Split at commas; every byte printable ASCII or a tab: no quote (a quoted field, a record
-  // over several lines), no control byte, nothing to check as UTF-8. Only the fields of SPEC's
-  // columns are kept (spans in registers, not an array of every field).
+  // Split at commas. Every byte of a value printable ASCII or a tab (nothing to check as UTF-8,
+  // no control byte); a field either unquoted (spaces and tabs around it trimmed, as the host
+  // does) or quoted whole, `"Dell Technologies, Inc."`, with no quote inside and nothing around
+  // its quotes. Any other quote (a doubled one, a field quoted over several lines) is the host's.
+  // Only the fields of SPEC's columns are kept (spans in registers, not an array of every field).
   text_span value[column_count];
   for (int c = 0; c < column_count; ++c) { value[c] = text_span{end, 0}; }
-  int fields          = 0;
-  std::uint32_t start = begin;
-  for (std::uint32_t at = begin;; ++at) {
-    if (at == end || text[at] == ',') {
-      if (fields == layout.field_count) { return false; }
-      std::uint32_t b = start, e = at;
+  const auto printable = [](char byte) {
+    const auto c = static_cast<unsigned char>(byte);
+    return c == '\t' || (c >= 0x20 && c <= 0x7e);
+  };
+  int fields = 0;
+  for (std::uint32_t field_start = begin;;) {
+    if (fields == layout.field_count) { return false; }
+    std::uint32_t b = field_start, e = field_start, at = field_start;
+    if (at < end && text[at] == '"') {
+      for (++at; at < end && text[at] != '"'; ++at) {
+        if (!printable(text[at])) { return false; }
+      }
+      if (at == end) { return false; }  // not closed on this line
+      b = field_start + 1;
+      e = at++;
+      if (at < end && text[at] != ',') { return false; }  // a doubled quote, or text after the closing one
+    } else {
+      for (; at < end && text[at] != ','; ++at) {
+        if (text[at] == '"' || !printable(text[at])) { return false; }
+      }
+      e = at;
       while (b < e && detail::is_space(text[b])) { ++b; }
       while (e > b && detail::is_space(text[e - 1])) { --e; }
-      const int c = layout.column_of_field[fields];
-      if (c >= 0) { value[c] = text_span{b, e - b}; }
-      ++fields;
-      if (at == end) { break; }
-      start = at + 1;
-      continue;
     }
-    const auto c = static_cast<unsigned char>(text[at]);
-    if (c == '"' || (c != '\t' && (c < 0x20 || c > 0x7e))) { return false; }
+    const int c = layout.column_of_field[fields];
+    if (c >= 0) { value[c] = text_span{b, e - b}; }
+    ++fields;
+    if (at == end) { break; }
+    field_start = at + 1;
   }
   if (fields != layout.field_count) { return false; }
 
-  const text_span id = value[c_id], date = value[c_date], entity = value[c_entity], country = value[c_country],
-                  chip = value[c_chip], quantity = value[c_quantity], path = value[c_pathway],
-                  order = value[c_order], exporter = value[c_exporter], tpp_text = value[c_tpp];
+  const text_span id = value[c_id], date = value[c_date], entity = value[c_entity],
+                  country = value[c_country], chip = value[c_chip], quantity = value[c_quantity],
+                  path = value[c_pathway], order = value[c_order], exporter = value[c_exporter],
+                  tpp_text = value[c_tpp];
   if (id.length == 0 || entity.length == 0 || chip.length == 0) { return false; }
   if (!detail::parse_day(text + date.offset, date.length, out.day)) { return false; }
 
@@ -254,28 +278,33 @@ CAPLEDGER_HD inline bool read_plain_line(const char* text, std::uint32_t begin, 
   }
   int chip_index = -1;
   for (int k = 0; k < t.chip_count && chip_index < 0; ++k) {
-    if (detail::equals_upper(text + chip.offset, chip.length, t.chip_key[k], t.chip_key_length[k])) { chip_index = k; }
+    if (detail::equals_upper(text + chip.offset, chip.length, t.chip_key[k], t.chip_key_length[k])) {
+      chip_index = k;
+    }
   }
   if (chip_index < 0) { return false; }
   std::int64_t tpp_per_unit = t.chip_tpp[chip_index];
   if (tpp_text.length > 0 &&
-      (!detail::parse_plain_int(text + tpp_text.offset, tpp_text.length, tpp_per_unit) || tpp_per_unit <= 0)) {
+      (!detail::parse_plain_int(text + tpp_text.offset, tpp_text.length, tpp_per_unit) ||
+       tpp_per_unit <= 0)) {
     return false;
   }
   const int pathway = detail::pathway_of(text + path.offset, path.length);
   if (pathway < 0) { return false; }
   // |quantity| < 10^18 and tpp_per_unit < 10^18: the product's overflow is checked by division.
   const std::uint64_t magnitude = static_cast<std::uint64_t>(out.quantity < 0 ? -out.quantity : out.quantity);
-  if (magnitude > static_cast<std::uint64_t>(INT64_MAX) / static_cast<std::uint64_t>(tpp_per_unit)) { return false; }
+  if (magnitude > static_cast<std::uint64_t>(INT64_MAX) / static_cast<std::uint64_t>(tpp_per_unit)) {
+    return false;
+  }
   out.tpp     = out.quantity * tpp_per_unit;
   out.country = static_cast<std::uint16_t>(country_code);
   out.chip    = t.chip_code[chip_index];
   out.pathway = static_cast<std::uint8_t>(pathway);
 
-  out.id       = id;
-  out.entity   = entity;
-  out.order    = order.length > 0 ? order : id;
-  out.exporter = exporter;
+  out.id            = id;
+  out.entity        = entity;
+  out.order         = order.length > 0 ? order : id;
+  out.exporter      = exporter;
   out.id_hash       = hash_bytes(text + id.offset, id.length);
   out.entity_hash   = hash_bytes(text + entity.offset, entity.length);
   out.order_hash    = order.length > 0 ? hash_bytes(text + order.offset, order.length) : out.id_hash;

@@ -459,6 +459,40 @@ TEST(StreamingReport, HeaderOnlyAndEmptyFilesAmongOthers)
   }
 }
 
+// The GPU ingest's lines read ahead (kernels/device_csv.cuh), here computed on the host: the same
+// report from columns and streamed (ids in memory and out of it), nearly every line read ahead
+// (quoted exporters included).
+TEST(StreamingReport, LinesReadAheadGiveTheSameReport)
+{
+  for (const gen_case& c : {gen_case{1000, 21, true, 200}, gen_case{3000, 22, false, 500, 50000, 20000}}) {
+    SCOPED_TRACE(describe(c));
+    const generated g                    = generate(c);
+    const reference_data ref             = with_entities(g.entities);
+    const std::vector<std::string> lines = lines_of(g.shipments);
+    const std::vector<std::string> data(lines.begin() + 1, lines.end());
+    for (const file_list& files :
+         {file_list{{"shipments.csv", g.shipments}}, split_files(lines.front(), data, 3)}) {
+      for (const std::size_t chunk : {std::size_t{64}, std::size_t{4096}, std::size_t{0}}) {
+        SCOPED_TRACE("files " + std::to_string(files.size()) + ", chunk_bytes " + std::to_string(chunk));
+        ingest_options ingest;
+        ingest.chunk_bytes      = chunk;
+        const run_result column = column_run(ref, files, report_options{}, ingest);
+        ASSERT_EQ(column.error, "");
+        const test::host_read_ahead read_ahead(ref.countries, ref.chips);
+        ingest.read_ahead = read_ahead.function();
+        expect_same(column, column_run(ref, files, report_options{}, ingest));
+        EXPECT_GT(read_ahead.plain_lines(), c.records * 9 / 10);  // all but ad-hoc chips (5% in the second)
+        for (const bool external : {false, true}) {
+          report_options streaming    = {};
+          streaming.external_id_check = external;
+          expect_same(column, stream_run(ref, files, streaming, ingest));
+        }
+        if (HasFailure()) { return; }
+      }
+    }
+  }
+}
+
 // ---- crossings inside one busy day ----------------------------------------------------------------
 
 /// Many lines on the same day, alternately up and down, so a country cap is crossed (and the

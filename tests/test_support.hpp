@@ -4,6 +4,9 @@
 
 #include <capledger/backend.hpp>
 #include <capledger/report.hpp>
+#include <capledger/shipments.hpp>
+
+#include "device_read.hpp"
 
 #include <gtest/gtest.h>
 
@@ -57,6 +60,39 @@ inline void write_text(const fs::path& path, const std::string& text)
 {
   std::ofstream(path, std::ios::binary) << text;
 }
+
+/// @brief `ingest_options::read_ahead` as the GPU ingest sets it, computed on this core
+/// (`detail::read_ahead_on_host`), counting the lines it read. @p change, when given, alters each
+/// line read (to show that the builder takes those values).
+class host_read_ahead {
+ public:
+  explicit host_read_ahead(const country_table& countries, const chip_table& chips,
+                           std::function<void(device_csv::plain_line&)> change = {})
+      : tables_(std::make_shared<device_csv::tables>(*detail::make_device_tables(countries, chips))),
+        change_(std::move(change))
+  {
+  }
+  [[nodiscard]] auto function() const
+  {
+    return [tables = tables_, plain = plain_, change = change_](
+               std::string_view text, std::size_t from, std::size_t to, const device_csv::line_layout& layout,
+               detail::lines_read_ahead& out) {
+      detail::read_ahead_on_host(text, from, to, layout, *tables, out);
+      for (std::size_t k = 0; k < out.size(); ++k) {
+        if (out.plain[k] == 0) { continue; }
+        ++*plain;
+        if (change) { change(out.values[k]); }
+      }
+    };
+  }
+  /// @brief Lines read ahead as plain so far (a line read twice counts twice).
+  [[nodiscard]] std::int64_t plain_lines() const { return *plain_; }
+
+ private:
+  std::shared_ptr<const device_csv::tables> tables_;
+  std::shared_ptr<std::atomic<std::int64_t>> plain_ = std::make_shared<std::atomic<std::int64_t>>(0);
+  std::function<void(device_csv::plain_line&)> change_;
+};
 
 /// @brief A fresh folder under the system temp directory, removed with its content at scope exit.
 class scratch_dir {

@@ -17,6 +17,13 @@
 
 namespace capledger {
 
+namespace device_csv {
+struct line_layout;
+}
+namespace detail {
+struct lines_read_ahead;
+}
+
 /// @brief Strings mapped to dense codes 0, 1, 2, ... in order of first appearance.
 class dictionary {
  public:
@@ -185,6 +192,14 @@ struct ingest_options {
   /// offset of the id's first use), sorted. No id set is kept; a line at a listed offset is
   /// DUPLICATE_ID.
   const std::vector<std::pair<std::uint64_t, std::uint64_t>>* repeated_ids = nullptr;
+  /// The GPU ingest (kernels/device_csv.cuh): when set, called for each parsing window with its
+  /// bytes [from, to) of a file's text and the file's layout, to read its lines ahead (on the GPU,
+  /// `detail::gpu_line_reader`; in tests, `detail::read_ahead_on_host`) with tables made from
+  /// this builder's countries and chips; the parsing threads then take each plain line's values
+  /// from it and read the other lines themselves. The log is the same with it as without.
+  std::function<void(std::string_view text, std::size_t from, std::size_t to,
+                     const device_csv::line_layout& layout, detail::lines_read_ahead& out)>
+      read_ahead;
 };
 
 /// @brief Everything ingest produces: the columns and the dictionaries their codes point into.
