@@ -798,6 +798,100 @@ struct window {
   task_group tasks_;  ///< last: destroyed (waiting for the tasks) before what they use
 };
 
+/// Where the line after the one holding byte @p at of @p text starts (the text's end at most).
+std::size_t line_start_after(std::string_view text, std::size_t at) noexcept
+{
+  if (at >= text.size()) { return text.size(); }
+  const void* newline = std::memchr(text.data() + at, '\n', text.size() - at);
+  return newline == nullptr ? text.size()
+                            : static_cast<std::size_t>(static_cast<const char*>(newline) - text.data()) + 1;
+}
+
+/// Reads lines ahead (`ingest_options::read_ahead`) on a thread of its own, window by window, up
+/// to `depth` windows in front of the parse: the GPU's work and its copies overlap the parse and
+/// the merge instead of holding up the thread that cuts the windows and merges them. It cuts the
+/// windows with the ingest's own `window_end`.
+class read_ahead_thread {
+ public:
+  read_ahead_thread(std::string_view text, std::size_t first,
+                    std::function<std::size_t(std::size_t)> window_end,
+                    const decltype(ingest_options::read_ahead)& read, const device_csv::line_layout& layout)
+  {
+    thread_ = std::thread([this, text, first, window_end = std::move(window_end), &read, layout] {
+      detail::name_this_thread("cl-read-ahead");
+      for (std::size_t from = first; from < text.size();) {
+        item next;
+        {
+          std::unique_lock<std::mutex> lock(mutex_);
+          changed_.wait(lock, [this] { return stopping_ || ready_.size() < depth; });
+          if (stopping_) { return; }
+          if (!spare_.empty()) {
+            next.lines = std::move(spare_.back());
+            spare_.pop_back();
+          }
+        }
+        next.to              = window_end(from);
+        const std::size_t to = next.to;
+        try {
+          read(text, from, next.to, layout, next.lines);
+        } catch (...) {
+          next.error = std::current_exception();
+        }
+        const bool failed = next.error != nullptr;
+        {
+          const std::lock_guard<std::mutex> lock(mutex_);
+          ready_.push_back(std::move(next));
+        }
+        changed_.notify_all();
+        if (failed) { return; }
+        from = to;
+      }
+    });
+  }
+  read_ahead_thread(const read_ahead_thread&)            = delete;
+  read_ahead_thread& operator=(const read_ahead_thread&) = delete;
+  ~read_ahead_thread()
+  {
+    {
+      const std::lock_guard<std::mutex> lock(mutex_);
+      stopping_ = true;
+    }
+    changed_.notify_all();
+    thread_.join();
+  }
+  /// Swaps the lines read ahead of the window [@p from, @p to) into @p out (its old contents are
+  /// reused). @throw what reading them threw
+  void take(std::size_t from, std::size_t to, detail::lines_read_ahead& out)
+  {
+    std::unique_lock<std::mutex> lock(mutex_);
+    changed_.wait(lock, [this] { return !ready_.empty(); });
+    item next = std::move(ready_.front());
+    ready_.pop_front();
+    if (next.error) { std::rethrow_exception(next.error); }
+    if (next.lines.from != from || next.to != to) {
+      throw std::logic_error("lines read ahead for another window than the one cut");
+    }
+    std::swap(out, next.lines);
+    spare_.push_back(std::move(next.lines));
+    lock.unlock();
+    changed_.notify_all();
+  }
+
+ private:
+  static constexpr std::size_t depth = 3;
+  struct item {
+    std::size_t to = 0;
+    detail::lines_read_ahead lines;
+    std::exception_ptr error;
+  };
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  std::deque<item> ready_;
+  std::vector<detail::lines_read_ahead> spare_;
+  bool stopping_ = false;
+  std::thread thread_;  ///< last: started once the rest exists
+};
+
 /// Field indices of the record columns in a file (-1: absent optional column).
 using column_map = std::array<int, record_columns>;
 
@@ -1131,14 +1225,15 @@ std::string shipment_log_builder::state::ingest(const std::string& name, std::st
   // per thread let a fast thread take over a slow one's second chunk. Two windows alternate: the
   // next one is parsed while this thread merges the current one. The merge is the pipeline's
   // longest stage, so it keeps a core of its own: one parsing thread fewer than cores.
-  const auto threads                  = static_cast<std::size_t>(std::max(1, omp_get_max_threads() - 1));
-  const std::size_t chunk_bytes       = options.chunk_bytes > 0 ? options.chunk_bytes : std::size_t{256} << 10;
+  const auto threads            = static_cast<std::size_t>(std::max(1, omp_get_max_threads() - 1));
+  const std::size_t chunk_bytes = options.chunk_bytes > 0 ? options.chunk_bytes : std::size_t{256} << 10;
   const std::size_t chunks_per_window = 2 * threads;
-  const auto line_start_after         = [&](std::size_t at) {
-    if (at >= text.size()) { return text.size(); }
-    const void* nl = std::memchr(text.data() + at, '\n', text.size() - at);
-    return nl == nullptr ? text.size()
-                                 : static_cast<std::size_t>(static_cast<const char*>(nl) - text.data()) + 1;
+  const auto chunk_end                = [text, chunk_bytes](std::size_t from) {
+    return line_start_after(text, from + chunk_bytes - 1);
+  };
+  const auto window_end = [text, chunk_end, chunks_per_window](std::size_t from) {
+    for (std::size_t k = 0; k < chunks_per_window && from < text.size(); ++k) { from = chunk_end(from); }
+    return from;
   };
   // With many cores and the ids in memory, a window's repeated ids are found by all threads at
   // once (`find_repeated_ids`) before the merge, which was the pipeline's serial stage.
@@ -1148,19 +1243,21 @@ std::string shipment_log_builder::state::ingest(const std::string& name, std::st
   if (pass_possible && !streaming() && accepted == 0) { ordinal_payloads = true; }  // no id stored yet
   const bool ids_in_parallel = pass_possible && (streaming() || ordinal_payloads);
   parse_pool pool(threads, "cl-parse");
-  std::size_t next_cut     = reader.position();  // where the next window's first chunk begins
+  std::size_t next_cut = reader.position();  // where the next window's first chunk begins
+  std::optional<read_ahead_thread> reading_ahead;
+  if (read_ahead) { reading_ahead.emplace(text, next_cut, window_end, options.read_ahead, layout); }
   const auto cut_and_start = [&](window& w) {
     w.chunks.resize(chunks_per_window);
     w.used = 0;
     for (; w.used < chunks_per_window && next_cut < text.size(); ++w.used) {
-      const std::size_t to = line_start_after(next_cut + chunk_bytes - 1);
+      const std::size_t to = chunk_end(next_cut);
       w.chunks[w.used].reset(next_cut, to);
       next_cut = to;
     }
     w.known->catch_up(log);
     const detail::lines_read_ahead* ahead = nullptr;
-    if (read_ahead && w.used > 0) {
-      options.read_ahead(text, w.chunks[0].begin, next_cut, layout, w.ahead);
+    if (reading_ahead && w.used > 0) {
+      reading_ahead->take(w.chunks[0].begin, next_cut, w.ahead);
       ahead = &w.ahead;
     }
     w.start(pool, [&, ahead](parsed_chunk& chunk, const dictionary_snapshots& known) {
@@ -1455,12 +1552,7 @@ void shipment_log_builder::state::parse_chunk(std::string_view text, const colum
         std::lower_bound(ahead->line_start.begin(), ahead->line_start.end(), chunk.begin - ahead->from) -
         ahead->line_start.begin());
   }
-  const auto ahead_start      = [ahead](std::size_t k) { return ahead->from + ahead->line_start[k]; };
-  const auto line_start_after = [text](std::size_t at) {
-    const void* newline = std::memchr(text.data() + at, '\n', text.size() - at);
-    return newline == nullptr ? text.size()
-                              : static_cast<std::size_t>(static_cast<const char*>(newline) - text.data()) + 1;
-  };
+  const auto ahead_start = [ahead](std::size_t k) { return ahead->from + ahead->line_start[k]; };
   while (true) {
     if (ahead != nullptr) {
       const std::size_t at = reader.position();
@@ -1476,7 +1568,8 @@ void shipment_log_builder::state::parse_chunk(std::string_view text, const colum
         take({v.day, v.country, v.chip, v.pathway, v.quantity, v.tpp}, reader.line(), at,
              {view(v.id), v.id_hash}, {view(v.entity), v.entity_hash}, {view(v.order), v.order_hash},
              {view(v.exporter), v.exporter_hash}, std::string_view());  // a table's chip: no ad-hoc key
-        reader.skip_line(next_ahead + 1 < ahead->size() ? ahead_start(next_ahead + 1) : line_start_after(at));
+        reader.skip_line(next_ahead + 1 < ahead->size() ? ahead_start(next_ahead + 1)
+                                                        : line_start_after(text, at));
         continue;
       }
     }

@@ -500,4 +500,36 @@ TEST(ChunkedIngest, LinesReadAheadBuildTheSameLog)
   EXPECT_NE(fingerprint(ingest(files, 97, 0, &altered)), whole);
 }
 
+// Lines are read ahead on a thread of their own: a failure there (a GPU gone, say) is the ingest's
+// failure, with its message, and nothing hangs, whichever window it happens in.
+TEST(ChunkedIngest, AFailureReadingAheadIsTheIngestsFailure)
+{
+  const std::string text = troubled_log(2000, 23);
+  for (const int failing_call : {1, 2, 7}) {
+    const test::host_read_ahead host(countries(), chips());
+    auto calls = std::make_shared<std::atomic<int>>(0);
+    ingest_options options;
+    options.keep_rejects = true;
+    options.chunk_bytes  = 97;
+    options.read_ahead   = [read = host.function(), calls, failing_call](
+                             std::string_view t, std::size_t from, std::size_t to,
+                             const device_csv::line_layout& layout, detail::lines_read_ahead& out) {
+      if (++*calls == failing_call) { throw device_error("the GPU went away"); }
+      read(t, from, to, layout, out);
+    };
+    shipment_log_builder builder(countries(), chips(), options);
+    EXPECT_THROW(
+        {
+          try {
+            builder.add_text("log.csv", text);
+          } catch (const device_error& e) {
+            EXPECT_STREQ(e.what(), "the GPU went away");
+            throw;
+          }
+        },
+        device_error)
+        << "failing call " << failing_call;
+  }
+}
+
 }  // namespace
