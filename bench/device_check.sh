@@ -11,7 +11,7 @@
 # .device-base/ (prepare_device_run.sh BASE_REF=<ref>), the earlier build's benchmarks and CPU
 # report beside the new ones.
 # Files back from $OUT (8 at most): summary.txt, tests.log, sanitizer.log, peer.log, bench.log,
-# bench.json, ncu.log, diff.log, model.log, mutants.log, and bench-base.log (with a .device-base/)
+# bench.json, ncu.log, diff.log, model.log, mutants.log, ingest.log, and bench-base.log (with a .device-base/)
 # or build.log (after a fallback build): pick STEPS so that no more than 8 are written.
 # BENCH_FILTER overrides the benchmark selection (BENCH_TIMEOUT its limit, 150 s); SANITIZE_FILTER the sanitizers' tests; STEPS
 # the steps ("tests diff peer bench ncu e2e" by default; "diff" is step 6b, the command-line
@@ -19,8 +19,9 @@
 # tests/report_model.py (MODEL_SEEDS; model.log); "scale" adds step 7, the many-files and
 # extreme-logs reports on this host's cores; "threads" adds to step 6 a CPU report timed thread by
 # thread; "mutants" step 8, the GPU tests against each bug of bench/gpu_mutants/, built by
-# prepare_device_run.sh MUTANTS=1); E2E_LINES, E2E_RUNS and E2E_ALT the end-to-end step (step 6
-# says how).
+# prepare_device_run.sh MUTANTS=1; "ingest" step 4b, the GPU line reader's tests, memcheck on three
+# of them and gpu_ingest_bench on INGEST_LINES lines (ingest.log; about 60-90 s)); E2E_LINES,
+# E2E_RUNS and E2E_ALT the end-to-end step (step 6 says how).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -39,6 +40,8 @@ say "cpus $(nproc); $(date -u +%FT%TZ)"
 bin=.device-bin
 tests="$bin/capledger_tests"
 bench="$bin/aggregate_bench"
+ingest_bench=/tmp/gpu_ingest_bench  # shipped gzipped (prepare_device_run.sh)
+[ -f "$bin/gpu_ingest_bench.gz" ] && gunzip -c "$bin/gpu_ingest_bench.gz" >"$ingest_bench" && chmod +x "$ingest_bench"
 if [ -f "$bin/build-dir" ]; then
   build_dir=$(cat "$bin/build-dir")
   src_dir=$(dirname "$build_dir")
@@ -58,6 +61,7 @@ if ! "$tests" --gtest_list_tests >/dev/null 2>&1; then
     { say "build failed"; tail -30 "$out/build.log"; exit 1; }
   tests=build-device/tests/capledger_tests
   bench=build-device/bench/aggregate_bench
+  ingest_bench=build-device/bench/gpu_ingest_bench
 fi
 say "programs ready after $((SECONDS - started)) s"
 
@@ -130,6 +134,25 @@ if want bench; then
     say "l2_atomics_bench rc=$? after $((SECONDS - started)) s"
     sed -n '/^== l2_atomics_bench/,$p' "$out/bench.log" | grep "^bm_" | tee -a "$summary"
   fi
+fi
+
+# 4b. The GPU line reader (kernels/gpu_ingest.cu): its tests (also in step 2's whole suite; here
+# alone, with memcheck on the seam, CRLF and empty-range cases), then gpu_ingest_bench: the reader
+# against read_ahead_on_host on one core and on all, on a generated log of INGEST_LINES lines
+# (8,000,000 by default, about 0.6 GB). Everything in ingest.log. Only with "ingest" in STEPS.
+if want ingest; then
+  {
+    timeout 120 "$tests" --gtest_filter='GpuIngest*'
+    echo "gpu ingest tests rc=$?"
+    timeout 120 compute-sanitizer --tool memcheck --error-exitcode 9 "$tests" \
+      --gtest_filter='GpuIngest.LinesAtAndAcrossChunkSeams:GpuIngest.CrlfLines:GpuIngest.EmptyRanges'
+    echo "gpu ingest memcheck rc=$?"
+    timeout "${BENCH_TIMEOUT:-150}" "$ingest_bench" --lines="${INGEST_LINES:-8000000}" --benchmark_min_time=0.5
+    echo "gpu_ingest_bench rc=$?"
+  } >"$out/ingest.log" 2>&1
+  grep -h '^\[  FAILED  \].*ms)$\|^\[  PASSED  \]\|SKIPPED \].*ms)$\|ERROR SUMMARY\| rc=\|^bm_\|^gpu_ingest_bench:' "$out/ingest.log" |
+    tee -a "$summary"
+  say "ingest done after $((SECONDS - started)) s"
 fi
 
 # 5. Hardware counters of the fused dense pass (Firecracker machines allow ncu): what limits it.
@@ -260,7 +283,7 @@ fi
 if [[ " ${STEPS:-} " == *" mutants "* ]] && [ "$tests" != "$bin/capledger_tests" ]; then
   say "mutants: not run (built here for the prebuilt programs, which do not run on this image)"
 elif [[ " ${STEPS:-} " == *" mutants "* ]]; then
-  gpu_tests='GpuEquivalence.*:*/gpu:AggregateInParts.*'
+  gpu_tests='GpuEquivalence.*:*/gpu:AggregateInParts.*:GpuIngest.*'
   rm -f /tmp/mutant-*
   for packed in .device-bin/mutants/*.gz; do
     name=$(basename "$packed" .gz)

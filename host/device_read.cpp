@@ -1,5 +1,7 @@
 #include "device_read.hpp"
 
+#include <capledger/error.hpp>
+
 #include <cstring>
 
 #include <algorithm>
@@ -73,6 +75,52 @@ void read_ahead_on_host(std::string_view text, std::size_t from, std::size_t to,
                             : 0);
     at = end + 1;
   }
+}
+
+std::vector<line_chunk> cut_at_line_starts(std::string_view text, std::size_t from, std::size_t to,
+                                           std::size_t chunk_bytes)
+{
+  CAPLEDGER_EXPECTS(chunk_bytes > 0 && chunk_bytes <= max_gpu_chunk_bytes,
+                    "a GPU line reader's chunk holds 1 byte to max_gpu_chunk_bytes");
+  std::vector<line_chunk> chunks;
+  if (from >= text.size() || to <= from) { return chunks; }
+  const char* base       = text.data();
+  const std::size_t size = text.size();
+  // The range's last line ends at the first `\n` from byte to - 1 on (or at the text's end).
+  const std::size_t last_byte = std::min(to, size) - 1;
+  const void* last_newline    = std::memchr(base + last_byte, '\n', size - last_byte);
+  const std::size_t last_end  = last_newline == nullptr
+                                    ? size
+                                    : static_cast<std::size_t>(static_cast<const char*>(last_newline) - base);
+  const std::size_t stop      = last_newline == nullptr ? size : last_end + 1;
+  // Only the last line can end past the 32-bit offsets (`to - from` is below 4 GiB): the host's.
+  std::size_t device_stop = stop;
+  if (last_end - from > UINT32_MAX) {
+    const void* before = memrchr(base + from, '\n', last_end - from);
+    device_stop =
+        before == nullptr ? from : static_cast<std::size_t>(static_cast<const char*>(before) - base) + 1;
+  }
+  for (std::size_t begin = from; begin < device_stop;) {
+    if (device_stop - begin <= chunk_bytes) {
+      chunks.push_back({begin, device_stop, true});
+      break;
+    }
+    if (const void* newline = memrchr(base + begin, '\n', chunk_bytes); newline != nullptr) {
+      const auto end = static_cast<std::size_t>(static_cast<const char*>(newline) - base) + 1;
+      chunks.push_back({begin, end, true});
+      begin = end;
+      continue;
+    }
+    // A line longer than a chunk: the host's, whole.
+    const void* newline   = std::memchr(base + begin + chunk_bytes, '\n', device_stop - begin - chunk_bytes);
+    const std::size_t end = newline == nullptr
+                                ? device_stop
+                                : static_cast<std::size_t>(static_cast<const char*>(newline) - base) + 1;
+    chunks.push_back({begin, end, false});
+    begin = end;
+  }
+  if (device_stop < stop) { chunks.push_back({device_stop, stop, false}); }
+  return chunks;
 }
 
 }  // namespace capledger::detail

@@ -53,6 +53,30 @@ void read_ahead_on_host(std::string_view text, std::size_t from, std::size_t to,
                         const device_csv::line_layout& layout, const device_csv::tables& tables,
                         lines_read_ahead& out);
 
+/// @brief Whole lines of a read-ahead range, the unit a `gpu_line_reader` reads at once.
+struct line_chunk {
+  std::size_t begin = 0;  ///< a line start of the range
+  std::size_t end   = 0;  ///< one past its last line's `\n` (or the text's end, where it has none)
+  /// false: one line read on the host, a line longer than a chunk (or one that ends past the
+  /// 32-bit offsets of `lines_read_ahead`)
+  bool on_device = true;
+};
+
+/// @brief Cuts the lines that start in [@p from, @p to) of @p text (as `read_ahead_on_host`
+/// reads them) into chunks of whole lines of at most @p chunk_bytes bytes each, cut after the
+/// last `\n` that fits; a line that does not fit in a chunk of its own is a chunk of one line,
+/// read on the host. The chunks follow each other without a gap: the first begins at @p from,
+/// the last ends where the range's last line does. None for an empty range.
+/// @throw logic_error when @p chunk_bytes is 0 or above `max_gpu_chunk_bytes`
+[[nodiscard]] std::vector<line_chunk> cut_at_line_starts(std::string_view text, std::size_t from,
+                                                         std::size_t to, std::size_t chunk_bytes);
+
+/// The chunk size of `make_gpu_line_reader`: large enough that a chunk's copies and kernels
+/// dwarf their launch costs, small enough that two in flight leave the GPU its memory.
+inline constexpr std::size_t default_gpu_chunk_bytes = std::size_t{64} << 20;
+/// Chunks are read with 32-bit positions, and CUB's selection counts its items in an `int`.
+inline constexpr std::size_t max_gpu_chunk_bytes = std::size_t{1} << 30;
+
 /// @brief Reads lines ahead on a GPU (kernels/gpu_ingest.cu): the bytes go to the device in
 /// pinned, double-buffered chunks on streams, where lines are split and read while the next
 /// chunk is copied; the lines' values come back.
@@ -66,7 +90,11 @@ class gpu_line_reader {
 };
 
 /// @brief A reader on the current GPU, holding @p tables there.
+/// @param chunk_bytes the most text one chunk carries to the device (`cut_at_line_starts`); tests
+/// make it tiny to put lines at and across chunk seams
+/// @throw logic_error when @p chunk_bytes is 0 or above `max_gpu_chunk_bytes`
 /// @throw device_error without CUDA or a usable GPU
-[[nodiscard]] std::unique_ptr<gpu_line_reader> make_gpu_line_reader(const device_csv::tables& tables);
+[[nodiscard]] std::unique_ptr<gpu_line_reader> make_gpu_line_reader(
+    const device_csv::tables& tables, std::size_t chunk_bytes = default_gpu_chunk_bytes);
 
 }  // namespace capledger::detail

@@ -39,7 +39,8 @@ aggregation aggregate_on_gpu(const gpu_columns& /*lines*/, const rule_context& /
 
 namespace capledger::detail {
 
-std::unique_ptr<gpu_line_reader> make_gpu_line_reader(const device_csv::tables& /*tables*/)
+std::unique_ptr<gpu_line_reader> make_gpu_line_reader(const device_csv::tables& /*tables*/,
+                                                      std::size_t /*chunk_bytes*/)
 {
   throw device_error("this build of capledger has no CUDA support (rebuild with nvcc present)");
 }

@@ -1,0 +1,494 @@
+/// @file gpu_ingest_test.cpp
+/// @brief `make_gpu_line_reader` (kernels/gpu_ingest.cu) reads exactly what `read_ahead_on_host`
+/// reads, and `cut_at_line_starts` cuts a range into chunks of whole lines.
+///
+/// Logs are random and messy (every way a line becomes the host's: quotes, control and non-ASCII
+/// bytes, field counts, dates, countries, chips, quantities, tpp overflow; CRLF and empty lines),
+/// read with chunks of 1, 7, 64 and 4096 bytes and the default 64 MiB, so that lines end at, just
+/// before and just after a seam and some lines are longer than a chunk. The chunking tests run on
+/// every machine (chunk by chunk on the host, as the kernel reads them); the GPU tests skip with
+/// a message where no usable GPU exists.
+#include <capledger/backend.hpp>
+#include <capledger/error.hpp>
+#include <capledger/generate.hpp>
+
+#include <gtest/gtest.h>
+
+#include "csv.hpp"
+#include "device_read.hpp"
+#include "test_support.hpp"
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <random>
+#include <sstream>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace {
+
+using namespace capledger;
+using capledger::detail::lines_read_ahead;
+using capledger::device_csv::plain_line;
+
+const char* const header_line =
+    "shipment_id,date,entity,country,chip,quantity,pathway,order_id,exporter,tpp_per_unit";
+
+device_csv::line_layout layout_of(std::string_view header)
+{
+  detail::csv_reader reader(header);
+  EXPECT_EQ(reader.next(), detail::csv_status::record);
+  return detail::make_line_layout(detail::csv_header(reader.fields(), "test.csv"));
+}
+
+const device_csv::tables& bundled_tables()
+{
+  static const device_csv::tables tables =
+      detail::make_device_tables(test::bundled().countries, test::bundled().chips).value();
+  return tables;
+}
+
+// ---- random messy logs ------------------------------------------------------------------------
+
+/// @brief A shipment line as a log exporter writes it, then, one time in three or four, broken in one way
+/// (or made odd in a way the device still reads: case, spaces, CRLF).
+std::string random_line(std::mt19937_64& rng)
+{
+  const auto pick = [&rng](std::uint64_t n) { return static_cast<std::uint64_t>(rng() % n); };
+  static const char* const countries[] = {"AE", "us", "CN", "Fr", "IN", "SG", "ZZ", "A1", "de"};
+  static const char* const chips[]     = {"H100-SXM", "h200-nvl", "H100-NVL", "B200", "MI300X", "NOPE-9"};
+  static const char* const pathways[]  = {"", "LICENSE", "lpp", "NVEU", "UVEU", "AIA", "ACA", "BOGUS"};
+  // Months 01-12 and days 01-29 but for 00s now and then: day numbers vary, dates stay valid.
+  const std::string month = pick(4) != 0 ? "0" + std::to_string(1 + pick(9)) : "1" + std::to_string(pick(3));
+  const std::string date  = std::to_string(2024 + pick(3)) + "-" + month + "-" + std::to_string(pick(3)) +
+                           std::to_string(pick(20) == 0 ? 0 : 1 + pick(9));
+  std::vector<std::string> field{"S" + std::to_string(pick(1000000)),
+                                 date,
+                                 "ENT-" + std::to_string(pick(50)),
+                                 countries[pick(std::size(countries))],
+                                 chips[pick(std::size(chips))],
+                                 (pick(10) == 0 ? "-" : "") + std::to_string(pick(100000)),
+                                 pathways[pick(std::size(pathways))],
+                                 pick(3) == 0 ? "ORD-" + std::to_string(pick(999)) : "",
+                                 pick(2) ? "NVIDIA" : "",
+                                 pick(4) == 0 ? std::to_string(1 + pick(20000)) : ""};
+  if (pick(5) == 0) {
+    std::string& padded = field[pick(field.size())];
+    padded              = " " + padded + "\t ";
+  }
+  // The ways a line is the host's (or nearly: a leap day, 18 digits), one line in three or four.
+  struct replacement {
+    std::size_t field;
+    const char* value;
+  };
+  static const replacement replacements[] = {
+      {1, "2025-02-29"}, {1, "2024-02-29"},         {5, "0"},  {5, "+5"},  {5, "1234567890123456789"},
+      {0, ""},           {5, "999999999999999999"}, {9, "-3"}, {3, "AEX"}, {9, "99999999"}};
+  const std::uint64_t how = pick(60);
+  if (how < std::size(replacements)) {
+    field[replacements[how].field] = replacements[how].value;
+  } else if (how < std::size(replacements) + 3) {  // a quote, a control byte, UTF-8
+    static const char* const odd[] = {"\"q\"", "\x01", "\xc3\xa9"};
+    field[pick(field.size())] += odd[how - std::size(replacements)];
+  } else if (how == 13) {
+    field.push_back("extra");
+  } else if (how == 14) {
+    field.pop_back();
+  } else if (how == 15) {
+    field[2] = std::string(40 + pick(200), 'E');
+  } else if (how == 16) {
+    return std::string(pick(300), 'x');
+  } else if (how == 17) {
+    return pick(2) ? "" : "\r";
+  }
+  std::string line;
+  for (std::size_t i = 0; i < field.size(); ++i) { line += (i > 0 ? "," : "") + field[i]; }
+  if (pick(8) == 0) { line += '\r'; }
+  return line;
+}
+
+/// @brief A header and @p lines random lines; with or without a final `\n`.
+std::string random_log(std::mt19937_64& rng, std::size_t lines, bool final_newline)
+{
+  std::string text = std::string(header_line) + "\n";
+  for (std::size_t i = 0; i < lines; ++i) {
+    text += random_line(rng);
+    if (i + 1 < lines || final_newline) { text += '\n'; }
+  }
+  return text;
+}
+
+/// @brief The start of the line that holds byte @p at (a line start itself after a `\n`).
+std::size_t line_start_at(std::string_view text, std::size_t at)
+{
+  while (at > 0 && text[at - 1] != '\n') { --at; }
+  return at;
+}
+
+// ---- comparison -------------------------------------------------------------------------------
+
+bool same_span(device_csv::text_span a, device_csv::text_span b)
+{
+  return a.offset == b.offset && a.length == b.length;
+}
+
+bool same_values(const plain_line& a, const plain_line& b)
+{
+  return a.day == b.day && a.country == b.country && a.chip == b.chip && a.pathway == b.pathway &&
+         a.quantity == b.quantity && a.tpp == b.tpp && same_span(a.id, b.id) &&
+         same_span(a.entity, b.entity) && same_span(a.order, b.order) && same_span(a.exporter, b.exporter) &&
+         a.id_hash == b.id_hash && a.entity_hash == b.entity_hash && a.order_hash == b.order_hash &&
+         a.exporter_hash == b.exporter_hash;
+}
+
+std::string describe(const plain_line& v)
+{
+  std::ostringstream s;
+  s << "{day " << v.day << ", country " << v.country << ", chip " << v.chip << ", pathway " << int{v.pathway}
+    << ", quantity " << v.quantity << ", tpp " << v.tpp << ", id " << v.id.offset << "+" << v.id.length
+    << ", entity " << v.entity.offset << "+" << v.entity.length << ", order " << v.order.offset << "+"
+    << v.order.length << ", exporter " << v.exporter.offset << "+" << v.exporter.length << ", hashes "
+    << v.id_hash << " " << v.entity_hash << " " << v.order_hash << " " << v.exporter_hash << "}";
+  return s.str();
+}
+
+/// @brief Whether @p got is @p want: the same `from`, line starts, flags and values (all of them,
+/// also those of lines that are the host's: the reader runs the same function on the same zeroes).
+::testing::AssertionResult same_read(const lines_read_ahead& want, const lines_read_ahead& got)
+{
+  if (want.from != got.from) {
+    return ::testing::AssertionFailure() << "from " << got.from << ", want " << want.from;
+  }
+  if (want.size() != got.size() || got.plain.size() != got.size() || got.values.size() != got.size()) {
+    return ::testing::AssertionFailure() << "lines " << got.size() << " (plain " << got.plain.size()
+                                         << ", values " << got.values.size() << "), want " << want.size();
+  }
+  for (std::size_t k = 0; k < want.size(); ++k) {
+    if (want.line_start[k] != got.line_start[k] || want.plain[k] != got.plain[k] ||
+        !same_values(want.values[k], got.values[k])) {
+      return ::testing::AssertionFailure()
+             << "line " << k << " of " << want.size() << ": start " << got.line_start[k] << " plain "
+             << int{got.plain[k]} << " " << describe(got.values[k]) << "; want start " << want.line_start[k]
+             << " plain " << int{want.plain[k]} << " " << describe(want.values[k]);
+    }
+  }
+  return ::testing::AssertionSuccess();
+}
+
+lines_read_ahead on_host(std::string_view text, std::size_t from, std::size_t to,
+                         const device_csv::line_layout& layout)
+{
+  lines_read_ahead out;
+  detail::read_ahead_on_host(text, from, to, layout, bundled_tables(), out);
+  return out;
+}
+
+/// @brief What the reader does with each chunk, on the host: a device chunk is copied out of the
+/// text alone (no byte before or after it), split at its `\n`s and read line by line from its own
+/// start, and the starts and spans shifted by where it begins; a host chunk is one line.
+lines_read_ahead chunk_by_chunk(std::string_view text, std::size_t from, std::size_t to,
+                                const device_csv::line_layout& layout, std::size_t chunk_bytes)
+{
+  lines_read_ahead out;
+  out.from = from;
+  for (const detail::line_chunk& chunk : detail::cut_at_line_starts(text, from, to, chunk_bytes)) {
+    const std::string alone(text.substr(chunk.begin, chunk.end - chunk.begin));
+    const auto offset   = static_cast<std::uint32_t>(chunk.begin - from);
+    std::uint32_t begin = 0;
+    while (begin < alone.size()) {
+      const std::size_t newline = alone.find('\n', begin);
+      const auto end = static_cast<std::uint32_t>(newline == std::string::npos ? alone.size() : newline);
+      plain_line line{};
+      const bool plain =
+          device_csv::read_plain_line(alone.data(), begin, end, layout, bundled_tables(), line);
+      if (plain) {
+        for (auto* span : {&line.id, &line.entity, &line.order, &line.exporter}) { span->offset += offset; }
+      }
+      out.line_start.push_back(offset + begin);
+      out.plain.push_back(plain ? 1 : 0);
+      out.values.push_back(line);
+      begin = end + 1;
+      if (!chunk.on_device) { EXPECT_GE(begin, alone.size()) << "a host chunk holds one line"; }
+    }
+  }
+  return out;
+}
+
+/// @brief Checks the chunks' shape: contiguous from @p from, whole lines, device chunks within
+/// @p chunk_bytes, host chunks one line longer than that.
+void expect_well_cut(std::string_view text, std::size_t from, std::size_t to, std::size_t chunk_bytes)
+{
+  const auto chunks = detail::cut_at_line_starts(text, from, to, chunk_bytes);
+  std::size_t at    = from;
+  for (const detail::line_chunk& chunk : chunks) {
+    ASSERT_EQ(chunk.begin, at);
+    ASSERT_LT(chunk.begin, chunk.end);
+    EXPECT_TRUE(chunk.end == text.size() || text[chunk.end - 1] == '\n')
+        << "chunk [" << chunk.begin << ", " << chunk.end << ") ends inside a line";
+    const std::size_t newlines =
+        static_cast<std::size_t>(std::count(text.begin() + static_cast<std::ptrdiff_t>(chunk.begin),
+                                            text.begin() + static_cast<std::ptrdiff_t>(chunk.end) - 1, '\n'));
+    if (chunk.on_device) {
+      EXPECT_LE(chunk.end - chunk.begin, chunk_bytes);
+    } else {
+      EXPECT_GT(chunk.end - chunk.begin, chunk_bytes);
+      EXPECT_EQ(newlines, 0U) << "a host chunk holds one line";
+    }
+    at = chunk.end;
+  }
+  if (from < text.size() && from < to) {
+    const std::size_t last = std::min(to, text.size()) - 1;
+    const std::size_t end  = text.find('\n', last);
+    EXPECT_EQ(at, end == std::string_view::npos ? text.size() : end + 1)
+        << "the chunks end with the last line";
+  } else {
+    EXPECT_TRUE(chunks.empty());
+  }
+}
+
+constexpr std::size_t seam_chunk_sizes[] = {1, 7, 64, 4096};
+
+// ---- chunking, on every machine ---------------------------------------------------------------
+
+TEST(GpuIngestChunks, ChunksAreWholeLinesInOrder)
+{
+  std::mt19937_64 rng(11);
+  for (int round = 0; round < 40; ++round) {
+    const std::string text = random_log(rng, 1 + rng() % 300, round % 2 == 0);
+    const std::size_t from = line_start_at(text, rng() % text.size());
+    const std::size_t to   = from + rng() % (text.size() - from + 10);
+    for (const std::size_t chunk : seam_chunk_sizes) {
+      SCOPED_TRACE("round " + std::to_string(round) + ", chunk " + std::to_string(chunk));
+      expect_well_cut(text, from, to, chunk);
+    }
+  }
+}
+
+TEST(GpuIngestChunks, ReadingChunkByChunkIsReadingTheRange)
+{
+  std::mt19937_64 rng(12);
+  std::size_t lines = 0, plain = 0;
+  for (int round = 0; round < 60; ++round) {
+    const std::string text      = random_log(rng, 1 + rng() % 400, round % 3 != 0);
+    const auto layout           = layout_of(header_line);
+    const std::size_t from      = round % 4 == 0 ? 0 : line_start_at(text, rng() % text.size());
+    const std::size_t to        = round % 5 == 0 ? text.size() : from + rng() % (text.size() - from + 10);
+    const lines_read_ahead want = on_host(text, from, to, layout);
+    lines += want.size();
+    plain += static_cast<std::size_t>(std::count(want.plain.begin(), want.plain.end(), 1));
+    for (const std::size_t chunk : {std::size_t{1}, std::size_t{7}, std::size_t{64}, std::size_t{4096},
+                                    detail::default_gpu_chunk_bytes}) {
+      EXPECT_TRUE(same_read(want, chunk_by_chunk(text, from, to, layout, chunk)))
+          << "round " << round << ", chunk " << chunk;
+    }
+  }
+  // Both kinds of line, many of each: the logs are messy, not broken.
+  EXPECT_GT(plain, lines / 3) << plain << " plain lines of " << lines;
+  EXPECT_GT(lines - plain, lines / 10) << plain << " plain lines of " << lines;
+}
+
+TEST(GpuIngestChunks, EdgesOfTheRange)
+{
+  const std::string text = "a\nbb\n\nccc";
+  EXPECT_TRUE(detail::cut_at_line_starts(text, 0, 0, 4).empty());
+  EXPECT_TRUE(detail::cut_at_line_starts(text, text.size(), text.size() + 5, 4).empty());
+  EXPECT_TRUE(detail::cut_at_line_starts(text, 2, 1, 4).empty());
+  // `to` inside a line: that line is the last, whole; `to` at a line start: the line before is.
+  auto chunks = detail::cut_at_line_starts(text, 0, 3, 64);
+  ASSERT_EQ(chunks.size(), 1U);
+  EXPECT_EQ(chunks[0].end, 5U);
+  chunks = detail::cut_at_line_starts(text, 0, 2, 64);
+  ASSERT_EQ(chunks.size(), 1U);
+  EXPECT_EQ(chunks[0].end, 2U);
+  // A last line without `\n`, longer than the chunk: a host chunk to the text's end.
+  chunks = detail::cut_at_line_starts(text, 6, 100, 2);
+  ASSERT_EQ(chunks.size(), 1U);
+  EXPECT_FALSE(chunks[0].on_device);
+  EXPECT_EQ(chunks[0].end, text.size());
+  // An empty line fits a chunk of one byte.
+  chunks = detail::cut_at_line_starts(text, 5, 6, 1);
+  ASSERT_EQ(chunks.size(), 1U);
+  EXPECT_TRUE(chunks[0].on_device);
+  EXPECT_THROW(static_cast<void>(detail::cut_at_line_starts(text, 0, 3, 0)), logic_error);
+  EXPECT_THROW(static_cast<void>(detail::cut_at_line_starts(text, 0, 3, detail::max_gpu_chunk_bytes + 1)),
+               logic_error);
+}
+
+// ---- on the GPU -------------------------------------------------------------------------------
+
+class GpuIngest : public ::testing::Test {
+ protected:
+  void SetUp() override
+  {
+    std::string why;
+    if (!gpu_available(&why)) { GTEST_SKIP() << "no usable GPU: " << why; }
+  }
+
+  /// @brief Reads [from, to) on the GPU with chunks of @p chunk_bytes and checks it against the host.
+  static void expect_same_read(std::string_view text, std::size_t from, std::size_t to,
+                               const device_csv::line_layout& layout, std::size_t chunk_bytes,
+                               const std::string& context)
+  {
+    const auto reader = detail::make_gpu_line_reader(bundled_tables(), chunk_bytes);
+    lines_read_ahead got;
+    got.line_start.assign(3, 7);  // left over from an earlier read: `read` starts afresh
+    reader->read(text, from, to, layout, got);
+    EXPECT_TRUE(same_read(on_host(text, from, to, layout), got)) << context << ", chunk " << chunk_bytes;
+  }
+};
+
+TEST_F(GpuIngest, RandomMessyLogsAtEveryChunkSize)
+{
+  std::mt19937_64 rng(21);
+  const auto layout = layout_of(header_line);
+  for (const std::size_t lines : {1, 31, 32, 33, 255, 256, 257, 3000}) {
+    const std::string text = random_log(rng, lines, lines % 2 == 1);
+    const std::size_t from = line_start_at(text, rng() % text.size());
+    for (const std::size_t chunk : {std::size_t{1}, std::size_t{7}, std::size_t{64}, std::size_t{4096},
+                                    detail::default_gpu_chunk_bytes}) {
+      expect_same_read(text, 0, text.size(), layout, chunk, std::to_string(lines) + " lines, whole");
+      expect_same_read(text, from, from + rng() % (text.size() - from + 1), layout, chunk,
+                       std::to_string(lines) + " lines, from " + std::to_string(from));
+    }
+  }
+}
+
+TEST_F(GpuIngest, EmptyRanges)
+{
+  const std::string text = std::string(header_line) + "\nS1,2025-01-02,E,AE,H100-SXM,5,,,,\n";
+  const auto layout      = layout_of(header_line);
+  for (const std::size_t chunk : seam_chunk_sizes) {
+    expect_same_read(text, 0, 0, layout, chunk, "from = to = 0");
+    expect_same_read(text, text.size(), text.size() + 3, layout, chunk, "from at the text's end");
+    expect_same_read("", 0, 10, layout, chunk, "empty text");
+  }
+}
+
+TEST_F(GpuIngest, OneLineWithoutFinalNewline)
+{
+  const std::string line = "S1,2025-01-02,E,AE,H100-SXM,5,,,,";
+  const std::string text = std::string(header_line) + "\n" + line;
+  const auto layout      = layout_of(header_line);
+  const std::size_t from = text.size() - line.size();
+  for (const std::size_t chunk :
+       {std::size_t{7}, line.size() - 1, line.size(), line.size() + 1, std::size_t{4096}}) {
+    expect_same_read(text, from, text.size(), layout, chunk, "the last line alone");
+    expect_same_read(text, from, from + 1, layout, chunk, "the last line, to its first byte");
+    expect_same_read(text, 0, text.size(), layout, chunk, "header and line");
+  }
+  // And that line is read (not the host's): the test reads values, not only flags.
+  const lines_read_ahead host = on_host(text, from, text.size(), layout);
+  ASSERT_EQ(host.size(), 1U);
+  EXPECT_EQ(host.plain[0], 1);
+}
+
+TEST_F(GpuIngest, LinesAtAndAcrossChunkSeams)
+{
+  // Lines of 63, 64 and 65 bytes (their `\n` included) and empty lines: with chunks of 64 bytes a
+  // `\n` falls at, before and after each seam; with 7-byte chunks every line is longer than one.
+  const auto layout  = layout_of(header_line);
+  const auto line_of = [](std::size_t bytes, int k) {
+    std::string line = "S" + std::to_string(k) + ",2025-01-02,ENT,AE,H100-SXM,5,,,";
+    line += std::string(bytes - 2 - line.size(), 'X');  // the exporter pads it out
+    return line + ",\n";
+  };
+  std::string text = std::string(header_line) + "\n";
+  text += std::string(64 - text.size() % 64, '\n');  // the first line starts at a seam
+  for (int k = 0; k < 60; ++k) {
+    text += line_of(63 + static_cast<std::size_t>(k % 3), k) + (k % 7 == 0 ? "\n" : "");
+  }
+  for (const std::size_t chunk : {std::size_t{7}, std::size_t{63}, std::size_t{64}, std::size_t{65},
+                                  std::size_t{128}, std::size_t{4096}}) {
+    expect_same_read(text, 0, text.size(), layout, chunk, "seams");
+    expect_same_read(text, 128, text.size() - 64, layout, chunk, "seams, from a seam");
+  }
+}
+
+TEST_F(GpuIngest, CrlfLines)
+{
+  std::mt19937_64 rng(31);
+  std::string text = std::string(header_line) + "\r\n";
+  for (int k = 0; k < 500; ++k) {
+    std::string line = random_line(rng);
+    if (!line.empty() && line.back() == '\r') { line.pop_back(); }
+    text += line + "\r\n";
+  }
+  text += "S9,2025-01-02,E,AE,H100-SXM,5,,,,\r";  // a last line with a CR and no LF
+  const auto layout = layout_of(header_line);
+  for (const std::size_t chunk : {std::size_t{1}, std::size_t{7}, std::size_t{64}, std::size_t{4096}}) {
+    expect_same_read(text, 0, text.size(), layout, chunk, "CRLF");
+  }
+}
+
+TEST_F(GpuIngest, LinesLongerThanTheChunk)
+{
+  std::mt19937_64 rng(41);
+  const auto layout = layout_of(header_line);
+  std::string text  = std::string(header_line) + "\n";
+  for (int k = 0; k < 200; ++k) {
+    text += k % 5 == 0
+                ? "S" + std::to_string(k) + ",2025-01-02," + std::string(5000, 'E') + ",AE,H100-SXM,5,,,,"
+                : random_line(rng);
+    text += '\n';
+  }
+  text += "S9,2025-01-02," + std::string(9000, 'E') + ",AE,H100-SXM,5,,,,";  // last, no `\n`, long
+  for (const std::size_t chunk : {std::size_t{64}, std::size_t{4096}, std::size_t{8192}}) {
+    expect_same_read(text, 0, text.size(), layout, chunk, "long lines");
+  }
+}
+
+TEST_F(GpuIngest, OtherLayouts)
+{
+  std::mt19937_64 rng(51);
+  std::string text;
+  for (int k = 0; k < 400; ++k) { text += random_line(rng) + "\n"; }
+  // Columns in another order with one of no SPEC column (each line then has a field too few or
+  // its values in other places: mostly the host's, a few read), and a layout the device reads
+  // nothing with.
+  const auto reordered = layout_of("date,shipment_id,entity,country,chip,quantity,pathway,order_id,exporter");
+  device_csv::line_layout none{};
+  for (const std::size_t chunk : {std::size_t{64}, std::size_t{4096}}) {
+    expect_same_read(text, 0, text.size(), reordered, chunk, "reordered header");
+    expect_same_read(text, 0, text.size(), none, chunk, "no layout");
+  }
+}
+
+TEST_F(GpuIngest, GeneratedLogInManyChunksAndOne)
+{
+  generate_options options;
+  options.records = 200000;
+  options.seed    = 7;
+  std::ostringstream shipments, entities;
+  generate_log(options, test::bundled().countries, test::bundled().chips, test::bundled().rules, shipments,
+               entities);
+  const std::string text      = shipments.str();
+  const std::size_t from      = text.find('\n') + 1;
+  const auto layout           = layout_of(std::string_view(text).substr(0, from - 1));
+  const lines_read_ahead host = on_host(text, from, text.size(), layout);
+  ASSERT_EQ(host.size(), 200000U);
+  EXPECT_GT(std::count(host.plain.begin(), host.plain.end(), 1), 190000)
+      << "a generated log is nearly all plain";
+  const auto reader = detail::make_gpu_line_reader(bundled_tables(), std::size_t{1} << 20);
+  lines_read_ahead got;
+  for (int again = 0; again < 2; ++again) {  // the reader and `out` reused
+    reader->read(text, from, text.size(), layout, got);
+    EXPECT_TRUE(same_read(host, got)) << "1 MiB chunks, read " << again;
+  }
+  expect_same_read(text, from, text.size(), layout, detail::default_gpu_chunk_bytes, "one chunk");
+}
+
+TEST(GpuIngestUnavailable, NamesWhy)
+{
+  std::string why;
+  if (gpu_available(&why)) { GTEST_SKIP() << "a GPU is usable here"; }
+  try {
+    static_cast<void>(detail::make_gpu_line_reader(bundled_tables()));
+    ADD_FAILURE() << "a reader without a GPU";
+  } catch (const device_error& e) {
+    EXPECT_NE(std::string(e.what()).find("CUDA"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
