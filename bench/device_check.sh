@@ -138,8 +138,10 @@ fi
 
 # 4b. The GPU line reader (kernels/gpu_ingest.cu): its tests (also in step 2's whole suite; here
 # alone, with memcheck on the seam, CRLF and empty-range cases), then gpu_ingest_bench: the reader
-# against read_ahead_on_host on one core and on all, on a generated log of INGEST_LINES lines
-# (8,000,000 by default, about 0.6 GB). Everything in ingest.log. Only with "ingest" in STEPS.
+# against read_ahead_on_host on one core and on all, and the builder (report's ingest, streaming
+# and columns) without lines read ahead, with the GPU reading them, and with this host reading
+# them, on a generated log of INGEST_LINES lines (8,000,000 by default, about 0.6 GB). Everything
+# in ingest.log. Only with "ingest" in STEPS.
 if want ingest; then
   {
     timeout 120 "$tests" --gtest_filter='GpuIngest*'

@@ -15,6 +15,7 @@
 #include <capledger/backend.hpp>
 #include <capledger/generate.hpp>
 #include <capledger/report.hpp>
+#include <capledger/shipments.hpp>
 
 #include <benchmark/benchmark.h>
 
@@ -195,6 +196,63 @@ void bm_read_ahead_host_all_cores(benchmark::State& state)
   state.counters["threads"] = threads;
 }
 
+/// @brief The ingest `report` runs, on every OpenMP thread: `shipment_log_builder` streaming its
+/// batches to a sink that drops them (the CPU report's ingest) or building whole-log columns (the
+/// GPU report's), with no line read ahead (`read_ahead` 0), lines read ahead by the GPU line reader
+/// in chunks of 4 MiB (1: a window of 16 cores' parse is 7.5 MiB, so each call overlaps two
+/// chunks), or by `read_ahead_on_host` on the read-ahead thread (2): what the GPU ingest buys end
+/// to end on this host. `accepted` must be the same in every row.
+void bm_builder(benchmark::State& state, bool columns)
+{
+  const std::int64_t read_ahead = state.range(0);
+  std::string why;
+  if (read_ahead == 1 && !gpu_available(&why)) {
+    state.SkipWithError(("no usable GPU: " + why).c_str());
+    return;
+  }
+  const bench_log& log                  = the_log();
+  static const reference_data reference = load_reference(report_options{});
+  std::unique_ptr<detail::gpu_line_reader> reader;
+  if (read_ahead == 1) { reader = detail::make_gpu_line_reader(log.tables, std::size_t{4} << 20); }
+  std::int64_t accepted = 0;
+  time_reads(state, log, [&] {
+    ingest_options options;
+    if (!columns) {
+      options.on_batch = [](line_batch&) {};
+    }
+    if (read_ahead == 1) {
+      options.read_ahead = [&reader](std::string_view text, std::size_t from, std::size_t to,
+                                     const device_csv::line_layout& layout, detail::lines_read_ahead& out) {
+        reader->read(text, from, to, layout, out);
+      };
+    } else if (read_ahead == 2) {
+      options.read_ahead = [&log](std::string_view text, std::size_t from, std::size_t to,
+                                  const device_csv::line_layout& layout, detail::lines_read_ahead& out) {
+        detail::read_ahead_on_host(text, from, to, layout, log.tables, out);
+      };
+    }
+    shipment_log_builder builder(reference.countries, reference.chips, options);
+    builder.add_text("shipments.csv", log.text);
+    accepted = builder.accepted();
+    if (columns) {
+      const shipment_log built = builder.finish();
+      benchmark::DoNotOptimize(built.columns.size());
+    }
+  });
+  state.counters["accepted"] = static_cast<double>(accepted);
+  state.counters["threads"]  = omp_get_max_threads();
+}
+
+BENCHMARK_CAPTURE(bm_builder, streaming, false)
+    ->ArgName("read_ahead")
+    ->DenseRange(0, 2)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(bm_builder, columns, true)
+    ->ArgName("read_ahead")
+    ->DenseRange(0, 2)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
 BENCHMARK(bm_read_ahead_gpu)
     ->ArgName("chunk_mib")
     ->Arg(16)
