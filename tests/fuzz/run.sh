@@ -5,7 +5,8 @@
 #     -t SECONDS  fuzzing time per target (default 60)
 #     -p          run the targets in parallel (default: one after another)
 #     -b          build only, do not fuzz
-#   TARGET: csv_reader_fuzz, csv_differential_fuzz, ingest_fuzz, stream_report_fuzz, reference_fuzz
+#   TARGET: csv_reader_fuzz, csv_differential_fuzz, ingest_fuzz, stream_report_fuzz, reference_fuzz,
+#           device_read_fuzz
 #           (default: all)
 # Environment: CXX (default clang++-14), FUZZ_BUILD (default build-fuzz in the repository root),
 #   FUZZ_ARGS (extra libFuzzer flags, e.g. "-max_len=65536"), NICE (default "nice -n 10").
@@ -26,12 +27,12 @@ while getopts "t:pb" opt; do
     t) seconds="$OPTARG" ;;
     p) parallel=1 ;;
     b) build_only=1 ;;
-    *) sed -n 2,16p "$0"; exit 2 ;;
+    *) sed -n 2,17p "$0"; exit 2 ;;
   esac
 done
 shift $((OPTIND - 1))
 targets=("$@")
-[[ ${#targets[@]} -gt 0 ]] || targets=(csv_reader_fuzz csv_differential_fuzz ingest_fuzz stream_report_fuzz reference_fuzz)
+[[ ${#targets[@]} -gt 0 ]] || targets=(csv_reader_fuzz csv_differential_fuzz ingest_fuzz stream_report_fuzz reference_fuzz device_read_fuzz)
 
 command -v "$CXX" >/dev/null || {  # 77: ctest's fuzz_targets is skipped, not failed (.ci/install-deps installs it)
   echo "run.sh: $CXX not found (apt-get install -y clang-14 libclang-rt-14-dev)" >&2; exit 77; }
@@ -49,6 +50,8 @@ fi
 csv_sources=("$root/host/csv.cpp" "$root/host/terminal_text.cpp" "${fast_sources[@]}")
 ingest_sources=("${csv_sources[@]}" "$root/host/shipments.cpp" "$root/host/file_io.cpp"
                 "$root/host/reference.cpp" "$root/host/calendar.cpp")
+# The GPU ingest's line reader (kernels/device_csv.cuh, on the host) against the builder.
+device_read_sources=("${ingest_sources[@]}" "$root/host/device_read.cpp")
 # The reference, rule-set and entities files' loaders.
 reference_sources=("${csv_sources[@]}" "$root/host/reference.cpp" "$root/host/entities.cpp" "$root/host/calendar.cpp"
                    "$root/host/file_io.cpp")
@@ -69,6 +72,7 @@ build() {
     ingest_fuzz) sources=("${ingest_sources[@]}") ;;
     stream_report_fuzz) sources=("${report_sources[@]}") ;;
     reference_fuzz) sources=("${reference_sources[@]}") ;;
+    device_read_fuzz) sources=("${device_read_sources[@]}") ;;
     *) echo "run.sh: unknown target $target" >&2; exit 2 ;;
   esac
   echo "building $target"
