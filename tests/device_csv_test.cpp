@@ -196,7 +196,8 @@ TEST(DeviceCsvLine, AbsentOptionalColumnsAndOtherOrders)
   EXPECT_EQ(m->values.order_hash, detail::hash_bytes("ORD"));
   // The unknown columns' text does not matter, unless it is not plain.
   EXPECT_TRUE(read_line(mixed, "-12,any ~ text!,a100,jp,E9,2028-12-31,,S5,ORD,aca,"));
-  EXPECT_FALSE(read_line(mixed, "-12,\"q\",a100,jp,E9,2028-12-31,x,S5,ORD,aca,"));
+  EXPECT_TRUE(read_line(mixed, "-12,\"q, r\",a100,jp,E9,2028-12-31,x,S5,ORD,aca,"));    // quoted whole
+  EXPECT_FALSE(read_line(mixed, "-12,\"q\"\"\",a100,jp,E9,2028-12-31,x,S5,ORD,aca,"));  // a doubled quote
   EXPECT_FALSE(read_line(mixed, "-12,caf\xc3\xa9,a100,jp,E9,2028-12-31,x,S5,ORD,aca,"));
 }
 
@@ -276,13 +277,42 @@ TEST(DeviceCsvLine, TppOverflowIsTheHosts)
   EXPECT_FALSE(read_line(full_header, "S,2025-01-01,E,DE,H100-SXM,999999999999999999,,,,"));
 }
 
+// A field quoted whole, with no quote inside and nothing around its quotes, is read: its value is
+// what lies between the quotes, spaces and commas included (RFC 4180; the host's reader agrees).
+TEST(DeviceCsvLine, FieldsQuotedWhole)
+{
+  const auto q = read_line(
+      full_header, "\"S8\",\"2025-05-05\",\" E, Inc \",\"de\",\"a100\",\"-2\",\"nveu\",\"\",\"V\",\"\"");
+  ASSERT_TRUE(q);
+  EXPECT_EQ(q->span(q->values.id), "S8");
+  EXPECT_EQ(q->span(q->values.entity), " E, Inc ");  // quoted: not trimmed
+  EXPECT_EQ(q->values.entity_hash, detail::hash_bytes(" E, Inc "));
+  EXPECT_EQ(q->span(q->values.order), "S8");  // "" is empty: the shipment id
+  EXPECT_EQ(q->span(q->values.exporter), "V");
+  EXPECT_EQ(q->values.country, country("DE"));
+  EXPECT_EQ(q->values.quantity, -2);
+  EXPECT_EQ(q->values.day, day_of(2025, 5, 5));
+  EXPECT_EQ(q->values.pathway, static_cast<std::uint8_t>(pathway::nveu));
+  const auto crlf = read_line(full_header, "S8,2025-05-05,E,DE,A100,2,NVEU,O,\"V, Ltd\",\r");
+  ASSERT_TRUE(crlf);
+  EXPECT_EQ(crlf->span(crlf->values.exporter), "V, Ltd");
+  const auto last = read_line(full_header, "S8,2025-05-05,E,DE,A100,2,NVEU,O,V,\"7\"\r");
+  ASSERT_TRUE(last);
+  EXPECT_EQ(last->values.tpp, 14);
+}
+
 TEST(DeviceCsvLine, EveryOtherLineIsTheHosts)
 {
   const std::string ok = "S8,2025-05-05,E,DE,A100,2,NVEU,O,V,";
   ASSERT_TRUE(read_line(full_header, ok));
   const char* const hosts[] = {
-      "\"S8\",2025-05-05,E,DE,A100,2,NVEU,O,V,",          // quoted field
-      "S8,2025-05-05,\"E, Inc\",DE,A100,2,NVEU,O,V,",     // quoted comma: a field count the split gets wrong
+      "\"S\"\"8\",2025-05-05,E,DE,A100,2,NVEU,O,V,",      // a doubled quote inside
+      " \"S8\",2025-05-05,E,DE,A100,2,NVEU,O,V,",         // a space before the opening quote
+      "\"S8\" ,2025-05-05,E,DE,A100,2,NVEU,O,V,",         // a space after the closing quote
+      "\"S8\"x,2025-05-05,E,DE,A100,2,NVEU,O,V,",         // text after the closing quote
+      "S8,2025-05-05,E,DE,A100,2,NVEU,O,\"V\r",           // never closed: a record over lines
+      "S8,2025-05-05,\"E\xc3\xa9\",DE,A100,2,NVEU,O,V,",  // not ASCII inside quotes
+      "S8,2025-05-05,\"E\x01\",DE,A100,2,NVEU,O,V,",      // a control byte inside quotes
       "S8,2025-05-05,E\"x,DE,A100,2,NVEU,O,V,",           // a stray quote
       "S8,2025-05-05,\"E",                                // a quoted line break's first line
       "S8,2025-05-05,M\xc3\xbcller,DE,A100,2,NVEU,O,V,",  // UTF-8 (valid, but not ASCII)
@@ -625,9 +655,9 @@ TEST(DeviceCsvCoverage, GeneratedLogIsNearlyAllPlain)
   EXPECT_EQ(counts.lines, 20000U);
   EXPECT_EQ(counts.compared, counts.plain);
   EXPECT_EQ(counts.accepted, 20000U);
-  // The generator quotes one exporter ("Dell Technologies, Inc.", about 14% of its lines): those
-  // lines are the host's by the contract. Of the lines without a quote, at least 99% are plain
-  // (the rest: ad-hoc chips priced per line).
+  // The generator quotes one exporter ("Dell Technologies, Inc.", about 14% of its lines), quoted
+  // whole: read too. At least 99% of all lines, and of those without a quote, are plain (the rest:
+  // ad-hoc chips priced per line).
   std::size_t quoted = 0;
   for (std::size_t at = text.find('\n'); at + 1 < text.size(); at = text.find('\n', at + 1)) {
     const std::size_t end = text.find('\n', at + 1);
@@ -636,19 +666,19 @@ TEST(DeviceCsvCoverage, GeneratedLogIsNearlyAllPlain)
   EXPECT_GT(quoted, 0U);
   EXPECT_GE(counts.plain * 100, (counts.lines - quoted) * 99)
       << counts.plain << " of " << counts.lines - quoted;
-  EXPECT_GE(counts.plain * 100, counts.lines * 80) << counts.plain << " of " << counts.lines;
+  EXPECT_GE(counts.plain * 100, counts.lines * 99) << counts.plain << " of " << counts.lines;
   std::cout << "generated log: " << counts.plain << " of " << counts.lines << " lines plain, " << quoted
             << " with a quote\n";
 
-  // The bundled sample: its 13 lines without a quote are read (and match the builder); the three
-  // with quoted fields (S0005, S0006, S0016) are the host's.
+  // The bundled sample: 15 of its 16 lines are read (and match the builder), the two with an
+  // exporter quoted whole (S0005, S0006) among them; S0016's exporter has doubled quotes: the host's.
   const std::string sample = read_text(sample_dir() / "shipments.csv");
   ASSERT_FALSE(sample.empty());
   device_read_counts sample_counts;
   ASSERT_EQ(device_read_violation(sample, ref.countries, ref.chips, 0, &sample_counts), "");
   EXPECT_EQ(sample_counts.lines, 16U);
-  EXPECT_EQ(sample_counts.plain, 13U);
-  EXPECT_EQ(sample_counts.compared, 13U);
+  EXPECT_EQ(sample_counts.plain, 15U);
+  EXPECT_EQ(sample_counts.compared, 15U);
 }
 
 }  // namespace

@@ -48,10 +48,11 @@ if [[ ${#fast_sources[@]} -gt 0 && -e "$root/host/fast_csv.hpp" ]]; then
   echo "run.sh: host/fast_csv found: csv_differential_fuzz compares fast_csv_reader too"
 fi
 csv_sources=("$root/host/csv.cpp" "$root/host/terminal_text.cpp" "${fast_sources[@]}")
+# (The builder takes lines read ahead by the GPU ingest: host/device_read.cpp makes their layout.)
 ingest_sources=("${csv_sources[@]}" "$root/host/shipments.cpp" "$root/host/file_io.cpp"
-                "$root/host/reference.cpp" "$root/host/calendar.cpp")
+                "$root/host/reference.cpp" "$root/host/calendar.cpp" "$root/host/device_read.cpp")
 # The GPU ingest's line reader (kernels/device_csv.cuh, on the host) against the builder.
-device_read_sources=("${ingest_sources[@]}" "$root/host/device_read.cpp")
+device_read_sources=("${ingest_sources[@]}")
 # The reference, rule-set and entities files' loaders.
 reference_sources=("${csv_sources[@]}" "$root/host/reference.cpp" "$root/host/entities.cpp" "$root/host/calendar.cpp"
                    "$root/host/file_io.cpp")
