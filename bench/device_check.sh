@@ -185,7 +185,8 @@ if want e2e && [ "$lines" -gt 0 ]; then
   # E2E_RUNS: runs in order, each <build>-<backend>[@<cpus>]; build new (.device-bin), base
   # (.device-base/capledger: the earlier build's CPU report beside the new one, the ingest being
   # all host work) or alt (E2E_ALT=<path of another capledger>); @<cpus> pins the run to that
-  # many cores (taskset): how the ingest scales. Default: each twice, interleaved.
+  # many cores (taskset): how the ingest scales; a backend written cpu+ingest or gpu+ingest runs
+  # with CAPLEDGER_GPU_INGEST=1 (plain lines read ahead on the GPU). Default: each twice, interleaved.
   default_runs="new-gpu new-cpu"
   [ -x .device-base/capledger ] && default_runs="$default_runs base-cpu"
   [ -n "${E2E_ALT:-}" ] && default_runs="$default_runs alt-cpu"
@@ -193,6 +194,11 @@ if want e2e && [ "$lines" -gt 0 ]; then
     build=${run%%-*} rest=${run#*-}
     backend=${rest%@*} cpus=""
     [ "$rest" != "$backend" ] && cpus=${rest#*@}
+    tag=$backend ingest_env=()
+    if [[ $backend == *+ingest ]]; then
+      backend=${backend%+ingest}
+      ingest_env=(env CAPLEDGER_GPU_INGEST=1)
+    fi
     case $build in
       base) run_cli=.device-base/capledger ;;
       alt) run_cli=${E2E_ALT:-missing} ;;
@@ -200,15 +206,16 @@ if want e2e && [ "$lines" -gt 0 ]; then
     esac
     pin=()
     [ -n "$cpus" ] && pin=(taskset -c "0-$((cpus - 1))")
-    rm -rf "/tmp/e2e-out-$build-$backend"
+    rm -rf "/tmp/e2e-out-$build-$tag"
     TIMEFORMAT="%R %U %S"  # wall, user and system seconds: user + system over wall is the cores used
     { time LD_LIBRARY_PATH="$root/$(dirname "$run_cli")/lib:$root/$bin/lib:${LD_LIBRARY_PATH:-}" timeout 120 \
-      ${pin[@]+"${pin[@]}"} "$run_cli" report "$log/shipments.csv" --entities "$log/entities.csv" \
-      --backend "$backend" --out "/tmp/e2e-out-$build-$backend" >"/tmp/e2e-$run.log" 2>&1; } 2>/tmp/e2e-time
+      ${pin[@]+"${pin[@]}"} ${ingest_env[@]+"${ingest_env[@]}"} "$run_cli" report "$log/shipments.csv" \
+      --entities "$log/entities.csv" --backend "$backend" --out "/tmp/e2e-out-$build-$tag" >"/tmp/e2e-$run.log" 2>&1; } 2>/tmp/e2e-time
     rc=$?
     read -r wall user sys </tmp/e2e-time
     say "e2e report ($run): $(awk -v t="$wall" -v u="$user" -v y="$sys" -v b="$bytes" -v n="$lines" -v rc="$rc" \
       'BEGIN { printf "%d lines, %d bytes, rc=%d (1: violations found), %.2f s (user %.2f, sys %.2f), %.2f GB/s", n, b, rc, t, u, y, b / t / 1e9 }')"
+    [ ${#ingest_env[@]} -gt 0 ] && grep -h "GPU ingest" "/tmp/e2e-$run.log" | tee -a "$summary"
   done
   # With "threads" in STEPS: one more CPU report of the new build under bench/thread_times.py,
   # the CPU time of each named thread (merge, parse, sha256, aggregate): which stage paces it.
@@ -220,7 +227,7 @@ if want e2e && [ "$lines" -gt 0 ]; then
   fi
   same() { cmp -s "/tmp/e2e-out-$1/by_entity_country.csv" "/tmp/e2e-out-$2/by_entity_country.csv" &&
     cmp -s "/tmp/e2e-out-$1/findings.csv" "/tmp/e2e-out-$2/findings.csv"; }
-  for other in new-gpu base-cpu alt-cpu; do
+  for other in new-gpu base-cpu alt-cpu new-cpu+ingest new-gpu+ingest; do
     [ -d "/tmp/e2e-out-$other" ] || continue
     same new-cpu "$other" && say "e2e: $other and new-cpu outputs identical (by_entity_country.csv, findings.csv)" ||
       say "e2e: $other and new-cpu outputs DIFFER"

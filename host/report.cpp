@@ -6,6 +6,7 @@
 
 #include "csv.hpp"
 #include "csv_text.hpp"
+#include "device_read.hpp"
 #include "file_io.hpp"
 #include "terminal_text.hpp"
 
@@ -20,9 +21,11 @@
 #include <future>
 #include <iomanip>
 #include <map>
+#include <memory>
 #include <optional>
 #include <ostream>
 #include <sstream>
+#include <string_view>
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -767,6 +770,31 @@ int emit_report(const report_output& report, rejects_output& rejects, const repo
   return report.checks.violations > 0 ? 1 : 0;
 }
 
+namespace {
+
+/// The GPU line reader `report_options::gpu_ingest` asks for, or null (not asked, or no usable GPU:
+/// then a note says so).
+std::shared_ptr<detail::gpu_line_reader> gpu_line_reader_if_asked(const report_options& options,
+                                                                  const reference_data& ref,
+                                                                  std::ostream& diagnostics)
+{
+  const char* env = std::getenv("CAPLEDGER_GPU_INGEST");
+  if (!options.gpu_ingest.value_or(env != nullptr && std::string_view(env) == "1")) { return nullptr; }
+  std::string why;
+  const auto tables = detail::make_device_tables(ref.countries, ref.chips);
+  if (!tables) {
+    why = "the country or chip table does not fit the GPU's line reader";
+  } else if (gpu_available(&why)) {
+    diagnostics << "capledger: note: the GPU ingest (experimental) reads plain lines on the GPU\n";
+    return detail::make_gpu_line_reader(*tables);
+  }
+  diagnostics << "capledger: note: the GPU ingest was asked for, but " << why
+              << ": the host reads every line\n";
+  return nullptr;
+}
+
+}  // namespace
+
 int run_report(const report_options& options, std::ostream& out, std::ostream& diagnostics)
 {
   check_report_format(options);
@@ -836,6 +864,13 @@ int run_report(const report_options& options, std::ostream& out, std::ostream& d
   ingest.max_rejects          = options.max_rejects;
   ingest.on_reject            = [&rejects](const rejected_line& line) { rejects.add(line); };
   ingest.expected_input_bytes = input_bytes;
+  if (const std::shared_ptr<detail::gpu_line_reader> reader =
+          gpu_line_reader_if_asked(options, ref, diagnostics)) {
+    ingest.read_ahead = [reader](std::string_view text, std::size_t from, std::size_t to,
+                                 const device_csv::line_layout& layout, detail::lines_read_ahead& lines) {
+      reader->read(text, from, to, layout, lines);
+    };
+  }
   if (engine && engine->name() == "cpu") {
     // The CPU needs no columns: it aggregates the log as it streams past (bounded memory), and
     // for large inputs it finds repeated ids out of memory too.

@@ -11,6 +11,7 @@
 #include <capledger/backend.hpp>
 #include <capledger/error.hpp>
 #include <capledger/generate.hpp>
+#include <capledger/report.hpp>
 
 #include <gtest/gtest.h>
 
@@ -20,7 +21,9 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <random>
 #include <sstream>
 #include <string>
@@ -488,6 +491,69 @@ TEST(GpuIngestUnavailable, NamesWhy)
     ADD_FAILURE() << "a reader without a GPU";
   } catch (const device_error& e) {
     EXPECT_NE(std::string(e.what()).find("CUDA"), std::string::npos) << e.what();
+  }
+}
+
+/// `report` with the GPU ingest asked for (`report_options::gpu_ingest`, or `CAPLEDGER_GPU_INGEST=1`)
+/// writes the same files and rejects as without it, on either backend; stderr says whether the GPU
+/// read the lines or, where no GPU is usable, why the host read every line. On a card this runs
+/// the whole GPU ingest inside a report.
+TEST(GpuIngestReport, TheSameReportWithTheGpuIngestAskedFor)
+{
+  namespace fs = std::filesystem;
+  const test::scratch_dir dir;
+  const reference_data& ref = test::bundled();
+  generate_options generating;
+  generating.records        = 3000;
+  generating.seed           = 17;
+  generating.force_breaches = true;
+  std::ostringstream shipments, entities;
+  generate_log(generating, ref.countries, ref.chips, ref.rules, shipments, entities);
+  report_options options;
+  options.inputs = {dir.write("shipments.csv", shipments.str() + "BAD1,2025-13-01,E,AE,H100-SXM,1,,,,\n"),
+                    dir.write("more.csv", std::string(header_line) + "\nS-1,2025-03-01,E1,de,a100,3,,,,\n")};
+  options.entities_path = dir.write("entities.csv", entities.str());
+  const bool usable     = gpu_available();
+  const auto run = [&](const std::string& backend, std::optional<bool> gpu_ingest, const std::string& tag) {
+    report_options o = options;
+    o.backend        = backend;
+    o.gpu_ingest     = gpu_ingest;
+    o.out_dir        = dir.path("out-" + tag);
+    o.rejects_path   = dir.path("rejects-" + tag + ".csv");
+    std::ostringstream out, notes;
+    EXPECT_EQ(run_report(o, out, notes), 1) << tag << ": " << notes.str();  // the log breaks rules
+    return notes.str();
+  };
+  for (const std::string backend : {"cpu", "auto"}) {
+    SCOPED_TRACE("backend " + backend);
+    const std::string plain_notes = run(backend, false, backend + "-plain");
+    EXPECT_EQ(plain_notes.find("GPU ingest"), std::string::npos) << plain_notes;
+    const std::string notes = run(backend, true, backend + "-ingest");
+    EXPECT_NE(
+        notes.find(usable ? "capledger: note: the GPU ingest (experimental) reads plain lines on the GPU\n"
+                          : "capledger: note: the GPU ingest was asked for, but "),
+        std::string::npos)
+        << notes;
+    std::size_t compared = 0;
+    for (const auto& file : fs::directory_iterator(dir.root() / ("out-" + backend + "-plain"))) {
+      const std::string name = file.path().filename().string();
+      EXPECT_EQ(test::read_text(dir.root() / ("out-" + backend + "-ingest") / name),
+                test::read_text(file.path()))
+          << name;
+      ++compared;
+    }
+    EXPECT_EQ(compared, 8U);
+    const std::string rejects = test::read_text(dir.root() / ("rejects-" + backend + "-plain.csv"));
+    EXPECT_NE(rejects.find("BAD_DATE"), std::string::npos);
+    EXPECT_EQ(test::read_text(dir.root() / ("rejects-" + backend + "-ingest.csv")), rejects);
+  }
+  // Asked for by the environment (only "1" asks).
+  for (const char* value : {"1", "0"}) {
+    ::setenv("CAPLEDGER_GPU_INGEST", value, 1);
+    const std::string notes = run("cpu", std::nullopt, std::string("env-") + value);
+    ::unsetenv("CAPLEDGER_GPU_INGEST");
+    EXPECT_EQ(notes.find("GPU ingest") != std::string::npos, std::string(value) == "1")
+        << value << ": " << notes;
   }
 }
 
