@@ -643,13 +643,7 @@ TEST(DeviceCsvDifferential, HeadersTheDeviceDoesNotRead)
 TEST(DeviceCsvCoverage, GeneratedLogIsNearlyAllPlain)
 {
   const reference_data& ref = bundled();
-  generate_options options;
-  options.records        = 20000;
-  options.seed           = 11;
-  options.force_breaches = true;
-  std::ostringstream shipments, entities;
-  generate_log(options, ref.countries, ref.chips, ref.rules, shipments, entities);
-  const std::string text = shipments.str();
+  const std::string text    = generate_with_bundled(20000, 11, true).shipments;
   device_read_counts counts;
   ASSERT_EQ(device_read_violation(text, ref.countries, ref.chips, 0, &counts), "");
   EXPECT_EQ(counts.lines, 20000U);

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <capledger/backend.hpp>
+#include <capledger/generate.hpp>
 #include <capledger/report.hpp>
 #include <capledger/shipments.hpp>
 
@@ -59,6 +60,23 @@ inline std::string read_text(const fs::path& path)
 inline void write_text(const fs::path& path, const std::string& text)
 {
   std::ofstream(path, std::ios::binary) << text;
+}
+
+/// @brief A generated log (`capledger generate`'s shipments and entities) over the bundled tables.
+struct generated_log {
+  std::string shipments;
+  std::string entities;
+};
+inline generated_log generate_with_bundled(std::int64_t records, std::uint64_t seed,
+                                           bool force_breaches = false)
+{
+  generate_options options;
+  options.records        = records;
+  options.seed           = seed;
+  options.force_breaches = force_breaches;
+  std::ostringstream shipments, entities;
+  generate_log(options, bundled().countries, bundled().chips, bundled().rules, shipments, entities);
+  return {shipments.str(), entities.str()};
 }
 
 /// @brief `ingest_options::read_ahead` as the GPU ingest sets it, computed on this core
