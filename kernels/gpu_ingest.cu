@@ -111,6 +111,11 @@ class host_staging {
   {
     if (bytes > capacity_) {
       bytes = std::max(bytes, std::min(capacity_ + capacity_ / 2, most));
+      // Empty first: an allocation that throws must not leave `data_` at the memory freed here,
+      // which the next read would fill.
+      data_     = nullptr;
+      capacity_ = 0;
+      pinned_.reset();
       pageable_.reset();
       pinned_ = std::make_unique<pinned_buffer>(bytes);
       data_   = static_cast<char*>(pinned_->data());
@@ -183,10 +188,23 @@ class cuda_line_reader final : public gpu_line_reader {
     // Both streams read the tables: the copy must be done before either runs a kernel.
     slots_[0].stream.synchronize();
   }
+  cuda_line_reader(const cuda_line_reader&)            = delete;
+  cuda_line_reader& operator=(const cuda_line_reader&) = delete;
+  ~cuda_line_reader() override
+  {
+    // A read that threw may have left work queued on either stream: a kernel on slot 1's stream
+    // reads `d_tables_`, freed first and on slot 0's stream, and copies read or write the slots'
+    // pinned staging, freed before their own stream is waited for. Errors cannot be reported here.
+    for (const chunk_slot& slot : slots_) {
+      if (cudaStreamSynchronize(slot.stream.get()) != cudaSuccess) { static_cast<void>(cudaGetLastError()); }
+    }
+  }
 
   void read(std::string_view text, std::size_t from, std::size_t to, const device_csv::line_layout& layout,
             lines_read_ahead& out) override
   {
+    // The calling thread (a read-ahead thread) has its own current device: the reader's, here.
+    CAPLEDGER_CUDA_TRY(cudaSetDevice(device_));
     // A read that threw may have left copies in flight into the buffers reused here.
     for (const chunk_slot& slot : slots_) { slot.stream.synchronize(); }
     out.clear();
