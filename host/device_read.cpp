@@ -2,6 +2,8 @@
 
 #include <capledger/error.hpp>
 
+#include <capledger/error.hpp>
+
 #include <cstring>
 
 #include <algorithm>
@@ -121,6 +123,28 @@ std::vector<line_chunk> cut_at_line_starts(std::string_view text, std::size_t fr
   }
   if (device_stop < stop) { chunks.push_back({device_stop, stop, false}); }
   return chunks;
+}
+
+void gpu_read_ahead::read(std::string_view text, std::size_t from, std::size_t to,
+                          const device_csv::line_layout& layout, lines_read_ahead& out)
+{
+  if (!failure()) {
+    try {
+      reader_->read(text, from, to, layout, out);
+      return;
+    } catch (const device_error& e) {
+      const std::lock_guard<std::mutex> lock(mutex_);
+      failure_ = e.what();
+    }
+  }
+  out.clear();  // no line read ahead: the parsing threads read them all
+  out.from = from;
+}
+
+std::optional<std::string> gpu_read_ahead::failure() const
+{
+  const std::lock_guard<std::mutex> lock(mutex_);
+  return failure_;
 }
 
 }  // namespace capledger::detail

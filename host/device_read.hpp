@@ -12,7 +12,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <optional>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -96,5 +98,22 @@ class gpu_line_reader {
 /// @throw device_error without CUDA or a usable GPU
 [[nodiscard]] std::unique_ptr<gpu_line_reader> make_gpu_line_reader(
     const device_csv::tables& tables, std::size_t chunk_bytes = default_gpu_chunk_bytes);
+
+/// @brief Lines read ahead on the GPU until it fails, then by no one (every line the parsing
+/// threads'): a GPU that fails while a log is read costs time, not the report. What failed is
+/// kept for a note. `read` is `ingest_options::read_ahead`'s work (one thread at a time).
+class gpu_read_ahead {
+ public:
+  explicit gpu_read_ahead(std::unique_ptr<gpu_line_reader> reader) : reader_(std::move(reader)) {}
+  void read(std::string_view text, std::size_t from, std::size_t to, const device_csv::line_layout& layout,
+            lines_read_ahead& out);
+  /// @brief The GPU's error, once it failed (the lines from that window on were the host's).
+  [[nodiscard]] std::optional<std::string> failure() const;
+
+ private:
+  std::unique_ptr<gpu_line_reader> reader_;
+  mutable std::mutex mutex_;
+  std::optional<std::string> failure_;
+};
 
 }  // namespace capledger::detail

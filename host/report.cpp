@@ -772,11 +772,11 @@ int emit_report(const report_output& report, rejects_output& rejects, const repo
 
 namespace {
 
-/// The GPU line reader `report_options::gpu_ingest` asks for, or null (not asked, or no usable GPU:
-/// then a note says so).
-std::shared_ptr<detail::gpu_line_reader> gpu_line_reader_if_asked(const report_options& options,
-                                                                  const reference_data& ref,
-                                                                  std::ostream& diagnostics)
+/// The GPU ingest `report_options::gpu_ingest` asks for, or null (not asked, or no usable GPU:
+/// then a note says why).
+std::shared_ptr<detail::gpu_read_ahead> gpu_ingest_if_asked(const report_options& options,
+                                                            const reference_data& ref,
+                                                            std::ostream& diagnostics)
 {
   const char* env = std::getenv("CAPLEDGER_GPU_INGEST");
   if (!options.gpu_ingest.value_or(env != nullptr && std::string_view(env) == "1")) { return nullptr; }
@@ -785,12 +785,27 @@ std::shared_ptr<detail::gpu_line_reader> gpu_line_reader_if_asked(const report_o
   if (!tables) {
     why = "the country or chip table does not fit the GPU's line reader";
   } else if (gpu_available(&why)) {
-    diagnostics << "capledger: note: the GPU ingest (experimental) reads plain lines on the GPU\n";
-    return detail::make_gpu_line_reader(*tables);
+    try {
+      auto ingest = std::make_shared<detail::gpu_read_ahead>(detail::make_gpu_line_reader(*tables));
+      diagnostics << "capledger: note: the GPU ingest (experimental) reads plain lines on the GPU\n";
+      return ingest;
+    } catch (const device_error& e) {
+      why = e.what();
+    }
   }
   diagnostics << "capledger: note: the GPU ingest was asked for, but " << why
               << ": the host reads every line\n";
   return nullptr;
+}
+
+/// After the ingest: says whether the GPU ingest failed on the way (the host read the rest).
+void note_gpu_ingest_failure(const detail::gpu_read_ahead* ingest, std::ostream& diagnostics)
+{
+  if (ingest == nullptr) { return; }
+  if (const auto failure = ingest->failure()) {
+    diagnostics << "capledger: note: the GPU ingest failed (" << *failure
+                << "); the host read the lines from there on\n";
+  }
 }
 
 }  // namespace
@@ -864,11 +879,11 @@ int run_report(const report_options& options, std::ostream& out, std::ostream& d
   ingest.max_rejects          = options.max_rejects;
   ingest.on_reject            = [&rejects](const rejected_line& line) { rejects.add(line); };
   ingest.expected_input_bytes = input_bytes;
-  if (const std::shared_ptr<detail::gpu_line_reader> reader =
-          gpu_line_reader_if_asked(options, ref, diagnostics)) {
-    ingest.read_ahead = [reader](std::string_view text, std::size_t from, std::size_t to,
-                                 const device_csv::line_layout& layout, detail::lines_read_ahead& lines) {
-      reader->read(text, from, to, layout, lines);
+  const std::shared_ptr<detail::gpu_read_ahead> gpu_ingest = gpu_ingest_if_asked(options, ref, diagnostics);
+  if (gpu_ingest) {
+    ingest.read_ahead = [gpu_ingest](std::string_view text, std::size_t from, std::size_t to,
+                                     const device_csv::line_layout& layout, detail::lines_read_ahead& lines) {
+      gpu_ingest->read(text, from, to, layout, lines);
     };
   }
   if (engine && engine->name() == "cpu") {
@@ -896,6 +911,7 @@ int run_report(const report_options& options, std::ostream& out, std::ostream& d
       rejects.commit_stopped(diagnostics);
       throw;
     }
+    note_gpu_ingest_failure(gpu_ingest.get(), diagnostics);
     return emit_report(report, rejects, options, out, diagnostics);
   }
   shipment_log_builder builder(ref.countries, ref.chips, ingest);
@@ -910,6 +926,7 @@ int run_report(const report_options& options, std::ostream& out, std::ostream& d
     throw;
   }
   const shipment_log log = builder.finish();
+  note_gpu_ingest_failure(gpu_ingest.get(), diagnostics);
   if (!engine) {
     const auto [usable, why_not] = gpu_started.get();
     if (choose_backend(options.backend, usable, why_not, memory, diagnostics) == "gpu") {

@@ -24,6 +24,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <random>
 #include <sstream>
 #include <string>
@@ -554,6 +555,62 @@ TEST(GpuIngestReport, TheSameReportWithTheGpuIngestAskedFor)
     ::unsetenv("CAPLEDGER_GPU_INGEST");
     EXPECT_EQ(notes.find("GPU ingest") != std::string::npos, std::string(value) == "1")
         << value << ": " << notes;
+  }
+}
+
+/// A GPU that fails while a log is read (`gpu_read_ahead`, as `report` runs the GPU ingest): from
+/// that window on the parsing threads read every line, the log is the same, the GPU is not asked
+/// again, and its error is kept for the note. Runs everywhere (the failing GPU is a stand-in).
+TEST(GpuIngestFallback, AFailingGpuCostsTimeNotTheLog)
+{
+  struct failing_reader : detail::gpu_line_reader {
+    int calls   = 0;
+    int fail_at = 0;
+    void read(std::string_view text, std::size_t from, std::size_t to, const device_csv::line_layout& layout,
+              lines_read_ahead& out) override
+    {
+      if (++calls >= fail_at) { throw gpu_memory_short("cudaMalloc: out of memory (a stand-in)"); }
+      detail::read_ahead_on_host(text, from, to, layout, bundled_tables(), out);
+    }
+  };
+  const std::string text =
+      test::generate_with_bundled(3000, 19).shipments + "B1,2025-02-30,E,AE,H100-SXM,1,,,,\n";
+  const auto build =
+      [&](const std::function<void(std::string_view, std::size_t, std::size_t, const device_csv::line_layout&,
+                                   lines_read_ahead&)>& read_ahead) {
+        ingest_options options;
+        options.keep_rejects = true;
+        options.chunk_bytes  = 4096;
+        options.read_ahead   = read_ahead;
+        shipment_log_builder builder(test::bundled().countries, test::bundled().chips, options);
+        builder.add_text("log.csv", text);
+        return builder.finish();
+      };
+  const shipment_log expected = build(nullptr);
+  ASSERT_EQ(expected.columns.size(), 3000);
+  ASSERT_EQ(expected.rejects.size(), 1U);
+  for (const int fail_at : {1, 2, 5}) {
+    SCOPED_TRACE("the GPU fails at its call " + std::to_string(fail_at));
+    auto reader                    = std::make_unique<failing_reader>();
+    reader->fail_at                = fail_at;
+    const failing_reader& stand_in = *reader;
+    detail::gpu_read_ahead gpu_ingest(std::move(reader));
+    const shipment_log log =
+        build([&](std::string_view t, std::size_t from, std::size_t to, const device_csv::line_layout& layout,
+                  lines_read_ahead& out) { gpu_ingest.read(t, from, to, layout, out); });
+    EXPECT_EQ(stand_in.calls, fail_at);  // not asked again once it failed
+    ASSERT_TRUE(gpu_ingest.failure().has_value());
+    EXPECT_EQ(*gpu_ingest.failure(), "cudaMalloc: out of memory (a stand-in)");
+    const shipment_columns& a = expected.columns;
+    const shipment_columns& b = log.columns;
+    EXPECT_TRUE(a.date == b.date && a.entity == b.entity && a.country == b.country && a.chip == b.chip &&
+                a.pathway == b.pathway && a.quantity == b.quantity && a.tpp == b.tpp && a.order == b.order &&
+                a.exporter == b.exporter);
+    EXPECT_EQ(log.id_bytes, expected.id_bytes);
+    EXPECT_EQ(log.source_line, expected.source_line);
+    ASSERT_EQ(log.rejects.size(), 1U);
+    EXPECT_EQ(log.rejects[0].line, expected.rejects[0].line);
+    EXPECT_EQ(log.rejects[0].reason, "BAD_DATE");
   }
 }
 
