@@ -786,7 +786,9 @@ std::shared_ptr<detail::gpu_read_ahead> gpu_ingest_if_asked(const report_options
     why = "the country or chip table does not fit the GPU's line reader";
   } else if (gpu_available(&why)) {
     try {
-      auto ingest = std::make_shared<detail::gpu_read_ahead>(detail::make_gpu_line_reader(*tables));
+      // Chunks of 4 MiB: a 16-core parse window (7.5 MiB) is then two, whose copies and kernels overlap.
+      auto ingest = std::make_shared<detail::gpu_read_ahead>(
+          detail::make_gpu_line_reader(*tables, std::size_t{4} << 20));
       diagnostics << "capledger: note: the GPU ingest (experimental) reads plain lines on the GPU\n";
       return ingest;
     } catch (const device_error& e) {

@@ -91,7 +91,9 @@ class cuda_stream {
 /// @brief A CUDA event for timing, or waiting for, work on a stream (RAII).
 class cuda_event {
  public:
-  cuda_event() { CAPLEDGER_CUDA_TRY(cudaEventCreate(&event_)); }
+  /// @param flags `cudaEventCreateWithFlags`'s: e.g. `cudaEventBlockingSync` for a host thread
+  /// that waits on it and should leave its core to others meanwhile
+  explicit cuda_event(unsigned flags = cudaEventDefault) { CAPLEDGER_CUDA_TRY(cudaEventCreateWithFlags(&event_, flags)); }
   ~cuda_event()
   {
     if (event_ != nullptr) { static_cast<void>(cudaEventDestroy(event_)); }

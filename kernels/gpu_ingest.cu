@@ -150,8 +150,10 @@ void grow(device_buffer<T>& buffer, std::size_t count, std::size_t most, cudaStr
 /// @brief What one chunk in flight holds: a stream and the buffers of its steps.
 struct chunk_slot {
   cuda_stream stream;  // declared first: destroyed last, after the buffers freed on it
-  cuda_event count_ready;
-  cuda_event results_ready;
+  // Waited for by the read-ahead thread, which yields its core meanwhile (the parsing threads'
+  // core; the default event spins).
+  cuda_event count_ready{cudaEventBlockingSync | cudaEventDisableTiming};
+  cuda_event results_ready{cudaEventBlockingSync | cudaEventDisableTiming};
   host_staging text;     ///< the chunk's text, read by the copy to the device
   host_staging results;  ///< line starts, plain flags and values, written by the copy back
   host_staging count;    ///< the number of `\n`s
