@@ -772,18 +772,38 @@ int emit_report(const report_output& report, rejects_output& rejects, const repo
 
 namespace {
 
-/// The GPU ingest `report_options::gpu_ingest` asks for, or null (not asked, or no usable GPU:
-/// then a note says why).
+/// `CAPLEDGER_GPU_INGEST=host`: the GPU ingest's lines read ahead on the host with the device's
+/// code, so that every command-line test can run the GPU ingest's integration without a GPU.
+class host_line_reader final : public detail::gpu_line_reader {
+ public:
+  explicit host_line_reader(const device_csv::tables& tables) : tables_(tables) {}
+  void read(std::string_view text, std::size_t from, std::size_t to, const device_csv::line_layout& layout,
+            detail::lines_read_ahead& out) override
+  {
+    detail::read_ahead_on_host(text, from, to, layout, tables_, out);
+  }
+
+ private:
+  device_csv::tables tables_;
+};
+
+/// The GPU ingest `report_options::gpu_ingest` (or the environment) asks for, or null (not asked,
+/// or no usable GPU: then a note says why).
 std::shared_ptr<detail::gpu_read_ahead> gpu_ingest_if_asked(const report_options& options,
                                                             const reference_data& ref,
                                                             std::ostream& diagnostics)
 {
-  const char* env = std::getenv("CAPLEDGER_GPU_INGEST");
-  if (!options.gpu_ingest.value_or(env != nullptr && std::string_view(env) == "1")) { return nullptr; }
+  const char* env             = std::getenv("CAPLEDGER_GPU_INGEST");
+  const std::string_view mode = env == nullptr ? std::string_view() : std::string_view(env);
+  if (!options.gpu_ingest.value_or(mode == "1" || mode == "host")) { return nullptr; }
   std::string why;
   const auto tables = detail::make_device_tables(ref.countries, ref.chips);
   if (!tables) {
     why = "the country or chip table does not fit the GPU's line reader";
+  } else if (mode == "host" && !options.gpu_ingest) {
+    diagnostics << "capledger: note: CAPLEDGER_GPU_INGEST=host: the GPU ingest's lines are read on the host "
+                   "(a test of the GPU ingest without a GPU)\n";
+    return std::make_shared<detail::gpu_read_ahead>(std::make_unique<host_line_reader>(*tables));
   } else if (gpu_available(&why)) {
     try {
       // Chunks of 4 MiB: a 16-core parse window (7.5 MiB) is then two, whose copies and kernels overlap.

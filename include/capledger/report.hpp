@@ -44,8 +44,9 @@ struct report_options {
   std::optional<bool> gpu_node_present;
   /// The GPU ingest, experimental (not yet run on a card as part of a report): plain lines are read
   /// ahead on the GPU (`ingest_options::read_ahead`, kernels/gpu_ingest.cu), for either backend;
-  /// the same report. Unset: when the environment has `CAPLEDGER_GPU_INGEST=1`. Without a usable
-  /// GPU, a note says so and the host reads every line.
+  /// the same report. Unset: when the environment has `CAPLEDGER_GPU_INGEST=1` (or `=host`: the
+  /// lines read ahead on the host with the device's code, which tests use). Without a usable GPU,
+  /// a note says so and the host reads every line.
   std::optional<bool> gpu_ingest;
   /// `render_report` builds only the stdout view `emit_report` prints (the table or the JSON;
   /// none with `out_dir`): a report of a million findings spent 13 s and 2.8 GB on a JSON
