@@ -18,6 +18,8 @@
 ///   never counts twice);
 /// - small chunks with 8 threads (the many-core id pass) and the default chunks with 1 give the
 ///   same log (lines, rejects, lines read);
+/// - plain lines read ahead as the GPU ingest does (`ingest_options::read_ahead`, with the device's
+///   line reader run on the host), small chunks and 8 threads: the same log, rejects and first error;
 /// - replaying the accepted fields through add_stored (as a ledger does) gives the same log;
 /// - with max_rejects N, too_many_rejects is thrown exactly when there are more than N rejects,
 ///   after the same first N+1 rejects;
@@ -27,6 +29,8 @@
 #include <capledger/error.hpp>
 #include <capledger/reference.hpp>
 #include <capledger/shipments.hpp>
+
+#include "device_read.hpp"
 
 #include <omp.h>
 
@@ -95,12 +99,19 @@ struct run_result {
   std::int64_t accepted_total = 0;
 };
 
-run_result ingest(std::string_view text, bool keep_rejects, bool twice)
+run_result ingest(std::string_view text, bool keep_rejects, bool twice, bool read_ahead = false)
 {
   run_result result;
   ingest_options options;
   options.keep_rejects = keep_rejects;
   options.chunk_bytes  = g_chunk_bytes;
+  if (read_ahead) {
+    static const device_csv::tables tables = *detail::make_device_tables(*g_countries, *g_chips);
+    options.read_ahead = [](std::string_view t, std::size_t from, std::size_t to,
+                            const device_csv::line_layout& layout, detail::lines_read_ahead& out) {
+      detail::read_ahead_on_host(t, from, to, layout, tables, out);
+    };
+  }
   options.on_accepted  = [&result](const shipment_fields& f) {
     ++result.accepted_total;
     CHECK(!f.shipment_id.empty());
@@ -221,8 +232,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   g_chunk_bytes                  = small_chunks;
   // Small chunks with the many-core id pass (8 threads, host/many_cores.hpp), one chunk serially.
   omp_set_num_threads(8);
-  const run_result keep = ingest(text, /*keep_rejects=*/true, /*twice=*/true);
-  const run_result fast = ingest(text, /*keep_rejects=*/false, /*twice=*/false);
+  const run_result keep  = ingest(text, /*keep_rejects=*/true, /*twice=*/true);
+  const run_result fast  = ingest(text, /*keep_rejects=*/false, /*twice=*/false);
+  const run_result ahead = ingest(text, /*keep_rejects=*/true, /*twice=*/false, /*read_ahead=*/true);
   omp_set_num_threads(1);
   g_chunk_bytes         = default_chunk_bytes;
   const run_result once = ingest(text, /*keep_rejects=*/true, /*twice=*/false);
@@ -240,6 +252,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
           std::string(e.what()) + " vs " + fast.error->what());
     CHECK(once.error.has_value() && once.error->line() == e.line() && once.error->column() == e.column() &&
           once.error->reason() == e.reason());
+    CHECK(ahead.error.has_value() && ahead.error->line() == e.line() && ahead.error->column() == e.column() &&
+          ahead.error->reason() == e.reason(), "lines read ahead: another first error");
     return 0;
   }
   CHECK(keep.log.has_value());
@@ -264,6 +278,19 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
               ", one chunk: " + o.reason + " at " + std::to_string(o.line) + ":" + std::to_string(o.column));
     }
     CHECK(first_rejects == once.log->rejects.size(), "small chunks rejected fewer lines");
+    // Lines read ahead (the GPU ingest's integration): the same log, line for line, reject for reject.
+    CHECK(ahead.log.has_value() && !ahead.error, "lines read ahead: an error one chunk did not have");
+    check_log(text, *ahead.log, ahead.accepted_first, /*twice=*/false);
+    CHECK(same_lines(*ahead.log, *once.log), "lines read ahead: other lines accepted");
+    CHECK(ahead.log->lines_read == once.log->lines_read && ahead.log->rejects.size() == once.log->rejects.size(),
+          "lines read ahead: other lines read or rejected");
+    for (std::size_t i = 0; i < once.log->rejects.size(); ++i) {
+      const rejected_line& a = ahead.log->rejects[i];
+      const rejected_line& o = once.log->rejects[i];
+      CHECK(a.line == o.line && a.column == o.column && a.reason == o.reason && a.raw == o.raw &&
+              a.detail == o.detail,
+            "lines read ahead: reject " + std::to_string(i) + " " + a.reason + " vs " + o.reason);
+    }
     CHECK(log.files[0].lines_read == once.log->lines_read);
     ingest_options options;
     options.keep_rejects = true;
