@@ -37,14 +37,11 @@ std::optional<device_csv::tables> make_device_tables(const country_table& countr
 
 device_csv::line_layout make_line_layout(const csv_header& header)
 {
-  static constexpr const char* names[device_csv::column_count] = {
-      "shipment_id", "date",    "entity",   "country",  "chip",
-      "quantity",    "pathway", "order_id", "exporter", "tpp_per_unit"};
   device_csv::line_layout layout{};
   std::fill(std::begin(layout.column_of_field), std::end(layout.column_of_field), std::int8_t{-1});
   if (header.size() > device_csv::max_fields || header.ends_unnamed()) { return layout; }
   for (int c = 0; c < device_csv::column_count; ++c) {
-    const int field = header.find(names[c]);
+    const int field = header.find(device_csv::column_names[c]);
     if (field < 0 && c <= device_csv::c_quantity) { return layout; }  // the host's MISSING_COLUMN
     if (field >= 0) { layout.column_of_field[field] = static_cast<std::int8_t>(c); }
   }

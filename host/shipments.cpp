@@ -138,20 +138,19 @@ shipment_view shipment_log::view() const
 
 namespace {
 
-/// The columns of SPEC §1.1, in the order `shipment_fields` lists them.
-enum record_column : int {
-  c_id,
-  c_date,
-  c_entity,
-  c_country,
-  c_chip,
-  c_quantity,
-  c_pathway,
-  c_order,
-  c_exporter,
-  c_tpp,
-  record_columns
-};
+/// The columns of SPEC §1.1, in the order `shipment_fields` lists them: the GPU ingest's
+/// (`device_csv::column`), which reads the same fields.
+using device_csv::c_chip;
+using device_csv::c_country;
+using device_csv::c_date;
+using device_csv::c_entity;
+using device_csv::c_exporter;
+using device_csv::c_id;
+using device_csv::c_order;
+using device_csv::c_pathway;
+using device_csv::c_quantity;
+using device_csv::c_tpp;
+constexpr int record_columns = device_csv::column_count;
 
 /// A bad line: reason code, detail, and the column whose field is where it was found.
 struct line_defect {
@@ -1083,7 +1082,7 @@ struct shipment_log_builder::state {
   void append_to_batch(const checked_line& line, std::int32_t chip, std::int32_t entity, std::int32_t order,
                        std::int32_t exporter, std::string_view id);
   void replay(const replay_scope& scope, const std::function<void(const line_batch&)>& sink);
-  /// Validates, admits and encodes one record whose fields are indexed by `record_column`.
+  /// Validates, admits and encodes one record whose fields are indexed by `device_csv::column`.
   void accept(const std::string& name, const detail::csv_field* fields, std::int64_t record_line,
               std::string_view raw);
 };
@@ -1199,9 +1198,7 @@ std::string shipment_log_builder::state::ingest(const std::string& name, std::st
                                    : "text follows a closing quote in the header row");
   }
   const detail::csv_header header(reader.fields(), name);
-  static constexpr const char* names[record_columns] = {"shipment_id", "date",        "entity",  "country",
-                                                        "chip",        "quantity",    "pathway", "order_id",
-                                                        "exporter",    "tpp_per_unit"};
+  const auto& names = device_csv::column_names;
   column_map columns{};
   for (int c = 0; c < record_columns; ++c) {
     columns[static_cast<std::size_t>(c)] = header.find(names[c]);
@@ -1441,9 +1438,8 @@ std::optional<line_defect> shipment_log_builder::state::check_line(const detail:
   // JSON report among them), so one that is not UTF-8 is bad input here, not a failure there.
   for (const int column : {c_id, c_entity, c_chip, c_order, c_exporter}) {
     if (!ascii && !detail::valid_utf8(value(column))) {
-      static constexpr const char* names[record_columns] = {
-          "shipment_id", "", "entity", "", "chip", "", "", "order_id", "exporter", ""};
-      return line_defect{"BAD_ENCODING", std::string(names[column]) + " is not valid UTF-8", column};
+      return line_defect{"BAD_ENCODING",
+                         std::string(device_csv::column_names[column]) + " is not valid UTF-8", column};
     }
   }
   out = {*day, static_cast<std::uint16_t>(country), chip, static_cast<std::uint8_t>(pathway_code), quantity,

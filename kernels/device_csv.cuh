@@ -43,6 +43,10 @@ enum column : int {
   column_count
 };
 
+/// Their names in a header row (the host matches them trimmed, in any case).
+inline constexpr const char* column_names[column_count] = {
+    "shipment_id", "date", "entity", "country", "chip", "quantity", "pathway", "order_id", "exporter", "tpp_per_unit"};
+
 inline constexpr int max_fields     = 64;  ///< a header with more fields: every line is the host's
 inline constexpr int max_chips      = 64;  ///< chip keys the device knows (datasets/chips.csv: 21)
 inline constexpr int chip_key_bytes = 24;  ///< longer keys: the table is the host's alone
