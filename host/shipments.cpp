@@ -829,10 +829,10 @@ class read_ahead_thread {
             spare_.pop_back();
           }
         }
-        next.to              = window_end(from);
-        const std::size_t to = next.to;
+        const std::size_t to = window_end(from);
+        next.to              = to;
         try {
-          read(text, from, next.to, layout, next.lines);
+          read(text, from, to, layout, next.lines);
         } catch (...) {
           next.error = std::current_exception();
         }
