@@ -63,6 +63,7 @@ if ! "$tests" --gtest_list_tests >/dev/null 2>&1; then
   bench=build-device/bench/aggregate_bench
   ingest_bench=build-device/bench/gpu_ingest_bench
 fi
+[ -f "$bin/commit" ] && say "prebuilt programs of commit $(cat "$bin/commit")"
 say "programs ready after $((SECONDS - started)) s"
 
 # 2. The whole suite in 8 shards, the sanitizers beside it (small GPU tests: under memcheck each

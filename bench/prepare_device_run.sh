@@ -31,6 +31,9 @@ cp build-cuda/capledger build-cuda/tests/capledger_tests build-cuda/bench/aggreg
 cp build-cuda/bench/l2_atomics_bench .device-bin/
 gzip -9 -c build-cuda/bench/gpu_ingest_bench >.device-bin/gpu_ingest_bench.gz  # same libraries as aggregate_bench
 realpath build-cuda >.device-bin/build-dir
+# Which commit the programs are (device_check.sh says it in its summary): a stale .device-bin shows.
+{ git rev-parse --short HEAD; git diff --quiet HEAD -- . ':!bench/device-runs' || echo "(with uncommitted changes)"; } |
+  paste -sd ' ' >.device-bin/commit
 # Every shared library the programs load beyond the C and C++ runtimes that any image has.
 ldd .device-bin/capledger .device-bin/capledger_tests .device-bin/*_bench |
   awk '$2 == "=>" && $1 !~ /^(libc|libm|libstdc\+\+|libgcc_s)\.so/ { print $3 }' | sort -u |
