@@ -57,21 +57,18 @@ void read_ahead_on_host(std::string_view text, std::size_t from, std::size_t to,
   out.from               = from;
   const char* base       = text.data() + from;
   const std::size_t size = text.size() - from;
+  device_csv::plain_line line;
   for (std::size_t at = 0; from + at < to && at < size;) {
     const void* newline = std::memchr(base + at, '\n', size - at);
     const std::size_t end =
         newline == nullptr ? size : static_cast<std::size_t>(static_cast<const char*>(newline) - base);
-    out.line_start.push_back(static_cast<std::uint32_t>(at));
-    if (end > UINT32_MAX) {  // a line past the offsets' range: the host's (it is one bad line)
-      out.values.emplace_back();
-      out.plain.push_back(0);
-      break;
+    if (end > UINT32_MAX) { break; }  // a line past the offsets' range: the host's (it is one bad line)
+    line = device_csv::plain_line{};
+    if (device_csv::read_plain_line(base, static_cast<std::uint32_t>(at), static_cast<std::uint32_t>(end),
+                                    layout, tables, line)) {
+      out.line_start.push_back(static_cast<std::uint32_t>(at));
+      out.values.push_back(line);
     }
-    device_csv::plain_line& line = out.values.emplace_back();
-    out.plain.push_back(device_csv::read_plain_line(base, static_cast<std::uint32_t>(at),
-                                                    static_cast<std::uint32_t>(end), layout, tables, line)
-                            ? 1
-                            : 0);
     at = end + 1;
   }
 }

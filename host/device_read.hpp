@@ -31,25 +31,25 @@ namespace capledger::detail {
 /// @throw parse_error as `csv_header::find` (a column named twice)
 [[nodiscard]] device_csv::line_layout make_line_layout(const csv_header& header);
 
-/// @brief The lines that start in bytes [from, to) of a text (a line ends at each `\n`, the last
-/// one at `\n` or the text's end, so it may run past `to`), as `device_csv::read_plain_line`
-/// read them. Spans' offsets count from `from`.
+/// @brief The plain lines among those that start in bytes [from, to) of a text (a line ends at
+/// each `\n`, the last one at `\n` or the text's end, so it may run past `to`), as
+/// `device_csv::read_plain_line` read them, in text order; a line not listed is the host's. Only
+/// plain lines: a log of blank or short lines would otherwise hold about 100 bytes a byte of text.
+/// Spans' offsets count from `from`.
 struct lines_read_ahead {
   std::size_t from = 0;
-  std::vector<std::uint32_t> line_start;       ///< line k starts at `from + line_start[k]`
-  std::vector<std::uint8_t> plain;             ///< 1 where line k was read; 0: the host reads it
-  std::vector<device_csv::plain_line> values;  ///< line k's values where `plain[k]`
+  std::vector<std::uint32_t> line_start;       ///< plain line k starts at `from + line_start[k]`
+  std::vector<device_csv::plain_line> values;  ///< its values
   [[nodiscard]] std::size_t size() const noexcept { return line_start.size(); }
   void clear() noexcept
   {
     line_start.clear();
-    plain.clear();
     values.clear();
   }
 };
 
-/// @brief Reads ahead the lines of @p text that start in [@p from, @p to) (@p from a line start;
-/// `to - from` below 4 GiB) on this core: what the GPU's `read_ahead_on_gpu` computes, for tests
+/// @brief Reads ahead the plain lines of @p text that start in [@p from, @p to) (@p from a line start;
+/// `to - from` below 4 GiB) on this core: what `gpu_line_reader::read` computes, for tests
 /// and for machines without one.
 void read_ahead_on_host(std::string_view text, std::size_t from, std::size_t to,
                         const device_csv::line_layout& layout, const device_csv::tables& tables,

@@ -1541,7 +1541,7 @@ void shipment_log_builder::state::parse_chunk(std::string_view text, const colum
     }
     chunk.adhoc_chip.push_back(adhoc);
   };
-  // Lines read ahead: the next one at or after the reader's position.
+  // Lines read ahead (plain ones only): the next one at or after the reader's position.
   std::size_t next_ahead = 0;
   if (ahead != nullptr) {
     next_ahead = static_cast<std::size_t>(
@@ -1553,8 +1553,7 @@ void shipment_log_builder::state::parse_chunk(std::string_view text, const colum
     if (ahead != nullptr) {
       const std::size_t at = reader.position();
       while (next_ahead < ahead->size() && ahead_start(next_ahead) < at) { ++next_ahead; }
-      if (at < chunk.limit && next_ahead < ahead->size() && ahead_start(next_ahead) == at &&
-          ahead->plain[next_ahead] != 0) {
+      if (at < chunk.limit && next_ahead < ahead->size() && ahead_start(next_ahead) == at) {
         const device_csv::plain_line& v = ahead->values[next_ahead];
         const auto view                 = [&](device_csv::text_span span) {
           return std::string_view(text.data() + ahead->from + span.offset, span.length);
@@ -1564,8 +1563,7 @@ void shipment_log_builder::state::parse_chunk(std::string_view text, const colum
         take({v.day, v.country, v.chip, v.pathway, v.quantity, v.tpp}, reader.line(), at,
              {view(v.id), v.id_hash}, {view(v.entity), v.entity_hash}, {view(v.order), v.order_hash},
              {view(v.exporter), v.exporter_hash}, std::string_view());  // a table's chip: no ad-hoc key
-        reader.skip_line(next_ahead + 1 < ahead->size() ? ahead_start(next_ahead + 1)
-                                                        : line_start_after(text, at));
+        reader.skip_line(line_start_after(text, at));
         continue;
       }
     }

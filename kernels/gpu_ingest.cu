@@ -326,17 +326,19 @@ class cuda_line_reader final : public gpu_line_reader {
           std::min(static_cast<std::size_t>(per_byte * static_cast<double>(range_bytes) * 1.02) + 1,
                    range_bytes / 32 + lines);
       out.line_start.reserve(guess);
-      out.plain.reserve(guess);
       out.values.reserve(guess);
     }
+    // Only the plain lines are kept (`lines_read_ahead`): the others are the host's.
     const results_layout at(lines);
     const char* results = slot.results.data();
     const auto* values  = reinterpret_cast<const device_csv::plain_line*>(results + at.values);
     const auto* starts  = reinterpret_cast<const std::uint32_t*>(results + at.line_start);
     const auto* plain   = reinterpret_cast<const std::uint8_t*>(results + at.plain);
-    out.values.insert(out.values.end(), values, values + lines);
-    out.line_start.insert(out.line_start.end(), starts, starts + lines);
-    out.plain.insert(out.plain.end(), plain, plain + lines);
+    for (std::size_t k = 0; k < lines; ++k) {
+      if (plain[k] == 0) { continue; }
+      out.line_start.push_back(starts[k]);
+      out.values.push_back(values[k]);
+    }
   }
 
   /// A chunk of one line the device does not read, read here as `read_ahead_on_host` reads it.
@@ -345,17 +347,13 @@ class cuda_line_reader final : public gpu_line_reader {
   {
     const std::size_t end =
         chunk.end > chunk.begin && text[chunk.end - 1] == '\n' ? chunk.end - 1 : chunk.end;
-    out.line_start.push_back(static_cast<std::uint32_t>(chunk.begin - from));
-    device_csv::plain_line& line = out.values.emplace_back();
-    if (end - from > UINT32_MAX) {  // past the offsets' range: the host's, as read_ahead_on_host says
-      out.plain.push_back(0);
-      return;
+    if (end - from > UINT32_MAX) { return; }  // past the offsets' range: the host's, as read_ahead_on_host says
+    device_csv::plain_line line{};
+    if (device_csv::read_plain_line(text.data() + from, static_cast<std::uint32_t>(chunk.begin - from),
+                                    static_cast<std::uint32_t>(end - from), layout, tables_, line)) {
+      out.line_start.push_back(static_cast<std::uint32_t>(chunk.begin - from));
+      out.values.push_back(line);
     }
-    out.plain.push_back(
-        device_csv::read_plain_line(text.data() + from, static_cast<std::uint32_t>(chunk.begin - from),
-                                    static_cast<std::uint32_t>(end - from), layout, tables_, line)
-            ? 1
-            : 0);
   }
 
   std::size_t chunk_bytes_;

@@ -22,6 +22,7 @@
 #include <capledger/error.hpp>
 #include <capledger/shipments.hpp>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -97,9 +98,7 @@ inline std::string device_read_violation(std::string_view text, const country_ta
 
   detail::lines_read_ahead ahead;
   detail::read_ahead_on_host(text, begin, text.size(), layout, *tables, ahead);
-  if (ahead.plain.size() != ahead.size() || ahead.values.size() != ahead.size()) {
-    return "read_ahead_on_host: columns of different sizes";
-  }
+  if (ahead.values.size() != ahead.size()) { return "read_ahead_on_host: columns of different sizes"; }
 
   std::unordered_map<std::int64_t, std::size_t> accepted_at;  // source line -> log line
   for (std::size_t i = 0; i < log.source_line.size(); ++i) { accepted_at[log.source_line[i]] = i; }
@@ -107,16 +106,27 @@ inline std::string device_read_violation(std::string_view text, const country_ta
   for (const rejected_line& r : log.rejects) { rejects_at[r.line].push_back(&r); }
 
   device_read_counts seen;
-  seen.lines       = ahead.size();
+  for (std::size_t at = begin; at < text.size(); ++seen.lines) {  // each `\n` ends a line
+    const std::size_t newline = text.find('\n', at);
+    at                        = newline == std::string_view::npos ? text.size() : newline + 1;
+  }
   seen.accepted    = log.source_line.size();
   const char* base = text.data() + begin;
+  std::size_t counted_to = begin;       // line breaks counted up to here
+  std::int64_t line      = first_line;  // the line at `counted_to` (the reader numbers lines so too)
   for (std::size_t k = 0; k < ahead.size(); ++k) {
-    // Lines: each `\n` ends one (the reader numbers lines the same way).
+    // Plain lines only, in text order, each at a line start.
     const std::size_t start = begin + ahead.line_start[k];
-    if (k > 0 && text[start - 1] != '\n') { return "line " + to_string(k) + " does not follow a newline"; }
-    if (!ahead.plain[k]) { continue; }
+    if (start < counted_to || (k > 0 && start == counted_to)) {
+      return "plain line " + to_string(k) + " is not after the one before";
+    }
+    if (start > begin && text[start - 1] != '\n') {
+      return "plain line " + to_string(k) + " does not follow a newline";
+    }
+    line += std::count(text.begin() + static_cast<std::ptrdiff_t>(counted_to),
+                       text.begin() + static_cast<std::ptrdiff_t>(start), '\n');
+    counted_to = start;
     ++seen.plain;
-    const std::int64_t line = first_line + static_cast<std::int64_t>(k);
     const std::string where = "line " + to_string(line) + " (plain): ";
     if (record_starts.count(start) == 0) {
       ++seen.continuation;

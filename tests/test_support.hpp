@@ -96,10 +96,9 @@ class host_read_ahead {
                std::string_view text, std::size_t from, std::size_t to, const device_csv::line_layout& layout,
                detail::lines_read_ahead& out) {
       detail::read_ahead_on_host(text, from, to, layout, *tables, out);
-      for (std::size_t k = 0; k < out.size(); ++k) {
-        if (out.plain[k] == 0) { continue; }
-        ++*plain;
-        if (change) { change(out.values[k]); }
+      *plain += static_cast<std::int64_t>(out.size());
+      if (change) {
+        for (auto& line : out.values) { change(line); }
       }
     };
   }
