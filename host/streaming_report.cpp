@@ -824,6 +824,7 @@ report_output stream_report(const reference_data& ref, const report_options& opt
       make_rule_context(ref.rules, ref.countries, ref.entities, dictionary{}, chip_table{}, as_of);
   std::vector<std::pair<std::uint64_t, std::uint64_t>> repeats;
   std::vector<input_file> first_pass_files;  // what the first pass read, to compare with the second
+  std::exception_ptr first_pass_error;       // a header the first pass stopped at
   if (options.external_id_check) {
     // A first pass over the inputs finds the repeated ids; the second one, below, rejects them.
     detail::external_id_check ids;
@@ -833,7 +834,14 @@ report_output stream_report(const reference_data& ref, const report_options& opt
     first.on_batch       = [](line_batch&) {};
     first.on_id          = [&](std::uint64_t hash, std::uint64_t offset) { ids.add(hash, offset); };
     shipment_log_builder finder(ref.countries, ref.chips, first);
-    add_inputs(finder);
+    try {
+      add_inputs(finder);
+    } catch (const parse_error&) {
+      // A header no one can read (with keep_rejects nothing else throws here). The second pass
+      // stops at it too, or first at a bad line of an earlier file, as one pass would: the ids of
+      // the files before it are all it needs.
+      first_pass_error = std::current_exception();
+    }
     // The second pass stops at its first bad line, or past --max-rejects: it reaches that many
     // repeats at most (external_id_check::repeats says why).
     const std::size_t keep = !ingest.keep_rejects     ? 1
@@ -879,6 +887,9 @@ report_output stream_report(const reference_data& ref, const report_options& opt
   if (aggregating) { aggregating->finish(); }
   const std::int64_t accepted  = builder.accepted();
   const shipment_log& log      = builder.current();
+  if (first_pass_error) {
+    std::rethrow_exception(first_pass_error);
+  }  // the header read well the second time?
   if (options.external_id_check) { expect_same_inputs(first_pass_files, log.files); }
   const dictionary_sizes sizes = sizes_of(log, ref.countries);
   aggregation agg              = aggregator.finish(sizes, builder);

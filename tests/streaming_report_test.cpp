@@ -443,6 +443,25 @@ TEST(StreamingReport, TwentyThousandLineLogs)
   check_generated({20000, 11, false, 200}, {{4096, 0}, 0, false});
 }
 
+// A bad line in one file and a header no one can read in a later one: the first error is the
+// same whichever path reads them, ids in memory or out of it (whose first pass reads every
+// header before the second pass reaches the lines), with and without --rejects.
+TEST(StreamingReport, ABadLineBeforeABadHeaderInALaterFile)
+{
+  const std::string header = "shipment_id,date,entity,country,chip,quantity\n";
+  const file_list files    = {
+         {"a.csv", header + "S1,2025-02-01,E1,AE,H100-SXM,1\nS2,2025-13-01,E1,AE,H100-SXM,1\n"},
+         {"b.csv", "shipment_id,date,entity,country,chip\nS3,2025-02-01,E1,AE,H100-SXM\n"}};
+  for (const bool keep_rejects : {false, true}) {
+    ingest_options ingest;
+    ingest.keep_rejects     = keep_rejects;
+    const run_result column = check_same(bundled(), files, report_options{}, ingest);
+    EXPECT_NE(column.error.find(keep_rejects ? "b.csv:1:1: MISSING_COLUMN" : "a.csv:3:4: BAD_DATE"),
+              std::string::npos)
+        << column.error;
+  }
+}
+
 TEST(StreamingReport, HeaderOnlyAndEmptyFilesAmongOthers)
 {
   const generated g        = generate({300, 12, true, 200});
