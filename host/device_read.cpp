@@ -2,11 +2,8 @@
 
 #include <capledger/error.hpp>
 
-#include <capledger/error.hpp>
-
-#include <cstring>
-
 #include <algorithm>
+#include <cstring>
 
 namespace capledger::detail {
 
