@@ -11,8 +11,10 @@
 # Both folders are ignored by git; carry both: carry [".device-bin", ".device-debs"].
 #  3. With MUTANTS=1, also builds capledger_tests once per patch of bench/gpu_mutants/ (a one-line
 #     bug in kernels/ each, applied here and taken out again) into .device-bin/mutants/NAME.gz,
-#     for device_check.sh's "mutants" step: can the GPU tests fail? (3.5 MB each: the carry stays
-#     under its 64 MiB, about 61 MiB with the six of today and gpu_ingest_bench.gz.)
+#     for device_check.sh's "mutants" step: can the GPU tests fail? (3.5 MB each. The 64 MiB a
+#     device call takes holds the working tree (3.5 MiB) and what it carries: at 0b6f583 .device-bin
+#     with the six mutants is 55.8 MiB and .device-debs 7.5, together too much: with mutants, carry
+#     .device-bin alone; .device-debs is only for the fallback build.)
 #  4. With BASE_REF=<git ref> (a commit, a branch: main when measuring an experiment branch), also
 #     builds that ref's aggregate_bench and capledger in a worktree and stages them in
 #     .device-base/, which device_check.sh runs beside the new ones (benchmarks, end-to-end
