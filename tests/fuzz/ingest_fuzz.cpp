@@ -1,12 +1,9 @@
 /// @file ingest_fuzz.cpp
 /// @brief libFuzzer target: arbitrary bytes through shipment_log_builder::add_text (SPEC §1.1, §7).
 ///
-/// Input layout: byte 0 picks a header. When `byte0 % 4 == 0` the rest is ingested as is (the
-/// fuzzer must find a header itself); otherwise one of `headers` below, chosen by `byte0 / 4 % 4`,
-/// is put before the rest, so that most inputs reach the data-line validation. `byte0 / 16` picks
-/// the chunk size of the parallel ingest (`ingest_options::chunk_bytes`): 0 keeps the default
-/// (256 KiB: one chunk for inputs of fuzzing size), 1..15 give chunks of 1 to 99 bytes, so that records, quoted line
-/// breaks and errors meet chunk seams.
+/// Input layout: `fuzz_log.hpp` (a header byte 0 picks; the chunk size of the parallel ingest,
+/// `ingest_options::chunk_bytes`, where the default, 4 MiB here, is one chunk for inputs of
+/// fuzzing size).
 ///
 /// Checked on every input:
 /// - no crash, UB or leak (the sanitizers), and no exception other than parse_error for a bad
@@ -31,6 +28,7 @@
 #include <capledger/shipments.hpp>
 
 #include "device_read.hpp"
+#include "fuzz_log.hpp"
 
 #include <omp.h>
 
@@ -45,10 +43,6 @@
 #include <string>
 #include <string_view>
 #include <vector>
-
-#ifndef CAPLEDGER_DATASETS_DIR
-#define CAPLEDGER_DATASETS_DIR "datasets"
-#endif
 
 namespace {
 
@@ -70,14 +64,6 @@ const chip_table* g_chips        = nullptr;
   do {                                        \
     if (!(cond)) { fail(#cond, ##__VA_ARGS__); } \
   } while (0)
-
-const char* const headers[] = {
-  "shipment_id,date,entity,country,chip,quantity\n",
-  "shipment_id,date,entity,country,chip,quantity,pathway,order_id,exporter,tpp_per_unit\n",
-  "\xEF\xBB\xBF Quantity ,CHIP,\"country\",entity,Date,Shipment_ID,tpp_per_unit,extra\r\n",
-  "pathway,order_id,shipment_id,date,entity,country,chip,quantity,exporter\n",
-};
-constexpr std::size_t header_count = sizeof(headers) / sizeof(headers[0]);
 
 const std::set<std::string> known_reasons = {
   "WRONG_FIELD_COUNT", "UNTERMINATED_QUOTE", "BAD_QUOTE",    "BAD_DATE",       "BAD_QUANTITY",
@@ -208,27 +194,17 @@ bool same_lines(const shipment_log& a, const shipment_log& b)
 
 extern "C" int LLVMFuzzerInitialize(int* /*argc*/, char*** /*argv*/)
 {
-  const char* dir        = std::getenv("CAPLEDGER_DATASETS_DIR");
-  const std::string base = dir != nullptr ? dir : CAPLEDGER_DATASETS_DIR;
-  static const country_table countries = load_countries(base + "/countries.csv");
-  static const chip_table chips        = load_chips(base + "/chips.csv");
-  g_countries = &countries;
-  g_chips     = &chips;
+  g_countries = &fuzz::bundled_tables().countries;
+  g_chips     = &fuzz::bundled_tables().chips;
   return 0;
 }
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size)
 {
   if (size == 0) { return 0; }
-  const unsigned selector = data[0];
-  std::string text;
-  if (selector % 4 != 0) { text = headers[(selector / 4) % header_count]; }
-  text.append(reinterpret_cast<const char*>(data) + 1, size - 1);
-  // Only the header bytes and the input itself: ASan sees any read past the end.
-  text.shrink_to_fit();
-
-  const std::size_t chunk_class = selector / 16;
-  const std::size_t small_chunks = chunk_class == 0 ? default_chunk_bytes : chunk_class * 7 - 6;
+  const fuzz::log_input input    = fuzz::read_log_input(data, size);
+  const std::string& text        = input.text;
+  const std::size_t small_chunks = input.chunk_bytes == 0 ? default_chunk_bytes : input.chunk_bytes;
   g_chunk_bytes                  = small_chunks;
   // Small chunks with the many-core id pass (8 threads, host/many_cores.hpp), one chunk serially.
   omp_set_num_threads(8);
