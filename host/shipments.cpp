@@ -8,6 +8,7 @@
 #include "fast_csv.hpp"
 #include "file_io.hpp"
 #include "many_cores.hpp"
+#include "spreadsheet_hints.hpp"
 #include "string_index.hpp"
 #include "terminal_text.hpp"
 
@@ -1391,7 +1392,7 @@ std::optional<line_defect> shipment_log_builder::state::check_line(const detail:
         detail::to_upper(detail::trim(value(c_date))) == "DATE") {
       why += ": the line repeats the header row (files joined together?); remove it";
     }
-    return line_defect{"BAD_DATE", std::move(why), c_date};
+    return line_defect{"BAD_DATE", std::move(why) + detail::date_hint(value(c_date)), c_date};
   }
   if (value(c_entity).empty()) { return line_defect{"EMPTY_FIELD", "empty entity", c_entity}; }
   const int country = lookup.country(value(c_country));
@@ -1401,7 +1402,9 @@ std::optional<line_defect> shipment_log_builder::state::check_line(const detail:
   }
   std::int64_t quantity = 0;
   if (!detail::parse_int64(value(c_quantity), quantity) || quantity == 0) {
-    return line_defect{"BAD_QUANTITY", detail::quoted(value(c_quantity)) + " is not a non-zero integer",
+    return line_defect{"BAD_QUANTITY",
+                       detail::quoted(value(c_quantity)) + " is not a non-zero integer" +
+                           detail::quantity_hint(value(c_quantity)),
                        c_quantity};
   }
   std::int64_t tpp_per_unit = 0;
@@ -1610,7 +1613,8 @@ void shipment_log_builder::state::parse_chunk(std::string_view text, const colum
       if (passed_over(record[c_date]->value, record[c_country]->value)) { continue; }
       checked_line line;
       if (auto bad = check_line(record, dates, line, is_ascii(reader.raw()))) {
-        hold(bad->reason, std::move(bad->detail), record[bad->column]->line, record[bad->column]->column);
+        hold(bad->reason, bad->detail + detail::totals_row_hint(record[c_id]->value, record[c_entity]->value),
+             record[bad->column]->line, record[bad->column]->column);
       } else {
         const std::string_view id    = record[c_id]->value;
         const std::string_view order = record[c_order]->value.empty() ? id : record[c_order]->value;
@@ -1844,8 +1848,10 @@ std::optional<line_defect> shipment_log_builder::state::check_id_and_totals(
   // twice is a DUPLICATE_ID line by line, whatever its values.
   if (options.earlier_id) {
     if (const auto earlier = options.earlier_id(id)) {
-      return line_defect{"DUPLICATE_ID",
-                         "shipment id " + detail::quoted(id) + " was already used at " + *earlier, c_id};
+      return line_defect{
+          "DUPLICATE_ID",
+          "shipment id " + detail::quoted(id) + " was already used at " + *earlier + detail::id_hint(id),
+          c_id};
     }
   }
   if (options.on_id) {
@@ -1884,7 +1890,8 @@ std::optional<line_defect> shipment_log_builder::state::check_id_and_totals(
   }
   if (earlier >= 0) {
     return line_defect{"DUPLICATE_ID",
-                       "shipment id " + detail::quoted(id) + " was already used at " + source_of_id(earlier),
+                       "shipment id " + detail::quoted(id) + " was already used at " + source_of_id(earlier) +
+                           detail::id_hint(id),
                        c_id};
   }
   std::uint64_t tpp_sum = abs_tpp_sum;

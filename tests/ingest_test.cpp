@@ -609,6 +609,73 @@ TEST(IngestRejects, RepeatedHeaderAndTrailingCommasSayTheirCause)
       1);
 }
 
+// Logs opened and saved in a spreadsheet: the reject adds what the spreadsheet did to the value.
+TEST(IngestRejects, SpreadsheetRewritesSayTheirCause)
+{
+  const auto message = [](const std::string& lines) -> std::string {
+    try {
+      (void)ingest(header + lines);
+    } catch (const parse_error& e) {
+      return e.what();
+    }
+    ADD_FAILURE() << "accepted: " << lines;
+    return "";
+  };
+  const std::string whole_units = "; quantities are whole units: write it without the decimal point";
+  const std::string separators  = "; thousands separators are not read: write the digits alone";
+  EXPECT_EQ(message("S1,2025-02-01,E1,AE,H100-SXM,\"1,200\"\n"),
+            "log.csv:2:30: BAD_QUANTITY: '1,200' is not a non-zero integer" + separators);
+  EXPECT_EQ(message("S1,2025-02-01,E1,AE,H100-SXM,-12 000 000\n"),
+            "log.csv:2:30: BAD_QUANTITY: '-12 000 000' is not a non-zero integer" + separators);
+  EXPECT_EQ(message("S1,2025-02-01,E1,AE,H100-SXM,1'200\n"),
+            "log.csv:2:30: BAD_QUANTITY: '1'200' is not a non-zero integer" + separators);
+  EXPECT_EQ(message("S1,2025-02-01,E1,AE,H100-SXM,20000.00\n"),
+            "log.csv:2:30: BAD_QUANTITY: '20000.00' is not a non-zero integer" + whole_units);
+  EXPECT_EQ(message("S1,2025-02-01,E1,AE,H100-SXM,2.5E+04\n"),
+            "log.csv:2:30: BAD_QUANTITY: '2.5E+04' is not a non-zero integer; it looks like a number a "
+            "spreadsheet wrote in scientific notation: export the column as whole numbers");
+  // Not what a spreadsheet writes, or not only a number: no guess.
+  for (const std::string quantity :
+       {"1.5", "20000.", "1,2000", "1,200,00", "12,000 000", "1.200", "E5", "1e"}) {
+    EXPECT_EQ(message("S1,2025-02-01,E1,AE,H100-SXM,\"" + quantity + "\"\n"),
+              "log.csv:2:30: BAD_QUANTITY: '" + quantity + "' is not a non-zero integer")
+        << quantity;
+  }
+  EXPECT_EQ(
+      message("S1,45658,E1,AE,H100-SXM,10\n"),
+      "log.csv:2:4: BAD_DATE: '45658' is not a valid YYYY-MM-DD date; it looks like a spreadsheet's day "
+      "number (45658 is 2025-01-01): export the column as YYYY-MM-DD text");
+  const std::string time_of_day = "; a time of day is not read: keep the date alone";
+  EXPECT_EQ(message("S1,2025-02-01 09:30:00,E1,AE,H100-SXM,10\n"),
+            "log.csv:2:4: BAD_DATE: '2025-02-01 09:30:00' is not a valid YYYY-MM-DD date" + time_of_day);
+  EXPECT_EQ(message("S1,2025-02-01T09:30,E1,AE,H100-SXM,10\n"),
+            "log.csv:2:4: BAD_DATE: '2025-02-01T09:30' is not a valid YYYY-MM-DD date" + time_of_day);
+  for (const std::string date : {"19999", "80001", "456580", "2025-02-30 09:30", "2025-02-01X9"}) {
+    EXPECT_EQ(message("S1," + date + ",E1,AE,H100-SXM,10\n"),
+              "log.csv:2:4: BAD_DATE: '" + date + "' is not a valid YYYY-MM-DD date")
+        << date;
+  }
+  // A rewritten id is found where it hurts: two shipments whose ids now read alike.
+  EXPECT_EQ(
+      message("1.23457E+11,2025-02-01,E1,AE,H100-SXM,10\n1.23457E+11,2025-02-02,E2,AE,H100-SXM,10\n"),
+      "log.csv:3:1: DUPLICATE_ID: shipment id '1.23457E+11' was already used at log.csv:2; the id looks "
+      "like a number a spreadsheet wrote in scientific notation, which drops its last digits (distinct "
+      "ids then look alike): export the column as text");
+  EXPECT_NE(message("1E+5,2025-02-01,E1,AE,H100-SXM,10\n1E+5,2025-02-02,E2,AE,H100-SXM,10\n")
+                .find("; the id looks like a number a spreadsheet wrote in scientific notation"),
+            std::string::npos);
+  EXPECT_EQ(message("S1E5,2025-02-01,E1,AE,H100-SXM,10\nS1E5,2025-02-02,E2,AE,H100-SXM,10\n"),
+            "log.csv:3:1: DUPLICATE_ID: shipment id 'S1E5' was already used at log.csv:2");
+  // A totals row, whatever its first defect, labelled in the id or the entity column.
+  const std::string totals = "; the line looks like a spreadsheet's totals row: remove it";
+  EXPECT_EQ(message("Total,,,,,40000\n"),
+            "log.csv:2:7: BAD_DATE: '' is not a valid YYYY-MM-DD date" + totals);
+  EXPECT_EQ(message(",,Grand total ,,,40000\n"), "log.csv:2:1: EMPTY_FIELD: empty shipment_id" + totals);
+  EXPECT_EQ(message("SUM,2025-02-01,E1,,H100-SXM,40000\n"),
+            "log.csv:2:19: UNKNOWN_COUNTRY: '' is not in the countries table" + totals);
+  EXPECT_EQ(message("Totally,,,,,40000\n"), "log.csv:2:9: BAD_DATE: '' is not a valid YYYY-MM-DD date");
+}
+
 // A column given twice (names compare without case and surrounding spaces) is fatal, with
 // --rejects too: which of the two holds the values would be a guess.
 TEST(IngestRejects, RepeatedColumnIsFatal)
