@@ -336,4 +336,9 @@ std::string wrong_field_count(std::size_t expected, std::size_t found, bool last
   return why;
 }
 
+const csv_field& wrong_field_count_at(const std::vector<csv_field>& fields, std::size_t expected)
+{
+  return fields.size() > expected ? fields[expected] : fields.back();
+}
+
 }  // namespace capledger::detail

@@ -128,4 +128,9 @@ class csv_header {
 [[nodiscard]] std::string wrong_field_count(std::size_t expected, std::size_t found, bool last_is_empty,
                                             bool header_ends_unnamed);
 
+/// @brief The field a WRONG_FIELD_COUNT names: the first past the header's @p expected count or,
+/// with too few, the record's last (@p fields as the reader holds them: at least one).
+[[nodiscard]] const csv_field& wrong_field_count_at(const std::vector<csv_field>& fields,
+                                                    std::size_t expected);
+
 }  // namespace capledger::detail

@@ -68,8 +68,9 @@ entity_table parse_entities(std::string_view text, const std::string& path, cons
     }
     const auto& f = reader.fields();
     if (static_cast<int>(f.size()) != header.size()) {
+      const detail::csv_field& at = detail::wrong_field_count_at(f, static_cast<std::size_t>(header.size()));
       throw parse_error(
-          path, reader.record_line(), 1, "WRONG_FIELD_COUNT",
+          path, at.line, at.column, "WRONG_FIELD_COUNT",
           detail::wrong_field_count(static_cast<std::size_t>(header.size()), f.size(),
                                     !f.empty() && f.back().value.empty(), header.ends_unnamed()));
     }

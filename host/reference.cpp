@@ -98,8 +98,10 @@ void read_reference_csv(std::string_view text, const std::string& path,
     }
     const auto& fields = reader.fields();
     if (static_cast<int>(fields.size()) != header.size()) {
-      throw config_error(path + ":" + std::to_string(reader.record_line()) +
-                         ":1: WRONG_FIELD_COUNT: expected " + std::to_string(header.size()) +
+      const detail::csv_field& at =
+          detail::wrong_field_count_at(fields, static_cast<std::size_t>(header.size()));
+      throw config_error(path + ":" + std::to_string(at.line) + ":" + std::to_string(at.column) +
+                         ": WRONG_FIELD_COUNT: expected " + std::to_string(header.size()) +
                          " fields, found " + std::to_string(fields.size()));
     }
     std::vector<detail::csv_field> picked;

@@ -1590,9 +1590,7 @@ void shipment_log_builder::state::parse_chunk(std::string_view text, const colum
       hold(defect.reason, defect.explanation, reader.error_line(), reader.error_column());
     } else if (const auto& fields = reader.fields();
                reader.field_count() != static_cast<std::size_t>(field_count)) {
-      const auto& at = fields.size() > static_cast<std::size_t>(field_count)
-                           ? fields[static_cast<std::size_t>(field_count)]
-                           : fields.back();
+      const auto& at = detail::wrong_field_count_at(fields, static_cast<std::size_t>(field_count));
       hold("WRONG_FIELD_COUNT",
            detail::wrong_field_count(static_cast<std::size_t>(field_count), reader.field_count(),
                                      reader.field_count() == fields.size() && fields.back().value.empty(),

@@ -1526,7 +1526,8 @@ TEST_F(ledger_test, ReconcileMergesKeysAndRefusesTheFirstBadLine)
             "the header row (files joined together?); remove it\n"},
         std::pair{
             "E2,IN,H100-SXM,2,\n",
-            "inventory.csv:3:1: WRONG_FIELD_COUNT: expected 4 fields, found 5: the line ends with a comma"},
+            "inventory.csv:3:18: WRONG_FIELD_COUNT: expected 4 fields, found 5: the line ends with a comma"},
+        std::pair{"E2,IN,H100-SXM\n", "inventory.csv:3:7: WRONG_FIELD_COUNT: expected 4 fields, found 3\n"},
         std::pair{"E1,AE,H100-SXM,8\nE2,QQ,H100-SXM,1\n", "inventory.csv:3:1: DUPLICATE_ID"},
         std::pair{"E2,QQ,H100-SXM,1\nE1,AE,H100-SXM,8\n", "inventory.csv:3:4: UNKNOWN_COUNTRY"}}) {
     write_text(at("inventory.csv"), head + rows);

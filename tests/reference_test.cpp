@@ -190,10 +190,32 @@ TEST_F(ReferenceFiles, CountriesBadG2gFlag)
   expect_config_error([&] { (void)load_countries(path); }, path + ":2:20:");
 }
 
-TEST_F(ReferenceFiles, CountriesWrongFieldCount)
+// A WRONG_FIELD_COUNT names the field past the header's count, or the last of too few, as a log's
+// does; in the entities file too.
+TEST_F(ReferenceFiles, WrongFieldCountNamesTheField)
 {
-  const auto path = write("countries.csv", "iso2,name,tier,g2g_partner\nUS,United, States,1,0\n");
-  expect_config_error([&] { (void)load_countries(path); }, path + ":2:");
+  // `US,United, States,1,0`: the fifth field, `0`, starts at byte 21.
+  const auto more = write("countries.csv", "iso2,name,tier,g2g_partner\nUS,United, States,1,0\n");
+  expect_config_error([&] { (void)load_countries(more); },
+                      more + ":2:21: WRONG_FIELD_COUNT: expected 4 fields, found 5");
+  const auto fewer = write("fewer.csv", "iso2,name,tier,g2g_partner\nAE,Emirates,2,0\nUS,United States,1\n");
+  expect_config_error([&] { (void)load_countries(fewer); },
+                      fewer + ":3:18: WRONG_FIELD_COUNT: expected 4 fields, found 3");
+  const country_table countries = load_countries((datasets_dir() / "countries.csv").string());
+  for (const auto& [line, where] :
+       {std::pair{"E1,US,NONE,,x", ":2:13: WRONG_FIELD_COUNT: expected 4 fields, found 5"},
+        std::pair{"E1,US,NONE", ":2:7: WRONG_FIELD_COUNT: expected 4 fields, found 3"},
+        std::pair{"E1,US,NONE,,",
+                  ":2:13: WRONG_FIELD_COUNT: expected 4 fields, found 5: the "
+                  "line ends with a comma"}}) {
+    try {
+      (void)parse_entities(std::string("entity,hq_country,status,nveu_countries\n") + line + "\n",
+                           "entities.csv", countries);
+      ADD_FAILURE() << "accepted: " << line;
+    } catch (const parse_error& e) {
+      EXPECT_EQ(std::string(e.what()).rfind(std::string("entities.csv") + where, 0), 0U) << e.what();
+    }
+  }
 }
 
 TEST_F(ReferenceFiles, CountriesUnterminatedQuote)
