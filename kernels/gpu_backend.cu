@@ -123,7 +123,8 @@ struct accumulator_table {
   bool carried                = false;  ///< one word a cell (`carried_layout`), width 1
 };
 
-enum dense_table_id : int {
+/// Which of `dense_tables::table` holds which total.
+enum : int {
   country_totals = 0,
   country_cap_totals,
   chip_totals,

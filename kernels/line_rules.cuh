@@ -48,7 +48,6 @@ struct rule_tables_view {
   int nveu_phase_count         = 0;
 };
 
-inline constexpr std::uint8_t pathway_license = static_cast<std::uint8_t>(pathway::license);
 inline constexpr std::uint8_t pathway_lpp     = static_cast<std::uint8_t>(pathway::lpp);
 inline constexpr std::uint8_t pathway_nveu    = static_cast<std::uint8_t>(pathway::nveu);
 inline constexpr std::uint8_t pathway_uveu    = static_cast<std::uint8_t>(pathway::uveu);
