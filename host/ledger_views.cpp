@@ -11,6 +11,7 @@
 #include "file_io.hpp"
 #include "key_table.hpp"
 #include "ledger_state.hpp"
+#include "spreadsheet_hints.hpp"
 #include "terminal_text.hpp"
 
 #include <nlohmann/json.hpp>
@@ -389,7 +390,7 @@ inventory_reading reconcile_inventory(const reference_data& ref, const ledger_un
             inventory_path, units.line, units.column, "BAD_QUANTITY",
             detail::quoted(units.value) +
                 (digits ? " is past 9223372036854775807 (2^63 - 1), the most units a row may report"
-                        : " is not a non-negative integer"));
+                        : " is not a non-negative integer" + detail::quantity_hint(units.value)));
       }
       // Chip keys match case-insensitively, as in shipment logs; others are upper-cased (as the
       // ad-hoc chips of the ledger's lines are).

@@ -1528,6 +1528,11 @@ TEST_F(ledger_test, ReconcileMergesKeysAndRefusesTheFirstBadLine)
             "E2,IN,H100-SXM,2,\n",
             "inventory.csv:3:18: WRONG_FIELD_COUNT: expected 4 fields, found 5: the line ends with a comma"},
         std::pair{"E2,IN,H100-SXM\n", "inventory.csv:3:7: WRONG_FIELD_COUNT: expected 4 fields, found 3\n"},
+        // saved by a spreadsheet: said as in a log
+        std::pair{
+            "E2,IN,H100-SXM,\"1,200\"\n",
+            "inventory.csv:3:16: BAD_QUANTITY: '1,200' is not a non-negative integer; thousands separators "
+            "are not read: write the digits alone\n"},
         std::pair{"E1,AE,H100-SXM,8\nE2,QQ,H100-SXM,1\n", "inventory.csv:3:1: DUPLICATE_ID"},
         std::pair{"E2,QQ,H100-SXM,1\nE1,AE,H100-SXM,8\n", "inventory.csv:3:4: UNKNOWN_COUNTRY"}}) {
     write_text(at("inventory.csv"), head + rows);
