@@ -1528,7 +1528,10 @@ TEST_F(ledger_test, ReconcileMergesKeysAndRefusesTheFirstBadLine)
             "E2,IN,H100-SXM,2,\n",
             "inventory.csv:3:1: WRONG_FIELD_COUNT: expected 4 fields, found 5: the line ends with a comma"},
         std::pair{"E1,AE,H100-SXM,8\nE2,QQ,H100-SXM,1\n", "inventory.csv:3:1: DUPLICATE_ID"},
-        std::pair{"E2,QQ,H100-SXM,1\nE1,AE,H100-SXM,8\n", "inventory.csv:3:4: UNKNOWN_COUNTRY"}}) {
+        std::pair{"E2,QQ,H100-SXM,1\nE1,AE,H100-SXM,8\n", "inventory.csv:3:4: UNKNOWN_COUNTRY"},
+        std::pair{"E2,Germany,H100-SXM,1\n",
+                  "inventory.csv:3:4: UNKNOWN_COUNTRY: 'Germany' is not in the countries table; did you "
+                  "mean 'DE'?\n"}}) {
     write_text(at("inventory.csv"), head + rows);
     for (const char* flags : {"", " --replay"}) {
       EXPECT_EQ(cli(std::string("reconcile l.db --inventory inventory.csv") + flags), 2) << rows;
