@@ -90,7 +90,8 @@ entity_table parse_entities(std::string_view text, const std::string& path, cons
       row.hq_country = countries.find(hq.value);
       if (row.hq_country < 0) {
         throw parse_error(path, hq.line, hq.column, "UNKNOWN_COUNTRY",
-                          detail::quoted(hq.value) + " is not in the countries table");
+                          detail::quoted(hq.value) + " is not in the countries table" +
+                              detail::did_you_mean(country_spelled_alike(countries, hq.value)));
       }
     }
 
@@ -124,11 +125,14 @@ entity_table parse_entities(std::string_view text, const std::string& path, cons
         if (iso.empty()) { continue; }
         const int code = countries.find(iso);
         if (code < 0) {
-          // `AE, IN` (a quoted list written with commas, as for a spreadsheet cell) reads as one code.
-          const bool commas = iso.find_first_of(", ") != std::string_view::npos;
-          throw parse_error(path, nveu.line, nveu.column, "UNKNOWN_COUNTRY",
-                            detail::quoted(iso) + " in nveu_countries is not in the countries table" +
-                                (commas ? ": separate the codes with ';' (AE;IN)" : ""));
+          // `AE, IN` (a quoted list written with commas, as for a spreadsheet cell) reads as one code;
+          // but one country's name or code (`United Arab Emirates`, `U. K.`) is not a list.
+          const std::string alike = country_spelled_alike(countries, iso);
+          const bool commas       = alike.empty() && iso.find_first_of(", ") != std::string_view::npos;
+          throw parse_error(
+              path, nveu.line, nveu.column, "UNKNOWN_COUNTRY",
+              detail::quoted(iso) + " in nveu_countries is not in the countries table" +
+                  (commas ? ": separate the codes with ';' (AE;IN)" : detail::did_you_mean(alike)));
         }
         row.nveu_countries.push_back(static_cast<std::uint16_t>(code));
       }

@@ -368,8 +368,9 @@ inventory_reading reconcile_inventory(const reference_data& ref, const ledger_un
         throw parse_error(
             inventory_path, country.line, country.column, "UNKNOWN_COUNTRY",
             detail::quoted(country.value) + " is not in the countries table" +
-                (repeated_header ? ": the line repeats the header row (files joined together?); remove it"
-                                 : ""));
+                (repeated_header
+                     ? ": the line repeats the header row (files joined together?); remove it"
+                     : detail::did_you_mean(country_spelled_alike(ref.countries, country.value))));
       }
       if (chip.value.empty()) {
         throw parse_error(inventory_path, chip.line, chip.column, "EMPTY_FIELD", "empty chip");
@@ -404,7 +405,7 @@ inventory_reading reconcile_inventory(const reference_data& ref, const ledger_un
         notes.push_back("capledger: note: " + inventory_path + ":" + std::to_string(chip.line) + ":" +
                         std::to_string(chip.column) + ": chip " + detail::quoted(chip.value) +
                         " is in neither the chips table nor the ledger: its units are unshipped" +
-                        (alike.empty() ? "" : "; did you mean " + detail::quoted(alike) + "?"));
+                        detail::did_you_mean(alike));
       }
       const std::int32_t chip_code =
           chip_row >= 0 ? chips.encode(ref.chips.rows[static_cast<std::size_t>(chip_row)].key)

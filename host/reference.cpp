@@ -5,6 +5,7 @@
 #include <capledger/shipments.hpp>
 
 #include "csv.hpp"
+#include "iso_countries.hpp"
 #include "terminal_text.hpp"
 
 #include <nlohmann/json.hpp>
@@ -14,6 +15,7 @@
 #include <charconv>
 #include <climits>
 #include <cmath>
+#include <iterator>
 #include <map>
 #include <set>
 
@@ -37,24 +39,81 @@ int chip_table::find(std::string_view key) const
   return it == code_of.end() ? -1 : it->second;
 }
 
+namespace {
+
+/// @p c as `*_spelled_alike` compare text: an ASCII letter upper-cased, a digit, or 0 (skipped).
+char letter_or_digit(char c)
+{
+  if ((c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z')) { return c; }
+  return c >= 'a' && c <= 'z' ? static_cast<char>(c - 'a' + 'A') : '\0';
+}
+
+/// @p text as `*_spelled_alike` compare it: its ASCII letters (upper-cased) and digits alone.
+std::string letters_and_digits(std::string_view text)
+{
+  std::string kept;
+  for (const char c : text) {
+    if (const char kept_c = letter_or_digit(c)) { kept.push_back(kept_c); }
+  }
+  return kept;
+}
+
+/// Whether `letters_and_digits(text) == folded`, without a string for each row a file's rejected
+/// lines compare against (a log of unknown countries would pay for one per country per line).
+bool folds_to(std::string_view text, std::string_view folded)
+{
+  std::size_t at = 0;
+  for (const char c : text) {
+    const char kept = letter_or_digit(c);
+    if (kept == '\0') { continue; }
+    if (at == folded.size() || folded[at] != kept) { return false; }
+    ++at;
+  }
+  return at == folded.size();
+}
+
+}  // namespace
+
 std::string chip_spelled_alike(const chip_table& chips, std::string_view key)
 {
-  const auto letters_and_digits = [](std::string_view text) {
-    std::string kept;
-    for (const char c : text) {
-      if ((c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z')) { kept.push_back(c); }
-      if (c >= 'a' && c <= 'z') { kept.push_back(static_cast<char>(c - 'a' + 'A')); }
-    }
-    return kept;
-  };
   const std::string wanted = letters_and_digits(key);
   std::string found;
   for (const chip& row : chips.rows) {
-    if (!row.known || wanted.empty() || letters_and_digits(row.key) != wanted) { continue; }
+    if (!row.known || wanted.empty() || !folds_to(row.key, wanted)) { continue; }
     if (!found.empty()) { return ""; }  // several: no guess
     found = row.key;
   }
   return found;
+}
+
+std::string country_spelled_alike(const country_table& countries, std::string_view value)
+{
+  const std::string wanted = letters_and_digits(value);
+  if (wanted.empty()) { return ""; }
+  // A name first: no ISO country's name is as short as a code, so the order only matters for
+  // tables of one's own.
+  std::string found;
+  for (const country& row : countries.rows) {
+    if (!folds_to(row.name, wanted) || row.iso2 == found) { continue; }
+    if (!found.empty()) { return ""; }  // several countries of that name: no guess
+    found = row.iso2;
+  }
+  if (!found.empty()) { return found; }
+  const auto in_table = [&countries](std::string_view iso2) {
+    return countries.find(iso2) >= 0 ? std::string(iso2) : std::string();
+  };
+  if (wanted.size() == 2 && countries.find(wanted) >= 0) { return wanted; }  // `U.S.`, ` us`
+  if (wanted.size() == 3) {
+    const auto* const end = std::end(detail::iso_alpha3_codes);
+    const auto* const it  = std::lower_bound(
+         std::begin(detail::iso_alpha3_codes), end, wanted,
+         [](const detail::iso_code_alias& entry, const std::string& code) { return entry.code < code; });
+    return it != end && it->code == wanted ? in_table(it->alpha2) : "";
+  }
+  for (const detail::iso_code_alias& reserved : detail::iso_reserved_codes) {
+    if (reserved.code == wanted) { return in_table(reserved.alpha2); }
+  }
+  return "";
 }
 
 std::uint16_t chip_table::add_adhoc(std::string_view key)

@@ -364,6 +364,11 @@ class reference_lookup {
   {
     return capledger::chip_spelled_alike(initial_chips_, key);
   }
+  /// @return `country_spelled_alike` of @p value among the countries
+  [[nodiscard]] std::string country_spelled_alike(std::string_view value) const
+  {
+    return capledger::country_spelled_alike(*countries_, value);
+  }
   /// @return the pathway of @p name (any case), or -1
   [[nodiscard]] static int pathway_of(std::string_view name)
   {
@@ -1397,7 +1402,9 @@ std::optional<line_defect> shipment_log_builder::state::check_line(const detail:
   if (value(c_entity).empty()) { return line_defect{"EMPTY_FIELD", "empty entity", c_entity}; }
   const int country = lookup.country(value(c_country));
   if (country < 0) {
-    return line_defect{"UNKNOWN_COUNTRY", detail::quoted(value(c_country)) + " is not in the countries table",
+    return line_defect{"UNKNOWN_COUNTRY",
+                       detail::quoted(value(c_country)) + " is not in the countries table" +
+                           detail::did_you_mean(lookup.country_spelled_alike(value(c_country))),
                        c_country};
   }
   std::int64_t quantity = 0;
@@ -1420,7 +1427,7 @@ std::optional<line_defect> shipment_log_builder::state::check_line(const detail:
       return line_defect{"UNKNOWN_CHIP",
                          detail::quoted(value(c_chip)) +
                              " is not in the chips table and the line has no tpp_per_unit" +
-                             (alike.empty() ? "" : "; did you mean " + detail::quoted(alike) + "?"),
+                             detail::did_you_mean(alike),
                          c_chip};
     }
     tpp_per_unit = lookup.chip_tpp(chip);

@@ -120,6 +120,11 @@ std::string quoted(std::string_view value)
   return "'" + terminal_text(value) + "'";
 }
 
+std::string did_you_mean(std::string_view alike)
+{
+  return alike.empty() ? std::string() : "; did you mean " + quoted(alike) + "?";
+}
+
 terminal_guard::terminal_guard(std::ostream& stream) : stream_(stream), sink_(stream.rdbuf())
 {
   stream_.rdbuf(this);

@@ -32,6 +32,10 @@ namespace capledger::detail {
 /// @brief `'` + `terminal_text(value)` + `'`: a value as messages quote it.
 [[nodiscard]] std::string quoted(std::string_view value);
 
+/// @brief `; did you mean 'ALIKE'?` after a message about a value no table knows, or "" when
+/// @p alike is empty (no `*_spelled_alike` guess).
+[[nodiscard]] std::string did_you_mean(std::string_view alike);
+
 /// @brief Stands between a stream for people and its buffer until destroyed, passing everything
 /// written on escaped as `terminal_text` escapes it except `\n`, which ends a message's lines,
 /// and `\`, which is a quoted value's own escape. The last guard of stderr: whoever built a

@@ -390,6 +390,27 @@ TEST(IngestRejects, UnknownChipSpelledLikeAKnownOneIsNamed)
   }
 }
 
+// So is an unknown country written as one of the table: by name, alpha-3 code or reserved code.
+TEST(IngestRejects, UnknownCountryWrittenLikeAKnownOneIsNamed)
+{
+  for (const auto& [country, said] :
+       {std::pair{"UK",
+                  "log.csv:2:18: UNKNOWN_COUNTRY: 'UK' is not in the countries table; did you mean 'GB'?"},
+        std::pair{"usa",
+                  "log.csv:2:18: UNKNOWN_COUNTRY: 'usa' is not in the countries table; did you mean 'US'?"},
+        std::pair{"\"united states\"",
+                  "log.csv:2:18: UNKNOWN_COUNTRY: 'united states' is not in the countries table; did you "
+                  "mean 'US'?"},
+        std::pair{"Atlantis", "log.csv:2:18: UNKNOWN_COUNTRY: 'Atlantis' is not in the countries table"}}) {
+    try {
+      (void)ingest(header + "S1,2025-02-01,E1," + country + ",H100-SXM,10\n");
+      ADD_FAILURE() << country << " accepted";
+    } catch (const parse_error& e) {
+      EXPECT_EQ(std::string(e.what()), said);
+    }
+  }
+}
+
 TEST(IngestRejects, UnknownPathway)
 {
   // `S1,2025-02-01,E1,AE,H100-SXM,10,` is 32 bytes.

@@ -1534,7 +1534,10 @@ TEST_F(ledger_test, ReconcileMergesKeysAndRefusesTheFirstBadLine)
             "inventory.csv:3:16: BAD_QUANTITY: '1,200' is not a non-negative integer; thousands separators "
             "are not read: write the digits alone\n"},
         std::pair{"E1,AE,H100-SXM,8\nE2,QQ,H100-SXM,1\n", "inventory.csv:3:1: DUPLICATE_ID"},
-        std::pair{"E2,QQ,H100-SXM,1\nE1,AE,H100-SXM,8\n", "inventory.csv:3:4: UNKNOWN_COUNTRY"}}) {
+        std::pair{"E2,QQ,H100-SXM,1\nE1,AE,H100-SXM,8\n", "inventory.csv:3:4: UNKNOWN_COUNTRY"},
+        std::pair{"E2,Germany,H100-SXM,1\n",
+                  "inventory.csv:3:4: UNKNOWN_COUNTRY: 'Germany' is not in the countries table; did you "
+                  "mean 'DE'?\n"}}) {
     write_text(at("inventory.csv"), head + rows);
     for (const char* flags : {"", " --replay"}) {
       EXPECT_EQ(cli(std::string("reconcile l.db --inventory inventory.csv") + flags), 2) << rows;

@@ -8,11 +8,14 @@
 
 #include <gtest/gtest.h>
 
+#include "iso_countries.hpp"
 #include "test_support.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <string>
 
 #include <unistd.h>
@@ -116,6 +119,80 @@ TEST(ChipSpelledAlike, OnlyOneOfTheTablesOwnChips)
   chips.code_of.emplace(extra.key, static_cast<std::uint16_t>(chips.rows.size()));
   chips.rows.push_back(extra);
   EXPECT_EQ(chip_spelled_alike(chips, "H100 SXM"), "");
+}
+
+// A country the table does not know, written as one it does by name (any case, spaces around;
+// the whole name: `nigeria` is not Niger), by its ISO alpha-3 code or by an exceptionally
+// reserved code: named for messages.
+TEST(CountrySpelledAlike, NamesAlpha3AndReservedCodesOfTheBundledTable)
+{
+  const country_table countries = load_countries((datasets_dir() / "countries.csv").string());
+  for (const auto& [value, alike] : {std::pair{"UK", "GB"},
+                                     std::pair{"uk", "GB"},
+                                     std::pair{"USA", "US"},
+                                     std::pair{"usa", "US"},
+                                     std::pair{"DEU", "DE"},
+                                     std::pair{"United States", "US"},
+                                     std::pair{"united states", "US"},
+                                     std::pair{" Germany ", "DE"},
+                                     std::pair{"EL", "GR"},
+                                     std::pair{"united kingdom", "GB"},
+                                     std::pair{"GBR", "GB"},
+                                     std::pair{"chn", "CN"},
+                                     std::pair{"ARE", "AE"},
+                                     std::pair{"U.S.", "US"},
+                                     std::pair{"nigeria", "NG"},
+                                     std::pair{"Germanys", ""},
+                                     std::pair{"Korea, Republic of", ""},
+                                     std::pair{"XX", ""},
+                                     std::pair{"ZZZ", ""},
+                                     std::pair{"", ""},
+                                     std::pair{"Atlantis", ""},
+                                     std::pair{" . ", ""}}) {
+    EXPECT_EQ(country_spelled_alike(countries, value), alike) << "'" << value << "'";
+  }
+}
+
+// Only a country of the table given (`--countries` may be one's own): no guess at a code it lacks,
+// none between two rows of one name.
+TEST(CountrySpelledAlike, OnlyCountriesOfTheTableGiven)
+{
+  const country_table countries = parse_countries(
+      "iso2,name,tier,g2g_partner\nDE,Germany,1,0\nUS,United States,1,0\nXA,Atlantis,2,0\nXB,ATLANTIS,3,0\n",
+      "mine.csv");
+  EXPECT_EQ(country_spelled_alike(countries, "USA"), "US");
+  EXPECT_EQ(country_spelled_alike(countries, "germany"), "DE");
+  for (const char* value : {"UK", "GBR", "United Kingdom", "EL", "GRC", "Atlantis"}) {
+    EXPECT_EQ(country_spelled_alike(countries, value), "") << value;
+  }
+}
+
+// The embedded ISO data: every alpha-3 code three capitals, ascending (binary search) and once,
+// each standing for a distinct code of the bundled table (both hold the 249 ISO countries); the
+// reserved codes two capitals that are not ISO codes themselves.
+TEST(CountrySpelledAlike, EmbeddedIsoCodesAreWellFormedAndSorted)
+{
+  const country_table countries = load_countries((datasets_dir() / "countries.csv").string());
+  const auto capitals           = [](std::string_view code, std::size_t size) {
+    return code.size() == size &&
+           std::all_of(code.begin(), code.end(), [](char c) { return c >= 'A' && c <= 'Z'; });
+  };
+  std::set<std::string_view> alpha2;
+  std::string_view previous;
+  for (const detail::iso_code_alias& entry : detail::iso_alpha3_codes) {
+    EXPECT_TRUE(capitals(entry.code, 3)) << entry.code;
+    EXPECT_TRUE(capitals(entry.alpha2, 2)) << entry.code << " " << entry.alpha2;
+    EXPECT_LT(previous, entry.code) << "not ascending, or twice: " << entry.code;
+    EXPECT_GE(countries.find(entry.alpha2), 0) << entry.code << " " << entry.alpha2;
+    EXPECT_TRUE(alpha2.insert(entry.alpha2).second) << entry.code << " " << entry.alpha2;
+    previous = entry.code;
+  }
+  EXPECT_EQ(alpha2.size(), countries.rows.size());
+  for (const detail::iso_code_alias& entry : detail::iso_reserved_codes) {
+    EXPECT_TRUE(capitals(entry.code, 2)) << entry.code;
+    EXPECT_LT(countries.find(entry.code), 0) << entry.code;
+    EXPECT_GE(countries.find(entry.alpha2), 0) << entry.code << " " << entry.alpha2;
+  }
 }
 
 TEST(BundledReference, RuleSetLoads)
@@ -340,6 +417,23 @@ TEST_F(ReferenceFiles, NveuCountriesColumnIsNeededOnlyByNveuEntities)
   }
 }
 
+// An unknown hq_country written as a country of the table is named, as an unknown chip is.
+TEST_F(ReferenceFiles, UnknownHqCountryNamesTheCountryItIsWrittenLike)
+{
+  const country_table countries = load_countries((datasets_dir() / "countries.csv").string());
+  for (const auto& [cell, said] :
+       {std::pair{"USA", "'USA' is not in the countries table; did you mean 'US'?"},
+        std::pair{"ZZ", "'ZZ' is not in the countries table"}}) {
+    const auto path = write("e.csv", std::string("entity,hq_country,status\nE1,") + cell + ",NONE\n");
+    try {
+      (void)load_entities(path, countries);
+      ADD_FAILURE() << "accepted: " << cell;
+    } catch (const parse_error& e) {
+      EXPECT_EQ(std::string(e.what()), path + ":2:4: UNKNOWN_COUNTRY: " + said) << cell;
+    }
+  }
+}
+
 // nveu_countries is `;`-separated (SPEC §1.2); a list written with commas or spaces (`"AE, IN"`, as
 // a spreadsheet cell holds one) is one unknown code, and the message says how to write the list.
 TEST_F(ReferenceFiles, NveuCountriesWrittenWithCommasSayHowToSeparateThem)
@@ -352,7 +446,12 @@ TEST_F(ReferenceFiles, NveuCountriesWrittenWithCommasSayHowToSeparateThem)
         std::pair{"AE IN",
                   "'AE IN' in nveu_countries is not in the countries table: "
                   "separate the codes with ';' (AE;IN)"},
-        std::pair{"AE;XX", "'XX' in nveu_countries is not in the countries table"}}) {
+        std::pair{"AE;XX", "'XX' in nveu_countries is not in the countries table"},
+        std::pair{"AE;UK", "'UK' in nveu_countries is not in the countries table; did you mean 'GB'?"},
+        // one country's name, though it holds spaces: the country, not how to separate codes
+        std::pair{
+            "United Arab Emirates",
+            "'United Arab Emirates' in nveu_countries is not in the countries table; did you mean 'AE'?"}}) {
     const auto path =
         write("e.csv", std::string("entity,hq_country,status,nveu_countries\nE2,DE,NVEU,") + cell + "\n");
     try {
