@@ -61,4 +61,29 @@ inline constexpr iso_code_alias iso_alpha3_codes[] = {
 /// Kingdom's own code, reserved at its request) and `EL` (the EU's code for Greece).
 inline constexpr iso_code_alias iso_reserved_codes[] = {{"EL", "GR"}, {"UK", "GB"}};
 
+/// Other names exports give a country, as `country_spelled_alike` compares them (ASCII letters,
+/// upper-cased, and digits), ascending: common names where the table holds the formal one
+/// (`Russia`, `Turkey`, `Czech Republic`, `Burma`), formal ones where it holds the common one
+/// (`Korea, Republic of`, `Iran, Islamic Republic of`), abbreviations (`UAE`, `PRC`, `DPRK`, `DRC`)
+/// and the United Kingdom's nations. Written by hand (2026-11-27); none is an alpha-3 code.
+// clang-format off
+inline constexpr iso_code_alias iso_other_names[] = {
+    {"BOLIVIAPLURINATIONALSTATEOF", "BO"}, {"BRITAIN", "GB"}, {"BRUNEI", "BN"}, {"BURMA", "MM"},
+    {"CAPEVERDE", "CV"}, {"CONGOBRAZZAVILLE", "CG"}, {"CONGOKINSHASA", "CD"}, {"COTEDIVOIRE", "CI"},
+    {"CZECHREPUBLIC", "CZ"}, {"DEMOCRATICPEOPLESREPUBLICOFKOREA", "KP"}, {"DEMOCRATICREPUBLICOFCONGO", "CD"},
+    {"DEMOCRATICREPUBLICOFTHECONGO", "CD"}, {"DPRK", "KP"}, {"DRC", "CD"}, {"DRCONGO", "CD"},
+    {"ENGLAND", "GB"}, {"GREATBRITAIN", "GB"}, {"HOLLAND", "NL"}, {"HOLYSEE", "VA"}, {"HONGKONGSAR", "HK"},
+    {"IRANISLAMICREPUBLICOF", "IR"}, {"ISLAMICREPUBLICOFIRAN", "IR"}, {"IVORYCOAST", "CI"},
+    {"KINGDOMOFSAUDIARABIA", "SA"}, {"KOREADEMOCRATICPEOPLESREPUBLICOF", "KP"}, {"KOREANORTH", "KP"},
+    {"KOREAREPUBLICOF", "KR"}, {"KOREASOUTH", "KR"}, {"KSA", "SA"}, {"LAOPDR", "LA"},
+    {"LAOPEOPLESDEMOCRATICREPUBLIC", "LA"}, {"MACAOSAR", "MO"}, {"MACAU", "MO"}, {"MACAUSAR", "MO"},
+    {"MACEDONIA", "MK"}, {"MAINLANDCHINA", "CN"}, {"MICRONESIA", "FM"}, {"MOLDOVAREPUBLICOF", "MD"},
+    {"NORTHERNIRELAND", "GB"}, {"PALESTINE", "PS"}, {"PEOPLESREPUBLICOFCHINA", "CN"}, {"PRC", "CN"},
+    {"REPUBLICOFKOREA", "KR"}, {"REPUBLICOFTHECONGO", "CG"}, {"ROK", "KR"}, {"RUSSIA", "RU"},
+    {"SCOTLAND", "GB"}, {"SWAZILAND", "SZ"}, {"SYRIANARABREPUBLIC", "SY"}, {"TAIWANPROVINCEOFCHINA", "TW"},
+    {"TANZANIAUNITEDREPUBLICOF", "TZ"}, {"THENETHERLANDS", "NL"}, {"TURKEY", "TR"}, {"TURKIYE", "TR"},
+    {"UAE", "AE"}, {"UNITEDSTATESOFAMERICA", "US"}, {"VATICAN", "VA"}, {"VATICANCITY", "VA"},
+    {"VENEZUELABOLIVARIANREPUBLICOF", "VE"}, {"WALES", "GB"}};
+// clang-format on
+
 }  // namespace capledger::detail

@@ -102,14 +102,18 @@ std::string country_spelled_alike(const country_table& countries, std::string_vi
   const auto in_table = [&countries](std::string_view iso2) {
     return countries.find(iso2) >= 0 ? std::string(iso2) : std::string();
   };
-  if (wanted.size() == 2 && countries.find(wanted) >= 0) { return wanted; }  // `U.S.`, ` us`
-  if (wanted.size() == 3) {
-    const auto* const end = std::end(detail::iso_alpha3_codes);
+  const auto look_up = [&wanted](const auto& aliases) -> std::string_view {
+    const auto* const end = std::end(aliases);
     const auto* const it  = std::lower_bound(
-         std::begin(detail::iso_alpha3_codes), end, wanted,
+         std::begin(aliases), end, wanted,
          [](const detail::iso_code_alias& entry, const std::string& code) { return entry.code < code; });
-    return it != end && it->code == wanted ? in_table(it->alpha2) : "";
+    return it != end && it->code == wanted ? it->alpha2 : std::string_view();
+  };
+  if (const std::string_view other = look_up(detail::iso_other_names); !other.empty()) {
+    return in_table(other);
   }
+  if (wanted.size() == 2 && countries.find(wanted) >= 0) { return wanted; }  // `U.S.`, ` us`
+  if (wanted.size() == 3) { return in_table(look_up(detail::iso_alpha3_codes)); }
   for (const detail::iso_code_alias& reserved : detail::iso_reserved_codes) {
     if (reserved.code == wanted) { return in_table(reserved.alpha2); }
   }

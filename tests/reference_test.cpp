@@ -143,7 +143,18 @@ TEST(CountrySpelledAlike, NamesAlpha3AndReservedCodesOfTheBundledTable)
                                      std::pair{"U.S.", "US"},
                                      std::pair{"nigeria", "NG"},
                                      std::pair{"Germanys", ""},
-                                     std::pair{"Korea, Republic of", ""},
+                                     std::pair{"Korea, Republic of", "KR"},
+                                     std::pair{"Russia", "RU"},
+                                     std::pair{"turkey", "TR"},
+                                     std::pair{"U.A.E.", "AE"},
+                                     std::pair{"Czech Republic", "CZ"},
+                                     std::pair{"Burma", "MM"},
+                                     std::pair{"DPRK", "KP"},
+                                     std::pair{"England", "GB"},
+                                     std::pair{"Ivory Coast", "CI"},
+                                     std::pair{"P.R.C.", "CN"},
+                                     std::pair{"Korea", ""},
+                                     std::pair{"Russias", ""},
                                      std::pair{"XX", ""},
                                      std::pair{"ZZZ", ""},
                                      std::pair{"", ""},
@@ -192,6 +203,29 @@ TEST(CountrySpelledAlike, EmbeddedIsoCodesAreWellFormedAndSorted)
     EXPECT_TRUE(capitals(entry.code, 2)) << entry.code;
     EXPECT_LT(countries.find(entry.code), 0) << entry.code;
     EXPECT_GE(countries.find(entry.alpha2), 0) << entry.code << " " << entry.alpha2;
+  }
+  // Other names: folded (capitals and digits), ascending and once, none an alpha-3 code or the
+  // table's own name (those are found first), each for a country of the table.
+  previous = {};
+  for (const detail::iso_code_alias& entry : detail::iso_other_names) {
+    EXPECT_TRUE(entry.code.size() >= 3 &&
+                std::all_of(entry.code.begin(), entry.code.end(),
+                            [](char c) { return (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'); }))
+        << entry.code;
+    EXPECT_LT(previous, entry.code) << "not ascending, or twice: " << entry.code;
+    EXPECT_GE(countries.find(entry.alpha2), 0) << entry.code << " " << entry.alpha2;
+    for (const detail::iso_code_alias& alpha3 : detail::iso_alpha3_codes) {
+      EXPECT_NE(alpha3.code, entry.code);
+    }
+    for (const country& row : countries.rows) {
+      std::string folded;
+      for (const char c : row.name) {
+        if ((c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) { folded.push_back(c); }
+        if (c >= 'a' && c <= 'z') { folded.push_back(static_cast<char>(c - 'a' + 'A')); }
+      }
+      EXPECT_NE(folded, entry.code) << row.name;
+    }
+    previous = entry.code;
   }
 }
 

@@ -37,9 +37,10 @@ struct country_table {
 
 /// @brief Of the table's countries, the ISO code of the one @p value most plausibly names, for
 /// messages about a country the table does not know: its name (`united states`, ` Germany `), its
-/// code with dots or spaces (`U.S.`), its ISO 3166-1 alpha-3 code (`USA`, `deu`) or the
-/// exceptional reservations `UK` (GB) and `EL` (GR). Compared as `chip_spelled_alike` compares:
-/// ASCII letters and digits alone, in any case. "" when none is in the table, or several names are.
+/// code with dots or spaces (`U.S.`), another name exports use (`Russia`, `UAE`, `Burma`), its
+/// ISO 3166-1 alpha-3 code (`USA`, `deu`) or the exceptional reservations `UK` (GB) and `EL` (GR). Compared
+/// as `chip_spelled_alike` compares: ASCII letters and digits alone, in any case. "" when none is in the
+/// table, or several names are.
 [[nodiscard]] std::string country_spelled_alike(const country_table& countries, std::string_view value);
 
 /// @brief One row of `chips.csv`.
