@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <new>
 
 namespace capledger::detail {
 
@@ -119,17 +120,25 @@ std::vector<line_chunk> cut_at_line_starts(std::string_view text, std::size_t fr
 void gpu_read_ahead::read(std::string_view text, std::size_t from, std::size_t to,
                           const device_csv::line_layout& layout, lines_read_ahead& out)
 {
-  if (!failure()) {
+  if (reader_ && !failure()) {
     try {
       reader_->read(text, from, to, layout, out);
       return;
     } catch (const device_error& e) {
       const std::lock_guard<std::mutex> lock(mutex_);
       failure_ = e.what();
+    } catch (const std::bad_alloc&) {
+      const std::lock_guard<std::mutex> lock(mutex_);
+      failure_ = "host memory short for the lines read on the GPU";
     }
   }
   out.clear();  // no line read ahead: the parsing threads read them all
   out.from = from;
+}
+
+void gpu_read_ahead::release()
+{
+  reader_.reset();
 }
 
 std::optional<std::string> gpu_read_ahead::failure() const

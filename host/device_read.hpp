@@ -101,7 +101,9 @@ class gpu_line_reader {
 
 /// @brief Lines read ahead on the GPU until it fails, then by no one (every line the parsing
 /// threads'): a GPU that fails while a log is read costs time, not the report. What failed is
-/// kept for a note. `read` is `ingest_options::read_ahead`'s work (one thread at a time).
+/// kept for a note. `read` is `ingest_options::read_ahead`'s work (one thread at a time). Host
+/// memory short for the results (`std::bad_alloc`: pinned staging fell back to pageable memory
+/// that is not there either) counts as the GPU failing.
 class gpu_read_ahead {
  public:
   explicit gpu_read_ahead(std::unique_ptr<gpu_line_reader> reader) : reader_(std::move(reader)) {}
@@ -109,6 +111,9 @@ class gpu_read_ahead {
             lines_read_ahead& out);
   /// @brief The GPU's error, once it failed (the lines from that window on were the host's).
   [[nodiscard]] std::optional<std::string> failure() const;
+  /// @brief Lets the reader go (its device buffers and pinned staging) once the log is read, so
+  /// the GPU aggregation sizes its passes without them; a later `read` reads nothing ahead.
+  void release();
 
  private:
   std::unique_ptr<gpu_line_reader> reader_;

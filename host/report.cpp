@@ -821,13 +821,18 @@ std::shared_ptr<detail::gpu_read_ahead> gpu_ingest_if_asked(const report_options
 }
 
 /// After the ingest: says whether the GPU ingest failed on the way (the host read the rest).
-void note_gpu_ingest_failure(const detail::gpu_read_ahead* ingest, std::ostream& diagnostics)
+/// Once the log is read: lets the GPU ingest's reader go (its device and pinned memory) and says
+/// what failed, if it did. @return the failure
+std::optional<std::string> finish_gpu_ingest(detail::gpu_read_ahead* ingest, std::ostream& diagnostics)
 {
-  if (ingest == nullptr) { return; }
-  if (const auto failure = ingest->failure()) {
+  if (ingest == nullptr) { return std::nullopt; }
+  ingest->release();
+  const auto failure = ingest->failure();
+  if (failure) {
     diagnostics << "capledger: note: the GPU ingest failed (" << *failure
                 << "); the host read the lines from there on\n";
   }
+  return failure;
 }
 
 }  // namespace
@@ -933,7 +938,7 @@ int run_report(const report_options& options, std::ostream& out, std::ostream& d
       rejects.commit_stopped(diagnostics);
       throw;
     }
-    note_gpu_ingest_failure(gpu_ingest.get(), diagnostics);
+    static_cast<void>(finish_gpu_ingest(gpu_ingest.get(), diagnostics));
     return emit_report(report, rejects, options, out, diagnostics);
   }
   shipment_log_builder builder(ref.countries, ref.chips, ingest);
@@ -948,10 +953,21 @@ int run_report(const report_options& options, std::ostream& out, std::ostream& d
     throw;
   }
   const shipment_log log = builder.finish();
-  note_gpu_ingest_failure(gpu_ingest.get(), diagnostics);
+  // A GPU that failed while it read lines may have lost its context (an illegal address is
+  // sticky): it aggregates nothing. `auto` takes the CPU, `gpu` exits 3, as for a GPU found
+  // unusable.
+  const std::optional<std::string> gpu_ingest_failure = finish_gpu_ingest(gpu_ingest.get(), diagnostics);
+  const std::string failed_while_reading =
+      gpu_ingest_failure ? "the GPU failed while it read the log: " + *gpu_ingest_failure : std::string();
+  if (engine && engine->name() == "gpu" && gpu_ingest_failure) {
+    if (options.backend == "gpu") { throw device_error(failed_while_reading); }
+    diagnostics << "capledger: backend cpu (" << failed_while_reading << ")\n";
+    engine = make_cpu_backend();
+  }
   if (!engine) {
     const auto [usable, why_not] = gpu_started.get();
-    if (choose_backend(options.backend, usable, why_not, memory, diagnostics) == "gpu") {
+    if (choose_backend(options.backend, usable && !gpu_ingest_failure,
+                       usable ? failed_while_reading : why_not, memory, diagnostics) == "gpu") {
       engine = make_gpu_backend();
     } else {
       diagnostics

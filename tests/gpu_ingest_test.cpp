@@ -558,12 +558,16 @@ TEST(GpuIngestReport, TheSameReportWithTheGpuIngestAskedFor)
 TEST(GpuIngestFallback, AFailingGpuCostsTimeNotTheLog)
 {
   struct failing_reader : detail::gpu_line_reader {
-    int calls   = 0;
-    int fail_at = 0;
+    int calls      = 0;
+    int fail_at    = 0;
+    bool host_side = false;  // host memory short for the results, not the device
     void read(std::string_view text, std::size_t from, std::size_t to, const device_csv::line_layout& layout,
               lines_read_ahead& out) override
     {
-      if (++calls >= fail_at) { throw gpu_memory_short("cudaMalloc: out of memory (a stand-in)"); }
+      if (++calls >= fail_at) {
+        if (host_side) { throw std::bad_alloc(); }
+        throw gpu_memory_short("cudaMalloc: out of memory (a stand-in)");
+      }
       detail::read_ahead_on_host(text, from, to, layout, bundled_tables(), out);
     }
   };
@@ -583,10 +587,13 @@ TEST(GpuIngestFallback, AFailingGpuCostsTimeNotTheLog)
   const shipment_log expected = build(nullptr);
   ASSERT_EQ(expected.columns.size(), 3000);
   ASSERT_EQ(expected.rejects.size(), 1U);
-  for (const int fail_at : {1, 2, 5}) {
-    SCOPED_TRACE("the GPU fails at its call " + std::to_string(fail_at));
+  for (const auto& [fail_at, host_side] : {std::pair{1, false}, std::pair{2, false}, std::pair{5, false},
+                                           std::pair{1, true}, std::pair{3, true}}) {
+    SCOPED_TRACE("the GPU fails at its call " + std::to_string(fail_at) +
+                 (host_side ? ", host memory short" : ""));
     auto reader                    = std::make_unique<failing_reader>();
     reader->fail_at                = fail_at;
+    reader->host_side              = host_side;
     const failing_reader& stand_in = *reader;
     detail::gpu_read_ahead gpu_ingest(std::move(reader));
     const shipment_log log =
@@ -594,7 +601,8 @@ TEST(GpuIngestFallback, AFailingGpuCostsTimeNotTheLog)
                   lines_read_ahead& out) { gpu_ingest.read(t, from, to, layout, out); });
     EXPECT_EQ(stand_in.calls, fail_at);  // not asked again once it failed
     ASSERT_TRUE(gpu_ingest.failure().has_value());
-    EXPECT_EQ(*gpu_ingest.failure(), "cudaMalloc: out of memory (a stand-in)");
+    EXPECT_EQ(*gpu_ingest.failure(), host_side ? "host memory short for the lines read on the GPU"
+                                               : "cudaMalloc: out of memory (a stand-in)");
     const shipment_columns& a = expected.columns;
     const shipment_columns& b = log.columns;
     EXPECT_TRUE(a.date == b.date && a.entity == b.entity && a.country == b.country && a.chip == b.chip &&
@@ -606,6 +614,37 @@ TEST(GpuIngestFallback, AFailingGpuCostsTimeNotTheLog)
     EXPECT_EQ(log.rejects[0].line, expected.rejects[0].line);
     EXPECT_EQ(log.rejects[0].reason, "BAD_DATE");
   }
+}
+
+// Once released (the log read), the reader is gone: a read reads nothing ahead and is no failure.
+TEST(GpuIngestFallback, ReleasedReaderReadsNothingAhead)
+{
+  struct counting_reader : detail::gpu_line_reader {
+    int* calls = nullptr;
+    void read(std::string_view text, std::size_t from, std::size_t to, const device_csv::line_layout& layout,
+              lines_read_ahead& out) override
+    {
+      ++*calls;
+      detail::read_ahead_on_host(text, from, to, layout, bundled_tables(), out);
+    }
+  };
+  const std::string text               = test::generate_with_bundled(50, 3).shipments;
+  const std::size_t body               = text.find('\n') + 1;
+  const device_csv::line_layout layout = layout_of(std::string_view(text).substr(0, body - 1));
+  int calls                            = 0;
+  auto reader                          = std::make_unique<counting_reader>();
+  reader->calls                        = &calls;
+  detail::gpu_read_ahead gpu_ingest(std::move(reader));
+  lines_read_ahead out;
+  gpu_ingest.read(text, body, text.size(), layout, out);
+  EXPECT_EQ(calls, 1);
+  EXPECT_EQ(out.size(), 50U);
+  gpu_ingest.release();
+  gpu_ingest.read(text, body, text.size(), layout, out);
+  EXPECT_EQ(calls, 1);
+  EXPECT_EQ(out.size(), 0U);
+  EXPECT_EQ(out.from, body);
+  EXPECT_FALSE(gpu_ingest.failure().has_value());
 }
 
 }  // namespace
