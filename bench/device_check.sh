@@ -138,7 +138,7 @@ if want bench; then
 fi
 
 # 4b. The GPU line reader (kernels/gpu_ingest.cu): its tests (also in step 2's whole suite; here
-# alone, with memcheck on the seam, CRLF and empty-range cases), then gpu_ingest_bench: the reader
+# alone, with memcheck on the seam, CRLF and empty-range cases, racecheck and synccheck on the seams), then gpu_ingest_bench: the reader
 # against read_ahead_on_host on one core and on all, and the builder (report's ingest, streaming
 # and columns) without lines read ahead, with the GPU reading them, and with this host reading
 # them, on a generated log of INGEST_LINES lines (8,000,000 by default, about 0.6 GB). Everything
@@ -150,10 +150,16 @@ if want ingest; then
     timeout 120 compute-sanitizer --tool memcheck --error-exitcode 9 "$tests" \
       --gtest_filter='GpuIngest.LinesAtAndAcrossChunkSeams:GpuIngest.CrlfLines:GpuIngest.EmptyRanges'
     echo "gpu ingest memcheck rc=$?"
+    # The kernel stages the tables in shared memory behind a __syncthreads (a card-less review's ask).
+    for tool in racecheck synccheck; do
+      timeout 90 compute-sanitizer --tool "$tool" --error-exitcode 9 "$tests" \
+        --gtest_filter='GpuIngest.LinesAtAndAcrossChunkSeams'
+      echo "gpu ingest $tool rc=$?"
+    done
     timeout "${BENCH_TIMEOUT:-150}" "$ingest_bench" --lines="${INGEST_LINES:-8000000}" --benchmark_min_time=0.5
     echo "gpu_ingest_bench rc=$?"
   } >"$out/ingest.log" 2>&1
-  grep -h '^\[  FAILED  \].*ms)$\|^\[  PASSED  \]\|SKIPPED \].*ms)$\|ERROR SUMMARY\| rc=\|^bm_\|^gpu_ingest_bench:' "$out/ingest.log" |
+  grep -h '^\[  FAILED  \].*ms)$\|^\[  PASSED  \]\|SKIPPED \].*ms)$\|ERROR SUMMARY\|RACECHECK SUMMARY\| rc=\|^bm_\|^gpu_ingest_bench:' "$out/ingest.log" |
     tee -a "$summary"
   say "ingest done after $((SECONDS - started)) s"
 fi
