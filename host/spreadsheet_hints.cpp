@@ -43,18 +43,26 @@ bool is_scientific_notation(std::string_view text) noexcept
 }
 
 /// `1,200`, `12 000`, `1'200'000`: groups of three digits after a first group of one to three,
-/// with one separator throughout. A point is left out: `1.200` may be a decimal.
+/// with one separator throughout: a comma, space or apostrophe, or the no-break spaces French and
+/// Swiss spreadsheets write (U+00A0, U+202F). A point is left out: `1.200` may be a decimal.
 bool has_thousands_separators(std::string_view text) noexcept
 {
+  static constexpr std::string_view separators[] = {",", " ", "'", "\xC2\xA0", "\xE2\x80\xAF"};
   std::size_t at          = text.empty() || (text[0] != '+' && text[0] != '-') ? 0 : 1;
   const std::size_t first = at;
   at                      = digits_end(text, first);
   if (at == first || at - first > 3 || at == text.size()) { return false; }
-  const char separator = text[at];
-  if (separator != ',' && separator != ' ' && separator != '\'') { return false; }
+  std::string_view separator;
+  for (const std::string_view candidate : separators) {
+    if (text.substr(at, candidate.size()) == candidate) { separator = candidate; }
+  }
+  if (separator.empty()) { return false; }
   while (at < text.size()) {
-    if (text[at] != separator || digits_end(text, at + 1) != at + 4) { return false; }
-    at += 4;
+    const std::size_t group = at + separator.size();
+    if (text.substr(at, separator.size()) != separator || digits_end(text, group) != group + 3) {
+      return false;
+    }
+    at = group + 3;
   }
   return true;
 }
