@@ -16,6 +16,7 @@
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <utility>
 
 namespace capledger::detail {
 
@@ -34,6 +35,22 @@ void external_id_check::add(std::uint64_t hash, std::uint64_t offset)
 }
 
 namespace {
+
+/// Writes @p bytes at the end of temporary file @p fd. @throw config_error
+void write_temporary(int fd, const void* data, std::size_t bytes)
+{
+  if (bytes > 0 && ::write(fd, data, bytes) != static_cast<ssize_t>(bytes)) {
+    throw config_error("cannot write a temporary file (disk full?)");
+  }
+}
+
+/// Reads @p bytes at @p offset of temporary file @p fd. @throw config_error
+void read_temporary(int fd, void* data, std::size_t bytes, std::uint64_t offset)
+{
+  if (bytes > 0 && ::pread(fd, data, bytes, static_cast<off_t>(offset)) != static_cast<ssize_t>(bytes)) {
+    throw config_error("cannot read back a temporary file");
+  }
+}
 
 /// Working memory of one part while its repeats are found: its entries (16 bytes each) and a
 /// table of their hashes at most half full (at most 4 slots an entry, 9 bytes a slot).
@@ -110,19 +127,91 @@ class external_id_check::first_repeats {
   std::atomic<std::uint64_t> bound_{~std::uint64_t{0}};  // no repeat known: any can be one
 };
 
-std::vector<std::pair<std::uint64_t, std::uint64_t>> external_id_check::repeats_in(
-    part& p, const std::function<std::string(std::uint64_t)>& id_at, first_repeats* first)
+/// Every repeat the parts' searches find, in no order: in memory up to the budget; past it, what is
+/// held is sorted and written out as a run of one temporary file (so the runs hold `budget` pairs
+/// or nearly, and few are merged when they are read).
+class external_id_check::repeat_store {
+ public:
+  explicit repeat_store(std::size_t budget) : budget_(budget) {}
+  ~repeat_store()
+  {
+    if (fd_ >= 0) { ::close(fd_); }
+  }
+  repeat_store(const repeat_store&)            = delete;
+  repeat_store& operator=(const repeat_store&) = delete;
+
+  /// Takes @p found (left empty, its memory kept).
+  void take(std::vector<repeat_stream::repeat>& found)
+  {
+    const std::lock_guard<std::mutex> lock(mutex_);
+    if (!held_.empty() && held_.size() + found.size() > budget_) { write_run(); }
+    const std::size_t needed = held_.size() + found.size();
+    if (needed > held_.capacity()) {  // grown to the budget, not past it
+      held_.reserve(std::max(needed, std::min(budget_, 2 * held_.capacity())));
+    }
+    held_.insert(held_.end(), found.begin(), found.end());
+    found.clear();
+  }
+
+  /// What was taken, as a stream (after the last `take`).
+  repeat_stream finish()
+  {
+    std::sort(held_.begin(), held_.end());
+    if (runs_.empty()) { return repeat_stream(std::move(held_)); }
+    return repeat_stream(std::exchange(fd_, -1), runs_, std::move(held_), budget_);
+  }
+
+ private:
+  void write_run()
+  {
+    std::sort(held_.begin(), held_.end());
+    if (fd_ < 0) { fd_ = anonymous_temp_file(); }
+    const std::size_t bytes = held_.size() * sizeof(repeat_stream::repeat);
+    write_temporary(fd_, held_.data(), bytes);
+    runs_.emplace_back(written_, written_ + bytes);
+    written_ += bytes;
+    held_.clear();
+  }
+
+  std::size_t budget_;
+  std::mutex mutex_;
+  std::vector<repeat_stream::repeat> held_;
+  int fd_ = -1;
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> runs_;  ///< byte ranges in the file
+  std::uint64_t written_ = 0;
+};
+
+/// One search thread's repeats on their way to the store, a few at a time (the store's lock is
+/// taken once per batch).
+class external_id_check::repeat_sink {
+ public:
+  repeat_sink(repeat_store& store, std::size_t batch) : store_(store), batch_(batch) {}
+  void add(std::uint64_t repeat, std::uint64_t first_use)
+  {
+    found_.emplace_back(repeat, first_use);
+    if (found_.size() >= batch_) { store_.take(found_); }
+  }
+  void flush() { store_.take(found_); }
+
+ private:
+  repeat_store& store_;
+  std::size_t batch_;
+  std::vector<repeat_stream::repeat> found_;
+};
+
+void external_id_check::repeats_in(part& p, const std::function<std::string(std::uint64_t)>& id_at,
+                                   repeat_sink* all, first_repeats* first)
 {
   std::vector<entry> entries(p.written);
-  const auto bytes = static_cast<ssize_t>(p.written * sizeof(entry));
-  if (p.written > 0 && ::pread(p.fd, entries.data(), static_cast<std::size_t>(bytes), 0) != bytes) {
-    throw config_error("cannot read back a temporary file");
+  read_temporary(p.fd, entries.data(), p.written * sizeof(entry), 0);
+  if (p.fd >= 0) {  // read: its room on disk is free for the repeats' runs
+    ::close(p.fd);
+    p.fd = -1;
   }
   entries.insert(entries.end(), p.buffer.begin(), p.buffer.end());  // the part never written out
   p.buffer                       = {};
   const std::vector<entry> equal = entries_with_equal_hashes(entries);
   entries                        = {};
-  std::vector<std::pair<std::uint64_t, std::uint64_t>> out;
   for (std::size_t run = 0; run < equal.size();) {
     std::size_t end = run + 1;
     while (end < equal.size() && equal[end].hash == equal[run].hash) { ++end; }
@@ -138,37 +227,44 @@ std::vector<std::pair<std::uint64_t, std::uint64_t>> external_id_check::repeats_
       if (same != firsts.end() && first != nullptr) {
         first->add(equal[k].offset, same->second);
       } else if (same != firsts.end()) {
-        out.emplace_back(equal[k].offset, same->second);
+        all->add(equal[k].offset, same->second);
       } else {
         firsts.emplace_back(std::move(id), equal[k].offset);
       }
     }
     run = end;
   }
-  return out;
 }
 
-std::vector<std::pair<std::uint64_t, std::uint64_t>> external_id_check::repeats(
-    const std::function<std::string(std::uint64_t)>& id_at, std::size_t keep)
+repeat_stream external_id_check::repeats(const std::function<std::string(std::uint64_t)>& id_at,
+                                         std::size_t keep)
 {
+  // More first repeats than memory holds are found as all of them are: a second pass stops at
+  // the same line with a longer list.
   std::unique_ptr<first_repeats> first;
-  if (keep != all_repeats) { first = std::make_unique<first_repeats>(keep); }
+  if (keep < repeats_in_memory_) { first = std::make_unique<first_repeats>(keep); }
+  repeat_store all(repeats_in_memory_);
   // The parts are independent: several at a time, as many as the budget holds for the largest.
   std::size_t largest = 0;
   for (const auto& p : parts_) { largest = std::max(largest, p.written + p.buffer.size()); }
   const auto fit    = static_cast<int>(std::min<std::size_t>(
       parallel_budget_bytes / std::max<std::size_t>(1, largest * bytes_per_entry_at_work), 256));
   const int threads = std::max(1, std::min(fit, omp_get_max_threads()));
-  std::vector<std::vector<std::pair<std::uint64_t, std::uint64_t>>> found(parts_.size());
+  // Each thread's batch: an eighth of the budget shared among them (the store holds the rest).
+  const std::size_t batch = std::max<std::size_t>(
+      1, std::min<std::size_t>(repeats_in_memory_ / (8 * static_cast<std::size_t>(threads)),
+                               std::size_t{1} << 16));
   std::vector<std::exception_ptr> failures(static_cast<std::size_t>(threads));
   // Threads of their own rather than an OpenMP loop: exceptions come back through their slots, and
   // ThreadSanitizer sees the joins (it cannot see libgomp's barriers).
   std::atomic<std::size_t> next{0};
   const auto search = [&](std::size_t worker) {
     try {
+      repeat_sink sink(all, batch);
       for (std::size_t k; (k = next.fetch_add(1)) < parts_.size();) {
-        found[k] = repeats_in(parts_[k], id_at, first.get());
+        repeats_in(parts_[k], id_at, &sink, first.get());
       }
+      sink.flush();
     } catch (...) {
       failures[worker] = std::current_exception();
       next             = parts_.size();  // the others stop after their current part
@@ -186,22 +282,117 @@ std::vector<std::pair<std::uint64_t, std::uint64_t>> external_id_check::repeats(
   for (const auto& failure : failures) {
     if (failure) { std::rethrow_exception(failure); }
   }
-  if (first) { return first->sorted(); }
-  std::vector<std::pair<std::uint64_t, std::uint64_t>> out;
-  for (auto& part_repeats : found) { out.insert(out.end(), part_repeats.begin(), part_repeats.end()); }
-  std::sort(out.begin(), out.end());
-  return out;
+  if (first) { return repeat_stream(first->sorted()); }
+  return all.finish();
 }
 
 void external_id_check::spill(part& p)
 {
   if (p.fd < 0) { p.fd = anonymous_temp_file(); }
-  const auto bytes = static_cast<ssize_t>(p.buffer.size() * sizeof(entry));
-  if (bytes > 0 && ::write(p.fd, p.buffer.data(), static_cast<std::size_t>(bytes)) != bytes) {
-    throw config_error("cannot write a temporary file (disk full?)");
-  }
+  write_temporary(p.fd, p.buffer.data(), p.buffer.size() * sizeof(entry));
   p.written += p.buffer.size();
   p.buffer.clear();
+}
+
+repeat_stream::repeat_stream(std::vector<repeat> sorted)
+{
+  if (sorted.empty()) { return; }
+  sources_.push_back({std::move(sorted), 0, 0, 0});
+  heap_.push_back(0);
+}
+
+repeat_stream::repeat_stream(int fd, const std::vector<std::pair<std::uint64_t, std::uint64_t>>& runs,
+                             std::vector<repeat> in_memory, std::size_t budget)
+    : fd_(fd), runs_on_disk_(runs.size())
+{
+  // The read buffers share a budget: many runs read fewer pairs at a time, never more memory.
+  read_pairs_ = std::max<std::size_t>(1, std::min<std::size_t>(4096, budget / runs.size()));
+  for (const auto& [begin, end] : runs) {
+    source run{{}, 0, begin, end};
+    if (refill(run)) { sources_.push_back(std::move(run)); }
+  }
+  if (!in_memory.empty()) { sources_.push_back({std::move(in_memory), 0, 0, 0}); }
+  for (std::size_t s = 0; s < sources_.size(); ++s) { heap_.push_back(s); }
+  for (std::size_t h = heap_.size() / 2; h-- > 0;) { sift_down(h); }
+}
+
+repeat_stream::repeat_stream(repeat_stream&& other) noexcept
+    : fd_(std::exchange(other.fd_, -1)),
+      sources_(std::move(other.sources_)),
+      heap_(std::move(other.heap_)),
+      read_pairs_(other.read_pairs_),
+      runs_on_disk_(other.runs_on_disk_),
+      asked_(other.asked_)
+{
+}
+
+repeat_stream& repeat_stream::operator=(repeat_stream&& other) noexcept
+{
+  if (this != &other) {
+    if (fd_ >= 0) { ::close(fd_); }
+    fd_           = std::exchange(other.fd_, -1);
+    sources_      = std::move(other.sources_);
+    heap_         = std::move(other.heap_);
+    read_pairs_   = other.read_pairs_;
+    runs_on_disk_ = other.runs_on_disk_;
+    asked_        = other.asked_;
+  }
+  return *this;
+}
+
+repeat_stream::~repeat_stream()
+{
+  if (fd_ >= 0) { ::close(fd_); }
+}
+
+std::optional<repeat_stream::repeat> repeat_stream::next_at_or_after(std::uint64_t offset)
+{
+  CAPLEDGER_EXPECTS(offset >= asked_, "repeated ids are asked for in input order");
+  asked_ = offset;
+  while (!heap_.empty()) {
+    source& s         = sources_[heap_.front()];
+    const repeat head = s.buffer[s.at];
+    if (head.first >= offset) { return head; }
+    if (++s.at == s.buffer.size() && !refill(s)) {
+      heap_.front() = heap_.back();
+      heap_.pop_back();
+      s.buffer = {};
+    }
+    if (!heap_.empty()) { sift_down(0); }
+  }
+  return std::nullopt;
+}
+
+bool repeat_stream::refill(source& s) const
+{
+  if (s.next_byte == s.end_byte) { return false; }
+  const std::size_t pairs = std::min<std::size_t>(read_pairs_, (s.end_byte - s.next_byte) / sizeof(repeat));
+  const std::optional<std::uint64_t> before =
+      s.buffer.empty() ? std::nullopt : std::optional<std::uint64_t>(s.buffer.back().first);
+  s.buffer.resize(pairs);
+  read_temporary(fd_, s.buffer.data(), pairs * sizeof(repeat), s.next_byte);
+  s.next_byte += pairs * sizeof(repeat);
+  s.at = 0;
+  // A run read back out of order would pass over repeats unseen (or forever): never quietly.
+  CAPLEDGER_EXPECTS(!before || s.buffer.front().first > *before, "a run of repeats reads back in order");
+  return true;
+}
+
+void repeat_stream::sift_down(std::size_t h)
+{
+  const auto head = [this](std::size_t at) {
+    const source& s = sources_[heap_[at]];
+    return s.buffer[s.at].first;
+  };
+  while (true) {
+    std::size_t least = h;
+    for (std::size_t child = 2 * h + 1; child <= 2 * h + 2 && child < heap_.size(); ++child) {
+      if (head(child) < head(least)) { least = child; }
+    }
+    if (least == h) { return; }
+    std::swap(heap_[h], heap_[least]);
+    h = least;
+  }
 }
 
 }  // namespace capledger::detail

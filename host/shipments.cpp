@@ -1871,9 +1871,9 @@ std::optional<line_defect> shipment_log_builder::state::check_id_and_totals(
   if (stored) {
     earlier = looked_up;
   } else if (options.repeated_ids != nullptr) {  // the second pass: the first found every repeat
-    const auto& repeats = *options.repeated_ids;
-    const auto at       = std::lower_bound(repeats.begin(), repeats.end(), std::pair(payload, std::uint64_t{0}));
-    if (at != repeats.end() && at->first == payload) {
+    // Candidates come here once each, in input order: the cursor moves forward only.
+    const auto at = options.repeated_ids->next_at_or_after(payload);
+    if (at && at->first == payload) {
       earlier = static_cast<std::int64_t>(at->second);
       repeat  = true;
     }

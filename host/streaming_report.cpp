@@ -822,12 +822,14 @@ report_output stream_report(const reference_data& ref, const report_options& opt
   const day_t as_of = options.as_of.value_or(std::numeric_limits<day_t>::max());
   rule_context context =
       make_rule_context(ref.rules, ref.countries, ref.entities, dictionary{}, chip_table{}, as_of);
-  std::vector<std::pair<std::uint64_t, std::uint64_t>> repeats;
+  detail::repeat_stream repeats;             // the second pass's repeated ids, read as it goes
   std::vector<input_file> first_pass_files;  // what the first pass read, to compare with the second
   std::exception_ptr first_pass_error;       // a header the first pass stopped at
   if (options.external_id_check) {
     // A first pass over the inputs finds the repeated ids; the second one, below, rejects them.
-    detail::external_id_check ids;
+    detail::external_id_check ids(
+        detail::external_id_check::default_buffered,
+        options.external_id_repeats_in_memory.value_or(detail::external_id_check::default_repeats_in_memory));
     ingest_options first = ingest;
     first.keep_rejects   = true;  // the second pass decides what is fatal
     first.max_rejects    = -1;

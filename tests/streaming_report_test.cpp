@@ -30,6 +30,7 @@
 #include <random>
 #include <sstream>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -314,18 +315,30 @@ std::string describe_run(const file_list& files, const report_options& options, 
   return s;
 }
 
+/// How the streaming report finds repeated ids.
+enum class id_check { in_memory, out_of_memory, repeats_on_disk };
+
+/// @p options with the ids checked as @p how says; repeats on disk: two held in memory at most.
+report_options checking_ids(report_options options, id_check how)
+{
+  options.external_id_check = how != id_check::in_memory;
+  if (how == id_check::repeats_on_disk) { options.external_id_repeats_in_memory = 2; }
+  return options;
+}
+
 /// Runs the column report and the streaming one (ids in memory, then ids checked out of memory in
-/// two passes) and compares them. @return the column run (for further checks)
+/// two passes, with the repeats in memory and then written to disk in sorted runs of two) and
+/// compares them. @return the column run (for further checks)
 run_result check_same(const reference_data& ref, const file_list& files, const report_options& options,
                       const ingest_options& ingest)
 {
   SCOPED_TRACE(describe_run(files, options, ingest));
   run_result column = column_run(ref, files, options, ingest);
-  for (const bool external : {false, true}) {
-    SCOPED_TRACE(external ? "ids checked out of memory" : "ids in memory");
-    report_options streaming     = options;
-    streaming.external_id_check = external;
-    if (!expect_same(column, stream_run(ref, files, streaming, ingest))) { break; }
+  for (const id_check how : {id_check::in_memory, id_check::out_of_memory, id_check::repeats_on_disk}) {
+    SCOPED_TRACE(how == id_check::in_memory       ? "ids in memory"
+                 : how == id_check::out_of_memory ? "ids checked out of memory"
+                                                  : "ids checked out of memory, repeats on disk");
+    if (!expect_same(column, stream_run(ref, files, checking_ids(options, how), ingest))) { break; }
   }
   return column;
 }
@@ -988,6 +1001,106 @@ TEST(StreamingReport, IdOfALineRejectedForTheLogsTotalsIsFreeAgain)
                   .error.rfind("parse_error: ", 0),
               0U);
     if (::testing::Test::HasFailure()) { return; }
+  }
+}
+
+/// A log given twice, three times, and then a fourth file, with the out-of-memory id check's
+/// repeats written to disk in sorted runs of two: the rejects, hand-derived, are those of the
+/// column report and of the repeats in memory, also stopped past each --max-rejects, and the
+/// temporary files are open during the second pass and gone after it, however it ends.
+/// a.csv: line 3 has a bad date (its id is never seen), line 6 overflows the sum of |tpp| (5e18 +
+/// 5e18 + 10 > 2^63-1): S5 is free again. Each copy of a.csv repeats S1, S3 and S4 (a repeat is
+/// said as such even where its tpp would pass the bound) and overflows again on S5, a repeat that
+/// would take over the freed id; d.csv:2 takes it over (7 fits), d.csv:3 repeats it.
+TEST(StreamingReport, ALogGivenTwiceOrThriceWithItsRepeatsOnDisk)
+{
+  const std::string header = "shipment_id,date,entity,country,chip,quantity,tpp_per_unit\n";
+  const std::string a      = header +
+                        "S1,2025-02-01,E1,AE,X,1,5\n"
+                        "S2,2025-13-01,E1,AE,X,1,5\n"
+                        "S3,2025-02-02,E1,AE,X,1,5\n"
+                        "S4,2025-02-03,E1,AE,X,1,5000000000000000000\n"
+                        "S5,2025-02-04,E1,AE,X,1,5000000000000000000\n";
+  const std::string d = header +
+                        "S5,2025-03-01,E1,AE,X,1,7\n"
+                        "S5,2025-03-02,E1,AE,X,1,9\n"
+                        "S6,2025-03-03,E1,AE,X,1,1\n";
+  // (file, line, reason, the first use a DUPLICATE_ID names)
+  using reject_row                      = std::tuple<std::string, std::int64_t, std::string, std::string>;
+  const std::vector<reject_row> in_copy = {{"", 2, "DUPLICATE_ID", "a.csv:2"},
+                                           {"", 3, "BAD_DATE", ""},
+                                           {"", 4, "DUPLICATE_ID", "a.csv:4"},
+                                           {"", 5, "DUPLICATE_ID", "a.csv:5"},
+                                           {"", 6, "TPP_OVERFLOW", ""}};
+  std::vector<reject_row> expected      = {{"a.csv", 3, "BAD_DATE", ""}, {"a.csv", 6, "TPP_OVERFLOW", ""}};
+  file_list files                       = {{"a.csv", a}};
+  std::vector<std::pair<file_list, std::vector<reject_row>>> cases;
+  for (const char* copy : {"b.csv", "c.csv"}) {
+    files.emplace_back(copy, a);
+    for (reject_row row : in_copy) {
+      std::get<0>(row) = copy;
+      expected.push_back(row);
+    }
+    cases.emplace_back(files, expected);
+  }
+  files.emplace_back("d.csv", d);
+  expected.emplace_back("d.csv", 3, "DUPLICATE_ID", "d.csv:2");
+  cases.emplace_back(files, expected);
+
+  for (const auto& [log, want] : cases) {
+    SCOPED_TRACE(std::to_string(log.size()) + " files");
+    ingest_options ingest;
+    ingest.keep_rejects     = true;
+    const run_result column = check_same(bundled(), log, report_options{}, ingest);
+    ASSERT_EQ(column.error, "");
+    ASSERT_EQ(column.rejects.size(), want.size());
+    for (std::size_t k = 0; k < want.size(); ++k) {
+      const auto& [file, line, reason, first_use] = want[k];
+      const rejected_line& got                    = column.rejects[k];
+      EXPECT_EQ(got.file + ":" + std::to_string(got.line) + " " + got.reason,
+                file + ":" + std::to_string(line) + " " + reason);
+      if (!first_use.empty()) {
+        EXPECT_NE(got.detail.find("was already used at " + first_use), std::string::npos) << got.detail;
+      }
+    }
+    for (std::int64_t max_rejects = 0; max_rejects < static_cast<std::int64_t>(want.size()); ++max_rejects) {
+      ingest.max_rejects       = max_rejects;
+      const run_result stopped = check_same(bundled(), log, report_options{}, ingest);
+      EXPECT_EQ(stopped.error.rfind("too_many_rejects: ", 0), 0U) << stopped.error;
+      EXPECT_EQ(stopped.rejects.size(), static_cast<std::size_t>(max_rejects + 1));
+    }
+    const std::string fail_fast = check_same(bundled(), log, report_options{}, ingest_options{}).error;
+    EXPECT_NE(fail_fast.find("a.csv:3:4: BAD_DATE"), std::string::npos) << fail_fast;
+    if (HasFailure()) { return; }
+  }
+
+  // The temporary files: the runs' file is open while the second pass rejects lines, gone after.
+  const capledger::test::temporary_files_watch watch;
+  for (const std::int64_t max_rejects : {std::int64_t{-1}, std::int64_t{8}}) {
+    SCOPED_TRACE("max_rejects " + std::to_string(max_rejects));
+    ingest_options ingest;
+    ingest.keep_rejects         = true;
+    ingest.max_rejects          = max_rejects;
+    std::size_t open_at_rejects = 0;
+    ingest.on_reject            = [&](const rejected_line&) {
+      open_at_rejects = std::max(open_at_rejects, watch.open_files());
+    };
+    std::vector<rejected_line> rejects;
+    const auto run = [&] {
+      static_cast<void>(stream_report(
+          bundled(), checking_ids(report_options{}, id_check::repeats_on_disk), ingest,
+          [&](shipment_log_builder& b) {
+            for (const auto& [name, text] : cases.back().first) { b.add_text(name, text); }
+          },
+          rejects));
+    };
+    if (max_rejects < 0) {
+      run();
+    } else {
+      EXPECT_THROW(run(), too_many_rejects);
+    }
+    EXPECT_EQ(open_at_rejects, 1U);
+    EXPECT_EQ(watch.open_files(), 0U);
   }
 }
 

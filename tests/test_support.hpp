@@ -15,11 +15,13 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 #include <iostream>
 #include <memory>
+#include <optional>
+#include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -202,6 +204,45 @@ class backend_test : public ::testing::TestWithParam<std::string> {
   }
 
   std::unique_ptr<backend> engine_;
+};
+
+/// @brief While it lives, `$TMPDIR` is a scratch folder of its own (the old value restored after),
+/// where it counts the temporary files this process holds open: they are unlinked as they are
+/// made (`detail::anonymous_temp_file`), so only /proc/self/fd still names them.
+class temporary_files_watch {
+ public:
+  temporary_files_watch()
+  {
+    if (const char* before = std::getenv("TMPDIR")) { saved_ = before; }
+    ::setenv("TMPDIR", dir_.root().c_str(), 1);
+  }
+  ~temporary_files_watch()
+  {
+    if (saved_) {
+      ::setenv("TMPDIR", saved_->c_str(), 1);
+    } else {
+      ::unsetenv("TMPDIR");
+    }
+  }
+  temporary_files_watch(const temporary_files_watch&)            = delete;
+  temporary_files_watch& operator=(const temporary_files_watch&) = delete;
+
+  /// @brief capledger's temporary files open in the folder now.
+  [[nodiscard]] std::size_t open_files() const
+  {
+    const std::string prefix = (dir_.root() / "capledger-").string();
+    std::size_t open         = 0;
+    std::error_code ec;
+    for (const auto& fd : fs::directory_iterator("/proc/self/fd", ec)) {
+      const fs::path target = fs::read_symlink(fd.path(), ec);
+      if (!ec && target.string().rfind(prefix, 0) == 0) { ++open; }
+    }
+    return open;
+  }
+
+ private:
+  scratch_dir dir_{"capledger_tmpdir"};
+  std::optional<std::string> saved_;
 };
 
 /// @brief Restores OpenMP's thread count when a test that sets it ends, however it ends.

@@ -8,6 +8,7 @@
 #include <capledger/reference.hpp>
 #include <capledger/shipments.hpp>
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <iosfwd>
@@ -39,6 +40,11 @@ struct report_options {
   /// `run_report` sets `external_id_check` when the input files add up to more than this (the
   /// id set costs about 14 bytes per line; with lines of 60 bytes or more, some 500 MB at 2 GiB).
   std::uint64_t external_id_check_above = std::uint64_t{2} << 30;
+  /// With `external_id_check`: repeated ids (16 bytes each) held in memory for the second pass;
+  /// past this many they are written to a temporary file in sorted runs, merged as they are read
+  /// (a log given twice with `--rejects` repeats every line of its copy). Unset: 16 Mi (256 MiB);
+  /// tests set it tiny.
+  std::optional<std::size_t> external_id_repeats_in_memory;
   /// Whether an NVIDIA device node is taken to exist, so that the GPU starts beside the ingest
   /// (`run_report`); unset: `gpu_likely_present()`. Tests set it to run that path without a GPU.
   std::optional<bool> gpu_node_present;

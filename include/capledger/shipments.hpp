@@ -13,6 +13,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace capledger {
@@ -152,6 +153,19 @@ struct line_batch {
   }
 };
 
+/// @brief The repeated shipment ids a first pass found (`ingest_options::repeated_ids`): (offset of a
+/// repeat, offset of the id's first use) pairs, read in increasing order of the repeat's offset, so
+/// that a list longer than memory can be streamed from disk.
+class repeated_id_cursor {
+ public:
+  virtual ~repeated_id_cursor() = default;
+  /// @brief The first pair whose repeat lies at or after @p offset, or nullopt when none is left.
+  /// The pairs before @p offset are passed over for good: offsets are asked in increasing order.
+  /// @throw config_error when a temporary file cannot be read back
+  [[nodiscard]] virtual std::optional<std::pair<std::uint64_t, std::uint64_t>> next_at_or_after(
+      std::uint64_t offset) = 0;
+};
+
 struct ingest_options {
   bool keep_rejects        = false;  ///< false: the first bad line throws parse_error
   std::int64_t max_rejects = -1;     ///< with keep_rejects: throw once more than this many (-1: no limit)
@@ -189,9 +203,9 @@ struct ingest_options {
   /// are not kept. A line over the 64-bit bound (TPP_OVERFLOW) is a config_error here.
   std::function<void(std::uint64_t id_hash, std::uint64_t offset)> on_id;
   /// Streaming, the second pass: the repeated ids the first found, as (offset of the repeat,
-  /// offset of the id's first use), sorted. No id set is kept; a line at a listed offset is
-  /// DUPLICATE_ID.
-  const std::vector<std::pair<std::uint64_t, std::uint64_t>>* repeated_ids = nullptr;
+  /// offset of the id's first use), asked for in input order. No id set is kept; a line at a
+  /// listed offset is DUPLICATE_ID.
+  repeated_id_cursor* repeated_ids = nullptr;
   /// The GPU ingest (kernels/device_csv.cuh): when set, called for each parsing window with its
   /// bytes [from, to) of a file's text and the file's layout, to read its lines ahead (on the GPU,
   /// `detail::gpu_line_reader`; in tests, `detail::read_ahead_on_host`) with tables made from

@@ -155,9 +155,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     o.rejects              = log.rejects;
     o.out                  = build_report(ref, log, options, *make_cpu_backend());
   });
-  for (const bool external : {false, true}) {
+  // Out of memory twice: the repeats in memory, then on disk in sorted runs of two.
+  for (const int variant : {0, 1, 2}) {
+    const bool external         = variant > 0;
     report_options streaming    = options;
     streaming.external_id_check = external;
+    if (variant == 2) { streaming.external_id_repeats_in_memory = 2; }
     omp_set_num_threads(external ? 1 : 8);
     const outcome stream        = record([&](outcome& o) {
       o.out = stream_report(
@@ -169,7 +172,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     });
     // Out of memory, a log over the 64-bit bound is refused (documented): nothing to compare.
     if (external && stream.error.rfind("config_error: the log's sums", 0) == 0) { continue; }
-    expect_same(column, stream, external ? "ids out of memory" : "ids in memory");
+    expect_same(column, stream,
+                variant == 2 ? "ids out of memory, repeats on disk"
+                : external   ? "ids out of memory"
+                             : "ids in memory");
   }
   return 0;
 }
