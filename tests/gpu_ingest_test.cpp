@@ -572,7 +572,7 @@ TEST(GpuIngestFallback, AFailingGpuCostsTimeNotTheLog)
     }
   };
   const std::string text =
-      test::generate_with_bundled(3000, 19).shipments + "B1,2025-02-30,E,AE,H100-SXM,1,,,,\n";
+      test::generate_with_bundled(8000, 19).shipments + "B1,2025-02-30,E,AE,H100-SXM,1,,,,\n";
   const auto build =
       [&](const std::function<void(std::string_view, std::size_t, std::size_t, const device_csv::line_layout&,
                                    lines_read_ahead&)>& read_ahead) {
@@ -585,10 +585,20 @@ TEST(GpuIngestFallback, AFailingGpuCostsTimeNotTheLog)
         return builder.finish();
       };
   const shipment_log expected = build(nullptr);
-  ASSERT_EQ(expected.columns.size(), 3000);
+  ASSERT_EQ(expected.columns.size(), 8000);
   ASSERT_EQ(expected.rejects.size(), 1U);
-  for (const auto& [fail_at, host_side] : {std::pair{1, false}, std::pair{2, false}, std::pair{5, false},
-                                           std::pair{1, true}, std::pair{3, true}}) {
+  // Windows grow with the threads: count this machine's (a reader that never fails), then fail at
+  // the first, the second and the last (5 was past the last at 8 threads and more).
+  int windows = 0;
+  static_cast<void>(build([&](std::string_view t, std::size_t from, std::size_t to,
+                              const device_csv::line_layout& layout, lines_read_ahead& out) {
+    ++windows;
+    detail::read_ahead_on_host(t, from, to, layout, bundled_tables(), out);
+  }));
+  ASSERT_GE(windows, 3);
+  for (const auto& [fail_at, host_side] :
+       {std::pair{1, false}, std::pair{2, false}, std::pair{windows, false}, std::pair{1, true},
+        std::pair{windows - 1, true}}) {
     SCOPED_TRACE("the GPU fails at its call " + std::to_string(fail_at) +
                  (host_side ? ", host memory short" : ""));
     auto reader                    = std::make_unique<failing_reader>();
