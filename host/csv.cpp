@@ -341,4 +341,15 @@ const csv_field& wrong_field_count_at(const std::vector<csv_field>& fields, std:
   return fields.size() > expected ? fields[expected] : fields.back();
 }
 
+parse_error wrong_field_count_error(const std::string& path, const std::vector<csv_field>& fields,
+                                    const csv_header& header)
+{
+  const auto expected = static_cast<std::size_t>(header.size());
+  const csv_field& at = wrong_field_count_at(fields, expected);
+  return parse_error(
+      path, at.line, at.column, "WRONG_FIELD_COUNT",
+      wrong_field_count(expected, fields.size(), !fields.empty() && fields.back().value.empty(),
+                        header.ends_unnamed()));
+}
+
 }  // namespace capledger::detail

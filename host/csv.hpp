@@ -2,6 +2,8 @@
 /// @brief RFC 4180 record reader over an in-memory buffer, tracking line and column of every field.
 #pragma once
 
+#include <capledger/error.hpp>
+
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -132,5 +134,11 @@ class csv_header {
 /// with too few, the record's last (@p fields as the reader holds them: at least one).
 [[nodiscard]] const csv_field& wrong_field_count_at(const std::vector<csv_field>& fields,
                                                     std::size_t expected);
+
+/// @brief The WRONG_FIELD_COUNT of a record of @p path whose @p fields do not match @p header: at
+/// `wrong_field_count_at`, said as `wrong_field_count` says it (the entities file, an inventory).
+[[nodiscard]] parse_error wrong_field_count_error(const std::string& path,
+                                                  const std::vector<csv_field>& fields,
+                                                  const csv_header& header);
 
 }  // namespace capledger::detail

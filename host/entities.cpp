@@ -68,11 +68,7 @@ entity_table parse_entities(std::string_view text, const std::string& path, cons
     }
     const auto& f = reader.fields();
     if (static_cast<int>(f.size()) != header.size()) {
-      const detail::csv_field& at = detail::wrong_field_count_at(f, static_cast<std::size_t>(header.size()));
-      throw parse_error(
-          path, at.line, at.column, "WRONG_FIELD_COUNT",
-          detail::wrong_field_count(static_cast<std::size_t>(header.size()), f.size(),
-                                    !f.empty() && f.back().value.empty(), header.ends_unnamed()));
+      throw detail::wrong_field_count_error(path, f, header);
     }
     const auto& id_field = f[static_cast<std::size_t>(col_entity)];
     entity_info row;

@@ -346,12 +346,7 @@ inventory_reading reconcile_inventory(const reference_data& ref, const ledger_un
       }
       const auto& f = reader.fields();
       if (static_cast<int>(f.size()) != header.size()) {
-        const detail::csv_field& at =
-            detail::wrong_field_count_at(f, static_cast<std::size_t>(header.size()));
-        throw parse_error(
-            inventory_path, at.line, at.column, "WRONG_FIELD_COUNT",
-            detail::wrong_field_count(static_cast<std::size_t>(header.size()), f.size(),
-                                      !f.empty() && f.back().value.empty(), header.ends_unnamed()));
+        throw detail::wrong_field_count_error(inventory_path, f, header);
       }
       const auto& entity  = f[static_cast<std::size_t>(col[0])];
       const auto& country = f[static_cast<std::size_t>(col[1])];
