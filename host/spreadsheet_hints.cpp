@@ -23,10 +23,16 @@ std::size_t digits_end(std::string_view text, std::size_t at) noexcept
   return at;
 }
 
+/// Past a sign at @p at, if there is one. @return where the digits may begin
+std::size_t after_sign(std::string_view text, std::size_t at) noexcept
+{
+  return at < text.size() && (text[at] == '+' || text[at] == '-') ? at + 1 : at;
+}
+
 /// `[+-]d[.ddd]E[+-]dd`: how a spreadsheet shows a number too long for its cell.
 bool is_scientific_notation(std::string_view text) noexcept
 {
-  std::size_t at = text.empty() || (text[0] != '+' && text[0] != '-') ? 0 : 1;
+  std::size_t at = after_sign(text, 0);
   if (at >= text.size() || !is_digit(text[at])) { return false; }
   at = digits_end(text, at);
   if (at < text.size() && (text[at] == '.' || text[at] == ',')) {
@@ -35,9 +41,7 @@ bool is_scientific_notation(std::string_view text) noexcept
     if (at == fraction) { return false; }
   }
   if (at >= text.size() || (text[at] != 'E' && text[at] != 'e')) { return false; }
-  ++at;
-  if (at < text.size() && (text[at] == '+' || text[at] == '-')) { ++at; }
-  const std::size_t exponent = at;
+  const std::size_t exponent = after_sign(text, at + 1);
   at                         = digits_end(text, exponent);
   return at > exponent && at == text.size();
 }
@@ -48,9 +52,9 @@ bool is_scientific_notation(std::string_view text) noexcept
 bool has_thousands_separators(std::string_view text) noexcept
 {
   static constexpr std::string_view separators[] = {",", " ", "'", "\xC2\xA0", "\xE2\x80\xAF"};
-  std::size_t at          = text.empty() || (text[0] != '+' && text[0] != '-') ? 0 : 1;
-  const std::size_t first = at;
-  at                      = digits_end(text, first);
+
+  const std::size_t first = after_sign(text, 0);
+  std::size_t at          = digits_end(text, first);
   if (at == first || at - first > 3 || at == text.size()) { return false; }
   std::string_view separator;
   for (const std::string_view candidate : separators) {
@@ -70,9 +74,8 @@ bool has_thousands_separators(std::string_view text) noexcept
 /// `20000.0`, `20000.00`: a whole number a spreadsheet wrote with a decimal point.
 bool is_whole_with_zero_decimals(std::string_view text) noexcept
 {
-  std::size_t at          = text.empty() || (text[0] != '+' && text[0] != '-') ? 0 : 1;
-  const std::size_t first = at;
-  at                      = digits_end(text, first);
+  const std::size_t first = after_sign(text, 0);
+  std::size_t at          = digits_end(text, first);
   if (at == first || at == text.size() || text[at] != '.' || at + 1 == text.size()) { return false; }
   for (++at; at < text.size(); ++at) {
     if (text[at] != '0') { return false; }
