@@ -8,6 +8,7 @@
 #include "csv_text.hpp"
 #include "device_read.hpp"
 #include "file_io.hpp"
+#include "spreadsheet_hints.hpp"
 #include "terminal_text.hpp"
 
 #include <nlohmann/json.hpp>
@@ -421,6 +422,19 @@ report_output render_report(const reference_data& ref, const report_source& sour
                           ": every LPP line with that order_id counts as one order; an empty order_id is the "
                           "line's own shipment_id");
     }
+  }
+  // A shipment_id a spreadsheet rewrote as `1.23457E+11` lost its last digits: a finding citing it
+  // points at an id the source system may not have (one note, however many findings).
+  const auto scientific_id = [](const finding& f) { return detail::is_scientific_notation(f.shipment_id); };
+  const std::vector<finding>& found = out.checks.findings;
+  if (const auto first = std::find_if(found.begin(), found.end(), scientific_id); first != found.end()) {
+    const auto count = std::count_if(first, found.end(), scientific_id);
+    out.notes.push_back(
+        "capledger: note: " + std::to_string(count) + (count == 1 ? " finding names" : " findings name") +
+        " a shipment_id in scientific notation (first listed: " + detail::quoted(first->shipment_id) + ", " +
+        first->rule +
+        "): a spreadsheet writes a long number so and drops its last digits, so the source "
+        "system may know the shipment by another id; export the column as text");
   }
   const dictionary& exporters = source.exporters();
   const chip_table& log_chips = source.chips();

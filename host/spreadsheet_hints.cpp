@@ -29,23 +29,6 @@ std::size_t after_sign(std::string_view text, std::size_t at) noexcept
   return at < text.size() && (text[at] == '+' || text[at] == '-') ? at + 1 : at;
 }
 
-/// `[+-]d[.ddd]E[+-]dd`: how a spreadsheet shows a number too long for its cell.
-bool is_scientific_notation(std::string_view text) noexcept
-{
-  std::size_t at = after_sign(text, 0);
-  if (at >= text.size() || !is_digit(text[at])) { return false; }
-  at = digits_end(text, at);
-  if (at < text.size() && (text[at] == '.' || text[at] == ',')) {
-    const std::size_t fraction = at + 1;
-    at                         = digits_end(text, fraction);
-    if (at == fraction) { return false; }
-  }
-  if (at >= text.size() || (text[at] != 'E' && text[at] != 'e')) { return false; }
-  const std::size_t exponent = after_sign(text, at + 1);
-  at                         = digits_end(text, exponent);
-  return at > exponent && at == text.size();
-}
-
 /// `1,200`, `12 000`, `1'200'000`: groups of three digits after a first group of one to three,
 /// with one separator throughout: a comma, space or apostrophe, or the no-break spaces French and
 /// Swiss spreadsheets write (U+00A0, U+202F). A point is left out: `1.200` may be a decimal.
@@ -109,6 +92,22 @@ bool is_totals_label(std::string_view text)
 }
 
 }  // namespace
+
+bool is_scientific_notation(std::string_view text) noexcept
+{
+  std::size_t at = after_sign(text, 0);
+  if (at >= text.size() || !is_digit(text[at])) { return false; }
+  at = digits_end(text, at);
+  if (at < text.size() && (text[at] == '.' || text[at] == ',')) {
+    const std::size_t fraction = at + 1;
+    at                         = digits_end(text, fraction);
+    if (at == fraction) { return false; }
+  }
+  if (at >= text.size() || (text[at] != 'E' && text[at] != 'e')) { return false; }
+  const std::size_t exponent = after_sign(text, at + 1);
+  at                         = digits_end(text, exponent);
+  return at > exponent && at == text.size();
+}
 
 std::string id_hint(std::string_view id)
 {

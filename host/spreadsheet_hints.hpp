@@ -13,6 +13,10 @@
 
 namespace capledger::detail {
 
+/// `[+-]d[.ddd]E[+-]dd` (a comma for the point too): how a spreadsheet shows a number too long
+/// for its cell.
+[[nodiscard]] bool is_scientific_notation(std::string_view text) noexcept;
+
 /// For a `DUPLICATE_ID`: the id is a number in scientific notation.
 [[nodiscard]] std::string id_hint(std::string_view id);
 

@@ -2020,6 +2020,31 @@ TEST_F(Cli, APlaceholderOrderIdCrossingItsLimitIsNoted)
       "order; an empty order_id is the line's own shipment_id\n");
 }
 
+// A shipment_id a spreadsheet wrote in scientific notation lost digits; the findings that cite one
+// are counted in one note naming the first listed (findings sort by rule, then entity). An id so
+// written that no finding cites, and a finding with a plain id, are not counted.
+TEST_F(Cli, FindingsCitingIdsInScientificNotationAreNoted)
+{
+  const auto log     = write("sci.csv", header +
+                                            "1.23457E+11,2025-03-01,E1,BY,H100-SXM,1\n"
+                                                "S2,2025-03-01,E2,BY,H100-SXM,1\n"
+                                                "2.5e+10,2025-03-02,E3,AF,H100-SXM,1\n"
+                                                "7.1E+11,2025-03-02,E4,US,H100-SXM,1\n");
+  const run_result r = run("report --backend cpu " + log + " --format csv");
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_NE(r.out.find("violation,PROHIBITED_DESTINATION,E1,BY,,,,2025-03-01,1.23457E+11,"),
+            std::string::npos)
+      << r.out;
+  EXPECT_EQ(
+      r.err,
+      "capledger: note: 2 findings name a shipment_id in scientific notation (first listed: "
+      "'1.23457E+11', PROHIBITED_DESTINATION): a spreadsheet writes a long number so and drops its last "
+      "digits, so the source system may know the shipment by another id; export the column as text\n");
+  // One such finding says so in the singular.
+  const run_result one = run("report --backend cpu " + log + " --as-of 2025-03-01 --format csv");
+  EXPECT_NE(one.err.find("capledger: note: 1 finding names a shipment_id"), std::string::npos) << one.err;
+}
+
 // One consignee written two ways stays two entities (SPEC §1.2), and every command that matches
 // lines to entities says so on stderr, never in its outputs; the exit code is the rules' alone.
 TEST_F(Cli, EntityIdsWrittenAlikeAreNotedOnStderr)
