@@ -15,9 +15,8 @@ namespace capledger {
 
 namespace {
 
-// UTF-8 of the characters a key drops or reads as a space (entity ids are checked UTF-8).
-constexpr std::string_view invisible[]    = {"\xE2\x80\x8B", "\xE2\x81\xA0", "\xEF\xBB\xBF", "\xC2\xAD"};
-constexpr std::string_view no_break_space = "\xC2\xA0";
+// UTF-8 of the characters a key drops (entity ids are checked UTF-8).
+constexpr std::string_view invisible[] = {"\xE2\x80\x8B", "\xE2\x81\xA0", "\xEF\xBB\xBF", "\xC2\xAD"};
 
 bool starts_with(std::string_view text, std::size_t at, std::string_view prefix)
 {
@@ -101,11 +100,6 @@ void write_key(std::string_view id, std::string& key)
       continue;
     }
     if (static_cast<unsigned char>(c) >= 0x80) {
-      if (starts_with(id, at, no_break_space)) {
-        blank = true;
-        at += no_break_space.size();
-        continue;
-      }
       const auto* dropped = std::find_if(std::begin(invisible), std::end(invisible),
                                          [&](std::string_view s) { return starts_with(id, at, s); });
       if (dropped != std::end(invisible)) {
@@ -113,6 +107,11 @@ void write_key(std::string_view id, std::string& key)
         continue;
       }
       const detail::utf8_sequence character = detail::utf8_at(id, at);
+      if (character.length > 0 && detail::other_space(character.code_point)) {
+        blank = true;
+        at += character.length;
+        continue;
+      }
       if (const char32_t lower = lower_case(character.code_point);
           character.length > 0 && lower != character.code_point) {
         if (blank && !key.empty()) { key += ' '; }

@@ -10,16 +10,22 @@
 
 namespace capledger::detail {
 
+bool other_space(char32_t c) noexcept
+{
+  return c == 0x00A0 || c == 0x1680 || (c >= 0x2000 && c <= 0x200A) || c == 0x202F || c == 0x205F ||
+         c == 0x3000;
+}
+
 namespace {
 
 /// Code points a terminal acts on though they are no C0 control: C1 controls (CSI and OSC among
 /// them), those that reorder or hide text (the Unicode bidirectional and format controls), and
-/// those that look like another character or none in a name (no-break space, soft hyphen,
-/// zero-width space, word joiner, zero-width no-break space): two different entities must not
-/// look like one.
+/// those that look like another character or none in a name (every space but U+0020: no-break,
+/// narrow no-break, the typographic widths, ideographic; soft hyphen, zero-width space, word
+/// joiner, zero-width no-break space): two different entities must not look like one.
 bool terminal_control(char32_t c)
 {
-  return (c >= 0x80 && c <= 0x9F) || c == 0x00A0 || c == 0x00AD || c == 0x061C || c == 0x200B ||
+  return (c >= 0x80 && c <= 0x9F) || other_space(c) || c == 0x00AD || c == 0x061C || c == 0x200B ||
          c == 0x200E || c == 0x200F || (c >= 0x202A && c <= 0x202E) || c == 0x2060 ||
          (c >= 0x2066 && c <= 0x2069) || c == 0xFEFF;
 }

@@ -13,11 +13,17 @@ namespace capledger::detail {
 /// @brief @p text with everything a terminal acts on escaped, for a value shown to people (a
 /// table cell, a value quoted in a message): C0 controls (`\n` and `\t` too) and DEL as `\xHH`;
 /// C1 controls, the bidirectional and format controls U+061C, U+200E, U+200F, U+202A-U+202E
-/// and U+2066-U+2069, and the invisible U+00AD, U+200B, U+2060 and U+FEFF as `\uXXXX`; a byte that is no part
+/// and U+2066-U+2069, every space but U+0020 (`other_space`), and the invisible U+00AD, U+200B,
+/// U+2060 and U+FEFF as `\uXXXX`; a byte that is no part
 /// of well-formed UTF-8 as `\xHH`; and `\` as `\\`, so that an escape in the output was made here. Hex digits
 /// are lower-case. Printable ASCII and every other UTF-8 character stay as they are. Data outputs keep their
 /// bytes.
 [[nodiscard]] std::string terminal_text(std::string_view text);
+
+/// @brief Whether @p c is a space other than U+0020 (Unicode's space separators: U+00A0, U+1680,
+/// U+2000-U+200A, U+202F, U+205F, U+3000): it looks like one, so names holding it are shown
+/// escaped and read as spaced alike.
+[[nodiscard]] bool other_space(char32_t c) noexcept;
 
 /// @brief The columns a terminal gives @p shown (text `terminal_text` made: well-formed UTF-8,
 /// no controls), for aligning tables: 2 for East Asian wide and fullwidth characters (CJK, Hangul,

@@ -35,7 +35,7 @@ from fractions import Fraction
 
 D = datetime.date
 DATASETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "datasets")
-ENTITIES = ["E1", "E2", "E3", "e1", "NV1", "NV2", "U1", "u1", "NV 1", "Nv  1"]
+ENTITIES = ["E1", "E2", "E3", "e1", "NV1", "NV2", "U1", "u1", "NV 1", "Nv  1", "nv\u202f1"]
 COUNTRIES = ["AE", "ae", "BR", "IN", "MY", "SA", "DE", "US", "CN"]
 CHIPS = ["H100-SXM", "h100-sxm", "B200", "H20", "RTX-4090"]
 ADHOC = ["FOO", "foo", "Bar"]  # outside every chips table: grouped upper-cased
@@ -229,15 +229,24 @@ def model_balances(lines, t, authorized, as_of, warn_ppm):
     return rows
 
 
+# Every space but U+0020 (README: shown escaped, read as one space in a variant key).
+OTHER_SPACES = set("\u00a0\u1680\u202f\u205f\u3000") | {chr(c) for c in range(0x2000, 0x200B)}
+
+
+def shown(entity):
+    """An id as stderr quotes it; the model's ids hold no other character terminal_text escapes."""
+    return "'" + "".join(f"\\u{ord(ch):04x}" if ch in OTHER_SPACES else ch for ch in entity) + "'"
+
+
 def variant_key(entity):
     """README (entities): letters lower-cased in ASCII, U+00C0 to U+04FF (Latin-1, Latin Extended-A
     and -B, Greek and Coptic, Cyrillic) and U+1E00 to U+1EFF, not the Turkish dotted I; U+200B, U+2060, U+FEFF and U+00AD removed; each run of spaces, tabs and
-    U+00A0 one space, none at either end."""
+    other spaces (U+00A0, U+1680, U+2000-U+200A, U+202F, U+205F, U+3000) one space, none at either end."""
     kept = []
     for ch in entity:
         if ch in "\u200b\u2060\ufeff\u00ad":
             continue
-        if ch in " \t\u00a0":
+        if ch in " \t" or ch in OTHER_SPACES:
             ch = " "
         elif (ord(ch) <= 0x4FF or 0x1E00 <= ord(ch) <= 0x1EFF) and ch != "\u0130" and len(ch.lower()) == 1:
             ch = ch.lower()
@@ -259,10 +268,10 @@ def model_notes(listed, ledger, inventory=()):
     notes = ""
     for key in sorted(groups):  # code point order: UTF-8's byte order
         if len(groups[key]) > 1:
-            shown = [f"'{e}'" + "".join(f" ({', '.join(m for p, m in [(0, 'entities file'), (2, 'inventory')] if p in where)})"
+            names = [shown(e) + "".join(f" ({', '.join(m for p, m in [(0, 'entities file'), (2, 'inventory')] if p in where)})"
                                         for _ in [0] if where & {0, 2})
                      for _, e, where in sorted(groups[key])]
-            notes += (f"capledger: note: entity {shown[0]} is also written {', '.join(shown[1:])}: counted as "
+            notes += (f"capledger: note: entity {names[0]} is also written {', '.join(names[1:])}: counted as "
                       "separate entities (entity ids match exactly)\n")
     return notes
 

@@ -44,6 +44,12 @@ TEST(EntityVariantKey, FoldsAsciiCaseCollapsesBlanksDropsInvisibles)
   EXPECT_EQ(entity_variant_key("Acme\xc2\xa0"
                                "Corp"),
             "acme corp");
+  // Every other space is one too: U+202F (narrow no-break), U+2000, U+200A, U+3000 (ideographic).
+  EXPECT_EQ(entity_variant_key("\xe2\x80\xaf"
+                               "Acme\xe2\x80\x80\xe2\x80\x8a"
+                               "Corp\xe3\x80\x80"
+                               "AG"),
+            "acme corp ag");
   // U+200B, U+2060, U+FEFF, U+00AD dropped, also between blanks (the run stays one space).
   EXPECT_EQ(entity_variant_key("\xef\xbb\xbf"
                                "A\xe2\x80\x8b"

@@ -36,7 +36,7 @@ TEST(TerminalText, EscapesWhatDrivesATerminal)
             "\xc2\xac"
             "AC\\u00adME\xc2\xae");
   // Every bidirectional and format control named, and neighbours that are none: U+061B, U+200D,
-  // U+2029, U+202F, U+2065, U+206A kept.
+  // U+2029, U+2030, U+2065, U+206A kept.
   EXPECT_EQ(terminal_text("\xd8\x9c\xe2\x80\x8e\xe2\x80\x8f\xe2\x80\xaa\xe2\x80\xab\xe2\x80\xac\xe2\x80\xad"
                           "\xe2\x81\xa6\xe2\x81\xa7\xe2\x81\xa8\xe2\x81\xa9"),
             "\\u061c\\u200e\\u200f\\u202a\\u202b\\u202c\\u202d\\u2066\\u2067\\u2068\\u2069");
@@ -46,8 +46,14 @@ TEST(TerminalText, EscapesWhatDrivesATerminal)
                           "E\xef\xbb\xbf"),
             "AC\\u200bM\\u2060E\\ufeff");
   EXPECT_EQ(terminal_text("\xe2\x80\x8c\xe2\x80\x8d"), "\xe2\x80\x8c\xe2\x80\x8d");
-  EXPECT_EQ(terminal_text("\xd8\x9b\xe2\x80\x8d\xe2\x80\xa9\xe2\x80\xaf\xe2\x81\xa5\xe2\x81\xaa"),
-            "\xd8\x9b\xe2\x80\x8d\xe2\x80\xa9\xe2\x80\xaf\xe2\x81\xa5\xe2\x81\xaa");
+  EXPECT_EQ(terminal_text("\xd8\x9b\xe2\x80\x8d\xe2\x80\xa9\xe2\x80\xb0\xe2\x81\xa5\xe2\x81\xaa"),
+            "\xd8\x9b\xe2\x80\x8d\xe2\x80\xa9\xe2\x80\xb0\xe2\x81\xa5\xe2\x81\xaa");
+  // Every space but U+0020 looks like one: U+1680, U+2000, U+200A, U+202F, U+205F, U+3000
+  // escaped; their neighbours U+167F, U+1FFF, U+205E, U+3001 kept (U+200B is listed above).
+  EXPECT_EQ(terminal_text("\xe1\x9a\x80 \xe2\x80\x80 \xe2\x80\x8a \xe2\x80\xaf \xe2\x81\x9f \xe3\x80\x80"),
+            "\\u1680 \\u2000 \\u200a \\u202f \\u205f \\u3000");
+  EXPECT_EQ(terminal_text("\xe1\x99\xbf\xe1\xbf\xbf\xe2\x81\x9e\xe3\x80\x81"),
+            "\xe1\x99\xbf\xe1\xbf\xbf\xe2\x81\x9e\xe3\x80\x81");
   // Not UTF-8, byte by byte: an overlong '/', a surrogate, past U+10FFFF, a lone continuation,
   // a sequence cut short by the text's end and one cut short by an ASCII letter.
   EXPECT_EQ(terminal_text("\xc0\xaf|\xed\xa0\x80|\xf4\x90\x80\x80|\x80|\xe2\x80"),
@@ -124,13 +130,14 @@ TEST(TerminalText, EscapedTextIsCleanAndReadsBack)
   const std::vector<std::string> pieces = {
       "a", "Z", " ", "\\", "x", "u", "\x1b", std::string(1, '\0'), "\n", "\x7f", "\xc3\xa9", "\xe4\xb8\xad",
       "\xf0\x9f\x98\x80", "\xc2\x9b", "\xe2\x80\xae", "\xe2\x80\x8b", "\xef\xbb\xbf",
-      "\xc2\xad", "\xc2\xa0", "\xe2\x80\x8d", "\xc2", "\xe2\x80", "\x80", "\xff", "\xed\xa0\x80", "\xc0\xaf",
-      "\xf4\x90\x80\x80"};
+      "\xc2\xad", "\xc2\xa0", "\xe2\x80\xaf", "\xe3\x80\x80", "\xe2\x80\x8d", "\xc2", "\xe2\x80", "\x80",
+      "\xff", "\xed\xa0\x80", "\xc0\xaf", "\xf4\x90\x80\x80"};
   // clang-format on
   const auto listed = [](char32_t c) {
-    return c < 0x20 || c == 0x7F || (c >= 0x80 && c <= 0x9F) || c == 0x00A0 || c == 0x00AD || c == 0x061C ||
-           c == 0x200B || c == 0x200E || c == 0x200F || (c >= 0x202A && c <= 0x202E) || c == 0x2060 ||
-           (c >= 0x2066 && c <= 0x2069) || c == 0xFEFF;
+    return c < 0x20 || c == 0x7F || (c >= 0x80 && c <= 0x9F) || c == 0x00A0 || c == 0x1680 ||
+           (c >= 0x2000 && c <= 0x200A) || c == 0x202F || c == 0x205F || c == 0x3000 || c == 0x00AD ||
+           c == 0x061C || c == 0x200B || c == 0x200E || c == 0x200F || (c >= 0x202A && c <= 0x202E) ||
+           c == 0x2060 || (c >= 0x2066 && c <= 0x2069) || c == 0xFEFF;
   };
   std::mt19937 random(20261127);
   for (int round = 0; round < 20000; ++round) {

@@ -27,13 +27,13 @@ CAPLEDGER = os.path.abspath(sys.argv[1])
 csv.field_size_limit(1 << 30)
 
 TEXTS = ['a,b', 'say "hi"', 'a\rb', 'a\nb', 'a\r\nb', 'a\tb', 'a\0b', '\x1b[2Kx', 'a\x7fb', 'a\x85b\x9b',
-         'a\u2028b\u2029c', 'a\u202eb', 'a\ufeffb', '\ufeffab', 'a\\x41', ' ab', 'ab ', '\tab', 'ab\t', '"',
-         'a;b', 'éß中', 'L' * 300000, 'y\n' * 150000]
+         'a\u2028b\u2029c', 'a\u202eb', 'a\u202fb\u3000c', 'a\ufeffb', '\ufeffab', 'a\\x41', ' ab', 'ab ',
+         '\tab', 'ab\t', '"', 'a;b', 'éß中', 'L' * 300000, 'y\n' * 150000]
 NOT_UTF8 = [b'a\xc0\xafb', b'a\xed\xa0\x80b', b'a\xe2\x82', b'\x80a', b'\xf4\x90\x80\x80', b'\xf5\x80']
 FIELDS = ['shipment_id', 'entity', 'order_id', 'exporter', 'chip']
 # What a terminal acts on (terminal_text.hpp), \n aside: it ends a message's lines.
-TERMINAL = re.compile('[\x00-\x09\x0b-\x1f\x7f-\x9f\u00a0\u00ad\u061c\u200b\u200e\u200f\u202a-\u202e'
-                      '\u2060\u2066-\u2069\ufeff]')
+TERMINAL = re.compile('[\x00-\x09\x0b-\x1f\x7f-\x9f\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000\u00ad\u061c'
+                      '\u200b\u200e\u200f\u202a-\u202e\u2060\u2066-\u2069\ufeff]')
 failures = []
 
 
