@@ -52,11 +52,19 @@ void read_ahead_on_host(std::string_view text, std::size_t from, std::size_t to,
                         lines_read_ahead& out)
 {
   out.clear();
-  out.from               = from;
+  out.from = from;
+  append_read_on_host(text, from, to, layout, tables, out);
+}
+
+void append_read_on_host(std::string_view text, std::size_t begin, std::size_t to,
+                         const device_csv::line_layout& layout, const device_csv::tables& tables,
+                         lines_read_ahead& out)
+{
+  const std::size_t from = out.from;
   const char* base       = text.data() + from;
   const std::size_t size = text.size() - from;
   device_csv::plain_line line;
-  for (std::size_t at = 0; from + at < to && at < size;) {
+  for (std::size_t at = begin - from; from + at < to && at < size;) {
     const void* newline = std::memchr(base + at, '\n', size - at);
     const std::size_t end =
         newline == nullptr ? size : static_cast<std::size_t>(static_cast<const char*>(newline) - base);

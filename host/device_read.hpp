@@ -55,6 +55,14 @@ void read_ahead_on_host(std::string_view text, std::size_t from, std::size_t to,
                         const device_csv::line_layout& layout, const device_csv::tables& tables,
                         lines_read_ahead& out);
 
+/// @brief Appends to @p out, read on this core, the plain lines of @p text that start in
+/// [@p begin, @p to) (@p begin a line start at or after `out.from`; `to - out.from` below 4 GiB):
+/// `read_ahead_on_host` is this from `from` on an empty @p out. For a GPU reader's chunks that are
+/// better read here.
+void append_read_on_host(std::string_view text, std::size_t begin, std::size_t to,
+                         const device_csv::line_layout& layout, const device_csv::tables& tables,
+                         lines_read_ahead& out);
+
 /// @brief Whole lines of a read-ahead range, the unit a `gpu_line_reader` reads at once.
 struct line_chunk {
   std::size_t begin = 0;  ///< a line start of the range

@@ -9,7 +9,8 @@
 ///  2. `cub::DeviceSelect::If` lists the chunk's `\n` positions (its line ends), and their count
 ///     comes back (pinned) to size the next steps;
 ///  3. `read_lines_kernel`, a thread a line, runs `read_plain_line` and writes the line's start,
-///     plain flag and values, which come back (pinned) and are appended to the result.
+///     plain flag and values, which come back (pinned) and are appended to the result; a chunk
+///     of short lines (`min_bytes_a_line_on_device`) is read on the host instead.
 /// The host waits for chunk i's count only after it has queued chunk i + 1's copy and selection on
 /// the other stream, and appends chunk i's values while chunk i + 1's are read: the copy to the
 /// device of one chunk runs beside the kernels and the copy back of the other.
@@ -37,6 +38,19 @@ namespace capledger::detail {
 namespace {
 
 constexpr int read_block_size = 256;
+
+/// A chunk's results take 101 bytes a line (`results_layout`), so a chunk of blank or short lines
+/// would ask pinned and device memory of many times its text (424 MB a slot for 4 MiB of blank
+/// lines). A plain line holds at least 22 bytes (a date's 10, a country's 2, four more fields of
+/// a byte, five commas and its `\n`): a chunk averaging under 16 bytes a line is mostly lines the
+/// host reads anyway, and is read on the host, which gives the same vectors.
+constexpr std::size_t min_bytes_a_line_on_device = 16;
+
+/// The most lines a chunk of @p bytes is read on the device with: results are sized by it.
+constexpr std::size_t max_device_lines(std::size_t bytes)
+{
+  return bytes / min_bytes_a_line_on_device + 1;
+}
 
 constexpr std::size_t table_words  = sizeof(device_csv::tables) / sizeof(std::uint32_t);
 constexpr std::size_t layout_words = sizeof(device_csv::line_layout) / sizeof(std::uint32_t);
@@ -221,15 +235,14 @@ class cuda_line_reader final : public gpu_line_reader {
       if (!chunk.on_device) {
         if (in_flight != nullptr) { append(*in_flight, out, range_bytes); }
         in_flight = nullptr;
-        read_on_host(text, from, chunk, layout, out);
+        append_read_on_host(text, chunk.begin, chunk.end, layout, tables_, out);
         continue;
       }
       chunk_slot& slot = slots_[next_slot];
       next_slot ^= 1;
       send_and_split(text, chunk, slot);
       if (in_flight != nullptr) { append(*in_flight, out, range_bytes); }
-      read_lines(from, layout, slot);
-      in_flight = &slot;
+      in_flight = read_lines(text, from, layout, slot, out) ? &slot : nullptr;
     }
     if (in_flight != nullptr) { append(*in_flight, out, range_bytes); }
   }
@@ -269,8 +282,11 @@ class cuda_line_reader final : public gpu_line_reader {
     // this chunk's results are in, which follow the copy in the stream's order.
   }
 
-  /// Step 3: waits for the chunk's line count, reads its lines and queues their copy back.
-  void read_lines(std::size_t from, const device_csv::line_layout& layout, chunk_slot& slot)
+  /// Step 3: waits for the chunk's line count, reads its lines and queues their copy back, or,
+  /// for a chunk of short lines, reads them here and appends them to @p out.
+  /// @return whether the device reads them (their results are then to be appended)
+  bool read_lines(std::string_view text, std::size_t from, const device_csv::line_layout& layout,
+                  chunk_slot& slot, lines_read_ahead& out)
   {
     const cudaStream_t stream = slot.stream.get();
     const std::size_t bytes   = slot.chunk.end - slot.chunk.begin;
@@ -280,9 +296,14 @@ class cuda_line_reader final : public gpu_line_reader {
     // Every chunk but the text's last ends with a `\n`; a last line without one is a line too.
     slot.lines              = newlines + (ends_with_newline(slot) ? 0 : 1);
     const std::size_t lines = slot.lines;
-    grow(slot.d_line_start, lines, chunk_bytes_ + 1, stream);
-    grow(slot.d_plain, lines, chunk_bytes_ + 1, stream);
-    grow(slot.d_values, lines, chunk_bytes_ + 1, stream);
+    if (lines > max_device_lines(bytes)) {
+      append_read_on_host(text, slot.chunk.begin, slot.chunk.end, layout, tables_, out);
+      return false;
+    }
+    const std::size_t most_lines = max_device_lines(chunk_bytes_);
+    grow(slot.d_line_start, lines, most_lines, stream);
+    grow(slot.d_plain, lines, most_lines, stream);
+    grow(slot.d_values, lines, most_lines, stream);
     const auto offset = static_cast<std::uint32_t>(slot.chunk.begin - from);
     const std::int64_t needed_blocks =
         (static_cast<std::int64_t>(lines) + read_block_size - 1) / read_block_size;
@@ -293,7 +314,7 @@ class cuda_line_reader final : public gpu_line_reader {
         slot.d_values.data());
     CAPLEDGER_CHECK_LAUNCH();
     const results_layout at(lines);
-    char* results = slot.results.reserve(at.bytes, results_layout(chunk_bytes_ + 1).bytes);
+    char* results = slot.results.reserve(at.bytes, results_layout(most_lines).bytes);
     CAPLEDGER_CUDA_TRY(cudaMemcpyAsync(results + at.values, slot.d_values.data(),
                                        lines * sizeof(device_csv::plain_line), cudaMemcpyDeviceToHost,
                                        stream));
@@ -302,6 +323,7 @@ class cuda_line_reader final : public gpu_line_reader {
     CAPLEDGER_CUDA_TRY(
         cudaMemcpyAsync(results + at.plain, slot.d_plain.data(), lines, cudaMemcpyDeviceToHost, stream));
     slot.results_ready.record(stream);
+    return true;
   }
 
   /// Whether the chunk's last byte, still in its staging, is a `\n`.
@@ -341,25 +363,10 @@ class cuda_line_reader final : public gpu_line_reader {
     }
   }
 
-  /// A chunk of one line the device does not read, read here as `read_ahead_on_host` reads it.
-  void read_on_host(std::string_view text, std::size_t from, const line_chunk& chunk,
-                    const device_csv::line_layout& layout, lines_read_ahead& out) const
-  {
-    const std::size_t end =
-        chunk.end > chunk.begin && text[chunk.end - 1] == '\n' ? chunk.end - 1 : chunk.end;
-    if (end - from > UINT32_MAX) { return; }  // past the offsets' range: the host's, as read_ahead_on_host says
-    device_csv::plain_line line{};
-    if (device_csv::read_plain_line(text.data() + from, static_cast<std::uint32_t>(chunk.begin - from),
-                                    static_cast<std::uint32_t>(end - from), layout, tables_, line)) {
-      out.line_start.push_back(static_cast<std::uint32_t>(chunk.begin - from));
-      out.values.push_back(line);
-    }
-  }
-
   std::size_t chunk_bytes_;
   int device_   = 0;
   int sm_count_ = 1;
-  device_csv::tables tables_;  ///< for the lines read on the host
+  device_csv::tables tables_;  ///< for the chunks read on the host
   chunk_slot slots_[2];
   device_buffer<device_csv::tables> d_tables_;  ///< freed on slot 0's stream: declared after it
 };

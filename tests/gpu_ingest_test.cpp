@@ -417,6 +417,25 @@ TEST_F(GpuIngest, LinesAtAndAcrossChunkSeams)
   }
 }
 
+// A chunk averaging under 16 bytes a line (blank lines, short junk) is read on the host, so that
+// its results (101 bytes a line) do not take many times its text in pinned and device memory;
+// beside it, chunks of plain lines are the device's, and the whole reads as on the host: runs
+// of blank lines with plain lines inside them, at their edges and after them.
+TEST_F(GpuIngest, ChunksOfShortLinesAreReadOnTheHost)
+{
+  const auto layout = layout_of(header_line);
+  const auto plain  = [](int k) { return "S" + std::to_string(k) + ",2025-01-02,ENT,AE,H100-SXM,5,,,,\n"; };
+  std::string text  = std::string(header_line) + "\n" + std::string(200000, '\n');
+  for (int k = 0; k < 300; ++k) { text += plain(k); }
+  for (int k = 300; k < 310; ++k) { text += std::string(5000, '\n') + "x\n,\n" + plain(k); }
+  text += std::string(100000, '\n') + plain(310);
+  ASSERT_EQ(on_host(text, 0, text.size(), layout).size(), 311U);
+  for (const std::size_t chunk : {std::size_t{4096}, std::size_t{65536}, detail::default_gpu_chunk_bytes}) {
+    expect_same_read(text, 0, text.size(), layout, chunk, "short lines");
+    expect_same_read(text, 150000, text.size() - 50000, layout, chunk, "short lines, inside a run");
+  }
+}
+
 TEST_F(GpuIngest, CrlfLines)
 {
   std::mt19937_64 rng(31);
