@@ -1011,6 +1011,15 @@ std::vector<proposed_check> check_proposed(const reference_data& ref, const ship
         return detail::terminal_text(ledger_lines->shipment_id(static_cast<std::int64_t>(q))) + " (" +
                format_date(ledger_lines->columns.date[q]) + ")";
       });
+      // An NVEU cap can fall with its phase: a total within the old cap crosses nothing until the
+      // key's next line, so a return that leaves it over the new one is, once ingested, the line
+      // report names (SPEC §2's crossing line), though it lowers the total.
+      if (which == nveu_limit && c.tpp[i] < 0 && used + c.tpp[i] > limit_tpp) {
+        rows.back().explanation =
+            "a return, not a breach, but the running total after it (" + std::to_string(used + c.tpp[i]) +
+            ") is over the cap in force on its date (" + std::to_string(limit_tpp) +
+            "): once ingested, report names this line as the crossing line unless a line before it crossed";
+      }
     };
     if (ref.rules.in_window(c.date[i])) {
       const int tier  = context.country_tier[c.country[i]];

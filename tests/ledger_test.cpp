@@ -1235,6 +1235,54 @@ TEST_F(ledger_test, BalancesExceededOnlyWhereALineCrossedTheCapInForceOnItsDate)
       << csv;
 }
 
+// A return is no breach, but where an NVEU phase cap fell under the total, the return is the first
+// line of the key against the lower cap, so report names it as the crossing line once ingested:
+// check says so on stderr (status ok, exit 0); a return that brings the total under the cap, or
+// one the old phase's cap holds, is not noted; a shipment there is a breach.
+TEST_F(ledger_test, CheckNotesAReturnThatReportWouldNameUnderAFallenNveuCap)
+{
+  write_rules("falling", R"({"per_order_tpp":26900000,"per_consignee_year_tpp":26900000})",
+              R"([{"through":"2025-12-31","tpp":633000000},{"through":"2027-12-31","tpp":100000000}])");
+  ingest_nveu_night("falling", "S1,2025-06-01,G,AE,H100-SXM,10000,NVEU\n");  // 158,320,000
+  if (HasFatalFailure()) { return; }
+  const std::string header = "shipment_id,date,entity,country,chip,quantity,pathway\n";
+  write_text(at("p.csv"), header +
+                              "R1,2026-02-01,G,AE,H100-SXM,-1,NVEU\n"     // 158,304,168 > 100,000,000
+                              "R0,2025-07-01,G,AE,H100-SXM,-1,NVEU\n"     // under the 2025 cap
+                              "R2,2026-03-01,G,AE,H100-SXM,-9000,NVEU\n"  // 15,800,336 after it
+                              "P1,2026-04-01,G,AE,H100-SXM,10000,NVEU\n");
+  std::string csv;
+  EXPECT_EQ(cli("check l.db --proposed p.csv --entities ent.csv --rules falling.json", &csv), 1)
+      << stderr_text();
+  EXPECT_NE(
+      csv.find("\n1,R1,2026-02-01,G,AE,NVEU,-15832,NVEU_CAP_EXCEEDED,100000000,158304168,-58304168,ok\n"),
+      std::string::npos)
+      << csv;
+  EXPECT_NE(
+      csv.find(",P1,2026-04-01,G,AE,NVEU,158320000,NVEU_CAP_EXCEEDED,100000000,15800336,84199664,breach\n"),
+      std::string::npos)
+      << csv;
+  EXPECT_NE(
+      stderr_text().find("capledger: check: line 1 (R1): NVEU_CAP_EXCEEDED: a return, not a breach, but the "
+                         "running total after it (158288336) is over the cap in force on its date "
+                         "(100000000): once ingested, report names this line as the crossing line unless a "
+                         "line before it crossed\n"),
+      std::string::npos)
+      << stderr_text();
+  EXPECT_EQ(stderr_text().find("line 2 (R0)"), std::string::npos) << stderr_text();
+  EXPECT_EQ(stderr_text().find("line 3 (R2)"), std::string::npos) << stderr_text();
+  // What the note says: with R1 in, report names it.
+  write_text(at("r1.csv"), header + "R1,2026-02-01,G,AE,H100-SXM,-1,NVEU\n");
+  std::string findings;
+  EXPECT_EQ(cli("report night.csv r1.csv --entities ent.csv --rules falling.json --backend cpu --format csv",
+                &findings),
+            1)
+      << stderr_text();
+  EXPECT_NE(findings.find("violation,NVEU_CAP_EXCEEDED,G,AE,,,,2026-02-01,R1,158304168,100000000\n"),
+            std::string::npos)
+      << findings;
+}
+
 // A phase that ends before counting_starts is never in force: with as_of before the window, a
 // balance is held against the phase counting starts under (633,000,000), not the earlier one (1).
 TEST_F(ledger_test, BalancesNeverHoldAPhaseEndedBeforeTheWindow)
