@@ -448,7 +448,7 @@ class id_set {
   {
     if (payload >= payload_mask) { throw config_error("the inputs are larger than 2^40 bytes"); }
     const std::size_t region = region_of(hash);
-    if (!slots_ || 4 * (counts_[region] + 1) > (std::size_t{3} << bits_)) { grow(bits_ + 1); }
+    if (!slots_ || 4 * (std::size_t{counts_[region]} + 1) > (std::size_t{3} << bits_)) { grow(bits_ + 1); }
     place(region, ((hash >> payload_bits) << payload_bits) | (payload + 1), extra_of(hash));
     ++counts_[region];
     ++count_;
