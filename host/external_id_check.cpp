@@ -20,13 +20,6 @@
 
 namespace capledger::detail {
 
-external_id_check::~external_id_check()
-{
-  for (auto& part : parts_) {
-    if (part.fd >= 0) { ::close(part.fd); }
-  }
-}
-
 void external_id_check::add(std::uint64_t hash, std::uint64_t offset)
 {
   part& p = parts_[hash >> 56];
@@ -133,10 +126,6 @@ class external_id_check::first_repeats {
 class external_id_check::repeat_store {
  public:
   explicit repeat_store(std::size_t budget) : budget_(budget) {}
-  ~repeat_store()
-  {
-    if (fd_ >= 0) { ::close(fd_); }
-  }
   repeat_store(const repeat_store&)            = delete;
   repeat_store& operator=(const repeat_store&) = delete;
 
@@ -158,16 +147,16 @@ class external_id_check::repeat_store {
   {
     std::sort(held_.begin(), held_.end());
     if (runs_.empty()) { return repeat_stream(std::move(held_)); }
-    return repeat_stream(std::exchange(fd_, -1), runs_, std::move(held_), budget_);
+    return repeat_stream(std::move(fd_), runs_, std::move(held_), budget_);
   }
 
  private:
   void write_run()
   {
     std::sort(held_.begin(), held_.end());
-    if (fd_ < 0) { fd_ = anonymous_temp_file(); }
+    if (fd_.get() < 0) { fd_ = anonymous_temp_file(); }
     const std::size_t bytes = held_.size() * sizeof(repeat_stream::repeat);
-    write_temporary(fd_, held_.data(), bytes);
+    write_temporary(fd_.get(), held_.data(), bytes);
     runs_.emplace_back(written_, written_ + bytes);
     written_ += bytes;
     held_.clear();
@@ -176,7 +165,7 @@ class external_id_check::repeat_store {
   std::size_t budget_;
   std::mutex mutex_;
   std::vector<repeat_stream::repeat> held_;
-  int fd_ = -1;
+  unique_fd fd_;
   std::vector<std::pair<std::uint64_t, std::uint64_t>> runs_;  ///< byte ranges in the file
   std::uint64_t written_ = 0;
 };
@@ -203,11 +192,8 @@ void external_id_check::repeats_in(part& p, const std::function<std::string(std:
                                    repeat_sink* all, first_repeats* first)
 {
   std::vector<entry> entries(p.written);
-  read_temporary(p.fd, entries.data(), p.written * sizeof(entry), 0);
-  if (p.fd >= 0) {  // read: its room on disk is free for the repeats' runs
-    ::close(p.fd);
-    p.fd = -1;
-  }
+  read_temporary(p.fd.get(), entries.data(), p.written * sizeof(entry), 0);
+  p.fd.reset();  // read: its room on disk is free for the repeats' runs
   entries.insert(entries.end(), p.buffer.begin(), p.buffer.end());  // the part never written out
   p.buffer                       = {};
   const std::vector<entry> equal = entries_with_equal_hashes(entries);
@@ -288,8 +274,8 @@ repeat_stream external_id_check::repeats(const std::function<std::string(std::ui
 
 void external_id_check::spill(part& p)
 {
-  if (p.fd < 0) { p.fd = anonymous_temp_file(); }
-  write_temporary(p.fd, p.buffer.data(), p.buffer.size() * sizeof(entry));
+  if (p.fd.get() < 0) { p.fd = anonymous_temp_file(); }
+  write_temporary(p.fd.get(), p.buffer.data(), p.buffer.size() * sizeof(entry));
   p.written += p.buffer.size();
   p.buffer.clear();
 }
@@ -301,9 +287,9 @@ repeat_stream::repeat_stream(std::vector<repeat> sorted)
   heap_.push_back(0);
 }
 
-repeat_stream::repeat_stream(int fd, const std::vector<std::pair<std::uint64_t, std::uint64_t>>& runs,
+repeat_stream::repeat_stream(unique_fd fd, const std::vector<std::pair<std::uint64_t, std::uint64_t>>& runs,
                              std::vector<repeat> in_memory, std::size_t budget)
-    : fd_(fd), runs_on_disk_(runs.size())
+    : fd_(std::move(fd)), runs_on_disk_(runs.size())
 {
   // The read buffers share a budget: many runs read fewer pairs at a time, never more memory.
   read_pairs_ = std::max<std::size_t>(1, std::min<std::size_t>(4096, budget / runs.size()));
@@ -314,35 +300,6 @@ repeat_stream::repeat_stream(int fd, const std::vector<std::pair<std::uint64_t, 
   if (!in_memory.empty()) { sources_.push_back({std::move(in_memory), 0, 0, 0}); }
   for (std::size_t s = 0; s < sources_.size(); ++s) { heap_.push_back(s); }
   for (std::size_t h = heap_.size() / 2; h-- > 0;) { sift_down(h); }
-}
-
-repeat_stream::repeat_stream(repeat_stream&& other) noexcept
-    : fd_(std::exchange(other.fd_, -1)),
-      sources_(std::move(other.sources_)),
-      heap_(std::move(other.heap_)),
-      read_pairs_(other.read_pairs_),
-      runs_on_disk_(other.runs_on_disk_),
-      asked_(other.asked_)
-{
-}
-
-repeat_stream& repeat_stream::operator=(repeat_stream&& other) noexcept
-{
-  if (this != &other) {
-    if (fd_ >= 0) { ::close(fd_); }
-    fd_           = std::exchange(other.fd_, -1);
-    sources_      = std::move(other.sources_);
-    heap_         = std::move(other.heap_);
-    read_pairs_   = other.read_pairs_;
-    runs_on_disk_ = other.runs_on_disk_;
-    asked_        = other.asked_;
-  }
-  return *this;
-}
-
-repeat_stream::~repeat_stream()
-{
-  if (fd_ >= 0) { ::close(fd_); }
 }
 
 std::optional<repeat_stream::repeat> repeat_stream::next_at_or_after(std::uint64_t offset)
@@ -370,7 +327,7 @@ bool repeat_stream::refill(source& s) const
   const std::optional<std::uint64_t> before =
       s.buffer.empty() ? std::nullopt : std::optional<std::uint64_t>(s.buffer.back().first);
   s.buffer.resize(pairs);
-  read_temporary(fd_, s.buffer.data(), pairs * sizeof(repeat), s.next_byte);
+  read_temporary(fd_.get(), s.buffer.data(), pairs * sizeof(repeat), s.next_byte);
   s.next_byte += pairs * sizeof(repeat);
   s.at = 0;
   // A run read back out of order would pass over repeats unseen (or forever): never quietly.

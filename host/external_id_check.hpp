@@ -2,6 +2,8 @@
 /// @brief Repeated shipment ids found out of memory, for logs whose id set would not fit.
 #pragma once
 
+#include "file_io.hpp"
+
 #include <capledger/shipments.hpp>
 
 #include <algorithm>
@@ -27,11 +29,10 @@ class repeat_stream final : public repeated_id_cursor {
   repeat_stream() = default;                                  ///< no repeats
   /// @param sorted every repeat, sorted
   explicit repeat_stream(std::vector<repeat> sorted);
-  repeat_stream(repeat_stream&& other) noexcept;
-  repeat_stream& operator=(repeat_stream&& other) noexcept;
-  repeat_stream(const repeat_stream&)            = delete;
-  repeat_stream& operator=(const repeat_stream&) = delete;
-  ~repeat_stream() override;
+  repeat_stream(repeat_stream&&) noexcept            = default;
+  repeat_stream& operator=(repeat_stream&&) noexcept = default;
+  repeat_stream(const repeat_stream&)                = delete;
+  repeat_stream& operator=(const repeat_stream&)     = delete;
 
   [[nodiscard]] std::optional<repeat> next_at_or_after(std::uint64_t offset) override;
   /// @brief The sorted runs read back from the temporary file (0: every repeat was kept in memory).
@@ -48,14 +49,14 @@ class repeat_stream final : public repeated_id_cursor {
   };
   /// @param fd the runs' file, taken over; @param runs their byte ranges; @param in_memory the last
   /// run, sorted; @param budget pairs the read buffers may hold together
-  repeat_stream(int fd, const std::vector<std::pair<std::uint64_t, std::uint64_t>>& runs,
+  repeat_stream(unique_fd fd, const std::vector<std::pair<std::uint64_t, std::uint64_t>>& runs,
                 std::vector<repeat> in_memory, std::size_t budget);
   /// Fills @p s's buffer from the file. @return false when the run is over
   bool refill(source& s) const;
   /// Restores the heap order below heap_[h].
   void sift_down(std::size_t h);
 
-  int fd_ = -1;
+  unique_fd fd_;
   std::vector<source> sources_;
   std::vector<std::size_t> heap_;  ///< the sources with pairs left, the smallest head first
   std::size_t read_pairs_   = 0;   ///< pairs read from the file at a time, per run
@@ -88,7 +89,6 @@ class external_id_check {
       : buffered_(buffered), repeats_in_memory_(std::max<std::size_t>(repeats_in_memory, 1))
   {
   }
-  ~external_id_check();
   external_id_check(const external_id_check&)            = delete;
   external_id_check& operator=(const external_id_check&) = delete;
 
@@ -112,7 +112,7 @@ class external_id_check {
  private:
   using entry = external_id_check_entry;
   struct part {
-    int fd = -1;  ///< opened when the buffer first fills
+    unique_fd fd;  ///< opened when the buffer first fills
     std::vector<entry> buffer;
     std::size_t written = 0;  ///< entries in the file
   };

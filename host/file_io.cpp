@@ -128,30 +128,30 @@ void check_temporary_room(std::uint64_t needed, const temporary_space& space, st
   }
 }
 
-int anonymous_temp_file()
+void unique_fd::reset(int fd) noexcept
+{
+  if (fd_ >= 0) { ::close(fd_); }
+  fd_ = fd;
+}
+
+int unique_fd::close() noexcept
+{
+  return ::close(release());
+}
+
+unique_fd anonymous_temp_file()
 {
   const std::string dir = temporary_dir();
   std::string name      = dir + "/capledger-XXXXXX";
-  const int fd          = ::mkstemp(name.data());
-  if (fd < 0) {
+  unique_fd file(::mkstemp(name.data()));
+  if (file.get() < 0) {
     throw config_error("cannot create a temporary file in " + dir + ": " + std::strerror(errno));
   }
   ::unlink(name.c_str());  // gone when closed, whatever happens
-  return fd;
+  return file;
 }
 
 namespace {
-
-/// Closes the file descriptor it holds (-1: none) when it goes out of scope.
-struct fd_closer {
-  int fd;
-  fd_closer(const fd_closer&)            = delete;
-  fd_closer& operator=(const fd_closer&) = delete;
-  ~fd_closer()
-  {
-    if (fd >= 0) { ::close(fd); }
-  }
-};
 
 /// Writes all of @p bytes to @p fd. @throw config_error naming @p name
 void write_all(int fd, std::string_view bytes, const std::string& name)
@@ -212,7 +212,7 @@ input_bytes::input_bytes(const std::string& path)
   const bool from_stdin = path == "-";
   const int fd          = from_stdin ? STDIN_FILENO : ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) { throw config_error(path + ": cannot open: " + std::strerror(errno)); }
-  const fd_closer opened{from_stdin ? -1 : fd};
+  const unique_fd opened(from_stdin ? -1 : fd);
   // A regular file read from its start; stdin may be one too (`< log.csv`), unless something
   // read part of it before (then only the rest is the input: copied like a pipe's).
   struct stat info {};
@@ -225,8 +225,8 @@ input_bytes::input_bytes(const std::string& path)
   // A pipe (`zcat log.csv.gz | capledger report -`, `<(...)`): copied into an unlinked temporary
   // file and mapped from there (the mapping keeps the file), so that a log of any size costs
   // disk, not memory.
-  const fd_closer spooled{anonymous_temp_file()};
-  map(spooled.fd, copy_rest(fd, spooled.fd, path), path);
+  const unique_fd spooled = anonymous_temp_file();
+  map(spooled.get(), copy_rest(fd, spooled.get(), path), path);
 }
 
 void input_bytes::map(int fd, std::size_t size, const std::string& path)
@@ -445,11 +445,10 @@ void write_and_sync(const fs::path& path, std::string_view content, const std::s
 {
   const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) { throw config_error(name + ": cannot create " + path.string() + ": " + std::strerror(errno)); }
-  fd_closer file{fd};
+  unique_fd file(fd);
   write_all(fd, content, name);
   if (::fsync(fd) != 0) { throw config_error(name + ": cannot flush to disk: " + std::strerror(errno)); }
-  file.fd = -1;  // closed here, its error reported
-  if (::close(fd) != 0) { throw config_error(name + ": cannot flush to disk: " + std::strerror(errno)); }
+  if (file.close() != 0) { throw config_error(name + ": cannot flush to disk: " + std::strerror(errno)); }
 }
 
 /// Fsyncs folder @p dir, which makes the renames into it durable. @return why it failed, or "" (also
@@ -458,7 +457,7 @@ std::string directory_sync_error(const fs::path& dir)
 {
   const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) { return std::string("cannot open ") + dir.string() + ": " + std::strerror(errno); }
-  const fd_closer opened{fd};
+  const unique_fd opened(fd);
   if (::fsync(fd) != 0 && errno != EINVAL) {
     return std::string("cannot flush ") + dir.string() + " to disk: " + std::strerror(errno);
   }
@@ -959,56 +958,58 @@ atomic_file_writer::atomic_file_writer(const std::string& path, const std::strin
     // A device or a pipe (`--rejects /dev/null`, a FIFO) is written as it is: replacing it by a
     // file (as root, /dev/null itself) is never what was meant, and a stream has no half state to hide.
     direct_ = true;
-    fd_     = ::open(path_.c_str(), O_WRONLY | O_CLOEXEC);
-    if (fd_ < 0) { throw config_error(path_ + ": cannot open: " + std::strerror(errno)); }
+    fd_.reset(::open(path_.c_str(), O_WRONLY | O_CLOEXEC));
+    if (fd_.get() < 0) { throw config_error(path_ + ": cannot open: " + std::strerror(errno)); }
     return;
   }
   const fs::path beside = unique_sibling(fs::path(target_), "tmp");
   if (staging_dir.empty()) { parents_ = std::make_unique<directories_made>(beside.parent_path(), path_); }
   staging_ = staging_dir.empty() ? beside.string() : (fs::path(staging_dir) / beside.filename()).string();
   guard_   = std::make_unique<removed_on_signal>(staging_, false);
-  fd_      = ::open(staging_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd_ < 0) { throw config_error(path_ + ": cannot create " + staging_ + ": " + std::strerror(errno)); }
+  fd_.reset(::open(staging_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  if (fd_.get() < 0) {
+    throw config_error(path_ + ": cannot create " + staging_ + ": " + std::strerror(errno));
+  }
 }
 
 atomic_file_writer::~atomic_file_writer()
 {
-  if (fd_ >= 0) {  // not committed: the old file, if any, stays as it was
-    ::close(fd_);
+  if (fd_.get() >= 0) {  // not committed: the old file, if any, stays as it was
+    fd_.reset();
     if (!direct_) { ::unlink(staging_.c_str()); }
   }
 }
 
 void atomic_file_writer::append(std::string_view bytes)
 {
-  CAPLEDGER_EXPECTS(fd_ >= 0, "append after commit");
+  CAPLEDGER_EXPECTS(fd_.get() >= 0, "append after commit");
   buffer_ += bytes;
   if (buffer_.size() >= (std::size_t{1} << 20)) { flush(); }
 }
 
 void atomic_file_writer::flush()
 {
-  write_all(fd_, buffer_, path_);
+  write_all(fd_.get(), buffer_, path_);
   buffer_.clear();
 }
 
 void atomic_file_writer::commit()
 {
-  CAPLEDGER_EXPECTS(fd_ >= 0, "commit twice");
+  CAPLEDGER_EXPECTS(fd_.get() >= 0, "commit twice");
   flush();
   if (direct_) {
-    const int fd = std::exchange(fd_, -1);
-    if (::close(fd) != 0) { throw config_error(path_ + ": cannot write: " + std::strerror(errno)); }
+    if (fd_.close() != 0) { throw config_error(path_ + ": cannot write: " + std::strerror(errno)); }
     return;
   }
   struct stat old {};
   if (::stat(target_.c_str(), &old) == 0 && S_ISREG(old.st_mode)) {
-    ::fchmod(fd_, old.st_mode & 07777);  // a rejects file kept private stays so
+    ::fchmod(fd_.get(), old.st_mode & 07777);  // a rejects file kept private stays so
   }
-  if (::fsync(fd_) != 0) { throw config_error(path_ + ": cannot flush to disk: " + std::strerror(errno)); }
-  const int fd = fd_;
-  fd_          = -1;  // from here on the destructor leaves the file alone: it is closed or renamed
-  if (::close(fd) != 0) {
+  if (::fsync(fd_.get()) != 0) {
+    throw config_error(path_ + ": cannot flush to disk: " + std::strerror(errno));
+  }
+  // From here on the destructor leaves the file alone: it is closed or renamed.
+  if (fd_.close() != 0) {
     ::unlink(staging_.c_str());
     throw config_error(path_ + ": cannot flush to disk: " + std::strerror(errno));
   }

@@ -23,8 +23,37 @@ struct evp_md_ctx_st;  // OpenSSL's EVP_MD_CTX, kept out of this header
 
 namespace capledger::detail {
 
+/// @brief Owns a file descriptor (-1: none) and closes it when destroyed, ignoring the error: for
+/// files read, or thrown away. Where the close's error matters (the last of an output written),
+/// `close` it and check what it returns.
+class unique_fd {
+ public:
+  unique_fd() noexcept = default;
+  explicit unique_fd(int fd) noexcept : fd_(fd) {}
+  unique_fd(unique_fd&& other) noexcept : fd_(other.release()) {}
+  unique_fd& operator=(unique_fd&& other) noexcept
+  {
+    reset(other.release());
+    return *this;
+  }
+  unique_fd(const unique_fd&)            = delete;
+  unique_fd& operator=(const unique_fd&) = delete;
+  ~unique_fd() { reset(); }
+
+  [[nodiscard]] int get() const noexcept { return fd_; }
+  /// @return the descriptor, no longer owned (-1: none)
+  [[nodiscard]] int release() noexcept { return std::exchange(fd_, -1); }
+  /// Closes the descriptor held, if any (its error ignored), and takes @p fd.
+  void reset(int fd = -1) noexcept;
+  /// Closes the descriptor now. @return `::close`'s result, errno set on -1
+  [[nodiscard]] int close() noexcept;
+
+ private:
+  int fd_ = -1;
+};
+
 /// @brief An unlinked temporary file in `$TMPDIR` (or /tmp), gone when closed. @throw config_error
-[[nodiscard]] int anonymous_temp_file();
+[[nodiscard]] unique_fd anonymous_temp_file();
 
 /// @brief @p bytes as decimal gigabytes with one decimal, for messages: "12.3 GB".
 [[nodiscard]] std::string gigabytes(std::uint64_t bytes);
@@ -299,7 +328,7 @@ class atomic_file_writer {
   if_exists existing_;
   std::unique_ptr<directories_made> parents_;  ///< folders made for it, until it is in place
   std::unique_ptr<removed_on_signal> guard_;   ///< the staging file, until renamed or removed
-  int fd_      = -1;
+  unique_fd fd_;
   bool direct_ = false;  ///< the target is a device or a pipe: written as it is, no staging
   std::string buffer_;  ///< written out once it holds a mebibyte
   void flush();

@@ -8,6 +8,8 @@
 
 #include "test_support.hpp"
 
+#include <algorithm>
+#include <cerrno>
 #include <csignal>
 #include <cstddef>
 #include <cstdint>
@@ -18,6 +20,7 @@
 #include <sstream>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <fcntl.h>
@@ -29,6 +32,7 @@
 namespace {
 
 using capledger::detail::populate_pages;
+using capledger::detail::unique_fd;
 
 /// Pages of [data, data + pages x page size) that are in memory.
 std::size_t resident_pages(const char* data, std::size_t pages, std::size_t page)
@@ -167,6 +171,96 @@ TEST(TemporaryRoom, TheDirectoryIsTmpdirAndItsRoomIsRead)
   }
   EXPECT_EQ(space.dir, dir);
   EXPECT_GT(space.available, 0U);
+}
+
+/// Whether @p fd is open in this process.
+bool is_open(int fd)
+{
+  return ::fcntl(fd, F_GETFD) != -1;
+}
+
+/// A descriptor for a check of its own (/dev/null: nothing to clean up).
+int open_null()
+{
+  return ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+TEST(UniqueFd, ClosesWhatItHoldsWhenDestroyed)
+{
+  const int fd = open_null();
+  ASSERT_GE(fd, 0);
+  {
+    const unique_fd owned(fd);
+    EXPECT_EQ(owned.get(), fd);
+    EXPECT_TRUE(is_open(fd));
+  }
+  EXPECT_FALSE(is_open(fd));
+}
+
+TEST(UniqueFd, ReleaseHandsItOverUnclosed)
+{
+  const int fd = open_null();
+  ASSERT_GE(fd, 0);
+  {
+    unique_fd owned(fd);
+    EXPECT_EQ(owned.release(), fd);
+    EXPECT_EQ(owned.get(), -1);
+  }
+  EXPECT_TRUE(is_open(fd));
+  ::close(fd);
+}
+
+TEST(UniqueFd, AMovedFromOneClosesNothing)
+{
+  const int fd = open_null();
+  ASSERT_GE(fd, 0);
+  unique_fd last;
+  {
+    unique_fd first(fd);
+    unique_fd second(std::move(first));
+    EXPECT_EQ(first.get(), -1);  // NOLINT(bugprone-use-after-move): what is left is the point
+    last = std::move(second);
+    EXPECT_EQ(second.get(), -1);  // NOLINT(bugprone-use-after-move)
+  }
+  EXPECT_TRUE(is_open(fd));
+  EXPECT_EQ(last.get(), fd);
+  last.reset();
+  EXPECT_FALSE(is_open(fd));
+}
+
+TEST(UniqueFd, ResetAndMoveAssignmentCloseTheOld)
+{
+  const int first = open_null(), second = open_null(), third = open_null();
+  ASSERT_GE(std::min({first, second, third}), 0);
+  unique_fd owned(first);
+  owned.reset(second);
+  EXPECT_FALSE(is_open(first));
+  EXPECT_TRUE(is_open(second));
+  owned = unique_fd(third);
+  EXPECT_FALSE(is_open(second));
+  EXPECT_TRUE(is_open(third));
+  EXPECT_EQ(owned.get(), third);
+}
+
+// The checked close of an output: its result is the caller's, and the destructor does not close
+// again (the number, free again, may be someone else's by then).
+TEST(UniqueFd, CloseReportsAndLeavesNothingForTheDestructor)
+{
+  const int fd = open_null();
+  ASSERT_GE(fd, 0);
+  int reused = -1;
+  {
+    unique_fd owned(fd);
+    EXPECT_EQ(owned.close(), 0);
+    EXPECT_EQ(owned.get(), -1);
+    EXPECT_FALSE(is_open(fd));
+    reused = open_null();  // the lowest free number: fd's
+    ASSERT_EQ(reused, fd);
+    EXPECT_EQ(owned.close(), -1);
+    EXPECT_EQ(errno, EBADF);
+  }
+  EXPECT_TRUE(is_open(reused));
+  ::close(reused);
 }
 
 TEST(AtomicFileWriter, TheFileAppearsWholeAtCommitOrNotAtAll)
