@@ -131,7 +131,7 @@ if want bench; then
   # The dense pass's ceilings on this card (l2_atomics_bench.cu), appended to bench.log.
   if [ -x "$bin/l2_atomics_bench" ]; then
     echo "== l2_atomics_bench" >>"$out/bench.log"
-    timeout 60 "$bin/l2_atomics_bench" --benchmark_min_time=0.2 >>"$out/bench.log" 2>&1
+    timeout 120 "$bin/l2_atomics_bench" --benchmark_min_time=0.2 >>"$out/bench.log" 2>&1
     say "l2_atomics_bench rc=$? after $((SECONDS - started)) s"
     sed -n '/^== l2_atomics_bench/,$p' "$out/bench.log" | grep "^bm_" | tee -a "$summary"
   fi
