@@ -530,6 +530,27 @@ ledger_ingest_result ledger_ingest(const ledger_ingest_options& options)
   }
 }
 
+struct ledger_snapshot::held {
+  sql_connection db;
+};
+
+ledger_snapshot::ledger_snapshot(const std::string& db_path)
+    : held_(std::make_unique<held>(held{open_ledger(db_path, sql_connection::mode::read_only)}))
+{
+  held_->db.exec("BEGIN");
+  // A deferred transaction takes its shared lock at its first read: now. The process's other
+  // connections share that lock (SQLite keeps one per file and process).
+  static_cast<void>(held_->db.query_int("SELECT value FROM meta WHERE key = 'schema_version'"));
+}
+
+ledger_snapshot::~ledger_snapshot()
+{
+  try {
+    held_->db.exec("COMMIT");  // a read transaction: nothing to lose
+  } catch (...) {              // closing the connection ends it all the same
+  }
+}
+
 reference_data load_ledger_reference(const std::string& db_path, const report_options& options)
 {
   reference_data ref = load_reference(options);
@@ -694,6 +715,7 @@ int run_ledger_report(const std::string& db_path, const report_options& options,
 {
   check_report_format(options);
   check_report_outputs(options, db_path);
+  const ledger_snapshot snapshot(db_path);  // the entities file and the state or lines of one commit
   const reference_data ref        = load_ledger_reference(db_path, options);
   std::unique_ptr<backend> engine = select_backend(options.backend, diagnostics);
   std::string why                 = "--replay";
@@ -741,6 +763,7 @@ std::tuple<std::size_t, std::string, std::string> first_difference(const std::st
 int run_ledger_verify(const std::string& db_path, const report_options& options, std::ostream& out)
 {
   detail::refuse_colliding_paths({reference_files_read(options), {}, {}, db_path});
+  const ledger_snapshot snapshot(db_path);  // the entities file and the state and lines of one commit
   sql_connection db = open_ledger(db_path, sql_connection::mode::read_only);
 
   // 1. SQLite's own check, first (everything after reads the tables): every page, b-tree and

@@ -16,6 +16,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <iostream>
 #include <random>
 #include <sstream>
@@ -728,6 +729,76 @@ TEST_F(tiny_ledger_test, IngestWhoseRejectsFileCannotBeWrittenStoresNothing)
   // N1 added, not a duplicate of a stored N1; N2 rejected for its country.
   EXPECT_NE(stderr_text().find("2 read, 1 added, 1 rejected"), std::string::npos) << stderr_text();
   EXPECT_NE(read_text(at("rejects.csv")).find("UNKNOWN_COUNTRY"), std::string::npos);
+}
+
+/// A stream buffer that, at its first write, says so and waits until released: it stops a command
+/// in-process where it writes its first diagnostic.
+class pausing_buffer : public std::stringbuf {
+ public:
+  std::promise<void> paused;
+  std::promise<void> release;
+
+ protected:
+  std::streamsize xsputn(const char* text, std::streamsize size) override
+  {
+    pause_once();
+    return std::stringbuf::xsputn(text, size);
+  }
+  int_type overflow(int_type c) override
+  {
+    pause_once();
+    return std::stringbuf::overflow(c);
+  }
+
+ private:
+  void pause_once()
+  {
+    if (done_) { return; }
+    done_ = true;
+    paused.set_value();
+    release.get_future().wait();
+  }
+  bool done_ = false;
+};
+
+// A night (a new line and an entities file that revokes E2's NVEU authorization) that commits while
+// `ledger report` runs: the report is of the ledger before it or after it. It read the stored
+// entities file and the state through two connections, and a commit between them (paused here at
+// the backend's line, written between those reads) gave the new line without its finding.
+TEST_F(tiny_ledger_test, ReportDuringAnIngestIsOfOneCommit)
+{
+  write_text(at("revoked.csv"), "entity,hq_country,status,nveu_countries\nE2,US,NONE,\n");
+  write_text(
+      at("night2.csv"),
+      "shipment_id,date,entity,country,chip,quantity,pathway\nL4,2025-03-02,E2,IN,H100-SXM,100,NVEU\n");
+  capledger::report_options options;
+  options.format = "json";
+  const auto db  = at("l.db").string();
+  const auto run = [&](const std::string& path) {
+    std::ostringstream out, diagnostics;
+    capledger::run_ledger_report(path, options, out, diagnostics, false);
+    return out.str();
+  };
+  const std::string before = run(db);
+  fs::copy_file(at("l.db"), at("after.db"));
+  ASSERT_EQ(cli("ledger ingest after.db night2.csv --entities revoked.csv"), 0) << stderr_text();
+  const std::string after = run(at("after.db").string());
+  ASSERT_NE(after.find("UNAUTHORIZED_PATHWAY"), std::string::npos);
+
+  pausing_buffer buffer;
+  std::ostream diagnostics(&buffer);
+  std::ostringstream out;
+  std::thread report([&] { capledger::run_ledger_report(db, options, out, diagnostics, false); });
+  buffer.paused.get_future().wait();
+  auto ingest = std::async(std::launch::async,
+                           [&] { return cli("ledger ingest l.db night2.csv --entities revoked.csv"); });
+  // Unfixed, the ingest commits at once; fixed, it waits for the report's lock (10 s at most).
+  ingest.wait_for(std::chrono::seconds(2));
+  buffer.release.set_value();
+  report.join();
+  EXPECT_EQ(ingest.get(), 0) << stderr_text();
+  EXPECT_TRUE(out.str() == before || out.str() == after) << out.str();
+  EXPECT_EQ(run(db), after);
 }
 
 // An entities file given through stdin (or a pipe) is read once: validated, and stored as read
