@@ -105,10 +105,13 @@ void open_checked(sql_connection& db)
 
 sql_connection open_ledger(const std::string& path, sql_connection::mode how)
 {
-  if (!std::filesystem::exists(path)) {
-    throw config_error(path + ": no such ledger (create one with 'capledger ledger init')");
-  }
-  if (how == sql_connection::mode::read_only && std::filesystem::exists(path + "-journal")) {
+  // A path that cannot be looked up (a folder without search permission, a name too long) is a
+  // ledger that cannot be opened (exit 2), not an internal error.
+  std::error_code lookup;
+  const bool found = std::filesystem::exists(path, lookup);
+  if (lookup) { throw config_error(path + ": cannot open the ledger: " + lookup.message()); }
+  if (!found) { throw config_error(path + ": no such ledger (create one with 'capledger ledger init')"); }
+  if (how == sql_connection::mode::read_only && std::filesystem::exists(path + "-journal", lookup)) {
     // A journal left by a killed ingest must be rolled back before anyone reads, and SQLite can
     // only do that through a writable connection; reading once through one restores the ledger
     // as it was before that ingest. Read-only commands still never write a line themselves.

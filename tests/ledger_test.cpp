@@ -1843,6 +1843,24 @@ TEST_F(ledger_test, InitThatFailsLeavesNoFileAndAnEmptyFileIsNamedAsSuch)
 
 // A reader that finds a journal it cannot roll back (SQLite needs write access for that; a folder
 // stands in here, as tests may run as root) says what blocks it, not SQLite's bare "disk I/O error".
+// A ledger path that cannot be looked up (here a name past the file system's limit; also a folder
+// without search permission) is exit 2 naming it, not an internal error (exit 3) from the lookup.
+TEST_F(ledger_test, LedgerPathThatCannotBeLookedUpIsBadInput)
+{
+  write_text(at("night.csv"),
+             "shipment_id,date,entity,country,chip,quantity\nA1,2025-03-01,E1,DE,H100-SXM,1\n");
+  write_text(at("proposed.csv"),
+             "shipment_id,date,entity,country,chip,quantity\nP1,2025-03-01,E1,DE,H100-SXM,1\n");
+  const std::string db = std::string(300, 'a') + ".db";
+  for (const std::string& command :
+       {"ledger balances " + db, "ledger report " + db, "ledger ingest " + db + " night.csv",
+        "check " + db + " --proposed proposed.csv", "ledger verify " + db}) {
+    EXPECT_EQ(cli(command), 2) << command << ": " << stderr_text();
+    EXPECT_NE(stderr_text().find(db + ": cannot open the ledger: File name too long"), std::string::npos)
+        << command << ": " << stderr_text();
+  }
+}
+
 TEST_F(ledger_test, ReaderThatCannotRollBackAJournalSaysWhy)
 {
   ASSERT_EQ(cli("ledger init l.db"), 0);
