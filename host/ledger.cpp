@@ -111,10 +111,11 @@ sql_connection open_ledger(const std::string& path, sql_connection::mode how)
   const bool found = std::filesystem::exists(path, lookup);
   if (lookup) { throw config_error(path + ": cannot open the ledger: " + lookup.message()); }
   if (!found) { throw config_error(path + ": no such ledger (create one with 'capledger ledger init')"); }
-  if (how == sql_connection::mode::read_only && std::filesystem::exists(path + "-journal", lookup)) {
+  if (std::filesystem::exists(path + "-journal", lookup)) {
     // A journal left by a killed ingest must be rolled back before anyone reads, and SQLite can
     // only do that through a writable connection; reading once through one restores the ledger
     // as it was before that ingest. Read-only commands still never write a line themselves.
+    // An ingest too: without write access it was told SQLite's bare "disk I/O error".
     // (The journal is also there while an ingest runs: then the read waits for its lock.)
     sql_connection recovery(path, sql_connection::mode::read_write);
     try {

@@ -1864,13 +1864,17 @@ TEST_F(ledger_test, LedgerPathThatCannotBeLookedUpIsBadInput)
 TEST_F(ledger_test, ReaderThatCannotRollBackAJournalSaysWhy)
 {
   ASSERT_EQ(cli("ledger init l.db"), 0);
+  write_text(at("night.csv"),
+             "shipment_id,date,entity,country,chip,quantity\nA1,2025-03-01,E1,DE,H100-SXM,1\n");
   std::filesystem::create_directory(at("l.db-journal"));
-  EXPECT_EQ(cli("ledger report l.db --backend cpu"), 2);
-  EXPECT_NE(
-      stderr_text().find("l.db-journal, left by an ingest that did not finish, must be rolled back before "
-                         "the ledger can be read, and SQLite does that only with write access"),
-      std::string::npos)
-      << stderr_text();
+  for (const char* command : {"ledger report l.db --backend cpu", "ledger ingest l.db night.csv"}) {
+    EXPECT_EQ(cli(command), 2) << command;
+    EXPECT_NE(
+        stderr_text().find("l.db-journal, left by an ingest that did not finish, must be rolled back before "
+                           "the ledger can be read, and SQLite does that only with write access"),
+        std::string::npos)
+        << command << ": " << stderr_text();
+  }
   // A journal beside a database that is no ledger: that is the error, not the journal.
   {
     capledger::detail::sql_connection other(at("other.db").string(),
