@@ -549,10 +549,17 @@ ledger_snapshot::ledger_snapshot(const std::string& db_path)
 
 ledger_snapshot::~ledger_snapshot()
 {
+  release();
+}
+
+void ledger_snapshot::release() noexcept
+{
+  if (!held_) { return; }
   try {
     held_->db.exec("COMMIT");  // a read transaction: nothing to lose
   } catch (...) {              // closing the connection ends it all the same
   }
+  held_.reset();
 }
 
 reference_data load_ledger_reference(const std::string& db_path, const report_options& options)
@@ -719,7 +726,7 @@ int run_ledger_report(const std::string& db_path, const report_options& options,
 {
   check_report_format(options);
   check_report_outputs(options, db_path);
-  const ledger_snapshot snapshot(db_path);  // the entities file and the state or lines of one commit
+  ledger_snapshot snapshot(db_path);  // the entities file and the state or lines of one commit
   const reference_data ref        = load_ledger_reference(db_path, options);
   std::unique_ptr<backend> engine = select_backend(options.backend, diagnostics);
   std::string why                 = "--replay";
@@ -730,6 +737,7 @@ int run_ledger_report(const std::string& db_path, const report_options& options,
         detail::load_ledger_state(db, ref, options.as_of, why);
     db.exec("COMMIT");
     if (state) {
+      snapshot.release();
       // The stored running state stands for the backend's aggregation of every line (the
       // aggregates are exact integers, equal on every backend): render it as `report` would.
       diagnostics << "capledger: ledger report: incremental (running state of " << state->lines_accepted()
@@ -742,6 +750,7 @@ int run_ledger_report(const std::string& db_path, const report_options& options,
   }
   diagnostics << "capledger: ledger report: replay (" << why << ")\n";
   const shipment_log log = load_ledger_log(db_path, ref);
+  snapshot.release();
   return finish_report(ref, log, options, *engine, out, diagnostics);
 }
 

@@ -73,6 +73,8 @@ class ledger_snapshot {
   /// @throw config_error for a missing or foreign ledger, or one locked past the busy timeout
   explicit ledger_snapshot(const std::string& db_path);
   ~ledger_snapshot();
+  /// Ends it once everything is read: an output written to a slow pipe then holds no ingest back.
+  void release() noexcept;
   ledger_snapshot(const ledger_snapshot&)            = delete;
   ledger_snapshot& operator=(const ledger_snapshot&) = delete;
 
