@@ -13,11 +13,13 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <limits>
 #include <sstream>
+#include <thread>
 #include <tuple>
 #include <vector>
 
@@ -397,7 +399,20 @@ ledger_ingest_result ledger_ingest(const ledger_ingest_options& options)
   sql_connection db = open_ledger(options.db_path, sql_connection::mode::read_write);
   try {
     // The default rollback journal makes the transaction atomic: a process killed at any moment
-    // leaves the ledger as before or as after.
+    // leaves the ledger as before or as after. A ledger another tool put in WAL mode is put back:
+    // there a reader's connections each see the latest commit, and a night committing between its
+    // reads (ledger_snapshot) gave a report of neither. The switch needs the ledger to itself, and
+    // SQLite does not wait for readers there: it is retried for as long as a lock is waited for.
+    for (int waited_ms = 0;; waited_ms += 50) {
+      try {
+        sql_statement mode(db, "PRAGMA journal_mode = DELETE");
+        if (mode.step() && mode.text(0) == "delete") { break; }
+        throw config_error(options.db_path + ": cannot take the ledger out of WAL mode");
+      } catch (const config_error&) {
+        if (sqlite3_errcode(db.handle()) != SQLITE_BUSY || waited_ms >= 10000) { throw; }
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      }
+    }
     db.exec(durable_commits);
     db.exec("BEGIN IMMEDIATE");  // one writer at a time; a second ingest waits for the lock
     const std::int64_t first_file_id = db.query_int("SELECT MAX(file_id) FROM files").value_or(0) + 1;

@@ -764,10 +764,15 @@ class pausing_buffer : public std::stringbuf {
 // A night (a new line and an entities file that revokes E2's NVEU authorization) that commits while
 // `ledger report` runs: the report is of the ledger before it or after it. It read the stored
 // entities file and the state through two connections, and a commit between them (paused here at
-// the backend's line, written between those reads) gave the new line without its finding.
-TEST_F(tiny_ledger_test, ReportDuringAnIngestIsOfOneCommit)
+// the backend's line, written between those reads) gave the new line without its finding. Also
+// with the ledger in WAL mode (another tool's doing), where each connection sees the latest commit:
+// ingest puts it back into rollback-journal mode first, which waits for the report's lock.
+class report_during_ingest_test : public tiny_ledger_test, public ::testing::WithParamInterface<bool> {};
+
+TEST_P(report_during_ingest_test, ReportDuringAnIngestIsOfOneCommit)
 {
   write_text(at("revoked.csv"), "entity,hq_country,status,nveu_countries\nE2,US,NONE,\n");
+  if (GetParam()) { alter("PRAGMA journal_mode = WAL"); }  // as another tool may leave it
   write_text(
       at("night2.csv"),
       "shipment_id,date,entity,country,chip,quantity,pathway\nL4,2025-03-02,E2,IN,H100-SXM,100,NVEU\n");
@@ -799,7 +804,13 @@ TEST_F(tiny_ledger_test, ReportDuringAnIngestIsOfOneCommit)
   EXPECT_EQ(ingest.get(), 0) << stderr_text();
   EXPECT_TRUE(out.str() == before || out.str() == after) << out.str();
   EXPECT_EQ(run(db), after);
+  capledger::detail::sql_connection check(db, capledger::detail::sql_connection::mode::read_only);
+  capledger::detail::sql_statement mode(check, "PRAGMA journal_mode");
+  ASSERT_TRUE(mode.step());
+  EXPECT_EQ(mode.text(0), "delete");
 }
+
+INSTANTIATE_TEST_SUITE_P(RollbackAndWal, report_during_ingest_test, ::testing::Bool());
 
 // An entities file given through stdin (or a pipe) is read once: validated, and stored as read
 // (a second read, for the stored copy, found it empty and refused the night).
