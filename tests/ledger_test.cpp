@@ -767,9 +767,9 @@ class pausing_buffer : public std::stringbuf {
 // the backend's line, written between those reads) gave the new line without its finding. Also
 // with the ledger in WAL mode (another tool's doing), where each connection sees the latest commit:
 // ingest puts it back into rollback-journal mode first, which waits for the report's lock.
-class report_during_ingest_test : public tiny_ledger_test, public ::testing::WithParamInterface<bool> {};
+class ledger_snapshot_test : public tiny_ledger_test, public ::testing::WithParamInterface<bool> {};
 
-TEST_P(report_during_ingest_test, ReportDuringAnIngestIsOfOneCommit)
+TEST_P(ledger_snapshot_test, ReportDuringAnIngestIsOfOneCommit)
 {
   write_text(at("revoked.csv"), "entity,hq_country,status,nveu_countries\nE2,US,NONE,\n");
   if (GetParam()) { alter("PRAGMA journal_mode = WAL"); }  // as another tool may leave it
@@ -810,7 +810,7 @@ TEST_P(report_during_ingest_test, ReportDuringAnIngestIsOfOneCommit)
   EXPECT_EQ(mode.text(0), "delete");
 }
 
-INSTANTIATE_TEST_SUITE_P(RollbackAndWal, report_during_ingest_test, ::testing::Bool());
+INSTANTIATE_TEST_SUITE_P(RollbackAndWal, ledger_snapshot_test, ::testing::Bool());
 
 // An entities file given through stdin (or a pipe) is read once: validated, and stored as read
 // (a second read, for the stored copy, found it empty and refused the night).
