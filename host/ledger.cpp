@@ -13,11 +13,13 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <limits>
 #include <sstream>
+#include <thread>
 #include <tuple>
 #include <vector>
 
@@ -105,13 +107,17 @@ void open_checked(sql_connection& db)
 
 sql_connection open_ledger(const std::string& path, sql_connection::mode how)
 {
-  if (!std::filesystem::exists(path)) {
-    throw config_error(path + ": no such ledger (create one with 'capledger ledger init')");
-  }
-  if (how == sql_connection::mode::read_only && std::filesystem::exists(path + "-journal")) {
+  // A path that cannot be looked up (a folder without search permission, a name too long) is a
+  // ledger that cannot be opened (exit 2), not an internal error.
+  std::error_code lookup;
+  const bool found = std::filesystem::exists(path, lookup);
+  if (lookup) { throw config_error(path + ": cannot open the ledger: " + lookup.message()); }
+  if (!found) { throw config_error(path + ": no such ledger (create one with 'capledger ledger init')"); }
+  if (std::filesystem::exists(path + "-journal", lookup)) {
     // A journal left by a killed ingest must be rolled back before anyone reads, and SQLite can
     // only do that through a writable connection; reading once through one restores the ledger
     // as it was before that ingest. Read-only commands still never write a line themselves.
+    // An ingest too: without write access it was told SQLite's bare "disk I/O error".
     // (The journal is also there while an ingest runs: then the read waits for its lock.)
     sql_connection recovery(path, sql_connection::mode::read_write);
     try {
@@ -393,7 +399,20 @@ ledger_ingest_result ledger_ingest(const ledger_ingest_options& options)
   sql_connection db = open_ledger(options.db_path, sql_connection::mode::read_write);
   try {
     // The default rollback journal makes the transaction atomic: a process killed at any moment
-    // leaves the ledger as before or as after.
+    // leaves the ledger as before or as after. A ledger another tool put in WAL mode is put back:
+    // there a reader's connections each see the latest commit, and a night committing between its
+    // reads (ledger_snapshot) gave a report of neither. The switch needs the ledger to itself, and
+    // SQLite does not wait for readers there: it is retried for as long as a lock is waited for.
+    for (int waited_ms = 0;; waited_ms += 50) {
+      try {
+        sql_statement mode(db, "PRAGMA journal_mode = DELETE");
+        if (mode.step() && mode.text(0) == "delete") { break; }
+        throw config_error(options.db_path + ": cannot take the ledger out of WAL mode");
+      } catch (const config_error&) {
+        if (sqlite3_errcode(db.handle()) != SQLITE_BUSY || waited_ms >= 10000) { throw; }
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      }
+    }
     db.exec(durable_commits);
     db.exec("BEGIN IMMEDIATE");  // one writer at a time; a second ingest waits for the lock
     const std::int64_t first_file_id = db.query_int("SELECT MAX(file_id) FROM files").value_or(0) + 1;
@@ -528,6 +547,34 @@ ledger_ingest_result ledger_ingest(const ledger_ingest_options& options)
       throw config_error(e.what() + not_stored);
     }
   }
+}
+
+struct ledger_snapshot::held {
+  sql_connection db;
+};
+
+ledger_snapshot::ledger_snapshot(const std::string& db_path)
+    : held_(std::make_unique<held>(held{open_ledger(db_path, sql_connection::mode::read_only)}))
+{
+  held_->db.exec("BEGIN");
+  // A deferred transaction takes its shared lock at its first read: now. The process's other
+  // connections share that lock (SQLite keeps one per file and process).
+  static_cast<void>(held_->db.query_int("SELECT value FROM meta WHERE key = 'schema_version'"));
+}
+
+ledger_snapshot::~ledger_snapshot()
+{
+  release();
+}
+
+void ledger_snapshot::release() noexcept
+{
+  if (!held_) { return; }
+  try {
+    held_->db.exec("COMMIT");  // a read transaction: nothing to lose
+  } catch (...) {              // closing the connection ends it all the same
+  }
+  held_.reset();
 }
 
 reference_data load_ledger_reference(const std::string& db_path, const report_options& options)
@@ -694,6 +741,7 @@ int run_ledger_report(const std::string& db_path, const report_options& options,
 {
   check_report_format(options);
   check_report_outputs(options, db_path);
+  ledger_snapshot snapshot(db_path);  // the entities file and the state or lines of one commit
   const reference_data ref        = load_ledger_reference(db_path, options);
   std::unique_ptr<backend> engine = select_backend(options.backend, diagnostics);
   std::string why                 = "--replay";
@@ -704,6 +752,7 @@ int run_ledger_report(const std::string& db_path, const report_options& options,
         detail::load_ledger_state(db, ref, options.as_of, why);
     db.exec("COMMIT");
     if (state) {
+      snapshot.release();
       // The stored running state stands for the backend's aggregation of every line (the
       // aggregates are exact integers, equal on every backend): render it as `report` would.
       diagnostics << "capledger: ledger report: incremental (running state of " << state->lines_accepted()
@@ -716,6 +765,7 @@ int run_ledger_report(const std::string& db_path, const report_options& options,
   }
   diagnostics << "capledger: ledger report: replay (" << why << ")\n";
   const shipment_log log = load_ledger_log(db_path, ref);
+  snapshot.release();
   return finish_report(ref, log, options, *engine, out, diagnostics);
 }
 
@@ -741,6 +791,7 @@ std::tuple<std::size_t, std::string, std::string> first_difference(const std::st
 int run_ledger_verify(const std::string& db_path, const report_options& options, std::ostream& out)
 {
   detail::refuse_colliding_paths({reference_files_read(options), {}, {}, db_path});
+  const ledger_snapshot snapshot(db_path);  // the entities file and the state and lines of one commit
   sql_connection db = open_ledger(db_path, sql_connection::mode::read_only);
 
   // 1. SQLite's own check, first (everything after reads the tables): every page, b-tree and

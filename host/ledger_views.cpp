@@ -212,6 +212,7 @@ int run_ledger_balances(const std::string& db_path, const report_options& option
     throw config_error("--format must be table or csv, not " + detail::quoted(options.format));
   }
   detail::refuse_colliding_paths({reference_files_read(options), {}, {}, db_path});
+  ledger_snapshot snapshot(db_path);  // the entities file and the state or lines of one commit
   const reference_data ref = load_ledger_reference(db_path, options);
   std::vector<cap_balance> balances;
   std::vector<std::string> notes;
@@ -220,6 +221,7 @@ int run_ledger_balances(const std::string& db_path, const report_options& option
     balances              = compute_balances(ref, usage, options.warn_at);
     notes                 = entity_variant_notes(usage.entities, ref.entities);
   }  // the usage freed before the text is built, as its peak of memory was
+  snapshot.release();
   out << balances_text(balances, options.format);
   for (const std::string& note : notes) { diagnostics << note << "\n"; }
   return std::any_of(balances.begin(), balances.end(),
@@ -512,8 +514,10 @@ int run_reconcile(const std::string& db_path, const std::string& inventory_path,
   if (!options.out_dir.empty()) {
     detail::check_output_dir_replaceable(options.out_dir, {"reconciliation.csv", "summary.json"});
   }
+  ledger_snapshot snapshot(db_path);  // the entities file and the state or lines of one commit
   const reference_data ref = load_ledger_reference(db_path, options);
   const ledger_units units = load_ledger_units(db_path, ref, options.as_of, replay, diagnostics);
+  snapshot.release();  // before the inventory, which may be a pipe
   // Read once: the summary's hash is of what was reconciled (a pipe has nothing left to read twice).
   const std::string inventory = read_input_file(inventory_path);
   // Rows go straight into the CSV text, which is written once whole: an error leaves no part of it.
@@ -1075,8 +1079,10 @@ int run_check(const std::string& db_path, const std::string& proposed_path, cons
   // refused before the ledger and the proposed lines are.
   std::optional<detail::atomic_file_writer> out_file;
   if (!out_path.empty()) { out_file.emplace(out_path); }
+  ledger_snapshot snapshot(db_path);  // the entities file and the state or lines of one commit
   const reference_data ref = load_ledger_reference(db_path, options);
   check_inputs inputs      = load_check_inputs(db_path, ref, proposed_path, replay, diagnostics);
+  snapshot.release();
   for (const std::string& note : inputs.notes) { diagnostics << note << "\n"; }
   const auto checks        = check_proposed(ref, inputs.proposed, *inputs.ledger,
                                      inputs.ledger_lines ? &*inputs.ledger_lines : nullptr);

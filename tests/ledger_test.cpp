@@ -16,6 +16,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <iostream>
 #include <random>
 #include <sstream>
@@ -729,6 +730,87 @@ TEST_F(tiny_ledger_test, IngestWhoseRejectsFileCannotBeWrittenStoresNothing)
   EXPECT_NE(stderr_text().find("2 read, 1 added, 1 rejected"), std::string::npos) << stderr_text();
   EXPECT_NE(read_text(at("rejects.csv")).find("UNKNOWN_COUNTRY"), std::string::npos);
 }
+
+/// A stream buffer that, at its first write, says so and waits until released: it stops a command
+/// in-process where it writes its first diagnostic.
+class pausing_buffer : public std::stringbuf {
+ public:
+  std::promise<void> paused;
+  std::promise<void> release;
+
+ protected:
+  std::streamsize xsputn(const char* text, std::streamsize size) override
+  {
+    pause_once();
+    return std::stringbuf::xsputn(text, size);
+  }
+  int_type overflow(int_type c) override
+  {
+    pause_once();
+    return std::stringbuf::overflow(c);
+  }
+
+ private:
+  void pause_once()
+  {
+    if (done_) { return; }
+    done_ = true;
+    paused.set_value();
+    release.get_future().wait();
+  }
+  bool done_ = false;
+};
+
+// A night (a new line and an entities file that revokes E2's NVEU authorization) that commits while
+// `ledger report` runs: the report is of the ledger before it or after it. It read the stored
+// entities file and the state through two connections, and a commit between them (paused here at
+// the backend's line, written between those reads) gave the new line without its finding. Also
+// with the ledger in WAL mode (another tool's doing), where each connection sees the latest commit:
+// ingest puts it back into rollback-journal mode first, which waits for the report's lock.
+class ledger_snapshot_test : public tiny_ledger_test, public ::testing::WithParamInterface<bool> {};
+
+TEST_P(ledger_snapshot_test, ReportDuringAnIngestIsOfOneCommit)
+{
+  write_text(at("revoked.csv"), "entity,hq_country,status,nveu_countries\nE2,US,NONE,\n");
+  if (GetParam()) { alter("PRAGMA journal_mode = WAL"); }  // as another tool may leave it
+  write_text(
+      at("night2.csv"),
+      "shipment_id,date,entity,country,chip,quantity,pathway\nL4,2025-03-02,E2,IN,H100-SXM,100,NVEU\n");
+  capledger::report_options options;
+  options.format = "json";
+  const auto db  = at("l.db").string();
+  const auto run = [&](const std::string& path) {
+    std::ostringstream out, diagnostics;
+    capledger::run_ledger_report(path, options, out, diagnostics, false);
+    return out.str();
+  };
+  const std::string before = run(db);
+  fs::copy_file(at("l.db"), at("after.db"));
+  ASSERT_EQ(cli("ledger ingest after.db night2.csv --entities revoked.csv"), 0) << stderr_text();
+  const std::string after = run(at("after.db").string());
+  ASSERT_NE(after.find("UNAUTHORIZED_PATHWAY"), std::string::npos);
+
+  pausing_buffer buffer;
+  std::ostream diagnostics(&buffer);
+  std::ostringstream out;
+  std::thread report([&] { capledger::run_ledger_report(db, options, out, diagnostics, false); });
+  buffer.paused.get_future().wait();
+  auto ingest = std::async(std::launch::async,
+                           [&] { return cli("ledger ingest l.db night2.csv --entities revoked.csv"); });
+  // Unfixed, the ingest commits at once; fixed, it waits for the report's lock (10 s at most).
+  ingest.wait_for(std::chrono::seconds(2));
+  buffer.release.set_value();
+  report.join();
+  EXPECT_EQ(ingest.get(), 0) << stderr_text();
+  EXPECT_TRUE(out.str() == before || out.str() == after) << out.str();
+  EXPECT_EQ(run(db), after);
+  capledger::detail::sql_connection check(db, capledger::detail::sql_connection::mode::read_only);
+  capledger::detail::sql_statement mode(check, "PRAGMA journal_mode");
+  ASSERT_TRUE(mode.step());
+  EXPECT_EQ(mode.text(0), "delete");
+}
+
+INSTANTIATE_TEST_SUITE_P(RollbackAndWal, ledger_snapshot_test, ::testing::Bool());
 
 // An entities file given through stdin (or a pipe) is read once: validated, and stored as read
 // (a second read, for the stored copy, found it empty and refused the night).
@@ -1772,16 +1854,38 @@ TEST_F(ledger_test, InitThatFailsLeavesNoFileAndAnEmptyFileIsNamedAsSuch)
 
 // A reader that finds a journal it cannot roll back (SQLite needs write access for that; a folder
 // stands in here, as tests may run as root) says what blocks it, not SQLite's bare "disk I/O error".
+// A ledger path that cannot be looked up (here a name past the file system's limit; also a folder
+// without search permission) is exit 2 naming it, not an internal error (exit 3) from the lookup.
+TEST_F(ledger_test, LedgerPathThatCannotBeLookedUpIsBadInput)
+{
+  write_text(at("night.csv"),
+             "shipment_id,date,entity,country,chip,quantity\nA1,2025-03-01,E1,DE,H100-SXM,1\n");
+  write_text(at("proposed.csv"),
+             "shipment_id,date,entity,country,chip,quantity\nP1,2025-03-01,E1,DE,H100-SXM,1\n");
+  const std::string db = std::string(300, 'a') + ".db";
+  for (const std::string& command :
+       {"ledger balances " + db, "ledger report " + db, "ledger ingest " + db + " night.csv",
+        "check " + db + " --proposed proposed.csv", "ledger verify " + db}) {
+    EXPECT_EQ(cli(command), 2) << command << ": " << stderr_text();
+    EXPECT_NE(stderr_text().find(db + ": cannot open the ledger: File name too long"), std::string::npos)
+        << command << ": " << stderr_text();
+  }
+}
+
 TEST_F(ledger_test, ReaderThatCannotRollBackAJournalSaysWhy)
 {
   ASSERT_EQ(cli("ledger init l.db"), 0);
+  write_text(at("night.csv"),
+             "shipment_id,date,entity,country,chip,quantity\nA1,2025-03-01,E1,DE,H100-SXM,1\n");
   std::filesystem::create_directory(at("l.db-journal"));
-  EXPECT_EQ(cli("ledger report l.db --backend cpu"), 2);
-  EXPECT_NE(
-      stderr_text().find("l.db-journal, left by an ingest that did not finish, must be rolled back before "
-                         "the ledger can be read, and SQLite does that only with write access"),
-      std::string::npos)
-      << stderr_text();
+  for (const char* command : {"ledger report l.db --backend cpu", "ledger ingest l.db night.csv"}) {
+    EXPECT_EQ(cli(command), 2) << command;
+    EXPECT_NE(
+        stderr_text().find("l.db-journal, left by an ingest that did not finish, must be rolled back before "
+                           "the ledger can be read, and SQLite does that only with write access"),
+        std::string::npos)
+        << command << ": " << stderr_text();
+  }
   // A journal beside a database that is no ledger: that is the error, not the journal.
   {
     capledger::detail::sql_connection other(at("other.db").string(),

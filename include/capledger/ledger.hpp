@@ -63,6 +63,26 @@ struct ledger_ingest_result {
 ///        (also when a stored line does not validate under the tables given: nothing is stored)
 [[nodiscard]] ledger_ingest_result ledger_ingest(const ledger_ingest_options& options);
 
+/// @brief A read transaction on the ledger, held while it lives: a reading command takes one first,
+/// so that its reads, each through its own connection (the stored entities file, then the state or
+/// the lines), see one committed state. An ingest cannot commit while it is held (rollback journal);
+/// without it, one committing between those reads mixed the old entities file with the new night.
+class ledger_snapshot {
+ public:
+  /// Rolls back a journal left by a killed ingest, as every command's first open does.
+  /// @throw config_error for a missing or foreign ledger, or one locked past the busy timeout
+  explicit ledger_snapshot(const std::string& db_path);
+  ~ledger_snapshot();
+  /// Ends it once everything is read: an output written to a slow pipe then holds no ingest back.
+  void release() noexcept;
+  ledger_snapshot(const ledger_snapshot&)            = delete;
+  ledger_snapshot& operator=(const ledger_snapshot&) = delete;
+
+ private:
+  struct held;
+  std::unique_ptr<held> held_;
+};
+
 /// @brief Reference data for a ledger command: the tables named by @p options, and the entities
 /// file given there or else the one stored in the ledger (summary.json names its original path).
 /// @throw config_error, parse_error
