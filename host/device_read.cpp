@@ -1,5 +1,7 @@
 #include "device_read.hpp"
 
+#include "string_index.hpp"
+
 #include <capledger/error.hpp>
 
 #include <algorithm>
@@ -30,6 +32,8 @@ std::optional<device_csv::tables> make_device_tables(const country_table& countr
     t.chip_tpp[t.chip_count]        = row.tpp;
     ++t.chip_count;
   }
+  t.hash_seed  = process_hash_key().seed;
+  t.hash_block = process_hash_key().block;
   return t;
 }
 

@@ -12,9 +12,28 @@
 
 namespace capledger::detail {
 
-/// @brief 64-bit hash of @p bytes (wyhash-style multiply-mix; the ids, entities and orders it
-/// sees are mostly 8 to 32 bytes, read as overlapping 8-byte words).
-[[nodiscard]] inline std::uint64_t hash_bytes(std::string_view bytes) noexcept
+/// @brief The two secret words `hash_bytes` mixes in.
+struct hash_key {
+  std::uint64_t seed  = 0;
+  std::uint64_t block = 0;
+};
+
+/// @brief Random words, drawn once a process (std::random_device; the clock where it fails).
+[[nodiscard]] hash_key random_hash_key() noexcept;
+
+/// @brief This process's key. Logs come from exporters: with public constants, ids of 1,461
+/// bytes whose bytes 8-15 are `k0 ^ 1461 * k2` all hash alike (the first block's product is 0),
+/// and every table probed them one by one (quadratic: 20,000 ids took 75 s). Tables and codes
+/// never reach the outputs in hash order, so the outputs do not depend on the key.
+[[nodiscard]] inline const hash_key& process_hash_key() noexcept
+{
+  static const hash_key key = random_hash_key();
+  return key;
+}
+
+/// @brief 64-bit hash of @p bytes under @p key (wyhash-style multiply-mix; the ids, entities and
+/// orders it sees are mostly 8 to 32 bytes, read as overlapping 8-byte words).
+[[nodiscard]] inline std::uint64_t hash_bytes(std::string_view bytes, const hash_key& key) noexcept
 {
   __extension__ typedef unsigned __int128 uint128;  // GCC and Clang on 64-bit targets
   const auto mix = [](std::uint64_t a, std::uint64_t b) {
@@ -27,13 +46,14 @@ namespace capledger::detail {
     return v;
   };
   constexpr std::uint64_t k0 = 0xa0761d6478bd642fULL, k1 = 0xe7037ed1a0b428dbULL, k2 = 0x8ebc6af09c88c6e3ULL;
-  const char* p      = bytes.data();
-  std::size_t n      = bytes.size();
-  std::uint64_t seed = k0 ^ (n * k2);
+  const std::uint64_t k1s = k1 ^ key.block;  // secret: no text can zero a product on purpose
+  const char* p           = bytes.data();
+  std::size_t n           = bytes.size();
+  std::uint64_t seed      = k0 ^ key.seed ^ (n * k2);
   std::uint64_t a = 0, b = 0;
   if (n >= 8) {
     while (n > 16) {
-      seed = mix(load64(p) ^ k1, load64(p + 8) ^ seed);
+      seed = mix(load64(p) ^ k1s, load64(p + 8) ^ seed);
       p += 16;
       n -= 16;
     }
@@ -52,7 +72,13 @@ namespace capledger::detail {
         (static_cast<std::uint64_t>(static_cast<unsigned char>(p[n / 2])) << 8) |
         static_cast<unsigned char>(p[n - 1]);
   }
-  return mix(k1 ^ bytes.size(), mix(a ^ k1, b ^ seed));
+  return mix(k1 ^ bytes.size(), mix(a ^ k1s, b ^ seed));
+}
+
+/// @brief `hash_bytes` under this process's key.
+[[nodiscard]] inline std::uint64_t hash_bytes(std::string_view bytes) noexcept
+{
+  return hash_bytes(bytes, process_hash_key());
 }
 
 /// @brief Byte equality of short strings without a call to memcmp (most keys are 4 to 16 bytes).

@@ -65,6 +65,8 @@ struct tables {
   std::uint8_t chip_key_length[max_chips];
   std::uint16_t chip_code[max_chips];
   std::int64_t chip_tpp[max_chips];  ///< TPP per unit, > 0
+  std::uint64_t hash_seed  = 0;      ///< `detail::hash_key` of the host's hashes
+  std::uint64_t hash_block = 0;
 };
 
 /// @brief Bytes [offset, offset + length) of the text given to `read_plain_line`.
@@ -189,18 +191,21 @@ CAPLEDGER_HD inline int pathway_of(const char* p, std::uint32_t n) noexcept
 
 }  // namespace detail
 
-/// @brief `capledger::detail::hash_bytes` (host/string_index.hpp), bit for bit, on either side.
-CAPLEDGER_HD inline std::uint64_t hash_bytes(const char* p, std::uint32_t size) noexcept
+/// @brief `capledger::detail::hash_bytes` (host/string_index.hpp) under the key (@p key_seed,
+/// @p key_block), bit for bit, on either side.
+CAPLEDGER_HD inline std::uint64_t hash_bytes(const char* p, std::uint32_t size, std::uint64_t key_seed,
+                                             std::uint64_t key_block) noexcept
 {
   using detail::load_le;
   using detail::mix;
   constexpr std::uint64_t k0 = 0xa0761d6478bd642fULL, k1 = 0xe7037ed1a0b428dbULL, k2 = 0x8ebc6af09c88c6e3ULL;
-  std::uint64_t n    = size;
-  std::uint64_t seed = k0 ^ (n * k2);
+  const std::uint64_t k1s = k1 ^ key_block;
+  std::uint64_t n         = size;
+  std::uint64_t seed      = k0 ^ key_seed ^ (n * k2);
   std::uint64_t a = 0, b = 0;
   if (n >= 8) {
     while (n > 16) {
-      seed = mix(load_le(p, 8) ^ k1, load_le(p + 8, 8) ^ seed);
+      seed = mix(load_le(p, 8) ^ k1s, load_le(p + 8, 8) ^ seed);
       p += 16;
       n -= 16;
     }
@@ -214,7 +219,7 @@ CAPLEDGER_HD inline std::uint64_t hash_bytes(const char* p, std::uint32_t size) 
         (static_cast<std::uint64_t>(static_cast<unsigned char>(p[n / 2])) << 8) |
         static_cast<unsigned char>(p[n - 1]);
   }
-  return mix(k1 ^ size, mix(a ^ k1, b ^ seed));
+  return mix(k1 ^ size, mix(a ^ k1s, b ^ seed));
 }
 
 /// @brief Reads the line @p text [@p begin, @p end) (its `\n` excluded; a `\r` before it allowed)
@@ -309,10 +314,10 @@ CAPLEDGER_HD inline bool read_plain_line(const char* text, std::uint32_t begin, 
   out.entity        = entity;
   out.order         = order.length > 0 ? order : id;
   out.exporter      = exporter;
-  out.id_hash       = hash_bytes(text + id.offset, id.length);
-  out.entity_hash   = hash_bytes(text + entity.offset, entity.length);
-  out.order_hash    = order.length > 0 ? hash_bytes(text + order.offset, order.length) : out.id_hash;
-  out.exporter_hash = hash_bytes(text + exporter.offset, exporter.length);
+  out.id_hash       = hash_bytes(text + id.offset, id.length, t.hash_seed, t.hash_block);
+  out.entity_hash   = hash_bytes(text + entity.offset, entity.length, t.hash_seed, t.hash_block);
+  out.order_hash    = order.length > 0 ? hash_bytes(text + order.offset, order.length, t.hash_seed, t.hash_block) : out.id_hash;
+  out.exporter_hash = hash_bytes(text + exporter.offset, exporter.length, t.hash_seed, t.hash_block);
   return true;
 }
 

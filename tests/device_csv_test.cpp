@@ -42,14 +42,16 @@ TEST(DeviceCsvHash, EqualsHostHashOnEveryShortLengthAndLongOnes)
       for (char& b : bytes) { b = static_cast<char>(rng()); }
       if (round == 1) { std::fill(bytes.begin(), bytes.end(), '\xff'); }  // sign extension of every byte
       if (round == 2) { std::fill(bytes.begin(), bytes.end(), '\0'); }
-      ASSERT_EQ(device_csv::hash_bytes(bytes.data(), static_cast<std::uint32_t>(n)),
+      const detail::hash_key& key = detail::process_hash_key();
+      ASSERT_EQ(device_csv::hash_bytes(bytes.data(), static_cast<std::uint32_t>(n), key.seed, key.block),
                 detail::hash_bytes(bytes))
           << "length " << n << " round " << round;
     }
   }
   // Different texts of one length hash apart (a hash that ignores bytes would still be "equal").
-  EXPECT_NE(device_csv::hash_bytes("S0001", 5), device_csv::hash_bytes("S0002", 5));
-  EXPECT_NE(device_csv::hash_bytes("abcdefghijklmnopq", 17), device_csv::hash_bytes("abcdefghijklmnopr", 17));
+  EXPECT_NE(device_csv::hash_bytes("S0001", 5, 0, 0), device_csv::hash_bytes("S0002", 5, 0, 0));
+  EXPECT_NE(device_csv::hash_bytes("abcdefghijklmnopq", 17, 0, 0),
+            device_csv::hash_bytes("abcdefghijklmnopr", 17, 0, 0));
 }
 
 // ---------------------------------------------------------------------------------------------
