@@ -51,7 +51,7 @@ csv_sources=("$root/host/csv.cpp" "$root/host/terminal_text.cpp" "${fast_sources
 # (The builder takes lines read ahead by the GPU ingest: host/device_read.cpp makes their layout.)
 ingest_sources=("${csv_sources[@]}" "$root/host/shipments.cpp" "$root/host/file_io.cpp"
                 "$root/host/reference.cpp" "$root/host/calendar.cpp" "$root/host/device_read.cpp"
-                "$root/host/spreadsheet_hints.cpp")
+                "$root/host/spreadsheet_hints.cpp" "$root/host/string_index.cpp")
 # The GPU ingest's line reader (kernels/device_csv.cuh, on the host) against the builder.
 device_read_sources=("${ingest_sources[@]}")
 # The reference, rule-set and entities files' loaders.
