@@ -240,6 +240,9 @@ int main(int argc, char** argv)
   // A pipe closed early (`| head`) is a write error like any closed stdout (exit 2, said on
   // stderr), not a silent death by SIGPIPE.
   ::signal(SIGPIPE, SIG_IGN);
+  // A write past `ulimit -f` fails with EFBIG, a write error like a full disk (exit 2, the
+  // staging files removed), rather than SIGXFSZ killing the run with its temporary files left.
+  ::signal(SIGXFSZ, SIG_IGN);
   CLI::App app{"capledger: compute-capacity accounting for AI-chip export rules"};
   // Command-line errors say who speaks, as every other error does.
   app.failure_message([](const CLI::App* failed, const CLI::Error& e) {

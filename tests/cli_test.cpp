@@ -200,6 +200,32 @@ TEST_F(Cli, StdoutThatCannotBeWrittenIsAnError)
   EXPECT_EQ(run_shell("CLI ledger verify l.db >/dev/null").exit_code, 0);
 }
 
+// A write past `ulimit -f` fails (EFBIG) like a full disk: exit 2 with a message and no staging
+// file left, not a death by SIGXFSZ with `.NAME.tmp.PID` beside the output.
+TEST_F(Cli, FileSizeLimitIsAWriteErrorNotADeath)
+{
+  std::string log = header;
+  std::string bad = header;
+  for (int i = 0; i < 200; ++i) {
+    log += "S" + std::to_string(i) + ",2025-02-01,ENTITY" + std::to_string(i) + ",US,H100-SXM,10\n";
+    bad += "B" + std::to_string(i) + ",2025-02-30,ENTITY" + std::to_string(i) + ",US,H100-SXM,10\n";
+  }
+  const auto log_path = write("log.csv", log);
+  const auto bad_path = write("bad.csv", bad);
+  for (const std::string command :
+       {"CLI report --backend cpu " + log_path + " --out o",
+        "CLI report --backend cpu --format json " + log_path,
+        "CLI report --backend cpu --format csv " + bad_path + " --rejects r.csv",
+        std::string("CLI generate --records 1000 --out g"),
+        "cat " + log_path + " | CLI report --backend cpu - >/dev/null"}) {  // stdin copied to $TMPDIR
+    // dash counts `ulimit -f` in 512-byte blocks, bash in 1024: either is far below the outputs.
+    const auto r = run_shell("ulimit -f 1 && " + command);
+    EXPECT_EQ(r.exit_code, 2) << command << ": " << r.err;
+    EXPECT_NE(r.err.find("capledger: "), std::string::npos) << command << ": " << r.err;
+    EXPECT_EQ(entries(work_), (std::set<std::string>{"log.csv", "bad.csv"})) << command;
+  }
+}
+
 TEST_F(Cli, BadFlagExitsTwo)
 {
   const auto log = write("log.csv", clean_log);
