@@ -384,11 +384,13 @@ void populate(void* data, std::size_t bytes, bool may_write)
     for (std::uintptr_t at = from; at < to; at += page) { *reinterpret_cast<volatile char*>(at) = 0; }
   };
   std::vector<std::thread> workers;
-  for (std::size_t t = 1; t < threads; ++t) {
-    workers.emplace_back([&populate_slice, t] {
-      name_this_thread("cl-populate");
-      populate_slice(t);
-    });
+  const auto populate_named = [&populate_slice](std::size_t t) {
+    name_this_thread("cl-populate");
+    populate_slice(t);
+  };
+  // Slices of workers the system refuses are populated here.
+  for (std::size_t t = start_threads(workers, 1, threads, populate_named); t < threads; ++t) {
+    populate_slice(t);
   }
   populate_slice(0);
   for (std::thread& worker : workers) { worker.join(); }

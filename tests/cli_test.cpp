@@ -226,6 +226,45 @@ TEST_F(Cli, FileSizeLimitIsAWriteErrorNotADeath)
   }
 }
 
+// The CPU's aggregation of a stored log (`--replay`, `verify`) splits it into slices, one a thread
+// (a slice a 256 Ki lines): OMP_THREAD_LIMIT or OMP_DYNAMIC gave fewer threads than slices, which
+// left slices unsummed (a crash, or totals short). Every limit gives the same bytes.
+TEST_F(Cli, ThreadLimitsDoNotChangeALedgerReplay)
+{
+  ASSERT_EQ(run("generate --records 530000 --seed 4 --force-breaches --out g").exit_code, 0);
+  ASSERT_EQ(run("ledger init l.db").exit_code, 0);
+  ASSERT_EQ(run("ledger ingest l.db g/shipments.csv --entities g/entities.csv").exit_code, 0);
+  const auto replay = [&](const std::string& environment) {
+    const auto report = run_shell(environment +
+                                  " CLI ledger report l.db --replay --entities g/entities.csv "
+                                  "--format csv </dev/null");
+    const auto balances =
+        run_shell(environment + " CLI ledger balances l.db --replay --format csv </dev/null");
+    const auto verify = run_shell(environment + " CLI ledger verify l.db </dev/null");
+    return std::to_string(report.exit_code) + report.out + std::to_string(balances.exit_code) + balances.out +
+           std::to_string(verify.exit_code);
+  };
+  const std::string expected = replay("OMP_NUM_THREADS=2");
+  EXPECT_EQ(expected.substr(0, 1), "1");  // the log breaks rules
+  for (const char* environment :
+       {"OMP_NUM_THREADS=2 OMP_THREAD_LIMIT=1", "OMP_NUM_THREADS=2 OMP_DYNAMIC=true"}) {
+    EXPECT_TRUE(replay(environment) == expected) << environment;
+  }
+}
+
+// Threads the system refuses (a memory limit too low for 63 thread stacks) stop the run with
+// exit 2 and a message, not std::terminate on a running thread (SIGABRT).
+TEST_F(Cli, RefusedThreadsAreAnErrorNotACrash)
+{
+  const auto log = write("log.csv", clean_log);
+  const auto r =
+      run_shell("ulimit -s 8192 && ulimit -v 200000 && OMP_NUM_THREADS=64 CLI report --backend cpu " + log +
+                " --out o </dev/null");
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("cannot start a thread"), std::string::npos) << r.err;
+  EXPECT_EQ(entries(work_), (std::set<std::string>{"log.csv"})) << r.err;
+}
+
 TEST_F(Cli, BadFlagExitsTwo)
 {
   const auto log = write("log.csv", clean_log);
