@@ -17,6 +17,7 @@
 #include <cstring>
 #include <iostream>
 #include <limits>
+#include <new>
 #include <string>
 
 #include <fcntl.h>
@@ -139,6 +140,11 @@ int guarded(Job job)
     return exit_bad_input;
   } catch (const device_error& e) {
     std::cerr << "capledger: device error: " << e.what() << "\n";
+    return exit_internal;
+  } catch (const std::bad_alloc&) {
+    // Not a bug of capledger's ("internal error: std::bad_alloc" said so): memory ran short.
+    std::cerr << "capledger: out of memory: the machine's memory, or a limit on it (ulimit -v, a "
+                 "cgroup), is too small for this run\n";
     return exit_internal;
   } catch (const std::exception& e) {
     std::cerr << "capledger: internal error: " << e.what() << "\n";

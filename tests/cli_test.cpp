@@ -265,6 +265,24 @@ TEST_F(Cli, RefusedThreadsAreAnErrorNotACrash)
   EXPECT_EQ(entries(work_), (std::set<std::string>{"log.csv"})) << r.err;
 }
 
+// Memory limits from too low to start to enough: every run ends with an exit code and says why
+// (exit 3 "out of memory", not "internal error: std::bad_alloc"; exit 2 for refused threads), never
+// by a signal.
+TEST_F(Cli, MemoryLimitsGiveAnExitCodeAndAMessage)
+{
+  ASSERT_EQ(run("generate --records 20000 --seed 2 --out g").exit_code, 0);
+  for (int kib = 12000; kib <= 80000; kib += 4000) {
+    const auto r =
+        run_shell("ulimit -v " + std::to_string(kib) +
+                  " && CLI report --backend cpu g/shipments.csv --entities g/entities.csv --out o");
+    SCOPED_TRACE(std::to_string(kib) + " KiB: " + r.err);
+    // 127: the loader could not map the libraries (below what any run needs); above 128: a signal.
+    EXPECT_TRUE(r.exit_code >= 0 && (r.exit_code <= 3 || r.exit_code == 127));
+    if (r.exit_code == 3) { EXPECT_NE(r.err.find("capledger: out of memory"), std::string::npos); }
+    run_shell("rm -rf o");
+  }
+}
+
 TEST_F(Cli, BadFlagExitsTwo)
 {
   const auto log = write("log.csv", clean_log);
