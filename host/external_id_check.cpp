@@ -257,12 +257,11 @@ repeat_stream external_id_check::repeats(const std::function<std::string(std::ui
     }
   };
   std::vector<std::thread> helpers;
-  for (std::size_t worker = 1; worker < failures.size(); ++worker) {
-    helpers.emplace_back([&search, worker] {
-      name_this_thread("cl-idsearch");
-      search(worker);
-    });
-  }
+  // Those the system refuses leave their parts to the others (the result is the same).
+  start_threads(helpers, 1, failures.size(), [&search](std::size_t worker) {
+    name_this_thread("cl-idsearch");
+    search(worker);
+  });
   search(0);
   for (auto& helper : helpers) { helper.join(); }
   for (const auto& failure : failures) {

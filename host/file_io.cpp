@@ -35,6 +35,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
 #include <unistd.h>
@@ -104,6 +105,22 @@ temporary_space temporary_space_here()
         static_cast<long>(fs_info.f_type) == tmpfs_magic || static_cast<long>(fs_info.f_type) == ramfs_magic;
   }
   return space;
+}
+
+void check_open_file_room(std::uint64_t needed)
+{
+  struct rlimit limit {};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY ||
+      limit.rlim_cur >= needed) {
+    return;
+  }
+  if (limit.rlim_max == RLIM_INFINITY || limit.rlim_max >= needed) {
+    limit.rlim_cur = static_cast<rlim_t>(needed);
+    if (::setrlimit(RLIMIT_NOFILE, &limit) == 0) { return; }
+  }
+  throw config_error("the out-of-memory id check keeps up to " + std::to_string(needed) +
+                     " files open, and the limit on open files is " + std::to_string(limit.rlim_cur) +
+                     " (hard limit " + std::to_string(limit.rlim_max) + "); raise it with ulimit -n");
 }
 
 std::string gigabytes(std::uint64_t bytes)
@@ -367,11 +384,13 @@ void populate(void* data, std::size_t bytes, bool may_write)
     for (std::uintptr_t at = from; at < to; at += page) { *reinterpret_cast<volatile char*>(at) = 0; }
   };
   std::vector<std::thread> workers;
-  for (std::size_t t = 1; t < threads; ++t) {
-    workers.emplace_back([&populate_slice, t] {
-      name_this_thread("cl-populate");
-      populate_slice(t);
-    });
+  const auto populate_named = [&populate_slice](std::size_t t) {
+    name_this_thread("cl-populate");
+    populate_slice(t);
+  };
+  // Slices of workers the system refuses are populated here.
+  for (std::size_t t = start_threads(workers, 1, threads, populate_named); t < threads; ++t) {
+    populate_slice(t);
   }
   populate_slice(0);
   for (std::thread& worker : workers) { worker.join(); }

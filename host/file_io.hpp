@@ -73,6 +73,13 @@ struct temporary_space {
 /// check is meant to spare.
 void check_temporary_room(std::uint64_t needed, const temporary_space& space, std::ostream& diagnostics);
 
+/// @brief Before a step that keeps up to @p needed files open at once (the out-of-memory id
+/// check's 256 part files): raises the soft limit on open files (`ulimit -Sn`) to @p needed where
+/// the hard limit allows, and otherwise refuses (config_error, naming both numbers and
+/// `ulimit -n`), so that the run stops before its first pass with the cause, not partway with
+/// "Too many open files" in `$TMPDIR`.
+void check_open_file_room(std::uint64_t needed);
+
 /// @brief An input file's bytes, mapped read-only (no copy; the pages come from the page cache):
 /// a regular file directly, a pipe (stdin, `/dev/fd/N`) after it is copied into an unlinked
 /// temporary file, so that no input is held in memory whatever its size.

@@ -17,6 +17,7 @@
 #include <cstring>
 #include <iostream>
 #include <limits>
+#include <new>
 #include <string>
 
 #include <fcntl.h>
@@ -140,6 +141,11 @@ int guarded(Job job)
   } catch (const device_error& e) {
     std::cerr << "capledger: device error: " << e.what() << "\n";
     return exit_internal;
+  } catch (const std::bad_alloc&) {
+    // Not a bug of capledger's ("internal error: std::bad_alloc" said so): memory ran short.
+    std::cerr << "capledger: out of memory: the machine's memory, or a limit on it (ulimit -v, a "
+                 "cgroup), is too small for this run\n";
+    return exit_internal;
   } catch (const std::exception& e) {
     std::cerr << "capledger: internal error: " << e.what() << "\n";
     return exit_internal;
@@ -240,6 +246,9 @@ int main(int argc, char** argv)
   // A pipe closed early (`| head`) is a write error like any closed stdout (exit 2, said on
   // stderr), not a silent death by SIGPIPE.
   ::signal(SIGPIPE, SIG_IGN);
+  // A write past `ulimit -f` fails with EFBIG, a write error like a full disk (exit 2, the
+  // staging files removed), rather than SIGXFSZ killing the run with its temporary files left.
+  ::signal(SIGXFSZ, SIG_IGN);
   CLI::App app{"capledger: compute-capacity accounting for AI-chip export rules"};
   // Command-line errors say who speaks, as every other error does.
   app.failure_message([](const CLI::App* failed, const CLI::Error& e) {

@@ -5,6 +5,11 @@
 #include <omp.h>
 #include <pthread.h>
 
+#include <cstddef>
+#include <system_error>
+#include <thread>
+#include <vector>
+
 namespace capledger::detail {
 
 /// From this many OpenMP threads (the host's cores by default) the ingest takes work off its
@@ -24,6 +29,24 @@ inline bool many_cores()
 inline void name_this_thread(const char* name)
 {
   pthread_setname_np(pthread_self(), name);
+}
+
+/// Starts threads running `work(k)` for k = @p first .. @p last - 1 into @p threads (reserved
+/// first: no reallocation once one runs) until the system refuses one (`ulimit -u`, `-v`): never a
+/// running thread destroyed (std::terminate). @return the k not started (@p last if all were).
+template <typename Work>
+std::size_t start_threads(std::vector<std::thread>& threads, std::size_t first, std::size_t last,
+                          const Work& work)
+{
+  threads.reserve(threads.size() + (last > first ? last - first : 0));
+  for (std::size_t k = first; k < last; ++k) {
+    try {
+      threads.emplace_back([work, k] { work(k); });  // a copy: the threads outlive the call
+    } catch (const std::system_error&) {
+      return k;
+    }
+  }
+  return last;
 }
 
 }  // namespace capledger::detail

@@ -938,6 +938,8 @@ int run_report(const report_options& options, std::ostream& out, std::ostream& d
       constexpr std::uint64_t spilled_per_line = 16;  // (id hash, offset)
       detail::check_temporary_room(estimated_lines(options.inputs) * spilled_per_line,
                                    detail::temporary_space_here(), diagnostics);
+      // Its 256 part files are open at once, with the inputs, outputs and a file of repeats.
+      detail::check_open_file_room(256 + 64);
     }
     std::vector<rejected_line> kept;  // stays empty: `on_reject` takes every rejected line
     report_output report;

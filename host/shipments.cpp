@@ -26,6 +26,8 @@
 #include <mutex>
 #include <numeric>
 #include <optional>
+#include <string>
+#include <system_error>
 #include <thread>
 #include <unordered_map>
 #include <utility>
@@ -688,6 +690,35 @@ class parse_pool {
   /// @param name what the threads are called (`detail::name_this_thread`)
   parse_pool(std::size_t threads, const char* name)
   {
+    try {
+      start(threads, name);
+    } catch (const std::system_error& e) {
+      // A thread the system refuses (`ulimit -u`, `-v`): the started ones are stopped and joined,
+      // not destroyed running (std::terminate).
+      stop();
+      throw config_error(std::string("cannot start a thread (") + e.what() +
+                         "): the limits on processes or memory (ulimit -u, -v) are too low for " +
+                         std::to_string(threads) + " threads; lower OMP_NUM_THREADS or raise them");
+    } catch (...) {
+      stop();
+      throw;
+    }
+  }
+  parse_pool(const parse_pool&)            = delete;
+  parse_pool& operator=(const parse_pool&) = delete;
+  ~parse_pool() { stop(); }
+  void post(std::function<void()> task)
+  {
+    {
+      const std::lock_guard<std::mutex> lock(mutex_);
+      tasks_.push_back(std::move(task));
+    }
+    ready_.notify_one();
+  }
+
+ private:
+  void start(std::size_t threads, const char* name)
+  {
     for (std::size_t t = 0; t < threads; ++t) {
       threads_.emplace_back([this, name] {
         detail::name_this_thread(name);
@@ -705,9 +736,7 @@ class parse_pool {
       });
     }
   }
-  parse_pool(const parse_pool&)            = delete;
-  parse_pool& operator=(const parse_pool&) = delete;
-  ~parse_pool()
+  void stop()
   {
     {
       const std::lock_guard<std::mutex> lock(mutex_);
@@ -716,16 +745,6 @@ class parse_pool {
     ready_.notify_all();
     for (auto& thread : threads_) { thread.join(); }
   }
-  void post(std::function<void()> task)
-  {
-    {
-      const std::lock_guard<std::mutex> lock(mutex_);
-      tasks_.push_back(std::move(task));
-    }
-    ready_.notify_one();
-  }
-
- private:
   std::mutex mutex_;
   std::condition_variable ready_;
   std::deque<std::function<void()>> tasks_;

@@ -200,6 +200,89 @@ TEST_F(Cli, StdoutThatCannotBeWrittenIsAnError)
   EXPECT_EQ(run_shell("CLI ledger verify l.db >/dev/null").exit_code, 0);
 }
 
+// A write past `ulimit -f` fails (EFBIG) like a full disk: exit 2 with a message and no staging
+// file left, not a death by SIGXFSZ with `.NAME.tmp.PID` beside the output.
+TEST_F(Cli, FileSizeLimitIsAWriteErrorNotADeath)
+{
+  std::string log = header;
+  std::string bad = header;
+  for (int i = 0; i < 200; ++i) {
+    log += "S" + std::to_string(i) + ",2025-02-01,ENTITY" + std::to_string(i) + ",US,H100-SXM,10\n";
+    bad += "B" + std::to_string(i) + ",2025-02-30,ENTITY" + std::to_string(i) + ",US,H100-SXM,10\n";
+  }
+  const auto log_path = write("log.csv", log);
+  const auto bad_path = write("bad.csv", bad);
+  for (const std::string command :
+       {"CLI report --backend cpu " + log_path + " --out o",
+        "CLI report --backend cpu --format json " + log_path,
+        "CLI report --backend cpu --format csv " + bad_path + " --rejects r.csv",
+        std::string("CLI generate --records 1000 --out g"),
+        "cat " + log_path + " | CLI report --backend cpu - >/dev/null"}) {  // stdin copied to $TMPDIR
+    // dash counts `ulimit -f` in 512-byte blocks, bash in 1024: either is far below the outputs.
+    const auto r = run_shell("ulimit -f 1 && " + command);
+    EXPECT_EQ(r.exit_code, 2) << command << ": " << r.err;
+    EXPECT_NE(r.err.find("capledger: "), std::string::npos) << command << ": " << r.err;
+    EXPECT_EQ(entries(work_), (std::set<std::string>{"log.csv", "bad.csv"})) << command;
+  }
+}
+
+// The CPU's aggregation of a stored log (`--replay`, `verify`) splits it into slices, one a thread
+// (a slice a 256 Ki lines): OMP_THREAD_LIMIT or OMP_DYNAMIC gave fewer threads than slices, which
+// left slices unsummed (a crash, or totals short). Every limit gives the same bytes.
+TEST_F(Cli, ThreadLimitsDoNotChangeALedgerReplay)
+{
+  ASSERT_EQ(run("generate --records 530000 --seed 4 --force-breaches --out g").exit_code, 0);
+  ASSERT_EQ(run("ledger init l.db").exit_code, 0);
+  ASSERT_EQ(run("ledger ingest l.db g/shipments.csv --entities g/entities.csv").exit_code, 0);
+  const auto replay = [&](const std::string& environment) {
+    const auto report = run_shell(environment +
+                                  " CLI ledger report l.db --replay --entities g/entities.csv "
+                                  "--format csv </dev/null");
+    const auto balances =
+        run_shell(environment + " CLI ledger balances l.db --replay --format csv </dev/null");
+    const auto verify = run_shell(environment + " CLI ledger verify l.db </dev/null");
+    return std::to_string(report.exit_code) + report.out + std::to_string(balances.exit_code) + balances.out +
+           std::to_string(verify.exit_code);
+  };
+  const std::string expected = replay("OMP_NUM_THREADS=2");
+  EXPECT_EQ(expected.substr(0, 1), "1");  // the log breaks rules
+  for (const char* environment :
+       {"OMP_NUM_THREADS=2 OMP_THREAD_LIMIT=1", "OMP_NUM_THREADS=2 OMP_DYNAMIC=true"}) {
+    EXPECT_TRUE(replay(environment) == expected) << environment;
+  }
+}
+
+// Threads the system refuses (a memory limit too low for 63 thread stacks) stop the run with
+// exit 2 and a message, not std::terminate on a running thread (SIGABRT).
+TEST_F(Cli, RefusedThreadsAreAnErrorNotACrash)
+{
+  const auto log = write("log.csv", clean_log);
+  const auto r =
+      run_shell("ulimit -s 8192 && ulimit -v 200000 && OMP_NUM_THREADS=64 CLI report --backend cpu " + log +
+                " --out o </dev/null");
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("cannot start a thread"), std::string::npos) << r.err;
+  EXPECT_EQ(entries(work_), (std::set<std::string>{"log.csv"})) << r.err;
+}
+
+// Memory limits from too low to start to enough: every run ends with an exit code and says why
+// (exit 3 "out of memory", not "internal error: std::bad_alloc"; exit 2 for refused threads), never
+// by a signal.
+TEST_F(Cli, MemoryLimitsGiveAnExitCodeAndAMessage)
+{
+  ASSERT_EQ(run("generate --records 20000 --seed 2 --out g").exit_code, 0);
+  for (int kib = 12000; kib <= 80000; kib += 4000) {
+    const auto r =
+        run_shell("ulimit -v " + std::to_string(kib) +
+                  " && CLI report --backend cpu g/shipments.csv --entities g/entities.csv --out o");
+    SCOPED_TRACE(std::to_string(kib) + " KiB: " + r.err);
+    // 127: the loader could not map the libraries (below what any run needs); above 128: a signal.
+    EXPECT_TRUE(r.exit_code >= 0 && (r.exit_code <= 3 || r.exit_code == 127));
+    if (r.exit_code == 3) { EXPECT_NE(r.err.find("capledger: out of memory"), std::string::npos); }
+    run_shell("rm -rf o");
+  }
+}
+
 TEST_F(Cli, BadFlagExitsTwo)
 {
   const auto log = write("log.csv", clean_log);

@@ -25,6 +25,7 @@
 
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -155,6 +156,32 @@ TEST(TemporaryRoom, TooLittleRoomStopsTheRunAndMemoryIsNoted)
   check_temporary_room(1'000'000'000, temporary_space{"/tmp", 8'000'000'000, true}, notes);
   EXPECT_NE(notes.str().find("in memory"), std::string::npos) << notes.str();
   EXPECT_NE(notes.str().find("1.0 GB"), std::string::npos) << notes.str();
+}
+
+// The out-of-memory id check keeps 256 part files open: a low soft limit on open files is raised
+// where the hard one allows, a low hard limit stops the run before its first pass, naming it.
+TEST(TemporaryRoom, TooFewOpenFilesAreRaisedOrRefusedBeforeTheCheck)
+{
+  const pid_t child = ::fork();  // limits are the process's: changed in a child only
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    rlimit limit{64, 1024};
+    if (::setrlimit(RLIMIT_NOFILE, &limit) != 0) { ::_exit(10); }
+    capledger::detail::check_open_file_room(320);
+    if (::getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur != 320) { ::_exit(11); }
+    limit = rlimit{64, 100};
+    if (::setrlimit(RLIMIT_NOFILE, &limit) != 0) { ::_exit(12); }
+    try {
+      capledger::detail::check_open_file_room(320);
+      ::_exit(13);
+    } catch (const capledger::config_error& e) {
+      const std::string what = e.what();
+      ::_exit(what.find("ulimit -n") != std::string::npos && what.find("64") != std::string::npos ? 0 : 14);
+    }
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
 }
 
 TEST(TemporaryRoom, TheDirectoryIsTmpdirAndItsRoomIsRead)
