@@ -212,7 +212,7 @@ TEST_F(Cli, FileSizeLimitIsAWriteErrorNotADeath)
   }
   const auto log_path = write("log.csv", log);
   const auto bad_path = write("bad.csv", bad);
-  for (const std::string command :
+  for (const std::string& command :
        {"CLI report --backend cpu " + log_path + " --out o",
         "CLI report --backend cpu --format json " + log_path,
         "CLI report --backend cpu --format csv " + bad_path + " --rejects r.csv",
