@@ -159,8 +159,11 @@ int unique_fd::close() noexcept
 unique_fd anonymous_temp_file()
 {
   const std::string dir = temporary_dir();
-  std::string name      = dir + "/capledger-XXXXXX";
-  unique_fd file(::mkstemp(name.data()));
+  // A file with no name at all where the file system can (no moment where a kill leaves it).
+  unique_fd unnamed(::open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600));
+  if (unnamed.get() >= 0) { return unnamed; }
+  std::string name = dir + "/capledger-XXXXXX";
+  unique_fd file(::mkostemp(name.data(), O_CLOEXEC));
   if (file.get() < 0) {
     throw config_error("cannot create a temporary file in " + dir + ": " + std::strerror(errno));
   }

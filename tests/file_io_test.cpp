@@ -200,6 +200,36 @@ TEST(TemporaryRoom, TheDirectoryIsTmpdirAndItsRoomIsRead)
   EXPECT_GT(space.available, 0U);
 }
 
+// A temporary file in $TMPDIR that no one can see: no entry in the folder, not even between its
+// creation and the first write (O_TMPFILE where the file system has it), readable and writable,
+// closed on exec.
+TEST(TemporaryRoom, AnonymousTemporaryFilesHaveNoName)
+{
+  const char* before      = std::getenv("TMPDIR");
+  const std::string saved = before != nullptr ? before : "";
+  const std::filesystem::path dir =
+      std::filesystem::path(::testing::TempDir()) / ("anonymous-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  ::setenv("TMPDIR", dir.c_str(), 1);
+  {
+    const capledger::detail::unique_fd file = capledger::detail::anonymous_temp_file();
+    ASSERT_GE(file.get(), 0);
+    EXPECT_TRUE(std::filesystem::is_empty(dir));
+    EXPECT_EQ(::write(file.get(), "abc", 3), 3);
+    char back[3] = {};
+    EXPECT_EQ(::pread(file.get(), back, 3, 0), 3);
+    EXPECT_EQ(std::string(back, 3), "abc");
+    EXPECT_NE(::fcntl(file.get(), F_GETFD) & FD_CLOEXEC, 0);
+  }
+  if (saved.empty()) {
+    ::unsetenv("TMPDIR");
+  } else {
+    ::setenv("TMPDIR", saved.c_str(), 1);
+  }
+  EXPECT_TRUE(std::filesystem::is_empty(dir));
+  std::filesystem::remove_all(dir);
+}
+
 /// Whether @p fd is open in this process.
 bool is_open(int fd)
 {

@@ -208,7 +208,8 @@ class backend_test : public ::testing::TestWithParam<std::string> {
 
 /// @brief While it lives, `$TMPDIR` is a scratch folder of its own (the old value restored after),
 /// where it counts the temporary files this process holds open: they are unlinked as they are
-/// made (`detail::anonymous_temp_file`), so only /proc/self/fd still names them.
+/// made (`detail::anonymous_temp_file`: O_TMPFILE's `#123 (deleted)` or an unlinked
+/// `capledger-XXXXXX`), so only /proc/self/fd still names them.
 class temporary_files_watch {
  public:
   temporary_files_watch()
@@ -230,7 +231,7 @@ class temporary_files_watch {
   /// @brief capledger's temporary files open in the folder now.
   [[nodiscard]] std::size_t open_files() const
   {
-    const std::string prefix = (dir_.root() / "capledger-").string();
+    const std::string prefix = dir_.root().string() + "/";
     std::size_t open         = 0;
     std::error_code ec;
     for (const auto& fd : fs::directory_iterator("/proc/self/fd", ec)) {
