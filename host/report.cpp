@@ -809,6 +809,10 @@ std::shared_ptr<detail::gpu_read_ahead> gpu_ingest_if_asked(const report_options
 {
   const char* env             = std::getenv("CAPLEDGER_GPU_INGEST");
   const std::string_view mode = env == nullptr ? std::string_view() : std::string_view(env);
+  if (!options.gpu_ingest && !mode.empty() && mode != "0" && mode != "1" && mode != "host") {
+    diagnostics << "capledger: note: CAPLEDGER_GPU_INGEST=" << detail::quoted(mode)
+                << " is not 0, 1 or host: the GPU ingest stays off\n";
+  }
   if (!options.gpu_ingest.value_or(mode == "1" || mode == "host")) { return nullptr; }
   std::string why;
   const auto tables = detail::make_device_tables(ref.countries, ref.chips);

@@ -202,6 +202,28 @@ TEST_F(Cli, StdoutThatCannotBeWrittenIsAnError)
 
 // A write past `ulimit -f` fails (EFBIG) like a full disk: exit 2 with a message and no staging
 // file left, not a death by SIGXFSZ with `.NAME.tmp.PID` beside the output.
+// CAPLEDGER_GPU_INGEST takes 0, 1 or host: another value (a script's `yes`) is not taken for 1
+// in silence; the report is the one without it.
+TEST_F(Cli, AGpuIngestSwitchItDoesNotKnowIsNoted)
+{
+  const auto log = write("log.csv", header + "S1,2025-02-01,E1,US,H100-SXM,10\n");
+  for (const std::string value : {"yes", "true", "2"}) {
+    const auto r =
+        run_shell("CAPLEDGER_GPU_INGEST=" + value + " CLI report --backend cpu " + log + " --format csv");
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_NE(r.err.find("capledger: note: CAPLEDGER_GPU_INGEST='" + value +
+                         "' is not 0, 1 or host: the GPU ingest stays off\n"),
+              std::string::npos)
+        << r.err;
+    EXPECT_EQ(r.err.find("GPU ingest was asked for"), std::string::npos) << r.err;
+  }
+  for (const std::string value : {"0", ""}) {
+    const auto r =
+        run_shell("CAPLEDGER_GPU_INGEST=" + value + " CLI report --backend cpu " + log + " --format csv");
+    EXPECT_EQ(r.err.find("CAPLEDGER_GPU_INGEST"), std::string::npos) << r.err;
+  }
+}
+
 TEST_F(Cli, FileSizeLimitIsAWriteErrorNotADeath)
 {
   std::string log = header;
