@@ -33,6 +33,7 @@ namespace fs = std::filesystem;
 using json = nlohmann::json;
 
 using capledger::test::sample_dir;
+using capledger::test::under_sanitizer;
 
 using capledger::test::read_text;
 
@@ -278,6 +279,7 @@ TEST_F(Cli, ThreadLimitsDoNotChangeALedgerReplay)
 // exit 2 and a message, not std::terminate on a running thread (SIGABRT).
 TEST_F(Cli, RefusedThreadsAreAnErrorNotACrash)
 {
+  if (under_sanitizer) { GTEST_SKIP() << "ulimit -v: a sanitizer's shadow memory does not fit it"; }
   const auto log = write("log.csv", clean_log);
   const auto r =
       run_shell("ulimit -s 8192 && ulimit -v 200000 && OMP_NUM_THREADS=64 CLI report --backend cpu " + log +
@@ -292,6 +294,7 @@ TEST_F(Cli, RefusedThreadsAreAnErrorNotACrash)
 // by a signal.
 TEST_F(Cli, MemoryLimitsGiveAnExitCodeAndAMessage)
 {
+  if (under_sanitizer) { GTEST_SKIP() << "ulimit -v: a sanitizer's shadow memory does not fit it"; }
   ASSERT_EQ(run("generate --records 20000 --seed 2 --out g").exit_code, 0);
   for (int kib = 12000; kib <= 80000; kib += 4000) {
     const auto r =

@@ -30,6 +30,15 @@ namespace capledger::test {
 
 namespace fs = std::filesystem;
 
+/// @brief Whether this build runs under AddressSanitizer or ThreadSanitizer (the house's ASan and
+/// TSan builds): their shadow memory needs terabytes of address space, so a test that limits it
+/// (`ulimit -v`) checks the sanitizer, not capledger, and skips.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+inline constexpr bool under_sanitizer = true;
+#else
+inline constexpr bool under_sanitizer = false;
+#endif
+
 /// @brief The repository's `datasets/` folder: the bundled reference tables and the sample log.
 inline fs::path datasets_dir()
 {
