@@ -19,6 +19,7 @@
 #include <future>
 #include <iostream>
 #include <random>
+#include <set>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -917,6 +918,65 @@ TEST_F(tiny_ledger_test, CheckWeighsBackDatedLinesAmongTheLedgersByDate)
                 "check: running state of 8 line(s), and the 5 stored line(s) dated after 2025-04-01"),
             std::string::npos)
       << stderr_text();
+}
+
+// Many back-dated proposed lines of one key, each with room on its date: each names the first
+// later ledger line its running total passes the cap on, found by a search of the key's lines
+// (a scan from each line's date cost lines x ledger lines). The ledger's AE total wanders with
+// several peaks, so each added amount crosses on another line; expected by a scan here.
+TEST_F(ledger_test, CheckNamesEachBackDatedLinesCrossingAmongManyLaterLines)
+{
+  std::string night = "shipment_id,date,entity,country,chip,quantity,pathway,order_id\n";
+  std::vector<std::int64_t> through;  // AE's running total in units after each ledger line
+  std::vector<std::string> date;
+  std::int64_t units = 0;  // at most 38,641 units (611,764,312 tpp): the ledger crosses nothing
+  for (std::int64_t j = 0; j < 300; ++j) {
+    // Up 0-599 units a line, with a fall every 25th line: peaks of different heights.
+    const std::int64_t q = j % 25 == 24 ? -(j * 104729 % 9000) : (j * 7919 + 13) % 600;
+    units += q;
+    const std::string day = "2025-" + std::string(j < 224 ? "0" : "") + std::to_string(2 + j / 28) + "-" +
+                            std::string(j % 28 < 9 ? "0" : "") + std::to_string(1 + j % 28);
+    through.push_back(units);
+    date.emplace_back(day);
+    night += "L" + std::to_string(j) + "," + day + ",E1,AE,H100-SXM," + std::to_string(q) + ",LICENSE,\n";
+  }
+  write_text(at("night.csv"), night);
+  ASSERT_EQ(cli("ledger init l.db"), 0);
+  ASSERT_EQ(cli("ledger ingest l.db night.csv"), 0) << stderr_text();
+  std::string proposed = "shipment_id,date,entity,country,chip,quantity,pathway,order_id\n";
+  for (int k = 1; k <= 60; ++k) {
+    proposed += "P" + std::to_string(k) + ",2025-01-31,E9,AE,H100-SXM,800,LICENSE,\n";
+  }
+  write_text(at("proposed.csv"), proposed);
+  const std::int64_t cap = 790000000, tpp = 15832;
+  for (const char* replay : {"", " --replay"}) {
+    std::set<std::size_t> named;  // the ledger lines named
+    EXPECT_EQ(cli(std::string("check l.db --proposed proposed.csv") + replay), 1) << stderr_text();
+    const std::string said = stderr_text();
+    for (int k = 1; k <= 60; ++k) {
+      const std::int64_t added = 800 * k * tpp;  // P1..Pk, all before every ledger line
+      std::string expected;
+      std::size_t crossing = 0;
+      for (std::size_t j = 0; j < through.size() && added <= cap; ++j) {
+        if (through[j] * tpp + added > cap) {
+          crossing = j;
+          expected = "line " + std::to_string(k) + " (P" + std::to_string(k) +
+                     "): COUNTRY_CAP_EXCEEDED: with it, the running total passes the limit on the ledger's "
+                     "later line L" +
+                     std::to_string(j) + " (" + date[j] + ")\n";
+          break;
+        }
+      }
+      const std::string prefix = "line " + std::to_string(k) + " (P" + std::to_string(k) + "):";
+      if (expected.empty()) {
+        EXPECT_EQ(said.find(prefix), std::string::npos) << replay << said;
+      } else {
+        EXPECT_NE(said.find(expected), std::string::npos) << replay << expected << said;
+        named.insert(crossing);
+      }
+    }
+    EXPECT_EQ(named.size(), 46U) << replay;  // each of P1..P46 another line
+  }
 }
 
 // A UVEU entity's line is weighed against the share rules it can break, as limits on installed
