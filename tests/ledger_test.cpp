@@ -561,6 +561,36 @@ TEST_F(ledger_test, IngestPastMaxRejectsStoresNothing)
       << stderr_text();
 }
 
+// A replay takes each file's rejects from one scan of them all, file by file: files without
+// rejects between files with them, several nights, and reject rows of no file (a hand edit: file
+// ids 0 and 99), which neither path lists, give the rejects file `report` writes over the files.
+TEST_F(ledger_test, ReplayTakesEachFilesRejectsFromOneScan)
+{
+  const std::string head = "shipment_id,date,entity,country,chip,quantity\n";
+  write_text(at("a.csv"), head + "A1,2025-03-01,E1,AE,H100-SXM,10\nA2,2025-13-01,E1,AE,H100-SXM,5\n");
+  write_text(at("b.csv"), head + "B1,2025-03-02,E1,AE,H100-SXM,10\n");
+  write_text(at("c.csv"), head + "C1,2025-03-03,E1,XX,H100-SXM,1\nC2,2025-03-03,E2,IN,H100-SXM,7\n" +
+                              "C3,2025-03-03,E2,IN,H100-SXM,x\n");
+  write_text(at("d.csv"), head + "D1,2025-03-04,E3,IN,H100-SXM,7\nA1,2025-03-04,E3,IN,H100-SXM,7\n");
+  ASSERT_EQ(cli("ledger init l.db"), 0);
+  ASSERT_EQ(cli("ledger ingest l.db a.csv b.csv c.csv --rejects r1.csv"), 0) << stderr_text();
+  ASSERT_EQ(cli("ledger ingest l.db d.csv --rejects r2.csv"), 0) << stderr_text();
+  alter(
+      "INSERT INTO rejects(file_id, line, col, reason, detail, raw) VALUES (0, 9, 1, 'X', 'x', 'x'), "
+      "(99, 9, 1, 'X', 'x', 'x')");
+  const int expected     = cli("report a.csv b.csv c.csv d.csv --backend cpu --out full --rejects full.csv");
+  const std::string full = read_text(at("full.csv"));
+  EXPECT_EQ(std::count(full.begin(), full.end(), '\n'), 5);  // header and A2, C1, C3, D's A1
+  for (const std::string path : {"", " --replay"}) {
+    SCOPED_TRACE("ledger report" + path);
+    fs::remove_all(at("mine"));
+    EXPECT_EQ(cli("ledger report l.db" + path + " --backend cpu --out mine --rejects mine.csv"), expected)
+        << stderr_text();
+    expect_same_outputs(at("full"), at("mine"));
+    EXPECT_EQ(read_text(at("mine.csv")), full);
+  }
+}
+
 TEST_F(ledger_test, ReportCountsStoredRejectsAgainstMaxRejectsAsReportDoes)
 {
   // Two bad lines, kept aside at ingest: `--max-rejects 1` stops `ledger report` (both paths) as it
