@@ -237,8 +237,11 @@ struct stored_line_text {
 void replay_ledger(sql_connection& db, shipment_log_builder& builder)
 {
   sql_statement files(db, "SELECT file_id, path, bytes, sha256, lines_read FROM files ORDER BY file_id");
+  // Every reject in one sorted scan, taken file by file beside `files`: a query per file scanned
+  // the whole table (rejects has no file_id index), files x rejects in all.
   sql_statement rejects(db,
-                        "SELECT line, col, reason, detail, raw FROM rejects WHERE file_id = ? ORDER BY seq");
+                        "SELECT file_id, line, col, reason, detail, raw FROM rejects ORDER BY file_id, seq");
+  bool has_reject = rejects.step();
   // One ordered scan over all lines: a file's lines are consecutive in seq (one ingest, one file
   // after another), so each file takes the run of rows carrying its file_id.
   sql_statement lines(db, std::string(stored_line_columns) + " FROM lines ORDER BY seq");
@@ -253,12 +256,11 @@ void replay_ledger(sql_connection& db, shipment_log_builder& builder)
     info.sha256     = std::string(files.text(3));
     info.lines_read = files.int64(4);
     std::vector<rejected_line> rejected;
-    rejects.bind(1, file_id);
-    while (rejects.step()) {
-      rejected.push_back({info.path, rejects.int64(0), rejects.int64(1), std::string(rejects.text(2)),
-                          std::string(rejects.text(3)), std::string(rejects.text(4))});
+    while (has_reject && rejects.int64(0) < file_id) { has_reject = rejects.step(); }  // of no file
+    for (; has_reject && rejects.int64(0) == file_id; has_reject = rejects.step()) {
+      rejected.push_back({info.path, rejects.int64(1), rejects.int64(2), std::string(rejects.text(3)),
+                          std::string(rejects.text(4)), std::string(rejects.text(5))});
     }
-    rejects.reset();
     const auto next = [&](shipment_fields& f) {
       if (advance) {
         has_row = lines.step();

@@ -633,6 +633,7 @@ void for_each_limit_of(const rule_set& rules, const rule_context& context, const
 }
 
 __extension__ typedef __int128 wide;  // a running total minus a limit: two int64 values apart
+constexpr wide lowest = -(static_cast<wide>(1) << 126);  // below any such difference
 
 /// The ledger's lines of each limit key that proposed lines touch, in SPEC order, for a proposed
 /// line dated before some of them: ingested, it comes before those dated after it (SPEC §2; the
@@ -699,10 +700,7 @@ class ledger_lines_by_key {
           k.tpp_through.push_back(through);
           k.over_limit.push_back(static_cast<wide>(through) - l.limit);
         }
-        k.peak_from = k.over_limit;
-        for (std::size_t j = k.peak_from.size() - 1; j-- > 0;) {
-          k.peak_from[j] = std::max(k.peak_from[j], k.peak_from[j + 1]);
-        }
+        k.build_tree();
       }
     }
   }
@@ -713,10 +711,9 @@ class ledger_lines_by_key {
   [[nodiscard]] std::size_t first_crossing(limit which, std::int64_t key, day_t day, wide added) const
   {
     const key_lines& k      = keys_[which].at(key);
-    std::size_t j           = first_after(k, day);
+    const std::size_t j     = first_after(k, day);
     const std::int64_t base = j == 0 ? 0 : k.tpp_through[j - 1];
-    while (k.over_limit[j] - base + added <= 0) { ++j; }  // `after` promised one: it stops in range
-    return k.position[j];
+    return k.position[k.first_above(j, base - added)];  // `after` promised one: it is in range
   }
 
   [[nodiscard]] after_day after(limit which, std::int64_t key, day_t day) const
@@ -727,7 +724,7 @@ class ledger_lines_by_key {
     const std::size_t first = first_after(k, day);
     if (first == k.date.size()) { return {}; }
     const std::int64_t before = first == 0 ? 0 : k.tpp_through[first - 1];
-    return {k.tpp_through.back() - before, k.peak_from[first] - before};
+    return {k.tpp_through.back() - before, k.peak_from(first) - before};
   }
 
  private:
@@ -736,7 +733,48 @@ class ledger_lines_by_key {
     std::vector<std::size_t> position;      ///< in the ledger log
     std::vector<std::int64_t> tpp_through;  ///< running total through each line
     std::vector<wide> over_limit;           ///< running total through each line - its limit
-    std::vector<wide> peak_from;            ///< highest of those from each line on
+    /// A max tree over over_limit: node v (1 <= v < leaves) holds the highest of its range, leaf
+    /// leaves + j is line j (lowest past the last). A scan instead cost each back-dated proposed
+    /// line the key's lines up to the crossing: lines x key lines (bench/RESULTS.md).
+    std::size_t leaves = 1;
+    std::vector<wide> tree;
+
+    [[nodiscard]] wide at(std::size_t v) const
+    {
+      if (v < leaves) { return tree[v]; }
+      return v - leaves < over_limit.size() ? over_limit[v - leaves] : lowest;
+    }
+    void build_tree()
+    {
+      while (leaves < over_limit.size()) { leaves *= 2; }
+      tree.assign(leaves, lowest);
+      for (std::size_t v = leaves; v-- > 1;) { tree[v] = std::max(at(2 * v), at(2 * v + 1)); }
+    }
+    /// The highest over_limit from line @p j on.
+    [[nodiscard]] wide peak_from(std::size_t j) const
+    {
+      wide best = lowest;
+      for (std::size_t lo = j + leaves, hi = 2 * leaves; lo < hi; lo /= 2, hi /= 2) {
+        if (lo % 2 == 1) { best = std::max(best, at(lo++)); }
+        if (hi % 2 == 1) { best = std::max(best, at(--hi)); }
+      }
+      return best;
+    }
+    /// The first line from @p j on whose over_limit is above @p floor (the line count: none).
+    [[nodiscard]] std::size_t first_above(std::size_t j, wide floor) const
+    {
+      if (j >= over_limit.size()) { return over_limit.size(); }
+      std::size_t v = j + leaves;
+      do {  // up while the subtrees right of j hold nothing above, then down to the leftmost leaf
+        while (v % 2 == 0) { v /= 2; }
+        if (at(v) > floor) {
+          while (v < leaves) { v = at(2 * v) > floor ? 2 * v : 2 * v + 1; }
+          return v - leaves;
+        }
+        ++v;
+      } while ((v & (v - 1)) != 0);
+      return over_limit.size();
+    }
   };
   /// The first of @p k's lines dated after @p day (its size: none).
   static std::size_t first_after(const key_lines& k, day_t day)

@@ -19,6 +19,7 @@
 #include <future>
 #include <iostream>
 #include <random>
+#include <set>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -560,6 +561,36 @@ TEST_F(ledger_test, IngestPastMaxRejectsStoresNothing)
       << stderr_text();
 }
 
+// A replay takes each file's rejects from one scan of them all, file by file: files without
+// rejects between files with them, several nights, and reject rows of no file (a hand edit: file
+// ids 0 and 99), which neither path lists, give the rejects file `report` writes over the files.
+TEST_F(ledger_test, ReplayTakesEachFilesRejectsFromOneScan)
+{
+  const std::string head = "shipment_id,date,entity,country,chip,quantity\n";
+  write_text(at("a.csv"), head + "A1,2025-03-01,E1,AE,H100-SXM,10\nA2,2025-13-01,E1,AE,H100-SXM,5\n");
+  write_text(at("b.csv"), head + "B1,2025-03-02,E1,AE,H100-SXM,10\n");
+  write_text(at("c.csv"), head + "C1,2025-03-03,E1,XX,H100-SXM,1\nC2,2025-03-03,E2,IN,H100-SXM,7\n" +
+                              "C3,2025-03-03,E2,IN,H100-SXM,x\n");
+  write_text(at("d.csv"), head + "D1,2025-03-04,E3,IN,H100-SXM,7\nA1,2025-03-04,E3,IN,H100-SXM,7\n");
+  ASSERT_EQ(cli("ledger init l.db"), 0);
+  ASSERT_EQ(cli("ledger ingest l.db a.csv b.csv c.csv --rejects r1.csv"), 0) << stderr_text();
+  ASSERT_EQ(cli("ledger ingest l.db d.csv --rejects r2.csv"), 0) << stderr_text();
+  alter(
+      "INSERT INTO rejects(file_id, line, col, reason, detail, raw) VALUES (0, 9, 1, 'X', 'x', 'x'), "
+      "(99, 9, 1, 'X', 'x', 'x')");
+  const int expected     = cli("report a.csv b.csv c.csv d.csv --backend cpu --out full --rejects full.csv");
+  const std::string full = read_text(at("full.csv"));
+  EXPECT_EQ(std::count(full.begin(), full.end(), '\n'), 5);  // header and A2, C1, C3, D's A1
+  for (const std::string path : {"", " --replay"}) {
+    SCOPED_TRACE("ledger report" + path);
+    fs::remove_all(at("mine"));
+    EXPECT_EQ(cli("ledger report l.db" + path + " --backend cpu --out mine --rejects mine.csv"), expected)
+        << stderr_text();
+    expect_same_outputs(at("full"), at("mine"));
+    EXPECT_EQ(read_text(at("mine.csv")), full);
+  }
+}
+
 TEST_F(ledger_test, ReportCountsStoredRejectsAgainstMaxRejectsAsReportDoes)
 {
   // Two bad lines, kept aside at ingest: `--max-rejects 1` stops `ledger report` (both paths) as it
@@ -917,6 +948,65 @@ TEST_F(tiny_ledger_test, CheckWeighsBackDatedLinesAmongTheLedgersByDate)
                 "check: running state of 8 line(s), and the 5 stored line(s) dated after 2025-04-01"),
             std::string::npos)
       << stderr_text();
+}
+
+// Many back-dated proposed lines of one key, each with room on its date: each names the first
+// later ledger line its running total passes the cap on, found by a search of the key's lines
+// (a scan from each line's date cost lines x ledger lines). The ledger's AE total wanders with
+// several peaks, so each added amount crosses on another line; expected by a scan here.
+TEST_F(ledger_test, CheckNamesEachBackDatedLinesCrossingAmongManyLaterLines)
+{
+  std::string night = "shipment_id,date,entity,country,chip,quantity,pathway,order_id\n";
+  std::vector<std::int64_t> through;  // AE's running total in units after each ledger line
+  std::vector<std::string> date;
+  std::int64_t units = 0;  // at most 38,641 units (611,764,312 tpp): the ledger crosses nothing
+  for (std::int64_t j = 0; j < 300; ++j) {
+    // Up 0-599 units a line, with a fall every 25th line: peaks of different heights.
+    const std::int64_t q = j % 25 == 24 ? -(j * 104729 % 9000) : (j * 7919 + 13) % 600;
+    units += q;
+    const std::string day = "2025-" + std::string(j < 224 ? "0" : "") + std::to_string(2 + j / 28) + "-" +
+                            std::string(j % 28 < 9 ? "0" : "") + std::to_string(1 + j % 28);
+    through.push_back(units);
+    date.emplace_back(day);
+    night += "L" + std::to_string(j) + "," + day + ",E1,AE,H100-SXM," + std::to_string(q) + ",LICENSE,\n";
+  }
+  write_text(at("night.csv"), night);
+  ASSERT_EQ(cli("ledger init l.db"), 0);
+  ASSERT_EQ(cli("ledger ingest l.db night.csv"), 0) << stderr_text();
+  std::string proposed = "shipment_id,date,entity,country,chip,quantity,pathway,order_id\n";
+  for (int k = 1; k <= 60; ++k) {
+    proposed += "P" + std::to_string(k) + ",2025-01-31,E9,AE,H100-SXM,800,LICENSE,\n";
+  }
+  write_text(at("proposed.csv"), proposed);
+  const std::int64_t cap = 790000000, tpp = 15832;
+  for (const char* replay : {"", " --replay"}) {
+    std::set<std::size_t> named;  // the ledger lines named
+    EXPECT_EQ(cli(std::string("check l.db --proposed proposed.csv") + replay), 1) << stderr_text();
+    const std::string said = stderr_text();
+    for (int k = 1; k <= 60; ++k) {
+      const std::int64_t added = 800 * k * tpp;  // P1..Pk, all before every ledger line
+      std::string expected;
+      std::size_t crossing = 0;
+      for (std::size_t j = 0; j < through.size() && added <= cap; ++j) {
+        if (through[j] * tpp + added > cap) {
+          crossing = j;
+          expected = "line " + std::to_string(k) + " (P" + std::to_string(k) +
+                     "): COUNTRY_CAP_EXCEEDED: with it, the running total passes the limit on the ledger's "
+                     "later line L" +
+                     std::to_string(j) + " (" + date[j] + ")\n";
+          break;
+        }
+      }
+      const std::string prefix = "line " + std::to_string(k) + " (P" + std::to_string(k) + "):";
+      if (expected.empty()) {
+        EXPECT_EQ(said.find(prefix), std::string::npos) << replay << said;
+      } else {
+        EXPECT_NE(said.find(expected), std::string::npos) << replay << expected << said;
+        named.insert(crossing);
+      }
+    }
+    EXPECT_EQ(named.size(), 46U) << replay;  // each of P1..P46 another line
+  }
 }
 
 // A UVEU entity's line is weighed against the share rules it can break, as limits on installed
