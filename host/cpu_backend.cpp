@@ -9,11 +9,7 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <atomic>
-#include <exception>
 #include <limits>
-#include <mutex>
-#include <thread>
 
 namespace capledger {
 
@@ -133,46 +129,32 @@ class cpu_backend final : public backend {
     const int threads = static_cast<int>(std::clamp<std::int64_t>(lines.size / (std::int64_t{1} << 18), 1,
                                                                   std::max(1, omp_get_max_threads())));
     std::vector<partial> partials(static_cast<std::size_t>(threads));
-    // Threads of their own rather than an OpenMP team: libgomp ends the process with status 1
-    // ("violations found") when the system refuses a thread (`ulimit -u`), and OMP_THREAD_LIMIT or
-    // OMP_DYNAMIC give fewer than asked. Each takes the next slice until none is left, so every
-    // line is summed by however many threads started; exceptions come back through `failure`.
-    std::atomic<int> next_slice{0};
-    std::exception_ptr failure;
-    std::mutex failure_mutex;
-    const auto sum_slices = [&] {
-      try {
-        for (int t; (t = next_slice.fetch_add(1)) < threads;) {
-          partial& mine            = partials[static_cast<std::size_t>(t)];
-          const std::int64_t begin = lines.size * t / threads;
-          const std::int64_t end   = lines.size * (t + 1) / threads;
-          mine.by_country.assign(static_cast<std::size_t>(sizes.countries), {});
-          mine.by_entity.assign(static_cast<std::size_t>(sizes.entities), {});
-          mine.by_chip.assign(static_cast<std::size_t>(sizes.chips), {});
-          mine.by_exporter.assign(static_cast<std::size_t>(sizes.exporters), {});
-          for (std::int64_t i = begin; i < end; ++i) {
-            if (lines.date[i] > rules.as_of) { continue; }
-            ++mine.lines_used;
-            const std::int64_t q  = lines.quantity[i];
-            const std::int64_t t_ = lines.tpp[i];
-            mine.by_country[lines.country[i]].add_line(q, t_);
-            mine.by_entity[static_cast<std::size_t>(lines.entity[i])].add_line(q, t_);
-            mine.by_chip[lines.chip[i]].add_line(q, t_);
-            mine.by_exporter[static_cast<std::size_t>(lines.exporter[i])].add_line(q, t_);
-            mine.pairs.at(entity_country_key(lines.entity[i], lines.country[i])).add_line(q, t_);
+    // Each slice is summed by whichever thread takes it (detail::share_items), so every line is
+    // summed however many threads start.
+    detail::share_items(
+        static_cast<std::size_t>(threads), static_cast<std::size_t>(threads), nullptr, [&](const auto& take) {
+          for (std::size_t slice; take(slice);) {
+            const auto t             = static_cast<std::int64_t>(slice);
+            partial& mine            = partials[slice];
+            const std::int64_t begin = lines.size * t / threads;
+            const std::int64_t end   = lines.size * (t + 1) / threads;
+            mine.by_country.assign(static_cast<std::size_t>(sizes.countries), {});
+            mine.by_entity.assign(static_cast<std::size_t>(sizes.entities), {});
+            mine.by_chip.assign(static_cast<std::size_t>(sizes.chips), {});
+            mine.by_exporter.assign(static_cast<std::size_t>(sizes.exporters), {});
+            for (std::int64_t i = begin; i < end; ++i) {
+              if (lines.date[i] > rules.as_of) { continue; }
+              ++mine.lines_used;
+              const std::int64_t q  = lines.quantity[i];
+              const std::int64_t t_ = lines.tpp[i];
+              mine.by_country[lines.country[i]].add_line(q, t_);
+              mine.by_entity[static_cast<std::size_t>(lines.entity[i])].add_line(q, t_);
+              mine.by_chip[lines.chip[i]].add_line(q, t_);
+              mine.by_exporter[static_cast<std::size_t>(lines.exporter[i])].add_line(q, t_);
+              mine.pairs.at(entity_country_key(lines.entity[i], lines.country[i])).add_line(q, t_);
+            }
           }
-        }
-      } catch (...) {
-        const std::lock_guard<std::mutex> lock(failure_mutex);
-        if (!failure) { failure = std::current_exception(); }
-        next_slice = threads;  // the others stop after their current slice
-      }
-    };
-    std::vector<std::thread> helpers;
-    detail::start_threads(helpers, 1, static_cast<std::size_t>(threads), [&](std::size_t) { sum_slices(); });
-    sum_slices();
-    for (auto& helper : helpers) { helper.join(); }
-    if (failure) { std::rethrow_exception(failure); }
+        });
     partial& sum = partials.front();
     for (std::size_t t = 1; t < partials.size(); ++t) {
       const partial& other = partials[t];

@@ -32,8 +32,9 @@ std::optional<device_csv::tables> make_device_tables(const country_table& countr
     t.chip_tpp[t.chip_count]        = row.tpp;
     ++t.chip_count;
   }
-  t.hash_seed  = process_hash_key().seed;
-  t.hash_block = process_hash_key().block;
+  const hash_key& key = process_hash_key();
+  t.hash_seed         = key.seed;
+  t.hash_block        = key.block;
   return t;
 }
 

@@ -12,10 +12,8 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
-#include <exception>
 #include <memory>
 #include <mutex>
-#include <thread>
 #include <utility>
 
 namespace capledger::detail {
@@ -240,33 +238,12 @@ repeat_stream external_id_check::repeats(const std::function<std::string(std::ui
   const std::size_t batch = std::max<std::size_t>(
       1, std::min<std::size_t>(repeats_in_memory_ / (8 * static_cast<std::size_t>(threads)),
                                std::size_t{1} << 16));
-  std::vector<std::exception_ptr> failures(static_cast<std::size_t>(threads));
-  // Threads of their own rather than an OpenMP loop: exceptions come back through their slots, and
-  // ThreadSanitizer sees the joins (it cannot see libgomp's barriers).
-  std::atomic<std::size_t> next{0};
-  const auto search = [&](std::size_t worker) {
-    try {
-      repeat_sink sink(all, batch);
-      for (std::size_t k; (k = next.fetch_add(1)) < parts_.size();) {
-        repeats_in(parts_[k], id_at, &sink, first.get());
-      }
-      sink.flush();
-    } catch (...) {
-      failures[worker] = std::current_exception();
-      next             = parts_.size();  // the others stop after their current part
-    }
-  };
-  std::vector<std::thread> helpers;
-  // Those the system refuses leave their parts to the others (the result is the same).
-  start_threads(helpers, 1, failures.size(), [&search](std::size_t worker) {
-    name_this_thread("cl-idsearch");
-    search(worker);
+  // Threads that the system refuses leave their parts to the others (the result is the same).
+  share_items(parts_.size(), static_cast<std::size_t>(threads), "cl-idsearch", [&](const auto& take) {
+    repeat_sink sink(all, batch);
+    for (std::size_t k; take(k);) { repeats_in(parts_[k], id_at, &sink, first.get()); }
+    sink.flush();
   });
-  search(0);
-  for (auto& helper : helpers) { helper.join(); }
-  for (const auto& failure : failures) {
-    if (failure) { std::rethrow_exception(failure); }
-  }
   if (first) { return repeat_stream(first->sorted()); }
   return all.finish();
 }

@@ -5,7 +5,10 @@
 #include <omp.h>
 #include <pthread.h>
 
+#include <atomic>
 #include <cstddef>
+#include <exception>
+#include <mutex>
 #include <system_error>
 #include <thread>
 #include <vector>
@@ -47,6 +50,38 @@ std::size_t start_threads(std::vector<std::thread>& threads, std::size_t first, 
     }
   }
   return last;
+}
+
+/// Runs `work(take)` on up to @p threads threads, this one included (those the system refuses are
+/// done without): `take(k)` sets k to the next of the items [0, @p count) no thread has taken and
+/// returns false once none is left, so every item is worked on however many threads started. The
+/// first exception stops the others after their current item and is rethrown once all are joined.
+/// Threads of their own rather than OpenMP: libgomp ends the process with status 1 when the system
+/// refuses a thread, OMP_THREAD_LIMIT gives fewer than asked, and ThreadSanitizer sees these joins.
+/// @param name what the started threads are called (`name_this_thread`), or null
+template <typename Work>
+void share_items(std::size_t count, std::size_t threads, const char* name, const Work& work)
+{
+  std::atomic<std::size_t> next{0};
+  std::exception_ptr failure;
+  std::mutex failure_mutex;
+  const auto run = [&] {
+    try {
+      work([&next, count](std::size_t& k) { return (k = next.fetch_add(1)) < count; });
+    } catch (...) {
+      const std::lock_guard<std::mutex> lock(failure_mutex);
+      if (!failure) { failure = std::current_exception(); }
+      next = count;
+    }
+  };
+  std::vector<std::thread> helpers;
+  start_threads(helpers, 1, threads, [&run, name](std::size_t) {
+    if (name != nullptr) { name_this_thread(name); }
+    run();
+  });
+  run();
+  for (auto& helper : helpers) { helper.join(); }
+  if (failure) { std::rethrow_exception(failure); }
 }
 
 }  // namespace capledger::detail
