@@ -193,8 +193,14 @@ std::vector<std::string> notes_of(std::map<std::string, std::vector<spelling>> g
                       " more group(s) of entity ids written alike");
       break;
     }
+    // A crafted log can write one id a million ways: a note names the first ones and counts the
+    // rest, so stderr stays readable (a million spellings made 24 MB of one note).
     std::string note = "capledger: note: entity " + shown(group.front()) + " is also written ";
-    for (std::size_t i = 1; i < group.size(); ++i) { note += (i > 1 ? ", " : "") + shown(group[i]); }
+    const std::size_t named_spellings = std::min(group.size(), entity_variant_spellings_named);
+    for (std::size_t i = 1; i < named_spellings; ++i) { note += (i > 1 ? ", " : "") + shown(group[i]); }
+    if (named_spellings < group.size()) {
+      note += " and " + std::to_string(group.size() - named_spellings) + " more spelling(s)";
+    }
     notes.push_back(note + ": counted as separate entities (entity ids match exactly)");
   }
   return notes;

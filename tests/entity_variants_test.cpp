@@ -217,6 +217,34 @@ TEST(EntityVariantNotes, NamesTheFirstGroupsInKeyOrderAndCountsTheRest)
                                       "capledger: note: and 19 more group(s) of entity ids written alike"}));
 }
 
+TEST(EntityVariantNotes, NamesTheFirstSpellingsOfAGroupAndCountsTheRest)
+{
+  // The 16 spellings of "abcd" in either case, met in reverse byte order: the first ten in byte
+  // order are named, the other six counted.
+  std::vector<std::string> ids;
+  for (int upper = 15; upper >= 0; --upper) {
+    std::string id = "abcd";
+    for (int i = 0; i < 4; ++i) {
+      if ((upper & (8 >> i)) != 0) { id[i] = static_cast<char>(id[i] - 'a' + 'A'); }
+    }
+    ids.push_back(id);
+  }
+  const std::vector<std::string> notes = entity_variant_notes(log_of(ids), listing({}));
+  ASSERT_EQ(notes.size(), 1U);
+  EXPECT_EQ(notes[0],
+            "capledger: note: entity 'ABCD' is also written 'ABCd', 'ABcD', 'ABcd', 'AbCD', 'AbCd', "
+            "'AbcD', 'Abcd', 'aBCD', 'aBCd' and 6 more spelling(s)" +
+                tail);
+  // Ten spellings: all named, no count.
+  ids.resize(10);
+  const std::vector<std::string> ten = entity_variant_notes(log_of(ids), listing({}));
+  ASSERT_EQ(ten.size(), 1U);
+  EXPECT_EQ(ten[0],
+            "capledger: note: entity 'ABCD' is also written 'ABCd', 'ABcD', 'ABcd', 'AbCD', 'AbCd', "
+            "'AbcD', 'Abcd', 'aBCD', 'aBCd'" +
+                tail);
+}
+
 /// check's notes: the proposed ids, then the entities file's and the ledger's offered one by one.
 std::vector<std::string> proposed_notes(const std::vector<std::string>& proposed,
                                         const std::vector<std::string>& file,

@@ -28,6 +28,10 @@ namespace capledger {
 /// must not flood stderr.
 inline constexpr std::size_t entity_variant_groups_named = 20;
 
+/// @brief How many spellings one note names (the first among them): past it the note counts the
+/// rest, as `... and 5 more spelling(s): counted as ...`.
+inline constexpr std::size_t entity_variant_spellings_named = 10;
+
 /// @brief Where an entity id is written, as a note marks it. A group's ids come by the first of
 /// their places in this order, then in byte order; an id is marked with each of its places.
 enum class entity_place : std::uint8_t {
