@@ -1378,8 +1378,12 @@ void shipment_log_builder::state::reserve_lines(std::size_t more, std::size_t po
   // 2-4 s of system time on cpu-2c, and the builder 6.2-8.2 s against 4.9 s (bench/RESULTS.md).
   // Only this file's share: a wrong size hint for the other inputs costs no memory.
   // `per_line` elements a line: a column holds one, the ids a few bytes.
+  // A column that must grow takes half its size again at least: growing to this file's need alone
+  // copied every earlier file's lines once a file, so 2,000 files of 250 lines cost 3.9 s of CPU
+  // against 1.2 s for 1,000.
   const auto reserve = [more, populate_lines](auto& column, std::size_t per_line = 1) {
-    column.reserve(column.size() + more * per_line);
+    const std::size_t needed = column.size() + more * per_line;
+    if (needed > column.capacity()) { column.reserve(std::max(needed, column.capacity() + column.capacity() / 2)); }
     detail::advise_huge_pages(column.data(), column.capacity() * sizeof(column[0]));
     const std::size_t backed = std::min(column.capacity() - column.size(), populate_lines * per_line);
     detail::populate_pages(column.data() + column.size(), backed * sizeof(column[0]));
