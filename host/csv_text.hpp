@@ -45,6 +45,8 @@ class csv_text {
     text.pop_back();  // the row's line end
     return text;
   }
+  /// Bytes of text so far.
+  [[nodiscard]] std::size_t size() const noexcept { return text_.size(); }
   /// The text so far; the next row starts a new one.
   [[nodiscard]] std::string take()
   {

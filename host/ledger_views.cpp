@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <charconv>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <numeric>
 #include <optional>
@@ -954,8 +955,8 @@ std::vector<std::string> limit_total_differences(const reference_data& ref, cons
   return differences;
 }
 
-std::vector<proposed_check> check_proposed(const reference_data& ref, const shipment_log& proposed,
-                                           ledger_limit_totals& ledger, const shipment_log* ledger_lines)
+void check_proposed(const reference_data& ref, const shipment_log& proposed, ledger_limit_totals& ledger,
+                    const shipment_log* ledger_lines, const std::function<void(const proposed_check&)>& row)
 {
   const rule_context context =
       make_rule_context(ref.rules, ref.countries, ref.entities, proposed, std::numeric_limits<day_t>::max());
@@ -986,12 +987,15 @@ std::vector<proposed_check> check_proposed(const reference_data& ref, const ship
   std::map<std::int32_t, std::map<std::int32_t, std::int64_t>> uveu_installed;
 
   // The proposed lines weigh on one another in SPEC §2 order (date, then position), as they would
-  // once ingested; each line's rows are then listed in file order.
+  // once ingested; each line's rows are then given in file order, as soon as every line before it
+  // is weighed: a file in date order keeps one line's rows (all of them held 1.2 KB a row).
   std::vector<std::size_t> spec_order(static_cast<std::size_t>(c.size()));
   std::iota(spec_order.begin(), spec_order.end(), std::size_t{0});
   std::stable_sort(spec_order.begin(), spec_order.end(),
                    [&](std::size_t a, std::size_t b) { return c.date[a] < c.date[b]; });
   std::vector<std::vector<proposed_check>> rows_of_line(spec_order.size());
+  std::vector<bool> weighed(spec_order.size());
+  std::size_t next_given = 0;  // the first line whose rows are not given yet
   for (const std::size_t i : spec_order) {
     const auto line                   = static_cast<std::int64_t>(i);
     std::vector<proposed_check>& rows = rows_of_line[i];
@@ -1098,12 +1102,12 @@ std::vector<proposed_check> check_proposed(const reference_data& ref, const ship
     for (key_totals* t : totals) {
       if (t != nullptr) { t->proposed += c.tpp[i]; }
     }
+    weighed[i] = true;
+    for (; next_given < weighed.size() && weighed[next_given]; ++next_given) {
+      for (const proposed_check& r : rows_of_line[next_given]) { row(r); }
+      std::vector<proposed_check>().swap(rows_of_line[next_given]);
+    }
   }
-  std::vector<proposed_check> rows;
-  for (auto& line_rows : rows_of_line) {
-    for (auto& r : line_rows) { rows.push_back(std::move(r)); }
-  }
-  return rows;
 }
 
 int run_check(const std::string& db_path, const std::string& proposed_path, const std::string& out_path,
@@ -1122,30 +1126,34 @@ int run_check(const std::string& db_path, const std::string& proposed_path, cons
   check_inputs inputs      = load_check_inputs(db_path, ref, proposed_path, replay, diagnostics);
   snapshot.release();
   for (const std::string& note : inputs.notes) { diagnostics << note << "\n"; }
-  const auto checks        = check_proposed(ref, inputs.proposed, *inputs.ledger,
-                                     inputs.ledger_lines ? &*inputs.ledger_lines : nullptr);
-  std::vector<std::vector<std::string>> rows;
-  std::int64_t breaches = 0;
-  for (const auto& r : checks) {
-    breaches += r.status == "breach" ? 1 : 0;
-    if (!r.explanation.empty()) {
-      diagnostics << "capledger: check: line " << r.line << " (" << detail::terminal_text(r.shipment_id)
-                  << "): " << r.rule << ": " << r.explanation << "\n";
+  // Rows go out a mebibyte at a time, as they come.
+  detail::csv_text csv({"line", "shipment_id", "date", "entity", "country", "pathway", "tpp", "rule",
+                        "limit_tpp", "consumed_before_tpp", "headroom_before_tpp", "status"});
+  std::string text;
+  const auto write_out = [&] {
+    text = csv.take();
+    if (out_file) {
+      out_file->append(text);
+    } else {
+      out << text;
     }
-    rows.push_back({std::to_string(r.line), r.shipment_id, r.date, r.entity, r.country, r.pathway,
-                    std::to_string(r.tpp), r.rule, r.limit_tpp, r.consumed_before_tpp, r.headroom_before_tpp,
-                    r.status});
-  }
-  const std::string csv =
-      to_csv({"line", "shipment_id", "date", "entity", "country", "pathway", "tpp", "rule", "limit_tpp",
-              "consumed_before_tpp", "headroom_before_tpp", "status"},
-             rows);
-  if (out_file) {
-    out_file->append(csv);
-    out_file->commit();
-  } else {
-    out << csv;
-  }
+  };
+  std::int64_t breaches = 0;
+  check_proposed(ref, inputs.proposed, *inputs.ledger, inputs.ledger_lines ? &*inputs.ledger_lines : nullptr,
+                 [&](const proposed_check& r) {
+                   breaches += r.status == "breach" ? 1 : 0;
+                   if (!r.explanation.empty()) {
+                     diagnostics << "capledger: check: line " << r.line << " ("
+                                 << detail::terminal_text(r.shipment_id) << "): " << r.rule << ": "
+                                 << r.explanation << "\n";
+                   }
+                   const std::string line = std::to_string(r.line), tpp = std::to_string(r.tpp);
+                   csv.add({line, r.shipment_id, r.date, r.entity, r.country, r.pathway, tpp, r.rule,
+                            r.limit_tpp, r.consumed_before_tpp, r.headroom_before_tpp, r.status});
+                   if (csv.size() >= (std::size_t{1} << 20)) { write_out(); }
+                 });
+  write_out();
+  if (out_file) { out_file->commit(); }
   diagnostics << "capledger: " << inputs.proposed.columns.size() << " proposed line(s), " << breaches
               << " breach(es)\n";
   return breaches > 0 ? 1 : 0;

@@ -328,10 +328,11 @@ struct check_inputs {
 /// totals it leaves on those.
 /// @param ledger_lines null: every proposed line comes after the ledger's lines of its keys (the
 ///        caller's promise; the running state has final totals only)
-[[nodiscard]] std::vector<proposed_check> check_proposed(const reference_data& reference,
-                                                         const shipment_log& proposed,
-                                                         ledger_limit_totals& ledger,
-                                                         const shipment_log* ledger_lines);
+/// @param row          called with each row, in file order of the proposed lines (a line's rows as
+///                     soon as it and every line before it are weighed)
+void check_proposed(const reference_data& reference, const shipment_log& proposed,
+                    ledger_limit_totals& ledger, const shipment_log* ledger_lines,
+                    const std::function<void(const proposed_check&)>& row);
 
 /// @brief `capledger check`: CSV of `check_proposed` to @p out_path (empty: @p out); the ledger is
 /// opened read-only. @param replay sum the ledger's lines even where the running state stands for them
