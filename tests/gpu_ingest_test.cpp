@@ -338,6 +338,10 @@ class giant_line_text {
   static constexpr std::size_t giant_end = (std::size_t{1} << 32) + 100;  ///< the `\n` of the line at 2
   giant_line_text()
   {
+    if (test::under_sanitizer) {  // its checks of what memchr reads would touch 4 GiB of shadow
+      why_ = "a sanitizer would check 4 GiB read by memchr";
+      return;
+    }
     const std::string tail = "b\nc\nS1,2025-01-02,E,AE,H100-SXM,5,,,,\n";
     size_                  = giant_end + 1 + tail.size();
     void* mapped =
