@@ -100,10 +100,12 @@ std::vector<line_chunk> cut_at_line_starts(std::string_view text, std::size_t fr
                                     ? size
                                     : static_cast<std::size_t>(static_cast<const char*>(last_newline) - base);
   const std::size_t stop      = last_newline == nullptr ? size : last_end + 1;
-  // Only the last line can end past the 32-bit offsets (`to - from` is below 4 GiB): the host's.
+  // Lines that end past the 32-bit offsets are the host's (which lists none of them): from the
+  // first line whose `\n` lies beyond them on. That is not only the last line: a window holds
+  // whole lines, and one of 4 GiB without `\n` (a file with CR line ends) makes it longer.
   std::size_t device_stop = stop;
   if (last_end - from > UINT32_MAX) {
-    const void* before = memrchr(base + from, '\n', last_end - from);
+    const void* before = memrchr(base + from, '\n', std::size_t{UINT32_MAX} + 1);
     device_stop =
         before == nullptr ? from : static_cast<std::size_t>(static_cast<const char*>(before) - base) + 1;
   }

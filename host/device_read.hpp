@@ -48,15 +48,16 @@ struct lines_read_ahead {
   }
 };
 
-/// @brief Reads ahead the plain lines of @p text that start in [@p from, @p to) (@p from a line start;
-/// `to - from` below 4 GiB) on this core: what `gpu_line_reader::read` computes, for tests
-/// and for machines without one.
+/// @brief Reads ahead the plain lines of @p text that start in [@p from, @p to) (@p from a line start)
+/// on this core, up to the first that ends 4 GiB or more after @p from (that one and those after
+/// it are the host's): what `gpu_line_reader::read` computes, for tests and for machines without one.
 void read_ahead_on_host(std::string_view text, std::size_t from, std::size_t to,
                         const device_csv::line_layout& layout, const device_csv::tables& tables,
                         lines_read_ahead& out);
 
 /// @brief Appends to @p out, read on this core, the plain lines of @p text that start in
-/// [@p begin, @p to) (@p begin a line start at or after `out.from`; `to - out.from` below 4 GiB):
+/// [@p begin, @p to) (@p begin a line start at or after `out.from`), up to the first that ends
+/// 4 GiB or more after `out.from`:
 /// `read_ahead_on_host` is this from `from` on an empty @p out. For a GPU reader's chunks that are
 /// better read here.
 void append_read_on_host(std::string_view text, std::size_t begin, std::size_t to,
@@ -67,16 +68,18 @@ void append_read_on_host(std::string_view text, std::size_t begin, std::size_t t
 struct line_chunk {
   std::size_t begin = 0;  ///< a line start of the range
   std::size_t end   = 0;  ///< one past its last line's `\n` (or the text's end, where it has none)
-  /// false: one line read on the host, a line longer than a chunk (or one that ends past the
-  /// 32-bit offsets of `lines_read_ahead`)
+  /// false: read on the host: one line longer than a chunk, or the range's lines from the first
+  /// that ends past the 32-bit offsets of `lines_read_ahead` on (none of which is listed)
   bool on_device = true;
 };
 
 /// @brief Cuts the lines that start in [@p from, @p to) of @p text (as `read_ahead_on_host`
 /// reads them) into chunks of whole lines of at most @p chunk_bytes bytes each, cut after the
 /// last `\n` that fits; a line that does not fit in a chunk of its own is a chunk of one line,
-/// read on the host. The chunks follow each other without a gap: the first begins at @p from,
-/// the last ends where the range's last line does. None for an empty range.
+/// read on the host, and so are, as one last chunk, the lines from the first that ends 4 GiB or
+/// more after @p from on (a range is that long only where one of its lines nearly is). The chunks
+/// follow each other without a gap: the first begins at @p from, the last ends where the range's
+/// last line does. None for an empty range.
 /// @throw logic_error when @p chunk_bytes is 0 or above `max_gpu_chunk_bytes`
 [[nodiscard]] std::vector<line_chunk> cut_at_line_starts(std::string_view text, std::size_t from,
                                                          std::size_t to, std::size_t chunk_bytes);

@@ -19,7 +19,10 @@
 #include "device_read.hpp"
 #include "test_support.hpp"
 
+#include <sys/mman.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -328,6 +331,79 @@ TEST(GpuIngestChunks, EdgesOfTheRange)
                logic_error);
 }
 
+/// @brief A text of 4 GiB and a little more, mapped, not written (zero pages): "a\n", a line of
+/// zero bytes whose `\n` lies past the 32-bit offsets, then three short lines, the last plain.
+class giant_line_text {
+ public:
+  static constexpr std::size_t giant_end = (std::size_t{1} << 32) + 100;  ///< the `\n` of the line at 2
+  giant_line_text()
+  {
+    if (test::under_sanitizer) {  // its checks of what memchr reads would touch 4 GiB of shadow
+      why_ = "a sanitizer would check 4 GiB read by memchr";
+      return;
+    }
+    const std::string tail = "b\nc\nS1,2025-01-02,E,AE,H100-SXM,5,,,,\n";
+    size_                  = giant_end + 1 + tail.size();
+    void* mapped =
+        mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (mapped == MAP_FAILED) {
+      why_ = "cannot map " + std::to_string(size_) + " bytes: " + std::strerror(errno);
+      return;
+    }
+    base_ = static_cast<char*>(mapped);
+    std::memcpy(base_, "a\n", 2);
+    base_[giant_end] = '\n';
+    std::memcpy(base_ + giant_end + 1, tail.data(), tail.size());
+  }
+  giant_line_text(const giant_line_text&)            = delete;
+  giant_line_text& operator=(const giant_line_text&) = delete;
+  ~giant_line_text()
+  {
+    if (base_ != nullptr) { munmap(base_, size_); }
+  }
+  /// Empty where it could not be mapped (`why`).
+  [[nodiscard]] std::string_view text() const
+  {
+    return base_ == nullptr ? std::string_view() : std::string_view(base_, size_);
+  }
+  [[nodiscard]] const std::string& why() const { return why_; }
+
+ private:
+  char* base_       = nullptr;
+  std::size_t size_ = 0;
+  std::string why_;
+};
+
+// A window holds whole lines, so one line of 4 GiB (no `\n`: a file with CR line ends) makes it
+// longer than the 32-bit offsets of `lines_read_ahead`, with lines after it: those lines are the
+// host's too (read_ahead_on_host lists none of them). They were a device chunk, whose line starts
+// and spans the reader cut to 32 bits.
+TEST(GpuIngestChunks, LinesPastFourGibibytesAreTheHosts)
+{
+  const giant_line_text giant;
+  const std::string_view text = giant.text();
+  if (text.empty()) { GTEST_SKIP() << giant.why(); }
+  constexpr std::size_t giant_end = giant_line_text::giant_end;
+  for (const std::size_t from : {std::size_t{0}, std::size_t{2}}) {
+    for (const std::size_t to : {text.size(), giant_end - 5}) {
+      SCOPED_TRACE("from " + std::to_string(from) + " to " + std::to_string(to));
+      const auto chunks = detail::cut_at_line_starts(text, from, to, 4096);
+      ASSERT_FALSE(chunks.empty());
+      std::size_t at = from;
+      for (const detail::line_chunk& chunk : chunks) {
+        EXPECT_EQ(chunk.begin, at);
+        if (chunk.on_device) {
+          EXPECT_LE(chunk.end - from, std::size_t{1} << 32) << "a device chunk past the 32-bit offsets";
+        }
+        at = chunk.end;
+      }
+      EXPECT_EQ(at, to == text.size() ? text.size() : giant_end + 1)
+          << "the chunks end with the range's last line";
+      EXPECT_FALSE(chunks.back().on_device);
+    }
+  }
+}
+
 // ---- on the GPU -------------------------------------------------------------------------------
 
 class GpuIngest : public ::testing::Test {
@@ -467,6 +543,16 @@ TEST_F(GpuIngest, LinesLongerThanTheChunk)
   for (const std::size_t chunk : {std::size_t{64}, std::size_t{4096}, std::size_t{8192}}) {
     expect_same_read(text, 0, text.size(), layout, chunk, "long lines");
   }
+}
+
+// Past a line of 4 GiB, the device lists nothing, as the host
+// (GpuIngestChunks.LinesPastFourGibibytesAreTheHosts).
+TEST_F(GpuIngest, LinesPastFourGibibytes)
+{
+  const giant_line_text giant;
+  if (giant.text().empty()) { GTEST_SKIP() << giant.why(); }
+  const auto layout = layout_of(header_line);
+  expect_same_read(giant.text(), 0, giant.text().size(), layout, 4096, "past a line of 4 GiB");
 }
 
 TEST_F(GpuIngest, OtherLayouts)
