@@ -1126,18 +1126,10 @@ int run_check(const std::string& db_path, const std::string& proposed_path, cons
   check_inputs inputs      = load_check_inputs(db_path, ref, proposed_path, replay, diagnostics);
   snapshot.release();
   for (const std::string& note : inputs.notes) { diagnostics << note << "\n"; }
-  // Rows go out a mebibyte at a time, as they come.
+  // Rows go to --out's staging file a mebibyte at a time, as they come; to stdout only once all
+  // are made, so a run that fails prints none.
   detail::csv_text csv({"line", "shipment_id", "date", "entity", "country", "pathway", "tpp", "rule",
                         "limit_tpp", "consumed_before_tpp", "headroom_before_tpp", "status"});
-  std::string text;
-  const auto write_out = [&] {
-    text = csv.take();
-    if (out_file) {
-      out_file->append(text);
-    } else {
-      out << text;
-    }
-  };
   std::int64_t breaches = 0;
   check_proposed(ref, inputs.proposed, *inputs.ledger, inputs.ledger_lines ? &*inputs.ledger_lines : nullptr,
                  [&](const proposed_check& r) {
@@ -1150,10 +1142,14 @@ int run_check(const std::string& db_path, const std::string& proposed_path, cons
                    const std::string line = std::to_string(r.line), tpp = std::to_string(r.tpp);
                    csv.add({line, r.shipment_id, r.date, r.entity, r.country, r.pathway, tpp, r.rule,
                             r.limit_tpp, r.consumed_before_tpp, r.headroom_before_tpp, r.status});
-                   if (csv.size() >= (std::size_t{1} << 20)) { write_out(); }
+                   if (out_file && csv.size() >= (std::size_t{1} << 20)) { out_file->append(csv.take()); }
                  });
-  write_out();
-  if (out_file) { out_file->commit(); }
+  if (out_file) {
+    out_file->append(csv.take());
+    out_file->commit();
+  } else {
+    out << csv.take();
+  }
   diagnostics << "capledger: " << inputs.proposed.columns.size() << " proposed line(s), " << breaches
               << " breach(es)\n";
   return breaches > 0 ? 1 : 0;
