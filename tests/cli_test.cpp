@@ -1500,6 +1500,40 @@ TEST_F(Cli, APipeIsReadOnceAndIsNoOutputOfTheRunReadingIt)
             0);
 }
 
+// A log given again with `\n\r` line ends (a CR at the start of every record, so in every
+// shipment id) matched none of its ids: `report` counted each shipment twice, exit 0, and a ledger
+// took the night again. An entities file so written matched no entity (a UVEU read as NONE).
+// Refused at that CR (exit 2), nothing written or stored.
+TEST_F(Cli, LineFeedCarriageReturnLineEndsAreRefused)
+{
+  const auto log    = write("log.csv", clean_log);
+  std::string again = clean_log;
+  for (std::size_t at = 0; (at = again.find('\n', at)) != std::string::npos; at += 2) {
+    again.insert(at + 1, "\r");
+  }
+  write("again.csv", again);
+  write("entities.csv", "entity,hq_country,status,nveu_countries\n\rE1,US,UVEU,\n");
+  ASSERT_EQ(run("ledger init l.db").exit_code, 0);
+  ASSERT_EQ(run("ledger ingest l.db log.csv").exit_code, 0);
+  const std::string db_text                         = read_text(work_ / "l.db");
+  const std::pair<std::string, std::string> cases[] = {
+      {"report --backend cpu log.csv again.csv --rejects rejects.csv --out out", "again.csv:2:1"},
+      {"ledger ingest l.db again.csv --rejects rejects.csv", "again.csv:2:1"},
+      {"report --backend cpu log.csv --entities entities.csv --out out", "entities.csv:2:1"}};
+  for (const auto& [command, where] : cases) {
+    const run_result r = run(command);
+    EXPECT_EQ(r.exit_code, 2) << command;
+    EXPECT_NE(r.err.find("capledger: " + where +
+                         ": MALFORMED_HEADER: a carriage return follows the header row's line end: line ends "
+                         "must be \\n or \\r\\n, not \\n\\r"),
+              std::string::npos)
+        << command << ": " << r.err;
+    EXPECT_EQ(entries(work_), (std::set<std::string>{"log.csv", "again.csv", "entities.csv", "l.db"}))
+        << command;
+  }
+  EXPECT_EQ(read_text(work_ / "l.db"), db_text);
+}
+
 // A folder given as a reference file is bad input naming it (exit 2), not an internal error.
 TEST_F(Cli, AFolderAsAReferenceFileIsBadInput)
 {
