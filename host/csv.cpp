@@ -252,6 +252,17 @@ bool looks_utf16(std::string_view first_name) noexcept
 }
 }  // namespace
 
+void refuse_lf_cr_line_ends(std::string_view text, std::size_t after_header, std::int64_t line,
+                            const std::string& file)
+{
+  // (A lone `\r` at the end is a `\r\n` cut short: a blank line.)
+  if (after_header + 1 < text.size() && text[after_header] == '\r' && text[after_header + 1] != '\n') {
+    throw parse_error(file, line, 1, "MALFORMED_HEADER",
+                      "a carriage return follows the header row's line end: line ends must be \\n or "
+                      "\\r\\n, not \\n\\r");
+  }
+}
+
 csv_header::csv_header(const std::vector<csv_field>& fields, std::string file) : file_(std::move(file))
 {
   names_.reserve(fields.size());

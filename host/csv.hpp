@@ -58,6 +58,9 @@ class csv_reader {
   [[nodiscard]] std::int64_t record_line() const noexcept { return record_line_; }
   [[nodiscard]] std::int64_t error_line() const noexcept { return error_line_; }
   [[nodiscard]] std::int64_t error_column() const noexcept { return error_column_; }
+  /// @brief The offset where the next record's search starts, and its line number.
+  [[nodiscard]] std::size_t position() const noexcept { return pos_; }
+  [[nodiscard]] std::int64_t line() const noexcept { return line_; }
 
  private:
   std::string_view text_;
@@ -74,6 +77,15 @@ class csv_reader {
 
   csv_status fail(csv_status status, std::size_t at_pos, std::int64_t at_line, std::size_t at_line_start);
 };
+
+/// @brief Refuses a file whose line ends are `\n\r` (some exports): the carriage return after
+/// each `\n` would begin the next record, so every first field (a shipment or entity id) would
+/// hold it and match no other file's ids (a log given again that way counted every line twice).
+/// SPEC 1.1 allows `\n` and `\r\n` only; a header row whose line end a lone `\r` follows tells.
+/// @param after_header the offset just past the header row's line end, on line @p line
+/// @throw parse_error MALFORMED_HEADER, at that carriage return
+void refuse_lf_cr_line_ends(std::string_view text, std::size_t after_header, std::int64_t line,
+                            const std::string& file);
 
 /// @brief Trims ASCII spaces and tabs at both ends.
 [[nodiscard]] std::string_view trim(std::string_view text) noexcept;

@@ -41,6 +41,7 @@ entity_table parse_entities(std::string_view text, const std::string& path, cons
     throw parse_error(path, 1, 1, "MISSING_COLUMN", "the file has no header row");
   }
   const detail::csv_header header(reader.fields(), path);
+  detail::refuse_lf_cr_line_ends(text, reader.position(), reader.line(), path);
   const int col_entity = header.find("entity");
   const int col_hq     = header.find("hq_country");
   const int col_status = header.find("status");

@@ -633,10 +633,18 @@ fs::path resolved_path(const std::string& path)
 
 namespace {
 
+/// Whether @p a and @p b name one file, folder, pipe or FIFO, by device and inode. Not
+/// `fs::equivalent`: libstdc++'s does not compare two files that are neither regular files nor
+/// folders ("not supported", false), so a pipe on stdin let `- --rejects /dev/stdin` through, and
+/// the run, holding the pipe's writing end, waited forever for the end of its input. A character
+/// device (/dev/null, a terminal) holds no file an output could replace: never the same.
 bool same_file(const std::string& a, const std::string& b)
 {
-  std::error_code ec;
-  if (fs::exists(a, ec) && fs::exists(b, ec)) { return fs::equivalent(a, b, ec) && !ec; }
+  struct stat at {};
+  struct stat bt {};
+  if (::stat(a.c_str(), &at) == 0 && ::stat(b.c_str(), &bt) == 0) {
+    return at.st_dev == bt.st_dev && at.st_ino == bt.st_ino && !S_ISCHR(at.st_mode);
+  }
   return resolved_path(a) == resolved_path(b);
 }
 
@@ -672,6 +680,12 @@ std::string compared_input(const std::string& input)
   return "/dev/stdin";
 }
 
+bool is_pipe(const std::string& path)
+{
+  struct stat at {};
+  return ::stat(path.c_str(), &at) == 0 && (S_ISFIFO(at.st_mode) || S_ISSOCK(at.st_mode));
+}
+
 std::string shown_input(const std::string& input)
 {
   return input == "-" ? "- (standard input)" : input;
@@ -704,7 +718,9 @@ void refuse_colliding_paths(const run_paths& run, const std::string& stdout_answ
     for (const auto& file : run.files) {
       if (!file.path.empty() && same_file(file.path, compared)) {
         throw config_error(file.flag + " " + file.path + " is the input " + shown_input(input) +
-                           ": writing it would replace that file; name another path");
+                           (is_pipe(compared) ? ": writing into the pipe it reads, the run would wait "
+                                                "forever for the input's end; name another path"
+                                              : ": writing it would replace that file; name another path"));
       }
     }
     if (run.directory.path.empty()) { continue; }

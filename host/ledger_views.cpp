@@ -333,6 +333,7 @@ inventory_reading reconcile_inventory(const reference_data& ref, const ledger_un
       throw parse_error(inventory_path, 1, 1, "MISSING_COLUMN", "the file has no header row");
     }
     const detail::csv_header header(reader.fields(), inventory_path);
+    detail::refuse_lf_cr_line_ends(text, reader.position(), reader.line(), inventory_path);
     const int col[4]     = {header.find("entity"), header.find("country"), header.find("chip"),
                             header.find("units")};
     const char* names[4] = {"entity", "country", "chip", "units"};

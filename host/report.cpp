@@ -118,6 +118,33 @@ void refuse_stdin_read_twice(const report_options& options,
     }
     first = &what;
   }
+  // A pipe or FIFO can be read once by any name: the second reading of `- /dev/stdin` found no
+  // header row, which misled, and a FIFO named twice waited forever for a second writer.
+  std::vector<std::pair<std::string, std::string>> named;  // (what, path) of everything read
+  for (const auto& log : logs) { named.emplace_back("the shipment log", log); }
+  for (const auto& read : reads) {
+    if (read.first != "the shipment log") { named.push_back(read); }
+  }
+  std::map<std::pair<dev_t, ino_t>, const std::pair<std::string, std::string>*> pipes;
+  const auto shown = [](const std::string& path) -> std::string {
+    return path == "-" ? "- (standard input)" : path;
+  };
+  for (const auto& entry : named) {
+    const auto& [what, path] = entry;
+    struct stat st {};
+    if (path.empty() || (path == "-" ? ::fstat(STDIN_FILENO, &st) : ::stat(path.c_str(), &st)) != 0 ||
+        !(S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode))) {
+      continue;
+    }
+    const auto [seen, first_time] = pipes.emplace(std::pair(st.st_dev, st.st_ino), &entry);
+    if (first_time) { continue; }
+    const auto& [first_what, first_path] = *seen->second;
+    throw config_error(first_what == what
+                           ? what + " names one pipe twice (" + shown(first_path) + " and " + shown(path) +
+                                 "): it can be read once; name it once"
+                           : first_what + " " + shown(first_path) + " and " + what + " " + shown(path) +
+                                 " are one pipe: it can be read once; name it once");
+  }
 }
 
 reference_data load_reference(const report_options& options)

@@ -1223,6 +1223,7 @@ std::string shipment_log_builder::state::ingest(const std::string& name, std::st
                                    : "text follows a closing quote in the header row");
   }
   const detail::csv_header header(reader.fields(), name);
+  detail::refuse_lf_cr_line_ends(text, reader.position(), reader.line(), name);
   const auto& names = device_csv::column_names;
   column_map columns{};
   for (int c = 0; c < record_columns; ++c) {

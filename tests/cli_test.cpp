@@ -24,6 +24,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -1455,6 +1456,82 @@ TEST_F(Cli, StandardInputTwiceInTheLogIsAFileGivenTwiceOrRefused)
     EXPECT_EQ(entries(work_), (std::set<std::string>{"log.csv", "l.db"})) << command;
   }
   EXPECT_EQ(run_shell("cat " + log + " | CLI report --backend cpu - --out out").exit_code, 0);
+}
+
+// A pipe or FIFO can be read once whatever names it, and is no output for the run that reads it.
+// Named twice (`- /dev/stdin`, a FIFO for two things), the second reading found no header row,
+// which misled, or the log's bytes taken for the entities file, or (a FIFO) waited forever for a
+// second writer. As an output (`--rejects /dev/stdin` over a pipe), libstdc++'s
+// std::filesystem::equivalent does not compare pipes, so it was let through, and the run, holding
+// the pipe's writing end, waited forever for the end of its input. All refused before anything
+// is read or written (the FIFO is never opened: no writer is needed).
+TEST_F(Cli, APipeIsReadOnceAndIsNoOutputOfTheRunReadingIt)
+{
+  const auto log = write("log.csv", clean_log + "S9,2025-13-01,E1,US,H100-SXM,1\n");
+  ASSERT_EQ(run("ledger init l.db").exit_code, 0);
+  const std::string db_text = read_text(work_ / "l.db");
+  ASSERT_EQ(::mkfifo((work_ / "log.fifo").c_str(), 0600), 0);
+  const std::string twice = ": it can be read once; name it once";
+  const std::string into  = ": writing into the pipe it reads, the run would wait forever";
+  const std::pair<std::string, std::string> cases[] = {
+      {"cat log.csv | timeout 20 CLI report --backend cpu - /dev/stdin",
+       "the shipment log names one pipe twice (- (standard input) and /dev/stdin)" + twice},
+      {"timeout 20 CLI report --backend cpu log.fifo log.fifo --out out",
+       "the shipment log names one pipe twice (log.fifo and log.fifo)" + twice},
+      {"cat log.csv | timeout 20 CLI report --backend cpu - --entities /dev/fd/0",
+       "the shipment log - (standard input) and --entities /dev/fd/0 are one pipe" + twice},
+      {"timeout 20 CLI ledger ingest l.db log.fifo --entities log.fifo",
+       "the shipment log log.fifo and --entities log.fifo are one pipe" + twice},
+      {"cat log.csv | timeout 20 CLI report --backend cpu - --rejects /dev/stdin",
+       "--rejects /dev/stdin is the input - (standard input)" + into},
+      {"cat log.csv | timeout 20 CLI ledger ingest l.db - --rejects /dev/fd/0",
+       "--rejects /dev/fd/0 is the input - (standard input)" + into},
+      {"timeout 20 CLI report --backend cpu log.fifo --rejects log.fifo",
+       "--rejects log.fifo is the input log.fifo" + into}};
+  for (const auto& [command, message] : cases) {
+    const run_result r = run_shell(command);
+    EXPECT_EQ(r.exit_code, 2) << command;
+    EXPECT_NE(r.err.find("capledger: " + message), std::string::npos) << command << ": " << r.err;
+    EXPECT_EQ(entries(work_), (std::set<std::string>{"log.csv", "l.db", "log.fifo"})) << command;
+  }
+  EXPECT_EQ(read_text(work_ / "l.db"), db_text);
+  // Another pipe, or /dev/null, is still written as it is.
+  EXPECT_EQ(run_shell("cat log.csv | timeout 20 CLI report --backend cpu - --rejects /dev/null").exit_code,
+            0);
+}
+
+// A log given again with `\n\r` line ends (a CR at the start of every record, so in every
+// shipment id) matched none of its ids: `report` counted each shipment twice, exit 0, and a ledger
+// took the night again. An entities file so written matched no entity (a UVEU read as NONE).
+// Refused at that CR (exit 2), nothing written or stored.
+TEST_F(Cli, LineFeedCarriageReturnLineEndsAreRefused)
+{
+  const auto log    = write("log.csv", clean_log);
+  std::string again = clean_log;
+  for (std::size_t at = 0; (at = again.find('\n', at)) != std::string::npos; at += 2) {
+    again.insert(at + 1, "\r");
+  }
+  write("again.csv", again);
+  write("entities.csv", "entity,hq_country,status,nveu_countries\n\rE1,US,UVEU,\n");
+  ASSERT_EQ(run("ledger init l.db").exit_code, 0);
+  ASSERT_EQ(run("ledger ingest l.db log.csv").exit_code, 0);
+  const std::string db_text                         = read_text(work_ / "l.db");
+  const std::pair<std::string, std::string> cases[] = {
+      {"report --backend cpu log.csv again.csv --rejects rejects.csv --out out", "again.csv:2:1"},
+      {"ledger ingest l.db again.csv --rejects rejects.csv", "again.csv:2:1"},
+      {"report --backend cpu log.csv --entities entities.csv --out out", "entities.csv:2:1"}};
+  for (const auto& [command, where] : cases) {
+    const run_result r = run(command);
+    EXPECT_EQ(r.exit_code, 2) << command;
+    EXPECT_NE(r.err.find("capledger: " + where +
+                         ": MALFORMED_HEADER: a carriage return follows the header row's line end: line ends "
+                         "must be \\n or \\r\\n, not \\n\\r"),
+              std::string::npos)
+        << command << ": " << r.err;
+    EXPECT_EQ(entries(work_), (std::set<std::string>{"log.csv", "again.csv", "entities.csv", "l.db"}))
+        << command;
+  }
+  EXPECT_EQ(read_text(work_ / "l.db"), db_text);
 }
 
 // A folder given as a reference file is bad input naming it (exit 2), not an internal error.

@@ -740,27 +740,45 @@ TEST(IngestRejects, EmptyFileIsMissingColumn)
 // A log with bare-CR line ends (SPEC allows \n and \r\n only) is one header row to the reader:
 // it used to load as a header-only log, 0 lines read and exit 0, every shipment silently
 // dropped. Fatal like any malformed header, with --rejects too, naming the first such column.
+// `\n\r` line ends (some exports) put a CR at the start of every record instead: each shipment id
+// began with it, so the same log given again that way, beside its `\n` copy or into a ledger,
+// matched none of its ids and every line counted twice. Fatal too, at that CR.
 TEST(IngestRejects, BareCarriageReturnLineEndsAreAMalformedHeader)
 {
-  // The last column optional: every required name stays whole, so only the CR gives it away.
-  const std::string text =
-      "shipment_id,date,entity,country,chip,quantity,exporter\rS1,2025-02-01,E1,AE,H100-SXM,10,NV\r";
-  for (const bool keep : {false, true}) {
-    ingest_options options;
-    options.keep_rejects = keep;
-    try {
-      (void)ingest(text, options);
-      ADD_FAILURE() << "a log with bare-CR line ends was accepted";
-    } catch (const parse_error& e) {
-      EXPECT_EQ(e.reason(), "MALFORMED_HEADER");
-      EXPECT_EQ(e.line(), 1);
-      EXPECT_EQ(e.column(), 47);  // "exporter\rS1"
+  struct bad_log {
+    std::string text;
+    std::int64_t line, column;
+  };
+  const bad_log logs[] = {
+      // The last column optional: every required name stays whole, so only the CR gives it away.
+      {"shipment_id,date,entity,country,chip,quantity,exporter\rS1,2025-02-01,E1,AE,H100-SXM,10,NV\r", 1,
+       47},  // "exporter\rS1"
+      {"shipment_id,date,entity,country,chip,quantity\n\rS1,2025-02-01,E1,AE,H100-SXM,10\n\rS2,2025-02-01,E1,"
+       "AE,H100-SXM,10\n\r",
+       2, 1}};
+  for (const bad_log& log : logs) {
+    for (const bool keep : {false, true}) {
+      ingest_options options;
+      options.keep_rejects = keep;
+      try {
+        (void)ingest(log.text, options);
+        ADD_FAILURE() << "a log with bare-CR line ends was accepted: " << log.text;
+      } catch (const parse_error& e) {
+        EXPECT_EQ(e.reason(), "MALFORMED_HEADER");
+        EXPECT_EQ(e.line(), log.line);
+        EXPECT_EQ(e.column(), log.column);
+      }
     }
   }
-  // \r\n line ends stay what they are.
+  // \r\n line ends stay what they are, and so do a CRLF blank line after the header and a lone CR
+  // that ends the file (a `\r\n` cut short).
   EXPECT_EQ(ingest("shipment_id,date,entity,country,chip,quantity\r\nS1,2025-02-01,E1,AE,H100-SXM,10\r\n")
                 .lines_read,
             1);
+  EXPECT_EQ(ingest("shipment_id,date,entity,country,chip,quantity\n\r\nS1,2025-02-01,E1,AE,H100-SXM,10\n")
+                .lines_read,
+            1);
+  EXPECT_EQ(ingest("shipment_id,date,entity,country,chip,quantity\n\r").lines_read, 0);
 }
 
 TEST(IngestRejects, MissingColumnNamesTheHeaderLine)

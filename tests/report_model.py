@@ -191,6 +191,7 @@ def records(data):
                     end = data.find(b"\n", p)
                     pos = n if end < 0 else end + 1
                     break
+                field_line = line  # the line the field starts on names it
                 breaks = data.count(b"\n", p, close)
                 if breaks:
                     line += breaks
@@ -198,20 +199,22 @@ def records(data):
                 after = close + 1
                 while after < n and data[after] in b" \t":
                     after += 1
+                if data[after:] == b"\r":  # a `\r\n` cut short ends the file
+                    after = n
                 if not (after >= n or data[after] == ord(",") or data[after:after + 1] == b"\n"
                         or data[after:after + 2] == b"\r\n"):
-                    error = Bad("BAD_QUOTE", line, close + 2 - line_start)
+                    error = Bad("BAD_QUOTE", line, after - line_start + 1)  # the text past the spaces
                     end = data.find(b"\n", after)
                     pos = n if end < 0 else end + 1
                     break
-                fields.append((value, line, col))
+                fields.append((value, field_line, col))
                 pos = after
             else:
                 end = p
                 while end < n and data[end] != ord(",") and data[end] != ord("\n"):
                     end += 1
                 value = data[pos:end]
-                if end < n and data[end] == ord("\n") and value.endswith(b"\r"):
+                if (end == n or data[end] == ord("\n")) and value.endswith(b"\r"):
                     value = value[:-1]
                 fields.append((value.strip(b" \t"), line, col))
                 pos = end

@@ -92,7 +92,8 @@ struct reference_data {
 /// the reference flags of @p options. Standard input can be read once: the second reader would
 /// get nothing, or the first one's bytes. The log itself may name `-` twice where standard input
 /// is a file (read again from its start: every line a DUPLICATE_ID, as SPEC has a file given
-/// twice), not where it is a pipe, which the first read empties.
+/// twice), not where it is a pipe, which the first read empties. Any pipe or FIFO named twice, by
+/// any names (`- /dev/stdin`, one FIFO for two flags), is refused too.
 /// @throw config_error naming both
 void refuse_stdin_read_twice(const report_options& options,
                              const std::vector<std::pair<std::string, std::string>>& own,
