@@ -616,10 +616,11 @@ rule_set load_rule_set(const std::string& path)
 
 std::int64_t nveu_cap_on(const std::vector<nveu_phase>& phases, day_t date)
 {
-  for (const auto& phase : phases) {
-    if (phase.through >= date) { return phase.tpp; }
-  }
-  return phases.back().tpp;
+  // Phases ascend by `through`; a search, since this is asked for every NVEU line and a rule set
+  // may list a phase a day (a scan cost lines x phases).
+  const auto in_force = std::lower_bound(phases.begin(), phases.end(), date,
+                                         [](const nveu_phase& phase, day_t d) { return phase.through < d; });
+  return in_force != phases.end() ? in_force->tpp : phases.back().tpp;
 }
 
 }  // namespace capledger
