@@ -182,13 +182,12 @@ std::int64_t nveu_cap_at_as_of(const rule_set& rules, day_t as_of)
 
 int highest_warn_level(std::int64_t used, std::int64_t cap, const std::vector<ppm_t>& levels)
 {
-  int reached = -1;
-  for (std::size_t i = 0; i < levels.size(); ++i) {
-    if (static_cast<wide>(used) * ppm_one >= static_cast<wide>(cap) * levels[i]) {
-      reached = static_cast<int>(i);
-    }
-  }
-  return reached;
+  // Levels ascend, so the ones reached are a prefix: a search, since every capped key asks (a
+  // scan cost keys x levels).
+  const auto past = std::partition_point(levels.begin(), levels.end(), [&](ppm_t level) {
+    return static_cast<wide>(used) * ppm_one >= static_cast<wide>(cap) * level;
+  });
+  return static_cast<int>(past - levels.begin()) - 1;
 }
 
 namespace {

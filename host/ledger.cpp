@@ -750,8 +750,15 @@ int run_ledger_report(const std::string& db_path, const report_options& options,
   if (!replay) {
     sql_connection db = open_ledger(db_path, sql_connection::mode::read_only);
     db.exec("BEGIN");  // one consistent snapshot of the state, files and rejects
+    // Without a rejects file only the rejects `note` shows are read, or the one past
+    // `--max-rejects` that stops the run; the rest are counted.
+    const std::int64_t rejects_read =
+        options.rejects_path.empty()
+            ? std::max(static_cast<std::int64_t>(rejects_output::lines_noted),
+                       std::min(options.max_rejects, std::numeric_limits<std::int64_t>::max() - 1) + 1)
+            : -1;
     const std::unique_ptr<detail::stored_state> state =
-        detail::load_ledger_state(db, ref, options.as_of, why);
+        detail::load_ledger_state(db, ref, options.as_of, why, rejects_read);
     db.exec("COMMIT");
     if (state) {
       snapshot.release();
@@ -762,6 +769,7 @@ int run_ledger_report(const std::string& db_path, const report_options& options,
       const report_output report = render_state_report(ref, *state, options, engine->name());
       rejects_output rejects(options.rejects_path, options.out_dir);
       add_stored_rejects(rejects, state->rejects(), options, diagnostics);
+      rejects.count_more(state->rejected() - static_cast<std::int64_t>(state->rejects().size()));
       return emit_report(report, rejects, options, out, diagnostics);
     }
   }

@@ -719,7 +719,8 @@ std::unique_ptr<ledger_limit_totals> stored_limit_totals(
 }
 
 std::unique_ptr<stored_state> load_ledger_state(sql_connection& db, const reference_data& ref,
-                                                std::optional<day_t> as_of, std::string& why_not)
+                                                std::optional<day_t> as_of, std::string& why_not,
+                                                std::int64_t rejects_read)
 {
   const std::optional<state_info> info = state_info_at(db, ref, as_of, why_not);
   if (!info) { return nullptr; }
@@ -881,12 +882,19 @@ std::unique_ptr<stored_state> load_ledger_state(sql_connection& db, const refere
       s.files_.push_back({std::string(q.text(0)), q.int64(1), std::string(q.text(2)), q.int64(3)});
       s.lines_read_ += q.int64(3);
     }
+    // (LIMIT -1: no limit.)
     sql_statement r(db,
                     "SELECT f.path, r.line, r.col, r.reason, r.detail, r.raw FROM rejects r "
-                    "JOIN files f ON f.file_id = r.file_id ORDER BY r.file_id, r.seq");
+                    "JOIN files f ON f.file_id = r.file_id ORDER BY r.file_id, r.seq LIMIT ?");
+    r.bind(1, rejects_read < 0 ? std::int64_t{-1} : rejects_read);
     while (r.step()) {
       s.rejects_.push_back({std::string(r.text(0)), r.int64(1), r.int64(2), std::string(r.text(3)),
                             std::string(r.text(4)), std::string(r.text(5))});
+    }
+    s.rejected_ = static_cast<std::int64_t>(s.rejects_.size());
+    if (rejects_read >= 0 && s.rejected_ == rejects_read) {
+      s.rejected_ =
+          db.query_int("SELECT COUNT(*) FROM rejects r JOIN files f ON f.file_id = r.file_id").value_or(0);
     }
   }
   return state;

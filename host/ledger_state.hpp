@@ -72,8 +72,10 @@ class stored_state final : public report_source {
   [[nodiscard]] const std::vector<input_file>& files() const override { return files_; }
   [[nodiscard]] std::int64_t lines_read() const override { return lines_read_; }
   [[nodiscard]] std::int64_t lines_accepted() const override { return line_count_; }
-  [[nodiscard]] std::int64_t rejected() const override { return static_cast<std::int64_t>(rejects_.size()); }
+  [[nodiscard]] std::int64_t rejected() const override { return rejected_; }
 
+  /// The stored rejects read (`load_ledger_state`'s `rejects_read`: the first ones, or all), in
+  /// ingest order; `rejected()` counts them all.
   [[nodiscard]] const std::vector<rejected_line>& rejects() const { return rejects_; }
   /// The latest date of the stored lines; nullopt for a ledger without lines.
   [[nodiscard]] std::optional<day_t> latest_date() const { return latest_; }
@@ -83,13 +85,14 @@ class stored_state final : public report_source {
 
  private:
   friend std::unique_ptr<stored_state> load_ledger_state(sql_connection&, const reference_data&,
-                                                         std::optional<day_t>, std::string&);
+                                                         std::optional<day_t>, std::string&, std::int64_t);
   dictionary entities_, exporters_;
   chip_table chips_;
   std::unordered_map<std::int32_t, std::string> orders_;  ///< crossed orders only
   std::unordered_map<std::int64_t, line_detail> lines_;   ///< lines the aggregates name
   std::vector<input_file> files_;
   std::vector<rejected_line> rejects_;
+  std::int64_t rejected_   = 0;  ///< every stored reject of a stored file, read or not
   std::int64_t lines_read_ = 0, line_count_ = 0;
   std::optional<day_t> latest_;
   aggregation stored_;  ///< `unauthorized` holds every candidate key
@@ -116,9 +119,13 @@ inline constexpr const char* state_with_stale_units =
     "the running state's units per (entity, country, chip) do not stand for the same lines and tables "
     "as the rest of it (a capledger without them ingested since): the next ingest rebuilds them";
 
+/// @param rejects_read how many of the stored rejects to read, the first ones (-1: all); the rest
+///        are only counted. `ledger report` without `--rejects` needs the few it notes, not the
+///        raw text of every reject a ledger has gathered in its years (4,000,000 held a gigabyte).
 [[nodiscard]] std::unique_ptr<stored_state> load_ledger_state(sql_connection& db, const reference_data& ref,
                                                               std::optional<day_t> as_of,
-                                                              std::string& why_not);
+                                                              std::string& why_not,
+                                                              std::int64_t rejects_read = -1);
 
 /// @brief What `ledger balances` reads of the stored state: each cap key's usage, by the key's text.
 struct stored_cap_usage {

@@ -74,16 +74,25 @@ bool folds_to(std::string_view text, std::string_view folded)
 
 }  // namespace
 
+chip_spellings::chip_spellings(const chip_table& chips)
+{
+  for (const chip& row : chips.rows) {
+    std::string folded = letters_and_digits(row.key);
+    if (!row.known || folded.empty()) { continue; }  // no key that has letters or digits folds to ""
+    const auto [at, added] = key_of_.emplace(std::move(folded), row.key);
+    if (!added) { at->second.clear(); }  // several: no guess
+  }
+}
+
+std::string chip_spellings::alike(std::string_view key) const
+{
+  const auto at = key_of_.find(letters_and_digits(key));
+  return at == key_of_.end() ? std::string() : at->second;
+}
+
 std::string chip_spelled_alike(const chip_table& chips, std::string_view key)
 {
-  const std::string wanted = letters_and_digits(key);
-  std::string found;
-  for (const chip& row : chips.rows) {
-    if (!row.known || wanted.empty() || !folds_to(row.key, wanted)) { continue; }
-    if (!found.empty()) { return ""; }  // several: no guess
-    found = row.key;
-  }
-  return found;
+  return chip_spellings(chips).alike(key);
 }
 
 std::string country_spelled_alike(const country_table& countries, std::string_view value)
@@ -616,10 +625,11 @@ rule_set load_rule_set(const std::string& path)
 
 std::int64_t nveu_cap_on(const std::vector<nveu_phase>& phases, day_t date)
 {
-  for (const auto& phase : phases) {
-    if (phase.through >= date) { return phase.tpp; }
-  }
-  return phases.back().tpp;
+  // Phases ascend by `through`; a search, since this is asked for every NVEU line and a rule set
+  // may list a phase a day (a scan cost lines x phases).
+  const auto in_force = std::lower_bound(phases.begin(), phases.end(), date,
+                                         [](const nveu_phase& phase, day_t d) { return phase.through < d; });
+  return in_force != phases.end() ? in_force->tpp : phases.back().tpp;
 }
 
 }  // namespace capledger

@@ -657,9 +657,8 @@ rejects_output::~rejects_output() = default;
 void rejects_output::add(const rejected_line& line)
 {
   ++count_;
-  constexpr std::size_t shown = 10;
   // Without the raw text, which `note` does not show (a rejected line can be megabytes long).
-  if (first_.size() < shown) {
+  if (first_.size() < lines_noted) {
     first_.push_back({line.file, line.line, line.column, line.reason, line.detail, {}});
   }
   if (!file_) { return; }
@@ -668,6 +667,13 @@ void rejects_output::add(const rejected_line& line)
   csv_text row;
   row.add({line.file, std::to_string(line.line), std::to_string(line.column), line.reason, line.raw});
   file_->append(row.take());
+}
+
+void rejects_output::count_more(std::int64_t lines)
+{
+  CAPLEDGER_EXPECTS(lines == 0 || (!file_ && first_.size() == lines_noted),
+                    "rejected lines are only counted without a rejects file, past the ones noted");
+  count_ += lines;
 }
 
 void rejects_output::commit()

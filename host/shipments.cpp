@@ -319,7 +319,7 @@ void push_line(shipment_columns& out, const checked_line& line, std::int32_t chi
 class reference_lookup {
  public:
   reference_lookup(const country_table& countries, const chip_table& chips)
-      : countries_(&countries), initial_chips_(chips)
+      : countries_(&countries), chip_spellings_(chips)
   {
     two_letter_.fill(-1);
     for (const auto& [iso, code] : countries.code_of) {
@@ -364,7 +364,7 @@ class reference_lookup {
   /// @return `chip_spelled_alike` of @p key among the initial chips
   [[nodiscard]] std::string chip_spelled_alike(std::string_view key) const
   {
-    return capledger::chip_spelled_alike(initial_chips_, key);
+    return chip_spellings_.alike(key);
   }
   /// @return `country_spelled_alike` of @p value among the countries
   [[nodiscard]] std::string country_spelled_alike(std::string_view value) const
@@ -394,7 +394,7 @@ class reference_lookup {
     std::int64_t tpp;
   };
   std::vector<chip_price> chip_prices_;  ///< by initial chip code
-  chip_table initial_chips_;             ///< for `chip_spelled_alike` (the log's own table grows)
+  chip_spellings chip_spellings_;        ///< of the initial chips (the log's own table grows)
 
   static bool is_letter(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
 };

@@ -591,6 +591,41 @@ TEST_F(ledger_test, ReplayTakesEachFilesRejectsFromOneScan)
   }
 }
 
+// Without `--rejects`, `ledger report` reads only the stored rejects it explains on stderr and
+// counts the rest in SQL: summary.json and stderr (the first ten, "... and 5 more", "15 line(s)
+// rejected") as `report` over the same files gives them, on both paths; a reject row of no file
+// (a hand edit) is counted by neither.
+TEST_F(ledger_test, ReportWithoutRejectsFileCountsTheStoredRejectsItDoesNotRead)
+{
+  const std::string head = "shipment_id,date,entity,country,chip,quantity\n";
+  std::string a = head, b = head;
+  for (int i = 0; i < 9; ++i) { a += "A" + std::to_string(i) + ",2025-03-01,E1,XX,H100-SXM,1\n"; }
+  a += "A9,2025-03-01,E1,AE,H100-SXM,10\n";
+  for (int i = 0; i < 6; ++i) { b += "B" + std::to_string(i) + ",2025-03-02,E1,AE,H100-SXM,x\n"; }
+  b += "B9,2025-03-02,E2,IN,H100-SXM,7\n";
+  write_text(at("a.csv"), a);
+  write_text(at("b.csv"), b);
+  ASSERT_EQ(cli("ledger init l.db"), 0);
+  ASSERT_EQ(cli("ledger ingest l.db a.csv --rejects r1.csv"), 0) << stderr_text();
+  ASSERT_EQ(cli("ledger ingest l.db b.csv --rejects r2.csv"), 0) << stderr_text();
+  alter("INSERT INTO rejects(file_id, line, col, reason, detail, raw) VALUES (99, 9, 1, 'X', 'x', 'x')");
+  const auto noted = [](const std::string& said) {
+    const auto from = said.find("capledger: rejected ");
+    const auto to   = said.find(" line(s) rejected");
+    return from == std::string::npos || to == std::string::npos ? said : said.substr(from, to - from);
+  };
+  const int expected       = cli("report a.csv b.csv --backend cpu --out full --rejects full.csv");
+  const std::string report = noted(stderr_text());
+  ASSERT_NE(report.find("capledger: ... and 5 more\ncapledger: 15"), std::string::npos) << report;
+  for (const std::string path : {"", " --replay"}) {
+    SCOPED_TRACE("ledger report" + path);
+    fs::remove_all(at("mine"));
+    EXPECT_EQ(cli("ledger report l.db" + path + " --backend cpu --out mine"), expected) << stderr_text();
+    expect_same_outputs(at("full"), at("mine"));
+    EXPECT_EQ(noted(stderr_text()), report);
+  }
+}
+
 TEST_F(ledger_test, ReportCountsStoredRejectsAgainstMaxRejectsAsReportDoes)
 {
   // Two bad lines, kept aside at ingest: `--max-rejects 1` stops `ledger report` (both paths) as it

@@ -119,6 +119,15 @@ TEST(ChipSpelledAlike, OnlyOneOfTheTablesOwnChips)
   chips.code_of.emplace(extra.key, static_cast<std::uint16_t>(chips.rows.size()));
   chips.rows.push_back(extra);
   EXPECT_EQ(chip_spelled_alike(chips, "H100 SXM"), "");
+  // One index answers every key a log rejects, as the scan did: a third chip alike is still no guess.
+  extra.key = "h100.sxm";
+  chips.rows.push_back(extra);
+  const chip_spellings spellings(chips);
+  for (const char* key : {"H100 SXM", "h100_nvl", "H100-SXM5", " -/ ", "zx 9", "", "RTX 4090"}) {
+    EXPECT_EQ(spellings.alike(key), chip_spelled_alike(chips, key)) << key;
+  }
+  EXPECT_EQ(spellings.alike("H100 SXM"), "");
+  EXPECT_EQ(spellings.alike("rtx_4090"), "RTX-4090");
 }
 
 // A country the table does not know, written as one it does by name (any case, spaces around;

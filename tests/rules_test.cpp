@@ -798,4 +798,48 @@ TEST(RulesParsePpm, ExactFractions)
   EXPECT_EQ(parse_ppm(""), std::nullopt);
 }
 
+// Both are searches (a rule set may list a phase a day, `--warn-at` thousands of levels): each
+// answer is held to the scan it replaced, on every day and usage around each boundary.
+TEST(RulesSearches, NveuPhaseInForceIsTheFirstPhaseOnOrAfterTheDate)
+{
+  std::vector<nveu_phase> phases;
+  for (day_t through = 100; through < 400; through += 1 + through % 5) {
+    phases.push_back({through, static_cast<std::int64_t>(phases.size()) + 1});
+  }
+  const auto scanned = [&](day_t date) {
+    for (const nveu_phase& phase : phases) {
+      if (phase.through >= date) { return phase.tpp; }
+    }
+    return phases.back().tpp;
+  };
+  for (day_t date = 90; date < 410; ++date) { EXPECT_EQ(nveu_cap_on(phases, date), scanned(date)) << date; }
+  const std::vector<nveu_phase> one = {{200, 7}};
+  EXPECT_EQ(nveu_cap_on(one, 199), 7);
+  EXPECT_EQ(nveu_cap_on(one, 200), 7);
+  EXPECT_EQ(nveu_cap_on(one, 201), 7);  // after the last phase: the last
+}
+
+TEST(RulesSearches, HighestWarnLevelIsTheLastLevelReached)
+{
+  const std::vector<ppm_t> levels = {1, 250000, 500000, 500001, 800000, 999999, 1000000};
+  const auto scanned              = [&](std::int64_t used, std::int64_t cap) {
+    int reached = -1;
+    for (std::size_t i = 0; i < levels.size(); ++i) {
+      if (used * ppm_one >= cap * levels[i]) {  // within 64 bits at these sizes
+        reached = static_cast<int>(i);
+      }
+    }
+    return reached;
+  };
+  const std::int64_t cap = 1000000;
+  for (std::int64_t used = -2; used <= cap + 2; used += used < 10 || used > cap - 10 ? 1 : 997) {
+    EXPECT_EQ(highest_warn_level(used, cap, levels), scanned(used, cap)) << used;
+  }
+  for (const std::int64_t used : {0, 1, 249999, 250000, 500000, 500001, 999999, 1000000, 1000001}) {
+    EXPECT_EQ(highest_warn_level(used, cap, levels), scanned(used, cap)) << used;
+  }
+  EXPECT_EQ(highest_warn_level(10, cap, {}), -1);
+  EXPECT_EQ(highest_warn_level(cap, cap, {ppm_one, ppm_one}), 1);  // equal levels: the last
+}
+
 }  // namespace

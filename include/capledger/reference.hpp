@@ -67,6 +67,19 @@ struct chip_table {
 /// several are. For messages about a chip the table does not know.
 [[nodiscard]] std::string chip_spelled_alike(const chip_table& chips, std::string_view key);
 
+/// @brief `chip_spelled_alike` over one table for many keys: the table's own chips by their
+/// letters and digits, so that a key costs its length, not the table's rows (a log asks for each
+/// line it rejects as `UNKNOWN_CHIP`: a scan cost those lines x the chips table's rows).
+class chip_spellings {
+ public:
+  explicit chip_spellings(const chip_table& chips);
+  /// @return `chip_spelled_alike(chips, key)` for the table given
+  [[nodiscard]] std::string alike(std::string_view key) const;
+
+ private:
+  std::unordered_map<std::string, std::string> key_of_;  ///< letters and digits -> key; "" for several
+};
+
 /// @brief One NVEU phase: the cap applies to lines dated on or before `through`.
 struct nveu_phase {
   day_t through    = 0;

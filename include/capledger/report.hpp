@@ -174,6 +174,11 @@ class rejects_output {
   rejects_output& operator=(const rejects_output&) = delete;
 
   void add(const rejected_line& line);
+  /// Counts @p lines more rejected lines, neither written nor noted: those of a run without a
+  /// rejects file past the ones `note` shows (`lines_noted`). @throw logic_error with a file
+  void count_more(std::int64_t lines);
+  /// How many of the first rejected lines `note` explains.
+  static constexpr std::size_t lines_noted = 10;
   /// Puts the file in place; destroyed without it, the file is not written. @throw config_error
   void commit();
   /// After a run stopped early (`--max-rejects`): puts the file in place, unless it lies in the
