@@ -84,14 +84,21 @@ __device__ __forceinline__ bool is_in_window(const rule_tables_view& rules, day_
 }
 
 /// @brief NVEU cap in force on @p date: the first phase whose `through` is on or after it, else the
-/// last phase. Phases are few (a handful), so a linear scan beats anything clever.
+/// last phase (`nveu_cap_on`). Phases ascend by `through`; a search, as on the host: a rule set
+/// may list a phase a day, and every NVEU line asks.
 __device__ __forceinline__ std::int64_t nveu_limit(const rule_tables_view& rules, day_t date)
 {
   if (rules.nveu_phase_count == 0) { return INT64_MAX; }  // no phases: nothing can cross
-  for (int phase = 0; phase < rules.nveu_phase_count; ++phase) {
-    if (rules.nveu_through[phase] >= date) { return rules.nveu_tpp[phase]; }
+  int low = 0, high = rules.nveu_phase_count;             // the first phase on or after date
+  while (low < high) {
+    const int middle = low + (high - low) / 2;
+    if (rules.nveu_through[middle] < date) {
+      low = middle + 1;
+    } else {
+      high = middle;
+    }
   }
-  return rules.nveu_tpp[rules.nveu_phase_count - 1];
+  return rules.nveu_tpp[low < rules.nveu_phase_count ? low : rules.nveu_phase_count - 1];
 }
 
 /// @brief `rule_context::nveu_authorized`, with the same word arithmetic.

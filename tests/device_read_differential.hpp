@@ -15,6 +15,7 @@
 ///   (not the line's own quantity x tpp_per_unit).
 #pragma once
 
+#include "csv.hpp"
 #include "device_read.hpp"
 #include "fast_csv.hpp"
 #include "string_index.hpp"
@@ -58,7 +59,10 @@ inline std::string device_read_violation(std::string_view text, const country_ta
   device_csv::line_layout layout{};
   bool layout_threw = false;
   try {
-    layout = detail::make_line_layout(detail::csv_header(reader.fields(), "log.csv"));
+    // As the builder: a header it refuses, or `\n\r` line ends after it, gives no layout.
+    const detail::csv_header header(reader.fields(), "log.csv");
+    detail::refuse_lf_cr_line_ends(text, reader.position(), reader.line(), "log.csv");
+    layout = detail::make_line_layout(header);
   } catch (const parse_error&) {
     layout_threw = true;  // a malformed header or a column named twice: the builder throws too
   }
