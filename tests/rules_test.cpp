@@ -424,6 +424,22 @@ TEST_P(RulesGolden, NveuPhaseBoundaryDays)
             (strings{"violation,NVEU_CAP_EXCEEDED,N1,IN,,,,2026-01-01,n1,701,700"}));
 }
 
+// README: NVEU near-limit warnings weigh the phase in force on min(as_of, counting_ends). Here the
+// window ends 2026-12-31 while a later phase (900) runs to 2027-12-31 and as_of is 2027-06-01.
+TEST_P(RulesGolden, NveuNearLimitUsesThePhaseOfTheWindowsLastDayAfterTheWindow)
+{
+  small_rules rules;  // 500 through 2025-12-31, 700 through 2026-12-31, 900 through 2027-12-31
+  rules.counting_ends = "2026-12-31";
+  const auto ref      = make_reference(&rules);
+  const auto out      = run(ref, {"n1,2026-06-01,N1,IN,H100-SXM,1,NVEU,,X,650",
+                                  "n2,2027-03-01,N1,IN,H100-SXM,1,NVEU,,X,100",  // after the window
+                                  "l1,2027-06-01,E1,DE,H100-SXM,1,,,X,5"});      // as_of 2027-06-01
+  EXPECT_EQ(findings_of(out, "NVEU_CAP_EXCEEDED"), strings{});
+  // 650 of 700: 650 >= 0.9 x 700 = 630, < 0.95 x 700 = 665. (The 2027 phase, 900, would give no
+  // warning: 650 < 720; the first phase, 500, would give level 0.95 and limit 475.)
+  EXPECT_EQ(findings_of(out, "CAP_NEAR_LIMIT"), (strings{"warning,CAP_NEAR_LIMIT,N1,IN,,,,,,650,630"}));
+}
+
 // ---- PROHIBITED_DESTINATION ---------------------------------------------------------------------
 
 TEST_P(RulesGolden, ProhibitedOneFindingPerEntityCountryWithSummedPositiveTpp)
@@ -709,6 +725,35 @@ TEST_P(RulesGolden, ByCountryCapColumnsAndRounding)
             "IN,2,2,2,11,3.67,1,3,33.33,,\n"
             "MX,2,1,-1,-1,-0.33,-1,3,-33.33,,\n"
             "US,1,1,1,5,1.67,,,,,\n");
+}
+
+// The readable table (SPEC §5, no --out) lists each tier-2 cap in use: cap-pathway tpp, the cap,
+// the percentage used and the crossing date where one line crossed it. Tokens, not spacing.
+TEST_P(RulesGolden, TableListsEachTier2CapInUseWithItsPercentAndBreach)
+{
+  const small_rules rules;  // cap 1000; IN is a G2G partner here: 2000
+  const auto ref     = make_reference(&rules, default_entities, countries_with_india_g2g());
+  const auto out     = run(ref, {"t1,2025-02-01,E1,BR,H100-SXM,1,,,X,600",
+                                 "t2,2025-03-01,E1,BR,H100-SXM,1,,,X,401",    // 1001 > 1000: crosses
+                                 "t3,2025-02-01,E1,IN,H100-SXM,1,,,X,1999",   // 1999 of 2000
+                                 "t4,2025-02-01,E1,MX,H100-SXM,1,LPP,,X,50",  // not a cap pathway: 0 of 1000
+                                 "t5,2025-02-01,E1,DE,H100-SXM,1,,,X,7"});    // tier 1: not listed
+  const auto cap_row = [&](const std::string& iso) {
+    std::istringstream in(out.table);
+    std::string line;
+    while (std::getline(in, line)) {
+      std::istringstream words(line);
+      std::vector<std::string> tokens;
+      for (std::string w; words >> w;) { tokens.push_back(w); }
+      if (!tokens.empty() && tokens[0] == iso && tokens.size() >= 5 && tokens[2] == "of") { return tokens; }
+    }
+    return std::vector<std::string>{};
+  };
+  EXPECT_EQ(cap_row("BR"), (strings{"BR", "1001", "of", "1000", "100.10%", "EXCEEDED", "on", "2025-03-01"}))
+      << out.table;
+  EXPECT_EQ(cap_row("IN"), (strings{"IN", "1999", "of", "2000", "99.95%"})) << out.table;
+  EXPECT_EQ(cap_row("MX"), (strings{"MX", "0", "of", "1000", "0.00%"})) << out.table;
+  EXPECT_EQ(cap_row("DE"), strings{}) << out.table;
 }
 
 TEST_P(RulesGolden, BundledRuleSetLimits)
