@@ -274,6 +274,23 @@ TEST_P(RulesGolden, LinesOutsideWindowCountInTotalsButNotInChecks)
   EXPECT_EQ(format_date(*out.as_of), "2028-01-01");
 }
 
+// SPEC §2: counting_ends is in the window. With as_of past it, lines dated on it still count in
+// every check: IN 900 + 101 = 1001 crosses on 2027-12-31; CN that day is prohibited; RU the day
+// after is not.
+TEST_P(RulesGolden, LinesOnTheLastWindowDayCountInChecks)
+{
+  const small_rules rules;  // window 2025-01-01 .. 2027-12-31
+  const auto ref = make_reference(&rules);
+  const auto out = run(ref, {"e1,2027-06-01,E1,IN,H100-SXM,1,,,X,900",
+                             "e2,2027-12-31,E1,IN,H100-SXM,1,,,X,101", "e3,2027-12-31,E1,CN,H100-SXM,1,,,X,7",
+                             "e4,2028-01-01,E1,RU,H100-SXM,1,,,X,7"});  // as_of 2028-01-01
+  EXPECT_EQ(findings_of(out, "COUNTRY_CAP_EXCEEDED"),
+            (strings{"violation,COUNTRY_CAP_EXCEEDED,,IN,,,,2027-12-31,e2,1001,1000"}));
+  EXPECT_EQ(findings_of(out, "PROHIBITED_DESTINATION"),
+            (strings{"violation,PROHIBITED_DESTINATION,E1,CN,,,,2027-12-31,e3,7,"}));
+  EXPECT_EQ(csv_line(out, "by_country.csv", "IN"), "IN,2,2,2,1001,333.67,1001,1000,100.10,2027-12-31,e2");
+}
+
 TEST_P(RulesGolden, LinesAfterAsOfAreIgnoredEverywhere)
 {
   const small_rules rules;
@@ -500,6 +517,23 @@ TEST_P(RulesGolden, UnauthorizedPathwayEachCondition)
   EXPECT_EQ(out.checks.violations, 9);
 }
 
+// SPEC §4: NVEU lines need an entity that is NVEU-authorized for the country. README: an
+// nveu_countries list on a NONE or UVEU entity is checked and otherwise ignored, so their NVEU
+// lines to a listed country are still UNAUTHORIZED_PATHWAY.
+TEST_P(RulesGolden, NveuListOfANonNveuEntityAuthorizesNothing)
+{
+  const small_rules rules;
+  const auto ref = make_reference(&rules,
+                                  "entity,hq_country,status,nveu_countries\n"
+                                  "NL,US,NONE,IN\nUL,US,UVEU,IN;AE\nNV,US,NVEU,IN\n");
+  const auto out =
+      run(ref, {"w1,2025-02-01,NL,IN,H100-SXM,1,NVEU,,X,10", "w2,2025-02-02,UL,AE,H100-SXM,1,NVEU,,X,20",
+                "w3,2025-02-03,NV,IN,H100-SXM,1,NVEU,,X,30"});  // authorized
+  EXPECT_EQ(findings_of(out, "UNAUTHORIZED_PATHWAY"),
+            (strings{"violation,UNAUTHORIZED_PATHWAY,NL,IN,NVEU,,,2025-02-01,w1,10,",
+                     "violation,UNAUTHORIZED_PATHWAY,UL,AE,NVEU,,,2025-02-02,w2,20,"}));
+}
+
 TEST_P(RulesGolden, NegativeLinesNeverMakeProhibitedOrUnauthorizedFindings)
 {
   const small_rules rules;
@@ -573,6 +607,20 @@ TEST_P(RulesGolden, UveuSharesAtAndJustOverEachLimit)
             "Z1,US,0,,,,,1\n"
             "Z2,US,0,,,,,1\n"
             "Z3,US,-50,,,,,1\n");
+}
+
+// The first country of the table (code 0: AD in the bundled one) is a known HQ like any other:
+// by_entity.csv and uveu_shares.csv name it. A1 (UVEU, HQ AD) ships 100 to the US: tier-1 and
+// US shares 1.000000, no tier-2 country, compliant (the US-share rule is for US HQs only).
+TEST_P(RulesGolden, HqInTheFirstCountryOfTheTableIsNamed)
+{
+  const small_rules rules;
+  const auto ref = make_reference(&rules, "entity,hq_country,status,nveu_countries\nA1,AD,UVEU,\n");
+  ASSERT_EQ(ref.countries.find("AD"), 0);
+  const auto out = run(ref, {"a1,2025-02-01,A1,US,H100-SXM,1,UVEU,,X,100"});
+  EXPECT_EQ(csv_line(out, "by_entity.csv", "A1"), "A1,UVEU,AD,1,1,100,33.33");
+  EXPECT_EQ(csv_line(out, "uveu_shares.csv", "A1"), "A1,AD,100,1.000000,1.000000,,,1");
+  EXPECT_EQ(out.checks.findings.size(), 0U) << out.files.at("findings.csv");
 }
 
 // ---- CAP_NEAR_LIMIT ------------------------------------------------------------------------------
