@@ -85,6 +85,16 @@ class ledger_test : public ::testing::Test {
   }
   [[nodiscard]] std::string stderr_text() const { return read_text(at("stderr")); }
 
+  /// `ledger report l.db` @p flags `--out inc`, expected to exit @p exit_code from the running
+  /// state (stderr says `incremental`); returns that report's file @p name.
+  std::string incremental_report_file(const std::string& flags, int exit_code, const std::string& name) const
+  {
+    fs::remove_all(at("inc"));
+    EXPECT_EQ(cli("ledger report l.db" + flags + " --backend cpu --out inc"), exit_code) << stderr_text();
+    EXPECT_NE(stderr_text().find("ledger report: incremental"), std::string::npos) << stderr_text();
+    return read_text(at("inc/" + name));
+  }
+
   /// Generates a log with every breach planted; writes entities.csv and returns the data lines
   /// (the header goes to @p header).
   std::vector<std::string> generated_lines(std::int64_t records, std::uint64_t seed, std::string& header) const
@@ -777,6 +787,60 @@ TEST_F(tiny_ledger_test, CheckAnswersPerProposedLine)
   write_text(at("again.csv"), "shipment_id,date,entity,country,chip,quantity\nL2,2025-03-02,E1,DE,H100-SXM,1\n");
   EXPECT_EQ(cli("check l.db --proposed again.csv"), 2);
   EXPECT_NE(stderr_text().find("again.csv:2:1: DUPLICATE_ID"), std::string::npos) << stderr_text();
+}
+
+// A night dated one day before the state's latest in-window line is back-dated: the state is
+// rebuilt, and the running total takes it before that line. AE: L1 03-01 633,280,000; N3 03-02
+// 142,488,000 (775,768,000); N2 03-03 15,832,000 (791,600,000 > 790,000,000: N2 crosses).
+// Extended in ingest order instead, N3 would be the crossing line.
+TEST_F(tiny_ledger_test, NightOneDayBeforeTheLatestLineRebuildsTheState)
+{
+  const std::string header = "shipment_id,date,entity,country,chip,quantity,pathway,order_id\n";
+  write_text(at("night2.csv"), header + "N2,2025-03-03,E1,AE,H100-SXM,1000,LICENSE,\n");
+  ASSERT_EQ(cli("ledger ingest l.db night2.csv"), 0) << stderr_text();
+  EXPECT_NE(stderr_text().find("running state extended"), std::string::npos) << stderr_text();
+  write_text(at("night3.csv"), header + "N3,2025-03-02,E1,AE,H100-SXM,9000,LICENSE,\n");
+  ASSERT_EQ(cli("ledger ingest l.db night3.csv"), 0) << stderr_text();
+  EXPECT_NE(stderr_text().find("running state rebuilt from every line"), std::string::npos) << stderr_text();
+  EXPECT_EQ(incremental_report_file("", 1, "findings.csv"),
+            "severity,rule,entity,country,pathway,order_id,year,date,shipment_id,value,limit\n"
+            "violation,COUNTRY_CAP_EXCEEDED,,AE,,,,2025-03-03,N2,791600000,790000000\n");
+}
+
+// README: lines before counting_starts only change totals, which do not depend on order, so a
+// night of them dated before the ledger's latest line extends the state (no rebuild). AE: L1
+// 633,280,000 in the window, W1 (2024-06-01) 500 x 15,832 = 7,916,000 before it; cap-pathway tpp
+// 633,280,000 of 790,000,000 = 80.16%.
+TEST_F(tiny_ledger_test, NightBeforeTheWindowExtendsTheState)
+{
+  write_text(at("night2.csv"),
+             "shipment_id,date,entity,country,chip,quantity,pathway,order_id\n"
+             "W1,2024-06-01,E1,AE,H100-SXM,500,LICENSE,\n");
+  ASSERT_EQ(cli("ledger ingest l.db night2.csv"), 0) << stderr_text();
+  EXPECT_NE(stderr_text().find("running state extended"), std::string::npos) << stderr_text();
+  const std::string by_country = incremental_report_file("", 0, "by_country.csv");
+  EXPECT_NE(by_country.find("\nAE,2,2,40500,641196000,40500.00,633280000,790000000,80.16,,\n"),
+            std::string::npos)
+      << by_country;
+}
+
+// SPEC §4: ACA of a datacenter chip is UNAUTHORIZED_PATHWAY, whatever chip the table lists first.
+// Under a chips table whose first row (code 0) is not a datacenter chip, the running state still
+// names A1 (2 x H100-SXM = 31,664 tpp) and not A2 (RTX-4090, not a datacenter chip).
+TEST_F(ledger_test, StoredAcaFindingsDoNotDependOnTheFirstChipOfTheTable)
+{
+  write_text(at("chips.csv"),
+             "chip,vendor,tpp,performance_density,datacenter\n"
+             "RTX-4090,NVIDIA,5285,1.0,0\nH100-SXM,NVIDIA,15832,19.45,1\n");
+  write_text(at("night.csv"),
+             "shipment_id,date,entity,country,chip,quantity,pathway,order_id\n"
+             "A1,2025-03-01,E1,IN,H100-SXM,2,ACA,\n"
+             "A2,2025-03-02,E1,IN,RTX-4090,1,ACA,\n");
+  ASSERT_EQ(cli("ledger init l.db"), 0);
+  ASSERT_EQ(cli("ledger ingest l.db night.csv --chips chips.csv"), 0) << stderr_text();
+  EXPECT_EQ(incremental_report_file(" --chips chips.csv", 1, "findings.csv"),
+            "severity,rule,entity,country,pathway,order_id,year,date,shipment_id,value,limit\n"
+            "violation,UNAUTHORIZED_PATHWAY,E1,IN,ACA,,,2025-03-01,A1,31664,\n");
 }
 
 // A rejects file that cannot be written stops the night before anything of it is stored (it was

@@ -773,6 +773,60 @@ TEST(RuleSet, CountingWindowAndH100)
     "h100_tpp");
 }
 
+// SPEC §2: in window is counting_starts <= date <= counting_ends, so a window of one day
+// (counting_ends == counting_starts) is a window; only an end before the start is a defect.
+TEST(RuleSet, OneDayCountingWindowIsValid)
+{
+  const std::string phases = R"([{"through": "2030-12-31", "tpp": 1}])";
+  const rule_set rules =
+      parse_rule_set(valid_rules(phases, R"(["LICENSE"])", "0.07", "2025-01-13"), "r.json");
+  EXPECT_EQ(rules.counting_starts, days_from_civil(2025, 1, 13));
+  EXPECT_EQ(rules.counting_ends, days_from_civil(2025, 1, 13));
+  EXPECT_TRUE(rules.in_window(days_from_civil(2025, 1, 13)));
+  EXPECT_FALSE(rules.in_window(days_from_civil(2025, 1, 12)));
+  EXPECT_FALSE(rules.in_window(days_from_civil(2025, 1, 14)));
+  expect_config_error(
+      [&] { (void)parse_rule_set(valid_rules(phases, R"(["LICENSE"])", "0.07", "2025-01-12"), "r.json"); },
+      "counting_starts is after counting_ends");
+}
+
+// The G2G cap (country_cap.tpp x g2g_multiplier) must be exact in 64 bits: the largest tpp whose
+// product fits (floor(INT64_MAX / 2) x 2 = INT64_MAX - 1) loads, one more is refused.
+TEST(RuleSet, G2gCapMustFitIn64Bits)
+{
+  const auto with_cap = [](const std::string& tpp) {
+    std::string text       = valid_rules();
+    const std::string from = R"("tpp": 790000000)";
+    const auto at          = text.find(from);
+    EXPECT_NE(at, std::string::npos);
+    return text.replace(at, from.size(), R"("tpp": )" + tpp);
+  };
+  const rule_set fits = parse_rule_set(with_cap("4611686018427387903"), "r.json");
+  EXPECT_EQ(fits.country_cap_tpp, 4611686018427387903);
+  EXPECT_EQ(fits.g2g_multiplier, 2);
+  expect_config_error([&] { (void)parse_rule_set(with_cap("4611686018427387904"), "r.json"); },
+                      "r.json: country_cap: tpp x g2g_multiplier overflows 64 bits");
+}
+
+// Country codes index 256-bit NVEU masks (four 64-bit words an entity): a table of 256 countries
+// loads, one of 257 is refused before any code past the masks is handed out.
+TEST_F(ReferenceFiles, CountriesAtMost256)
+{
+  const auto table_of = [](int rows) {
+    std::string text = "iso2,name,tier,g2g_partner\n";
+    for (int i = 0; i < rows; ++i) {
+      text += std::string{static_cast<char>('A' + i / 26), static_cast<char>('A' + i % 26)} + ",C" +
+              std::to_string(i) + ",2,0\n";
+    }
+    return text;
+  };
+  const country_table full = parse_countries(table_of(256), "c.csv");
+  EXPECT_EQ(full.rows.size(), 256U);
+  EXPECT_EQ(full.find("JV"), 255);  // 'J' = 9: 9 x 26 + 21 = 255, the last code
+  expect_config_error([&] { (void)parse_countries(table_of(257), "c.csv"); },
+                      "c.csv: more than 256 countries");
+}
+
 TEST_F(ReferenceFiles, LoadRuleSetNamesTheFile)
 {
   const auto path = write("rules.json", "{not json");

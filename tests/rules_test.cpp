@@ -274,6 +274,23 @@ TEST_P(RulesGolden, LinesOutsideWindowCountInTotalsButNotInChecks)
   EXPECT_EQ(format_date(*out.as_of), "2028-01-01");
 }
 
+// SPEC §2: counting_ends is in the window. With as_of past it, lines dated on it still count in
+// every check: IN 900 + 101 = 1001 crosses on 2027-12-31; CN that day is prohibited; RU the day
+// after is not.
+TEST_P(RulesGolden, LinesOnTheLastWindowDayCountInChecks)
+{
+  const small_rules rules;  // window 2025-01-01 .. 2027-12-31
+  const auto ref = make_reference(&rules);
+  const auto out = run(ref, {"e1,2027-06-01,E1,IN,H100-SXM,1,,,X,900",
+                             "e2,2027-12-31,E1,IN,H100-SXM,1,,,X,101", "e3,2027-12-31,E1,CN,H100-SXM,1,,,X,7",
+                             "e4,2028-01-01,E1,RU,H100-SXM,1,,,X,7"});  // as_of 2028-01-01
+  EXPECT_EQ(findings_of(out, "COUNTRY_CAP_EXCEEDED"),
+            (strings{"violation,COUNTRY_CAP_EXCEEDED,,IN,,,,2027-12-31,e2,1001,1000"}));
+  EXPECT_EQ(findings_of(out, "PROHIBITED_DESTINATION"),
+            (strings{"violation,PROHIBITED_DESTINATION,E1,CN,,,,2027-12-31,e3,7,"}));
+  EXPECT_EQ(csv_line(out, "by_country.csv", "IN"), "IN,2,2,2,1001,333.67,1001,1000,100.10,2027-12-31,e2");
+}
+
 TEST_P(RulesGolden, LinesAfterAsOfAreIgnoredEverywhere)
 {
   const small_rules rules;
@@ -424,6 +441,22 @@ TEST_P(RulesGolden, NveuPhaseBoundaryDays)
             (strings{"violation,NVEU_CAP_EXCEEDED,N1,IN,,,,2026-01-01,n1,701,700"}));
 }
 
+// README: NVEU near-limit warnings weigh the phase in force on min(as_of, counting_ends). Here the
+// window ends 2026-12-31 while a later phase (900) runs to 2027-12-31 and as_of is 2027-06-01.
+TEST_P(RulesGolden, NveuNearLimitUsesThePhaseOfTheWindowsLastDayAfterTheWindow)
+{
+  small_rules rules;  // 500 through 2025-12-31, 700 through 2026-12-31, 900 through 2027-12-31
+  rules.counting_ends = "2026-12-31";
+  const auto ref      = make_reference(&rules);
+  const auto out      = run(ref, {"n1,2026-06-01,N1,IN,H100-SXM,1,NVEU,,X,650",
+                                  "n2,2027-03-01,N1,IN,H100-SXM,1,NVEU,,X,100",  // after the window
+                                  "l1,2027-06-01,E1,DE,H100-SXM,1,,,X,5"});      // as_of 2027-06-01
+  EXPECT_EQ(findings_of(out, "NVEU_CAP_EXCEEDED"), strings{});
+  // 650 of 700: 650 >= 0.9 x 700 = 630, < 0.95 x 700 = 665. (The 2027 phase, 900, would give no
+  // warning: 650 < 720; the first phase, 500, would give level 0.95 and limit 475.)
+  EXPECT_EQ(findings_of(out, "CAP_NEAR_LIMIT"), (strings{"warning,CAP_NEAR_LIMIT,N1,IN,,,,,,650,630"}));
+}
+
 // ---- PROHIBITED_DESTINATION ---------------------------------------------------------------------
 
 TEST_P(RulesGolden, ProhibitedOneFindingPerEntityCountryWithSummedPositiveTpp)
@@ -482,6 +515,23 @@ TEST_P(RulesGolden, UnauthorizedPathwayEachCondition)
                      "violation,UNAUTHORIZED_PATHWAY,NOHQ,DE,AIA,,,2025-02-08,u11,10,"}));
   EXPECT_EQ(csv_line(out, "by_chip.csv", "RTX-4090"), "RTX-4090,2,2,5295");
   EXPECT_EQ(out.checks.violations, 9);
+}
+
+// SPEC §4: NVEU lines need an entity that is NVEU-authorized for the country. README: an
+// nveu_countries list on a NONE or UVEU entity is checked and otherwise ignored, so their NVEU
+// lines to a listed country are still UNAUTHORIZED_PATHWAY.
+TEST_P(RulesGolden, NveuListOfANonNveuEntityAuthorizesNothing)
+{
+  const small_rules rules;
+  const auto ref = make_reference(&rules,
+                                  "entity,hq_country,status,nveu_countries\n"
+                                  "NL,US,NONE,IN\nUL,US,UVEU,IN;AE\nNV,US,NVEU,IN\n");
+  const auto out =
+      run(ref, {"w1,2025-02-01,NL,IN,H100-SXM,1,NVEU,,X,10", "w2,2025-02-02,UL,AE,H100-SXM,1,NVEU,,X,20",
+                "w3,2025-02-03,NV,IN,H100-SXM,1,NVEU,,X,30"});  // authorized
+  EXPECT_EQ(findings_of(out, "UNAUTHORIZED_PATHWAY"),
+            (strings{"violation,UNAUTHORIZED_PATHWAY,NL,IN,NVEU,,,2025-02-01,w1,10,",
+                     "violation,UNAUTHORIZED_PATHWAY,UL,AE,NVEU,,,2025-02-02,w2,20,"}));
 }
 
 TEST_P(RulesGolden, NegativeLinesNeverMakeProhibitedOrUnauthorizedFindings)
@@ -557,6 +607,20 @@ TEST_P(RulesGolden, UveuSharesAtAndJustOverEachLimit)
             "Z1,US,0,,,,,1\n"
             "Z2,US,0,,,,,1\n"
             "Z3,US,-50,,,,,1\n");
+}
+
+// The first country of the table (code 0: AD in the bundled one) is a known HQ like any other:
+// by_entity.csv and uveu_shares.csv name it. A1 (UVEU, HQ AD) ships 100 to the US: tier-1 and
+// US shares 1.000000, no tier-2 country, compliant (the US-share rule is for US HQs only).
+TEST_P(RulesGolden, HqInTheFirstCountryOfTheTableIsNamed)
+{
+  const small_rules rules;
+  const auto ref = make_reference(&rules, "entity,hq_country,status,nveu_countries\nA1,AD,UVEU,\n");
+  ASSERT_EQ(ref.countries.find("AD"), 0);
+  const auto out = run(ref, {"a1,2025-02-01,A1,US,H100-SXM,1,UVEU,,X,100"});
+  EXPECT_EQ(csv_line(out, "by_entity.csv", "A1"), "A1,UVEU,AD,1,1,100,33.33");
+  EXPECT_EQ(csv_line(out, "uveu_shares.csv", "A1"), "A1,AD,100,1.000000,1.000000,,,1");
+  EXPECT_EQ(out.checks.findings.size(), 0U) << out.files.at("findings.csv");
 }
 
 // ---- CAP_NEAR_LIMIT ------------------------------------------------------------------------------
@@ -709,6 +773,35 @@ TEST_P(RulesGolden, ByCountryCapColumnsAndRounding)
             "IN,2,2,2,11,3.67,1,3,33.33,,\n"
             "MX,2,1,-1,-1,-0.33,-1,3,-33.33,,\n"
             "US,1,1,1,5,1.67,,,,,\n");
+}
+
+// The readable table (SPEC §5, no --out) lists each tier-2 cap in use: cap-pathway tpp, the cap,
+// the percentage used and the crossing date where one line crossed it. Tokens, not spacing.
+TEST_P(RulesGolden, TableListsEachTier2CapInUseWithItsPercentAndBreach)
+{
+  const small_rules rules;  // cap 1000; IN is a G2G partner here: 2000
+  const auto ref     = make_reference(&rules, default_entities, countries_with_india_g2g());
+  const auto out     = run(ref, {"t1,2025-02-01,E1,BR,H100-SXM,1,,,X,600",
+                                 "t2,2025-03-01,E1,BR,H100-SXM,1,,,X,401",    // 1001 > 1000: crosses
+                                 "t3,2025-02-01,E1,IN,H100-SXM,1,,,X,1999",   // 1999 of 2000
+                                 "t4,2025-02-01,E1,MX,H100-SXM,1,LPP,,X,50",  // not a cap pathway: 0 of 1000
+                                 "t5,2025-02-01,E1,DE,H100-SXM,1,,,X,7"});    // tier 1: not listed
+  const auto cap_row = [&](const std::string& iso) {
+    std::istringstream in(out.table);
+    std::string line;
+    while (std::getline(in, line)) {
+      std::istringstream words(line);
+      std::vector<std::string> tokens;
+      for (std::string w; words >> w;) { tokens.push_back(w); }
+      if (!tokens.empty() && tokens[0] == iso && tokens.size() >= 5 && tokens[2] == "of") { return tokens; }
+    }
+    return std::vector<std::string>{};
+  };
+  EXPECT_EQ(cap_row("BR"), (strings{"BR", "1001", "of", "1000", "100.10%", "EXCEEDED", "on", "2025-03-01"}))
+      << out.table;
+  EXPECT_EQ(cap_row("IN"), (strings{"IN", "1999", "of", "2000", "99.95%"})) << out.table;
+  EXPECT_EQ(cap_row("MX"), (strings{"MX", "0", "of", "1000", "0.00%"})) << out.table;
+  EXPECT_EQ(cap_row("DE"), strings{}) << out.table;
 }
 
 TEST_P(RulesGolden, BundledRuleSetLimits)
