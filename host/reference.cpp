@@ -453,6 +453,28 @@ std::int64_t written_decimals(std::string_view text)
   return scale > 0 ? scale : 0;
 }
 
+/// The JSON library's @p what as the other inputs' errors are written: `rules.json:6:20: invalid
+/// JSON: ...`, where the library names a place (`[json.exception.parse_error.101] parse error at
+/// line 6, column 20: `), less the library's own code; and why where the text is not UTF-8 at all.
+std::string json_syntax_message(std::string_view text, const std::string& origin, std::string_view what)
+{
+  if (what.substr(0, 1) == "[") { what.remove_prefix(std::min(what.size(), what.find("] ") + 2)); }
+  std::string place;
+  constexpr std::string_view at_line = "parse error at line ", column = ", column ";
+  if (what.substr(0, at_line.size()) == at_line) {
+    const std::size_t comma = what.find(column), colon = what.find(": ");
+    if (comma != std::string_view::npos && colon != std::string_view::npos && comma < colon) {
+      place = ":" + std::string(what.substr(at_line.size(), comma - at_line.size())) + ":" +
+              std::string(what.substr(comma + column.size(), colon - comma - column.size()));
+      what.remove_prefix(colon + 2);
+    }
+  }
+  const bool utf16 = text.find('\0') != std::string_view::npos || text.substr(0, 2) == "\xFF\xFE" ||
+                     text.substr(0, 2) == "\xFE\xFF";
+  return origin + place + ": invalid JSON: " + std::string(what) +
+         (utf16 ? " (the file holds NUL bytes or a UTF-16 byte-order mark; save it as UTF-8)" : "");
+}
+
 /// Parses a rule set's @p text, refusing a key given twice in one object; @p written gets the
 /// fractional numbers as written.
 json parse_rule_json(std::string_view text, const std::string& origin, written_json& written)
@@ -466,7 +488,7 @@ json parse_rule_json(std::string_view text, const std::string& origin, written_j
   try {
     doc = json::parse(text);
   } catch (const json::exception& e) {  // parse errors, and numbers past a double (1e999)
-    throw config_error(origin + ": invalid JSON: " + e.what());
+    throw config_error(json_syntax_message(text, origin, e.what()));
   }
   if (scanned && !written.repeated.empty()) {
     throw config_error(origin + (written.repeated_in.empty() ? "" : ": " + written.repeated_in) + ": key " +

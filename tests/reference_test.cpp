@@ -649,6 +649,17 @@ TEST(RuleSet, BadJson)
         [&] { (void)parse_rule_set(nested, "deep.json"); },
         depth == 64 ? "deep.json: 'notes' must be a string" : "deep.json: nested deeper than 64 levels");
   }
+  // A syntax error is named `file:line:column: reason` as in every other input, without the JSON
+  // library's own code; a value past a double has no place, only the file.
+  expect_config_error([] { (void)parse_rule_set("{\"id\": \"x\",\n \"h100_tpp\": 5x}", "typo.json"); },
+                      "typo.json:2:15: invalid JSON: syntax error while parsing object - invalid literal");
+  expect_config_error([&] { (void)parse_rule_set(huge, "huge.json"); },
+                      "huge.json: invalid JSON: number overflow parsing '1e999'");
+  // UTF-16 (a spreadsheet's or an editor's "Unicode") fails at its first byte: say why.
+  expect_config_error([] { (void)parse_rule_set(std::string("\xFF\xFE{\0}\0", 6), "wide.json"); },
+                      "wide.json:1:1: invalid JSON: ");
+  expect_config_error([] { (void)parse_rule_set(std::string("\xFF\xFE{\0}\0", 6), "wide.json"); },
+                      "UTF-16 byte-order mark; save it as UTF-8)");
   // Not said to miss every key.
   expect_config_error([] { (void)parse_rule_set("[1, 2]", "array.json"); },
                       "array.json: a rule set is a JSON object");
