@@ -229,6 +229,7 @@ country_table load_countries(const std::string& path)
 country_table parse_countries(std::string_view text, const std::string& path)
 {
   country_table table;
+  std::map<std::string, std::int64_t> line_of;  // each code's line, for a repeated one to name its first
   read_reference_csv(text, path, {"iso2", "name", "tier", "g2g_partner"},
                      [&](const std::vector<detail::csv_field>& f, const std::string& file) {
                        country row;
@@ -247,9 +248,13 @@ country_table parse_countries(std::string_view text, const std::string& path)
                        if (!parse_flag(f[3].value, row.g2g_partner)) {
                          reference_defect(file, f[3], "g2g_partner must be 0 or 1");
                        }
-                       if (table.code_of.count(row.iso2) != 0) {
-                         reference_defect(file, f[0], "country " + row.iso2 + " is listed twice");
+                       if (const auto first = line_of.find(row.iso2); first != line_of.end()) {
+                         reference_defect(file, f[0],
+                                          "country " + row.iso2 + " is listed twice: the same code as line " +
+                                              std::to_string(first->second) +
+                                              " (codes compare without case); give each country one row");
                        }
+                       line_of.emplace(row.iso2, f[0].line);
                        table.code_of.emplace(row.iso2, 0);
                        table.rows.push_back(std::move(row));
                      });
@@ -272,6 +277,7 @@ chip_table load_chips(const std::string& path)
 chip_table parse_chips(std::string_view text, const std::string& path)
 {
   chip_table table;
+  std::vector<std::int64_t> line_of;  // each row's line, for a repeated key to name its first
   read_reference_csv(text, path, {"chip", "vendor", "tpp", "performance_density", "datacenter"},
                      [&](const std::vector<detail::csv_field>& f, const std::string& file) {
                        chip row;
@@ -295,12 +301,21 @@ chip_table parse_chips(std::string_view text, const std::string& path)
                          reference_defect(file, f[4], "datacenter must be 0 or 1");
                        }
                        const std::string upper = detail::to_upper(row.key);
-                       if (table.code_of.count(upper) != 0) {
+                       if (const auto first = table.code_of.find(upper); first != table.code_of.end()) {
                          reference_defect(file, f[0],
-                                          "chip " + detail::terminal_text(row.key) + " is listed twice");
+                                          "chip " + detail::terminal_text(row.key) +
+                                              " is listed twice: the same key as line " +
+                                              std::to_string(line_of[first->second]) +
+                                              " (keys compare without case); give each chip one row");
+                       }
+                       // Codes are 16 bits, as `add_adhoc`'s: a 65536th row's code would wrap to the
+                       // first row's, and its lines be priced at that chip's tpp.
+                       if (table.rows.size() >= 65535) {
+                         reference_defect(file, f[0], "more than 65535 chips: the most a table may list");
                        }
                        table.code_of.emplace(upper, static_cast<std::uint16_t>(table.rows.size()));
                        table.rows.push_back(std::move(row));
+                       line_of.push_back(f[0].line);
                      });
   if (table.rows.empty()) { throw config_error(path + ": no chips"); }
   return table;

@@ -293,7 +293,11 @@ TEST_F(ReferenceFiles, CountriesDuplicateIso)
 {
   const auto path =
     write("countries.csv", "iso2,name,tier,g2g_partner\nUS,United States,1,0\nAE,Emirates,2,0\nus,Again,1,0\n");
-  expect_config_error([&] { (void)load_countries(path); }, path + ":4:1:");
+  // The message names the first row too: the two may be written differently (`US`, `us`).
+  expect_config_error([&] { (void)load_countries(path); },
+                      path +
+                          ":4:1: country US is listed twice: the same code as line 2 (codes compare "
+                          "without case); give each country one row");
 }
 
 TEST_F(ReferenceFiles, CountriesBadIsoCode)
@@ -391,7 +395,28 @@ TEST_F(ReferenceFiles, ChipsDuplicateKeyIgnoringCase)
 {
   const auto path =
       write("chips.csv", "chip,vendor,tpp,performance_density,datacenter\nX1,V,10,1,1\nx1,V,20,1,1\n");
-  expect_config_error([&] { (void)load_chips(path); }, path + ":3:1:");
+  expect_config_error([&] { (void)load_chips(path); },
+                      path +
+                          ":3:1: chip x1 is listed twice: the same key as line 2 (keys compare without "
+                          "case); give each chip one row");
+}
+
+// Chip codes are 16 bits: a 65536th row's code wrapped to the first row's, and a log's lines of
+// that chip were counted as the first chip, at its tpp, without a word. A table of 65535 chips
+// loads, each chip its own; one more row is refused at that row.
+TEST_F(ReferenceFiles, ChipsTableOfMoreThan65535RowsIsRefused)
+{
+  std::string table = "chip,vendor,tpp,performance_density,datacenter\n";
+  for (int i = 0; i < 65535; ++i) {
+    table += "C" + std::to_string(i) + ",V," + std::to_string(i + 1) + ",1,1\n";
+  }
+  const chip_table most = parse_chips(table, "most.csv");
+  ASSERT_EQ(most.rows.size(), 65535U);
+  const int last = most.find("C65534");
+  ASSERT_GE(last, 0);
+  EXPECT_EQ(most.rows[static_cast<std::size_t>(last)].tpp, 65535);
+  expect_config_error([&] { (void)parse_chips(table + "ZZZ,V,5,1,0\n", "more.csv"); },
+                      "more.csv:65537:1: more than 65535 chips");
 }
 
 TEST_F(ReferenceFiles, ChipsBadDatacenterFlagAndEmptyKey)
@@ -457,6 +482,25 @@ TEST_F(ReferenceFiles, NveuCountriesColumnIsNeededOnlyByNveuEntities)
     const std::string what = e.what();
     EXPECT_NE(what.find(path + ":3:7:"), std::string::npos) << what;
     EXPECT_NE(what.find("nveu_countries"), std::string::npos) << what;
+  }
+}
+
+// An entity listed twice is refused (which row's status was meant would be a guess), naming both
+// rows' lines: the second may be far down a long file.
+TEST_F(ReferenceFiles, EntityListedTwiceNamesItsFirstRow)
+{
+  const country_table countries = load_countries((datasets_dir() / "countries.csv").string());
+  const auto path               = write("e.csv",
+                                        "entity,hq_country,status,nveu_countries\nE1,US,UVEU,\nE2,AE,NONE,\n"
+                                                      "E1,AE,NVEU,AE\n");
+  try {
+    (void)load_entities(path, countries);
+    ADD_FAILURE() << "an entity listed twice was accepted";
+  } catch (const parse_error& e) {
+    EXPECT_EQ(std::string(e.what()),
+              path +
+                  ":4:1: DUPLICATE_ID: entity 'E1' is listed twice: the same id as line 2; give each "
+                  "entity one row");
   }
 }
 
