@@ -6,6 +6,7 @@
 
 #include "csv.hpp"
 #include "iso_countries.hpp"
+#include "spreadsheet_hints.hpp"
 #include "terminal_text.hpp"
 
 #include <nlohmann/json.hpp>
@@ -242,11 +243,13 @@ country_table parse_countries(std::string_view text, const std::string& path)
                        row.name          = std::string(f[1].value);
                        std::int64_t tier = 0;
                        if (!detail::parse_int64(f[2].value, tier) || tier < 1 || tier > 3) {
-                         reference_defect(file, f[2], "tier must be 1, 2 or 3");
+                         reference_defect(file, f[2],
+                                          "tier must be 1, 2 or 3, not " + detail::quoted(f[2].value));
                        }
                        row.tier = static_cast<int>(tier);
                        if (!parse_flag(f[3].value, row.g2g_partner)) {
-                         reference_defect(file, f[3], "g2g_partner must be 0 or 1");
+                         reference_defect(file, f[3],
+                                          "g2g_partner must be 0 or 1, not " + detail::quoted(f[3].value));
                        }
                        if (const auto first = line_of.find(row.iso2); first != line_of.end()) {
                          reference_defect(file, f[0],
@@ -289,16 +292,28 @@ chip_table parse_chips(std::string_view text, const std::string& path)
                        }
                        row.vendor = std::string(f[1].value);
                        if (!detail::parse_int64(f[2].value, row.tpp) || row.tpp <= 0) {
-                         reference_defect(file, f[2], "tpp must be a positive integer");
+                         // Digits alone are a positive integer: say that it is too large, not that it is
+                         // none.
+                         const bool digits =
+                             f[2].value.find_first_not_of("0123456789") == std::string_view::npos &&
+                             f[2].value.find_first_not_of('0') != std::string_view::npos;
+                         reference_defect(file, f[2],
+                                          digits ? "tpp " + detail::quoted(f[2].value) +
+                                                       " is past 9223372036854775807 (2^63 - 1)"
+                                                 : "tpp must be a positive integer, not " +
+                                                       detail::quoted(f[2].value) +
+                                                       detail::quantity_hint(f[2].value));
                        }
                        // Not used by any rule here, but a table with a malformed one is not the table
                        // its author meant: checked like every other column.
                        if (!is_decimal(f[3].value)) {
                          reference_defect(file, f[3],
-                                          "performance_density must be a non-negative decimal number");
+                                          "performance_density must be a non-negative decimal number, not " +
+                                              detail::quoted(f[3].value));
                        }
                        if (!parse_flag(f[4].value, row.datacenter)) {
-                         reference_defect(file, f[4], "datacenter must be 0 or 1");
+                         reference_defect(file, f[4],
+                                          "datacenter must be 0 or 1, not " + detail::quoted(f[4].value));
                        }
                        const std::string upper = detail::to_upper(row.key);
                        if (const auto first = table.code_of.find(upper); first != table.code_of.end()) {

@@ -285,7 +285,8 @@ TEST_F(ReferenceFiles, CountriesBadTier)
   for (const char* tier : {"0", "4", "x", "", "1.5", "-1"}) {
     const auto path = write("countries.csv", std::string("iso2,name,tier,g2g_partner\nUS,United States,") + tier + ",0\n");
     // tier is field 3 on line 2: `US,United States,` is 17 bytes.
-    expect_config_error([&] { (void)load_countries(path); }, path + ":2:18:");
+    expect_config_error([&] { (void)load_countries(path); },
+                        path + ":2:18: tier must be 1, 2 or 3, not '" + tier + "'");
   }
 }
 
@@ -388,6 +389,17 @@ TEST_F(ReferenceFiles, ChipsBadTpp)
     const auto path = write(
         "chips.csv", std::string("chip,vendor,tpp,performance_density,datacenter\nX1,V,") + tpp + ",1.5,1\n");
     expect_config_error([&] { (void)load_chips(path); }, path + ":2:6:");
+  }
+  // The value is quoted; digits past 64 bits are a positive integer, too large, not "no integer";
+  // a spreadsheet's rewriting is named as in a log's quantity.
+  for (const auto& [tpp, said] :
+       {std::pair{"0", "tpp must be a positive integer, not '0'"},
+        std::pair{"99999999999999999999",
+                  "tpp '99999999999999999999' is past 9223372036854775807 (2^63 - 1)"},
+        std::pair{"\"15,832\"", "tpp must be a positive integer, not '15,832'; thousands separators"}}) {
+    const auto path = write(
+        "chips.csv", std::string("chip,vendor,tpp,performance_density,datacenter\nX1,V,") + tpp + ",1.5,1\n");
+    expect_config_error([&] { (void)load_chips(path); }, path + ":2:6: " + said);
   }
 }
 
