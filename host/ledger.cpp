@@ -113,6 +113,11 @@ sql_connection open_ledger(const std::string& path, sql_connection::mode how)
   const bool found = std::filesystem::exists(path, lookup);
   if (lookup) { throw config_error(path + ": cannot open the ledger: " + lookup.message()); }
   if (!found) { throw config_error(path + ": no such ledger (create one with 'capledger ledger init')"); }
+  // SQLite says only "disk I/O error" or "unable to open database file" of a folder.
+  if (std::filesystem::is_directory(path, lookup)) {
+    throw config_error(path +
+                       ": is a folder, not a ledger file (name the file 'capledger ledger init' made)");
+  }
   if (std::filesystem::exists(path + "-journal", lookup)) {
     // A journal left by a killed ingest must be rolled back before anyone reads, and SQLite can
     // only do that through a writable connection; reading once through one restores the ledger

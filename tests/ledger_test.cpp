@@ -1997,6 +1997,25 @@ TEST_F(ledger_test, LedgerPathThatCannotBeLookedUpIsBadInput)
   }
 }
 
+// A folder named as the ledger (a typo, or the folder the ledger lives in) is said to be one,
+// where SQLite said only "disk I/O error" or "unable to open database file"; exit 2.
+TEST_F(ledger_test, LedgerPathThatIsAFolderIsSaidToBeOne)
+{
+  std::filesystem::create_directory(at("ledgers"));
+  write_text(at("night.csv"),
+             "shipment_id,date,entity,country,chip,quantity\nA1,2025-03-01,E1,DE,H100-SXM,1\n");
+  for (const std::string& command :
+       {"ledger balances ledgers", "ledger report ledgers", "ledger ingest ledgers night.csv",
+        "check ledgers --proposed night.csv", "ledger verify ledgers"}) {
+    EXPECT_EQ(cli(command), 2) << command << ": " << stderr_text();
+    EXPECT_NE(stderr_text().find("ledgers: is a folder, not a ledger file (name the file 'capledger ledger "
+                                 "init' made)"),
+              std::string::npos)
+        << command << ": " << stderr_text();
+  }
+  EXPECT_TRUE(std::filesystem::is_empty(at("ledgers")));
+}
+
 TEST_F(ledger_test, ReaderThatCannotRollBackAJournalSaysWhy)
 {
   ASSERT_EQ(cli("ledger init l.db"), 0);
