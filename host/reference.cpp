@@ -529,6 +529,15 @@ json parse_rule_json(std::string_view text, const std::string& origin, written_j
   return doc;
 }
 
+/// @p value as its JSON text, for a message: cut short past 40 bytes (a list or object given for
+/// a number may be long), escaped for the terminal.
+std::string shown(const json& value)
+{
+  std::string text = value.dump();
+  if (text.size() > 40) { text = text.substr(0, 37) + "..."; }
+  return detail::terminal_text(text);
+}
+
 const json& member(const json& object, const char* key, const std::string& where)
 {
   if (!object.is_object() || !object.contains(key)) { throw config_error(where + ": missing '" + key + "'"); }
@@ -538,8 +547,13 @@ const json& member(const json& object, const char* key, const std::string& where
 std::int64_t positive_integer(const json& object, const char* key, const std::string& where)
 {
   const json& value = member(object, key, where);
+  // An unsigned integer past 2^63 - 1 read as signed wraps to a negative number: refused, but said
+  // to be too large rather than not positive.
+  if (value.is_number_unsigned() && value.get<std::uint64_t>() > static_cast<std::uint64_t>(INT64_MAX)) {
+    throw config_error(where + ": '" + key + "' " + value.dump() + " is past 9223372036854775807 (2^63 - 1)");
+  }
   if (!value.is_number_integer() || value.get<std::int64_t>() <= 0) {
-    throw config_error(where + ": '" + key + "' must be a positive integer");
+    throw config_error(where + ": '" + key + "' must be a positive integer, not " + shown(value));
   }
   return value.get<std::int64_t>();
 }
@@ -548,7 +562,7 @@ day_t date_member(const json& object, const char* key, const std::string& where)
 {
   const json& value = member(object, key, where);
   const auto day    = value.is_string() ? parse_date(value.get<std::string>()) : std::nullopt;
-  if (!day) { throw config_error(where + ": '" + key + "' must be a YYYY-MM-DD date"); }
+  if (!day) { throw config_error(where + ": '" + key + "' must be a YYYY-MM-DD date, not " + shown(value)); }
   return *day;
 }
 
@@ -598,7 +612,8 @@ rule_set parse_rule_set(std::string_view json_text, const std::string& origin)
   rules.counting_starts = date_member(doc, "counting_starts", origin);
   rules.counting_ends   = date_member(doc, "counting_ends", origin);
   if (rules.counting_starts > rules.counting_ends) {
-    throw config_error(origin + ": counting_starts is after counting_ends");
+    throw config_error(origin + ": counting_starts " + format_date(rules.counting_starts) +
+                       " is after counting_ends " + format_date(rules.counting_ends));
   }
   rules.h100_tpp = positive_integer(doc, "h100_tpp", origin);
 
@@ -637,13 +652,18 @@ rule_set parse_rule_set(std::string_view json_text, const std::string& origin)
     const std::string where = origin + ": nveu_caps[" + std::to_string(i) + "]";
     nveu_phase phase{date_member(phases[i], "through", where), positive_integer(phases[i], "tpp", where)};
     if (!rules.nveu_caps.empty() && phase.through <= rules.nveu_caps.back().through) {
-      throw config_error(where + ": phases must be in increasing 'through' order");
+      throw config_error(where +
+                         ": phases must be in increasing 'through' order: " + format_date(phase.through) +
+                         " is not after the phase before's " + format_date(rules.nveu_caps.back().through));
     }
     rules.nveu_caps.push_back(phase);
   }
   // Every in-window date must have a phase in force, or the NVEU limit would be undefined.
   if (rules.nveu_caps.back().through < rules.counting_ends) {
-    throw config_error(origin + ": the last nveu_caps phase ends before counting_ends");
+    throw config_error(origin + ": the last nveu_caps phase ends before counting_ends (" +
+                       format_date(rules.nveu_caps.back().through) + " < " +
+                       format_date(rules.counting_ends) +
+                       "): no NVEU cap would be in force after it; extend its 'through' or add a phase");
   }
 
   const std::string uveu_where       = origin + ": uveu";

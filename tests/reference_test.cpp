@@ -738,12 +738,14 @@ TEST(RuleSet, MissingKeys)
 TEST(RuleSet, PhasesMustBeInIncreasingOrder)
 {
   expect_config_error(
-    [] {
-      (void)parse_rule_set(valid_rules(R"([{"through": "2026-12-31", "tpp": 100}, {"through": "2025-12-31", "tpp": 200},
+      [] {
+        (void)parse_rule_set(
+            valid_rules(R"([{"through": "2026-12-31", "tpp": 100}, {"through": "2025-12-31", "tpp": 200},
                                            {"through": "2027-12-31", "tpp": 300}])"),
-                           "r.json");
-    },
-    "nveu_caps[1]");
+            "r.json");
+      },
+      "r.json: nveu_caps[1]: phases must be in increasing 'through' order: 2025-12-31 is not after the phase "
+      "before's 2026-12-31");
   expect_config_error(
     [] {
       (void)parse_rule_set(valid_rules(R"([{"through": "2027-12-31", "tpp": 100}, {"through": "2027-12-31", "tpp": 200}])"),
@@ -755,11 +757,13 @@ TEST(RuleSet, PhasesMustBeInIncreasingOrder)
 TEST(RuleSet, LastPhaseMustCoverCountingEnds)
 {
   expect_config_error(
-    [] {
-      (void)parse_rule_set(valid_rules(R"([{"through": "2025-12-31", "tpp": 100}, {"through": "2027-12-30", "tpp": 200}])"),
-                           "r.json");
-    },
-    "counting_ends");
+      [] {
+        (void)parse_rule_set(
+            valid_rules(R"([{"through": "2025-12-31", "tpp": 100}, {"through": "2027-12-30", "tpp": 200}])"),
+            "r.json");
+      },
+      "r.json: the last nveu_caps phase ends before counting_ends (2027-12-30 < 2027-12-31): no NVEU cap "
+      "would be in force after it; extend its 'through' or add a phase");
   // Ending exactly on counting_ends, or after it, is fine.
   EXPECT_NO_THROW((void)parse_rule_set(valid_rules(R"([{"through": "2027-12-31", "tpp": 1}])"), "r.json"));
   EXPECT_NO_THROW((void)parse_rule_set(valid_rules(R"([{"through": "2030-01-01", "tpp": 1}])"), "r.json"));
@@ -827,17 +831,35 @@ TEST(RuleSet, CountingWindowAndH100)
 {
   const std::string phases = R"([{"through": "2030-12-31", "tpp": 1}])";
   expect_config_error(
-    [&] { (void)parse_rule_set(valid_rules(phases, R"(["LICENSE"])", "0.07", "2024-12-31"), "r.json"); },
-    "counting_starts");
+      [&] { (void)parse_rule_set(valid_rules(phases, R"(["LICENSE"])", "0.07", "2024-12-31"), "r.json"); },
+      "r.json: counting_starts 2025-01-13 is after counting_ends 2024-12-31");
   expect_config_error(
-    [&] { (void)parse_rule_set(valid_rules(phases, R"(["LICENSE"])", "0.07", "2027-13-01"), "r.json"); },
-    "counting_ends");
+      [&] { (void)parse_rule_set(valid_rules(phases, R"(["LICENSE"])", "0.07", "2027-13-01"), "r.json"); },
+      "r.json: 'counting_ends' must be a YYYY-MM-DD date, not \"2027-13-01\"");
   expect_config_error(
     [&] { (void)parse_rule_set(valid_rules(phases, R"(["LICENSE"])", "0.07", "2027-12-31", "0"), "r.json"); },
     "h100_tpp");
   expect_config_error(
-    [&] { (void)parse_rule_set(valid_rules(phases, R"(["LICENSE"])", "0.07", "2027-12-31", "\"15832\""), "r.json"); },
-    "h100_tpp");
+      [&] {
+        (void)parse_rule_set(valid_rules(phases, R"(["LICENSE"])", "0.07", "2027-12-31", "\"15832\""),
+                             "r.json");
+      },
+      "r.json: 'h100_tpp' must be a positive integer, not \"15832\"");
+  // The value is said; one past 2^63 - 1 (read as signed it wrapped negative) is too large, not
+  // "not positive"; a long value is cut short.
+  for (const auto& [h100, said] :
+       {std::pair{"1e3", "'h100_tpp' must be a positive integer, not 1000.0"},
+        std::pair{"9223372036854775808",
+                  "'h100_tpp' 9223372036854775808 is past 9223372036854775807 (2^63 - 1)"},
+        std::pair{"[1111111111, 2222222222, 3333333333, 4444444444]",  // its first 37 bytes, then ...
+                  "'h100_tpp' must be a positive integer, not [1111111111,2222222222,3333333333,444..."}}) {
+    try {
+      (void)parse_rule_set(valid_rules(phases, R"(["LICENSE"])", "0.07", "2027-12-31", h100), "r.json");
+      ADD_FAILURE() << "accepted " << h100;
+    } catch (const config_error& e) {
+      EXPECT_EQ(std::string(e.what()), std::string("r.json: ") + said);
+    }
+  }
 }
 
 TEST_F(ReferenceFiles, LoadRuleSetNamesTheFile)
