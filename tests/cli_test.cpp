@@ -2476,4 +2476,23 @@ TEST_F(Cli, VersionOnEveryCommandAndUnknownCommandsNamed)
   EXPECT_TRUE(entries(work_).empty());
 }
 
+// A flag given twice is refused (which value was meant would be a guess) in words, not CLI11's
+// "--rules: At Most 1 required but received 2"; nothing is written.
+TEST_F(Cli, FlagGivenTwiceIsSaidToBe)
+{
+  write("log.csv", clean_log);
+  for (const std::string& args :
+       {std::string("report log.csv --as-of 2025-03-01 --as-of 2025-12-01 --out out"),
+        std::string("generate --records 5 --out out --out other")}) {
+    const run_result r = run(args);
+    EXPECT_EQ(r.exit_code, 2) << args;
+    const std::string flag = args.rfind("report", 0) == 0 ? "--as-of" : "--out";
+    EXPECT_EQ(r.err, "capledger: " + flag +
+                         " is given 2 times: give it once (which value was meant would be a guess)\n"
+                         "Run with --help for more information.\n")
+        << args;
+  }
+  EXPECT_EQ(entries(work_), (std::set<std::string>{"log.csv"}));
+}
+
 }  // namespace
