@@ -154,6 +154,9 @@ void read_reference_csv(std::string_view text, const std::string& path,
   detail::csv_reader reader(text);
   if (reader.next() != detail::csv_status::record) { throw config_error(path + ":1:1: missing header row"); }
   const detail::csv_header header(reader.fields(), path);
+  // As in a log: with `\n\r` line ends each row's first field begins with a CR, a chip key that
+  // matched no log's chip (its lines with tpp_per_unit were then priced as unknown datacenter chips).
+  detail::refuse_lf_cr_line_ends(text, reader.position(), reader.line(), path);
   std::vector<int> columns;
   for (const auto name : required) {
     const int index = header.find(name);

@@ -463,6 +463,33 @@ TEST_F(ReferenceFiles, ChipsPerformanceDensityIsADecimalNumber)
 }
 
 // A log's chip must be valid UTF-8 (BAD_ENCODING), so a key that is not could never be matched.
+// `\n\r` line ends (some exports) are refused in the reference tables as in a log: each row's
+// first field began with the CR, so a chips table so written loaded keys ("\rRTX-4090") that no
+// log's chip matched, and lines with tpp_per_unit were taken as unknown chips, counted as
+// datacenter chips (an ACA line of an RTX-4090 became an UNAUTHORIZED_PATHWAY violation).
+TEST_F(ReferenceFiles, LfCrLineEndsAreRefusedAsInALog)
+{
+  const std::string said =
+      ":2:1: MALFORMED_HEADER: a carriage return follows the header row's line end: line "
+      "ends must be \\n or \\r\\n, not \\n\\r";
+  for (const auto& [name, text] :
+       {std::pair{"chips.csv",
+                  "chip,vendor,tpp,performance_density,datacenter\n\rRTX-4090,NVIDIA,5285,8.66,0\n\r"},
+        std::pair{"countries.csv", "iso2,name,tier,g2g_partner\n\rUS,United States,1,0\n\r"}}) {
+    const auto path = write(name, text);
+    try {
+      if (std::string(name) == "chips.csv") {
+        (void)load_chips(path);
+      } else {
+        (void)load_countries(path);
+      }
+      ADD_FAILURE() << name << " with \\n\\r line ends loaded";
+    } catch (const std::runtime_error& e) {
+      EXPECT_EQ(std::string(e.what()), path + said) << name;
+    }
+  }
+}
+
 TEST_F(ReferenceFiles, ChipsKeyMustBeUtf8)
 {
   const auto path =
