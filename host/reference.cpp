@@ -264,7 +264,10 @@ country_table parse_countries(std::string_view text, const std::string& path)
                        table.code_of.emplace(row.iso2, 0);
                        table.rows.push_back(std::move(row));
                      });
-  if (table.rows.empty()) { throw config_error(path + ": no countries"); }
+  if (table.rows.empty()) {
+    throw config_error(
+        path + ": no countries: the table has a header row and no row under it (it lists each country)");
+  }
   if (table.rows.size() > 256) { throw config_error(path + ": more than 256 countries"); }
   // Codes follow ISO order so that every output sorted by code is sorted by name.
   std::sort(table.rows.begin(), table.rows.end(),
@@ -335,7 +338,10 @@ chip_table parse_chips(std::string_view text, const std::string& path)
                        table.rows.push_back(std::move(row));
                        line_of.push_back(f[0].line);
                      });
-  if (table.rows.empty()) { throw config_error(path + ": no chips"); }
+  if (table.rows.empty()) {
+    throw config_error(path +
+                       ": no chips: the table has a header row and no row under it (it lists each chip)");
+  }
   return table;
 }
 

@@ -371,7 +371,14 @@ TEST_F(ReferenceFiles, CountriesEmptyOrMissingFile)
 {
   expect_config_error([&] { (void)load_countries(write("countries.csv", "")); }, "header");
   expect_config_error([&] { (void)load_countries(write("header_only.csv", "iso2,name,tier,g2g_partner\n")); },
-                      "no countries");
+                      "header_only.csv: no countries: the table has a header row and no row under it (it "
+                      "lists each country)");
+  expect_config_error(
+      [&] {
+        (void)load_chips(write("header_only.csv", "chip,vendor,tpp,performance_density,datacenter\r\n"));
+      },
+      "header_only.csv: no chips: the table has a header row and no row under it (it lists "
+      "each chip)");
   expect_config_error([&] { (void)load_countries((dir_ / "absent.csv").string()); }, "absent.csv");
 }
 
