@@ -581,7 +581,9 @@ ppm_t share_member(const json& object, const char* place, const char* key, const
                    const written_json& written)
 {
   const json& value = member(object, key, where);
-  if (!value.is_number()) { throw config_error(where + ": '" + key + "' must be a number"); }
+  if (!value.is_number()) {
+    throw config_error(where + ": '" + key + "' must be a number, not " + shown(value));
+  }
   const double share = value.get<double>();
   // The decimals as written (0.0700000000001 has 13), not a tolerance around a multiple of 10^-6,
   // which took 0.0700000000001 for 0.07. An integer (0, 1) has none.
@@ -595,7 +597,9 @@ ppm_t share_member(const json& object, const char* place, const char* key, const
   if (minus || !(share >= 0.0 && share <= 1.0) || decimals > 6) {
     throw config_error(
         where + ": '" + key +
-        "' must be a fraction between 0 and 1, written without a sign, with at most 6 decimal digits");
+        "' must be a fraction between 0 and 1, written without a sign, with at most 6 decimal digits, not " +
+        // As written: a double prints 0.07000000000000000001 as 0.07.
+        (text == written.fraction_text.end() ? shown(value) : detail::terminal_text(text->second)));
   }
   return static_cast<ppm_t>(nearest);
 }

@@ -825,8 +825,19 @@ TEST(RuleSet, ShareWithMoreThanSixDecimals)
                       "max_tier2_country_share");
   expect_config_error([&] { (void)parse_rule_set(valid_rules(phases, R"(["LICENSE"])", "-0.1"), "r.json"); },
                       "max_tier2_country_share");
-  expect_config_error([&] { (void)parse_rule_set(valid_rules(phases, R"(["LICENSE"])", "\"0.07\""), "r.json"); },
-                      "max_tier2_country_share");
+  expect_config_error(
+      [&] { (void)parse_rule_set(valid_rules(phases, R"(["LICENSE"])", "\"0.07\""), "r.json"); },
+      "r.json: uveu: 'max_tier2_country_share' must be a number, not \"0.07\"");
+  // The value refused is shown as written: as a double, 0.07000000000000000001 prints as 0.07,
+  // which would read as a valid share refused.
+  expect_config_error(
+      [&] {
+        (void)parse_rule_set(valid_rules(phases, R"(["LICENSE"])", "0.07000000000000000001"), "r.json");
+      },
+      "r.json: uveu: 'max_tier2_country_share' must be a fraction between 0 and 1, written without a sign, "
+      "with at most 6 decimal digits, not 0.07000000000000000001");
+  expect_config_error([&] { (void)parse_rule_set(valid_rules(phases, R"(["LICENSE"])", "2"), "r.json"); },
+                      "with at most 6 decimal digits, not 2");
 }
 
 // A share of 0 written with a minus sign is refused, as a chips table's performance_density of
