@@ -282,6 +282,20 @@ void replay_ledger(sql_connection& db, shipment_log_builder& builder)
   if (has_row) { throw config_error(db.path() + ": lines without a file record; the ledger is damaged"); }
 }
 
+/// `replay_ledger` for a command that reads the ledger under the tables given: a stored line they
+/// refuse (a chip the --chips table lacks) is said to be one, since the file and line named were
+/// accepted when ingested and the user would look for the fault there.
+void replay_ledger_under(sql_connection& db, shipment_log_builder& builder)
+{
+  try {
+    replay_ledger(db, builder);
+  } catch (const parse_error& e) {
+    throw config_error(std::string(e.what()) +
+                       " (a line stored in the ledger, replayed under the countries, chips and rules tables "
+                       "given: give those the ledger was ingested with)");
+  }
+}
+
 /// The stored lines dated after @p day, in ingest order, as one log built under @p ref: what a
 /// proposed line dated on or after @p day finds after it in SPEC order. Runs inside the caller's
 /// transaction (the running state read there stands for every stored line under @p ref).
@@ -607,7 +621,7 @@ shipment_log load_ledger_log(const std::string& db_path, const reference_data& r
   // while another process ingests.
   db.exec("BEGIN");
   shipment_log_builder builder(ref.countries, ref.chips, ingest_options{});
-  replay_ledger(db, builder);
+  replay_ledger_under(db, builder);
   db.exec("COMMIT");
   return builder.finish();
 }
@@ -683,7 +697,7 @@ check_inputs load_check_inputs(const std::string& db_path, const reference_data&
   }
   diagnostics << "\n";
   shipment_log_builder builder(ref.countries, ref.chips, ingest_options{});
-  replay_ledger(db, builder);
+  replay_ledger_under(db, builder);
   inputs.ledger_lines = builder.finish();
   for (std::int32_t e = 0; e < inputs.ledger_lines->entities.size(); ++e) {
     variants.add(inputs.ledger_lines->entities.text(e), entity_place::ledger);
