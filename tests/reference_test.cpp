@@ -706,7 +706,8 @@ TEST(RuleSet, UnknownAndRepeatedKeysAreRefused)
       {edited("[{\"through\": \"2025-12-31\"", "[7, {\"through\": \"2025-12-31\", \"tpp\": 1"),
        "r.json: nveu_caps[1]: key 'tpp' is given twice"},  // a number counts as an element too
       // A share's decimals are its own, not those of a key of that name written later elsewhere.
-      {edited("0.5}}", "0.5}, \"x\": {\"max_tier2_country_share\": 0.0700001}}"), "r.json: unknown key 'x'"},
+      {edited("0.5}}", "0.5}, \"x\": {\"max_tier2_country_share\": 0.0700001}}"),
+       "r.json:6:103: unknown key 'x'"},
   };
   for (const auto& [text, message] : defects) {
     expect_config_error([&] { (void)parse_rule_set(text, "r.json"); }, message);
@@ -737,7 +738,7 @@ TEST(RuleSet, BadJson)
                    "{\"notes\": " + std::string(depth - 1, '[') + std::string(depth - 1, ']') + ", ");
     expect_config_error(
         [&] { (void)parse_rule_set(nested, "deep.json"); },
-        depth == 64 ? "deep.json: 'notes' must be a string" : "deep.json: nested deeper than 64 levels");
+        depth == 64 ? "deep.json:1:11: 'notes' must be a string" : "deep.json: nested deeper than 64 levels");
   }
   // A syntax error is named `file:line:column: reason` as in every other input, without the JSON
   // library's own code; a value past a double has no place, only the file.
@@ -778,7 +779,8 @@ TEST(RuleSet, PhasesMustBeInIncreasingOrder)
                                            {"through": "2027-12-31", "tpp": 300}])"),
             "r.json");
       },
-      "r.json: nveu_caps[1]: phases must be in increasing 'through' order: 2025-12-31 is not after the phase "
+      "r.json:4:70: nveu_caps[1]: phases must be in increasing 'through' order: 2025-12-31 is not after the "
+      "phase "
       "before's 2026-12-31");
   expect_config_error(
     [] {
@@ -796,7 +798,8 @@ TEST(RuleSet, LastPhaseMustCoverCountingEnds)
             valid_rules(R"([{"through": "2025-12-31", "tpp": 100}, {"through": "2027-12-30", "tpp": 200}])"),
             "r.json");
       },
-      "r.json: the last nveu_caps phase ends before counting_ends (2027-12-30 < 2027-12-31): no NVEU cap "
+      "r.json:4:70: the last nveu_caps phase ends before counting_ends (2027-12-30 < 2027-12-31): no NVEU "
+      "cap "
       "would be in force after it; extend its 'through' or add a phase");
   // Ending exactly on counting_ends, or after it, is fine.
   EXPECT_NO_THROW((void)parse_rule_set(valid_rules(R"([{"through": "2027-12-31", "tpp": 1}])"), "r.json"));
@@ -827,14 +830,15 @@ TEST(RuleSet, ShareWithMoreThanSixDecimals)
                       "max_tier2_country_share");
   expect_config_error(
       [&] { (void)parse_rule_set(valid_rules(phases, R"(["LICENSE"])", "\"0.07\""), "r.json"); },
-      "r.json: uveu: 'max_tier2_country_share' must be a number, not \"0.07\"");
+      "r.json:5:41: uveu: 'max_tier2_country_share' must be a number, not \"0.07\"");
   // The value refused is shown as written: as a double, 0.07000000000000000001 prints as 0.07,
   // which would read as a valid share refused.
   expect_config_error(
       [&] {
         (void)parse_rule_set(valid_rules(phases, R"(["LICENSE"])", "0.07000000000000000001"), "r.json");
       },
-      "r.json: uveu: 'max_tier2_country_share' must be a fraction between 0 and 1, written without a sign, "
+      "r.json:5:41: uveu: 'max_tier2_country_share' must be a fraction between 0 and 1, written without a "
+      "sign, "
       "with at most 6 decimal digits, not 0.07000000000000000001");
   expect_config_error([&] { (void)parse_rule_set(valid_rules(phases, R"(["LICENSE"])", "2"), "r.json"); },
                       "with at most 6 decimal digits, not 2");
@@ -846,9 +850,9 @@ TEST(RuleSet, ShareOfZeroWithASignIsRefusedAsADensityIs)
 {
   const std::string phases = R"([{"through": "2027-12-31", "tpp": 1}])";
   for (const char* bad : {"-0", "-0.0", "-0e0", "-0.000000", "-0E+3"}) {
-    expect_config_error(
-        [&] { (void)parse_rule_set(valid_rules(phases, R"(["LICENSE"])", bad), "r.json"); },
-        "r.json: uveu: 'max_tier2_country_share' must be a fraction between 0 and 1, written without a sign");
+    expect_config_error([&] { (void)parse_rule_set(valid_rules(phases, R"(["LICENSE"])", bad), "r.json"); },
+                        "r.json:5:41: uveu: 'max_tier2_country_share' must be a fraction between 0 and 1, "
+                        "written without a sign");
   }
   for (const char* good : {"0", "0.0", "0e0", "0.000000"}) {
     EXPECT_EQ(
@@ -877,10 +881,10 @@ TEST(RuleSet, CountingWindowAndH100)
   const std::string phases = R"([{"through": "2030-12-31", "tpp": 1}])";
   expect_config_error(
       [&] { (void)parse_rule_set(valid_rules(phases, R"(["LICENSE"])", "0.07", "2024-12-31"), "r.json"); },
-      "r.json: counting_starts 2025-01-13 is after counting_ends 2024-12-31");
+      "r.json:1:72: counting_starts 2025-01-13 is after counting_ends 2024-12-31");
   expect_config_error(
       [&] { (void)parse_rule_set(valid_rules(phases, R"(["LICENSE"])", "0.07", "2027-13-01"), "r.json"); },
-      "r.json: 'counting_ends' must be a YYYY-MM-DD date, not \"2027-13-01\"");
+      "r.json:1:72: 'counting_ends' must be a YYYY-MM-DD date, not \"2027-13-01\"");
   expect_config_error(
     [&] { (void)parse_rule_set(valid_rules(phases, R"(["LICENSE"])", "0.07", "2027-12-31", "0"), "r.json"); },
     "h100_tpp");
@@ -889,7 +893,7 @@ TEST(RuleSet, CountingWindowAndH100)
         (void)parse_rule_set(valid_rules(phases, R"(["LICENSE"])", "0.07", "2027-12-31", "\"15832\""),
                              "r.json");
       },
-      "r.json: 'h100_tpp' must be a positive integer, not \"15832\"");
+      "r.json:1:98: 'h100_tpp' must be a positive integer, not \"15832\"");
   // The value is said; one past 2^63 - 1 (read as signed it wrapped negative) is too large, not
   // "not positive"; a long value is cut short.
   for (const auto& [h100, said] :
@@ -902,7 +906,59 @@ TEST(RuleSet, CountingWindowAndH100)
       (void)parse_rule_set(valid_rules(phases, R"(["LICENSE"])", "0.07", "2027-12-31", h100), "r.json");
       ADD_FAILURE() << "accepted " << h100;
     } catch (const config_error& e) {
-      EXPECT_EQ(std::string(e.what()), std::string("r.json: ") + said);
+      EXPECT_EQ(std::string(e.what()), std::string("r.json:1:98: ") + said);
+    }
+  }
+}
+
+// A rule set's defects are named `file:line:column:` as a CSV input's are (the JSON library keeps
+// no positions; the first pass over the text notes them): a wrong value at the value, an unknown
+// key at its name, a missing key at its object's opening brace. Lines end in \r\n here.
+TEST(RuleSet, DefectsNameLineAndColumn)
+{
+  const std::string lines[] = {
+      "{",                                                                                         // 1
+      "  \"id\": \"t\", \"counting_starts\": \"2025-01-13\", \"counting_ends\": \"2027-12-31\",",  // 2
+      "  \"h100_tpp\": 15832,",                                                                    // 3
+      "  \"country_cap\": {\"tpp\": 790000000, \"g2g_multiplier\": 2},",                           // 4
+      "  \"lpp\": {",                                                                              // 5
+      "    \"per_order_tpp\": 26900000,",                                                          // 6
+      "    \"per_consignee_year_tpp\": 26900000},",                                                // 7
+      "  \"nveu_caps\": [{\"through\": \"2027-12-31\", \"tpp\": 5}],",                             // 8
+      "  \"uveu\": {\"max_tier2_country_share\": 0.07, \"min_tier1_share\": 0.75, \"min_us_share_if_us_hq\": "
+      "0.5}",
+      "}"};
+  const auto edited = [&](int line, const std::string& from, const std::string& to) {
+    std::string text;
+    for (int i = 0; i < 10; ++i) {
+      std::string row = lines[i];
+      if (i + 1 == line) { row.replace(row.find(from), from.size(), to); }
+      text += row + "\r\n";
+    }
+    return text;
+  };
+  EXPECT_NO_THROW((void)parse_rule_set(edited(3, "15832", "15832"), "r.json"));
+  for (const auto& [text, said] :
+       {// `    "per_order_tpp": ` is 21 bytes: the value is at column 22.
+        std::pair{edited(6, "26900000", "0"),
+                  "r.json:6:22: lpp: 'per_order_tpp' must be a positive integer, not 0"},
+        // Missing is said before unknown: at the object's brace, `  "country_cap": {` column 18.
+        std::pair{edited(4, "g2g_multiplier", "g2g_multiplyer"),
+                  "r.json:4:18: country_cap: missing 'g2g_multiplier'"},
+        // `  "country_cap": {"tpp": 790000000, "g2g_multiplier": 2, ` is 57 bytes: the name is at 58.
+        std::pair{edited(4, "}", ", \"pathway\": [\"LPP\"]}"),
+                  "r.json:4:58: country_cap: unknown key 'pathway'"},
+        // A missing key: at its object's brace, `  "lpp": {` column 10.
+        std::pair{edited(6, "\"per_order_tpp\": 26900000,", ""), "r.json:5:10: lpp: missing 'per_order_tpp'"},
+        std::pair{edited(5, "{", "5, \"x\": {"), "r.json:5:10: lpp must be an object ({...}), not 5"},
+        // `  "nveu_caps": [{"through": ` is 28 bytes.
+        std::pair{edited(8, "2027-12-31", "2027-12-32"),
+                  "r.json:8:29: nveu_caps[0]: 'through' must be a YYYY-MM-DD date, not \"2027-12-32\""}}) {
+    try {
+      (void)parse_rule_set(text, "r.json");
+      ADD_FAILURE() << "accepted: " << said;
+    } catch (const config_error& e) {
+      EXPECT_EQ(std::string(e.what()), said);
     }
   }
 }
