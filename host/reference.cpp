@@ -386,6 +386,7 @@ class written_json final : public nlohmann::json_sax<json> {
   std::map<std::string, std::string> fraction_text;
   std::string repeated;                              ///< the first key given twice, if any
   std::string repeated_in;  ///< where that object is (`nveu_caps[1]`; empty: the top level)
+  std::size_t repeated_end               = 0;      ///< the byte just past the repeated name's closing quote
   bool too_deep                          = false;  ///< nested deeper than max_depth: the scan stopped there
   static constexpr std::size_t max_depth = 64;
   /// Where each member's name ends (just past its closing quote) and each object or array begins
@@ -409,8 +410,9 @@ class written_json final : public nlohmann::json_sax<json> {
   bool key(string_t& name) override
   {
     if (!open_.back().keys.insert(name).second && repeated.empty()) {
-      repeated    = name;
-      repeated_in = place(open_.size() - 1);
+      repeated     = name;
+      repeated_in  = place(open_.size() - 1);
+      repeated_end = consumed != nullptr ? *consumed : 0;
     }
     open_.back().key = name;
     // The parser hands a name over before it reads on: the bytes read end at its closing quote.
@@ -558,6 +560,26 @@ struct counting_iterator {
   bool operator!=(const counting_iterator& other) const { return at != other.at; }
 };
 
+/// `:line:column` of byte @p at of @p text (both 1-based, the column in bytes, as in the CSV inputs).
+std::string text_position(std::string_view text, std::size_t at)
+{
+  const std::string_view before = text.substr(0, at);
+  const std::size_t newline     = before.rfind('\n');
+  const std::size_t line_start  = newline == std::string_view::npos ? 0 : newline + 1;
+  return ":" + std::to_string(1 + std::count(before.begin(), before.end(), '\n')) + ":" +
+         std::to_string(at - line_start + 1);
+}
+
+/// The opening quote of the member name whose closing quote ends just before byte @p end of @p text.
+std::size_t name_start(std::string_view text, std::size_t end)
+{
+  std::size_t at = end - 1;  // the closing quote
+  do {
+    --at;
+  } while (at > 0 && (text[at] != '"' || text[at - 1] == '\\'));
+  return at;
+}
+
 /// Parses a rule set's @p text, refusing a key given twice in one object; @p written gets the
 /// fractional numbers as written.
 json parse_rule_json(std::string_view text, const std::string& origin, written_json& written)
@@ -579,8 +601,11 @@ json parse_rule_json(std::string_view text, const std::string& origin, written_j
     throw config_error(json_syntax_message(text, origin, e.what()));
   }
   if (scanned && !written.repeated.empty()) {
-    throw config_error(origin + (written.repeated_in.empty() ? "" : ": " + written.repeated_in) + ": key " +
-                       detail::quoted(written.repeated) + " is given twice in one object");
+    // At the second name (a name takes 2 bytes or more past the object's `{`).
+    const std::string at =
+        written.repeated_end >= 3 ? text_position(text, name_start(text, written.repeated_end)) : "";
+    throw config_error(origin + at + (written.repeated_in.empty() ? "" : ": " + written.repeated_in) +
+                       ": key " + detail::quoted(written.repeated) + " is given twice in one object");
   }
   // Else every key would be said to be missing.
   if (!doc.is_object()) { throw config_error(origin + ": a rule set is a JSON object ({...})"); }
@@ -689,11 +714,8 @@ std::string placed(const rule_error& e, std::string_view text, const std::string
     at = written.container_start.at(object);
   } else if (key_end != written.key_end.end() && key_end->second > 0) {  // (an object given as a number too)
     at = key_end->second;
-    if (e.point == rule_error::at::key) {  // back from past the closing quote to the opening one
-      at -= 1;
-      do {
-        --at;
-      } while (at > 0 && (text[at] != '"' || text[at - 1] == '\\'));
+    if (e.point == rule_error::at::key) {
+      at = name_start(text, at);
     } else {  // on past the colon to the value
       while (at < text.size() && std::string_view(" \t\r\n:").find(text[at]) != std::string_view::npos) {
         ++at;
@@ -703,11 +725,7 @@ std::string placed(const rule_error& e, std::string_view text, const std::string
   if (at == std::string_view::npos || at > text.size() || message.compare(0, origin.size(), origin) != 0) {
     return message;
   }
-  const std::string_view before = text.substr(0, at);
-  const std::size_t line_start  = before.rfind('\n') == std::string_view::npos ? 0 : before.rfind('\n') + 1;
-  const auto line               = 1 + std::count(before.begin(), before.end(), '\n');
-  return origin + ":" + std::to_string(line) + ":" + std::to_string(at - line_start + 1) +
-         message.substr(origin.size());
+  return origin + text_position(text, at) + message.substr(origin.size());
 }
 
 /// The rule set @p doc holds (`parse_rule_set`); its defects are `rule_error`s.

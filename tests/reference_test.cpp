@@ -697,14 +697,14 @@ TEST(RuleSet, UnknownAndRepeatedKeysAreRefused)
       {edited("\"min_tier1_share\"", "\"max_tier1_share\": 0.5, \"min_tier1_share\""),
        "uveu: unknown key 'max_tier1_share'"},
       {edited("\"h100_tpp\": 15832", "\"h100_tpp\": 15832, \"h100_tpp\": 1"),
-       "r.json: key 'h100_tpp' is given twice"},
+       "r.json:1:105: key 'h100_tpp' is given twice"},
       // Named by the object that repeats it: every phase has a `tpp`.
       {edited("\"tpp\": 790000000", "\"tpp\": 790000000, \"tpp\": 5"),
-       "r.json: country_cap: key 'tpp' is given twice"},
+       "r.json:2:39: country_cap: key 'tpp' is given twice"},
       {edited("\"tpp\": 200", "\"tpp\": 200, \"tpp\": 300"),
-       "r.json: nveu_caps[1]: key 'tpp' is given twice"},
+       "r.json:5:95: nveu_caps[1]: key 'tpp' is given twice"},  // at the second name
       {edited("[{\"through\": \"2025-12-31\"", "[7, {\"through\": \"2025-12-31\", \"tpp\": 1"),
-       "r.json: nveu_caps[1]: key 'tpp' is given twice"},  // a number counts as an element too
+       "r.json:4:58: nveu_caps[1]: key 'tpp' is given twice"},  // a number counts as an element too
       // A share's decimals are its own, not those of a key of that name written later elsewhere.
       {edited("0.5}}", "0.5}, \"x\": {\"max_tier2_country_share\": 0.0700001}}"),
        "r.json:6:103: unknown key 'x'"},
