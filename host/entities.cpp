@@ -60,6 +60,8 @@ entity_table parse_entities(std::string_view text, const std::string& path, cons
   const auto expected = std::min(lines, text.size() / 16);
   table.rows.reserve(expected);
   table.index_of.reserve(expected);
+  std::vector<std::int64_t> line_of;  // each row's line, for a repeated id to name its first
+  line_of.reserve(expected);
   while (true) {
     const auto status = reader.next();
     if (status == detail::csv_status::end) { break; }
@@ -137,11 +139,16 @@ entity_table parse_entities(std::string_view text, const std::string& path, cons
       row.nveu_countries.erase(std::unique(row.nveu_countries.begin(), row.nveu_countries.end()),
                                row.nveu_countries.end());
     }
-    if (!table.index_of.emplace(row.id, static_cast<std::int32_t>(table.rows.size())).second) {
+    const auto [first, added] = table.index_of.emplace(row.id, static_cast<std::int32_t>(table.rows.size()));
+    if (!added) {
+      // Which row's status, HQ and NVEU countries were meant would be a guess.
       throw parse_error(path, id_field.line, id_field.column, "DUPLICATE_ID",
-                        "entity " + detail::quoted(row.id) + " is listed twice");
+                        "entity " + detail::quoted(row.id) + " is listed twice: the same id as line " +
+                            std::to_string(line_of[static_cast<std::size_t>(first->second)]) +
+                            "; give each entity one row");
     }
     table.rows.push_back(std::move(row));
+    line_of.push_back(id_field.line);
   }
   return table;
 }

@@ -24,6 +24,7 @@
 /// counting-window side and (for LPP) the same calendar year. The UVEU share plants are sized
 /// last, from the exact final totals of their entity.
 
+#include <capledger/calendar.hpp>
 #include <capledger/entities.hpp>
 #include <capledger/error.hpp>
 #include <capledger/generate.hpp>
@@ -1308,18 +1309,27 @@ void check_options(const generate_options& options)
   if (options.entities < 0 || options.entities > std::numeric_limits<std::int32_t>::max()) {
     throw config_error("generate: --entities must be between 0 and 2^31 - 1");
   }
-  if (options.returns_per_mille < 0 || options.returns_per_mille > 1000 ||
-      options.prohibited_per_million < 0 || options.prohibited_per_million > 1000000 ||
+  if (options.returns_per_mille < 0 || options.returns_per_mille > 1000) {
+    throw config_error("generate: --returns-per-mille must be between 0 and 1000, not " +
+                       std::to_string(options.returns_per_mille));
+  }
+  if (options.prohibited_per_million < 0 || options.prohibited_per_million > 1000000 ||
       options.adhoc_per_million < 0 || options.adhoc_per_million > 1000000) {
-    throw config_error("generate: rates must be between 0 and their denominator");
+    throw config_error("generate: rates per million must be between 0 and 1000000");
   }
-  if (options.first_day && options.last_day && *options.first_day > *options.last_day) {
-    throw config_error("generate: the first day is after the last day");
-  }
+  // Each day named with its flag, or as that flag's default where it was left out: a --first-day
+  // after the default last day was refused without a word of which day it was compared with.
   const day_t first = options.first_day ? *options.first_day : days_from_civil(2024, 10, 1);
   const day_t last  = options.last_day ? *options.last_day : days_from_civil(2027, 12, 31);
-  if (first > last || last - first > 100 * 366) {
-    throw config_error("generate: the date range must be non-empty and at most a century");
+  const auto named  = [](const std::optional<day_t>& given, day_t day, const char* flag) {
+    return std::string(flag) + " " + format_date(day) + (given ? "" : " (the default)");
+  };
+  const std::string first_is = named(options.first_day, first, "--first-day");
+  const std::string last_is  = named(options.last_day, last, "--last-day");
+  if (first > last) { throw config_error("generate: " + first_is + " is after " + last_is); }
+  if (last - first > 100 * 366) {
+    throw config_error("generate: " + first_is + " to " + last_is +
+                       " is more than a century: generate's dates span at most one");
   }
 }
 

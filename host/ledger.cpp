@@ -113,6 +113,11 @@ sql_connection open_ledger(const std::string& path, sql_connection::mode how)
   const bool found = std::filesystem::exists(path, lookup);
   if (lookup) { throw config_error(path + ": cannot open the ledger: " + lookup.message()); }
   if (!found) { throw config_error(path + ": no such ledger (create one with 'capledger ledger init')"); }
+  // SQLite says only "disk I/O error" or "unable to open database file" of a folder.
+  if (std::filesystem::is_directory(path, lookup)) {
+    throw config_error(path +
+                       ": is a folder, not a ledger file (name the file 'capledger ledger init' made)");
+  }
   if (std::filesystem::exists(path + "-journal", lookup)) {
     // A journal left by a killed ingest must be rolled back before anyone reads, and SQLite can
     // only do that through a writable connection; reading once through one restores the ledger
@@ -275,6 +280,20 @@ void replay_ledger(sql_connection& db, shipment_log_builder& builder)
   }
   if (advance) { has_row = lines.step(); }
   if (has_row) { throw config_error(db.path() + ": lines without a file record; the ledger is damaged"); }
+}
+
+/// `replay_ledger` for a command that reads the ledger under the tables given: a stored line they
+/// refuse (a chip the --chips table lacks) is said to be one, since the file and line named were
+/// accepted when ingested and the user would look for the fault there.
+void replay_ledger_under(sql_connection& db, shipment_log_builder& builder)
+{
+  try {
+    replay_ledger(db, builder);
+  } catch (const parse_error& e) {
+    throw config_error(std::string(e.what()) +
+                       " (a line stored in the ledger, replayed under the countries, chips and rules tables "
+                       "given: give those the ledger was ingested with)");
+  }
 }
 
 /// The stored lines dated after @p day, in ingest order, as one log built under @p ref: what a
@@ -602,7 +621,7 @@ shipment_log load_ledger_log(const std::string& db_path, const reference_data& r
   // while another process ingests.
   db.exec("BEGIN");
   shipment_log_builder builder(ref.countries, ref.chips, ingest_options{});
-  replay_ledger(db, builder);
+  replay_ledger_under(db, builder);
   db.exec("COMMIT");
   return builder.finish();
 }
@@ -678,7 +697,7 @@ check_inputs load_check_inputs(const std::string& db_path, const reference_data&
   }
   diagnostics << "\n";
   shipment_log_builder builder(ref.countries, ref.chips, ingest_options{});
-  replay_ledger(db, builder);
+  replay_ledger_under(db, builder);
   inputs.ledger_lines = builder.finish();
   for (std::int32_t e = 0; e < inputs.ledger_lines->entities.size(); ++e) {
     variants.add(inputs.ledger_lines->entities.text(e), entity_place::ledger);

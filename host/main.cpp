@@ -262,6 +262,15 @@ int main(int argc, char** argv)
       return "capledger: " + detail::quoted(left.front()) + " is not a command (one of:" + known +
              ")\nRun with --help for more information.\n";
     }
+    // A flag given twice: CLI11 says "--rules: At Most 1 required but received 2".
+    const std::string what    = e.what();
+    const std::string twice   = ": At Most 1 required but received ";
+    const std::size_t at_most = what.find(twice);
+    if (at_most != std::string::npos) {
+      return "capledger: " + what.substr(0, at_most) + " is given " + what.substr(at_most + twice.size()) +
+             " times: give it once (which value was meant would be a guess)\nRun with --help for more "
+             "information.\n";
+    }
     return "capledger: " + CLI::FailureMessage::simple(failed, e);
   });
   app.require_subcommand(1);

@@ -6,6 +6,7 @@
 
 #include "csv.hpp"
 #include "iso_countries.hpp"
+#include "spreadsheet_hints.hpp"
 #include "terminal_text.hpp"
 
 #include <nlohmann/json.hpp>
@@ -153,6 +154,9 @@ void read_reference_csv(std::string_view text, const std::string& path,
   detail::csv_reader reader(text);
   if (reader.next() != detail::csv_status::record) { throw config_error(path + ":1:1: missing header row"); }
   const detail::csv_header header(reader.fields(), path);
+  // As in a log: with `\n\r` line ends each row's first field begins with a CR, a chip key that
+  // matched no log's chip (its lines with tpp_per_unit were then priced as unknown datacenter chips).
+  detail::refuse_lf_cr_line_ends(text, reader.position(), reader.line(), path);
   std::vector<int> columns;
   for (const auto name : required) {
     const int index = header.find(name);
@@ -229,6 +233,7 @@ country_table load_countries(const std::string& path)
 country_table parse_countries(std::string_view text, const std::string& path)
 {
   country_table table;
+  std::map<std::string, std::int64_t> line_of;  // each code's line, for a repeated one to name its first
   read_reference_csv(text, path, {"iso2", "name", "tier", "g2g_partner"},
                      [&](const std::vector<detail::csv_field>& f, const std::string& file) {
                        country row;
@@ -241,19 +246,28 @@ country_table parse_countries(std::string_view text, const std::string& path)
                        row.name          = std::string(f[1].value);
                        std::int64_t tier = 0;
                        if (!detail::parse_int64(f[2].value, tier) || tier < 1 || tier > 3) {
-                         reference_defect(file, f[2], "tier must be 1, 2 or 3");
+                         reference_defect(file, f[2],
+                                          "tier must be 1, 2 or 3, not " + detail::quoted(f[2].value));
                        }
                        row.tier = static_cast<int>(tier);
                        if (!parse_flag(f[3].value, row.g2g_partner)) {
-                         reference_defect(file, f[3], "g2g_partner must be 0 or 1");
+                         reference_defect(file, f[3],
+                                          "g2g_partner must be 0 or 1, not " + detail::quoted(f[3].value));
                        }
-                       if (table.code_of.count(row.iso2) != 0) {
-                         reference_defect(file, f[0], "country " + row.iso2 + " is listed twice");
+                       if (const auto first = line_of.find(row.iso2); first != line_of.end()) {
+                         reference_defect(file, f[0],
+                                          "country " + row.iso2 + " is listed twice: the same code as line " +
+                                              std::to_string(first->second) +
+                                              " (codes compare without case); give each country one row");
                        }
+                       line_of.emplace(row.iso2, f[0].line);
                        table.code_of.emplace(row.iso2, 0);
                        table.rows.push_back(std::move(row));
                      });
-  if (table.rows.empty()) { throw config_error(path + ": no countries"); }
+  if (table.rows.empty()) {
+    throw config_error(
+        path + ": no countries: the table has a header row and no row under it (it lists each country)");
+  }
   if (table.rows.size() > 256) { throw config_error(path + ": more than 256 countries"); }
   // Codes follow ISO order so that every output sorted by code is sorted by name.
   std::sort(table.rows.begin(), table.rows.end(),
@@ -272,6 +286,7 @@ chip_table load_chips(const std::string& path)
 chip_table parse_chips(std::string_view text, const std::string& path)
 {
   chip_table table;
+  std::vector<std::int64_t> line_of;  // each row's line, for a repeated key to name its first
   read_reference_csv(text, path, {"chip", "vendor", "tpp", "performance_density", "datacenter"},
                      [&](const std::vector<detail::csv_field>& f, const std::string& file) {
                        chip row;
@@ -283,32 +298,69 @@ chip_table parse_chips(std::string_view text, const std::string& path)
                        }
                        row.vendor = std::string(f[1].value);
                        if (!detail::parse_int64(f[2].value, row.tpp) || row.tpp <= 0) {
-                         reference_defect(file, f[2], "tpp must be a positive integer");
+                         // Digits alone are a positive integer: say that it is too large, not that it is
+                         // none.
+                         const bool digits =
+                             f[2].value.find_first_not_of("0123456789") == std::string_view::npos &&
+                             f[2].value.find_first_not_of('0') != std::string_view::npos;
+                         reference_defect(file, f[2],
+                                          digits ? "tpp " + detail::quoted(f[2].value) +
+                                                       " is past 9223372036854775807 (2^63 - 1)"
+                                                 : "tpp must be a positive integer, not " +
+                                                       detail::quoted(f[2].value) +
+                                                       detail::quantity_hint(f[2].value));
                        }
                        // Not used by any rule here, but a table with a malformed one is not the table
                        // its author meant: checked like every other column.
                        if (!is_decimal(f[3].value)) {
                          reference_defect(file, f[3],
-                                          "performance_density must be a non-negative decimal number");
+                                          "performance_density must be a non-negative decimal number, not " +
+                                              detail::quoted(f[3].value));
                        }
                        if (!parse_flag(f[4].value, row.datacenter)) {
-                         reference_defect(file, f[4], "datacenter must be 0 or 1");
+                         reference_defect(file, f[4],
+                                          "datacenter must be 0 or 1, not " + detail::quoted(f[4].value));
                        }
                        const std::string upper = detail::to_upper(row.key);
-                       if (table.code_of.count(upper) != 0) {
+                       if (const auto first = table.code_of.find(upper); first != table.code_of.end()) {
                          reference_defect(file, f[0],
-                                          "chip " + detail::terminal_text(row.key) + " is listed twice");
+                                          "chip " + detail::terminal_text(row.key) +
+                                              " is listed twice: the same key as line " +
+                                              std::to_string(line_of[first->second]) +
+                                              " (keys compare without case); give each chip one row");
+                       }
+                       // Codes are 16 bits, as `add_adhoc`'s: a 65536th row's code would wrap to the
+                       // first row's, and its lines be priced at that chip's tpp.
+                       if (table.rows.size() >= 65535) {
+                         reference_defect(file, f[0], "more than 65535 chips: the most a table may list");
                        }
                        table.code_of.emplace(upper, static_cast<std::uint16_t>(table.rows.size()));
                        table.rows.push_back(std::move(row));
+                       line_of.push_back(f[0].line);
                      });
-  if (table.rows.empty()) { throw config_error(path + ": no chips"); }
+  if (table.rows.empty()) {
+    throw config_error(path +
+                       ": no chips: the table has a header row and no row under it (it lists each chip)");
+  }
   return table;
 }
 
 namespace {
 
 using json = nlohmann::json;
+
+/// A rule-set defect at a place in the file: `parse_rule_set` names its line and column. @p where
+/// is the message's start (the file, then the object: `rules.json: nveu_caps[1]`), @p key the
+/// member of that object it concerns (none: the object itself).
+struct rule_error : config_error {
+  enum class at { value, key, object };  ///< where in the text: the member's value, its name, the object
+  rule_error(std::string where_, std::string key_, at point_, const std::string& message)
+      : config_error(message), where(std::move(where_)), key(std::move(key_)), point(point_)
+  {
+  }
+  std::string where, key;
+  at point;
+};
 
 /// Refuses a key of @p object that is not in @p known: a misspelled optional key (`pathway` for
 /// `pathways`) would otherwise be passed over and its default used without a word.
@@ -317,7 +369,8 @@ void only_known_keys(const json& object, std::initializer_list<const char*> know
   if (!object.is_object()) { return; }  // `member` says what is wrong with it
   for (const auto& item : object.items()) {
     if (std::none_of(known.begin(), known.end(), [&](const char* k) { return item.key() == k; })) {
-      throw config_error(where + ": unknown key " + detail::quoted(item.key()));
+      throw rule_error(where, item.key(), rule_error::at::key,
+                       where + ": unknown key " + detail::quoted(item.key()));
     }
   }
 }
@@ -333,8 +386,13 @@ class written_json final : public nlohmann::json_sax<json> {
   std::map<std::string, std::string> fraction_text;
   std::string repeated;                              ///< the first key given twice, if any
   std::string repeated_in;  ///< where that object is (`nveu_caps[1]`; empty: the top level)
+  std::size_t repeated_end               = 0;      ///< the byte just past the repeated name's closing quote
   bool too_deep                          = false;  ///< nested deeper than max_depth: the scan stopped there
   static constexpr std::size_t max_depth = 64;
+  /// Where each member's name ends (just past its closing quote) and each object or array begins
+  /// (its bracket), as byte offsets, by place: the messages name a line and column.
+  std::map<std::string, std::size_t> key_end, container_start;
+  const std::size_t* consumed = nullptr;  ///< the bytes the parser has read so far
 
   bool null() override { return element(); }
   bool boolean(bool) override { return element(); }
@@ -352,10 +410,13 @@ class written_json final : public nlohmann::json_sax<json> {
   bool key(string_t& name) override
   {
     if (!open_.back().keys.insert(name).second && repeated.empty()) {
-      repeated    = name;
-      repeated_in = place(open_.size() - 1);
+      repeated     = name;
+      repeated_in  = place(open_.size() - 1);
+      repeated_end = consumed != nullptr ? *consumed : 0;
     }
     open_.back().key = name;
+    // The parser hands a name over before it reads on: the bytes read end at its closing quote.
+    if (consumed != nullptr) { key_end[place(open_.size())] = *consumed; }
     return true;
   }
   bool end_object() override
@@ -394,6 +455,8 @@ class written_json final : public nlohmann::json_sax<json> {
       too_deep = true;
       return false;
     }
+    // The bracket is the last byte read: nothing is read past it before this call.
+    if (consumed != nullptr && *consumed > 0) { container_start[place(open_.size())] = *consumed - 1; }
     open_.emplace_back();
     open_.back().array = array;
     return true;
@@ -453,11 +516,80 @@ std::int64_t written_decimals(std::string_view text)
   return scale > 0 ? scale : 0;
 }
 
+/// The JSON library's @p what as the other inputs' errors are written: `rules.json:6:20: invalid
+/// JSON: ...`, where the library names a place (`[json.exception.parse_error.101] parse error at
+/// line 6, column 20: `), less the library's own code; and why where the text is not UTF-8 at all.
+std::string json_syntax_message(std::string_view text, const std::string& origin, std::string_view what)
+{
+  if (what.substr(0, 1) == "[") { what.remove_prefix(std::min(what.size(), what.find("] ") + 2)); }
+  std::string place;
+  constexpr std::string_view at_line = "parse error at line ", column = ", column ";
+  if (what.substr(0, at_line.size()) == at_line) {
+    const std::size_t comma = what.find(column), colon = what.find(": ");
+    if (comma != std::string_view::npos && colon != std::string_view::npos && comma < colon) {
+      place = ":" + std::string(what.substr(at_line.size(), comma - at_line.size())) + ":" +
+              std::string(what.substr(comma + column.size(), colon - comma - column.size()));
+      what.remove_prefix(colon + 2);
+    }
+  }
+  const bool utf16 = text.find('\0') != std::string_view::npos || text.substr(0, 2) == "\xFF\xFE" ||
+                     text.substr(0, 2) == "\xFE\xFF";
+  return origin + place + ": invalid JSON: " + std::string(what) +
+         (utf16 ? " (the file holds NUL bytes or a UTF-16 byte-order mark; save it as UTF-8)" : "");
+}
+
+/// An iterator over a rule set's text that counts the bytes the JSON parser has read, so that
+/// `written_json` can note where each member is (the library's parser keeps no positions).
+struct counting_iterator {
+  using iterator_category = std::input_iterator_tag;
+  using value_type        = char;
+  using difference_type   = std::ptrdiff_t;
+  using pointer           = const char*;
+  using reference         = const char&;
+  const char* at;
+  const char* begin;
+  std::size_t* consumed;
+  reference operator*() const { return *at; }
+  counting_iterator& operator++()
+  {
+    ++at;
+    *consumed = static_cast<std::size_t>(at - begin);
+    return *this;
+  }
+  bool operator==(const counting_iterator& other) const { return at == other.at; }
+  bool operator!=(const counting_iterator& other) const { return at != other.at; }
+};
+
+/// `:line:column` of byte @p at of @p text (both 1-based, the column in bytes, as in the CSV inputs).
+std::string text_position(std::string_view text, std::size_t at)
+{
+  const std::string_view before = text.substr(0, at);
+  const std::size_t newline     = before.rfind('\n');
+  const std::size_t line_start  = newline == std::string_view::npos ? 0 : newline + 1;
+  return ":" + std::to_string(1 + std::count(before.begin(), before.end(), '\n')) + ":" +
+         std::to_string(at - line_start + 1);
+}
+
+/// The opening quote of the member name whose closing quote ends just before byte @p end of @p text.
+std::size_t name_start(std::string_view text, std::size_t end)
+{
+  std::size_t at = end - 1;  // the closing quote
+  do {
+    --at;
+  } while (at > 0 && (text[at] != '"' || text[at - 1] == '\\'));
+  return at;
+}
+
 /// Parses a rule set's @p text, refusing a key given twice in one object; @p written gets the
 /// fractional numbers as written.
 json parse_rule_json(std::string_view text, const std::string& origin, written_json& written)
 {
-  const bool scanned = json::sax_parse(text, &written);
+  std::size_t consumed = 0;
+  written.consumed     = &consumed;
+  const counting_iterator first{text.data(), text.data(), &consumed};
+  const counting_iterator last{text.data() + text.size(), text.data(), &consumed};
+  const bool scanned = json::sax_parse(first, last, &written);
+  written.consumed   = nullptr;
   if (written.too_deep) {
     throw config_error(origin + ": nested deeper than " + std::to_string(written_json::max_depth) +
                        " levels");
@@ -466,28 +598,54 @@ json parse_rule_json(std::string_view text, const std::string& origin, written_j
   try {
     doc = json::parse(text);
   } catch (const json::exception& e) {  // parse errors, and numbers past a double (1e999)
-    throw config_error(origin + ": invalid JSON: " + e.what());
+    throw config_error(json_syntax_message(text, origin, e.what()));
   }
   if (scanned && !written.repeated.empty()) {
-    throw config_error(origin + (written.repeated_in.empty() ? "" : ": " + written.repeated_in) + ": key " +
-                       detail::quoted(written.repeated) + " is given twice in one object");
+    // At the second name (a name takes 2 bytes or more past the object's `{`).
+    const std::string at =
+        written.repeated_end >= 3 ? text_position(text, name_start(text, written.repeated_end)) : "";
+    throw config_error(origin + at + (written.repeated_in.empty() ? "" : ": " + written.repeated_in) +
+                       ": key " + detail::quoted(written.repeated) + " is given twice in one object");
   }
   // Else every key would be said to be missing.
   if (!doc.is_object()) { throw config_error(origin + ": a rule set is a JSON object ({...})"); }
   return doc;
 }
 
+/// @p value as its JSON text, for a message: cut short past 40 bytes (a list or object given for
+/// a number may be long), escaped for the terminal.
+std::string shown(const json& value)
+{
+  std::string text = value.dump();
+  if (text.size() > 40) { text = text.substr(0, 37) + "..."; }
+  return detail::terminal_text(text);
+}
+
 const json& member(const json& object, const char* key, const std::string& where)
 {
-  if (!object.is_object() || !object.contains(key)) { throw config_error(where + ": missing '" + key + "'"); }
+  // (`where` names the object: the top level is always one, `parse_rule_json` says.)
+  if (!object.is_object()) {
+    throw rule_error(where, "", rule_error::at::object,
+                     where + " must be an object ({...}), not " + shown(object));
+  }
+  if (!object.contains(key)) {
+    throw rule_error(where, "", rule_error::at::object, where + ": missing '" + key + "'");
+  }
   return object.at(key);
 }
 
 std::int64_t positive_integer(const json& object, const char* key, const std::string& where)
 {
   const json& value = member(object, key, where);
+  // An unsigned integer past 2^63 - 1 read as signed wraps to a negative number: refused, but said
+  // to be too large rather than not positive.
+  if (value.is_number_unsigned() && value.get<std::uint64_t>() > static_cast<std::uint64_t>(INT64_MAX)) {
+    throw rule_error(where, key, rule_error::at::value,
+                     where + ": '" + key + "' " + value.dump() + " is past 9223372036854775807 (2^63 - 1)");
+  }
   if (!value.is_number_integer() || value.get<std::int64_t>() <= 0) {
-    throw config_error(where + ": '" + key + "' must be a positive integer");
+    throw rule_error(where, key, rule_error::at::value,
+                     where + ": '" + key + "' must be a positive integer, not " + shown(value));
   }
   return value.get<std::int64_t>();
 }
@@ -496,7 +654,10 @@ day_t date_member(const json& object, const char* key, const std::string& where)
 {
   const json& value = member(object, key, where);
   const auto day    = value.is_string() ? parse_date(value.get<std::string>()) : std::nullopt;
-  if (!day) { throw config_error(where + ": '" + key + "' must be a YYYY-MM-DD date"); }
+  if (!day) {
+    throw rule_error(where, key, rule_error::at::value,
+                     where + ": '" + key + "' must be a YYYY-MM-DD date, not " + shown(value));
+  }
   return *day;
 }
 
@@ -506,7 +667,10 @@ ppm_t share_member(const json& object, const char* place, const char* key, const
                    const written_json& written)
 {
   const json& value = member(object, key, where);
-  if (!value.is_number()) { throw config_error(where + ": '" + key + "' must be a number"); }
+  if (!value.is_number()) {
+    throw rule_error(where, key, rule_error::at::value,
+                     where + ": '" + key + "' must be a number, not " + shown(value));
+  }
   const double share = value.get<double>();
   // The decimals as written (0.0700000000001 has 13), not a tolerance around a multiple of 10^-6,
   // which took 0.0700000000001 for 0.07. An integer (0, 1) has none.
@@ -518,35 +682,74 @@ ppm_t share_member(const json& object, const char* place, const char* key, const
   // integer written with a sign as signed, one without as unsigned.)
   const bool minus = value.is_number_float() ? std::signbit(share) : !value.is_number_unsigned();
   if (minus || !(share >= 0.0 && share <= 1.0) || decimals > 6) {
-    throw config_error(
+    throw rule_error(
+        where, key, rule_error::at::value,
         where + ": '" + key +
-        "' must be a fraction between 0 and 1, written without a sign, with at most 6 decimal digits");
+            "' must be a fraction between 0 and 1, written without a sign, with at most 6 decimal digits, "
+            "not " +
+            // As written: a double prints 0.07000000000000000001 as 0.07.
+            (text != written.fraction_text.end() ? detail::terminal_text(text->second)
+             : minus && value == 0               ? std::string("-0")  // an integer -0 prints as 0
+                                                 : shown(value)));
   }
   return static_cast<ppm_t>(nearest);
 }
 
 }  // namespace
 
-rule_set parse_rule_set(std::string_view json_text, const std::string& origin)
+namespace {
+
+/// @p e's message with the line and column of its place after the file's name (`rules.json:6:15:
+/// 'h100_tpp' must be ...`): a member's value, a member's name, or an object's opening bracket.
+/// Unchanged where the place is not known.
+std::string placed(const rule_error& e, std::string_view text, const std::string& origin,
+                   const written_json& written)
 {
-  written_json written;
-  const json doc = parse_rule_json(json_text, origin, written);
+  const std::string message = e.what();
+  const std::string object  = e.where.size() > origin.size() + 2 ? e.where.substr(origin.size() + 2) : "";
+  const std::string member  = object.empty() ? e.key : object + "." + e.key;
+  std::size_t at            = std::string_view::npos;
+  const auto key_end        = written.key_end.find(e.point == rule_error::at::object ? object : member);
+  if (e.point == rule_error::at::object && written.container_start.count(object) != 0) {
+    at = written.container_start.at(object);
+  } else if (key_end != written.key_end.end() && key_end->second > 0) {  // (an object given as a number too)
+    at = key_end->second;
+    if (e.point == rule_error::at::key) {
+      at = name_start(text, at);
+    } else {  // on past the colon to the value
+      while (at < text.size() && std::string_view(" \t\r\n:").find(text[at]) != std::string_view::npos) {
+        ++at;
+      }
+    }
+  }
+  if (at == std::string_view::npos || at > text.size() || message.compare(0, origin.size(), origin) != 0) {
+    return message;
+  }
+  return origin + text_position(text, at) + message.substr(origin.size());
+}
+
+/// The rule set @p doc holds (`parse_rule_set`); its defects are `rule_error`s.
+rule_set rule_set_of(const json& doc, const std::string& origin, const written_json& written)
+{
   rule_set rules;
   const json& id = member(doc, "id", origin);
   if (!id.is_string() || id.get<std::string>().empty()) {
-    throw config_error(origin + ": 'id' must be a non-empty string");
+    throw rule_error(origin, "id", rule_error::at::value, origin + ": 'id' must be a non-empty string");
   }
   rules.id = id.get<std::string>();
   for (const char* text_key : {"title", "notes"}) {  // optional, but text where given
     if (doc.contains(text_key) && !doc[text_key].is_string()) {
-      throw config_error(origin + ": '" + text_key + "' must be a string");
+      throw rule_error(origin, text_key, rule_error::at::value,
+                       origin + ": '" + text_key + "' must be a string");
     }
   }
   if (doc.contains("title")) { rules.title = doc["title"].get<std::string>(); }
   rules.counting_starts = date_member(doc, "counting_starts", origin);
   rules.counting_ends   = date_member(doc, "counting_ends", origin);
   if (rules.counting_starts > rules.counting_ends) {
-    throw config_error(origin + ": counting_starts is after counting_ends");
+    throw rule_error(origin, "counting_ends", rule_error::at::value,
+                     origin + ": counting_starts " + format_date(rules.counting_starts) +
+                         " is after counting_ends " + format_date(rules.counting_ends));
   }
   rules.h100_tpp = positive_integer(doc, "h100_tpp", origin);
 
@@ -559,7 +762,8 @@ rule_set parse_rule_set(std::string_view json_text, const std::string& origin)
   const json license   = json::array({"LICENSE"});
   const json& pathways = cap.contains("pathways") ? cap["pathways"] : license;
   if (!pathways.is_array() || pathways.empty()) {
-    throw config_error(cap_where + ": 'pathways' must be a non-empty list");
+    throw rule_error(cap_where, "pathways", rule_error::at::value,
+                     cap_where + ": 'pathways' must be a non-empty list");
   }
   for (const auto& name : pathways) {
     bool found = false;
@@ -569,7 +773,10 @@ rule_set parse_rule_set(std::string_view json_text, const std::string& origin)
         found = true;
       }
     }
-    if (!found) { throw config_error(cap_where + ": unknown pathway " + name.dump()); }
+    if (!found) {
+      throw rule_error(cap_where, "pathways", rule_error::at::value,
+                       cap_where + ": unknown pathway " + name.dump());
+    }
   }
 
   const std::string lpp_where      = origin + ": lpp";
@@ -579,19 +786,28 @@ rule_set parse_rule_set(std::string_view json_text, const std::string& origin)
 
   const json& phases = member(doc, "nveu_caps", origin);
   if (!phases.is_array() || phases.empty()) {
-    throw config_error(origin + ": 'nveu_caps' must be a non-empty list");
+    throw rule_error(origin, "nveu_caps", rule_error::at::value,
+                     origin + ": 'nveu_caps' must be a non-empty list");
   }
   for (std::size_t i = 0; i < phases.size(); ++i) {
     const std::string where = origin + ": nveu_caps[" + std::to_string(i) + "]";
     nveu_phase phase{date_member(phases[i], "through", where), positive_integer(phases[i], "tpp", where)};
     if (!rules.nveu_caps.empty() && phase.through <= rules.nveu_caps.back().through) {
-      throw config_error(where + ": phases must be in increasing 'through' order");
+      throw rule_error(where, "through", rule_error::at::value,
+                       where +
+                           ": phases must be in increasing 'through' order: " + format_date(phase.through) +
+                           " is not after the phase before's " + format_date(rules.nveu_caps.back().through));
     }
     rules.nveu_caps.push_back(phase);
   }
   // Every in-window date must have a phase in force, or the NVEU limit would be undefined.
   if (rules.nveu_caps.back().through < rules.counting_ends) {
-    throw config_error(origin + ": the last nveu_caps phase ends before counting_ends");
+    throw rule_error(origin + ": nveu_caps[" + std::to_string(rules.nveu_caps.size() - 1) + "]", "through",
+                     rule_error::at::value,
+                     origin + ": the last nveu_caps phase ends before counting_ends (" +
+                         format_date(rules.nveu_caps.back().through) + " < " +
+                         format_date(rules.counting_ends) +
+                         "): no NVEU cap would be in force after it; extend its 'through' or add a phase");
   }
 
   const std::string uveu_where       = origin + ": uveu";
@@ -602,7 +818,8 @@ rule_set parse_rule_set(std::string_view json_text, const std::string& origin)
   rules.uveu_min_us_share_if_us_hq = share_member(uveu, "uveu", "min_us_share_if_us_hq", uveu_where, written);
   // Caps times the multiplier must stay exact.
   if (rules.country_cap_tpp > INT64_MAX / rules.g2g_multiplier) {
-    throw config_error(cap_where + ": tpp x g2g_multiplier overflows 64 bits");
+    throw rule_error(cap_where, "g2g_multiplier", rule_error::at::value,
+                     cap_where + ": tpp x g2g_multiplier overflows 64 bits");
   }
   // Last, so that a misspelled required key is said to be missing.
   only_known_keys(doc,
@@ -616,6 +833,19 @@ rule_set parse_rule_set(std::string_view json_text, const std::string& origin)
   }
   only_known_keys(uveu, {"max_tier2_country_share", "min_tier1_share", "min_us_share_if_us_hq"}, uveu_where);
   return rules;
+}
+
+}  // namespace
+
+rule_set parse_rule_set(std::string_view json_text, const std::string& origin)
+{
+  written_json written;
+  const json doc = parse_rule_json(json_text, origin, written);
+  try {
+    return rule_set_of(doc, origin, written);
+  } catch (const rule_error& e) {
+    throw config_error(placed(e, json_text, origin, written));
+  }
 }
 
 rule_set load_rule_set(const std::string& path)

@@ -1745,6 +1745,29 @@ TEST_F(Cli, AReportStoppedByASignalLeavesNoTemporaryFile)
   EXPECT_FALSE(fs::exists(work_ / "n")) << "the folders the run made for its outputs";
 }
 
+// A refused generate option says which flag to change and what it was compared with, the default
+// where the other day was left out: "the first day is after the last day" and "rates must be
+// between 0 and their denominator" named neither. Nothing is written.
+TEST_F(Cli, GenerateOptionErrorsNameTheFlags)
+{
+  for (const auto& [args, said] :
+       {std::pair{"--first-day 2026-01-01 --last-day 2025-01-01",
+                  "capledger: generate: --first-day 2026-01-01 is after --last-day 2025-01-01\n"},
+        std::pair{
+            "--first-day 2028-01-01",
+            "capledger: generate: --first-day 2028-01-01 is after --last-day 2027-12-31 (the default)\n"},
+        std::pair{"--first-day 1900-01-01 --last-day 2025-01-01",
+                  "capledger: generate: --first-day 1900-01-01 to --last-day 2025-01-01 is more than a "
+                  "century: generate's dates span at most one\n"},
+        std::pair{"--returns-per-mille 2000",
+                  "capledger: generate: --returns-per-mille must be between 0 and 1000, not 2000\n"}}) {
+    const auto r = run(std::string("generate --records 10 --out g ") + args);
+    EXPECT_EQ(r.exit_code, 2) << args;
+    EXPECT_EQ(r.err, said) << args;
+    EXPECT_FALSE(fs::exists(work_ / "g")) << args;
+  }
+}
+
 // `generate` writes shipments.csv and entities.csv into --out; a folder that has either already
 // (someone's real log, say) is left as it was (exit 2).
 TEST_F(Cli, GenerateNeverReplacesAFile)
@@ -2451,6 +2474,25 @@ TEST_F(Cli, VersionOnEveryCommandAndUnknownCommandsNamed)
   EXPECT_EQ(ledger.exit_code, 2);
   EXPECT_EQ(ledger.err.rfind("capledger: 'frob' is not a command (one of: init ingest", 0), 0U) << ledger.err;
   EXPECT_TRUE(entries(work_).empty());
+}
+
+// A flag given twice is refused (which value was meant would be a guess) in words, not CLI11's
+// "--rules: At Most 1 required but received 2"; nothing is written.
+TEST_F(Cli, FlagGivenTwiceIsSaidToBe)
+{
+  write("log.csv", clean_log);
+  for (const std::string& args :
+       {std::string("report log.csv --as-of 2025-03-01 --as-of 2025-12-01 --out out"),
+        std::string("generate --records 5 --out out --out other")}) {
+    const run_result r = run(args);
+    EXPECT_EQ(r.exit_code, 2) << args;
+    const std::string flag = args.rfind("report", 0) == 0 ? "--as-of" : "--out";
+    EXPECT_EQ(r.err, "capledger: " + flag +
+                         " is given 2 times: give it once (which value was meant would be a guess)\n"
+                         "Run with --help for more information.\n")
+        << args;
+  }
+  EXPECT_EQ(entries(work_), (std::set<std::string>{"log.csv"}));
 }
 
 }  // namespace

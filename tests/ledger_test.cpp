@@ -2061,6 +2061,51 @@ TEST_F(ledger_test, LedgerPathThatCannotBeLookedUpIsBadInput)
   }
 }
 
+// A folder named as the ledger (a typo, or the folder the ledger lives in) is said to be one,
+// where SQLite said only "disk I/O error" or "unable to open database file"; exit 2.
+TEST_F(ledger_test, LedgerPathThatIsAFolderIsSaidToBeOne)
+{
+  std::filesystem::create_directory(at("ledgers"));
+  write_text(at("night.csv"),
+             "shipment_id,date,entity,country,chip,quantity\nA1,2025-03-01,E1,DE,H100-SXM,1\n");
+  for (const std::string& command :
+       {"ledger balances ledgers", "ledger report ledgers", "ledger ingest ledgers night.csv",
+        "check ledgers --proposed night.csv", "ledger verify ledgers"}) {
+    EXPECT_EQ(cli(command), 2) << command << ": " << stderr_text();
+    EXPECT_NE(stderr_text().find("ledgers: is a folder, not a ledger file (name the file 'capledger ledger "
+                                 "init' made)"),
+              std::string::npos)
+        << command << ": " << stderr_text();
+  }
+  EXPECT_TRUE(std::filesystem::is_empty(at("ledgers")));
+}
+
+// A stored line the tables given refuse (here a chips table without the line's chip) names the
+// ingested file and line, which was accepted when ingested: the message says it is a stored line
+// replayed under the tables given, and which tables to give, on every command that replays.
+TEST_F(ledger_test, StoredLineRefusedByTheTablesGivenIsSaidToBeStored)
+{
+  ASSERT_EQ(cli("ledger init l.db"), 0);
+  write_text(at("night.csv"),
+             "shipment_id,date,entity,country,chip,quantity\nA1,2025-03-01,E1,DE,H100-SXM,1\n");
+  ASSERT_EQ(cli("ledger ingest l.db night.csv"), 0) << stderr_text();
+  write_text(at("chips.csv"), "chip,vendor,tpp,performance_density,datacenter\nB200,NVIDIA,36000,1,1\n");
+  write_text(at("proposed.csv"),
+             "shipment_id,date,entity,country,chip,quantity\nP1,2025-03-02,E1,DE,B200,1\n");
+  for (const std::string& command :
+       {std::string("ledger report l.db --backend cpu"), std::string("ledger balances l.db"),
+        std::string("check l.db --proposed proposed.csv")}) {
+    EXPECT_EQ(cli(command + " --chips chips.csv"), 2) << command;
+    EXPECT_NE(
+        stderr_text().find("night.csv:2: UNKNOWN_CHIP: 'H100-SXM' is not in the chips table and the line "
+                           "has no tpp_per_unit (a line stored in the ledger, replayed under the "
+                           "countries, chips and rules tables given: give those the ledger was "
+                           "ingested with)"),
+        std::string::npos)
+        << command << ": " << stderr_text();
+  }
+}
+
 TEST_F(ledger_test, ReaderThatCannotRollBackAJournalSaysWhy)
 {
   ASSERT_EQ(cli("ledger init l.db"), 0);

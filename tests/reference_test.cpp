@@ -285,7 +285,8 @@ TEST_F(ReferenceFiles, CountriesBadTier)
   for (const char* tier : {"0", "4", "x", "", "1.5", "-1"}) {
     const auto path = write("countries.csv", std::string("iso2,name,tier,g2g_partner\nUS,United States,") + tier + ",0\n");
     // tier is field 3 on line 2: `US,United States,` is 17 bytes.
-    expect_config_error([&] { (void)load_countries(path); }, path + ":2:18:");
+    expect_config_error([&] { (void)load_countries(path); },
+                        path + ":2:18: tier must be 1, 2 or 3, not '" + tier + "'");
   }
 }
 
@@ -293,7 +294,11 @@ TEST_F(ReferenceFiles, CountriesDuplicateIso)
 {
   const auto path =
     write("countries.csv", "iso2,name,tier,g2g_partner\nUS,United States,1,0\nAE,Emirates,2,0\nus,Again,1,0\n");
-  expect_config_error([&] { (void)load_countries(path); }, path + ":4:1:");
+  // The message names the first row too: the two may be written differently (`US`, `us`).
+  expect_config_error([&] { (void)load_countries(path); },
+                      path +
+                          ":4:1: country US is listed twice: the same code as line 2 (codes compare "
+                          "without case); give each country one row");
 }
 
 TEST_F(ReferenceFiles, CountriesBadIsoCode)
@@ -366,7 +371,14 @@ TEST_F(ReferenceFiles, CountriesEmptyOrMissingFile)
 {
   expect_config_error([&] { (void)load_countries(write("countries.csv", "")); }, "header");
   expect_config_error([&] { (void)load_countries(write("header_only.csv", "iso2,name,tier,g2g_partner\n")); },
-                      "no countries");
+                      "header_only.csv: no countries: the table has a header row and no row under it (it "
+                      "lists each country)");
+  expect_config_error(
+      [&] {
+        (void)load_chips(write("header_only.csv", "chip,vendor,tpp,performance_density,datacenter\r\n"));
+      },
+      "header_only.csv: no chips: the table has a header row and no row under it (it lists "
+      "each chip)");
   expect_config_error([&] { (void)load_countries((dir_ / "absent.csv").string()); }, "absent.csv");
 }
 
@@ -385,13 +397,45 @@ TEST_F(ReferenceFiles, ChipsBadTpp)
         "chips.csv", std::string("chip,vendor,tpp,performance_density,datacenter\nX1,V,") + tpp + ",1.5,1\n");
     expect_config_error([&] { (void)load_chips(path); }, path + ":2:6:");
   }
+  // The value is quoted; digits past 64 bits are a positive integer, too large, not "no integer";
+  // a spreadsheet's rewriting is named as in a log's quantity.
+  for (const auto& [tpp, said] :
+       {std::pair{"0", "tpp must be a positive integer, not '0'"},
+        std::pair{"99999999999999999999",
+                  "tpp '99999999999999999999' is past 9223372036854775807 (2^63 - 1)"},
+        std::pair{"\"15,832\"", "tpp must be a positive integer, not '15,832'; thousands separators"}}) {
+    const auto path = write(
+        "chips.csv", std::string("chip,vendor,tpp,performance_density,datacenter\nX1,V,") + tpp + ",1.5,1\n");
+    expect_config_error([&] { (void)load_chips(path); }, path + ":2:6: " + said);
+  }
 }
 
 TEST_F(ReferenceFiles, ChipsDuplicateKeyIgnoringCase)
 {
   const auto path =
       write("chips.csv", "chip,vendor,tpp,performance_density,datacenter\nX1,V,10,1,1\nx1,V,20,1,1\n");
-  expect_config_error([&] { (void)load_chips(path); }, path + ":3:1:");
+  expect_config_error([&] { (void)load_chips(path); },
+                      path +
+                          ":3:1: chip x1 is listed twice: the same key as line 2 (keys compare without "
+                          "case); give each chip one row");
+}
+
+// Chip codes are 16 bits: a 65536th row's code wrapped to the first row's, and a log's lines of
+// that chip were counted as the first chip, at its tpp, without a word. A table of 65535 chips
+// loads, each chip its own; one more row is refused at that row.
+TEST_F(ReferenceFiles, ChipsTableOfMoreThan65535RowsIsRefused)
+{
+  std::string table = "chip,vendor,tpp,performance_density,datacenter\n";
+  for (int i = 0; i < 65535; ++i) {
+    table += "C" + std::to_string(i) + ",V," + std::to_string(i + 1) + ",1,1\n";
+  }
+  const chip_table most = parse_chips(table, "most.csv");
+  ASSERT_EQ(most.rows.size(), 65535U);
+  const int last = most.find("C65534");
+  ASSERT_GE(last, 0);
+  EXPECT_EQ(most.rows[static_cast<std::size_t>(last)].tpp, 65535);
+  expect_config_error([&] { (void)parse_chips(table + "ZZZ,V,5,1,0\n", "more.csv"); },
+                      "more.csv:65537:1: more than 65535 chips");
 }
 
 TEST_F(ReferenceFiles, ChipsBadDatacenterFlagAndEmptyKey)
@@ -426,6 +470,33 @@ TEST_F(ReferenceFiles, ChipsPerformanceDensityIsADecimalNumber)
 }
 
 // A log's chip must be valid UTF-8 (BAD_ENCODING), so a key that is not could never be matched.
+// `\n\r` line ends (some exports) are refused in the reference tables as in a log: each row's
+// first field began with the CR, so a chips table so written loaded keys ("\rRTX-4090") that no
+// log's chip matched, and lines with tpp_per_unit were taken as unknown chips, counted as
+// datacenter chips (an ACA line of an RTX-4090 became an UNAUTHORIZED_PATHWAY violation).
+TEST_F(ReferenceFiles, LfCrLineEndsAreRefusedAsInALog)
+{
+  const std::string said =
+      ":2:1: MALFORMED_HEADER: a carriage return follows the header row's line end: line "
+      "ends must be \\n or \\r\\n, not \\n\\r";
+  for (const auto& [name, text] :
+       {std::pair{"chips.csv",
+                  "chip,vendor,tpp,performance_density,datacenter\n\rRTX-4090,NVIDIA,5285,8.66,0\n\r"},
+        std::pair{"countries.csv", "iso2,name,tier,g2g_partner\n\rUS,United States,1,0\n\r"}}) {
+    const auto path = write(name, text);
+    try {
+      if (std::string(name) == "chips.csv") {
+        (void)load_chips(path);
+      } else {
+        (void)load_countries(path);
+      }
+      ADD_FAILURE() << name << " with \\n\\r line ends loaded";
+    } catch (const std::runtime_error& e) {
+      EXPECT_EQ(std::string(e.what()), path + said) << name;
+    }
+  }
+}
+
 TEST_F(ReferenceFiles, ChipsKeyMustBeUtf8)
 {
   const auto path =
@@ -457,6 +528,25 @@ TEST_F(ReferenceFiles, NveuCountriesColumnIsNeededOnlyByNveuEntities)
     const std::string what = e.what();
     EXPECT_NE(what.find(path + ":3:7:"), std::string::npos) << what;
     EXPECT_NE(what.find("nveu_countries"), std::string::npos) << what;
+  }
+}
+
+// An entity listed twice is refused (which row's status was meant would be a guess), naming both
+// rows' lines: the second may be far down a long file.
+TEST_F(ReferenceFiles, EntityListedTwiceNamesItsFirstRow)
+{
+  const country_table countries = load_countries((datasets_dir() / "countries.csv").string());
+  const auto path               = write("e.csv",
+                                        "entity,hq_country,status,nveu_countries\nE1,US,UVEU,\nE2,AE,NONE,\n"
+                                                      "E1,AE,NVEU,AE\n");
+  try {
+    (void)load_entities(path, countries);
+    ADD_FAILURE() << "an entity listed twice was accepted";
+  } catch (const parse_error& e) {
+    EXPECT_EQ(std::string(e.what()),
+              path +
+                  ":4:1: DUPLICATE_ID: entity 'E1' is listed twice: the same id as line 2; give each "
+                  "entity one row");
   }
 }
 
@@ -607,16 +697,17 @@ TEST(RuleSet, UnknownAndRepeatedKeysAreRefused)
       {edited("\"min_tier1_share\"", "\"max_tier1_share\": 0.5, \"min_tier1_share\""),
        "uveu: unknown key 'max_tier1_share'"},
       {edited("\"h100_tpp\": 15832", "\"h100_tpp\": 15832, \"h100_tpp\": 1"),
-       "r.json: key 'h100_tpp' is given twice"},
+       "r.json:1:105: key 'h100_tpp' is given twice"},
       // Named by the object that repeats it: every phase has a `tpp`.
       {edited("\"tpp\": 790000000", "\"tpp\": 790000000, \"tpp\": 5"),
-       "r.json: country_cap: key 'tpp' is given twice"},
+       "r.json:2:39: country_cap: key 'tpp' is given twice"},
       {edited("\"tpp\": 200", "\"tpp\": 200, \"tpp\": 300"),
-       "r.json: nveu_caps[1]: key 'tpp' is given twice"},
+       "r.json:5:95: nveu_caps[1]: key 'tpp' is given twice"},  // at the second name
       {edited("[{\"through\": \"2025-12-31\"", "[7, {\"through\": \"2025-12-31\", \"tpp\": 1"),
-       "r.json: nveu_caps[1]: key 'tpp' is given twice"},  // a number counts as an element too
+       "r.json:4:58: nveu_caps[1]: key 'tpp' is given twice"},  // a number counts as an element too
       // A share's decimals are its own, not those of a key of that name written later elsewhere.
-      {edited("0.5}}", "0.5}, \"x\": {\"max_tier2_country_share\": 0.0700001}}"), "r.json: unknown key 'x'"},
+      {edited("0.5}}", "0.5}, \"x\": {\"max_tier2_country_share\": 0.0700001}}"),
+       "r.json:6:103: unknown key 'x'"},
   };
   for (const auto& [text, message] : defects) {
     expect_config_error([&] { (void)parse_rule_set(text, "r.json"); }, message);
@@ -647,8 +738,19 @@ TEST(RuleSet, BadJson)
                    "{\"notes\": " + std::string(depth - 1, '[') + std::string(depth - 1, ']') + ", ");
     expect_config_error(
         [&] { (void)parse_rule_set(nested, "deep.json"); },
-        depth == 64 ? "deep.json: 'notes' must be a string" : "deep.json: nested deeper than 64 levels");
+        depth == 64 ? "deep.json:1:11: 'notes' must be a string" : "deep.json: nested deeper than 64 levels");
   }
+  // A syntax error is named `file:line:column: reason` as in every other input, without the JSON
+  // library's own code; a value past a double has no place, only the file.
+  expect_config_error([] { (void)parse_rule_set("{\"id\": \"x\",\n \"h100_tpp\": 5x}", "typo.json"); },
+                      "typo.json:2:15: invalid JSON: syntax error while parsing object - invalid literal");
+  expect_config_error([&] { (void)parse_rule_set(huge, "huge.json"); },
+                      "huge.json: invalid JSON: number overflow parsing '1e999'");
+  // UTF-16 (a spreadsheet's or an editor's "Unicode") fails at its first byte: say why.
+  expect_config_error([] { (void)parse_rule_set(std::string("\xFF\xFE{\0}\0", 6), "wide.json"); },
+                      "wide.json:1:1: invalid JSON: ");
+  expect_config_error([] { (void)parse_rule_set(std::string("\xFF\xFE{\0}\0", 6), "wide.json"); },
+                      "UTF-16 byte-order mark; save it as UTF-8)");
   // Not said to miss every key.
   expect_config_error([] { (void)parse_rule_set("[1, 2]", "array.json"); },
                       "array.json: a rule set is a JSON object");
@@ -671,12 +773,15 @@ TEST(RuleSet, MissingKeys)
 TEST(RuleSet, PhasesMustBeInIncreasingOrder)
 {
   expect_config_error(
-    [] {
-      (void)parse_rule_set(valid_rules(R"([{"through": "2026-12-31", "tpp": 100}, {"through": "2025-12-31", "tpp": 200},
+      [] {
+        (void)parse_rule_set(
+            valid_rules(R"([{"through": "2026-12-31", "tpp": 100}, {"through": "2025-12-31", "tpp": 200},
                                            {"through": "2027-12-31", "tpp": 300}])"),
-                           "r.json");
-    },
-    "nveu_caps[1]");
+            "r.json");
+      },
+      "r.json:4:70: nveu_caps[1]: phases must be in increasing 'through' order: 2025-12-31 is not after the "
+      "phase "
+      "before's 2026-12-31");
   expect_config_error(
     [] {
       (void)parse_rule_set(valid_rules(R"([{"through": "2027-12-31", "tpp": 100}, {"through": "2027-12-31", "tpp": 200}])"),
@@ -688,11 +793,14 @@ TEST(RuleSet, PhasesMustBeInIncreasingOrder)
 TEST(RuleSet, LastPhaseMustCoverCountingEnds)
 {
   expect_config_error(
-    [] {
-      (void)parse_rule_set(valid_rules(R"([{"through": "2025-12-31", "tpp": 100}, {"through": "2027-12-30", "tpp": 200}])"),
-                           "r.json");
-    },
-    "counting_ends");
+      [] {
+        (void)parse_rule_set(
+            valid_rules(R"([{"through": "2025-12-31", "tpp": 100}, {"through": "2027-12-30", "tpp": 200}])"),
+            "r.json");
+      },
+      "r.json:4:70: the last nveu_caps phase ends before counting_ends (2027-12-30 < 2027-12-31): no NVEU "
+      "cap "
+      "would be in force after it; extend its 'through' or add a phase");
   // Ending exactly on counting_ends, or after it, is fine.
   EXPECT_NO_THROW((void)parse_rule_set(valid_rules(R"([{"through": "2027-12-31", "tpp": 1}])"), "r.json"));
   EXPECT_NO_THROW((void)parse_rule_set(valid_rules(R"([{"through": "2030-01-01", "tpp": 1}])"), "r.json"));
@@ -720,8 +828,20 @@ TEST(RuleSet, ShareWithMoreThanSixDecimals)
                       "max_tier2_country_share");
   expect_config_error([&] { (void)parse_rule_set(valid_rules(phases, R"(["LICENSE"])", "-0.1"), "r.json"); },
                       "max_tier2_country_share");
-  expect_config_error([&] { (void)parse_rule_set(valid_rules(phases, R"(["LICENSE"])", "\"0.07\""), "r.json"); },
-                      "max_tier2_country_share");
+  expect_config_error(
+      [&] { (void)parse_rule_set(valid_rules(phases, R"(["LICENSE"])", "\"0.07\""), "r.json"); },
+      "r.json:5:41: uveu: 'max_tier2_country_share' must be a number, not \"0.07\"");
+  // The value refused is shown as written: as a double, 0.07000000000000000001 prints as 0.07,
+  // which would read as a valid share refused.
+  expect_config_error(
+      [&] {
+        (void)parse_rule_set(valid_rules(phases, R"(["LICENSE"])", "0.07000000000000000001"), "r.json");
+      },
+      "r.json:5:41: uveu: 'max_tier2_country_share' must be a fraction between 0 and 1, written without a "
+      "sign, "
+      "with at most 6 decimal digits, not 0.07000000000000000001");
+  expect_config_error([&] { (void)parse_rule_set(valid_rules(phases, R"(["LICENSE"])", "2"), "r.json"); },
+                      "with at most 6 decimal digits, not 2");
 }
 
 // A share of 0 written with a minus sign is refused, as a chips table's performance_density of
@@ -730,9 +850,9 @@ TEST(RuleSet, ShareOfZeroWithASignIsRefusedAsADensityIs)
 {
   const std::string phases = R"([{"through": "2027-12-31", "tpp": 1}])";
   for (const char* bad : {"-0", "-0.0", "-0e0", "-0.000000", "-0E+3"}) {
-    expect_config_error(
-        [&] { (void)parse_rule_set(valid_rules(phases, R"(["LICENSE"])", bad), "r.json"); },
-        "r.json: uveu: 'max_tier2_country_share' must be a fraction between 0 and 1, written without a sign");
+    expect_config_error([&] { (void)parse_rule_set(valid_rules(phases, R"(["LICENSE"])", bad), "r.json"); },
+                        "r.json:5:41: uveu: 'max_tier2_country_share' must be a fraction between 0 and 1, "
+                        "written without a sign");
   }
   for (const char* good : {"0", "0.0", "0e0", "0.000000"}) {
     EXPECT_EQ(
@@ -760,17 +880,87 @@ TEST(RuleSet, CountingWindowAndH100)
 {
   const std::string phases = R"([{"through": "2030-12-31", "tpp": 1}])";
   expect_config_error(
-    [&] { (void)parse_rule_set(valid_rules(phases, R"(["LICENSE"])", "0.07", "2024-12-31"), "r.json"); },
-    "counting_starts");
+      [&] { (void)parse_rule_set(valid_rules(phases, R"(["LICENSE"])", "0.07", "2024-12-31"), "r.json"); },
+      "r.json:1:72: counting_starts 2025-01-13 is after counting_ends 2024-12-31");
   expect_config_error(
-    [&] { (void)parse_rule_set(valid_rules(phases, R"(["LICENSE"])", "0.07", "2027-13-01"), "r.json"); },
-    "counting_ends");
+      [&] { (void)parse_rule_set(valid_rules(phases, R"(["LICENSE"])", "0.07", "2027-13-01"), "r.json"); },
+      "r.json:1:72: 'counting_ends' must be a YYYY-MM-DD date, not \"2027-13-01\"");
   expect_config_error(
     [&] { (void)parse_rule_set(valid_rules(phases, R"(["LICENSE"])", "0.07", "2027-12-31", "0"), "r.json"); },
     "h100_tpp");
   expect_config_error(
-    [&] { (void)parse_rule_set(valid_rules(phases, R"(["LICENSE"])", "0.07", "2027-12-31", "\"15832\""), "r.json"); },
-    "h100_tpp");
+      [&] {
+        (void)parse_rule_set(valid_rules(phases, R"(["LICENSE"])", "0.07", "2027-12-31", "\"15832\""),
+                             "r.json");
+      },
+      "r.json:1:98: 'h100_tpp' must be a positive integer, not \"15832\"");
+  // The value is said; one past 2^63 - 1 (read as signed it wrapped negative) is too large, not
+  // "not positive"; a long value is cut short.
+  for (const auto& [h100, said] :
+       {std::pair{"1e3", "'h100_tpp' must be a positive integer, not 1000.0"},
+        std::pair{"9223372036854775808",
+                  "'h100_tpp' 9223372036854775808 is past 9223372036854775807 (2^63 - 1)"},
+        std::pair{"[1111111111, 2222222222, 3333333333, 4444444444]",  // its first 37 bytes, then ...
+                  "'h100_tpp' must be a positive integer, not [1111111111,2222222222,3333333333,444..."}}) {
+    try {
+      (void)parse_rule_set(valid_rules(phases, R"(["LICENSE"])", "0.07", "2027-12-31", h100), "r.json");
+      ADD_FAILURE() << "accepted " << h100;
+    } catch (const config_error& e) {
+      EXPECT_EQ(std::string(e.what()), std::string("r.json:1:98: ") + said);
+    }
+  }
+}
+
+// A rule set's defects are named `file:line:column:` as a CSV input's are (the JSON library keeps
+// no positions; the first pass over the text notes them): a wrong value at the value, an unknown
+// key at its name, a missing key at its object's opening brace. Lines end in \r\n here.
+TEST(RuleSet, DefectsNameLineAndColumn)
+{
+  const std::string lines[] = {
+      "{",                                                                                         // 1
+      "  \"id\": \"t\", \"counting_starts\": \"2025-01-13\", \"counting_ends\": \"2027-12-31\",",  // 2
+      "  \"h100_tpp\": 15832,",                                                                    // 3
+      "  \"country_cap\": {\"tpp\": 790000000, \"g2g_multiplier\": 2},",                           // 4
+      "  \"lpp\": {",                                                                              // 5
+      "    \"per_order_tpp\": 26900000,",                                                          // 6
+      "    \"per_consignee_year_tpp\": 26900000},",                                                // 7
+      "  \"nveu_caps\": [{\"through\": \"2027-12-31\", \"tpp\": 5}],",                             // 8
+      "  \"uveu\": {\"max_tier2_country_share\": 0.07, \"min_tier1_share\": 0.75, \"min_us_share_if_us_hq\": "
+      "0.5}",
+      "}"};
+  const auto edited = [&](int line, const std::string& from, const std::string& to) {
+    std::string text;
+    for (int i = 0; i < 10; ++i) {
+      std::string row = lines[i];
+      if (i + 1 == line) { row.replace(row.find(from), from.size(), to); }
+      text += row + "\r\n";
+    }
+    return text;
+  };
+  EXPECT_NO_THROW((void)parse_rule_set(edited(3, "15832", "15832"), "r.json"));
+  for (const auto& [text, said] :
+       {// `    "per_order_tpp": ` is 21 bytes: the value is at column 22.
+        std::pair{edited(6, "26900000", "0"),
+                  "r.json:6:22: lpp: 'per_order_tpp' must be a positive integer, not 0"},
+        // Missing is said before unknown: at the object's brace, `  "country_cap": {` column 18.
+        std::pair{edited(4, "g2g_multiplier", "g2g_multiplyer"),
+                  "r.json:4:18: country_cap: missing 'g2g_multiplier'"},
+        // `  "country_cap": {"tpp": 790000000, "g2g_multiplier": 2, ` is 57 bytes: the name is at 58.
+        std::pair{edited(4, "}", ", \"pathway\": [\"LPP\"]}"),
+                  "r.json:4:58: country_cap: unknown key 'pathway'"},
+        // A missing key: at its object's brace, `  "lpp": {` column 10.
+        std::pair{edited(6, "\"per_order_tpp\": 26900000,", ""), "r.json:5:10: lpp: missing 'per_order_tpp'"},
+        std::pair{edited(5, "{", "5, \"x\": {"), "r.json:5:10: lpp must be an object ({...}), not 5"},
+        // `  "nveu_caps": [{"through": ` is 28 bytes.
+        std::pair{edited(8, "2027-12-31", "2027-12-32"),
+                  "r.json:8:29: nveu_caps[0]: 'through' must be a YYYY-MM-DD date, not \"2027-12-32\""}}) {
+    try {
+      (void)parse_rule_set(text, "r.json");
+      ADD_FAILURE() << "accepted: " << said;
+    } catch (const config_error& e) {
+      EXPECT_EQ(std::string(e.what()), said);
+    }
+  }
 }
 
 // SPEC §2: in window is counting_starts <= date <= counting_ends, so a window of one day

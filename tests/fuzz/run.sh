@@ -56,7 +56,7 @@ ingest_sources=("${csv_sources[@]}" "$root/host/shipments.cpp" "$root/host/file_
 device_read_sources=("${ingest_sources[@]}")
 # The reference, rule-set and entities files' loaders.
 reference_sources=("${csv_sources[@]}" "$root/host/reference.cpp" "$root/host/entities.cpp" "$root/host/calendar.cpp"
-                   "$root/host/file_io.cpp")
+                   "$root/host/file_io.cpp" "$root/host/spreadsheet_hints.cpp")
 # The streaming report against the column report: everything but the CLI, the ledger and CUDA.
 report_sources=("${ingest_sources[@]}")
 for f in entities entity_variants checks report cpu_backend streaming_report external_id_check gpu_unavailable; do
