@@ -2068,7 +2068,7 @@ TEST_F(ledger_test, LedgerPathThatIsAFolderIsSaidToBeOne)
   std::filesystem::create_directory(at("ledgers"));
   write_text(at("night.csv"),
              "shipment_id,date,entity,country,chip,quantity\nA1,2025-03-01,E1,DE,H100-SXM,1\n");
-  for (const std::string& command :
+  for (const char* command :
        {"ledger balances ledgers", "ledger report ledgers", "ledger ingest ledgers night.csv",
         "check ledgers --proposed night.csv", "ledger verify ledgers"}) {
     EXPECT_EQ(cli(command), 2) << command << ": " << stderr_text();
