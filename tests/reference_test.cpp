@@ -977,7 +977,7 @@ TEST(RuleSet, OneDayCountingWindowIsValid)
   EXPECT_FALSE(rules.in_window(days_from_civil(2025, 1, 14)));
   expect_config_error(
       [&] { (void)parse_rule_set(valid_rules(phases, R"(["LICENSE"])", "0.07", "2025-01-12"), "r.json"); },
-      "counting_starts is after counting_ends");
+      "r.json:1:72: counting_starts 2025-01-13 is after counting_ends 2025-01-12");  // at the end's value
 }
 
 // The G2G cap (country_cap.tpp x g2g_multiplier) must be exact in 64 bits: the largest tpp whose
@@ -994,8 +994,9 @@ TEST(RuleSet, G2gCapMustFitIn64Bits)
   const rule_set fits = parse_rule_set(with_cap("4611686018427387903"), "r.json");
   EXPECT_EQ(fits.country_cap_tpp, 4611686018427387903);
   EXPECT_EQ(fits.g2g_multiplier, 2);
-  expect_config_error([&] { (void)parse_rule_set(with_cap("4611686018427387904"), "r.json"); },
-                      "r.json: country_cap: tpp x g2g_multiplier overflows 64 bits");
+  expect_config_error(
+      [&] { (void)parse_rule_set(with_cap("4611686018427387904"), "r.json"); },
+      "r.json:2:67: country_cap: tpp x g2g_multiplier overflows 64 bits");  // at the multiplier
 }
 
 // Country codes index 256-bit NVEU masks (four 64-bit words an entity): a table of 256 countries
