@@ -242,15 +242,11 @@ utf8_sequence utf8_at(std::string_view text, std::size_t at) noexcept
 
 namespace capledger::detail {
 
-namespace {
-/// @return whether a header's first name is UTF-16 text read as bytes: it holds NUL bytes or
-/// starts with a UTF-16 byte-order mark
-bool looks_utf16(std::string_view first_name) noexcept
+bool looks_utf16(std::string_view text) noexcept
 {
-  return first_name.substr(0, 2) == "\xFF\xFE" || first_name.substr(0, 2) == "\xFE\xFF" ||
-         first_name.find('\0') != std::string_view::npos;
+  return text.substr(0, 2) == "\xFF\xFE" || text.substr(0, 2) == "\xFE\xFF" ||
+         text.find('\0') != std::string_view::npos;
 }
-}  // namespace
 
 void refuse_lf_cr_line_ends(std::string_view text, std::size_t after_header, std::int64_t line,
                             const std::string& file)

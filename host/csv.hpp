@@ -78,6 +78,10 @@ class csv_reader {
   csv_status fail(csv_status status, std::size_t at_pos, std::int64_t at_line, std::size_t at_line_start);
 };
 
+/// @return whether @p text (a header's first name, a whole file) is UTF-16 read as bytes: it holds
+/// NUL bytes or starts with a UTF-16 byte-order mark
+[[nodiscard]] bool looks_utf16(std::string_view text) noexcept;
+
 /// @brief Refuses a file whose line ends are `\n\r` (some exports): the carriage return after
 /// each `\n` would begin the next record, so every first field (a shipment or entity id) would
 /// hold it and match no other file's ids (a log given again that way counted every line twice).

@@ -631,6 +631,11 @@ fs::path resolved_path(const std::string& path)
   return out;
 }
 
+std::string shown_input(const std::string& input)
+{
+  return input == "-" ? "- (standard input)" : input;
+}
+
 namespace {
 
 /// Whether @p a and @p b name one file, folder, pipe or FIFO, by device and inode. Not
@@ -684,11 +689,6 @@ bool is_pipe(const std::string& path)
 {
   struct stat at {};
   return ::stat(path.c_str(), &at) == 0 && (S_ISFIFO(at.st_mode) || S_ISSOCK(at.st_mode));
-}
-
-std::string shown_input(const std::string& input)
-{
-  return input == "-" ? "- (standard input)" : input;
 }
 
 /// Whether an output written at @p path lands on standard output: by its name (`/dev/stdout`,

@@ -179,6 +179,9 @@ struct named_output {
   std::string path;  ///< empty: none
 };
 
+/// @brief @p input as messages name it: `-` is `- (standard input)`.
+[[nodiscard]] std::string shown_input(const std::string& input);
+
 /// @brief The paths one run reads and writes, checked together by `refuse_colliding_paths`.
 struct run_paths {
   std::vector<std::string> inputs;  ///< every file the run reads; `-` is standard input, empty skipped

@@ -769,13 +769,10 @@ int run_ledger_report(const std::string& db_path, const report_options& options,
   if (!replay) {
     sql_connection db = open_ledger(db_path, sql_connection::mode::read_only);
     db.exec("BEGIN");  // one consistent snapshot of the state, files and rejects
-    // Without a rejects file only the rejects `note` shows are read, or the one past
-    // `--max-rejects` that stops the run; the rest are counted.
+    // Without a rejects file only the rejects `note` shows are read (no --max-rejects can stop
+    // the run: it needs --rejects); the rest are counted.
     const std::int64_t rejects_read =
-        options.rejects_path.empty()
-            ? std::max(static_cast<std::int64_t>(rejects_output::lines_noted),
-                       std::min(options.max_rejects, std::numeric_limits<std::int64_t>::max() - 1) + 1)
-            : -1;
+        options.rejects_path.empty() ? static_cast<std::int64_t>(rejects_output::lines_noted) : -1;
     const std::unique_ptr<detail::stored_state> state =
         detail::load_ledger_state(db, ref, options.as_of, why, rejects_read);
     db.exec("COMMIT");

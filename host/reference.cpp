@@ -532,10 +532,10 @@ std::string json_syntax_message(std::string_view text, const std::string& origin
       what.remove_prefix(colon + 2);
     }
   }
-  const bool utf16 = text.find('\0') != std::string_view::npos || text.substr(0, 2) == "\xFF\xFE" ||
-                     text.substr(0, 2) == "\xFE\xFF";
   return origin + place + ": invalid JSON: " + std::string(what) +
-         (utf16 ? " (the file holds NUL bytes or a UTF-16 byte-order mark; save it as UTF-8)" : "");
+         (detail::looks_utf16(text)
+              ? " (the file holds NUL bytes or a UTF-16 byte-order mark; save it as UTF-8)"
+              : "");
 }
 
 /// An iterator over a rule set's text that counts the bytes the JSON parser has read, so that

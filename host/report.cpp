@@ -126,9 +126,6 @@ void refuse_stdin_read_twice(const report_options& options,
     if (read.first != "the shipment log") { named.push_back(read); }
   }
   std::map<std::pair<dev_t, ino_t>, const std::pair<std::string, std::string>*> pipes;
-  const auto shown = [](const std::string& path) -> std::string {
-    return path == "-" ? "- (standard input)" : path;
-  };
   for (const auto& entry : named) {
     const auto& [what, path] = entry;
     struct stat st {};
@@ -140,9 +137,10 @@ void refuse_stdin_read_twice(const report_options& options,
     if (first_time) { continue; }
     const auto& [first_what, first_path] = *seen->second;
     throw config_error(first_what == what
-                           ? what + " names one pipe twice (" + shown(first_path) + " and " + shown(path) +
-                                 "): it can be read once; name it once"
-                           : first_what + " " + shown(first_path) + " and " + what + " " + shown(path) +
+                           ? what + " names one pipe twice (" + detail::shown_input(first_path) + " and " +
+                                 detail::shown_input(path) + "): it can be read once; name it once"
+                           : first_what + " " + detail::shown_input(first_path) + " and " + what + " " +
+                                 detail::shown_input(path) +
                                  " are one pipe: it can be read once; name it once");
   }
 }
