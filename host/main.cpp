@@ -192,6 +192,16 @@ void finish_report_flags(report_options& options, const std::string& as_of, cons
   }
 }
 
+/// A `--format` given with `--out` changes nothing (the files are SPEC's CSV and JSON, and nothing
+/// goes to stdout): said, so that a script that waits for JSON on stdout learns why none comes.
+void note_format_with_out(const CLI::App* cmd, const report_options& options)
+{
+  if (cmd->count("--format") > 0 && !options.out_dir.empty()) {
+    std::cerr << "capledger: note: --format " << options.format << " is for standard output without --out; "
+              << "--out " << options.out_dir << " gets the files of SPEC 5 and stdout nothing\n";
+  }
+}
+
 }  // namespace
 
 namespace {
@@ -402,6 +412,7 @@ int main(int argc, char** argv)
   if (report_cmd->parsed()) {
     return guarded([&] {
       finish_report_flags(report, as_of, warn_at);
+      note_format_with_out(report_cmd, report);
       return run_report(report, std::cout, std::cerr);
     });
   }
@@ -428,6 +439,7 @@ int main(int argc, char** argv)
   if (ledger_report_cmd->parsed()) {
     return guarded([&] {
       finish_report_flags(report, as_of, warn_at);
+      note_format_with_out(ledger_report_cmd, report);
       return run_ledger_report(db_path, report, std::cout, std::cerr, replay);
     });
   }

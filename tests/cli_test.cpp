@@ -161,6 +161,23 @@ TEST_F(Cli, BadLineExitsTwoWithPosition)
   EXPECT_EQ(r.err.find("terminate"), std::string::npos) << r.err;
 }
 
+TEST_F(Cli, FormatWithOutIsNotedAsChangingNothing)
+{
+  const auto log = write("log.csv", clean_log);
+  const auto r   = run("report --backend cpu " + log + " --out o1 --format json");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "");  // the files are written; stdout gets no JSON
+  EXPECT_NE(r.err.find("capledger: note: --format json is for standard output without --out; --out o1 gets"),
+            std::string::npos)
+      << r.err;
+  // Without --format, or without --out, no note.
+  for (const char* args : {" --out o2", " --format csv"}) {
+    const auto quiet = run("report --backend cpu " + log + args);
+    EXPECT_EQ(quiet.exit_code, 0) << quiet.err;
+    EXPECT_EQ(quiet.err.find("--format"), std::string::npos) << args << ": " << quiet.err;
+  }
+}
+
 // What goes to stdout must arrive: a full disk or a closed stdout is exit 2 with a message, not
 // a success whose answer was lost.
 TEST_F(Cli, StdoutThatCannotBeWrittenIsAnError)

@@ -2063,6 +2063,20 @@ TEST_F(ledger_test, LedgerPathThatCannotBeLookedUpIsBadInput)
 
 // A folder named as the ledger (a typo, or the folder the ledger lives in) is said to be one,
 // where SQLite said only "disk I/O error" or "unable to open database file"; exit 2.
+TEST_F(ledger_test, FormatWithOutIsNoted)
+{
+  write_text(at("night.csv"),
+             "shipment_id,date,entity,country,chip,quantity\nA1,2025-03-01,E1,DE,H100-SXM,1\n");
+  ASSERT_EQ(cli("ledger init l.db"), 0);
+  ASSERT_EQ(cli("ledger ingest l.db night.csv"), 0) << stderr_text();
+  EXPECT_EQ(cli("ledger report l.db --out o --format csv"), 0) << stderr_text();
+  EXPECT_NE(stderr_text().find("capledger: note: --format csv is for standard output without --out"),
+            std::string::npos)
+      << stderr_text();
+  EXPECT_EQ(cli("ledger report l.db --out o2"), 0) << stderr_text();
+  EXPECT_EQ(stderr_text().find("--format"), std::string::npos) << stderr_text();
+}
+
 TEST_F(ledger_test, LedgerPathThatIsAFolderIsSaidToBeOne)
 {
   std::filesystem::create_directory(at("ledgers"));
