@@ -995,7 +995,8 @@ void check_proposed(const reference_data& ref, const shipment_log& proposed, led
   std::stable_sort(spec_order.begin(), spec_order.end(),
                    [&](std::size_t a, std::size_t b) { return c.date[a] < c.date[b]; });
   std::vector<std::vector<proposed_check>> rows_of_line(spec_order.size());
-  std::vector<bool> weighed(spec_order.size());
+  // A line weighed has a row at least (an `ok` one where no limit applies): lines without rows
+  // are those not weighed yet.
   std::size_t next_given = 0;  // the first line whose rows are not given yet
   for (const std::size_t i : spec_order) {
     const auto line                   = static_cast<std::int64_t>(i);
@@ -1103,8 +1104,7 @@ void check_proposed(const reference_data& ref, const shipment_log& proposed, led
     for (key_totals* t : totals) {
       if (t != nullptr) { t->proposed += c.tpp[i]; }
     }
-    weighed[i] = true;
-    for (; next_given < weighed.size() && weighed[next_given]; ++next_given) {
+    for (; next_given < rows_of_line.size() && !rows_of_line[next_given].empty(); ++next_given) {
       for (const proposed_check& r : rows_of_line[next_given]) { row(r); }
       std::vector<proposed_check>().swap(rows_of_line[next_given]);
     }
